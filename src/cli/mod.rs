@@ -1,0 +1,257 @@
+//! The command line: parses arguments, sets up logging, runs one command, maps the
+//! outcome to DESIGN.md's exit codes. Each command group lives in its own file.
+
+pub mod audit;
+pub mod daemon;
+pub mod notify;
+pub mod sim;
+pub mod snapshot;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+/// Exit codes of DESIGN.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: done.
+    Ok = 0,
+    /// 1: a non-exempt open finding at or above `--fail-on`.
+    Findings = 1,
+    /// 2: bad usage, configuration or rule file (or anything else that stopped the command).
+    Usage = 2,
+    /// 3: the organization could not be read completely.
+    Incomplete = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// An error that carries the exit code it must end the process with.
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+pub struct CliError {
+    /// The exit code.
+    pub exit: Exit,
+    /// What went wrong.
+    pub error: anyhow::Error,
+}
+
+impl CliError {
+    /// A usage or configuration error (exit 2).
+    pub fn usage(error: impl Into<anyhow::Error>) -> anyhow::Error {
+        CliError {
+            exit: Exit::Usage,
+            error: error.into(),
+        }
+        .into()
+    }
+
+    /// An incomplete read of the organization (exit 3).
+    pub fn incomplete(error: impl Into<anyhow::Error>) -> anyhow::Error {
+        CliError {
+            exit: Exit::Incomplete,
+            error: error.into(),
+        }
+        .into()
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options every command takes.
+#[derive(Clone, Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Configuration file [default: orgwarden.toml when it exists]
+    #[arg(long, global = true, env = "ORGWARDEN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// SQLite database file [default: `[storage] path`, else orgwarden.db]
+    #[arg(long, global = true, env = "ORGWARDEN_DB", value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// Admin API base URL [default: `[openai] base_url`, else https://api.openai.com/v1]
+    #[arg(long, global = true, env = "ORGWARDEN_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors in the log
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Log line format (logs go to stderr)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl GlobalArgs {
+    /// Loads the configuration: `--config`, else `./orgwarden.toml` when present, else defaults.
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        match &self.config {
+            Some(path) => Config::load(path).map_err(CliError::usage),
+            None => {
+                let default = PathBuf::from("orgwarden.toml");
+                if default.exists() {
+                    Config::load(&default).map_err(CliError::usage)
+                } else {
+                    Ok(Config::default())
+                }
+            }
+        }
+    }
+
+    /// The database path: `--db`, else `[storage] path` (relative to the config file).
+    pub fn db_path(&self, config: &Config) -> PathBuf {
+        match &self.db {
+            Some(db) => db.clone(),
+            None => config.resolve(&config.storage.path),
+        }
+    }
+
+    /// The Admin API base URL: `--base-url`, else `[openai] base_url`, else the real API.
+    pub fn base_url(&self, config: &Config) -> String {
+        self.base_url
+            .clone()
+            .or_else(|| config.openai.base_url.clone())
+            .unwrap_or_else(|| crate::config::DEFAULT_BASE_URL.to_owned())
+    }
+}
+
+/// orgwarden audits an OpenAI organization through the Admin API: it snapshots every
+/// project's users, keys, service accounts, permissions, retention and spend alerts into
+/// SQLite, evaluates TOML rules over them, and announces what is new, reopened or resolved.
+///
+/// Start with `orgwarden demo`: a full audit of a built-in simulated organization,
+/// with no key and no network.
+#[derive(Debug, Parser)]
+#[command(name = "orgwarden", version, propagate_version = true)]
+#[command(after_help = "Exit codes: 0 done; 1 an open finding at or above --fail-on; \
+2 bad usage, configuration or rule file; 3 the organization could not be read completely.\n\
+The admin key comes from OPENAI_ADMIN_KEY or `[openai] admin_key_file`.")]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command of DESIGN.md.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented starter orgwarden.toml
+    Init(daemon::InitArgs),
+    /// Full audit of the built-in simulated organization (no key, no network)
+    Demo(audit::DemoArgs),
+    /// Snapshot, evaluate the rules and print the findings (and notify with --notify)
+    Audit(audit::AuditArgs),
+    /// Collect and store one snapshot; print a run summary
+    Snapshot(snapshot::SnapshotArgs),
+    /// Run audits on the configured schedule until SIGTERM
+    Daemon(daemon::DaemonArgs),
+    /// Print the next run times of the configured schedule
+    Schedule(daemon::ScheduleArgs),
+    /// List stored snapshots
+    Snapshots(snapshot::SnapshotsArgs),
+    /// Objects added, removed and changed between two snapshots (default: the last two)
+    Diff(snapshot::DiffArgs),
+    /// Every stored version of one object
+    History(snapshot::HistoryArgs),
+    /// List findings
+    Findings(audit::FindingsArgs),
+    /// Read-only SQL over the documented views
+    Query(snapshot::QueryArgs),
+    /// List, check, test and explain rules
+    #[command(subcommand)]
+    Rules(audit::RulesCommand),
+    /// Notification channels
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
+    /// Serve the simulated Admin API
+    Sim(sim::SimArgs),
+}
+
+/// Parses the command line, runs the command and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    match run(cli) {
+        Ok(exit) => exit.into(),
+        Err(error) => {
+            let exit = error
+                .downcast_ref::<CliError>()
+                .map_or(Exit::Usage, |e| e.exit);
+            eprintln!("error: {error:#}");
+            exit.into()
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Init(args) => daemon::init(global, args),
+        Command::Demo(args) => audit::demo(global, args),
+        Command::Audit(args) => audit::audit(global, args),
+        Command::Snapshot(args) => snapshot::snapshot(global, args),
+        Command::Daemon(args) => daemon::daemon(global, args),
+        Command::Schedule(args) => daemon::schedule(global, args),
+        Command::Snapshots(args) => snapshot::snapshots(global, args),
+        Command::Diff(args) => snapshot::diff(global, args),
+        Command::History(args) => snapshot::history(global, args),
+        Command::Findings(args) => audit::findings(global, args),
+        Command::Query(args) => snapshot::query(global, args),
+        Command::Rules(cmd) => audit::rules(global, cmd),
+        Command::Notify(cmd) => notify::notify(global, cmd),
+        Command::Sim(args) => sim::sim(global, args),
+    }
+}
+
+/// Says plainly that a command does not exist yet, and fails with exit 2.
+pub fn not_built(command: &str, issue: &str) -> anyhow::Result<Exit> {
+    Err(CliError::usage(anyhow::anyhow!(
+        "`orgwarden {command}` is not built yet ({issue}); nothing was done"
+    )))
+}
+
+/// A multi-threaded Tokio runtime for commands that do network work.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_logging(global: &GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    let default = if global.quiet {
+        "error"
+    } else {
+        match global.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    // RUST_LOG wins when set, so operators can filter per module.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match global.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

@@ -1,0 +1,21 @@
+//! orgwarden: audits an OpenAI organization through the Admin API.
+//!
+//! The data flows through one module per stage:
+//! [`schedule`] → [`collect`] (over [`client`]) → [`store`] → [`rules`] → [`findings`] → [`notify`],
+//! with [`sim`] standing in for the Admin API in the demo, tests and benchmarks.
+//! [`model`] holds the vocabulary every stage shares; [`cli`] is the thin command-line layer.
+
+pub mod cli;
+pub mod client;
+pub mod collect;
+pub mod config;
+pub mod daemon;
+pub mod diagnostics;
+pub mod findings;
+pub mod model;
+pub mod notify;
+pub mod report;
+pub mod rules;
+pub mod schedule;
+pub mod sim;
+pub mod store;

@@ -1,0 +1,637 @@
+//! The vocabulary every stage shares: typed ids, severities, and the catalog of the
+//! Admin API families orgwarden reads (their paths, list envelopes, page limits and
+//! the columns of the SQL view each one is stored under).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Declares a string id newtype, so that an `ApiKeyId` cannot be passed where a
+/// `ProjectId` is expected.
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// The id as the API spells it.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A project id (`proj_…`).
+    ProjectId
+);
+string_id!(
+    /// A user id (`user-…`).
+    UserId
+);
+string_id!(
+    /// A project service account id (`svc_acct_…`).
+    ServiceAccountId
+);
+string_id!(
+    /// A project API key id (`key_…`).
+    ApiKeyId
+);
+string_id!(
+    /// A group id (`group_…`).
+    GroupId
+);
+string_id!(
+    /// A role id (`role_…`).
+    RoleId
+);
+string_id!(
+    /// A certificate id (`cert_…`).
+    CertificateId
+);
+string_id!(
+    /// A spend alert id.
+    SpendAlertId
+);
+string_id!(
+    /// A rate limit id (`rl-…`).
+    RateLimitId
+);
+string_id!(
+    /// A rule's stable kebab-case id (`api-key-stale`).
+    RuleId
+);
+
+/// The row id of a stored snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SnapshotId(pub i64);
+
+impl fmt::Display for SnapshotId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// How bad a finding is, in increasing order.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing; no action expected.
+    Info,
+    /// Hygiene.
+    Low,
+    /// Should be fixed.
+    Medium,
+    /// Fix soon: a real exposure.
+    High,
+    /// Fix now.
+    Critical,
+}
+
+impl Severity {
+    /// Every severity, lowest first.
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    /// The lowercase name used in config, rule files and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Severity::ALL
+            .into_iter()
+            .find(|sev| sev.as_str() == s)
+            .ok_or_else(|| format!("unknown severity `{s}` (expected info, low, medium, high or critical)"))
+    }
+}
+
+/// The list envelope an endpoint answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Envelope {
+    /// Shape A: `{object, data, first_id, last_id, has_more}`; the next page is `after=last_id`.
+    FirstLastId,
+    /// Shape B: `{object, data, has_more, next}`; the next page is `after=next`, opaque.
+    NextCursor,
+    /// Not a list: one object per project.
+    Single,
+}
+
+/// The 14 project families orgwarden reads, each stored under one SQL view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// `GET /organization/projects?include_archived=true`
+    Projects,
+    /// `GET /organization/projects/{project_id}/users`
+    ProjectUsers,
+    /// `GET /projects/{project_id}/users/{user_id}/roles`
+    ProjectUserRoles,
+    /// `GET /organization/projects/{project_id}/service_accounts`
+    ProjectServiceAccounts,
+    /// `GET /organization/projects/{project_id}/api_keys?owner_project_access=any`
+    ProjectApiKeys,
+    /// `GET /organization/projects/{project_id}/rate_limits`
+    ProjectRateLimits,
+    /// `GET /organization/projects/{project_id}/model_permissions`
+    ProjectModelPermissions,
+    /// `GET /organization/projects/{project_id}/hosted_tool_permissions`
+    ProjectHostedToolPermissions,
+    /// `GET /organization/projects/{project_id}/groups`
+    ProjectGroups,
+    /// `GET /projects/{project_id}/groups/{group_id}/roles`
+    ProjectGroupRoles,
+    /// `GET /projects/{project_id}/roles`
+    ProjectRoles,
+    /// `GET /organization/projects/{project_id}/data_retention`
+    ProjectDataRetention,
+    /// `GET /organization/projects/{project_id}/spend_alerts`
+    ProjectSpendAlerts,
+    /// `GET /organization/projects/{project_id}/certificates`
+    ProjectCertificates,
+}
+
+/// One column of a family's view: its name and where it comes from in the object's JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// The column name (the API's field name; nested fields joined with `_`).
+    pub name: &'static str,
+    /// SQLite JSON paths into the stored object, separated by `|` when the value may sit
+    /// in more than one place (`$.owner.user.id|$.owner.service_account.id`): the first
+    /// non-null one is the column's value.
+    pub path: &'static str,
+}
+
+/// A struct literal, so that column tables are promoted to `'static` constants.
+macro_rules! col {
+    ($name:expr, $path:expr $(,)?) => {
+        Column {
+            name: $name,
+            path: $path,
+        }
+    };
+}
+
+impl Family {
+    /// Every family, parents before children (the order a crawl discovers them).
+    pub const ALL: [Family; 14] = [
+        Family::Projects,
+        Family::ProjectUsers,
+        Family::ProjectUserRoles,
+        Family::ProjectServiceAccounts,
+        Family::ProjectApiKeys,
+        Family::ProjectRateLimits,
+        Family::ProjectModelPermissions,
+        Family::ProjectHostedToolPermissions,
+        Family::ProjectGroups,
+        Family::ProjectGroupRoles,
+        Family::ProjectRoles,
+        Family::ProjectDataRetention,
+        Family::ProjectSpendAlerts,
+        Family::ProjectCertificates,
+    ];
+
+    /// The name of the SQL view that holds this family's latest state (also its stable name
+    /// in config, JSON output and rule `resource_type`).
+    pub fn view(self) -> &'static str {
+        match self {
+            Family::Projects => "projects",
+            Family::ProjectUsers => "project_users",
+            Family::ProjectUserRoles => "project_user_roles",
+            Family::ProjectServiceAccounts => "project_service_accounts",
+            Family::ProjectApiKeys => "project_api_keys",
+            Family::ProjectRateLimits => "project_rate_limits",
+            Family::ProjectModelPermissions => "project_model_permissions",
+            Family::ProjectHostedToolPermissions => "project_hosted_tool_permissions",
+            Family::ProjectGroups => "project_groups",
+            Family::ProjectGroupRoles => "project_group_roles",
+            Family::ProjectRoles => "project_roles",
+            Family::ProjectDataRetention => "project_data_retention",
+            Family::ProjectSpendAlerts => "project_spend_alerts",
+            Family::ProjectCertificates => "project_certificates",
+        }
+    }
+
+    /// The family whose view is named `view`.
+    pub fn from_view(view: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.view() == view)
+    }
+
+    /// The API path of the read, with `{project_id}` and `{parent_id}` placeholders.
+    pub fn path_template(self) -> &'static str {
+        match self {
+            Family::Projects => "/organization/projects",
+            Family::ProjectUsers => "/organization/projects/{project_id}/users",
+            Family::ProjectUserRoles => "/projects/{project_id}/users/{parent_id}/roles",
+            Family::ProjectServiceAccounts => "/organization/projects/{project_id}/service_accounts",
+            Family::ProjectApiKeys => "/organization/projects/{project_id}/api_keys",
+            Family::ProjectRateLimits => "/organization/projects/{project_id}/rate_limits",
+            Family::ProjectModelPermissions => "/organization/projects/{project_id}/model_permissions",
+            Family::ProjectHostedToolPermissions => {
+                "/organization/projects/{project_id}/hosted_tool_permissions"
+            }
+            Family::ProjectGroups => "/organization/projects/{project_id}/groups",
+            Family::ProjectGroupRoles => "/projects/{project_id}/groups/{parent_id}/roles",
+            Family::ProjectRoles => "/projects/{project_id}/roles",
+            Family::ProjectDataRetention => "/organization/projects/{project_id}/data_retention",
+            Family::ProjectSpendAlerts => "/organization/projects/{project_id}/spend_alerts",
+            Family::ProjectCertificates => "/organization/projects/{project_id}/certificates",
+        }
+    }
+
+    /// The read's path for one scope.
+    pub fn path(self, project_id: Option<&ProjectId>, parent_id: Option<&str>) -> String {
+        let mut path = self.path_template().to_owned();
+        if let Some(p) = project_id {
+            path = path.replace("{project_id}", p.as_str());
+        }
+        if let Some(parent) = parent_id {
+            path = path.replace("{parent_id}", parent);
+        }
+        path
+    }
+
+    /// The list envelope the read answers with.
+    pub fn envelope(self) -> Envelope {
+        match self {
+            Family::Projects
+            | Family::ProjectUsers
+            | Family::ProjectServiceAccounts
+            | Family::ProjectApiKeys
+            | Family::ProjectRateLimits
+            | Family::ProjectSpendAlerts
+            | Family::ProjectCertificates => Envelope::FirstLastId,
+            Family::ProjectUserRoles
+            | Family::ProjectGroups
+            | Family::ProjectGroupRoles
+            | Family::ProjectRoles => Envelope::NextCursor,
+            Family::ProjectModelPermissions
+            | Family::ProjectHostedToolPermissions
+            | Family::ProjectDataRetention => Envelope::Single,
+        }
+    }
+
+    /// The largest `limit` the endpoint accepts (a larger one is a 400), or `None` for
+    /// reads that are not lists.
+    pub fn max_page_size(self) -> Option<u32> {
+        match self {
+            Family::ProjectModelPermissions
+            | Family::ProjectHostedToolPermissions
+            | Family::ProjectDataRetention => None,
+            Family::ProjectUserRoles | Family::ProjectGroupRoles | Family::ProjectRoles => {
+                Some(1000)
+            }
+            _ => Some(100),
+        }
+    }
+
+    /// Extra query parameters the collector must send so that nothing is hidden from it.
+    pub fn required_query(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Family::Projects => &[("include_archived", "true")],
+            Family::ProjectApiKeys => &[("owner_project_access", "any")],
+            _ => &[],
+        }
+    }
+
+    /// The parent family whose objects each own one scope of this family
+    /// (role assignments are read per user and per group).
+    pub fn parent(self) -> Option<Family> {
+        match self {
+            Family::Projects => None,
+            Family::ProjectUserRoles => Some(Family::ProjectUsers),
+            Family::ProjectGroupRoles => Some(Family::ProjectGroups),
+            _ => Some(Family::Projects),
+        }
+    }
+
+    /// The JSON field that identifies an object within its scope, or `None` for a
+    /// single per-project object (whose identity is its project).
+    pub fn id_field(self) -> Option<&'static str> {
+        match self {
+            Family::ProjectGroups => Some("group_id"),
+            Family::ProjectModelPermissions
+            | Family::ProjectHostedToolPermissions
+            | Family::ProjectDataRetention => None,
+            _ => Some("id"),
+        }
+    }
+
+    /// Fields that change on every use: kept current, but a change to them alone is not
+    /// a new version (AWS Config's rule) and does not show in `diff`.
+    pub fn volatile_fields(self) -> &'static [&'static str] {
+        match self {
+            Family::ProjectApiKeys => &["last_used_at"],
+            _ => &[],
+        }
+    }
+
+    /// The view's columns besides `project_id`, `resource_id` and `raw`, which every view has.
+    /// `project_hosted_tool_permissions` is one row per tool and has `tool, enabled` instead.
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Family::Projects => &[
+                col!("id", "$.id"),
+                col!("object", "$.object"),
+                col!("name", "$.name"),
+                col!("created_at", "$.created_at"),
+                col!("archived_at", "$.archived_at"),
+                col!("status", "$.status"),
+                col!("external_key_id", "$.external_key_id"),
+                col!("residency", "$.residency"),
+            ],
+            Family::ProjectUsers => &[
+                col!("id", "$.id"),
+                col!("object", "$.object"),
+                col!("name", "$.name"),
+                col!("email", "$.email"),
+                col!("role", "$.role"),
+                col!("added_at", "$.added_at"),
+            ],
+            Family::ProjectUserRoles | Family::ProjectGroupRoles => &[
+                col!("id", "$.id"),
+                col!("name", "$.name"),
+                col!("permissions", "$.permissions"),
+                col!("resource_type", "$.resource_type"),
+                col!("predefined_role", "$.predefined_role"),
+                col!("description", "$.description"),
+                col!("created_at", "$.created_at"),
+                col!("updated_at", "$.updated_at"),
+                col!("created_by", "$.created_by"),
+            ],
+            Family::ProjectServiceAccounts => &[
+                col!("id", "$.id"),
+                col!("object", "$.object"),
+                col!("name", "$.name"),
+                col!("role", "$.role"),
+                col!("created_at", "$.created_at"),
+            ],
+            Family::ProjectApiKeys => &[
+                col!("id", "$.id"),
+                col!("object", "$.object"),
+                col!("name", "$.name"),
+                col!("redacted_value", "$.redacted_value"),
+                col!("created_at", "$.created_at"),
+                col!("last_used_at", "$.last_used_at"),
+                col!("owner_project_access", "$.owner_project_access"),
+                col!("owner_type", "$.owner.type"),
+                // The owner is a user or a service account; the id lives under either.
+                col!("owner_id", "$.owner.user.id|$.owner.service_account.id"),
+                col!("owner_name", "$.owner.user.name|$.owner.service_account.name"),
+                col!("owner_email", "$.owner.user.email"),
+                col!("owner_role", "$.owner.user.role|$.owner.service_account.role"),
+                col!(
+                    "owner_created_at",
+                    "$.owner.user.created_at|$.owner.service_account.created_at",
+                ),
+            ],
+            Family::ProjectRateLimits => &[
+                col!("id", "$.id"),
+                col!("object", "$.object"),
+                col!("model", "$.model"),
+                col!("max_requests_per_1_minute", "$.max_requests_per_1_minute"),
+                col!("max_tokens_per_1_minute", "$.max_tokens_per_1_minute"),
+                col!("max_images_per_1_minute", "$.max_images_per_1_minute"),
+                col!(
+                    "max_audio_megabytes_per_1_minute",
+                    "$.max_audio_megabytes_per_1_minute",
+                ),
+                col!("max_requests_per_1_day", "$.max_requests_per_1_day"),
+                col!("batch_1_day_max_input_tokens", "$.batch_1_day_max_input_tokens"),
+            ],
+            Family::ProjectModelPermissions => &[
+                col!("object", "$.object"),
+                col!("mode", "$.mode"),
+                col!("model_ids", "$.model_ids"),
+            ],
+            Family::ProjectHostedToolPermissions => &[],
+            Family::ProjectGroups => &[
+                col!("group_id", "$.group_id"),
+                col!("object", "$.object"),
+                col!("group_name", "$.group_name"),
+                col!("group_type", "$.group_type"),
+                col!("created_at", "$.created_at"),
+            ],
+            Family::ProjectRoles => &[
+                col!("id", "$.id"),
+                col!("object", "$.object"),
+                col!("name", "$.name"),
+                col!("description", "$.description"),
+                col!("permissions", "$.permissions"),
+                col!("resource_type", "$.resource_type"),
+                col!("predefined_role", "$.predefined_role"),
+            ],
+            Family::ProjectDataRetention => &[col!("object", "$.object"), col!("type", "$.type")],
+            Family::ProjectSpendAlerts => &[
+                col!("id", "$.id"),
+                col!("object", "$.object"),
+                col!("threshold_amount", "$.threshold_amount"),
+                col!("currency", "$.currency"),
+                col!("interval", "$.interval"),
+                col!("notification_channel_type", "$.notification_channel.type"),
+                col!(
+                    "notification_channel_recipients",
+                    "$.notification_channel.recipients",
+                ),
+                col!(
+                    "notification_channel_subject_prefix",
+                    "$.notification_channel.subject_prefix",
+                ),
+            ],
+            Family::ProjectCertificates => &[
+                col!("id", "$.id"),
+                col!("object", "$.object"),
+                col!("name", "$.name"),
+                col!("created_at", "$.created_at"),
+                col!("active", "$.active"),
+                col!("valid_at", "$.certificate_details.valid_at"),
+                col!("expires_at", "$.certificate_details.expires_at"),
+            ],
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.view())
+    }
+}
+
+/// The five hosted tools a project can enable, in the order the API lists them.
+pub const HOSTED_TOOLS: [&str; 5] = [
+    "file_search",
+    "web_search",
+    "image_generation",
+    "mcp",
+    "code_interpreter",
+];
+
+/// One read of one family for one project (or one user or group within it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Scope {
+    /// What was read.
+    pub family: Family,
+    /// The project, for every family but `projects`.
+    pub project_id: Option<ProjectId>,
+    /// The user or group id, for role-assignment reads.
+    pub parent_id: Option<String>,
+}
+
+impl Scope {
+    /// The read's API path.
+    pub fn path(&self) -> String {
+        self.family
+            .path(self.project_id.as_ref(), self.parent_id.as_deref())
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+/// Why a scope could not be read completely. Such a scope's stored objects are carried
+/// forward unchanged and its findings keep their status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeError {
+    /// The HTTP status, when the API answered.
+    pub status: Option<u16>,
+    /// What went wrong, naming the path; never contains the admin key.
+    pub message: String,
+}
+
+/// What one scope's read produced: every object of a complete read, or the error.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScopeOutcome {
+    /// The whole scope was read; objects absent from it are gone.
+    Complete(Vec<serde_json::Value>),
+    /// The read failed part-way or entirely.
+    Failed(ScopeError),
+}
+
+/// The collector's message to the store for one scope.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScopeResult {
+    /// Which read.
+    pub scope: Scope,
+    /// What it gave.
+    pub outcome: ScopeOutcome,
+}
+
+/// Counters of one crawl, stored with its snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrawlStats {
+    /// HTTP requests sent, retries included.
+    pub requests: u64,
+    /// Scopes that could not be read.
+    pub errors: u64,
+    /// Requests retried after a 429, 5xx or connection error.
+    pub retries: u64,
+    /// 429 answers received.
+    pub rate_limited: u64,
+}
+
+/// A snapshot's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotStatus {
+    /// Every scope was read.
+    Complete,
+    /// Some scopes failed; their objects were carried forward.
+    Partial,
+    /// Nothing usable was read (the key was refused, the project list failed).
+    Failed,
+}
+
+impl SnapshotStatus {
+    /// The lowercase name stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotStatus::Complete => "complete",
+            SnapshotStatus::Partial => "partial",
+            SnapshotStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for SnapshotStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_view_name_maps_back_to_its_family() {
+        for family in Family::ALL {
+            assert_eq!(Family::from_view(family.view()), Some(family));
+        }
+        assert_eq!(Family::from_view("nope"), None);
+    }
+
+    #[test]
+    fn scope_path_fills_both_placeholders() {
+        let scope = Scope {
+            family: Family::ProjectGroupRoles,
+            project_id: Some(ProjectId::from("proj_a")),
+            parent_id: Some("group_b".into()),
+        };
+        assert_eq!(scope.path(), "/projects/proj_a/groups/group_b/roles");
+    }
+
+    #[test]
+    fn severities_order_and_parse() {
+        assert!(Severity::Critical > Severity::High);
+        assert_eq!("medium".parse::<Severity>(), Ok(Severity::Medium));
+        assert!("urgent".parse::<Severity>().is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! The simulated Admin API: not built yet.
