@@ -96,7 +96,17 @@ impl fmt::Display for SnapshotId {
 
 /// How bad a finding is, in increasing order.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -147,7 +157,9 @@ impl std::str::FromStr for Severity {
         Severity::ALL
             .into_iter()
             .find(|sev| sev.as_str() == s)
-            .ok_or_else(|| format!("unknown severity `{s}` (expected info, low, medium, high or critical)"))
+            .ok_or_else(|| {
+                format!("unknown severity `{s}` (expected info, low, medium, high or critical)")
+            })
     }
 }
 
@@ -268,10 +280,14 @@ impl Family {
             Family::Projects => "/organization/projects",
             Family::ProjectUsers => "/organization/projects/{project_id}/users",
             Family::ProjectUserRoles => "/projects/{project_id}/users/{parent_id}/roles",
-            Family::ProjectServiceAccounts => "/organization/projects/{project_id}/service_accounts",
+            Family::ProjectServiceAccounts => {
+                "/organization/projects/{project_id}/service_accounts"
+            }
             Family::ProjectApiKeys => "/organization/projects/{project_id}/api_keys",
             Family::ProjectRateLimits => "/organization/projects/{project_id}/rate_limits",
-            Family::ProjectModelPermissions => "/organization/projects/{project_id}/model_permissions",
+            Family::ProjectModelPermissions => {
+                "/organization/projects/{project_id}/model_permissions"
+            }
             Family::ProjectHostedToolPermissions => {
                 "/organization/projects/{project_id}/hosted_tool_permissions"
             }
@@ -422,9 +438,15 @@ impl Family {
                 col!("owner_type", "$.owner.type"),
                 // The owner is a user or a service account; the id lives under either.
                 col!("owner_id", "$.owner.user.id|$.owner.service_account.id"),
-                col!("owner_name", "$.owner.user.name|$.owner.service_account.name"),
+                col!(
+                    "owner_name",
+                    "$.owner.user.name|$.owner.service_account.name"
+                ),
                 col!("owner_email", "$.owner.user.email"),
-                col!("owner_role", "$.owner.user.role|$.owner.service_account.role"),
+                col!(
+                    "owner_role",
+                    "$.owner.user.role|$.owner.service_account.role"
+                ),
                 col!(
                     "owner_created_at",
                     "$.owner.user.created_at|$.owner.service_account.created_at",
@@ -442,7 +464,10 @@ impl Family {
                     "$.max_audio_megabytes_per_1_minute",
                 ),
                 col!("max_requests_per_1_day", "$.max_requests_per_1_day"),
-                col!("batch_1_day_max_input_tokens", "$.batch_1_day_max_input_tokens"),
+                col!(
+                    "batch_1_day_max_input_tokens",
+                    "$.batch_1_day_max_input_tokens"
+                ),
             ],
             Family::ProjectModelPermissions => &[
                 col!("object", "$.object"),

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod daemon;
+pub mod history;
 pub mod notify;
 pub mod sim;
 pub mod snapshot;
@@ -137,9 +138,11 @@ impl GlobalArgs {
 /// with no key and no network.
 #[derive(Debug, Parser)]
 #[command(name = "orgwarden", version, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 done; 1 an open finding at or above --fail-on; \
+#[command(
+    after_help = "Exit codes: 0 done; 1 an open finding at or above --fail-on; \
 2 bad usage, configuration or rule file; 3 the organization could not be read completely.\n\
-The admin key comes from OPENAI_ADMIN_KEY or `[openai] admin_key_file`.")]
+The admin key comes from OPENAI_ADMIN_KEY or `[openai] admin_key_file`."
+)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]
@@ -165,15 +168,15 @@ pub enum Command {
     /// Print the next run times of the configured schedule
     Schedule(daemon::ScheduleArgs),
     /// List stored snapshots
-    Snapshots(snapshot::SnapshotsArgs),
+    Snapshots(history::SnapshotsArgs),
     /// Objects added, removed and changed between two snapshots (default: the last two)
-    Diff(snapshot::DiffArgs),
+    Diff(history::DiffArgs),
     /// Every stored version of one object
-    History(snapshot::HistoryArgs),
+    History(history::HistoryArgs),
     /// List findings
     Findings(audit::FindingsArgs),
     /// Read-only SQL over the documented views
-    Query(snapshot::QueryArgs),
+    Query(history::QueryArgs),
     /// List, check, test and explain rules
     #[command(subcommand)]
     Rules(audit::RulesCommand),
@@ -209,11 +212,11 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Snapshot(args) => snapshot::snapshot(global, args),
         Command::Daemon(args) => daemon::daemon(global, args),
         Command::Schedule(args) => daemon::schedule(global, args),
-        Command::Snapshots(args) => snapshot::snapshots(global, args),
-        Command::Diff(args) => snapshot::diff(global, args),
-        Command::History(args) => snapshot::history(global, args),
+        Command::Snapshots(args) => history::snapshots(global, args),
+        Command::Diff(args) => history::diff(global, args),
+        Command::History(args) => history::history(global, args),
         Command::Findings(args) => audit::findings(global, args),
-        Command::Query(args) => snapshot::query(global, args),
+        Command::Query(args) => history::query(global, args),
         Command::Rules(cmd) => audit::rules(global, cmd),
         Command::Notify(cmd) => notify::notify(global, cmd),
         Command::Sim(args) => sim::sim(global, args),
