@@ -7,6 +7,7 @@
 
 mod canon;
 mod history;
+mod query;
 mod views;
 mod writer;
 
@@ -26,6 +27,7 @@ use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotSta
 
 pub use canon::FieldChange;
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
+pub use query::{QueryResult, sql_to_json, sql_to_text};
 pub use views::HISTORY_VIEWS;
 pub use writer::SnapshotWriter;
 
@@ -121,8 +123,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// One stored snapshot.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One stored snapshot. Serializes as DESIGN.md's snapshot object (times RFC 3339 UTC,
+/// counters flattened), see [`SnapshotInfo::to_json`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct SnapshotInfo {
     /// Its id.
     pub id: SnapshotId,
@@ -144,6 +147,39 @@ pub struct SnapshotInfo {
     pub scopes_failed: u64,
     /// Object versions (added, changed, removed) this snapshot recorded.
     pub changes: u64,
+}
+
+impl SnapshotInfo {
+    /// `{"id", "org", "started_at", "finished_at", "status", "requests", "errors", "retries",
+    /// "rate_limited", "scopes_read", "scopes_failed", "changes", "objects": {view: count}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id.0,
+            "org": self.org,
+            "started_at": rfc3339(self.started_at),
+            "finished_at": rfc3339(self.finished_at),
+            "status": self.status.as_str(),
+            "requests": self.stats.requests,
+            "errors": self.stats.errors,
+            "retries": self.stats.retries,
+            "rate_limited": self.stats.rate_limited,
+            "scopes_read": self.scopes_read,
+            "scopes_failed": self.scopes_failed,
+            "changes": self.changes,
+            "objects": self.objects,
+        })
+    }
+}
+
+impl Serialize for SnapshotInfo {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(serializer)
+    }
+}
+
+/// A time as RFC 3339 UTC with whole seconds (`2026-11-29T06:00:00Z`).
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Holds `<db>.lock` for a whole snapshot or audit run; dropping it releases the lock.
