@@ -889,3 +889,139 @@ fn benchmark_storage_and_view_counts() {
     }
     println!("all views: {total:?}");
 }
+
+/// The column table of one view as docs/views.md shows it (between
+/// `<!-- columns:VIEW -->` and `<!-- /columns -->`).
+fn columns_markdown(family: Family) -> String {
+    let mut out = String::from("| column | value |\n|---|---|\n");
+    out.push_str("| `project_id` | the project's id |\n");
+    let resource = match (family, family.id_field()) {
+        (Family::ProjectHostedToolPermissions, _) => "the tool name".to_owned(),
+        (_, Some(field)) => format!("`$.{field}`"),
+        (_, None) => "the project's id (one row per project)".to_owned(),
+    };
+    out.push_str(&format!("| `resource_id` | {resource} |\n"));
+    if family == Family::ProjectHostedToolPermissions {
+        out.push_str("| `tool` | the tool name: `file_search`, `web_search`, `image_generation`, `mcp`, `code_interpreter` |\n");
+        out.push_str("| `enabled` | `$.<tool>.enabled` (0/1) |\n");
+    }
+    for column in family.columns() {
+        let paths: Vec<String> = column.path.split('|').map(|p| format!("`{p}`")).collect();
+        let mut value = paths.join(", else ");
+        if family
+            .volatile_fields()
+            .contains(&column.path.trim_start_matches("$."))
+        {
+            value.push_str(" (volatile: always the latest value, never a version)");
+        }
+        out.push_str(&format!("| `{}` | {value} |\n", column.name));
+    }
+    match family {
+        Family::ProjectUserRoles => {
+            out.push_str("| `user_id` | the user the role is assigned to |\n")
+        }
+        Family::ProjectGroupRoles => {
+            out.push_str("| `group_id` | the group the role is assigned to |\n")
+        }
+        _ => {}
+    }
+    let raw = if family == Family::ProjectHostedToolPermissions {
+        "the tool's JSON (`{\"enabled\": true}`)"
+    } else {
+        "the object's JSON, exactly as the API sent it"
+    };
+    out.push_str(&format!("| `raw` | {raw} |\n"));
+    out
+}
+
+const VIEWS_DOC: &str = include_str!("../../docs/views.md");
+
+#[test]
+fn views_doc_lists_every_column_of_every_view() {
+    for family in Family::ALL {
+        let start = format!("<!-- columns:{} -->\n", family.view());
+        let at = VIEWS_DOC
+            .find(&start)
+            .unwrap_or_else(|| panic!("docs/views.md has no {start}"));
+        let body = &VIEWS_DOC[at + start.len()..];
+        let end = body.find("<!-- /columns -->").unwrap();
+        assert_eq!(
+            &body[..end],
+            columns_markdown(family),
+            "docs/views.md is out of date for {}: run `cargo test --lib store::tests::print_views_doc_columns -- --ignored --nocapture`",
+            family.view()
+        );
+    }
+}
+
+#[test]
+#[ignore = "prints the column tables of docs/views.md"]
+fn print_views_doc_columns() {
+    for family in Family::ALL {
+        println!(
+            "<!-- columns:{} -->\n{}<!-- /columns -->\n",
+            family.view(),
+            columns_markdown(family)
+        );
+    }
+}
+
+#[test]
+fn every_example_query_in_the_views_doc_runs() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(&mut store, 0, synthetic_org(3, 0), SnapshotStatus::Complete);
+    snap(
+        &mut store,
+        1,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let mut examples = 0;
+    let mut rest = VIEWS_DOC;
+    while let Some(at) = rest.find("```sql\n") {
+        let body = &rest[at + 7..];
+        let end = body.find("```").unwrap();
+        let sql = &body[..end];
+        store
+            .query(sql, &[])
+            .unwrap_or_else(|e| panic!("example fails: {e}\n{sql}"));
+        examples += 1;
+        rest = &body[end..];
+    }
+    assert!(examples >= 6, "{examples} examples");
+}
+
+#[test]
+fn readers_see_the_previous_snapshot_while_one_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let mut store = Store::open(&path).unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let mut writer = store.begin_snapshot("acme", at(1)).unwrap();
+    for r in basic_org("renamed", 100) {
+        writer.apply(r).unwrap();
+    }
+    // Another process reading now is not blocked and sees the committed state only.
+    let reader = Store::open_read_only(&path).unwrap();
+    let name = |s: &Store| -> String {
+        s.conn()
+            .query_row(
+                "SELECT name FROM project_api_keys WHERE id = 'key_1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(name(&reader), "prod");
+    assert_eq!(reader.list_snapshots().unwrap().len(), 1);
+    writer
+        .finish(&CrawlStats::default(), at(1), SnapshotStatus::Complete)
+        .unwrap();
+    assert_eq!(name(&reader), "renamed");
+    assert_eq!(reader.list_snapshots().unwrap().len(), 2);
+}
