@@ -248,7 +248,9 @@ pub fn query(global: &GlobalArgs, args: &QueryArgs) -> anyhow::Result<Exit> {
         TableFormat::Table => {
             let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
             let count = result.rows.len();
-            writeln!(out, "{}", table(&header, text_rows(&result)))?;
+            if !header.is_empty() {
+                writeln!(out, "{}", table(&header, text_rows(&result)))?;
+            }
             writeln!(out, "({count} row{})", if count == 1 { "" } else { "s" })?;
         }
     }

@@ -42,16 +42,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite refused an operation.
+    /// SQLite refused an operation. (The message is self-contained: SQLite's error is
+    /// not also exposed as the source, so `{:#}` chains do not repeat it.)
     #[error("SQLite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// The database file could not be opened or created.
-    #[error("cannot open database {path}: {source}")]
+    #[error("cannot open {path}: {error}")]
     Open {
-        /// The database file.
+        /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The database file does not exist (read-only opens never create one).
     #[error("no database at {path}: run `orgwarden snapshot` first")]
@@ -84,12 +85,12 @@ pub enum StoreError {
         supported: i64,
     },
     /// A migration failed; the database is left at the version before it.
-    #[error("migration {name} failed: {source}")]
+    #[error("migration {name} failed: {error}")]
     Migration {
         /// The migration's name.
         name: &'static str,
         /// SQLite's error.
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     /// Another process holds the writer lock.
     #[error(
@@ -104,6 +105,9 @@ pub enum StoreError {
     /// A write was attempted through a read-only store.
     #[error("query is read-only: {0}")]
     ReadOnly(String),
+    /// A query that is not one SQL statement.
+    #[error("query: {0}")]
+    BadQuery(String),
     /// A scope result that cannot be stored (an object without its id field, …).
     #[error("cannot store {scope}: {message}")]
     BadScope {
@@ -121,6 +125,12 @@ pub enum StoreError {
     /// Stored data this binary cannot read back.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Sqlite(error)
+    }
 }
 
 /// One stored snapshot. Serializes as DESIGN.md's snapshot object (times RFC 3339 UTC,
@@ -311,9 +321,9 @@ impl Store {
             .create(true)
             .truncate(false)
             .open(&lock)
-            .map_err(|source| StoreError::Open {
+            .map_err(|error| StoreError::Open {
                 path: lock.clone(),
-                source,
+                error,
             })?;
         // File::try_lock is an advisory whole-file lock (flock on Unix), released when the
         // file is closed, so a killed process never leaves it held.
@@ -327,9 +337,7 @@ impl Store {
                 path: db_path.to_owned(),
                 lock,
             }),
-            Err(std::fs::TryLockError::Error(source)) => {
-                Err(StoreError::Open { path: lock, source })
-            }
+            Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Open { path: lock, error }),
         }
     }
 
@@ -500,7 +508,7 @@ fn migrate(conn: &Connection, path: Option<&Path>) -> Result<(), StoreError> {
         }
         tx.execute_batch(sql)
             .and_then(|()| tx.pragma_update(None, "user_version", version))
-            .map_err(|source| StoreError::Migration { name, source })?;
+            .map_err(|error| StoreError::Migration { name, error })?;
         tx.commit()?;
         tracing::debug!(migration = name, "applied database migration");
     }
@@ -529,8 +537,8 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         .truncate(false)
         .open(path)
         .map(drop)
-        .map_err(|source| StoreError::Open {
+        .map_err(|error| StoreError::Open {
             path: path.to_owned(),
-            source,
+            error,
         })
 }

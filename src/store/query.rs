@@ -65,7 +65,13 @@ impl Store {
         sql: &str,
         params: &[&dyn rusqlite::ToSql],
     ) -> Result<QueryResult, StoreError> {
-        let mut stmt = self.conn.prepare(sql)?;
+        let mut stmt = self.conn.prepare(sql).map_err(|e| match e {
+            rusqlite::Error::MultipleStatement => {
+                StoreError::BadQuery("give exactly one SQL statement (found more than one)".into())
+            }
+            rusqlite::Error::Empty => StoreError::BadQuery("the SQL is empty".into()),
+            other => StoreError::Sqlite(other),
+        })?;
         if !stmt.readonly() {
             return Err(StoreError::ReadOnly(
                 "the statement would change the database; only SELECT, WITH … SELECT, EXPLAIN and read-only PRAGMA statements are allowed".into(),
