@@ -1025,3 +1025,82 @@ fn readers_see_the_previous_snapshot_while_one_is_written() {
     assert_eq!(name(&reader), "renamed");
     assert_eq!(reader.list_snapshots().unwrap().len(), 2);
 }
+
+#[test]
+fn an_object_listed_twice_in_one_read_keeps_one_version() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let before = versions(&store);
+    let mut results = basic_org("prod", 100);
+    // Pagination shifted under the crawl: the key shows up twice, renamed the second time.
+    results[3] = complete(
+        Family::ProjectApiKeys,
+        Some("proj_a"),
+        None,
+        vec![key("key_1", "a", 1), key("key_1", "b", 2)],
+    );
+    let info = snap(&mut store, 1, results, SnapshotStatus::Complete);
+    assert_eq!(info.changes, 1);
+    assert_eq!(versions(&store), before + 1);
+    let name: String = store
+        .conn()
+        .query_row(
+            "SELECT name FROM project_api_keys WHERE id = 'key_1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(name, "b");
+    let history = store.history("key_1").unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].changes[0].new, Some(json!("b")));
+}
+
+#[test]
+fn a_scope_retried_to_completion_is_not_failed() {
+    let mut store = Store::open_in_memory().unwrap();
+    let mut results = basic_org("prod", 100);
+    results.insert(3, failed(Family::ProjectApiKeys, Some("proj_a"), None));
+    let info = snap(&mut store, 0, results, SnapshotStatus::Complete);
+    assert_eq!(info.status, SnapshotStatus::Complete);
+    assert_eq!(info.scopes_failed, 0);
+    assert!(store.failed_scopes(info.id).unwrap().is_empty());
+}
+
+#[test]
+fn query_only_store_refuses_writes_through_query() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    store.set_query_only(true).unwrap();
+    let err = store.query("DELETE FROM object", &[]).unwrap_err();
+    assert!(err.to_string().starts_with("query is read-only"), "{err}");
+    assert!(store.conn().execute("DELETE FROM object", []).is_err());
+    let rows = store
+        .query("SELECT id FROM projects WHERE id = ?1", &[&"proj_a"])
+        .unwrap();
+    assert_eq!(rows.to_json(), json!([{"id": "proj_a"}]));
+    assert!(
+        store
+            .query("SELECT 1; SELECT 2", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one")
+    );
+    store.set_query_only(false).unwrap();
+    snap(
+        &mut store,
+        1,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+}

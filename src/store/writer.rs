@@ -92,6 +92,8 @@ impl SnapshotWriter<'_> {
             }
             ScopeOutcome::Complete(objects) => {
                 self.apply_complete(&result.scope, objects)?;
+                // A scope that failed and was then read completely (a retry) is complete.
+                self.failed.retain(|(scope, _)| scope != &result.scope);
                 self.scopes_read += 1;
             }
         }
