@@ -16,6 +16,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -94,13 +95,15 @@ pub enum StoreError {
     },
     /// Another process holds the writer lock.
     #[error(
-        "database {path} is locked: another orgwarden process is writing it (lock file {lock})"
+        "database {path} is locked: another orgwarden process{holder} is writing it (lock file {lock})"
     )]
     Locked {
         /// The database file.
         path: PathBuf,
         /// The lock file.
         lock: PathBuf,
+        /// ` (pid N)` when the holder wrote its process id, else empty.
+        holder: String,
     },
     /// A write was attempted through a read-only store.
     #[error("query is read-only: {0}")]
@@ -329,14 +332,30 @@ impl Store {
         // file is closed, so a killed process never leaves it held.
         #[allow(clippy::incompatible_msrv)]
         match file.try_lock() {
-            Ok(()) => Ok(WriterLock {
-                _file: file,
-                path: lock,
-            }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
-                path: db_path.to_owned(),
-                lock,
-            }),
+            Ok(()) => {
+                // Say who holds it, for the message a second writer gets. Best effort: the
+                // lock itself is what excludes, not the file's content.
+                let mut file = file;
+                let _ = file
+                    .set_len(0)
+                    .and_then(|()| write!(file, "{}", std::process::id()))
+                    .and_then(|()| file.flush());
+                Ok(WriterLock {
+                    _file: file,
+                    path: lock,
+                })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&lock)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok())
+                    .map_or_else(String::new, |pid| format!(" (pid {pid})"));
+                Err(StoreError::Locked {
+                    path: db_path.to_owned(),
+                    lock,
+                    holder,
+                })
+            }
             Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Open { path: lock, error }),
         }
     }
