@@ -1104,3 +1104,55 @@ fn query_only_store_refuses_writes_through_query() {
         SnapshotStatus::Complete,
     );
 }
+
+#[test]
+fn a_scope_read_twice_in_one_snapshot_keeps_only_its_last_state() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let before = versions(&store);
+    let mut results = basic_org("prod", 100);
+    // First read: key_1 renamed and a new key_9; the retry: back to the original.
+    results.insert(
+        3,
+        complete(
+            Family::ProjectApiKeys,
+            Some("proj_a"),
+            None,
+            vec![key("key_1", "x", 1), key("key_9", "new", 1)],
+        ),
+    );
+    let info = snap(&mut store, 1, results, SnapshotStatus::Complete);
+    assert_eq!(info.changes, 0);
+    assert_eq!(versions(&store), before);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM object WHERE resource_id = 'key_9'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM object_versions WHERE valid_to IS NULL"
+        ),
+        before
+    );
+    assert!(store.diff(None, None).unwrap().entries.is_empty());
+    // Then a real change, read twice differently: one version, against the old state.
+    let mut results = basic_org("final", 100);
+    results.insert(
+        3,
+        complete(Family::ProjectApiKeys, Some("proj_a"), None, vec![]),
+    );
+    snap(&mut store, 2, results, SnapshotStatus::Complete);
+    let history = store.history("key_1").unwrap();
+    let kinds: Vec<ChangeKind> = history.iter().map(|h| h.kind).collect();
+    assert_eq!(kinds, [ChangeKind::Added, ChangeKind::Changed]);
+    assert_eq!(history[1].changes[0].new, Some(json!("final")));
+}
