@@ -178,6 +178,13 @@ fn diff_shows_changed_fields_but_never_a_volatile_one() {
     let table = run(dir.path(), &db, &["diff", "1", "3"]);
     let text = String::from_utf8(table.stdout).unwrap();
     insta::assert_snapshot!("diff_table", text);
+    let across_failed = run(dir.path(), &db, &["diff", "3", "4"]);
+    let text = String::from_utf8(across_failed.stdout).unwrap();
+    assert!(text.contains("0 object(s) differ"), "{text}");
+    assert!(
+        text.contains("note: snapshot 4 failed and changed nothing"),
+        "{text}"
+    );
 }
 
 #[test]

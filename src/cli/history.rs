@@ -8,7 +8,7 @@ use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::Value;
 
 use super::{CliError, Exit, GlobalArgs};
-use crate::model::SnapshotId;
+use crate::model::{SnapshotId, SnapshotStatus};
 use crate::store::{
     ChangeKind, FieldChange, QueryResult, SnapshotInfo, Store, StoreError, rfc3339, sql_to_text,
 };
@@ -175,6 +175,27 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
                 )?;
                 if !rows.is_empty() {
                     writeln!(out, "{}", table(&header, rows))?;
+                }
+                // Objects of unread scopes were carried forward: say so, since a diff
+                // across such a snapshot cannot show what changed in them.
+                let (low, high) = if diff.from.id <= diff.to.id {
+                    (diff.from.id, diff.to.id)
+                } else {
+                    (diff.to.id, diff.from.id)
+                };
+                for s in store.list_snapshots()? {
+                    if s.id <= low || s.id > high {
+                        continue;
+                    }
+                    if s.status == SnapshotStatus::Failed {
+                        writeln!(out, "note: snapshot {} failed and changed nothing", s.id)?;
+                    } else if s.scopes_failed > 0 {
+                        writeln!(
+                            out,
+                            "note: snapshot {} was partial: {} scope(s) could not be read and were carried forward",
+                            s.id, s.scopes_failed
+                        )?;
+                    }
                 }
             }
         }
