@@ -926,6 +926,25 @@ mod tests {
     }
 
     #[test]
+    fn an_id_from_an_answer_cannot_reshape_the_request_path() {
+        let client = AdminClient::new(
+            "http://127.0.0.1:1/v1/",
+            SecretString::from("sk-test"),
+            ClientOptions::default(),
+        )
+        .expect("client");
+        let scope = Scope {
+            family: Family::ProjectUserRoles,
+            project_id: Some(crate::model::ProjectId::from("proj_a")),
+            parent_id: Some("../../admin?x=1".into()),
+        };
+        assert_eq!(
+            client.scope_url(&scope).as_str(),
+            "http://127.0.0.1:1/v1/projects/proj_a/users/..%2F..%2Fadmin%3Fx=1/roles"
+        );
+    }
+
+    #[test]
     fn key_file_is_trimmed_and_resolved_beside_the_config() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("key"), "sk-admin-abc\n").expect("write");
