@@ -8,6 +8,7 @@
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, TryStreamExt};
@@ -18,6 +19,7 @@ use crate::client::{AdminClient, ClientError};
 use crate::model::{
     CrawlStats, Family, ProjectId, Scope, ScopeError, ScopeOutcome, ScopeResult, SnapshotStatus,
 };
+use crate::store::{SnapshotInfo, Store, StoreError};
 
 /// How one crawl went.
 #[derive(Clone, Debug, PartialEq)]
@@ -275,6 +277,96 @@ fn project_refs(objects: &[Value]) -> Result<Vec<ProjectRef>, String> {
             })
         })
         .collect()
+}
+
+/// What one snapshot run recorded.
+#[derive(Debug)]
+pub struct SnapshotOutcome {
+    /// The stored snapshot (its status, counters and objects per view).
+    pub info: SnapshotInfo,
+    /// The scopes it could not read, with the reason (their objects were carried forward).
+    pub failed_scopes: Vec<(Scope, String)>,
+    /// Set when the API refused the key: the snapshot is recorded `failed`.
+    pub refused: Option<CollectError>,
+    /// Wall time of the crawl and commit.
+    pub elapsed: Duration,
+}
+
+/// Why a snapshot could not be recorded at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The store failed; the snapshot's transaction was rolled back.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store's writer thread died.
+    #[error("the store's writer thread stopped: {0}")]
+    Writer(String),
+}
+
+/// How many scope results may wait for the store: enough to keep the crawl going while
+/// SQLite writes, few enough that the organization is never in memory twice.
+const CHANNEL_DEPTH: usize = 64;
+
+/// Crawls the organization into `store` as one snapshot named `org`: results stream to a
+/// blocking writer thread that applies them in one transaction, committed with the
+/// crawl's status. A refused key is recorded as a `failed` snapshot, not an error.
+/// The caller holds the writer lock. The store comes back for further work (evaluation).
+pub async fn snapshot(
+    client: &AdminClient,
+    store: Store,
+    org: &str,
+    progress: bool,
+) -> Result<(Store, SnapshotOutcome), SnapshotError> {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ScopeResult>(CHANNEL_DEPTH);
+    let (done_tx, done_rx) =
+        tokio::sync::oneshot::channel::<(CrawlStats, DateTime<Utc>, SnapshotStatus)>();
+    let org = org.to_owned();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut store = store;
+        let result = (|| {
+            let mut writer = store.begin_snapshot(&org, started_at)?;
+            while let Some(result) = rx.blocking_recv() {
+                writer.apply(result)?;
+            }
+            match done_rx.blocking_recv() {
+                Ok((stats, finished_at, status)) => {
+                    writer.finish(&stats, finished_at, status).map(Some)
+                }
+                // The crawl ended without a verdict: dropping the writer rolls back.
+                Err(_) => Ok(None),
+            }
+        })();
+        (store, result)
+    });
+    let crawl = collect(client, tx, progress).await;
+    let refused = match crawl {
+        Ok(report) => {
+            let _ = done_tx.send((report.stats, report.finished_at, report.status));
+            None
+        }
+        Err(error @ CollectError::KeyRefused { .. }) => {
+            let mut stats = client.stats();
+            stats.errors = 1;
+            let _ = done_tx.send((stats, Utc::now(), SnapshotStatus::Failed));
+            Some(error)
+        }
+        // The writer stopped first; its own error is the one to report.
+        Err(CollectError::ReceiverClosed) => None,
+    };
+    let (store, result) = writer
+        .await
+        .map_err(|e| SnapshotError::Writer(e.to_string()))?;
+    let info = result?.ok_or_else(|| SnapshotError::Writer("no snapshot was recorded".into()))?;
+    let failed_scopes = store.failed_scopes(info.id)?;
+    let outcome = SnapshotOutcome {
+        info,
+        failed_scopes,
+        refused,
+        elapsed: clock.elapsed(),
+    };
+    Ok((store, outcome))
 }
 
 #[cfg(test)]
