@@ -17,9 +17,6 @@ use sha2::{Digest, Sha256};
 use crate::model::{Family, ProjectId, RuleId, Scope, Severity, SnapshotId, SnapshotStatus};
 use crate::rules::{Hit, Rule, RuleSet};
 
-/// The SQL of the findings migration (`0002_findings.sql`), for the store's migration list.
-pub const MIGRATION: &str = include_str!("store/migrations/0002_findings.sql");
-
 /// Why findings could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FindingsError {
@@ -596,11 +593,13 @@ pub fn events(
 
 /// Writes a reconciliation in one transaction, tagging events with `snapshot`.
 pub fn save(
-    conn: &mut Connection,
+    conn: &Connection,
     reconciled: &Reconciled,
     snapshot: Option<SnapshotId>,
 ) -> Result<(), FindingsError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // `unchecked`: callers hold a shared `&Connection` (the store's); no other transaction
+    // is open on it while findings are saved.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut upsert = tx.prepare(&format!(
             "INSERT INTO finding ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
@@ -1010,8 +1009,8 @@ mod tests {
 
     #[test]
     fn save_and_load_round_trip_with_events() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(MIGRATION).unwrap();
+        let store = crate::store::Store::open_in_memory().unwrap();
+        let conn = store.conn();
         let r = reconcile(
             &[],
             &[hit("k1", "p1")],
@@ -1020,8 +1019,8 @@ mod tests {
             &Coverage::complete(),
             day(1),
         );
-        save(&mut conn, &r, Some(SnapshotId(7))).unwrap();
-        let all = load(&conn).unwrap();
+        save(conn, &r, Some(SnapshotId(7))).unwrap();
+        let all = load(conn).unwrap();
         assert_eq!(all, r.changed);
         let r2 = reconcile(
             &all,
@@ -1031,8 +1030,8 @@ mod tests {
             &Coverage::complete(),
             day(2),
         );
-        save(&mut conn, &r2, Some(SnapshotId(8))).unwrap();
-        let ev = events(&conn, &all[0].fingerprint).unwrap();
+        save(conn, &r2, Some(SnapshotId(8))).unwrap();
+        let ev = events(conn, &all[0].fingerprint).unwrap();
         let got: Vec<(Option<SnapshotId>, EventKind)> =
             ev.iter().map(|(s, e)| (*s, e.kind)).collect();
         assert_eq!(

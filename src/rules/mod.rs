@@ -12,6 +12,7 @@
 //! findings in archived projects are dropped.
 
 pub mod compile;
+pub mod fixtures;
 pub mod parse;
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +41,66 @@ pub const PACK: &[(&str, &str)] = &[
     (
         "rules/certificates.toml",
         include_str!("../../rules/certificates.toml"),
+    ),
+];
+
+/// The fixtures of the shipped pack, embedded like the pack itself.
+pub const PACK_FIXTURES: &[(&str, &str)] = &[
+    (
+        "rules/fixtures/api-key-old.toml",
+        include_str!("../../rules/fixtures/api-key-old.toml"),
+    ),
+    (
+        "rules/fixtures/api-key-owner-inactive.toml",
+        include_str!("../../rules/fixtures/api-key-owner-inactive.toml"),
+    ),
+    (
+        "rules/fixtures/api-key-stale.toml",
+        include_str!("../../rules/fixtures/api-key-stale.toml"),
+    ),
+    (
+        "rules/fixtures/archived-project-active-keys.toml",
+        include_str!("../../rules/fixtures/archived-project-active-keys.toml"),
+    ),
+    (
+        "rules/fixtures/certificate-expiring.toml",
+        include_str!("../../rules/fixtures/certificate-expiring.toml"),
+    ),
+    (
+        "rules/fixtures/project-hosted-tool-enabled.toml",
+        include_str!("../../rules/fixtures/project-hosted-tool-enabled.toml"),
+    ),
+    (
+        "rules/fixtures/project-model-permissions-unset.toml",
+        include_str!("../../rules/fixtures/project-model-permissions-unset.toml"),
+    ),
+    (
+        "rules/fixtures/project-no-owner.toml",
+        include_str!("../../rules/fixtures/project-no-owner.toml"),
+    ),
+    (
+        "rules/fixtures/project-no-spend-alert.toml",
+        include_str!("../../rules/fixtures/project-no-spend-alert.toml"),
+    ),
+    (
+        "rules/fixtures/project-retention-not-zdr.toml",
+        include_str!("../../rules/fixtures/project-retention-not-zdr.toml"),
+    ),
+    (
+        "rules/fixtures/project-too-many-owners.toml",
+        include_str!("../../rules/fixtures/project-too-many-owners.toml"),
+    ),
+    (
+        "rules/fixtures/project-user-external-domain.toml",
+        include_str!("../../rules/fixtures/project-user-external-domain.toml"),
+    ),
+    (
+        "rules/fixtures/service-account-owner.toml",
+        include_str!("../../rules/fixtures/service-account-owner.toml"),
+    ),
+    (
+        "rules/fixtures/spend-alert-no-recipients.toml",
+        include_str!("../../rules/fixtures/spend-alert-no-recipients.toml"),
     ),
 ];
 

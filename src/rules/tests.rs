@@ -268,3 +268,26 @@ fn evaluation_leaves_the_connection_writable_afterwards() {
     conn.execute("DELETE FROM project_api_keys WHERE id = 'k2'", [])
         .unwrap();
 }
+
+#[test]
+fn every_shipped_rule_has_fixtures_that_pass() {
+    let loaded = load_with("");
+    let cases = fixtures::discover(&loaded.rules, &[]).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    for rule in &loaded.rules.rules {
+        let mine: Vec<_> = cases
+            .iter()
+            .filter(|c| c.rule == rule.id.as_str())
+            .collect();
+        assert!(!mine.is_empty(), "{} has no fixture", rule.id);
+        assert!(
+            mine.iter().any(|c| !c.expect.is_empty()),
+            "{} needs a case that triggers it",
+            rule.id
+        );
+        for case in mine {
+            let r = fixtures::run(rule, case, now);
+            assert!(r.passed(), "{} / {}: {r:?}", rule.id, case.name);
+        }
+    }
+}
