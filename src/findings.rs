@@ -685,6 +685,63 @@ pub fn counts(findings: &[Finding]) -> BTreeMap<Status, usize> {
     out
 }
 
+/// Why evaluating a snapshot and recording its findings failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A rule failed.
+    #[error(transparent)]
+    Rule(#[from] crate::rules::RuleError),
+    /// Findings could not be read or written.
+    #[error(transparent)]
+    Findings(#[from] FindingsError),
+}
+
+/// What evaluating one snapshot produced.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    /// The snapshot evaluated.
+    pub snapshot: crate::store::SnapshotInfo,
+    /// The transitions recorded.
+    pub reconciled: Reconciled,
+    /// The findings to report: open and exempt ones, and those this run resolved.
+    pub findings: Vec<Finding>,
+}
+
+/// Evaluates the enabled rules over the store's views at `now`, reconciles the hits with
+/// the stored findings (resolving only in projects `snapshot` read completely), records
+/// the transitions tagged with the snapshot, and returns what to report.
+pub fn evaluate_snapshot(
+    store: &crate::store::Store,
+    rules: &RuleSet,
+    exemptions: &[Exemption],
+    snapshot: &crate::store::SnapshotInfo,
+    now: DateTime<Utc>,
+) -> Result<RunOutcome, AuditError> {
+    let hits = crate::rules::evaluate(store.conn(), rules, now.timestamp())?;
+    let failed = store.failed_scopes(snapshot.id)?;
+    let coverage = Coverage::from_snapshot(snapshot.status, &failed);
+    let prior = load(store.conn())?;
+    let reconciled = reconcile(
+        &prior,
+        &hits,
+        &evaluated_rules(rules),
+        exemptions,
+        &coverage,
+        now,
+    );
+    save(store.conn(), &reconciled, Some(snapshot.id))?;
+    let all = load(store.conn())?;
+    let findings = report_set(&all, &reconciled);
+    Ok(RunOutcome {
+        snapshot: snapshot.clone(),
+        reconciled,
+        findings,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
