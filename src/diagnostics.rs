@@ -167,6 +167,13 @@ impl Diagnostics {
         }
     }
 
+    /// Orders problems by file and position (problems without a place first), keeping
+    /// the order found among equals.
+    pub fn sort(&mut self) {
+        self.items
+            .sort_by_key(|d| (d.file.map(|f| f.0), d.span.as_ref().map(|s| s.start)));
+    }
+
     /// Renders every problem cargo-style, then a summary line; `color` adds ANSI styles.
     pub fn render(&self, color: bool) -> String {
         let renderer = if color {

@@ -287,7 +287,7 @@ fn markdown(snapshot: Option<&SnapshotInfo>, findings: &[Finding]) -> String {
         for (rule, (title, remediation)) in remediations {
             out.push_str(&format!(
                 "- **`{rule}`** — {title}: {}\n",
-                remediation.split_whitespace().collect::<Vec<_>>().join(" ")
+                remediation.replace("\n\n", " ")
             ));
         }
     }

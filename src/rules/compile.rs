@@ -393,7 +393,10 @@ impl Compiler<'_> {
                 "wrong-value-type",
                 Some(self.file),
                 Some(span),
-                format!("`{op}` needs {expected}, not a {}", got.type_name()),
+                format!(
+                    "`{op}` needs {expected}, not {}",
+                    super::parse::a(got.type_name())
+                ),
             )
             .label(format!("expected {expected}"));
     }

@@ -187,12 +187,13 @@ fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, Strin
             .defaults
             .get(name)
             .ok_or_else(|| format!("rule `{}` has no param `{name}`", rule.id))?;
-        let v = Value::from_toml(value).map_err(|t| format!("param `{name}`: a {t}"))?;
+        let v = Value::from_toml(value)
+            .map_err(|t| format!("param `{name}`: {} is not supported", super::parse::a(t)))?;
         if std::mem::discriminant(&v) != std::mem::discriminant(default) {
             return Err(format!(
-                "param `{name}` is a {}, not a {}",
-                default.type_name(),
-                v.type_name()
+                "param `{name}` is {}, not {}",
+                super::parse::a(default.type_name()),
+                super::parse::a(v.type_name())
             ));
         }
         rule.params.insert(name.clone(), v);

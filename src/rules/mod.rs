@@ -329,6 +329,7 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
     let mut rules = rules_from_sources(&sources, &mut diags);
     apply_config(&mut rules, config, config_file, &mut diags);
     let exemptions = validate_exemptions(config, &rules, config_file, today, &mut diags);
+    diags.sort();
     Loaded {
         rules: RuleSet {
             rules,
@@ -405,6 +406,17 @@ pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics)
 fn first_file_index(sources: &[(String, String)], diags: &Diagnostics, file: FileId) -> usize {
     let name = diags.file_name(file);
     sources.iter().position(|(n, _)| n == name).unwrap_or(0)
+}
+
+/// Joins the hard-wrapped lines of each paragraph of a rule's prose, so reports, JSON and
+/// CSV get one line per paragraph; blank lines still separate paragraphs.
+fn reflow(text: &str) -> String {
+    text.trim()
+        .split("\n\n")
+        .map(|para| para.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|para| !para.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 fn is_kebab(id: &str) -> bool {
@@ -579,12 +591,18 @@ fn validate(
     let (id, severity, family, body) = (id?, severity?, family?, body?);
     let rule = Rule {
         id: RuleId(id),
-        title: raw.title.map(|t| t.into_inner()).unwrap_or_default(),
+        title: raw.title.map(|t| reflow(t.get_ref())).unwrap_or_default(),
         severity,
         default_severity: severity,
         resource_type: family,
-        description: raw.description.map(|t| t.into_inner()).unwrap_or_default(),
-        remediation: raw.remediation.map(|t| t.into_inner()).unwrap_or_default(),
+        description: raw
+            .description
+            .map(|t| reflow(t.get_ref()))
+            .unwrap_or_default(),
+        remediation: raw
+            .remediation
+            .map(|t| reflow(t.get_ref()))
+            .unwrap_or_default(),
         params: defaults.clone(),
         defaults,
         body,
@@ -893,11 +911,12 @@ fn apply_config(
                             file,
                             span,
                             format!(
-                                "param `{name}` of `{id}` is a {}, not a {kind}",
-                                default.type_name()
+                                "param `{name}` of `{id}` is {}, not {}",
+                                parse::a(default.type_name()),
+                                parse::a(kind)
                             ),
                         )
-                        .label(format!("expected a {}", default.type_name()));
+                        .label(format!("expected {}", parse::a(default.type_name())));
                     continue;
                 }
             };
@@ -909,12 +928,12 @@ fn apply_config(
                         file,
                         span,
                         format!(
-                            "param `{name}` of `{id}` is a {}, not a {}",
-                            default.type_name(),
-                            parsed.type_name()
+                            "param `{name}` of `{id}` is {}, not {}",
+                            parse::a(default.type_name()),
+                            parse::a(parsed.type_name())
                         ),
                     )
-                    .label(format!("expected a {}", default.type_name()))
+                    .label(format!("expected {}", parse::a(default.type_name())))
                     .help(format!("the default is {default}"));
                 continue;
             }

@@ -53,6 +53,16 @@ impl Value {
     }
 }
 
+/// `word` with its indefinite article (`an integer`, `a string`).
+pub fn a(word: &str) -> String {
+    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {word}")
+}
+
 impl std::fmt::Display for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -259,8 +269,8 @@ fn wrong_type(
             Some(file),
             Some(value.span()),
             format!(
-                "`{key}` must be {expected}, not a {}",
-                value.get_ref().type_str()
+                "`{key}` must be {expected}, not {}",
+                a(value.get_ref().type_str())
             ),
         )
         .label(format!("expected {expected}"));
@@ -314,8 +324,8 @@ fn literal(
                                 Some(file),
                                 Some(item.span()),
                                 format!(
-                                    "lists may only hold strings, not a {}",
-                                    item.get_ref().type_str()
+                                    "lists may only hold strings, not {}",
+                                    a(item.get_ref().type_str())
                                 ),
                             )
                             .label("not a string");
@@ -332,8 +342,8 @@ fn literal(
                     Some(file),
                     Some(value.span()),
                     format!(
-                        "values are integers, strings, booleans or lists of strings, not a {}",
-                        other.type_str()
+                        "values are integers, strings, booleans or lists of strings, not {}",
+                        a(other.type_str())
                     ),
                 )
                 .label("unsupported type");
