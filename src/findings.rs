@@ -154,6 +154,8 @@ pub struct Event {
     pub from: Option<Status>,
     /// Status after.
     pub to: Status,
+    /// The severity before, for `severity-changed`.
+    pub from_severity: Option<Severity>,
     /// When (Unix seconds).
     pub at: i64,
     /// Why, for people.
@@ -322,6 +324,7 @@ pub fn reconcile(
             kind,
             from,
             to: f.status,
+            from_severity: None,
             at,
             reason,
         });
@@ -428,6 +431,9 @@ pub fn reconcile(
                         Some(old.status),
                         format!("severity {} → {}", old.severity, f.severity),
                     );
+                    if let Some(last) = out.events.last_mut() {
+                        last.from_severity = Some(old.severity);
+                    }
                 }
             }
         }
@@ -542,8 +548,8 @@ pub fn events(
     fingerprint: &str,
 ) -> Result<Vec<(Option<SnapshotId>, Event)>, FindingsError> {
     let mut stmt = conn.prepare(
-        "SELECT snapshot_id, kind, from_status, to_status, at, reason FROM finding_events \
-         WHERE fingerprint = ?1 ORDER BY id",
+        "SELECT snapshot_id, kind, from_status, to_status, at, reason, from_severity \
+         FROM finding_events WHERE fingerprint = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map([fingerprint], |row| {
         Ok((
@@ -553,6 +559,7 @@ pub fn events(
             row.get::<_, String>(3)?,
             row.get::<_, i64>(4)?,
             row.get::<_, String>(5)?,
+            row.get::<_, Option<String>>(6)?,
         ))
     })?;
     let kinds = [
@@ -565,7 +572,7 @@ pub fn events(
     ];
     let mut out = Vec::new();
     for row in rows {
-        let (snapshot, kind, from, to, at, reason) = row?;
+        let (snapshot, kind, from, to, at, reason, from_severity) = row?;
         let corrupt = |field, value: &str| FindingsError::Corrupt {
             fingerprint: fingerprint.to_owned(),
             field,
@@ -583,6 +590,7 @@ pub fn events(
                 kind,
                 from: from.as_deref().and_then(Status::parse),
                 to,
+                from_severity: from_severity.and_then(|s| s.parse().ok()),
                 at,
                 reason,
             },
@@ -591,7 +599,7 @@ pub fn events(
     Ok(out)
 }
 
-/// Writes a reconciliation in one transaction, tagging events with `snapshot`.
+/// Writes a reconciliation in its own transaction, tagging events with `snapshot`.
 pub fn save(
     conn: &Connection,
     reconciled: &Reconciled,
@@ -600,50 +608,75 @@ pub fn save(
     // `unchecked`: callers hold a shared `&Connection` (the store's); no other transaction
     // is open on it while findings are saved.
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-    {
-        let mut upsert = tx.prepare(&format!(
-            "INSERT INTO finding ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-             ON CONFLICT (fingerprint) DO UPDATE SET
-               severity = excluded.severity, title = excluded.title,
-               resource_type = excluded.resource_type, message = excluded.message,
-               remediation = excluded.remediation, status = excluded.status,
-               last_seen = excluded.last_seen, resolved_at = excluded.resolved_at"
-        ))?;
-        for f in &reconciled.changed {
-            upsert.execute(params![
-                f.fingerprint,
-                f.rule_id.as_str(),
-                f.severity.as_str(),
-                f.title,
-                f.resource_type,
-                f.resource_id,
-                f.project_id.as_ref().map(ProjectId::as_str),
-                f.message,
-                f.remediation,
-                f.status.as_str(),
-                f.first_seen,
-                f.last_seen,
-                f.resolved_at,
-                f.last_notified_at,
-            ])?;
-        }
-        let mut insert = tx.prepare(
-            "INSERT INTO finding_events (fingerprint, snapshot_id, at, kind, from_status, to_status, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        for e in &reconciled.events {
-            insert.execute(params![
-                e.fingerprint,
-                snapshot.map(|s| s.0),
-                e.at,
-                e.kind.as_str(),
-                e.from.map(Status::as_str),
-                e.to.as_str(),
-                e.reason,
-            ])?;
-        }
-    }
+    write(&tx, reconciled, snapshot)?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Writes a reconciliation inside the caller's transaction (so notification can queue
+/// its digest and mark what it announced in the same commit).
+pub fn write(
+    conn: &Connection,
+    reconciled: &Reconciled,
+    snapshot: Option<SnapshotId>,
+) -> Result<(), FindingsError> {
+    let mut upsert = conn.prepare_cached(&format!(
+        "INSERT INTO finding ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (fingerprint) DO UPDATE SET
+           severity = excluded.severity, title = excluded.title,
+           resource_type = excluded.resource_type, message = excluded.message,
+           remediation = excluded.remediation, status = excluded.status,
+           last_seen = excluded.last_seen, resolved_at = excluded.resolved_at"
+    ))?;
+    for f in &reconciled.changed {
+        upsert.execute(params![
+            f.fingerprint,
+            f.rule_id.as_str(),
+            f.severity.as_str(),
+            f.title,
+            f.resource_type,
+            f.resource_id,
+            f.project_id.as_ref().map(ProjectId::as_str),
+            f.message,
+            f.remediation,
+            f.status.as_str(),
+            f.first_seen,
+            f.last_seen,
+            f.resolved_at,
+            f.last_notified_at,
+        ])?;
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO finding_events
+           (fingerprint, snapshot_id, at, kind, from_status, to_status, from_severity, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for e in &reconciled.events {
+        insert.execute(params![
+            e.fingerprint,
+            snapshot.map(|s| s.0),
+            e.at,
+            e.kind.as_str(),
+            e.from.map(Status::as_str),
+            e.to.as_str(),
+            e.from_severity.map(Severity::as_str),
+            e.reason,
+        ])?;
+    }
+    Ok(())
+}
+
+/// Records that these findings were announced at `at` (for the notifier's repeat interval).
+pub fn mark_notified(
+    conn: &Connection,
+    fingerprints: &[String],
+    at: DateTime<Utc>,
+) -> Result<(), FindingsError> {
+    let mut stmt =
+        conn.prepare_cached("UPDATE finding SET last_notified_at = ?2 WHERE fingerprint = ?1")?;
+    for fp in fingerprints {
+        stmt.execute(params![fp, at.timestamp()])?;
+    }
     Ok(())
 }
 
@@ -720,6 +753,26 @@ pub fn evaluate_snapshot(
     snapshot: &crate::store::SnapshotInfo,
     now: DateTime<Utc>,
 ) -> Result<RunOutcome, AuditError> {
+    let reconciled = reconcile_snapshot(store, rules, exemptions, snapshot, now)?;
+    save(store.conn(), &reconciled, Some(snapshot.id))?;
+    let all = load(store.conn())?;
+    let findings = report_set(&all, &reconciled);
+    Ok(RunOutcome {
+        snapshot: snapshot.clone(),
+        reconciled,
+        findings,
+    })
+}
+
+/// Evaluates and reconciles without writing: for callers that [`write`] the result in
+/// their own transaction (with notification).
+pub fn reconcile_snapshot(
+    store: &crate::store::Store,
+    rules: &RuleSet,
+    exemptions: &[Exemption],
+    snapshot: &crate::store::SnapshotInfo,
+    now: DateTime<Utc>,
+) -> Result<Reconciled, AuditError> {
     let hits = crate::rules::evaluate(store.conn(), rules, now.timestamp())?;
     let failed = store.failed_scopes(snapshot.id)?;
     let coverage = Coverage::from_snapshot(snapshot.status, &failed);
@@ -732,14 +785,7 @@ pub fn evaluate_snapshot(
         &coverage,
         now,
     );
-    save(store.conn(), &reconciled, Some(snapshot.id))?;
-    let all = load(store.conn())?;
-    let findings = report_set(&all, &reconciled);
-    Ok(RunOutcome {
-        snapshot: snapshot.clone(),
-        reconciled,
-        findings,
-    })
+    Ok(reconciled)
 }
 
 #[cfg(test)]
@@ -1015,6 +1061,7 @@ mod tests {
         );
         assert_eq!(kinds(&r), [EventKind::SeverityChanged]);
         assert_eq!(r.events[0].reason, "severity medium → high");
+        assert_eq!(r.events[0].from_severity, Some(Severity::Medium));
         assert_eq!(r.changed[0].severity, Severity::High);
     }
 
@@ -1102,5 +1149,24 @@ mod tests {
             .query_row("SELECT status FROM findings", [], |r| r.get(0))
             .unwrap();
         assert_eq!(view, "resolved");
+        mark_notified(conn, &[all[0].fingerprint.clone()], day(3)).unwrap();
+        assert_eq!(
+            load(conn).unwrap()[0].last_notified_at,
+            Some(day(3).timestamp())
+        );
+        let r3 = reconcile(
+            &load(conn).unwrap(),
+            &[hit("k1", "p1")],
+            &rules(Severity::Medium),
+            &[],
+            &Coverage::complete(),
+            day(4),
+        );
+        save(conn, &r3, None).unwrap();
+        assert_eq!(
+            load(conn).unwrap()[0].last_notified_at,
+            Some(day(3).timestamp()),
+            "reconciling keeps the notifier's mark"
+        );
     }
 }

@@ -45,7 +45,10 @@ fn whole_pack_over_1000_projects_evaluates_within_two_seconds() {
             .unwrap();
     let recorded = t.elapsed();
 
-    eprintln!("store 1,000 projects: {stored:?} ({:?} objects)", snapshot.objects.values().sum::<u64>());
+    eprintln!(
+        "store 1,000 projects: {stored:?} ({:?} objects)",
+        snapshot.objects.values().sum::<u64>()
+    );
     for (id, hits, took) in &per_rule {
         eprintln!("  {id:<34} {hits:>6} hits  {took:?}");
     }

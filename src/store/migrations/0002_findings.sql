@@ -29,6 +29,8 @@ CREATE TABLE finding_events (
                                               'exemption-expired', 'severity-changed')),
     from_status TEXT,
     to_status   TEXT NOT NULL,
+    -- the severity before a `severity-changed`
+    from_severity TEXT,
     reason      TEXT NOT NULL
 );
 CREATE INDEX finding_events_fingerprint ON finding_events (fingerprint);
