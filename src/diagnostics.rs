@@ -264,6 +264,53 @@ impl fmt::Display for Diagnostics {
 #[error("{}", .0.render(false))]
 pub struct DiagnosticsError(pub Diagnostics);
 
+/// A configuration file's parse error as a diagnostic pointing into the file, re-reading
+/// the file for the excerpt; `None` for errors without a place (an unreadable file).
+pub fn from_config_error(error: &crate::config::ConfigError) -> Option<Diagnostics> {
+    let crate::config::ConfigError::Parse {
+        path,
+        line,
+        column,
+        message,
+    } = error
+    else {
+        return None;
+    };
+    let text = std::fs::read_to_string(path).ok()?;
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let start = text[line_start..]
+        .char_indices()
+        .nth(column.saturating_sub(1))
+        .map_or(text.len(), |(i, _)| line_start + i);
+    // Underline the word (key or value) the error points at.
+    let len = text[start..]
+        .find(|c: char| c.is_whitespace() || c == '=' || c == ',' || c == ']')
+        .unwrap_or(text.len() - start)
+        .max(1);
+    let mut d = Diagnostics::new();
+    let file = d.add_file(path.display().to_string(), text.clone());
+    let code = if message.starts_with("unknown field") {
+        "unknown-key"
+    } else {
+        "bad-config"
+    };
+    let first_line = message.lines().next().unwrap_or(message).to_owned();
+    let diag = d.error(
+        code,
+        Some(file),
+        Some(start..(start + len).min(text.len())),
+        first_line,
+    );
+    for extra in message.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        diag.help(extra.trim().to_owned());
+    }
+    Some(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +340,22 @@ mod tests {
             d.location(&d.items()[0]).as_deref(),
             Some("rules/x.toml:2:6")
         );
+    }
+
+    #[test]
+    fn config_parse_errors_point_into_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orgwarden.toml");
+        std::fs::write(&path, "[openai]\nconcurency = 4\n").unwrap();
+        let err = crate::config::Config::load(&path).unwrap_err();
+        let d = from_config_error(&err).unwrap();
+        let text = d.render(false);
+        assert!(
+            text.contains("error[unknown-key]: unknown field `concurency`"),
+            "{text}"
+        );
+        assert!(text.contains("orgwarden.toml:2:1"), "{text}");
+        assert!(text.contains("^^^^^^^^^^"), "{text}");
     }
 
     #[test]

@@ -129,10 +129,29 @@ impl From<FindingsFormat> for Format {
     }
 }
 
+/// Loads the configuration; a parse error is shown cargo-style, pointing into the file.
+fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
+    global.load_config().map_err(|e| {
+        let parse_error = e
+            .downcast_ref::<CliError>()
+            .and_then(|c| c.error.downcast_ref::<crate::config::ConfigError>())
+            .and_then(crate::diagnostics::from_config_error);
+        match parse_error {
+            Some(d) => {
+                eprint!("{}", d.render(std::io::stderr().is_terminal()));
+                CliError::usage(anyhow!(
+                    "the configuration file has errors; nothing was done"
+                ))
+            }
+            None => e,
+        }
+    })
+}
+
 /// Loads the configuration, the rules and the exemptions; every problem is printed to
 /// stderr and errors end the command with exit 2.
 fn load_rules(global: &GlobalArgs) -> anyhow::Result<(Config, Loaded)> {
-    let config = global.load_config()?;
+    let config = load_config(global)?;
     let loaded = rules::load(&config, Utc::now().date_naive());
     let d = &loaded.diagnostics;
     if !d.items().is_empty() {
@@ -266,7 +285,7 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
 
 /// Runs `orgwarden findings`.
 pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit> {
-    let config = global.load_config()?;
+    let config = load_config(global)?;
     let db = global.db_path(&config);
     let store = Store::open_read_only(&db).map_err(store_error)?;
     let mut list: Vec<Finding> = findings::load(store.conn())?
@@ -403,7 +422,7 @@ fn rules_explain(global: &GlobalArgs, id: &str) -> anyhow::Result<Exit> {
 }
 
 fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
-    let config = global.load_config()?;
+    let config = load_config(global)?;
     let mut loaded = rules::load(&config, Utc::now().date_naive());
     // Exemptions matching nothing can only be judged against stored findings.
     let db = global.db_path(&config);
