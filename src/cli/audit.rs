@@ -340,13 +340,10 @@ fn rules_list(global: &GlobalArgs) -> anyhow::Result<Exit> {
             format!("{}:{}", r.source, r.line),
         ]);
     }
-    println!(
-        "{}",
-        t.lines()
-            .map(|l| l.trim_end().to_owned())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    // The borderless preset pads every line with one leading space; drop it.
+    for line in t.lines() {
+        println!("{}", line.strip_prefix(' ').unwrap_or(&line).trim_end());
+    }
     Ok(Exit::Ok)
 }
 

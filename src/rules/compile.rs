@@ -92,7 +92,7 @@ pub enum BindSource {
 /// A declarative rule compiled to SQL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Compiled {
-    /// The SQL; it selects `resource_id`, `project_id` and every view column.
+    /// The SQL; it selects every view column (`resource_id` and `project_id` among them).
     pub sql: String,
     /// The named parameters (`c1`, …) and their sources; `:now` is bound too.
     pub binds: Vec<(String, BindSource)>,
@@ -130,7 +130,7 @@ pub fn compile_where(
         return None;
     }
     let sql = format!(
-        "SELECT t.resource_id AS resource_id, t.project_id AS project_id, t.*\nFROM {} AS t\nWHERE {}",
+        "SELECT t.*\nFROM {} AS t\nWHERE {}",
         family.view(),
         predicate?
     );

@@ -215,9 +215,10 @@ impl Rule {
                         compile::BindSource::ParamAge(p) => format!(
                             "params.{p} = {} (as seconds: {})",
                             show(self.params.get(p)),
-                            compile::bind_value(source, &self.params)
-                                .map(|v| format!("{v:?}"))
-                                .unwrap_or_default()
+                            match compile::bind_value(source, &self.params) {
+                                Some(SqlValue::Integer(n)) => n.to_string(),
+                                _ => "?".to_owned(),
+                            }
                         ),
                     };
                     (format!(":{name}"), what)
