@@ -502,10 +502,11 @@ mod tests {
         if let Some(idx) = stmt.parameter_index(":now").unwrap() {
             stmt.raw_bind_parameter(idx, NOW).unwrap();
         }
+        let id_column = stmt.column_index("resource_id").unwrap();
         let mut out = Vec::new();
         let mut rows = stmt.raw_query();
         while let Some(row) = rows.next().unwrap() {
-            out.push(row.get::<_, String>(0).unwrap());
+            out.push(row.get::<_, String>(id_column).unwrap());
         }
         out.sort();
         Ok(out)
