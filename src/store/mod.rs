@@ -34,8 +34,13 @@ pub use writer::SnapshotWriter;
 
 /// The migrations, in order; `PRAGMA user_version` counts how many were applied.
 /// To add one, drop `NNNN_name.sql` beside the others and append a line here.
-pub const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_store", include_str!("migrations/0001_store.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_store", include_str!("migrations/0001_store.sql")),
+    (
+        "0002_findings",
+        include_str!("migrations/0002_findings.sql"),
+    ),
+];
 
 /// How long a writer waits for another connection's write transaction to end.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
