@@ -1,0 +1,403 @@
+//! Notification: decides what a run announces ([`plan`]), logs every announced event as one
+//! structured `tracing` event, renders the email digest ([`render`]), queues it in the durable
+//! [`outbox`] in the caller's transaction, and delivers it ([`transport`]).
+//!
+//! The caller's part, per run:
+//! ```text
+//! let tx = conn.transaction()?;
+//! … update findings …
+//! let a = notifier.announce(&tx, &findings, &ctx, now)?;
+//! … set last_notified_at = now for a.announced …
+//! tx.commit()?;
+//! notifier.deliver_pending(&conn, now)?;   // failures stay queued for the next run
+//! ```
+
+pub mod outbox;
+pub mod plan;
+pub mod render;
+pub mod transport;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lettre::message::Mailbox;
+use rusqlite::{Connection, Transaction};
+use secrecy::SecretString;
+
+pub use outbox::{DeliveryReport, OutboxId, deliver_pending};
+pub use plan::{Digest, FindingState, FindingStatus, Policy, Reason, RunContext, Transition};
+pub use render::Renderer;
+pub use transport::{DeliveryError, SmtpCredentials, SmtpSettings, TlsMode, Transport};
+
+use crate::config::{Config, EmailConfig};
+
+/// How long one SMTP connect or command may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why notification could not be set up or carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// `[notify]` holds a value that cannot work.
+    #[error("{file}[{section}] {key}: {message}")]
+    Config {
+        /// The configuration file, with a trailing space, or empty.
+        file: String,
+        /// `notify` or `notify.email`.
+        section: &'static str,
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The digest could not be rendered.
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
+    /// The outbox could not be read or written.
+    #[error(transparent)]
+    Outbox(#[from] outbox::OutboxError),
+    /// A message was not delivered.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+}
+
+/// The email channel, validated.
+#[derive(Debug)]
+pub struct EmailChannel {
+    /// How messages leave.
+    pub transport: Transport,
+    /// The sender.
+    pub from: Mailbox,
+    /// The recipients.
+    pub to: Vec<Mailbox>,
+    renderer: Renderer,
+}
+
+/// Everything `[notify]` configures, checked once up front.
+#[derive(Debug)]
+pub struct Notifier {
+    /// The decision rules.
+    pub policy: Policy,
+    repeat_interval: String,
+    email: Option<EmailChannel>,
+}
+
+/// What `announce` did.
+#[derive(Debug, Default)]
+pub struct Announcement {
+    /// The digest, when there was something to announce.
+    pub digest: Option<Digest>,
+    /// The fingerprints announced: set their `last_notified_at` to `now` in the same
+    /// transaction.
+    pub announced: Vec<String>,
+    /// The queued email, when email is configured and there was something to announce.
+    pub outbox_id: Option<OutboxId>,
+}
+
+impl Notifier {
+    /// Checks `[notify]` of a loaded configuration, reading the SMTP password from the
+    /// environment variable named by `password_env`.
+    pub fn from_config(config: &Config) -> Result<Notifier, NotifyError> {
+        Notifier::from_config_with_env(config, |name| std::env::var(name).ok())
+    }
+
+    /// As [`Notifier::from_config`], with the environment given (for tests).
+    pub fn from_config_with_env(
+        config: &Config,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Notifier, NotifyError> {
+        let file = config
+            .source
+            .as_ref()
+            .map(|p| format!("{}: ", p.display()))
+            .unwrap_or_default();
+        let cfg = &config.notify;
+        let repeat =
+            plan::parse_interval(&cfg.repeat_interval).map_err(|e| NotifyError::Config {
+                file: file.clone(),
+                section: "notify",
+                key: "repeat_interval",
+                message: e.to_string(),
+            })?;
+        let email = match &cfg.email {
+            Some(email) => Some(email_channel(email, config, &file, &env)?),
+            None => None,
+        };
+        Ok(Notifier {
+            policy: Policy {
+                repeat_interval: repeat,
+                send_resolved: cfg.send_resolved,
+            },
+            repeat_interval: cfg.repeat_interval.trim().to_owned(),
+            email,
+        })
+    }
+
+    /// The email channel, if configured.
+    pub fn email(&self) -> Option<&EmailChannel> {
+        self.email.as_ref()
+    }
+
+    /// Replaces the email transport (a test server's certificate, a different folder).
+    pub fn set_transport(&mut self, transport: Transport) {
+        if let Some(email) = &mut self.email {
+            email.transport = transport;
+        }
+    }
+
+    /// Decides what this run announces, logs each announced finding, and queues the email
+    /// digest in `tx`. The caller must set `last_notified_at = now` for
+    /// [`Announcement::announced`] in the same transaction, then commit.
+    pub fn announce(
+        &self,
+        tx: &Transaction<'_>,
+        findings: &[FindingState],
+        ctx: &RunContext,
+        now: DateTime<Utc>,
+    ) -> Result<Announcement, NotifyError> {
+        let Some(digest) = plan::plan(findings, ctx, &self.policy, now) else {
+            return Ok(Announcement::default());
+        };
+        let outbox_id = match &self.email {
+            Some(email) => Some(queue(tx, email, &digest, &self.repeat_interval)?),
+            None => None,
+        };
+        log_digest(&digest);
+        Ok(Announcement {
+            announced: digest.fingerprints(),
+            digest: Some(digest),
+            outbox_id,
+        })
+    }
+
+    /// Delivers every due outbox message. Without email configured, nothing is tried.
+    pub fn deliver_pending(
+        &self,
+        conn: &Connection,
+        now: DateTime<Utc>,
+    ) -> Result<DeliveryReport, NotifyError> {
+        match &self.email {
+            Some(email) => Ok(outbox::deliver_pending(conn, &email.transport, now)?),
+            None => Ok(DeliveryReport::default()),
+        }
+    }
+
+    /// Renders a digest with this notifier's templates (for previews and tests).
+    pub fn render(&self, digest: &Digest) -> Result<render::Rendered, NotifyError> {
+        let renderer = match &self.email {
+            Some(email) => &email.renderer,
+            None => &Renderer::builtin()?,
+        };
+        Ok(renderer.render(digest, &self.repeat_interval)?)
+    }
+
+    /// Sends a short test message straight through the email channel (not the outbox).
+    /// Returns where it went and the server's reply.
+    pub fn send_test(&self, organization: &str, now: DateTime<Utc>) -> Result<String, NotifyError> {
+        let Some(email) = &self.email else {
+            return Err(NotifyError::Config {
+                file: String::new(),
+                section: "notify",
+                key: "email",
+                message: "no email channel is configured; add a [notify.email] section".into(),
+            });
+        };
+        let mut builder = lettre::Message::builder()
+            .from(email.from.clone())
+            .subject(render::one_line(&format!(
+                "[orgwarden] {organization}: test message"
+            )))
+            .date(std::time::SystemTime::from(now))
+            .message_id(None);
+        for to in &email.to {
+            builder = builder.to(to.clone());
+        }
+        let message = builder
+            .body(format!(
+                "This is a test message from orgwarden for the organization {}.\n\
+                 Audit digests will reach you this way.\n",
+                render::one_line(organization)
+            ))
+            .map_err(render::RenderError::from)?;
+        let to: Vec<String> = email.to.iter().map(|m| m.email.to_string()).collect();
+        let from = email.from.email.to_string();
+        let name = format!("orgwarden-test-{}", now.format("%Y%m%dT%H%M%S"));
+        let reply = email.transport.send(&transport::Outgoing {
+            from: &from,
+            to: &to,
+            bytes: &message.formatted(),
+            name: &name,
+        })?;
+        Ok(format!("{}: {reply}", email.transport.describe()))
+    }
+}
+
+fn queue(
+    tx: &Transaction<'_>,
+    email: &EmailChannel,
+    digest: &Digest,
+    repeat_interval: &str,
+) -> Result<OutboxId, NotifyError> {
+    let rendered = email.renderer.render(digest, repeat_interval)?;
+    let message = render::build_message(&rendered, &email.from, &email.to, digest.generated_at)?;
+    let id = outbox::insert(
+        tx,
+        &outbox::NewMessage {
+            snapshot_id: digest.snapshot_id,
+            subject: rendered.subject.clone(),
+            sender: email.from.email.to_string(),
+            recipients: email.to.iter().map(|m| m.email.to_string()).collect(),
+            message: message.formatted(),
+            fingerprints: digest.fingerprints(),
+        },
+        digest.generated_at,
+    )?;
+    Ok(id)
+}
+
+/// One structured event per announced finding: with `--log-format json`, one JSON object
+/// per line, whether or not email is configured.
+fn log_digest(digest: &Digest) {
+    for a in &digest.announced {
+        let f = &a.finding;
+        let transition = f.transition.as_ref().map_or("reminder", |t| t.kind());
+        tracing::info!(
+            target: "orgwarden::notify",
+            rule_id = %f.rule_id,
+            severity = %f.severity,
+            resource_id = %f.resource_id,
+            project_id = f.project_id.as_ref().map_or("", |p| p.as_str()),
+            transition,
+            fingerprint = %f.fingerprint,
+            "{}: {}",
+            a.reason.as_str(),
+            render::one_line(&f.title),
+        );
+    }
+}
+
+fn email_channel(
+    email: &EmailConfig,
+    config: &Config,
+    file: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<EmailChannel, NotifyError> {
+    let err = |key: &'static str, message: String| NotifyError::Config {
+        file: file.to_owned(),
+        section: "notify.email",
+        key,
+        message,
+    };
+    let from = email
+        .from
+        .as_deref()
+        .ok_or_else(|| err("from", "the sender address is required".into()))?
+        .parse::<Mailbox>()
+        .map_err(|e| err("from", format!("not an email address: {e}")))?;
+    if email.to.is_empty() {
+        return Err(err("to", "at least one recipient is required".into()));
+    }
+    let to = email
+        .to
+        .iter()
+        .map(|a| {
+            a.parse::<Mailbox>()
+                .map_err(|e| err("to", format!("`{a}` is not an email address: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let transport = match email.transport.as_str() {
+        "file" => {
+            let dir = email
+                .dir
+                .as_deref()
+                .ok_or_else(|| err("dir", "required when transport = \"file\"".into()))?;
+            Transport::File {
+                dir: config.resolve(dir),
+            }
+        }
+        "smtp" => Transport::Smtp(smtp_settings(email, &err, env)?),
+        other => {
+            return Err(err(
+                "transport",
+                format!("unknown transport `{other}` (expected \"smtp\" or \"file\")"),
+            ));
+        }
+    };
+    let template = |p: &Option<std::path::PathBuf>| p.as_deref().map(|p: &Path| config.resolve(p));
+    let (html, text) = match &email.templates {
+        Some(t) => (template(&t.html), template(&t.text)),
+        None => (None, None),
+    };
+    let renderer = Renderer::new(html, text)?;
+    Ok(EmailChannel {
+        transport,
+        from,
+        to,
+        renderer,
+    })
+}
+
+fn smtp_settings(
+    email: &EmailConfig,
+    err: &impl Fn(&'static str, String) -> NotifyError,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<SmtpSettings, NotifyError> {
+    let host = email
+        .host
+        .clone()
+        .filter(|h| !h.trim().is_empty())
+        .ok_or_else(|| err("host", "required when transport = \"smtp\"".into()))?;
+    let tls = match email.tls.as_str() {
+        "starttls" => TlsMode::StartTls,
+        "tls" => TlsMode::Implicit,
+        "none" if transport::is_loopback(&host) => TlsMode::None,
+        "none" => {
+            return Err(err(
+                "tls",
+                format!(
+                    "\"none\" sends mail and passwords in clear; it is only allowed towards a \
+                     loopback host, not `{host}` (use \"starttls\" or \"tls\")"
+                ),
+            ));
+        }
+        other => {
+            return Err(err(
+                "tls",
+                format!("unknown mode `{other}` (expected \"starttls\", \"tls\" or \"none\")"),
+            ));
+        }
+    };
+    let credentials = match (&email.username, &email.password_env) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(err(
+                "password_env",
+                "required with username: the name of the environment variable holding the SMTP password".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(err("username", "required with password_env".into()));
+        }
+        (Some(username), Some(var)) => {
+            let password = env(var).filter(|p| !p.is_empty()).ok_or_else(|| {
+                err(
+                    "password_env",
+                    format!("the environment variable {var} is not set or empty"),
+                )
+            })?;
+            Some(SmtpCredentials {
+                username: username.clone(),
+                password: SecretString::from(password),
+            })
+        }
+    };
+    Ok(SmtpSettings {
+        port: email.port.unwrap_or(tls.default_port()),
+        host,
+        tls,
+        credentials,
+        timeout: SMTP_TIMEOUT,
+        extra_roots_pem: Vec::new(),
+        system_roots: true,
+    })
+}
