@@ -315,7 +315,16 @@ fn email_channel(
                 dir: config.resolve(dir),
             }
         }
-        "smtp" => Transport::Smtp(smtp_settings(email, &err, env)?),
+        "smtp" => {
+            let mut settings = smtp_settings(email, &err, env)?;
+            if let Some(ca) = &email.ca_file {
+                let path = config.resolve(ca);
+                let pem = std::fs::read(&path)
+                    .map_err(|e| err("ca_file", format!("cannot read {}: {e}", path.display())))?;
+                settings.extra_roots_pem.push(pem);
+            }
+            Transport::Smtp(settings)
+        }
         other => {
             return Err(err(
                 "transport",
@@ -400,4 +409,149 @@ fn smtp_settings(
         extra_roots_pem: Vec::new(),
         system_roots: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::plan::tests::{finding, t};
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, &PathBuf::from("/etc/orgwarden/orgwarden.toml")).unwrap()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn config_error(text: &str) -> String {
+        Notifier::from_config_with_env(&config(text), no_env)
+            .unwrap_err()
+            .to_string()
+    }
+
+    const SMTP: &str = "[notify.email]\nfrom = \"o@example.com\"\nto = [\"s@example.com\"]\n";
+
+    #[test]
+    fn plain_smtp_is_refused_towards_a_remote_host() {
+        let text = format!("{SMTP}host = \"smtp.example.com\"\ntls = \"none\"\n");
+        let err = config_error(&text);
+        assert!(
+            err.starts_with("/etc/orgwarden/orgwarden.toml: [notify.email] tls:"),
+            "{err}"
+        );
+        assert!(err.contains("loopback"), "{err}");
+        let ok = format!("{SMTP}host = \"127.0.0.1\"\ntls = \"none\"\n");
+        let notifier = Notifier::from_config_with_env(&config(&ok), no_env).unwrap();
+        let Some(Transport::Smtp(s)) = notifier.email().map(|e| &e.transport) else {
+            panic!("smtp")
+        };
+        assert_eq!((s.tls, s.port), (TlsMode::None, 25));
+    }
+
+    #[test]
+    fn ports_default_from_the_tls_mode() {
+        for (tls, port) in [("starttls", 587), ("tls", 465)] {
+            let text = format!("{SMTP}host = \"smtp.example.com\"\ntls = \"{tls}\"\n");
+            let notifier = Notifier::from_config_with_env(&config(&text), no_env).unwrap();
+            let Some(Transport::Smtp(s)) = notifier.email().map(|e| &e.transport) else {
+                panic!("smtp")
+            };
+            assert_eq!(s.port, port);
+        }
+    }
+
+    #[test]
+    fn password_comes_from_the_named_variable_and_never_shows() {
+        let text = format!(
+            "{SMTP}host = \"smtp.example.com\"\nusername = \"ow\"\npassword_env = \"OW_PW\"\n"
+        );
+        let err = config_error(&text);
+        assert!(err.contains("OW_PW is not set"), "{err}");
+        let notifier = Notifier::from_config_with_env(&config(&text), |name| {
+            (name == "OW_PW").then(|| "hunter2-secret".to_owned())
+        })
+        .unwrap();
+        assert!(!format!("{notifier:?}").contains("hunter2-secret"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert!(config_error(&format!("{SMTP}transport = \"pigeon\"\n")).contains("transport"));
+        assert!(config_error(&format!("{SMTP}transport = \"file\"\n")).contains("] dir:"));
+        assert!(config_error(&format!("{SMTP}host = \"h\"\ntls = \"ssl\"\n")).contains("] tls:"));
+        assert!(
+            config_error("[notify]\nrepeat_interval = \"weekly\"\n").contains("repeat_interval")
+        );
+        let no_to = "[notify.email]\nfrom = \"o@example.com\"\nhost = \"h\"\n";
+        assert!(config_error(no_to).contains("] to:"));
+        let bad_from = "[notify.email]\nfrom = \"not an address\"\nto = [\"s@example.com\"]\n";
+        assert!(config_error(bad_from).contains("] from:"));
+    }
+
+    #[test]
+    fn file_dir_is_relative_to_the_config_file() {
+        let text = format!("{SMTP}transport = \"file\"\ndir = \"outbox\"\n");
+        let notifier = Notifier::from_config_with_env(&config(&text), no_env).unwrap();
+        let Some(Transport::File { dir }) = notifier.email().map(|e| &e.transport) else {
+            panic!("file")
+        };
+        assert_eq!(dir, &PathBuf::from("/etc/orgwarden/outbox"));
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_announced_finding_is_one_json_log_line_even_without_email() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let notifier = Notifier::from_config_with_env(&config(""), no_env).unwrap();
+        let mut new = finding("key_a", crate::model::Severity::High);
+        new.transition = Some(Transition::Opened);
+        let quiet = finding("key_b", crate::model::Severity::Low);
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(outbox::MIGRATION).unwrap();
+        let tx = conn.transaction().unwrap();
+        let ctx = RunContext {
+            organization: "acme".into(),
+            snapshot_id: None,
+            partial: false,
+        };
+        let announcement = tracing::subscriber::with_default(subscriber, || {
+            notifier.announce(&tx, &[new, quiet], &ctx, t(1)).unwrap()
+        });
+        assert_eq!(announcement.announced, vec!["fp-key_a".to_owned()]);
+        assert_eq!(announcement.outbox_id, None, "no email configured");
+        let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        let line = &lines[0];
+        assert_eq!(line["rule_id"], "api-key-stale");
+        assert_eq!(line["severity"], "high");
+        assert_eq!(line["resource_id"], "key_a");
+        assert_eq!(line["project_id"], "proj_payments");
+        assert_eq!(line["transition"], "opened");
+        assert_eq!(line["fingerprint"], "fp-key_a");
+    }
 }

@@ -449,11 +449,11 @@ fn age(from: DateTime<Utc>, now: DateTime<Utc>) -> String {
     if d < TimeDelta::hours(1) {
         "just now".into()
     } else if d < TimeDelta::days(1) {
-        format!("{} h", d.num_hours())
+        format!("{} h ago", d.num_hours())
     } else if d.num_days() == 1 {
-        "1 day".into()
+        "1 day ago".into()
     } else {
-        format!("{} days", d.num_days())
+        format!("{} days ago", d.num_days())
     }
 }
 
@@ -594,7 +594,12 @@ fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: 
         let shown: Vec<&FindingState> = oldest.take(OLDEST_SHOWN).collect();
         let listed = shown.len();
         let (groups, _) = group(shown.into_iter().map(|f| (f, None)), now, OLDEST_SHOWN);
-        let unlisted = digest.open.len().saturating_sub(listed);
+        let announced_open = digest
+            .open
+            .iter()
+            .filter(|f| announced.contains(f.fingerprint.as_str()))
+            .count();
+        let unlisted = digest.open.len().saturating_sub(listed + announced_open);
         (groups, unlisted, listed)
     };
     let still_open = StillOpen {
@@ -643,7 +648,15 @@ fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: 
 
 /// Spreadsheet programs run cells that start with these as formulas (CSV injection).
 fn csv_cell(text: &str) -> String {
-    let text = multi_line(text);
+    guard_formula(one_line(text))
+}
+
+/// As [`csv_cell`], keeping line breaks (remediation text).
+fn csv_multi_line(text: &str) -> String {
+    guard_formula(multi_line(text))
+}
+
+fn guard_formula(text: String) -> String {
     if text.starts_with(['=', '+', '-', '@']) {
         format!("'{text}")
     } else {
@@ -677,7 +690,7 @@ pub fn open_findings_csv(open: &[FindingState]) -> Result<String, RenderError> {
             csv_cell(&f.resource_type),
             csv_cell(&f.resource_id),
             csv_cell(&f.message),
-            csv_cell(&f.remediation),
+            csv_multi_line(&f.remediation),
             f.first_seen
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             csv_cell(&f.fingerprint),
@@ -687,4 +700,169 @@ pub fn open_findings_csv(open: &[FindingState]) -> Result<String, RenderError> {
         .into_inner()
         .map_err(|e| RenderError::Csv(csv::Error::from(e.into_error())))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ProjectId;
+    use crate::notify::plan::tests::{finding, t};
+    use crate::notify::plan::{FindingStatus, Policy, RunContext, Transition, plan};
+
+    fn digest(findings: &[FindingState], org: &str) -> Digest {
+        let ctx = RunContext {
+            organization: org.into(),
+            snapshot_id: Some(crate::model::SnapshotId(7)),
+            partial: false,
+        };
+        let policy = Policy {
+            repeat_interval: TimeDelta::days(7),
+            send_resolved: true,
+        };
+        plan(findings, &ctx, &policy, t(3)).expect("something to announce")
+    }
+
+    fn opened(id: &str, severity: Severity) -> FindingState {
+        let mut f = finding(id, severity);
+        f.transition = Some(Transition::Opened);
+        f.last_notified_at = None;
+        f
+    }
+
+    fn resolved(id: &str) -> FindingState {
+        let mut f = finding(id, Severity::Low);
+        f.transition = Some(Transition::Resolved);
+        f.status = FindingStatus::Resolved;
+        f
+    }
+
+    fn sample() -> Vec<FindingState> {
+        vec![
+            opened("key_a", Severity::High),
+            opened("key_b", Severity::Medium),
+            opened("key_c", Severity::Medium),
+            resolved("key_old"),
+        ]
+    }
+
+    #[test]
+    fn subject_counts_changes_and_severities() {
+        assert_eq!(
+            subject(&digest(&sample(), "acme")),
+            "[orgwarden] acme: 3 new, 1 resolved — 1 high, 2 medium"
+        );
+    }
+
+    #[test]
+    fn reminder_subject_says_so() {
+        let mut a = finding("key_a", Severity::High);
+        a.last_notified_at = Some(t(-10));
+        assert_eq!(
+            subject(&digest(&[a], "acme")),
+            "[orgwarden] acme: 1 still open (reminder) — 1 high"
+        );
+    }
+
+    fn evil_findings() -> Vec<FindingState> {
+        let mut f = opened("key_x", Severity::High);
+        f.project_id = Some(ProjectId::from("proj_x"));
+        f.project_name = Some("x\r\nBcc: evil@example.com".into());
+        f.message = "<script>alert(1)</script> and =HYPERLINK(\"http://evil\")".into();
+        vec![f]
+    }
+
+    #[test]
+    fn api_supplied_names_cannot_add_headers() {
+        let d = digest(&evil_findings(), "acme\r\nBcc: evil@example.com");
+        let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
+        let from: Mailbox = "orgwarden@example.com".parse().unwrap();
+        let to: Mailbox = "security@example.com".parse().unwrap();
+        let message = build_message(&rendered, &from, &[to], t(3)).unwrap();
+        let bytes = message.formatted();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&bytes)
+            .expect("parses");
+        assert!(
+            parsed.header("Bcc").is_none(),
+            "an injected Bcc header appeared"
+        );
+        assert_eq!(
+            parsed.subject(),
+            Some("[orgwarden] acme  Bcc: evil@example.com: 1 new — 1 high")
+        );
+        let envelope = message.envelope();
+        assert_eq!(envelope.to().len(), 1);
+        // The names stay visible as text in the body.
+        let text = parsed.body_text(0).unwrap();
+        assert!(text.contains("x  Bcc: evil@example.com (proj_x)"), "{text}");
+    }
+
+    #[test]
+    fn html_part_escapes_api_supplied_text() {
+        let d = digest(&evil_findings(), "acme");
+        let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
+        assert!(!rendered.html.contains("<script>"));
+        assert!(rendered.html.contains("&lt;script&gt;"));
+        // The plain-text part is not HTML and keeps the text as it is.
+        assert!(rendered.text.contains("<script>"));
+    }
+
+    #[test]
+    fn csv_lists_every_open_finding_and_defuses_formulas() {
+        let mut findings = sample();
+        findings.extend(evil_findings());
+        let d = digest(&findings, "acme");
+        let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
+        let mut reader = csv::Reader::from_reader(rendered.csv.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        assert_eq!(&headers[0], "severity");
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 4, "4 open, the resolved one is not in the CSV");
+        let evil = rows.iter().find(|r| &r[6] == "key_x").unwrap();
+        assert_eq!(&evil[4], "x  Bcc: evil@example.com");
+        assert!(evil[7].starts_with("<script>"));
+        assert_eq!(rendered.csv_filename, "orgwarden-acme-2026-01-04.csv");
+    }
+
+    #[test]
+    fn text_digest_snapshot() {
+        let mut findings = sample();
+        let mut old = finding("key_z", Severity::Low);
+        old.first_seen = t(-90);
+        old.project_id = None;
+        old.project_name = None;
+        findings.push(old);
+        let d = digest(&findings, "acme");
+        let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
+        insta::assert_snapshot!(rendered.text);
+    }
+
+    #[test]
+    fn a_broken_override_template_is_reported_with_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mine.html");
+        std::fs::write(&path, "{% for x in %}").unwrap();
+        let err = Renderer::new(Some(path.clone()), None).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("mine.html"), "{text}");
+    }
+
+    #[test]
+    fn an_override_template_is_used_and_still_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mine.j2");
+        std::fs::write(
+            &path,
+            "{% for s in sections %}{% for g in s.groups %}{% for p in g.projects %}{{ p.label }}{% endfor %}{% endfor %}{% endfor %}",
+        )
+        .unwrap();
+        let mut findings = evil_findings();
+        findings[0].project_name = Some("<b>x</b>".into());
+        let d = digest(&findings, "acme");
+        let rendered = Renderer::new(Some(path), None)
+            .unwrap()
+            .render(&d, "7d")
+            .unwrap();
+        assert_eq!(rendered.html, "&lt;b&gt;x&lt;&#x2f;b&gt; (proj_x)");
+    }
 }
