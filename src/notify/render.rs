@@ -214,6 +214,15 @@ pub fn build_message(
 
 /// `[orgwarden] acme: 3 new, 1 resolved — 1 high, 2 medium`
 pub fn subject(digest: &Digest) -> String {
+    one_line(&format!(
+        "[orgwarden] {}: {}",
+        one_line(&digest.organization),
+        headline(digest)
+    ))
+}
+
+/// The subject without its prefix: `3 new, 1 resolved — 1 high, 2 medium`.
+fn headline(digest: &Digest) -> String {
     let new = digest.count(Reason::New);
     let reopened = digest.count(Reason::Reopened);
     let escalated = digest.count(Reason::Escalated);
@@ -245,11 +254,7 @@ pub fn subject(digest: &Digest) -> String {
         changed
     };
     let by_severity = severity_counts(weighed.iter().map(|a| a.finding.severity));
-    let mut subject = format!(
-        "[orgwarden] {}: {}",
-        one_line(&digest.organization),
-        counts.join(", ")
-    );
+    let mut subject = counts.join(", ");
     if !by_severity.is_empty() {
         let parts: Vec<String> = by_severity
             .iter()
@@ -342,6 +347,7 @@ fn resource_kind(resource_type: &str) -> &str {
 struct Ctx {
     organization: String,
     subject: String,
+    headline: String,
     generated_at: String,
     snapshot_id: Option<i64>,
     partial: bool,
@@ -616,6 +622,7 @@ fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: 
     Ctx {
         organization: one_line(&digest.organization),
         subject: subject.to_owned(),
+        headline: headline(digest),
         generated_at: digest.generated_at.format("%Y-%m-%d %H:%M UTC").to_string(),
         snapshot_id: digest.snapshot_id.map(|s| s.0),
         partial: digest.partial,
