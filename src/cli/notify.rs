@@ -24,8 +24,7 @@ fn test(global: &GlobalArgs) -> anyhow::Result<Exit> {
     let notifier = Notifier::from_config(&config).map_err(CliError::usage)?;
     tracing::info!(
         target: "orgwarden::notify",
-        rule_id = "notify-test",
-        transition = "test",
+        channel = "log",
         "notify test: the log channel works"
     );
     println!("log: ok");
