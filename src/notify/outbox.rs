@@ -69,6 +69,8 @@ pub struct OutboxEntry {
 pub struct DeliveryReport {
     /// Accepted by the server in this pass.
     pub sent: Vec<OutboxId>,
+    /// For each sent message, the server's final reply or the `.eml` file written.
+    pub receipts: Vec<(OutboxId, String)>,
     /// Failed in this pass, with the reason; they stay queued.
     pub failed: Vec<(OutboxId, String)>,
     /// Still unsent after this pass (failed, not yet due, or skipped because the server was
@@ -131,9 +133,10 @@ pub fn deliver_pending(
     transport: &Transport,
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, OutboxError> {
-    let due: Vec<(i64, String, String, Vec<u8>, u32)> = {
+    type Due = (i64, i64, String, String, Vec<u8>, u32);
+    let due: Vec<Due> = {
         let mut stmt = conn.prepare(
-            "SELECT id, sender, recipients, message, attempts FROM outbox
+            "SELECT id, created_at, sender, recipients, message, attempts FROM outbox
              WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY id",
         )?;
         stmt.query_map([now.timestamp()], |row| {
@@ -143,19 +146,24 @@ pub fn deliver_pending(
                 row.get(2)?,
                 row.get(3)?,
                 row.get(4)?,
+                row.get(5)?,
             ))
         })?
         .collect::<Result<_, _>>()?
     };
     let mut report = DeliveryReport::default();
-    for (id, sender, recipients, message, attempts) in due {
+    for (id, created_at, sender, recipients, message, attempts) in due {
         let id_typed = OutboxId(id);
         let to: Vec<String> =
             serde_json::from_str(&recipients).map_err(|source| OutboxError::Recipients {
                 id: id_typed,
                 source,
             })?;
-        let name = format!("orgwarden-{id}");
+        // The creation time keeps names unique across databases writing to one folder.
+        let name = format!(
+            "orgwarden-{}-{id}",
+            from_unix(created_at).format("%Y%m%dT%H%M%SZ")
+        );
         let outgoing = Outgoing {
             from: &sender,
             to: &to,
@@ -171,6 +179,7 @@ pub fn deliver_pending(
                 )?;
                 tracing::info!(target: "orgwarden::notify", outbox_id = id, via = %transport.describe(), reply = %reply, "digest delivered");
                 report.sent.push(id_typed);
+                report.receipts.push((id_typed, reply));
             }
             Err(err) => {
                 let attempts = attempts.saturating_add(1);
@@ -183,7 +192,7 @@ pub fn deliver_pending(
                 )?;
                 tracing::warn!(target: "orgwarden::notify", outbox_id = id, attempts, next_attempt_at = %next.to_rfc3339(), error = %text, "digest not delivered; it stays in the outbox");
                 report.failed.push((id_typed, text));
-                if unreachable(&err) {
+                if server_unreachable(&err) {
                     break;
                 }
             }
@@ -199,7 +208,7 @@ pub fn deliver_pending(
 }
 
 /// Failures that no other message could get past.
-fn unreachable(err: &DeliveryError) -> bool {
+fn server_unreachable(err: &DeliveryError) -> bool {
     matches!(
         err,
         DeliveryError::Dns { .. }
