@@ -39,10 +39,10 @@ const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     /// `[notify]` holds a value that cannot work.
-    #[error("{file}[{section}] {key}: {message}")]
+    #[error("{place}[{section}] {key}: {message}")]
     Config {
-        /// The configuration file, with a trailing space, or empty.
-        file: String,
+        /// Where: `file:line:column: `, or empty when there is no file.
+        place: String,
         /// `notify` or `notify.email`.
         section: &'static str,
         /// The key.
@@ -106,21 +106,16 @@ impl Notifier {
         config: &Config,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Notifier, NotifyError> {
-        let file = config
-            .source
-            .as_ref()
-            .map(|p| format!("{}: ", p.display()))
-            .unwrap_or_default();
         let cfg = &config.notify;
         let repeat =
             plan::parse_interval(&cfg.repeat_interval).map_err(|e| NotifyError::Config {
-                file: file.clone(),
+                place: locate(config, "notify", "repeat_interval"),
                 section: "notify",
                 key: "repeat_interval",
                 message: e.to_string(),
             })?;
         let email = match &cfg.email {
-            Some(email) => Some(email_channel(email, config, &file, &env)?),
+            Some(email) => Some(email_channel(email, config, &env)?),
             None => None,
         };
         Ok(Notifier {
@@ -196,7 +191,7 @@ impl Notifier {
     pub fn send_test(&self, organization: &str, now: DateTime<Utc>) -> Result<String, NotifyError> {
         let Some(email) = &self.email else {
             return Err(NotifyError::Config {
-                file: String::new(),
+                place: String::new(),
                 section: "notify",
                 key: "email",
                 message: "no email channel is configured; add a [notify.email] section".into(),
@@ -279,11 +274,10 @@ fn log_digest(digest: &Digest) {
 fn email_channel(
     email: &EmailConfig,
     config: &Config,
-    file: &str,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<EmailChannel, NotifyError> {
     let err = |key: &'static str, message: String| NotifyError::Config {
-        file: file.to_owned(),
+        place: locate(config, "notify.email", key),
         section: "notify.email",
         key,
         message,
@@ -411,6 +405,46 @@ fn smtp_settings(
     })
 }
 
+/// `file:line:column: ` of `key` in `[section]` of the configuration file: the key's line
+/// when it is written there, else the section's header, else just the file.
+fn locate(config: &Config, section: &str, key: &str) -> String {
+    let Some(path) = &config.source else {
+        return String::new();
+    };
+    let Some(text) = &config.text else {
+        return format!("{}: ", path.display());
+    };
+    let mut current = String::new();
+    let mut header = None;
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            current = trimmed
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            if current == section {
+                header = Some(n + 1);
+            }
+            continue;
+        }
+        if current == section
+            && let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            let column = line.len() - trimmed.len() + 1;
+            return format!("{}:{}:{column}: ", path.display(), n + 1);
+        }
+    }
+    match header {
+        Some(line) => format!("{}:{line}:1: ", path.display()),
+        None => format!("{}: ", path.display()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,7 +473,7 @@ mod tests {
         let text = format!("{SMTP}host = \"smtp.example.com\"\ntls = \"none\"\n");
         let err = config_error(&text);
         assert!(
-            err.starts_with("/etc/orgwarden/orgwarden.toml: [notify.email] tls:"),
+            err.starts_with("/etc/orgwarden/orgwarden.toml:5:1: [notify.email] tls:"),
             "{err}"
         );
         assert!(err.contains("loopback"), "{err}");
@@ -553,5 +587,48 @@ mod tests {
         assert_eq!(line["project_id"], "proj_payments");
         assert_eq!(line["transition"], "opened");
         assert_eq!(line["fingerprint"], "fp-key_a");
+    }
+
+    #[test]
+    fn file_transport_writes_the_digest_as_an_eml_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{SMTP}transport = \"file\"\ndir = {:?}\n",
+            dir.path().join("outbox").display().to_string()
+        );
+        let notifier = Notifier::from_config_with_env(&config(&text), no_env).unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(outbox::MIGRATION).unwrap();
+        let mut new = finding("key_a", crate::model::Severity::High);
+        new.transition = Some(Transition::Opened);
+        let ctx = RunContext {
+            organization: "acme".into(),
+            snapshot_id: None,
+            partial: false,
+        };
+        let tx = conn.transaction().unwrap();
+        let announcement = notifier.announce(&tx, &[new], &ctx, t(1)).unwrap();
+        tx.commit().unwrap();
+        assert!(announcement.outbox_id.is_some());
+        let report = notifier.deliver_pending(&conn, t(1)).unwrap();
+        assert_eq!(report.sent.len(), 1);
+        let path = &report.receipts[0].1;
+        assert!(path.ends_with(".eml"), "{path}");
+        let bytes = std::fs::read(path).unwrap();
+        let message = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        assert_eq!(message.subject(), Some("[orgwarden] acme: 1 new — 1 high"));
+        assert!(
+            notifier
+                .deliver_pending(&conn, t(2))
+                .unwrap()
+                .sent
+                .is_empty()
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("outbox"))
+                .unwrap()
+                .count(),
+            1
+        );
     }
 }
