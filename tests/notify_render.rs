@@ -1,8 +1,7 @@
 //! The HTML digest as a mail client would show it: rendered by headless Chromium to a PNG.
 //!
-//! Needs `chromium` on PATH, so it is ignored by default; run it with
-//! `cargo test --test notify_render -- --ignored`. With `ORGWARDEN_UPDATE_DOCS=1` it also
-//! refreshes `docs/digest-example.png`.
+//! Needs `chromium` on PATH (`.ci/run` installs it). With `ORGWARDEN_UPDATE_DOCS=1` it
+//! also refreshes `docs/digest-example.png`.
 
 use std::path::Path;
 use std::process::Command;
@@ -195,7 +194,6 @@ fn render_png(html: &Path, png: &Path) {
 }
 
 #[test]
-#[ignore = "needs chromium on PATH"]
 fn html_digest_renders_in_a_browser() {
     let ctx = RunContext {
         organization: "acme".into(),

@@ -279,6 +279,15 @@ mod tests {
     }
 
     #[test]
+    fn the_store_migrations_create_the_outbox() {
+        let store = crate::store::Store::open_in_memory().unwrap();
+        let tx = store.conn().unchecked_transaction().unwrap();
+        let id = insert(&tx, &message("x"), t(0)).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(list(store.conn()).unwrap()[0].id, id);
+    }
+
+    #[test]
     fn backoff_doubles_and_is_capped() {
         assert_eq!(backoff(1), TimeDelta::minutes(1));
         assert_eq!(backoff(2), TimeDelta::minutes(2));

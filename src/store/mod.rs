@@ -31,8 +31,10 @@ pub use writer::SnapshotWriter;
 
 /// The migrations, in order; `PRAGMA user_version` counts how many were applied.
 /// To add one, drop `NNNN_name.sql` beside the others and append a line here.
-pub const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_store", include_str!("migrations/0001_store.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_store", include_str!("migrations/0001_store.sql")),
+    ("0003_outbox", include_str!("migrations/0003_outbox.sql")),
+];
 
 /// How long a writer waits for another connection's write transaction to end.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
