@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_findings",
         include_str!("migrations/0002_findings.sql"),
     ),
+    ("0003_outbox", include_str!("migrations/0003_outbox.sql")),
 ];
 
 /// How long a writer waits for another connection's write transaction to end.
