@@ -319,7 +319,7 @@ impl DaemonHandle {
 }
 
 /// A part of the daemon with its own lifecycle (atuin's pattern).
-pub trait Component: Send {
+pub trait Component: Send + Sync {
     /// The name in logs.
     fn name(&self) -> &'static str;
     /// Called once before the first run; an error stops the daemon from starting.
