@@ -11,11 +11,31 @@ fn idle_daemon() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo
                 .args(["build", "--quiet", "--example", "idle_daemon"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cargo runs");
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            // The variables cargo sets for a test process are not set for a build, and some
+            // build scripts (ring's) track them: left in, they would make this build and the
+            // next `cargo test` rebuild each other's dependencies every time.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy();
+                if [
+                    "CARGO_MANIFEST_",
+                    "CARGO_PKG_",
+                    "CARGO_CRATE_",
+                    "CARGO_BIN_",
+                    "CARGO_PRIMARY_",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                ]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+                {
+                    cargo.env_remove(name.as_ref());
+                }
+            }
+            let status = cargo.status().expect("cargo runs");
             assert!(status.success(), "building examples/idle_daemon failed");
             // target/debug/deps/<this test> → target/debug/examples/idle_daemon
             let exe = std::env::current_exe().unwrap();
