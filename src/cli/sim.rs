@@ -1,8 +1,13 @@
 //! `orgwarden sim`: serve the simulated Admin API.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use super::{Exit, GlobalArgs, not_built};
+use anyhow::Context;
+
+use super::{CliError, Exit, GlobalArgs};
+use crate::sim::{Org, SimOptions};
 
 /// `orgwarden sim`
 #[derive(Debug, clap::Args)]
@@ -10,7 +15,7 @@ pub struct SimArgs {
     /// Address to listen on (port 0 picks a free port)
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub addr: String,
-    /// Organization JSON file (see README, "Simulated organizations")
+    /// Organization JSON file (see docs/sim-org-format.md)
     #[arg(long, conflicts_with_all = ["projects", "seed"])]
     pub org: Option<PathBuf>,
     /// Generate an organization with this many projects
@@ -33,7 +38,56 @@ pub struct SimArgs {
     pub fault_rate: f64,
 }
 
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
 /// Runs `orgwarden sim`.
-pub fn sim(_global: &GlobalArgs, _args: &SimArgs) -> anyhow::Result<Exit> {
-    not_built("sim", "issue 2")
+pub fn sim(_global: &GlobalArgs, args: &SimArgs) -> anyhow::Result<Exit> {
+    let addr: SocketAddr = args
+        .addr
+        .parse()
+        .map_err(|e| CliError::usage(anyhow::anyhow!("--addr {:?}: {e}", args.addr)))?;
+    if !(0.0..=1.0).contains(&args.fault_rate) {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--fault-rate must be between 0.0 and 1.0, got {}",
+            args.fault_rate
+        )));
+    }
+    if let Some(rps) = args.rate_limit
+        && (rps.is_nan() || rps <= 0.0)
+    {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--rate-limit must be a positive number of requests per second, got {rps}"
+        )));
+    }
+    let now = unix_now();
+    let org = match (&args.org, args.projects) {
+        (Some(path), _) => Org::load(path, now).map_err(CliError::usage)?,
+        (None, Some(n)) => Org::generate(n, args.seed, now),
+        (None, None) => Org::demo(now),
+    };
+    let summary = org.summary();
+    let opts = SimOptions {
+        admin_key: args.admin_key.clone(),
+        latency: Duration::from_millis(args.latency_ms),
+        rate_limit: args.rate_limit,
+        fault_rate: args.fault_rate,
+        seed: args.seed,
+    };
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let mut handle = crate::sim::serve(addr, org, opts)
+            .await
+            .context("starting the simulator")?;
+        // The URL goes to stdout so scripts can read it; the rest is log.
+        println!("{}", handle.base_url());
+        tracing::info!(organization = %summary, "simulated Admin API serving; Ctrl-C stops it");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = handle.wait() => {}
+        }
+        handle.shutdown();
+        anyhow::Ok(Exit::Ok)
+    })
 }

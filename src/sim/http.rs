@@ -1,0 +1,162 @@
+//! The HTTP face of the simulator: one axum fallback handler that applies latency, the
+//! request budget, Bearer auth and injected faults, then hands the request to [`api`].
+
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::SimOptions;
+use super::api::{self, ApiError, Query};
+use super::faults::{FaultKind, Faults};
+use super::org::Org;
+use super::ratelimit::TokenBucket;
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 1 << 20;
+
+/// Everything a running simulator shares between requests and its handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) org: RwLock<Org>,
+    pub(crate) opts: SimOptions,
+    pub(crate) faults: Faults,
+    pub(crate) bucket: Option<TokenBucket>,
+    pub(crate) requests: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(org: Org, opts: SimOptions) -> Shared {
+        Shared {
+            org: RwLock::new(org),
+            faults: Faults::new(opts.fault_rate, opts.seed),
+            bucket: opts.rate_limit.map(TokenBucket::new),
+            requests: AtomicU64::new(0),
+            opts,
+        }
+    }
+}
+
+/// The router: every path goes to [`serve_request`].
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(serve_request).with_state(shared)
+}
+
+fn json_response(status: u16, body: Vec<u8>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error_response(e: &ApiError) -> Response {
+    json_response(e.status, e.body())
+}
+
+fn rate_limited(retry_after: u64) -> Response {
+    let mut resp = error_response(&ApiError::rate_limited());
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+    resp
+}
+
+/// Whether the request carries an acceptable Bearer key: `Err(true)` = none given,
+/// `Err(false)` = refused.
+fn check_auth(req: &Request, expected: Option<&str>) -> Result<(), bool> {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or(true)?;
+    match expected {
+        Some(key) if key != given => Err(false),
+        _ => Ok(()),
+    }
+}
+
+async fn serve_request(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    if !s.opts.latency.is_zero() {
+        tokio::time::sleep(s.opts.latency).await;
+    }
+    let method = req.method().as_str().to_owned();
+    let full_path = req.uri().path().to_owned();
+    let Some(path) = full_path.strip_prefix("/v1").map(str::to_owned) else {
+        return error_response(&ApiError::new_invalid_url(&method, &full_path));
+    };
+    if let Some(bucket) = &s.bucket
+        && let Err(wait) = bucket.take()
+    {
+        return rate_limited(wait);
+    }
+    if let Err(missing) = check_auth(&req, s.opts.admin_key.as_deref()) {
+        return error_response(&ApiError::unauthorized(missing));
+    }
+    let mut truncate = false;
+    match s.faults.take(&path) {
+        Some(FaultKind::Status(code)) => {
+            let e = if code == 429 {
+                ApiError::rate_limited()
+            } else if code >= 500 {
+                ApiError::server_error(code)
+            } else {
+                ApiError {
+                    status: code,
+                    ..ApiError::bad_request("Injected fault.")
+                }
+            };
+            return error_response(&e);
+        }
+        Some(FaultKind::RateLimited { retry_after_secs }) => return rate_limited(retry_after_secs),
+        Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
+        Some(FaultKind::MalformedJson) => truncate = true,
+        None => {}
+    }
+    if s.faults.random_failure() {
+        return error_response(&ApiError::server_error(500));
+    }
+    let query = Query::parse(req.uri().query().unwrap_or(""));
+    let body: Bytes = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(&ApiError::bad_request(
+                "The request body could not be read or is too large.",
+            ));
+        }
+    };
+    let request = api::Request {
+        method: &method,
+        path: &path,
+        query,
+        body: &body,
+    };
+    match api::handle(&s.org, &request) {
+        Ok(mut bytes) => {
+            if truncate {
+                bytes.truncate(bytes.len() / 2);
+            }
+            json_response(200, bytes)
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+impl ApiError {
+    fn new_invalid_url(method: &str, full_path: &str) -> ApiError {
+        ApiError {
+            message: format!("Invalid URL ({method} {full_path})"),
+            ..ApiError::invalid_url(method, "")
+        }
+    }
+}

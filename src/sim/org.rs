@@ -1,0 +1,1112 @@
+//! The simulated organization: its model, the JSON file format of INTERFACES.md §1 and
+//! the mutators tests use to change it between snapshots.
+//!
+//! Every object keeps the fields of the file it came from that the simulator does not
+//! model (`extra`), and serves them as-is: the store must keep unknown fields, so the
+//! simulator has to be able to send some.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::SimError;
+use crate::model::{
+    ApiKeyId, CertificateId, GroupId, HOSTED_TOOLS, ProjectId, RateLimitId, RoleId,
+    ServiceAccountId, SpendAlertId, UserId,
+};
+
+/// The curated demo organization shipped with the binary.
+const DEMO_ORG: &str = include_str!("../../sim/demo-org.json");
+
+/// The project data retention types the API accepts (`UpdateProjectDataRetentionBody`).
+pub const RETENTION_TYPES: [&str; 6] = [
+    "organization_default",
+    "none",
+    "zero_data_retention",
+    "modified_abuse_monitoring",
+    "enhanced_zero_data_retention",
+    "enhanced_modified_abuse_monitoring",
+];
+
+/// Project residencies the API accepts (`PublicProjectResidency`).
+pub const RESIDENCIES: [&str; 12] = [
+    "GLOBAL",
+    "US_STORAGE_PROCESSING",
+    "EU_STORAGE_PROCESSING",
+    "JP_STORAGE",
+    "KR_STORAGE",
+    "CA_STORAGE",
+    "SG_STORAGE",
+    "IN_STORAGE",
+    "AU_STORAGE",
+    "GB_STORAGE",
+    "AE_STORAGE",
+    "AE_STORAGE_PROCESSING",
+];
+
+/// A whole simulated organization.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Org {
+    /// The organization's name (the snapshot's `org`).
+    pub organization: String,
+    /// Every user the organization knows, also those in no project any more (their keys
+    /// still name them as owner).
+    pub users: BTreeMap<UserId, OrgUser>,
+    /// Every group the organization knows (a project can only add a known group).
+    pub groups: BTreeMap<GroupId, OrgGroup>,
+    /// Projects in creation order (the order lists page through).
+    pub projects: Vec<Project>,
+    /// Top-level fields of the file the simulator does not model.
+    pub extra: Map<String, Value>,
+    /// Feeds the ids of objects created through the API.
+    pub(crate) serial: u64,
+}
+
+/// A user of the organization directory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrgUser {
+    /// `user-…`
+    pub id: UserId,
+    /// Display name; some users have none.
+    pub name: Option<String>,
+    /// Email address; some users have none.
+    pub email: Option<String>,
+    /// When the user was created (Unix seconds).
+    pub created_at: i64,
+}
+
+/// A group of the organization directory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrgGroup {
+    /// `group_…`
+    pub id: GroupId,
+    /// Display name.
+    pub name: String,
+    /// `group` or `tenant_group`.
+    pub group_type: String,
+    /// When the group was created.
+    pub created_at: i64,
+}
+
+/// One project and everything under it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Project {
+    /// `proj_…`
+    pub id: ProjectId,
+    /// Name; may be null.
+    pub name: Option<String>,
+    /// Creation time.
+    pub created_at: i64,
+    /// `active` or `archived`.
+    pub status: String,
+    /// When it was archived.
+    pub archived_at: Option<i64>,
+    /// External key id (customer-managed encryption key).
+    pub external_key_id: Option<String>,
+    /// Residency, when set.
+    pub residency: Option<String>,
+    /// Project members.
+    pub users: Vec<ProjectUser>,
+    /// Service accounts.
+    pub service_accounts: Vec<ServiceAccount>,
+    /// API keys.
+    pub api_keys: Vec<ApiKey>,
+    /// Per-model rate limits.
+    pub rate_limits: Vec<RateLimit>,
+    /// Model allow/deny list; `None` = no policy (served as `deny_list` with no ids).
+    pub model_permissions: Option<ModelPermissions>,
+    /// Hosted tools enabled, in the order of [`HOSTED_TOOLS`].
+    pub hosted_tools: [bool; 5],
+    /// Groups with access to the project.
+    pub groups: Vec<ProjectGroup>,
+    /// Custom project roles.
+    pub roles: Vec<Role>,
+    /// Data retention type (one of [`RETENTION_TYPES`]).
+    pub data_retention: String,
+    /// Spend alerts.
+    pub spend_alerts: Vec<SpendAlert>,
+    /// Certificates known to the project (active or not).
+    pub certificates: Vec<Certificate>,
+    /// Fields the simulator does not model, served as-is.
+    pub extra: Map<String, Value>,
+}
+
+/// A project member.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProjectUser {
+    /// The user's id.
+    pub id: UserId,
+    /// Name as the project list shows it.
+    pub name: Option<String>,
+    /// Email as the project list shows it.
+    pub email: Option<String>,
+    /// `owner` or `member`.
+    pub role: String,
+    /// When the user was added to the project.
+    pub added_at: i64,
+    /// Custom project roles assigned to the user.
+    pub roles: Vec<RoleId>,
+    /// Unmodelled fields.
+    pub extra: Map<String, Value>,
+}
+
+/// A project service account.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceAccount {
+    /// `svc_acct_…`
+    pub id: ServiceAccountId,
+    /// Name.
+    pub name: String,
+    /// `owner`, `member` or `none`.
+    pub role: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Unmodelled fields.
+    pub extra: Map<String, Value>,
+}
+
+/// Who owns an API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyOwner {
+    /// A user (maybe no longer in the project).
+    User(UserId),
+    /// A service account of the project.
+    ServiceAccount(ServiceAccountId),
+}
+
+/// A project API key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKey {
+    /// `key_…`
+    pub id: ApiKeyId,
+    /// Name.
+    pub name: String,
+    /// `sk-…abcd`
+    pub redacted_value: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last use; `None` = never used.
+    pub last_used_at: Option<i64>,
+    /// Owner.
+    pub owner: KeyOwner,
+    /// Forced `active`/`inactive`; `None` = computed from the owner's membership.
+    pub owner_project_access: Option<String>,
+    /// Unmodelled fields.
+    pub extra: Map<String, Value>,
+}
+
+/// A per-model rate limit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimit {
+    /// `rl-…`
+    pub id: RateLimitId,
+    /// The model.
+    pub model: String,
+    /// Requests per minute.
+    pub max_requests_per_1_minute: i64,
+    /// Tokens per minute.
+    pub max_tokens_per_1_minute: i64,
+    /// Optional limits, by field name (only present for relevant models).
+    pub optional: BTreeMap<&'static str, i64>,
+    /// Unmodelled fields.
+    pub extra: Map<String, Value>,
+}
+
+/// The optional integer fields of a rate limit, in the order the API prints them.
+pub const RATE_LIMIT_OPTIONAL: [&str; 4] = [
+    "max_images_per_1_minute",
+    "max_audio_megabytes_per_1_minute",
+    "max_requests_per_1_day",
+    "batch_1_day_max_input_tokens",
+];
+
+/// A model allow or deny list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelPermissions {
+    /// `allow_list` or `deny_list`.
+    pub mode: String,
+    /// The models listed.
+    pub model_ids: Vec<String>,
+}
+
+/// A group's access to a project.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProjectGroup {
+    /// `group_…`
+    pub group_id: GroupId,
+    /// Group name.
+    pub group_name: String,
+    /// `group` or `tenant_group`.
+    pub group_type: String,
+    /// When the group was given access.
+    pub created_at: i64,
+    /// Custom project roles assigned to the group.
+    pub roles: Vec<RoleId>,
+    /// Unmodelled fields.
+    pub extra: Map<String, Value>,
+}
+
+/// A project role.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Role {
+    /// `role_…`
+    pub id: RoleId,
+    /// Unique name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Permissions granted.
+    pub permissions: Vec<String>,
+    /// `api.project` for project roles.
+    pub resource_type: String,
+    /// Whether OpenAI manages it.
+    pub predefined_role: bool,
+    /// Creation time.
+    pub created_at: Option<i64>,
+    /// Last update.
+    pub updated_at: Option<i64>,
+    /// Who created it.
+    pub created_by: Option<String>,
+    /// Unmodelled fields.
+    pub extra: Map<String, Value>,
+}
+
+/// A project spend alert.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpendAlert {
+    /// Its id.
+    pub id: SpendAlertId,
+    /// Threshold in cents.
+    pub threshold_amount: i64,
+    /// `USD`.
+    pub currency: String,
+    /// `month`.
+    pub interval: String,
+    /// `email`.
+    pub channel_type: String,
+    /// Who gets the email (may be empty).
+    pub recipients: Vec<String>,
+    /// Optional subject prefix.
+    pub subject_prefix: Option<String>,
+    /// Unmodelled fields.
+    pub extra: Map<String, Value>,
+}
+
+/// A certificate as a project sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Certificate {
+    /// `cert_…`
+    pub id: CertificateId,
+    /// Name; may be null.
+    pub name: Option<String>,
+    /// Upload time.
+    pub created_at: i64,
+    /// Active for this project.
+    pub active: bool,
+    /// Start of validity.
+    pub valid_at: i64,
+    /// End of validity.
+    pub expires_at: i64,
+    /// Unmodelled fields.
+    pub extra: Map<String, Value>,
+}
+
+impl Project {
+    /// A new empty active project with the API's defaults.
+    pub fn new(id: ProjectId, name: Option<String>, created_at: i64) -> Project {
+        Project {
+            id,
+            name,
+            created_at,
+            status: "active".into(),
+            archived_at: None,
+            external_key_id: None,
+            residency: None,
+            users: Vec::new(),
+            service_accounts: Vec::new(),
+            api_keys: Vec::new(),
+            rate_limits: Vec::new(),
+            model_permissions: None,
+            hosted_tools: [true; 5],
+            groups: Vec::new(),
+            roles: Vec::new(),
+            data_retention: "organization_default".into(),
+            spend_alerts: Vec::new(),
+            certificates: Vec::new(),
+            extra: Map::new(),
+        }
+    }
+
+    /// Whether the project is archived.
+    pub fn is_archived(&self) -> bool {
+        self.status == "archived"
+    }
+
+    /// The member with this id.
+    pub fn user(&self, id: &str) -> Option<&ProjectUser> {
+        self.users.iter().find(|u| u.id.as_str() == id)
+    }
+
+    /// The service account with this id.
+    pub fn service_account(&self, id: &str) -> Option<&ServiceAccount> {
+        self.service_accounts.iter().find(|s| s.id.as_str() == id)
+    }
+
+    /// The custom role with this id.
+    pub fn role(&self, id: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.id.as_str() == id)
+    }
+
+    /// The group with this id.
+    pub fn group(&self, id: &str) -> Option<&ProjectGroup> {
+        self.groups.iter().find(|g| g.group_id.as_str() == id)
+    }
+
+    /// Whether a hosted tool (by API name) is enabled.
+    pub fn tool_enabled(&self, tool: &str) -> Option<bool> {
+        HOSTED_TOOLS
+            .iter()
+            .position(|t| *t == tool)
+            .map(|i| self.hosted_tools[i])
+    }
+
+    /// Whether an API key's owner still has access to the project, as the API reports it.
+    pub fn owner_access<'a>(&'a self, key: &'a ApiKey) -> &'a str {
+        if let Some(forced) = &key.owner_project_access {
+            return forced;
+        }
+        let member = match &key.owner {
+            KeyOwner::User(id) => self.user(id.as_str()).is_some(),
+            KeyOwner::ServiceAccount(id) => self.service_account(id.as_str()).is_some(),
+        };
+        if member { "active" } else { "inactive" }
+    }
+}
+
+impl Org {
+    /// An organization with nothing in it.
+    pub fn empty(organization: &str) -> Org {
+        Org {
+            organization: organization.to_owned(),
+            users: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            projects: Vec::new(),
+            extra: Map::new(),
+            serial: 0,
+        }
+    }
+
+    /// Parses the JSON file format of INTERFACES.md §1; relative times count from `now`.
+    pub fn from_json_str(text: &str, now: i64) -> Result<Org, SimError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| SimError::Org {
+            path: format!("line {} column {}", e.line(), e.column()),
+            message: format!("invalid JSON: {e}"),
+        })?;
+        parse_org(&value, now)
+    }
+
+    /// Reads an organization file.
+    pub fn load(path: &Path, now: i64) -> Result<Org, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Org::from_json_str(&text, now).map_err(|e| SimError::InFile {
+            file: path.to_owned(),
+            source: Box::new(e),
+        })
+    }
+
+    /// The curated demo organization (`sim/demo-org.json`).
+    pub fn demo(now: i64) -> Org {
+        match Org::from_json_str(DEMO_ORG, now) {
+            Ok(org) => org,
+            // The file is part of the binary and a unit test parses it: this cannot fail
+            // in a build that passed its tests.
+            Err(e) => panic!("sim/demo-org.json is invalid: {e}"),
+        }
+    }
+
+    /// The project with this id.
+    pub fn project(&self, id: &ProjectId) -> Option<&Project> {
+        self.projects.iter().find(|p| &p.id == id)
+    }
+
+    /// The project with this id, to change it.
+    pub fn project_mut(&mut self, id: &ProjectId) -> Option<&mut Project> {
+        self.projects.iter_mut().find(|p| &p.id == id)
+    }
+
+    /// The position of a project in the list.
+    pub(crate) fn project_index(&self, id: &str) -> Option<usize> {
+        self.projects.iter().position(|p| p.id.as_str() == id)
+    }
+
+    /// A fresh id for an object created through the API: `prefix` + 24 hex digits,
+    /// deterministic for a given org and sequence of writes.
+    pub fn next_id(&mut self, prefix: &str) -> String {
+        self.serial += 1;
+        let mut h = splitmix(self.serial ^ 0x0005_eed0_f0a9_u64);
+        let a = h;
+        h = splitmix(h);
+        format!("{prefix}{:016x}{:08x}", a, h >> 32)
+    }
+
+    /// Every object count, for logs: (projects, users, keys).
+    pub fn summary(&self) -> String {
+        let users: usize = self.projects.iter().map(|p| p.users.len()).sum();
+        let keys: usize = self.projects.iter().map(|p| p.api_keys.len()).sum();
+        format!(
+            "{} projects, {} project users, {} API keys",
+            self.projects.len(),
+            users,
+            keys
+        )
+    }
+}
+
+/// One step of SplitMix64: a tiny, stable mixing function (its output never changes with
+/// a dependency upgrade, which keeps generated orgs and ids reproducible).
+pub(crate) fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A time field: Unix seconds, or "now" / "-200d" / "+30d" / "-12h" / "-30m" / "-45s"
+/// relative to `now`.
+pub fn parse_time(value: &Value, now: i64) -> Result<i64, String> {
+    match value {
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| format!("expected whole Unix seconds, got {n}")),
+        Value::String(s) => parse_relative(s, now),
+        other => Err(format!(
+            "expected Unix seconds or a relative time like \"-30d\", got {other}"
+        )),
+    }
+}
+
+fn parse_relative(s: &str, now: i64) -> Result<i64, String> {
+    let t = s.trim();
+    if t == "now" {
+        return Ok(now);
+    }
+    let bad = || {
+        format!(
+            "bad time {s:?}: expected \"now\" or a signed amount like \"-30d\", \"+12h\", \"-5m\", \"-45s\""
+        )
+    };
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'-') => (-1, &t[1..]),
+        Some(b'+') => (1, &t[1..]),
+        _ => return Err(bad()),
+    };
+    let unit = rest.chars().last().ok_or_else(bad)?;
+    let amount: i64 = rest[..rest.len() - unit.len_utf8()]
+        .parse()
+        .map_err(|_| bad())?;
+    let secs = match unit {
+        'd' => 86_400,
+        'h' => 3_600,
+        'm' => 60,
+        's' => 1,
+        _ => return Err(bad()),
+    };
+    Ok(now + sign * amount * secs)
+}
+
+/// Reads one JSON object of the file, remembering which keys it used so the rest can be
+/// kept as unmodelled fields, and naming the JSON path in every error.
+struct Reader<'a> {
+    path: String,
+    map: &'a Map<String, Value>,
+    used: Vec<&'static str>,
+    now: i64,
+}
+
+type R<T> = Result<T, SimError>;
+
+impl<'a> Reader<'a> {
+    fn new(value: &'a Value, path: String, now: i64) -> R<Reader<'a>> {
+        match value {
+            Value::Object(map) => Ok(Reader {
+                path,
+                map,
+                used: Vec::new(),
+                now,
+            }),
+            other => Err(SimError::Org {
+                path,
+                message: format!("expected an object, got {}", kind(other)),
+            }),
+        }
+    }
+
+    fn err(&self, key: &str, message: impl Into<String>) -> SimError {
+        SimError::Org {
+            path: self.child(key),
+            message: message.into(),
+        }
+    }
+
+    fn child(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// The value of `key`, `None` when absent or null.
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.used.push(key);
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    fn opt_str(&mut self, key: &'static str) -> R<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.err(key, format!("expected a string, got {}", kind(other)))),
+        }
+    }
+
+    fn req_str(&mut self, key: &'static str) -> R<String> {
+        self.opt_str(key)?
+            .ok_or_else(|| self.err(key, "missing (required)"))
+    }
+
+    fn opt_enum(&mut self, key: &'static str, allowed: &[&str]) -> R<Option<String>> {
+        let v = self.opt_str(key)?;
+        if let Some(s) = &v
+            && !allowed.contains(&s.as_str())
+        {
+            return Err(self.err(
+                key,
+                format!(
+                    "unknown value {s:?} (expected one of {})",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn opt_time(&mut self, key: &'static str) -> R<Option<i64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => parse_time(v, self.now)
+                .map(Some)
+                .map_err(|m| self.err(key, m)),
+        }
+    }
+
+    fn opt_i64(&mut self, key: &'static str) -> R<Option<i64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| self.err(key, format!("expected an integer, got {v}"))),
+        }
+    }
+
+    fn opt_bool(&mut self, key: &'static str) -> R<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(self.err(key, format!("expected true or false, got {other}"))),
+        }
+    }
+
+    fn array(&mut self, key: &'static str) -> R<&'a [Value]> {
+        match self.get(key) {
+            None => Ok(&[]),
+            Some(Value::Array(items)) => Ok(items),
+            Some(other) => Err(self.err(key, format!("expected an array, got {}", kind(other)))),
+        }
+    }
+
+    fn str_array(&mut self, key: &'static str) -> R<Vec<String>> {
+        let items = self.array(key)?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(SimError::Org {
+                    path: format!("{}[{i}]", self.child(key)),
+                    message: format!("expected a string, got {}", kind(other)),
+                }),
+            })
+            .collect()
+    }
+
+    fn item_path(&self, key: &str, i: usize) -> String {
+        format!("{}[{i}]", self.child(key))
+    }
+
+    /// The keys not read: kept and served as-is.
+    fn extra(&self) -> Map<String, Value> {
+        self.map
+            .iter()
+            .filter(|(k, _)| !self.used.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn parse_org(value: &Value, now: i64) -> R<Org> {
+    let mut r = Reader::new(value, String::new(), now)?;
+    let mut org = Org::empty(
+        &r.opt_str("organization")?
+            .unwrap_or_else(|| "default".into()),
+    );
+    for (i, v) in r.array("users")?.iter().enumerate() {
+        let mut u = Reader::new(v, r.item_path("users", i), now)?;
+        let id = UserId(u.req_str("id")?);
+        if org.users.contains_key(&id) {
+            return Err(u.err("id", format!("duplicate user {:?}", id.as_str())));
+        }
+        let user = OrgUser {
+            id: id.clone(),
+            name: u.opt_str("name")?,
+            email: u.opt_str("email")?,
+            // Filled below from the earliest project membership when absent.
+            created_at: u.opt_time("created_at")?.unwrap_or(i64::MAX),
+        };
+        org.users.insert(id, user);
+    }
+    for (i, v) in r.array("groups")?.iter().enumerate() {
+        let mut g = Reader::new(v, r.item_path("groups", i), now)?;
+        let id = GroupId(g.req_str("id")?);
+        let group = OrgGroup {
+            id: id.clone(),
+            name: g.req_str("name")?,
+            group_type: g
+                .opt_enum("group_type", &["group", "tenant_group"])?
+                .unwrap_or_else(|| "group".into()),
+            created_at: g.opt_time("created_at")?.unwrap_or(now),
+        };
+        org.groups.insert(id, group);
+    }
+    for (i, v) in r.array("projects")?.iter().enumerate() {
+        let project = parse_project(&mut org, v, r.item_path("projects", i), now)?;
+        if org.project(&project.id).is_some() {
+            return Err(SimError::Org {
+                path: format!("projects[{i}].id"),
+                message: format!("duplicate project {:?}", project.id.as_str()),
+            });
+        }
+        org.projects.push(project);
+    }
+    org.extra = r.extra();
+    for user in org.users.values_mut() {
+        if user.created_at == i64::MAX {
+            user.created_at = org
+                .projects
+                .iter()
+                .filter_map(|p| p.user(user.id.as_str()).map(|m| m.added_at))
+                .min()
+                .unwrap_or(now);
+        }
+    }
+    Ok(org)
+}
+
+fn parse_project(org: &mut Org, v: &Value, path: String, now: i64) -> R<Project> {
+    let mut r = Reader::new(v, path, now)?;
+    let id = ProjectId(r.req_str("id")?);
+    let created_at = r.opt_time("created_at")?.unwrap_or(now);
+    let mut p = Project::new(id, r.opt_str("name")?, created_at);
+    p.status = r
+        .opt_enum("status", &["active", "archived"])?
+        .unwrap_or_else(|| "active".into());
+    p.archived_at = r.opt_time("archived_at")?;
+    if p.is_archived() && p.archived_at.is_none() {
+        // No date given: archived half-way between creation and now.
+        p.archived_at = Some(created_at + (now - created_at).max(0) / 2);
+    }
+    p.external_key_id = r.opt_str("external_key_id")?;
+    p.residency = r.opt_enum("residency", &RESIDENCIES)?;
+
+    // Roles first: users and groups refer to them.
+    for (i, v) in r.array("roles")?.iter().enumerate() {
+        let mut x = Reader::new(v, r.item_path("roles", i), now)?;
+        let role = Role {
+            id: RoleId(x.req_str("id")?),
+            name: x.req_str("name")?,
+            description: x.opt_str("description")?,
+            permissions: x.str_array("permissions")?,
+            resource_type: x
+                .opt_str("resource_type")?
+                .unwrap_or_else(|| "api.project".into()),
+            predefined_role: x.opt_bool("predefined_role")?.unwrap_or(false),
+            created_at: Some(x.opt_time("created_at")?.unwrap_or(created_at)),
+            updated_at: x.opt_time("updated_at")?,
+            created_by: x.opt_str("created_by")?,
+            extra: x.extra(),
+        };
+        let mut role = role;
+        role.updated_at = role.updated_at.or(role.created_at);
+        p.roles.push(role);
+    }
+    let role_ids = |x: &mut Reader<'_>, p: &Project| -> R<Vec<RoleId>> {
+        let ids = x.str_array("roles")?;
+        for (j, id) in ids.iter().enumerate() {
+            if p.role(id).is_none() {
+                return Err(SimError::Org {
+                    path: format!("{}[{j}]", x.child("roles")),
+                    message: format!("unknown role {id:?} (not in this project's roles)"),
+                });
+            }
+        }
+        Ok(ids.into_iter().map(RoleId).collect())
+    };
+
+    for (i, v) in r.array("users")?.iter().enumerate() {
+        let mut x = Reader::new(v, r.item_path("users", i), now)?;
+        let uid = UserId(x.req_str("id")?);
+        let given_name = x.has("name");
+        let given_email = x.has("email");
+        let name = x.opt_str("name")?;
+        let email = x.opt_str("email")?;
+        let dir = org.users.entry(uid.clone()).or_insert_with(|| OrgUser {
+            id: uid.clone(),
+            name: name.clone(),
+            email: email.clone(),
+            created_at: i64::MAX,
+        });
+        let user = ProjectUser {
+            id: uid.clone(),
+            name: if given_name { name } else { dir.name.clone() },
+            email: if given_email {
+                email
+            } else {
+                dir.email.clone()
+            },
+            role: x
+                .opt_enum("role", &["owner", "member"])?
+                .unwrap_or_else(|| "member".into()),
+            added_at: x.opt_time("added_at")?.unwrap_or(created_at),
+            roles: role_ids(&mut x, &p)?,
+            extra: x.extra(),
+        };
+        if p.user(uid.as_str()).is_some() {
+            return Err(x.err("id", format!("user {:?} listed twice", uid.as_str())));
+        }
+        p.users.push(user);
+    }
+    if p.is_archived() {
+        // Keep them: the API hides them (400) but they still own keys.
+    }
+
+    for (i, v) in r.array("service_accounts")?.iter().enumerate() {
+        let mut x = Reader::new(v, r.item_path("service_accounts", i), now)?;
+        let sa = ServiceAccount {
+            id: ServiceAccountId(x.req_str("id")?),
+            name: x.req_str("name")?,
+            role: x
+                .opt_enum("role", &["owner", "member", "none"])?
+                .unwrap_or_else(|| "member".into()),
+            created_at: x.opt_time("created_at")?.unwrap_or(created_at),
+            extra: x.extra(),
+        };
+        p.service_accounts.push(sa);
+    }
+
+    for (i, v) in r.array("api_keys")?.iter().enumerate() {
+        let mut x = Reader::new(v, r.item_path("api_keys", i), now)?;
+        let id = ApiKeyId(x.req_str("id")?);
+        let owner_v = x
+            .get("owner")
+            .ok_or_else(|| x.err("owner", "missing (required)"))?;
+        let mut o = Reader::new(owner_v, x.child("owner"), now)?;
+        let otype = o
+            .opt_enum("type", &["user", "service_account"])?
+            .ok_or_else(|| o.err("type", "missing (required)"))?;
+        let oid = o.req_str("id")?;
+        let owner = if otype == "user" {
+            if !org.users.contains_key(&UserId::from(oid.as_str())) {
+                return Err(o.err("id", format!("unknown user {oid:?}")));
+            }
+            KeyOwner::User(UserId(oid))
+        } else {
+            if p.service_account(&oid).is_none() {
+                return Err(o.err(
+                    "id",
+                    format!("unknown service account {oid:?} (not in this project)"),
+                ));
+            }
+            KeyOwner::ServiceAccount(ServiceAccountId(oid))
+        };
+        let redacted_default = redacted_value(id.as_str(), &owner);
+        let key = ApiKey {
+            name: x.opt_str("name")?.unwrap_or_else(|| "Secret key".into()),
+            redacted_value: x.opt_str("redacted_value")?.unwrap_or(redacted_default),
+            created_at: x.opt_time("created_at")?.unwrap_or(created_at),
+            last_used_at: x.opt_time("last_used_at")?,
+            owner,
+            owner_project_access: x.opt_enum("owner_project_access", &["active", "inactive"])?,
+            extra: x.extra(),
+            id,
+        };
+        p.api_keys.push(key);
+    }
+
+    for (i, v) in r.array("rate_limits")?.iter().enumerate() {
+        let mut x = Reader::new(v, r.item_path("rate_limits", i), now)?;
+        let model = x.req_str("model")?;
+        let id = x.opt_str("id")?.unwrap_or_else(|| format!("rl-{model}"));
+        let mut optional = BTreeMap::new();
+        for field in RATE_LIMIT_OPTIONAL {
+            if let Some(n) = x.opt_i64(field)? {
+                optional.insert(field, n);
+            }
+        }
+        p.rate_limits.push(RateLimit {
+            id: RateLimitId(id),
+            model,
+            max_requests_per_1_minute: x.opt_i64("max_requests_per_1_minute")?.unwrap_or(500),
+            max_tokens_per_1_minute: x.opt_i64("max_tokens_per_1_minute")?.unwrap_or(30_000),
+            optional,
+            extra: x.extra(),
+        });
+    }
+
+    if let Some(v) = r.get("model_permissions") {
+        let mut x = Reader::new(v, r.child("model_permissions"), now)?;
+        p.model_permissions = Some(ModelPermissions {
+            mode: x
+                .opt_enum("mode", &["allow_list", "deny_list"])?
+                .ok_or_else(|| x.err("mode", "missing (required)"))?,
+            model_ids: x.str_array("model_ids")?,
+        });
+    }
+
+    if let Some(v) = r.get("hosted_tool_permissions") {
+        let x = Reader::new(v, r.child("hosted_tool_permissions"), now)?;
+        for (k, val) in x.map {
+            let Some(i) = HOSTED_TOOLS.iter().position(|t| t == k) else {
+                return Err(x.err(
+                    k,
+                    format!(
+                        "unknown hosted tool (expected one of {})",
+                        HOSTED_TOOLS.join(", ")
+                    ),
+                ));
+            };
+            p.hosted_tools[i] = match val {
+                Value::Bool(b) => *b,
+                Value::Object(m) => match m.get("enabled") {
+                    Some(Value::Bool(b)) => *b,
+                    _ => return Err(x.err(k, "expected true, false or {\"enabled\": bool}")),
+                },
+                _ => return Err(x.err(k, "expected true, false or {\"enabled\": bool}")),
+            };
+        }
+    }
+
+    for (i, v) in r.array("groups")?.iter().enumerate() {
+        let mut x = Reader::new(v, r.item_path("groups", i), now)?;
+        let gid = GroupId(x.req_str("group_id")?);
+        let name = x.opt_str("group_name")?;
+        let gtype = x.opt_enum("group_type", &["group", "tenant_group"])?;
+        let at = x.opt_time("created_at")?;
+        let dir = org.groups.entry(gid.clone()).or_insert_with(|| OrgGroup {
+            id: gid.clone(),
+            name: name.clone().unwrap_or_else(|| gid.to_string()),
+            group_type: gtype.clone().unwrap_or_else(|| "group".into()),
+            created_at: at.unwrap_or(created_at),
+        });
+        let group = ProjectGroup {
+            group_name: name.unwrap_or_else(|| dir.name.clone()),
+            group_type: gtype.unwrap_or_else(|| dir.group_type.clone()),
+            created_at: at.unwrap_or(created_at),
+            roles: role_ids(&mut x, &p)?,
+            extra: x.extra(),
+            group_id: gid,
+        };
+        p.groups.push(group);
+    }
+
+    if let Some(t) = r.opt_enum("data_retention", &RETENTION_TYPES)? {
+        p.data_retention = t;
+    }
+
+    for (i, v) in r.array("spend_alerts")?.iter().enumerate() {
+        let mut x = Reader::new(v, r.item_path("spend_alerts", i), now)?;
+        let id = SpendAlertId(x.req_str("id")?);
+        let threshold = x
+            .opt_i64("threshold_amount")?
+            .ok_or_else(|| x.err("threshold_amount", "missing (required)"))?;
+        let currency = x
+            .opt_enum("currency", &["USD"])?
+            .unwrap_or_else(|| "USD".into());
+        let interval = x
+            .opt_enum("interval", &["month"])?
+            .unwrap_or_else(|| "month".into());
+        let (channel_type, recipients, subject_prefix) = match x.get("notification_channel") {
+            None => ("email".to_owned(), Vec::new(), None),
+            Some(c) => {
+                let mut c = Reader::new(c, x.child("notification_channel"), now)?;
+                (
+                    c.opt_enum("type", &["email"])?
+                        .unwrap_or_else(|| "email".into()),
+                    c.str_array("recipients")?,
+                    c.opt_str("subject_prefix")?,
+                )
+            }
+        };
+        p.spend_alerts.push(SpendAlert {
+            id,
+            threshold_amount: threshold,
+            currency,
+            interval,
+            channel_type,
+            recipients,
+            subject_prefix,
+            extra: x.extra(),
+        });
+    }
+
+    for (i, v) in r.array("certificates")?.iter().enumerate() {
+        let mut x = Reader::new(v, r.item_path("certificates", i), now)?;
+        let id = CertificateId(x.req_str("id")?);
+        let name = x.opt_str("name")?;
+        let cert_created = x.opt_time("created_at")?.unwrap_or(created_at);
+        let active = x.opt_bool("active")?.unwrap_or(true);
+        let (valid_at, expires_at) = match x.get("certificate_details") {
+            None => (cert_created, cert_created + 365 * 86_400),
+            Some(d) => {
+                let mut d = Reader::new(d, x.child("certificate_details"), now)?;
+                let valid = d.opt_time("valid_at")?.unwrap_or(cert_created);
+                (
+                    valid,
+                    d.opt_time("expires_at")?.unwrap_or(valid + 365 * 86_400),
+                )
+            }
+        };
+        p.certificates.push(Certificate {
+            id,
+            name,
+            created_at: cert_created,
+            active,
+            valid_at,
+            expires_at,
+            extra: x.extra(),
+        });
+    }
+
+    p.extra = r.extra();
+    Ok(p)
+}
+
+/// The redacted form the API shows for a key (`sk-proj-…abcd`).
+pub(crate) fn redacted_value(id: &str, owner: &KeyOwner) -> String {
+    let tail: String = id
+        .chars()
+        .rev()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    match owner {
+        KeyOwner::User(_) => format!("sk-proj-****{tail}"),
+        KeyOwner::ServiceAccount(_) => format!("sk-svcacct-****{tail}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn relative_times_count_from_load_time() {
+        assert_eq!(parse_time(&Value::from("now"), NOW), Ok(NOW));
+        assert_eq!(parse_time(&Value::from("-2d"), NOW), Ok(NOW - 2 * 86_400));
+        assert_eq!(parse_time(&Value::from("+12h"), NOW), Ok(NOW + 12 * 3_600));
+        assert_eq!(parse_time(&Value::from("-30m"), NOW), Ok(NOW - 1_800));
+        assert_eq!(parse_time(&Value::from("-45s"), NOW), Ok(NOW - 45));
+        assert_eq!(parse_time(&Value::from(1234), NOW), Ok(1234));
+        assert!(parse_time(&Value::from("30d"), NOW).is_err());
+        assert!(parse_time(&Value::from("-3w"), NOW).is_err());
+    }
+
+    #[test]
+    fn errors_name_the_json_path() {
+        let text = r#"{"users":[{"id":"user-a"}],"projects":[{"id":"p1"},{"id":"p2",
+            "api_keys":[{"id":"k","owner":{"type":"user","id":"user-x"}}]}]}"#;
+        let err = Org::from_json_str(text, NOW).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            r#"projects[1].api_keys[0].owner.id: unknown user "user-x""#
+        );
+        let err = Org::from_json_str(r#"{"projects":[{"id":"p","created_at":"yesterday"}]}"#, NOW)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("projects[0].created_at: bad time"), "{err}");
+        let err = Org::from_json_str(
+            r#"{"projects":[{"id":"p","data_retention":"forever"}]}"#,
+            NOW,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("projects[0].data_retention: unknown value"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn defaults_fill_missing_optional_fields_and_unknown_fields_are_kept() {
+        let text = r#"{"organization":"acme","users":[{"id":"user-a","name":"A","email":"a@x.com"}],
+            "projects":[{"id":"p","status":"archived","created_at":"-10d","colour":"blue",
+            "users":[{"id":"user-a","role":"owner"}],
+            "api_keys":[{"id":"key_1","owner":{"type":"user","id":"user-a"},"scopes":["x"]}]}]}"#;
+        let org = Org::from_json_str(text, NOW).unwrap();
+        let p = &org.projects[0];
+        assert_eq!(p.archived_at, Some(NOW - 5 * 86_400));
+        assert_eq!(p.data_retention, "organization_default");
+        assert_eq!(p.hosted_tools, [true; 5]);
+        assert_eq!(p.users[0].email.as_deref(), Some("a@x.com"));
+        assert_eq!(p.extra.get("colour"), Some(&Value::from("blue")));
+        assert_eq!(
+            p.api_keys[0].extra.get("scopes"),
+            Some(&serde_json::json!(["x"]))
+        );
+        assert_eq!(p.owner_access(&p.api_keys[0]), "active");
+        assert_eq!(
+            org.users[&UserId::from("user-a")].created_at,
+            NOW - 10 * 86_400
+        );
+    }
+
+    #[test]
+    fn the_demo_org_parses() {
+        let org = Org::demo(NOW);
+        assert!(org.projects.len() >= 6);
+    }
+}

@@ -1,0 +1,500 @@
+//! The SQLite store: one row per snapshot, a new version of an object only when its
+//! content changes, and the views (one per family, plus `snapshots` and
+//! `object_versions`) that rules, reports and users query.
+//!
+//! Every constructor hands back a ready database: WAL, busy timeout, foreign keys,
+//! migrations applied, views matching this binary.
+
+mod canon;
+mod history;
+mod views;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+
+use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotStatus};
+
+pub use canon::FieldChange;
+pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
+pub use views::HISTORY_VIEWS;
+pub use writer::SnapshotWriter;
+
+/// The migrations, in order; `PRAGMA user_version` counts how many were applied.
+/// To add one, drop `NNNN_name.sql` beside the others and append a line here.
+pub const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_store", include_str!("migrations/0001_store.sql"))];
+
+/// How long a writer waits for another connection's write transaction to end.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused an operation.
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database file could not be opened or created.
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database file does not exist (read-only opens never create one).
+    #[error("no database at {path}: run `orgwarden snapshot` first")]
+    Missing {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The database was written by a newer orgwarden.
+    #[error(
+        "database {path} has schema version {found}, newer than this orgwarden supports ({supported}); upgrade orgwarden or use another --db"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: i64,
+        /// The newest version this binary knows.
+        supported: i64,
+    },
+    /// A read-only open found a database that still needs migrations.
+    #[error(
+        "database {path} has schema version {found}, older than this orgwarden's ({supported}); open it once read-write (e.g. `orgwarden snapshot`) to upgrade it"
+    )]
+    NeedsMigration {
+        /// The database file.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: i64,
+        /// The version this binary needs.
+        supported: i64,
+    },
+    /// A migration failed; the database is left at the version before it.
+    #[error("migration {name} failed: {source}")]
+    Migration {
+        /// The migration's name.
+        name: &'static str,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// Another process holds the writer lock.
+    #[error(
+        "database {path} is locked: another orgwarden process is writing it (lock file {lock})"
+    )]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// A write was attempted through a read-only store.
+    #[error("query is read-only: {0}")]
+    ReadOnly(String),
+    /// A scope result that cannot be stored (an object without its id field, …).
+    #[error("cannot store {scope}: {message}")]
+    BadScope {
+        /// The scope's API path.
+        scope: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A snapshot id that is not stored.
+    #[error("no snapshot {0} in the database")]
+    NoSnapshot(SnapshotId),
+    /// A diff needs two snapshots.
+    #[error("a diff needs two snapshots; the database has {0}")]
+    NotEnoughSnapshots(usize),
+    /// Stored data this binary cannot read back.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+}
+
+/// One stored snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SnapshotInfo {
+    /// Its id.
+    pub id: SnapshotId,
+    /// The organization name from the configuration.
+    pub org: String,
+    /// When the crawl started (whole seconds).
+    pub started_at: DateTime<Utc>,
+    /// When the crawl finished (whole seconds).
+    pub finished_at: DateTime<Utc>,
+    /// Complete, partial or failed.
+    pub status: SnapshotStatus,
+    /// The crawl's counters.
+    pub stats: CrawlStats,
+    /// Rows of each family view after this snapshot (view name → count).
+    pub objects: BTreeMap<String, u64>,
+    /// Scopes read completely.
+    pub scopes_read: u64,
+    /// Scopes that could not be read (their objects were carried forward).
+    pub scopes_failed: u64,
+    /// Object versions (added, changed, removed) this snapshot recorded.
+    pub changes: u64,
+}
+
+/// Holds `<db>.lock` for a whole snapshot or audit run; dropping it releases the lock.
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl WriterLock {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The store: one SQLite connection with the schema and views ready.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: Option<PathBuf>,
+    read_only: bool,
+}
+
+impl Store {
+    /// Opens (creating with mode 0600 if needed) the database at `path`, applies pending
+    /// migrations and (re)creates the views.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        create_private(path)?;
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL is durable across a process crash in WAL mode, and much faster than FULL.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let store = Store {
+            conn,
+            path: Some(path.to_owned()),
+            read_only: false,
+        };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    /// A private in-memory database, for tests and `rules test`.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let store = Store {
+            conn,
+            path: None,
+            read_only: false,
+        };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database so that no statement can change it (`query` and rule
+    /// SQL). Readers are never blocked by a writer (WAL).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        let found = user_version(&conn)?;
+        let supported = MIGRATIONS.len() as i64;
+        if found > supported {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found,
+                supported,
+            });
+        }
+        if found < supported {
+            return Err(StoreError::NeedsMigration {
+                path: path.to_owned(),
+                found,
+                supported,
+            });
+        }
+        Ok(Store {
+            conn,
+            path: Some(path.to_owned()),
+            read_only: true,
+        })
+    }
+
+    /// The connection, for queries over the views.
+    pub fn conn(&self) -> &rusqlite::Connection {
+        &self.conn
+    }
+
+    /// The database file (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Whether this store refuses writes.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Turns SQLite's `query_only` on or off on this connection: rule SQL over an
+    /// in-memory store (`rules test`) runs with it on, like `open_read_only`.
+    pub fn set_query_only(&self, on: bool) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "query_only", if on { "ON" } else { "OFF" })?;
+        Ok(())
+    }
+
+    /// Takes the single-writer lock of the database at `db_path` (`<db>.lock`, created
+    /// 0600). Fails at once with [`StoreError::Locked`] while another process holds it.
+    pub fn lock_writer(db_path: &Path) -> Result<WriterLock, StoreError> {
+        let mut name = db_path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock = PathBuf::from(name);
+        let file = private_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock)
+            .map_err(|source| StoreError::Open {
+                path: lock.clone(),
+                source,
+            })?;
+        // File::try_lock is an advisory whole-file lock (flock on Unix), released when the
+        // file is closed, so a killed process never leaves it held.
+        #[allow(clippy::incompatible_msrv)]
+        match file.try_lock() {
+            Ok(()) => Ok(WriterLock {
+                _file: file,
+                path: lock,
+            }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+                path: db_path.to_owned(),
+                lock,
+            }),
+            Err(std::fs::TryLockError::Error(source)) => {
+                Err(StoreError::Open { path: lock, source })
+            }
+        }
+    }
+
+    /// The newest snapshot, whatever its status.
+    pub fn latest_snapshot(&self) -> Result<Option<SnapshotInfo>, StoreError> {
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT max(id) FROM snapshot WHERE status <> 'running'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?
+            .flatten();
+        match id {
+            Some(id) => self.snapshot(SnapshotId(id)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// One snapshot by id.
+    pub fn snapshot(&self, id: SnapshotId) -> Result<SnapshotInfo, StoreError> {
+        let sql = format!("{SNAPSHOT_SELECT} WHERE s.id = ?1 AND s.status <> 'running'");
+        self.conn
+            .query_row(&sql, [id.0], read_snapshot_row)
+            .optional()?
+            .ok_or(StoreError::NoSnapshot(id))?
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>, StoreError> {
+        let sql = format!("{SNAPSHOT_SELECT} WHERE s.status <> 'running' ORDER BY s.id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], read_snapshot_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row??);
+        }
+        Ok(out)
+    }
+
+    /// The scopes snapshot `id` could not read, with the reason.
+    pub fn failed_scopes(&self, id: SnapshotId) -> Result<Vec<(Scope, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT family, project_id, parent_id, error FROM snapshot_scope
+             WHERE snapshot_id = ?1 AND outcome = 'failed'
+             ORDER BY family, project_id, parent_id",
+        )?;
+        let rows = stmt.query_map([id.0], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (family, project, parent, error) = row?;
+            let family = Family::from_view(&family)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown family `{family}`")))?;
+            let scope = Scope {
+                family,
+                project_id: (!project.is_empty()).then_some(ProjectId(project)),
+                parent_id: (!parent.is_empty()).then_some(parent),
+            };
+            out.push((scope, error.unwrap_or_default()));
+        }
+        Ok(out)
+    }
+
+    /// Applies migrations and recreates the views.
+    fn prepare(&self) -> Result<(), StoreError> {
+        migrate(&self.conn, self.path.as_deref())?;
+        views::ensure(&self.conn)
+    }
+}
+
+const SNAPSHOT_SELECT: &str = "SELECT s.id, s.org, s.started_at, s.finished_at, s.status,
+    s.requests, s.errors, s.retries, s.rate_limited, s.objects, s.scopes_read, s.scopes_failed,
+    (SELECT count(*) FROM version v WHERE v.from_snapshot = s.id)
+    FROM snapshot s";
+
+/// Reads one row of [`SNAPSHOT_SELECT`]; the inner result reports stored data this binary
+/// cannot read back.
+fn read_snapshot_row(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<SnapshotInfo, StoreError>> {
+    let id = SnapshotId(row.get(0)?);
+    let started: i64 = row.get(2)?;
+    let finished: Option<i64> = row.get(3)?;
+    let status: String = row.get(4)?;
+    let objects: String = row.get(9)?;
+    let count = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
+    let stats = CrawlStats {
+        requests: count(5)?,
+        errors: count(6)?,
+        retries: count(7)?,
+        rate_limited: count(8)?,
+    };
+    let org: String = row.get(1)?;
+    let scopes_read = count(10)?;
+    let scopes_failed = count(11)?;
+    let changes = count(12)?;
+    Ok((|| {
+        let status = parse_status(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("snapshot {id}: status `{status}`")))?;
+        let objects: BTreeMap<String, u64> = serde_json::from_str(&objects)
+            .map_err(|e| StoreError::Corrupt(format!("snapshot {id}: objects: {e}")))?;
+        Ok(SnapshotInfo {
+            id,
+            org,
+            started_at: from_unix(started)?,
+            finished_at: from_unix(finished.unwrap_or(started))?,
+            status,
+            stats,
+            objects,
+            scopes_read,
+            scopes_failed,
+            changes,
+        })
+    })())
+}
+
+fn parse_status(s: &str) -> Option<SnapshotStatus> {
+    match s {
+        "complete" => Some(SnapshotStatus::Complete),
+        "partial" => Some(SnapshotStatus::Partial),
+        "failed" => Some(SnapshotStatus::Failed),
+        _ => None,
+    }
+}
+
+fn from_unix(secs: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_opt(secs, 0)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("time {secs} out of range")))
+}
+
+fn user_version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
+}
+
+/// Applies every migration the database has not seen, each in its own transaction that
+/// also bumps `user_version`, so a crash leaves the database at a whole version.
+fn migrate(conn: &Connection, path: Option<&Path>) -> Result<(), StoreError> {
+    let supported = MIGRATIONS.len() as i64;
+    let shown = || path.map_or_else(|| PathBuf::from(":memory:"), Path::to_path_buf);
+    let found = user_version(conn)?;
+    if found > supported {
+        return Err(StoreError::TooNew {
+            path: shown(),
+            found,
+            supported,
+        });
+    }
+    if found == supported {
+        return Ok(());
+    }
+    for (index, (name, sql)) in MIGRATIONS.iter().enumerate() {
+        let version = index as i64 + 1;
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        // Re-read under the write lock: another process may have migrated meanwhile.
+        let current = user_version(&tx)?;
+        if current >= version {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .and_then(|()| tx.pragma_update(None, "user_version", version))
+            .map_err(|source| StoreError::Migration { name, source })?;
+        tx.commit()?;
+        tracing::debug!(migration = name, "applied database migration");
+    }
+    Ok(())
+}
+
+fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// Creates the database file readable by its owner only, before SQLite opens it (SQLite
+/// gives its -wal and -shm files the same permissions). An existing file is left as is.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    if path.exists() {
+        return Ok(());
+    }
+    private_options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(drop)
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })
+}

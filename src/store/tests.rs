@@ -1,0 +1,891 @@
+//! Store behaviour on synthetic scope results.
+
+use chrono::{TimeZone, Utc};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::model::{ScopeError, ScopeOutcome, ScopeResult};
+
+fn at(n: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + n * 3600, 0).unwrap()
+}
+
+fn scope(family: Family, project: Option<&str>, parent: Option<&str>) -> Scope {
+    Scope {
+        family,
+        project_id: project.map(ProjectId::from),
+        parent_id: parent.map(str::to_owned),
+    }
+}
+
+fn complete(
+    family: Family,
+    project: Option<&str>,
+    parent: Option<&str>,
+    objects: Vec<Value>,
+) -> ScopeResult {
+    ScopeResult {
+        scope: scope(family, project, parent),
+        outcome: ScopeOutcome::Complete(objects),
+    }
+}
+
+fn failed(family: Family, project: Option<&str>, parent: Option<&str>) -> ScopeResult {
+    ScopeResult {
+        scope: scope(family, project, parent),
+        outcome: ScopeOutcome::Failed(ScopeError {
+            status: Some(500),
+            message: format!("GET {}: 500", scope(family, project, parent).path()),
+        }),
+    }
+}
+
+fn project(id: &str) -> Value {
+    json!({"id": id, "object": "organization.project", "name": id, "created_at": 1, "archived_at": null, "status": "active"})
+}
+
+fn key(id: &str, name: &str, last_used: i64) -> Value {
+    json!({"object": "organization.project.api_key", "id": id, "name": name, "redacted_value": "sk-...abc",
+           "created_at": 10, "last_used_at": last_used,
+           "owner": {"type": "user", "user": {"id": "user-ada", "name": "Ada", "email": "ada@acme.com", "role": "owner", "created_at": 5}},
+           "owner_project_access": "active"})
+}
+
+fn user(id: &str, role: &str) -> Value {
+    json!({"object": "organization.project.user", "id": id, "name": id, "email": format!("{id}@acme.com"), "role": role, "added_at": 3})
+}
+
+fn role(id: &str) -> Value {
+    json!({"id": id, "name": id, "permissions": ["api.read"], "resource_type": "api.project", "predefined_role": false,
+           "description": null, "created_at": 1, "updated_at": 1, "created_by": null})
+}
+
+fn tools(mcp: bool) -> Value {
+    json!({"file_search": {"enabled": true}, "web_search": {"enabled": false}, "image_generation": {"enabled": true},
+           "mcp": {"enabled": mcp}, "code_interpreter": {"enabled": true}})
+}
+
+/// Writes one snapshot of the given results with the given status.
+fn snap(
+    store: &mut Store,
+    n: i64,
+    results: Vec<ScopeResult>,
+    status: SnapshotStatus,
+) -> SnapshotInfo {
+    let mut writer = store.begin_snapshot("acme", at(n)).unwrap();
+    for r in results {
+        writer.apply(r).unwrap();
+    }
+    writer
+        .finish(&CrawlStats::default(), at(n), status)
+        .unwrap()
+}
+
+fn basic_org(key_name: &str, last_used: i64) -> Vec<ScopeResult> {
+    vec![
+        complete(
+            Family::Projects,
+            None,
+            None,
+            vec![project("proj_a"), project("proj_b")],
+        ),
+        complete(
+            Family::ProjectUsers,
+            Some("proj_a"),
+            None,
+            vec![user("user-ada", "owner"), user("user-bob", "member")],
+        ),
+        complete(
+            Family::ProjectUserRoles,
+            Some("proj_a"),
+            Some("user-ada"),
+            vec![role("role_billing")],
+        ),
+        complete(
+            Family::ProjectApiKeys,
+            Some("proj_a"),
+            None,
+            vec![key("key_1", key_name, last_used)],
+        ),
+        complete(
+            Family::ProjectApiKeys,
+            Some("proj_b"),
+            None,
+            vec![key("key_2", "b", 7)],
+        ),
+        complete(
+            Family::ProjectHostedToolPermissions,
+            Some("proj_a"),
+            None,
+            vec![tools(true)],
+        ),
+        complete(
+            Family::ProjectDataRetention,
+            Some("proj_a"),
+            None,
+            vec![json!({"object": "project.data_retention", "type": "zero_data_retention"})],
+        ),
+    ]
+}
+
+fn count(store: &Store, sql: &str) -> i64 {
+    store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn versions(store: &Store) -> i64 {
+    count(store, "SELECT count(*) FROM object_versions")
+}
+
+#[test]
+fn versions_are_written_only_when_content_changes() {
+    let mut store = Store::open_in_memory().unwrap();
+    let first = snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let initial = versions(&store);
+    assert_eq!(first.changes as i64, initial);
+    assert_eq!(first.objects["project_api_keys"], 2);
+    assert_eq!(first.objects["project_hosted_tool_permissions"], 5);
+
+    let second = snap(
+        &mut store,
+        1,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    assert_eq!(
+        versions(&store),
+        initial,
+        "an unchanged read adds no version"
+    );
+    assert_eq!(second.changes, 0);
+
+    let third = snap(
+        &mut store,
+        2,
+        basic_org("production", 100),
+        SnapshotStatus::Complete,
+    );
+    assert_eq!(versions(&store), initial + 1);
+    assert_eq!(third.changes, 1);
+    let name: String = store
+        .conn()
+        .query_row(
+            "SELECT name FROM project_api_keys WHERE id = 'key_1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(name, "production");
+    let diff = store.diff(None, None).unwrap();
+    assert_eq!(diff.entries.len(), 1);
+    assert_eq!(diff.entries[0].kind, ChangeKind::Changed);
+    assert_eq!(diff.entries[0].changes[0].path, "$.name");
+}
+
+#[test]
+fn volatile_only_change_makes_no_version_but_updates_the_view() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let before = versions(&store);
+    snap(
+        &mut store,
+        1,
+        basic_org("prod", 555),
+        SnapshotStatus::Complete,
+    );
+    assert_eq!(versions(&store), before);
+    let (col, raw): (i64, String) = store
+        .conn()
+        .query_row(
+            "SELECT last_used_at, raw FROM project_api_keys WHERE id = 'key_1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(col, 555);
+    let raw: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(raw["last_used_at"], 555);
+    // The field keeps its place in the object.
+    let keys: Vec<&String> = raw.as_object().unwrap().keys().collect();
+    assert_eq!(keys[5], "last_used_at");
+    assert!(store.diff(None, None).unwrap().entries.is_empty());
+}
+
+#[test]
+fn failed_scope_carries_its_objects_forward() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let mut results = basic_org("prod", 100);
+    results[3] = failed(Family::ProjectApiKeys, Some("proj_a"), None);
+    let info = snap(&mut store, 1, results, SnapshotStatus::Partial);
+    assert_eq!(info.status, SnapshotStatus::Partial);
+    assert_eq!(info.scopes_failed, 1);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM project_api_keys WHERE id = 'key_1'"
+        ),
+        1
+    );
+    let failed = store.failed_scopes(info.id).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0.path(), "/organization/projects/proj_a/api_keys");
+    assert!(failed[0].1.contains("500"));
+    // A scope that is simply not read is carried forward too.
+    let mut results = basic_org("prod", 100);
+    results.remove(3);
+    snap(&mut store, 2, results, SnapshotStatus::Partial);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM project_api_keys WHERE id = 'key_1'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn complete_status_with_a_failed_scope_is_stored_partial() {
+    let mut store = Store::open_in_memory().unwrap();
+    let mut results = basic_org("prod", 100);
+    results.push(failed(Family::ProjectRoles, Some("proj_a"), None));
+    let info = snap(&mut store, 0, results, SnapshotStatus::Complete);
+    assert_eq!(info.status, SnapshotStatus::Partial);
+    assert_eq!(store.latest_snapshot().unwrap().unwrap(), info);
+}
+
+#[test]
+fn object_missing_from_a_complete_read_is_gone() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let mut results = basic_org("prod", 100);
+    results[3] = complete(Family::ProjectApiKeys, Some("proj_a"), None, vec![]);
+    snap(&mut store, 1, results, SnapshotStatus::Complete);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM project_api_keys WHERE id = 'key_1'"
+        ),
+        0
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM project_api_keys"), 1);
+    let diff = store.diff(None, None).unwrap();
+    assert_eq!(diff.entries.len(), 1);
+    assert_eq!(diff.entries[0].kind, ChangeKind::Removed);
+    assert_eq!(diff.entries[0].resource_id, "key_1");
+    let history = store.history("key_1").unwrap();
+    let kinds: Vec<ChangeKind> = history.iter().map(|h| h.kind).collect();
+    assert_eq!(kinds, [ChangeKind::Added, ChangeKind::Removed]);
+    assert_eq!(
+        history[0].valid_to_snapshot_id,
+        Some(history[1].snapshot_id)
+    );
+    // It comes back as added.
+    snap(
+        &mut store,
+        2,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM project_api_keys WHERE id = 'key_1'"
+        ),
+        1
+    );
+    assert_eq!(store.history("key_1").unwrap().len(), 3);
+}
+
+#[test]
+fn children_of_a_gone_parent_are_gone() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    // proj_a disappears: its scopes are not read at all, yet all its objects go.
+    let results = vec![
+        complete(Family::Projects, None, None, vec![project("proj_b")]),
+        complete(
+            Family::ProjectApiKeys,
+            Some("proj_b"),
+            None,
+            vec![key("key_2", "b", 7)],
+        ),
+    ];
+    snap(&mut store, 1, results, SnapshotStatus::Complete);
+    for view in [
+        "project_users",
+        "project_user_roles",
+        "project_hosted_tool_permissions",
+        "project_data_retention",
+    ] {
+        assert_eq!(
+            count(&store, &format!("SELECT count(*) FROM {view}")),
+            0,
+            "{view}"
+        );
+    }
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM project_api_keys WHERE project_id = 'proj_a'"
+        ),
+        0
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM project_api_keys"), 1);
+
+    // A user leaving takes its role assignments, even though their scope is not read.
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let mut results = basic_org("prod", 100);
+    results[1] = complete(
+        Family::ProjectUsers,
+        Some("proj_a"),
+        None,
+        vec![user("user-bob", "member")],
+    );
+    results.remove(2);
+    snap(&mut store, 1, results, SnapshotStatus::Complete);
+    assert_eq!(count(&store, "SELECT count(*) FROM project_user_roles"), 0);
+}
+
+#[test]
+fn failed_snapshot_changes_no_object_but_is_recorded() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let before = versions(&store);
+    let results = vec![
+        complete(Family::Projects, None, None, vec![]),
+        failed(Family::ProjectApiKeys, Some("proj_a"), None),
+    ];
+    let stats = CrawlStats {
+        requests: 3,
+        errors: 1,
+        retries: 2,
+        rate_limited: 1,
+    };
+    let mut writer = store.begin_snapshot("acme", at(1)).unwrap();
+    for r in results {
+        writer.apply(r).unwrap();
+    }
+    let info = writer
+        .finish(&stats, at(2), SnapshotStatus::Failed)
+        .unwrap();
+    assert_eq!(info.status, SnapshotStatus::Failed);
+    assert_eq!(info.changes, 0);
+    assert_eq!(versions(&store), before);
+    assert_eq!(count(&store, "SELECT count(*) FROM projects"), 2);
+    let listed = store.list_snapshots().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1].stats, stats);
+    assert_eq!(listed[1].status, SnapshotStatus::Failed);
+    assert_eq!(store.failed_scopes(info.id).unwrap().len(), 1);
+}
+
+#[test]
+fn dropping_the_writer_rolls_everything_back() {
+    let mut store = Store::open_in_memory().unwrap();
+    {
+        let mut writer = store.begin_snapshot("acme", at(0)).unwrap();
+        for r in basic_org("prod", 1) {
+            writer.apply(r).unwrap();
+        }
+    }
+    assert!(store.latest_snapshot().unwrap().is_none());
+    assert_eq!(count(&store, "SELECT count(*) FROM object"), 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM snapshot"), 0);
+}
+
+#[test]
+fn views_have_the_documented_columns() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    for family in Family::ALL {
+        let stmt = store
+            .conn()
+            .prepare(&format!("SELECT * FROM {}", family.view()))
+            .unwrap();
+        let names: Vec<&str> = stmt.column_names().collect();
+        let mut expected = vec!["project_id", "resource_id"];
+        if family == Family::ProjectHostedToolPermissions {
+            expected.extend(["tool", "enabled"]);
+        }
+        expected.extend(family.columns().iter().map(|c| c.name));
+        match family {
+            Family::ProjectUserRoles => expected.push("user_id"),
+            Family::ProjectGroupRoles => expected.push("group_id"),
+            _ => {}
+        }
+        expected.push("raw");
+        assert_eq!(names, expected, "{}", family.view());
+    }
+    let row: (String, String, i64, String) = store
+        .conn()
+        .query_row(
+            "SELECT owner_id, owner_email, created_at, project_id FROM project_api_keys WHERE resource_id = 'key_1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        (
+            "user-ada".into(),
+            "ada@acme.com".into(),
+            10,
+            "proj_a".into()
+        )
+    );
+    let (project_id, resource_id): (String, String) = store
+        .conn()
+        .query_row(
+            "SELECT project_id, resource_id FROM projects WHERE id = 'proj_b'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (project_id.as_str(), resource_id.as_str()),
+        ("proj_b", "proj_b")
+    );
+    let enabled: Vec<(String, i64)> = store
+        .conn()
+        .prepare("SELECT tool, enabled FROM project_hosted_tool_permissions ORDER BY tool")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(enabled.len(), 5);
+    assert!(enabled.contains(&("mcp".into(), 1)));
+    assert!(enabled.contains(&("web_search".into(), 0)));
+    let (user, perms): (String, String) = store
+        .conn()
+        .query_row(
+            "SELECT user_id, permissions FROM project_user_roles",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (user.as_str(), perms.as_str()),
+        ("user-ada", "[\"api.read\"]")
+    );
+    let retention: String = store
+        .conn()
+        .query_row(
+            "SELECT type FROM project_data_retention WHERE project_id = 'proj_a'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(retention, "zero_data_retention");
+}
+
+#[test]
+fn unknown_fields_are_kept_in_raw() {
+    let mut store = Store::open_in_memory().unwrap();
+    let mut p = project("proj_a");
+    p["brand_new_field"] = json!({"nested": [1, 2]});
+    snap(
+        &mut store,
+        0,
+        vec![complete(Family::Projects, None, None, vec![p.clone()])],
+        SnapshotStatus::Complete,
+    );
+    let raw: String = store
+        .conn()
+        .query_row("SELECT raw FROM projects", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&raw).unwrap(), p);
+}
+
+#[test]
+fn object_without_its_id_is_refused_naming_the_scope() {
+    let mut store = Store::open_in_memory().unwrap();
+    let mut writer = store.begin_snapshot("acme", at(0)).unwrap();
+    let err = writer
+        .apply(complete(
+            Family::ProjectApiKeys,
+            Some("proj_a"),
+            None,
+            vec![json!({"name": "x"})],
+        ))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("/organization/projects/proj_a/api_keys"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`id`"), "{err}");
+}
+
+#[test]
+fn read_only_store_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let mut store = Store::open(&path).unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    drop(store);
+    let mut ro = Store::open_read_only(&path).unwrap();
+    assert_eq!(count(&ro, "SELECT count(*) FROM projects"), 2);
+    for sql in [
+        "DELETE FROM object",
+        "DROP VIEW projects",
+        "CREATE TABLE x (a)",
+        "UPDATE snapshot SET org = 'x'",
+    ] {
+        assert!(ro.conn().execute(sql, []).is_err(), "{sql} was allowed");
+    }
+    assert!(ro.begin_snapshot("acme", at(1)).is_err());
+    assert_eq!(
+        count(&ro, "SELECT count(*) FROM object_versions"),
+        versions(&Store::open(&path).unwrap())
+    );
+    let missing = Store::open_read_only(&dir.path().join("nope.db")).unwrap_err();
+    assert!(missing.to_string().contains("no database at"), "{missing}");
+}
+
+#[test]
+fn second_writer_lock_fails_fast_naming_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let lock = Store::lock_writer(&path).unwrap();
+    let err = Store::lock_writer(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }));
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("another orgwarden process"),
+        "{msg}"
+    );
+    drop(lock);
+    Store::lock_writer(&path).unwrap();
+}
+
+#[test]
+fn migrations_are_idempotent_and_views_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let mut store = Store::open(&path).unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(user_version(store.conn()).unwrap(), MIGRATIONS.len() as i64);
+    assert_eq!(count(&store, "SELECT count(*) FROM projects"), 2);
+    // The stored view text is what this binary generates, so a reopen writes nothing.
+    for (name, sql) in views::definitions() {
+        assert_eq!(
+            views::current_sql(store.conn(), name).as_deref(),
+            Some(sql.as_str())
+        );
+    }
+}
+
+#[test]
+fn database_newer_than_the_binary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    drop(Store::open(&path).unwrap());
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let err = Store::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::TooNew { found: 99, .. }));
+    assert!(
+        err.to_string()
+            .contains("newer than this orgwarden supports"),
+        "{err}"
+    );
+    assert!(matches!(
+        Store::open_read_only(&path).unwrap_err(),
+        StoreError::TooNew { .. }
+    ));
+}
+
+#[cfg(unix)]
+#[test]
+fn database_and_lock_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let mut store = Store::open(&path).unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let _lock = Store::lock_writer(&path).unwrap();
+    for file in ["ow.db", "ow.db-wal", "ow.db.lock"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+}
+
+#[test]
+fn history_lists_every_version_with_its_changes() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    snap(
+        &mut store,
+        1,
+        basic_org("prod", 200),
+        SnapshotStatus::Complete,
+    );
+    snap(
+        &mut store,
+        2,
+        basic_org("live", 300),
+        SnapshotStatus::Complete,
+    );
+    let history = store.history("key_1").unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].kind, ChangeKind::Changed);
+    assert_eq!(history[1].changes.len(), 1, "{:?}", history[1].changes);
+    assert_eq!(history[1].changes[0].path, "$.name");
+    assert_eq!(history[1].changes[0].old, Some(json!("prod")));
+    assert_eq!(history[1].changes[0].new, Some(json!("live")));
+    assert!(store.history("key_nope").unwrap().is_empty());
+}
+
+/// 200 projects × 60 objects, 30 snapshots of the unchanged org (API keys' `last_used_at`
+/// moving every run): the database grows by less than 5 % over the first snapshot.
+#[test]
+fn unchanged_org_grows_the_database_by_less_than_five_percent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let mut store = Store::open(&path).unwrap();
+    let org = |run: i64| synthetic_org(200, run);
+    snap(&mut store, 0, org(0), SnapshotStatus::Complete);
+    let objects = count(&store, "SELECT count(*) FROM object");
+    assert!(objects >= 200 * 60, "{objects}");
+    let first = db_size(&store, &path);
+    for run in 1..30 {
+        snap(&mut store, run, org(run), SnapshotStatus::Complete);
+    }
+    let last = db_size(&store, &path);
+    let growth = (last as f64 - first as f64) / first as f64;
+    assert!(
+        growth < 0.05,
+        "grew {first} -> {last} bytes ({:.2} %)",
+        growth * 100.0
+    );
+}
+
+fn db_size(store: &Store, path: &Path) -> u64 {
+    store
+        .conn()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// A deterministic organization: per project 10 users with 2 roles each, 15 keys, 3
+/// service accounts, 2 rate limits, 3 singletons, 2 spend alerts, 1 certificate, 2 roles,
+/// 1 group with 1 role (60 objects). Keys' `last_used_at` depends on `run`.
+pub(crate) fn synthetic_org(projects: usize, run: i64) -> Vec<ScopeResult> {
+    let mut out = Vec::new();
+    let ids: Vec<String> = (0..projects).map(|p| format!("proj_{p:05}")).collect();
+    out.push(complete(
+        Family::Projects,
+        None,
+        None,
+        ids.iter().map(|p| project(p)).collect(),
+    ));
+    for p in &ids {
+        let pid = Some(p.as_str());
+        let users: Vec<Value> = (0..10)
+            .map(|u| {
+                user(
+                    &format!("user-{p}-{u}"),
+                    if u == 0 { "owner" } else { "member" },
+                )
+            })
+            .collect();
+        out.push(complete(Family::ProjectUsers, pid, None, users));
+        for u in 0..10 {
+            let uid = format!("user-{p}-{u}");
+            out.push(complete(
+                Family::ProjectUserRoles,
+                pid,
+                Some(&uid),
+                vec![role("role_a"), role("role_b")],
+            ));
+        }
+        out.push(complete(
+            Family::ProjectApiKeys,
+            pid,
+            None,
+            (0..15)
+                .map(|k| {
+                    key(
+                        &format!("key_{p}_{k}"),
+                        &format!("key {k}"),
+                        1_000 + run * 60 + k,
+                    )
+                })
+                .collect(),
+        ));
+        out.push(complete(
+            Family::ProjectServiceAccounts,
+            pid,
+            None,
+            (0..3).map(|s| json!({"object": "organization.project.service_account", "id": format!("svc_acct_{p}_{s}"), "name": "ci", "role": "member", "created_at": 4})).collect(),
+        ));
+        out.push(complete(
+            Family::ProjectRateLimits,
+            pid,
+            None,
+            ["gpt-4o", "o3"].iter().map(|m| json!({"object": "project.rate_limit", "id": format!("rl-{m}"), "model": m, "max_requests_per_1_minute": 500, "max_tokens_per_1_minute": 30000})).collect(),
+        ));
+        out.push(complete(Family::ProjectModelPermissions, pid, None, vec![json!({"object": "project.model_permissions", "mode": "deny_list", "model_ids": []})]));
+        out.push(complete(
+            Family::ProjectHostedToolPermissions,
+            pid,
+            None,
+            vec![tools(false)],
+        ));
+        out.push(complete(
+            Family::ProjectDataRetention,
+            pid,
+            None,
+            vec![json!({"object": "project.data_retention", "type": "organization_default"})],
+        ));
+        out.push(complete(
+            Family::ProjectSpendAlerts,
+            pid,
+            None,
+            (0..2).map(|a| json!({"object": "project.spend_alert", "id": format!("alert_{p}_{a}"), "threshold_amount": 10000 * (a + 1), "currency": "USD", "interval": "month", "notification_channel": {"type": "email", "recipients": ["fin@acme.com"]}})).collect(),
+        ));
+        out.push(complete(
+            Family::ProjectCertificates,
+            pid,
+            None,
+            vec![json!({"object": "organization.project.certificate", "id": format!("cert_{p}"), "name": "mtls", "created_at": 9, "active": true, "certificate_details": {"valid_at": 9, "expires_at": 99999}})],
+        ));
+        out.push(complete(
+            Family::ProjectRoles,
+            pid,
+            None,
+            vec![role("role_a"), role("role_b")],
+        ));
+        let gid = format!("group_{p}");
+        out.push(complete(
+            Family::ProjectGroups,
+            pid,
+            None,
+            vec![json!({"object": "project.group", "group_id": gid, "group_name": "eng", "group_type": "group", "created_at": 2})],
+        ));
+        out.push(complete(
+            Family::ProjectGroupRoles,
+            pid,
+            Some(&gid),
+            vec![role("role_a")],
+        ));
+    }
+    out
+}
+
+/// Prints the storage and view benchmark for a 1,000-project synthetic org:
+/// `cargo test --lib store::tests::benchmark -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: run by hand"]
+fn benchmark_storage_and_view_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let mut store = Store::open(&path).unwrap();
+    let start = std::time::Instant::now();
+    snap(
+        &mut store,
+        0,
+        synthetic_org(1000, 0),
+        SnapshotStatus::Complete,
+    );
+    let first_time = start.elapsed();
+    let first = db_size(&store, &path);
+    let start = std::time::Instant::now();
+    for run in 1..30 {
+        snap(
+            &mut store,
+            run,
+            synthetic_org(1000, run),
+            SnapshotStatus::Complete,
+        );
+    }
+    let rest = start.elapsed() / 29;
+    let last = db_size(&store, &path);
+    println!(
+        "objects {}; size after 1 snapshot {first} B, after 30 {last} B (+{:.3} %); first snapshot {first_time:?}, unchanged snapshot {rest:?}",
+        count(&store, "SELECT count(*) FROM object"),
+        (last as f64 - first as f64) * 100.0 / first as f64
+    );
+    drop(store);
+    let ro = Store::open_read_only(&path).unwrap();
+    let mut total = std::time::Duration::ZERO;
+    for (view, _) in views::definitions() {
+        let start = std::time::Instant::now();
+        let n = count(&ro, &format!("SELECT count(*) FROM {view}"));
+        let took = start.elapsed();
+        total += took;
+        println!("{view:36} {n:>8} rows {took:?}");
+    }
+    println!("all views: {total:?}");
+}

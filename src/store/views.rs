@@ -1,0 +1,175 @@
+//! The SQL views users, rules and reports read: generated from the `Family` catalog so
+//! that they always match the binary that opened the database.
+
+use rusqlite::Connection;
+
+use crate::model::{Column, Family};
+
+use super::StoreError;
+
+/// Views of the store besides the per-family ones.
+pub const HISTORY_VIEWS: [&str; 2] = ["snapshots", "object_versions"];
+
+/// Every view this module creates, with its `CREATE VIEW` statement.
+pub fn definitions() -> Vec<(&'static str, String)> {
+    let mut views: Vec<(&'static str, String)> = Family::ALL
+        .into_iter()
+        .map(|family| (family.view(), family_view(family)))
+        .collect();
+    views.push(("snapshots", SNAPSHOTS_VIEW.to_owned()));
+    views.push(("object_versions", OBJECT_VERSIONS_VIEW.to_owned()));
+    views
+}
+
+/// Creates the views, replacing any whose definition differs from this binary's. A view
+/// that already matches is left alone, so opening a database another process is writing
+/// does not need the write lock.
+pub fn ensure(conn: &Connection) -> Result<(), StoreError> {
+    let wanted = definitions();
+    let stale: Vec<&(&str, String)> = wanted
+        .iter()
+        .filter(|(name, sql)| current_sql(conn, name).as_deref() != Some(sql.as_str()))
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    for (name, sql) in stale {
+        tx.execute_batch(&format!("DROP VIEW IF EXISTS {name};\n{sql};"))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn current_sql(conn: &Connection, name: &str) -> Option<String> {
+    conn.query_row(
+        "SELECT sql FROM sqlite_schema WHERE type = 'view' AND name = ?1",
+        [name],
+        |row| row.get(0),
+    )
+    .ok()
+}
+
+/// A SQL string literal.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The SQL expression of one view column.
+fn column_expr(family: Family, column: &Column) -> String {
+    let alternatives: Vec<String> = column
+        .path
+        .split('|')
+        .map(|path| path_expr(family, path.trim()))
+        .collect();
+    if alternatives.len() == 1 {
+        alternatives.into_iter().next().unwrap_or_default()
+    } else {
+        format!("COALESCE({})", alternatives.join(", "))
+    }
+}
+
+/// One JSON path, read from where its current value lives.
+fn path_expr(family: Family, path: &str) -> String {
+    let field = path.strip_prefix("$.").unwrap_or(path);
+    // The identity is a plain indexed column: joins and lookups by id use the index.
+    if family.id_field() == Some(field) {
+        return "o.resource_id".to_owned();
+    }
+    let top = field.split('.').next().unwrap_or(field);
+    if family.volatile_fields().contains(&top) {
+        return format!("json_extract(o.volatile, {})", quote(path));
+    }
+    format!("json_extract(b.raw, {})", quote(path))
+}
+
+/// The object's JSON with the current values of its volatile fields put back in place
+/// (`json_set` keeps a member's position; an absent field is removed).
+fn raw_expr(family: Family) -> String {
+    let mut expr = "b.raw".to_owned();
+    for field in family.volatile_fields() {
+        let path = quote(&format!("$.{field}"));
+        expr = format!(
+            "CASE WHEN json_type(o.volatile, {path}) IS NULL THEN json_remove({expr}, {path}) \
+             ELSE json_set({expr}, {path}, o.volatile -> {path}) END"
+        );
+    }
+    // `json()` so the column is plain JSON text however it was built.
+    format!("json({expr})")
+}
+
+fn family_view(family: Family) -> String {
+    let view = family.view();
+    let kind = quote(view);
+    if family == Family::ProjectHostedToolPermissions {
+        // One row per tool: the stored object maps each tool name to `{"enabled": bool}`.
+        return format!(
+            "CREATE VIEW {view} AS\n\
+             SELECT o.project_id AS project_id,\n  \
+             t.key AS resource_id,\n  \
+             t.key AS tool,\n  \
+             CASE t.type WHEN 'object' THEN json_extract(t.value, '$.enabled') \
+             WHEN 'true' THEN 1 WHEN 'false' THEN 0 END AS enabled,\n  \
+             CASE t.type WHEN 'object' THEN t.value ELSE json_object('enabled', json(t.value)) END AS raw\n\
+             FROM object o JOIN blob b ON b.id = o.blob_id, json_each(b.raw) AS t\n\
+             WHERE o.family = {kind} AND t.type IN ('object', 'true', 'false')"
+        );
+    }
+    let mut cols = vec![
+        "o.project_id AS project_id".to_owned(),
+        "o.resource_id AS resource_id".to_owned(),
+    ];
+    for column in family.columns() {
+        cols.push(format!(
+            "{} AS {}",
+            column_expr(family, column),
+            column.name
+        ));
+    }
+    // Role assignments are read per user or group; the assignment itself does not name it.
+    match family {
+        Family::ProjectUserRoles => cols.push("o.parent_id AS user_id".to_owned()),
+        Family::ProjectGroupRoles => cols.push("o.parent_id AS group_id".to_owned()),
+        _ => {}
+    }
+    cols.push(format!("{} AS raw", raw_expr(family)));
+    format!(
+        "CREATE VIEW {view} AS\nSELECT {}\nFROM object o JOIN blob b ON b.id = o.blob_id\nWHERE o.family = {kind}",
+        cols.join(",\n  ")
+    )
+}
+
+const SNAPSHOTS_VIEW: &str = "CREATE VIEW snapshots AS
+SELECT s.id AS id,
+  s.org AS org,
+  s.started_at AS started_at,
+  s.finished_at AS finished_at,
+  s.status AS status,
+  s.requests AS requests,
+  s.errors AS errors,
+  s.retries AS retries,
+  s.rate_limited AS rate_limited,
+  s.scopes_read AS scopes_read,
+  s.scopes_failed AS scopes_failed,
+  (SELECT count(*) FROM version v WHERE v.from_snapshot = s.id) AS changes,
+  s.objects AS objects
+FROM snapshot s
+WHERE s.status <> 'running'";
+
+const OBJECT_VERSIONS_VIEW: &str = "CREATE VIEW object_versions AS
+SELECT o.resource_id AS resource_id,
+  o.family AS family,
+  o.project_id AS project_id,
+  NULLIF(o.parent_id, '') AS parent_id,
+  v.from_snapshot AS snapshot_id,
+  f.started_at AS valid_from,
+  v.to_snapshot AS valid_to_snapshot_id,
+  t.started_at AS valid_to,
+  v.change AS change,
+  lower(hex(b.hash)) AS hash,
+  b.raw AS raw
+FROM version v
+  JOIN object o ON o.id = v.object_id
+  JOIN snapshot f ON f.id = v.from_snapshot
+  LEFT JOIN snapshot t ON t.id = v.to_snapshot
+  LEFT JOIN blob b ON b.id = v.blob_id";

@@ -1,0 +1,472 @@
+//! Writing one snapshot: a single `BEGIN IMMEDIATE` transaction that stores each scope
+//! as the collector streams it and commits in `finish`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use serde_json::Value;
+
+use crate::model::{CrawlStats, Family, Scope, ScopeError, ScopeOutcome, ScopeResult};
+use crate::model::{SnapshotId, SnapshotStatus};
+
+use super::{SnapshotInfo, Store, StoreError, canon};
+
+/// Everything since this savepoint is object state; a failed snapshot rolls back to it and
+/// keeps only its own row.
+const OBJECTS_SAVEPOINT: &str = "snapshot_objects";
+
+/// An open snapshot. Dropping it without [`SnapshotWriter::finish`] rolls everything back.
+pub struct SnapshotWriter<'a> {
+    tx: Transaction<'a>,
+    id: SnapshotId,
+    org: String,
+    started_at: i64,
+    scopes_read: u64,
+    failed: Vec<(Scope, ScopeError)>,
+}
+
+impl std::fmt::Debug for SnapshotWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotWriter")
+            .field("id", &self.id)
+            .field("org", &self.org)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Starts a snapshot: takes SQLite's write lock (`BEGIN IMMEDIATE`) until `finish`.
+    pub fn begin_snapshot(
+        &mut self,
+        org: &str,
+        started_at: DateTime<Utc>,
+    ) -> Result<SnapshotWriter<'_>, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly(
+                "a snapshot cannot be written through a read-only store".into(),
+            ));
+        }
+        let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
+        let started_at = started_at.timestamp();
+        tx.execute(
+            "INSERT INTO snapshot (org, started_at, status) VALUES (?1, ?2, 'running')",
+            params![org, started_at],
+        )?;
+        let id = SnapshotId(tx.last_insert_rowid());
+        tx.execute_batch(&format!("SAVEPOINT {OBJECTS_SAVEPOINT}"))?;
+        Ok(SnapshotWriter {
+            tx,
+            id,
+            org: org.to_owned(),
+            started_at,
+            scopes_read: 0,
+            failed: Vec::new(),
+        })
+    }
+}
+
+/// The current row of one object.
+struct Current {
+    id: i64,
+    blob_id: Option<i64>,
+    version_id: i64,
+    volatile: Option<String>,
+}
+
+impl SnapshotWriter<'_> {
+    /// The id the snapshot will have once committed.
+    pub fn id(&self) -> SnapshotId {
+        self.id
+    }
+
+    /// Stores one scope's outcome: the objects of a complete read (and marks the scope's
+    /// objects it did not list as gone), or the error of a failed one (its objects are
+    /// carried forward).
+    pub fn apply(&mut self, result: ScopeResult) -> Result<(), StoreError> {
+        check_scope(&result.scope)?;
+        match result.outcome {
+            ScopeOutcome::Failed(error) => {
+                self.failed.retain(|(scope, _)| scope != &result.scope);
+                self.failed.push((result.scope, error));
+            }
+            ScopeOutcome::Complete(objects) => {
+                self.apply_complete(&result.scope, objects)?;
+                self.scopes_read += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the crawl's outcome and commits. A `Failed` snapshot is recorded with its
+    /// stats and failed scopes but changes no object. `Complete` with failed scopes is
+    /// stored as `Partial`.
+    pub fn finish(
+        mut self,
+        stats: &CrawlStats,
+        finished_at: DateTime<Utc>,
+        status: SnapshotStatus,
+    ) -> Result<SnapshotInfo, StoreError> {
+        let status = match status {
+            SnapshotStatus::Complete if !self.failed.is_empty() => SnapshotStatus::Partial,
+            other => other,
+        };
+        let scopes_read = if status == SnapshotStatus::Failed {
+            self.tx.execute_batch(&format!(
+                "ROLLBACK TO {OBJECTS_SAVEPOINT}; RELEASE {OBJECTS_SAVEPOINT};"
+            ))?;
+            0
+        } else {
+            self.cascade_gone()?;
+            self.tx
+                .execute_batch(&format!("RELEASE {OBJECTS_SAVEPOINT}"))?;
+            self.scopes_read
+        };
+        {
+            let mut insert = self.tx.prepare_cached(
+                "INSERT OR REPLACE INTO snapshot_scope
+                 (snapshot_id, family, project_id, parent_id, outcome, http_status, error)
+                 VALUES (?1, ?2, ?3, ?4, 'failed', ?5, ?6)",
+            )?;
+            for (scope, error) in &self.failed {
+                insert.execute(params![
+                    self.id.0,
+                    scope.family.view(),
+                    scope.project_id.as_ref().map_or("", |p| p.as_str()),
+                    scope.parent_id.as_deref().unwrap_or(""),
+                    error.status,
+                    error.message,
+                ])?;
+            }
+        }
+        let objects = count_views(&self.tx)?;
+        let objects_json = serde_json::to_string(&objects)
+            .map_err(|e| StoreError::Corrupt(format!("object counts: {e}")))?;
+        let finished = finished_at.timestamp();
+        self.tx.execute(
+            "UPDATE snapshot SET finished_at = ?2, status = ?3, requests = ?4, errors = ?5,
+             retries = ?6, rate_limited = ?7, scopes_read = ?8, scopes_failed = ?9, objects = ?10
+             WHERE id = ?1",
+            params![
+                self.id.0,
+                finished,
+                status.as_str(),
+                clamp(stats.requests),
+                clamp(stats.errors),
+                clamp(stats.retries),
+                clamp(stats.rate_limited),
+                clamp(scopes_read),
+                clamp(self.failed.len() as u64),
+                objects_json,
+            ],
+        )?;
+        let changes: i64 = self.tx.query_row(
+            "SELECT count(*) FROM version WHERE from_snapshot = ?1",
+            [self.id.0],
+            |row| row.get(0),
+        )?;
+        self.tx.commit()?;
+        Ok(SnapshotInfo {
+            id: self.id,
+            org: self.org,
+            started_at: super::from_unix(self.started_at)?,
+            finished_at: super::from_unix(finished)?,
+            status,
+            stats: stats.clone(),
+            objects,
+            scopes_read,
+            scopes_failed: self.failed.len() as u64,
+            changes: changes.max(0) as u64,
+        })
+    }
+
+    fn apply_complete(&mut self, scope: &Scope, objects: Vec<Value>) -> Result<(), StoreError> {
+        let family = scope.family;
+        let scope_project = scope.project_id.as_ref().map(|p| p.as_str().to_owned());
+        let parent = scope.parent_id.clone().unwrap_or_default();
+        // Validate every identity first, so a bad object leaves the scope untouched.
+        let mut items = Vec::with_capacity(objects.len());
+        for (index, object) in objects.into_iter().enumerate() {
+            let resource_id = match family.id_field() {
+                Some(field) => match object.get(field) {
+                    Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => {
+                        return Err(StoreError::BadScope {
+                            scope: scope.path(),
+                            message: format!("object {index} has no `{field}`"),
+                        });
+                    }
+                },
+                None => scope_project.clone().unwrap_or_default(),
+            };
+            if !object.is_object() {
+                return Err(StoreError::BadScope {
+                    scope: scope.path(),
+                    message: format!("object {index} is not a JSON object"),
+                });
+            }
+            let project_id = match family {
+                Family::Projects => resource_id.clone(),
+                _ => scope_project.clone().unwrap_or_default(),
+            };
+            items.push((project_id, resource_id, object));
+        }
+        let mut seen = HashSet::with_capacity(items.len());
+        for (project_id, resource_id, object) in items {
+            let id = self.upsert(family, &project_id, &parent, &resource_id, &object)?;
+            seen.insert(id);
+        }
+        // What the scope held before and the read did not list is gone.
+        let present: Vec<i64> = {
+            let mut stmt = if family == Family::Projects {
+                self.tx.prepare_cached(
+                    "SELECT id FROM object WHERE family = ?1 AND blob_id IS NOT NULL",
+                )?
+            } else {
+                self.tx.prepare_cached(
+                    "SELECT id FROM object WHERE family = ?1 AND project_id = ?2
+                     AND parent_id = ?3 AND blob_id IS NOT NULL",
+                )?
+            };
+            let project = scope_project.unwrap_or_default();
+            if family == Family::Projects {
+                stmt.query_map([family.view()], |row| row.get(0))?
+                    .collect::<Result<Vec<i64>, _>>()?
+            } else {
+                stmt.query_map(params![family.view(), project, parent], |row| row.get(0))?
+                    .collect::<Result<Vec<i64>, _>>()?
+            }
+        };
+        for id in present {
+            if !seen.contains(&id) {
+                self.mark_gone(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one object as read in this snapshot; returns its row id.
+    fn upsert(
+        &mut self,
+        family: Family,
+        project_id: &str,
+        parent_id: &str,
+        resource_id: &str,
+        object: &Value,
+    ) -> Result<i64, StoreError> {
+        let volatile_fields = family.volatile_fields();
+        let hash = canon::content_hash(object, volatile_fields);
+        let volatile = canon::volatile_values(object, volatile_fields);
+        let blob_id = self.blob(&hash, object)?;
+        let current = self
+            .tx
+            .prepare_cached(
+                "SELECT id, blob_id, version_id, volatile FROM object
+                 WHERE family = ?1 AND project_id = ?2 AND parent_id = ?3 AND resource_id = ?4",
+            )?
+            .query_row(
+                params![family.view(), project_id, parent_id, resource_id],
+                |row| {
+                    Ok(Current {
+                        id: row.get(0)?,
+                        blob_id: row.get(1)?,
+                        version_id: row.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                        volatile: row.get(3)?,
+                    })
+                },
+            )
+            .optional()?;
+        let Some(current) = current else {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO object (family, project_id, parent_id, resource_id, blob_id,
+                     volatile, first_snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    family.view(),
+                    project_id,
+                    parent_id,
+                    resource_id,
+                    blob_id,
+                    volatile,
+                    self.id.0
+                ])?;
+            let id = self.tx.last_insert_rowid();
+            let version = self.insert_version(id, "added", Some(blob_id))?;
+            self.tx
+                .prepare_cached("UPDATE object SET version_id = ?2 WHERE id = ?1")?
+                .execute(params![id, version])?;
+            return Ok(id);
+        };
+        if current.blob_id != Some(blob_id) {
+            let kind = if current.blob_id.is_none() {
+                "added"
+            } else {
+                "changed"
+            };
+            let version =
+                self.replace_version(current.version_id, current.id, kind, Some(blob_id))?;
+            self.tx
+                .prepare_cached(
+                    "UPDATE object SET blob_id = ?2, version_id = ?3, volatile = ?4 WHERE id = ?1",
+                )?
+                .execute(params![current.id, blob_id, version, volatile])?;
+        } else if current.volatile != volatile {
+            // A volatile field alone: kept current, no version.
+            self.tx
+                .prepare_cached("UPDATE object SET volatile = ?2 WHERE id = ?1")?
+                .execute(params![current.id, volatile])?;
+        }
+        Ok(current.id)
+    }
+
+    /// The blob holding this content, stored if new.
+    fn blob(&mut self, hash: &[u8; 32], object: &Value) -> Result<i64, StoreError> {
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM blob WHERE hash = ?1")?
+            .query_row([&hash[..]], |row| row.get(0))
+            .optional()?;
+        if let Some(id) = found {
+            return Ok(id);
+        }
+        self.tx
+            .prepare_cached("INSERT INTO blob (hash, raw) VALUES (?1, ?2)")?
+            .execute(params![&hash[..], object.to_string()])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    fn insert_version(
+        &mut self,
+        object_id: i64,
+        kind: &str,
+        blob_id: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO version (object_id, from_snapshot, change, blob_id)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![object_id, self.id.0, kind, blob_id])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Closes the object's current version at this snapshot and opens a new one; returns
+    /// the new version's id. A version this same snapshot opened (an object listed twice)
+    /// is rewritten in place instead.
+    fn replace_version(
+        &mut self,
+        current: i64,
+        object_id: i64,
+        kind: &str,
+        blob_id: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        let opened: Option<(i64, String)> = self
+            .tx
+            .prepare_cached("SELECT from_snapshot, change FROM version WHERE id = ?1")?
+            .query_row([current], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        if let Some((from, change)) = opened {
+            if from == self.id.0 {
+                let kind = if change == "added" && blob_id.is_some() {
+                    "added"
+                } else {
+                    kind
+                };
+                self.tx
+                    .prepare_cached("UPDATE version SET change = ?2, blob_id = ?3 WHERE id = ?1")?
+                    .execute(params![current, kind, blob_id])?;
+                return Ok(current);
+            }
+            self.tx
+                .prepare_cached("UPDATE version SET to_snapshot = ?2 WHERE id = ?1")?
+                .execute(params![current, self.id.0])?;
+        }
+        self.insert_version(object_id, kind, blob_id)
+    }
+
+    fn mark_gone(&mut self, object_id: i64) -> Result<(), StoreError> {
+        let current: i64 = self
+            .tx
+            .prepare_cached("SELECT coalesce(version_id, 0) FROM object WHERE id = ?1")?
+            .query_row([object_id], |row| row.get(0))?;
+        let version = self.replace_version(current, object_id, "removed", None)?;
+        self.tx
+            .prepare_cached("UPDATE object SET blob_id = NULL, version_id = ?2 WHERE id = ?1")?
+            .execute(params![object_id, version])?;
+        Ok(())
+    }
+
+    /// Children of a gone parent are gone: every project family's objects when their
+    /// project is gone, role assignments when their user or group is gone. Families are
+    /// visited parents first, so a user gone with its project takes its roles with it.
+    fn cascade_gone(&mut self) -> Result<(), StoreError> {
+        for family in Family::ALL {
+            let Some(parent) = family.parent() else {
+                continue;
+            };
+            let join = if parent == Family::Projects {
+                "p.project_id = c.project_id AND p.parent_id = '' AND p.resource_id = c.project_id"
+            } else {
+                "p.project_id = c.project_id AND p.parent_id = '' AND p.resource_id = c.parent_id"
+            };
+            let sql = format!(
+                "SELECT c.id FROM object c JOIN object p ON p.family = ?2 AND {join}
+                 WHERE c.family = ?1 AND c.blob_id IS NOT NULL AND p.blob_id IS NULL"
+            );
+            let orphans: Vec<i64> = self
+                .tx
+                .prepare_cached(&sql)?
+                .query_map([family.view(), parent.view()], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in orphans {
+                self.mark_gone(id)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Row counts of every family view.
+fn count_views(conn: &rusqlite::Connection) -> Result<BTreeMap<String, u64>, StoreError> {
+    let mut out = BTreeMap::new();
+    for family in Family::ALL {
+        let n: i64 = conn.query_row(
+            &format!("SELECT count(*) FROM {}", family.view()),
+            [],
+            |row| row.get(0),
+        )?;
+        out.insert(family.view().to_owned(), n.max(0) as u64);
+    }
+    Ok(out)
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A scope must name what its family is read under.
+fn check_scope(scope: &Scope) -> Result<(), StoreError> {
+    let needs_parent = matches!(
+        scope.family,
+        Family::ProjectUserRoles | Family::ProjectGroupRoles
+    );
+    let problem = match (scope.family, &scope.project_id, &scope.parent_id) {
+        (Family::Projects, None, None) => None,
+        (Family::Projects, _, _) => Some("the project list has no project or parent id"),
+        (_, None, _) => Some("a project family needs a project id"),
+        (_, Some(_), None) if needs_parent => {
+            Some("a role-assignment read needs a user or group id")
+        }
+        (_, Some(_), Some(_)) if !needs_parent => Some("this family has no parent id"),
+        _ => None,
+    };
+    match problem {
+        Some(message) => Err(StoreError::BadScope {
+            scope: scope.path(),
+            message: message.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
