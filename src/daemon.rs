@@ -4,8 +4,9 @@
 //! `start`, `handle_event` and `stop`), a cloneable [`DaemonHandle`] to ask for a reload or a
 //! shutdown, and a graceful stop. The rules it keeps:
 //!
-//! - **One daemon per database**: it holds `<db>.daemon.lock` for its whole life
-//!   ([`lock::DaemonLock`]); a second one refuses to start.
+//! - **One daemon per database**: it holds `<db>.daemon.lock` and the store's writer lock
+//!   (`<db>.lock`) for its whole life ([`lock::DaemonLock`]); a second daemon refuses to
+//!   start, and the job it runs must not take the writer lock again.
 //! - **No overlap**: a tick that comes while a run is in flight is skipped and logged once.
 //! - **One catch-up**: if the last recorded run started before the previous scheduled tick
 //!   (the daemon was down), one run happens at start, not one per missed tick.

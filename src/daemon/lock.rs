@@ -1,11 +1,12 @@
-//! One daemon per database: an exclusive lock on `<db>.daemon.lock`, held for the daemon's
-//! whole life.
+//! One daemon per database, and no other writer beside it: for its whole life the daemon
+//! holds `<db>.daemon.lock` (which records its process id, so a second daemon can say who
+//! is running) and the store's writer lock `<db>.lock` (`Store::lock_writer`), which keeps
+//! `orgwarden snapshot` / `audit` from writing the same database meanwhile.
 //!
-//! The lock is the operating system's advisory file lock (`flock` on Unix), so it disappears
-//! with the process however it ends, `kill -9` included: no stale lock to clean up. The file
-//! keeps the holder's process id for the message the second daemon prints. This is the
-//! daemon's own guard; the store's writer lock (`Store::lock_writer`) is what keeps two
-//! snapshot writers apart, and can replace this one once it exists.
+//! Both are the operating system's advisory file locks (`flock` on Unix), so they disappear
+//! with the process however it ends, `kill -9` included: no stale lock to clean up. Because
+//! the daemon already holds the writer lock, the job it runs must not take it again (a
+//! second `flock` on a new descriptor in the same process would be refused).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -28,6 +29,10 @@ pub enum LockError {
         /// The holder's process id, when it could be read.
         pid: Option<u32>,
     },
+    /// The store's writer lock is held by another process (a snapshot or audit in progress),
+    /// or could not be taken.
+    #[error("{0}; stop it or wait for it to finish before starting the daemon")]
+    Writer(#[from] crate::store::StoreError),
     /// The lock file could not be opened or locked.
     #[error("cannot lock {path}: {source}")]
     Io {
@@ -43,6 +48,7 @@ pub enum LockError {
 pub struct DaemonLock {
     file: File,
     path: PathBuf,
+    _writer: crate::store::WriterLock,
 }
 
 /// The lock file that guards `db`.
@@ -90,7 +96,12 @@ impl DaemonLock {
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
         file.flush().map_err(io)?;
-        Ok(DaemonLock { file, path })
+        let writer = crate::store::Store::lock_writer(db)?;
+        Ok(DaemonLock {
+            file,
+            path,
+            _writer: writer,
+        })
     }
 
     /// The lock file.
@@ -126,6 +137,32 @@ mod tests {
         );
         assert!(message.contains("already running on"), "{message}");
         drop(first);
+        DaemonLock::acquire(&db).unwrap();
+    }
+
+    #[test]
+    fn the_daemon_holds_the_store_writer_lock_for_its_life() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("orgwarden.db");
+        let daemon = DaemonLock::acquire(&db).unwrap();
+        let err = crate::store::Store::lock_writer(&db).unwrap_err();
+        assert!(err.to_string().contains("is locked"), "{err}");
+        drop(daemon);
+        crate::store::Store::lock_writer(&db).unwrap();
+    }
+
+    #[test]
+    fn a_writer_in_progress_keeps_the_daemon_from_starting() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("orgwarden.db");
+        let snapshot = crate::store::Store::lock_writer(&db).unwrap();
+        let err = DaemonLock::acquire(&db).unwrap_err();
+        assert!(
+            err.to_string().contains("before starting the daemon"),
+            "{err}"
+        );
+        drop(snapshot);
+        // The failed attempt did not leave the daemon lock held.
         DaemonLock::acquire(&db).unwrap();
     }
 
