@@ -4,18 +4,20 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use comfy_table::{Table, presets};
 
+use crate::client::{AdminClient, ClientOptions};
+use crate::collect::{self, SnapshotOutcome};
 use crate::config::Config;
 use crate::findings::{self, Finding, RunOutcome, Status};
-use crate::model::{CrawlStats, Severity, SnapshotStatus};
+use crate::model::{Severity, SnapshotStatus};
 use crate::report::{self, Format};
 use crate::rules::{self, Loaded, fixtures};
-use crate::sim::Org;
+use crate::sim::{Org, SimOptions};
 use crate::store::{SnapshotInfo, Store, StoreError};
 
-use super::{CliError, Exit, GlobalArgs, not_built};
+use super::{CliError, Exit, GlobalArgs, not_built, runtime};
 
 /// Output format of findings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -189,6 +191,7 @@ pub fn exit_code(snapshot: &SnapshotInfo, findings: &[Finding], fail_on: Option<
 
 fn print_outcome(
     outcome: &RunOutcome,
+    crawl: Option<&SnapshotOutcome>,
     loaded: &Loaded,
     format: FindingsFormat,
     fail_on: Option<Severity>,
@@ -204,26 +207,58 @@ fn print_outcome(
     print!("{text}");
     let exit = exit_code(&outcome.snapshot, &outcome.findings, fail_on);
     if exit == Exit::Incomplete {
+        if let Some(refused) = crawl.and_then(|c| c.refused.as_ref()) {
+            eprintln!("error: {refused}");
+        }
         eprintln!(
-            "error: the organization could not be read completely: snapshot {} is {} ({} scope(s) failed); findings in those projects kept their status",
+            "error: the organization could not be read completely: snapshot {} is {} ({} scope(s) failed); no finding was resolved where the read was incomplete",
             outcome.snapshot.id, outcome.snapshot.status, outcome.snapshot.scopes_failed
         );
+        const SHOWN: usize = 10;
+        for (scope, error) in crawl
+            .iter()
+            .flat_map(|c| c.failed_scopes.iter())
+            .take(SHOWN)
+        {
+            eprintln!("  {scope}: {error}");
+        }
     }
     Ok(exit)
 }
 
-/// Stores a complete snapshot of `org` as a crawl of the simulated API would, without
-/// HTTP: `Org::scope_results` renders exactly what the simulator serves.
-fn snapshot_from_org(
-    store: &mut Store,
-    org: &Org,
-    at: DateTime<Utc>,
-) -> anyhow::Result<SnapshotInfo> {
-    let mut writer = store.begin_snapshot(&org.organization, at)?;
-    for scope in org.scope_results() {
-        writer.apply(scope)?;
-    }
-    Ok(writer.finish(&CrawlStats::default(), at, SnapshotStatus::Complete)?)
+/// Crawls the organization through `client` into the store as one snapshot (the same
+/// path as `orgwarden snapshot`); the caller holds the writer lock.
+fn collect_snapshot(
+    global: &GlobalArgs,
+    client: &AdminClient,
+    store: Store,
+    org: &str,
+    db: &std::path::Path,
+) -> anyhow::Result<(Store, SnapshotOutcome)> {
+    let progress = !global.quiet && collect::progress_wanted();
+    runtime()?
+        .block_on(collect::snapshot(client, store, org, progress))
+        .with_context(|| format!("snapshot into {} failed; nothing was stored", db.display()))
+}
+
+/// Evaluates the rules over the store and prints the findings.
+fn evaluate_and_print(
+    store: &Store,
+    loaded: &Loaded,
+    snapshot: &SnapshotInfo,
+    crawl: Option<&SnapshotOutcome>,
+    format: FindingsFormat,
+    fail_on: Option<Severity>,
+) -> anyhow::Result<Exit> {
+    let outcome = findings::evaluate_snapshot(
+        store,
+        &loaded.rules,
+        &loaded.exemptions,
+        snapshot,
+        Utc::now(),
+    )
+    .with_context(|| format!("evaluating snapshot {}", snapshot.id))?;
+    print_outcome(&outcome, crawl, loaded, format, fail_on)
 }
 
 /// Runs `orgwarden audit`.
@@ -231,56 +266,72 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
     if args.notify || args.dry_run {
         return not_built("audit --notify", "issue 5");
     }
-    if !args.offline {
-        return not_built(
-            "audit (online)",
-            "the collector glue is not on this branch; use `orgwarden audit --offline` over a stored snapshot",
-        );
-    }
     let (config, loaded) = load_rules(global)?;
+    let client = if args.offline {
+        None
+    } else {
+        Some(super::snapshot::admin_client(global, &config)?)
+    };
     let db = global.db_path(&config);
     let _lock = Store::lock_writer(&db).map_err(store_error)?;
     let store = Store::open(&db).map_err(store_error)?;
-    let snapshot = store.latest_snapshot()?.ok_or_else(|| {
-        CliError::usage(anyhow!(
-            "no snapshot stored in {}: run `orgwarden snapshot` first",
-            db.display()
-        ))
-    })?;
-    let outcome = findings::evaluate_snapshot(
-        &store,
-        &loaded.rules,
-        &loaded.exemptions,
-        &snapshot,
-        Utc::now(),
-    )
-    .with_context(|| format!("evaluating snapshot {} of {}", snapshot.id, db.display()))?;
-    print_outcome(&outcome, &loaded, args.format, args.fail_on)
+    match client {
+        Some(client) => {
+            let (store, crawl) =
+                collect_snapshot(global, &client, store, &config.openai.organization, &db)?;
+            let snapshot = crawl.info.clone();
+            evaluate_and_print(
+                &store,
+                &loaded,
+                &snapshot,
+                Some(&crawl),
+                args.format,
+                args.fail_on,
+            )
+        }
+        None => {
+            let snapshot = store.latest_snapshot()?.ok_or_else(|| {
+                CliError::usage(anyhow!(
+                    "no snapshot stored in {}: run `orgwarden snapshot` (or `audit` without --offline) first",
+                    db.display()
+                ))
+            })?;
+            evaluate_and_print(&store, &loaded, &snapshot, None, args.format, args.fail_on)
+        }
+    }
 }
 
-/// Runs `orgwarden demo`.
+/// Runs `orgwarden demo`: the built-in organization served by the in-process simulator,
+/// crawled over HTTP like the real API, audited into `./orgwarden-demo.db` (or `--db`).
 pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
-    let (_config, loaded) = load_rules(global)?;
+    let (config, loaded) = load_rules(global)?;
     let db = global
         .db
         .clone()
         .unwrap_or_else(|| PathBuf::from("orgwarden-demo.db"));
-    let now = Utc::now();
-    let org = Org::demo(now.timestamp());
+    let org = Org::demo(Utc::now().timestamp());
+    let (name, summary) = (org.organization.clone(), org.summary());
+    let sim = crate::sim::start_background(org, SimOptions::default())
+        .context("starting the simulated Admin API")?;
+    // The simulator accepts any non-empty Bearer token; this one is not a secret.
+    let client = AdminClient::new(
+        &sim.base_url(),
+        secrecy::SecretString::from("demo-key"),
+        ClientOptions::from_config(&config.openai),
+    )?;
     let _lock = Store::lock_writer(&db).map_err(store_error)?;
-    let mut store = Store::open(&db).map_err(store_error)?;
-    let snapshot = snapshot_from_org(&mut store, &org, now)?;
-    let outcome =
-        findings::evaluate_snapshot(&store, &loaded.rules, &loaded.exemptions, &snapshot, now)?;
+    let store = Store::open(&db).map_err(store_error)?;
+    let (store, crawl) = collect_snapshot(global, &client, store, &name, &db)?;
+    sim.shutdown();
     if args.format == FindingsFormat::Table {
         eprintln!(
-            "orgwarden demo: audited the simulated organization {} ({}) into {}",
-            org.organization,
-            org.summary(),
+            "orgwarden demo: audited the simulated organization {name} ({summary}) through {} requests into {}",
+            crawl.info.stats.requests,
             db.display()
         );
     }
-    print_outcome(&outcome, &loaded, args.format, None)
+    let snapshot = crawl.info.clone();
+    evaluate_and_print(&store, &loaded, &snapshot, Some(&crawl), args.format, None)
 }
 
 /// Runs `orgwarden findings`.
