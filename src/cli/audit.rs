@@ -17,7 +17,7 @@ use crate::rules::{self, Loaded, fixtures};
 use crate::sim::{Org, SimOptions};
 use crate::store::{SnapshotInfo, Store, StoreError};
 
-use super::{CliError, Exit, GlobalArgs, not_built, runtime};
+use super::{CliError, Exit, GlobalArgs, runtime};
 
 /// Output format of findings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -52,8 +52,8 @@ pub struct AuditArgs {
     /// Send notifications for what changed
     #[arg(long)]
     pub notify: bool,
-    /// With --notify: render the notifications but send nothing
-    #[arg(long)]
+    /// With --notify: show what would be announced; record, queue and send nothing
+    #[arg(long, requires = "notify")]
     pub dry_run: bool,
 }
 
@@ -241,32 +241,90 @@ fn collect_snapshot(
         .with_context(|| format!("snapshot into {} failed; nothing was stored", db.display()))
 }
 
-/// Evaluates the rules over the store and prints the findings.
+/// Evaluates the rules over the store, records (and with a notifier announces and
+/// delivers) what changed, and prints the findings.
 fn evaluate_and_print(
     store: &Store,
     loaded: &Loaded,
     snapshot: &SnapshotInfo,
     crawl: Option<&SnapshotOutcome>,
+    announce: Option<&findings::Announce<'_>>,
     format: FindingsFormat,
     fail_on: Option<Severity>,
 ) -> anyhow::Result<Exit> {
-    let outcome = findings::evaluate_snapshot(
-        store,
-        &loaded.rules,
-        &loaded.exemptions,
-        snapshot,
-        Utc::now(),
-    )
-    .with_context(|| format!("evaluating snapshot {}", snapshot.id))?;
+    let now = Utc::now();
+    let context = || format!("evaluating snapshot {}", snapshot.id);
+    let outcome = match announce {
+        None => {
+            findings::evaluate_snapshot(store, &loaded.rules, &loaded.exemptions, snapshot, now)
+                .with_context(context)?
+        }
+        Some(announce) => {
+            let (outcome, notified) = findings::evaluate_and_announce(
+                store,
+                &loaded.rules,
+                &loaded.exemptions,
+                snapshot,
+                announce,
+                now,
+            )
+            .with_context(context)?;
+            report_notification(store, announce, &notified, now)?;
+            outcome
+        }
+    };
     print_outcome(&outcome, crawl, loaded, format, fail_on)
+}
+
+/// Says on stderr what was announced; delivers the outbox unless this is a dry run
+/// (undelivered mail stays queued for the next run, which is not an error).
+fn report_notification(
+    store: &Store,
+    announce: &findings::Announce<'_>,
+    notified: &findings::Notified,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let Some(digest) = &notified.announcement.digest else {
+        eprintln!("notify: nothing new to announce");
+        return Ok(());
+    };
+    if notified.dry_run {
+        let rendered = announce.notifier.render(digest)?;
+        eprintln!(
+            "notify (dry run: nothing recorded, queued or sent): {}\n\n{}",
+            rendered.subject, rendered.text
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "notify: announced {} finding(s)",
+        notified.announcement.announced.len()
+    );
+    let report = announce.notifier.deliver_pending(store.conn(), now)?;
+    for (id, receipt) in &report.receipts {
+        eprintln!("notify: message {id:?} delivered: {receipt}");
+    }
+    for (id, reason) in &report.failed {
+        eprintln!(
+            "warning: message {id:?} could not be delivered and stays in the outbox: {reason}"
+        );
+    }
+    Ok(())
 }
 
 /// Runs `orgwarden audit`.
 pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
-    if args.notify || args.dry_run {
-        return not_built("audit --notify", "issue 5");
-    }
     let (config, loaded) = load_rules(global)?;
+    let notifier = if args.notify {
+        Some(crate::notify::Notifier::from_config(&config).map_err(CliError::usage)?)
+    } else {
+        None
+    };
+    let announce = notifier.as_ref().map(|notifier| findings::Announce {
+        notifier,
+        organization: &config.openai.organization,
+        dry_run: args.dry_run,
+    });
     let client = if args.offline {
         None
     } else {
@@ -285,6 +343,7 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
                 &loaded,
                 &snapshot,
                 Some(&crawl),
+                announce.as_ref(),
                 args.format,
                 args.fail_on,
             )
@@ -296,7 +355,15 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
                     db.display()
                 ))
             })?;
-            evaluate_and_print(&store, &loaded, &snapshot, None, args.format, args.fail_on)
+            evaluate_and_print(
+                &store,
+                &loaded,
+                &snapshot,
+                None,
+                announce.as_ref(),
+                args.format,
+                args.fail_on,
+            )
         }
     }
 }
@@ -331,7 +398,15 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
         );
     }
     let snapshot = crawl.info.clone();
-    evaluate_and_print(&store, &loaded, &snapshot, Some(&crawl), args.format, None)
+    evaluate_and_print(
+        &store,
+        &loaded,
+        &snapshot,
+        Some(&crawl),
+        None,
+        args.format,
+        None,
+    )
 }
 
 /// Runs `orgwarden findings`.
