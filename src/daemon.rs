@@ -59,9 +59,6 @@ pub enum DaemonError {
     /// The signal handlers could not be installed.
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
-    /// `[schedule]` is invalid.
-    #[error("[schedule]: {0}")]
-    Schedule(#[from] ScheduleError),
 }
 
 /// When runs happen: `[schedule]` parsed.
