@@ -42,6 +42,20 @@ fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Resolves on SIGTERM (how containers and systemd stop a service); never elsewhere.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
 /// Runs `orgwarden sim`.
 pub fn sim(_global: &GlobalArgs, args: &SimArgs) -> anyhow::Result<Exit> {
     let addr: SocketAddr = args
@@ -85,6 +99,7 @@ pub fn sim(_global: &GlobalArgs, args: &SimArgs) -> anyhow::Result<Exit> {
         tracing::info!(organization = %summary, "simulated Admin API serving; Ctrl-C stops it");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
+            _ = terminated() => {}
             _ = handle.wait() => {}
         }
         handle.shutdown();

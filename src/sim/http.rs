@@ -106,9 +106,10 @@ async fn serve_request(State(s): State<Arc<Shared>>, req: Request) -> Response {
     let mut truncate = false;
     match s.faults.take(&path) {
         Some(FaultKind::Status(code)) => {
-            let e = if code == 429 {
-                ApiError::rate_limited()
-            } else if code >= 500 {
+            if code == 429 {
+                return rate_limited(1);
+            }
+            let e = if code >= 500 {
                 ApiError::server_error(code)
             } else {
                 ApiError {

@@ -261,3 +261,19 @@ impl Drop for SimHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_admin_key() {
+        let opts = SimOptions {
+            admin_key: Some("sk-admin-very-secret".into()),
+            ..SimOptions::default()
+        };
+        let shown = format!("{opts:?}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("[redacted]"));
+    }
+}

@@ -1109,4 +1109,100 @@ mod tests {
         let org = Org::demo(NOW);
         assert!(org.projects.len() >= 6);
     }
+
+    /// The demo exists to show every shipped rule firing, next to a look-alike that must
+    /// not fire. These are the rules' definitions (DESIGN.md), written plainly.
+    #[test]
+    fn the_demo_org_triggers_every_rule_and_holds_look_alikes() {
+        const DAY: i64 = 86_400;
+        let org = Org::demo(NOW);
+        let p = |id: &str| org.project(&ProjectId::from(id)).unwrap();
+        let key = |pid: &str, kid: &str| {
+            p(pid)
+                .api_keys
+                .iter()
+                .find(|k| k.id.as_str() == kid)
+                .unwrap()
+        };
+        let stale = |k: &ApiKey| match k.last_used_at {
+            Some(t) => t < NOW - 90 * DAY,
+            None => k.created_at < NOW - 90 * DAY,
+        };
+        let old = |k: &ApiKey| k.created_at < NOW - 365 * DAY;
+        // api-key-stale: used 95 days ago; never used and 150 days old.
+        assert!(stale(key("proj_payments", "key_pay_ada_notebook")));
+        assert!(stale(key("proj_research", "key_res_evals")));
+        assert!(
+            !stale(key("proj_payments", "key_pay_ben_new")),
+            "never used but 30 days old"
+        );
+        assert!(
+            !stale(key("proj_payments", "key_pay_chen_reports")),
+            "used 89 days ago"
+        );
+        // api-key-owner-inactive: Jo left Payments; service-account keys stay active.
+        let pay = p("proj_payments");
+        assert_eq!(
+            pay.owner_access(key("proj_payments", "key_pay_jo_batch")),
+            "inactive"
+        );
+        assert_eq!(
+            pay.owner_access(key("proj_payments", "key_pay_prod")),
+            "active"
+        );
+        // api-key-old: 400 days; look-alike 364 days.
+        assert!(old(key("proj_payments", "key_pay_jo_batch")));
+        assert!(!old(key("proj_payments", "key_pay_chen_reports")));
+        // project-no-spend-alert / spend-alert-no-recipients.
+        assert!(p("proj_support").spend_alerts.is_empty());
+        assert!(p("proj_research").spend_alerts[0].recipients.is_empty());
+        assert!(!p("proj_payments").spend_alerts[0].recipients.is_empty());
+        // project-retention-not-zdr.
+        assert_eq!(p("proj_support").data_retention, "organization_default");
+        assert_eq!(p("proj_data").data_retention, "modified_abuse_monitoring");
+        assert_eq!(p("proj_payments").data_retention, "zero_data_retention");
+        // project-hosted-tool-enabled (mcp): on in Support, explicitly off elsewhere.
+        assert_eq!(p("proj_support").tool_enabled("mcp"), Some(true));
+        assert_eq!(p("proj_payments").tool_enabled("mcp"), Some(false));
+        // project-model-permissions-unset: no policy; deny list with no ids. An empty
+        // allow list is a policy.
+        assert!(p("proj_support").model_permissions.is_none());
+        let mobile = p("proj_mobile").model_permissions.as_ref().unwrap();
+        assert!(mobile.mode == "deny_list" && mobile.model_ids.is_empty());
+        let research = p("proj_research").model_permissions.as_ref().unwrap();
+        assert!(research.mode == "allow_list" && research.model_ids.is_empty());
+        // project-too-many-owners: 4 in Research; exactly 3 in Support.
+        let owners = |id: &str| p(id).users.iter().filter(|u| u.role == "owner").count();
+        assert_eq!(owners("proj_research"), 4);
+        assert_eq!(owners("proj_support"), 3);
+        // service-account-owner.
+        assert_eq!(p("proj_support").service_accounts[0].role, "owner");
+        assert_eq!(p("proj_payments").service_accounts[0].role, "member");
+        // archived-project-active-keys: the legacy chatbot has one; the prototype none.
+        assert!(
+            p("proj_legacy_chatbot").is_archived() && !p("proj_legacy_chatbot").api_keys.is_empty()
+        );
+        assert!(
+            p("proj_old_prototype").is_archived() && p("proj_old_prototype").api_keys.is_empty()
+        );
+        // certificate-expiring: in 12 days; expired 3 days ago; look-alike in 45 days.
+        let expires = |pid: &str, cid: &str| {
+            p(pid)
+                .certificates
+                .iter()
+                .find(|c| c.id.as_str() == cid)
+                .unwrap()
+                .expires_at
+        };
+        assert!(expires("proj_support", "cert_sup_gateway") < NOW + 30 * DAY);
+        assert!(expires("proj_mobile", "cert_mob_pinning_old") < NOW);
+        assert!(expires("proj_payments", "cert_pay_mtls_next") > NOW + 30 * DAY);
+        // project-user-external-domain (acme-robotics.com, case-insensitive): Gus; Dana's
+        // upper-case address is internal; Ivo has no email and is not judged.
+        let email = |pid: &str, uid: &str| p(pid).user(uid).unwrap().email.clone();
+        let external = |e: &str| !e.to_lowercase().ends_with("@acme-robotics.com");
+        assert!(external(&email("proj_support", "user-gus").unwrap()));
+        assert!(!external(&email("proj_payments", "user-dana").unwrap()));
+        assert_eq!(email("proj_payments", "user-ivo"), None);
+    }
 }
