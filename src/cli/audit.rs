@@ -549,19 +549,20 @@ fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
     let mut loaded = rules::load(&config, Utc::now().date_naive());
     // Exemptions matching nothing can only be judged against stored findings.
     let db = global.db_path(&config);
-    if db.exists() && !loaded.diagnostics.has_errors() {
-        if let Ok(store) = Store::open_read_only(&db) {
-            let stored: Vec<_> = findings::load(store.conn())?
-                .into_iter()
-                .map(|f| (f.rule_id, f.resource_id))
-                .collect();
-            rules::warn_unused_exemptions(
-                &config,
-                &loaded.exemptions,
-                &stored,
-                &mut loaded.diagnostics,
-            );
-        }
+    if db.exists()
+        && !loaded.diagnostics.has_errors()
+        && let Ok(store) = Store::open_read_only(&db)
+    {
+        let stored: Vec<_> = findings::load(store.conn())?
+            .into_iter()
+            .map(|f| (f.rule_id, f.resource_id))
+            .collect();
+        rules::warn_unused_exemptions(
+            &config,
+            &loaded.exemptions,
+            &stored,
+            &mut loaded.diagnostics,
+        );
     }
     let d = &loaded.diagnostics;
     if !d.items().is_empty() {
