@@ -366,21 +366,13 @@ pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics)
         }
     }
     let mut rules: Vec<Rule> = Vec::new();
-    let mut seen: HashMap<String, (FileId, std::ops::Range<usize>)> = HashMap::new();
+    // Rule id → where it was first defined (`file:line`).
+    let mut seen: HashMap<String, String> = HashMap::new();
     for (name, text) in sources {
         let file = diags.add_file(name.clone(), text.clone());
         for raw in parse::parse_rule_file(text, file, diags) {
             if let Some(id) = &raw.id {
-                if let Some((first_file, first_span)) = seen.get(id.get_ref()) {
-                    let first = format!(
-                        "{}:{}",
-                        diags.file_name(*first_file),
-                        crate::config::line_column(
-                            &sources[first_file_index(sources, diags, *first_file)].1,
-                            first_span.start
-                        )
-                        .0
-                    );
+                if let Some(first) = seen.get(id.get_ref()) {
                     diags
                         .error(
                             "duplicate-id",
@@ -392,7 +384,8 @@ pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics)
                         .help(format!("first defined at {first}"));
                     continue;
                 }
-                seen.insert(id.get_ref().clone(), (file, id.span()));
+                let line = crate::config::line_column(text, id.span().start).0;
+                seen.insert(id.get_ref().clone(), format!("{name}:{line}"));
             }
             if let Some(rule) = validate(raw, name, text, scratch.as_ref(), diags) {
                 rules.push(rule);
@@ -400,13 +393,6 @@ pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics)
         }
     }
     rules
-}
-
-/// Index into `sources` of a file registered from it (files are registered in order,
-/// possibly after a configuration file).
-fn first_file_index(sources: &[(String, String)], diags: &Diagnostics, file: FileId) -> usize {
-    let name = diags.file_name(file);
-    sources.iter().position(|(n, _)| n == name).unwrap_or(0)
 }
 
 /// Joins the hard-wrapped lines of each paragraph of a rule's prose, so reports, JSON and
