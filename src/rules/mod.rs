@@ -358,13 +358,20 @@ fn rule_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Parses and validates rule files given as `(name, text)`, with default params and
 /// severities; every problem goes to `diags`.
 pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics) -> Vec<Rule> {
-    let scratch = Connection::open_in_memory().ok();
-    if let Some(conn) = &scratch {
-        // The scratch schema is our own DDL over the model catalog; failing here is a bug.
-        if let Err(e) = compile::create_scratch_schema(conn) {
-            diags.error("internal", None, None, format!("scratch schema: {e}"));
+    // SQL rules are prepared against an empty store: the very views (and `findings`,
+    // `snapshots`, `object_versions`) they will run over.
+    let scratch = match crate::store::Store::open_in_memory() {
+        Ok(store) => Some(store),
+        Err(e) => {
+            diags.error(
+                "internal",
+                None,
+                None,
+                format!("cannot create the in-memory store SQL rules are checked against: {e}"),
+            );
+            None
         }
-    }
+    };
     let mut rules: Vec<Rule> = Vec::new();
     // Rule id → where it was first defined (`file:line`).
     let mut seen: HashMap<String, String> = HashMap::new();
@@ -387,7 +394,8 @@ pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics)
                 let line = crate::config::line_column(text, id.span().start).0;
                 seen.insert(id.get_ref().clone(), format!("{name}:{line}"));
             }
-            if let Some(rule) = validate(raw, name, text, scratch.as_ref(), diags) {
+            if let Some(rule) = validate(raw, name, text, scratch.as_ref().map(|s| s.conn()), diags)
+            {
                 rules.push(rule);
             }
         }
@@ -674,7 +682,7 @@ fn check_template(
     }
 }
 
-/// Prepares a `sql` rule on the scratch schema: it must prepare, be read-only, return the
+/// Prepares a `sql` rule on an empty store: it must prepare, be read-only, return the
 /// three columns and only use `:now` and the rule's params.
 fn check_sql(
     rule: &Rule,

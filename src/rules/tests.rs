@@ -185,7 +185,7 @@ fn sql_rules_are_checked_by_preparing_them() {
     assert_eq!(codes(&d), ["sql-missing-column", "unknown-param"]);
     let (_, d) = from_text(&format!("{HEAD}sql = \"SELEC resource_id FROM nowhere\"\n"));
     assert_eq!(codes(&d), ["sql-does-not-prepare"]);
-    let (_, d) = from_text(&format!("{HEAD}sql = \"DELETE FROM projects\"\n"));
+    let (_, d) = from_text(&format!("{HEAD}sql = \"DELETE FROM finding\"\n"));
     assert!(codes(&d).contains(&"sql-not-read-only"), "{d}");
     let (rules, d) = from_text(&format!(
         "{HEAD}sql = \"SELECT resource_id, project_id, name AS message FROM project_api_keys WHERE created_at < :now - :age;\"\n[rule.params]\nage = 5\n"
@@ -290,4 +290,13 @@ fn every_shipped_rule_has_fixtures_that_pass() {
             assert!(r.passed(), "{} / {}: {r:?}", rule.id, case.name);
         }
     }
+}
+
+#[test]
+fn sql_rules_may_read_the_findings_and_history_views() {
+    let (rules, d) = from_text(&format!(
+        "{HEAD}sql = \"SELECT f.resource_id, f.project_id, f.message FROM findings f JOIN snapshots s ON 1 = 1\"\n"
+    ));
+    assert!(d.items().is_empty(), "{d}");
+    assert_eq!(rules.len(), 1);
 }
