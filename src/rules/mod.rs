@@ -297,6 +297,9 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
                 fixture_dirs.push(dir.join("fixtures"));
                 for file in files {
                     match std::fs::read_to_string(&file) {
+                        // A copy of a shipped file (`paths = ["rules"]` in a checkout) is the
+                        // pack itself, already loaded.
+                        Ok(text) if PACK.iter().any(|(_, pack)| *pack == text) => {}
                         Ok(text) => sources.push((file.display().to_string(), text)),
                         Err(e) => {
                             diags.error(
@@ -388,7 +391,11 @@ pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics)
                             format!("rule id `{}` is defined twice", id.get_ref()),
                         )
                         .label("second definition")
-                        .help(format!("first defined at {first}"));
+                        .help(format!("first defined at {first}"))
+                        .help(
+                            "to change a shipped rule, override its params or severity under \
+                             [rules] in orgwarden.toml, or disable it and give yours a new id",
+                        );
                     continue;
                 }
                 let line = crate::config::line_column(text, id.span().start).0;

@@ -300,3 +300,36 @@ fn sql_rules_may_read_the_findings_and_history_views() {
     assert!(d.items().is_empty(), "{d}");
     assert_eq!(rules.len(), 1);
 }
+
+#[test]
+fn a_copy_of_the_shipped_pack_on_the_rule_path_is_not_loaded_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    for (name, text) in PACK {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("rules/mine.toml"),
+        PACK[0]
+            .1
+            .replace("API key not used for a long time", "edited"),
+    )
+    .unwrap();
+    let config_path = dir.path().join("orgwarden.toml");
+    std::fs::write(&config_path, "[rules]\npaths = [\"rules\"]\n").unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let loaded = load(&config, today());
+    let dups: Vec<_> = loaded
+        .diagnostics
+        .items()
+        .iter()
+        .filter(|d| d.code == "duplicate-id")
+        .collect();
+    assert_eq!(
+        dups.len(),
+        4,
+        "only the edited copy's four rules clash: {}",
+        loaded.diagnostics
+    );
+    assert_eq!(loaded.diagnostics.items().len(), 4);
+}
