@@ -383,19 +383,25 @@ pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics)
         for raw in parse::parse_rule_file(text, file, diags) {
             if let Some(id) = &raw.id {
                 if let Some(first) = seen.get(id.get_ref()) {
-                    diags
-                        .error(
-                            "duplicate-id",
-                            Some(file),
-                            Some(id.span()),
-                            format!("rule id `{}` is defined twice", id.get_ref()),
-                        )
-                        .label("second definition")
-                        .help(format!("first defined at {first}"))
-                        .help(
+                    let shipped = PACK.iter().any(|(pack, _)| {
+                        first
+                            .strip_prefix(pack)
+                            .is_some_and(|rest| rest.starts_with(':'))
+                    });
+                    let d = diags.error(
+                        "duplicate-id",
+                        Some(file),
+                        Some(id.span()),
+                        format!("rule id `{}` is defined twice", id.get_ref()),
+                    );
+                    d.label("second definition")
+                        .help(format!("first defined at {first}"));
+                    if shipped {
+                        d.help(
                             "to change a shipped rule, override its params or severity under \
                              [rules] in orgwarden.toml, or disable it and give yours a new id",
                         );
+                    }
                     continue;
                 }
                 let line = crate::config::line_column(text, id.span().start).0;

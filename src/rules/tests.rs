@@ -332,4 +332,12 @@ fn a_copy_of_the_shipped_pack_on_the_rule_path_is_not_loaded_twice() {
         loaded.diagnostics
     );
     assert_eq!(loaded.diagnostics.items().len(), 4);
+    assert!(
+        loaded
+            .diagnostics
+            .render(false)
+            .contains("to change a shipped rule"),
+        "{}",
+        loaded.diagnostics
+    );
 }
