@@ -1,6 +1,9 @@
 use std::path::Path;
 
+use rusqlite::Connection;
+
 use super::*;
+use crate::model::ProjectId;
 
 fn today() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, 29).unwrap()
