@@ -646,3 +646,81 @@ fn rules_test(global: &GlobalArgs, ids: &[String], extra: &[PathBuf]) -> anyhow:
     }
     Ok(Exit::Ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CrawlStats, RuleId, SnapshotId};
+
+    fn snapshot(status: SnapshotStatus) -> SnapshotInfo {
+        SnapshotInfo {
+            id: SnapshotId(1),
+            org: "acme".into(),
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            status,
+            stats: CrawlStats::default(),
+            objects: Default::default(),
+            scopes_read: 1,
+            scopes_failed: 0,
+            changes: 0,
+        }
+    }
+
+    fn finding(severity: Severity, status: Status) -> Finding {
+        Finding {
+            fingerprint: "f".into(),
+            rule_id: RuleId::from("r"),
+            severity,
+            title: "t".into(),
+            resource_type: "projects".into(),
+            resource_id: "p".into(),
+            project_id: None,
+            message: "m".into(),
+            remediation: "r".into(),
+            status,
+            first_seen: 0,
+            last_seen: 0,
+            resolved_at: None,
+            last_notified_at: None,
+        }
+    }
+
+    #[test]
+    fn fail_on_counts_only_open_findings_at_or_above() {
+        let complete = snapshot(SnapshotStatus::Complete);
+        let high_open = [finding(Severity::High, Status::Open)];
+        assert_eq!(exit_code(&complete, &high_open, None), Exit::Ok);
+        assert_eq!(
+            exit_code(&complete, &high_open, Some(Severity::High)),
+            Exit::Findings
+        );
+        assert_eq!(
+            exit_code(&complete, &high_open, Some(Severity::Medium)),
+            Exit::Findings
+        );
+        assert_eq!(
+            exit_code(&complete, &high_open, Some(Severity::Critical)),
+            Exit::Ok
+        );
+        let exempt = [finding(Severity::Critical, Status::Exempt)];
+        assert_eq!(exit_code(&complete, &exempt, Some(Severity::Low)), Exit::Ok);
+        let resolved = [finding(Severity::Critical, Status::Resolved)];
+        assert_eq!(
+            exit_code(&complete, &resolved, Some(Severity::Low)),
+            Exit::Ok
+        );
+    }
+
+    #[test]
+    fn an_incomplete_snapshot_wins_over_findings() {
+        let high_open = [finding(Severity::High, Status::Open)];
+        for status in [SnapshotStatus::Partial, SnapshotStatus::Failed] {
+            assert_eq!(
+                exit_code(&snapshot(status), &high_open, Some(Severity::Low)),
+                Exit::Incomplete
+            );
+            assert_eq!(exit_code(&snapshot(status), &[], None), Exit::Incomplete);
+        }
+    }
+}
