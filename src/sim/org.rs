@@ -518,6 +518,9 @@ fn parse_relative(s: &str, now: i64) -> Result<i64, String> {
     Ok(now + sign * amount * secs)
 }
 
+/// Keys every rendered object sets itself, whatever the file says.
+const RENDERED: [&str; 3] = ["object", "project_id", "owner_project_access"];
+
 /// Reads one JSON object of the file, remembering which keys it used so the rest can be
 /// kept as unmodelled fields, and naming the JSON path in every error.
 struct Reader<'a> {
@@ -657,7 +660,8 @@ impl<'a> Reader<'a> {
     fn extra(&self) -> Map<String, Value> {
         self.map
             .iter()
-            .filter(|(k, _)| !self.used.contains(&k.as_str()))
+            // Keys the renderer always writes itself would otherwise appear twice.
+            .filter(|(k, _)| !self.used.contains(&k.as_str()) && !RENDERED.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
