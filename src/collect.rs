@@ -1,1 +1,429 @@
-//! Not built yet: see the open issues.
+//! The collector: reads the whole organization through the [`AdminClient`] and streams
+//! one [`ScopeResult`] per read to the store, so the organization is never held in
+//! memory whole.
+//!
+//! Order on the channel: the `projects` scope first; a project's users (groups) before
+//! the role assignments of each user (group). Scopes under a parent that could not be
+//! read are not sent at all: the store carries them forward.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, TryStreamExt};
+use serde_json::Value;
+use tokio::sync::mpsc::Sender;
+
+use crate::client::{AdminClient, ClientError};
+use crate::model::{
+    CrawlStats, Family, ProjectId, Scope, ScopeError, ScopeOutcome, ScopeResult, SnapshotStatus,
+};
+use crate::store::{SnapshotInfo, Store, StoreError};
+
+/// How one crawl went.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrawlReport {
+    /// Requests, retries, 429s and failed scopes.
+    pub stats: CrawlStats,
+    /// `complete`, `partial` (some scopes failed) or `failed` (the project list failed).
+    pub status: SnapshotStatus,
+    /// When the crawl began.
+    pub started_at: DateTime<Utc>,
+    /// When the last read ended.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// Why a crawl stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// 401 or 403: nothing can be read with this key.
+    #[error(
+        "the Admin API refused the admin key (HTTP {status} on GET {path}): \
+         it is wrong, revoked, or not an admin key"
+    )]
+    KeyRefused {
+        /// 401 or 403.
+        status: u16,
+        /// The path that answered.
+        path: String,
+    },
+    /// The receiving end (the store) hung up; its own error says why.
+    #[error("the store stopped accepting scope results")]
+    ReceiverClosed,
+}
+
+/// Whether a progress bar makes sense: stderr is a terminal.
+pub fn progress_wanted() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// A project as the rest of the crawl needs it; its JSON went to the store already.
+struct ProjectRef {
+    id: ProjectId,
+    archived: bool,
+}
+
+struct Crawl<'a> {
+    client: &'a AdminClient,
+    tx: Sender<ScopeResult>,
+    errors: AtomicU64,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+/// Reads every scope of the organization and sends each result on `tx` as it completes.
+/// `progress` draws a bar on stderr (pass [`progress_wanted`]).
+pub async fn collect(
+    client: &AdminClient,
+    tx: Sender<ScopeResult>,
+    progress: bool,
+) -> Result<CrawlReport, CollectError> {
+    let started_at = Utc::now();
+    let bar = progress.then(|| {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(1),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {pos}/{len} scopes read, {elapsed} {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let crawl = Crawl {
+        client,
+        tx,
+        errors: AtomicU64::new(0),
+        bar,
+    };
+    let result = crawl.run().await;
+    if let Some(bar) = &crawl.bar {
+        bar.finish_and_clear();
+    }
+    let status = result?;
+    let mut stats = client.stats();
+    stats.errors = crawl.errors.load(Ordering::Relaxed);
+    Ok(CrawlReport {
+        stats,
+        status,
+        started_at,
+        finished_at: Utc::now(),
+    })
+}
+
+impl Crawl<'_> {
+    async fn run(&self) -> Result<SnapshotStatus, CollectError> {
+        let scope = Scope {
+            family: Family::Projects,
+            project_id: None,
+            parent_id: None,
+        };
+        let objects = match self.client.read_scope(&scope).await {
+            Ok(objects) => objects,
+            Err(error) => {
+                self.fail(scope, error).await?;
+                return Ok(SnapshotStatus::Failed);
+            }
+        };
+        let projects = match project_refs(&objects) {
+            Ok(projects) => projects,
+            Err(message) => {
+                let error = ClientError::Malformed {
+                    path: scope.path(),
+                    message,
+                };
+                self.fail(scope, error).await?;
+                return Ok(SnapshotStatus::Failed);
+            }
+        };
+        self.send(scope, ScopeOutcome::Complete(objects)).await?;
+        if let Some(bar) = &self.bar {
+            bar.inc_length(projects.len() as u64 * project_families().count() as u64);
+        }
+        // A bounded number of projects at once: enough requests ready to keep the
+        // client's gate busy, while results waiting for the store stay few.
+        let parallel = self.client.max_in_flight().saturating_mul(2).max(4);
+        stream::iter(projects.into_iter().map(Ok))
+            .try_for_each_concurrent(parallel, |project| self.project(project))
+            .await?;
+        Ok(if self.errors.load(Ordering::Relaxed) == 0 {
+            SnapshotStatus::Complete
+        } else {
+            SnapshotStatus::Partial
+        })
+    }
+
+    async fn project(&self, project: ProjectRef) -> Result<(), CollectError> {
+        let reads = project_families().map(|family| self.family(&project, family));
+        futures::future::try_join_all(reads).await?;
+        Ok(())
+    }
+
+    /// Reads one family of one project, then the role assignments under its members.
+    async fn family(&self, project: &ProjectRef, family: Family) -> Result<(), CollectError> {
+        let scope = Scope {
+            family,
+            project_id: Some(project.id.clone()),
+            parent_id: None,
+        };
+        let objects = match self.client.read_scope(&scope).await {
+            Ok(objects) => objects,
+            Err(error) if archived_and_empty(project, family, &error) => {
+                tracing::debug!(path = %scope, "project is archived: no {family}");
+                Vec::new()
+            }
+            Err(error) => return self.fail(scope, error).await,
+        };
+        let child = Family::ALL.into_iter().find(|c| c.parent() == Some(family));
+        let Some(child) = child else {
+            return self.send(scope, ScopeOutcome::Complete(objects)).await;
+        };
+        let id_field = family.id_field().unwrap_or("id");
+        let mut parents = Vec::with_capacity(objects.len());
+        for (i, object) in objects.iter().enumerate() {
+            match object.get(id_field).and_then(Value::as_str) {
+                Some(id) => parents.push(id.to_owned()),
+                None => {
+                    // Its roles cannot be read without an id: count the gap so the
+                    // snapshot is not called complete.
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(path = %scope, "object {i} has no string `{id_field}`; its roles were not read");
+                }
+            }
+        }
+        // The parent's scope goes first, so the store knows who owns each child scope.
+        self.send(scope, ScopeOutcome::Complete(objects)).await?;
+        if let Some(bar) = &self.bar {
+            bar.inc_length(parents.len() as u64);
+        }
+        let reads = parents.into_iter().map(|parent| {
+            let scope = Scope {
+                family: child,
+                project_id: Some(project.id.clone()),
+                parent_id: Some(parent),
+            };
+            self.leaf(scope)
+        });
+        futures::future::try_join_all(reads).await?;
+        Ok(())
+    }
+
+    async fn leaf(&self, scope: Scope) -> Result<(), CollectError> {
+        match self.client.read_scope(&scope).await {
+            Ok(objects) => self.send(scope, ScopeOutcome::Complete(objects)).await,
+            Err(error) => self.fail(scope, error).await,
+        }
+    }
+
+    /// Records a scope that could not be read, or stops the crawl when the key is refused.
+    async fn fail(&self, scope: Scope, error: ClientError) -> Result<(), CollectError> {
+        if let ClientError::KeyRefused { status, path } = error {
+            return Err(CollectError::KeyRefused { status, path });
+        }
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("{error}");
+        let outcome = ScopeOutcome::Failed(ScopeError {
+            status: error.status(),
+            message: error.to_string(),
+        });
+        self.send(scope, outcome).await
+    }
+
+    async fn send(&self, scope: Scope, outcome: ScopeOutcome) -> Result<(), CollectError> {
+        self.tx
+            .send(ScopeResult { scope, outcome })
+            .await
+            .map_err(|_| CollectError::ReceiverClosed)?;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+        Ok(())
+    }
+}
+
+/// The families read once per project (role assignments hang under users and groups).
+fn project_families() -> impl Iterator<Item = Family> {
+    Family::ALL
+        .into_iter()
+        .filter(|f| f.parent() == Some(Family::Projects))
+}
+
+/// The spec answers 400 "project is archived" to the user and service-account lists of
+/// an archived project: nobody can be there, so the scope is read, and empty.
+fn archived_and_empty(project: &ProjectRef, family: Family, error: &ClientError) -> bool {
+    project.archived
+        && matches!(
+            family,
+            Family::ProjectUsers | Family::ProjectServiceAccounts
+        )
+        && matches!(error, ClientError::Status { status: 400, message, .. }
+            if message.to_ascii_lowercase().contains("archived"))
+}
+
+fn project_refs(objects: &[Value]) -> Result<Vec<ProjectRef>, String> {
+    objects
+        .iter()
+        .enumerate()
+        .map(|(i, project)| {
+            let id = project
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("data[{i}]: a project without a string `id`"))?;
+            let archived = project.get("status").and_then(Value::as_str) == Some("archived");
+            Ok(ProjectRef {
+                id: ProjectId::from(id),
+                archived,
+            })
+        })
+        .collect()
+}
+
+/// What one snapshot run recorded.
+#[derive(Debug)]
+pub struct SnapshotOutcome {
+    /// The stored snapshot (its status, counters and objects per view).
+    pub info: SnapshotInfo,
+    /// The scopes it could not read, with the reason (their objects were carried forward).
+    pub failed_scopes: Vec<(Scope, String)>,
+    /// Set when the API refused the key: the snapshot is recorded `failed`.
+    pub refused: Option<CollectError>,
+    /// Wall time of the crawl and commit.
+    pub elapsed: Duration,
+}
+
+/// Why a snapshot could not be recorded at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The store failed; the snapshot's transaction was rolled back.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store's writer thread died.
+    #[error("the store's writer thread stopped: {0}")]
+    Writer(String),
+}
+
+/// How many scope results may wait for the store: enough to keep the crawl going while
+/// SQLite writes, few enough that the organization is never in memory twice.
+const CHANNEL_DEPTH: usize = 64;
+
+/// Crawls the organization into `store` as one snapshot named `org`: results stream to a
+/// blocking writer thread that applies them in one transaction, committed with the
+/// crawl's status. A refused key is recorded as a `failed` snapshot, not an error.
+/// The caller holds the writer lock. The store comes back for further work (evaluation).
+pub async fn snapshot(
+    client: &AdminClient,
+    store: Store,
+    org: &str,
+    progress: bool,
+) -> Result<(Store, SnapshotOutcome), SnapshotError> {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ScopeResult>(CHANNEL_DEPTH);
+    let (done_tx, done_rx) =
+        tokio::sync::oneshot::channel::<(CrawlStats, DateTime<Utc>, SnapshotStatus)>();
+    let org = org.to_owned();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut store = store;
+        let result = (|| {
+            let mut writer = store.begin_snapshot(&org, started_at)?;
+            while let Some(result) = rx.blocking_recv() {
+                writer.apply(result)?;
+            }
+            match done_rx.blocking_recv() {
+                Ok((stats, finished_at, status)) => {
+                    writer.finish(&stats, finished_at, status).map(Some)
+                }
+                // The crawl ended without a verdict: dropping the writer rolls back.
+                Err(_) => Ok(None),
+            }
+        })();
+        (store, result)
+    });
+    let crawl = collect(client, tx, progress).await;
+    let refused = match crawl {
+        Ok(report) => {
+            let _ = done_tx.send((report.stats, report.finished_at, report.status));
+            None
+        }
+        Err(error @ CollectError::KeyRefused { .. }) => {
+            let mut stats = client.stats();
+            stats.errors = 1;
+            let _ = done_tx.send((stats, Utc::now(), SnapshotStatus::Failed));
+            Some(error)
+        }
+        // The writer stopped first; its own error is the one to report.
+        Err(CollectError::ReceiverClosed) => None,
+    };
+    let (store, result) = writer
+        .await
+        .map_err(|e| SnapshotError::Writer(e.to_string()))?;
+    let info = result?.ok_or_else(|| SnapshotError::Writer("no snapshot was recorded".into()))?;
+    let failed_scopes = store.failed_scopes(info.id)?;
+    let outcome = SnapshotOutcome {
+        info,
+        failed_scopes,
+        refused,
+        elapsed: clock.elapsed(),
+    };
+    Ok((store, outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_families_cover_every_per_project_read_once() {
+        let families: Vec<Family> = project_families().collect();
+        assert_eq!(families.len(), 11);
+        assert!(!families.contains(&Family::Projects));
+        assert!(!families.contains(&Family::ProjectUserRoles));
+        assert!(!families.contains(&Family::ProjectGroupRoles));
+    }
+
+    #[test]
+    fn archived_400_counts_only_for_people_lists_of_archived_projects() {
+        let archived = ProjectRef {
+            id: ProjectId::from("proj_old"),
+            archived: true,
+        };
+        let active = ProjectRef {
+            id: ProjectId::from("proj_new"),
+            archived: false,
+        };
+        let error = ClientError::Status {
+            path: "/organization/projects/proj_old/users".into(),
+            status: 400,
+            message: "Project is archived".into(),
+        };
+        assert!(archived_and_empty(&archived, Family::ProjectUsers, &error));
+        assert!(archived_and_empty(
+            &archived,
+            Family::ProjectServiceAccounts,
+            &error
+        ));
+        assert!(!archived_and_empty(
+            &archived,
+            Family::ProjectApiKeys,
+            &error
+        ));
+        assert!(!archived_and_empty(&active, Family::ProjectUsers, &error));
+        let other = ClientError::Status {
+            path: "/organization/projects/proj_old/users".into(),
+            status: 400,
+            message: "invalid limit".into(),
+        };
+        assert!(!archived_and_empty(&archived, Family::ProjectUsers, &other));
+    }
+
+    #[test]
+    fn a_project_without_an_id_is_named_by_its_index() {
+        let objects = vec![
+            serde_json::json!({"id": "proj_a", "status": "active"}),
+            serde_json::json!({"name": "x"}),
+        ];
+        let err = project_refs(&objects).err().expect("error");
+        assert!(err.contains("data[1]"), "{err}");
+    }
+}

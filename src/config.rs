@@ -211,6 +211,9 @@ pub struct EmailConfig {
     pub dir: Option<PathBuf>,
     /// Template overrides: `html` and `text` file paths.
     pub templates: Option<EmailTemplates>,
+    /// A PEM file of extra CA certificates to trust for the SMTP server (a private CA), in
+    /// addition to the system store.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[notify.email.templates]`

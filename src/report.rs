@@ -1,1 +1,406 @@
-//! Not built yet: see the open issues.
+//! Findings rendered for people and machines: a table grouped by severity, DESIGN.md's
+//! JSON (`{"snapshot": {...}, "findings": [...]}`), JSON lines, CSV, Markdown and SARIF
+//! 2.1.0. Times are RFC 3339 UTC.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
+use serde_json::{Value as Json, json};
+
+use crate::findings::{Finding, Status};
+use crate::model::Severity;
+use crate::rules::RuleSet;
+use crate::store::SnapshotInfo;
+
+/// An output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Grouped by severity, for people.
+    Table,
+    /// One JSON document.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header row.
+    Csv,
+    /// A Markdown report.
+    Markdown,
+    /// SARIF 2.1.0.
+    Sarif,
+}
+
+/// Why a report could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// CSV writing failed.
+    #[error("CSV: {0}")]
+    Csv(#[from] csv::Error),
+    /// JSON writing failed.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A time as RFC 3339 UTC with whole seconds (`2026-11-29T06:50:00Z`).
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The snapshot object of DESIGN.md's JSON.
+pub fn snapshot_json(s: &SnapshotInfo) -> Json {
+    json!({
+        "id": s.id.0,
+        "org": s.org,
+        "started_at": rfc3339(s.started_at),
+        "finished_at": rfc3339(s.finished_at),
+        "status": s.status.as_str(),
+        "requests": s.stats.requests,
+        "errors": s.stats.errors,
+    })
+}
+
+/// The finding object of DESIGN.md's JSON.
+pub fn finding_json(f: &Finding) -> Json {
+    json!({
+        "fingerprint": f.fingerprint,
+        "rule_id": f.rule_id.as_str(),
+        "severity": f.severity.as_str(),
+        "title": f.title,
+        "resource_type": f.resource_type,
+        "resource_id": f.resource_id,
+        "project_id": f.project_id.as_ref().map(|p| p.as_str()),
+        "message": f.message,
+        "status": f.status.as_str(),
+        "first_seen": rfc3339(f.first_seen_at()),
+        "last_seen": rfc3339(f.last_seen_at()),
+        "remediation": f.remediation,
+    })
+}
+
+/// Renders findings. With a `snapshot` (an audit) JSON is `{"snapshot", "findings"}`;
+/// without one (`orgwarden findings`) it is the array. `color` is for a terminal.
+pub fn render(
+    format: Format,
+    snapshot: Option<&SnapshotInfo>,
+    findings: &[Finding],
+    rules: &RuleSet,
+    color: bool,
+) -> Result<String, ReportError> {
+    Ok(match format {
+        Format::Json => {
+            let list: Vec<Json> = findings.iter().map(finding_json).collect();
+            let doc = match snapshot {
+                Some(s) => json!({"snapshot": snapshot_json(s), "findings": list}),
+                None => Json::Array(list),
+            };
+            let mut out = serde_json::to_string_pretty(&doc)?;
+            out.push('\n');
+            out
+        }
+        Format::Jsonl => {
+            let mut out = String::new();
+            for f in findings {
+                out.push_str(&serde_json::to_string(&finding_json(f))?);
+                out.push('\n');
+            }
+            out
+        }
+        Format::Csv => csv_report(findings)?,
+        Format::Markdown => markdown(snapshot, findings),
+        Format::Table => table(snapshot, findings, color),
+        Format::Sarif => {
+            let mut out = serde_json::to_string_pretty(&sarif(findings, rules))?;
+            out.push('\n');
+            out
+        }
+    })
+}
+
+fn csv_report(findings: &[Finding]) -> Result<String, ReportError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "fingerprint",
+        "rule_id",
+        "severity",
+        "title",
+        "resource_type",
+        "resource_id",
+        "project_id",
+        "message",
+        "status",
+        "first_seen",
+        "last_seen",
+        "remediation",
+    ])?;
+    for f in findings {
+        w.write_record([
+            f.fingerprint.as_str(),
+            f.rule_id.as_str(),
+            f.severity.as_str(),
+            &f.title,
+            &f.resource_type,
+            &f.resource_id,
+            f.project_id.as_ref().map_or("", |p| p.as_str()),
+            &f.message,
+            f.status.as_str(),
+            &rfc3339(f.first_seen_at()),
+            &rfc3339(f.last_seen_at()),
+            &f.remediation,
+        ])?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Findings per severity, highest first.
+fn by_severity(findings: &[Finding]) -> Vec<(Severity, Vec<&Finding>)> {
+    let mut groups: BTreeMap<std::cmp::Reverse<Severity>, Vec<&Finding>> = BTreeMap::new();
+    for f in findings {
+        groups
+            .entry(std::cmp::Reverse(f.severity))
+            .or_default()
+            .push(f);
+    }
+    groups.into_iter().map(|(k, v)| (k.0, v)).collect()
+}
+
+fn summary(snapshot: Option<&SnapshotInfo>, findings: &[Finding]) -> String {
+    let count = |s: Status| findings.iter().filter(|f| f.status == s).count();
+    let mut line = format!(
+        "{} open, {} exempt, {} resolved",
+        count(Status::Open),
+        count(Status::Exempt),
+        count(Status::Resolved)
+    );
+    if let Some(s) = snapshot {
+        line.push_str(&format!(
+            " · snapshot {} of {} ({}, {} requests, {} errors)",
+            s.id, s.org, s.status, s.stats.requests, s.stats.errors
+        ));
+    }
+    line
+}
+
+fn severity_color(s: Severity) -> Color {
+    match s {
+        Severity::Critical => Color::Magenta,
+        Severity::High => Color::Red,
+        Severity::Medium => Color::Yellow,
+        Severity::Low => Color::Cyan,
+        Severity::Info => Color::Grey,
+    }
+}
+
+fn table(snapshot: Option<&SnapshotInfo>, findings: &[Finding], color: bool) -> String {
+    let mut out = String::new();
+    if findings.is_empty() {
+        out.push_str("No findings.\n");
+    }
+    for (severity, group) in by_severity(findings) {
+        let heading = format!("{} ({})", severity.as_str().to_uppercase(), group.len());
+        if color {
+            out.push_str(&format!(
+                "\x1b[1m{}\x1b[0m\n",
+                Cell::new(&heading).fg(severity_color(severity)).content()
+            ));
+        } else {
+            out.push_str(&heading);
+            out.push('\n');
+        }
+        let mut t = Table::new();
+        t.load_style(presets::UTF8_FULL_CONDENSED);
+        if color {
+            t.enforce_styling();
+            t.set_content_arrangement(ContentArrangement::Dynamic);
+        } else {
+            t.force_no_tty();
+        }
+        t.set_header(["Rule", "Resource", "Project", "Status", "Message"]);
+        for f in group {
+            let status = Cell::new(f.status.as_str());
+            let status = match (color, f.status) {
+                (true, Status::Open) => status.fg(severity_color(severity)),
+                (true, Status::Resolved) => status.fg(Color::Green),
+                (true, Status::Exempt) => status.fg(Color::Grey),
+                (false, _) => status,
+            };
+            t.add_row(vec![
+                Cell::new(f.rule_id.as_str()),
+                Cell::new(&f.resource_id),
+                Cell::new(f.project_id.as_ref().map_or("", |p| p.as_str())),
+                status,
+                Cell::new(&f.message),
+            ]);
+        }
+        out.push_str(&t.to_string());
+        out.push_str("\n\n");
+    }
+    out.push_str(&summary(snapshot, findings));
+    out.push('\n');
+    out
+}
+
+/// Escapes text for a Markdown table cell.
+fn md(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn markdown(snapshot: Option<&SnapshotInfo>, findings: &[Finding]) -> String {
+    let mut out = String::from("# orgwarden findings\n\n");
+    if let Some(s) = snapshot {
+        out.push_str(&format!(
+            "Organization **{}**, snapshot {} ({}) taken {} – {}.\n\n",
+            md(&s.org),
+            s.id,
+            s.status,
+            rfc3339(s.started_at),
+            rfc3339(s.finished_at)
+        ));
+    }
+    out.push_str(&format!("{}\n\n", summary(None, findings)));
+    let mut remediations: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    for (severity, group) in by_severity(findings) {
+        out.push_str(&format!(
+            "## {} ({})\n\n| Rule | Resource | Project | Status | Message |\n|---|---|---|---|---|\n",
+            severity.as_str(),
+            group.len()
+        ));
+        for f in group {
+            out.push_str(&format!(
+                "| `{}` | `{}` | {} | {} | {} |\n",
+                f.rule_id,
+                md(&f.resource_id),
+                f.project_id
+                    .as_ref()
+                    .map_or(String::new(), |p| format!("`{}`", md(p.as_str()))),
+                f.status.as_str(),
+                md(&f.message)
+            ));
+            remediations.insert(f.rule_id.as_str(), (&f.title, &f.remediation));
+        }
+        out.push('\n');
+    }
+    if !remediations.is_empty() {
+        out.push_str("## Remediation\n\n");
+        for (rule, (title, remediation)) in remediations {
+            out.push_str(&format!(
+                "- **`{rule}`** — {title}: {}\n",
+                remediation.replace("\n\n", " ")
+            ));
+        }
+    }
+    out
+}
+
+fn sarif_level(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical | Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low | Severity::Info => "note",
+    }
+}
+
+/// GitHub code scanning reads `security-severity` (0–10) to rank security results.
+fn security_severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "9.5",
+        Severity::High => "8.0",
+        Severity::Medium => "5.5",
+        Severity::Low => "3.0",
+        Severity::Info => "0.0",
+    }
+}
+
+/// SARIF 2.1.0: one run, the rules that produced results in `tool.driver.rules` (help =
+/// remediation), one result per open or exempt finding (exempt ones suppressed).
+pub fn sarif(findings: &[Finding], rules: &RuleSet) -> Json {
+    let shown: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.status != Status::Resolved)
+        .collect();
+    let mut rule_ids: Vec<&str> = shown.iter().map(|f| f.rule_id.as_str()).collect();
+    rule_ids.sort();
+    rule_ids.dedup();
+    let descriptors: Vec<Json> = rule_ids
+        .iter()
+        .map(|id| {
+            let f = shown
+                .iter()
+                .find(|f| f.rule_id.as_str() == *id)
+                .expect("rule ids come from the findings");
+            let (description, severity) = match rules.get(id) {
+                Some(r) => (r.description.clone(), r.severity),
+                None => (f.title.clone(), f.severity),
+            };
+            json!({
+                "id": id,
+                "name": id,
+                "shortDescription": {"text": f.title},
+                "fullDescription": {"text": description.trim()},
+                "help": {"text": f.remediation.trim()},
+                "defaultConfiguration": {"level": sarif_level(severity)},
+                "properties": {
+                    "security-severity": security_severity(severity),
+                    "tags": ["security", f.resource_type],
+                },
+            })
+        })
+        .collect();
+    let results: Vec<Json> = shown
+        .iter()
+        .map(|f| {
+            let index = rule_ids
+                .iter()
+                .position(|id| *id == f.rule_id.as_str())
+                .unwrap_or(0);
+            let qualified = match &f.project_id {
+                Some(p) if p.as_str() != f.resource_id => {
+                    format!("{}/{}/{}", p, f.resource_type, f.resource_id)
+                }
+                _ => format!("{}/{}", f.resource_type, f.resource_id),
+            };
+            let mut result = json!({
+                "ruleId": f.rule_id.as_str(),
+                "ruleIndex": index,
+                "level": sarif_level(f.severity),
+                "message": {"text": f.message},
+                "locations": [{
+                    "logicalLocations": [{
+                        "name": f.resource_id,
+                        "fullyQualifiedName": qualified,
+                        "kind": "resource",
+                    }],
+                }],
+                "partialFingerprints": {"orgwardenFingerprint/v1": f.fingerprint},
+                "properties": {
+                    "severity": f.severity.as_str(),
+                    "project_id": f.project_id.as_ref().map(|p| p.as_str()),
+                    "first_seen": rfc3339(f.first_seen_at()),
+                    "last_seen": rfc3339(f.last_seen_at()),
+                },
+            });
+            if f.status == Status::Exempt {
+                result["suppressions"] = json!([{
+                    "kind": "external",
+                    "status": "accepted",
+                    "justification": "exempted in orgwarden.toml",
+                }]);
+            }
+            result
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "orgwarden",
+                "semanticVersion": env!("CARGO_PKG_VERSION"),
+                "rules": descriptors,
+            }},
+            "results": results,
+        }],
+    })
+}

@@ -1,6 +1,9 @@
 //! `orgwarden notify …`: notification channels.
 
-use super::{Exit, GlobalArgs, not_built};
+use anyhow::Context as _;
+
+use super::{CliError, Exit, GlobalArgs};
+use crate::notify::{Notifier, NotifyError};
 
 /// `orgwarden notify …`
 #[derive(Debug, clap::Subcommand)]
@@ -10,6 +13,33 @@ pub enum NotifyCommand {
 }
 
 /// Runs `orgwarden notify …`.
-pub fn notify(_global: &GlobalArgs, _cmd: &NotifyCommand) -> anyhow::Result<Exit> {
-    not_built("notify test", "issue 5")
+pub fn notify(global: &GlobalArgs, cmd: &NotifyCommand) -> anyhow::Result<Exit> {
+    match cmd {
+        NotifyCommand::Test => test(global),
+    }
+}
+
+fn test(global: &GlobalArgs) -> anyhow::Result<Exit> {
+    let config = global.load_config()?;
+    let notifier = Notifier::from_config(&config).map_err(CliError::usage)?;
+    tracing::info!(
+        target: "orgwarden::notify",
+        channel = "log",
+        "notify test: the log channel works"
+    );
+    println!("log: ok");
+    if notifier.email().is_none() {
+        println!("email: not configured (add a [notify.email] section to send digests by email)");
+        return Ok(Exit::Ok);
+    }
+    match notifier.send_test(&config.openai.organization, chrono::Utc::now()) {
+        Ok(done) => {
+            println!("email: sent via {done}");
+            Ok(Exit::Ok)
+        }
+        Err(NotifyError::Delivery(e)) => Err(CliError::usage(
+            anyhow::Error::new(e).context("email test message not delivered"),
+        )),
+        Err(e) => Err(CliError::usage(e)).context("email test message not sent"),
+    }
 }

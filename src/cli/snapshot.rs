@@ -1,7 +1,18 @@
 //! `orgwarden snapshot`: collect the organization into the store.
 
+use std::path::Path;
+
+use anyhow::Context;
+use comfy_table::{Cell, CellAlignment, Table};
+use serde_json::json;
+
 use super::history::TableFormat;
-use super::{Exit, GlobalArgs, not_built};
+use super::{CliError, Exit, GlobalArgs, runtime};
+use crate::client::{AdminClient, ClientOptions, load_admin_key};
+use crate::collect::{self, SnapshotOutcome};
+use crate::config::Config;
+use crate::model::{Family, SnapshotStatus};
+use crate::store::Store;
 
 /// `orgwarden snapshot`
 #[derive(Debug, clap::Args)]
@@ -11,7 +22,122 @@ pub struct SnapshotArgs {
     pub format: TableFormat,
 }
 
+/// Builds the Admin API client `[openai]` and the global options ask for. Errors are
+/// configuration errors (exit 2).
+pub fn admin_client(global: &GlobalArgs, config: &Config) -> anyhow::Result<AdminClient> {
+    let config_dir = config.source.as_deref().and_then(Path::parent);
+    let key = load_admin_key(&config.openai, config_dir).map_err(CliError::usage)?;
+    AdminClient::new(
+        &global.base_url(config),
+        key,
+        ClientOptions::from_config(&config.openai),
+    )
+    .map_err(CliError::usage)
+}
+
 /// Runs `orgwarden snapshot`.
-pub fn snapshot(_global: &GlobalArgs, _args: &SnapshotArgs) -> anyhow::Result<Exit> {
-    not_built("snapshot", "issue 3")
+pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit> {
+    let config = global.load_config()?;
+    let client = admin_client(global, &config)?;
+    let db = global.db_path(&config);
+    let _lock = Store::lock_writer(&db)?;
+    let store = Store::open(&db)?;
+    let progress = !global.quiet && collect::progress_wanted();
+    let (_store, outcome) = runtime()?
+        .block_on(collect::snapshot(
+            &client,
+            store,
+            &config.openai.organization,
+            progress,
+        ))
+        .with_context(|| format!("snapshot into {} failed; nothing was stored", db.display()))?;
+    match args.format {
+        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&summary_json(&outcome))?),
+        TableFormat::Table | TableFormat::Csv => print_table(&outcome, args.format),
+    }
+    verdict(&outcome)
+}
+
+/// Exit 0 for a complete snapshot; otherwise exit 3 with the reason.
+fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
+    let info = &outcome.info;
+    if let Some(refused) = &outcome.refused {
+        return Err(CliError::incomplete(anyhow::anyhow!(
+            "{refused}; snapshot {} recorded as failed",
+            info.id
+        )));
+    }
+    match info.status {
+        SnapshotStatus::Complete => Ok(Exit::Ok),
+        status => {
+            let mut text = format!(
+                "snapshot {} is {status}: {} scope(s) could not be read; their objects were carried forward from the previous snapshot",
+                info.id,
+                outcome.failed_scopes.len()
+            );
+            const SHOWN: usize = 20;
+            for (scope, error) in outcome.failed_scopes.iter().take(SHOWN) {
+                text.push_str(&format!("\n  {scope}: {error}"));
+            }
+            if outcome.failed_scopes.len() > SHOWN {
+                text.push_str(&format!(
+                    "\n  … and {} more (see the `snapshots` view)",
+                    outcome.failed_scopes.len() - SHOWN
+                ));
+            }
+            Err(CliError::incomplete(anyhow::anyhow!(text)))
+        }
+    }
+}
+
+/// DESIGN.md's snapshot object, with the objects per view.
+fn summary_json(outcome: &SnapshotOutcome) -> serde_json::Value {
+    let info = &outcome.info;
+    json!({
+        "id": info.id,
+        "org": info.org,
+        "started_at": info.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "finished_at": info.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "status": info.status,
+        "requests": info.stats.requests,
+        "errors": info.stats.errors,
+        "objects": info.objects,
+    })
+}
+
+fn print_table(outcome: &SnapshotOutcome, format: TableFormat) {
+    let info = &outcome.info;
+    let stats = &info.stats;
+    let elapsed = outcome.elapsed.as_secs_f64();
+    if format == TableFormat::Csv {
+        println!("view,objects");
+        for (view, count) in &info.objects {
+            println!("{view},{count}");
+        }
+        return;
+    }
+    println!(
+        "Snapshot {} of {}: {} ({} scope(s) failed)",
+        info.id,
+        info.org,
+        info.status,
+        outcome.failed_scopes.len()
+    );
+    let mut table = Table::new();
+    table.set_header(vec!["view", "objects"]);
+    // Catalog order (projects, their people, keys, …) reads better than alphabetical.
+    let counts = Family::ALL
+        .iter()
+        .filter_map(|f| Some((f.view(), *info.objects.get(f.view())?)));
+    for (view, count) in counts {
+        table.add_row(vec![
+            Cell::new(view),
+            Cell::new(count).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    println!("{table}");
+    println!(
+        "{} requests, {} retries, {} rate-limited (429), {:.1} s",
+        stats.requests, stats.retries, stats.rate_limited, elapsed
+    );
 }

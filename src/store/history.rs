@@ -46,7 +46,8 @@ impl ChangeKind {
 /// One object that differs between two snapshots.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DiffEntry {
-    /// Its family (view name when serialized).
+    /// Its family (serialized as `resource_type`, the view name).
+    #[serde(rename = "resource_type")]
     pub family: Family,
     /// Its project (the project's own id for `projects`).
     pub project_id: String,
@@ -54,9 +55,11 @@ pub struct DiffEntry {
     pub parent_id: Option<String>,
     /// Its id (the project id for per-project singletons).
     pub resource_id: String,
-    /// Added, removed or changed.
+    /// Added, removed or changed (serialized as `change`).
+    #[serde(rename = "change")]
     pub kind: ChangeKind,
-    /// The changed fields (for `changed`; volatile fields never appear).
+    /// The changed fields (for `changed`; volatile fields never appear), as `fields`.
+    #[serde(rename = "fields")]
     pub changes: Vec<FieldChange>,
 }
 
@@ -74,7 +77,8 @@ pub struct SnapshotDiff {
 /// One stored version of an object.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HistoryEntry {
-    /// Its family.
+    /// Its family (serialized as `resource_type`, the view name).
+    #[serde(rename = "resource_type")]
     pub family: Family,
     /// Its project.
     pub project_id: String,
@@ -88,9 +92,11 @@ pub struct HistoryEntry {
     pub valid_from: DateTime<Utc>,
     /// The snapshot that replaced it, if any.
     pub valid_to_snapshot_id: Option<SnapshotId>,
-    /// Added, changed or removed.
+    /// Added, changed or removed (serialized as `change`).
+    #[serde(rename = "change")]
     pub kind: ChangeKind,
-    /// Fields changed from the previous version (for `changed`).
+    /// Fields changed from the previous version (for `changed`), as `fields`.
+    #[serde(rename = "fields")]
     pub changes: Vec<FieldChange>,
     /// The object's JSON in this version (`None` once removed).
     pub raw: Option<Value>,

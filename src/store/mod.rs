@@ -7,6 +7,7 @@
 
 mod canon;
 mod history;
+mod query;
 mod views;
 mod writer;
 
@@ -15,6 +16,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,13 +28,20 @@ use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotSta
 
 pub use canon::FieldChange;
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
+pub use query::{QueryResult, sql_to_json, sql_to_text};
 pub use views::HISTORY_VIEWS;
 pub use writer::SnapshotWriter;
 
 /// The migrations, in order; `PRAGMA user_version` counts how many were applied.
 /// To add one, drop `NNNN_name.sql` beside the others and append a line here.
-pub const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_store", include_str!("migrations/0001_store.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_store", include_str!("migrations/0001_store.sql")),
+    (
+        "0002_findings",
+        include_str!("migrations/0002_findings.sql"),
+    ),
+    ("0003_outbox", include_str!("migrations/0003_outbox.sql")),
+];
 
 /// How long a writer waits for another connection's write transaction to end.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,16 +49,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite refused an operation.
+    /// SQLite refused an operation. (The message is self-contained: SQLite's error is
+    /// not also exposed as the source, so `{:#}` chains do not repeat it.)
     #[error("SQLite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// The database file could not be opened or created.
-    #[error("cannot open database {path}: {source}")]
+    #[error("cannot open {path}: {error}")]
     Open {
-        /// The database file.
+        /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The database file does not exist (read-only opens never create one).
     #[error("no database at {path}: run `orgwarden snapshot` first")]
@@ -82,26 +92,31 @@ pub enum StoreError {
         supported: i64,
     },
     /// A migration failed; the database is left at the version before it.
-    #[error("migration {name} failed: {source}")]
+    #[error("migration {name} failed: {error}")]
     Migration {
         /// The migration's name.
         name: &'static str,
         /// SQLite's error.
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     /// Another process holds the writer lock.
     #[error(
-        "database {path} is locked: another orgwarden process is writing it (lock file {lock})"
+        "database {path} is locked: another orgwarden process{holder} is writing it (lock file {lock})"
     )]
     Locked {
         /// The database file.
         path: PathBuf,
         /// The lock file.
         lock: PathBuf,
+        /// ` (pid N)` when the holder wrote its process id, else empty.
+        holder: String,
     },
     /// A write was attempted through a read-only store.
     #[error("query is read-only: {0}")]
     ReadOnly(String),
+    /// A query that is not one SQL statement.
+    #[error("query: {0}")]
+    BadQuery(String),
     /// A scope result that cannot be stored (an object without its id field, …).
     #[error("cannot store {scope}: {message}")]
     BadScope {
@@ -121,8 +136,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// One stored snapshot.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Sqlite(error)
+    }
+}
+
+/// One stored snapshot. Serializes as DESIGN.md's snapshot object (times RFC 3339 UTC,
+/// counters flattened), see [`SnapshotInfo::to_json`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct SnapshotInfo {
     /// Its id.
     pub id: SnapshotId,
@@ -144,6 +166,39 @@ pub struct SnapshotInfo {
     pub scopes_failed: u64,
     /// Object versions (added, changed, removed) this snapshot recorded.
     pub changes: u64,
+}
+
+impl SnapshotInfo {
+    /// `{"id", "org", "started_at", "finished_at", "status", "requests", "errors", "retries",
+    /// "rate_limited", "scopes_read", "scopes_failed", "changes", "objects": {view: count}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id.0,
+            "org": self.org,
+            "started_at": rfc3339(self.started_at),
+            "finished_at": rfc3339(self.finished_at),
+            "status": self.status.as_str(),
+            "requests": self.stats.requests,
+            "errors": self.stats.errors,
+            "retries": self.stats.retries,
+            "rate_limited": self.stats.rate_limited,
+            "scopes_read": self.scopes_read,
+            "scopes_failed": self.scopes_failed,
+            "changes": self.changes,
+            "objects": self.objects,
+        })
+    }
+}
+
+impl Serialize for SnapshotInfo {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(serializer)
+    }
+}
+
+/// A time as RFC 3339 UTC with whole seconds (`2026-11-29T06:00:00Z`).
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Holds `<db>.lock` for a whole snapshot or audit run; dropping it releases the lock.
@@ -173,7 +228,13 @@ impl Store {
     /// migrations and (re)creates the views.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         create_private(path)?;
-        let conn = Connection::open(path)?;
+        // No URI interpretation: the file is the one just created at this literal path.
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL is durable across a process crash in WAL mode, and much faster than FULL.
@@ -211,9 +272,7 @@ impl Store {
         }
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_URI
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", "ON")?;
@@ -275,25 +334,39 @@ impl Store {
             .create(true)
             .truncate(false)
             .open(&lock)
-            .map_err(|source| StoreError::Open {
+            .map_err(|error| StoreError::Open {
                 path: lock.clone(),
-                source,
+                error,
             })?;
         // File::try_lock is an advisory whole-file lock (flock on Unix), released when the
         // file is closed, so a killed process never leaves it held.
         #[allow(clippy::incompatible_msrv)]
         match file.try_lock() {
-            Ok(()) => Ok(WriterLock {
-                _file: file,
-                path: lock,
-            }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
-                path: db_path.to_owned(),
-                lock,
-            }),
-            Err(std::fs::TryLockError::Error(source)) => {
-                Err(StoreError::Open { path: lock, source })
+            Ok(()) => {
+                // Say who holds it, for the message a second writer gets. Best effort: the
+                // lock itself is what excludes, not the file's content.
+                let mut file = file;
+                let _ = file
+                    .set_len(0)
+                    .and_then(|()| write!(file, "{}", std::process::id()))
+                    .and_then(|()| file.flush());
+                Ok(WriterLock {
+                    _file: file,
+                    path: lock,
+                })
             }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&lock)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok())
+                    .map_or_else(String::new, |pid| format!(" (pid {pid})"));
+                Err(StoreError::Locked {
+                    path: db_path.to_owned(),
+                    lock,
+                    holder,
+                })
+            }
+            Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Open { path: lock, error }),
         }
     }
 
@@ -464,7 +537,7 @@ fn migrate(conn: &Connection, path: Option<&Path>) -> Result<(), StoreError> {
         }
         tx.execute_batch(sql)
             .and_then(|()| tx.pragma_update(None, "user_version", version))
-            .map_err(|source| StoreError::Migration { name, source })?;
+            .map_err(|error| StoreError::Migration { name, error })?;
         tx.commit()?;
         tracing::debug!(migration = name, "applied database migration");
     }
@@ -493,8 +566,8 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         .truncate(false)
         .open(path)
         .map(drop)
-        .map_err(|source| StoreError::Open {
+        .map_err(|error| StoreError::Open {
             path: path.to_owned(),
-            source,
+            error,
         })
 }

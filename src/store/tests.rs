@@ -889,3 +889,270 @@ fn benchmark_storage_and_view_counts() {
     }
     println!("all views: {total:?}");
 }
+
+/// The column table of one view as docs/views.md shows it (between
+/// `<!-- columns:VIEW -->` and `<!-- /columns -->`).
+fn columns_markdown(family: Family) -> String {
+    let mut out = String::from("| column | value |\n|---|---|\n");
+    out.push_str("| `project_id` | the project's id |\n");
+    let resource = match (family, family.id_field()) {
+        (Family::ProjectHostedToolPermissions, _) => "the tool name".to_owned(),
+        (_, Some(field)) => format!("`$.{field}`"),
+        (_, None) => "the project's id (one row per project)".to_owned(),
+    };
+    out.push_str(&format!("| `resource_id` | {resource} |\n"));
+    if family == Family::ProjectHostedToolPermissions {
+        out.push_str("| `tool` | the tool name: `file_search`, `web_search`, `image_generation`, `mcp`, `code_interpreter` |\n");
+        out.push_str("| `enabled` | `$.<tool>.enabled` (0/1) |\n");
+    }
+    for column in family.columns() {
+        let paths: Vec<String> = column.path.split('|').map(|p| format!("`{p}`")).collect();
+        let mut value = paths.join(", else ");
+        if family
+            .volatile_fields()
+            .contains(&column.path.trim_start_matches("$."))
+        {
+            value.push_str(" (volatile: always the latest value, never a version)");
+        }
+        out.push_str(&format!("| `{}` | {value} |\n", column.name));
+    }
+    match family {
+        Family::ProjectUserRoles => {
+            out.push_str("| `user_id` | the user the role is assigned to |\n")
+        }
+        Family::ProjectGroupRoles => {
+            out.push_str("| `group_id` | the group the role is assigned to |\n")
+        }
+        _ => {}
+    }
+    let raw = if family == Family::ProjectHostedToolPermissions {
+        "the tool's JSON (`{\"enabled\": true}`)"
+    } else {
+        "the object's JSON, exactly as the API sent it"
+    };
+    out.push_str(&format!("| `raw` | {raw} |\n"));
+    out
+}
+
+const VIEWS_DOC: &str = include_str!("../../docs/views.md");
+
+#[test]
+fn views_doc_lists_every_column_of_every_view() {
+    for family in Family::ALL {
+        let start = format!("<!-- columns:{} -->\n", family.view());
+        let at = VIEWS_DOC
+            .find(&start)
+            .unwrap_or_else(|| panic!("docs/views.md has no {start}"));
+        let body = &VIEWS_DOC[at + start.len()..];
+        let end = body.find("<!-- /columns -->").unwrap();
+        assert_eq!(
+            &body[..end],
+            columns_markdown(family),
+            "docs/views.md is out of date for {}: run `cargo test --lib store::tests::print_views_doc_columns -- --ignored --nocapture`",
+            family.view()
+        );
+    }
+}
+
+#[test]
+#[ignore = "prints the column tables of docs/views.md"]
+fn print_views_doc_columns() {
+    for family in Family::ALL {
+        println!(
+            "<!-- columns:{} -->\n{}<!-- /columns -->\n",
+            family.view(),
+            columns_markdown(family)
+        );
+    }
+}
+
+#[test]
+fn every_example_query_in_the_views_doc_runs() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(&mut store, 0, synthetic_org(3, 0), SnapshotStatus::Complete);
+    snap(
+        &mut store,
+        1,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let mut examples = 0;
+    let mut rest = VIEWS_DOC;
+    while let Some(at) = rest.find("```sql\n") {
+        let body = &rest[at + 7..];
+        let end = body.find("```").unwrap();
+        let sql = &body[..end];
+        store
+            .query(sql, &[])
+            .unwrap_or_else(|e| panic!("example fails: {e}\n{sql}"));
+        examples += 1;
+        rest = &body[end..];
+    }
+    assert!(examples >= 6, "{examples} examples");
+}
+
+#[test]
+fn readers_see_the_previous_snapshot_while_one_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let mut store = Store::open(&path).unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let mut writer = store.begin_snapshot("acme", at(1)).unwrap();
+    for r in basic_org("renamed", 100) {
+        writer.apply(r).unwrap();
+    }
+    // Another process reading now is not blocked and sees the committed state only.
+    let reader = Store::open_read_only(&path).unwrap();
+    let name = |s: &Store| -> String {
+        s.conn()
+            .query_row(
+                "SELECT name FROM project_api_keys WHERE id = 'key_1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(name(&reader), "prod");
+    assert_eq!(reader.list_snapshots().unwrap().len(), 1);
+    writer
+        .finish(&CrawlStats::default(), at(1), SnapshotStatus::Complete)
+        .unwrap();
+    assert_eq!(name(&reader), "renamed");
+    assert_eq!(reader.list_snapshots().unwrap().len(), 2);
+}
+
+#[test]
+fn an_object_listed_twice_in_one_read_keeps_one_version() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let before = versions(&store);
+    let mut results = basic_org("prod", 100);
+    // Pagination shifted under the crawl: the key shows up twice, renamed the second time.
+    results[3] = complete(
+        Family::ProjectApiKeys,
+        Some("proj_a"),
+        None,
+        vec![key("key_1", "a", 1), key("key_1", "b", 2)],
+    );
+    let info = snap(&mut store, 1, results, SnapshotStatus::Complete);
+    assert_eq!(info.changes, 1);
+    assert_eq!(versions(&store), before + 1);
+    let name: String = store
+        .conn()
+        .query_row(
+            "SELECT name FROM project_api_keys WHERE id = 'key_1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(name, "b");
+    let history = store.history("key_1").unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].changes[0].new, Some(json!("b")));
+}
+
+#[test]
+fn a_scope_retried_to_completion_is_not_failed() {
+    let mut store = Store::open_in_memory().unwrap();
+    let mut results = basic_org("prod", 100);
+    results.insert(3, failed(Family::ProjectApiKeys, Some("proj_a"), None));
+    let info = snap(&mut store, 0, results, SnapshotStatus::Complete);
+    assert_eq!(info.status, SnapshotStatus::Complete);
+    assert_eq!(info.scopes_failed, 0);
+    assert!(store.failed_scopes(info.id).unwrap().is_empty());
+}
+
+#[test]
+fn query_only_store_refuses_writes_through_query() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    store.set_query_only(true).unwrap();
+    let err = store.query("DELETE FROM object", &[]).unwrap_err();
+    assert!(err.to_string().starts_with("query is read-only"), "{err}");
+    assert!(store.conn().execute("DELETE FROM object", []).is_err());
+    let rows = store
+        .query("SELECT id FROM projects WHERE id = ?1", &[&"proj_a"])
+        .unwrap();
+    assert_eq!(rows.to_json(), json!([{"id": "proj_a"}]));
+    assert!(
+        store
+            .query("SELECT 1; SELECT 2", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one")
+    );
+    store.set_query_only(false).unwrap();
+    snap(
+        &mut store,
+        1,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+}
+
+#[test]
+fn a_scope_read_twice_in_one_snapshot_keeps_only_its_last_state() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("prod", 100),
+        SnapshotStatus::Complete,
+    );
+    let before = versions(&store);
+    let mut results = basic_org("prod", 100);
+    // First read: key_1 renamed and a new key_9; the retry: back to the original.
+    results.insert(
+        3,
+        complete(
+            Family::ProjectApiKeys,
+            Some("proj_a"),
+            None,
+            vec![key("key_1", "x", 1), key("key_9", "new", 1)],
+        ),
+    );
+    let info = snap(&mut store, 1, results, SnapshotStatus::Complete);
+    assert_eq!(info.changes, 0);
+    assert_eq!(versions(&store), before);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM object WHERE resource_id = 'key_9'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM object_versions WHERE valid_to IS NULL"
+        ),
+        before
+    );
+    assert!(store.diff(None, None).unwrap().entries.is_empty());
+    // Then a real change, read twice differently: one version, against the old state.
+    let mut results = basic_org("final", 100);
+    results.insert(
+        3,
+        complete(Family::ProjectApiKeys, Some("proj_a"), None, vec![]),
+    );
+    snap(&mut store, 2, results, SnapshotStatus::Complete);
+    let history = store.history("key_1").unwrap();
+    let kinds: Vec<ChangeKind> = history.iter().map(|h| h.kind).collect();
+    assert_eq!(kinds, [ChangeKind::Added, ChangeKind::Changed]);
+    assert_eq!(history[1].changes[0].new, Some(json!("final")));
+}

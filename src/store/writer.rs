@@ -92,6 +92,8 @@ impl SnapshotWriter<'_> {
             }
             ScopeOutcome::Complete(objects) => {
                 self.apply_complete(&result.scope, objects)?;
+                // A scope that failed and was then read completely (a retry) is complete.
+                self.failed.retain(|(scope, _)| scope != &result.scope);
                 self.scopes_read += 1;
             }
         }
@@ -300,13 +302,9 @@ impl SnapshotWriter<'_> {
             return Ok(id);
         };
         if current.blob_id != Some(blob_id) {
-            let kind = if current.blob_id.is_none() {
-                "added"
-            } else {
-                "changed"
-            };
-            let version =
-                self.replace_version(current.version_id, current.id, kind, Some(blob_id))?;
+            let version = self
+                .replace_version(current.version_id, current.id, Some(blob_id))?
+                .unwrap_or(current.version_id);
             self.tx
                 .prepare_cached(
                     "UPDATE object SET blob_id = ?2, version_id = ?3, volatile = ?4 WHERE id = ?1",
@@ -352,38 +350,76 @@ impl SnapshotWriter<'_> {
         Ok(self.tx.last_insert_rowid())
     }
 
-    /// Closes the object's current version at this snapshot and opens a new one; returns
-    /// the new version's id. A version this same snapshot opened (an object listed twice)
-    /// is rewritten in place instead.
+    /// Moves the object to `blob_id` (`None`: gone) as of this snapshot: closes its current
+    /// version and opens a new one; returns the new current version, or `None` when the
+    /// object no longer exists at all (first seen in this snapshot, then gone in it).
+    ///
+    /// A version this same snapshot opened (a scope listed an object twice, or was read
+    /// twice) is rewritten in place against the state before the snapshot, so the history
+    /// only ever holds one state per snapshot, and going back to that state leaves no trace.
     fn replace_version(
         &mut self,
         current: i64,
         object_id: i64,
-        kind: &str,
         blob_id: Option<i64>,
-    ) -> Result<i64, StoreError> {
-        let opened: Option<(i64, String)> = self
+    ) -> Result<Option<i64>, StoreError> {
+        let opened: Option<(i64, Option<i64>)> = self
             .tx
-            .prepare_cached("SELECT from_snapshot, change FROM version WHERE id = ?1")?
+            .prepare_cached("SELECT from_snapshot, blob_id FROM version WHERE id = ?1")?
             .query_row([current], |row| Ok((row.get(0)?, row.get(1)?)))
             .optional()?;
-        if let Some((from, change)) = opened {
-            if from == self.id.0 {
-                let kind = if change == "added" && blob_id.is_some() {
-                    "added"
-                } else {
-                    kind
-                };
-                self.tx
-                    .prepare_cached("UPDATE version SET change = ?2, blob_id = ?3 WHERE id = ?1")?
-                    .execute(params![current, kind, blob_id])?;
-                return Ok(current);
+        match opened {
+            Some((from, _)) if from == self.id.0 => {
+                let before: Option<(i64, Option<i64>)> = self
+                    .tx
+                    .prepare_cached(
+                        "SELECT id, blob_id FROM version WHERE object_id = ?1 AND to_snapshot = ?2
+                         ORDER BY id DESC LIMIT 1",
+                    )?
+                    .query_row(params![object_id, self.id.0], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .optional()?;
+                match before {
+                    Some((previous, state)) if state == blob_id => {
+                        self.tx
+                            .prepare_cached("DELETE FROM version WHERE id = ?1")?
+                            .execute([current])?;
+                        self.tx
+                            .prepare_cached("UPDATE version SET to_snapshot = NULL WHERE id = ?1")?
+                            .execute([previous])?;
+                        Ok(Some(previous))
+                    }
+                    None if blob_id.is_none() => {
+                        self.tx
+                            .prepare_cached("DELETE FROM version WHERE id = ?1")?
+                            .execute([current])?;
+                        self.tx
+                            .prepare_cached("DELETE FROM object WHERE id = ?1")?
+                            .execute([object_id])?;
+                        Ok(None)
+                    }
+                    before => {
+                        let kind = change_kind(before.and_then(|(_, state)| state), blob_id);
+                        self.tx
+                            .prepare_cached(
+                                "UPDATE version SET change = ?2, blob_id = ?3 WHERE id = ?1",
+                            )?
+                            .execute(params![current, kind, blob_id])?;
+                        Ok(Some(current))
+                    }
+                }
             }
-            self.tx
-                .prepare_cached("UPDATE version SET to_snapshot = ?2 WHERE id = ?1")?
-                .execute(params![current, self.id.0])?;
+            opened => {
+                if opened.is_some() {
+                    self.tx
+                        .prepare_cached("UPDATE version SET to_snapshot = ?2 WHERE id = ?1")?
+                        .execute(params![current, self.id.0])?;
+                }
+                let kind = change_kind(opened.and_then(|(_, state)| state), blob_id);
+                self.insert_version(object_id, kind, blob_id).map(Some)
+            }
         }
-        self.insert_version(object_id, kind, blob_id)
     }
 
     fn mark_gone(&mut self, object_id: i64) -> Result<(), StoreError> {
@@ -391,10 +427,11 @@ impl SnapshotWriter<'_> {
             .tx
             .prepare_cached("SELECT coalesce(version_id, 0) FROM object WHERE id = ?1")?
             .query_row([object_id], |row| row.get(0))?;
-        let version = self.replace_version(current, object_id, "removed", None)?;
-        self.tx
-            .prepare_cached("UPDATE object SET blob_id = NULL, version_id = ?2 WHERE id = ?1")?
-            .execute(params![object_id, version])?;
+        if let Some(version) = self.replace_version(current, object_id, None)? {
+            self.tx
+                .prepare_cached("UPDATE object SET blob_id = NULL, version_id = ?2 WHERE id = ?1")?
+                .execute(params![object_id, version])?;
+        }
         Ok(())
     }
 
@@ -425,6 +462,15 @@ impl SnapshotWriter<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The change from state `old` to state `new` (a blob, or `None` for gone).
+fn change_kind(old: Option<i64>, new: Option<i64>) -> &'static str {
+    match (old, new) {
+        (_, None) => "removed",
+        (None, Some(_)) => "added",
+        (Some(_), Some(_)) => "changed",
     }
 }
 

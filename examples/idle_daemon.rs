@@ -1,0 +1,156 @@
+//! The daemon framework with a stand-in job, for measuring idle cost and for the signal
+//! tests (`tests/daemon_signals.rs`) until `orgwarden daemon` runs the real audit.
+//!
+//! The job does no auditing: it sleeps `--job-secs` (watching its cancellation token) and
+//! appends what happens to `--marker` so a test can follow it from outside.
+//!
+//! ```sh
+//! cargo run --example idle_daemon -- --db /tmp/x.db --cron '0 0 1 1 *' --listen 127.0.0.1:9464
+//! ```
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use orgwarden::daemon::{BoxError, Daemon, Job, RunContext, RunOutcome, Timing};
+use orgwarden::model::SnapshotStatus;
+use orgwarden::schedule::{Schedule, parse_timezone};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The database whose daemon lock is taken
+    #[arg(long)]
+    db: PathBuf,
+    /// The schedule
+    #[arg(long, default_value = "0 0 1 1 *")]
+    cron: String,
+    /// Its time zone
+    #[arg(long, default_value = "UTC")]
+    tz: String,
+    /// How long each run takes
+    #[arg(long, default_value_t = 0.0)]
+    job_secs: f64,
+    /// Run once at start
+    #[arg(long)]
+    run_on_start: bool,
+    /// Serve /healthz, /readyz and /metrics here
+    #[arg(long)]
+    listen: Option<String>,
+    /// Append events to this file
+    #[arg(long)]
+    marker: Option<PathBuf>,
+    /// Shutdown deadline in seconds
+    #[arg(long, default_value_t = 30.0)]
+    deadline_secs: f64,
+}
+
+struct SleepJob {
+    job_time: Duration,
+    marker: Option<PathBuf>,
+}
+
+impl SleepJob {
+    fn mark(&self, line: &str) {
+        if let Some(path) = &self.marker {
+            let written = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| writeln!(f, "{line}"));
+            if let Err(error) = written {
+                eprintln!("cannot write {}: {error}", path.display());
+            }
+        }
+    }
+}
+
+impl Job for SleepJob {
+    async fn run(&self, ctx: RunContext) -> RunOutcome {
+        self.mark(&format!("started {}", ctx.reason.as_str()));
+        tokio::select! {
+            () = tokio::time::sleep(self.job_time) => {
+                self.mark("finished complete");
+                RunOutcome::new(SnapshotStatus::Complete)
+            }
+            () = ctx.cancel.cancelled() => {
+                self.mark("cancelled");
+                RunOutcome::failed("cancelled at shutdown")
+            }
+        }
+    }
+
+    async fn last_run_started(&self) -> Option<DateTime<Utc>> {
+        None
+    }
+
+    async fn reload(&self) -> Result<Option<Timing>, BoxError> {
+        self.mark("reloaded");
+        Ok(None)
+    }
+
+    async fn flush(&self) -> Result<(), BoxError> {
+        self.mark("flushed");
+        Ok(())
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    let timing = Timing {
+        schedule: Schedule::parse(&args.cron, parse_timezone(&args.tz)?)?,
+        jitter: None,
+        run_on_start: args.run_on_start,
+    };
+    let job = Arc::new(SleepJob {
+        job_time: Duration::from_secs_f64(args.job_secs),
+        marker: args.marker,
+    });
+    let mut builder = Daemon::builder(job, timing)
+        .database(args.db)
+        .signals(true)
+        .shutdown_deadline(Duration::from_secs_f64(args.deadline_secs));
+    if let Some(listen) = &args.listen {
+        builder = builder.listen(orgwarden::daemon::health::parse_listen(listen)?);
+    }
+    let running = builder.build().start().await?;
+    if let Some(addr) = running.health_addr() {
+        eprintln!("listening on {addr}");
+    }
+    running.run().await?;
+    Ok(())
+}

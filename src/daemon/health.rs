@@ -1,0 +1,159 @@
+//! `[server] listen`: `/healthz`, `/readyz` and `/metrics` while the daemon runs.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures::future::BoxFuture;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Component, DaemonError, DaemonEvent, DaemonHandle};
+
+/// Reads `[server] listen` (`IP:PORT` or `host:PORT`); a non-loopback address is allowed
+/// (it was configured explicitly) but logged as a warning, since the endpoints have no
+/// authentication.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, DaemonError> {
+    let bad = |reason: String| DaemonError::Listen {
+        addr: text.to_owned(),
+        reason,
+    };
+    let addr = text
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("expected IP:PORT such as 127.0.0.1:9464 ({e})")))?
+        .next()
+        .ok_or_else(|| bad("the name resolves to no address".to_owned()))?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            listen = %addr,
+            "[server] listen is not a loopback address: /metrics and /readyz are reachable \
+             from the network without authentication"
+        );
+    }
+    Ok(addr)
+}
+
+/// The health and metrics HTTP server, as a daemon component.
+pub struct HealthServer {
+    addr: SocketAddr,
+    local_addr: Option<SocketAddr>,
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl HealthServer {
+    /// A server that will listen on `addr` once started.
+    pub fn new(addr: SocketAddr) -> HealthServer {
+        HealthServer {
+            addr,
+            local_addr: None,
+            stop: CancellationToken::new(),
+            task: None,
+        }
+    }
+}
+
+/// The router behind the server, exposed so tests can drive it without a socket.
+pub fn router(handle: DaemonHandle) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(handle)
+}
+
+async fn readyz(State(handle): State<DaemonHandle>) -> impl IntoResponse {
+    match handle.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
+    }
+}
+
+async fn metrics(State(handle): State<DaemonHandle>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.metrics().render(),
+    )
+}
+
+impl Component for HealthServer {
+    fn name(&self) -> &'static str {
+        "health-server"
+    }
+
+    fn start(&mut self, handle: DaemonHandle) -> BoxFuture<'_, Result<(), DaemonError>> {
+        Box::pin(async move {
+            let listener = tokio::net::TcpListener::bind(self.addr)
+                .await
+                .map_err(|e| DaemonError::Listen {
+                    addr: self.addr.to_string(),
+                    reason: e.to_string(),
+                })?;
+            let local = listener.local_addr().map_err(|e| DaemonError::Listen {
+                addr: self.addr.to_string(),
+                reason: e.to_string(),
+            })?;
+            self.local_addr = Some(local);
+            handle.set_health_addr(local);
+            tracing::info!(listen = %local, "serving /healthz, /readyz and /metrics");
+            let stop = self.stop.clone();
+            let app = router(handle);
+            self.task = Some(tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "health server stopped");
+                }
+            }));
+            Ok(())
+        })
+    }
+
+    fn handle_event<'a>(&'a mut self, _event: &'a DaemonEvent) -> BoxFuture<'a, ()> {
+        // The handlers read the shared state on each request; nothing to do per event.
+        Box::pin(async {})
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.stop.cancel();
+            if let Some(task) = self.task.take() {
+                let _ = task.await;
+            }
+        })
+    }
+}
+
+/// Whether the database file (or, before the first run, its folder) can be written: the
+/// check `/readyz` needs from a job that has no better one.
+pub fn database_writable(db: &std::path::Path) -> Result<(), String> {
+    if db.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(db)
+            .map(|_| ())
+            .map_err(|e| format!("database {} is not writable: {e}", db.display()))
+    } else {
+        let dir = match db.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let meta = std::fs::metadata(&dir)
+            .map_err(|e| format!("database folder {} is not usable: {e}", dir.display()))?;
+        if meta.permissions().readonly() {
+            Err(format!("database folder {} is read-only", dir.display()))
+        } else {
+            Ok(())
+        }
+    }
+}

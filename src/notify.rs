@@ -1,1 +1,0 @@
-//! Not built yet: see the open issues.

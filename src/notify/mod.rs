@@ -1,0 +1,634 @@
+//! Notification: decides what a run announces ([`plan`]), logs every announced event as one
+//! structured `tracing` event, renders the email digest ([`render`]), queues it in the durable
+//! [`outbox`] in the caller's transaction, and delivers it ([`transport`]).
+//!
+//! The caller's part, per run:
+//! ```text
+//! let tx = conn.transaction()?;
+//! … update findings …
+//! let a = notifier.announce(&tx, &findings, &ctx, now)?;
+//! … set last_notified_at = now for a.announced …
+//! tx.commit()?;
+//! notifier.deliver_pending(&conn, now)?;   // failures stay queued for the next run
+//! ```
+
+pub mod outbox;
+pub mod plan;
+pub mod render;
+pub mod transport;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lettre::message::Mailbox;
+use rusqlite::{Connection, Transaction};
+use secrecy::SecretString;
+
+pub use outbox::{DeliveryReport, OutboxId, deliver_pending};
+pub use plan::{Digest, FindingState, FindingStatus, Policy, Reason, RunContext, Transition};
+pub use render::Renderer;
+pub use transport::{DeliveryError, SmtpCredentials, SmtpSettings, TlsMode, Transport};
+
+use crate::config::{Config, EmailConfig};
+
+/// How long one SMTP connect or command may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why notification could not be set up or carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// `[notify]` holds a value that cannot work.
+    #[error("{place}[{section}] {key}: {message}")]
+    Config {
+        /// Where: `file:line:column: `, or empty when there is no file.
+        place: String,
+        /// `notify` or `notify.email`.
+        section: &'static str,
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The digest could not be rendered.
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
+    /// The outbox could not be read or written.
+    #[error(transparent)]
+    Outbox(#[from] outbox::OutboxError),
+    /// A message was not delivered.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+}
+
+/// The email channel, validated.
+#[derive(Debug)]
+pub struct EmailChannel {
+    /// How messages leave.
+    pub transport: Transport,
+    /// The sender.
+    pub from: Mailbox,
+    /// The recipients.
+    pub to: Vec<Mailbox>,
+    renderer: Renderer,
+}
+
+/// Everything `[notify]` configures, checked once up front.
+#[derive(Debug)]
+pub struct Notifier {
+    /// The decision rules.
+    pub policy: Policy,
+    repeat_interval: String,
+    email: Option<EmailChannel>,
+}
+
+/// What `announce` did.
+#[derive(Debug, Default)]
+pub struct Announcement {
+    /// The digest, when there was something to announce.
+    pub digest: Option<Digest>,
+    /// The fingerprints announced: set their `last_notified_at` to `now` in the same
+    /// transaction.
+    pub announced: Vec<String>,
+    /// The queued email, when email is configured and there was something to announce.
+    pub outbox_id: Option<OutboxId>,
+}
+
+impl Notifier {
+    /// Checks `[notify]` of a loaded configuration, reading the SMTP password from the
+    /// environment variable named by `password_env`.
+    pub fn from_config(config: &Config) -> Result<Notifier, NotifyError> {
+        Notifier::from_config_with_env(config, |name| std::env::var(name).ok())
+    }
+
+    /// As [`Notifier::from_config`], with the environment given (for tests).
+    pub fn from_config_with_env(
+        config: &Config,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Notifier, NotifyError> {
+        let cfg = &config.notify;
+        let repeat =
+            plan::parse_interval(&cfg.repeat_interval).map_err(|e| NotifyError::Config {
+                place: locate(config, "notify", "repeat_interval"),
+                section: "notify",
+                key: "repeat_interval",
+                message: e.to_string(),
+            })?;
+        let email = match &cfg.email {
+            Some(email) => Some(email_channel(email, config, &env)?),
+            None => None,
+        };
+        Ok(Notifier {
+            policy: Policy {
+                repeat_interval: repeat,
+                send_resolved: cfg.send_resolved,
+            },
+            repeat_interval: cfg.repeat_interval.trim().to_owned(),
+            email,
+        })
+    }
+
+    /// The email channel, if configured.
+    pub fn email(&self) -> Option<&EmailChannel> {
+        self.email.as_ref()
+    }
+
+    /// Replaces the email transport (a test server's certificate, a different folder).
+    pub fn set_transport(&mut self, transport: Transport) {
+        if let Some(email) = &mut self.email {
+            email.transport = transport;
+        }
+    }
+
+    /// Decides what this run announces, logs each announced finding, and queues the email
+    /// digest in `tx`. The caller must set `last_notified_at = now` for
+    /// [`Announcement::announced`] in the same transaction, then commit.
+    pub fn announce(
+        &self,
+        tx: &Transaction<'_>,
+        findings: &[FindingState],
+        ctx: &RunContext,
+        now: DateTime<Utc>,
+    ) -> Result<Announcement, NotifyError> {
+        let Some(digest) = plan::plan(findings, ctx, &self.policy, now) else {
+            return Ok(Announcement::default());
+        };
+        let outbox_id = match &self.email {
+            Some(email) => Some(queue(tx, email, &digest, &self.repeat_interval)?),
+            None => None,
+        };
+        log_digest(&digest);
+        Ok(Announcement {
+            announced: digest.fingerprints(),
+            digest: Some(digest),
+            outbox_id,
+        })
+    }
+
+    /// Delivers every due outbox message. Without email configured, nothing is tried.
+    pub fn deliver_pending(
+        &self,
+        conn: &Connection,
+        now: DateTime<Utc>,
+    ) -> Result<DeliveryReport, NotifyError> {
+        match &self.email {
+            Some(email) => Ok(outbox::deliver_pending(conn, &email.transport, now)?),
+            None => Ok(DeliveryReport::default()),
+        }
+    }
+
+    /// Renders a digest with this notifier's templates (for previews and tests).
+    pub fn render(&self, digest: &Digest) -> Result<render::Rendered, NotifyError> {
+        let renderer = match &self.email {
+            Some(email) => &email.renderer,
+            None => &Renderer::builtin()?,
+        };
+        Ok(renderer.render(digest, &self.repeat_interval)?)
+    }
+
+    /// Sends a short test message straight through the email channel (not the outbox).
+    /// Returns where it went and the server's reply.
+    pub fn send_test(&self, organization: &str, now: DateTime<Utc>) -> Result<String, NotifyError> {
+        let Some(email) = &self.email else {
+            return Err(NotifyError::Config {
+                place: String::new(),
+                section: "notify",
+                key: "email",
+                message: "no email channel is configured; add a [notify.email] section".into(),
+            });
+        };
+        let mut builder = lettre::Message::builder()
+            .from(email.from.clone())
+            .subject(render::one_line(&format!(
+                "[orgwarden] {organization}: test message"
+            )))
+            .date(std::time::SystemTime::from(now))
+            .message_id(None);
+        for to in &email.to {
+            builder = builder.to(to.clone());
+        }
+        let message = builder
+            .body(format!(
+                "This is a test message from orgwarden for the organization {}.\n\
+                 Audit digests will reach you this way.\n",
+                render::one_line(organization)
+            ))
+            .map_err(render::RenderError::from)?;
+        let to: Vec<String> = email.to.iter().map(|m| m.email.to_string()).collect();
+        let from = email.from.email.to_string();
+        let name = format!("orgwarden-test-{}", now.format("%Y%m%dT%H%M%S"));
+        let reply = email.transport.send(&transport::Outgoing {
+            from: &from,
+            to: &to,
+            bytes: &message.formatted(),
+            name: &name,
+        })?;
+        Ok(format!("{}: {reply}", email.transport.describe()))
+    }
+}
+
+fn queue(
+    tx: &Transaction<'_>,
+    email: &EmailChannel,
+    digest: &Digest,
+    repeat_interval: &str,
+) -> Result<OutboxId, NotifyError> {
+    let rendered = email.renderer.render(digest, repeat_interval)?;
+    let message = render::build_message(&rendered, &email.from, &email.to, digest.generated_at)?;
+    let id = outbox::insert(
+        tx,
+        &outbox::NewMessage {
+            snapshot_id: digest.snapshot_id,
+            subject: rendered.subject.clone(),
+            sender: email.from.email.to_string(),
+            recipients: email.to.iter().map(|m| m.email.to_string()).collect(),
+            message: message.formatted(),
+            fingerprints: digest.fingerprints(),
+        },
+        digest.generated_at,
+    )?;
+    Ok(id)
+}
+
+/// One structured event per announced finding: with `--log-format json`, one JSON object
+/// per line, whether or not email is configured.
+fn log_digest(digest: &Digest) {
+    for a in &digest.announced {
+        let f = &a.finding;
+        let transition = f.transition.as_ref().map_or("reminder", |t| t.kind());
+        tracing::info!(
+            target: "orgwarden::notify",
+            rule_id = %f.rule_id,
+            severity = %f.severity,
+            resource_id = %f.resource_id,
+            project_id = f.project_id.as_ref().map_or("", |p| p.as_str()),
+            transition,
+            fingerprint = %f.fingerprint,
+            "{}: {}",
+            a.reason.as_str(),
+            render::one_line(&f.title),
+        );
+    }
+}
+
+fn email_channel(
+    email: &EmailConfig,
+    config: &Config,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<EmailChannel, NotifyError> {
+    let err = |key: &'static str, message: String| NotifyError::Config {
+        place: locate(config, "notify.email", key),
+        section: "notify.email",
+        key,
+        message,
+    };
+    let from = email
+        .from
+        .as_deref()
+        .ok_or_else(|| err("from", "the sender address is required".into()))?
+        .parse::<Mailbox>()
+        .map_err(|e| err("from", format!("not an email address: {e}")))?;
+    if email.to.is_empty() {
+        return Err(err("to", "at least one recipient is required".into()));
+    }
+    let to = email
+        .to
+        .iter()
+        .map(|a| {
+            a.parse::<Mailbox>()
+                .map_err(|e| err("to", format!("`{a}` is not an email address: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let transport = match email.transport.as_str() {
+        "file" => {
+            let dir = email
+                .dir
+                .as_deref()
+                .ok_or_else(|| err("dir", "required when transport = \"file\"".into()))?;
+            Transport::File {
+                dir: config.resolve(dir),
+            }
+        }
+        "smtp" => {
+            let mut settings = smtp_settings(email, &err, env)?;
+            if let Some(ca) = &email.ca_file {
+                let path = config.resolve(ca);
+                let pem = std::fs::read(&path)
+                    .map_err(|e| err("ca_file", format!("cannot read {}: {e}", path.display())))?;
+                settings.extra_roots_pem.push(pem);
+            }
+            Transport::Smtp(settings)
+        }
+        other => {
+            return Err(err(
+                "transport",
+                format!("unknown transport `{other}` (expected \"smtp\" or \"file\")"),
+            ));
+        }
+    };
+    let template = |p: &Option<std::path::PathBuf>| p.as_deref().map(|p: &Path| config.resolve(p));
+    let (html, text) = match &email.templates {
+        Some(t) => (template(&t.html), template(&t.text)),
+        None => (None, None),
+    };
+    let renderer = Renderer::new(html, text)?;
+    Ok(EmailChannel {
+        transport,
+        from,
+        to,
+        renderer,
+    })
+}
+
+fn smtp_settings(
+    email: &EmailConfig,
+    err: &impl Fn(&'static str, String) -> NotifyError,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<SmtpSettings, NotifyError> {
+    let host = email
+        .host
+        .clone()
+        .filter(|h| !h.trim().is_empty())
+        .ok_or_else(|| err("host", "required when transport = \"smtp\"".into()))?;
+    let tls = match email.tls.as_str() {
+        "starttls" => TlsMode::StartTls,
+        "tls" => TlsMode::Implicit,
+        "none" if transport::is_loopback(&host) => TlsMode::None,
+        "none" => {
+            return Err(err(
+                "tls",
+                format!(
+                    "\"none\" sends mail and passwords in clear; it is only allowed towards a \
+                     loopback host, not `{host}` (use \"starttls\" or \"tls\")"
+                ),
+            ));
+        }
+        other => {
+            return Err(err(
+                "tls",
+                format!("unknown mode `{other}` (expected \"starttls\", \"tls\" or \"none\")"),
+            ));
+        }
+    };
+    let credentials = match (&email.username, &email.password_env) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(err(
+                "password_env",
+                "required with username: the name of the environment variable holding the SMTP password".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(err("username", "required with password_env".into()));
+        }
+        (Some(username), Some(var)) => {
+            let password = env(var).filter(|p| !p.is_empty()).ok_or_else(|| {
+                err(
+                    "password_env",
+                    format!("the environment variable {var} is not set or empty"),
+                )
+            })?;
+            Some(SmtpCredentials {
+                username: username.clone(),
+                password: SecretString::from(password),
+            })
+        }
+    };
+    Ok(SmtpSettings {
+        port: email.port.unwrap_or(tls.default_port()),
+        host,
+        tls,
+        credentials,
+        timeout: SMTP_TIMEOUT,
+        extra_roots_pem: Vec::new(),
+        system_roots: true,
+    })
+}
+
+/// `file:line:column: ` of `key` in `[section]` of the configuration file: the key's line
+/// when it is written there, else the section's header, else just the file.
+fn locate(config: &Config, section: &str, key: &str) -> String {
+    let Some(path) = &config.source else {
+        return String::new();
+    };
+    let Some(text) = &config.text else {
+        return format!("{}: ", path.display());
+    };
+    let mut current = String::new();
+    let mut header = None;
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            current = trimmed
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            if current == section {
+                header = Some(n + 1);
+            }
+            continue;
+        }
+        if current == section
+            && let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            let column = line.len() - trimmed.len() + 1;
+            return format!("{}:{}:{column}: ", path.display(), n + 1);
+        }
+    }
+    match header {
+        Some(line) => format!("{}:{line}:1: ", path.display()),
+        None => format!("{}: ", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::plan::tests::{finding, t};
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, &PathBuf::from("/etc/orgwarden/orgwarden.toml")).unwrap()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn config_error(text: &str) -> String {
+        Notifier::from_config_with_env(&config(text), no_env)
+            .unwrap_err()
+            .to_string()
+    }
+
+    const SMTP: &str = "[notify.email]\nfrom = \"o@example.com\"\nto = [\"s@example.com\"]\n";
+
+    #[test]
+    fn plain_smtp_is_refused_towards_a_remote_host() {
+        let text = format!("{SMTP}host = \"smtp.example.com\"\ntls = \"none\"\n");
+        let err = config_error(&text);
+        assert!(
+            err.starts_with("/etc/orgwarden/orgwarden.toml:5:1: [notify.email] tls:"),
+            "{err}"
+        );
+        assert!(err.contains("loopback"), "{err}");
+        let ok = format!("{SMTP}host = \"127.0.0.1\"\ntls = \"none\"\n");
+        let notifier = Notifier::from_config_with_env(&config(&ok), no_env).unwrap();
+        let Some(Transport::Smtp(s)) = notifier.email().map(|e| &e.transport) else {
+            panic!("smtp")
+        };
+        assert_eq!((s.tls, s.port), (TlsMode::None, 25));
+    }
+
+    #[test]
+    fn ports_default_from_the_tls_mode() {
+        for (tls, port) in [("starttls", 587), ("tls", 465)] {
+            let text = format!("{SMTP}host = \"smtp.example.com\"\ntls = \"{tls}\"\n");
+            let notifier = Notifier::from_config_with_env(&config(&text), no_env).unwrap();
+            let Some(Transport::Smtp(s)) = notifier.email().map(|e| &e.transport) else {
+                panic!("smtp")
+            };
+            assert_eq!(s.port, port);
+        }
+    }
+
+    #[test]
+    fn password_comes_from_the_named_variable_and_never_shows() {
+        let text = format!(
+            "{SMTP}host = \"smtp.example.com\"\nusername = \"ow\"\npassword_env = \"OW_PW\"\n"
+        );
+        let err = config_error(&text);
+        assert!(err.contains("OW_PW is not set"), "{err}");
+        let notifier = Notifier::from_config_with_env(&config(&text), |name| {
+            (name == "OW_PW").then(|| "hunter2-secret".to_owned())
+        })
+        .unwrap();
+        assert!(!format!("{notifier:?}").contains("hunter2-secret"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert!(config_error(&format!("{SMTP}transport = \"pigeon\"\n")).contains("transport"));
+        assert!(config_error(&format!("{SMTP}transport = \"file\"\n")).contains("] dir:"));
+        assert!(config_error(&format!("{SMTP}host = \"h\"\ntls = \"ssl\"\n")).contains("] tls:"));
+        assert!(
+            config_error("[notify]\nrepeat_interval = \"weekly\"\n").contains("repeat_interval")
+        );
+        let no_to = "[notify.email]\nfrom = \"o@example.com\"\nhost = \"h\"\n";
+        assert!(config_error(no_to).contains("] to:"));
+        let bad_from = "[notify.email]\nfrom = \"not an address\"\nto = [\"s@example.com\"]\n";
+        assert!(config_error(bad_from).contains("] from:"));
+    }
+
+    #[test]
+    fn file_dir_is_relative_to_the_config_file() {
+        let text = format!("{SMTP}transport = \"file\"\ndir = \"outbox\"\n");
+        let notifier = Notifier::from_config_with_env(&config(&text), no_env).unwrap();
+        let Some(Transport::File { dir }) = notifier.email().map(|e| &e.transport) else {
+            panic!("file")
+        };
+        assert_eq!(dir, &PathBuf::from("/etc/orgwarden/outbox"));
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_announced_finding_is_one_json_log_line_even_without_email() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let notifier = Notifier::from_config_with_env(&config(""), no_env).unwrap();
+        let mut new = finding("key_a", crate::model::Severity::High);
+        new.transition = Some(Transition::Opened);
+        let quiet = finding("key_b", crate::model::Severity::Low);
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(outbox::MIGRATION).unwrap();
+        let tx = conn.transaction().unwrap();
+        let ctx = RunContext {
+            organization: "acme".into(),
+            snapshot_id: None,
+            partial: false,
+        };
+        let announcement = tracing::subscriber::with_default(subscriber, || {
+            notifier.announce(&tx, &[new, quiet], &ctx, t(1)).unwrap()
+        });
+        assert_eq!(announcement.announced, vec!["fp-key_a".to_owned()]);
+        assert_eq!(announcement.outbox_id, None, "no email configured");
+        let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        let line = &lines[0];
+        assert_eq!(line["rule_id"], "api-key-stale");
+        assert_eq!(line["severity"], "high");
+        assert_eq!(line["resource_id"], "key_a");
+        assert_eq!(line["project_id"], "proj_payments");
+        assert_eq!(line["transition"], "opened");
+        assert_eq!(line["fingerprint"], "fp-key_a");
+    }
+
+    #[test]
+    fn file_transport_writes_the_digest_as_an_eml_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{SMTP}transport = \"file\"\ndir = {:?}\n",
+            dir.path().join("outbox").display().to_string()
+        );
+        let notifier = Notifier::from_config_with_env(&config(&text), no_env).unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(outbox::MIGRATION).unwrap();
+        let mut new = finding("key_a", crate::model::Severity::High);
+        new.transition = Some(Transition::Opened);
+        let ctx = RunContext {
+            organization: "acme".into(),
+            snapshot_id: None,
+            partial: false,
+        };
+        let tx = conn.transaction().unwrap();
+        let announcement = notifier.announce(&tx, &[new], &ctx, t(1)).unwrap();
+        tx.commit().unwrap();
+        assert!(announcement.outbox_id.is_some());
+        let report = notifier.deliver_pending(&conn, t(1)).unwrap();
+        assert_eq!(report.sent.len(), 1);
+        let path = &report.receipts[0].1;
+        assert!(path.ends_with(".eml"), "{path}");
+        let bytes = std::fs::read(path).unwrap();
+        let message = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        assert_eq!(message.subject(), Some("[orgwarden] acme: 1 new — 1 high"));
+        assert!(
+            notifier
+                .deliver_pending(&conn, t(2))
+                .unwrap()
+                .sent
+                .is_empty()
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("outbox"))
+                .unwrap()
+                .count(),
+            1
+        );
+    }
+}

@@ -1,0 +1,527 @@
+//! The pure decision: given the findings after one evaluation, what (if anything) this run
+//! announces. No I/O and no clock of its own, so every rule here is testable in isolation.
+//!
+//! The rules, after Alertmanager: changes are announced once (new, reopened, escalated,
+//! exemption expired, and resolved when `send_resolved`); findings that stay open are
+//! re-announced only when `repeat_interval` has passed since they were last announced. When
+//! any still-open finding is due, every still-open finding is reminded together, so reminders
+//! come as one digest per interval rather than trickling in one finding at a time.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ProjectId, RuleId, Severity, SnapshotId};
+
+/// A finding's lifecycle status after this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingStatus {
+    /// The condition holds and is not exempt.
+    Open,
+    /// The condition no longer holds.
+    Resolved,
+    /// The condition holds but an exemption covers it.
+    Exempt,
+}
+
+impl FindingStatus {
+    /// The lowercase name used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingStatus::Open => "open",
+            FindingStatus::Resolved => "resolved",
+            FindingStatus::Exempt => "exempt",
+        }
+    }
+}
+
+/// What happened to a finding during this run, if anything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Transition {
+    /// Seen for the first time.
+    Opened,
+    /// Was resolved, holds again.
+    Reopened {
+        /// Why, in words (e.g. "the key is active again").
+        reason: String,
+    },
+    /// No longer holds (only after a complete read).
+    Resolved,
+    /// The rule's severity for it changed.
+    SeverityChanged {
+        /// The severity before this run.
+        from: Severity,
+    },
+    /// An exemption now covers it.
+    Exempted,
+    /// The exemption that covered it has expired.
+    ExemptionExpired {
+        /// The expired exemption's reason and owner, in words.
+        reason: String,
+    },
+}
+
+impl Transition {
+    /// A stable one-word name for logs and templates.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transition::Opened => "opened",
+            Transition::Reopened { .. } => "reopened",
+            Transition::Resolved => "resolved",
+            Transition::SeverityChanged { .. } => "severity_changed",
+            Transition::Exempted => "exempted",
+            Transition::ExemptionExpired { .. } => "exemption_expired",
+        }
+    }
+}
+
+/// One finding as the notifier sees it after an evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FindingState {
+    /// Stable identity: rule id + resource id + project id.
+    pub fingerprint: String,
+    /// The rule that produced it.
+    pub rule_id: RuleId,
+    /// The rule's title.
+    pub title: String,
+    /// Its severity now.
+    pub severity: Severity,
+    /// The view it reports on (`project_api_keys`).
+    pub resource_type: String,
+    /// The id of the object it is about.
+    pub resource_id: String,
+    /// The project it belongs to, if any.
+    pub project_id: Option<ProjectId>,
+    /// The project's name as the API gave it (untrusted text).
+    pub project_name: Option<String>,
+    /// What is wrong, for this resource.
+    pub message: String,
+    /// How to fix it.
+    pub remediation: String,
+    /// Status after this run.
+    pub status: FindingStatus,
+    /// When it was first seen.
+    pub first_seen: DateTime<Utc>,
+    /// What happened to it in this run.
+    pub transition: Option<Transition>,
+    /// When it was last announced; `None` = never.
+    pub last_notified_at: Option<DateTime<Utc>>,
+}
+
+/// Facts about the run that the digest reports.
+#[derive(Clone, Debug)]
+pub struct RunContext {
+    /// The organization's name (`[openai] organization`).
+    pub organization: String,
+    /// The snapshot evaluated.
+    pub snapshot_id: Option<SnapshotId>,
+    /// The snapshot could not read every scope: nothing may be announced as resolved.
+    pub partial: bool,
+}
+
+/// The `[notify]` settings the decision needs, parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Re-announce still-open findings after this long.
+    pub repeat_interval: TimeDelta,
+    /// Announce resolutions.
+    pub send_resolved: bool,
+}
+
+/// Why a finding is in the digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// First seen this run.
+    New,
+    /// Holds again after being resolved, or its exemption expired.
+    Reopened,
+    /// Its severity went up.
+    Escalated,
+    /// Resolved this run.
+    Resolved,
+    /// Still open and due for a reminder.
+    Reminder,
+}
+
+impl Reason {
+    /// The lowercase name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::New => "new",
+            Reason::Reopened => "reopened",
+            Reason::Escalated => "escalated",
+            Reason::Resolved => "resolved",
+            Reason::Reminder => "reminder",
+        }
+    }
+}
+
+/// One announced finding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Announced {
+    /// The finding.
+    pub finding: FindingState,
+    /// Why it is announced.
+    pub reason: Reason,
+    /// Extra words for the reader: the reopen reason, the previous severity.
+    pub detail: Option<String>,
+}
+
+/// What one run announces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Digest {
+    /// The organization's name.
+    pub organization: String,
+    /// The snapshot evaluated.
+    pub snapshot_id: Option<SnapshotId>,
+    /// When the digest was made.
+    pub generated_at: DateTime<Utc>,
+    /// The snapshot was partial (resolutions withheld).
+    pub partial: bool,
+    /// Every announced finding, in announcement order (severity high first).
+    pub announced: Vec<Announced>,
+    /// Every open finding after this run, oldest first (the CSV attachment, the counts).
+    pub open: Vec<FindingState>,
+}
+
+impl Digest {
+    /// The announced findings for one reason.
+    pub fn with_reason(&self, reason: Reason) -> impl Iterator<Item = &Announced> {
+        self.announced.iter().filter(move |a| a.reason == reason)
+    }
+
+    /// How many findings are announced for one reason.
+    pub fn count(&self, reason: Reason) -> usize {
+        self.with_reason(reason).count()
+    }
+
+    /// The fingerprints announced, for the caller to set `last_notified_at`.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.announced
+            .iter()
+            .map(|a| a.finding.fingerprint.clone())
+            .collect()
+    }
+}
+
+/// Decides what this run announces; `None` when there is nothing to say.
+pub fn plan(
+    findings: &[FindingState],
+    ctx: &RunContext,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<Digest> {
+    let mut announced = Vec::new();
+    let mut reminder_candidates = Vec::new();
+    for finding in findings {
+        let by_transition = match (&finding.transition, finding.status) {
+            (Some(Transition::Opened), FindingStatus::Open) => Some((Reason::New, None)),
+            (Some(Transition::Reopened { reason }), FindingStatus::Open) => {
+                Some((Reason::Reopened, Some(reason.clone())))
+            }
+            (Some(Transition::ExemptionExpired { reason }), FindingStatus::Open) => Some((
+                Reason::Reopened,
+                Some(format!("exemption expired: {reason}")),
+            )),
+            (Some(Transition::SeverityChanged { from }), FindingStatus::Open)
+                if finding.severity > *from =>
+            {
+                Some((Reason::Escalated, Some(format!("was {from}"))))
+            }
+            (Some(Transition::Resolved), FindingStatus::Resolved)
+                if policy.send_resolved && !ctx.partial =>
+            {
+                Some((Reason::Resolved, None))
+            }
+            _ => None,
+        };
+        match by_transition {
+            Some((reason, detail)) => announced.push(Announced {
+                finding: finding.clone(),
+                reason,
+                detail,
+            }),
+            None if finding.status == FindingStatus::Open => reminder_candidates.push(finding),
+            None => {}
+        }
+    }
+    let reminder_due = reminder_candidates
+        .iter()
+        .any(|f| match f.last_notified_at {
+            None => true,
+            Some(at) => now - at >= policy.repeat_interval,
+        });
+    if reminder_due {
+        announced.extend(reminder_candidates.into_iter().map(|f| Announced {
+            finding: f.clone(),
+            reason: Reason::Reminder,
+            detail: None,
+        }));
+    }
+    if announced.is_empty() {
+        return None;
+    }
+    announced.sort_by(|a, b| {
+        b.finding
+            .severity
+            .cmp(&a.finding.severity)
+            .then_with(|| a.finding.fingerprint.cmp(&b.finding.fingerprint))
+    });
+    let mut open: Vec<FindingState> = findings
+        .iter()
+        .filter(|f| f.status == FindingStatus::Open)
+        .cloned()
+        .collect();
+    open.sort_by(|a, b| {
+        a.first_seen
+            .cmp(&b.first_seen)
+            .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+    });
+    Some(Digest {
+        organization: ctx.organization.clone(),
+        snapshot_id: ctx.snapshot_id,
+        generated_at: now,
+        partial: ctx.partial,
+        announced,
+        open,
+    })
+}
+
+/// Why an interval such as `"7d"` could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid interval `{0}`: expected a positive number followed by s, m, h or d (\"7d\", \"12h\", \"30m\")"
+)]
+pub struct IntervalError(pub String);
+
+/// Parses `"7d"`, `"12h"`, `"30m"` or `"45s"`.
+pub fn parse_interval(text: &str) -> Result<TimeDelta, IntervalError> {
+    let err = || IntervalError(text.to_owned());
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(err)?;
+    let (digits, unit) = trimmed.split_at(split);
+    let n: i64 = digits.parse().map_err(|_| err())?;
+    let delta = match unit {
+        "s" => TimeDelta::try_seconds(n),
+        "m" => TimeDelta::try_minutes(n),
+        "h" => TimeDelta::try_hours(n),
+        "d" => TimeDelta::try_days(n),
+        _ => None,
+    }
+    .ok_or_else(err)?;
+    if delta <= TimeDelta::zero() {
+        return Err(err());
+    }
+    Ok(delta)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    pub(crate) fn t(day: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap() + TimeDelta::days(day)
+    }
+
+    pub(crate) fn finding(id: &str, severity: Severity) -> FindingState {
+        FindingState {
+            fingerprint: format!("fp-{id}"),
+            rule_id: RuleId::from("api-key-stale"),
+            title: "API key unused for a long time".into(),
+            severity,
+            resource_type: "project_api_keys".into(),
+            resource_id: id.into(),
+            project_id: Some(ProjectId::from("proj_payments")),
+            project_name: Some("Payments".into()),
+            message: format!("key {id} unused for 200 days"),
+            remediation: "Revoke the key.".into(),
+            status: FindingStatus::Open,
+            first_seen: t(0),
+            transition: None,
+            last_notified_at: Some(t(0)),
+        }
+    }
+
+    fn ctx() -> RunContext {
+        RunContext {
+            organization: "acme".into(),
+            snapshot_id: Some(SnapshotId(1)),
+            partial: false,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            repeat_interval: TimeDelta::days(7),
+            send_resolved: true,
+        }
+    }
+
+    fn with(mut f: FindingState, transition: Transition, status: FindingStatus) -> FindingState {
+        f.transition = Some(transition);
+        f.status = status;
+        f
+    }
+
+    #[test]
+    fn nothing_changed_and_nothing_due_means_no_digest() {
+        let findings = vec![finding("a", Severity::High)];
+        assert_eq!(plan(&findings, &ctx(), &policy(), t(3)), None);
+    }
+
+    #[test]
+    fn new_finding_is_announced_and_open_ones_not_yet_due_are_not() {
+        let new = with(
+            finding("b", Severity::Medium),
+            Transition::Opened,
+            FindingStatus::Open,
+        );
+        let findings = vec![finding("a", Severity::High), new];
+        let digest = plan(&findings, &ctx(), &policy(), t(3)).expect("digest");
+        assert_eq!(digest.fingerprints(), vec!["fp-b".to_owned()]);
+        assert_eq!(digest.count(Reason::New), 1);
+        assert_eq!(digest.open.len(), 2, "the CSV lists every open finding");
+    }
+
+    #[test]
+    fn any_due_reminder_reminds_every_still_open_finding_together() {
+        let mut recent = finding("b", Severity::Low);
+        recent.last_notified_at = Some(t(5));
+        let findings = vec![finding("a", Severity::High), recent];
+        let digest = plan(&findings, &ctx(), &policy(), t(7)).expect("due");
+        assert_eq!(digest.count(Reason::Reminder), 2);
+        assert!(plan(&findings, &ctx(), &policy(), t(6)).is_none());
+    }
+
+    #[test]
+    fn never_notified_open_finding_is_due_at_once() {
+        let mut f = finding("a", Severity::High);
+        f.last_notified_at = None;
+        let digest = plan(&[f], &ctx(), &policy(), t(0)).expect("due");
+        assert_eq!(digest.count(Reason::Reminder), 1);
+    }
+
+    #[test]
+    fn resolution_is_announced_only_when_send_resolved() {
+        let resolved = with(
+            finding("a", Severity::High),
+            Transition::Resolved,
+            FindingStatus::Resolved,
+        );
+        let digest =
+            plan(std::slice::from_ref(&resolved), &ctx(), &policy(), t(1)).expect("digest");
+        assert_eq!(digest.count(Reason::Resolved), 1);
+        assert!(digest.open.is_empty());
+        let quiet = Policy {
+            send_resolved: false,
+            ..policy()
+        };
+        assert_eq!(plan(&[resolved], &ctx(), &quiet, t(1)), None);
+    }
+
+    #[test]
+    fn partial_snapshot_announces_no_resolution() {
+        let resolved = with(
+            finding("a", Severity::High),
+            Transition::Resolved,
+            FindingStatus::Resolved,
+        );
+        let partial = RunContext {
+            partial: true,
+            ..ctx()
+        };
+        assert_eq!(plan(&[resolved], &partial, &policy(), t(1)), None);
+    }
+
+    #[test]
+    fn escalation_is_announced_but_a_downgrade_is_not() {
+        let up = with(
+            finding("a", Severity::High),
+            Transition::SeverityChanged {
+                from: Severity::Medium,
+            },
+            FindingStatus::Open,
+        );
+        let down = with(
+            finding("b", Severity::Low),
+            Transition::SeverityChanged {
+                from: Severity::Medium,
+            },
+            FindingStatus::Open,
+        );
+        let digest = plan(&[up, down], &ctx(), &policy(), t(1)).expect("digest");
+        assert_eq!(digest.fingerprints(), vec!["fp-a".to_owned()]);
+        assert_eq!(digest.announced[0].detail.as_deref(), Some("was medium"));
+    }
+
+    #[test]
+    fn reopen_and_expired_exemption_are_announced_with_their_reason() {
+        let reopened = with(
+            finding("a", Severity::High),
+            Transition::Reopened {
+                reason: "the key was used again".into(),
+            },
+            FindingStatus::Open,
+        );
+        let expired = with(
+            finding("b", Severity::Medium),
+            Transition::ExemptionExpired {
+                reason: "sandbox (finops@example.com) expired 2026-01-01".into(),
+            },
+            FindingStatus::Open,
+        );
+        let digest = plan(&[reopened, expired], &ctx(), &policy(), t(1)).expect("digest");
+        assert_eq!(digest.count(Reason::Reopened), 2);
+        assert!(
+            digest.announced[1]
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with("exemption expired"))
+        );
+    }
+
+    #[test]
+    fn exempted_findings_are_neither_announced_nor_reminded() {
+        let mut exempt = with(
+            finding("a", Severity::High),
+            Transition::Exempted,
+            FindingStatus::Exempt,
+        );
+        exempt.last_notified_at = None;
+        assert_eq!(plan(&[exempt], &ctx(), &policy(), t(30)), None);
+    }
+
+    #[test]
+    fn announced_findings_come_highest_severity_first() {
+        let findings = vec![
+            with(
+                finding("low", Severity::Low),
+                Transition::Opened,
+                FindingStatus::Open,
+            ),
+            with(
+                finding("crit", Severity::Critical),
+                Transition::Opened,
+                FindingStatus::Open,
+            ),
+        ];
+        let digest = plan(&findings, &ctx(), &policy(), t(1)).expect("digest");
+        assert_eq!(digest.announced[0].finding.resource_id, "crit");
+    }
+
+    #[test]
+    fn intervals_parse_and_reject_nonsense() {
+        assert_eq!(parse_interval("7d"), Ok(TimeDelta::days(7)));
+        assert_eq!(parse_interval("12h"), Ok(TimeDelta::hours(12)));
+        assert_eq!(parse_interval("30m"), Ok(TimeDelta::minutes(30)));
+        assert_eq!(parse_interval("45s"), Ok(TimeDelta::seconds(45)));
+        for bad in ["", "7", "d", "0d", "7w", "-1d", "1.5h"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,875 @@
+//! Turns a [`Digest`] into the email a person reads: subject, plain-text and HTML parts
+//! (minijinja templates, built in or overridden), and a CSV of every open finding.
+//!
+//! Every string from the API (project names, resource ids, messages) is untrusted: the HTML
+//! template auto-escapes it, and nothing that reaches a header keeps a CR, LF or other control
+//! character, so a project named `"x\r\nBcc: evil@example.com"` stays text.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use lettre::Message;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Mailbox, MultiPart};
+use minijinja::Environment;
+use minijinja::value::Serde;
+use serde::Serialize;
+
+use super::plan::{Announced, Digest, FindingState, Reason};
+use crate::model::Severity;
+
+/// The built-in HTML template.
+pub const DEFAULT_HTML: &str = include_str!("../../templates/digest.html");
+/// The built-in plain-text template.
+pub const DEFAULT_TEXT: &str = include_str!("../../templates/digest.txt");
+
+/// At most this many findings are listed per section; the CSV always has all of them.
+const MAX_LISTED: usize = 100;
+/// How many of the oldest open findings a digest without reminders shows for context.
+const OLDEST_SHOWN: usize = 5;
+
+/// Why a digest could not be rendered or built into a message.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A template override could not be read.
+    #[error("cannot read email template {path}: {source}")]
+    ReadTemplate {
+        /// The file named in `[notify.email.templates]`.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A template does not compile or failed while rendering.
+    #[error("email template {name}: {source:#}")]
+    Template {
+        /// The template (its file when overridden).
+        name: String,
+        /// minijinja's error (it names the line).
+        source: minijinja::Error,
+    },
+    /// The CSV attachment could not be written.
+    #[error("cannot write the CSV attachment: {0}")]
+    Csv(#[from] csv::Error),
+    /// lettre refused to build the message.
+    #[error("cannot build the email message: {0}")]
+    Message(#[from] lettre::error::Error),
+}
+
+/// The rendered parts of one digest.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    /// The subject line (one line, no control characters).
+    pub subject: String,
+    /// The plain-text part.
+    pub text: String,
+    /// The HTML part.
+    pub html: String,
+    /// The CSV of all open findings.
+    pub csv: String,
+    /// The attachment's file name.
+    pub csv_filename: String,
+}
+
+/// Compiled templates.
+pub struct Renderer {
+    env: Environment<'static>,
+    html_name: String,
+    text_name: String,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("html", &self.html_name)
+            .field("text", &self.text_name)
+            .finish()
+    }
+}
+
+impl Renderer {
+    /// The built-in templates.
+    pub fn builtin() -> Result<Renderer, RenderError> {
+        Renderer::new(None, None)
+    }
+
+    /// Templates from override files where given, else built in. Files are read and compiled
+    /// now, so a broken override is a configuration error before anything is announced.
+    pub fn new(html: Option<PathBuf>, text: Option<PathBuf>) -> Result<Renderer, RenderError> {
+        let mut env = Environment::new();
+        // Auto-escaping follows the template's registered name, not the override's file
+        // name: the HTML part is always escaped, the text part never.
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()
+        {
+            env.set_syntax(syntax);
+        }
+        let html_name = load(&mut env, "digest.html", DEFAULT_HTML, html)?;
+        let text_name = load(&mut env, "digest.txt", DEFAULT_TEXT, text)?;
+        Ok(Renderer {
+            env,
+            html_name,
+            text_name,
+        })
+    }
+
+    /// Renders a digest; `repeat_interval` is named in the reminder section.
+    pub fn render(&self, digest: &Digest, repeat_interval: &str) -> Result<Rendered, RenderError> {
+        let subject = subject(digest);
+        let csv_filename = format!(
+            "orgwarden-{}-{}.csv",
+            file_safe(&digest.organization),
+            digest.generated_at.format("%Y-%m-%d")
+        );
+        let ctx = context(digest, &subject, &csv_filename, repeat_interval);
+        let render = |registered: &str, shown: &str| {
+            self.env
+                .get_template(registered)
+                .and_then(|t| t.render(Serde(&ctx)))
+                .map_err(|source| RenderError::Template {
+                    name: shown.to_owned(),
+                    source,
+                })
+        };
+        Ok(Rendered {
+            html: render("digest.html", &self.html_name)?,
+            text: render("digest.txt", &self.text_name)?,
+            csv: open_findings_csv(&digest.open)?,
+            subject,
+            csv_filename,
+        })
+    }
+}
+
+fn load(
+    env: &mut Environment<'static>,
+    name: &'static str,
+    builtin: &'static str,
+    path: Option<PathBuf>,
+) -> Result<String, RenderError> {
+    let (source, shown) = match path {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| RenderError::ReadTemplate {
+                    path: path.clone(),
+                    source,
+                })?;
+            (text, path.display().to_string())
+        }
+        None => (builtin.to_owned(), format!("{name} (built in)")),
+    };
+    env.add_template_owned(name, source)
+        .map_err(|source| RenderError::Template {
+            name: shown.clone(),
+            source,
+        })?;
+    Ok(shown)
+}
+
+/// Builds the RFC 5322 message: multipart/mixed of (text | HTML alternative) and the CSV.
+pub fn build_message(
+    rendered: &Rendered,
+    from: &Mailbox,
+    to: &[Mailbox],
+    date: DateTime<Utc>,
+) -> Result<Message, RenderError> {
+    let mut builder = Message::builder()
+        .from(from.clone())
+        .subject(one_line(&rendered.subject))
+        .date(SystemTime::from(date))
+        .message_id(None)
+        // RFC 3834: keeps vacation responders from answering the digest.
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".to_owned(),
+        ));
+    for mailbox in to {
+        builder = builder.to(mailbox.clone());
+    }
+    let csv_type = ContentType::parse("text/csv; charset=utf-8").unwrap_or(ContentType::TEXT_PLAIN);
+    let message = builder.multipart(
+        MultiPart::mixed()
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text.clone(),
+                rendered.html.clone(),
+            ))
+            .singlepart(
+                Attachment::new(file_safe(&rendered.csv_filename))
+                    .body(rendered.csv.clone(), csv_type),
+            ),
+    )?;
+    Ok(message)
+}
+
+/// `[orgwarden] acme: 3 new, 1 resolved — 1 high, 2 medium`
+pub fn subject(digest: &Digest) -> String {
+    one_line(&format!(
+        "[orgwarden] {}: {}",
+        one_line(&digest.organization),
+        headline(digest)
+    ))
+}
+
+/// The subject without its prefix: `3 new, 1 resolved — 1 high, 2 medium`.
+fn headline(digest: &Digest) -> String {
+    let new = digest.count(Reason::New);
+    let reopened = digest.count(Reason::Reopened);
+    let escalated = digest.count(Reason::Escalated);
+    let resolved = digest.count(Reason::Resolved);
+    let reminders = digest.count(Reason::Reminder);
+    let mut counts = Vec::new();
+    if new + reopened + escalated + resolved > 0 {
+        counts.push(format!("{new} new"));
+        if reopened > 0 {
+            counts.push(format!("{reopened} reopened"));
+        }
+        if escalated > 0 {
+            counts.push(format!("{escalated} escalated"));
+        }
+        if resolved > 0 {
+            counts.push(format!("{resolved} resolved"));
+        }
+    } else {
+        counts.push(format!("{reminders} still open (reminder)"));
+    }
+    let changed: Vec<&Announced> = digest
+        .announced
+        .iter()
+        .filter(|a| matches!(a.reason, Reason::New | Reason::Reopened | Reason::Escalated))
+        .collect();
+    let weighed: Vec<&Announced> = if changed.is_empty() {
+        digest.with_reason(Reason::Reminder).collect()
+    } else {
+        changed
+    };
+    let by_severity = severity_counts(weighed.iter().map(|a| a.finding.severity));
+    let mut subject = counts.join(", ");
+    if !by_severity.is_empty() {
+        let parts: Vec<String> = by_severity
+            .iter()
+            .map(|(sev, n)| format!("{n} {sev}"))
+            .collect();
+        subject.push_str(" — ");
+        subject.push_str(&parts.join(", "));
+    }
+    if digest.partial {
+        subject.push_str(" (partial read)");
+    }
+    one_line(&subject)
+}
+
+/// Counts per severity, highest first, zeros left out.
+fn severity_counts(severities: impl Iterator<Item = Severity>) -> Vec<(Severity, usize)> {
+    let mut counts: BTreeMap<Severity, usize> = BTreeMap::new();
+    for sev in severities {
+        *counts.entry(sev).or_default() += 1;
+    }
+    counts.into_iter().rev().collect()
+}
+
+/// Replaces every control character (CR, LF, TAB, …) with a space: text fit for a header or
+/// a one-line field.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// Keeps line breaks (as `\n`) but no other control character.
+fn multi_line(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .chars()
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+fn file_safe(text: &str) -> String {
+    let safe: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.is_empty() { "org".into() } else { safe }
+}
+
+/// The colours of a severity chip: (background, text).
+pub fn severity_colors(severity: Severity) -> (&'static str, &'static str) {
+    match severity {
+        Severity::Critical => ("#7f1d1d", "#ffffff"),
+        Severity::High => ("#dc2626", "#ffffff"),
+        Severity::Medium => ("#f59e0b", "#1f2937"),
+        Severity::Low => ("#2563eb", "#ffffff"),
+        Severity::Info => ("#6b7280", "#ffffff"),
+    }
+}
+
+fn resource_kind(resource_type: &str) -> &str {
+    match resource_type {
+        "projects" => "project",
+        "project_users" => "user",
+        "project_user_roles" => "user role",
+        "project_service_accounts" => "service account",
+        "project_api_keys" => "API key",
+        "project_rate_limits" => "rate limit",
+        "project_model_permissions" => "model permissions",
+        "project_hosted_tool_permissions" => "hosted tool",
+        "project_groups" => "group",
+        "project_group_roles" => "group role",
+        "project_roles" => "role",
+        "project_data_retention" => "data retention",
+        "project_spend_alerts" => "spend alert",
+        "project_certificates" => "certificate",
+        other => other,
+    }
+}
+
+#[derive(Serialize)]
+struct Ctx {
+    organization: String,
+    subject: String,
+    headline: String,
+    generated_at: String,
+    snapshot_id: Option<i64>,
+    partial: bool,
+    csv_filename: String,
+    repeat_interval: String,
+    counts: Counts,
+    open_by_severity: Vec<SevCount>,
+    sections: Vec<Section>,
+    still_open: StillOpen,
+}
+
+#[derive(Serialize)]
+struct Counts {
+    new: usize,
+    reopened: usize,
+    escalated: usize,
+    resolved: usize,
+    reminders: usize,
+    open: usize,
+}
+
+#[derive(Serialize)]
+struct SevCount {
+    severity: Severity,
+    count: usize,
+    bg: &'static str,
+    fg: &'static str,
+}
+
+#[derive(Serialize)]
+struct Section {
+    key: &'static str,
+    title: &'static str,
+    intro: &'static str,
+    count: usize,
+    groups: Vec<SevGroup>,
+    more: usize,
+}
+
+#[derive(Serialize)]
+struct StillOpen {
+    total: usize,
+    reminder: bool,
+    listed: usize,
+    groups: Vec<SevGroup>,
+    more: usize,
+    oldest_since: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SevGroup {
+    severity: Severity,
+    label: &'static str,
+    bg: &'static str,
+    fg: &'static str,
+    count: usize,
+    projects: Vec<ProjectGroup>,
+}
+
+#[derive(Serialize)]
+struct ProjectGroup {
+    label: String,
+    project_id: Option<String>,
+    findings: Vec<Item>,
+}
+
+#[derive(Serialize)]
+struct Item {
+    rule_id: String,
+    title: String,
+    severity: Severity,
+    bg: &'static str,
+    fg: &'static str,
+    resource_kind: String,
+    resource_id: String,
+    message: String,
+    remediation: String,
+    detail: Option<String>,
+    first_seen: String,
+    age: String,
+}
+
+fn severity_label(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "Critical",
+        Severity::High => "High",
+        Severity::Medium => "Medium",
+        Severity::Low => "Low",
+        Severity::Info => "Info",
+    }
+}
+
+fn project_label(f: &FindingState) -> String {
+    match (&f.project_name, &f.project_id) {
+        (Some(name), Some(id)) if !one_line(name).is_empty() => {
+            format!("{} ({id})", one_line(name))
+        }
+        (_, Some(id)) => one_line(id.as_str()),
+        (_, None) => "Organization".into(),
+    }
+}
+
+fn age(from: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let d = now - from;
+    if d < TimeDelta::hours(1) {
+        "just now".into()
+    } else if d < TimeDelta::days(1) {
+        format!("{} h ago", d.num_hours())
+    } else if d.num_days() == 1 {
+        "1 day ago".into()
+    } else {
+        format!("{} days ago", d.num_days())
+    }
+}
+
+fn item(f: &FindingState, detail: Option<&str>, now: DateTime<Utc>) -> Item {
+    let (bg, fg) = severity_colors(f.severity);
+    Item {
+        rule_id: one_line(f.rule_id.as_str()),
+        title: one_line(&f.title),
+        severity: f.severity,
+        bg,
+        fg,
+        resource_kind: one_line(resource_kind(&f.resource_type)),
+        resource_id: one_line(&f.resource_id),
+        message: one_line(&f.message),
+        remediation: multi_line(&f.remediation),
+        detail: detail.map(one_line),
+        first_seen: f.first_seen.format("%Y-%m-%d").to_string(),
+        age: age(f.first_seen, now),
+    }
+}
+
+/// Groups findings by severity (highest first), then project, listing at most `limit`.
+fn group<'a>(
+    findings: impl Iterator<Item = (&'a FindingState, Option<&'a str>)>,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> (Vec<SevGroup>, usize) {
+    let mut all: Vec<(&FindingState, Option<&str>)> = findings.collect();
+    all.sort_by(|(a, _), (b, _)| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| project_label(a).cmp(&project_label(b)))
+            .then_with(|| a.rule_id.cmp(&b.rule_id))
+            .then_with(|| a.resource_id.cmp(&b.resource_id))
+    });
+    let more = all.len().saturating_sub(limit);
+    let mut groups: Vec<SevGroup> = Vec::new();
+    for (f, detail) in all.into_iter().take(limit) {
+        if groups.last().is_none_or(|g| g.severity != f.severity) {
+            let (bg, fg) = severity_colors(f.severity);
+            groups.push(SevGroup {
+                severity: f.severity,
+                label: severity_label(f.severity),
+                bg,
+                fg,
+                count: 0,
+                projects: Vec::new(),
+            });
+        }
+        let Some(sev) = groups.last_mut() else {
+            continue;
+        };
+        sev.count += 1;
+        let label = project_label(f);
+        if sev.projects.last().is_none_or(|p| p.label != label) {
+            sev.projects.push(ProjectGroup {
+                label,
+                project_id: f.project_id.as_ref().map(|p| one_line(p.as_str())),
+                findings: Vec::new(),
+            });
+        }
+        if let Some(project) = sev.projects.last_mut() {
+            project.findings.push(item(f, detail, now));
+        }
+    }
+    (groups, more)
+}
+
+fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: &str) -> Ctx {
+    let now = digest.generated_at;
+    let section = |reason: Reason, key, title, intro| {
+        let (groups, more) = group(
+            digest
+                .with_reason(reason)
+                .map(|a| (&a.finding, a.detail.as_deref())),
+            now,
+            MAX_LISTED,
+        );
+        Section {
+            key,
+            title,
+            intro,
+            count: digest.count(reason),
+            groups,
+            more,
+        }
+    };
+    let sections: Vec<Section> = [
+        section(
+            Reason::New,
+            "new",
+            "New",
+            "Findings seen for the first time in this run.",
+        ),
+        section(
+            Reason::Reopened,
+            "reopened",
+            "Reopened",
+            "Findings that had been resolved or exempted and hold again.",
+        ),
+        section(
+            Reason::Escalated,
+            "escalated",
+            "Severity raised",
+            "Open findings whose severity went up.",
+        ),
+        section(
+            Reason::Resolved,
+            "resolved",
+            "Resolved",
+            "Findings that no longer hold.",
+        ),
+    ]
+    .into_iter()
+    .filter(|s| s.count > 0)
+    .collect();
+
+    let reminders = digest.count(Reason::Reminder);
+    let (groups, more, listed) = if reminders > 0 {
+        let (groups, more) = group(
+            digest
+                .with_reason(Reason::Reminder)
+                .map(|a| (&a.finding, None)),
+            now,
+            MAX_LISTED,
+        );
+        (groups, more, reminders.min(MAX_LISTED))
+    } else {
+        let announced: std::collections::HashSet<&str> = digest
+            .announced
+            .iter()
+            .map(|a| a.finding.fingerprint.as_str())
+            .collect();
+        let oldest = digest
+            .open
+            .iter()
+            .filter(|f| !announced.contains(f.fingerprint.as_str()));
+        let shown: Vec<&FindingState> = oldest.take(OLDEST_SHOWN).collect();
+        let listed = shown.len();
+        let (groups, _) = group(shown.into_iter().map(|f| (f, None)), now, OLDEST_SHOWN);
+        let announced_open = digest
+            .open
+            .iter()
+            .filter(|f| announced.contains(f.fingerprint.as_str()))
+            .count();
+        let unlisted = digest.open.len().saturating_sub(listed + announced_open);
+        (groups, unlisted, listed)
+    };
+    let still_open = StillOpen {
+        total: digest.open.len(),
+        reminder: reminders > 0,
+        listed,
+        groups,
+        more,
+        oldest_since: digest
+            .open
+            .first()
+            .map(|f| f.first_seen.format("%Y-%m-%d").to_string()),
+    };
+    Ctx {
+        organization: one_line(&digest.organization),
+        subject: subject.to_owned(),
+        headline: headline(digest),
+        generated_at: digest.generated_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        snapshot_id: digest.snapshot_id.map(|s| s.0),
+        partial: digest.partial,
+        csv_filename: csv_filename.to_owned(),
+        repeat_interval: repeat_interval.to_owned(),
+        counts: Counts {
+            new: digest.count(Reason::New),
+            reopened: digest.count(Reason::Reopened),
+            escalated: digest.count(Reason::Escalated),
+            resolved: digest.count(Reason::Resolved),
+            reminders,
+            open: digest.open.len(),
+        },
+        open_by_severity: severity_counts(digest.open.iter().map(|f| f.severity))
+            .into_iter()
+            .map(|(severity, count)| {
+                let (bg, fg) = severity_colors(severity);
+                SevCount {
+                    severity,
+                    count,
+                    bg,
+                    fg,
+                }
+            })
+            .collect(),
+        sections,
+        still_open,
+    }
+}
+
+/// Spreadsheet programs run cells that start with these as formulas (CSV injection).
+fn csv_cell(text: &str) -> String {
+    guard_formula(one_line(text))
+}
+
+/// As [`csv_cell`], keeping line breaks (remediation text).
+fn csv_multi_line(text: &str) -> String {
+    guard_formula(multi_line(text))
+}
+
+fn guard_formula(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
+/// Every open finding as CSV, one row each, with a header row.
+pub fn open_findings_csv(open: &[FindingState]) -> Result<String, RenderError> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record([
+        "severity",
+        "rule_id",
+        "title",
+        "project_id",
+        "project_name",
+        "resource_type",
+        "resource_id",
+        "message",
+        "remediation",
+        "first_seen",
+        "fingerprint",
+    ])?;
+    for f in open {
+        writer.write_record([
+            f.severity.as_str().to_owned(),
+            csv_cell(f.rule_id.as_str()),
+            csv_cell(&f.title),
+            csv_cell(f.project_id.as_ref().map_or("", |p| p.as_str())),
+            csv_cell(f.project_name.as_deref().unwrap_or("")),
+            csv_cell(&f.resource_type),
+            csv_cell(&f.resource_id),
+            csv_cell(&f.message),
+            csv_multi_line(&f.remediation),
+            f.first_seen
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            csv_cell(&f.fingerprint),
+        ])?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| RenderError::Csv(csv::Error::from(e.into_error())))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ProjectId;
+    use crate::notify::plan::tests::{finding, t};
+    use crate::notify::plan::{FindingStatus, Policy, RunContext, Transition, plan};
+
+    fn digest(findings: &[FindingState], org: &str) -> Digest {
+        let ctx = RunContext {
+            organization: org.into(),
+            snapshot_id: Some(crate::model::SnapshotId(7)),
+            partial: false,
+        };
+        let policy = Policy {
+            repeat_interval: TimeDelta::days(7),
+            send_resolved: true,
+        };
+        plan(findings, &ctx, &policy, t(3)).expect("something to announce")
+    }
+
+    fn opened(id: &str, severity: Severity) -> FindingState {
+        let mut f = finding(id, severity);
+        f.transition = Some(Transition::Opened);
+        f.last_notified_at = None;
+        f
+    }
+
+    fn resolved(id: &str) -> FindingState {
+        let mut f = finding(id, Severity::Low);
+        f.transition = Some(Transition::Resolved);
+        f.status = FindingStatus::Resolved;
+        f
+    }
+
+    fn sample() -> Vec<FindingState> {
+        vec![
+            opened("key_a", Severity::High),
+            opened("key_b", Severity::Medium),
+            opened("key_c", Severity::Medium),
+            resolved("key_old"),
+        ]
+    }
+
+    #[test]
+    fn subject_counts_changes_and_severities() {
+        assert_eq!(
+            subject(&digest(&sample(), "acme")),
+            "[orgwarden] acme: 3 new, 1 resolved — 1 high, 2 medium"
+        );
+    }
+
+    #[test]
+    fn reminder_subject_says_so() {
+        let mut a = finding("key_a", Severity::High);
+        a.last_notified_at = Some(t(-10));
+        assert_eq!(
+            subject(&digest(&[a], "acme")),
+            "[orgwarden] acme: 1 still open (reminder) — 1 high"
+        );
+    }
+
+    fn evil_findings() -> Vec<FindingState> {
+        let mut f = opened("key_x", Severity::High);
+        f.project_id = Some(ProjectId::from("proj_x"));
+        f.project_name = Some("x\r\nBcc: evil@example.com".into());
+        f.message = "<script>alert(1)</script> and =HYPERLINK(\"http://evil\")".into();
+        vec![f]
+    }
+
+    #[test]
+    fn api_supplied_names_cannot_add_headers() {
+        let d = digest(&evil_findings(), "acme\r\nBcc: evil@example.com");
+        let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
+        let from: Mailbox = "orgwarden@example.com".parse().unwrap();
+        let to: Mailbox = "security@example.com".parse().unwrap();
+        let message = build_message(&rendered, &from, &[to], t(3)).unwrap();
+        let bytes = message.formatted();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&bytes)
+            .expect("parses");
+        assert!(
+            parsed.header("Bcc").is_none(),
+            "an injected Bcc header appeared"
+        );
+        assert_eq!(
+            parsed.subject(),
+            Some("[orgwarden] acme  Bcc: evil@example.com: 1 new — 1 high")
+        );
+        let envelope = message.envelope();
+        assert_eq!(envelope.to().len(), 1);
+        // The names stay visible as text in the body.
+        let text = parsed.body_text(0).unwrap();
+        assert!(text.contains("x  Bcc: evil@example.com (proj_x)"), "{text}");
+    }
+
+    #[test]
+    fn html_part_escapes_api_supplied_text() {
+        let d = digest(&evil_findings(), "acme");
+        let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
+        assert!(!rendered.html.contains("<script>"));
+        assert!(rendered.html.contains("&lt;script&gt;"));
+        // The plain-text part is not HTML and keeps the text as it is.
+        assert!(rendered.text.contains("<script>"));
+    }
+
+    #[test]
+    fn csv_lists_every_open_finding_and_defuses_formulas() {
+        let mut findings = sample();
+        findings.extend(evil_findings());
+        let d = digest(&findings, "acme");
+        let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
+        let mut reader = csv::Reader::from_reader(rendered.csv.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        assert_eq!(&headers[0], "severity");
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 4, "4 open, the resolved one is not in the CSV");
+        let evil = rows.iter().find(|r| &r[6] == "key_x").unwrap();
+        assert_eq!(&evil[4], "x  Bcc: evil@example.com");
+        assert!(evil[7].starts_with("<script>"));
+        assert_eq!(rendered.csv_filename, "orgwarden-acme-2026-01-04.csv");
+    }
+
+    #[test]
+    fn text_digest_snapshot() {
+        let mut findings = sample();
+        let mut old = finding("key_z", Severity::Low);
+        old.first_seen = t(-90);
+        old.project_id = None;
+        old.project_name = None;
+        findings.push(old);
+        let d = digest(&findings, "acme");
+        let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
+        insta::assert_snapshot!(rendered.text);
+    }
+
+    #[test]
+    fn a_broken_override_template_is_reported_with_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mine.html");
+        std::fs::write(&path, "{% for x in %}").unwrap();
+        let err = Renderer::new(Some(path.clone()), None).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("mine.html"), "{text}");
+    }
+
+    #[test]
+    fn an_override_template_is_used_and_still_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mine.j2");
+        std::fs::write(
+            &path,
+            "{% for s in sections %}{% for g in s.groups %}{% for p in g.projects %}{{ p.label }}{% endfor %}{% endfor %}{% endfor %}",
+        )
+        .unwrap();
+        let mut findings = evil_findings();
+        findings[0].project_name = Some("<b>x</b>".into());
+        let d = digest(&findings, "acme");
+        let rendered = Renderer::new(Some(path), None)
+            .unwrap()
+            .render(&d, "7d")
+            .unwrap();
+        assert_eq!(rendered.html, "&lt;b&gt;x&lt;&#x2f;b&gt; (proj_x)");
+    }
+}

@@ -1,0 +1,761 @@
+//! The declarative `where` of a rule compiled to parameterized SQL over its view.
+//!
+//! Every value — literal or param — is bound as a named parameter (`:c1`, `:c2`, …), never
+//! spliced into the SQL text, so a rule file cannot inject SQL and `rules explain` shows
+//! exactly what SQLite runs. Ages (`"90d"`) are bound in seconds; `:now` is the evaluation
+//! time in Unix seconds.
+
+use std::collections::BTreeMap;
+
+use crate::diagnostics::{Diagnostics, FileId};
+use crate::model::Family;
+
+use super::parse::{RawCond, Value};
+
+/// The operators a condition may use, with what each one means.
+pub const OPS: &[(&str, &str)] = &[
+    ("eq", "equals the value"),
+    ("ne", "differs from the value (a missing value differs)"),
+    ("lt", "less than"),
+    ("le", "less than or equal"),
+    ("gt", "greater than"),
+    ("ge", "greater than or equal"),
+    ("in", "is one of a list"),
+    (
+        "not_in",
+        "is not one of a list (a missing value is not in it)",
+    ),
+    (
+        "matches",
+        "matches a glob pattern (`*`, `?`, `[a-z]`; case-sensitive)",
+    ),
+    ("absent", "is missing (null)"),
+    ("present", "is not missing"),
+    (
+        "empty",
+        "a JSON list column that is missing or has no items",
+    ),
+    ("not_empty", "a JSON list column with at least one item"),
+    ("contains", "a JSON list column that holds the value"),
+    ("older_than", "a time more than the age before now"),
+    ("newer_than", "a time less than the age before now"),
+    (
+        "within_next",
+        "a time before now plus the age (times already past included)",
+    ),
+];
+
+/// The columns of a family's view, in order.
+pub fn view_columns(family: Family) -> Vec<&'static str> {
+    let mut cols = vec!["project_id", "resource_id"];
+    if family == Family::ProjectHostedToolPermissions {
+        cols.extend(["tool", "enabled"]);
+    } else {
+        cols.extend(family.columns().iter().map(|c| c.name));
+    }
+    cols.push("raw");
+    cols
+}
+
+/// Parses an age such as `"90d"`, `"12h"`, `"30m"`, `"45s"` or `"2w"` into seconds.
+pub fn parse_age(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let number: i64 = text[..text.len() - unit.len_utf8()].trim().parse().ok()?;
+    if number < 0 {
+        return None;
+    }
+    let factor = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+/// Where a bound parameter's value comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindSource {
+    /// A literal from the rule file.
+    Literal(Value),
+    /// An age literal, already in seconds.
+    AgeSeconds(i64),
+    /// A param's current value.
+    Param(String),
+    /// A param used as an age: an integer counts days, a string is an age like `"90d"`.
+    ParamAge(String),
+}
+
+/// A declarative rule compiled to SQL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compiled {
+    /// The SQL; it selects every view column (`resource_id` and `project_id` among them).
+    pub sql: String,
+    /// The named parameters (`c1`, …) and their sources; `:now` is bound too.
+    pub binds: Vec<(String, BindSource)>,
+}
+
+struct Compiler<'a> {
+    family: Family,
+    columns: Vec<&'static str>,
+    params: &'a BTreeMap<String, Value>,
+    binds: Vec<(String, BindSource)>,
+    file: FileId,
+    diags: &'a mut Diagnostics,
+}
+
+/// Compiles a `where` over `family`'s view; `params` are the rule's params (for type
+/// checks). Problems are recorded in `diags`; `None` when there were any.
+pub fn compile_where(
+    cond: &RawCond,
+    family: Family,
+    params: &BTreeMap<String, Value>,
+    file: FileId,
+    diags: &mut Diagnostics,
+) -> Option<Compiled> {
+    let before = diags.error_count();
+    let mut c = Compiler {
+        family,
+        columns: view_columns(family),
+        params,
+        binds: Vec::new(),
+        file,
+        diags,
+    };
+    let predicate = c.cond(cond);
+    if c.diags.error_count() > before {
+        return None;
+    }
+    let sql = format!(
+        "SELECT t.*\nFROM {} AS t\nWHERE {}",
+        family.view(),
+        predicate?
+    );
+    Some(Compiled {
+        sql,
+        binds: c.binds,
+    })
+}
+
+impl Compiler<'_> {
+    fn bind(&mut self, source: BindSource) -> String {
+        let name = format!("c{}", self.binds.len() + 1);
+        self.binds.push((name.clone(), source));
+        format!(":{name}")
+    }
+
+    fn cond(&mut self, cond: &RawCond) -> Option<String> {
+        match cond {
+            RawCond::All(items, span) | RawCond::Any(items, span) => {
+                let joiner = if matches!(cond, RawCond::All(..)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                if items.is_empty() {
+                    self.diags.error(
+                        "bad-condition",
+                        Some(self.file),
+                        Some(span.clone()),
+                        "`all`/`any` needs at least one condition",
+                    );
+                    return None;
+                }
+                let parts: Vec<Option<String>> = items.iter().map(|c| self.cond(c)).collect();
+                let parts: Option<Vec<String>> = parts.into_iter().collect();
+                Some(format!("({})", parts?.join(joiner)))
+            }
+            RawCond::Not(inner) => Some(format!("NOT ({})", self.cond(inner)?)),
+            RawCond::Leaf {
+                field,
+                op,
+                value,
+                param,
+                span,
+            } => {
+                let mut ok = true;
+                if !self.columns.contains(&field.get_ref().as_str()) {
+                    self.diags
+                        .error(
+                            "unknown-column",
+                            Some(self.file),
+                            Some(field.span()),
+                            format!(
+                                "view `{}` has no column `{}`",
+                                self.family.view(),
+                                field.get_ref()
+                            ),
+                        )
+                        .label("unknown column")
+                        .help(format!("columns: {}", self.columns.join(", ")));
+                    ok = false;
+                }
+                let op_name = op.get_ref().as_str();
+                if !OPS.iter().any(|(o, _)| *o == op_name) {
+                    let names: Vec<&str> = OPS.iter().map(|(o, _)| *o).collect();
+                    self.diags
+                        .error(
+                            "unknown-op",
+                            Some(self.file),
+                            Some(op.span()),
+                            format!("unknown operator `{op_name}`"),
+                        )
+                        .label("unknown operator")
+                        .help(format!("operators: {}", names.join(", ")));
+                    return None;
+                }
+                let operand = self.operand(op_name, value, param, span)?;
+                if !ok {
+                    return None;
+                }
+                let col = format!("t.\"{}\"", field.get_ref());
+                Some(match op_name {
+                    "eq" => format!("{col} = {}", operand?),
+                    "ne" => format!("{col} IS NOT {}", operand?),
+                    "lt" => format!("{col} < {}", operand?),
+                    "le" => format!("{col} <= {}", operand?),
+                    "gt" => format!("{col} > {}", operand?),
+                    "ge" => format!("{col} >= {}", operand?),
+                    "in" => format!("{col} IN (SELECT value FROM json_each({}))", operand?),
+                    "not_in" => format!(
+                        "({col} IS NULL OR {col} NOT IN (SELECT value FROM json_each({})))",
+                        operand?
+                    ),
+                    "matches" => format!("{col} GLOB {}", operand?),
+                    "absent" => format!("{col} IS NULL"),
+                    "present" => format!("{col} IS NOT NULL"),
+                    "empty" => format!("({col} IS NULL OR json_array_length({col}) = 0)"),
+                    "not_empty" => format!("json_array_length({col}) > 0"),
+                    "contains" => format!(
+                        "EXISTS (SELECT 1 FROM json_each({col}) WHERE value = {})",
+                        operand?
+                    ),
+                    "older_than" => format!("{col} < :now - {}", operand?),
+                    "newer_than" => format!("{col} >= :now - {}", operand?),
+                    "within_next" => format!("{col} < :now + {}", operand?),
+                    _ => unreachable!("operator checked against OPS above"),
+                })
+            }
+        }
+    }
+
+    /// The bound operand of an operator: `Some(None)` for operators without one, `None`
+    /// after recording a problem.
+    fn operand(
+        &mut self,
+        op: &str,
+        value: &Option<toml::Spanned<Value>>,
+        param: &Option<toml::Spanned<String>>,
+        span: &std::ops::Range<usize>,
+    ) -> Option<Option<String>> {
+        let unary = matches!(op, "absent" | "present" | "empty" | "not_empty");
+        if unary {
+            if let Some(v) = value {
+                self.diags
+                    .error(
+                        "unexpected-value",
+                        Some(self.file),
+                        Some(v.span()),
+                        format!("`{op}` takes no value"),
+                    )
+                    .label("remove this");
+                return None;
+            }
+            return Some(None);
+        }
+        let age = matches!(op, "older_than" | "newer_than" | "within_next");
+        let list = matches!(op, "in" | "not_in");
+        match (value, param) {
+            (Some(_), Some(p)) => {
+                self.diags.error(
+                    "bad-condition",
+                    Some(self.file),
+                    Some(p.span()),
+                    "a condition has `value` or `param`, not both",
+                );
+                None
+            }
+            (None, None) => {
+                self.diags
+                    .error(
+                        "missing-value",
+                        Some(self.file),
+                        Some(span.clone()),
+                        format!("`{op}` needs a `value` or a `param`"),
+                    )
+                    .help("add value = ... or param = \"name of a [rule.params] entry\"");
+                None
+            }
+            (Some(v), None) => {
+                let source = if age {
+                    match v.get_ref() {
+                        Value::Str(s) => match parse_age(s) {
+                            Some(secs) => BindSource::AgeSeconds(secs),
+                            None => {
+                                self.bad_age(v.span(), s);
+                                return None;
+                            }
+                        },
+                        other => {
+                            self.wrong_value(v.span(), op, "an age string like \"90d\"", other);
+                            return None;
+                        }
+                    }
+                } else if list {
+                    if !matches!(v.get_ref(), Value::List(_)) {
+                        self.wrong_value(v.span(), op, "a list of strings", v.get_ref());
+                        return None;
+                    }
+                    BindSource::Literal(v.get_ref().clone())
+                } else {
+                    if matches!(v.get_ref(), Value::List(_)) && op != "contains" {
+                        self.wrong_value(v.span(), op, "a single value", v.get_ref());
+                        return None;
+                    }
+                    BindSource::Literal(v.get_ref().clone())
+                };
+                Some(Some(self.bind(source)))
+            }
+            (None, Some(p)) => {
+                let name = p.get_ref();
+                let Some(default) = self.params.get(name) else {
+                    let known: Vec<&str> = self.params.keys().map(String::as_str).collect();
+                    self.diags
+                        .error(
+                            "unknown-param",
+                            Some(self.file),
+                            Some(p.span()),
+                            format!("the rule has no param `{name}`"),
+                        )
+                        .help(if known.is_empty() {
+                            "declare it under [rule.params]".to_owned()
+                        } else {
+                            format!("params: {}", known.join(", "))
+                        });
+                    return None;
+                };
+                let fits = if age {
+                    match default {
+                        Value::Int(_) => true,
+                        Value::Str(s) => {
+                            if parse_age(s).is_none() {
+                                self.bad_age(p.span(), s);
+                                return None;
+                            }
+                            true
+                        }
+                        _ => false,
+                    }
+                } else if list {
+                    matches!(default, Value::List(_))
+                } else {
+                    !matches!(default, Value::List(_))
+                };
+                if !fits {
+                    let expected = if age {
+                        "an integer (days) or an age string"
+                    } else if list {
+                        "a list of strings"
+                    } else {
+                        "a single value"
+                    };
+                    self.wrong_value(p.span(), op, expected, default);
+                    return None;
+                }
+                let source = if age {
+                    BindSource::ParamAge(name.clone())
+                } else {
+                    BindSource::Param(name.clone())
+                };
+                Some(Some(self.bind(source)))
+            }
+        }
+    }
+
+    fn bad_age(&mut self, span: std::ops::Range<usize>, text: &str) {
+        self.diags
+            .error(
+                "bad-age",
+                Some(self.file),
+                Some(span),
+                format!("`{text}` is not an age"),
+            )
+            .label("expected a number and a unit")
+            .help("ages are like \"90d\", \"12h\", \"30m\", \"45s\" or \"2w\"");
+    }
+
+    fn wrong_value(&mut self, span: std::ops::Range<usize>, op: &str, expected: &str, got: &Value) {
+        self.diags
+            .error(
+                "wrong-value-type",
+                Some(self.file),
+                Some(span),
+                format!(
+                    "`{op}` needs {expected}, not {}",
+                    super::parse::a(got.type_name())
+                ),
+            )
+            .label(format!("expected {expected}"));
+    }
+}
+
+/// The value bound for a source, given the rule's effective params. `None` only when a
+/// param is missing or an age param does not parse, which validation rules out.
+pub fn bind_value(source: &BindSource, params: &BTreeMap<String, Value>) -> Option<SqlValue> {
+    match source {
+        BindSource::Literal(v) => Some(to_sql(v)),
+        BindSource::AgeSeconds(s) => Some(SqlValue::Integer(*s)),
+        BindSource::Param(name) => params.get(name).map(to_sql),
+        BindSource::ParamAge(name) => match params.get(name)? {
+            Value::Int(days) => Some(SqlValue::Integer(days.saturating_mul(86_400))),
+            Value::Str(s) => parse_age(s).map(SqlValue::Integer),
+            _ => None,
+        },
+    }
+}
+
+/// A value as SQLite sees it: lists become JSON text (used with `json_each`), booleans 0/1.
+pub fn to_sql(value: &Value) -> SqlValue {
+    match value {
+        Value::Int(i) => SqlValue::Integer(*i),
+        Value::Str(s) => SqlValue::Text(s.clone()),
+        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Value::List(items) => {
+            SqlValue::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".into()))
+        }
+    }
+}
+
+pub use rusqlite::types::Value as SqlValue;
+
+/// Creates, in `conn`, one empty table per view with the view's columns, so rule SQL can
+/// be prepared and checked without a real store.
+pub fn create_scratch_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let mut sql = String::new();
+    for family in Family::ALL {
+        let cols: Vec<String> = view_columns(family)
+            .into_iter()
+            .map(|c| format!("\"{c}\""))
+            .collect();
+        sql.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {} ({});\n",
+            family.view(),
+            cols.join(", ")
+        ));
+    }
+    conn.execute_batch(&sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::parse::parse_rule_file;
+    use rusqlite::Connection;
+
+    /// Compiles the `where` of a one-rule file over `project_api_keys` and runs it over a
+    /// scratch table holding `rows` (id, created_at, last_used_at, owner_type, name),
+    /// returning the ids it selects.
+    fn run(
+        where_toml: &str,
+        params: &[(&str, Value)],
+        rows: &[(&str, i64, Option<i64>, &str, &str)],
+    ) -> Result<Vec<String>, String> {
+        let text = format!("[[rule]]\nid = \"x\"\n[rule.where]\n{where_toml}\n");
+        let mut diags = Diagnostics::new();
+        let file = diags.add_file("t.toml", text.clone());
+        let raw = parse_rule_file(&text, file, &mut diags);
+        let params: BTreeMap<String, Value> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let compiled = raw[0]
+            .where_
+            .as_ref()
+            .and_then(|w| compile_where(w, Family::ProjectApiKeys, &params, file, &mut diags));
+        if diags.has_errors() {
+            return Err(diags
+                .items()
+                .iter()
+                .map(|d| d.code)
+                .collect::<Vec<_>>()
+                .join(","));
+        }
+        let compiled = compiled.expect("no errors means compiled");
+        let conn = Connection::open_in_memory().unwrap();
+        create_scratch_schema(&conn).unwrap();
+        for (id, created, used, owner_type, name) in rows {
+            conn.execute(
+                "INSERT INTO project_api_keys (project_id, resource_id, id, created_at, last_used_at, owner_type, name, raw) VALUES ('p', ?1, ?1, ?2, ?3, ?4, ?5, '{}')",
+                rusqlite::params![id, created, used, owner_type, name],
+            )
+            .unwrap();
+        }
+        let mut stmt = conn.prepare(&compiled.sql).unwrap();
+        for (name, source) in &compiled.binds {
+            let idx = stmt.parameter_index(&format!(":{name}")).unwrap().unwrap();
+            stmt.raw_bind_parameter(idx, bind_value(source, &params).unwrap())
+                .unwrap();
+        }
+        if let Some(idx) = stmt.parameter_index(":now").unwrap() {
+            stmt.raw_bind_parameter(idx, NOW).unwrap();
+        }
+        let id_column = stmt.column_index("resource_id").unwrap();
+        let mut out = Vec::new();
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next().unwrap() {
+            out.push(row.get::<_, String>(id_column).unwrap());
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    const NOW: i64 = 1_800_000_000;
+    const DAY: i64 = 86_400;
+
+    fn keys() -> Vec<(&'static str, i64, Option<i64>, &'static str, &'static str)> {
+        vec![
+            ("k_old_unused", NOW - 400 * DAY, None, "user", "prod"),
+            (
+                "k_recent",
+                NOW - 10 * DAY,
+                Some(NOW - DAY),
+                "service_account",
+                "ci-bot",
+            ),
+            (
+                "k_idle",
+                NOW - 200 * DAY,
+                Some(NOW - 100 * DAY),
+                "user",
+                "Prod",
+            ),
+        ]
+    }
+
+    #[test]
+    fn eq_and_ne_compare_values() {
+        assert_eq!(
+            run(
+                "field = \"owner_type\"\nop = \"eq\"\nvalue = \"user\"",
+                &[],
+                &keys()
+            )
+            .unwrap(),
+            ["k_idle", "k_old_unused"]
+        );
+        assert_eq!(
+            run(
+                "field = \"owner_type\"\nop = \"ne\"\nvalue = \"user\"",
+                &[],
+                &keys()
+            )
+            .unwrap(),
+            ["k_recent"]
+        );
+    }
+
+    #[test]
+    fn ordering_ops_compare_numbers() {
+        let t = NOW - 200 * DAY;
+        assert_eq!(
+            run(
+                &format!("field = \"created_at\"\nop = \"lt\"\nvalue = {t}"),
+                &[],
+                &keys()
+            )
+            .unwrap(),
+            ["k_old_unused"]
+        );
+        assert_eq!(
+            run(
+                &format!("field = \"created_at\"\nop = \"le\"\nvalue = {t}"),
+                &[],
+                &keys()
+            )
+            .unwrap(),
+            ["k_idle", "k_old_unused"]
+        );
+        assert_eq!(
+            run(
+                &format!("field = \"created_at\"\nop = \"gt\"\nvalue = {t}"),
+                &[],
+                &keys()
+            )
+            .unwrap(),
+            ["k_recent"]
+        );
+        assert_eq!(
+            run(
+                &format!("field = \"created_at\"\nop = \"ge\"\nvalue = {t}"),
+                &[],
+                &keys()
+            )
+            .unwrap(),
+            ["k_idle", "k_recent"]
+        );
+    }
+
+    #[test]
+    fn in_and_not_in_take_lists_literal_or_param() {
+        assert_eq!(
+            run(
+                "field = \"name\"\nop = \"in\"\nvalue = [\"prod\", \"ci-bot\"]",
+                &[],
+                &keys()
+            )
+            .unwrap(),
+            ["k_old_unused", "k_recent"]
+        );
+        let p = [("names", Value::List(vec!["prod".into()]))];
+        assert_eq!(
+            run(
+                "field = \"name\"\nop = \"not_in\"\nparam = \"names\"",
+                &p,
+                &keys()
+            )
+            .unwrap(),
+            ["k_idle", "k_recent"]
+        );
+        assert_eq!(
+            run(
+                "field = \"name\"\nop = \"in\"\nvalue = \"prod\"",
+                &[],
+                &keys()
+            )
+            .unwrap_err(),
+            "wrong-value-type"
+        );
+    }
+
+    #[test]
+    fn matches_is_a_case_sensitive_glob() {
+        assert_eq!(
+            run(
+                "field = \"name\"\nop = \"matches\"\nvalue = \"p*\"",
+                &[],
+                &keys()
+            )
+            .unwrap(),
+            ["k_old_unused"]
+        );
+    }
+
+    #[test]
+    fn absent_and_present_test_null() {
+        assert_eq!(
+            run("field = \"last_used_at\"\nop = \"absent\"", &[], &keys()).unwrap(),
+            ["k_old_unused"]
+        );
+        assert_eq!(
+            run("field = \"last_used_at\"\nop = \"present\"", &[], &keys()).unwrap(),
+            ["k_idle", "k_recent"]
+        );
+        assert_eq!(
+            run(
+                "field = \"last_used_at\"\nop = \"present\"\nvalue = 1",
+                &[],
+                &keys()
+            )
+            .unwrap_err(),
+            "unexpected-value"
+        );
+    }
+
+    #[test]
+    fn ages_compare_against_now() {
+        assert_eq!(
+            run(
+                "field = \"last_used_at\"\nop = \"older_than\"\nvalue = \"90d\"",
+                &[],
+                &keys()
+            )
+            .unwrap(),
+            ["k_idle"]
+        );
+        assert_eq!(
+            run(
+                "field = \"created_at\"\nop = \"newer_than\"\nvalue = \"2w\"",
+                &[],
+                &keys()
+            )
+            .unwrap(),
+            ["k_recent"]
+        );
+        assert_eq!(
+            run(
+                "field = \"last_used_at\"\nop = \"within_next\"\nvalue = \"1h\"",
+                &[],
+                &keys()
+            )
+            .unwrap(),
+            ["k_idle", "k_recent"]
+        );
+        let p = [("days", Value::Int(300))];
+        assert_eq!(
+            run(
+                "field = \"created_at\"\nop = \"older_than\"\nparam = \"days\"",
+                &p,
+                &keys()
+            )
+            .unwrap(),
+            ["k_old_unused"]
+        );
+        assert_eq!(
+            run(
+                "field = \"created_at\"\nop = \"older_than\"\nvalue = \"90 days\"",
+                &[],
+                &keys()
+            )
+            .unwrap_err(),
+            "bad-age"
+        );
+    }
+
+    #[test]
+    fn combinators_nest() {
+        let w = "any = [ { field = \"last_used_at\", op = \"older_than\", value = \"90d\" },\n  { all = [ { field = \"last_used_at\", op = \"absent\" }, { not = { field = \"created_at\", op = \"newer_than\", value = \"90d\" } } ] } ]";
+        assert_eq!(run(w, &[], &keys()).unwrap(), ["k_idle", "k_old_unused"]);
+    }
+
+    #[test]
+    fn unknown_column_op_and_param_are_all_reported() {
+        let w = "all = [ { field = \"colour\", op = \"eq\", value = \"x\" }, { field = \"name\", op = \"like\", value = \"x\" }, { field = \"name\", op = \"eq\", param = \"nope\" } ]";
+        assert_eq!(
+            run(w, &[], &keys()).unwrap_err(),
+            "unknown-column,unknown-op,unknown-param"
+        );
+    }
+
+    #[test]
+    fn values_are_bound_not_spliced() {
+        let mut diags = Diagnostics::new();
+        let text = "[[rule]]\nid = \"x\"\n[rule.where]\nfield = \"name\"\nop = \"eq\"\nvalue = \"'; DROP TABLE projects; --\"\n";
+        let file = diags.add_file("t.toml", text);
+        let raw = parse_rule_file(text, file, &mut diags);
+        let c = compile_where(
+            raw[0].where_.as_ref().unwrap(),
+            Family::ProjectApiKeys,
+            &BTreeMap::new(),
+            file,
+            &mut diags,
+        )
+        .unwrap();
+        assert!(!c.sql.contains("DROP"), "{}", c.sql);
+        assert!(c.sql.contains("t.\"name\" = :c1"), "{}", c.sql);
+    }
+
+    #[test]
+    fn ages_parse_with_units() {
+        assert_eq!(parse_age("90d"), Some(90 * DAY));
+        assert_eq!(parse_age("12h"), Some(12 * 3600));
+        assert_eq!(parse_age("30m"), Some(1800));
+        assert_eq!(parse_age("45s"), Some(45));
+        assert_eq!(parse_age("2w"), Some(14 * DAY));
+        assert_eq!(parse_age("d"), None);
+        assert_eq!(parse_age("-1d"), None);
+        assert_eq!(parse_age("5y"), None);
+    }
+}

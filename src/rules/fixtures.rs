@@ -1,0 +1,224 @@
+//! `rules test`: each rule's fixtures — small organizations in the simulator's format with
+//! the findings they must (and must not) produce — run through the real store and
+//! evaluator.
+//!
+//! A fixture file (`fixtures/<rule-id>.toml`) holds:
+//! ```toml
+//! rule = "api-key-stale"            # default: the file name without `.toml`
+//! [[case]]
+//! name = "a key used yesterday is not stale"
+//! params = { max_idle_days = 30 }   # optional overrides
+//! expect = []                       # [{ resource_id = "...", project_id = "..." }, ...]
+//! [case.org]                        # the organization (INTERFACES §1), or org = '''{json}'''
+//! organization = "acme"
+//! projects = [ ... ]
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use chrono::{TimeZone, Utc};
+use serde::Deserialize;
+
+use crate::model::{CrawlStats, SnapshotStatus};
+use crate::sim::Org;
+use crate::store::Store;
+
+use super::{Rule, RuleSet, Value, evaluate_rules};
+
+/// One fixture file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixtureFile {
+    rule: Option<String>,
+    #[serde(default)]
+    case: Vec<RawCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    name: String,
+    org: toml::Value,
+    #[serde(default)]
+    params: toml::Table,
+    expect: Vec<Expected>,
+}
+
+/// A finding a case expects.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(deny_unknown_fields)]
+pub struct Expected {
+    /// The resource.
+    pub resource_id: String,
+    /// Its project.
+    pub project_id: Option<String>,
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} in {}",
+            self.resource_id,
+            self.project_id.as_deref().unwrap_or("(no project)")
+        )
+    }
+}
+
+/// One case of a fixture file.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// The fixture file.
+    pub file: String,
+    /// The rule it tests.
+    pub rule: String,
+    /// What it shows.
+    pub name: String,
+    /// The organization, as simulator JSON.
+    pub org_json: String,
+    /// Param overrides.
+    pub params: toml::Table,
+    /// The findings it must produce, and no others.
+    pub expect: Vec<Expected>,
+}
+
+/// The outcome of one case.
+#[derive(Clone, Debug)]
+pub struct CaseResult {
+    /// The case.
+    pub case: Case,
+    /// Expected findings that did not appear.
+    pub missing: Vec<Expected>,
+    /// Findings that appeared without being expected.
+    pub unexpected: Vec<Expected>,
+    /// Why the case could not run.
+    pub error: Option<String>,
+}
+
+impl CaseResult {
+    /// Whether the rule behaved as expected.
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.missing.is_empty() && self.unexpected.is_empty()
+    }
+}
+
+/// Parses a fixture file; `name` is used in messages and gives the default rule id.
+pub fn parse(name: &str, text: &str) -> Result<Vec<Case>, String> {
+    let file: FixtureFile = toml::from_str(text).map_err(|e| {
+        let (line, col) = e
+            .span()
+            .map_or((1, 1), |s| crate::config::line_column(text, s.start));
+        format!("{name}:{line}:{col}: {}", e.message())
+    })?;
+    let default_rule = Path::new(name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let rule = file.rule.unwrap_or(default_rule);
+    file.case
+        .into_iter()
+        .map(|c| {
+            let org_json = match &c.org {
+                toml::Value::String(json) => json.clone(),
+                other => serde_json::to_string(other)
+                    .map_err(|e| format!("{name}: case `{}`: org: {e}", c.name))?,
+            };
+            Ok(Case {
+                file: name.to_owned(),
+                rule: rule.clone(),
+                name: c.name,
+                org_json,
+                params: c.params,
+                expect: c.expect,
+            })
+        })
+        .collect()
+}
+
+/// Every fixture case available: the shipped pack's, those in the rule set's fixture
+/// folders and in `extra` folders.
+pub fn discover(rules: &RuleSet, extra: &[std::path::PathBuf]) -> Result<Vec<Case>, String> {
+    let mut cases = Vec::new();
+    for (name, text) in super::PACK_FIXTURES {
+        cases.extend(parse(name, text)?);
+    }
+    for dir in rules.fixture_dirs.iter().chain(extra) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            cases.extend(parse(&file.display().to_string(), &text)?);
+        }
+    }
+    Ok(cases)
+}
+
+/// Runs one case at `now` (Unix seconds; the org's relative times are read against it).
+pub fn run(rule: &Rule, case: &Case, now: i64) -> CaseResult {
+    let mut result = CaseResult {
+        case: case.clone(),
+        missing: Vec::new(),
+        unexpected: Vec::new(),
+        error: None,
+    };
+    match found(rule, case, now) {
+        Ok(found) => {
+            let expected: BTreeSet<Expected> = case.expect.iter().cloned().collect();
+            result.missing = expected.difference(&found).cloned().collect();
+            result.unexpected = found.difference(&expected).cloned().collect();
+        }
+        Err(e) => result.error = Some(e),
+    }
+    result
+}
+
+fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, String> {
+    let mut rule = rule.clone();
+    for (name, value) in &case.params {
+        let default = rule
+            .defaults
+            .get(name)
+            .ok_or_else(|| format!("rule `{}` has no param `{name}`", rule.id))?;
+        let v = Value::from_toml(value)
+            .map_err(|t| format!("param `{name}`: {} is not supported", super::parse::a(t)))?;
+        if std::mem::discriminant(&v) != std::mem::discriminant(default) {
+            return Err(format!(
+                "param `{name}` is {}, not {}",
+                super::parse::a(default.type_name()),
+                super::parse::a(v.type_name())
+            ));
+        }
+        rule.params.insert(name.clone(), v);
+    }
+    let org = Org::from_json_str(&case.org_json, now).map_err(|e| format!("org: {e}"))?;
+    let mut store = Store::open_in_memory().map_err(|e| e.to_string())?;
+    let at = Utc
+        .timestamp_opt(now, 0)
+        .single()
+        .ok_or("time out of range")?;
+    let mut writer = store
+        .begin_snapshot(&org.organization, at)
+        .map_err(|e| e.to_string())?;
+    for scope in org.scope_results() {
+        writer.apply(scope).map_err(|e| e.to_string())?;
+    }
+    writer
+        .finish(&CrawlStats::default(), at, SnapshotStatus::Complete)
+        .map_err(|e| e.to_string())?;
+    let hits = evaluate_rules(store.conn(), &[&rule], now).map_err(|e| e.to_string())?;
+    Ok(hits
+        .into_iter()
+        .map(|h| Expected {
+            resource_id: h.resource_id,
+            project_id: h.project_id.map(|p| p.0),
+        })
+        .collect())
+}

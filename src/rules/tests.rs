@@ -1,0 +1,293 @@
+use std::path::Path;
+
+use super::*;
+
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 29).unwrap()
+}
+
+fn load_with(config_text: &str) -> Loaded {
+    let config = Config::parse(config_text, Path::new("orgwarden.toml")).expect("config parses");
+    load(&config, today())
+}
+
+fn codes(d: &Diagnostics) -> Vec<&'static str> {
+    d.items().iter().map(|d| d.code).collect()
+}
+
+#[test]
+fn shipped_pack_loads_without_problems() {
+    let loaded = load_with("");
+    assert!(
+        loaded.diagnostics.items().is_empty(),
+        "{}",
+        loaded.diagnostics.render(false)
+    );
+    let ids: Vec<&str> = loaded.rules.rules.iter().map(|r| r.id.as_str()).collect();
+    for id in [
+        "api-key-stale",
+        "api-key-owner-inactive",
+        "api-key-old",
+        "project-no-spend-alert",
+        "spend-alert-no-recipients",
+        "project-retention-not-zdr",
+        "project-hosted-tool-enabled",
+        "project-model-permissions-unset",
+        "project-too-many-owners",
+        "service-account-owner",
+        "archived-project-active-keys",
+        "certificate-expiring",
+        "project-user-external-domain",
+    ] {
+        assert!(ids.contains(&id), "pack lacks {id}");
+    }
+}
+
+#[test]
+fn shipped_severities_follow_the_design() {
+    let loaded = load_with("");
+    let sev = |id: &str| loaded.rules.get(id).unwrap().severity;
+    for id in [
+        "api-key-owner-inactive",
+        "project-retention-not-zdr",
+        "certificate-expiring",
+    ] {
+        assert_eq!(sev(id), Severity::High, "{id}");
+    }
+    for id in [
+        "api-key-stale",
+        "project-no-spend-alert",
+        "project-hosted-tool-enabled",
+        "service-account-owner",
+        "archived-project-active-keys",
+        "project-user-external-domain",
+    ] {
+        assert_eq!(sev(id), Severity::Medium, "{id}");
+    }
+    for id in [
+        "api-key-old",
+        "spend-alert-no-recipients",
+        "project-model-permissions-unset",
+        "project-too-many-owners",
+    ] {
+        assert_eq!(sev(id), Severity::Low, "{id}");
+    }
+}
+
+#[test]
+fn config_overrides_params_severity_and_disables() {
+    let loaded = load_with(
+        "[rules]\ndisabled = [\"api-key-old\"]\n[rules.severity]\nproject-no-spend-alert = \"high\"\n[rules.params.api-key-stale]\nmax_idle_days = 30\n",
+    );
+    assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+    let r = &loaded.rules;
+    assert!(!r.get("api-key-old").unwrap().enabled);
+    assert_eq!(
+        r.get("project-no-spend-alert").unwrap().severity,
+        Severity::High
+    );
+    assert_eq!(
+        r.get("project-no-spend-alert").unwrap().default_severity,
+        Severity::Medium
+    );
+    assert_eq!(
+        r.get("api-key-stale").unwrap().params["max_idle_days"],
+        Value::Int(30)
+    );
+    assert_eq!(
+        r.get("api-key-stale").unwrap().defaults["max_idle_days"],
+        Value::Int(90)
+    );
+}
+
+#[test]
+fn config_errors_are_all_reported_with_their_place() {
+    let loaded = load_with(
+        "[rules]\ndisabled = [\"api-key-stal\"]\n[rules.severity]\nnope = \"high\"\n[rules.params.api-key-stale]\nmax_idle_days = \"ninety\"\nmax_idle = 3\n[rules.params.project-retention-not-zdr]\nallowed = \"zero_data_retention\"\n",
+    );
+    let d = &loaded.diagnostics;
+    let mut got = codes(d);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "unknown-param",
+            "unknown-rule",
+            "unknown-rule",
+            "wrong-param-type",
+            "wrong-param-type"
+        ]
+    );
+    let text = d.render(false);
+    assert!(text.contains("--> orgwarden.toml:2:13"), "{text}");
+    assert!(text.contains("did you mean `api-key-stale`?"), "{text}");
+    assert!(text.contains("--> orgwarden.toml:6:17"), "{text}");
+}
+
+#[test]
+fn exemptions_are_validated_and_warned_about() {
+    let loaded = load_with(
+        "[[exemption]]\nrule = \"project-no-spend-alert\"\nresource = \"proj_sandbox*\"\nreason = \"hard limit\"\nowner = \"fin@acme.com\"\nexpires = \"2026-12-05\"\n\
+         [[exemption]]\nrule = \"no-such-rule\"\nresource = \"x\"\nreason = \"r\"\nowner = \"o\"\nexpires = \"2026-13-01\"\n\
+         [[exemption]]\nrule = \"api-key-old\"\nresource = \"key_[\"\nreason = \"r\"\nowner = \"o\"\nexpires = \"2027-01-01\"\n",
+    );
+    let mut got = codes(&loaded.diagnostics);
+    got.sort();
+    assert_eq!(
+        got,
+        ["bad-date", "bad-glob", "exemption-expiring", "unknown-rule"]
+    );
+    assert_eq!(loaded.exemptions.len(), 1);
+    assert!(
+        loaded.exemptions[0].matches(&RuleId::from("project-no-spend-alert"), "proj_sandbox_a")
+    );
+}
+
+#[test]
+fn unused_exemptions_are_warned_about() {
+    let config = Config::parse(
+        "[[exemption]]\nrule = \"api-key-old\"\nresource = \"key_x\"\nreason = \"r\"\nowner = \"o\"\nexpires = \"2027-06-01\"\n",
+        Path::new("orgwarden.toml"),
+    )
+    .unwrap();
+    let loaded = load(&config, today());
+    let mut d = Diagnostics::new();
+    warn_unused_exemptions(
+        &config,
+        &loaded.exemptions,
+        &[(RuleId::from("api-key-old"), "key_y".into())],
+        &mut d,
+    );
+    assert_eq!(codes(&d), ["exemption-unused"]);
+    let mut d = Diagnostics::new();
+    warn_unused_exemptions(
+        &config,
+        &loaded.exemptions,
+        &[(RuleId::from("api-key-old"), "key_x".into())],
+        &mut d,
+    );
+    assert!(d.items().is_empty());
+}
+
+fn from_text(text: &str) -> (Vec<Rule>, Diagnostics) {
+    let mut d = Diagnostics::new();
+    let rules = rules_from_sources(&[("r.toml".into(), text.into())], &mut d);
+    (rules, d)
+}
+
+const HEAD: &str = "[[rule]]\nid = \"x-rule\"\ntitle = \"t\"\nseverity = \"low\"\nresource_type = \"project_api_keys\"\ndescription = \"d\"\nremediation = \"r\"\n";
+
+#[test]
+fn sql_rules_are_checked_by_preparing_them() {
+    let (_, d) = from_text(&format!(
+        "{HEAD}sql = \"SELECT id FROM project_api_keys WHERE created_at < :cutoff\"\n"
+    ));
+    assert_eq!(codes(&d), ["sql-missing-column", "unknown-param"]);
+    let (_, d) = from_text(&format!("{HEAD}sql = \"SELEC resource_id FROM nowhere\"\n"));
+    assert_eq!(codes(&d), ["sql-does-not-prepare"]);
+    let (_, d) = from_text(&format!("{HEAD}sql = \"DELETE FROM projects\"\n"));
+    assert!(codes(&d).contains(&"sql-not-read-only"), "{d}");
+    let (rules, d) = from_text(&format!(
+        "{HEAD}sql = \"SELECT resource_id, project_id, name AS message FROM project_api_keys WHERE created_at < :now - :age;\"\n[rule.params]\nage = 5\n"
+    ));
+    assert!(d.items().is_empty(), "{d}");
+    assert_eq!(rules.len(), 1);
+}
+
+#[test]
+fn duplicate_ids_point_at_the_first_definition() {
+    let rule = format!("{HEAD}[rule.where]\nfield = \"name\"\nop = \"present\"\n");
+    let (_, d) = from_text(&format!("{rule}{rule}"));
+    assert_eq!(codes(&d), ["duplicate-id"]);
+    assert!(d.render(false).contains("first defined at r.toml:2"), "{d}");
+}
+
+#[test]
+fn message_templates_may_only_name_columns_and_params() {
+    let (_, d) = from_text(&format!(
+        "{HEAD}message = \"{{{{ colour }}}} {{{{ params.nope }}}}\"\n[rule.where]\nfield = \"name\"\nop = \"present\"\n"
+    ));
+    assert_eq!(codes(&d), ["unknown-column", "unknown-param"]);
+}
+
+fn scratch_with_keys() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    compile::create_scratch_schema(&conn).unwrap();
+    conn.execute_batch(
+        "INSERT INTO projects (project_id, resource_id, id, name, status, raw) VALUES
+           ('p1', 'p1', 'p1', 'Live', 'active', '{}'), ('p2', 'p2', 'p2', 'Old', 'archived', '{}');
+         INSERT INTO project_api_keys (project_id, resource_id, id, name, redacted_value, created_at, last_used_at, raw) VALUES
+           ('p1', 'k1', 'k1', 'prod', 'sk-...a', 1000, NULL, '{}'),
+           ('p2', 'k2', 'k2', 'gone', 'sk-...b', 1000, NULL, '{}');",
+    )
+    .unwrap();
+    conn
+}
+
+#[test]
+fn evaluation_skips_archived_projects_and_renders_messages() {
+    let loaded = load_with("");
+    let conn = scratch_with_keys();
+    let rule = loaded.rules.get("api-key-stale").unwrap();
+    let hits = evaluate_rules(&conn, &[rule], 1000 + 91 * 86_400).unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].resource_id, "k1");
+    assert_eq!(hits[0].project_id, Some(ProjectId::from("p1")));
+    assert_eq!(
+        hits[0].message,
+        "API key \"prod\" (sk-...a) was never used and is older than 90 days"
+    );
+    let archived = loaded.rules.get("archived-project-active-keys").unwrap();
+    let hits = evaluate_rules(&conn, &[archived], 2000).unwrap();
+    let ids: Vec<&str> = hits.iter().map(|h| h.resource_id.as_str()).collect();
+    assert_eq!(ids, ["k2"]);
+}
+
+#[test]
+fn rule_sql_cannot_write() {
+    let conn = scratch_with_keys();
+    let mut rule = load_with("").rules.get("api-key-old").unwrap().clone();
+    rule.body = RuleBody::Sql {
+        sql: "SELECT 'x' AS resource_id, 'p1' AS project_id, 'm' AS message FROM (SELECT 1) WHERE (SELECT count(*) FROM projects) > 0; DELETE FROM projects".into(),
+    };
+    assert!(evaluate_rules(&conn, &[&rule], 0).is_err());
+    conn.execute_batch("PRAGMA query_only = ON").unwrap();
+    assert!(conn.execute("DELETE FROM projects", []).is_err());
+    conn.execute_batch("PRAGMA query_only = OFF").unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM projects", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn evaluation_leaves_the_connection_writable_afterwards() {
+    let conn = scratch_with_keys();
+    let loaded = load_with("");
+    evaluate(&conn, &loaded.rules, 0).unwrap();
+    conn.execute("DELETE FROM project_api_keys WHERE id = 'k2'", [])
+        .unwrap();
+}
+
+#[test]
+fn every_shipped_rule_has_fixtures_that_pass() {
+    let loaded = load_with("");
+    let cases = fixtures::discover(&loaded.rules, &[]).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    for rule in &loaded.rules.rules {
+        let mine: Vec<_> = cases
+            .iter()
+            .filter(|c| c.rule == rule.id.as_str())
+            .collect();
+        assert!(!mine.is_empty(), "{} has no fixture", rule.id);
+        assert!(
+            mine.iter().any(|c| !c.expect.is_empty()),
+            "{} needs a case that triggers it",
+            rule.id
+        );
+        for case in mine {
+            let r = fixtures::run(rule, case, now);
+            assert!(r.passed(), "{} / {}: {r:?}", rule.id, case.name);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Running one user- or rule-supplied SQL statement without letting it change anything.
+
+use rusqlite::types::Value as SqlValue;
+use serde_json::Value;
+
+use super::{Store, StoreError};
+
+/// The rows of one query, with the column names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryResult {
+    /// Column names, in order.
+    pub columns: Vec<String>,
+    /// Rows, each with one value per column.
+    pub rows: Vec<Vec<SqlValue>>,
+}
+
+impl QueryResult {
+    /// The rows as JSON objects keyed by column name (blobs become hex strings).
+    pub fn to_json(&self) -> Value {
+        Value::Array(
+            self.rows
+                .iter()
+                .map(|row| {
+                    Value::Object(
+                        self.columns
+                            .iter()
+                            .cloned()
+                            .zip(row.iter().map(sql_to_json))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+/// One SQLite value as JSON.
+pub fn sql_to_json(value: &SqlValue) -> Value {
+    match value {
+        SqlValue::Null => Value::Null,
+        SqlValue::Integer(i) => Value::from(*i),
+        SqlValue::Real(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        SqlValue::Text(s) => Value::String(s.clone()),
+        SqlValue::Blob(b) => Value::String(hex::encode(b)),
+    }
+}
+
+/// One SQLite value as display text (NULL is empty).
+pub fn sql_to_text(value: &SqlValue) -> String {
+    match value {
+        SqlValue::Null => String::new(),
+        SqlValue::Integer(i) => i.to_string(),
+        SqlValue::Real(f) => f.to_string(),
+        SqlValue::Text(s) => s.clone(),
+        SqlValue::Blob(b) => hex::encode(b),
+    }
+}
+
+impl Store {
+    /// Runs one statement that must not change the database (SQLite itself decides:
+    /// `sqlite3_stmt_readonly`), with positional parameters. A statement that would write
+    /// fails with [`StoreError::ReadOnly`]; bad SQL fails with SQLite's message.
+    pub fn query(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<QueryResult, StoreError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| match e {
+            rusqlite::Error::MultipleStatement => {
+                StoreError::BadQuery("give exactly one SQL statement (found more than one)".into())
+            }
+            rusqlite::Error::Empty => StoreError::BadQuery("the SQL is empty".into()),
+            other => StoreError::Sqlite(other),
+        })?;
+        if !stmt.readonly() {
+            return Err(StoreError::ReadOnly(
+                "the statement would change the database; only SELECT, WITH … SELECT, EXPLAIN and read-only PRAGMA statements are allowed".into(),
+            ));
+        }
+        let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+        let width = columns.len();
+        let mut rows = Vec::new();
+        let mut cursor = stmt.query(params).map_err(read_only_error)?;
+        while let Some(row) = cursor.next().map_err(read_only_error)? {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(row.get::<_, SqlValue>(i)?);
+            }
+            rows.push(values);
+        }
+        Ok(QueryResult { columns, rows })
+    }
+}
+
+/// SQLite's "attempt to write a readonly database" said the way users expect.
+fn read_only_error(error: rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ReadOnly) => StoreError::ReadOnly(error.to_string()),
+        _ => StoreError::Sqlite(error),
+    }
+}

@@ -1,0 +1,578 @@
+//! The Admin API client and collector against a tiny scripted HTTP server: pagination in
+//! both envelopes, opaque cursors, `Retry-After`, retries, refused keys, bad JSON, and
+//! the order and content of what the collector streams.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use orgwarden::client::{AdminClient, ClientError, ClientOptions};
+use orgwarden::collect::{CollectError, collect};
+use orgwarden::model::{Family, ProjectId, Scope, ScopeOutcome, ScopeResult, SnapshotStatus};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-admin-SECRET-canary-123";
+
+/// One scripted answer.
+#[derive(Clone)]
+struct Answer {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(body: Value) -> Self {
+        Self {
+            status: 200,
+            headers: vec![],
+            body: body.to_string(),
+        }
+    }
+    fn error(status: u16, message: &str) -> Self {
+        Self {
+            status,
+            headers: vec![],
+            body: json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}})
+                .to_string(),
+        }
+    }
+}
+
+/// What the server saw.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    query: HashMap<String, String>,
+    auth: Option<String>,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct Script {
+    /// path → answers given in turn; the last one repeats.
+    answers: HashMap<String, Vec<Answer>>,
+    /// (path, after) → answer, for paged lists.
+    pages: HashMap<(String, Option<String>), Answer>,
+    seen: Vec<Seen>,
+}
+
+type Shared = Arc<Mutex<Script>>;
+
+async fn handler(State(script): State<Shared>, headers: HeaderMap, request: Request) -> Response {
+    let path = request
+        .uri()
+        .path()
+        .strip_prefix("/v1")
+        .unwrap_or("")
+        .to_owned();
+    let query: HashMap<String, String> = request
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let answer = {
+        let mut script = script.lock().unwrap();
+        script.seen.push(Seen {
+            path: path.clone(),
+            query: query.clone(),
+            auth,
+            at: Instant::now(),
+        });
+        let after = query.get("after").cloned();
+        if let Some(answer) = script.pages.get(&(path.clone(), after)) {
+            answer.clone()
+        } else if let Some(list) = script.answers.get_mut(&path) {
+            if list.len() > 1 {
+                list.remove(0)
+            } else {
+                list[0].clone()
+            }
+        } else if path.ends_with("model_permissions")
+            || path.ends_with("hosted_tool_permissions")
+            || path.ends_with("data_retention")
+        {
+            Answer::json(json!({"object": "single", "path": path}))
+        } else if path.contains("/projects/") || path == "/organization/projects" {
+            Answer::json(json!({"object": "list", "data": [], "has_more": false}))
+        } else {
+            Answer::error(404, "no such path")
+        }
+    };
+    let mut response = (
+        StatusCode::from_u16(answer.status).unwrap(),
+        [("content-type", "application/json")],
+        answer.body,
+    )
+        .into_response();
+    for (name, value) in answer.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
+async fn server(script: Script) -> (String, Shared) {
+    let shared: Shared = Arc::new(Mutex::new(script));
+    let app = Router::new().fallback(handler).with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1"), shared)
+}
+
+fn client(base: &str, opts: ClientOptions) -> AdminClient {
+    AdminClient::new(base, SecretString::from(KEY), opts).unwrap()
+}
+
+fn scope(family: Family, project: Option<&str>, parent: Option<&str>) -> Scope {
+    Scope {
+        family,
+        project_id: project.map(ProjectId::from),
+        parent_id: parent.map(str::to_owned),
+    }
+}
+
+fn projects_page(ids: std::ops::Range<usize>, has_more: bool) -> Answer {
+    let data: Vec<Value> = ids
+        .clone()
+        .map(|i| json!({"id": format!("proj_{i:03}"), "object": "organization.project", "status": "active", "future_field": {"x": i}}))
+        .collect();
+    Answer::json(json!({
+        "object": "list", "data": data,
+        "first_id": format!("proj_{:03}", ids.start),
+        "last_id": format!("proj_{:03}", ids.end - 1),
+        "has_more": has_more,
+    }))
+}
+
+#[tokio::test]
+async fn shape_a_follows_last_id_with_the_largest_page_and_required_query() {
+    let mut script = Script::default();
+    let p = "/organization/projects".to_owned();
+    script
+        .pages
+        .insert((p.clone(), None), projects_page(0..100, true));
+    script.pages.insert(
+        (p.clone(), Some("proj_099".into())),
+        projects_page(100..200, true),
+    );
+    script.pages.insert(
+        (p.clone(), Some("proj_199".into())),
+        projects_page(200..230, false),
+    );
+    let (base, seen) = server(script).await;
+    let client = client(&base, ClientOptions::default());
+    let objects = client
+        .read_scope(&scope(Family::Projects, None, None))
+        .await
+        .unwrap();
+    assert_eq!(objects.len(), 230);
+    assert_eq!(objects[229]["id"], "proj_229");
+    // Unknown fields stay, in order.
+    assert_eq!(objects[5]["future_field"]["x"], 5);
+    let seen = seen.lock().unwrap().seen.clone();
+    assert_eq!(seen.len(), 3);
+    for s in &seen {
+        assert_eq!(s.query.get("limit").map(String::as_str), Some("100"));
+        assert_eq!(
+            s.query.get("include_archived").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(s.auth.as_deref(), Some(format!("Bearer {KEY}").as_str()));
+    }
+    assert_eq!(
+        seen[2].query.get("after").map(String::as_str),
+        Some("proj_199")
+    );
+    assert_eq!(client.stats().requests, 3);
+}
+
+#[tokio::test]
+async fn shape_b_passes_the_opaque_next_cursor_back_unchanged() {
+    let cursor = "eyJpZCI6InJvbGVfMiJ9+/= &odd";
+    let path = "/projects/proj_a/roles".to_owned();
+    let mut script = Script::default();
+    script.pages.insert(
+        (path.clone(), None),
+        Answer::json(
+            json!({"object": "list", "data": [{"id": "role_1"}], "has_more": true, "next": cursor}),
+        ),
+    );
+    script.pages.insert(
+        (path.clone(), Some(cursor.to_owned())),
+        Answer::json(
+            json!({"object": "list", "data": [{"id": "role_2"}], "has_more": false, "next": null}),
+        ),
+    );
+    let (base, seen) = server(script).await;
+    let client = client(&base, ClientOptions::default());
+    let objects = client
+        .read_scope(&scope(Family::ProjectRoles, Some("proj_a"), None))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = objects.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["role_1", "role_2"]);
+    let seen = seen.lock().unwrap().seen.clone();
+    assert_eq!(seen[0].query.get("limit").map(String::as_str), Some("1000"));
+    assert_eq!(seen[1].query.get("after").map(String::as_str), Some(cursor));
+}
+
+#[tokio::test]
+async fn api_key_lists_ask_for_keys_of_every_owner_access() {
+    let (base, seen) = server(Script::default()).await;
+    let client = client(&base, ClientOptions::default());
+    client
+        .read_scope(&scope(Family::ProjectApiKeys, Some("proj_a"), None))
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().seen.clone();
+    assert_eq!(seen[0].path, "/organization/projects/proj_a/api_keys");
+    assert_eq!(
+        seen[0]
+            .query
+            .get("owner_project_access")
+            .map(String::as_str),
+        Some("any")
+    );
+}
+
+#[tokio::test]
+async fn a_cursor_that_does_not_advance_is_an_error_not_a_loop() {
+    let path = "/projects/proj_a/roles".to_owned();
+    let mut script = Script::default();
+    script.answers.insert(
+        path,
+        vec![Answer::json(
+            json!({"object": "list", "data": [], "has_more": true, "next": "same"}),
+        )],
+    );
+    let (base, _) = server(script).await;
+    let err = client(&base, ClientOptions::default())
+        .read_scope(&scope(Family::ProjectRoles, Some("proj_a"), None))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("did not advance"), "{err}");
+}
+
+#[tokio::test]
+async fn retry_after_holds_every_worker_not_only_the_one_refused() {
+    let limited = "/organization/projects/proj_a/api_keys".to_owned();
+    let mut script = Script::default();
+    let mut too_many = Answer::error(429, "slow down");
+    too_many.headers.push(("retry-after", "1".into()));
+    script.answers.insert(
+        limited.clone(),
+        vec![
+            too_many,
+            Answer::json(json!({"object": "list", "data": [], "has_more": false})),
+        ],
+    );
+    let (base, seen) = server(script).await;
+    let client = client(&base, ClientOptions::default());
+    let start = Instant::now();
+    let keys = scope(Family::ProjectApiKeys, Some("proj_a"), None);
+    let first = client.read_scope(&keys);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client
+            .read_scope(&scope(Family::ProjectCertificates, Some("proj_b"), None))
+            .await
+    };
+    let (a, b) = tokio::join!(first, second);
+    a.unwrap();
+    b.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    let seen = seen.lock().unwrap().seen.clone();
+    let refused_at = seen[0].at;
+    let other = seen
+        .iter()
+        .find(|s| s.path.contains("proj_b"))
+        .expect("second read");
+    assert!(
+        other.at.duration_since(refused_at) >= Duration::from_millis(950),
+        "the other worker went ahead after {:?}",
+        other.at.duration_since(refused_at)
+    );
+    let stats = client.stats();
+    assert_eq!(
+        (stats.rate_limited, stats.retries, stats.requests),
+        (1, 1, 3)
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_reported_with_path_and_status() {
+    let mut script = Script::default();
+    script.answers.insert(
+        "/organization/projects/proj_a/rate_limits".into(),
+        vec![Answer::error(503, "overloaded")],
+    );
+    let (base, _) = server(script).await;
+    let opts = ClientOptions {
+        max_retries: 2,
+        ..ClientOptions::default()
+    };
+    let client = client(&base, opts);
+    let err = client
+        .read_scope(&scope(Family::ProjectRateLimits, Some("proj_a"), None))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("/organization/projects/proj_a/rate_limits"),
+        "{text}"
+    );
+    assert!(
+        text.contains("503") && text.contains("overloaded"),
+        "{text}"
+    );
+    assert_eq!(err.status(), Some(503));
+    assert_eq!((client.stats().requests, client.stats().retries), (3, 2));
+}
+
+#[tokio::test]
+async fn a_refused_key_is_named_as_such_and_never_echoed() {
+    let mut script = Script::default();
+    script.answers.insert(
+        "/organization/projects".into(),
+        vec![Answer::error(
+            401,
+            &format!("Incorrect API key provided: {KEY}"),
+        )],
+    );
+    let (base, _) = server(script).await;
+    let client = client(&base, ClientOptions::default());
+    let err = client
+        .read_scope(&scope(Family::Projects, None, None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::KeyRefused { status: 401, .. }),
+        "{err:?}"
+    );
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("refused"), "{text}");
+    assert!(!text.contains("canary"), "{text}");
+    assert_eq!(client.stats().retries, 0, "a refused key is not retried");
+}
+
+#[tokio::test]
+async fn truncated_json_is_an_error_naming_the_path() {
+    let mut script = Script::default();
+    script.answers.insert(
+        "/organization/projects/proj_a/spend_alerts".into(),
+        vec![Answer {
+            status: 200,
+            headers: vec![],
+            body: r#"{"object":"list","data":[{"id":"al"#.into(),
+        }],
+    );
+    let (base, _) = server(script).await;
+    let err = client(&base, ClientOptions::default())
+        .read_scope(&scope(Family::ProjectSpendAlerts, Some("proj_a"), None))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("/organization/projects/proj_a/spend_alerts"),
+        "{text}"
+    );
+    assert!(text.contains("malformed"), "{text}");
+}
+
+fn list(data: Value) -> Answer {
+    Answer::json(json!({"object": "list", "data": data, "has_more": false}))
+}
+
+/// Two projects, one archived; users and groups with role lists.
+fn small_org() -> Script {
+    let mut s = Script::default();
+    s.answers.insert(
+        "/organization/projects".into(),
+        vec![list(json!([
+            {"id": "proj_live", "status": "active"},
+            {"id": "proj_old", "status": "archived"},
+        ]))],
+    );
+    s.answers.insert(
+        "/organization/projects/proj_live/users".into(),
+        vec![list(json!([{"id": "user-ada"}, {"id": "user-bob"}]))],
+    );
+    s.answers.insert(
+        "/organization/projects/proj_live/groups".into(),
+        vec![Answer::json(json!({"object": "list", "data": [{"group_id": "group_eng"}], "has_more": false, "next": null}))],
+    );
+    s.answers.insert(
+        "/projects/proj_live/users/user-ada/roles".into(),
+        vec![Answer::json(json!({"object": "list", "data": [{"id": "role_billing"}], "has_more": false, "next": null}))],
+    );
+    for family in ["users", "service_accounts"] {
+        s.answers.insert(
+            format!("/organization/projects/proj_old/{family}"),
+            vec![Answer::error(400, "Project is archived")],
+        );
+    }
+    s
+}
+
+async fn run_collect(
+    client: &AdminClient,
+) -> (
+    Result<orgwarden::collect::CrawlReport, CollectError>,
+    Vec<ScopeResult>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let receiver = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(r) = rx.recv().await {
+            all.push(r);
+        }
+        all
+    });
+    let report = collect(client, tx, false).await;
+    (report, receiver.await.unwrap())
+}
+
+#[tokio::test]
+async fn collect_streams_every_scope_parents_first() {
+    let (base, seen) = server(small_org()).await;
+    let client = client(&base, ClientOptions::default());
+    let (report, results) = run_collect(&client).await;
+    let report = report.unwrap();
+    assert_eq!(report.status, SnapshotStatus::Complete);
+    // 1 project list + 2 × 11 project families + 2 user role lists + 1 group role list.
+    assert_eq!(results.len(), 1 + 22 + 3);
+    assert_eq!(results[0].scope.family, Family::Projects);
+    let position = |path: &str| {
+        results
+            .iter()
+            .position(|r| r.scope.path() == path)
+            .unwrap_or_else(|| panic!("{path} not sent"))
+    };
+    assert!(
+        position("/organization/projects/proj_live/users")
+            < position("/projects/proj_live/users/user-ada/roles")
+    );
+    assert!(
+        position("/organization/projects/proj_live/groups")
+            < position("/projects/proj_live/groups/group_eng/roles")
+    );
+    let ada = &results[position("/projects/proj_live/users/user-ada/roles")];
+    assert_eq!(
+        ada.outcome,
+        ScopeOutcome::Complete(vec![json!({"id": "role_billing"})])
+    );
+    // The archived project's people lists are read, and empty.
+    for path in [
+        "/organization/projects/proj_old/users",
+        "/organization/projects/proj_old/service_accounts",
+    ] {
+        assert_eq!(
+            results[position(path)].outcome,
+            ScopeOutcome::Complete(vec![])
+        );
+    }
+    assert_eq!(report.stats.errors, 0);
+    assert_eq!(
+        report.stats.requests,
+        seen.lock().unwrap().seen.len() as u64
+    );
+}
+
+#[tokio::test]
+async fn a_failed_scope_makes_the_crawl_partial_and_hides_no_sibling() {
+    let mut script = small_org();
+    script.answers.insert(
+        "/organization/projects/proj_live/users".into(),
+        vec![Answer::error(404, "gone missing")],
+    );
+    let (base, _) = server(script).await;
+    let client = client(&base, ClientOptions::default());
+    let (report, results) = run_collect(&client).await;
+    let report = report.unwrap();
+    assert_eq!(report.status, SnapshotStatus::Partial);
+    assert_eq!(report.stats.errors, 1);
+    let failed: Vec<&ScopeResult> = results
+        .iter()
+        .filter(|r| matches!(r.outcome, ScopeOutcome::Failed(_)))
+        .collect();
+    assert_eq!(failed.len(), 1);
+    let ScopeOutcome::Failed(error) = &failed[0].outcome else {
+        unreachable!()
+    };
+    assert_eq!(error.status, Some(404));
+    assert!(
+        error
+            .message
+            .contains("/organization/projects/proj_live/users"),
+        "{}",
+        error.message
+    );
+    // Children of the failed parent are not sent; the store carries them forward.
+    assert!(
+        !results
+            .iter()
+            .any(|r| r.scope.family == Family::ProjectUserRoles)
+    );
+    assert_eq!(results.len(), 1 + 22 + 1);
+}
+
+#[tokio::test]
+async fn a_400_on_an_active_project_is_a_failure_not_an_empty_list() {
+    let mut script = small_org();
+    script.answers.insert(
+        "/organization/projects/proj_live/service_accounts".into(),
+        vec![Answer::error(400, "Project is archived")],
+    );
+    let (base, _) = server(script).await;
+    let (report, _) = run_collect(&client(&base, ClientOptions::default())).await;
+    assert_eq!(report.unwrap().status, SnapshotStatus::Partial);
+}
+
+#[tokio::test]
+async fn an_unreadable_project_list_fails_the_crawl() {
+    let mut script = Script::default();
+    script.answers.insert(
+        "/organization/projects".into(),
+        vec![Answer::error(404, "not here")],
+    );
+    let (base, _) = server(script).await;
+    let (report, results) = run_collect(&client(&base, ClientOptions::default())).await;
+    assert_eq!(report.unwrap().status, SnapshotStatus::Failed);
+    assert_eq!(results.len(), 1);
+    assert!(matches!(results[0].outcome, ScopeOutcome::Failed(_)));
+}
+
+#[tokio::test]
+async fn a_key_refused_mid_crawl_stops_it() {
+    let mut script = small_org();
+    script.answers.insert(
+        "/organization/projects/proj_live/api_keys".into(),
+        vec![Answer::error(403, "not an admin key")],
+    );
+    let (base, _) = server(script).await;
+    let (report, _) = run_collect(&client(&base, ClientOptions::default())).await;
+    let err = report.unwrap_err();
+    assert!(
+        matches!(err, CollectError::KeyRefused { status: 403, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("not an admin key"));
+}
