@@ -516,12 +516,12 @@ fn read(org: &Org, req: &Request<'_>, segs: &[&str]) -> Answer {
         ["projects", pid, "users", uid, "roles", rest @ ..] => {
             let p = project(org, pid)?;
             let u = found(p.user(uid), "user", uid)?;
-            read_assignments(p, &u.roles, q, rest)
+            read_assignments(p, &u.roles, req, rest)
         }
         ["projects", pid, "groups", gid, "roles", rest @ ..] => {
             let p = project(org, pid)?;
             let g = found(p.group(gid), "group", gid)?;
-            read_assignments(p, &g.roles, q, rest)
+            read_assignments(p, &g.roles, req, rest)
         }
         ["projects", pid, "roles"] => {
             let p = project(org, pid)?;
@@ -536,7 +536,8 @@ fn read(org: &Org, req: &Request<'_>, segs: &[&str]) -> Answer {
     }
 }
 
-fn read_assignments(p: &Project, ids: &[RoleId], q: &Query, rest: &[&str]) -> Answer {
+fn read_assignments(p: &Project, ids: &[RoleId], req: &Request<'_>, rest: &[&str]) -> Answer {
+    let q = &req.query;
     let roles = render::roles_of(p, ids);
     match rest {
         [] => page(
@@ -554,7 +555,7 @@ fn read_assignments(p: &Project, ids: &[RoleId], q: &Query, rest: &[&str]) -> An
             )?;
             bytes(&render::assigned_role(r))
         }
-        _ => Err(ApiError::not_found("path", &rest.join("/"))),
+        _ => Err(ApiError::invalid_url(req.method, req.path)),
     }
 }
 
