@@ -106,8 +106,15 @@ async fn latency_is_added_to_every_request() {
     let sim = serve(local(), Org::demo(now()), opts).await.unwrap();
     let api = Api::new(&sim.base_url(), Some("k"));
     let start = Instant::now();
-    assert_eq!(api.get("/organization/projects").await.status, 200);
+    let a = api.get("/organization/projects").await;
+    assert_eq!(a.status, 200);
     assert!(start.elapsed() >= Duration::from_millis(150));
+    assert!(
+        a.headers["x-request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req_")
+    );
 }
 
 #[test]

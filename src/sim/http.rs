@@ -86,7 +86,16 @@ fn check_auth(req: &Request, expected: Option<&str>) -> Result<(), bool> {
 }
 
 async fn serve_request(State(s): State<Arc<Shared>>, req: Request) -> Response {
-    s.requests.fetch_add(1, Ordering::Relaxed);
+    let n = s.requests.fetch_add(1, Ordering::Relaxed);
+    let mut resp = answer(&s, req).await;
+    // Like the real API: every answer names its request, so a client can log it.
+    if let Ok(id) = HeaderValue::from_str(&format!("req_sim{n:016x}")) {
+        resp.headers_mut().insert("x-request-id", id);
+    }
+    resp
+}
+
+async fn answer(s: &Shared, req: Request) -> Response {
     if !s.opts.latency.is_zero() {
         tokio::time::sleep(s.opts.latency).await;
     }
