@@ -826,8 +826,8 @@ fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
             Ok(v)
         }
         ("POST", ["organization", "projects", pid]) => {
-            let b = body()?;
             let i = project_idx(org, pid)?;
+            let b = body()?;
             let p = &mut org.projects[i];
             if p.is_archived() {
                 return Err(archived_error());
@@ -868,11 +868,12 @@ fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
             write_assignment(org, i, req, kind, owner, rest, body)
         }
         ("POST", ["projects", pid, "roles"]) => {
+            // An unknown project is a 404 before any body check, like every other path.
+            let i = project_idx(org, pid)?;
             let b = body()?;
             let name = b.req_str("role_name")?;
             let permissions = b.req_str_array("permissions")?;
             let description = b.opt_str("description")?;
-            let i = project_idx(org, pid)?;
             if org.projects[i].roles.iter().any(|r| r.name == name) {
                 return Err(ApiError::invalid(
                     "role_name",
@@ -899,8 +900,8 @@ fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
             Ok(v)
         }
         ("POST", ["projects", pid, "roles", rid]) => {
-            let b = body()?;
             let i = project_idx(org, pid)?;
+            let b = body()?;
             let p = &mut org.projects[i];
             let r = found(
                 p.roles.iter_mut().find(|r| r.id.as_str() == *rid),
