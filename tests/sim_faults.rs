@@ -83,6 +83,22 @@ async fn injected_faults_hit_their_path_the_given_number_of_times() {
     });
     assert_eq!(api.get(keys).await.status, 503);
     assert_eq!(api.get(keys).await.status, 503);
+    sim.clear_faults();
+    for code in [401, 403, 404, 409] {
+        sim.add_fault(Fault {
+            path_prefix: keys.into(),
+            kind: FaultKind::Status(code),
+            times: Some(1),
+        });
+        let a = api.get(keys).await;
+        assert_eq!(a.status, code);
+        assert_error_shape(&a);
+    }
+    sim.add_fault(Fault {
+        path_prefix: keys.into(),
+        kind: FaultKind::Status(503),
+        times: None,
+    });
     assert_eq!(api.get("/organization/projects").await.status, 200);
     sim.clear_faults();
     assert_eq!(api.get(keys).await.status, 200);

@@ -98,6 +98,17 @@ impl ApiError {
         }
     }
 
+    /// A 403 for a key that is not allowed to read the Admin API (e.g. a project key).
+    pub fn forbidden() -> ApiError {
+        ApiError::new(
+            403,
+            "invalid_request_error",
+            "You have insufficient permissions for this operation. Missing scopes: \
+             api.management.read. Check that you have the correct role in your organization \
+             and, if you are using a restricted API key, that it has the necessary scopes.",
+        )
+    }
+
     /// A 429 for a spent request budget.
     pub fn rate_limited() -> ApiError {
         ApiError {

@@ -118,13 +118,17 @@ async fn answer(s: &Shared, req: Request) -> Response {
             if code == 429 {
                 return rate_limited(1);
             }
-            let e = if code >= 500 {
-                ApiError::server_error(code)
-            } else {
-                ApiError {
+            // The body each status has in the real API, so a client's handling of it
+            // (a refused key, a non-admin key, a vanished object) can be tested.
+            let e = match code {
+                401 => ApiError::unauthorized(false),
+                403 => ApiError::forbidden(),
+                404 => ApiError::not_found("object", &path),
+                500.. => ApiError::server_error(code),
+                _ => ApiError {
                     status: code,
                     ..ApiError::bad_request("Injected fault.")
-                }
+                },
             };
             return error_response(&e);
         }
