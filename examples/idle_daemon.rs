@@ -9,15 +9,16 @@
 //! ```
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use orgwarden::daemon::{BoxError, Daemon, Job, RunContext, RunOutcome, Timing};
+use orgwarden::cli::daemon::{ServeOptions, serve};
+use orgwarden::config::Config;
+use orgwarden::daemon::{BoxError, Job, RunContext, RunOutcome, Timing};
 use orgwarden::model::SnapshotStatus;
-use orgwarden::schedule::{Schedule, parse_timezone};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -110,47 +111,30 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            std::process::ExitCode::from(2)
-        }
+    // The same path `orgwarden daemon` takes: orgwarden.toml text → serve().
+    let mut toml = format!(
+        "[schedule]\ncron = {:?}\ntimezone = {:?}\nrun_on_start = {}\n",
+        args.cron, args.tz, args.run_on_start
+    );
+    if let Some(listen) = &args.listen {
+        toml.push_str(&format!("[server]\nlisten = {listen:?}\n"));
     }
-}
-
-async fn run(args: Args) -> Result<(), BoxError> {
-    let timing = Timing {
-        schedule: Schedule::parse(&args.cron, parse_timezone(&args.tz)?)?,
-        jitter: None,
-        run_on_start: args.run_on_start,
-    };
     let job = Arc::new(SleepJob {
         job_time: Duration::from_secs_f64(args.job_secs),
         marker: args.marker,
     });
-    let mut builder = Daemon::builder(job, timing)
-        .database(args.db)
-        .signals(true)
-        .shutdown_deadline(Duration::from_secs_f64(args.deadline_secs));
-    if let Some(listen) = &args.listen {
-        builder = builder.listen(orgwarden::daemon::health::parse_listen(listen)?);
+    let options = ServeOptions {
+        shutdown_deadline: Duration::from_secs_f64(args.deadline_secs),
+        ..ServeOptions::default()
+    };
+    let result = Config::parse(&toml, Path::new("idle_daemon.toml"))
+        .map_err(anyhow::Error::from)
+        .and_then(|config| serve(&config, &args.db, job, options));
+    match result {
+        Ok(exit) => exit.into(),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::from(2)
+        }
     }
-    let running = builder.build().start().await?;
-    if let Some(addr) = running.health_addr() {
-        eprintln!("listening on {addr}");
-    }
-    running.run().await?;
-    Ok(())
 }

@@ -59,9 +59,6 @@ pub enum DaemonError {
     /// The signal handlers could not be installed.
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
-    /// `[schedule]` is invalid.
-    #[error("[schedule]: {0}")]
-    Schedule(#[from] ScheduleError),
 }
 
 /// When runs happen: `[schedule]` parsed.
@@ -526,6 +523,21 @@ async fn wait_until(at: Option<DateTime<Utc>>) {
     }
 }
 
+/// `tick` delayed by a uniformly random amount of up to `jitter` (millisecond steps).
+fn jittered(tick: DateTime<Utc>, jitter: Option<Duration>, rng: &mut impl Rng) -> DateTime<Utc> {
+    let delay = match jitter {
+        Some(jitter) if !jitter.is_zero() => {
+            let millis = u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX);
+            rng.random_range(0..=millis)
+        }
+        _ => 0,
+    };
+    i64::try_from(delay)
+        .ok()
+        .and_then(|ms| tick.checked_add_signed(chrono::TimeDelta::milliseconds(ms)))
+        .unwrap_or(tick)
+}
+
 async fn join(in_flight: &mut Option<InFlight>) -> Result<RunOutcome, JoinError> {
     match in_flight {
         Some(run) => (&mut run.task).await,
@@ -652,18 +664,10 @@ impl<J: Job> Running<J> {
     }
 
     fn with_jitter(&self, tick: DateTime<Utc>) -> Planned {
-        let delay = match self.daemon.timing.jitter {
-            Some(jitter) if !jitter.is_zero() => {
-                let millis = u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX);
-                rand::rng().random_range(0..=millis)
-            }
-            _ => 0,
-        };
-        let fire_at = i64::try_from(delay)
-            .ok()
-            .and_then(|ms| tick.checked_add_signed(chrono::TimeDelta::milliseconds(ms)))
-            .unwrap_or(tick);
-        Planned { tick, fire_at }
+        Planned {
+            tick,
+            fire_at: jittered(tick, self.daemon.timing.jitter, &mut rand::rng()),
+        }
     }
 
     /// The tick after `tick`, passing over (and reporting) ticks that are already more than a
@@ -1003,5 +1007,51 @@ impl Component for SignalListener {
                 task.abort();
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn jitter_delays_within_its_bound_and_spreads_runs() {
+        let tick = Utc::now();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let jitter = Some(Duration::from_secs(30));
+        let delays: Vec<i64> = (0..200)
+            .map(|_| (jittered(tick, jitter, &mut rng) - tick).num_milliseconds())
+            .collect();
+        assert!(
+            delays.iter().all(|d| (0..=30_000).contains(d)),
+            "{delays:?}"
+        );
+        // Spread over the window, not bunched at one end.
+        assert!(delays.iter().any(|d| *d < 10_000));
+        assert!(delays.iter().any(|d| *d > 20_000));
+        assert_eq!(jittered(tick, None, &mut rng), tick);
+        assert_eq!(jittered(tick, Some(Duration::ZERO), &mut rng), tick);
+    }
+
+    #[test]
+    fn timing_reads_jitter_and_run_on_start_from_config() {
+        let config = ScheduleConfig {
+            cron: "@daily".into(),
+            timezone: "Europe/Berlin".into(),
+            run_on_start: true,
+            jitter: Some("5m".into()),
+        };
+        let timing = Timing::from_config(&config).unwrap();
+        assert_eq!(timing.jitter, Some(Duration::from_secs(300)));
+        assert!(timing.run_on_start);
+        let bad = ScheduleConfig {
+            jitter: Some("soon".into()),
+            ..config
+        };
+        assert!(matches!(
+            Timing::from_config(&bad),
+            Err(ScheduleError::Duration(_))
+        ));
     }
 }

@@ -34,6 +34,7 @@ enum Behaviour {
 #[derive(Default)]
 struct Log {
     runs: Vec<(RunReason, DateTime<Utc>)>,
+    starts: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     events: Vec<String>,
 }
 
@@ -80,6 +81,11 @@ impl Job for FakeJob {
             .unwrap()
             .runs
             .push((ctx.reason, ctx.scheduled_for));
+        self.log
+            .lock()
+            .unwrap()
+            .starts
+            .push((ctx.scheduled_for, Utc::now()));
         self.event("run started");
         let outcome = match self.behaviour {
             Behaviour::Sleep(time) => {
@@ -163,6 +169,15 @@ impl Component for Recorder {
         Box::pin(async move {
             self.0.lock().unwrap().push("stop".into());
         })
+    }
+}
+
+/// Waits (up to 20 s, for a loaded machine) until the daemon has finished a run.
+async fn first_run_finished(handle: &DaemonHandle) {
+    let start = Instant::now();
+    while handle.last_run().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no run finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -252,6 +267,33 @@ async fn slow_run_skips_the_ticks_it_covers_and_never_overlaps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitter_delays_each_scheduled_run_by_at_most_the_configured_amount() {
+    let job = Arc::new(FakeJob::new(Behaviour::Sleep(Duration::ZERO)));
+    let mut timing = every_second();
+    timing.jitter = Some(Duration::from_millis(400));
+    let running = Daemon::builder(job.clone(), timing)
+        .build()
+        .start()
+        .await
+        .unwrap();
+    let handle = running.handle();
+    let task = tokio::spawn(running.run());
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+    let starts = job.log.lock().unwrap().starts.clone();
+    assert!(starts.len() >= 2, "{starts:?}");
+    for (tick, started) in starts {
+        let delay = started - tick;
+        // 400 ms of jitter, plus scheduling slack on a busy machine.
+        assert!(
+            delay >= TimeDelta::zero() && delay < TimeDelta::milliseconds(900),
+            "tick {tick} started {started}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_down_for_many_ticks_catches_up_with_exactly_one_run() {
     let mut job = FakeJob::new(Behaviour::Sleep(Duration::ZERO));
     // Hourly schedule, last run three days ago: 72 ticks were missed.
@@ -264,7 +306,9 @@ async fn daemon_down_for_many_ticks_catches_up_with_exactly_one_run() {
         .unwrap();
     let handle = running.handle();
     let task = tokio::spawn(running.run());
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    first_run_finished(&handle).await;
+    // Time for a wrong second run to show up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     handle.shutdown();
     task.await.unwrap().unwrap();
 
@@ -316,7 +360,9 @@ async fn run_on_start_replaces_the_catch_up_run() {
         .unwrap();
     let handle = running.handle();
     let task = tokio::spawn(running.run());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    first_run_finished(&handle).await;
+    // Time for a wrong second run to show up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     handle.shutdown();
     task.await.unwrap().unwrap();
     let reasons: Vec<RunReason> = job.runs().into_iter().map(|(r, _)| r).collect();
@@ -564,7 +610,7 @@ async fn health_endpoints_report_liveness_readiness_and_metrics() {
     let addr = running.health_addr().expect("the server is listening");
     let handle = running.handle();
     let task = tokio::spawn(running.run());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    first_run_finished(&handle).await;
 
     assert_eq!(get(addr, "/healthz").await.0, 200);
     let (status, _, body) = get(addr, "/readyz").await;
@@ -610,7 +656,7 @@ async fn readyz_is_ok_after_a_complete_run() {
     let addr = running.health_addr().unwrap();
     let handle = running.handle();
     let task = tokio::spawn(running.run());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    first_run_finished(&handle).await;
     let (status, _, body) = get(addr, "/readyz").await;
     assert_eq!((status, body.as_str()), (200, "ready\n"));
     let (_, _, metrics) = get(addr, "/metrics").await;
@@ -669,7 +715,7 @@ async fn metrics_pass_promtool_check_metrics() {
     handle.metrics().record_api_response(Some(429));
     handle.metrics().record_emails(1, 1);
     let task = tokio::spawn(running.run());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    first_run_finished(&handle).await;
     let (_, _, body) = get(addr, "/metrics").await;
     handle.shutdown();
     task.await.unwrap().unwrap();

@@ -78,6 +78,18 @@ fn unknown_time_zone_exits_2() {
 }
 
 #[test]
+fn bad_jitter_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    config(&dir, "cron = \"@daily\"\njitter = \"a while\"");
+    orgwarden(dir.path())
+        .arg("schedule")
+        .assert()
+        .code(2)
+        .stderr(contains("orgwarden.toml:6: [schedule] jitter"))
+        .stderr(contains("invalid duration `a while`"));
+}
+
+#[test]
 fn bad_from_time_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     orgwarden(dir.path())

@@ -1,14 +1,17 @@
 //! `daemon`, `schedule` and `init`: the long-running service and its set-up.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use super::{CliError, Exit, GlobalArgs, not_built};
 use crate::config::Config;
-use crate::schedule::Schedule;
+use crate::daemon::{Daemon, Job, Metrics, Timing};
+use crate::schedule::ScheduleError;
 
 /// `orgwarden init`
 #[derive(Debug, clap::Args)]
@@ -180,10 +183,63 @@ pub fn daemon(_global: &GlobalArgs, _args: &DaemonArgs) -> anyhow::Result<Exit> 
     )
 }
 
+/// How [`serve`] runs the daemon beyond what `orgwarden.toml` says.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// How long the run in flight may take to finish after SIGTERM.
+    pub shutdown_deadline: Duration,
+    /// The registry `/metrics` serves; give the job the same one.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            shutdown_deadline: Duration::from_secs(30),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
+
+/// Runs the daemon framework with `job` on `[schedule]`, `[server] listen` and the database
+/// at `db`, until SIGTERM/SIGINT (exit 0). Configuration, lock and listen errors exit 2.
+///
+/// `orgwarden daemon` becomes `serve(&config, &global.db_path(&config), job, ...)` once the
+/// audit job exists; until then examples/idle_daemon.rs drives it with a stand-in job.
+pub fn serve<J: Job>(
+    config: &Config,
+    db: &Path,
+    job: Arc<J>,
+    options: ServeOptions,
+) -> anyhow::Result<Exit> {
+    let timing = timing_from_config(config)?;
+    let listen = config
+        .server
+        .listen
+        .as_deref()
+        .map(crate::daemon::health::parse_listen)
+        .transpose()
+        .map_err(CliError::usage)?;
+    let runtime = super::runtime()?;
+    runtime.block_on(async {
+        let mut builder = Daemon::builder(job, timing)
+            .database(db)
+            .signals(true)
+            .shutdown_deadline(options.shutdown_deadline)
+            .metrics(options.metrics);
+        if let Some(addr) = listen {
+            builder = builder.listen(addr);
+        }
+        let running = builder.build().start().await.map_err(CliError::usage)?;
+        running.run().await.map_err(CliError::usage)?;
+        Ok(Exit::Ok)
+    })
+}
+
 /// Runs `orgwarden schedule`.
 pub fn schedule(global: &GlobalArgs, args: &ScheduleArgs) -> anyhow::Result<Exit> {
     let config = global.load_config()?;
-    let schedule = schedule_from_config(&config)?;
+    let schedule = timing_from_config(&config)?.schedule;
     let from = match &args.from {
         Some(text) => DateTime::parse_from_rfc3339(text)
             .map(|t| t.with_timezone(&Utc))
@@ -201,14 +257,15 @@ pub fn schedule(global: &GlobalArgs, args: &ScheduleArgs) -> anyhow::Result<Exit
     Ok(Exit::Ok)
 }
 
-/// Parses `[schedule]`, reporting a bad expression or time zone with where it was written
-/// (exit 2).
-pub fn schedule_from_config(config: &Config) -> anyhow::Result<Schedule> {
-    Schedule::from_config(&config.schedule).map_err(|error| {
+/// Parses `[schedule]`, reporting a bad expression, time zone or jitter with where it was
+/// written (exit 2).
+pub fn timing_from_config(config: &Config) -> anyhow::Result<Timing> {
+    Timing::from_config(&config.schedule).map_err(|error| {
         let place = match (&config.source, &config.text) {
             (Some(path), Some(text)) => {
                 let key = match error {
-                    crate::schedule::ScheduleError::TimeZone(_) => "timezone",
+                    ScheduleError::TimeZone(_) => "timezone",
+                    ScheduleError::Duration(_) => "jitter",
                     _ => "cron",
                 };
                 match key_line(text, "schedule", key) {
@@ -246,13 +303,12 @@ fn key_line(text: &str, table: &str, key: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn starter_config_parses() {
         let config = Config::parse(STARTER_CONFIG, Path::new("orgwarden.toml")).unwrap();
         assert_eq!(config.schedule.cron, "0 */6 * * *");
-        Schedule::from_config(&config.schedule).unwrap();
+        timing_from_config(&config).unwrap();
     }
 
     #[test]
@@ -281,6 +337,7 @@ mod tests {
         assert_eq!(config.exemption.len(), 1);
         assert!(config.openai.admin_key_file.is_some());
         assert!(config.schedule.jitter.is_some());
+        timing_from_config(&config).unwrap();
     }
 
     #[test]

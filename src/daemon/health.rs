@@ -157,3 +157,36 @@ pub fn database_writable(db: &std::path::Path) -> Result<(), String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_accepts_addresses_and_names_and_explains_a_bad_one() {
+        assert_eq!(
+            parse_listen("127.0.0.1:9464").unwrap(),
+            "127.0.0.1:9464".parse::<SocketAddr>().unwrap()
+        );
+        assert!(parse_listen("localhost:9464").unwrap().ip().is_loopback());
+        // Allowed (it was configured explicitly), with a warning in the log.
+        assert!(!parse_listen("0.0.0.0:9464").unwrap().ip().is_loopback());
+        let error = parse_listen("9464").unwrap_err().to_string();
+        assert!(
+            error.starts_with("[server] listen `9464`: expected IP:PORT"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn database_writability_is_checked_on_the_file_or_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("orgwarden.db");
+        database_writable(&db).unwrap();
+        std::fs::write(&db, b"").unwrap();
+        database_writable(&db).unwrap();
+        let missing = dir.path().join("no-such-folder").join("orgwarden.db");
+        let error = database_writable(&missing).unwrap_err();
+        assert!(error.contains("is not usable"), "{error}");
+    }
+}
