@@ -344,3 +344,27 @@ fn a_copy_of_the_shipped_pack_on_the_rule_path_is_not_loaded_twice() {
         loaded.diagnostics
     );
 }
+
+#[test]
+fn a_key_whose_service_account_was_deleted_has_an_inactive_owner() {
+    use crate::model::{CrawlStats, SnapshotStatus};
+    let now = chrono::Utc::now();
+    let mut org = crate::sim::Org::demo(now.timestamp());
+    org.project_mut(&ProjectId::from("proj_payments"))
+        .unwrap()
+        .service_accounts
+        .retain(|s| s.id.as_str() != "svc_acct_payments_ci");
+    let mut store = crate::store::Store::open_in_memory().unwrap();
+    let mut writer = store.begin_snapshot(&org.organization, now).unwrap();
+    for scope in org.scope_results() {
+        writer.apply(scope).unwrap();
+    }
+    writer
+        .finish(&CrawlStats::default(), now, SnapshotStatus::Complete)
+        .unwrap();
+    let loaded = load_with("");
+    let rule = loaded.rules.get("api-key-owner-inactive").unwrap();
+    let hits = evaluate_rules(store.conn(), &[rule], now.timestamp()).unwrap();
+    let keys: Vec<&str> = hits.iter().map(|h| h.resource_id.as_str()).collect();
+    assert!(keys.contains(&"key_pay_prod"), "{hits:?}");
+}
