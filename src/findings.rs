@@ -866,6 +866,23 @@ pub fn evaluate_and_announce(
     ))
 }
 
+/// Evaluates `snapshot` and records what changed; with `announce`, also announces it in the
+/// same transaction. The one step `audit`, `demo` and the daemon share after a snapshot.
+pub fn evaluate_run(
+    store: &crate::store::Store,
+    rules: &RuleSet,
+    exemptions: &[Exemption],
+    snapshot: &crate::store::SnapshotInfo,
+    announce: Option<&Announce<'_>>,
+    now: DateTime<Utc>,
+) -> Result<(RunOutcome, Option<Notified>), AuditError> {
+    match announce {
+        None => evaluate_snapshot(store, rules, exemptions, snapshot, now).map(|o| (o, None)),
+        Some(announce) => evaluate_and_announce(store, rules, exemptions, snapshot, announce, now)
+            .map(|(o, n)| (o, Some(n))),
+    }
+}
+
 /// The notifier's view of the findings after a run: every finding that is open or exempt,
 /// or changed in this run, with what happened to it and its project's name.
 pub fn notify_states(

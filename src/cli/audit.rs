@@ -253,26 +253,18 @@ fn evaluate_and_print(
     fail_on: Option<Severity>,
 ) -> anyhow::Result<Exit> {
     let now = Utc::now();
-    let context = || format!("evaluating snapshot {}", snapshot.id);
-    let outcome = match announce {
-        None => {
-            findings::evaluate_snapshot(store, &loaded.rules, &loaded.exemptions, snapshot, now)
-                .with_context(context)?
-        }
-        Some(announce) => {
-            let (outcome, notified) = findings::evaluate_and_announce(
-                store,
-                &loaded.rules,
-                &loaded.exemptions,
-                snapshot,
-                announce,
-                now,
-            )
-            .with_context(context)?;
-            report_notification(store, announce, &notified, now)?;
-            outcome
-        }
-    };
+    let (outcome, notified) = findings::evaluate_run(
+        store,
+        &loaded.rules,
+        &loaded.exemptions,
+        snapshot,
+        announce,
+        now,
+    )
+    .with_context(|| format!("evaluating snapshot {}", snapshot.id))?;
+    if let (Some(announce), Some(notified)) = (announce, &notified) {
+        report_notification(store, announce, notified, now)?;
+    }
     print_outcome(&outcome, crawl, loaded, format, fail_on)
 }
 
