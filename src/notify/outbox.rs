@@ -198,12 +198,7 @@ pub fn deliver_pending(
             }
         }
     }
-    let pending: i64 = conn.query_row(
-        "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
-        [],
-        |row| row.get(0),
-    )?;
-    report.pending = usize::try_from(pending).unwrap_or_default();
+    report.pending = usize::try_from(pending_count(conn)?).unwrap_or_default();
     Ok(report)
 }
 
@@ -219,6 +214,16 @@ fn server_unreachable(err: &DeliveryError) -> bool {
             | DeliveryError::Auth { .. }
             | DeliveryError::File { .. }
     )
+}
+
+/// How many messages wait to be sent (the daemon's `orgwarden_outbox_depth`).
+pub fn pending_count(conn: &Connection) -> Result<u64, OutboxError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or_default())
 }
 
 /// Every stored message, newest first.
