@@ -1241,6 +1241,56 @@ async fn every_answer_matches_the_openapi_schema_of_its_operation() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_answers_an_unknown_project_with_a_404_error_body() {
+    let sim = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Org::demo(now()),
+        SimOptions::default(),
+    )
+    .await
+    .unwrap();
+    let api = Api::new(&sim.base_url(), Some("k"));
+    let mut spec = Spec::load();
+    let templates: Vec<(String, Vec<String>)> = spec.doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| t.contains("{project_id}") && !t.ends_with("/spend_limit"))
+        .map(|(t, ops)| {
+            (
+                t.clone(),
+                ops.as_object().unwrap().keys().cloned().collect(),
+            )
+        })
+        .collect();
+    let mut swept = 0;
+    for (template, methods) in templates {
+        let path = template
+            .replace("{project_id}", "proj_does_not_exist")
+            .replace(['{', '}'], "");
+        for method in methods {
+            if !["get", "post", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            let body = (method == "post").then_some(json!({}));
+            check(
+                &mut spec,
+                &api,
+                &method.to_uppercase(),
+                &template,
+                &path,
+                body,
+                404,
+            )
+            .await;
+            swept += 1;
+        }
+    }
+    assert!(swept >= 45, "only {swept} operations swept");
+    assert!(spec.failures.is_empty(), "{}", spec.failures.join("\n"));
+}
+
 #[test]
 fn the_schema_check_rejects_what_the_spec_does_not_allow() {
     let mut spec = Spec::load();

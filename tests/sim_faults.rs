@@ -83,6 +83,22 @@ async fn injected_faults_hit_their_path_the_given_number_of_times() {
     });
     assert_eq!(api.get(keys).await.status, 503);
     assert_eq!(api.get(keys).await.status, 503);
+    sim.clear_faults();
+    for code in [401, 403, 404, 409] {
+        sim.add_fault(Fault {
+            path_prefix: keys.into(),
+            kind: FaultKind::Status(code),
+            times: Some(1),
+        });
+        let a = api.get(keys).await;
+        assert_eq!(a.status, code);
+        assert_error_shape(&a);
+    }
+    sim.add_fault(Fault {
+        path_prefix: keys.into(),
+        kind: FaultKind::Status(503),
+        times: None,
+    });
     assert_eq!(api.get("/organization/projects").await.status, 200);
     sim.clear_faults();
     assert_eq!(api.get(keys).await.status, 200);
@@ -106,8 +122,15 @@ async fn latency_is_added_to_every_request() {
     let sim = serve(local(), Org::demo(now()), opts).await.unwrap();
     let api = Api::new(&sim.base_url(), Some("k"));
     let start = Instant::now();
-    assert_eq!(api.get("/organization/projects").await.status, 200);
+    let a = api.get("/organization/projects").await;
+    assert_eq!(a.status, 200);
     assert!(start.elapsed() >= Duration::from_millis(150));
+    assert!(
+        a.headers["x-request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req_")
+    );
 }
 
 #[test]

@@ -28,7 +28,7 @@ fn expected(org: &Org) -> Value {
             .iter()
             .map(|g| (g.group_id.as_str(), render::roles_of(p, &g.roles).len()))
             .collect();
-        let mp = render::model_permissions(p);
+        let mp = render::value(render::model_permissions(p));
         projects.insert(
             p.id.to_string(),
             json!({

@@ -4,6 +4,7 @@
 
 use std::sync::RwLock;
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::org::{
@@ -95,6 +96,17 @@ impl ApiError {
                 )
             }
         }
+    }
+
+    /// A 403 for a key that is not allowed to read the Admin API (e.g. a project key).
+    pub fn forbidden() -> ApiError {
+        ApiError::new(
+            403,
+            "invalid_request_error",
+            "You have insufficient permissions for this operation. Missing scopes: \
+             api.management.read. Check that you have the correct role in your organization \
+             and, if you are using a restricted API key, that it has the necessary scopes.",
+        )
     }
 
     /// A 429 for a spent request budget.
@@ -303,13 +315,13 @@ fn b64_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// One page of a list, in the endpoint's envelope. `items` are in creation order.
-pub fn page<T>(
-    items: &[&T],
+pub fn page<'t, T, R: Serialize>(
+    items: &[&'t T],
     q: &Query,
     spec: &ListSpec,
-    id: impl Fn(&T) -> &str,
-    render: impl Fn(&T) -> Value,
-) -> Res {
+    id: impl Fn(&'t T) -> &'t str,
+    render: impl Fn(&'t T) -> R,
+) -> Answer {
     let limit = match q.get("limit") {
         None => spec.default_limit,
         Some(raw) => {
@@ -396,22 +408,48 @@ pub fn page<T>(
     };
     let slice = &ordered[start..end];
     let has_more = end < ordered.len();
-    let data: Vec<Value> = slice.iter().map(|t| render(t)).collect();
-    Ok(match spec.envelope {
-        Envelope::NextCursor => json!({
-            "object": "list",
-            "data": data,
-            "has_more": has_more,
-            "next": if has_more { Some(encode_cursor(end)) } else { None },
+    let data: Vec<R> = slice.iter().map(|t| render(t)).collect();
+    match spec.envelope {
+        Envelope::NextCursor => bytes(&PageNext {
+            object: "list",
+            data,
+            has_more,
+            next: has_more.then(|| encode_cursor(end)),
         }),
-        _ => json!({
-            "object": "list",
-            "data": data,
-            "first_id": slice.first().map(|t| id(t)),
-            "last_id": slice.last().map(|t| id(t)),
-            "has_more": has_more,
+        _ => bytes(&PageIds {
+            object: "list",
+            data,
+            first_id: slice.first().map(|t| id(t)),
+            last_id: slice.last().map(|t| id(t)),
+            has_more,
         }),
-    })
+    }
+}
+
+/// Shape A: `{object, data, first_id, last_id, has_more}`.
+#[derive(Serialize)]
+struct PageIds<'a, R> {
+    object: &'static str,
+    data: Vec<R>,
+    first_id: Option<&'a str>,
+    last_id: Option<&'a str>,
+    has_more: bool,
+}
+
+/// Shape B: `{object, data, has_more, next}`.
+#[derive(Serialize)]
+struct PageNext<R> {
+    object: &'static str,
+    data: Vec<R>,
+    has_more: bool,
+    next: Option<String>,
+}
+
+/// A JSON answer's bytes.
+pub type Answer = Result<Vec<u8>, ApiError>;
+
+fn bytes(x: &impl Serialize) -> Answer {
+    serde_json::to_vec(x).map_err(|e| ApiError::server_error(500).with_message(e.to_string()))
 }
 
 /// One request, as the HTTP layer hands it over.
@@ -430,14 +468,16 @@ pub struct Request<'a> {
 /// the write lock.
 pub fn handle(org: &RwLock<Org>, req: &Request<'_>) -> Result<Vec<u8>, ApiError> {
     let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
-    let value = if req.method == "GET" {
+    if req.method == "GET" {
         let guard = org.read().unwrap_or_else(|e| e.into_inner());
-        read(&guard, req, &segs)?
+        read(&guard, req, &segs)
     } else {
-        let mut guard = org.write().unwrap_or_else(|e| e.into_inner());
-        write(&mut guard, req, &segs)?
-    };
-    serde_json::to_vec(&value).map_err(|e| ApiError::server_error(500).with_message(e.to_string()))
+        let value = {
+            let mut guard = org.write().unwrap_or_else(|e| e.into_inner());
+            write(&mut guard, req, &segs)?
+        };
+        bytes(&value)
+    }
 }
 
 impl ApiError {
@@ -467,7 +507,7 @@ fn found<T>(x: Option<T>, what: &str, id: &str) -> Result<T, ApiError> {
     x.ok_or_else(|| ApiError::not_found(what, id))
 }
 
-fn read(org: &Org, req: &Request<'_>, segs: &[&str]) -> Res {
+fn read(org: &Org, req: &Request<'_>, segs: &[&str]) -> Answer {
     let q = &req.query;
     match segs {
         ["organization", "projects"] => {
@@ -479,7 +519,7 @@ fn read(org: &Org, req: &Request<'_>, segs: &[&str]) -> Res {
                 .collect();
             page(&items, q, &LIST_DEFAULT, |p| p.id.as_str(), render::project)
         }
-        ["organization", "projects", pid] => Ok(render::project(project(org, pid)?)),
+        ["organization", "projects", pid] => bytes(&render::project(project(org, pid)?)),
         ["organization", "projects", pid, rest @ ..] => {
             let p = project(org, pid)?;
             read_project(org, p, q, rest, req)
@@ -487,12 +527,12 @@ fn read(org: &Org, req: &Request<'_>, segs: &[&str]) -> Res {
         ["projects", pid, "users", uid, "roles", rest @ ..] => {
             let p = project(org, pid)?;
             let u = found(p.user(uid), "user", uid)?;
-            read_assignments(p, &u.roles, q, rest)
+            read_assignments(p, &u.roles, req, rest)
         }
         ["projects", pid, "groups", gid, "roles", rest @ ..] => {
             let p = project(org, pid)?;
             let g = found(p.group(gid), "group", gid)?;
-            read_assignments(p, &g.roles, q, rest)
+            read_assignments(p, &g.roles, req, rest)
         }
         ["projects", pid, "roles"] => {
             let p = project(org, pid)?;
@@ -501,13 +541,14 @@ fn read(org: &Org, req: &Request<'_>, segs: &[&str]) -> Res {
         }
         ["projects", pid, "roles", rid] => {
             let p = project(org, pid)?;
-            Ok(render::role(found(p.role(rid), "role", rid)?))
+            bytes(&render::role(found(p.role(rid), "role", rid)?))
         }
         _ => Err(ApiError::invalid_url(req.method, req.path)),
     }
 }
 
-fn read_assignments(p: &Project, ids: &[RoleId], q: &Query, rest: &[&str]) -> Res {
+fn read_assignments(p: &Project, ids: &[RoleId], req: &Request<'_>, rest: &[&str]) -> Answer {
+    let q = &req.query;
     let roles = render::roles_of(p, ids);
     match rest {
         [] => page(
@@ -523,13 +564,13 @@ fn read_assignments(p: &Project, ids: &[RoleId], q: &Query, rest: &[&str]) -> Re
                 "role assignment",
                 rid,
             )?;
-            Ok(render::assigned_role(r))
+            bytes(&render::assigned_role(r))
         }
-        _ => Err(ApiError::not_found("path", &rest.join("/"))),
+        _ => Err(ApiError::invalid_url(req.method, req.path)),
     }
 }
 
-fn read_project(org: &Org, p: &Project, q: &Query, rest: &[&str], req: &Request<'_>) -> Res {
+fn read_project(org: &Org, p: &Project, q: &Query, rest: &[&str], req: &Request<'_>) -> Answer {
     match rest {
         ["users"] => {
             if p.is_archived() {
@@ -544,7 +585,7 @@ fn read_project(org: &Org, p: &Project, q: &Query, rest: &[&str], req: &Request<
                 render::project_user,
             )
         }
-        ["users", uid] => Ok(render::project_user(found(p.user(uid), "user", uid)?)),
+        ["users", uid] => bytes(&render::project_user(found(p.user(uid), "user", uid)?)),
         ["service_accounts"] => {
             if p.is_archived() {
                 return Err(archived_error());
@@ -558,7 +599,7 @@ fn read_project(org: &Org, p: &Project, q: &Query, rest: &[&str], req: &Request<
                 render::service_account,
             )
         }
-        ["service_accounts", sid] => Ok(render::service_account(found(
+        ["service_accounts", sid] => bytes(&render::service_account(found(
             p.service_account(sid),
             "service account",
             sid,
@@ -587,7 +628,7 @@ fn read_project(org: &Org, p: &Project, q: &Query, rest: &[&str], req: &Request<
                 "API key",
                 kid,
             )?;
-            Ok(render::api_key(org, p, k))
+            bytes(&render::api_key(org, p, k))
         }
         ["rate_limits"] => {
             let items: Vec<_> = p.rate_limits.iter().collect();
@@ -599,8 +640,8 @@ fn read_project(org: &Org, p: &Project, q: &Query, rest: &[&str], req: &Request<
                 render::rate_limit,
             )
         }
-        ["model_permissions"] => Ok(render::model_permissions(p)),
-        ["hosted_tool_permissions"] => Ok(render::hosted_tool_permissions(p)),
+        ["model_permissions"] => bytes(&render::model_permissions(p)),
+        ["hosted_tool_permissions"] => bytes(&render::hosted_tool_permissions(p)),
         ["groups"] => {
             let items: Vec<&ProjectGroup> = p.groups.iter().collect();
             page(
@@ -613,9 +654,12 @@ fn read_project(org: &Org, p: &Project, q: &Query, rest: &[&str], req: &Request<
         }
         ["groups", gid] => {
             q.enum_value("group_type", &["group", "tenant_group"])?;
-            Ok(render::project_group(p, found(p.group(gid), "group", gid)?))
+            bytes(&render::project_group(
+                p,
+                found(p.group(gid), "group", gid)?,
+            ))
         }
-        ["data_retention"] => Ok(render::data_retention(p)),
+        ["data_retention"] => bytes(&render::data_retention(p)),
         ["spend_alerts"] => {
             let items: Vec<&SpendAlert> = p.spend_alerts.iter().collect();
             page(
@@ -628,7 +672,7 @@ fn read_project(org: &Org, p: &Project, q: &Query, rest: &[&str], req: &Request<
         }
         ["spend_alerts", aid] => {
             let a = p.spend_alerts.iter().find(|a| a.id.as_str() == *aid);
-            Ok(render::spend_alert(found(a, "spend alert", aid)?))
+            bytes(&render::spend_alert(found(a, "spend alert", aid)?))
         }
         ["certificates"] => {
             let items: Vec<_> = p.certificates.iter().collect();
@@ -788,13 +832,13 @@ fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
             let mut p = Project::new(id, Some(name), now());
             p.residency = residency;
             p.external_key_id = external_key_id;
-            let v = render::project(&p);
+            let v = render::value(render::project(&p));
             org.projects.push(p);
             Ok(v)
         }
         ("POST", ["organization", "projects", pid]) => {
-            let b = body()?;
             let i = project_idx(org, pid)?;
+            let b = body()?;
             let p = &mut org.projects[i];
             if p.is_archived() {
                 return Err(archived_error());
@@ -805,7 +849,7 @@ fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
             if let Some(k) = b.opt_str("external_key_id")? {
                 p.external_key_id = Some(k);
             }
-            Ok(render::project(p))
+            Ok(render::value(render::project(p)))
         }
         ("POST", ["organization", "projects", pid, "archive"]) => {
             let i = project_idx(org, pid)?;
@@ -814,7 +858,7 @@ fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
                 p.status = "archived".into();
                 p.archived_at = Some(now());
             }
-            Ok(render::project(p))
+            Ok(render::value(render::project(p)))
         }
         (_, ["organization", "projects", pid, rest @ ..]) => {
             let i = project_idx(org, pid)?;
@@ -835,11 +879,12 @@ fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
             write_assignment(org, i, req, kind, owner, rest, body)
         }
         ("POST", ["projects", pid, "roles"]) => {
+            // An unknown project is a 404 before any body check, like every other path.
+            let i = project_idx(org, pid)?;
             let b = body()?;
             let name = b.req_str("role_name")?;
             let permissions = b.req_str_array("permissions")?;
             let description = b.opt_str("description")?;
-            let i = project_idx(org, pid)?;
             if org.projects[i].roles.iter().any(|r| r.name == name) {
                 return Err(ApiError::invalid(
                     "role_name",
@@ -861,13 +906,13 @@ fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
                 created_by: None,
                 extra: Map::new(),
             };
-            let v = render::role(&role);
+            let v = render::value(render::role(&role));
             org.projects[i].roles.push(role);
             Ok(v)
         }
         ("POST", ["projects", pid, "roles", rid]) => {
-            let b = body()?;
             let i = project_idx(org, pid)?;
+            let b = body()?;
             let p = &mut org.projects[i];
             let r = found(
                 p.roles.iter_mut().find(|r| r.id.as_str() == *rid),
@@ -884,7 +929,7 @@ fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
                 r.name = n;
             }
             r.updated_at = Some(now());
-            Ok(render::role(r))
+            Ok(render::value(render::role(r)))
         }
         ("DELETE", ["projects", pid, "roles", rid]) => {
             let i = project_idx(org, pid)?;
@@ -1078,7 +1123,7 @@ fn write_project(
                 roles: Vec::new(),
                 extra: Map::new(),
             };
-            let v = render::project_user(&user);
+            let v = render::value(render::project_user(&user));
             org.projects[i].users.push(user);
             Ok(v)
         }
@@ -1097,7 +1142,7 @@ fn write_project(
             if let Some(role) = role {
                 u.role = role;
             }
-            Ok(render::project_user(u))
+            Ok(render::value(render::project_user(u)))
         }
         ("DELETE", ["users", uid]) => {
             let p = &mut org.projects[i];
@@ -1150,7 +1195,7 @@ fn write_project(
                 });
                 v
             };
-            let mut v = render::service_account(&sa);
+            let mut v = render::value(render::service_account(&sa));
             if let Value::Object(m) = &mut v {
                 m.insert("api_key".into(), key);
             }
@@ -1175,7 +1220,7 @@ fn write_project(
             if let Some(r) = role {
                 sa.role = r;
             }
-            Ok(render::service_account(sa))
+            Ok(render::value(render::service_account(sa)))
         }
         ("DELETE", ["service_accounts", sid]) => {
             let p = &mut org.projects[i];
@@ -1265,7 +1310,7 @@ fn write_project(
             for (field, n) in optional {
                 r.optional.insert(field, n);
             }
-            Ok(render::rate_limit(r))
+            Ok(render::value(render::rate_limit(r)))
         }
         ("POST", ["model_permissions"]) => {
             let b = body()?;
@@ -1273,7 +1318,7 @@ fn write_project(
             let model_ids = b.req_str_array("model_ids")?;
             let p = &mut org.projects[i];
             p.model_permissions = Some(ModelPermissions { mode, model_ids });
-            Ok(render::model_permissions(p))
+            Ok(render::value(render::model_permissions(p)))
         }
         ("DELETE", ["model_permissions"]) => {
             org.projects[i].model_permissions = None;
@@ -1303,7 +1348,7 @@ fn write_project(
             for (t, e) in changes {
                 p.hosted_tools[t] = e;
             }
-            Ok(render::hosted_tool_permissions(p))
+            Ok(render::value(render::hosted_tool_permissions(p)))
         }
         ("POST", ["groups"]) => {
             let b = body()?;
@@ -1327,7 +1372,7 @@ fn write_project(
                 roles: vec![role],
                 extra: Map::new(),
             };
-            let v = render::project_group(p, &g);
+            let v = render::value(render::project_group(p, &g));
             org.projects[i].groups.push(g);
             Ok(v)
         }
@@ -1346,13 +1391,13 @@ fn write_project(
             let t = b.req_enum("retention_type", &RETENTION_TYPES)?;
             let p = &mut org.projects[i];
             p.data_retention = t;
-            Ok(render::data_retention(p))
+            Ok(render::value(render::data_retention(p)))
         }
         ("POST", ["spend_alerts"]) => {
             let b = body()?;
             let id = SpendAlertId(org.next_id("spend_alert_"));
             let alert = spend_alert_from(&b, id)?;
-            let v = render::spend_alert(&alert);
+            let v = render::value(render::spend_alert(&alert));
             org.projects[i].spend_alerts.push(alert);
             Ok(v)
         }
@@ -1368,7 +1413,7 @@ fn write_project(
             let mut new = spend_alert_from(&b, a.id.clone())?;
             new.extra = std::mem::take(&mut a.extra);
             *a = new;
-            Ok(render::spend_alert(a))
+            Ok(render::value(render::spend_alert(a)))
         }
         ("DELETE", ["spend_alerts", aid]) => {
             let p = &mut org.projects[i];
@@ -1396,7 +1441,7 @@ fn write_project(
             for c in p.certificates.iter_mut() {
                 if ids.iter().any(|id| id == c.id.as_str()) {
                     c.active = active;
-                    data.push(render::certificate(c));
+                    data.push(render::value(render::certificate(c)));
                 }
             }
             let object = if active {

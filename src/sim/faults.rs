@@ -56,6 +56,9 @@ impl Faults {
     }
 
     pub(crate) fn add(&self, fault: Fault) {
+        if fault.times == Some(0) {
+            return;
+        }
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
         list.push(fault);
         self.len.store(list.len(), Ordering::Release);

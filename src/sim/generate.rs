@@ -150,6 +150,7 @@ impl Org {
         let mut rng = Rng(seed ^ 0x6f72_6777_6172_6465);
         let domain = "example-corp.com";
         let mut org = Org::empty(&format!("generated-{seed}"));
+        org.email_domains = vec![domain.to_owned()];
 
         let n_users = (projects * 6).clamp(60, 20_000);
         for i in 0..n_users {

@@ -86,7 +86,16 @@ fn check_auth(req: &Request, expected: Option<&str>) -> Result<(), bool> {
 }
 
 async fn serve_request(State(s): State<Arc<Shared>>, req: Request) -> Response {
-    s.requests.fetch_add(1, Ordering::Relaxed);
+    let n = s.requests.fetch_add(1, Ordering::Relaxed);
+    let mut resp = answer(&s, req).await;
+    // Like the real API: every answer names its request, so a client can log it.
+    if let Ok(id) = HeaderValue::from_str(&format!("req_sim{n:016x}")) {
+        resp.headers_mut().insert("x-request-id", id);
+    }
+    resp
+}
+
+async fn answer(s: &Shared, req: Request) -> Response {
     if !s.opts.latency.is_zero() {
         tokio::time::sleep(s.opts.latency).await;
     }
@@ -109,13 +118,17 @@ async fn serve_request(State(s): State<Arc<Shared>>, req: Request) -> Response {
             if code == 429 {
                 return rate_limited(1);
             }
-            let e = if code >= 500 {
-                ApiError::server_error(code)
-            } else {
-                ApiError {
+            // The body each status has in the real API, so a client's handling of it
+            // (a refused key, a non-admin key, a vanished object) can be tested.
+            let e = match code {
+                401 => ApiError::unauthorized(false),
+                403 => ApiError::forbidden(),
+                404 => ApiError::not_found("object", &path),
+                500.. => ApiError::server_error(code),
+                _ => ApiError {
                     status: code,
                     ..ApiError::bad_request("Injected fault.")
-                }
+                },
             };
             return error_response(&e);
         }

@@ -50,6 +50,9 @@ pub const RESIDENCIES: [&str; 12] = [
 pub struct Org {
     /// The organization's name (the snapshot's `org`).
     pub organization: String,
+    /// The organization's own email domains (for `project-user-external-domain`'s
+    /// `allowed_domains`; the demo sets them so its audit can show that rule).
+    pub email_domains: Vec<String>,
     /// Every user the organization knows, also those in no project any more (their keys
     /// still name them as owner).
     pub users: BTreeMap<UserId, OrgUser>,
@@ -389,6 +392,7 @@ impl Org {
     pub fn empty(organization: &str) -> Org {
         Org {
             organization: organization.to_owned(),
+            email_domains: Vec::new(),
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
             projects: Vec::new(),
@@ -517,6 +521,9 @@ fn parse_relative(s: &str, now: i64) -> Result<i64, String> {
     };
     Ok(now + sign * amount * secs)
 }
+
+/// Keys every rendered object sets itself, whatever the file says.
+const RENDERED: [&str; 3] = ["object", "project_id", "owner_project_access"];
 
 /// Reads one JSON object of the file, remembering which keys it used so the rest can be
 /// kept as unmodelled fields, and naming the JSON path in every error.
@@ -657,7 +664,8 @@ impl<'a> Reader<'a> {
     fn extra(&self) -> Map<String, Value> {
         self.map
             .iter()
-            .filter(|(k, _)| !self.used.contains(&k.as_str()))
+            // Keys the renderer always writes itself would otherwise appear twice.
+            .filter(|(k, _)| !self.used.contains(&k.as_str()) && !RENDERED.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
@@ -680,6 +688,7 @@ fn parse_org(value: &Value, now: i64) -> R<Org> {
         &r.opt_str("organization")?
             .unwrap_or_else(|| "default".into()),
     );
+    org.email_domains = r.str_array("email_domains")?;
     for (i, v) in r.array("users")?.iter().enumerate() {
         let mut u = Reader::new(v, r.item_path("users", i), now)?;
         let id = UserId(u.req_str("id")?);
@@ -1116,6 +1125,7 @@ mod tests {
     fn the_demo_org_triggers_every_rule_and_holds_look_alikes() {
         const DAY: i64 = 86_400;
         let org = Org::demo(NOW);
+        assert_eq!(org.email_domains, ["acme-robotics.com"]);
         let p = |id: &str| org.project(&ProjectId::from(id)).unwrap();
         let key = |pid: &str, kid: &str| {
             p(pid)

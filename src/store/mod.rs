@@ -340,7 +340,6 @@ impl Store {
             })?;
         // File::try_lock is an advisory whole-file lock (flock on Unix), released when the
         // file is closed, so a killed process never leaves it held.
-        #[allow(clippy::incompatible_msrv)]
         match file.try_lock() {
             Ok(()) => {
                 // Say who holds it, for the message a second writer gets. Best effort: the
