@@ -98,18 +98,19 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    /// The configuration file in use: `--config`, else `./orgwarden.toml` when present.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            let default = PathBuf::from("orgwarden.toml");
+            default.exists().then_some(default)
+        })
+    }
+
     /// Loads the configuration: `--config`, else `./orgwarden.toml` when present, else defaults.
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        match &self.config {
-            Some(path) => Config::load(path).map_err(CliError::usage),
-            None => {
-                let default = PathBuf::from("orgwarden.toml");
-                if default.exists() {
-                    Config::load(&default).map_err(CliError::usage)
-                } else {
-                    Ok(Config::default())
-                }
-            }
+        match self.config_path() {
+            Some(path) => Config::load(&path).map_err(CliError::usage),
+            None => Ok(Config::default()),
         }
     }
 
@@ -190,7 +191,10 @@ pub enum Command {
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global);
+    // The demo is a show, not an operational run: its findings are on stdout, so the
+    // per-finding log lines are left out unless asked for (-v or RUST_LOG).
+    let quiet_default = matches!(cli.command, Command::Demo(_));
+    init_logging(&cli.global, quiet_default);
     match run(cli) {
         Ok(exit) => exit.into(),
         Err(error) => {
@@ -237,12 +241,13 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn init_logging(global: &GlobalArgs) {
+fn init_logging(global: &GlobalArgs, quiet_default: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if global.quiet {
         "error"
     } else {
         match global.verbose {
+            0 if quiet_default => "warn",
             0 => "info",
             1 => "debug",
             _ => "trace",
@@ -252,6 +257,7 @@ fn init_logging(global: &GlobalArgs) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match global.log_format {
         LogFormat::Text => builder.try_init(),
