@@ -187,6 +187,24 @@ impl Notifier {
         }
     }
 
+    /// Delivers every unsent outbox message, due or not: for a person who asked for
+    /// delivery now (`audit --notify`), not for automatic retries.
+    pub fn deliver_now(
+        &self,
+        conn: &Connection,
+        now: DateTime<Utc>,
+    ) -> Result<DeliveryReport, NotifyError> {
+        match &self.email {
+            Some(email) => Ok(outbox::deliver(
+                conn,
+                &email.transport,
+                now,
+                outbox::Pass::All,
+            )?),
+            None => Ok(DeliveryReport::default()),
+        }
+    }
+
     /// Renders a digest with this notifier's templates (for previews and tests).
     pub fn render(&self, digest: &Digest) -> Result<render::Rendered, NotifyError> {
         let renderer = match &self.email {
