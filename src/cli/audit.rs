@@ -285,23 +285,26 @@ fn report_notification(
     notified: &findings::Notified,
     now: chrono::DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let Some(digest) = &notified.announcement.digest else {
-        eprintln!("notify: nothing new to announce");
-        return Ok(());
-    };
+    match &notified.announcement.digest {
+        None => eprintln!("notify: nothing new to announce"),
+        Some(digest) if notified.dry_run => {
+            let rendered = announce.notifier.render(digest)?;
+            eprintln!(
+                "notify (dry run: nothing recorded, queued or sent): {}\n\n{}",
+                rendered.subject, rendered.text
+            );
+        }
+        Some(_) => eprintln!(
+            "notify: announced {} finding(s)",
+            notified.announcement.announced.len()
+        ),
+    }
     if notified.dry_run {
-        let rendered = announce.notifier.render(digest)?;
-        eprintln!(
-            "notify (dry run: nothing recorded, queued or sent): {}\n\n{}",
-            rendered.subject, rendered.text
-        );
         return Ok(());
     }
-    eprintln!(
-        "notify: announced {} finding(s)",
-        notified.announcement.announced.len()
-    );
-    let report = announce.notifier.deliver_pending(store.conn(), now)?;
+    // Also when nothing is new: a digest an earlier run could not deliver is retried now,
+    // whatever its backoff (a person is asking; backoff paces the daemon's retries).
+    let report = announce.notifier.deliver_now(store.conn(), now)?;
     for (id, receipt) in &report.receipts {
         eprintln!("notify: message {id} delivered: {receipt}");
     }
