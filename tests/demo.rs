@@ -72,6 +72,14 @@ fn demo_shows_every_shipped_rule_and_writes_the_digest_once() {
 
     let again = demo(dir.path());
     assert_eq!(again.status.code(), Some(0));
+    // The same day's demo organization is the same: the second snapshot changed nothing.
+    let diff = Command::new(env!("CARGO_BIN_EXE_orgwarden"))
+        .args(["--db", "orgwarden-demo.db", "diff", "--format", "json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let diff: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
+    assert_eq!(diff["changes"].as_array().map(Vec::len), Some(0), "{diff}");
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing new to announce"));
     assert_eq!(
         eml_files(dir.path()).len(),

@@ -378,7 +378,7 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
         .db
         .clone()
         .unwrap_or_else(|| PathBuf::from("orgwarden-demo.db"));
-    let org = Org::demo(Utc::now().timestamp());
+    let org = Org::demo_today(Utc::now().timestamp());
     let (name, summary) = (org.organization.clone(), org.summary());
     demo_settings(&mut config, &name, &org.email_domains, &args.outbox);
     let loaded = load_rules_for(&config)?;

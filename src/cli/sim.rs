@@ -79,7 +79,7 @@ pub fn sim(_global: &GlobalArgs, args: &SimArgs) -> anyhow::Result<Exit> {
     let org = match (&args.org, args.projects) {
         (Some(path), _) => Org::load(path, now).map_err(CliError::usage)?,
         (None, Some(n)) => Org::generate(n, args.seed, now),
-        (None, None) => Org::demo(now),
+        (None, None) => Org::demo_today(now),
     };
     let summary = org.summary();
     let opts = SimOptions {

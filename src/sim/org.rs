@@ -422,6 +422,13 @@ impl Org {
         })
     }
 
+    /// The curated demo organization (`sim/demo-org.json`) as of the start of the UTC
+    /// day of `now`: re-running the demo the same day serves the same objects, so it
+    /// records no new versions. Only `last_used_at` offsets are shorter than a day.
+    pub fn demo_today(now: i64) -> Org {
+        Org::demo(now - now.rem_euclid(86_400))
+    }
+
     /// The curated demo organization (`sim/demo-org.json`).
     pub fn demo(now: i64) -> Org {
         match Org::from_json_str(DEMO_ORG, now) {
