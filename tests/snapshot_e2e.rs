@@ -207,6 +207,15 @@ fn a_scope_failing_throughout_makes_a_partial_snapshot_that_removes_nothing() {
         "{:?}",
         diff.entries
     );
+    let cli = env.run(&["diff", "--format", "json"]);
+    assert_exit(&cli, 0);
+    let cli = json(&cli);
+    assert_eq!(cli["to"]["status"], "partial");
+    assert_eq!(
+        cli["changes"],
+        serde_json::json!([]),
+        "nothing changed, nothing removed"
+    );
 }
 
 #[test]
@@ -432,10 +441,14 @@ fn a_second_snapshot_while_one_runs_fails_fast_and_queries_still_work() {
         "{stderr}"
     );
     // Readers are not blocked by the writer (WAL): the previous snapshot stays readable.
-    assert_eq!(
-        env.column("SELECT CAST(count(*) AS TEXT) FROM projects"),
-        ["10"]
-    );
+    let query = env.run(&[
+        "query",
+        "SELECT count(*) AS n FROM projects",
+        "--format",
+        "json",
+    ]);
+    assert_exit(&query, 0);
+    assert_eq!(json(&query)[0]["n"], 10);
     assert!(
         first.try_wait().unwrap().is_none(),
         "the first snapshot was still running"
