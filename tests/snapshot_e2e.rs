@@ -456,3 +456,59 @@ fn a_second_snapshot_while_one_runs_fails_fast_and_queries_still_work() {
     let status = first.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn plain_http_to_a_remote_host_and_a_missing_key_stop_before_anything_is_written() {
+    let env = Env::new(org(), SimOptions::default());
+    let out = env
+        .command(&["snapshot"])
+        .args(["--base-url", "http://api.example.com/v1"])
+        .output()
+        .expect("run");
+    assert_exit(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("http://api.example.com/v1") && stderr.contains("non-loopback"),
+        "{stderr}"
+    );
+
+    let out = env
+        .command(&["snapshot"])
+        .env_remove("OPENAI_ADMIN_KEY")
+        .output()
+        .expect("run");
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("OPENAI_ADMIN_KEY"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!env.db().exists(), "no database was created");
+    assert_eq!(env.sim.requests(), 0);
+}
+
+#[test]
+fn the_key_file_named_in_the_config_is_read_beside_it() {
+    let env = Env::new(
+        org(),
+        SimOptions {
+            admin_key: Some(KEY.into()),
+            ..SimOptions::default()
+        },
+    );
+    std::fs::write(env.dir.path().join("admin.key"), format!("{KEY}\n")).expect("key file");
+    let config = env.config("admin_key_file = \"admin.key\"");
+    let out = env
+        .command(&[
+            "--config",
+            config.to_str().unwrap(),
+            "snapshot",
+            "--format",
+            "json",
+        ])
+        .env_remove("OPENAI_ADMIN_KEY")
+        .output()
+        .expect("run");
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["org"], "acme");
+}
