@@ -241,7 +241,12 @@ pub struct AdminClient {
     opts: ClientOptions,
     gate: Arc<Gate>,
     counters: Counters,
+    observer: Option<ResponseObserver>,
 }
+
+/// Called with every answer's HTTP status (`None` when no answer came), e.g. to count
+/// responses by status class for `/metrics`.
+pub type ResponseObserver = Arc<dyn Fn(Option<u16>) + Send + Sync>;
 
 impl fmt::Debug for AdminClient {
     // Hand-written so that the key can never reach a log line through `{:?}`.
@@ -297,7 +302,20 @@ impl AdminClient {
             gate: Arc::new(Gate::new(concurrency)),
             opts,
             counters: Counters::default(),
+            observer: None,
         })
+    }
+
+    /// The same client, reporting every answer's status to `observer`.
+    pub fn with_observer(mut self, observer: ResponseObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&self, status: Option<u16>) {
+        if let Some(observer) = &self.observer {
+            observer(status);
+        }
     }
 
     /// The counters so far (`errors` is the collector's to fill).
@@ -539,6 +557,7 @@ impl AdminClient {
         let response = match response {
             Ok(r) => r,
             Err(e) => {
+                self.observe(None);
                 return Attempt::Retry {
                     error: ClientError::Transport {
                         path: shown.to_owned(),
@@ -550,6 +569,7 @@ impl AdminClient {
             }
         };
         let status = response.status();
+        self.observe(Some(status.as_u16()));
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)

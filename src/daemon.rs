@@ -17,6 +17,7 @@
 //!   outbox), the components stop, and [`Running::run`] returns `Ok` (exit 0).
 
 pub mod health;
+pub mod job;
 pub mod lock;
 pub mod metrics;
 

@@ -264,51 +264,93 @@ impl fmt::Display for Diagnostics {
 #[error("{}", .0.render(false))]
 pub struct DiagnosticsError(pub Diagnostics);
 
-/// A configuration file's parse error as a diagnostic pointing into the file, re-reading
-/// the file for the excerpt; `None` for errors without a place (an unreadable file).
+/// A configuration file's parse errors as diagnostics pointing into the file (re-read for
+/// the excerpt); `None` for errors without a place (an unreadable file).
+///
+/// The configuration's parser stops at its first error. To report more at once, the line
+/// of each `key = value` error is blanked (offsets kept) and the file parsed again, as
+/// long as what is left is still valid TOML; a problem elsewhere (a table header, a value
+/// spanning lines) ends the search, so no error is ever invented by the blanking.
 pub fn from_config_error(error: &crate::config::ConfigError) -> Option<Diagnostics> {
-    let crate::config::ConfigError::Parse {
-        path,
-        line,
-        column,
-        message,
-    } = error
-    else {
+    let crate::config::ConfigError::Parse { path, .. } = error else {
         return None;
     };
-    let text = std::fs::read_to_string(path).ok()?;
+    let original = std::fs::read_to_string(path).ok()?;
+    let mut d = Diagnostics::new();
+    let file = d.add_file(path.display().to_string(), original.clone());
+    let mut text = original;
+    let mut error = Some(parse_error(error)?);
+    let mut seen = Vec::new();
+    while let Some((line, column, message)) = error.take() {
+        let start = offset_of(&text, line, column);
+        if seen.contains(&start) || seen.len() >= 32 {
+            break;
+        }
+        seen.push(start);
+        // Underline the word (key or value) the error points at.
+        let len = text[start..]
+            .find(|c: char| c.is_whitespace() || c == '=' || c == ',' || c == ']')
+            .unwrap_or(text.len() - start)
+            .max(1);
+        let code = if message.starts_with("unknown field") {
+            "unknown-key"
+        } else {
+            "bad-config"
+        };
+        let first_line = message.lines().next().unwrap_or(&message).to_owned();
+        let diag = d.error(
+            code,
+            Some(file),
+            Some(start..(start + len).min(text.len())),
+            first_line,
+        );
+        for extra in message.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+            diag.help(extra.trim().to_owned());
+        }
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let whole = &text[line_start..line_end];
+        if whole.trim_start().starts_with('[') || !whole.contains('=') {
+            break;
+        }
+        let blank: String = whole.chars().map(|_| ' ').collect();
+        let blanked = format!("{}{blank}{}", &text[..line_start], &text[line_end..]);
+        if toml::de::DeTable::parse(&blanked).is_err() {
+            break;
+        }
+        text = blanked;
+        error = match crate::config::Config::parse(&text, path) {
+            Err(e) => parse_error(&e),
+            Ok(_) => None,
+        };
+    }
+    Some(d)
+}
+
+/// The byte offset of 1-based `line` and `column` (in characters).
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
     let line_start: usize = text
         .split_inclusive('\n')
         .take(line.saturating_sub(1))
         .map(str::len)
         .sum();
-    let start = text[line_start..]
+    text[line_start..]
         .char_indices()
         .nth(column.saturating_sub(1))
-        .map_or(text.len(), |(i, _)| line_start + i);
-    // Underline the word (key or value) the error points at.
-    let len = text[start..]
-        .find(|c: char| c.is_whitespace() || c == '=' || c == ',' || c == ']')
-        .unwrap_or(text.len() - start)
-        .max(1);
-    let mut d = Diagnostics::new();
-    let file = d.add_file(path.display().to_string(), text.clone());
-    let code = if message.starts_with("unknown field") {
-        "unknown-key"
-    } else {
-        "bad-config"
-    };
-    let first_line = message.lines().next().unwrap_or(message).to_owned();
-    let diag = d.error(
-        code,
-        Some(file),
-        Some(start..(start + len).min(text.len())),
-        first_line,
-    );
-    for extra in message.lines().skip(1).filter(|l| !l.trim().is_empty()) {
-        diag.help(extra.trim().to_owned());
+        .map_or(text.len(), |(i, _)| line_start + i)
+}
+
+/// The line, column and message of a configuration parse error.
+fn parse_error(error: &crate::config::ConfigError) -> Option<(usize, usize, String)> {
+    match error {
+        crate::config::ConfigError::Parse {
+            line,
+            column,
+            message,
+            ..
+        } => Some((*line, *column, message.clone())),
+        crate::config::ConfigError::Read { .. } => None,
     }
-    Some(d)
 }
 
 #[cfg(test)]
@@ -356,6 +398,40 @@ mod tests {
         );
         assert!(text.contains("orgwarden.toml:2:1"), "{text}");
         assert!(text.contains("^^^^^^^^^^"), "{text}");
+    }
+
+    #[test]
+    fn several_config_errors_are_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orgwarden.toml");
+        std::fs::write(
+            &path,
+            "[openai]\nconcurency = 4\ntimeout_secs = \"soon\"\n[rules]\ndisabled = \"x\"\n[storage]\npath = \"a.db\"\n",
+        )
+        .unwrap();
+        let err = crate::config::Config::load(&path).unwrap_err();
+        let d = from_config_error(&err).unwrap();
+        let places: Vec<String> = d.items().iter().filter_map(|i| d.location(i)).collect();
+        let file = path.display().to_string();
+        assert_eq!(
+            places,
+            [
+                format!("{file}:2:1"),
+                format!("{file}:3:16"),
+                format!("{file}:5:12")
+            ],
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn a_broken_table_header_ends_the_search_without_inventing_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orgwarden.toml");
+        std::fs::write(&path, "[opneai]\norganization = \"x\"\n").unwrap();
+        let err = crate::config::Config::load(&path).unwrap_err();
+        let d = from_config_error(&err).unwrap();
+        assert_eq!(d.items().len(), 1, "{d}");
     }
 
     #[test]

@@ -730,6 +730,9 @@ pub enum AuditError {
     /// Findings could not be read or written.
     #[error(transparent)]
     Findings(#[from] FindingsError),
+    /// Notification failed (a digest could not be rendered or queued).
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
 }
 
 /// What evaluating one snapshot produced.
@@ -786,6 +789,167 @@ pub fn reconcile_snapshot(
         now,
     );
     Ok(reconciled)
+}
+
+/// What a run announced, when it notifies.
+#[derive(Debug)]
+pub struct Notified {
+    /// The digest and the fingerprints it announced (nothing stored on a dry run).
+    pub announcement: crate::notify::Announcement,
+    /// Whether this was a dry run (decided and rendered, then rolled back).
+    pub dry_run: bool,
+}
+
+/// How a run announces its findings.
+#[derive(Debug)]
+pub struct Announce<'a> {
+    /// The configured notifier.
+    pub notifier: &'a crate::notify::Notifier,
+    /// The organization's name for the digest.
+    pub organization: &'a str,
+    /// Decide and render, but queue and mark nothing.
+    pub dry_run: bool,
+}
+
+/// As [`evaluate_snapshot`], and announces what changed through the notifier in the same
+/// transaction: the findings, the queued digest and the `last_notified_at` marks commit
+/// together. On a dry run everything is decided and returned, then rolled back: no
+/// finding, queued message or mark is stored. Delivery is the caller's next step
+/// (`Notifier::deliver_pending`), outside the transaction.
+pub fn evaluate_and_announce(
+    store: &crate::store::Store,
+    rules: &RuleSet,
+    exemptions: &[Exemption],
+    snapshot: &crate::store::SnapshotInfo,
+    announce: &Announce<'_>,
+    now: DateTime<Utc>,
+) -> Result<(RunOutcome, Notified), AuditError> {
+    let Announce {
+        notifier,
+        organization,
+        dry_run,
+    } = *announce;
+    let reconciled = reconcile_snapshot(store, rules, exemptions, snapshot, now)?;
+    // `unchecked`: the store's connection is shared, and no other transaction is open on it.
+    let tx = rusqlite::Transaction::new_unchecked(
+        store.conn(),
+        rusqlite::TransactionBehavior::Immediate,
+    )
+    .map_err(FindingsError::from)?;
+    write(&tx, &reconciled, Some(snapshot.id))?;
+    let all = load(&tx)?;
+    let states = notify_states(&tx, &all, &reconciled)?;
+    let ctx = crate::notify::RunContext {
+        organization: organization.to_owned(),
+        snapshot_id: Some(snapshot.id),
+        partial: snapshot.status != SnapshotStatus::Complete,
+    };
+    let announcement = notifier.announce(&tx, &states, &ctx, now)?;
+    mark_notified(&tx, &announcement.announced, now)?;
+    if dry_run {
+        // A dry run leaves no trace: the next real run announces exactly what this one showed.
+        tx.rollback().map_err(FindingsError::from)?;
+    } else {
+        tx.commit().map_err(FindingsError::from)?;
+    }
+    let findings = report_set(&all, &reconciled);
+    Ok((
+        RunOutcome {
+            snapshot: snapshot.clone(),
+            reconciled,
+            findings,
+        },
+        Notified {
+            announcement,
+            dry_run,
+        },
+    ))
+}
+
+/// Evaluates `snapshot` and records what changed; with `announce`, also announces it in the
+/// same transaction. The one step `audit`, `demo` and the daemon share after a snapshot.
+pub fn evaluate_run(
+    store: &crate::store::Store,
+    rules: &RuleSet,
+    exemptions: &[Exemption],
+    snapshot: &crate::store::SnapshotInfo,
+    announce: Option<&Announce<'_>>,
+    now: DateTime<Utc>,
+) -> Result<(RunOutcome, Option<Notified>), AuditError> {
+    match announce {
+        None => evaluate_snapshot(store, rules, exemptions, snapshot, now).map(|o| (o, None)),
+        Some(announce) => evaluate_and_announce(store, rules, exemptions, snapshot, announce, now)
+            .map(|(o, n)| (o, Some(n))),
+    }
+}
+
+/// The notifier's view of the findings after a run: every finding that is open or exempt,
+/// or changed in this run, with what happened to it and its project's name.
+pub fn notify_states(
+    conn: &Connection,
+    all: &[Finding],
+    reconciled: &Reconciled,
+) -> Result<Vec<crate::notify::FindingState>, FindingsError> {
+    use crate::notify::{FindingState, FindingStatus, Transition};
+    let mut transitions: HashMap<&str, Transition> = HashMap::new();
+    // A status change says more than a severity change in the same run; events are in
+    // order, so the first status event of a finding wins.
+    for e in &reconciled.events {
+        let t = match e.kind {
+            EventKind::Opened => Transition::Opened,
+            EventKind::Reopened => Transition::Reopened {
+                reason: e.reason.clone(),
+            },
+            EventKind::Resolved => Transition::Resolved,
+            EventKind::Exempted => Transition::Exempted,
+            EventKind::ExemptionExpired => Transition::ExemptionExpired {
+                reason: e.reason.clone(),
+            },
+            EventKind::SeverityChanged => match e.from_severity {
+                Some(from) => Transition::SeverityChanged { from },
+                None => continue,
+            },
+        };
+        transitions.entry(e.fingerprint.as_str()).or_insert(t);
+    }
+    let mut names: HashMap<String, Option<String>> = HashMap::new();
+    let mut stmt = conn.prepare("SELECT id, name FROM projects")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+    })?;
+    for row in rows {
+        let (id, name) = row?;
+        names.insert(id, name);
+    }
+    Ok(all
+        .iter()
+        .filter(|f| {
+            f.status != Status::Resolved || transitions.contains_key(f.fingerprint.as_str())
+        })
+        .map(|f| FindingState {
+            fingerprint: f.fingerprint.clone(),
+            rule_id: f.rule_id.clone(),
+            title: f.title.clone(),
+            severity: f.severity,
+            resource_type: f.resource_type.clone(),
+            resource_id: f.resource_id.clone(),
+            project_id: f.project_id.clone(),
+            project_name: f
+                .project_id
+                .as_ref()
+                .and_then(|p| names.get(p.as_str()).cloned().flatten()),
+            message: f.message.clone(),
+            remediation: f.remediation.clone(),
+            status: match f.status {
+                Status::Open => FindingStatus::Open,
+                Status::Resolved => FindingStatus::Resolved,
+                Status::Exempt => FindingStatus::Exempt,
+            },
+            first_seen: f.first_seen_at(),
+            transition: transitions.get(f.fingerprint.as_str()).cloned(),
+            last_notified_at: f.last_notified_at.map(ts),
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -193,6 +193,17 @@ fn severity_color(s: Severity) -> Color {
     }
 }
 
+/// The ANSI foreground code of a severity's heading (same hues as the table cells).
+fn ansi(s: Severity) -> u8 {
+    match s {
+        Severity::Critical => 35,
+        Severity::High => 31,
+        Severity::Medium => 33,
+        Severity::Low => 36,
+        Severity::Info => 37,
+    }
+}
+
 fn table(snapshot: Option<&SnapshotInfo>, findings: &[Finding], color: bool) -> String {
     let mut out = String::new();
     if findings.is_empty() {
@@ -201,10 +212,7 @@ fn table(snapshot: Option<&SnapshotInfo>, findings: &[Finding], color: bool) -> 
     for (severity, group) in by_severity(findings) {
         let heading = format!("{} ({})", severity.as_str().to_uppercase(), group.len());
         if color {
-            out.push_str(&format!(
-                "\x1b[1m{}\x1b[0m\n",
-                Cell::new(&heading).fg(severity_color(severity)).content()
-            ));
+            out.push_str(&format!("\x1b[1;{}m{heading}\x1b[0m\n", ansi(severity)));
         } else {
             out.push_str(&heading);
             out.push('\n');
@@ -403,4 +411,82 @@ pub fn sarif(findings: &[Finding], rules: &RuleSet) -> Json {
             "results": results,
         }],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ProjectId, RuleId};
+
+    fn finding(status: Status) -> Finding {
+        Finding {
+            fingerprint: "ab".repeat(32),
+            rule_id: RuleId::from("api-key-stale"),
+            severity: Severity::Medium,
+            title: "Stale key".into(),
+            resource_type: "project_api_keys".into(),
+            resource_id: "key_1".into(),
+            project_id: Some(ProjectId::from("proj_a")),
+            message: "key | stale".into(),
+            remediation: "Revoke it.".into(),
+            status,
+            first_seen: 1_800_000_000,
+            last_seen: 1_800_086_400,
+            resolved_at: None,
+            last_notified_at: None,
+        }
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let f = [finding(Status::Open)];
+        let plain = render(Format::Table, None, &f, &RuleSet::default(), false).unwrap();
+        assert!(!plain.contains('\x1b'), "{plain}");
+        assert!(plain.starts_with("MEDIUM (1)\n"), "{plain}");
+        let coloured = render(Format::Table, None, &f, &RuleSet::default(), true).unwrap();
+        assert!(coloured.contains("\x1b[1;33mMEDIUM (1)"), "{coloured}");
+    }
+
+    #[test]
+    fn findings_json_without_a_snapshot_is_the_array_with_rfc3339_times() {
+        let text = render(
+            Format::Json,
+            None,
+            &[finding(Status::Open)],
+            &RuleSet::default(),
+            false,
+        )
+        .unwrap();
+        let v: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(v[0]["first_seen"], "2027-01-15T08:00:00Z");
+        assert_eq!(v[0]["project_id"], "proj_a");
+    }
+
+    #[test]
+    fn sarif_suppresses_exempt_and_omits_resolved() {
+        let mut resolved = finding(Status::Resolved);
+        resolved.resource_id = "key_2".into();
+        let doc = sarif(&[finding(Status::Exempt), resolved], &RuleSet::default());
+        let results = doc["runs"][0]["results"].as_array().unwrap();
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0]["suppressions"][0]["kind"], "external");
+        assert_eq!(results[0]["level"], "warning");
+        assert_eq!(
+            results[0]["locations"][0]["logicalLocations"][0]["fullyQualifiedName"],
+            "proj_a/project_api_keys/key_1"
+        );
+    }
+
+    #[test]
+    fn markdown_escapes_table_cells() {
+        let text = render(
+            Format::Markdown,
+            None,
+            &[finding(Status::Open)],
+            &RuleSet::default(),
+            false,
+        )
+        .unwrap();
+        assert!(text.contains("key \\| stale"), "{text}");
+    }
 }

@@ -1,57 +1,42 @@
-//! End to end: the simulated organization changes between audits (a violation fixed, one
-//! added, a key deleted and restored, a scope that cannot be read) and the findings move
-//! through their lifecycle — checked through the real binary and the stored events.
-//!
-//! Snapshots are written from the simulator's `scope_results` (the same rendering the
-//! simulator's HTTP handlers serve); the audits are the binary's `audit --offline`.
+//! End to end: `orgwarden audit` crawls the in-process simulator over HTTP while the
+//! simulated organization changes between audits (a violation fixed, one added, a key
+//! deleted and restored, a scope that cannot be read, an exemption that expires), and the
+//! findings move through their lifecycle — checked in the binary's JSON and the stored
+//! events.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use chrono::Utc;
 use orgwarden::findings::{self, EventKind, fingerprint};
-use orgwarden::model::{
-    CrawlStats, Family, ProjectId, RuleId, Scope, ScopeError, ScopeOutcome, ScopeResult,
-    SnapshotStatus,
-};
-use orgwarden::sim::Org;
+use orgwarden::model::{ProjectId, RuleId};
+use orgwarden::sim::{Fault, FaultKind, Org, SimHandle, SimOptions, start_background};
 use orgwarden::store::Store;
 use serde_json::Value;
 
-/// Stores one snapshot of `org`; a scope equal to `fail` is recorded as a failed read.
-fn snapshot(db: &Path, org: &Org, fail: Option<&Scope>) {
-    let mut store = Store::open(db).unwrap();
-    let now = Utc::now();
-    let mut writer = store.begin_snapshot(&org.organization, now).unwrap();
-    for result in org.scope_results() {
-        if Some(&result.scope) == fail {
-            writer
-                .apply(ScopeResult {
-                    scope: result.scope,
-                    outcome: ScopeOutcome::Failed(ScopeError {
-                        status: Some(500),
-                        message: "GET /organization/projects/proj_payments/users: 500".into(),
-                    }),
-                })
-                .unwrap();
-        } else {
-            writer.apply(result).unwrap();
-        }
-    }
-    writer
-        .finish(&CrawlStats::default(), now, SnapshotStatus::Complete)
-        .unwrap();
+const KEY: &str = "sk-admin-e2e-0123456789";
+
+fn sim(org: Org) -> SimHandle {
+    start_background(org, SimOptions::default()).unwrap()
 }
 
-/// Runs `audit --offline --format json` and returns its exit code and document.
-fn audit(dir: &Path, extra: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_orgwarden"))
-        .args(["--db", "audit.db", "audit", "--offline", "--format", "json"])
-        .args(extra)
+fn run(dir: &Path, base_url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orgwarden"))
+        .args(["--db", "audit.db", "--base-url", base_url])
+        .args(args)
         .current_dir(dir)
+        .env("OPENAI_ADMIN_KEY", KEY)
         .env_remove("ORGWARDEN_CONFIG")
+        .env_remove("ORGWARDEN_DB")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `audit --format json` (plus `extra`) and returns its exit code and document.
+fn audit(dir: &Path, base_url: &str, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["audit", "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = run(dir, base_url, &args);
     let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
     });
@@ -67,7 +52,7 @@ fn status_of(doc: &Value, rule: &str, resource: &str) -> Option<String> {
         .map(|f| f["status"].as_str().unwrap().to_owned())
 }
 
-fn event_kinds(db: &Path, rule: &str, resource: &str, project: &str) -> Vec<EventKind> {
+fn events(db: &Path, rule: &str, resource: &str, project: &str) -> Vec<findings::Event> {
     let store = Store::open_read_only(db).unwrap();
     let fp = fingerprint(
         &RuleId::from(rule),
@@ -77,20 +62,25 @@ fn event_kinds(db: &Path, rule: &str, resource: &str, project: &str) -> Vec<Even
     findings::events(store.conn(), &fp)
         .unwrap()
         .into_iter()
-        .map(|(_, e)| e.kind)
+        .map(|(_, e)| e)
         .collect()
+}
+
+fn kinds(events: &[findings::Event]) -> Vec<EventKind> {
+    events.iter().map(|e| e.kind).collect()
 }
 
 #[test]
 fn findings_resolve_open_and_reopen_as_the_organization_changes() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
-    let mut org = Org::demo(Utc::now().timestamp());
+    let sim = sim(Org::demo(Utc::now().timestamp()));
+    let url = sim.base_url();
 
-    snapshot(&db, &org, None);
-    let (code, doc) = audit(dir.path(), &[]);
+    let (code, doc) = audit(dir.path(), &url, &[]);
     assert_eq!(code, 0);
     assert_eq!(doc["snapshot"]["status"], "complete");
+    assert!(doc["snapshot"]["requests"].as_u64().unwrap() > 0);
     assert_eq!(
         status_of(&doc, "project-retention-not-zdr", "proj_support").as_deref(),
         Some("open")
@@ -103,12 +93,22 @@ fn findings_resolve_open_and_reopen_as_the_organization_changes() {
         status_of(&doc, "service-account-owner", "svc_acct_data_etl"),
         None
     );
-    let (code, _) = audit(dir.path(), &["--fail-on", "high"]);
+    let (code, _) = audit(dir.path(), &url, &["--fail-on", "high"]);
     assert_eq!(code, 1, "high findings are open");
 
     // Fix a violation, add one, delete a key.
     let payments = ProjectId::from("proj_payments");
-    let removed = {
+    let removed = sim.with_org(|org| {
+        org.project_mut(&ProjectId::from("proj_support"))
+            .unwrap()
+            .data_retention = "zero_data_retention".into();
+        org.project_mut(&ProjectId::from("proj_data"))
+            .unwrap()
+            .service_accounts
+            .iter_mut()
+            .find(|s| s.id.as_str() == "svc_acct_data_etl")
+            .unwrap()
+            .role = "owner".into();
         let p = org.project_mut(&payments).unwrap();
         let i = p
             .api_keys
@@ -116,19 +116,8 @@ fn findings_resolve_open_and_reopen_as_the_organization_changes() {
             .position(|k| k.id.as_str() == "key_pay_ada_notebook")
             .unwrap();
         p.api_keys.remove(i)
-    };
-    org.project_mut(&ProjectId::from("proj_support"))
-        .unwrap()
-        .data_retention = "zero_data_retention".into();
-    org.project_mut(&ProjectId::from("proj_data"))
-        .unwrap()
-        .service_accounts
-        .iter_mut()
-        .find(|s| s.id.as_str() == "svc_acct_data_etl")
-        .unwrap()
-        .role = "owner".into();
-    snapshot(&db, &org, None);
-    let (code, doc) = audit(dir.path(), &[]);
+    });
+    let (code, doc) = audit(dir.path(), &url, &[]);
     assert_eq!(code, 0);
     assert_eq!(
         status_of(&doc, "project-retention-not-zdr", "proj_support").as_deref(),
@@ -144,9 +133,8 @@ fn findings_resolve_open_and_reopen_as_the_organization_changes() {
     );
 
     // The key comes back: its finding reopens.
-    org.project_mut(&payments).unwrap().api_keys.push(removed);
-    snapshot(&db, &org, None);
-    let (_, doc) = audit(dir.path(), &[]);
+    sim.with_org(|org| org.project_mut(&payments).unwrap().api_keys.push(removed));
+    let (_, doc) = audit(dir.path(), &url, &[]);
     assert_eq!(
         status_of(&doc, "api-key-stale", "key_pay_ada_notebook").as_deref(),
         Some("open")
@@ -157,42 +145,38 @@ fn findings_resolve_open_and_reopen_as_the_organization_changes() {
         "a finding resolved in an earlier run is not reported again"
     );
     assert_eq!(
-        event_kinds(
+        kinds(&events(
             &db,
             "api-key-stale",
             "key_pay_ada_notebook",
             "proj_payments"
-        ),
+        )),
         [EventKind::Opened, EventKind::Resolved, EventKind::Reopened]
     );
     assert_eq!(
-        event_kinds(
+        kinds(&events(
             &db,
             "project-retention-not-zdr",
             "proj_support",
             "proj_support"
-        ),
+        )),
         [EventKind::Opened, EventKind::Resolved]
     );
 
     // The key is deleted again and the key list is read, but another scope of the same
     // project (its users) cannot be read: the project was not read completely, so the
     // finding keeps its status, and the audit says it cannot vouch (exit 3 beats 1).
-    let i = org
-        .project(&payments)
-        .unwrap()
-        .api_keys
-        .iter()
-        .position(|k| k.id.as_str() == "key_pay_ada_notebook")
-        .unwrap();
-    org.project_mut(&payments).unwrap().api_keys.remove(i);
-    let users_scope = Scope {
-        family: Family::ProjectUsers,
-        project_id: Some(payments.clone()),
-        parent_id: None,
-    };
-    snapshot(&db, &org, Some(&users_scope));
-    let (code, doc) = audit(dir.path(), &["--fail-on", "high"]);
+    sim.with_org(|org| {
+        let p = org.project_mut(&payments).unwrap();
+        p.api_keys
+            .retain(|k| k.id.as_str() != "key_pay_ada_notebook");
+    });
+    sim.add_fault(Fault {
+        path_prefix: "/organization/projects/proj_payments/users".into(),
+        kind: FaultKind::Status(500),
+        times: None,
+    });
+    let (code, doc) = audit(dir.path(), &url, &["--fail-on", "high"]);
     assert_eq!(code, 3);
     assert_eq!(doc["snapshot"]["status"], "partial");
     assert_eq!(
@@ -200,7 +184,7 @@ fn findings_resolve_open_and_reopen_as_the_organization_changes() {
         Some("open")
     );
     assert_eq!(
-        event_kinds(
+        events(
             &db,
             "api-key-stale",
             "key_pay_ada_notebook",
@@ -212,8 +196,8 @@ fn findings_resolve_open_and_reopen_as_the_organization_changes() {
     );
 
     // Read completely again: now it resolves.
-    snapshot(&db, &org, None);
-    let (code, doc) = audit(dir.path(), &[]);
+    sim.clear_faults();
+    let (code, doc) = audit(dir.path(), &url, &[]);
     assert_eq!(code, 0);
     assert_eq!(
         status_of(&doc, "api-key-stale", "key_pay_ada_notebook").as_deref(),
@@ -225,8 +209,7 @@ fn findings_resolve_open_and_reopen_as_the_organization_changes() {
 fn exemptions_hold_until_they_expire_and_then_reopen_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
-    let org = Org::demo(Utc::now().timestamp());
-    snapshot(&db, &org, None);
+    let sim = sim(Org::demo(Utc::now().timestamp()));
     let exemption = |expires: &str| {
         format!(
             "[[exemption]]\nrule = \"project-no-spend-alert\"\nresource = \"proj_sup*\"\nreason = \"support has a hard cap\"\nowner = \"finops@acme-robotics.com\"\nexpires = \"{expires}\"\n"
@@ -238,6 +221,7 @@ fn exemptions_hold_until_they_expire_and_then_reopen_with_the_reason() {
     std::fs::write(dir.path().join("exempt.toml"), exemption(&future)).unwrap();
     let (code, doc) = audit(
         dir.path(),
+        &sim.base_url(),
         &["--config", "exempt.toml", "--fail-on", "medium"],
     );
     assert_eq!(
@@ -250,40 +234,75 @@ fn exemptions_hold_until_they_expire_and_then_reopen_with_the_reason() {
         .format("%Y-%m-%d")
         .to_string();
     std::fs::write(dir.path().join("expired.toml"), exemption(&past)).unwrap();
-    let (_, doc) = audit(dir.path(), &["--config", "expired.toml"]);
+    let (_, doc) = audit(dir.path(), &sim.base_url(), &["--config", "expired.toml"]);
     assert_eq!(
         status_of(&doc, "project-no-spend-alert", "proj_support").as_deref(),
         Some("open")
     );
-    let store = Store::open_read_only(&db).unwrap();
-    let fp = fingerprint(
-        &RuleId::from("project-no-spend-alert"),
+    let events = events(
+        &db,
+        "project-no-spend-alert",
         "proj_support",
-        Some(&ProjectId::from("proj_support")),
+        "proj_support",
     );
-    let events = findings::events(store.conn(), &fp).unwrap();
-    let last = &events.last().unwrap().1;
-    assert_eq!(last.kind, EventKind::ExemptionExpired);
     assert_eq!(
-        last.reason,
+        kinds(&events),
+        [EventKind::Exempted, EventKind::ExemptionExpired]
+    );
+    assert_eq!(
+        events[1].reason,
         format!("exemption expired on {past} (owner finops@acme-robotics.com)")
     );
 }
 
 #[test]
+fn offline_audit_evaluates_the_stored_snapshot_without_calling_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Org::demo(Utc::now().timestamp()));
+    let (code, online) = audit(dir.path(), &sim.base_url(), &[]);
+    assert_eq!(code, 0);
+    let served = sim.requests();
+    let (code, offline) = audit(dir.path(), &sim.base_url(), &["--offline"]);
+    assert_eq!(code, 0);
+    assert_eq!(sim.requests(), served, "--offline sent no request");
+    assert_eq!(offline["snapshot"]["id"], online["snapshot"]["id"]);
+    assert_eq!(
+        offline["findings"].as_array().unwrap().len(),
+        online["findings"].as_array().unwrap().len()
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = run(empty.path(), &sim.base_url(), &["audit", "--offline"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no snapshot stored"));
+}
+
+#[test]
+fn a_refused_key_is_exit_3_and_is_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SimOptions {
+        admin_key: Some("sk-admin-the-right-one".into()),
+        ..SimOptions::default()
+    };
+    let sim = start_background(Org::demo(Utc::now().timestamp()), opts).unwrap();
+    let out = run(dir.path(), &sim.base_url(), &["audit", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(!stderr.contains(KEY) && !String::from_utf8_lossy(&out.stdout).contains(KEY));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["snapshot"]["status"], "failed");
+}
+
+#[test]
 fn findings_command_filters_by_status_severity_and_rule() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("audit.db");
-    snapshot(&db, &Org::demo(Utc::now().timestamp()), None);
-    audit(dir.path(), &[]);
-    let run = |args: &[&str]| -> Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_orgwarden"))
-            .args(["--db", "audit.db", "findings", "--format", "json"])
-            .args(args)
-            .current_dir(dir.path())
-            .env_remove("ORGWARDEN_CONFIG")
-            .output()
-            .unwrap();
+    let sim = sim(Org::demo(Utc::now().timestamp()));
+    audit(dir.path(), &sim.base_url(), &[]);
+    let list = |args: &[&str]| -> Value {
+        let mut all = vec!["findings", "--format", "json"];
+        all.extend_from_slice(args);
+        let out = run(dir.path(), &sim.base_url(), &all);
         assert!(
             out.status.success(),
             "{}",
@@ -291,7 +310,7 @@ fn findings_command_filters_by_status_severity_and_rule() {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    let high = run(&["--severity", "high"]);
+    let high = list(&["--severity", "high"]);
     assert!(!high.as_array().unwrap().is_empty());
     assert!(
         high.as_array()
@@ -299,7 +318,8 @@ fn findings_command_filters_by_status_severity_and_rule() {
             .iter()
             .all(|f| f["severity"] == "high")
     );
-    let stale = run(&["--rule", "api-key-stale", "--status", "all"]);
+    let stale = list(&["--rule", "api-key-stale", "--status", "all"]);
+    assert_eq!(stale.as_array().unwrap().len(), 2);
     assert!(
         stale
             .as_array()
@@ -307,18 +327,5 @@ fn findings_command_filters_by_status_severity_and_rule() {
             .iter()
             .all(|f| f["rule_id"] == "api-key-stale")
     );
-    assert_eq!(run(&["--status", "resolved"]).as_array().unwrap().len(), 0);
-}
-
-#[test]
-fn offline_audit_without_a_snapshot_is_a_usage_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_orgwarden"))
-        .args(["--db", "none.db", "audit", "--offline"])
-        .current_dir(dir.path())
-        .env_remove("ORGWARDEN_CONFIG")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no snapshot stored"));
+    assert_eq!(list(&["--status", "resolved"]).as_array().unwrap().len(), 0);
 }

@@ -194,9 +194,8 @@ fn container_image_runs_as_a_non_root_user_with_ca_certificates_and_a_data_volum
 }
 
 /// `systemd-analyze verify` on the unit, with ExecStart pointed at the built binary (verify
-/// insists the program exists). Needs systemd-analyze; run with `cargo test -- --ignored`.
+/// insists the program exists). Needs systemd-analyze on PATH: `.ci/run` installs it.
 #[test]
-#[ignore = "needs systemd-analyze on PATH"]
 fn systemd_unit_passes_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
     let unit = read("deploy/systemd/orgwarden.service")

@@ -696,9 +696,8 @@ async fn a_port_in_use_stops_the_daemon_from_starting_and_releases_the_lock() {
 }
 
 /// Checks `/metrics` with Prometheus's own linter. Needs `promtool` on PATH
-/// (Debian: `apt-get install prometheus`); run with `cargo test -- --ignored`.
+/// (Debian: `apt-get install prometheus`; `.ci/run` installs it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs promtool on PATH"]
 async fn metrics_pass_promtool_check_metrics() {
     use std::io::Write;
     let job = Arc::new(FakeJob::new(Behaviour::Sleep(Duration::ZERO)));

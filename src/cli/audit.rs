@@ -4,18 +4,20 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use comfy_table::{Table, presets};
 
+use crate::client::{AdminClient, ClientOptions};
+use crate::collect::{self, SnapshotOutcome};
 use crate::config::Config;
 use crate::findings::{self, Finding, RunOutcome, Status};
-use crate::model::{CrawlStats, Severity, SnapshotStatus};
+use crate::model::{Severity, SnapshotStatus};
 use crate::report::{self, Format};
 use crate::rules::{self, Loaded, fixtures};
-use crate::sim::Org;
+use crate::sim::{Org, SimOptions};
 use crate::store::{SnapshotInfo, Store, StoreError};
 
-use super::{CliError, Exit, GlobalArgs, not_built};
+use super::{CliError, Exit, GlobalArgs, runtime};
 
 /// Output format of findings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -50,8 +52,8 @@ pub struct AuditArgs {
     /// Send notifications for what changed
     #[arg(long)]
     pub notify: bool,
-    /// With --notify: render the notifications but send nothing
-    #[arg(long)]
+    /// With --notify: show what would be announced; record, queue and send nothing
+    #[arg(long, requires = "notify")]
     pub dry_run: bool,
 }
 
@@ -189,6 +191,7 @@ pub fn exit_code(snapshot: &SnapshotInfo, findings: &[Finding], fail_on: Option<
 
 fn print_outcome(
     outcome: &RunOutcome,
+    crawl: Option<&SnapshotOutcome>,
     loaded: &Loaded,
     format: FindingsFormat,
     fail_on: Option<Severity>,
@@ -204,83 +207,198 @@ fn print_outcome(
     print!("{text}");
     let exit = exit_code(&outcome.snapshot, &outcome.findings, fail_on);
     if exit == Exit::Incomplete {
+        if let Some(refused) = crawl.and_then(|c| c.refused.as_ref()) {
+            eprintln!("error: {refused}");
+        }
         eprintln!(
-            "error: the organization could not be read completely: snapshot {} is {} ({} scope(s) failed); findings in those projects kept their status",
+            "error: the organization could not be read completely: snapshot {} is {} ({} scope(s) failed); no finding was resolved where the read was incomplete",
             outcome.snapshot.id, outcome.snapshot.status, outcome.snapshot.scopes_failed
         );
+        const SHOWN: usize = 10;
+        for (scope, error) in crawl
+            .iter()
+            .flat_map(|c| c.failed_scopes.iter())
+            .take(SHOWN)
+        {
+            eprintln!("  {scope}: {error}");
+        }
     }
     Ok(exit)
 }
 
-/// Stores a complete snapshot of `org` as a crawl of the simulated API would, without
-/// HTTP: `Org::scope_results` renders exactly what the simulator serves.
-fn snapshot_from_org(
-    store: &mut Store,
-    org: &Org,
-    at: DateTime<Utc>,
-) -> anyhow::Result<SnapshotInfo> {
-    let mut writer = store.begin_snapshot(&org.organization, at)?;
-    for scope in org.scope_results() {
-        writer.apply(scope)?;
+/// Crawls the organization through `client` into the store as one snapshot (the same
+/// path as `orgwarden snapshot`); the caller holds the writer lock.
+fn collect_snapshot(
+    global: &GlobalArgs,
+    client: &AdminClient,
+    store: Store,
+    org: &str,
+    db: &std::path::Path,
+) -> anyhow::Result<(Store, SnapshotOutcome)> {
+    let progress = !global.quiet && collect::progress_wanted();
+    runtime()?
+        .block_on(collect::snapshot(client, store, org, progress))
+        .with_context(|| format!("snapshot into {} failed; nothing was stored", db.display()))
+}
+
+/// Evaluates the rules over the store, records (and with a notifier announces and
+/// delivers) what changed, and prints the findings.
+fn evaluate_and_print(
+    store: &Store,
+    loaded: &Loaded,
+    snapshot: &SnapshotInfo,
+    crawl: Option<&SnapshotOutcome>,
+    announce: Option<&findings::Announce<'_>>,
+    format: FindingsFormat,
+    fail_on: Option<Severity>,
+) -> anyhow::Result<Exit> {
+    let now = Utc::now();
+    let (outcome, notified) = findings::evaluate_run(
+        store,
+        &loaded.rules,
+        &loaded.exemptions,
+        snapshot,
+        announce,
+        now,
+    )
+    .with_context(|| format!("evaluating snapshot {}", snapshot.id))?;
+    if let (Some(announce), Some(notified)) = (announce, &notified) {
+        report_notification(store, announce, notified, now)?;
     }
-    Ok(writer.finish(&CrawlStats::default(), at, SnapshotStatus::Complete)?)
+    print_outcome(&outcome, crawl, loaded, format, fail_on)
+}
+
+/// Says on stderr what was announced; delivers the outbox unless this is a dry run
+/// (undelivered mail stays queued for the next run, which is not an error).
+fn report_notification(
+    store: &Store,
+    announce: &findings::Announce<'_>,
+    notified: &findings::Notified,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let Some(digest) = &notified.announcement.digest else {
+        eprintln!("notify: nothing new to announce");
+        return Ok(());
+    };
+    if notified.dry_run {
+        let rendered = announce.notifier.render(digest)?;
+        eprintln!(
+            "notify (dry run: nothing recorded, queued or sent): {}\n\n{}",
+            rendered.subject, rendered.text
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "notify: announced {} finding(s)",
+        notified.announcement.announced.len()
+    );
+    let report = announce.notifier.deliver_pending(store.conn(), now)?;
+    for (id, receipt) in &report.receipts {
+        eprintln!("notify: message {id:?} delivered: {receipt}");
+    }
+    for (id, reason) in &report.failed {
+        eprintln!(
+            "warning: message {id:?} could not be delivered and stays in the outbox: {reason}"
+        );
+    }
+    Ok(())
 }
 
 /// Runs `orgwarden audit`.
 pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
-    if args.notify || args.dry_run {
-        return not_built("audit --notify", "issue 5");
-    }
-    if !args.offline {
-        return not_built(
-            "audit (online)",
-            "the collector glue is not on this branch; use `orgwarden audit --offline` over a stored snapshot",
-        );
-    }
     let (config, loaded) = load_rules(global)?;
+    let notifier = if args.notify {
+        Some(crate::notify::Notifier::from_config(&config).map_err(CliError::usage)?)
+    } else {
+        None
+    };
+    let announce = notifier.as_ref().map(|notifier| findings::Announce {
+        notifier,
+        organization: &config.openai.organization,
+        dry_run: args.dry_run,
+    });
+    let client = if args.offline {
+        None
+    } else {
+        Some(super::snapshot::admin_client(global, &config)?)
+    };
     let db = global.db_path(&config);
     let _lock = Store::lock_writer(&db).map_err(store_error)?;
     let store = Store::open(&db).map_err(store_error)?;
-    let snapshot = store.latest_snapshot()?.ok_or_else(|| {
-        CliError::usage(anyhow!(
-            "no snapshot stored in {}: run `orgwarden snapshot` first",
-            db.display()
-        ))
-    })?;
-    let outcome = findings::evaluate_snapshot(
-        &store,
-        &loaded.rules,
-        &loaded.exemptions,
-        &snapshot,
-        Utc::now(),
-    )
-    .with_context(|| format!("evaluating snapshot {} of {}", snapshot.id, db.display()))?;
-    print_outcome(&outcome, &loaded, args.format, args.fail_on)
+    match client {
+        Some(client) => {
+            let (store, crawl) =
+                collect_snapshot(global, &client, store, &config.openai.organization, &db)?;
+            let snapshot = crawl.info.clone();
+            evaluate_and_print(
+                &store,
+                &loaded,
+                &snapshot,
+                Some(&crawl),
+                announce.as_ref(),
+                args.format,
+                args.fail_on,
+            )
+        }
+        None => {
+            let snapshot = store.latest_snapshot()?.ok_or_else(|| {
+                CliError::usage(anyhow!(
+                    "no snapshot stored in {}: run `orgwarden snapshot` (or `audit` without --offline) first",
+                    db.display()
+                ))
+            })?;
+            evaluate_and_print(
+                &store,
+                &loaded,
+                &snapshot,
+                None,
+                announce.as_ref(),
+                args.format,
+                args.fail_on,
+            )
+        }
+    }
 }
 
-/// Runs `orgwarden demo`.
+/// Runs `orgwarden demo`: the built-in organization served by the in-process simulator,
+/// crawled over HTTP like the real API, audited into `./orgwarden-demo.db` (or `--db`).
 pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
-    let (_config, loaded) = load_rules(global)?;
+    let (config, loaded) = load_rules(global)?;
     let db = global
         .db
         .clone()
         .unwrap_or_else(|| PathBuf::from("orgwarden-demo.db"));
-    let now = Utc::now();
-    let org = Org::demo(now.timestamp());
+    let org = Org::demo(Utc::now().timestamp());
+    let (name, summary) = (org.organization.clone(), org.summary());
+    let sim = crate::sim::start_background(org, SimOptions::default())
+        .context("starting the simulated Admin API")?;
+    // The simulator accepts any non-empty Bearer token; this one is not a secret.
+    let client = AdminClient::new(
+        &sim.base_url(),
+        secrecy::SecretString::from("demo-key"),
+        ClientOptions::from_config(&config.openai),
+    )?;
     let _lock = Store::lock_writer(&db).map_err(store_error)?;
-    let mut store = Store::open(&db).map_err(store_error)?;
-    let snapshot = snapshot_from_org(&mut store, &org, now)?;
-    let outcome =
-        findings::evaluate_snapshot(&store, &loaded.rules, &loaded.exemptions, &snapshot, now)?;
+    let store = Store::open(&db).map_err(store_error)?;
+    let (store, crawl) = collect_snapshot(global, &client, store, &name, &db)?;
+    sim.shutdown();
     if args.format == FindingsFormat::Table {
         eprintln!(
-            "orgwarden demo: audited the simulated organization {} ({}) into {}",
-            org.organization,
-            org.summary(),
+            "orgwarden demo: audited the simulated organization {name} ({summary}) through {} requests into {}",
+            crawl.info.stats.requests,
             db.display()
         );
     }
-    print_outcome(&outcome, &loaded, args.format, None)
+    let snapshot = crawl.info.clone();
+    evaluate_and_print(
+        &store,
+        &loaded,
+        &snapshot,
+        Some(&crawl),
+        None,
+        args.format,
+        None,
+    )
 }
 
 /// Runs `orgwarden findings`.
@@ -423,19 +541,20 @@ fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
     let mut loaded = rules::load(&config, Utc::now().date_naive());
     // Exemptions matching nothing can only be judged against stored findings.
     let db = global.db_path(&config);
-    if db.exists() && !loaded.diagnostics.has_errors() {
-        if let Ok(store) = Store::open_read_only(&db) {
-            let stored: Vec<_> = findings::load(store.conn())?
-                .into_iter()
-                .map(|f| (f.rule_id, f.resource_id))
-                .collect();
-            rules::warn_unused_exemptions(
-                &config,
-                &loaded.exemptions,
-                &stored,
-                &mut loaded.diagnostics,
-            );
-        }
+    if db.exists()
+        && !loaded.diagnostics.has_errors()
+        && let Ok(store) = Store::open_read_only(&db)
+    {
+        let stored: Vec<_> = findings::load(store.conn())?
+            .into_iter()
+            .map(|f| (f.rule_id, f.resource_id))
+            .collect();
+        rules::warn_unused_exemptions(
+            &config,
+            &loaded.exemptions,
+            &stored,
+            &mut loaded.diagnostics,
+        );
     }
     let d = &loaded.diagnostics;
     if !d.items().is_empty() {
@@ -518,4 +637,82 @@ fn rules_test(global: &GlobalArgs, ids: &[String], extra: &[PathBuf]) -> anyhow:
         )));
     }
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CrawlStats, RuleId, SnapshotId};
+
+    fn snapshot(status: SnapshotStatus) -> SnapshotInfo {
+        SnapshotInfo {
+            id: SnapshotId(1),
+            org: "acme".into(),
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            status,
+            stats: CrawlStats::default(),
+            objects: Default::default(),
+            scopes_read: 1,
+            scopes_failed: 0,
+            changes: 0,
+        }
+    }
+
+    fn finding(severity: Severity, status: Status) -> Finding {
+        Finding {
+            fingerprint: "f".into(),
+            rule_id: RuleId::from("r"),
+            severity,
+            title: "t".into(),
+            resource_type: "projects".into(),
+            resource_id: "p".into(),
+            project_id: None,
+            message: "m".into(),
+            remediation: "r".into(),
+            status,
+            first_seen: 0,
+            last_seen: 0,
+            resolved_at: None,
+            last_notified_at: None,
+        }
+    }
+
+    #[test]
+    fn fail_on_counts_only_open_findings_at_or_above() {
+        let complete = snapshot(SnapshotStatus::Complete);
+        let high_open = [finding(Severity::High, Status::Open)];
+        assert_eq!(exit_code(&complete, &high_open, None), Exit::Ok);
+        assert_eq!(
+            exit_code(&complete, &high_open, Some(Severity::High)),
+            Exit::Findings
+        );
+        assert_eq!(
+            exit_code(&complete, &high_open, Some(Severity::Medium)),
+            Exit::Findings
+        );
+        assert_eq!(
+            exit_code(&complete, &high_open, Some(Severity::Critical)),
+            Exit::Ok
+        );
+        let exempt = [finding(Severity::Critical, Status::Exempt)];
+        assert_eq!(exit_code(&complete, &exempt, Some(Severity::Low)), Exit::Ok);
+        let resolved = [finding(Severity::Critical, Status::Resolved)];
+        assert_eq!(
+            exit_code(&complete, &resolved, Some(Severity::Low)),
+            Exit::Ok
+        );
+    }
+
+    #[test]
+    fn an_incomplete_snapshot_wins_over_findings() {
+        let high_open = [finding(Severity::High, Status::Open)];
+        for status in [SnapshotStatus::Partial, SnapshotStatus::Failed] {
+            assert_eq!(
+                exit_code(&snapshot(status), &high_open, Some(Severity::Low)),
+                Exit::Incomplete
+            );
+            assert_eq!(exit_code(&snapshot(status), &[], None), Exit::Incomplete);
+        }
+    }
 }

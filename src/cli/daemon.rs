@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use super::{CliError, Exit, GlobalArgs, not_built};
+use super::{CliError, Exit, GlobalArgs};
 use crate::config::Config;
+use crate::daemon::job::{AuditJob, JobInputs};
 use crate::daemon::{Daemon, Job, Metrics, Timing};
 use crate::schedule::ScheduleError;
 
@@ -173,14 +174,20 @@ pub fn init(_global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Runs `orgwarden daemon`.
-pub fn daemon(_global: &GlobalArgs, _args: &DaemonArgs) -> anyhow::Result<Exit> {
-    // The scheduling, signal, health and metrics framework is `crate::daemon`; the audit job
-    // it runs is glued in once the audit pipeline exists.
-    not_built(
-        "daemon",
-        "issue 6: the audit job is not wired to the daemon framework",
-    )
+/// Runs `orgwarden daemon`: audits on `[schedule]` until SIGTERM/SIGINT, reloading
+/// configuration and rules on SIGHUP.
+pub fn daemon(global: &GlobalArgs, _args: &DaemonArgs) -> anyhow::Result<Exit> {
+    let config = global.load_config()?;
+    let options = ServeOptions::default();
+    let inputs = JobInputs {
+        config_path: global.config_path(),
+        db: global.db_path(&config),
+        base_url: global.base_url.clone(),
+    };
+    let db = inputs.db.clone();
+    let job = AuditJob::new(inputs, options.metrics.clone())
+        .map_err(|e| CliError::usage(anyhow::anyhow!("{e}")))?;
+    serve(&config, &db, Arc::new(job), options)
 }
 
 /// How [`serve`] runs the daemon beyond what `orgwarden.toml` says.

@@ -98,18 +98,19 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    /// The configuration file in use: `--config`, else `./orgwarden.toml` when present.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            let default = PathBuf::from("orgwarden.toml");
+            default.exists().then_some(default)
+        })
+    }
+
     /// Loads the configuration: `--config`, else `./orgwarden.toml` when present, else defaults.
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        match &self.config {
-            Some(path) => Config::load(path).map_err(CliError::usage),
-            None => {
-                let default = PathBuf::from("orgwarden.toml");
-                if default.exists() {
-                    Config::load(&default).map_err(CliError::usage)
-                } else {
-                    Ok(Config::default())
-                }
-            }
+        match self.config_path() {
+            Some(path) => Config::load(&path).map_err(CliError::usage),
+            None => Ok(Config::default()),
         }
     }
 
@@ -252,6 +253,7 @@ fn init_logging(global: &GlobalArgs) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match global.log_format {
         LogFormat::Text => builder.try_init(),

@@ -431,8 +431,9 @@ pub fn to_sql(value: &Value) -> SqlValue {
 
 pub use rusqlite::types::Value as SqlValue;
 
-/// Creates, in `conn`, one empty table per view with the view's columns, so rule SQL can
-/// be prepared and checked without a real store.
+/// Creates, in `conn`, one empty table per view with the view's columns, so compiled SQL
+/// can be run in tests without a store.
+#[cfg(test)]
 pub fn create_scratch_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let mut sql = String::new();
     for family in Family::ALL {

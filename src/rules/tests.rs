@@ -1,6 +1,9 @@
 use std::path::Path;
 
+use rusqlite::Connection;
+
 use super::*;
+use crate::model::ProjectId;
 
 fn today() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, 29).unwrap()
@@ -185,7 +188,7 @@ fn sql_rules_are_checked_by_preparing_them() {
     assert_eq!(codes(&d), ["sql-missing-column", "unknown-param"]);
     let (_, d) = from_text(&format!("{HEAD}sql = \"SELEC resource_id FROM nowhere\"\n"));
     assert_eq!(codes(&d), ["sql-does-not-prepare"]);
-    let (_, d) = from_text(&format!("{HEAD}sql = \"DELETE FROM projects\"\n"));
+    let (_, d) = from_text(&format!("{HEAD}sql = \"DELETE FROM finding\"\n"));
     assert!(codes(&d).contains(&"sql-not-read-only"), "{d}");
     let (rules, d) = from_text(&format!(
         "{HEAD}sql = \"SELECT resource_id, project_id, name AS message FROM project_api_keys WHERE created_at < :now - :age;\"\n[rule.params]\nage = 5\n"
@@ -290,4 +293,78 @@ fn every_shipped_rule_has_fixtures_that_pass() {
             assert!(r.passed(), "{} / {}: {r:?}", rule.id, case.name);
         }
     }
+}
+
+#[test]
+fn sql_rules_may_read_the_findings_and_history_views() {
+    let (rules, d) = from_text(&format!(
+        "{HEAD}sql = \"SELECT f.resource_id, f.project_id, f.message FROM findings f JOIN snapshots s ON 1 = 1\"\n"
+    ));
+    assert!(d.items().is_empty(), "{d}");
+    assert_eq!(rules.len(), 1);
+}
+
+#[test]
+fn a_copy_of_the_shipped_pack_on_the_rule_path_is_not_loaded_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    for (name, text) in PACK {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("rules/mine.toml"),
+        PACK[0]
+            .1
+            .replace("API key not used for a long time", "edited"),
+    )
+    .unwrap();
+    let config_path = dir.path().join("orgwarden.toml");
+    std::fs::write(&config_path, "[rules]\npaths = [\"rules\"]\n").unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let loaded = load(&config, today());
+    let dups: Vec<_> = loaded
+        .diagnostics
+        .items()
+        .iter()
+        .filter(|d| d.code == "duplicate-id")
+        .collect();
+    assert_eq!(
+        dups.len(),
+        4,
+        "only the edited copy's four rules clash: {}",
+        loaded.diagnostics
+    );
+    assert_eq!(loaded.diagnostics.items().len(), 4);
+    assert!(
+        loaded
+            .diagnostics
+            .render(false)
+            .contains("to change a shipped rule"),
+        "{}",
+        loaded.diagnostics
+    );
+}
+
+#[test]
+fn a_key_whose_service_account_was_deleted_has_an_inactive_owner() {
+    use crate::model::{CrawlStats, SnapshotStatus};
+    let now = chrono::Utc::now();
+    let mut org = crate::sim::Org::demo(now.timestamp());
+    org.project_mut(&ProjectId::from("proj_payments"))
+        .unwrap()
+        .service_accounts
+        .retain(|s| s.id.as_str() != "svc_acct_payments_ci");
+    let mut store = crate::store::Store::open_in_memory().unwrap();
+    let mut writer = store.begin_snapshot(&org.organization, now).unwrap();
+    for scope in org.scope_results() {
+        writer.apply(scope).unwrap();
+    }
+    writer
+        .finish(&CrawlStats::default(), now, SnapshotStatus::Complete)
+        .unwrap();
+    let loaded = load_with("");
+    let rule = loaded.rules.get("api-key-owner-inactive").unwrap();
+    let hits = evaluate_rules(store.conn(), &[rule], now.timestamp()).unwrap();
+    let keys: Vec<&str> = hits.iter().map(|h| h.resource_id.as_str()).collect();
+    assert!(keys.contains(&"key_pay_prod"), "{hits:?}");
 }

@@ -1,0 +1,391 @@
+//! Validation of parsed rules: required keys, kebab-case ids, severities, views, params,
+//! `where` compilation, message templates, and `sql` prepared against an empty store.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+
+use crate::diagnostics::{Diagnostics, FileId};
+use crate::model::{Family, RuleId, Severity};
+
+use super::{Rule, RuleBody, Value, compile, parse};
+
+/// Joins the hard-wrapped lines of each paragraph of a rule's prose, so reports, JSON and
+/// CSV get one line per paragraph; blank lines still separate paragraphs.
+pub(super) fn reflow(text: &str) -> String {
+    text.trim()
+        .split("\n\n")
+        .map(|para| para.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|para| !para.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn is_kebab(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('-')
+        && !id.ends_with('-')
+        && !id.contains("--")
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+pub(super) fn validate(
+    raw: parse::RawRule,
+    source: &str,
+    text: &str,
+    scratch: Option<&Connection>,
+    diags: &mut Diagnostics,
+) -> Option<Rule> {
+    let file = raw.file;
+    let before = diags.error_count();
+    let missing = |key: &str, diags: &mut Diagnostics| {
+        diags
+            .error(
+                "missing-key",
+                Some(file),
+                Some(raw.span.clone()),
+                format!("rule is missing `{key}`"),
+            )
+            .label(format!("this rule has no `{key}`"));
+    };
+    let id = match &raw.id {
+        Some(id) if is_kebab(id.get_ref()) => Some(id.get_ref().clone()),
+        Some(id) => {
+            diags
+                .error(
+                    "bad-id",
+                    Some(file),
+                    Some(id.span()),
+                    format!("rule id `{}` is not kebab-case", id.get_ref()),
+                )
+                .label("expected lowercase words joined by `-`");
+            None
+        }
+        None => {
+            missing("id", diags);
+            None
+        }
+    };
+    for (key, value) in [
+        ("title", &raw.title),
+        ("description", &raw.description),
+        ("remediation", &raw.remediation),
+    ] {
+        match value {
+            None => missing(key, diags),
+            Some(v) if v.get_ref().trim().is_empty() => {
+                diags.error(
+                    "empty-value",
+                    Some(file),
+                    Some(v.span()),
+                    format!("`{key}` is empty"),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    let severity = match &raw.severity {
+        Some(s) => match s.get_ref().parse::<Severity>() {
+            Ok(sev) => Some(sev),
+            Err(msg) => {
+                diags
+                    .error("bad-severity", Some(file), Some(s.span()), msg)
+                    .label("unknown severity");
+                None
+            }
+        },
+        None => {
+            missing("severity", diags);
+            None
+        }
+    };
+    let family = match &raw.resource_type {
+        Some(rt) => match Family::from_view(rt.get_ref()) {
+            Some(f) => Some(f),
+            None => {
+                let views: Vec<&str> = Family::ALL.iter().map(|f| f.view()).collect();
+                diags
+                    .error(
+                        "unknown-resource-type",
+                        Some(file),
+                        Some(rt.span()),
+                        format!("`{}` is not a view", rt.get_ref()),
+                    )
+                    .label("unknown view")
+                    .help(format!("views: {}", views.join(", ")));
+                None
+            }
+        },
+        None => {
+            missing("resource_type", diags);
+            None
+        }
+    };
+    let mut defaults = BTreeMap::new();
+    for (name, value) in &raw.params {
+        if defaults
+            .insert(name.get_ref().clone(), value.get_ref().clone())
+            .is_some()
+        {
+            diags.error(
+                "duplicate-param",
+                Some(file),
+                Some(name.span()),
+                format!("param `{}` is declared twice", name.get_ref()),
+            );
+        }
+    }
+    let body = match (&raw.where_, &raw.sql) {
+        (Some(_), Some(sql)) => {
+            diags
+                .error(
+                    "where-and-sql",
+                    Some(file),
+                    Some(sql.span()),
+                    "a rule has `where` or `sql`, not both",
+                )
+                .label("remove this or the `where`");
+            None
+        }
+        (None, None) => {
+            diags
+                .error(
+                    "missing-key",
+                    Some(file),
+                    Some(raw.span.clone()),
+                    "rule has neither `where` nor `sql`",
+                )
+                .help("add [rule.where] conditions or a `sql` query");
+            None
+        }
+        (Some(cond), None) => family.and_then(|family| {
+            if let Some(m) = &raw.message {
+                check_template(m, family, &defaults, file, diags);
+            }
+            compile::compile_where(cond, family, &defaults, file, diags).map(|compiled| {
+                RuleBody::Where {
+                    compiled,
+                    message: raw.message.as_ref().map(|m| m.get_ref().clone()),
+                }
+            })
+        }),
+        (None, Some(sql)) => {
+            if let Some(m) = &raw.message {
+                diags
+                    .error(
+                        "unexpected-key",
+                        Some(file),
+                        Some(m.span()),
+                        "`message` is for `where` rules; a `sql` rule returns a `message` column",
+                    )
+                    .label("remove this");
+            }
+            Some(RuleBody::Sql {
+                sql: sql.get_ref().clone(),
+            })
+        }
+    };
+    if diags.error_count() > before {
+        return None;
+    }
+    let (id, severity, family, body) = (id?, severity?, family?, body?);
+    let rule = Rule {
+        id: RuleId(id),
+        title: raw.title.map(|t| reflow(t.get_ref())).unwrap_or_default(),
+        severity,
+        default_severity: severity,
+        resource_type: family,
+        description: raw
+            .description
+            .map(|t| reflow(t.get_ref()))
+            .unwrap_or_default(),
+        remediation: raw
+            .remediation
+            .map(|t| reflow(t.get_ref()))
+            .unwrap_or_default(),
+        params: defaults.clone(),
+        defaults,
+        body,
+        include_archived: raw.include_archived.is_some_and(|b| *b.get_ref()),
+        source: source.to_owned(),
+        line: crate::config::line_column(text, raw.span.start).0,
+        enabled: true,
+    };
+    if let (Some(conn), Some(sql)) = (scratch, raw.sql.as_ref()) {
+        check_sql(&rule, conn, sql, file, diags);
+    }
+    if diags.error_count() > before {
+        return None;
+    }
+    Some(rule)
+}
+
+/// Checks a `message` template's syntax and that it only names view columns, `params`,
+/// `now` and `title`.
+fn check_template(
+    message: &toml::Spanned<String>,
+    family: Family,
+    params: &BTreeMap<String, Value>,
+    file: FileId,
+    diags: &mut Diagnostics,
+) {
+    let env = minijinja::Environment::new();
+    match env.template_from_str(message.get_ref()) {
+        Ok(tmpl) => {
+            let columns = compile::view_columns(family);
+            let mut unknown: Vec<String> = tmpl
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|v| {
+                    !columns.contains(&v.as_str())
+                        && !matches!(v.as_str(), "params" | "now" | "title")
+                })
+                .collect();
+            unknown.sort();
+            for name in unknown {
+                diags
+                    .error(
+                        "unknown-column",
+                        Some(file),
+                        Some(message.span()),
+                        format!(
+                            "message names `{name}`, which is not a column of `{}`",
+                            family.view()
+                        ),
+                    )
+                    .help(format!(
+                        "a message may use: {}, params, now, title",
+                        columns.join(", ")
+                    ));
+            }
+            let mut nested: Vec<String> = tmpl
+                .undeclared_variables(true)
+                .into_iter()
+                .filter_map(|v| v.strip_prefix("params.").map(str::to_owned))
+                .filter(|p| !params.contains_key(p))
+                .collect();
+            nested.sort();
+            for p in nested {
+                diags.error(
+                    "unknown-param",
+                    Some(file),
+                    Some(message.span()),
+                    format!("message names `params.{p}`, which the rule does not declare"),
+                );
+            }
+        }
+        Err(e) => {
+            diags
+                .error(
+                    "bad-template",
+                    Some(file),
+                    Some(message.span()),
+                    format!("message template does not parse: {e}"),
+                )
+                .label("here");
+        }
+    }
+}
+
+/// Prepares a `sql` rule on an empty store: it must prepare, be read-only, return the
+/// three columns and only use `:now` and the rule's params.
+fn check_sql(
+    rule: &Rule,
+    conn: &Connection,
+    sql: &toml::Spanned<String>,
+    file: FileId,
+    diags: &mut Diagnostics,
+) {
+    let before = diags.error_count();
+    let inner = sql.get_ref().trim().trim_end_matches(';');
+    let stmt = match conn.prepare(inner) {
+        Ok(stmt) => stmt,
+        Err(e) => {
+            diags
+                .error(
+                    "sql-does-not-prepare",
+                    Some(file),
+                    Some(sql.span()),
+                    format!("SQL does not prepare: {}", sqlite_message(&e)),
+                )
+                .label("this query")
+                .help("queries run over the views of DESIGN.md; `orgwarden rules explain ID` shows a rule's SQL");
+            return;
+        }
+    };
+    if !stmt.readonly() {
+        diags
+            .error(
+                "sql-not-read-only",
+                Some(file),
+                Some(sql.span()),
+                "rule SQL must only read (a SELECT)",
+            )
+            .label("this query writes");
+    }
+    let names: Vec<&str> = stmt.column_names().collect();
+    let missing: Vec<&str> = ["resource_id", "project_id", "message"]
+        .into_iter()
+        .filter(|c| !names.contains(c))
+        .collect();
+    if !missing.is_empty() {
+        diags
+            .error(
+                "sql-missing-column",
+                Some(file),
+                Some(sql.span()),
+                format!("SQL must return column(s) {}", missing.join(", ")),
+            )
+            .help(format!("it returns: {}", names.join(", ")));
+    }
+    for i in 1..=stmt.parameter_count() {
+        match stmt.parameter_name(i) {
+            Some(":now") => {}
+            Some(name) if name.starts_with(':') && rule.defaults.contains_key(&name[1..]) => {}
+            Some(name) => {
+                diags
+                    .error(
+                        "unknown-param",
+                        Some(file),
+                        Some(sql.span()),
+                        format!(
+                            "SQL uses `{name}`, which is neither `:now` nor a param of the rule"
+                        ),
+                    )
+                    .help("declare it under [rule.params]; bind it as `:name`");
+            }
+            None => {
+                diags.error(
+                    "positional-param",
+                    Some(file),
+                    Some(sql.span()),
+                    "SQL uses a positional parameter (`?`); name it `:param` instead",
+                );
+            }
+        }
+    }
+    drop(stmt);
+    if diags.error_count() > before {
+        return;
+    }
+    if let Err(e) = conn.prepare(&rule.sql()) {
+        diags.error(
+            "sql-does-not-prepare",
+            Some(file),
+            Some(sql.span()),
+            format!(
+                "SQL does not prepare once wrapped (a trailing statement?): {}",
+                sqlite_message(&e)
+            ),
+        );
+    }
+}
+
+fn sqlite_message(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
+        other => other.to_string(),
+    }
+}
