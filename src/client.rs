@@ -1024,6 +1024,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_429_sets_a_pace_just_under_the_rate_that_got_through() {
+        let gate = Arc::new(Gate::new(32));
+        for _ in 0..100 {
+            gate.on_success();
+        }
+        assert!(
+            gate.lock().rate.is_none(),
+            "unpaced until the server objects"
+        );
+        gate.on_rate_limited(Some(Duration::from_millis(10)));
+        let rate = gate.lock().rate.expect("paced");
+        assert!((rate - 95.0).abs() < 1e-9, "{rate}");
+        let start = Instant::now();
+        for _ in 0..20 {
+            drop(gate.acquire().await);
+        }
+        // 20 requests at 95 per second: the last one starts 19/95 s after the first.
+        assert!(
+            start.elapsed() >= Duration::from_millis(195),
+            "{:?}",
+            start.elapsed()
+        );
+        // A later episode never raises the pace, and cuts it by at least 10%.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        for _ in 0..500 {
+            gate.on_success();
+        }
+        gate.on_rate_limited(None);
+        let later = gate.lock().rate.expect("paced");
+        assert!(later <= rate * 0.9 + 1e-9, "{later} after {rate}");
+    }
+
+    #[tokio::test]
     async fn cooldown_holds_every_new_request() {
         let gate = Arc::new(Gate::new(4));
         gate.on_rate_limited(Some(Duration::from_millis(300)));
