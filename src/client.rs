@@ -570,13 +570,7 @@ impl AdminClient {
         };
         let status = response.status();
         self.observe(Some(status.as_u16()));
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+        let retry_after = retry_after(response.headers());
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             // The body is not read: a real API may quote part of the refused key.
             return Attempt::Fatal(ClientError::KeyRefused {
@@ -675,6 +669,32 @@ impl AdminClient {
             text
         }
     }
+}
+
+/// How long the server asks us to wait: OpenAI's `retry-after-ms` when present (what the
+/// official SDKs read first), else `Retry-After` in seconds or as an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let seconds = |text: &str| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+    };
+    if let Some(ms) = header("retry-after-ms").and_then(seconds) {
+        return Some(ms / 1000);
+    }
+    let value = header(RETRY_AFTER.as_str())?;
+    seconds(value).or_else(|| {
+        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+        let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+        Some(wait.to_std().unwrap_or(Duration::ZERO))
+    })
 }
 
 fn transport_message(e: &reqwest::Error) -> String {
@@ -990,6 +1010,36 @@ mod tests {
         let err = load_admin_key_from(Some(" ".into()), &OpenAiConfig::default(), None)
             .expect_err("blank");
         assert!(err.to_string().contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn retry_after_reads_milliseconds_seconds_and_http_dates() {
+        use reqwest::header::HeaderMap;
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        let mut h = HeaderMap::new();
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&soon).expect("header"));
+        let wait = retry_after(&h).expect("a date");
+        assert!(
+            wait > Duration::from_secs(28) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a date past is no wait"
+        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
     }
 
     #[test]
