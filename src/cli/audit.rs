@@ -63,6 +63,9 @@ pub struct DemoArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = FindingsFormat::Table)]
     pub format: FindingsFormat,
+    /// Where the email digest the run would have sent is written, as .eml files
+    #[arg(long, default_value = "orgwarden-demo-outbox", value_name = "DIR")]
+    pub outbox: PathBuf,
 }
 
 /// Which findings to list.
@@ -154,7 +157,13 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
 /// stderr and errors end the command with exit 2.
 fn load_rules(global: &GlobalArgs) -> anyhow::Result<(Config, Loaded)> {
     let config = load_config(global)?;
-    let loaded = rules::load(&config, Utc::now().date_naive());
+    let loaded = load_rules_for(&config)?;
+    Ok((config, loaded))
+}
+
+/// Loads the rules and exemptions `config` names; as [`load_rules`].
+fn load_rules_for(config: &Config) -> anyhow::Result<Loaded> {
+    let loaded = rules::load(config, Utc::now().date_naive());
     let d = &loaded.diagnostics;
     if !d.items().is_empty() {
         eprint!("{}", d.render(std::io::stderr().is_terminal()));
@@ -165,7 +174,7 @@ fn load_rules(global: &GlobalArgs) -> anyhow::Result<(Config, Loaded)> {
             d.error_count()
         )));
     }
-    Ok((config, loaded))
+    Ok(loaded)
 }
 
 fn store_error(e: StoreError) -> anyhow::Error {
@@ -276,30 +285,31 @@ fn report_notification(
     notified: &findings::Notified,
     now: chrono::DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let Some(digest) = &notified.announcement.digest else {
-        eprintln!("notify: nothing new to announce");
-        return Ok(());
-    };
+    match &notified.announcement.digest {
+        None => eprintln!("notify: nothing new to announce"),
+        Some(digest) if notified.dry_run => {
+            let rendered = announce.notifier.render(digest)?;
+            eprintln!(
+                "notify (dry run: nothing recorded, queued or sent): {}\n\n{}",
+                rendered.subject, rendered.text
+            );
+        }
+        Some(_) => eprintln!(
+            "notify: announced {} finding(s)",
+            notified.announcement.announced.len()
+        ),
+    }
     if notified.dry_run {
-        let rendered = announce.notifier.render(digest)?;
-        eprintln!(
-            "notify (dry run: nothing recorded, queued or sent): {}\n\n{}",
-            rendered.subject, rendered.text
-        );
         return Ok(());
     }
-    eprintln!(
-        "notify: announced {} finding(s)",
-        notified.announcement.announced.len()
-    );
-    let report = announce.notifier.deliver_pending(store.conn(), now)?;
+    // Also when nothing is new: a digest an earlier run could not deliver is retried now,
+    // whatever its backoff (a person is asking; backoff paces the daemon's retries).
+    let report = announce.notifier.deliver_now(store.conn(), now)?;
     for (id, receipt) in &report.receipts {
-        eprintln!("notify: message {id:?} delivered: {receipt}");
+        eprintln!("notify: message {id} delivered: {receipt}");
     }
     for (id, reason) in &report.failed {
-        eprintln!(
-            "warning: message {id:?} could not be delivered and stays in the outbox: {reason}"
-        );
+        eprintln!("warning: message {id} could not be delivered and stays in the outbox: {reason}");
     }
     Ok(())
 }
@@ -363,13 +373,21 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
 /// Runs `orgwarden demo`: the built-in organization served by the in-process simulator,
 /// crawled over HTTP like the real API, audited into `./orgwarden-demo.db` (or `--db`).
 pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
-    let (config, loaded) = load_rules(global)?;
+    let mut config = load_config(global)?;
     let db = global
         .db
         .clone()
         .unwrap_or_else(|| PathBuf::from("orgwarden-demo.db"));
     let org = Org::demo(Utc::now().timestamp());
     let (name, summary) = (org.organization.clone(), org.summary());
+    demo_settings(&mut config, &name, &org.email_domains, &args.outbox);
+    let loaded = load_rules_for(&config)?;
+    let notifier = crate::notify::Notifier::from_config(&config).map_err(CliError::usage)?;
+    let announce = findings::Announce {
+        notifier: &notifier,
+        organization: &name,
+        dry_run: false,
+    };
     let sim = crate::sim::start_background(org, SimOptions::default())
         .context("starting the simulated Admin API")?;
     // The simulator accepts any non-empty Bearer token; this one is not a secret.
@@ -395,10 +413,45 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
         &loaded,
         &snapshot,
         Some(&crawl),
-        None,
+        Some(&announce),
         args.format,
         None,
     )
+}
+
+/// What the demo changes in the user's configuration: the organization's name, its own
+/// email domain for `project-user-external-domain` (unless configured), and email as
+/// `.eml` files in `outbox` instead of any configured channel, so nothing leaves the machine.
+fn demo_settings(config: &mut Config, org: &str, domains: &[String], outbox: &std::path::Path) {
+    config.openai.organization = org.to_owned();
+    let params = config
+        .rules
+        .params
+        .entry("project-user-external-domain".to_owned())
+        .or_default();
+    if !params.contains_key("allowed_domains") && !domains.is_empty() {
+        params.insert(
+            "allowed_domains".to_owned(),
+            toml::Value::Array(domains.iter().cloned().map(toml::Value::String).collect()),
+        );
+    }
+    config.notify.email = Some(crate::config::EmailConfig {
+        transport: "file".into(),
+        host: None,
+        port: None,
+        tls: "none".into(),
+        username: None,
+        password_env: None,
+        from: Some("orgwarden-demo@localhost".into()),
+        to: vec![format!(
+            "security@{}",
+            domains.first().map_or("example.com", String::as_str)
+        )],
+        // Relative to the working directory, not to a configuration file.
+        dir: Some(std::path::absolute(outbox).unwrap_or_else(|_| outbox.to_owned())),
+        templates: None,
+        ca_file: None,
+    });
 }
 
 /// Runs `orgwarden findings`.

@@ -191,7 +191,10 @@ pub enum Command {
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global);
+    // The demo is a show, not an operational run: its findings are on stdout, so the
+    // per-finding log lines are left out unless asked for (-v or RUST_LOG).
+    let quiet_default = matches!(cli.command, Command::Demo(_));
+    init_logging(&cli.global, quiet_default);
     match run(cli) {
         Ok(exit) => exit.into(),
         Err(error) => {
@@ -238,12 +241,13 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn init_logging(global: &GlobalArgs) {
+fn init_logging(global: &GlobalArgs, quiet_default: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if global.quiet {
         "error"
     } else {
         match global.verbose {
+            0 if quiet_default => "warn",
             0 => "info",
             1 => "debug",
             _ => "trace",

@@ -165,6 +165,16 @@ impl Notifier {
         })
     }
 
+    /// What `announce` would announce, without logging or queueing anything (`--dry-run`).
+    pub fn plan(
+        &self,
+        findings: &[FindingState],
+        ctx: &RunContext,
+        now: DateTime<Utc>,
+    ) -> Option<Digest> {
+        plan::plan(findings, ctx, &self.policy, now)
+    }
+
     /// Delivers every due outbox message. Without email configured, nothing is tried.
     pub fn deliver_pending(
         &self,
@@ -173,6 +183,24 @@ impl Notifier {
     ) -> Result<DeliveryReport, NotifyError> {
         match &self.email {
             Some(email) => Ok(outbox::deliver_pending(conn, &email.transport, now)?),
+            None => Ok(DeliveryReport::default()),
+        }
+    }
+
+    /// Delivers every unsent outbox message, due or not: for a person who asked for
+    /// delivery now (`audit --notify`), not for automatic retries.
+    pub fn deliver_now(
+        &self,
+        conn: &Connection,
+        now: DateTime<Utc>,
+    ) -> Result<DeliveryReport, NotifyError> {
+        match &self.email {
+            Some(email) => Ok(outbox::deliver(
+                conn,
+                &email.transport,
+                now,
+                outbox::Pass::All,
+            )?),
             None => Ok(DeliveryReport::default()),
         }
     }

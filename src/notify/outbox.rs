@@ -126,6 +126,16 @@ pub fn backoff(attempts: u32) -> TimeDelta {
     delay.min(MAX_RETRY)
 }
 
+/// Which queued messages a delivery pass tries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Only those whose backoff has elapsed: automatic retries (the daemon).
+    Due,
+    /// Every unsent message: a person asked for delivery now (`audit --notify`), for
+    /// instance right after fixing the mail server.
+    All,
+}
+
 /// Tries every due message, oldest first. A server that cannot be reached at all (DNS,
 /// refused, TLS, AUTH) ends the pass: the rest wait for the next one.
 pub fn deliver_pending(
@@ -133,13 +143,28 @@ pub fn deliver_pending(
     transport: &Transport,
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, OutboxError> {
+    deliver(conn, transport, now, Pass::Due)
+}
+
+/// Tries the messages `pass` selects, oldest first; see [`deliver_pending`].
+pub fn deliver(
+    conn: &Connection,
+    transport: &Transport,
+    now: DateTime<Utc>,
+    pass: Pass,
+) -> Result<DeliveryReport, OutboxError> {
+    // i64::MAX: every unsent message counts as due.
+    let due_by = match pass {
+        Pass::Due => now.timestamp(),
+        Pass::All => i64::MAX,
+    };
     type Due = (i64, i64, String, String, Vec<u8>, u32);
     let due: Vec<Due> = {
         let mut stmt = conn.prepare(
             "SELECT id, created_at, sender, recipients, message, attempts FROM outbox
              WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY id",
         )?;
-        stmt.query_map([now.timestamp()], |row| {
+        stmt.query_map([due_by], |row| {
             Ok((
                 row.get(0)?,
                 row.get(1)?,
@@ -198,12 +223,7 @@ pub fn deliver_pending(
             }
         }
     }
-    let pending: i64 = conn.query_row(
-        "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
-        [],
-        |row| row.get(0),
-    )?;
-    report.pending = usize::try_from(pending).unwrap_or_default();
+    report.pending = usize::try_from(pending_count(conn)?).unwrap_or_default();
     Ok(report)
 }
 
@@ -219,6 +239,16 @@ fn server_unreachable(err: &DeliveryError) -> bool {
             | DeliveryError::Auth { .. }
             | DeliveryError::File { .. }
     )
+}
+
+/// How many messages wait to be sent (the daemon's `orgwarden_outbox_depth`).
+pub fn pending_count(conn: &Connection) -> Result<u64, OutboxError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or_default())
 }
 
 /// Every stored message, newest first.
@@ -329,9 +359,12 @@ mod tests {
                 .starts_with("cannot write")
         );
 
-        // Not due yet: nothing is tried.
+        // Not due yet: nothing is tried, unless a person asks for delivery now.
         let report = deliver_pending(&conn, &broken, t(0) + TimeDelta::seconds(30)).unwrap();
         assert!(report.failed.is_empty() && report.sent.is_empty());
+        let report = deliver(&conn, &broken, t(0) + TimeDelta::seconds(30), Pass::All).unwrap();
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(list(&conn).unwrap()[0].attempts, 2);
 
         let good = Transport::File {
             dir: dir.path().join("outbox"),
