@@ -570,13 +570,7 @@ impl AdminClient {
         };
         let status = response.status();
         self.observe(Some(status.as_u16()));
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+        let retry_after = retry_after(response.headers());
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             // The body is not read: a real API may quote part of the refused key.
             return Attempt::Fatal(ClientError::KeyRefused {
@@ -675,6 +669,32 @@ impl AdminClient {
             text
         }
     }
+}
+
+/// How long the server asks us to wait: OpenAI's `retry-after-ms` when present (what the
+/// official SDKs read first), else `Retry-After` in seconds or as an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let seconds = |text: &str| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+    };
+    if let Some(ms) = header("retry-after-ms").and_then(seconds) {
+        return Some(ms / 1000);
+    }
+    let value = header(RETRY_AFTER.as_str())?;
+    seconds(value).or_else(|| {
+        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+        let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+        Some(wait.to_std().unwrap_or(Duration::ZERO))
+    })
 }
 
 fn transport_message(e: &reqwest::Error) -> String {
@@ -993,6 +1013,36 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_reads_milliseconds_seconds_and_http_dates() {
+        use reqwest::header::HeaderMap;
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        let mut h = HeaderMap::new();
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&soon).expect("header"));
+        let wait = retry_after(&h).expect("a date");
+        assert!(
+            wait > Duration::from_secs(28) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a date past is no wait"
+        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
     fn backoff_stays_under_its_cap() {
         for attempt in 1..40 {
             assert!(full_jitter(attempt) <= BACKOFF_CAP);
@@ -1021,6 +1071,39 @@ mod tests {
             16,
             "never above the configured value"
         );
+    }
+
+    #[tokio::test]
+    async fn a_429_sets_a_pace_just_under_the_rate_that_got_through() {
+        let gate = Arc::new(Gate::new(32));
+        for _ in 0..100 {
+            gate.on_success();
+        }
+        assert!(
+            gate.lock().rate.is_none(),
+            "unpaced until the server objects"
+        );
+        gate.on_rate_limited(Some(Duration::from_millis(10)));
+        let rate = gate.lock().rate.expect("paced");
+        assert!((rate - 95.0).abs() < 1e-9, "{rate}");
+        let start = Instant::now();
+        for _ in 0..20 {
+            drop(gate.acquire().await);
+        }
+        // 20 requests at 95 per second: the last one starts 19/95 s after the first.
+        assert!(
+            start.elapsed() >= Duration::from_millis(195),
+            "{:?}",
+            start.elapsed()
+        );
+        // A later episode never raises the pace, and cuts it by at least 10%.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        for _ in 0..500 {
+            gate.on_success();
+        }
+        gate.on_rate_limited(None);
+        let later = gate.lock().rate.expect("paced");
+        assert!(later <= rate * 0.9 + 1e-9, "{later} after {rate}");
     }
 
     #[tokio::test]

@@ -84,11 +84,13 @@ pub async fn collect(
             Some(1),
             indicatif::ProgressDrawTarget::stderr(),
         );
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} {pos}/{len} scopes read, {elapsed} {msg}",
-        ) {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} scopes read, {elapsed}")
+        {
             bar.set_style(style);
         }
+        // Keeps the spinner moving through a long Retry-After pause.
+        bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
     let crawl = Crawl {

@@ -576,3 +576,61 @@ async fn a_key_refused_mid_crawl_stops_it() {
     );
     assert!(err.to_string().contains("not an admin key"));
 }
+
+#[tokio::test]
+async fn a_slow_answer_times_out_and_is_retried_then_reported() {
+    use axum::routing::get;
+    let app = Router::new().route(
+        "/v1/organization/projects",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            "{}"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let opts = ClientOptions {
+        timeout: Duration::from_millis(200),
+        max_retries: 1,
+        ..ClientOptions::default()
+    };
+    let client = client(&format!("http://{addr}/v1"), opts);
+    let start = Instant::now();
+    let err = client
+        .read_scope(&scope(Family::Projects, None, None))
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("GET /organization/projects") && text.contains("timed out"),
+        "{text}"
+    );
+    assert_eq!((client.stats().requests, client.stats().retries), (2, 1));
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_then_reported() {
+    // Bind and drop: nothing listens on the port any more.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let opts = ClientOptions {
+        max_retries: 1,
+        ..ClientOptions::default()
+    };
+    let client = client(&format!("http://127.0.0.1:{port}/v1"), opts);
+    let err = client
+        .read_scope(&scope(Family::Projects, None, None))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("could not connect"), "{text}");
+    assert_eq!(client.stats().retries, 1);
+}

@@ -207,6 +207,15 @@ fn a_scope_failing_throughout_makes_a_partial_snapshot_that_removes_nothing() {
         "{:?}",
         diff.entries
     );
+    let cli = env.run(&["diff", "--format", "json"]);
+    assert_exit(&cli, 0);
+    let cli = json(&cli);
+    assert_eq!(cli["to"]["status"], "partial");
+    assert_eq!(
+        cli["changes"],
+        serde_json::json!([]),
+        "nothing changed, nothing removed"
+    );
 }
 
 #[test]
@@ -432,14 +441,74 @@ fn a_second_snapshot_while_one_runs_fails_fast_and_queries_still_work() {
         "{stderr}"
     );
     // Readers are not blocked by the writer (WAL): the previous snapshot stays readable.
-    assert_eq!(
-        env.column("SELECT CAST(count(*) AS TEXT) FROM projects"),
-        ["10"]
-    );
+    let query = env.run(&[
+        "query",
+        "SELECT count(*) AS n FROM projects",
+        "--format",
+        "json",
+    ]);
+    assert_exit(&query, 0);
+    assert_eq!(json(&query)[0]["n"], 10);
     assert!(
         first.try_wait().unwrap().is_none(),
         "the first snapshot was still running"
     );
     let status = first.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn plain_http_to_a_remote_host_and_a_missing_key_stop_before_anything_is_written() {
+    let env = Env::new(org(), SimOptions::default());
+    let out = env
+        .command(&["snapshot"])
+        .args(["--base-url", "http://api.example.com/v1"])
+        .output()
+        .expect("run");
+    assert_exit(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("http://api.example.com/v1") && stderr.contains("non-loopback"),
+        "{stderr}"
+    );
+
+    let out = env
+        .command(&["snapshot"])
+        .env_remove("OPENAI_ADMIN_KEY")
+        .output()
+        .expect("run");
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("OPENAI_ADMIN_KEY"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!env.db().exists(), "no database was created");
+    assert_eq!(env.sim.requests(), 0);
+}
+
+#[test]
+fn the_key_file_named_in_the_config_is_read_beside_it() {
+    let env = Env::new(
+        org(),
+        SimOptions {
+            admin_key: Some(KEY.into()),
+            ..SimOptions::default()
+        },
+    );
+    std::fs::write(env.dir.path().join("admin.key"), format!("{KEY}\n")).expect("key file");
+    let config = env.config("admin_key_file = \"admin.key\"");
+    let out = env
+        .command(&[
+            "--config",
+            config.to_str().unwrap(),
+            "snapshot",
+            "--format",
+            "json",
+        ])
+        .env_remove("OPENAI_ADMIN_KEY")
+        .output()
+        .expect("run");
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["org"], "acme");
 }

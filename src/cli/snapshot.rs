@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::Context;
 use comfy_table::{Cell, CellAlignment, Table};
-use serde_json::json;
 
 use super::history::TableFormat;
 use super::{CliError, Exit, GlobalArgs, runtime};
@@ -52,7 +51,9 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
         ))
         .with_context(|| format!("snapshot into {} failed; nothing was stored", db.display()))?;
     match args.format {
-        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&summary_json(&outcome))?),
+        // The store's snapshot object: DESIGN.md's fields, the objects per view, and the
+        // crawl's retries and 429s; the same object `orgwarden snapshots` prints.
+        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome.info.to_json())?),
         TableFormat::Table | TableFormat::Csv => print_table(&outcome, args.format),
     }
     verdict(&outcome)
@@ -88,21 +89,6 @@ fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
             Err(CliError::incomplete(anyhow::anyhow!(text)))
         }
     }
-}
-
-/// DESIGN.md's snapshot object, with the objects per view.
-fn summary_json(outcome: &SnapshotOutcome) -> serde_json::Value {
-    let info = &outcome.info;
-    json!({
-        "id": info.id,
-        "org": info.org,
-        "started_at": info.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "finished_at": info.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "status": info.status,
-        "requests": info.stats.requests,
-        "errors": info.stats.errors,
-        "objects": info.objects,
-    })
 }
 
 fn print_table(outcome: &SnapshotOutcome, format: TableFormat) {
