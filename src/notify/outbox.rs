@@ -18,6 +18,9 @@ const FIRST_RETRY: TimeDelta = TimeDelta::minutes(1);
 /// Retries never wait longer than this, so a message is never given up on.
 const MAX_RETRY: TimeDelta = TimeDelta::hours(6);
 
+/// How long a message being sent stays claimed by its sender.
+const CLAIM: chrono::Duration = chrono::Duration::minutes(10);
+
 /// The row id of an outbox message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct OutboxId(pub i64);
@@ -179,6 +182,17 @@ pub fn deliver(
     let mut report = DeliveryReport::default();
     for (id, created_at, sender, recipients, message, attempts) in due {
         let id_typed = OutboxId(id);
+        // Claim the message before sending: a delivery still in flight elsewhere (a run
+        // abandoned at shutdown while `flush` delivers) must not send it a second time. A
+        // process killed mid-send leaves the claim to lapse, and the message is retried then.
+        let claimed = conn.execute(
+            "UPDATE outbox SET next_attempt_at = ?3
+             WHERE id = ?1 AND sent_at IS NULL AND next_attempt_at <= ?2",
+            params![id, due_by, (now + CLAIM).timestamp()],
+        )?;
+        if claimed == 0 {
+            continue;
+        }
         let to: Vec<String> =
             serde_json::from_str(&recipients).map_err(|source| OutboxError::Recipients {
                 id: id_typed,
