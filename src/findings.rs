@@ -666,16 +666,34 @@ pub fn write(
     Ok(())
 }
 
-/// Records that these findings were announced at `at` (for the notifier's repeat interval).
+/// Records that these findings were announced at `at` in their current status and
+/// severity: the repeat interval counts from `at`, and the next announcement is the
+/// difference from what was told now.
 pub fn mark_notified(
     conn: &Connection,
     fingerprints: &[String],
     at: DateTime<Utc>,
 ) -> Result<(), FindingsError> {
-    let mut stmt =
-        conn.prepare_cached("UPDATE finding SET last_notified_at = ?2 WHERE fingerprint = ?1")?;
+    let mut stmt = conn.prepare_cached(
+        "UPDATE finding SET last_notified_at = ?2, announced_status = status, \
+         announced_severity = severity WHERE fingerprint = ?1",
+    )?;
     for fp in fingerprints {
         stmt.execute(params![fp, at.timestamp()])?;
+    }
+    Ok(())
+}
+
+/// Records these findings' current status and severity as told without announcing them
+/// (changes the notification policy deliberately leaves unsaid), so they do not come up
+/// again; `last_notified_at` is untouched, so reminders keep their rhythm.
+pub fn mark_settled(conn: &Connection, fingerprints: &[String]) -> Result<(), FindingsError> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE finding SET announced_status = status, announced_severity = severity \
+         WHERE fingerprint = ?1",
+    )?;
+    for fp in fingerprints {
+        stmt.execute([fp])?;
     }
     Ok(())
 }
@@ -838,19 +856,22 @@ pub fn evaluate_and_announce(
     .map_err(FindingsError::from)?;
     write(&tx, &reconciled, Some(snapshot.id))?;
     let all = load(&tx)?;
-    let states = notify_states(&tx, &all, &reconciled)?;
+    let states = notify_states(&tx, &all)?;
     let ctx = crate::notify::RunContext {
         organization: organization.to_owned(),
         snapshot_id: Some(snapshot.id),
         partial: snapshot.status != SnapshotStatus::Complete,
     };
     let announcement = notifier.announce(&tx, &states, &ctx, now)?;
+    mark_settled(&tx, &announcement.settled)?;
     mark_notified(&tx, &announcement.announced, now)?;
     if dry_run {
-        // A dry run leaves no trace: the next real run announces exactly what this one showed.
+        // A dry run leaves no trace, in the store or the log: the next real run announces
+        // exactly what this one showed.
         tx.rollback().map_err(FindingsError::from)?;
     } else {
         tx.commit().map_err(FindingsError::from)?;
+        announcement.log();
     }
     let findings = report_set(&all, &reconciled);
     Ok((
@@ -883,35 +904,141 @@ pub fn evaluate_run(
     }
 }
 
-/// The notifier's view of the findings after a run: every finding that is open or exempt,
-/// or changed in this run, with what happened to it and its project's name.
+/// What was last announced about a finding, and its latest status change.
+struct Told {
+    status: Option<Status>,
+    severity: Option<Severity>,
+    /// The kind and reason of the newest event that changed its status.
+    latest: Option<(EventKind, String)>,
+}
+
+/// What changed for `f` since it was last announced (`told`), for the notifier.
+///
+/// Comparing with what was told, rather than reading this run's events, is what makes a
+/// change recorded by a run that did not announce it (a plain `audit`, a partial snapshot)
+/// come out in the next run that does.
+fn transition_since_told(f: &Finding, told: &Told) -> Option<crate::notify::Transition> {
+    use crate::notify::Transition;
+    let latest_reason = || {
+        told.latest
+            .as_ref()
+            .map(|(_, r)| r.clone())
+            .unwrap_or_default()
+    };
+    let latest_is_expiry = matches!(told.latest, Some((EventKind::ExemptionExpired, _)));
+    let back = || {
+        if latest_is_expiry {
+            Transition::ExemptionExpired {
+                reason: latest_reason(),
+            }
+        } else {
+            Transition::Reopened {
+                reason: latest_reason(),
+            }
+        }
+    };
+    match (f.status, told.status) {
+        (Status::Open, None) if latest_is_expiry => Some(back()),
+        (Status::Open, None) => Some(Transition::Opened),
+        (Status::Open, Some(Status::Resolved | Status::Exempt)) => Some(back()),
+        (Status::Open, Some(Status::Open)) => match told.severity {
+            Some(from) if from != f.severity => Some(Transition::SeverityChanged { from }),
+            _ => None,
+        },
+        (Status::Resolved, Some(Status::Open)) => Some(Transition::Resolved),
+        (Status::Exempt, Some(Status::Open)) => Some(Transition::Exempted),
+        _ => None,
+    }
+}
+
+/// What each finding was last announced as, and its latest status event.
+fn told(conn: &Connection) -> Result<HashMap<String, Told>, FindingsError> {
+    let mut out: HashMap<String, Told> = HashMap::new();
+    let mut stmt =
+        conn.prepare("SELECT fingerprint, announced_status, announced_severity FROM finding")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (fingerprint, status, severity) = row?;
+        let status = match status {
+            None => None,
+            Some(s) => Some(Status::parse(&s).ok_or_else(|| FindingsError::Corrupt {
+                fingerprint: fingerprint.clone(),
+                field: "announced_status",
+                value: s.clone(),
+            })?),
+        };
+        let severity = match severity {
+            None => None,
+            Some(s) => Some(s.parse::<Severity>().map_err(|_| FindingsError::Corrupt {
+                fingerprint: fingerprint.clone(),
+                field: "announced_severity",
+                value: s.clone(),
+            })?),
+        };
+        out.insert(
+            fingerprint,
+            Told {
+                status,
+                severity,
+                latest: None,
+            },
+        );
+    }
+    // Newest last, so the last status event seen per finding wins.
+    let mut stmt = conn.prepare(
+        "SELECT fingerprint, kind, reason FROM finding_events \
+         WHERE kind <> 'severity-changed' ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (fingerprint, kind, reason) = row?;
+        let kind = match kind.as_str() {
+            "opened" => EventKind::Opened,
+            "resolved" => EventKind::Resolved,
+            "reopened" => EventKind::Reopened,
+            "exempted" => EventKind::Exempted,
+            "exemption-expired" => EventKind::ExemptionExpired,
+            _ => {
+                return Err(FindingsError::Corrupt {
+                    fingerprint,
+                    field: "event kind",
+                    value: kind,
+                });
+            }
+        };
+        if let Some(t) = out.get_mut(&fingerprint) {
+            t.latest = Some((kind, reason));
+        }
+    }
+    Ok(out)
+}
+
+/// The notifier's view of the findings after a run: every finding that is open or
+/// exempt, and every resolved one last announced as open, each with what changed since it
+/// was last announced and its project's name.
 pub fn notify_states(
     conn: &Connection,
     all: &[Finding],
-    reconciled: &Reconciled,
 ) -> Result<Vec<crate::notify::FindingState>, FindingsError> {
-    use crate::notify::{FindingState, FindingStatus, Transition};
-    let mut transitions: HashMap<&str, Transition> = HashMap::new();
-    // A status change says more than a severity change in the same run; events are in
-    // order, so the first status event of a finding wins.
-    for e in &reconciled.events {
-        let t = match e.kind {
-            EventKind::Opened => Transition::Opened,
-            EventKind::Reopened => Transition::Reopened {
-                reason: e.reason.clone(),
-            },
-            EventKind::Resolved => Transition::Resolved,
-            EventKind::Exempted => Transition::Exempted,
-            EventKind::ExemptionExpired => Transition::ExemptionExpired {
-                reason: e.reason.clone(),
-            },
-            EventKind::SeverityChanged => match e.from_severity {
-                Some(from) => Transition::SeverityChanged { from },
-                None => continue,
-            },
-        };
-        transitions.entry(e.fingerprint.as_str()).or_insert(t);
-    }
+    use crate::notify::{FindingState, FindingStatus};
+    let told = told(conn)?;
+    let never = Told {
+        status: None,
+        severity: None,
+        latest: None,
+    };
     let mut names: HashMap<String, Option<String>> = HashMap::new();
     let mut stmt = conn.prepare("SELECT id, name FROM projects")?;
     let rows = stmt.query_map([], |r| {
@@ -923,31 +1050,34 @@ pub fn notify_states(
     }
     Ok(all
         .iter()
-        .filter(|f| {
-            f.status != Status::Resolved || transitions.contains_key(f.fingerprint.as_str())
-        })
-        .map(|f| FindingState {
-            fingerprint: f.fingerprint.clone(),
-            rule_id: f.rule_id.clone(),
-            title: f.title.clone(),
-            severity: f.severity,
-            resource_type: f.resource_type.clone(),
-            resource_id: f.resource_id.clone(),
-            project_id: f.project_id.clone(),
-            project_name: f
-                .project_id
-                .as_ref()
-                .and_then(|p| names.get(p.as_str()).cloned().flatten()),
-            message: f.message.clone(),
-            remediation: f.remediation.clone(),
-            status: match f.status {
-                Status::Open => FindingStatus::Open,
-                Status::Resolved => FindingStatus::Resolved,
-                Status::Exempt => FindingStatus::Exempt,
-            },
-            first_seen: f.first_seen_at(),
-            transition: transitions.get(f.fingerprint.as_str()).cloned(),
-            last_notified_at: f.last_notified_at.map(ts),
+        .filter_map(|f| {
+            let t = told.get(&f.fingerprint).unwrap_or(&never);
+            if f.status == Status::Resolved && t.status != Some(Status::Open) {
+                return None;
+            }
+            Some(FindingState {
+                fingerprint: f.fingerprint.clone(),
+                rule_id: f.rule_id.clone(),
+                title: f.title.clone(),
+                severity: f.severity,
+                resource_type: f.resource_type.clone(),
+                resource_id: f.resource_id.clone(),
+                project_id: f.project_id.clone(),
+                project_name: f
+                    .project_id
+                    .as_ref()
+                    .and_then(|p| names.get(p.as_str()).cloned().flatten()),
+                message: f.message.clone(),
+                remediation: f.remediation.clone(),
+                status: match f.status {
+                    Status::Open => FindingStatus::Open,
+                    Status::Resolved => FindingStatus::Resolved,
+                    Status::Exempt => FindingStatus::Exempt,
+                },
+                first_seen: f.first_seen_at(),
+                transition: transition_since_told(f, t),
+                last_notified_at: f.last_notified_at.map(ts),
+            })
         })
         .collect())
 }
@@ -1332,5 +1462,205 @@ mod tests {
             Some(day(3).timestamp()),
             "reconciling keeps the notifier's mark"
         );
+    }
+
+    /// Whole runs through [`evaluate_run`] on a real store, with or without announcing:
+    /// what one run records must be announced by the next run that notifies.
+    mod announcing {
+        use super::*;
+        use crate::model::{CrawlStats, ScopeError, ScopeOutcome};
+        use crate::notify::{Digest, Notifier, Reason};
+        use crate::store::{SnapshotInfo, Store};
+
+        const SUPPORT: &str = "proj_support";
+        const RETENTION_RULE: &str = "project-retention-not-zdr";
+
+        struct Harness {
+            store: Store,
+            org: crate::sim::Org,
+            rules: RuleSet,
+            exemptions: Vec<Exemption>,
+            notifier: Notifier,
+            start: DateTime<Utc>,
+            runs: i64,
+        }
+
+        fn harness(config_text: &str) -> Harness {
+            let start = Utc::now();
+            let config =
+                crate::config::Config::parse(config_text, std::path::Path::new("orgwarden.toml"))
+                    .unwrap();
+            let loaded = crate::rules::load(&config, start.date_naive());
+            Harness {
+                store: Store::open_in_memory().unwrap(),
+                org: crate::sim::Org::demo(start.timestamp()),
+                rules: loaded.rules,
+                exemptions: loaded.exemptions,
+                notifier: Notifier::from_config_with_env(&config, |_| None).unwrap(),
+                start,
+                runs: 0,
+            }
+        }
+
+        impl Harness {
+            /// Snapshots the simulated organization (with the API keys of `failing` unread,
+            /// making it partial), evaluates it, and announces when `notify`.
+            fn run(&mut self, failing: Option<&str>, notify: bool) -> Option<Digest> {
+                self.runs += 1;
+                let now = self.start + chrono::TimeDelta::minutes(self.runs);
+                let mut writer = self
+                    .store
+                    .begin_snapshot(&self.org.organization, now)
+                    .unwrap();
+                for mut scope in self.org.scope_results() {
+                    let unread = scope.scope.family == Family::ProjectApiKeys
+                        && scope.scope.project_id.as_ref().map(ProjectId::as_str) == failing;
+                    if unread {
+                        scope.outcome = ScopeOutcome::Failed(ScopeError {
+                            status: Some(500),
+                            message: "server error".into(),
+                        });
+                    }
+                    writer.apply(scope).unwrap();
+                }
+                let snapshot: SnapshotInfo = writer
+                    .finish(&CrawlStats::default(), now, SnapshotStatus::Complete)
+                    .unwrap();
+                let expected = if failing.is_some() {
+                    SnapshotStatus::Partial
+                } else {
+                    SnapshotStatus::Complete
+                };
+                assert_eq!(snapshot.status, expected);
+                let announce = Announce {
+                    notifier: &self.notifier,
+                    organization: "acme",
+                    dry_run: false,
+                };
+                let (_, notified) = evaluate_run(
+                    &self.store,
+                    &self.rules,
+                    &self.exemptions,
+                    &snapshot,
+                    notify.then_some(&announce),
+                    now,
+                )
+                .unwrap();
+                notified.and_then(|n| n.announcement.digest)
+            }
+
+            fn set_support_retention(&mut self, value: &str) -> String {
+                let project = self.org.project_mut(&ProjectId::from(SUPPORT)).unwrap();
+                std::mem::replace(&mut project.data_retention, value.to_owned())
+            }
+
+            fn retention_finding(&self) -> Finding {
+                load(self.store.conn())
+                    .unwrap()
+                    .into_iter()
+                    .find(|f| {
+                        f.rule_id.as_str() == RETENTION_RULE
+                            && f.project_id.as_ref().map(ProjectId::as_str) == Some(SUPPORT)
+                    })
+                    .expect("the support project keeps data in the demo organization")
+            }
+        }
+
+        fn announced_as(digest: Option<&Digest>, fingerprint: &str) -> Option<Reason> {
+            digest?
+                .announced
+                .iter()
+                .find(|a| a.finding.fingerprint == fingerprint)
+                .map(|a| a.reason)
+        }
+
+        #[test]
+        fn resolution_seen_in_a_partial_snapshot_is_announced_by_the_next_complete_one() {
+            let mut h = harness("");
+            let first = h.run(None, true);
+            let fp = h.retention_finding().fingerprint;
+            assert_eq!(announced_as(first.as_ref(), &fp), Some(Reason::New));
+
+            h.set_support_retention("zero_data_retention");
+            let partial = h.run(Some("proj_payments"), true);
+            assert_eq!(
+                h.retention_finding().status,
+                Status::Resolved,
+                "its own project was read completely"
+            );
+            assert_eq!(
+                announced_as(partial.as_ref(), &fp),
+                None,
+                "a partial snapshot announces no resolution"
+            );
+
+            let complete = h.run(None, true).expect("the withheld resolution");
+            assert_eq!(announced_as(Some(&complete), &fp), Some(Reason::Resolved));
+            assert_eq!(complete.count(Reason::Resolved), 1);
+            assert_eq!(
+                announced_as(h.run(None, true).as_ref(), &fp),
+                None,
+                "announced once"
+            );
+        }
+
+        #[test]
+        fn changes_recorded_by_a_plain_audit_are_announced_by_the_next_notifying_run() {
+            let mut h = harness("");
+            assert!(
+                h.run(None, false).is_none(),
+                "a plain audit announces nothing"
+            );
+            let digest = h.run(None, true).expect("the findings are new to everyone");
+            let open = load(h.store.conn())
+                .unwrap()
+                .into_iter()
+                .filter(|f| f.status == Status::Open)
+                .count();
+            assert!(open > 0);
+            assert_eq!(digest.count(Reason::New), open);
+            assert_eq!(digest.count(Reason::Reminder), 0, "new, not reminded");
+
+            let fp = h.retention_finding().fingerprint;
+            h.set_support_retention("zero_data_retention");
+            assert!(h.run(None, false).is_none());
+            let digest = h.run(None, true).expect("the resolution");
+            assert_eq!(announced_as(Some(&digest), &fp), Some(Reason::Resolved));
+        }
+
+        #[test]
+        fn severity_raised_during_a_plain_audit_is_announced_as_escalated() {
+            let mut h = harness("");
+            h.run(None, true).expect("first digest");
+            let fp = h.retention_finding().fingerprint;
+            let config = crate::config::Config::parse(
+                "[rules.severity]\n\"project-retention-not-zdr\" = \"critical\"\n",
+                std::path::Path::new("orgwarden.toml"),
+            )
+            .unwrap();
+            h.rules = crate::rules::load(&config, h.start.date_naive()).rules;
+            assert!(h.run(None, false).is_none());
+            let digest = h.run(None, true).expect("the escalation");
+            assert_eq!(announced_as(Some(&digest), &fp), Some(Reason::Escalated));
+            assert!(
+                digest
+                    .with_reason(Reason::Escalated)
+                    .all(|a| a.finding.rule_id.as_str() == RETENTION_RULE),
+                "only the raised rule's findings escalate"
+            );
+        }
+
+        #[test]
+        fn without_send_resolved_a_resolution_is_settled_so_the_reopen_is_announced() {
+            let mut h = harness("[notify]\nsend_resolved = false\n");
+            h.run(None, true).expect("first digest");
+            let fp = h.retention_finding().fingerprint;
+            let kept = h.set_support_retention("zero_data_retention");
+            let digest = h.run(None, true);
+            assert_eq!(announced_as(digest.as_ref(), &fp), None);
+            h.set_support_retention(&kept);
+            let digest = h.run(None, true).expect("the reopen");
+            assert_eq!(announced_as(Some(&digest), &fp), Some(Reason::Reopened));
+        }
     }
 }

@@ -43,7 +43,7 @@ fn notify_announces_changes_once_and_dry_run_stores_nothing() {
     let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
     let url = sim.base_url();
 
-    let out = audit(dir.path(), &url, &["--dry-run"]);
+    let out = audit(dir.path(), &url, &["--dry-run", "--log-format", "json"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -56,6 +56,10 @@ fn notify_announces_changes_once_and_dry_run_stores_nothing() {
         "{stderr}"
     );
     assert!(stderr.contains("17 new"), "{stderr}");
+    assert!(
+        !stderr.contains("\"fingerprint\""),
+        "a dry run logs no announcement: {stderr}"
+    );
     assert_eq!(mails(dir.path()), 0);
     let store = Store::open_read_only(&dir.path().join("audit.db")).unwrap();
     assert!(
@@ -64,14 +68,15 @@ fn notify_announces_changes_once_and_dry_run_stores_nothing() {
     );
     drop(store);
 
-    let out = audit(dir.path(), &url, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = audit(dir.path(), &url, &["--log-format", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(mails(dir.path()), 1);
+    assert_eq!(
+        stderr.matches("\"fingerprint\"").count(),
+        17,
+        "a committed announcement logs each finding once: {stderr}"
+    );
     let store = Store::open_read_only(&dir.path().join("audit.db")).unwrap();
     let all = findings::load(store.conn()).unwrap();
     assert_eq!(all.len(), 17);
@@ -95,11 +100,18 @@ fn notify_announces_changes_once_and_dry_run_stores_nothing() {
         .map(|e| e.unwrap().path())
         .max()
         .unwrap();
-    let eml = std::fs::read_to_string(newest).unwrap();
-    assert!(
-        eml.contains("resolved") || eml.contains("Resolved"),
-        "{eml}"
-    );
+    let raw = std::fs::read(newest).unwrap();
+    let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let subject = message.subject().unwrap();
+    assert_eq!(subject, "[orgwarden] acme-robotics: 0 new, 1 resolved");
+    let text = message.body_text(0).unwrap();
+    let resolved = text
+        .split_once("== Resolved (1) ==")
+        .and_then(|(_, rest)| rest.split_once("== Still open"))
+        .map(|(section, _)| section)
+        .unwrap_or_else(|| panic!("no resolved section: {text}"));
+    assert!(resolved.contains("proj_support"), "{resolved}");
+    assert!(resolved.contains("project-retention-not-zdr"), "{resolved}");
 }
 
 #[test]

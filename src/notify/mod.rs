@@ -7,8 +7,9 @@
 //! let tx = conn.transaction()?;
 //! … update findings …
 //! let a = notifier.announce(&tx, &findings, &ctx, now)?;
-//! … set last_notified_at = now for a.announced …
+//! … record a.announced as announced at now, a.settled as told …
 //! tx.commit()?;
+//! a.log();                                  // only once committed: a dry run logs nothing
 //! notifier.deliver_pending(&conn, now)?;   // failures stay queued for the next run
 //! ```
 
@@ -90,6 +91,9 @@ pub struct Announcement {
     /// The fingerprints announced: set their `last_notified_at` to `now` in the same
     /// transaction.
     pub announced: Vec<String>,
+    /// The fingerprints whose change the policy deliberately does not announce: record
+    /// them as told in the same transaction (see [`plan::settled`]).
+    pub settled: Vec<String>,
     /// The queued email, when email is configured and there was something to announce.
     pub outbox_id: Option<OutboxId>,
 }
@@ -140,9 +144,9 @@ impl Notifier {
         }
     }
 
-    /// Decides what this run announces, logs each announced finding, and queues the email
-    /// digest in `tx`. The caller must set `last_notified_at = now` for
-    /// [`Announcement::announced`] in the same transaction, then commit.
+    /// Decides what this run announces and queues the email digest in `tx`. The caller
+    /// must record [`Announcement::announced`] and [`Announcement::settled`] in the same
+    /// transaction, commit, and then [`Announcement::log`] it.
     pub fn announce(
         &self,
         tx: &Transaction<'_>,
@@ -150,17 +154,21 @@ impl Notifier {
         ctx: &RunContext,
         now: DateTime<Utc>,
     ) -> Result<Announcement, NotifyError> {
+        let settled = plan::settled(findings, ctx, &self.policy);
         let Some(digest) = plan::plan(findings, ctx, &self.policy, now) else {
-            return Ok(Announcement::default());
+            return Ok(Announcement {
+                settled,
+                ..Announcement::default()
+            });
         };
         let outbox_id = match &self.email {
             Some(email) => Some(queue(tx, email, &digest, &self.repeat_interval)?),
             None => None,
         };
-        log_digest(&digest);
         Ok(Announcement {
             announced: digest.fingerprints(),
             digest: Some(digest),
+            settled,
             outbox_id,
         })
     }
@@ -278,8 +286,17 @@ fn queue(
     Ok(id)
 }
 
-/// One structured event per announced finding: with `--log-format json`, one JSON object
-/// per line, whether or not email is configured.
+impl Announcement {
+    /// Logs one structured event per announced finding: with `--log-format json`, one JSON
+    /// object per line, whether or not email is configured. Call it only once the
+    /// announcement is committed, so a dry run or a rolled-back run logs nothing.
+    pub fn log(&self) {
+        if let Some(digest) = &self.digest {
+            log_digest(digest);
+        }
+    }
+}
+
 fn log_digest(digest: &Digest) {
     for a in &digest.announced {
         let f = &a.finding;
@@ -597,9 +614,16 @@ mod tests {
             snapshot_id: None,
             partial: false,
         };
-        let announcement = tracing::subscriber::with_default(subscriber, || {
+        let subscriber = Arc::new(subscriber);
+        let announcement = tracing::subscriber::with_default(subscriber.clone(), || {
             notifier.announce(&tx, &[new, quiet], &ctx, t(1)).unwrap()
         });
+        assert!(
+            buffer.0.lock().unwrap().is_empty(),
+            "deciding logs nothing: a dry run must leave no announcement in the log"
+        );
+        tx.commit().unwrap();
+        tracing::subscriber::with_default(subscriber, || announcement.log());
         assert_eq!(announcement.announced, vec!["fp-key_a".to_owned()]);
         assert_eq!(announcement.outbox_id, None, "no email configured");
         let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();

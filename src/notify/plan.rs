@@ -6,6 +6,11 @@
 //! re-announced only when `repeat_interval` has passed since they were last announced. When
 //! any still-open finding is due, every still-open finding is reminded together, so reminders
 //! come as one digest per interval rather than trickling in one finding at a time.
+//!
+//! A transition is what changed since the finding was last announced, not what this run
+//! recorded, so a change seen by a run that did not notify is still announced once. What the
+//! policy deliberately leaves unsaid (an exemption, a downgrade, a resolution without
+//! `send_resolved`) is [`settled`]: recorded as told, so it cannot mask a later change.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -103,7 +108,7 @@ pub struct FindingState {
     pub status: FindingStatus,
     /// When it was first seen.
     pub first_seen: DateTime<Utc>,
-    /// What happened to it in this run.
+    /// What changed since it was last announced (or settled), if anything.
     pub transition: Option<Transition>,
     /// When it was last announced; `None` = never.
     pub last_notified_at: Option<DateTime<Utc>>,
@@ -206,6 +211,63 @@ impl Digest {
     }
 }
 
+/// What the policy does with one finding's transition.
+enum Decision {
+    /// Announce it, for this reason, with these extra words.
+    Announce(Reason, Option<String>),
+    /// Deliberately not announced: record it as told, so it does not linger and mask a
+    /// later change (an exemption, a downgrade, a resolution nobody wants to hear about).
+    Settle,
+    /// Not announced now, and not settled either: a later run must still announce it.
+    Keep,
+}
+
+/// The one place that decides what happens to a transition; [`plan`] and [`settled`] both
+/// follow it, so what is announced and what is recorded as told cannot drift apart.
+fn decide(finding: &FindingState, ctx: &RunContext, policy: &Policy) -> Decision {
+    match (&finding.transition, finding.status) {
+        (Some(Transition::Opened), FindingStatus::Open) => Decision::Announce(Reason::New, None),
+        (Some(Transition::Reopened { reason }), FindingStatus::Open) => {
+            Decision::Announce(Reason::Reopened, Some(reason.clone()))
+        }
+        (Some(Transition::ExemptionExpired { reason }), FindingStatus::Open) => Decision::Announce(
+            Reason::Reopened,
+            Some(format!("exemption expired: {reason}")),
+        ),
+        (Some(Transition::SeverityChanged { from }), FindingStatus::Open) => {
+            if finding.severity > *from {
+                Decision::Announce(Reason::Escalated, Some(format!("was {from}")))
+            } else {
+                Decision::Settle
+            }
+        }
+        (Some(Transition::Resolved), FindingStatus::Resolved) => {
+            if !policy.send_resolved {
+                Decision::Settle
+            } else if ctx.partial {
+                // Withheld, not dropped: the next complete run announces it.
+                Decision::Keep
+            } else {
+                Decision::Announce(Reason::Resolved, None)
+            }
+        }
+        (Some(Transition::Exempted), FindingStatus::Exempt) => Decision::Settle,
+        _ => Decision::Keep,
+    }
+}
+
+/// The fingerprints whose transition the policy deliberately does not announce: the
+/// caller records them as told (without touching `last_notified_at`) in the same
+/// transaction as the announcement. A resolution withheld by a partial snapshot is not
+/// among them.
+pub fn settled(findings: &[FindingState], ctx: &RunContext, policy: &Policy) -> Vec<String> {
+    findings
+        .iter()
+        .filter(|f| matches!(decide(f, ctx, policy), Decision::Settle))
+        .map(|f| f.fingerprint.clone())
+        .collect()
+}
+
 /// Decides what this run announces; `None` when there is nothing to say.
 pub fn plan(
     findings: &[FindingState],
@@ -216,35 +278,14 @@ pub fn plan(
     let mut announced = Vec::new();
     let mut reminder_candidates = Vec::new();
     for finding in findings {
-        let by_transition = match (&finding.transition, finding.status) {
-            (Some(Transition::Opened), FindingStatus::Open) => Some((Reason::New, None)),
-            (Some(Transition::Reopened { reason }), FindingStatus::Open) => {
-                Some((Reason::Reopened, Some(reason.clone())))
-            }
-            (Some(Transition::ExemptionExpired { reason }), FindingStatus::Open) => Some((
-                Reason::Reopened,
-                Some(format!("exemption expired: {reason}")),
-            )),
-            (Some(Transition::SeverityChanged { from }), FindingStatus::Open)
-                if finding.severity > *from =>
-            {
-                Some((Reason::Escalated, Some(format!("was {from}"))))
-            }
-            (Some(Transition::Resolved), FindingStatus::Resolved)
-                if policy.send_resolved && !ctx.partial =>
-            {
-                Some((Reason::Resolved, None))
-            }
-            _ => None,
-        };
-        match by_transition {
-            Some((reason, detail)) => announced.push(Announced {
+        match decide(finding, ctx, policy) {
+            Decision::Announce(reason, detail) => announced.push(Announced {
                 finding: finding.clone(),
                 reason,
                 detail,
             }),
-            None if finding.status == FindingStatus::Open => reminder_candidates.push(finding),
-            None => {}
+            _ if finding.status == FindingStatus::Open => reminder_candidates.push(finding),
+            _ => {}
         }
     }
     let reminder_due = reminder_candidates
@@ -436,6 +477,67 @@ pub(crate) mod tests {
             ..ctx()
         };
         assert_eq!(plan(&[resolved], &partial, &policy(), t(1)), None);
+    }
+
+    #[test]
+    fn resolution_withheld_by_a_partial_snapshot_is_not_settled() {
+        let resolved = with(
+            finding("a", Severity::High),
+            Transition::Resolved,
+            FindingStatus::Resolved,
+        );
+        let partial = RunContext {
+            partial: true,
+            ..ctx()
+        };
+        assert!(
+            settled(std::slice::from_ref(&resolved), &partial, &policy()).is_empty(),
+            "the next complete run must still announce it"
+        );
+        assert!(settled(std::slice::from_ref(&resolved), &ctx(), &policy()).is_empty());
+        let quiet = Policy {
+            send_resolved: false,
+            ..policy()
+        };
+        assert_eq!(
+            settled(&[resolved], &partial, &quiet),
+            vec!["fp-a".to_owned()],
+            "without send_resolved no run will announce it"
+        );
+    }
+
+    #[test]
+    fn unannounced_exemptions_and_downgrades_are_settled_announced_changes_are_not() {
+        let exempted = with(
+            finding("ex", Severity::High),
+            Transition::Exempted,
+            FindingStatus::Exempt,
+        );
+        let down = with(
+            finding("down", Severity::Low),
+            Transition::SeverityChanged {
+                from: Severity::Medium,
+            },
+            FindingStatus::Open,
+        );
+        let up = with(
+            finding("up", Severity::High),
+            Transition::SeverityChanged {
+                from: Severity::Medium,
+            },
+            FindingStatus::Open,
+        );
+        let new = with(
+            finding("new", Severity::Low),
+            Transition::Opened,
+            FindingStatus::Open,
+        );
+        let quiet = finding("quiet", Severity::Low);
+        let all = [exempted, down, up, new, quiet];
+        assert_eq!(
+            settled(&all, &ctx(), &policy()),
+            vec!["fp-ex".to_owned(), "fp-down".to_owned()]
+        );
     }
 
     #[test]

@@ -552,7 +552,7 @@ fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: 
             Reason::New,
             "new",
             "New",
-            "Findings seen for the first time in this run.",
+            "Findings announced for the first time.",
         ),
         section(
             Reason::Reopened,

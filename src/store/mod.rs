@@ -41,6 +41,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0002_findings.sql"),
     ),
     ("0003_outbox", include_str!("migrations/0003_outbox.sql")),
+    (
+        "0004_announced",
+        include_str!("migrations/0004_announced.sql"),
+    ),
 ];
 
 /// How long a writer waits for another connection's write transaction to end.
