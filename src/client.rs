@@ -680,17 +680,20 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    let seconds = |text: &str| {
-        text.parse::<f64>()
+    let amount = |text: &str, per_second: f64| {
+        let n = text
+            .parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
+            .filter(|n| n.is_finite() && *n >= 0.0)?;
+        // A wait too long for a `Duration` (`1e30`) is still an answer: longer than any
+        // wait we accept, which the callers turn into a failed read, not a panic.
+        Some(Duration::try_from_secs_f64(n / per_second).unwrap_or(Duration::MAX))
     };
-    if let Some(ms) = header("retry-after-ms").and_then(seconds) {
-        return Some(ms / 1000);
+    if let Some(wait) = header("retry-after-ms").and_then(|ms| amount(ms, 1000.0)) {
+        return Some(wait);
     }
     let value = header(RETRY_AFTER.as_str())?;
-    seconds(value).or_else(|| {
+    amount(value, 1.0).or_else(|| {
         let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
         let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
         Some(wait.to_std().unwrap_or(Duration::ZERO))
@@ -895,7 +898,8 @@ impl Gate {
         let mut s = self.lock();
         let now = Instant::now();
         if let Some(wait) = retry_after {
-            let until = now + wait;
+            // Callers never pass a wait past MAX_RETRY_AFTER, but an overflow must not panic.
+            let until = now.checked_add(wait).unwrap_or(now + MAX_RETRY_AFTER);
             s.cooldown_until = Some(s.cooldown_until.map_or(until, |c| c.max(until)));
         }
         let episode_over = s.last_cut.is_none_or(|t| {
@@ -1040,6 +1044,21 @@ mod tests {
         );
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_longer_than_the_max_wait_not_a_panic() {
+        use reqwest::header::HeaderMap;
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("1e30"));
+        let wait = retry_after(&h).expect("a wait");
+        assert!(wait > MAX_RETRY_AFTER, "{wait:?}");
+        let mut h = HeaderMap::new();
+        h.insert("retry-after-ms", HeaderValue::from_static("1e300"));
+        let wait = retry_after(&h).expect("a wait");
+        assert!(wait > MAX_RETRY_AFTER, "{wait:?}");
+        h.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
     }
 
     #[test]
