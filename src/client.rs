@@ -2,7 +2,7 @@
 //! both list envelopes followed to the end, retries with backoff that honour
 //! `Retry-After`, and a shared gate that bounds, paces and adapts the requests in flight.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -367,6 +367,9 @@ impl AdminClient {
     ) -> Result<Vec<Value>, ClientError> {
         let mut objects = Vec::new();
         let mut after: Option<String> = None;
+        // Every cursor followed so far: a server that leads back to one (A→B→A) would
+        // otherwise keep the crawl paging forever.
+        let mut followed: HashSet<String> = HashSet::new();
         loop {
             let shown = match &after {
                 Some(cursor) => format!("{path}?after={cursor}"),
@@ -426,6 +429,13 @@ impl AdminClient {
                 if after.as_deref() == Some(cursor.as_str()) {
                     return Err(malformed(format!(
                         "the cursor `{cursor}` did not advance; stopping instead of looping"
+                    )));
+                }
+                if !followed.insert(cursor.clone()) {
+                    return Err(malformed(format!(
+                        "the cursor `{cursor}` came back after {} pages; stopping instead of \
+                         looping",
+                        followed.len() + 1
                     )));
                 }
                 Some(cursor)

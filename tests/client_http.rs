@@ -268,6 +268,42 @@ async fn a_cursor_that_does_not_advance_is_an_error_not_a_loop() {
 }
 
 #[tokio::test]
+async fn a_cursor_cycle_fails_the_scope_as_malformed_instead_of_looping() {
+    let path = "/projects/proj_a/roles".to_owned();
+    let page = |id: &str, next: &str| {
+        Answer::json(
+            json!({"object": "list", "data": [{"id": id}], "has_more": true, "next": next}),
+        )
+    };
+    let mut script = Script::default();
+    script
+        .pages
+        .insert((path.clone(), None), page("role_0", "A"));
+    script
+        .pages
+        .insert((path.clone(), Some("A".into())), page("role_1", "B"));
+    script
+        .pages
+        .insert((path.clone(), Some("B".into())), page("role_2", "A"));
+    let (base, seen) = server(script).await;
+    let client = client(&base, ClientOptions::default());
+    let roles = scope(Family::ProjectRoles, Some("proj_a"), None);
+    let read = client.read_scope(&roles);
+    let err = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the read ends instead of paging forever")
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Malformed { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&path) && text.contains("`A`"), "{text}");
+    assert_eq!(
+        seen.lock().unwrap().seen.len(),
+        3,
+        "no page is asked for twice"
+    );
+}
+
+#[tokio::test]
 async fn retry_after_holds_every_worker_not_only_the_one_refused() {
     let limited = "/organization/projects/proj_a/api_keys".to_owned();
     let mut script = Script::default();
