@@ -37,7 +37,7 @@ pub struct CrawlReport {
 /// Why a crawl stopped before its end.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
-    /// 401 or 403: nothing can be read with this key.
+    /// 401 or 403 on the first read (the project list): nothing can be read with this key.
     #[error(
         "the Admin API refused the admin key (HTTP {status} on GET {path}): \
          it is wrong, revoked, or not an admin key"
@@ -218,16 +218,27 @@ impl Crawl<'_> {
         }
     }
 
-    /// Records a scope that could not be read, or stops the crawl when the key is refused.
+    /// Records a scope that could not be read, or stops the crawl when the key is refused
+    /// on the first read.
     async fn fail(&self, scope: Scope, error: ClientError) -> Result<(), CollectError> {
-        if let ClientError::KeyRefused { status, path } = error {
-            return Err(CollectError::KeyRefused { status, path });
-        }
+        let message = match error {
+            // The project list is the first read: refused there, nothing can be read.
+            ClientError::KeyRefused { status, path } if scope.family == Family::Projects => {
+                return Err(CollectError::KeyRefused { status, path });
+            }
+            // The key already read the project list, so it is an admin key: a later 401/403
+            // is this one resource refusing, and the rest of the organization still counts.
+            ClientError::KeyRefused { status, ref path } => format!(
+                "GET {path}: HTTP {status}: the Admin API refused this read \
+                 (the same key read the project list)"
+            ),
+            ref other => other.to_string(),
+        };
         self.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("{error}");
+        tracing::warn!("{message}");
         let outcome = ScopeOutcome::Failed(ScopeError {
             status: error.status(),
-            message: error.to_string(),
+            message,
         });
         self.send(scope, outcome).await
     }

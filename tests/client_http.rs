@@ -597,20 +597,60 @@ async fn an_unreadable_project_list_fails_the_crawl() {
 }
 
 #[tokio::test]
-async fn a_key_refused_mid_crawl_stops_it() {
+async fn a_key_refused_on_one_project_read_fails_only_that_scope() {
     let mut script = small_org();
     script.answers.insert(
         "/organization/projects/proj_live/api_keys".into(),
+        vec![Answer::error(403, "You are not allowed to read this")],
+    );
+    let (base, _) = server(script).await;
+    let (report, results) = run_collect(&client(&base, ClientOptions::default())).await;
+    let report = report.expect("the crawl goes on");
+    assert_eq!(report.status, SnapshotStatus::Partial);
+    assert_eq!(report.stats.errors, 1);
+    let failed: Vec<&ScopeResult> = results
+        .iter()
+        .filter(|r| matches!(r.outcome, ScopeOutcome::Failed(_)))
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        failed[0].scope.path(),
+        "/organization/projects/proj_live/api_keys"
+    );
+    let ScopeOutcome::Failed(error) = &failed[0].outcome else {
+        unreachable!()
+    };
+    assert_eq!(error.status, Some(403));
+    assert!(
+        error.message.contains("403") && error.message.contains("refused this read"),
+        "{}",
+        error.message
+    );
+    assert!(
+        !error.message.contains("not an admin key"),
+        "{}",
+        error.message
+    );
+    // Every other scope, the role lists under users and groups included, was still read.
+    assert_eq!(results.len(), 1 + 22 + 3);
+}
+
+#[tokio::test]
+async fn a_key_refused_on_the_project_list_stops_the_crawl() {
+    let mut script = small_org();
+    script.answers.insert(
+        "/organization/projects".into(),
         vec![Answer::error(403, "not an admin key")],
     );
     let (base, _) = server(script).await;
-    let (report, _) = run_collect(&client(&base, ClientOptions::default())).await;
+    let (report, results) = run_collect(&client(&base, ClientOptions::default())).await;
     let err = report.unwrap_err();
     assert!(
         matches!(err, CollectError::KeyRefused { status: 403, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("not an admin key"));
+    assert!(results.is_empty(), "nothing read, nothing sent");
 }
 
 #[tokio::test]
