@@ -283,6 +283,34 @@ fn malformed_json_fails_only_its_scope_and_names_the_path() {
 }
 
 #[test]
+fn a_store_failure_mid_snapshot_exits_3_naming_the_database() {
+    let env = Env::new(org(), SimOptions::default());
+    {
+        // A database that refuses new content: the crawl succeeds, the store's write fails.
+        let store = Store::open(&env.db()).expect("database created");
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TRIGGER refuse_blobs BEFORE INSERT ON blob
+                 BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
+            )
+            .expect("trigger");
+    }
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 3);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("nothing was stored") && stderr.contains("orgwarden.db"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("disk says no"), "{stderr}");
+    assert!(
+        env.store().latest_snapshot().unwrap().is_none(),
+        "the transaction was rolled back"
+    );
+}
+
+#[test]
 fn kill_9_mid_snapshot_leaves_the_previous_snapshot_intact() {
     let env = Env::new(
         Org::generate(12, 7, now()),
