@@ -571,6 +571,53 @@ async fn a_failed_scope_makes_the_crawl_partial_and_hides_no_sibling() {
 }
 
 #[tokio::test]
+async fn an_object_without_its_id_fails_its_scope_naming_the_path_and_the_object() {
+    let mut script = small_org();
+    script.answers.insert(
+        "/organization/projects/proj_live/users".into(),
+        vec![list(json!([{"id": "user-ada"}, {"name": "no id"}]))],
+    );
+    script.answers.insert(
+        "/organization/projects/proj_live/spend_alerts".into(),
+        vec![list(json!([{"id": 42}]))],
+    );
+    let (base, _) = server(script).await;
+    let (report, results) = run_collect(&client(&base, ClientOptions::default())).await;
+    let report = report.unwrap();
+    assert_eq!(report.status, SnapshotStatus::Partial);
+    assert_eq!(report.stats.errors, 2);
+    let message = |path: &str| {
+        let result = results
+            .iter()
+            .find(|r| r.scope.path() == path)
+            .unwrap_or_else(|| panic!("{path} not sent"));
+        match &result.outcome {
+            ScopeOutcome::Failed(error) => error.message.clone(),
+            other => panic!("{path} sent as {other:?}"),
+        }
+    };
+    let users = message("/organization/projects/proj_live/users");
+    assert!(
+        users.contains("/organization/projects/proj_live/users")
+            && users.contains(r#"data[1] has no "id""#),
+        "{users}"
+    );
+    let alerts = message("/organization/projects/proj_live/spend_alerts");
+    assert!(alerts.contains(r#"data[0] has no "id""#), "{alerts}");
+    // The failed users scope has no role reads under it; the groups' still happen.
+    assert!(
+        !results
+            .iter()
+            .any(|r| r.scope.family == Family::ProjectUserRoles)
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| r.scope.family == Family::ProjectGroupRoles)
+    );
+}
+
+#[tokio::test]
 async fn a_400_on_an_active_project_is_a_failure_not_an_empty_list() {
     let mut script = small_org();
     script.answers.insert(
