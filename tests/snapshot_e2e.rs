@@ -483,6 +483,31 @@ fn a_wrong_key_records_a_failed_snapshot_and_never_echoes_the_key() {
 }
 
 #[test]
+fn a_403_on_one_project_read_makes_a_partial_snapshot_not_a_refused_key() {
+    let env = Env::new(org(), SimOptions::default());
+    env.sim.add_fault(Fault {
+        path_prefix: "/organization/projects/proj_b/api_keys".into(),
+        kind: FaultKind::Status(403),
+        times: None,
+    });
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 3);
+    assert_eq!(json(&out)["status"], "partial");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("/organization/projects/proj_b/api_keys")
+            && stderr.contains("403")
+            && stderr.contains("refused this read"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not an admin key"), "{stderr}");
+    assert_eq!(
+        env.column("SELECT id FROM project_api_keys ORDER BY id"),
+        ["key_a1"]
+    );
+}
+
+#[test]
 fn a_second_snapshot_while_one_runs_fails_fast_and_queries_still_work() {
     let env = Env::new(
         Org::generate(10, 3, now()),
