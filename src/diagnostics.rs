@@ -313,7 +313,9 @@ pub fn from_config_error(error: &crate::config::ConfigError) -> Option<Diagnosti
         if whole.trim_start().starts_with('[') || !whole.contains('=') {
             break;
         }
-        let blank: String = whole.chars().map(|_| ' ').collect();
+        // One space per byte, not per character: later spans are byte offsets into the
+        // original text, so the blanked text must keep every line's length in bytes.
+        let blank = " ".repeat(whole.len());
         let blanked = format!("{}{blank}{}", &text[..line_start], &text[line_end..]);
         if toml::de::DeTable::parse(&blanked).is_err() {
             break;
@@ -420,6 +422,26 @@ mod tests {
                 format!("{file}:3:16"),
                 format!("{file}:5:12")
             ],
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn errors_after_a_non_ascii_line_still_point_at_their_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orgwarden.toml");
+        std::fs::write(
+            &path,
+            "[openai]\norganizaton = \"Ünïcødé Ørgånïsåtïøn\"\ntimeout_secs = \"soon\"\n",
+        )
+        .unwrap();
+        let err = crate::config::Config::load(&path).unwrap_err();
+        let d = from_config_error(&err).unwrap();
+        let places: Vec<String> = d.items().iter().filter_map(|i| d.location(i)).collect();
+        let file = path.display().to_string();
+        assert_eq!(
+            places,
+            [format!("{file}:2:1"), format!("{file}:3:16")],
             "{d}"
         );
     }

@@ -10,6 +10,7 @@ use serde_json::{Value as Json, json};
 
 use crate::findings::{Finding, Status};
 use crate::model::Severity;
+use crate::notify::render::{guard_formula, one_line};
 use crate::rules::RuleSet;
 use crate::store::SnapshotInfo;
 
@@ -132,20 +133,22 @@ fn csv_report(findings: &[Finding]) -> Result<String, ReportError> {
         "last_seen",
         "remediation",
     ])?;
+    // Names come from the API: a cell starting with `=` must not become a spreadsheet formula.
+    let cell = |text: &str| guard_formula(text.to_owned());
     for f in findings {
         w.write_record([
-            f.fingerprint.as_str(),
-            f.rule_id.as_str(),
-            f.severity.as_str(),
-            &f.title,
-            &f.resource_type,
-            &f.resource_id,
-            f.project_id.as_ref().map_or("", |p| p.as_str()),
-            &f.message,
-            f.status.as_str(),
-            &rfc3339(f.first_seen_at()),
-            &rfc3339(f.last_seen_at()),
-            &f.remediation,
+            f.fingerprint.clone(),
+            f.rule_id.to_string(),
+            f.severity.as_str().to_owned(),
+            cell(&f.title),
+            f.resource_type.clone(),
+            cell(&f.resource_id),
+            cell(f.project_id.as_ref().map_or("", |p| p.as_str())),
+            cell(&f.message),
+            f.status.as_str().to_owned(),
+            rfc3339(f.first_seen_at()),
+            rfc3339(f.last_seen_at()),
+            cell(&f.remediation),
         ])?;
     }
     let bytes = w
@@ -236,10 +239,11 @@ fn table(snapshot: Option<&SnapshotInfo>, findings: &[Finding], color: bool) -> 
             };
             t.add_row(vec![
                 Cell::new(f.rule_id.as_str()),
-                Cell::new(&f.resource_id),
+                // API-supplied text: no escape sequence reaches the terminal.
+                Cell::new(one_line(&f.resource_id)),
                 Cell::new(f.project_id.as_ref().map_or("", |p| p.as_str())),
                 status,
-                Cell::new(&f.message),
+                Cell::new(one_line(&f.message)),
             ]);
         }
         out.push_str(&t.to_string());
@@ -435,6 +439,17 @@ mod tests {
             resolved_at: None,
             last_notified_at: None,
         }
+    }
+
+    #[test]
+    fn api_text_cannot_become_a_formula_or_a_terminal_escape() {
+        let mut f = finding(Status::Open);
+        f.message = "=HYPERLINK(\"http://x\")".into();
+        f.resource_id = "key\x1b[2J".into();
+        let csv = render(Format::Csv, None, &[f.clone()], &RuleSet::default(), false).unwrap();
+        assert!(csv.contains("'=HYPERLINK"), "{csv}");
+        let table = render(Format::Table, None, &[f], &RuleSet::default(), false).unwrap();
+        assert!(!table.contains('\x1b'), "{table}");
     }
 
     #[test]

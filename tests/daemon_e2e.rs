@@ -297,6 +297,12 @@ fn metrics_count_the_audit_jobs_api_responses_and_open_findings() {
     );
     assert!(metric(&metrics, "orgwarden_open_findings{severity=\"high\"}") >= 1.0);
     assert!(metric(&metrics, "orgwarden_runs_total{status=\"complete\"}") >= 1.0);
+    // The first run's digest was delivered (file transport) and counted.
+    assert!(
+        metric(&metrics, "orgwarden_emails_sent_total") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "orgwarden_outbox_depth"), 0.0, "{metrics}");
     assert!(http_get(port, "/readyz").starts_with("HTTP/1.1 200"));
     daemon.signal("TERM");
     assert_eq!(daemon.wait(Duration::from_secs(30)).0, 0);

@@ -210,9 +210,7 @@ impl Default for ServeOptions {
 
 /// Runs the daemon framework with `job` on `[schedule]`, `[server] listen` and the database
 /// at `db`, until SIGTERM/SIGINT (exit 0). Configuration, lock and listen errors exit 2.
-///
-/// `orgwarden daemon` becomes `serve(&config, &global.db_path(&config), job, ...)` once the
-/// audit job exists; until then examples/idle_daemon.rs drives it with a stand-in job.
+/// `orgwarden daemon` runs it with the audit job; examples/idle_daemon.rs with a stand-in.
 pub fn serve<J: Job>(
     config: &Config,
     db: &Path,

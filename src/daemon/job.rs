@@ -18,6 +18,7 @@ use crate::store::Store;
 
 use super::metrics::Metrics;
 use super::{BoxError, Job, RunContext, RunOutcome, Timing};
+use tokio_util::sync::CancellationToken;
 
 /// Where the job finds its configuration, database and API, as the command line said.
 #[derive(Clone, Debug)]
@@ -105,9 +106,10 @@ fn load(inputs: &JobInputs, metrics: &Arc<Metrics>) -> Result<Loaded, BoxError> 
     })
 }
 
-impl Job for AuditJob {
-    async fn run(&self, ctx: RunContext) -> RunOutcome {
-        let loaded = self.loaded();
+impl AuditJob {
+    /// Snapshot, evaluate and announce; delivery is the caller's next step, taken on every
+    /// path, so a failed run still retries the digests earlier runs queued.
+    async fn audit(&self, loaded: &Arc<Loaded>, cancel: &CancellationToken) -> RunOutcome {
         let store = match Store::open(&self.inputs.db) {
             Ok(store) => store,
             Err(e) => return RunOutcome::failed(format!("cannot open the database: {e}")),
@@ -117,7 +119,7 @@ impl Job for AuditJob {
         // an abandoned run leaves the previous snapshot as it was.
         let crawl = tokio::select! {
             crawl = collect::snapshot(&loaded.client, store, &org, false) => crawl,
-            () = ctx.cancel.cancelled() => {
+            () = cancel.cancelled() => {
                 return RunOutcome::failed("abandoned at shutdown; the snapshot in flight was rolled back");
             }
         };
@@ -142,15 +144,16 @@ impl Job for AuditJob {
             ));
         }
 
-        // Evaluation and delivery are blocking SQLite and SMTP work.
+        // Evaluation is blocking SQLite work.
         let now = Utc::now();
+        let loaded = loaded.clone();
         let evaluated = tokio::task::spawn_blocking(move || {
             let announce = Announce {
                 notifier: &loaded.notifier,
                 organization: &loaded.config.openai.organization,
                 dry_run: false,
             };
-            let (run, _notified) = findings::evaluate_run(
+            findings::evaluate_run(
                 &store,
                 &loaded.rules.rules,
                 &loaded.rules.exemptions,
@@ -158,17 +161,12 @@ impl Job for AuditJob {
                 Some(&announce),
                 now,
             )
-            .map_err(|e| format!("evaluating snapshot {}: {e}", info.id))?;
-            // Undelivered mail stays in the outbox for the next run: not a failed run.
-            let delivery = loaded
-                .notifier
-                .deliver_pending(store.conn(), now)
-                .map_err(|e| e.to_string());
-            Ok::<_, String>((run, delivery))
+            .map(|(run, _notified)| run)
+            .map_err(|e| format!("evaluating snapshot {}: {e}", info.id))
         })
         .await;
-        let (run, delivery) = match evaluated {
-            Ok(Ok(done)) => done,
+        let run = match evaluated {
+            Ok(Ok(run)) => run,
             Ok(Err(message)) => {
                 outcome.status = SnapshotStatus::Failed;
                 outcome.message = Some(message);
@@ -200,14 +198,37 @@ impl Job for AuditJob {
             let count = open.iter().filter(|f| f.severity == severity).count();
             self.metrics.set_open_findings(severity, count as u64);
         }
-        match delivery {
-            Ok(report) => {
-                outcome.emails_sent = report.sent.len() as u64;
-                outcome.emails_failed = report.failed.len() as u64;
-                self.metrics.set_outbox_depth(report.pending as u64);
-                for (id, reason) in &report.failed {
-                    tracing::warn!(message = ?id, %reason, "email not delivered; it stays in the outbox");
-                }
+        outcome
+    }
+
+    /// Delivers every due outbox message and records the figures; undelivered mail stays
+    /// queued for the next run (the outbox logs each failure).
+    async fn deliver(&self, loaded: Arc<Loaded>) -> Result<(u64, u64), BoxError> {
+        let db = self.inputs.db.clone();
+        let report = tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
+            let store = Store::open(&db)?;
+            Ok(loaded.notifier.deliver_pending(store.conn(), Utc::now())?)
+        })
+        .await??;
+        let (sent, failed) = (report.sent.len() as u64, report.failed.len() as u64);
+        self.metrics.record_emails(sent, failed);
+        self.metrics.set_outbox_depth(report.pending as u64);
+        Ok((sent, failed))
+    }
+}
+
+impl Job for AuditJob {
+    async fn run(&self, ctx: RunContext) -> RunOutcome {
+        let loaded = self.loaded();
+        let mut outcome = self.audit(&loaded, &ctx.cancel).await;
+        if ctx.cancel.is_cancelled() {
+            // Shutting down: `flush` delivers, within the daemon's deadline.
+            return outcome;
+        }
+        match self.deliver(loaded).await {
+            Ok((sent, failed)) => {
+                outcome.emails_sent = sent;
+                outcome.emails_failed = failed;
             }
             Err(reason) => {
                 tracing::warn!(%reason, "the outbox could not be delivered; it is kept for the next run");
@@ -236,17 +257,10 @@ impl Job for AuditJob {
     }
 
     async fn flush(&self) -> Result<(), BoxError> {
-        let loaded = self.loaded();
-        let db = self.inputs.db.clone();
-        let report = tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
-            let store = Store::open(&db)?;
-            Ok(loaded.notifier.deliver_pending(store.conn(), Utc::now())?)
-        })
-        .await??;
-        self.metrics.set_outbox_depth(report.pending as u64);
-        if report.pending > 0 {
+        let (_, failed) = self.deliver(self.loaded()).await?;
+        if failed > 0 {
             tracing::warn!(
-                pending = report.pending,
+                failed,
                 "messages remain in the outbox; the next start delivers them"
             );
         }

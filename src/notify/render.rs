@@ -663,7 +663,8 @@ fn csv_multi_line(text: &str) -> String {
     guard_formula(multi_line(text))
 }
 
-fn guard_formula(text: String) -> String {
+/// Makes a CSV cell inert in spreadsheets: text starting with `= + - @` would be a formula.
+pub fn guard_formula(text: String) -> String {
     if text.starts_with(['=', '+', '-', '@']) {
         format!("'{text}")
     } else {
