@@ -2,7 +2,7 @@
 //! both list envelopes followed to the end, retries with backoff that honour
 //! `Retry-After`, and a shared gate that bounds, paces and adapts the requests in flight.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -367,6 +367,9 @@ impl AdminClient {
     ) -> Result<Vec<Value>, ClientError> {
         let mut objects = Vec::new();
         let mut after: Option<String> = None;
+        // Every cursor followed so far: a server that leads back to one (A→B→A) would
+        // otherwise keep the crawl paging forever.
+        let mut followed: HashSet<String> = HashSet::new();
         loop {
             let shown = match &after {
                 Some(cursor) => format!("{path}?after={cursor}"),
@@ -426,6 +429,13 @@ impl AdminClient {
                 if after.as_deref() == Some(cursor.as_str()) {
                     return Err(malformed(format!(
                         "the cursor `{cursor}` did not advance; stopping instead of looping"
+                    )));
+                }
+                if !followed.insert(cursor.clone()) {
+                    return Err(malformed(format!(
+                        "the cursor `{cursor}` came back after {} pages; stopping instead of \
+                         looping",
+                        followed.len() + 1
                     )));
                 }
                 Some(cursor)
@@ -680,17 +690,20 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    let seconds = |text: &str| {
-        text.parse::<f64>()
+    let amount = |text: &str, per_second: f64| {
+        let n = text
+            .parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
+            .filter(|n| n.is_finite() && *n >= 0.0)?;
+        // A wait too long for a `Duration` (`1e30`) is still an answer: longer than any
+        // wait we accept, which the callers turn into a failed read, not a panic.
+        Some(Duration::try_from_secs_f64(n / per_second).unwrap_or(Duration::MAX))
     };
-    if let Some(ms) = header("retry-after-ms").and_then(seconds) {
-        return Some(ms / 1000);
+    if let Some(wait) = header("retry-after-ms").and_then(|ms| amount(ms, 1000.0)) {
+        return Some(wait);
     }
     let value = header(RETRY_AFTER.as_str())?;
-    seconds(value).or_else(|| {
+    amount(value, 1.0).or_else(|| {
         let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
         let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
         Some(wait.to_std().unwrap_or(Duration::ZERO))
@@ -895,7 +908,8 @@ impl Gate {
         let mut s = self.lock();
         let now = Instant::now();
         if let Some(wait) = retry_after {
-            let until = now + wait;
+            // Callers never pass a wait past MAX_RETRY_AFTER, but an overflow must not panic.
+            let until = now.checked_add(wait).unwrap_or(now + MAX_RETRY_AFTER);
             s.cooldown_until = Some(s.cooldown_until.map_or(until, |c| c.max(until)));
         }
         let episode_over = s.last_cut.is_none_or(|t| {
@@ -1040,6 +1054,21 @@ mod tests {
         );
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_longer_than_the_max_wait_not_a_panic() {
+        use reqwest::header::HeaderMap;
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("1e30"));
+        let wait = retry_after(&h).expect("a wait");
+        assert!(wait > MAX_RETRY_AFTER, "{wait:?}");
+        let mut h = HeaderMap::new();
+        h.insert("retry-after-ms", HeaderValue::from_static("1e300"));
+        let wait = retry_after(&h).expect("a wait");
+        assert!(wait > MAX_RETRY_AFTER, "{wait:?}");
+        h.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct CrawlReport {
 /// Why a crawl stopped before its end.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
-    /// 401 or 403: nothing can be read with this key.
+    /// 401 or 403 on the first read (the project list): nothing can be read with this key.
     #[error(
         "the Admin API refused the admin key (HTTP {status} on GET {path}): \
          it is wrong, revoked, or not an admin key"
@@ -177,23 +177,14 @@ impl Crawl<'_> {
             }
             Err(error) => return self.fail(scope, error).await,
         };
+        let parents = match object_ids(&scope, &objects) {
+            Ok(ids) => ids,
+            Err(error) => return self.fail(scope, error).await,
+        };
         let child = Family::ALL.into_iter().find(|c| c.parent() == Some(family));
         let Some(child) = child else {
             return self.send(scope, ScopeOutcome::Complete(objects)).await;
         };
-        let id_field = family.id_field().unwrap_or("id");
-        let mut parents = Vec::with_capacity(objects.len());
-        for (i, object) in objects.iter().enumerate() {
-            match object.get(id_field).and_then(Value::as_str) {
-                Some(id) => parents.push(id.to_owned()),
-                None => {
-                    // Its roles cannot be read without an id: count the gap so the
-                    // snapshot is not called complete.
-                    self.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(path = %scope, "object {i} has no string `{id_field}`; its roles were not read");
-                }
-            }
-        }
         // The parent's scope goes first, so the store knows who owns each child scope.
         self.send(scope, ScopeOutcome::Complete(objects)).await?;
         if let Some(bar) = &self.bar {
@@ -212,22 +203,38 @@ impl Crawl<'_> {
     }
 
     async fn leaf(&self, scope: Scope) -> Result<(), CollectError> {
-        match self.client.read_scope(&scope).await {
+        let read = self
+            .client
+            .read_scope(&scope)
+            .await
+            .and_then(|objects| object_ids(&scope, &objects).map(|_| objects));
+        match read {
             Ok(objects) => self.send(scope, ScopeOutcome::Complete(objects)).await,
             Err(error) => self.fail(scope, error).await,
         }
     }
 
-    /// Records a scope that could not be read, or stops the crawl when the key is refused.
+    /// Records a scope that could not be read, or stops the crawl when the key is refused
+    /// on the first read.
     async fn fail(&self, scope: Scope, error: ClientError) -> Result<(), CollectError> {
-        if let ClientError::KeyRefused { status, path } = error {
-            return Err(CollectError::KeyRefused { status, path });
-        }
+        let message = match error {
+            // The project list is the first read: refused there, nothing can be read.
+            ClientError::KeyRefused { status, path } if scope.family == Family::Projects => {
+                return Err(CollectError::KeyRefused { status, path });
+            }
+            // The key already read the project list, so it is an admin key: a later 401/403
+            // is this one resource refusing, and the rest of the organization still counts.
+            ClientError::KeyRefused { status, ref path } => format!(
+                "GET {path}: HTTP {status}: the Admin API refused this read \
+                 (the same key read the project list)"
+            ),
+            ref other => other.to_string(),
+        };
         self.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("{error}");
+        tracing::warn!("{message}");
         let outcome = ScopeOutcome::Failed(ScopeError {
             status: error.status(),
-            message: error.to_string(),
+            message,
         });
         self.send(scope, outcome).await
     }
@@ -263,18 +270,43 @@ fn archived_and_empty(project: &ProjectRef, family: Family, error: &ClientError)
             if message.to_ascii_lowercase().contains("archived"))
 }
 
+/// The id of every object of a complete read, by the rule the store keys them with. An
+/// object without one fails the whole scope: stored, it could not be told apart from the
+/// others, and the scope's objects would be wrongly marked gone or duplicated.
+fn object_ids(scope: &Scope, objects: &[Value]) -> Result<Vec<String>, ClientError> {
+    objects
+        .iter()
+        .enumerate()
+        .map(|(i, object)| {
+            scope
+                .family
+                .object_id(object, scope.project_id.as_ref())
+                .ok_or_else(|| ClientError::Malformed {
+                    path: scope.path(),
+                    message: missing_id(scope.family, i),
+                })
+        })
+        .collect()
+}
+
+fn missing_id(family: Family, index: usize) -> String {
+    format!(
+        "data[{index}] has no \"{}\" (a non-empty string)",
+        family.id_field().unwrap_or("id")
+    )
+}
+
 fn project_refs(objects: &[Value]) -> Result<Vec<ProjectRef>, String> {
     objects
         .iter()
         .enumerate()
         .map(|(i, project)| {
-            let id = project
-                .get("id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("data[{i}]: a project without a string `id`"))?;
+            let id = Family::Projects
+                .object_id(project, None)
+                .ok_or_else(|| missing_id(Family::Projects, i))?;
             let archived = project.get("status").and_then(Value::as_str) == Some("archived");
             Ok(ProjectRef {
-                id: ProjectId::from(id),
+                id: ProjectId(id),
                 archived,
             })
         })

@@ -378,6 +378,25 @@ impl Family {
         }
     }
 
+    /// The id that names `object` within its scope, the one rule the collector and the
+    /// store share: the non-empty string in [`Family::id_field`] (the API's ids are all
+    /// strings, so a number is no id either), or for a single per-project object its
+    /// project (`""` when there is none). `None`: the object cannot be told apart from
+    /// the others in its scope, so the scope cannot be stored as read.
+    pub fn object_id(
+        self,
+        object: &serde_json::Value,
+        project: Option<&ProjectId>,
+    ) -> Option<String> {
+        match self.id_field() {
+            Some(field) => match object.get(field)? {
+                serde_json::Value::String(id) if !id.is_empty() => Some(id.clone()),
+                _ => None,
+            },
+            None => Some(project.map_or_else(String::new, |p| p.0.clone())),
+        }
+    }
+
     /// Fields that change on every use: kept current, but a change to them alone is not
     /// a new version (AWS Config's rule) and does not show in `diff`.
     pub fn volatile_fields(self) -> &'static [&'static str] {
@@ -651,6 +670,36 @@ mod tests {
             parent_id: Some("group_b".into()),
         };
         assert_eq!(scope.path(), "/projects/proj_a/groups/group_b/roles");
+    }
+
+    #[test]
+    fn object_id_is_a_non_empty_string_or_the_project_of_a_single_object() {
+        use serde_json::json;
+        let project = ProjectId::from("proj_a");
+        assert_eq!(
+            Family::ProjectApiKeys.object_id(&json!({"id": "key_1"}), Some(&project)),
+            Some("key_1".to_owned())
+        );
+        assert_eq!(
+            Family::ProjectGroups.object_id(&json!({"group_id": "group_x", "id": "no"}), None),
+            Some("group_x".to_owned())
+        );
+        for bad in [
+            json!({"name": "x"}),
+            json!({"id": ""}),
+            json!({"id": 7}),
+            json!("key_1"),
+        ] {
+            assert_eq!(
+                Family::ProjectApiKeys.object_id(&bad, Some(&project)),
+                None,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            Family::ProjectDataRetention.object_id(&json!({"retention": 30}), Some(&project)),
+            Some("proj_a".to_owned())
+        );
     }
 
     #[test]

@@ -268,6 +268,42 @@ async fn a_cursor_that_does_not_advance_is_an_error_not_a_loop() {
 }
 
 #[tokio::test]
+async fn a_cursor_cycle_fails_the_scope_as_malformed_instead_of_looping() {
+    let path = "/projects/proj_a/roles".to_owned();
+    let page = |id: &str, next: &str| {
+        Answer::json(
+            json!({"object": "list", "data": [{"id": id}], "has_more": true, "next": next}),
+        )
+    };
+    let mut script = Script::default();
+    script
+        .pages
+        .insert((path.clone(), None), page("role_0", "A"));
+    script
+        .pages
+        .insert((path.clone(), Some("A".into())), page("role_1", "B"));
+    script
+        .pages
+        .insert((path.clone(), Some("B".into())), page("role_2", "A"));
+    let (base, seen) = server(script).await;
+    let client = client(&base, ClientOptions::default());
+    let roles = scope(Family::ProjectRoles, Some("proj_a"), None);
+    let read = client.read_scope(&roles);
+    let err = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the read ends instead of paging forever")
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Malformed { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&path) && text.contains("`A`"), "{text}");
+    assert_eq!(
+        seen.lock().unwrap().seen.len(),
+        3,
+        "no page is asked for twice"
+    );
+}
+
+#[tokio::test]
 async fn retry_after_holds_every_worker_not_only_the_one_refused() {
     let limited = "/organization/projects/proj_a/api_keys".to_owned();
     let mut script = Script::default();
@@ -535,6 +571,53 @@ async fn a_failed_scope_makes_the_crawl_partial_and_hides_no_sibling() {
 }
 
 #[tokio::test]
+async fn an_object_without_its_id_fails_its_scope_naming_the_path_and_the_object() {
+    let mut script = small_org();
+    script.answers.insert(
+        "/organization/projects/proj_live/users".into(),
+        vec![list(json!([{"id": "user-ada"}, {"name": "no id"}]))],
+    );
+    script.answers.insert(
+        "/organization/projects/proj_live/spend_alerts".into(),
+        vec![list(json!([{"id": 42}]))],
+    );
+    let (base, _) = server(script).await;
+    let (report, results) = run_collect(&client(&base, ClientOptions::default())).await;
+    let report = report.unwrap();
+    assert_eq!(report.status, SnapshotStatus::Partial);
+    assert_eq!(report.stats.errors, 2);
+    let message = |path: &str| {
+        let result = results
+            .iter()
+            .find(|r| r.scope.path() == path)
+            .unwrap_or_else(|| panic!("{path} not sent"));
+        match &result.outcome {
+            ScopeOutcome::Failed(error) => error.message.clone(),
+            other => panic!("{path} sent as {other:?}"),
+        }
+    };
+    let users = message("/organization/projects/proj_live/users");
+    assert!(
+        users.contains("/organization/projects/proj_live/users")
+            && users.contains(r#"data[1] has no "id""#),
+        "{users}"
+    );
+    let alerts = message("/organization/projects/proj_live/spend_alerts");
+    assert!(alerts.contains(r#"data[0] has no "id""#), "{alerts}");
+    // The failed users scope has no role reads under it; the groups' still happen.
+    assert!(
+        !results
+            .iter()
+            .any(|r| r.scope.family == Family::ProjectUserRoles)
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| r.scope.family == Family::ProjectGroupRoles)
+    );
+}
+
+#[tokio::test]
 async fn a_400_on_an_active_project_is_a_failure_not_an_empty_list() {
     let mut script = small_org();
     script.answers.insert(
@@ -561,20 +644,60 @@ async fn an_unreadable_project_list_fails_the_crawl() {
 }
 
 #[tokio::test]
-async fn a_key_refused_mid_crawl_stops_it() {
+async fn a_key_refused_on_one_project_read_fails_only_that_scope() {
     let mut script = small_org();
     script.answers.insert(
         "/organization/projects/proj_live/api_keys".into(),
+        vec![Answer::error(403, "You are not allowed to read this")],
+    );
+    let (base, _) = server(script).await;
+    let (report, results) = run_collect(&client(&base, ClientOptions::default())).await;
+    let report = report.expect("the crawl goes on");
+    assert_eq!(report.status, SnapshotStatus::Partial);
+    assert_eq!(report.stats.errors, 1);
+    let failed: Vec<&ScopeResult> = results
+        .iter()
+        .filter(|r| matches!(r.outcome, ScopeOutcome::Failed(_)))
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        failed[0].scope.path(),
+        "/organization/projects/proj_live/api_keys"
+    );
+    let ScopeOutcome::Failed(error) = &failed[0].outcome else {
+        unreachable!()
+    };
+    assert_eq!(error.status, Some(403));
+    assert!(
+        error.message.contains("403") && error.message.contains("refused this read"),
+        "{}",
+        error.message
+    );
+    assert!(
+        !error.message.contains("not an admin key"),
+        "{}",
+        error.message
+    );
+    // Every other scope, the role lists under users and groups included, was still read.
+    assert_eq!(results.len(), 1 + 22 + 3);
+}
+
+#[tokio::test]
+async fn a_key_refused_on_the_project_list_stops_the_crawl() {
+    let mut script = small_org();
+    script.answers.insert(
+        "/organization/projects".into(),
         vec![Answer::error(403, "not an admin key")],
     );
     let (base, _) = server(script).await;
-    let (report, _) = run_collect(&client(&base, ClientOptions::default())).await;
+    let (report, results) = run_collect(&client(&base, ClientOptions::default())).await;
     let err = report.unwrap_err();
     assert!(
         matches!(err, CollectError::KeyRefused { status: 403, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("not an admin key"));
+    assert!(results.is_empty(), "nothing read, nothing sent");
 }
 
 #[tokio::test]

@@ -283,6 +283,84 @@ fn malformed_json_fails_only_its_scope_and_names_the_path() {
 }
 
 #[test]
+fn a_store_failure_mid_snapshot_exits_3_naming_the_database() {
+    let env = Env::new(org(), SimOptions::default());
+    {
+        // A database that refuses new content: the crawl succeeds, the store's write fails.
+        let store = Store::open(&env.db()).expect("database created");
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TRIGGER refuse_blobs BEFORE INSERT ON blob
+                 BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
+            )
+            .expect("trigger");
+    }
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 3);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("nothing was stored") && stderr.contains("orgwarden.db"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("disk says no"), "{stderr}");
+    assert!(
+        env.store().latest_snapshot().unwrap().is_none(),
+        "the transaction was rolled back"
+    );
+}
+
+#[test]
+fn an_api_object_without_its_id_fails_only_its_scope_and_the_rest_is_stored() {
+    let env = Env::new(org(), SimOptions::default());
+    assert_exit(&env.run(&["snapshot"]), 0);
+    env.sim.add_fault(Fault {
+        path_prefix: "/organization/projects/proj_b/api_keys".into(),
+        kind: FaultKind::DropField("id".into()),
+        times: None,
+    });
+    // A change elsewhere must still be recorded by the same snapshot.
+    env.sim.add_fault(Fault {
+        path_prefix: "/organization/projects/proj_a/users".into(),
+        kind: FaultKind::DropField("email".into()),
+        times: None,
+    });
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 3);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("/organization/projects/proj_b/api_keys")
+            && stderr.contains(r#"data[0] has no "id""#),
+        "{stderr}"
+    );
+    let summary = json(&out);
+    assert_eq!(summary["status"], "partial");
+    assert_eq!(summary["errors"], 1);
+    // That project's keys are carried forward, not lost and not duplicated.
+    assert_eq!(
+        env.column("SELECT id FROM project_api_keys WHERE project_id = 'proj_b' ORDER BY id"),
+        ["key_b1", "key_b2"]
+    );
+    // The rest of the snapshot was stored, the change included.
+    assert_eq!(
+        env.column("SELECT id FROM project_api_keys WHERE project_id = 'proj_a'"),
+        ["key_a1"]
+    );
+    assert_eq!(
+        env.column(
+            "SELECT id FROM project_users WHERE project_id = 'proj_a' AND email IS NULL ORDER BY id"
+        ),
+        ["user-ada", "user-bob"]
+    );
+    let store = env.store();
+    let latest = store.latest_snapshot().unwrap().expect("snapshot");
+    assert_eq!(latest.status, SnapshotStatus::Partial);
+    let failed = store.failed_scopes(latest.id).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0.path(), "/organization/projects/proj_b/api_keys");
+}
+
+#[test]
 fn kill_9_mid_snapshot_leaves_the_previous_snapshot_intact() {
     let env = Env::new(
         Org::generate(12, 7, now()),
@@ -402,6 +480,31 @@ fn a_wrong_key_records_a_failed_snapshot_and_never_echoes_the_key() {
     let latest = env.store().latest_snapshot().unwrap().expect("recorded");
     assert_eq!(latest.status, SnapshotStatus::Failed);
     assert_eq!(env.column("SELECT status FROM snapshots"), ["failed"]);
+}
+
+#[test]
+fn a_403_on_one_project_read_makes_a_partial_snapshot_not_a_refused_key() {
+    let env = Env::new(org(), SimOptions::default());
+    env.sim.add_fault(Fault {
+        path_prefix: "/organization/projects/proj_b/api_keys".into(),
+        kind: FaultKind::Status(403),
+        times: None,
+    });
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 3);
+    assert_eq!(json(&out)["status"], "partial");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("/organization/projects/proj_b/api_keys")
+            && stderr.contains("403")
+            && stderr.contains("refused this read"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not an admin key"), "{stderr}");
+    assert_eq!(
+        env.column("SELECT id FROM project_api_keys ORDER BY id"),
+        ["key_a1"]
+    );
 }
 
 #[test]

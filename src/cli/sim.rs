@@ -10,7 +10,7 @@ use super::{CliError, Exit, GlobalArgs};
 use crate::sim::{Org, SimOptions};
 
 /// `orgwarden sim`
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct SimArgs {
     /// Address to listen on (port 0 picks a free port)
     #[arg(long, default_value = "127.0.0.1:8787")]
@@ -36,6 +36,22 @@ pub struct SimArgs {
     /// Fraction of requests answered with an injected 500 (0.0 to 1.0)
     #[arg(long, default_value_t = 0.0)]
     pub fault_rate: f64,
+}
+
+impl std::fmt::Debug for SimArgs {
+    // Hand-written so the key the simulator accepts never reaches a log through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimArgs")
+            .field("addr", &self.addr)
+            .field("org", &self.org)
+            .field("projects", &self.projects)
+            .field("seed", &self.seed)
+            .field("admin_key", &self.admin_key.as_ref().map(|_| "[redacted]"))
+            .field("latency_ms", &self.latency_ms)
+            .field("rate_limit", &self.rate_limit)
+            .field("fault_rate", &self.fault_rate)
+            .finish()
+    }
 }
 
 fn unix_now() -> i64 {
@@ -105,4 +121,29 @@ pub fn sim(_global: &GlobalArgs, args: &SimArgs) -> anyhow::Result<Exit> {
         handle.shutdown();
         anyhow::Ok(Exit::Ok)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: SimArgs,
+    }
+
+    #[test]
+    fn debug_output_of_the_arguments_never_shows_the_admin_key() {
+        let parsed = Wrapper::try_parse_from(["sim", "--admin-key", "sk-admin-sim-canary-42"])
+            .expect("arguments parse");
+        let shown = format!("{parsed:?} {:#?}", parsed.args);
+        assert!(!shown.contains("canary"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        assert!(
+            shown.contains("127.0.0.1:8787"),
+            "the other fields still show: {shown}"
+        );
+    }
 }

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use comfy_table::{Cell, CellAlignment, Table};
 
 use super::history::TableFormat;
@@ -49,7 +48,15 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
             &config.openai.organization,
             progress,
         ))
-        .with_context(|| format!("snapshot into {} failed; nothing was stored", db.display()))?;
+        // The lock and the open above failed as configuration errors (exit 2); a store
+        // failing mid-crawl means this run read nothing into it: the organization was not
+        // read completely (exit 3), which is what a scheduler alerts on.
+        .map_err(|e| {
+            CliError::incomplete(anyhow::Error::new(e).context(format!(
+                "snapshot into {} failed; nothing was stored",
+                db.display()
+            )))
+        })?;
     match args.format {
         // The store's snapshot object: DESIGN.md's fields, the objects per view, and the
         // crawl's retries and 429s; the same object `orgwarden snapshots` prints.

@@ -29,6 +29,9 @@ pub enum FaultKind {
     },
     /// Answer 200 with a truncated body.
     MalformedJson,
+    /// Answer 200 with this field removed from every object of the page (the objects of
+    /// `data`, or the one object of a single read): an API object missing its id.
+    DropField(String),
     /// Answer normally after this delay.
     Delay(Duration),
 }

@@ -113,6 +113,7 @@ async fn answer(s: &Shared, req: Request) -> Response {
         return error_response(&ApiError::unauthorized(missing));
     }
     let mut truncate = false;
+    let mut drop_field = None;
     match s.faults.take(&path) {
         Some(FaultKind::Status(code)) => {
             if code == 429 {
@@ -135,6 +136,7 @@ async fn answer(s: &Shared, req: Request) -> Response {
         Some(FaultKind::RateLimited { retry_after_secs }) => return rate_limited(retry_after_secs),
         Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
         Some(FaultKind::MalformedJson) => truncate = true,
+        Some(FaultKind::DropField(field)) => drop_field = Some(field),
         None => {}
     }
     if s.faults.random_failure() {
@@ -160,10 +162,36 @@ async fn answer(s: &Shared, req: Request) -> Response {
             if truncate {
                 bytes.truncate(bytes.len() / 2);
             }
+            if let Some(field) = &drop_field {
+                bytes = without_field(bytes, field);
+            }
             json_response(200, bytes)
         }
         Err(e) => error_response(&e),
     }
+}
+
+/// The answer with `field` removed from each object of its `data` (or from the answer
+/// itself when it is a single object); an answer that is not JSON is left as it is.
+fn without_field(bytes: Vec<u8>, field: &str) -> Vec<u8> {
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return bytes;
+    };
+    match value.get_mut("data") {
+        Some(serde_json::Value::Array(items)) => {
+            for item in items {
+                if let Some(object) = item.as_object_mut() {
+                    object.remove(field);
+                }
+            }
+        }
+        _ => {
+            if let Some(object) = value.as_object_mut() {
+                object.remove(field);
+            }
+        }
+    }
+    serde_json::to_vec(&value).unwrap_or(bytes)
 }
 
 impl ApiError {
@@ -172,5 +200,26 @@ impl ApiError {
             message: format!("Invalid URL ({method} {full_path})"),
             ..ApiError::invalid_url(method, "")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_field_leaves_every_object_of_the_page_or_the_single_object() {
+        let list = br#"{"object":"list","data":[{"id":"a","n":1},{"id":"b"}],"has_more":false}"#;
+        let out: serde_json::Value =
+            serde_json::from_slice(&without_field(list.to_vec(), "id")).unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({"object":"list","data":[{"n":1},{}],"has_more":false})
+        );
+        let single = br#"{"object":"project.data_retention","type":"zdr"}"#;
+        let out: serde_json::Value =
+            serde_json::from_slice(&without_field(single.to_vec(), "type")).unwrap();
+        assert_eq!(out, serde_json::json!({"object":"project.data_retention"}));
+        assert_eq!(without_field(b"{cut".to_vec(), "id"), b"{cut".to_vec());
     }
 }

@@ -489,16 +489,31 @@ pub(crate) fn splitmix(x: u64) -> u64 {
 /// A time field: Unix seconds, or "now" / "-200d" / "+30d" / "-12h" / "-30m" / "-45s"
 /// relative to `now`.
 pub fn parse_time(value: &Value, now: i64) -> Result<i64, String> {
-    match value {
+    let t = match value {
         Value::Number(n) => n
             .as_i64()
-            .ok_or_else(|| format!("expected whole Unix seconds, got {n}")),
-        Value::String(s) => parse_relative(s, now),
-        other => Err(format!(
-            "expected Unix seconds or a relative time like \"-30d\", got {other}"
-        )),
+            .ok_or_else(|| format!("expected whole Unix seconds, got {n}"))?,
+        Value::String(s) => parse_relative(s, now)?,
+        other => {
+            return Err(format!(
+                "expected Unix seconds or a relative time like \"-30d\", got {other}"
+            ));
+        }
+    };
+    // Every time is rendered as a date and subtracted from others (a project's age);
+    // outside the years 1..9999 neither works, and the arithmetic could overflow.
+    if !(MIN_TIME..=MAX_TIME).contains(&t) {
+        return Err(format!(
+            "time {value} is out of range: it must fall between the years 1 and 9999"
+        ));
     }
+    Ok(t)
 }
+
+/// 0001-01-01T00:00:00Z, the earliest time an organization file may hold.
+const MIN_TIME: i64 = -62_135_596_800;
+/// 9999-12-31T23:59:59Z, the latest.
+const MAX_TIME: i64 = 253_402_300_799;
 
 fn parse_relative(s: &str, now: i64) -> Result<i64, String> {
     let t = s.trim();
@@ -526,7 +541,11 @@ fn parse_relative(s: &str, now: i64) -> Result<i64, String> {
         's' => 1,
         _ => return Err(bad()),
     };
-    Ok(now + sign * amount * secs)
+    // An amount like "-99999999999999d" must be an error, not an overflow.
+    amount
+        .checked_mul(sign * secs)
+        .and_then(|delta| now.checked_add(delta))
+        .ok_or_else(|| format!("bad time {s:?}: too far from now"))
 }
 
 /// Keys every rendered object sets itself, whatever the file says.
@@ -759,7 +778,8 @@ fn parse_project(org: &mut Org, v: &Value, path: String, now: i64) -> R<Project>
     p.archived_at = r.opt_time("archived_at")?;
     if p.is_archived() && p.archived_at.is_none() {
         // No date given: archived half-way between creation and now.
-        p.archived_at = Some(created_at + (now - created_at).max(0) / 2);
+        // Saturating: `created_at` is bounded, but a stray `now` must not panic either.
+        p.archived_at = Some(created_at.saturating_add(now.saturating_sub(created_at).max(0) / 2));
     }
     p.external_key_id = r.opt_str("external_key_id")?;
     p.residency = r.opt_enum("residency", &RESIDENCIES)?;
@@ -1069,6 +1089,43 @@ mod tests {
         assert_eq!(parse_time(&Value::from(1234), NOW), Ok(1234));
         assert!(parse_time(&Value::from("30d"), NOW).is_err());
         assert!(parse_time(&Value::from("-3w"), NOW).is_err());
+    }
+
+    #[test]
+    fn a_time_too_far_away_is_an_error_naming_its_path_not_an_overflow() {
+        for far in [
+            "-999999999999999d",
+            "+999999999999999d",
+            "-99999999999999d",
+            "-9223372036854775807s",
+        ] {
+            let err = parse_time(&Value::from(far), NOW).unwrap_err();
+            assert!(
+                err.contains("too far") || err.contains("out of range"),
+                "{far}: {err}"
+            );
+        }
+        assert!(parse_time(&Value::from(i64::MIN), NOW).is_err());
+        // Large but representable still works.
+        assert_eq!(
+            parse_time(&Value::from("-36500d"), NOW),
+            Ok(NOW - 36_500 * 86_400)
+        );
+        // The archived-project default mid-point used to overflow on such a creation time.
+        let err = Org::from_json_str(
+            r#"{"projects":[{"id":"p","status":"archived","created_at":"-99999999999999d"}]}"#,
+            NOW,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("projects[0].created_at: "), "{err}");
+        let err = Org::from_json_str(
+            r#"{"projects":[{"id":"p","status":"archived","created_at":-9223372036854775808}]}"#,
+            NOW,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("projects[0].created_at: "), "{err}");
     }
 
     #[test]

@@ -539,23 +539,89 @@ fn unknown_fields_are_kept_in_raw() {
 }
 
 #[test]
-fn object_without_its_id_is_refused_naming_the_scope() {
+fn object_without_its_id_fails_only_its_scope_which_is_carried_forward() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(
+        &mut store,
+        0,
+        basic_org("ci", 100),
+        SnapshotStatus::Complete,
+    );
+    let mut results = basic_org("renamed", 100);
+    for r in &mut results {
+        if r.scope.path() == "/organization/projects/proj_a/api_keys" {
+            // A changed key and an id-less one: neither may be written.
+            r.outcome =
+                ScopeOutcome::Complete(vec![key("key_1", "renamed", 100), json!({"name": "x"})]);
+        }
+        if r.scope.path() == "/organization/projects/proj_b/api_keys" {
+            r.outcome = ScopeOutcome::Complete(vec![key("key_2", "b2", 7)]);
+        }
+    }
+    let info = snap(&mut store, 1, results, SnapshotStatus::Complete);
+    assert_eq!(info.status, SnapshotStatus::Partial);
+    assert_eq!(info.scopes_failed, 1);
+    let failed = store.failed_scopes(info.id).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0.path(), "/organization/projects/proj_a/api_keys");
+    let message = &failed[0].1;
+    assert!(
+        message.contains("/organization/projects/proj_a/api_keys")
+            && message.contains(r#"data[1] has no "id""#),
+        "{message}"
+    );
+    // The bad scope's key is carried forward as it was; the other scope was stored.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM project_api_keys WHERE id = 'key_1' AND name = 'ci'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM project_api_keys WHERE id = 'key_2' AND name = 'b2'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn a_number_is_not_an_id_and_neither_is_a_non_object() {
     let mut store = Store::open_in_memory().unwrap();
     let mut writer = store.begin_snapshot("acme", at(0)).unwrap();
-    let err = writer
+    writer
+        .apply(complete(
+            Family::Projects,
+            None,
+            None,
+            vec![project("proj_a")],
+        ))
+        .unwrap();
+    writer
         .apply(complete(
             Family::ProjectApiKeys,
             Some("proj_a"),
             None,
-            vec![json!({"name": "x"})],
+            vec![json!({"id": 7})],
         ))
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("/organization/projects/proj_a/api_keys"),
-        "{err}"
-    );
-    assert!(err.to_string().contains("`id`"), "{err}");
+        .unwrap();
+    writer
+        .apply(complete(
+            Family::ProjectRoles,
+            Some("proj_a"),
+            None,
+            vec![json!("role_1")],
+        ))
+        .unwrap();
+    let info = writer
+        .finish(&CrawlStats::default(), at(0), SnapshotStatus::Complete)
+        .unwrap();
+    assert_eq!(info.status, SnapshotStatus::Partial);
+    assert_eq!(info.scopes_failed, 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM project_api_keys"), 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM projects"), 1);
 }
 
 #[test]

@@ -90,12 +90,28 @@ impl SnapshotWriter<'_> {
                 self.failed.retain(|(scope, _)| scope != &result.scope);
                 self.failed.push((result.scope, error));
             }
-            ScopeOutcome::Complete(objects) => {
-                self.apply_complete(&result.scope, objects)?;
-                // A scope that failed and was then read completely (a retry) is complete.
-                self.failed.retain(|(scope, _)| scope != &result.scope);
-                self.scopes_read += 1;
-            }
+            ScopeOutcome::Complete(objects) => match identify(&result.scope, objects) {
+                Ok(items) => {
+                    self.apply_complete(&result.scope, items)?;
+                    // A scope that failed and was then read completely (a retry) is complete.
+                    self.failed.retain(|(scope, _)| scope != &result.scope);
+                    self.scopes_read += 1;
+                }
+                // The collector fails such a scope itself; should one slip through, it is
+                // one unreadable scope (carried forward, snapshot partial), not a reason
+                // to lose the whole snapshot. Nothing of it was written yet.
+                Err(message) => {
+                    tracing::warn!(path = %result.scope, "{message}");
+                    self.failed.retain(|(scope, _)| scope != &result.scope);
+                    self.failed.push((
+                        result.scope,
+                        ScopeError {
+                            status: None,
+                            message,
+                        },
+                    ));
+                }
+            },
         }
         Ok(())
     }
@@ -182,38 +198,10 @@ impl SnapshotWriter<'_> {
         })
     }
 
-    fn apply_complete(&mut self, scope: &Scope, objects: Vec<Value>) -> Result<(), StoreError> {
+    fn apply_complete(&mut self, scope: &Scope, items: Vec<Item>) -> Result<(), StoreError> {
         let family = scope.family;
         let scope_project = scope.project_id.as_ref().map(|p| p.as_str().to_owned());
         let parent = scope.parent_id.clone().unwrap_or_default();
-        // Validate every identity first, so a bad object leaves the scope untouched.
-        let mut items = Vec::with_capacity(objects.len());
-        for (index, object) in objects.into_iter().enumerate() {
-            let resource_id = match family.id_field() {
-                Some(field) => match object.get(field) {
-                    Some(Value::String(s)) if !s.is_empty() => s.clone(),
-                    Some(Value::Number(n)) => n.to_string(),
-                    _ => {
-                        return Err(StoreError::BadScope {
-                            scope: scope.path(),
-                            message: format!("object {index} has no `{field}`"),
-                        });
-                    }
-                },
-                None => scope_project.clone().unwrap_or_default(),
-            };
-            if !object.is_object() {
-                return Err(StoreError::BadScope {
-                    scope: scope.path(),
-                    message: format!("object {index} is not a JSON object"),
-                });
-            }
-            let project_id = match family {
-                Family::Projects => resource_id.clone(),
-                _ => scope_project.clone().unwrap_or_default(),
-            };
-            items.push((project_id, resource_id, object));
-        }
         let mut seen = HashSet::with_capacity(items.len());
         for (project_id, resource_id, object) in items {
             let id = self.upsert(family, &project_id, &parent, &resource_id, &object)?;
@@ -490,6 +478,39 @@ fn count_views(conn: &rusqlite::Connection) -> Result<BTreeMap<String, u64>, Sto
 
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// One object of a complete read with the identity it is stored under:
+/// (project id, resource id, the object).
+type Item = (String, String, Value);
+
+/// Checks every object of a complete read before anything is written, so a bad one
+/// leaves the scope untouched; the error names the scope's path and the object.
+fn identify(scope: &Scope, objects: Vec<Value>) -> Result<Vec<Item>, String> {
+    let family = scope.family;
+    let scope_project = scope.project_id.as_ref().map(|p| p.as_str().to_owned());
+    let mut items = Vec::with_capacity(objects.len());
+    for (index, object) in objects.into_iter().enumerate() {
+        if !object.is_object() {
+            return Err(format!(
+                "GET {}: malformed response: data[{index}] is not a JSON object",
+                scope.path()
+            ));
+        }
+        let Some(resource_id) = family.object_id(&object, scope.project_id.as_ref()) else {
+            return Err(format!(
+                "GET {}: malformed response: data[{index}] has no \"{}\" (a non-empty string)",
+                scope.path(),
+                family.id_field().unwrap_or("id")
+            ));
+        };
+        let project_id = match family {
+            Family::Projects => resource_id.clone(),
+            _ => scope_project.clone().unwrap_or_default(),
+        };
+        items.push((project_id, resource_id, object));
+    }
+    Ok(items)
 }
 
 /// A scope must name what its family is read under.
