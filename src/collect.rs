@@ -38,16 +38,9 @@ pub struct CrawlReport {
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
     /// 401 or 403 on the first read (the project list): nothing can be read with this key.
-    #[error(
-        "the Admin API refused the admin key (HTTP {status} on GET {path}): \
-         it is wrong, revoked, or not an admin key"
-    )]
-    KeyRefused {
-        /// 401 or 403.
-        status: u16,
-        /// The path that answered.
-        path: String,
-    },
+    /// Holds the client's `ClientError::KeyRefused`, whose message says so.
+    #[error(transparent)]
+    KeyRefused(ClientError),
     /// The receiving end (the store) hung up; its own error says why.
     #[error("the store stopped accepting scope results")]
     ReceiverClosed,
@@ -219,8 +212,8 @@ impl Crawl<'_> {
     async fn fail(&self, scope: Scope, error: ClientError) -> Result<(), CollectError> {
         let message = match error {
             // The project list is the first read: refused there, nothing can be read.
-            ClientError::KeyRefused { status, path } if scope.family == Family::Projects => {
-                return Err(CollectError::KeyRefused { status, path });
+            refused @ ClientError::KeyRefused { .. } if scope.family == Family::Projects => {
+                return Err(CollectError::KeyRefused(refused));
             }
             // The key already read the project list, so it is an admin key: a later 401/403
             // is this one resource refusing, and the rest of the organization still counts.
@@ -380,7 +373,7 @@ pub async fn snapshot(
             let _ = done_tx.send((report.stats, report.finished_at, report.status));
             None
         }
-        Err(error @ CollectError::KeyRefused { .. }) => {
+        Err(error @ CollectError::KeyRefused(_)) => {
             let mut stats = client.stats();
             stats.errors = 1;
             let _ = done_tx.send((stats, Utc::now(), SnapshotStatus::Failed));

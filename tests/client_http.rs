@@ -693,7 +693,10 @@ async fn a_key_refused_on_the_project_list_stops_the_crawl() {
     let (report, results) = run_collect(&client(&base, ClientOptions::default())).await;
     let err = report.unwrap_err();
     assert!(
-        matches!(err, CollectError::KeyRefused { status: 403, .. }),
+        matches!(
+            err,
+            CollectError::KeyRefused(ClientError::KeyRefused { status: 403, .. })
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("not an admin key"));

@@ -134,29 +134,10 @@ impl From<FindingsFormat> for Format {
     }
 }
 
-/// Loads the configuration; a parse error is shown cargo-style, pointing into the file.
-fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
-    global.load_config().map_err(|e| {
-        let parse_error = e
-            .downcast_ref::<CliError>()
-            .and_then(|c| c.error.downcast_ref::<crate::config::ConfigError>())
-            .and_then(crate::diagnostics::from_config_error);
-        match parse_error {
-            Some(d) => {
-                eprint!("{}", d.render(std::io::stderr().is_terminal()));
-                CliError::usage(anyhow!(
-                    "the configuration file has errors; nothing was done"
-                ))
-            }
-            None => e,
-        }
-    })
-}
-
 /// Loads the configuration, the rules and the exemptions; every problem is printed to
 /// stderr and errors end the command with exit 2.
 fn load_rules(global: &GlobalArgs) -> anyhow::Result<(Config, Loaded)> {
-    let config = load_config(global)?;
+    let config = global.load_config()?;
     let loaded = load_rules_for(&config)?;
     Ok((config, loaded))
 }
@@ -164,17 +145,22 @@ fn load_rules(global: &GlobalArgs) -> anyhow::Result<(Config, Loaded)> {
 /// Loads the rules and exemptions `config` names; as [`load_rules`].
 fn load_rules_for(config: &Config) -> anyhow::Result<Loaded> {
     let loaded = rules::load(config, Utc::now().date_naive());
-    let d = &loaded.diagnostics;
+    print_diagnostics(&loaded.diagnostics, "; nothing was evaluated")?;
+    Ok(loaded)
+}
+
+/// Prints every diagnostic to stderr; errors end the command with exit 2.
+fn print_diagnostics(d: &crate::diagnostics::Diagnostics, consequence: &str) -> anyhow::Result<()> {
     if !d.items().is_empty() {
         eprint!("{}", d.render(std::io::stderr().is_terminal()));
     }
     if d.has_errors() {
         return Err(CliError::usage(anyhow!(
-            "{} error(s) in rule or configuration files; nothing was evaluated",
+            "{} error(s) in rule or configuration files{consequence}",
             d.error_count()
         )));
     }
-    Ok(loaded)
+    Ok(())
 }
 
 fn store_error(e: StoreError) -> anyhow::Error {
@@ -373,7 +359,7 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
 /// Runs `orgwarden demo`: the built-in organization served by the in-process simulator,
 /// crawled over HTTP like the real API, audited into `./orgwarden-demo.db` (or `--db`).
 pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
-    let mut config = load_config(global)?;
+    let mut config = global.load_config()?;
     let db = global
         .db
         .clone()
@@ -456,7 +442,7 @@ fn demo_settings(config: &mut Config, org: &str, domains: &[String], outbox: &st
 
 /// Runs `orgwarden findings`.
 pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit> {
-    let config = load_config(global)?;
+    let config = global.load_config()?;
     let db = global.db_path(&config);
     let store = Store::open_read_only(&db).map_err(store_error)?;
     let mut list: Vec<Finding> = findings::load(store.conn())?
@@ -590,7 +576,7 @@ fn rules_explain(global: &GlobalArgs, id: &str) -> anyhow::Result<Exit> {
 }
 
 fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
-    let config = load_config(global)?;
+    let config = global.load_config()?;
     let mut loaded = rules::load(&config, Utc::now().date_naive());
     // Exemptions matching nothing can only be judged against stored findings.
     let db = global.db_path(&config);
@@ -609,16 +595,7 @@ fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
             &mut loaded.diagnostics,
         );
     }
-    let d = &loaded.diagnostics;
-    if !d.items().is_empty() {
-        eprint!("{}", d.render(std::io::stderr().is_terminal()));
-    }
-    if d.has_errors() {
-        return Err(CliError::usage(anyhow!(
-            "{} error(s) in rule or configuration files",
-            d.error_count()
-        )));
-    }
+    print_diagnostics(&loaded.diagnostics, "")?;
     println!(
         "{} rules ok ({} enabled), {} exemption(s)",
         loaded.rules.rules.len(),

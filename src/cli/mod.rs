@@ -107,11 +107,26 @@ impl GlobalArgs {
     }
 
     /// Loads the configuration: `--config`, else `./orgwarden.toml` when present, else defaults.
+    /// Parse errors are printed cargo-style, every one at once, pointing into the file.
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        match self.config_path() {
-            Some(path) => Config::load(&path).map_err(CliError::usage),
-            None => Ok(Config::default()),
-        }
+        let Some(path) = self.config_path() else {
+            return Ok(Config::default());
+        };
+        Config::load(&path).map_err(
+            |error| match crate::diagnostics::from_config_error(&error) {
+                Some(d) => {
+                    eprint!(
+                        "{}",
+                        d.render(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    );
+                    CliError::usage(anyhow::anyhow!(
+                        "the configuration file {} has errors; nothing was done",
+                        path.display()
+                    ))
+                }
+                None => CliError::usage(error),
+            },
+        )
     }
 
     /// The database path: `--db`, else `[storage] path` (relative to the config file).
