@@ -271,6 +271,15 @@ impl Config {
         Config::parse(&text, path)
     }
 
+    /// The Admin API base URL: `overridden` (the command line's `--base-url`), else
+    /// `[openai] base_url`, else the real API.
+    pub fn base_url(&self, overridden: Option<&str>) -> String {
+        overridden
+            .map(str::to_owned)
+            .or_else(|| self.openai.base_url.clone())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned())
+    }
+
     /// Resolves a path from the file relative to the file's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         match self.source.as_deref().and_then(Path::parent) {

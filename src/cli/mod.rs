@@ -139,10 +139,7 @@ impl GlobalArgs {
 
     /// The Admin API base URL: `--base-url`, else `[openai] base_url`, else the real API.
     pub fn base_url(&self, config: &Config) -> String {
-        self.base_url
-            .clone()
-            .or_else(|| config.openai.base_url.clone())
-            .unwrap_or_else(|| crate::config::DEFAULT_BASE_URL.to_owned())
+        config.base_url(self.base_url.as_deref())
     }
 }
 

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use crate::client::{AdminClient, ClientOptions, load_admin_key};
 use crate::collect;
-use crate::config::{Config, DEFAULT_BASE_URL};
+use crate::config::Config;
 use crate::findings::{self, Announce, EventKind, Status};
 use crate::model::{Severity, SnapshotStatus};
 use crate::notify::Notifier;
@@ -18,7 +19,6 @@ use crate::store::Store;
 
 use super::metrics::Metrics;
 use super::{BoxError, Job, RunContext, RunOutcome, Timing};
-use tokio_util::sync::CancellationToken;
 
 /// Where the job finds its configuration, database and API, as the command line said.
 #[derive(Clone, Debug)]
@@ -59,11 +59,6 @@ impl AuditJob {
         })
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> Config {
-        self.loaded().config.clone()
-    }
-
     fn loaded(&self) -> Arc<Loaded> {
         // A poisoned lock only means a reload panicked; what it holds is still whole.
         match self.current.read() {
@@ -90,11 +85,7 @@ fn load(inputs: &JobInputs, metrics: &Arc<Metrics>) -> Result<Loaded, BoxError> 
     let notifier = Notifier::from_config(&config)?;
     let config_dir = config.source.as_deref().and_then(Path::parent);
     let key = load_admin_key(&config.openai, config_dir)?;
-    let base_url = inputs
-        .base_url
-        .clone()
-        .or_else(|| config.openai.base_url.clone())
-        .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+    let base_url = config.base_url(inputs.base_url.as_deref());
     let observed = metrics.clone();
     let client = AdminClient::new(&base_url, key, ClientOptions::from_config(&config.openai))?
         .with_observer(Arc::new(move |status| observed.record_api_response(status)));
