@@ -41,7 +41,7 @@ pub struct ScheduleArgs {
 }
 
 /// The commented starter configuration `init` writes; every key of DESIGN.md is explained.
-pub const STARTER_CONFIG: &str = r##"# orgwarden.toml: configuration for orgwarden (https://github.com/…/orgwarden).
+pub const STARTER_CONFIG: &str = r##"# orgwarden.toml: configuration for orgwarden (`orgwarden --help` lists the commands).
 # Every key is optional; the values shown are the defaults unless the line is commented out.
 # Relative paths are read from the folder this file is in.
 
@@ -127,6 +127,9 @@ send_resolved = true
 # to = ["security@example.com"]
 # Where transport = "file" writes messages.
 # dir = "outbox"
+# A PEM file of extra CA certificates to trust for the SMTP server (a private relay), on top
+# of the system's.
+# ca_file = "/etc/orgwarden/smtp-ca.pem"
 
 # Your own templates for the digest's HTML and plain-text parts.
 # [notify.email.templates]
@@ -380,6 +383,7 @@ mod tests {
             "from",
             "to",
             "dir",
+            "ca_file",
             "[notify.email.templates]",
             "html",
             "text",
