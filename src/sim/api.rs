@@ -503,6 +503,27 @@ fn archived_error() -> ApiError {
     ApiError::bad_request("Project is archived.")
 }
 
+/// The role ids assigned to a project user (`users`) or group, by the member's id.
+fn member_roles_mut<'a>(
+    project: &'a mut Project,
+    users: bool,
+    owner: &str,
+) -> Option<&'a mut Vec<RoleId>> {
+    if users {
+        project
+            .users
+            .iter_mut()
+            .find(|u| u.id.as_str() == owner)
+            .map(|u| &mut u.roles)
+    } else {
+        project
+            .groups
+            .iter_mut()
+            .find(|g| g.group_id.as_str() == owner)
+            .map(|g| &mut g.roles)
+    }
+}
+
 fn found<T>(x: Option<T>, what: &str, id: &str) -> Result<T, ApiError> {
     x.ok_or_else(|| ApiError::not_found(what, id))
 }
@@ -980,22 +1001,8 @@ fn write_assignment(
                 let g = found(p.group(owner), "group", owner)?;
                 json!({"object": "group.role", "group": render::group_summary(org, g), "role": render::role(&role)})
             };
-            if !already {
-                let p = &mut org.projects[i];
-                let list = if users {
-                    p.users
-                        .iter_mut()
-                        .find(|u| u.id.as_str() == owner)
-                        .map(|u| &mut u.roles)
-                } else {
-                    p.groups
-                        .iter_mut()
-                        .find(|g| g.group_id.as_str() == owner)
-                        .map(|g| &mut g.roles)
-                };
-                if let Some(list) = list {
-                    list.push(role.id);
-                }
+            if !already && let Some(list) = member_roles_mut(&mut org.projects[i], users, owner) {
+                list.push(role.id);
             }
             Ok(v)
         }
@@ -1003,19 +1010,7 @@ fn write_assignment(
             if !assigned.iter().any(|r| r.as_str() == *rid) {
                 return Err(ApiError::not_found("role assignment", rid));
             }
-            let p = &mut org.projects[i];
-            let list = if users {
-                p.users
-                    .iter_mut()
-                    .find(|u| u.id.as_str() == owner)
-                    .map(|u| &mut u.roles)
-            } else {
-                p.groups
-                    .iter_mut()
-                    .find(|g| g.group_id.as_str() == owner)
-                    .map(|g| &mut g.roles)
-            };
-            if let Some(list) = list {
+            if let Some(list) = member_roles_mut(&mut org.projects[i], users, owner) {
                 list.retain(|r| r.as_str() != *rid);
             }
             let object = if users {
