@@ -333,11 +333,6 @@ impl AdminClient {
         self.gate.max
     }
 
-    /// The in-flight limit the gate currently allows (adaptive, at most `concurrency`).
-    pub fn current_limit(&self) -> usize {
-        self.gate.lock().limit_now()
-    }
-
     /// Reads one whole scope: every page of a list, or the one object of a single read.
     pub async fn read_scope(&self, scope: &Scope) -> Result<Vec<Value>, ClientError> {
         let family = scope.family;

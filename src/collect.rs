@@ -28,8 +28,6 @@ pub struct CrawlReport {
     pub stats: CrawlStats,
     /// `complete`, `partial` (some scopes failed) or `failed` (the project list failed).
     pub status: SnapshotStatus,
-    /// When the crawl began.
-    pub started_at: DateTime<Utc>,
     /// When the last read ended.
     pub finished_at: DateTime<Utc>,
 }
@@ -71,7 +69,6 @@ pub async fn collect(
     tx: Sender<ScopeResult>,
     progress: bool,
 ) -> Result<CrawlReport, CollectError> {
-    let started_at = Utc::now();
     let bar = progress.then(|| {
         let bar = indicatif::ProgressBar::with_draw_target(
             Some(1),
@@ -102,7 +99,6 @@ pub async fn collect(
     Ok(CrawlReport {
         stats,
         status,
-        started_at,
         finished_at: Utc::now(),
     })
 }

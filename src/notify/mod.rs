@@ -173,16 +173,6 @@ impl Notifier {
         })
     }
 
-    /// What `announce` would announce, without logging or queueing anything (`--dry-run`).
-    pub fn plan(
-        &self,
-        findings: &[FindingState],
-        ctx: &RunContext,
-        now: DateTime<Utc>,
-    ) -> Option<Digest> {
-        plan::plan(findings, ctx, &self.policy, now)
-    }
-
     /// Delivers every due outbox message. Without email configured, nothing is tried.
     pub fn deliver_pending(
         &self,
