@@ -3,4 +3,4 @@
 # (budget: under 2 s). Pass --release for optimized numbers.
 set -eu
 cd "$(dirname "$0")/.."
-exec cargo test "$@" --test rules_bench -- --ignored --nocapture
+exec cargo test "$@" --test it rules_bench:: -- --ignored --nocapture

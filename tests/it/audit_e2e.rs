@@ -1,0 +1,329 @@
+//! End to end: `orgwarden audit` crawls the in-process simulator over HTTP while the
+//! simulated organization changes between audits (a violation fixed, one added, a key
+//! deleted and restored, a scope that cannot be read, an exemption that expires), and the
+//! findings move through their lifecycle — checked in the binary's JSON and the stored
+//! events.
+
+use std::path::Path;
+use std::process::Output;
+
+use chrono::Utc;
+use orgwarden::findings::{self, EventKind, fingerprint};
+use orgwarden::model::{ProjectId, RuleId};
+use orgwarden::sim::{Fault, FaultKind, Org, SimHandle, SimOptions, start_background};
+use orgwarden::store::Store;
+use serde_json::Value;
+
+const KEY: &str = "sk-admin-e2e-0123456789";
+
+fn sim(org: Org) -> SimHandle {
+    start_background(org, SimOptions::default()).unwrap()
+}
+
+fn run(dir: &Path, base_url: &str, args: &[&str]) -> Output {
+    crate::support::orgwarden()
+        .args(["--db", "audit.db", "--base-url", base_url])
+        .args(args)
+        .current_dir(dir)
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .output()
+        .unwrap()
+}
+
+/// Runs `audit --format json` (plus `extra`) and returns its exit code and document.
+fn audit(dir: &Path, base_url: &str, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["audit", "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = run(dir, base_url, &args);
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    (out.status.code().unwrap(), doc)
+}
+
+fn status_of(doc: &Value, rule: &str, resource: &str) -> Option<String> {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule_id"] == rule && f["resource_id"] == resource)
+        .map(|f| f["status"].as_str().unwrap().to_owned())
+}
+
+fn events(db: &Path, rule: &str, resource: &str, project: &str) -> Vec<findings::Event> {
+    let store = Store::open_read_only(db).unwrap();
+    let fp = fingerprint(
+        &RuleId::from(rule),
+        resource,
+        Some(&ProjectId::from(project)),
+    );
+    findings::events(store.conn(), &fp)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect()
+}
+
+fn kinds(events: &[findings::Event]) -> Vec<EventKind> {
+    events.iter().map(|e| e.kind).collect()
+}
+
+#[test]
+fn findings_resolve_open_and_reopen_as_the_organization_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let sim = sim(Org::demo(Utc::now().timestamp()));
+    let url = sim.base_url();
+
+    let (code, doc) = audit(dir.path(), &url, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(doc["snapshot"]["status"], "complete");
+    assert!(doc["snapshot"]["requests"].as_u64().unwrap() > 0);
+    assert_eq!(
+        status_of(&doc, "project-retention-not-zdr", "proj_support").as_deref(),
+        Some("open")
+    );
+    assert_eq!(
+        status_of(&doc, "api-key-stale", "key_pay_ada_notebook").as_deref(),
+        Some("open")
+    );
+    assert_eq!(
+        status_of(&doc, "service-account-owner", "svc_acct_data_etl"),
+        None
+    );
+    let (code, _) = audit(dir.path(), &url, &["--fail-on", "high"]);
+    assert_eq!(code, 1, "high findings are open");
+
+    // Fix a violation, add one, delete a key.
+    let payments = ProjectId::from("proj_payments");
+    let removed = sim.with_org(|org| {
+        org.project_mut(&ProjectId::from("proj_support"))
+            .unwrap()
+            .data_retention = "zero_data_retention".into();
+        org.project_mut(&ProjectId::from("proj_data"))
+            .unwrap()
+            .service_accounts
+            .iter_mut()
+            .find(|s| s.id.as_str() == "svc_acct_data_etl")
+            .unwrap()
+            .role = "owner".into();
+        let p = org.project_mut(&payments).unwrap();
+        let i = p
+            .api_keys
+            .iter()
+            .position(|k| k.id.as_str() == "key_pay_ada_notebook")
+            .unwrap();
+        p.api_keys.remove(i)
+    });
+    let (code, doc) = audit(dir.path(), &url, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        status_of(&doc, "project-retention-not-zdr", "proj_support").as_deref(),
+        Some("resolved")
+    );
+    assert_eq!(
+        status_of(&doc, "api-key-stale", "key_pay_ada_notebook").as_deref(),
+        Some("resolved")
+    );
+    assert_eq!(
+        status_of(&doc, "service-account-owner", "svc_acct_data_etl").as_deref(),
+        Some("open")
+    );
+
+    // The key comes back: its finding reopens.
+    sim.with_org(|org| org.project_mut(&payments).unwrap().api_keys.push(removed));
+    let (_, doc) = audit(dir.path(), &url, &[]);
+    assert_eq!(
+        status_of(&doc, "api-key-stale", "key_pay_ada_notebook").as_deref(),
+        Some("open")
+    );
+    assert_eq!(
+        status_of(&doc, "project-retention-not-zdr", "proj_support"),
+        None,
+        "a finding resolved in an earlier run is not reported again"
+    );
+    assert_eq!(
+        kinds(&events(
+            &db,
+            "api-key-stale",
+            "key_pay_ada_notebook",
+            "proj_payments"
+        )),
+        [EventKind::Opened, EventKind::Resolved, EventKind::Reopened]
+    );
+    assert_eq!(
+        kinds(&events(
+            &db,
+            "project-retention-not-zdr",
+            "proj_support",
+            "proj_support"
+        )),
+        [EventKind::Opened, EventKind::Resolved]
+    );
+
+    // The key is deleted again and the key list is read, but another scope of the same
+    // project (its users) cannot be read: the project was not read completely, so the
+    // finding keeps its status, and the audit says it cannot vouch (exit 3 beats 1).
+    sim.with_org(|org| {
+        let p = org.project_mut(&payments).unwrap();
+        p.api_keys
+            .retain(|k| k.id.as_str() != "key_pay_ada_notebook");
+    });
+    sim.add_fault(Fault {
+        path_prefix: "/organization/projects/proj_payments/users".into(),
+        kind: FaultKind::Status(500),
+        times: None,
+    });
+    let (code, doc) = audit(dir.path(), &url, &["--fail-on", "high"]);
+    assert_eq!(code, 3);
+    assert_eq!(doc["snapshot"]["status"], "partial");
+    assert_eq!(
+        status_of(&doc, "api-key-stale", "key_pay_ada_notebook").as_deref(),
+        Some("open")
+    );
+    assert_eq!(
+        events(
+            &db,
+            "api-key-stale",
+            "key_pay_ada_notebook",
+            "proj_payments"
+        )
+        .len(),
+        3,
+        "no transition from a partial read"
+    );
+
+    // Read completely again: now it resolves.
+    sim.clear_faults();
+    let (code, doc) = audit(dir.path(), &url, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        status_of(&doc, "api-key-stale", "key_pay_ada_notebook").as_deref(),
+        Some("resolved")
+    );
+}
+
+#[test]
+fn exemptions_hold_until_they_expire_and_then_reopen_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let sim = sim(Org::demo(Utc::now().timestamp()));
+    let exemption = |expires: &str| {
+        format!(
+            "[[exemption]]\nrule = \"project-no-spend-alert\"\nresource = \"proj_sup*\"\nreason = \"support has a hard cap\"\nowner = \"finops@acme-robotics.com\"\nexpires = \"{expires}\"\n"
+        )
+    };
+    let future = (Utc::now() + chrono::Duration::days(60))
+        .format("%Y-%m-%d")
+        .to_string();
+    std::fs::write(dir.path().join("exempt.toml"), exemption(&future)).unwrap();
+    let (code, doc) = audit(
+        dir.path(),
+        &sim.base_url(),
+        &["--config", "exempt.toml", "--fail-on", "medium"],
+    );
+    assert_eq!(
+        status_of(&doc, "project-no-spend-alert", "proj_support").as_deref(),
+        Some("exempt")
+    );
+    assert_eq!(code, 1, "other medium findings are still open");
+
+    let past = (Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    std::fs::write(dir.path().join("expired.toml"), exemption(&past)).unwrap();
+    let (_, doc) = audit(dir.path(), &sim.base_url(), &["--config", "expired.toml"]);
+    assert_eq!(
+        status_of(&doc, "project-no-spend-alert", "proj_support").as_deref(),
+        Some("open")
+    );
+    let events = events(
+        &db,
+        "project-no-spend-alert",
+        "proj_support",
+        "proj_support",
+    );
+    assert_eq!(
+        kinds(&events),
+        [EventKind::Exempted, EventKind::ExemptionExpired]
+    );
+    assert_eq!(
+        events[1].reason,
+        format!("exemption expired on {past} (owner finops@acme-robotics.com)")
+    );
+}
+
+#[test]
+fn offline_audit_evaluates_the_stored_snapshot_without_calling_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Org::demo(Utc::now().timestamp()));
+    let (code, online) = audit(dir.path(), &sim.base_url(), &[]);
+    assert_eq!(code, 0);
+    let served = sim.requests();
+    let (code, offline) = audit(dir.path(), &sim.base_url(), &["--offline"]);
+    assert_eq!(code, 0);
+    assert_eq!(sim.requests(), served, "--offline sent no request");
+    assert_eq!(offline["snapshot"]["id"], online["snapshot"]["id"]);
+    assert_eq!(
+        offline["findings"].as_array().unwrap().len(),
+        online["findings"].as_array().unwrap().len()
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = run(empty.path(), &sim.base_url(), &["audit", "--offline"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no snapshot stored"));
+}
+
+#[test]
+fn a_refused_key_is_exit_3_and_is_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SimOptions {
+        admin_key: Some("sk-admin-the-right-one".into()),
+        ..SimOptions::default()
+    };
+    let sim = start_background(Org::demo(Utc::now().timestamp()), opts).unwrap();
+    let out = run(dir.path(), &sim.base_url(), &["audit", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(!stderr.contains(KEY) && !String::from_utf8_lossy(&out.stdout).contains(KEY));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["snapshot"]["status"], "failed");
+}
+
+#[test]
+fn findings_command_filters_by_status_severity_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Org::demo(Utc::now().timestamp()));
+    audit(dir.path(), &sim.base_url(), &[]);
+    let list = |args: &[&str]| -> Value {
+        let mut all = vec!["findings", "--format", "json"];
+        all.extend_from_slice(args);
+        let out = run(dir.path(), &sim.base_url(), &all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let high = list(&["--severity", "high"]);
+    assert!(!high.as_array().unwrap().is_empty());
+    assert!(
+        high.as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["severity"] == "high")
+    );
+    let stale = list(&["--rule", "api-key-stale", "--status", "all"]);
+    assert_eq!(stale.as_array().unwrap().len(), 2);
+    assert!(
+        stale
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["rule_id"] == "api-key-stale")
+    );
+    assert_eq!(list(&["--status", "resolved"]).as_array().unwrap().len(), 0);
+}

@@ -1,0 +1,123 @@
+//! `audit --notify`: findings, the queued digest and the notified marks are stored together;
+//! a dry run stores nothing; only changes are announced again.
+
+use std::path::Path;
+use std::process::Output;
+
+use chrono::Utc;
+use orgwarden::findings;
+use orgwarden::model::ProjectId;
+use orgwarden::sim::{Org, SimOptions, start_background};
+use orgwarden::store::Store;
+
+const CONFIG: &str = "[openai]\norganization = \"acme-robotics\"\n[notify.email]\ntransport = \"file\"\ndir = \"mail\"\nfrom = \"orgwarden@acme-robotics.com\"\nto = [\"security@acme-robotics.com\"]\n";
+
+fn audit(dir: &Path, base_url: &str, extra: &[&str]) -> Output {
+    crate::support::orgwarden()
+        .args([
+            "--db",
+            "audit.db",
+            "--base-url",
+            base_url,
+            "audit",
+            "--notify",
+            "--format",
+            "json",
+        ])
+        .args(extra)
+        .current_dir(dir)
+        .env("OPENAI_ADMIN_KEY", "sk-admin-notify-test")
+        .output()
+        .unwrap()
+}
+
+fn mails(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("mail")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn notify_announces_changes_once_and_dry_run_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("orgwarden.toml"), CONFIG).unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    let url = sim.base_url();
+
+    let out = audit(dir.path(), &url, &["--dry-run", "--log-format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("dry run: nothing recorded, queued or sent"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("17 new"), "{stderr}");
+    assert!(
+        !stderr.contains("\"fingerprint\""),
+        "a dry run logs no announcement: {stderr}"
+    );
+    assert_eq!(mails(dir.path()), 0);
+    let store = Store::open_read_only(&dir.path().join("audit.db")).unwrap();
+    assert!(
+        findings::load(store.conn()).unwrap().is_empty(),
+        "a dry run records no finding"
+    );
+    drop(store);
+
+    let out = audit(dir.path(), &url, &["--log-format", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(mails(dir.path()), 1);
+    assert_eq!(
+        stderr.matches("\"fingerprint\"").count(),
+        17,
+        "a committed announcement logs each finding once: {stderr}"
+    );
+    let store = Store::open_read_only(&dir.path().join("audit.db")).unwrap();
+    let all = findings::load(store.conn()).unwrap();
+    assert_eq!(all.len(), 17);
+    assert!(all.iter().all(|f| f.last_notified_at.is_some()));
+    drop(store);
+
+    let out = audit(dir.path(), &url, &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing new to announce"));
+    assert_eq!(mails(dir.path()), 1, "nothing changed: no second message");
+
+    sim.with_org(|org| {
+        org.project_mut(&ProjectId::from("proj_support"))
+            .unwrap()
+            .data_retention = "zero_data_retention".into();
+    });
+    let out = audit(dir.path(), &url, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(mails(dir.path()), 2, "a resolution is announced");
+    let newest = std::fs::read_dir(dir.path().join("mail"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let raw = std::fs::read(newest).unwrap();
+    let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let subject = message.subject().unwrap();
+    assert_eq!(subject, "[orgwarden] acme-robotics: 0 new, 1 resolved");
+    let text = message.body_text(0).unwrap();
+    let resolved = text
+        .split_once("== Resolved (1) ==")
+        .and_then(|(_, rest)| rest.split_once("== Still open"))
+        .map(|(section, _)| section)
+        .unwrap_or_else(|| panic!("no resolved section: {text}"));
+    assert!(resolved.contains("proj_support"), "{resolved}");
+    assert!(resolved.contains("project-retention-not-zdr"), "{resolved}");
+}
+
+#[test]
+fn dry_run_needs_notify() {
+    let out = crate::support::orgwarden()
+        .args(["audit", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,309 @@
+//! `orgwarden daemon` as a real process against the in-process simulator: scheduled runs,
+//! SIGTERM in the middle of a run, SIGHUP with a broken rule file, a second instance, and
+//! the metrics the audit job feeds.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orgwarden::sim::{Org, SimHandle, SimOptions, start_background};
+
+const KEY: &str = "sk-admin-daemon-e2e";
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Daemon {
+        let log = dir.join(format!("daemon-{}.log", fastrand_suffix()));
+        let child = crate::support::orgwarden()
+            .current_dir(dir)
+            .args(["--config", "orgwarden.toml", "--db", "audit.db"])
+            .args(["--log-format", "json", "daemon"])
+            .env("OPENAI_ADMIN_KEY", KEY)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `count` lines containing `needle`.
+    fn wait_for(&self, needle: &str, count: usize, limit: Duration) {
+        let start = Instant::now();
+        while self.log().matches(needle).count() < count {
+            assert!(
+                start.elapsed() < limit,
+                "no {count}× {needle:?} within {limit:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    fn wait(mut self, limit: Duration) -> (i32, String) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code().unwrap_or(-1), self.log());
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("daemon did not exit within {limit:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fastrand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn sim(latency: Duration) -> SimHandle {
+    let org = Org::demo(chrono::Utc::now().timestamp());
+    start_background(
+        org,
+        SimOptions {
+            latency,
+            ..SimOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn write_config(dir: &Path, sim: &SimHandle, cron: &str, extra: &str) {
+    let config = format!(
+        r#"[openai]
+organization = "acme-robotics"
+base_url = "{base}"
+
+[schedule]
+cron = "{cron}"
+
+[notify.email]
+transport = "file"
+dir = "outbox"
+from = "orgwarden@example.com"
+to = ["security@example.com"]
+{extra}
+"#,
+        base = sim.base_url()
+    );
+    fs::write(dir.join("orgwarden.toml"), config).unwrap();
+}
+
+fn sql(dir: &Path, query: &str) -> String {
+    let conn = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
+    let mut stmt = conn.prepare(query).unwrap();
+    let rows: Vec<String> = stmt
+        .query_map([], |row| row.get::<_, rusqlite::types::Value>(0))
+        .unwrap()
+        .map(|v| match v.unwrap() {
+            rusqlite::types::Value::Integer(i) => i.to_string(),
+            rusqlite::types::Value::Text(t) => t,
+            other => format!("{other:?}"),
+        })
+        .collect();
+    rows.join(",")
+}
+
+fn emails(dir: &Path) -> usize {
+    fs::read_dir(dir.join("outbox"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn daemon_audits_on_schedule_and_sigterm_mid_run_exits_0_with_a_consistent_database() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each crawl takes a second or more, so SIGTERM lands inside a run.
+    let sim = sim(Duration::from_millis(120));
+    write_config(dir.path(), &sim, "*/2 * * * * *", "");
+    let daemon = Daemon::start(dir.path());
+    daemon.wait_for("run finished", 2, Duration::from_secs(60));
+    daemon.wait_for("run started", 3, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait(Duration::from_secs(45));
+    assert_eq!(code, 0, "log:\n{log}");
+    assert!(log.contains("daemon stopped"), "log:\n{log}");
+    // The signal really came in the middle of a run, which then finished.
+    let signalled = log.find("SIGTERM received").expect("signal logged");
+    let last_finish = log.rfind("run finished").expect("runs logged");
+    assert!(signalled < last_finish, "SIGTERM was not mid-run:\n{log}");
+
+    assert_eq!(sql(dir.path(), "PRAGMA integrity_check"), "ok");
+    // The run in flight either committed whole or not at all: never a half snapshot.
+    let statuses = sql(dir.path(), "SELECT status FROM snapshots ORDER BY id");
+    assert!(
+        statuses.split(',').count() >= 2 && statuses.split(',').all(|s| s == "complete"),
+        "{statuses}"
+    );
+    // An unchanged organization is announced once, not every run.
+    assert_eq!(emails(dir.path()), 1);
+    // The key reached neither the log nor the database.
+    assert!(!log.contains(KEY));
+    let db = fs::read(dir.path().join("audit.db")).unwrap();
+    assert!(!db.windows(KEY.len()).any(|w| w == KEY.as_bytes()));
+}
+
+#[test]
+fn sighup_with_a_broken_rule_file_keeps_the_daemon_running_on_the_old_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Duration::ZERO);
+    fs::create_dir(dir.path().join("extra")).unwrap();
+    let rule = r#"[[rule]]
+id = "custom-every-project"
+title = "Every project is listed"
+severity = "info"
+resource_type = "projects"
+description = "A marker rule for the test."
+remediation = "Nothing to do."
+[rule.where]
+field = "status"
+op = "present"
+"#;
+    fs::write(dir.path().join("extra/custom.toml"), rule).unwrap();
+    write_config(
+        dir.path(),
+        &sim,
+        "*/1 * * * * *",
+        "\n[rules]\npaths = [\"extra\"]\n",
+    );
+    let daemon = Daemon::start(dir.path());
+    daemon.wait_for("run finished", 1, Duration::from_secs(60));
+
+    fs::write(
+        dir.path().join("extra/custom.toml"),
+        rule.replace("op = \"present\"", "op = \"resembles\""),
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for("reload failed", 1, Duration::from_secs(20));
+    let runs_before = daemon.log().matches("run finished").count();
+    daemon.wait_for("run finished", runs_before + 1, Duration::from_secs(20));
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "log:\n{log}");
+    assert!(
+        log.contains("resembles"),
+        "the reload error names the bad op:\n{log}"
+    );
+
+    // The old rule set stayed in force: the custom rule's findings are still open.
+    let open = sql(
+        dir.path(),
+        "SELECT count(*) FROM findings WHERE rule_id = 'custom-every-project' AND status = 'open'",
+    );
+    assert_ne!(open, "0");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_database_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Duration::ZERO);
+    write_config(dir.path(), &sim, "0 0 1 1 *", "");
+    let first = Daemon::start(dir.path());
+    first.wait_for(
+        "waiting for the next scheduled run",
+        1,
+        Duration::from_secs(30),
+    );
+    let second = Daemon::start(dir.path());
+    let (code, log) = second.wait(Duration::from_secs(30));
+    assert_eq!(code, 2, "log:\n{log}");
+    assert!(log.contains("already running"), "log:\n{log}");
+    first.signal("TERM");
+    let (code, _) = first.wait(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+#[test]
+fn metrics_count_the_audit_jobs_api_responses_and_open_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Duration::ZERO);
+    let port = free_port();
+    write_config(
+        dir.path(),
+        &sim,
+        "*/1 * * * * *",
+        &format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let daemon = Daemon::start(dir.path());
+    daemon.wait_for("run finished", 1, Duration::from_secs(60));
+    let metrics = http_get(port, "/metrics");
+    assert!(
+        metric(&metrics, "orgwarden_api_requests_total{class=\"2xx\"}") > 10.0,
+        "{metrics}"
+    );
+    assert!(metric(&metrics, "orgwarden_open_findings{severity=\"high\"}") >= 1.0);
+    assert!(metric(&metrics, "orgwarden_runs_total{status=\"complete\"}") >= 1.0);
+    // The first run's digest was delivered (file transport) and counted.
+    assert!(
+        metric(&metrics, "orgwarden_emails_sent_total") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "orgwarden_outbox_depth"), 0.0, "{metrics}");
+    assert!(http_get(port, "/readyz").starts_with("HTTP/1.1 200"));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(30)).0, 0);
+}

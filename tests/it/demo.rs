@@ -1,0 +1,87 @@
+//! `orgwarden demo`: the first command a newcomer runs. It must crawl the built-in
+//! organization over HTTP, show every shipped rule, and write the digest it would have
+//! emailed — once, not again on an unchanged re-run.
+
+use std::path::Path;
+use std::process::Output;
+
+fn demo(dir: &Path) -> Output {
+    crate::support::orgwarden()
+        .args(["demo", "--format", "json"])
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn eml_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir.join("orgwarden-demo-outbox"))
+        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
+}
+
+fn shipped_rule_ids() -> Vec<String> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/rules")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for line in text.lines() {
+                if let Some(id) = line.strip_prefix("id = \"") {
+                    ids.push(id.trim_end_matches('"').to_owned());
+                }
+            }
+        }
+    }
+    ids
+}
+
+#[test]
+fn demo_shows_every_shipped_rule_and_writes_the_digest_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = demo(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["snapshot"]["status"], "complete");
+    // Crawled through the HTTP simulator like a real organization, not loaded directly.
+    assert!(report["snapshot"]["requests"].as_u64().unwrap() > 50);
+    let fired: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule_id"].as_str().unwrap())
+        .collect();
+    let shipped = shipped_rule_ids();
+    assert!(shipped.len() >= 13, "{shipped:?}");
+    for id in &shipped {
+        // `project-no-owner` is the one rule the demo organization does not break.
+        if id != "project-no-owner" {
+            assert!(fired.contains(&id.as_str()), "{id} did not fire: {fired:?}");
+        }
+    }
+    assert!(dir.path().join("orgwarden-demo.db").exists());
+
+    let emails = eml_files(dir.path());
+    assert_eq!(emails.len(), 1, "{stderr}");
+    let raw = std::fs::read(&emails[0]).unwrap();
+    let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert!(message.subject().unwrap().contains("acme-robotics"));
+    assert!(message.body_html(0).is_some() && message.body_text(0).is_some());
+
+    let again = demo(dir.path());
+    assert_eq!(again.status.code(), Some(0));
+    // The same day's demo organization is the same: the second snapshot changed nothing.
+    let diff = crate::support::orgwarden()
+        .args(["--db", "orgwarden-demo.db", "diff", "--format", "json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let diff: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
+    assert_eq!(diff["changes"].as_array().map(Vec::len), Some(0), "{diff}");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing new to announce"));
+    assert_eq!(
+        eml_files(dir.path()).len(),
+        1,
+        "an unchanged re-run sends nothing"
+    );
+}

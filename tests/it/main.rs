@@ -1,0 +1,35 @@
+//! The integration tests, in one crate so they link once. Each module is one area, driving
+//! the real binary against the simulator (and real SMTP and HTTP peers) or the library.
+
+mod support;
+
+mod audit_e2e;
+mod audit_notify;
+mod audit_report;
+mod client_http;
+mod client_pacing;
+mod client_sim;
+mod daemon_deploy;
+mod daemon_e2e;
+mod daemon_framework;
+mod daemon_signals;
+mod demo;
+mod notify_aiosmtpd;
+mod notify_aiosmtpd_tls;
+mod notify_render;
+mod notify_smtp;
+mod rules_bench;
+mod rules_cli;
+mod schedule_cli;
+mod schedule_tables;
+mod sim_bad_input;
+mod sim_cli;
+mod sim_conformance;
+mod sim_faults;
+mod sim_pagination;
+mod sim_python_client;
+mod snapshot_e2e;
+mod store_cli;
+mod store_crash;
+mod store_e2e;
+mod store_sim;

@@ -1,0 +1,592 @@
+//! Email notification against a real SMTP server (mailin-embedded, STARTTLS + AUTH, with a
+//! certificate made by rcgen), with an injected clock: what arrives, how often, and what an
+//! operator is told when delivery fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use mail_parser::{MessageParser, MimeHeaders};
+use mailin_embedded::{AuthMechanism, Handler, Response, Server, SslConfig, response};
+use orgwarden::config::Config;
+use orgwarden::model::{ProjectId, RuleId, Severity, SnapshotId};
+use orgwarden::notify::{
+    DeliveryReport, FindingState, FindingStatus, Notifier, RunContext, Transition,
+};
+use rusqlite::Connection;
+
+const USER: &str = "orgwarden";
+const PASSWORD: &str = "s3cret-pw";
+const REJECTED: &str = "nobody@example.com";
+
+/// One message as the server received it.
+#[derive(Clone, Debug)]
+struct Received {
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+#[derive(Clone, Default)]
+struct Mailbox {
+    messages: Arc<Mutex<Vec<Received>>>,
+    current: Option<Received>,
+}
+
+impl Handler for Mailbox {
+    fn rcpt(&mut self, to: &str) -> Response {
+        if to == REJECTED {
+            Response::custom(
+                550,
+                "5.1.1 <nobody@example.com>: Recipient address rejected: User unknown".into(),
+            )
+        } else {
+            response::OK
+        }
+    }
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.current = Some(Received {
+            to: to.to_vec(),
+            data: Vec::new(),
+        });
+        response::OK
+    }
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if let Some(current) = &mut self.current {
+            current.data.extend_from_slice(buf);
+        }
+        Ok(())
+    }
+    fn data_end(&mut self) -> Response {
+        if let Some(done) = self.current.take() {
+            self.messages.lock().unwrap().push(done);
+        }
+        response::OK
+    }
+    fn auth_plain(&mut self, _authz: &str, authn: &str, password: &str) -> Response {
+        if authn == USER && password == PASSWORD {
+            response::AUTH_OK
+        } else {
+            response::INVALID_CREDENTIALS
+        }
+    }
+    fn auth_login(&mut self, username: &str, password: &str) -> Response {
+        self.auth_plain("", username, password)
+    }
+}
+
+/// A test certificate for localhost / 127.0.0.1: a leaf, not a CA (rustls refuses a CA
+/// certificate as a server certificate).
+struct Tls {
+    dir: tempfile::TempDir,
+}
+
+impl Tls {
+    fn new() -> Tls {
+        let dir = tempfile::tempdir().unwrap();
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), signing_key.serialize_pem()).unwrap();
+        Tls { dir }
+    }
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("key.pem")
+    }
+}
+
+struct SmtpServer {
+    addr: SocketAddr,
+    messages: Arc<Mutex<Vec<Received>>>,
+}
+
+impl SmtpServer {
+    /// Starts a server with STARTTLS and AUTH PLAIN/LOGIN on `addr` (port 0: any).
+    fn start(tls: &Tls, addr: &str) -> SmtpServer {
+        let listener = TcpListener::bind(addr).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handler = Mailbox::default();
+        let messages = handler.messages.clone();
+        let cert = tls.cert().display().to_string();
+        let key = tls.key().display().to_string();
+        std::thread::spawn(move || {
+            let mut server = Server::new(handler);
+            server
+                .with_name("localhost")
+                .with_tcp_listener(listener)
+                .with_auth(AuthMechanism::Plain)
+                .with_auth(AuthMechanism::Login);
+            // mailin's error type is not Send: it is handled here, in the server thread.
+            if let Err(e) = server.with_ssl(SslConfig::SelfSigned {
+                cert_path: cert,
+                key_path: key,
+            }) {
+                panic!("mailin TLS setup: {e}");
+            }
+            if let Err(e) = server.serve() {
+                panic!("mailin: {e}");
+            }
+        });
+        SmtpServer { addr, messages }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// Waits briefly for the server thread to store what it accepted.
+    fn wait_for(&self, n: usize) -> Vec<Received> {
+        for _ in 0..100 {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.received()
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(dir: &Path, port: u16, ca: &Path) -> PathBuf {
+    let text = format!(
+        "[openai]\norganization = \"acme\"\n\n[notify]\nrepeat_interval = \"7d\"\n\n\
+         [notify.email]\nhost = \"localhost\"\nport = {port}\ntls = \"starttls\"\n\
+         username = \"{USER}\"\npassword_env = \"OW_TEST_SMTP_PASSWORD\"\n\
+         from = \"orgwarden@example.com\"\nto = [\"security@example.com\"]\nca_file = {:?}\n",
+        ca.display().to_string()
+    );
+    let path = dir.join("orgwarden.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn edit_config(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from} not in config");
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+fn notifier(config: &Path, password: &str) -> Notifier {
+    let config = Config::load(config).unwrap();
+    let password = password.to_owned();
+    Notifier::from_config_with_env(&config, move |name| {
+        (name == "OW_TEST_SMTP_PASSWORD").then(|| password.clone())
+    })
+    .unwrap()
+}
+
+fn t(hours: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).unwrap() + TimeDelta::hours(hours)
+}
+
+fn open_finding(
+    id: &str,
+    severity: Severity,
+    project: &str,
+    first_seen: DateTime<Utc>,
+) -> FindingState {
+    FindingState {
+        fingerprint: format!("api-key-stale/{id}/{project}"),
+        rule_id: RuleId::from("api-key-stale"),
+        title: "API key unused for a long time".into(),
+        severity,
+        resource_type: "project_api_keys".into(),
+        resource_id: id.into(),
+        project_id: Some(ProjectId::from(project)),
+        project_name: Some(format!("{project} name")),
+        message: format!("key {id} has not been used for 200 days"),
+        remediation: "Revoke the key, or record why it must stay.".into(),
+        status: FindingStatus::Open,
+        first_seen,
+        transition: None,
+        last_notified_at: None,
+    }
+}
+
+/// Plays the caller: keeps `last_notified_at` in SQLite, derives transitions from what the
+/// "rules" found this run, announces and records in one transaction, then delivers.
+struct Runs {
+    conn: Connection,
+    notifier: Notifier,
+    previous: BTreeMap<String, FindingState>,
+    snapshot: i64,
+}
+
+impl Runs {
+    fn new(notifier: Notifier) -> Runs {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(orgwarden::notify::outbox::MIGRATION)
+            .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE notified (fingerprint TEXT PRIMARY KEY, at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        Runs {
+            conn,
+            notifier,
+            previous: BTreeMap::new(),
+            snapshot: 0,
+        }
+    }
+
+    /// One run: `found` is what the rules report open now.
+    fn run(&mut self, found: &[FindingState], now: DateTime<Utc>) -> DeliveryReport {
+        self.snapshot += 1;
+        let notified: BTreeMap<String, i64> = self
+            .conn
+            .prepare("SELECT fingerprint, at FROM notified")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut states = Vec::new();
+        let found_ids: BTreeSet<&str> = found.iter().map(|f| f.fingerprint.as_str()).collect();
+        for f in found {
+            let mut f = f.clone();
+            if !self.previous.contains_key(&f.fingerprint) {
+                f.transition = Some(Transition::Opened);
+            }
+            f.last_notified_at = notified
+                .get(&f.fingerprint)
+                .map(|s| DateTime::from_timestamp(*s, 0).unwrap());
+            states.push(f);
+        }
+        for (fp, old) in &self.previous {
+            if !found_ids.contains(fp.as_str()) {
+                let mut gone = old.clone();
+                gone.status = FindingStatus::Resolved;
+                gone.transition = Some(Transition::Resolved);
+                states.push(gone);
+            }
+        }
+        let ctx = RunContext {
+            organization: "acme".into(),
+            snapshot_id: Some(SnapshotId(self.snapshot)),
+            partial: false,
+        };
+        let tx = self.conn.transaction().unwrap();
+        let announcement = self.notifier.announce(&tx, &states, &ctx, now).unwrap();
+        for fp in &announcement.announced {
+            tx.execute(
+                "INSERT INTO notified VALUES (?1, ?2)
+                 ON CONFLICT (fingerprint) DO UPDATE SET at = excluded.at",
+                rusqlite::params![fp, now.timestamp()],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        self.previous = found
+            .iter()
+            .map(|f| (f.fingerprint.clone(), f.clone()))
+            .collect();
+        self.notifier.deliver_pending(&self.conn, now).unwrap()
+    }
+}
+
+struct Parsed {
+    subject: String,
+    text: String,
+    html: String,
+    csv: String,
+    csv_name: String,
+}
+
+fn parse(data: &[u8]) -> Parsed {
+    let message = MessageParser::default()
+        .parse(data)
+        .expect("a parsable message");
+    let attachment = message.attachment(0).expect("a CSV attachment");
+    Parsed {
+        subject: message.subject().unwrap_or_default().to_owned(),
+        text: message.body_text(0).expect("a text part").into_owned(),
+        html: message.body_html(0).expect("an HTML part").into_owned(),
+        csv: String::from_utf8(attachment.contents().to_vec()).unwrap(),
+        csv_name: attachment.attachment_name().unwrap_or_default().to_owned(),
+    }
+}
+
+/// The text between a section heading of the plain-text part and the next one.
+fn section<'a>(text: &'a str, title: &str) -> &'a str {
+    let start = text
+        .find(&format!("== {title} ("))
+        .unwrap_or_else(|| panic!("no section {title} in:\n{text}"));
+    let rest = &text[start + 3..];
+    let end = rest.find("\n== ").unwrap_or(rest.len());
+    &rest[..end]
+}
+
+fn setup() -> (Tls, SmtpServer, tempfile::TempDir, PathBuf) {
+    let tls = Tls::new();
+    let server = SmtpServer::start(&tls, "127.0.0.1:0");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), server.addr.port(), &tls.cert());
+    (tls, server, dir, config)
+}
+
+#[test]
+fn digest_arrives_over_starttls_and_auth_with_both_parts_a_csv_and_no_injected_header() {
+    let (_tls, server, _dir, config) = setup();
+    let mut runs = Runs::new(notifier(&config, PASSWORD));
+
+    let mut evil = open_finding("key_evil", Severity::Medium, "proj_x", t(0));
+    evil.project_name = Some("x\r\nBcc: evil@example.com".into());
+    let found = vec![
+        open_finding("key_a", Severity::High, "proj_payments", t(0)),
+        open_finding("key_b", Severity::Medium, "proj_payments", t(0)),
+        evil,
+    ];
+    let report = runs.run(&found, t(0));
+    assert_eq!(report.sent.len(), 1, "{report:?}");
+    assert_eq!(report.pending, 0);
+
+    let received = server.wait_for(1);
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].to, vec!["security@example.com".to_owned()]);
+    let mail = parse(&received[0].data);
+    assert_eq!(mail.subject, "[orgwarden] acme: 3 new — 1 high, 2 medium");
+
+    let parsed = MessageParser::default().parse(&received[0].data).unwrap();
+    assert!(
+        parsed.header("Bcc").is_none(),
+        "the project name injected a Bcc header"
+    );
+    assert!(parsed.message_id().is_some(), "Message-ID is set");
+    let raw = String::from_utf8_lossy(&received[0].data);
+    let head = raw.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(!head.contains("\nbcc:"), "{head}");
+
+    for id in ["key_a", "key_b", "key_evil"] {
+        assert!(mail.text.contains(id), "text part lists {id}");
+        assert!(mail.html.contains(id), "HTML part lists {id}");
+    }
+    assert!(mail.text.contains("Revoke the key"), "remediation is shown");
+    assert!(mail.text.contains("x  Bcc: evil@example.com (proj_x)"));
+
+    assert_eq!(mail.csv_name, "orgwarden-acme-2026-03-02.csv");
+    let mut reader = csv::Reader::from_reader(mail.csv.as_bytes());
+    let ids: BTreeSet<String> = reader.records().map(|r| r.unwrap()[6].to_owned()).collect();
+    let expected: BTreeSet<String> = ["key_a", "key_b", "key_evil"].map(String::from).into();
+    assert_eq!(ids, expected);
+}
+
+#[test]
+fn two_runs_without_change_send_exactly_one_message() {
+    let (_tls, server, _dir, config) = setup();
+    let mut runs = Runs::new(notifier(&config, PASSWORD));
+    let found = vec![open_finding("key_a", Severity::High, "proj_p", t(0))];
+    runs.run(&found, t(0));
+    let second = runs.run(&found, t(6));
+    assert!(second.sent.is_empty());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.received().len(), 1);
+}
+
+#[test]
+fn a_change_sends_one_more_message_listing_only_the_change() {
+    let (_tls, server, _dir, config) = setup();
+    let mut runs = Runs::new(notifier(&config, PASSWORD));
+    let a = open_finding("key_a", Severity::High, "proj_p", t(0));
+    let b = open_finding("key_b", Severity::Medium, "proj_p", t(0));
+    runs.run(&[a.clone(), b.clone()], t(0));
+    runs.run(&[a.clone(), b.clone()], t(6));
+    // key_b is fixed, key_c appears.
+    let c = open_finding("key_c", Severity::Low, "proj_q", t(12));
+    runs.run(&[a.clone(), c], t(12));
+    let received = server.wait_for(2);
+    assert_eq!(received.len(), 2);
+    let mail = parse(&received[1].data);
+    assert_eq!(mail.subject, "[orgwarden] acme: 1 new, 1 resolved — 1 low");
+    let new = section(&mail.text, "New");
+    assert!(
+        new.contains("key_c") && !new.contains("key_a") && !new.contains("key_b"),
+        "{new}"
+    );
+    let resolved = section(&mail.text, "Resolved");
+    assert!(
+        resolved.contains("key_b") && !resolved.contains("key_a"),
+        "{resolved}"
+    );
+    assert!(!mail.text.contains("== Reopened"));
+}
+
+#[test]
+fn repeat_interval_elapsed_sends_a_reminder_of_what_is_still_open() {
+    let (_tls, server, _dir, config) = setup();
+    let mut runs = Runs::new(notifier(&config, PASSWORD));
+    let found = vec![
+        open_finding("key_a", Severity::High, "proj_p", t(0)),
+        open_finding("key_b", Severity::Medium, "proj_p", t(0)),
+    ];
+    runs.run(&found, t(0));
+    runs.run(&found, t(7 * 24 - 1));
+    assert_eq!(
+        server.wait_for(1).len(),
+        1,
+        "not due an hour before the interval"
+    );
+    runs.run(&found, t(7 * 24));
+    let received = server.wait_for(2);
+    assert_eq!(received.len(), 2);
+    let mail = parse(&received[1].data);
+    assert_eq!(
+        mail.subject,
+        "[orgwarden] acme: 2 still open (reminder) — 1 high, 1 medium"
+    );
+    let still = section(&mail.text, "Still open");
+    assert!(
+        still.contains("key_a") && still.contains("key_b"),
+        "{still}"
+    );
+    assert!(!mail.text.contains("== New"));
+    // The reminder reset the clock: nothing the next run.
+    runs.run(&found, t(7 * 24 + 6));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.received().len(), 2);
+}
+
+#[test]
+fn smtp_down_on_the_first_run_delivers_that_digest_once_on_the_second() {
+    let tls = Tls::new();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), port, &tls.cert());
+    let mut runs = Runs::new(notifier(&config, PASSWORD));
+    let a = open_finding("key_a", Severity::High, "proj_p", t(0));
+
+    let first = runs.run(std::slice::from_ref(&a), t(0));
+    assert!(first.sent.is_empty());
+    assert_eq!(first.pending, 1);
+    assert_eq!(
+        first.failed[0].1,
+        format!("connection refused at localhost:{port}")
+    );
+
+    let server = SmtpServer::start(&tls, &format!("127.0.0.1:{port}"));
+    let second = runs.run(std::slice::from_ref(&a), t(6));
+    assert_eq!(second.sent.len(), 1, "{second:?}");
+    assert_eq!(second.pending, 0);
+    let third = runs.run(std::slice::from_ref(&a), t(12));
+    assert!(third.sent.is_empty());
+    std::thread::sleep(Duration::from_millis(200));
+    let received = server.received();
+    assert_eq!(received.len(), 1, "the first digest arrives, once");
+    let mail = parse(&received[0].data);
+    assert_eq!(mail.subject, "[orgwarden] acme: 1 new — 1 high");
+    let entries = orgwarden::notify::outbox::list(&runs.conn).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].attempts, 2);
+    assert_eq!(entries[0].sent_at, Some(t(6)));
+}
+
+fn send_test(config: &Path, password: &str) -> Result<String, String> {
+    notifier(config, password)
+        .send_test("acme", t(0))
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn wrong_password_is_reported_as_authentication_rejected() {
+    let (_tls, _server, _dir, config) = setup();
+    let err = send_test(&config, "wrong").unwrap_err();
+    assert_eq!(
+        err,
+        "authentication rejected by localhost: 535 Invalid credentials"
+    );
+    let ok = send_test(&config, PASSWORD).unwrap();
+    assert!(ok.contains("250"), "{ok}");
+}
+
+#[test]
+fn rejected_recipient_is_reported_with_the_server_reply() {
+    let (_tls, _server, _dir, config) = setup();
+    edit_config(
+        &config,
+        "to = [\"security@example.com\"]",
+        &format!("to = [\"{REJECTED}\"]"),
+    );
+    let err = send_test(&config, PASSWORD).unwrap_err();
+    assert_eq!(
+        err,
+        "recipient nobody@example.com rejected by localhost: 550 5.1.1 <nobody@example.com>: \
+         Recipient address rejected: User unknown"
+    );
+}
+
+#[test]
+fn untrusted_certificate_is_reported_as_a_tls_handshake_failure() {
+    let (_tls, server, dir, _config) = setup();
+    // A different certificate than the server's is trusted.
+    let other = Tls::new();
+    let config = write_config(dir.path(), server.addr.port(), &other.cert());
+    let err = send_test(&config, PASSWORD).unwrap_err();
+    let prefix = format!(
+        "TLS handshake with localhost:{} failed: ",
+        server.addr.port()
+    );
+    assert!(err.starts_with(&prefix), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}
+
+#[test]
+fn implicit_tls_towards_a_starttls_port_is_a_tls_failure() {
+    let (_tls, server, _dir, config) = setup();
+    edit_config(&config, "tls = \"starttls\"", "tls = \"tls\"");
+    let err = send_test(&config, PASSWORD).unwrap_err();
+    let prefix = format!("TLS handshake with localhost:{} failed", server.addr.port());
+    assert!(err.starts_with(&prefix), "{err}");
+}
+
+#[test]
+fn notify_test_command_exits_0_when_delivered_and_2_with_the_reason() {
+    let (_tls, server, _dir, config) = setup();
+    let run = |password: &str| {
+        crate::support::orgwarden()
+            .args(["--config", config.to_str().unwrap(), "notify", "test"])
+            .env("OW_TEST_SMTP_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let ok = run(PASSWORD);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        stdout.contains("email: sent via smtp://localhost:"),
+        "{stdout}"
+    );
+    let received = server.wait_for(1);
+    assert_eq!(received.len(), 1);
+    let message = MessageParser::default().parse(&received[0].data).unwrap();
+    assert_eq!(message.subject(), Some("[orgwarden] acme: test message"));
+
+    let bad = run("wrong-pw-value");
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("authentication rejected by localhost: 535 Invalid credentials"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong-pw-value"),
+        "the password is never echoed: {stderr}"
+    );
+}

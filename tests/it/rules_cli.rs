@@ -1,0 +1,175 @@
+//! `orgwarden rules …` with a site's own rules, fixtures, overrides and exemptions.
+
+use std::path::Path;
+use std::process::Output;
+
+fn orgwarden(dir: &Path, args: &[&str]) -> Output {
+    crate::support::orgwarden()
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const MY_RULE: &str = r#"
+[[rule]]
+id = "rate-limit-too-high"
+title = "Rate limit above the house maximum"
+severity = "low"
+resource_type = "project_rate_limits"
+description = "A model rate limit above what we allow any project."
+remediation = "Lower it: dashboard → Settings → Project → Limits, or POST /v1/organization/projects/{project_id}/rate_limits/{rate_limit_id}."
+message = "{{ model }} allows {{ max_requests_per_1_minute }} requests per minute"
+[rule.params]
+max_rpm = 1000
+[rule.where]
+field = "max_requests_per_1_minute"
+op = "gt"
+param = "max_rpm"
+"#;
+
+const MY_FIXTURE: &str = r#"
+[[case]]
+name = "5000 rpm is too high; 1000 is not"
+expect = [{ resource_id = "rl-big", project_id = "proj_a" }]
+org = '''{
+  "organization": "acme", "users": [],
+  "projects": [{"id": "proj_a", "name": "A", "created_at": "-10d",
+    "rate_limits": [
+      {"id": "rl-big", "model": "gpt-4o", "max_requests_per_1_minute": 5000, "max_tokens_per_1_minute": 1},
+      {"id": "rl-ok", "model": "gpt-4o-mini", "max_requests_per_1_minute": 1000, "max_tokens_per_1_minute": 1}]}]
+}'''
+"#;
+
+fn site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("my-rules/fixtures")).unwrap();
+    std::fs::write(dir.path().join("my-rules/limits.toml"), MY_RULE).unwrap();
+    std::fs::write(
+        dir.path()
+            .join("my-rules/fixtures/rate-limit-too-high.toml"),
+        MY_FIXTURE,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[rules]\npaths = [\"my-rules\"]\ndisabled = [\"api-key-old\"]\n[rules.params.rate-limit-too-high]\nmax_rpm = 20000\n[rules.severity]\nproject-no-spend-alert = \"high\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn list_shows_own_rules_with_their_file_and_configured_values() {
+    let dir = site();
+    let out = orgwarden(dir.path(), &["rules", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let line = |id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not listed:\n{stdout}"))
+            .to_owned()
+    };
+    assert!(line("rate-limit-too-high").contains("max_rpm=20000"));
+    assert!(line("rate-limit-too-high").contains("my-rules/limits.toml:2"));
+    assert!(line("api-key-old").contains("(disabled)"));
+    assert!(line("project-no-spend-alert").contains("high"));
+    assert!(line("api-key-stale").contains("rules/api-keys.toml:"));
+}
+
+#[test]
+fn explain_shows_params_defaults_and_parameterized_sql() {
+    let dir = site();
+    let out = orgwarden(dir.path(), &["rules", "explain", "rate-limit-too-high"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("max_rpm = 20000  (default 1000)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("t.\"max_requests_per_1_minute\" > :c1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(":c1 = params.max_rpm = 20000"), "{stdout}");
+    let out = orgwarden(dir.path(), &["rules", "explain", "no-such-rule"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn own_fixtures_run_with_the_rule_file_defaults() {
+    let dir = site();
+    let out = orgwarden(dir.path(), &["rules", "test", "rate-limit-too-high"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("ok   rate-limit-too-high / 5000 rpm is too high; 1000 is not"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn a_failing_fixture_names_what_was_missing_and_unexpected() {
+    let dir = site();
+    std::fs::write(
+        dir.path()
+            .join("my-rules/fixtures/rate-limit-too-high.toml"),
+        MY_FIXTURE
+            .replace("rl-big", "rl-huge")
+            .replace("\"rl-huge\", \"model\"", "\"rl-big\", \"model\""),
+    )
+    .unwrap();
+    let out = orgwarden(dir.path(), &["rules", "test", "rate-limit-too-high"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("FAIL rate-limit-too-high"), "{stdout}");
+    assert!(
+        stdout.contains("expected but not found: rl-huge in proj_a"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("found but not expected: rl-big in proj_a"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_warns_about_exemptions_expiring_soon_or_matching_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let soon = (chrono::Utc::now() + chrono::Duration::days(5)).format("%Y-%m-%d");
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        format!(
+            "[[exemption]]\nrule = \"project-no-spend-alert\"\nresource = \"proj_support\"\nreason = \"capped\"\nowner = \"fin@acme.com\"\nexpires = \"{soon}\"\n\
+             [[exemption]]\nrule = \"api-key-old\"\nresource = \"key_nowhere*\"\nreason = \"legacy\"\nowner = \"sec@acme.com\"\nexpires = \"2099-01-01\"\n"
+        ),
+    )
+    .unwrap();
+    // A stored audit, so "matches nothing" can be judged.
+    let out = orgwarden(
+        dir.path(),
+        &["--db", "orgwarden.db", "demo", "--format", "json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = orgwarden(dir.path(), &["rules", "check"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "warnings do not fail: {stderr}");
+    assert!(stderr.contains("warning[exemption-expiring]"), "{stderr}");
+    assert!(stderr.contains("orgwarden.toml:6:11"), "{stderr}");
+    assert!(stderr.contains("warning[exemption-unused]"), "{stderr}");
+    assert!(
+        stderr.contains("`key_nowhere*` matches no finding"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("`proj_support` matches no finding"),
+        "{stderr}"
+    );
+}

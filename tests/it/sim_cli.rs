@@ -1,0 +1,104 @@
+//! `orgwarden sim` as a user runs it: prints its base URL, serves the chosen org with the
+//! chosen key, and refuses a bad organization file with the file and JSON path.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(args: &[&str]) -> (Running, String) {
+    let mut child = crate::support::orgwarden()
+        .arg("sim")
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (Running(child), line.trim().to_owned())
+}
+
+fn get(url: &str, key: &str) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    })
+}
+
+#[test]
+fn sim_prints_its_url_and_serves_a_generated_org_behind_its_key() {
+    let (_sim, base) = start(&[
+        "--projects",
+        "12",
+        "--seed",
+        "4",
+        "--admin-key",
+        "sk-admin-cli",
+    ]);
+    assert!(
+        base.starts_with("http://127.0.0.1:") && base.ends_with("/v1"),
+        "{base}"
+    );
+    let url = format!("{base}/organization/projects?include_archived=true&limit=100");
+    let (status, body) = get(&url, "sk-admin-cli");
+    assert_eq!(status, 200);
+    assert_eq!(body["data"].as_array().unwrap().len(), 12);
+    let (status, body) = get(&url, "sk-admin-other");
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+}
+
+#[test]
+fn sim_without_an_org_serves_the_demo() {
+    let (_sim, base) = start(&[]);
+    let (status, body) = get(
+        &format!("{base}/organization/projects/proj_payments"),
+        "any",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["name"], "Payments API");
+}
+
+#[test]
+fn a_bad_org_file_is_refused_with_its_path_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("org.json");
+    std::fs::write(
+        &file,
+        r#"{"projects": [{"id": "p", "api_keys": [{"id": "k", "owner": {"type": "user", "id": "user-x"}}]}]}"#,
+    )
+    .unwrap();
+    let out = crate::support::orgwarden()
+        .args(["sim", "--addr", "127.0.0.1:0", "--org"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("org.json"), "{stderr}");
+    assert!(
+        stderr.contains(r#"projects[0].api_keys[0].owner.id: unknown user "user-x""#),
+        "{stderr}"
+    );
+}

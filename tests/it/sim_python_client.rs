@@ -1,0 +1,104 @@
+//! OpenAI's official Python client, pointed at the simulator, lists every family with
+//! auto-pagination and finds the counts the organization has.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use orgwarden::sim::{Org, SimOptions, render, start_background};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-admin-python-client-test";
+const LIMIT: usize = 2;
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The counts the Python client must find, computed from the org itself.
+fn expected(org: &Org) -> Value {
+    let mut projects = serde_json::Map::new();
+    for p in &org.projects {
+        let user_roles: BTreeMap<&str, usize> = p
+            .users
+            .iter()
+            .map(|u| (u.id.as_str(), render::roles_of(p, &u.roles).len()))
+            .collect();
+        let group_roles: BTreeMap<&str, usize> = p
+            .groups
+            .iter()
+            .map(|g| (g.group_id.as_str(), render::roles_of(p, &g.roles).len()))
+            .collect();
+        let mp = render::value(render::model_permissions(p));
+        projects.insert(
+            p.id.to_string(),
+            json!({
+                "status": p.status,
+                "users": p.users.len(),
+                "user_roles": user_roles,
+                "service_accounts": p.service_accounts.len(),
+                "api_keys": p.api_keys.len(),
+                "api_keys_active": p.api_keys.iter().filter(|k| p.owner_access(k) == "active").count(),
+                "rate_limits": p.rate_limits.len(),
+                "groups": p.groups.len(),
+                "group_roles": group_roles,
+                "roles": p.roles.len(),
+                "spend_alerts": p.spend_alerts.len(),
+                "certificates": p.certificates.len(),
+                "model_mode": mp["mode"],
+                "model_ids": mp["model_ids"],
+                "mcp": p.tool_enabled("mcp"),
+                "retention": p.data_retention,
+            }),
+        );
+    }
+    json!({
+        "limit": LIMIT,
+        "project_ids": org.projects.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        "active_projects": org.projects.iter().filter(|p| !p.is_archived()).count(),
+        "projects": projects,
+    })
+}
+
+#[test]
+fn the_official_python_client_lists_every_family_with_auto_pagination() {
+    crate::support::tools::require_python_module("openai", "openai>=3.57");
+
+    let mut org = Org::generate(10, 42, now());
+    // Make sure an archived project is part of the run.
+    if !org.projects.iter().any(|p| p.is_archived()) {
+        org.projects[1].status = "archived".into();
+        org.projects[1].archived_at = Some(now());
+    }
+    let want = expected(&org);
+    let opts = SimOptions {
+        admin_key: Some(KEY.into()),
+        ..SimOptions::default()
+    };
+    let sim = start_background(org, opts).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let expected_path = dir.path().join("expected.json");
+    std::fs::write(&expected_path, serde_json::to_vec_pretty(&want).unwrap()).unwrap();
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/python/test_sim_openai_client.py"
+    );
+    let out = Command::new(crate::support::tools::python())
+        .arg(script)
+        .arg(sim.base_url())
+        .arg(&expected_path)
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the Python client failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.starts_with("ok:"), "{stdout}");
+    // Small pages: the client must have paged (far more requests than lists).
+    assert!(sim.requests() > 300, "only {} requests", sim.requests());
+}

@@ -1,0 +1,300 @@
+//! `snapshots`, `diff`, `history` and `query` driven through the real binary, over a
+//! database filled through the library (the collector's scope results, synthesized).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use chrono::{TimeZone, Utc};
+use orgwarden::model::{
+    CrawlStats, Family, ProjectId, Scope, ScopeError, ScopeOutcome, ScopeResult, SnapshotStatus,
+};
+use orgwarden::store::Store;
+use serde_json::{Value, json};
+
+fn complete(family: Family, project: Option<&str>, objects: Vec<Value>) -> ScopeResult {
+    ScopeResult {
+        scope: Scope {
+            family,
+            project_id: project.map(ProjectId::from),
+            parent_id: None,
+        },
+        outcome: ScopeOutcome::Complete(objects),
+    }
+}
+
+fn key(id: &str, name: &str, last_used_at: i64) -> Value {
+    json!({"object": "organization.project.api_key", "id": id, "name": name,
+           "redacted_value": "sk-...abc", "created_at": 1_700_000_000, "last_used_at": last_used_at,
+           "owner": {"type": "service_account", "service_account": {"id": "svc_acct_ci", "name": "ci", "role": "member", "created_at": 1}}})
+}
+
+fn org(key_name: &str, last_used_at: i64, with_alert: bool) -> Vec<ScopeResult> {
+    let alerts = if with_alert {
+        vec![
+            json!({"object": "project.spend_alert", "id": "alert_1", "threshold_amount": 10000,
+                    "currency": "USD", "interval": "month",
+                    "notification_channel": {"type": "email", "recipients": ["fin@acme.com"]}}),
+        ]
+    } else {
+        vec![]
+    };
+    vec![
+        complete(
+            Family::Projects,
+            None,
+            vec![
+                json!({"id": "proj_pay", "object": "organization.project", "name": "Payments", "created_at": 1, "status": "active"}),
+                json!({"id": "proj_old", "object": "organization.project", "name": "Old", "created_at": 1, "status": "archived", "archived_at": 2}),
+            ],
+        ),
+        complete(
+            Family::ProjectApiKeys,
+            Some("proj_pay"),
+            vec![key("key_prod", key_name, last_used_at)],
+        ),
+        complete(Family::ProjectSpendAlerts, Some("proj_pay"), alerts),
+    ]
+}
+
+/// A database with three snapshots: the key renamed in the second (and used), the alert
+/// removed in the third; plus a failed fourth.
+fn fixture() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let mut store = Store::open(&path).unwrap();
+    let runs = [
+        ("prod", 100, true),
+        ("production", 200, true),
+        ("production", 300, false),
+    ];
+    for (n, (name, used, alert)) in runs.into_iter().enumerate() {
+        let t = Utc
+            .timestamp_opt(1_800_000_000 + n as i64 * 86_400, 0)
+            .unwrap();
+        let mut w = store.begin_snapshot("acme", t).unwrap();
+        for r in org(name, used, alert) {
+            w.apply(r).unwrap();
+        }
+        let stats = CrawlStats {
+            requests: 4,
+            ..CrawlStats::default()
+        };
+        w.finish(
+            &stats,
+            t + chrono::Duration::seconds(3),
+            SnapshotStatus::Complete,
+        )
+        .unwrap();
+    }
+    let t = Utc.timestamp_opt(1_800_400_000, 0).unwrap();
+    let mut w = store.begin_snapshot("acme", t).unwrap();
+    w.apply(ScopeResult {
+        scope: Scope {
+            family: Family::Projects,
+            project_id: None,
+            parent_id: None,
+        },
+        outcome: ScopeOutcome::Failed(ScopeError {
+            status: Some(401),
+            message: "GET /organization/projects: 401".into(),
+        }),
+    })
+    .unwrap();
+    w.finish(&CrawlStats::default(), t, SnapshotStatus::Failed)
+        .unwrap();
+    (dir, path)
+}
+
+fn run(dir: &Path, db: &Path, args: &[&str]) -> Output {
+    crate::support::orgwarden()
+        .current_dir(dir)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn snapshots_lists_every_snapshot_with_status_and_counts() {
+    let (dir, db) = fixture();
+    let list = stdout_json(&run(dir.path(), &db, &["snapshots", "--format", "json"]));
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 4);
+    assert_eq!(list[0]["status"], "complete");
+    assert_eq!(list[0]["started_at"], "2027-01-15T08:00:00Z");
+    assert_eq!(list[0]["requests"], 4);
+    assert_eq!(list[0]["objects"]["projects"], 2);
+    assert_eq!(list[3]["status"], "failed");
+    assert_eq!(list[3]["scopes_failed"], 1);
+    let csv = run(dir.path(), &db, &["snapshots", "--format", "csv"]);
+    let text = String::from_utf8(csv.stdout).unwrap();
+    assert!(
+        text.starts_with("id,started_at,finished_at,status,"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 5);
+}
+
+#[test]
+fn diff_defaults_to_the_last_two_usable_snapshots() {
+    let (dir, db) = fixture();
+    let diff = stdout_json(&run(dir.path(), &db, &["diff", "--format", "json"]));
+    assert_eq!(diff["from"]["id"], 2);
+    assert_eq!(diff["to"]["id"], 3);
+    assert_eq!(
+        diff["changes"],
+        json!([{"change": "removed", "resource_type": "project_spend_alerts", "project_id": "proj_pay",
+                "parent_id": null, "resource_id": "alert_1", "fields": []}])
+    );
+}
+
+#[test]
+fn diff_shows_changed_fields_but_never_a_volatile_one() {
+    let (dir, db) = fixture();
+    let diff = stdout_json(&run(
+        dir.path(),
+        &db,
+        &["diff", "1", "2", "--format", "json"],
+    ));
+    assert_eq!(
+        diff["changes"],
+        json!([{"change": "changed", "resource_type": "project_api_keys", "project_id": "proj_pay",
+                "parent_id": null, "resource_id": "key_prod",
+                "fields": [{"path": "$.name", "old": "prod", "new": "production"}]}])
+    );
+    let table = run(dir.path(), &db, &["diff", "1", "3"]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    insta::assert_snapshot!("diff_table", text);
+    let across_failed = run(dir.path(), &db, &["diff", "3", "4"]);
+    let text = String::from_utf8(across_failed.stdout).unwrap();
+    assert!(text.contains("0 object(s) differ"), "{text}");
+    assert!(
+        text.contains("note: snapshot 4 failed and changed nothing"),
+        "{text}"
+    );
+}
+
+#[test]
+fn history_lists_every_version_of_an_object() {
+    let (dir, db) = fixture();
+    let history = stdout_json(&run(
+        dir.path(),
+        &db,
+        &["history", "alert_1", "--format", "json"],
+    ));
+    let kinds: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["added", "removed"]);
+    assert_eq!(history[0]["valid_to_snapshot_id"], 3);
+    let table = run(dir.path(), &db, &["history", "key_prod"]);
+    insta::assert_snapshot!("history_table", String::from_utf8(table.stdout).unwrap());
+    let missing = run(dir.path(), &db, &["history", "key_nope"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no object with id `key_nope`"));
+}
+
+#[test]
+fn query_prints_rows_keyed_by_column_name() {
+    let (dir, db) = fixture();
+    let rows = stdout_json(&run(
+        dir.path(),
+        &db,
+        &[
+            "query",
+            "SELECT id, status, archived_at FROM projects ORDER BY id",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        rows,
+        json!([{"id": "proj_old", "status": "archived", "archived_at": 2},
+               {"id": "proj_pay", "status": "active", "archived_at": null}])
+    );
+    let csv = run(
+        dir.path(),
+        &db,
+        &[
+            "query",
+            "SELECT id, last_used_at, owner_id FROM project_api_keys",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8(csv.stdout).unwrap(),
+        "id,last_used_at,owner_id\nkey_prod,300,svc_acct_ci\n"
+    );
+}
+
+#[test]
+fn query_cannot_modify_the_database() {
+    let (dir, db) = fixture();
+    for sql in [
+        "DELETE FROM object",
+        "DROP VIEW projects",
+        "UPDATE snapshot SET org = 'x'",
+        "CREATE TABLE t (a)",
+    ] {
+        let out = run(dir.path(), &db, &["query", sql]);
+        assert_eq!(out.status.code(), Some(2), "{sql}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("query is read-only"), "{sql}: {err}");
+    }
+    let rows = stdout_json(&run(
+        dir.path(),
+        &db,
+        &[
+            "query",
+            "SELECT count(*) AS n FROM object",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(rows[0]["n"], 4);
+}
+
+#[test]
+fn query_with_bad_sql_shows_sqlites_message() {
+    let (dir, db) = fixture();
+    let out = run(dir.path(), &db, &["query", "SELEC * FROM projects"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("syntax error"));
+    let out = run(dir.path(), &db, &["query", "SELECT * FROM no_such_view"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such table: no_such_view"));
+}
+
+#[test]
+fn read_commands_on_a_missing_database_say_to_snapshot_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("none.db");
+    for args in [
+        &["snapshots"][..],
+        &["diff"],
+        &["history", "x"],
+        &["query", "SELECT 1"],
+    ] {
+        let out = run(dir.path(), &db, args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no database at") && err.contains("run `orgwarden snapshot` first"),
+            "{err}"
+        );
+    }
+    assert!(!db.exists(), "a read command must not create the database");
+}

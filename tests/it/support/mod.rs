@@ -1,0 +1,28 @@
+//! What the integration tests share: one way to run the binary, the tools some tests need
+//! from outside Rust, the simulator client, and the fixture organizations.
+
+#![allow(dead_code)]
+
+pub mod orgs;
+pub mod sim_api;
+pub mod tools;
+
+use std::process::Command;
+
+/// The `orgwarden` binary under test, with every environment variable that could point it at
+/// a developer's own configuration, database, key or simulator removed: each test says what
+/// it wants explicitly.
+pub fn orgwarden() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orgwarden"));
+    for var in [
+        "ORGWARDEN_CONFIG",
+        "ORGWARDEN_DB",
+        "ORGWARDEN_BASE_URL",
+        "ORGWARDEN_SIM_ADMIN_KEY",
+        "OPENAI_ADMIN_KEY",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
