@@ -14,7 +14,7 @@ use orgwarden::store::Store;
 use serde_json::json;
 
 const CHILD_DB: &str = "ORGWARDEN_TEST_CRASH_CHILD_DB";
-const TEST_NAME: &str = "killed_writer_leaves_the_last_committed_snapshot_intact";
+const TEST_NAME: &str = "store_crash::killed_writer_leaves_the_last_committed_snapshot_intact";
 
 /// Every key's name carries the run number, so a view mixing two runs is detectable.
 fn org(run: i64) -> Vec<ScopeResult> {
