@@ -17,5 +17,6 @@ pub mod notify;
 pub mod report;
 pub mod rules;
 pub mod schedule;
+pub mod secrets;
 pub mod sim;
 pub mod store;

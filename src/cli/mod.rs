@@ -213,7 +213,7 @@ pub fn main() -> ExitCode {
             let exit = error
                 .downcast_ref::<CliError>()
                 .map_or(Exit::Usage, |e| e.exit);
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", crate::secrets::scrub(&format!("{error:#}")));
             exit.into()
         }
     }
@@ -270,7 +270,8 @@ fn init_logging(global: &GlobalArgs, quiet_default: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        // Every line, from any crate, is scrubbed of registered secrets before it is written.
+        .with_writer(crate::secrets::ScrubbedStderr);
     let _ = match global.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

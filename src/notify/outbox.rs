@@ -223,7 +223,8 @@ pub fn deliver(
             Err(err) => {
                 let attempts = attempts.saturating_add(1);
                 let next = now + backoff(attempts);
-                let text = err.to_string();
+                // A server may quote the credentials back in its reply: nothing secret is stored.
+                let text = crate::secrets::scrub(&err.to_string()).into_owned();
                 conn.execute(
                     "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4
                      WHERE id = ?1",

@@ -1,0 +1,171 @@
+//! Every secret orgwarden holds, registered once, and scrubbed from whatever text leaves the
+//! process: log lines (third-party crates' included), error messages and stored error text.
+//!
+//! Keeping secrets out of `Debug` (`SecretString`) is not enough: a library can log what it
+//! sends (an SMTP `AUTH PLAIN` line is the base64 of the password), and a server can quote
+//! credentials back in an error that then reaches the log and the outbox. So the text itself
+//! is filtered, at the last point before it is written, for every form in which a registered
+//! secret can travel: as it is, and base64-encoded as SMTP authentication sends it.
+
+use std::borrow::Cow;
+use std::io::{self, Write};
+use std::sync::{PoisonError, RwLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
+
+/// What a secret is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// Shorter values are not scrubbed: replacing every `ab` in every log line would hide more
+/// than it protects, and no real credential is that short.
+const MIN_LEN: usize = 6;
+
+/// The forms of every registered secret, longest first so a longer form is replaced before
+/// a shorter one inside it.
+static FORMS: RwLock<Vec<SecretString>> = RwLock::new(Vec::new());
+
+/// Registers a secret (an admin key, a password, a webhook URL or signing secret) so that it
+/// is scrubbed from logs and errors from now on. Registering the same value twice is harmless.
+pub fn register(secret: &SecretString) {
+    let value = secret.expose_secret();
+    let mut forms = vec![value.to_owned(), STANDARD.encode(value)];
+    // Inside a longer encoded message (an SMTP line, a quoted reply) the secret starts at a
+    // byte offset of 0, 1 or 2 modulo 3, and each gives different characters. Keep, for each,
+    // only the characters made of the secret's bits alone: they are the same whatever
+    // surrounds the secret.
+    for shift in 0..3 {
+        let mut shifted = vec![0u8; shift];
+        shifted.extend_from_slice(value.as_bytes());
+        let encoded = STANDARD.encode(&shifted);
+        let first = (shift * 8).div_ceil(6);
+        let end = (shifted.len() * 8) / 6;
+        if let Some(middle) = encoded.get(first..end) {
+            forms.push(middle.to_owned());
+        }
+    }
+    add_forms(forms);
+}
+
+/// Registers the SMTP credentials in the forms `AUTH PLAIN` and `AUTH LOGIN` send them.
+pub fn register_smtp(user: &str, password: &SecretString) {
+    register(password);
+    let plain = format!("\0{user}\0{}", password.expose_secret());
+    add_forms(vec![STANDARD.encode(plain.as_bytes())]);
+}
+
+fn add_forms(new: Vec<String>) {
+    let mut forms = FORMS.write().unwrap_or_else(PoisonError::into_inner);
+    for form in new {
+        if form.len() >= MIN_LEN && !forms.iter().any(|f| f.expose_secret() == form) {
+            forms.push(SecretString::from(form));
+        }
+    }
+    forms.sort_by_key(|f| std::cmp::Reverse(f.expose_secret().len()));
+}
+
+/// `text` with every registered secret, in every form, replaced by [`REDACTED`].
+pub fn scrub(text: &str) -> Cow<'_, str> {
+    let forms = FORMS.read().unwrap_or_else(PoisonError::into_inner);
+    let mut out = Cow::Borrowed(text);
+    for form in forms.iter() {
+        let form = form.expose_secret();
+        if out.contains(form) {
+            out = Cow::Owned(out.replace(form, REDACTED));
+        }
+    }
+    out
+}
+
+/// A log writer that scrubs each line before it reaches stderr. Used as the tracing
+/// subscriber's writer, so every crate's log output passes through it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScrubbedStderr;
+
+/// One event's writer: buffers what the formatter writes and emits it scrubbed on drop.
+#[derive(Debug, Default)]
+pub struct ScrubbedLine {
+    buffer: Vec<u8>,
+}
+
+impl Write for ScrubbedLine {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ScrubbedLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buffer);
+        // A failed write to stderr has nowhere better to be reported.
+        let _ = io::stderr().lock().write_all(scrub(&text).as_bytes());
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbedStderr {
+    type Writer = ScrubbedLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        // The formatter writes one event per writer, so each line is scrubbed whole and a
+        // secret cannot be split across two writes.
+        ScrubbedLine::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registered_secret_is_scrubbed_as_it_is_and_base64_encoded() {
+        let secret = SecretString::from("sk-admin-canary-4f1c2e");
+        register(&secret);
+        let text = format!(
+            "key sk-admin-canary-4f1c2e and {}",
+            STANDARD.encode("sk-admin-canary-4f1c2e")
+        );
+        assert_eq!(scrub(&text), format!("key {REDACTED} and {REDACTED}"));
+    }
+
+    #[test]
+    fn smtp_auth_plain_and_login_lines_are_scrubbed() {
+        let password = SecretString::from("hunter2-canary-pw");
+        register_smtp("orgwarden", &password);
+        let plain = STANDARD.encode("\0orgwarden\0hunter2-canary-pw");
+        let login = STANDARD.encode("hunter2-canary-pw");
+        let lines = format!("C: AUTH PLAIN {plain}\nC: {login}\n");
+        let scrubbed = scrub(&lines);
+        assert!(!scrubbed.contains(&plain), "{scrubbed}");
+        assert!(!scrubbed.contains(&login), "{scrubbed}");
+        assert!(!scrubbed.contains("hunter2"), "{scrubbed}");
+    }
+
+    #[test]
+    fn a_secret_inside_a_longer_base64_message_is_not_readable() {
+        let password = SecretString::from("quoted-back-secret-99");
+        register(&password);
+        for prefix in ["", "a", "ab", "abc"] {
+            let encoded = STANDARD.encode(format!("{prefix}quoted-back-secret-99 tail"));
+            let scrubbed = scrub(&encoded);
+            // The secret's 21 bytes are 28 base64 characters; all but the one or two that
+            // share bits with its neighbours must be gone.
+            assert!(scrubbed.contains(REDACTED), "prefix {prefix:?}: {scrubbed}");
+            assert!(
+                scrubbed.len() + 24 <= encoded.len() + REDACTED.len(),
+                "prefix {prefix:?}: {encoded} → {scrubbed}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_values_are_not_treated_as_secrets() {
+        register(&SecretString::from("ab"));
+        assert_eq!(scrub("tab cab"), "tab cab");
+    }
+}
