@@ -10,6 +10,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// Why the daemon lock could not be taken.
@@ -71,7 +72,12 @@ impl DaemonLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
+            .map_err(io)?;
+        // A lock file left by an older version may be world-readable; it names our pid only,
+        // but nothing of ours is for others.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(io)?;
         // std's `File::try_lock` is newer than the crate's declared rust-version; the
         // toolchain this project builds with has it.
@@ -122,6 +128,20 @@ impl Drop for DaemonLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lock_file_is_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("o.db");
+        std::fs::write(lock_path(&db), "").unwrap();
+        std::fs::set_permissions(lock_path(&db), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _lock = DaemonLock::acquire(&db).unwrap();
+        let mode = std::fs::metadata(lock_path(&db))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     #[test]
     fn second_lock_on_the_same_database_is_refused_with_the_holder_pid() {

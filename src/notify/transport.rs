@@ -6,7 +6,9 @@
 //! carries the server's own reply: that is what an operator needs from `notify test` and
 //! what the outbox keeps in `last_error`.
 
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -238,11 +240,26 @@ pub fn is_loopback(host: &str) -> bool {
 
 fn write_file(dir: &std::path::Path, message: &Outgoing<'_>) -> Result<String, DeliveryError> {
     let file_err = |path: PathBuf| move |source| DeliveryError::File { path, source };
-    std::fs::create_dir_all(dir).map_err(file_err(dir.to_owned()))?;
+    // Digests name the organization's people and problems: the folder and its files are the
+    // owner's alone, whatever the umask.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(file_err(dir.to_owned()))?;
     let path = dir.join(format!("{}.eml", message.name));
     // Written under a temporary name and renamed, so a reader never sees half a message.
     let tmp = dir.join(format!(".{}.eml.tmp", message.name));
-    std::fs::write(&tmp, message.bytes).map_err(file_err(tmp.clone()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(file_err(tmp.clone()))?;
+    file.write_all(message.bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(file_err(tmp.clone()))?;
     std::fs::rename(&tmp, &path).map_err(file_err(path.clone()))?;
     Ok(path.display().to_string())
 }
@@ -538,5 +555,25 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(files, vec!["orgwarden-1.eml".to_owned()]);
+    }
+
+    #[test]
+    fn file_transport_keeps_the_outbox_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox");
+        Transport::File {
+            dir: outbox.clone(),
+        }
+        .send(&Outgoing {
+            from: "a@example.com",
+            to: &["b@example.com".into()],
+            bytes: b"Subject: x\r\n\r\nhi\r\n",
+            name: "orgwarden-2",
+        })
+        .unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&outbox), 0o700);
+        assert_eq!(mode(&outbox.join("orgwarden-2.eml")), 0o600);
     }
 }
