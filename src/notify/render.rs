@@ -530,95 +530,9 @@ fn group<'a>(
 
 fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: &str) -> Ctx {
     let now = digest.generated_at;
-    let section = |reason: Reason, key, title, intro| {
-        let (groups, more) = group(
-            digest
-                .with_reason(reason)
-                .map(|a| (&a.finding, a.detail.as_deref())),
-            now,
-            MAX_LISTED,
-        );
-        Section {
-            key,
-            title,
-            intro,
-            count: digest.count(reason),
-            groups,
-            more,
-        }
-    };
-    let sections: Vec<Section> = [
-        section(
-            Reason::New,
-            "new",
-            "New",
-            "Findings announced for the first time.",
-        ),
-        section(
-            Reason::Reopened,
-            "reopened",
-            "Reopened",
-            "Findings that had been resolved or exempted and hold again.",
-        ),
-        section(
-            Reason::Escalated,
-            "escalated",
-            "Severity raised",
-            "Open findings whose severity went up.",
-        ),
-        section(
-            Reason::Resolved,
-            "resolved",
-            "Resolved",
-            "Findings that no longer hold.",
-        ),
-    ]
-    .into_iter()
-    .filter(|s| s.count > 0)
-    .collect();
-
     let reminders = digest.count(Reason::Reminder);
-    let (groups, more, listed) = if reminders > 0 {
-        let (groups, more) = group(
-            digest
-                .with_reason(Reason::Reminder)
-                .map(|a| (&a.finding, None)),
-            now,
-            MAX_LISTED,
-        );
-        (groups, more, reminders.min(MAX_LISTED))
-    } else {
-        let announced: std::collections::HashSet<&str> = digest
-            .announced
-            .iter()
-            .map(|a| a.finding.fingerprint.as_str())
-            .collect();
-        let oldest = digest
-            .open
-            .iter()
-            .filter(|f| !announced.contains(f.fingerprint.as_str()));
-        let shown: Vec<&FindingState> = oldest.take(OLDEST_SHOWN).collect();
-        let listed = shown.len();
-        let (groups, _) = group(shown.into_iter().map(|f| (f, None)), now, OLDEST_SHOWN);
-        let announced_open = digest
-            .open
-            .iter()
-            .filter(|f| announced.contains(f.fingerprint.as_str()))
-            .count();
-        let unlisted = digest.open.len().saturating_sub(listed + announced_open);
-        (groups, unlisted, listed)
-    };
-    let still_open = StillOpen {
-        total: digest.open.len(),
-        reminder: reminders > 0,
-        listed,
-        groups,
-        more,
-        oldest_since: digest
-            .open
-            .first()
-            .map(|f| f.first_seen.format("%Y-%m-%d").to_string()),
-    };
+    let sections = sections(digest, now);
+    let still_open = still_open(digest, now);
     Ctx {
         organization: one_line(&digest.organization),
         subject: subject.to_owned(),
@@ -650,6 +564,103 @@ fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: 
             .collect(),
         sections,
         still_open,
+    }
+}
+
+/// The digest's sections (new, reopened, escalated, resolved) that have findings.
+fn sections(digest: &Digest, now: DateTime<Utc>) -> Vec<Section> {
+    let section = |reason: Reason, key, title, intro| {
+        let (groups, more) = group(
+            digest
+                .with_reason(reason)
+                .map(|a| (&a.finding, a.detail.as_deref())),
+            now,
+            MAX_LISTED,
+        );
+        Section {
+            key,
+            title,
+            intro,
+            count: digest.count(reason),
+            groups,
+            more,
+        }
+    };
+    [
+        section(
+            Reason::New,
+            "new",
+            "New",
+            "Findings announced for the first time.",
+        ),
+        section(
+            Reason::Reopened,
+            "reopened",
+            "Reopened",
+            "Findings that had been resolved or exempted and hold again.",
+        ),
+        section(
+            Reason::Escalated,
+            "escalated",
+            "Severity raised",
+            "Open findings whose severity went up.",
+        ),
+        section(
+            Reason::Resolved,
+            "resolved",
+            "Resolved",
+            "Findings that no longer hold.",
+        ),
+    ]
+    .into_iter()
+    .filter(|s| s.count > 0)
+    .collect()
+}
+
+/// The "still open" part: the reminders when this digest is a reminder, otherwise the
+/// oldest open findings this digest does not already announce.
+fn still_open(digest: &Digest, now: DateTime<Utc>) -> StillOpen {
+    let reminders = digest.count(Reason::Reminder);
+    let (groups, more, listed) = if reminders > 0 {
+        let (groups, more) = group(
+            digest
+                .with_reason(Reason::Reminder)
+                .map(|a| (&a.finding, None)),
+            now,
+            MAX_LISTED,
+        );
+        (groups, more, reminders.min(MAX_LISTED))
+    } else {
+        let announced: std::collections::HashSet<&str> = digest
+            .announced
+            .iter()
+            .map(|a| a.finding.fingerprint.as_str())
+            .collect();
+        let oldest = digest
+            .open
+            .iter()
+            .filter(|f| !announced.contains(f.fingerprint.as_str()));
+        let shown: Vec<&FindingState> = oldest.take(OLDEST_SHOWN).collect();
+        let listed = shown.len();
+        let (groups, _) = group(shown.into_iter().map(|f| (f, None)), now, OLDEST_SHOWN);
+        let announced_open = digest
+            .open
+            .iter()
+            .filter(|f| announced.contains(f.fingerprint.as_str()))
+            .count();
+        let unlisted = digest.open.len().saturating_sub(listed + announced_open);
+        (groups, unlisted, listed)
+    };
+    StillOpen {
+        total: digest.open.len(),
+        reminder: reminders > 0,
+        listed,
+        groups,
+        more,
+        oldest_since: digest
+            .open
+            .first()
+            .map(|f| f.first_seen.format("%Y-%m-%d").to_string()),
     }
 }
 

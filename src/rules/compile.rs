@@ -12,38 +12,9 @@ use crate::model::Family;
 
 use super::parse::{RawCond, Value};
 
-/// The operators a condition may use, with what each one means.
-pub const OPS: &[(&str, &str)] = &[
-    ("eq", "equals the value"),
-    ("ne", "differs from the value (a missing value differs)"),
-    ("lt", "less than"),
-    ("le", "less than or equal"),
-    ("gt", "greater than"),
-    ("ge", "greater than or equal"),
-    ("in", "is one of a list"),
-    (
-        "not_in",
-        "is not one of a list (a missing value is not in it)",
-    ),
-    (
-        "matches",
-        "matches a glob pattern (`*`, `?`, `[a-z]`; case-sensitive)",
-    ),
-    ("absent", "is missing (null)"),
-    ("present", "is not missing"),
-    (
-        "empty",
-        "a JSON list column that is missing or has no items",
-    ),
-    ("not_empty", "a JSON list column with at least one item"),
-    ("contains", "a JSON list column that holds the value"),
-    ("older_than", "a time more than the age before now"),
-    ("newer_than", "a time less than the age before now"),
-    (
-        "within_next",
-        "a time before now plus the age (times already past included)",
-    ),
-];
+mod op;
+
+pub use op::{Op, OperandKind, UnknownOp};
 
 /// The columns of a family's view, in order.
 pub fn view_columns(family: Family) -> Vec<&'static str> {
@@ -194,8 +165,7 @@ impl Compiler<'_> {
                     ok = false;
                 }
                 let op_name = op.get_ref().as_str();
-                if !OPS.iter().any(|(o, _)| *o == op_name) {
-                    let names: Vec<&str> = OPS.iter().map(|(o, _)| *o).collect();
+                let Ok(operator) = op_name.parse::<Op>() else {
                     self.diags
                         .error(
                             "unknown-op",
@@ -204,40 +174,15 @@ impl Compiler<'_> {
                             format!("unknown operator `{op_name}`"),
                         )
                         .label("unknown operator")
-                        .help(format!("operators: {}", names.join(", ")));
+                        .help(format!("operators: {}", Op::names()));
                     return None;
-                }
-                let operand = self.operand(op_name, value, param, span)?;
+                };
+                let operand = self.operand(operator, value, param, span)?;
                 if !ok {
                     return None;
                 }
                 let col = format!("t.\"{}\"", field.get_ref());
-                Some(match op_name {
-                    "eq" => format!("{col} = {}", operand?),
-                    "ne" => format!("{col} IS NOT {}", operand?),
-                    "lt" => format!("{col} < {}", operand?),
-                    "le" => format!("{col} <= {}", operand?),
-                    "gt" => format!("{col} > {}", operand?),
-                    "ge" => format!("{col} >= {}", operand?),
-                    "in" => format!("{col} IN (SELECT value FROM json_each({}))", operand?),
-                    "not_in" => format!(
-                        "({col} IS NULL OR {col} NOT IN (SELECT value FROM json_each({})))",
-                        operand?
-                    ),
-                    "matches" => format!("{col} GLOB {}", operand?),
-                    "absent" => format!("{col} IS NULL"),
-                    "present" => format!("{col} IS NOT NULL"),
-                    "empty" => format!("({col} IS NULL OR json_array_length({col}) = 0)"),
-                    "not_empty" => format!("json_array_length({col}) > 0"),
-                    "contains" => format!(
-                        "EXISTS (SELECT 1 FROM json_each({col}) WHERE value = {})",
-                        operand?
-                    ),
-                    "older_than" => format!("{col} < :now - {}", operand?),
-                    "newer_than" => format!("{col} >= :now - {}", operand?),
-                    "within_next" => format!("{col} < :now + {}", operand?),
-                    _ => unreachable!("operator checked against OPS above"),
-                })
+                Some(operator.sql(&col, operand.as_deref().unwrap_or_default()))
             }
         }
     }
@@ -246,13 +191,12 @@ impl Compiler<'_> {
     /// after recording a problem.
     fn operand(
         &mut self,
-        op: &str,
+        op: Op,
         value: &Option<toml::Spanned<Value>>,
         param: &Option<toml::Spanned<String>>,
         span: &std::ops::Range<usize>,
     ) -> Option<Option<String>> {
-        let unary = matches!(op, "absent" | "present" | "empty" | "not_empty");
-        if unary {
+        if op.operand() == OperandKind::None {
             if let Some(v) = value {
                 self.diags
                     .error(
@@ -266,9 +210,7 @@ impl Compiler<'_> {
             }
             return Some(None);
         }
-        let age = matches!(op, "older_than" | "newer_than" | "within_next");
-        let list = matches!(op, "in" | "not_in");
-        match (value, param) {
+        let source = match (value, param) {
             (Some(_), Some(p)) => {
                 self.diags.error(
                     "bad-condition",
@@ -276,7 +218,7 @@ impl Compiler<'_> {
                     Some(p.span()),
                     "a condition has `value` or `param`, not both",
                 );
-                None
+                return None;
             }
             (None, None) => {
                 self.diags
@@ -287,92 +229,80 @@ impl Compiler<'_> {
                         format!("`{op}` needs a `value` or a `param`"),
                     )
                     .help("add value = ... or param = \"name of a [rule.params] entry\"");
-                None
+                return None;
             }
-            (Some(v), None) => {
-                let source = if age {
-                    match v.get_ref() {
-                        Value::Str(s) => match parse_age(s) {
-                            Some(secs) => BindSource::AgeSeconds(secs),
-                            None => {
-                                self.bad_age(v.span(), s);
-                                return None;
-                            }
-                        },
-                        other => {
-                            self.wrong_value(v.span(), op, "an age string like \"90d\"", other);
-                            return None;
-                        }
-                    }
-                } else if list {
-                    if !matches!(v.get_ref(), Value::List(_)) {
-                        self.wrong_value(v.span(), op, "a list of strings", v.get_ref());
-                        return None;
-                    }
-                    BindSource::Literal(v.get_ref().clone())
-                } else {
-                    if matches!(v.get_ref(), Value::List(_)) && op != "contains" {
-                        self.wrong_value(v.span(), op, "a single value", v.get_ref());
-                        return None;
-                    }
-                    BindSource::Literal(v.get_ref().clone())
-                };
-                Some(Some(self.bind(source)))
-            }
-            (None, Some(p)) => {
-                let name = p.get_ref();
-                let Some(default) = self.params.get(name) else {
-                    let known: Vec<&str> = self.params.keys().map(String::as_str).collect();
-                    self.diags
-                        .error(
-                            "unknown-param",
-                            Some(self.file),
-                            Some(p.span()),
-                            format!("the rule has no param `{name}`"),
-                        )
-                        .help(if known.is_empty() {
-                            "declare it under [rule.params]".to_owned()
-                        } else {
-                            format!("params: {}", known.join(", "))
-                        });
-                    return None;
-                };
-                let fits = if age {
-                    match default {
-                        Value::Int(_) => true,
-                        Value::Str(s) => {
-                            if parse_age(s).is_none() {
-                                self.bad_age(p.span(), s);
-                                return None;
-                            }
-                            true
-                        }
-                        _ => false,
-                    }
-                } else if list {
-                    matches!(default, Value::List(_))
-                } else {
-                    !matches!(default, Value::List(_))
-                };
-                if !fits {
-                    let expected = if age {
-                        "an integer (days) or an age string"
-                    } else if list {
-                        "a list of strings"
-                    } else {
-                        "a single value"
-                    };
-                    self.wrong_value(p.span(), op, expected, default);
+            (Some(v), None) => self.literal_operand(op, v)?,
+            (None, Some(p)) => self.param_operand(op, p)?,
+        };
+        Some(Some(self.bind(source)))
+    }
+
+    /// Checks a literal against the operator's operand kind; ages are converted to
+    /// seconds here so a bad one is reported by `rules check`, not at evaluation.
+    fn literal_operand(&mut self, op: Op, v: &toml::Spanned<Value>) -> Option<BindSource> {
+        let kind = op.operand();
+        let fits = match (kind, v.get_ref()) {
+            (OperandKind::Age, Value::Str(s)) => match parse_age(s) {
+                Some(secs) => return Some(BindSource::AgeSeconds(secs)),
+                None => {
+                    self.bad_age(v.span(), s);
                     return None;
                 }
-                let source = if age {
-                    BindSource::ParamAge(name.clone())
-                } else {
-                    BindSource::Param(name.clone())
-                };
-                Some(Some(self.bind(source)))
-            }
+            },
+            (OperandKind::Age, _) => false,
+            (OperandKind::List, value) => matches!(value, Value::List(_)),
+            (_, value) => !matches!(value, Value::List(_)),
+        };
+        if !fits {
+            self.wrong_value(v.span(), op, kind.literal_expectation(), v.get_ref());
+            return None;
         }
+        Some(BindSource::Literal(v.get_ref().clone()))
+    }
+
+    /// Checks that a param exists and that its default fits the operator's operand kind;
+    /// overrides from `orgwarden.toml` must have the default's type, so they fit too.
+    fn param_operand(&mut self, op: Op, p: &toml::Spanned<String>) -> Option<BindSource> {
+        let name = p.get_ref();
+        let Some(default) = self.params.get(name) else {
+            let known: Vec<&str> = self.params.keys().map(String::as_str).collect();
+            self.diags
+                .error(
+                    "unknown-param",
+                    Some(self.file),
+                    Some(p.span()),
+                    format!("the rule has no param `{name}`"),
+                )
+                .help(if known.is_empty() {
+                    "declare it under [rule.params]".to_owned()
+                } else {
+                    format!("params: {}", known.join(", "))
+                });
+            return None;
+        };
+        let kind = op.operand();
+        let fits = match (kind, default) {
+            (OperandKind::Age, Value::Int(_)) => true,
+            (OperandKind::Age, Value::Str(s)) => {
+                if parse_age(s).is_none() {
+                    self.bad_age(p.span(), s);
+                    return None;
+                }
+                true
+            }
+            (OperandKind::Age, _) => false,
+            (OperandKind::List, value) => matches!(value, Value::List(_)),
+            (_, value) => !matches!(value, Value::List(_)),
+        };
+        if !fits {
+            self.wrong_value(p.span(), op, kind.param_expectation(), default);
+            return None;
+        }
+        Some(if kind == OperandKind::Age {
+            BindSource::ParamAge(name.clone())
+        } else {
+            BindSource::Param(name.clone())
+        })
     }
 
     fn bad_age(&mut self, span: std::ops::Range<usize>, text: &str) {
@@ -387,7 +317,7 @@ impl Compiler<'_> {
             .help("ages are like \"90d\", \"12h\", \"30m\", \"45s\" or \"2w\"");
     }
 
-    fn wrong_value(&mut self, span: std::ops::Range<usize>, op: &str, expected: &str, got: &Value) {
+    fn wrong_value(&mut self, span: std::ops::Range<usize>, op: Op, expected: &str, got: &Value) {
         self.diags
             .error(
                 "wrong-value-type",
@@ -712,6 +642,29 @@ mod tests {
             )
             .unwrap_err(),
             "bad-age"
+        );
+    }
+
+    #[test]
+    fn contains_takes_one_item_not_a_list() {
+        assert_eq!(
+            run(
+                "field = \"name\"\nop = \"contains\"\nvalue = [\"a\"]",
+                &[],
+                &keys()
+            )
+            .unwrap_err(),
+            "wrong-value-type"
+        );
+        let p = [("items", Value::List(vec!["a".into()]))];
+        assert_eq!(
+            run(
+                "field = \"name\"\nop = \"contains\"\nparam = \"items\"",
+                &p,
+                &keys()
+            )
+            .unwrap_err(),
+            "wrong-value-type"
         );
     }
 

@@ -40,153 +40,14 @@ pub(super) fn validate(
 ) -> Option<Rule> {
     let file = raw.file;
     let before = diags.error_count();
-    let missing = |key: &str, diags: &mut Diagnostics| {
-        diags
-            .error(
-                "missing-key",
-                Some(file),
-                Some(raw.span.clone()),
-                format!("rule is missing `{key}`"),
-            )
-            .label(format!("this rule has no `{key}`"));
-    };
-    let id = match &raw.id {
-        Some(id) if is_kebab(id.get_ref()) => Some(id.get_ref().clone()),
-        Some(id) => {
-            diags
-                .error(
-                    "bad-id",
-                    Some(file),
-                    Some(id.span()),
-                    format!("rule id `{}` is not kebab-case", id.get_ref()),
-                )
-                .label("expected lowercase words joined by `-`");
-            None
-        }
-        None => {
-            missing("id", diags);
-            None
-        }
-    };
-    for (key, value) in [
-        ("title", &raw.title),
-        ("description", &raw.description),
-        ("remediation", &raw.remediation),
-    ] {
-        match value {
-            None => missing(key, diags),
-            Some(v) if v.get_ref().trim().is_empty() => {
-                diags.error(
-                    "empty-value",
-                    Some(file),
-                    Some(v.span()),
-                    format!("`{key}` is empty"),
-                );
-            }
-            Some(_) => {}
-        }
-    }
-    let severity = match &raw.severity {
-        Some(s) => match s.get_ref().parse::<Severity>() {
-            Ok(sev) => Some(sev),
-            Err(msg) => {
-                diags
-                    .error("bad-severity", Some(file), Some(s.span()), msg)
-                    .label("unknown severity");
-                None
-            }
-        },
-        None => {
-            missing("severity", diags);
-            None
-        }
-    };
-    let family = match &raw.resource_type {
-        Some(rt) => match Family::from_view(rt.get_ref()) {
-            Some(f) => Some(f),
-            None => {
-                let views: Vec<&str> = Family::ALL.iter().map(|f| f.view()).collect();
-                diags
-                    .error(
-                        "unknown-resource-type",
-                        Some(file),
-                        Some(rt.span()),
-                        format!("`{}` is not a view", rt.get_ref()),
-                    )
-                    .label("unknown view")
-                    .help(format!("views: {}", views.join(", ")));
-                None
-            }
-        },
-        None => {
-            missing("resource_type", diags);
-            None
-        }
-    };
-    let mut defaults = BTreeMap::new();
-    for (name, value) in &raw.params {
-        if defaults
-            .insert(name.get_ref().clone(), value.get_ref().clone())
-            .is_some()
-        {
-            diags.error(
-                "duplicate-param",
-                Some(file),
-                Some(name.span()),
-                format!("param `{}` is declared twice", name.get_ref()),
-            );
-        }
-    }
-    let body = match (&raw.where_, &raw.sql) {
-        (Some(_), Some(sql)) => {
-            diags
-                .error(
-                    "where-and-sql",
-                    Some(file),
-                    Some(sql.span()),
-                    "a rule has `where` or `sql`, not both",
-                )
-                .label("remove this or the `where`");
-            None
-        }
-        (None, None) => {
-            diags
-                .error(
-                    "missing-key",
-                    Some(file),
-                    Some(raw.span.clone()),
-                    "rule has neither `where` nor `sql`",
-                )
-                .help("add [rule.where] conditions or a `sql` query");
-            None
-        }
-        (Some(cond), None) => family.and_then(|family| {
-            if let Some(m) = &raw.message {
-                check_template(m, family, &defaults, file, diags);
-            }
-            compile::compile_where(cond, family, &defaults, file, diags).map(|compiled| {
-                RuleBody::Where {
-                    compiled,
-                    message: raw.message.as_ref().map(|m| m.get_ref().clone()),
-                }
-            })
-        }),
-        (None, Some(sql)) => {
-            if let Some(m) = &raw.message {
-                diags
-                    .error(
-                        "unexpected-key",
-                        Some(file),
-                        Some(m.span()),
-                        "`message` is for `where` rules; a `sql` rule returns a `message` column",
-                    )
-                    .label("remove this");
-            }
-            Some(RuleBody::Sql {
-                sql: sql.get_ref().clone(),
-            })
-        }
-    };
+    // Every check runs even after one fails, so `rules check` reports all of a rule's
+    // problems at once, in the order of these calls.
+    let id = check_id(&raw, diags);
+    check_prose(&raw, diags);
+    let severity = check_severity(&raw, diags);
+    let family = check_resource_type(&raw, diags);
+    let defaults = check_params(&raw, diags);
+    let body = check_body(&raw, family, &defaults, diags);
     if diags.error_count() > before {
         return None;
     }
@@ -220,6 +81,192 @@ pub(super) fn validate(
         return None;
     }
     Some(rule)
+}
+
+/// Records that the rule lacks `key`.
+fn missing_key(raw: &parse::RawRule, key: &str, diags: &mut Diagnostics) {
+    diags
+        .error(
+            "missing-key",
+            Some(raw.file),
+            Some(raw.span.clone()),
+            format!("rule is missing `{key}`"),
+        )
+        .label(format!("this rule has no `{key}`"));
+}
+
+/// The rule's id, when present and kebab-case.
+fn check_id(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<String> {
+    let file = raw.file;
+    match &raw.id {
+        Some(id) if is_kebab(id.get_ref()) => Some(id.get_ref().clone()),
+        Some(id) => {
+            diags
+                .error(
+                    "bad-id",
+                    Some(file),
+                    Some(id.span()),
+                    format!("rule id `{}` is not kebab-case", id.get_ref()),
+                )
+                .label("expected lowercase words joined by `-`");
+            None
+        }
+        None => {
+            missing_key(raw, "id", diags);
+            None
+        }
+    }
+}
+
+/// `title`, `description` and `remediation` are required and not blank.
+fn check_prose(raw: &parse::RawRule, diags: &mut Diagnostics) {
+    let file = raw.file;
+    for (key, value) in [
+        ("title", &raw.title),
+        ("description", &raw.description),
+        ("remediation", &raw.remediation),
+    ] {
+        match value {
+            None => missing_key(raw, key, diags),
+            Some(v) if v.get_ref().trim().is_empty() => {
+                diags.error(
+                    "empty-value",
+                    Some(file),
+                    Some(v.span()),
+                    format!("`{key}` is empty"),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// The rule's severity, when present and known.
+fn check_severity(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<Severity> {
+    let file = raw.file;
+    match &raw.severity {
+        Some(s) => match s.get_ref().parse::<Severity>() {
+            Ok(sev) => Some(sev),
+            Err(msg) => {
+                diags
+                    .error("bad-severity", Some(file), Some(s.span()), msg)
+                    .label("unknown severity");
+                None
+            }
+        },
+        None => {
+            missing_key(raw, "severity", diags);
+            None
+        }
+    }
+}
+
+/// The family whose view `resource_type` names.
+fn check_resource_type(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<Family> {
+    let file = raw.file;
+    match &raw.resource_type {
+        Some(rt) => match Family::from_view(rt.get_ref()) {
+            Some(f) => Some(f),
+            None => {
+                let views: Vec<&str> = Family::ALL.iter().map(|f| f.view()).collect();
+                diags
+                    .error(
+                        "unknown-resource-type",
+                        Some(file),
+                        Some(rt.span()),
+                        format!("`{}` is not a view", rt.get_ref()),
+                    )
+                    .label("unknown view")
+                    .help(format!("views: {}", views.join(", ")));
+                None
+            }
+        },
+        None => {
+            missing_key(raw, "resource_type", diags);
+            None
+        }
+    }
+}
+
+/// The params' defaults by name; a name declared twice is an error (the last one wins).
+fn check_params(raw: &parse::RawRule, diags: &mut Diagnostics) -> BTreeMap<String, Value> {
+    let file = raw.file;
+    let mut defaults = BTreeMap::new();
+    for (name, value) in &raw.params {
+        if defaults
+            .insert(name.get_ref().clone(), value.get_ref().clone())
+            .is_some()
+        {
+            diags.error(
+                "duplicate-param",
+                Some(file),
+                Some(name.span()),
+                format!("param `{}` is declared twice", name.get_ref()),
+            );
+        }
+    }
+    defaults
+}
+
+/// The rule's body: a compiled `where` (with its `message` template checked) or `sql`,
+/// never both. The `where` needs the view to compile against.
+fn check_body(
+    raw: &parse::RawRule,
+    family: Option<Family>,
+    defaults: &BTreeMap<String, Value>,
+    diags: &mut Diagnostics,
+) -> Option<RuleBody> {
+    let file = raw.file;
+    match (&raw.where_, &raw.sql) {
+        (Some(_), Some(sql)) => {
+            diags
+                .error(
+                    "where-and-sql",
+                    Some(file),
+                    Some(sql.span()),
+                    "a rule has `where` or `sql`, not both",
+                )
+                .label("remove this or the `where`");
+            None
+        }
+        (None, None) => {
+            diags
+                .error(
+                    "missing-key",
+                    Some(file),
+                    Some(raw.span.clone()),
+                    "rule has neither `where` nor `sql`",
+                )
+                .help("add [rule.where] conditions or a `sql` query");
+            None
+        }
+        (Some(cond), None) => family.and_then(|family| {
+            if let Some(m) = &raw.message {
+                check_template(m, family, defaults, file, diags);
+            }
+            compile::compile_where(cond, family, defaults, file, diags).map(|compiled| {
+                RuleBody::Where {
+                    compiled,
+                    message: raw.message.as_ref().map(|m| m.get_ref().clone()),
+                }
+            })
+        }),
+        (None, Some(sql)) => {
+            if let Some(m) = &raw.message {
+                diags
+                    .error(
+                        "unexpected-key",
+                        Some(file),
+                        Some(m.span()),
+                        "`message` is for `where` rules; a `sql` rule returns a `message` column",
+                    )
+                    .label("remove this");
+            }
+            Some(RuleBody::Sql {
+                sql: sql.get_ref().clone(),
+            })
+        }
+    }
 }
 
 /// Checks a `message` template's syntax and that it only names view columns, `params`,

@@ -322,8 +322,41 @@ pub fn page<'t, T, R: Serialize>(
     id: impl Fn(&'t T) -> &'t str,
     render: impl Fn(&'t T) -> R,
 ) -> Answer {
-    let limit = match q.get("limit") {
-        None => spec.default_limit,
+    let limit = page_limit(q, spec)?;
+    let desc = match spec.order {
+        Some(default) => q.enum_value("order", &["asc", "desc"])?.unwrap_or(default) == "desc",
+        None => false,
+    };
+    let ordered: Vec<&T> = if desc {
+        items.iter().rev().copied().collect()
+    } else {
+        items.to_vec()
+    };
+    let (start, end) = page_window(q, spec, limit, &id, &ordered)?;
+    let slice = &ordered[start..end];
+    let has_more = end < ordered.len();
+    let data: Vec<R> = slice.iter().map(|t| render(t)).collect();
+    match spec.envelope {
+        Envelope::NextCursor => bytes(&PageNext {
+            object: "list",
+            data,
+            has_more,
+            next: has_more.then(|| encode_cursor(end)),
+        }),
+        _ => bytes(&PageIds {
+            object: "list",
+            data,
+            first_id: slice.first().map(|t| id(t)),
+            last_id: slice.last().map(|t| id(t)),
+            has_more,
+        }),
+    }
+}
+
+/// The page size a list request asks for, within the list's bounds; `0` means the default.
+fn page_limit(q: &Query, spec: &ListSpec) -> Result<usize, ApiError> {
+    match q.get("limit") {
+        None => Ok(spec.default_limit),
         Some(raw) => {
             let n: i64 = raw.parse().map_err(|_| {
                 ApiError::invalid(
@@ -354,22 +387,24 @@ pub fn page<'t, T, R: Serialize>(
                     ),
                 ));
             }
-            if n == 0 {
+            Ok(if n == 0 {
                 spec.default_limit
             } else {
                 n as usize
-            }
+            })
         }
-    };
-    let desc = match spec.order {
-        Some(default) => q.enum_value("order", &["asc", "desc"])?.unwrap_or(default) == "desc",
-        None => false,
-    };
-    let ordered: Vec<&T> = if desc {
-        items.iter().rev().copied().collect()
-    } else {
-        items.to_vec()
-    };
+    }
+}
+
+/// The `[start, end)` range of `ordered` a request's cursor (`after`/`before`, or an
+/// opaque `next` for next-cursor lists) selects.
+fn page_window<'t, T>(
+    q: &Query,
+    spec: &ListSpec,
+    limit: usize,
+    id: impl Fn(&'t T) -> &'t str,
+    ordered: &[&'t T],
+) -> Result<(usize, usize), ApiError> {
     let position = |cursor: &str, param: &str| {
         ordered.iter().position(|t| id(t) == cursor).ok_or_else(|| {
             ApiError::invalid(
@@ -379,7 +414,7 @@ pub fn page<'t, T, R: Serialize>(
             )
         })
     };
-    let (start, end) = match spec.envelope {
+    let window = match spec.envelope {
         Envelope::NextCursor => {
             let start = match q.get("after") {
                 None | Some("") => 0,
@@ -406,24 +441,7 @@ pub fn page<'t, T, R: Serialize>(
             _ => (0, limit.min(ordered.len())),
         },
     };
-    let slice = &ordered[start..end];
-    let has_more = end < ordered.len();
-    let data: Vec<R> = slice.iter().map(|t| render(t)).collect();
-    match spec.envelope {
-        Envelope::NextCursor => bytes(&PageNext {
-            object: "list",
-            data,
-            has_more,
-            next: has_more.then(|| encode_cursor(end)),
-        }),
-        _ => bytes(&PageIds {
-            object: "list",
-            data,
-            first_id: slice.first().map(|t| id(t)),
-            last_id: slice.last().map(|t| id(t)),
-            has_more,
-        }),
-    }
+    Ok(window)
 }
 
 /// Shape A: `{object, data, first_id, last_id, has_more}`.
@@ -625,24 +643,7 @@ fn read_project(org: &Org, p: &Project, q: &Query, rest: &[&str], req: &Request<
             "service account",
             sid,
         )?)),
-        ["api_keys"] => {
-            // Without the parameter the API shows only keys whose owner still has access.
-            let access = q
-                .enum_value("owner_project_access", &["active", "inactive", "any"])?
-                .unwrap_or("active");
-            let items: Vec<&ApiKey> = p
-                .api_keys
-                .iter()
-                .filter(|k| access == "any" || p.owner_access(k) == access)
-                .collect();
-            page(
-                &items,
-                q,
-                &LIST_DEFAULT,
-                |k| k.id.as_str(),
-                |k| render::api_key(org, p, k),
-            )
-        }
+        ["api_keys"] => list_api_keys(org, p, q),
         ["api_keys", kid] => {
             let k = found(
                 p.api_keys.iter().find(|k| k.id.as_str() == *kid),
@@ -663,16 +664,7 @@ fn read_project(org: &Org, p: &Project, q: &Query, rest: &[&str], req: &Request<
         }
         ["model_permissions"] => bytes(&render::model_permissions(p)),
         ["hosted_tool_permissions"] => bytes(&render::hosted_tool_permissions(p)),
-        ["groups"] => {
-            let items: Vec<&ProjectGroup> = p.groups.iter().collect();
-            page(
-                &items,
-                q,
-                &LIST_GROUPS,
-                |g| g.group_id.as_str(),
-                |g| render::project_group(p, g),
-            )
-        }
+        ["groups"] => list_project_groups(p, q),
         ["groups", gid] => {
             q.enum_value("group_type", &["group", "tenant_group"])?;
             bytes(&render::project_group(
@@ -707,6 +699,38 @@ fn read_project(org: &Org, p: &Project, q: &Query, rest: &[&str], req: &Request<
         }
         _ => Err(ApiError::invalid_url(req.method, req.path)),
     }
+}
+
+/// `GET .../api_keys`: by default only keys whose owner still has access to the project.
+fn list_api_keys(org: &Org, p: &Project, q: &Query) -> Answer {
+    // Without the parameter the API shows only keys whose owner still has access.
+    let access = q
+        .enum_value("owner_project_access", &["active", "inactive", "any"])?
+        .unwrap_or("active");
+    let items: Vec<&ApiKey> = p
+        .api_keys
+        .iter()
+        .filter(|k| access == "any" || p.owner_access(k) == access)
+        .collect();
+    page(
+        &items,
+        q,
+        &LIST_DEFAULT,
+        |k| k.id.as_str(),
+        |k| render::api_key(org, p, k),
+    )
+}
+
+/// `GET .../groups`.
+fn list_project_groups(p: &Project, q: &Query) -> Answer {
+    let items: Vec<&ProjectGroup> = p.groups.iter().collect();
+    page(
+        &items,
+        q,
+        &LIST_GROUPS,
+        |g| g.group_id.as_str(),
+        |g| render::project_group(p, g),
+    )
 }
 
 /// A JSON request body, with validation that answers the API's 400s.
@@ -844,43 +868,9 @@ fn now() -> i64 {
 fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
     let body = || Body::parse(req.body);
     match (req.method, segs) {
-        ("POST", ["organization", "projects"]) => {
-            let b = body()?;
-            let name = b.req_str("name")?;
-            let residency = b.opt_enum("residency", &RESIDENCIES)?;
-            let external_key_id = b.opt_str("external_key_id")?;
-            let id = ProjectId(org.next_id("proj_"));
-            let mut p = Project::new(id, Some(name), now());
-            p.residency = residency;
-            p.external_key_id = external_key_id;
-            let v = render::value(render::project(&p));
-            org.projects.push(p);
-            Ok(v)
-        }
-        ("POST", ["organization", "projects", pid]) => {
-            let i = project_idx(org, pid)?;
-            let b = body()?;
-            let p = &mut org.projects[i];
-            if p.is_archived() {
-                return Err(archived_error());
-            }
-            if let Some(name) = b.opt_str("name")? {
-                p.name = Some(name);
-            }
-            if let Some(k) = b.opt_str("external_key_id")? {
-                p.external_key_id = Some(k);
-            }
-            Ok(render::value(render::project(p)))
-        }
-        ("POST", ["organization", "projects", pid, "archive"]) => {
-            let i = project_idx(org, pid)?;
-            let p = &mut org.projects[i];
-            if !p.is_archived() {
-                p.status = "archived".into();
-                p.archived_at = Some(now());
-            }
-            Ok(render::value(render::project(p)))
-        }
+        ("POST", ["organization", "projects"]) => create_project(org, &body()?),
+        ("POST", ["organization", "projects", pid]) => update_project(org, pid, body),
+        ("POST", ["organization", "projects", pid, "archive"]) => archive_project(org, pid),
         (_, ["organization", "projects", pid, rest @ ..]) => {
             let i = project_idx(org, pid)?;
             write_project(org, i, req, rest, body)
@@ -899,78 +889,134 @@ fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
             let i = project_idx(org, pid)?;
             write_assignment(org, i, req, kind, owner, rest, body)
         }
-        ("POST", ["projects", pid, "roles"]) => {
-            // An unknown project is a 404 before any body check, like every other path.
-            let i = project_idx(org, pid)?;
-            let b = body()?;
-            let name = b.req_str("role_name")?;
-            let permissions = b.req_str_array("permissions")?;
-            let description = b.opt_str("description")?;
-            if org.projects[i].roles.iter().any(|r| r.name == name) {
-                return Err(ApiError::invalid(
-                    "role_name",
-                    "invalid_value",
-                    format!("A role named '{name}' already exists in this project."),
-                ));
-            }
-            let id = RoleId(org.next_id("role_"));
-            let t = now();
-            let role = Role {
-                id,
-                name,
-                description,
-                permissions,
-                resource_type: "api.project".into(),
-                predefined_role: false,
-                created_at: Some(t),
-                updated_at: Some(t),
-                created_by: None,
-                extra: Map::new(),
-            };
-            let v = render::value(render::role(&role));
-            org.projects[i].roles.push(role);
-            Ok(v)
-        }
-        ("POST", ["projects", pid, "roles", rid]) => {
-            let i = project_idx(org, pid)?;
-            let b = body()?;
-            let p = &mut org.projects[i];
-            let r = found(
-                p.roles.iter_mut().find(|r| r.id.as_str() == *rid),
-                "role",
-                rid,
-            )?;
-            if let Some(perms) = b.opt_str_array("permissions")? {
-                r.permissions = perms;
-            }
-            if let Some(d) = b.opt_str("description")? {
-                r.description = Some(d);
-            }
-            if let Some(n) = b.opt_str("role_name")? {
-                r.name = n;
-            }
-            r.updated_at = Some(now());
-            Ok(render::value(render::role(r)))
-        }
-        ("DELETE", ["projects", pid, "roles", rid]) => {
-            let i = project_idx(org, pid)?;
-            let p = &mut org.projects[i];
-            let pos = found(
-                p.roles.iter().position(|r| r.id.as_str() == *rid),
-                "role",
-                rid,
-            )?;
-            let role = p.roles.remove(pos);
-            for u in &mut p.users {
-                u.roles.retain(|r| r != &role.id);
-            }
-            for g in &mut p.groups {
-                g.roles.retain(|r| r != &role.id);
-            }
-            Ok(json!({"object": "role.deleted", "id": role.id, "deleted": true}))
-        }
+        ("POST", ["projects", pid, "roles"]) => create_role(org, pid, body),
+        ("POST", ["projects", pid, "roles", rid]) => update_role(org, pid, rid, body),
+        ("DELETE", ["projects", pid, "roles", rid]) => delete_role(org, pid, rid),
         _ => Err(ApiError::invalid_url(req.method, req.path)),
     }
+}
+
+/// `POST /organization/projects`.
+fn create_project(org: &mut Org, b: &Body) -> Res {
+    let name = b.req_str("name")?;
+    let residency = b.opt_enum("residency", &RESIDENCIES)?;
+    let external_key_id = b.opt_str("external_key_id")?;
+    let id = ProjectId(org.next_id("proj_"));
+    let mut p = Project::new(id, Some(name), now());
+    p.residency = residency;
+    p.external_key_id = external_key_id;
+    let v = render::value(render::project(&p));
+    org.projects.push(p);
+    Ok(v)
+}
+
+/// `POST /organization/projects/{id}`: renames an active project.
+fn update_project(org: &mut Org, pid: &str, body: impl Fn() -> Result<Body, ApiError>) -> Res {
+    let i = project_idx(org, pid)?;
+    let b = body()?;
+    let p = &mut org.projects[i];
+    if p.is_archived() {
+        return Err(archived_error());
+    }
+    if let Some(name) = b.opt_str("name")? {
+        p.name = Some(name);
+    }
+    if let Some(k) = b.opt_str("external_key_id")? {
+        p.external_key_id = Some(k);
+    }
+    Ok(render::value(render::project(p)))
+}
+
+/// `POST /organization/projects/{id}/archive`: archiving twice keeps the first time.
+fn archive_project(org: &mut Org, pid: &str) -> Res {
+    let i = project_idx(org, pid)?;
+    let p = &mut org.projects[i];
+    if !p.is_archived() {
+        p.status = "archived".into();
+        p.archived_at = Some(now());
+    }
+    Ok(render::value(render::project(p)))
+}
+
+/// `POST /projects/{id}/roles`: a custom role, unique by name in its project.
+fn create_role(org: &mut Org, pid: &str, body: impl Fn() -> Result<Body, ApiError>) -> Res {
+    // An unknown project is a 404 before any body check, like every other path.
+    let i = project_idx(org, pid)?;
+    let b = body()?;
+    let name = b.req_str("role_name")?;
+    let permissions = b.req_str_array("permissions")?;
+    let description = b.opt_str("description")?;
+    if org.projects[i].roles.iter().any(|r| r.name == name) {
+        return Err(ApiError::invalid(
+            "role_name",
+            "invalid_value",
+            format!("A role named '{name}' already exists in this project."),
+        ));
+    }
+    let id = RoleId(org.next_id("role_"));
+    let t = now();
+    let role = Role {
+        id,
+        name,
+        description,
+        permissions,
+        resource_type: "api.project".into(),
+        predefined_role: false,
+        created_at: Some(t),
+        updated_at: Some(t),
+        created_by: None,
+        extra: Map::new(),
+    };
+    let v = render::value(render::role(&role));
+    org.projects[i].roles.push(role);
+    Ok(v)
+}
+
+/// `POST /projects/{id}/roles/{role_id}`.
+fn update_role(
+    org: &mut Org,
+    pid: &str,
+    rid: &str,
+    body: impl Fn() -> Result<Body, ApiError>,
+) -> Res {
+    let i = project_idx(org, pid)?;
+    let b = body()?;
+    let p = &mut org.projects[i];
+    let r = found(
+        p.roles.iter_mut().find(|r| r.id.as_str() == rid),
+        "role",
+        rid,
+    )?;
+    if let Some(perms) = b.opt_str_array("permissions")? {
+        r.permissions = perms;
+    }
+    if let Some(d) = b.opt_str("description")? {
+        r.description = Some(d);
+    }
+    if let Some(n) = b.opt_str("role_name")? {
+        r.name = n;
+    }
+    r.updated_at = Some(now());
+    Ok(render::value(render::role(r)))
+}
+
+/// `DELETE /projects/{id}/roles/{role_id}`: members holding the role lose it.
+fn delete_role(org: &mut Org, pid: &str, rid: &str) -> Res {
+    let i = project_idx(org, pid)?;
+    let p = &mut org.projects[i];
+    let pos = found(
+        p.roles.iter().position(|r| r.id.as_str() == rid),
+        "role",
+        rid,
+    )?;
+    let role = p.roles.remove(pos);
+    for u in &mut p.users {
+        u.roles.retain(|r| r != &role.id);
+    }
+    for g in &mut p.groups {
+        g.roles.retain(|r| r != &role.id);
+    }
+    Ok(json!({"object": "role.deleted", "id": role.id, "deleted": true}))
 }
 
 fn write_assignment(
@@ -1080,374 +1126,409 @@ fn write_project(
 ) -> Res {
     let archived = org.projects[i].is_archived();
     match (req.method, rest) {
-        ("POST", ["users"]) => {
-            let b = body()?;
-            let role = b.req_enum("role", &["owner", "member"])?;
-            let user_id = b.opt_str("user_id")?;
-            let email = b.opt_str("email")?;
-            if archived {
-                return Err(archived_error());
-            }
-            let dir = match (&user_id, &email) {
-                (Some(id), _) => found(org.users.get(&UserId::from(id.as_str())), "user", id)?,
-                (None, Some(e)) => found(
-                    org.users.values().find(|u| {
-                        u.email
-                            .as_deref()
-                            .is_some_and(|m| m.eq_ignore_ascii_case(e))
-                    }),
-                    "user with email",
-                    e,
-                )?,
-                (None, None) => return Err(Body::missing("user_id")),
-            };
-            let p = &org.projects[i];
-            if p.user(dir.id.as_str()).is_some() {
-                return Err(ApiError::invalid(
-                    "user_id",
-                    "invalid_value",
-                    format!("User '{}' is already a member of this project.", dir.id),
-                ));
-            }
-            let user = ProjectUser {
-                id: dir.id.clone(),
-                name: dir.name.clone(),
-                email: dir.email.clone(),
-                role,
-                added_at: now(),
-                roles: Vec::new(),
-                extra: Map::new(),
-            };
-            let v = render::value(render::project_user(&user));
-            org.projects[i].users.push(user);
-            Ok(v)
-        }
-        ("POST", ["users", uid]) => {
-            let b = body()?;
-            let role = b.opt_enum("role", &["owner", "member"])?;
-            if archived {
-                return Err(archived_error());
-            }
-            let p = &mut org.projects[i];
-            let u = found(
-                p.users.iter_mut().find(|u| u.id.as_str() == *uid),
-                "user",
-                uid,
-            )?;
-            if let Some(role) = role {
-                u.role = role;
-            }
-            Ok(render::value(render::project_user(u)))
-        }
-        ("DELETE", ["users", uid]) => {
-            let p = &mut org.projects[i];
-            let pos = found(
-                p.users.iter().position(|u| u.id.as_str() == *uid),
-                "user",
-                uid,
-            )?;
-            let u = p.users.remove(pos);
-            Ok(json!({"object": "organization.project.user.deleted", "id": u.id, "deleted": true}))
-        }
-        ("POST", ["service_accounts"]) => {
-            let b = body()?;
-            let name = b.req_str("name")?;
-            let only = b.opt_bool("create_service_account_only")?.unwrap_or(false);
-            if archived {
-                return Err(archived_error());
-            }
-            let id = ServiceAccountId(org.next_id("svc_acct_"));
-            let t = now();
-            let sa = ServiceAccount {
-                id: id.clone(),
-                name,
-                role: if only { "none" } else { "member" }.into(),
-                created_at: t,
-                extra: Map::new(),
-            };
-            let key = if only {
-                Value::Null
-            } else {
-                let key_id = ApiKeyId(org.next_id("key_"));
-                let value = new_secret(org, "sk-svcacct-");
-                let owner = KeyOwner::ServiceAccount(id.clone());
-                let v = json!({
-                    "object": "organization.project.service_account.api_key",
-                    "value": value,
-                    "name": "Secret Key",
-                    "created_at": t,
-                    "id": key_id,
-                });
-                org.projects[i].api_keys.push(ApiKey {
-                    redacted_value: redacted_value(key_id.as_str(), &owner),
-                    id: key_id,
-                    name: "Secret Key".into(),
-                    created_at: t,
-                    last_used_at: None,
-                    owner,
-                    owner_project_access: None,
-                    extra: Map::new(),
-                });
-                v
-            };
-            let mut v = render::value(render::service_account(&sa));
-            if let Value::Object(m) = &mut v {
-                m.insert("api_key".into(), key);
-            }
-            org.projects[i].service_accounts.push(sa);
-            Ok(v)
-        }
-        ("POST", ["service_accounts", sid]) => {
-            let b = body()?;
-            let name = b.opt_str("name")?;
-            let role = b.opt_enum("role", &["member", "owner"])?;
-            let p = &mut org.projects[i];
-            let sa = found(
-                p.service_accounts
-                    .iter_mut()
-                    .find(|s| s.id.as_str() == *sid),
-                "service account",
-                sid,
-            )?;
-            if let Some(n) = name {
-                sa.name = n;
-            }
-            if let Some(r) = role {
-                sa.role = r;
-            }
-            Ok(render::value(render::service_account(sa)))
-        }
-        ("DELETE", ["service_accounts", sid]) => {
-            let p = &mut org.projects[i];
-            let pos = found(
-                p.service_accounts
-                    .iter()
-                    .position(|s| s.id.as_str() == *sid),
-                "service account",
-                sid,
-            )?;
-            let sa = p.service_accounts.remove(pos);
-            // A service account's keys go with it.
-            p.api_keys
-                .retain(|k| k.owner != KeyOwner::ServiceAccount(sa.id.clone()));
-            Ok(
-                json!({"object": "organization.project.service_account.deleted", "id": sa.id, "deleted": true}),
-            )
-        }
+        ("POST", ["users"]) => add_project_user(org, i, &body()?, archived),
+        ("POST", ["users", uid]) => update_project_user(org, i, uid, &body()?, archived),
+        ("DELETE", ["users", uid]) => remove_project_user(org, i, uid),
+        ("POST", ["service_accounts"]) => create_service_account(org, i, &body()?, archived),
+        ("POST", ["service_accounts", sid]) => update_service_account(org, i, sid, &body()?),
+        ("DELETE", ["service_accounts", sid]) => delete_service_account(org, i, sid),
         ("POST", ["service_accounts", sid, "api_keys"]) => {
-            let b = body()?;
-            let name = b.opt_str("name")?.unwrap_or_else(|| "Secret Key".into());
-            let scopes = b.opt_str_array("scopes")?;
-            found(org.projects[i].service_account(sid), "service account", sid)?;
-            let key_id = ApiKeyId(org.next_id("key_"));
-            let value = new_secret(org, "sk-svcacct-");
-            let owner = KeyOwner::ServiceAccount(ServiceAccountId::from(*sid));
-            let t = now();
-            let mut extra = Map::new();
-            if let Some(s) = scopes {
-                extra.insert("scopes".into(), json!(s));
-            }
-            let v = json!({
-                "object": "organization.project.service_account.api_key",
-                "value": value,
-                "name": name,
-                "created_at": t,
-                "id": key_id,
-            });
-            org.projects[i].api_keys.push(ApiKey {
-                redacted_value: redacted_value(key_id.as_str(), &owner),
-                id: key_id,
-                name,
-                created_at: t,
-                last_used_at: None,
-                owner,
-                owner_project_access: None,
-                extra,
-            });
-            Ok(v)
+            create_service_account_key(org, i, sid, &body()?)
         }
-        ("DELETE", ["api_keys", kid]) => {
-            let p = &mut org.projects[i];
-            let pos = found(
-                p.api_keys.iter().position(|k| k.id.as_str() == *kid),
-                "API key",
-                kid,
-            )?;
-            let k = p.api_keys.remove(pos);
-            Ok(
-                json!({"object": "organization.project.api_key.deleted", "id": k.id, "deleted": true}),
-            )
-        }
-        ("POST", ["rate_limits", rid]) => {
-            let b = body()?;
-            let main = [
-                b.opt_int("max_requests_per_1_minute", 0)?,
-                b.opt_int("max_tokens_per_1_minute", 0)?,
-            ];
-            let mut optional = Vec::new();
-            for field in RATE_LIMIT_OPTIONAL {
-                if let Some(n) = b.opt_int(field, 0)? {
-                    optional.push((field, n));
-                }
-            }
-            let p = &mut org.projects[i];
-            let r = found(
-                p.rate_limits.iter_mut().find(|r| r.id.as_str() == *rid),
-                "rate limit",
-                rid,
-            )?;
-            if let Some(n) = main[0] {
-                r.max_requests_per_1_minute = n;
-            }
-            if let Some(n) = main[1] {
-                r.max_tokens_per_1_minute = n;
-            }
-            for (field, n) in optional {
-                r.optional.insert(field, n);
-            }
-            Ok(render::value(render::rate_limit(r)))
-        }
-        ("POST", ["model_permissions"]) => {
-            let b = body()?;
-            let mode = b.req_enum("mode", &["allow_list", "deny_list"])?;
-            let model_ids = b.req_str_array("model_ids")?;
-            let p = &mut org.projects[i];
-            p.model_permissions = Some(ModelPermissions { mode, model_ids });
-            Ok(render::value(render::model_permissions(p)))
-        }
+        ("DELETE", ["api_keys", kid]) => delete_api_key(org, i, kid),
+        ("POST", ["rate_limits", rid]) => update_rate_limit(org, i, rid, &body()?),
+        ("POST", ["model_permissions"]) => set_model_permissions(org, i, &body()?),
         ("DELETE", ["model_permissions"]) => {
             org.projects[i].model_permissions = None;
             Ok(json!({"object": "project.model_permissions.deleted", "deleted": true}))
         }
-        ("POST", ["hosted_tool_permissions"]) => {
-            let b = body()?;
-            let mut changes = Vec::new();
-            for (t, tool) in HOSTED_TOOLS.iter().enumerate() {
-                match b.get(tool) {
-                    None => {}
-                    Some(Value::Object(m)) => match m.get("enabled") {
-                        Some(Value::Bool(e)) => changes.push((t, *e)),
-                        Some(v) => {
-                            return Err(Body::wrong_type(
-                                &format!("{tool}.enabled"),
-                                "a boolean",
-                                v,
-                            ));
-                        }
-                        None => return Err(Body::missing(&format!("{tool}.enabled"))),
-                    },
-                    Some(v) => return Err(Body::wrong_type(tool, "an object", v)),
-                }
-            }
-            let p = &mut org.projects[i];
-            for (t, e) in changes {
-                p.hosted_tools[t] = e;
-            }
-            Ok(render::value(render::hosted_tool_permissions(p)))
-        }
-        ("POST", ["groups"]) => {
-            let b = body()?;
-            let gid = b.req_str("group_id")?;
-            let role = b.req_str("role")?;
-            let dir = found(org.groups.get(&GroupId::from(gid.as_str())), "group", &gid)?.clone();
-            let p = &org.projects[i];
-            let role = found(p.role(&role), "role", &role)?.id.clone();
-            if p.group(&gid).is_some() {
-                return Err(ApiError::invalid(
-                    "group_id",
-                    "invalid_value",
-                    format!("Group '{gid}' already has access to this project."),
-                ));
-            }
-            let g = ProjectGroup {
-                group_id: GroupId(gid),
-                group_name: dir.name,
-                group_type: dir.group_type,
-                created_at: now(),
-                roles: vec![role],
-                extra: Map::new(),
-            };
-            let v = render::value(render::project_group(p, &g));
-            org.projects[i].groups.push(g);
-            Ok(v)
-        }
-        ("DELETE", ["groups", gid]) => {
-            let p = &mut org.projects[i];
-            let pos = found(
-                p.groups.iter().position(|g| g.group_id.as_str() == *gid),
-                "group",
-                gid,
-            )?;
-            p.groups.remove(pos);
-            Ok(json!({"object": "project.group.deleted", "deleted": true}))
-        }
-        ("POST", ["data_retention"]) => {
-            let b = body()?;
-            let t = b.req_enum("retention_type", &RETENTION_TYPES)?;
-            let p = &mut org.projects[i];
-            p.data_retention = t;
-            Ok(render::value(render::data_retention(p)))
-        }
-        ("POST", ["spend_alerts"]) => {
-            let b = body()?;
-            let id = SpendAlertId(org.next_id("spend_alert_"));
-            let alert = spend_alert_from(&b, id)?;
-            let v = render::value(render::spend_alert(&alert));
-            org.projects[i].spend_alerts.push(alert);
-            Ok(v)
-        }
-        ("POST", ["spend_alerts", aid]) => {
-            let b = body()?;
-            let p = &mut org.projects[i];
-            let a = found(
-                p.spend_alerts.iter_mut().find(|a| a.id.as_str() == *aid),
-                "spend alert",
-                aid,
-            )?;
-            // The update takes the whole CreateSpendAlertBody: a full replace.
-            let mut new = spend_alert_from(&b, a.id.clone())?;
-            new.extra = std::mem::take(&mut a.extra);
-            *a = new;
-            Ok(render::value(render::spend_alert(a)))
-        }
-        ("DELETE", ["spend_alerts", aid]) => {
-            let p = &mut org.projects[i];
-            let pos = found(
-                p.spend_alerts.iter().position(|a| a.id.as_str() == *aid),
-                "spend alert",
-                aid,
-            )?;
-            let a = p.spend_alerts.remove(pos);
-            Ok(json!({"id": a.id, "object": "project.spend_alert.deleted", "deleted": true}))
-        }
+        ("POST", ["hosted_tool_permissions"]) => set_hosted_tool_permissions(org, i, &body()?),
+        ("POST", ["groups"]) => add_project_group(org, i, &body()?),
+        ("DELETE", ["groups", gid]) => remove_project_group(org, i, gid),
+        ("POST", ["data_retention"]) => set_data_retention(org, i, &body()?),
+        ("POST", ["spend_alerts"]) => create_spend_alert(org, i, &body()?),
+        ("POST", ["spend_alerts", aid]) => update_spend_alert(org, i, aid, &body()?),
+        ("DELETE", ["spend_alerts", aid]) => delete_spend_alert(org, i, aid),
         ("POST", ["certificates", action @ ("activate" | "deactivate")]) => {
-            let b = body()?;
-            let ids = b.req_str_array("certificate_ids")?;
-            let p = &mut org.projects[i];
-            for id in &ids {
-                found(
-                    p.certificates.iter().find(|c| c.id.as_str() == id),
-                    "certificate",
-                    id,
-                )?;
-            }
-            let active = *action == "activate";
-            let mut data = Vec::new();
-            for c in p.certificates.iter_mut() {
-                if ids.iter().any(|id| id == c.id.as_str()) {
-                    c.active = active;
-                    data.push(render::value(render::certificate(c)));
-                }
-            }
-            let object = if active {
-                "organization.project.certificate.activation"
-            } else {
-                "organization.project.certificate.deactivation"
-            };
-            Ok(json!({"object": object, "data": data}))
+            set_certificates_active(org, i, action, &body()?)
         }
         _ => Err(ApiError::invalid_url(req.method, req.path)),
     }
+}
+
+/// `POST /organization/projects/{id}/users`: adds a directory user by id or email.
+fn add_project_user(org: &mut Org, i: usize, b: &Body, archived: bool) -> Res {
+    let role = b.req_enum("role", &["owner", "member"])?;
+    let user_id = b.opt_str("user_id")?;
+    let email = b.opt_str("email")?;
+    if archived {
+        return Err(archived_error());
+    }
+    let dir = match (&user_id, &email) {
+        (Some(id), _) => found(org.users.get(&UserId::from(id.as_str())), "user", id)?,
+        (None, Some(e)) => found(
+            org.users.values().find(|u| {
+                u.email
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(e))
+            }),
+            "user with email",
+            e,
+        )?,
+        (None, None) => return Err(Body::missing("user_id")),
+    };
+    let p = &org.projects[i];
+    if p.user(dir.id.as_str()).is_some() {
+        return Err(ApiError::invalid(
+            "user_id",
+            "invalid_value",
+            format!("User '{}' is already a member of this project.", dir.id),
+        ));
+    }
+    let user = ProjectUser {
+        id: dir.id.clone(),
+        name: dir.name.clone(),
+        email: dir.email.clone(),
+        role,
+        added_at: now(),
+        roles: Vec::new(),
+        extra: Map::new(),
+    };
+    let v = render::value(render::project_user(&user));
+    org.projects[i].users.push(user);
+    Ok(v)
+}
+
+/// `POST .../users/{user_id}`: changes a member's role.
+fn update_project_user(org: &mut Org, i: usize, uid: &str, b: &Body, archived: bool) -> Res {
+    let role = b.opt_enum("role", &["owner", "member"])?;
+    if archived {
+        return Err(archived_error());
+    }
+    let p = &mut org.projects[i];
+    let u = found(
+        p.users.iter_mut().find(|u| u.id.as_str() == uid),
+        "user",
+        uid,
+    )?;
+    if let Some(role) = role {
+        u.role = role;
+    }
+    Ok(render::value(render::project_user(u)))
+}
+
+/// `DELETE .../users/{user_id}`.
+fn remove_project_user(org: &mut Org, i: usize, uid: &str) -> Res {
+    let p = &mut org.projects[i];
+    let pos = found(
+        p.users.iter().position(|u| u.id.as_str() == uid),
+        "user",
+        uid,
+    )?;
+    let u = p.users.remove(pos);
+    Ok(json!({"object": "organization.project.user.deleted", "id": u.id, "deleted": true}))
+}
+
+/// `POST .../service_accounts`: the answer carries the new account's key unless `create_service_account_only`.
+fn create_service_account(org: &mut Org, i: usize, b: &Body, archived: bool) -> Res {
+    let name = b.req_str("name")?;
+    let only = b.opt_bool("create_service_account_only")?.unwrap_or(false);
+    if archived {
+        return Err(archived_error());
+    }
+    let id = ServiceAccountId(org.next_id("svc_acct_"));
+    let t = now();
+    let sa = ServiceAccount {
+        id: id.clone(),
+        name,
+        role: if only { "none" } else { "member" }.into(),
+        created_at: t,
+        extra: Map::new(),
+    };
+    let key = if only {
+        Value::Null
+    } else {
+        let key_id = ApiKeyId(org.next_id("key_"));
+        let value = new_secret(org, "sk-svcacct-");
+        let owner = KeyOwner::ServiceAccount(id.clone());
+        let v = json!({
+            "object": "organization.project.service_account.api_key",
+            "value": value,
+            "name": "Secret Key",
+            "created_at": t,
+            "id": key_id,
+        });
+        org.projects[i].api_keys.push(ApiKey {
+            redacted_value: redacted_value(key_id.as_str(), &owner),
+            id: key_id,
+            name: "Secret Key".into(),
+            created_at: t,
+            last_used_at: None,
+            owner,
+            owner_project_access: None,
+            extra: Map::new(),
+        });
+        v
+    };
+    let mut v = render::value(render::service_account(&sa));
+    if let Value::Object(m) = &mut v {
+        m.insert("api_key".into(), key);
+    }
+    org.projects[i].service_accounts.push(sa);
+    Ok(v)
+}
+
+/// `POST .../service_accounts/{id}`: renames or changes the role.
+fn update_service_account(org: &mut Org, i: usize, sid: &str, b: &Body) -> Res {
+    let name = b.opt_str("name")?;
+    let role = b.opt_enum("role", &["member", "owner"])?;
+    let p = &mut org.projects[i];
+    let sa = found(
+        p.service_accounts.iter_mut().find(|s| s.id.as_str() == sid),
+        "service account",
+        sid,
+    )?;
+    if let Some(n) = name {
+        sa.name = n;
+    }
+    if let Some(r) = role {
+        sa.role = r;
+    }
+    Ok(render::value(render::service_account(sa)))
+}
+
+/// `DELETE .../service_accounts/{id}`, with the account's keys.
+fn delete_service_account(org: &mut Org, i: usize, sid: &str) -> Res {
+    let p = &mut org.projects[i];
+    let pos = found(
+        p.service_accounts.iter().position(|s| s.id.as_str() == sid),
+        "service account",
+        sid,
+    )?;
+    let sa = p.service_accounts.remove(pos);
+    // A service account's keys go with it.
+    p.api_keys
+        .retain(|k| k.owner != KeyOwner::ServiceAccount(sa.id.clone()));
+    Ok(
+        json!({"object": "organization.project.service_account.deleted", "id": sa.id, "deleted": true}),
+    )
+}
+
+/// `POST .../service_accounts/{id}/api_keys`: the only answer that shows a key's secret.
+fn create_service_account_key(org: &mut Org, i: usize, sid: &str, b: &Body) -> Res {
+    let name = b.opt_str("name")?.unwrap_or_else(|| "Secret Key".into());
+    let scopes = b.opt_str_array("scopes")?;
+    found(org.projects[i].service_account(sid), "service account", sid)?;
+    let key_id = ApiKeyId(org.next_id("key_"));
+    let value = new_secret(org, "sk-svcacct-");
+    let owner = KeyOwner::ServiceAccount(ServiceAccountId::from(sid));
+    let t = now();
+    let mut extra = Map::new();
+    if let Some(s) = scopes {
+        extra.insert("scopes".into(), json!(s));
+    }
+    let v = json!({
+        "object": "organization.project.service_account.api_key",
+        "value": value,
+        "name": name,
+        "created_at": t,
+        "id": key_id,
+    });
+    org.projects[i].api_keys.push(ApiKey {
+        redacted_value: redacted_value(key_id.as_str(), &owner),
+        id: key_id,
+        name,
+        created_at: t,
+        last_used_at: None,
+        owner,
+        owner_project_access: None,
+        extra,
+    });
+    Ok(v)
+}
+
+/// `DELETE .../api_keys/{key_id}`.
+fn delete_api_key(org: &mut Org, i: usize, kid: &str) -> Res {
+    let p = &mut org.projects[i];
+    let pos = found(
+        p.api_keys.iter().position(|k| k.id.as_str() == kid),
+        "API key",
+        kid,
+    )?;
+    let k = p.api_keys.remove(pos);
+    Ok(json!({"object": "organization.project.api_key.deleted", "id": k.id, "deleted": true}))
+}
+
+/// `POST .../rate_limits/{id}`: every limit is validated before any is changed.
+fn update_rate_limit(org: &mut Org, i: usize, rid: &str, b: &Body) -> Res {
+    let main = [
+        b.opt_int("max_requests_per_1_minute", 0)?,
+        b.opt_int("max_tokens_per_1_minute", 0)?,
+    ];
+    let mut optional = Vec::new();
+    for field in RATE_LIMIT_OPTIONAL {
+        if let Some(n) = b.opt_int(field, 0)? {
+            optional.push((field, n));
+        }
+    }
+    let p = &mut org.projects[i];
+    let r = found(
+        p.rate_limits.iter_mut().find(|r| r.id.as_str() == rid),
+        "rate limit",
+        rid,
+    )?;
+    if let Some(n) = main[0] {
+        r.max_requests_per_1_minute = n;
+    }
+    if let Some(n) = main[1] {
+        r.max_tokens_per_1_minute = n;
+    }
+    for (field, n) in optional {
+        r.optional.insert(field, n);
+    }
+    Ok(render::value(render::rate_limit(r)))
+}
+
+/// `POST .../model_permissions`.
+fn set_model_permissions(org: &mut Org, i: usize, b: &Body) -> Res {
+    let mode = b.req_enum("mode", &["allow_list", "deny_list"])?;
+    let model_ids = b.req_str_array("model_ids")?;
+    let p = &mut org.projects[i];
+    p.model_permissions = Some(ModelPermissions { mode, model_ids });
+    Ok(render::value(render::model_permissions(p)))
+}
+
+/// `POST .../hosted_tool_permissions`: every tool is validated before any is changed.
+fn set_hosted_tool_permissions(org: &mut Org, i: usize, b: &Body) -> Res {
+    let mut changes = Vec::new();
+    for (t, tool) in HOSTED_TOOLS.iter().enumerate() {
+        match b.get(tool) {
+            None => {}
+            Some(Value::Object(m)) => match m.get("enabled") {
+                Some(Value::Bool(e)) => changes.push((t, *e)),
+                Some(v) => {
+                    return Err(Body::wrong_type(&format!("{tool}.enabled"), "a boolean", v));
+                }
+                None => return Err(Body::missing(&format!("{tool}.enabled"))),
+            },
+            Some(v) => return Err(Body::wrong_type(tool, "an object", v)),
+        }
+    }
+    let p = &mut org.projects[i];
+    for (t, e) in changes {
+        p.hosted_tools[t] = e;
+    }
+    Ok(render::value(render::hosted_tool_permissions(p)))
+}
+
+/// `POST .../groups`: gives a directory group a project role.
+fn add_project_group(org: &mut Org, i: usize, b: &Body) -> Res {
+    let gid = b.req_str("group_id")?;
+    let role = b.req_str("role")?;
+    let dir = found(org.groups.get(&GroupId::from(gid.as_str())), "group", &gid)?.clone();
+    let p = &org.projects[i];
+    let role = found(p.role(&role), "role", &role)?.id.clone();
+    if p.group(&gid).is_some() {
+        return Err(ApiError::invalid(
+            "group_id",
+            "invalid_value",
+            format!("Group '{gid}' already has access to this project."),
+        ));
+    }
+    let g = ProjectGroup {
+        group_id: GroupId(gid),
+        group_name: dir.name,
+        group_type: dir.group_type,
+        created_at: now(),
+        roles: vec![role],
+        extra: Map::new(),
+    };
+    let v = render::value(render::project_group(p, &g));
+    org.projects[i].groups.push(g);
+    Ok(v)
+}
+
+/// `DELETE .../groups/{group_id}`.
+fn remove_project_group(org: &mut Org, i: usize, gid: &str) -> Res {
+    let p = &mut org.projects[i];
+    let pos = found(
+        p.groups.iter().position(|g| g.group_id.as_str() == gid),
+        "group",
+        gid,
+    )?;
+    p.groups.remove(pos);
+    Ok(json!({"object": "project.group.deleted", "deleted": true}))
+}
+
+/// `POST .../data_retention`.
+fn set_data_retention(org: &mut Org, i: usize, b: &Body) -> Res {
+    let t = b.req_enum("retention_type", &RETENTION_TYPES)?;
+    let p = &mut org.projects[i];
+    p.data_retention = t;
+    Ok(render::value(render::data_retention(p)))
+}
+
+/// `POST .../spend_alerts`.
+fn create_spend_alert(org: &mut Org, i: usize, b: &Body) -> Res {
+    let id = SpendAlertId(org.next_id("spend_alert_"));
+    let alert = spend_alert_from(b, id)?;
+    let v = render::value(render::spend_alert(&alert));
+    org.projects[i].spend_alerts.push(alert);
+    Ok(v)
+}
+
+/// `POST .../spend_alerts/{id}`.
+fn update_spend_alert(org: &mut Org, i: usize, aid: &str, b: &Body) -> Res {
+    let p = &mut org.projects[i];
+    let a = found(
+        p.spend_alerts.iter_mut().find(|a| a.id.as_str() == aid),
+        "spend alert",
+        aid,
+    )?;
+    // The update takes the whole CreateSpendAlertBody: a full replace.
+    let mut new = spend_alert_from(b, a.id.clone())?;
+    new.extra = std::mem::take(&mut a.extra);
+    *a = new;
+    Ok(render::value(render::spend_alert(a)))
+}
+
+/// `DELETE .../spend_alerts/{id}`.
+fn delete_spend_alert(org: &mut Org, i: usize, aid: &str) -> Res {
+    let p = &mut org.projects[i];
+    let pos = found(
+        p.spend_alerts.iter().position(|a| a.id.as_str() == aid),
+        "spend alert",
+        aid,
+    )?;
+    let a = p.spend_alerts.remove(pos);
+    Ok(json!({"id": a.id, "object": "project.spend_alert.deleted", "deleted": true}))
+}
+
+/// `POST .../certificates/activate` and `.../deactivate`.
+fn set_certificates_active(org: &mut Org, i: usize, action: &str, b: &Body) -> Res {
+    let ids = b.req_str_array("certificate_ids")?;
+    let p = &mut org.projects[i];
+    for id in &ids {
+        found(
+            p.certificates.iter().find(|c| c.id.as_str() == id),
+            "certificate",
+            id,
+        )?;
+    }
+    let active = action == "activate";
+    let mut data = Vec::new();
+    for c in p.certificates.iter_mut() {
+        if ids.iter().any(|id| id == c.id.as_str()) {
+            c.active = active;
+            data.push(render::value(render::certificate(c)));
+        }
+    }
+    let object = if active {
+        "organization.project.certificate.activation"
+    } else {
+        "organization.project.certificate.deactivation"
+    };
+    Ok(json!({"object": object, "data": data}))
 }
 
 #[cfg(test)]

@@ -243,9 +243,28 @@ fn generate_project(
             .into(),
         );
     }
-    let age_days = ((now - created) / DAY).max(1);
-    let since = |rng: &mut Rng, from: i64| rng.range(from, now);
+    // The order of these calls is the order the generator draws from `rng`: a seed must
+    // keep producing the same organization.
+    generate_roles(rng, &mut p, created);
+    generate_members(rng, &mut p, org, user_ids, created, now);
+    generate_service_accounts(rng, &mut p, created, now);
+    generate_api_keys(rng, &mut p, user_ids, created, now);
+    generate_rate_limits(rng, &mut p);
+    generate_permissions(rng, &mut p);
+    generate_groups(rng, &mut p, org, group_ids, created, now);
+    p.data_retention = (*rng.pick(&RETENTION)).into();
+    generate_spend_alerts(rng, &mut p);
+    generate_certificates(rng, &mut p, now);
+    p
+}
 
+/// A time between `from` and `now`.
+fn since(rng: &mut Rng, from: i64, now: i64) -> i64 {
+    rng.range(from, now)
+}
+
+/// Up to three custom roles.
+fn generate_roles(rng: &mut Rng, p: &mut Project, created: i64) {
     // Custom roles, some of them assigned below.
     for r in 0..rng.range(0, 3) {
         let (name, perms): (&str, &[&str]) = match r {
@@ -273,7 +292,17 @@ fn generate_project(
             extra: Map::new(),
         });
     }
+}
 
+/// The project's users, some holding a custom role.
+fn generate_members(
+    rng: &mut Rng,
+    p: &mut Project,
+    org: &Org,
+    user_ids: &[UserId],
+    created: i64,
+    now: i64,
+) {
     // Members: distinct users, a few owners (sometimes too many).
     let n_users = rng.range(5, 40) as usize;
     let owners_wanted = if rng.chance(0.15) {
@@ -304,13 +333,16 @@ fn generate_project(
                 "member"
             }
             .into(),
-            added_at: since(rng, created),
+            added_at: since(rng, created, now),
             roles,
             extra: Map::new(),
         });
     }
     p.users.sort_by_key(|u| u.added_at);
+}
 
+/// Up to four service accounts.
+fn generate_service_accounts(rng: &mut Rng, p: &mut Project, created: i64, now: i64) {
     for s in 0..rng.range(0, 4) {
         p.service_accounts.push(ServiceAccount {
             id: ServiceAccountId(format!("svc_acct_{}", rng.hex(24))),
@@ -319,11 +351,15 @@ fn generate_project(
                 rng.pick(&["ci", "etl", "batch", "webhook", "cron"])
             ),
             role: if rng.chance(0.1) { "owner" } else { "member" }.into(),
-            created_at: since(rng, created),
+            created_at: since(rng, created, now),
             extra: Map::new(),
         });
     }
+}
 
+/// API keys, some owned by users who are not members (any more).
+fn generate_api_keys(rng: &mut Rng, p: &mut Project, user_ids: &[UserId], created: i64, now: i64) {
+    let age_days = ((now - created) / DAY).max(1);
     // Keys: mostly members', some service accounts', some of users who left.
     for k in 0..rng.range(1, 12) {
         let roll = rng.range(0, 99);
@@ -359,7 +395,10 @@ fn generate_project(
         });
     }
     p.api_keys.sort_by_key(|k| k.created_at);
+}
 
+/// Rate limits for a few distinct models.
+fn generate_rate_limits(rng: &mut Rng, p: &mut Project) {
     let mut models: Vec<usize> = (0..MODELS.len()).collect();
     for _ in 0..rng.range(2, 6) {
         let i = models.remove((rng.next() % models.len() as u64) as usize);
@@ -386,7 +425,10 @@ fn generate_project(
             break;
         }
     }
+}
 
+/// Model permissions and hosted tools.
+fn generate_permissions(rng: &mut Rng, p: &mut Project) {
     p.model_permissions = match rng.range(0, 9) {
         0..=3 => None,
         4..=7 => Some(ModelPermissions {
@@ -405,7 +447,17 @@ fn generate_project(
         rng.chance(0.3),
         rng.chance(0.8),
     ];
+}
 
+/// Up to three directory groups with access to the project.
+fn generate_groups(
+    rng: &mut Rng,
+    p: &mut Project,
+    org: &Org,
+    group_ids: &[GroupId],
+    created: i64,
+    now: i64,
+) {
     for _ in 0..rng.range(0, 3) {
         let gid = rng.pick(group_ids).clone();
         if p.group(gid.as_str()).is_some() {
@@ -420,14 +472,15 @@ fn generate_project(
             group_id: gid,
             group_name: dir.name.clone(),
             group_type: dir.group_type.clone(),
-            created_at: since(rng, created),
+            created_at: since(rng, created, now),
             roles,
             extra: Map::new(),
         });
     }
+}
 
-    p.data_retention = (*rng.pick(&RETENTION)).into();
-
+/// One or two spend alerts in most projects; a few have no recipients.
+fn generate_spend_alerts(rng: &mut Rng, p: &mut Project) {
     if !rng.chance(0.3) {
         for a in 0..rng.range(1, 2) {
             let recipients = if rng.chance(0.1) {
@@ -451,7 +504,10 @@ fn generate_project(
             });
         }
     }
+}
 
+/// Up to two mTLS certificates, some expired or about to.
+fn generate_certificates(rng: &mut Rng, p: &mut Project, now: i64) {
     for c in 0..rng.range(0, 2) {
         let valid = now - rng.range(10, 700) * DAY;
         p.certificates.push(Certificate {
@@ -468,7 +524,6 @@ fn generate_project(
             extra: Map::new(),
         });
     }
-    p
 }
 
 #[cfg(test)]

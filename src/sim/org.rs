@@ -787,273 +787,330 @@ fn parse_project(org: &mut Org, v: &Value, path: String, now: i64) -> R<Project>
     // Roles first: users and groups refer to them.
     for (i, v) in r.array("roles")?.iter().enumerate() {
         let mut x = Reader::new(v, r.item_path("roles", i), now)?;
-        let role = Role {
-            id: RoleId(x.req_str("id")?),
-            name: x.req_str("name")?,
-            description: x.opt_str("description")?,
-            permissions: x.str_array("permissions")?,
-            resource_type: x
-                .opt_str("resource_type")?
-                .unwrap_or_else(|| "api.project".into()),
-            predefined_role: x.opt_bool("predefined_role")?.unwrap_or(false),
-            created_at: Some(x.opt_time("created_at")?.unwrap_or(created_at)),
-            updated_at: x.opt_time("updated_at")?,
-            created_by: x.opt_str("created_by")?,
-            extra: x.extra(),
-        };
-        let mut role = role;
-        role.updated_at = role.updated_at.or(role.created_at);
-        p.roles.push(role);
+        p.roles.push(parse_role(&mut x, created_at)?);
     }
-    let role_ids = |x: &mut Reader<'_>, p: &Project| -> R<Vec<RoleId>> {
-        let ids = x.str_array("roles")?;
-        for (j, id) in ids.iter().enumerate() {
-            if p.role(id).is_none() {
-                return Err(SimError::Org {
-                    path: format!("{}[{j}]", x.child("roles")),
-                    message: format!("unknown role {id:?} (not in this project's roles)"),
-                });
-            }
-        }
-        Ok(ids.into_iter().map(RoleId).collect())
-    };
-
+    // An archived project keeps its users: the API hides them (400) but they still own keys.
     for (i, v) in r.array("users")?.iter().enumerate() {
         let mut x = Reader::new(v, r.item_path("users", i), now)?;
-        let uid = UserId(x.req_str("id")?);
-        let given_name = x.has("name");
-        let given_email = x.has("email");
-        let name = x.opt_str("name")?;
-        let email = x.opt_str("email")?;
-        let dir = org.users.entry(uid.clone()).or_insert_with(|| OrgUser {
-            id: uid.clone(),
-            name: name.clone(),
-            email: email.clone(),
-            created_at: i64::MAX,
-        });
-        let user = ProjectUser {
-            id: uid.clone(),
-            name: if given_name { name } else { dir.name.clone() },
-            email: if given_email {
-                email
-            } else {
-                dir.email.clone()
-            },
-            role: x
-                .opt_enum("role", &["owner", "member"])?
-                .unwrap_or_else(|| "member".into()),
-            added_at: x.opt_time("added_at")?.unwrap_or(created_at),
-            roles: role_ids(&mut x, &p)?,
-            extra: x.extra(),
-        };
-        if p.user(uid.as_str()).is_some() {
-            return Err(x.err("id", format!("user {:?} listed twice", uid.as_str())));
-        }
+        let user = parse_project_user(&mut x, org, &p, created_at)?;
         p.users.push(user);
     }
-    if p.is_archived() {
-        // Keep them: the API hides them (400) but they still own keys.
-    }
-
     for (i, v) in r.array("service_accounts")?.iter().enumerate() {
         let mut x = Reader::new(v, r.item_path("service_accounts", i), now)?;
-        let sa = ServiceAccount {
-            id: ServiceAccountId(x.req_str("id")?),
-            name: x.req_str("name")?,
-            role: x
-                .opt_enum("role", &["owner", "member", "none"])?
-                .unwrap_or_else(|| "member".into()),
-            created_at: x.opt_time("created_at")?.unwrap_or(created_at),
-            extra: x.extra(),
-        };
-        p.service_accounts.push(sa);
+        p.service_accounts
+            .push(parse_service_account(&mut x, created_at)?);
     }
-
+    // After service accounts: a key's owner must exist.
     for (i, v) in r.array("api_keys")?.iter().enumerate() {
         let mut x = Reader::new(v, r.item_path("api_keys", i), now)?;
-        let id = ApiKeyId(x.req_str("id")?);
-        let owner_v = x
-            .get("owner")
-            .ok_or_else(|| x.err("owner", "missing (required)"))?;
-        let mut o = Reader::new(owner_v, x.child("owner"), now)?;
-        let otype = o
-            .opt_enum("type", &["user", "service_account"])?
-            .ok_or_else(|| o.err("type", "missing (required)"))?;
-        let oid = o.req_str("id")?;
-        let owner = if otype == "user" {
-            if !org.users.contains_key(&UserId::from(oid.as_str())) {
-                return Err(o.err("id", format!("unknown user {oid:?}")));
-            }
-            KeyOwner::User(UserId(oid))
-        } else {
-            if p.service_account(&oid).is_none() {
-                return Err(o.err(
-                    "id",
-                    format!("unknown service account {oid:?} (not in this project)"),
-                ));
-            }
-            KeyOwner::ServiceAccount(ServiceAccountId(oid))
-        };
-        let redacted_default = redacted_value(id.as_str(), &owner);
-        let key = ApiKey {
-            name: x.opt_str("name")?.unwrap_or_else(|| "Secret key".into()),
-            redacted_value: x.opt_str("redacted_value")?.unwrap_or(redacted_default),
-            created_at: x.opt_time("created_at")?.unwrap_or(created_at),
-            last_used_at: x.opt_time("last_used_at")?,
-            owner,
-            owner_project_access: x.opt_enum("owner_project_access", &["active", "inactive"])?,
-            extra: x.extra(),
-            id,
-        };
+        let key = parse_api_key(&mut x, org, &p, created_at)?;
         p.api_keys.push(key);
     }
-
     for (i, v) in r.array("rate_limits")?.iter().enumerate() {
         let mut x = Reader::new(v, r.item_path("rate_limits", i), now)?;
-        let model = x.req_str("model")?;
-        let id = x.opt_str("id")?.unwrap_or_else(|| format!("rl-{model}"));
-        let mut optional = BTreeMap::new();
-        for field in RATE_LIMIT_OPTIONAL {
-            if let Some(n) = x.opt_i64(field)? {
-                optional.insert(field, n);
-            }
-        }
-        p.rate_limits.push(RateLimit {
-            id: RateLimitId(id),
-            model,
-            max_requests_per_1_minute: x.opt_i64("max_requests_per_1_minute")?.unwrap_or(500),
-            max_tokens_per_1_minute: x.opt_i64("max_tokens_per_1_minute")?.unwrap_or(30_000),
-            optional,
-            extra: x.extra(),
-        });
+        p.rate_limits.push(parse_rate_limit(&mut x)?);
     }
-
     if let Some(v) = r.get("model_permissions") {
         let mut x = Reader::new(v, r.child("model_permissions"), now)?;
-        p.model_permissions = Some(ModelPermissions {
-            mode: x
-                .opt_enum("mode", &["allow_list", "deny_list"])?
-                .ok_or_else(|| x.err("mode", "missing (required)"))?,
-            model_ids: x.str_array("model_ids")?,
-        });
+        p.model_permissions = Some(parse_model_permissions(&mut x)?);
     }
-
     if let Some(v) = r.get("hosted_tool_permissions") {
         let x = Reader::new(v, r.child("hosted_tool_permissions"), now)?;
-        for (k, val) in x.map {
-            let Some(i) = HOSTED_TOOLS.iter().position(|t| t == k) else {
-                return Err(x.err(
-                    k,
-                    format!(
-                        "unknown hosted tool (expected one of {})",
-                        HOSTED_TOOLS.join(", ")
-                    ),
-                ));
-            };
-            p.hosted_tools[i] = match val {
-                Value::Bool(b) => *b,
-                Value::Object(m) => match m.get("enabled") {
-                    Some(Value::Bool(b)) => *b,
-                    _ => return Err(x.err(k, "expected true, false or {\"enabled\": bool}")),
-                },
-                _ => return Err(x.err(k, "expected true, false or {\"enabled\": bool}")),
-            };
-        }
+        parse_hosted_tools(&x, &mut p)?;
     }
-
     for (i, v) in r.array("groups")?.iter().enumerate() {
         let mut x = Reader::new(v, r.item_path("groups", i), now)?;
-        let gid = GroupId(x.req_str("group_id")?);
-        let name = x.opt_str("group_name")?;
-        let gtype = x.opt_enum("group_type", &["group", "tenant_group"])?;
-        let at = x.opt_time("created_at")?;
-        let dir = org.groups.entry(gid.clone()).or_insert_with(|| OrgGroup {
-            id: gid.clone(),
-            name: name.clone().unwrap_or_else(|| gid.to_string()),
-            group_type: gtype.clone().unwrap_or_else(|| "group".into()),
-            created_at: at.unwrap_or(created_at),
-        });
-        let group = ProjectGroup {
-            group_name: name.unwrap_or_else(|| dir.name.clone()),
-            group_type: gtype.unwrap_or_else(|| dir.group_type.clone()),
-            created_at: at.unwrap_or(created_at),
-            roles: role_ids(&mut x, &p)?,
-            extra: x.extra(),
-            group_id: gid,
-        };
+        let group = parse_project_group(&mut x, org, &p, created_at)?;
         p.groups.push(group);
     }
-
     if let Some(t) = r.opt_enum("data_retention", &RETENTION_TYPES)? {
         p.data_retention = t;
     }
-
     for (i, v) in r.array("spend_alerts")?.iter().enumerate() {
         let mut x = Reader::new(v, r.item_path("spend_alerts", i), now)?;
-        let id = SpendAlertId(x.req_str("id")?);
-        let threshold = x
-            .opt_i64("threshold_amount")?
-            .ok_or_else(|| x.err("threshold_amount", "missing (required)"))?;
-        let currency = x
-            .opt_enum("currency", &["USD"])?
-            .unwrap_or_else(|| "USD".into());
-        let interval = x
-            .opt_enum("interval", &["month"])?
-            .unwrap_or_else(|| "month".into());
-        let (channel_type, recipients, subject_prefix) = match x.get("notification_channel") {
-            None => ("email".to_owned(), Vec::new(), None),
-            Some(c) => {
-                let mut c = Reader::new(c, x.child("notification_channel"), now)?;
-                (
-                    c.opt_enum("type", &["email"])?
-                        .unwrap_or_else(|| "email".into()),
-                    c.str_array("recipients")?,
-                    c.opt_str("subject_prefix")?,
-                )
-            }
-        };
-        p.spend_alerts.push(SpendAlert {
-            id,
-            threshold_amount: threshold,
-            currency,
-            interval,
-            channel_type,
-            recipients,
-            subject_prefix,
-            extra: x.extra(),
-        });
+        p.spend_alerts.push(parse_spend_alert(&mut x)?);
     }
-
     for (i, v) in r.array("certificates")?.iter().enumerate() {
         let mut x = Reader::new(v, r.item_path("certificates", i), now)?;
-        let id = CertificateId(x.req_str("id")?);
-        let name = x.opt_str("name")?;
-        let cert_created = x.opt_time("created_at")?.unwrap_or(created_at);
-        let active = x.opt_bool("active")?.unwrap_or(true);
-        let (valid_at, expires_at) = match x.get("certificate_details") {
-            None => (cert_created, cert_created + 365 * 86_400),
-            Some(d) => {
-                let mut d = Reader::new(d, x.child("certificate_details"), now)?;
-                let valid = d.opt_time("valid_at")?.unwrap_or(cert_created);
-                (
-                    valid,
-                    d.opt_time("expires_at")?.unwrap_or(valid + 365 * 86_400),
-                )
-            }
-        };
-        p.certificates.push(Certificate {
-            id,
-            name,
-            created_at: cert_created,
-            active,
-            valid_at,
-            expires_at,
-            extra: x.extra(),
-        });
+        p.certificates.push(parse_certificate(&mut x, created_at)?);
     }
-
     p.extra = r.extra();
     Ok(p)
+}
+
+/// One of a project's `roles`; `updated_at` defaults to `created_at`, which defaults to
+/// the project's.
+fn parse_role(x: &mut Reader<'_>, created_at: i64) -> R<Role> {
+    let mut role = Role {
+        id: RoleId(x.req_str("id")?),
+        name: x.req_str("name")?,
+        description: x.opt_str("description")?,
+        permissions: x.str_array("permissions")?,
+        resource_type: x
+            .opt_str("resource_type")?
+            .unwrap_or_else(|| "api.project".into()),
+        predefined_role: x.opt_bool("predefined_role")?.unwrap_or(false),
+        created_at: Some(x.opt_time("created_at")?.unwrap_or(created_at)),
+        updated_at: x.opt_time("updated_at")?,
+        created_by: x.opt_str("created_by")?,
+        extra: x.extra(),
+    };
+    role.updated_at = role.updated_at.or(role.created_at);
+    Ok(role)
+}
+
+/// A member's or group's `roles`: ids that must name roles of the project.
+fn role_ids(x: &mut Reader<'_>, p: &Project) -> R<Vec<RoleId>> {
+    let ids = x.str_array("roles")?;
+    for (j, id) in ids.iter().enumerate() {
+        if p.role(id).is_none() {
+            return Err(SimError::Org {
+                path: format!("{}[{j}]", x.child("roles")),
+                message: format!("unknown role {id:?} (not in this project's roles)"),
+            });
+        }
+    }
+    Ok(ids.into_iter().map(RoleId).collect())
+}
+
+/// One of a project's `users`; a user first seen here joins the organization's
+/// directory, and a name or email left out comes from the directory.
+fn parse_project_user(
+    x: &mut Reader<'_>,
+    org: &mut Org,
+    p: &Project,
+    created_at: i64,
+) -> R<ProjectUser> {
+    let uid = UserId(x.req_str("id")?);
+    let given_name = x.has("name");
+    let given_email = x.has("email");
+    let name = x.opt_str("name")?;
+    let email = x.opt_str("email")?;
+    let dir = org.users.entry(uid.clone()).or_insert_with(|| OrgUser {
+        id: uid.clone(),
+        name: name.clone(),
+        email: email.clone(),
+        created_at: i64::MAX,
+    });
+    let user = ProjectUser {
+        id: uid.clone(),
+        name: if given_name { name } else { dir.name.clone() },
+        email: if given_email {
+            email
+        } else {
+            dir.email.clone()
+        },
+        role: x
+            .opt_enum("role", &["owner", "member"])?
+            .unwrap_or_else(|| "member".into()),
+        added_at: x.opt_time("added_at")?.unwrap_or(created_at),
+        roles: role_ids(x, p)?,
+        extra: x.extra(),
+    };
+    if p.user(uid.as_str()).is_some() {
+        return Err(x.err("id", format!("user {:?} listed twice", uid.as_str())));
+    }
+    Ok(user)
+}
+
+/// One of a project's `service_accounts`.
+fn parse_service_account(x: &mut Reader<'_>, created_at: i64) -> R<ServiceAccount> {
+    Ok(ServiceAccount {
+        id: ServiceAccountId(x.req_str("id")?),
+        name: x.req_str("name")?,
+        role: x
+            .opt_enum("role", &["owner", "member", "none"])?
+            .unwrap_or_else(|| "member".into()),
+        created_at: x.opt_time("created_at")?.unwrap_or(created_at),
+        extra: x.extra(),
+    })
+}
+
+/// One of a project's `api_keys`; its owner is a directory user or one of the project's
+/// service accounts.
+fn parse_api_key(x: &mut Reader<'_>, org: &Org, p: &Project, created_at: i64) -> R<ApiKey> {
+    let id = ApiKeyId(x.req_str("id")?);
+    let owner_v = x
+        .get("owner")
+        .ok_or_else(|| x.err("owner", "missing (required)"))?;
+    let mut o = Reader::new(owner_v, x.child("owner"), x.now)?;
+    let otype = o
+        .opt_enum("type", &["user", "service_account"])?
+        .ok_or_else(|| o.err("type", "missing (required)"))?;
+    let oid = o.req_str("id")?;
+    let owner = if otype == "user" {
+        if !org.users.contains_key(&UserId::from(oid.as_str())) {
+            return Err(o.err("id", format!("unknown user {oid:?}")));
+        }
+        KeyOwner::User(UserId(oid))
+    } else {
+        if p.service_account(&oid).is_none() {
+            return Err(o.err(
+                "id",
+                format!("unknown service account {oid:?} (not in this project)"),
+            ));
+        }
+        KeyOwner::ServiceAccount(ServiceAccountId(oid))
+    };
+    let redacted_default = redacted_value(id.as_str(), &owner);
+    let key = ApiKey {
+        name: x.opt_str("name")?.unwrap_or_else(|| "Secret key".into()),
+        redacted_value: x.opt_str("redacted_value")?.unwrap_or(redacted_default),
+        created_at: x.opt_time("created_at")?.unwrap_or(created_at),
+        last_used_at: x.opt_time("last_used_at")?,
+        owner,
+        owner_project_access: x.opt_enum("owner_project_access", &["active", "inactive"])?,
+        extra: x.extra(),
+        id,
+    };
+    Ok(key)
+}
+
+/// One of a project's `rate_limits`; the id defaults to `rl-<model>`.
+fn parse_rate_limit(x: &mut Reader<'_>) -> R<RateLimit> {
+    let model = x.req_str("model")?;
+    let id = x.opt_str("id")?.unwrap_or_else(|| format!("rl-{model}"));
+    let mut optional = BTreeMap::new();
+    for field in RATE_LIMIT_OPTIONAL {
+        if let Some(n) = x.opt_i64(field)? {
+            optional.insert(field, n);
+        }
+    }
+    Ok(RateLimit {
+        id: RateLimitId(id),
+        model,
+        max_requests_per_1_minute: x.opt_i64("max_requests_per_1_minute")?.unwrap_or(500),
+        max_tokens_per_1_minute: x.opt_i64("max_tokens_per_1_minute")?.unwrap_or(30_000),
+        optional,
+        extra: x.extra(),
+    })
+}
+
+/// A project's `model_permissions`.
+fn parse_model_permissions(x: &mut Reader<'_>) -> R<ModelPermissions> {
+    Ok(ModelPermissions {
+        mode: x
+            .opt_enum("mode", &["allow_list", "deny_list"])?
+            .ok_or_else(|| x.err("mode", "missing (required)"))?,
+        model_ids: x.str_array("model_ids")?,
+    })
+}
+
+/// A project's `hosted_tool_permissions`: each tool as a bool or `{"enabled": bool}`.
+fn parse_hosted_tools(x: &Reader<'_>, p: &mut Project) -> R<()> {
+    for (k, val) in x.map {
+        let Some(i) = HOSTED_TOOLS.iter().position(|t| t == k) else {
+            return Err(x.err(
+                k,
+                format!(
+                    "unknown hosted tool (expected one of {})",
+                    HOSTED_TOOLS.join(", ")
+                ),
+            ));
+        };
+        p.hosted_tools[i] = match val {
+            Value::Bool(b) => *b,
+            Value::Object(m) => match m.get("enabled") {
+                Some(Value::Bool(b)) => *b,
+                _ => return Err(x.err(k, "expected true, false or {\"enabled\": bool}")),
+            },
+            _ => return Err(x.err(k, "expected true, false or {\"enabled\": bool}")),
+        };
+    }
+    Ok(())
+}
+
+/// One of a project's `groups`; a group first seen here joins the organization's
+/// directory.
+fn parse_project_group(
+    x: &mut Reader<'_>,
+    org: &mut Org,
+    p: &Project,
+    created_at: i64,
+) -> R<ProjectGroup> {
+    let gid = GroupId(x.req_str("group_id")?);
+    let name = x.opt_str("group_name")?;
+    let gtype = x.opt_enum("group_type", &["group", "tenant_group"])?;
+    let at = x.opt_time("created_at")?;
+    let dir = org.groups.entry(gid.clone()).or_insert_with(|| OrgGroup {
+        id: gid.clone(),
+        name: name.clone().unwrap_or_else(|| gid.to_string()),
+        group_type: gtype.clone().unwrap_or_else(|| "group".into()),
+        created_at: at.unwrap_or(created_at),
+    });
+    let group = ProjectGroup {
+        group_name: name.unwrap_or_else(|| dir.name.clone()),
+        group_type: gtype.unwrap_or_else(|| dir.group_type.clone()),
+        created_at: at.unwrap_or(created_at),
+        roles: role_ids(x, p)?,
+        extra: x.extra(),
+        group_id: gid,
+    };
+    Ok(group)
+}
+
+/// One of a project's `spend_alerts`; the channel defaults to email with no recipients.
+fn parse_spend_alert(x: &mut Reader<'_>) -> R<SpendAlert> {
+    let id = SpendAlertId(x.req_str("id")?);
+    let threshold = x
+        .opt_i64("threshold_amount")?
+        .ok_or_else(|| x.err("threshold_amount", "missing (required)"))?;
+    let currency = x
+        .opt_enum("currency", &["USD"])?
+        .unwrap_or_else(|| "USD".into());
+    let interval = x
+        .opt_enum("interval", &["month"])?
+        .unwrap_or_else(|| "month".into());
+    let (channel_type, recipients, subject_prefix) = match x.get("notification_channel") {
+        None => ("email".to_owned(), Vec::new(), None),
+        Some(c) => {
+            let mut c = Reader::new(c, x.child("notification_channel"), x.now)?;
+            (
+                c.opt_enum("type", &["email"])?
+                    .unwrap_or_else(|| "email".into()),
+                c.str_array("recipients")?,
+                c.opt_str("subject_prefix")?,
+            )
+        }
+    };
+    Ok(SpendAlert {
+        id,
+        threshold_amount: threshold,
+        currency,
+        interval,
+        channel_type,
+        recipients,
+        subject_prefix,
+        extra: x.extra(),
+    })
+}
+
+/// One of a project's `certificates`; validity defaults to a year from creation.
+fn parse_certificate(x: &mut Reader<'_>, created_at: i64) -> R<Certificate> {
+    let id = CertificateId(x.req_str("id")?);
+    let name = x.opt_str("name")?;
+    let cert_created = x.opt_time("created_at")?.unwrap_or(created_at);
+    let active = x.opt_bool("active")?.unwrap_or(true);
+    let (valid_at, expires_at) = match x.get("certificate_details") {
+        None => (cert_created, cert_created + 365 * 86_400),
+        Some(d) => {
+            let mut d = Reader::new(d, x.child("certificate_details"), x.now)?;
+            let valid = d.opt_time("valid_at")?.unwrap_or(cert_created);
+            (
+                valid,
+                d.opt_time("expires_at")?.unwrap_or(valid + 365 * 86_400),
+            )
+        }
+    };
+    Ok(Certificate {
+        id,
+        name,
+        created_at: cert_created,
+        active,
+        valid_at,
+        expires_at,
+        extra: x.extra(),
+    })
 }
 
 /// The redacted form the API shows for a key (`sk-proj-…abcd`).
