@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
-use crate::diagnostics::{Diagnostics, FileId};
+use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 use crate::model::{Family, RuleId, Severity};
 
 use super::{Rule, RuleBody, Value, compile, parse};
@@ -43,7 +43,7 @@ pub(super) fn validate(
     let missing = |key: &str, diags: &mut Diagnostics| {
         diags
             .error(
-                "missing-key",
+                DiagnosticCode::MissingKey,
                 Some(file),
                 Some(raw.span.clone()),
                 format!("rule is missing `{key}`"),
@@ -55,7 +55,7 @@ pub(super) fn validate(
         Some(id) => {
             diags
                 .error(
-                    "bad-id",
+                    DiagnosticCode::BadId,
                     Some(file),
                     Some(id.span()),
                     format!("rule id `{}` is not kebab-case", id.get_ref()),
@@ -77,7 +77,7 @@ pub(super) fn validate(
             None => missing(key, diags),
             Some(v) if v.get_ref().trim().is_empty() => {
                 diags.error(
-                    "empty-value",
+                    DiagnosticCode::EmptyValue,
                     Some(file),
                     Some(v.span()),
                     format!("`{key}` is empty"),
@@ -91,7 +91,7 @@ pub(super) fn validate(
             Ok(sev) => Some(sev),
             Err(msg) => {
                 diags
-                    .error("bad-severity", Some(file), Some(s.span()), msg)
+                    .error(DiagnosticCode::BadSeverity, Some(file), Some(s.span()), msg)
                     .label("unknown severity");
                 None
             }
@@ -108,7 +108,7 @@ pub(super) fn validate(
                 let views: Vec<&str> = Family::ALL.iter().map(|f| f.view()).collect();
                 diags
                     .error(
-                        "unknown-resource-type",
+                        DiagnosticCode::UnknownResourceType,
                         Some(file),
                         Some(rt.span()),
                         format!("`{}` is not a view", rt.get_ref()),
@@ -130,7 +130,7 @@ pub(super) fn validate(
             .is_some()
         {
             diags.error(
-                "duplicate-param",
+                DiagnosticCode::DuplicateParam,
                 Some(file),
                 Some(name.span()),
                 format!("param `{}` is declared twice", name.get_ref()),
@@ -141,7 +141,7 @@ pub(super) fn validate(
         (Some(_), Some(sql)) => {
             diags
                 .error(
-                    "where-and-sql",
+                    DiagnosticCode::WhereAndSql,
                     Some(file),
                     Some(sql.span()),
                     "a rule has `where` or `sql`, not both",
@@ -152,7 +152,7 @@ pub(super) fn validate(
         (None, None) => {
             diags
                 .error(
-                    "missing-key",
+                    DiagnosticCode::MissingKey,
                     Some(file),
                     Some(raw.span.clone()),
                     "rule has neither `where` nor `sql`",
@@ -175,7 +175,7 @@ pub(super) fn validate(
             if let Some(m) = &raw.message {
                 diags
                     .error(
-                        "unexpected-key",
+                        DiagnosticCode::UnexpectedKey,
                         Some(file),
                         Some(m.span()),
                         "`message` is for `where` rules; a `sql` rule returns a `message` column",
@@ -247,7 +247,7 @@ fn check_template(
             for name in unknown {
                 diags
                     .error(
-                        "unknown-column",
+                        DiagnosticCode::UnknownColumn,
                         Some(file),
                         Some(message.span()),
                         format!(
@@ -269,7 +269,7 @@ fn check_template(
             nested.sort();
             for p in nested {
                 diags.error(
-                    "unknown-param",
+                    DiagnosticCode::UnknownParam,
                     Some(file),
                     Some(message.span()),
                     format!("message names `params.{p}`, which the rule does not declare"),
@@ -279,7 +279,7 @@ fn check_template(
         Err(e) => {
             diags
                 .error(
-                    "bad-template",
+                    DiagnosticCode::BadTemplate,
                     Some(file),
                     Some(message.span()),
                     format!("message template does not parse: {e}"),
@@ -305,7 +305,7 @@ fn check_sql(
         Err(e) => {
             diags
                 .error(
-                    "sql-does-not-prepare",
+                    DiagnosticCode::SqlDoesNotPrepare,
                     Some(file),
                     Some(sql.span()),
                     format!("SQL does not prepare: {}", sqlite_message(&e)),
@@ -318,7 +318,7 @@ fn check_sql(
     if !stmt.readonly() {
         diags
             .error(
-                "sql-not-read-only",
+                DiagnosticCode::SqlNotReadOnly,
                 Some(file),
                 Some(sql.span()),
                 "rule SQL must only read (a SELECT)",
@@ -333,7 +333,7 @@ fn check_sql(
     if !missing.is_empty() {
         diags
             .error(
-                "sql-missing-column",
+                DiagnosticCode::SqlMissingColumn,
                 Some(file),
                 Some(sql.span()),
                 format!("SQL must return column(s) {}", missing.join(", ")),
@@ -347,7 +347,7 @@ fn check_sql(
             Some(name) => {
                 diags
                     .error(
-                        "unknown-param",
+                        DiagnosticCode::UnknownParam,
                         Some(file),
                         Some(sql.span()),
                         format!(
@@ -358,7 +358,7 @@ fn check_sql(
             }
             None => {
                 diags.error(
-                    "positional-param",
+                    DiagnosticCode::PositionalParam,
                     Some(file),
                     Some(sql.span()),
                     "SQL uses a positional parameter (`?`); name it `:param` instead",
@@ -372,7 +372,7 @@ fn check_sql(
     }
     if let Err(e) = conn.prepare(&rule.sql()) {
         diags.error(
-            "sql-does-not-prepare",
+            DiagnosticCode::SqlDoesNotPrepare,
             Some(file),
             Some(sql.span()),
             format!(
