@@ -76,8 +76,8 @@ cron = "0 */6 * * *"
 timezone = "UTC"
 # Run one audit as soon as the daemon starts, besides the schedule.
 run_on_start = false
-# Wait a random delay of up to this long before each scheduled run (s, m, h or d), so many
-# installations on the same schedule do not call the API at the same second.
+# Wait a random delay of up to this long before each scheduled run (45s, 30m, 12h, 1d or
+# 2w), so many installations on the same schedule do not call the API at the same second.
 # jitter = "30s"
 
 [rules]
@@ -105,7 +105,7 @@ disabled = []
 # expires = "2027-03-31"
 
 [notify]
-# Announce findings that are still open again after this long (d, h, m or s).
+# Announce findings that are still open again after this long (45s, 30m, 12h, 7d, 2w).
 repeat_interval = "7d"
 # Announce findings that were resolved.
 send_resolved = true

@@ -317,37 +317,8 @@ fn socket_addr(text: &str) -> Result<SocketAddr, String> {
 
 fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
     const T: &str = "[notify.email]";
-    let transport = match &raw.transport {
-        None => Some(EmailTransport::Smtp),
-        Some(t) => c.parse(
-            t,
-            DiagnosticCode::BadValue,
-            "expected \"smtp\" or \"file\"",
-            |t| match t {
-                "smtp" => Ok(EmailTransport::Smtp),
-                "file" => Ok(EmailTransport::File),
-                other => Err(format!(
-                    "unknown transport `{other}` (expected \"smtp\" or \"file\")"
-                )),
-            },
-        ),
-    };
-    let tls = match &raw.tls {
-        None => Some(EmailTls::StartTls),
-        Some(t) => c.parse(
-            t,
-            DiagnosticCode::BadValue,
-            "expected starttls, tls or none",
-            |t| match t {
-                "starttls" => Ok(EmailTls::StartTls),
-                "tls" => Ok(EmailTls::Tls),
-                "none" => Ok(EmailTls::None),
-                other => Err(format!(
-                    "unknown mode `{other}` (expected \"starttls\", \"tls\" or \"none\")"
-                )),
-            },
-        ),
-    };
+    let transport = email_transport(raw.transport.as_ref(), c);
+    let tls = email_tls(raw.tls.as_ref(), c);
     let address = |a: &Spanned<String>, c: &mut Check<'_>| {
         c.parse(
             a,
@@ -432,4 +403,43 @@ fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
             .as_ref()
             .map(|p| Spanned::new(p.span(), PathBuf::from(p.get_ref()))),
     })
+}
+
+/// `[notify.email] transport`, default `smtp`.
+fn email_transport(raw: Option<&Spanned<String>>, c: &mut Check<'_>) -> Option<EmailTransport> {
+    let Some(t) = raw else {
+        return Some(EmailTransport::Smtp);
+    };
+    c.parse(
+        t,
+        DiagnosticCode::BadValue,
+        "expected \"smtp\" or \"file\"",
+        |t| match t {
+            "smtp" => Ok(EmailTransport::Smtp),
+            "file" => Ok(EmailTransport::File),
+            other => Err(format!(
+                "unknown transport `{other}` (expected \"smtp\" or \"file\")"
+            )),
+        },
+    )
+}
+
+/// `[notify.email] tls`, default `starttls`.
+fn email_tls(raw: Option<&Spanned<String>>, c: &mut Check<'_>) -> Option<EmailTls> {
+    let Some(t) = raw else {
+        return Some(EmailTls::StartTls);
+    };
+    c.parse(
+        t,
+        DiagnosticCode::BadValue,
+        "expected starttls, tls or none",
+        |t| match t {
+            "starttls" => Ok(EmailTls::StartTls),
+            "tls" => Ok(EmailTls::Tls),
+            "none" => Ok(EmailTls::None),
+            other => Err(format!(
+                "unknown mode `{other}` (expected \"starttls\", \"tls\" or \"none\")"
+            )),
+        },
+    )
 }
