@@ -157,6 +157,25 @@ fn openai(raw: &RawOpenAi, c: &mut Check<'_>) -> OpenAiConfig {
         }
         ok.then(|| u.get_ref().clone())
     });
+    let concurrency = raw
+        .concurrency
+        .as_ref()
+        .and_then(|n| c.at_least(n, "concurrency", 1))
+        .unwrap_or(default.concurrency);
+    let max_concurrency = raw.max_concurrency.as_ref().and_then(|n| {
+        let max: usize = c.at_least(n, "max_concurrency", 1)?;
+        if max < concurrency {
+            // The client starts at `concurrency` and may only grow from there.
+            c.error(
+                DiagnosticCode::BadValue,
+                n.span(),
+                format!("`max_concurrency` ({max}) is below `concurrency` ({concurrency})"),
+                "below concurrency",
+            );
+            return None;
+        }
+        Some(max)
+    });
     OpenAiConfig {
         organization: raw
             .organization
@@ -169,15 +188,8 @@ fn openai(raw: &RawOpenAi, c: &mut Check<'_>) -> OpenAiConfig {
             .as_ref()
             .and_then(|p| c.non_empty(p, "admin_key_file"))
             .map(PathBuf::from),
-        concurrency: raw
-            .concurrency
-            .as_ref()
-            .and_then(|n| c.at_least(n, "concurrency", 1))
-            .unwrap_or(default.concurrency),
-        max_concurrency: raw
-            .max_concurrency
-            .as_ref()
-            .and_then(|n| c.at_least(n, "max_concurrency", 1)),
+        concurrency,
+        max_concurrency,
         timeout_secs: raw
             .timeout_secs
             .as_ref()
