@@ -38,7 +38,7 @@ pub use metrics::Metrics;
 
 use crate::config::ScheduleConfig;
 use crate::model::{SnapshotId, SnapshotStatus};
-use crate::schedule::{Schedule, ScheduleError, parse_duration};
+use crate::schedule::Schedule;
 
 /// An error from the injected job's `reload` or `flush`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -74,13 +74,13 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// Parses `[schedule]` (cron, timezone, jitter, run_on_start).
-    pub fn from_config(config: &ScheduleConfig) -> Result<Timing, ScheduleError> {
-        Ok(Timing {
-            schedule: Schedule::from_config(config)?,
-            jitter: config.jitter.as_deref().map(parse_duration).transpose()?,
+    /// The timing of a validated `[schedule]` (cron, timezone, jitter, run_on_start).
+    pub fn from_config(config: &ScheduleConfig) -> Timing {
+        Timing {
+            schedule: config.schedule.clone(),
+            jitter: config.jitter.map(crate::duration::Duration::to_std),
             run_on_start: config.run_on_start,
-        })
+        }
     }
 }
 
@@ -1037,22 +1037,14 @@ mod tests {
 
     #[test]
     fn timing_reads_jitter_and_run_on_start_from_config() {
-        let config = ScheduleConfig {
-            cron: "@daily".into(),
-            timezone: "Europe/Berlin".into(),
-            run_on_start: true,
-            jitter: Some("5m".into()),
-        };
-        let timing = Timing::from_config(&config).unwrap();
+        let config = crate::config::Config::parse(
+            "[schedule]\ncron = \"@daily\"\ntimezone = \"Europe/Berlin\"\nrun_on_start = true\njitter = \"5m\"\n",
+            std::path::Path::new("orgwarden.toml"),
+        )
+        .unwrap();
+        let timing = Timing::from_config(&config.schedule);
         assert_eq!(timing.jitter, Some(Duration::from_secs(300)));
         assert!(timing.run_on_start);
-        let bad = ScheduleConfig {
-            jitter: Some("soon".into()),
-            ..config
-        };
-        assert!(matches!(
-            Timing::from_config(&bad),
-            Err(ScheduleError::Duration(_))
-        ));
+        assert_eq!(timing.schedule.to_string(), "@daily (Europe/Berlin)");
     }
 }

@@ -10,6 +10,91 @@ use std::ops::Range;
 
 use annotate_snippets::{AnnotationKind, Group, Level as SnippetLevel, Origin, Renderer, Snippet};
 
+/// Declares [`DiagnosticCode`] from one table, so a code, its spelling and its explanation
+/// cannot drift apart.
+macro_rules! diagnostic_codes {
+    ($($variant:ident = $text:literal: $explanation:literal,)*) => {
+        /// The stable code of a problem, shown as `error[code]` and listed in
+        /// docs/diagnostics.md.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum DiagnosticCode {
+            $(
+                #[doc = $explanation]
+                $variant,
+            )*
+        }
+
+        impl DiagnosticCode {
+            /// Every code, in the order of the table.
+            pub const ALL: &'static [DiagnosticCode] = &[$(DiagnosticCode::$variant,)*];
+
+            /// The kebab-case spelling (`unknown-key`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(DiagnosticCode::$variant => $text,)*
+                }
+            }
+
+            /// What the code means, in one line.
+            pub fn explanation(self) -> &'static str {
+                match self {
+                    $(DiagnosticCode::$variant => $explanation,)*
+                }
+            }
+        }
+    };
+}
+
+diagnostic_codes! {
+    TomlSyntax = "toml-syntax": "The file is not valid TOML; nothing else in it is checked.",
+    UnknownKey = "unknown-key": "A key or table the format does not have (often a typo).",
+    WrongType = "wrong-type": "A value of the wrong TOML type (a string where an integer belongs).",
+    MissingKey = "missing-key": "A required key is absent.",
+    EmptyValue = "empty-value": "A value that must say something is empty.",
+    BadValue = "bad-value": "A value of the right type that is not allowed there.",
+    BadDuration = "bad-duration": "Not a duration such as 45s, 30m, 12h, 90d or 2w.",
+    BadCron = "bad-cron": "`[schedule] cron` is not a crontab expression.",
+    BadTimezone = "bad-timezone": "`[schedule] timezone` is not an IANA time zone name.",
+    BadAddress = "bad-address": "`[server] listen` is not an IP:PORT socket address.",
+    BadEmail = "bad-email": "A `[notify.email]` address that is not an email address.",
+    BadDate = "bad-date": "An exemption's `expires` is not a YYYY-MM-DD date.",
+    BadGlob = "bad-glob": "An exemption's `resource` is not a valid glob pattern.",
+    BadSeverity = "bad-severity": "Not one of info, low, medium, high, critical.",
+    BadAge = "bad-age": "A rule param holding an age is given a text that is not a duration.",
+    UnknownRule = "unknown-rule": "The configuration names a rule id no rule file defines.",
+    UnknownParam = "unknown-param": "A param the rule does not declare.",
+    WrongParamType = "wrong-param-type": "A param override whose type differs from the rule's default.",
+    ExemptionExpired = "exemption-expired": "An exemption past its `expires` date; its findings are open again.",
+    ExemptionExpiring = "exemption-expiring": "An exemption that expires within 14 days.",
+    ExemptionUnused = "exemption-unused": "An exemption that matches no stored finding of its rule.",
+    BadId = "bad-id": "A rule id that is not kebab-case.",
+    DuplicateId = "duplicate-id": "Two rules share one id.",
+    DuplicateParam = "duplicate-param": "A rule declares the same param twice.",
+    UnknownResourceType = "unknown-resource-type": "A rule's `resource_type` is not one of the views.",
+    WhereAndSql = "where-and-sql": "A rule has both `where` and `sql`, or neither.",
+    UnexpectedKey = "unexpected-key": "A rule key that does not fit the rule's kind (`message` on a `sql` rule).",
+    BadCondition = "bad-condition": "A `where` condition that cannot be compiled (an empty `all`/`any`).",
+    UnknownColumn = "unknown-column": "A condition names a column its view does not have.",
+    UnknownOp = "unknown-op": "A condition uses an operator that does not exist.",
+    MissingValue = "missing-value": "An operator that needs a `value` or `param` has neither.",
+    UnexpectedValue = "unexpected-value": "An operator that takes no value is given one.",
+    WrongValueType = "wrong-value-type": "A condition's value does not fit its column or operator.",
+    BadTemplate = "bad-template": "A rule's `message` template does not parse.",
+    PositionalParam = "positional-param": "A rule's SQL uses `?` instead of a named `:param`.",
+    SqlDoesNotPrepare = "sql-does-not-prepare": "SQLite cannot prepare a rule's SQL.",
+    SqlMissingColumn = "sql-missing-column": "A rule's SQL does not return resource_id, project_id and message.",
+    SqlNotReadOnly = "sql-not-read-only": "A rule's SQL would write to the database.",
+    UnreadableRuleFile = "unreadable-rule-file": "A rule file named by `[rules] paths` cannot be read.",
+    UnreadableRulePath = "unreadable-rule-path": "A `[rules] paths` entry cannot be listed or read.",
+    Internal = "internal": "orgwarden could not set up the check itself (a bug, or no memory).",
+}
+
+impl fmt::Display for DiagnosticCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How serious a problem is: errors fail the command, warnings are only shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -36,7 +121,7 @@ pub struct Diagnostic {
     /// Error or warning.
     pub level: Level,
     /// Stable kebab-case code (`unknown-op`).
-    pub code: &'static str,
+    pub code: DiagnosticCode,
     /// What is wrong, in one sentence.
     pub message: String,
     /// The file it is in, if any.
@@ -79,7 +164,7 @@ impl Diagnostics {
     /// Records an error at `span` of `file`.
     pub fn error(
         &mut self,
-        code: &'static str,
+        code: DiagnosticCode,
         file: Option<FileId>,
         span: Option<Range<usize>>,
         message: impl Into<String>,
@@ -90,7 +175,7 @@ impl Diagnostics {
     /// Records a warning at `span` of `file`.
     pub fn warning(
         &mut self,
-        code: &'static str,
+        code: DiagnosticCode,
         file: Option<FileId>,
         span: Option<Range<usize>>,
         message: impl Into<String>,
@@ -101,7 +186,7 @@ impl Diagnostics {
     fn push(
         &mut self,
         level: Level,
-        code: &'static str,
+        code: DiagnosticCode,
         file: Option<FileId>,
         span: Option<Range<usize>>,
         message: impl Into<String>,
@@ -145,12 +230,28 @@ impl Diagnostics {
             .count()
     }
 
-    /// Moves every problem and file of `other` into this collection.
+    /// Moves every problem and file of `other` into this collection; a file registered in
+    /// both (same name and text) is kept once, so the problems of both sort together.
     pub fn extend(&mut self, other: Diagnostics) {
-        let offset = self.files.len();
-        self.files.extend(other.files);
+        let mapping: Vec<FileId> = other
+            .files
+            .into_iter()
+            .map(|file| {
+                match self
+                    .files
+                    .iter()
+                    .position(|f| f.name == file.name && f.text == file.text)
+                {
+                    Some(existing) => FileId(existing),
+                    None => {
+                        self.files.push(file);
+                        FileId(self.files.len() - 1)
+                    }
+                }
+            })
+            .collect();
         self.items.extend(other.items.into_iter().map(|mut d| {
-            d.file = d.file.map(|f| FileId(f.0 + offset));
+            d.file = d.file.map(|f| mapping[f.0]);
             d
         }));
     }
@@ -160,7 +261,7 @@ impl Diagnostics {
         let file = &self.files[diagnostic.file?.0];
         match &diagnostic.span {
             Some(span) => {
-                let (line, col) = crate::config::line_column(&file.text, span.start);
+                let (line, col) = line_column(&file.text, span.start);
                 Some(format!("{}:{line}:{col}", file.name))
             }
             None => Some(file.name.clone()),
@@ -187,7 +288,7 @@ impl Diagnostics {
                 Level::Error => SnippetLevel::ERROR,
                 Level::Warning => SnippetLevel::WARNING,
             };
-            let title = level.primary_title(d.message.as_str()).id(d.code);
+            let title = level.primary_title(d.message.as_str()).id(d.code.as_str());
             let mut group = match (d.file, &d.span) {
                 (Some(file), Some(span)) => {
                     let f = &self.files[file.0];
@@ -223,6 +324,17 @@ impl Diagnostics {
         }
         out
     }
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.chars().count(), |nl| {
+        before[nl + 1..].chars().count()
+    }) + 1;
+    (line, column)
 }
 
 /// Keeps a span inside the text and on character boundaries, so a stale span cannot panic
@@ -264,97 +376,6 @@ impl fmt::Display for Diagnostics {
 #[error("{}", .0.render(false))]
 pub struct DiagnosticsError(pub Diagnostics);
 
-/// A configuration file's parse errors as diagnostics pointing into the file (re-read for
-/// the excerpt); `None` for errors without a place (an unreadable file).
-///
-/// The configuration's parser stops at its first error. To report more at once, the line
-/// of each `key = value` error is blanked (offsets kept) and the file parsed again, as
-/// long as what is left is still valid TOML; a problem elsewhere (a table header, a value
-/// spanning lines) ends the search, so no error is ever invented by the blanking.
-pub fn from_config_error(error: &crate::config::ConfigError) -> Option<Diagnostics> {
-    let crate::config::ConfigError::Parse { path, .. } = error else {
-        return None;
-    };
-    let original = std::fs::read_to_string(path).ok()?;
-    let mut d = Diagnostics::new();
-    let file = d.add_file(path.display().to_string(), original.clone());
-    let mut text = original;
-    let mut error = Some(parse_error(error)?);
-    let mut seen = Vec::new();
-    while let Some((line, column, message)) = error.take() {
-        let start = offset_of(&text, line, column);
-        if seen.contains(&start) || seen.len() >= 32 {
-            break;
-        }
-        seen.push(start);
-        // Underline the word (key or value) the error points at.
-        let len = text[start..]
-            .find(|c: char| c.is_whitespace() || c == '=' || c == ',' || c == ']')
-            .unwrap_or(text.len() - start)
-            .max(1);
-        let code = if message.starts_with("unknown field") {
-            "unknown-key"
-        } else {
-            "bad-config"
-        };
-        let first_line = message.lines().next().unwrap_or(&message).to_owned();
-        let diag = d.error(
-            code,
-            Some(file),
-            Some(start..(start + len).min(text.len())),
-            first_line,
-        );
-        for extra in message.lines().skip(1).filter(|l| !l.trim().is_empty()) {
-            diag.help(extra.trim().to_owned());
-        }
-        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-        let whole = &text[line_start..line_end];
-        if whole.trim_start().starts_with('[') || !whole.contains('=') {
-            break;
-        }
-        // One space per byte, not per character: later spans are byte offsets into the
-        // original text, so the blanked text must keep every line's length in bytes.
-        let blank = " ".repeat(whole.len());
-        let blanked = format!("{}{blank}{}", &text[..line_start], &text[line_end..]);
-        if toml::de::DeTable::parse(&blanked).is_err() {
-            break;
-        }
-        text = blanked;
-        error = match crate::config::Config::parse(&text, path) {
-            Err(e) => parse_error(&e),
-            Ok(_) => None,
-        };
-    }
-    Some(d)
-}
-
-/// The byte offset of 1-based `line` and `column` (in characters).
-fn offset_of(text: &str, line: usize, column: usize) -> usize {
-    let line_start: usize = text
-        .split_inclusive('\n')
-        .take(line.saturating_sub(1))
-        .map(str::len)
-        .sum();
-    text[line_start..]
-        .char_indices()
-        .nth(column.saturating_sub(1))
-        .map_or(text.len(), |(i, _)| line_start + i)
-}
-
-/// The line, column and message of a configuration parse error.
-fn parse_error(error: &crate::config::ConfigError) -> Option<(usize, usize, String)> {
-    match error {
-        crate::config::ConfigError::Parse {
-            line,
-            column,
-            message,
-            ..
-        } => Some((*line, *column, message.clone())),
-        crate::config::ConfigError::Read { .. } => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,7 +385,7 @@ mod tests {
         let mut d = Diagnostics::new();
         let f = d.add_file("rules/x.toml", "[[rule]]\nid = \"Bad_Id\"\n");
         d.error(
-            "bad-id",
+            DiagnosticCode::BadId,
             Some(f),
             Some(14..22),
             "rule id `Bad_Id` is not kebab-case",
@@ -387,81 +408,72 @@ mod tests {
     }
 
     #[test]
-    fn config_parse_errors_point_into_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orgwarden.toml");
-        std::fs::write(&path, "[openai]\nconcurency = 4\n").unwrap();
-        let err = crate::config::Config::load(&path).unwrap_err();
-        let d = from_config_error(&err).unwrap();
-        let text = d.render(false);
-        assert!(
-            text.contains("error[unknown-key]: unknown field `concurency`"),
-            "{text}"
-        );
-        assert!(text.contains("orgwarden.toml:2:1"), "{text}");
-        assert!(text.contains("^^^^^^^^^^"), "{text}");
+    fn line_column_counts_from_one() {
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_column("ab", 0), (1, 1));
     }
 
     #[test]
-    fn several_config_errors_are_reported_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orgwarden.toml");
-        std::fs::write(
-            &path,
-            "[openai]\nconcurency = 4\ntimeout_secs = \"soon\"\n[rules]\ndisabled = \"x\"\n[storage]\npath = \"a.db\"\n",
-        )
-        .unwrap();
-        let err = crate::config::Config::load(&path).unwrap_err();
-        let d = from_config_error(&err).unwrap();
-        let places: Vec<String> = d.items().iter().filter_map(|i| d.location(i)).collect();
-        let file = path.display().to_string();
-        assert_eq!(
-            places,
-            [
-                format!("{file}:2:1"),
-                format!("{file}:3:16"),
-                format!("{file}:5:12")
-            ],
-            "{d}"
-        );
+    fn every_code_is_documented_with_an_example() {
+        let docs = include_str!("../docs/diagnostics.md");
+        for code in DiagnosticCode::ALL {
+            let heading = format!("## `{code}`");
+            let at = docs
+                .find(&heading)
+                .unwrap_or_else(|| panic!("docs/diagnostics.md has no `{heading}` section"));
+            let section = &docs[at + heading.len()..];
+            let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+            assert!(
+                section.contains(&format!("[{code}]")),
+                "docs/diagnostics.md shows no example `error[{code}]`/`warning[{code}]` under {heading}"
+            );
+        }
     }
 
     #[test]
-    fn errors_after_a_non_ascii_line_still_point_at_their_column() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orgwarden.toml");
-        std::fs::write(
-            &path,
-            "[openai]\norganizaton = \"Ünïcødé Ørgånïsåtïøn\"\ntimeout_secs = \"soon\"\n",
-        )
-        .unwrap();
-        let err = crate::config::Config::load(&path).unwrap_err();
-        let d = from_config_error(&err).unwrap();
-        let places: Vec<String> = d.items().iter().filter_map(|i| d.location(i)).collect();
-        let file = path.display().to_string();
-        assert_eq!(
-            places,
-            [format!("{file}:2:1"), format!("{file}:3:16")],
-            "{d}"
-        );
-    }
-
-    #[test]
-    fn a_broken_table_header_ends_the_search_without_inventing_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orgwarden.toml");
-        std::fs::write(&path, "[opneai]\norganization = \"x\"\n").unwrap();
-        let err = crate::config::Config::load(&path).unwrap_err();
-        let d = from_config_error(&err).unwrap();
-        assert_eq!(d.items().len(), 1, "{d}");
+    fn codes_are_distinct_kebab_case_with_an_explanation() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in DiagnosticCode::ALL {
+            let text = code.as_str();
+            assert!(seen.insert(text), "`{text}` twice");
+            assert!(
+                text.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "`{text}` is not kebab-case"
+            );
+            assert!(!code.explanation().is_empty());
+        }
     }
 
     #[test]
     fn warnings_do_not_count_as_errors() {
         let mut d = Diagnostics::new();
-        d.warning("exemption-expiring", None, None, "soon");
+        d.warning(DiagnosticCode::ExemptionExpiring, None, None, "soon");
         assert!(!d.has_errors());
         assert_eq!(d.warning_count(), 1);
+    }
+
+    #[test]
+    fn extend_merges_a_file_registered_twice() {
+        let mut a = Diagnostics::new();
+        let fa = a.add_file("o.toml", "x = 1\ny = 2\n");
+        a.error(
+            DiagnosticCode::BadValue,
+            Some(fa),
+            Some(6..7),
+            "second line",
+        );
+        let mut b = Diagnostics::new();
+        let fb = b.add_file("o.toml", "x = 1\ny = 2\n");
+        b.error(
+            DiagnosticCode::UnknownKey,
+            Some(fb),
+            Some(0..1),
+            "first line",
+        );
+        a.extend(b);
+        a.sort();
+        let places: Vec<_> = a.items().iter().filter_map(|d| a.location(d)).collect();
+        assert_eq!(places, ["o.toml:1:1", "o.toml:2:1"]);
     }
 
     #[test]
@@ -470,7 +482,7 @@ mod tests {
         a.add_file("a.toml", "x");
         let mut b = Diagnostics::new();
         let fb = b.add_file("b.toml", "y = 1");
-        b.error("e", Some(fb), Some(0..1), "m");
+        b.error(DiagnosticCode::BadValue, Some(fb), Some(0..1), "m");
         a.extend(b);
         assert_eq!(a.location(&a.items()[0]).as_deref(), Some("b.toml:1:1"));
     }

@@ -11,6 +11,7 @@ pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod diagnostics;
+pub mod duration;
 pub mod findings;
 pub mod model;
 pub mod notify;

@@ -12,15 +12,12 @@
 //!   occurrence.
 
 use std::fmt;
-use std::time::Duration;
 
 use chrono::{
     DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
     Timelike, Utc,
 };
 use chrono_tz::Tz;
-
-use crate::config::ScheduleConfig;
 
 /// Why a schedule could not be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,9 +55,6 @@ pub enum ScheduleError {
     /// The time zone is not an IANA name chrono-tz knows.
     #[error("unknown time zone `{0}`: expected an IANA name such as UTC or Europe/Berlin")]
     TimeZone(String),
-    /// A duration (`jitter`) is not `<number><unit>`.
-    #[error("invalid duration `{0}`: expected a number and a unit, e.g. 30s, 5m, 1h, 1d")]
-    Duration(String),
 }
 
 /// What each field accepts; `names` maps three-letter names to values.
@@ -180,29 +174,6 @@ pub fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
         .map_err(|_| ScheduleError::TimeZone(name.to_owned()))
 }
 
-/// Reads a duration such as `30s`, `5m`, `2h` or `1d` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, ScheduleError> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| ScheduleError::Duration(text.to_owned()))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(ScheduleError::Duration(text.to_owned())),
-    };
-    value
-        .checked_mul(scale)
-        .map(Duration::from_secs)
-        .ok_or_else(|| ScheduleError::Duration(text.to_owned()))
-}
-
 impl Schedule {
     /// Parses a crontab expression (5 fields, 6 with seconds first, or `@daily` and friends)
     /// to be read in `tz`.
@@ -262,11 +233,6 @@ impl Schedule {
         };
         schedule.check_day_of_month_possible(offset + 2)?;
         Ok(schedule)
-    }
-
-    /// Parses `[schedule] cron` and `timezone`.
-    pub fn from_config(config: &ScheduleConfig) -> Result<Schedule, ScheduleError> {
-        Schedule::parse(&config.cron, parse_timezone(&config.timezone)?)
     }
 
     /// The expression as written.
@@ -848,17 +814,6 @@ mod tests {
                 .to_rfc3339(),
             "2026-01-01T00:00:00+00:00"
         );
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("m").is_err());
     }
 
     #[test]

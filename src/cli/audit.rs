@@ -410,25 +410,21 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
 /// `.eml` files in `outbox` instead of any configured channel, so nothing leaves the machine.
 fn demo_settings(config: &mut Config, org: &str, domains: &[String], outbox: &std::path::Path) {
     config.openai.organization = org.to_owned();
-    let params = config
-        .rules
-        .params
-        .entry("project-user-external-domain".to_owned())
-        .or_default();
-    if !params.contains_key("allowed_domains") && !domains.is_empty() {
-        params.insert(
-            "allowed_domains".to_owned(),
+    if !domains.is_empty() {
+        config.rules.set_param_default(
+            "project-user-external-domain",
+            "allowed_domains",
             toml::Value::Array(domains.iter().cloned().map(toml::Value::String).collect()),
         );
     }
     config.notify.email = Some(crate::config::EmailConfig {
-        transport: "file".into(),
+        transport: crate::config::EmailTransport::File,
         host: None,
         port: None,
-        tls: "none".into(),
+        tls: crate::config::EmailTls::None,
         username: None,
         password_env: None,
-        from: Some("orgwarden-demo@localhost".into()),
+        from: "orgwarden-demo@localhost".into(),
         to: vec![format!(
             "security@{}",
             domains.first().map_or("example.com", String::as_str)

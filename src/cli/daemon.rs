@@ -12,7 +12,6 @@ use super::{CliError, Exit, GlobalArgs};
 use crate::config::Config;
 use crate::daemon::job::{AuditJob, JobInputs};
 use crate::daemon::{Daemon, Job, Metrics, Timing};
-use crate::schedule::ScheduleError;
 
 /// `orgwarden init`
 #[derive(Debug, clap::Args)]
@@ -77,8 +76,8 @@ cron = "0 */6 * * *"
 timezone = "UTC"
 # Run one audit as soon as the daemon starts, besides the schedule.
 run_on_start = false
-# Wait a random delay of up to this long before each scheduled run (s, m, h or d), so many
-# installations on the same schedule do not call the API at the same second.
+# Wait a random delay of up to this long before each scheduled run (45s, 30m, 12h, 1d or
+# 2w), so many installations on the same schedule do not call the API at the same second.
 # jitter = "30s"
 
 [rules]
@@ -106,7 +105,7 @@ disabled = []
 # expires = "2027-03-31"
 
 [notify]
-# Announce findings that are still open again after this long (d, h, m or s).
+# Announce findings that are still open again after this long (45s, 30m, 12h, 7d, 2w).
 repeat_interval = "7d"
 # Announce findings that were resolved.
 send_resolved = true
@@ -220,14 +219,17 @@ pub fn serve<J: Job>(
     job: Arc<J>,
     options: ServeOptions,
 ) -> anyhow::Result<Exit> {
-    let timing = timing_from_config(config)?;
-    let listen = config
-        .server
-        .listen
-        .as_deref()
-        .map(crate::daemon::health::parse_listen)
-        .transpose()
-        .map_err(CliError::usage)?;
+    let timing = timing_from_config(config);
+    let listen = config.server.listen;
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+    {
+        tracing::warn!(
+            listen = %addr,
+            "[server] listen is not a loopback address: /metrics and /readyz are reachable \
+             from the network without authentication"
+        );
+    }
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let mut builder = Daemon::builder(job, timing)
@@ -247,7 +249,7 @@ pub fn serve<J: Job>(
 /// Runs `orgwarden schedule`.
 pub fn schedule(global: &GlobalArgs, args: &ScheduleArgs) -> anyhow::Result<Exit> {
     let config = global.load_config()?;
-    let schedule = timing_from_config(&config)?.schedule;
+    let schedule = timing_from_config(&config).schedule;
     let from = match &args.from {
         Some(text) => DateTime::parse_from_rfc3339(text)
             .map(|t| t.with_timezone(&Utc))
@@ -265,47 +267,9 @@ pub fn schedule(global: &GlobalArgs, args: &ScheduleArgs) -> anyhow::Result<Exit
     Ok(Exit::Ok)
 }
 
-/// Parses `[schedule]`, reporting a bad expression, time zone or jitter with where it was
-/// written (exit 2).
-pub fn timing_from_config(config: &Config) -> anyhow::Result<Timing> {
-    Timing::from_config(&config.schedule).map_err(|error| {
-        let place = match (&config.source, &config.text) {
-            (Some(path), Some(text)) => {
-                let key = match error {
-                    ScheduleError::TimeZone(_) => "timezone",
-                    ScheduleError::Duration(_) => "jitter",
-                    _ => "cron",
-                };
-                match key_line(text, "schedule", key) {
-                    Some(line) => format!("{}:{line}: [schedule] {key}", path.display()),
-                    None => format!("{}: [schedule] {key}", path.display()),
-                }
-            }
-            _ => "[schedule] (default)".to_owned(),
-        };
-        CliError::usage(anyhow::anyhow!("{place}: {error}"))
-    })
-}
-
-/// The 1-based line where `key` is set inside `[table]`, found by a line scan (good enough to
-/// point a user at the line; the TOML itself was already validated).
-fn key_line(text: &str, table: &str, key: &str) -> Option<usize> {
-    let header = format!("[{table}]");
-    let mut inside = false;
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            inside = line.starts_with(&header);
-            continue;
-        }
-        if inside
-            && let Some(rest) = line.strip_prefix(key)
-            && rest.trim_start().starts_with('=')
-        {
-            return Some(number + 1);
-        }
-    }
-    None
+/// The daemon's timing from the validated `[schedule]`.
+pub fn timing_from_config(config: &Config) -> Timing {
+    Timing::from_config(&config.schedule)
 }
 
 #[cfg(test)]
@@ -315,8 +279,11 @@ mod tests {
     #[test]
     fn starter_config_parses() {
         let config = Config::parse(STARTER_CONFIG, Path::new("orgwarden.toml")).unwrap();
-        assert_eq!(config.schedule.cron, "0 */6 * * *");
-        timing_from_config(&config).unwrap();
+        assert_eq!(config.schedule.schedule.expression(), "0 */6 * * *");
+        assert_eq!(
+            timing_from_config(&config).schedule.to_string(),
+            "0 */6 * * * (UTC)"
+        );
     }
 
     #[test]
@@ -345,7 +312,7 @@ mod tests {
         assert_eq!(config.exemption.len(), 1);
         assert!(config.openai.admin_key_file.is_some());
         assert!(config.schedule.jitter.is_some());
-        timing_from_config(&config).unwrap();
+        assert!(timing_from_config(&config).jitter.is_some());
     }
 
     #[test]
@@ -392,12 +359,5 @@ mod tests {
         ] {
             assert!(STARTER_CONFIG.contains(key), "starter config lacks `{key}`");
         }
-    }
-
-    #[test]
-    fn key_line_finds_the_key_in_its_table() {
-        let text = "[openai]\ncron = 1\n[schedule]\n# cron = 2\ncron = \"x\"\n";
-        assert_eq!(key_line(text, "schedule", "cron"), Some(5));
-        assert_eq!(key_line(text, "schedule", "timezone"), None);
     }
 }

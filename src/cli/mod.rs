@@ -107,26 +107,27 @@ impl GlobalArgs {
     }
 
     /// Loads the configuration: `--config`, else `./orgwarden.toml` when present, else defaults.
-    /// Parse errors are printed cargo-style, every one at once, pointing into the file.
+    /// A file with errors ends the command (exit 2) after printing every problem of the file
+    /// cargo-style, together with those of the rule files it names, the same text whichever
+    /// command loaded it.
     pub fn load_config(&self) -> anyhow::Result<Config> {
         let Some(path) = self.config_path() else {
             return Ok(Config::default());
         };
-        Config::load(&path).map_err(
-            |error| match crate::diagnostics::from_config_error(&error) {
-                Some(d) => {
-                    eprint!(
-                        "{}",
-                        d.render(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    );
-                    CliError::usage(anyhow::anyhow!(
-                        "the configuration file {} has errors; nothing was done",
-                        path.display()
-                    ))
-                }
-                None => CliError::usage(error),
-            },
-        )
+        let (config, diags) = Config::check_file(&path).map_err(CliError::usage)?;
+        if !diags.has_errors() {
+            return Ok(config);
+        }
+        let today = chrono::Utc::now().date_naive();
+        let diags = crate::rules::load_checked(&config, diags, today).diagnostics;
+        eprint!(
+            "{}",
+            diags.render(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        );
+        Err(CliError::usage(anyhow::anyhow!(
+            "{} error(s) in rule or configuration files",
+            diags.error_count()
+        )))
     }
 
     /// The database path: `--db`, else `[storage] path` (relative to the config file).

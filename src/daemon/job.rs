@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{AdminClient, ClientOptions, load_admin_key};
 use crate::collect;
 use crate::config::Config;
+use crate::diagnostics::Diagnostics;
 use crate::findings::{self, Announce, EventKind, Status};
 use crate::model::{Severity, SnapshotStatus};
 use crate::notify::Notifier;
@@ -69,11 +70,11 @@ impl AuditJob {
 }
 
 fn load(inputs: &JobInputs, metrics: &Arc<Metrics>) -> Result<Loaded, BoxError> {
-    let config = match &inputs.config_path {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
+    let (config, config_diags) = match &inputs.config_path {
+        Some(path) => Config::check_file(path)?,
+        None => (Config::default(), Diagnostics::new()),
     };
-    let rules = rules::load(&config, Utc::now().date_naive());
+    let rules = rules::load_checked(&config, config_diags, Utc::now().date_naive());
     if rules.diagnostics.has_errors() {
         return Err(format!(
             "{} error(s) in rule or configuration files:\n{}",
@@ -239,7 +240,7 @@ impl Job for AuditJob {
 
     async fn reload(&self) -> Result<Option<Timing>, BoxError> {
         let loaded = load(&self.inputs, &self.metrics)?;
-        let timing = Timing::from_config(&loaded.config.schedule)?;
+        let timing = Timing::from_config(&loaded.config.schedule);
         match self.current.write() {
             Ok(mut guard) => *guard = Arc::new(loaded),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(loaded),

@@ -31,7 +31,7 @@ pub use plan::{Digest, FindingState, FindingStatus, Policy, Reason, RunContext, 
 pub use render::Renderer;
 pub use transport::{DeliveryError, SmtpCredentials, SmtpSettings, TlsMode, Transport};
 
-use crate::config::{Config, EmailConfig};
+use crate::config::{Config, EmailConfig, EmailTls, EmailTransport};
 
 /// How long one SMTP connect or command may take.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,23 +111,16 @@ impl Notifier {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Notifier, NotifyError> {
         let cfg = &config.notify;
-        let repeat =
-            plan::parse_interval(&cfg.repeat_interval).map_err(|e| NotifyError::Config {
-                place: locate(config, "notify", "repeat_interval"),
-                section: "notify",
-                key: "repeat_interval",
-                message: e.to_string(),
-            })?;
         let email = match &cfg.email {
             Some(email) => Some(email_channel(email, config, &env)?),
             None => None,
         };
         Ok(Notifier {
             policy: Policy {
-                repeat_interval: repeat,
+                repeat_interval: cfg.repeat_interval.to_time_delta(),
                 send_resolved: cfg.send_resolved,
             },
-            repeat_interval: cfg.repeat_interval.trim().to_owned(),
+            repeat_interval: cfg.repeat_interval.to_string(),
             email,
         })
     }
@@ -306,59 +299,56 @@ fn log_digest(digest: &Digest) {
     }
 }
 
+/// Builds the email channel of a validated `[notify.email]`: what is left to check is
+/// what only the environment and the file system can say (the password, the CA file, the
+/// templates).
 fn email_channel(
     email: &EmailConfig,
     config: &Config,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<EmailChannel, NotifyError> {
-    let err = |key: &'static str, message: String| NotifyError::Config {
-        place: locate(config, "notify.email", key),
-        section: "notify.email",
-        key,
-        message,
+    let err = |key: &'static str, span: Option<std::ops::Range<usize>>, message: String| {
+        NotifyError::Config {
+            place: config.place(span),
+            section: "notify.email",
+            key,
+            message,
+        }
     };
-    let from = email
-        .from
-        .as_deref()
-        .ok_or_else(|| err("from", "the sender address is required".into()))?
-        .parse::<Mailbox>()
-        .map_err(|e| err("from", format!("not an email address: {e}")))?;
-    if email.to.is_empty() {
-        return Err(err("to", "at least one recipient is required".into()));
-    }
+    let mailbox = |key: &'static str, a: &str| {
+        a.parse::<Mailbox>()
+            .map_err(|e| err(key, None, format!("`{a}` is not an email address: {e}")))
+    };
+    let from = mailbox("from", &email.from)?;
     let to = email
         .to
         .iter()
-        .map(|a| {
-            a.parse::<Mailbox>()
-                .map_err(|e| err("to", format!("`{a}` is not an email address: {e}")))
-        })
+        .map(|a| mailbox("to", a))
         .collect::<Result<Vec<_>, _>>()?;
-    let transport = match email.transport.as_str() {
-        "file" => {
+    let transport = match email.transport {
+        EmailTransport::File => {
             let dir = email
                 .dir
                 .as_deref()
-                .ok_or_else(|| err("dir", "required when transport = \"file\"".into()))?;
+                .ok_or_else(|| err("dir", None, "required when transport = \"file\"".into()))?;
             Transport::File {
                 dir: config.resolve(dir),
             }
         }
-        "smtp" => {
+        EmailTransport::Smtp => {
             let mut settings = smtp_settings(email, &err, env)?;
             if let Some(ca) = &email.ca_file {
-                let path = config.resolve(ca);
-                let pem = std::fs::read(&path)
-                    .map_err(|e| err("ca_file", format!("cannot read {}: {e}", path.display())))?;
+                let path = config.resolve(ca.get_ref());
+                let pem = std::fs::read(&path).map_err(|e| {
+                    err(
+                        "ca_file",
+                        crate::config::span_of(ca),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
                 settings.extra_roots_pem.push(pem);
             }
             Transport::Smtp(settings)
-        }
-        other => {
-            return Err(err(
-                "transport",
-                format!("unknown transport `{other}` (expected \"smtp\" or \"file\")"),
-            ));
         }
     };
     let template = |p: &Option<std::path::PathBuf>| p.as_deref().map(|p: &Path| config.resolve(p));
@@ -377,57 +367,39 @@ fn email_channel(
 
 fn smtp_settings(
     email: &EmailConfig,
-    err: &impl Fn(&'static str, String) -> NotifyError,
+    err: &impl Fn(&'static str, Option<std::ops::Range<usize>>, String) -> NotifyError,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<SmtpSettings, NotifyError> {
     let host = email
         .host
         .clone()
-        .filter(|h| !h.trim().is_empty())
-        .ok_or_else(|| err("host", "required when transport = \"smtp\"".into()))?;
-    let tls = match email.tls.as_str() {
-        "starttls" => TlsMode::StartTls,
-        "tls" => TlsMode::Implicit,
-        "none" if transport::is_loopback(&host) => TlsMode::None,
-        "none" => {
-            return Err(err(
-                "tls",
-                format!(
-                    "\"none\" sends mail and passwords in clear; it is only allowed towards a \
-                     loopback host, not `{host}` (use \"starttls\" or \"tls\")"
-                ),
-            ));
-        }
-        other => {
-            return Err(err(
-                "tls",
-                format!("unknown mode `{other}` (expected \"starttls\", \"tls\" or \"none\")"),
-            ));
-        }
+        .ok_or_else(|| err("host", None, "required when transport = \"smtp\"".into()))?;
+    let tls = match email.tls {
+        EmailTls::StartTls => TlsMode::StartTls,
+        EmailTls::Tls => TlsMode::Implicit,
+        EmailTls::None => TlsMode::None,
     };
     let credentials = match (&email.username, &email.password_env) {
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(err(
-                "password_env",
-                "required with username: the name of the environment variable holding the SMTP password".into(),
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(err("username", "required with password_env".into()));
-        }
         (Some(username), Some(var)) => {
-            let password = env(var).filter(|p| !p.is_empty()).ok_or_else(|| {
-                err(
-                    "password_env",
-                    format!("the environment variable {var} is not set or empty"),
-                )
-            })?;
+            let password = env(var.get_ref())
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| {
+                    err(
+                        "password_env",
+                        crate::config::span_of(var),
+                        format!(
+                            "the environment variable {} is not set or empty",
+                            var.get_ref()
+                        ),
+                    )
+                })?;
             Some(SmtpCredentials {
                 username: username.clone(),
                 password: SecretString::from(password),
             })
         }
+        // Validation allows only both or neither.
+        _ => None,
     };
     Ok(SmtpSettings {
         port: email.port.unwrap_or(tls.default_port()),
@@ -438,46 +410,6 @@ fn smtp_settings(
         extra_roots_pem: Vec::new(),
         system_roots: true,
     })
-}
-
-/// `file:line:column: ` of `key` in `[section]` of the configuration file: the key's line
-/// when it is written there, else the section's header, else just the file.
-fn locate(config: &Config, section: &str, key: &str) -> String {
-    let Some(path) = &config.source else {
-        return String::new();
-    };
-    let Some(text) = &config.text else {
-        return format!("{}: ", path.display());
-    };
-    let mut current = String::new();
-    let mut header = None;
-    for (n, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with('[') {
-            current = trimmed
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_owned();
-            if current == section {
-                header = Some(n + 1);
-            }
-            continue;
-        }
-        if current == section
-            && let Some(rest) = trimmed.strip_prefix(key)
-            && rest.trim_start().starts_with('=')
-        {
-            let column = line.len() - trimmed.len() + 1;
-            return format!("{}:{}:{column}: ", path.display(), n + 1);
-        }
-    }
-    match header {
-        Some(line) => format!("{}:{line}:1: ", path.display()),
-        None => format!("{}: ", path.display()),
-    }
 }
 
 #[cfg(test)]
@@ -495,10 +427,14 @@ mod tests {
         None
     }
 
+    /// The error of a configuration, whether validation or the notifier finds it.
     fn config_error(text: &str) -> String {
-        Notifier::from_config_with_env(&config(text), no_env)
-            .unwrap_err()
-            .to_string()
+        match Config::parse(text, &PathBuf::from("/etc/orgwarden/orgwarden.toml")) {
+            Err(e) => e.to_string(),
+            Ok(c) => Notifier::from_config_with_env(&c, no_env)
+                .unwrap_err()
+                .to_string(),
+        }
     }
 
     const SMTP: &str = "[notify.email]\nfrom = \"o@example.com\"\nto = [\"s@example.com\"]\n";
@@ -507,8 +443,9 @@ mod tests {
     fn plain_smtp_is_refused_towards_a_remote_host() {
         let text = format!("{SMTP}host = \"smtp.example.com\"\ntls = \"none\"\n");
         let err = config_error(&text);
+        assert!(err.contains("error[bad-value]"), "{err}");
         assert!(
-            err.starts_with("/etc/orgwarden/orgwarden.toml:5:1: [notify.email] tls:"),
+            err.contains("--> /etc/orgwarden/orgwarden.toml:5:7"),
             "{err}"
         );
         assert!(err.contains("loopback"), "{err}");
@@ -539,6 +476,10 @@ mod tests {
         );
         let err = config_error(&text);
         assert!(err.contains("OW_PW is not set"), "{err}");
+        assert!(
+            err.starts_with("/etc/orgwarden/orgwarden.toml:6:16: [notify.email] password_env:"),
+            "{err}"
+        );
         let notifier = Notifier::from_config_with_env(&config(&text), |name| {
             (name == "OW_PW").then(|| "hunter2-secret".to_owned())
         })
@@ -548,16 +489,29 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        assert!(config_error(&format!("{SMTP}transport = \"pigeon\"\n")).contains("transport"));
-        assert!(config_error(&format!("{SMTP}transport = \"file\"\n")).contains("] dir:"));
-        assert!(config_error(&format!("{SMTP}host = \"h\"\ntls = \"ssl\"\n")).contains("] tls:"));
+        let err = config_error(&format!("{SMTP}transport = \"pigeon\"\n"));
+        assert!(err.contains("unknown transport `pigeon`"), "{err}");
+        let err = config_error(&format!("{SMTP}transport = \"file\"\n"));
         assert!(
-            config_error("[notify]\nrepeat_interval = \"weekly\"\n").contains("repeat_interval")
+            err.contains("error[missing-key]: [notify.email] needs `dir`"),
+            "{err}"
         );
+        let err = config_error(&format!("{SMTP}host = \"h\"\ntls = \"ssl\"\n"));
+        assert!(err.contains("unknown mode `ssl`"), "{err}");
+        let err = config_error("[notify]\nrepeat_interval = \"weekly\"\n");
+        assert!(err.contains("error[bad-duration]: `weekly`"), "{err}");
         let no_to = "[notify.email]\nfrom = \"o@example.com\"\nhost = \"h\"\n";
-        assert!(config_error(no_to).contains("] to:"));
+        assert!(config_error(no_to).contains("needs `to`"));
         let bad_from = "[notify.email]\nfrom = \"not an address\"\nto = [\"s@example.com\"]\n";
-        assert!(config_error(bad_from).contains("] from:"));
+        assert!(config_error(bad_from).contains("error[bad-email]"));
+    }
+
+    #[test]
+    fn the_repeat_interval_takes_the_one_duration_grammar() {
+        let notifier =
+            Notifier::from_config_with_env(&config("[notify]\nrepeat_interval = \"2w\"\n"), no_env)
+                .unwrap();
+        assert_eq!(notifier.policy.repeat_interval, chrono::TimeDelta::days(14));
     }
 
     #[test]

@@ -330,36 +330,6 @@ pub fn plan(
     })
 }
 
-/// Why an interval such as `"7d"` could not be read.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid interval `{0}`: expected a positive number followed by s, m, h or d (\"7d\", \"12h\", \"30m\")"
-)]
-pub struct IntervalError(pub String);
-
-/// Parses `"7d"`, `"12h"`, `"30m"` or `"45s"`.
-pub fn parse_interval(text: &str) -> Result<TimeDelta, IntervalError> {
-    let err = || IntervalError(text.to_owned());
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(err)?;
-    let (digits, unit) = trimmed.split_at(split);
-    let n: i64 = digits.parse().map_err(|_| err())?;
-    let delta = match unit {
-        "s" => TimeDelta::try_seconds(n),
-        "m" => TimeDelta::try_minutes(n),
-        "h" => TimeDelta::try_hours(n),
-        "d" => TimeDelta::try_days(n),
-        _ => None,
-    }
-    .ok_or_else(err)?;
-    if delta <= TimeDelta::zero() {
-        return Err(err());
-    }
-    Ok(delta)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -614,16 +584,5 @@ pub(crate) mod tests {
         ];
         let digest = plan(&findings, &ctx(), &policy(), t(1)).expect("digest");
         assert_eq!(digest.announced[0].finding.resource_id, "crit");
-    }
-
-    #[test]
-    fn intervals_parse_and_reject_nonsense() {
-        assert_eq!(parse_interval("7d"), Ok(TimeDelta::days(7)));
-        assert_eq!(parse_interval("12h"), Ok(TimeDelta::hours(12)));
-        assert_eq!(parse_interval("30m"), Ok(TimeDelta::minutes(30)));
-        assert_eq!(parse_interval("45s"), Ok(TimeDelta::seconds(45)));
-        for bad in ["", "7", "d", "0d", "7w", "-1d", "1.5h"] {
-            assert!(parse_interval(bad).is_err(), "{bad}");
-        }
     }
 }

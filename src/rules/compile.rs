@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::diagnostics::{Diagnostics, FileId};
+use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 use crate::model::Family;
 
 use super::parse::{RawCond, Value};
@@ -28,23 +28,11 @@ pub fn view_columns(family: Family) -> Vec<&'static str> {
     cols
 }
 
-/// Parses an age such as `"90d"`, `"12h"`, `"30m"`, `"45s"` or `"2w"` into seconds.
+/// Parses an age such as `"90d"`, `"12h"`, `"30m"`, `"45s"` or `"2w"` into seconds: the
+/// grammar of [`crate::duration::Duration`], the same as the configuration's.
 pub fn parse_age(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let unit = text.chars().last()?;
-    let number: i64 = text[..text.len() - unit.len_utf8()].trim().parse().ok()?;
-    if number < 0 {
-        return None;
-    }
-    let factor = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3_600,
-        'd' => 86_400,
-        'w' => 7 * 86_400,
-        _ => return None,
-    };
-    number.checked_mul(factor)
+    let duration: crate::duration::Duration = text.parse().ok()?;
+    i64::try_from(duration.as_secs()).ok()
 }
 
 /// Where a bound parameter's value comes from.
@@ -128,7 +116,7 @@ impl Compiler<'_> {
                 };
                 if items.is_empty() {
                     self.diags.error(
-                        "bad-condition",
+                        DiagnosticCode::BadCondition,
                         Some(self.file),
                         Some(span.clone()),
                         "`all`/`any` needs at least one condition",
@@ -151,7 +139,7 @@ impl Compiler<'_> {
                 if !self.columns.contains(&field.get_ref().as_str()) {
                     self.diags
                         .error(
-                            "unknown-column",
+                            DiagnosticCode::UnknownColumn,
                             Some(self.file),
                             Some(field.span()),
                             format!(
@@ -168,7 +156,7 @@ impl Compiler<'_> {
                 let Ok(operator) = op_name.parse::<Op>() else {
                     self.diags
                         .error(
-                            "unknown-op",
+                            DiagnosticCode::UnknownOp,
                             Some(self.file),
                             Some(op.span()),
                             format!("unknown operator `{op_name}`"),
@@ -200,7 +188,7 @@ impl Compiler<'_> {
             if let Some(v) = value {
                 self.diags
                     .error(
-                        "unexpected-value",
+                        DiagnosticCode::UnexpectedValue,
                         Some(self.file),
                         Some(v.span()),
                         format!("`{op}` takes no value"),
@@ -213,7 +201,7 @@ impl Compiler<'_> {
         let source = match (value, param) {
             (Some(_), Some(p)) => {
                 self.diags.error(
-                    "bad-condition",
+                    DiagnosticCode::BadCondition,
                     Some(self.file),
                     Some(p.span()),
                     "a condition has `value` or `param`, not both",
@@ -223,7 +211,7 @@ impl Compiler<'_> {
             (None, None) => {
                 self.diags
                     .error(
-                        "missing-value",
+                        DiagnosticCode::MissingValue,
                         Some(self.file),
                         Some(span.clone()),
                         format!("`{op}` needs a `value` or a `param`"),
@@ -268,7 +256,7 @@ impl Compiler<'_> {
             let known: Vec<&str> = self.params.keys().map(String::as_str).collect();
             self.diags
                 .error(
-                    "unknown-param",
+                    DiagnosticCode::UnknownParam,
                     Some(self.file),
                     Some(p.span()),
                     format!("the rule has no param `{name}`"),
@@ -308,7 +296,7 @@ impl Compiler<'_> {
     fn bad_age(&mut self, span: std::ops::Range<usize>, text: &str) {
         self.diags
             .error(
-                "bad-age",
+                DiagnosticCode::BadAge,
                 Some(self.file),
                 Some(span),
                 format!("`{text}` is not an age"),
@@ -320,7 +308,7 @@ impl Compiler<'_> {
     fn wrong_value(&mut self, span: std::ops::Range<usize>, op: Op, expected: &str, got: &Value) {
         self.diags
             .error(
-                "wrong-value-type",
+                DiagnosticCode::WrongValueType,
                 Some(self.file),
                 Some(span),
                 format!(
@@ -410,7 +398,7 @@ mod tests {
             return Err(diags
                 .items()
                 .iter()
-                .map(|d| d.code)
+                .map(|d| d.code.as_str())
                 .collect::<Vec<_>>()
                 .join(","));
         }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 
 use crate::config::Config;
-use crate::diagnostics::Diagnostics;
+use crate::diagnostics::{DiagnosticCode, Diagnostics};
 use crate::findings::Exemption;
 use crate::model::{Family, RuleId, Severity};
 
@@ -32,7 +32,7 @@ use compile::{Compiled, SqlValue};
 pub use evaluate::{Hit, evaluate, evaluate_rules};
 pub use parse::Value;
 pub use settings::warn_unused_exemptions;
-use settings::{Seg, apply_config, config_span, validate_exemptions};
+use settings::{apply_config, validate_exemptions};
 use validate::validate;
 
 /// The shipped rule pack: `(file name, text)`, embedded so the binary needs no files.
@@ -291,8 +291,8 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
             .map_or_else(|| "orgwarden.toml".to_owned(), |p| p.display().to_string());
         diags.add_file(name, text.clone())
     });
-    for (i, path) in config.rules.paths.iter().enumerate() {
-        let resolved = config.resolve(path);
+    for path in &config.rules.paths {
+        let resolved = config.resolve(path.get_ref());
         match rule_files(&resolved) {
             Ok(files) => {
                 let dir = if resolved.is_dir() {
@@ -309,7 +309,7 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
                         Ok(text) => sources.push((file.display().to_string(), text)),
                         Err(e) => {
                             diags.error(
-                                "unreadable-rule-file",
+                                DiagnosticCode::UnreadableRuleFile,
                                 None,
                                 None,
                                 format!("cannot read rule file {}: {e}", file.display()),
@@ -319,15 +319,10 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
                 }
             }
             Err(e) => {
-                let span = config_file.and_then(|_| {
-                    config_span(
-                        config,
-                        &[Seg::Key("rules"), Seg::Key("paths"), Seg::Index(i)],
-                    )
-                });
+                let span = config_file.and_then(|_| crate::config::span_of(path));
                 diags
                     .error(
-                        "unreadable-rule-path",
+                        DiagnosticCode::UnreadableRulePath,
                         config_file,
                         span,
                         format!("cannot read rule path {}: {e}", resolved.display()),
@@ -348,6 +343,27 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
         exemptions,
         diagnostics: diags,
     }
+}
+
+/// As [`load`], for a configuration [`Config::check`] found `config_diagnostics` in: the
+/// configuration's problems and the rules' are merged and sorted into one report, so a
+/// single run shows everything (a syntax error alone, as nothing after it can be trusted).
+pub fn load_checked(config: &Config, config_diagnostics: Diagnostics, today: NaiveDate) -> Loaded {
+    let syntax = config_diagnostics
+        .items()
+        .iter()
+        .any(|d| d.code == DiagnosticCode::TomlSyntax);
+    if syntax {
+        return Loaded {
+            rules: RuleSet::default(),
+            exemptions: Vec::new(),
+            diagnostics: config_diagnostics,
+        };
+    }
+    let mut loaded = load(config, today);
+    loaded.diagnostics.extend(config_diagnostics);
+    loaded.diagnostics.sort();
+    loaded
 }
 
 /// The `.toml` files of a rule path: the file itself, or a folder's files (not recursive,
@@ -373,7 +389,7 @@ pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics)
         Ok(store) => Some(store),
         Err(e) => {
             diags.error(
-                "internal",
+                DiagnosticCode::Internal,
                 None,
                 None,
                 format!("cannot create the in-memory store SQL rules are checked against: {e}"),
@@ -395,7 +411,7 @@ pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics)
                             .is_some_and(|rest| rest.starts_with(':'))
                     });
                     let d = diags.error(
-                        "duplicate-id",
+                        DiagnosticCode::DuplicateId,
                         Some(file),
                         Some(id.span()),
                         format!("rule id `{}` is defined twice", id.get_ref()),

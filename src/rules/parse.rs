@@ -7,7 +7,7 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::diagnostics::{Diagnostics, FileId};
+use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 
 /// A literal value in a rule file or configuration: the types params and condition
 /// values may have.
@@ -150,7 +150,12 @@ const RULE_KEYS: &[&str] = &[
 pub fn parse_rule_file(text: &str, file: FileId, diags: &mut Diagnostics) -> Vec<RawRule> {
     let (root, errors) = DeTable::parse_recoverable(text);
     for e in errors {
-        diags.error("toml-syntax", Some(file), e.span(), e.message().to_owned());
+        diags.error(
+            DiagnosticCode::TomlSyntax,
+            Some(file),
+            e.span(),
+            e.message().to_owned(),
+        );
     }
     let mut rules = Vec::new();
     let root = root.get_ref();
@@ -158,7 +163,7 @@ pub fn parse_rule_file(text: &str, file: FileId, diags: &mut Diagnostics) -> Vec
         if key.get_ref() != "rule" {
             diags
                 .error(
-                    "unknown-key",
+                    DiagnosticCode::UnknownKey,
                     Some(file),
                     Some(key.span()),
                     format!("unknown top-level key `{}`", key.get_ref()),
@@ -169,7 +174,7 @@ pub fn parse_rule_file(text: &str, file: FileId, diags: &mut Diagnostics) -> Vec
         let Some(items) = value.get_ref().as_array() else {
             diags
                 .error(
-                    "wrong-type",
+                    DiagnosticCode::WrongType,
                     Some(file),
                     Some(value.span()),
                     "`rule` must be an array of tables",
@@ -182,7 +187,7 @@ pub fn parse_rule_file(text: &str, file: FileId, diags: &mut Diagnostics) -> Vec
                 Some(table) => rules.push(parse_rule(table, item.span(), file, diags)),
                 None => {
                     diags.error(
-                        "wrong-type",
+                        DiagnosticCode::WrongType,
                         Some(file),
                         Some(item.span()),
                         "each `rule` must be a table",
@@ -244,7 +249,7 @@ fn parse_rule(
             "where" => rule.where_ = condition(value, file, diags),
             _ => {
                 let d = diags.error(
-                    "unknown-key",
+                    DiagnosticCode::UnknownKey,
                     Some(file),
                     Some(key.span()),
                     format!("unknown key `{name}` in a rule"),
@@ -265,7 +270,7 @@ fn wrong_type(
 ) {
     diags
         .error(
-            "wrong-type",
+            DiagnosticCode::WrongType,
             Some(file),
             Some(value.span()),
             format!(
@@ -304,7 +309,7 @@ fn literal(
             Ok(n) => Value::Int(n),
             Err(_) => {
                 diags.error(
-                    "bad-value",
+                    DiagnosticCode::BadValue,
                     Some(file),
                     Some(value.span()),
                     "integer out of range",
@@ -320,7 +325,7 @@ fn literal(
                     None => {
                         diags
                             .error(
-                                "bad-value",
+                                DiagnosticCode::BadValue,
                                 Some(file),
                                 Some(item.span()),
                                 format!(
@@ -338,7 +343,7 @@ fn literal(
         other => {
             diags
                 .error(
-                    "bad-value",
+                    DiagnosticCode::BadValue,
                     Some(file),
                     Some(value.span()),
                     format!(
@@ -372,7 +377,7 @@ fn condition(
         if table.len() != 1 {
             diags
                 .error(
-                    "bad-condition",
+                    DiagnosticCode::BadCondition,
                     Some(file),
                     Some(span),
                     "a condition is either one of `all`, `any`, `not` or a `field`/`op` test, not both",
@@ -412,7 +417,7 @@ fn condition(
             other => {
                 diags
                     .error(
-                        "unknown-key",
+                        DiagnosticCode::UnknownKey,
                         Some(file),
                         Some(key.span()),
                         format!("unknown key `{other}` in a condition"),
@@ -424,7 +429,7 @@ fn condition(
     let (Some(field), Some(op)) = (field, op) else {
         diags
             .error(
-                "bad-condition",
+                DiagnosticCode::BadCondition,
                 Some(file),
                 Some(span),
                 "a condition needs `field` and `op`",

@@ -10,12 +10,12 @@ fn today() -> NaiveDate {
 }
 
 fn load_with(config_text: &str) -> Loaded {
-    let config = Config::parse(config_text, Path::new("orgwarden.toml")).expect("config parses");
-    load(&config, today())
+    let (config, diags) = Config::check(config_text, Path::new("orgwarden.toml"));
+    load_checked(&config, diags, today())
 }
 
 fn codes(d: &Diagnostics) -> Vec<&'static str> {
-    d.items().iter().map(|d| d.code).collect()
+    d.items().iter().map(|d| d.code.as_str()).collect()
 }
 
 #[test]
@@ -131,7 +131,8 @@ fn config_errors_are_all_reported_with_their_place() {
 fn exemptions_are_validated_and_warned_about() {
     let loaded = load_with(
         "[[exemption]]\nrule = \"project-no-spend-alert\"\nresource = \"proj_sandbox*\"\nreason = \"hard limit\"\nowner = \"fin@acme.com\"\nexpires = \"2026-12-05\"\n\
-         [[exemption]]\nrule = \"no-such-rule\"\nresource = \"x\"\nreason = \"r\"\nowner = \"o\"\nexpires = \"2026-13-01\"\n\
+         [[exemption]]\nrule = \"no-such-rule\"\nresource = \"x\"\nreason = \"r\"\nowner = \"o\"\nexpires = \"2027-01-01\"\n\
+         [[exemption]]\nrule = \"api-key-old\"\nresource = \"x\"\nreason = \"r\"\nowner = \"o\"\nexpires = \"2026-13-01\"\n\
          [[exemption]]\nrule = \"api-key-old\"\nresource = \"key_[\"\nreason = \"r\"\nowner = \"o\"\nexpires = \"2027-01-01\"\n",
     );
     let mut got = codes(&loaded.diagnostics);
@@ -326,7 +327,7 @@ fn a_copy_of_the_shipped_pack_on_the_rule_path_is_not_loaded_twice() {
         .diagnostics
         .items()
         .iter()
-        .filter(|d| d.code == "duplicate-id")
+        .filter(|d| d.code == DiagnosticCode::DuplicateId)
         .collect();
     assert_eq!(
         dups.len(),

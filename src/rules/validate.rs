@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
-use crate::diagnostics::{Diagnostics, FileId};
+use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 use crate::model::{Family, RuleId, Severity};
 
 use super::{Rule, RuleBody, Value, compile, parse};
@@ -87,7 +87,7 @@ pub(super) fn validate(
 fn missing_key(raw: &parse::RawRule, key: &str, diags: &mut Diagnostics) {
     diags
         .error(
-            "missing-key",
+            DiagnosticCode::MissingKey,
             Some(raw.file),
             Some(raw.span.clone()),
             format!("rule is missing `{key}`"),
@@ -103,7 +103,7 @@ fn check_id(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<String> {
         Some(id) => {
             diags
                 .error(
-                    "bad-id",
+                    DiagnosticCode::BadId,
                     Some(file),
                     Some(id.span()),
                     format!("rule id `{}` is not kebab-case", id.get_ref()),
@@ -130,7 +130,7 @@ fn check_prose(raw: &parse::RawRule, diags: &mut Diagnostics) {
             None => missing_key(raw, key, diags),
             Some(v) if v.get_ref().trim().is_empty() => {
                 diags.error(
-                    "empty-value",
+                    DiagnosticCode::EmptyValue,
                     Some(file),
                     Some(v.span()),
                     format!("`{key}` is empty"),
@@ -149,7 +149,7 @@ fn check_severity(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<Sever
             Ok(sev) => Some(sev),
             Err(msg) => {
                 diags
-                    .error("bad-severity", Some(file), Some(s.span()), msg)
+                    .error(DiagnosticCode::BadSeverity, Some(file), Some(s.span()), msg)
                     .label("unknown severity");
                 None
             }
@@ -171,7 +171,7 @@ fn check_resource_type(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<
                 let views: Vec<&str> = Family::ALL.iter().map(|f| f.view()).collect();
                 diags
                     .error(
-                        "unknown-resource-type",
+                        DiagnosticCode::UnknownResourceType,
                         Some(file),
                         Some(rt.span()),
                         format!("`{}` is not a view", rt.get_ref()),
@@ -198,7 +198,7 @@ fn check_params(raw: &parse::RawRule, diags: &mut Diagnostics) -> BTreeMap<Strin
             .is_some()
         {
             diags.error(
-                "duplicate-param",
+                DiagnosticCode::DuplicateParam,
                 Some(file),
                 Some(name.span()),
                 format!("param `{}` is declared twice", name.get_ref()),
@@ -221,7 +221,7 @@ fn check_body(
         (Some(_), Some(sql)) => {
             diags
                 .error(
-                    "where-and-sql",
+                    DiagnosticCode::WhereAndSql,
                     Some(file),
                     Some(sql.span()),
                     "a rule has `where` or `sql`, not both",
@@ -232,7 +232,7 @@ fn check_body(
         (None, None) => {
             diags
                 .error(
-                    "missing-key",
+                    DiagnosticCode::MissingKey,
                     Some(file),
                     Some(raw.span.clone()),
                     "rule has neither `where` nor `sql`",
@@ -255,7 +255,7 @@ fn check_body(
             if let Some(m) = &raw.message {
                 diags
                     .error(
-                        "unexpected-key",
+                        DiagnosticCode::UnexpectedKey,
                         Some(file),
                         Some(m.span()),
                         "`message` is for `where` rules; a `sql` rule returns a `message` column",
@@ -294,7 +294,7 @@ fn check_template(
             for name in unknown {
                 diags
                     .error(
-                        "unknown-column",
+                        DiagnosticCode::UnknownColumn,
                         Some(file),
                         Some(message.span()),
                         format!(
@@ -316,7 +316,7 @@ fn check_template(
             nested.sort();
             for p in nested {
                 diags.error(
-                    "unknown-param",
+                    DiagnosticCode::UnknownParam,
                     Some(file),
                     Some(message.span()),
                     format!("message names `params.{p}`, which the rule does not declare"),
@@ -326,7 +326,7 @@ fn check_template(
         Err(e) => {
             diags
                 .error(
-                    "bad-template",
+                    DiagnosticCode::BadTemplate,
                     Some(file),
                     Some(message.span()),
                     format!("message template does not parse: {e}"),
@@ -352,7 +352,7 @@ fn check_sql(
         Err(e) => {
             diags
                 .error(
-                    "sql-does-not-prepare",
+                    DiagnosticCode::SqlDoesNotPrepare,
                     Some(file),
                     Some(sql.span()),
                     format!("SQL does not prepare: {}", sqlite_message(&e)),
@@ -365,7 +365,7 @@ fn check_sql(
     if !stmt.readonly() {
         diags
             .error(
-                "sql-not-read-only",
+                DiagnosticCode::SqlNotReadOnly,
                 Some(file),
                 Some(sql.span()),
                 "rule SQL must only read (a SELECT)",
@@ -380,7 +380,7 @@ fn check_sql(
     if !missing.is_empty() {
         diags
             .error(
-                "sql-missing-column",
+                DiagnosticCode::SqlMissingColumn,
                 Some(file),
                 Some(sql.span()),
                 format!("SQL must return column(s) {}", missing.join(", ")),
@@ -394,7 +394,7 @@ fn check_sql(
             Some(name) => {
                 diags
                     .error(
-                        "unknown-param",
+                        DiagnosticCode::UnknownParam,
                         Some(file),
                         Some(sql.span()),
                         format!(
@@ -405,7 +405,7 @@ fn check_sql(
             }
             None => {
                 diags.error(
-                    "positional-param",
+                    DiagnosticCode::PositionalParam,
                     Some(file),
                     Some(sql.span()),
                     "SQL uses a positional parameter (`?`); name it `:param` instead",
@@ -419,7 +419,7 @@ fn check_sql(
     }
     if let Err(e) = conn.prepare(&rule.sql()) {
         diags.error(
-            "sql-does-not-prepare",
+            DiagnosticCode::SqlDoesNotPrepare,
             Some(file),
             Some(sql.span()),
             format!(

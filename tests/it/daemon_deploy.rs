@@ -78,9 +78,11 @@ fn check_pod(pod: &Value, config: &Config) {
 
 #[test]
 fn cluster_configuration_parses_and_its_schedule_and_listen_address_are_valid() {
+    // Parsing validates the schedule and the address; the daemon takes them as they are.
     let config = cluster_config();
-    Timing::from_config(&config.schedule).unwrap();
-    orgwarden::daemon::health::parse_listen(config.server.listen.as_deref().unwrap()).unwrap();
+    let timing = Timing::from_config(&config.schedule);
+    assert!(!timing.schedule.expression().is_empty());
+    assert!(config.server.listen.is_some());
 }
 
 #[test]
@@ -102,7 +104,7 @@ fn deployment_is_a_single_hardened_pod_probed_on_the_daemon_endpoints() {
         .as_u64()
         .unwrap();
     let listen = cluster_config().server.listen.unwrap();
-    assert!(listen.ends_with(&format!(":{port}")), "{listen} vs {port}");
+    assert_eq!(u64::from(listen.port()), port, "{listen} vs {port}");
     assert_eq!(at(pod, "containers.0.args.0").as_str(), Some("daemon"));
     // Long enough for the 30 s run deadline and 5 s rollback grace.
     assert!(at(pod, "terminationGracePeriodSeconds").as_u64().unwrap() > 35);

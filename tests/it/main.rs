@@ -9,6 +9,7 @@ mod audit_report;
 mod client_http;
 mod client_pacing;
 mod client_sim;
+mod config_diagnostics;
 mod daemon_deploy;
 mod daemon_e2e;
 mod daemon_framework;

@@ -58,7 +58,8 @@ fn bad_weekday_exits_2_naming_the_file_line_and_field() {
         .arg("schedule")
         .assert()
         .code(2)
-        .stderr(contains("orgwarden.toml:6: [schedule] cron"))
+        .stderr(contains("error[bad-cron]"))
+        .stderr(contains("--> orgwarden.toml:6:8"))
         .stderr(contains("field 5 (day of week): 8 is out of range 0-7"));
 }
 
@@ -70,7 +71,8 @@ fn unknown_time_zone_exits_2() {
         .arg("schedule")
         .assert()
         .code(2)
-        .stderr(contains("[schedule] timezone"))
+        .stderr(contains("error[bad-timezone]"))
+        .stderr(contains("--> orgwarden.toml:5:12"))
         .stderr(contains("unknown time zone `Europe/Atlantis`"));
 }
 
@@ -82,8 +84,9 @@ fn bad_jitter_exits_2_naming_the_key() {
         .arg("schedule")
         .assert()
         .code(2)
-        .stderr(contains("orgwarden.toml:6: [schedule] jitter"))
-        .stderr(contains("invalid duration `a while`"));
+        .stderr(contains("error[bad-duration]"))
+        .stderr(contains("--> orgwarden.toml:6:10"))
+        .stderr(contains("`a while` is not a duration"));
 }
 
 #[test]

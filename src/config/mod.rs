@@ -1,0 +1,413 @@
+//! `orgwarden.toml`: read once into a raw form that keeps every value's span ([`raw`]),
+//! then validated into the typed [`Config`] every command and the daemon use ([`validate`]).
+//!
+//! Every problem of every section is a diagnostic with the file, line, column and a stable
+//! code, all collected in one pass: an unknown key never hides a bad cron line. Only what
+//! depends on the rule files (rule ids, params, exemption globs) is checked later, by
+//! `rules::load`, against the spans kept here.
+
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use toml::Spanned;
+
+use crate::diagnostics::{DiagnosticCode, Diagnostics};
+use crate::duration::Duration;
+use crate::model::Severity;
+use crate::schedule::Schedule;
+
+pub use crate::diagnostics::line_column;
+
+/// The default Admin API base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file has errors; every one of them, rendered cargo-style.
+    #[error("{}", .0.render(false))]
+    Invalid(Diagnostics),
+}
+
+/// The whole configuration, validated.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// `[openai]`
+    pub openai: OpenAiConfig,
+    /// `[storage]`
+    pub storage: StorageConfig,
+    /// `[schedule]`
+    pub schedule: ScheduleConfig,
+    /// `[rules]`
+    pub rules: RulesConfig,
+    /// `[[exemption]]`
+    pub exemption: Vec<ExemptionConfig>,
+    /// `[notify]`
+    pub notify: NotifyConfig,
+    /// `[server]`
+    pub server: ServerConfig,
+    /// The file this was read from, for resolving relative paths and for diagnostics.
+    pub source: Option<PathBuf>,
+    /// The file's text, kept for diagnostics that point into it.
+    pub text: Option<String>,
+}
+
+/// `[openai]`: how to reach the Admin API.
+#[derive(Clone, Debug)]
+pub struct OpenAiConfig {
+    /// The organization's name in reports and the snapshot's `org`.
+    pub organization: String,
+    /// The Admin API base URL.
+    pub base_url: Option<String>,
+    /// A file holding the admin key; else `OPENAI_ADMIN_KEY`.
+    pub admin_key_file: Option<PathBuf>,
+    /// Requests in flight (at least 1).
+    pub concurrency: usize,
+    /// The most requests in flight an adaptive client may grow to (at least 1).
+    pub max_concurrency: Option<usize>,
+    /// Per-request timeout in seconds (at least 1).
+    pub timeout_secs: u64,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        Self {
+            organization: "default".into(),
+            base_url: None,
+            admin_key_file: None,
+            concurrency: 8,
+            max_concurrency: None,
+            timeout_secs: 30,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    /// The SQLite database file.
+    pub path: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("orgwarden.db"),
+        }
+    }
+}
+
+/// The schedule used when `[schedule] cron` is not set.
+pub const DEFAULT_CRON: &str = "0 */6 * * *";
+
+/// `[schedule]`, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleConfig {
+    /// The cron expression read in its time zone.
+    pub schedule: Schedule,
+    /// Run once as soon as the daemon starts.
+    pub run_on_start: bool,
+    /// A random delay of up to this long before each run.
+    pub jitter: Option<Duration>,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            schedule: default_schedule(),
+            run_on_start: false,
+            jitter: None,
+        }
+    }
+}
+
+/// [`DEFAULT_CRON`] in UTC.
+fn default_schedule() -> Schedule {
+    // A constant of this file, covered by `the_default_schedule_is_valid`: not outside input.
+    #[allow(clippy::expect_used)]
+    Schedule::parse(DEFAULT_CRON, chrono_tz::UTC).expect("the default schedule is valid")
+}
+
+/// `[rules]`; rule ids stay spanned because they are checked against the rule files later.
+#[derive(Clone, Debug, Default)]
+pub struct RulesConfig {
+    /// Extra rule files or folders.
+    pub paths: Vec<Spanned<PathBuf>>,
+    /// Rule ids not to evaluate.
+    pub disabled: Vec<Spanned<String>>,
+    /// Per-rule parameter overrides: `[rules.params.<rule-id>]`.
+    pub params: Vec<RuleParams>,
+    /// Per-rule severity overrides: `[rules.severity]`.
+    pub severity: Vec<(Spanned<String>, Severity)>,
+}
+
+/// `[rules.params.<rule-id>]`.
+#[derive(Clone, Debug)]
+pub struct RuleParams {
+    /// The rule id.
+    pub rule: Spanned<String>,
+    /// Each param's name and value.
+    pub values: Vec<(Spanned<String>, Spanned<toml::Value>)>,
+}
+
+impl RulesConfig {
+    /// Sets param `name` of rule `rule` unless the file already does (for settings a
+    /// command supplies, like the demo's own email domain); it has no place in the file.
+    pub fn set_param_default(&mut self, rule: &str, name: &str, value: toml::Value) {
+        let index = match self.params.iter().position(|p| p.rule.get_ref() == rule) {
+            Some(index) => index,
+            None => {
+                self.params.push(RuleParams {
+                    rule: Spanned::new(0..0, rule.to_owned()),
+                    values: Vec::new(),
+                });
+                self.params.len() - 1
+            }
+        };
+        let values = &mut self.params[index].values;
+        if !values.iter().any(|(k, _)| k.get_ref() == name) {
+            values.push((
+                Spanned::new(0..0, name.to_owned()),
+                Spanned::new(0..0, value),
+            ));
+        }
+    }
+}
+
+/// One `[[exemption]]`, its values checked; rule and glob are checked against the rules.
+#[derive(Clone, Debug)]
+pub struct ExemptionConfig {
+    /// The rule id it applies to.
+    pub rule: Spanned<String>,
+    /// A resource id, exact or glob (`proj_sandbox*`).
+    pub resource: Spanned<String>,
+    /// Why the finding is accepted.
+    pub reason: String,
+    /// Who answers for it.
+    pub owner: String,
+    /// The last day it holds (UTC).
+    pub expires: Spanned<NaiveDate>,
+}
+
+/// `[notify]`
+#[derive(Clone, Debug)]
+pub struct NotifyConfig {
+    /// Re-announce still-open findings this often (never zero).
+    pub repeat_interval: Duration,
+    /// Announce resolutions.
+    pub send_resolved: bool,
+    /// `[notify.email]`; absent = no email.
+    pub email: Option<EmailConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            repeat_interval: Duration::from_secs(7 * 86_400),
+            send_resolved: true,
+            email: None,
+        }
+    }
+}
+
+/// `[notify.email] transport`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailTransport {
+    /// Deliver through an SMTP server.
+    Smtp,
+    /// Write `.eml` files into `dir`.
+    File,
+}
+
+/// `[notify.email] tls`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailTls {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only towards a loopback host (port 25).
+    None,
+}
+
+/// `[notify.email]`, checked: what the SMTP or file transport needs is present, the
+/// addresses parse, `tls = "none"` only towards loopback.
+#[derive(Clone, Debug)]
+pub struct EmailConfig {
+    /// How messages leave.
+    pub transport: EmailTransport,
+    /// SMTP host (present for `smtp`).
+    pub host: Option<String>,
+    /// SMTP port; default from `tls`.
+    pub port: Option<u16>,
+    /// How the SMTP connection is encrypted.
+    pub tls: EmailTls,
+    /// SMTP user name (present exactly when `password_env` is).
+    pub username: Option<String>,
+    /// The environment variable holding the SMTP password; spanned, because whether it is
+    /// set is only known when the notifier is built.
+    pub password_env: Option<Spanned<String>>,
+    /// The sender address.
+    pub from: String,
+    /// Recipients (at least one).
+    pub to: Vec<String>,
+    /// Where `transport = "file"` writes `.eml` files (present for `file`).
+    pub dir: Option<PathBuf>,
+    /// Template overrides: `html` and `text` file paths.
+    pub templates: Option<EmailTemplates>,
+    /// A PEM file of extra CA certificates to trust for the SMTP server (a private CA), in
+    /// addition to the system store; spanned, because it is read when the notifier is built.
+    pub ca_file: Option<Spanned<PathBuf>>,
+}
+
+/// `[notify.email.templates]`
+#[derive(Clone, Debug)]
+pub struct EmailTemplates {
+    /// The HTML part's template file.
+    pub html: Option<PathBuf>,
+    /// The plain-text part's template file.
+    pub text: Option<PathBuf>,
+}
+
+/// `[server]`
+#[derive(Clone, Debug, Default)]
+pub struct ServerConfig {
+    /// `/healthz`, `/readyz` and `/metrics` while the daemon runs; absent = off.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Parses and validates configuration text; `path` is used in diagnostics and to
+    /// resolve relative paths. Any error fails it with every diagnostic of the file.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let (config, diags) = Config::check(text, path);
+        if diags.has_errors() {
+            return Err(ConfigError::Invalid(diags));
+        }
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::parse(&read(path)?, path)
+    }
+
+    /// Parses and validates configuration text, returning a configuration (defaults in place
+    /// of every bad value) and every problem found. A TOML syntax error is reported alone:
+    /// what follows it cannot be read reliably.
+    pub fn check(text: &str, path: &Path) -> (Config, Diagnostics) {
+        let mut diags = Diagnostics::new();
+        let file = diags.add_file(path.display().to_string(), text);
+        let mut config = match toml::de::DeTable::parse(text) {
+            Ok(root) => {
+                let raw = raw::Reader::new(&mut diags, file).read(root.get_ref());
+                validate::validate(raw, &mut diags, file)
+            }
+            Err(e) => {
+                diags.error(
+                    DiagnosticCode::TomlSyntax,
+                    Some(file),
+                    e.span(),
+                    e.message().trim().to_owned(),
+                );
+                Config::default()
+            }
+        };
+        diags.sort();
+        config.source = Some(path.to_owned());
+        config.text = Some(text.to_owned());
+        (config, diags)
+    }
+
+    /// Reads a configuration file and checks it as [`Config::check`] does.
+    pub fn check_file(path: &Path) -> Result<(Config, Diagnostics), ConfigError> {
+        Ok(Config::check(&read(path)?, path))
+    }
+
+    /// The Admin API base URL: `overridden` (the command line's `--base-url`), else
+    /// `[openai] base_url`, else the real API.
+    pub fn base_url(&self, overridden: Option<&str>) -> String {
+        overridden
+            .map(str::to_owned)
+            .or_else(|| self.openai.base_url.clone())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned())
+    }
+
+    /// Resolves a path from the file relative to the file's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        match self.source.as_deref().and_then(Path::parent) {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_owned(),
+        }
+    }
+
+    /// `file:line:column: ` of a span in the file, for errors found after validation (an
+    /// unset environment variable); empty without a file, `file: ` without a place.
+    pub fn place(&self, span: Option<Range<usize>>) -> String {
+        let Some(path) = &self.source else {
+            return String::new();
+        };
+        match (&self.text, span.filter(|s| !s.is_empty())) {
+            (Some(text), Some(span)) => {
+                let (line, column) = line_column(text, span.start);
+                format!("{}:{line}:{column}: ", path.display())
+            }
+            _ => format!("{}: ", path.display()),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The span of a value as a diagnostic place: `None` for values a command supplied rather
+/// than the file (their span is empty).
+pub fn span_of<T>(value: &Spanned<T>) -> Option<Range<usize>> {
+    Some(value.span()).filter(|s| !s.is_empty())
+}
+
+/// The known name closest to a mistyped one, when it is close enough to be a typo (at most
+/// three edits, and fewer than the name's length).
+pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, _)| *d <= 3 && *d < name.chars().count())
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests;

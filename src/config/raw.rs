@@ -1,0 +1,465 @@
+//! The raw form of `orgwarden.toml`: every value as written, with its span, read from
+//! toml's spanned document tree instead of through serde so that a wrong type or an unknown
+//! key is one diagnostic among all the others, never the end of the parse.
+
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
+
+/// The whole file as written.
+#[derive(Debug, Default)]
+pub(super) struct RawConfig {
+    pub openai: RawOpenAi,
+    pub storage: Option<Spanned<String>>,
+    pub schedule: RawSchedule,
+    pub rules: RawRules,
+    pub exemption: Vec<RawExemption>,
+    pub notify: RawNotify,
+    pub listen: Option<Spanned<String>>,
+}
+
+/// `[openai]` as written.
+#[derive(Debug, Default)]
+pub(super) struct RawOpenAi {
+    pub organization: Option<Spanned<String>>,
+    pub base_url: Option<Spanned<String>>,
+    pub admin_key_file: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<i64>>,
+    pub max_concurrency: Option<Spanned<i64>>,
+    pub timeout_secs: Option<Spanned<i64>>,
+}
+
+/// `[schedule]` as written.
+#[derive(Debug, Default)]
+pub(super) struct RawSchedule {
+    pub cron: Option<Spanned<String>>,
+    pub timezone: Option<Spanned<String>>,
+    pub run_on_start: Option<Spanned<bool>>,
+    pub jitter: Option<Spanned<String>>,
+}
+
+/// A `key = value` pair of a map-like table (`[rules.severity]`), both spanned.
+pub(super) type Pair<V> = (Spanned<String>, V);
+
+/// `[rules]` as written.
+#[derive(Debug, Default)]
+pub(super) struct RawRules {
+    pub paths: Vec<Spanned<String>>,
+    pub disabled: Vec<Spanned<String>>,
+    pub params: Vec<Pair<Vec<Pair<Spanned<toml::Value>>>>>,
+    pub severity: Vec<Pair<Spanned<String>>>,
+}
+
+/// One `[[exemption]]` as written; `span` is the table's, for missing keys.
+#[derive(Debug, Default)]
+pub(super) struct RawExemption {
+    pub span: Range<usize>,
+    pub rule: Option<Spanned<String>>,
+    pub resource: Option<Spanned<String>>,
+    pub reason: Option<Spanned<String>>,
+    pub owner: Option<Spanned<String>>,
+    pub expires: Option<Spanned<String>>,
+}
+
+/// `[notify]` as written.
+#[derive(Debug, Default)]
+pub(super) struct RawNotify {
+    pub repeat_interval: Option<Spanned<String>>,
+    pub send_resolved: Option<Spanned<bool>>,
+    pub email: Option<RawEmail>,
+}
+
+/// `[notify.email]` as written; `span` is the table's, for missing keys.
+#[derive(Debug, Default)]
+pub(super) struct RawEmail {
+    pub span: Range<usize>,
+    pub transport: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub tls: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Vec<Spanned<String>>,
+    pub dir: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub html: Option<Spanned<String>>,
+    pub text: Option<Spanned<String>>,
+}
+
+/// The keys of each table, for unknown-key reports and their "did you mean".
+const TOP: &[&str] = &[
+    "openai",
+    "storage",
+    "schedule",
+    "rules",
+    "exemption",
+    "notify",
+    "server",
+];
+const OPENAI: &[&str] = &[
+    "organization",
+    "base_url",
+    "admin_key_file",
+    "concurrency",
+    "max_concurrency",
+    "timeout_secs",
+];
+const SCHEDULE: &[&str] = &["cron", "timezone", "run_on_start", "jitter"];
+const RULES: &[&str] = &["paths", "disabled", "params", "severity"];
+const EXEMPTION: &[&str] = &["rule", "resource", "reason", "owner", "expires"];
+const NOTIFY: &[&str] = &["repeat_interval", "send_resolved", "email"];
+const EMAIL: &[&str] = &[
+    "transport",
+    "host",
+    "port",
+    "tls",
+    "username",
+    "password_env",
+    "from",
+    "to",
+    "dir",
+    "templates",
+    "ca_file",
+];
+
+/// Reads the document tree into [`RawConfig`], recording wrong types and unknown keys.
+pub(super) struct Reader<'d> {
+    diags: &'d mut Diagnostics,
+    file: FileId,
+}
+
+/// One table being read: its dotted path (empty at the top), its name for messages
+/// (`[notify.email]`) and its entries.
+struct Table<'t, 'i> {
+    path: String,
+    name: String,
+    entries: &'t DeTable<'i>,
+}
+
+impl<'d> Reader<'d> {
+    /// A reader recording into `diags`, pointing into `file`.
+    pub fn new(diags: &'d mut Diagnostics, file: FileId) -> Self {
+        Reader { diags, file }
+    }
+
+    /// Reads the whole document.
+    pub fn read(&mut self, root: &DeTable<'_>) -> RawConfig {
+        let top = Table {
+            path: String::new(),
+            name: "the top level".into(),
+            entries: root,
+        };
+        self.unknown_keys(&top, TOP);
+        let mut raw = RawConfig::default();
+        if let Some(t) = self.table(&top, "openai") {
+            raw.openai = self.openai(&t);
+        }
+        if let Some(t) = self.table(&top, "storage") {
+            self.unknown_keys(&t, &["path"]);
+            raw.storage = self.string(&t, "path");
+        }
+        if let Some(t) = self.table(&top, "schedule") {
+            self.unknown_keys(&t, SCHEDULE);
+            raw.schedule = RawSchedule {
+                cron: self.string(&t, "cron"),
+                timezone: self.string(&t, "timezone"),
+                run_on_start: self.boolean(&t, "run_on_start"),
+                jitter: self.string(&t, "jitter"),
+            };
+        }
+        if let Some(t) = self.table(&top, "rules") {
+            raw.rules = self.rules(&t);
+        }
+        raw.exemption = self.exemptions(&top);
+        if let Some(t) = self.table(&top, "notify") {
+            raw.notify = self.notify(&t);
+        }
+        if let Some(t) = self.table(&top, "server") {
+            self.unknown_keys(&t, &["listen"]);
+            raw.listen = self.string(&t, "listen");
+        }
+        raw
+    }
+
+    fn openai(&mut self, t: &Table<'_, '_>) -> RawOpenAi {
+        self.unknown_keys(t, OPENAI);
+        RawOpenAi {
+            organization: self.string(t, "organization"),
+            base_url: self.string(t, "base_url"),
+            admin_key_file: self.string(t, "admin_key_file"),
+            concurrency: self.integer(t, "concurrency"),
+            max_concurrency: self.integer(t, "max_concurrency"),
+            timeout_secs: self.integer(t, "timeout_secs"),
+        }
+    }
+
+    fn rules(&mut self, t: &Table<'_, '_>) -> RawRules {
+        self.unknown_keys(t, RULES);
+        let mut rules = RawRules {
+            paths: self.strings(t, "paths"),
+            disabled: self.strings(t, "disabled"),
+            ..RawRules::default()
+        };
+        if let Some(severity) = self.table(t, "severity") {
+            for (key, _) in severity.entries.iter() {
+                if let Some(value) = self.string(&severity, key.get_ref()) {
+                    rules.severity.push((owned_key(key), value));
+                }
+            }
+        }
+        if let Some(params) = self.table(t, "params") {
+            for (id, _) in params.entries.iter() {
+                let Some(table) = self.table(&params, id.get_ref()) else {
+                    continue;
+                };
+                let values = table
+                    .entries
+                    .iter()
+                    .filter_map(|(name, value)| match to_value(value.get_ref()) {
+                        Some(v) => Some((owned_key(name), Spanned::new(value.span(), v))),
+                        None => {
+                            self.diags.error(
+                                DiagnosticCode::BadValue,
+                                Some(self.file),
+                                Some(value.span()),
+                                format!("param `{}` is out of range", name.get_ref()),
+                            );
+                            None
+                        }
+                    })
+                    .collect();
+                rules.params.push((owned_key(id), values));
+            }
+        }
+        rules
+    }
+
+    fn exemptions(&mut self, top: &Table<'_, '_>) -> Vec<RawExemption> {
+        let Some(value) = top.entries.get("exemption") else {
+            return Vec::new();
+        };
+        let Some(array) = value.get_ref().as_array() else {
+            self.wrong_type(&top.name, "exemption", value, "an array of tables");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in array {
+            let Some(entries) = item.get_ref().as_table() else {
+                self.wrong_type("[[exemption]]", "entry", item, "a table");
+                continue;
+            };
+            let t = Table {
+                path: "exemption".into(),
+                name: "[[exemption]]".into(),
+                entries,
+            };
+            self.unknown_keys(&t, EXEMPTION);
+            out.push(RawExemption {
+                span: item.span(),
+                rule: self.string(&t, "rule"),
+                resource: self.string(&t, "resource"),
+                reason: self.string(&t, "reason"),
+                owner: self.string(&t, "owner"),
+                expires: self.string(&t, "expires"),
+            });
+        }
+        out
+    }
+
+    fn notify(&mut self, t: &Table<'_, '_>) -> RawNotify {
+        self.unknown_keys(t, NOTIFY);
+        let mut notify = RawNotify {
+            repeat_interval: self.string(t, "repeat_interval"),
+            send_resolved: self.boolean(t, "send_resolved"),
+            email: None,
+        };
+        let span = t.entries.get("email").map(Spanned::span);
+        if let (Some(e), Some(span)) = (self.table(t, "email"), span) {
+            self.unknown_keys(&e, EMAIL);
+            let mut email = RawEmail {
+                span,
+                transport: self.string(&e, "transport"),
+                host: self.string(&e, "host"),
+                port: self.integer(&e, "port"),
+                tls: self.string(&e, "tls"),
+                username: self.string(&e, "username"),
+                password_env: self.string(&e, "password_env"),
+                from: self.string(&e, "from"),
+                to: self.strings(&e, "to"),
+                dir: self.string(&e, "dir"),
+                ca_file: self.string(&e, "ca_file"),
+                ..RawEmail::default()
+            };
+            if let Some(templates) = self.table(&e, "templates") {
+                self.unknown_keys(&templates, &["html", "text"]);
+                email.html = self.string(&templates, "html");
+                email.text = self.string(&templates, "text");
+            }
+            notify.email = Some(email);
+        }
+        notify
+    }
+
+    /// Reports every key of `t` that is not in `known`, with the closest known key.
+    fn unknown_keys(&mut self, t: &Table<'_, '_>, known: &[&str]) {
+        for (key, _) in t.entries.iter() {
+            let name = key.get_ref();
+            if known.contains(&name.as_ref()) {
+                continue;
+            }
+            let d = self.diags.error(
+                DiagnosticCode::UnknownKey,
+                Some(self.file),
+                Some(key.span()),
+                format!("unknown key `{name}` in {}", t.name),
+            );
+            d.label("unknown key");
+            match super::closest(name, known.iter().copied()) {
+                Some(close) => d.help(format!("did you mean `{close}`?")),
+                None => d.help(format!("the keys of {} are: {}", t.name, known.join(", "))),
+            };
+        }
+    }
+
+    fn wrong_type(&mut self, table: &str, key: &str, value: &Spanned<DeValue<'_>>, want: &str) {
+        self.diags
+            .error(
+                DiagnosticCode::WrongType,
+                Some(self.file),
+                Some(value.span()),
+                format!(
+                    "`{key}` in {table} must be {want}, not {}",
+                    a(value.get_ref().type_str())
+                ),
+            )
+            .label(format!("expected {want}"));
+    }
+
+    /// The sub-table `key` of `t`, reporting a value of another type.
+    fn table<'t, 'i>(&mut self, t: &Table<'t, 'i>, key: &str) -> Option<Table<'t, 'i>> {
+        let value = t.entries.get(key)?;
+        match value.get_ref().as_table() {
+            Some(entries) => {
+                let path = if t.path.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{}.{key}", t.path)
+                };
+                Some(Table {
+                    name: format!("[{path}]"),
+                    path,
+                    entries,
+                })
+            }
+            None => {
+                self.wrong_type(&t.name, key, value, "a table");
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, t: &Table<'_, '_>, key: &str) -> Option<Spanned<String>> {
+        let value = t.entries.get(key)?;
+        match value.get_ref().as_str() {
+            Some(s) => Some(Spanned::new(value.span(), s.to_owned())),
+            None => {
+                self.wrong_type(&t.name, key, value, "a string");
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, t: &Table<'_, '_>, key: &str) -> Option<Spanned<i64>> {
+        let value = t.entries.get(key)?;
+        let parsed = value
+            .get_ref()
+            .as_integer()
+            .map(|i| i64::from_str_radix(i.as_str(), i.radix()));
+        match parsed {
+            Some(Ok(n)) => Some(Spanned::new(value.span(), n)),
+            Some(Err(_)) => {
+                self.diags.error(
+                    DiagnosticCode::BadValue,
+                    Some(self.file),
+                    Some(value.span()),
+                    format!("`{key}` in {} is out of range", t.name),
+                );
+                None
+            }
+            None => {
+                self.wrong_type(&t.name, key, value, "an integer");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, t: &Table<'_, '_>, key: &str) -> Option<Spanned<bool>> {
+        let value = t.entries.get(key)?;
+        match value.get_ref().as_bool() {
+            Some(b) => Some(Spanned::new(value.span(), b)),
+            None => {
+                self.wrong_type(&t.name, key, value, "true or false");
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, t: &Table<'_, '_>, key: &str) -> Vec<Spanned<String>> {
+        let Some(value) = t.entries.get(key) else {
+            return Vec::new();
+        };
+        let Some(items) = value.get_ref().as_array() else {
+            self.wrong_type(&t.name, key, value, "an array of strings");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            match item.get_ref().as_str() {
+                Some(s) => out.push(Spanned::new(item.span(), s.to_owned())),
+                None => self.wrong_type(&t.name, key, item, "a string"),
+            }
+        }
+        out
+    }
+}
+
+fn owned_key(key: &Spanned<std::borrow::Cow<'_, str>>) -> Spanned<String> {
+    Spanned::new(key.span(), key.get_ref().to_string())
+}
+
+/// `a string`, `an integer`.
+fn a(kind: &str) -> String {
+    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {kind}")
+    } else {
+        format!("a {kind}")
+    }
+}
+
+/// A document value as a plain [`toml::Value`]; `None` for an integer or float out of range.
+fn to_value(value: &DeValue<'_>) -> Option<toml::Value> {
+    Some(match value {
+        DeValue::String(s) => toml::Value::String(s.to_string()),
+        DeValue::Integer(i) => {
+            toml::Value::Integer(i64::from_str_radix(i.as_str(), i.radix()).ok()?)
+        }
+        DeValue::Float(f) => toml::Value::Float(f.as_str().parse().ok()?),
+        DeValue::Boolean(b) => toml::Value::Boolean(*b),
+        DeValue::Datetime(d) => toml::Value::Datetime(*d),
+        DeValue::Array(items) => toml::Value::Array(
+            items
+                .iter()
+                .map(|v| to_value(v.get_ref()))
+                .collect::<Option<_>>()?,
+        ),
+        DeValue::Table(t) => toml::Value::Table(
+            t.iter()
+                .map(|(k, v)| Some((k.get_ref().to_string(), to_value(v.get_ref())?)))
+                .collect::<Option<_>>()?,
+        ),
+    })
+}

@@ -1,0 +1,282 @@
+use super::*;
+
+const SIX_PROBLEMS: &str = include_str!("../../tests/fixtures/config-six-problems.toml");
+const SIX_PROBLEMS_PATH: &str = "tests/fixtures/config-six-problems.toml";
+
+fn check(text: &str) -> (Config, Diagnostics) {
+    Config::check(text, Path::new("o.toml"))
+}
+
+/// `code@line:col` of every problem, in order.
+fn problems(text: &str) -> Vec<String> {
+    let (_, d) = check(text);
+    d.items()
+        .iter()
+        .map(|i| {
+            let place = d.location(i).unwrap_or_default();
+            format!("{}@{}", i.code, place.trim_start_matches("o.toml:"))
+        })
+        .collect()
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let config = Config::parse("", Path::new("orgwarden.toml")).expect("parses");
+    assert_eq!(config.openai.concurrency, 8);
+    assert_eq!(config.openai.max_concurrency, None);
+    assert_eq!(config.storage.path, PathBuf::from("orgwarden.db"));
+    assert!(config.notify.send_resolved);
+    assert_eq!(config.notify.repeat_interval.to_string(), "7d");
+    assert_eq!(config.schedule.schedule.expression(), DEFAULT_CRON);
+}
+
+#[test]
+fn the_default_schedule_is_valid() {
+    assert_eq!(default_schedule().to_string(), "0 */6 * * * (UTC)");
+}
+
+#[test]
+fn one_unknown_key_hides_none_of_the_other_five_problems() {
+    assert_eq!(
+        problems(SIX_PROBLEMS),
+        [
+            "unknown-key@2:1",
+            "bad-cron@4:8",
+            "bad-timezone@5:12",
+            "bad-duration@6:10",
+            "bad-duration@8:19",
+            "bad-address@10:10",
+        ]
+    );
+}
+
+#[test]
+fn six_problems_render_with_place_caret_and_code() {
+    let (_, d) = Config::check(SIX_PROBLEMS, Path::new(SIX_PROBLEMS_PATH));
+    insta::assert_snapshot!(d.render(false));
+}
+
+#[test]
+fn unknown_keys_suggest_the_closest_known_key() {
+    let (_, d) = check("[openai]\nconcurency = 4\n[opneai]\n[notify.email]\ntranport = \"smtp\"\n");
+    let text = d.render(false);
+    assert!(
+        text.contains("error[unknown-key]: unknown key `concurency` in [openai]"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `concurrency`?"), "{text}");
+    assert!(text.contains("did you mean `openai`?"), "{text}");
+    assert!(
+        text.contains("unknown key `tranport` in [notify.email]"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `transport`?"), "{text}");
+    assert!(text.contains("o.toml:2:1"), "{text}");
+}
+
+#[test]
+fn a_key_far_from_every_known_key_lists_them_instead() {
+    let (_, d) = check("[server]\nport = 1\n");
+    assert_eq!(d.items().len(), 1);
+    assert_eq!(d.items()[0].help, ["the keys of [server] are: listen"]);
+}
+
+#[test]
+fn wrong_types_are_all_reported_with_their_place() {
+    assert_eq!(
+        problems(
+            "[openai]\nconcurency = 4\ntimeout_secs = \"soon\"\n[rules]\ndisabled = \"x\"\n[storage]\npath = \"a.db\"\n"
+        ),
+        ["unknown-key@2:1", "wrong-type@3:16", "wrong-type@5:12"]
+    );
+}
+
+#[test]
+fn columns_count_characters_after_non_ascii_text() {
+    assert_eq!(
+        problems("[openai]\norganizaton = \"Ünïcødé Ørgånïsåtïøn\"\ntimeout_secs = \"soon\"\n"),
+        ["unknown-key@2:1", "wrong-type@3:16"]
+    );
+}
+
+#[test]
+fn a_syntax_error_is_reported_alone() {
+    assert_eq!(
+        problems("[openai]\nconcurency = 4\nname = \"unterminated\n[server]\nlisten = 1\n"),
+        ["toml-syntax@3:21"]
+    );
+}
+
+#[test]
+fn a_misspelt_table_is_one_problem_not_one_per_key() {
+    assert_eq!(
+        problems("[opneai]\norganization = \"x\"\n"),
+        ["unknown-key@1:2"]
+    );
+}
+
+#[test]
+fn numbers_out_of_range_are_refused() {
+    assert_eq!(
+        problems(
+            "[openai]\nconcurrency = 0\nmax_concurrency = -3\ntimeout_secs = 0\n[notify.email]\ntransport = \"file\"\ndir = \"o\"\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\nport = 70000\n"
+        ),
+        [
+            "bad-value@2:15",
+            "bad-value@3:19",
+            "bad-value@4:16",
+            "bad-value@10:8",
+        ]
+    );
+    let config = Config::parse(
+        "[openai]\nconcurrency = 2\nmax_concurrency = 16\n",
+        Path::new("o"),
+    )
+    .unwrap();
+    assert_eq!(
+        (config.openai.concurrency, config.openai.max_concurrency),
+        (2, Some(16))
+    );
+}
+
+#[test]
+fn durations_share_one_grammar_with_the_rules() {
+    let config = Config::parse(
+        "[notify]\nrepeat_interval = \"2w\"\n[schedule]\njitter = \"45s\"\n",
+        Path::new("o"),
+    )
+    .unwrap();
+    assert_eq!(config.notify.repeat_interval.as_secs(), 14 * 86_400);
+    assert_eq!(config.schedule.jitter.map(|j| j.as_secs()), Some(45));
+    assert_eq!(
+        problems("[notify]\nrepeat_interval = \"0d\"\n[schedule]\njitter = \"45\"\n"),
+        ["bad-duration@2:19", "bad-duration@4:10"]
+    );
+}
+
+#[test]
+fn the_schedule_is_parsed_in_its_time_zone() {
+    let config = Config::parse(
+        "[schedule]\ncron = \"@daily\"\ntimezone = \"Europe/Berlin\"\nrun_on_start = true\n",
+        Path::new("o"),
+    )
+    .unwrap();
+    assert_eq!(
+        config.schedule.schedule.to_string(),
+        "@daily (Europe/Berlin)"
+    );
+    assert!(config.schedule.run_on_start);
+    // A zone alone changes the default expression's zone.
+    let config = Config::parse("[schedule]\ntimezone = \"Asia/Tokyo\"\n", Path::new("o")).unwrap();
+    assert_eq!(
+        config.schedule.schedule.to_string(),
+        "0 */6 * * * (Asia/Tokyo)"
+    );
+}
+
+#[test]
+fn exemptions_need_every_key_a_real_date_and_non_empty_text() {
+    let text =
+        "[[exemption]]\nrule = \"r\"\nresource = \"x\"\nreason = \" \"\nexpires = \"2027-02-30\"\n";
+    assert_eq!(
+        problems(text),
+        ["missing-key@1:1", "empty-value@4:10", "bad-date@5:11"]
+    );
+    let ok = "[[exemption]]\nrule = \"r\"\nresource = \"x\"\nreason = \"y\"\nowner = \"z\"\nexpires = \"2027-02-28\"\n";
+    let config = Config::parse(ok, Path::new("o")).unwrap();
+    assert_eq!(
+        *config.exemption[0].expires.get_ref(),
+        NaiveDate::from_ymd_opt(2027, 2, 28).unwrap()
+    );
+}
+
+#[test]
+fn email_settings_become_enums_and_their_rules_are_checked() {
+    let base = "[notify.email]\nfrom = \"o@example.com\"\nto = [\"s@example.com\"]\n";
+    let config = Config::parse(
+        &format!("{base}host = \"smtp.example.com\"\ntls = \"tls\"\n"),
+        Path::new("o"),
+    )
+    .unwrap();
+    let email = config.notify.email.unwrap();
+    assert_eq!(
+        (email.transport, email.tls),
+        (EmailTransport::Smtp, EmailTls::Tls)
+    );
+    assert_eq!(
+        problems(&format!("{base}transport = \"pigeon\"\ntls = \"ssl\"\n")),
+        ["bad-value@4:13", "bad-value@5:7"]
+    );
+    assert_eq!(
+        problems(&format!(
+            "{base}host = \"smtp.example.com\"\nusername = \"u\"\n"
+        )),
+        ["missing-key@5:12"]
+    );
+    assert_eq!(
+        problems("[notify.email]\nfrom = \"nobody\"\nhost = \"h\"\n"),
+        ["missing-key@1:1", "bad-email@2:8"]
+    );
+}
+
+#[test]
+fn severities_and_listen_addresses_are_typed() {
+    let config = Config::parse(
+        "[rules.severity]\napi-key-stale = \"critical\"\n[server]\nlisten = \"127.0.0.1:9464\"\n",
+        Path::new("o"),
+    )
+    .unwrap();
+    assert_eq!(config.rules.severity[0].1, Severity::Critical);
+    assert_eq!(config.server.listen, "127.0.0.1:9464".parse().ok());
+    assert_eq!(
+        problems("[rules.severity]\napi-key-stale = \"urgent\"\n"),
+        ["bad-severity@2:17"]
+    );
+}
+
+#[test]
+fn parse_fails_with_every_diagnostic_rendered() {
+    let err = Config::parse(SIX_PROBLEMS, Path::new("o.toml")).unwrap_err();
+    let text = err.to_string();
+    assert!(text.ends_with("6 errors, 0 warnings\n"), "{text}");
+}
+
+#[test]
+fn places_point_into_the_file() {
+    let config = Config::parse("[openai]\norganization = \"x\"\n", Path::new("o.toml")).unwrap();
+    assert_eq!(config.place(Some(9..21)), "o.toml:2:1: ");
+    assert_eq!(config.place(Some(0..0)), "o.toml: ");
+    assert_eq!(Config::default().place(Some(1..2)), "");
+}
+
+#[test]
+fn set_param_default_keeps_what_the_file_says() {
+    let mut config = Config::parse(
+        "[rules.params.project-user-external-domain]\nallowed_domains = [\"a.com\"]\n",
+        Path::new("o"),
+    )
+    .unwrap();
+    config.rules.set_param_default(
+        "project-user-external-domain",
+        "allowed_domains",
+        toml::Value::Array(vec![]),
+    );
+    config
+        .rules
+        .set_param_default("api-key-stale", "max_idle_days", toml::Value::Integer(3));
+    assert_eq!(config.rules.params.len(), 2);
+    assert_eq!(
+        config.rules.params[0].values[0].1.get_ref(),
+        &toml::Value::Array(vec![toml::Value::String("a.com".into())])
+    );
+    assert_eq!(span_of(&config.rules.params[1].rule), None);
+}
+
+#[test]
+fn closest_needs_a_near_miss() {
+    assert_eq!(
+        closest("concurency", ["concurrency", "timeout_secs"]),
+        Some("concurrency")
+    );
+    assert_eq!(closest("xy", ["port", "listen"]), None);
+}

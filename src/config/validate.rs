@@ -1,0 +1,457 @@
+//! From the raw, spanned form to the typed [`Config`]: every bad value is a diagnostic at
+//! its span and is replaced by its default, so validation always goes on to the end.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use toml::Spanned;
+
+use super::raw::{RawConfig, RawEmail, RawExemption, RawOpenAi, RawRules, RawSchedule};
+use super::{
+    Config, EmailConfig, EmailTemplates, EmailTls, EmailTransport, ExemptionConfig, NotifyConfig,
+    OpenAiConfig, RuleParams, RulesConfig, ScheduleConfig, ServerConfig, StorageConfig,
+};
+use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
+use crate::duration::Duration;
+use crate::model::Severity;
+use crate::schedule::{Schedule, parse_timezone};
+
+/// Where diagnostics go while validating.
+struct Check<'d> {
+    diags: &'d mut Diagnostics,
+    file: FileId,
+}
+
+impl Check<'_> {
+    fn error(&mut self, code: DiagnosticCode, span: Range<usize>, message: String, label: &str) {
+        self.diags
+            .error(code, Some(self.file), Some(span), message)
+            .label(label);
+    }
+
+    /// A value through `parse`, or a diagnostic with `code` and `label` at its span.
+    fn parse<T, E: std::fmt::Display>(
+        &mut self,
+        value: &Spanned<String>,
+        code: DiagnosticCode,
+        label: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        match parse(value.get_ref()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error(code, value.span(), e.to_string(), label);
+                None
+            }
+        }
+    }
+
+    /// An integer that must be at least `min` and fit `T`.
+    fn at_least<T: TryFrom<i64>>(
+        &mut self,
+        value: &Spanned<i64>,
+        key: &str,
+        min: i64,
+    ) -> Option<T> {
+        let n = *value.get_ref();
+        match T::try_from(n) {
+            Ok(v) if n >= min => Some(v),
+            _ => {
+                self.error(
+                    DiagnosticCode::BadValue,
+                    value.span(),
+                    format!("`{key}` must be at least {min}, not {n}"),
+                    "out of range",
+                );
+                None
+            }
+        }
+    }
+
+    /// A text that must not be blank.
+    fn non_empty(&mut self, value: &Spanned<String>, key: &str) -> Option<String> {
+        if value.get_ref().trim().is_empty() {
+            self.error(
+                DiagnosticCode::EmptyValue,
+                value.span(),
+                format!("`{key}` is empty"),
+                "empty",
+            );
+            return None;
+        }
+        Some(value.get_ref().clone())
+    }
+
+    fn missing(&mut self, table: &str, key: &str, span: Range<usize>, why: &str) {
+        self.error(
+            DiagnosticCode::MissingKey,
+            span,
+            format!("{table} needs `{key}`{why}"),
+            &format!("`{key}` missing"),
+        );
+    }
+}
+
+/// Validates every section, recording each problem.
+pub(super) fn validate(raw: RawConfig, diags: &mut Diagnostics, file: FileId) -> Config {
+    let mut c = Check { diags, file };
+    Config {
+        openai: openai(&raw.openai, &mut c),
+        storage: StorageConfig {
+            path: raw
+                .storage
+                .as_ref()
+                .and_then(|p| c.non_empty(p, "path"))
+                .map_or_else(|| StorageConfig::default().path, PathBuf::from),
+        },
+        schedule: schedule(&raw.schedule, &mut c),
+        rules: rules(raw.rules, &mut c),
+        exemption: raw
+            .exemption
+            .iter()
+            .filter_map(|e| exemption(e, &mut c))
+            .collect(),
+        notify: NotifyConfig {
+            repeat_interval: raw
+                .notify
+                .repeat_interval
+                .as_ref()
+                .and_then(|v| interval(v, &mut c))
+                .unwrap_or(NotifyConfig::default().repeat_interval),
+            send_resolved: raw.notify.send_resolved.is_none_or(Spanned::into_inner),
+            email: raw.notify.email.as_ref().and_then(|e| email(e, &mut c)),
+        },
+        server: ServerConfig {
+            listen: raw.listen.as_ref().and_then(|l| {
+                c.parse(
+                    l,
+                    DiagnosticCode::BadAddress,
+                    "expected IP:PORT",
+                    socket_addr,
+                )
+            }),
+        },
+        source: None,
+        text: None,
+    }
+}
+
+fn openai(raw: &RawOpenAi, c: &mut Check<'_>) -> OpenAiConfig {
+    let default = OpenAiConfig::default();
+    let base_url = raw.base_url.as_ref().and_then(|u| {
+        let ok = ["http://", "https://"]
+            .iter()
+            .any(|scheme| u.get_ref().starts_with(scheme));
+        if !ok {
+            c.error(
+                DiagnosticCode::BadValue,
+                u.span(),
+                format!(
+                    "`base_url` `{}` is not an http:// or https:// URL",
+                    u.get_ref()
+                ),
+                "expected a URL",
+            );
+        }
+        ok.then(|| u.get_ref().clone())
+    });
+    let concurrency = raw
+        .concurrency
+        .as_ref()
+        .and_then(|n| c.at_least(n, "concurrency", 1))
+        .unwrap_or(default.concurrency);
+    let max_concurrency = raw.max_concurrency.as_ref().and_then(|n| {
+        let max: usize = c.at_least(n, "max_concurrency", 1)?;
+        if max < concurrency {
+            // The client starts at `concurrency` and may only grow from there.
+            c.error(
+                DiagnosticCode::BadValue,
+                n.span(),
+                format!("`max_concurrency` ({max}) is below `concurrency` ({concurrency})"),
+                "below concurrency",
+            );
+            return None;
+        }
+        Some(max)
+    });
+    OpenAiConfig {
+        organization: raw
+            .organization
+            .as_ref()
+            .and_then(|o| c.non_empty(o, "organization"))
+            .unwrap_or(default.organization),
+        base_url,
+        admin_key_file: raw
+            .admin_key_file
+            .as_ref()
+            .and_then(|p| c.non_empty(p, "admin_key_file"))
+            .map(PathBuf::from),
+        concurrency,
+        max_concurrency,
+        timeout_secs: raw
+            .timeout_secs
+            .as_ref()
+            .and_then(|n| c.at_least(n, "timeout_secs", 1))
+            .unwrap_or(default.timeout_secs),
+    }
+}
+
+fn schedule(raw: &RawSchedule, c: &mut Check<'_>) -> ScheduleConfig {
+    let default = ScheduleConfig::default();
+    let tz = match &raw.timezone {
+        Some(tz) => c.parse(tz, DiagnosticCode::BadTimezone, "unknown time zone", |t| {
+            parse_timezone(t)
+        }),
+        None => Some(chrono_tz::UTC),
+    };
+    // A bad zone is reported once; the expression is still checked, read in UTC.
+    let schedule = raw.cron.as_ref().and_then(|cron| {
+        c.parse(cron, DiagnosticCode::BadCron, "not a crontab line", |e| {
+            Schedule::parse(e, tz.unwrap_or(chrono_tz::UTC))
+        })
+    });
+    let schedule = match (schedule, tz) {
+        (Some(schedule), Some(_)) => schedule,
+        (None, Some(tz)) if raw.cron.is_none() => {
+            Schedule::parse(super::DEFAULT_CRON, tz).unwrap_or(default.schedule)
+        }
+        _ => default.schedule,
+    };
+    ScheduleConfig {
+        schedule,
+        run_on_start: raw.run_on_start.as_ref().is_some_and(|r| *r.get_ref()),
+        jitter: raw.jitter.as_ref().and_then(|j| {
+            c.parse(
+                j,
+                DiagnosticCode::BadDuration,
+                "not a duration",
+                str::parse::<Duration>,
+            )
+        }),
+    }
+}
+
+fn rules(raw: RawRules, c: &mut Check<'_>) -> RulesConfig {
+    let severity = raw
+        .severity
+        .into_iter()
+        .filter_map(|(id, value)| {
+            c.parse(
+                &value,
+                DiagnosticCode::BadSeverity,
+                "unknown severity",
+                |s| s.parse::<Severity>(),
+            )
+            .map(|severity| (id, severity))
+        })
+        .collect();
+    RulesConfig {
+        paths: raw
+            .paths
+            .into_iter()
+            .map(|p| {
+                let span = p.span();
+                Spanned::new(span, PathBuf::from(p.into_inner()))
+            })
+            .collect(),
+        disabled: raw.disabled,
+        params: raw
+            .params
+            .into_iter()
+            .map(|(rule, values)| RuleParams { rule, values })
+            .collect(),
+        severity,
+    }
+}
+
+fn exemption(raw: &RawExemption, c: &mut Check<'_>) -> Option<ExemptionConfig> {
+    let required = |key: &str, value: &Option<Spanned<String>>, c: &mut Check<'_>| match value {
+        Some(v) => c.non_empty(v, key).map(|_| v.clone()),
+        None => {
+            c.missing("[[exemption]]", key, raw.span.clone(), "");
+            None
+        }
+    };
+    let rule = required("rule", &raw.rule, c);
+    let resource = required("resource", &raw.resource, c);
+    let reason = required("reason", &raw.reason, c);
+    let owner = required("owner", &raw.owner, c);
+    let expires = required("expires", &raw.expires, c).and_then(|e| {
+        let date = c.parse(&e, DiagnosticCode::BadDate, "expected YYYY-MM-DD", |d| {
+            NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+                .map_err(|_| format!("`{d}` is not a date"))
+        })?;
+        Some(Spanned::new(e.span(), date))
+    });
+    Some(ExemptionConfig {
+        rule: rule?,
+        resource: resource?,
+        reason: reason?.into_inner(),
+        owner: owner?.into_inner(),
+        expires: expires?,
+    })
+}
+
+fn interval(value: &Spanned<String>, c: &mut Check<'_>) -> Option<Duration> {
+    let d = c.parse(
+        value,
+        DiagnosticCode::BadDuration,
+        "not a duration",
+        str::parse::<Duration>,
+    )?;
+    if d.is_zero() {
+        c.error(
+            DiagnosticCode::BadDuration,
+            value.span(),
+            "`repeat_interval` must be longer than zero".into(),
+            "zero",
+        );
+        return None;
+    }
+    Some(d)
+}
+
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    // A host name (`localhost:9464`) is resolved, as the server will bind it.
+    let bad = || {
+        format!("`{text}` is not an address to listen on: expected IP:PORT such as 127.0.0.1:9464")
+    };
+    text.to_socket_addrs()
+        .map_err(|_| bad())?
+        .next()
+        .ok_or_else(bad)
+}
+
+fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
+    const T: &str = "[notify.email]";
+    let transport = email_transport(raw.transport.as_ref(), c);
+    let tls = email_tls(raw.tls.as_ref(), c);
+    let address = |a: &Spanned<String>, c: &mut Check<'_>| {
+        c.parse(
+            a,
+            DiagnosticCode::BadEmail,
+            "not an email address",
+            |text| {
+                text.parse::<lettre::message::Mailbox>()
+                    .map(|_| text.to_owned())
+                    .map_err(|e| format!("`{text}` is not an email address: {e}"))
+            },
+        )
+    };
+    let from = match &raw.from {
+        Some(f) => address(f, c),
+        None => {
+            c.missing(T, "from", raw.span.clone(), ": the sender address");
+            None
+        }
+    };
+    if raw.to.is_empty() {
+        c.missing(T, "to", raw.span.clone(), ": at least one recipient");
+    }
+    let to: Vec<Option<String>> = raw.to.iter().map(|a| address(a, c)).collect();
+    let port = raw
+        .port
+        .as_ref()
+        .and_then(|p| c.at_least::<u16>(p, "port", 1));
+    let host = raw.host.as_ref().and_then(|h| c.non_empty(h, "host"));
+    match transport {
+        Some(EmailTransport::Smtp) if raw.host.is_none() => {
+            c.missing(T, "host", raw.span.clone(), " with transport = \"smtp\"");
+        }
+        Some(EmailTransport::File) if raw.dir.is_none() => {
+            c.missing(T, "dir", raw.span.clone(), " with transport = \"file\"");
+        }
+        _ => {}
+    }
+    if let (Some(EmailTransport::Smtp), Some(EmailTls::None), Some(host), Some(tls)) =
+        (transport, tls, &host, &raw.tls)
+        && !crate::notify::transport::is_loopback(host)
+    {
+        c.error(
+            DiagnosticCode::BadValue,
+            tls.span(),
+            format!(
+                "\"none\" sends mail and passwords in clear; it is only allowed towards a \
+                 loopback host, not `{host}` (use \"starttls\" or \"tls\")"
+            ),
+            "clear text to a remote host",
+        );
+        return None;
+    }
+    match (&raw.username, &raw.password_env) {
+        (Some(u), None) => c.missing(
+            T,
+            "password_env",
+            u.span(),
+            " with `username`: the environment variable holding the SMTP password",
+        ),
+        (None, Some(p)) => c.missing(T, "username", p.span(), " with `password_env`"),
+        _ => {}
+    }
+    let path = |p: &Option<Spanned<String>>| p.as_ref().map(|p| PathBuf::from(p.get_ref()));
+    let templates = (raw.html.is_some() || raw.text.is_some()).then(|| EmailTemplates {
+        html: path(&raw.html),
+        text: path(&raw.text),
+    });
+    let to: Option<Vec<String>> = to.into_iter().collect();
+    Some(EmailConfig {
+        transport: transport?,
+        host,
+        port,
+        tls: tls?,
+        username: raw.username.as_ref().map(|u| u.get_ref().clone()),
+        password_env: raw.password_env.clone(),
+        from: from?,
+        to: to.filter(|t| !t.is_empty())?,
+        dir: path(&raw.dir),
+        templates,
+        ca_file: raw
+            .ca_file
+            .as_ref()
+            .map(|p| Spanned::new(p.span(), PathBuf::from(p.get_ref()))),
+    })
+}
+
+/// `[notify.email] transport`, default `smtp`.
+fn email_transport(raw: Option<&Spanned<String>>, c: &mut Check<'_>) -> Option<EmailTransport> {
+    let Some(t) = raw else {
+        return Some(EmailTransport::Smtp);
+    };
+    c.parse(
+        t,
+        DiagnosticCode::BadValue,
+        "expected \"smtp\" or \"file\"",
+        |t| match t {
+            "smtp" => Ok(EmailTransport::Smtp),
+            "file" => Ok(EmailTransport::File),
+            other => Err(format!(
+                "unknown transport `{other}` (expected \"smtp\" or \"file\")"
+            )),
+        },
+    )
+}
+
+/// `[notify.email] tls`, default `starttls`.
+fn email_tls(raw: Option<&Spanned<String>>, c: &mut Check<'_>) -> Option<EmailTls> {
+    let Some(t) = raw else {
+        return Some(EmailTls::StartTls);
+    };
+    c.parse(
+        t,
+        DiagnosticCode::BadValue,
+        "expected starttls, tls or none",
+        |t| match t {
+            "starttls" => Ok(EmailTls::StartTls),
+            "tls" => Ok(EmailTls::Tls),
+            "none" => Ok(EmailTls::None),
+            other => Err(format!(
+                "unknown mode `{other}` (expected \"starttls\", \"tls\" or \"none\")"
+            )),
+        },
+    )
+}

@@ -1,0 +1,87 @@
+//! One configuration with six problems: every command that loads it reports all six at once,
+//! each with its place, caret and code, in the same words, and exits 2.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+
+const FIXTURE: &str = "tests/fixtures/config-six-problems.toml";
+
+/// Runs `orgwarden <args>` in a folder whose `orgwarden.toml` is the fixture; returns the
+/// exit code and stderr.
+fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::from_std(crate::support::orgwarden())
+        .args(args)
+        .current_dir(dir)
+        .env("OPENAI_ADMIN_KEY", "sk-admin-test")
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn folder_with_fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE))
+        .expect("fixture");
+    std::fs::write(dir.path().join("orgwarden.toml"), text).expect("write");
+    dir
+}
+
+#[test]
+fn rules_check_audit_and_daemon_report_the_same_six_problems_and_exit_2() {
+    let dir = folder_with_fixture();
+    let (code, check) = run(dir.path(), &["rules", "check"]);
+    assert_eq!(code, Some(2), "{check}");
+    for (code, place) in [
+        ("unknown-key", "orgwarden.toml:2:1"),
+        ("bad-cron", "orgwarden.toml:4:8"),
+        ("bad-timezone", "orgwarden.toml:5:12"),
+        ("bad-duration", "orgwarden.toml:6:10"),
+        ("bad-duration", "orgwarden.toml:8:19"),
+        ("bad-address", "orgwarden.toml:10:10"),
+    ] {
+        assert!(
+            check.contains(&format!("error[{code}]")),
+            "{code}:\n{check}"
+        );
+        assert!(check.contains(&format!("--> {place}")), "{place}:\n{check}");
+    }
+    assert!(check.contains("did you mean `concurrency`?"), "{check}");
+    assert!(check.contains("^^^^^^^^^^ unknown key"), "{check}");
+    assert!(check.contains("6 errors, 0 warnings\n"), "{check}");
+    assert!(!check.contains("rules ok"), "{check}");
+    assert_eq!(check.matches("error[").count(), 6, "{check}");
+    for args in [&["audit", "--offline"][..], &["daemon"][..]] {
+        let (code, other) = run(dir.path(), args);
+        assert_eq!(code, Some(2), "{args:?}: {other}");
+        assert_eq!(
+            other, check,
+            "{args:?} reports differently from `rules check`"
+        );
+    }
+    assert!(
+        !dir.path().join("orgwarden.db").exists(),
+        "nothing is done with a bad configuration"
+    );
+}
+
+#[test]
+fn a_syntax_error_is_reported_alone_by_every_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[openai]\nconcurency = 8\nname = \"unterminated\n[server]\nlisten = \"x\"\n",
+    )
+    .expect("write");
+    let (code, check) = run(dir.path(), &["rules", "check"]);
+    assert_eq!(code, Some(2), "{check}");
+    assert_eq!(check.matches("error[").count(), 1, "{check}");
+    assert!(check.contains("error[toml-syntax]"), "{check}");
+    let (code, daemon) = run(dir.path(), &["daemon"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(daemon, check);
+}
