@@ -11,11 +11,10 @@ use prometheus_client::encoding::{
     EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder,
     prometheus_text,
 };
-use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::model::{Severity, SnapshotStatus};
@@ -160,22 +159,72 @@ where
     }
 }
 
+/// A family whose label sets are all known up front, exposed in that order and each from
+/// the start at zero. (A `Family` is a hash map: its series come out in a different order
+/// on each start, and a series exists only once first counted, so `rate()` misses its
+/// first increase.)
+#[derive(Debug)]
+struct Fixed<L, M> {
+    series: Arc<[(L, M)]>,
+}
+
+// Hand-written: clones share the series, so `L` and `M` need not be `Clone`.
+impl<L, M> Clone for Fixed<L, M> {
+    fn clone(&self) -> Self {
+        Fixed {
+            series: self.series.clone(),
+        }
+    }
+}
+
+impl<L: PartialEq, M: Default> Fixed<L, M> {
+    fn new(labels: impl IntoIterator<Item = L>) -> Self {
+        Fixed {
+            series: labels.into_iter().map(|l| (l, M::default())).collect(),
+        }
+    }
+
+    fn get(&self, labels: &L) -> Option<&M> {
+        self.series
+            .iter()
+            .find(|(l, _)| l == labels)
+            .map(|(_, metric)| metric)
+    }
+}
+
+impl<L, M> EncodeMetric for Fixed<L, M>
+where
+    L: EncodeLabelSet,
+    M: EncodeMetric + TypedMetric,
+{
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, metric) in self.series.iter() {
+            metric.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        M::TYPE
+    }
+}
+
 /// Every metric the daemon exposes on `/metrics`: handles onto the series of one registry.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    runs: Family<RunLabels, Counter>,
+    runs: Fixed<RunLabels, Counter>,
     last_success: Latest<i64, AtomicI64>,
     run_in_progress: Gauge,
     ticks_skipped: Counter,
     last_snapshot_duration: Latest<f64, AtomicU64>,
     snapshot_duration: Histogram,
-    api_requests: Family<ClassLabels, Counter>,
+    api_requests: Fixed<ClassLabels, Counter>,
     rate_limited: Counter,
     /// 400 answers not yet classified: the collector says, at the end of its crawl, how
     /// many of them were "project is archived" (see [`Metrics::settle_bad_requests`]).
     unsettled_bad_requests: AtomicU64,
-    open_findings: Family<SeverityLabels, Gauge>,
+    open_findings: Fixed<SeverityLabels, Gauge>,
     outbox_depth: Gauge,
     emails_sent: Counter,
     emails_failed: Counter,
@@ -192,33 +241,20 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut metrics = Metrics {
             registry: Registry::default(),
-            runs: Family::default(),
+            runs: Fixed::new(STATUSES.map(run_labels)),
             last_success: Latest::default(),
             run_in_progress: Gauge::default(),
             ticks_skipped: Counter::default(),
             last_snapshot_duration: Latest::default(),
             snapshot_duration: Histogram::new(DURATION_BUCKETS),
-            api_requests: Family::default(),
+            api_requests: Fixed::new(ApiClass::ALL.map(|class| ClassLabels { class })),
             rate_limited: Counter::default(),
             unsettled_bad_requests: AtomicU64::new(0),
-            open_findings: Family::default(),
+            open_findings: Fixed::new(Severity::ALL.map(severity_labels)),
             outbox_depth: Gauge::default(),
             emails_sent: Counter::default(),
             emails_failed: Counter::default(),
         };
-        // Every labelled series exists from the start, at 0: a series that appears only
-        // when first counted makes `rate()` and absence alerts miss its first increase.
-        for status in STATUSES {
-            let _ = metrics.runs.get_or_create(&run_labels(status));
-        }
-        for class in ApiClass::ALL {
-            let _ = metrics.api_requests.get_or_create(&ClassLabels { class });
-        }
-        for severity in Severity::ALL {
-            let _ = metrics
-                .open_findings
-                .get_or_create(&severity_labels(severity));
-        }
         metrics.register();
         metrics
     }
@@ -294,7 +330,9 @@ impl Metrics {
         finished_at: DateTime<Utc>,
         snapshot_duration: Option<Duration>,
     ) {
-        self.runs.get_or_create(&run_labels(status)).inc();
+        if let Some(runs) = self.runs.get(&run_labels(status)) {
+            runs.inc();
+        }
         if status == SnapshotStatus::Complete {
             self.last_success.set(finished_at.timestamp());
         }
@@ -341,18 +379,16 @@ impl Metrics {
     }
 
     fn count_class(&self, class: ApiClass, n: u64) {
-        if n > 0 {
-            self.api_requests
-                .get_or_create(&ClassLabels { class })
-                .inc_by(n);
+        if let Some(counter) = self.api_requests.get(&ClassLabels { class }) {
+            counter.inc_by(n);
         }
     }
 
     /// Sets the number of open findings of one severity.
     pub fn set_open_findings(&self, severity: Severity, count: u64) {
-        self.open_findings
-            .get_or_create(&severity_labels(severity))
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        if let Some(gauge) = self.open_findings.get(&severity_labels(severity)) {
+            gauge.set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
     }
 
     /// Sets how many messages wait in the outbox.
@@ -369,7 +405,7 @@ impl Metrics {
 
     /// The number of runs that ended with `status`.
     pub fn runs(&self, status: SnapshotStatus) -> u64 {
-        self.runs.get_or_create(&run_labels(status)).get()
+        self.runs.get(&run_labels(status)).map_or(0, Counter::get)
     }
 
     /// The number of ticks skipped because a run was still going.
@@ -380,8 +416,8 @@ impl Metrics {
     /// The number of Admin API answers counted in `class` so far.
     pub fn api_requests(&self, class: ApiClass) -> u64 {
         self.api_requests
-            .get_or_create(&ClassLabels { class })
-            .get()
+            .get(&ClassLabels { class })
+            .map_or(0, Counter::get)
     }
 
     /// The registry in the Prometheus text exposition format ([`CONTENT_TYPE`]).
@@ -672,6 +708,28 @@ mod tests {
             );
         }
         assert!(text.contains("orgwarden_snapshot_duration_seconds_bucket{le=\"2.5\"} 0\n"));
+        // Labelled series in a fixed order, the same on every start.
+        let classes: Vec<&str> = samples
+            .iter()
+            .filter(|(name, _, _)| name == "orgwarden_api_requests_total")
+            .map(|(_, labels, _)| labels.as_str())
+            .collect();
+        assert_eq!(
+            classes,
+            [
+                "class=\"1xx\"",
+                "class=\"2xx\"",
+                "class=\"3xx\"",
+                "class=\"4xx\"",
+                "class=\"5xx\"",
+                "class=\"archived\"",
+                "class=\"error\""
+            ]
+        );
+        assert!(text.contains(
+            "orgwarden_runs_total{status=\"complete\"} 0\norgwarden_runs_total{status=\"partial\"} 0\n\
+             orgwarden_runs_total{status=\"failed\"} 0\n"
+        ));
     }
 
     #[test]
