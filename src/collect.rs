@@ -24,8 +24,10 @@ use crate::store::{SnapshotInfo, Store, StoreError};
 /// How one crawl went.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CrawlReport {
-    /// Requests, retries, 429s and failed scopes.
+    /// Requests, retries, 429s and failed scopes of this crawl only.
     pub stats: CrawlStats,
+    /// Reads answered 400 "project is archived" and taken as empty lists.
+    pub archived_reads: u64,
     /// `complete`, `partial` (some scopes failed) or `failed` (the project list failed).
     pub status: SnapshotStatus,
     /// When the last read ended.
@@ -59,16 +61,19 @@ struct Crawl<'a> {
     client: &'a AdminClient,
     tx: Sender<ScopeResult>,
     errors: AtomicU64,
+    archived_reads: AtomicU64,
     bar: Option<indicatif::ProgressBar>,
 }
 
 /// Reads every scope of the organization and sends each result on `tx` as it completes.
-/// `progress` draws a bar on stderr (pass [`progress_wanted`]).
+/// `progress` draws a bar on stderr (pass [`progress_wanted`]). The report's figures count
+/// this crawl only, even on a client that served earlier crawls (the daemon keeps one).
 pub async fn collect(
     client: &AdminClient,
     tx: Sender<ScopeResult>,
     progress: bool,
 ) -> Result<CrawlReport, CollectError> {
+    let baseline = client.stats();
     let bar = progress.then(|| {
         let bar = indicatif::ProgressBar::with_draw_target(
             Some(1),
@@ -87,6 +92,7 @@ pub async fn collect(
         client,
         tx,
         errors: AtomicU64::new(0),
+        archived_reads: AtomicU64::new(0),
         bar,
     };
     let result = crawl.run().await;
@@ -94,13 +100,25 @@ pub async fn collect(
         bar.finish_and_clear();
     }
     let status = result?;
-    let mut stats = client.stats();
+    let mut stats = counted_since(client.stats(), &baseline);
     stats.errors = crawl.errors.load(Ordering::Relaxed);
     Ok(CrawlReport {
         stats,
+        archived_reads: crawl.archived_reads.load(Ordering::Relaxed),
         status,
         finished_at: Utc::now(),
     })
+}
+
+/// The client's counters since `baseline`: its counters only grow, and a crawl's figures
+/// must not include the crawls the same client served before.
+fn counted_since(now: CrawlStats, baseline: &CrawlStats) -> CrawlStats {
+    CrawlStats {
+        requests: now.requests.saturating_sub(baseline.requests),
+        errors: now.errors.saturating_sub(baseline.errors),
+        retries: now.retries.saturating_sub(baseline.retries),
+        rate_limited: now.rate_limited.saturating_sub(baseline.rate_limited),
+    }
 }
 
 impl Crawl<'_> {
@@ -162,6 +180,7 @@ impl Crawl<'_> {
             Ok(objects) => objects,
             Err(error) if archived_and_empty(project, family, &error) => {
                 tracing::debug!(path = %scope, "project is archived: no {family}");
+                self.archived_reads.fetch_add(1, Ordering::Relaxed);
                 Vec::new()
             }
             Err(error) => return self.fail(scope, error).await,
@@ -311,6 +330,8 @@ pub struct SnapshotOutcome {
     pub failed_scopes: Vec<(Scope, String)>,
     /// Set when the API refused the key: the snapshot is recorded `failed`.
     pub refused: Option<CollectError>,
+    /// Reads answered 400 "project is archived" and taken as empty lists.
+    pub archived_reads: u64,
     /// Wall time of the crawl and commit.
     pub elapsed: Duration,
 }
@@ -346,6 +367,7 @@ pub async fn snapshot(
     let (done_tx, done_rx) =
         tokio::sync::oneshot::channel::<(CrawlStats, DateTime<Utc>, SnapshotStatus)>();
     let org = org.to_owned();
+    let baseline = client.stats();
     let writer = tokio::task::spawn_blocking(move || {
         let mut store = store;
         let result = (|| {
@@ -364,13 +386,15 @@ pub async fn snapshot(
         (store, result)
     });
     let crawl = collect(client, tx, progress).await;
+    let mut archived_reads = 0;
     let refused = match crawl {
         Ok(report) => {
+            archived_reads = report.archived_reads;
             let _ = done_tx.send((report.stats, report.finished_at, report.status));
             None
         }
         Err(error @ CollectError::KeyRefused(_)) => {
-            let mut stats = client.stats();
+            let mut stats = counted_since(client.stats(), &baseline);
             stats.errors = 1;
             let _ = done_tx.send((stats, Utc::now(), SnapshotStatus::Failed));
             Some(error)
@@ -387,6 +411,7 @@ pub async fn snapshot(
         info,
         failed_scopes,
         refused,
+        archived_reads,
         elapsed: clock.elapsed(),
     };
     Ok((store, outcome))

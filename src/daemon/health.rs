@@ -77,10 +77,7 @@ async fn readyz(State(handle): State<DaemonHandle>) -> impl IntoResponse {
 
 async fn metrics(State(handle): State<DaemonHandle>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
         handle.metrics().render(),
     )
 }

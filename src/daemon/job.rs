@@ -121,6 +121,7 @@ impl AuditJob {
                 return RunOutcome::failed(format!("snapshot failed; nothing was stored: {e}"));
             }
         };
+        self.metrics.settle_bad_requests(crawl.archived_reads);
         let info = crawl.info.clone();
         let mut outcome = RunOutcome::new(info.status);
         outcome.snapshot = Some(info.id);

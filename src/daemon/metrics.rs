@@ -1,15 +1,21 @@
-//! The daemon's metrics, rendered in the Prometheus text exposition format (0.0.4).
-//!
-//! A small fixed registry of atomics: the set of series is known in advance, so a metrics
-//! crate would add dependencies and indirection for nothing. The daemon records runs; the job
-//! records what only it sees (API responses, findings, the outbox, emails).
+//! The daemon's metrics, kept in a `prometheus-client` registry and rendered in the
+//! Prometheus text exposition format (0.0.4). The daemon records runs; the job records what
+//! only it sees (API responses, findings, the outbox, emails).
 
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder,
+    prometheus_text,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
 
 use crate::model::{Severity, SnapshotStatus};
 
@@ -17,62 +23,304 @@ use crate::model::{Severity, SnapshotStatus};
 pub const DURATION_BUCKETS: [f64; 10] =
     [1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
+/// The `Content-Type` of what [`Metrics::render`] returns.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
 const STATUSES: [SnapshotStatus; 3] = [
     SnapshotStatus::Complete,
     SnapshotStatus::Partial,
     SnapshotStatus::Failed,
 ];
 
-/// HTTP status classes of Admin API responses; `error` is a request that got no response.
-const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
-
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [u64; DURATION_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-    last: Option<f64>,
+/// The `class` of an Admin API answer in `orgwarden_api_requests_total`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ApiClass {
+    /// 1xx.
+    Informational,
+    /// 2xx.
+    Success,
+    /// 3xx.
+    Redirection,
+    /// 4xx, except the expected "project is archived" answers.
+    ClientError,
+    /// 5xx.
+    ServerError,
+    /// 400 "project is archived" to a people list of an archived project: the collector
+    /// reads it as an empty list, so it is expected, not a client error.
+    Archived,
+    /// No answer: connection refused, reset or timed out.
+    NoResponse,
 }
 
-/// Every metric the daemon exposes on `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    runs: [AtomicU64; 3],
-    last_success: AtomicI64,
-    has_success: AtomicBool,
-    run_in_progress: AtomicBool,
-    ticks_skipped: AtomicU64,
-    snapshot_duration: Mutex<Histogram>,
-    api_requests: [AtomicU64; 6],
-    rate_limited: AtomicU64,
-    open_findings: [AtomicU64; 5],
-    outbox_depth: AtomicU64,
-    emails_sent: AtomicU64,
-    emails_failed: AtomicU64,
-}
+impl ApiClass {
+    /// Every class, in exposition order.
+    pub const ALL: [ApiClass; 7] = [
+        ApiClass::Informational,
+        ApiClass::Success,
+        ApiClass::Redirection,
+        ApiClass::ClientError,
+        ApiClass::ServerError,
+        ApiClass::Archived,
+        ApiClass::NoResponse,
+    ];
 
-fn status_index(status: SnapshotStatus) -> usize {
-    match status {
-        SnapshotStatus::Complete => 0,
-        SnapshotStatus::Partial => 1,
-        SnapshotStatus::Failed => 2,
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiClass::Informational => "1xx",
+            ApiClass::Success => "2xx",
+            ApiClass::Redirection => "3xx",
+            ApiClass::ClientError => "4xx",
+            ApiClass::ServerError => "5xx",
+            ApiClass::Archived => "archived",
+            ApiClass::NoResponse => "error",
+        }
+    }
+
+    /// The class of an answer's status as the client saw it (`None`: no answer). An
+    /// archived answer is a 400 only the collector can recognise, so never this one.
+    fn of_status(status: Option<u16>) -> ApiClass {
+        match status {
+            Some(100..=199) => ApiClass::Informational,
+            Some(200..=299) => ApiClass::Success,
+            Some(300..=399) => ApiClass::Redirection,
+            Some(400..=499) => ApiClass::ClientError,
+            Some(500..=599) => ApiClass::ServerError,
+            _ => ApiClass::NoResponse,
+        }
     }
 }
 
-fn severity_index(severity: Severity) -> usize {
-    match severity {
-        Severity::Info => 0,
-        Severity::Low => 1,
-        Severity::Medium => 2,
-        Severity::High => 3,
-        Severity::Critical => 4,
+impl EncodeLabelValue for ApiClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    class: ApiClass,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabels {
+    severity: &'static str,
+}
+
+/// A gauge left out of the exposition until it is first set, so that "never happened" is
+/// not shown as a value (a success timestamp of 0 would read as 1970).
+#[derive(Debug, Default)]
+struct Latest<N, A> {
+    gauge: Gauge<N, A>,
+    set: Arc<AtomicBool>,
+}
+
+// Hand-written: a derive would ask the atomic itself to be `Clone`, but only the shared
+// handles are cloned.
+impl<N, A> Clone for Latest<N, A> {
+    fn clone(&self) -> Self {
+        Latest {
+            gauge: self.gauge.clone(),
+            set: self.set.clone(),
+        }
+    }
+}
+
+impl<N, A> Latest<N, A>
+where
+    A: prometheus_client::metrics::gauge::Atomic<N> + Default,
+{
+    fn set(&self, value: N) {
+        self.gauge.set(value);
+        self.set.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<N, A> EncodeMetric for Latest<N, A>
+where
+    N: prometheus_client::encoding::EncodeGaugeValue,
+    A: prometheus_client::metrics::gauge::Atomic<N>,
+{
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.gauge.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.set.load(Ordering::Relaxed)
+    }
+}
+
+/// A family whose label sets are all known up front, exposed in that order and each from
+/// the start at zero. (A `Family` is a hash map: its series come out in a different order
+/// on each start, and a series exists only once first counted, so `rate()` misses its
+/// first increase.)
+#[derive(Debug)]
+struct Fixed<L, M> {
+    series: Arc<[(L, M)]>,
+}
+
+// Hand-written: clones share the series, so `L` and `M` need not be `Clone`.
+impl<L, M> Clone for Fixed<L, M> {
+    fn clone(&self) -> Self {
+        Fixed {
+            series: self.series.clone(),
+        }
+    }
+}
+
+impl<L: PartialEq, M: Default> Fixed<L, M> {
+    fn new(labels: impl IntoIterator<Item = L>) -> Self {
+        Fixed {
+            series: labels.into_iter().map(|l| (l, M::default())).collect(),
+        }
+    }
+
+    fn get(&self, labels: &L) -> Option<&M> {
+        self.series
+            .iter()
+            .find(|(l, _)| l == labels)
+            .map(|(_, metric)| metric)
+    }
+}
+
+impl<L, M> EncodeMetric for Fixed<L, M>
+where
+    L: EncodeLabelSet,
+    M: EncodeMetric + TypedMetric,
+{
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, metric) in self.series.iter() {
+            metric.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        M::TYPE
+    }
+}
+
+/// Every metric the daemon exposes on `/metrics`: handles onto the series of one registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    runs: Fixed<RunLabels, Counter>,
+    last_success: Latest<i64, AtomicI64>,
+    run_in_progress: Gauge,
+    ticks_skipped: Counter,
+    last_snapshot_duration: Latest<f64, AtomicU64>,
+    snapshot_duration: Histogram,
+    api_requests: Fixed<ClassLabels, Counter>,
+    rate_limited: Counter,
+    /// 400 answers not yet classified: the collector says, at the end of its crawl, how
+    /// many of them were "project is archived" (see [`Metrics::settle_bad_requests`]).
+    unsettled_bad_requests: AtomicU64,
+    open_findings: Fixed<SeverityLabels, Gauge>,
+    outbox_depth: Gauge,
+    emails_sent: Counter,
+    emails_failed: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
     }
 }
 
 impl Metrics {
-    /// A registry with every counter at zero.
+    /// A registry with every series registered, counters at zero.
     pub fn new() -> Metrics {
-        Metrics::default()
+        let mut metrics = Metrics {
+            registry: Registry::default(),
+            runs: Fixed::new(STATUSES.map(run_labels)),
+            last_success: Latest::default(),
+            run_in_progress: Gauge::default(),
+            ticks_skipped: Counter::default(),
+            last_snapshot_duration: Latest::default(),
+            snapshot_duration: Histogram::new(DURATION_BUCKETS),
+            api_requests: Fixed::new(ApiClass::ALL.map(|class| ClassLabels { class })),
+            rate_limited: Counter::default(),
+            unsettled_bad_requests: AtomicU64::new(0),
+            open_findings: Fixed::new(Severity::ALL.map(severity_labels)),
+            outbox_depth: Gauge::default(),
+            emails_sent: Counter::default(),
+            emails_failed: Counter::default(),
+        };
+        metrics.register();
+        metrics
+    }
+
+    /// Registers the handles; the registry shares each series with its handle. Help texts
+    /// get their final period from the registry.
+    fn register(&mut self) {
+        let r = &mut self.registry;
+        // Counters are registered without `_total`: the encoder appends it.
+        r.register("orgwarden_runs", "Audit runs by outcome", self.runs.clone());
+        r.register(
+            "orgwarden_last_success_timestamp_seconds",
+            "When the last complete run finished, as a Unix time",
+            self.last_success.clone(),
+        );
+        r.register(
+            "orgwarden_run_in_progress",
+            "1 while an audit run is in flight",
+            self.run_in_progress.clone(),
+        );
+        r.register(
+            "orgwarden_ticks_skipped",
+            "Scheduled ticks skipped because the previous run was still going",
+            self.ticks_skipped.clone(),
+        );
+        r.register(
+            "orgwarden_last_snapshot_duration_seconds",
+            "How long the last snapshot took",
+            self.last_snapshot_duration.clone(),
+        );
+        r.register(
+            "orgwarden_snapshot_duration_seconds",
+            "How long snapshots take",
+            self.snapshot_duration.clone(),
+        );
+        r.register(
+            "orgwarden_api_requests",
+            "Admin API responses by HTTP status class (error: no response; archived: \
+             400 \"project is archived\", read as an empty list)",
+            self.api_requests.clone(),
+        );
+        r.register(
+            "orgwarden_api_rate_limited",
+            "Admin API answers with status 429",
+            self.rate_limited.clone(),
+        );
+        r.register(
+            "orgwarden_open_findings",
+            "Open findings after the last run, by severity",
+            self.open_findings.clone(),
+        );
+        r.register(
+            "orgwarden_outbox_depth",
+            "Messages waiting in the outbox",
+            self.outbox_depth.clone(),
+        );
+        r.register(
+            "orgwarden_emails_sent",
+            "Emails delivered",
+            self.emails_sent.clone(),
+        );
+        r.register(
+            "orgwarden_emails_failed",
+            "Email delivery attempts that failed",
+            self.emails_failed.clone(),
+        );
     }
 
     /// Records a finished run (the daemon calls this).
@@ -82,260 +330,118 @@ impl Metrics {
         finished_at: DateTime<Utc>,
         snapshot_duration: Option<Duration>,
     ) {
-        self.runs[status_index(status)].fetch_add(1, Ordering::Relaxed);
+        if let Some(runs) = self.runs.get(&run_labels(status)) {
+            runs.inc();
+        }
         if status == SnapshotStatus::Complete {
-            self.last_success
-                .store(finished_at.timestamp(), Ordering::Relaxed);
-            self.has_success.store(true, Ordering::Relaxed);
+            self.last_success.set(finished_at.timestamp());
         }
         if let Some(duration) = snapshot_duration {
             let seconds = duration.as_secs_f64();
-            let mut histogram = self
-                .snapshot_duration
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (bucket, bound) in histogram.buckets.iter_mut().zip(DURATION_BUCKETS) {
-                if seconds <= bound {
-                    *bucket += 1;
-                }
-            }
-            histogram.count += 1;
-            histogram.sum += seconds;
-            histogram.last = Some(seconds);
+            self.snapshot_duration.observe(seconds);
+            self.last_snapshot_duration.set(seconds);
         }
     }
 
     /// Marks whether a run is in flight.
     pub fn set_run_in_progress(&self, running: bool) {
-        self.run_in_progress.store(running, Ordering::Relaxed);
+        self.run_in_progress.set(i64::from(running));
     }
 
     /// Counts a scheduled tick skipped because the previous run was still going.
     pub fn record_tick_skipped(&self) {
-        self.ticks_skipped.fetch_add(1, Ordering::Relaxed);
+        self.ticks_skipped.inc();
     }
 
     /// Counts one Admin API response by HTTP status; `None` for a request that got no answer.
+    /// A 400 waits for [`Metrics::settle_bad_requests`]: only the collector knows whether
+    /// it was an expected "project is archived".
     pub fn record_api_response(&self, status: Option<u16>) {
-        let index = match status {
-            Some(100..=199) => 0,
-            Some(200..=299) => 1,
-            Some(300..=399) => 2,
-            Some(400..=499) => 3,
-            Some(500..=599) => 4,
-            _ => 5,
-        };
-        self.api_requests[index].fetch_add(1, Ordering::Relaxed);
+        if status == Some(400) {
+            self.unsettled_bad_requests.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.count_class(ApiClass::of_status(status), 1);
         if status == Some(429) {
-            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            self.rate_limited.inc();
+        }
+    }
+
+    /// Classifies the 400 answers recorded since the last call: `archived` of them (as the
+    /// collector counted them) were "project is archived", the rest are client errors. A
+    /// crawl calls this once it has ended; 400s of an abandoned crawl are settled by the
+    /// next one.
+    pub fn settle_bad_requests(&self, archived: u64) {
+        let answered = self.unsettled_bad_requests.swap(0, Ordering::Relaxed);
+        let archived = archived.min(answered);
+        self.count_class(ApiClass::Archived, archived);
+        self.count_class(ApiClass::ClientError, answered - archived);
+    }
+
+    fn count_class(&self, class: ApiClass, n: u64) {
+        if let Some(counter) = self.api_requests.get(&ClassLabels { class }) {
+            counter.inc_by(n);
         }
     }
 
     /// Sets the number of open findings of one severity.
     pub fn set_open_findings(&self, severity: Severity, count: u64) {
-        self.open_findings[severity_index(severity)].store(count, Ordering::Relaxed);
+        if let Some(gauge) = self.open_findings.get(&severity_labels(severity)) {
+            gauge.set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
     }
 
     /// Sets how many messages wait in the outbox.
     pub fn set_outbox_depth(&self, depth: u64) {
-        self.outbox_depth.store(depth, Ordering::Relaxed);
+        self.outbox_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
     /// Counts emails delivered and emails that failed.
     pub fn record_emails(&self, sent: u64, failed: u64) {
-        self.emails_sent.fetch_add(sent, Ordering::Relaxed);
-        self.emails_failed.fetch_add(failed, Ordering::Relaxed);
+        self.emails_sent.inc_by(sent);
+        self.emails_failed.inc_by(failed);
     }
 
     /// The number of runs that ended with `status`.
     pub fn runs(&self, status: SnapshotStatus) -> u64 {
-        self.runs[status_index(status)].load(Ordering::Relaxed)
+        self.runs.get(&run_labels(status)).map_or(0, Counter::get)
     }
 
     /// The number of ticks skipped because a run was still going.
     pub fn ticks_skipped(&self) -> u64 {
-        self.ticks_skipped.load(Ordering::Relaxed)
+        self.ticks_skipped.get()
     }
 
-    /// The registry in the Prometheus text exposition format.
+    /// The number of Admin API answers counted in `class` so far.
+    pub fn api_requests(&self, class: ApiClass) -> u64 {
+        self.api_requests
+            .get(&ClassLabels { class })
+            .map_or(0, Counter::get)
+    }
+
+    /// The registry in the Prometheus text exposition format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-
-        header(
-            &mut out,
-            "orgwarden_runs_total",
-            "counter",
-            "Audit runs by outcome.",
-        );
-        for status in STATUSES {
-            let _ = writeln!(
-                out,
-                "orgwarden_runs_total{{status=\"{}\"}} {}",
-                status.as_str(),
-                load(&self.runs[status_index(status)])
-            );
+        // Writing to a String cannot fail; an error here is the encoder refusing a name,
+        // which the tests would have caught. Serve what was written rather than nothing.
+        if let Err(error) = prometheus_text::encode(&mut out, &self.registry) {
+            tracing::error!(%error, "encoding /metrics failed");
         }
-
-        if self.has_success.load(Ordering::Relaxed) {
-            header(
-                &mut out,
-                "orgwarden_last_success_timestamp_seconds",
-                "gauge",
-                "When the last complete run finished, as a Unix time.",
-            );
-            let _ = writeln!(
-                out,
-                "orgwarden_last_success_timestamp_seconds {}",
-                self.last_success.load(Ordering::Relaxed)
-            );
-        }
-
-        header(
-            &mut out,
-            "orgwarden_run_in_progress",
-            "gauge",
-            "1 while an audit run is in flight.",
-        );
-        let _ = writeln!(
-            out,
-            "orgwarden_run_in_progress {}",
-            u8::from(self.run_in_progress.load(Ordering::Relaxed))
-        );
-
-        header(
-            &mut out,
-            "orgwarden_ticks_skipped_total",
-            "counter",
-            "Scheduled ticks skipped because the previous run was still going.",
-        );
-        let _ = writeln!(
-            out,
-            "orgwarden_ticks_skipped_total {}",
-            load(&self.ticks_skipped)
-        );
-
-        {
-            let histogram = self
-                .snapshot_duration
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(last) = histogram.last {
-                header(
-                    &mut out,
-                    "orgwarden_last_snapshot_duration_seconds",
-                    "gauge",
-                    "How long the last snapshot took.",
-                );
-                let _ = writeln!(out, "orgwarden_last_snapshot_duration_seconds {last}");
-            }
-            header(
-                &mut out,
-                "orgwarden_snapshot_duration_seconds",
-                "histogram",
-                "How long snapshots take.",
-            );
-            for (count, bound) in histogram.buckets.iter().zip(DURATION_BUCKETS) {
-                let _ = writeln!(
-                    out,
-                    "orgwarden_snapshot_duration_seconds_bucket{{le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "orgwarden_snapshot_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-                histogram.count
-            );
-            let _ = writeln!(
-                out,
-                "orgwarden_snapshot_duration_seconds_sum {}",
-                histogram.sum
-            );
-            let _ = writeln!(
-                out,
-                "orgwarden_snapshot_duration_seconds_count {}",
-                histogram.count
-            );
-        }
-
-        header(
-            &mut out,
-            "orgwarden_api_requests_total",
-            "counter",
-            "Admin API responses by HTTP status class (error: no response).",
-        );
-        for (class, counter) in CLASSES.iter().zip(&self.api_requests) {
-            let _ = writeln!(
-                out,
-                "orgwarden_api_requests_total{{class=\"{class}\"}} {}",
-                load(counter)
-            );
-        }
-
-        header(
-            &mut out,
-            "orgwarden_api_rate_limited_total",
-            "counter",
-            "Admin API answers with status 429.",
-        );
-        let _ = writeln!(
-            out,
-            "orgwarden_api_rate_limited_total {}",
-            load(&self.rate_limited)
-        );
-
-        header(
-            &mut out,
-            "orgwarden_open_findings",
-            "gauge",
-            "Open findings after the last run, by severity.",
-        );
-        for severity in Severity::ALL {
-            let _ = writeln!(
-                out,
-                "orgwarden_open_findings{{severity=\"{}\"}} {}",
-                severity.as_str(),
-                load(&self.open_findings[severity_index(severity)])
-            );
-        }
-
-        header(
-            &mut out,
-            "orgwarden_outbox_depth",
-            "gauge",
-            "Messages waiting in the outbox.",
-        );
-        let _ = writeln!(out, "orgwarden_outbox_depth {}", load(&self.outbox_depth));
-
-        header(
-            &mut out,
-            "orgwarden_emails_sent_total",
-            "counter",
-            "Emails delivered.",
-        );
-        let _ = writeln!(
-            out,
-            "orgwarden_emails_sent_total {}",
-            load(&self.emails_sent)
-        );
-        header(
-            &mut out,
-            "orgwarden_emails_failed_total",
-            "counter",
-            "Email delivery attempts that failed.",
-        );
-        let _ = writeln!(
-            out,
-            "orgwarden_emails_failed_total {}",
-            load(&self.emails_failed)
-        );
         out
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+fn run_labels(status: SnapshotStatus) -> RunLabels {
+    RunLabels {
+        status: status.as_str(),
+    }
+}
+
+fn severity_labels(severity: Severity) -> SeverityLabels {
+    SeverityLabels {
+        severity: severity.as_str(),
+    }
 }
 
 #[cfg(test)]
@@ -538,5 +644,134 @@ mod tests {
         assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
         assert_eq!(buckets.last(), Some(&4.0));
         assert_eq!(buckets[0], 1.0);
+    }
+
+    #[test]
+    fn every_series_keeps_its_name_type_and_help() {
+        let text = Metrics::new().render();
+        let families = [
+            ("orgwarden_runs_total", "counter", "Audit runs by outcome."),
+            (
+                "orgwarden_run_in_progress",
+                "gauge",
+                "1 while an audit run is in flight.",
+            ),
+            (
+                "orgwarden_ticks_skipped_total",
+                "counter",
+                "Scheduled ticks skipped because the previous run was still going.",
+            ),
+            (
+                "orgwarden_snapshot_duration_seconds",
+                "histogram",
+                "How long snapshots take.",
+            ),
+            (
+                "orgwarden_api_rate_limited_total",
+                "counter",
+                "Admin API answers with status 429.",
+            ),
+            (
+                "orgwarden_open_findings",
+                "gauge",
+                "Open findings after the last run, by severity.",
+            ),
+            (
+                "orgwarden_outbox_depth",
+                "gauge",
+                "Messages waiting in the outbox.",
+            ),
+            (
+                "orgwarden_emails_sent_total",
+                "counter",
+                "Emails delivered.",
+            ),
+            (
+                "orgwarden_emails_failed_total",
+                "counter",
+                "Email delivery attempts that failed.",
+            ),
+        ];
+        for (name, kind, help) in families {
+            assert!(
+                text.contains(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n")),
+                "{name}:\n{text}"
+            );
+        }
+        assert!(text.contains("# TYPE orgwarden_api_requests_total counter\n"));
+        let samples = parse(&text);
+        for class in ApiClass::ALL {
+            let labels = format!("class=\"{}\"", class.as_str());
+            assert_eq!(
+                value(&samples, "orgwarden_api_requests_total", &labels),
+                0.0
+            );
+        }
+        assert!(text.contains("orgwarden_snapshot_duration_seconds_bucket{le=\"2.5\"} 0\n"));
+        // Labelled series in a fixed order, the same on every start.
+        let classes: Vec<&str> = samples
+            .iter()
+            .filter(|(name, _, _)| name == "orgwarden_api_requests_total")
+            .map(|(_, labels, _)| labels.as_str())
+            .collect();
+        assert_eq!(
+            classes,
+            [
+                "class=\"1xx\"",
+                "class=\"2xx\"",
+                "class=\"3xx\"",
+                "class=\"4xx\"",
+                "class=\"5xx\"",
+                "class=\"archived\"",
+                "class=\"error\""
+            ]
+        );
+        assert!(text.contains(
+            "orgwarden_runs_total{status=\"complete\"} 0\norgwarden_runs_total{status=\"partial\"} 0\n\
+             orgwarden_runs_total{status=\"failed\"} 0\n"
+        ));
+    }
+
+    #[test]
+    fn archived_answers_are_their_own_class_not_client_errors() {
+        let metrics = Metrics::new();
+        metrics.record_api_response(Some(200));
+        metrics.record_api_response(Some(400));
+        metrics.record_api_response(Some(400));
+        metrics.record_api_response(Some(404));
+        metrics.settle_bad_requests(1);
+        assert_eq!(metrics.api_requests(ApiClass::Archived), 1);
+        assert_eq!(metrics.api_requests(ApiClass::ClientError), 2);
+        let samples = parse(&metrics.render());
+        assert_eq!(
+            value(
+                &samples,
+                "orgwarden_api_requests_total",
+                "class=\"archived\""
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(&samples, "orgwarden_api_requests_total", "class=\"4xx\""),
+            2.0
+        );
+    }
+
+    #[test]
+    fn a_400_waits_for_the_crawl_to_say_whether_it_was_archived() {
+        let metrics = Metrics::new();
+        metrics.record_api_response(Some(400));
+        // Counted neither way yet: a 4xx now could not be taken back later.
+        assert_eq!(metrics.api_requests(ApiClass::ClientError), 0);
+        assert_eq!(metrics.api_requests(ApiClass::Archived), 0);
+        // The collector cannot claim more archived answers than there were 400s.
+        metrics.settle_bad_requests(5);
+        assert_eq!(metrics.api_requests(ApiClass::Archived), 1);
+        metrics.record_api_response(Some(400));
+        metrics.settle_bad_requests(0);
+        assert_eq!(metrics.api_requests(ApiClass::ClientError), 1);
+        // Settled once: a second settle finds nothing left.
+        metrics.settle_bad_requests(0);
+        assert_eq!(metrics.api_requests(ApiClass::ClientError), 1);
     }
 }

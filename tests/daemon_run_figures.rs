@@ -1,0 +1,232 @@
+//! Run figures are per run: a snapshot's `requests`, `retries`, `429s` and `errors` count
+//! that run only, also when one client serves many runs (the daemon keeps its client until
+//! a reload). And the 400 "project is archived" answers the collector expects are counted
+//! in `/metrics` as their own class, not as client errors.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orgwarden::client::{AdminClient, ClientOptions};
+use orgwarden::collect;
+use orgwarden::model::SnapshotStatus;
+use orgwarden::sim::{Org, SimOptions, serve, start_background};
+use orgwarden::store::Store;
+use secrecy::SecretString;
+
+const KEY: &str = "sk-admin-run-figures";
+const NOW: i64 = 1_790_000_000;
+/// The demo organization has two archived projects; each answers 400 "project is
+/// archived" to its user list and its service-account list.
+const ARCHIVED_READS_PER_RUN: u64 = 4;
+
+/// Injected 500s make every run retry, so `retries` is not zero and differs per run.
+fn faulty() -> SimOptions {
+    SimOptions {
+        fault_rate: 0.08,
+        seed: 11,
+        ..SimOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_serving_three_crawls_reports_each_crawls_own_figures() {
+    let sim = serve("127.0.0.1:0".parse().unwrap(), Org::demo(NOW), faulty())
+        .await
+        .unwrap();
+    let client = AdminClient::new(
+        &sim.base_url(),
+        SecretString::from(KEY),
+        ClientOptions::default(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("audit.db")).unwrap();
+    let mut pages = Vec::new();
+    for run in 1..=3 {
+        let before = sim.requests();
+        let (back, outcome) = collect::snapshot(&client, store, "acme-robotics", false)
+            .await
+            .unwrap();
+        store = back;
+        let stats = outcome.info.stats;
+        assert_eq!(outcome.info.status, SnapshotStatus::Complete, "run {run}");
+        assert_eq!(
+            stats.requests,
+            sim.requests() - before,
+            "run {run}: the snapshot's requests are the ones this run sent"
+        );
+        assert!(stats.retries > 0, "run {run}: no fault was injected");
+        assert_eq!((stats.errors, stats.rate_limited), (0, 0), "run {run}");
+        assert_eq!(outcome.archived_reads, ARCHIVED_READS_PER_RUN, "run {run}");
+        // Every retry is one more request for the same page.
+        pages.push(stats.requests - stats.retries);
+    }
+    assert!(
+        pages.windows(2).all(|w| w[0] == w[1]),
+        "an unchanged organization is the same pages every run: {pages:?}"
+    );
+}
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Daemon {
+        let log = dir.join("daemon.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_orgwarden"))
+            .current_dir(dir)
+            .args(["--config", "orgwarden.toml", "--db", "audit.db"])
+            .args(["--log-format", "json", "daemon"])
+            .env("OPENAI_ADMIN_KEY", KEY)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for_runs(&self, count: usize, limit: Duration) {
+        let start = Instant::now();
+        while self.log().matches("run finished").count() < count {
+            assert!(
+                start.elapsed() < limit,
+                "not {count} runs within {limit:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit code: the run in flight finishes and is stored first.
+    fn stop(mut self) -> i32 {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the daemon did not stop; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn metrics(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+/// `requests, retries, rate_limited, errors, status` of every stored snapshot, oldest first.
+fn snapshot_figures(db: &Path) -> Vec<(u64, u64, u64, u64, String)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT requests, retries, rate_limited, errors, status FROM snapshot ORDER BY id")
+        .unwrap();
+    let count = |row: &rusqlite::Row, i| -> rusqlite::Result<u64> {
+        Ok(u64::try_from(row.get::<_, i64>(i)?).expect("a count is not negative"))
+    };
+    stmt.query_map([], |row| {
+        Ok((
+            count(row, 0)?,
+            count(row, 1)?,
+            count(row, 2)?,
+            count(row, 3)?,
+            row.get(4)?,
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[test]
+fn each_daemon_snapshot_stores_the_figures_of_its_own_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_background(Org::demo(NOW), faulty()).unwrap();
+    let port = free_port();
+    let config = format!(
+        "[openai]\norganization = \"acme-robotics\"\nbase_url = \"{}\"\n\n\
+         [schedule]\ncron = \"*/1 * * * * *\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
+        sim.base_url()
+    );
+    fs::write(dir.path().join("orgwarden.toml"), config).unwrap();
+    let daemon = Daemon::start(dir.path());
+    daemon.wait_for_runs(3, Duration::from_secs(120));
+
+    let exposed = metrics(port);
+    // The expected answers are counted, apart; no client error was answered.
+    let archived = sample(&exposed, "orgwarden_api_requests_total{class=\"archived\"}");
+    assert!(
+        archived >= ARCHIVED_READS_PER_RUN && archived.is_multiple_of(ARCHIVED_READS_PER_RUN),
+        "{exposed}"
+    );
+    assert_eq!(
+        sample(&exposed, "orgwarden_api_requests_total{class=\"4xx\"}"),
+        0,
+        "{exposed}"
+    );
+    let log = daemon.log();
+    assert_eq!(daemon.stop(), 0, "log:\n{log}");
+
+    let figures = snapshot_figures(&dir.path().join("audit.db"));
+    assert!(figures.len() >= 3, "{figures:?}");
+    for (requests, retries, rate_limited, errors, status) in &figures {
+        assert_eq!(status, "complete", "{figures:?}");
+        assert_eq!((*rate_limited, *errors), (0, 0), "{figures:?}");
+        assert!(requests > retries, "{figures:?}");
+    }
+    // Per run, not running totals: every run read the same pages of the unchanged
+    // organization, and together the snapshots account for every request the API served.
+    let pages: Vec<u64> = figures.iter().map(|f| f.0 - f.1).collect();
+    assert!(pages.windows(2).all(|w| w[0] == w[1]), "{figures:?}");
+    let stored: u64 = figures.iter().map(|f| f.0).sum();
+    assert_eq!(stored, sim.requests(), "{figures:?}");
+}
