@@ -13,6 +13,7 @@ mod config_diagnostics;
 mod daemon_deploy;
 mod daemon_e2e;
 mod daemon_framework;
+mod daemon_run_figures;
 mod daemon_signals;
 mod demo;
 mod notify_aiosmtpd;

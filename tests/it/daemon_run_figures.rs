@@ -79,7 +79,7 @@ struct Daemon {
 impl Daemon {
     fn start(dir: &Path) -> Daemon {
         let log = dir.join("daemon.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_orgwarden"))
+        let child = crate::support::orgwarden()
             .current_dir(dir)
             .args(["--config", "orgwarden.toml", "--db", "audit.db"])
             .args(["--log-format", "json", "daemon"])
