@@ -10,18 +10,7 @@ use crate::model::{ProjectId, RuleId};
 use super::compile::{self, SqlValue};
 use super::{Rule, RuleBody, RuleError, RuleSet};
 
-/// One resource a rule selected.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hit {
-    /// The rule.
-    pub rule_id: RuleId,
-    /// The resource it is about.
-    pub resource_id: String,
-    /// Its project.
-    pub project_id: Option<ProjectId>,
-    /// What is wrong with it.
-    pub message: String,
-}
+pub use crate::model::Hit;
 
 /// Turns `PRAGMA query_only` back off when evaluation ends, even on error.
 struct QueryOnly<'a>(&'a Connection);
