@@ -199,10 +199,10 @@ pub fn evaluate(
     snapshot: &SnapshotInfo,
     now: DateTime<Utc>,
 ) -> Result<Evaluated, AuditError> {
-    let hits = crate::rules::evaluate(store.conn(), inputs.rules, now.timestamp())?;
+    let hits = crate::rules::evaluate(store.reader(), inputs.rules, now.timestamp())?;
     let coverage = Coverage::from_snapshot(snapshot.status, &store.failed_scopes(snapshot.id)?);
     let tx = store.begin()?;
-    let prior = findings::load(tx.conn())?;
+    let prior = findings::load(tx.reader())?;
     let reconciled = findings::reconcile(
         &prior,
         &hits,
@@ -211,15 +211,15 @@ pub fn evaluate(
         &coverage,
         now,
     );
-    findings::write(tx.conn(), &reconciled, Some(snapshot.id))?;
-    let all = findings::load(tx.conn())?;
+    findings::write(&tx, &reconciled, Some(snapshot.id))?;
+    let all = findings::load(tx.reader())?;
     let notified = match inputs.announce {
         None => {
             tx.commit()?;
             None
         }
         Some(announce) => {
-            let states = findings::notify_states(tx.conn(), &all)?;
+            let states = findings::notify_states(tx.reader(), &all)?;
             let ctx = crate::notify::RunContext {
                 organization: announce.organization.to_owned(),
                 snapshot_id: Some(snapshot.id),
@@ -229,8 +229,8 @@ pub fn evaluate(
                 announce
                     .notifier
                     .announce(tx.as_transaction(), &states, &ctx, now)?;
-            findings::mark_settled(tx.conn(), &announcement.settled)?;
-            findings::mark_notified(tx.conn(), &announcement.announced, now)?;
+            findings::mark_settled(&tx, &announcement.settled)?;
+            findings::mark_notified(&tx, &announcement.announced, now)?;
             if announce.dry_run {
                 // A dry run leaves no trace, in the store or the log: the next real run
                 // announces exactly what this one showed.
@@ -388,7 +388,7 @@ mod tests {
             }
 
             fn retention_finding(&self) -> Finding {
-                load(self.store.conn())
+                load(self.store.reader())
                     .unwrap()
                     .into_iter()
                     .find(|f| {
@@ -445,7 +445,7 @@ mod tests {
                 "a plain audit announces nothing"
             );
             let digest = h.run(None, true).expect("the findings are new to everyone");
-            let open = load(h.store.conn())
+            let open = load(h.store.reader())
                 .unwrap()
                 .into_iter()
                 .filter(|f| f.status == Status::Open)

@@ -464,7 +464,7 @@ pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit
     let config = global.load_config()?;
     let db = global.db_path(&config);
     let store = Store::open_read_only(&db).map_err(store_error)?;
-    let mut list: Vec<Finding> = findings::load(store.conn())?
+    let mut list: Vec<Finding> = findings::load(store.reader())?
         .into_iter()
         .filter(|f| match args.status {
             StatusFilter::Open => f.status == Status::Open,
@@ -603,7 +603,7 @@ fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
         && !loaded.diagnostics.has_errors()
         && let Ok(store) = Store::open_read_only(&db)
     {
-        let stored: Vec<_> = findings::load(store.conn())?
+        let stored: Vec<_> = findings::load(store.reader())?
             .into_iter()
             .map(|f| (f.rule_id, f.resource_id))
             .collect();

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::{ProjectId, RuleId, Severity, SnapshotId};
-use crate::store::Store;
+use crate::store::{Reader, Store, Tx};
 
 use super::{Event, EventKind, Finding, FindingsError, Reconciled, Status, ts};
 
@@ -51,7 +51,8 @@ fn row_to_finding(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Finding, F
 }
 
 /// Every stored finding, ordered by fingerprint.
-pub fn load(conn: &Connection) -> Result<Vec<Finding>, FindingsError> {
+pub fn load(db: Reader<'_>) -> Result<Vec<Finding>, FindingsError> {
+    let conn = db.conn();
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM finding ORDER BY fingerprint"
     ))?;
@@ -64,22 +65,23 @@ pub fn load(conn: &Connection) -> Result<Vec<Finding>, FindingsError> {
 }
 
 /// One stored finding.
-pub fn get(conn: &Connection, fingerprint: &str) -> Result<Option<Finding>, FindingsError> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM finding WHERE fingerprint = ?1"),
-        [fingerprint],
-        row_to_finding,
-    )
-    .optional()?
-    .transpose()
+pub fn get(db: Reader<'_>, fingerprint: &str) -> Result<Option<Finding>, FindingsError> {
+    db.conn()
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM finding WHERE fingerprint = ?1"),
+            [fingerprint],
+            row_to_finding,
+        )
+        .optional()?
+        .transpose()
 }
 
 /// Every event of a finding, oldest first, with the snapshot it happened in.
 pub fn events(
-    conn: &Connection,
+    db: Reader<'_>,
     fingerprint: &str,
 ) -> Result<Vec<(Option<SnapshotId>, Event)>, FindingsError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = db.conn().prepare(
         "SELECT snapshot_id, kind, from_status, to_status, at, reason, from_severity \
          FROM finding_events WHERE fingerprint = ?1 ORDER BY id",
     )?;
@@ -128,16 +130,17 @@ pub fn save(
     reconciled: &Reconciled,
     snapshot: Option<SnapshotId>,
 ) -> Result<(), FindingsError> {
-    store.transaction(|tx| write(tx.conn(), reconciled, snapshot))
+    store.transaction(|tx| write(tx, reconciled, snapshot))
 }
 
 /// Writes a reconciliation inside the caller's transaction (so notification can queue
 /// its digest and mark what it announced in the same commit).
 pub fn write(
-    conn: &Connection,
+    tx: &Tx<'_>,
     reconciled: &Reconciled,
     snapshot: Option<SnapshotId>,
 ) -> Result<(), FindingsError> {
+    let conn = tx.conn();
     let mut upsert = conn.prepare_cached(&format!(
         "INSERT INTO finding ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (fingerprint) DO UPDATE SET
@@ -188,11 +191,11 @@ pub fn write(
 /// severity: the repeat interval counts from `at`, and the next announcement is the
 /// difference from what was told now.
 pub fn mark_notified(
-    conn: &Connection,
+    tx: &Tx<'_>,
     fingerprints: &[String],
     at: DateTime<Utc>,
 ) -> Result<(), FindingsError> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = tx.conn().prepare_cached(
         "UPDATE finding SET last_notified_at = ?2, announced_status = status, \
          announced_severity = severity WHERE fingerprint = ?1",
     )?;
@@ -205,8 +208,8 @@ pub fn mark_notified(
 /// Records these findings' current status and severity as told without announcing them
 /// (changes the notification policy deliberately leaves unsaid), so they do not come up
 /// again; `last_notified_at` is untouched, so reminders keep their rhythm.
-pub fn mark_settled(conn: &Connection, fingerprints: &[String]) -> Result<(), FindingsError> {
-    let mut stmt = conn.prepare_cached(
+pub fn mark_settled(tx: &Tx<'_>, fingerprints: &[String]) -> Result<(), FindingsError> {
+    let mut stmt = tx.conn().prepare_cached(
         "UPDATE finding SET announced_status = status, announced_severity = severity \
          WHERE fingerprint = ?1",
     )?;
@@ -334,9 +337,10 @@ fn told(conn: &Connection) -> Result<HashMap<String, Told>, FindingsError> {
 /// exempt, and every resolved one last announced as open, each with what changed since it
 /// was last announced and its project's name.
 pub fn notify_states(
-    conn: &Connection,
+    db: Reader<'_>,
     all: &[Finding],
 ) -> Result<Vec<crate::notify::FindingState>, FindingsError> {
+    let conn = db.conn();
     use crate::notify::{FindingState, FindingStatus};
     let told = told(conn)?;
     let never = Told {

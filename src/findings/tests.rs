@@ -339,7 +339,7 @@ fn save_and_load_round_trip_with_events() {
         day(1),
     );
     save(&mut store, &r, Some(SnapshotId(7))).unwrap();
-    let all = load(store.conn()).unwrap();
+    let all = load(store.reader()).unwrap();
     assert_eq!(all, r.changed);
     let r2 = reconcile(
         &all,
@@ -350,7 +350,7 @@ fn save_and_load_round_trip_with_events() {
         day(2),
     );
     save(&mut store, &r2, Some(SnapshotId(8))).unwrap();
-    let ev = events(store.conn(), &all[0].fingerprint).unwrap();
+    let ev = events(store.reader(), &all[0].fingerprint).unwrap();
     let got: Vec<(Option<SnapshotId>, EventKind)> = ev.iter().map(|(s, e)| (*s, e.kind)).collect();
     assert_eq!(
         got,
@@ -365,14 +365,14 @@ fn save_and_load_round_trip_with_events() {
         .unwrap();
     assert_eq!(view, "resolved");
     store
-        .transaction(|tx| mark_notified(tx.conn(), &[all[0].fingerprint.clone()], day(3)))
+        .transaction(|tx| mark_notified(tx, &[all[0].fingerprint.clone()], day(3)))
         .unwrap();
     assert_eq!(
-        load(store.conn()).unwrap()[0].last_notified_at,
+        load(store.reader()).unwrap()[0].last_notified_at,
         Some(day(3).timestamp())
     );
     let r3 = reconcile(
-        &load(store.conn()).unwrap(),
+        &load(store.reader()).unwrap(),
         &[hit("k1", "p1")],
         &rules(Severity::Medium),
         &[],
@@ -381,7 +381,7 @@ fn save_and_load_round_trip_with_events() {
     );
     save(&mut store, &r3, None).unwrap();
     assert_eq!(
-        load(store.conn()).unwrap()[0].last_notified_at,
+        load(store.reader()).unwrap()[0].last_notified_at,
         Some(day(3).timestamp()),
         "reconciling keeps the notifier's mark"
     );

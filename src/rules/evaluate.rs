@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
+use crate::store::Reader;
+
 use crate::model::{ProjectId, RuleId};
 
 use super::compile::{self, SqlValue};
@@ -24,13 +26,14 @@ impl Drop for QueryOnly<'_> {
 
 /// Evaluates every enabled rule over the views of `conn` at `now` (Unix seconds). The
 /// connection is switched to `query_only` for the duration, so no rule can write.
-pub fn evaluate(conn: &Connection, rules: &RuleSet, now: i64) -> Result<Vec<Hit>, RuleError> {
+pub fn evaluate(db: Reader<'_>, rules: &RuleSet, now: i64) -> Result<Vec<Hit>, RuleError> {
     let rules: Vec<&Rule> = rules.enabled().collect();
-    evaluate_rules(conn, &rules, now)
+    evaluate_rules(db, &rules, now)
 }
 
 /// Evaluates the given rules (see [`evaluate`]).
-pub fn evaluate_rules(conn: &Connection, rules: &[&Rule], now: i64) -> Result<Vec<Hit>, RuleError> {
+pub fn evaluate_rules(db: Reader<'_>, rules: &[&Rule], now: i64) -> Result<Vec<Hit>, RuleError> {
+    let conn = db.conn();
     let first = rules
         .first()
         .map_or_else(|| RuleId::from("(none)"), |r| r.id.clone());

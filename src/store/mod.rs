@@ -219,6 +219,28 @@ impl WriterLock {
     }
 }
 
+/// A read handle on a store or on an open transaction (which sees its own writes). The
+/// connection inside stays crate-private: outside the crate, SQL goes through
+/// [`Store::query`].
+#[derive(Clone, Copy, Debug)]
+pub struct Reader<'a> {
+    conn: &'a Connection,
+}
+
+impl<'a> Reader<'a> {
+    /// A read handle over a connection that is not a store's (the rule tests' scratch
+    /// databases).
+    #[cfg(test)]
+    pub(crate) fn over(conn: &'a Connection) -> Reader<'a> {
+        Reader { conn }
+    }
+
+    /// The connection, for the crate's own SQL.
+    pub(crate) fn conn(self) -> &'a Connection {
+        self.conn
+    }
+}
+
 /// A write transaction of the store, from [`Store::begin`] or [`Store::transaction`]:
 /// it commits only through [`Tx::commit`]; dropped, it rolls back.
 #[derive(Debug)]
@@ -230,6 +252,11 @@ impl<'a> Tx<'a> {
     /// The connection inside the transaction, for the crate's own SQL.
     pub(crate) fn conn(&self) -> &Connection {
         &self.tx
+    }
+
+    /// A read handle that sees what this transaction wrote.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader { conn: &self.tx }
     }
 
     /// The transaction itself, for the notifier's outbox (which queues in it).
@@ -334,9 +361,21 @@ impl Store {
         })
     }
 
-    /// The connection, for queries over the views.
-    pub fn conn(&self) -> &rusqlite::Connection {
+    /// The connection, for the crate's own SQL (the raw connection never leaves the crate).
+    pub(crate) fn conn(&self) -> &rusqlite::Connection {
         &self.conn
+    }
+
+    /// A read handle, for the findings and rule evaluation functions that read the store.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader { conn: &self.conn }
+    }
+
+    /// Moves every page of the write-ahead log into the database file and empties the
+    /// log (`wal_checkpoint(TRUNCATE)`), so the file's size is the database's.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        Ok(())
     }
 
     /// Starts a write transaction (`BEGIN IMMEDIATE`, so it holds the write lock from the
