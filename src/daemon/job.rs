@@ -271,7 +271,9 @@ impl Job for AuditJob {
     }
 
     async fn reload(&self) -> Result<Option<Timing>, BoxError> {
-        let loaded = load(&self.inputs, &self.metrics)?;
+        // Reading the configuration, rule and key files is blocking I/O.
+        let (inputs, metrics) = (self.inputs.clone(), self.metrics.clone());
+        let loaded = tokio::task::spawn_blocking(move || load(&inputs, &metrics)).await??;
         let timing = Timing::from_config(&loaded.config.schedule)?;
         match self.current.write() {
             Ok(mut guard) => *guard = Arc::new(loaded),
