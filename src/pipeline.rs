@@ -295,6 +295,153 @@ pub fn evaluated_rules(rules: &RuleSet) -> HashMap<RuleId, RuleMeta> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::model::CrawlStats;
+
+    /// Rules and a notifier loaded from `config_text`.
+    struct TestSetup {
+        loaded: crate::rules::Loaded,
+        notifier: Notifier,
+        dry_run: bool,
+    }
+
+    impl Setup for TestSetup {
+        fn inputs(&self) -> Inputs<'_> {
+            Inputs {
+                rules: &self.loaded.rules,
+                exemptions: &self.loaded.exemptions,
+                announce: Some(Announce {
+                    notifier: &self.notifier,
+                    organization: "acme",
+                    dry_run: self.dry_run,
+                }),
+                delivery: Some(Pass::Due),
+            }
+        }
+    }
+
+    fn setup(dry_run: bool) -> Arc<TestSetup> {
+        let config = crate::config::Config::default();
+        Arc::new(TestSetup {
+            loaded: crate::rules::load(&config, Utc::now().date_naive()),
+            notifier: Notifier::from_config_with_env(&config, |_| None).unwrap(),
+            dry_run,
+        })
+    }
+
+    /// A file database holding one complete snapshot of the demo organization.
+    fn stored_demo(dir: &std::path::Path) -> (std::path::PathBuf, SnapshotInfo) {
+        let db = dir.join("pipeline.db");
+        let mut store = Store::open(&db).unwrap();
+        let now = Utc::now();
+        let org = crate::sim::Org::demo(now.timestamp());
+        let mut writer = store.begin_snapshot(&org.organization, now).unwrap();
+        for scope in org.scope_results() {
+            writer.apply(scope).unwrap();
+        }
+        let info = writer
+            .finish(&CrawlStats::default(), now, SnapshotStatus::Complete)
+            .unwrap();
+        (db, info)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_stored_snapshot_is_evaluated_recorded_and_announced_in_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, info) = stored_demo(dir.path());
+        let store = Store::open(&db).unwrap();
+        let audited = runtime()
+            .block_on(run(
+                store,
+                setup(false),
+                Source::Stored(info.clone()),
+                &CancellationToken::new(),
+            ))
+            .unwrap();
+        assert!(audited.crawl.is_none());
+        assert_eq!(audited.snapshot, info);
+        let evaluated = audited.evaluated.unwrap();
+        assert!(!evaluated.findings.is_empty());
+        let notified = evaluated.notified.expect("the run announces");
+        assert!(
+            notified.announcement.digest.is_some(),
+            "every finding is new"
+        );
+        let stored = findings::load(Store::open(&db).unwrap().reader()).unwrap();
+        assert_eq!(stored.len(), evaluated.findings.len());
+        assert!(
+            stored.iter().all(|f| f.last_notified_at.is_some()),
+            "announced in the same commit"
+        );
+    }
+
+    #[test]
+    fn a_dry_run_decides_and_renders_but_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, info) = stored_demo(dir.path());
+        let store = Store::open(&db).unwrap();
+        let audited = runtime()
+            .block_on(run(
+                store,
+                setup(true),
+                Source::Stored(info),
+                &CancellationToken::new(),
+            ))
+            .unwrap();
+        let evaluated = audited.evaluated.unwrap();
+        assert!(!evaluated.findings.is_empty());
+        let notified = evaluated.notified.unwrap();
+        assert!(notified.dry_run && notified.announcement.digest.is_some());
+        assert!(audited.delivery.is_none(), "a dry run delivers nothing");
+        let stored = findings::load(Store::open(&db).unwrap().reader()).unwrap();
+        assert!(stored.is_empty(), "rolled back");
+    }
+
+    #[test]
+    fn a_run_cancelled_during_the_crawl_stores_no_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cancelled.db");
+        let sim = crate::sim::start_background(
+            crate::sim::Org::demo(Utc::now().timestamp()),
+            crate::sim::SimOptions::default(),
+        )
+        .unwrap();
+        let client = AdminClient::new(
+            &sim.base_url(),
+            secrecy::SecretString::from("test-key"),
+            crate::client::ClientOptions::default(),
+        )
+        .unwrap();
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let source = Source::Crawl {
+            client: &client,
+            organization: "acme",
+            progress: false,
+        };
+        let store = Store::open(&db).unwrap();
+        let result = runtime().block_on(run(store, setup(false), source, &cancel));
+        assert!(
+            matches!(result, Err(PipelineError::Cancelled)),
+            "{result:?}"
+        );
+        sim.shutdown();
+        assert!(
+            Store::open(&db)
+                .unwrap()
+                .latest_snapshot()
+                .unwrap()
+                .is_none()
+        );
+    }
+
     /// Whole runs through [`evaluate`] on a real store, with or without announcing:
     /// what one run records must be announced by the next run that notifies.
     mod announcing {
