@@ -375,13 +375,14 @@ pub async fn snapshot(
             while let Some(result) = rx.blocking_recv() {
                 writer.apply(result)?;
             }
-            match done_rx.blocking_recv() {
-                Ok((stats, finished_at, status)) => {
-                    writer.finish(&stats, finished_at, status).map(Some)
-                }
+            let info = match done_rx.blocking_recv() {
+                Ok((stats, finished_at, status)) => writer.finish(&stats, finished_at, status)?,
                 // The crawl ended without a verdict: dropping the writer rolls back.
-                Err(_) => Ok(None),
-            }
+                Err(_) => return Ok(None),
+            };
+            // Read here, on the blocking thread, like every other store access.
+            let failed_scopes = store.failed_scopes(info.id)?;
+            Ok::<_, StoreError>(Some((info, failed_scopes)))
         })();
         (store, result)
     });
@@ -405,8 +406,8 @@ pub async fn snapshot(
     let (store, result) = writer
         .await
         .map_err(|e| SnapshotError::Writer(e.to_string()))?;
-    let info = result?.ok_or_else(|| SnapshotError::Writer("no snapshot was recorded".into()))?;
-    let failed_scopes = store.failed_scopes(info.id)?;
+    let (info, failed_scopes) =
+        result?.ok_or_else(|| SnapshotError::Writer("no snapshot was recorded".into()))?;
     let outcome = SnapshotOutcome {
         info,
         failed_scopes,

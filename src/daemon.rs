@@ -60,6 +60,9 @@ pub enum DaemonError {
     /// The signal handlers could not be installed.
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+    /// A blocking task (taking the lock) stopped before it finished.
+    #[error("a blocking task stopped: {0}")]
+    Stopped(String),
 }
 
 /// When runs happen: `[schedule]` parsed.
@@ -465,8 +468,13 @@ impl<J: Job> Daemon<J> {
 
     /// Takes the database lock and starts every component.
     pub async fn start(mut self) -> Result<Running<J>, DaemonError> {
-        let lock = match &self.database {
-            Some(db) => Some(lock::DaemonLock::acquire(db)?),
+        let lock = match self.database.clone() {
+            // File locking is blocking I/O: off the async workers, like every store access.
+            Some(db) => Some(
+                tokio::task::spawn_blocking(move || lock::DaemonLock::acquire(&db))
+                    .await
+                    .map_err(|e| DaemonError::Stopped(e.to_string()))??,
+            ),
             None => None,
         };
         for index in 0..self.components.len() {

@@ -2,6 +2,7 @@
 //!
 //! The data flows through one module per stage:
 //! [`schedule`] → [`collect`] (over [`client`]) → [`store`] → [`rules`] → [`findings`] → [`notify`],
+//! the sequence after the schedule living once in [`pipeline`],
 //! with [`sim`] standing in for the Admin API in the demo, tests and benchmarks.
 //! [`model`] holds the vocabulary every stage shares; [`cli`] is the thin command-line layer.
 
@@ -12,9 +13,11 @@ pub mod config;
 pub mod daemon;
 pub mod diagnostics;
 pub mod duration;
+pub mod exemptions;
 pub mod findings;
 pub mod model;
 pub mod notify;
+pub mod pipeline;
 pub mod report;
 pub mod rules;
 pub mod schedule;

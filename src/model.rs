@@ -6,6 +6,92 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// A stored name that is not one of its enum's: what [`std::str::FromStr`] of a stored
+/// enum (and reading one back from SQLite) reports.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{value}` (expected {expected})")]
+pub struct UnknownName {
+    /// What was being read (`severity`, `finding status`, …).
+    pub kind: &'static str,
+    /// The text found.
+    pub value: String,
+    /// Every accepted name, for the message.
+    pub expected: String,
+}
+
+impl From<UnknownName> for String {
+    fn from(e: UnknownName) -> String {
+        e.to_string()
+    }
+}
+
+/// Gives an enum its one text mapping: `ALL`, `as_str`, `Display`, `FromStr` and the
+/// rusqlite `ToSql`/`FromSql` conversions all come from the one table of names, so no
+/// second parser of the same strings can drift from it.
+macro_rules! stored_enum {
+    ($name:ident, $kind:literal, [$($variant:ident => $text:literal),+ $(,)?]) => {
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: [$name; [$($text),+].len()] = [$($name::$variant),+];
+
+            /// The name stored and printed.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::model::UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($crate::model::UnknownName {
+                        kind: $kind,
+                        value: s.to_owned(),
+                        expected: $crate::model::name_list(&[$($text),+]),
+                    }),
+                }
+            }
+        }
+
+        impl ::rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> ::rusqlite::Result<::rusqlite::types::ToSqlOutput<'_>> {
+                Ok(::rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl ::rusqlite::types::FromSql for $name {
+            fn column_result(
+                value: ::rusqlite::types::ValueRef<'_>,
+            ) -> ::rusqlite::types::FromSqlResult<Self> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|e| ::rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+    };
+}
+pub(crate) use stored_enum;
+
+/// `a, b or c`: the accepted names of a stored enum, for error messages.
+pub fn name_list(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// Declares a string id newtype, so that an `ApiKeyId` cannot be passed where a
 /// `ProjectId` is expected.
 macro_rules! string_id {
@@ -122,46 +208,13 @@ pub enum Severity {
     Critical,
 }
 
-impl Severity {
-    /// Every severity, lowest first.
-    pub const ALL: [Severity; 5] = [
-        Severity::Info,
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
-
-    /// The lowercase name used in config, rule files and output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Severity {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Severity::ALL
-            .into_iter()
-            .find(|sev| sev.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown severity `{s}` (expected info, low, medium, high or critical)")
-            })
-    }
-}
+stored_enum!(Severity, "severity", [
+    Info => "info",
+    Low => "low",
+    Medium => "medium",
+    High => "high",
+    Critical => "critical",
+]);
 
 /// The list envelope an endpoint answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,49 +282,34 @@ macro_rules! col {
     };
 }
 
-impl Family {
-    /// Every family, parents before children (the order a crawl discovers them).
-    pub const ALL: [Family; 14] = [
-        Family::Projects,
-        Family::ProjectUsers,
-        Family::ProjectUserRoles,
-        Family::ProjectServiceAccounts,
-        Family::ProjectApiKeys,
-        Family::ProjectRateLimits,
-        Family::ProjectModelPermissions,
-        Family::ProjectHostedToolPermissions,
-        Family::ProjectGroups,
-        Family::ProjectGroupRoles,
-        Family::ProjectRoles,
-        Family::ProjectDataRetention,
-        Family::ProjectSpendAlerts,
-        Family::ProjectCertificates,
-    ];
+// Declaration order is the order a crawl discovers them: parents before children.
+stored_enum!(Family, "family", [
+    Projects => "projects",
+    ProjectUsers => "project_users",
+    ProjectUserRoles => "project_user_roles",
+    ProjectServiceAccounts => "project_service_accounts",
+    ProjectApiKeys => "project_api_keys",
+    ProjectRateLimits => "project_rate_limits",
+    ProjectModelPermissions => "project_model_permissions",
+    ProjectHostedToolPermissions => "project_hosted_tool_permissions",
+    ProjectGroups => "project_groups",
+    ProjectGroupRoles => "project_group_roles",
+    ProjectRoles => "project_roles",
+    ProjectDataRetention => "project_data_retention",
+    ProjectSpendAlerts => "project_spend_alerts",
+    ProjectCertificates => "project_certificates",
+]);
 
+impl Family {
     /// The name of the SQL view that holds this family's latest state (also its stable name
     /// in config, JSON output and rule `resource_type`).
     pub fn view(self) -> &'static str {
-        match self {
-            Family::Projects => "projects",
-            Family::ProjectUsers => "project_users",
-            Family::ProjectUserRoles => "project_user_roles",
-            Family::ProjectServiceAccounts => "project_service_accounts",
-            Family::ProjectApiKeys => "project_api_keys",
-            Family::ProjectRateLimits => "project_rate_limits",
-            Family::ProjectModelPermissions => "project_model_permissions",
-            Family::ProjectHostedToolPermissions => "project_hosted_tool_permissions",
-            Family::ProjectGroups => "project_groups",
-            Family::ProjectGroupRoles => "project_group_roles",
-            Family::ProjectRoles => "project_roles",
-            Family::ProjectDataRetention => "project_data_retention",
-            Family::ProjectSpendAlerts => "project_spend_alerts",
-            Family::ProjectCertificates => "project_certificates",
-        }
+        self.as_str()
     }
 
     /// The family whose view is named `view`.
     pub fn from_view(view: &str) -> Option<Family> {
-        Family::ALL.into_iter().find(|f| f.view() == view)
+        view.parse().ok()
     }
 
     /// The API path of the read, with `{project_id}` and `{parent_id}` placeholders.
@@ -540,12 +578,6 @@ impl Family {
     }
 }
 
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.view())
-    }
-}
-
 /// The five hosted tools a project can enable, in the order the API lists them.
 pub const HOSTED_TOOLS: [&str; 5] = [
     "file_search",
@@ -621,6 +653,19 @@ pub struct CrawlStats {
     pub rate_limited: u64,
 }
 
+/// One resource a rule selected: what rule evaluation hands the findings lifecycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// The rule.
+    pub rule_id: RuleId,
+    /// The resource it is about.
+    pub resource_id: String,
+    /// Its project.
+    pub project_id: Option<ProjectId>,
+    /// What is wrong with it.
+    pub message: String,
+}
+
 /// A snapshot's outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -633,22 +678,11 @@ pub enum SnapshotStatus {
     Failed,
 }
 
-impl SnapshotStatus {
-    /// The lowercase name stored and printed.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SnapshotStatus::Complete => "complete",
-            SnapshotStatus::Partial => "partial",
-            SnapshotStatus::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for SnapshotStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+stored_enum!(SnapshotStatus, "snapshot status", [
+    Complete => "complete",
+    Partial => "partial",
+    Failed => "failed",
+]);
 
 #[cfg(test)]
 mod tests {

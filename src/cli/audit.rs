@@ -10,8 +10,16 @@ use comfy_table::{Table, presets};
 use crate::client::{AdminClient, ClientOptions};
 use crate::collect::{self, SnapshotOutcome};
 use crate::config::Config;
-use crate::findings::{self, Finding, RunOutcome, Status};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::findings::{self, Finding, Status};
 use crate::model::{Severity, SnapshotStatus};
+use crate::notify::{DeliveryReport, Notifier, NotifyError};
+use crate::pipeline::{
+    self, Announce, Audited, Evaluated, Inputs, Notified, Pass, PipelineError, Source,
+};
 use crate::report::{self, Format};
 use crate::rules::{self, Loaded, fixtures};
 use crate::sim::{Org, SimOptions};
@@ -185,7 +193,7 @@ pub fn exit_code(snapshot: &SnapshotInfo, findings: &[Finding], fail_on: Option<
 }
 
 fn print_outcome(
-    outcome: &RunOutcome,
+    evaluated: &Evaluated,
     crawl: Option<&SnapshotOutcome>,
     loaded: &Loaded,
     format: FindingsFormat,
@@ -194,20 +202,20 @@ fn print_outcome(
     let color = format == FindingsFormat::Table && std::io::stdout().is_terminal();
     let text = report::render(
         format.into(),
-        Some(&outcome.snapshot),
-        &outcome.findings,
+        Some(&evaluated.snapshot),
+        &evaluated.findings,
         &loaded.rules,
         color,
     )?;
     print!("{text}");
-    let exit = exit_code(&outcome.snapshot, &outcome.findings, fail_on);
+    let exit = exit_code(&evaluated.snapshot, &evaluated.findings, fail_on);
     if exit == Exit::Incomplete {
         if let Some(refused) = crawl.and_then(|c| c.refused.as_ref()) {
             eprintln!("error: {refused}");
         }
         eprintln!(
             "error: the organization could not be read completely: snapshot {} is {} ({} scope(s) failed); no finding was resolved where the read was incomplete",
-            outcome.snapshot.id, outcome.snapshot.status, outcome.snapshot.scopes_failed
+            evaluated.snapshot.id, evaluated.snapshot.status, evaluated.snapshot.scopes_failed
         );
         const SHOWN: usize = 10;
         for (scope, error) in crawl
@@ -221,60 +229,84 @@ fn print_outcome(
     Ok(exit)
 }
 
-/// Crawls the organization through `client` into the store as one snapshot (the same
-/// path as `orgwarden snapshot`); the caller holds the writer lock.
-fn collect_snapshot(
-    global: &GlobalArgs,
-    client: &AdminClient,
-    store: Store,
-    org: &str,
-    db: &std::path::Path,
-) -> anyhow::Result<(Store, SnapshotOutcome)> {
-    let progress = !global.quiet && collect::progress_wanted();
-    runtime()?
-        .block_on(collect::snapshot(client, store, org, progress))
-        .with_context(|| format!("snapshot into {} failed; nothing was stored", db.display()))
+/// What `audit` and `demo` hand the pipeline: the loaded rules and, when notifying, the
+/// notifier.
+struct CliSetup {
+    loaded: Loaded,
+    notifier: Option<Notifier>,
+    organization: String,
+    dry_run: bool,
 }
 
-/// Evaluates the rules over the store, records (and with a notifier announces and
-/// delivers) what changed, and prints the findings.
-fn evaluate_and_print(
-    store: &Store,
-    loaded: &Loaded,
-    snapshot: &SnapshotInfo,
-    crawl: Option<&SnapshotOutcome>,
-    announce: Option<&findings::Announce<'_>>,
+impl pipeline::Setup for CliSetup {
+    fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            rules: &self.loaded.rules,
+            exemptions: &self.loaded.exemptions,
+            announce: self.notifier.as_ref().map(|notifier| Announce {
+                notifier,
+                organization: &self.organization,
+                dry_run: self.dry_run,
+            }),
+            // A person is asking: every queued message is tried now, whatever its backoff
+            // (backoff paces the daemon's retries).
+            delivery: Some(Pass::All),
+        }
+    }
+}
+
+/// Runs the audit pipeline on `store` and prints what it found, announced and delivered.
+fn run_and_print(
+    store: Store,
+    setup: CliSetup,
+    source: Source<'_>,
+    db: &std::path::Path,
     format: FindingsFormat,
     fail_on: Option<Severity>,
+    banner: &dyn Fn(&Audited),
 ) -> anyhow::Result<Exit> {
-    let now = Utc::now();
-    let (outcome, notified) = findings::evaluate_run(
-        store,
-        &loaded.rules,
-        &loaded.exemptions,
-        snapshot,
-        announce,
-        now,
-    )
-    .with_context(|| format!("evaluating snapshot {}", snapshot.id))?;
-    if let (Some(announce), Some(notified)) = (announce, &notified) {
-        report_notification(store, announce, notified, now)?;
+    let setup = Arc::new(setup);
+    let audited = runtime()?
+        .block_on(pipeline::run(
+            store,
+            setup.clone(),
+            source,
+            &CancellationToken::new(),
+        ))
+        .map_err(|e| match e {
+            PipelineError::Snapshot(e) => anyhow::Error::new(e).context(format!(
+                "snapshot into {} failed; nothing was stored",
+                db.display()
+            )),
+            other => anyhow::Error::new(other),
+        })?;
+    banner(&audited);
+    let evaluated = audited
+        .evaluated
+        .with_context(|| format!("evaluating snapshot {}", audited.snapshot.id))?;
+    if let (Some(notifier), Some(notified)) = (&setup.notifier, &evaluated.notified) {
+        report_notification(notifier, notified, audited.delivery)?;
     }
-    print_outcome(&outcome, crawl, loaded, format, fail_on)
+    print_outcome(
+        &evaluated,
+        audited.crawl.as_ref(),
+        &setup.loaded,
+        format,
+        fail_on,
+    )
 }
 
-/// Says on stderr what was announced; delivers the outbox unless this is a dry run
-/// (undelivered mail stays queued for the next run, which is not an error).
+/// Says on stderr what was announced and delivered (undelivered mail stays queued for the
+/// next run, which is not an error).
 fn report_notification(
-    store: &Store,
-    announce: &findings::Announce<'_>,
-    notified: &findings::Notified,
-    now: chrono::DateTime<Utc>,
+    notifier: &Notifier,
+    notified: &Notified,
+    delivery: Option<Result<DeliveryReport, NotifyError>>,
 ) -> anyhow::Result<()> {
     match &notified.announcement.digest {
         None => eprintln!("notify: nothing new to announce"),
         Some(digest) if notified.dry_run => {
-            let rendered = announce.notifier.render(digest)?;
+            let rendered = notifier.render(digest)?;
             eprintln!(
                 "notify (dry run: nothing recorded, queued or sent): {}\n\n{}",
                 rendered.subject, rendered.text
@@ -285,12 +317,9 @@ fn report_notification(
             notified.announcement.announced.len()
         ),
     }
-    if notified.dry_run {
+    let Some(report) = delivery.transpose()? else {
         return Ok(());
-    }
-    // Also when nothing is new: a digest an earlier run could not deliver is retried now,
-    // whatever its backoff (a person is asking; backoff paces the daemon's retries).
-    let report = announce.notifier.deliver_now(store.conn(), now)?;
+    };
     for (id, receipt) in &report.receipts {
         eprintln!("notify: message {id} delivered: {receipt}");
     }
@@ -304,15 +333,10 @@ fn report_notification(
 pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
     let (config, loaded) = load_rules(global)?;
     let notifier = if args.notify {
-        Some(crate::notify::Notifier::from_config(&config).map_err(CliError::usage)?)
+        Some(Notifier::from_config(&config).map_err(CliError::usage)?)
     } else {
         None
     };
-    let announce = notifier.as_ref().map(|notifier| findings::Announce {
-        notifier,
-        organization: &config.openai.organization,
-        dry_run: args.dry_run,
-    });
     let client = if args.offline {
         None
     } else {
@@ -321,39 +345,35 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
     let db = global.db_path(&config);
     let _lock = Store::lock_writer(&db).map_err(store_error)?;
     let store = Store::open(&db).map_err(store_error)?;
-    match client {
-        Some(client) => {
-            let (store, crawl) =
-                collect_snapshot(global, &client, store, &config.openai.organization, &db)?;
-            let snapshot = crawl.info.clone();
-            evaluate_and_print(
-                &store,
-                &loaded,
-                &snapshot,
-                Some(&crawl),
-                announce.as_ref(),
-                args.format,
-                args.fail_on,
-            )
-        }
-        None => {
-            let snapshot = store.latest_snapshot()?.ok_or_else(|| {
-                CliError::usage(anyhow!(
-                    "no snapshot stored in {}: run `orgwarden snapshot` (or `audit` without --offline) first",
-                    db.display()
-                ))
-            })?;
-            evaluate_and_print(
-                &store,
-                &loaded,
-                &snapshot,
-                None,
-                announce.as_ref(),
-                args.format,
-                args.fail_on,
-            )
-        }
-    }
+    let organization = config.openai.organization.clone();
+    let source = match &client {
+        Some(client) => Source::Crawl {
+            client,
+            organization: &organization,
+            progress: !global.quiet && collect::progress_wanted(),
+        },
+        None => Source::Stored(store.latest_snapshot()?.ok_or_else(|| {
+            CliError::usage(anyhow!(
+                "no snapshot stored in {}: run `orgwarden snapshot` (or `audit` without --offline) first",
+                db.display()
+            ))
+        })?),
+    };
+    let setup = CliSetup {
+        loaded,
+        notifier,
+        organization: organization.clone(),
+        dry_run: args.dry_run,
+    };
+    run_and_print(
+        store,
+        setup,
+        source,
+        &db,
+        args.format,
+        args.fail_on,
+        &|_| {},
+    )
 }
 
 /// Runs `orgwarden demo`: the built-in organization served by the in-process simulator,
@@ -368,12 +388,7 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
     let (name, summary) = (org.organization.clone(), org.summary());
     demo_settings(&mut config, &name, &org.email_domains, &args.outbox);
     let loaded = load_rules_for(&config)?;
-    let notifier = crate::notify::Notifier::from_config(&config).map_err(CliError::usage)?;
-    let announce = findings::Announce {
-        notifier: &notifier,
-        organization: &name,
-        dry_run: false,
-    };
+    let notifier = Notifier::from_config(&config).map_err(CliError::usage)?;
     let sim = crate::sim::start_background(org, SimOptions::default())
         .context("starting the simulated Admin API")?;
     // The simulator accepts any non-empty Bearer token; this one is not a secret.
@@ -384,25 +399,29 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
     )?;
     let _lock = Store::lock_writer(&db).map_err(store_error)?;
     let store = Store::open(&db).map_err(store_error)?;
-    let (store, crawl) = collect_snapshot(global, &client, store, &name, &db)?;
+    let setup = CliSetup {
+        loaded,
+        notifier: Some(notifier),
+        organization: name.clone(),
+        dry_run: false,
+    };
+    let source = Source::Crawl {
+        client: &client,
+        organization: &name,
+        progress: !global.quiet && collect::progress_wanted(),
+    };
+    let banner = |audited: &Audited| {
+        if args.format == FindingsFormat::Table {
+            eprintln!(
+                "orgwarden demo: audited the simulated organization {name} ({summary}) through {} requests into {}",
+                audited.snapshot.stats.requests,
+                db.display()
+            );
+        }
+    };
+    let exit = run_and_print(store, setup, source, &db, args.format, None, &banner);
     sim.shutdown();
-    if args.format == FindingsFormat::Table {
-        eprintln!(
-            "orgwarden demo: audited the simulated organization {name} ({summary}) through {} requests into {}",
-            crawl.info.stats.requests,
-            db.display()
-        );
-    }
-    let snapshot = crawl.info.clone();
-    evaluate_and_print(
-        &store,
-        &loaded,
-        &snapshot,
-        Some(&crawl),
-        Some(&announce),
-        args.format,
-        None,
-    )
+    exit
 }
 
 /// What the demo changes in the user's configuration: the organization's name, its own
@@ -441,7 +460,7 @@ pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit
     let config = global.load_config()?;
     let db = global.db_path(&config);
     let store = Store::open_read_only(&db).map_err(store_error)?;
-    let mut list: Vec<Finding> = findings::load(store.conn())?
+    let mut list: Vec<Finding> = findings::load(store.reader())?
         .into_iter()
         .filter(|f| match args.status {
             StatusFilter::Open => f.status == Status::Open,
@@ -580,7 +599,7 @@ fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
         && !loaded.diagnostics.has_errors()
         && let Ok(store) = Store::open_read_only(&db)
     {
-        let stored: Vec<_> = findings::load(store.conn())?
+        let stored: Vec<_> = findings::load(store.reader())?
             .into_iter()
             .map(|f| (f.rule_id, f.resource_id))
             .collect();

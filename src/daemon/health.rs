@@ -66,7 +66,11 @@ pub fn router(handle: DaemonHandle) -> Router {
 }
 
 async fn readyz(State(handle): State<DaemonHandle>) -> impl IntoResponse {
-    match handle.readiness() {
+    // The check touches the database file: blocking I/O, so off the async workers.
+    let readiness = tokio::task::spawn_blocking(move || handle.readiness())
+        .await
+        .unwrap_or_else(|e| Err(format!("the readiness check stopped: {e}")));
+    match readiness {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -9,12 +9,12 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{AdminClient, ClientOptions, load_admin_key};
-use crate::collect;
 use crate::config::Config;
 use crate::diagnostics::Diagnostics;
-use crate::findings::{self, Announce, EventKind, Status};
+use crate::findings::{EventKind, Status};
 use crate::model::{Severity, SnapshotStatus};
-use crate::notify::Notifier;
+use crate::notify::{DeliveryReport, Notifier, NotifyError};
+use crate::pipeline::{self, Announce, Audited, Inputs, Pass, Source};
 use crate::rules;
 use crate::store::Store;
 
@@ -98,80 +98,76 @@ fn load(inputs: &JobInputs, metrics: &Arc<Metrics>) -> Result<Loaded, BoxError> 
     })
 }
 
+impl pipeline::Setup for Loaded {
+    fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            rules: &self.rules.rules,
+            exemptions: &self.rules.exemptions,
+            announce: Some(Announce {
+                notifier: &self.notifier,
+                organization: &self.config.openai.organization,
+                dry_run: false,
+            }),
+            // Automatic retries: only messages whose backoff has elapsed.
+            delivery: Some(Pass::Due),
+        }
+    }
+}
+
 impl AuditJob {
-    /// Snapshot, evaluate and announce; delivery is the caller's next step, taken on every
-    /// path, so a failed run still retries the digests earlier runs queued.
-    async fn audit(&self, loaded: &Arc<Loaded>, cancel: &CancellationToken) -> RunOutcome {
-        let store = match Store::open(&self.inputs.db) {
+    /// One run of the audit pipeline: snapshot, evaluate, announce and deliver.
+    async fn audit(&self, loaded: &Arc<Loaded>, cancel: &CancellationToken) -> Audit {
+        let store = match pipeline::open_store(self.inputs.db.clone()).await {
             Ok(store) => store,
-            Err(e) => return RunOutcome::failed(format!("cannot open the database: {e}")),
+            Err(e) => return Audit::failed(e.to_string()),
         };
-        let org = loaded.config.openai.organization.clone();
-        // Dropping the crawl drops the snapshot's writer, which rolls the transaction back:
-        // an abandoned run leaves the previous snapshot as it was.
-        let crawl = tokio::select! {
-            crawl = collect::snapshot(&loaded.client, store, &org, false) => crawl,
-            () = cancel.cancelled() => {
-                return RunOutcome::failed("abandoned at shutdown; the snapshot in flight was rolled back");
+        let source = Source::Crawl {
+            client: &loaded.client,
+            organization: &loaded.config.openai.organization,
+            progress: false,
+        };
+        let audited = match pipeline::run(store, loaded.clone(), source, cancel).await {
+            Ok(audited) => audited,
+            Err(e @ pipeline::PipelineError::Snapshot(_)) => {
+                return Audit::failed(format!("snapshot failed; nothing was stored: {e}"));
             }
+            Err(e) => return Audit::failed(e.to_string()),
         };
-        let (store, crawl) = match crawl {
-            Ok(done) => done,
-            Err(e) => {
-                return RunOutcome::failed(format!("snapshot failed; nothing was stored: {e}"));
-            }
-        };
-        self.metrics.settle_bad_requests(crawl.archived_reads);
-        let info = crawl.info.clone();
+        let mut outcome = self.record(&audited);
+        if let Err(e) = &audited.evaluated {
+            outcome.status = SnapshotStatus::Failed;
+            outcome.message = Some(format!("evaluating snapshot {}: {e}", audited.snapshot.id));
+        }
+        Audit {
+            outcome,
+            delivery: audited.delivery,
+        }
+    }
+
+    /// The run's figures from what the pipeline did.
+    fn record(&self, audited: &Audited) -> RunOutcome {
+        let info = &audited.snapshot;
         let mut outcome = RunOutcome::new(info.status);
         outcome.snapshot = Some(info.id);
-        outcome.snapshot_duration = Some(crawl.elapsed);
         outcome.requests = info.stats.requests;
         outcome.errors = info.stats.errors;
-        if let Some(refused) = &crawl.refused {
-            outcome.message = Some(refused.to_string());
-        } else if let Some((scope, error)) = crawl.failed_scopes.first() {
-            outcome.message = Some(format!(
-                "{} scope(s) could not be read (their objects were carried forward), first {scope}: {error}",
-                crawl.failed_scopes.len()
-            ));
+        if let Some(crawl) = &audited.crawl {
+            // The 400s the collector read as empty lists of archived projects are known
+            // only now: settle them into their own class.
+            self.metrics.settle_bad_requests(crawl.archived_reads);
+            outcome.snapshot_duration = Some(crawl.elapsed);
+            if let Some(refused) = &crawl.refused {
+                outcome.message = Some(refused.to_string());
+            } else if let Some((scope, error)) = crawl.failed_scopes.first() {
+                outcome.message = Some(format!(
+                    "{} scope(s) could not be read (their objects were carried forward), first {scope}: {error}",
+                    crawl.failed_scopes.len()
+                ));
+            }
         }
-
-        // Evaluation is blocking SQLite work.
-        let now = Utc::now();
-        let loaded = loaded.clone();
-        let evaluated = tokio::task::spawn_blocking(move || {
-            let announce = Announce {
-                notifier: &loaded.notifier,
-                organization: &loaded.config.openai.organization,
-                dry_run: false,
-            };
-            findings::evaluate_run(
-                &store,
-                &loaded.rules.rules,
-                &loaded.rules.exemptions,
-                &info,
-                Some(&announce),
-                now,
-            )
-            .map(|(run, _notified)| run)
-            .map_err(|e| format!("evaluating snapshot {}: {e}", info.id))
-        })
-        .await;
-        let run = match evaluated {
-            Ok(Ok(run)) => run,
-            Ok(Err(message)) => {
-                outcome.status = SnapshotStatus::Failed;
-                outcome.message = Some(message);
-                return outcome;
-            }
-            Err(join) => {
-                outcome.status = SnapshotStatus::Failed;
-                outcome.message = Some(format!("evaluation stopped: {join}"));
-                return outcome;
-            }
+        let Ok(run) = &audited.evaluated else {
+            return outcome;
         };
-
         for event in &run.reconciled.events {
             match event.kind {
                 EventKind::Opened | EventKind::Reopened | EventKind::ExemptionExpired => {
@@ -194,15 +190,30 @@ impl AuditJob {
         outcome
     }
 
-    /// Delivers every due outbox message and records the figures; undelivered mail stays
+    /// Delivers every due outbox message (a run the pipeline could not finish still
+    /// retries what earlier runs queued) and records the figures; undelivered mail stays
     /// queued for the next run (the outbox logs each failure).
-    async fn deliver(&self, loaded: Arc<Loaded>) -> Result<(u64, u64), BoxError> {
-        let db = self.inputs.db.clone();
-        let report = tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
-            let store = Store::open(&db)?;
-            Ok(loaded.notifier.deliver_pending(store.conn(), Utc::now())?)
-        })
-        .await??;
+    async fn deliver(
+        &self,
+        loaded: Arc<Loaded>,
+        done: Option<Result<DeliveryReport, NotifyError>>,
+    ) -> Result<(u64, u64), BoxError> {
+        let report = match done {
+            Some(report) => report?,
+            None => {
+                let db = self.inputs.db.clone();
+                tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
+                    let store = Store::open(&db)?;
+                    Ok(pipeline::deliver(
+                        &store,
+                        &loaded.notifier,
+                        Pass::Due,
+                        Utc::now(),
+                    )?)
+                })
+                .await??
+            }
+        };
         let (sent, failed) = (report.sent.len() as u64, report.failed.len() as u64);
         self.metrics.record_emails(sent, failed);
         self.metrics.set_outbox_depth(report.pending as u64);
@@ -210,15 +221,33 @@ impl AuditJob {
     }
 }
 
+/// A run's figures, and the delivery pass the pipeline made (if it got that far).
+struct Audit {
+    outcome: RunOutcome,
+    delivery: Option<Result<DeliveryReport, NotifyError>>,
+}
+
+impl Audit {
+    fn failed(message: impl Into<String>) -> Audit {
+        Audit {
+            outcome: RunOutcome::failed(message),
+            delivery: None,
+        }
+    }
+}
+
 impl Job for AuditJob {
     async fn run(&self, ctx: RunContext) -> RunOutcome {
         let loaded = self.loaded();
-        let mut outcome = self.audit(&loaded, &ctx.cancel).await;
+        let Audit {
+            mut outcome,
+            delivery,
+        } = self.audit(&loaded, &ctx.cancel).await;
         if ctx.cancel.is_cancelled() {
             // Shutting down: `flush` delivers, within the daemon's deadline.
             return outcome;
         }
-        match self.deliver(loaded).await {
+        match self.deliver(loaded, delivery).await {
             Ok((sent, failed)) => {
                 outcome.emails_sent = sent;
                 outcome.emails_failed = failed;
@@ -231,16 +260,24 @@ impl Job for AuditJob {
     }
 
     async fn last_run_started(&self) -> Option<DateTime<Utc>> {
-        let store = Store::open_read_only(&self.inputs.db).ok()?;
-        store
-            .latest_snapshot()
-            .ok()
-            .flatten()
-            .map(|snapshot| snapshot.started_at)
+        let db = self.inputs.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = Store::open_read_only(&db).ok()?;
+            store
+                .latest_snapshot()
+                .ok()
+                .flatten()
+                .map(|snapshot| snapshot.started_at)
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     async fn reload(&self) -> Result<Option<Timing>, BoxError> {
-        let loaded = load(&self.inputs, &self.metrics)?;
+        // Reading the configuration, rule and key files is blocking I/O.
+        let (inputs, metrics) = (self.inputs.clone(), self.metrics.clone());
+        let loaded = tokio::task::spawn_blocking(move || load(&inputs, &metrics)).await??;
         let timing = Timing::from_config(&loaded.config.schedule);
         match self.current.write() {
             Ok(mut guard) => *guard = Arc::new(loaded),
@@ -250,7 +287,7 @@ impl Job for AuditJob {
     }
 
     async fn flush(&self) -> Result<(), BoxError> {
-        let (_, failed) = self.deliver(self.loaded()).await?;
+        let (_, failed) = self.deliver(self.loaded(), None).await?;
         if failed > 0 {
             tracing::warn!(
                 failed,

@@ -325,9 +325,9 @@ mod tests {
 
     #[test]
     fn the_store_migrations_create_the_outbox() {
-        let store = crate::store::Store::open_in_memory().unwrap();
-        let tx = store.conn().unchecked_transaction().unwrap();
-        let id = insert(&tx, &message("x"), t(0)).unwrap();
+        let mut store = crate::store::Store::open_in_memory().unwrap();
+        let tx = store.begin().unwrap();
+        let id = insert(tx.as_transaction(), &message("x"), t(0)).unwrap();
         tx.commit().unwrap();
         assert_eq!(list(store.conn()).unwrap()[0].id, id);
     }

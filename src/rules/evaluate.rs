@@ -5,23 +5,14 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
+use crate::store::Reader;
+
 use crate::model::{ProjectId, RuleId};
 
 use super::compile::{self, SqlValue};
 use super::{Rule, RuleBody, RuleError, RuleSet};
 
-/// One resource a rule selected.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hit {
-    /// The rule.
-    pub rule_id: RuleId,
-    /// The resource it is about.
-    pub resource_id: String,
-    /// Its project.
-    pub project_id: Option<ProjectId>,
-    /// What is wrong with it.
-    pub message: String,
-}
+pub use crate::model::Hit;
 
 /// Turns `PRAGMA query_only` back off when evaluation ends, even on error.
 struct QueryOnly<'a>(&'a Connection);
@@ -35,13 +26,14 @@ impl Drop for QueryOnly<'_> {
 
 /// Evaluates every enabled rule over the views of `conn` at `now` (Unix seconds). The
 /// connection is switched to `query_only` for the duration, so no rule can write.
-pub fn evaluate(conn: &Connection, rules: &RuleSet, now: i64) -> Result<Vec<Hit>, RuleError> {
+pub fn evaluate(db: Reader<'_>, rules: &RuleSet, now: i64) -> Result<Vec<Hit>, RuleError> {
     let rules: Vec<&Rule> = rules.enabled().collect();
-    evaluate_rules(conn, &rules, now)
+    evaluate_rules(db, &rules, now)
 }
 
 /// Evaluates the given rules (see [`evaluate`]).
-pub fn evaluate_rules(conn: &Connection, rules: &[&Rule], now: i64) -> Result<Vec<Hit>, RuleError> {
+pub fn evaluate_rules(db: Reader<'_>, rules: &[&Rule], now: i64) -> Result<Vec<Hit>, RuleError> {
+    let conn = db.conn();
     let first = rules
         .first()
         .map_or_else(|| RuleId::from("(none)"), |r| r.id.clone());

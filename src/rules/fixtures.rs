@@ -213,7 +213,7 @@ fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, Strin
     writer
         .finish(&CrawlStats::default(), at, SnapshotStatus::Complete)
         .map_err(|e| e.to_string())?;
-    let hits = evaluate_rules(store.conn(), &[&rule], now).map_err(|e| e.to_string())?;
+    let hits = evaluate_rules(store.reader(), &[&rule], now).map_err(|e| e.to_string())?;
     Ok(hits
         .into_iter()
         .map(|h| Expected {

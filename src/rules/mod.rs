@@ -25,7 +25,7 @@ use chrono::NaiveDate;
 
 use crate::config::Config;
 use crate::diagnostics::{DiagnosticCode, Diagnostics};
-use crate::findings::Exemption;
+use crate::exemptions::Exemption;
 use crate::model::{Family, RuleId, Severity};
 
 use compile::{Compiled, SqlValue};

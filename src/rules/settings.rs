@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 
 use crate::config::{Config, closest, span_of};
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
-use crate::findings::Exemption;
+use crate::exemptions::Exemption;
 use crate::model::RuleId;
 
 use super::{Rule, Value, compile, parse};

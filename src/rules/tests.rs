@@ -2,6 +2,8 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+use crate::store::Reader;
+
 use super::*;
 use crate::model::ProjectId;
 
@@ -233,7 +235,7 @@ fn evaluation_skips_archived_projects_and_renders_messages() {
     let loaded = load_with("");
     let conn = scratch_with_keys();
     let rule = loaded.rules.get("api-key-stale").unwrap();
-    let hits = evaluate_rules(&conn, &[rule], 1000 + 91 * 86_400).unwrap();
+    let hits = evaluate_rules(Reader::over(&conn), &[rule], 1000 + 91 * 86_400).unwrap();
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].resource_id, "k1");
     assert_eq!(hits[0].project_id, Some(ProjectId::from("p1")));
@@ -242,7 +244,7 @@ fn evaluation_skips_archived_projects_and_renders_messages() {
         "API key \"prod\" (sk-...a) was never used and is older than 90 days"
     );
     let archived = loaded.rules.get("archived-project-active-keys").unwrap();
-    let hits = evaluate_rules(&conn, &[archived], 2000).unwrap();
+    let hits = evaluate_rules(Reader::over(&conn), &[archived], 2000).unwrap();
     let ids: Vec<&str> = hits.iter().map(|h| h.resource_id.as_str()).collect();
     assert_eq!(ids, ["k2"]);
 }
@@ -254,7 +256,7 @@ fn rule_sql_cannot_write() {
     rule.body = RuleBody::Sql {
         sql: "SELECT 'x' AS resource_id, 'p1' AS project_id, 'm' AS message FROM (SELECT 1) WHERE (SELECT count(*) FROM projects) > 0; DELETE FROM projects".into(),
     };
-    assert!(evaluate_rules(&conn, &[&rule], 0).is_err());
+    assert!(evaluate_rules(Reader::over(&conn), &[&rule], 0).is_err());
     conn.execute_batch("PRAGMA query_only = ON").unwrap();
     assert!(conn.execute("DELETE FROM projects", []).is_err());
     conn.execute_batch("PRAGMA query_only = OFF").unwrap();
@@ -268,7 +270,7 @@ fn rule_sql_cannot_write() {
 fn evaluation_leaves_the_connection_writable_afterwards() {
     let conn = scratch_with_keys();
     let loaded = load_with("");
-    evaluate(&conn, &loaded.rules, 0).unwrap();
+    evaluate(Reader::over(&conn), &loaded.rules, 0).unwrap();
     conn.execute("DELETE FROM project_api_keys WHERE id = 'k2'", [])
         .unwrap();
 }
@@ -365,7 +367,7 @@ fn a_key_whose_service_account_was_deleted_has_an_inactive_owner() {
         .unwrap();
     let loaded = load_with("");
     let rule = loaded.rules.get("api-key-owner-inactive").unwrap();
-    let hits = evaluate_rules(store.conn(), &[rule], now.timestamp()).unwrap();
+    let hits = evaluate_rules(store.reader(), &[rule], now.timestamp()).unwrap();
     let keys: Vec<&str> = hits.iter().map(|h| h.resource_id.as_str()).collect();
     assert!(keys.contains(&"key_pay_prod"), "{hits:?}");
 }

@@ -23,23 +23,16 @@ pub enum ChangeKind {
     Removed,
 }
 
-impl ChangeKind {
-    /// The lowercase name stored and printed.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Added => "added",
-            ChangeKind::Changed => "changed",
-            ChangeKind::Removed => "removed",
-        }
-    }
+crate::model::stored_enum!(ChangeKind, "version change", [
+    Added => "added",
+    Changed => "changed",
+    Removed => "removed",
+]);
 
+impl ChangeKind {
     fn parse(s: &str) -> Result<ChangeKind, StoreError> {
-        match s {
-            "added" => Ok(ChangeKind::Added),
-            "changed" => Ok(ChangeKind::Changed),
-            "removed" => Ok(ChangeKind::Removed),
-            other => Err(StoreError::Corrupt(format!("version change `{other}`"))),
-        }
+        s.parse()
+            .map_err(|e: crate::model::UnknownName| StoreError::Corrupt(e.to_string()))
     }
 }
 
@@ -292,7 +285,8 @@ struct VersionRow {
 }
 
 fn parse_family(view: &str) -> Result<Family, StoreError> {
-    Family::from_view(view).ok_or_else(|| StoreError::Corrupt(format!("unknown family `{view}`")))
+    view.parse()
+        .map_err(|e: crate::model::UnknownName| StoreError::Corrupt(e.to_string()))
 }
 
 fn parse_json(raw: &str) -> Result<Value, StoreError> {

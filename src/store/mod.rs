@@ -219,6 +219,64 @@ impl WriterLock {
     }
 }
 
+/// A read handle on a store or on an open transaction (which sees its own writes). The
+/// connection inside stays crate-private: outside the crate, SQL goes through
+/// [`Store::query`].
+#[derive(Clone, Copy, Debug)]
+pub struct Reader<'a> {
+    conn: &'a Connection,
+}
+
+impl<'a> Reader<'a> {
+    /// A read handle over a connection that is not a store's (the rule tests' scratch
+    /// databases).
+    #[cfg(test)]
+    pub(crate) fn over(conn: &'a Connection) -> Reader<'a> {
+        Reader { conn }
+    }
+
+    /// The connection, for the crate's own SQL.
+    pub(crate) fn conn(self) -> &'a Connection {
+        self.conn
+    }
+}
+
+/// A write transaction of the store, from [`Store::begin`] or [`Store::transaction`]:
+/// it commits only through [`Tx::commit`]; dropped, it rolls back.
+#[derive(Debug)]
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl<'a> Tx<'a> {
+    /// The connection inside the transaction, for the crate's own SQL.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.tx
+    }
+
+    /// A read handle that sees what this transaction wrote.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader { conn: &self.tx }
+    }
+
+    /// The transaction itself, for the notifier's outbox (which queues in it).
+    pub(crate) fn as_transaction(&self) -> &rusqlite::Transaction<'a> {
+        &self.tx
+    }
+
+    /// Commits everything done in it.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit()?;
+        Ok(())
+    }
+
+    /// Undoes everything done in it.
+    pub fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback()?;
+        Ok(())
+    }
+}
+
 /// The store: one SQLite connection with the schema and views ready.
 #[derive(Debug)]
 pub struct Store {
@@ -244,7 +302,7 @@ impl Store {
         // NORMAL is durable across a process crash in WAL mode, and much faster than FULL.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let store = Store {
+        let mut store = Store {
             conn,
             path: Some(path.to_owned()),
             read_only: false,
@@ -257,7 +315,7 @@ impl Store {
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let store = Store {
+        let mut store = Store {
             conn,
             path: None,
             read_only: false,
@@ -303,9 +361,42 @@ impl Store {
         })
     }
 
-    /// The connection, for queries over the views.
-    pub fn conn(&self) -> &rusqlite::Connection {
+    /// The connection, for the crate's own SQL (the raw connection never leaves the crate).
+    pub(crate) fn conn(&self) -> &rusqlite::Connection {
         &self.conn
+    }
+
+    /// A read handle, for the findings and rule evaluation functions that read the store.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader { conn: &self.conn }
+    }
+
+    /// Moves every page of the write-ahead log into the database file and empties the
+    /// log (`wal_checkpoint(TRUNCATE)`), so the file's size is the database's.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        Ok(())
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE`, so it holds the write lock from the
+    /// start and never fails half-way on a lock upgrade). `&mut self`: one at a time.
+    pub fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Ok(Tx { tx })
+    }
+
+    /// Runs `work` in one write transaction: committed when it returns `Ok`, rolled back
+    /// when it returns `Err`.
+    pub fn transaction<T, E: From<StoreError>>(
+        &mut self,
+        work: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self.begin()?;
+        let value = work(&tx)?;
+        tx.commit()?;
+        Ok(value)
     }
 
     /// The database file (`None` in memory).
@@ -429,8 +520,9 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (family, project, parent, error) = row?;
-            let family = Family::from_view(&family)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown family `{family}`")))?;
+            let family: Family = family
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
             let scope = Scope {
                 family,
                 project_id: (!project.is_empty()).then_some(ProjectId(project)),
@@ -442,9 +534,9 @@ impl Store {
     }
 
     /// Applies migrations and recreates the views.
-    fn prepare(&self) -> Result<(), StoreError> {
-        migrate(&self.conn, self.path.as_deref())?;
-        views::ensure(&self.conn)
+    fn prepare(&mut self) -> Result<(), StoreError> {
+        migrate(&mut self.conn, self.path.as_deref())?;
+        views::ensure(&mut self.conn)
     }
 }
 
@@ -475,8 +567,9 @@ fn read_snapshot_row(
     let scopes_failed = count(11)?;
     let changes = count(12)?;
     Ok((|| {
-        let status = parse_status(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("snapshot {id}: status `{status}`")))?;
+        let status: SnapshotStatus = status
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("snapshot {id}: {e}")))?;
         let objects: BTreeMap<String, u64> = serde_json::from_str(&objects)
             .map_err(|e| StoreError::Corrupt(format!("snapshot {id}: objects: {e}")))?;
         Ok(SnapshotInfo {
@@ -494,15 +587,6 @@ fn read_snapshot_row(
     })())
 }
 
-fn parse_status(s: &str) -> Option<SnapshotStatus> {
-    match s {
-        "complete" => Some(SnapshotStatus::Complete),
-        "partial" => Some(SnapshotStatus::Partial),
-        "failed" => Some(SnapshotStatus::Failed),
-        _ => None,
-    }
-}
-
 fn from_unix(secs: i64) -> Result<DateTime<Utc>, StoreError> {
     Utc.timestamp_opt(secs, 0)
         .single()
@@ -515,7 +599,7 @@ fn user_version(conn: &Connection) -> Result<i64, StoreError> {
 
 /// Applies every migration the database has not seen, each in its own transaction that
 /// also bumps `user_version`, so a crash leaves the database at a whole version.
-fn migrate(conn: &Connection, path: Option<&Path>) -> Result<(), StoreError> {
+fn migrate(conn: &mut Connection, path: Option<&Path>) -> Result<(), StoreError> {
     let supported = MIGRATIONS.len() as i64;
     let shown = || path.map_or_else(|| PathBuf::from(":memory:"), Path::to_path_buf);
     let found = user_version(conn)?;
@@ -531,8 +615,7 @@ fn migrate(conn: &Connection, path: Option<&Path>) -> Result<(), StoreError> {
     }
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate() {
         let version = index as i64 + 1;
-        let tx =
-            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Re-read under the write lock: another process may have migrated meanwhile.
         let current = user_version(&tx)?;
         if current >= version {

@@ -24,7 +24,7 @@ pub fn definitions() -> Vec<(&'static str, String)> {
 /// Creates the views, replacing any whose definition differs from this binary's. A view
 /// that already matches is left alone, so opening a database another process is writing
 /// does not need the write lock.
-pub fn ensure(conn: &Connection) -> Result<(), StoreError> {
+pub fn ensure(conn: &mut Connection) -> Result<(), StoreError> {
     let wanted = definitions();
     let stale: Vec<&(&str, String)> = wanted
         .iter()
@@ -33,7 +33,7 @@ pub fn ensure(conn: &Connection) -> Result<(), StoreError> {
     if stale.is_empty() {
         return Ok(());
     }
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for (name, sql) in stale {
         tx.execute_batch(&format!("DROP VIEW IF EXISTS {name};\n{sql};"))?;
     }

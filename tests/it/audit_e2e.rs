@@ -57,7 +57,7 @@ fn events(db: &Path, rule: &str, resource: &str, project: &str) -> Vec<findings:
         resource,
         Some(&ProjectId::from(project)),
     );
-    findings::events(store.conn(), &fp)
+    findings::events(store.reader(), &fp)
         .unwrap()
         .into_iter()
         .map(|(_, e)| e)

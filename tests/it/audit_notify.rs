@@ -62,7 +62,7 @@ fn notify_announces_changes_once_and_dry_run_stores_nothing() {
     assert_eq!(mails(dir.path()), 0);
     let store = Store::open_read_only(&dir.path().join("audit.db")).unwrap();
     assert!(
-        findings::load(store.conn()).unwrap().is_empty(),
+        findings::load(store.reader()).unwrap().is_empty(),
         "a dry run records no finding"
     );
     drop(store);
@@ -77,7 +77,7 @@ fn notify_announces_changes_once_and_dry_run_stores_nothing() {
         "a committed announcement logs each finding once: {stderr}"
     );
     let store = Store::open_read_only(&dir.path().join("audit.db")).unwrap();
-    let all = findings::load(store.conn()).unwrap();
+    let all = findings::load(store.reader()).unwrap();
     assert_eq!(all.len(), 17);
     assert!(all.iter().all(|f| f.last_notified_at.is_some()));
     drop(store);

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use chrono::Utc;
 use orgwarden::config::Config;
-use orgwarden::findings;
 use orgwarden::model::{CrawlStats, SnapshotStatus};
+use orgwarden::pipeline::{self, Inputs};
 use orgwarden::rules;
 use orgwarden::sim::Org;
 use orgwarden::store::Store;
@@ -34,21 +34,23 @@ fn whole_pack_over_1000_projects_evaluates_within_two_seconds() {
     let t = Instant::now();
     for rule in loaded.rules.enabled() {
         let r = Instant::now();
-        let hits = rules::evaluate_rules(store.conn(), &[rule], now.timestamp()).unwrap();
+        let hits = rules::evaluate_rules(store.reader(), &[rule], now.timestamp()).unwrap();
         per_rule.push((rule.id.to_string(), hits.len(), r.elapsed()));
     }
     let evaluated = t.elapsed();
 
+    let inputs = Inputs {
+        rules: &loaded.rules,
+        exemptions: &loaded.exemptions,
+        announce: None,
+        delivery: None,
+    };
     let t = Instant::now();
-    let outcome =
-        findings::evaluate_snapshot(&store, &loaded.rules, &loaded.exemptions, &snapshot, now)
-            .unwrap();
+    let outcome = pipeline::evaluate(&mut store, &inputs, &snapshot, now).unwrap();
     let recorded = t.elapsed();
 
     let t = Instant::now();
-    let again =
-        findings::evaluate_snapshot(&store, &loaded.rules, &loaded.exemptions, &snapshot, now)
-            .unwrap();
+    let again = pipeline::evaluate(&mut store, &inputs, &snapshot, now).unwrap();
     let steady = t.elapsed();
     assert!(
         again.reconciled.events.is_empty(),

@@ -76,10 +76,14 @@ impl Env {
     /// Rows of a one-column query over the views.
     fn column(&self, sql: &str) -> Vec<String> {
         let store = self.store();
-        let mut stmt = store.conn().prepare(sql).expect("sql");
-        stmt.query_map([], |row| row.get::<_, String>(0))
-            .expect("query")
-            .map(|r| r.expect("row"))
+        let found = store.query(sql, &[]).expect("query");
+        found
+            .rows
+            .iter()
+            .map(|row| match &row[0] {
+                rusqlite::types::Value::Text(text) => text.clone(),
+                other => panic!("{sql}: not text: {other:?}"),
+            })
             .collect()
     }
 }
@@ -249,9 +253,9 @@ fn a_store_failure_mid_snapshot_exits_3_naming_the_database() {
     let env = Env::new(org(), SimOptions::default());
     {
         // A database that refuses new content: the crawl succeeds, the store's write fails.
-        let store = Store::open(&env.db()).expect("database created");
-        store
-            .conn()
+        drop(Store::open(&env.db()).expect("database created"));
+        rusqlite::Connection::open(env.db())
+            .expect("database opens")
             .execute_batch(
                 "CREATE TRIGGER refuse_blobs BEFORE INSERT ON blob
                  BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",

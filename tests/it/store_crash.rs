@@ -98,7 +98,8 @@ fn killed_writer_leaves_the_last_committed_snapshot_intact() {
         child.wait().unwrap();
 
         let store = Store::open(&db).unwrap();
-        let conn = store.conn();
+        // A second connection of its own: the store keeps its connection to itself.
+        let conn = rusqlite::Connection::open(&db).unwrap();
         let check: String = conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();

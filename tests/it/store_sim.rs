@@ -25,7 +25,10 @@ fn write(store: &mut Store, run: i64, results: Vec<ScopeResult>) -> SnapshotInfo
 }
 
 fn count(store: &Store, sql: &str) -> i64 {
-    store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+    match store.query(sql, &[]).unwrap().rows[0][0] {
+        rusqlite::types::Value::Integer(n) => n,
+        ref other => panic!("{sql}: not a count: {other:?}"),
+    }
 }
 
 #[test]
@@ -92,13 +95,13 @@ fn every_object_of_a_complete_crawl_lands_in_its_view() {
                 _ => sql.push_str(" AND ?3 IS NOT NULL"),
             }
             let parent = r.scope.parent_id.clone().unwrap_or_default();
-            let raw: String = store
-                .conn()
-                .query_row(&sql, [id, project.as_str(), parent.as_str()], |row| {
-                    row.get(0)
-                })
+            let found = store
+                .query(&sql, &[&id, &project.as_str(), &parent.as_str()])
                 .unwrap();
-            assert_eq!(&serde_json::from_str::<Value>(&raw).unwrap(), object);
+            let rusqlite::types::Value::Text(raw) = &found.rows[0][0] else {
+                panic!("{sql}: no raw text");
+            };
+            assert_eq!(&serde_json::from_str::<Value>(raw).unwrap(), object);
         }
     }
     // A second identical crawl changes nothing.
@@ -107,10 +110,7 @@ fn every_object_of_a_complete_crawl_lands_in_its_view() {
 }
 
 fn file_size(store: &Store, path: &std::path::Path) -> u64 {
-    store
-        .conn()
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-        .unwrap();
+    store.checkpoint().unwrap();
     std::fs::metadata(path).unwrap().len()
 }
 

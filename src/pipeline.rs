@@ -1,0 +1,646 @@
+//! The audit pipeline, in one place: snapshot → evaluate → reconcile → plan → outbox →
+//! deliver. `audit`, `demo` and the daemon's job all run [`run`]; they differ only in
+//! what they pass in ([`Inputs`], [`Source`]) and in how they show the [`Audited`] outcome.
+//!
+//! Every SQLite step runs on a blocking thread (`spawn_blocking`); only the crawl, which
+//! waits on the network, runs on the async runtime.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::AdminClient;
+use crate::collect::{self, SnapshotError, SnapshotOutcome};
+use crate::exemptions::Exemption;
+use crate::findings::{self, Coverage, Finding, FindingsError, Reconciled, RuleMeta};
+use crate::model::{RuleId, SnapshotStatus};
+use crate::notify::{Announcement, DeliveryReport, Notifier, NotifyError};
+use crate::rules::{Rule, RuleSet};
+use crate::store::{SnapshotInfo, Store, StoreError};
+
+pub use crate::notify::outbox::Pass;
+
+/// Why evaluating a snapshot and recording its findings failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A rule failed.
+    #[error(transparent)]
+    Rule(#[from] crate::rules::RuleError),
+    /// Findings could not be read or written.
+    #[error(transparent)]
+    Findings(#[from] FindingsError),
+    /// Notification failed (a digest could not be rendered or queued).
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+}
+
+/// Why a run produced no snapshot to evaluate.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The crawl or the store's writing of it failed; nothing was stored.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// Shutdown came first; the snapshot in flight was rolled back.
+    #[error("abandoned at shutdown; the snapshot in flight was rolled back")]
+    Cancelled,
+    /// The database could not be opened.
+    #[error("cannot open the database: {0}")]
+    Open(StoreError),
+    /// A blocking task stopped (it panicked).
+    #[error("evaluation stopped: {0}")]
+    Join(String),
+}
+
+/// How a run announces its findings.
+#[derive(Clone, Copy, Debug)]
+pub struct Announce<'a> {
+    /// The configured notifier.
+    pub notifier: &'a Notifier,
+    /// The organization's name for the digest.
+    pub organization: &'a str,
+    /// Decide and render, but queue, mark, record and send nothing.
+    pub dry_run: bool,
+}
+
+/// What one audit evaluates with, borrowed from whatever its caller keeps loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a> {
+    /// The rules (the enabled ones are evaluated).
+    pub rules: &'a RuleSet,
+    /// The validated exemptions.
+    pub exemptions: &'a [Exemption],
+    /// Announce what changed, when notifying.
+    pub announce: Option<Announce<'a>>,
+    /// Which outbox messages to try after a successful evaluation (not on a dry run).
+    pub delivery: Option<Pass>,
+}
+
+/// Whatever a caller keeps its rules and notifier in: the pipeline moves an `Arc` of it to
+/// its blocking thread and borrows the [`Inputs`] there.
+pub trait Setup: Send + Sync + 'static {
+    /// The inputs of one run.
+    fn inputs(&self) -> Inputs<'_>;
+}
+
+/// Where the snapshot comes from.
+#[derive(Debug)]
+pub enum Source<'a> {
+    /// Crawl the organization now through `client`.
+    Crawl {
+        /// The Admin API client.
+        client: &'a AdminClient,
+        /// The organization's name, stored with the snapshot.
+        organization: &'a str,
+        /// Draw a progress bar on stderr.
+        progress: bool,
+    },
+    /// Evaluate a snapshot already stored (`audit --offline`).
+    Stored(SnapshotInfo),
+}
+
+/// What a run announced, when it notifies.
+#[derive(Debug)]
+pub struct Notified {
+    /// The digest and the fingerprints it announced (nothing stored on a dry run).
+    pub announcement: Announcement,
+    /// Whether this was a dry run (decided and rendered, then rolled back).
+    pub dry_run: bool,
+}
+
+/// What evaluating one snapshot produced.
+#[derive(Debug)]
+pub struct Evaluated {
+    /// The snapshot evaluated.
+    pub snapshot: SnapshotInfo,
+    /// The transitions recorded.
+    pub reconciled: Reconciled,
+    /// The findings to report: open and exempt ones, and those this run resolved.
+    pub findings: Vec<Finding>,
+    /// What was announced, when the run notifies.
+    pub notified: Option<Notified>,
+}
+
+/// The outcome of one run, for the caller to print or record.
+#[derive(Debug)]
+pub struct Audited {
+    /// The crawl, when the run crawled.
+    pub crawl: Option<SnapshotOutcome>,
+    /// The snapshot the run evaluated (the crawl's, or the stored one).
+    pub snapshot: SnapshotInfo,
+    /// Evaluation, reconciliation and announcement (one transaction).
+    pub evaluated: Result<Evaluated, AuditError>,
+    /// The delivery pass, when one was asked for and evaluation succeeded.
+    pub delivery: Option<Result<DeliveryReport, NotifyError>>,
+}
+
+/// Runs one audit: takes the snapshot (unless `source` is a stored one), then evaluates,
+/// reconciles, announces and delivers on a blocking thread. `cancel` abandons the crawl
+/// (rolling it back) and skips delivery.
+pub async fn run<S: Setup>(
+    store: Store,
+    setup: Arc<S>,
+    source: Source<'_>,
+    cancel: &CancellationToken,
+) -> Result<Audited, PipelineError> {
+    let (store, crawl, snapshot) = match source {
+        Source::Stored(snapshot) => (store, None, snapshot),
+        Source::Crawl {
+            client,
+            organization,
+            progress,
+        } => {
+            // Dropping the crawl drops the snapshot's writer, which rolls the transaction
+            // back: an abandoned run leaves the previous snapshot as it was.
+            let (store, crawl) = tokio::select! {
+                crawl = collect::snapshot(client, store, organization, progress) => crawl?,
+                () = cancel.cancelled() => return Err(PipelineError::Cancelled),
+            };
+            let snapshot = crawl.info.clone();
+            (store, Some(crawl), snapshot)
+        }
+    };
+    let cancel = cancel.clone();
+    let info = snapshot.clone();
+    let (evaluated, delivery) = tokio::task::spawn_blocking(move || {
+        let mut store = store;
+        let inputs = setup.inputs();
+        let evaluated = evaluate(&mut store, &inputs, &info, Utc::now());
+        let delivery = match (&evaluated, inputs.delivery, inputs.announce) {
+            (Ok(_), Some(pass), Some(announce)) if !announce.dry_run && !cancel.is_cancelled() => {
+                Some(deliver(&store, announce.notifier, pass, Utc::now()))
+            }
+            _ => None,
+        };
+        (evaluated, delivery)
+    })
+    .await
+    .map_err(|e| PipelineError::Join(e.to_string()))?;
+    Ok(Audited {
+        crawl,
+        snapshot,
+        evaluated,
+        delivery,
+    })
+}
+
+/// Evaluates the enabled rules over the store's views at `now`, reconciles the hits with
+/// the stored findings (resolving only in projects `snapshot` read completely) and, with
+/// an announcer, plans the digest and queues it: the findings, their events, the queued
+/// digest and the notification marks commit together. A dry run decides and renders
+/// everything, then rolls it all back. Blocking: call it off the async runtime.
+pub fn evaluate(
+    store: &mut Store,
+    inputs: &Inputs<'_>,
+    snapshot: &SnapshotInfo,
+    now: DateTime<Utc>,
+) -> Result<Evaluated, AuditError> {
+    let hits = crate::rules::evaluate(store.reader(), inputs.rules, now.timestamp())?;
+    let coverage = Coverage::from_snapshot(snapshot.status, &store.failed_scopes(snapshot.id)?);
+    let tx = store.begin()?;
+    let prior = findings::load(tx.reader())?;
+    let reconciled = findings::reconcile(
+        &prior,
+        &hits,
+        &evaluated_rules(inputs.rules),
+        inputs.exemptions,
+        &coverage,
+        now,
+    );
+    findings::write(&tx, &reconciled, Some(snapshot.id))?;
+    let all = findings::load(tx.reader())?;
+    let notified = match inputs.announce {
+        None => {
+            tx.commit()?;
+            None
+        }
+        Some(announce) => {
+            let states = findings::notify_states(tx.reader(), &all)?;
+            let ctx = crate::notify::RunContext {
+                organization: announce.organization.to_owned(),
+                snapshot_id: Some(snapshot.id),
+                partial: snapshot.status != SnapshotStatus::Complete,
+            };
+            let announcement =
+                announce
+                    .notifier
+                    .announce(tx.as_transaction(), &states, &ctx, now)?;
+            findings::mark_settled(&tx, &announcement.settled)?;
+            findings::mark_notified(&tx, &announcement.announced, now)?;
+            if announce.dry_run {
+                // A dry run leaves no trace, in the store or the log: the next real run
+                // announces exactly what this one showed.
+                tx.rollback()?;
+            } else {
+                tx.commit()?;
+                announcement.log();
+            }
+            Some(Notified {
+                announcement,
+                dry_run: announce.dry_run,
+            })
+        }
+    };
+    let findings = findings::report_set(&all, &reconciled);
+    Ok(Evaluated {
+        snapshot: snapshot.clone(),
+        reconciled,
+        findings,
+        notified,
+    })
+}
+
+/// Delivers the outbox messages `pass` selects. Blocking: call it off the async runtime.
+pub fn deliver(
+    store: &Store,
+    notifier: &Notifier,
+    pass: Pass,
+    now: DateTime<Utc>,
+) -> Result<DeliveryReport, NotifyError> {
+    match pass {
+        Pass::Due => notifier.deliver_pending(store.conn(), now),
+        Pass::All => notifier.deliver_now(store.conn(), now),
+    }
+}
+
+/// Opens the database read-write on a blocking thread, for async callers.
+pub async fn open_store(path: std::path::PathBuf) -> Result<Store, PipelineError> {
+    tokio::task::spawn_blocking(move || Store::open(&path))
+        .await
+        .map_err(|e| PipelineError::Join(e.to_string()))?
+        .map_err(PipelineError::Open)
+}
+
+/// What a rule contributes to its findings.
+fn rule_meta(rule: &Rule) -> RuleMeta {
+    RuleMeta {
+        title: rule.title.clone(),
+        severity: rule.severity,
+        resource_type: rule.resource_type.view().to_owned(),
+        remediation: rule.remediation.clone(),
+    }
+}
+
+/// The rules that are evaluated, by id: findings of any other rule get resolved.
+pub fn evaluated_rules(rules: &RuleSet) -> HashMap<RuleId, RuleMeta> {
+    rules
+        .enabled()
+        .map(|r| (r.id.clone(), rule_meta(r)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::CrawlStats;
+
+    /// Rules and a notifier loaded from `config_text`.
+    struct TestSetup {
+        loaded: crate::rules::Loaded,
+        notifier: Notifier,
+        dry_run: bool,
+    }
+
+    impl Setup for TestSetup {
+        fn inputs(&self) -> Inputs<'_> {
+            Inputs {
+                rules: &self.loaded.rules,
+                exemptions: &self.loaded.exemptions,
+                announce: Some(Announce {
+                    notifier: &self.notifier,
+                    organization: "acme",
+                    dry_run: self.dry_run,
+                }),
+                delivery: Some(Pass::Due),
+            }
+        }
+    }
+
+    fn setup(dry_run: bool) -> Arc<TestSetup> {
+        let config = crate::config::Config::default();
+        Arc::new(TestSetup {
+            loaded: crate::rules::load(&config, Utc::now().date_naive()),
+            notifier: Notifier::from_config_with_env(&config, |_| None).unwrap(),
+            dry_run,
+        })
+    }
+
+    /// A file database holding one complete snapshot of the demo organization.
+    fn stored_demo(dir: &std::path::Path) -> (std::path::PathBuf, SnapshotInfo) {
+        let db = dir.join("pipeline.db");
+        let mut store = Store::open(&db).unwrap();
+        let now = Utc::now();
+        let org = crate::sim::Org::demo(now.timestamp());
+        let mut writer = store.begin_snapshot(&org.organization, now).unwrap();
+        for scope in org.scope_results() {
+            writer.apply(scope).unwrap();
+        }
+        let info = writer
+            .finish(&CrawlStats::default(), now, SnapshotStatus::Complete)
+            .unwrap();
+        (db, info)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_stored_snapshot_is_evaluated_recorded_and_announced_in_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, info) = stored_demo(dir.path());
+        let store = Store::open(&db).unwrap();
+        let audited = runtime()
+            .block_on(run(
+                store,
+                setup(false),
+                Source::Stored(info.clone()),
+                &CancellationToken::new(),
+            ))
+            .unwrap();
+        assert!(audited.crawl.is_none());
+        assert_eq!(audited.snapshot, info);
+        let evaluated = audited.evaluated.unwrap();
+        assert!(!evaluated.findings.is_empty());
+        let notified = evaluated.notified.expect("the run announces");
+        assert!(
+            notified.announcement.digest.is_some(),
+            "every finding is new"
+        );
+        let stored = findings::load(Store::open(&db).unwrap().reader()).unwrap();
+        assert_eq!(stored.len(), evaluated.findings.len());
+        assert!(
+            stored.iter().all(|f| f.last_notified_at.is_some()),
+            "announced in the same commit"
+        );
+    }
+
+    #[test]
+    fn a_dry_run_decides_and_renders_but_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, info) = stored_demo(dir.path());
+        let store = Store::open(&db).unwrap();
+        let audited = runtime()
+            .block_on(run(
+                store,
+                setup(true),
+                Source::Stored(info),
+                &CancellationToken::new(),
+            ))
+            .unwrap();
+        let evaluated = audited.evaluated.unwrap();
+        assert!(!evaluated.findings.is_empty());
+        let notified = evaluated.notified.unwrap();
+        assert!(notified.dry_run && notified.announcement.digest.is_some());
+        assert!(audited.delivery.is_none(), "a dry run delivers nothing");
+        let stored = findings::load(Store::open(&db).unwrap().reader()).unwrap();
+        assert!(stored.is_empty(), "rolled back");
+    }
+
+    #[test]
+    fn a_run_cancelled_during_the_crawl_stores_no_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cancelled.db");
+        let sim = crate::sim::start_background(
+            crate::sim::Org::demo(Utc::now().timestamp()),
+            crate::sim::SimOptions::default(),
+        )
+        .unwrap();
+        let client = AdminClient::new(
+            &sim.base_url(),
+            secrecy::SecretString::from("test-key"),
+            crate::client::ClientOptions::default(),
+        )
+        .unwrap();
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let source = Source::Crawl {
+            client: &client,
+            organization: "acme",
+            progress: false,
+        };
+        let store = Store::open(&db).unwrap();
+        let result = runtime().block_on(run(store, setup(false), source, &cancel));
+        assert!(
+            matches!(result, Err(PipelineError::Cancelled)),
+            "{result:?}"
+        );
+        sim.shutdown();
+        assert!(
+            Store::open(&db)
+                .unwrap()
+                .latest_snapshot()
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    /// Whole runs through [`evaluate`] on a real store, with or without announcing:
+    /// what one run records must be announced by the next run that notifies.
+    mod announcing {
+        use chrono::{DateTime, Utc};
+
+        use super::super::*;
+        use crate::findings::{Finding, Status, load};
+        use crate::model::{CrawlStats, Family, ProjectId, ScopeError, ScopeOutcome};
+        use crate::notify::{Digest, Notifier, Reason};
+        use crate::store::{SnapshotInfo, Store};
+
+        const SUPPORT: &str = "proj_support";
+        const RETENTION_RULE: &str = "project-retention-not-zdr";
+
+        struct Harness {
+            store: Store,
+            org: crate::sim::Org,
+            rules: RuleSet,
+            exemptions: Vec<Exemption>,
+            notifier: Notifier,
+            start: DateTime<Utc>,
+            runs: i64,
+        }
+
+        fn harness(config_text: &str) -> Harness {
+            let start = Utc::now();
+            let config =
+                crate::config::Config::parse(config_text, std::path::Path::new("orgwarden.toml"))
+                    .unwrap();
+            let loaded = crate::rules::load(&config, start.date_naive());
+            Harness {
+                store: Store::open_in_memory().unwrap(),
+                org: crate::sim::Org::demo(start.timestamp()),
+                rules: loaded.rules,
+                exemptions: loaded.exemptions,
+                notifier: Notifier::from_config_with_env(&config, |_| None).unwrap(),
+                start,
+                runs: 0,
+            }
+        }
+
+        impl Harness {
+            /// Snapshots the simulated organization (with the API keys of `failing` unread,
+            /// making it partial), evaluates it, and announces when `notify`.
+            fn run(&mut self, failing: Option<&str>, notify: bool) -> Option<Digest> {
+                self.runs += 1;
+                let now = self.start + chrono::TimeDelta::minutes(self.runs);
+                let mut writer = self
+                    .store
+                    .begin_snapshot(&self.org.organization, now)
+                    .unwrap();
+                for mut scope in self.org.scope_results() {
+                    let unread = scope.scope.family == Family::ProjectApiKeys
+                        && scope.scope.project_id.as_ref().map(ProjectId::as_str) == failing;
+                    if unread {
+                        scope.outcome = ScopeOutcome::Failed(ScopeError {
+                            status: Some(500),
+                            message: "server error".into(),
+                        });
+                    }
+                    writer.apply(scope).unwrap();
+                }
+                let snapshot: SnapshotInfo = writer
+                    .finish(&CrawlStats::default(), now, SnapshotStatus::Complete)
+                    .unwrap();
+                let expected = if failing.is_some() {
+                    SnapshotStatus::Partial
+                } else {
+                    SnapshotStatus::Complete
+                };
+                assert_eq!(snapshot.status, expected);
+                let announce = Announce {
+                    notifier: &self.notifier,
+                    organization: "acme",
+                    dry_run: false,
+                };
+                let inputs = Inputs {
+                    rules: &self.rules,
+                    exemptions: &self.exemptions,
+                    announce: notify.then_some(announce),
+                    delivery: None,
+                };
+                let evaluated = evaluate(&mut self.store, &inputs, &snapshot, now).unwrap();
+                let notified = evaluated.notified;
+                notified.and_then(|n| n.announcement.digest)
+            }
+
+            fn set_support_retention(&mut self, value: &str) -> String {
+                let project = self.org.project_mut(&ProjectId::from(SUPPORT)).unwrap();
+                std::mem::replace(&mut project.data_retention, value.to_owned())
+            }
+
+            fn retention_finding(&self) -> Finding {
+                load(self.store.reader())
+                    .unwrap()
+                    .into_iter()
+                    .find(|f| {
+                        f.rule_id.as_str() == RETENTION_RULE
+                            && f.project_id.as_ref().map(ProjectId::as_str) == Some(SUPPORT)
+                    })
+                    .expect("the support project keeps data in the demo organization")
+            }
+        }
+
+        fn announced_as(digest: Option<&Digest>, fingerprint: &str) -> Option<Reason> {
+            digest?
+                .announced
+                .iter()
+                .find(|a| a.finding.fingerprint == fingerprint)
+                .map(|a| a.reason)
+        }
+
+        #[test]
+        fn resolution_seen_in_a_partial_snapshot_is_announced_by_the_next_complete_one() {
+            let mut h = harness("");
+            let first = h.run(None, true);
+            let fp = h.retention_finding().fingerprint;
+            assert_eq!(announced_as(first.as_ref(), &fp), Some(Reason::New));
+
+            h.set_support_retention("zero_data_retention");
+            let partial = h.run(Some("proj_payments"), true);
+            assert_eq!(
+                h.retention_finding().status,
+                Status::Resolved,
+                "its own project was read completely"
+            );
+            assert_eq!(
+                announced_as(partial.as_ref(), &fp),
+                None,
+                "a partial snapshot announces no resolution"
+            );
+
+            let complete = h.run(None, true).expect("the withheld resolution");
+            assert_eq!(announced_as(Some(&complete), &fp), Some(Reason::Resolved));
+            assert_eq!(complete.count(Reason::Resolved), 1);
+            assert_eq!(
+                announced_as(h.run(None, true).as_ref(), &fp),
+                None,
+                "announced once"
+            );
+        }
+
+        #[test]
+        fn changes_recorded_by_a_plain_audit_are_announced_by_the_next_notifying_run() {
+            let mut h = harness("");
+            assert!(
+                h.run(None, false).is_none(),
+                "a plain audit announces nothing"
+            );
+            let digest = h.run(None, true).expect("the findings are new to everyone");
+            let open = load(h.store.reader())
+                .unwrap()
+                .into_iter()
+                .filter(|f| f.status == Status::Open)
+                .count();
+            assert!(open > 0);
+            assert_eq!(digest.count(Reason::New), open);
+            assert_eq!(digest.count(Reason::Reminder), 0, "new, not reminded");
+
+            let fp = h.retention_finding().fingerprint;
+            h.set_support_retention("zero_data_retention");
+            assert!(h.run(None, false).is_none());
+            let digest = h.run(None, true).expect("the resolution");
+            assert_eq!(announced_as(Some(&digest), &fp), Some(Reason::Resolved));
+        }
+
+        #[test]
+        fn severity_raised_during_a_plain_audit_is_announced_as_escalated() {
+            let mut h = harness("");
+            h.run(None, true).expect("first digest");
+            let fp = h.retention_finding().fingerprint;
+            let config = crate::config::Config::parse(
+                "[rules.severity]\n\"project-retention-not-zdr\" = \"critical\"\n",
+                std::path::Path::new("orgwarden.toml"),
+            )
+            .unwrap();
+            h.rules = crate::rules::load(&config, h.start.date_naive()).rules;
+            assert!(h.run(None, false).is_none());
+            let digest = h.run(None, true).expect("the escalation");
+            assert_eq!(announced_as(Some(&digest), &fp), Some(Reason::Escalated));
+            assert!(
+                digest
+                    .with_reason(Reason::Escalated)
+                    .all(|a| a.finding.rule_id.as_str() == RETENTION_RULE),
+                "only the raised rule's findings escalate"
+            );
+        }
+
+        #[test]
+        fn without_send_resolved_a_resolution_is_settled_so_the_reopen_is_announced() {
+            let mut h = harness("[notify]\nsend_resolved = false\n");
+            h.run(None, true).expect("first digest");
+            let fp = h.retention_finding().fingerprint;
+            let kept = h.set_support_retention("zero_data_retention");
+            let digest = h.run(None, true);
+            assert_eq!(announced_as(digest.as_ref(), &fp), None);
+            h.set_support_retention(&kept);
+            let digest = h.run(None, true).expect("the reopen");
+            assert_eq!(announced_as(Some(&digest), &fp), Some(Reason::Reopened));
+        }
+    }
+}
