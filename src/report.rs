@@ -1,4 +1,4 @@
-//! Findings rendered for people and machines: a table grouped by severity, DESIGN.md's
+//! Findings rendered for people and machines: a table grouped by severity, the documented
 //! JSON (`{"snapshot": {...}, "findings": [...]}`), JSON lines, CSV, Markdown and SARIF
 //! 2.1.0. Times are RFC 3339 UTC.
 
@@ -47,7 +47,7 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The snapshot object of DESIGN.md's JSON.
+/// The snapshot object of the documented JSON.
 pub fn snapshot_json(s: &SnapshotInfo) -> Json {
     json!({
         "id": s.id.0,
@@ -60,7 +60,7 @@ pub fn snapshot_json(s: &SnapshotInfo) -> Json {
     })
 }
 
-/// The finding object of DESIGN.md's JSON.
+/// The finding object of the documented JSON.
 pub fn finding_json(f: &Finding) -> Json {
     json!({
         "fingerprint": f.fingerprint,

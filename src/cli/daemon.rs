@@ -39,7 +39,7 @@ pub struct ScheduleArgs {
     pub from: Option<String>,
 }
 
-/// The commented starter configuration `init` writes; every key of DESIGN.md is explained.
+/// The commented starter configuration `init` writes; every key is explained.
 pub const STARTER_CONFIG: &str = r##"# orgwarden.toml: configuration for orgwarden (`orgwarden --help` lists the commands).
 # Every key is optional; the values shown are the defaults unless the line is commented out.
 # Relative paths are read from the folder this file is in.

@@ -1,5 +1,5 @@
 //! The command line: parses arguments, sets up logging, runs one command, maps the
-//! outcome to DESIGN.md's exit codes. Each command group lives in its own file.
+//! outcome to the documented exit codes. Each command group lives in its own file.
 
 pub mod audit;
 pub mod daemon;
@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 
-/// Exit codes of DESIGN.md.
+/// The exit codes `--help` documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
     /// 0: done.
@@ -166,7 +166,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Every command of DESIGN.md.
+/// Every command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a commented starter orgwarden.toml

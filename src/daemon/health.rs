@@ -1,6 +1,6 @@
 //! `[server] listen`: `/healthz`, `/readyz` and `/metrics` while the daemon runs.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::State;
@@ -12,29 +12,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Component, DaemonError, DaemonEvent, DaemonHandle};
-
-/// Reads `[server] listen` (`IP:PORT` or `host:PORT`); a non-loopback address is allowed
-/// (it was configured explicitly) but logged as a warning, since the endpoints have no
-/// authentication.
-pub fn parse_listen(text: &str) -> Result<SocketAddr, DaemonError> {
-    let bad = |reason: String| DaemonError::Listen {
-        addr: text.to_owned(),
-        reason,
-    };
-    let addr = text
-        .to_socket_addrs()
-        .map_err(|e| bad(format!("expected IP:PORT such as 127.0.0.1:9464 ({e})")))?
-        .next()
-        .ok_or_else(|| bad("the name resolves to no address".to_owned()))?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(
-            listen = %addr,
-            "[server] listen is not a loopback address: /metrics and /readyz are reachable \
-             from the network without authentication"
-        );
-    }
-    Ok(addr)
-}
 
 /// The health and metrics HTTP server, as a daemon component.
 pub struct HealthServer {
@@ -162,22 +139,6 @@ pub fn database_writable(db: &std::path::Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listen_accepts_addresses_and_names_and_explains_a_bad_one() {
-        assert_eq!(
-            parse_listen("127.0.0.1:9464").unwrap(),
-            "127.0.0.1:9464".parse::<SocketAddr>().unwrap()
-        );
-        assert!(parse_listen("localhost:9464").unwrap().ip().is_loopback());
-        // Allowed (it was configured explicitly), with a warning in the log.
-        assert!(!parse_listen("0.0.0.0:9464").unwrap().ip().is_loopback());
-        let error = parse_listen("9464").unwrap_err().to_string();
-        assert!(
-            error.starts_with("[server] listen `9464`: expected IP:PORT"),
-            "{error}"
-        );
-    }
 
     #[test]
     fn database_writability_is_checked_on_the_file_or_its_folder() {

@@ -393,9 +393,13 @@ fn smtp_settings(
                         ),
                     )
                 })?;
+            let password = SecretString::from(password);
+            // From here on the password, and the AUTH lines that carry it, are scrubbed from
+            // every log line and stored error.
+            crate::secrets::register_smtp(username, &password);
             Some(SmtpCredentials {
                 username: username.clone(),
-                password: SecretString::from(password),
+                password,
             })
         }
         // Validation allows only both or neither.

@@ -358,7 +358,7 @@ fn check_sql(
                     format!("SQL does not prepare: {}", sqlite_message(&e)),
                 )
                 .label("this query")
-                .help("queries run over the views of DESIGN.md; `orgwarden rules explain ID` shows a rule's SQL");
+                .help("queries run over the views listed in docs/views.md (`orgwarden query --help` names them); `orgwarden rules explain ID` shows a rule's SQL");
             return;
         }
     };

@@ -1241,7 +1241,7 @@ mod tests {
     }
 
     /// The demo exists to show every shipped rule firing, next to a look-alike that must
-    /// not fire. These are the rules' definitions (DESIGN.md), written plainly.
+    /// not fire. These are the rules' definitions (rules/README.md), written plainly.
     #[test]
     fn the_demo_org_triggers_every_rule_and_holds_look_alikes() {
         const DAY: i64 = 86_400;

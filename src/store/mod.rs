@@ -146,7 +146,7 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// One stored snapshot. Serializes as DESIGN.md's snapshot object (times RFC 3339 UTC,
+/// One stored snapshot. Serializes as the documented snapshot object (times RFC 3339 UTC,
 /// counters flattened), see [`SnapshotInfo::to_json`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct SnapshotInfo {

@@ -25,6 +25,7 @@ mod rules_bench;
 mod rules_cli;
 mod schedule_cli;
 mod schedule_tables;
+mod secrets_canary;
 mod sim_bad_input;
 mod sim_cli;
 mod sim_conformance;
