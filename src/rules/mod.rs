@@ -31,8 +31,8 @@ use crate::model::{Family, RuleId, Severity};
 use compile::{Compiled, SqlValue};
 pub use evaluate::{Hit, evaluate, evaluate_rules};
 pub use parse::Value;
-pub use settings::warn_unused_exemptions;
 use settings::{Seg, apply_config, config_span, validate_exemptions};
+pub use settings::{edit_distance, warn_unused_exemptions};
 use validate::validate;
 
 /// The shipped rule pack: `(file name, text)`, embedded so the binary needs no files.

@@ -303,6 +303,12 @@ impl Store {
         })
     }
 
+    /// Whether the views differ from this binary's (the database was last written by another
+    /// version): read-only opens do not rewrite them, so a reader reopens for writing once.
+    pub fn views_stale(&self) -> bool {
+        views::stale(&self.conn)
+    }
+
     /// The connection, for queries over the views.
     pub fn conn(&self) -> &rusqlite::Connection {
         &self.conn
