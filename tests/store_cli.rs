@@ -111,6 +111,8 @@ fn run(dir: &Path, db: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .env_remove("ORGWARDEN_CONFIG")
         .env_remove("ORGWARDEN_DB")
+        // Tables fit COLUMNS: the snapshots are of unwrapped tables.
+        .env_remove("COLUMNS")
         .arg("--db")
         .arg(db)
         .args(args)
