@@ -112,7 +112,8 @@ pub fn new_table<R: Into<Row>>(
             Wrap::Never => ColumnConstraint::ContentWidth,
             Wrap::Prose => {
                 let min = content.get(i).copied().unwrap_or(0).min(PROSE_MIN);
-                ColumnConstraint::LowerBoundary(Width::Fixed(min))
+                // The boundary counts the cell's padding, one space each side.
+                ColumnConstraint::LowerBoundary(Width::Fixed(min + 2))
             }
         })
         .collect();

@@ -101,7 +101,7 @@ pub fn snapshots(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<Ex
                 ("started_at", Wrap::Never),
                 ("finished_at", Wrap::Never),
                 ("status", Wrap::Never),
-                ("org", Wrap::Prose),
+                ("org", Wrap::Never),
                 ("requests", Wrap::Never),
                 ("errors", Wrap::Never),
                 ("retries", Wrap::Never),
