@@ -381,3 +381,31 @@ fn the_release_profile_strips_the_binary() {
         toml::Value::Boolean(true)
     );
 }
+
+#[test]
+fn a_database_from_an_older_version_gets_the_utc_columns_on_a_read() {
+    let dir = demo_dir();
+    let db = dir.path().join("orgwarden-demo.db");
+    // The projects view as a version without `_utc` companions left it.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "DROP VIEW projects;
+         CREATE VIEW projects AS SELECT o.project_id AS project_id, o.resource_id AS resource_id
+         FROM object o WHERE o.family = 'projects';",
+    )
+    .unwrap();
+    drop(conn);
+    let out = run(
+        dir.path(),
+        &[
+            "--db",
+            "orgwarden-demo.db",
+            "query",
+            "SELECT created_at_utc FROM projects WHERE id = 'proj_legacy_chatbot'",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "created_at_utc\n2024-06-15T00:00:00Z\n");
+}
