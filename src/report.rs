@@ -330,6 +330,82 @@ fn incomplete_warning(snapshot: Option<&SnapshotInfo>) -> Option<String> {
     ))
 }
 
+/// Room a message needs beside the ids; with less, the ids are stacked in one column.
+const MESSAGE_MIN: usize = 30;
+
+/// One severity's findings. When the ids side by side leave the message less than
+/// [`MESSAGE_MIN`] columns of `width`, each finding's ids are stacked one per line in a
+/// single cell, so they stay whole (copyable into `history` or `rules explain`) and the
+/// message keeps room to be read.
+fn findings_table(
+    severity: Severity,
+    group: &[&Finding],
+    width: Option<u16>,
+    color: bool,
+) -> Table {
+    let status = |f: &Finding| {
+        let cell = Cell::new(f.status.as_str());
+        match (color, f.status) {
+            (true, Status::Open) => cell.fg(severity_color(severity)),
+            (true, Status::Resolved) => cell.fg(Color::Green),
+            (true, Status::Exempt) => cell.fg(Color::Grey),
+            (false, _) => cell,
+        }
+    };
+    // API-supplied text: no escape sequence reaches the terminal.
+    let ids = |f: &Finding| {
+        [
+            f.rule_id.as_str().to_owned(),
+            one_line(&f.resource_id),
+            f.project_id.as_ref().map_or(String::new(), |p| p.0.clone()),
+        ]
+    };
+    let headers = ["rule_id", "resource_id", "project_id"];
+    let widest = |i: usize| {
+        group
+            .iter()
+            .map(|f| ids(f)[i].chars().count())
+            .chain([headers[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    // Five columns: six borders and one space of padding each side of every cell.
+    let side_by_side = widest(0) + widest(1) + widest(2) + "status".len() + 16 + MESSAGE_MIN;
+    if width.is_none_or(|w| usize::from(w) >= side_by_side) {
+        let rows = group.iter().map(|f| {
+            let [rule, resource, project] = ids(f);
+            vec![
+                Cell::new(rule),
+                Cell::new(resource),
+                Cell::new(project),
+                status(f),
+                Cell::new(one_line(&f.message)),
+            ]
+        });
+        let mut columns: Vec<(&str, Wrap)> = headers.iter().map(|h| (*h, Wrap::Never)).collect();
+        columns.extend([("status", Wrap::Never), ("message", Wrap::Prose)]);
+        return new_table(&columns, rows, width, color);
+    }
+    let rows = group.iter().map(|f| {
+        // Always three lines, so the third is the project even when it is empty.
+        vec![
+            Cell::new(ids(f).join("\n")),
+            status(f),
+            Cell::new(one_line(&f.message)),
+        ]
+    });
+    new_table(
+        &[
+            ("rule_id\nresource_id\nproject_id", Wrap::Never),
+            ("status", Wrap::Never),
+            ("message", Wrap::Prose),
+        ],
+        rows,
+        width,
+        color,
+    )
+}
+
 /// The findings table for people, fitted to `width` columns (see [`output_width`]).
 pub fn table_report(
     snapshot: Option<&SnapshotInfo>,
@@ -353,35 +429,7 @@ pub fn table_report(
             out.push_str(&heading);
             out.push('\n');
         }
-        let rows = group.into_iter().map(|f| {
-            let status = Cell::new(f.status.as_str());
-            let status = match (color, f.status) {
-                (true, Status::Open) => status.fg(severity_color(severity)),
-                (true, Status::Resolved) => status.fg(Color::Green),
-                (true, Status::Exempt) => status.fg(Color::Grey),
-                (false, _) => status,
-            };
-            vec![
-                Cell::new(f.rule_id.as_str()),
-                // API-supplied text: no escape sequence reaches the terminal.
-                Cell::new(one_line(&f.resource_id)),
-                Cell::new(f.project_id.as_ref().map_or("", |p| p.as_str())),
-                status,
-                Cell::new(one_line(&f.message)),
-            ]
-        });
-        let t = new_table(
-            &[
-                ("rule_id", Wrap::Never),
-                ("resource_id", Wrap::Never),
-                ("project_id", Wrap::Never),
-                ("status", Wrap::Never),
-                ("message", Wrap::Prose),
-            ],
-            rows,
-            width,
-            color,
-        );
+        let t = findings_table(severity, &group, width, color);
         out.push_str(&t.to_string());
         out.push_str("\n\n");
     }

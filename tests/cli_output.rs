@@ -92,6 +92,8 @@ fn findings_table_at_80_columns_wraps_messages_never_ids() {
         !text.contains("whose access to the project is inactive"),
         "{text}"
     );
+    // Stacked one per line, the ids leave the message room within 80 columns.
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
     insta::assert_snapshot!(text);
 }
 
