@@ -1,4 +1,4 @@
-//! Findings rendered for people and machines: a table grouped by severity, DESIGN.md's
+//! Findings rendered for people and machines: a table grouped by severity, the
 //! JSON (`{"snapshot": {...}, "findings": [...]}`), JSON lines, CSV, Markdown and SARIF
 //! 2.1.0. Times are RFC 3339 UTC.
 
@@ -147,7 +147,7 @@ pub fn failed_scope_line(scope: &impl std::fmt::Display, error: &str) -> String 
     }
 }
 
-/// The snapshot object of DESIGN.md's JSON.
+/// The snapshot object of the JSON report.
 pub fn snapshot_json(s: &SnapshotInfo) -> Json {
     json!({
         "id": s.id.0,
@@ -160,7 +160,7 @@ pub fn snapshot_json(s: &SnapshotInfo) -> Json {
     })
 }
 
-/// The finding object of DESIGN.md's JSON.
+/// The finding object of the JSON report.
 pub fn finding_json(f: &Finding) -> Json {
     json!({
         "fingerprint": f.fingerprint,

@@ -1,5 +1,5 @@
 //! The command line: parses arguments, sets up logging, runs one command, maps the
-//! outcome to DESIGN.md's exit codes. Each command group lives in its own file.
+//! outcome to the documented exit codes. Each command group lives in its own file.
 
 pub mod audit;
 pub mod daemon;
@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 
-/// Exit codes of DESIGN.md.
+/// The exit codes (README, "Exit codes"; `orgwarden --help`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
     /// 0: done.
@@ -198,7 +198,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Every command of DESIGN.md.
+/// Every command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a commented starter orgwarden.toml

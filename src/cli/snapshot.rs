@@ -59,7 +59,7 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
             )))
         })?;
     match args.format {
-        // The store's snapshot object: DESIGN.md's fields, the objects per view, and the
+        // The store's snapshot object: the documented fields, the objects per view, and the
         // crawl's retries and 429s; the same object `orgwarden snapshots` prints.
         TableFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome.info.to_json())?),
         TableFormat::Table | TableFormat::Csv => print_table(&outcome, args.format),
