@@ -1,15 +1,18 @@
-//! Findings rendered for people and machines: a table grouped by severity, the documented
+//! Findings rendered for people and machines: a table grouped by severity, the
 //! JSON (`{"snapshot": {...}, "findings": [...]}`), JSON lines, CSV, Markdown and SARIF
 //! 2.1.0. Times are RFC 3339 UTC.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
+use comfy_table::{
+    Cell, Color, ColumnConstraint, ContentArrangement, Row, Table, Width,
+    presets::UTF8_FULL_CONDENSED,
+};
 use serde_json::{Value as Json, json};
 
 use crate::findings::{Finding, Status};
-use crate::model::Severity;
+use crate::model::{Severity, SnapshotStatus};
 use crate::notify::render::{guard_formula, one_line};
 use crate::rules::RuleSet;
 use crate::store::SnapshotInfo;
@@ -47,7 +50,104 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The snapshot object of the documented JSON.
+/// Whether a table column may wrap when the terminal is too narrow for the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wrap {
+    /// Ids, rule ids, times, statuses and counts: never broken across lines, so that a
+    /// value can be copied into `history` or `rules explain`.
+    Never,
+    /// Prose (messages, field values): wrapped to fit.
+    Prose,
+}
+
+/// The width tables are fitted to: `COLUMNS` when set (scripts and tests pin it), else the
+/// terminal's width when stdout is a terminal, else none (a pipe gets unwrapped lines).
+pub fn output_width() -> Option<u16> {
+    if let Some(columns) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|c| *c > 0)
+    {
+        return Some(columns);
+    }
+    // comfy-table asks the terminal only when stdout is one.
+    Table::new().width()
+}
+
+/// The one table style of every command: condensed UTF-8 borders, fitted to `width` by
+/// wrapping only the [`Wrap::Prose`] columns. Styling (colour) only when `color`.
+pub fn new_table<R: Into<Row>>(
+    columns: &[(&str, Wrap)],
+    rows: impl IntoIterator<Item = R>,
+    width: Option<u16>,
+    color: bool,
+) -> Table {
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED).force_no_tty();
+    if color {
+        table.enforce_styling();
+    }
+    match width {
+        Some(width) => {
+            table
+                .set_width(width)
+                .set_content_arrangement(ContentArrangement::Dynamic);
+        }
+        None => {
+            table.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
+    table.set_header(columns.iter().map(|(name, _)| *name));
+    for row in rows {
+        table.add_row(row);
+    }
+    // Prose keeps room for a word or two (or it wraps a letter per line), but no more than
+    // it needs, so an empty column stays narrow.
+    const PROSE_MIN: u16 = 16;
+    let content = table.column_max_content_widths();
+    let constraints: Vec<ColumnConstraint> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, wrap))| match wrap {
+            Wrap::Never => ColumnConstraint::ContentWidth,
+            Wrap::Prose => {
+                let min = content.get(i).copied().unwrap_or(0).min(PROSE_MIN);
+                // The boundary counts the cell's padding, one space each side.
+                ColumnConstraint::LowerBoundary(Width::Fixed(min + 2))
+            }
+        })
+        .collect();
+    table.set_constraints(constraints);
+    table
+}
+
+/// How a column of arbitrary SQL output may wrap, judged by its name: ids, times and
+/// names of things stay whole; anything else (raw JSON, descriptions) is prose.
+pub fn wrap_for_column(name: &str) -> Wrap {
+    let whole = name == "id"
+        || name.ends_with("_id")
+        || name.ends_with("_at")
+        || name.ends_with("_utc")
+        || name.starts_with("valid_")
+        || matches!(
+            name,
+            "status" | "change" | "family" | "resource_type" | "rule_id" | "severity"
+        );
+    if whole { Wrap::Never } else { Wrap::Prose }
+}
+
+/// One failed scope for a person: the error already names the path it read, so the
+/// scope is only prefixed when it does not (never `path: GET path: …`).
+pub fn failed_scope_line(scope: &impl std::fmt::Display, error: &str) -> String {
+    let scope = scope.to_string();
+    if error.contains(&scope) {
+        error.to_owned()
+    } else {
+        format!("{scope}: {error}")
+    }
+}
+
+/// The snapshot object of the JSON report.
 pub fn snapshot_json(s: &SnapshotInfo) -> Json {
     json!({
         "id": s.id.0,
@@ -60,7 +160,7 @@ pub fn snapshot_json(s: &SnapshotInfo) -> Json {
     })
 }
 
-/// The finding object of the documented JSON.
+/// The finding object of the JSON report.
 pub fn finding_json(f: &Finding) -> Json {
     json!({
         "fingerprint": f.fingerprint,
@@ -108,7 +208,7 @@ pub fn render(
         }
         Format::Csv => csv_report(findings)?,
         Format::Markdown => markdown(snapshot, findings),
-        Format::Table => table(snapshot, findings, color),
+        Format::Table => table_report(snapshot, findings, color, output_width()),
         Format::Sarif => {
             let mut out = serde_json::to_string_pretty(&sarif(findings, rules))?;
             out.push('\n');
@@ -207,45 +307,129 @@ fn ansi(s: Severity) -> u8 {
     }
 }
 
-fn table(snapshot: Option<&SnapshotInfo>, findings: &[Finding], color: bool) -> String {
+/// A severity's heading: what is listed under it, by status (`HIGH: 4 open, 1 resolved`),
+/// so a resolved row is never read as one more open finding.
+fn severity_heading(severity: Severity, group: &[&Finding]) -> String {
+    let parts: Vec<String> = [Status::Open, Status::Exempt, Status::Resolved]
+        .into_iter()
+        .filter_map(|status| {
+            let n = group.iter().filter(|f| f.status == status).count();
+            (n > 0).then(|| format!("{n} {}", status.as_str()))
+        })
+        .collect();
+    format!("{}: {}", severity.as_str().to_uppercase(), parts.join(", "))
+}
+
+/// The warning that leads a report of an incomplete read, or `None` for a complete one.
+fn incomplete_warning(snapshot: Option<&SnapshotInfo>) -> Option<String> {
+    let s = snapshot.filter(|s| s.status != SnapshotStatus::Complete)?;
+    Some(format!(
+        "snapshot {} is {}: the organization could not be read completely ({} scope(s) failed); \
+         the findings below may be incomplete and none was resolved where the read failed",
+        s.id, s.status, s.scopes_failed
+    ))
+}
+
+/// Room a message needs beside the ids; with less, the ids are stacked in one column.
+const MESSAGE_MIN: usize = 30;
+
+/// One severity's findings. When the ids side by side leave the message less than
+/// [`MESSAGE_MIN`] columns of `width`, each finding's ids are stacked one per line in a
+/// single cell, so they stay whole (copyable into `history` or `rules explain`) and the
+/// message keeps room to be read.
+fn findings_table(
+    severity: Severity,
+    group: &[&Finding],
+    width: Option<u16>,
+    color: bool,
+) -> Table {
+    let status = |f: &Finding| {
+        let cell = Cell::new(f.status.as_str());
+        match (color, f.status) {
+            (true, Status::Open) => cell.fg(severity_color(severity)),
+            (true, Status::Resolved) => cell.fg(Color::Green),
+            (true, Status::Exempt) => cell.fg(Color::Grey),
+            (false, _) => cell,
+        }
+    };
+    // API-supplied text: no escape sequence reaches the terminal.
+    let ids = |f: &Finding| {
+        [
+            f.rule_id.as_str().to_owned(),
+            one_line(&f.resource_id),
+            f.project_id.as_ref().map_or(String::new(), |p| p.0.clone()),
+        ]
+    };
+    let headers = ["rule_id", "resource_id", "project_id"];
+    let widest = |i: usize| {
+        group
+            .iter()
+            .map(|f| ids(f)[i].chars().count())
+            .chain([headers[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    // Five columns: six borders and one space of padding each side of every cell.
+    let side_by_side = widest(0) + widest(1) + widest(2) + "status".len() + 16 + MESSAGE_MIN;
+    if width.is_none_or(|w| usize::from(w) >= side_by_side) {
+        let rows = group.iter().map(|f| {
+            let [rule, resource, project] = ids(f);
+            vec![
+                Cell::new(rule),
+                Cell::new(resource),
+                Cell::new(project),
+                status(f),
+                Cell::new(one_line(&f.message)),
+            ]
+        });
+        let mut columns: Vec<(&str, Wrap)> = headers.iter().map(|h| (*h, Wrap::Never)).collect();
+        columns.extend([("status", Wrap::Never), ("message", Wrap::Prose)]);
+        return new_table(&columns, rows, width, color);
+    }
+    let rows = group.iter().map(|f| {
+        // Always three lines, so the third is the project even when it is empty.
+        vec![
+            Cell::new(ids(f).join("\n")),
+            status(f),
+            Cell::new(one_line(&f.message)),
+        ]
+    });
+    new_table(
+        &[
+            ("rule_id\nresource_id\nproject_id", Wrap::Never),
+            ("status", Wrap::Never),
+            ("message", Wrap::Prose),
+        ],
+        rows,
+        width,
+        color,
+    )
+}
+
+/// The findings table for people, fitted to `width` columns (see [`output_width`]).
+pub fn table_report(
+    snapshot: Option<&SnapshotInfo>,
+    findings: &[Finding],
+    color: bool,
+    width: Option<u16>,
+) -> String {
     let mut out = String::new();
+    // A failed read is the first thing said: "No findings." alone would read as all clear.
+    if let Some(warning) = incomplete_warning(snapshot) {
+        out.push_str(&format!("{warning}\n\n"));
+    }
     if findings.is_empty() {
         out.push_str("No findings.\n");
     }
     for (severity, group) in by_severity(findings) {
-        let heading = format!("{} ({})", severity.as_str().to_uppercase(), group.len());
+        let heading = severity_heading(severity, &group);
         if color {
             out.push_str(&format!("\x1b[1;{}m{heading}\x1b[0m\n", ansi(severity)));
         } else {
             out.push_str(&heading);
             out.push('\n');
         }
-        let mut t = Table::new();
-        t.load_style(presets::UTF8_FULL_CONDENSED);
-        if color {
-            t.enforce_styling();
-            t.set_content_arrangement(ContentArrangement::Dynamic);
-        } else {
-            t.force_no_tty();
-        }
-        t.set_header(["Rule", "Resource", "Project", "Status", "Message"]);
-        for f in group {
-            let status = Cell::new(f.status.as_str());
-            let status = match (color, f.status) {
-                (true, Status::Open) => status.fg(severity_color(severity)),
-                (true, Status::Resolved) => status.fg(Color::Green),
-                (true, Status::Exempt) => status.fg(Color::Grey),
-                (false, _) => status,
-            };
-            t.add_row(vec![
-                Cell::new(f.rule_id.as_str()),
-                // API-supplied text: no escape sequence reaches the terminal.
-                Cell::new(one_line(&f.resource_id)),
-                Cell::new(f.project_id.as_ref().map_or("", |p| p.as_str())),
-                status,
-                Cell::new(one_line(&f.message)),
-            ]);
-        }
+        let t = findings_table(severity, &group, width, color);
         out.push_str(&t.to_string());
         out.push_str("\n\n");
     }
@@ -261,6 +445,9 @@ fn md(text: &str) -> String {
 
 fn markdown(snapshot: Option<&SnapshotInfo>, findings: &[Finding]) -> String {
     let mut out = String::from("# orgwarden findings\n\n");
+    if let Some(warning) = incomplete_warning(snapshot) {
+        out.push_str(&format!("> **Warning:** {}.\n\n", md(&warning)));
+    }
     if let Some(s) = snapshot {
         out.push_str(&format!(
             "Organization **{}**, snapshot {} ({}) taken {} – {}.\n\n",
@@ -275,9 +462,8 @@ fn markdown(snapshot: Option<&SnapshotInfo>, findings: &[Finding]) -> String {
     let mut remediations: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
     for (severity, group) in by_severity(findings) {
         out.push_str(&format!(
-            "## {} ({})\n\n| Rule | Resource | Project | Status | Message |\n|---|---|---|---|---|\n",
-            severity.as_str(),
-            group.len()
+            "## {}\n\n| Rule | Resource | Project | Status | Message |\n|---|---|---|---|---|\n",
+            severity_heading(severity, &group)
         ));
         for f in group {
             out.push_str(&format!(
@@ -457,9 +643,87 @@ mod tests {
         let f = [finding(Status::Open)];
         let plain = render(Format::Table, None, &f, &RuleSet::default(), false).unwrap();
         assert!(!plain.contains('\x1b'), "{plain}");
-        assert!(plain.starts_with("MEDIUM (1)\n"), "{plain}");
+        assert!(plain.starts_with("MEDIUM: 1 open\n"), "{plain}");
         let coloured = render(Format::Table, None, &f, &RuleSet::default(), true).unwrap();
-        assert!(coloured.contains("\x1b[1;33mMEDIUM (1)"), "{coloured}");
+        assert!(coloured.contains("\x1b[1;33mMEDIUM: 1 open"), "{coloured}");
+    }
+
+    #[test]
+    fn severity_heading_counts_each_status_it_lists() {
+        let mut resolved = finding(Status::Resolved);
+        resolved.resource_id = "key_2".into();
+        let listed = [
+            finding(Status::Open),
+            finding(Status::Open),
+            resolved,
+            finding(Status::Exempt),
+        ];
+        let text = table_report(None, &listed, false, Some(120));
+        assert!(
+            text.starts_with("MEDIUM: 2 open, 1 exempt, 1 resolved\n"),
+            "{text}"
+        );
+        let rows = text.lines().filter(|l| l.contains("api-key-stale")).count();
+        assert_eq!(rows, 4, "{text}");
+    }
+
+    #[test]
+    fn a_narrow_table_wraps_the_message_and_keeps_ids_whole() {
+        let mut f = finding(Status::Open);
+        f.message = "a long message that cannot fit beside the ids on a narrow terminal".into();
+        let text = table_report(None, &[f.clone()], false, Some(72));
+        for id in ["api-key-stale", "key_1", "proj_a"] {
+            assert!(text.lines().any(|l| l.contains(id)), "{id}:\n{text}");
+        }
+        assert!(!text.contains(&f.message), "not wrapped:\n{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= 72), "{text}");
+    }
+
+    #[test]
+    fn an_incomplete_snapshot_is_said_before_no_findings() {
+        use crate::model::{CrawlStats, SnapshotId};
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let snapshot = SnapshotInfo {
+            id: SnapshotId(4),
+            org: "acme".into(),
+            started_at: now,
+            finished_at: now,
+            status: SnapshotStatus::Partial,
+            stats: CrawlStats::default(),
+            objects: Default::default(),
+            scopes_read: 3,
+            scopes_failed: 2,
+            changes: 0,
+        };
+        let text = table_report(Some(&snapshot), &[], false, None);
+        assert!(
+            text.starts_with("snapshot 4 is partial: the organization could not be read completely (2 scope(s) failed)"),
+            "{text}"
+        );
+        assert!(text.contains("No findings."), "{text}");
+        let markdown = render(
+            Format::Markdown,
+            Some(&snapshot),
+            &[],
+            &RuleSet::default(),
+            false,
+        )
+        .unwrap();
+        assert!(
+            markdown.contains("> **Warning:** snapshot 4 is partial"),
+            "{markdown}"
+        );
+    }
+
+    #[test]
+    fn a_failed_scope_names_its_path_once() {
+        let scope = "/organization/projects/p/users";
+        let error = "GET /organization/projects/p/users: HTTP 500: boom";
+        assert_eq!(failed_scope_line(&scope, error), error);
+        assert_eq!(
+            failed_scope_line(&scope, "timed out"),
+            "/organization/projects/p/users: timed out"
+        );
     }
 
     #[test]

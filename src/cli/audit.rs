@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
 use chrono::Utc;
-use comfy_table::{Table, presets};
 
 use crate::client::{AdminClient, ClientOptions};
 use crate::collect::{self, SnapshotOutcome};
@@ -15,17 +14,17 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::findings::{self, Finding, Status};
-use crate::model::{Severity, SnapshotStatus};
+use crate::model::{Family, Severity, SnapshotStatus};
 use crate::notify::{DeliveryReport, Notifier, NotifyError};
 use crate::pipeline::{
     self, Announce, Audited, Evaluated, Inputs, Notified, Pass, PipelineError, Source,
 };
-use crate::report::{self, Format};
+use crate::report::{self, Format, Wrap};
 use crate::rules::{self, Loaded, fixtures};
 use crate::sim::{Org, SimOptions};
 use crate::store::{SnapshotInfo, Store, StoreError};
 
-use super::{CliError, Exit, GlobalArgs, runtime};
+use super::{CliError, Exit, GlobalArgs, runtime, unknown_name};
 
 /// Output format of findings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -223,7 +222,7 @@ fn print_outcome(
             .flat_map(|c| c.failed_scopes.iter())
             .take(SHOWN)
         {
-            eprintln!("  {scope}: {error}");
+            eprintln!("  {}", report::failed_scope_line(scope, error));
         }
     }
     Ok(exit)
@@ -343,6 +342,11 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
         Some(super::snapshot::admin_client(global, &config)?)
     };
     let db = global.db_path(&config);
+    // Offline there is nothing to store: a missing database fails as every read command
+    // does, instead of leaving an empty database and a lock file behind.
+    if args.offline && !db.exists() {
+        return Err(store_error(StoreError::Missing { path: db }));
+    }
     let _lock = Store::lock_writer(&db).map_err(store_error)?;
     let store = Store::open(&db).map_err(store_error)?;
     let organization = config.openai.organization.clone();
@@ -385,7 +389,7 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("orgwarden-demo.db"));
     let org = Org::demo_today(Utc::now().timestamp());
-    let (name, summary) = (org.organization.clone(), org.summary());
+    let name = org.organization.clone();
     demo_settings(&mut config, &name, &org.email_domains, &args.outbox);
     let loaded = load_rules_for(&config)?;
     let notifier = Notifier::from_config(&config).map_err(CliError::usage)?;
@@ -413,7 +417,8 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
     let banner = |audited: &Audited| {
         if args.format == FindingsFormat::Table {
             eprintln!(
-                "orgwarden demo: audited the simulated organization {name} ({summary}) through {} requests into {}",
+                "orgwarden demo: audited the simulated organization {name} ({}) through {} requests into {}",
+                stored_summary(&audited.snapshot),
                 audited.snapshot.stats.requests,
                 db.display()
             );
@@ -422,6 +427,19 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
     let exit = run_and_print(store, setup, source, &db, args.format, None, &banner);
     sim.shutdown();
     exit
+}
+
+/// What a snapshot stored, in the demo's words. Counted from the store, not the simulated
+/// organization: an archived project's members read as an empty list, so the organization
+/// holds more project users than the snapshot does.
+fn stored_summary(info: &SnapshotInfo) -> String {
+    let count = |family: Family| info.objects.get(family.view()).copied().unwrap_or(0);
+    format!(
+        "{} projects, {} project users, {} API keys",
+        count(Family::Projects),
+        count(Family::ProjectUsers),
+        count(Family::ProjectApiKeys)
+    )
 }
 
 /// What the demo changes in the user's configuration: the organization's name, its own
@@ -460,7 +478,13 @@ pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit
     let config = global.load_config()?;
     let db = global.db_path(&config);
     let store = Store::open_read_only(&db).map_err(store_error)?;
-    let mut list: Vec<Finding> = findings::load(store.reader())?
+    let stored = findings::load(store.reader())?;
+    // Rules only add descriptions to SARIF; a broken rule file must not hide findings.
+    let loaded = rules::load(&config, Utc::now().date_naive());
+    if let Some(rule) = &args.rule {
+        check_rule_filter(rule, &loaded, &stored)?;
+    }
+    let mut list: Vec<Finding> = stored
         .into_iter()
         .filter(|f| match args.status {
             StatusFilter::Open => f.status == Status::Open,
@@ -472,14 +496,30 @@ pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit
         .filter(|f| args.rule.as_deref().is_none_or(|r| f.rule_id.as_str() == r))
         .collect();
     findings::sort(&mut list);
-    // Rules only add descriptions to SARIF; a broken rule file must not hide findings.
-    let loaded = rules::load(&config, Utc::now().date_naive());
     let color = args.format == FindingsFormat::Table && std::io::stdout().is_terminal();
     print!(
         "{}",
         report::render(args.format.into(), None, &list, &loaded.rules, color)?
     );
     Ok(Exit::Ok)
+}
+
+/// `--rule` must name a configured rule or one with stored findings (a rule since removed
+/// from the configuration still has its history): a typo would otherwise list nothing and
+/// read as all clear.
+fn check_rule_filter(rule: &str, loaded: &Loaded, stored: &[Finding]) -> anyhow::Result<()> {
+    let mut known: Vec<&str> = loaded.rules.rules.iter().map(|r| r.id.as_str()).collect();
+    known.extend(stored.iter().map(|f| f.rule_id.as_str()));
+    known.sort_unstable();
+    known.dedup();
+    if known.contains(&rule) {
+        return Ok(());
+    }
+    Err(unknown_name(
+        format_args!("no rule has the id `{rule}`"),
+        rule,
+        &known,
+    ))
 }
 
 /// Runs `orgwarden rules …`.
@@ -494,37 +534,39 @@ pub fn rules(global: &GlobalArgs, cmd: &RulesCommand) -> anyhow::Result<Exit> {
 
 fn rules_list(global: &GlobalArgs) -> anyhow::Result<Exit> {
     let (_, loaded) = load_rules(global)?;
-    let mut t = Table::new();
-    t.load_style(presets::NOTHING);
-    t.force_no_tty();
-    t.set_header(["ID", "SEVERITY", "RESOURCE TYPE", "PARAMS", "SOURCE"]);
-    for r in &loaded.rules.rules {
+    let rows = loaded.rules.rules.iter().map(|r| {
         let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut severity = r.severity.to_string();
         if !r.enabled {
             severity.push_str(" (disabled)");
         }
-        t.add_row(vec![
+        vec![
             r.id.to_string(),
             severity,
             r.resource_type.view().to_owned(),
             params.join(" "),
             format!("{}:{}", r.source, r.line),
-        ]);
-    }
-    // The borderless preset pads every line with one leading space; drop it.
-    for line in t.lines() {
-        println!("{}", line.strip_prefix(' ').unwrap_or(&line).trim_end());
-    }
+        ]
+    });
+    let t = report::new_table(
+        &[
+            ("id", Wrap::Never),
+            ("severity", Wrap::Never),
+            ("resource_type", Wrap::Never),
+            ("params", Wrap::Prose),
+            ("source", Wrap::Never),
+        ],
+        rows,
+        report::output_width(),
+        false,
+    );
+    println!("{t}");
     Ok(Exit::Ok)
 }
 
 fn unknown_rule(loaded: &Loaded, id: &str) -> anyhow::Error {
     let ids: Vec<&str> = loaded.rules.rules.iter().map(|r| r.id.as_str()).collect();
-    CliError::usage(anyhow!(
-        "no rule has the id `{id}` (rules: {})",
-        ids.join(", ")
-    ))
+    unknown_name(format_args!("no rule has the id `{id}`"), id, &ids)
 }
 
 fn rules_explain(global: &GlobalArgs, id: &str) -> anyhow::Result<Exit> {

@@ -26,6 +26,25 @@ pub struct InitArgs {
 
 /// `orgwarden daemon`
 #[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Run audits on the configured schedule until stopped: each run snapshots the \
+organization, evaluates the rules, records the findings and sends what is new.",
+    after_help = "Reads from orgwarden.toml (--config):\n  \
+[schedule] cron, timezone, run_on_start, jitter: when audits run \
+(check with `orgwarden schedule`)\n  \
+[server] listen: the address of /healthz, /readyz and /metrics (none without it)\n  \
+[openai], [storage], [rules], [[exemption]], [notify]: as for `orgwarden audit`\n\n\
+Signals:\n  \
+SIGHUP: reload the configuration and rules; on an error the old ones stay\n  \
+SIGTERM, SIGINT: graceful stop: no new run, the run in flight gets 30 s to finish, \
+queued mail is flushed; a second signal cancels the run at once\n\n\
+Exit codes:\n  \
+0: stopped by a signal\n  \
+2: bad configuration, schedule or [server] listen address, or another daemon holds the \
+database\n\
+A failed run does not stop the daemon: it is logged and shown in /metrics and the \
+`snapshots` view."
+)]
 pub struct DaemonArgs {}
 
 /// `orgwarden schedule`

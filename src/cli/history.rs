@@ -4,13 +4,15 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use comfy_table::{ContentArrangement, Table, presets};
+use comfy_table::Table;
 use serde_json::Value;
 
-use super::{CliError, Exit, GlobalArgs};
-use crate::model::{SnapshotId, SnapshotStatus};
+use super::{CliError, Exit, GlobalArgs, unknown_name};
+use crate::model::{Family, SnapshotId, SnapshotStatus};
+use crate::report::{self, Wrap};
 use crate::store::{
-    ChangeKind, FieldChange, QueryResult, SnapshotInfo, Store, StoreError, rfc3339, sql_to_text,
+    ChangeKind, FieldChange, HISTORY_VIEWS, QueryResult, SnapshotInfo, Store, StoreError, rfc3339,
+    sql_to_text,
 };
 
 /// Output format of the store's read commands.
@@ -57,12 +59,30 @@ pub struct HistoryArgs {
 
 /// `orgwarden query`
 #[derive(Debug, clap::Args)]
+#[command(after_help = query_help())]
 pub struct QueryArgs {
-    /// A read-only SQL statement over the views (see README, "Views")
+    /// A read-only SQL statement over the views (anything that would write is refused)
     pub sql: String,
     /// Output format
     #[arg(long, value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
+}
+
+/// Every view `query` can read, from the family catalog, so the list cannot drift from
+/// the views the binary creates.
+fn query_help() -> String {
+    let views: Vec<&str> = Family::ALL
+        .iter()
+        .map(|f| f.view())
+        .chain(HISTORY_VIEWS)
+        .collect();
+    format!(
+        "Views: {}.\n\
+         Their columns, and example queries: docs/views.md. Times are Unix seconds; each has \
+         a readable `…_utc` companion (created_at_utc).\n\
+         Example: orgwarden query \"SELECT id, name, created_at_utc FROM projects\"",
+        views.join(", ")
+    )
 }
 
 /// Runs `orgwarden snapshots`.
@@ -77,18 +97,18 @@ pub fn snapshots(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<Ex
         }
         TableFormat::Csv | TableFormat::Table => {
             let header = [
-                "id",
-                "started_at",
-                "finished_at",
-                "status",
-                "org",
-                "requests",
-                "errors",
-                "retries",
-                "rate_limited",
-                "scopes_failed",
-                "changes",
-                "objects",
+                ("id", Wrap::Never),
+                ("started_at", Wrap::Never),
+                ("finished_at", Wrap::Never),
+                ("status", Wrap::Never),
+                ("org", Wrap::Never),
+                ("requests", Wrap::Never),
+                ("errors", Wrap::Never),
+                ("retries", Wrap::Never),
+                ("rate_limited", Wrap::Never),
+                ("scopes_failed", Wrap::Never),
+                ("changes", Wrap::Never),
+                ("objects", Wrap::Never),
             ];
             let rows: Vec<Vec<String>> = list
                 .iter()
@@ -110,7 +130,7 @@ pub fn snapshots(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<Ex
                 })
                 .collect();
             if args.format == TableFormat::Csv {
-                write_csv(&mut out, &header, &rows)?;
+                write_csv(&mut out, &names(&header), &rows)?;
             } else if rows.is_empty() {
                 writeln!(out, "no snapshots yet: run `orgwarden snapshot`")?;
             } else {
@@ -124,6 +144,9 @@ pub fn snapshots(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<Ex
 /// Runs `orgwarden diff`.
 pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
     let store = open(global)?;
+    let stored = store.list_snapshots()?;
+    check_snapshot_id(&stored, args.from)?;
+    check_snapshot_id(&stored, args.to)?;
     let diff = store
         .diff(args.from.map(SnapshotId), args.to.map(SnapshotId))
         .map_err(CliError::usage)?;
@@ -139,13 +162,13 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
         }
         TableFormat::Csv | TableFormat::Table => {
             let header = [
-                "change",
-                "resource_type",
-                "project_id",
-                "resource_id",
-                "field",
-                "old",
-                "new",
+                ("change", Wrap::Never),
+                ("resource_type", Wrap::Never),
+                ("project_id", Wrap::Never),
+                ("resource_id", Wrap::Never),
+                ("field", Wrap::Never),
+                ("old", Wrap::Prose),
+                ("new", Wrap::Prose),
             ];
             let mut rows = Vec::new();
             for entry in &diff.entries {
@@ -162,7 +185,7 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
                 rows.extend(field_rows(&base, entry.kind, &entry.changes));
             }
             if args.format == TableFormat::Csv {
-                write_csv(&mut out, &header, &rows)?;
+                write_csv(&mut out, &names(&header), &rows)?;
             } else {
                 writeln!(
                     out,
@@ -206,16 +229,14 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
 /// Runs `orgwarden history`.
 pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<Exit> {
     let store = open(global)?;
-    let history = store.history(&args.id)?;
+    let mut history = store.history(&args.id)?;
     if history.is_empty() {
-        return Err(CliError::usage(anyhow::anyhow!(
-            "no object with id `{}` in {}",
-            args.id,
-            store
-                .path()
-                .map_or_else(String::new, |p| p.display().to_string())
-        )));
+        return Err(unknown_object(&store, &args.id)?);
     }
+    // The store groups versions per object (a project id names the project and its
+    // per-project settings); a person reads one timeline. The sort is stable, so versions
+    // of one snapshot keep the store's order.
+    history.sort_by_key(|entry| (entry.valid_from, entry.snapshot_id));
     let mut out = std::io::stdout().lock();
     match args.format {
         TableFormat::Json => {
@@ -223,14 +244,14 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<Exit> 
         }
         TableFormat::Csv | TableFormat::Table => {
             let header = [
-                "snapshot",
-                "valid_from",
-                "change",
-                "resource_type",
-                "project_id",
-                "field",
-                "old",
-                "new",
+                ("snapshot", Wrap::Never),
+                ("valid_from", Wrap::Never),
+                ("change", Wrap::Never),
+                ("resource_type", Wrap::Never),
+                ("project_id", Wrap::Never),
+                ("field", Wrap::Never),
+                ("old", Wrap::Prose),
+                ("new", Wrap::Prose),
             ];
             let mut rows = Vec::new();
             for entry in &history {
@@ -244,13 +265,57 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<Exit> 
                 rows.extend(field_rows(&base, entry.kind, &entry.changes));
             }
             if args.format == TableFormat::Csv {
-                write_csv(&mut out, &header, &rows)?;
+                write_csv(&mut out, &names(&header), &rows)?;
             } else {
                 writeln!(out, "{}", table(&header, rows))?;
             }
         }
     }
     Ok(Exit::Ok)
+}
+
+/// The error for a `history` id that names no stored object, with the closest stored ids.
+fn unknown_object(store: &Store, id: &str) -> anyhow::Result<anyhow::Error> {
+    let ids = store
+        .query("SELECT DISTINCT resource_id FROM object_versions", &[])
+        .map_err(CliError::usage)?;
+    let known: Vec<String> = text_rows(&ids).into_iter().flatten().collect();
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    let db = store
+        .path()
+        .map_or_else(String::new, |p| p.display().to_string());
+    Ok(unknown_name(
+        format_args!("no object with id `{id}` in {db}"),
+        id,
+        &known,
+    ))
+}
+
+/// Fails with exit 2 when `id` is not a stored snapshot, naming the stored ones (ids are
+/// numbers: the nearest by spelling would mislead, so the stored range is the hint).
+fn check_snapshot_id(list: &[SnapshotInfo], id: Option<i64>) -> anyhow::Result<()> {
+    let Some(id) = id else { return Ok(()) };
+    if list.iter().any(|s| s.id.0 == id) {
+        return Ok(());
+    }
+    const LISTED: usize = 20;
+    let stored = match list {
+        [] => "none yet: run `orgwarden snapshot`".to_owned(),
+        few if few.len() <= LISTED => few
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        many => format!(
+            "{} of them from {} to {} (see `orgwarden snapshots`)",
+            many.len(),
+            many.iter().map(|s| s.id).min().unwrap_or(SnapshotId(0)),
+            many.iter().map(|s| s.id).max().unwrap_or(SnapshotId(0))
+        ),
+    };
+    Err(CliError::usage(anyhow::anyhow!(
+        "no snapshot {id} in the database; stored snapshots: {stored}"
+    )))
 }
 
 /// Runs `orgwarden query`.
@@ -267,7 +332,11 @@ pub fn query(global: &GlobalArgs, args: &QueryArgs) -> anyhow::Result<Exit> {
             write_csv(&mut out, &header, &text_rows(&result))?;
         }
         TableFormat::Table => {
-            let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
+            let header: Vec<(&str, Wrap)> = result
+                .columns
+                .iter()
+                .map(|c| (c.as_str(), report::wrap_for_column(c)))
+                .collect();
             let count = result.rows.len();
             if !header.is_empty() {
                 writeln!(out, "{}", table(&header, text_rows(&result)))?;
@@ -279,12 +348,18 @@ pub fn query(global: &GlobalArgs, args: &QueryArgs) -> anyhow::Result<Exit> {
 }
 
 /// Opens the configured database read-only. A database written by an older orgwarden is
-/// migrated first (that is the only write a read command makes).
+/// migrated and its views regenerated first (the only write a read command makes).
 fn open(global: &GlobalArgs) -> anyhow::Result<Store> {
     let config = global.load_config()?;
     let path = global.db_path(&config);
     match Store::open_read_only(&path) {
         Err(StoreError::NeedsMigration { .. }) => {
+            migrate(&path)?;
+            Store::open_read_only(&path).map_err(CliError::usage)
+        }
+        // Written by an older orgwarden: its views lack columns this one documents.
+        Ok(store) if store.views_stale() => {
+            drop(store);
             migrate(&path)?;
             Store::open_read_only(&path).map_err(CliError::usage)
         }
@@ -339,16 +414,14 @@ fn text_rows(result: &QueryResult) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> Table {
-    let mut table = Table::new();
-    table
-        .load_style(presets::UTF8_HORIZONTAL_ONLY)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header.to_vec());
-    for row in rows {
-        table.add_row(row);
-    }
-    table
+/// The column names of a table header.
+fn names<'a>(header: &[(&'a str, Wrap)]) -> Vec<&'a str> {
+    header.iter().map(|(name, _)| *name).collect()
+}
+
+/// A table in the style every command shares, fitted to the terminal.
+fn table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> Table {
+    report::new_table(header, rows, report::output_width(), false)
 }
 
 fn write_csv(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 
-/// The exit codes `--help` documents.
+/// The exit codes (README, "Exit codes"; `orgwarden --help`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
     /// 0: done.
@@ -64,6 +64,35 @@ impl CliError {
     }
 }
 
+/// An id or name given on the command line that names nothing: exit 2 with `missing`
+/// (what was not found) and the closest valid names, by the edit distance the rule files'
+/// typo hints use; with none close, every valid name when they are few enough to read.
+pub fn unknown_name(missing: impl std::fmt::Display, given: &str, known: &[&str]) -> anyhow::Error {
+    const LISTED: usize = 40;
+    // A typo is a few characters; a longer name tolerates proportionally more.
+    let close_enough = (given.chars().count() / 3).max(3);
+    let mut ranked: Vec<(usize, &str)> = known
+        .iter()
+        .map(|k| (crate::config::edit_distance(given, k), *k))
+        .filter(|(distance, _)| *distance <= close_enough)
+        .collect();
+    ranked.sort_unstable();
+    ranked.dedup();
+    let near: Vec<String> = ranked
+        .iter()
+        .take(3)
+        .map(|(_, k)| format!("`{k}`"))
+        .collect();
+    let hint = if !near.is_empty() {
+        format!("; did you mean {}?", near.join(" or "))
+    } else if !known.is_empty() && known.len() <= LISTED {
+        format!("; valid: {}", known.join(", "))
+    } else {
+        String::new()
+    };
+    CliError::usage(anyhow::anyhow!("{missing}{hint}"))
+}
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Default)]
 pub enum LogFormat {
@@ -74,26 +103,30 @@ pub enum LogFormat {
     Json,
 }
 
+/// The `--help` heading of the options every command takes, so they are not mixed in
+/// with a command's own options.
+const GLOBAL: &str = "Global options";
+
 /// Options every command takes.
 #[derive(Clone, Debug, clap::Args)]
 pub struct GlobalArgs {
     /// Configuration file [default: orgwarden.toml when it exists]
-    #[arg(long, global = true, env = "ORGWARDEN_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ORGWARDEN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// SQLite database file [default: `[storage] path`, else orgwarden.db]
-    #[arg(long, global = true, env = "ORGWARDEN_DB", value_name = "FILE")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ORGWARDEN_DB", value_name = "FILE")]
     pub db: Option<PathBuf>,
     /// Admin API base URL [default: `[openai] base_url`, else https://api.openai.com/v1]
-    #[arg(long, global = true, env = "ORGWARDEN_BASE_URL", value_name = "URL")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ORGWARDEN_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
     /// More log output (-v debug, -vv trace)
-    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    #[arg(short, long, global = true, help_heading = GLOBAL, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
     /// Only errors in the log
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     /// Log line format (logs go to stderr)
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
@@ -177,7 +210,7 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Collect and store one snapshot; print a run summary
     Snapshot(snapshot::SnapshotArgs),
-    /// Run audits on the configured schedule until SIGTERM
+    /// Run audits on the configured schedule until SIGTERM (SIGHUP reloads)
     Daemon(daemon::DaemonArgs),
     /// Print the next run times of the configured schedule
     Schedule(daemon::ScheduleArgs),

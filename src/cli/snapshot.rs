@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use comfy_table::{Cell, CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment};
 
 use super::history::TableFormat;
 use super::{CliError, Exit, GlobalArgs, runtime};
@@ -10,6 +10,7 @@ use crate::client::{AdminClient, ClientOptions, load_admin_key};
 use crate::collect::{self, SnapshotOutcome};
 use crate::config::Config;
 use crate::model::{Family, SnapshotStatus};
+use crate::report::{self, Wrap};
 use crate::store::Store;
 
 /// `orgwarden snapshot`
@@ -85,7 +86,7 @@ fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
             );
             const SHOWN: usize = 20;
             for (scope, error) in outcome.failed_scopes.iter().take(SHOWN) {
-                text.push_str(&format!("\n  {scope}: {error}"));
+                text.push_str(&format!("\n  {}", report::failed_scope_line(scope, error)));
             }
             if outcome.failed_scopes.len() > SHOWN {
                 text.push_str(&format!(
@@ -116,18 +117,22 @@ fn print_table(outcome: &SnapshotOutcome, format: TableFormat) {
         info.status,
         outcome.failed_scopes.len()
     );
-    let mut table = Table::new();
-    table.set_header(vec!["view", "objects"]);
     // Catalog order (projects, their people, keys, …) reads better than alphabetical.
-    let counts = Family::ALL
+    let rows = Family::ALL
         .iter()
-        .filter_map(|f| Some((f.view(), *info.objects.get(f.view())?)));
-    for (view, count) in counts {
-        table.add_row(vec![
-            Cell::new(view),
-            Cell::new(count).set_alignment(CellAlignment::Right),
-        ]);
-    }
+        .filter_map(|f| Some((f.view(), *info.objects.get(f.view())?)))
+        .map(|(view, count)| {
+            vec![
+                Cell::new(view),
+                Cell::new(count).set_alignment(CellAlignment::Right),
+            ]
+        });
+    let table = report::new_table(
+        &[("view", Wrap::Never), ("objects", Wrap::Never)],
+        rows,
+        report::output_width(),
+        false,
+    );
     println!("{table}");
     println!(
         "{} requests, {} retries, {} rate-limited (429), {:.1} s",

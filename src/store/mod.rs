@@ -361,6 +361,12 @@ impl Store {
         })
     }
 
+    /// Whether the views differ from this binary's (the database was last written by another
+    /// version): read-only opens do not rewrite them, so a reader reopens for writing once.
+    pub fn views_stale(&self) -> bool {
+        views::stale(&self.conn)
+    }
+
     /// The connection, for the crate's own SQL (the raw connection never leaves the crate).
     pub(crate) fn conn(&self) -> &rusqlite::Connection {
         &self.conn

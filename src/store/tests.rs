@@ -448,7 +448,22 @@ fn views_have_the_documented_columns() {
         if family == Family::ProjectHostedToolPermissions {
             expected.extend(["tool", "enabled"]);
         }
-        expected.extend(family.columns().iter().map(|c| c.name));
+        let companions: Vec<(&str, String)> = family
+            .columns()
+            .iter()
+            .map(|c| {
+                (
+                    c.name,
+                    super::views::time_companion(c.name).unwrap_or_default(),
+                )
+            })
+            .collect();
+        for (name, companion) in &companions {
+            expected.push(name);
+            if !companion.is_empty() {
+                expected.push(companion);
+            }
+        }
         match family {
             Family::ProjectUserRoles => expected.push("user_id"),
             Family::ProjectGroupRoles => expected.push("group_id"),
@@ -474,6 +489,26 @@ fn views_have_the_documented_columns() {
             "proj_a".into()
         )
     );
+    // The readable companion of a time column is the same instant, RFC 3339 UTC.
+    let utc: String = store
+        .conn()
+        .query_row(
+            "SELECT created_at_utc FROM project_api_keys WHERE resource_id = 'key_1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(utc, "1970-01-01T00:00:10Z");
+    let (started, started_utc): (i64, String) = store
+        .conn()
+        .query_row(
+            "SELECT started_at, started_at_utc FROM snapshots ORDER BY id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let expected = chrono::DateTime::from_timestamp(started, 0).unwrap();
+    assert_eq!(started_utc, crate::store::rfc3339(expected));
     let (project_id, resource_id): (String, String) = store
         .conn()
         .query_row(
@@ -981,6 +1016,12 @@ fn columns_markdown(family: Family) -> String {
             value.push_str(" (volatile: always the latest value, never a version)");
         }
         out.push_str(&format!("| `{}` | {value} |\n", column.name));
+        if let Some(companion) = super::views::time_companion(column.name) {
+            out.push_str(&format!(
+                "| `{companion}` | `{}` as RFC 3339 UTC text |\n",
+                column.name
+            ));
+        }
     }
     match family {
         Family::ProjectUserRoles => {

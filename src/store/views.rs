@@ -8,7 +8,7 @@ use crate::model::{Column, Family};
 use super::StoreError;
 
 /// Views of the store besides the per-family ones.
-pub const HISTORY_VIEWS: [&str; 2] = ["snapshots", "object_versions"];
+pub const HISTORY_VIEWS: [&str; 3] = ["snapshots", "object_versions", "findings"];
 
 /// Every view this module creates, with its `CREATE VIEW` statement.
 pub fn definitions() -> Vec<(&'static str, String)> {
@@ -16,9 +16,18 @@ pub fn definitions() -> Vec<(&'static str, String)> {
         .into_iter()
         .map(|family| (family.view(), family_view(family)))
         .collect();
-    views.push(("snapshots", SNAPSHOTS_VIEW.to_owned()));
-    views.push(("object_versions", OBJECT_VERSIONS_VIEW.to_owned()));
+    views.push(("snapshots", snapshots_view()));
+    views.push(("object_versions", object_versions_view()));
+    views.push(("findings", findings_view()));
     views
+}
+
+/// Whether a view differs from this binary's: a database last opened for writing by an
+/// older orgwarden (read-only opens do not rewrite views).
+pub fn stale(conn: &Connection) -> bool {
+    definitions()
+        .iter()
+        .any(|(name, sql)| current_sql(conn, name).as_deref() != Some(sql.as_str()))
 }
 
 /// Creates the views, replacing any whose definition differs from this binary's. A view
@@ -48,6 +57,23 @@ pub(super) fn current_sql(conn: &Connection, name: &str) -> Option<String> {
         |row| row.get(0),
     )
     .ok()
+}
+
+/// The name of a time column's readable companion: every column the API names `…_at`
+/// holds Unix seconds, and gets a `…_at_utc` twin so `query` output is legible without
+/// `datetime()`. `None` for a column that is not a time.
+pub fn time_companion(column: &str) -> Option<String> {
+    column.ends_with("_at").then(|| utc_name(column))
+}
+
+/// `<column>_utc`.
+fn utc_name(column: &str) -> String {
+    format!("{column}_utc")
+}
+
+/// The RFC 3339 UTC text of a Unix-seconds SQL expression (NULL stays NULL).
+fn utc_expr(expr: &str) -> String {
+    format!("strftime('%Y-%m-%dT%H:%M:%SZ', {expr}, 'unixepoch')")
 }
 
 /// A SQL string literal.
@@ -120,11 +146,11 @@ fn family_view(family: Family) -> String {
         "o.resource_id AS resource_id".to_owned(),
     ];
     for column in family.columns() {
-        cols.push(format!(
-            "{} AS {}",
-            column_expr(family, column),
-            column.name
-        ));
+        let expr = column_expr(family, column);
+        cols.push(format!("{expr} AS {}", column.name));
+        if let Some(companion) = time_companion(column.name) {
+            cols.push(format!("{} AS {companion}", utc_expr(&expr)));
+        }
     }
     // Role assignments are read per user or group; the assignment itself does not name it.
     match family {
@@ -139,11 +165,16 @@ fn family_view(family: Family) -> String {
     )
 }
 
-const SNAPSHOTS_VIEW: &str = "CREATE VIEW snapshots AS
+/// The `snapshots` view: one row per finished run, times with their `_utc` companions.
+fn snapshots_view() -> String {
+    format!(
+        "CREATE VIEW snapshots AS
 SELECT s.id AS id,
   s.org AS org,
   s.started_at AS started_at,
+  {} AS started_at_utc,
   s.finished_at AS finished_at,
+  {} AS finished_at_utc,
   s.status AS status,
   s.requests AS requests,
   s.errors AS errors,
@@ -154,17 +185,26 @@ SELECT s.id AS id,
   (SELECT count(*) FROM version v WHERE v.from_snapshot = s.id) AS changes,
   s.objects AS objects
 FROM snapshot s
-WHERE s.status <> 'running'";
+WHERE s.status <> 'running'",
+        utc_expr("s.started_at"),
+        utc_expr("s.finished_at")
+    )
+}
 
-const OBJECT_VERSIONS_VIEW: &str = "CREATE VIEW object_versions AS
+/// The `object_versions` view: every stored version, validity times with `_utc` companions.
+fn object_versions_view() -> String {
+    format!(
+        "CREATE VIEW object_versions AS
 SELECT o.resource_id AS resource_id,
   o.family AS family,
   o.project_id AS project_id,
   NULLIF(o.parent_id, '') AS parent_id,
   v.from_snapshot AS snapshot_id,
   f.started_at AS valid_from,
+  {} AS {},
   v.to_snapshot AS valid_to_snapshot_id,
   t.started_at AS valid_to,
+  {} AS {},
   v.change AS change,
   lower(hex(b.hash)) AS hash,
   b.raw AS raw
@@ -172,4 +212,24 @@ FROM version v
   JOIN object o ON o.id = v.object_id
   JOIN snapshot f ON f.id = v.from_snapshot
   LEFT JOIN snapshot t ON t.id = v.to_snapshot
-  LEFT JOIN blob b ON b.id = v.blob_id";
+  LEFT JOIN blob b ON b.id = v.blob_id",
+        utc_expr("f.started_at"),
+        utc_name("valid_from"),
+        utc_expr("t.started_at"),
+        utc_name("valid_to")
+    )
+}
+
+/// The `findings` view over the finding table (first created by migration 0002): its
+/// times with `_utc` companions.
+fn findings_view() -> String {
+    let times = ["first_seen", "last_seen", "resolved_at", "last_notified_at"]
+        .map(|t| format!("{t},\n  {} AS {}", utc_expr(t), utc_name(t)))
+        .join(",\n  ");
+    format!(
+        "CREATE VIEW findings AS\n\
+         SELECT fingerprint, rule_id, severity, title, resource_type, resource_id, project_id,\n  \
+         message, remediation, status,\n  {times}\n\
+         FROM finding"
+    )
+}

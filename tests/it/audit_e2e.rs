@@ -272,7 +272,7 @@ fn offline_audit_evaluates_the_stored_snapshot_without_calling_the_api() {
     let empty = tempfile::tempdir().unwrap();
     let out = run(empty.path(), &sim.base_url(), &["audit", "--offline"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no snapshot stored"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database at audit.db"));
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod support;
 mod audit_e2e;
 mod audit_notify;
 mod audit_report;
+mod cli_output;
 mod client_http;
 mod client_pacing;
 mod client_sim;

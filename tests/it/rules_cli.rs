@@ -72,7 +72,7 @@ fn list_shows_own_rules_with_their_file_and_configured_values() {
     let line = |id: &str| {
         stdout
             .lines()
-            .find(|l| l.starts_with(id))
+            .find(|l| l.trim_start_matches(['│', ' ']).starts_with(id))
             .unwrap_or_else(|| panic!("{id} not listed:\n{stdout}"))
             .to_owned()
     };

@@ -21,6 +21,8 @@ pub fn orgwarden() -> Command {
         "ORGWARDEN_SIM_ADMIN_KEY",
         "OPENAI_ADMIN_KEY",
         "RUST_LOG",
+        // Tables fit COLUMNS when it is set: tests that are about layout set it themselves.
+        "COLUMNS",
     ] {
         cmd.env_remove(var);
     }

@@ -1,0 +1,409 @@
+//! Output a person can use: tables at 80 columns that never break an id, severity headings
+//! that count what they list, failures said first and once, typos refused with the closest
+//! names, `--help` that teaches, and commands that leave no surprise files behind.
+
+use std::path::Path;
+use std::process::Output;
+
+use chrono::Utc;
+use orgwarden::model::{Family, ProjectId};
+use orgwarden::sim::{Fault, FaultKind, Org, SimHandle, SimOptions, start_background};
+use orgwarden::store::HISTORY_VIEWS;
+
+const KEY: &str = "sk-admin-cli-output-0123456789";
+
+/// Runs the binary in `dir` at 80 columns, with nothing from the caller's environment.
+fn run(dir: &Path, args: &[&str]) -> Output {
+    crate::support::orgwarden()
+        .args(args)
+        .current_dir(dir)
+        .env("COLUMNS", "80")
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A directory holding the demo's database (`orgwarden-demo.db`).
+fn demo_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["demo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    dir
+}
+
+fn demo_sim() -> SimHandle {
+    let now = Utc::now().timestamp();
+    start_background(
+        Org::demo(now - now.rem_euclid(86_400)),
+        SimOptions::default(),
+    )
+    .unwrap()
+}
+
+/// Each id appears whole on one line of `text`.
+fn assert_ids_whole(text: &str, ids: &[&str]) {
+    for id in ids {
+        assert!(
+            text.lines().any(|l| l.contains(id)),
+            "`{id}` is broken across lines or missing:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn findings_table_at_80_columns_wraps_messages_never_ids() {
+    let dir = demo_dir();
+    let out = run(
+        dir.path(),
+        &[
+            "--db",
+            "orgwarden-demo.db",
+            "findings",
+            "--severity",
+            "high",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_ids_whole(
+        &text,
+        &[
+            "api-key-owner-inactive",
+            "key_pay_jo_batch",
+            "cert_mob_pinning_old",
+            "project-retention-not-zdr",
+            "proj_payments",
+        ],
+    );
+    // The message wrapped instead: it is on no single line.
+    assert!(
+        !text.contains("whose access to the project is inactive"),
+        "{text}"
+    );
+    // Stacked one per line, the ids leave the message room within 80 columns.
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn one_table_style_for_every_command() {
+    let dir = demo_dir();
+    let db = ["--db", "orgwarden-demo.db"];
+    let commands: [&[&str]; 5] = [
+        &["findings"],
+        &["snapshots"],
+        &["history", "key_pay_jo_batch"],
+        &["query", "SELECT id FROM projects"],
+        &["rules", "list"],
+    ];
+    for command in commands {
+        let args: Vec<&str> = db.iter().chain(command).copied().collect();
+        let out = run(dir.path(), &args);
+        assert!(out.status.success(), "{command:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        // UTF8_FULL_CONDENSED: a box with a double rule under the header.
+        let first = text.lines().find(|l| l.contains('┌'));
+        assert!(first.is_some(), "{command:?} has no boxed table:\n{text}");
+        assert!(text.contains('╞'), "{command:?}:\n{text}");
+    }
+}
+
+#[test]
+fn query_table_wraps_json_but_keeps_ids_and_times_whole() {
+    let dir = demo_dir();
+    let out = run(
+        dir.path(),
+        &[
+            "--db",
+            "orgwarden-demo.db",
+            "query",
+            "SELECT id, created_at_utc, raw FROM projects WHERE id = 'proj_legacy_chatbot'",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    assert_ids_whole(&text, &["proj_legacy_chatbot", "2024-06-15T00:00:00Z"]);
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn a_failed_read_says_so_before_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_background(
+        Org::demo(Utc::now().timestamp()),
+        SimOptions {
+            admin_key: Some("sk-admin-another-key".into()),
+            ..SimOptions::default()
+        },
+    )
+    .unwrap();
+    let out = run(
+        dir.path(),
+        &["--db", "a.db", "--base-url", &sim.base_url(), "audit"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("snapshot 1 is failed: the organization could not be read completely"),
+        "{text}"
+    );
+    let warning = text.find("could not be read").unwrap();
+    let all_clear = text.find("No findings.").unwrap();
+    assert!(warning < all_clear, "{text}");
+}
+
+#[test]
+fn a_failed_scope_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = demo_sim();
+    let path = "/organization/projects/proj_payments/users";
+    sim.add_fault(Fault {
+        path_prefix: path.into(),
+        kind: FaultKind::Status(500),
+        times: None,
+    });
+    for command in ["audit", "snapshot"] {
+        let out = run(
+            dir.path(),
+            &["--db", "a.db", "--base-url", &sim.base_url(), command],
+        );
+        assert_eq!(out.status.code(), Some(3), "{command}: {}", stderr(&out));
+        let err = stderr(&out);
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("  ") && l.contains(path))
+            .unwrap_or_else(|| panic!("{command}: no failed scope line:\n{err}"));
+        assert_eq!(line.matches(path).count(), 1, "{command}: {line}");
+        assert!(line.trim_start().starts_with("GET "), "{command}: {line}");
+    }
+}
+
+#[test]
+fn history_lists_every_version_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = demo_sim();
+    let url = sim.base_url();
+    let snapshot = |dir: &Path| {
+        let out = run(dir, &["--db", "a.db", "--base-url", &url, "snapshot"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    snapshot(dir.path());
+    // The project and its hosted tools change: two objects with the same id, two versions each.
+    sim.with_org(|org| {
+        let p = org.project_mut(&ProjectId::from("proj_payments")).unwrap();
+        p.name = Some("Payments (renamed)".into());
+        p.hosted_tools[0] = !p.hosted_tools[0];
+    });
+    snapshot(dir.path());
+    let out = run(
+        dir.path(),
+        &[
+            "--db",
+            "a.db",
+            "history",
+            "proj_payments",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let snapshots: Vec<i64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(snapshots.contains(&1) && snapshots.contains(&2), "{text}");
+    assert!(snapshots.is_sorted(), "not in time order:\n{text}");
+}
+
+#[test]
+fn demo_summary_counts_what_it_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["demo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let count = |view: &str| {
+        let out = run(
+            dir.path(),
+            &[
+                "--db",
+                "orgwarden-demo.db",
+                "query",
+                &format!("SELECT count(*) FROM {view}"),
+                "--format",
+                "csv",
+            ],
+        );
+        stdout(&out).lines().nth(1).unwrap().to_owned()
+    };
+    let said = format!(
+        "({} projects, {} project users, {} API keys)",
+        count("projects"),
+        count("project_users"),
+        count("project_api_keys")
+    );
+    assert!(err.contains(&said), "expected {said} in:\n{err}");
+}
+
+#[test]
+fn typos_are_errors_with_the_closest_names() {
+    let dir = demo_dir();
+    let db = ["--db", "orgwarden-demo.db"];
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["findings", "--rule", "api-key-stal"],
+            "did you mean `api-key-stale`",
+        ),
+        (&["findings", "--rule", "nosuch"], "valid: api-key-old, "),
+        (&["findings", "--severity", "hig"], "'high'"),
+        (&["findings", "--status", "opn"], "'open'"),
+        (
+            &["rules", "explain", "api-key-stael"],
+            "did you mean `api-key-stale`",
+        ),
+        (
+            &["history", "key_pay_jo_btch"],
+            "did you mean `key_pay_jo_batch`",
+        ),
+        (
+            &["diff", "1", "9"],
+            "no snapshot 9 in the database; stored snapshots: 1",
+        ),
+    ];
+    for (command, hint) in cases {
+        let args: Vec<&str> = db.iter().chain(command).copied().collect();
+        let out = run(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(hint), "{command:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{command:?}: {}", stdout(&out));
+    }
+    let out = run(dir.path(), &["rules", "test", "api-key-stael"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did you mean `api-key-stale`"));
+}
+
+#[test]
+fn global_options_have_their_own_heading() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["findings", "--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let heading = text
+        .find("Global options:")
+        .expect("a Global options heading");
+    let own = text.find("--rule").unwrap();
+    let global = text.find("--db").unwrap();
+    assert!(own < heading && heading < global, "{text}");
+    // No global option among the command's own.
+    let own_section = &text[..heading];
+    for option in ["--config", "--base-url", "--log-format", "--quiet"] {
+        assert!(!own_section.contains(option), "{option} in:\n{own_section}");
+    }
+}
+
+#[test]
+fn daemon_help_says_what_it_reads_its_signals_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["daemon", "--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for needed in [
+        "[schedule]",
+        "[server] listen",
+        "SIGHUP",
+        "SIGTERM",
+        "SIGINT",
+        "Exit codes",
+    ] {
+        assert!(text.contains(needed), "`{needed}` missing:\n{text}");
+    }
+}
+
+#[test]
+fn query_help_lists_every_view_and_points_to_the_docs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["query", "--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("docs/views.md"), "{text}");
+    let views: Vec<&str> = Family::ALL
+        .iter()
+        .map(|f| f.view())
+        .chain(HISTORY_VIEWS)
+        .collect();
+    for view in views {
+        assert!(text.contains(view), "`{view}` missing:\n{text}");
+    }
+}
+
+#[test]
+fn offline_audit_on_a_missing_database_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["--db", "none.db", "audit", "--offline"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no database at none.db"),
+        "{}",
+        stderr(&out)
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+#[test]
+fn the_demo_outbox_is_ignored_by_git() {
+    let ignore = include_str!("../../.gitignore");
+    assert!(
+        ignore
+            .lines()
+            .any(|l| l.trim() == "/orgwarden-demo-outbox/"),
+        "{ignore}"
+    );
+}
+
+#[test]
+fn the_release_profile_strips_the_binary() {
+    let manifest: toml::Table = include_str!("../../Cargo.toml").parse().unwrap();
+    assert_eq!(
+        manifest["profile"]["release"]["strip"],
+        toml::Value::Boolean(true)
+    );
+}
+
+#[test]
+fn a_database_from_an_older_version_gets_the_utc_columns_on_a_read() {
+    let dir = demo_dir();
+    let db = dir.path().join("orgwarden-demo.db");
+    // The projects view as a version without `_utc` companions left it.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "DROP VIEW projects;
+         CREATE VIEW projects AS SELECT o.project_id AS project_id, o.resource_id AS resource_id
+         FROM object o WHERE o.family = 'projects';",
+    )
+    .unwrap();
+    drop(conn);
+    let out = run(
+        dir.path(),
+        &[
+            "--db",
+            "orgwarden-demo.db",
+            "query",
+            "SELECT created_at_utc FROM projects WHERE id = 'proj_legacy_chatbot'",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "created_at_utc\n2024-06-15T00:00:00Z\n");
+}
