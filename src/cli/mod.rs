@@ -3,10 +3,19 @@
 
 pub mod audit;
 pub mod daemon;
+pub mod demo;
+pub mod diff;
+pub mod findings;
 pub mod history;
+pub mod init;
 pub mod notify;
+pub mod query;
+pub mod read;
+pub mod rules;
+pub mod schedule;
 pub mod sim;
 pub mod snapshot;
+pub mod snapshots;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -203,9 +212,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a commented starter orgwarden.toml
-    Init(daemon::InitArgs),
+    Init(init::InitArgs),
     /// Full audit of the built-in simulated organization (no key, no network)
-    Demo(audit::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Snapshot, evaluate the rules and print the findings (and notify with --notify)
     Audit(audit::AuditArgs),
     /// Collect and store one snapshot; print a run summary
@@ -213,20 +222,20 @@ pub enum Command {
     /// Run audits on the configured schedule until SIGTERM (SIGHUP reloads)
     Daemon(daemon::DaemonArgs),
     /// Print the next run times of the configured schedule
-    Schedule(daemon::ScheduleArgs),
+    Schedule(schedule::ScheduleArgs),
     /// List stored snapshots
-    Snapshots(history::SnapshotsArgs),
+    Snapshots(snapshots::SnapshotsArgs),
     /// Objects added, removed and changed between two snapshots (default: the last two)
-    Diff(history::DiffArgs),
+    Diff(diff::DiffArgs),
     /// Every stored version of one object
     History(history::HistoryArgs),
     /// List findings
-    Findings(audit::FindingsArgs),
+    Findings(findings::FindingsArgs),
     /// Read-only SQL over the documented views
-    Query(history::QueryArgs),
+    Query(query::QueryArgs),
     /// List, check, test and explain rules
     #[command(subcommand)]
-    Rules(audit::RulesCommand),
+    Rules(rules::RulesCommand),
     /// Notification channels
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
@@ -256,18 +265,18 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<Exit> {
     let global = &cli.global;
     match &cli.command {
-        Command::Init(args) => daemon::init(global, args),
-        Command::Demo(args) => audit::demo(global, args),
+        Command::Init(args) => init::init(global, args),
+        Command::Demo(args) => demo::demo(global, args),
         Command::Audit(args) => audit::audit(global, args),
         Command::Snapshot(args) => snapshot::snapshot(global, args),
         Command::Daemon(args) => daemon::daemon(global, args),
-        Command::Schedule(args) => daemon::schedule(global, args),
-        Command::Snapshots(args) => history::snapshots(global, args),
-        Command::Diff(args) => history::diff(global, args),
+        Command::Schedule(args) => schedule::schedule(global, args),
+        Command::Snapshots(args) => snapshots::snapshots(global, args),
+        Command::Diff(args) => diff::diff(global, args),
         Command::History(args) => history::history(global, args),
-        Command::Findings(args) => audit::findings(global, args),
-        Command::Query(args) => history::query(global, args),
-        Command::Rules(cmd) => audit::rules(global, cmd),
+        Command::Findings(args) => findings::findings(global, args),
+        Command::Query(args) => query::query(global, args),
+        Command::Rules(cmd) => rules::rules(global, cmd),
         Command::Notify(cmd) => notify::notify(global, cmd),
         Command::Sim(args) => sim::sim(global, args),
     }

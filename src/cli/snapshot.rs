@@ -4,7 +4,7 @@ use std::path::Path;
 
 use comfy_table::{Cell, CellAlignment};
 
-use super::history::TableFormat;
+use super::read::TableFormat;
 use super::{CliError, Exit, GlobalArgs, runtime};
 use crate::client::{AdminClient, ClientOptions, load_admin_key};
 use crate::collect::{self, SnapshotOutcome};

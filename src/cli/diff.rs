@@ -1,0 +1,133 @@
+//! `orgwarden diff`: objects added, removed and changed between two snapshots.
+
+use std::io::Write;
+
+use super::read::{TableFormat, field_rows, names, open, table, write_csv};
+use super::{CliError, Exit, GlobalArgs};
+use crate::model::{SnapshotId, SnapshotStatus};
+use crate::report::Wrap;
+use crate::store::{SnapshotInfo, rfc3339};
+
+/// `orgwarden diff`
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The older snapshot id [default: the newest non-failed one before TO]
+    pub from: Option<i64>,
+    /// The newer snapshot id [default: the newest non-failed one]
+    pub to: Option<i64>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+}
+
+/// Runs `orgwarden diff`.
+pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
+    let store = open(global)?;
+    let stored = store.list_snapshots()?;
+    check_snapshot_id(&stored, args.from)?;
+    check_snapshot_id(&stored, args.to)?;
+    let diff = store
+        .diff(args.from.map(SnapshotId), args.to.map(SnapshotId))
+        .map_err(CliError::usage)?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        TableFormat::Json => {
+            let value = serde_json::json!({
+                "from": diff.from.to_json(),
+                "to": diff.to.to_json(),
+                "changes": diff.entries,
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        }
+        TableFormat::Csv | TableFormat::Table => {
+            let header = [
+                ("change", Wrap::Never),
+                ("resource_type", Wrap::Never),
+                ("project_id", Wrap::Never),
+                ("resource_id", Wrap::Never),
+                ("field", Wrap::Never),
+                ("old", Wrap::Prose),
+                ("new", Wrap::Prose),
+            ];
+            let mut rows = Vec::new();
+            for entry in &diff.entries {
+                let id = match &entry.parent_id {
+                    Some(parent) => format!("{parent}/{}", entry.resource_id),
+                    None => entry.resource_id.clone(),
+                };
+                let base = [
+                    entry.kind.as_str().to_owned(),
+                    entry.family.view().to_owned(),
+                    entry.project_id.clone(),
+                    id,
+                ];
+                rows.extend(field_rows(&base, entry.kind, &entry.changes));
+            }
+            if args.format == TableFormat::Csv {
+                write_csv(&mut out, &names(&header), &rows)?;
+            } else {
+                writeln!(
+                    out,
+                    "snapshot {} ({}) → {} ({}): {} object(s) differ",
+                    diff.from.id,
+                    rfc3339(diff.from.started_at),
+                    diff.to.id,
+                    rfc3339(diff.to.started_at),
+                    diff.entries.len()
+                )?;
+                if !rows.is_empty() {
+                    writeln!(out, "{}", table(&header, rows))?;
+                }
+                // Objects of unread scopes were carried forward: say so, since a diff
+                // across such a snapshot cannot show what changed in them.
+                let (low, high) = if diff.from.id <= diff.to.id {
+                    (diff.from.id, diff.to.id)
+                } else {
+                    (diff.to.id, diff.from.id)
+                };
+                for s in store.list_snapshots()? {
+                    if s.id <= low || s.id > high {
+                        continue;
+                    }
+                    if s.status == SnapshotStatus::Failed {
+                        writeln!(out, "note: snapshot {} failed and changed nothing", s.id)?;
+                    } else if s.scopes_failed > 0 {
+                        writeln!(
+                            out,
+                            "note: snapshot {} was partial: {} scope(s) could not be read and were carried forward",
+                            s.id, s.scopes_failed
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// Fails with exit 2 when `id` is not a stored snapshot, naming the stored ones (ids are
+/// numbers: the nearest by spelling would mislead, so the stored range is the hint).
+pub(super) fn check_snapshot_id(list: &[SnapshotInfo], id: Option<i64>) -> anyhow::Result<()> {
+    let Some(id) = id else { return Ok(()) };
+    if list.iter().any(|s| s.id.0 == id) {
+        return Ok(());
+    }
+    const LISTED: usize = 20;
+    let stored = match list {
+        [] => "none yet: run `orgwarden snapshot`".to_owned(),
+        few if few.len() <= LISTED => few
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        many => format!(
+            "{} of them from {} to {} (see `orgwarden snapshots`)",
+            many.len(),
+            many.iter().map(|s| s.id).min().unwrap_or(SnapshotId(0)),
+            many.iter().map(|s| s.id).max().unwrap_or(SnapshotId(0))
+        ),
+    };
+    Err(CliError::usage(anyhow::anyhow!(
+        "no snapshot {id} in the database; stored snapshots: {stored}"
+    )))
+}

@@ -1,0 +1,98 @@
+//! `orgwarden findings`: the stored findings, filtered.
+
+use std::io::IsTerminal;
+
+use chrono::Utc;
+
+use crate::findings::{self, Finding, Status};
+use crate::model::Severity;
+use crate::report::{self};
+use crate::rules::{self, Loaded};
+use crate::store::Store;
+
+use super::audit::{FindingsFormat, store_error};
+use super::{Exit, GlobalArgs, unknown_name};
+
+/// Which findings to list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum StatusFilter {
+    /// Open findings.
+    #[default]
+    Open,
+    /// Resolved findings.
+    Resolved,
+    /// Exempt findings.
+    Exempt,
+    /// Every finding.
+    All,
+}
+
+/// `orgwarden findings`
+#[derive(Debug, clap::Args)]
+pub struct FindingsArgs {
+    /// Which findings
+    #[arg(long, value_enum, default_value_t = StatusFilter::Open)]
+    pub status: StatusFilter,
+    /// Only this severity and above
+    #[arg(long, value_enum)]
+    pub severity: Option<Severity>,
+    /// Only this rule
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = FindingsFormat::Table)]
+    pub format: FindingsFormat,
+}
+
+/// Runs `orgwarden findings`.
+pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit> {
+    let config = global.load_config()?;
+    let db = global.db_path(&config);
+    let store = Store::open_read_only(&db).map_err(store_error)?;
+    let stored = findings::load(store.reader())?;
+    // Rules only add descriptions to SARIF; a broken rule file must not hide findings.
+    let loaded = rules::load(&config, Utc::now().date_naive());
+    if let Some(rule) = &args.rule {
+        check_rule_filter(rule, &loaded, &stored)?;
+    }
+    let mut list: Vec<Finding> = stored
+        .into_iter()
+        .filter(|f| match args.status {
+            StatusFilter::Open => f.status == Status::Open,
+            StatusFilter::Resolved => f.status == Status::Resolved,
+            StatusFilter::Exempt => f.status == Status::Exempt,
+            StatusFilter::All => true,
+        })
+        .filter(|f| args.severity.is_none_or(|s| f.severity >= s))
+        .filter(|f| args.rule.as_deref().is_none_or(|r| f.rule_id.as_str() == r))
+        .collect();
+    findings::sort(&mut list);
+    let color = args.format == FindingsFormat::Table && std::io::stdout().is_terminal();
+    print!(
+        "{}",
+        report::render(args.format.into(), None, &list, &loaded.rules, color)?
+    );
+    Ok(Exit::Ok)
+}
+
+/// `--rule` must name a configured rule or one with stored findings (a rule since removed
+/// from the configuration still has its history): a typo would otherwise list nothing and
+/// read as all clear.
+pub(super) fn check_rule_filter(
+    rule: &str,
+    loaded: &Loaded,
+    stored: &[Finding],
+) -> anyhow::Result<()> {
+    let mut known: Vec<&str> = loaded.rules.rules.iter().map(|r| r.id.as_str()).collect();
+    known.extend(stored.iter().map(|f| f.rule_id.as_str()));
+    known.sort_unstable();
+    known.dedup();
+    if known.contains(&rule) {
+        return Ok(());
+    }
+    Err(unknown_name(
+        format_args!("no rule has the id `{rule}`"),
+        rule,
+        &known,
+    ))
+}

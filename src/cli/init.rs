@@ -1,0 +1,250 @@
+//! `orgwarden init`: a commented starter configuration.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::{CliError, Exit, GlobalArgs};
+
+/// `orgwarden init`
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Where to write the starter configuration
+    #[arg(default_value = "orgwarden.toml")]
+    pub file: PathBuf,
+    /// Overwrite an existing file
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The commented starter configuration `init` writes; every key is explained.
+pub const STARTER_CONFIG: &str = r##"# orgwarden.toml: configuration for orgwarden (`orgwarden --help` lists the commands).
+# Every key is optional; the values shown are the defaults unless the line is commented out.
+# Relative paths are read from the folder this file is in.
+
+[openai]
+# The organization's name in reports, emails and each snapshot's `org`.
+organization = "default"
+# The Admin API base URL (--base-url overrides it). Point it at `orgwarden sim` to test.
+base_url = "https://api.openai.com/v1"
+# A file holding the admin key (one line). Without it, orgwarden reads OPENAI_ADMIN_KEY.
+# Under systemd with LoadCredential=openai_admin_key:..., the file is
+# /run/credentials/orgwarden.service/openai_admin_key.
+# admin_key_file = "/run/secrets/openai_admin_key"
+# How many Admin API requests may be in flight at once.
+concurrency = 8
+# Seconds before one request is abandoned.
+timeout_secs = 30
+
+[storage]
+# The SQLite database holding every snapshot, object version and finding (--db overrides it).
+path = "orgwarden.db"
+
+[schedule]
+# When `orgwarden daemon` runs an audit: a standard 5-field crontab line
+#   minute hour day-of-month month day-of-week
+# with Unix weekday numbers (0 and 7 are Sunday), names (mon-fri, jan-dec), ranges (1-5),
+# steps (*/15, 1-30/5) and lists (1,15); or @hourly @daily @midnight @weekly @monthly
+# @yearly @annually. Six fields put seconds first. When both day-of-month and day-of-week
+# are restricted, a day matches if either does (as in cron). Check it with
+# `orgwarden schedule --count 10`.
+cron = "0 */6 * * *"
+# The IANA time zone the expression is read in. A time skipped by a daylight-saving jump
+# runs once at the first moment after it; a time that occurs twice runs once, the first time.
+timezone = "UTC"
+# Run one audit as soon as the daemon starts, besides the schedule.
+run_on_start = false
+# Wait a random delay of up to this long before each scheduled run (45s, 30m, 12h, 1d or
+# 2w), so many installations on the same schedule do not call the API at the same second.
+# jitter = "30s"
+
+[rules]
+# Extra rule files or folders, besides the shipped rule pack.
+paths = []
+# Rule ids not to evaluate.
+disabled = []
+
+# Per-rule parameter overrides: one table per rule id.
+# [rules.params.api-key-stale]
+# max_idle_days = 60
+
+# Per-rule severity overrides: info, low, medium, high or critical.
+[rules.severity]
+# project-no-spend-alert = "medium"
+
+# Accepted findings. Each needs the rule, a resource id (exact or glob), why, who answers
+# for it, and the last day it holds (UTC); when it expires, the finding reopens and says so.
+# Repeat the [[exemption]] table for more.
+# [[exemption]]
+# rule = "project-no-spend-alert"
+# resource = "proj_sandbox*"
+# reason = "sandbox has a hard spend limit"
+# owner = "finops@example.com"
+# expires = "2027-03-31"
+
+[notify]
+# Announce findings that are still open again after this long (45s, 30m, 12h, 7d, 2w).
+repeat_interval = "7d"
+# Announce findings that were resolved.
+send_resolved = true
+
+# Email digests: one message per run that has something to announce. Without it, no email.
+# [notify.email]
+# "smtp", or "file" to write .eml files into `dir`.
+# transport = "smtp"
+# host = "smtp.example.com"
+# Default from `tls`: 587 for starttls, 465 for tls, 25 for none.
+# port = 587
+# "starttls", "tls" (implicit TLS) or "none" (only for a relay on loopback).
+# tls = "starttls"
+# username = "orgwarden"
+# The environment variable that holds the SMTP password (never the password itself).
+# password_env = "ORGWARDEN_SMTP_PASSWORD"
+# from = "orgwarden@example.com"
+# to = ["security@example.com"]
+# Where transport = "file" writes messages.
+# dir = "outbox"
+# A PEM file of extra CA certificates to trust for the SMTP server (a private relay), on top
+# of the system's.
+# ca_file = "/etc/orgwarden/smtp-ca.pem"
+
+# Your own templates for the digest's HTML and plain-text parts.
+# [notify.email.templates]
+# html = "templates/digest.html"
+# text = "templates/digest.txt"
+
+# While the daemon runs: /healthz, /readyz and /metrics (Prometheus) on this address.
+# Without it, no server runs. Keep it on loopback unless a proxy or network policy guards it.
+[server]
+# listen = "127.0.0.1:9464"
+"##;
+
+/// Runs `orgwarden init`.
+pub fn init(_global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<Exit> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if args.force {
+        options.create(true).truncate(true);
+    } else {
+        // create_new: the existence check and the creation are one step, so a file that
+        // appears in between is never clobbered.
+        options.create_new(true);
+    }
+    let mut file = match options.open(&args.file) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "{} already exists; pass --force to overwrite it",
+                args.file.display()
+            )));
+        }
+        Err(error) => {
+            return Err(CliError::usage(
+                anyhow::Error::new(error).context(format!("cannot create {}", args.file.display())),
+            ));
+        }
+    };
+    file.write_all(STARTER_CONFIG.as_bytes())
+        .with_context(|| format!("cannot write {}", args.file.display()))?;
+    eprintln!(
+        "wrote {}; check it with `orgwarden --config {} schedule`",
+        args.file.display(),
+        args.file.display()
+    );
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::cli::daemon::timing_from_config;
+    use crate::config::Config;
+
+    #[test]
+    fn starter_config_parses() {
+        let config = Config::parse(STARTER_CONFIG, Path::new("orgwarden.toml")).unwrap();
+        assert_eq!(config.schedule.schedule.expression(), "0 */6 * * *");
+        assert_eq!(
+            timing_from_config(&config).schedule.to_string(),
+            "0 */6 * * * (UTC)"
+        );
+    }
+
+    #[test]
+    fn starter_config_parses_with_every_example_uncommented() {
+        // Commented examples (`# key = value`, `# [table]`) must be real keys, so
+        // uncommenting them all still gives a valid file.
+        let uncommented: String = STARTER_CONFIG
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest.split_once(" = ").is_some_and(|(k, _)| {
+                            k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        }) =>
+                {
+                    rest.to_owned()
+                }
+                _ => line.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = Config::parse(&uncommented, Path::new("orgwarden.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert!(config.notify.email.is_some());
+        assert!(config.server.listen.is_some());
+        assert_eq!(config.exemption.len(), 1);
+        assert!(config.openai.admin_key_file.is_some());
+        assert!(config.schedule.jitter.is_some());
+        assert!(timing_from_config(&config).jitter.is_some());
+    }
+
+    #[test]
+    fn starter_config_mentions_every_key() {
+        for key in [
+            "organization",
+            "base_url",
+            "admin_key_file",
+            "concurrency",
+            "timeout_secs",
+            "path",
+            "cron",
+            "timezone",
+            "run_on_start",
+            "jitter",
+            "paths",
+            "disabled",
+            "[rules.params.",
+            "[rules.severity]",
+            "[[exemption]]",
+            "rule",
+            "resource",
+            "reason",
+            "owner",
+            "expires",
+            "repeat_interval",
+            "send_resolved",
+            "[notify.email]",
+            "transport",
+            "host",
+            "port",
+            "tls",
+            "username",
+            "password_env",
+            "from",
+            "to",
+            "dir",
+            "ca_file",
+            "[notify.email.templates]",
+            "html",
+            "text",
+            "[server]",
+            "listen",
+        ] {
+            assert!(STARTER_CONFIG.contains(key), "starter config lacks `{key}`");
+        }
+    }
+}

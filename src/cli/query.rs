@@ -1,0 +1,66 @@
+//! `orgwarden query`: read-only SQL over the documented views.
+
+use std::io::Write;
+
+use super::read::{TableFormat, open, table, text_rows, write_csv};
+use super::{CliError, Exit, GlobalArgs};
+use crate::model::Family;
+use crate::report::{self, Wrap};
+use crate::store::HISTORY_VIEWS;
+
+/// `orgwarden query`
+#[derive(Debug, clap::Args)]
+#[command(after_help = query_help())]
+pub struct QueryArgs {
+    /// A read-only SQL statement over the views (anything that would write is refused)
+    pub sql: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+}
+
+/// Every view `query` can read, from the family catalog, so the list cannot drift from
+/// the views the binary creates.
+pub(super) fn query_help() -> String {
+    let views: Vec<&str> = Family::ALL
+        .iter()
+        .map(|f| f.view())
+        .chain(HISTORY_VIEWS)
+        .collect();
+    format!(
+        "Views: {}.\n\
+         Their columns, and example queries: docs/views.md. Times are Unix seconds; each has \
+         a readable `…_utc` companion (created_at_utc).\n\
+         Example: orgwarden query \"SELECT id, name, created_at_utc FROM projects\"",
+        views.join(", ")
+    )
+}
+
+/// Runs `orgwarden query`.
+pub fn query(global: &GlobalArgs, args: &QueryArgs) -> anyhow::Result<Exit> {
+    let store = open(global)?;
+    let result = store.query(&args.sql, &[]).map_err(CliError::usage)?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        TableFormat::Json => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&result.to_json())?)?;
+        }
+        TableFormat::Csv => {
+            let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
+            write_csv(&mut out, &header, &text_rows(&result))?;
+        }
+        TableFormat::Table => {
+            let header: Vec<(&str, Wrap)> = result
+                .columns
+                .iter()
+                .map(|c| (c.as_str(), report::wrap_for_column(c)))
+                .collect();
+            let count = result.rows.len();
+            if !header.is_empty() {
+                writeln!(out, "{}", table(&header, text_rows(&result)))?;
+            }
+            writeln!(out, "({count} row{})", if count == 1 { "" } else { "s" })?;
+        }
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,116 @@
+//! What the read-only commands (`snapshots`, `diff`, `history`, `query`) share: opening the
+//! database read-only, the table and CSV writers.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use comfy_table::Table;
+use serde_json::Value;
+
+use super::{CliError, GlobalArgs};
+use crate::report::{self, Wrap};
+use crate::store::{ChangeKind, FieldChange, QueryResult, Store, StoreError, sql_to_text};
+
+/// Output format of the store's read commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum TableFormat {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// Opens the configured database read-only. A database written by an older orgwarden is
+/// migrated and its views regenerated first (the only write a read command makes).
+pub(super) fn open(global: &GlobalArgs) -> anyhow::Result<Store> {
+    let config = global.load_config()?;
+    let path = global.db_path(&config);
+    match Store::open_read_only(&path) {
+        Err(StoreError::NeedsMigration { .. }) => {
+            migrate(&path)?;
+            Store::open_read_only(&path).map_err(CliError::usage)
+        }
+        // Written by an older orgwarden: its views lack columns this one documents.
+        Ok(store) if store.views_stale() => {
+            drop(store);
+            migrate(&path)?;
+            Store::open_read_only(&path).map_err(CliError::usage)
+        }
+        other => other.map_err(CliError::usage),
+    }
+}
+
+pub(super) fn migrate(path: &Path) -> anyhow::Result<()> {
+    Store::open(path)
+        .map(drop)
+        .with_context(|| format!("upgrading {}", path.display()))
+        .map_err(CliError::usage)
+}
+
+/// One row per changed field (or one row for an added or removed object).
+pub(super) fn field_rows<const N: usize>(
+    base: &[String; N],
+    kind: ChangeKind,
+    changes: &[FieldChange],
+) -> Vec<Vec<String>> {
+    if changes.is_empty() || kind != ChangeKind::Changed {
+        let mut row = base.to_vec();
+        row.extend([String::new(), String::new(), String::new()]);
+        return vec![row];
+    }
+    changes
+        .iter()
+        .map(|change| {
+            let mut row = base.to_vec();
+            row.push(change.path.clone());
+            row.push(show(change.old.as_ref()));
+            row.push(show(change.new.as_ref()));
+            row
+        })
+        .collect()
+}
+
+/// A JSON value for a table cell: strings bare, absent as `(absent)`.
+fn show(value: Option<&Value>) -> String {
+    match value {
+        None => "(absent)".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+pub(super) fn text_rows(result: &QueryResult) -> Vec<Vec<String>> {
+    result
+        .rows
+        .iter()
+        .map(|row| row.iter().map(sql_to_text).collect())
+        .collect()
+}
+
+/// The column names of a table header.
+pub(super) fn names<'a>(header: &[(&'a str, Wrap)]) -> Vec<&'a str> {
+    header.iter().map(|(name, _)| *name).collect()
+}
+
+/// A table in the style every command shares, fitted to the terminal.
+pub(super) fn table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> Table {
+    report::new_table(header, rows, report::output_width(), false)
+}
+
+pub(super) fn write_csv(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> anyhow::Result<()> {
+    let mut writer = csv::Writer::from_writer(out);
+    writer.write_record(header)?;
+    for row in rows {
+        writer.write_record(row)?;
+    }
+    writer.flush()?;
+    Ok(())
+}

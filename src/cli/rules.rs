@@ -1,0 +1,244 @@
+//! `orgwarden rules`: list, check, test and explain the rules.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use chrono::Utc;
+
+use crate::findings::{self};
+use crate::report::{self, Wrap};
+use crate::rules::{self, Loaded, fixtures};
+use crate::store::Store;
+
+use super::audit::{load_rules, print_diagnostics};
+use super::{CliError, Exit, GlobalArgs, unknown_name};
+
+/// `orgwarden rules …`
+#[derive(Debug, clap::Subcommand)]
+pub enum RulesCommand {
+    /// Every rule: id, severity, resource type, params, source file
+    List,
+    /// Check every rule and config file; report every problem at once
+    Check,
+    /// Run each rule's fixtures through the real store and evaluator
+    Test {
+        /// Only these rule ids
+        ids: Vec<String>,
+        /// Extra fixture folders
+        #[arg(long)]
+        fixtures: Vec<PathBuf>,
+    },
+    /// A rule's description, params, remediation and compiled SQL
+    Explain {
+        /// The rule id
+        id: String,
+    },
+}
+
+/// Runs `orgwarden rules …`.
+pub fn rules(global: &GlobalArgs, cmd: &RulesCommand) -> anyhow::Result<Exit> {
+    match cmd {
+        RulesCommand::List => rules_list(global),
+        RulesCommand::Check => rules_check(global),
+        RulesCommand::Test { ids, fixtures } => rules_test(global, ids, fixtures),
+        RulesCommand::Explain { id } => rules_explain(global, id),
+    }
+}
+
+pub(super) fn rules_list(global: &GlobalArgs) -> anyhow::Result<Exit> {
+    let (_, loaded) = load_rules(global)?;
+    let rows = loaded.rules.rules.iter().map(|r| {
+        let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut severity = r.severity.to_string();
+        if !r.enabled {
+            severity.push_str(" (disabled)");
+        }
+        vec![
+            r.id.to_string(),
+            severity,
+            r.resource_type.view().to_owned(),
+            params.join(" "),
+            format!("{}:{}", r.source, r.line),
+        ]
+    });
+    let t = report::new_table(
+        &[
+            ("id", Wrap::Never),
+            ("severity", Wrap::Never),
+            ("resource_type", Wrap::Never),
+            ("params", Wrap::Prose),
+            ("source", Wrap::Never),
+        ],
+        rows,
+        report::output_width(),
+        false,
+    );
+    println!("{t}");
+    Ok(Exit::Ok)
+}
+
+pub(super) fn unknown_rule(loaded: &Loaded, id: &str) -> anyhow::Error {
+    let ids: Vec<&str> = loaded.rules.rules.iter().map(|r| r.id.as_str()).collect();
+    unknown_name(format_args!("no rule has the id `{id}`"), id, &ids)
+}
+
+pub(super) fn rules_explain(global: &GlobalArgs, id: &str) -> anyhow::Result<Exit> {
+    let (_, loaded) = load_rules(global)?;
+    let rule = loaded
+        .rules
+        .get(id)
+        .ok_or_else(|| unknown_rule(&loaded, id))?;
+    let mut out = format!("{} — {}\n\n", rule.id, rule.title);
+    out.push_str(&format!(
+        "severity:      {}{}\n",
+        rule.severity,
+        if rule.severity == rule.default_severity {
+            String::new()
+        } else {
+            format!(" (rule file: {})", rule.default_severity)
+        }
+    ));
+    out.push_str(&format!("resource type: {}\n", rule.resource_type.view()));
+    out.push_str(&format!("source:        {}:{}\n", rule.source, rule.line));
+    out.push_str(&format!(
+        "enabled:       {}\n",
+        if rule.enabled {
+            "yes"
+        } else {
+            "no (disabled in [rules])"
+        }
+    ));
+    out.push_str(&format!(
+        "archived:      {}\n\n",
+        if rule.include_archived {
+            "findings in archived projects are reported"
+        } else {
+            "archived projects are skipped"
+        }
+    ));
+    out.push_str(&format!("{}\n\n", rule.description.trim()));
+    if !rule.params.is_empty() {
+        out.push_str("params:\n");
+        for (k, v) in &rule.params {
+            let default = &rule.defaults[k];
+            if v == default {
+                out.push_str(&format!("  {k} = {v}\n"));
+            } else {
+                out.push_str(&format!("  {k} = {v}  (default {default})\n"));
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!("remediation:\n{}\n\n", rule.remediation.trim()));
+    out.push_str(&format!(
+        "SQL (`:now` = evaluation time, Unix seconds):\n{}\n",
+        rule.sql()
+    ));
+    let binds = rule.bindings();
+    if !binds.is_empty() {
+        out.push_str("\nbound parameters:\n");
+        for (name, value) in binds {
+            out.push_str(&format!("  {name} = {value}\n"));
+        }
+    }
+    print!("{out}");
+    Ok(Exit::Ok)
+}
+
+pub(super) fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
+    let config = global.load_config()?;
+    let mut loaded = rules::load(&config, Utc::now().date_naive());
+    // Exemptions matching nothing can only be judged against stored findings.
+    let db = global.db_path(&config);
+    if db.exists()
+        && !loaded.diagnostics.has_errors()
+        && let Ok(store) = Store::open_read_only(&db)
+    {
+        let stored: Vec<_> = findings::load(store.reader())?
+            .into_iter()
+            .map(|f| (f.rule_id, f.resource_id))
+            .collect();
+        rules::warn_unused_exemptions(
+            &config,
+            &loaded.exemptions,
+            &stored,
+            &mut loaded.diagnostics,
+        );
+    }
+    print_diagnostics(&loaded.diagnostics, "")?;
+    println!(
+        "{} rules ok ({} enabled), {} exemption(s)",
+        loaded.rules.rules.len(),
+        loaded.rules.enabled().count(),
+        loaded.exemptions.len()
+    );
+    Ok(Exit::Ok)
+}
+
+pub(super) fn rules_test(
+    global: &GlobalArgs,
+    ids: &[String],
+    extra: &[PathBuf],
+) -> anyhow::Result<Exit> {
+    let (_, loaded) = load_rules(global)?;
+    for id in ids {
+        if loaded.rules.get(id).is_none() {
+            return Err(unknown_rule(&loaded, id));
+        }
+    }
+    let cases =
+        fixtures::discover(&loaded.rules, extra).map_err(|e| CliError::usage(anyhow!(e)))?;
+    let now = Utc::now().timestamp();
+    let (mut passed, mut failed) = (0, 0);
+    for case in cases
+        .iter()
+        .filter(|c| ids.is_empty() || ids.contains(&c.rule))
+    {
+        let Some(rule) = loaded.rules.get(&case.rule) else {
+            println!(
+                "FAIL {} / {}: no rule has the id `{}` ({})",
+                case.rule, case.name, case.rule, case.file
+            );
+            failed += 1;
+            continue;
+        };
+        // Fixtures are written against the rule file's params, not this site's overrides.
+        let mut rule = rule.clone();
+        rule.params = rule.defaults.clone();
+        let result = fixtures::run(&rule, case, now);
+        if result.passed() {
+            println!("ok   {} / {}", case.rule, case.name);
+            passed += 1;
+            continue;
+        }
+        failed += 1;
+        println!("FAIL {} / {} ({})", case.rule, case.name, case.file);
+        if let Some(e) = &result.error {
+            println!("     error: {e}");
+        }
+        for m in &result.missing {
+            println!("     expected but not found: {m}");
+        }
+        for u in &result.unexpected {
+            println!("     found but not expected: {u}");
+        }
+    }
+    let untested: Vec<&str> = loaded
+        .rules
+        .rules
+        .iter()
+        .filter(|r| ids.is_empty() || ids.contains(&r.id.0))
+        .filter(|r| !cases.iter().any(|c| c.rule == r.id.as_str()))
+        .map(|r| r.id.as_str())
+        .collect();
+    if !untested.is_empty() {
+        println!("no fixtures: {}", untested.join(", "));
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        return Err(CliError::usage(anyhow!(
+            "{failed} rule fixture case(s) failed"
+        )));
+    }
+    Ok(Exit::Ok)
+}
