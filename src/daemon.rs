@@ -292,7 +292,7 @@ impl DaemonHandle {
         self.inner
             .last_run
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
@@ -613,7 +613,7 @@ impl<J: Job> Running<J> {
         match tokio::time::timeout(self.daemon.flush_timeout, self.daemon.job.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                tracing::error!(%error, "flushing the outbox failed; it is retried on the next run")
+                tracing::error!(%error, "flushing the outbox failed; it is retried on the next run");
             }
             Err(_) => tracing::error!(
                 timeout_secs = self.daemon.flush_timeout.as_secs(),
@@ -704,16 +704,17 @@ impl<J: Job> Running<J> {
 
     fn log_next(&self, next: Option<Planned>) {
         let tz = self.daemon.timing.schedule.timezone();
-        match next {
-            Some(planned) => tracing::info!(
+        if let Some(planned) = next {
+            tracing::info!(
                 schedule = %self.daemon.timing.schedule,
                 next_run = %planned.tick.with_timezone(&tz).to_rfc3339(),
                 "waiting for the next scheduled run"
-            ),
-            None => tracing::warn!(
+            );
+        } else {
+            tracing::warn!(
                 schedule = %self.daemon.timing.schedule,
                 "the schedule has no future run time"
-            ),
+            );
         }
     }
 
@@ -762,7 +763,7 @@ impl<J: Job> Running<J> {
             .inner
             .last_run
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(record.clone());
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(record.clone());
         self.dispatch(&DaemonEvent::RunFinished(Box::new(record)))
             .await;
     }
@@ -780,21 +781,18 @@ impl<J: Job> Running<J> {
             () = tokio::time::sleep(deadline) => None,
             () = abandon.cancelled() => None,
         };
-        let joined = match finished {
-            Some(joined) => joined,
-            None => {
-                tracing::warn!(
-                    "cancelling the run in flight; it rolls back what it had not committed"
-                );
-                run.cancel.cancel();
-                match tokio::time::timeout(self.daemon.abandon_grace, &mut run.task).await {
-                    Ok(joined) => joined,
-                    Err(_) => {
-                        tracing::error!("the run did not stop after cancellation; dropping it");
-                        run.task.abort();
-                        (&mut run.task).await
-                    }
-                }
+        let joined = if let Some(joined) = finished {
+            joined
+        } else {
+            tracing::warn!("cancelling the run in flight; it rolls back what it had not committed");
+            run.cancel.cancel();
+            if let Ok(joined) = tokio::time::timeout(self.daemon.abandon_grace, &mut run.task).await
+            {
+                joined
+            } else {
+                tracing::error!("the run did not stop after cancellation; dropping it");
+                run.task.abort();
+                (&mut run.task).await
             }
         };
         self.finish(run, joined).await;

@@ -237,16 +237,15 @@ impl Diagnostics {
             .files
             .into_iter()
             .map(|file| {
-                match self
+                if let Some(existing) = self
                     .files
                     .iter()
                     .position(|f| f.name == file.name && f.text == file.text)
                 {
-                    Some(existing) => FileId(existing),
-                    None => {
-                        self.files.push(file);
-                        FileId(self.files.len() - 1)
-                    }
+                    FileId(existing)
+                } else {
+                    self.files.push(file);
+                    FileId(self.files.len() - 1)
                 }
             })
             .collect();

@@ -169,7 +169,7 @@ pub fn finding_json(f: &Finding) -> Json {
         "title": f.title,
         "resource_type": f.resource_type,
         "resource_id": f.resource_id,
-        "project_id": f.project_id.as_ref().map(|p| p.as_str()),
+        "project_id": f.project_id.as_ref().map(super::model::ProjectId::as_str),
         "message": f.message,
         "status": f.status.as_str(),
         "first_seen": rfc3339(f.first_seen_at()),
@@ -574,7 +574,7 @@ pub fn sarif(findings: &[Finding], rules: &RuleSet) -> Json {
                 "partialFingerprints": {"orgwardenFingerprint/v1": f.fingerprint},
                 "properties": {
                     "severity": f.severity.as_str(),
-                    "project_id": f.project_id.as_ref().map(|p| p.as_str()),
+                    "project_id": f.project_id.as_ref().map(super::model::ProjectId::as_str),
                     "first_seen": rfc3339(f.first_seen_at()),
                     "last_seen": rfc3339(f.last_seen_at()),
                 },

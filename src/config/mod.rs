@@ -167,15 +167,14 @@ impl RulesConfig {
     /// Sets param `name` of rule `rule` unless the file already does (for settings a
     /// command supplies, like the demo's own email domain); it has no place in the file.
     pub fn set_param_default(&mut self, rule: &str, name: &str, value: toml::Value) {
-        let index = match self.params.iter().position(|p| p.rule.get_ref() == rule) {
-            Some(index) => index,
-            None => {
-                self.params.push(RuleParams {
-                    rule: Spanned::new(0..0, rule.to_owned()),
-                    values: Vec::new(),
-                });
-                self.params.len() - 1
-            }
+        let index = if let Some(index) = self.params.iter().position(|p| p.rule.get_ref() == rule) {
+            index
+        } else {
+            self.params.push(RuleParams {
+                rule: Spanned::new(0..0, rule.to_owned()),
+                values: Vec::new(),
+            });
+            self.params.len() - 1
         };
         let values = &mut self.params[index].values;
         if !values.iter().any(|(k, _)| k.get_ref() == name) {

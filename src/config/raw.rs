@@ -205,23 +205,24 @@ impl<'d> Reader<'d> {
             ..RawRules::default()
         };
         if let Some(severity) = self.table(t, "severity") {
-            for (key, _) in severity.entries.iter() {
+            for (key, _) in severity.entries {
                 if let Some(value) = self.string(&severity, key.get_ref()) {
                     rules.severity.push((owned_key(key), value));
                 }
             }
         }
         if let Some(params) = self.table(t, "params") {
-            for (id, _) in params.entries.iter() {
+            for (id, _) in params.entries {
                 let Some(table) = self.table(&params, id.get_ref()) else {
                     continue;
                 };
                 let values = table
                     .entries
                     .iter()
-                    .filter_map(|(name, value)| match to_value(value.get_ref()) {
-                        Some(v) => Some((owned_key(name), Spanned::new(value.span(), v))),
-                        None => {
+                    .filter_map(|(name, value)| {
+                        if let Some(v) = to_value(value.get_ref()) {
+                            Some((owned_key(name), Spanned::new(value.span(), v)))
+                        } else {
                             self.diags.error(
                                 DiagnosticCode::BadValue,
                                 Some(self.file),
@@ -306,7 +307,7 @@ impl<'d> Reader<'d> {
 
     /// Reports every key of `t` that is not in `known`, with the closest known key.
     fn unknown_keys(&mut self, t: &Table<'_, '_>, known: &[&str]) {
-        for (key, _) in t.entries.iter() {
+        for (key, _) in t.entries {
             let name = key.get_ref();
             if known.contains(&name.as_ref()) {
                 continue;
@@ -342,34 +343,30 @@ impl<'d> Reader<'d> {
     /// The sub-table `key` of `t`, reporting a value of another type.
     fn table<'t, 'i>(&mut self, t: &Table<'t, 'i>, key: &str) -> Option<Table<'t, 'i>> {
         let value = t.entries.get(key)?;
-        match value.get_ref().as_table() {
-            Some(entries) => {
-                let path = if t.path.is_empty() {
-                    key.to_owned()
-                } else {
-                    format!("{}.{key}", t.path)
-                };
-                Some(Table {
-                    name: format!("[{path}]"),
-                    path,
-                    entries,
-                })
-            }
-            None => {
-                self.wrong_type(&t.name, key, value, "a table");
-                None
-            }
+        if let Some(entries) = value.get_ref().as_table() {
+            let path = if t.path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{}.{key}", t.path)
+            };
+            Some(Table {
+                name: format!("[{path}]"),
+                path,
+                entries,
+            })
+        } else {
+            self.wrong_type(&t.name, key, value, "a table");
+            None
         }
     }
 
     fn string(&mut self, t: &Table<'_, '_>, key: &str) -> Option<Spanned<String>> {
         let value = t.entries.get(key)?;
-        match value.get_ref().as_str() {
-            Some(s) => Some(Spanned::new(value.span(), s.to_owned())),
-            None => {
-                self.wrong_type(&t.name, key, value, "a string");
-                None
-            }
+        if let Some(s) = value.get_ref().as_str() {
+            Some(Spanned::new(value.span(), s.to_owned()))
+        } else {
+            self.wrong_type(&t.name, key, value, "a string");
+            None
         }
     }
 
@@ -399,12 +396,11 @@ impl<'d> Reader<'d> {
 
     fn boolean(&mut self, t: &Table<'_, '_>, key: &str) -> Option<Spanned<bool>> {
         let value = t.entries.get(key)?;
-        match value.get_ref().as_bool() {
-            Some(b) => Some(Spanned::new(value.span(), b)),
-            None => {
-                self.wrong_type(&t.name, key, value, "true or false");
-                None
-            }
+        if let Some(b) = value.get_ref().as_bool() {
+            Some(Spanned::new(value.span(), b))
+        } else {
+            self.wrong_type(&t.name, key, value, "true or false");
+            None
         }
     }
 

@@ -147,7 +147,13 @@ fn durations_share_one_grammar_with_the_rules() {
     )
     .unwrap();
     assert_eq!(config.notify.repeat_interval.as_secs(), 14 * 86_400);
-    assert_eq!(config.schedule.jitter.map(|j| j.as_secs()), Some(45));
+    assert_eq!(
+        config
+            .schedule
+            .jitter
+            .map(super::super::duration::Duration::as_secs),
+        Some(45)
+    );
     assert_eq!(
         problems("[notify]\nrepeat_interval = \"0d\"\n[schedule]\njitter = \"45\"\n"),
         ["bad-duration@2:19", "bad-duration@4:10"]

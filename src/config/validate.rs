@@ -242,7 +242,7 @@ fn rules(raw: RawRules, c: &mut Check<'_>) -> RulesConfig {
                 &value,
                 DiagnosticCode::BadSeverity,
                 "unknown severity",
-                |s| s.parse::<Severity>(),
+                str::parse::<Severity>,
             )
             .map(|severity| (id, severity))
         })
@@ -267,9 +267,10 @@ fn rules(raw: RawRules, c: &mut Check<'_>) -> RulesConfig {
 }
 
 fn exemption(raw: &RawExemption, c: &mut Check<'_>) -> Option<ExemptionConfig> {
-    let required = |key: &str, value: &Option<Spanned<String>>, c: &mut Check<'_>| match value {
-        Some(v) => c.non_empty(v, key).map(|_| v.clone()),
-        None => {
+    let required = |key: &str, value: &Option<Spanned<String>>, c: &mut Check<'_>| {
+        if let Some(v) = value {
+            c.non_empty(v, key).map(|_| v.clone())
+        } else {
             c.missing("[[exemption]]", key, raw.span.clone(), "");
             None
         }
@@ -343,12 +344,11 @@ fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
             },
         )
     };
-    let from = match &raw.from {
-        Some(f) => address(f, c),
-        None => {
-            c.missing(T, "from", raw.span.clone(), ": the sender address");
-            None
-        }
+    let from = if let Some(f) = &raw.from {
+        address(f, c)
+    } else {
+        c.missing(T, "from", raw.span.clone(), ": the sender address");
+        None
     };
     if raw.to.is_empty() {
         c.missing(T, "to", raw.span.clone(), ": at least one recipient");

@@ -172,7 +172,7 @@ impl AuditJob {
         for event in &run.reconciled.events {
             match event.kind {
                 EventKind::Opened | EventKind::Reopened | EventKind::ExemptionExpired => {
-                    outcome.findings_new += 1
+                    outcome.findings_new += 1;
                 }
                 EventKind::Resolved => outcome.findings_resolved += 1,
                 EventKind::Exempted | EventKind::SeverityChanged => {}
@@ -199,21 +199,20 @@ impl AuditJob {
         loaded: Arc<Loaded>,
         done: Option<Result<DeliveryReport, NotifyError>>,
     ) -> Result<(u64, u64), BoxError> {
-        let report = match done {
-            Some(report) => report?,
-            None => {
-                let db = self.inputs.db.clone();
-                tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
-                    let store = Store::open(&db)?;
-                    Ok(pipeline::deliver(
-                        &store,
-                        &loaded.notifier,
-                        Pass::Due,
-                        Utc::now(),
-                    )?)
-                })
-                .await??
-            }
+        let report = if let Some(report) = done {
+            report?
+        } else {
+            let db = self.inputs.db.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
+                let store = Store::open(&db)?;
+                Ok(pipeline::deliver(
+                    &store,
+                    &loaded.notifier,
+                    Pass::Due,
+                    Utc::now(),
+                )?)
+            })
+            .await??
         };
         let (sent, failed) = (report.sent.len() as u64, report.failed.len() as u64);
         self.metrics.record_emails(sent, failed);

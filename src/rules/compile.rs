@@ -230,13 +230,14 @@ impl Compiler<'_> {
     fn literal_operand(&mut self, op: Op, v: &toml::Spanned<Value>) -> Option<BindSource> {
         let kind = op.operand();
         let fits = match (kind, v.get_ref()) {
-            (OperandKind::Age, Value::Str(s)) => match parse_age(s) {
-                Some(secs) => return Some(BindSource::AgeSeconds(secs)),
-                None => {
+            (OperandKind::Age, Value::Str(s)) => {
+                if let Some(secs) = parse_age(s) {
+                    return Some(BindSource::AgeSeconds(secs));
+                } else {
                     self.bad_age(v.span(), s);
                     return None;
                 }
-            },
+            }
             (OperandKind::Age, _) => false,
             (OperandKind::List, value) => matches!(value, Value::List(_)),
             (_, value) => !matches!(value, Value::List(_)),

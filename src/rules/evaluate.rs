@@ -113,7 +113,7 @@ fn evaluate_one(
         let text = |key: &str| {
             ctx.get(key)
                 .filter(|v| !v.is_none() && !v.is_undefined())
-                .map(|v| v.to_string())
+                .map(std::string::ToString::to_string)
         };
         let Some(resource_id) = text("resource_id") else {
             continue;

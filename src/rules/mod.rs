@@ -429,8 +429,13 @@ pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics)
                 let line = crate::config::line_column(text, id.span().start).0;
                 seen.insert(id.get_ref().clone(), format!("{name}:{line}"));
             }
-            if let Some(rule) = validate(raw, name, text, scratch.as_ref().map(|s| s.conn()), diags)
-            {
+            if let Some(rule) = validate(
+                raw,
+                name,
+                text,
+                scratch.as_ref().map(super::store::Store::conn),
+                diags,
+            ) {
                 rules.push(rule);
             }
         }

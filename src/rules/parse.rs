@@ -159,7 +159,7 @@ pub fn parse_rule_file(text: &str, file: FileId, diags: &mut Diagnostics) -> Vec
     }
     let mut rules = Vec::new();
     let root = root.get_ref();
-    for (key, value) in root.iter() {
+    for (key, value) in root {
         if key.get_ref() != "rule" {
             diags
                 .error(
@@ -182,7 +182,7 @@ pub fn parse_rule_file(text: &str, file: FileId, diags: &mut Diagnostics) -> Vec
                 .help("write each rule as `[[rule]]`");
             continue;
         };
-        for item in items.iter() {
+        for item in items {
             match item.get_ref().as_table() {
                 Some(table) => rules.push(parse_rule(table, item.span(), file, diags)),
                 None => {
@@ -220,7 +220,7 @@ fn parse_rule(
         where_: None,
         sql: None,
     };
-    for (key, value) in table.iter() {
+    for (key, value) in table {
         let name = key.get_ref().as_ref();
         match name {
             "id" => rule.id = string(value, name, file, diags),
@@ -237,7 +237,7 @@ fn parse_rule(
             },
             "params" => match value.get_ref().as_table() {
                 Some(params) => {
-                    for (pkey, pvalue) in params.iter() {
+                    for (pkey, pvalue) in params {
                         if let Some(v) = literal(pvalue, file, diags) {
                             rule.params
                                 .push((Spanned::new(pkey.span(), pkey.get_ref().to_string()), v));
@@ -287,12 +287,11 @@ fn string(
     file: FileId,
     diags: &mut Diagnostics,
 ) -> Option<Spanned<String>> {
-    match value.get_ref().as_str() {
-        Some(s) => Some(Spanned::new(value.span(), s.to_owned())),
-        None => {
-            wrong_type(value, key, "a string", file, diags);
-            None
-        }
+    if let Some(s) = value.get_ref().as_str() {
+        Some(Spanned::new(value.span(), s.to_owned()))
+    } else {
+        wrong_type(value, key, "a string", file, diags);
+        None
     }
 }
 
@@ -305,9 +304,10 @@ fn literal(
     let v = match value.get_ref() {
         DeValue::String(s) => Value::Str(s.to_string()),
         DeValue::Boolean(b) => Value::Bool(*b),
-        DeValue::Integer(i) => match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
-            Ok(n) => Value::Int(n),
-            Err(_) => {
+        DeValue::Integer(i) => {
+            if let Ok(n) = i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
+                Value::Int(n)
+            } else {
                 diags.error(
                     DiagnosticCode::BadValue,
                     Some(file),
@@ -316,26 +316,25 @@ fn literal(
                 );
                 return None;
             }
-        },
+        }
         DeValue::Array(items) => {
             let mut out = Vec::new();
-            for item in items.iter() {
-                match item.get_ref().as_str() {
-                    Some(s) => out.push(s.to_owned()),
-                    None => {
-                        diags
-                            .error(
-                                DiagnosticCode::BadValue,
-                                Some(file),
-                                Some(item.span()),
-                                format!(
-                                    "lists may only hold strings, not {}",
-                                    a(item.get_ref().type_str())
-                                ),
-                            )
-                            .label("not a string");
-                        return None;
-                    }
+            for item in items {
+                if let Some(s) = item.get_ref().as_str() {
+                    out.push(s.to_owned());
+                } else {
+                    diags
+                        .error(
+                            DiagnosticCode::BadValue,
+                            Some(file),
+                            Some(item.span()),
+                            format!(
+                                "lists may only hold strings, not {}",
+                                a(item.get_ref().type_str())
+                            ),
+                        )
+                        .label("not a string");
+                    return None;
                 }
             }
             Value::List(out)
@@ -408,7 +407,7 @@ fn condition(
     let mut op = None;
     let mut lit = None;
     let mut param = None;
-    for (key, v) in table.iter() {
+    for (key, v) in table {
         match key.get_ref().as_ref() {
             "field" => field = string(v, "field", file, diags),
             "op" => op = string(v, "op", file, diags),

@@ -144,8 +144,8 @@ fn check_prose(raw: &parse::RawRule, diags: &mut Diagnostics) {
 /// The rule's severity, when present and known.
 fn check_severity(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<Severity> {
     let file = raw.file;
-    match &raw.severity {
-        Some(s) => match s.get_ref().parse::<Severity>() {
+    if let Some(s) = &raw.severity {
+        match s.get_ref().parse::<Severity>() {
             Ok(sev) => Some(sev),
             Err(msg) => {
                 diags
@@ -153,38 +153,35 @@ fn check_severity(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<Sever
                     .label("unknown severity");
                 None
             }
-        },
-        None => {
-            missing_key(raw, "severity", diags);
-            None
         }
+    } else {
+        missing_key(raw, "severity", diags);
+        None
     }
 }
 
 /// The family whose view `resource_type` names.
 fn check_resource_type(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<Family> {
     let file = raw.file;
-    match &raw.resource_type {
-        Some(rt) => match Family::from_view(rt.get_ref()) {
-            Some(f) => Some(f),
-            None => {
-                let views: Vec<&str> = Family::ALL.iter().map(|f| f.view()).collect();
-                diags
-                    .error(
-                        DiagnosticCode::UnknownResourceType,
-                        Some(file),
-                        Some(rt.span()),
-                        format!("`{}` is not a view", rt.get_ref()),
-                    )
-                    .label("unknown view")
-                    .help(format!("views: {}", views.join(", ")));
-                None
-            }
-        },
-        None => {
-            missing_key(raw, "resource_type", diags);
+    if let Some(rt) = &raw.resource_type {
+        if let Some(f) = Family::from_view(rt.get_ref()) {
+            Some(f)
+        } else {
+            let views: Vec<&str> = Family::ALL.iter().map(|f| f.view()).collect();
+            diags
+                .error(
+                    DiagnosticCode::UnknownResourceType,
+                    Some(file),
+                    Some(rt.span()),
+                    format!("`{}` is not a view", rt.get_ref()),
+                )
+                .label("unknown view")
+                .help(format!("views: {}", views.join(", ")));
             None
         }
+    } else {
+        missing_key(raw, "resource_type", diags);
+        None
     }
 }
 

@@ -302,12 +302,12 @@ fn b64_decode(text: &str) -> Option<Vec<u8>> {
     let mut nbits = 0;
     let mut out = Vec::new();
     for c in text.bytes() {
-        let v = B64.iter().position(|b| *b == c)? as u32;
+        let v = u32::try_from(B64.iter().position(|b| *b == c)?).ok()?;
         bits = (bits << 6) | v;
         nbits += 6;
         if nbits >= 8 {
             nbits -= 8;
-            out.push((bits >> nbits) as u8);
+            out.push(u8::try_from(bits >> nbits).ok()?);
             bits &= (1 << nbits) - 1;
         }
     }
@@ -367,7 +367,7 @@ fn page_limit(q: &Query, spec: &ListSpec) -> Result<usize, ApiError> {
                     ),
                 )
             })?;
-            if n < spec.min_limit as i64 {
+            if n < i64::try_from(spec.min_limit).unwrap_or(i64::MAX) {
                 return Err(ApiError::invalid(
                     "limit",
                     "integer_below_min_value",
@@ -377,7 +377,7 @@ fn page_limit(q: &Query, spec: &ListSpec) -> Result<usize, ApiError> {
                     ),
                 ));
             }
-            if n > spec.max_limit as i64 {
+            if n > i64::try_from(spec.max_limit).unwrap_or(i64::MAX) {
                 return Err(ApiError::invalid(
                     "limit",
                     "integer_above_max_value",
@@ -387,11 +387,11 @@ fn page_limit(q: &Query, spec: &ListSpec) -> Result<usize, ApiError> {
                     ),
                 ));
             }
-            Ok(if n == 0 {
-                spec.default_limit
-            } else {
-                n as usize
-            })
+            // 0 means the default; anything else was checked against the range above.
+            Ok(usize::try_from(n)
+                .ok()
+                .filter(|n| *n != 0)
+                .unwrap_or(spec.default_limit))
         }
     }
 }
@@ -487,11 +487,15 @@ pub struct Request<'a> {
 pub fn handle(org: &RwLock<Org>, req: &Request<'_>) -> Result<Vec<u8>, ApiError> {
     let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     if req.method == "GET" {
-        let guard = org.read().unwrap_or_else(|e| e.into_inner());
+        let guard = org
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         read(&guard, req, &segs)
     } else {
         let value = {
-            let mut guard = org.write().unwrap_or_else(|e| e.into_inner());
+            let mut guard = org
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             write(&mut guard, req, &segs)?
         };
         bytes(&value)
@@ -862,7 +866,7 @@ impl Body {
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
@@ -1517,7 +1521,7 @@ fn set_certificates_active(org: &mut Org, i: usize, action: &str, b: &Body) -> R
     }
     let active = action == "activate";
     let mut data = Vec::new();
-    for c in p.certificates.iter_mut() {
+    for c in &mut p.certificates {
         if ids.iter().any(|id| id == c.id.as_str()) {
             c.active = active;
             data.push(render::value(render::certificate(c)));

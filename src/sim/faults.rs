@@ -62,13 +62,19 @@ impl Faults {
         if fault.times == Some(0) {
             return;
         }
-        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list = self
+            .list
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         list.push(fault);
         self.len.store(list.len(), Ordering::Release);
     }
 
     pub(crate) fn clear(&self) {
-        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list = self
+            .list
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         list.clear();
         self.len.store(0, Ordering::Release);
     }
@@ -78,7 +84,10 @@ impl Faults {
         if self.len.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list = self
+            .list
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let i = list.iter().position(|f| path.starts_with(&f.path_prefix))?;
         let kind = list[i].kind.clone();
         if let Some(times) = &mut list[i].times {

@@ -30,15 +30,23 @@ impl Rng {
         if hi <= lo {
             return lo;
         }
-        lo + (self.next() % ((hi - lo + 1) as u64)) as i64
+        // `hi >= lo`, so the span is positive and the remainder below it fits an i64.
+        let span = u64::try_from(hi - lo + 1).unwrap_or(u64::MAX);
+        lo + i64::try_from(self.next() % span).unwrap_or(0)
     }
 
     fn chance(&mut self, p: f64) -> bool {
         ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 
+    /// An index below `len` (which is not 0).
+    fn index(&mut self, len: usize) -> usize {
+        // The remainder is below `len`, so it fits a usize.
+        usize::try_from(self.next() % len as u64).unwrap_or(0)
+    }
+
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
+        &items[self.index(items.len())]
     }
 
     fn hex(&mut self, n: usize) -> String {
@@ -304,7 +312,7 @@ fn generate_members(
     now: i64,
 ) {
     // Members: distinct users, a few owners (sometimes too many).
-    let n_users = rng.range(5, 40) as usize;
+    let n_users = usize::try_from(rng.range(5, 40)).unwrap_or(5);
     let owners_wanted = if rng.chance(0.15) {
         rng.range(4, 6)
     } else {
@@ -327,7 +335,7 @@ fn generate_members(
             id,
             name: dir.name.clone(),
             email: dir.email.clone(),
-            role: if (i as i64) < owners_wanted {
+            role: if i64::try_from(i).is_ok_and(|i| i < owners_wanted) {
                 "owner"
             } else {
                 "member"
@@ -401,7 +409,7 @@ fn generate_api_keys(rng: &mut Rng, p: &mut Project, user_ids: &[UserId], create
 fn generate_rate_limits(rng: &mut Rng, p: &mut Project) {
     let mut models: Vec<usize> = (0..MODELS.len()).collect();
     for _ in 0..rng.range(2, 6) {
-        let i = models.remove((rng.next() % models.len() as u64) as usize);
+        let i = models.remove(rng.index(models.len()));
         let (model, rpm, tpm) = MODELS[i];
         let mut optional = BTreeMap::new();
         if model == "gpt-image-1" {

@@ -218,7 +218,11 @@ impl SimHandle {
 
     /// Runs `f` on the served organization (to change it between snapshots).
     pub fn with_org<R>(&self, f: impl FnOnce(&mut Org) -> R) -> R {
-        let mut org = self.shared.org.write().unwrap_or_else(|e| e.into_inner());
+        let mut org = self
+            .shared
+            .org
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut org)
     }
 

@@ -1118,7 +1118,7 @@ pub(crate) fn redacted_value(id: &str, owner: &KeyOwner) -> String {
     let tail: String = id
         .chars()
         .rev()
-        .filter(|c| c.is_ascii_alphanumeric())
+        .filter(char::is_ascii_alphanumeric)
         .take(4)
         .collect::<Vec<_>>()
         .into_iter()

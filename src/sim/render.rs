@@ -579,10 +579,10 @@ impl Org {
                         .map(|r| value(rate_limit(r)))
                         .collect())),
                     Family::ProjectModelPermissions => {
-                        out.push(one(vec![value(model_permissions(p))]))
+                        out.push(one(vec![value(model_permissions(p))]));
                     }
                     Family::ProjectHostedToolPermissions => {
-                        out.push(one(vec![value(hosted_tool_permissions(p))]))
+                        out.push(one(vec![value(hosted_tool_permissions(p))]));
                     }
                     Family::ProjectGroups => {
                         out.push(one(p
@@ -600,7 +600,7 @@ impl Org {
                         }
                     }
                     Family::ProjectRoles => {
-                        out.push(one(p.roles.iter().map(|r| value(role(r))).collect()))
+                        out.push(one(p.roles.iter().map(|r| value(role(r))).collect()));
                     }
                     Family::ProjectDataRetention => out.push(one(vec![value(data_retention(p))])),
                     Family::ProjectSpendAlerts => out.push(one(p
@@ -615,7 +615,7 @@ impl Org {
                             .iter()
                             .rev()
                             .map(|c| value(certificate(c)))
-                            .collect()))
+                            .collect()));
                     }
                 }
             }

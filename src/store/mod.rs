@@ -339,7 +339,7 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", "ON")?;
         let found = user_version(&conn)?;
-        let supported = MIGRATIONS.len() as i64;
+        let supported = supported_version();
         if found > supported {
             return Err(StoreError::TooNew {
                 path: path.to_owned(),
@@ -561,7 +561,9 @@ fn read_snapshot_row(
     let finished: Option<i64> = row.get(3)?;
     let status: String = row.get(4)?;
     let objects: String = row.get(9)?;
-    let count = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
+    let count = |i: usize| -> rusqlite::Result<u64> {
+        Ok(u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0))
+    };
     let stats = CrawlStats {
         requests: count(5)?,
         errors: count(6)?,
@@ -603,10 +605,15 @@ fn user_version(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
 }
 
+/// The newest schema version this binary knows (SQLite's `user_version` is an i64).
+fn supported_version() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
 /// Applies every migration the database has not seen, each in its own transaction that
 /// also bumps `user_version`, so a crash leaves the database at a whole version.
 fn migrate(conn: &mut Connection, path: Option<&Path>) -> Result<(), StoreError> {
-    let supported = MIGRATIONS.len() as i64;
+    let supported = supported_version();
     let shown = || path.map_or_else(|| PathBuf::from(":memory:"), Path::to_path_buf);
     let found = user_version(conn)?;
     if found > supported {
@@ -620,7 +627,7 @@ fn migrate(conn: &mut Connection, path: Option<&Path>) -> Result<(), StoreError>
         return Ok(());
     }
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate() {
-        let version = index as i64 + 1;
+        let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Re-read under the write lock: another process may have migrated meanwhile.
         let current = user_version(&tx)?;

@@ -194,7 +194,8 @@ impl SnapshotWriter<'_> {
             objects,
             scopes_read,
             scopes_failed: self.failed.len() as u64,
-            changes: changes.max(0) as u64,
+            // SQLite counts as i64; a count is never negative.
+            changes: u64::try_from(changes).unwrap_or(0),
         })
     }
 
@@ -471,7 +472,7 @@ fn count_views(conn: &rusqlite::Connection) -> Result<BTreeMap<String, u64>, Sto
             [],
             |row| row.get(0),
         )?;
-        out.insert(family.view().to_owned(), n.max(0) as u64);
+        out.insert(family.view().to_owned(), u64::try_from(n).unwrap_or(0));
     }
     Ok(out)
 }

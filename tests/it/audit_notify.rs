@@ -32,7 +32,7 @@ fn audit(dir: &Path, base_url: &str, extra: &[&str]) -> Output {
 }
 
 fn mails(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("mail")).map_or(0, |d| d.count())
+    std::fs::read_dir(dir.join("mail")).map_or(0, std::iter::Iterator::count)
 }
 
 #[test]

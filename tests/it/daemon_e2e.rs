@@ -140,7 +140,7 @@ fn sql(dir: &Path, query: &str) -> String {
 
 fn emails(dir: &Path) -> usize {
     fs::read_dir(dir.join("outbox"))
-        .map(|entries| entries.count())
+        .map(std::iter::Iterator::count)
         .unwrap_or(0)
 }
 

@@ -1,6 +1,14 @@
 //! The integration tests, in one crate so they link once. Each module is one area, driving
 //! the real binary against the simulator (and real SMTP and HTTP peers) or the library.
 
+// Tests build their inputs with plain casts between small numbers; a wrong one fails the test
+// that made it, so the storage-boundary cast lints are for the library only.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 mod support;
 
 mod audit_e2e;

@@ -65,7 +65,11 @@ fn the_official_python_client_lists_every_family_with_auto_pagination() {
 
     let mut org = Org::generate(10, 42, now());
     // Make sure an archived project is part of the run.
-    if !org.projects.iter().any(|p| p.is_archived()) {
+    if !org
+        .projects
+        .iter()
+        .any(orgwarden::sim::org::Project::is_archived)
+    {
         org.projects[1].status = "archived".into();
         org.projects[1].archived_at = Some(now());
     }
