@@ -286,3 +286,25 @@ fn closest_needs_a_near_miss() {
     );
     assert_eq!(closest("xy", ["port", "listen"]), None);
 }
+
+#[test]
+fn loopback_hosts_are_recognised() {
+    for host in [
+        "localhost",
+        "LOCALHOST",
+        "127.0.0.1",
+        "127.3.2.1",
+        "::1",
+        "[::1]",
+    ] {
+        assert!(is_loopback_host(host), "{host}");
+    }
+    for host in [
+        "smtp.example.com",
+        "10.0.0.1",
+        "localhost.evil.com",
+        "0.0.0.0",
+    ] {
+        assert!(!is_loopback_host(host), "{host}");
+    }
+}

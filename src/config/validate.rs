@@ -370,7 +370,7 @@ fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
     }
     if let (Some(EmailTransport::Smtp), Some(EmailTls::None), Some(host), Some(tls)) =
         (transport, tls, &host, &raw.tls)
-        && !crate::notify::transport::is_loopback(host)
+        && !super::is_loopback_host(host)
     {
         c.error(
             DiagnosticCode::BadValue,

@@ -7,7 +7,7 @@
 //! what the outbox keeps in `last_error`.
 
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -229,15 +229,6 @@ impl Transport {
     }
 }
 
-/// A loopback host: `localhost`, 127.0.0.0/8 or ::1.
-pub fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 fn write_file(dir: &std::path::Path, message: &Outgoing<'_>) -> Result<String, DeliveryError> {
     let file_err = |path: PathBuf| move |source| DeliveryError::File { path, source };
     // Digests name the organization's people and problems: the folder and its files are the
@@ -457,28 +448,6 @@ fn converse(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_hosts_are_recognised() {
-        for host in [
-            "localhost",
-            "LOCALHOST",
-            "127.0.0.1",
-            "127.3.2.1",
-            "::1",
-            "[::1]",
-        ] {
-            assert!(is_loopback(host), "{host}");
-        }
-        for host in [
-            "smtp.example.com",
-            "10.0.0.1",
-            "localhost.evil.com",
-            "0.0.0.0",
-        ] {
-            assert!(!is_loopback(host), "{host}");
-        }
-    }
 
     #[test]
     fn nothing_listening_is_reported_as_connection_refused_at_host_and_port() {
