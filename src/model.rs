@@ -208,6 +208,26 @@ pub enum Severity {
     Critical,
 }
 
+/// A finding's status.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingStatus {
+    /// The problem is present.
+    Open,
+    /// The problem was present and is gone.
+    Resolved,
+    /// The problem is present and accepted by an exemption.
+    Exempt,
+}
+
+stored_enum!(FindingStatus, "finding status", [
+    Open => "open",
+    Resolved => "resolved",
+    Exempt => "exempt",
+]);
+
 stored_enum!(Severity, "severity", [
     Info => "info",
     Low => "low",

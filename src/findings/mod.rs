@@ -46,23 +46,8 @@ pub enum FindingsError {
     },
 }
 
-/// A finding's status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// The problem is present.
-    Open,
-    /// The problem was present and is gone.
-    Resolved,
-    /// The problem is present and accepted by an exemption.
-    Exempt,
-}
-
-stored_enum!(Status, "finding status", [
-    Open => "open",
-    Resolved => "resolved",
-    Exempt => "exempt",
-]);
+/// A finding's status (the one type the findings lifecycle, the notifier and the reports share).
+pub use crate::model::FindingStatus as Status;
 
 /// A transition of a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -341,7 +341,7 @@ pub fn notify_states(
     all: &[Finding],
 ) -> Result<Vec<crate::notify::FindingState>, FindingsError> {
     let conn = db.conn();
-    use crate::notify::{FindingState, FindingStatus};
+    use crate::notify::FindingState;
     let told = told(conn)?;
     let never = Told {
         status: None,
@@ -378,11 +378,7 @@ pub fn notify_states(
                     .and_then(|p| names.get(p.as_str()).cloned().flatten()),
                 message: f.message.clone(),
                 remediation: f.remediation.clone(),
-                status: match f.status {
-                    Status::Open => FindingStatus::Open,
-                    Status::Resolved => FindingStatus::Resolved,
-                    Status::Exempt => FindingStatus::Exempt,
-                },
+                status: f.status,
                 first_seen: f.first_seen_at(),
                 transition: transition_since_told(f, t),
                 last_notified_at: f.last_notified_at.map(ts),

@@ -18,27 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{ProjectId, RuleId, Severity, SnapshotId};
 
 /// A finding's lifecycle status after this run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FindingStatus {
-    /// The condition holds and is not exempt.
-    Open,
-    /// The condition no longer holds.
-    Resolved,
-    /// The condition holds but an exemption covers it.
-    Exempt,
-}
-
-impl FindingStatus {
-    /// The lowercase name used in output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FindingStatus::Open => "open",
-            FindingStatus::Resolved => "resolved",
-            FindingStatus::Exempt => "exempt",
-        }
-    }
-}
+pub use crate::model::FindingStatus;
 
 /// What happened to a finding during this run, if anything.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
