@@ -73,8 +73,10 @@ pub struct OpenAiConfig {
     pub base_url: Option<String>,
     /// A file holding the admin key; else `OPENAI_ADMIN_KEY`.
     pub admin_key_file: Option<PathBuf>,
-    /// Requests in flight.
-    pub concurrency: usize,
+    /// A fixed number of requests in flight; unset, the client adapts it by itself.
+    pub concurrency: Option<usize>,
+    /// The most requests in flight the adaptive client may reach (default 64).
+    pub max_concurrency: Option<usize>,
     /// Per-request timeout.
     pub timeout_secs: u64,
 }
@@ -85,7 +87,8 @@ impl Default for OpenAiConfig {
             organization: "default".into(),
             base_url: None,
             admin_key_file: None,
-            concurrency: 8,
+            concurrency: None,
+            max_concurrency: None,
             timeout_secs: 30,
         }
     }
@@ -307,7 +310,7 @@ mod tests {
     #[test]
     fn empty_file_gives_defaults() {
         let config = Config::parse("", Path::new("orgwarden.toml")).expect("parses");
-        assert_eq!(config.openai.concurrency, 8);
+        assert_eq!(config.openai.concurrency, None);
         assert_eq!(config.storage.path, PathBuf::from("orgwarden.db"));
         assert!(config.notify.send_resolved);
     }
