@@ -1544,6 +1544,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn concurrency_in_the_config_fixes_it_and_max_concurrency_caps_the_adaptive_one() {
+        let adaptive = ClientOptions::from_config(&OpenAiConfig::default());
+        assert_eq!((adaptive.concurrency, adaptive.adaptive), (64, true));
+        let capped = ClientOptions::from_config(&OpenAiConfig {
+            max_concurrency: Some(16),
+            ..OpenAiConfig::default()
+        });
+        assert_eq!((capped.concurrency, capped.adaptive), (16, true));
+        let fixed = ClientOptions::from_config(&OpenAiConfig {
+            concurrency: Some(8),
+            max_concurrency: Some(16),
+            ..OpenAiConfig::default()
+        });
+        assert_eq!((fixed.concurrency, fixed.adaptive), (8, false));
+    }
+
     #[tokio::test]
     async fn the_gate_holds_requests_beyond_the_limit_until_one_finishes() {
         let gate = Arc::new(Gate::new(2, false));

@@ -75,7 +75,8 @@ path = "orgwarden.db"
 # `orgwarden schedule --count 10`.
 cron = "0 */6 * * *"
 # The IANA time zone the expression is read in. A time skipped by a daylight-saving jump
-# runs once at the first moment after it; a time that occurs twice runs once, the first time.
+# runs once at the first moment after it; in a repeated hour, a job whose hour field is `*`
+# or `*/N` runs at each occurrence and any other once, the first time (as cronie does).
 timezone = "UTC"
 # Run one audit as soon as the daemon starts, besides the schedule.
 run_on_start = false
