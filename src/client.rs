@@ -787,8 +787,14 @@ const START_PACE: f64 = 25.0;
 const START_LIMIT: usize = 8;
 /// Slow start multiplies the pace by this once per round trip.
 const SLOW_START_GROWTH: f64 = 1.25;
-/// The pace after a 429, relative to the rate that got it.
-const CUT: f64 = 0.9;
+/// The smallest cut of the pace a 429 episode makes (a few 429s: jitter or a creep past
+/// the limit).
+const LIGHT_CUT: f64 = 0.97;
+/// The largest: the pace never drops below this share of itself in one episode.
+const LOSS_CUT_FLOOR: f64 = 0.7;
+/// Above this share of 429s the pace is well over the limit, and the rate that got through
+/// measures the limit.
+const HEAVY_LOSS: f64 = 0.05;
 /// How close under a known ceiling (a 429's rate or the headers' limit) the pace settles.
 const UNDER_CEILING: f64 = 0.97;
 /// Above that, the pace grows by this much per probe interval.
@@ -807,6 +813,8 @@ struct GateState {
     in_flight: usize,
     /// A request waited for a free slot since the limit last grew.
     concurrency_bound: bool,
+    /// Requests holding a slot while they wait for their paced start time.
+    slot_waiters: usize,
     /// A request waited for its paced slot since the pace last grew.
     pace_bound: bool,
     /// Until the first 429 or latency rise, growth is fast.
@@ -829,6 +837,9 @@ struct GateState {
     last_probe: Instant,
     /// Success times over the last [`RATE_WINDOW`], to measure the rate that got through.
     recent: VecDeque<Instant>,
+    /// 429 times over the last [`RATE_WINDOW`], to tell a rate well over the limit (many)
+    /// from one just past it or a clump from timing jitter (few).
+    refused: VecDeque<Instant>,
 }
 
 /// What one answer's rate-limit headers say (`x-ratelimit-*-requests`).
@@ -852,13 +863,20 @@ impl GateState {
     }
 
     fn prune(&mut self, now: Instant) {
-        while self
-            .recent
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) > RATE_WINDOW)
-        {
-            self.recent.pop_front();
+        for times in [&mut self.recent, &mut self.refused] {
+            while times
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) > RATE_WINDOW)
+            {
+                times.pop_front();
+            }
         }
+    }
+
+    /// The share of answers over the window that were 429.
+    fn loss(&self) -> f64 {
+        let refused = self.refused.len() as f64;
+        refused / (refused + self.recent.len() as f64).max(1.0)
     }
 
     /// Successes per second over the window, when there are enough to mean something.
@@ -969,6 +987,24 @@ impl Drop for Permit {
     }
 }
 
+/// Counts a request as waiting for its paced start while it lives (also when the
+/// request is cancelled mid-wait).
+struct SlotWait<'a>(&'a Gate);
+
+impl<'a> SlotWait<'a> {
+    fn new(gate: &'a Gate) -> Self {
+        gate.lock().slot_waiters += 1;
+        Self(gate)
+    }
+}
+
+impl Drop for SlotWait<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.slot_waiters = s.slot_waiters.saturating_sub(1);
+    }
+}
+
 enum Next {
     Go(Option<Instant>),
     Wait,
@@ -985,6 +1021,7 @@ impl Gate {
                 limit: limit as f64,
                 in_flight: 0,
                 concurrency_bound: false,
+                slot_waiters: 0,
                 pace_bound: false,
                 slow_start: adaptive,
                 rtt_short: None,
@@ -997,6 +1034,7 @@ impl Gate {
                 last_cut: None,
                 last_probe: Instant::now(),
                 recent: VecDeque::new(),
+                refused: VecDeque::new(),
             }),
             notify: Notify::new(),
         }
@@ -1021,18 +1059,24 @@ impl Gate {
             notified.as_mut().enable();
             let next = {
                 let mut s = self.lock();
+                let now = Instant::now();
                 if s.in_flight >= s.limit_now() {
-                    s.concurrency_bound = true;
+                    // Requests holding a slot while they wait for their paced start say
+                    // the pace is the bottleneck, not the concurrency.
+                    if s.slot_waiters == 0 {
+                        s.concurrency_bound = true;
+                    }
                     Next::Wait
                 } else {
                     s.in_flight += 1;
-                    Next::Go(s.reserve_slot(Instant::now()))
+                    Next::Go(s.reserve_slot(now))
                 }
             };
             match next {
                 Next::Go(slot) => {
                     let permit = Permit { gate: self.clone() };
-                    if let Some(slot) = slot {
+                    if let Some(slot) = slot.filter(|slot| *slot > Instant::now()) {
+                        let _waiting = SlotWait::new(self);
                         tokio::time::sleep_until(slot.into()).await;
                     }
                     return (permit, Instant::now());
@@ -1078,12 +1122,10 @@ impl Gate {
         s.header_rate = Some(stated);
         s.ceiling = Some(s.ceiling.map_or(stated, |c| c.min(stated)));
         let under = stated * UNDER_CEILING;
-        // Within a cut's quiet period the 429's lower pace stands; the probe climbs back.
-        let cutting = s
-            .last_cut
-            .is_some_and(|t| now.saturating_duration_since(t) < PROBE_INTERVAL);
+        // The first statement sets the pace; after that it only caps it, so the pace a
+        // 429 cut climbs back by the probe instead of jumping into the next 429.
         s.pace = Some(match s.pace {
-            Some(pace) if cutting => pace.min(under),
+            Some(pace) if !s.slow_start => pace.min(under),
             _ => under,
         });
         // An empty budget with the time it takes to refill: the next slot waits for it.
@@ -1096,34 +1138,52 @@ impl Gate {
         s.slow_start = false;
     }
 
-    /// A 429 for a request released at `sent`. The first of an episode sets the ceiling
-    /// at the rate that drew it and cuts the pace below it; the rest of the episode (sent
-    /// before that cut) changes nothing.
+    /// A 429 for a request released at `sent`. The first of an episode cuts the pace by
+    /// as much as the share of 429s says it is over: well over (many 429s), to just under
+    /// the rate that got through, which also becomes the ceiling; barely (a few, from
+    /// creeping past the limit or a clump of arrivals), by 3%. The rest of the episode
+    /// (sent before that cut) changes nothing.
     fn on_rate_limited(&self, sent: Instant, now: Instant) {
         let mut s = self.lock();
+        s.refused.push_back(now);
+        s.prune(now);
         if s.last_cut.is_some_and(|cut| sent <= cut) {
             return;
         }
-        s.prune(now);
+        let loss = s.loss();
         let observed = s.observed_rate(now);
-        let too_fast = match (s.pace, observed) {
-            (Some(pace), Some(observed)) => pace.min(observed.max(pace * CUT)),
-            (Some(pace), None) => pace,
+        let current = match (s.pace, observed) {
+            (Some(pace), _) => pace,
             (None, Some(observed)) => observed,
             // Unpaced with too few successes to measure: a guess that the probe corrects.
             (None, None) => (s.limit_now() as f64 / s.rtt().as_secs_f64().max(0.05)).max(1.0),
         };
-        s.ceiling = Some(s.ceiling.map_or(too_fast, |c| c.min(too_fast)));
-        s.pace = Some((too_fast * CUT).max(0.1));
+        let cut = (1.0 - 1.5 * loss).clamp(LOSS_CUT_FLOOR, LIGHT_CUT);
+        let heavy = loss > HEAVY_LOSS;
+        let mut pace = current * cut;
         s.last_cut = Some(now);
         s.last_probe = now;
+        if !heavy && s.slow_start {
+            // A stray 429 while still ramping up (a clump of arrivals at a small burst)
+            // says little about the limit: keep looking, a little slower.
+            s.pace = Some(pace.max(0.1));
+            return;
+        }
+        if heavy || s.ceiling.is_none() {
+            if let Some(observed) = observed {
+                pace = pace.min(observed * UNDER_CEILING);
+            }
+            s.ceiling = Some(s.ceiling.map_or(current, |c| c.min(current)));
+        }
+        s.pace = Some(pace.max(0.1));
         s.slow_start = false;
         s.concurrency_bound = false;
         tracing::debug!(
             limit = s.limit_now(),
             pace = s.pace.unwrap_or(0.0),
             ceiling = s.ceiling.unwrap_or(0.0),
-            "rate limited: pacing below the rate that drew the 429"
+            loss,
+            "rate limited: pacing slower"
         );
     }
 }
@@ -1412,7 +1472,7 @@ mod tests {
     }
 
     #[test]
-    fn a_429_cuts_the_pace_below_the_rate_that_drew_it_once_per_episode() {
+    fn a_burst_of_429s_cuts_the_pace_hard_once_per_episode() {
         let gate = Gate::new(64, true);
         let t0 = Instant::now();
         gate.lock().pace = Some(200.0);
@@ -1423,14 +1483,15 @@ mod tests {
             (s.pace.expect("paced"), s.ceiling.expect("a ceiling"))
         };
         assert!((ceiling - 200.0).abs() < 1e-9, "{ceiling}");
-        assert!((pace - 180.0).abs() < 1e-9, "{pace}");
+        // Nothing but 429s: the deepest cut.
+        assert!((pace - 200.0 * LOSS_CUT_FLOOR).abs() < 1e-9, "{pace}");
         // Answers to requests sent before that cut are the same episode.
         gate.on_rate_limited(t0 + ms(55), t0 + ms(70));
         assert_eq!(gate.lock().pace, Some(pace));
         // A request sent after the cut that still draws a 429 cuts again.
         gate.on_rate_limited(t0 + ms(80), t0 + ms(130));
         let again = gate.lock().pace.expect("paced");
-        assert!((again - pace * CUT).abs() < 1e-9, "{again}");
+        assert!((again - pace * LOSS_CUT_FLOOR).abs() < 1e-9, "{again}");
         assert!(!gate.lock().slow_start);
     }
 
@@ -1446,7 +1507,44 @@ mod tests {
         let s = gate.lock();
         let ceiling = s.ceiling.expect("a ceiling");
         assert!((ceiling - 100.0).abs() < 1.5, "{ceiling}");
-        assert!((s.pace.expect("paced") - ceiling * CUT).abs() < 1e-9);
+        let pace = s.pace.expect("paced");
+        assert!((pace - ceiling * UNDER_CEILING).abs() < 1e-6, "{pace}");
+    }
+
+    #[test]
+    fn a_stray_429_while_ramping_up_slows_a_little_and_keeps_ramping() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(100.0);
+        for i in 0..99 {
+            let at = t0 + ms(10 * i + 20);
+            gate.on_success(at - ms(20), at, None);
+        }
+        gate.on_rate_limited(t0 + ms(980), t0 + ms(1000));
+        let s = gate.lock();
+        assert!(s.slow_start);
+        assert_eq!(s.ceiling, None);
+        assert!((s.pace.expect("paced") - 100.0 * LIGHT_CUT).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_stray_429_among_many_successes_cuts_the_pace_a_little_and_keeps_the_ceiling() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        {
+            let mut s = gate.lock();
+            s.pace = Some(97.0);
+            s.ceiling = Some(100.0);
+            s.slow_start = false;
+        }
+        for i in 0..97 {
+            gate.on_success(t0, t0 + ms(10 * i + 10), None);
+        }
+        gate.on_rate_limited(t0 + ms(980), t0 + ms(1000));
+        let s = gate.lock();
+        let pace = s.pace.expect("paced");
+        assert!((pace - 97.0 * LIGHT_CUT).abs() < 1e-6, "{pace}");
+        assert_eq!(s.ceiling, Some(100.0));
     }
 
     #[test]
