@@ -23,6 +23,9 @@ use crate::model::{CrawlStats, Envelope, Family, Scope};
 /// The environment variable the admin key is read from.
 pub const ADMIN_KEY_ENV: &str = "OPENAI_ADMIN_KEY";
 
+/// The ceiling of the adaptive in-flight limit when `[openai] max_concurrency` is unset.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+
 /// The longest `Retry-After` the client waits for; a server asking for more fails the read
 /// instead of stalling the whole crawl (the official SDKs draw the same line).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
@@ -169,8 +172,11 @@ fn non_empty(value: String, origin: String) -> Result<SecretString, ClientError>
 pub struct ClientOptions {
     /// Per-request timeout (connect, send and read the whole body).
     pub timeout: Duration,
-    /// The most requests in flight; the adaptive limit never goes above it.
+    /// The most requests in flight: the fixed number, or the adaptive limit's ceiling.
     pub concurrency: usize,
+    /// Whether the client finds the concurrency and pace by itself (`false` = always
+    /// `concurrency` in flight, paced only once the server has objected or stated a limit).
+    pub adaptive: bool,
     /// Retries of a request after a 5xx, 408 or a connection error or timeout.
     pub max_retries: u32,
 }
@@ -179,18 +185,25 @@ impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(30),
-            concurrency: 8,
+            concurrency: DEFAULT_MAX_CONCURRENCY,
+            adaptive: true,
             max_retries: 4,
         }
     }
 }
 
 impl ClientOptions {
-    /// The options `[openai]` asks for.
+    /// The options `[openai]` asks for: `concurrency` fixes the number in flight;
+    /// without it the client adapts, up to `max_concurrency`.
     pub fn from_config(cfg: &OpenAiConfig) -> Self {
+        let (concurrency, adaptive) = match (cfg.concurrency, cfg.max_concurrency) {
+            (Some(fixed), _) => (fixed, false),
+            (None, max) => (max.unwrap_or(DEFAULT_MAX_CONCURRENCY), true),
+        };
         Self {
             timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
-            concurrency: cfg.concurrency.max(1),
+            concurrency: concurrency.max(1),
+            adaptive,
             ..Self::default()
         }
     }
@@ -299,7 +312,7 @@ impl AdminClient {
             http,
             base,
             key,
-            gate: Arc::new(Gate::new(concurrency)),
+            gate: Arc::new(Gate::new(concurrency, opts.adaptive)),
             opts,
             counters: Counters::default(),
             observer: None,
@@ -325,10 +338,12 @@ impl AdminClient {
             errors: 0,
             retries: self.counters.retries.load(Ordering::Relaxed),
             rate_limited: self.counters.rate_limited.load(Ordering::Relaxed),
+            concurrency: self.gate.limit() as u64,
         }
     }
 
-    /// The configured most requests in flight.
+    /// The most requests in flight the client may ever have (the fixed number, or the
+    /// adaptive limit's ceiling).
     pub fn max_in_flight(&self) -> usize {
         self.gate.max
     }
@@ -492,12 +507,9 @@ impl AdminClient {
                         if limited > MAX_RATE_LIMITED_RETRIES {
                             return Err(error);
                         }
-                        // The gate already holds every worker until Retry-After has passed;
-                        // without the header, back off on our own.
-                        match retry_after {
-                            Some(_) => Duration::ZERO,
-                            None => full_jitter(limited),
-                        }
+                        // Only this request waits out Retry-After; the others go on at the
+                        // pace the gate has just lowered. Without the header, back off.
+                        retry_after.unwrap_or_else(|| full_jitter(limited))
                     } else {
                         failures += 1;
                         if failures > self.opts.max_retries {
@@ -531,7 +543,7 @@ impl AdminClient {
         family: Family,
         after: Option<&str>,
     ) -> Attempt {
-        let _permit = self.gate.acquire().await;
+        let (_permit, sent) = self.gate.acquire().await;
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let mut auth = match HeaderValue::from_str(&format!("Bearer {}", self.key.expose_secret()))
         {
@@ -599,7 +611,7 @@ impl AdminClient {
                     ),
                 });
             }
-            self.gate.on_rate_limited(retry_after);
+            self.gate.on_rate_limited(sent, Instant::now());
             return Attempt::Retry {
                 error: ClientError::Status {
                     path: shown.to_owned(),
@@ -630,9 +642,10 @@ impl AdminClient {
                 message,
             });
         }
+        let limits = rate_headers(response.headers());
         match response.bytes().await {
             Ok(body) => {
-                self.gate.on_success();
+                self.gate.on_success(sent, Instant::now(), limits);
                 Attempt::Body(body.to_vec())
             }
             // A body cut off by the connection is a transport failure, worth a retry.
@@ -744,40 +757,222 @@ fn full_jitter(attempt: u32) -> Duration {
     step.mul_f64(rand::random::<f64>())
 }
 
-/// The shared gate every request passes: a bounded, adaptive number in flight (AIMD:
-/// halved on a 429, +1/limit per success, never above the configured value), a
-/// cooldown that holds every worker until a `Retry-After` has passed, and a pace
-/// (requests per second) learned from 429s so a rate-limited crawl stays just under the
-/// server's limit instead of bouncing off it.
+/// The shared gate every request passes. It bounds the requests in flight and spaces their
+/// start times at a pace, and adapts both:
+///
+/// - **Concurrency** (adaptive mode): starts small and grows while requests queue for a
+///   free slot and latency holds (+1 per success until the first 429 or latency rise,
+///   then about +1 per round trip); shrinks by a tenth per round trip while the short-term
+///   round trip is more than twice the long-term one (requests queueing somewhere).
+/// - **Pace** (requests per second): spread evenly rather than released in bursts, so a
+///   server with a small burst allowance sees a steady stream. Adaptive mode starts at
+///   [`START_PACE`] and grows by a quarter per round trip until the first 429 (slow start);
+///   a fixed concurrency starts unpaced. Rate-limit headers set the pace to just under the
+///   stated limit before any 429. A 429 marks its rate as the ceiling and cuts the pace
+///   below it; the pace then climbs back to just under that ceiling within a few probe
+///   intervals and creeps above it by 1% a probe, so a raised limit is found again.
+///
+/// `Retry-After` holds only the request that received it: the others go on at the pace,
+/// which is what keeps one 429 from stalling a whole crawl.
 struct Gate {
     max: usize,
+    adaptive: bool,
     state: Mutex<GateState>,
     notify: Notify,
 }
 
-struct GateState {
-    limit: f64,
-    in_flight: usize,
-    cooldown_until: Option<Instant>,
-    /// `None` until the first 429: unpaced.
-    rate: Option<f64>,
-    next_slot: Option<Instant>,
-    /// When the last 429 episode cut the limits; answers to requests sent before it
-    /// are also 429s and must not cut again.
-    last_cut: Option<Instant>,
-    last_raise: Instant,
-    /// Success times over the last second, to estimate the rate the server allows.
-    recent: VecDeque<Instant>,
-}
-
-/// The window the allowed rate is estimated over.
+/// The pace adaptive mode starts at before anything is known about the server.
+const START_PACE: f64 = 25.0;
+/// The concurrency adaptive mode starts at.
+const START_LIMIT: usize = 8;
+/// Slow start multiplies the pace by this once per round trip.
+const SLOW_START_GROWTH: f64 = 1.25;
+/// The smallest cut of the pace a 429 episode makes (a few 429s: jitter or a creep past
+/// the limit).
+const LIGHT_CUT: f64 = 0.97;
+/// The largest: the pace never drops below this share of itself in one episode.
+const LOSS_CUT_FLOOR: f64 = 0.7;
+/// Above this share of 429s the pace is well over the limit, and the rate that got through
+/// measures the limit.
+const HEAVY_LOSS: f64 = 0.05;
+/// How close under a known ceiling (a 429's rate or the headers' limit) the pace settles.
+const UNDER_CEILING: f64 = 0.97;
+/// Above that, the pace grows by this much per probe interval.
+const PROBE_STEP: f64 = 1.01;
+/// The shortest probe interval; it is two round trips when those are longer.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// The window the rate of successes is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// Fewer successes than this in the window say nothing about the server's limit.
 const MIN_RATE_SAMPLE: usize = 20;
 
+#[derive(Debug)]
+struct GateState {
+    /// The in-flight limit (fractional so that it can grow by less than one per success).
+    limit: f64,
+    in_flight: usize,
+    /// A request waited for a free slot since the limit last grew.
+    concurrency_bound: bool,
+    /// Requests holding a slot while they wait for their paced start time.
+    slot_waiters: usize,
+    /// A request waited for its paced slot since the pace last grew.
+    pace_bound: bool,
+    /// Until the first 429 or latency rise, growth is fast.
+    slow_start: bool,
+    /// Round-trip time EWMAs in seconds: short reacts within a few answers, long within
+    /// a few hundred.
+    rtt_short: Option<f64>,
+    rtt_long: Option<f64>,
+    last_shrink: Option<Instant>,
+    /// Requests per second; `None` = unpaced.
+    pace: Option<f64>,
+    next_slot: Option<Instant>,
+    /// The lowest rate known to be too fast (a 429 came at it), or the headers' limit.
+    ceiling: Option<f64>,
+    /// The rate the last rate-limit headers stated, in requests per second.
+    header_rate: Option<f64>,
+    /// When the last 429 episode cut the pace: answers to requests sent before it are
+    /// part of the same episode and must not cut again.
+    last_cut: Option<Instant>,
+    last_probe: Instant,
+    /// Success times over the last [`RATE_WINDOW`], to measure the rate that got through.
+    recent: VecDeque<Instant>,
+    /// 429 times over the last [`RATE_WINDOW`], to tell a rate well over the limit (many)
+    /// from one just past it or a clump from timing jitter (few).
+    refused: VecDeque<Instant>,
+}
+
+/// What one answer's rate-limit headers say (`x-ratelimit-*-requests`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RateHeaders {
+    /// Requests allowed per minute.
+    limit_per_minute: f64,
+    /// Requests left before the limit is reached.
+    remaining: Option<f64>,
+    /// Until the budget is whole again.
+    reset: Option<Duration>,
+}
+
 impl GateState {
     fn limit_now(&self) -> usize {
         self.limit.floor().max(1.0) as usize
+    }
+
+    fn rtt(&self) -> Duration {
+        Duration::from_secs_f64(self.rtt_short.unwrap_or(0.0))
+    }
+
+    fn prune(&mut self, now: Instant) {
+        for times in [&mut self.recent, &mut self.refused] {
+            while times
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) > RATE_WINDOW)
+            {
+                times.pop_front();
+            }
+        }
+    }
+
+    /// The share of answers over the window that were 429.
+    fn loss(&self) -> f64 {
+        let refused = self.refused.len() as f64;
+        refused / (refused + self.recent.len() as f64).max(1.0)
+    }
+
+    /// Successes per second over the window, when there are enough to mean something.
+    fn observed_rate(&self, now: Instant) -> Option<f64> {
+        let first = *self.recent.front()?;
+        if self.recent.len() < MIN_RATE_SAMPLE {
+            return None;
+        }
+        let span = now.saturating_duration_since(first).as_secs_f64().max(0.05);
+        Some(self.recent.len() as f64 / span.min(RATE_WINDOW.as_secs_f64()))
+    }
+
+    /// The start time of the next request at the current pace (`None` = now).
+    fn reserve_slot(&mut self, now: Instant) -> Option<Instant> {
+        let pace = self.pace?;
+        let slot = self.next_slot.map_or(now, |n| n.max(now));
+        if slot > now {
+            self.pace_bound = true;
+        }
+        self.next_slot = Some(slot + Duration::from_secs_f64(1.0 / pace));
+        Some(slot)
+    }
+
+    /// The pace when a probe interval has passed quietly: back to just under the ceiling,
+    /// then 1% a probe above it.
+    fn probe(&mut self, now: Instant) {
+        let Some(pace) = self.pace else { return };
+        let interval = PROBE_INTERVAL.max(2 * self.rtt());
+        let quiet = self
+            .last_cut
+            .is_none_or(|t| now.saturating_duration_since(t) >= interval);
+        if !quiet || now.saturating_duration_since(self.last_probe) < interval || !self.pace_bound {
+            return;
+        }
+        self.last_probe = now;
+        self.pace_bound = false;
+        let target = self.ceiling.map(|c| c * UNDER_CEILING);
+        let mut next = match target {
+            Some(target) if pace < target * 0.995 => pace + (target - pace) / 2.0,
+            _ => pace * PROBE_STEP,
+        };
+        // The headers state the limit; going above it can only earn 429s.
+        if let Some(stated) = self.header_rate {
+            next = next.min(stated * UNDER_CEILING);
+        }
+        // A rate above the old ceiling that drew no 429: the ceiling was too low.
+        if let Some(ceiling) = self.ceiling
+            && next > ceiling
+        {
+            self.ceiling = Some(next);
+        }
+        self.pace = Some(next.max(pace));
+    }
+
+    /// Slow start: a quarter more pace per round trip while requests wait for their slots.
+    fn slow_start_pace(&mut self, now: Instant) {
+        let Some(pace) = self.pace else { return };
+        let interval = self.rtt().max(Duration::from_millis(10));
+        if self.pace_bound && now.saturating_duration_since(self.last_probe) >= interval {
+            self.pace = Some(pace * SLOW_START_GROWTH);
+            self.pace_bound = false;
+            self.last_probe = now;
+        }
+    }
+
+    /// The in-flight limit after an answer that took `rtt`.
+    fn adapt_limit(&mut self, now: Instant, rtt: Duration, max: usize) {
+        let sample = rtt.as_secs_f64();
+        let short = self.rtt_short.map_or(sample, |s| s * 0.8 + sample * 0.2);
+        let long = self.rtt_long.map_or(sample, |l| l * 0.98 + sample * 0.02);
+        self.rtt_short = Some(short);
+        self.rtt_long = Some(long);
+        if short > 2.0 * long + 0.002 {
+            let due = self
+                .last_shrink
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.rtt());
+            if due {
+                self.limit = (self.limit * 0.9).max(1.0);
+                self.last_shrink = Some(now);
+                self.slow_start = false;
+            }
+            return;
+        }
+        if !self.concurrency_bound {
+            return;
+        }
+        let step = if self.slow_start {
+            1.0
+        } else {
+            1.0 / self.limit
+        };
+        let before = self.limit_now();
+        self.limit = (self.limit + step).min(max as f64);
+        if self.limit_now() > before {
+            self.concurrency_bound = false;
+        }
     }
 }
 
@@ -792,25 +987,54 @@ impl Drop for Permit {
     }
 }
 
+/// Counts a request as waiting for its paced start while it lives (also when the
+/// request is cancelled mid-wait).
+struct SlotWait<'a>(&'a Gate);
+
+impl<'a> SlotWait<'a> {
+    fn new(gate: &'a Gate) -> Self {
+        gate.lock().slot_waiters += 1;
+        Self(gate)
+    }
+}
+
+impl Drop for SlotWait<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.slot_waiters = s.slot_waiters.saturating_sub(1);
+    }
+}
+
 enum Next {
     Go(Option<Instant>),
-    Sleep(Instant),
     Wait,
 }
 
 impl Gate {
-    fn new(max: usize) -> Self {
+    fn new(max: usize, adaptive: bool) -> Self {
+        let max = max.max(1);
+        let limit = if adaptive { max.min(START_LIMIT) } else { max };
         Self {
             max,
+            adaptive,
             state: Mutex::new(GateState {
-                limit: max as f64,
+                limit: limit as f64,
                 in_flight: 0,
-                cooldown_until: None,
-                rate: None,
+                concurrency_bound: false,
+                slot_waiters: 0,
+                pace_bound: false,
+                slow_start: adaptive,
+                rtt_short: None,
+                rtt_long: None,
+                last_shrink: None,
+                pace: adaptive.then_some(START_PACE),
                 next_slot: None,
+                ceiling: None,
+                header_rate: None,
                 last_cut: None,
-                last_raise: Instant::now(),
+                last_probe: Instant::now(),
                 recent: VecDeque::new(),
+                refused: VecDeque::new(),
             }),
             notify: Notify::new(),
         }
@@ -821,12 +1045,14 @@ impl Gate {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn cooldown(&self) -> Option<Instant> {
-        let until = self.lock().cooldown_until?;
-        (until > Instant::now()).then_some(until)
+    /// The in-flight limit now.
+    fn limit(&self) -> usize {
+        self.lock().limit_now()
     }
 
-    async fn acquire(self: &Arc<Self>) -> Permit {
+    /// Waits for a free slot and the request's paced start time; `Instant` is when it was
+    /// released, which tells later answers which episode they belong to.
+    async fn acquire(self: &Arc<Self>) -> (Permit, Instant) {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -834,63 +1060,51 @@ impl Gate {
             let next = {
                 let mut s = self.lock();
                 let now = Instant::now();
-                match s.cooldown_until {
-                    Some(until) if until > now => Next::Sleep(until),
-                    _ if s.in_flight >= s.limit_now() => Next::Wait,
-                    _ => {
-                        s.in_flight += 1;
-                        let slot = s.rate.map(|rate| {
-                            let slot = s.next_slot.map_or(now, |n| n.max(now));
-                            s.next_slot = Some(slot + Duration::from_secs_f64(1.0 / rate));
-                            slot
-                        });
-                        Next::Go(slot)
+                if s.in_flight >= s.limit_now() {
+                    // Requests holding a slot while they wait for their paced start say
+                    // the pace is the bottleneck, not the concurrency.
+                    if s.slot_waiters == 0 {
+                        s.concurrency_bound = true;
                     }
+                    Next::Wait
+                } else {
+                    s.in_flight += 1;
+                    Next::Go(s.reserve_slot(now))
                 }
             };
             match next {
                 Next::Go(slot) => {
                     let permit = Permit { gate: self.clone() };
-                    if let Some(slot) = slot {
+                    if let Some(slot) = slot.filter(|slot| *slot > Instant::now()) {
+                        let _waiting = SlotWait::new(self);
                         tokio::time::sleep_until(slot.into()).await;
                     }
-                    // A 429 may have arrived while this request waited for its slot.
-                    while let Some(until) = self.cooldown() {
-                        tokio::time::sleep_until(until.into()).await;
-                    }
-                    return permit;
+                    return (permit, Instant::now());
                 }
-                Next::Sleep(until) => tokio::time::sleep_until(until.into()).await,
                 Next::Wait => notified.await,
             }
         }
     }
 
-    fn on_success(&self) {
+    /// A successful answer to a request released at `sent`, received at `now`.
+    fn on_success(&self, sent: Instant, now: Instant, headers: Option<RateHeaders>) {
         let raised = {
             let mut s = self.lock();
-            let now = Instant::now();
             let before = s.limit_now();
-            s.limit = (s.limit + 1.0 / s.limit).min(self.max as f64);
             s.recent.push_back(now);
-            while s
-                .recent
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > RATE_WINDOW)
-            {
-                s.recent.pop_front();
+            s.prune(now);
+            if let Some(headers) = headers {
+                Self::apply_headers(&mut s, headers, now);
             }
-            // Additive increase of the pace: 1% a second once two seconds have passed
-            // without a 429, so a limit that was raised is found again.
-            let quiet = s
-                .last_cut
-                .is_none_or(|t| now.duration_since(t) > 2 * RATE_WINDOW);
-            if let Some(rate) = s.rate
-                && quiet
-                && now.duration_since(s.last_raise) >= RATE_WINDOW
-            {
-                s.rate = Some(rate * 1.01);
-                s.last_raise = now;
+            if self.adaptive {
+                s.adapt_limit(now, now.saturating_duration_since(sent), self.max);
+                if s.slow_start && s.ceiling.is_none() {
+                    s.slow_start_pace(now);
+                } else {
+                    s.probe(now);
+                }
+            } else {
+                s.probe(now);
             }
             s.limit_now() > before
         };
@@ -899,44 +1113,132 @@ impl Gate {
         }
     }
 
-    fn on_rate_limited(&self, retry_after: Option<Duration>) {
-        let mut s = self.lock();
-        let now = Instant::now();
-        if let Some(wait) = retry_after {
-            // Callers never pass a wait past MAX_RETRY_AFTER, but an overflow must not panic.
-            let until = now.checked_add(wait).unwrap_or(now + MAX_RETRY_AFTER);
-            s.cooldown_until = Some(s.cooldown_until.map_or(until, |c| c.max(until)));
-        }
-        let episode_over = s.last_cut.is_none_or(|t| {
-            now.duration_since(t) > retry_after.unwrap_or(RATE_WINDOW).max(RATE_WINDOW)
-        });
-        if !episode_over {
+    /// The headers state the limit: pace just under it, and never probe above it.
+    fn apply_headers(s: &mut GateState, headers: RateHeaders, now: Instant) {
+        let stated = headers.limit_per_minute / 60.0;
+        if !(stated.is_finite() && stated > 0.0) {
             return;
         }
-        s.last_cut = Some(now);
-        s.last_raise = now;
-        s.limit = (s.limit / 2.0).max(1.0);
-        while s
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > RATE_WINDOW)
+        s.header_rate = Some(stated);
+        s.ceiling = Some(s.ceiling.map_or(stated, |c| c.min(stated)));
+        let under = stated * UNDER_CEILING;
+        // The first statement sets the pace; after that it only caps it, so the pace a
+        // 429 cut climbs back by the probe instead of jumping into the next 429.
+        s.pace = Some(match s.pace {
+            Some(pace) if !s.slow_start => pace.min(under),
+            _ => under,
+        });
+        // An empty budget with the time it takes to refill: the next slot waits for it.
+        if let (Some(remaining), Some(reset)) = (headers.remaining, headers.reset)
+            && remaining < 1.0
         {
-            s.recent.pop_front();
+            let refill = now + reset.min(Duration::from_secs_f64(1.0 / stated));
+            s.next_slot = Some(s.next_slot.map_or(refill, |n| n.max(refill)));
         }
-        let observed = s.recent.len();
-        let learned = (observed >= MIN_RATE_SAMPLE).then_some(observed as f64 * 0.95);
-        s.rate = match (s.rate, learned) {
-            (Some(rate), Some(learned)) => Some(learned.min(rate * 0.9)),
-            (Some(rate), None) => Some((rate * 0.9).max(1.0)),
-            (None, learned) => learned,
+        s.slow_start = false;
+    }
+
+    /// A 429 for a request released at `sent`. The first of an episode cuts the pace by
+    /// as much as the share of 429s says it is over: well over (many 429s), to just under
+    /// the rate that got through, which also becomes the ceiling; barely (a few, from
+    /// creeping past the limit or a clump of arrivals), by 3%. The rest of the episode
+    /// (sent before that cut) changes nothing.
+    fn on_rate_limited(&self, sent: Instant, now: Instant) {
+        let mut s = self.lock();
+        s.refused.push_back(now);
+        s.prune(now);
+        if s.last_cut.is_some_and(|cut| sent <= cut) {
+            return;
+        }
+        let loss = s.loss();
+        let observed = s.observed_rate(now);
+        let current = match (s.pace, observed) {
+            (Some(pace), _) => pace,
+            (None, Some(observed)) => observed,
+            // Unpaced with too few successes to measure: a guess that the probe corrects.
+            (None, None) => (s.limit_now() as f64 / s.rtt().as_secs_f64().max(0.05)).max(1.0),
         };
+        let cut = (1.0 - 1.5 * loss).clamp(LOSS_CUT_FLOOR, LIGHT_CUT);
+        let heavy = loss > HEAVY_LOSS;
+        let mut pace = current * cut;
+        s.last_cut = Some(now);
+        s.last_probe = now;
+        if !heavy && s.slow_start {
+            // A stray 429 while still ramping up (a clump of arrivals at a small burst)
+            // says little about the limit: keep looking, a little slower.
+            s.pace = Some(pace.max(0.1));
+            return;
+        }
+        if heavy || s.ceiling.is_none() {
+            if let Some(observed) = observed {
+                pace = pace.min(observed * UNDER_CEILING);
+            }
+            s.ceiling = Some(s.ceiling.map_or(current, |c| c.min(current)));
+        }
+        s.pace = Some(pace.max(0.1));
+        s.slow_start = false;
+        s.concurrency_bound = false;
         tracing::debug!(
             limit = s.limit_now(),
-            rate = s.rate.unwrap_or(0.0),
-            observed,
-            "rate limited: slowing down"
+            pace = s.pace.unwrap_or(0.0),
+            ceiling = s.ceiling.unwrap_or(0.0),
+            loss,
+            "rate limited: pacing slower"
         );
     }
+}
+
+/// Reads `x-ratelimit-limit-requests`, `-remaining-requests` and `-reset-requests`; `None`
+/// without a usable limit.
+fn rate_headers(headers: &reqwest::header::HeaderMap) -> Option<RateHeaders> {
+    let text = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
+    let number = |name: &str| {
+        text(name)?
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    let limit_per_minute = number("x-ratelimit-limit-requests").filter(|n| *n > 0.0)?;
+    Some(RateHeaders {
+        limit_per_minute,
+        remaining: number("x-ratelimit-remaining-requests"),
+        reset: text("x-ratelimit-reset-requests").and_then(parse_go_duration),
+    })
+}
+
+/// Reads a duration as OpenAI writes `x-ratelimit-reset-*` (Go's format): `1s`, `6m0s`,
+/// `8.64s`, `20ms`, `1h2m3.5s`.
+fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    // Nanoseconds, rounded once at the end: `8.64s` must not come out a nanosecond short.
+    let mut total = 0.0f64;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(digits);
+        let value: f64 = number.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "h" => 3.6e12,
+            "m" => 6e10,
+            "s" => 1e9,
+            "ms" => 1e6,
+            "us" | "µs" => 1e3,
+            "ns" => 1.0,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = tail;
+    }
+    let nanos = total.round();
+    (nanos.is_finite() && nanos < u64::MAX as f64).then(|| Duration::from_nanos(nanos as u64))
 }
 
 #[cfg(test)]
@@ -1074,73 +1376,305 @@ mod tests {
         assert!(full_jitter(1) <= BACKOFF_BASE);
     }
 
-    #[tokio::test]
-    async fn rate_limit_halves_the_in_flight_limit_and_recovers_additively() {
-        let gate = Arc::new(Gate::new(16));
-        gate.on_rate_limited(None);
-        assert_eq!(gate.lock().limit_now(), 8);
-        // A burst of 429s from requests already in flight is one episode: one cut.
-        gate.on_rate_limited(None);
-        assert_eq!(gate.lock().limit_now(), 8);
-        // About one step per `limit` successes, i.e. one per round trip.
-        for _ in 0..10 {
-            gate.on_success();
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn paced_slots_are_spread_evenly_and_idle_time_earns_no_burst() {
+        let gate = Gate::new(8, true);
+        let t0 = Instant::now();
+        let mut s = gate.lock();
+        s.pace = Some(100.0);
+        let slots: Vec<Instant> = (0..4).filter_map(|_| s.reserve_slot(t0)).collect();
+        assert_eq!(slots, [t0, t0 + ms(10), t0 + ms(20), t0 + ms(30)]);
+        // After a pause the next request goes at once, and the one after waits its turn.
+        let later = t0 + ms(1000);
+        assert_eq!(s.reserve_slot(later), Some(later));
+        assert_eq!(s.reserve_slot(later), Some(later + ms(10)));
+    }
+
+    #[test]
+    fn a_fixed_concurrency_never_moves_and_is_unpaced_until_the_server_objects() {
+        let gate = Gate::new(5, false);
+        let t0 = Instant::now();
+        gate.lock().concurrency_bound = true;
+        for i in 0..100 {
+            gate.on_success(t0, t0 + ms(i), None);
         }
-        assert_eq!(gate.lock().limit_now(), 9);
-        for _ in 0..10_000 {
-            gate.on_success();
-        }
+        assert_eq!(gate.limit(), 5);
+        assert!(gate.lock().pace.is_none());
+        gate.on_rate_limited(t0 + ms(100), t0 + ms(101));
         assert_eq!(
-            gate.lock().limit_now(),
-            16,
-            "never above the configured value"
+            gate.limit(),
+            5,
+            "a 429 paces, it does not cut a fixed concurrency"
         );
+        assert!(gate.lock().pace.is_some());
     }
 
-    #[tokio::test]
-    async fn a_429_sets_a_pace_just_under_the_rate_that_got_through() {
-        let gate = Arc::new(Gate::new(32));
-        for _ in 0..100 {
-            gate.on_success();
+    #[test]
+    fn adaptive_concurrency_grows_only_while_requests_wait_for_a_slot() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        assert_eq!(gate.limit(), START_LIMIT);
+        for i in 0..50 {
+            gate.on_success(t0, t0 + ms(50 + i), None);
         }
-        assert!(
-            gate.lock().rate.is_none(),
-            "unpaced until the server objects"
-        );
-        gate.on_rate_limited(Some(Duration::from_millis(10)));
-        let rate = gate.lock().rate.expect("paced");
-        assert!((rate - 95.0).abs() < 1e-9, "{rate}");
-        let start = Instant::now();
+        assert_eq!(gate.limit(), START_LIMIT, "nobody waited: no growth");
+        // Slow start: one more per success while requests queue for a slot.
+        for i in 0..100 {
+            gate.lock().concurrency_bound = true;
+            gate.on_success(t0 + ms(i), t0 + ms(i + 50), None);
+        }
+        assert_eq!(gate.limit(), 64, "never above the ceiling");
+    }
+
+    #[test]
+    fn adaptive_concurrency_shrinks_when_latency_rises() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().limit = 40.0;
+        for i in 0..200 {
+            gate.on_success(t0 + ms(i), t0 + ms(i + 20), None);
+        }
+        assert_eq!(gate.limit(), 40);
+        // Answers suddenly take ten times as long: the short-term average leaves the
+        // long-term one behind and the limit comes down, at most once per round trip.
+        let mut now = t0 + ms(1000);
         for _ in 0..20 {
-            drop(gate.acquire().await);
+            now += ms(50);
+            gate.on_success(now - ms(200), now, None);
         }
-        // 20 requests at 95 per second: the last one starts 19/95 s after the first.
-        assert!(
-            start.elapsed() >= Duration::from_millis(195),
-            "{:?}",
-            start.elapsed()
+        let limit = gate.limit();
+        assert!((10..40).contains(&limit), "{limit}");
+        assert!(!gate.lock().slow_start);
+    }
+
+    #[test]
+    fn slow_start_raises_the_pace_a_quarter_per_round_trip_while_requests_wait_for_it() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        assert_eq!(gate.lock().pace, Some(START_PACE));
+        let mut now = t0;
+        for _ in 0..4 {
+            now += ms(50);
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(40), now, None);
+        }
+        let pace = gate.lock().pace.expect("paced");
+        let expected = START_PACE * SLOW_START_GROWTH.powi(4);
+        assert!((pace - expected).abs() < 1e-6, "{pace} vs {expected}");
+        // Not waiting for slots: the pace is not what holds the crawl back, so it stays.
+        now += ms(50);
+        gate.on_success(now - ms(40), now, None);
+        assert_eq!(gate.lock().pace, Some(pace));
+    }
+
+    #[test]
+    fn a_burst_of_429s_cuts_the_pace_hard_once_per_episode() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(200.0);
+        let sent = t0 + ms(10);
+        gate.on_rate_limited(sent, t0 + ms(60));
+        let (pace, ceiling) = {
+            let s = gate.lock();
+            (s.pace.expect("paced"), s.ceiling.expect("a ceiling"))
+        };
+        assert!((ceiling - 200.0).abs() < 1e-9, "{ceiling}");
+        // Nothing but 429s: the deepest cut.
+        assert!((pace - 200.0 * LOSS_CUT_FLOOR).abs() < 1e-9, "{pace}");
+        // Answers to requests sent before that cut are the same episode.
+        gate.on_rate_limited(t0 + ms(55), t0 + ms(70));
+        assert_eq!(gate.lock().pace, Some(pace));
+        // A request sent after the cut that still draws a 429 cuts again.
+        gate.on_rate_limited(t0 + ms(80), t0 + ms(130));
+        let again = gate.lock().pace.expect("paced");
+        assert!((again - pace * LOSS_CUT_FLOOR).abs() < 1e-9, "{again}");
+        assert!(!gate.lock().slow_start);
+    }
+
+    #[test]
+    fn a_429_while_unpaced_paces_at_the_rate_that_got_through() {
+        let gate = Gate::new(32, false);
+        let t0 = Instant::now();
+        // 100 successes over the last second: the server let 100 a second through.
+        for i in 0..100 {
+            gate.on_success(t0, t0 + ms(10 * i + 10), None);
+        }
+        gate.on_rate_limited(t0 + ms(990), t0 + ms(1000));
+        let s = gate.lock();
+        let ceiling = s.ceiling.expect("a ceiling");
+        assert!((ceiling - 100.0).abs() < 1.5, "{ceiling}");
+        let pace = s.pace.expect("paced");
+        assert!((pace - ceiling * UNDER_CEILING).abs() < 1e-6, "{pace}");
+    }
+
+    #[test]
+    fn a_stray_429_while_ramping_up_slows_a_little_and_keeps_ramping() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(100.0);
+        for i in 0..99 {
+            let at = t0 + ms(10 * i + 20);
+            gate.on_success(at - ms(20), at, None);
+        }
+        gate.on_rate_limited(t0 + ms(980), t0 + ms(1000));
+        let s = gate.lock();
+        assert!(s.slow_start);
+        assert_eq!(s.ceiling, None);
+        assert!((s.pace.expect("paced") - 100.0 * LIGHT_CUT).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_stray_429_among_many_successes_cuts_the_pace_a_little_and_keeps_the_ceiling() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        {
+            let mut s = gate.lock();
+            s.pace = Some(97.0);
+            s.ceiling = Some(100.0);
+            s.slow_start = false;
+        }
+        for i in 0..97 {
+            gate.on_success(t0, t0 + ms(10 * i + 10), None);
+        }
+        gate.on_rate_limited(t0 + ms(980), t0 + ms(1000));
+        let s = gate.lock();
+        let pace = s.pace.expect("paced");
+        assert!((pace - 97.0 * LIGHT_CUT).abs() < 1e-6, "{pace}");
+        assert_eq!(s.ceiling, Some(100.0));
+    }
+
+    #[test]
+    fn after_a_cut_the_pace_climbs_back_under_the_ceiling_then_creeps_above_it() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(100.0);
+        gate.on_rate_limited(t0, t0);
+        let mut now = t0;
+        let mut paces = Vec::new();
+        for _ in 0..12 {
+            now += PROBE_INTERVAL;
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(20), now, None);
+            paces.push(gate.lock().pace.expect("paced"));
+        }
+        assert!(paces.windows(2).all(|w| w[1] >= w[0]), "{paces:?}");
+        // Halfway back each probe: within 1% of 97 after a few.
+        assert!((paces[4] - 97.0).abs() < 1.0, "{paces:?}");
+        // Then 1% a probe: past the old ceiling, which moves up with it.
+        let last = *paces.last().expect("paces");
+        assert!(last > 100.0, "{paces:?}");
+        assert_eq!(gate.lock().ceiling, Some(last));
+    }
+
+    #[test]
+    fn rate_limit_headers_set_the_pace_before_any_429_and_cap_the_probe() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        let headers = RateHeaders {
+            limit_per_minute: 6000.0,
+            remaining: Some(40.0),
+            reset: Some(ms(600)),
+        };
+        gate.on_success(t0, t0 + ms(20), Some(headers));
+        let pace = gate.lock().pace.expect("paced");
+        assert!((pace - 100.0 * UNDER_CEILING).abs() < 1e-9, "{pace}");
+        let mut now = t0 + ms(20);
+        for _ in 0..20 {
+            now += PROBE_INTERVAL;
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(20), now, Some(headers));
+        }
+        let pace = gate.lock().pace.expect("paced");
+        assert!(pace <= 100.0 * UNDER_CEILING + 1e-9, "{pace}");
+        // An empty budget holds the next request until a token has come back.
+        let empty = RateHeaders {
+            remaining: Some(0.0),
+            ..headers
+        };
+        now += ms(1);
+        gate.on_success(now - ms(20), now, Some(empty));
+        let slot = gate.lock().reserve_slot(now).expect("a slot");
+        assert!(slot >= now + ms(10), "{:?}", slot - now);
+    }
+
+    #[test]
+    fn rate_limit_headers_are_read_as_openai_writes_them() {
+        use reqwest::header::HeaderMap;
+        let mut h = HeaderMap::new();
+        assert_eq!(rate_headers(&h), None);
+        h.insert(
+            "x-ratelimit-limit-requests",
+            HeaderValue::from_static("3000"),
         );
-        // A later episode never raises the pace, and cuts it by at least 10%.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        for _ in 0..500 {
-            gate.on_success();
+        h.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_static("2999"),
+        );
+        h.insert(
+            "x-ratelimit-reset-requests",
+            HeaderValue::from_static("20ms"),
+        );
+        assert_eq!(
+            rate_headers(&h),
+            Some(RateHeaders {
+                limit_per_minute: 3000.0,
+                remaining: Some(2999.0),
+                reset: Some(ms(20)),
+            })
+        );
+        h.insert("x-ratelimit-limit-requests", HeaderValue::from_static("0"));
+        assert_eq!(rate_headers(&h), None, "a zero limit says nothing usable");
+        for (text, expected) in [
+            ("1s", Some(ms(1000))),
+            ("6m0s", Some(Duration::from_secs(360))),
+            ("8.64s", Some(ms(8640))),
+            ("1h2m3.5s", Some(ms(3_723_500))),
+            ("1.5ms", Some(Duration::from_micros(1500))),
+            ("", None),
+            ("5x", None),
+            ("s", None),
+        ] {
+            assert_eq!(parse_go_duration(text), expected, "{text:?}");
         }
-        gate.on_rate_limited(None);
-        let later = gate.lock().rate.expect("paced");
-        assert!(later <= rate * 0.9 + 1e-9, "{later} after {rate}");
+    }
+
+    #[test]
+    fn concurrency_in_the_config_fixes_it_and_max_concurrency_caps_the_adaptive_one() {
+        let adaptive = ClientOptions::from_config(&OpenAiConfig::default());
+        assert_eq!((adaptive.concurrency, adaptive.adaptive), (64, true));
+        let capped = ClientOptions::from_config(&OpenAiConfig {
+            max_concurrency: Some(16),
+            ..OpenAiConfig::default()
+        });
+        assert_eq!((capped.concurrency, capped.adaptive), (16, true));
+        let fixed = ClientOptions::from_config(&OpenAiConfig {
+            concurrency: Some(8),
+            max_concurrency: Some(16),
+            ..OpenAiConfig::default()
+        });
+        assert_eq!((fixed.concurrency, fixed.adaptive), (8, false));
     }
 
     #[tokio::test]
-    async fn cooldown_holds_every_new_request() {
-        let gate = Arc::new(Gate::new(4));
-        gate.on_rate_limited(Some(Duration::from_millis(300)));
-        let start = Instant::now();
-        let (a, b) = tokio::join!(gate.acquire(), gate.acquire());
-        assert!(
-            start.elapsed() >= Duration::from_millis(290),
-            "{:?}",
-            start.elapsed()
-        );
-        drop((a, b));
+    async fn the_gate_holds_requests_beyond_the_limit_until_one_finishes() {
+        let gate = Arc::new(Gate::new(2, false));
+        let (a, _) = gate.acquire().await;
+        let (b, _) = gate.acquire().await;
+        let third = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.acquire().await.1 }
+        });
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished());
+        assert!(gate.lock().concurrency_bound);
+        drop(a);
+        third
+            .await
+            .expect("the third request goes once one finished");
+        drop(b);
     }
 }

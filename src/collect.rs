@@ -118,6 +118,8 @@ fn counted_since(now: CrawlStats, baseline: &CrawlStats) -> CrawlStats {
         errors: now.errors.saturating_sub(baseline.errors),
         retries: now.retries.saturating_sub(baseline.retries),
         rate_limited: now.rate_limited.saturating_sub(baseline.rate_limited),
+        // A level, not a counter: where the client's concurrency stands now.
+        concurrency: now.concurrency,
     }
 }
 

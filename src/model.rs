@@ -673,6 +673,10 @@ pub struct CrawlStats {
     pub retries: u64,
     /// 429 answers received.
     pub rate_limited: u64,
+    /// The in-flight limit the client settled on (the fixed value when one is configured).
+    /// Not stored with the snapshot: 0 when read back from the store.
+    #[serde(default)]
+    pub concurrency: u64,
 }
 
 /// One resource a rule selected: what rule evaluation hands the findings lifecycle.

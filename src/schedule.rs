@@ -8,8 +8,14 @@
 //!
 //! - a local time inside a spring-forward gap runs once, at the first valid moment after the
 //!   gap (02:30 on Berlin's gap day runs at 03:00 CEST);
-//! - a local time that occurs twice in the fall-back overlap runs once, at its first
+//! - a local time that occurs twice in the fall-back overlap runs at both occurrences when
+//!   the hour field starts with `*` (`*`, `*/2`, `@hourly`): such a job runs by elapsed time,
+//!   so an hourly job runs every real hour and `*/15` never skips one;
+//! - with any other hour field (`30 2 * * *`, `0 1-5 * * *`) it runs once, at its first
 //!   occurrence.
+//!
+//! These are cronie's and Vixie cron's rules (their "wildcard" jobs are the ones whose hour
+//! field starts with `*`); docs/schedule.md has them as a table.
 
 use std::fmt;
 
@@ -248,6 +254,9 @@ impl Schedule {
     /// The first run time strictly after `after`, or `None` if there is none before the
     /// end of chrono's calendar.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Tz>> {
+        if self.hours.star {
+            return self.next_elapsed(after);
+        }
         let local = after.with_timezone(&self.tz);
         let naive = local.naive_local().with_nanosecond(0)?;
         let mut start = naive.checked_add_signed(chrono::TimeDelta::seconds(1))?;
@@ -267,6 +276,83 @@ impl Schedule {
                 return Some(instant);
             }
             start = candidate.checked_add_signed(chrono::TimeDelta::seconds(1))?;
+        }
+        None
+    }
+
+    /// [`Schedule::next_after`] for a job whose hour field starts with `*`: every moment
+    /// the wall clock shows a matching time runs, including both passes of a repeated hour.
+    fn next_elapsed(&self, after: DateTime<Utc>) -> Option<DateTime<Tz>> {
+        let naive = after
+            .with_timezone(&self.tz)
+            .naive_local()
+            .with_nanosecond(0)?;
+        let mut start = naive.checked_add_signed(chrono::TimeDelta::seconds(1))?;
+        // Each loop either returns or moves `start` forward (see `next_after`).
+        for _ in 0..1024 {
+            let candidate = self.next_local(start)?;
+            let instant = match self.tz.from_local_datetime(&candidate) {
+                LocalResult::Ambiguous(first, second) => [first, second]
+                    .into_iter()
+                    .find(|t| t.with_timezone(&Utc) > after),
+                _ => self.resolve(candidate),
+            };
+            if let Some(instant) = instant
+                && instant.with_timezone(&Utc) > after
+            {
+                // The wall clock went back between `after` and `instant`: the second pass
+                // of the repeated hour may hold an earlier run.
+                let earlier = self.second_pass_run(after, instant.with_timezone(&Utc));
+                return Some(earlier.unwrap_or(instant));
+            }
+            start = candidate.checked_add_signed(chrono::TimeDelta::seconds(1))?;
+        }
+        None
+    }
+
+    /// The first run in the second pass of a fall-back overlap whose transition lies in
+    /// `(after, before)`, if one comes before `before`.
+    fn second_pass_run(&self, after: DateTime<Utc>, before: DateTime<Utc>) -> Option<DateTime<Tz>> {
+        let offset = |t: i64| -> Option<i32> {
+            let utc = DateTime::<Utc>::from_timestamp(t, 0)?;
+            Some(
+                self.tz
+                    .offset_from_utc_datetime(&utc.naive_utc())
+                    .fix()
+                    .local_minus_utc(),
+            )
+        };
+        let end = before.timestamp();
+        let mut low = after.timestamp();
+        // Steps of a day: no time zone changes its offset twice within one.
+        while low < end {
+            let high = low.saturating_add(86_400).min(end);
+            let (old, new) = (offset(low)?, offset(high)?);
+            if new < old {
+                // Bisect to the first second of the new offset: the transition.
+                let (mut lo, mut hi) = (low, high);
+                while hi - lo > 1 {
+                    let mid = lo + (hi - lo) / 2;
+                    if offset(mid)? == old {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                let transition = DateTime::<Utc>::from_timestamp(hi, 0)?;
+                let repeat_start = transition.with_timezone(&self.tz).naive_local();
+                let repeat_end = repeat_start
+                    .checked_add_signed(chrono::TimeDelta::seconds(i64::from(old - new)))?;
+                if let Some(local) = self.next_local(repeat_start)
+                    && local < repeat_end
+                {
+                    let run = transition.checked_add_signed(local - repeat_start)?;
+                    if run < before {
+                        return Some(run.with_timezone(&self.tz));
+                    }
+                }
+            }
+            low = high;
         }
         None
     }
@@ -750,7 +836,7 @@ mod tests {
     }
 
     #[test]
-    fn fall_back_overlap_runs_once_at_the_first_occurrence() {
+    fn fall_back_overlap_runs_a_fixed_hour_once_at_the_first_occurrence() {
         let berlin = chrono_tz::Europe::Berlin;
         let s = Schedule::parse("30 2 * * *", berlin).unwrap();
         let runs: Vec<String> = s

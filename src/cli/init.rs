@@ -32,8 +32,10 @@ base_url = "https://api.openai.com/v1"
 # Under systemd with LoadCredential=openai_admin_key:..., the file is
 # /run/credentials/orgwarden.service/openai_admin_key.
 # admin_key_file = "/run/secrets/openai_admin_key"
-# How many Admin API requests may be in flight at once.
-concurrency = 8
+# How many Admin API requests may be in flight at once. Unset, orgwarden finds the number
+# latency needs and paces requests at the rate the API accepts, up to max_concurrency.
+# concurrency = 8
+max_concurrency = 64
 # Seconds before one request is abandoned.
 timeout_secs = 30
 
@@ -51,7 +53,8 @@ path = "orgwarden.db"
 # `orgwarden schedule --count 10`.
 cron = "0 */6 * * *"
 # The IANA time zone the expression is read in. A time skipped by a daylight-saving jump
-# runs once at the first moment after it; a time that occurs twice runs once, the first time.
+# runs once at the first moment after it; in a repeated hour, a job whose hour field is `*`
+# or `*/N` runs at each occurrence and any other once, the first time (as cronie does).
 timezone = "UTC"
 # Run one audit as soon as the daemon starts, besides the schedule.
 run_on_start = false

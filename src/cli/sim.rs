@@ -33,6 +33,18 @@ pub struct SimArgs {
     /// Requests per second before answering 429 with Retry-After
     #[arg(long)]
     pub rate_limit: Option<f64>,
+    /// Requests the rate limit lets through at once (default: a second's worth)
+    #[arg(long, requires = "rate_limit")]
+    pub burst: Option<f64>,
+    /// Send x-ratelimit-{limit,remaining,reset}-requests on every answer, as the real API does
+    #[arg(long, requires = "rate_limit")]
+    pub rate_limit_headers: bool,
+    /// After REQUESTS requests the rate limit becomes RPS (REQUESTS:RPS)
+    #[arg(long, value_name = "REQUESTS:RPS", requires = "rate_limit")]
+    pub rate_change: Option<String>,
+    /// After REQUESTS requests the latency becomes MS milliseconds (REQUESTS:MS)
+    #[arg(long, value_name = "REQUESTS:MS")]
+    pub latency_change: Option<String>,
     /// Fraction of requests answered with an injected 500 (0.0 to 1.0)
     #[arg(long, default_value_t = 0.0)]
     pub fault_rate: f64,
@@ -49,9 +61,29 @@ impl std::fmt::Debug for SimArgs {
             .field("admin_key", &self.admin_key.as_ref().map(|_| "[redacted]"))
             .field("latency_ms", &self.latency_ms)
             .field("rate_limit", &self.rate_limit)
+            .field("burst", &self.burst)
+            .field("rate_limit_headers", &self.rate_limit_headers)
+            .field("rate_change", &self.rate_change)
+            .field("latency_change", &self.latency_change)
             .field("fault_rate", &self.fault_rate)
             .finish()
     }
+}
+
+/// Reads `REQUESTS:VALUE` with a positive VALUE.
+fn parse_change(flag: &str, text: &str) -> anyhow::Result<(u64, f64)> {
+    let bad = || {
+        CliError::usage(anyhow::anyhow!(
+            "{flag} {text:?}: expected REQUESTS:VALUE, e.g. 1000:50"
+        ))
+    };
+    let (after, value) = text.split_once(':').ok_or_else(bad)?;
+    let after: u64 = after.trim().parse().map_err(|_| bad())?;
+    let value: f64 = value.trim().parse().map_err(|_| bad())?;
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(bad());
+    }
+    Ok((after, value))
 }
 
 fn unix_now() -> i64 {
@@ -91,6 +123,38 @@ pub fn sim(_global: &GlobalArgs, args: &SimArgs) -> anyhow::Result<Exit> {
             "--rate-limit must be a positive number of requests per second, got {rps}"
         )));
     }
+    if let Some(burst) = args.burst
+        && (burst.is_nan() || burst < 1.0)
+    {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--burst must be at least 1 request, got {burst}"
+        )));
+    }
+    let rate_change = args
+        .rate_change
+        .as_deref()
+        .map(|text| parse_change("--rate-change", text))
+        .transpose()?;
+    if let Some((_, rps)) = rate_change
+        && rps <= 0.0
+    {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--rate-change must end in a positive number of requests per second"
+        )));
+    }
+    let latency_change = args
+        .latency_change
+        .as_deref()
+        .map(|text| parse_change("--latency-change", text))
+        .transpose()?
+        .map(|(after, ms)| {
+            Duration::try_from_secs_f64(ms / 1000.0)
+                .map(|latency| (after, latency))
+                .map_err(|_| {
+                    CliError::usage(anyhow::anyhow!("--latency-change: {ms} ms is too long"))
+                })
+        })
+        .transpose()?;
     let now = unix_now();
     let org = match (&args.org, args.projects) {
         (Some(path), _) => Org::load(path, now).map_err(CliError::usage)?,
@@ -102,6 +166,10 @@ pub fn sim(_global: &GlobalArgs, args: &SimArgs) -> anyhow::Result<Exit> {
         admin_key: args.admin_key.clone(),
         latency: Duration::from_millis(args.latency_ms),
         rate_limit: args.rate_limit,
+        burst: args.burst,
+        rate_limit_headers: args.rate_limit_headers,
+        rate_change,
+        latency_change,
         fault_rate: args.fault_rate,
         seed: args.seed,
     };

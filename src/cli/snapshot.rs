@@ -59,12 +59,24 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
             )))
         })?;
     match args.format {
-        // The store's snapshot object: the documented fields, the objects per view, and the
-        // crawl's retries and 429s; the same object `orgwarden snapshots` prints.
-        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome.info.to_json())?),
+        // The store's snapshot object (the same `orgwarden snapshots` prints: the objects
+        // per view, the crawl's retries and 429s) and the concurrency the client settled on.
+        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&summary_json(&outcome))?),
         TableFormat::Table | TableFormat::Csv => print_table(&outcome, args.format),
     }
     verdict(&outcome)
+}
+
+/// The snapshot object, plus what only this run knows: the concurrency it settled on.
+fn summary_json(outcome: &SnapshotOutcome) -> serde_json::Value {
+    let mut json = outcome.info.to_json();
+    if let Some(object) = json.as_object_mut() {
+        object.insert(
+            "concurrency".to_owned(),
+            outcome.info.stats.concurrency.into(),
+        );
+    }
+    json
 }
 
 /// Exit 0 for a complete snapshot; otherwise exit 3 with the reason.
@@ -135,7 +147,7 @@ fn print_table(outcome: &SnapshotOutcome, format: TableFormat) {
     );
     println!("{table}");
     println!(
-        "{} requests, {} retries, {} rate-limited (429), {:.1} s",
-        stats.requests, stats.retries, stats.rate_limited, elapsed
+        "{} requests, {} retries, {} rate-limited (429), concurrency settled at {}, {:.1} s",
+        stats.requests, stats.retries, stats.rate_limited, stats.concurrency, elapsed
     );
 }

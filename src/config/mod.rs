@@ -75,7 +75,7 @@ pub struct OpenAiConfig {
     /// A file holding the admin key; else `OPENAI_ADMIN_KEY`.
     pub admin_key_file: Option<PathBuf>,
     /// Requests in flight (at least 1).
-    pub concurrency: usize,
+    pub concurrency: Option<usize>,
     /// The most requests in flight an adaptive client may grow to (at least 1).
     pub max_concurrency: Option<usize>,
     /// Per-request timeout in seconds (at least 1).
@@ -88,7 +88,7 @@ impl Default for OpenAiConfig {
             organization: "default".into(),
             base_url: None,
             admin_key_file: None,
-            concurrency: 8,
+            concurrency: None,
             max_concurrency: None,
             timeout_secs: 30,
         }

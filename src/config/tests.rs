@@ -22,7 +22,7 @@ fn problems(text: &str) -> Vec<String> {
 #[test]
 fn empty_file_gives_defaults() {
     let config = Config::parse("", Path::new("orgwarden.toml")).expect("parses");
-    assert_eq!(config.openai.concurrency, 8);
+    assert_eq!(config.openai.concurrency, None);
     assert_eq!(config.openai.max_concurrency, None);
     assert_eq!(config.storage.path, PathBuf::from("orgwarden.db"));
     assert!(config.notify.send_resolved);
@@ -128,14 +128,19 @@ fn numbers_out_of_range_are_refused() {
             "bad-value@10:8",
         ]
     );
-    let config = Config::parse(
-        "[openai]\nconcurrency = 2\nmax_concurrency = 16\n",
-        Path::new("o"),
-    )
-    .unwrap();
+    let fixed = Config::parse("[openai]\nconcurrency = 2\n", Path::new("o")).unwrap();
     assert_eq!(
-        (config.openai.concurrency, config.openai.max_concurrency),
-        (2, Some(16))
+        (fixed.openai.concurrency, fixed.openai.max_concurrency),
+        (Some(2), None)
+    );
+    let capped = Config::parse("[openai]\nmax_concurrency = 16\n", Path::new("o")).unwrap();
+    assert_eq!(
+        (capped.openai.concurrency, capped.openai.max_concurrency),
+        (None, Some(16))
+    );
+    assert_eq!(
+        problems("[openai]\nconcurrency = 2\nmax_concurrency = 16\n"),
+        ["bad-value@3:19"]
     );
 }
 

@@ -160,17 +160,20 @@ fn openai(raw: &RawOpenAi, c: &mut Check<'_>) -> OpenAiConfig {
     let concurrency = raw
         .concurrency
         .as_ref()
-        .and_then(|n| c.at_least(n, "concurrency", 1))
-        .unwrap_or(default.concurrency);
+        .and_then(|n| c.at_least(n, "concurrency", 1));
     let max_concurrency = raw.max_concurrency.as_ref().and_then(|n| {
         let max: usize = c.at_least(n, "max_concurrency", 1)?;
-        if max < concurrency {
-            // The client starts at `concurrency` and may only grow from there.
+        if let Some(fixed) = concurrency {
+            // A fixed `concurrency` turns the adaptive client off, so a cap for it would
+            // silently do nothing.
             c.error(
                 DiagnosticCode::BadValue,
                 n.span(),
-                format!("`max_concurrency` ({max}) is below `concurrency` ({concurrency})"),
-                "below concurrency",
+                format!(
+                    "`max_concurrency` caps the adaptive concurrency, but `concurrency = {fixed}` \
+                     fixes it; keep one of the two"
+                ),
+                "has no effect with concurrency",
             );
             return None;
         }

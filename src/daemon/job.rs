@@ -155,6 +155,8 @@ impl AuditJob {
             // The 400s the collector read as empty lists of archived projects are known
             // only now: settle them into their own class.
             self.metrics.settle_bad_requests(crawl.archived_reads);
+            self.metrics
+                .set_api_concurrency(crawl.info.stats.concurrency);
             outcome.snapshot_duration = Some(crawl.elapsed);
             if let Some(refused) = &crawl.refused {
                 outcome.message = Some(refused.to_string());

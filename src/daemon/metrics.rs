@@ -226,6 +226,7 @@ pub struct Metrics {
     unsettled_bad_requests: AtomicU64,
     open_findings: Fixed<SeverityLabels, Gauge>,
     outbox_depth: Gauge,
+    api_concurrency: Gauge,
     emails_sent: Counter,
     emails_failed: Counter,
 }
@@ -252,6 +253,7 @@ impl Metrics {
             unsettled_bad_requests: AtomicU64::new(0),
             open_findings: Fixed::new(Severity::ALL.map(severity_labels)),
             outbox_depth: Gauge::default(),
+            api_concurrency: Gauge::default(),
             emails_sent: Counter::default(),
             emails_failed: Counter::default(),
         };
@@ -305,6 +307,11 @@ impl Metrics {
             "orgwarden_open_findings",
             "Open findings after the last run, by severity",
             self.open_findings.clone(),
+        );
+        r.register(
+            "orgwarden_api_concurrency",
+            "Requests in flight the Admin API client settled on in the last run",
+            self.api_concurrency.clone(),
         );
         r.register(
             "orgwarden_outbox_depth",
@@ -389,6 +396,12 @@ impl Metrics {
         if let Some(gauge) = self.open_findings.get(&severity_labels(severity)) {
             gauge.set(i64::try_from(count).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Sets the concurrency the client settled on in the last run.
+    pub fn set_api_concurrency(&self, concurrency: u64) {
+        self.api_concurrency
+            .set(i64::try_from(concurrency).unwrap_or(i64::MAX));
     }
 
     /// Sets how many messages wait in the outbox.
@@ -542,6 +555,7 @@ mod tests {
         metrics.record_api_response(None);
         metrics.set_open_findings(Severity::High, 4);
         metrics.set_outbox_depth(2);
+        metrics.set_api_concurrency(24);
         metrics.record_emails(3, 1);
         metrics.record_tick_skipped();
 
@@ -612,6 +626,7 @@ mod tests {
             0.0
         );
         assert_eq!(value(&samples, "orgwarden_outbox_depth", ""), 2.0);
+        assert_eq!(value(&samples, "orgwarden_api_concurrency", ""), 24.0);
         assert_eq!(value(&samples, "orgwarden_emails_sent_total", ""), 3.0);
         assert_eq!(value(&samples, "orgwarden_emails_failed_total", ""), 1.0);
         assert_eq!(value(&samples, "orgwarden_ticks_skipped_total", ""), 1.0);

@@ -15,7 +15,7 @@ use super::SimOptions;
 use super::api::{self, ApiError, Query};
 use super::faults::{FaultKind, Faults};
 use super::org::Org;
-use super::ratelimit::TokenBucket;
+use super::ratelimit::{Budget, TokenBucket, go_duration};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
@@ -35,7 +35,9 @@ impl Shared {
         Shared {
             org: RwLock::new(org),
             faults: Faults::new(opts.fault_rate, opts.seed),
-            bucket: opts.rate_limit.map(TokenBucket::new),
+            bucket: opts
+                .rate_limit
+                .map(|rate| TokenBucket::new(rate, opts.burst, opts.rate_change)),
             requests: AtomicU64::new(0),
             opts,
         }
@@ -68,6 +70,23 @@ fn rate_limited(retry_after: u64) -> Response {
     resp
 }
 
+/// Adds the real API's request-budget headers to an answer.
+fn with_budget(mut resp: Response, budget: Budget) -> Response {
+    let headers = resp.headers_mut();
+    headers.insert(
+        "x-ratelimit-limit-requests",
+        HeaderValue::from(budget.limit_per_minute),
+    );
+    headers.insert(
+        "x-ratelimit-remaining-requests",
+        HeaderValue::from(budget.remaining),
+    );
+    if let Ok(reset) = HeaderValue::from_str(&go_duration(budget.reset)) {
+        headers.insert("x-ratelimit-reset-requests", reset);
+    }
+    resp
+}
+
 /// Whether the request carries an acceptable Bearer key: `Err(true)` = none given,
 /// `Err(false)` = refused.
 fn check_auth(req: &Request, expected: Option<&str>) -> Result<(), bool> {
@@ -87,7 +106,30 @@ fn check_auth(req: &Request, expected: Option<&str>) -> Result<(), bool> {
 
 async fn serve_request(State(s): State<Arc<Shared>>, req: Request) -> Response {
     let n = s.requests.fetch_add(1, Ordering::Relaxed);
-    let mut resp = answer(&s, req).await;
+    let latency = match s.opts.latency_change {
+        Some((after, changed)) if n >= after => changed,
+        _ => s.opts.latency,
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    // A path outside /v1 is an invalid URL, answered without spending the budget.
+    let budget = s
+        .bucket
+        .as_ref()
+        .filter(|_| req.uri().path().starts_with("/v1"))
+        .map(TokenBucket::take);
+    let mut resp = match budget {
+        Some(Err(refused)) => rate_limited(refused.retry_after_secs),
+        _ => answer(&s, req).await,
+    };
+    if s.opts.rate_limit_headers {
+        match budget {
+            Some(Ok(budget)) => resp = with_budget(resp, budget),
+            Some(Err(refused)) => resp = with_budget(resp, refused.budget),
+            None => {}
+        }
+    }
     // Like the real API: every answer names its request, so a client can log it.
     if let Ok(id) = HeaderValue::from_str(&format!("req_sim{n:016x}")) {
         resp.headers_mut().insert("x-request-id", id);
@@ -96,19 +138,11 @@ async fn serve_request(State(s): State<Arc<Shared>>, req: Request) -> Response {
 }
 
 async fn answer(s: &Shared, req: Request) -> Response {
-    if !s.opts.latency.is_zero() {
-        tokio::time::sleep(s.opts.latency).await;
-    }
     let method = req.method().as_str().to_owned();
     let full_path = req.uri().path().to_owned();
     let Some(path) = full_path.strip_prefix("/v1").map(str::to_owned) else {
         return error_response(&ApiError::new_invalid_url(&method, &full_path));
     };
-    if let Some(bucket) = &s.bucket
-        && let Err(wait) = bucket.take()
-    {
-        return rate_limited(wait);
-    }
     if let Err(missing) = check_auth(&req, s.opts.admin_key.as_deref()) {
         return error_response(&ApiError::unauthorized(missing));
     }

@@ -77,6 +77,16 @@ pub struct SimOptions {
     pub latency: Duration,
     /// Requests per second before 429s; `None` = no limit.
     pub rate_limit: Option<f64>,
+    /// Requests the budget can save up; `None` = a second's worth of `rate_limit`.
+    pub burst: Option<f64>,
+    /// Send `x-ratelimit-{limit,remaining,reset}-requests` as the real API does.
+    pub rate_limit_headers: bool,
+    /// After this many requests, `rate_limit` becomes the second value (a limit that
+    /// drops mid-crawl).
+    pub rate_change: Option<(u64, f64)>,
+    /// After this many requests, `latency` becomes the second value (a server that slows
+    /// down mid-crawl).
+    pub latency_change: Option<(u64, Duration)>,
     /// Fraction of requests answered with an injected 500.
     pub fault_rate: f64,
     /// Seed of the random faults.
@@ -89,6 +99,10 @@ impl Default for SimOptions {
             admin_key: None,
             latency: Duration::ZERO,
             rate_limit: None,
+            burst: None,
+            rate_limit_headers: false,
+            rate_change: None,
+            latency_change: None,
             fault_rate: 0.0,
             seed: 0,
         }
@@ -102,6 +116,10 @@ impl fmt::Debug for SimOptions {
             .field("admin_key", &self.admin_key.as_ref().map(|_| "[redacted]"))
             .field("latency", &self.latency)
             .field("rate_limit", &self.rate_limit)
+            .field("burst", &self.burst)
+            .field("rate_limit_headers", &self.rate_limit_headers)
+            .field("rate_change", &self.rate_change)
+            .field("latency_change", &self.latency_change)
             .field("fault_rate", &self.fault_rate)
             .field("seed", &self.seed)
             .finish()

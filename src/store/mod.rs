@@ -569,6 +569,7 @@ fn read_snapshot_row(
         errors: count(6)?,
         retries: count(7)?,
         rate_limited: count(8)?,
+        ..CrawlStats::default()
     };
     let org: String = row.get(1)?;
     let scopes_read = count(10)?;

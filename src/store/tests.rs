@@ -396,6 +396,7 @@ fn failed_snapshot_changes_no_object_but_is_recorded() {
         errors: 1,
         retries: 2,
         rate_limited: 1,
+        ..CrawlStats::default()
     };
     let mut writer = store.begin_snapshot("acme", at(1)).unwrap();
     for r in results {

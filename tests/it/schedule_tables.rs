@@ -3,8 +3,9 @@
 //! The expected times below are literals, not computed by orgwarden: they were worked out by
 //! hand (the DST rows are reasoned in the comments) and cross-checked with an independent
 //! brute-force evaluator in Python that walks local wall-clock time minute by minute and
-//! converts through `zoneinfo` (first occurrence in an overlap, the first existing moment
-//! after a gap).
+//! converts through `zoneinfo` (in an overlap: every occurrence when the hour field starts
+//! with `*`, as cronie runs wildcard jobs, else the first; the first existing moment after
+//! a gap).
 //!
 //! 2026 transitions: Berlin 03-29 02:00→03:00 and 10-25 03:00→02:00; New York 03-08
 //! 02:00→03:00 and 11-01 02:00→01:00.
@@ -23,11 +24,13 @@ struct Case {
 // - `0 0 13 * 5`: both day fields restricted, so the 13th OR any Friday (2026-02-01 is a Sunday).
 // - `30 2 * * *` Berlin 03-29: 02:30 does not exist, runs once at 03:00 CEST.
 // - `30 2 * * *` Berlin 10-25: 02:30 occurs at +02:00 and +01:00; only the first runs.
-// - `*/30` Berlin 10-25: 02:00 and 02:30 CET are repeats and are skipped; asking from
-//   01:10Z (02:10 CET, the second pass) goes straight to 03:00 CET.
+// - `*/30` Berlin 10-25: the hour field is `*`, so the repeated hour runs at both passes
+//   (02:00 and 02:30 CEST, then again CET), as cronie runs a wildcard job; asking from
+//   01:10Z (02:10 CET, the second pass) gives 02:30 CET next.
 // - `0 2 * * sun` Berlin: the gap day is a Sunday, so 02:00 → 03:00 CEST.
 // - `*/20 2 * * *` New York 03-08: 02:00, 02:20, 02:40 all fall in the gap → one run at 03:00.
-// - `0 * * * *` New York 11-01: 01:00 EDT runs, 01:00 EST does not, 02:00 EST does.
+// - `0 * * * *` New York 11-01: 01:00 EDT and 01:00 EST both run (an hour apart), then
+//   02:00 EST: hourly means every real hour.
 const CASES: &[Case] = &[
     Case {
         expr: "0 */6 * * *",
@@ -181,10 +184,10 @@ const CASES: &[Case] = &[
         expected: &[
             "2026-10-25T02:00:00+02:00",
             "2026-10-25T02:30:00+02:00",
+            "2026-10-25T02:00:00+01:00",
+            "2026-10-25T02:30:00+01:00",
             "2026-10-25T03:00:00+01:00",
             "2026-10-25T03:30:00+01:00",
-            "2026-10-25T04:00:00+01:00",
-            "2026-10-25T04:30:00+01:00",
         ],
     },
     Case {
@@ -250,8 +253,8 @@ const CASES: &[Case] = &[
         expected: &[
             "2026-11-01T00:00:00-04:00",
             "2026-11-01T01:00:00-04:00",
+            "2026-11-01T01:00:00-05:00",
             "2026-11-01T02:00:00-05:00",
-            "2026-11-01T03:00:00-05:00",
         ],
     },
     Case {
@@ -297,9 +300,9 @@ const CASES: &[Case] = &[
         tz: "Europe/Berlin",
         from: "2026-10-25T01:10:00Z",
         expected: &[
+            "2026-10-25T02:30:00+01:00",
             "2026-10-25T03:00:00+01:00",
             "2026-10-25T03:30:00+01:00",
-            "2026-10-25T04:00:00+01:00",
         ],
     },
     Case {

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Rate-limit benchmark: how close `orgwarden snapshot` at the DEFAULT configuration (no
+# `concurrency`, so adaptive up to 64 in flight) gets to an API's allowed rate, over a grid
+# of latency × allowed rate × burst allowance, with and without rate-limit headers; plus a
+# server that slows down mid-crawl and one whose allowed rate drops mid-crawl.
+#
+# For each run it prints the requests sent (429s included), the 429s, the concurrency the
+# client settled on, wall time, the bound `requests / rate` and their ratio. Run by hand
+# (release build; needs jq); not part of the test suite.
+#
+# Usage: bench/rate.sh [grid|drift|big|all]      (default: all)
+#   LATENCIES="20 50 200 400" RATES="50 200 500" BURSTS="1 tenth second" HEADERS="off on"
+#   PROJECTS=200 BIG_PROJECTS=1000 SEED=1
+# BURSTS: `1` = one request, `tenth` = a tenth of a second's worth, `second` = a second's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LATENCIES=${LATENCIES:-"20 50 200 400"}
+RATES=${RATES:-"50 200 500"}
+BURSTS=${BURSTS:-"1 tenth second"}
+HEADERS=${HEADERS:-"off on"}
+PROJECTS=${PROJECTS:-200}
+BIG_PROJECTS=${BIG_PROJECTS:-1000}
+SEED=${SEED:-1}
+WHAT=${1:-all}
+
+if [ -z "${ORGWARDEN_BIN:-}" ]; then
+    cargo build --release --quiet
+fi
+BIN=${ORGWARDEN_BIN:-"$PWD/target/release/orgwarden"}
+WORK=$(mktemp -d)
+SIM_PID=""
+cleanup() {
+    if [ -n "$SIM_PID" ]; then kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# start_sim PROJECTS SIM-ARGS...: starts the simulator on a free port; sets SIM_PID, BASE_URL.
+start_sim() {
+    local projects=$1
+    shift
+    "$BIN" -q sim --addr 127.0.0.1:0 --projects "$projects" --seed "$SEED" "$@" \
+        >"$WORK/sim.out" 2>"$WORK/sim.err" &
+    SIM_PID=$!
+    for _ in $(seq 1 300); do
+        BASE_URL=$(head -n1 "$WORK/sim.out" 2>/dev/null || true)
+        [ -n "$BASE_URL" ] && return 0
+        sleep 0.1
+    done
+    echo "the simulator did not start:" >&2; cat "$WORK/sim.err" >&2; exit 1
+}
+
+stop_sim() {
+    kill "$SIM_PID" 2>/dev/null || true
+    wait "$SIM_PID" 2>/dev/null || true
+    SIM_PID=""
+}
+
+printf '%-34s %9s %6s %5s %7s %8s %8s %6s\n' run requests 429s conc wall_s bound_s ratio 429pct
+
+# run LABEL PROJECTS BOUND-EXPR SIM-ARGS...: one snapshot at the default configuration.
+# BOUND-EXPR is an awk expression of `r` (requests) giving the lower bound in seconds.
+run() {
+    local label=$1 projects=$2 bound_expr=$3
+    shift 3
+    start_sim "$projects" "$@"
+    local dir="$WORK/run"
+    rm -rf "$dir"; mkdir -p "$dir"
+    printf '[openai]\norganization = "bench"\n' >"$dir/orgwarden.toml"
+    local t0 t1
+    t0=$(date +%s.%N)
+    OPENAI_ADMIN_KEY=sk-admin-bench "$BIN" -q --config "$dir/orgwarden.toml" \
+        --db "$dir/orgwarden.db" --base-url "$BASE_URL" snapshot --format json \
+        >"$dir/summary.json" || {
+            echo "snapshot failed (exit $?):" >&2; cat "$dir/summary.json" >&2; exit 1; }
+    t1=$(date +%s.%N)
+    stop_sim
+    local requests limited conc
+    requests=$(jq -r .requests "$dir/summary.json")
+    limited=$(jq -r .rate_limited "$dir/summary.json")
+    conc=$(jq -r .concurrency "$dir/summary.json")
+    awk -v l="$label" -v r="$requests" -v q="$limited" -v c="$conc" -v a="$t0" -v b="$t1" "BEGIN {
+        w = b - a; f = $bound_expr
+        printf \"%-34s %9d %6d %5d %7.1f %8.1f %6.2f %6.2f\n\", l, r, q, c, w, f, w / f, 100 * q / r }"
+}
+
+burst_of() { # burst_of NAME RATE
+    case $1 in
+        1) echo 1 ;;
+        tenth) awk -v r="$2" 'BEGIN { b = r / 10; if (b < 1) b = 1; print b }' ;;
+        second) echo "$2" ;;
+    esac
+}
+
+if [ "$WHAT" = grid ] || [ "$WHAT" = all ]; then
+    for latency in $LATENCIES; do
+        for rate in $RATES; do
+            for burst in $BURSTS; do
+                for headers in $HEADERS; do
+                    extra=()
+                    [ "$headers" = on ] && extra=(--rate-limit-headers)
+                    run "${latency}ms ${rate}/s burst=${burst} hdr=${headers}" "$PROJECTS" "r / $rate" \
+                        --latency-ms "$latency" --rate-limit "$rate" \
+                        --burst "$(burst_of "$burst" "$rate")" "${extra[@]}"
+                done
+            done
+        done
+    done
+fi
+
+if [ "$WHAT" = big ] || [ "$WHAT" = all ]; then
+    run "${BIG_PROJECTS}p 50ms 200/s burst=tenth" "$BIG_PROJECTS" "r / 200" \
+        --latency-ms 50 --rate-limit 200 --burst 20
+fi
+
+if [ "$WHAT" = drift ] || [ "$WHAT" = all ]; then
+    # 50 ms, then 200 ms after 1,500 requests (about halfway), at 200/s with a small burst.
+    run "slows 50->200ms 200/s burst=tenth" "$PROJECTS" "r / 200" \
+        --latency-ms 50 --latency-change 1500:200 --rate-limit 200 --burst 20
+    # 200/s, then 100/s after 1,500 requests: the bound is 1,500/200 + the rest/100.
+    run "rate 200->100/s 50ms burst=tenth" "$PROJECTS" "1500 / 200 + (r - 1500) / 100" \
+        --latency-ms 50 --rate-limit 200 --rate-change 1500:100 --burst 20
+    run "rate 200->100/s 50ms burst=tenth hdr" "$PROJECTS" "1500 / 200 + (r - 1500) / 100" \
+        --latency-ms 50 --rate-limit 200 --rate-change 1500:100 --burst 20 --rate-limit-headers
+fi
