@@ -1,173 +1,206 @@
 //! Bad input gets the real API's error status and body, and the simulator keeps serving.
 
-use crate::support::sim_api::{Api, assert_error_shape, now};
+use crate::support::sim_api::{Api, error_shape_problems, now};
 use orgwarden::sim::{Org, SimOptions, serve};
-use serde_json::json;
+
+/// The key the simulator accepts.
+const RIGHT_KEY: &str = "sk-admin-right";
+/// A key it refuses; its answer must not quote it back.
+const WRONG_KEY: &str = "sk-admin-wrong-secret";
+
+/// Whose Bearer key a request carries.
+#[derive(Clone, Copy)]
+enum Key {
+    /// The accepted admin key.
+    Right,
+    /// No Authorization header.
+    Missing,
+    /// `Bearer ` with nothing after it: no key either.
+    Empty,
+    /// A well-formed key the simulator does not know.
+    Wrong,
+}
+
+/// One refused request and what its error must say.
+#[derive(Clone, Copy)]
+struct Refusal {
+    key: Key,
+    method: &'static str,
+    path: &'static str,
+    /// Sent as is, so it may be malformed on purpose.
+    body: Option<&'static str>,
+    status: u16,
+    /// The `error.param` the answer must name.
+    param: Option<&'static str>,
+    /// The `error.code` the answer must carry.
+    code: Option<&'static str>,
+}
+
+const fn refusal(
+    key: Key,
+    method: &'static str,
+    path: &'static str,
+    body: Option<&'static str>,
+    status: u16,
+) -> Refusal {
+    Refusal {
+        key,
+        method,
+        path,
+        body,
+        status,
+        param: None,
+        code: None,
+    }
+}
+
+/// A POST whose body is not a JSON object at all.
+const fn malformed(path: &'static str, body: &'static str) -> Refusal {
+    refusal(Key::Right, "POST", path, Some(body), 400)
+}
+
+/// A POST whose JSON has a bad value for `param`.
+const fn bad_body(path: &'static str, body: &'static str, param: &'static str) -> Refusal {
+    malformed(path, body).naming(param)
+}
+
+/// A GET whose query has a bad value for `param`.
+const fn bad_query(path: &'static str, param: &'static str) -> Refusal {
+    refusal(Key::Right, "GET", path, None, 400).naming(param)
+}
+
+const fn not_found(path: &'static str) -> Refusal {
+    refusal(Key::Right, "GET", path, None, 404)
+}
+
+impl Refusal {
+    const fn naming(self, param: &'static str) -> Refusal {
+        Refusal {
+            param: Some(param),
+            ..self
+        }
+    }
+
+    const fn with_code(self, code: &'static str) -> Refusal {
+        Refusal {
+            code: Some(code),
+            ..self
+        }
+    }
+}
+
+/// Every refused request, in order.
+// One line per case keeps the table readable as a table.
+#[rustfmt::skip]
+const REFUSALS: &[Refusal] = &[
+    // Malformed and non-object JSON bodies.
+    malformed("/organization/projects/proj_payments/users", r#"{"user_id": "user-kai", "#),
+    malformed("/organization/projects/proj_payments/spend_alerts", "not json at all"),
+    malformed("/organization/projects", "[1, 2, 3]"),
+    malformed("/organization/projects/proj_payments/model_permissions", r#""allow_list""#),
+    // Unknown enum values and wrong types name the parameter.
+    bad_body("/organization/projects/proj_payments/users", r#"{"user_id": "user-kai", "role": "admin"}"#, "role"),
+    bad_body("/organization/projects/proj_payments/data_retention", r#"{"retention_type": "forever"}"#, "retention_type"),
+    bad_body("/organization/projects/proj_payments/model_permissions", r#"{"mode": "maybe", "model_ids": []}"#, "mode"),
+    bad_body("/organization/projects/proj_payments/service_accounts/svc_acct_payments_ci", r#"{"role": "boss"}"#, "role"),
+    bad_body("/organization/projects/proj_payments/spend_alerts", r#"{"threshold_amount": -1, "currency": "USD", "interval": "month", "notification_channel": {"type": "email", "recipients": []}}"#, "threshold_amount"),
+    bad_body("/organization/projects/proj_payments/spend_alerts", r#"{"threshold_amount": 5, "currency": "USD", "interval": "week", "notification_channel": {"type": "email", "recipients": []}}"#, "interval"),
+    bad_body("/organization/projects/proj_payments/spend_alerts", r#"{"threshold_amount": 5, "currency": "USD", "interval": "month", "notification_channel": {"type": "sms", "recipients": []}}"#, "notification_channel.type"),
+    bad_body("/organization/projects/proj_payments/users", r#"{"role": "member"}"#, "user_id"),
+    bad_body("/organization/projects/proj_payments/rate_limits/rl-gpt-4o", r#"{"max_requests_per_1_minute": 1.5}"#, "max_requests_per_1_minute"),
+    bad_query("/organization/projects/proj_payments/api_keys?owner_project_access=all", "owner_project_access"),
+    bad_query("/organization/projects/proj_payments/certificates?order=random", "order"),
+    bad_query("/organization/projects/proj_payments/users?limit=ten", "limit"),
+    bad_query("/organization/projects/proj_payments/users?limit=101", "limit"),
+    bad_query("/organization/projects/proj_payments/users?limit=0", "limit"),
+    bad_query("/organization/projects/proj_data/groups/group_sre?group_type=club", "group_type"),
+    bad_query("/organization/projects/proj_payments/users?after=user-nobody", "after"),
+    // A shape-B list does not take an object id as its cursor.
+    refusal(Key::Right, "GET", "/projects/proj_data/roles?after=role_data_viewer", None, 400),
+    // Missing, empty and wrong keys; a refused key must not write.
+    refusal(Key::Missing, "GET", "/organization/projects", None, 401),
+    refusal(Key::Empty, "GET", "/organization/projects", None, 401),
+    refusal(Key::Wrong, "GET", "/organization/projects", None, 401).with_code("invalid_api_key"),
+    refusal(Key::Wrong, "POST", "/organization/projects/proj_payments/archive", Some("{}"), 401),
+    // Unknown ids and paths.
+    not_found("/organization/projects/proj_nope"),
+    not_found("/organization/projects/proj_nope/users"),
+    not_found("/organization/projects/proj_nope/api_keys"),
+    not_found("/organization/projects/proj_nope/model_permissions"),
+    not_found("/projects/proj_nope/roles"),
+    not_found("/projects/proj_payments/users/user-nope/roles"),
+    not_found("/organization/projects/proj_payments/no_such_family"),
+    not_found("/organization/nothing"),
+    refusal(Key::Right, "POST", "/organization/projects/proj_nope/users", Some(r#"{"user_id": "user-ada", "role": "member"}"#), 404),
+];
+
+/// Sends one refusal and returns what is wrong with its answer (nothing when it is right).
+async fn problems_of(api: &Api, r: &Refusal) -> Vec<String> {
+    let a = api.raw(r.method, r.path, r.body).await;
+    if a.status != r.status {
+        return vec![format!(
+            "status {} instead of {}: {}",
+            a.status, r.status, a.text
+        )];
+    }
+    let mut problems = error_shape_problems(&a);
+    for (field, want) in [("param", r.param), ("code", r.code)] {
+        if let Some(want) = want
+            && a.json["error"][field] != want
+        {
+            problems.push(format!("error.{field} is not {want:?}: {}", a.text));
+        }
+    }
+    if matches!(r.key, Key::Wrong) && a.text.contains(WRONG_KEY) {
+        problems.push(format!("the key is echoed: {}", a.text));
+    }
+    problems
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_the_real_error_shape_and_the_simulator_keeps_serving() {
     let opts = SimOptions {
-        admin_key: Some("sk-admin-right".into()),
+        admin_key: Some(RIGHT_KEY.into()),
         ..SimOptions::default()
     };
     let sim = serve("127.0.0.1:0".parse().unwrap(), Org::demo(now()), opts)
         .await
         .unwrap();
-    let api = Api::new(&sim.base_url(), Some("sk-admin-right"));
-    let pp = "/organization/projects/proj_payments";
-
-    // Malformed and non-object JSON bodies.
-    for (path, body) in [
-        (format!("{pp}/users"), "{\"user_id\": \"user-kai\", "),
-        (format!("{pp}/spend_alerts"), "not json at all"),
-        ("/organization/projects".to_owned(), "[1, 2, 3]"),
-        (format!("{pp}/model_permissions"), "\"allow_list\""),
-    ] {
-        let a = api.raw("POST", &path, Some(body)).await;
-        assert_eq!(a.status, 400, "POST {path} {body}: {}", a.text);
-        assert_error_shape(&a);
-    }
-
-    // Unknown enum values and wrong types name the parameter.
-    for (method, path, body, param) in [
-        (
-            "POST",
-            format!("{pp}/users"),
-            json!({"user_id": "user-kai", "role": "admin"}),
-            "role",
-        ),
-        (
-            "POST",
-            format!("{pp}/data_retention"),
-            json!({"retention_type": "forever"}),
-            "retention_type",
-        ),
-        (
-            "POST",
-            format!("{pp}/model_permissions"),
-            json!({"mode": "maybe", "model_ids": []}),
-            "mode",
-        ),
-        (
-            "POST",
-            format!("{pp}/service_accounts/svc_acct_payments_ci"),
-            json!({"role": "boss"}),
-            "role",
-        ),
-        (
-            "POST",
-            format!("{pp}/spend_alerts"),
-            json!({"threshold_amount": -1, "currency": "USD", "interval": "month", "notification_channel": {"type": "email", "recipients": []}}),
-            "threshold_amount",
-        ),
-        (
-            "POST",
-            format!("{pp}/spend_alerts"),
-            json!({"threshold_amount": 5, "currency": "USD", "interval": "week", "notification_channel": {"type": "email", "recipients": []}}),
-            "interval",
-        ),
-        (
-            "POST",
-            format!("{pp}/spend_alerts"),
-            json!({"threshold_amount": 5, "currency": "USD", "interval": "month", "notification_channel": {"type": "sms", "recipients": []}}),
-            "notification_channel.type",
-        ),
-        (
-            "POST",
-            format!("{pp}/users"),
-            json!({"role": "member"}),
-            "user_id",
-        ),
-        (
-            "POST",
-            format!("{pp}/rate_limits/rl-gpt-4o"),
-            json!({"max_requests_per_1_minute": 1.5}),
-            "max_requests_per_1_minute",
-        ),
-    ] {
-        let a = api.raw(method, &path, Some(&body.to_string())).await;
-        assert_eq!(a.status, 400, "{method} {path} {body}: {}", a.text);
-        assert_error_shape(&a);
-        assert_eq!(a.json["error"]["param"], param, "{}", a.text);
-    }
-    for (query, param) in [
-        ("/api_keys?owner_project_access=all", "owner_project_access"),
-        ("/certificates?order=random", "order"),
-        ("/users?limit=ten", "limit"),
-        ("/users?limit=101", "limit"),
-        ("/users?limit=0", "limit"),
-        ("/groups/group_sre?group_type=club", "group_type"),
-        ("/users?after=user-nobody", "after"),
-    ] {
-        let path = if query.starts_with("/groups") {
-            format!("/organization/projects/proj_data{query}")
-        } else {
-            format!("{pp}{query}")
+    let base = sim.base_url();
+    let right = Api::new(&base, Some(RIGHT_KEY));
+    let missing = Api::new(&base, None);
+    let empty = Api::new(&base, Some(""));
+    let wrong = Api::new(&base, Some(WRONG_KEY));
+    let mut failures = Vec::new();
+    for (i, r) in REFUSALS.iter().enumerate() {
+        let api = match r.key {
+            Key::Right => &right,
+            Key::Missing => &missing,
+            Key::Empty => &empty,
+            Key::Wrong => &wrong,
         };
-        let a = api.get(&path).await;
-        assert_eq!(a.status, 400, "GET {path}: {}", a.text);
-        assert_error_shape(&a);
-        assert_eq!(a.json["error"]["param"], param, "{}", a.text);
+        for problem in problems_of(api, r).await {
+            failures.push(format!("case {i} ({} {}): {problem}", r.method, r.path));
+        }
     }
-    // A shape-B list does not take an object id as its cursor.
-    let a = api
-        .get("/projects/proj_data/roles?after=role_data_viewer")
-        .await;
-    assert_eq!(a.status, 400, "{}", a.text);
-    assert_error_shape(&a);
-
-    // Missing, empty and wrong keys.
-    let anonymous = Api::new(&sim.base_url(), None);
-    let a = anonymous.get("/organization/projects").await;
-    assert_eq!(a.status, 401);
-    assert_error_shape(&a);
-    let empty = Api::new(&sim.base_url(), Some(""));
-    let a = empty.get("/organization/projects").await;
-    assert_eq!(a.status, 401, "an empty Bearer key is no key");
-    assert_error_shape(&a);
-    let wrong = Api::new(&sim.base_url(), Some("sk-admin-wrong-secret"));
-    let a = wrong.get("/organization/projects").await;
-    assert_eq!(a.status, 401);
-    assert_error_shape(&a);
-    assert_eq!(a.json["error"]["code"], "invalid_api_key");
     assert!(
-        !a.text.contains("sk-admin-wrong-secret"),
-        "the key is echoed: {}",
-        a.text
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
-    let a = wrong.post(&format!("{pp}/archive"), &json!({})).await;
-    assert_eq!(a.status, 401, "a refused key must not write");
-
-    // Unknown ids and paths.
-    for path in [
-        "/organization/projects/proj_nope",
-        "/organization/projects/proj_nope/users",
-        "/organization/projects/proj_nope/api_keys",
-        "/organization/projects/proj_nope/model_permissions",
-        "/projects/proj_nope/roles",
-        "/projects/proj_payments/users/user-nope/roles",
-        "/organization/projects/proj_payments/no_such_family",
-        "/organization/nothing",
-    ] {
-        let a = api.get(path).await;
-        assert_eq!(a.status, 404, "GET {path}: {}", a.text);
-        assert_error_shape(&a);
-    }
-    let a = api
-        .post(
-            "/organization/projects/proj_nope/users",
-            &json!({"user_id": "user-ada", "role": "member"}),
-        )
-        .await;
-    assert_eq!(a.status, 404);
-    assert_error_shape(&a);
 
     // Still serving, and nothing was changed by the refused writes.
-    let a = api
+    let a = right
         .get("/organization/projects?include_archived=true&limit=100")
         .await;
     assert_eq!(a.status, 200);
-    assert_eq!(a.json["data"].as_array().unwrap().len(), 7);
+    assert_eq!(
+        a.json["data"].as_array().map(Vec::len),
+        Some(7),
+        "{}",
+        a.text
+    );
     assert!(sim.with_org(|org| !org.projects[0].is_archived()));
     assert!(sim.requests() >= 30);
 }

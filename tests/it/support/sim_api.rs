@@ -106,15 +106,39 @@ pub fn now() -> i64 {
 
 /// Asserts the real error body: exactly `error` with message, type, param and code.
 pub fn assert_error_shape(a: &Answer) {
-    let e = a.json["error"]
-        .as_object()
-        .unwrap_or_else(|| panic!("not an error body: {}", a.text));
+    let problems = error_shape_problems(a);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// What keeps this answer from being the real error body (exactly `error` with message,
+/// type, param and code); empty when it is one. Lets table-driven tests report every case.
+pub fn error_shape_problems(a: &Answer) -> Vec<String> {
+    let Some(e) = a.json.get("error").and_then(Value::as_object) else {
+        return vec![format!("not an error body: {}", a.text)];
+    };
+    let mut problems = Vec::new();
     let mut keys: Vec<&str> = e.keys().map(String::as_str).collect();
-    keys.sort();
-    assert_eq!(keys, ["code", "message", "param", "type"], "{}", a.text);
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
-    assert!(e["type"].is_string());
-    assert!(e["param"].is_string() || e["param"].is_null());
-    assert!(e["code"].is_string() || e["code"].is_null());
-    assert_eq!(a.json.as_object().unwrap().len(), 1, "{}", a.text);
+    keys.sort_unstable();
+    if keys != ["code", "message", "param", "type"] {
+        problems.push(format!("error keys {keys:?}: {}", a.text));
+    }
+    let field = |name: &str| e.get(name).unwrap_or(&Value::Null);
+    if field("message").as_str().is_none_or(str::is_empty) {
+        problems.push(format!("error without a message: {}", a.text));
+    }
+    if !field("type").is_string() {
+        problems.push(format!("error type is not a string: {}", a.text));
+    }
+    for nullable in ["param", "code"] {
+        if !(field(nullable).is_string() || field(nullable).is_null()) {
+            problems.push(format!(
+                "error {nullable} is neither string nor null: {}",
+                a.text
+            ));
+        }
+    }
+    if a.json.as_object().map_or(0, serde_json::Map::len) != 1 {
+        problems.push(format!("more than `error` in the body: {}", a.text));
+    }
+    problems
 }
