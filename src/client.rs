@@ -520,7 +520,7 @@ impl AdminClient {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(
                         path = shown,
-                        wait_ms = wait.as_millis() as u64,
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                         "retrying: {error}"
                     );
                     if !wait.is_zero() {
@@ -854,6 +854,8 @@ struct RateHeaders {
 }
 
 impl GateState {
+    // A float-to-integer `as` saturates, and the limit is kept at 1 or more.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     fn limit_now(&self) -> usize {
         self.limit.floor().max(1.0) as usize
     }
@@ -1042,7 +1044,9 @@ impl Gate {
 
     fn lock(&self) -> MutexGuard<'_, GateState> {
         // A panic while holding this lock leaves only counters behind; they stay usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The in-flight limit now.
@@ -1208,6 +1212,8 @@ fn rate_headers(headers: &reqwest::header::HeaderMap) -> Option<RateHeaders> {
 
 /// Reads a duration as OpenAI writes `x-ratelimit-reset-*` (Go's format): `1s`, `6m0s`,
 /// `8.64s`, `20ms`, `1h2m3.5s`.
+// Checked finite and in range just before; a float-to-integer `as` saturates anyway.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn parse_go_duration(text: &str) -> Option<Duration> {
     let mut rest = text.trim();
     if rest.is_empty() {

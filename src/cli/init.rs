@@ -32,9 +32,9 @@ base_url = "https://api.openai.com/v1"
 # Under systemd with LoadCredential=openai_admin_key:..., the file is
 # /run/credentials/orgwarden.service/openai_admin_key.
 # admin_key_file = "/run/secrets/openai_admin_key"
-# How many Admin API requests may be in flight at once. Unset, orgwarden finds the number
-# latency needs and paces requests at the rate the API accepts, up to max_concurrency.
-# concurrency = 8
+# How many Admin API requests may be in flight at once: orgwarden finds the number latency
+# needs and paces requests at the rate the API accepts, up to max_concurrency. To fix the
+# number instead, replace max_concurrency with `concurrency = N` (not both).
 max_concurrency = 64
 # Seconds before one request is abandoned.
 timeout_secs = 30
@@ -212,6 +212,7 @@ mod tests {
             "base_url",
             "admin_key_file",
             "concurrency",
+            "max_concurrency",
             "timeout_secs",
             "path",
             "cron",

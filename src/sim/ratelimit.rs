@@ -69,8 +69,13 @@ impl TokenBucket {
         self.take_at(Instant::now())
     }
 
+    // The header figures are rounded non-negative floats; a float-to-integer `as` saturates.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     fn take_at(&self, now: Instant) -> Result<Budget, Refused> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let s = &mut *state;
         s.taken += 1;
         if let Some((after, rate)) = self.change

@@ -28,7 +28,7 @@ fn year(expr: &str, zone: &str) -> Vec<DateTime<chrono_tz::Tz>> {
 
 fn on_day(runs: &[DateTime<chrono_tz::Tz>], day: &str, hours: &[&str]) -> Vec<String> {
     runs.iter()
-        .map(|t| t.to_rfc3339())
+        .map(chrono::DateTime::to_rfc3339)
         .filter(|t| t.starts_with(day) && hours.contains(&&t[11..13]))
         .collect()
 }
@@ -129,7 +129,7 @@ fn a_daily_time_inside_the_gap_runs_once_just_after_it() {
     ] {
         let runs = year("30 2 * * *", zone);
         assert_eq!(runs.len(), 365, "{zone}: once a day, gap day included");
-        let shown: Vec<String> = runs.iter().map(|t| t.to_rfc3339()).collect();
+        let shown: Vec<String> = runs.iter().map(chrono::DateTime::to_rfc3339).collect();
         let at = shown
             .iter()
             .position(|t| *t == expected[0])
@@ -166,7 +166,7 @@ fn a_daily_time_inside_the_overlap_runs_once_at_its_first_pass() {
             365,
             "{expr} in {zone}: once a day, overlap day included"
         );
-        let shown: Vec<String> = runs.iter().map(|t| t.to_rfc3339()).collect();
+        let shown: Vec<String> = runs.iter().map(chrono::DateTime::to_rfc3339).collect();
         let at = shown
             .iter()
             .position(|t| *t == expected[0])
