@@ -164,7 +164,10 @@ fn non_empty(value: String, origin: String) -> Result<SecretString, ClientError>
     if trimmed.is_empty() {
         return Err(ClientError::EmptyKey { origin });
     }
-    Ok(SecretString::from(trimmed.to_owned()))
+    let key = SecretString::from(trimmed.to_owned());
+    // From here on the key is scrubbed from every log line and error, whoever prints it.
+    crate::secrets::register(&key);
+    Ok(key)
 }
 
 /// How the client talks to the API.
