@@ -7,6 +7,9 @@
 //! `rules::load`, against the spans kept here.
 
 mod raw;
+
+#[cfg(test)]
+pub(crate) use raw::KNOWN_KEYS;
 mod validate;
 
 use std::net::SocketAddr;

@@ -126,6 +126,26 @@ const EMAIL: &[&str] = &[
     "ca_file",
 ];
 
+const STORAGE: &[&str] = &["path"];
+const SERVER: &[&str] = &["listen"];
+const TEMPLATES: &[&str] = &["html", "text"];
+
+/// Every table of the file and the keys it accepts, as the reader checks them: the starter
+/// file `orgwarden init` writes must explain each (its test reads this).
+#[cfg(test)]
+pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
+    ("", TOP),
+    ("openai", OPENAI),
+    ("storage", STORAGE),
+    ("schedule", SCHEDULE),
+    ("rules", RULES),
+    ("exemption", EXEMPTION),
+    ("notify", NOTIFY),
+    ("notify.email", EMAIL),
+    ("notify.email.templates", TEMPLATES),
+    ("server", SERVER),
+];
+
 /// Reads the document tree into [`RawConfig`], recording wrong types and unknown keys.
 pub(super) struct Reader<'d> {
     diags: &'d mut Diagnostics,
@@ -159,7 +179,7 @@ impl<'d> Reader<'d> {
             raw.openai = self.openai(&t);
         }
         if let Some(t) = self.table(&top, "storage") {
-            self.unknown_keys(&t, &["path"]);
+            self.unknown_keys(&t, STORAGE);
             raw.storage = self.string(&t, "path");
         }
         if let Some(t) = self.table(&top, "schedule") {
@@ -179,7 +199,7 @@ impl<'d> Reader<'d> {
             raw.notify = self.notify(&t);
         }
         if let Some(t) = self.table(&top, "server") {
-            self.unknown_keys(&t, &["listen"]);
+            self.unknown_keys(&t, SERVER);
             raw.listen = self.string(&t, "listen");
         }
         raw
@@ -296,7 +316,7 @@ impl<'d> Reader<'d> {
                 ..RawEmail::default()
             };
             if let Some(templates) = self.table(&e, "templates") {
-                self.unknown_keys(&templates, &["html", "text"]);
+                self.unknown_keys(&templates, TEMPLATES);
                 email.html = self.string(&templates, "html");
                 email.text = self.string(&templates, "text");
             }
