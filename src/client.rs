@@ -4,7 +4,6 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -164,10 +163,7 @@ fn non_empty(value: String, origin: String) -> Result<SecretString, ClientError>
     if trimmed.is_empty() {
         return Err(ClientError::EmptyKey { origin });
     }
-    let key = SecretString::from(trimmed.to_owned());
-    // From here on the key is scrubbed from every log line and error, whoever prints it.
-    crate::secrets::register(&key);
-    Ok(key)
+    Ok(SecretString::from(trimmed.to_owned()))
 }
 
 /// How the client talks to the API.
@@ -241,12 +237,7 @@ pub fn check_base_url(base_url: &str) -> Result<Url, ClientError> {
 }
 
 fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
+    url.host_str().is_some_and(crate::config::is_loopback_host)
 }
 
 /// An authenticated Admin API client, cheap to share by reference among concurrent reads.
@@ -304,6 +295,8 @@ impl AdminClient {
         if HeaderValue::from_str(key.expose_secret()).is_err() {
             return Err(ClientError::KeyNotAscii);
         }
+        // Whatever key a client is given, it is scrubbed from logs and errors from now on.
+        crate::secrets::register(&key);
         let http = reqwest::Client::builder()
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
@@ -663,32 +656,25 @@ impl AdminClient {
         }
     }
 
-    /// The API's `error.message`, else the start of the body; the key is scrubbed from it.
+    /// The API's `error.message`, else the start of the body; every registered secret is
+    /// scrubbed from the whole body before any of it is cut or kept.
     async fn error_message(&self, response: reqwest::Response) -> String {
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
-        let message = serde_json::from_slice::<Value>(&body)
+        let body = crate::secrets::scrub(&String::from_utf8_lossy(&body)).into_owned();
+        let message = serde_json::from_str::<Value>(&body)
             .ok()
             .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned))
             .unwrap_or_else(|| {
-                let text = String::from_utf8_lossy(&body);
-                let text: String = text.chars().take(200).collect();
+                let text: String = body.chars().take(200).collect();
                 if text.trim().is_empty() {
                     status.canonical_reason().unwrap_or("error").to_owned()
                 } else {
                     text
                 }
             });
-        self.scrub(message)
-    }
-
-    fn scrub(&self, text: String) -> String {
-        let key = self.key.expose_secret();
-        if !key.is_empty() && text.contains(key) {
-            text.replace(key, "[redacted]")
-        } else {
-            text
-        }
+        // JSON escapes can spell a secret the raw body did not: scrub what was decoded too.
+        crate::secrets::scrub(&message).into_owned()
     }
 }
 

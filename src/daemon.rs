@@ -304,7 +304,8 @@ impl DaemonHandle {
                 "the last run ({}, finished {}) failed: {}",
                 run.reason.as_str(),
                 run.finished_at.to_rfc3339(),
-                run.outcome.message.as_deref().unwrap_or("no reason given")
+                // Served over HTTP, past the log writer's scrubbing.
+                crate::secrets::scrub(run.outcome.message.as_deref().unwrap_or("no reason given"))
             )),
             _ => Ok(()),
         }

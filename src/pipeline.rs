@@ -320,8 +320,16 @@ mod tests {
         }
     }
 
-    fn setup(dry_run: bool) -> Arc<TestSetup> {
-        let config = crate::config::Config::default();
+    /// The shipped rules and an email channel writing `.eml` files into `dir/mail`, so a
+    /// test can see what was queued and what was delivered.
+    fn setup(dry_run: bool, dir: &std::path::Path) -> Arc<TestSetup> {
+        let text = format!(
+            "[notify.email]\ntransport = \"file\"\ndir = \"{}\"\nfrom = \"orgwarden@acme.test\"\n\
+             to = [\"security@acme.test\"]\n",
+            dir.join("mail").display()
+        );
+        let config =
+            crate::config::Config::parse(&text, std::path::Path::new("pipeline.toml")).unwrap();
         Arc::new(TestSetup {
             loaded: crate::rules::load(&config, Utc::now().date_naive()),
             notifier: Notifier::from_config_with_env(&config, |_| None).unwrap(),
@@ -345,6 +353,30 @@ mod tests {
         (db, info)
     }
 
+    /// The ids of every message in the outbox, sent or not.
+    fn outbox_ids(db: &std::path::Path) -> Vec<i64> {
+        let store = Store::open(db).unwrap();
+        let mut stmt = store
+            .conn()
+            .prepare("SELECT id FROM outbox ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// How many `.eml` files the file transport wrote.
+    fn mail_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir.join("mail")).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            })
+            .count()
+        })
+    }
+
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -360,7 +392,7 @@ mod tests {
         let audited = runtime()
             .block_on(run(
                 store,
-                setup(false),
+                setup(false, dir.path()),
                 Source::Stored(info.clone()),
                 &CancellationToken::new(),
             ))
@@ -380,6 +412,14 @@ mod tests {
             stored.iter().all(|f| f.last_notified_at.is_some()),
             "announced in the same commit"
         );
+        // The digest was queued in that commit, then delivered by the same run.
+        let queued: Vec<i64> = outbox_ids(&db);
+        let announced = notified
+            .announcement
+            .outbox_id
+            .expect("a digest was queued");
+        assert_eq!(queued, [announced.0]);
+        assert_eq!(mail_files(dir.path()), 1, "delivered once");
     }
 
     #[test]
@@ -390,7 +430,7 @@ mod tests {
         let audited = runtime()
             .block_on(run(
                 store,
-                setup(true),
+                setup(true, dir.path()),
                 Source::Stored(info),
                 &CancellationToken::new(),
             ))
@@ -402,15 +442,21 @@ mod tests {
         assert!(audited.delivery.is_none(), "a dry run delivers nothing");
         let stored = findings::load(Store::open(&db).unwrap().reader()).unwrap();
         assert!(stored.is_empty(), "rolled back");
+        assert!(outbox_ids(&db).is_empty(), "nothing queued");
+        assert_eq!(mail_files(dir.path()), 0, "nothing sent");
     }
 
     #[test]
     fn a_run_cancelled_during_the_crawl_stores_no_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("cancelled.db");
+        // 100 ms a request: the demo's ~100 reads take well over the 300 ms before cancel.
         let sim = crate::sim::start_background(
             crate::sim::Org::demo(Utc::now().timestamp()),
-            crate::sim::SimOptions::default(),
+            crate::sim::SimOptions {
+                latency: std::time::Duration::from_millis(100),
+                ..crate::sim::SimOptions::default()
+            },
         )
         .unwrap();
         let client = AdminClient::new(
@@ -419,27 +465,33 @@ mod tests {
             crate::client::ClientOptions::default(),
         )
         .unwrap();
+        // Cancelled once the crawl is under way: the simulator answers slowly enough that
+        // it cannot have finished, and some scopes have reached the writer.
         let cancel = CancellationToken::new();
-        cancel.cancel();
+        let later = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            later.cancel();
+        });
         let source = Source::Crawl {
             client: &client,
             organization: "acme",
             progress: false,
         };
         let store = Store::open(&db).unwrap();
-        let result = runtime().block_on(run(store, setup(false), source, &cancel));
+        let result = runtime().block_on(run(store, setup(false, dir.path()), source, &cancel));
         assert!(
             matches!(result, Err(PipelineError::Cancelled)),
             "{result:?}"
         );
         sim.shutdown();
-        assert!(
-            Store::open(&db)
-                .unwrap()
-                .latest_snapshot()
-                .unwrap()
-                .is_none()
-        );
+        // Not even a `running` row: the writer's transaction was rolled back, not committed.
+        let rows: i64 = Store::open(&db)
+            .unwrap()
+            .conn()
+            .query_row("SELECT count(*) FROM snapshot", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
     }
 
     /// Whole runs through [`evaluate`] on a real store, with or without announcing:

@@ -257,9 +257,12 @@ pub(super) fn report_notification(
         return Ok(());
     };
     for (id, receipt) in &report.receipts {
+        // A server's reply is outside text: nothing it quotes back is printed.
+        let receipt = crate::secrets::scrub(receipt);
         eprintln!("notify: message {id} delivered: {receipt}");
     }
     for (id, reason) in &report.failed {
+        let reason = crate::secrets::scrub(reason);
         eprintln!("warning: message {id} could not be delivered and stays in the outbox: {reason}");
     }
     Ok(())

@@ -128,10 +128,17 @@ impl AuditJob {
         };
         let audited = match pipeline::run(store, loaded.clone(), source, cancel).await {
             Ok(audited) => audited,
-            Err(e @ pipeline::PipelineError::Snapshot(_)) => {
-                return Audit::failed(format!("snapshot failed; nothing was stored: {e}"));
+            Err(e) => {
+                // No crawl report says which 400s were archived projects: count them all as
+                // client errors now rather than hold them for a run that may never come.
+                self.metrics.settle_bad_requests(0);
+                return Audit::failed(match e {
+                    pipeline::PipelineError::Snapshot(_) => {
+                        format!("snapshot failed; nothing was stored: {e}")
+                    }
+                    _ => e.to_string(),
+                });
             }
-            Err(e) => return Audit::failed(e.to_string()),
         };
         let mut outcome = self.record(&audited);
         if let Err(e) = &audited.evaluated {

@@ -8,7 +8,7 @@
 
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -237,6 +237,9 @@ fn write_file(dir: &std::path::Path, message: &Outgoing<'_>) -> Result<String, D
         .recursive(true)
         .mode(0o700)
         .create(dir)
+        .map_err(file_err(dir.to_owned()))?;
+    // A folder made before (or by hand) keeps its mode on `create`: tighten it too.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(file_err(dir.to_owned()))?;
     let path = dir.join(format!("{}.eml", message.name));
     // Written under a temporary name and renamed, so a reader never sees half a message.
@@ -531,6 +534,9 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let outbox = dir.path().join("outbox");
+        // An outbox folder left world-readable by an older version is tightened too.
+        std::fs::create_dir(&outbox).unwrap();
+        std::fs::set_permissions(&outbox, std::fs::Permissions::from_mode(0o755)).unwrap();
         Transport::File {
             dir: outbox.clone(),
         }
