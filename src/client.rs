@@ -476,18 +476,6 @@ impl AdminClient {
                 }
                 None => return Err(malformed("no `data` array".into())),
             };
-            if let Some(asked) = family.max_page_size()
-                && data.len() > asked as usize
-            {
-                return Err(ClientError::TooLarge {
-                    path: shown.clone(),
-                    message: format!(
-                        "the page holds {} objects but `limit={asked}` was asked; \
-                         not trusting the rest of the list",
-                        data.len()
-                    ),
-                });
-            }
             let has_more = match page.get("has_more") {
                 Some(Value::Bool(b)) => *b,
                 Some(other) => {
@@ -611,6 +599,18 @@ impl AdminClient {
                     continue;
                 }
             };
+            if let Some(asked) = family.max_page_size()
+                && family.envelope() != Envelope::Single
+                && let Some(held) = page_length(&body).filter(|n| *n > asked as usize)
+            {
+                return Err(ClientError::TooLarge {
+                    path: shown.to_owned(),
+                    message: format!(
+                        "the page holds {held} objects but `limit={asked}` was asked; \
+                         not trusting the rest of the list"
+                    ),
+                });
+            }
             return serde_json::from_slice(&body).map_err(|e| ClientError::Malformed {
                 path: shown.to_owned(),
                 message: format!("invalid JSON ({e}) in a {} byte body", body.len()),
@@ -782,7 +782,7 @@ impl AdminClient {
             .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned))
             .unwrap_or_else(|| {
                 let text = String::from_utf8_lossy(&body);
-                let text: String = text.chars().take(200).collect();
+                let text: String = text.trim().chars().take(200).collect();
                 if text.trim().is_empty() {
                     status.canonical_reason().unwrap_or("error").to_owned()
                 } else {
@@ -800,6 +800,39 @@ impl AdminClient {
             text
         }
     }
+}
+
+/// How many objects a list page's `data` holds, counted without building them: a page of
+/// 100,000 objects where 100 were asked is refused before it costs ten times its size in
+/// memory. `None` when the body is not a list page; the full parse then says what is wrong.
+fn page_length(body: &[u8]) -> Option<usize> {
+    use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+
+    struct Count(usize);
+    impl<'de> serde::Deserialize<'de> for Count {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+            struct Counter;
+            impl<'de> Visitor<'de> for Counter {
+                type Value = Count;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an array")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
+                    let mut n = 0;
+                    while seq.next_element::<IgnoredAny>()?.is_some() {
+                        n += 1;
+                    }
+                    Ok(Count(n))
+                }
+            }
+            d.deserialize_seq(Counter)
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Page {
+        data: Count,
+    }
+    serde_json::from_slice::<Page>(body).ok().map(|p| p.data.0)
 }
 
 /// A body read up to a cap: all of it, or the first `cap` bytes of a longer one.
@@ -1510,6 +1543,17 @@ mod tests {
         assert!(wait > MAX_RETRY_AFTER, "{wait:?}");
         h.insert("retry-after-ms", HeaderValue::from_static("250"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn a_page_is_counted_without_reading_its_objects_and_a_non_page_is_not_counted() {
+        let page =
+            br#"{"object":"list","data":[{"id":"a","x":[1,2]},{"id":"b"},3],"has_more":false}"#;
+        assert_eq!(page_length(page), Some(3));
+        assert_eq!(page_length(br#"{"data":[]}"#), Some(0));
+        assert_eq!(page_length(br#"{"data":{"id":"a"}}"#), None);
+        assert_eq!(page_length(br#"{"object":"list"}"#), None);
+        assert_eq!(page_length(b"[1,2"), None);
     }
 
     #[test]
