@@ -18,6 +18,7 @@ use url::Url;
 
 use crate::config::OpenAiConfig;
 use crate::model::{CrawlStats, Envelope, Family, Scope};
+use crate::size::ByteSize;
 
 /// The environment variable the admin key is read from.
 pub const ADMIN_KEY_ENV: &str = "OPENAI_ADMIN_KEY";
@@ -34,6 +35,12 @@ const MAX_RATE_LIMITED_RETRIES: u32 = 12;
 /// First backoff step and ceiling (full jitter: a random wait in `0..step`).
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(8);
+/// The most of an error answer's body read: enough for the API's `error.message`, and a
+/// server answering a 200 MB error page costs no more than this.
+const ERROR_BODY_LIMIT: usize = 4 << 10;
+/// The largest admin key file read: a key is a few hundred bytes, so anything larger is
+/// the wrong file (and `/dev/zero` must not be read until memory runs out).
+pub const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
 
 /// Why the client could not be built or a read failed. Messages name the API path and
 /// never contain the admin key.
@@ -49,6 +56,15 @@ pub enum ClientError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The key file is larger than [`MAX_KEY_FILE_BYTES`].
+    #[error(
+        "the admin key file {path} is larger than 64 KiB: it cannot be an admin key \
+         (check `[openai] admin_key_file`)"
+    )]
+    KeyFileTooLarge {
+        /// The file.
+        path: PathBuf,
     },
     /// The key is empty once whitespace is trimmed.
     #[error("the admin key from {origin} is empty")]
@@ -97,6 +113,14 @@ pub enum ClientError {
         /// The path.
         path: String,
         /// What failed.
+        message: String,
+    },
+    /// An answer, a page or a list went past a bound: the read stops there.
+    #[error("GET {path}: {message}")]
+    TooLarge {
+        /// The path.
+        path: String,
+        /// Which bound, naming its setting when it has one.
         message: String,
     },
     /// The API answered 200 with a body that is not the JSON the endpoint promises.
@@ -150,11 +174,34 @@ pub fn load_admin_key_from(
         Some(dir) if file.is_relative() => dir.join(file),
         _ => file.clone(),
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ClientError::KeyFile {
-        path: path.clone(),
-        source,
-    })?;
+    let text = read_key_file(&path)?;
     non_empty(text, path.display().to_string())
+}
+
+/// The key file's text, refusing one over [`MAX_KEY_FILE_BYTES`] without reading past it.
+fn read_key_file(path: &Path) -> Result<String, ClientError> {
+    use std::io::Read;
+    let io_error = |source| ClientError::KeyFile {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let mut bytes = Vec::new();
+    // One byte more than allowed tells "exactly at the limit" from "over it".
+    file.take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(ClientError::KeyFileTooLarge {
+            path: path.to_owned(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        io_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
+    })
 }
 
 fn non_empty(value: String, origin: String) -> Result<SecretString, ClientError> {
@@ -178,6 +225,10 @@ pub struct ClientOptions {
     pub adaptive: bool,
     /// Retries of a request after a 5xx, 408 or a connection error or timeout.
     pub max_retries: u32,
+    /// The largest answer body read (`[openai] max_response_bytes`).
+    pub max_response_bytes: ByteSize,
+    /// The most pages read for one scope (`[openai] max_pages_per_scope`).
+    pub max_pages_per_scope: u64,
 }
 
 impl Default for ClientOptions {
@@ -187,6 +238,8 @@ impl Default for ClientOptions {
             concurrency: DEFAULT_MAX_CONCURRENCY,
             adaptive: true,
             max_retries: 4,
+            max_response_bytes: OpenAiConfig::default().max_response_bytes,
+            max_pages_per_scope: OpenAiConfig::default().max_pages_per_scope,
         }
     }
 }
@@ -203,6 +256,8 @@ impl ClientOptions {
             timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
             concurrency: concurrency.max(1),
             adaptive,
+            max_response_bytes: cfg.max_response_bytes,
+            max_pages_per_scope: cfg.max_pages_per_scope.max(1),
             ..Self::default()
         }
     }
@@ -376,11 +431,23 @@ impl AdminClient {
         // Every cursor followed so far: a server that leads back to one (A→B→A) would
         // otherwise keep the crawl paging forever.
         let mut followed: HashSet<String> = HashSet::new();
+        let mut pages = 0u64;
         loop {
             let shown = match &after {
                 Some(cursor) => format!("{path}?after={cursor}"),
                 None => path.to_owned(),
             };
+            pages += 1;
+            if pages > self.opts.max_pages_per_scope {
+                return Err(ClientError::TooLarge {
+                    path: path.to_owned(),
+                    message: format!(
+                        "the list goes on past {} pages (`[openai] max_pages_per_scope`); \
+                         stopping instead of reading it forever",
+                        self.opts.max_pages_per_scope
+                    ),
+                });
+            }
             let page = self.get_json(&shown, url, family, after.as_deref()).await?;
             let malformed = |message: String| ClientError::Malformed {
                 path: shown.clone(),
@@ -525,6 +592,18 @@ impl AdminClient {
                     continue;
                 }
             };
+            if let Some(asked) = family.max_page_size()
+                && family.envelope() != Envelope::Single
+                && let Some(held) = page_length(&body).filter(|n| *n > asked as usize)
+            {
+                return Err(ClientError::TooLarge {
+                    path: shown.to_owned(),
+                    message: format!(
+                        "the page holds {held} objects but `limit={asked}` was asked; \
+                         not trusting the rest of the list"
+                    ),
+                });
+            }
             return serde_json::from_slice(&body).map_err(|e| ClientError::Malformed {
                 path: shown.to_owned(),
                 message: format!("invalid JSON ({e}) in a {} byte body", body.len()),
@@ -638,12 +717,39 @@ impl AdminClient {
                 message,
             });
         }
+        self.success_body(shown, response, sent).await
+    }
+
+    /// Reads a 200's body, at most `max_response_bytes` of it.
+    async fn success_body(
+        &self,
+        shown: &str,
+        response: reqwest::Response,
+        sent: Instant,
+    ) -> Attempt {
         let limits = rate_headers(response.headers());
-        match response.bytes().await {
-            Ok(body) => {
+        let limit = self.opts.max_response_bytes;
+        let too_large = |what: String| {
+            Attempt::Fatal(ClientError::TooLarge {
+                path: shown.to_owned(),
+                message: format!(
+                    "{what}, more than `[openai] max_response_bytes` ({limit}); not read"
+                ),
+            })
+        };
+        // Refused before a byte of the body is read when the server says how large it is.
+        if let Some(declared) = response.content_length()
+            && declared > limit.as_bytes()
+        {
+            return too_large(format!("the answer is {declared} bytes"));
+        }
+        let cap = usize::try_from(limit.as_bytes()).unwrap_or(usize::MAX);
+        match read_capped(response, cap).await {
+            Ok(Capped::Whole(body)) => {
                 self.gate.on_success(sent, Instant::now(), limits);
-                Attempt::Body(body.to_vec())
+                Attempt::Body(body)
             }
+            Ok(Capped::Cut(_)) => too_large("the answer goes on past its limit".into()),
             // A body cut off by the connection is a transport failure, worth a retry.
             Err(e) => Attempt::Retry {
                 error: ClientError::Transport {
@@ -656,17 +762,21 @@ impl AdminClient {
         }
     }
 
-    /// The API's `error.message`, else the start of the body; every registered secret is
-    /// scrubbed from the whole body before any of it is cut or kept.
+    /// The API's `error.message`, else the start of the body. Only the first
+    /// [`ERROR_BODY_LIMIT`] bytes are read, and every registered secret is scrubbed from them
+    /// before any of it is cut or kept.
     async fn error_message(&self, response: reqwest::Response) -> String {
         let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
+        let body = match read_capped(response, ERROR_BODY_LIMIT).await {
+            Ok(Capped::Whole(body) | Capped::Cut(body)) => body,
+            Err(_) => Vec::new(),
+        };
         let body = crate::secrets::scrub(&String::from_utf8_lossy(&body)).into_owned();
         let message = serde_json::from_str::<Value>(&body)
             .ok()
             .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned))
             .unwrap_or_else(|| {
-                let text: String = body.chars().take(200).collect();
+                let text: String = body.trim().chars().take(200).collect();
                 if text.trim().is_empty() {
                     status.canonical_reason().unwrap_or("error").to_owned()
                 } else {
@@ -676,6 +786,64 @@ impl AdminClient {
         // JSON escapes can spell a secret the raw body did not: scrub what was decoded too.
         crate::secrets::scrub(&message).into_owned()
     }
+}
+
+/// How many objects a list page's `data` holds, counted without building them: a page of
+/// 100,000 objects where 100 were asked is refused before it costs ten times its size in
+/// memory. `None` when the body is not a list page; the full parse then says what is wrong.
+fn page_length(body: &[u8]) -> Option<usize> {
+    use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+
+    struct Count(usize);
+    impl<'de> serde::Deserialize<'de> for Count {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+            struct Counter;
+            impl<'de> Visitor<'de> for Counter {
+                type Value = Count;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an array")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
+                    let mut n = 0;
+                    while seq.next_element::<IgnoredAny>()?.is_some() {
+                        n += 1;
+                    }
+                    Ok(Count(n))
+                }
+            }
+            d.deserialize_seq(Counter)
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Page {
+        data: Count,
+    }
+    serde_json::from_slice::<Page>(body).ok().map(|p| p.data.0)
+}
+
+/// A body read up to a cap: all of it, or the first `cap` bytes of a longer one.
+enum Capped {
+    Whole(Vec<u8>),
+    Cut(Vec<u8>),
+}
+
+/// Streams a body chunk by chunk with a running count, so a body larger than `cap` costs
+/// at most `cap` bytes (plus one chunk) of memory, whatever its length.
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Capped, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if chunk.len() > cap - body.len() {
+            let room = cap - body.len();
+            body.extend_from_slice(&chunk[..room]);
+            // Dropping the response here closes the connection: the rest is never read.
+            return Ok(Capped::Cut(body));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Capped::Whole(body))
 }
 
 /// How long the server asks us to wait: OpenAI's `retry-after-ms` when present (what the
@@ -1361,6 +1529,17 @@ mod tests {
         assert!(wait > MAX_RETRY_AFTER, "{wait:?}");
         h.insert("retry-after-ms", HeaderValue::from_static("250"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn a_page_is_counted_without_reading_its_objects_and_a_non_page_is_not_counted() {
+        let page =
+            br#"{"object":"list","data":[{"id":"a","x":[1,2]},{"id":"b"},3],"has_more":false}"#;
+        assert_eq!(page_length(page), Some(3));
+        assert_eq!(page_length(br#"{"data":[]}"#), Some(0));
+        assert_eq!(page_length(br#"{"data":{"id":"a"}}"#), None);
+        assert_eq!(page_length(br#"{"object":"list"}"#), None);
+        assert_eq!(page_length(b"[1,2"), None);
     }
 
     #[test]

@@ -23,4 +23,5 @@ pub mod rules;
 pub mod schedule;
 pub mod secrets;
 pub mod sim;
+pub mod size;
 pub mod store;

@@ -38,6 +38,10 @@ base_url = "https://api.openai.com/v1"
 max_concurrency = 64
 # Seconds before one request is abandoned.
 timeout_secs = 30
+# The largest answer read (B, KiB, MiB or GiB); a larger one fails its scope, not the run.
+max_response_bytes = "32MiB"
+# The most pages read for one list; an API that pages on past it fails that scope.
+max_pages_per_scope = 10000
 
 [storage]
 # The SQLite database holding every snapshot, object version and finding (--db overrides it).

@@ -83,6 +83,10 @@ pub struct OpenAiConfig {
     pub max_concurrency: Option<usize>,
     /// Per-request timeout in seconds (at least 1).
     pub timeout_secs: u64,
+    /// The largest response body read; a larger one fails its scope.
+    pub max_response_bytes: crate::size::ByteSize,
+    /// The most pages read for one scope; a list that goes on fails its scope.
+    pub max_pages_per_scope: u64,
 }
 
 impl Default for OpenAiConfig {
@@ -94,6 +98,8 @@ impl Default for OpenAiConfig {
             concurrency: None,
             max_concurrency: None,
             timeout_secs: 30,
+            max_response_bytes: crate::size::ByteSize::from_mib(32),
+            max_pages_per_scope: 10_000,
         }
     }
 }

@@ -30,6 +30,8 @@ pub(super) struct RawOpenAi {
     pub concurrency: Option<Spanned<i64>>,
     pub max_concurrency: Option<Spanned<i64>>,
     pub timeout_secs: Option<Spanned<i64>>,
+    pub max_response_bytes: Option<Spanned<String>>,
+    pub max_pages_per_scope: Option<Spanned<i64>>,
 }
 
 /// `[schedule]` as written.
@@ -107,6 +109,8 @@ const OPENAI: &[&str] = &[
     "concurrency",
     "max_concurrency",
     "timeout_secs",
+    "max_response_bytes",
+    "max_pages_per_scope",
 ];
 const SCHEDULE: &[&str] = &["cron", "timezone", "run_on_start", "jitter"];
 const RULES: &[&str] = &["paths", "disabled", "params", "severity"];
@@ -214,6 +218,8 @@ impl<'d> Reader<'d> {
             concurrency: self.integer(t, "concurrency"),
             max_concurrency: self.integer(t, "max_concurrency"),
             timeout_secs: self.integer(t, "timeout_secs"),
+            max_response_bytes: self.string(t, "max_response_bytes"),
+            max_pages_per_scope: self.integer(t, "max_pages_per_scope"),
         }
     }
 

@@ -313,3 +313,27 @@ fn loopback_hosts_are_recognised() {
         assert!(!is_loopback_host(host), "{host}");
     }
 }
+
+#[test]
+fn response_and_page_bounds_default_read_sizes_and_refuse_bad_ones() {
+    let defaults = Config::parse("", Path::new("o")).unwrap();
+    assert_eq!(defaults.openai.max_response_bytes.as_bytes(), 32 << 20);
+    assert_eq!(defaults.openai.max_pages_per_scope, 10_000);
+    let set = Config::parse(
+        "[openai]\nmax_response_bytes = \"512KiB\"\nmax_pages_per_scope = 7\n",
+        Path::new("o"),
+    )
+    .unwrap();
+    assert_eq!(set.openai.max_response_bytes.as_bytes(), 512 << 10);
+    assert_eq!(set.openai.max_pages_per_scope, 7);
+    assert_eq!(
+        problems("[openai]\nmax_response_bytes = \"32MB\"\nmax_pages_per_scope = 0\n"),
+        ["bad-value@2:22", "bad-value@3:23"]
+    );
+    let (_, d) = check("[openai]\nmax_response_bytes = 5\n");
+    assert_eq!(
+        d.items().len(),
+        1,
+        "a number without a unit is a wrong type"
+    );
+}

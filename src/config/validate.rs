@@ -17,6 +17,7 @@ use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 use crate::duration::Duration;
 use crate::model::Severity;
 use crate::schedule::{Schedule, parse_timezone};
+use crate::size::ByteSize;
 
 /// Where diagnostics go while validating.
 struct Check<'d> {
@@ -198,6 +199,20 @@ fn openai(raw: &RawOpenAi, c: &mut Check<'_>) -> OpenAiConfig {
             .as_ref()
             .and_then(|n| c.at_least(n, "timeout_secs", 1))
             .unwrap_or(default.timeout_secs),
+        max_response_bytes: raw
+            .max_response_bytes
+            .as_ref()
+            .and_then(|s| {
+                c.parse(s, DiagnosticCode::BadValue, "expected a size", |t| {
+                    t.parse::<ByteSize>()
+                })
+            })
+            .unwrap_or(default.max_response_bytes),
+        max_pages_per_scope: raw
+            .max_pages_per_scope
+            .as_ref()
+            .and_then(|n| c.at_least(n, "max_pages_per_scope", 1))
+            .unwrap_or(default.max_pages_per_scope),
     }
 }
 

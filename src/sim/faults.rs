@@ -4,6 +4,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
 use super::org::splitmix;
 
 /// A fault a test injects for requests whose path (after `/v1`) starts with `path_prefix`.
@@ -34,6 +40,21 @@ pub enum FaultKind {
     DropField(String),
     /// Answer normally after this delay.
     Delay(Duration),
+    /// Answer every list read with one new object and `has_more: true`, the cursor always
+    /// moving on: a list that never ends.
+    EndlessPages,
+    /// Answer a list read with a last page of this many objects, whatever `limit` asked.
+    OversizedPage(usize),
+    /// Answer with this status and a body of `bytes` bytes, streamed; `declared` sends its
+    /// `Content-Length`, else it comes chunked and only its end says how long it was.
+    HugeBody {
+        /// The HTTP status.
+        status: u16,
+        /// The body's length.
+        bytes: u64,
+        /// Whether `Content-Length` says so up front.
+        declared: bool,
+    },
 }
 
 /// The fault table and the random-fault generator of one simulator.
@@ -45,6 +66,8 @@ pub(crate) struct Faults {
     rate: f64,
     seed: u64,
     counter: AtomicU64,
+    // Numbers the objects the endless pager makes up, so that no cursor ever comes back.
+    invented: AtomicU64,
 }
 
 impl Faults {
@@ -55,6 +78,7 @@ impl Faults {
             rate: rate.clamp(0.0, 1.0),
             seed,
             counter: AtomicU64::new(0),
+            invented: AtomicU64::new(0),
         }
     }
 
@@ -112,6 +136,99 @@ impl Faults {
     }
 }
 
+/// A list page's JSON with its `data` replaced by `count` objects shaped like its first one
+/// (or like `{"object": "fault"}` when it has none), each with a new id, and `has_more` as
+/// given; the cursor fields point at the last new id. A single-object answer is left alone.
+pub(crate) fn invented_page(
+    faults: &Faults,
+    page: Vec<u8>,
+    count: usize,
+    has_more: bool,
+) -> Vec<u8> {
+    let Ok(Value::Object(mut list)) = serde_json::from_slice::<Value>(&page) else {
+        return page;
+    };
+    let Some(Value::Array(data)) = list.get("data") else {
+        return page;
+    };
+    let template = data
+        .first()
+        .cloned()
+        .unwrap_or_else(|| json!({"object": "fault"}));
+    let mut last = String::new();
+    let objects: Vec<Value> = (0..count)
+        .map(|_| {
+            let n = faults.invented.fetch_add(1, Ordering::Relaxed);
+            last = format!("fault_{n:08}");
+            let mut object = template.clone();
+            if let Value::Object(fields) = &mut object {
+                // Project groups are named by `group_id`, everything else by `id`.
+                let field = if fields.contains_key("group_id") {
+                    "group_id"
+                } else {
+                    "id"
+                };
+                fields.insert(field.into(), Value::String(last.clone()));
+            }
+            object
+        })
+        .collect();
+    let first = objects
+        .first()
+        .and_then(|o| o.get("id").or_else(|| o.get("group_id")))
+        .cloned()
+        .unwrap_or(Value::Null);
+    list.insert("data".into(), Value::Array(objects));
+    list.insert("has_more".into(), Value::Bool(has_more));
+    // Both envelopes: shape A follows `last_id`, shape B `next`.
+    list.insert("first_id".into(), first);
+    list.insert("last_id".into(), Value::String(last.clone()));
+    if list.contains_key("next") || has_more {
+        list.insert(
+            "next".into(),
+            if has_more {
+                Value::String(last)
+            } else {
+                Value::Null
+            },
+        );
+    }
+    serde_json::to_vec(&list).unwrap_or(page)
+}
+
+/// An answer of `status` whose body is `bytes` bytes of JSON (an error object padded
+/// with spaces), sent in 64 KiB chunks so that the simulator never holds it whole.
+pub(crate) fn huge_body(status: u16, bytes: u64, declared: bool) -> Response {
+    const CHUNK: usize = 64 << 10;
+    let head: &'static [u8] =
+        br#"{"error":{"message":"Injected huge body.","type":"server_error"}"#;
+    let tail: &'static [u8] = b"}";
+    let fixed = (head.len() + tail.len()) as u64;
+    let padding = bytes.saturating_sub(fixed);
+    let spaces = Bytes::from(vec![b' '; CHUNK]);
+    let full_chunks = padding / CHUNK as u64;
+    let rest = usize::try_from(padding % CHUNK as u64).unwrap_or(0);
+    let middle = futures::stream::iter(0..full_chunks).map(move |_| spaces.clone());
+    let parts = futures::stream::iter([Bytes::from_static(head)])
+        .chain(middle)
+        .chain(futures::stream::iter([
+            Bytes::from(vec![b' '; rest]),
+            Bytes::from_static(tail),
+        ]))
+        .map(Ok::<Bytes, std::convert::Infallible>);
+    let mut resp = Response::new(Body::from_stream(parts));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if declared {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.max(fixed)));
+    }
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +251,42 @@ mod tests {
             Some(FaultKind::Status(503))
         );
         assert_eq!(f.take("/organization/projects/p1"), None);
+    }
+
+    #[test]
+    fn invented_pages_never_repeat_an_id_and_keep_the_page_shape() {
+        let f = Faults::new(0.0, 1);
+        let page = br#"{"object":"list","data":[{"object":"k","id":"a"}],"first_id":"a","last_id":"a","has_more":false}"#;
+        let one: Value =
+            serde_json::from_slice(&invented_page(&f, page.to_vec(), 1, true)).unwrap();
+        let two: Value =
+            serde_json::from_slice(&invented_page(&f, page.to_vec(), 3, false)).unwrap();
+        assert_eq!(one["has_more"], true);
+        assert_eq!(one["data"][0]["object"], "k");
+        assert_eq!(one["last_id"], one["data"][0]["id"]);
+        assert_eq!(one["next"], one["last_id"]);
+        assert_eq!(two["data"].as_array().unwrap().len(), 3);
+        assert_eq!(two["has_more"], false);
+        assert_ne!(one["last_id"], two["data"][0]["id"]);
+        let single = br#"{"object":"project.data_retention"}"#;
+        assert_eq!(invented_page(&f, single.to_vec(), 5, true), single.to_vec());
+    }
+
+    #[tokio::test]
+    async fn a_huge_body_has_exactly_the_length_asked() {
+        for (bytes, declared) in [(200_000u64, true), (65_536 * 3 + 7, false)] {
+            let resp = huge_body(500, bytes, declared);
+            assert_eq!(
+                resp.headers().contains_key(header::CONTENT_LENGTH),
+                declared
+            );
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(body.len() as u64, bytes);
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"]["type"], "server_error");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::SimOptions;
 use super::api::{self, ApiError, Query};
-use super::faults::{FaultKind, Faults};
+use super::faults::{FaultKind, Faults, huge_body, invented_page};
 use super::org::Org;
 use super::ratelimit::{Budget, TokenBucket, go_duration};
 
@@ -148,6 +148,7 @@ async fn answer(s: &Shared, req: Request) -> Response {
     }
     let mut truncate = false;
     let mut drop_field = None;
+    let mut invent = None;
     match s.faults.take(&path) {
         Some(FaultKind::Status(code)) => {
             if code == 429 {
@@ -171,12 +172,24 @@ async fn answer(s: &Shared, req: Request) -> Response {
         Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
         Some(FaultKind::MalformedJson) => truncate = true,
         Some(FaultKind::DropField(field)) => drop_field = Some(field),
+        Some(FaultKind::EndlessPages) => invent = Some((1, true)),
+        Some(FaultKind::OversizedPage(count)) => invent = Some((count, false)),
+        Some(FaultKind::HugeBody {
+            status,
+            bytes,
+            declared,
+        }) => return huge_body(status, bytes, declared),
         None => {}
     }
     if s.faults.random_failure() {
         return error_response(&ApiError::server_error(500));
     }
-    let query = Query::parse(req.uri().query().unwrap_or(""));
+    // An invented page is made from the list's first page: its made-up cursor is no
+    // cursor the real list knows.
+    let query = match invent {
+        Some(_) => Query::parse(""),
+        None => Query::parse(req.uri().query().unwrap_or("")),
+    };
     let body: Bytes = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -198,6 +211,9 @@ async fn answer(s: &Shared, req: Request) -> Response {
             }
             if let Some(field) = &drop_field {
                 bytes = without_field(bytes, field);
+            }
+            if let Some((count, has_more)) = invent {
+                bytes = invented_page(&s.faults, bytes, count, has_more);
             }
             json_response(200, bytes)
         }

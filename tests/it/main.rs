@@ -15,6 +15,7 @@ mod audit_e2e;
 mod audit_notify;
 mod audit_report;
 mod cli_output;
+mod client_bounds;
 mod client_burst;
 mod client_http;
 mod client_pacing;

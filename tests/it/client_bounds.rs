@@ -1,0 +1,201 @@
+//! Size bounds on what the API sends: an endless pager, a page larger than asked, an answer
+//! (or an error answer) larger than `max_response_bytes`, and an admin key file that is not a
+//! key. Each fails its scope, never the crawl, and the snapshot is partial (exit 3).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use orgwarden::sim::{Fault, FaultKind, Org, SimHandle, SimOptions, start_background};
+use orgwarden::store::Store;
+use serde_json::Value;
+
+const KEY: &str = "sk-admin-bounds-test";
+const KEYS: &str = "/organization/projects/proj_a/api_keys";
+
+/// A simulator with one fault on `proj_a`'s API keys, and a temporary folder.
+struct Env {
+    sim: SimHandle,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(kind: FaultKind) -> Env {
+        let org: Org = crate::support::orgs::load(
+            crate::support::orgs::THREE_PROJECTS,
+            chrono::Utc::now().timestamp(),
+        );
+        let sim = start_background(org, SimOptions::default()).expect("simulator");
+        sim.add_fault(Fault {
+            path_prefix: KEYS.into(),
+            kind,
+            times: None,
+        });
+        Env {
+            sim,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// `orgwarden --config … --db … snapshot --format json` with `[openai]` set to `openai`.
+    fn command(&self, openai: &str) -> Command {
+        let config = self.dir.path().join("orgwarden.toml");
+        std::fs::write(&config, format!("[openai]\n{openai}\n")).expect("config");
+        let mut cmd = crate::support::orgwarden();
+        cmd.current_dir(self.dir.path())
+            .env("OPENAI_ADMIN_KEY", KEY)
+            .arg("--config")
+            .arg(&config)
+            .arg("--db")
+            .arg(self.db())
+            .arg("--base-url")
+            .arg(self.sim.base_url())
+            .args(["snapshot", "--format", "json"]);
+        cmd
+    }
+
+    fn snapshot(&self, openai: &str) -> Output {
+        self.command(openai).output().expect("run orgwarden")
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("orgwarden.db")
+    }
+
+    /// The one failed scope's message, asserting the snapshot is partial and only the
+    /// faulty scope failed.
+    #[track_caller]
+    fn only_failure(&self, out: &Output) -> String {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(3), "stderr:\n{stderr}");
+        let summary: Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+        assert_eq!(summary["status"], "partial", "{summary}");
+        assert_eq!(summary["errors"], 1, "{summary}");
+        let store = Store::open_read_only(&self.db()).expect("database");
+        let latest = store.latest_snapshot().unwrap().expect("a snapshot");
+        let failed = store.failed_scopes(latest.id).unwrap();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0.path(), KEYS);
+        // The rest of the organization was read.
+        let found = store
+            .query(
+                "SELECT id FROM project_api_keys WHERE project_id = 'proj_b'",
+                &[],
+            )
+            .expect("query");
+        assert_eq!(found.rows.len(), 2, "proj_b's keys stored");
+        assert!(stderr.contains(KEYS), "{stderr}");
+        format!("{:?} {stderr}", failed[0].1)
+    }
+}
+
+#[test]
+fn an_endless_pager_fails_its_scope_at_max_pages_per_scope() {
+    let env = Env::new(FaultKind::EndlessPages);
+    let out = env.snapshot("max_pages_per_scope = 25");
+    let message = env.only_failure(&out);
+    assert!(
+        message.contains("max_pages_per_scope") && message.contains("25 pages"),
+        "{message}"
+    );
+    // 25 pages of the faulty list and not one more.
+    let keys_reads = env.sim.requests();
+    assert!(keys_reads < 25 + 40, "{keys_reads} requests");
+}
+
+#[test]
+fn a_page_with_more_objects_than_asked_fails_its_scope() {
+    let env = Env::new(FaultKind::OversizedPage(101));
+    let message = env.only_failure(&env.snapshot(""));
+    assert!(
+        message.contains("101 objects") && message.contains("limit=100"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_answer_over_max_response_bytes_is_refused_by_its_content_length() {
+    let env = Env::new(FaultKind::HugeBody {
+        status: 200,
+        bytes: 5 << 20,
+        declared: true,
+    });
+    let message = env.only_failure(&env.snapshot("max_response_bytes = \"1MiB\""));
+    assert!(
+        message.contains("max_response_bytes") && message.contains("1MiB"),
+        "{message}"
+    );
+    assert!(message.contains(&(5u64 << 20).to_string()), "{message}");
+}
+
+#[test]
+fn a_chunked_answer_is_cut_at_max_response_bytes() {
+    let env = Env::new(FaultKind::HugeBody {
+        status: 200,
+        bytes: 200 << 20,
+        declared: false,
+    });
+    let start = Instant::now();
+    let message = env.only_failure(&env.snapshot("max_response_bytes = \"256KiB\""));
+    assert!(
+        message.contains("max_response_bytes") && message.contains("256KiB"),
+        "{message}"
+    );
+    // Stopped at the limit, not after reading all 200 MB.
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_huge_error_body_is_read_only_for_its_first_kilobytes() {
+    // A terabyte: read whole, it would run into the timeout instead of failing at once.
+    let env = Env::new(FaultKind::HugeBody {
+        status: 400,
+        bytes: 1 << 40,
+        declared: false,
+    });
+    let start = Instant::now();
+    let message = env.only_failure(&env.snapshot("timeout_secs = 20"));
+    assert!(
+        message.contains("HTTP 400") && message.contains("Injected huge body"),
+        "{message}"
+    );
+    // Not the terabyte: only the start of the body is quoted.
+    assert!(message.len() < 10_000, "{} bytes", message.len());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_key_file_that_never_ends_fails_the_command_without_reading_it_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("orgwarden.toml");
+    std::fs::write(&config, "[openai]\nadmin_key_file = \"/dev/zero\"\n").expect("config");
+    let start = Instant::now();
+    let out = crate::support::orgwarden()
+        .current_dir(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .arg("--db")
+        .arg(dir.path().join("o.db"))
+        .args(["--base-url", "http://127.0.0.1:9", "snapshot"])
+        .output()
+        .expect("run orgwarden");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("/dev/zero") && stderr.contains("larger than 64 KiB"),
+        "{stderr}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
