@@ -34,6 +34,9 @@ pub enum LockError {
     /// or could not be taken.
     #[error("{0}; stop it or wait for it to finish before starting the daemon")]
     Writer(#[from] crate::store::StoreError),
+    /// The database is not orgwarden's; nothing was written beside it.
+    #[error(transparent)]
+    NotOurs(crate::store::StoreError),
     /// The lock file could not be opened or locked.
     #[error("cannot lock {path}: {source}")]
     Io {
@@ -68,6 +71,7 @@ impl DaemonLock {
             path: db.to_owned(),
             source,
         })?;
+        crate::store::check_ownership(&canonical).map_err(LockError::NotOurs)?;
         let path = lock_path(&canonical);
         let io = |source| LockError::Io {
             path: path.clone(),
@@ -205,6 +209,25 @@ mod tests {
         assert!(matches!(err, LockError::Held { .. }), "{err}");
         let err = crate::store::Store::lock_writer(&alias).unwrap_err();
         assert!(err.to_string().contains("is locked"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_ours_gets_no_lock_file_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("notes.txt");
+        std::fs::write(
+            &db,
+            "someone's notes, long enough to have a SQLite header's size\n".repeat(4),
+        )
+        .unwrap();
+        let err = DaemonLock::acquire(&db).unwrap_err();
+        assert!(matches!(err, LockError::NotOurs(_)), "{err}");
+        assert!(
+            err.to_string().contains("not an orgwarden database"),
+            "{err}"
+        );
+        assert!(!lock_path(&db).exists());
+        assert!(!dir.path().join("notes.txt.lock").exists());
     }
 
     #[test]

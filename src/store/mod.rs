@@ -29,7 +29,7 @@ use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotSta
 
 pub use canon::FieldChange;
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
-pub use ownership::{APPLICATION_ID, canonical_db_path, warn_if_shared};
+pub use ownership::{APPLICATION_ID, canonical_db_path, check_ownership, warn_if_shared};
 pub use query::{QueryResult, sql_to_json, sql_to_text};
 pub use views::HISTORY_VIEWS;
 pub use writer::SnapshotWriter;
@@ -68,7 +68,7 @@ pub enum StoreError {
         error: std::io::Error,
     },
     /// The file is not an orgwarden database; nothing was written to it.
-    #[error("refusing to use {path}: {reason}, not an orgwarden database; it was left untouched")]
+    #[error("refusing to use {path}: not an orgwarden database ({reason}); it was left untouched")]
     NotOurs {
         /// The file.
         path: PathBuf,
@@ -455,6 +455,8 @@ impl Store {
             path: db_path.to_owned(),
             error,
         })?;
+        // Checked first so that not even a lock file appears beside another's database.
+        ownership::inspect(&canonical)?;
         let lock = ownership::sibling(&canonical, ".lock");
         let file = private_options()
             .read(true)

@@ -53,7 +53,7 @@ pub(super) fn inspect(path: &Path) -> Result<Found, StoreError> {
     let id: i32 = match conn.pragma_query_value(None, "application_id", |row| row.get(0)) {
         Ok(id) => id,
         Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
-            return Err(refuse("it is not a SQLite database".to_owned()));
+            return Err(refuse("it is not a SQLite database at all".to_owned()));
         }
         Err(e) => return Err(e.into()),
     };
@@ -62,7 +62,7 @@ pub(super) fn inspect(path: &Path) -> Result<Found, StoreError> {
     }
     if id != 0 {
         return Err(refuse(format!(
-            "it is another application's SQLite database (application_id {id:#010x})"
+            "another application's SQLite database, application_id {id:#010x}"
         )));
     }
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
@@ -77,8 +77,14 @@ pub(super) fn inspect(path: &Path) -> Result<Found, StoreError> {
         return Ok(Found::Unmarked);
     }
     Err(refuse(
-        "it is a SQLite database with tables orgwarden did not create".to_owned(),
+        "a SQLite database with tables orgwarden did not create".to_owned(),
     ))
+}
+
+/// Refuses, without writing anything, a file at `path` that is not orgwarden's (another
+/// application's SQLite database, or not SQLite at all); no file is fine.
+pub fn check_ownership(path: &Path) -> Result<(), StoreError> {
+    inspect(path).map(drop)
 }
 
 /// `path` with `suffix` appended to its file name (`-wal`, `.lock`).
