@@ -49,6 +49,8 @@ pub(super) fn inspect(path: &Path) -> Result<Found, StoreError> {
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    // A writer mid-checkpoint is waited for, as every other connection of the store does.
+    conn.busy_timeout(super::BUSY_TIMEOUT)?;
     // The first read is where SQLite finds out the file is not a database.
     let id: i32 = match conn.pragma_query_value(None, "application_id", |row| row.get(0)) {
         Ok(id) => id,
