@@ -146,8 +146,9 @@ impl ClientError {
 }
 
 /// Reads the admin key: `OPENAI_ADMIN_KEY` when set, else `[openai] admin_key_file`
-/// (relative to `config_dir`, the configuration file's folder). Surrounding whitespace,
-/// such as the trailing newline editors add, is trimmed; an empty key is an error.
+/// (relative to `config_dir`, the configuration file's folder; a file others can read is
+/// warned about once). Surrounding whitespace, such as the trailing newline editors add,
+/// is trimmed; an empty key is an error.
 pub fn load_admin_key(
     cfg: &OpenAiConfig,
     config_dir: Option<&Path>,
@@ -174,6 +175,7 @@ pub fn load_admin_key_from(
         Some(dir) if file.is_relative() => dir.join(file),
         _ => file.clone(),
     };
+    crate::store::warn_if_shared("admin key file", &path);
     let text = read_key_file(&path)?;
     non_empty(text, path.display().to_string())
 }

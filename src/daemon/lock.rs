@@ -34,6 +34,9 @@ pub enum LockError {
     /// or could not be taken.
     #[error("{0}; stop it or wait for it to finish before starting the daemon")]
     Writer(#[from] crate::store::StoreError),
+    /// The database is not orgwarden's; nothing was written beside it.
+    #[error(transparent)]
+    NotOurs(crate::store::StoreError),
     /// The lock file could not be opened or locked.
     #[error("cannot lock {path}: {source}")]
     Io {
@@ -52,7 +55,8 @@ pub struct DaemonLock {
     _writer: crate::store::WriterLock,
 }
 
-/// The lock file that guards `db`.
+/// The lock file that guards the database whose canonical path is `db` (see
+/// [`crate::store::canonical_db_path`]).
 pub fn lock_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(".daemon.lock");
@@ -60,9 +64,15 @@ pub fn lock_path(db: &Path) -> PathBuf {
 }
 
 impl DaemonLock {
-    /// Takes the lock for `db`, or says who holds it.
+    /// Takes the lock for `db`, or says who holds it. The lock sits beside the database's
+    /// canonical path, so a second daemon started through a symlink alias is refused too.
     pub fn acquire(db: &Path) -> Result<DaemonLock, LockError> {
-        let path = lock_path(db);
+        let canonical = crate::store::canonical_db_path(db).map_err(|source| LockError::Io {
+            path: db.to_owned(),
+            source,
+        })?;
+        crate::store::check_ownership(&canonical).map_err(LockError::NotOurs)?;
+        let path = lock_path(&canonical);
         let io = |source| LockError::Io {
             path: path.clone(),
             source,
@@ -148,7 +158,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("orgwarden.db");
         let first = DaemonLock::acquire(&db).unwrap();
-        assert_eq!(first.path(), dir.path().join("orgwarden.db.daemon.lock"));
+        let canonical_dir = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(first.path(), canonical_dir.join("orgwarden.db.daemon.lock"));
         let err = DaemonLock::acquire(&db).unwrap_err();
         let message = err.to_string();
         assert!(
@@ -184,6 +195,39 @@ mod tests {
         drop(snapshot);
         // The failed attempt did not leave the daemon lock held.
         DaemonLock::acquire(&db).unwrap();
+    }
+
+    #[test]
+    fn a_second_daemon_through_a_symlink_alias_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("orgwarden.db");
+        std::fs::write(&db, "").unwrap();
+        let alias = dir.path().join("alias.db");
+        std::os::unix::fs::symlink(&db, &alias).unwrap();
+        let _first = DaemonLock::acquire(&db).unwrap();
+        let err = DaemonLock::acquire(&alias).unwrap_err();
+        assert!(matches!(err, LockError::Held { .. }), "{err}");
+        let err = crate::store::Store::lock_writer(&alias).unwrap_err();
+        assert!(err.to_string().contains("is locked"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_ours_gets_no_lock_file_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("notes.txt");
+        std::fs::write(
+            &db,
+            "someone's notes, long enough to have a SQLite header's size\n".repeat(4),
+        )
+        .unwrap();
+        let err = DaemonLock::acquire(&db).unwrap_err();
+        assert!(matches!(err, LockError::NotOurs(_)), "{err}");
+        assert!(
+            err.to_string().contains("not an orgwarden database"),
+            "{err}"
+        );
+        assert!(!lock_path(&db).exists());
+        assert!(!dir.path().join("notes.txt.lock").exists());
     }
 
     #[test]

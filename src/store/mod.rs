@@ -7,6 +7,7 @@
 
 mod canon;
 mod history;
+mod ownership;
 mod query;
 mod views;
 mod writer;
@@ -28,6 +29,7 @@ use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotSta
 
 pub use canon::FieldChange;
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
+pub use ownership::{APPLICATION_ID, canonical_db_path, check_ownership, warn_if_shared};
 pub use query::{QueryResult, sql_to_json, sql_to_text};
 pub use views::HISTORY_VIEWS;
 pub use writer::SnapshotWriter;
@@ -64,6 +66,14 @@ pub enum StoreError {
         path: PathBuf,
         /// Why.
         error: std::io::Error,
+    },
+    /// The file is not an orgwarden database; nothing was written to it.
+    #[error("refusing to use {path}: not an orgwarden database ({reason}); it was left untouched")]
+    NotOurs {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
     },
     /// The database file does not exist (read-only opens never create one).
     #[error("no database at {path}: run `orgwarden snapshot` first")]
@@ -287,10 +297,16 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating with mode 0600 if needed) the database at `path`, applies pending
-    /// migrations and (re)creates the views.
+    /// migrations and (re)creates the views. A file that is not orgwarden's is refused
+    /// before anything is written to it; one readable by others is made private.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        create_private(path)?;
-        // No URI interpretation: the file is the one just created at this literal path.
+        let found = ownership::inspect(path)?;
+        if path.exists() {
+            ownership::tighten(path);
+        } else {
+            create_private(path)?;
+        }
+        // No URI interpretation: the file is the one just inspected at this literal path.
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -298,6 +314,11 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        if found != ownership::Found::Ours {
+            // Marked before the journal mode changes: on a new file this is the first write,
+            // so a crash at any later point leaves a file that is recognisably ours.
+            conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL is durable across a process crash in WAL mode, and much faster than FULL.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -332,6 +353,9 @@ impl Store {
                 path: path.to_owned(),
             });
         }
+        // A reader writes nothing, but another application's file still gets a clear no
+        // rather than a confusing schema error.
+        ownership::inspect(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -423,12 +447,17 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the single-writer lock of the database at `db_path` (`<db>.lock`, created
-    /// 0600). Fails at once with [`StoreError::Locked`] while another process holds it.
+    /// Takes the single-writer lock of the database at `db_path` (`<db>.lock` beside the
+    /// database's canonical path, so a symlink alias takes the same lock; created 0600).
+    /// Fails at once with [`StoreError::Locked`] while another process holds it.
     pub fn lock_writer(db_path: &Path) -> Result<WriterLock, StoreError> {
-        let mut name = db_path.as_os_str().to_owned();
-        name.push(".lock");
-        let lock = PathBuf::from(name);
+        let canonical = canonical_db_path(db_path).map_err(|error| StoreError::Open {
+            path: db_path.to_owned(),
+            error,
+        })?;
+        // Checked first so that not even a lock file appears beside another's database.
+        ownership::inspect(&canonical)?;
+        let lock = ownership::sibling(&canonical, ".lock");
         let file = private_options()
             .read(true)
             .write(true)
@@ -439,6 +468,17 @@ impl Store {
                 path: lock.clone(),
                 error,
             })?;
+        // One left by an older version may be world-readable: it holds only a pid, but
+        // nothing of ours is for others.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|error| StoreError::Open {
+                    path: lock.clone(),
+                    error,
+                })?;
+        }
         // File::try_lock is an advisory whole-file lock (flock on Unix), released when the
         // file is closed, so a killed process never leaves it held.
         match file.try_lock() {

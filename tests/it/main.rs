@@ -48,4 +48,5 @@ mod snapshot_e2e;
 mod store_cli;
 mod store_crash;
 mod store_e2e;
+mod store_ownership;
 mod store_sim;
