@@ -123,6 +123,9 @@ pub struct Evaluated {
     pub findings: Vec<Finding>,
     /// What was announced, when the run notifies.
     pub notified: Option<Notified>,
+    /// Rules stopped at their time budget: they failed, and their findings were left as
+    /// they were. The run is a failed one when this is not empty.
+    pub timed_out: Vec<crate::rules::RuleError>,
 }
 
 /// The outcome of one run, for the caller to print or record.
@@ -169,7 +172,7 @@ pub async fn run<S: Setup>(
     let (evaluated, delivery) = tokio::task::spawn_blocking(move || {
         let mut store = store;
         let inputs = setup.inputs();
-        let evaluated = evaluate(&mut store, &inputs, &info, Utc::now());
+        let evaluated = evaluate(&mut store, &inputs, &info, Utc::now(), &cancel);
         let delivery = match (&evaluated, inputs.delivery, inputs.announce) {
             (Ok(_), Some(pass), Some(announce)) if !announce.dry_run && !cancel.is_cancelled() => {
                 Some(deliver(&store, announce.notifier, pass, Utc::now()))
@@ -198,14 +201,26 @@ pub fn evaluate(
     inputs: &Inputs<'_>,
     snapshot: &SnapshotInfo,
     now: DateTime<Utc>,
+    cancel: &CancellationToken,
 ) -> Result<Evaluated, AuditError> {
-    let hits = crate::rules::evaluate(store.reader(), inputs.rules, now.timestamp())?;
+    let budget = crate::rules::Budget {
+        per_rule: inputs.rules.timeout,
+        cancel: cancel.clone(),
+    };
+    let evaluation =
+        crate::rules::evaluate(store.reader(), inputs.rules, now.timestamp(), &budget)?;
     let coverage = Coverage::from_snapshot(snapshot.status, &store.failed_scopes(snapshot.id)?);
     let tx = store.begin()?;
-    let prior = findings::load(tx.reader())?;
+    // A rule stopped at its budget said nothing: its findings are kept out of the
+    // reconciliation, so none is resolved by a rule that did not finish.
+    let stopped: std::collections::HashSet<&RuleId> = evaluation.timed_out_rules().collect();
+    let prior: Vec<Finding> = findings::load(tx.reader())?
+        .into_iter()
+        .filter(|f| !stopped.contains(&f.rule_id))
+        .collect();
     let reconciled = findings::reconcile(
         &prior,
-        &hits,
+        &evaluation.hits,
         &evaluated_rules(inputs.rules),
         inputs.exemptions,
         &coverage,
@@ -251,6 +266,7 @@ pub fn evaluate(
         reconciled,
         findings,
         notified,
+        timed_out: evaluation.timed_out,
     })
 }
 
@@ -524,7 +540,14 @@ mod tests {
                     announce: notify.then_some(announce),
                     delivery: None,
                 };
-                let evaluated = evaluate(&mut self.store, &inputs, &snapshot, now).unwrap();
+                let evaluated = evaluate(
+                    &mut self.store,
+                    &inputs,
+                    &snapshot,
+                    now,
+                    &CancellationToken::new(),
+                )
+                .unwrap();
                 let notified = evaluated.notified;
                 notified.and_then(|n| n.announcement.digest)
             }

@@ -134,9 +134,21 @@ impl AuditJob {
             Err(e) => return Audit::failed(e.to_string()),
         };
         let mut outcome = self.record(&audited);
-        if let Err(e) = &audited.evaluated {
-            outcome.status = SnapshotStatus::Failed;
-            outcome.message = Some(format!("evaluating snapshot {}: {e}", audited.snapshot.id));
+        match &audited.evaluated {
+            Err(e) => {
+                outcome.status = SnapshotStatus::Failed;
+                outcome.message = Some(format!("evaluating snapshot {}: {e}", audited.snapshot.id));
+            }
+            Ok(run) if !run.timed_out.is_empty() => {
+                let rules: Vec<String> = run.timed_out.iter().map(ToString::to_string).collect();
+                outcome.status = SnapshotStatus::Failed;
+                outcome.message = Some(format!(
+                    "evaluating snapshot {}: {}",
+                    audited.snapshot.id,
+                    rules.join("; ")
+                ));
+            }
+            Ok(_) => {}
         }
         Audit {
             outcome,

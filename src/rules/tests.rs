@@ -270,7 +270,13 @@ fn rule_sql_cannot_write() {
 fn evaluation_leaves_the_connection_writable_afterwards() {
     let conn = scratch_with_keys();
     let loaded = load_with("");
-    evaluate(Reader::over(&conn), &loaded.rules, 0).unwrap();
+    evaluate(
+        Reader::over(&conn),
+        &loaded.rules,
+        0,
+        &super::Budget::new(super::DEFAULT_TIMEOUT),
+    )
+    .unwrap();
     conn.execute("DELETE FROM project_api_keys WHERE id = 'k2'", [])
         .unwrap();
 }
