@@ -143,12 +143,14 @@ pub struct Audited {
 
 /// Runs one audit: takes the snapshot (unless `source` is a stored one), then evaluates,
 /// reconciles, announces and delivers on a blocking thread. `cancel` abandons the crawl
-/// (rolling it back) and skips delivery.
+/// (rolling it back) and skips delivery; it or `interrupt` stops rule evaluation, which
+/// then fails and records nothing.
 pub async fn run<S: Setup>(
     store: Store,
     setup: Arc<S>,
     source: Source<'_>,
     cancel: &CancellationToken,
+    interrupt: &CancellationToken,
 ) -> Result<Audited, PipelineError> {
     let (store, crawl, snapshot) = match source {
         Source::Stored(snapshot) => (store, None, snapshot),
@@ -167,12 +169,22 @@ pub async fn run<S: Setup>(
             (store, Some(crawl), snapshot)
         }
     };
+    // A rule can run for its whole budget: a signal must not wait for it, while the
+    // crawl above is given its grace period.
+    let stop = interrupt.child_token();
+    let forward = tokio::spawn({
+        let (cancel, stop) = (cancel.clone(), stop.clone());
+        async move {
+            cancel.cancelled().await;
+            stop.cancel();
+        }
+    });
     let cancel = cancel.clone();
     let info = snapshot.clone();
-    let (evaluated, delivery) = tokio::task::spawn_blocking(move || {
+    let joined = tokio::task::spawn_blocking(move || {
         let mut store = store;
         let inputs = setup.inputs();
-        let evaluated = evaluate(&mut store, &inputs, &info, Utc::now(), &cancel);
+        let evaluated = evaluate(&mut store, &inputs, &info, Utc::now(), &stop);
         let delivery = match (&evaluated, inputs.delivery, inputs.announce) {
             (Ok(_), Some(pass), Some(announce)) if !announce.dry_run && !cancel.is_cancelled() => {
                 Some(deliver(&store, announce.notifier, pass, Utc::now()))
@@ -181,8 +193,9 @@ pub async fn run<S: Setup>(
         };
         (evaluated, delivery)
     })
-    .await
-    .map_err(|e| PipelineError::Join(e.to_string()))?;
+    .await;
+    forward.abort();
+    let (evaluated, delivery) = joined.map_err(|e| PipelineError::Join(e.to_string()))?;
     Ok(Audited {
         crawl,
         snapshot,
@@ -379,6 +392,7 @@ mod tests {
                 setup(false),
                 Source::Stored(info.clone()),
                 &CancellationToken::new(),
+                &CancellationToken::new(),
             ))
             .unwrap();
         assert!(audited.crawl.is_none());
@@ -408,6 +422,7 @@ mod tests {
                 store,
                 setup(true),
                 Source::Stored(info),
+                &CancellationToken::new(),
                 &CancellationToken::new(),
             ))
             .unwrap();
@@ -443,7 +458,7 @@ mod tests {
             progress: false,
         };
         let store = Store::open(&db).unwrap();
-        let result = runtime().block_on(run(store, setup(false), source, &cancel));
+        let result = runtime().block_on(run(store, setup(false), source, &cancel, &cancel));
         assert!(
             matches!(result, Err(PipelineError::Cancelled)),
             "{result:?}"

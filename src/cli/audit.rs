@@ -208,6 +208,7 @@ pub(super) fn run_and_print(
             setup.clone(),
             source,
             &CancellationToken::new(),
+            &CancellationToken::new(),
         ))
         .map_err(|e| match e {
             PipelineError::Snapshot(e) => anyhow::Error::new(e).context(format!(

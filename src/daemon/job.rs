@@ -116,7 +116,12 @@ impl pipeline::Setup for Loaded {
 
 impl AuditJob {
     /// One run of the audit pipeline: snapshot, evaluate, announce and deliver.
-    async fn audit(&self, loaded: &Arc<Loaded>, cancel: &CancellationToken) -> Audit {
+    async fn audit(
+        &self,
+        loaded: &Arc<Loaded>,
+        cancel: &CancellationToken,
+        stopping: &CancellationToken,
+    ) -> Audit {
         let store = match pipeline::open_store(self.inputs.db.clone()).await {
             Ok(store) => store,
             Err(e) => return Audit::failed(e.to_string()),
@@ -126,7 +131,7 @@ impl AuditJob {
             organization: &loaded.config.openai.organization,
             progress: false,
         };
-        let audited = match pipeline::run(store, loaded.clone(), source, cancel).await {
+        let audited = match pipeline::run(store, loaded.clone(), source, cancel, stopping).await {
             Ok(audited) => audited,
             Err(e @ pipeline::PipelineError::Snapshot(_)) => {
                 return Audit::failed(format!("snapshot failed; nothing was stored: {e}"));
@@ -256,7 +261,7 @@ impl Job for AuditJob {
         let Audit {
             mut outcome,
             delivery,
-        } = self.audit(&loaded, &ctx.cancel).await;
+        } = self.audit(&loaded, &ctx.cancel, &ctx.stopping).await;
         if ctx.cancel.is_cancelled() {
             // Shutting down: `flush` delivers, within the daemon's deadline.
             return outcome;

@@ -178,3 +178,63 @@ fn a_signal_stops_an_audit_inside_a_runaway_rule() {
         }
     }
 }
+
+#[test]
+fn the_daemon_stops_within_seconds_of_sigterm_inside_a_runaway_rule() {
+    let (dir, _, sim) = site("10m");
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        format!(
+            "[openai]\norganization = \"acme-robotics\"\nbase_url = \"{}\"\n\n\
+             [schedule]\ncron = \"0 0 1 1 *\"\nrun_on_start = true\n\n\
+             [rules]\npaths = [\"runaway.toml\"]\ntimeout = \"10m\"\n\n\
+             [notify.email]\ntransport = \"file\"\ndir = \"outbox\"\n\
+             from = \"orgwarden@example.com\"\nto = [\"security@example.com\"]\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = crate::support::orgwarden()
+        .current_dir(dir.path())
+        .args(["--config", "orgwarden.toml", "--db", "audit.db"])
+        .args(["--log-format", "json", "daemon"])
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let start = Instant::now();
+    while !read().contains("run started") {
+        assert!(start.elapsed() < Duration::from_secs(30), "{}", read());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The demo crawl takes well under this; the run is then inside the runaway rule.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(child.try_wait().unwrap().is_none(), "{}", read());
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sent = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if sent.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("the daemon did not stop within 5 s of SIGTERM:\n{}", read());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = read();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("evaluation interrupted during rule `runaway`"),
+        "{text}"
+    );
+}
