@@ -238,3 +238,63 @@ fn the_daemon_stops_within_seconds_of_sigterm_inside_a_runaway_rule() {
         "{text}"
     );
 }
+
+#[test]
+fn a_rule_stopped_at_its_budget_resolves_none_of_its_findings() {
+    let (dir, _, sim) = site("1s");
+    let rule = |sql: &str| {
+        format!(
+            "[[rule]]\nid = \"every-project\"\ntitle = \"Every project\"\nseverity = \"low\"\n\
+             resource_type = \"projects\"\ndescription = \"Lists projects.\"\n\
+             remediation = \"None.\"\nsql = \"{sql}\"\n"
+        )
+    };
+    let every = "SELECT id AS resource_id, id AS project_id, name AS message FROM projects";
+    std::fs::write(dir.path().join("mine.toml"), rule(every)).unwrap();
+    std::fs::write(
+        dir.path().join("mine-config.toml"),
+        "[rules]\npaths = [\"mine.toml\"]\ntimeout = \"1s\"\n",
+    )
+    .unwrap();
+    let audit = |config: &str| {
+        let out = run(
+            dir.path(),
+            &sim.base_url(),
+            &["--config", config, "audit", "--offline", "--format", "json"],
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        let mine: Vec<Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule_id"] == "every-project")
+            .cloned()
+            .collect();
+        (out.status.code(), open_ids(&mine).len(), mine.len())
+    };
+    let (code, open, _) = audit("mine-config.toml");
+    assert_eq!(code, Some(0));
+    assert!(open > 0);
+    // The same rule now never ends: its findings stay open, none resolved.
+    std::fs::write(dir.path().join("mine.toml"), rule(RUNAWAY)).unwrap();
+    let (code, still_open, _) = audit("mine-config.toml");
+    assert_ne!(code, Some(0));
+    assert_eq!(still_open, open);
+    let out = run(
+        dir.path(),
+        &sim.base_url(),
+        &[
+            "query",
+            "SELECT count(*) AS n FROM findings WHERE rule_id = 'every-project' AND status = 'open'",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        text(&out.stdout).lines().nth(1),
+        Some(open.to_string().as_str()),
+        "{}",
+        text(&out.stderr)
+    );
+}
