@@ -11,7 +11,8 @@
 //! - **One catch-up**: if the last recorded run started before the previous scheduled tick
 //!   (the daemon was down), one run happens at start, not one per missed tick.
 //! - **SIGHUP** calls [`Job::reload`]; on failure the old configuration and rules stay.
-//! - **SIGTERM / SIGINT**: no new runs; the run in flight gets `shutdown_deadline` (30 s) to
+//! - **SIGTERM / SIGINT**: no new runs; rule evaluation in flight stops at once (the run
+//!   fails and records nothing); a crawl in flight gets `shutdown_deadline` (30 s) to
 //!   finish, then its cancellation token fires and it has `abandon_grace` (5 s) to roll back
 //!   before it is dropped; a second signal cancels it at once. Then [`Job::flush`] (the
 //!   outbox), the components stop, and [`Running::run`] returns `Ok` (exit 0).
@@ -120,6 +121,9 @@ pub struct RunContext {
     pub started_at: DateTime<Utc>,
     /// Fires when the daemon is stopping and the run must give up cleanly (roll back).
     pub cancel: CancellationToken,
+    /// Fires at the first SIGTERM/SIGINT: rule evaluation stops at once (a rule may run
+    /// for its whole budget), while a crawl still gets the shutdown deadline.
+    pub stopping: CancellationToken,
     /// Where the job records API, findings, outbox and email figures.
     pub metrics: Arc<Metrics>,
 }
@@ -727,6 +731,7 @@ impl<J: Job> Running<J> {
             scheduled_for,
             started_at,
             cancel: cancel.clone(),
+            stopping: self.daemon.handle.inner.shutdown.clone(),
             metrics: self.daemon.handle.inner.metrics.clone(),
         };
         let job = self.daemon.job.clone();

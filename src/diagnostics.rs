@@ -84,6 +84,7 @@ diagnostic_codes! {
     SqlDoesNotPrepare = "sql-does-not-prepare": "SQLite cannot prepare a rule's SQL.",
     SqlMissingColumn = "sql-missing-column": "A rule's SQL does not return resource_id, project_id and message.",
     SqlNotReadOnly = "sql-not-read-only": "A rule's SQL would write to the database.",
+    RuleTimedOut = "rule-timed-out": "A rule ran past `[rules] timeout` even on an empty store (`rules check`).",
     UnreadableRuleFile = "unreadable-rule-file": "A rule file named by `[rules] paths` cannot be read.",
     UnreadableRulePath = "unreadable-rule-path": "A `[rules] paths` entry cannot be listed or read.",
     Internal = "internal": "orgwarden could not set up the check itself (a bug, or no memory).",

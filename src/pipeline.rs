@@ -123,6 +123,9 @@ pub struct Evaluated {
     pub findings: Vec<Finding>,
     /// What was announced, when the run notifies.
     pub notified: Option<Notified>,
+    /// Rules stopped at their time budget: they failed, and their findings were left as
+    /// they were. The run is a failed one when this is not empty.
+    pub timed_out: Vec<crate::rules::RuleError>,
 }
 
 /// The outcome of one run, for the caller to print or record.
@@ -140,12 +143,14 @@ pub struct Audited {
 
 /// Runs one audit: takes the snapshot (unless `source` is a stored one), then evaluates,
 /// reconciles, announces and delivers on a blocking thread. `cancel` abandons the crawl
-/// (rolling it back) and skips delivery.
+/// (rolling it back) and skips delivery; it or `interrupt` stops rule evaluation, which
+/// then fails and records nothing.
 pub async fn run<S: Setup>(
     store: Store,
     setup: Arc<S>,
     source: Source<'_>,
     cancel: &CancellationToken,
+    interrupt: &CancellationToken,
 ) -> Result<Audited, PipelineError> {
     let (store, crawl, snapshot) = match source {
         Source::Stored(snapshot) => (store, None, snapshot),
@@ -164,12 +169,22 @@ pub async fn run<S: Setup>(
             (store, Some(crawl), snapshot)
         }
     };
+    // A rule can run for its whole budget: a signal must not wait for it, while the
+    // crawl above is given its grace period.
+    let stop = interrupt.child_token();
+    let forward = tokio::spawn({
+        let (cancel, stop) = (cancel.clone(), stop.clone());
+        async move {
+            cancel.cancelled().await;
+            stop.cancel();
+        }
+    });
     let cancel = cancel.clone();
     let info = snapshot.clone();
-    let (evaluated, delivery) = tokio::task::spawn_blocking(move || {
+    let joined = tokio::task::spawn_blocking(move || {
         let mut store = store;
         let inputs = setup.inputs();
-        let evaluated = evaluate(&mut store, &inputs, &info, Utc::now());
+        let evaluated = evaluate(&mut store, &inputs, &info, Utc::now(), &stop);
         let delivery = match (&evaluated, inputs.delivery, inputs.announce) {
             (Ok(_), Some(pass), Some(announce)) if !announce.dry_run && !cancel.is_cancelled() => {
                 Some(deliver(&store, announce.notifier, pass, Utc::now()))
@@ -178,8 +193,9 @@ pub async fn run<S: Setup>(
         };
         (evaluated, delivery)
     })
-    .await
-    .map_err(|e| PipelineError::Join(e.to_string()))?;
+    .await;
+    forward.abort();
+    let (evaluated, delivery) = joined.map_err(|e| PipelineError::Join(e.to_string()))?;
     Ok(Audited {
         crawl,
         snapshot,
@@ -198,14 +214,26 @@ pub fn evaluate(
     inputs: &Inputs<'_>,
     snapshot: &SnapshotInfo,
     now: DateTime<Utc>,
+    cancel: &CancellationToken,
 ) -> Result<Evaluated, AuditError> {
-    let hits = crate::rules::evaluate(store.reader(), inputs.rules, now.timestamp())?;
+    let budget = crate::rules::Budget {
+        per_rule: inputs.rules.timeout,
+        cancel: cancel.clone(),
+    };
+    let evaluation =
+        crate::rules::evaluate(store.reader(), inputs.rules, now.timestamp(), &budget)?;
     let coverage = Coverage::from_snapshot(snapshot.status, &store.failed_scopes(snapshot.id)?);
     let tx = store.begin()?;
-    let prior = findings::load(tx.reader())?;
+    // A rule stopped at its budget said nothing: its findings are kept out of the
+    // reconciliation, so none is resolved by a rule that did not finish.
+    let stopped: std::collections::HashSet<&RuleId> = evaluation.timed_out_rules().collect();
+    let prior: Vec<Finding> = findings::load(tx.reader())?
+        .into_iter()
+        .filter(|f| !stopped.contains(&f.rule_id))
+        .collect();
     let reconciled = findings::reconcile(
         &prior,
-        &hits,
+        &evaluation.hits,
         &evaluated_rules(inputs.rules),
         inputs.exemptions,
         &coverage,
@@ -251,6 +279,7 @@ pub fn evaluate(
         reconciled,
         findings,
         notified,
+        timed_out: evaluation.timed_out,
     })
 }
 
@@ -395,6 +424,7 @@ mod tests {
                 setup(false, dir.path()),
                 Source::Stored(info.clone()),
                 &CancellationToken::new(),
+                &CancellationToken::new(),
             ))
             .unwrap();
         assert!(audited.crawl.is_none());
@@ -432,6 +462,7 @@ mod tests {
                 store,
                 setup(true, dir.path()),
                 Source::Stored(info),
+                &CancellationToken::new(),
                 &CancellationToken::new(),
             ))
             .unwrap();
@@ -479,7 +510,13 @@ mod tests {
             progress: false,
         };
         let store = Store::open(&db).unwrap();
-        let result = runtime().block_on(run(store, setup(false, dir.path()), source, &cancel));
+        let result = runtime().block_on(run(
+            store,
+            setup(false, dir.path()),
+            source,
+            &cancel,
+            &cancel,
+        ));
         assert!(
             matches!(result, Err(PipelineError::Cancelled)),
             "{result:?}"
@@ -576,7 +613,14 @@ mod tests {
                     announce: notify.then_some(announce),
                     delivery: None,
                 };
-                let evaluated = evaluate(&mut self.store, &inputs, &snapshot, now).unwrap();
+                let evaluated = evaluate(
+                    &mut self.store,
+                    &inputs,
+                    &snapshot,
+                    now,
+                    &CancellationToken::new(),
+                )
+                .unwrap();
                 let notified = evaluated.notified;
                 notified.and_then(|n| n.announcement.digest)
             }

@@ -208,6 +208,7 @@ pub(super) fn run_and_print(
             setup.clone(),
             source,
             &CancellationToken::new(),
+            &CancellationToken::new(),
         ))
         .map_err(|e| match e {
             PipelineError::Snapshot(e) => anyhow::Error::new(e).context(format!(
@@ -223,13 +224,23 @@ pub(super) fn run_and_print(
     if let (Some(notifier), Some(notified)) = (&setup.notifier, &evaluated.notified) {
         report_notification(notifier, notified, audited.delivery)?;
     }
-    print_outcome(
+    let exit = print_outcome(
         &evaluated,
         audited.crawl.as_ref(),
         &setup.loaded,
         format,
         fail_on,
-    )
+    )?;
+    // The other rules' findings are printed above; a rule stopped at its budget still
+    // fails the run, as any failing rule does.
+    if let Some((last, others)) = evaluated.timed_out.split_last() {
+        for e in others {
+            eprintln!("error: {e}");
+        }
+        return Err(anyhow::anyhow!("{last}"))
+            .with_context(|| format!("evaluating snapshot {}", evaluated.snapshot.id));
+    }
+    Ok(exit)
 }
 
 /// Says on stderr what was announced and delivered (undelivered mail stays queued for the

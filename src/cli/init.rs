@@ -71,6 +71,8 @@ run_on_start = false
 paths = []
 # Rule ids not to evaluate.
 disabled = []
+# How long one rule may run before it fails (the other rules still run).
+timeout = "30s"
 
 # Per-rule parameter overrides: one table per rule id.
 # [rules.params.api-key-stale]

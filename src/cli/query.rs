@@ -17,6 +17,9 @@ pub struct QueryArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
+    /// How long the query may run before it is stopped ("45s", "2m")
+    #[arg(long, default_value = "30s")]
+    pub timeout: crate::duration::Duration,
 }
 
 /// Every view `query` can read, from the family catalog, so the list cannot drift from
@@ -39,7 +42,13 @@ pub(super) fn query_help() -> String {
 /// Runs `orgwarden query`.
 pub fn query(global: &GlobalArgs, args: &QueryArgs) -> anyhow::Result<Exit> {
     let store = open(global)?;
-    let result = store.query(&args.sql, &[]).map_err(CliError::usage)?;
+    let result = store
+        .query_within(&args.sql, &[], args.timeout.to_std())
+        .map_err(|e| match e {
+            // Running out of time is not a usage error: the statement was valid.
+            e @ crate::store::StoreError::TimedOut(_) => anyhow::Error::new(e),
+            e => CliError::usage(e),
+        })?;
     let mut out = std::io::stdout().lock();
     match args.format {
         TableFormat::Json => {

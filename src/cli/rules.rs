@@ -148,6 +148,9 @@ pub(super) fn rules_explain(global: &GlobalArgs, id: &str) -> anyhow::Result<Exi
 pub(super) fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
     let config = global.load_config()?;
     let mut loaded = rules::load(&config, Utc::now().date_naive());
+    if !loaded.diagnostics.has_errors() {
+        rules::check_budget(&loaded.rules, &mut loaded.diagnostics);
+    }
     // Exemptions matching nothing can only be judged against stored findings.
     let db = global.db_path(&config);
     if db.exists()

@@ -161,6 +161,8 @@ pub struct RulesConfig {
     pub params: Vec<RuleParams>,
     /// Per-rule severity overrides: `[rules.severity]`.
     pub severity: Vec<(Spanned<String>, Severity)>,
+    /// How long one rule may run (`[rules] timeout`); `None` means the default, 30 s.
+    pub timeout: Option<crate::duration::Duration>,
 }
 
 /// `[rules.params.<rule-id>]`.

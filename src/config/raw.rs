@@ -53,6 +53,7 @@ pub(super) struct RawRules {
     pub disabled: Vec<Spanned<String>>,
     pub params: Vec<Pair<Vec<Pair<Spanned<toml::Value>>>>>,
     pub severity: Vec<Pair<Spanned<String>>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// One `[[exemption]]` as written; `span` is the table's, for missing keys.
@@ -113,7 +114,7 @@ const OPENAI: &[&str] = &[
     "max_pages_per_scope",
 ];
 const SCHEDULE: &[&str] = &["cron", "timezone", "run_on_start", "jitter"];
-const RULES: &[&str] = &["paths", "disabled", "params", "severity"];
+const RULES: &[&str] = &["paths", "disabled", "params", "severity", "timeout"];
 const EXEMPTION: &[&str] = &["rule", "resource", "reason", "owner", "expires"];
 const NOTIFY: &[&str] = &["repeat_interval", "send_resolved", "email"];
 const EMAIL: &[&str] = &[
@@ -228,6 +229,7 @@ impl<'d> Reader<'d> {
         let mut rules = RawRules {
             paths: self.strings(t, "paths"),
             disabled: self.strings(t, "disabled"),
+            timeout: self.string(t, "timeout"),
             ..RawRules::default()
         };
         if let Some(severity) = self.table(t, "severity") {

@@ -166,6 +166,27 @@ fn durations_share_one_grammar_with_the_rules() {
 }
 
 #[test]
+fn the_rule_timeout_is_a_non_zero_duration() {
+    let config = Config::parse("[rules]\ntimeout = \"2m\"\n", Path::new("o")).unwrap();
+    assert_eq!(
+        config
+            .rules
+            .timeout
+            .map(super::super::duration::Duration::as_secs),
+        Some(120)
+    );
+    assert_eq!(check("").0.rules.timeout, None, "unset means the default");
+    assert_eq!(
+        problems("[rules]\ntimeout = \"0s\"\n"),
+        ["bad-duration@2:11"]
+    );
+    assert_eq!(
+        problems("[rules]\ntimeout = \"30\"\n"),
+        ["bad-duration@2:11"]
+    );
+}
+
+#[test]
 fn the_schedule_is_parsed_in_its_time_zone() {
     let config = Config::parse(
         "[schedule]\ncron = \"@daily\"\ntimezone = \"Europe/Berlin\"\nrun_on_start = true\n",

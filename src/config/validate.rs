@@ -265,7 +265,9 @@ fn rules(raw: RawRules, c: &mut Check<'_>) -> RulesConfig {
             .map(|severity| (id, severity))
         })
         .collect();
+    let timeout = raw.timeout.as_ref().and_then(|t| rule_timeout(t, c));
     RulesConfig {
+        timeout,
         paths: raw
             .paths
             .into_iter()
@@ -282,6 +284,26 @@ fn rules(raw: RawRules, c: &mut Check<'_>) -> RulesConfig {
             .collect(),
         severity,
     }
+}
+
+fn rule_timeout(value: &Spanned<String>, c: &mut Check<'_>) -> Option<Duration> {
+    let d = c.parse(
+        value,
+        DiagnosticCode::BadDuration,
+        "not a duration",
+        str::parse::<Duration>,
+    )?;
+    if d.is_zero() {
+        // A zero budget would fail every rule before its first row.
+        c.error(
+            DiagnosticCode::BadDuration,
+            value.span(),
+            "`timeout` must be longer than zero".into(),
+            "zero",
+        );
+        return None;
+    }
+    Some(d)
 }
 
 fn exemption(raw: &RawExemption, c: &mut Check<'_>) -> Option<ExemptionConfig> {

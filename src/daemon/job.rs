@@ -116,7 +116,12 @@ impl pipeline::Setup for Loaded {
 
 impl AuditJob {
     /// One run of the audit pipeline: snapshot, evaluate, announce and deliver.
-    async fn audit(&self, loaded: &Arc<Loaded>, cancel: &CancellationToken) -> Audit {
+    async fn audit(
+        &self,
+        loaded: &Arc<Loaded>,
+        cancel: &CancellationToken,
+        stopping: &CancellationToken,
+    ) -> Audit {
         let store = match pipeline::open_store(self.inputs.db.clone()).await {
             Ok(store) => store,
             Err(e) => return Audit::failed(e.to_string()),
@@ -126,7 +131,7 @@ impl AuditJob {
             organization: &loaded.config.openai.organization,
             progress: false,
         };
-        let audited = match pipeline::run(store, loaded.clone(), source, cancel).await {
+        let audited = match pipeline::run(store, loaded.clone(), source, cancel, stopping).await {
             Ok(audited) => audited,
             Err(e) => {
                 // No crawl report says which 400s were archived projects: count them all as
@@ -141,9 +146,21 @@ impl AuditJob {
             }
         };
         let mut outcome = self.record(&audited);
-        if let Err(e) = &audited.evaluated {
-            outcome.status = SnapshotStatus::Failed;
-            outcome.message = Some(format!("evaluating snapshot {}: {e}", audited.snapshot.id));
+        match &audited.evaluated {
+            Err(e) => {
+                outcome.status = SnapshotStatus::Failed;
+                outcome.message = Some(format!("evaluating snapshot {}: {e}", audited.snapshot.id));
+            }
+            Ok(run) if !run.timed_out.is_empty() => {
+                let rules: Vec<String> = run.timed_out.iter().map(ToString::to_string).collect();
+                outcome.status = SnapshotStatus::Failed;
+                outcome.message = Some(format!(
+                    "evaluating snapshot {}: {}",
+                    audited.snapshot.id,
+                    rules.join("; ")
+                ));
+            }
+            Ok(_) => {}
         }
         Audit {
             outcome,
@@ -251,7 +268,7 @@ impl Job for AuditJob {
         let Audit {
             mut outcome,
             delivery,
-        } = self.audit(&loaded, &ctx.cancel).await;
+        } = self.audit(&loaded, &ctx.cancel, &ctx.stopping).await;
         if ctx.cancel.is_cancelled() {
             // Shutting down: `flush` delivers, within the daemon's deadline.
             return outcome;

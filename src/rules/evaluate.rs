@@ -2,8 +2,12 @@
 //! rows turned into [`Hit`]s with their messages.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+use tokio_util::sync::CancellationToken;
 
 use crate::store::Reader;
 
@@ -24,15 +28,77 @@ impl Drop for QueryOnly<'_> {
     }
 }
 
-/// Evaluates every enabled rule over the views of `conn` at `now` (Unix seconds). The
-/// connection is switched to `query_only` for the duration, so no rule can write.
-pub fn evaluate(db: Reader<'_>, rules: &RuleSet, now: i64) -> Result<Vec<Hit>, RuleError> {
-    let rules: Vec<&Rule> = rules.enabled().collect();
-    evaluate_rules(db, &rules, now)
+/// Limits on one evaluation: how long each rule may run, and a token that stops them all
+/// (shutdown, a signal).
+#[derive(Clone, Debug)]
+pub struct Budget {
+    /// How long one rule may run.
+    pub per_rule: Duration,
+    /// Fires to stop the rule running and skip the rest.
+    pub cancel: CancellationToken,
 }
 
-/// Evaluates the given rules (see [`evaluate`]).
+impl Budget {
+    /// A budget of `per_rule` that nothing cancels.
+    pub fn new(per_rule: Duration) -> Budget {
+        Budget {
+            per_rule,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// What evaluating a set of rules produced: the hits of the rules that finished, and the
+/// rules stopped at their budget (their findings must be left as they were).
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    /// Hits of every rule that ran to its end.
+    pub hits: Vec<Hit>,
+    /// One [`RuleError::TimedOut`] per rule that ran past its budget.
+    pub timed_out: Vec<RuleError>,
+}
+
+impl Evaluation {
+    /// The ids of the rules that ran past their budget.
+    pub fn timed_out_rules(&self) -> impl Iterator<Item = &RuleId> {
+        self.timed_out.iter().filter_map(|e| match e {
+            RuleError::TimedOut { rule, .. } => Some(rule),
+            _ => None,
+        })
+    }
+}
+
+/// Evaluates every enabled rule over the views of `db` at `now` (Unix seconds) within
+/// `budget`. The connection is switched to `query_only` for the duration, so no rule can
+/// write.
+pub fn evaluate(
+    db: Reader<'_>,
+    rules: &RuleSet,
+    now: i64,
+    budget: &Budget,
+) -> Result<Evaluation, RuleError> {
+    let rules: Vec<&Rule> = rules.enabled().collect();
+    evaluate_within(db, &rules, now, budget)
+}
+
+/// Evaluates the given rules under the default budget; a rule past it is an error.
 pub fn evaluate_rules(db: Reader<'_>, rules: &[&Rule], now: i64) -> Result<Vec<Hit>, RuleError> {
+    let mut evaluation = evaluate_within(db, rules, now, &Budget::new(super::DEFAULT_TIMEOUT))?;
+    match evaluation.timed_out.pop() {
+        Some(e) => Err(e),
+        None => Ok(evaluation.hits),
+    }
+}
+
+/// Evaluates the given rules within `budget`: a rule past its time is stopped and listed
+/// in [`Evaluation::timed_out`], and the next rule runs; a cancelled budget stops the whole
+/// evaluation with [`RuleError::Interrupted`].
+pub fn evaluate_within(
+    db: Reader<'_>,
+    rules: &[&Rule],
+    now: i64,
+    budget: &Budget,
+) -> Result<Evaluation, RuleError> {
     let conn = db.conn();
     let first = rules
         .first()
@@ -43,12 +109,122 @@ pub fn evaluate_rules(db: Reader<'_>, rules: &[&Rule], now: i64) -> Result<Vec<H
             source,
         })?;
     let _guard = QueryOnly(conn);
-    let mut hits = Vec::new();
+    let watchdog = Watchdog::new(conn, budget.cancel.clone());
+    std::thread::scope(|scope| {
+        scope.spawn(|| watchdog.watch());
+        let result = run_rules(conn, rules, now, budget, &watchdog);
+        watchdog.finish();
+        result
+    })
+}
+
+fn run_rules(
+    conn: &Connection,
+    rules: &[&Rule],
+    now: i64,
+    budget: &Budget,
+    watchdog: &Watchdog,
+) -> Result<Evaluation, RuleError> {
+    let mut out = Evaluation::default();
     let env = minijinja::Environment::new();
     for rule in rules {
-        evaluate_one(conn, rule, now, &env, &mut hits)?;
+        if budget.cancel.is_cancelled() {
+            return Err(RuleError::Interrupted {
+                rule: rule.id.clone(),
+            });
+        }
+        let mut hits = Vec::new();
+        watchdog.arm(Instant::now() + budget.per_rule);
+        let result = evaluate_one(conn, rule, now, &env, &mut hits);
+        let expired = watchdog.disarm();
+        match result {
+            Ok(()) => out.hits.append(&mut hits),
+            Err(e) if interrupted(&e) && budget.cancel.is_cancelled() => {
+                return Err(RuleError::Interrupted {
+                    rule: rule.id.clone(),
+                });
+            }
+            Err(e) if interrupted(&e) && expired => out.timed_out.push(RuleError::TimedOut {
+                rule: rule.id.clone(),
+                budget: budget.per_rule,
+            }),
+            Err(e) => return Err(e),
+        }
     }
-    Ok(hits)
+    Ok(out)
+}
+
+/// Whether SQLite stopped the rule because the watchdog interrupted it.
+fn interrupted(error: &RuleError) -> bool {
+    matches!(error, RuleError::Sql { source, .. }
+        if source.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted))
+}
+
+/// How often the watchdog looks at the clock and the token: the delay a signal or a
+/// budget can take to stop a rule.
+const TICK: Duration = Duration::from_millis(20);
+
+/// A thread beside the evaluation that interrupts the running statement when the rule's
+/// deadline passes or the token fires. `Reader` lends only `&Connection`, and SQLite's
+/// progress handler needs `&mut`; `sqlite3_interrupt` is the same mechanism made safe to
+/// call from another thread.
+struct Watchdog {
+    handle: rusqlite::InterruptHandle,
+    cancel: CancellationToken,
+    /// The running rule's deadline, and whether it expired. The lock is held while
+    /// interrupting, so an interrupt can never land on the next rule.
+    state: Mutex<(Option<Instant>, bool)>,
+    done: AtomicBool,
+}
+
+impl Watchdog {
+    fn new(conn: &Connection, cancel: CancellationToken) -> Watchdog {
+        Watchdog {
+            handle: conn.get_interrupt_handle(),
+            cancel,
+            state: Mutex::new((None, false)),
+            done: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Instant>, bool)> {
+        // A poisoned lock only means a panic elsewhere; the state is two plain values.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn arm(&self, deadline: Instant) {
+        *self.lock() = (Some(deadline), false);
+    }
+
+    /// Ends the rule's watch; true when its deadline had passed.
+    fn disarm(&self) -> bool {
+        let mut state = self.lock();
+        let expired = state.1;
+        *state = (None, false);
+        expired
+    }
+
+    fn finish(&self) {
+        self.done.store(true, Ordering::Release);
+    }
+
+    fn watch(&self) {
+        while !self.done.load(Ordering::Acquire) {
+            std::thread::sleep(TICK);
+            let mut state = self.lock();
+            let Some(deadline) = state.0 else {
+                continue;
+            };
+            if self.cancel.is_cancelled() {
+                self.handle.interrupt();
+            } else if Instant::now() >= deadline {
+                state.1 = true;
+                self.handle.interrupt();
+            }
+        }
+    }
 }
 
 fn evaluate_one(

@@ -29,7 +29,7 @@ use crate::exemptions::Exemption;
 use crate::model::{Family, RuleId, Severity};
 
 use compile::{Compiled, SqlValue};
-pub use evaluate::{Hit, evaluate, evaluate_rules};
+pub use evaluate::{Budget, Evaluation, Hit, evaluate, evaluate_rules, evaluate_within};
 pub use parse::Value;
 pub use settings::warn_unused_exemptions;
 use settings::{apply_config, validate_exemptions};
@@ -120,6 +120,20 @@ pub enum RuleError {
         rule: RuleId,
         /// SQLite's error.
         source: rusqlite::Error,
+    },
+    /// The rule ran past its time budget (`[rules] timeout`) and was stopped.
+    #[error("rule `{rule}` ran longer than its {}s budget and was stopped (`[rules] timeout`)", .budget.as_secs())]
+    TimedOut {
+        /// The rule.
+        rule: RuleId,
+        /// The budget it exceeded.
+        budget: std::time::Duration,
+    },
+    /// Evaluation was interrupted (shutdown, or a signal).
+    #[error("evaluation interrupted during rule `{rule}`")]
+    Interrupted {
+        /// The rule running when it was interrupted.
+        rule: RuleId,
     },
     /// The message template failed.
     #[error("rule `{rule}`: message template: {source}")]
@@ -244,12 +258,27 @@ fn show(v: Option<&Value>) -> String {
 }
 
 /// Every loaded rule, in file order.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RuleSet {
     /// The rules.
     pub rules: Vec<Rule>,
     /// Folders holding fixtures for the user's rules (`<rule folder>/fixtures`).
     pub fixture_dirs: Vec<PathBuf>,
+    /// How long one rule may run (`[rules] timeout`).
+    pub timeout: std::time::Duration,
+}
+
+/// How long one rule may run when the configuration does not say.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Default for RuleSet {
+    fn default() -> RuleSet {
+        RuleSet {
+            rules: Vec::new(),
+            fixture_dirs: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
 }
 
 impl RuleSet {
@@ -339,6 +368,10 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
         rules: RuleSet {
             rules,
             fixture_dirs,
+            timeout: config
+                .rules
+                .timeout
+                .map_or(DEFAULT_TIMEOUT, crate::duration::Duration::to_std),
         },
         exemptions,
         diagnostics: diags,
@@ -378,6 +411,37 @@ fn rule_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// Runs every enabled rule once against an empty store under the rule set's budget, and
+/// reports each one that cannot finish even there: it would fail every audit.
+pub fn check_budget(rules: &RuleSet, diags: &mut Diagnostics) {
+    let store = match crate::store::Store::open_in_memory() {
+        Ok(store) => store,
+        Err(e) => {
+            diags.error(
+                DiagnosticCode::Internal,
+                None,
+                None,
+                format!("cannot create the in-memory store rules are timed against: {e}"),
+            );
+            return;
+        }
+    };
+    let budget = Budget::new(rules.timeout);
+    for rule in rules.enabled() {
+        // Other failures are the validator's to report; only the budget is judged here.
+        if let Ok(evaluation) = evaluate_within(store.reader(), &[rule], 0, &budget) {
+            for e in &evaluation.timed_out {
+                diags
+                    .error(DiagnosticCode::RuleTimedOut, None, None, e.to_string())
+                    .help(format!(
+                        "defined at {}:{}; a recursive CTE needs a condition that ends it",
+                        rule.source, rule.line
+                    ));
+            }
+        }
+    }
 }
 
 /// Parses and validates rule files given as `(name, text)`, with default params and

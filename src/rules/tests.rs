@@ -270,7 +270,13 @@ fn rule_sql_cannot_write() {
 fn evaluation_leaves_the_connection_writable_afterwards() {
     let conn = scratch_with_keys();
     let loaded = load_with("");
-    evaluate(Reader::over(&conn), &loaded.rules, 0).unwrap();
+    evaluate(
+        Reader::over(&conn),
+        &loaded.rules,
+        0,
+        &super::Budget::new(super::DEFAULT_TIMEOUT),
+    )
+    .unwrap();
     conn.execute("DELETE FROM project_api_keys WHERE id = 'k2'", [])
         .unwrap();
 }
@@ -370,4 +376,72 @@ fn a_key_whose_service_account_was_deleted_has_an_inactive_owner() {
     let hits = evaluate_rules(store.reader(), &[rule], now.timestamp()).unwrap();
     let keys: Vec<&str> = hits.iter().map(|h| h.resource_id.as_str()).collect();
     assert!(keys.contains(&"key_pay_prod"), "{hits:?}");
+}
+
+/// A `sql` rule whose recursive CTE never ends and never yields a row.
+fn runaway(like: &Rule) -> Rule {
+    let mut rule = like.clone();
+    rule.id = crate::model::RuleId::from("runaway");
+    rule.body = RuleBody::Sql {
+        sql: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+              SELECT x AS resource_id, NULL AS project_id, 'never' AS message FROM c WHERE x < 0"
+            .into(),
+    };
+    rule
+}
+
+#[test]
+fn a_rule_past_its_budget_is_stopped_by_name_and_the_next_rule_still_runs() {
+    let conn = scratch_with_keys();
+    let loaded = load_with("");
+    let stale = loaded.rules.get("api-key-stale").unwrap();
+    let slow = runaway(stale);
+    let budget = super::Budget::new(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let evaluation = super::evaluate_within(
+        Reader::over(&conn),
+        &[&slow, stale],
+        1000 + 91 * 86_400,
+        &budget,
+    )
+    .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let stopped: Vec<&str> = evaluation
+        .timed_out_rules()
+        .map(crate::model::RuleId::as_str)
+        .collect();
+    assert_eq!(stopped, ["runaway"]);
+    let ids: Vec<&str> = evaluation
+        .hits
+        .iter()
+        .map(|h| h.resource_id.as_str())
+        .collect();
+    assert_eq!(ids, ["k1"], "the rule after the runaway one still reports");
+    // The interrupt does not outlive the rule: the connection is usable afterwards.
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM projects", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn a_cancelled_budget_interrupts_the_running_rule_and_skips_the_rest() {
+    let conn = scratch_with_keys();
+    let loaded = load_with("");
+    let stale = loaded.rules.get("api-key-stale").unwrap();
+    let slow = runaway(stale);
+    let budget = super::Budget::new(std::time::Duration::from_secs(600));
+    let cancel = budget.cancel.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        cancel.cancel();
+    });
+    let started = std::time::Instant::now();
+    let err = super::evaluate_within(Reader::over(&conn), &[&slow, stale], 0, &budget).unwrap_err();
+    canceller.join().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        matches!(&err, RuleError::Interrupted { rule } if rule.as_str() == "runaway"),
+        "{err}"
+    );
 }

@@ -131,6 +131,9 @@ pub enum StoreError {
     /// A query that is not one SQL statement.
     #[error("query: {0}")]
     BadQuery(String),
+    /// A read-only query ran past its time budget and was stopped.
+    #[error("query ran longer than {}s and was stopped (raise it with --timeout)", .0.as_secs())]
+    TimedOut(std::time::Duration),
     /// A scope result that cannot be stored (an object without its id field, …).
     #[error("cannot store {scope}: {message}")]
     BadScope {

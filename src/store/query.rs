@@ -1,5 +1,8 @@
 //! Running one user- or rule-supplied SQL statement without letting it change anything.
 
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
 
@@ -61,6 +64,46 @@ impl Store {
     /// `sqlite3_stmt_readonly`), with positional parameters. A statement that would write
     /// fails with [`StoreError::ReadOnly`]; bad SQL fails with SQLite's message.
     pub fn query(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<QueryResult, StoreError> {
+        self.run_query(sql, params)
+    }
+
+    /// As [`Store::query`], stopped after `timeout` with [`StoreError::TimedOut`]: a
+    /// runaway statement (a recursive CTE that never ends) cannot hang the caller.
+    pub fn query_within(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+        timeout: Duration,
+    ) -> Result<QueryResult, StoreError> {
+        let handle = self.conn.get_interrupt_handle();
+        let (done, finished) = mpsc::channel::<()>();
+        let result = std::thread::scope(|scope| {
+            scope.spawn(move || {
+                // Interrupting after the statement ended is harmless: SQLite ignores an
+                // interrupt when no statement runs.
+                if let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(timeout) {
+                    handle.interrupt();
+                }
+            });
+            let result = self.run_query(sql, params);
+            drop(done);
+            result
+        });
+        result.map_err(|e| match e {
+            StoreError::Sqlite(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) =>
+            {
+                StoreError::TimedOut(timeout)
+            }
+            other => other,
+        })
+    }
+
+    fn run_query(
         &self,
         sql: &str,
         params: &[&dyn rusqlite::ToSql],

@@ -32,6 +32,7 @@ mod notify_aiosmtpd_tls;
 mod notify_render;
 mod notify_smtp;
 mod pipeline_one_path;
+mod rule_budget;
 mod rules_bench;
 mod rules_cli;
 mod schedule_cli;

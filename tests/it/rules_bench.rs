@@ -46,11 +46,13 @@ fn whole_pack_over_1000_projects_evaluates_within_two_seconds() {
         delivery: None,
     };
     let t = Instant::now();
-    let outcome = pipeline::evaluate(&mut store, &inputs, &snapshot, now).unwrap();
+    let outcome =
+        pipeline::evaluate(&mut store, &inputs, &snapshot, now, &Default::default()).unwrap();
     let recorded = t.elapsed();
 
     let t = Instant::now();
-    let again = pipeline::evaluate(&mut store, &inputs, &snapshot, now).unwrap();
+    let again =
+        pipeline::evaluate(&mut store, &inputs, &snapshot, now, &Default::default()).unwrap();
     let steady = t.elapsed();
     assert!(
         again.reconciled.events.is_empty(),

@@ -1,0 +1,300 @@
+//! Time bounds: a rule whose SQL never ends (a recursive CTE without an end) is stopped at
+//! `[rules] timeout` by name while the other rules still report, `rules check` finds it on
+//! an empty store, `query --timeout` stops a runaway statement, and a signal stops `audit`.
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use orgwarden::sim::{Org, SimOptions, start_background};
+use serde_json::Value;
+
+const KEY: &str = "sk-admin-budget-0123456789";
+
+const RUNAWAY: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+                       SELECT x AS resource_id, NULL AS project_id, 'never' AS message \
+                       FROM c WHERE x < 0";
+
+fn runaway_rule() -> String {
+    format!(
+        r#"
+[[rule]]
+id = "runaway"
+title = "A rule that never ends"
+severity = "low"
+resource_type = "projects"
+description = "Counts forever."
+remediation = "Give the recursion an end."
+sql = "{RUNAWAY}"
+"#
+    )
+}
+
+fn run(dir: &Path, base_url: &str, args: &[&str]) -> Output {
+    crate::support::orgwarden()
+        .args(["--db", "audit.db", "--base-url", base_url])
+        .args(args)
+        .current_dir(dir)
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .output()
+        .unwrap()
+}
+
+/// A site with the runaway rule and `timeout`, its stored snapshot taken by a first audit
+/// without the rule; returns the directory, that audit's findings and the simulator URL.
+fn site(timeout: &str) -> (tempfile::TempDir, Vec<Value>, orgwarden::sim::SimHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    let first = run(dir.path(), &sim.base_url(), &["audit", "--format", "json"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let doc: Value = serde_json::from_slice(&first.stdout).unwrap();
+    std::fs::write(dir.path().join("runaway.toml"), runaway_rule()).unwrap();
+    std::fs::write(
+        dir.path().join("budget.toml"),
+        format!("[rules]\npaths = [\"runaway.toml\"]\ntimeout = \"{timeout}\"\n"),
+    )
+    .unwrap();
+    (dir, doc["findings"].as_array().unwrap().clone(), sim)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn open_ids(findings: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = findings
+        .iter()
+        .filter(|f| f["status"] == "open")
+        .map(|f| format!("{}/{}", f["rule_id"], f["resource_id"]))
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_runaway_rule_fails_by_name_at_its_budget_and_the_other_rules_still_report() {
+    let (dir, before, sim) = site("1s");
+    let started = Instant::now();
+    let out = run(
+        dir.path(),
+        &sim.base_url(),
+        &[
+            "--config",
+            "budget.toml",
+            "audit",
+            "--offline",
+            "--format",
+            "json",
+        ],
+    );
+    let took = started.elapsed();
+    let stderr = text(&out.stderr);
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_ne!(out.status.code(), Some(0), "a stopped rule fails the run");
+    assert!(
+        stderr.contains("rule `runaway` ran longer than its 1s budget"),
+        "{stderr}"
+    );
+    let doc: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let after = doc["findings"].as_array().unwrap();
+    assert!(!open_ids(&before).is_empty());
+    assert_eq!(
+        open_ids(after),
+        open_ids(&before),
+        "the other rules still report"
+    );
+}
+
+#[test]
+fn rules_check_reports_a_rule_that_cannot_finish_on_an_empty_store() {
+    let (dir, _, _sim) = site("1s");
+    let out = crate::support::orgwarden()
+        .args(["--config", "budget.toml", "rules", "check"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("rule-timed-out"), "{stderr}");
+    assert!(stderr.contains("`runaway`"), "{stderr}");
+}
+
+#[test]
+fn query_stops_a_runaway_statement_at_its_timeout() {
+    let (dir, _, sim) = site("1s");
+    let started = Instant::now();
+    let out = run(
+        dir.path(),
+        &sim.base_url(),
+        &["query", "--timeout", "1s", RUNAWAY],
+    );
+    let stderr = text(&out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("query ran longer than 1s"), "{stderr}");
+    let quick = run(
+        dir.path(),
+        &sim.base_url(),
+        &[
+            "query",
+            "--timeout",
+            "5s",
+            "SELECT count(*) AS n FROM projects",
+        ],
+    );
+    assert_eq!(quick.status.code(), Some(0), "{}", text(&quick.stderr));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_signal_stops_an_audit_inside_a_runaway_rule() {
+    for signal in ["TERM", "INT"] {
+        let (dir, _, sim) = site("10m");
+        let mut child = crate::support::orgwarden()
+            .args(["--db", "audit.db", "--base-url", &sim.base_url()])
+            .args(["--config", "budget.toml", "audit", "--offline"])
+            .current_dir(dir.path())
+            .env("OPENAI_ADMIN_KEY", KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(child.try_wait().unwrap().is_none(), "still evaluating");
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let sent = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                sent.elapsed() < Duration::from_secs(3),
+                "SIG{signal} did not stop the audit"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn the_daemon_stops_within_seconds_of_sigterm_inside_a_runaway_rule() {
+    let (dir, _, sim) = site("10m");
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        format!(
+            "[openai]\norganization = \"acme-robotics\"\nbase_url = \"{}\"\n\n\
+             [schedule]\ncron = \"0 0 1 1 *\"\nrun_on_start = true\n\n\
+             [rules]\npaths = [\"runaway.toml\"]\ntimeout = \"10m\"\n\n\
+             [notify.email]\ntransport = \"file\"\ndir = \"outbox\"\n\
+             from = \"orgwarden@example.com\"\nto = [\"security@example.com\"]\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = crate::support::orgwarden()
+        .current_dir(dir.path())
+        .args(["--config", "orgwarden.toml", "--db", "audit.db"])
+        .args(["--log-format", "json", "daemon"])
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let start = Instant::now();
+    while !read().contains("run started") {
+        assert!(start.elapsed() < Duration::from_secs(30), "{}", read());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The demo crawl takes well under this; the run is then inside the runaway rule.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(child.try_wait().unwrap().is_none(), "{}", read());
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sent = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if sent.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("the daemon did not stop within 5 s of SIGTERM:\n{}", read());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = read();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("evaluation interrupted during rule `runaway`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_rule_stopped_at_its_budget_resolves_none_of_its_findings() {
+    let (dir, _, sim) = site("1s");
+    let rule = |sql: &str| {
+        format!(
+            "[[rule]]\nid = \"every-project\"\ntitle = \"Every project\"\nseverity = \"low\"\n\
+             resource_type = \"projects\"\ndescription = \"Lists projects.\"\n\
+             remediation = \"None.\"\nsql = \"{sql}\"\n"
+        )
+    };
+    let every = "SELECT id AS resource_id, id AS project_id, name AS message FROM projects";
+    std::fs::write(dir.path().join("mine.toml"), rule(every)).unwrap();
+    std::fs::write(
+        dir.path().join("mine-config.toml"),
+        "[rules]\npaths = [\"mine.toml\"]\ntimeout = \"1s\"\n",
+    )
+    .unwrap();
+    let audit = |config: &str| {
+        let out = run(
+            dir.path(),
+            &sim.base_url(),
+            &["--config", config, "audit", "--offline", "--format", "json"],
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        let mine: Vec<Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule_id"] == "every-project")
+            .cloned()
+            .collect();
+        (out.status.code(), open_ids(&mine).len(), mine.len())
+    };
+    let (code, open, _) = audit("mine-config.toml");
+    assert_eq!(code, Some(0));
+    assert!(open > 0);
+    // The same rule now never ends: its findings stay open, none resolved.
+    std::fs::write(dir.path().join("mine.toml"), rule(RUNAWAY)).unwrap();
+    let (code, still_open, _) = audit("mine-config.toml");
+    assert_ne!(code, Some(0));
+    assert_eq!(still_open, open);
+    let out = run(
+        dir.path(),
+        &sim.base_url(),
+        &[
+            "query",
+            "SELECT count(*) AS n FROM findings WHERE rule_id = 'every-project' AND status = 'open'",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        text(&out.stdout).lines().nth(1),
+        Some(open.to_string().as_str()),
+        "{}",
+        text(&out.stderr)
+    );
+}
