@@ -98,11 +98,13 @@ fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
             );
             const SHOWN: usize = 20;
             for (scope, error) in outcome.failed_scopes.iter().take(SHOWN) {
-                text.push_str(&format!("\n  {}", report::failed_scope_line(scope, error)));
+                text.push_str(super::CONTINUATION);
+                text.push_str(&report::failed_scope_line(scope, error));
             }
             if outcome.failed_scopes.len() > SHOWN {
                 text.push_str(&format!(
-                    "\n  … and {} more (see the `snapshots` view)",
+                    "{}… and {} more (see the `snapshots` view)",
+                    super::CONTINUATION,
                     outcome.failed_scopes.len() - SHOWN
                 ));
             }
