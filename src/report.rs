@@ -494,20 +494,38 @@ pub fn table_report(
 
 /// Outside text for Markdown (a table cell or a line of prose): [`inert`], then every
 /// character Markdown or its inline HTML gives a meaning (`<`, `&`, `*`, `|`, `` ` ``, …)
-/// backslash-escaped, so a name such as `<script>` or `**x**` renders as the text it is.
+/// backslash-escaped, so a name such as `<script>` or `**x**` renders as the text it is. An
+/// `_` inside a word is left alone: it cannot start emphasis there, and ids are full of them.
 fn md(text: &str) -> String {
-    let text = inert(text);
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(
-            c,
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '~' | '&'
-        ) {
+    let chars: Vec<char> = inert(text).chars().collect();
+    let mut out = String::with_capacity(chars.len());
+    for (i, &c) in chars.iter().enumerate() {
+        let intraword = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric());
+        let special = match c {
+            '_' => {
+                !(intraword(i.checked_sub(1).and_then(|j| chars.get(j)))
+                    && intraword(chars.get(i + 1)))
+            }
+            '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|' | '~' | '&' => true,
+            _ => false,
+        };
+        if special {
             out.push('\\');
         }
         out.push(c);
     }
     out
+}
+
+/// An id for Markdown: a code span, in which nothing but a backtick or (in a table) a `|` has
+/// a meaning; an id holding a backtick cannot be one, and is escaped as prose by [`md`].
+fn md_code(text: &str) -> String {
+    let text = inert(text);
+    if text.contains('`') {
+        md(&text)
+    } else {
+        format!("`{}`", text.replace('|', "\\|"))
+    }
 }
 
 fn markdown(snapshot: Option<&SnapshotInfo>, findings: &[Finding]) -> String {
@@ -534,14 +552,12 @@ fn markdown(snapshot: Option<&SnapshotInfo>, findings: &[Finding]) -> String {
         ));
         for f in group {
             out.push_str(&format!(
-                // API text is escaped rather than put in code spans: inside one a backslash
-                // escapes nothing, and a backtick in a name would end the span.
                 "| `{}` | {} | {} | {} | {} |\n",
                 f.rule_id,
-                md(&f.resource_id),
+                md_code(&f.resource_id),
                 f.project_id
                     .as_ref()
-                    .map_or(String::new(), |p| md(p.as_str())),
+                    .map_or(String::new(), |p| md_code(p.as_str())),
                 f.status.as_str(),
                 md(&f.message)
             ));
@@ -854,10 +870,12 @@ mod tests {
     fn markdown_renders_api_html_and_emphasis_as_text() {
         let mut f = finding(Status::Open);
         f.resource_id = "<script>alert(1)</script>`x`".into();
+        f.project_id = Some(ProjectId::from("proj_<b>|"));
         f.message = "**bold** [link](http://x) a|b\nnext".into();
         let text = render(Format::Markdown, None, &[f], &RuleSet::default(), false).unwrap();
         assert!(!text.contains("<script>"), "{text}");
         assert!(text.contains("\\<script\\>"), "{text}");
+        assert!(text.contains("| `proj_<b>\\|` |"), "{text}");
         assert!(
             text.contains("\\*\\*bold\\*\\* \\[link\\](http://x) a\\|b\\\\nnext"),
             "{text}"
