@@ -95,6 +95,98 @@ pub fn csv_cell(text: &str) -> String {
     guard_formula(inert(text).into_owned())
 }
 
+/// `value` as JSON (indented when `pretty`) for output: the same document serde writes, with
+/// every [`is_hazardous`] character serde leaves raw (DEL, C1, bidi controls) written as a
+/// `\uXXXX` escape, so printing it to a terminal is as safe as a table and a parser still
+/// reads the text the API sent.
+pub fn json_text(value: &impl serde::Serialize, pretty: bool) -> Result<String, serde_json::Error> {
+    let mut out = Vec::new();
+    if pretty {
+        let mut ser = serde_json::Serializer::with_formatter(
+            &mut out,
+            InertJson(serde_json::ser::PrettyFormatter::new()),
+        );
+        value.serialize(&mut ser)?;
+    } else {
+        let mut ser = serde_json::Serializer::with_formatter(
+            &mut out,
+            InertJson(serde_json::ser::CompactFormatter),
+        );
+        value.serialize(&mut ser)?;
+    }
+    // serde_json writes UTF-8 only; the lossy conversion never replaces anything.
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A JSON formatter that escapes [`is_hazardous`] characters inside strings and otherwise
+/// defers to the formatter it wraps (whose indentation state it must keep).
+struct InertJson<F>(F);
+
+impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for InertJson<F> {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut rest = fragment;
+        while let Some((at, c)) = rest.char_indices().find(|(_, c)| is_hazardous(*c)) {
+            writer.write_all(&rest.as_bytes()[..at])?;
+            // Every hazardous character is in the Basic Multilingual Plane: one `\u` escape.
+            write!(writer, "\\u{:04x}", u32::from(c))?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_array(w)
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array(w)
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array_value(w)
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object(w)
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object(w)
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+
+    fn end_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_key(w)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_value(w)
+    }
+}
+
 /// A time as RFC 3339 UTC with whole seconds (`2026-11-29T06:50:00Z`).
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -246,14 +338,14 @@ pub fn render(
                 Some(s) => json!({"snapshot": snapshot_json(s), "findings": list}),
                 None => Json::Array(list),
             };
-            let mut out = serde_json::to_string_pretty(&doc)?;
+            let mut out = json_text(&doc, true)?;
             out.push('\n');
             out
         }
         Format::Jsonl => {
             let mut out = String::new();
             for f in findings {
-                out.push_str(&serde_json::to_string(&finding_json(f))?);
+                out.push_str(&json_text(&finding_json(f), false)?);
                 out.push('\n');
             }
             out
@@ -262,7 +354,7 @@ pub fn render(
         Format::Markdown => markdown(snapshot, findings),
         Format::Table => table_report(snapshot, findings, color, output_width()),
         Format::Sarif => {
-            let mut out = serde_json::to_string_pretty(&sarif(findings, rules))?;
+            let mut out = json_text(&sarif(findings, rules), true)?;
             out.push('\n');
             out
         }
@@ -885,5 +977,29 @@ mod tests {
     #[test]
     fn csv_cells_are_inert_and_formula_guarded() {
         assert_eq!(csv_cell("=cmd\x1b[1m"), "'=cmd\\x1b[1m");
+    }
+
+    #[test]
+    fn json_output_escapes_what_serde_leaves_raw_and_parses_back_to_the_same_text() {
+        let text = "a\u{9b}2J\u{7f}\u{202e}b\x1b\n<c>";
+        let doc = json!({"name": text, "list": [text]});
+        for pretty in [true, false] {
+            let out = json_text(&doc, pretty).unwrap();
+            assert!(
+                !out.chars().any(|c| is_hazardous(c) && c != '\n'),
+                "{out:?}"
+            );
+            assert!(out.contains(r"a\u009b2J\u007f\u202eb\u001b\n<c>"), "{out}");
+            let back: Json = serde_json::from_str(&out).unwrap();
+            assert_eq!(back, doc);
+        }
+        assert_eq!(
+            json_text(&doc, true).unwrap(),
+            serde_json::to_string_pretty(&doc)
+                .unwrap()
+                .replace('\u{9b}', r"\u009b")
+                .replace('\u{7f}', r"\u007f")
+                .replace('\u{202e}', r"\u202e")
+        );
     }
 }

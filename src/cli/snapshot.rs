@@ -61,7 +61,7 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
     match args.format {
         // The store's snapshot object (the same `orgwarden snapshots` prints: the objects
         // per view, the crawl's retries and 429s) and the concurrency the client settled on.
-        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&summary_json(&outcome))?),
+        TableFormat::Json => println!("{}", report::json_text(&summary_json(&outcome), true)?),
         TableFormat::Table | TableFormat::Csv => print_table(&outcome, args.format),
     }
     verdict(&outcome)

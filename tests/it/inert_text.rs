@@ -138,6 +138,21 @@ fn hostile_names_reach_no_terminal_raw_in_any_command() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains(r"\u{009b}2J"), "{args:?}:\n{stdout}");
     }
+    // JSON keeps the text, with what serde leaves raw (C1, bidi) as `\u` escapes.
+    for args in [
+        &["diff", "--format", "json"][..],
+        &["history", "proj_h", "--format", "json"],
+        &["query", "SELECT name FROM projects", "--format", "json"],
+        &["findings", "--format", "json"],
+    ] {
+        let out = run(dir.path(), &base, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert_inert(&format!("{args:?}"), &out);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(r"\u202egpj.exe"), "{args:?}:\n{stdout}");
+        let parsed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert!(parsed.to_string().contains('\u{202e}'), "{args:?}");
+    }
 }
 
 /// An Admin API that answers every request with a 400 whose message carries escapes and a
