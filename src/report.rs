@@ -2,6 +2,7 @@
 //! JSON (`{"snapshot": {...}, "findings": [...]}`), JSON lines, CSV, Markdown and SARIF
 //! 2.1.0. Times are RFC 3339 UTC.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -13,7 +14,7 @@ use serde_json::{Value as Json, json};
 
 use crate::findings::{Finding, Status};
 use crate::model::{Severity, SnapshotStatus};
-use crate::notify::render::{guard_formula, one_line};
+use crate::notify::render::guard_formula;
 use crate::rules::RuleSet;
 use crate::store::SnapshotInfo;
 
@@ -43,6 +44,147 @@ pub enum ReportError {
     /// JSON writing failed.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+/// Whether `c` must not reach a terminal or a log line as it is: a C0 control (line breaks
+/// and tab included), DEL, a C1 control, a bidirectional override, isolate or mark, or a
+/// Unicode line or paragraph separator. Each can move the cursor, retitle the window, make a
+/// link, start a forged line, or reorder what the reader sees.
+pub fn is_hazardous(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// Text from outside (the API, a server's reply) made inert for a terminal, a table cell or
+/// a log line: every [`is_hazardous`] character is written as a visible escape, `\n`, `\r`
+/// and `\t` for the common three, `\xHH` for the other C0 controls and DEL, `\u{HHHH}` for the
+/// rest; the result is one line. A backslash is left as it is, so ordinary text is unchanged
+/// (an escape can be imitated by typing it, but imitating one is harmless).
+pub fn inert(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_hazardous) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", u32::from(c)));
+            }
+            c if is_hazardous(c) => out.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// One CSV cell of outside text: [`inert`] (the file is often read in a terminal) and
+/// guarded so that a spreadsheet does not take it for a formula.
+pub fn csv_cell(text: &str) -> String {
+    guard_formula(inert(text).into_owned())
+}
+
+/// `value` as JSON (indented when `pretty`) for output: the same document serde writes, with
+/// every [`is_hazardous`] character serde leaves raw (DEL, C1, bidi controls) written as a
+/// `\uXXXX` escape, so printing it to a terminal is as safe as a table and a parser still
+/// reads the text the API sent.
+pub fn json_text(value: &impl serde::Serialize, pretty: bool) -> Result<String, serde_json::Error> {
+    let mut out = Vec::new();
+    if pretty {
+        let mut ser = serde_json::Serializer::with_formatter(
+            &mut out,
+            InertJson(serde_json::ser::PrettyFormatter::new()),
+        );
+        value.serialize(&mut ser)?;
+    } else {
+        let mut ser = serde_json::Serializer::with_formatter(
+            &mut out,
+            InertJson(serde_json::ser::CompactFormatter),
+        );
+        value.serialize(&mut ser)?;
+    }
+    // serde_json writes UTF-8 only; the lossy conversion never replaces anything.
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A JSON formatter that escapes [`is_hazardous`] characters inside strings and otherwise
+/// defers to the formatter it wraps (whose indentation state it must keep).
+struct InertJson<F>(F);
+
+impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for InertJson<F> {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut rest = fragment;
+        while let Some((at, c)) = rest.char_indices().find(|(_, c)| is_hazardous(*c)) {
+            writer.write_all(&rest.as_bytes()[..at])?;
+            // Every hazardous character is in the Basic Multilingual Plane: one `\u` escape.
+            write!(writer, "\\u{:04x}", u32::from(c))?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_array(w)
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array(w)
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array_value(w)
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object(w)
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object(w)
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+
+    fn end_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_key(w)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_value(w)
+    }
 }
 
 /// A time as RFC 3339 UTC with whole seconds (`2026-11-29T06:50:00Z`).
@@ -136,15 +278,17 @@ pub fn wrap_for_column(name: &str) -> Wrap {
     if whole { Wrap::Never } else { Wrap::Prose }
 }
 
-/// One failed scope for a person: the error already names the path it read, so the
-/// scope is only prefixed when it does not (never `path: GET path: …`).
+/// One failed scope for a person, [`inert`] (the error quotes the API): the error already
+/// names the path it read, so the scope is only prefixed when it does not (never
+/// `path: GET path: …`).
 pub fn failed_scope_line(scope: &impl std::fmt::Display, error: &str) -> String {
     let scope = scope.to_string();
-    if error.contains(&scope) {
+    let line = if error.contains(&scope) {
         error.to_owned()
     } else {
         format!("{scope}: {error}")
-    }
+    };
+    inert(&line).into_owned()
 }
 
 /// The snapshot object of the JSON report.
@@ -194,14 +338,14 @@ pub fn render(
                 Some(s) => json!({"snapshot": snapshot_json(s), "findings": list}),
                 None => Json::Array(list),
             };
-            let mut out = serde_json::to_string_pretty(&doc)?;
+            let mut out = json_text(&doc, true)?;
             out.push('\n');
             out
         }
         Format::Jsonl => {
             let mut out = String::new();
             for f in findings {
-                out.push_str(&serde_json::to_string(&finding_json(f))?);
+                out.push_str(&json_text(&finding_json(f), false)?);
                 out.push('\n');
             }
             out
@@ -210,7 +354,7 @@ pub fn render(
         Format::Markdown => markdown(snapshot, findings),
         Format::Table => table_report(snapshot, findings, color, output_width()),
         Format::Sarif => {
-            let mut out = serde_json::to_string_pretty(&sarif(findings, rules))?;
+            let mut out = json_text(&sarif(findings, rules), true)?;
             out.push('\n');
             out
         }
@@ -234,7 +378,7 @@ fn csv_report(findings: &[Finding]) -> Result<String, ReportError> {
         "remediation",
     ])?;
     // Names come from the API: a cell starting with `=` must not become a spreadsheet formula.
-    let cell = |text: &str| guard_formula(text.to_owned());
+    let cell = csv_cell;
     for f in findings {
         w.write_record([
             f.fingerprint.clone(),
@@ -356,8 +500,10 @@ fn findings_table(
     let ids = |f: &Finding| {
         [
             f.rule_id.as_str().to_owned(),
-            one_line(&f.resource_id),
-            f.project_id.as_ref().map_or(String::new(), |p| p.0.clone()),
+            inert(&f.resource_id).into_owned(),
+            f.project_id
+                .as_ref()
+                .map_or(String::new(), |p| inert(p.as_str()).into_owned()),
         ]
     };
     let headers = ["rule_id", "resource_id", "project_id"];
@@ -379,7 +525,7 @@ fn findings_table(
                 Cell::new(resource),
                 Cell::new(project),
                 status(f),
-                Cell::new(one_line(&f.message)),
+                Cell::new(inert(&f.message)),
             ]
         });
         let mut columns: Vec<(&str, Wrap)> = headers.iter().map(|h| (*h, Wrap::Never)).collect();
@@ -391,7 +537,7 @@ fn findings_table(
         vec![
             Cell::new(ids(f).join("\n")),
             status(f),
-            Cell::new(one_line(&f.message)),
+            Cell::new(inert(&f.message)),
         ]
     });
     new_table(
@@ -438,9 +584,40 @@ pub fn table_report(
     out
 }
 
-/// Escapes text for a Markdown table cell.
+/// Outside text for Markdown (a table cell or a line of prose): [`inert`], then every
+/// character Markdown or its inline HTML gives a meaning (`<`, `&`, `*`, `|`, `` ` ``, …)
+/// backslash-escaped, so a name such as `<script>` or `**x**` renders as the text it is. An
+/// `_` inside a word is left alone: it cannot start emphasis there, and ids are full of them.
 fn md(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    let chars: Vec<char> = inert(text).chars().collect();
+    let mut out = String::with_capacity(chars.len());
+    for (i, &c) in chars.iter().enumerate() {
+        let intraword = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric());
+        let special = match c {
+            '_' => {
+                !(intraword(i.checked_sub(1).and_then(|j| chars.get(j)))
+                    && intraword(chars.get(i + 1)))
+            }
+            '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|' | '~' | '&' => true,
+            _ => false,
+        };
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An id for Markdown: a code span, in which nothing but a backtick or (in a table) a `|` has
+/// a meaning; an id holding a backtick cannot be one, and is escaped as prose by [`md`].
+fn md_code(text: &str) -> String {
+    let text = inert(text);
+    if text.contains('`') {
+        md(&text)
+    } else {
+        format!("`{}`", text.replace('|', "\\|"))
+    }
 }
 
 fn markdown(snapshot: Option<&SnapshotInfo>, findings: &[Finding]) -> String {
@@ -467,12 +644,12 @@ fn markdown(snapshot: Option<&SnapshotInfo>, findings: &[Finding]) -> String {
         ));
         for f in group {
             out.push_str(&format!(
-                "| `{}` | `{}` | {} | {} | {} |\n",
+                "| `{}` | {} | {} | {} | {} |\n",
                 f.rule_id,
-                md(&f.resource_id),
+                md_code(&f.resource_id),
                 f.project_id
                     .as_ref()
-                    .map_or(String::new(), |p| format!("`{}`", md(p.as_str()))),
+                    .map_or(String::new(), |p| md_code(p.as_str())),
                 f.status.as_str(),
                 md(&f.message)
             ));
@@ -767,5 +944,62 @@ mod tests {
         )
         .unwrap();
         assert!(text.contains("key \\| stale"), "{text}");
+    }
+
+    #[test]
+    fn inert_text_shows_every_control_and_bidi_character_as_an_escape() {
+        let hostile = "a\x1b[2Jb\x1b]8;;http://x\x07link\x1b]8;;\x07\r\nerror: forged\u{9b}\u{7f}\u{202e}\u{2066}\t";
+        let shown = inert(hostile);
+        assert!(!shown.chars().any(is_hazardous), "{shown}");
+        assert_eq!(
+            shown,
+            "a\\x1b[2Jb\\x1b]8;;http://x\\x07link\\x1b]8;;\\x07\\r\\nerror: forged\\u{009b}\\x7f\\u{202e}\\u{2066}\\t"
+        );
+        assert!(matches!(inert("plain – ünïcode \\ text"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn markdown_renders_api_html_and_emphasis_as_text() {
+        let mut f = finding(Status::Open);
+        f.resource_id = "<script>alert(1)</script>`x`".into();
+        f.project_id = Some(ProjectId::from("proj_<b>|"));
+        f.message = "**bold** [link](http://x) a|b\nnext".into();
+        let text = render(Format::Markdown, None, &[f], &RuleSet::default(), false).unwrap();
+        assert!(!text.contains("<script>"), "{text}");
+        assert!(text.contains("\\<script\\>"), "{text}");
+        assert!(text.contains("| `proj_<b>\\|` |"), "{text}");
+        assert!(
+            text.contains("\\*\\*bold\\*\\* \\[link\\](http://x) a\\|b\\\\nnext"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn csv_cells_are_inert_and_formula_guarded() {
+        assert_eq!(csv_cell("=cmd\x1b[1m"), "'=cmd\\x1b[1m");
+    }
+
+    #[test]
+    fn json_output_escapes_what_serde_leaves_raw_and_parses_back_to_the_same_text() {
+        let text = "a\u{9b}2J\u{7f}\u{202e}b\x1b\n<c>";
+        let doc = json!({"name": text, "list": [text]});
+        for pretty in [true, false] {
+            let out = json_text(&doc, pretty).unwrap();
+            assert!(
+                !out.chars().any(|c| is_hazardous(c) && c != '\n'),
+                "{out:?}"
+            );
+            assert!(out.contains(r"a\u009b2J\u007f\u202eb\u001b\n<c>"), "{out}");
+            let back: Json = serde_json::from_str(&out).unwrap();
+            assert_eq!(back, doc);
+        }
+        assert_eq!(
+            json_text(&doc, true).unwrap(),
+            serde_json::to_string_pretty(&doc)
+                .unwrap()
+                .replace('\u{9b}', r"\u009b")
+                .replace('\u{7f}', r"\u007f")
+                .replace('\u{202e}', r"\u202e")
+        );
     }
 }

@@ -147,7 +147,7 @@ pub(super) fn print_outcome(
     let exit = exit_code(&evaluated.snapshot, &evaluated.findings, fail_on);
     if exit == Exit::Incomplete {
         if let Some(refused) = crawl.and_then(|c| c.refused.as_ref()) {
-            eprintln!("error: {refused}");
+            eprintln!("error: {}", report::inert(&refused.to_string()));
         }
         eprintln!(
             "error: the organization could not be read completely: snapshot {} is {} ({} scope(s) failed); no finding was resolved where the read was incomplete",
@@ -267,14 +267,22 @@ pub(super) fn report_notification(
     let Some(report) = delivery.transpose()? else {
         return Ok(());
     };
+    // Receipts and refusals quote the mail server.
     for (id, receipt) in &report.receipts {
-        // A server's reply is outside text: nothing it quotes back is printed.
+        // A server's reply is outside text: nothing it quotes back is printed, and none of
+        // its control characters reach the terminal.
         let receipt = crate::secrets::scrub(receipt);
-        eprintln!("notify: message {id} delivered: {receipt}");
+        eprintln!(
+            "notify: message {id} delivered: {}",
+            report::inert(&receipt)
+        );
     }
     for (id, reason) in &report.failed {
         let reason = crate::secrets::scrub(reason);
-        eprintln!("warning: message {id} could not be delivered and stays in the outbox: {reason}");
+        eprintln!(
+            "warning: message {id} could not be delivered and stays in the outbox: {}",
+            report::inert(&reason)
+        );
     }
     Ok(())
 }

@@ -37,7 +37,7 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
                 "to": diff.to.to_json(),
                 "changes": diff.entries,
             });
-            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            writeln!(out, "{}", crate::report::json_text(&value, true)?)?;
         }
         TableFormat::Csv | TableFormat::Table => {
             let header = [

@@ -31,7 +31,7 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<Exit> 
     let mut out = std::io::stdout().lock();
     match args.format {
         TableFormat::Json => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&history)?)?;
+            writeln!(out, "{}", crate::report::json_text(&history, true)?)?;
         }
         TableFormat::Csv | TableFormat::Table => {
             let header = [

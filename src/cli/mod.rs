@@ -243,6 +243,10 @@ pub enum Command {
     Sim(sim::SimArgs),
 }
 
+/// How an error's detail lines are joined to its first line (a newline and an indent), the
+/// only line break the final `error:` output keeps.
+pub const CONTINUATION: &str = "\n  ";
+
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -256,7 +260,15 @@ pub fn main() -> ExitCode {
             let exit = error
                 .downcast_ref::<CliError>()
                 .map_or(Exit::Usage, |e| e.exit);
-            eprintln!("error: {}", crate::secrets::scrub(&format!("{error:#}")));
+            // The error can quote the API or a server: scrubbed of secrets and made inert, so
+            // it cannot drive the terminal or start a line of its own. Only the indented
+            // continuation lines some errors list (failed scopes) stay separate lines.
+            let text = format!("{error:#}");
+            let lines: Vec<_> = crate::secrets::scrub(&text)
+                .split(CONTINUATION)
+                .map(|line| crate::report::inert(line).into_owned())
+                .collect();
+            eprintln!("error: {}", lines.join(CONTINUATION));
             exit.into()
         }
     }
@@ -316,7 +328,68 @@ fn init_logging(global: &GlobalArgs, quiet_default: bool) {
         // Every line, from any crate, is scrubbed of registered secrets before it is written.
         .with_writer(crate::secrets::ScrubbedStderr);
     let _ = match global.log_format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(InertFields).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// The text log format's field writer: `name=value` pairs (the message bare) as the default
+/// one writes them, with every value [`crate::report::inert`], because values quote the API
+/// and servers and a line break in one would forge a log line. JSON lines are escaped by
+/// JSON already.
+struct InertFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for InertFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = InertVisitor {
+            writer: &mut writer,
+            seen: false,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+/// Writes one event's or span's fields for [`InertFields`].
+struct InertVisitor<'a, 'w> {
+    writer: &'a mut tracing_subscriber::fmt::format::Writer<'w>,
+    seen: bool,
+    result: std::fmt::Result,
+}
+
+impl tracing::field::Visit for InertVisitor<'_, '_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        // As the default formatter: the message bare, other text quoted.
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let name = field.name();
+        // `log` records bridged into tracing carry their metadata as `log.*` fields, which
+        // the formatter already shows as the target.
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        let value = format!("{value:?}");
+        let value = crate::report::inert(&value);
+        let separator = if self.seen { " " } else { "" };
+        self.seen = true;
+        self.result = match name {
+            "message" => write!(self.writer, "{separator}{value}"),
+            name => write!(
+                self.writer,
+                "{separator}{}={value}",
+                name.trim_start_matches("r#")
+            ),
+        };
+    }
 }

@@ -34,7 +34,11 @@ fn test(global: &GlobalArgs) -> anyhow::Result<Exit> {
     }
     match notifier.send_test(&config.openai.organization, chrono::Utc::now()) {
         Ok(done) => {
-            println!("email: sent via {done}");
+            // The receipt quotes the mail server.
+            println!(
+                "email: sent via {}",
+                crate::report::inert(&done.to_string())
+            );
             Ok(Exit::Ok)
         }
         Err(NotifyError::Delivery(e)) => Err(CliError::usage(

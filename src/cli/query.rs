@@ -52,7 +52,7 @@ pub fn query(global: &GlobalArgs, args: &QueryArgs) -> anyhow::Result<Exit> {
     let mut out = std::io::stdout().lock();
     match args.format {
         TableFormat::Json => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&result.to_json())?)?;
+            writeln!(out, "{}", report::json_text(&result.to_json(), true)?)?;
         }
         TableFormat::Csv => {
             let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();

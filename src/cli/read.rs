@@ -96,8 +96,12 @@ pub(super) fn names<'a>(header: &[(&'a str, Wrap)]) -> Vec<&'a str> {
     header.iter().map(|(name, _)| *name).collect()
 }
 
-/// A table in the style every command shares, fitted to the terminal.
+/// A table in the style every command shares, fitted to the terminal. Cells hold stored
+/// API text, so each is made [`report::inert`] first.
 pub(super) fn table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> Table {
+    let rows = rows
+        .into_iter()
+        .map(|row| -> Vec<String> { row.iter().map(|c| report::inert(c).into_owned()).collect() });
     report::new_table(header, rows, report::output_width(), false)
 }
 
@@ -108,8 +112,10 @@ pub(super) fn write_csv(
 ) -> anyhow::Result<()> {
     let mut writer = csv::Writer::from_writer(out);
     writer.write_record(header)?;
+    // The CSV is as often read in a terminal as in a spreadsheet: no cell may carry a
+    // control character to either (a line break inside a value is shown as `\n`).
     for row in rows {
-        writer.write_record(row)?;
+        writer.write_record(row.iter().map(|c| report::inert(c).into_owned()))?;
     }
     writer.flush()?;
     Ok(())

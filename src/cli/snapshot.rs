@@ -61,7 +61,7 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
     match args.format {
         // The store's snapshot object (the same `orgwarden snapshots` prints: the objects
         // per view, the crawl's retries and 429s) and the concurrency the client settled on.
-        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&summary_json(&outcome))?),
+        TableFormat::Json => println!("{}", report::json_text(&summary_json(&outcome), true)?),
         TableFormat::Table | TableFormat::Csv => print_table(&outcome, args.format),
     }
     verdict(&outcome)
@@ -98,11 +98,13 @@ fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
             );
             const SHOWN: usize = 20;
             for (scope, error) in outcome.failed_scopes.iter().take(SHOWN) {
-                text.push_str(&format!("\n  {}", report::failed_scope_line(scope, error)));
+                text.push_str(super::CONTINUATION);
+                text.push_str(&report::failed_scope_line(scope, error));
             }
             if outcome.failed_scopes.len() > SHOWN {
                 text.push_str(&format!(
-                    "\n  … and {} more (see the `snapshots` view)",
+                    "{}… and {} more (see the `snapshots` view)",
+                    super::CONTINUATION,
                     outcome.failed_scopes.len() - SHOWN
                 ));
             }

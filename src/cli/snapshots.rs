@@ -25,7 +25,7 @@ pub fn snapshots(global: &GlobalArgs, args: &SnapshotsArgs) -> anyhow::Result<Ex
     match args.format {
         TableFormat::Json => {
             let all: Vec<Value> = list.iter().map(SnapshotInfo::to_json).collect();
-            writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+            writeln!(out, "{}", crate::report::json_text(&all, true)?)?;
         }
         TableFormat::Csv | TableFormat::Table => {
             let header = [

@@ -27,6 +27,7 @@ mod daemon_framework;
 mod daemon_run_figures;
 mod daemon_signals;
 mod demo;
+mod inert_text;
 mod notify_aiosmtpd;
 mod notify_aiosmtpd_tls;
 mod notify_render;
