@@ -147,11 +147,22 @@ proptest! {
         expr in prop_oneof![
             "[0-9*/,\\- ]{0,40}",
             "(@[a-z]{0,10})",
+            Just("@daily".to_owned()),
             "\\PC{0,40}",
+            // Fields mostly in every field's range, so many expressions parse and reach
+            // `next_after`; the odd out-of-range number tests rejection.
             prop::collection::vec(
-                prop_oneof!["\\*", "[0-9]{1,3}", "\\*/[0-9]{1,3}", "[0-9]{1,2}-[0-9]{1,2}(/[0-9]{1,2})?", "[0-9]{1,2},[0-9]{1,2}"],
+                prop_oneof![
+                    4 => Just("*".to_owned()),
+                    3 => "[1-9]",
+                    2 => "\\*/[1-9]",
+                    2 => "[1-3]-[4-6](/[1-3])?",
+                    1 => "[1-5],[6-9]",
+                    1 => "[0-9]{1,3}",
+                ],
                 5..=6,
-            ).prop_map(|f| f.join(" ")),
+            )
+            .prop_map(|f| f.join(" ")),
         ],
         zone in prop_oneof![
             Just("UTC".to_owned()),
