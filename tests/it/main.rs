@@ -33,6 +33,7 @@ mod notify_aiosmtpd_tls;
 mod notify_render;
 mod notify_smtp;
 mod pipeline_one_path;
+mod properties;
 mod rule_budget;
 mod rules_bench;
 mod rules_cli;
