@@ -247,7 +247,8 @@ pub enum Envelope {
     Single,
 }
 
-/// The 14 project families orgwarden reads, each stored under one SQL view.
+/// The families orgwarden reads — 15 under projects, 12 of the organization itself —
+/// each stored under one SQL view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
@@ -279,6 +280,32 @@ pub enum Family {
     ProjectSpendAlerts,
     /// `GET /organization/projects/{project_id}/certificates`
     ProjectCertificates,
+    /// `GET /organization/projects/{project_id}/spend_limit` (none when unset)
+    ProjectSpendLimits,
+    /// `GET /organization/users`
+    OrgUsers,
+    /// `GET /organization/users/{user_id}/roles`
+    OrgUserRoles,
+    /// `GET /organization/invites`
+    OrgInvites,
+    /// `GET /organization/admin_api_keys`
+    OrgAdminApiKeys,
+    /// `GET /organization/groups`
+    OrgGroups,
+    /// `GET /organization/groups/{group_id}/users`
+    OrgGroupUsers,
+    /// `GET /organization/groups/{group_id}/roles`
+    OrgGroupRoles,
+    /// `GET /organization/roles`
+    OrgRoles,
+    /// `GET /organization/data_retention`
+    OrgDataRetention,
+    /// `GET /organization/spend_limit` (none when unset)
+    OrgSpendLimit,
+    /// `GET /organization/spend_alerts`
+    OrgSpendAlerts,
+    /// `GET /organization/certificates`
+    OrgCertificates,
 }
 
 /// One column of a family's view: its name and where it comes from in the object's JSON.
@@ -318,6 +345,19 @@ stored_enum!(Family, "family", [
     ProjectDataRetention => "project_data_retention",
     ProjectSpendAlerts => "project_spend_alerts",
     ProjectCertificates => "project_certificates",
+    ProjectSpendLimits => "project_spend_limits",
+    OrgUsers => "org_users",
+    OrgUserRoles => "org_user_roles",
+    OrgInvites => "org_invites",
+    OrgAdminApiKeys => "org_admin_api_keys",
+    OrgGroups => "org_groups",
+    OrgGroupUsers => "org_group_users",
+    OrgGroupRoles => "org_group_roles",
+    OrgRoles => "org_roles",
+    OrgDataRetention => "org_data_retention",
+    OrgSpendLimit => "org_spend_limit",
+    OrgSpendAlerts => "org_spend_alerts",
+    OrgCertificates => "org_certificates",
 ]);
 
 impl Family {
@@ -355,6 +395,19 @@ impl Family {
             Family::ProjectDataRetention => "/organization/projects/{project_id}/data_retention",
             Family::ProjectSpendAlerts => "/organization/projects/{project_id}/spend_alerts",
             Family::ProjectCertificates => "/organization/projects/{project_id}/certificates",
+            Family::ProjectSpendLimits => "/organization/projects/{project_id}/spend_limit",
+            Family::OrgUsers => "/organization/users",
+            Family::OrgUserRoles => "/organization/users/{parent_id}/roles",
+            Family::OrgInvites => "/organization/invites",
+            Family::OrgAdminApiKeys => "/organization/admin_api_keys",
+            Family::OrgGroups => "/organization/groups",
+            Family::OrgGroupUsers => "/organization/groups/{parent_id}/users",
+            Family::OrgGroupRoles => "/organization/groups/{parent_id}/roles",
+            Family::OrgRoles => "/organization/roles",
+            Family::OrgDataRetention => "/organization/data_retention",
+            Family::OrgSpendLimit => "/organization/spend_limit",
+            Family::OrgSpendAlerts => "/organization/spend_alerts",
+            Family::OrgCertificates => "/organization/certificates",
         }
     }
 
@@ -379,27 +432,37 @@ impl Family {
             | Family::ProjectApiKeys
             | Family::ProjectRateLimits
             | Family::ProjectSpendAlerts
-            | Family::ProjectCertificates => Envelope::FirstLastId,
+            | Family::ProjectCertificates
+            | Family::OrgUsers
+            | Family::OrgInvites
+            | Family::OrgAdminApiKeys
+            | Family::OrgSpendAlerts
+            | Family::OrgCertificates => Envelope::FirstLastId,
             Family::ProjectUserRoles
             | Family::ProjectGroups
             | Family::ProjectGroupRoles
-            | Family::ProjectRoles => Envelope::NextCursor,
+            | Family::ProjectRoles
+            | Family::OrgUserRoles
+            | Family::OrgGroups
+            | Family::OrgGroupUsers
+            | Family::OrgGroupRoles
+            | Family::OrgRoles => Envelope::NextCursor,
             Family::ProjectModelPermissions
             | Family::ProjectHostedToolPermissions
-            | Family::ProjectDataRetention => Envelope::Single,
+            | Family::ProjectDataRetention
+            | Family::ProjectSpendLimits
+            | Family::OrgDataRetention
+            | Family::OrgSpendLimit => Envelope::Single,
         }
     }
 
     /// The largest `limit` the endpoint accepts (a larger one is a 400), or `None` for
     /// reads that are not lists.
     pub fn max_page_size(self) -> Option<u32> {
-        match self {
-            Family::ProjectModelPermissions
-            | Family::ProjectHostedToolPermissions
-            | Family::ProjectDataRetention => None,
-            Family::ProjectUserRoles | Family::ProjectGroupRoles | Family::ProjectRoles => {
-                Some(1000)
-            }
+        match self.envelope() {
+            Envelope::Single => None,
+            // The role and group lists take up to 1,000 (project groups only 100).
+            Envelope::NextCursor if self != Family::ProjectGroups => Some(1000),
             _ => Some(100),
         }
     }
@@ -413,34 +476,73 @@ impl Family {
         }
     }
 
-    /// The parent family whose objects each own one scope of this family
-    /// (role assignments are read per user and per group).
+    /// The parent family whose objects each own one scope of this family (role
+    /// assignments are read per user and per group, a project's families per project),
+    /// or `None` for the organization's own reads, which are one scope each.
     pub fn parent(self) -> Option<Family> {
         match self {
-            Family::Projects => None,
+            Family::Projects
+            | Family::OrgUsers
+            | Family::OrgInvites
+            | Family::OrgAdminApiKeys
+            | Family::OrgGroups
+            | Family::OrgRoles
+            | Family::OrgDataRetention
+            | Family::OrgSpendLimit
+            | Family::OrgSpendAlerts
+            | Family::OrgCertificates => None,
             Family::ProjectUserRoles => Some(Family::ProjectUsers),
             Family::ProjectGroupRoles => Some(Family::ProjectGroups),
-            _ => Some(Family::Projects),
+            Family::OrgUserRoles => Some(Family::OrgUsers),
+            Family::OrgGroupUsers | Family::OrgGroupRoles => Some(Family::OrgGroups),
+            Family::ProjectUsers
+            | Family::ProjectServiceAccounts
+            | Family::ProjectApiKeys
+            | Family::ProjectRateLimits
+            | Family::ProjectModelPermissions
+            | Family::ProjectHostedToolPermissions
+            | Family::ProjectGroups
+            | Family::ProjectRoles
+            | Family::ProjectDataRetention
+            | Family::ProjectSpendAlerts
+            | Family::ProjectCertificates
+            | Family::ProjectSpendLimits => Some(Family::Projects),
         }
     }
 
+    /// Whether this family's objects belong to a project (`project_id` set in its view):
+    /// `projects` itself and the families read under a project. The organization's own
+    /// families have `project_id` null.
+    pub fn in_project(self) -> bool {
+        self == Family::Projects
+            || self
+                .parent()
+                .is_some_and(|p| p == Family::Projects || p.in_project())
+    }
+
+    /// The families whose scopes hang under each object of this one, in crawl order.
+    pub fn children(self) -> impl Iterator<Item = Family> {
+        Family::ALL
+            .into_iter()
+            .filter(move |c| c.parent() == Some(self))
+    }
+
     /// The JSON field that identifies an object within its scope, or `None` for a
-    /// single per-project object (whose identity is its project).
+    /// single object (whose identity is its project, or [`ORGANIZATION`] for the
+    /// organization's own settings).
     pub fn id_field(self) -> Option<&'static str> {
         match self {
             Family::ProjectGroups => Some("group_id"),
-            Family::ProjectModelPermissions
-            | Family::ProjectHostedToolPermissions
-            | Family::ProjectDataRetention => None,
+            _ if self.envelope() == Envelope::Single => None,
             _ => Some("id"),
         }
     }
 
     /// The id that names `object` within its scope, the one rule the collector and the
     /// store share: the non-empty string in [`Family::id_field`] (the API's ids are all
-    /// strings, so a number is no id either), or for a single per-project object its
-    /// project (`""` when there is none). `None`: the object cannot be told apart from
-    /// the others in its scope, so the scope cannot be stored as read.
+    /// strings, so a number is no id either), or for a single object its project
+    /// ([`ORGANIZATION`] when there is none). `None`: the object cannot be told apart
+    /// from the others in its scope, so the scope cannot be stored as read.
     pub fn object_id(
         self,
         object: &serde_json::Value,
@@ -451,7 +553,7 @@ impl Family {
                 serde_json::Value::String(id) if !id.is_empty() => Some(id.clone()),
                 _ => None,
             },
-            None => Some(project.map_or_else(String::new, |p| p.0.clone())),
+            None => Some(project.map_or_else(|| ORGANIZATION.to_owned(), |p| p.0.clone())),
         }
     }
 
@@ -459,7 +561,8 @@ impl Family {
     /// a new version (AWS Config's rule) and does not show in `diff`.
     pub fn volatile_fields(self) -> &'static [&'static str] {
         match self {
-            Family::ProjectApiKeys => &["last_used_at"],
+            Family::ProjectApiKeys | Family::OrgAdminApiKeys => &["last_used_at"],
+            Family::OrgUsers => &["api_key_last_used_at"],
             _ => &[],
         }
     }
@@ -488,7 +591,10 @@ impl Family {
                 col!("role", "$.role"),
                 col!("added_at", "$.added_at"),
             ],
-            Family::ProjectUserRoles | Family::ProjectGroupRoles => &[
+            Family::ProjectUserRoles
+            | Family::ProjectGroupRoles
+            | Family::OrgUserRoles
+            | Family::OrgGroupRoles => &[
                 col!("id", "$.id"),
                 col!("name", "$.name"),
                 col!("permissions", "$.permissions"),
@@ -561,7 +667,7 @@ impl Family {
                 col!("group_type", "$.group_type"),
                 col!("created_at", "$.created_at"),
             ],
-            Family::ProjectRoles => &[
+            Family::ProjectRoles | Family::OrgRoles => &[
                 col!("id", "$.id"),
                 col!("object", "$.object"),
                 col!("name", "$.name"),
@@ -570,8 +676,10 @@ impl Family {
                 col!("resource_type", "$.resource_type"),
                 col!("predefined_role", "$.predefined_role"),
             ],
-            Family::ProjectDataRetention => &[col!("object", "$.object"), col!("type", "$.type")],
-            Family::ProjectSpendAlerts => &[
+            Family::ProjectDataRetention | Family::OrgDataRetention => {
+                &[col!("object", "$.object"), col!("type", "$.type")]
+            }
+            Family::ProjectSpendAlerts | Family::OrgSpendAlerts => &[
                 col!("id", "$.id"),
                 col!("object", "$.object"),
                 col!("threshold_amount", "$.threshold_amount"),
@@ -587,7 +695,7 @@ impl Family {
                     "$.notification_channel.subject_prefix",
                 ),
             ],
-            Family::ProjectCertificates => &[
+            Family::ProjectCertificates | Family::OrgCertificates => &[
                 col!("id", "$.id"),
                 col!("object", "$.object"),
                 col!("name", "$.name"),
@@ -596,9 +704,71 @@ impl Family {
                 col!("valid_at", "$.certificate_details.valid_at"),
                 col!("expires_at", "$.certificate_details.expires_at"),
             ],
+            Family::ProjectSpendLimits | Family::OrgSpendLimit => &[
+                col!("object", "$.object"),
+                col!("threshold_amount", "$.threshold_amount"),
+                col!("currency", "$.currency"),
+                col!("interval", "$.interval"),
+                col!("enforcement_status", "$.enforcement.status"),
+            ],
+            Family::OrgUsers => &[
+                col!("id", "$.id"),
+                col!("object", "$.object"),
+                col!("name", "$.name"),
+                col!("email", "$.email"),
+                col!("role", "$.role"),
+                col!("added_at", "$.added_at"),
+                col!("is_default", "$.is_default"),
+                col!("is_service_account", "$.is_service_account"),
+                col!("is_scim_managed", "$.is_scim_managed"),
+                col!("api_key_last_used_at", "$.api_key_last_used_at"),
+                col!("user_enabled", "$.user.enabled"),
+                col!("user_banned", "$.user.banned"),
+                col!("user_banned_at", "$.user.banned_at"),
+            ],
+            Family::OrgInvites => &[
+                col!("id", "$.id"),
+                col!("object", "$.object"),
+                col!("email", "$.email"),
+                col!("role", "$.role"),
+                col!("status", "$.status"),
+                col!("created_at", "$.created_at"),
+                col!("expires_at", "$.expires_at"),
+                col!("accepted_at", "$.accepted_at"),
+                col!("projects", "$.projects"),
+            ],
+            Family::OrgAdminApiKeys => &[
+                col!("id", "$.id"),
+                col!("object", "$.object"),
+                col!("name", "$.name"),
+                col!("redacted_value", "$.redacted_value"),
+                col!("created_at", "$.created_at"),
+                col!("expires_at", "$.expires_at"),
+                col!("last_used_at", "$.last_used_at"),
+                col!("owner_type", "$.owner.type"),
+                col!("owner_id", "$.owner.id"),
+                col!("owner_name", "$.owner.name"),
+                col!("owner_role", "$.owner.role"),
+                col!("owner_created_at", "$.owner.created_at"),
+            ],
+            Family::OrgGroups => &[
+                col!("id", "$.id"),
+                col!("name", "$.name"),
+                col!("group_type", "$.group_type"),
+                col!("is_scim_managed", "$.is_scim_managed"),
+                col!("created_at", "$.created_at"),
+            ],
+            Family::OrgGroupUsers => &[
+                col!("id", "$.id"),
+                col!("name", "$.name"),
+                col!("email", "$.email"),
+            ],
         }
     }
 }
+
+/// The resource id of the organization's single settings (retention, spend limit).
+pub const ORGANIZATION: &str = "organization";
 
 /// The five hosted tools a project can enable, in the order the API lists them.
 pub const HOSTED_TOOLS: [&str; 5] = [

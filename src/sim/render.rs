@@ -544,6 +544,20 @@ impl Org {
                 };
                 match family {
                     Family::Projects | Family::ProjectUserRoles | Family::ProjectGroupRoles => {}
+                    // Not yet modelled by the simulator: absent from its answers.
+                    Family::ProjectSpendLimits
+                    | Family::OrgUsers
+                    | Family::OrgUserRoles
+                    | Family::OrgInvites
+                    | Family::OrgAdminApiKeys
+                    | Family::OrgGroups
+                    | Family::OrgGroupUsers
+                    | Family::OrgGroupRoles
+                    | Family::OrgRoles
+                    | Family::OrgDataRetention
+                    | Family::OrgSpendLimit
+                    | Family::OrgSpendAlerts
+                    | Family::OrgCertificates => {}
                     Family::ProjectUsers => {
                         let users: Vec<&ProjectUser> = if hidden {
                             Vec::new()

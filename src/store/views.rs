@@ -142,7 +142,12 @@ fn family_view(family: Family) -> String {
         );
     }
     let mut cols = vec![
-        "o.project_id AS project_id".to_owned(),
+        // The organization's own objects belong to no project: NULL, not the stored ''.
+        if family.in_project() {
+            "o.project_id AS project_id".to_owned()
+        } else {
+            "NULL AS project_id".to_owned()
+        },
         "o.resource_id AS resource_id".to_owned(),
     ];
     for column in family.columns() {
@@ -154,8 +159,12 @@ fn family_view(family: Family) -> String {
     }
     // Role assignments are read per user or group; the assignment itself does not name it.
     match family {
-        Family::ProjectUserRoles => cols.push("o.parent_id AS user_id".to_owned()),
-        Family::ProjectGroupRoles => cols.push("o.parent_id AS group_id".to_owned()),
+        Family::ProjectUserRoles | Family::OrgUserRoles => {
+            cols.push("o.parent_id AS user_id".to_owned());
+        }
+        Family::ProjectGroupRoles | Family::OrgGroupRoles | Family::OrgGroupUsers => {
+            cols.push("o.parent_id AS group_id".to_owned());
+        }
         _ => {}
     }
     cols.push(format!("{} AS raw", raw_expr(family)));

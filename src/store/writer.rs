@@ -516,18 +516,16 @@ fn identify(scope: &Scope, objects: Vec<Value>) -> Result<Vec<Item>, String> {
 
 /// A scope must name what its family is read under.
 fn check_scope(scope: &Scope) -> Result<(), StoreError> {
-    let needs_parent = matches!(
-        scope.family,
-        Family::ProjectUserRoles | Family::ProjectGroupRoles
-    );
-    let problem = match (scope.family, &scope.project_id, &scope.parent_id) {
-        (Family::Projects, None, None) => None,
-        (Family::Projects, _, _) => Some("the project list has no project or parent id"),
-        (_, None, _) => Some("a project family needs a project id"),
-        (_, Some(_), None) if needs_parent => {
-            Some("a role-assignment read needs a user or group id")
-        }
-        (_, Some(_), Some(_)) if !needs_parent => Some("this family has no parent id"),
+    let family = scope.family;
+    let needs_project = family != Family::Projects && family.in_project();
+    let needs_parent = family
+        .parent()
+        .is_some_and(|parent| parent != Family::Projects);
+    let problem = match (&scope.project_id, &scope.parent_id) {
+        (None, _) if needs_project => Some("a project family needs a project id"),
+        (Some(_), _) if !needs_project => Some("the organization's own reads have no project id"),
+        (_, None) if needs_parent => Some("a role or member read needs a user or group id"),
+        (_, Some(_)) if !needs_parent => Some("this family has no parent id"),
         _ => None,
     };
     match problem {
