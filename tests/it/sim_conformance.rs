@@ -23,8 +23,14 @@ struct Spec {
     checked: Vec<(String, String, u16)>,
 }
 
+/// A JSON-pointer segment inside a URI fragment: `~` and `/` escaped, and the braces of a
+/// path template percent-encoded (a fragment may not hold them raw).
 fn escape(pointer_part: &str) -> String {
-    pointer_part.replace('~', "~0").replace('/', "~1")
+    pointer_part
+        .replace('~', "~0")
+        .replace('/', "~1")
+        .replace('{', "%7B")
+        .replace('}', "%7D")
 }
 
 impl Spec {
@@ -125,8 +131,12 @@ fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {
         Some(r) => resolve(
             doc,
-            doc.pointer(r.trim_start_matches('#'))
-                .unwrap_or(&Value::Null),
+            doc.pointer(
+                &r.trim_start_matches('#')
+                    .replace("%7B", "{")
+                    .replace("%7D", "}"),
+            )
+            .unwrap_or(&Value::Null),
         ),
         None => schema,
     }
