@@ -81,22 +81,27 @@ fn every_object_of_a_complete_crawl_lands_in_its_view() {
         };
         for object in objects {
             let id = object[field].as_str().unwrap();
+            // The organization's own objects have a NULL project_id (`IS` matches it).
             let project = match r.scope.family {
-                Family::Projects => id.to_owned(),
-                _ => r.scope.project_id.as_ref().unwrap().to_string(),
+                Family::Projects => Some(id.to_owned()),
+                _ => r.scope.project_id.as_ref().map(ToString::to_string),
             };
             let mut sql = format!(
-                "SELECT raw FROM {} WHERE resource_id = ?1 AND project_id = ?2",
+                "SELECT raw FROM {} WHERE resource_id = ?1 AND project_id IS ?2",
                 r.scope.family.view()
             );
             match r.scope.family {
-                Family::ProjectUserRoles => sql.push_str(" AND user_id = ?3"),
-                Family::ProjectGroupRoles => sql.push_str(" AND group_id = ?3"),
+                Family::ProjectUserRoles | Family::OrgUserRoles => {
+                    sql.push_str(" AND user_id = ?3");
+                }
+                Family::ProjectGroupRoles | Family::OrgGroupRoles | Family::OrgGroupUsers => {
+                    sql.push_str(" AND group_id = ?3");
+                }
                 _ => sql.push_str(" AND ?3 IS NOT NULL"),
             }
             let parent = r.scope.parent_id.clone().unwrap_or_default();
             let found = store
-                .query(&sql, &[&id, &project.as_str(), &parent.as_str()])
+                .query(&sql, &[&id, &project.as_deref(), &parent.as_str()])
                 .unwrap();
             let rusqlite::types::Value::Text(raw) = &found.rows[0][0] else {
                 panic!("{sql}: no raw text");
