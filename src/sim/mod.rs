@@ -8,12 +8,16 @@
 //! - [`faults`], [`ratelimit`]: injected failures and the 429 token bucket.
 
 pub mod api;
+mod api_org;
 pub mod faults;
 pub mod generate;
+mod generate_org;
 mod http;
 pub mod org;
+mod org_level;
 mod ratelimit;
 pub mod render;
+pub mod render_org;
 
 use std::fmt;
 use std::net::SocketAddr;
