@@ -2,15 +2,22 @@
 //! one [`ScopeResult`] per read to the store, so the organization is never held in
 //! memory whole.
 //!
-//! Order on the channel: the `projects` scope first; a project's users (groups) before
-//! the role assignments of each user (group). Scopes under a parent that could not be
-//! read are not sent at all: the store carries them forward.
+//! Order on the channel: the `projects` scope first; a parent's scope (a project's or the
+//! organization's users and groups) before the scopes under each of its objects (their
+//! roles, a group's members). Scopes under a parent that could not be read are not sent
+//! at all: the store carries them forward. The organization's own families are read
+//! alongside the projects; its admin-key list is sent last, once every project's keys are
+//! known (see [`Crawl::admin_keys`]).
 
+use std::collections::HashSet;
 use std::io::IsTerminal;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use futures::stream::{self, TryStreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc::Sender;
@@ -63,6 +70,29 @@ struct Crawl<'a> {
     errors: AtomicU64,
     archived_reads: AtomicU64,
     bar: Option<indicatif::ProgressBar>,
+    /// Families not read (`[collect] skip` and the families under them).
+    skipped: HashSet<Family>,
+    /// The id of every project API key this crawl read: the admin-key list may carry
+    /// them, and they are not admin keys.
+    project_keys: Mutex<HashSet<String>>,
+}
+
+/// The families `[collect] skip` names and every family read under one of them; the
+/// project list is never skipped (every project family hangs under it).
+pub fn skipped_families(skip: &[Family]) -> HashSet<Family> {
+    Family::ALL
+        .into_iter()
+        .filter(|family| {
+            let mut at = Some(*family);
+            while let Some(f) = at.filter(|f| *f != Family::Projects) {
+                if skip.contains(&f) {
+                    return true;
+                }
+                at = f.parent();
+            }
+            false
+        })
+        .collect()
 }
 
 /// Reads every scope of the organization and sends each result on `tx` as it completes.
@@ -72,6 +102,17 @@ pub async fn collect(
     client: &AdminClient,
     tx: Sender<ScopeResult>,
     progress: bool,
+) -> Result<CrawlReport, CollectError> {
+    collect_skipping(client, tx, progress, &[]).await
+}
+
+/// [`collect`], leaving out the families in `skip` (`[collect] skip`) and those under them:
+/// they are neither read nor sent, so the store carries their objects forward.
+pub async fn collect_skipping(
+    client: &AdminClient,
+    tx: Sender<ScopeResult>,
+    progress: bool,
+    skip: &[Family],
 ) -> Result<CrawlReport, CollectError> {
     let baseline = client.stats();
     let bar = progress.then(|| {
@@ -94,6 +135,8 @@ pub async fn collect(
         errors: AtomicU64::new(0),
         archived_reads: AtomicU64::new(0),
         bar,
+        skipped: skipped_families(skip),
+        project_keys: Mutex::new(HashSet::new()),
     };
     let result = crawl.run().await;
     if let Some(bar) = &crawl.bar {
@@ -149,15 +192,24 @@ impl Crawl<'_> {
             }
         };
         self.send(scope, ScopeOutcome::Complete(objects)).await?;
+        let per_project = self.project_families().count();
+        let org_families = self.org_families().count();
         if let Some(bar) = &self.bar {
-            bar.inc_length(projects.len() as u64 * project_families().count() as u64);
+            bar.inc_length(count(
+                projects.len().saturating_mul(per_project) + org_families,
+            ));
         }
-        // A bounded number of projects at once: enough requests ready to keep the
-        // client's gate busy, while results waiting for the store stay few.
-        let parallel = self.client.max_in_flight().saturating_mul(2).max(4);
-        stream::iter(projects.into_iter().map(Ok))
-            .try_for_each_concurrent(parallel, |project| self.project(project))
-            .await?;
+        let projects = self.projects(projects);
+        let organization = self.organization();
+        let admin_keys = self.read_admin_keys();
+        // The organization's own reads go alongside the projects', through the same gate.
+        let (projects, organization, admin_keys) =
+            futures::join!(projects, organization, admin_keys);
+        projects?;
+        organization?;
+        if let Some((scope, read)) = admin_keys {
+            self.admin_keys(scope, read).await?;
+        }
         Ok(if self.errors.load(Ordering::Relaxed) == 0 {
             SnapshotStatus::Complete
         } else {
@@ -165,24 +217,75 @@ impl Crawl<'_> {
         })
     }
 
+    /// Every project's families. Boxed as `Send` here, where its lifetimes are plain: the
+    /// compiler cannot prove the stream's closures `Send` for every lifetime once the
+    /// stream is polled beside other futures.
+    fn projects(&self, projects: Vec<ProjectRef>) -> BoxFuture<'_, Result<(), CollectError>> {
+        // A bounded number of projects at once: enough requests ready to keep the
+        // client's gate busy, while results waiting for the store stay few.
+        let parallel = self.client.max_in_flight().saturating_mul(2).max(4);
+        stream::iter(projects.into_iter().map(Ok))
+            .try_for_each_concurrent(parallel, |project| self.project(project))
+            .boxed()
+    }
+
+    /// The organization's own families but its admin-key list (see [`Crawl::admin_keys`]).
+    fn organization(&self) -> BoxFuture<'_, Result<(), CollectError>> {
+        let families: Vec<Family> = self
+            .org_families()
+            .filter(|f| *f != Family::OrgAdminApiKeys)
+            .collect();
+        futures::future::try_join_all(
+            families
+                .into_iter()
+                .map(|family| self.family(None, false, family)),
+        )
+        .map(|joined| joined.map(|_| ()))
+        .boxed()
+    }
+
     async fn project(&self, project: ProjectRef) -> Result<(), CollectError> {
-        let reads = project_families().map(|family| self.family(&project, family));
+        let families: Vec<Family> = self.project_families().collect();
+        let reads = families
+            .into_iter()
+            .map(|family| self.family(Some(project.id.clone()), project.archived, family));
         futures::future::try_join_all(reads).await?;
         Ok(())
     }
 
-    /// Reads one family of one project, then the role assignments under its members.
-    async fn family(&self, project: &ProjectRef, family: Family) -> Result<(), CollectError> {
+    /// The families read once per project (role assignments hang under users and groups).
+    fn project_families(&self) -> impl Iterator<Item = Family> + '_ {
+        project_families().filter(|f| !self.skipped.contains(f))
+    }
+
+    /// The organization's own families read once per crawl (roles and members hang under
+    /// its users and groups).
+    fn org_families(&self) -> impl Iterator<Item = Family> + '_ {
+        org_families().filter(|f| !self.skipped.contains(f))
+    }
+
+    /// Reads one family of one project (or of the organization itself, `project` `None`),
+    /// then every family read under its objects. `archived`: the project is archived.
+    async fn family(
+        &self,
+        project: Option<ProjectId>,
+        archived: bool,
+        family: Family,
+    ) -> Result<(), CollectError> {
         let scope = Scope {
             family,
-            project_id: Some(project.id.clone()),
+            project_id: project,
             parent_id: None,
         };
         let objects = match self.client.read_scope(&scope).await {
             Ok(objects) => objects,
-            Err(error) if archived_and_empty(project, family, &error) => {
+            Err(error) if archived && archived_and_empty(family, &error) => {
                 tracing::debug!(path = %scope, "project is archived: no {family}");
                 self.archived_reads.fetch_add(1, Ordering::Relaxed);
+                Vec::new()
+            }
+            Err(error) if unset_spend_limit(family, &error) => {
+                tracing::debug!(path = %scope, "no spend limit is set");
                 Vec::new()
             }
             Err(error) => return self.fail(scope, error).await,
@@ -191,25 +294,79 @@ impl Crawl<'_> {
             Ok(ids) => ids,
             Err(error) => return self.fail(scope, error).await,
         };
-        let child = Family::ALL.into_iter().find(|c| c.parent() == Some(family));
-        let Some(child) = child else {
-            return self.send(scope, ScopeOutcome::Complete(objects)).await;
-        };
+        if family == Family::ProjectApiKeys {
+            self.project_keys
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(parents.iter().cloned());
+        }
+        let project_id = scope.project_id.clone();
+        let children: Vec<Family> = family
+            .children()
+            .filter(|c| !self.skipped.contains(c))
+            .collect();
         // The parent's scope goes first, so the store knows who owns each child scope.
         self.send(scope, ScopeOutcome::Complete(objects)).await?;
-        if let Some(bar) = &self.bar {
-            bar.inc_length(parents.len() as u64);
+        if children.is_empty() {
+            return Ok(());
         }
-        let reads = parents.into_iter().map(|parent| {
-            let scope = Scope {
-                family: child,
-                project_id: Some(project.id.clone()),
-                parent_id: Some(parent),
-            };
-            self.leaf(scope)
-        });
-        futures::future::try_join_all(reads).await?;
+        if let Some(bar) = &self.bar {
+            bar.inc_length(count(parents.len().saturating_mul(children.len())));
+        }
+        let mut scopes = Vec::with_capacity(parents.len().saturating_mul(children.len()));
+        for child in children {
+            for parent in &parents {
+                scopes.push(Scope {
+                    family: child,
+                    project_id: project_id.clone(),
+                    parent_id: Some(parent.clone()),
+                });
+            }
+        }
+        futures::future::try_join_all(scopes.into_iter().map(|scope| self.leaf(scope))).await?;
         Ok(())
+    }
+
+    /// Reads the organization's admin-key list, unless it is skipped; it is sent by
+    /// [`Crawl::admin_keys`] once the project crawl is over.
+    async fn read_admin_keys(&self) -> Option<(Scope, Result<Vec<Value>, ClientError>)> {
+        if self.skipped.contains(&Family::OrgAdminApiKeys) {
+            return None;
+        }
+        let scope = Scope {
+            family: Family::OrgAdminApiKeys,
+            project_id: None,
+            parent_id: None,
+        };
+        let read = self
+            .client
+            .read_scope(&scope)
+            .await
+            .and_then(|objects| object_ids(&scope, &objects).map(|_| objects));
+        Some((scope, read))
+    }
+
+    /// Sends the admin-key list without the project API keys it carries: the API lists
+    /// a project's keys there too, and they are not admin keys (they are in
+    /// `project_api_keys`). Called after every project was read, so the filter does not
+    /// depend on which read finished first.
+    async fn admin_keys(
+        &self,
+        scope: Scope,
+        read: Result<Vec<Value>, ClientError>,
+    ) -> Result<(), CollectError> {
+        let objects = match read {
+            Ok(objects) => objects,
+            Err(error) => return self.fail(scope, error).await,
+        };
+        let kept = {
+            let project_keys = self
+                .project_keys
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            drop_project_keys(objects, &project_keys)
+        };
+        self.send(scope, ScopeOutcome::Complete(kept)).await
     }
 
     async fn leaf(&self, scope: Scope) -> Result<(), CollectError> {
@@ -233,11 +390,16 @@ impl Crawl<'_> {
                 return Err(CollectError::KeyRefused(refused));
             }
             // The key already read the project list, so it is an admin key: a later 401/403
-            // is this one resource refusing, and the rest of the organization still counts.
-            ClientError::KeyRefused { status, ref path } => format!(
-                "GET {path}: HTTP {status}: the Admin API refused this read \
-                 (the same key read the project list)"
-            ),
+            // is this key refused this one family, and the rest of the organization still
+            // counts. Saying how to stop reading it turns a failure on every run into a
+            // choice.
+            ClientError::KeyRefused { status, ref path } => {
+                let family = scope.family.view();
+                format!(
+                    "GET {path}: HTTP {status}: the Admin API refused this read: this key may \
+                     not read {family}; to stop reading it, add \"{family}\" to [collect] skip"
+                )
+            }
             ref other => other.to_string(),
         };
         self.errors.fetch_add(1, Ordering::Relaxed);
@@ -268,15 +430,51 @@ fn project_families() -> impl Iterator<Item = Family> {
         .filter(|f| f.parent() == Some(Family::Projects))
 }
 
+/// The organization's own families read once per crawl: every family with no parent but
+/// the project list.
+fn org_families() -> impl Iterator<Item = Family> {
+    Family::ALL
+        .into_iter()
+        .filter(|f| f.parent().is_none() && *f != Family::Projects)
+}
+
+/// A progress-bar length from a count of scopes.
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// A spend limit that is not set is answered 404 (`spend_limit_not_found`): the read is
+/// complete, and there is no limit to store.
+fn unset_spend_limit(family: Family, error: &ClientError) -> bool {
+    matches!(family, Family::ProjectSpendLimits | Family::OrgSpendLimit)
+        && error.status() == Some(404)
+}
+
+/// The admin-key list without the entries whose id is a project API key's.
+fn drop_project_keys(objects: Vec<Value>, project_keys: &HashSet<String>) -> Vec<Value> {
+    objects
+        .into_iter()
+        .filter(|key| {
+            let id = key.get("id").and_then(Value::as_str).unwrap_or_default();
+            let project_key = project_keys.contains(id);
+            if project_key {
+                tracing::debug!(
+                    id,
+                    "the admin-key list carries project API key {id}: not an admin key"
+                );
+            }
+            !project_key
+        })
+        .collect()
+}
+
 /// The spec answers 400 "project is archived" to the user and service-account lists of
 /// an archived project: nobody can be there, so the scope is read, and empty.
-fn archived_and_empty(project: &ProjectRef, family: Family, error: &ClientError) -> bool {
-    project.archived
-        && matches!(
-            family,
-            Family::ProjectUsers | Family::ProjectServiceAccounts
-        )
-        && matches!(error, ClientError::Status { status: 400, message, .. }
+fn archived_and_empty(family: Family, error: &ClientError) -> bool {
+    matches!(
+        family,
+        Family::ProjectUsers | Family::ProjectServiceAccounts
+    ) && matches!(error, ClientError::Status { status: 400, message, .. }
             if message.to_ascii_lowercase().contains("archived"))
 }
 
@@ -363,6 +561,18 @@ pub async fn snapshot(
     org: &str,
     progress: bool,
 ) -> Result<(Store, SnapshotOutcome), SnapshotError> {
+    snapshot_skipping(client, store, org, progress, &[]).await
+}
+
+/// [`snapshot`], leaving out the families in `skip` (`[collect] skip`): their stored
+/// objects are carried forward unchanged, and they are not reported as failed.
+pub async fn snapshot_skipping(
+    client: &AdminClient,
+    store: Store,
+    org: &str,
+    progress: bool,
+    skip: &[Family],
+) -> Result<(Store, SnapshotOutcome), SnapshotError> {
     let started_at = Utc::now();
     let clock = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ScopeResult>(CHANNEL_DEPTH);
@@ -388,7 +598,7 @@ pub async fn snapshot(
         })();
         (store, result)
     });
-    let crawl = collect(client, tx, progress).await;
+    let crawl = collect_skipping(client, tx, progress, skip).await;
     let mut archived_reads = 0;
     let refused = match crawl {
         Ok(report) => {
@@ -427,45 +637,105 @@ mod tests {
     #[test]
     fn project_families_cover_every_per_project_read_once() {
         let families: Vec<Family> = project_families().collect();
-        assert_eq!(families.len(), 11);
+        assert_eq!(families.len(), 12);
+        assert!(families.contains(&Family::ProjectSpendLimits));
         assert!(!families.contains(&Family::Projects));
         assert!(!families.contains(&Family::ProjectUserRoles));
         assert!(!families.contains(&Family::ProjectGroupRoles));
+        assert!(families.iter().all(|f| f.in_project()));
     }
 
     #[test]
-    fn archived_400_counts_only_for_people_lists_of_archived_projects() {
-        let archived = ProjectRef {
-            id: ProjectId::from("proj_old"),
-            archived: true,
+    fn org_families_are_the_organization_s_own_top_level_reads() {
+        let families: Vec<Family> = org_families().collect();
+        assert_eq!(
+            families,
+            [
+                Family::OrgUsers,
+                Family::OrgInvites,
+                Family::OrgAdminApiKeys,
+                Family::OrgGroups,
+                Family::OrgRoles,
+                Family::OrgDataRetention,
+                Family::OrgSpendLimit,
+                Family::OrgSpendAlerts,
+                Family::OrgCertificates,
+            ]
+        );
+        // With the families under them, every family is read exactly one way.
+        let under: usize = Family::ALL
+            .iter()
+            .filter(|f| f.parent().is_some_and(|p| p != Family::Projects))
+            .count();
+        assert_eq!(1 + 12 + families.len() + under, Family::ALL.len());
+    }
+
+    #[test]
+    fn skipping_a_family_skips_the_families_under_it_but_never_the_project_list() {
+        let skipped = skipped_families(&[Family::OrgGroups, Family::ProjectUsers]);
+        let mut names: Vec<&str> = skipped.iter().map(|f| f.view()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "org_group_roles",
+                "org_group_users",
+                "org_groups",
+                "project_user_roles",
+                "project_users"
+            ]
+        );
+        assert!(skipped_families(&[Family::Projects]).is_empty());
+    }
+
+    #[test]
+    fn unset_spend_limits_are_404s_on_spend_limit_reads_only() {
+        let not_found = ClientError::Status {
+            path: "/organization/spend_limit".into(),
+            status: 404,
+            message: "No hard spend limit is set.".into(),
         };
-        let active = ProjectRef {
-            id: ProjectId::from("proj_new"),
-            archived: false,
+        assert!(unset_spend_limit(Family::OrgSpendLimit, &not_found));
+        assert!(unset_spend_limit(Family::ProjectSpendLimits, &not_found));
+        assert!(!unset_spend_limit(Family::OrgInvites, &not_found));
+        let failed = ClientError::Status {
+            path: "/organization/spend_limit".into(),
+            status: 500,
+            message: "boom".into(),
         };
+        assert!(!unset_spend_limit(Family::OrgSpendLimit, &failed));
+    }
+
+    #[test]
+    fn project_keys_are_dropped_from_the_admin_key_list() {
+        let listed = vec![
+            serde_json::json!({"id": "key_admin", "object": "organization.admin_api_key"}),
+            serde_json::json!({"id": "key_proj", "object": "organization.project.api_key"}),
+        ];
+        let project_keys = HashSet::from(["key_proj".to_owned()]);
+        let kept = drop_project_keys(listed, &project_keys);
+        assert_eq!(
+            kept,
+            [serde_json::json!({"id": "key_admin", "object": "organization.admin_api_key"})]
+        );
+    }
+
+    #[test]
+    fn archived_400_counts_only_for_people_lists() {
         let error = ClientError::Status {
             path: "/organization/projects/proj_old/users".into(),
             status: 400,
             message: "Project is archived".into(),
         };
-        assert!(archived_and_empty(&archived, Family::ProjectUsers, &error));
-        assert!(archived_and_empty(
-            &archived,
-            Family::ProjectServiceAccounts,
-            &error
-        ));
-        assert!(!archived_and_empty(
-            &archived,
-            Family::ProjectApiKeys,
-            &error
-        ));
-        assert!(!archived_and_empty(&active, Family::ProjectUsers, &error));
+        assert!(archived_and_empty(Family::ProjectUsers, &error));
+        assert!(archived_and_empty(Family::ProjectServiceAccounts, &error));
+        assert!(!archived_and_empty(Family::ProjectApiKeys, &error));
         let other = ClientError::Status {
             path: "/organization/projects/proj_old/users".into(),
             status: 400,
             message: "invalid limit".into(),
         };
-        assert!(!archived_and_empty(&archived, Family::ProjectUsers, &other));
+        assert!(!archived_and_empty(Family::ProjectUsers, &other));
     }
 
     #[test]

@@ -56,6 +56,7 @@ diagnostic_codes! {
     BadCron = "bad-cron": "`[schedule] cron` is not a crontab expression.",
     BadTimezone = "bad-timezone": "`[schedule] timezone` is not an IANA time zone name.",
     BadAddress = "bad-address": "`[server] listen` is not an IP:PORT socket address.",
+    UnknownFamily = "unknown-family": "A `[collect] skip` entry that is not the view name of a family orgwarden reads.",
     BadEmail = "bad-email": "A `[notify.email]` address that is not an email address.",
     BadDate = "bad-date": "An exemption's `expires` is not a YYYY-MM-DD date.",
     BadGlob = "bad-glob": "An exemption's `resource` is not a valid glob pattern.",

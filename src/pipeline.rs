@@ -15,7 +15,7 @@ use crate::client::AdminClient;
 use crate::collect::{self, SnapshotError, SnapshotOutcome};
 use crate::exemptions::Exemption;
 use crate::findings::{self, Coverage, Finding, FindingsError, Reconciled, RuleMeta};
-use crate::model::{RuleId, SnapshotStatus};
+use crate::model::{Family, RuleId, SnapshotStatus};
 use crate::notify::{Announcement, DeliveryReport, Notifier, NotifyError};
 use crate::rules::{Rule, RuleSet};
 use crate::store::{SnapshotInfo, Store, StoreError};
@@ -98,6 +98,8 @@ pub enum Source<'a> {
         organization: &'a str,
         /// Draw a progress bar on stderr.
         progress: bool,
+        /// Families not read (`[collect] skip`).
+        skip: &'a [Family],
     },
     /// Evaluate a snapshot already stored (`audit --offline`).
     Stored(SnapshotInfo),
@@ -158,11 +160,12 @@ pub async fn run<S: Setup>(
             client,
             organization,
             progress,
+            skip,
         } => {
             // Dropping the crawl drops the snapshot's writer, which rolls the transaction
             // back: an abandoned run leaves the previous snapshot as it was.
             let (store, crawl) = tokio::select! {
-                crawl = collect::snapshot(client, store, organization, progress) => crawl?,
+                crawl = collect::snapshot_skipping(client, store, organization, progress, skip) => crawl?,
                 () = cancel.cancelled() => return Err(PipelineError::Cancelled),
             };
             let snapshot = crawl.info.clone();
@@ -508,6 +511,7 @@ mod tests {
             client: &client,
             organization: "acme",
             progress: false,
+            skip: &[],
         };
         let store = Store::open(&db).unwrap();
         let result = runtime().block_on(run(

@@ -314,6 +314,7 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
             client,
             organization: &organization,
             progress: !global.quiet && collect::progress_wanted(),
+            skip: &config.collect.skip,
         },
         None => Source::Stored(store.latest_snapshot()?.ok_or_else(|| {
             CliError::usage(anyhow!(

@@ -62,6 +62,7 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
         client: &client,
         organization: &name,
         progress: !global.quiet && collect::progress_wanted(),
+        skip: &config.collect.skip,
     };
     let banner = |audited: &Audited| {
         if args.format == FindingsFormat::Table {

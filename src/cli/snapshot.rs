@@ -43,11 +43,12 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
     let store = Store::open(&db)?;
     let progress = !global.quiet && collect::progress_wanted();
     let (_store, outcome) = runtime()?
-        .block_on(collect::snapshot(
+        .block_on(collect::snapshot_skipping(
             &client,
             store,
             &config.openai.organization,
             progress,
+            &config.collect.skip,
         ))
         // The lock and the open above failed as configuration errors (exit 2); a store
         // failing mid-crawl means this run read nothing into it: the organization was not

@@ -21,7 +21,7 @@ use toml::Spanned;
 
 use crate::diagnostics::{DiagnosticCode, Diagnostics};
 use crate::duration::Duration;
-use crate::model::Severity;
+use crate::model::{Family, Severity};
 use crate::schedule::Schedule;
 
 pub use crate::diagnostics::line_column;
@@ -62,6 +62,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// `[server]`
     pub server: ServerConfig,
+    /// `[collect]`
+    pub collect: CollectConfig,
     /// The file this was read from, for resolving relative paths and for diagnostics.
     pub source: Option<PathBuf>,
     /// The file's text, kept for diagnostics that point into it.
@@ -290,6 +292,14 @@ pub struct EmailTemplates {
     pub html: Option<PathBuf>,
     /// The plain-text part's template file.
     pub text: Option<PathBuf>,
+}
+
+/// `[collect]`: what the crawl leaves out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CollectConfig {
+    /// Families not read (by view name); the families under them are not read either.
+    /// Their stored objects are carried forward unchanged.
+    pub skip: Vec<Family>,
 }
 
 /// `[server]`

@@ -19,6 +19,8 @@ pub(super) struct RawConfig {
     pub exemption: Vec<RawExemption>,
     pub notify: RawNotify,
     pub listen: Option<Spanned<String>>,
+    /// `[collect] skip`: view names as written.
+    pub collect_skip: Vec<Spanned<String>>,
 }
 
 /// `[openai]` as written.
@@ -102,6 +104,7 @@ const TOP: &[&str] = &[
     "exemption",
     "notify",
     "server",
+    "collect",
 ];
 const OPENAI: &[&str] = &[
     "organization",
@@ -133,6 +136,7 @@ const EMAIL: &[&str] = &[
 
 const STORAGE: &[&str] = &["path"];
 const SERVER: &[&str] = &["listen"];
+const COLLECT: &[&str] = &["skip"];
 const TEMPLATES: &[&str] = &["html", "text"];
 
 /// Every table of the file and the keys it accepts, as the reader checks them: the starter
@@ -149,6 +153,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("notify.email", EMAIL),
     ("notify.email.templates", TEMPLATES),
     ("server", SERVER),
+    ("collect", COLLECT),
 ];
 
 /// Reads the document tree into [`RawConfig`], recording wrong types and unknown keys.
@@ -206,6 +211,10 @@ impl<'d> Reader<'d> {
         if let Some(t) = self.table(&top, "server") {
             self.unknown_keys(&t, SERVER);
             raw.listen = self.string(&t, "listen");
+        }
+        if let Some(t) = self.table(&top, "collect") {
+            self.unknown_keys(&t, COLLECT);
+            raw.collect_skip = self.strings(&t, "skip");
         }
         raw
     }

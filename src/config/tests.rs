@@ -358,3 +358,26 @@ fn response_and_page_bounds_default_read_sizes_and_refuse_bad_ones() {
         "a number without a unit is a wrong type"
     );
 }
+
+#[test]
+fn collect_skip_takes_view_names_and_refuses_projects_and_unknown_names() {
+    let (config, d) =
+        check("[collect]\nskip = [\"org_invites\", \"org_groups\", \"org_invites\"]\n");
+    assert!(!d.has_errors(), "{}", d.render(false));
+    assert_eq!(config.collect.skip, [Family::OrgInvites, Family::OrgGroups]);
+    let text =
+        "[collect]\nskip = [\"org_invite\", \"projects\", \"nothing_like_it\", 7]\nskp = []\n";
+    assert_eq!(
+        problems(text),
+        [
+            "unknown-family@2:9",
+            "bad-value@2:23",
+            "unknown-family@2:35",
+            "wrong-type@2:54",
+            "unknown-key@3:1",
+        ]
+    );
+    let (config, d) = check(text);
+    assert!(config.collect.skip.is_empty());
+    insta::assert_snapshot!(d.render(false));
+}

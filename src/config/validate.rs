@@ -10,12 +10,13 @@ use toml::Spanned;
 
 use super::raw::{RawConfig, RawEmail, RawExemption, RawOpenAi, RawRules, RawSchedule};
 use super::{
-    Config, EmailConfig, EmailTemplates, EmailTls, EmailTransport, ExemptionConfig, NotifyConfig,
-    OpenAiConfig, RuleParams, RulesConfig, ScheduleConfig, ServerConfig, StorageConfig,
+    CollectConfig, Config, EmailConfig, EmailTemplates, EmailTls, EmailTransport, ExemptionConfig,
+    NotifyConfig, OpenAiConfig, RuleParams, RulesConfig, ScheduleConfig, ServerConfig,
+    StorageConfig,
 };
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 use crate::duration::Duration;
-use crate::model::Severity;
+use crate::model::{Family, Severity};
 use crate::schedule::{Schedule, parse_timezone};
 use crate::size::ByteSize;
 
@@ -134,8 +135,64 @@ pub(super) fn validate(raw: RawConfig, diags: &mut Diagnostics, file: FileId) ->
                 )
             }),
         },
+        collect: CollectConfig {
+            skip: raw
+                .collect_skip
+                .iter()
+                .filter_map(|name| skipped_family(name, &mut c))
+                .fold(Vec::new(), |mut skip, family| {
+                    if !skip.contains(&family) {
+                        skip.push(family);
+                    }
+                    skip
+                }),
+        },
         source: None,
         text: None,
+    }
+}
+
+/// One `[collect] skip` entry: a family's view name, never `projects`.
+fn skipped_family(name: &Spanned<String>, c: &mut Check<'_>) -> Option<Family> {
+    let text = name.get_ref();
+    match Family::from_view(text) {
+        Some(Family::Projects) => {
+            c.diags
+                .error(
+                    DiagnosticCode::BadValue,
+                    Some(c.file),
+                    Some(name.span()),
+                    "`projects` cannot be skipped".to_owned(),
+                )
+                .label("always read")
+                .help(
+                    "every project family is read under the project list, and a snapshot \
+                     without it is failed; skip the project families you do not want instead",
+                );
+            None
+        }
+        Some(family) => Some(family),
+        None => {
+            let d = c.diags.error(
+                DiagnosticCode::UnknownFamily,
+                Some(c.file),
+                Some(name.span()),
+                format!("`{text}` is not a family orgwarden reads"),
+            );
+            d.label("unknown family");
+            let names = Family::ALL
+                .iter()
+                .filter(|f| **f != Family::Projects)
+                .map(|f| f.view());
+            match super::closest(text, names.clone()) {
+                Some(close) => d.help(format!("did you mean `{close}`?")),
+                None => d.help(format!(
+                    "the families are the view names: {}",
+                    names.collect::<Vec<_>>().join(", ")
+                )),
+            };
+            None
+        }
     }
 }
 

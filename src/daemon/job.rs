@@ -130,6 +130,7 @@ impl AuditJob {
             client: &loaded.client,
             organization: &loaded.config.openai.organization,
             progress: false,
+            skip: &loaded.config.collect.skip,
         };
         let audited = match pipeline::run(store, loaded.clone(), source, cancel, stopping).await {
             Ok(audited) => audited,

@@ -118,7 +118,7 @@ pub fn transition(
                     "rule `{}` is no longer evaluated (disabled or removed)",
                     old.rule_id
                 )
-            } else if coverage.covers(old.project_id.as_ref()) {
+            } else if coverage.covers_finding(old) {
                 "no longer found in a complete read".to_owned()
             } else {
                 return None;

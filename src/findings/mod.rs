@@ -139,13 +139,17 @@ pub struct Event {
     pub reason: String,
 }
 
-/// Which projects a snapshot read completely: only there may findings be resolved.
+/// Which projects (and which of the organization's own families) a snapshot read
+/// completely: only there may findings be resolved.
 #[derive(Clone, Debug, Default)]
 pub struct Coverage {
     /// Whether the project list itself was read.
     pub project_list_read: bool,
     /// Projects with at least one scope that could not be read.
     pub failed_projects: HashSet<ProjectId>,
+    /// The organization's own families with a scope that could not be read, and the
+    /// families read under them (a failed user list leaves its users' roles unread).
+    pub failed_org_families: HashSet<Family>,
 }
 
 impl Coverage {
@@ -154,6 +158,7 @@ impl Coverage {
         Coverage {
             project_list_read: true,
             failed_projects: HashSet::new(),
+            failed_org_families: HashSet::new(),
         }
     }
 
@@ -161,11 +166,22 @@ impl Coverage {
     pub fn from_snapshot(status: SnapshotStatus, failed: &[(Scope, String)]) -> Coverage {
         let project_list_read = status != SnapshotStatus::Failed
             && !failed.iter().any(|(s, _)| s.family == Family::Projects);
+        let failed_org: HashSet<Family> = failed
+            .iter()
+            .filter(|(s, _)| s.project_id.is_none() && s.family != Family::Projects)
+            .map(|(s, _)| s.family)
+            .collect();
         Coverage {
             project_list_read,
             failed_projects: failed
                 .iter()
                 .filter_map(|(s, _)| s.project_id.clone())
+                .collect(),
+            failed_org_families: Family::ALL
+                .into_iter()
+                .filter(|f| {
+                    std::iter::successors(Some(*f), |f| f.parent()).any(|f| failed_org.contains(&f))
+                })
                 .collect(),
         }
     }
@@ -173,6 +189,22 @@ impl Coverage {
     /// Whether findings of this project may be resolved.
     pub fn covers(&self, project: Option<&ProjectId>) -> bool {
         self.project_list_read && project.is_none_or(|p| !self.failed_projects.contains(p))
+    }
+
+    /// Whether `finding` may be resolved: its project was read completely, or, for the
+    /// organization's own resources, the family it reports on was (a finding of a view
+    /// that is no family waits for every organization family).
+    pub fn covers_finding(&self, finding: &Finding) -> bool {
+        if !self.covers(finding.project_id.as_ref()) {
+            return false;
+        }
+        if finding.project_id.is_some() {
+            return true;
+        }
+        match Family::from_view(&finding.resource_type) {
+            Some(family) => !self.failed_org_families.contains(&family),
+            None => self.failed_org_families.is_empty(),
+        }
     }
 }
 

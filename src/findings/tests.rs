@@ -159,6 +159,88 @@ fn partial_read_never_resolves_a_finding() {
     assert!(r.changed.is_empty() && r.events.is_empty());
 }
 
+/// An open finding of the organization's own `family` (no project).
+fn org_finding(family: Family, resource: &str) -> Finding {
+    let rule = RuleId::from("org-check");
+    Finding {
+        fingerprint: fingerprint(&rule, resource, None),
+        rule_id: rule,
+        severity: Severity::Medium,
+        title: "Org check".into(),
+        resource_type: family.view().into(),
+        resource_id: resource.into(),
+        project_id: None,
+        message: "found".into(),
+        remediation: "Fix it.".into(),
+        status: Status::Open,
+        first_seen: 0,
+        last_seen: 0,
+        resolved_at: None,
+        last_notified_at: None,
+    }
+}
+
+fn org_scope(family: Family, parent: Option<&str>) -> (Scope, String) {
+    let scope = Scope {
+        family,
+        project_id: None,
+        parent_id: parent.map(str::to_owned),
+    };
+    (scope, "HTTP 500".to_owned())
+}
+
+#[test]
+fn a_failed_org_family_resolves_none_of_its_findings_nor_those_under_it() {
+    let users = org_finding(Family::OrgUsers, "user-1");
+    let roles = org_finding(Family::OrgUserRoles, "role-1");
+    let invites = org_finding(Family::OrgInvites, "invite-1");
+    let coverage = Coverage::from_snapshot(
+        SnapshotStatus::Partial,
+        &[org_scope(Family::OrgUsers, None)],
+    );
+    assert!(!coverage.covers_finding(&users));
+    assert!(
+        !coverage.covers_finding(&roles),
+        "roles are read under users"
+    );
+    assert!(coverage.covers_finding(&invites), "another family was read");
+    let meta = RuleMeta {
+        title: "Org check".into(),
+        severity: Severity::Medium,
+        resource_type: "org_users".into(),
+        remediation: "Fix it.".into(),
+    };
+    let rules = HashMap::from([(RuleId::from("org-check"), meta)]);
+    let r = reconcile(
+        &[users.clone(), invites.clone()],
+        &[],
+        &rules,
+        &[],
+        &coverage,
+        day(2),
+    );
+    let resolved: Vec<&str> = r.changed.iter().map(|f| f.resource_id.as_str()).collect();
+    assert_eq!(resolved, ["invite-1"]);
+    // One user's roles failing leaves the user list and the other families covered.
+    let coverage = Coverage::from_snapshot(
+        SnapshotStatus::Partial,
+        &[org_scope(Family::OrgUserRoles, Some("user-1"))],
+    );
+    assert!(coverage.covers_finding(&users));
+    assert!(!coverage.covers_finding(&roles));
+    // A failed project scope does not hold back the organization's own findings.
+    let project_failed = vec![(
+        Scope {
+            family: Family::ProjectApiKeys,
+            project_id: Some(ProjectId::from("p1")),
+            parent_id: None,
+        },
+        "500".to_owned(),
+    )];
+    let coverage = Coverage::from_snapshot(SnapshotStatus::Partial, &project_failed);
+    assert!(coverage.covers_finding(&users));
+}
+
 fn exemption(pattern: &str, expires: &str) -> Exemption {
     Exemption::new(
         RuleId::from("api-key-stale"),

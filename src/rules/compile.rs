@@ -24,6 +24,7 @@ pub fn view_columns(family: Family) -> Vec<&'static str> {
     } else {
         cols.extend(family.columns().iter().map(|c| c.name));
     }
+    cols.extend(crate::store::extra_columns(family).iter().map(|c| c.name));
     cols.push("raw");
     cols
 }

@@ -332,6 +332,19 @@ pub(super) fn write(
         ("POST", ["roles"]) => create_role(org, &body()?),
         ("POST", ["roles", rid]) => update_role(org, rid, &body()?),
         ("DELETE", ["roles", rid]) => delete_role(org, rid),
+        _ => write_settings(org, req, rest, body),
+    }
+}
+
+/// `POST`/`DELETE` of the organization's settings: retention, spend limit and alerts,
+/// certificates.
+fn write_settings(
+    org: &mut Org,
+    req: &Request<'_>,
+    rest: &[&str],
+    body: impl Fn() -> Result<Body, ApiError>,
+) -> Res {
+    match (req.method, rest) {
         ("POST", ["data_retention"]) => {
             org.data_retention = body()?.req_enum("retention_type", &ORG_RETENTION_TYPES)?;
             Ok(render_org::data_retention(org))
@@ -817,4 +830,220 @@ fn toggle_certificates(org: &mut Org, action: &str, b: &Body) -> Res {
         "organization.certificate.deactivation"
     };
     Ok(json!({"object": object, "data": data}))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::RwLock;
+
+    use serde_json::Value;
+
+    use super::super::api::{Query, Request, handle};
+    use crate::sim::org::Org;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn call(org: &RwLock<Org>, method: &str, target: &str, body: &str) -> Result<Value, u16> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let req = Request {
+            method,
+            path,
+            query: Query::parse(query),
+            body: body.as_bytes(),
+        };
+        handle(org, &req)
+            .map(|b| serde_json::from_slice(&b).unwrap_or(Value::Null))
+            .map_err(|e| e.status)
+    }
+
+    fn ids(v: &Value) -> Vec<String> {
+        v["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn the_admin_key_quirk_lists_every_project_key_after_the_admin_keys() {
+        let org = RwLock::new(Org::demo(NOW));
+        let plain = call(&org, "GET", "/organization/admin_api_keys?limit=100", "").unwrap();
+        assert_eq!(ids(&plain).len(), 4);
+        let project_keys: usize = org
+            .read()
+            .unwrap()
+            .projects
+            .iter()
+            .map(|p| p.api_keys.len())
+            .sum();
+        org.write().unwrap().quirks.admin_keys_list_project_keys = true;
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = call(
+                &org,
+                "GET",
+                &format!("/organization/admin_api_keys?limit=3{after}"),
+                "",
+            )
+            .unwrap();
+            all.extend(page["data"].as_array().unwrap().iter().cloned());
+            if page["has_more"] != true {
+                break;
+            }
+            after = format!("&after={}", page["last_id"].as_str().unwrap());
+        }
+        assert_eq!(all.len(), 4 + project_keys);
+        assert!(all[..4].iter().all(|k| {
+            k["redacted_value"]
+                .as_str()
+                .unwrap()
+                .starts_with("sk-admin-")
+        }));
+        assert!(all[4..].iter().all(|k| {
+            k["object"] == "organization.admin_api_key"
+                && !k["redacted_value"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("sk-admin-")
+        }));
+        assert!(all.iter().any(|k| k["owner"]["type"] == "service_account"));
+        // The in-memory crawl shows the same.
+        let scopes = org.read().unwrap().scope_results();
+        let listed = scopes
+            .iter()
+            .find(|r| r.scope.family == crate::model::Family::OrgAdminApiKeys)
+            .map(|r| match &r.outcome {
+                crate::model::ScopeOutcome::Complete(v) => v.len(),
+                crate::model::ScopeOutcome::Failed(_) => 0,
+            });
+        assert_eq!(listed, Some(4 + project_keys));
+    }
+
+    #[test]
+    fn a_deleted_user_leaves_projects_and_groups_and_still_names_their_keys() {
+        let org = RwLock::new(Org::demo(NOW));
+        let deleted = call(&org, "DELETE", "/organization/users/user-jo", "").unwrap();
+        assert_eq!(deleted["deleted"], true);
+        assert_eq!(
+            call(&org, "GET", "/organization/users/user-jo", ""),
+            Err(404)
+        );
+        let key = call(
+            &org,
+            "GET",
+            "/organization/admin_api_keys/key_admin_jo_ops",
+            "",
+        )
+        .unwrap();
+        assert_eq!(key["owner"]["id"], "user-jo");
+        assert_eq!(key["owner"]["name"], "Jo Kim");
+        assert_eq!(key["owner"]["role"], "reader");
+        let o = org.read().unwrap();
+        assert!(o.projects.iter().all(|p| p.user("user-jo").is_none()));
+        assert!(
+            o.former_users
+                .contains_key(&crate::model::UserId::from("user-jo"))
+        );
+        // Jo's project key is still listed, now with an owner who has no access.
+        let pay = o
+            .project(&crate::model::ProjectId::from("proj_payments"))
+            .unwrap();
+        let k = pay
+            .api_keys
+            .iter()
+            .find(|k| k.id.as_str() == "key_pay_jo_batch")
+            .unwrap();
+        assert_eq!(pay.owner_access(k), "inactive");
+    }
+
+    #[test]
+    fn a_new_admin_key_shows_its_secret_once_and_expires_when_asked() {
+        let org = RwLock::new(Org::demo(NOW));
+        let made = call(
+            &org,
+            "POST",
+            "/organization/admin_api_keys",
+            r#"{"name": "ci", "expires_in_seconds": 600}"#,
+        )
+        .unwrap();
+        let id = made["id"].as_str().unwrap();
+        assert!(made["value"].as_str().unwrap().starts_with("sk-admin-"));
+        assert_eq!(
+            made["expires_at"].as_i64(),
+            made["created_at"].as_i64().map(|t| t + 600)
+        );
+        // The first owner by id owns it.
+        assert_eq!(made["owner"]["id"], "user-ada");
+        let again = call(
+            &org,
+            "GET",
+            &format!("/organization/admin_api_keys/{id}"),
+            "",
+        )
+        .unwrap();
+        assert!(again.get("value").is_none(), "{again}");
+        let endless = call(
+            &org,
+            "POST",
+            "/organization/admin_api_keys",
+            r#"{"name": "x"}"#,
+        )
+        .unwrap();
+        assert!(endless["expires_at"].is_null());
+    }
+
+    #[test]
+    fn a_spend_limit_is_404_until_set_and_a_replaced_one_keeps_its_enforcement() {
+        let org = RwLock::new(Org::demo(NOW));
+        let path = "/organization/projects/proj_support/spend_limit";
+        assert_eq!(call(&org, "GET", path, ""), Err(404));
+        let body = r#"{"threshold_amount": 100, "currency": "USD", "interval": "month"}"#;
+        let set = call(&org, "POST", path, body).unwrap();
+        assert_eq!(set["enforcement"]["status"], "inactive");
+        let pay = "/organization/projects/proj_payments/spend_limit";
+        let replaced = call(&org, "POST", pay, body).unwrap();
+        assert_eq!(replaced["threshold_amount"], 100);
+        assert_eq!(replaced["enforcement"]["status"], "enforcing");
+        assert_eq!(
+            call(&org, "DELETE", "/organization/spend_limit", "").map(|v| v["deleted"].clone()),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(call(&org, "GET", "/organization/spend_limit", ""), Err(404));
+    }
+
+    #[test]
+    fn users_filter_by_any_of_several_emails_ignoring_case() {
+        let org = RwLock::new(Org::demo(NOW));
+        let found = call(
+            &org,
+            "GET",
+            "/organization/users?emails[]=dana.fischer@acme-robotics.com&emails[]=GUS.IVANOV.DEV@gmail.com&emails[]=nobody@x.com",
+            "",
+        )
+        .unwrap();
+        assert_eq!(ids(&found), ["user-dana", "user-gus"]);
+    }
+
+    #[test]
+    fn deleting_an_org_role_or_group_takes_it_from_everyone_holding_it() {
+        let org = RwLock::new(Org::demo(NOW));
+        call(
+            &org,
+            "DELETE",
+            "/organization/roles/role_org_billing_viewer",
+            "",
+        )
+        .unwrap();
+        call(&org, "DELETE", "/organization/groups/group_data_eng", "").unwrap();
+        let o = org.read().unwrap();
+        assert!(o.users.values().all(|u| u.roles.is_empty()));
+        assert!(o.groups.values().all(|g| g.roles.is_empty()));
+        assert!(
+            o.projects
+                .iter()
+                .all(|p| p.group("group_data_eng").is_none())
+        );
+    }
 }

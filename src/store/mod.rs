@@ -31,7 +31,7 @@ pub use canon::FieldChange;
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
 pub use ownership::{APPLICATION_ID, canonical_db_path, check_ownership, warn_if_shared};
 pub use query::{QueryResult, sql_to_json, sql_to_text};
-pub use views::HISTORY_VIEWS;
+pub use views::{ExtraColumn, HISTORY_VIEWS, extra_columns};
 pub use writer::SnapshotWriter;
 
 /// The migrations, in order; `PRAGMA user_version` counts how many were applied.

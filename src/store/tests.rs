@@ -467,11 +467,7 @@ fn views_have_the_documented_columns() {
                 expected.push(companion);
             }
         }
-        match family {
-            Family::ProjectUserRoles => expected.push("user_id"),
-            Family::ProjectGroupRoles => expected.push("group_id"),
-            _ => {}
-        }
+        expected.extend(super::views::extra_columns(family).iter().map(|c| c.name));
         expected.push("raw");
         assert_eq!(names, expected, "{}", family.view());
     }
@@ -1005,7 +1001,8 @@ fn columns_markdown(family: Family) -> String {
     let resource = match (family, family.id_field()) {
         (Family::ProjectHostedToolPermissions, _) => "the tool name".to_owned(),
         (_, Some(field)) => format!("`$.{field}`"),
-        (_, None) => "the project's id (one row per project)".to_owned(),
+        (_, None) if family.in_project() => "the project's id (one row per project)".to_owned(),
+        (_, None) => "`organization` (one row)".to_owned(),
     };
     out.push_str(&format!("| `resource_id` | {resource} |\n"));
     if family == Family::ProjectHostedToolPermissions {
@@ -1029,14 +1026,8 @@ fn columns_markdown(family: Family) -> String {
             ));
         }
     }
-    match family {
-        Family::ProjectUserRoles => {
-            out.push_str("| `user_id` | the user the role is assigned to |\n");
-        }
-        Family::ProjectGroupRoles => {
-            out.push_str("| `group_id` | the group the role is assigned to |\n");
-        }
-        _ => {}
+    for extra in super::views::extra_columns(family) {
+        out.push_str(&format!("| `{}` | {} |\n", extra.name, extra.doc));
     }
     let raw = if family == Family::ProjectHostedToolPermissions {
         "the tool's JSON (`{\"enabled\": true}`)"

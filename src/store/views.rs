@@ -59,6 +59,56 @@ pub(super) fn current_sql(conn: &Connection, name: &str) -> Option<String> {
     .ok()
 }
 
+/// A view column that is no field of the object: the user or group a read was made under,
+/// or a value worked out from another view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtraColumn {
+    /// The column name.
+    pub name: &'static str,
+    /// What it holds, for docs/views.md.
+    pub doc: &'static str,
+    /// Its SQL over `o` (the object row) and `b` (its blob).
+    sql: &'static str,
+}
+
+/// The extra columns of a family's view, after the object's own.
+pub fn extra_columns(family: Family) -> &'static [ExtraColumn] {
+    const USER: ExtraColumn = ExtraColumn {
+        name: "user_id",
+        doc: "the user the role is assigned to",
+        sql: "o.parent_id",
+    };
+    const GROUP_ROLE: ExtraColumn = ExtraColumn {
+        name: "group_id",
+        doc: "the group the role is assigned to",
+        sql: "o.parent_id",
+    };
+    const GROUP_MEMBER: ExtraColumn = ExtraColumn {
+        name: "group_id",
+        doc: "the group the user is a member of",
+        sql: "o.parent_id",
+    };
+    // The type in force: a project that follows the organization's default has the
+    // organization's type, NULL while that is unknown (never read, or skipped).
+    const EFFECTIVE_RETENTION: ExtraColumn = ExtraColumn {
+        name: "effective_type",
+        doc: "`$.type`, else when that is `organization_default` the organization's type \
+              (`org_data_retention.type`; NULL while that is unknown)",
+        sql: "CASE json_extract(b.raw, '$.type') WHEN 'organization_default' THEN \
+              (SELECT json_extract(ob.raw, '$.type') FROM object oo \
+              JOIN blob ob ON ob.id = oo.blob_id \
+              WHERE oo.family = 'org_data_retention' AND oo.resource_id = 'organization') \
+              ELSE json_extract(b.raw, '$.type') END",
+    };
+    match family {
+        Family::ProjectUserRoles | Family::OrgUserRoles => &[USER],
+        Family::ProjectGroupRoles | Family::OrgGroupRoles => &[GROUP_ROLE],
+        Family::OrgGroupUsers => &[GROUP_MEMBER],
+        Family::ProjectDataRetention => &[EFFECTIVE_RETENTION],
+        _ => &[],
+    }
+}
+
 /// The name of a time column's readable companion: every column the API names `…_at`
 /// holds Unix seconds, and gets a `…_at_utc` twin so `query` output is legible without
 /// `datetime()`. `None` for a column that is not a time.
@@ -158,14 +208,8 @@ fn family_view(family: Family) -> String {
         }
     }
     // Role assignments are read per user or group; the assignment itself does not name it.
-    match family {
-        Family::ProjectUserRoles | Family::OrgUserRoles => {
-            cols.push("o.parent_id AS user_id".to_owned());
-        }
-        Family::ProjectGroupRoles | Family::OrgGroupRoles | Family::OrgGroupUsers => {
-            cols.push("o.parent_id AS group_id".to_owned());
-        }
-        _ => {}
+    for extra in extra_columns(family) {
+        cols.push(format!("{} AS {}", extra.sql, extra.name));
     }
     cols.push(format!("{} AS raw", raw_expr(family)));
     format!(

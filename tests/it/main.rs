@@ -32,6 +32,7 @@ mod notify_aiosmtpd;
 mod notify_aiosmtpd_tls;
 mod notify_render;
 mod notify_smtp;
+mod org_collect;
 mod pipeline_one_path;
 mod properties;
 mod rule_budget;

@@ -68,7 +68,11 @@ fn expected_org(org: &Org) -> Value {
         .groups
         .values()
         .map(|g| {
-            let mut users: Vec<&str> = g.users.iter().map(|u| u.as_str()).collect();
+            let mut users: Vec<&str> = g
+                .users
+                .iter()
+                .map(orgwarden::model::UserId::as_str)
+                .collect();
             users.sort_unstable();
             (
                 g.id.to_string(),
@@ -77,7 +81,7 @@ fn expected_org(org: &Org) -> Value {
         })
         .collect();
     json!({
-        "user_ids": org.users.keys().map(|u| u.as_str()).collect::<Vec<_>>(),
+        "user_ids": org.users.keys().map(orgwarden::model::UserId::as_str).collect::<Vec<_>>(),
         "owners": org.owners().map(|u| u.id.as_str()).collect::<Vec<_>>(),
         "user_roles": org.users.values().map(|u| (u.id.as_str(), u.roles.len())).collect::<BTreeMap<_, _>>(),
         "invites": org.invites.len(),

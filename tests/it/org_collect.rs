@@ -1,0 +1,336 @@
+//! The organization's own families, end to end: the real binary crawls the simulator's
+//! organization-level endpoints into the `org_…` views, with their failures, skips and
+//! the admin-key list's project keys.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use orgwarden::sim::{Fault, FaultKind, Org, SimHandle, SimOptions, start_background};
+use orgwarden::store::Store;
+use serde_json::Value;
+
+const KEY: &str = "sk-admin-org-collect-test";
+
+/// Two members, a group with a member and a role, a custom role, an invite, an admin key
+/// and the live API's quirk of listing project keys (`key_b1`) with it, the organization's
+/// retention and alerts; `proj_a` follows the organization's retention, `proj_b` has its
+/// own and a spend limit; no organization spend limit.
+const ORG: &str = r#"{
+  "organization": "acme",
+  "users": [
+    {"id": "user-ada", "name": "Ada", "email": "ada@acme.com", "role": "owner",
+     "roles": ["role_auditor"]},
+    {"id": "user-bob", "name": "Bob", "email": "bob@acme.com"}
+  ],
+  "groups": [
+    {"id": "group_sec", "name": "sec", "users": ["user-ada", "user-bob"],
+     "roles": ["role_auditor"]}
+  ],
+  "roles": [
+    {"id": "role_auditor", "name": "auditor", "permissions": ["api.organization.read"]}
+  ],
+  "invites": [{"id": "invite-eve", "email": "eve@elsewhere.com"}],
+  "admin_api_keys": [{"id": "key_admin1", "name": "ops", "owner": "user-ada"}],
+  "quirks": {"admin_keys_list_project_keys": true},
+  "data_retention": "zero_data_retention",
+  "spend_alerts": [{"id": "alert_org", "threshold_amount": 500000}],
+  "certificates": [{"id": "cert_org", "name": "mtls"}],
+  "projects": [
+    {"id": "proj_a", "name": "Alpha", "created_at": "-400d",
+     "users": [{"id": "user-ada", "role": "owner"}]},
+    {"id": "proj_b", "name": "Beta", "created_at": "-200d", "data_retention": "none",
+     "spend_limit": {"threshold_amount": 100000, "enforcement": "enforcing"},
+     "users": [{"id": "user-bob", "role": "owner"}],
+     "api_keys": [{"id": "key_b1", "name": "prod", "owner": {"type": "user", "id": "user-bob"}}]}
+  ]
+}"#;
+
+/// A rule that finds every organization member, so a member's finding can be watched.
+const MEMBER_RULE: &str = r#"
+[[rule]]
+id = "org-member-seen"
+title = "Organization member"
+severity = "low"
+resource_type = "org_users"
+description = "Every member of the organization (a test rule)."
+remediation = "None."
+sql = "SELECT id AS resource_id, NULL AS project_id, 'member ' || id AS message FROM org_users"
+"#;
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+struct Env {
+    sim: SimHandle,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let org: Org = crate::support::orgs::load(ORG, now());
+        Env {
+            sim: start_background(org, SimOptions::default()).expect("simulator"),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("orgwarden.db")
+    }
+
+    /// Writes `orgwarden.toml` with `extra` after its `[openai]` table.
+    fn config(&self, extra: &str) {
+        std::fs::write(
+            self.dir.path().join("orgwarden.toml"),
+            format!("[openai]\norganization = \"acme\"\n{extra}\n"),
+        )
+        .expect("config");
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = crate::support::orgwarden();
+        cmd.current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("OPENAI_ADMIN_KEY", KEY)
+            .arg("--db")
+            .arg(self.db())
+            .arg("--base-url")
+            .arg(self.sim.base_url());
+        if self.dir.path().join("orgwarden.toml").exists() {
+            cmd.arg("--config")
+                .arg(self.dir.path().join("orgwarden.toml"));
+        }
+        cmd.args(args).output().expect("run orgwarden")
+    }
+
+    /// The text of the first column of every row of `sql` (NULL as `NULL`).
+    fn column(&self, sql: &str) -> Vec<String> {
+        let store = Store::open_read_only(&self.db()).expect("database opens");
+        let found = store.query(sql, &[]).expect("query");
+        found
+            .rows
+            .iter()
+            .map(|row| match &row[0] {
+                rusqlite::types::Value::Text(text) => text.clone(),
+                rusqlite::types::Value::Integer(n) => n.to_string(),
+                rusqlite::types::Value::Null => "NULL".to_owned(),
+                other => panic!("{sql}: {other:?}"),
+            })
+            .collect()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn assert_exit(output: &Output, expected: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(expected),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", text(&output.stdout)))
+}
+
+#[test]
+fn every_org_view_is_filled_from_the_organization() {
+    let env = Env::new();
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 0);
+    let summary = json(&out);
+    assert_eq!(summary["status"], "complete");
+    let objects = &summary["objects"];
+    assert_eq!(objects["org_users"], 2);
+    assert_eq!(objects["org_user_roles"], 1);
+    assert_eq!(objects["org_invites"], 1);
+    assert_eq!(objects["org_groups"], 1);
+    assert_eq!(objects["org_group_users"], 2);
+    assert_eq!(objects["org_group_roles"], 1);
+    assert_eq!(objects["org_data_retention"], 1);
+    assert_eq!(objects["org_spend_alerts"], 1);
+    assert_eq!(objects["org_certificates"], 1);
+    assert_eq!(objects["project_spend_limits"], 1);
+    assert!(objects["org_roles"].as_u64() >= Some(1), "{objects}");
+    assert_eq!(
+        env.column("SELECT user_id || ' ' || id FROM org_user_roles"),
+        ["user-ada role_auditor"]
+    );
+    assert_eq!(
+        env.column("SELECT group_id || ' ' || id FROM org_group_users ORDER BY id"),
+        ["group_sec user-ada", "group_sec user-bob"]
+    );
+    assert_eq!(
+        env.column("SELECT resource_id || ' ' || type FROM org_data_retention"),
+        ["organization zero_data_retention"]
+    );
+    assert_eq!(
+        env.column("SELECT count(*) FROM org_users WHERE project_id IS NULL"),
+        ["2"]
+    );
+    // A project that follows the organization's default has the organization's type.
+    assert_eq!(
+        env.column(
+            "SELECT project_id || ' ' || type || ' ' || effective_type \
+             FROM project_data_retention ORDER BY project_id"
+        ),
+        [
+            "proj_a organization_default zero_data_retention",
+            "proj_b none none"
+        ]
+    );
+    // The table output lists the new views too.
+    let table = env.run(&["snapshot"]);
+    assert_exit(&table, 0);
+    let shown = text(&table.stdout);
+    assert!(
+        shown.contains("org_admin_api_keys") && shown.contains("project_spend_limits"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn an_unset_spend_limit_is_no_row_and_no_failure() {
+    let env = Env::new();
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["objects"]["org_spend_limit"], 0);
+    // proj_a has no limit either: a 404 read as "none", proj_b's is stored.
+    assert_eq!(
+        env.column("SELECT project_id || ' ' || threshold_amount || ' ' || enforcement_status FROM project_spend_limits"),
+        ["proj_b 100000 enforcing"]
+    );
+}
+
+#[test]
+fn the_admin_key_list_keeps_no_project_key() {
+    let env = Env::new();
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        env.column("SELECT id FROM org_admin_api_keys"),
+        ["key_admin1"]
+    );
+    assert_eq!(env.column("SELECT id FROM project_api_keys"), ["key_b1"]);
+}
+
+#[test]
+fn a_403_on_the_invites_fails_that_scope_alone_and_says_how_to_skip_it() {
+    let env = Env::new();
+    env.sim.add_fault(Fault {
+        path_prefix: "/organization/invites".into(),
+        kind: FaultKind::Status(403),
+        times: None,
+    });
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 3);
+    let summary = json(&out);
+    assert_eq!(summary["status"], "partial");
+    assert_eq!(summary["scopes_failed"], 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("GET /organization/invites: HTTP 403")
+            && stderr.contains("this key may not read org_invites")
+            && stderr.contains("add \"org_invites\" to [collect] skip"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not an admin key"), "{stderr}");
+    assert_eq!(summary["objects"]["org_users"], 2);
+    assert_eq!(summary["objects"]["org_groups"], 1);
+    assert_eq!(summary["objects"]["projects"], 2);
+}
+
+#[test]
+fn a_skipped_family_is_not_read_and_not_reported() {
+    let env = Env::new();
+    env.config("[collect]\nskip = [\"org_invites\", \"org_groups\"]");
+    // Were the skipped lists read, these faults would fail the snapshot.
+    for path in ["/organization/invites", "/organization/groups"] {
+        env.sim.add_fault(Fault {
+            path_prefix: path.into(),
+            kind: FaultKind::Status(500),
+            times: None,
+        });
+    }
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 0);
+    let summary = json(&out);
+    assert_eq!(summary["status"], "complete");
+    assert_eq!(summary["scopes_failed"], 0);
+    assert_eq!(summary["objects"]["org_invites"], 0);
+    assert_eq!(summary["objects"]["org_group_users"], 0);
+    assert_eq!(summary["objects"]["org_users"], 2);
+    let skipped_requests = env.sim.requests();
+    // Without the skip: the group list, its members and roles, and the invites are read
+    // (and fail, with the faults still there).
+    env.sim.clear_faults();
+    std::fs::remove_file(env.dir.path().join("orgwarden.toml")).expect("config removed");
+    let before = env.sim.requests();
+    let full = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&full, 0);
+    assert_eq!(
+        env.sim.requests() - before,
+        skipped_requests + 4,
+        "invites, groups, one group's members and roles"
+    );
+}
+
+#[test]
+fn a_failed_user_list_keeps_the_users_and_resolves_none_of_their_findings() {
+    let env = Env::new();
+    std::fs::write(env.dir.path().join("members.toml"), MEMBER_RULE).expect("rule file");
+    env.config("[rules]\npaths = [\"members.toml\"]");
+    let first = env.run(&["audit", "--format", "json"]);
+    let doc = json(&first);
+    let open: Vec<&str> = member_findings(&doc, "open");
+    assert_eq!(open, ["user-ada", "user-bob"], "{doc}");
+    env.sim.add_fault(Fault {
+        path_prefix: "/organization/users".into(),
+        kind: FaultKind::Status(500),
+        times: None,
+    });
+    let second = env.run(&["audit", "--format", "json"]);
+    let stderr = text(&second.stderr);
+    assert!(stderr.contains("/organization/users"), "{stderr}");
+    let snapshots = env.column("SELECT status FROM snapshots ORDER BY id");
+    assert_eq!(snapshots, ["complete", "partial"]);
+    assert_eq!(
+        env.column("SELECT id FROM org_users ORDER BY id"),
+        ["user-ada", "user-bob"],
+        "carried forward"
+    );
+    // The roles under the users were not read either, and are kept.
+    assert_eq!(
+        env.column("SELECT id FROM org_user_roles"),
+        ["role_auditor"]
+    );
+    let doc = json(&second);
+    assert_eq!(
+        member_findings(&doc, "open"),
+        ["user-ada", "user-bob"],
+        "{doc}"
+    );
+    assert!(member_findings(&doc, "resolved").is_empty(), "{doc}");
+}
+
+fn member_findings<'a>(doc: &'a Value, status: &str) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = doc["findings"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|f| f["rule_id"] == "org-member-seen" && f["status"] == status)
+        .filter_map(|f| f["resource_id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
