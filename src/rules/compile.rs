@@ -352,10 +352,15 @@ pub fn to_sql(value: &Value) -> SqlValue {
 pub use rusqlite::types::Value as SqlValue;
 
 /// Creates, in `conn`, one empty table per view with the view's columns, so compiled SQL
-/// can be run in tests without a store.
+/// can be run in tests without a store; plus the findings and the snapshot records the
+/// rules that judge absence consult (no snapshot: every view unread).
 #[cfg(test)]
 pub fn create_scratch_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let mut sql = String::new();
+    let mut sql = String::from(
+        "CREATE TABLE IF NOT EXISTS findings (rule_id, resource_id, project_id, status);\n\
+         CREATE TABLE IF NOT EXISTS snapshot (id, status);\n\
+         CREATE TABLE IF NOT EXISTS snapshot_scope (snapshot_id, family, outcome);\n",
+    );
     for family in Family::ALL {
         let cols: Vec<String> = view_columns(family)
             .into_iter()

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Reader;
@@ -245,6 +245,8 @@ fn evaluate_one(
         };
         let value = if name == ":now" {
             Some(SqlValue::Integer(now))
+        } else if name == ":unread" {
+            Some(SqlValue::Text(unread_views(conn).map_err(sql_err)?))
         } else {
             match &rule.body {
                 RuleBody::Where { compiled, .. } => compiled
@@ -320,4 +322,35 @@ fn evaluate_one(
         });
     }
     Ok(())
+}
+
+/// The views whose current rows the latest snapshot did not read, as a JSON array of view
+/// names (bound as `:unread`): every view when that snapshot failed (its reads were rolled
+/// back) or none was taken, else the views of the scopes it could not read. Their rows
+/// are carried forward from earlier snapshots, or missing if none ever read them: a rule
+/// that reports the *absence* of a row must not trust such a view.
+pub fn unread_views(conn: &Connection) -> rusqlite::Result<String> {
+    let latest: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, status FROM snapshot WHERE status <> 'running' ORDER BY id DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    match latest {
+        Some((id, status)) if status != "failed" => conn.query_row(
+            "SELECT json_group_array(family) FROM \
+             (SELECT DISTINCT family FROM snapshot_scope \
+              WHERE snapshot_id = ?1 AND outcome = 'failed' ORDER BY family)",
+            [id],
+            |row| row.get(0),
+        ),
+        _ => {
+            let all: Vec<&str> = crate::model::Family::ALL
+                .into_iter()
+                .map(crate::model::Family::view)
+                .collect();
+            Ok(serde_json::Value::from(all).to_string())
+        }
+    }
 }

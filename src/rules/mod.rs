@@ -7,8 +7,9 @@
 //! values given literally (`value = "90d"`) or by naming one of the rule's params
 //! (`param = "max_idle_days"`; an integer param used as an age counts days) — or a `sql`
 //! query returning `resource_id`, `project_id` and `message`, in which params are bound as
-//! named parameters (`:max_idle_days`; list params as JSON text for `json_each`) and `:now`
-//! is the evaluation time in Unix seconds. Unless a rule sets `include_archived = true`,
+//! named parameters (`:max_idle_days`; list params as JSON text for `json_each`), `:now`
+//! is the evaluation time in Unix seconds and `:unread` the views the latest snapshot could
+//! not read (JSON text), which a rule reporting a missing row must not trust. Unless a rule sets `include_archived = true`,
 //! findings in archived projects are dropped.
 
 pub mod compile;
@@ -48,10 +49,30 @@ pub const PACK: &[(&str, &str)] = &[
         "rules/certificates.toml",
         include_str!("../../rules/certificates.toml"),
     ),
+    (
+        "rules/organization.toml",
+        include_str!("../../rules/organization.toml"),
+    ),
+    (
+        "rules/org-spend.toml",
+        include_str!("../../rules/org-spend.toml"),
+    ),
 ];
 
 /// The fixtures of the shipped pack, embedded like the pack itself.
 pub const PACK_FIXTURES: &[(&str, &str)] = &[
+    (
+        "rules/fixtures/admin-key-no-expiry.toml",
+        include_str!("../../rules/fixtures/admin-key-no-expiry.toml"),
+    ),
+    (
+        "rules/fixtures/admin-key-owner-not-owner.toml",
+        include_str!("../../rules/fixtures/admin-key-owner-not-owner.toml"),
+    ),
+    (
+        "rules/fixtures/admin-key-stale.toml",
+        include_str!("../../rules/fixtures/admin-key-stale.toml"),
+    ),
     (
         "rules/fixtures/api-key-old.toml",
         include_str!("../../rules/fixtures/api-key-old.toml"),
@@ -71,6 +92,34 @@ pub const PACK_FIXTURES: &[(&str, &str)] = &[
     (
         "rules/fixtures/certificate-expiring.toml",
         include_str!("../../rules/fixtures/certificate-expiring.toml"),
+    ),
+    (
+        "rules/fixtures/invite-pending-stale.toml",
+        include_str!("../../rules/fixtures/invite-pending-stale.toml"),
+    ),
+    (
+        "rules/fixtures/org-certificate-expiring.toml",
+        include_str!("../../rules/fixtures/org-certificate-expiring.toml"),
+    ),
+    (
+        "rules/fixtures/org-no-spend-alert.toml",
+        include_str!("../../rules/fixtures/org-no-spend-alert.toml"),
+    ),
+    (
+        "rules/fixtures/org-no-spend-limit.toml",
+        include_str!("../../rules/fixtures/org-no-spend-limit.toml"),
+    ),
+    (
+        "rules/fixtures/org-retention-not-zdr.toml",
+        include_str!("../../rules/fixtures/org-retention-not-zdr.toml"),
+    ),
+    (
+        "rules/fixtures/org-too-many-owners.toml",
+        include_str!("../../rules/fixtures/org-too-many-owners.toml"),
+    ),
+    (
+        "rules/fixtures/org-user-external-domain.toml",
+        include_str!("../../rules/fixtures/org-user-external-domain.toml"),
     ),
     (
         "rules/fixtures/project-hosted-tool-enabled.toml",
@@ -107,6 +156,10 @@ pub const PACK_FIXTURES: &[(&str, &str)] = &[
     (
         "rules/fixtures/spend-alert-no-recipients.toml",
         include_str!("../../rules/fixtures/spend-alert-no-recipients.toml"),
+    ),
+    (
+        "rules/fixtures/spend-limit-enforcing.toml",
+        include_str!("../../rules/fixtures/spend-limit-enforcing.toml"),
     ),
 ];
 

@@ -445,3 +445,131 @@ fn a_cancelled_budget_interrupts_the_running_rule_and_skips_the_rest() {
         "{err}"
     );
 }
+
+/// Stores one snapshot at `at`: an empty project list and `spend_limit` as the outcome of
+/// the organization's spend-limit read.
+fn spend_limit_snapshot(
+    store: &mut crate::store::Store,
+    at: chrono::DateTime<chrono::Utc>,
+    spend_limit: crate::model::ScopeOutcome,
+) -> crate::model::SnapshotId {
+    use crate::model::{CrawlStats, Scope, ScopeOutcome, ScopeResult, SnapshotStatus};
+    let scope = |family| Scope {
+        family,
+        project_id: None,
+        parent_id: None,
+    };
+    let mut writer = store.begin_snapshot("acme", at).unwrap();
+    writer
+        .apply(ScopeResult {
+            scope: scope(Family::Projects),
+            outcome: ScopeOutcome::Complete(Vec::new()),
+        })
+        .unwrap();
+    writer
+        .apply(ScopeResult {
+            scope: scope(Family::OrgSpendLimit),
+            outcome: spend_limit,
+        })
+        .unwrap();
+    writer
+        .finish(&CrawlStats::default(), at, SnapshotStatus::Complete)
+        .unwrap()
+        .id
+}
+
+fn spend_limit_failed() -> crate::model::ScopeOutcome {
+    crate::model::ScopeOutcome::Failed(crate::model::ScopeError {
+        status: Some(503),
+        message: "GET /organization/spend_limit: 503".into(),
+    })
+}
+
+/// The hits of `org-no-spend-limit` over `store` at `at`, saved as findings the way an
+/// audit saves them.
+fn judge_spend_limit(
+    store: &mut crate::store::Store,
+    snapshot: crate::model::SnapshotId,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
+    let loaded = load_with("");
+    let rule = loaded.rules.get("org-no-spend-limit").unwrap();
+    let hits = evaluate_rules(store.reader(), &[rule], at.timestamp()).unwrap();
+    let meta = crate::findings::RuleMeta {
+        title: rule.title.clone(),
+        severity: rule.severity,
+        resource_type: rule.resource_type.view().to_owned(),
+        remediation: rule.remediation.clone(),
+    };
+    let prior = crate::findings::load(store.reader()).unwrap();
+    let reconciled = crate::findings::reconcile(
+        &prior,
+        &hits,
+        &std::collections::HashMap::from([(rule.id.clone(), meta)]),
+        &[],
+        &crate::findings::Coverage::complete(),
+        at,
+    );
+    crate::findings::save(store, &reconciled, Some(snapshot)).unwrap();
+    hits.into_iter().map(|h| h.resource_id).collect()
+}
+
+#[test]
+fn a_spend_limit_never_read_is_not_reported_missing() {
+    let mut store = crate::store::Store::open_in_memory().unwrap();
+    let t0 = chrono::Utc::now();
+    let first = spend_limit_snapshot(&mut store, t0, spend_limit_failed());
+    assert!(judge_spend_limit(&mut store, first, t0).is_empty());
+    // The next complete read answers 404: now the absence is known.
+    let t1 = t0 + chrono::Duration::hours(1);
+    let second = spend_limit_snapshot(
+        &mut store,
+        t1,
+        crate::model::ScopeOutcome::Complete(Vec::new()),
+    );
+    assert_eq!(judge_spend_limit(&mut store, second, t1), ["organization"]);
+}
+
+#[test]
+fn a_failed_spend_limit_read_keeps_the_previous_verdict() {
+    use crate::model::ScopeOutcome;
+    let mut store = crate::store::Store::open_in_memory().unwrap();
+    let t0 = chrono::Utc::now();
+    let s = spend_limit_snapshot(&mut store, t0, ScopeOutcome::Complete(Vec::new()));
+    assert_eq!(judge_spend_limit(&mut store, s, t0), ["organization"]);
+    let t1 = t0 + chrono::Duration::hours(1);
+    let s = spend_limit_snapshot(&mut store, t1, spend_limit_failed());
+    assert_eq!(
+        judge_spend_limit(&mut store, s, t1),
+        ["organization"],
+        "a failed read neither resolves nor forgets the missing limit"
+    );
+    // A limit is set: the finding resolves, and a later failed read does not bring it back.
+    let limit = serde_json::json!({"object": "organization.spend_limit", "threshold_amount": 100_000,
+        "currency": "USD", "interval": "month", "enforcement": {"status": "inactive"}});
+    let t2 = t1 + chrono::Duration::hours(1);
+    let s = spend_limit_snapshot(&mut store, t2, ScopeOutcome::Complete(vec![limit]));
+    assert!(judge_spend_limit(&mut store, s, t2).is_empty());
+    let t3 = t2 + chrono::Duration::hours(1);
+    let s = spend_limit_snapshot(&mut store, t3, spend_limit_failed());
+    assert!(judge_spend_limit(&mut store, s, t3).is_empty());
+}
+
+#[test]
+fn unread_lists_the_failed_views_of_the_latest_snapshot_or_every_view() {
+    let mut store = crate::store::Store::open_in_memory().unwrap();
+    let unread = |store: &crate::store::Store| -> Vec<String> {
+        serde_json::from_str(&super::evaluate::unread_views(store.reader().conn()).unwrap())
+            .unwrap()
+    };
+    assert_eq!(unread(&store).len(), Family::ALL.len(), "no snapshot yet");
+    let t0 = chrono::Utc::now();
+    spend_limit_snapshot(&mut store, t0, spend_limit_failed());
+    assert_eq!(unread(&store), ["org_spend_limit"]);
+    spend_limit_snapshot(
+        &mut store,
+        t0 + chrono::Duration::hours(1),
+        crate::model::ScopeOutcome::Complete(Vec::new()),
+    );
+    assert!(unread(&store).is_empty());
+}

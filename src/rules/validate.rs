@@ -334,7 +334,7 @@ fn check_template(
 }
 
 /// Prepares a `sql` rule on an empty store: it must prepare, be read-only, return the
-/// three columns and only use `:now` and the rule's params.
+/// three columns and only use `:now`, `:unread` and the rule's params.
 fn check_sql(
     rule: &Rule,
     conn: &Connection,
@@ -386,7 +386,7 @@ fn check_sql(
     }
     for i in 1..=stmt.parameter_count() {
         match stmt.parameter_name(i) {
-            Some(":now") => {}
+            Some(":now" | ":unread") => {}
             Some(name) if name.starts_with(':') && rule.defaults.contains_key(&name[1..]) => {}
             Some(name) => {
                 diags
@@ -395,7 +395,7 @@ fn check_sql(
                         Some(file),
                         Some(sql.span()),
                         format!(
-                            "SQL uses `{name}`, which is neither `:now` nor a param of the rule"
+                            "SQL uses `{name}`, which is neither `:now`, `:unread` nor a param of the rule"
                         ),
                     )
                     .help("declare it under [rule.params]; bind it as `:name`");

@@ -173,3 +173,49 @@ fn check_warns_about_exemptions_expiring_soon_or_matching_nothing() {
         "{stderr}"
     );
 }
+
+/// The organization-level rules of the shipped pack (issue 12).
+const ORG_RULES: [&str; 11] = [
+    "admin-key-stale",
+    "admin-key-no-expiry",
+    "admin-key-owner-not-owner",
+    "org-too-many-owners",
+    "org-user-external-domain",
+    "invite-pending-stale",
+    "org-retention-not-zdr",
+    "org-no-spend-limit",
+    "spend-limit-enforcing",
+    "org-no-spend-alert",
+    "org-certificate-expiring",
+];
+
+#[test]
+fn the_organization_rules_are_listed_and_their_fixtures_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = orgwarden(dir.path(), &["rules", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for id in ORG_RULES {
+        let listed = stdout
+            .lines()
+            .find(|l| {
+                l.trim_start_matches(['│', ' '])
+                    .starts_with(&format!("{id} "))
+            })
+            .unwrap_or_else(|| panic!("{id} not listed:\n{stdout}"));
+        assert!(
+            listed.contains("rules/organization.toml:") || listed.contains("rules/org-spend.toml:"),
+            "{listed}"
+        );
+    }
+    let out = orgwarden(
+        dir.path(),
+        &[&["rules", "test"][..], &ORG_RULES[..]].concat(),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    for id in ORG_RULES {
+        assert!(stdout.contains(&format!("ok   {id} / ")), "{id}:\n{stdout}");
+    }
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
