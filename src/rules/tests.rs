@@ -460,18 +460,20 @@ fn spend_limit_snapshot(
         parent_id: None,
     };
     let mut writer = store.begin_snapshot("acme", at).unwrap();
-    writer
-        .apply(ScopeResult {
-            scope: scope(Family::Projects),
-            outcome: ScopeOutcome::Complete(Vec::new()),
-        })
-        .unwrap();
-    writer
-        .apply(ScopeResult {
-            scope: scope(Family::OrgSpendLimit),
-            outcome: spend_limit,
-        })
-        .unwrap();
+    // Every organization-level read, complete and empty but the spend limit's.
+    let mut spend_limit = Some(spend_limit);
+    for family in Family::ALL.into_iter().filter(|f| f.parent().is_none()) {
+        let outcome = match family {
+            Family::OrgSpendLimit => spend_limit.take().unwrap(),
+            _ => ScopeOutcome::Complete(Vec::new()),
+        };
+        writer
+            .apply(ScopeResult {
+                scope: scope(family),
+                outcome,
+            })
+            .unwrap();
+    }
     writer
         .finish(&CrawlStats::default(), at, SnapshotStatus::Complete)
         .unwrap()
@@ -572,4 +574,43 @@ fn unread_lists_the_failed_views_of_the_latest_snapshot_or_every_view() {
         crate::model::ScopeOutcome::Complete(Vec::new()),
     );
     assert!(unread(&store).is_empty());
+}
+
+#[test]
+fn a_family_the_snapshot_skipped_is_unread_with_the_families_under_it() {
+    use crate::model::{CrawlStats, Scope, ScopeOutcome, ScopeResult, SnapshotStatus};
+    let mut store = crate::store::Store::open_in_memory().unwrap();
+    let at = chrono::Utc::now();
+    let mut writer = store.begin_snapshot("acme", at).unwrap();
+    // `[collect] skip = ["org_groups", "org_spend_alerts"]`: no scope of theirs at all.
+    for family in Family::ALL.into_iter().filter(|f| f.parent().is_none()) {
+        if matches!(family, Family::OrgGroups | Family::OrgSpendAlerts) {
+            continue;
+        }
+        writer
+            .apply(ScopeResult {
+                scope: Scope {
+                    family,
+                    project_id: None,
+                    parent_id: None,
+                },
+                outcome: ScopeOutcome::Complete(Vec::new()),
+            })
+            .unwrap();
+    }
+    writer
+        .finish(&CrawlStats::default(), at, SnapshotStatus::Complete)
+        .unwrap();
+    let unread: Vec<String> =
+        serde_json::from_str(&super::evaluate::unread_views(store.reader().conn()).unwrap())
+            .unwrap();
+    assert_eq!(
+        unread,
+        [
+            "org_groups",
+            "org_group_users",
+            "org_group_roles",
+            "org_spend_alerts"
+        ]
+    );
 }
