@@ -370,6 +370,9 @@ pub async fn snapshot(
         tokio::sync::oneshot::channel::<(CrawlStats, DateTime<Utc>, SnapshotStatus)>();
     let org = org.to_owned();
     let baseline = client.stats();
+    // The organization's costs are read beside the crawl and stored with its snapshot.
+    let costs_window = crate::costs::window(client, &store, started_at)?;
+    let (costs_tx, costs_rx) = tokio::sync::oneshot::channel::<crate::costs::CostsRead>();
     let writer = tokio::task::spawn_blocking(move || {
         let mut store = store;
         let result = (|| {
@@ -378,7 +381,12 @@ pub async fn snapshot(
                 writer.apply(result)?;
             }
             let info = match done_rx.blocking_recv() {
-                Ok((stats, finished_at, status)) => writer.finish(&stats, finished_at, status)?,
+                Ok((stats, finished_at, status)) => {
+                    if let Ok(read) = costs_rx.blocking_recv() {
+                        writer.apply_costs(&read)?;
+                    }
+                    writer.finish(&stats, finished_at, status)?
+                }
                 // The crawl ended without a verdict: dropping the writer rolls back.
                 Err(_) => return Ok(None),
             };
@@ -388,11 +396,17 @@ pub async fn snapshot(
         })();
         (store, result)
     });
-    let crawl = collect(client, tx, progress).await;
+    let (crawl, costs) = tokio::join!(
+        collect(client, tx, progress),
+        crate::costs::read_window(client, costs_window)
+    );
     let mut archived_reads = 0;
     let refused = match crawl {
-        Ok(report) => {
+        Ok(mut report) => {
             archived_reads = report.archived_reads;
+            if let Some(costs) = &costs {
+                costs.count_into(&mut report.stats, &mut report.status);
+            }
             let _ = done_tx.send((report.stats, report.finished_at, report.status));
             None
         }
@@ -405,6 +419,11 @@ pub async fn snapshot(
         // The writer stopped first; its own error is the one to report.
         Err(CollectError::ReceiverClosed) => None,
     };
+    // Sent or dropped before waiting: the writer waits for it after the verdict.
+    match costs {
+        Some(costs) => drop(costs_tx.send(costs)),
+        None => drop(costs_tx),
+    }
     let (store, result) = writer
         .await
         .map_err(|e| SnapshotError::Writer(e.to_string()))?;

@@ -19,6 +19,15 @@ pub(super) struct RawConfig {
     pub exemption: Vec<RawExemption>,
     pub notify: RawNotify,
     pub listen: Option<Spanned<String>>,
+    pub spend: RawSpend,
+}
+
+/// `[spend]` as written.
+#[derive(Debug, Default)]
+pub(super) struct RawSpend {
+    pub enabled: Option<Spanned<bool>>,
+    pub lookback: Option<Spanned<String>>,
+    pub settle_days: Option<Spanned<i64>>,
 }
 
 /// `[openai]` as written.
@@ -102,6 +111,7 @@ const TOP: &[&str] = &[
     "exemption",
     "notify",
     "server",
+    "spend",
 ];
 const OPENAI: &[&str] = &[
     "organization",
@@ -133,6 +143,7 @@ const EMAIL: &[&str] = &[
 
 const STORAGE: &[&str] = &["path"];
 const SERVER: &[&str] = &["listen"];
+const SPEND: &[&str] = &["enabled", "lookback", "settle_days"];
 const TEMPLATES: &[&str] = &["html", "text"];
 
 /// Every table of the file and the keys it accepts, as the reader checks them: the starter
@@ -149,6 +160,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("notify.email", EMAIL),
     ("notify.email.templates", TEMPLATES),
     ("server", SERVER),
+    ("spend", SPEND),
 ];
 
 /// Reads the document tree into [`RawConfig`], recording wrong types and unknown keys.
@@ -206,6 +218,14 @@ impl<'d> Reader<'d> {
         if let Some(t) = self.table(&top, "server") {
             self.unknown_keys(&t, SERVER);
             raw.listen = self.string(&t, "listen");
+        }
+        if let Some(t) = self.table(&top, "spend") {
+            self.unknown_keys(&t, SPEND);
+            raw.spend = RawSpend {
+                enabled: self.boolean(&t, "enabled"),
+                lookback: self.string(&t, "lookback"),
+                settle_days: self.integer(&t, "settle_days"),
+            };
         }
         raw
     }

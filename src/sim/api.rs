@@ -161,11 +161,20 @@ impl Query {
         )
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated (array) parameter, in order.
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     fn enum_value(&self, name: &str, allowed: &[&str]) -> Result<Option<&str>, ApiError> {
@@ -275,7 +284,7 @@ pub fn encode_cursor(offset: usize) -> String {
     b64_encode(format!("sim-cursor:{offset}").as_bytes())
 }
 
-fn decode_cursor(cursor: &str) -> Option<usize> {
+pub(crate) fn decode_cursor(cursor: &str) -> Option<usize> {
     let bytes = b64_decode(cursor)?;
     let text = String::from_utf8(bytes).ok()?;
     text.strip_prefix("sim-cursor:")?.parse().ok()
@@ -563,6 +572,7 @@ fn read(org: &Org, req: &Request<'_>, segs: &[&str]) -> Answer {
             page(&items, q, &LIST_DEFAULT, |p| p.id.as_str(), render::project)
         }
         ["organization", "projects", pid] => bytes(&render::project(project(org, pid)?)),
+        ["organization", "costs"] => bytes(&super::costs::read(org, q, now())?),
         ["organization", "projects", pid, rest @ ..] => {
             let p = project(org, pid)?;
             read_project(org, p, q, rest, req)

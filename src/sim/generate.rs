@@ -214,6 +214,7 @@ impl Org {
         }
         // Creation order is the order lists page through.
         org.projects.sort_by_key(|p| p.created_at);
+        org.costs = super::costs::Costs::generated(&org.projects, seed, now);
         org
     }
 }

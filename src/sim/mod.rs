@@ -8,6 +8,7 @@
 //! - [`faults`], [`ratelimit`]: injected failures and the 429 token bucket.
 
 pub mod api;
+pub mod costs;
 pub mod faults;
 pub mod generate;
 mod http;

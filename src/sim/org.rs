@@ -62,6 +62,8 @@ pub struct Org {
     pub projects: Vec<Project>,
     /// Top-level fields of the file the simulator does not model.
     pub extra: Map<String, Value>,
+    /// The daily costs `GET /organization/costs` serves.
+    pub costs: super::costs::Costs,
     /// Feeds the ids of objects created through the API.
     pub(crate) serial: u64,
 }
@@ -397,6 +399,7 @@ impl Org {
             groups: BTreeMap::new(),
             projects: Vec::new(),
             extra: Map::new(),
+            costs: super::costs::Costs::default(),
             serial: 0,
         }
     }
@@ -754,6 +757,7 @@ fn parse_org(value: &Value, now: i64) -> R<Org> {
         org.projects.push(project);
     }
     org.extra = r.extra();
+    super::costs::parse(value, now, &mut org)?;
     for user in org.users.values_mut() {
         if user.created_at == i64::MAX {
             user.created_at = org

@@ -6,6 +6,7 @@
 //! migrations applied, views matching this binary.
 
 mod canon;
+mod costs;
 mod history;
 mod ownership;
 mod query;
@@ -28,6 +29,7 @@ use serde::Serialize;
 use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotStatus};
 
 pub use canon::FieldChange;
+pub use costs::{ProjectSpend, org_spend, project_spend, project_spend_in};
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
 pub use ownership::{APPLICATION_ID, canonical_db_path, check_ownership, warn_if_shared};
 pub use query::{QueryResult, sql_to_json, sql_to_text};
@@ -47,6 +49,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_announced",
         include_str!("migrations/0004_announced.sql"),
     ),
+    ("0005_costs", include_str!("migrations/0005_costs.sql")),
 ];
 
 /// How long a writer waits for another connection's write transaction to end.
