@@ -16,11 +16,14 @@ pub struct SimArgs {
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub addr: String,
     /// Organization JSON file (see docs/sim-org-format.md)
-    #[arg(long, conflicts_with_all = ["projects", "seed"])]
+    #[arg(long, conflicts_with_all = ["projects", "seed", "users"])]
     pub org: Option<PathBuf>,
     /// Generate an organization with this many projects
     #[arg(long)]
     pub projects: Option<usize>,
+    /// Users in the generated organization's directory (default: six per project, at least 60)
+    #[arg(long, requires = "projects")]
+    pub users: Option<usize>,
     /// Seed of the generator: the same seed gives the same organization
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -57,6 +60,7 @@ impl std::fmt::Debug for SimArgs {
             .field("addr", &self.addr)
             .field("org", &self.org)
             .field("projects", &self.projects)
+            .field("users", &self.users)
             .field("seed", &self.seed)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "[redacted]"))
             .field("latency_ms", &self.latency_ms)
@@ -158,7 +162,7 @@ pub fn sim(_global: &GlobalArgs, args: &SimArgs) -> anyhow::Result<Exit> {
     let now = unix_now();
     let org = match (&args.org, args.projects) {
         (Some(path), _) => Org::load(path, now).map_err(CliError::usage)?,
-        (None, Some(n)) => Org::generate(n, args.seed, now),
+        (None, Some(n)) => Org::generate_with_users(n, args.users, args.seed, now),
         (None, None) => Org::demo_today(now),
     };
     let summary = org.summary();

@@ -12,7 +12,7 @@ use super::org::{
     RATE_LIMIT_OPTIONAL, RESIDENCIES, RETENTION_TYPES, Role, ServiceAccount, SpendAlert,
     redacted_value,
 };
-use super::render;
+use super::{api_org, render, render_org};
 use crate::model::{
     ApiKeyId, Envelope, GroupId, HOSTED_TOOLS, ProjectId, RoleId, ServiceAccountId, SpendAlertId,
     UserId,
@@ -34,7 +34,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: u16, kind: &'static str, message: impl Into<String>) -> ApiError {
+    pub(super) fn new(status: u16, kind: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
@@ -56,6 +56,14 @@ impl ApiError {
     /// A 400 without a parameter.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "invalid_request_error", message)
+    }
+
+    /// The 404 of a spend-limit read when no limit is set.
+    pub fn spend_limit_not_found() -> ApiError {
+        ApiError {
+            code: Some("spend_limit_not_found"),
+            ..ApiError::new(404, "invalid_request_error", "No hard spend limit is set.")
+        }
     }
 
     /// A 404 for an unknown object.
@@ -142,7 +150,7 @@ impl ApiError {
     }
 }
 
-type Res = Result<Value, ApiError>;
+pub(super) type Res = Result<Value, ApiError>;
 
 /// The query string, with `name[]` read as `name` (both forms of array parameters).
 #[derive(Debug, Default)]
@@ -161,15 +169,15 @@ impl Query {
         )
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    /// Every value of a repeated (array) parameter, in order.
-    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
+    /// Every value of a repeated parameter (`emails[]=a&emails[]=b`).
+    pub(super) fn all(&self, name: &str) -> Vec<&str> {
         self.0
             .iter()
             .filter(|(k, _)| k == name)
@@ -177,7 +185,11 @@ impl Query {
             .collect()
     }
 
-    fn enum_value(&self, name: &str, allowed: &[&str]) -> Result<Option<&str>, ApiError> {
+    pub(super) fn enum_value(
+        &self,
+        name: &str,
+        allowed: &[&str],
+    ) -> Result<Option<&str>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(v) if allowed.contains(&v) => Ok(Some(v)),
@@ -199,7 +211,7 @@ impl Query {
     }
 }
 
-fn invalid_value(name: &str, got: &str, allowed: &[&str]) -> ApiError {
+pub(super) fn invalid_value(name: &str, got: &str, allowed: &[&str]) -> ApiError {
     let list: Vec<String> = allowed.iter().map(|a| format!("'{a}'")).collect();
     ApiError::invalid(
         name,
@@ -229,7 +241,7 @@ pub struct ListSpec {
     pub before: bool,
 }
 
-const fn shape_a(default_limit: usize, min_limit: usize, max_limit: usize) -> ListSpec {
+pub(super) const fn shape_a(default_limit: usize, min_limit: usize, max_limit: usize) -> ListSpec {
     ListSpec {
         envelope: Envelope::FirstLastId,
         default_limit,
@@ -475,7 +487,7 @@ struct PageNext<R> {
 /// A JSON answer's bytes.
 pub type Answer = Result<Vec<u8>, ApiError>;
 
-fn bytes(x: &impl Serialize) -> Answer {
+pub(super) fn bytes(x: &impl Serialize) -> Answer {
     serde_json::to_vec(x).map_err(|e| ApiError::server_error(500).with_message(e.to_string()))
 }
 
@@ -555,7 +567,7 @@ fn member_roles_mut<'a>(
     }
 }
 
-fn found<T>(x: Option<T>, what: &str, id: &str) -> Result<T, ApiError> {
+pub(super) fn found<T>(x: Option<T>, what: &str, id: &str) -> Result<T, ApiError> {
     x.ok_or_else(|| ApiError::not_found(what, id))
 }
 
@@ -596,6 +608,7 @@ fn read(org: &Org, req: &Request<'_>, segs: &[&str]) -> Answer {
             let p = project(org, pid)?;
             bytes(&render::role(found(p.role(rid), "role", rid)?))
         }
+        ["organization", rest @ ..] => api_org::read(org, req, rest),
         _ => Err(ApiError::invalid_url(req.method, req.path)),
     }
 }
@@ -687,6 +700,10 @@ fn read_project(org: &Org, p: &Project, q: &Query, rest: &[&str], req: &Request<
             ))
         }
         ["data_retention"] => bytes(&render::data_retention(p)),
+        ["spend_limit"] => match &p.spend_limit {
+            Some(l) => bytes(&render_org::spend_limit("project.spend_limit", l)),
+            None => Err(ApiError::spend_limit_not_found()),
+        },
         ["spend_alerts"] => {
             let items: Vec<&SpendAlert> = p.spend_alerts.iter().collect();
             page(
@@ -748,10 +765,10 @@ fn list_project_groups(p: &Project, q: &Query) -> Answer {
 }
 
 /// A JSON request body, with validation that answers the API's 400s.
-struct Body(Map<String, Value>);
+pub(super) struct Body(pub(super) Map<String, Value>);
 
 impl Body {
-    fn parse(raw: &[u8]) -> Result<Body, ApiError> {
+    pub(super) fn parse(raw: &[u8]) -> Result<Body, ApiError> {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Ok(Body(Map::new()));
         }
@@ -768,11 +785,11 @@ impl Body {
         }
     }
 
-    fn get(&self, name: &str) -> Option<&Value> {
+    pub(super) fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name).filter(|v| !v.is_null())
     }
 
-    fn missing(name: &str) -> ApiError {
+    pub(super) fn missing(name: &str) -> ApiError {
         ApiError::invalid(
             name,
             "missing_required_parameter",
@@ -780,7 +797,7 @@ impl Body {
         )
     }
 
-    fn wrong_type(name: &str, expected: &str, got: &Value) -> ApiError {
+    pub(super) fn wrong_type(name: &str, expected: &str, got: &Value) -> ApiError {
         let got = match got {
             Value::Null => "null",
             Value::Bool(_) => "a boolean",
@@ -796,7 +813,7 @@ impl Body {
         )
     }
 
-    fn opt_str(&self, name: &str) -> Result<Option<String>, ApiError> {
+    pub(super) fn opt_str(&self, name: &str) -> Result<Option<String>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -804,11 +821,15 @@ impl Body {
         }
     }
 
-    fn req_str(&self, name: &str) -> Result<String, ApiError> {
+    pub(super) fn req_str(&self, name: &str) -> Result<String, ApiError> {
         self.opt_str(name)?.ok_or_else(|| Body::missing(name))
     }
 
-    fn opt_enum(&self, name: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+    pub(super) fn opt_enum(
+        &self,
+        name: &str,
+        allowed: &[&str],
+    ) -> Result<Option<String>, ApiError> {
         let v = self.opt_str(name)?;
         if let Some(s) = &v
             && !allowed.contains(&s.as_str())
@@ -818,12 +839,12 @@ impl Body {
         Ok(v)
     }
 
-    fn req_enum(&self, name: &str, allowed: &[&str]) -> Result<String, ApiError> {
+    pub(super) fn req_enum(&self, name: &str, allowed: &[&str]) -> Result<String, ApiError> {
         self.opt_enum(name, allowed)?
             .ok_or_else(|| Body::missing(name))
     }
 
-    fn opt_int(&self, name: &str, min: i64) -> Result<Option<i64>, ApiError> {
+    pub(super) fn opt_int(&self, name: &str, min: i64) -> Result<Option<i64>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(v) => {
@@ -844,7 +865,7 @@ impl Body {
         }
     }
 
-    fn opt_bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+    pub(super) fn opt_bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -852,7 +873,7 @@ impl Body {
         }
     }
 
-    fn opt_str_array(&self, name: &str) -> Result<Option<Vec<String>>, ApiError> {
+    pub(super) fn opt_str_array(&self, name: &str) -> Result<Option<Vec<String>>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Array(items)) => items
@@ -867,13 +888,13 @@ impl Body {
         }
     }
 
-    fn req_str_array(&self, name: &str) -> Result<Vec<String>, ApiError> {
+    pub(super) fn req_str_array(&self, name: &str) -> Result<Vec<String>, ApiError> {
         self.opt_str_array(name)?.ok_or_else(|| Body::missing(name))
     }
 }
 
 /// The current time in Unix seconds (objects created through the API are created now).
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -906,6 +927,7 @@ fn write(org: &mut Org, req: &Request<'_>, segs: &[&str]) -> Res {
         ("POST", ["projects", pid, "roles"]) => create_role(org, pid, body),
         ("POST", ["projects", pid, "roles", rid]) => update_role(org, pid, rid, body),
         ("DELETE", ["projects", pid, "roles", rid]) => delete_role(org, pid, rid),
+        (_, ["organization", rest @ ..]) => api_org::write(org, req, rest, body),
         _ => Err(ApiError::invalid_url(req.method, req.path)),
     }
 }
@@ -1084,7 +1106,7 @@ fn write_assignment(
     }
 }
 
-fn spend_alert_from(b: &Body, id: SpendAlertId) -> Result<SpendAlert, ApiError> {
+pub(super) fn spend_alert_from(b: &Body, id: SpendAlertId) -> Result<SpendAlert, ApiError> {
     let threshold = b
         .opt_int("threshold_amount", 0)?
         .ok_or_else(|| Body::missing("threshold_amount"))?;
@@ -1125,7 +1147,7 @@ fn prefix_param(mut e: ApiError, parent: &str) -> ApiError {
     e
 }
 
-fn new_secret(org: &mut Org, prefix: &str) -> String {
+pub(super) fn new_secret(org: &mut Org, prefix: &str) -> String {
     let a = org.next_id("");
     let b = org.next_id("");
     format!("{prefix}{a}{b}")
@@ -1160,6 +1182,18 @@ fn write_project(
         ("POST", ["groups"]) => add_project_group(org, i, &body()?),
         ("DELETE", ["groups", gid]) => remove_project_group(org, i, gid),
         ("POST", ["data_retention"]) => set_data_retention(org, i, &body()?),
+        ("POST", ["spend_limit"]) => {
+            let limit = api_org::spend_limit_from(&body()?, org.projects[i].spend_limit.as_ref())?;
+            let v = render_org::spend_limit("project.spend_limit", &limit);
+            org.projects[i].spend_limit = Some(limit);
+            Ok(v)
+        }
+        ("DELETE", ["spend_limit"]) => {
+            if org.projects[i].spend_limit.take().is_none() {
+                return Err(ApiError::spend_limit_not_found());
+            }
+            Ok(json!({"object": "project.spend_limit.deleted", "deleted": true}))
+        }
         ("POST", ["spend_alerts"]) => create_spend_alert(org, i, &body()?),
         ("POST", ["spend_alerts", aid]) => update_spend_alert(org, i, aid, &body()?),
         ("DELETE", ["spend_alerts", aid]) => delete_spend_alert(org, i, aid),

@@ -14,19 +14,19 @@ use crate::model::{
     SpendAlertId, UserId,
 };
 
-const DAY: i64 = 86_400;
+pub(super) const DAY: i64 = 86_400;
 
 /// A small, stable pseudo-random source (SplitMix64), independent of crate versions.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         splitmix(self.0)
     }
 
     /// A number in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+    pub(super) fn range(&mut self, lo: i64, hi: i64) -> i64 {
         if hi <= lo {
             return lo;
         }
@@ -35,21 +35,21 @@ impl Rng {
         lo + i64::try_from(self.next() % span).unwrap_or(0)
     }
 
-    fn chance(&mut self, p: f64) -> bool {
+    pub(super) fn chance(&mut self, p: f64) -> bool {
         ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 
     /// An index below `len` (which is not 0).
-    fn index(&mut self, len: usize) -> usize {
+    pub(super) fn index(&mut self, len: usize) -> usize {
         // The remainder is below `len`, so it fits a usize.
         usize::try_from(self.next() % len as u64).unwrap_or(0)
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(super) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.index(items.len())]
     }
 
-    fn hex(&mut self, n: usize) -> String {
+    pub(super) fn hex(&mut self, n: usize) -> String {
         let mut s = String::new();
         while s.len() < n {
             s.push_str(&format!("{:016x}", self.next()));
@@ -59,7 +59,7 @@ impl Rng {
     }
 }
 
-const FIRST: [&str; 24] = [
+pub(super) const FIRST: [&str; 24] = [
     "Ada",
     "Grace",
     "Alan",
@@ -85,7 +85,7 @@ const FIRST: [&str; 24] = [
     "Shafi",
     "Leslie",
 ];
-const LAST: [&str; 20] = [
+pub(super) const LAST: [&str; 20] = [
     "Lovelace",
     "Hopper",
     "Turing",
@@ -107,7 +107,8 @@ const LAST: [&str; 20] = [
     "Borg",
     "Stroustrup",
 ];
-const EXTERNAL_DOMAINS: [&str; 4] = ["gmail.com", "contractor.io", "outlook.com", "agency.dev"];
+pub(super) const EXTERNAL_DOMAINS: [&str; 4] =
+    ["gmail.com", "contractor.io", "outlook.com", "agency.dev"];
 const ADJECTIVES: [&str; 12] = [
     "Payments",
     "Search",
@@ -155,12 +156,18 @@ impl Org {
     /// A deterministic organization with `projects` projects: the same seed (and `now`)
     /// always gives the same organization.
     pub fn generate(projects: usize, seed: u64, now: i64) -> Org {
+        Org::generate_with_users(projects, None, seed, now)
+    }
+
+    /// As [`Org::generate`], with a user directory of `users` users (at least one) instead
+    /// of the default six per project (at least 60, at most 20,000).
+    pub fn generate_with_users(projects: usize, users: Option<usize>, seed: u64, now: i64) -> Org {
         let mut rng = Rng(seed ^ 0x6f72_6777_6172_6465);
         let domain = "example-corp.com";
         let mut org = Org::empty(&format!("generated-{seed}"));
         org.email_domains = vec![domain.to_owned()];
 
-        let n_users = (projects * 6).clamp(60, 20_000);
+        let n_users = users.map_or((projects * 6).clamp(60, 20_000), |n| n.max(1));
         for i in 0..n_users {
             let first = *rng.pick(&FIRST);
             let last = *rng.pick(&LAST);
@@ -170,20 +177,17 @@ impl Org {
             } else {
                 domain
             };
-            let user = OrgUser {
-                id: id.clone(),
-                name: if rng.chance(0.05) {
-                    None
-                } else {
-                    Some(format!("{first} {last}"))
-                },
-                email: Some(format!(
-                    "{}.{}{i}@{email_domain}",
-                    first.to_lowercase(),
-                    last.to_lowercase()
-                )),
-                created_at: now - rng.range(100, 2000) * DAY,
+            let name = if rng.chance(0.05) {
+                None
+            } else {
+                Some(format!("{first} {last}"))
             };
+            let email = Some(format!(
+                "{}.{}{i}@{email_domain}",
+                first.to_lowercase(),
+                last.to_lowercase()
+            ));
+            let user = OrgUser::new(id.clone(), name, email, now - rng.range(100, 2000) * DAY);
             org.users.insert(id, user);
         }
         let user_ids: Vec<UserId> = org.users.keys().cloned().collect();
@@ -191,19 +195,16 @@ impl Org {
         let n_groups = (projects / 10).clamp(4, 200);
         for i in 0..n_groups {
             let id = GroupId(format!("group_{}", rng.hex(24)));
+            let name = format!("{}-team-{i}", rng.pick(&ADJECTIVES).to_lowercase());
+            let group_type = if rng.chance(0.1) {
+                "tenant_group"
+            } else {
+                "group"
+            };
+            let created = now - rng.range(30, 900) * DAY;
             org.groups.insert(
                 id.clone(),
-                OrgGroup {
-                    id,
-                    name: format!("{}-team-{i}", rng.pick(&ADJECTIVES).to_lowercase()),
-                    group_type: if rng.chance(0.1) {
-                        "tenant_group"
-                    } else {
-                        "group"
-                    }
-                    .into(),
-                    created_at: now - rng.range(30, 900) * DAY,
-                },
+                OrgGroup::new(id, name, group_type.into(), created),
             );
         }
         let group_ids: Vec<GroupId> = org.groups.keys().cloned().collect();
@@ -214,7 +215,11 @@ impl Org {
         }
         // Creation order is the order lists page through.
         org.projects.sort_by_key(|p| p.created_at);
+        // The organization's own objects come from a second source, so that they do not
+        // change the projects a seed gave before they were modelled.
+        super::generate_org::generate_org_level(&mut org, seed, now);
         org.costs = super::costs::Costs::generated(&org.projects, seed, now);
+        plant_near_limit(&mut org, now);
         org
     }
 }
@@ -599,5 +604,32 @@ mod tests {
             ps.iter()
                 .any(|p| p.users.iter().any(|u| !u.roles.is_empty()))
         );
+    }
+}
+
+/// Gives the generated series' heavy project a hard limit its month to date is 90% of, so
+/// `project-spend-near-limit` has a project to find whatever the day of the month.
+fn plant_near_limit(org: &mut Org, now: i64) {
+    let Some(heavy) = org
+        .costs
+        .series
+        .as_ref()
+        .and_then(|s| s.projects.first().cloned())
+    else {
+        return;
+    };
+    let spent = org.costs.month_to_date(heavy.as_str(), now);
+    // Cents of 111% of the month to date, at least a dollar: the spend is 90% of it.
+    let limit = (1..=i64::MAX / 2)
+        .map(|dollars| dollars * 100)
+        .find(|cents| *cents as f64 >= spent * 111.0)
+        .unwrap_or(100);
+    if let Some(p) = org.project_mut(&heavy) {
+        p.spend_limit = Some(super::org_level::SpendLimit {
+            threshold_amount: limit,
+            currency: "USD".into(),
+            interval: "month".into(),
+            enforcement: "inactive".into(),
+        });
     }
 }

@@ -9,12 +9,16 @@
 
 pub mod api;
 pub mod costs;
+mod api_org;
 pub mod faults;
 pub mod generate;
+mod generate_org;
 mod http;
 pub mod org;
+mod org_level;
 mod ratelimit;
 pub mod render;
+pub mod render_org;
 
 use std::fmt;
 use std::net::SocketAddr;

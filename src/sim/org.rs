@@ -11,6 +11,13 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::SimError;
+pub use super::org_level::{
+    ADMIN_KEY_MAX_LIFETIME, AdminApiKey, INVITE_LIFETIME, Invite, ORG_RETENTION_TYPES, ORG_ROLES,
+    Quirks, SpendLimit, admin_redacted_value,
+};
+use super::org_level::{
+    check_org_role_ids, parse_org_roles, parse_org_settings, parse_org_user, parse_spend_limit,
+};
 use crate::model::{
     ApiKeyId, CertificateId, GroupId, HOSTED_TOOLS, ProjectId, RateLimitId, RoleId,
     ServiceAccountId, SpendAlertId, UserId,
@@ -60,6 +67,25 @@ pub struct Org {
     pub groups: BTreeMap<GroupId, OrgGroup>,
     /// Projects in creation order (the order lists page through).
     pub projects: Vec<Project>,
+    /// Users who left the organization: not served by `/organization/users`, but still
+    /// named as the owner of the keys they made.
+    pub former_users: BTreeMap<UserId, OrgUser>,
+    /// The organization's custom roles (the predefined ones are served besides them).
+    pub roles: Vec<Role>,
+    /// Invitations, in creation order.
+    pub invites: Vec<Invite>,
+    /// Admin API keys, in creation order.
+    pub admin_api_keys: Vec<AdminApiKey>,
+    /// The organization's data retention type (one of [`ORG_RETENTION_TYPES`]).
+    pub data_retention: String,
+    /// The organization's hard spend limit; `None` = not set (the read answers 404).
+    pub spend_limit: Option<SpendLimit>,
+    /// The organization's spend alerts.
+    pub spend_alerts: Vec<SpendAlert>,
+    /// Certificates uploaded to the organization (`active` at the organization level).
+    pub certificates: Vec<Certificate>,
+    /// Misbehaviours of the live API the simulator can reproduce.
+    pub quirks: Quirks,
     /// Top-level fields of the file the simulator does not model.
     pub extra: Map<String, Value>,
     /// The daily costs `GET /organization/costs` serves.
@@ -79,6 +105,53 @@ pub struct OrgUser {
     pub email: Option<String>,
     /// When the user was created (Unix seconds).
     pub created_at: i64,
+    /// The organization role: `owner` or `reader`.
+    pub role: String,
+    /// When the user joined the organization.
+    pub added_at: i64,
+    /// Whether the user is a service account.
+    pub is_service_account: bool,
+    /// Whether the user is managed through SCIM.
+    pub is_scim_managed: bool,
+    /// The last use of any of the user's API keys.
+    pub api_key_last_used_at: Option<i64>,
+    /// Whether the account is enabled.
+    pub enabled: bool,
+    /// Whether the account is banned.
+    pub banned: bool,
+    /// When it was banned.
+    pub banned_at: Option<i64>,
+    /// Organization roles assigned to the user (ids of custom or predefined roles).
+    pub roles: Vec<RoleId>,
+    /// Unmodelled fields, served as-is.
+    pub extra: Map<String, Value>,
+}
+
+impl OrgUser {
+    /// A reader of the organization with the API's defaults, added when created.
+    pub fn new(
+        id: UserId,
+        name: Option<String>,
+        email: Option<String>,
+        created_at: i64,
+    ) -> OrgUser {
+        OrgUser {
+            id,
+            name,
+            email,
+            created_at,
+            role: "reader".into(),
+            added_at: created_at,
+            is_service_account: false,
+            is_scim_managed: false,
+            api_key_last_used_at: None,
+            enabled: true,
+            banned: false,
+            banned_at: None,
+            roles: Vec::new(),
+            extra: Map::new(),
+        }
+    }
 }
 
 /// A group of the organization directory.
@@ -92,6 +165,27 @@ pub struct OrgGroup {
     pub group_type: String,
     /// When the group was created.
     pub created_at: i64,
+    /// Whether the group is managed through SCIM.
+    pub is_scim_managed: bool,
+    /// Members, in the order they were added.
+    pub users: Vec<UserId>,
+    /// Organization roles assigned to the group.
+    pub roles: Vec<RoleId>,
+}
+
+impl OrgGroup {
+    /// A group with no members and no roles.
+    pub fn new(id: GroupId, name: String, group_type: String, created_at: i64) -> OrgGroup {
+        OrgGroup {
+            id,
+            name,
+            group_type,
+            created_at,
+            is_scim_managed: false,
+            users: Vec::new(),
+            roles: Vec::new(),
+        }
+    }
 }
 
 /// One project and everything under it.
@@ -133,6 +227,8 @@ pub struct Project {
     pub spend_alerts: Vec<SpendAlert>,
     /// Certificates known to the project (active or not).
     pub certificates: Vec<Certificate>,
+    /// The project's hard spend limit; `None` = not set (the read answers 404).
+    pub spend_limit: Option<SpendLimit>,
     /// Fields the simulator does not model, served as-is.
     pub extra: Map<String, Value>,
 }
@@ -339,6 +435,7 @@ impl Project {
             data_retention: "organization_default".into(),
             spend_alerts: Vec::new(),
             certificates: Vec::new(),
+            spend_limit: None,
             extra: Map::new(),
         }
     }
@@ -398,6 +495,15 @@ impl Org {
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
             projects: Vec::new(),
+            former_users: BTreeMap::new(),
+            roles: Vec::new(),
+            invites: Vec::new(),
+            admin_api_keys: Vec::new(),
+            data_retention: "modified_abuse_monitoring".into(),
+            spend_limit: None,
+            spend_alerts: Vec::new(),
+            certificates: Vec::new(),
+            quirks: Quirks::default(),
             extra: Map::new(),
             costs: super::costs::Costs::default(),
             serial: 0,
@@ -556,17 +662,17 @@ const RENDERED: [&str; 3] = ["object", "project_id", "owner_project_access"];
 
 /// Reads one JSON object of the file, remembering which keys it used so the rest can be
 /// kept as unmodelled fields, and naming the JSON path in every error.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     path: String,
-    map: &'a Map<String, Value>,
+    pub(super) map: &'a Map<String, Value>,
     used: Vec<&'static str>,
-    now: i64,
+    pub(super) now: i64,
 }
 
-type R<T> = Result<T, SimError>;
+pub(super) type R<T> = Result<T, SimError>;
 
 impl<'a> Reader<'a> {
-    fn new(value: &'a Value, path: String, now: i64) -> R<Reader<'a>> {
+    pub(super) fn new(value: &'a Value, path: String, now: i64) -> R<Reader<'a>> {
         match value {
             Value::Object(map) => Ok(Reader {
                 path,
@@ -581,14 +687,14 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn err(&self, key: &str, message: impl Into<String>) -> SimError {
+    pub(super) fn err(&self, key: &str, message: impl Into<String>) -> SimError {
         SimError::Org {
             path: self.child(key),
             message: message.into(),
         }
     }
 
-    fn child(&self, key: &str) -> String {
+    pub(super) fn child(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_owned()
         } else {
@@ -597,7 +703,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The value of `key`, `None` when absent or null.
-    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+    pub(super) fn get(&mut self, key: &'static str) -> Option<&'a Value> {
         self.used.push(key);
         self.map.get(key).filter(|v| !v.is_null())
     }
@@ -606,7 +712,7 @@ impl<'a> Reader<'a> {
         self.map.contains_key(key)
     }
 
-    fn opt_str(&mut self, key: &'static str) -> R<Option<String>> {
+    pub(super) fn opt_str(&mut self, key: &'static str) -> R<Option<String>> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -614,12 +720,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn req_str(&mut self, key: &'static str) -> R<String> {
+    pub(super) fn req_str(&mut self, key: &'static str) -> R<String> {
         self.opt_str(key)?
             .ok_or_else(|| self.err(key, "missing (required)"))
     }
 
-    fn opt_enum(&mut self, key: &'static str, allowed: &[&str]) -> R<Option<String>> {
+    pub(super) fn opt_enum(&mut self, key: &'static str, allowed: &[&str]) -> R<Option<String>> {
         let v = self.opt_str(key)?;
         if let Some(s) = &v
             && !allowed.contains(&s.as_str())
@@ -635,7 +741,7 @@ impl<'a> Reader<'a> {
         Ok(v)
     }
 
-    fn opt_time(&mut self, key: &'static str) -> R<Option<i64>> {
+    pub(super) fn opt_time(&mut self, key: &'static str) -> R<Option<i64>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => parse_time(v, self.now)
@@ -644,7 +750,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn opt_i64(&mut self, key: &'static str) -> R<Option<i64>> {
+    pub(super) fn opt_i64(&mut self, key: &'static str) -> R<Option<i64>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v
@@ -654,7 +760,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn opt_bool(&mut self, key: &'static str) -> R<Option<bool>> {
+    pub(super) fn opt_bool(&mut self, key: &'static str) -> R<Option<bool>> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -662,7 +768,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn array(&mut self, key: &'static str) -> R<&'a [Value]> {
+    pub(super) fn array(&mut self, key: &'static str) -> R<&'a [Value]> {
         match self.get(key) {
             None => Ok(&[]),
             Some(Value::Array(items)) => Ok(items),
@@ -670,7 +776,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn str_array(&mut self, key: &'static str) -> R<Vec<String>> {
+    pub(super) fn str_array(&mut self, key: &'static str) -> R<Vec<String>> {
         let items = self.array(key)?;
         items
             .iter()
@@ -685,12 +791,12 @@ impl<'a> Reader<'a> {
             .collect()
     }
 
-    fn item_path(&self, key: &str, i: usize) -> String {
+    pub(super) fn item_path(&self, key: &str, i: usize) -> String {
         format!("{}[{i}]", self.child(key))
     }
 
     /// The keys not read: kept and served as-is.
-    fn extra(&self) -> Map<String, Value> {
+    pub(super) fn extra(&self) -> Map<String, Value> {
         self.map
             .iter()
             // Keys the renderer always writes itself would otherwise appear twice.
@@ -718,32 +824,40 @@ fn parse_org(value: &Value, now: i64) -> R<Org> {
             .unwrap_or_else(|| "default".into()),
     );
     org.email_domains = r.str_array("email_domains")?;
-    for (i, v) in r.array("users")?.iter().enumerate() {
-        let mut u = Reader::new(v, r.item_path("users", i), now)?;
-        let id = UserId(u.req_str("id")?);
-        if org.users.contains_key(&id) {
-            return Err(u.err("id", format!("duplicate user {:?}", id.as_str())));
+    // Roles first: users and groups name them.
+    parse_org_roles(&mut r, &mut org, now)?;
+    for key in ["users", "former_users"] {
+        for (i, v) in r.array(key)?.iter().enumerate() {
+            let mut u = Reader::new(v, r.item_path(key, i), now)?;
+            let user = parse_org_user(&mut u, &org)?;
+            if org.user_record(&user.id).is_some() {
+                return Err(u.err("id", format!("duplicate user {:?}", user.id.as_str())));
+            }
+            if key == "users" {
+                org.users.insert(user.id.clone(), user);
+            } else {
+                org.former_users.insert(user.id.clone(), user);
+            }
         }
-        let user = OrgUser {
-            id: id.clone(),
-            name: u.opt_str("name")?,
-            email: u.opt_str("email")?,
-            // Filled below from the earliest project membership when absent.
-            created_at: u.opt_time("created_at")?.unwrap_or(i64::MAX),
-        };
-        org.users.insert(id, user);
     }
+    // Group members are checked once the projects have added their users.
+    let mut members = Vec::new();
     for (i, v) in r.array("groups")?.iter().enumerate() {
         let mut g = Reader::new(v, r.item_path("groups", i), now)?;
         let id = GroupId(g.req_str("id")?);
-        let group = OrgGroup {
-            id: id.clone(),
-            name: g.req_str("name")?,
-            group_type: g
-                .opt_enum("group_type", &["group", "tenant_group"])?
+        if org.groups.contains_key(&id) {
+            return Err(g.err("id", format!("duplicate group {:?}", id.as_str())));
+        }
+        let mut group = OrgGroup::new(
+            id.clone(),
+            g.req_str("name")?,
+            g.opt_enum("group_type", &["group", "tenant_group"])?
                 .unwrap_or_else(|| "group".into()),
-            created_at: g.opt_time("created_at")?.unwrap_or(now),
-        };
+            g.opt_time("created_at")?.unwrap_or(now),
+        );
+        group.is_scim_managed = g.opt_bool("is_scim_managed")?.unwrap_or(false);
+        group.roles = check_org_role_ids(&org, &mut g)?;
+        members.push((id.clone(), g.child("users"), g.str_array("users")?));
         org.groups.insert(id, group);
     }
     for (i, v) in r.array("projects")?.iter().enumerate() {
@@ -756,19 +870,47 @@ fn parse_org(value: &Value, now: i64) -> R<Org> {
         }
         org.projects.push(project);
     }
+    for (gid, path, ids) in members {
+        for (j, uid) in ids.into_iter().enumerate() {
+            let uid = UserId(uid);
+            if !org.users.contains_key(&uid) {
+                return Err(SimError::Org {
+                    path: format!("{path}[{j}]"),
+                    message: format!("unknown user {:?}", uid.as_str()),
+                });
+            }
+            if let Some(g) = org.groups.get_mut(&gid) {
+                if g.users.contains(&uid) {
+                    return Err(SimError::Org {
+                        path: format!("{path}[{j}]"),
+                        message: format!("user {:?} listed twice", uid.as_str()),
+                    });
+                }
+                g.users.push(uid);
+            }
+        }
+    }
+    fill_user_times(&mut org, now);
+    parse_org_settings(&mut r, &mut org, now)?;
     org.extra = r.extra();
     super::costs::parse(value, now, &mut org)?;
-    for user in org.users.values_mut() {
+    Ok(org)
+}
+
+fn fill_user_times(org: &mut Org, now: i64) {
+    let projects = &org.projects;
+    for user in org.users.values_mut().chain(org.former_users.values_mut()) {
         if user.created_at == i64::MAX {
-            user.created_at = org
-                .projects
+            user.created_at = projects
                 .iter()
                 .filter_map(|p| p.user(user.id.as_str()).map(|m| m.added_at))
                 .min()
                 .unwrap_or(now);
         }
+        if user.added_at == i64::MAX {
+            user.added_at = user.created_at;
+        }
     }
-    Ok(org)
 }
 
 fn parse_project(org: &mut Org, v: &Value, path: String, now: i64) -> R<Project> {
@@ -791,7 +933,7 @@ fn parse_project(org: &mut Org, v: &Value, path: String, now: i64) -> R<Project>
     // Roles first: users and groups refer to them.
     for (i, v) in r.array("roles")?.iter().enumerate() {
         let mut x = Reader::new(v, r.item_path("roles", i), now)?;
-        p.roles.push(parse_role(&mut x, created_at)?);
+        p.roles.push(parse_role(&mut x, created_at, "api.project")?);
     }
     // An archived project keeps its users: the API hides them (400) but they still own keys.
     for (i, v) in r.array("users")?.iter().enumerate() {
@@ -838,13 +980,17 @@ fn parse_project(org: &mut Org, v: &Value, path: String, now: i64) -> R<Project>
         let mut x = Reader::new(v, r.item_path("certificates", i), now)?;
         p.certificates.push(parse_certificate(&mut x, created_at)?);
     }
+    if let Some(v) = r.get("spend_limit") {
+        let mut x = Reader::new(v, r.child("spend_limit"), now)?;
+        p.spend_limit = Some(parse_spend_limit(&mut x)?);
+    }
     p.extra = r.extra();
     Ok(p)
 }
 
 /// One of a project's `roles`; `updated_at` defaults to `created_at`, which defaults to
 /// the project's.
-fn parse_role(x: &mut Reader<'_>, created_at: i64) -> R<Role> {
+pub(super) fn parse_role(x: &mut Reader<'_>, created_at: i64, resource_type: &str) -> R<Role> {
     let mut role = Role {
         id: RoleId(x.req_str("id")?),
         name: x.req_str("name")?,
@@ -852,7 +998,7 @@ fn parse_role(x: &mut Reader<'_>, created_at: i64) -> R<Role> {
         permissions: x.str_array("permissions")?,
         resource_type: x
             .opt_str("resource_type")?
-            .unwrap_or_else(|| "api.project".into()),
+            .unwrap_or_else(|| resource_type.to_owned()),
         predefined_role: x.opt_bool("predefined_role")?.unwrap_or(false),
         created_at: Some(x.opt_time("created_at")?.unwrap_or(created_at)),
         updated_at: x.opt_time("updated_at")?,
@@ -890,12 +1036,20 @@ fn parse_project_user(
     let given_email = x.has("email");
     let name = x.opt_str("name")?;
     let email = x.opt_str("email")?;
-    let dir = org.users.entry(uid.clone()).or_insert_with(|| OrgUser {
-        id: uid.clone(),
-        name: name.clone(),
-        email: email.clone(),
-        created_at: i64::MAX,
-    });
+    if org.former_users.contains_key(&uid) {
+        return Err(x.err(
+            "id",
+            format!(
+                "user {:?} left the organization (former_users)",
+                uid.as_str()
+            ),
+        ));
+    }
+    // Created and added when first seen: filled once every project is read.
+    let dir = org
+        .users
+        .entry(uid.clone())
+        .or_insert_with(|| OrgUser::new(uid.clone(), name.clone(), email.clone(), i64::MAX));
     let user = ProjectUser {
         id: uid.clone(),
         name: if given_name { name } else { dir.name.clone() },
@@ -943,7 +1097,7 @@ fn parse_api_key(x: &mut Reader<'_>, org: &Org, p: &Project, created_at: i64) ->
         .ok_or_else(|| o.err("type", "missing (required)"))?;
     let oid = o.req_str("id")?;
     let owner = if otype == "user" {
-        if !org.users.contains_key(&UserId::from(oid.as_str())) {
+        if org.user_record(&UserId::from(oid.as_str())).is_none() {
             return Err(o.err("id", format!("unknown user {oid:?}")));
         }
         KeyOwner::User(UserId(oid))
@@ -1036,11 +1190,13 @@ fn parse_project_group(
     let name = x.opt_str("group_name")?;
     let gtype = x.opt_enum("group_type", &["group", "tenant_group"])?;
     let at = x.opt_time("created_at")?;
-    let dir = org.groups.entry(gid.clone()).or_insert_with(|| OrgGroup {
-        id: gid.clone(),
-        name: name.clone().unwrap_or_else(|| gid.to_string()),
-        group_type: gtype.clone().unwrap_or_else(|| "group".into()),
-        created_at: at.unwrap_or(created_at),
+    let dir = org.groups.entry(gid.clone()).or_insert_with(|| {
+        OrgGroup::new(
+            gid.clone(),
+            name.clone().unwrap_or_else(|| gid.to_string()),
+            gtype.clone().unwrap_or_else(|| "group".into()),
+            at.unwrap_or(created_at),
+        )
     });
     let group = ProjectGroup {
         group_name: name.unwrap_or_else(|| dir.name.clone()),
@@ -1054,7 +1210,7 @@ fn parse_project_group(
 }
 
 /// One of a project's `spend_alerts`; the channel defaults to email with no recipients.
-fn parse_spend_alert(x: &mut Reader<'_>) -> R<SpendAlert> {
+pub(super) fn parse_spend_alert(x: &mut Reader<'_>) -> R<SpendAlert> {
     let id = SpendAlertId(x.req_str("id")?);
     let threshold = x
         .opt_i64("threshold_amount")?
@@ -1090,7 +1246,7 @@ fn parse_spend_alert(x: &mut Reader<'_>) -> R<SpendAlert> {
 }
 
 /// One of a project's `certificates`; validity defaults to a year from creation.
-fn parse_certificate(x: &mut Reader<'_>, created_at: i64) -> R<Certificate> {
+pub(super) fn parse_certificate(x: &mut Reader<'_>, created_at: i64) -> R<Certificate> {
     let id = CertificateId(x.req_str("id")?);
     let name = x.opt_str("name")?;
     let cert_created = x.opt_time("created_at")?.unwrap_or(created_at);
@@ -1339,5 +1495,174 @@ mod tests {
         assert!(external(&email("proj_support", "user-gus").unwrap()));
         assert!(!external(&email("proj_payments", "user-dana").unwrap()));
         assert_eq!(email("proj_payments", "user-ivo"), None);
+    }
+
+    /// The organization-level problems the demo shows, each next to a look-alike.
+    #[test]
+    fn the_demo_org_holds_the_organization_level_problems() {
+        const DAY: i64 = 86_400;
+        let org = Org::demo(NOW);
+        assert_eq!(org.owners().count(), 4, "one owner too many");
+        let key = |id: &str| {
+            org.admin_api_keys
+                .iter()
+                .find(|k| k.id.as_str() == id)
+                .unwrap()
+        };
+        // Stale: last used 120 days ago; the look-alikes were used this week.
+        assert!(key("key_admin_audit_2024").last_used_at < Some(NOW - 90 * DAY));
+        assert!(key("key_admin_terraform").last_used_at > Some(NOW - DAY));
+        // Without expiry: only the SCIM sync key.
+        let endless: Vec<&str> = org
+            .admin_api_keys
+            .iter()
+            .filter(|k| k.expires_at.is_none())
+            .map(|k| k.id.as_str())
+            .collect();
+        assert_eq!(endless, ["key_admin_scim_sync"]);
+        // Owned by someone who is no longer an owner.
+        let jo = &org.users[&UserId::from("user-jo")];
+        assert_eq!(key("key_admin_jo_ops").owner, jo.id);
+        assert_eq!(jo.role, "reader");
+        // An org user outside acme-robotics.com.
+        assert!(org.users.values().any(|u| {
+            u.email
+                .as_deref()
+                .is_some_and(|e| !e.to_lowercase().ends_with("@acme-robotics.com"))
+        }));
+        // An invite pending for a month; a fresh one; an accepted one.
+        let pending: Vec<i64> = org
+            .invites
+            .iter()
+            .filter(|i| i.status == "pending")
+            .map(|i| (NOW - i.created_at) / DAY)
+            .collect();
+        assert_eq!(pending, [31, 2]);
+        assert!(org.spend_alerts.is_empty());
+        assert!(org.spend_limit.is_some());
+        assert_eq!(org.data_retention, "zero_data_retention");
+        let expires = |id: &str| {
+            org.certificates
+                .iter()
+                .find(|c| c.id.as_str() == id)
+                .unwrap()
+                .expires_at
+        };
+        assert_eq!(expires("cert_org_gateway"), NOW + 14 * DAY);
+        assert!(expires("cert_org_sso") > NOW + 90 * DAY);
+        assert!(org.users.values().any(|u| u.is_scim_managed));
+        assert!(org.groups.values().all(|g| !g.users.is_empty()));
+        let pay = org.project(&ProjectId::from("proj_payments")).unwrap();
+        assert_eq!(pay.spend_limit.as_ref().unwrap().enforcement, "enforcing");
+    }
+
+    #[test]
+    fn org_level_errors_name_the_json_path() {
+        let cases = [
+            (
+                r#"{"users":[{"id":"user-a"}],"admin_api_keys":[{"id":"key_1","owner":"user-x"}]}"#,
+                "admin_api_keys[0].owner: unknown user \"user-x\"",
+            ),
+            (
+                r#"{"users":[{"id":"user-a"}],"groups":[{"id":"g","name":"g","users":["user-a","user-b"]}]}"#,
+                "groups[0].users[1]: unknown user \"user-b\"",
+            ),
+            (
+                r#"{"users":[{"id":"user-a","roles":["role_nope"]}]}"#,
+                "users[0].roles[0]: unknown role \"role_nope\"",
+            ),
+            (
+                r#"{"users":[{"id":"user-a","role":"admin"}]}"#,
+                "users[0].role: unknown value \"admin\"",
+            ),
+            (
+                r#"{"users":[{"id":"user-a"}],"former_users":[{"id":"user-a"}]}"#,
+                "former_users[0].id: duplicate user \"user-a\"",
+            ),
+            (
+                r#"{"invites":[{"id":"i","email":"a@x","status":"lost"}]}"#,
+                "invites[0].status: unknown value \"lost\"",
+            ),
+            (
+                r#"{"invites":[{"id":"i","email":"a@x"},{"id":"i","email":"b@x"}]}"#,
+                "invites[1].id: duplicate invite \"i\"",
+            ),
+            (
+                r#"{"invites":[{"id":"i","email":"a@x","projects":[{"id":"proj_nope"}]}]}"#,
+                "invites[0].projects[0].id: unknown project \"proj_nope\"",
+            ),
+            (
+                r#"{"data_retention":"none"}"#,
+                "data_retention: unknown value \"none\"",
+            ),
+            (
+                r#"{"spend_limit":{"threshold_amount":0}}"#,
+                "spend_limit.threshold_amount: must be at least 1",
+            ),
+            (
+                r#"{"spend_limit":{"threshold_amount":5,"enforcement":"on"}}"#,
+                "spend_limit.enforcement: unknown value \"on\"",
+            ),
+            (
+                r#"{"projects":[{"id":"p","spend_limit":{"currency":"USD"}}]}"#,
+                "projects[0].spend_limit.threshold_amount: missing (required)",
+            ),
+            (
+                r#"{"quirks":{"admin_keys_list_project_key":true}}"#,
+                "quirks.admin_keys_list_project_key: unknown quirk",
+            ),
+            (
+                r#"{"roles":[{"id":"role_org_owner","name":"x"}]}"#,
+                "roles[0].id: duplicate role \"role_org_owner\"",
+            ),
+            (
+                r#"{"former_users":[{"id":"user-x"}],"projects":[{"id":"p","users":[{"id":"user-x"}]}]}"#,
+                "projects[0].users[0].id: user \"user-x\" left the organization",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Org::from_json_str(text, NOW).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{text}\n  got {err}\n want {want}");
+        }
+    }
+
+    #[test]
+    fn org_level_defaults_and_a_departed_key_owner() {
+        let text = r#"{"users":[{"id":"user-a","created_at":"-10d"}],
+            "former_users":[{"id":"user-gone","name":"Gone","role":"owner"}],
+            "invites":[{"id":"invite-1","email":"x@y.com","created_at":"-1d"}],
+            "admin_api_keys":[{"id":"key_abc123","owner":"user-gone"}],
+            "spend_limit":{"threshold_amount":100}}"#;
+        let org = Org::from_json_str(text, NOW).unwrap();
+        let a = &org.users[&UserId::from("user-a")];
+        assert_eq!(
+            (a.role.as_str(), a.added_at, a.enabled),
+            ("reader", NOW - 10 * 86_400, true)
+        );
+        let i = &org.invites[0];
+        assert_eq!((i.role.as_str(), i.status.as_str()), ("reader", "pending"));
+        assert_eq!(i.expires_at, Some(NOW - 86_400 + INVITE_LIFETIME));
+        let k = &org.admin_api_keys[0];
+        assert_eq!(k.redacted_value, "sk-admin-****c123");
+        assert_eq!(
+            (k.expires_at, k.last_used_at, k.created_at),
+            (None, None, NOW)
+        );
+        assert!(!org.users.contains_key(&k.owner));
+        assert_eq!(
+            org.user_record(&k.owner).unwrap().name.as_deref(),
+            Some("Gone")
+        );
+        assert_eq!(org.data_retention, "modified_abuse_monitoring");
+        let l = org.spend_limit.as_ref().unwrap();
+        assert_eq!(
+            (
+                l.currency.as_str(),
+                l.interval.as_str(),
+                l.enforcement.as_str()
+            ),
+            ("USD", "month", "inactive")
+        );
+        assert!(!org.quirks.admin_keys_list_project_keys);
     }
 }

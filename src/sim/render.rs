@@ -9,6 +9,7 @@ use super::org::{
     ApiKey, Certificate, KeyOwner, Org, Project, ProjectGroup, ProjectUser, RATE_LIMIT_OPTIONAL,
     RateLimit, Role, ServiceAccount, SpendAlert,
 };
+use super::render_org;
 use crate::model::{
     ApiKeyId, CertificateId, Family, GroupId, HOSTED_TOOLS, ProjectId, RateLimitId, RoleId, Scope,
     ScopeOutcome, ScopeResult, ServiceAccountId, SpendAlertId, UserId,
@@ -516,6 +517,8 @@ impl Org {
     /// each user's and group's role list right after its parent's scope. Archived
     /// projects answer 400 to their user and service-account lists, which a crawl reads
     /// as empty.
+    // One arm per family, each naming what the crawl of it stores: a table.
+    #[allow(clippy::too_many_lines)]
     pub fn scope_results(&self) -> Vec<ScopeResult> {
         let mut out = Vec::new();
         let done = |family, project: Option<&Project>, parent: Option<&str>, items| ScopeResult {
@@ -543,10 +546,9 @@ impl Org {
                         .collect()
                 };
                 match family {
+                    // Read under their parents', or the organization's own (below).
                     Family::Projects | Family::ProjectUserRoles | Family::ProjectGroupRoles => {}
-                    // Not yet modelled by the simulator: absent from its answers.
-                    Family::ProjectSpendLimits
-                    | Family::OrgUsers
+                    Family::OrgUsers
                     | Family::OrgUserRoles
                     | Family::OrgInvites
                     | Family::OrgAdminApiKeys
@@ -558,6 +560,12 @@ impl Org {
                     | Family::OrgSpendLimit
                     | Family::OrgSpendAlerts
                     | Family::OrgCertificates => {}
+                    // Not set: the read answers 404, which a crawl stores as no object.
+                    Family::ProjectSpendLimits => out.push(one(p
+                        .spend_limit
+                        .iter()
+                        .map(|l| render_org::spend_limit("project.spend_limit", l))
+                        .collect())),
                     Family::ProjectUsers => {
                         let users: Vec<&ProjectUser> = if hidden {
                             Vec::new()
@@ -634,7 +642,126 @@ impl Org {
                 }
             }
         }
+        self.org_scope_results(&mut out);
         out
+    }
+
+    /// The organization's own scopes, in [`Family::ALL`] order, each user's and group's
+    /// scopes right after the list that names them. Lists are in their default order.
+    fn org_scope_results(&self, out: &mut Vec<ScopeResult>) {
+        let done = |family, parent: Option<&str>, items| ScopeResult {
+            scope: Scope {
+                family,
+                project_id: None,
+                parent_id: parent.map(str::to_owned),
+            },
+            outcome: ScopeOutcome::Complete(items),
+        };
+        let assigned = |ids: &[RoleId]| -> Vec<Value> {
+            ids.iter()
+                .filter_map(|id| self.org_role(id.as_str()))
+                .map(|r| value(assigned_role(&r)))
+                .collect()
+        };
+        for family in Family::ALL.into_iter().filter(|f| !f.in_project()) {
+            match family {
+                Family::OrgUsers => {
+                    out.push(done(
+                        family,
+                        None,
+                        self.users.values().map(render_org::user).collect(),
+                    ));
+                    for u in self.users.values() {
+                        out.push(done(
+                            Family::OrgUserRoles,
+                            Some(u.id.as_str()),
+                            assigned(&u.roles),
+                        ));
+                    }
+                }
+                Family::OrgInvites => out.push(done(
+                    family,
+                    None,
+                    self.invites.iter().map(render_org::invite).collect(),
+                )),
+                Family::OrgAdminApiKeys => {
+                    let mut keys: Vec<Value> = self
+                        .admin_api_keys
+                        .iter()
+                        .map(|k| render_org::admin_key(self, k))
+                        .collect();
+                    if self.quirks.admin_keys_list_project_keys {
+                        for p in &self.projects {
+                            keys.extend(
+                                p.api_keys
+                                    .iter()
+                                    .map(|k| render_org::project_key_as_admin_key(self, p, k)),
+                            );
+                        }
+                    }
+                    out.push(done(family, None, keys));
+                }
+                Family::OrgGroups => {
+                    out.push(done(
+                        family,
+                        None,
+                        self.groups.values().map(render_org::group).collect(),
+                    ));
+                    for g in self.groups.values() {
+                        // Members list newest first by default.
+                        let members = g
+                            .users
+                            .iter()
+                            .rev()
+                            .filter_map(|u| self.users.get(u))
+                            .map(render_org::group_user)
+                            .collect();
+                        out.push(done(Family::OrgGroupUsers, Some(g.id.as_str()), members));
+                        out.push(done(
+                            Family::OrgGroupRoles,
+                            Some(g.id.as_str()),
+                            assigned(&g.roles),
+                        ));
+                    }
+                }
+                Family::OrgRoles => out.push(done(
+                    family,
+                    None,
+                    self.org_roles().iter().map(|r| value(role(r))).collect(),
+                )),
+                Family::OrgDataRetention => {
+                    out.push(done(family, None, vec![render_org::data_retention(self)]));
+                }
+                Family::OrgSpendLimit => out.push(done(
+                    family,
+                    None,
+                    self.spend_limit
+                        .iter()
+                        .map(|l| render_org::spend_limit("organization.spend_limit", l))
+                        .collect(),
+                )),
+                Family::OrgSpendAlerts => out.push(done(
+                    family,
+                    None,
+                    self.spend_alerts
+                        .iter()
+                        .map(render_org::org_spend_alert)
+                        .collect(),
+                )),
+                Family::OrgCertificates => out.push(done(
+                    family,
+                    None,
+                    // Newest first by default.
+                    self.certificates
+                        .iter()
+                        .rev()
+                        .map(render_org::org_certificate)
+                        .collect(),
+                )),
+                // Read under their parents above.
+                _ => {}
+            }
+        }
     }
 }
 

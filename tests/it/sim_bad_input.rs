@@ -115,6 +115,51 @@ const REFUSALS: &[Refusal] = &[
     bad_query("/organization/projects/proj_payments/users?limit=0", "limit"),
     bad_query("/organization/projects/proj_data/groups/group_sre?group_type=club", "group_type"),
     bad_query("/organization/projects/proj_payments/users?after=user-nobody", "after"),
+    // The organization's own operations.
+    malformed("/organization/invites", r#"{"email": "#),
+    malformed("/organization/admin_api_keys", "[]"),
+    bad_body("/organization/invites", r#"{"email": "x@acme-robotics.com", "role": "admin"}"#, "role"),
+    bad_body("/organization/invites", r#"{"role": "reader"}"#, "email"),
+    bad_body("/organization/invites", r#"{"email": "y@acme-robotics.com", "role": "reader", "projects": [{"id": "proj_data", "role": "boss"}]}"#, "projects[0].role"),
+    bad_body("/organization/users/user-ben", r#"{"role": "admin"}"#, "role"),
+    bad_body("/organization/admin_api_keys", r#"{"name": "k", "expires_in_seconds": 0}"#, "expires_in_seconds").with_code("integer_below_min_value"),
+    bad_body("/organization/admin_api_keys", r#"{"name": "k", "expires_in_seconds": 31536001}"#, "expires_in_seconds").with_code("integer_above_max_value"),
+    bad_body("/organization/admin_api_keys", r#"{"name": 7}"#, "name"),
+    bad_body("/organization/groups", r#"{"name": ""}"#, "name"),
+    bad_body("/organization/groups/group_sre/users", r#"{"user": "user-ada"}"#, "user_id"),
+    bad_body("/organization/roles", r#"{"role_name": "x", "permissions": "all"}"#, "permissions"),
+    bad_body("/organization/roles/role_org_owner", r#"{"description": "x"}"#, "role_id"),
+    bad_body("/organization/data_retention", r#"{"retention_type": "none"}"#, "retention_type"),
+    bad_body("/organization/spend_limit", r#"{"threshold_amount": 0, "currency": "USD", "interval": "month"}"#, "threshold_amount"),
+    bad_body("/organization/spend_limit", r#"{"threshold_amount": 10, "currency": "USD", "interval": "day"}"#, "interval"),
+    bad_body("/organization/projects/proj_payments/spend_limit", r#"{"currency": "USD", "interval": "month"}"#, "threshold_amount"),
+    bad_body("/organization/spend_alerts", r#"{"threshold_amount": 5, "currency": "GBP", "interval": "month", "notification_channel": {"type": "email", "recipients": []}}"#, "currency"),
+    bad_body("/organization/certificates", r#"{"name": "x"}"#, "certificate"),
+    bad_body("/organization/certificates", r#"{"certificate": "hello"}"#, "certificate"),
+    bad_body("/organization/certificates/activate", r#"{"certificate_ids": []}"#, "certificate_ids"),
+    bad_body("/organization/certificates/deactivate", r#"{"certificate_ids": ["a","b","c","d","e","f","g","h","i","j","k"]}"#, "certificate_ids"),
+    bad_query("/organization/users?limit=0", "limit"),
+    bad_query("/organization/users?after=user-nobody", "after"),
+    bad_query("/organization/admin_api_keys?limit=101", "limit"),
+    bad_query("/organization/groups?limit=1001", "limit"),
+    bad_query("/organization/groups/group_sre/users?order=up", "order"),
+    bad_query("/organization/spend_alerts?limit=-1", "limit"),
+    bad_query("/organization/certificates/cert_org_gateway?include[]=everything", "include"),
+    refusal(Key::Right, "GET", "/organization/groups?after=group_sre", None, 400),
+    not_found("/organization/users/user-nope"),
+    not_found("/organization/users/user-nope/roles"),
+    not_found("/organization/groups/group_nope/users"),
+    not_found("/organization/groups/group_sre/users/user-ada"),
+    not_found("/organization/invites/invite-nope"),
+    not_found("/organization/admin_api_keys/key_nope"),
+    not_found("/organization/roles/role_nope"),
+    not_found("/organization/spend_alerts/alert_nope"),
+    not_found("/organization/certificates/cert_nope"),
+    not_found("/organization/projects/proj_support/spend_limit").with_code("spend_limit_not_found"),
+    refusal(Key::Right, "DELETE", "/organization/roles/role_org_reader", None, 400),
+    refusal(Key::Right, "POST", "/organization/groups/group_sre/users", Some(r#"{"user_id": "user-eli"}"#), 400).naming("user_id"),
+    refusal(Key::Right, "POST", "/organization/users/user-nope/roles", Some(r#"{"role_id": "role_org_reader"}"#), 404),
+    refusal(Key::Wrong, "DELETE", "/organization/admin_api_keys/key_admin_terraform", None, 401),
     // A shape-B list does not take an object id as its cursor.
     refusal(Key::Right, "GET", "/projects/proj_data/roles?after=role_data_viewer", None, 400),
     // Missing, empty and wrong keys; a refused key must not write.
@@ -202,5 +247,10 @@ async fn bad_requests_get_the_real_error_shape_and_the_simulator_keeps_serving()
         a.text
     );
     assert!(sim.with_org(|org| !org.projects[0].is_archived()));
+    assert!(sim.with_org(|org| org.admin_api_keys.len() == 4
+        && org.invites.len() == 3
+        && org.groups.len() == 2
+        && org.certificates.len() == 2
+        && org.data_retention == "zero_data_retention"));
     assert!(sim.requests() >= 30);
 }

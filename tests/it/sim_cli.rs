@@ -1,5 +1,6 @@
 //! `orgwarden sim` as a user runs it: prints its base URL, serves the chosen org with the
-//! chosen key, and refuses a bad organization file with the file and JSON path.
+//! chosen key (or a generated one of the chosen size), and refuses a bad organization
+//! file with the file and JSON path.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -70,6 +71,15 @@ fn sim_prints_its_url_and_serves_a_generated_org_behind_its_key() {
 }
 
 #[test]
+fn sim_users_sets_the_size_of_the_generated_user_directory() {
+    let (_sim, base) = start(&["--projects", "5", "--users", "7", "--seed", "2"]);
+    let (status, body) = get(&format!("{base}/organization/users?limit=100"), "k");
+    assert_eq!(status, 200);
+    assert_eq!(body["data"].as_array().unwrap().len(), 7, "{body}");
+    assert_eq!(body["has_more"], false);
+}
+
+#[test]
 fn sim_without_an_org_serves_the_demo() {
     let (_sim, base) = start(&[]);
     let (status, body) = get(
@@ -78,6 +88,9 @@ fn sim_without_an_org_serves_the_demo() {
     );
     assert_eq!(status, 200);
     assert_eq!(body["name"], "Payments API");
+    let (status, body) = get(&format!("{base}/organization/data_retention"), "any");
+    assert_eq!(status, 200);
+    assert_eq!(body["type"], "zero_data_retention");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Pagination: walking any list with any limit returns every object exactly once, in
-//! the same order, and a whole crawl over HTTP gives exactly `Org::scope_results()`.
+//! the same order, and a whole crawl over HTTP (the organization's own families too)
+//! gives exactly `Org::scope_results()`.
 
 use std::collections::HashSet;
 
@@ -63,6 +64,10 @@ async fn walking_any_list_with_any_limit_returns_every_object_exactly_once() {
         };
         let field = scope.family.id_field().unwrap();
         let want = ids(objects, field);
+        if scope.family == Family::OrgUserRoles && want.is_empty() {
+            // Hundreds of users hold no organization role: the ones that do suffice.
+            continue;
+        }
         let max = scope.family.max_page_size().unwrap() as usize;
         let path = with_query(&scope.path(), scope.family);
         for limit in [1, 2, 7, max] {
@@ -97,8 +102,15 @@ async fn a_crawl_over_http_gives_exactly_the_scope_results() {
         let path = with_query(&scope.path(), scope.family);
         let got = if scope.family.envelope() == Envelope::Single {
             let a = api.get(&path).await;
-            assert_eq!(a.status, 200, "{path}");
-            vec![a.json]
+            if want.is_empty() {
+                // An unset spend limit: the API answers 404, a crawl stores no object.
+                assert_eq!(a.status, 404, "{path}");
+                assert_eq!(a.json["error"]["code"], "spend_limit_not_found", "{path}");
+                Vec::new()
+            } else {
+                assert_eq!(a.status, 200, "{path}");
+                vec![a.json]
+            }
         } else {
             let archived = scope
                 .project_id
@@ -144,6 +156,15 @@ async fn before_cursors_and_descending_order_page_backwards() {
     let asc = ids(&api.walk(&format!("{certs}?order=asc"), 1).await, "id");
     assert_eq!(desc, ["cert_pay_mtls_next", "cert_pay_mtls_2026"]);
     assert_eq!(asc, ["cert_pay_mtls_2026", "cert_pay_mtls_next"]);
+    // A group's members list newest first; the admin keys oldest first.
+    let members = ids(
+        &api.walk("/organization/groups/group_data_eng/users", 1)
+            .await,
+        "id",
+    );
+    assert_eq!(members, ["user-farah", "user-dana"]);
+    let keys = ids(&api.walk("/organization/admin_api_keys", 1).await, "id");
+    assert_eq!(keys[0], "key_admin_terraform");
     let roles = api.get("/projects/proj_data/roles?limit=1").await;
     let next = roles.json["next"].as_str().unwrap();
     assert!(

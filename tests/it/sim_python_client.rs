@@ -1,5 +1,6 @@
-//! OpenAI's official Python client, pointed at the simulator, lists every family with
-//! auto-pagination and finds the counts the organization has.
+//! OpenAI's official Python client, pointed at the simulator, lists every family (the
+//! projects' and the organization's own) with auto-pagination, finds the counts the
+//! organization has, and calls every write through the SDK's own methods.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -48,14 +49,50 @@ fn expected(org: &Org) -> Value {
                 "model_ids": mp["model_ids"],
                 "mcp": p.tool_enabled("mcp"),
                 "retention": p.data_retention,
+                "spend_limit": p.spend_limit.as_ref().map(|l| l.threshold_amount),
             }),
         );
     }
     json!({
+        "org": expected_org(org),
         "limit": LIMIT,
         "project_ids": org.projects.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
         "active_projects": org.projects.iter().filter(|p| !p.is_archived()).count(),
         "projects": projects,
+    })
+}
+
+/// The organization-level counts and ids the Python client must find.
+fn expected_org(org: &Org) -> Value {
+    let groups: serde_json::Map<String, Value> = org
+        .groups
+        .values()
+        .map(|g| {
+            let mut users: Vec<&str> = g
+                .users
+                .iter()
+                .map(orgwarden::model::UserId::as_str)
+                .collect();
+            users.sort_unstable();
+            (
+                g.id.to_string(),
+                json!({"users": users, "roles": g.roles.len()}),
+            )
+        })
+        .collect();
+    json!({
+        "user_ids": org.users.keys().map(orgwarden::model::UserId::as_str).collect::<Vec<_>>(),
+        "owners": org.owners().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+        "user_roles": org.users.values().map(|u| (u.id.as_str(), u.roles.len())).collect::<BTreeMap<_, _>>(),
+        "invites": org.invites.len(),
+        "admin_keys": org.admin_api_keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+        "admin_key_owners": org.admin_api_keys.iter().map(|k| (k.id.as_str(), k.owner.as_str())).collect::<BTreeMap<_, _>>(),
+        "groups": groups,
+        "roles": org.org_roles().len(),
+        "retention": org.data_retention,
+        "spend_limit": org.spend_limit.as_ref().map(|l| l.threshold_amount),
+        "spend_alerts": org.spend_alerts.len(),
+        "certificates": org.certificates.len(),
     })
 }
 

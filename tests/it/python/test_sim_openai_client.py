@@ -83,6 +83,14 @@ def main() -> int:
         tools = projects.hosted_tool_permissions.retrieve(pid)
         check(f"{pid} mcp", tools.mcp.enabled, e["mcp"])
         check(f"{pid} data retention", projects.data_retention.retrieve(pid).type, e["retention"])
+        try:
+            limit_cents = projects.spend_limit.retrieve(pid).threshold_amount
+        except openai.NotFoundError as err:
+            check(f"{pid} unset spend limit code", err.code, "spend_limit_not_found")
+            limit_cents = None
+        check(f"{pid} spend limit", limit_cents, e["spend_limit"])
+
+    check_organization(client, exp["org"], limit, check, walk)
 
     # Errors come back as the SDK's typed exceptions with the API's fields.
     try:
@@ -120,6 +128,7 @@ def main() -> int:
     check("hosted tools update", projects.hosted_tool_permissions.update(new.id, mcp={"enabled": False}).mcp.enabled, False)
     check("retention update", projects.data_retention.update(new.id, retention_type="zero_data_retention").type, "zero_data_retention")
     check("archive", projects.archive(new.id).status, "archived")
+    write_organization(client, check, walk, limit)
 
     if failures:
         for line in failures:
@@ -127,6 +136,114 @@ def main() -> int:
         return 1
     print(f"ok: {len(every)} projects, {lists} lists walked with limit={limit}")
     return 0
+
+
+def check_organization(client, e, limit, check, walk):
+    """Every organization-level read, auto-paginated with small pages."""
+    org = client.admin.organization
+    users = walk(org.users.list(limit=limit))
+    check("org users", sorted(u.id for u in users), e["user_ids"])
+    check("org owners", sorted(u.id for u in users if u.role == "owner"), e["owners"])
+    for u in users:
+        roles = walk(org.users.roles.list(u.id, limit=limit))
+        check(f"org user {u.id} roles", len(roles), e["user_roles"][u.id])
+    first = users[0]
+    if first.email:
+        found = walk(org.users.list(emails=[first.email.upper()], limit=limit))
+        check("users by email", [u.id for u in found], [first.id])
+    check("org user retrieve", org.users.retrieve(first.id).id, first.id)
+    check("invites", len(walk(org.invites.list(limit=limit))), e["invites"])
+    keys = walk(org.admin_api_keys.list(limit=limit))
+    check("admin keys", [k.id for k in keys], e["admin_keys"])
+    for k in keys[:1]:
+        check("admin key owner", org.admin_api_keys.retrieve(k.id).owner.id, e["admin_key_owners"][k.id])
+    groups = walk(org.groups.list(limit=limit))
+    check("org groups", sorted(g.id for g in groups), sorted(e["groups"]))
+    for g in groups:
+        members = walk(org.groups.users.list(g.id, limit=limit))
+        check(f"group {g.id} members", sorted(m.id for m in members), e["groups"][g.id]["users"])
+        roles = walk(org.groups.roles.list(g.id, limit=limit))
+        check(f"group {g.id} roles", len(roles), e["groups"][g.id]["roles"])
+    roles = walk(org.roles.list(limit=limit))
+    check("org roles", len(roles), e["roles"])
+    check("org role retrieve", org.roles.retrieve("role_org_owner").predefined_role, True)
+    check("org retention", org.data_retention.retrieve().type, e["retention"])
+    try:
+        cents = org.spend_limit.retrieve().threshold_amount
+    except openai.NotFoundError as err:
+        check("org unset spend limit code", err.code, "spend_limit_not_found")
+        cents = None
+    check("org spend limit", cents, e["spend_limit"])
+    check("org spend alerts", len(walk(org.spend_alerts.list(limit=limit))), e["spend_alerts"])
+    check("org certificates", len(walk(org.certificates.list(limit=limit))), e["certificates"])
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+
+
+def write_organization(client, check, walk, limit):
+    """Every organization-level write through the SDK's own methods."""
+    org = client.admin.organization
+    inv = org.invites.create(email="python@example-corp.com", role="reader")
+    check("invite pending", inv.status, "pending")
+    check("invite retrieve", org.invites.retrieve(inv.id).email, "python@example-corp.com")
+    check("invite delete", org.invites.delete(inv.id).deleted, True)
+
+    key = org.admin_api_keys.create(name="python", expires_in_seconds=3600)
+    check("admin key secret", key.value.startswith("sk-admin-"), True)
+    check("admin key expiry", key.expires_at - key.created_at, 3600)
+    check("admin key delete", org.admin_api_keys.delete(key.id).deleted, True)
+
+    role = org.roles.create(role_name="python-auditor", permissions=["api.organization.read"])
+    check("role update", org.roles.update(role.id, description="reads").description, "reads")
+    user = walk(org.users.list(limit=limit))[-1]
+    check("user role", org.users.update(user.id, role="owner").role, "owner")
+    check("user role assign", org.users.roles.create(user.id, role_id=role.id).role.id, role.id)
+    check("user role retrieve", org.users.roles.retrieve(role.id, user_id=user.id).id, role.id)
+    check("user role unassign", org.users.roles.delete(role.id, user_id=user.id).deleted, True)
+
+    group = org.groups.create(name="python-group")
+    check("group rename", org.groups.update(group.id, name="python-group-2").name, "python-group-2")
+    check("group retrieve", org.groups.retrieve(group.id).name, "python-group-2")
+    check("group add user", org.groups.users.create(group.id, user_id=user.id).user_id, user.id)
+    check("group member", org.groups.users.retrieve(user.id, group_id=group.id).id, user.id)
+    check("group remove user", org.groups.users.delete(user.id, group_id=group.id).deleted, True)
+    check("group role assign", org.groups.roles.create(group.id, role_id=role.id).group.id, group.id)
+    check("group role retrieve", org.groups.roles.retrieve(role.id, group_id=group.id).id, role.id)
+    check("group role unassign", org.groups.roles.delete(role.id, group_id=group.id).deleted, True)
+    check("group delete", org.groups.delete(group.id).deleted, True)
+    check("role delete", org.roles.delete(role.id).deleted, True)
+
+    check("retention update", org.data_retention.update(retention_type="enhanced_zero_data_retention").type,
+          "enhanced_zero_data_retention")
+    check("spend limit update", org.spend_limit.update(threshold_amount=123400, currency="USD", interval="month").threshold_amount, 123400)
+    check("spend limit delete", org.spend_limit.delete().deleted, True)
+    pid = walk(org.projects.list(limit=limit))[0].id
+    check("project spend limit", org.projects.spend_limit.update(pid, threshold_amount=500, currency="USD", interval="month").enforcement.status, "inactive")
+    check("project spend limit delete", org.projects.spend_limit.delete(pid).deleted, True)
+
+    alert = org.spend_alerts.create(threshold_amount=100, currency="USD", interval="month",
+                                    notification_channel={"type": "email", "recipients": ["a@example-corp.com"]})
+    check("org alert retrieve", org.spend_alerts.retrieve(alert.id).threshold_amount, 100)
+    updated = org.spend_alerts.update(alert.id, threshold_amount=300, currency="USD", interval="month",
+                                      notification_channel={"type": "email", "recipients": []})
+    check("org alert update", updated.threshold_amount, 300)
+    check("org alert delete", org.spend_alerts.delete(alert.id).deleted, True)
+
+    cert = org.certificates.create(certificate=PEM, name="python-cert")
+    check("certificate update", org.certificates.update(cert.id, name="renamed").name, "renamed")
+    check("certificate retrieve", org.certificates.retrieve(cert.id).id, cert.id)
+    activated = list(org.certificates.activate(certificate_ids=[cert.id]))
+    check("certificate activate", [c.active for c in activated], [True])
+    deactivated = list(org.certificates.deactivate(certificate_ids=[cert.id]))
+    check("certificate deactivate", [c.active for c in deactivated], [False])
+    check("certificate delete", org.certificates.delete(cert.id).id, cert.id)
+    check("user delete", org.users.delete(user.id).deleted, True)
+    try:
+        org.users.retrieve(user.id)
+        check("deleted user", "found", "404")
+    except openai.NotFoundError:
+        pass
 
 
 if __name__ == "__main__":
