@@ -22,9 +22,15 @@ pub const COSTS_PATH: &str = "/organization/costs";
 /// The most daily buckets one costs page may hold (the spec's `limit` maximum).
 pub const MAX_BUCKETS_PER_PAGE: u32 = 180;
 
-/// The most pages one costs read follows: far more than any window needs (a window of
-/// [`crate::config::MAX_SPEND_DAYS`] plus a month is three pages), so a server that pages on
-/// forever fails the read instead of holding the run.
+/// The days asked for per page. A day of a large organization is a large bucket (1,000
+/// projects with 20 line items each are about 4 MB of JSON), so a page of 180 would break
+/// `[openai] max_response_bytes`; a week per page keeps every page well under it while a
+/// steady-state run (the settling days and today) still takes one request.
+pub const BUCKETS_PER_PAGE: u32 = 7;
+
+/// The most pages one costs read follows: more than any window needs (the longest,
+/// [`crate::config::MAX_SPEND_DAYS`] of lookback plus a month, is 57 pages of a week), so a
+/// server that pages on forever fails the read instead of holding the run.
 const MAX_PAGES: u32 = 64;
 
 /// The days one costs read asks for: `start` up to, not including, `end` (UTC).
@@ -52,19 +58,18 @@ impl CostWindow {
 /// complete read covered (its "today"), `None` when no read was ever complete.
 pub fn plan(today: NaiveDate, settled_from: Option<NaiveDate>, spend: &SpendConfig) -> CostWindow {
     let end = today.checked_add_days(Days::new(1)).unwrap_or(today);
-    let start = match settled_from {
-        // Everything from the last day that could still change, and the settling days
-        // before today: a run after a gap also re-reads the days it missed.
-        Some(last) => last
-            .min(today)
+    // After a complete read: everything from the last day that could still change, and
+    // the settling days before today (a run after a gap also re-reads the days it missed).
+    // Before any: the current month and the lookback before it.
+    let start = if let Some(last) = settled_from {
+        last.min(today)
             .checked_sub_days(Days::new(u64::from(spend.settle_days)))
-            .unwrap_or(last),
-        None => {
-            let month = today.with_day(1).unwrap_or(today);
-            month
-                .checked_sub_days(Days::new(u64::from(spend.lookback_days)))
-                .unwrap_or(month)
-        }
+            .unwrap_or(last)
+    } else {
+        let month = today.with_day(1).unwrap_or(today);
+        month
+            .checked_sub_days(Days::new(u64::from(spend.lookback_days)))
+            .unwrap_or(month)
     };
     CostWindow { start, end }
 }
@@ -162,7 +167,7 @@ pub async fn read(client: &AdminClient, window: CostWindow) -> CostsRead {
                 ),
             });
         }
-        let limit = window.days().clamp(1, MAX_BUCKETS_PER_PAGE);
+        let limit = window.days().clamp(1, BUCKETS_PER_PAGE);
         let mut query: Vec<(&str, String)> = vec![
             ("start_time", midnight(window.start).to_string()),
             ("end_time", midnight(window.end).to_string()),

@@ -905,7 +905,7 @@ struct SpendBar {
     /// Top of the row.
     y: u32,
     label: String,
-    /// `1234.56 / 2000.00 USD · 61.7%`
+    /// `1234.56 of 2000.00 USD · 61.7%`
     value: String,
     fill: u32,
     color: &'static str,
@@ -951,7 +951,7 @@ fn spend_chart(rows: &[crate::store::ProjectSpend]) -> Option<SpendChart> {
                 y: i * CHART_ROW,
                 label: name.chars().take(48).collect(),
                 value: format!(
-                    "{} / {} {} · {:.1}%",
+                    "{} of {} {} · {:.1}%",
                     crate::costs::cents_text(r.month_to_date),
                     crate::costs::cents_text(r.hard_limit.unwrap_or(0)),
                     r.currency,

@@ -148,7 +148,7 @@ impl Costs {
         let today = day_of(now);
         let month_start = chrono::DateTime::from_timestamp(today, 0)
             .and_then(|t| t.date_naive().with_day(1))
-            .map_or(today, |d| crate::costs::midnight(d));
+            .map_or(today, crate::costs::midnight);
         let mut sum = 0.0;
         let mut day = month_start;
         while day <= today {
@@ -517,7 +517,7 @@ mod tests {
                     q = format!(
                         "start_time={start}&end_time={}&limit=4&page={next}",
                         day_of(NOW) + DAY
-                    )
+                    );
                 }
                 None => break,
             }

@@ -8,8 +8,8 @@
 //! - [`faults`], [`ratelimit`]: injected failures and the 429 token bucket.
 
 pub mod api;
-pub mod costs;
 mod api_org;
+pub mod costs;
 pub mod faults;
 pub mod generate;
 mod generate_org;

@@ -55,7 +55,7 @@ fn the_digest_charts_the_projects_nearest_their_limit() {
         html.contains("Research &lt;sandbox&gt;"),
         "names are escaped"
     );
-    assert!(html.contains("1842.50 / 2000.00 USD · 92.1%"), "{html}");
+    assert!(html.contains("1842.50 of 2000.00 USD · 92.1%"), "{html}");
     assert!(
         !html.contains("No limit"),
         "projects without a limit are not charted"

@@ -59,15 +59,22 @@ fn today() -> i64 {
 const ORG: &str = r#"{
   "organization": "acme",
   "projects": [
-    {"id": "proj_spike", "name": "Spike", "created_at": "-100d", "costs": [
+    {"id": "proj_spike", "name": "Spike", "created_at": "-100d",
+     "spend_limit": {"threshold_amount": 10000000}, "costs": [
       {"day": "-1d", "amount": 150.0, "line_item": "gpt-5, input"},
       {"day": "-1d", "amount": 50.0, "line_item": "gpt-5, output"},
       {"day": "-2d", "amount": 10, "line_item": "gpt-5, input"},
-      {"day": "-3d", "amount": 10}, {"day": "-4d", "amount": 10}, {"day": "-40d", "amount": 7}]},
+      {"day": "-3d", "amount": 10}, {"day": "-4d", "amount": 10}, {"day": "-36d", "amount": 7}]},
     {"id": "proj_quiet", "name": "Quiet", "created_at": "-100d",
+     "spend_limit": {"threshold_amount": 10000000},
      "spend_alerts": [{"id": "alert_q", "threshold_amount": 1000, "currency": "USD", "interval": "month",
                        "notification_channel": {"type": "email", "recipients": ["fin@acme.com"]}}],
-     "costs": [{"day": "now", "amount": 1.234}]}]
+     "costs": [{"day": "now", "amount": 1.234}]},
+    {"id": "proj_near", "name": "Near", "created_at": "-100d",
+     "spend_limit": {"threshold_amount": 10000},
+     "spend_alerts": [{"id": "alert_n", "threshold_amount": 5000, "currency": "USD", "interval": "month",
+                       "notification_channel": {"type": "email", "recipients": ["fin@acme.com"]}}],
+     "costs": [{"day": "now", "amount": 85}]}]
 }"#;
 
 #[test]
@@ -87,11 +94,13 @@ fn costs_are_read_incrementally_and_a_revised_day_replaces_the_stored_one() {
         let d = Utc::now().date_naive().with_day(1).unwrap();
         d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp()
     };
-    assert_eq!(
-        requests,
-        vec![(first_of_month - 35 * DAY, today() + DAY)],
-        "the first run reads the month and the 35-day lookback, up to the end of today"
+    // One window, read a week per page.
+    let window = (first_of_month - 35 * DAY, today() + DAY);
+    assert!(
+        !requests.is_empty() && requests.iter().all(|r| *r == window),
+        "the first run reads the month and the 35-day lookback, up to the end of today: {requests:?}"
     );
+    assert_eq!(requests.len() as i64, ((window.1 - window.0) / DAY + 6) / 7);
     assert_eq!(
         stored(dir.path(), &url, "proj_spike", today() - DAY),
         20_000
@@ -101,7 +110,7 @@ fn costs_are_read_incrementally_and_a_revised_day_replaces_the_stored_one() {
         1_000
     );
     assert_eq!(
-        stored(dir.path(), &url, "proj_spike", today() - 40 * DAY),
+        stored(dir.path(), &url, "proj_spike", today() - 36 * DAY),
         700
     );
 
@@ -132,7 +141,7 @@ fn costs_are_read_incrementally_and_a_revised_day_replaces_the_stored_one() {
         "the revised figure, not the sum of both reads"
     );
     assert_eq!(
-        stored(dir.path(), &url, "proj_spike", today() - 40 * DAY),
+        stored(dir.path(), &url, "proj_spike", today() - 36 * DAY),
         700,
         "days outside the re-read window are kept"
     );
@@ -145,24 +154,12 @@ fn costs_are_read_incrementally_and_a_revised_day_replaces_the_stored_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc = json(&out);
-    let quiet = doc["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["project_id"] == "proj_quiet")
-        .unwrap()
-        .clone();
+    let quiet = project(&doc, "proj_quiet");
     assert_eq!(quiet["month_to_date"], 123);
     assert_eq!(quiet["month_to_date_usd"], "1.23");
     assert_eq!(quiet["alert_threshold"], 1000);
     assert_eq!(quiet["pct_of_alert"], 12.3);
-    let spike = doc["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["project_id"] == "proj_spike")
-        .unwrap()
-        .clone();
+    let spike = project(&doc, "proj_spike");
     assert_eq!(spike["yesterday"], 20_000);
 
     let out = run(
@@ -171,7 +168,7 @@ fn costs_are_read_incrementally_and_a_revised_day_replaces_the_stored_one() {
         &["audit", "--offline", "--format", "json"],
     );
     let doc = json(&out);
-    let found: Vec<(String, String)> = doc["findings"]
+    let mut found: Vec<(String, String)> = doc["findings"]
         .as_array()
         .unwrap()
         .iter()
@@ -184,9 +181,21 @@ fn costs_are_read_incrementally_and_a_revised_day_replaces_the_stored_one() {
         })
         .filter(|(rule, _)| rule.starts_with("project-spend") || rule.starts_with("org-spend"))
         .collect();
+    found.sort();
     assert_eq!(
         found,
-        vec![("project-spend-spike".to_owned(), "proj_spike".to_owned())]
+        vec![
+            (
+                "project-spend-near-limit".to_owned(),
+                "proj_near".to_owned()
+            ),
+            ("project-spend-spike".to_owned(), "proj_spike".to_owned()),
+        ]
+    );
+    // `spend` lists the project nearest its limit first.
+    assert_eq!(
+        doc_first(&run(dir.path(), &url, &["spend", "--format", "json"])),
+        "proj_near"
     );
 }
 
@@ -234,4 +243,22 @@ fn a_failed_costs_read_makes_the_snapshot_partial_and_keeps_the_stored_costs() {
         stored(dir.path(), &url, "proj_spike", today() - DAY),
         20_000 + 99_900
     );
+}
+
+fn doc_first(out: &Output) -> String {
+    json(out)["projects"][0]["project_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// One project's row of `spend --format json`.
+fn project(doc: &Value, id: &str) -> Value {
+    doc["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["project_id"] == id)
+        .unwrap()
+        .clone()
 }
