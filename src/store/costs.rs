@@ -170,7 +170,7 @@ pub fn org_spend(reader: Reader<'_>) -> Result<ProjectSpend, StoreError> {
 /// extra: a database whose views cannot be read gives no chart, not a failed digest.
 pub fn project_spend_in(conn: &rusqlite::Connection) -> Vec<ProjectSpend> {
     project_spend(Reader { conn }).unwrap_or_else(|e| {
-        tracing::warn!("the digest's spend chart is left out: {e}");
+        tracing::debug!("the digest's spend chart is left out: {e}");
         Vec::new()
     })
 }

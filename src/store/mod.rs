@@ -33,7 +33,10 @@ pub use costs::{ProjectSpend, org_spend, project_spend, project_spend_in};
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
 pub use ownership::{APPLICATION_ID, canonical_db_path, check_ownership, warn_if_shared};
 pub use query::{QueryResult, sql_to_json, sql_to_text};
-pub use views::HISTORY_VIEWS;
+pub use views::{HISTORY_VIEWS, spend_views};
+
+/// The costs tables (migration 0005), for scratch schemas that check rule SQL.
+pub const COSTS_SCHEMA: &str = include_str!("migrations/0005_costs.sql");
 pub use writer::SnapshotWriter;
 
 /// The migrations, in order; `PRAGMA user_version` counts how many were applied.

@@ -312,7 +312,7 @@ fn cost_sums(group: &str) -> String {
 /// `project_costs_daily`, `project_spend` and `org_spend` (migration 0005's `cost_day`
 /// against the spend limits and alerts). Amounts compare in integer cents; every amount has
 /// a readable `…_usd` companion.
-fn spend_views() -> Vec<(&'static str, String)> {
+pub fn spend_views() -> Vec<(&'static str, String)> {
     let daily = format!(
         "CREATE VIEW project_costs_daily AS
 SELECT NULLIF(c.project_id, '') AS project_id,
