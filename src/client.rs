@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use url::Url;
 
-use crate::config::OpenAiConfig;
+use crate::config::{OpenAiConfig, SpendConfig};
 use crate::model::{CrawlStats, Envelope, Family, Scope};
 use crate::size::ByteSize;
 
@@ -306,6 +306,7 @@ pub struct AdminClient {
     gate: Arc<Gate>,
     counters: Counters,
     observer: Option<ResponseObserver>,
+    spend: Option<SpendConfig>,
 }
 
 /// Called with every answer's HTTP status (`None` when no answer came), e.g. to count
@@ -369,6 +370,7 @@ impl AdminClient {
             opts,
             counters: Counters::default(),
             observer: None,
+            spend: None,
         })
     }
 
@@ -376,6 +378,18 @@ impl AdminClient {
     pub fn with_observer(mut self, observer: ResponseObserver) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// The same client, also reading the organization's daily costs with every snapshot as
+    /// `[spend]` says (a client without it reads no costs).
+    pub fn with_spend(mut self, spend: SpendConfig) -> Self {
+        self.spend = Some(spend);
+        self
+    }
+
+    /// The `[spend]` settings this client's snapshots read costs with.
+    pub fn spend(&self) -> Option<SpendConfig> {
+        self.spend
     }
 
     fn observe(&self, status: Option<u16>) {
@@ -556,11 +570,63 @@ impl AdminClient {
         family: Family,
         after: Option<&str>,
     ) -> Result<Value, ClientError> {
+        let mut query: Vec<(&str, String)> = family
+            .required_query()
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .collect();
+        if let Some(limit) = family.max_page_size() {
+            query.push(("limit", limit.to_string()));
+        }
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        let body = self.get_body(shown, url, &query).await?;
+        if let Some(asked) = family.max_page_size()
+            && family.envelope() != Envelope::Single
+            && let Some(held) = page_length(&body).filter(|n| *n > asked as usize)
+        {
+            return Err(ClientError::TooLarge {
+                path: shown.to_owned(),
+                message: format!(
+                    "the page holds {held} objects but `limit={asked}` was asked; \
+                     not trusting the rest of the list"
+                ),
+            });
+        }
+        parse_body(shown, &body)
+    }
+
+    /// One GET of `path` (segments under the base URL, each percent-encoded on its own)
+    /// with `query`, through the same gate, retries and bounds as every scope read: for
+    /// reads that are not a family's (the organization's costs).
+    pub async fn get_with_query(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<Value, ClientError> {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        let shown = format!("/{}", segments.join("/"));
+        let body = self.get_body(&shown, &url, query).await?;
+        parse_body(&shown, &body)
+    }
+
+    /// The body of one GET, retried on 429, 5xx and connection errors.
+    async fn get_body(
+        &self,
+        shown: &str,
+        url: &Url,
+        query: &[(&str, String)],
+    ) -> Result<Vec<u8>, ClientError> {
         let mut failures = 0u32;
         let mut limited = 0u32;
         loop {
-            let body = match self.attempt(shown, url, family, after).await {
-                Attempt::Body(body) => body,
+            match self.attempt(shown, url, query).await {
+                Attempt::Body(body) => return Ok(body),
                 Attempt::Fatal(error) => return Err(error),
                 Attempt::Retry {
                     error,
@@ -591,35 +657,12 @@ impl AdminClient {
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
                     }
-                    continue;
                 }
-            };
-            if let Some(asked) = family.max_page_size()
-                && family.envelope() != Envelope::Single
-                && let Some(held) = page_length(&body).filter(|n| *n > asked as usize)
-            {
-                return Err(ClientError::TooLarge {
-                    path: shown.to_owned(),
-                    message: format!(
-                        "the page holds {held} objects but `limit={asked}` was asked; \
-                         not trusting the rest of the list"
-                    ),
-                });
             }
-            return serde_json::from_slice(&body).map_err(|e| ClientError::Malformed {
-                path: shown.to_owned(),
-                message: format!("invalid JSON ({e}) in a {} byte body", body.len()),
-            });
         }
     }
 
-    async fn attempt(
-        &self,
-        shown: &str,
-        url: &Url,
-        family: Family,
-        after: Option<&str>,
-    ) -> Attempt {
+    async fn attempt(&self, shown: &str, url: &Url, query: &[(&str, String)]) -> Attempt {
         let (_permit, sent) = self.gate.acquire().await;
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let mut auth = match HeaderValue::from_str(&format!("Bearer {}", self.key.expose_secret()))
@@ -629,23 +672,12 @@ impl AdminClient {
         };
         // Keeps the header out of hyper's and h2's debug output.
         auth.set_sensitive(true);
-        let mut query: Vec<(&str, String)> = family
-            .required_query()
-            .iter()
-            .map(|(k, v)| (*k, (*v).to_owned()))
-            .collect();
-        if let Some(limit) = family.max_page_size() {
-            query.push(("limit", limit.to_string()));
-        }
-        if let Some(after) = after {
-            query.push(("after", after.to_owned()));
-        }
         tracing::trace!(path = shown, "GET");
         let response = self
             .http
             .get(url.clone())
             .header(AUTHORIZATION, auth)
-            .query(&query)
+            .query(query)
             .send()
             .await;
         let response = match response {
@@ -827,6 +859,14 @@ fn page_length(body: &[u8]) -> Option<usize> {
 enum Capped {
     Whole(Vec<u8>),
     Cut(Vec<u8>),
+}
+
+/// A 200's body as JSON; `shown` names the request in the error.
+fn parse_body(shown: &str, body: &[u8]) -> Result<Value, ClientError> {
+    serde_json::from_slice(body).map_err(|e| ClientError::Malformed {
+        path: shown.to_owned(),
+        message: format!("invalid JSON ({e}) in a {} byte body", body.len()),
+    })
 }
 
 /// Streams a body chunk by chunk with a running count, so a body larger than `cap` costs

@@ -580,6 +580,9 @@ pub async fn snapshot_skipping(
         tokio::sync::oneshot::channel::<(CrawlStats, DateTime<Utc>, SnapshotStatus)>();
     let org = org.to_owned();
     let baseline = client.stats();
+    // The organization's costs are read beside the crawl and stored with its snapshot.
+    let costs_window = crate::costs::window(client, &store, started_at)?;
+    let (costs_tx, costs_rx) = tokio::sync::oneshot::channel::<crate::costs::CostsRead>();
     let writer = tokio::task::spawn_blocking(move || {
         let mut store = store;
         let result = (|| {
@@ -588,7 +591,12 @@ pub async fn snapshot_skipping(
                 writer.apply(result)?;
             }
             let info = match done_rx.blocking_recv() {
-                Ok((stats, finished_at, status)) => writer.finish(&stats, finished_at, status)?,
+                Ok((stats, finished_at, status)) => {
+                    if let Ok(read) = costs_rx.blocking_recv() {
+                        writer.apply_costs(&read)?;
+                    }
+                    writer.finish(&stats, finished_at, status)?
+                }
                 // The crawl ended without a verdict: dropping the writer rolls back.
                 Err(_) => return Ok(None),
             };
@@ -598,11 +606,17 @@ pub async fn snapshot_skipping(
         })();
         (store, result)
     });
-    let crawl = collect_skipping(client, tx, progress, skip).await;
+    let (crawl, costs) = tokio::join!(
+        collect_skipping(client, tx, progress, skip),
+        crate::costs::read_window(client, costs_window)
+    );
     let mut archived_reads = 0;
     let refused = match crawl {
-        Ok(report) => {
+        Ok(mut report) => {
             archived_reads = report.archived_reads;
+            if let Some(costs) = &costs {
+                costs.count_into(&mut report.stats, &mut report.status);
+            }
             let _ = done_tx.send((report.stats, report.finished_at, report.status));
             None
         }
@@ -615,6 +629,11 @@ pub async fn snapshot_skipping(
         // The writer stopped first; its own error is the one to report.
         Err(CollectError::ReceiverClosed) => None,
     };
+    // Sent or dropped before waiting: the writer waits for it after the verdict.
+    match costs {
+        Some(costs) => drop(costs_tx.send(costs)),
+        None => drop(costs_tx),
+    }
     let (store, result) = writer
         .await
         .map_err(|e| SnapshotError::Writer(e.to_string()))?;

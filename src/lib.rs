@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod collect;
 pub mod config;
+pub mod costs;
 pub mod daemon;
 pub mod diagnostics;
 pub mod duration;

@@ -588,7 +588,7 @@ pub fn table_report(
 /// character Markdown or its inline HTML gives a meaning (`<`, `&`, `*`, `|`, `` ` ``, …)
 /// backslash-escaped, so a name such as `<script>` or `**x**` renders as the text it is. An
 /// `_` inside a word is left alone: it cannot start emphasis there, and ids are full of them.
-fn md(text: &str) -> String {
+pub(crate) fn md(text: &str) -> String {
     let chars: Vec<char> = inert(text).chars().collect();
     let mut out = String::with_capacity(chars.len());
     for (i, &c) in chars.iter().enumerate() {

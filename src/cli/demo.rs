@@ -49,7 +49,8 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
         &sim.base_url(),
         secrecy::SecretString::from("demo-key"),
         ClientOptions::from_config(&config.openai),
-    )?;
+    )?
+    .with_spend(config.spend);
     let _lock = Store::lock_writer(&db).map_err(store_error)?;
     let store = Store::open(&db).map_err(store_error)?;
     let setup = CliSetup {

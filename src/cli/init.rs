@@ -135,6 +135,14 @@ send_resolved = true
 # Without it, no server runs. Keep it on loopback unless a proxy or network policy guards it.
 [server]
 # listen = "127.0.0.1:9464"
+
+# The organization's daily costs (`orgwarden spend`, the spend rules), read with every
+# snapshot. The first run reads the current month and `lookback` before it; later runs
+# re-read the last `settle_days` closed days and today, whose figures can still change.
+[spend]
+enabled = true
+lookback = "35d"
+settle_days = 3
 "##;
 
 /// Runs `orgwarden init`.

@@ -16,6 +16,7 @@ pub mod schedule;
 pub mod sim;
 pub mod snapshot;
 pub mod snapshots;
+pub mod spend;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -233,6 +234,8 @@ pub enum Command {
     Findings(findings::FindingsArgs),
     /// Read-only SQL over the documented views
     Query(query::QueryArgs),
+    /// This month's spend per project against its hard limit and spend alerts
+    Spend(spend::SpendArgs),
     /// List, check, test and explain rules
     #[command(subcommand)]
     Rules(rules::RulesCommand),
@@ -288,6 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::History(args) => history::history(global, args),
         Command::Findings(args) => findings::findings(global, args),
         Command::Query(args) => query::query(global, args),
+        Command::Spend(args) => spend::spend(global, args),
         Command::Rules(cmd) => rules::rules(global, cmd),
         Command::Notify(cmd) => notify::notify(global, cmd),
         Command::Sim(args) => sim::sim(global, args),

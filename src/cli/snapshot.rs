@@ -31,6 +31,7 @@ pub fn admin_client(global: &GlobalArgs, config: &Config) -> anyhow::Result<Admi
         key,
         ClientOptions::from_config(&config.openai),
     )
+    .map(|client| client.with_spend(config.spend))
     .map_err(CliError::usage)
 }
 

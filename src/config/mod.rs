@@ -64,6 +64,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[collect]`
     pub collect: CollectConfig,
+    /// `[spend]`
+    pub spend: SpendConfig,
     /// The file this was read from, for resolving relative paths and for diagnostics.
     pub source: Option<PathBuf>,
     /// The file's text, kept for diagnostics that point into it.
@@ -308,6 +310,31 @@ pub struct ServerConfig {
     /// `/healthz`, `/readyz` and `/metrics` while the daemon runs; absent = off.
     pub listen: Option<SocketAddr>,
 }
+
+/// `[spend]`: reading the organization's daily costs with every snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpendConfig {
+    /// Read costs at all.
+    pub enabled: bool,
+    /// Whole days read before the current month on the first run.
+    pub lookback_days: u32,
+    /// Closed days re-read on every run, since their figures can still change.
+    pub settle_days: u32,
+}
+
+impl Default for SpendConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lookback_days: 35,
+            settle_days: 3,
+        }
+    }
+}
+
+/// The most days `[spend] lookback` and `settle_days` may ask for: one costs page holds at
+/// most 180 daily buckets, and a year of history is what the spend views can use.
+pub const MAX_SPEND_DAYS: u32 = 366;
 
 impl Config {
     /// Parses and validates configuration text; `path` is used in diagnostics and to

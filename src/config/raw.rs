@@ -21,6 +21,15 @@ pub(super) struct RawConfig {
     pub listen: Option<Spanned<String>>,
     /// `[collect] skip`: view names as written.
     pub collect_skip: Vec<Spanned<String>>,
+    pub spend: RawSpend,
+}
+
+/// `[spend]` as written.
+#[derive(Debug, Default)]
+pub(super) struct RawSpend {
+    pub enabled: Option<Spanned<bool>>,
+    pub lookback: Option<Spanned<String>>,
+    pub settle_days: Option<Spanned<i64>>,
 }
 
 /// `[openai]` as written.
@@ -105,6 +114,7 @@ const TOP: &[&str] = &[
     "notify",
     "server",
     "collect",
+    "spend",
 ];
 const OPENAI: &[&str] = &[
     "organization",
@@ -137,6 +147,7 @@ const EMAIL: &[&str] = &[
 const STORAGE: &[&str] = &["path"];
 const SERVER: &[&str] = &["listen"];
 const COLLECT: &[&str] = &["skip"];
+const SPEND: &[&str] = &["enabled", "lookback", "settle_days"];
 const TEMPLATES: &[&str] = &["html", "text"];
 
 /// Every table of the file and the keys it accepts, as the reader checks them: the starter
@@ -154,6 +165,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("notify.email.templates", TEMPLATES),
     ("server", SERVER),
     ("collect", COLLECT),
+    ("spend", SPEND),
 ];
 
 /// Reads the document tree into [`RawConfig`], recording wrong types and unknown keys.
@@ -215,6 +227,14 @@ impl<'d> Reader<'d> {
         if let Some(t) = self.table(&top, "collect") {
             self.unknown_keys(&t, COLLECT);
             raw.collect_skip = self.strings(&t, "skip");
+        }
+        if let Some(t) = self.table(&top, "spend") {
+            self.unknown_keys(&t, SPEND);
+            raw.spend = RawSpend {
+                enabled: self.boolean(&t, "enabled"),
+                lookback: self.string(&t, "lookback"),
+                settle_days: self.integer(&t, "settle_days"),
+            };
         }
         raw
     }

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawEmail, RawExemption, RawOpenAi, RawRules, RawSchedule};
+use super::raw::{RawConfig, RawEmail, RawExemption, RawOpenAi, RawRules, RawSchedule, RawSpend};
 use super::{
     CollectConfig, Config, EmailConfig, EmailTemplates, EmailTls, EmailTransport, ExemptionConfig,
-    NotifyConfig, OpenAiConfig, RuleParams, RulesConfig, ScheduleConfig, ServerConfig,
+    NotifyConfig, OpenAiConfig, RuleParams, RulesConfig, ScheduleConfig, ServerConfig, SpendConfig,
     StorageConfig,
 };
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
@@ -147,6 +147,7 @@ pub(super) fn validate(raw: RawConfig, diags: &mut Diagnostics, file: FileId) ->
                     skip
                 }),
         },
+        spend: spend(&raw.spend, &mut c),
         source: None,
         text: None,
     }
@@ -193,6 +194,51 @@ fn skipped_family(name: &Spanned<String>, c: &mut Check<'_>) -> Option<Family> {
             };
             None
         }
+    }
+}
+
+/// `[spend]`: the costs window.
+fn spend(raw: &RawSpend, c: &mut Check<'_>) -> SpendConfig {
+    let default = SpendConfig::default();
+    let max = super::MAX_SPEND_DAYS;
+    let lookback_days = raw.lookback.as_ref().and_then(|v| {
+        let d = c.parse(
+            v,
+            DiagnosticCode::BadDuration,
+            "not a duration",
+            str::parse::<Duration>,
+        )?;
+        // Costs come in whole UTC days: a part of a day reads that whole day.
+        let days = u32::try_from(d.as_secs().div_ceil(86_400))
+            .ok()
+            .filter(|days| *days <= max);
+        if days.is_none() {
+            c.error(
+                DiagnosticCode::BadValue,
+                v.span(),
+                format!("`lookback` must be at most {max}d"),
+                "too long",
+            );
+        }
+        days
+    });
+    let settle_days = raw.settle_days.as_ref().and_then(|n| {
+        let days: u32 = c.at_least(n, "settle_days", 0)?;
+        if days > max {
+            c.error(
+                DiagnosticCode::BadValue,
+                n.span(),
+                format!("`settle_days` must be at most {max}, not {days}"),
+                "out of range",
+            );
+            return None;
+        }
+        Some(days)
+    });
+    SpendConfig {
+        enabled: raw.enabled.as_ref().is_none_or(|e| *e.get_ref()),
+        lookback_days: lookback_days.unwrap_or(default.lookback_days),
+        settle_days: settle_days.unwrap_or(default.settle_days),
     }
 }
 

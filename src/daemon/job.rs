@@ -89,6 +89,7 @@ fn load(inputs: &JobInputs, metrics: &Arc<Metrics>) -> Result<Loaded, BoxError> 
     let base_url = config.base_url(inputs.base_url.as_deref());
     let observed = metrics.clone();
     let client = AdminClient::new(&base_url, key, ClientOptions::from_config(&config.openai))?
+        .with_spend(config.spend)
         .with_observer(Arc::new(move |status| observed.record_api_response(status)));
     Ok(Loaded {
         config,

@@ -148,12 +148,13 @@ impl Notifier {
         now: DateTime<Utc>,
     ) -> Result<Announcement, NotifyError> {
         let settled = plan::settled(findings, ctx, &self.policy);
-        let Some(digest) = plan::plan(findings, ctx, &self.policy, now) else {
+        let Some(mut digest) = plan::plan(findings, ctx, &self.policy, now) else {
             return Ok(Announcement {
                 settled,
                 ..Announcement::default()
             });
         };
+        digest.spend = crate::store::project_spend_in(tx);
         let outbox_id = match &self.email {
             Some(email) => Some(queue(tx, email, &digest, &self.repeat_interval)?),
             None => None,

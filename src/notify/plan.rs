@@ -169,6 +169,8 @@ pub struct Digest {
     pub announced: Vec<Announced>,
     /// Every open finding after this run, oldest first (the CSV attachment, the counts).
     pub open: Vec<FindingState>,
+    /// This month's spend per project (the `project_spend` view), for the digest's chart.
+    pub spend: Vec<crate::store::ProjectSpend>,
 }
 
 impl Digest {
@@ -307,6 +309,7 @@ pub fn plan(
         partial: ctx.partial,
         announced,
         open,
+        spend: Vec::new(),
     })
 }
 

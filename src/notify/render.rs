@@ -357,6 +357,7 @@ struct Ctx {
     open_by_severity: Vec<SevCount>,
     sections: Vec<Section>,
     still_open: StillOpen,
+    spend: Option<SpendChart>,
 }
 
 #[derive(Serialize)]
@@ -564,6 +565,7 @@ fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: 
             .collect(),
         sections,
         still_open,
+        spend: spend_chart(&digest.spend),
     }
 }
 
@@ -884,4 +886,88 @@ mod tests {
             .unwrap();
         assert_eq!(rendered.html, "&lt;b&gt;x&lt;&#x2f;b&gt; (proj_x)");
     }
+}
+
+/// The digest's spend chart: the projects nearest their hard limit, one bar each, drawn as
+/// inline SVG by the template (no script, no image to fetch; names escaped by the template).
+#[derive(Serialize)]
+struct SpendChart {
+    width: u32,
+    height: u32,
+    track: u32,
+    bars: Vec<SpendBar>,
+    /// Projects with a limit not drawn.
+    more: usize,
+}
+
+#[derive(Serialize)]
+struct SpendBar {
+    /// Top of the row.
+    y: u32,
+    label: String,
+    /// `1234.56 of 2000.00 USD · 61.7%`
+    value: String,
+    fill: u32,
+    color: &'static str,
+}
+
+/// The most projects the chart draws.
+const CHART_BARS: usize = 8;
+const CHART_WIDTH: u32 = 552;
+const CHART_ROW: u32 = 40;
+
+/// The chart of the projects with a hard limit, highest share of it first; `None` when no
+/// project has one.
+fn spend_chart(rows: &[crate::store::ProjectSpend]) -> Option<SpendChart> {
+    let mut limited: Vec<&crate::store::ProjectSpend> = rows
+        .iter()
+        .filter(|r| r.hard_limit.is_some_and(|l| l > 0))
+        .collect();
+    if limited.is_empty() {
+        return None;
+    }
+    let pct = |r: &crate::store::ProjectSpend| r.pct_of_limit.unwrap_or(0.0);
+    limited.sort_by(|a, b| pct(b).total_cmp(&pct(a)));
+    let more = limited.len().saturating_sub(CHART_BARS);
+    let track = CHART_WIDTH;
+    let bars: Vec<SpendBar> = limited
+        .into_iter()
+        .take(CHART_BARS)
+        .zip(0u32..)
+        .map(|(r, i)| {
+            let share = pct(r).clamp(0.0, 100.0) / 100.0;
+            // Whole pixels: the share is clamped to [0, 1], so this is within the track.
+            let fill = (0..=track)
+                .rev()
+                .find(|px| f64::from(*px) <= share * f64::from(track))
+                .unwrap_or(0);
+            let color = match pct(r) {
+                p if p >= 100.0 => "#dc2626",
+                p if p >= 80.0 => "#d97706",
+                _ => "#16a34a",
+            };
+            let name = one_line(r.name.as_deref().unwrap_or(&r.project_id));
+            SpendBar {
+                y: i * CHART_ROW,
+                label: name.chars().take(48).collect(),
+                value: format!(
+                    "{} of {} {} · {:.1}%",
+                    crate::costs::cents_text(r.month_to_date),
+                    crate::costs::cents_text(r.hard_limit.unwrap_or(0)),
+                    r.currency,
+                    pct(r)
+                ),
+                fill,
+                color,
+            }
+        })
+        .collect();
+    let height = u32::try_from(bars.len()).unwrap_or(0) * CHART_ROW;
+    Some(SpendChart {
+        width: CHART_WIDTH,
+        height,
+        track,
+        bars,
+        more,
+    })
 }

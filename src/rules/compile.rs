@@ -372,6 +372,15 @@ pub fn create_scratch_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()
             cols.join(", ")
         ));
     }
+    // The spend views read the costs table and the snapshot times: the real ones, empty.
+    sql.push_str(
+        "CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY, started_at INTEGER, status TEXT);\n",
+    );
+    sql.push_str(crate::store::COSTS_SCHEMA);
+    for (_, view) in crate::store::spend_views() {
+        sql.push_str(&view);
+        sql.push_str(";\n");
+    }
     conn.execute_batch(&sql)
 }
 

@@ -211,6 +211,9 @@ fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, Strin
         writer.apply(scope).map_err(|e| e.to_string())?;
     }
     writer
+        .apply_costs(&org.costs_read(now))
+        .map_err(|e| e.to_string())?;
+    writer
         .finish(&CrawlStats::default(), at, SnapshotStatus::Complete)
         .map_err(|e| e.to_string())?;
     let hits = evaluate_rules(store.reader(), &[&rule], now).map_err(|e| e.to_string())?;

@@ -45,6 +45,7 @@ pub const PACK: &[(&str, &str)] = &[
     ("rules/access.toml", include_str!("../../rules/access.toml")),
     ("rules/data.toml", include_str!("../../rules/data.toml")),
     ("rules/spend.toml", include_str!("../../rules/spend.toml")),
+    ("rules/costs.toml", include_str!("../../rules/costs.toml")),
     (
         "rules/certificates.toml",
         include_str!("../../rules/certificates.toml"),
@@ -160,6 +161,22 @@ pub const PACK_FIXTURES: &[(&str, &str)] = &[
     (
         "rules/fixtures/spend-limit-enforcing.toml",
         include_str!("../../rules/fixtures/spend-limit-enforcing.toml"),
+    ),
+    (
+        "rules/fixtures/project-spend-near-limit.toml",
+        include_str!("../../rules/fixtures/project-spend-near-limit.toml"),
+    ),
+    (
+        "rules/fixtures/org-spend-near-limit.toml",
+        include_str!("../../rules/fixtures/org-spend-near-limit.toml"),
+    ),
+    (
+        "rules/fixtures/project-spend-spike.toml",
+        include_str!("../../rules/fixtures/project-spend-spike.toml"),
+    ),
+    (
+        "rules/fixtures/project-spend-no-cap.toml",
+        include_str!("../../rules/fixtures/project-spend-no-cap.toml"),
     ),
 ];
 

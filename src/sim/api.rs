@@ -296,7 +296,7 @@ pub fn encode_cursor(offset: usize) -> String {
     b64_encode(format!("sim-cursor:{offset}").as_bytes())
 }
 
-fn decode_cursor(cursor: &str) -> Option<usize> {
+pub(crate) fn decode_cursor(cursor: &str) -> Option<usize> {
     let bytes = b64_decode(cursor)?;
     let text = String::from_utf8(bytes).ok()?;
     text.strip_prefix("sim-cursor:")?.parse().ok()
@@ -584,6 +584,7 @@ fn read(org: &Org, req: &Request<'_>, segs: &[&str]) -> Answer {
             page(&items, q, &LIST_DEFAULT, |p| p.id.as_str(), render::project)
         }
         ["organization", "projects", pid] => bytes(&render::project(project(org, pid)?)),
+        ["organization", "costs"] => bytes(&super::costs::read(org, q, now())?),
         ["organization", "projects", pid, rest @ ..] => {
             let p = project(org, pid)?;
             read_project(org, p, q, rest, req)

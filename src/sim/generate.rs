@@ -218,6 +218,8 @@ impl Org {
         // The organization's own objects come from a second source, so that they do not
         // change the projects a seed gave before they were modelled.
         super::generate_org::generate_org_level(&mut org, seed, now);
+        org.costs = super::costs::Costs::generated(&org.projects, seed, now);
+        plant_near_limit(&mut org, now);
         org
     }
 }
@@ -534,6 +536,33 @@ fn generate_certificates(rng: &mut Rng, p: &mut Project, now: i64) {
             valid_at: valid,
             expires_at: now + rng.range(-10, 400) * DAY,
             extra: Map::new(),
+        });
+    }
+}
+
+/// Gives the generated series' heavy project a hard limit its month to date is 90% of, so
+/// `project-spend-near-limit` has a project to find whatever the day of the month.
+fn plant_near_limit(org: &mut Org, now: i64) {
+    let Some(heavy) = org
+        .costs
+        .series
+        .as_ref()
+        .and_then(|s| s.projects.first().cloned())
+    else {
+        return;
+    };
+    let spent = org.costs.month_to_date(heavy.as_str(), now);
+    // Cents of 111% of the month to date, at least a dollar: the spend is 90% of it.
+    let limit = (1..=i64::MAX / 2)
+        .map(|dollars| dollars * 100)
+        .find(|cents| *cents as f64 >= spent * 111.0)
+        .unwrap_or(100);
+    if let Some(p) = org.project_mut(&heavy) {
+        p.spend_limit = Some(super::org_level::SpendLimit {
+            threshold_amount: limit,
+            currency: "USD".into(),
+            interval: "month".into(),
+            enforcement: "inactive".into(),
         });
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod api;
 mod api_org;
+pub mod costs;
 pub mod faults;
 pub mod generate;
 mod generate_org;

@@ -88,6 +88,8 @@ pub struct Org {
     pub quirks: Quirks,
     /// Top-level fields of the file the simulator does not model.
     pub extra: Map<String, Value>,
+    /// The daily costs `GET /organization/costs` serves.
+    pub costs: super::costs::Costs,
     /// Feeds the ids of objects created through the API.
     pub(crate) serial: u64,
 }
@@ -503,6 +505,7 @@ impl Org {
             certificates: Vec::new(),
             quirks: Quirks::default(),
             extra: Map::new(),
+            costs: super::costs::Costs::default(),
             serial: 0,
         }
     }
@@ -890,6 +893,7 @@ fn parse_org(value: &Value, now: i64) -> R<Org> {
     fill_user_times(&mut org, now);
     parse_org_settings(&mut r, &mut org, now)?;
     org.extra = r.extra();
+    super::costs::parse(value, now, &mut org)?;
     Ok(org)
 }
 

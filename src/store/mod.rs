@@ -6,6 +6,7 @@
 //! migrations applied, views matching this binary.
 
 mod canon;
+mod costs;
 mod history;
 mod ownership;
 mod query;
@@ -28,10 +29,14 @@ use serde::Serialize;
 use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotStatus};
 
 pub use canon::FieldChange;
+pub use costs::{ProjectSpend, org_spend, project_spend, project_spend_in};
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
 pub use ownership::{APPLICATION_ID, canonical_db_path, check_ownership, warn_if_shared};
 pub use query::{QueryResult, sql_to_json, sql_to_text};
-pub use views::{ExtraColumn, HISTORY_VIEWS, extra_columns};
+pub use views::{ExtraColumn, HISTORY_VIEWS, extra_columns, spend_views};
+
+/// The costs tables (migration 0005), for scratch schemas that check rule SQL.
+pub const COSTS_SCHEMA: &str = include_str!("migrations/0005_costs.sql");
 pub use writer::SnapshotWriter;
 
 /// The migrations, in order; `PRAGMA user_version` counts how many were applied.
@@ -47,6 +52,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_announced",
         include_str!("migrations/0004_announced.sql"),
     ),
+    ("0005_costs", include_str!("migrations/0005_costs.sql")),
 ];
 
 /// How long a writer waits for another connection's write transaction to end.

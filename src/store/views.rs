@@ -19,6 +19,7 @@ pub fn definitions() -> Vec<(&'static str, String)> {
     views.push(("snapshots", snapshots_view()));
     views.push(("object_versions", object_versions_view()));
     views.push(("findings", findings_view()));
+    views.extend(spend_views());
     views
 }
 
@@ -285,4 +286,133 @@ fn findings_view() -> String {
          message, remediation, status,\n  {times}\n\
          FROM finding"
     )
+}
+
+/// The day the spend views count from: the UTC day of the newest finished snapshot (so a
+/// stored database reads the same later), today when there is none.
+const SPEND_TODAY: &str = "date(coalesce((SELECT max(started_at) FROM snapshot \
+     WHERE status <> 'running'), CAST(strftime('%s', 'now') AS INTEGER)), 'unixepoch')";
+
+/// Cents as readable decimal text (`"1234.56"`); NULL stays NULL.
+fn money(expr: &str) -> String {
+    format!(
+        "CASE WHEN {expr} IS NULL THEN NULL ELSE \
+         (CASE WHEN {expr} < 0 THEN '-' ELSE '' END) || (abs({expr}) / 100) || '.' || \
+         substr('0' || (abs({expr}) % 100), -2) END"
+    )
+}
+
+/// `part` as a percentage of `whole` (one decimal), NULL without a positive `whole`.
+fn pct(part: &str, whole: &str) -> String {
+    format!("CASE WHEN {whole} > 0 THEN round(100.0 * {part} / {whole}, 1) END")
+}
+
+/// The columns `project_spend` and `org_spend` share, over a source `s` with `mtd`,
+/// `yesterday`, `last14`, `hard_limit`, `alert_threshold` and `currency` (all cents).
+fn spend_columns() -> String {
+    let mean = "CAST(round(coalesce(s.last14, 0) / 14.0) AS INTEGER)";
+    [
+        "coalesce(s.mtd, 0) AS month_to_date".to_owned(),
+        format!("{} AS month_to_date_usd", money("coalesce(s.mtd, 0)")),
+        "s.hard_limit AS hard_limit".to_owned(),
+        format!("{} AS hard_limit_usd", money("s.hard_limit")),
+        format!(
+            "{} AS pct_of_limit",
+            pct("coalesce(s.mtd, 0)", "s.hard_limit")
+        ),
+        "s.alert_threshold AS alert_threshold".to_owned(),
+        format!("{} AS alert_threshold_usd", money("s.alert_threshold")),
+        format!(
+            "{} AS pct_of_alert",
+            pct("coalesce(s.mtd, 0)", "s.alert_threshold")
+        ),
+        format!("{mean} AS daily_mean_14d"),
+        format!("{} AS daily_mean_14d_usd", money(mean)),
+        "coalesce(s.yesterday, 0) AS yesterday".to_owned(),
+        format!("{} AS yesterday_usd", money("coalesce(s.yesterday, 0)")),
+        "coalesce(s.currency, 'USD') AS currency".to_owned(),
+    ]
+    .join(",\n  ")
+}
+
+/// Per-project sums of `cost_day` relative to [`SPEND_TODAY`]: `mtd` (this month up to
+/// today), `yesterday`, `last14` (the 14 days before today); `group` is the grouping key.
+fn cost_sums(group: &str) -> String {
+    format!(
+        "SELECT {group} AS key,
+    sum(CASE WHEN c.day >= date(t.today, 'start of month') AND c.day <= t.today
+        THEN c.amount_cents ELSE 0 END) AS mtd,
+    sum(CASE WHEN c.day = date(t.today, '-1 day') THEN c.amount_cents ELSE 0 END) AS yesterday,
+    sum(CASE WHEN c.day >= date(t.today, '-14 days') AND c.day < t.today
+        THEN c.amount_cents ELSE 0 END) AS last14,
+    max(c.currency) AS currency
+  FROM cost_day c, (SELECT {SPEND_TODAY} AS today) t
+  WHERE c.day >= min(date(t.today, 'start of month'), date(t.today, '-14 days'))
+    AND c.day <= t.today
+  GROUP BY {group}"
+    )
+}
+
+/// `project_costs_daily`, `project_spend` and `org_spend` (migration 0005's `cost_day`
+/// against the spend limits and alerts). Amounts compare in integer cents; every amount has
+/// a readable `…_usd` companion.
+pub fn spend_views() -> Vec<(&'static str, String)> {
+    let daily = format!(
+        "CREATE VIEW project_costs_daily AS
+SELECT NULLIF(c.project_id, '') AS project_id,
+  c.day AS day,
+  NULLIF(c.line_item, '') AS line_item,
+  c.amount_cents AS amount_cents,
+  {} AS amount,
+  c.currency AS currency
+FROM cost_day c",
+        money("c.amount_cents")
+    );
+    let project = format!(
+        "CREATE VIEW project_spend AS
+SELECT s.project_id AS project_id,
+  s.project_id AS resource_id,
+  s.name AS name,
+  s.status AS status,
+  {}
+FROM (
+  SELECT p.id AS project_id, p.name AS name, p.status AS status,
+    sums.mtd AS mtd, sums.yesterday AS yesterday, sums.last14 AS last14,
+    coalesce(sums.currency, l.currency) AS currency,
+    l.threshold_amount AS hard_limit,
+    a.threshold AS alert_threshold
+  FROM projects p
+    LEFT JOIN ({}) sums ON sums.key = p.id
+    LEFT JOIN project_spend_limits l ON l.project_id = p.id
+    LEFT JOIN (
+      SELECT project_id, max(threshold_amount) AS threshold FROM project_spend_alerts
+      WHERE coalesce(interval, 'month') = 'month' GROUP BY project_id
+    ) a ON a.project_id = p.id
+) s",
+        spend_columns(),
+        cost_sums("c.project_id")
+    );
+    let org = format!(
+        "CREATE VIEW org_spend AS
+SELECT NULL AS project_id,
+  'organization' AS resource_id,
+  {}
+FROM (
+  SELECT sums.mtd AS mtd, sums.yesterday AS yesterday, sums.last14 AS last14,
+    coalesce(sums.currency, l.currency) AS currency,
+    l.threshold_amount AS hard_limit,
+    (SELECT max(threshold_amount) FROM org_spend_alerts
+     WHERE coalesce(interval, 'month') = 'month') AS alert_threshold
+  FROM (SELECT 1) one
+    LEFT JOIN ({}) sums ON 1
+    LEFT JOIN org_spend_limit l ON 1
+) s",
+        spend_columns(),
+        cost_sums("'organization'")
+    );
+    vec![
+        ("project_costs_daily", daily),
+        ("project_spend", project),
+        ("org_spend", org),
+    ]
 }

@@ -74,6 +74,13 @@ struct Current {
     volatile: Option<String>,
 }
 
+impl<'a> SnapshotWriter<'a> {
+    /// The snapshot's transaction, for the other tables a run writes (`store::costs`).
+    pub(super) fn tx(&self) -> &Transaction<'a> {
+        &self.tx
+    }
+}
+
 impl SnapshotWriter<'_> {
     /// The id the snapshot will have once committed.
     pub fn id(&self) -> SnapshotId {

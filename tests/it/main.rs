@@ -49,6 +49,8 @@ mod sim_faults;
 mod sim_pagination;
 mod sim_python_client;
 mod snapshot_e2e;
+mod spend_digest;
+mod spend_e2e;
 mod store_cli;
 mod store_crash;
 mod store_e2e;

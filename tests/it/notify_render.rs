@@ -11,7 +11,7 @@ use orgwarden::model::{ProjectId, RuleId, Severity, SnapshotId};
 use orgwarden::notify::plan::{Policy, plan};
 use orgwarden::notify::{FindingState, FindingStatus, Renderer, RunContext, Transition};
 
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 29, 6, 0, 0).unwrap()
 }
 
@@ -45,7 +45,7 @@ fn finding(
     }
 }
 
-fn sample() -> Vec<FindingState> {
+pub(crate) fn sample() -> Vec<FindingState> {
     let payments = Some(("proj_payments", "Payments"));
     let sandbox = Some(("proj_sandbox", "Research <sandbox>"));
     let support = Some(("proj_support", "Support bot"));
@@ -167,7 +167,7 @@ fn sample() -> Vec<FindingState> {
     ]
 }
 
-fn render_png(html: &Path, png: &Path) {
+pub(crate) fn render_png(html: &Path, png: &Path) {
     let profile = tempfile::tempdir().unwrap();
     let status = Command::new(crate::support::tools::Tool::Chromium.require())
         .args([

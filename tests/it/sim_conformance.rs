@@ -599,7 +599,18 @@ const CASES: &[Case] = &[
     get(ROLES, "/projects/proj_data/roles", 429)
         .after(Inject::RateLimited("/projects/proj_data/roles", 3))
         .with_header("retry-after", "3"),
+    // Costs (envelope C): daily buckets, grouped, paged; bad parameters are 400s.
+    get(COSTS, "/organization/costs?start_time=1764547200&end_time=1765152000&bucket_width=1d&group_by[]=project_id&group_by[]=line_item&limit=3", 200),
+    get(COSTS, "/organization/costs?start_time=1764547200&end_time=1764720000&group_by=project_id&project_ids=proj_payments", 200),
+    get(COSTS, "/organization/costs?start_time=1764547200&limit=181", 400),
+    get(COSTS, "/organization/costs?start_time=1764547200&bucket_width=1h", 400),
+    get(COSTS, "/organization/costs?start_time=1764547200&group_by[]=model", 400),
+    get(COSTS, "/organization/costs?end_time=1764547200", 400),
+    get(COSTS, "/organization/costs?start_time=1764547200&page=not-a-page", 400),
 ];
+
+/// The costs endpoint's template.
+const COSTS: &str = "/organization/costs";
 
 /// Replaces every `{name}` an earlier case bound.
 fn fill(text: &str, bound: &[(&str, String)]) -> String {

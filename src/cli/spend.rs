@@ -1,0 +1,156 @@
+//! `orgwarden spend`: this month's spend per project against its hard limit and alerts,
+//! from the last snapshot's costs (the `project_spend` and `org_spend` views).
+
+use std::io::Write;
+
+use clap::ValueEnum;
+use serde_json::{Value, json};
+
+use super::read::{names, open, table, write_csv};
+use super::{Exit, GlobalArgs};
+use crate::costs::cents_text;
+use crate::report::{Wrap, md};
+use crate::store::{ProjectSpend, org_spend, project_spend};
+
+/// Output formats of `orgwarden spend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum SpendFormat {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// One JSON document: `{"organization": {…}, "projects": [{…}]}`.
+    Json,
+    /// CSV with a header row, one row per project.
+    Csv,
+    /// A Markdown table.
+    Markdown,
+}
+
+/// `orgwarden spend`
+#[derive(Debug, clap::Args)]
+pub struct SpendArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = SpendFormat::Table)]
+    pub format: SpendFormat,
+    /// Show only the first N projects (the highest share of their limit first)
+    #[arg(long)]
+    pub top: Option<usize>,
+}
+
+const HEADER: [(&str, Wrap); 9] = [
+    ("project_id", Wrap::Never),
+    ("name", Wrap::Prose),
+    ("month_to_date", Wrap::Never),
+    ("hard_limit", Wrap::Never),
+    ("pct_of_limit", Wrap::Never),
+    ("alert_threshold", Wrap::Never),
+    ("pct_of_alert", Wrap::Never),
+    ("yesterday", Wrap::Never),
+    ("daily_mean_14d", Wrap::Never),
+];
+
+/// Runs `orgwarden spend`.
+pub fn spend(global: &GlobalArgs, args: &SpendArgs) -> anyhow::Result<Exit> {
+    let store = open(global)?;
+    let mut projects = project_spend(store.reader())?;
+    if let Some(top) = args.top {
+        projects.truncate(top);
+    }
+    let org = org_spend(store.reader())?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        SpendFormat::Json => {
+            let doc = json!({
+                "organization": spend_json(&org),
+                "projects": projects.iter().map(spend_json).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{}", crate::report::json_text(&doc, true)?)?;
+        }
+        SpendFormat::Csv => write_csv(&mut out, &names(&HEADER), &rows(&projects))?,
+        SpendFormat::Table => {
+            writeln!(out, "{}", org_line(&org))?;
+            if !projects.is_empty() {
+                writeln!(out, "{}", table(&HEADER, rows(&projects)))?;
+            }
+        }
+        SpendFormat::Markdown => {
+            writeln!(out, "# Spend this month\n\n{}\n", md(&org_line(&org)))?;
+            writeln!(out, "| {} |", names(&HEADER).join(" | "))?;
+            writeln!(out, "|{}", "---|".repeat(HEADER.len()))?;
+            for row in rows(&projects) {
+                let cells: Vec<String> = row.iter().map(|c| md(c)).collect();
+                writeln!(out, "| {} |", cells.join(" | "))?;
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// `organization: 1234.56 USD this month (hard limit 2000.00, 61.7%; alert at 1500.00, 82.3%)`.
+fn org_line(org: &ProjectSpend) -> String {
+    let mut line = format!(
+        "organization: {} {} this month",
+        cents_text(org.month_to_date),
+        org.currency
+    );
+    let limit = org
+        .hard_limit
+        .map(|l| format!("hard limit {}, {}", cents_text(l), pct(org.pct_of_limit)));
+    let alert = org
+        .alert_threshold
+        .map(|a| format!("alert at {}, {}", cents_text(a), pct(org.pct_of_alert)));
+    let parts: Vec<String> = [limit, alert].into_iter().flatten().collect();
+    if parts.is_empty() {
+        line.push_str(" (no hard limit, no spend alert)");
+    } else {
+        line.push_str(&format!(" ({})", parts.join("; ")));
+    }
+    line
+}
+
+fn pct(value: Option<f64>) -> String {
+    value.map_or_else(String::new, |p| format!("{p:.1}%"))
+}
+
+fn rows(projects: &[ProjectSpend]) -> Vec<Vec<String>> {
+    let money = |cents: Option<i64>| cents.map_or_else(String::new, cents_text);
+    projects
+        .iter()
+        .map(|p| {
+            vec![
+                p.project_id.clone(),
+                p.name.clone().unwrap_or_default(),
+                cents_text(p.month_to_date),
+                money(p.hard_limit),
+                pct(p.pct_of_limit),
+                money(p.alert_threshold),
+                pct(p.pct_of_alert),
+                cents_text(p.yesterday),
+                cents_text(p.daily_mean_14d),
+            ]
+        })
+        .collect()
+}
+
+/// A spend row as JSON: every amount in cents and as readable text (`…_usd`).
+fn spend_json(p: &ProjectSpend) -> Value {
+    let money = |cents: Option<i64>| cents.map(cents_text);
+    json!({
+        "project_id": p.project_id,
+        "name": p.name,
+        "status": p.status,
+        "currency": p.currency,
+        "month_to_date": p.month_to_date,
+        "month_to_date_usd": cents_text(p.month_to_date),
+        "hard_limit": p.hard_limit,
+        "hard_limit_usd": money(p.hard_limit),
+        "pct_of_limit": p.pct_of_limit,
+        "alert_threshold": p.alert_threshold,
+        "alert_threshold_usd": money(p.alert_threshold),
+        "pct_of_alert": p.pct_of_alert,
+        "yesterday": p.yesterday,
+        "yesterday_usd": cents_text(p.yesterday),
+        "daily_mean_14d": p.daily_mean_14d,
+        "daily_mean_14d_usd": cents_text(p.daily_mean_14d),
+    })
+}

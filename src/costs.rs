@@ -1,0 +1,437 @@
+//! The organization's daily costs: which days a run reads (`GET /organization/costs`, one-day
+//! buckets grouped by project and line item), the read itself, and the rows it gives the
+//! store.
+//!
+//! Costs are read incrementally. The first run reads the current month and
+//! `[spend] lookback` before it; later runs re-read only the last `settle_days` closed days
+//! and today, since a closed day's figure can still be revised, and the store *replaces*
+//! the days a read covered. A run after a gap (or after failed reads) starts from the last
+//! day the last complete read could not yet call settled.
+
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
+use serde_json::Value;
+
+use crate::client::{AdminClient, ClientError};
+use crate::config::SpendConfig;
+use crate::model::{CrawlStats, ProjectId, ScopeError, SnapshotStatus};
+use crate::store::{Store, StoreError};
+
+/// The API path of the costs read.
+pub const COSTS_PATH: &str = "/organization/costs";
+
+/// The most daily buckets one costs page may hold (the spec's `limit` maximum).
+pub const MAX_BUCKETS_PER_PAGE: u32 = 180;
+
+/// The days asked for per page. A day of a large organization is a large bucket (1,000
+/// projects with 20 line items each are about 4 MB of JSON), so a page of 180 would break
+/// `[openai] max_response_bytes`; a week per page keeps every page well under it while a
+/// steady-state run (the settling days and today) still takes one request.
+pub const BUCKETS_PER_PAGE: u32 = 7;
+
+/// The most pages one costs read follows: more than any window needs (the longest,
+/// [`crate::config::MAX_SPEND_DAYS`] of lookback plus a month, is 57 pages of a week), so a
+/// server that pages on forever fails the read instead of holding the run.
+const MAX_PAGES: u32 = 64;
+
+/// The days one costs read asks for: `start` up to, not including, `end` (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CostWindow {
+    /// The first day read.
+    pub start: NaiveDate,
+    /// The first day not read.
+    pub end: NaiveDate,
+}
+
+impl CostWindow {
+    /// How many days it covers.
+    pub fn days(self) -> u32 {
+        u32::try_from((self.end - self.start).num_days()).unwrap_or(0)
+    }
+
+    /// Whether `day` is inside it.
+    pub fn contains(self, day: NaiveDate) -> bool {
+        self.start <= day && day < self.end
+    }
+}
+
+/// The window a run reads on `today` (UTC). `settled_from` is the last day the previous
+/// complete read covered (its "today"), `None` when no read was ever complete.
+pub fn plan(today: NaiveDate, settled_from: Option<NaiveDate>, spend: &SpendConfig) -> CostWindow {
+    let end = today.checked_add_days(Days::new(1)).unwrap_or(today);
+    // After a complete read: everything from the last day that could still change, and
+    // the settling days before today (a run after a gap also re-reads the days it missed).
+    // Before any: the current month and the lookback before it.
+    let start = if let Some(last) = settled_from {
+        last.min(today)
+            .checked_sub_days(Days::new(u64::from(spend.settle_days)))
+            .unwrap_or(last)
+    } else {
+        let month = today.with_day(1).unwrap_or(today);
+        month
+            .checked_sub_days(Days::new(u64::from(spend.lookback_days)))
+            .unwrap_or(month)
+    };
+    CostWindow { start, end }
+}
+
+/// One day's cost of one project and line item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayCost {
+    /// The bucket's UTC day.
+    pub day: NaiveDate,
+    /// The project; `None` for costs the API attributes to none.
+    pub project_id: Option<ProjectId>,
+    /// The line item (`"gpt-5, input"`), when the API names one.
+    pub line_item: Option<String>,
+    /// The amount in cents of `currency`, rounded once, half away from zero.
+    pub amount_cents: i64,
+    /// The currency, upper case (`USD`).
+    pub currency: String,
+}
+
+/// What a costs read gave.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CostsOutcome {
+    /// Every day of the window was read.
+    Complete(Vec<DayCost>),
+    /// The read failed; nothing of the window is replaced.
+    Failed(ScopeError),
+}
+
+/// One costs read: the window it asked for, how many requests it took and what it gave.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostsRead {
+    /// The days asked for.
+    pub window: CostWindow,
+    /// Pages requested (retries are counted by the client).
+    pub pages: u32,
+    /// The costs, or why there are none.
+    pub outcome: CostsOutcome,
+}
+
+/// The window a snapshot starting at `started_at` reads, when `client` was given `[spend]`
+/// settings with costs enabled; `None` otherwise.
+pub fn window(
+    client: &AdminClient,
+    store: &Store,
+    started_at: DateTime<Utc>,
+) -> Result<Option<CostWindow>, StoreError> {
+    let Some(spend) = client.spend().filter(|s| s.enabled) else {
+        return Ok(None);
+    };
+    let settled_from = store.costs_settled_from()?;
+    Ok(Some(plan(started_at.date_naive(), settled_from, &spend)))
+}
+
+/// [`read`] when there is a window to read.
+pub async fn read_window(client: &AdminClient, window: Option<CostWindow>) -> Option<CostsRead> {
+    match window {
+        Some(window) => Some(read(client, window).await),
+        None => None,
+    }
+}
+
+impl CostsRead {
+    /// Counts a failed read into the crawl's figures: one more failed read, and a complete
+    /// snapshot becomes partial (what it stored of costs is older than the rest).
+    pub fn count_into(&self, stats: &mut CrawlStats, status: &mut SnapshotStatus) {
+        if let CostsOutcome::Failed(error) = &self.outcome {
+            tracing::warn!("{}", error.message);
+            stats.errors += 1;
+            if *status == SnapshotStatus::Complete {
+                *status = SnapshotStatus::Partial;
+            }
+        }
+    }
+}
+
+/// The Unix seconds of a day's UTC midnight.
+pub fn midnight(day: NaiveDate) -> i64 {
+    day.and_hms_opt(0, 0, 0)
+        .map_or(0, |t| t.and_utc().timestamp())
+}
+
+/// Reads `window` through `client`, following `next_page` to the end.
+pub async fn read(client: &AdminClient, window: CostWindow) -> CostsRead {
+    let mut pages = 0;
+    let mut rows = Vec::new();
+    let mut page: Option<String> = None;
+    let outcome = loop {
+        pages += 1;
+        if pages > MAX_PAGES {
+            break CostsOutcome::Failed(ScopeError {
+                status: None,
+                message: format!(
+                    "GET {COSTS_PATH}: the costs go on past {MAX_PAGES} pages; stopping \
+                     instead of reading them forever"
+                ),
+            });
+        }
+        let limit = window.days().clamp(1, BUCKETS_PER_PAGE);
+        let mut query: Vec<(&str, String)> = vec![
+            ("start_time", midnight(window.start).to_string()),
+            ("end_time", midnight(window.end).to_string()),
+            ("bucket_width", "1d".to_owned()),
+            ("group_by[]", "project_id".to_owned()),
+            ("group_by[]", "line_item".to_owned()),
+            ("limit", limit.to_string()),
+        ];
+        if let Some(cursor) = &page {
+            query.push(("page", cursor.clone()));
+        }
+        let answer = client
+            .get_with_query(&["organization", "costs"], &query)
+            .await
+            .and_then(|body| parse_page(&body, window, limit, page.as_deref()));
+        match answer {
+            Ok((found, next)) => {
+                rows.extend(found);
+                match next {
+                    Some(next) => page = Some(next),
+                    None => break CostsOutcome::Complete(rows),
+                }
+            }
+            Err(error) => {
+                break CostsOutcome::Failed(ScopeError {
+                    status: error.status(),
+                    message: error.to_string(),
+                });
+            }
+        }
+    };
+    CostsRead {
+        window,
+        pages,
+        outcome,
+    }
+}
+
+/// One costs page (envelope C): its rows and the next page's cursor. Buckets outside the
+/// window, or more buckets than asked for, make the page malformed: stored, they would
+/// replace days this read did not ask about.
+pub fn parse_page(
+    body: &Value,
+    window: CostWindow,
+    limit: u32,
+    cursor: Option<&str>,
+) -> Result<(Vec<DayCost>, Option<String>), ClientError> {
+    let malformed = |message: String| ClientError::Malformed {
+        path: COSTS_PATH.to_owned(),
+        message,
+    };
+    let buckets = body
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed("no `data` array".into()))?;
+    if buckets.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+        return Err(malformed(format!(
+            "the page holds {} buckets but `limit={limit}` was asked",
+            buckets.len()
+        )));
+    }
+    let has_more = body
+        .get("has_more")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| malformed("no boolean `has_more`".into()))?;
+    let next = if has_more {
+        let next = body
+            .get("next_page")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| malformed("`has_more` is true but no `next_page`".into()))?;
+        if Some(next) == cursor {
+            return Err(malformed(format!(
+                "the cursor `{next}` did not advance; stopping instead of looping"
+            )));
+        }
+        Some(next.to_owned())
+    } else {
+        None
+    };
+    let mut rows = Vec::new();
+    for (i, bucket) in buckets.iter().enumerate() {
+        let start = bucket
+            .get("start_time")
+            .and_then(Value::as_i64)
+            .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
+            .ok_or_else(|| malformed(format!("data[{i}] has no `start_time`")))?;
+        let day = start.date_naive();
+        if !window.contains(day) {
+            return Err(malformed(format!(
+                "data[{i}] is the bucket of {day}, outside the days asked for ({} to {})",
+                window.start, window.end
+            )));
+        }
+        let results = bucket
+            .get("results")
+            .and_then(Value::as_array)
+            .ok_or_else(|| malformed(format!("data[{i}] has no `results` array")))?;
+        for (j, result) in results.iter().enumerate() {
+            rows.push(
+                day_cost(day, result)
+                    .map_err(|m| malformed(format!("data[{i}].results[{j}]: {m}")))?,
+            );
+        }
+    }
+    Ok((rows, next))
+}
+
+fn day_cost(day: NaiveDate, result: &Value) -> Result<DayCost, String> {
+    let amount = result.get("amount").ok_or("no `amount`")?;
+    let value = amount
+        .get("value")
+        .filter(|v| v.is_number())
+        .ok_or("`amount.value` is not a number")?;
+    let amount_cents = cents(&value.to_string()).ok_or("`amount.value` is out of range")?;
+    let currency = amount
+        .get("currency")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty() && c.len() <= 8 && c.chars().all(|c| c.is_ascii_alphabetic()))
+        .ok_or("`amount.currency` is not a currency code")?
+        .to_ascii_uppercase();
+    let text = |key: &str| -> Result<Option<String>, String> {
+        match result.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("`{key}` is not a string")),
+        }
+    };
+    Ok(DayCost {
+        day,
+        project_id: text("project_id")?.map(ProjectId),
+        line_item: text("line_item")?,
+        amount_cents,
+        currency,
+    })
+}
+
+/// A decimal number's value in hundredths, rounded half away from zero, read from its text
+/// (`12.345`, `-0.5`, `1e-3`) so that no binary fraction rounds it first. `None` when it is
+/// not a number or too large for cents in an `i64`.
+pub fn cents(text: &str) -> Option<i64> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.trim_start_matches('+').parse::<i32>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let digits: Vec<u8> = whole
+        .bytes()
+        .chain(fraction.bytes())
+        .map(|b| b.is_ascii_digit().then(|| b - b'0'))
+        .collect::<Option<_>>()?;
+    // Where the point falls once the value is in cents.
+    let point = i64::try_from(whole.len()).ok()? + i64::from(exponent) + 2;
+    let mut value: i64 = 0;
+    let mut index: i64 = 0;
+    while index < point {
+        let digit = usize::try_from(index)
+            .ok()
+            .and_then(|i| digits.get(i))
+            .copied()
+            .unwrap_or(0);
+        value = value.checked_mul(10)?.checked_add(i64::from(digit))?;
+        index += 1;
+    }
+    let next = usize::try_from(point)
+        .ok()
+        .and_then(|i| digits.get(i))
+        .copied()
+        .unwrap_or(0);
+    if point >= 0 && next >= 5 {
+        value = value.checked_add(1)?;
+    }
+    Some(if negative { -value } else { value })
+}
+
+/// Cents as the readable decimal text of the spend views (`123456` → `"1234.56"`).
+pub fn cents_text(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn amounts_round_to_cents_once_from_their_decimal_text() {
+        assert_eq!(cents("12.5"), Some(1250));
+        assert_eq!(
+            cents("0.285"),
+            Some(29),
+            "0.285 * 100.0 is 28.499… in binary"
+        );
+        assert_eq!(cents("0.284999"), Some(28));
+        assert_eq!(cents("-0.005"), Some(-1));
+        assert_eq!(cents("1e-3"), Some(0));
+        assert_eq!(cents("5e-3"), Some(1));
+        assert_eq!(cents("1.5e2"), Some(15_000));
+        assert_eq!(cents("0"), Some(0));
+        assert_eq!(cents("7"), Some(700));
+        assert_eq!(cents("1e30"), None);
+        assert_eq!(cents("abc"), None);
+        assert_eq!(cents(""), None);
+        assert_eq!(cents_text(123_456), "1234.56");
+        assert_eq!(cents_text(-5), "-0.05");
+    }
+
+    #[test]
+    fn first_run_reads_the_month_and_the_lookback_before_it() {
+        let spend = SpendConfig::default();
+        let w = plan(day("2026-12-03"), None, &spend);
+        assert_eq!(w.start, day("2026-10-27"));
+        assert_eq!(w.end, day("2026-12-04"));
+    }
+
+    #[test]
+    fn later_runs_reread_only_the_settling_days_and_today() {
+        let spend = SpendConfig::default();
+        let w = plan(day("2026-12-03"), Some(day("2026-12-03")), &spend);
+        assert_eq!((w.start, w.end), (day("2026-11-30"), day("2026-12-04")));
+        assert_eq!(w.days(), 4);
+        // After a gap, from the last day the last complete read could not call settled.
+        let w = plan(day("2026-12-03"), Some(day("2026-11-20")), &spend);
+        assert_eq!(w.start, day("2026-11-17"));
+    }
+
+    #[test]
+    fn a_page_with_a_bucket_outside_the_window_is_refused() {
+        let window = CostWindow {
+            start: day("2026-12-01"),
+            end: day("2026-12-03"),
+        };
+        let bucket = |d: &str| {
+            serde_json::json!({"object": "bucket", "start_time": midnight(day(d)),
+                "end_time": midnight(day(d)) + 86_400, "results": [{
+                    "object": "organization.costs.result",
+                    "amount": {"value": 1.25, "currency": "usd"},
+                    "line_item": "gpt-5, input", "project_id": "proj_a"}]})
+        };
+        let page = serde_json::json!({"object": "page", "data": [bucket("2026-12-01")],
+            "has_more": false, "next_page": null});
+        let (rows, next) = parse_page(&page, window, 2, None).unwrap();
+        assert_eq!(next, None);
+        assert_eq!(rows[0].amount_cents, 125);
+        assert_eq!(rows[0].currency, "USD");
+        let outside = serde_json::json!({"object": "page", "data": [bucket("2026-11-30")],
+            "has_more": false, "next_page": null});
+        let err = parse_page(&outside, window, 2, None).unwrap_err();
+        assert!(err.to_string().contains("outside"), "{err}");
+        let stuck = serde_json::json!({"object": "page", "data": [],
+            "has_more": true, "next_page": "p1"});
+        assert!(parse_page(&stuck, window, 2, Some("p1")).is_err());
+    }
+}
