@@ -47,6 +47,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_announced",
         include_str!("migrations/0004_announced.sql"),
     ),
+    (
+        "0005_channels",
+        include_str!("migrations/0005_channels.sql"),
+    ),
 ];
 
 /// How long a writer waits for another connection's write transaction to end.
