@@ -10,10 +10,12 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::transport::{DeliveryError, Outgoing, Transport};
 use crate::model::SnapshotId;
 
-/// The migration that creates the outbox table (`0003_outbox.sql`).
-pub const MIGRATION: &str = include_str!("../store/migrations/0003_outbox.sql");
-/// The migration that adds channels to it (`0005_channels.sql`).
-pub const MIGRATION_CHANNELS: &str = include_str!("../store/migrations/0005_channels.sql");
+/// The migrations that make the outbox table as it is now (`0003_outbox.sql`, then
+/// `0005_channels.sql`), for a database holding only the outbox.
+pub const MIGRATION: &str = concat!(
+    include_str!("../store/migrations/0003_outbox.sql"),
+    include_str!("../store/migrations/0005_channels.sql")
+);
 
 /// The first retry waits this long; each further failure doubles it.
 const FIRST_RETRY: TimeDelta = TimeDelta::minutes(1);
@@ -520,7 +522,6 @@ mod tests {
     fn db() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(MIGRATION).unwrap();
-        conn.execute_batch(MIGRATION_CHANNELS).unwrap();
         conn
     }
 

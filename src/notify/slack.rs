@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn long_lists_are_cut_within_slack_limits_with_a_count_of_the_rest() {
-        let lines: Vec<String> = (0..500)
+        let lines: Vec<String> = (0..1000)
             .map(|i| format!("{i} {}", "x".repeat(200)))
             .collect();
         let texts = pack(&lines, 48, MAX_TEXT);
@@ -200,7 +200,7 @@ mod tests {
             .map(|t| t.lines().filter(|l| l.len() > 200).count())
             .sum();
         assert!(
-            last.ends_with(&format!("… and {} more", 500 - shown)),
+            last.ends_with(&format!("… and {} more", 1000 - shown)),
             "{last}"
         );
     }

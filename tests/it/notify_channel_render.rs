@@ -119,12 +119,12 @@ fn pagerduty_triggers_at_its_severity_and_always_resolves() {
 
 #[test]
 fn a_long_run_fits_slack_limits() {
-    let many: Vec<FindingState> = (0..400)
+    let many: Vec<FindingState> = (0..1000)
         .map(|i| {
             finding(
                 "api-key-old",
                 Severity::Medium,
-                &format!("key_{i:04}_{}", "x".repeat(60)),
+                &format!("key_{i:04}_{}", "x".repeat(200)),
                 Some(("proj_a", "Alpha")),
             )
         })
@@ -152,7 +152,7 @@ fn a_long_run_fits_slack_limits() {
     let fallback = message["text"].as_str().unwrap();
     assert!(fallback.chars().count() <= slack::MAX_TEXT);
     assert!(
-        fallback.contains("400 new") && fallback.contains("more"),
+        fallback.contains("1000 new") && fallback.contains("more"),
         "{fallback}"
     );
 }
