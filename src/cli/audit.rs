@@ -284,6 +284,13 @@ pub(super) fn report_notification(
             report::inert(&reason)
         );
     }
+    for (id, reason) in &report.rejected {
+        let reason = crate::secrets::scrub(reason);
+        eprintln!(
+            "error: message {id} was refused and will not be retried: {}",
+            report::inert(&reason)
+        );
+    }
     Ok(())
 }
 

@@ -131,6 +131,39 @@ send_resolved = true
 [collect]
 # skip = ["org_invites", "org_certificates"]
 
+# More channels, each named, any number. URLs, secrets and routing keys are read from an
+# environment variable (`url_env`, `secret_env`, `routing_key_env`) or a file (`url_file = "…"`,
+# `secret_file = "…"`, `routing_key_file = "…"`), never written here (`url = "https://hooks…"`,
+# `secret = "…"` and `routing_key = "…"` are refused). https only, except towards loopback.
+# [[notify.channel]]
+# name = "security-slack"
+# slack, webhook (signed JSON, see docs/webhook.md), pagerduty or email.
+# kind = "slack"
+# url_env = "SLACK_WEBHOOK_URL"
+# Only findings at or above this severity, of rules matching these globs (default: all).
+# min_severity = "medium"
+# rules = ["api-key-*", "project-retention-not-zdr"]
+#
+# [[notify.channel]]
+# name = "on-call"
+# kind = "pagerduty"
+# Triggers when a finding opens or reopens, resolves when it resolves.
+# routing_key_env = "PAGERDUTY_ROUTING_KEY"
+# min_severity = "high"
+#
+# [[notify.channel]]
+# name = "siem"
+# kind = "webhook"
+# url_env = "SIEM_WEBHOOK_URL"
+# The key of the Orgwarden-Signature header's HMAC.
+# secret_env = "SIEM_WEBHOOK_SECRET"
+#
+# [[notify.channel]]
+# name = "finops-mail"
+# kind = "email"
+# Sent through [notify.email]'s server and sender, to these recipients.
+# to = ["finops@example.com"]
+
 # While the daemon runs: /healthz, /readyz and /metrics (Prometheus) on this address.
 # Without it, no server runs. Keep it on loopback unless a proxy or network policy guards it.
 [server]

@@ -1,7 +1,5 @@
 //! `orgwarden notify …`: notification channels.
 
-use anyhow::Context as _;
-
 use super::{CliError, Exit, GlobalArgs};
 use crate::notify::{Notifier, NotifyError};
 
@@ -9,41 +7,117 @@ use crate::notify::{Notifier, NotifyError};
 #[derive(Debug, clap::Subcommand)]
 pub enum NotifyCommand {
     /// Send a test message through the configured channels
-    Test,
+    Test {
+        /// Only this channel (`email` is [notify.email]); default every channel
+        #[arg(long, value_name = "NAME")]
+        channel: Option<String>,
+    },
 }
 
 /// Runs `orgwarden notify …`.
 pub fn notify(global: &GlobalArgs, cmd: &NotifyCommand) -> anyhow::Result<Exit> {
     match cmd {
-        NotifyCommand::Test => test(global),
+        NotifyCommand::Test { channel } => test(global, channel.as_deref()),
     }
 }
 
-fn test(global: &GlobalArgs) -> anyhow::Result<Exit> {
+fn test(global: &GlobalArgs, only: Option<&str>) -> anyhow::Result<Exit> {
     let config = global.load_config()?;
     let notifier = Notifier::from_config(&config).map_err(CliError::usage)?;
-    tracing::info!(
-        target: "orgwarden::notify",
-        channel = "log",
-        "notify test: the log channel works"
-    );
-    println!("log: ok");
-    if notifier.email().is_none() {
-        println!("email: not configured (add a [notify.email] section to send digests by email)");
+    let now = chrono::Utc::now();
+    let organization = &config.openai.organization;
+    if let Some(name) = only {
+        let known = name == "email" && notifier.email().is_some()
+            || notifier.channels().iter().any(|c| c.name == name);
+        if !known {
+            let mut names: Vec<&str> = notifier
+                .channels()
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            if notifier.email().is_some() {
+                names.insert(0, "email");
+            }
+            return Err(CliError::usage(anyhow::anyhow!(
+                "no channel named `{}` (configured: {})",
+                crate::report::inert(name),
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+    } else {
+        tracing::info!(
+            target: "orgwarden::notify",
+            channel = "log",
+            "notify test: the log channel works"
+        );
+        println!("log: ok");
+    }
+    let mut failed = Vec::new();
+    if only.is_none_or(|n| n == "email") {
+        test_email(&notifier, organization, now, only.is_some(), &mut failed);
+    }
+    for channel in notifier.channels() {
+        if only.is_some_and(|n| n != channel.name) {
+            continue;
+        }
+        // Receivers' replies are outside text: scrubbed and made inert before printing.
+        match channel.send_test(organization, now) {
+            Ok(reply) => println!(
+                "{}: ok ({})",
+                channel.name,
+                crate::report::inert(&crate::secrets::scrub(&reply))
+            ),
+            Err(why) => {
+                let why = crate::report::inert(&crate::secrets::scrub(&why)).into_owned();
+                println!("{}: FAILED: {why}", channel.name);
+                failed.push(format!("{}: {why}", channel.name));
+            }
+        }
+    }
+    if failed.is_empty() {
         return Ok(Exit::Ok);
     }
-    match notifier.send_test(&config.openai.organization, chrono::Utc::now()) {
-        Ok(done) => {
-            // The receipt quotes the mail server.
+    Err(CliError::usage(anyhow::anyhow!(
+        "test message not delivered to {} channel(s): {}",
+        failed.len(),
+        failed.join("; ")
+    )))
+}
+
+fn test_email(
+    notifier: &Notifier,
+    organization: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    asked: bool,
+    failed: &mut Vec<String>,
+) {
+    if notifier.email().is_none() {
+        if !asked {
             println!(
-                "email: sent via {}",
-                crate::report::inert(&done.to_string())
+                "email: not configured (add a [notify.email] section to send digests by email)"
             );
-            Ok(Exit::Ok)
         }
-        Err(NotifyError::Delivery(e)) => Err(CliError::usage(
-            anyhow::Error::new(e).context("email test message not delivered"),
-        )),
-        Err(e) => Err(CliError::usage(e)).context("email test message not sent"),
+        return;
+    }
+    match notifier.send_test(organization, now) {
+        // The receipt quotes the mail server.
+        Ok(done) => println!("email: sent via {}", crate::report::inert(&done)),
+        Err(NotifyError::Delivery(e)) => {
+            let why = crate::report::inert(&crate::secrets::scrub(&format!(
+                "email test message not delivered: {e}"
+            )))
+            .into_owned();
+            println!("email: FAILED: {why}");
+            failed.push(format!("email: {why}"));
+        }
+        Err(e) => {
+            let why = anyhow::Error::new(e).context("email test message not sent");
+            println!("email: FAILED: {why:#}");
+            failed.push(format!("email: {why:#}"));
+        }
     }
 }

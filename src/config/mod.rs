@@ -6,6 +6,7 @@
 //! depends on the rule files (rule ids, params, exemption globs) is checked later, by
 //! `rules::load`, against the spans kept here.
 
+mod channel;
 mod raw;
 
 #[cfg(test)]
@@ -25,6 +26,7 @@ use crate::model::{Family, Severity};
 use crate::schedule::Schedule;
 
 pub use crate::diagnostics::line_column;
+pub use channel::{ChannelConfig, ChannelKind, SecretSource, UrlProblem, check_url};
 
 /// The default Admin API base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -225,6 +227,8 @@ pub struct NotifyConfig {
     pub send_resolved: bool,
     /// `[notify.email]`; absent = no email.
     pub email: Option<EmailConfig>,
+    /// `[[notify.channel]]`, in file order, names unique.
+    pub channels: Vec<ChannelConfig>,
 }
 
 impl Default for NotifyConfig {
@@ -233,6 +237,7 @@ impl Default for NotifyConfig {
             repeat_interval: Duration::from_secs(7 * 86_400),
             send_resolved: true,
             email: None,
+            channels: Vec::new(),
         }
     }
 }

@@ -84,6 +84,29 @@ pub(super) struct RawNotify {
     pub repeat_interval: Option<Spanned<String>>,
     pub send_resolved: Option<Spanned<bool>>,
     pub email: Option<RawEmail>,
+    pub channels: Vec<RawChannel>,
+}
+
+/// One `[[notify.channel]]` as written; `span` is the table's, for missing keys. The plain
+/// `secret` and `routing_key` keys are read only to be refused: secrets never live in the
+/// file.
+#[derive(Debug, Default)]
+pub(super) struct RawChannel {
+    pub span: Range<usize>,
+    pub name: Option<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub url_env: Option<Spanned<String>>,
+    pub url_file: Option<Spanned<String>>,
+    pub secret: Option<Spanned<String>>,
+    pub secret_env: Option<Spanned<String>>,
+    pub secret_file: Option<Spanned<String>>,
+    pub routing_key: Option<Spanned<String>>,
+    pub routing_key_env: Option<Spanned<String>>,
+    pub routing_key_file: Option<Spanned<String>>,
+    pub min_severity: Option<Spanned<String>>,
+    pub rules: Option<Vec<Spanned<String>>>,
+    pub to: Vec<Spanned<String>>,
 }
 
 /// `[notify.email]` as written; `span` is the table's, for missing keys.
@@ -129,7 +152,23 @@ const OPENAI: &[&str] = &[
 const SCHEDULE: &[&str] = &["cron", "timezone", "run_on_start", "jitter"];
 const RULES: &[&str] = &["paths", "disabled", "params", "severity", "timeout"];
 const EXEMPTION: &[&str] = &["rule", "resource", "reason", "owner", "expires"];
-const NOTIFY: &[&str] = &["repeat_interval", "send_resolved", "email"];
+const NOTIFY: &[&str] = &["repeat_interval", "send_resolved", "email", "channel"];
+const CHANNEL: &[&str] = &[
+    "name",
+    "kind",
+    "url",
+    "url_env",
+    "url_file",
+    "secret",
+    "secret_env",
+    "secret_file",
+    "routing_key",
+    "routing_key_env",
+    "routing_key_file",
+    "min_severity",
+    "rules",
+    "to",
+];
 const EMAIL: &[&str] = &[
     "transport",
     "host",
@@ -163,6 +202,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("notify", NOTIFY),
     ("notify.email", EMAIL),
     ("notify.email.templates", TEMPLATES),
+    ("notify.channel", CHANNEL),
     ("server", SERVER),
     ("collect", COLLECT),
     ("spend", SPEND),
@@ -334,6 +374,7 @@ impl<'d> Reader<'d> {
             repeat_interval: self.string(t, "repeat_interval"),
             send_resolved: self.boolean(t, "send_resolved"),
             email: None,
+            channels: self.channels(t),
         };
         let span = t.entries.get("email").map(Spanned::span);
         if let (Some(e), Some(span)) = (self.table(t, "email"), span) {
@@ -360,6 +401,51 @@ impl<'d> Reader<'d> {
             notify.email = Some(email);
         }
         notify
+    }
+
+    /// Every `[[notify.channel]]`.
+    fn channels(&mut self, notify: &Table<'_, '_>) -> Vec<RawChannel> {
+        let Some(value) = notify.entries.get("channel") else {
+            return Vec::new();
+        };
+        let Some(array) = value.get_ref().as_array() else {
+            self.wrong_type(&notify.name, "channel", value, "an array of tables");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in array {
+            let Some(entries) = item.get_ref().as_table() else {
+                self.wrong_type("[[notify.channel]]", "entry", item, "a table");
+                continue;
+            };
+            let t = Table {
+                path: "notify.channel".into(),
+                name: "[[notify.channel]]".into(),
+                entries,
+            };
+            self.unknown_keys(&t, CHANNEL);
+            out.push(RawChannel {
+                span: item.span(),
+                name: self.string(&t, "name"),
+                kind: self.string(&t, "kind"),
+                url: self.string(&t, "url"),
+                url_env: self.string(&t, "url_env"),
+                url_file: self.string(&t, "url_file"),
+                secret: self.string(&t, "secret"),
+                secret_env: self.string(&t, "secret_env"),
+                secret_file: self.string(&t, "secret_file"),
+                routing_key: self.string(&t, "routing_key"),
+                routing_key_env: self.string(&t, "routing_key_env"),
+                routing_key_file: self.string(&t, "routing_key_file"),
+                min_severity: self.string(&t, "min_severity"),
+                rules: t
+                    .entries
+                    .contains_key("rules")
+                    .then(|| self.strings(&t, "rules")),
+                to: self.strings(&t, "to"),
+            });
+        }
+        out
     }
 
     /// Reports every key of `t` that is not in `known`, with the closest known key.

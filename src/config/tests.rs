@@ -381,3 +381,108 @@ fn collect_skip_takes_view_names_and_refuses_projects_and_unknown_names() {
     assert!(config.collect.skip.is_empty());
     insta::assert_snapshot!(d.render(false));
 }
+
+#[test]
+fn channels_are_read_with_their_routes_and_credential_sources() {
+    let text = r#"
+[[notify.channel]]
+name = "security-slack"
+kind = "slack"
+url_env = "SLACK_WEBHOOK_URL"
+min_severity = "medium"
+rules = ["admin-key-*", "project-retention-not-zdr"]
+
+[[notify.channel]]
+name = "pager"
+kind = "pagerduty"
+routing_key_file = "pd.key"
+"#;
+    let config = Config::parse(text, Path::new("o.toml")).expect("parses");
+    let [slack, pager] = &config.notify.channels[..] else {
+        panic!("two channels: {:?}", config.notify.channels);
+    };
+    assert_eq!(slack.name, "security-slack");
+    assert_eq!(slack.kind, ChannelKind::Slack);
+    assert_eq!(slack.min_severity, Severity::Medium);
+    assert_eq!(slack.rules.as_ref().map(Vec::len), Some(2));
+    assert!(matches!(&slack.url, Some(SecretSource::Env(v)) if v.get_ref() == "SLACK_WEBHOOK_URL"));
+    assert_eq!(pager.min_severity, Severity::Info);
+    assert!(pager.rules.is_none(), "default: every rule");
+    assert!(matches!(&pager.routing_key, Some(SecretSource::File(_))));
+}
+
+#[test]
+fn channel_mistakes_are_located_with_stable_codes() {
+    let text = r#"[notify.email]
+transport = "file"
+dir = "mail"
+from = "a@example.com"
+to = ["b@example.com"]
+
+[[notify.channel]]
+name = "email"
+kind = "slack"
+url_env = "X"
+
+[[notify.channel]]
+name = "a"
+kind = "slak"
+
+[[notify.channel]]
+name = "b"
+kind = "slack"
+url = "https://hooks.slack.com/services/x"
+
+[[notify.channel]]
+name = "c"
+kind = "webhook"
+url_env = "U"
+
+[[notify.channel]]
+name = "d"
+kind = "pagerduty"
+routing_key_env = "K"
+url = "http://events.example.com/v2/enqueue"
+rules = ["admin-[*"]
+
+[[notify.channel]]
+name = "e"
+kind = "slack"
+url_env = "U"
+secret_env = "S"
+min_severity = "urgent"
+
+[[notify.channel]]
+name = "e"
+kind = "slack"
+url_env = "U"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "duplicate-channel@8:8",
+            "unknown-channel-kind@14:8",
+            "missing-key@16:1",
+            "secret-in-config@19:7",
+            "missing-key@21:1",
+            "insecure-url@30:7",
+            "bad-glob@31:10",
+            "unexpected-key@37:14",
+            "bad-severity@38:16",
+            "duplicate-channel@41:8",
+        ]
+    );
+    let (_, d) = check(text);
+    assert!(d.render(false).contains("did you mean `slack`?"));
+}
+
+#[test]
+fn a_loopback_events_url_may_be_plain_http() {
+    let text = "[[notify.channel]]\nname = \"p\"\nkind = \"pagerduty\"\nrouting_key_env = \"K\"\n\
+                url = \"http://127.0.0.1:8080/v2/enqueue\"\n";
+    let config = Config::parse(text, Path::new("o.toml")).expect("parses");
+    assert_eq!(
+        config.notify.channels[0].events_url.as_deref(),
+        Some("http://127.0.0.1:8080/v2/enqueue")
+    );
+}

@@ -21,20 +21,26 @@ use crate::schedule::{Schedule, parse_timezone};
 use crate::size::ByteSize;
 
 /// Where diagnostics go while validating.
-struct Check<'d> {
-    diags: &'d mut Diagnostics,
-    file: FileId,
+pub(super) struct Check<'d> {
+    pub(super) diags: &'d mut Diagnostics,
+    pub(super) file: FileId,
 }
 
 impl Check<'_> {
-    fn error(&mut self, code: DiagnosticCode, span: Range<usize>, message: String, label: &str) {
+    pub(super) fn error(
+        &mut self,
+        code: DiagnosticCode,
+        span: Range<usize>,
+        message: String,
+        label: &str,
+    ) {
         self.diags
             .error(code, Some(self.file), Some(span), message)
             .label(label);
     }
 
     /// A value through `parse`, or a diagnostic with `code` and `label` at its span.
-    fn parse<T, E: std::fmt::Display>(
+    pub(super) fn parse<T, E: std::fmt::Display>(
         &mut self,
         value: &Spanned<String>,
         code: DiagnosticCode,
@@ -51,7 +57,7 @@ impl Check<'_> {
     }
 
     /// An integer that must be at least `min` and fit `T`.
-    fn at_least<T: TryFrom<i64>>(
+    pub(super) fn at_least<T: TryFrom<i64>>(
         &mut self,
         value: &Spanned<i64>,
         key: &str,
@@ -73,7 +79,7 @@ impl Check<'_> {
     }
 
     /// A text that must not be blank.
-    fn non_empty(&mut self, value: &Spanned<String>, key: &str) -> Option<String> {
+    pub(super) fn non_empty(&mut self, value: &Spanned<String>, key: &str) -> Option<String> {
         if value.get_ref().trim().is_empty() {
             self.error(
                 DiagnosticCode::EmptyValue,
@@ -86,7 +92,7 @@ impl Check<'_> {
         Some(value.get_ref().clone())
     }
 
-    fn missing(&mut self, table: &str, key: &str, span: Range<usize>, why: &str) {
+    pub(super) fn missing(&mut self, table: &str, key: &str, span: Range<usize>, why: &str) {
         self.error(
             DiagnosticCode::MissingKey,
             span,
@@ -124,6 +130,11 @@ pub(super) fn validate(raw: RawConfig, diags: &mut Diagnostics, file: FileId) ->
                 .unwrap_or(NotifyConfig::default().repeat_interval),
             send_resolved: raw.notify.send_resolved.is_none_or(Spanned::into_inner),
             email: raw.notify.email.as_ref().and_then(|e| email(e, &mut c)),
+            channels: super::channel::validate_channels(
+                &raw.notify.channels,
+                raw.notify.email.is_some(),
+                &mut c,
+            ),
         },
         server: ServerConfig {
             listen: raw.listen.as_ref().and_then(|l| {

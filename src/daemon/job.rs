@@ -245,6 +245,11 @@ impl AuditJob {
         let (sent, failed) = (report.sent.len() as u64, report.failed.len() as u64);
         self.metrics.record_emails(sent, failed);
         self.metrics.set_outbox_depth(report.pending as u64);
+        for (channel, outcome) in &report.outcomes {
+            self.metrics.record_delivery(channel, outcome.as_str());
+        }
+        self.metrics
+            .set_channel_outbox_depth(&report.pending_by_channel);
         Ok((sent, failed))
     }
 }

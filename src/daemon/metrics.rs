@@ -12,6 +12,7 @@ use prometheus_client::encoding::{
     prometheus_text,
 };
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::{MetricType, TypedMetric};
@@ -105,6 +106,19 @@ struct RunLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClassLabels {
     class: ApiClass,
+}
+
+/// A notification channel and what came of one delivery attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    channel: String,
+    outcome: &'static str,
+}
+
+/// A notification channel.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -229,6 +243,8 @@ pub struct Metrics {
     api_concurrency: Gauge,
     emails_sent: Counter,
     emails_failed: Counter,
+    deliveries: Family<DeliveryLabels, Counter>,
+    channel_outbox_depth: Family<ChannelLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -256,6 +272,8 @@ impl Metrics {
             api_concurrency: Gauge::default(),
             emails_sent: Counter::default(),
             emails_failed: Counter::default(),
+            deliveries: Family::default(),
+            channel_outbox_depth: Family::default(),
         };
         metrics.register();
         metrics
@@ -327,6 +345,16 @@ impl Metrics {
             "orgwarden_emails_failed",
             "Email delivery attempts that failed",
             self.emails_failed.clone(),
+        );
+        r.register(
+            "orgwarden_notify_deliveries",
+            "Notification delivery attempts, by channel and outcome (sent, retry, rejected)",
+            self.deliveries.clone(),
+        );
+        r.register(
+            "orgwarden_notify_outbox_depth",
+            "Messages waiting in the outbox, by channel",
+            self.channel_outbox_depth.clone(),
         );
     }
 
@@ -408,6 +436,28 @@ impl Metrics {
     pub fn set_outbox_depth(&self, depth: u64) {
         self.outbox_depth
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one delivery attempt of `channel` that came to `outcome`.
+    pub fn record_delivery(&self, channel: &str, outcome: &'static str) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                channel: channel.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Sets the messages waiting per channel; a channel absent from `depths` has none.
+    pub fn set_channel_outbox_depth(&self, depths: &[(String, u64)]) {
+        self.channel_outbox_depth.clear();
+        for (channel, depth) in depths {
+            self.channel_outbox_depth
+                .get_or_create(&ChannelLabels {
+                    channel: channel.clone(),
+                })
+                .set(i64::try_from(*depth).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts emails delivered and emails that failed.
@@ -557,6 +607,9 @@ mod tests {
         metrics.set_outbox_depth(2);
         metrics.set_api_concurrency(24);
         metrics.record_emails(3, 1);
+        metrics.record_delivery("security-slack", "retry");
+        metrics.record_delivery("security-slack", "sent");
+        metrics.set_channel_outbox_depth(&[("pager".into(), 2)]);
         metrics.record_tick_skipped();
 
         let samples = parse(&metrics.render());
@@ -626,6 +679,22 @@ mod tests {
             0.0
         );
         assert_eq!(value(&samples, "orgwarden_outbox_depth", ""), 2.0);
+        assert_eq!(
+            value(
+                &samples,
+                "orgwarden_notify_deliveries_total",
+                "channel=\"security-slack\",outcome=\"retry\""
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &samples,
+                "orgwarden_notify_outbox_depth",
+                "channel=\"pager\""
+            ),
+            2.0
+        );
         assert_eq!(value(&samples, "orgwarden_api_concurrency", ""), 24.0);
         assert_eq!(value(&samples, "orgwarden_emails_sent_total", ""), 3.0);
         assert_eq!(value(&samples, "orgwarden_emails_failed_total", ""), 1.0);

@@ -13,10 +13,15 @@
 //! notifier.deliver_pending(&conn, now)?;   // failures stay queued for the next run
 //! ```
 
+pub mod channel;
+pub mod http;
 pub mod outbox;
+pub mod pagerduty;
 pub mod plan;
 pub mod render;
+pub mod slack;
 pub mod transport;
+pub mod webhook;
 
 use std::path::Path;
 use std::time::Duration;
@@ -26,8 +31,11 @@ use lettre::message::Mailbox;
 use rusqlite::{Connection, Transaction};
 use secrecy::SecretString;
 
+pub use channel::{Channel, Target, TestResult};
 pub use outbox::{DeliveryReport, OutboxId, deliver_pending};
-pub use plan::{Digest, FindingState, FindingStatus, Policy, Reason, RunContext, Transition};
+pub use plan::{
+    Digest, FindingState, FindingStatus, Policy, Reason, Route, RunContext, Transition,
+};
 pub use render::Renderer;
 pub use transport::{DeliveryError, SmtpCredentials, SmtpSettings, TlsMode, Transport};
 
@@ -44,8 +52,8 @@ pub enum NotifyError {
     Config {
         /// Where: `file:line:column: `, or empty when there is no file.
         place: String,
-        /// `notify` or `notify.email`.
-        section: &'static str,
+        /// `notify`, `notify.email` or `notify.channel "name"`.
+        section: String,
         /// The key.
         key: &'static str,
         /// What is wrong.
@@ -63,7 +71,7 @@ pub enum NotifyError {
 }
 
 /// The email channel, validated.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct EmailChannel {
     /// How messages leave.
     pub transport: Transport,
@@ -81,6 +89,8 @@ pub struct Notifier {
     pub policy: Policy,
     repeat_interval: String,
     email: Option<EmailChannel>,
+    /// `[[notify.channel]]`, in file order.
+    channels: Vec<Channel>,
 }
 
 /// What `announce` did.
@@ -96,6 +106,8 @@ pub struct Announcement {
     pub settled: Vec<String>,
     /// The queued email, when email is configured and there was something to announce.
     pub outbox_id: Option<OutboxId>,
+    /// Every message queued, by channel (`[notify.email]` is `email`).
+    pub queued: Vec<(String, OutboxId)>,
 }
 
 impl Notifier {
@@ -115,6 +127,11 @@ impl Notifier {
             Some(email) => Some(email_channel(email, config, &env)?),
             None => None,
         };
+        let channels = cfg
+            .channels
+            .iter()
+            .map(|c| channel::build(c, config, email.as_ref(), &env))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Notifier {
             policy: Policy {
                 repeat_interval: cfg.repeat_interval.to_time_delta(),
@@ -122,7 +139,18 @@ impl Notifier {
             },
             repeat_interval: cfg.repeat_interval.to_string(),
             email,
+            channels,
         })
+    }
+
+    /// The `[[notify.channel]]` channels.
+    pub fn channels(&self) -> &[Channel] {
+        &self.channels
+    }
+
+    /// Whether any channel (email included) is configured.
+    pub fn has_channels(&self) -> bool {
+        self.email.is_some() || !self.channels.is_empty()
     }
 
     /// The email channel, if configured.
@@ -156,27 +184,35 @@ impl Notifier {
         };
         digest.spend = crate::store::project_spend_in(tx);
         let outbox_id = match &self.email {
-            Some(email) => Some(queue(tx, email, &digest, &self.repeat_interval)?),
+            Some(email) => Some(queue(tx, "email", email, &digest, &self.repeat_interval)?),
             None => None,
         };
+        let mut queued: Vec<(String, OutboxId)> = outbox_id
+            .iter()
+            .map(|id| ("email".to_owned(), *id))
+            .collect();
+        for channel in &self.channels {
+            if let Some(id) = channel.queue(tx, &digest, &self.repeat_interval)? {
+                queued.push((channel.name.clone(), id));
+            }
+        }
         Ok(Announcement {
             announced: digest.fingerprints(),
             digest: Some(digest),
             settled,
             outbox_id,
+            queued,
         })
     }
 
-    /// Delivers every due outbox message. Without email configured, nothing is tried.
+    /// Delivers every due outbox message, each channel on its own. Without any channel
+    /// configured, nothing is tried.
     pub fn deliver_pending(
         &self,
         conn: &Connection,
         now: DateTime<Utc>,
     ) -> Result<DeliveryReport, NotifyError> {
-        match &self.email {
-            Some(email) => Ok(outbox::deliver_pending(conn, &email.transport, now)?),
-            None => Ok(DeliveryReport::default()),
-        }
+        self.deliver(conn, now, outbox::Pass::Due)
     }
 
     /// Delivers every unsent outbox message, due or not: for a person who asked for
@@ -186,15 +222,19 @@ impl Notifier {
         conn: &Connection,
         now: DateTime<Utc>,
     ) -> Result<DeliveryReport, NotifyError> {
-        match &self.email {
-            Some(email) => Ok(outbox::deliver(
-                conn,
-                &email.transport,
-                now,
-                outbox::Pass::All,
-            )?),
-            None => Ok(DeliveryReport::default()),
+        self.deliver(conn, now, outbox::Pass::All)
+    }
+
+    fn deliver(
+        &self,
+        conn: &Connection,
+        now: DateTime<Utc>,
+        pass: outbox::Pass,
+    ) -> Result<DeliveryReport, NotifyError> {
+        if !self.has_channels() {
+            return Ok(DeliveryReport::default());
         }
+        Ok(outbox::deliver(conn, self, now, pass)?)
     }
 
     /// Renders a digest with this notifier's templates (for previews and tests).
@@ -212,43 +252,70 @@ impl Notifier {
         let Some(email) = &self.email else {
             return Err(NotifyError::Config {
                 place: String::new(),
-                section: "notify",
+                section: "notify".into(),
                 key: "email",
                 message: "no email channel is configured; add a [notify.email] section".into(),
             });
         };
-        let mut builder = lettre::Message::builder()
-            .from(email.from.clone())
-            .subject(render::one_line(&format!(
-                "[orgwarden] {organization}: test message"
-            )))
-            .date(std::time::SystemTime::from(now))
-            .message_id(None);
-        for to in &email.to {
-            builder = builder.to(to.clone());
-        }
-        let message = builder
-            .body(format!(
-                "This is a test message from orgwarden for the organization {}.\n\
-                 Audit digests will reach you this way.\n",
-                render::one_line(organization)
-            ))
-            .map_err(render::RenderError::from)?;
-        let to: Vec<String> = email.to.iter().map(|m| m.email.to_string()).collect();
-        let from = email.from.email.to_string();
-        let name = format!("orgwarden-test-{}", now.format("%Y%m%dT%H%M%S"));
-        let reply = email.transport.send(&transport::Outgoing {
-            from: &from,
-            to: &to,
-            bytes: &message.formatted(),
-            name: &name,
-        })?;
-        Ok(format!("{}: {reply}", email.transport.describe()))
+        send_test_email(email, organization, now)
     }
 }
 
+/// Sends a short test message straight through an email channel (not the outbox).
+fn send_test_email(
+    email: &EmailChannel,
+    organization: &str,
+    now: DateTime<Utc>,
+) -> Result<String, NotifyError> {
+    let mut builder = lettre::Message::builder()
+        .from(email.from.clone())
+        .subject(render::one_line(&format!(
+            "[orgwarden] {organization}: test message"
+        )))
+        .date(std::time::SystemTime::from(now))
+        .message_id(None);
+    for to in &email.to {
+        builder = builder.to(to.clone());
+    }
+    let message = builder
+        .body(format!(
+            "This is a test message from orgwarden for the organization {}.\n\
+             Audit digests will reach you this way.\n",
+            render::one_line(organization)
+        ))
+        .map_err(render::RenderError::from)?;
+    let to: Vec<String> = email.to.iter().map(|m| m.email.to_string()).collect();
+    let from = email.from.email.to_string();
+    let name = format!("orgwarden-test-{}", now.format("%Y%m%dT%H%M%S"));
+    let reply = email.transport.send(&transport::Outgoing {
+        from: &from,
+        to: &to,
+        bytes: &message.formatted(),
+        name: &name,
+    })?;
+    Ok(format!("{}: {reply}", email.transport.describe()))
+}
+
+impl outbox::Channels for Notifier {
+    fn sender(&self, channel: &str, kind: &str) -> Option<outbox::Sender<'_>> {
+        if channel == "email" {
+            return self
+                .email
+                .as_ref()
+                .filter(|_| kind == "email")
+                .map(|e| outbox::Sender::Email(&e.transport));
+        }
+        self.channels
+            .iter()
+            .find(|c| c.name == channel && c.kind.as_str() == kind)
+            .map(Channel::sender)
+    }
+}
+
+/// Renders `digest` as an email for `channel` and queues it.
 fn queue(
     tx: &Transaction<'_>,
+    channel: &str,
     email: &EmailChannel,
     digest: &Digest,
     repeat_interval: &str,
@@ -258,6 +325,9 @@ fn queue(
     let id = outbox::insert(
         tx,
         &outbox::NewMessage {
+            channel: channel.to_owned(),
+            kind: "email".into(),
+            delivery_id: outbox::new_delivery_id(),
             snapshot_id: digest.snapshot_id,
             subject: rendered.subject.clone(),
             sender: email.from.email.to_string(),
@@ -311,7 +381,7 @@ fn email_channel(
     let err = |key: &'static str, span: Option<std::ops::Range<usize>>, message: String| {
         NotifyError::Config {
             place: config.place(span),
-            section: "notify.email",
+            section: "notify.email".into(),
             key,
             message,
         }

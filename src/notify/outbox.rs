@@ -10,8 +10,12 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::transport::{DeliveryError, Outgoing, Transport};
 use crate::model::SnapshotId;
 
-/// The migration that creates the outbox table (`0003_outbox.sql`).
-pub const MIGRATION: &str = include_str!("../store/migrations/0003_outbox.sql");
+/// The migrations that make the outbox table as it is now (`0003_outbox.sql`, then
+/// `0006_channels.sql`), for a database holding only the outbox.
+pub const MIGRATION: &str = concat!(
+    include_str!("../store/migrations/0003_outbox.sql"),
+    include_str!("../store/migrations/0006_channels.sql")
+);
 
 /// The first retry waits this long; each further failure doubles it.
 const FIRST_RETRY: TimeDelta = TimeDelta::minutes(1);
@@ -34,15 +38,21 @@ impl std::fmt::Display for OutboxId {
 /// A message to queue.
 #[derive(Clone, Debug)]
 pub struct NewMessage {
+    /// The channel's name (`email` for `[notify.email]`).
+    pub channel: String,
+    /// How it is sent: `email`, `slack`, `webhook` or `pagerduty`.
+    pub kind: String,
+    /// The id receivers see on every try.
+    pub delivery_id: String,
     /// The snapshot whose evaluation it announces.
     pub snapshot_id: Option<SnapshotId>,
     /// The subject, for listings.
     pub subject: String,
-    /// Envelope sender.
+    /// Envelope sender (empty for HTTP channels).
     pub sender: String,
     /// Envelope recipients.
     pub recipients: Vec<String>,
-    /// The RFC 5322 bytes.
+    /// The RFC 5322 bytes, or the HTTP body.
     pub message: Vec<u8>,
     /// The findings it announces.
     pub fingerprints: Vec<String>,
@@ -76,6 +86,12 @@ pub struct DeliveryReport {
     pub receipts: Vec<(OutboxId, String)>,
     /// Failed in this pass, with the reason; they stay queued.
     pub failed: Vec<(OutboxId, String)>,
+    /// Refused for good in this pass (a 4xx answer), with the reason; not retried.
+    pub rejected: Vec<(OutboxId, String)>,
+    /// Each message tried, by channel, and what came of it.
+    pub outcomes: Vec<(String, Outcome)>,
+    /// Unsent messages by channel after this pass.
+    pub pending_by_channel: Vec<(String, u64)>,
     /// Still unsent after this pass (failed, not yet due, or skipped because the server was
     /// unreachable).
     pub pending: usize,
@@ -106,11 +122,15 @@ pub fn insert(
     let recipients = serde_json::Value::from(message.recipients.clone()).to_string();
     let fingerprints = serde_json::Value::from(message.fingerprints.clone()).to_string();
     tx.execute(
-        "INSERT INTO outbox (created_at, channel, snapshot_id, subject, sender, recipients,
-                             message, fingerprints, attempts, next_attempt_at)
-         VALUES (?1, 'email', ?2, ?3, ?4, ?5, ?6, ?7, 0, ?1)",
+        "INSERT INTO outbox (created_at, channel, kind, delivery_id, snapshot_id, subject,
+                             sender, recipients, message, fingerprints, attempts,
+                             next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?1)",
         params![
             now.timestamp(),
+            message.channel,
+            message.kind,
+            message.delivery_id,
             message.snapshot_id.map(|s| s.0),
             message.subject,
             message.sender,
@@ -120,6 +140,11 @@ pub fn insert(
         ],
     )?;
     Ok(OutboxId(tx.last_insert_rowid()))
+}
+
+/// A fresh delivery id: 128 random bits in hex, the same on every try of one message.
+pub fn new_delivery_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
 }
 
 /// How long to wait after the `attempts`-th failure.
@@ -139,20 +164,134 @@ pub enum Pass {
     All,
 }
 
+/// How one queued message is sent.
+#[derive(Clone, Copy, Debug)]
+pub enum Sender<'a> {
+    /// By email.
+    Email(&'a Transport),
+    /// By HTTP (Slack, webhook, PagerDuty).
+    Http(&'a super::http::HttpChannel),
+}
+
+/// The configured channels, by the name and kind stored with each message.
+pub trait Channels {
+    /// How to send a message queued for `channel` as `kind`; `None` when no such channel is
+    /// configured any more (the message then waits, and is counted as pending).
+    fn sender(&self, channel: &str, kind: &str) -> Option<Sender<'_>>;
+}
+
+impl Channels for Transport {
+    fn sender(&self, channel: &str, kind: &str) -> Option<Sender<'_>> {
+        (channel == "email" && kind == "email").then_some(Sender::Email(self))
+    }
+}
+
+/// What one try of one message came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// Accepted; the receiver's words.
+    Sent(String),
+    /// Not accepted, worth trying again (after `retry_after` when the receiver said so).
+    /// `progress` counts the parts (PagerDuty events) accepted so far.
+    Retry {
+        /// Why, secret-free.
+        error: String,
+        /// The receiver's `Retry-After`.
+        retry_after: Option<TimeDelta>,
+        /// Parts accepted so far.
+        progress: u32,
+        /// Nothing further for this channel can get through now (unreachable).
+        blocks_channel: bool,
+    },
+    /// Refused for good (a 4xx answer): not retried.
+    Rejected {
+        /// Why, with the receiver's status and body, secret-free.
+        error: String,
+        /// Parts accepted so far.
+        progress: u32,
+    },
+}
+
+/// What happened to one message in a pass, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered.
+    Sent,
+    /// Failed; stays queued.
+    Retry,
+    /// Refused for good.
+    Rejected,
+}
+
+impl Outcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Retry => "retry",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
 /// Tries every due message, oldest first. A server that cannot be reached at all (DNS,
 /// refused, TLS, AUTH) ends the pass: the rest wait for the next one.
 pub fn deliver_pending(
     conn: &Connection,
-    transport: &Transport,
+    channels: &dyn Channels,
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, OutboxError> {
-    deliver(conn, transport, now, Pass::Due)
+    deliver(conn, channels, now, Pass::Due)
 }
 
-/// Tries the messages `pass` selects, oldest first; see [`deliver_pending`].
+/// One unsent row.
+struct Row {
+    id: i64,
+    created_at: i64,
+    channel: String,
+    kind: String,
+    delivery_id: Option<String>,
+    sender: String,
+    recipients: String,
+    message: Vec<u8>,
+    attempts: u32,
+    progress: u32,
+    next_attempt_at: i64,
+}
+
+fn unsent(conn: &Connection) -> Result<Vec<Row>, OutboxError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, created_at, channel, kind, delivery_id, sender, recipients, message,
+                attempts, progress, next_attempt_at
+         FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok(Row {
+                id: row.get(0)?,
+                created_at: row.get(1)?,
+                channel: row.get(2)?,
+                kind: row.get(3)?,
+                delivery_id: row.get(4)?,
+                sender: row.get(5)?,
+                recipients: row.get(6)?,
+                message: row.get(7)?,
+                attempts: row.get(8)?,
+                progress: row.get(9)?,
+                next_attempt_at: row.get(10)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Tries the messages `pass` selects, oldest first, each channel on its own: within a
+/// channel messages go in order (a PagerDuty `resolve` never overtakes its `trigger`), so a
+/// message that is not due or fails holds back that channel's later ones, and never another
+/// channel's.
 pub fn deliver(
     conn: &Connection,
-    transport: &Transport,
+    channels: &dyn Channels,
     now: DateTime<Utc>,
     pass: Pass,
 ) -> Result<DeliveryReport, OutboxError> {
@@ -161,85 +300,142 @@ pub fn deliver(
         Pass::Due => now.timestamp(),
         Pass::All => i64::MAX,
     };
-    type Due = (i64, i64, String, String, Vec<u8>, u32);
-    let due: Vec<Due> = {
-        let mut stmt = conn.prepare(
-            "SELECT id, created_at, sender, recipients, message, attempts FROM outbox
-             WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY id",
-        )?;
-        stmt.query_map([due_by], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-            ))
-        })?
-        .collect::<Result<_, _>>()?
-    };
     let mut report = DeliveryReport::default();
-    for (id, created_at, sender, recipients, message, attempts) in due {
-        let id_typed = OutboxId(id);
+    let mut held: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for row in unsent(conn)? {
+        if held.contains(&row.channel) {
+            continue;
+        }
+        if row.next_attempt_at > due_by {
+            held.insert(row.channel.clone());
+            continue;
+        }
+        let Some(sender) = channels.sender(&row.channel, &row.kind) else {
+            tracing::warn!(target: "orgwarden::notify", outbox_id = row.id, channel = %row.channel, kind = %row.kind, "no such channel is configured; the message waits in the outbox");
+            held.insert(row.channel.clone());
+            continue;
+        };
         // Claim the message before sending: a delivery still in flight elsewhere (a run
         // abandoned at shutdown while `flush` delivers) must not send it a second time. A
         // process killed mid-send leaves the claim to lapse, and the message is retried then.
         let claimed = conn.execute(
             "UPDATE outbox SET next_attempt_at = ?3
-             WHERE id = ?1 AND sent_at IS NULL AND next_attempt_at <= ?2",
-            params![id, due_by, (now + CLAIM).timestamp()],
+             WHERE id = ?1 AND sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?2",
+            params![row.id, due_by, (now + CLAIM).timestamp()],
         )?;
         if claimed == 0 {
+            held.insert(row.channel.clone());
             continue;
         }
-        let to: Vec<String> =
-            serde_json::from_str(&recipients).map_err(|source| OutboxError::Recipients {
-                id: id_typed,
-                source,
-            })?;
-        // The creation time keeps names unique across databases writing to one folder.
-        let name = format!(
-            "orgwarden-{}-{id}",
-            from_unix(created_at).format("%Y%m%dT%H%M%SZ")
-        );
-        let outgoing = Outgoing {
-            from: &sender,
-            to: &to,
-            bytes: &message,
-            name: &name,
-        };
-        match transport.send(&outgoing) {
-            Ok(reply) => {
-                conn.execute(
-                    "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL
-                     WHERE id = ?1",
-                    params![id, now.timestamp()],
-                )?;
-                tracing::info!(target: "orgwarden::notify", outbox_id = id, via = %transport.describe(), reply = %reply, "digest delivered");
-                report.sent.push(id_typed);
-                report.receipts.push((id_typed, reply));
-            }
-            Err(err) => {
-                let attempts = attempts.saturating_add(1);
-                let next = now + backoff(attempts);
-                // A server may quote the credentials back in its reply: nothing secret is stored.
-                let text = crate::secrets::scrub(&err.to_string()).into_owned();
-                conn.execute(
-                    "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4
-                     WHERE id = ?1",
-                    params![id, attempts, next.timestamp(), text],
-                )?;
-                tracing::warn!(target: "orgwarden::notify", outbox_id = id, attempts, next_attempt_at = %next.to_rfc3339(), error = %text, "digest not delivered; it stays in the outbox");
-                report.failed.push((id_typed, text));
-                if server_unreachable(&err) {
-                    break;
-                }
-            }
+        let attempt = attempt(&row, sender, now)?;
+        if record(conn, &row, &attempt, now, &mut report)? {
+            held.insert(row.channel.clone());
         }
     }
     report.pending = usize::try_from(pending_count(conn)?).unwrap_or_default();
+    report.pending_by_channel = pending_by_channel(conn)?;
     Ok(report)
+}
+
+/// Sends one row through its channel.
+fn attempt(row: &Row, sender: Sender<'_>, now: DateTime<Utc>) -> Result<Attempt, OutboxError> {
+    let id = OutboxId(row.id);
+    match sender {
+        Sender::Http(http) => {
+            let delivery_id = row
+                .delivery_id
+                .clone()
+                .unwrap_or_else(|| format!("orgwarden-{}-{}", row.created_at, row.id));
+            Ok(http.send(&row.message, &delivery_id, row.progress, now))
+        }
+        Sender::Email(transport) => {
+            let to: Vec<String> = serde_json::from_str(&row.recipients)
+                .map_err(|source| OutboxError::Recipients { id, source })?;
+            // The creation time keeps names unique across databases writing to one folder.
+            let name = format!(
+                "orgwarden-{}-{}",
+                from_unix(row.created_at).format("%Y%m%dT%H%M%SZ"),
+                row.id
+            );
+            let outgoing = Outgoing {
+                from: &row.sender,
+                to: &to,
+                bytes: &row.message,
+                name: &name,
+            };
+            Ok(match transport.send(&outgoing) {
+                Ok(reply) => Attempt::Sent(reply),
+                Err(err) => Attempt::Retry {
+                    // A server may quote the credentials back in its reply: nothing secret
+                    // is stored.
+                    error: crate::secrets::scrub(&err.to_string()).into_owned(),
+                    retry_after: None,
+                    progress: 0,
+                    blocks_channel: server_unreachable(&err),
+                },
+            })
+        }
+    }
+}
+
+/// Stores what an attempt came to; `true` when the channel's later messages must wait.
+fn record(
+    conn: &Connection,
+    row: &Row,
+    attempt: &Attempt,
+    now: DateTime<Utc>,
+    report: &mut DeliveryReport,
+) -> Result<bool, OutboxError> {
+    let id = OutboxId(row.id);
+    let attempts = row.attempts.saturating_add(1);
+    let channel = row.channel.clone();
+    match attempt {
+        Attempt::Sent(reply) => {
+            conn.execute(
+                "UPDATE outbox SET sent_at = ?2, attempts = ?3, last_error = NULL
+                 WHERE id = ?1",
+                params![row.id, now.timestamp(), attempts],
+            )?;
+            tracing::info!(target: "orgwarden::notify", outbox_id = row.id, channel = %row.channel, reply = %reply, "message delivered");
+            report.sent.push(id);
+            report.receipts.push((id, reply.clone()));
+            report.outcomes.push((channel, Outcome::Sent));
+            Ok(false)
+        }
+        Attempt::Retry {
+            error,
+            retry_after,
+            progress,
+            blocks_channel,
+        } => {
+            let delay = retry_after.map_or_else(|| backoff(attempts), |r| r.min(MAX_RETRY));
+            let next = now + delay.max(TimeDelta::zero());
+            let text = crate::secrets::scrub(error).into_owned();
+            conn.execute(
+                "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4,
+                                   progress = ?5
+                 WHERE id = ?1",
+                params![row.id, attempts, next.timestamp(), text, progress],
+            )?;
+            tracing::warn!(target: "orgwarden::notify", outbox_id = row.id, channel = %row.channel, attempts, next_attempt_at = %next.to_rfc3339(), error = %text, "message not delivered; it stays in the outbox");
+            report.failed.push((id, text));
+            report.outcomes.push((channel, Outcome::Retry));
+            // Messages of one channel go in order: a failed one holds back the rest.
+            Ok(*blocks_channel || row.kind != "email")
+        }
+        Attempt::Rejected { error, progress } => {
+            let text = crate::secrets::scrub(error).into_owned();
+            conn.execute(
+                "UPDATE outbox SET attempts = ?2, failed_at = ?3, last_error = ?4, progress = ?5
+                 WHERE id = ?1",
+                params![row.id, attempts, now.timestamp(), text, progress],
+            )?;
+            tracing::error!(target: "orgwarden::notify", outbox_id = row.id, channel = %row.channel, error = %text, "message refused by the receiver; it is not retried");
+            report.rejected.push((id, text));
+            report.outcomes.push((channel, Outcome::Rejected));
+            Ok(false)
+        }
+    }
 }
 
 /// Failures that no other message could get past.
@@ -256,10 +452,27 @@ fn server_unreachable(err: &DeliveryError) -> bool {
     )
 }
 
+/// How many messages wait in each channel (the daemon's outbox depth by channel).
+pub fn pending_by_channel(conn: &Connection) -> Result<Vec<(String, u64)>, OutboxError> {
+    let mut stmt = conn.prepare(
+        "SELECT channel, count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL
+         GROUP BY channel ORDER BY channel",
+    )?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                u64::try_from(row.get::<_, i64>(1)?).unwrap_or_default(),
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// How many messages wait to be sent (the daemon's `orgwarden_outbox_depth`).
 pub fn pending_count(conn: &Connection) -> Result<u64, OutboxError> {
     let n: i64 = conn.query_row(
-        "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
+        "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL",
         [],
         |row| row.get(0),
     )?;
@@ -314,6 +527,9 @@ mod tests {
 
     fn message(subject: &str) -> NewMessage {
         NewMessage {
+            channel: "email".into(),
+            kind: "email".into(),
+            delivery_id: new_delivery_id(),
             snapshot_id: Some(SnapshotId(3)),
             subject: subject.into(),
             sender: "orgwarden@example.com".into(),

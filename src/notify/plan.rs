@@ -193,6 +193,62 @@ impl Digest {
     }
 }
 
+/// Which announced findings one channel receives: those at or above its severity whose
+/// rule id matches one of its globs (every rule when it has none).
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// The lowest severity sent.
+    pub min_severity: Severity,
+    /// Rule id patterns; `None` = every rule.
+    pub rules: Option<globset::GlobSet>,
+}
+
+impl Route {
+    /// Every finding of every rule.
+    pub fn all() -> Route {
+        Route {
+            min_severity: Severity::Info,
+            rules: None,
+        }
+    }
+
+    /// Whether this channel hears about `finding`.
+    pub fn accepts(&self, finding: &FindingState) -> bool {
+        finding.severity >= self.min_severity
+            && self
+                .rules
+                .as_ref()
+                .is_none_or(|set| set.is_match(finding.rule_id.as_str()))
+    }
+}
+
+impl Digest {
+    /// The part of this digest one channel receives; `None` when nothing it announces is for
+    /// the channel (reminders alone do not make a channel speak unless one of its own
+    /// findings is announced).
+    pub fn routed(&self, route: &Route) -> Option<Digest> {
+        let announced: Vec<Announced> = self
+            .announced
+            .iter()
+            .filter(|a| route.accepts(&a.finding))
+            .cloned()
+            .collect();
+        if announced.is_empty() {
+            return None;
+        }
+        Some(Digest {
+            announced,
+            open: self
+                .open
+                .iter()
+                .filter(|f| route.accepts(f))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        })
+    }
+}
+
 /// What the policy does with one finding's transition.
 enum Decision {
     /// Announce it, for this reason, with these extra words.
@@ -567,5 +623,41 @@ pub(crate) mod tests {
         ];
         let digest = plan(&findings, &ctx(), &policy(), t(1)).expect("digest");
         assert_eq!(digest.announced[0].finding.resource_id, "crit");
+    }
+
+    #[test]
+    fn a_channel_receives_only_findings_at_its_severity_and_of_its_rules() {
+        let low = with(
+            finding("low", Severity::Low),
+            Transition::Opened,
+            FindingStatus::Open,
+        );
+        let mut other_rule = with(
+            finding("other", Severity::High),
+            Transition::Opened,
+            FindingStatus::Open,
+        );
+        other_rule.rule_id = RuleId::from("admin-key-unused");
+        let digest = plan(&[low, other_rule], &ctx(), &policy(), t(1)).expect("digest");
+        assert_eq!(digest.routed(&Route::all()).unwrap().announced.len(), 2);
+        let medium = Route {
+            min_severity: Severity::Medium,
+            rules: None,
+        };
+        assert_eq!(
+            digest.routed(&medium).unwrap().fingerprints(),
+            vec!["fp-other".to_owned()]
+        );
+        let mut globs = globset::GlobSetBuilder::new();
+        globs.add(globset::Glob::new("api-key-*").unwrap());
+        let keys_only = Route {
+            min_severity: Severity::Medium,
+            rules: Some(globs.build().unwrap()),
+        };
+        assert_eq!(
+            digest.routed(&keys_only),
+            None,
+            "the low key finding is below medium"
+        );
     }
 }

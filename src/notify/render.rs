@@ -73,6 +73,7 @@ pub struct Rendered {
 }
 
 /// Compiled templates.
+#[derive(Clone)]
 pub struct Renderer {
     env: Environment<'static>,
     html_name: String,

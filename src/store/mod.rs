@@ -53,6 +53,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0004_announced.sql"),
     ),
     ("0005_costs", include_str!("migrations/0005_costs.sql")),
+    (
+        "0006_channels",
+        include_str!("migrations/0006_channels.sql"),
+    ),
 ];
 
 /// How long a writer waits for another connection's write transaction to end.

@@ -30,6 +30,8 @@ mod demo;
 mod inert_text;
 mod notify_aiosmtpd;
 mod notify_aiosmtpd_tls;
+mod notify_channel_render;
+mod notify_channels;
 mod notify_render;
 mod notify_smtp;
 mod org_collect;

@@ -1,0 +1,340 @@
+//! One `[[notify.channel]]`, ready to use: its route (severity floor, rule globs), its
+//! credentials read from the environment or a file and registered as secrets, and how a run's
+//! digest becomes its outbox message.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Transaction;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::http::HttpChannel;
+use super::outbox::{self, Attempt, OutboxId};
+use super::plan::{Digest, Route};
+use super::{EmailChannel, NotifyError, pagerduty, slack, webhook};
+use crate::config::{ChannelConfig, ChannelKind, Config, SecretSource, UrlProblem};
+
+/// The largest credential file read.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// A configured channel.
+#[derive(Debug)]
+pub struct Channel {
+    /// Its name.
+    pub name: String,
+    /// What it talks to.
+    pub kind: ChannelKind,
+    /// Which findings it hears about.
+    pub route: Route,
+    /// Where its messages go.
+    pub target: Target,
+}
+
+/// Where a channel's messages go.
+#[derive(Debug)]
+pub enum Target {
+    /// Email through `[notify.email]`'s server, to this channel's recipients.
+    Email(Box<EmailChannel>),
+    /// An HTTP receiver.
+    Http(HttpChannel),
+}
+
+/// What `notify test` got from one channel.
+#[derive(Debug)]
+pub struct TestResult {
+    /// The channel.
+    pub channel: String,
+    /// The receiver's words, or why it failed.
+    pub result: Result<String, String>,
+}
+
+/// Builds a channel: reads its credentials, checks its URL, registers the secrets.
+pub(super) fn build(
+    cfg: &ChannelConfig,
+    config: &Config,
+    email: Option<&EmailChannel>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Channel, NotifyError> {
+    let section = format!("notify.channel \"{}\"", cfg.name);
+    let err = |key: &'static str, span: Option<std::ops::Range<usize>>, message: String| {
+        NotifyError::Config {
+            place: config.place(span.or_else(|| Some(cfg.span.clone()))),
+            section: section.clone(),
+            key,
+            message,
+        }
+    };
+    let mut rules = None;
+    if let Some(globs) = &cfg.rules {
+        let mut set = globset::GlobSetBuilder::new();
+        for g in globs {
+            // Validation already parsed each glob.
+            let glob = globset::Glob::new(g).map_err(|e| err("rules", None, e.to_string()))?;
+            set.add(glob);
+        }
+        rules = Some(set.build().map_err(|e| err("rules", None, e.to_string()))?);
+    }
+    let route = Route {
+        min_severity: cfg.min_severity,
+        rules,
+    };
+    let target =
+        match cfg.kind {
+            ChannelKind::Email => {
+                let Some(base) = email else {
+                    return Err(err(
+                        "kind",
+                        None,
+                        "an email channel needs a [notify.email] section".into(),
+                    ));
+                };
+                let mut to = Vec::new();
+                for a in &cfg.to {
+                    to.push(a.parse().map_err(|e| {
+                        err("to", None, format!("`{a}` is not an email address: {e}"))
+                    })?);
+                }
+                Target::Email(Box::new(EmailChannel { to, ..base.clone() }))
+            }
+            kind => {
+                let read = |key: &'static str, source: &SecretSource| {
+                    read_secret(key, source, config, env, &err)
+                };
+                let url = match (&cfg.url, kind) {
+                    (Some(source), _) => read("url", source)?,
+                    (None, ChannelKind::PagerDuty) => SecretString::from(
+                        cfg.events_url
+                            .clone()
+                            .unwrap_or_else(|| pagerduty::DEFAULT_EVENTS_URL.to_owned()),
+                    ),
+                    (None, _) => return Err(err("url_env", None, "a URL is required".into())),
+                };
+                check_url(&url, cfg, &err)?;
+                let secret = cfg.secret.as_ref().map(|s| read("secret", s)).transpose()?;
+                let routing_key = cfg
+                    .routing_key
+                    .as_ref()
+                    .map(|s| read("routing_key", s))
+                    .transpose()?;
+                register_url(&url);
+                for s in secret.iter().chain(routing_key.iter()) {
+                    crate::secrets::register(s);
+                }
+                Target::Http(HttpChannel::new(
+                    cfg.name.clone(),
+                    kind,
+                    url,
+                    secret,
+                    routing_key,
+                ))
+            }
+        };
+    Ok(Channel {
+        name: cfg.name.clone(),
+        kind: cfg.kind,
+        route,
+        target,
+    })
+}
+
+/// Registers a webhook URL, and its path and query alone (a library may log the request line
+/// without the host), as secrets.
+fn register_url(url: &SecretString) {
+    crate::secrets::register(url);
+    if let Ok(parsed) = url::Url::parse(url.expose_secret()) {
+        let mut tail = parsed.path().to_owned();
+        if let Some(q) = parsed.query() {
+            tail.push('?');
+            tail.push_str(q);
+        }
+        // A bare `/` or a short common path is no secret and would scrub too much.
+        if tail.len() > 8 {
+            crate::secrets::register(&SecretString::from(tail));
+        }
+    }
+}
+
+/// A credential from its environment variable or file; never echoed in an error.
+fn read_secret(
+    key: &'static str,
+    source: &SecretSource,
+    config: &Config,
+    env: &impl Fn(&str) -> Option<String>,
+    err: &impl Fn(&'static str, Option<std::ops::Range<usize>>, String) -> NotifyError,
+) -> Result<SecretString, NotifyError> {
+    match source {
+        SecretSource::Env(var) => {
+            let key_env = match key {
+                "url" => "url_env",
+                "secret" => "secret_env",
+                _ => "routing_key_env",
+            };
+            env(var.get_ref())
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .map(SecretString::from)
+                .ok_or_else(|| {
+                    err(
+                        key_env,
+                        crate::config::span_of(var),
+                        format!(
+                            "the environment variable {} is not set or empty",
+                            var.get_ref()
+                        ),
+                    )
+                })
+        }
+        SecretSource::File(path) => {
+            let key_file = match key {
+                "url" => "url_file",
+                "secret" => "secret_file",
+                _ => "routing_key_file",
+            };
+            let full = config.resolve(path.get_ref());
+            let text = read_bounded(&full).map_err(|e| {
+                err(
+                    key_file,
+                    crate::config::span_of(path),
+                    format!("cannot read {}: {e}", full.display()),
+                )
+            })?;
+            let value = text.trim().to_owned();
+            if value.is_empty() {
+                return Err(err(
+                    key_file,
+                    crate::config::span_of(path),
+                    format!("{} is empty", full.display()),
+                ));
+            }
+            Ok(SecretString::from(value))
+        }
+    }
+}
+
+fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// https, or http towards loopback; the error names where the URL came from, never the URL.
+fn check_url(
+    url: &SecretString,
+    cfg: &ChannelConfig,
+    err: &impl Fn(&'static str, Option<std::ops::Range<usize>>, String) -> NotifyError,
+) -> Result<(), NotifyError> {
+    let from = match &cfg.url {
+        Some(SecretSource::Env(v)) => format!("the URL in {}", v.get_ref()),
+        Some(SecretSource::File(p)) => format!("the URL in {}", p.get_ref().display()),
+        None => "`url`".to_owned(),
+    };
+    let key = match &cfg.url {
+        Some(SecretSource::Env(_)) => "url_env",
+        Some(SecretSource::File(_)) => "url_file",
+        None => "url",
+    };
+    match crate::config::check_url(url.expose_secret()) {
+        Ok(()) => Ok(()),
+        Err(UrlProblem::Insecure) => Err(err(
+            key,
+            None,
+            format!("{from} is not https (plain http is allowed only towards a loopback host)"),
+        )),
+        Err(UrlProblem::Unparsable(why)) => {
+            Err(err(key, None, format!("{from} is not a URL: {why}")))
+        }
+    }
+}
+
+impl Channel {
+    /// How the outbox sends this channel's messages.
+    pub(super) fn sender(&self) -> outbox::Sender<'_> {
+        match &self.target {
+            Target::Email(e) => outbox::Sender::Email(&e.transport),
+            Target::Http(h) => outbox::Sender::Http(h),
+        }
+    }
+
+    /// Queues this channel's part of `digest`, if it has one.
+    pub(super) fn queue(
+        &self,
+        tx: &Transaction<'_>,
+        digest: &Digest,
+        repeat_interval: &str,
+    ) -> Result<Option<OutboxId>, NotifyError> {
+        // PagerDuty applies its severity floor to triggers only: a resolve always follows
+        // the trigger it closes.
+        let route = match self.kind {
+            ChannelKind::PagerDuty => Route {
+                min_severity: crate::model::Severity::Info,
+                rules: self.route.rules.clone(),
+            },
+            _ => self.route.clone(),
+        };
+        let Some(digest) = digest.routed(&route) else {
+            return Ok(None);
+        };
+        let delivery_id = outbox::new_delivery_id();
+        let body = match &self.target {
+            Target::Email(email) => {
+                return Ok(Some(super::queue(
+                    tx,
+                    &self.name,
+                    email,
+                    &digest,
+                    repeat_interval,
+                )?));
+            }
+            Target::Http(_) => match self.kind {
+                ChannelKind::Slack => slack::message(&digest),
+                ChannelKind::PagerDuty => {
+                    let events = pagerduty::events(&digest, self.route.min_severity);
+                    if events.is_empty() {
+                        return Ok(None);
+                    }
+                    serde_json::Value::Array(events)
+                }
+                _ => webhook::payload(&digest, &delivery_id),
+            },
+        };
+        let id = outbox::insert(
+            tx,
+            &outbox::NewMessage {
+                channel: self.name.clone(),
+                kind: self.kind.as_str().to_owned(),
+                delivery_id,
+                snapshot_id: digest.snapshot_id,
+                subject: format!("{}: {} announced", self.name, digest.announced.len()),
+                sender: String::new(),
+                recipients: Vec::new(),
+                message: body.to_string().into_bytes(),
+                fingerprints: digest.fingerprints(),
+            },
+            digest.generated_at,
+        )?;
+        Ok(Some(id))
+    }
+
+    /// Sends a test message straight to the receiver (not through the outbox).
+    pub fn send_test(&self, organization: &str, now: DateTime<Utc>) -> Result<String, String> {
+        let delivery_id = format!("orgwarden-test-{}", outbox::new_delivery_id());
+        match &self.target {
+            Target::Email(email) => super::send_test_email(email, organization, now)
+                .map_err(|e| crate::secrets::scrub(&e.to_string()).into_owned()),
+            Target::Http(http) => {
+                let body = match self.kind {
+                    ChannelKind::Slack => slack::test_message(organization),
+                    ChannelKind::PagerDuty => {
+                        serde_json::Value::Array(pagerduty::test_events(organization, now))
+                    }
+                    _ => webhook::test_payload(organization, now, &delivery_id),
+                };
+                match http.send(body.to_string().as_bytes(), &delivery_id, 0, now) {
+                    Attempt::Sent(reply) => Ok(reply),
+                    Attempt::Retry { error, .. } | Attempt::Rejected { error, .. } => Err(error),
+                }
+            }
+        }
+    }
+}

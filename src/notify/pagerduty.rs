@@ -1,0 +1,108 @@
+//! PagerDuty Events API v2: a `trigger` for each finding that opens, reopens or escalates at
+//! or above the channel's severity, a `resolve` for each that resolves, with the finding's
+//! fingerprint as `dedup_key`, so PagerDuty groups every event of one finding into one alert.
+//!
+//! Events are stored without their `routing_key`: it joins each event only when it is sent
+//! (`super::http`).
+
+use serde_json::{Value, json};
+
+use super::plan::{Announced, Digest, Reason};
+use crate::model::Severity;
+
+/// PagerDuty's events endpoint.
+pub const DEFAULT_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+/// PagerDuty's limit on a summary.
+const MAX_SUMMARY: usize = 1024;
+
+/// PagerDuty's severity for ours.
+fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "critical",
+        Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low | Severity::Info => "info",
+    }
+}
+
+/// The events for `digest`, in order; `min_severity` applies to triggers only, so a finding
+/// whose severity dropped below it after paging still gets its `resolve`.
+pub fn events(digest: &Digest, min_severity: Severity) -> Vec<Value> {
+    digest
+        .announced
+        .iter()
+        .filter_map(|a| match a.reason {
+            Reason::New | Reason::Reopened | Reason::Escalated
+                if a.finding.severity >= min_severity =>
+            {
+                Some(trigger(a, &digest.organization))
+            }
+            Reason::Resolved => Some(json!({
+                "event_action": "resolve",
+                "dedup_key": a.finding.fingerprint,
+            })),
+            _ => None,
+        })
+        .collect()
+}
+
+fn trigger(a: &Announced, organization: &str) -> Value {
+    let f = &a.finding;
+    let inert = |t: &str| crate::report::inert(t).into_owned();
+    let mut summary = format!(
+        "[{}] {}: {}",
+        f.severity,
+        inert(&f.title),
+        inert(&f.resource_id)
+    );
+    if let Some(project) = f
+        .project_name
+        .as_deref()
+        .or(f.project_id.as_ref().map(crate::model::ProjectId::as_str))
+    {
+        summary.push_str(&format!(" in {}", inert(project)));
+    }
+    let summary: String = summary.chars().take(MAX_SUMMARY).collect();
+    json!({
+        "event_action": "trigger",
+        "dedup_key": f.fingerprint,
+        "client": "orgwarden",
+        "payload": {
+            "summary": summary,
+            "source": format!("orgwarden/{}", inert(organization)),
+            "severity": severity(f.severity),
+            "component": inert(&f.resource_id),
+            "group": f.project_id.as_ref().map_or_else(|| "organization".to_owned(), |p| inert(p.as_str())),
+            "class": f.rule_id.as_str(),
+            "custom_details": {
+                "reason": a.reason.as_str(),
+                "detail": a.detail.as_deref().map(inert),
+                "rule_id": f.rule_id.as_str(),
+                "resource_type": inert(&f.resource_type),
+                "project_name": f.project_name.as_deref().map(inert),
+                "message": inert(&f.message),
+                "remediation": inert(&f.remediation),
+                "first_seen": f.first_seen.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            },
+        },
+    })
+}
+
+/// The events `notify test` sends: an `info` trigger and its resolve, so the test leaves no
+/// open incident behind.
+pub fn test_events(organization: &str, now: chrono::DateTime<chrono::Utc>) -> Vec<Value> {
+    let key = format!("orgwarden-test-{}", now.timestamp());
+    vec![
+        json!({
+            "event_action": "trigger",
+            "dedup_key": key,
+            "client": "orgwarden",
+            "payload": {
+                "summary": format!("orgwarden test event for {} (resolved at once)", crate::report::inert(organization)),
+                "source": format!("orgwarden/{}", crate::report::inert(organization)),
+                "severity": "info",
+            },
+        }),
+        json!({"event_action": "resolve", "dedup_key": key}),
+    ]
+}

@@ -1,0 +1,213 @@
+//! The Slack message: an incoming-webhook body with Block Kit blocks and a `text` that says
+//! the same on its own, for notifications and for Slack-compatible receivers (Mattermost,
+//! Rocket.Chat) that read only `text`.
+//!
+//! Slack's limits are kept: at most [`MAX_BLOCKS`] blocks and [`MAX_TEXT`] characters per
+//! text block; what does not fit ends as "… and N more". Every piece of text from the API or
+//! a rule file is made inert and escaped for mrkdwn (`&`, `<`, `>`), so a resource name
+//! cannot mention `@channel` or make a link.
+
+use serde_json::{Value, json};
+
+use super::plan::{Announced, Digest, Reason};
+use crate::model::Severity;
+
+/// Slack's limit on blocks per message.
+pub const MAX_BLOCKS: usize = 50;
+/// Slack's limit on characters in one section's text.
+pub const MAX_TEXT: usize = 3000;
+
+/// `text` escaped for mrkdwn, control and bidi characters made visible first.
+pub fn escape(text: &str) -> String {
+    crate::report::inert(text)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Inside `code`: a backtick would end the span early.
+fn code(text: &str) -> String {
+    format!("`{}`", escape(text).replace('`', "'"))
+}
+
+/// The one-line summary: `acme: 2 new, 1 resolved`.
+fn summary(digest: &Digest) -> String {
+    let parts: Vec<String> = [
+        Reason::New,
+        Reason::Reopened,
+        Reason::Escalated,
+        Reason::Resolved,
+        Reason::Reminder,
+    ]
+    .iter()
+    .filter_map(|r| {
+        let n = digest.count(*r);
+        let word = if *r == Reason::Reminder {
+            "still open"
+        } else {
+            r.as_str()
+        };
+        (n > 0).then(|| format!("{n} {word}"))
+    })
+    .collect();
+    let mut line = format!(
+        "orgwarden · {}: {}",
+        escape(&digest.organization),
+        parts.join(", ")
+    );
+    if digest.partial {
+        line.push_str(" (partial snapshot: resolutions withheld)");
+    }
+    line
+}
+
+/// `high 1 · medium 2`, highest first, only severities present.
+fn severity_counts(digest: &Digest) -> String {
+    Severity::ALL
+        .iter()
+        .rev()
+        .filter_map(|s| {
+            let n = digest
+                .announced
+                .iter()
+                .filter(|a| a.finding.severity == *s)
+                .count();
+            (n > 0).then(|| format!("{s} {n}"))
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// One finding as one mrkdwn line.
+fn line(a: &Announced) -> String {
+    let f = &a.finding;
+    let mut text = format!(
+        "{} *{}* {} · {}",
+        code(f.severity.as_str()),
+        a.reason.as_str(),
+        escape(&f.title),
+        code(&f.resource_id)
+    );
+    match (&f.project_name, &f.project_id) {
+        (Some(name), Some(id)) => {
+            text.push_str(&format!(" in {} ({})", escape(name), code(id.as_str())));
+        }
+        (None, Some(id)) => text.push_str(&format!(" in {}", code(id.as_str()))),
+        _ => {}
+    }
+    if let Some(detail) = &a.detail {
+        text.push_str(&format!(" — {}", escape(detail)));
+    }
+    text
+}
+
+fn section(text: &str) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+}
+
+/// Packs lines into texts of at most `max_chars` characters, at most `max_texts` of them;
+/// the last ends with "… and N more" when lines are left out.
+fn pack(lines: &[String], max_texts: usize, max_chars: usize) -> Vec<String> {
+    // Room kept in the last text for the "more" line.
+    const MORE: usize = 40;
+    let max_chars = max_chars.max(2 * MORE);
+    let mut texts: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        let l: String = l.chars().take(max_chars - MORE).collect();
+        let len = current.chars().count();
+        let need = if current.is_empty() {
+            l.chars().count()
+        } else {
+            len + 1 + l.chars().count()
+        };
+        let last_text = texts.len() + 1 >= max_texts;
+        let limit = if last_text {
+            max_chars - MORE
+        } else {
+            max_chars
+        };
+        if need > limit {
+            if last_text {
+                current.push_str(&format!("\n… and {} more", lines.len() - i));
+                texts.push(current.trim_start().to_owned());
+                return texts;
+            }
+            texts.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(&l);
+    }
+    if !current.is_empty() {
+        texts.push(current);
+    }
+    texts
+}
+
+/// The incoming-webhook body announcing `digest`.
+pub fn message(digest: &Digest) -> Value {
+    let lines: Vec<String> = digest.announced.iter().map(line).collect();
+    let head = summary(digest);
+    let mut blocks = vec![
+        section(&format!("*{head}*")),
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": severity_counts(digest)}]}),
+    ];
+    let room = MAX_BLOCKS - blocks.len();
+    blocks.extend(pack(&lines, room, MAX_TEXT).iter().map(|t| section(t)));
+    // The fallback carries the findings too: Mattermost and Rocket.Chat show only it.
+    let body = pack(&lines, 1, MAX_TEXT.saturating_sub(head.chars().count() + 1));
+    let text = match body.first() {
+        Some(b) => format!("{head}\n{b}"),
+        None => head,
+    };
+    json!({"text": text, "blocks": blocks})
+}
+
+/// The message `notify test` sends.
+pub fn test_message(organization: &str) -> Value {
+    let text = format!(
+        "orgwarden · {}: test message. Audit results will reach this channel.",
+        escape(organization)
+    );
+    json!({"text": text, "blocks": [section(&text)]})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_and_links_are_escaped() {
+        assert_eq!(
+            escape("<!channel> & <https://evil|click>"),
+            "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;"
+        );
+    }
+
+    #[test]
+    fn long_lists_are_cut_within_slack_limits_with_a_count_of_the_rest() {
+        let lines: Vec<String> = (0..1000)
+            .map(|i| format!("{i} {}", "x".repeat(200)))
+            .collect();
+        let texts = pack(&lines, 48, MAX_TEXT);
+        assert!(texts.len() <= 48);
+        assert!(texts.iter().all(|t| t.chars().count() <= MAX_TEXT));
+        let last = texts.last().unwrap();
+        let shown: usize = texts
+            .iter()
+            .map(|t| t.lines().filter(|l| l.len() > 200).count())
+            .sum();
+        assert!(
+            last.ends_with(&format!("… and {} more", 1000 - shown)),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn short_lists_are_whole() {
+        let lines = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(pack(&lines, 3, MAX_TEXT), vec!["a\nb".to_owned()]);
+    }
+}

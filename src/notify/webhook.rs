@@ -1,0 +1,90 @@
+//! The webhook payload, version 1 (`docs/webhook.md`, `docs/webhook.schema.json`): the run,
+//! and each announced finding with why it is announced. Text that came from the API or from
+//! rule files goes through [`crate::report::inert`], so control and bidi characters arrive as
+//! visible escapes.
+
+use serde_json::{Value, json};
+
+use super::plan::{Announced, Digest, Reason};
+use crate::report::inert;
+
+/// The payload's version; a change that can break a receiver gets a new one.
+pub const VERSION: u32 = 1;
+
+/// The announcement reasons, in payload order.
+const REASONS: [Reason; 5] = [
+    Reason::New,
+    Reason::Reopened,
+    Reason::Escalated,
+    Reason::Resolved,
+    Reason::Reminder,
+];
+
+/// The payload announcing `digest`, delivered as `delivery_id`.
+pub fn payload(digest: &Digest, delivery_id: &str) -> Value {
+    let counts: serde_json::Map<String, Value> = REASONS
+        .iter()
+        .map(|r| (r.as_str().to_owned(), json!(digest.count(*r))))
+        .collect();
+    json!({
+        "version": VERSION,
+        "delivery_id": delivery_id,
+        "test": false,
+        "run": {
+            "organization": inert(&digest.organization),
+            "snapshot_id": digest.snapshot_id.map(|s| s.0),
+            "generated_at": digest.generated_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "partial": digest.partial,
+        },
+        "counts": counts,
+        "transitions": digest.announced.iter().map(transition).collect::<Vec<_>>(),
+    })
+}
+
+/// The payload `notify test` sends: a run with no transitions, marked as a test.
+pub fn test_payload(
+    organization: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    delivery_id: &str,
+) -> Value {
+    let counts: serde_json::Map<String, Value> = REASONS
+        .iter()
+        .map(|r| (r.as_str().to_owned(), json!(0)))
+        .collect();
+    json!({
+        "version": VERSION,
+        "delivery_id": delivery_id,
+        "test": true,
+        "run": {
+            "organization": inert(organization),
+            "snapshot_id": null,
+            "generated_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "partial": false,
+        },
+        "counts": counts,
+        "transitions": [],
+    })
+}
+
+fn transition(a: &Announced) -> Value {
+    let f = &a.finding;
+    json!({
+        "reason": a.reason.as_str(),
+        "transition": f.transition.as_ref().map(super::plan::Transition::kind),
+        "detail": a.detail.as_deref().map(inert),
+        "finding": {
+            "fingerprint": f.fingerprint,
+            "rule_id": inert(f.rule_id.as_str()),
+            "title": inert(&f.title),
+            "severity": f.severity,
+            "status": f.status,
+            "resource_type": inert(&f.resource_type),
+            "resource_id": inert(&f.resource_id),
+            "project_id": f.project_id.as_ref().map(|p| inert(p.as_str()).into_owned()),
+            "project_name": f.project_name.as_deref().map(inert),
+            "message": inert(&f.message),
+            "remediation": inert(&f.remediation),
+            "first_seen": f.first_seen.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        },
+    })
+}

@@ -1,0 +1,517 @@
+//! Notification channels end to end, against a receiver written in Python (so the webhook
+//! signature is checked by an implementation other than ours) on loopback: a finding opens →
+//! one signed webhook delivery and one PagerDuty trigger; it resolves → one resolve with the
+//! same dedup key; failures are retried with one delivery id, across restarts; a 400 is
+//! refused for good and reported; routing by severity; secrets never leak.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use orgwarden::model::ProjectId;
+use orgwarden::sim::{Org, SimHandle, SimOptions, start_background};
+use serde_json::Value;
+
+const KEY: &str = "sk-admin-channels-e2e";
+const SECRET: &str = "whsec-canary-5b2e8f1c0d";
+const ROUTING_KEY: &str = "rk-canary-0e4a77c9b1f2";
+const URL_TOKEN: &str = "T0CANARY/B0CANARY/url-canary-9d3f";
+
+/// The Python receiver, killed on drop.
+pub struct Receiver {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Receiver {
+    /// Starts the receiver with the given script (`/webhook=500,500`) and `Retry-After`.
+    pub fn start(dir: &Path, script: &str, retry_after: Option<&str>) -> Receiver {
+        let log = dir.join("receiver.jsonl");
+        let script_path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/webhook_receiver.py");
+        let mut cmd = Command::new(crate::support::tools::python());
+        cmd.arg(script_path)
+            .arg(&log)
+            .env("RECEIVER_SECRET", SECRET)
+            .env("RECEIVER_SCRIPT", script)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(r) = retry_after {
+            cmd.env("RECEIVER_RETRY_AFTER", r);
+        }
+        let mut child = cmd.spawn().expect("python runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("receiver did not start: {line:?}"));
+        Receiver { child, port, log }
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The requests to one path.
+    pub fn at(&self, path: &str) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["path"] == path)
+            .collect()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The webhook and PagerDuty channels, both on the retention rule, and the env they read.
+fn channels_config(receiver: &Receiver, extra: &str) -> String {
+    format!(
+        "[openai]\norganization = \"acme-robotics\"\n{extra}\n\
+         [[notify.channel]]\nname = \"siem\"\nkind = \"webhook\"\nurl_env = \"OW_WEBHOOK_URL\"\n\
+         secret_env = \"OW_WEBHOOK_SECRET\"\nrules = [\"project-retention-*\"]\n\n\
+         [[notify.channel]]\nname = \"pager\"\nkind = \"pagerduty\"\nurl = \"{}\"\n\
+         routing_key_env = \"OW_PD_KEY\"\nmin_severity = \"high\"\nrules = [\"project-retention-not-zdr\"]\n",
+        receiver.url("/pagerduty")
+    )
+}
+
+fn webhook_url(receiver: &Receiver) -> String {
+    receiver.url(&format!("/webhook/{URL_TOKEN}"))
+}
+
+fn run(dir: &Path, receiver: &Receiver, base_url: &str, args: &[&str]) -> Output {
+    crate::support::orgwarden()
+        .args(["--db", "audit.db", "--base-url", base_url])
+        .args(args)
+        .current_dir(dir)
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .env("OW_WEBHOOK_URL", webhook_url(receiver))
+        .env("OW_WEBHOOK_SECRET", SECRET)
+        .env("OW_PD_KEY", ROUTING_KEY)
+        .output()
+        .unwrap()
+}
+
+fn audit(dir: &Path, receiver: &Receiver, sim: &SimHandle) -> Output {
+    run(
+        dir,
+        receiver,
+        &sim.base_url(),
+        &["audit", "--notify", "--format", "json"],
+    )
+}
+
+fn setup(script: &str, retry_after: Option<&str>) -> (tempfile::TempDir, Receiver, SimHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path(), script, retry_after);
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        channels_config(&receiver, ""),
+    )
+    .unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    (dir, receiver, sim)
+}
+
+fn body(request: &Value) -> Value {
+    serde_json::from_str(request["body"].as_str().unwrap()).unwrap()
+}
+
+fn webhooks(receiver: &Receiver) -> Vec<Value> {
+    receiver.at(&format!("/webhook/{URL_TOKEN}"))
+}
+
+/// Every webhook payload is valid against the published JSON Schema.
+fn assert_schema_valid(payload: &Value) {
+    let schema: Value = serde_json::from_str(include_str!("../../docs/webhook.schema.json"))
+        .expect("the schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(payload)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{payload:#}");
+}
+
+fn assert_ok(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_finding_opening_then_resolving_is_one_signed_webhook_and_one_trigger_then_one_resolve() {
+    let (dir, receiver, sim) = setup("", None);
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+
+    let hooks = webhooks(&receiver);
+    assert_eq!(hooks.len(), 1, "one webhook per run: {hooks:#?}");
+    let hook = &hooks[0];
+    assert_eq!(hook["status"], 200);
+    assert_eq!(hook["signature_valid"], true, "{hook:#}");
+    assert_eq!(hook["signature_fresh"], true, "{hook:#}");
+    let payload = body(hook);
+    assert_schema_valid(&payload);
+    assert_eq!(
+        payload["delivery_id"],
+        hook["headers"]["orgwarden-delivery"]
+    );
+    let transitions = payload["transitions"].as_array().unwrap();
+    assert!(!transitions.is_empty());
+    assert!(
+        transitions
+            .iter()
+            .all(|t| t["finding"]["rule_id"] == "project-retention-not-zdr"
+                && t["reason"] == "new"),
+        "{payload:#}"
+    );
+
+    let triggers = receiver.at("/pagerduty");
+    assert_eq!(
+        triggers.len(),
+        transitions.len(),
+        "one trigger per opened finding"
+    );
+    let support_fp = transitions
+        .iter()
+        .find(|t| t["finding"]["project_id"] == "proj_support")
+        .map(|t| t["finding"]["fingerprint"].clone())
+        .expect("proj_support does not use zero data retention");
+    for t in &triggers {
+        let event = body(t);
+        assert_eq!(event["event_action"], "trigger");
+        assert_eq!(event["routing_key"], ROUTING_KEY);
+        assert_eq!(event["payload"]["severity"], "error");
+    }
+    assert!(triggers.iter().any(|t| body(t)["dedup_key"] == support_fp));
+
+    // Nothing changed: nothing is sent.
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    assert_eq!(webhooks(&receiver).len(), 1);
+    assert_eq!(receiver.at("/pagerduty").len(), triggers.len());
+
+    sim.with_org(|org| {
+        org.project_mut(&ProjectId::from("proj_support"))
+            .unwrap()
+            .data_retention = "zero_data_retention".into();
+    });
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    let events = receiver.at("/pagerduty");
+    assert_eq!(events.len(), triggers.len() + 1, "one resolve");
+    let resolve = body(events.last().unwrap());
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], support_fp);
+    let hooks = webhooks(&receiver);
+    assert_eq!(hooks.len(), 2);
+    let second = body(&hooks[1]);
+    assert_schema_valid(&second);
+    assert_eq!(second["counts"]["resolved"], 1);
+    assert_eq!(second["transitions"][0]["reason"], "resolved");
+    assert_ne!(second["delivery_id"], payload["delivery_id"]);
+}
+
+#[test]
+fn a_receiver_failing_twice_gets_the_message_once_with_one_delivery_id_across_restarts() {
+    let (dir, receiver, sim) = setup(&format!("/webhook/{URL_TOKEN}=500,503"), None);
+    // Each `audit --notify` is a new process: a restart between every try.
+    for _ in 0..4 {
+        let out = audit(dir.path(), &receiver, &sim);
+        assert_ok(&out);
+    }
+    let hooks = webhooks(&receiver);
+    let statuses: Vec<i64> = hooks
+        .iter()
+        .map(|h| h["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [500, 503, 200],
+        "delivered once, then never again"
+    );
+    let ids: Vec<&Value> = hooks
+        .iter()
+        .map(|h| &h["headers"]["orgwarden-delivery"])
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert!(hooks.iter().all(|h| h["signature_valid"] == true));
+    // The PagerDuty channel was never held back by the failing webhook.
+    assert!(!receiver.at("/pagerduty").is_empty());
+    let db = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    let (attempts, sent): (i64, Option<i64>) = db
+        .query_row(
+            "SELECT attempts, sent_at FROM outbox WHERE channel = 'siem'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(attempts, 3);
+    assert!(sent.is_some());
+}
+
+#[test]
+fn a_400_is_not_retried_and_is_reported() {
+    let (dir, receiver, sim) = setup(&format!("/webhook/{URL_TOKEN}=400"), None);
+    let out = audit(dir.path(), &receiver, &sim);
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refused and will not be retried") && stderr.contains("HTTP 400"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\"code\": 400"),
+        "the answer's body is quoted: {stderr}"
+    );
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    assert_eq!(webhooks(&receiver).len(), 1, "never retried");
+    let db = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    let failed: Option<i64> = db
+        .query_row(
+            "SELECT failed_at FROM outbox WHERE channel = 'siem'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(failed.is_some());
+}
+
+#[test]
+fn a_low_finding_reaches_the_email_channel_and_not_the_medium_slack_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path(), "", None);
+    let config = "[openai]\norganization = \"acme-robotics\"\n\
+         [notify.email]\ntransport = \"file\"\ndir = \"mail\"\nfrom = \"orgwarden@acme-robotics.com\"\n\
+         to = [\"security@acme-robotics.com\"]\n\n\
+         [[notify.channel]]\nname = \"security-slack\"\nkind = \"slack\"\nurl_env = \"OW_SLACK_URL\"\n\
+         min_severity = \"medium\"\n";
+    std::fs::write(dir.path().join("orgwarden.toml"), config).unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    let out = crate::support::orgwarden()
+        .args(["--db", "audit.db", "--base-url", &sim.base_url()])
+        .args(["audit", "--notify", "--format", "json"])
+        .current_dir(dir.path())
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .env("OW_SLACK_URL", receiver.url("/slack"))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let findings: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let low_rules: Vec<String> = findings["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "low")
+        .map(|f| f["rule_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!low_rules.is_empty(), "the demo has low findings");
+
+    let mail = std::fs::read_dir(dir.path().join("mail"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mail = std::fs::read_to_string(mail).unwrap();
+    let slack = receiver.at("/slack");
+    assert_eq!(slack.len(), 1);
+    let message = body(&slack[0]);
+    let text = message.to_string();
+    for rule in &low_rules {
+        assert!(mail.contains(rule.as_str()), "email has {rule}");
+        assert!(!text.contains(rule.as_str()), "slack lacks {rule}: {text}");
+    }
+    assert!(
+        text.contains("`high`") || text.contains("`medium`"),
+        "{text}"
+    );
+    assert!(
+        message["text"].as_str().unwrap().contains("new"),
+        "the fallback text says what happened: {message:#}"
+    );
+}
+
+#[test]
+fn webhook_url_secret_and_routing_key_never_reach_output_or_the_database() {
+    let (dir, receiver, sim) = setup(&format!("/webhook/{URL_TOKEN}=500;/pagerduty=400"), None);
+    let out = run(
+        dir.path(),
+        &receiver,
+        &sim.base_url(),
+        &["-vv", "audit", "--notify", "--format", "json"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HTTP 500"),
+        "the failure is reported: {stderr}"
+    );
+    let test = run(
+        dir.path(),
+        &receiver,
+        &sim.base_url(),
+        &["-vv", "notify", "test"],
+    );
+    let texts = [
+        ("stdout", String::from_utf8_lossy(&out.stdout).into_owned()),
+        ("stderr", stderr.into_owned()),
+        (
+            "test stdout",
+            String::from_utf8_lossy(&test.stdout).into_owned(),
+        ),
+        (
+            "test stderr",
+            String::from_utf8_lossy(&test.stderr).into_owned(),
+        ),
+    ];
+    let mut files = Vec::new();
+    for file in ["audit.db", "audit.db-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.path().join(file)) {
+            files.push((file, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    for (what, text) in texts.iter().chain(
+        files
+            .iter()
+            .map(|(f, t)| (*f, t.clone()))
+            .collect::<Vec<_>>()
+            .iter(),
+    ) {
+        for canary in [SECRET, ROUTING_KEY, URL_TOKEN, "url-canary-9d3f"] {
+            assert!(!text.contains(canary), "{what} holds {canary}:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn notify_test_names_the_channel_that_failed() {
+    let (dir, receiver, sim) = setup("/pagerduty=400", None);
+    let out = run(dir.path(), &receiver, &sim.base_url(), &["notify", "test"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("siem: ok (siem: HTTP 200"), "{stdout}");
+    assert!(
+        stdout.contains("pager: FAILED: pager: HTTP 400"),
+        "{stdout}"
+    );
+    let hook = &webhooks(&receiver)[0];
+    assert_eq!(hook["signature_valid"], true);
+    let payload = body(hook);
+    assert_schema_valid(&payload);
+    assert_eq!(payload["test"], true);
+
+    let only = run(
+        dir.path(),
+        &receiver,
+        &sim.base_url(),
+        &["notify", "test", "--channel", "siem"],
+    );
+    assert_ok(&only);
+    let unknown = run(
+        dir.path(),
+        &receiver,
+        &sim.base_url(),
+        &["notify", "test", "--channel", "nope"],
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr)
+            .contains("no channel named `nope` (configured: siem, pager)")
+    );
+}
+
+/// A daemon stopped between two tries and started again still delivers the message once,
+/// with the same delivery id.
+#[test]
+fn a_daemon_restart_between_tries_still_delivers_once() {
+    let (dir, receiver, sim) = setup(&format!("/webhook/{URL_TOKEN}=500,500"), Some("1"));
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        channels_config(
+            &receiver,
+            "[schedule]\ncron = \"*/2 * * * * *\"\nrun_on_start = true\n",
+        ),
+    )
+    .unwrap();
+    let start = |log: &str| {
+        crate::support::orgwarden()
+            .current_dir(dir.path())
+            .args(["--db", "audit.db", "--base-url", &sim.base_url(), "daemon"])
+            .env("OPENAI_ADMIN_KEY", KEY)
+            .env("OW_WEBHOOK_URL", webhook_url(&receiver))
+            .env("OW_WEBHOOK_SECRET", SECRET)
+            .env("OW_PD_KEY", ROUTING_KEY)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let wait_for = |n: usize, what: &str| {
+        let t0 = Instant::now();
+        while webhooks(&receiver).len() < n {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{what}: {:#?}",
+                webhooks(&receiver)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut first = start("daemon-1.log");
+    wait_for(1, "the first try");
+    Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    first.wait().unwrap();
+    let mut second = start("daemon-2.log");
+    let t0 = Instant::now();
+    while !webhooks(&receiver).iter().any(|h| h["status"] == 200) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{:#?}",
+            webhooks(&receiver)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A few more ticks: nothing is sent again.
+    std::thread::sleep(Duration::from_secs(5));
+    let _ = second.kill();
+    let _ = second.wait();
+    let hooks = webhooks(&receiver);
+    let statuses: Vec<i64> = hooks
+        .iter()
+        .map(|h| h["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [500, 500, 200]);
+    let ids: Vec<&Value> = hooks
+        .iter()
+        .map(|h| &h["headers"]["orgwarden-delivery"])
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+}
