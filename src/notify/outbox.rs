@@ -253,6 +253,7 @@ fn server_unreachable(err: &DeliveryError) -> bool {
             | DeliveryError::NoStartTls { .. }
             | DeliveryError::Auth { .. }
             | DeliveryError::File { .. }
+            | DeliveryError::ReadOnly { .. }
     )
 }
 
