@@ -465,55 +465,11 @@ impl AdminClient {
                 });
             }
             let page = self.get_json(&shown, url, family, after.as_deref()).await?;
-            let malformed = |message: String| ClientError::Malformed {
-                path: shown.clone(),
-                message,
-            };
-            let Value::Object(mut page) = page else {
-                return Err(malformed(format!(
-                    "expected a list object, got {}",
-                    kind(&page)
-                )));
-            };
-            let data = match page.remove("data") {
-                Some(Value::Array(data)) => data,
-                Some(other) => {
-                    return Err(malformed(format!(
-                        "`data` is {}, not an array",
-                        kind(&other)
-                    )));
-                }
-                None => return Err(malformed("no `data` array".into())),
-            };
-            let has_more = match page.get("has_more") {
-                Some(Value::Bool(b)) => *b,
-                Some(other) => {
-                    return Err(malformed(format!(
-                        "`has_more` is {}, not a boolean",
-                        kind(other)
-                    )));
-                }
-                None => return Err(malformed("no `has_more`".into())),
-            };
-            let next = if has_more {
-                let cursor = match envelope {
-                    // Shape A: the next page starts after `last_id`; when a list omits it
-                    // (it is optional in several schemas), the last object's id is the same.
-                    Envelope::FirstLastId => page
-                        .get("last_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .or_else(|| {
-                            let field = family.id_field()?;
-                            data.last()?.get(field)?.as_str().map(str::to_owned)
-                        })
-                        .ok_or_else(|| malformed("`has_more` is true but no `last_id`".into()))?,
-                    // Shape B: `next` is opaque and goes back verbatim.
-                    _ => page
-                        .get("next")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .ok_or_else(|| malformed("`has_more` is true but no `next`".into()))?,
+            let ListPage { data, next } = parse_list_page(page, family, envelope, &shown)?;
+            if let Some(cursor) = &next {
+                let malformed = |message: String| ClientError::Malformed {
+                    path: shown.clone(),
+                    message,
                 };
                 if after.as_deref() == Some(cursor.as_str()) {
                     return Err(malformed(format!(
@@ -527,10 +483,7 @@ impl AdminClient {
                         followed.len() + 1
                     )));
                 }
-                Some(cursor)
-            } else {
-                None
-            };
+            }
             objects.extend(data);
             match next {
                 Some(cursor) => after = Some(cursor),
@@ -822,6 +775,82 @@ impl AdminClient {
     }
 }
 
+/// One list page as the crawl uses it: its objects and the cursor of the next page.
+#[derive(Debug)]
+struct ListPage {
+    /// The page's `data`.
+    data: Vec<Value>,
+    /// Where the next page starts; `None` on the last page.
+    next: Option<String>,
+}
+
+/// Reads one page of a list of `family` in `envelope`'s shape: an object with a `data` array,
+/// a boolean `has_more` and, when it is true, the next cursor (`last_id`, or the last
+/// object's id, for shape A; `next` for shape B). Every error names `shown`, the page's path.
+fn parse_list_page(
+    page: Value,
+    family: Family,
+    envelope: Envelope,
+    shown: &str,
+) -> Result<ListPage, ClientError> {
+    let malformed = |message: String| ClientError::Malformed {
+        path: shown.to_owned(),
+        message,
+    };
+    let Value::Object(mut page) = page else {
+        return Err(malformed(format!(
+            "expected a list object, got {}",
+            kind(&page)
+        )));
+    };
+    let data = match page.remove("data") {
+        Some(Value::Array(data)) => data,
+        Some(other) => {
+            return Err(malformed(format!(
+                "`data` is {}, not an array",
+                kind(&other)
+            )));
+        }
+        None => return Err(malformed("no `data` array".into())),
+    };
+    let has_more = match page.get("has_more") {
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(malformed(format!(
+                "`has_more` is {}, not a boolean",
+                kind(other)
+            )));
+        }
+        None => return Err(malformed("no `has_more`".into())),
+    };
+    if !has_more {
+        return Ok(ListPage { data, next: None });
+    }
+    let next = match envelope {
+        // Shape A: the next page starts after `last_id`; when a list omits it (it is
+        // optional in several schemas), the last object's id is the same.
+        Envelope::FirstLastId => page
+            .get("last_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                let field = family.id_field()?;
+                data.last()?.get(field)?.as_str().map(str::to_owned)
+            })
+            .ok_or_else(|| malformed("`has_more` is true but no `last_id`".into()))?,
+        // Shape B: `next` is opaque and goes back verbatim.
+        _ => page
+            .get("next")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| malformed("`has_more` is true but no `next`".into()))?,
+    };
+    Ok(ListPage {
+        data,
+        next: Some(next),
+    })
+}
+
 /// How many objects a list page's `data` holds, counted without building them: a page of
 /// 100,000 objects where 100 were asked is refused before it costs ten times its size in
 /// memory. `None` when the body is not a list page; the full parse then says what is wrong.
@@ -930,8 +959,12 @@ fn transport_message(e: &reqwest::Error) -> String {
     let mut message = what.to_owned();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
+        // hyper's and the OS's errors often quote their own cause: each text once.
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         source = s.source();
     }
     message
@@ -1449,6 +1482,105 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod list_page_properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, nested a few levels.
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "\\PC{0,12}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-z_]{0,8}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// A page-like object: each of the keys a list page has, present or not, holding
+        /// anything (often what it should hold).
+        fn page() -> impl Strategy<Value = Value> {
+            let data = prop_oneof![
+                prop::collection::vec(
+                    prop_oneof![
+                        "[a-z_0-9]{0,6}".prop_map(|id| serde_json::json!({ "id": id })),
+                        json(),
+                    ],
+                    0..5
+                )
+                .prop_map(Value::Array),
+                json(),
+            ];
+            let has_more = prop_oneof![any::<bool>().prop_map(Value::Bool), json()];
+            let cursor = prop_oneof!["[a-z_0-9]{0,6}".prop_map(Value::String), json()];
+            (
+                prop::option::of(data),
+                prop::option::of(has_more),
+                prop::option::of(cursor.clone()),
+                prop::option::of(cursor),
+            )
+                .prop_map(|(data, has_more, last_id, next)| {
+                    let mut page = serde_json::Map::new();
+                    for (key, value) in [
+                        ("data", data),
+                        ("has_more", has_more),
+                        ("last_id", last_id),
+                        ("next", next),
+                    ] {
+                        if let Some(value) = value {
+                            page.insert(key.to_owned(), value);
+                        }
+                    }
+                    Value::Object(page)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// No page panics the parser; a refused one is `Malformed` at the page's path; an
+            /// accepted one gives back its `data` and a cursor exactly when `has_more` is true.
+            #[test]
+            fn any_list_page_is_read_or_refused_naming_its_path(
+                page in prop_oneof![page(), json()],
+                envelope in prop_oneof![Just(Envelope::FirstLastId), Just(Envelope::NextCursor)],
+            ) {
+                let shown = "/organization/projects/proj_1/users?after=user_9";
+                let bytes = serde_json::to_vec(&page).unwrap();
+                let counted = page_length(&bytes);
+                match parse_list_page(page.clone(), Family::ProjectUsers, envelope, shown) {
+                    Ok(ListPage { data, next }) => {
+                        prop_assert_eq!(Some(&Value::Array(data.clone())), page.get("data"));
+                        prop_assert_eq!(counted, Some(data.len()));
+                        let more = page.get("has_more") == Some(&Value::Bool(true));
+                        prop_assert_eq!(next.is_some(), more);
+                    }
+                    Err(e) => {
+                        let is_malformed = matches!(
+                            &e,
+                            ClientError::Malformed { path, .. } if path == shown
+                        );
+                        prop_assert!(is_malformed, "{e:?}");
+                        prop_assert!(e.to_string().contains(shown), "{e}");
+                    }
+                }
+            }
+
+            /// Counting a page's objects never panics on any bytes.
+            #[test]
+            fn any_body_is_counted_or_not_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                let _ = page_length(&bytes);
+            }
+        }
+    }
 
     #[test]
     fn http_base_url_is_refused_unless_loopback() {

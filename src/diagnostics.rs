@@ -46,6 +46,7 @@ macro_rules! diagnostic_codes {
 }
 
 diagnostic_codes! {
+    BadEncoding = "bad-encoding": "The file is not UTF-8 text; nothing else in it is checked.",
     TomlSyntax = "toml-syntax": "The file is not valid TOML; nothing else in it is checked.",
     UnknownKey = "unknown-key": "A key or table the format does not have (often a typo).",
     WrongType = "wrong-type": "A value of the wrong TOML type (a string where an integer belongs).",
@@ -54,12 +55,13 @@ diagnostic_codes! {
     BadValue = "bad-value": "A value of the right type that is not allowed there.",
     BadDuration = "bad-duration": "Not a duration such as 45s, 30m, 12h, 90d or 2w.",
     BadCron = "bad-cron": "`[schedule] cron` is not a crontab expression.",
+    JitterTooLarge = "jitter-too-large": "`[schedule] jitter` reaches the next run, or is longer than a day.",
     BadTimezone = "bad-timezone": "`[schedule] timezone` is not an IANA time zone name.",
     BadAddress = "bad-address": "`[server] listen` is not an IP:PORT socket address.",
     UnknownFamily = "unknown-family": "A `[collect] skip` entry that is not the view name of a family orgwarden reads.",
     BadEmail = "bad-email": "A `[notify.email]` address that is not an email address.",
     BadDate = "bad-date": "An exemption's `expires` is not a YYYY-MM-DD date.",
-    BadGlob = "bad-glob": "An exemption's `resource` or a channel's `rules` entry is not a valid glob pattern.",
+    BadGlob = "bad-glob": "An exemption's `resource`, a channel's `rules` entry or a rule's `matches` pattern is not a valid glob.",
     UnknownChannelKind = "unknown-channel-kind": "A `[[notify.channel]]` `kind` that is not slack, webhook, pagerduty or email.",
     DuplicateChannel = "duplicate-channel": "Two notification channels share one name.",
     SecretInConfig = "secret-in-config": "A webhook URL, signing secret or routing key written in the file instead of named by `_env` or `_file`.",
@@ -220,6 +222,16 @@ impl Diagnostics {
         self.items.iter().any(|d| d.level == Level::Error)
     }
 
+    /// Whether a file could not be read as TOML at all (a problem that stands alone).
+    pub fn has_unreadable_toml(&self) -> bool {
+        self.items.iter().any(|d| d.code.stands_alone())
+    }
+
+    /// Keeps only the problems `keep` accepts (the files stay registered).
+    pub fn retain(&mut self, keep: impl FnMut(&Diagnostic) -> bool) {
+        self.items.retain(keep);
+    }
+
     /// Number of errors.
     pub fn error_count(&self) -> usize {
         self.items
@@ -331,6 +343,49 @@ impl Diagnostics {
     }
 }
 
+impl DiagnosticCode {
+    /// Whether a problem with this code is reported alone: the file could not be read as
+    /// TOML at all, so every other problem found would only echo it.
+    pub fn stands_alone(self) -> bool {
+        matches!(
+            self,
+            DiagnosticCode::BadEncoding | DiagnosticCode::TomlSyntax
+        )
+    }
+}
+
+/// Registers a file read as `bytes` and returns its text; when it is not UTF-8, records a
+/// `bad-encoding` error at the first bad byte (so the report gives its line and column) and
+/// returns `None`. The file is registered decoded lossily so the excerpt can be shown.
+pub fn decode_file(name: &str, bytes: Vec<u8>, diags: &mut Diagnostics) -> Option<String> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let bytes = e.into_bytes();
+            let byte = bytes.get(at).copied().unwrap_or_default();
+            // The valid prefix decodes to itself, so `at` is the first U+FFFD's offset.
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let (line, column) = line_column(&text, at);
+            let file = diags.add_file(name, text);
+            let span = at..at + char::REPLACEMENT_CHARACTER.len_utf8();
+            diags
+                .error(
+                    DiagnosticCode::BadEncoding,
+                    Some(file),
+                    Some(span),
+                    format!(
+                        "not UTF-8 text: byte 0x{byte:02X} at line {line}, column {column} is not \
+                         part of a UTF-8 character"
+                    ),
+                )
+                .label("not UTF-8")
+                .help("save the file as UTF-8");
+            None
+        }
+    }
+}
+
 /// The 1-based line and column (in characters) of byte `offset` in `text`.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -409,6 +464,32 @@ mod tests {
         assert_eq!(
             d.location(&d.items()[0]).as_deref(),
             Some("rules/x.toml:2:6")
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_located_at_its_first_bad_byte() {
+        let mut d = Diagnostics::new();
+        let bytes = b"[openai]\norganization = \"caf\xe9\"\n".to_vec();
+        assert_eq!(decode_file("orgwarden.toml", bytes, &mut d), None);
+        assert_eq!(d.items().len(), 1);
+        assert_eq!(d.items()[0].code, DiagnosticCode::BadEncoding);
+        assert_eq!(
+            d.location(&d.items()[0]).as_deref(),
+            Some("orgwarden.toml:2:20")
+        );
+        assert!(
+            d.items()[0]
+                .message
+                .contains("byte 0xE9 at line 2, column 20"),
+            "{}",
+            d.items()[0].message
+        );
+        let rendered = d.render(false);
+        assert!(rendered.contains("error[bad-encoding]"), "{rendered}");
+        assert_eq!(
+            decode_file("ok.toml", "é".as_bytes().to_vec(), &mut Diagnostics::new()).as_deref(),
+            Some("é")
         );
     }
 

@@ -884,6 +884,22 @@ stored_enum!(SnapshotStatus, "snapshot status", [
 mod tests {
     use super::*;
 
+    /// The objects of one scope are bounded by `[openai] max_pages_per_scope` times the page
+    /// size only because every list asks for a page size (a page holding more is refused):
+    /// a list family without one would need an object cap of its own.
+    #[test]
+    fn every_list_family_asks_for_a_bounded_page_size() {
+        for family in Family::ALL {
+            if family.envelope() != Envelope::Single {
+                let size = family.max_page_size();
+                assert!(
+                    size.is_some_and(|n| (1..=1000).contains(&n)),
+                    "{family:?} pages are unbounded: {size:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_view_name_maps_back_to_its_family() {
         for family in Family::ALL {

@@ -180,6 +180,12 @@ pub fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
         .map_err(|_| ScheduleError::TimeZone(name.to_owned()))
 }
 
+/// How many days of runs [`Schedule::shortest_gap`] looks at.
+pub const GAP_WINDOW_DAYS: u64 = 366;
+
+/// The most runs [`Schedule::shortest_gap`] looks at.
+pub const GAP_WINDOW_RUNS: usize = 10_000;
+
 impl Schedule {
     /// Parses a crontab expression (5 fields, 6 with seconds first, or `@daily` and friends)
     /// to be read in `tz`.
@@ -363,6 +369,30 @@ impl Schedule {
             schedule: self,
             cursor: Some(from),
         }
+    }
+
+    /// The shortest time between two consecutive runs among the runs of the [`GAP_WINDOW_DAYS`]
+    /// days after `from` (at most [`GAP_WINDOW_RUNS`] of them: a schedule that runs that
+    /// often has its shortest gap in its first day), with the later run of that pair. A
+    /// window over a year holds every daylight-saving change, which is where a fixed-hour
+    /// job's gap is shortest. `None` with fewer than two runs in the window.
+    pub fn shortest_gap(&self, from: DateTime<Utc>) -> Option<(chrono::TimeDelta, DateTime<Tz>)> {
+        let end = from.checked_add_days(Days::new(GAP_WINDOW_DAYS))?;
+        let mut previous: Option<DateTime<Tz>> = None;
+        let mut shortest: Option<(chrono::TimeDelta, DateTime<Tz>)> = None;
+        for run in self.upcoming(from).take(GAP_WINDOW_RUNS) {
+            if run.with_timezone(&Utc) > end {
+                break;
+            }
+            if let Some(before) = previous {
+                let gap = run.signed_duration_since(before);
+                if shortest.is_none_or(|(s, _)| gap < s) {
+                    shortest = Some((gap, run));
+                }
+            }
+            previous = Some(run);
+        }
+        shortest
     }
 
     /// The most recent run time at or before `at`, if one exists within the last 400 days.
@@ -833,6 +863,27 @@ mod tests {
                 "2026-03-29T03:30:00+02:00"
             ]
         );
+    }
+
+    #[test]
+    fn shortest_gap_finds_the_daylight_saving_day_and_the_regular_step() {
+        let gap = |expr: &str, tz: Tz| {
+            Schedule::parse(expr, tz)
+                .unwrap()
+                .shortest_gap(utc("2026-01-01T00:00:00Z"))
+                .map(|(gap, at)| (gap.num_minutes(), at.to_rfc3339()))
+        };
+        let berlin = chrono_tz::Europe::Berlin;
+        assert_eq!(
+            gap("30 2 * * *", berlin),
+            Some((23 * 60 + 30, "2026-03-29T03:00:00+02:00".to_owned()))
+        );
+        assert_eq!(gap("30 2 * * *", Tz::UTC).map(|g| g.0), Some(24 * 60));
+        assert_eq!(gap("*/15 * * * *", berlin).map(|g| g.0), Some(15));
+        assert_eq!(gap("0 9 * * 1-5", Tz::UTC).map(|g| g.0), Some(24 * 60));
+        assert_eq!(gap("@weekly", Tz::UTC).map(|g| g.0), Some(7 * 24 * 60));
+        assert_eq!(gap("@yearly", Tz::UTC), None, "one run in the window");
+        assert_eq!(gap("0 0 29 2 *", Tz::UTC), None, "no run in the window");
     }
 
     #[test]

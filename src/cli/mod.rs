@@ -46,7 +46,7 @@ impl From<Exit> for ExitCode {
 
 /// An error that carries the exit code it must end the process with.
 #[derive(Debug, thiserror::Error)]
-#[error("{error:#}")]
+#[error("{}", error_text(.error))]
 pub struct CliError {
     /// The exit code.
     pub exit: Exit,
@@ -72,6 +72,25 @@ impl CliError {
         }
         .into()
     }
+}
+
+/// An error and its causes on one line (`reading x: No such file or directory`), each cause
+/// once: a message that already quotes its cause (`cannot open x: {e}` over a source `e`)
+/// would otherwise print the cause twice. A [`CliError`] shows the error it wraps.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let error = error.downcast_ref::<CliError>().map_or(error, |e| &e.error);
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// An id or name given on the command line that names nothing: exit 2 with `missing`
@@ -266,7 +285,7 @@ pub fn main() -> ExitCode {
             // The error can quote the API or a server: scrubbed of secrets and made inert, so
             // it cannot drive the terminal or start a line of its own. Only the indented
             // continuation lines some errors list (failed scopes) stay separate lines.
-            let text = format!("{error:#}");
+            let text = error_text(&error);
             let lines: Vec<_> = crate::secrets::scrub(&text)
                 .split(CONTINUATION)
                 .map(|line| crate::report::inert(line).into_owned())
@@ -395,5 +414,36 @@ impl tracing::field::Visit for InertVisitor<'_, '_> {
                 name.trim_start_matches("r#")
             ),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose message quotes its source, as many library errors do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot write {path}: {source}")]
+    struct Quoting {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn error_text_shows_each_cause_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let quoting = anyhow::Error::new(Quoting {
+            path: "x.db",
+            source: io(),
+        });
+        assert_eq!(format!("{quoting:#}").matches("not found").count(), 2);
+        assert_eq!(error_text(&quoting), "cannot write x.db: entity not found");
+        let wrapped = CliError::usage(quoting.context("opening the store"));
+        assert_eq!(
+            error_text(&wrapped),
+            "opening the store: cannot write x.db: entity not found"
+        );
+        let plain = anyhow::Error::new(io()).context("reading rules");
+        assert_eq!(error_text(&plain), "reading rules: entity not found");
     }
 }

@@ -35,12 +35,14 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read configuration file {path}: {source}")]
+    /// (The message is self-contained: the I/O error is not also exposed as the source, so
+    /// a chain of causes does not repeat it.)
+    #[error("cannot read configuration file {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file has errors; every one of them, rendered cargo-style.
     #[error("{}", .0.render(false))]
@@ -354,7 +356,11 @@ impl Config {
 
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::parse(&read(path)?, path)
+        let (config, diags) = Config::check_file(path)?;
+        if diags.has_errors() {
+            return Err(ConfigError::Invalid(diags));
+        }
+        Ok(config)
     }
 
     /// Parses and validates configuration text, returning a configuration (defaults in place
@@ -384,9 +390,24 @@ impl Config {
         (config, diags)
     }
 
-    /// Reads a configuration file and checks it as [`Config::check`] does.
+    /// Reads a configuration file and checks it as [`Config::check`] does; a file that is
+    /// not UTF-8 is one `bad-encoding` problem at its first bad byte.
     pub fn check_file(path: &Path) -> Result<(Config, Diagnostics), ConfigError> {
-        Ok(Config::check(&read(path)?, path))
+        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        let mut diags = Diagnostics::new();
+        if let Some(text) =
+            crate::diagnostics::decode_file(&path.display().to_string(), bytes, &mut diags)
+        {
+            return Ok(Config::check(&text, path));
+        }
+        let config = Config {
+            source: Some(path.to_owned()),
+            ..Config::default()
+        };
+        Ok((config, diags))
     }
 
     /// The Admin API base URL: `overridden` (the command line's `--base-url`), else
@@ -420,13 +441,6 @@ impl Config {
             _ => format!("{}: ", path.display()),
         }
     }
-}
-
-fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 /// The span of a value as a diagnostic place: `None` for values a command supplied rather

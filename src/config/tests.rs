@@ -166,6 +166,47 @@ fn durations_share_one_grammar_with_the_rules() {
 }
 
 #[test]
+fn a_jitter_reaching_the_next_run_or_over_a_day_is_refused_at_its_span() {
+    // Every 15 minutes: 14 minutes of jitter spread runs, 15 would reach the next one.
+    let every_15 = |jitter: &str| {
+        problems(&format!(
+            "[schedule]\ncron = \"*/15 * * * *\"\njitter = \"{jitter}\"\n"
+        ))
+    };
+    assert!(every_15("14m").is_empty());
+    assert_eq!(every_15("15m"), ["jitter-too-large@3:10"]);
+    assert_eq!(every_15("2h"), ["jitter-too-large@3:10"]);
+    // The default schedule runs every 6 hours.
+    assert!(problems("[schedule]\njitter = \"5h\"\n").is_empty());
+    assert_eq!(
+        problems("[schedule]\njitter = \"6h\"\n"),
+        ["jitter-too-large@2:10"]
+    );
+    // A weekly job may not be delayed by days: at most one day whatever the schedule.
+    let weekly = "[schedule]\ncron = \"@weekly\"\njitter = \"";
+    assert!(problems(&format!("{weekly}1d\"\n")).is_empty());
+    assert_eq!(
+        problems(&format!("{weekly}2d\"\n")),
+        ["jitter-too-large@3:10"]
+    );
+    // A daily 02:30 in Berlin is 23.5 hours after the one before on the spring-forward day.
+    let (_, d) = check(
+        "[schedule]\ncron = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"\njitter = \"1410m\"\n",
+    );
+    assert_eq!(d.items().len(), 1, "{}", d.render(false));
+    assert!(
+        d.items()[0].message.contains("the 1410m between two runs"),
+        "{}",
+        d.items()[0].message
+    );
+    // A refused cron line is reported alone, not measured in its default's stead.
+    assert_eq!(
+        problems("[schedule]\ncron = \"61 * * * *\"\njitter = \"2h\"\n"),
+        ["bad-cron@2:8"]
+    );
+}
+
+#[test]
 fn the_rule_timeout_is_a_non_zero_duration() {
     let config = Config::parse("[rules]\ntimeout = \"2m\"\n", Path::new("o")).unwrap();
     assert_eq!(

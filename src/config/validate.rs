@@ -344,6 +344,8 @@ fn schedule(raw: &RawSchedule, c: &mut Check<'_>) -> ScheduleConfig {
             Schedule::parse(e, tz.unwrap_or(chrono_tz::UTC))
         })
     });
+    // The jitter is only measured against the schedule the user wrote, not a stand-in.
+    let written = tz.is_some() && (raw.cron.is_none() || schedule.is_some());
     let schedule = match (schedule, tz) {
         (Some(schedule), Some(_)) => schedule,
         (None, Some(tz)) if raw.cron.is_none() => {
@@ -351,18 +353,71 @@ fn schedule(raw: &RawSchedule, c: &mut Check<'_>) -> ScheduleConfig {
         }
         _ => default.schedule,
     };
+    let jitter = raw.jitter.as_ref().and_then(|j| {
+        let jitter = c.parse(
+            j,
+            DiagnosticCode::BadDuration,
+            "not a duration",
+            str::parse::<Duration>,
+        )?;
+        check_jitter(jitter, j.span(), written.then_some(&schedule), c)
+    });
     ScheduleConfig {
         schedule,
         run_on_start: raw.run_on_start.as_ref().is_some_and(|r| *r.get_ref()),
-        jitter: raw.jitter.as_ref().and_then(|j| {
-            c.parse(
-                j,
-                DiagnosticCode::BadDuration,
-                "not a duration",
-                str::parse::<Duration>,
-            )
-        }),
+        jitter,
     }
+}
+
+/// The longest `[schedule] jitter` allowed whatever the schedule: a run delayed by more than
+/// a day is another day's run.
+pub const MAX_JITTER: Duration = Duration::from_secs(86_400);
+
+/// A jitter must be at most [`MAX_JITTER`] and shorter than the shortest time between two
+/// runs of the schedule (`schedule` is `None` when the cron line itself was refused): a
+/// delay reaching the next run would merge or reorder runs instead of spreading them.
+fn check_jitter(
+    jitter: Duration,
+    span: Range<usize>,
+    schedule: Option<&Schedule>,
+    c: &mut Check<'_>,
+) -> Option<Duration> {
+    if jitter > MAX_JITTER {
+        c.diags
+            .error(
+                DiagnosticCode::JitterTooLarge,
+                Some(c.file),
+                Some(span),
+                format!("`jitter` is {jitter}; it can be at most {MAX_JITTER}"),
+            )
+            .label("too long")
+            .help("jitter spreads the start of a run over a few minutes; see docs/schedule.md");
+        return None;
+    }
+    let shortest = schedule.and_then(|s| s.shortest_gap(chrono::Utc::now()));
+    if let Some((gap, at)) = shortest
+        && jitter.to_time_delta() >= gap
+    {
+        let gap_text = u64::try_from(gap.num_seconds())
+            .map_or_else(|_| format!("{gap}"), |s| Duration::from_secs(s).to_string());
+        c.diags
+            .error(
+                DiagnosticCode::JitterTooLarge,
+                Some(c.file),
+                Some(span),
+                format!(
+                    "`jitter` is {jitter}, not shorter than the {gap_text} between two runs of \
+                     the schedule (the run of {})",
+                    at.to_rfc3339()
+                ),
+            )
+            .label("reaches the next run")
+            .help(format!(
+                "make it shorter than {gap_text}, or run less often; see docs/schedule.md"
+            ));
+        return None;
+    }
+    Some(jitter)
 }
 
 fn rules(raw: RawRules, c: &mut Check<'_>) -> RulesConfig {

@@ -449,6 +449,7 @@ fn server_unreachable(err: &DeliveryError) -> bool {
             | DeliveryError::NoStartTls { .. }
             | DeliveryError::Auth { .. }
             | DeliveryError::File { .. }
+            | DeliveryError::ReadOnly { .. }
     )
 }
 

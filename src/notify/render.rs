@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::plan::{Announced, Digest, FindingState, Reason};
 use crate::model::Severity;
+use crate::report;
 
 /// The built-in HTML template.
 pub const DEFAULT_HTML: &str = include_str!("../../templates/digest.html");
@@ -279,24 +280,37 @@ fn severity_counts(severities: impl Iterator<Item = Severity>) -> Vec<(Severity,
     counts.into_iter().rev().collect()
 }
 
-/// Replaces every control character (CR, LF, TAB, …) with a space: text fit for a header or
-/// a one-line field.
+/// Text fit for a header, a subject or a one-line field: line breaks and tabs become spaces
+/// (a line break in a header would start a forged one), and every other character
+/// [`report::is_hazardous`] flags (controls, bidi overrides, line separators) becomes the
+/// visible escape [`report::inert`] writes everywhere else.
 pub fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned()
+    inert_line(text.trim())
 }
 
-/// Keeps line breaks (as `\n`) but no other control character.
+/// Keeps line breaks (as `\n`); every line is made inert as [`one_line`] makes its text.
 fn multi_line(text: &str) -> String {
     text.replace("\r\n", "\n")
-        .chars()
-        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
-        .collect::<String>()
         .trim()
-        .to_owned()
+        .split('\n')
+        .map(inert_line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `text` with CR, LF and tab as spaces and every other hazardous character escaped.
+fn inert_line(text: &str) -> String {
+    let spaced: String = text
+        .chars()
+        .map(|c| {
+            if matches!(c, '\r' | '\n' | '\t') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    report::inert(&spaced).into_owned()
 }
 
 fn file_safe(text: &str) -> String {
@@ -728,6 +742,21 @@ pub fn open_findings_csv(open: &[FindingState]) -> Result<String, RenderError> {
 mod tests {
     use super::*;
     use crate::model::ProjectId;
+
+    #[test]
+    fn one_line_text_escapes_bidi_overrides_and_separators_as_everywhere_else() {
+        let hostile = "  acme\u{202e}gpj.exe\u{2028}forged\r\nline\u{1b}[2J\u{2066}x  ";
+        assert_eq!(
+            one_line(hostile),
+            "acme\\u{202e}gpj.exe\\u{2028}forged  line\\x1b[2J\\u{2066}x"
+        );
+        assert!(!one_line(hostile).chars().any(report::is_hazardous));
+        assert_eq!(
+            multi_line("1. do\r\n   this\u{202e}\n2. then"),
+            "1. do\n   this\\u{202e}\n2. then"
+        );
+        assert_eq!(one_line("plain text — ok"), "plain text — ok");
+    }
     use crate::notify::plan::tests::{finding, t};
     use crate::notify::plan::{FindingStatus, Policy, RunContext, Transition, plan};
 

@@ -198,6 +198,14 @@ pub enum DeliveryError {
         /// Why.
         detail: String,
     },
+    /// The outbox folder is read-only: no `.eml` file can be written in it.
+    #[error("the outbox folder {} is read-only ({reason}); the digest stays queued", .dir.display())]
+    ReadOnly {
+        /// The folder.
+        dir: PathBuf,
+        /// `no write permission` or `read-only file system`.
+        reason: &'static str,
+    },
     /// The `.eml` file could not be written.
     #[error("cannot write {path}: {source}")]
     File {
@@ -230,7 +238,16 @@ impl Transport {
 }
 
 fn write_file(dir: &std::path::Path, message: &Outgoing<'_>) -> Result<String, DeliveryError> {
-    let file_err = |path: PathBuf| move |source| DeliveryError::File { path, source };
+    let file_err = |path: PathBuf| {
+        move |source: std::io::Error| match crate::store::read_only_reason(&source) {
+            // The folder, or the one it is to be made in, refuses to be written.
+            Some(reason) => DeliveryError::ReadOnly {
+                dir: dir.to_owned(),
+                reason,
+            },
+            None => DeliveryError::File { path, source },
+        }
+    };
     // Digests name the organization's people and problems: the folder and its files are the
     // owner's alone, whatever the umask.
     std::fs::DirBuilder::new()

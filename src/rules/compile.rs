@@ -14,7 +14,7 @@ use super::parse::{RawCond, Value};
 
 mod op;
 
-pub use op::{Op, OperandKind, UnknownOp};
+pub use op::{GlobError, Op, OperandKind, UnknownOp, check_glob};
 
 /// The columns of a family's view, in order.
 pub fn view_columns(family: Family) -> Vec<&'static str> {
@@ -56,6 +56,8 @@ pub struct Compiled {
     pub sql: String,
     /// The named parameters (`c1`, …) and their sources; `:now` is bound too.
     pub binds: Vec<(String, BindSource)>,
+    /// The params used as `matches` patterns: an override of one must be a valid glob too.
+    pub glob_params: Vec<String>,
 }
 
 struct Compiler<'a> {
@@ -63,6 +65,7 @@ struct Compiler<'a> {
     columns: Vec<&'static str>,
     params: &'a BTreeMap<String, Value>,
     binds: Vec<(String, BindSource)>,
+    glob_params: Vec<String>,
     file: FileId,
     diags: &'a mut Diagnostics,
 }
@@ -82,6 +85,7 @@ pub fn compile_where(
         columns: view_columns(family),
         params,
         binds: Vec::new(),
+        glob_params: Vec::new(),
         file,
         diags,
     };
@@ -97,6 +101,7 @@ pub fn compile_where(
     Some(Compiled {
         sql,
         binds: c.binds,
+        glob_params: c.glob_params,
     })
 }
 
@@ -239,6 +244,13 @@ impl Compiler<'_> {
                     return None;
                 }
             }
+            (OperandKind::Glob, Value::Str(s)) => {
+                if let Err(e) = check_glob(s) {
+                    self.bad_glob(v.span(), &e);
+                    return None;
+                }
+                true
+            }
             (OperandKind::Age, _) => false,
             (OperandKind::List, value) => matches!(value, Value::List(_)),
             (_, value) => !matches!(value, Value::List(_)),
@@ -280,6 +292,14 @@ impl Compiler<'_> {
                 }
                 true
             }
+            (OperandKind::Glob, Value::Str(s)) => {
+                if let Err(e) = check_glob(s) {
+                    self.bad_glob(p.span(), &e);
+                    return None;
+                }
+                self.glob_params.push(name.clone());
+                true
+            }
             (OperandKind::Age, _) => false,
             (OperandKind::List, value) => matches!(value, Value::List(_)),
             (_, value) => !matches!(value, Value::List(_)),
@@ -305,6 +325,18 @@ impl Compiler<'_> {
             )
             .label("expected a number and a unit")
             .help("ages are like \"90d\", \"12h\", \"30m\", \"45s\" or \"2w\"");
+    }
+
+    fn bad_glob(&mut self, span: std::ops::Range<usize>, error: &GlobError) {
+        self.diags
+            .error(
+                DiagnosticCode::BadGlob,
+                Some(self.file),
+                Some(span),
+                format!("bad `matches` pattern: {error}"),
+            )
+            .label("not a glob SQLite can match")
+            .help("globs use `*`, `?` and `[a-z]` sets; a literal `[` is written `[[]`");
     }
 
     fn wrong_value(&mut self, span: std::ops::Range<usize>, op: Op, expected: &str, got: &Value) {

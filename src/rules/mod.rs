@@ -401,11 +401,20 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
                 };
                 fixture_dirs.push(dir.join("fixtures"));
                 for file in files {
-                    match std::fs::read_to_string(&file) {
-                        // A copy of a shipped file (`paths = ["rules"]` in a checkout) is the
-                        // pack itself, already loaded.
-                        Ok(text) if PACK.iter().any(|(_, pack)| *pack == text) => {}
-                        Ok(text) => sources.push((file.display().to_string(), text)),
+                    let name = file.display().to_string();
+                    match std::fs::read(&file) {
+                        Ok(bytes) => {
+                            let Some(text) =
+                                crate::diagnostics::decode_file(&name, bytes, &mut diags)
+                            else {
+                                continue;
+                            };
+                            // A copy of a shipped file (`paths = ["rules"]` in a checkout) is
+                            // the pack itself, already loaded.
+                            if !PACK.iter().any(|(_, pack)| *pack == text) {
+                                sources.push((name, text));
+                            }
+                        }
                         Err(e) => {
                             diags.error(
                                 DiagnosticCode::UnreadableRuleFile,
@@ -431,8 +440,22 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
         }
     }
     let mut rules = rules_from_sources(&sources, &mut diags);
-    apply_config(&mut rules, config, config_file, &mut diags);
-    let exemptions = validate_exemptions(config, &rules, config_file, today, &mut diags);
+    let exemptions = if diags.has_unreadable_toml() {
+        // The rules of a file that does not parse are unknown, so every reference to them
+        // in the configuration would be reported as unknown too: the syntax error stands
+        // alone (with any file that could not be read at all).
+        diags.retain(|d| {
+            d.code.stands_alone()
+                || matches!(
+                    d.code,
+                    DiagnosticCode::UnreadableRuleFile | DiagnosticCode::UnreadableRulePath
+                )
+        });
+        Vec::new()
+    } else {
+        apply_config(&mut rules, config, config_file, &mut diags);
+        validate_exemptions(config, &rules, config_file, today, &mut diags)
+    };
     diags.sort();
     Loaded {
         rules: RuleSet {
@@ -452,11 +475,7 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
 /// configuration's problems and the rules' are merged and sorted into one report, so a
 /// single run shows everything (a syntax error alone, as nothing after it can be trusted).
 pub fn load_checked(config: &Config, config_diagnostics: Diagnostics, today: NaiveDate) -> Loaded {
-    let syntax = config_diagnostics
-        .items()
-        .iter()
-        .any(|d| d.code == DiagnosticCode::TomlSyntax);
-    if syntax {
+    if config_diagnostics.has_unreadable_toml() {
         return Loaded {
             rules: RuleSet::default(),
             exemptions: Vec::new(),
@@ -464,8 +483,10 @@ pub fn load_checked(config: &Config, config_diagnostics: Diagnostics, today: Nai
         };
     }
     let mut loaded = load(config, today);
-    loaded.diagnostics.extend(config_diagnostics);
-    loaded.diagnostics.sort();
+    if !loaded.diagnostics.has_unreadable_toml() {
+        loaded.diagnostics.extend(config_diagnostics);
+        loaded.diagnostics.sort();
+    }
     loaded
 }
 

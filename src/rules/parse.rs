@@ -149,13 +149,18 @@ const RULE_KEYS: &[&str] = &[
 /// Parses one rule file, recording every problem in `diags`.
 pub fn parse_rule_file(text: &str, file: FileId, diags: &mut Diagnostics) -> Vec<RawRule> {
     let (root, errors) = DeTable::parse_recoverable(text);
-    for e in errors {
-        diags.error(
-            DiagnosticCode::TomlSyntax,
-            Some(file),
-            e.span(),
-            e.message().to_owned(),
-        );
+    if !errors.is_empty() {
+        // What the parser recovered around a syntax error is a guess: checking it would
+        // report problems that are only echoes of the syntax error.
+        for e in errors {
+            diags.error(
+                DiagnosticCode::TomlSyntax,
+                Some(file),
+                e.span(),
+                e.message().trim().to_owned(),
+            );
+        }
+        return Vec::new();
     }
     let mut rules = Vec::new();
     let root = root.get_ref();

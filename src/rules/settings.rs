@@ -130,6 +130,20 @@ fn apply_param(
             .help("ages are like \"90d\", \"12h\", \"30m\", \"45s\" or \"2w\"");
         return;
     }
+    if let (super::RuleBody::Where { compiled, .. }, Value::Str(s)) = (&rule.body, &parsed)
+        && compiled.glob_params.contains(name)
+        && let Err(e) = compile::check_glob(s)
+    {
+        diags
+            .error(
+                DiagnosticCode::BadGlob,
+                file,
+                span,
+                format!("param `{name}` of `{id}` is a `matches` pattern: {e}"),
+            )
+            .label("not a glob SQLite can match");
+        return;
+    }
     rule.params.insert(name.clone(), parsed);
 }
 

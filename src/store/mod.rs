@@ -77,6 +77,20 @@ pub enum StoreError {
         /// Why.
         error: std::io::Error,
     },
+    /// A place orgwarden must write (the database, its folder, its lock) is read-only.
+    #[error(
+        "{what} {} is read-only ({reason}); orgwarden writes the database, its journal and \
+         its lock there: make it writable or choose another --db",
+        .path.display()
+    )]
+    ReadOnlyLocation {
+        /// `the database`, `the database's folder` or `the lock file`.
+        what: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// `no write permission` or `read-only file system`.
+        reason: &'static str,
+    },
     /// The file is not an orgwarden database; nothing was written to it.
     #[error("refusing to use {path}: not an orgwarden database ({reason}); it was left untouched")]
     NotOurs {
@@ -316,6 +330,21 @@ impl Store {
         let found = ownership::inspect(path)?;
         if path.exists() {
             ownership::tighten(path);
+            // SQLite would open a file it cannot write read-only and fail at the first
+            // write with "attempt to write a readonly database": say what is read-only.
+            if let Err(error) = OpenOptions::new().write(true).open(path) {
+                return Err(match read_only_reason(&error) {
+                    Some(reason) => StoreError::ReadOnlyLocation {
+                        what: "the database",
+                        path: path.to_owned(),
+                        reason,
+                    },
+                    None => StoreError::Open {
+                        path: path.to_owned(),
+                        error,
+                    },
+                });
+            }
         } else {
             create_private(path)?;
         }
@@ -330,9 +359,17 @@ impl Store {
         if found != ownership::Found::Ours {
             // Marked before the journal mode changes: on a new file this is the first write,
             // so a crash at any later point leaves a file that is recognisably ours.
-            conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .map_err(|e| folder_read_only(path, e))?;
         }
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // The first write of an existing database: the journal it needs beside the file is
+        // what a read-only folder refuses.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| folder_read_only(path, e))?;
+        // A database already in WAL mode writes nothing above, and SQLite opens it even when
+        // its -wal file cannot be created: taking the write lock is what finds that out.
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(|e| folder_read_only(path, e))?;
         // NORMAL is durable across a process crash in WAL mode, and much faster than FULL.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -341,7 +378,11 @@ impl Store {
             path: Some(path.to_owned()),
             read_only: false,
         };
-        store.prepare()?;
+        // An existing database already in WAL mode first writes here (its views).
+        store.prepare().map_err(|e| match e {
+            StoreError::Sqlite(error) => folder_read_only(path, error),
+            other => other,
+        })?;
         Ok(store)
     }
 
@@ -477,9 +518,21 @@ impl Store {
             .create(true)
             .truncate(false)
             .open(&lock)
-            .map_err(|error| StoreError::Open {
-                path: lock.clone(),
-                error,
+            .map_err(|error| match read_only_reason(&error) {
+                Some(reason) if lock.exists() => StoreError::ReadOnlyLocation {
+                    what: "the lock file",
+                    path: lock.clone(),
+                    reason,
+                },
+                Some(reason) => StoreError::ReadOnlyLocation {
+                    what: "the database's folder",
+                    path: folder_of(&lock),
+                    reason,
+                },
+                None => StoreError::Open {
+                    path: lock.clone(),
+                    error,
+                },
             })?;
         // One left by an older version may be world-readable: it holds only a pid, but
         // nothing of ours is for others.
@@ -719,8 +772,55 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         .truncate(false)
         .open(path)
         .map(drop)
-        .map_err(|error| StoreError::Open {
-            path: path.to_owned(),
-            error,
+        .map_err(|error| match read_only_reason(&error) {
+            Some(reason) => StoreError::ReadOnlyLocation {
+                what: "the database's folder",
+                path: folder_of(path),
+                reason,
+            },
+            None => StoreError::Open {
+                path: path.to_owned(),
+                error,
+            },
         })
+}
+
+/// What an I/O error says about a place that had to be written, when it says that the place
+/// is read-only for this process: without write permission, or on a read-only file system.
+pub fn read_only_reason(error: &std::io::Error) -> Option<&'static str> {
+    match error.kind() {
+        std::io::ErrorKind::PermissionDenied => Some("no write permission"),
+        std::io::ErrorKind::ReadOnlyFilesystem => Some("read-only file system"),
+        _ => None,
+    }
+}
+
+/// The folder a file is in (`.` for a bare file name).
+fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// SQLite's refusal to write a database whose file is writable: its folder is read-only
+/// (the journal beside it cannot be created). Other errors pass through.
+fn folder_read_only(path: &Path, error: rusqlite::Error) -> StoreError {
+    let refused = matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+    );
+    if refused {
+        let folder = folder_of(path);
+        let reason = match std::fs::metadata(&folder) {
+            Ok(meta) if meta.permissions().readonly() => "no write permission",
+            _ => "read-only file system or no write permission",
+        };
+        return StoreError::ReadOnlyLocation {
+            what: "the database's folder",
+            path: folder,
+            reason,
+        };
+    }
+    StoreError::Sqlite(error)
 }

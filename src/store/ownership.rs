@@ -57,7 +57,8 @@ pub(super) fn inspect(path: &Path) -> Result<Found, StoreError> {
         Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
             return Err(refuse("it is not a SQLite database at all".to_owned()));
         }
-        Err(e) => return Err(e.into()),
+        // Even reading a WAL database needs its -shm file beside it.
+        Err(e) => return Err(super::folder_read_only(path, e)),
     };
     if id == APPLICATION_ID {
         return Ok(Found::Ours);

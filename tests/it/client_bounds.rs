@@ -199,3 +199,82 @@ fn a_key_file_that_never_ends_fails_the_command_without_reading_it_whole() {
         start.elapsed()
     );
 }
+
+/// Peak resident memory of `orgwarden snapshot` under `env`'s fault with the default
+/// `[openai]` settings (only `extra`, e.g. a key file), in MiB, and its exit code.
+fn peak_rss_mib(env: &Env, extra: &str) -> (u64, Option<i32>) {
+    let mut cmd = Command::new(crate::support::tools::Tool::GnuTime.require());
+    let inner = env.command(extra);
+    cmd.arg("-v")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    cmd.current_dir(env.dir.path());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    if extra.contains("admin_key_file") {
+        // The environment's key would win over the file.
+        cmd.env_remove("OPENAI_ADMIN_KEY");
+    }
+    let out = cmd.output().expect("run orgwarden under time -v");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kib: u64 = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory in:\n{stderr}"));
+    (kib / 1024, out.status.code())
+}
+
+/// The hostile answers of this file with the default bounds: each fails its scope (exit 3)
+/// or the command (exit 2) with memory far below what the answer would cost if read whole
+/// (a 200 MB body, 10,000 pages, 100,000 objects, an endless key file).
+#[test]
+fn hostile_answers_with_the_default_bounds_keep_peak_memory_small() {
+    const CEILING_MIB: u64 = 160;
+    let cases: [(&str, FaultKind, &str, Option<i32>); 4] = [
+        (
+            "endless pager (10,000 pages)",
+            FaultKind::EndlessPages,
+            "",
+            Some(3),
+        ),
+        (
+            "200 MB error body, chunked",
+            FaultKind::HugeBody {
+                status: 400,
+                bytes: 200 << 20,
+                declared: false,
+            },
+            "",
+            Some(3),
+        ),
+        (
+            "page of 100,000 objects",
+            FaultKind::OversizedPage(100_000),
+            "",
+            Some(3),
+        ),
+        (
+            "admin_key_file = /dev/zero",
+            FaultKind::Status(500),
+            "admin_key_file = \"/dev/zero\"",
+            Some(2),
+        ),
+    ];
+    let mut table = String::from("| input | exit | peak RSS |\n|---|---|---|\n");
+    for (name, kind, extra, exit) in cases {
+        let env = Env::new(kind);
+        let (mib, code) = peak_rss_mib(&env, extra);
+        table.push_str(&format!("| {name} | {code:?} | {mib} MiB |\n"));
+        assert_eq!(code, exit, "{name}");
+        assert!(mib < CEILING_MIB, "{name}: {mib} MiB");
+    }
+    eprintln!("{table}");
+}

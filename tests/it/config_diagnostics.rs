@@ -85,3 +85,70 @@ fn a_syntax_error_is_reported_alone_by_every_command() {
     assert_eq!(code, Some(2));
     assert_eq!(daemon, check);
 }
+
+#[test]
+fn a_file_that_is_not_utf8_names_the_line_and_column_of_its_first_bad_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Latin-1 `é` (0xE9) where UTF-8 needs two bytes.
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        b"[openai]\norganization = \"caf\xe9\"\nconcurency = 8\n",
+    )
+    .expect("write");
+    let (code, check) = run(dir.path(), &["rules", "check"]);
+    assert_eq!(code, Some(2), "{check}");
+    assert_eq!(check.matches("error[").count(), 1, "{check}");
+    assert!(check.contains("error[bad-encoding]"), "{check}");
+    assert!(check.contains("--> orgwarden.toml:2:20"), "{check}");
+    assert!(check.contains("byte 0xE9 at line 2, column 20"), "{check}");
+    assert!(!check.contains("stream did not contain"), "{check}");
+    let (code, daemon) = run(dir.path(), &["daemon"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(daemon, check);
+
+    // A rule file likewise, and alone: the configuration's reference to its rule is not
+    // reported as unknown.
+    std::fs::create_dir(dir.path().join("my-rules")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("my-rules/x.toml"),
+        b"[[rule]]\nid = \"x\"\ntitle = \"\xff\xfe\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[rules]\npaths = [\"my-rules\"]\ndisabled = [\"x\"]\n",
+    )
+    .expect("write");
+    let (code, check) = run(dir.path(), &["rules", "check"]);
+    assert_eq!(code, Some(2), "{check}");
+    assert_eq!(check.matches("error[").count(), 1, "{check}");
+    assert!(check.contains("error[bad-encoding]"), "{check}");
+    assert!(check.contains("--> my-rules/x.toml:3:10"), "{check}");
+}
+
+#[test]
+fn a_rule_file_syntax_error_is_reported_without_follow_on_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("my-rules")).expect("mkdir");
+    // The unterminated string swallows what follows; the rule's keys would be "missing".
+    std::fs::write(
+        dir.path().join("my-rules/x.toml"),
+        "[[rule]]\nid = \"mine\"\ntitle = \"unterminated\nseverity = \"low\"\nresource_type = \"projects\"\n",
+    )
+    .expect("write");
+    // Each of these names the rule the broken file defines, and a typo of its own.
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[rules]\npaths = [\"my-rules\"]\ndisabled = [\"mine\"]\n[rules.severity]\nmine = \"high\"\n\
+         [[exemption]]\nrule = \"mine\"\nresource = \"proj_a\"\nreason = \"r\"\nowner = \"o@acme.com\"\nexpires = \"2099-01-01\"\n\
+         [openai]\nconcurency = 8\n",
+    )
+    .expect("write");
+    for args in [&["rules", "check"][..], &["daemon"][..]] {
+        let (code, out) = run(dir.path(), args);
+        assert_eq!(code, Some(2), "{args:?}: {out}");
+        assert_eq!(out.matches("error[").count(), 1, "{args:?}: {out}");
+        assert!(out.contains("error[toml-syntax]"), "{args:?}: {out}");
+        assert!(out.contains("--> my-rules/x.toml:3:"), "{args:?}: {out}");
+    }
+}

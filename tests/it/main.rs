@@ -28,6 +28,7 @@ mod daemon_run_figures;
 mod daemon_signals;
 mod demo;
 mod inert_text;
+mod io_errors;
 mod notify_aiosmtpd;
 mod notify_aiosmtpd_tls;
 mod notify_channel_render;

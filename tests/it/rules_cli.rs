@@ -219,3 +219,62 @@ fn the_organization_rules_are_listed_and_their_fixtures_pass() {
     }
     assert!(stdout.contains(" 0 failed"), "{stdout}");
 }
+
+/// A rule whose `matches` pattern SQLite would read as matching nothing (an unclosed `[`).
+const BAD_GLOB_RULE: &str = r#"
+[[rule]]
+id = "prod-key-name"
+title = "A key named like production"
+severity = "low"
+resource_type = "project_api_keys"
+description = "Keys whose name says prod."
+remediation = "Rename it."
+[rule.params]
+pattern = "prod-*"
+[rule.where]
+any = [
+  { field = "name", op = "matches", value = "prod-[0-9" },
+  { field = "name", op = "matches", param = "pattern" },
+]
+"#;
+
+#[test]
+fn a_matches_pattern_that_cannot_match_fails_at_load_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("my-rules")).unwrap();
+    std::fs::write(dir.path().join("my-rules/names.toml"), BAD_GLOB_RULE).unwrap();
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[rules]\npaths = [\"my-rules\"]\n",
+    )
+    .unwrap();
+    for args in [&["rules", "check"][..], &["audit", "--offline"][..]] {
+        let out = orgwarden(dir.path(), args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.matches("error[").count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("error[bad-glob]"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--> my-rules/names.toml:13:45"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("is never closed"), "{args:?}: {stderr}");
+    }
+    // The pattern fixed, an override of the param it also uses is checked as a glob too.
+    std::fs::write(
+        dir.path().join("my-rules/names.toml"),
+        BAD_GLOB_RULE.replace("prod-[0-9\"", "prod-[0-9]\""),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[rules]\npaths = [\"my-rules\"]\n[rules.params.prod-key-name]\npattern = \"[z-a]*\"\n",
+    )
+    .unwrap();
+    let out = orgwarden(dir.path(), &["rules", "check"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error[bad-glob]"), "{stderr}");
+    assert!(stderr.contains("--> orgwarden.toml:4:11"), "{stderr}");
+    assert!(stderr.contains("runs backwards"), "{stderr}");
+}

@@ -213,6 +213,62 @@ impl fmt::Display for Op {
     }
 }
 
+/// Why a `matches` pattern cannot mean what it says. SQLite's `GLOB` never fails: a
+/// pattern it cannot read simply matches nothing, so a typo would silently hide findings.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GlobError {
+    /// A `[` set with no closing `]` (a `]` right after `[` or `[^` is a member, not the end).
+    #[error("the `[` at character {0} is never closed by a `]`, so the pattern matches nothing")]
+    Unclosed(usize),
+    /// A range such as `[z-a]` whose ends are in the wrong order: SQLite reads its first
+    /// end as a member and the range as empty.
+    #[error("the range `{0}-{1}` runs backwards, so it matches only `{0}`")]
+    BackwardRange(char, char),
+}
+
+/// Checks a pattern as SQLite's `GLOB` reads it (`*`, `?`, `[...]` sets with `^` and
+/// ranges; no escapes), refusing what would make it match nothing by accident.
+pub fn check_glob(pattern: &str) -> Result<(), GlobError> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '[' {
+            i += 1;
+            continue;
+        }
+        let open = i;
+        i += 1;
+        if chars.get(i) == Some(&'^') {
+            i += 1;
+        }
+        if chars.get(i) == Some(&']') {
+            i += 1;
+        }
+        // The character before a `-`, which makes it a range; a range's end starts afresh.
+        let mut prior: Option<char> = None;
+        loop {
+            match (chars.get(i), prior) {
+                (None, _) => return Err(GlobError::Unclosed(open + 1)),
+                (Some(']'), _) => break,
+                (Some('-'), Some(low)) if chars.get(i + 1).is_some_and(|c| *c != ']') => {
+                    let high = chars[i + 1];
+                    if high < low {
+                        return Err(GlobError::BackwardRange(low, high));
+                    }
+                    prior = None;
+                    i += 2;
+                }
+                (Some(c), _) => {
+                    prior = Some(*c);
+                    i += 1;
+                }
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 /// A name that is not an operator.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown operator `{0}`")]
@@ -280,6 +336,40 @@ mod tests {
             let uses_operand = op.sql("t.\"c\"", ":c1").contains(":c1");
             assert_eq!(uses_operand, op.operand() != OperandKind::None, "{op}");
         }
+    }
+
+    #[test]
+    fn globs_sqlite_cannot_match_are_refused_and_others_pass() {
+        for ok in [
+            "", "p*", "?x", "[a-z]*", "[^0-9]", "[]]", "[^]a]", "[a-]", "[-a]", "a]b", "[]-a]",
+        ] {
+            assert_eq!(check_glob(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(check_glob("proj_[abc"), Err(GlobError::Unclosed(6)));
+        assert_eq!(check_glob("["), Err(GlobError::Unclosed(1)));
+        assert_eq!(check_glob("[]"), Err(GlobError::Unclosed(1)));
+        assert_eq!(check_glob("[^]"), Err(GlobError::Unclosed(1)));
+        assert_eq!(check_glob("x[a][b"), Err(GlobError::Unclosed(5)));
+        assert_eq!(check_glob("[z-a]"), Err(GlobError::BackwardRange('z', 'a')));
+    }
+
+    /// What the checker accepts SQLite reads the same way: each accepted set matches the
+    /// characters it names, and each refused pattern indeed matches nothing.
+    #[test]
+    fn check_glob_agrees_with_sqlite() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let glob = |text: &str, pattern: &str| -> bool {
+            conn.query_row("SELECT ?1 GLOB ?2", [text, pattern], |r| r.get(0))
+                .unwrap()
+        };
+        assert!(glob("]", "[]]") && glob("b", "[^]a]") && glob("-", "[a-]") && glob("-", "[]-a]"));
+        assert!(!glob("b", "[]-a]"));
+        for bad in ["proj_[abc", "[", "[]", "[^]"] {
+            for text in ["", "[", "]", "proj_a", "proj_[abc", "^"] {
+                assert!(!glob(text, bad), "{text:?} GLOB {bad:?}");
+            }
+        }
+        assert!(!glob("m", "[z-a]") && !glob("a", "[z-a]") && glob("z", "[z-a]"));
     }
 
     #[test]

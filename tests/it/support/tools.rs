@@ -12,6 +12,11 @@ pub enum Tool {
     Chromium,
     /// `systemd-analyze verify`, for the unit file.
     SystemdAnalyze,
+    /// util-linux's `setpriv`, to run the binary as an unprivileged user when tests run as
+    /// root (root writes through any permission).
+    Setpriv,
+    /// GNU time (`/usr/bin/time -v`), for a command's peak memory.
+    GnuTime,
 }
 
 impl Tool {
@@ -20,6 +25,8 @@ impl Tool {
             Tool::Promtool => "promtool",
             Tool::Chromium => "chromium",
             Tool::SystemdAnalyze => "systemd-analyze",
+            Tool::Setpriv => "setpriv",
+            Tool::GnuTime => "time",
         }
     }
 
@@ -28,6 +35,8 @@ impl Tool {
             Tool::Promtool => "apt-get install prometheus",
             Tool::Chromium => "apt-get install chromium",
             Tool::SystemdAnalyze => "apt-get install systemd",
+            Tool::Setpriv => "apt-get install util-linux",
+            Tool::GnuTime => "apt-get install time",
         }
     }
 
