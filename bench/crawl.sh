@@ -9,6 +9,8 @@
 # latency (requests × 50 ms), so the 1,000-project time is extrapolated, not measured.
 #
 # Usage: bench/crawl.sh            (PROJECTS=1000 SMALL_PROJECTS=100 CONCURRENCY=32 RPS=200 LATENCY_MS=50)
+#        USERS=2000 sets the organization's user directory size (default: 6 per project);
+#        SMALL_PROJECTS=0 skips the serial run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,7 @@ CONCURRENCY=${CONCURRENCY:-32}
 RPS=${RPS:-200}
 LATENCY_MS=${LATENCY_MS:-50}
 SEED=${SEED:-1}
+USERS=${USERS:-}
 
 # ORGWARDEN_BIN skips the build (e.g. to try the script with a debug binary).
 if [ -z "${ORGWARDEN_BIN:-}" ]; then
@@ -34,7 +37,7 @@ trap cleanup EXIT
 
 # start_sim PROJECTS: starts the simulator on a free port, sets SIM_PID and BASE_URL.
 start_sim() {
-    "$BIN" -q sim --addr 127.0.0.1:0 --projects "$1" --seed "$SEED" \
+    "$BIN" -q sim --addr 127.0.0.1:0 --projects "$1" --seed "$SEED" ${USERS:+--users "$USERS"} \
         --latency-ms "$LATENCY_MS" --rate-limit "$RPS" >"$WORK/sim.out" 2>"$WORK/sim.err" &
     SIM_PID=$!
     for _ in $(seq 1 300); do
@@ -90,6 +93,7 @@ read -r label projects concurrency status requests limited retries wall rss <"$W
 report "$label" "$projects" "$concurrency" "$status" "$requests" "$limited" "$retries" "$wall" "$rss" \
     "$(awk -v r="$requests" -v s="$RPS" 'BEGIN { print r / s }')"
 
+[ "$SMALL_PROJECTS" -gt 0 ] || exit 0
 # At concurrency 1 every request waits out the latency: the floor is requests × latency.
 crawl serial "$SMALL_PROJECTS" 1
 read -r label projects concurrency status requests1 limited retries wall1 rss1 <"$WORK/serial.result"

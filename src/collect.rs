@@ -583,10 +583,12 @@ pub async fn snapshot_skipping(
     // The organization's costs are read beside the crawl and stored with its snapshot.
     let costs_window = crate::costs::window(client, &store, started_at)?;
     let (costs_tx, costs_rx) = tokio::sync::oneshot::channel::<crate::costs::CostsRead>();
+    let skipped = skipped_families(skip);
     let writer = tokio::task::spawn_blocking(move || {
         let mut store = store;
         let result = (|| {
             let mut writer = store.begin_snapshot(&org, started_at)?;
+            writer.record_skipped(skipped)?;
             while let Some(result) = rx.blocking_recv() {
                 writer.apply(result)?;
             }

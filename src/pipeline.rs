@@ -565,9 +565,15 @@ mod tests {
                 crate::config::Config::parse(config_text, std::path::Path::new("orgwarden.toml"))
                     .unwrap();
             let loaded = crate::rules::load(&config, start.date_naive());
+            let mut org = crate::sim::Org::demo(start.timestamp());
+            // The demo organization is on ZDR, so a project on its default keeps nothing:
+            // the support project keeps data under a setting of its own.
+            org.project_mut(&ProjectId::from(SUPPORT))
+                .unwrap()
+                .data_retention = "modified_abuse_monitoring".to_owned();
             Harness {
                 store: Store::open_in_memory().unwrap(),
-                org: crate::sim::Org::demo(start.timestamp()),
+                org,
                 rules: loaded.rules,
                 exemptions: loaded.exemptions,
                 notifier: Notifier::from_config_with_env(&config, |_| None).unwrap(),

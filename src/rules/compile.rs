@@ -390,8 +390,9 @@ pub use rusqlite::types::Value as SqlValue;
 pub fn create_scratch_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let mut sql = String::from(
         "CREATE TABLE IF NOT EXISTS findings (rule_id, resource_id, project_id, status);\n\
-         CREATE TABLE IF NOT EXISTS snapshot (id, status);\n\
-         CREATE TABLE IF NOT EXISTS snapshot_scope (snapshot_id, family, outcome);\n",
+         CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY, started_at INTEGER, status TEXT);\n\
+         CREATE TABLE IF NOT EXISTS snapshot_scope (snapshot_id, family, outcome);\n\
+         CREATE TABLE IF NOT EXISTS snapshot_skipped (snapshot_id, family);\n",
     );
     for family in Family::ALL {
         let cols: Vec<String> = view_columns(family)
@@ -404,10 +405,7 @@ pub fn create_scratch_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()
             cols.join(", ")
         ));
     }
-    // The spend views read the costs table and the snapshot times: the real ones, empty.
-    sql.push_str(
-        "CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY, started_at INTEGER, status TEXT);\n",
-    );
+    // The spend views read the costs table and the snapshot times (above): the real ones, empty.
     sql.push_str(crate::store::COSTS_SCHEMA);
     for (_, view) in crate::store::spend_views() {
         sql.push_str(&view);

@@ -326,14 +326,12 @@ fn evaluate_one(
 
 /// The views whose current rows the latest snapshot did not read, as a JSON array of view
 /// names (bound as `:unread`): every view when that snapshot failed (its reads were rolled
-/// back) or none was taken; else the views of the scopes it could not read, the
-/// organization's and per-project families it did not read at all (`[collect] skip`), and
-/// every family under one of those. Their rows are carried forward from earlier
-/// snapshots, or missing if none ever read them: a rule that reports the *absence* of a
-/// row must not trust such a view.
+/// back) or none was taken; else the views of the scopes it could not read, the families
+/// it left out on purpose (`[collect] skip`), and every family under one of those. Their
+/// rows are carried forward from earlier snapshots, or missing if none ever read them: a
+/// rule that reports the *absence* of a row must not trust such a view.
 pub fn unread_views(conn: &Connection) -> rusqlite::Result<String> {
     use crate::model::Family;
-    use std::collections::BTreeSet;
     let latest: Option<(i64, String)> = conn
         .query_row(
             "SELECT id, status FROM snapshot WHERE status <> 'running' ORDER BY id DESC LIMIT 1",
@@ -341,39 +339,17 @@ pub fn unread_views(conn: &Connection) -> rusqlite::Result<String> {
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    let unread: BTreeSet<Family> = match latest {
+    let unread: std::collections::BTreeSet<Family> = match latest {
         Some((id, status)) if status != "failed" => {
             let mut statement = conn.prepare(
-                "SELECT family, max(outcome = 'failed') FROM snapshot_scope \
-                 WHERE snapshot_id = ?1 GROUP BY family",
+                "SELECT family FROM snapshot_scope WHERE snapshot_id = ?1 AND outcome = 'failed' \
+                 UNION SELECT family FROM snapshot_skipped WHERE snapshot_id = ?1",
             )?;
-            let rows = statement.query_map([id], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?))
-            })?;
-            let mut read = BTreeSet::new();
-            let mut unread = BTreeSet::new();
-            for row in rows {
-                let (family, failed) = row?;
+            let names = statement.query_map([id], |row| row.get::<_, String>(0))?;
+            let mut unread = std::collections::BTreeSet::new();
+            for name in names {
                 // A family this binary does not know cannot be named by a rule either.
-                let Some(family) = Family::from_view(&family) else {
-                    continue;
-                };
-                read.insert(family);
-                if failed {
-                    unread.insert(family);
-                }
-            }
-            // An organization family with no scope at all was not read (`[collect] skip`),
-            // nor was a per-project one when other per-project families were read. One
-            // under a user or group has no scope when there is no user or group.
-            let any_project = read.iter().any(|f| f.parent() == Some(Family::Projects));
-            for family in Family::ALL {
-                let expected = match family.parent() {
-                    None => true,
-                    Some(Family::Projects) => any_project,
-                    Some(_) => false,
-                };
-                if expected && !read.contains(&family) {
+                if let Some(family) = Family::from_view(&name?) {
                     unread.insert(family);
                 }
             }

@@ -460,20 +460,18 @@ fn spend_limit_snapshot(
         parent_id: None,
     };
     let mut writer = store.begin_snapshot("acme", at).unwrap();
-    // Every organization-level read, complete and empty but the spend limit's.
-    let mut spend_limit = Some(spend_limit);
-    for family in Family::ALL.into_iter().filter(|f| f.parent().is_none()) {
-        let outcome = match family {
-            Family::OrgSpendLimit => spend_limit.take().unwrap(),
-            _ => ScopeOutcome::Complete(Vec::new()),
-        };
-        writer
-            .apply(ScopeResult {
-                scope: scope(family),
-                outcome,
-            })
-            .unwrap();
-    }
+    writer
+        .apply(ScopeResult {
+            scope: scope(Family::Projects),
+            outcome: ScopeOutcome::Complete(Vec::new()),
+        })
+        .unwrap();
+    writer
+        .apply(ScopeResult {
+            scope: scope(Family::OrgSpendLimit),
+            outcome: spend_limit,
+        })
+        .unwrap();
     writer
         .finish(&CrawlStats::default(), at, SnapshotStatus::Complete)
         .unwrap()
@@ -582,22 +580,23 @@ fn a_family_the_snapshot_skipped_is_unread_with_the_families_under_it() {
     let mut store = crate::store::Store::open_in_memory().unwrap();
     let at = chrono::Utc::now();
     let mut writer = store.begin_snapshot("acme", at).unwrap();
-    // `[collect] skip = ["org_groups", "org_spend_alerts"]`: no scope of theirs at all.
-    for family in Family::ALL.into_iter().filter(|f| f.parent().is_none()) {
-        if matches!(family, Family::OrgGroups | Family::OrgSpendAlerts) {
-            continue;
-        }
-        writer
-            .apply(ScopeResult {
-                scope: Scope {
-                    family,
-                    project_id: None,
-                    parent_id: None,
-                },
-                outcome: ScopeOutcome::Complete(Vec::new()),
-            })
-            .unwrap();
-    }
+    // `[collect] skip = ["org_groups", "org_spend_alerts"]`, as the collector records it.
+    writer
+        .apply(ScopeResult {
+            scope: Scope {
+                family: Family::Projects,
+                project_id: None,
+                parent_id: None,
+            },
+            outcome: ScopeOutcome::Complete(Vec::new()),
+        })
+        .unwrap();
+    writer
+        .record_skipped(crate::collect::skipped_families(&[
+            Family::OrgGroups,
+            Family::OrgSpendAlerts,
+        ]))
+        .unwrap();
     writer
         .finish(&CrawlStats::default(), at, SnapshotStatus::Complete)
         .unwrap();

@@ -57,6 +57,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_channels",
         include_str!("migrations/0006_channels.sql"),
     ),
+    ("0007_skipped", include_str!("migrations/0007_skipped.sql")),
 ];
 
 /// How long a writer waits for another connection's write transaction to end.

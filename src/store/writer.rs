@@ -123,6 +123,22 @@ impl SnapshotWriter<'_> {
         Ok(())
     }
 
+    /// Records the families this snapshot leaves out on purpose (`[collect] skip` and
+    /// the families under them): their stored objects are carried forward, and rules
+    /// that judge absence treat them as unread.
+    pub fn record_skipped(
+        &mut self,
+        families: impl IntoIterator<Item = Family>,
+    ) -> Result<(), StoreError> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT OR IGNORE INTO snapshot_skipped (snapshot_id, family) VALUES (?1, ?2)",
+        )?;
+        for family in families {
+            insert.execute(params![self.id.0, family.view()])?;
+        }
+        Ok(())
+    }
+
     /// Records the crawl's outcome and commits. A `Failed` snapshot is recorded with its
     /// stats and failed scopes but changes no object. `Complete` with failed scopes is
     /// stored as `Partial`.
