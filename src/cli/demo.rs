@@ -94,7 +94,7 @@ pub(super) fn stored_summary(info: &SnapshotInfo) -> String {
 }
 
 /// What the demo changes in the user's configuration: the organization's name, its own
-/// email domain for `project-user-external-domain` (unless configured), and email as
+/// email domain for the two `*-user-external-domain` rules (unless configured), and email as
 /// `.eml` files in `outbox` instead of any configured channel, so nothing leaves the machine.
 pub(super) fn demo_settings(
     config: &mut Config,
@@ -104,11 +104,13 @@ pub(super) fn demo_settings(
 ) {
     config.openai.organization = org.to_owned();
     if !domains.is_empty() {
-        config.rules.set_param_default(
-            "project-user-external-domain",
-            "allowed_domains",
-            toml::Value::Array(domains.iter().cloned().map(toml::Value::String).collect()),
-        );
+        for rule in ["project-user-external-domain", "org-user-external-domain"] {
+            config.rules.set_param_default(
+                rule,
+                "allowed_domains",
+                toml::Value::Array(domains.iter().cloned().map(toml::Value::String).collect()),
+            );
+        }
     }
     config.notify.email = Some(crate::config::EmailConfig {
         transport: crate::config::EmailTransport::File,

@@ -43,7 +43,9 @@ fn demo(format: &str) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    redact_times(&String::from_utf8(out.stdout).unwrap())
+    crate::support::demo_month_to_date_as_usual(&redact_times(
+        &String::from_utf8(out.stdout).unwrap(),
+    ))
 }
 
 #[test]

@@ -100,7 +100,9 @@ fn an_endless_pager_fails_its_scope_at_max_pages_per_scope() {
     );
     // 25 pages of the faulty list and not one more.
     let keys_reads = env.sim.requests();
-    assert!(keys_reads < 25 + 40, "{keys_reads} requests");
+    // (The other reads: the project list, the project's other families and the
+    // organization's own, a few dozen in all.)
+    assert!(keys_reads < 25 + 70, "{keys_reads} requests");
 }
 
 #[test]

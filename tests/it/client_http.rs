@@ -106,7 +106,9 @@ async fn handler(State(script): State<Shared>, headers: HeaderMap, request: Requ
             || path.ends_with("data_retention")
         {
             Answer::json(json!({"object": "single", "path": path}))
-        } else if path.contains("/projects/") || path == "/organization/projects" {
+        } else if path.ends_with("/spend_limit") {
+            Answer::error(404, "No hard spend limit is set.")
+        } else if path.contains("/projects/") || path.starts_with("/organization/") {
             Answer::json(json!({"object": "list", "data": [], "has_more": false}))
         } else {
             Answer::error(404, "no such path")
@@ -500,8 +502,9 @@ async fn collect_streams_every_scope_parents_first() {
     let (report, results) = run_collect(&client).await;
     let report = report.unwrap();
     assert_eq!(report.status, SnapshotStatus::Complete);
-    // 1 project list + 2 × 11 project families + 2 user role lists + 1 group role list.
-    assert_eq!(results.len(), 1 + 22 + 3);
+    // 1 project list + 2 × 12 project families + 2 user role lists + 1 group role list
+    // + the organization's 9 own reads (no org user or group: nothing under them).
+    assert_eq!(results.len(), 1 + 24 + 3 + 9);
     assert_eq!(results[0].scope.family, Family::Projects);
     let position = |path: &str| {
         results
@@ -574,7 +577,8 @@ async fn a_failed_scope_makes_the_crawl_partial_and_hides_no_sibling() {
             .iter()
             .any(|r| r.scope.family == Family::ProjectUserRoles)
     );
-    assert_eq!(results.len(), 1 + 22 + 1);
+    // (+ 2 × 12 project families, 1 group role list and the organization's 9 reads)
+    assert_eq!(results.len(), 1 + 24 + 1 + 9);
 }
 
 #[tokio::test]
@@ -686,7 +690,7 @@ async fn a_key_refused_on_one_project_read_fails_only_that_scope() {
         error.message
     );
     // Every other scope, the role lists under users and groups included, was still read.
-    assert_eq!(results.len(), 1 + 22 + 3);
+    assert_eq!(results.len(), 1 + 24 + 3 + 9);
 }
 
 #[tokio::test]

@@ -50,7 +50,8 @@ fn demo_and_audit_record_the_same_findings_on_the_same_organization() {
         .map(|d| format!("\"{d}\""))
         .collect();
     let config = format!(
-        "[openai]\norganization = \"{}\"\n\n[rules.params.project-user-external-domain]\nallowed_domains = [{}]\n",
+        "[openai]\norganization = \"{}\"\n\n[rules.params.project-user-external-domain]\nallowed_domains = [{1}]\n\n\
+         [rules.params.org-user-external-domain]\nallowed_domains = [{1}]\n",
         org.organization,
         domains.join(", ")
     );

@@ -251,6 +251,6 @@ async fn bad_requests_get_the_real_error_shape_and_the_simulator_keeps_serving()
         && org.invites.len() == 3
         && org.groups.len() == 2
         && org.certificates.len() == 2
-        && org.data_retention == "zero_data_retention"));
+        && org.data_retention == "modified_abuse_monitoring"));
     assert!(sim.requests() >= 30);
 }

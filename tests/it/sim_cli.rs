@@ -90,7 +90,7 @@ fn sim_without_an_org_serves_the_demo() {
     assert_eq!(body["name"], "Payments API");
     let (status, body) = get(&format!("{base}/organization/data_retention"), "any");
     assert_eq!(status, 200);
-    assert_eq!(body["type"], "zero_data_retention");
+    assert_eq!(body["type"], "modified_abuse_monitoring");
 }
 
 #[test]
