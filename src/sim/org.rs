@@ -1540,7 +1540,9 @@ mod tests {
         assert_eq!(pending, [31, 2]);
         assert!(org.spend_alerts.is_empty());
         assert!(org.spend_limit.is_some());
-        assert_eq!(org.data_retention, "zero_data_retention");
+        // Not zero data retention: `org-retention-not-zdr` fires, and so does
+        // `project-retention-not-zdr` for the project on the organization's default.
+        assert_eq!(org.data_retention, "modified_abuse_monitoring");
         let expires = |id: &str| {
             org.certificates
                 .iter()
