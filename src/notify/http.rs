@@ -229,16 +229,8 @@ fn error_text(err: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut text = kind.to_owned();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let s = cause.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        source = cause.source();
-    }
+    // The error's own text names the URL; its causes do not.
+    let text = super::transport::chain_onto(kind.to_owned(), err.source());
     crate::secrets::scrub(&text).into_owned()
 }
 

@@ -287,8 +287,13 @@ fn reply(err: &lettre::transport::smtp::Error) -> String {
 
 /// An error with its causes, `a: b: c`, without repeating a cause already in the text.
 fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
+    chain_onto(err.to_string(), err.source())
+}
+
+/// `text` followed by `first` and the causes under it, `text: a: b`, each left out when
+/// the text already says it.
+pub(super) fn chain_onto(mut text: String, first: Option<&dyn std::error::Error>) -> String {
+    let mut source = first;
     while let Some(cause) = source {
         let s = cause.to_string();
         if !text.contains(&s) {
