@@ -335,3 +335,38 @@ fn member_findings<'a>(doc: &'a Value, status: &str) -> Vec<&'a str> {
     ids.sort_unstable();
     ids
 }
+
+/// The findings of `rule` in an audit's JSON report, by status.
+fn rule_findings<'a>(doc: &'a Value, rule: &str) -> Vec<(&'a str, &'a str)> {
+    doc["findings"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|f| f["rule_id"] == rule)
+        .filter_map(|f| Some((f["resource_id"].as_str()?, f["status"].as_str()?)))
+        .collect()
+}
+
+#[test]
+fn a_skipped_spend_limit_is_never_reported_missing() {
+    // The organization has no hard spend limit: read, `org-no-spend-limit` reports it.
+    let env = Env::new();
+    env.config("[collect]\nskip = [\"org_spend_limit\"]");
+    let skipped = env.run(&["audit", "--format", "json"]);
+    assert_exit(&skipped, 0);
+    let doc = json(&skipped);
+    assert!(
+        rule_findings(&doc, "org-no-spend-limit").is_empty(),
+        "a skipped read is no news: {doc}"
+    );
+    env.config("");
+    let read = env.run(&["audit", "--format", "json"]);
+    assert_exit(&read, 0);
+    let doc = json(&read);
+    assert_eq!(
+        rule_findings(&doc, "org-no-spend-limit"),
+        [("organization", "open")],
+        "{doc}"
+    );
+}
