@@ -6,6 +6,7 @@
 //! with [`sim`] standing in for the Admin API in the demo, tests and benchmarks.
 //! [`model`] holds the vocabulary every stage shares; [`cli`] is the thin command-line layer.
 
+pub mod audit_log;
 pub mod cli;
 pub mod client;
 pub mod collect;

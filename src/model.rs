@@ -168,6 +168,10 @@ string_id!(
     /// A rule's stable kebab-case id (`api-key-stale`).
     RuleId
 );
+string_id!(
+    /// An audit-log event's id (`audit_log-…`).
+    AuditEventId
+);
 
 /// The row id of a stored snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -33,7 +33,7 @@ pub use costs::{ProjectSpend, org_spend, project_spend, project_spend_in};
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
 pub use ownership::{APPLICATION_ID, canonical_db_path, check_ownership, warn_if_shared};
 pub use query::{QueryResult, sql_to_json, sql_to_text};
-pub use views::{ExtraColumn, HISTORY_VIEWS, extra_columns, spend_views};
+pub use views::{ExtraColumn, HISTORY_VIEWS, audit_log_views, extra_columns, spend_views};
 
 /// The costs tables (migration 0005), for scratch schemas that check rule SQL.
 pub const COSTS_SCHEMA: &str = include_str!("migrations/0005_costs.sql");
@@ -58,6 +58,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0006_channels.sql"),
     ),
     ("0007_skipped", include_str!("migrations/0007_skipped.sql")),
+    (
+        "0008_audit_log",
+        include_str!("migrations/0008_audit_log.sql"),
+    ),
 ];
 
 /// How long a writer waits for another connection's write transaction to end.

@@ -20,6 +20,7 @@ pub fn definitions() -> Vec<(&'static str, String)> {
     views.push(("object_versions", object_versions_view()));
     views.push(("findings", findings_view()));
     views.extend(spend_views());
+    views.extend(audit_log_views());
     views
 }
 
@@ -415,4 +416,47 @@ FROM (
         ("project_spend", project),
         ("org_spend", org),
     ]
+}
+
+/// `audit_log_events` (one row per stored audit-log event, migration 0008's `audit_event`)
+/// and `audit_log_status` (the newest audit-log read: whether the feed is current).
+pub fn audit_log_views() -> Vec<(&'static str, String)> {
+    let events = format!(
+        "CREATE VIEW audit_log_events AS
+SELECT e.id AS id,
+  e.type AS type,
+  e.effective_at AS effective_at,
+  {} AS effective_at_utc,
+  e.project_id AS project_id,
+  e.project_name AS project_name,
+  e.actor_type AS actor_type,
+  e.actor_user_id AS actor_user_id,
+  e.actor_user_email AS actor_user_email,
+  e.actor_ip AS actor_ip,
+  e.actor_api_key_id AS actor_api_key_id,
+  e.actor_service_account_id AS actor_service_account_id,
+  e.resource_id AS resource_id,
+  json_extract(e.raw, '$.\"' || e.type || '\"') AS details
+FROM audit_event e",
+        utc_expr("e.effective_at")
+    );
+    let status = format!(
+        "CREATE VIEW audit_log_status AS
+SELECT r.snapshot_id AS snapshot_id,
+  r.outcome AS outcome,
+  r.since AS since,
+  {} AS since_utc,
+  r.through AS through,
+  {} AS through_utc,
+  r.requests AS requests,
+  r.received AS received,
+  r.stored AS stored,
+  r.http_status AS http_status,
+  r.error AS error
+FROM audit_log_read r
+WHERE r.snapshot_id = (SELECT max(snapshot_id) FROM audit_log_read)",
+        utc_expr("r.since"),
+        utc_expr("r.through")
+    );
+    vec![("audit_log_events", events), ("audit_log_status", status)]
 }
