@@ -108,10 +108,10 @@ pub fn named_ids(event: &AuditEvent) -> Vec<String> {
     };
     let mut ids = Vec::new();
     let mut push = |v: Option<&Value>| {
-        if let Some(id) = v.and_then(Value::as_str).filter(|s| !s.is_empty()) {
-            if !ids.iter().any(|i| i == id) {
-                ids.push(id.to_owned());
-            }
+        if let Some(id) = v.and_then(Value::as_str).filter(|s| !s.is_empty())
+            && !ids.iter().any(|i| i == id)
+        {
+            ids.push(id.to_owned());
         }
     };
     push(details.get("id"));
