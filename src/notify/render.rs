@@ -444,6 +444,7 @@ struct Item {
     detail: Option<String>,
     first_seen: String,
     age: String,
+    changed_by: Option<String>,
 }
 
 fn severity_label(severity: Severity) -> &'static str {
@@ -494,6 +495,7 @@ fn item(f: &FindingState, detail: Option<&str>, now: DateTime<Utc>) -> Item {
         detail: detail.map(one_line),
         first_seen: f.first_seen.format("%Y-%m-%d").to_string(),
         age: age(f.first_seen, now),
+        changed_by: f.changed_by.as_ref().map(|by| one_line(&by.describe())),
     }
 }
 
