@@ -891,6 +891,40 @@ mod tests {
     }
 
     #[test]
+    fn a_finding_opened_by_a_logged_change_names_who_in_both_parts_and_inertly() {
+        let mut findings = sample();
+        findings[0].changed_by = Some(crate::findings::ChangedBy {
+            event_id: "audit_log-1".into(),
+            event_type: "api_key.created".into(),
+            at: t(-1),
+            actor: crate::audit_log::Actor {
+                kind: Some("session".into()),
+                user_email: Some("<b>mallory</b>@acme.com\u{202e}".into()),
+                ip: Some("203.0.113.5".into()),
+                ..Default::default()
+            },
+        });
+        let d = digest(&findings, "acme");
+        let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
+        assert!(
+            rendered
+                .text
+                .contains("Changed by <b>mallory</b>@acme.com\\u{202e} from 203.0.113.5 at "),
+            "{}",
+            rendered.text
+        );
+        assert!(rendered.text.contains("(api_key.created)"));
+        assert!(
+            rendered
+                .html
+                .contains("Changed by &lt;b&gt;mallory&lt;&#x2f;b&gt;@acme.com"),
+            "{}",
+            rendered.html
+        );
+        assert!(!rendered.html.contains("<b>mallory"));
+    }
+
+    #[test]
     fn a_broken_override_template_is_reported_with_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mine.html");
