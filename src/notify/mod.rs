@@ -361,7 +361,7 @@ fn log_digest(digest: &Digest) {
             severity = %f.severity,
             resource_id = %f.resource_id,
             // Absent for the organization's own findings, never an empty string.
-            project_id = f.project_id.as_ref().map(|p| p.as_str()),
+            project_id = f.project_id.as_ref().map(crate::model::ProjectId::as_str),
             transition,
             fingerprint = %f.fingerprint,
             "{}: {}",
