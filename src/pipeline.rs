@@ -225,7 +225,11 @@ pub fn evaluate(
     };
     let evaluation =
         crate::rules::evaluate(store.reader(), inputs.rules, now.timestamp(), &budget)?;
-    let coverage = Coverage::from_snapshot(snapshot.status, &store.failed_scopes(snapshot.id)?);
+    let coverage = Coverage::from_snapshot(
+        snapshot.status,
+        &store.failed_scopes(snapshot.id)?,
+        store.audit_log_read_complete(snapshot.id)?,
+    );
     let tx = store.begin()?;
     // A rule stopped at its budget said nothing: its findings are kept out of the
     // reconciliation, so none is resolved by a rule that did not finish.

@@ -150,6 +150,18 @@ impl AuditEvent {
     }
 }
 
+/// The view of every stored event (rules read it bounded by `:window_start`).
+pub const EVENTS_VIEW: &str = "audit_log_events";
+
+/// The view of the newest audit-log read.
+pub const STATUS_VIEW: &str = "audit_log_status";
+
+/// Whether `view` is one of the audit-log views: findings reported on them may only be
+/// resolved by a snapshot whose audit-log read was complete.
+pub fn is_log_view(view: &str) -> bool {
+    view == EVENTS_VIEW || view == STATUS_VIEW
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,9 @@ pub use views::{ExtraColumn, HISTORY_VIEWS, audit_log_views, extra_columns, spen
 
 /// The costs tables (migration 0005), for scratch schemas that check rule SQL.
 pub const COSTS_SCHEMA: &str = include_str!("migrations/0005_costs.sql");
+
+/// The audit-log tables (migration 0008), for scratch schemas that check rule SQL.
+pub const AUDIT_LOG_SCHEMA: &str = include_str!("migrations/0008_audit_log.sql");
 pub use writer::SnapshotWriter;
 
 /// The migrations, in order; `PRAGMA user_version` counts how many were applied.
@@ -650,12 +653,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether snapshot `id` read the audit log completely: only then may a finding about
+    /// the log's events be resolved (a failed, disabled or skipped read says nothing).
+    pub fn audit_log_read_complete(&self, id: SnapshotId) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(AUDIT_LOG_COMPLETE, [id.0], |row| row.get(0))?)
+    }
+
     /// Applies migrations and recreates the views.
     fn prepare(&mut self) -> Result<(), StoreError> {
         migrate(&mut self.conn, self.path.as_deref())?;
         views::ensure(&mut self.conn)
     }
 }
+
+/// Whether the snapshot `?1` read the audit log completely (0 or 1).
+pub const AUDIT_LOG_COMPLETE: &str = "SELECT EXISTS (SELECT 1 FROM audit_log_read \
+     WHERE snapshot_id = ?1 AND outcome = 'complete')";
 
 const SNAPSHOT_SELECT: &str = "SELECT s.id, s.org, s.started_at, s.finished_at, s.status,
     s.requests, s.errors, s.retries, s.rate_limited, s.objects, s.scopes_read, s.scopes_failed,
