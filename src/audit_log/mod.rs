@@ -9,6 +9,7 @@
 //! which families it covers, so a change it cannot explain is reported as such.
 
 pub mod explain;
+pub mod read;
 
 use serde_json::Value;
 

@@ -31,7 +31,11 @@ pub fn admin_client(global: &GlobalArgs, config: &Config) -> anyhow::Result<Admi
         key,
         ClientOptions::from_config(&config.openai),
     )
-    .map(|client| client.with_spend(config.spend))
+    .map(|client| {
+        client
+            .with_spend(config.spend)
+            .with_audit_log(config.audit_log)
+    })
     .map_err(CliError::usage)
 }
 

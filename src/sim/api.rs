@@ -176,6 +176,11 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every parameter as given (`name[]` read as `name`), in order.
+    pub(super) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Every value of a repeated parameter (`emails[]=a&emails[]=b`).
     pub(super) fn all(&self, name: &str) -> Vec<&str> {
         self.0
@@ -197,7 +202,7 @@ impl Query {
         }
     }
 
-    fn bool_value(&self, name: &str) -> Result<Option<bool>, ApiError> {
+    pub(super) fn bool_value(&self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some("true") | Some("True") | Some("1") => Ok(Some(true)),
@@ -375,7 +380,7 @@ pub fn page<'t, T, R: Serialize>(
 }
 
 /// The page size a list request asks for, within the list's bounds; `0` means the default.
-fn page_limit(q: &Query, spec: &ListSpec) -> Result<usize, ApiError> {
+pub(super) fn page_limit(q: &Query, spec: &ListSpec) -> Result<usize, ApiError> {
     match q.get("limit") {
         None => Ok(spec.default_limit),
         Some(raw) => {

@@ -47,6 +47,7 @@ pub const MAX_CERTIFICATES: usize = 50;
 pub(super) fn read(org: &Org, req: &Request<'_>, rest: &[&str]) -> Answer {
     let q = &req.query;
     match rest {
+        ["audit_logs"] => super::audit_log::list(org, q),
         ["users"] => list_users(org, q),
         ["users", uid] => bytes(&render_org::user(user(org, uid)?)),
         ["users", uid, "roles", more @ ..] => {

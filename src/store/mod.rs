@@ -5,6 +5,7 @@
 //! Every constructor hands back a ready database: WAL, busy timeout, foreign keys,
 //! migrations applied, views matching this binary.
 
+mod audit_log;
 mod canon;
 mod costs;
 mod history;
@@ -28,6 +29,7 @@ use serde::Serialize;
 
 use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotStatus};
 
+pub use audit_log::AuditLogSummary;
 pub use canon::FieldChange;
 pub use costs::{ProjectSpend, org_spend, project_spend, project_spend_in};
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
