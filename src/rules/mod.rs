@@ -187,6 +187,30 @@ pub const PACK_FIXTURES: &[(&str, &str)] = &[
         "rules/fixtures/project-spend-no-cap.toml",
         include_str!("../../rules/fixtures/project-spend-no-cap.toml"),
     ),
+    (
+        "rules/fixtures/admin-key-created.toml",
+        include_str!("../../rules/fixtures/admin-key-created.toml"),
+    ),
+    (
+        "rules/fixtures/org-owner-granted.toml",
+        include_str!("../../rules/fixtures/org-owner-granted.toml"),
+    ),
+    (
+        "rules/fixtures/login-failures.toml",
+        include_str!("../../rules/fixtures/login-failures.toml"),
+    ),
+    (
+        "rules/fixtures/scim-disabled.toml",
+        include_str!("../../rules/fixtures/scim-disabled.toml"),
+    ),
+    (
+        "rules/fixtures/ip-allowlist-changed.toml",
+        include_str!("../../rules/fixtures/ip-allowlist-changed.toml"),
+    ),
+    (
+        "rules/fixtures/audit-logging-disabled.toml",
+        include_str!("../../rules/fixtures/audit-logging-disabled.toml"),
+    ),
 ];
 
 /// The window of a rule that reads `:window_start` and does not declare one.
