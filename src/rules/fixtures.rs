@@ -247,7 +247,7 @@ fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, Strin
         }
         if name == super::WINDOW_PARAM
             && let Value::Str(text) = &v
-            && !super::compile::parse_age(text).is_some_and(|w| w > 0)
+            && super::compile::parse_age(text).is_none_or(|w| w <= 0)
         {
             return Err(format!(
                 "param `window`: `{text}` is not a window (\"24h\", \"3d\")"
