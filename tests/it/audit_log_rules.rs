@@ -29,7 +29,7 @@ fn org(enabled: bool) -> Org {
         "actor": {"type": "session", "session": {"user": {"id": "user-ada", "email": "ada@acme.com"},
                   "ip_address": "203.0.113.5"}},
         "login.failed": {"error_code": "invalid_password", "error_message": "Wrong password."}}"#;
-    let failures = vec![failure; 5].join(",");
+    let failures = [failure; 5].join(",");
     let json = format!(
         r#"{{"organization": "acme",
         "users": [{{"id": "user-ada", "name": "Ada", "email": "ada@acme.com", "role": "owner"}}],
