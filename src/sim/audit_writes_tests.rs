@@ -49,7 +49,10 @@ fn run(steps: &[(&str, &str, &str)]) -> (Value, Vec<Value>) {
             "ada.okafor@acme-robotics.com"
         );
         let t = e["effective_at"].as_i64().unwrap();
-        assert!((started..=now()).contains(&t), "recorded at the time of the write: {e}");
+        assert!(
+            (started..=now()).contains(&t),
+            "recorded at the time of the write: {e}"
+        );
     }
     (answer, events)
 }
