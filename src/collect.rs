@@ -28,7 +28,7 @@ use crate::client::{AdminClient, ClientError};
 use crate::model::{
     CrawlStats, Family, ProjectId, Scope, ScopeError, ScopeOutcome, ScopeResult, SnapshotStatus,
 };
-use crate::store::{AuditLogSummary, SnapshotInfo, Store, StoreError};
+use crate::store::{SnapshotInfo, Store, StoreError};
 
 /// How one crawl went.
 #[derive(Clone, Debug, PartialEq)]
@@ -534,8 +534,6 @@ pub struct SnapshotOutcome {
     pub refused: Option<CollectError>,
     /// Reads answered 400 "project is archived" and taken as empty lists.
     pub archived_reads: u64,
-    /// The audit-log read this snapshot recorded; `None` when it read none (or failed).
-    pub audit_log: Option<AuditLogSummary>,
     /// Wall time of the crawl and commit.
     pub elapsed: Duration,
 }
@@ -567,7 +565,7 @@ enum WriterInput {
 }
 
 /// What the writer thread recorded, for the caller.
-type Written = (SnapshotInfo, Vec<(Scope, String)>, Option<AuditLogSummary>);
+type Written = (SnapshotInfo, Vec<(Scope, String)>);
 
 /// Crawls the organization into `store` as one snapshot named `org`: results stream to a
 /// blocking writer thread that applies them in one transaction, committed with the
@@ -655,14 +653,13 @@ pub async fn snapshot_skipping(
     let (store, result) = writer
         .await
         .map_err(|e| SnapshotError::Writer(e.to_string()))?;
-    let (info, failed_scopes, audit_log) =
+    let (info, failed_scopes) =
         result?.ok_or_else(|| SnapshotError::Writer("no snapshot was recorded".into()))?;
     let outcome = SnapshotOutcome {
         info,
         failed_scopes,
         refused,
         archived_reads,
-        audit_log,
         elapsed: clock.elapsed(),
     };
     Ok((store, outcome))
@@ -691,7 +688,6 @@ fn spawn_writer(
             let mut writer = store.begin_snapshot(&org, started_at)?;
             writer.record_skipped(skipped)?;
             let mut audit_stored = 0;
-            let mut audit_log = None;
             while let Some(input) = rx.blocking_recv() {
                 match input {
                     WriterInput::Scope(result) => writer.apply(result)?,
@@ -699,7 +695,7 @@ fn spawn_writer(
                         audit_stored += writer.store_audit_events(&events)?;
                     }
                     WriterInput::AuditDone(read) => {
-                        audit_log = Some(writer.record_audit_log_read(&read, audit_stored)?);
+                        writer.record_audit_log_read(&read, audit_stored)?;
                     }
                 }
             }
@@ -713,11 +709,9 @@ fn spawn_writer(
                 // The crawl ended without a verdict: dropping the writer rolls back.
                 Err(_) => return Ok(None),
             };
-            // A failed snapshot keeps nothing of its reads, the audit log's included.
-            let audit_log = audit_log.filter(|_| info.status != SnapshotStatus::Failed);
             // Read here, on the blocking thread, like every other store access.
             let failed_scopes = store.failed_scopes(info.id)?;
-            Ok::<_, StoreError>(Some((info, failed_scopes, audit_log)))
+            Ok::<_, StoreError>(Some((info, failed_scopes)))
         })();
         (store, result)
     })

@@ -102,7 +102,7 @@ pub enum Source<'a> {
         skip: &'a [Family],
     },
     /// Evaluate a snapshot already stored (`audit --offline`).
-    Stored(SnapshotInfo),
+    Stored(Box<SnapshotInfo>),
 }
 
 /// What a run announced, when it notifies.
@@ -155,7 +155,7 @@ pub async fn run<S: Setup>(
     interrupt: &CancellationToken,
 ) -> Result<Audited, PipelineError> {
     let (store, crawl, snapshot) = match source {
-        Source::Stored(snapshot) => (store, None, snapshot),
+        Source::Stored(snapshot) => (store, None, *snapshot),
         Source::Crawl {
             client,
             organization,
@@ -429,7 +429,7 @@ mod tests {
             .block_on(run(
                 store,
                 setup(false, dir.path()),
-                Source::Stored(info.clone()),
+                Source::Stored(Box::new(info.clone())),
                 &CancellationToken::new(),
                 &CancellationToken::new(),
             ))
@@ -468,7 +468,7 @@ mod tests {
             .block_on(run(
                 store,
                 setup(true, dir.path()),
-                Source::Stored(info),
+                Source::Stored(Box::new(info)),
                 &CancellationToken::new(),
                 &CancellationToken::new(),
             ))

@@ -35,7 +35,7 @@ impl Store {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AuditLogSummary {
     /// `complete`, `failed` or `disabled`.
-    pub outcome: &'static str,
+    pub outcome: String,
     /// The `effective_at[gte]` asked for (Unix seconds).
     pub since: i64,
     /// The newest `effective_at` known after the read (complete reads only).
@@ -97,7 +97,7 @@ impl SnapshotWriter<'_> {
         &mut self,
         read: &AuditLogRead,
         stored: u64,
-    ) -> Result<AuditLogSummary, StoreError> {
+    ) -> Result<(), StoreError> {
         let id = self.id().0;
         let tx = self.tx();
         let (through, stored, status, error) = match &read.outcome {
@@ -132,16 +132,49 @@ impl SnapshotWriter<'_> {
                 error,
             ],
         )?;
-        Ok(AuditLogSummary {
-            outcome: read.outcome.as_str(),
-            since: read.since,
-            through,
-            requests,
-            received: read.received,
-            stored,
-            error,
+        Ok(())
+    }
+}
+
+impl AuditLogSummary {
+    /// `{"outcome", "since", "through", "requests", "received", "stored", "error"}`, times
+    /// RFC 3339 UTC.
+    pub fn to_json(&self) -> serde_json::Value {
+        let time = |t: i64| super::from_unix(t).ok().map(super::rfc3339);
+        serde_json::json!({
+            "outcome": self.outcome,
+            "since": time(self.since),
+            "through": self.through.and_then(time),
+            "requests": self.requests,
+            "received": self.received,
+            "stored": self.stored,
+            "error": self.error,
         })
     }
+}
+
+/// Reads `audit_log_read`'s `outcome, since, through, requests, received, stored, error`
+/// starting at column `at`; `None` when the snapshot made no audit-log read (the columns
+/// come from a left join).
+pub(super) fn audit_log_summary(
+    row: &rusqlite::Row<'_>,
+    at: usize,
+) -> rusqlite::Result<Option<AuditLogSummary>> {
+    let Some(outcome) = row.get::<_, Option<String>>(at)? else {
+        return Ok(None);
+    };
+    let count = |i: usize| -> rusqlite::Result<u64> {
+        Ok(u64::try_from(row.get::<_, i64>(at + i)?).unwrap_or(0))
+    };
+    Ok(Some(AuditLogSummary {
+        outcome,
+        since: row.get(at + 1)?,
+        through: row.get(at + 2)?,
+        requests: u32::try_from(count(3)?).unwrap_or(u32::MAX),
+        received: count(4)?,
+        stored: count(5)?,
+        error: row.get(at + 6)?,
+    }))
 }
 
 #[cfg(test)]
@@ -182,11 +215,17 @@ mod tests {
             .begin_snapshot("acme", Utc.timestamp_opt(10_000, 0).unwrap())
             .unwrap();
         let stored = w.store_audit_events(events).unwrap();
-        let summary = w
-            .record_audit_log_read(&read(since, events, outcome), stored)
+        w.record_audit_log_read(&read(since, events, outcome), stored)
             .unwrap();
-        w.finish(&CrawlStats::default(), Utc::now(), SnapshotStatus::Complete)
+        let info = w
+            .finish(&CrawlStats::default(), Utc::now(), SnapshotStatus::Complete)
             .unwrap();
+        let summary = info.audit_log.expect("the read is recorded");
+        assert_eq!(summary.since, since);
+        assert_eq!(
+            store.latest_snapshot().unwrap().unwrap().audit_log,
+            Some(summary.clone())
+        );
         summary.stored
     }
 

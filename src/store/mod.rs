@@ -217,11 +217,14 @@ pub struct SnapshotInfo {
     pub scopes_failed: u64,
     /// Object versions (added, changed, removed) this snapshot recorded.
     pub changes: u64,
+    /// The audit-log read this snapshot recorded; `None` when it made none.
+    pub audit_log: Option<AuditLogSummary>,
 }
 
 impl SnapshotInfo {
     /// `{"id", "org", "started_at", "finished_at", "status", "requests", "errors", "retries",
-    /// "rate_limited", "scopes_read", "scopes_failed", "changes", "objects": {view: count}}`.
+    /// "rate_limited", "scopes_read", "scopes_failed", "changes", "objects": {view: count},
+    /// "audit_log": {…} or null}`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "id": self.id.0,
@@ -237,6 +240,7 @@ impl SnapshotInfo {
             "scopes_failed": self.scopes_failed,
             "changes": self.changes,
             "objects": self.objects,
+            "audit_log": self.audit_log.as_ref().map(AuditLogSummary::to_json),
         })
     }
 }
@@ -676,8 +680,9 @@ pub const AUDIT_LOG_COMPLETE: &str = "SELECT EXISTS (SELECT 1 FROM audit_log_rea
 
 const SNAPSHOT_SELECT: &str = "SELECT s.id, s.org, s.started_at, s.finished_at, s.status,
     s.requests, s.errors, s.retries, s.rate_limited, s.objects, s.scopes_read, s.scopes_failed,
-    (SELECT count(*) FROM version v WHERE v.from_snapshot = s.id)
-    FROM snapshot s";
+    (SELECT count(*) FROM version v WHERE v.from_snapshot = s.id),
+    r.outcome, r.since, r.through, r.requests, r.received, r.stored, r.error
+    FROM snapshot s LEFT JOIN audit_log_read r ON r.snapshot_id = s.id";
 
 /// Reads one row of [`SNAPSHOT_SELECT`]; the inner result reports stored data this binary
 /// cannot read back.
@@ -703,6 +708,7 @@ fn read_snapshot_row(
     let scopes_read = count(10)?;
     let scopes_failed = count(11)?;
     let changes = count(12)?;
+    let audit_log = audit_log::audit_log_summary(row, 13)?;
     Ok((|| {
         let status: SnapshotStatus = status
             .parse()
@@ -720,6 +726,7 @@ fn read_snapshot_row(
             scopes_read,
             scopes_failed,
             changes,
+            audit_log,
         })
     })())
 }
