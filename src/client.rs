@@ -107,6 +107,19 @@ pub enum ClientError {
         /// The API's error message, or what the client concluded.
         message: String,
     },
+    /// 400 or 403 answered to a read that asked to see why ([`AdminClient::get_explained`]):
+    /// the API's error `code` and message, scrubbed of secrets.
+    #[error("GET {path}: HTTP {status}: {message}")]
+    Explained {
+        /// The path.
+        path: String,
+        /// 400 or 403.
+        status: u16,
+        /// The API's `error.code`, when it sent one.
+        code: Option<String>,
+        /// The API's `error.message`, or the start of the body.
+        message: String,
+    },
     /// No answer: connection refused, reset, or timed out (after retries).
     #[error("GET {path}: {message}")]
     Transport {
@@ -137,9 +150,9 @@ impl ClientError {
     /// The HTTP status the API answered, when it answered one.
     pub fn status(&self) -> Option<u16> {
         match self {
-            ClientError::KeyRefused { status, .. } | ClientError::Status { status, .. } => {
-                Some(*status)
-            }
+            ClientError::KeyRefused { status, .. }
+            | ClientError::Status { status, .. }
+            | ClientError::Explained { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -307,6 +320,7 @@ pub struct AdminClient {
     counters: Counters,
     observer: Option<ResponseObserver>,
     spend: Option<SpendConfig>,
+    audit_log: Option<crate::config::AuditLogConfig>,
 }
 
 /// Called with every answer's HTTP status (`None` when no answer came), e.g. to count
@@ -371,6 +385,7 @@ impl AdminClient {
             counters: Counters::default(),
             observer: None,
             spend: None,
+            audit_log: None,
         })
     }
 
@@ -390,6 +405,23 @@ impl AdminClient {
     /// The `[spend]` settings this client's snapshots read costs with.
     pub fn spend(&self) -> Option<SpendConfig> {
         self.spend
+    }
+
+    /// The same client, also reading the organization's audit log with every snapshot as
+    /// `[audit_log]` says (a client without it reads no audit log).
+    pub fn with_audit_log(mut self, audit_log: crate::config::AuditLogConfig) -> Self {
+        self.audit_log = Some(audit_log);
+        self
+    }
+
+    /// The `[audit_log]` settings this client's snapshots read the audit log with.
+    pub fn audit_log(&self) -> Option<crate::config::AuditLogConfig> {
+        self.audit_log
+    }
+
+    /// The most pages one read follows (`[openai] max_pages_per_scope`).
+    pub fn max_pages_per_scope(&self) -> u64 {
+        self.opts.max_pages_per_scope
     }
 
     fn observe(&self, status: Option<u16>) {
@@ -534,7 +566,7 @@ impl AdminClient {
         if let Some(after) = after {
             query.push(("after", after.to_owned()));
         }
-        let body = self.get_body(shown, url, &query).await?;
+        let body = self.get_body(shown, url, &query, false).await?;
         if let Some(asked) = family.max_page_size()
             && family.envelope() != Envelope::Single
             && let Some(held) = page_length(&body).filter(|n| *n > asked as usize)
@@ -564,7 +596,26 @@ impl AdminClient {
             path.extend(segments);
         }
         let shown = format!("/{}", segments.join("/"));
-        let body = self.get_body(&shown, &url, query).await?;
+        let body = self.get_body(&shown, &url, query, false).await?;
+        parse_body(&shown, &body)
+    }
+
+    /// [`AdminClient::get_with_query`], except that a 400 or 403 is read for its reason
+    /// ([`ClientError::Explained`]): for reads whose refusal can mean something other than a
+    /// refused key (the audit log of an organization that has not turned it on). A 401 is
+    /// still a refused key, its body unread.
+    pub async fn get_explained(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<Value, ClientError> {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        let shown = format!("/{}", segments.join("/"));
+        let body = self.get_body(&shown, &url, query, true).await?;
         parse_body(&shown, &body)
     }
 
@@ -574,11 +625,12 @@ impl AdminClient {
         shown: &str,
         url: &Url,
         query: &[(&str, String)],
+        explained: bool,
     ) -> Result<Vec<u8>, ClientError> {
         let mut failures = 0u32;
         let mut limited = 0u32;
         loop {
-            match self.attempt(shown, url, query).await {
+            match self.attempt(shown, url, query, explained).await {
                 Attempt::Body(body) => return Ok(body),
                 Attempt::Fatal(error) => return Err(error),
                 Attempt::Retry {
@@ -615,7 +667,13 @@ impl AdminClient {
         }
     }
 
-    async fn attempt(&self, shown: &str, url: &Url, query: &[(&str, String)]) -> Attempt {
+    async fn attempt(
+        &self,
+        shown: &str,
+        url: &Url,
+        query: &[(&str, String)],
+        explained: bool,
+    ) -> Attempt {
         let (_permit, sent) = self.gate.acquire().await;
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let mut auth = match HeaderValue::from_str(&format!("Bearer {}", self.key.expose_secret()))
@@ -650,6 +708,15 @@ impl AdminClient {
         let status = response.status();
         self.observe(Some(status.as_u16()));
         let retry_after = retry_after(response.headers());
+        if explained && (status == StatusCode::BAD_REQUEST || status == StatusCode::FORBIDDEN) {
+            let (message, code) = self.error_detail(response).await;
+            return Attempt::Fatal(ClientError::Explained {
+                path: shown.to_owned(),
+                status: status.as_u16(),
+                code,
+                message,
+            });
+        }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             // The body is not read: a real API may quote part of the refused key.
             return Attempt::Fatal(ClientError::KeyRefused {
@@ -753,14 +820,29 @@ impl AdminClient {
     /// [`ERROR_BODY_LIMIT`] bytes are read, and every registered secret is scrubbed from them
     /// before any of it is cut or kept.
     async fn error_message(&self, response: reqwest::Response) -> String {
+        self.error_detail(response).await.0
+    }
+
+    /// [`AdminClient::error_message`] and the API's `error.code` (scrubbed the same way).
+    async fn error_detail(&self, response: reqwest::Response) -> (String, Option<String>) {
         let status = response.status();
         let body = match read_capped(response, ERROR_BODY_LIMIT).await {
             Ok(Capped::Whole(body) | Capped::Cut(body)) => body,
             Err(_) => Vec::new(),
         };
         let body = crate::secrets::scrub(&String::from_utf8_lossy(&body)).into_owned();
-        let message = serde_json::from_str::<Value>(&body)
-            .ok()
+        let parsed = serde_json::from_str::<Value>(&body).ok();
+        let code = parsed
+            .as_ref()
+            .and_then(|v| v.pointer("/error/code")?.as_str())
+            .map(|c| {
+                crate::secrets::scrub(c)
+                    .chars()
+                    .take(100)
+                    .collect::<String>()
+            });
+        let message = parsed
+            .as_ref()
             .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned))
             .unwrap_or_else(|| {
                 let text: String = body.trim().chars().take(200).collect();
@@ -771,7 +853,7 @@ impl AdminClient {
                 }
             });
         // JSON escapes can spell a secret the raw body did not: scrub what was decoded too.
-        crate::secrets::scrub(&message).into_owned()
+        (crate::secrets::scrub(&message).into_owned(), code)
     }
 }
 

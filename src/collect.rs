@@ -22,6 +22,8 @@ use futures::stream::{self, TryStreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc::Sender;
 
+use crate::audit_log::AuditEvent;
+use crate::audit_log::read::AuditLogRead;
 use crate::client::{AdminClient, ClientError};
 use crate::model::{
     CrawlStats, Family, ProjectId, Scope, ScopeError, ScopeOutcome, ScopeResult, SnapshotStatus,
@@ -551,6 +553,20 @@ pub enum SnapshotError {
 /// SQLite writes, few enough that the organization is never in memory twice.
 const CHANNEL_DEPTH: usize = 64;
 
+/// What the snapshot's writer thread receives: the crawl's scope results and the
+/// audit-log read's pages, interleaved as they arrive.
+enum WriterInput {
+    /// One scope of the crawl.
+    Scope(ScopeResult),
+    /// One page of audit-log events.
+    AuditEvents(Vec<AuditEvent>),
+    /// The audit-log read ended (after its last page).
+    AuditDone(AuditLogRead),
+}
+
+/// What the writer thread recorded, for the caller.
+type Written = (SnapshotInfo, Vec<(Scope, String)>);
+
 /// Crawls the organization into `store` as one snapshot named `org`: results stream to a
 /// blocking writer thread that applies them in one transaction, committed with the
 /// crawl's status. A refused key is recorded as a `failed` snapshot, not an error.
@@ -575,42 +591,37 @@ pub async fn snapshot_skipping(
 ) -> Result<(Store, SnapshotOutcome), SnapshotError> {
     let started_at = Utc::now();
     let clock = Instant::now();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<ScopeResult>(CHANNEL_DEPTH);
+    let (tx, mut scope_rx) = tokio::sync::mpsc::channel::<ScopeResult>(CHANNEL_DEPTH);
+    let (input_tx, input_rx) = tokio::sync::mpsc::channel::<WriterInput>(CHANNEL_DEPTH);
     let (done_tx, done_rx) =
         tokio::sync::oneshot::channel::<(CrawlStats, DateTime<Utc>, SnapshotStatus)>();
-    let org = org.to_owned();
     let baseline = client.stats();
-    // The organization's costs are read beside the crawl and stored with its snapshot.
+    // The organization's costs and audit log are read beside the crawl and stored with
+    // its snapshot.
     let costs_window = crate::costs::window(client, &store, started_at)?;
     let (costs_tx, costs_rx) = tokio::sync::oneshot::channel::<crate::costs::CostsRead>();
-    let skipped = skipped_families(skip);
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut store = store;
-        let result = (|| {
-            let mut writer = store.begin_snapshot(&org, started_at)?;
-            writer.record_skipped(skipped)?;
-            while let Some(result) = rx.blocking_recv() {
-                writer.apply(result)?;
+    let audit_since = crate::audit_log::read::since(client, &store, started_at.timestamp())?;
+    let writer = spawn_writer(
+        store,
+        org.to_owned(),
+        started_at,
+        skipped_families(skip),
+        (input_rx, done_rx, costs_rx),
+    );
+    let audit = read_audit_log(client, audit_since, started_at, input_tx.clone());
+    // The crawl's results join the audit-log pages on the writer's one channel.
+    let forward = async move {
+        while let Some(result) = scope_rx.recv().await {
+            if input_tx.send(WriterInput::Scope(result)).await.is_err() {
+                break;
             }
-            let info = match done_rx.blocking_recv() {
-                Ok((stats, finished_at, status)) => {
-                    if let Ok(read) = costs_rx.blocking_recv() {
-                        writer.apply_costs(&read)?;
-                    }
-                    writer.finish(&stats, finished_at, status)?
-                }
-                // The crawl ended without a verdict: dropping the writer rolls back.
-                Err(_) => return Ok(None),
-            };
-            // Read here, on the blocking thread, like every other store access.
-            let failed_scopes = store.failed_scopes(info.id)?;
-            Ok::<_, StoreError>(Some((info, failed_scopes)))
-        })();
-        (store, result)
-    });
-    let (crawl, costs) = tokio::join!(
+        }
+    };
+    let (crawl, costs, audit, ()) = tokio::join!(
         collect_skipping(client, tx, progress, skip),
-        crate::costs::read_window(client, costs_window)
+        crate::costs::read_window(client, costs_window),
+        audit,
+        forward
     );
     let mut archived_reads = 0;
     let refused = match crawl {
@@ -618,6 +629,9 @@ pub async fn snapshot_skipping(
             archived_reads = report.archived_reads;
             if let Some(costs) = &costs {
                 costs.count_into(&mut report.stats, &mut report.status);
+            }
+            if let Some(audit) = &audit {
+                audit.count_into(&mut report.stats, &mut report.status);
             }
             let _ = done_tx.send((report.stats, report.finished_at, report.status));
             None
@@ -649,6 +663,77 @@ pub async fn snapshot_skipping(
         elapsed: clock.elapsed(),
     };
     Ok((store, outcome))
+}
+
+/// The receiving ends the writer thread waits on: the crawl's and audit log's inputs, the
+/// crawl's verdict, and the costs read.
+type WriterChannels = (
+    tokio::sync::mpsc::Receiver<WriterInput>,
+    tokio::sync::oneshot::Receiver<(CrawlStats, DateTime<Utc>, SnapshotStatus)>,
+    tokio::sync::oneshot::Receiver<crate::costs::CostsRead>,
+);
+
+/// The blocking thread that writes the snapshot: every input as it arrives, then the
+/// costs and the verdict, in one transaction.
+fn spawn_writer(
+    store: Store,
+    org: String,
+    started_at: DateTime<Utc>,
+    skipped: HashSet<Family>,
+    (mut rx, done_rx, costs_rx): WriterChannels,
+) -> tokio::task::JoinHandle<(Store, Result<Option<Written>, StoreError>)> {
+    tokio::task::spawn_blocking(move || {
+        let mut store = store;
+        let result = (|| {
+            let mut writer = store.begin_snapshot(&org, started_at)?;
+            writer.record_skipped(skipped)?;
+            let mut audit_stored = 0;
+            while let Some(input) = rx.blocking_recv() {
+                match input {
+                    WriterInput::Scope(result) => writer.apply(result)?,
+                    WriterInput::AuditEvents(events) => {
+                        audit_stored += writer.store_audit_events(&events)?;
+                    }
+                    WriterInput::AuditDone(read) => {
+                        writer.record_audit_log_read(&read, audit_stored)?;
+                    }
+                }
+            }
+            let info = match done_rx.blocking_recv() {
+                Ok((stats, finished_at, status)) => {
+                    if let Ok(read) = costs_rx.blocking_recv() {
+                        writer.apply_costs(&read)?;
+                    }
+                    writer.finish(&stats, finished_at, status)?
+                }
+                // The crawl ended without a verdict: dropping the writer rolls back.
+                Err(_) => return Ok(None),
+            };
+            // Read here, on the blocking thread, like every other store access.
+            let failed_scopes = store.failed_scopes(info.id)?;
+            Ok::<_, StoreError>(Some((info, failed_scopes)))
+        })();
+        (store, result)
+    })
+}
+
+/// Reads the audit log from `since` (none when `None`), sending its pages and then its
+/// end to the writer.
+async fn read_audit_log(
+    client: &AdminClient,
+    since: Option<i64>,
+    started_at: DateTime<Utc>,
+    tx: Sender<WriterInput>,
+) -> Option<AuditLogRead> {
+    let since = since?;
+    let read = crate::audit_log::read::read(client, since, started_at.timestamp(), |events| {
+        let tx = tx.clone();
+        async move { tx.send(WriterInput::AuditEvents(events)).await.is_ok() }
+    })
+    .await;
+    // The writer may be gone (its own error is the one reported).
+    let _ = tx.send(WriterInput::AuditDone(read.clone())).await;
+    Some(read)
 }
 
 #[cfg(test)]

@@ -91,6 +91,8 @@ diagnostic_codes! {
     SqlDoesNotPrepare = "sql-does-not-prepare": "SQLite cannot prepare a rule's SQL.",
     SqlMissingColumn = "sql-missing-column": "A rule's SQL does not return resource_id, project_id and message.",
     SqlNotReadOnly = "sql-not-read-only": "A rule's SQL would write to the database.",
+    WindowUnused = "window-unused": "A rule declares `window` but its SQL never reads `:window_start`.",
+    WindowNeeded = "window-needed": "A rule over `audit_log_events` does not bound its events by `:window_start`, so its findings could never resolve.",
     RuleTimedOut = "rule-timed-out": "A rule ran past `[rules] timeout` even on an empty store (`rules check`).",
     UnreadableRuleFile = "unreadable-rule-file": "A rule file named by `[rules] paths` cannot be read.",
     UnreadableRulePath = "unreadable-rule-path": "A `[rules] paths` entry cannot be listed or read.",

@@ -102,7 +102,7 @@ pub enum Source<'a> {
         skip: &'a [Family],
     },
     /// Evaluate a snapshot already stored (`audit --offline`).
-    Stored(SnapshotInfo),
+    Stored(Box<SnapshotInfo>),
 }
 
 /// What a run announced, when it notifies.
@@ -155,7 +155,7 @@ pub async fn run<S: Setup>(
     interrupt: &CancellationToken,
 ) -> Result<Audited, PipelineError> {
     let (store, crawl, snapshot) = match source {
-        Source::Stored(snapshot) => (store, None, snapshot),
+        Source::Stored(snapshot) => (store, None, *snapshot),
         Source::Crawl {
             client,
             organization,
@@ -225,7 +225,11 @@ pub fn evaluate(
     };
     let evaluation =
         crate::rules::evaluate(store.reader(), inputs.rules, now.timestamp(), &budget)?;
-    let coverage = Coverage::from_snapshot(snapshot.status, &store.failed_scopes(snapshot.id)?);
+    let coverage = Coverage::from_snapshot(
+        snapshot.status,
+        &store.failed_scopes(snapshot.id)?,
+        store.audit_log_read_complete(snapshot.id)?,
+    );
     let previous = store
         .previous_usable_snapshot(snapshot.id)?
         .map(|s| s.started_at.timestamp());
@@ -434,7 +438,7 @@ mod tests {
             .block_on(run(
                 store,
                 setup(false, dir.path()),
-                Source::Stored(info.clone()),
+                Source::Stored(Box::new(info.clone())),
                 &CancellationToken::new(),
                 &CancellationToken::new(),
             ))
@@ -473,7 +477,7 @@ mod tests {
             .block_on(run(
                 store,
                 setup(true, dir.path()),
-                Source::Stored(info),
+                Source::Stored(Box::new(info)),
                 &CancellationToken::new(),
                 &CancellationToken::new(),
             ))

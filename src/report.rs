@@ -301,6 +301,7 @@ pub fn snapshot_json(s: &SnapshotInfo) -> Json {
         "status": s.status.as_str(),
         "requests": s.stats.requests,
         "errors": s.stats.errors,
+        "audit_log": s.audit_log.as_ref().map(crate::store::AuditLogSummary::to_json),
     })
 }
 
@@ -873,6 +874,7 @@ mod tests {
             scopes_read: 3,
             scopes_failed: 2,
             changes: 0,
+            audit_log: None,
         };
         let text = table_report(Some(&snapshot), &[], false, None);
         assert!(

@@ -9,6 +9,7 @@
 //! which families it covers, so a change it cannot explain is reported as such.
 
 pub mod explain;
+pub mod read;
 
 use serde_json::Value;
 
@@ -148,6 +149,18 @@ impl AuditEvent {
     pub fn details(&self) -> Option<&Value> {
         self.raw.get(&self.kind)
     }
+}
+
+/// The view of every stored event (rules read it bounded by `:window_start`).
+pub const EVENTS_VIEW: &str = "audit_log_events";
+
+/// The view of the newest audit-log read.
+pub const STATUS_VIEW: &str = "audit_log_status";
+
+/// Whether `view` is one of the audit-log views: findings reported on them may only be
+/// resolved by a snapshot whose audit-log read was complete.
+pub fn is_log_view(view: &str) -> bool {
+    view == EVENTS_VIEW || view == STATUS_VIEW
 }
 
 #[cfg(test)]

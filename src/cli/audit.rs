@@ -323,12 +323,12 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
             progress: !global.quiet && collect::progress_wanted(),
             skip: &config.collect.skip,
         },
-        None => Source::Stored(store.latest_snapshot()?.ok_or_else(|| {
+        None => Source::Stored(Box::new(store.latest_snapshot()?.ok_or_else(|| {
             CliError::usage(anyhow!(
                 "no snapshot stored in {}: run `orgwarden snapshot` (or `audit` without --offline) first",
                 db.display()
             ))
-        })?),
+        })?)),
     };
     let setup = CliSetup {
         loaded,
@@ -364,6 +364,7 @@ mod tests {
             scopes_read: 1,
             scopes_failed: 0,
             changes: 0,
+            audit_log: None,
         }
     }
 

@@ -50,7 +50,8 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
         secrecy::SecretString::from("demo-key"),
         ClientOptions::from_config(&config.openai),
     )?
-    .with_spend(config.spend);
+    .with_spend(config.spend)
+    .with_audit_log(config.audit_log);
     let _lock = Store::lock_writer(&db).map_err(store_error)?;
     let store = Store::open(&db).map_err(store_error)?;
     let setup = CliSetup {

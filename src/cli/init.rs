@@ -176,6 +176,15 @@ send_resolved = true
 enabled = true
 lookback = "35d"
 settle_days = 3
+
+# The organization's audit log (`orgwarden events`, the event rules), read with every
+# snapshot. The first run reads `lookback` back (at most 400d); later runs read only what
+# is new since the last complete read. The organization must have audit logging turned on
+# (Settings → Data controls → Data retention); when it is off, orgwarden says so.
+# With `enabled = false` it is never read, and rules over it report it as unread.
+[audit_log]
+enabled = true
+lookback = "30d"
 "##;
 
 /// Runs `orgwarden init`.

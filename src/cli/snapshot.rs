@@ -31,7 +31,11 @@ pub fn admin_client(global: &GlobalArgs, config: &Config) -> anyhow::Result<Admi
         key,
         ClientOptions::from_config(&config.openai),
     )
-    .map(|client| client.with_spend(config.spend))
+    .map(|client| {
+        client
+            .with_spend(config.spend)
+            .with_audit_log(config.audit_log)
+    })
     .map_err(CliError::usage)
 }
 
@@ -154,4 +158,20 @@ fn print_table(outcome: &SnapshotOutcome, format: TableFormat) {
         "{} requests, {} retries, {} rate-limited (429), concurrency settled at {}, {:.1} s",
         stats.requests, stats.retries, stats.rate_limited, stats.concurrency, elapsed
     );
+    if let Some(line) = info.audit_log.as_ref().map(audit_log_line) {
+        println!("{line}");
+    }
+}
+
+/// The audit-log read in one line.
+fn audit_log_line(read: &crate::store::AuditLogSummary) -> String {
+    let error = report::inert(read.error.as_deref().unwrap_or(""));
+    match read.outcome.as_str() {
+        "complete" => format!(
+            "audit log: {} new event(s) stored of {} read, {} request(s)",
+            read.stored, read.received, read.requests
+        ),
+        "disabled" => format!("audit log: audit logging is off for this organization ({error})"),
+        _ => format!("audit log: the read failed, nothing of it was kept: {error}"),
+    }
 }

@@ -70,6 +70,8 @@ pub struct Config {
     pub collect: CollectConfig,
     /// `[spend]`
     pub spend: SpendConfig,
+    /// `[audit_log]`
+    pub audit_log: AuditLogConfig,
     /// The file this was read from, for resolving relative paths and for diagnostics.
     pub source: Option<PathBuf>,
     /// The file's text, kept for diagnostics that point into it.
@@ -338,6 +340,28 @@ impl Default for SpendConfig {
         }
     }
 }
+
+/// `[audit_log]`: reading the organization's audit log with every snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditLogConfig {
+    /// Read the audit log at all (`false`: never read; rules over it see it as unread).
+    pub enabled: bool,
+    /// How far back the first read goes.
+    pub lookback: Duration,
+}
+
+impl Default for AuditLogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lookback: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// The longest `[audit_log] lookback`: 400 days, more than the log keeps, so a typo
+/// (`3000d`) is caught instead of asking the API for years it does not have.
+pub const MAX_AUDIT_LOG_LOOKBACK: Duration = Duration::from_secs(400 * 86_400);
 
 /// The most days `[spend] lookback` and `settle_days` may ask for: one costs page holds at
 /// most 180 daily buckets, and a year of history is what the spend views can use.

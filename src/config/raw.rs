@@ -22,6 +22,14 @@ pub(super) struct RawConfig {
     /// `[collect] skip`: view names as written.
     pub collect_skip: Vec<Spanned<String>>,
     pub spend: RawSpend,
+    pub audit_log: RawAuditLog,
+}
+
+/// `[audit_log]` as written.
+#[derive(Debug, Default)]
+pub(super) struct RawAuditLog {
+    pub enabled: Option<Spanned<bool>>,
+    pub lookback: Option<Spanned<String>>,
 }
 
 /// `[spend]` as written.
@@ -138,6 +146,7 @@ const TOP: &[&str] = &[
     "server",
     "collect",
     "spend",
+    "audit_log",
 ];
 const OPENAI: &[&str] = &[
     "organization",
@@ -187,6 +196,7 @@ const STORAGE: &[&str] = &["path"];
 const SERVER: &[&str] = &["listen"];
 const COLLECT: &[&str] = &["skip"];
 const SPEND: &[&str] = &["enabled", "lookback", "settle_days"];
+const AUDIT_LOG: &[&str] = &["enabled", "lookback"];
 const TEMPLATES: &[&str] = &["html", "text"];
 
 /// Every table of the file and the keys it accepts, as the reader checks them: the starter
@@ -206,6 +216,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("server", SERVER),
     ("collect", COLLECT),
     ("spend", SPEND),
+    ("audit_log", AUDIT_LOG),
 ];
 
 /// Reads the document tree into [`RawConfig`], recording wrong types and unknown keys.
@@ -274,6 +285,13 @@ impl<'d> Reader<'d> {
                 enabled: self.boolean(&t, "enabled"),
                 lookback: self.string(&t, "lookback"),
                 settle_days: self.integer(&t, "settle_days"),
+            };
+        }
+        if let Some(t) = self.table(&top, "audit_log") {
+            self.unknown_keys(&t, AUDIT_LOG);
+            raw.audit_log = RawAuditLog {
+                enabled: self.boolean(&t, "enabled"),
+                lookback: self.string(&t, "lookback"),
             };
         }
         raw

@@ -527,3 +527,24 @@ fn a_loopback_events_url_may_be_plain_http() {
         Some("http://127.0.0.1:8080/v2/enqueue")
     );
 }
+
+#[test]
+fn audit_log_lookback_defaults_to_30_days_and_refuses_more_than_400() {
+    let (config, diags) = check("");
+    assert!(!diags.has_errors());
+    assert!(config.audit_log.enabled);
+    assert_eq!(config.audit_log.lookback.as_secs(), 30 * 86_400);
+    let (config, diags) = check("[audit_log]\nenabled = false\nlookback = \"7d\"\n");
+    assert!(!diags.has_errors(), "{}", diags.render(false));
+    assert!(!config.audit_log.enabled);
+    assert_eq!(config.audit_log.lookback.as_secs(), 7 * 86_400);
+    let (_, diags) = check("[audit_log]\nlookback = \"401d\"\n");
+    assert_eq!(diags.error_count(), 1);
+    assert!(
+        diags.render(false).contains("at most 400d"),
+        "{}",
+        diags.render(false)
+    );
+    let found = problems("[audit_log]\nlookback = \"soon\"\nretention = 3\n");
+    assert_eq!(found.len(), 2, "{found:?}");
+}

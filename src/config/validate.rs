@@ -8,11 +8,13 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawEmail, RawExemption, RawOpenAi, RawRules, RawSchedule, RawSpend};
+use super::raw::{
+    RawAuditLog, RawConfig, RawEmail, RawExemption, RawOpenAi, RawRules, RawSchedule, RawSpend,
+};
 use super::{
-    CollectConfig, Config, EmailConfig, EmailTemplates, EmailTls, EmailTransport, ExemptionConfig,
-    NotifyConfig, OpenAiConfig, RuleParams, RulesConfig, ScheduleConfig, ServerConfig, SpendConfig,
-    StorageConfig,
+    AuditLogConfig, CollectConfig, Config, EmailConfig, EmailTemplates, EmailTls, EmailTransport,
+    ExemptionConfig, NotifyConfig, OpenAiConfig, RuleParams, RulesConfig, ScheduleConfig,
+    ServerConfig, SpendConfig, StorageConfig,
 };
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 use crate::duration::Duration;
@@ -159,6 +161,7 @@ pub(super) fn validate(raw: RawConfig, diags: &mut Diagnostics, file: FileId) ->
                 }),
         },
         spend: spend(&raw.spend, &mut c),
+        audit_log: audit_log(&raw.audit_log, &mut c),
         source: None,
         text: None,
     }
@@ -250,6 +253,34 @@ fn spend(raw: &RawSpend, c: &mut Check<'_>) -> SpendConfig {
         enabled: raw.enabled.as_ref().is_none_or(|e| *e.get_ref()),
         lookback_days: lookback_days.unwrap_or(default.lookback_days),
         settle_days: settle_days.unwrap_or(default.settle_days),
+    }
+}
+
+/// `[audit_log]`: whether and how far back the audit log is read.
+fn audit_log(raw: &RawAuditLog, c: &mut Check<'_>) -> AuditLogConfig {
+    let default = AuditLogConfig::default();
+    let max = super::MAX_AUDIT_LOG_LOOKBACK;
+    let lookback = raw.lookback.as_ref().and_then(|v| {
+        let d = c.parse(
+            v,
+            DiagnosticCode::BadDuration,
+            "not a duration",
+            str::parse::<Duration>,
+        )?;
+        if d.is_zero() || d > max {
+            c.error(
+                DiagnosticCode::BadValue,
+                v.span(),
+                format!("`lookback` must be more than 0s and at most {max}"),
+                "out of range",
+            );
+            return None;
+        }
+        Some(d)
+    });
+    AuditLogConfig {
+        enabled: raw.enabled.as_ref().is_none_or(|e| *e.get_ref()),
+        lookback: lookback.unwrap_or(default.lookback),
     }
 }
 

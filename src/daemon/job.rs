@@ -90,6 +90,7 @@ fn load(inputs: &JobInputs, metrics: &Arc<Metrics>) -> Result<Loaded, BoxError> 
     let observed = metrics.clone();
     let client = AdminClient::new(&base_url, key, ClientOptions::from_config(&config.openai))?
         .with_spend(config.spend)
+        .with_audit_log(config.audit_log)
         .with_observer(Arc::new(move |status| observed.record_api_response(status)));
     Ok(Loaded {
         config,

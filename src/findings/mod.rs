@@ -159,6 +159,9 @@ pub struct Coverage {
     /// The organization's own families with a scope that could not be read, and the
     /// families read under them (a failed user list leaves its users' roles unread).
     pub failed_org_families: HashSet<Family>,
+    /// Whether the audit log was read completely: findings about its events (and about
+    /// the read itself) resolve only then.
+    pub audit_log_read: bool,
 }
 
 impl Coverage {
@@ -168,11 +171,17 @@ impl Coverage {
             project_list_read: true,
             failed_projects: HashSet::new(),
             failed_org_families: HashSet::new(),
+            audit_log_read: true,
         }
     }
 
-    /// The coverage of a snapshot from its status and failed scopes.
-    pub fn from_snapshot(status: SnapshotStatus, failed: &[(Scope, String)]) -> Coverage {
+    /// The coverage of a snapshot from its status, failed scopes and whether it read the
+    /// audit log completely.
+    pub fn from_snapshot(
+        status: SnapshotStatus,
+        failed: &[(Scope, String)],
+        audit_log_read: bool,
+    ) -> Coverage {
         let project_list_read = status != SnapshotStatus::Failed
             && !failed.iter().any(|(s, _)| s.family == Family::Projects);
         let failed_org: HashSet<Family> = failed
@@ -192,6 +201,7 @@ impl Coverage {
                     std::iter::successors(Some(*f), |f| f.parent()).any(|f| failed_org.contains(&f))
                 })
                 .collect(),
+            audit_log_read: audit_log_read && status != SnapshotStatus::Failed,
         }
     }
 
@@ -202,10 +212,15 @@ impl Coverage {
 
     /// Whether `finding` may be resolved: its project was read completely, or, for the
     /// organization's own resources, the family it reports on was (a finding of a view
-    /// that is no family waits for every organization family).
+    /// that is no family waits for every organization family). A finding about the audit
+    /// log waits for a complete read of the log: a window without a matching event proves
+    /// nothing if the events could not be read.
     pub fn covers_finding(&self, finding: &Finding) -> bool {
         if !self.covers(finding.project_id.as_ref()) {
             return false;
+        }
+        if crate::audit_log::is_log_view(&finding.resource_type) {
+            return self.audit_log_read;
         }
         if finding.project_id.is_some() {
             return true;

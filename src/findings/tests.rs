@@ -123,7 +123,7 @@ fn partial_read_never_resolves_a_finding() {
         },
         "500".to_owned(),
     )];
-    let coverage = Coverage::from_snapshot(SnapshotStatus::Partial, &failed);
+    let coverage = Coverage::from_snapshot(SnapshotStatus::Partial, &failed, true);
     let r = reconcile(
         &state,
         &[],
@@ -147,7 +147,7 @@ fn partial_read_never_resolves_a_finding() {
         },
         "503".to_owned(),
     )];
-    let coverage = Coverage::from_snapshot(SnapshotStatus::Failed, &failed_list);
+    let coverage = Coverage::from_snapshot(SnapshotStatus::Failed, &failed_list, true);
     let r = reconcile(
         &state,
         &[],
@@ -198,6 +198,7 @@ fn a_failed_org_family_resolves_none_of_its_findings_nor_those_under_it() {
     let coverage = Coverage::from_snapshot(
         SnapshotStatus::Partial,
         &[org_scope(Family::OrgUsers, None)],
+        true,
     );
     assert!(!coverage.covers_finding(&users));
     assert!(
@@ -226,6 +227,7 @@ fn a_failed_org_family_resolves_none_of_its_findings_nor_those_under_it() {
     let coverage = Coverage::from_snapshot(
         SnapshotStatus::Partial,
         &[org_scope(Family::OrgUserRoles, Some("user-1"))],
+        true,
     );
     assert!(coverage.covers_finding(&users));
     assert!(!coverage.covers_finding(&roles));
@@ -238,7 +240,7 @@ fn a_failed_org_family_resolves_none_of_its_findings_nor_those_under_it() {
         },
         "500".to_owned(),
     )];
-    let coverage = Coverage::from_snapshot(SnapshotStatus::Partial, &project_failed);
+    let coverage = Coverage::from_snapshot(SnapshotStatus::Partial, &project_failed, true);
     assert!(coverage.covers_finding(&users));
 }
 

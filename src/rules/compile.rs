@@ -385,7 +385,8 @@ pub use rusqlite::types::Value as SqlValue;
 
 /// Creates, in `conn`, one empty table per view with the view's columns, so compiled SQL
 /// can be run in tests without a store; plus the findings and the snapshot records the
-/// rules that judge absence consult (no snapshot: every view unread).
+/// rules that judge absence consult (no snapshot: every view unread), and the audit log's
+/// tables and views.
 #[cfg(test)]
 pub fn create_scratch_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let mut sql = String::from(
@@ -405,9 +406,14 @@ pub fn create_scratch_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()
             cols.join(", ")
         ));
     }
-    // The spend views read the costs table and the snapshot times (above): the real ones, empty.
+    // The spend views read the costs table and the snapshot times (above), the audit-log
+    // views the log's tables: the real ones, empty.
     sql.push_str(crate::store::COSTS_SCHEMA);
-    for (_, view) in crate::store::spend_views() {
+    sql.push_str(crate::store::AUDIT_LOG_SCHEMA);
+    for (_, view) in crate::store::spend_views()
+        .into_iter()
+        .chain(crate::store::audit_log_views())
+    {
         sql.push_str(&view);
         sql.push_str(";\n");
     }

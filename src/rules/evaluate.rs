@@ -247,6 +247,10 @@ fn evaluate_one(
             Some(SqlValue::Integer(now))
         } else if name == ":unread" {
             Some(SqlValue::Text(unread_views(conn).map_err(sql_err)?))
+        } else if name == ":window_start" {
+            // Validation gave every rule reading `:window_start` a window that parses.
+            rule.window_secs()
+                .map(|w| SqlValue::Integer(now.saturating_sub(w)))
         } else {
             match &rule.body {
                 RuleBody::Where { compiled, .. } => compiled
@@ -329,7 +333,9 @@ fn evaluate_one(
 /// back) or none was taken; else the views of the scopes it could not read, the families
 /// it left out on purpose (`[collect] skip`), and every family under one of those. Their
 /// rows are carried forward from earlier snapshots, or missing if none ever read them: a
-/// rule that reports the *absence* of a row must not trust such a view.
+/// rule that reports the *absence* of a row must not trust such a view. `audit_log_events`
+/// is among them when that snapshot did not read the audit log completely (failed, audit
+/// logging off, or not read at all).
 pub fn unread_views(conn: &Connection) -> rusqlite::Result<String> {
     use crate::model::Family;
     let latest: Option<(i64, String)> = conn
@@ -339,6 +345,14 @@ pub fn unread_views(conn: &Connection) -> rusqlite::Result<String> {
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
+    let log_read = match latest {
+        Some((id, ref status)) if status != "failed" => {
+            conn.query_row(crate::store::AUDIT_LOG_COMPLETE, [id], |row| {
+                row.get::<_, bool>(0)
+            })?
+        }
+        _ => false,
+    };
     let unread: std::collections::BTreeSet<Family> = match latest {
         Some((id, status)) if status != "failed" => {
             let mut statement = conn.prepare(
@@ -363,6 +377,9 @@ pub fn unread_views(conn: &Connection) -> rusqlite::Result<String> {
         }
         _ => Family::ALL.into_iter().collect(),
     };
-    let names: Vec<&str> = unread.into_iter().map(Family::view).collect();
+    let mut names: Vec<&str> = unread.into_iter().map(Family::view).collect();
+    if !log_read {
+        names.push(crate::audit_log::EVENTS_VIEW);
+    }
     Ok(serde_json::Value::from(names).to_string())
 }

@@ -20,6 +20,7 @@ use std::path::Path;
 use chrono::{TimeZone, Utc};
 use serde::Deserialize;
 
+use crate::audit_log::AuditEvent;
 use crate::model::{CrawlStats, SnapshotStatus};
 use crate::sim::Org;
 use crate::store::Store;
@@ -180,6 +181,54 @@ pub fn run(rule: &Rule, case: &Case, now: i64) -> CaseResult {
     result
 }
 
+/// Stores the organization's audit log as one complete read of every event would (all of
+/// them, tenant-scoped ones too), or, with `audit_log.enabled = false`, the refused read.
+fn store_audit_log(
+    writer: &mut crate::store::SnapshotWriter<'_>,
+    org: &Org,
+    now: i64,
+) -> Result<(), String> {
+    use crate::audit_log::read::{AuditLogOutcome, AuditLogRead};
+    let events: Vec<AuditEvent> = org
+        .audit_log
+        .newest_first()
+        .map(AuditEvent::from_api)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("audit log: {e}"))?;
+    let outcome = if org.audit_log.enabled {
+        AuditLogOutcome::Complete
+    } else {
+        AuditLogOutcome::Disabled(crate::model::ScopeError {
+            status: Some(403),
+            message: crate::sim::audit_log::DISABLED_MESSAGE.to_owned(),
+        })
+    };
+    let stored = if org.audit_log.enabled {
+        writer
+            .store_audit_events(&events)
+            .map_err(|e| e.to_string())?
+    } else {
+        0
+    };
+    let read = AuditLogRead {
+        since: events
+            .iter()
+            .map(|e| e.effective_at)
+            .min()
+            .unwrap_or(now)
+            .min(now),
+        started_at: now,
+        requests: 1,
+        received: stored,
+        newest: events.iter().map(|e| e.effective_at).max(),
+        outcome,
+    };
+    writer
+        .record_audit_log_read(&read, stored)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, String> {
     let mut rule = rule.clone();
     for (name, value) in &case.params {
@@ -194,6 +243,14 @@ fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, Strin
                 "param `{name}` is {}, not {}",
                 super::parse::a(default.type_name()),
                 super::parse::a(v.type_name())
+            ));
+        }
+        if name == super::WINDOW_PARAM
+            && let Value::Str(text) = &v
+            && super::compile::parse_age(text).is_none_or(|w| w <= 0)
+        {
+            return Err(format!(
+                "param `window`: `{text}` is not a window (\"24h\", \"3d\")"
             ));
         }
         rule.params.insert(name.clone(), v);
@@ -213,6 +270,7 @@ fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, Strin
     writer
         .apply_costs(&org.costs_read(now))
         .map_err(|e| e.to_string())?;
+    store_audit_log(&mut writer, &org, now)?;
     writer
         .finish(&CrawlStats::default(), at, SnapshotStatus::Complete)
         .map_err(|e| e.to_string())?;

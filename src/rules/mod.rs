@@ -11,6 +11,11 @@
 //! is the evaluation time in Unix seconds and `:unread` the views the latest snapshot could
 //! not read (JSON text), which a rule reporting a missing row must not trust. Unless a rule sets `include_archived = true`,
 //! findings in archived projects are dropped.
+//!
+//! A rule over the audit log (`resource_type = "audit_log_events"`) reports events of a
+//! recent window: its SQL reads `:window_start` (now less the rule's `window`, 24h unless
+//! it says otherwise, overridable as the `window` param), so a finding resolves once the
+//! window holds no matching event — and only after a complete audit-log read.
 
 pub mod compile;
 mod evaluate;
@@ -57,6 +62,10 @@ pub const PACK: &[(&str, &str)] = &[
     (
         "rules/org-spend.toml",
         include_str!("../../rules/org-spend.toml"),
+    ),
+    (
+        "rules/audit-log.toml",
+        include_str!("../../rules/audit-log.toml"),
     ),
 ];
 
@@ -178,7 +187,37 @@ pub const PACK_FIXTURES: &[(&str, &str)] = &[
         "rules/fixtures/project-spend-no-cap.toml",
         include_str!("../../rules/fixtures/project-spend-no-cap.toml"),
     ),
+    (
+        "rules/fixtures/admin-key-created.toml",
+        include_str!("../../rules/fixtures/admin-key-created.toml"),
+    ),
+    (
+        "rules/fixtures/org-owner-granted.toml",
+        include_str!("../../rules/fixtures/org-owner-granted.toml"),
+    ),
+    (
+        "rules/fixtures/login-failures.toml",
+        include_str!("../../rules/fixtures/login-failures.toml"),
+    ),
+    (
+        "rules/fixtures/scim-disabled.toml",
+        include_str!("../../rules/fixtures/scim-disabled.toml"),
+    ),
+    (
+        "rules/fixtures/ip-allowlist-changed.toml",
+        include_str!("../../rules/fixtures/ip-allowlist-changed.toml"),
+    ),
+    (
+        "rules/fixtures/audit-logging-disabled.toml",
+        include_str!("../../rules/fixtures/audit-logging-disabled.toml"),
+    ),
 ];
+
+/// The window of a rule that reads `:window_start` and does not declare one.
+pub const DEFAULT_WINDOW: &str = "24h";
+
+/// The param holding a rule's window (`[rules.params.<id>] window = "48h"`).
+pub const WINDOW_PARAM: &str = "window";
 
 /// Why evaluating a rule failed at run time.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +254,53 @@ pub enum RuleError {
     },
 }
 
+/// The view a rule reports on (its `resource_type`): a family's view, or one of the
+/// audit-log views, whose findings resolve only after a complete audit-log read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceType {
+    /// The view of one family of the Admin API.
+    Family(Family),
+    /// `audit_log_events`: the events, read bounded by `:window_start`.
+    AuditLogEvents,
+    /// `audit_log_status`: the newest audit-log read.
+    AuditLogStatus,
+}
+
+impl ResourceType {
+    /// The view's name.
+    pub fn view(self) -> &'static str {
+        match self {
+            ResourceType::Family(family) => family.view(),
+            ResourceType::AuditLogEvents => crate::audit_log::EVENTS_VIEW,
+            ResourceType::AuditLogStatus => crate::audit_log::STATUS_VIEW,
+        }
+    }
+
+    /// The resource type whose view is named `view`.
+    pub fn from_view(view: &str) -> Option<ResourceType> {
+        match view {
+            crate::audit_log::EVENTS_VIEW => Some(ResourceType::AuditLogEvents),
+            crate::audit_log::STATUS_VIEW => Some(ResourceType::AuditLogStatus),
+            _ => Family::from_view(view).map(ResourceType::Family),
+        }
+    }
+
+    /// The family, for a family's view.
+    pub fn family(self) -> Option<Family> {
+        match self {
+            ResourceType::Family(family) => Some(family),
+            _ => None,
+        }
+    }
+
+    /// Every name `resource_type` accepts.
+    pub fn names() -> Vec<&'static str> {
+        let mut names: Vec<&str> = Family::ALL.iter().map(|f| f.view()).collect();
+        names.extend([crate::audit_log::EVENTS_VIEW, crate::audit_log::STATUS_VIEW]);
+        names
+    }
+}
+
 /// How a rule finds its resources.
 #[derive(Clone, Debug)]
 pub enum RuleBody {
@@ -244,7 +330,7 @@ pub struct Rule {
     /// Severity in the rule file.
     pub default_severity: Severity,
     /// The view it reports on.
-    pub resource_type: Family,
+    pub resource_type: ResourceType,
     /// What it checks and why.
     pub description: String,
     /// What an operator should do.
@@ -266,6 +352,14 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The rule's window in seconds, when its SQL reads `:window_start`.
+    pub fn window_secs(&self) -> Option<i64> {
+        match self.params.get(WINDOW_PARAM)? {
+            Value::Str(text) => compile::parse_age(text),
+            _ => None,
+        }
+    }
+
     /// The SQL SQLite runs for this rule (named parameters, never spliced values).
     pub fn sql(&self) -> String {
         let inner = match &self.body {
@@ -317,7 +411,16 @@ impl Rule {
             RuleBody::Sql { .. } => self
                 .params
                 .iter()
-                .map(|(k, v)| (format!(":{k}"), v.to_string()))
+                .map(|(k, v)| {
+                    if k == WINDOW_PARAM {
+                        (
+                            ":window_start".to_owned(),
+                            format!("now - params.window = {v}"),
+                        )
+                    } else {
+                        (format!(":{k}"), v.to_string())
+                    }
+                })
                 .collect(),
         }
     }
@@ -598,5 +701,7 @@ pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics)
     rules
 }
 
+#[cfg(test)]
+mod event_tests;
 #[cfg(test)]
 mod tests;

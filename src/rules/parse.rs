@@ -130,6 +130,8 @@ pub struct RawRule {
     pub where_: Option<RawCond>,
     /// `sql`
     pub sql: Option<Spanned<String>>,
+    /// `window`: how far back `:window_start` reaches (a duration).
+    pub window: Option<Spanned<String>>,
 }
 
 const RULE_KEYS: &[&str] = &[
@@ -144,6 +146,7 @@ const RULE_KEYS: &[&str] = &[
     "params",
     "where",
     "sql",
+    "window",
 ];
 
 /// Parses one rule file, recording every problem in `diags`.
@@ -224,6 +227,7 @@ fn parse_rule(
         params: Vec::new(),
         where_: None,
         sql: None,
+        window: None,
     };
     for (key, value) in table {
         let name = key.get_ref().as_ref();
@@ -236,6 +240,7 @@ fn parse_rule(
             "remediation" => rule.remediation = string(value, name, file, diags),
             "message" => rule.message = string(value, name, file, diags),
             "sql" => rule.sql = string(value, name, file, diags),
+            "window" => rule.window = string(value, name, file, diags),
             "include_archived" => match value.get_ref().as_bool() {
                 Some(b) => rule.include_archived = Some(Spanned::new(value.span(), b)),
                 None => wrong_type(value, name, "a boolean", file, diags),

@@ -65,6 +65,17 @@ fn apply_param(
 ) {
     let (id, span) = (rule.id.as_str(), span_of(value));
     let Some(default) = rule.defaults.get(name.get_ref()) else {
+        if name.get_ref() == super::WINDOW_PARAM {
+            diags
+                .error(
+                    DiagnosticCode::UnknownParam,
+                    file,
+                    span_of(name),
+                    format!("rule `{id}` has no window: its SQL never reads `:window_start`"),
+                )
+                .label("no window to override");
+            return;
+        }
         let known: Vec<&str> = rule.defaults.keys().map(String::as_str).collect();
         diags
             .error(
@@ -128,6 +139,20 @@ fn apply_param(
                 format!("`{s}` is not an age"),
             )
             .help("ages are like \"90d\", \"12h\", \"30m\", \"45s\" or \"2w\"");
+        return;
+    }
+    if name == super::WINDOW_PARAM
+        && let Value::Str(s) = &parsed
+        && compile::parse_age(s) == Some(0)
+    {
+        diags
+            .error(
+                DiagnosticCode::BadValue,
+                file,
+                span,
+                format!("a window of zero holds no event (rule `{id}`)"),
+            )
+            .label("longer than zero");
         return;
     }
     if let (super::RuleBody::Where { compiled, .. }, Value::Str(s)) = (&rule.body, &parsed)

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 use crate::model::{Family, RuleId, Severity};
 
-use super::{Rule, RuleBody, Value, compile, parse};
+use super::{DEFAULT_WINDOW, ResourceType, Rule, RuleBody, Value, WINDOW_PARAM, compile, parse};
 
 /// Joins the hard-wrapped lines of each paragraph of a rule's prose, so reports, JSON and
 /// CSV get one line per paragraph; blank lines still separate paragraphs.
@@ -45,38 +45,49 @@ pub(super) fn validate(
     let id = check_id(&raw, diags);
     check_prose(&raw, diags);
     let severity = check_severity(&raw, diags);
-    let family = check_resource_type(&raw, diags);
+    let resource_type = check_resource_type(&raw, diags);
     let defaults = check_params(&raw, diags);
-    let body = check_body(&raw, family, &defaults, diags);
+    let body = check_body(&raw, resource_type, &defaults, diags);
     if diags.error_count() > before {
         return None;
     }
-    let (id, severity, family, body) = (id?, severity?, family?, body?);
-    let rule = Rule {
+    let (id, severity, resource_type, body) = (id?, severity?, resource_type?, body?);
+    let mut rule = Rule {
         id: RuleId(id),
-        title: raw.title.map(|t| reflow(t.get_ref())).unwrap_or_default(),
+        title: raw
+            .title
+            .as_ref()
+            .map(|t| reflow(t.get_ref()))
+            .unwrap_or_default(),
         severity,
         default_severity: severity,
-        resource_type: family,
+        resource_type,
         description: raw
             .description
+            .as_ref()
             .map(|t| reflow(t.get_ref()))
             .unwrap_or_default(),
         remediation: raw
             .remediation
+            .as_ref()
             .map(|t| reflow(t.get_ref()))
             .unwrap_or_default(),
         params: defaults.clone(),
         defaults,
         body,
-        include_archived: raw.include_archived.is_some_and(|b| *b.get_ref()),
+        include_archived: raw.include_archived.as_ref().is_some_and(|b| *b.get_ref()),
         source: source.to_owned(),
         line: crate::config::line_column(text, raw.span.start).0,
         enabled: true,
     };
-    if let (Some(conn), Some(sql)) = (scratch, raw.sql.as_ref()) {
-        check_sql(&rule, conn, sql, file, diags);
+    let uses_window = match (scratch, raw.sql.as_ref()) {
+        (Some(conn), Some(sql)) => check_sql(&rule, conn, sql, file, diags),
+        _ => false,
+    };
+    if diags.error_count() > before {
+        return None;
     }
+    check_window(&raw, &mut rule, uses_window, diags);
     if diags.error_count() > before {
         return None;
     }
@@ -160,14 +171,14 @@ fn check_severity(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<Sever
     }
 }
 
-/// The family whose view `resource_type` names.
-fn check_resource_type(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<Family> {
+/// The view `resource_type` names.
+fn check_resource_type(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<ResourceType> {
     let file = raw.file;
     if let Some(rt) = &raw.resource_type {
-        if let Some(f) = Family::from_view(rt.get_ref()) {
-            Some(f)
+        if let Some(r) = ResourceType::from_view(rt.get_ref()) {
+            Some(r)
         } else {
-            let views: Vec<&str> = Family::ALL.iter().map(|f| f.view()).collect();
+            let views = ResourceType::names();
             diags
                 .error(
                     DiagnosticCode::UnknownResourceType,
@@ -190,6 +201,17 @@ fn check_params(raw: &parse::RawRule, diags: &mut Diagnostics) -> BTreeMap<Strin
     let file = raw.file;
     let mut defaults = BTreeMap::new();
     for (name, value) in &raw.params {
+        if name.get_ref() == WINDOW_PARAM {
+            diags
+                .error(
+                    DiagnosticCode::UnexpectedKey,
+                    Some(file),
+                    Some(name.span()),
+                    "`window` is not a param: it is the rule's own key",
+                )
+                .help("write `window = \"48h\"` beside `sql` in the [[rule]] table");
+            continue;
+        }
         if defaults
             .insert(name.get_ref().clone(), value.get_ref().clone())
             .is_some()
@@ -209,7 +231,7 @@ fn check_params(raw: &parse::RawRule, diags: &mut Diagnostics) -> BTreeMap<Strin
 /// never both. The `where` needs the view to compile against.
 fn check_body(
     raw: &parse::RawRule,
-    family: Option<Family>,
+    resource_type: Option<ResourceType>,
     defaults: &BTreeMap<String, Value>,
     diags: &mut Diagnostics,
 ) -> Option<RuleBody> {
@@ -237,7 +259,11 @@ fn check_body(
                 .help("add [rule.where] conditions or a `sql` query");
             None
         }
-        (Some(cond), None) => family.and_then(|family| {
+        (Some(cond), None) => resource_type.and_then(|resource_type| {
+            let Some(family) = resource_type.family() else {
+                where_over_audit_log(raw, resource_type, diags);
+                return None;
+            };
             if let Some(m) = &raw.message {
                 check_template(m, family, defaults, file, diags);
             }
@@ -262,6 +288,94 @@ fn check_body(
             Some(RuleBody::Sql {
                 sql: sql.get_ref().clone(),
             })
+        }
+    }
+}
+
+/// A `where` names columns of a family's view and cannot bound events by their time: a
+/// rule over the audit log is a `sql` rule.
+fn where_over_audit_log(
+    raw: &parse::RawRule,
+    resource_type: ResourceType,
+    diags: &mut Diagnostics,
+) {
+    let (code, message) = if resource_type == ResourceType::AuditLogEvents {
+        (
+            DiagnosticCode::WindowNeeded,
+            "a `where` rule cannot bound events by `:window_start`: a rule over `audit_log_events` is written in `sql`",
+        )
+    } else {
+        (
+            DiagnosticCode::BadCondition,
+            "`audit_log_status` has no `resource_id` column: a rule over it is written in `sql`",
+        )
+    };
+    let span = raw.resource_type.as_ref().map(toml::Spanned::span);
+    diags
+        .error(code, Some(raw.file), span, message)
+        .help("`orgwarden rules explain audit-logging-disabled` shows one such rule");
+}
+
+/// Settles the rule's window: a rule whose SQL reads `:window_start` gets the `window`
+/// param (its `window` key, 24h by default), which `[rules.params.<id>]` may override; a
+/// `window` nothing reads, or events read with no bound (findings that could never
+/// resolve), is refused.
+fn check_window(raw: &parse::RawRule, rule: &mut Rule, uses_window: bool, diags: &mut Diagnostics) {
+    let file = raw.file;
+    match (&raw.window, uses_window) {
+        (Some(window), false) => {
+            diags
+                .error(
+                    DiagnosticCode::WindowUnused,
+                    Some(file),
+                    Some(window.span()),
+                    "`window` is set, but the rule's SQL never reads `:window_start`",
+                )
+                .label("nothing reads this")
+                .help("bound the events with `effective_at >= :window_start`, or remove `window`");
+        }
+        (None, false) => {
+            if rule.resource_type == ResourceType::AuditLogEvents
+                && let Some(sql) = &raw.sql
+            {
+                diags
+                    .error(
+                        DiagnosticCode::WindowNeeded,
+                        Some(file),
+                        Some(sql.span()),
+                        "a rule over `audit_log_events` must bound its events by `:window_start`; without it a finding never resolves",
+                    )
+                    .label("this query reads every event ever stored")
+                    .help("add `AND effective_at >= :window_start`; the window is 24h unless the rule's `window` key says otherwise");
+            }
+        }
+        (window, true) => {
+            let text = window
+                .as_ref()
+                .map_or(DEFAULT_WINDOW, |w| w.get_ref().as_str());
+            let span = window.as_ref().map(toml::Spanned::span);
+            match text.parse::<crate::duration::Duration>() {
+                Ok(d) if d.is_zero() => {
+                    diags
+                        .error(
+                            DiagnosticCode::BadValue,
+                            Some(file),
+                            span,
+                            "a window of zero holds no event",
+                        )
+                        .label("longer than zero");
+                }
+                Ok(_) => {
+                    let value = Value::Str(text.to_owned());
+                    rule.defaults.insert(WINDOW_PARAM.to_owned(), value.clone());
+                    rule.params.insert(WINDOW_PARAM.to_owned(), value);
+                }
+                Err(e) => {
+                    diags
+                        .error(DiagnosticCode::BadDuration, Some(file), span, e.to_string())
+                        .label("not a duration");
+                }
+            }
         }
     }
 }
@@ -334,14 +448,15 @@ fn check_template(
 }
 
 /// Prepares a `sql` rule on an empty store: it must prepare, be read-only, return the
-/// three columns and only use `:now`, `:unread` and the rule's params.
+/// three columns and only use `:now`, `:unread`, `:window_start` and the rule's params.
+/// True when it reads `:window_start`.
 fn check_sql(
     rule: &Rule,
     conn: &Connection,
     sql: &toml::Spanned<String>,
     file: FileId,
     diags: &mut Diagnostics,
-) {
+) -> bool {
     let before = diags.error_count();
     let inner = sql.get_ref().trim().trim_end_matches(';');
     let stmt = match conn.prepare(inner) {
@@ -356,7 +471,7 @@ fn check_sql(
                 )
                 .label("this query")
                 .help("queries run over the views listed in docs/views.md (`orgwarden query --help` names them); `orgwarden rules explain ID` shows a rule's SQL");
-            return;
+            return false;
         }
     };
     if !stmt.readonly() {
@@ -384,9 +499,11 @@ fn check_sql(
             )
             .help(format!("it returns: {}", names.join(", ")));
     }
+    let mut uses_window = false;
     for i in 1..=stmt.parameter_count() {
         match stmt.parameter_name(i) {
             Some(":now" | ":unread") => {}
+            Some(":window_start") => uses_window = true,
             Some(name) if name.starts_with(':') && rule.defaults.contains_key(&name[1..]) => {}
             Some(name) => {
                 diags
@@ -395,7 +512,7 @@ fn check_sql(
                         Some(file),
                         Some(sql.span()),
                         format!(
-                            "SQL uses `{name}`, which is neither `:now`, `:unread` nor a param of the rule"
+                            "SQL uses `{name}`, which is neither `:now`, `:unread`, `:window_start` nor a param of the rule"
                         ),
                     )
                     .help("declare it under [rule.params]; bind it as `:name`");
@@ -412,7 +529,7 @@ fn check_sql(
     }
     drop(stmt);
     if diags.error_count() > before {
-        return;
+        return uses_window;
     }
     if let Err(e) = conn.prepare(&rule.sql()) {
         diags.error(
@@ -425,6 +542,7 @@ fn check_sql(
             ),
         );
     }
+    uses_window
 }
 
 fn sqlite_message(e: &rusqlite::Error) -> String {

@@ -5,10 +5,16 @@
 //! - [`render`]: the one place objects become API JSON (also [`Org::scope_results`]);
 //! - [`api`]: every operation of the 14 project families, independent of HTTP;
 //! - [`http`]: the axum server (latency, request budget, Bearer auth, faults);
+//! - [`audit_log`]: the organization's audit log, its events and its list endpoint
+//!   ([`audit_schema`]: the spec's `AuditLog` schema the file's events are checked against);
 //! - [`faults`], [`ratelimit`]: injected failures and the 429 token bucket.
 
 pub mod api;
 mod api_org;
+pub mod audit_log;
+pub mod audit_schema;
+#[cfg(test)]
+mod audit_writes_tests;
 pub mod costs;
 pub mod faults;
 pub mod generate;

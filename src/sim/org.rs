@@ -90,6 +90,8 @@ pub struct Org {
     pub extra: Map<String, Value>,
     /// The daily costs `GET /organization/costs` serves.
     pub costs: super::costs::Costs,
+    /// The audit log `GET /organization/audit_logs` serves; every accepted write adds to it.
+    pub audit_log: super::audit_log::AuditLog,
     /// Feeds the ids of objects created through the API.
     pub(crate) serial: u64,
 }
@@ -506,6 +508,7 @@ impl Org {
             quirks: Quirks::default(),
             extra: Map::new(),
             costs: super::costs::Costs::default(),
+            audit_log: super::audit_log::AuditLog::default(),
             serial: 0,
         }
     }
@@ -892,6 +895,7 @@ fn parse_org(value: &Value, now: i64) -> R<Org> {
     }
     fill_user_times(&mut org, now);
     parse_org_settings(&mut r, &mut org, now)?;
+    super::audit_log::parse_audit_log(&mut r, &mut org)?;
     org.extra = r.extra();
     super::costs::parse(value, now, &mut org)?;
     Ok(org)

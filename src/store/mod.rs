@@ -6,6 +6,7 @@
 //! migrations applied, views matching this binary.
 
 mod attribution;
+mod audit_log;
 mod canon;
 mod costs;
 mod history;
@@ -30,6 +31,7 @@ use serde::Serialize;
 use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotStatus};
 
 pub use attribution::{events_naming, read_span};
+pub use audit_log::AuditLogSummary;
 pub use canon::FieldChange;
 pub use costs::{ProjectSpend, org_spend, project_spend, project_spend_in};
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
@@ -39,6 +41,9 @@ pub use views::{ExtraColumn, HISTORY_VIEWS, audit_log_views, extra_columns, spen
 
 /// The costs tables (migration 0005), for scratch schemas that check rule SQL.
 pub const COSTS_SCHEMA: &str = include_str!("migrations/0005_costs.sql");
+
+/// The audit-log tables (migration 0008), for scratch schemas that check rule SQL.
+pub const AUDIT_LOG_SCHEMA: &str = include_str!("migrations/0008_audit_log.sql");
 pub use writer::SnapshotWriter;
 
 /// The migrations, in order; `PRAGMA user_version` counts how many were applied.
@@ -218,11 +223,14 @@ pub struct SnapshotInfo {
     pub scopes_failed: u64,
     /// Object versions (added, changed, removed) this snapshot recorded.
     pub changes: u64,
+    /// The audit-log read this snapshot recorded; `None` when it made none.
+    pub audit_log: Option<AuditLogSummary>,
 }
 
 impl SnapshotInfo {
     /// `{"id", "org", "started_at", "finished_at", "status", "requests", "errors", "retries",
-    /// "rate_limited", "scopes_read", "scopes_failed", "changes", "objects": {view: count}}`.
+    /// "rate_limited", "scopes_read", "scopes_failed", "changes", "objects": {view: count},
+    /// "audit_log": {…} or null}`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "id": self.id.0,
@@ -238,6 +246,7 @@ impl SnapshotInfo {
             "scopes_failed": self.scopes_failed,
             "changes": self.changes,
             "objects": self.objects,
+            "audit_log": self.audit_log.as_ref().map(AuditLogSummary::to_json),
         })
     }
 }
@@ -656,6 +665,14 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether snapshot `id` read the audit log completely: only then may a finding about
+    /// the log's events be resolved (a failed, disabled or skipped read says nothing).
+    pub fn audit_log_read_complete(&self, id: SnapshotId) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(AUDIT_LOG_COMPLETE, [id.0], |row| row.get(0))?)
+    }
+
     /// Applies migrations and recreates the views.
     fn prepare(&mut self) -> Result<(), StoreError> {
         migrate(&mut self.conn, self.path.as_deref())?;
@@ -663,10 +680,15 @@ impl Store {
     }
 }
 
+/// Whether the snapshot `?1` read the audit log completely (0 or 1).
+pub const AUDIT_LOG_COMPLETE: &str = "SELECT EXISTS (SELECT 1 FROM audit_log_read \
+     WHERE snapshot_id = ?1 AND outcome = 'complete')";
+
 const SNAPSHOT_SELECT: &str = "SELECT s.id, s.org, s.started_at, s.finished_at, s.status,
     s.requests, s.errors, s.retries, s.rate_limited, s.objects, s.scopes_read, s.scopes_failed,
-    (SELECT count(*) FROM version v WHERE v.from_snapshot = s.id)
-    FROM snapshot s";
+    (SELECT count(*) FROM version v WHERE v.from_snapshot = s.id),
+    r.outcome, r.since, r.through, r.requests, r.received, r.stored, r.error
+    FROM snapshot s LEFT JOIN audit_log_read r ON r.snapshot_id = s.id";
 
 /// Reads one row of [`SNAPSHOT_SELECT`]; the inner result reports stored data this binary
 /// cannot read back.
@@ -692,6 +714,7 @@ fn read_snapshot_row(
     let scopes_read = count(10)?;
     let scopes_failed = count(11)?;
     let changes = count(12)?;
+    let audit_log = audit_log::audit_log_summary(row, 13)?;
     Ok((|| {
         let status: SnapshotStatus = status
             .parse()
@@ -709,6 +732,7 @@ fn read_snapshot_row(
             scopes_read,
             scopes_failed,
             changes,
+            audit_log,
         })
     })())
 }

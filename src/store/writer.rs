@@ -206,6 +206,16 @@ impl SnapshotWriter<'_> {
             [self.id.0],
             |row| row.get(0),
         )?;
+        let audit_log = self
+            .tx
+            .query_row(
+                "SELECT r.outcome, r.since, r.through, r.requests, r.received, r.stored, r.error
+                 FROM audit_log_read r WHERE r.snapshot_id = ?1",
+                [self.id.0],
+                |row| super::audit_log::audit_log_summary(row, 0),
+            )
+            .optional()?
+            .flatten();
         self.tx.commit()?;
         Ok(SnapshotInfo {
             id: self.id,
@@ -219,6 +229,7 @@ impl SnapshotWriter<'_> {
             scopes_failed: self.failed.len() as u64,
             // SQLite counts as i64; a count is never negative.
             changes: u64::try_from(changes).unwrap_or(0),
+            audit_log,
         })
     }
 

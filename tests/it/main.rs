@@ -12,6 +12,8 @@
 mod support;
 
 mod audit_e2e;
+mod audit_log_feed;
+mod audit_log_rules;
 mod audit_notify;
 mod audit_report;
 mod cli_output;

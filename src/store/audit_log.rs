@@ -1,0 +1,284 @@
+//! Storing the organization's audit log (migration 0008): events stored once by id in the
+//! snapshot's transaction as the read delivers them, and one `audit_log_read` row per read
+//! saying where the next read starts.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use crate::audit_log::AuditEvent;
+use crate::audit_log::read::{AuditLogOutcome, AuditLogRead, Watermark};
+
+use super::{SnapshotWriter, Store, StoreError};
+
+impl Store {
+    /// Where the newest complete audit-log read left the feed; `None` when no read was
+    /// ever complete.
+    pub fn audit_log_watermark(&self) -> Result<Option<Watermark>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT since, through FROM audit_log_read WHERE outcome = 'complete'
+                 ORDER BY snapshot_id DESC LIMIT 1",
+                [],
+                |row| {
+                    Ok(Watermark {
+                        since: row.get(0)?,
+                        through: row.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
+
+/// What a snapshot recorded of its audit-log read, as `snapshot` and `audit` report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditLogSummary {
+    /// `complete`, `failed` or `disabled`.
+    pub outcome: String,
+    /// The `effective_at[gte]` asked for (Unix seconds).
+    pub since: i64,
+    /// The newest `effective_at` known after the read (complete reads only).
+    pub through: Option<i64>,
+    /// Pages requested.
+    pub requests: u32,
+    /// Events the pages held.
+    pub received: u64,
+    /// Events new to the store.
+    pub stored: u64,
+    /// Why the read failed or what the API said of a disabled log.
+    pub error: Option<String>,
+}
+
+impl SnapshotWriter<'_> {
+    /// Stores one page of events with this snapshot; an event already stored (the overlap
+    /// every read starts with) is left as it is. Returns how many were new.
+    pub fn store_audit_events(&mut self, events: &[AuditEvent]) -> Result<u64, StoreError> {
+        let id = self.id().0;
+        let mut insert = self.tx().prepare_cached(
+            "INSERT INTO audit_event (id, type, effective_at, project_id, project_name,
+                actor_type, actor_user_id, actor_user_email, actor_ip, actor_api_key_id,
+                actor_service_account_id, resource_id, raw, snapshot_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (id) DO NOTHING",
+        )?;
+        let mut stored = 0u64;
+        for e in events {
+            let raw = serde_json::to_string(&e.raw)
+                .map_err(|err| StoreError::Corrupt(format!("audit event {}: {err}", e.id)))?;
+            let a = &e.actor;
+            stored += u64::try_from(insert.execute(params![
+                e.id.as_str(),
+                e.kind,
+                e.effective_at,
+                e.project_id.as_ref().map(crate::model::ProjectId::as_str),
+                e.project_name,
+                a.kind,
+                a.user_id,
+                a.user_email,
+                a.ip,
+                a.api_key_id,
+                a.service_account_id,
+                e.resource_id,
+                raw,
+                id,
+            ])?)
+            .unwrap_or(0);
+        }
+        Ok(stored)
+    }
+
+    /// Records how the read ended. A complete read keeps its events and moves the
+    /// watermark to the newest event known (never past the read's start); a failed or
+    /// disabled one takes back every event it stored, so the next read starts from the same
+    /// point and finds them new. `stored` is what [`SnapshotWriter::store_audit_events`]
+    /// counted.
+    pub fn record_audit_log_read(
+        &mut self,
+        read: &AuditLogRead,
+        stored: u64,
+    ) -> Result<(), StoreError> {
+        let id = self.id().0;
+        let tx = self.tx();
+        let (through, stored, status, error) = match &read.outcome {
+            AuditLogOutcome::Complete => {
+                let before: Option<i64> = tx.query_row(
+                    "SELECT max(through) FROM audit_log_read WHERE outcome = 'complete'",
+                    [],
+                    |row| row.get(0),
+                )?;
+                let newest = read.newest.map(|n| n.min(read.started_at));
+                (newest.max(before), stored, None, None)
+            }
+            AuditLogOutcome::Failed(e) | AuditLogOutcome::Disabled(e) => {
+                tx.execute("DELETE FROM audit_event WHERE snapshot_id = ?1", [id])?;
+                (None, 0, e.status, Some(e.message.clone()))
+            }
+        };
+        let requests = read.requests;
+        tx.execute(
+            "INSERT OR REPLACE INTO audit_log_read
+             (snapshot_id, since, through, outcome, requests, received, stored, http_status, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                id,
+                read.since,
+                through,
+                read.outcome.as_str(),
+                requests,
+                i64::try_from(read.received).unwrap_or(i64::MAX),
+                i64::try_from(stored).unwrap_or(i64::MAX),
+                status,
+                error,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+impl AuditLogSummary {
+    /// `{"outcome", "since", "through", "requests", "received", "stored", "error"}`, times
+    /// RFC 3339 UTC.
+    pub fn to_json(&self) -> serde_json::Value {
+        let time = |t: i64| super::from_unix(t).ok().map(super::rfc3339);
+        serde_json::json!({
+            "outcome": self.outcome,
+            "since": time(self.since),
+            "through": self.through.and_then(time),
+            "requests": self.requests,
+            "received": self.received,
+            "stored": self.stored,
+            "error": self.error,
+        })
+    }
+}
+
+/// Reads `audit_log_read`'s `outcome, since, through, requests, received, stored, error`
+/// starting at column `at`; `None` when the snapshot made no audit-log read (the columns
+/// come from a left join).
+pub(super) fn audit_log_summary(
+    row: &rusqlite::Row<'_>,
+    at: usize,
+) -> rusqlite::Result<Option<AuditLogSummary>> {
+    let Some(outcome) = row.get::<_, Option<String>>(at)? else {
+        return Ok(None);
+    };
+    let count = |i: usize| -> rusqlite::Result<u64> {
+        Ok(u64::try_from(row.get::<_, i64>(at + i)?).unwrap_or(0))
+    };
+    Ok(Some(AuditLogSummary {
+        outcome,
+        since: row.get(at + 1)?,
+        through: row.get(at + 2)?,
+        requests: u32::try_from(count(3)?).unwrap_or(u32::MAX),
+        received: count(4)?,
+        stored: count(5)?,
+        error: row.get(at + 6)?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CrawlStats, ScopeError, SnapshotStatus};
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+
+    fn event(id: &str, at: i64) -> AuditEvent {
+        AuditEvent::from_api(&json!({
+            "id": id, "type": "api_key.created", "effective_at": at,
+            "actor": {"type": "session", "session": {"user": {"id": "u", "email": "a@b.c"}}},
+            "api_key.created": {"id": format!("key_{id}")}
+        }))
+        .unwrap()
+    }
+
+    fn read(since: i64, events: &[AuditEvent], outcome: AuditLogOutcome) -> AuditLogRead {
+        AuditLogRead {
+            since,
+            started_at: 10_000,
+            requests: 1,
+            received: events.len() as u64,
+            newest: events.iter().map(|e| e.effective_at).max(),
+            outcome,
+        }
+    }
+
+    /// Stores one snapshot whose audit-log read delivered `events` and ended `outcome`.
+    fn snapshot(store: &mut Store, events: &[AuditEvent], outcome: AuditLogOutcome) -> u64 {
+        let since = crate::audit_log::read::plan(
+            10_000,
+            store.audit_log_watermark().unwrap(),
+            crate::duration::Duration::from_secs(5_000),
+        );
+        let mut w = store
+            .begin_snapshot("acme", Utc.timestamp_opt(10_000, 0).unwrap())
+            .unwrap();
+        let stored = w.store_audit_events(events).unwrap();
+        w.record_audit_log_read(&read(since, events, outcome), stored)
+            .unwrap();
+        let info = w
+            .finish(&CrawlStats::default(), Utc::now(), SnapshotStatus::Complete)
+            .unwrap();
+        let summary = info.audit_log.expect("the read is recorded");
+        assert_eq!(summary.since, since);
+        assert_eq!(
+            store.latest_snapshot().unwrap().unwrap().audit_log,
+            Some(summary.clone())
+        );
+        summary.stored
+    }
+
+    fn count(store: &Store) -> i64 {
+        store
+            .conn
+            .query_row("SELECT count(*) FROM audit_event", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_re_read_event_is_stored_once_and_the_watermark_moves_to_the_newest() {
+        let mut store = Store::open_in_memory().unwrap();
+        assert_eq!(store.audit_log_watermark().unwrap(), None);
+        let first = [event("e2", 6_000), event("e1", 5_500)];
+        assert_eq!(snapshot(&mut store, &first, AuditLogOutcome::Complete), 2);
+        let mark = store.audit_log_watermark().unwrap().unwrap();
+        assert_eq!(mark.since, 5_000);
+        assert_eq!(mark.through, Some(6_000));
+        // The overlap re-reads e2; e3 shares its second and is new.
+        let second = [event("e3", 6_000), event("e2", 6_000)];
+        assert_eq!(snapshot(&mut store, &second, AuditLogOutcome::Complete), 1);
+        assert_eq!(count(&store), 3);
+        let mark = store.audit_log_watermark().unwrap().unwrap();
+        assert_eq!(mark.since, 6_000 - crate::audit_log::read::OVERLAP_SECS);
+    }
+
+    #[test]
+    fn a_failed_read_keeps_no_event_and_the_next_starts_from_the_same_point() {
+        let mut store = Store::open_in_memory().unwrap();
+        snapshot(&mut store, &[event("e1", 5_500)], AuditLogOutcome::Complete);
+        let before = store.audit_log_watermark().unwrap();
+        let failed = AuditLogOutcome::Failed(ScopeError {
+            status: Some(500),
+            message: "boom".into(),
+        });
+        let partial = [event("e3", 7_000), event("e2", 6_500)];
+        assert_eq!(snapshot(&mut store, &partial, failed), 0);
+        assert_eq!(count(&store), 1);
+        assert_eq!(store.audit_log_watermark().unwrap(), before);
+        assert_eq!(snapshot(&mut store, &partial, AuditLogOutcome::Complete), 2);
+        assert_eq!(count(&store), 3);
+    }
+
+    #[test]
+    fn a_watermark_never_passes_the_read_s_start() {
+        let mut store = Store::open_in_memory().unwrap();
+        snapshot(
+            &mut store,
+            &[event("future", 99_999_999)],
+            AuditLogOutcome::Complete,
+        );
+        let mark = store.audit_log_watermark().unwrap().unwrap();
+        assert_eq!(mark.through, Some(10_000));
+    }
+}

@@ -1,0 +1,257 @@
+//! End to end: the binary reads the organization's audit log from the in-process simulator
+//! with every snapshot — the first run the lookback, later runs only what is new (one
+//! request when nothing is) — keeps nothing of a read that fails half-way and catches up on
+//! the next run, keeps events of the same second read by two runs, says when the
+//! organization has audit logging off, and sends no request when `[audit_log]` is off.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use orgwarden::sim::{Fault, FaultKind, Org, SimHandle, SimOptions, start_background};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-admin-auditlog-0123456789";
+const PATH: &str = "/organization/audit_logs";
+
+fn sim(org: Org) -> SimHandle {
+    start_background(org, SimOptions::default()).unwrap()
+}
+
+fn run(dir: &Path, base_url: &str, args: &[&str]) -> Output {
+    crate::support::orgwarden()
+        .args(["--db", "audit.db", "--base-url", base_url])
+        .args(args)
+        .current_dir(dir)
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .output()
+        .unwrap()
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+}
+
+/// One `snapshot --format json` run: its exit code and its audit-log read.
+fn snapshot(dir: &Path, url: &str) -> (i32, Value, Value) {
+    let out = run(dir, url, &["snapshot", "--format", "json"]);
+    let doc = json_of(&out);
+    (
+        out.status.code().unwrap_or(-1),
+        doc["audit_log"].clone(),
+        doc,
+    )
+}
+
+/// The stored events' ids, newest first.
+fn stored_ids(dir: &Path, url: &str) -> Vec<String> {
+    let out = run(
+        dir,
+        url,
+        &[
+            "query",
+            "--format",
+            "json",
+            "SELECT id FROM audit_log_events ORDER BY effective_at DESC, id DESC",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_of(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// An organization with one project and `events`, each `(id, effective_at)`.
+fn org_with(events: &[(String, Value)], enabled: bool) -> Org {
+    let events: Vec<Value> = events
+        .iter()
+        .map(|(id, at)| {
+            json!({"id": id, "type": "login.succeeded", "effective_at": at,
+                   "actor": {"type": "session", "session": {
+                       "user": {"id": "user-ada", "email": "ada@acme.com"},
+                       "ip_address": "203.0.113.5"}},
+                   "login.succeeded": {}})
+        })
+        .collect();
+    let text = json!({
+        "organization": "acme",
+        "projects": [{"id": "proj_a", "name": "A", "created_at": "-100d"}],
+        "audit_log": {"enabled": enabled, "events": events}
+    })
+    .to_string();
+    Org::from_json_str(&text, chrono::Utc::now().timestamp()).unwrap()
+}
+
+/// `n` events a minute apart, the newest an hour ago, plus one outside the 30-day lookback.
+fn many(n: usize) -> Vec<(String, Value)> {
+    let mut events: Vec<(String, Value)> = (0..n)
+        .map(|i| (format!("audit_log-m{i:04}"), json!(format!("-{}m", 60 + i))))
+        .collect();
+    events.push(("audit_log-old".to_owned(), json!("-40d")));
+    events
+}
+
+#[test]
+fn the_first_run_reads_the_lookback_and_a_run_with_nothing_new_costs_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(org_with(&many(150), true));
+    let url = sim.base_url();
+    let (code, read, doc) = snapshot(dir.path(), &url);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(read["outcome"], "complete", "{read}");
+    assert_eq!(
+        read["received"], 150,
+        "the event before the lookback is not read"
+    );
+    assert_eq!(read["stored"], 150);
+    assert_eq!(read["requests"], 2, "150 events are two pages of 100");
+    let ids = stored_ids(dir.path(), &url);
+    assert_eq!(ids.len(), 150);
+    assert!(!ids.contains(&"audit_log-old".to_owned()));
+
+    let (code, read, doc) = snapshot(dir.path(), &url);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(read["outcome"], "complete", "{read}");
+    assert_eq!(read["requests"], 1, "nothing new: one request");
+    assert_eq!(read["stored"], 0);
+    assert_eq!(stored_ids(dir.path(), &url).len(), 150);
+}
+
+#[test]
+fn a_500_in_the_middle_of_the_pages_stores_nothing_and_the_next_run_stores_every_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(org_with(&many(250), true));
+    let url = sim.base_url();
+    // The first page is answered; every later one fails, retries included.
+    sim.add_fault(Fault {
+        path_prefix: PATH.into(),
+        kind: FaultKind::Delay(Duration::ZERO),
+        times: Some(1),
+    });
+    sim.add_fault(Fault {
+        path_prefix: PATH.into(),
+        kind: FaultKind::Status(500),
+        times: None,
+    });
+    let (code, read, doc) = snapshot(dir.path(), &url);
+    assert_eq!(
+        code, 3,
+        "a failed audit-log read makes the snapshot partial: {doc}"
+    );
+    assert_eq!(doc["status"], "partial");
+    assert_eq!(read["outcome"], "failed", "{read}");
+    assert_eq!(read["received"], 100, "the first page was read");
+    assert_eq!(read["stored"], 0);
+    assert!(
+        stored_ids(dir.path(), &url).is_empty(),
+        "nothing of it is kept"
+    );
+
+    sim.clear_faults();
+    let (code, read, doc) = snapshot(dir.path(), &url);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(read["outcome"], "complete", "{read}");
+    assert_eq!(read["stored"], 250);
+    let mut ids = stored_ids(dir.path(), &url);
+    ids.dedup();
+    assert_eq!(ids.len(), 250, "every event exactly once");
+}
+
+#[test]
+fn events_of_the_same_second_read_by_two_runs_are_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = chrono::Utc::now().timestamp() - 3_600;
+    let events = [
+        ("audit_log-s1".to_owned(), json!(at)),
+        ("audit_log-s2".to_owned(), json!(at)),
+    ];
+    let sim = sim(org_with(&events, true));
+    let url = sim.base_url();
+    let (code, read, _) = snapshot(dir.path(), &url);
+    assert_eq!((code, read["stored"].clone()), (0, json!(2)), "{read}");
+    // An event of the same second reaches the log after the first read.
+    sim.with_org(|org| {
+        assert!(org.audit_log.insert(json!({
+            "id": "audit_log-s0", "type": "login.failed", "effective_at": at,
+            "login.failed": {"error_code": "invalid_password"}
+        })));
+    });
+    let (code, read, _) = snapshot(dir.path(), &url);
+    assert_eq!(code, 0);
+    assert_eq!(
+        read["received"], 3,
+        "the overlap re-reads the boundary second"
+    );
+    assert_eq!(read["stored"], 1);
+    assert_eq!(
+        stored_ids(dir.path(), &url),
+        ["audit_log-s2", "audit_log-s1", "audit_log-s0"]
+    );
+}
+
+#[test]
+fn an_organization_with_audit_logging_off_is_recorded_disabled_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(org_with(&many(3), false));
+    let url = sim.base_url();
+    let (code, read, doc) = snapshot(dir.path(), &url);
+    assert_eq!(code, 0, "audit logging off is not a failed read: {doc}");
+    assert_eq!(doc["status"], "complete");
+    assert_eq!(read["outcome"], "disabled", "{read}");
+    assert!(
+        read["error"]
+            .as_str()
+            .unwrap()
+            .contains("Audit logging is not enabled"),
+        "{read}"
+    );
+    let out = run(
+        dir.path(),
+        &url,
+        &[
+            "query",
+            "--format",
+            "json",
+            "SELECT outcome, http_status FROM audit_log_status",
+        ],
+    );
+    assert_eq!(
+        json_of(&out),
+        json!([{"outcome": "disabled", "http_status": 403}])
+    );
+}
+
+#[test]
+fn audit_log_enabled_false_sends_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[audit_log]\nenabled = false\n",
+    )
+    .unwrap();
+    let sim = sim(org_with(&many(3), true));
+    let url = sim.base_url();
+    // Any audit-log request would fail, and make the snapshot partial.
+    sim.add_fault(Fault {
+        path_prefix: PATH.into(),
+        kind: FaultKind::Status(500),
+        times: None,
+    });
+    let (code, read, doc) = snapshot(dir.path(), &url);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(read, Value::Null, "no read is recorded: {doc}");
+    assert!(stored_ids(dir.path(), &url).is_empty());
+}
