@@ -230,6 +230,9 @@ pub fn evaluate(
         &store.failed_scopes(snapshot.id)?,
         store.audit_log_read_complete(snapshot.id)?,
     );
+    let previous = store
+        .previous_usable_snapshot(snapshot.id)?
+        .map(|s| s.started_at.timestamp());
     let tx = store.begin()?;
     // A rule stopped at its budget said nothing: its findings are kept out of the
     // reconciliation, so none is resolved by a rule that did not finish.
@@ -238,7 +241,7 @@ pub fn evaluate(
         .into_iter()
         .filter(|f| !stopped.contains(&f.rule_id))
         .collect();
-    let reconciled = findings::reconcile(
+    let mut reconciled = findings::reconcile(
         &prior,
         &evaluation.hits,
         &evaluated_rules(inputs.rules),
@@ -246,6 +249,12 @@ pub fn evaluate(
         &coverage,
         now,
     );
+    findings::attribute_transitions(
+        tx.reader().conn(),
+        &mut reconciled,
+        previous,
+        snapshot.finished_at.timestamp(),
+    )?;
     findings::write(&tx, &reconciled, Some(snapshot.id))?;
     let all = findings::load(tx.reader())?;
     let notified = match inputs.announce {

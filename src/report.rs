@@ -320,6 +320,7 @@ pub fn finding_json(f: &Finding) -> Json {
         "first_seen": rfc3339(f.first_seen_at()),
         "last_seen": rfc3339(f.last_seen_at()),
         "remediation": f.remediation,
+        "changed_by": f.changed_by,
     })
 }
 
@@ -802,6 +803,7 @@ mod tests {
             last_seen: 1_800_086_400,
             resolved_at: None,
             last_notified_at: None,
+            changed_by: None,
         }
     }
 

@@ -6,11 +6,155 @@
 //! taken with an admin key with the organization's default project, not the project the
 //! object lives in, and the ids the API hands out are unique across projects.
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::Family;
+use crate::model::{AuditEventId, Family};
 
-use super::AuditEvent;
+use super::{Actor, AuditEvent};
+
+/// The event that explains a change: who did it, when, from where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedBy {
+    /// The event's id.
+    pub event_id: AuditEventId,
+    /// The event's type (`api_key.created`).
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Who did it.
+    pub actor: Actor,
+}
+
+impl ChangedBy {
+    /// The explanation an event gives (`None` for a time out of range).
+    pub fn from_event(event: &AuditEvent) -> Option<ChangedBy> {
+        Some(ChangedBy {
+            event_id: event.id.clone(),
+            event_type: event.kind.clone(),
+            at: DateTime::from_timestamp(event.effective_at, 0)?,
+            actor: event.actor.clone(),
+        })
+    }
+
+    /// One line for people: `ada@acme.com from 203.0.113.5 at 2026-12-03T10:02:00Z
+    /// (api_key.created)`. The actor's text comes from the API: callers showing it on a
+    /// terminal pass it through `report::inert`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} at {} ({})",
+            self.actor.describe(),
+            self.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            self.event_type
+        )
+    }
+}
+
+/// What the audit log says about one change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Attribution {
+    /// These events explain it, newest first.
+    Recorded {
+        /// The explaining events.
+        events: Vec<ChangedBy>,
+    },
+    /// The log was read over the whole interval and holds no event for it.
+    NotRecorded,
+    /// The log has no event type for this family (retention, spend, permissions, …).
+    NeverRecorded,
+    /// The log was not read completely over the interval (off, failing, or not yet
+    /// read that far): whether it recorded the change is unknown.
+    NotRead,
+}
+
+impl Attribution {
+    /// One line for people (see [`ChangedBy::describe`] about inert text).
+    pub fn describe(&self, family: Family) -> String {
+        match self {
+            Attribution::Recorded { events } => {
+                const SHOWN: usize = 3;
+                let mut parts: Vec<String> =
+                    events.iter().take(SHOWN).map(ChangedBy::describe).collect();
+                if events.len() > SHOWN {
+                    parts.push(format!("and {} more", events.len() - SHOWN));
+                }
+                parts.join("; ")
+            }
+            Attribution::NotRecorded => "not recorded by the audit log".to_owned(),
+            Attribution::NeverRecorded => format!(
+                "not recorded by the audit log (it has no events for {})",
+                family.view()
+            ),
+            Attribution::NotRead => {
+                "unknown: the audit log was not read over this interval".to_owned()
+            }
+        }
+    }
+}
+
+/// The stretch of time the audit log was read completely: from the `since` of the first
+/// complete read to the start of the newest one (a failed read in between is caught up
+/// by the next complete one, which starts where the last complete one ended).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadSpan {
+    /// The earliest time read (Unix seconds).
+    pub from: i64,
+    /// The latest time read.
+    pub through: i64,
+}
+
+/// Attributes a change of `family`'s object `resource_id` (with `parent_id`) made after
+/// `after` (`None`: before the first snapshot, so any earlier event may explain it) and
+/// no later than `until`, from `candidates` (any events; those that explain it are kept).
+/// `read_until` is when the newer snapshot started: a change after that is read by the
+/// next run's log read, not this one's.
+#[allow(clippy::too_many_arguments)]
+pub fn attribute<'e>(
+    candidates: impl IntoIterator<Item = &'e AuditEvent>,
+    family: Family,
+    resource_id: &str,
+    parent_id: Option<&str>,
+    after: Option<i64>,
+    until: i64,
+    read_until: i64,
+    span: Option<ReadSpan>,
+) -> Attribution {
+    if coverage(family) == LogCoverage::NeverRecorded {
+        return Attribution::NeverRecorded;
+    }
+    let mut events: Vec<&AuditEvent> = candidates
+        .into_iter()
+        .filter(|e| {
+            explains(
+                e,
+                family,
+                resource_id,
+                parent_id,
+                after.unwrap_or(i64::MIN),
+                until,
+            )
+        })
+        .collect();
+    if !events.is_empty() {
+        events.sort_by(|a, b| (b.effective_at, &b.id).cmp(&(a.effective_at, &a.id)));
+        events.dedup_by(|a, b| a.id == b.id);
+        return Attribution::Recorded {
+            events: events
+                .into_iter()
+                .filter_map(ChangedBy::from_event)
+                .collect(),
+        };
+    }
+    match (after, span) {
+        (Some(after), Some(span)) if span.from <= after && span.through >= read_until => {
+            Attribution::NotRecorded
+        }
+        _ => Attribution::NotRead,
+    }
+}
 
 /// What the audit log can say about changes to one family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,6 +384,76 @@ mod tests {
             100,
             200
         ));
+    }
+
+    #[test]
+    fn a_change_is_not_recorded_only_where_the_log_was_read_over_its_interval() {
+        let e = event("api_key.created", 150, json!({"id": "key_a"}));
+        let span = Some(ReadSpan {
+            from: 50,
+            through: 300,
+        });
+        let at = |id: &str, after: Option<i64>, span: Option<ReadSpan>| {
+            attribute(
+                [&e],
+                Family::ProjectApiKeys,
+                id,
+                None,
+                after,
+                200,
+                200,
+                span,
+            )
+        };
+        match at("key_a", Some(100), span) {
+            Attribution::Recorded { events } => {
+                assert_eq!(events[0].event_type, "api_key.created");
+                assert_eq!(events.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(at("key_b", Some(100), span), Attribution::NotRecorded);
+        assert_eq!(
+            at("key_b", Some(40), span),
+            Attribution::NotRead,
+            "read from 50 only"
+        );
+        assert_eq!(
+            at("key_b", None, span),
+            Attribution::NotRead,
+            "before the first snapshot"
+        );
+        assert_eq!(
+            at("key_b", Some(100), None),
+            Attribution::NotRead,
+            "never read"
+        );
+        let late = Some(ReadSpan {
+            from: 50,
+            through: 199,
+        });
+        assert_eq!(
+            at("key_b", Some(100), late),
+            Attribution::NotRead,
+            "not read that far"
+        );
+        assert_eq!(
+            attribute(
+                [&e],
+                Family::ProjectDataRetention,
+                "proj_a",
+                None,
+                Some(100),
+                200,
+                200,
+                span
+            ),
+            Attribution::NeverRecorded
+        );
+        assert_eq!(
+            Attribution::NeverRecorded.describe(Family::OrgSpendLimit),
+            "not recorded by the audit log (it has no events for org_spend_limit)"
+        );
     }
 
     #[test]

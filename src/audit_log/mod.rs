@@ -17,7 +17,7 @@ use crate::model::{AuditEventId, ProjectId};
 
 /// Who performed an audit-logged action: a person in a browser session, or an API key
 /// (a user's or a service account's).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Actor {
     /// `session` or `api_key` (as the API names it; `None` when the event has no actor).
     #[serde(rename = "type")]

@@ -384,6 +384,7 @@ mod tests {
             last_seen: 0,
             resolved_at: None,
             last_notified_at: None,
+            changed_by: None,
         }
     }
 

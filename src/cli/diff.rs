@@ -4,7 +4,8 @@ use std::io::Write;
 
 use super::read::{TableFormat, field_rows, names, open, table, write_csv};
 use super::{CliError, Exit, GlobalArgs};
-use crate::model::{SnapshotId, SnapshotStatus};
+use crate::audit_log::explain::Attribution;
+use crate::model::{Family, SnapshotId, SnapshotStatus};
 use crate::report::Wrap;
 use crate::store::{SnapshotInfo, rfc3339};
 
@@ -26,9 +27,10 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
     let stored = store.list_snapshots()?;
     check_snapshot_id(&stored, args.from)?;
     check_snapshot_id(&stored, args.to)?;
-    let diff = store
+    let mut diff = store
         .diff(args.from.map(SnapshotId), args.to.map(SnapshotId))
         .map_err(CliError::usage)?;
+    store.attribute_diff(&mut diff)?;
     let mut out = std::io::stdout().lock();
     match args.format {
         TableFormat::Json => {
@@ -48,9 +50,11 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
                 ("field", Wrap::Never),
                 ("old", Wrap::Prose),
                 ("new", Wrap::Prose),
+                ("changed_by", Wrap::Prose),
             ];
             let mut rows = Vec::new();
             for entry in &diff.entries {
+                let by = changed_by_cell(entry.family, entry.attribution.as_ref());
                 let id = match &entry.parent_id {
                     Some(parent) => format!("{parent}/{}", entry.resource_id),
                     None => entry.resource_id.clone(),
@@ -61,7 +65,10 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
                     entry.project_id.clone(),
                     id,
                 ];
-                rows.extend(field_rows(&base, entry.kind, &entry.changes));
+                rows.extend(with_cell(
+                    field_rows(&base, entry.kind, &entry.changes),
+                    &by,
+                ));
             }
             if args.format == TableFormat::Csv {
                 write_csv(&mut out, &names(&header), &rows)?;
@@ -103,6 +110,24 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// The `changed_by` cell of a change: the audit log's events (API text, made inert) or
+/// why there are none.
+pub(super) fn changed_by_cell(family: Family, attribution: Option<&Attribution>) -> String {
+    attribution.map_or_else(String::new, |a| {
+        crate::report::inert(&a.describe(family)).into_owned()
+    })
+}
+
+/// `rows` with `cell` appended to each.
+pub(super) fn with_cell(rows: Vec<Vec<String>>, cell: &str) -> Vec<Vec<String>> {
+    rows.into_iter()
+        .map(|mut row| {
+            row.push(cell.to_owned());
+            row
+        })
+        .collect()
 }
 
 /// Fails with exit 2 when `id` is not a stored snapshot, naming the stored ones (ids are

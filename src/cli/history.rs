@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use super::diff::{changed_by_cell, with_cell};
 use super::read::{TableFormat, field_rows, names, open, table, text_rows, write_csv};
 use super::{CliError, Exit, GlobalArgs, unknown_name};
 use crate::report::Wrap;
@@ -28,6 +29,7 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<Exit> 
     // per-project settings); a person reads one timeline. The sort is stable, so versions
     // of one snapshot keep the store's order.
     history.sort_by_key(|entry| (entry.valid_from, entry.snapshot_id));
+    store.attribute_history(&mut history)?;
     let mut out = std::io::stdout().lock();
     match args.format {
         TableFormat::Json => {
@@ -43,9 +45,11 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<Exit> 
                 ("field", Wrap::Never),
                 ("old", Wrap::Prose),
                 ("new", Wrap::Prose),
+                ("changed_by", Wrap::Prose),
             ];
             let mut rows = Vec::new();
             for entry in &history {
+                let by = changed_by_cell(entry.family, entry.attribution.as_ref());
                 let base = [
                     entry.snapshot_id.to_string(),
                     rfc3339(entry.valid_from),
@@ -53,7 +57,10 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<Exit> 
                     entry.family.view().to_owned(),
                     entry.project_id.clone(),
                 ];
-                rows.extend(field_rows(&base, entry.kind, &entry.changes));
+                rows.extend(with_cell(
+                    field_rows(&base, entry.kind, &entry.changes),
+                    &by,
+                ));
             }
             if args.format == TableFormat::Csv {
                 write_csv(&mut out, &names(&header), &rows)?;

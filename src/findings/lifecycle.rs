@@ -192,6 +192,8 @@ fn seen(
         last_seen: at,
         resolved_at: None,
         last_notified_at: None,
+        // Set by the pipeline, which can read the audit log (`findings::attribute`).
+        changed_by: None,
     };
     let Some(old) = prior else {
         let (kind, reason) = match exemption.active {
@@ -207,6 +209,7 @@ fn seen(
     f.first_seen = old.first_seen;
     f.resolved_at = old.resolved_at;
     f.last_notified_at = old.last_notified_at;
+    f.changed_by = old.changed_by.clone();
     let mut events: Vec<Event> = status_event(&f, old.status, hit, exemption, at)
         .into_iter()
         .collect();

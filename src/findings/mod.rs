@@ -8,6 +8,7 @@
 //! findings exempt until they expire. Every transition is recorded as an event
 //! ([`persist`]).
 
+pub mod changed_by;
 pub mod lifecycle;
 pub mod persist;
 
@@ -22,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{Family, ProjectId, RuleId, Scope, Severity, SnapshotStatus, stored_enum};
 
+pub use changed_by::attribute_transitions;
 pub use lifecycle::{Applicable, Change, Reconciled, Sighting, reconcile, transition};
 pub use persist::{events, get, load, mark_notified, mark_settled, notify_states, save, write};
 
@@ -44,8 +46,13 @@ pub enum FindingsError {
         /// The value found.
         value: String,
     },
+    /// A value could not be encoded for storage.
+    #[error("findings store: cannot encode {0}")]
+    Encode(String),
 }
 
+/// The audit-log event that explains a finding's transition.
+pub use crate::audit_log::explain::ChangedBy;
 /// A finding's status (the one type the findings lifecycle, the notifier and the reports share).
 pub use crate::model::FindingStatus as Status;
 
@@ -118,6 +125,8 @@ pub struct Finding {
     pub resolved_at: Option<i64>,
     /// When it was last announced (written by the notifier).
     pub last_notified_at: Option<i64>,
+    /// The audit-log event that explains its last opening, reopening or resolution.
+    pub changed_by: Option<ChangedBy>,
 }
 
 /// One transition, as stored in `finding_events`.

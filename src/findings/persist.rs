@@ -12,7 +12,7 @@ use crate::store::{Reader, Store, Tx};
 use super::{Event, EventKind, Finding, FindingsError, Reconciled, Status, ts};
 
 const COLUMNS: &str = "fingerprint, rule_id, severity, title, resource_type, resource_id, project_id, \
-     message, remediation, status, first_seen, last_seen, resolved_at, last_notified_at";
+     message, remediation, status, first_seen, last_seen, resolved_at, last_notified_at, changed_by";
 
 fn row_to_finding(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Finding, FindingsError>> {
     let fingerprint: String = row.get(0)?;
@@ -32,6 +32,19 @@ fn row_to_finding(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Finding, F
             value: status,
         }));
     };
+    let changed_by = match row.get::<_, Option<String>>(14)? {
+        None => None,
+        Some(text) => match serde_json::from_str(&text) {
+            Ok(by) => Some(by),
+            Err(_) => {
+                return Ok(Err(FindingsError::Corrupt {
+                    fingerprint,
+                    field: "changed_by",
+                    value: text,
+                }));
+            }
+        },
+    };
     Ok(Ok(Finding {
         fingerprint,
         rule_id: RuleId(row.get(1)?),
@@ -47,6 +60,7 @@ fn row_to_finding(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Finding, F
         last_seen: row.get(11)?,
         resolved_at: row.get(12)?,
         last_notified_at: row.get(13)?,
+        changed_by,
     }))
 }
 
@@ -142,12 +156,13 @@ pub fn write(
 ) -> Result<(), FindingsError> {
     let conn = tx.conn();
     let mut upsert = conn.prepare_cached(&format!(
-        "INSERT INTO finding ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+        "INSERT INTO finding ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (fingerprint) DO UPDATE SET
            severity = excluded.severity, title = excluded.title,
            resource_type = excluded.resource_type, message = excluded.message,
            remediation = excluded.remediation, status = excluded.status,
-           last_seen = excluded.last_seen, resolved_at = excluded.resolved_at"
+           last_seen = excluded.last_seen, resolved_at = excluded.resolved_at,
+           changed_by = excluded.changed_by"
     ))?;
     for f in &reconciled.changed {
         upsert.execute(params![
@@ -165,6 +180,11 @@ pub fn write(
             f.last_seen,
             f.resolved_at,
             f.last_notified_at,
+            f.changed_by
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| FindingsError::Encode(e.to_string()))?,
         ])?;
     }
     let mut insert = conn.prepare_cached(
@@ -382,6 +402,7 @@ pub fn notify_states(
                 first_seen: f.first_seen_at(),
                 transition: transition_since_told(f, t),
                 last_notified_at: f.last_notified_at.map(ts),
+                changed_by: f.changed_by.clone(),
             })
         })
         .collect())

@@ -177,6 +177,7 @@ fn org_finding(family: Family, resource: &str) -> Finding {
         last_seen: 0,
         resolved_at: None,
         last_notified_at: None,
+        changed_by: None,
     }
 }
 
@@ -489,6 +490,7 @@ fn stored(status: Status, severity: Severity) -> Finding {
         last_seen: day(1).timestamp(),
         resolved_at: None,
         last_notified_at: Some(day(1).timestamp()),
+        changed_by: None,
     }
 }
 
@@ -654,4 +656,73 @@ fn every_stored_enum_round_trips_through_text_and_sql() {
     round_trips(&Severity::ALL);
     assert_eq!(EventKind::ExemptionExpired.to_string(), "exemption-expired");
     assert_eq!(Family::ProjectApiKeys.to_string(), "project_api_keys");
+}
+
+/// A transition of `f` to `kind`, as the lifecycle records it.
+fn transition_of(f: &Finding, kind: EventKind) -> Event {
+    Event {
+        fingerprint: f.fingerprint.clone(),
+        kind,
+        from: None,
+        to: f.status,
+        from_severity: None,
+        at: 200,
+        reason: "test".into(),
+    }
+}
+
+#[test]
+fn a_finding_opened_by_a_logged_change_carries_who_made_it() {
+    let store = crate::store::Store::open_in_memory().unwrap();
+    let conn = store.conn();
+    conn.execute(
+        "INSERT INTO snapshot (id, org, started_at, status) VALUES (1, 'acme', 100, 'complete')",
+        [],
+    )
+    .unwrap();
+    let raw = serde_json::json!({"id": "audit_log-1", "type": "user.updated", "effective_at": 150,
+        "actor": {"type": "api_key", "api_key": {"id": "key_admin", "type": "user",
+                  "user": {"id": "user-max", "email": "max@acme.com"}}},
+        "user.updated": {"id": "user-bob", "changes_requested": {"role": "owner"}}});
+    conn.execute(
+        "INSERT INTO audit_event (id, type, effective_at, resource_id, raw, snapshot_id)
+         VALUES ('audit_log-1', 'user.updated', 150, 'user-bob', ?1, 1)",
+        [raw.to_string()],
+    )
+    .unwrap();
+    let opened = org_finding(Family::OrgUsers, "user-bob");
+    let mut stale = org_finding(Family::OrgUsers, "user-eve");
+    stale.fingerprint = "other".into();
+    stale.changed_by = Some(crate::findings::ChangedBy {
+        event_id: "audit_log-old".into(),
+        event_type: "user.updated".into(),
+        at: chrono::DateTime::from_timestamp(10, 0).unwrap(),
+        actor: crate::audit_log::Actor::default(),
+    });
+    let mut reconciled = Reconciled {
+        changed: vec![opened.clone(), stale.clone()],
+        events: vec![
+            transition_of(&opened, EventKind::Opened),
+            transition_of(&stale, EventKind::Resolved),
+        ],
+    };
+    crate::findings::attribute_transitions(conn, &mut reconciled, Some(100), 200).unwrap();
+    let by = reconciled.changed[0]
+        .changed_by
+        .as_ref()
+        .expect("explained");
+    assert_eq!(by.actor.user_email.as_deref(), Some("max@acme.com"));
+    assert_eq!(by.actor.api_key_id.as_deref(), Some("key_admin"));
+    assert_eq!(by.event_type, "user.updated");
+    assert_eq!(
+        reconciled.changed[1].changed_by, None,
+        "a transition no event explains drops an older explanation"
+    );
+    // On the first snapshot nothing changed: there is no one to name.
+    let mut first = Reconciled {
+        changed: vec![opened.clone()],
+        events: vec![transition_of(&opened, EventKind::Opened)],
+    };
+    crate::findings::attribute_transitions(conn, &mut first, None, 200).unwrap();
+    assert_eq!(first.changed[0].changed_by, None);
 }

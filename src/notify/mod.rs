@@ -360,7 +360,8 @@ fn log_digest(digest: &Digest) {
             rule_id = %f.rule_id,
             severity = %f.severity,
             resource_id = %f.resource_id,
-            project_id = f.project_id.as_ref().map_or("", |p| p.as_str()),
+            // Absent for the organization's own findings, never an empty string.
+            project_id = f.project_id.as_ref().map(crate::model::ProjectId::as_str),
             transition,
             fingerprint = %f.fingerprint,
             "{}: {}",
@@ -625,6 +626,11 @@ mod tests {
         let mut new = finding("key_a", crate::model::Severity::High);
         new.transition = Some(Transition::Opened);
         let quiet = finding("key_b", crate::model::Severity::Low);
+        let mut org = finding("key_admin", crate::model::Severity::High);
+        org.fingerprint = "fp-key_admin".into();
+        org.project_id = None;
+        org.project_name = None;
+        org.transition = Some(Transition::Opened);
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(outbox::MIGRATION).unwrap();
         let tx = conn.transaction().unwrap();
@@ -635,7 +641,7 @@ mod tests {
         };
         let subscriber = Arc::new(subscriber);
         let announcement = tracing::subscriber::with_default(subscriber.clone(), || {
-            notifier.announce(&tx, &[new, quiet], &ctx, t(1)).unwrap()
+            notifier.announce(&tx, &[new, quiet, org], &ctx, t(1)).unwrap()
         });
         assert!(
             buffer.0.lock().unwrap().is_empty(),
@@ -643,15 +649,29 @@ mod tests {
         );
         tx.commit().unwrap();
         tracing::subscriber::with_default(subscriber, || announcement.log());
-        assert_eq!(announcement.announced, vec!["fp-key_a".to_owned()]);
+        assert_eq!(
+            announcement.announced,
+            vec!["fp-key_a".to_owned(), "fp-key_admin".to_owned()]
+        );
         assert_eq!(announcement.outbox_id, None, "no email configured");
         let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<serde_json::Value> = out
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 1, "{out}");
-        let line = &lines[0];
+        assert_eq!(lines.len(), 2, "{out}");
+        let org_line = lines
+            .iter()
+            .find(|l| l["resource_id"] == "key_admin")
+            .expect("the organization's finding is logged");
+        assert!(
+            org_line.get("project_id").is_none(),
+            "an organization finding has no project, not an empty one: {org_line}"
+        );
+        let line = lines
+            .iter()
+            .find(|l| l["resource_id"] == "key_a")
+            .expect("the project's finding is logged");
         assert_eq!(line["rule_id"], "api-key-stale");
         assert_eq!(line["severity"], "high");
         assert_eq!(line["resource_id"], "key_a");

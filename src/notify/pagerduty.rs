@@ -83,6 +83,7 @@ fn trigger(a: &Announced, organization: &str) -> Value {
                 "message": inert(&f.message),
                 "remediation": inert(&f.remediation),
                 "first_seen": f.first_seen.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "changed_by": f.changed_by.as_ref().map(|by| inert(&by.describe())),
             },
         },
     })

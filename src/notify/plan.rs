@@ -92,6 +92,8 @@ pub struct FindingState {
     pub transition: Option<Transition>,
     /// When it was last announced; `None` = never.
     pub last_notified_at: Option<DateTime<Utc>>,
+    /// The audit-log event that explains its last opening or resolution, if one does.
+    pub changed_by: Option<crate::findings::ChangedBy>,
 }
 
 /// Facts about the run that the digest reports.
@@ -394,6 +396,7 @@ pub(crate) mod tests {
             first_seen: t(0),
             transition: None,
             last_notified_at: Some(t(0)),
+            changed_by: None,
         }
     }
 

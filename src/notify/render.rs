@@ -444,6 +444,7 @@ struct Item {
     detail: Option<String>,
     first_seen: String,
     age: String,
+    changed_by: Option<String>,
 }
 
 fn severity_label(severity: Severity) -> &'static str {
@@ -494,6 +495,7 @@ fn item(f: &FindingState, detail: Option<&str>, now: DateTime<Utc>) -> Item {
         detail: detail.map(one_line),
         first_seen: f.first_seen.format("%Y-%m-%d").to_string(),
         age: age(f.first_seen, now),
+        changed_by: f.changed_by.as_ref().map(|by| one_line(&by.describe())),
     }
 }
 
@@ -886,6 +888,40 @@ mod tests {
         let d = digest(&findings, "acme");
         let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
         insta::assert_snapshot!(rendered.text);
+    }
+
+    #[test]
+    fn a_finding_opened_by_a_logged_change_names_who_in_both_parts_and_inertly() {
+        let mut findings = sample();
+        findings[0].changed_by = Some(crate::findings::ChangedBy {
+            event_id: "audit_log-1".into(),
+            event_type: "api_key.created".into(),
+            at: t(-1),
+            actor: crate::audit_log::Actor {
+                kind: Some("session".into()),
+                user_email: Some("<b>mallory</b>@acme.com\u{202e}".into()),
+                ip: Some("203.0.113.5".into()),
+                ..Default::default()
+            },
+        });
+        let d = digest(&findings, "acme");
+        let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
+        assert!(
+            rendered
+                .text
+                .contains("Changed by <b>mallory</b>@acme.com\\u{202e} from 203.0.113.5 at "),
+            "{}",
+            rendered.text
+        );
+        assert!(rendered.text.contains("(api_key.created)"));
+        assert!(
+            rendered
+                .html
+                .contains("Changed by &lt;b&gt;mallory&lt;&#x2f;b&gt;@acme.com"),
+            "{}",
+            rendered.html
+        );
+        assert!(!rendered.html.contains("<b>mallory"));
     }
 
     #[test]

@@ -98,6 +98,9 @@ fn line(a: &Announced) -> String {
     if let Some(detail) = &a.detail {
         text.push_str(&format!(" — {}", escape(detail)));
     }
+    if let Some(by) = &f.changed_by {
+        text.push_str(&format!(" — changed by {}", escape(&by.describe())));
+    }
     text
 }
 

@@ -68,7 +68,7 @@ pub fn test_payload(
 
 fn transition(a: &Announced) -> Value {
     let f = &a.finding;
-    json!({
+    let mut payload = json!({
         "reason": a.reason.as_str(),
         "transition": f.transition.as_ref().map(super::plan::Transition::kind),
         "detail": a.detail.as_deref().map(inert),
@@ -86,5 +86,23 @@ fn transition(a: &Announced) -> Value {
             "remediation": inert(&f.remediation),
             "first_seen": f.first_seen.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         },
-    })
+    });
+    // Only when an audit-log event explains the change: receivers written before it
+    // existed see the payload they know.
+    if let (Some(by), Some(finding)) = (&f.changed_by, payload.get_mut("finding")) {
+        finding["changed_by"] = json!({
+            "event_id": inert(by.event_id.as_str()),
+            "type": inert(&by.event_type),
+            "at": by.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "actor": {
+                "type": by.actor.kind.as_deref().map(inert),
+                "user_id": by.actor.user_id.as_deref().map(inert),
+                "user_email": by.actor.user_email.as_deref().map(inert),
+                "ip": by.actor.ip.as_deref().map(inert),
+                "api_key_id": by.actor.api_key_id.as_deref().map(inert),
+                "service_account_id": by.actor.service_account_id.as_deref().map(inert),
+            },
+        });
+    }
+    payload
 }

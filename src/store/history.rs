@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::audit_log::explain::Attribution;
 use crate::model::{Family, SnapshotId, SnapshotStatus};
 
 use super::canon::{FieldChange, field_changes};
@@ -54,6 +55,10 @@ pub struct DiffEntry {
     /// The changed fields (for `changed`; volatile fields never appear), as `fields`.
     #[serde(rename = "fields")]
     pub changes: Vec<FieldChange>,
+    /// Who made the change, as far as the audit log says (filled in by
+    /// [`Store::attribute_diff`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Attribution>,
 }
 
 /// What changed between two snapshots.
@@ -93,6 +98,10 @@ pub struct HistoryEntry {
     pub changes: Vec<FieldChange>,
     /// The object's JSON in this version (`None` once removed).
     pub raw: Option<Value>,
+    /// Who made the change, as far as the audit log says (filled in by
+    /// [`Store::attribute_history`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Attribution>,
 }
 
 /// The state of one object at one snapshot: its blob, or `None` (absent or removed).
@@ -172,6 +181,7 @@ impl Store {
                 resource_id,
                 kind,
                 changes,
+                attribution: None,
             });
         }
         entries.sort_by(|a, b| {
@@ -245,6 +255,7 @@ impl Store {
                 kind,
                 changes,
                 raw,
+                attribution: None,
             });
         }
         Ok(out)

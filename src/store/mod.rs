@@ -5,6 +5,7 @@
 //! Every constructor hands back a ready database: WAL, busy timeout, foreign keys,
 //! migrations applied, views matching this binary.
 
+mod attribution;
 mod audit_log;
 mod canon;
 mod costs;
@@ -29,6 +30,7 @@ use serde::Serialize;
 
 use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotStatus};
 
+pub use attribution::{events_naming, read_span};
 pub use audit_log::AuditLogSummary;
 pub use canon::FieldChange;
 pub use costs::{ProjectSpend, org_spend, project_spend, project_spend_in};
@@ -66,6 +68,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0008_audit_log",
         include_str!("migrations/0008_audit_log.sql"),
+    ),
+    (
+        "0009_changed_by",
+        include_str!("migrations/0009_changed_by.sql"),
     ),
 ];
 

@@ -1260,3 +1260,146 @@ fn a_scope_read_twice_in_one_snapshot_keeps_only_its_last_state() {
     assert_eq!(kinds, [ChangeKind::Added, ChangeKind::Changed]);
     assert_eq!(history[1].changes[0].new, Some(json!("final")));
 }
+
+/// Stores one audit-log event as the collector would, and records `snapshot`'s read of the
+/// log as complete from `since`.
+fn audit_event(
+    store: &Store,
+    snapshot: SnapshotId,
+    id: &str,
+    kind: &str,
+    at_n: i64,
+    resource: &str,
+) {
+    let raw = json!({"id": id, "type": kind, "effective_at": at(at_n).timestamp(),
+        "actor": {"type": "session", "session": {"user": {"id": "user-ada", "email": "ada@acme.com"},
+                  "ip_address": "203.0.113.5"}},
+        kind: {"id": resource}});
+    store
+        .conn()
+        .execute(
+            "INSERT INTO audit_event (id, type, effective_at, resource_id, raw, snapshot_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                id,
+                kind,
+                at(at_n).timestamp(),
+                resource,
+                raw.to_string(),
+                snapshot.0
+            ],
+        )
+        .unwrap();
+}
+
+fn log_read(store: &Store, snapshot: SnapshotId, since_n: i64) {
+    store
+        .conn()
+        .execute(
+            "INSERT INTO audit_log_read (snapshot_id, since, outcome) VALUES (?1, ?2, 'complete')",
+            rusqlite::params![snapshot.0, at(since_n).timestamp()],
+        )
+        .unwrap();
+}
+
+#[test]
+fn diff_attributes_each_change_to_its_audit_log_event_or_says_why_not() {
+    use crate::audit_log::explain::Attribution;
+    let mut store = Store::open_in_memory().unwrap();
+    let first = snap(&mut store, 0, basic_org("a", 5), SnapshotStatus::Complete);
+    log_read(&store, first.id, -100);
+    let mut second = basic_org("renamed", 5);
+    second.push(complete(
+        Family::ProjectApiKeys,
+        Some("proj_b"),
+        None,
+        vec![key("key_2", "b", 7), key("key_3", "new", 7)],
+    ));
+    second.retain(|r| {
+        !(r.scope.family == Family::ProjectApiKeys
+            && r.scope
+                .project_id
+                .as_ref()
+                .is_some_and(|p| p.as_str() == "proj_b"))
+            || matches!(&r.outcome, ScopeOutcome::Complete(o) if o.len() == 2)
+    });
+    for r in &mut second {
+        if r.scope.family == Family::ProjectDataRetention {
+            r.outcome = ScopeOutcome::Complete(vec![
+                json!({"object": "project.data_retention", "type": "none"}),
+            ]);
+        }
+    }
+    let newer = snap(&mut store, 2, second, SnapshotStatus::Complete);
+    audit_event(
+        &store,
+        newer.id,
+        "audit_log-1",
+        "api_key.updated",
+        1,
+        "key_1",
+    );
+    // An event outside the interval explains nothing.
+    audit_event(
+        &store,
+        newer.id,
+        "audit_log-0",
+        "api_key.updated",
+        -5,
+        "key_3",
+    );
+    log_read(&store, newer.id, -1);
+
+    let mut diff = store.diff(None, None).unwrap();
+    store.attribute_diff(&mut diff).unwrap();
+    let of = |id: &str| {
+        diff.entries
+            .iter()
+            .find(|e| e.resource_id == id)
+            .and_then(|e| e.attribution.clone())
+            .unwrap_or_else(|| panic!("no attributed change of {id}: {:?}", diff.entries))
+    };
+    match of("key_1") {
+        Attribution::Recorded { events } => {
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].actor.user_email.as_deref(), Some("ada@acme.com"));
+            assert_eq!(events[0].actor.ip.as_deref(), Some("203.0.113.5"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(of("key_3"), Attribution::NotRecorded);
+    assert_eq!(
+        of("proj_a"),
+        Attribution::NeverRecorded,
+        "retention has no events"
+    );
+    let json = serde_json::to_value(&diff.entries).unwrap();
+    assert!(
+        json.to_string().contains("\"status\":\"recorded\""),
+        "{json}"
+    );
+
+    // The history says the same for each version; the first version predates the log's
+    // first read of its interval.
+    let mut history = store.history("key_1").unwrap();
+    store.attribute_history(&mut history).unwrap();
+    assert_eq!(history[0].attribution, Some(Attribution::NotRead));
+    assert!(matches!(
+        history[1].attribution,
+        Some(Attribution::Recorded { .. })
+    ));
+
+    // Without any complete read the log cannot vouch for an absence.
+    store
+        .conn()
+        .execute("DELETE FROM audit_log_read", [])
+        .unwrap();
+    let mut diff = store.diff(None, None).unwrap();
+    store.attribute_diff(&mut diff).unwrap();
+    let key_3 = diff
+        .entries
+        .iter()
+        .find(|e| e.resource_id == "key_3")
+        .unwrap();
+    assert_eq!(key_3.attribution, Some(Attribution::NotRead));
+}

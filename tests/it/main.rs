@@ -61,3 +61,4 @@ mod store_crash;
 mod store_e2e;
 mod store_ownership;
 mod store_sim;
+mod who_changed_it;

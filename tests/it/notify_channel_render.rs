@@ -34,6 +34,7 @@ fn finding(
         first_seen: now() - TimeDelta::days(3),
         transition: Some(Transition::Opened),
         last_notified_at: None,
+        changed_by: None,
     }
 }
 

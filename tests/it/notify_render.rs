@@ -42,6 +42,7 @@ fn finding(
         first_seen: now() - TimeDelta::days(age_days),
         transition: None,
         last_notified_at: Some(now() - TimeDelta::days(1)),
+        changed_by: None,
     }
 }
 

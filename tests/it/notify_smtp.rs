@@ -214,6 +214,7 @@ fn open_finding(
         first_seen,
         transition: None,
         last_notified_at: None,
+        changed_by: None,
     }
 }
 

@@ -1,0 +1,198 @@
+//! Who changed it, end to end: writes through the simulator's API are recorded in its audit
+//! log; the next audit reads them, and `diff`, `history` and the findings name the actor of
+//! each change the log records — and say plainly when it records none.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use orgwarden::sim::{Org, SimHandle, SimOptions, start_background};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-admin-who-changed-it";
+
+const ORG: &str = r#"{
+  "organization": "acme",
+  "users": [
+    {"id": "user-ada", "name": "Ada", "email": "ada@acme.com", "role": "owner"},
+    {"id": "user-bob", "name": "Bob", "email": "bob@acme.com"}
+  ],
+  "admin_api_keys": [{"id": "key_admin_ops", "name": "ops", "owner": "user-ada"}],
+  "projects": [
+    {"id": "proj_a", "name": "Alpha", "created_at": "-40d", "data_retention": "zero_data_retention",
+     "users": [{"id": "user-ada", "role": "owner"}]}
+  ]
+}"#;
+
+/// A rule that finds every organization owner, so a promotion opens a finding.
+const OWNER_RULE: &str = r#"
+[[rule]]
+id = "test-owner-seen"
+title = "Organization owner"
+severity = "low"
+resource_type = "org_users"
+description = "Every owner of the organization (a test rule)."
+remediation = "None."
+sql = "SELECT id AS resource_id, NULL AS project_id, 'owner ' || id AS message FROM org_users WHERE role = 'owner'"
+"#;
+
+struct Env {
+    sim: SimHandle,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let org: Org = crate::support::orgs::load(ORG, chrono::Utc::now().timestamp());
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("rules")).expect("rules dir");
+        std::fs::write(dir.path().join("rules/owner.toml"), OWNER_RULE).expect("rule");
+        std::fs::write(
+            dir.path().join("orgwarden.toml"),
+            "[openai]\norganization = \"acme\"\n[rules]\npaths = [\"rules\"]\n\
+             [spend]\nenabled = false\n",
+        )
+        .expect("config");
+        Env {
+            sim: start_background(org, SimOptions::default()).expect("simulator"),
+            dir,
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("orgwarden.db")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = crate::support::orgwarden();
+        cmd.current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("OPENAI_ADMIN_KEY", KEY)
+            .arg("--db")
+            .arg(self.db())
+            .arg("--base-url")
+            .arg(self.sim.base_url())
+            .arg("--config")
+            .arg(self.dir.path().join("orgwarden.toml"));
+        cmd.args(args).output().expect("run orgwarden")
+    }
+
+    /// Sends one write to the simulator's API, as an administrator would.
+    fn write(&self, path: &str, body: Value) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let api = crate::support::sim_api::Api::new(&self.sim.base_url(), Some(KEY));
+        let answer = rt.block_on(api.raw("POST", path, Some(&body.to_string())));
+        assert_eq!(answer.status, 200, "POST {path}: {}", answer.text);
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn json_of(output: &Output) -> Value {
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", text(&output.stdout)))
+}
+
+/// The diff entry of `resource_type` and `resource_id`.
+fn entry<'a>(changes: &'a Value, resource_type: &str, resource_id: &str) -> &'a Value {
+    changes
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|c| c["resource_type"] == resource_type && c["resource_id"] == resource_id)
+        })
+        .unwrap_or_else(|| panic!("no change of {resource_type} {resource_id} in {changes:#}"))
+}
+
+#[test]
+fn diff_names_who_created_a_key_and_changed_a_role_and_says_retention_is_not_recorded() {
+    let env = Env::new();
+    json_of(&env.run(&["audit", "--format", "json"]));
+
+    // An administrator creates an admin key, makes Bob an owner and turns off the
+    // project's zero data retention.
+    env.write(
+        "/organization/admin_api_keys",
+        json!({"name": "new-automation"}),
+    );
+    env.write("/organization/users/user-bob", json!({"role": "owner"}));
+    env.write(
+        "/organization/projects/proj_a/data_retention",
+        json!({"retention_type": "none"}),
+    );
+
+    let audit = json_of(&env.run(&["audit", "--format", "json"]));
+    let diff = json_of(&env.run(&["diff", "--format", "json"]));
+    let changes = &diff["changes"];
+
+    let new_key = changes
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|c| c["resource_type"] == "org_admin_api_keys" && c["change"] == "added")
+        })
+        .unwrap_or_else(|| panic!("no new admin key in {changes:#}"));
+    let attribution = &new_key["attribution"];
+    assert_eq!(attribution["status"], "recorded", "{new_key:#}");
+    let event = &attribution["events"][0];
+    assert_eq!(event["type"], "api_key.created", "{event:#}");
+    assert_eq!(event["actor"]["type"], "api_key", "{event:#}");
+    assert!(event["actor"]["api_key_id"].is_string(), "{event:#}");
+
+    let bob = entry(changes, "org_users", "user-bob");
+    assert_eq!(bob["attribution"]["status"], "recorded", "{bob:#}");
+    assert_eq!(bob["attribution"]["events"][0]["type"], "user.updated");
+
+    let retention = entry(changes, "project_data_retention", "proj_a");
+    assert_eq!(
+        retention["attribution"]["status"], "never_recorded",
+        "{retention:#}"
+    );
+
+    // The table says the same in words.
+    let table = text(&env.run(&["diff"]).stdout);
+    assert!(table.contains("(user.updated)"), "{table}");
+    assert!(
+        table.contains(
+            "not recorded by the audit log (it has no events for project_data_retention)"
+        ),
+        "{table}"
+    );
+
+    // Bob's promotion opened a finding that names who made it.
+    let findings = audit["findings"].as_array().expect("findings");
+    let promoted = findings
+        .iter()
+        .find(|f| f["rule_id"] == "test-owner-seen" && f["resource_id"] == "user-bob")
+        .unwrap_or_else(|| panic!("no finding for Bob in {findings:#?}"));
+    assert_eq!(
+        promoted["changed_by"]["type"], "user.updated",
+        "{promoted:#}"
+    );
+    // Ada was an owner before the first snapshot: nothing changed, no one to name.
+    let ada = findings
+        .iter()
+        .find(|f| f["rule_id"] == "test-owner-seen" && f["resource_id"] == "user-ada")
+        .expect("Ada's finding");
+    assert!(ada["changed_by"].is_null(), "{ada:#}");
+
+    // `history` attributes Bob's change too.
+    let history = json_of(&env.run(&["history", "user-bob", "--format", "json"]));
+    let changed = history
+        .as_array()
+        .and_then(|all| all.iter().find(|h| h["change"] == "changed"))
+        .unwrap_or_else(|| panic!("no change in {history:#}"));
+    assert_eq!(changed["attribution"]["status"], "recorded", "{changed:#}");
+}
