@@ -641,7 +641,9 @@ mod tests {
         };
         let subscriber = Arc::new(subscriber);
         let announcement = tracing::subscriber::with_default(subscriber.clone(), || {
-            notifier.announce(&tx, &[new, quiet, org], &ctx, t(1)).unwrap()
+            notifier
+                .announce(&tx, &[new, quiet, org], &ctx, t(1))
+                .unwrap()
         });
         assert!(
             buffer.0.lock().unwrap().is_empty(),
