@@ -274,8 +274,8 @@ pub fn named_ids(event: &AuditEvent) -> Vec<String> {
 }
 
 /// Whether `event` explains a change to the object `resource_id` of `family` (with
-/// `parent_id`, the user or group a role assignment belongs to) that happened after
-/// `after` and no later than `until` (Unix seconds).
+/// `parent_id`, the user or group a role assignment belongs to) that happened from `after`
+/// to `until` (Unix seconds, both included).
 pub fn explains(
     event: &AuditEvent,
     family: Family,
@@ -287,7 +287,9 @@ pub fn explains(
     let LogCoverage::Recorded(types) = coverage(family) else {
         return false;
     };
-    if event.effective_at <= after || event.effective_at > until {
+    // Inclusive at both ends: times are whole seconds, and a change made in the second a
+    // snapshot started may have come after its read.
+    if event.effective_at < after || event.effective_at > until {
         return false;
     }
     if !types.contains(&event.kind.as_str()) {
@@ -329,9 +331,10 @@ mod tests {
             200
         ));
         assert!(
-            !explains(&e, Family::ProjectApiKeys, "key_a", None, 150, 200),
-            "after is exclusive"
+            explains(&e, Family::ProjectApiKeys, "key_a", None, 150, 200),
+            "the second the older snapshot started counts"
         );
+        assert!(!explains(&e, Family::ProjectApiKeys, "key_a", None, 151, 200));
         assert!(!explains(&e, Family::ProjectApiKeys, "key_a", None, 0, 149));
         assert!(!explains(
             &e,

@@ -28,7 +28,7 @@ pub fn read_span(conn: &Connection) -> Result<Option<ReadSpan>, StoreError> {
 }
 
 /// The stored events that name `id` (as the payload's `id`, a role assignment's principal
-/// or an item of a list payload) and happened after `after` and no later than `until`.
+/// or an item of a list payload) and happened from `after` to `until` (both included).
 /// Events of list payloads and role assignments are found by their text first, then
 /// matched exactly by the caller.
 pub fn events_naming(
@@ -39,7 +39,7 @@ pub fn events_naming(
 ) -> Result<Vec<AuditEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT raw FROM audit_event
-         WHERE effective_at > ?2 AND effective_at <= ?3
+         WHERE effective_at >= ?2 AND effective_at <= ?3
            AND (resource_id = ?1
                 OR (type IN ('role.assignment.created', 'role.assignment.deleted',
                              'certificates.activated', 'certificates.deactivated')
@@ -67,7 +67,7 @@ struct Interval {
 impl Interval {
     fn load(conn: &Connection, after: i64, until: i64) -> Result<Interval, StoreError> {
         let mut stmt = conn.prepare_cached(
-            "SELECT raw FROM audit_event WHERE effective_at > ?1 AND effective_at <= ?2",
+            "SELECT raw FROM audit_event WHERE effective_at >= ?1 AND effective_at <= ?2",
         )?;
         let rows = stmt.query_map(params![after, until], |row| row.get::<_, String>(0))?;
         let mut events = Vec::new();
