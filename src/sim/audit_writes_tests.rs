@@ -13,23 +13,19 @@ use super::org::Org;
 
 const NOW: i64 = 1_800_000_000;
 
-/// The ids of the events in the organization's log.
-fn ids(org: &Org) -> std::collections::HashSet<String> {
-    org.audit_log
-        .newest_first()
-        .filter_map(|e| e["id"].as_str().map(str::to_owned))
-        .collect()
-}
-
 /// Runs `steps` (method, path, body) on a fresh demo organization; returns the last
 /// step's answer and the events that step recorded, oldest first.
 fn run(steps: &[(&str, &str, &str)]) -> (Value, Vec<Value>) {
     let org = RwLock::new(Org::demo(NOW));
     let started = now();
     let mut answer = Value::Null;
-    // The demo's own events are dated around NOW, after the writes' real time: the last
-    // step's events are the ones whose ids were not there before it.
-    let mut before = std::collections::HashSet::new();
+    let mut before = Vec::new();
+    let ids = |o: &Org| -> Vec<String> {
+        o.audit_log
+            .newest_first()
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .collect()
+    };
     for (method, path, body) in steps {
         before = ids(&org.read().unwrap());
         let req = Request {
@@ -42,13 +38,15 @@ fn run(steps: &[(&str, &str, &str)]) -> (Value, Vec<Value>) {
         answer = serde_json::from_slice(&out).unwrap();
     }
     let o = org.read().unwrap();
+    // The demo's own events are dated from NOW, in the future of these writes: the new
+    // events are told apart by id, and made ids grow in the order of the writes.
     let mut events: Vec<Value> = o
         .audit_log
         .newest_first()
-        .filter(|e| !before.contains(e["id"].as_str().unwrap_or_default()))
+        .filter(|e| !before.iter().any(|id| e["id"] == id.as_str()))
         .cloned()
         .collect();
-    events.reverse();
+    events.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     for e in &events {
         assert_eq!(check_event(e), Ok(()), "{e}");
         assert_eq!(e["actor"]["type"], "api_key");

@@ -535,21 +535,15 @@ impl Org {
     }
 
     /// The curated demo organization (`sim/demo-org.json`) as of the start of the UTC
-    /// day of `now`: re-running the demo the same day serves the same objects, so it
-    /// records no new versions. Only `last_used_at` offsets are shorter than a day. Its
-    /// audit-log events stay relative to `now` itself, so they are always the last hours'
-    /// (inside the audit-log rules' 24h window); they keep their ids, so a re-run stores
-    /// none again.
+    /// day of `now`, its audit log as of `now`: re-running the demo the same day serves
+    /// the same objects, so it records no new versions. Only `last_used_at` offsets (and
+    /// the admin key made six hours before the day began) are shorter than a day.
     pub fn demo_today(now: i64) -> Org {
-        let shift = now.rem_euclid(86_400);
-        let mut org = Org::demo(now - shift);
-        let events: Vec<Value> = org.audit_log.newest_first().cloned().collect();
-        for mut event in events {
-            if let Some(at) = event.get("effective_at").and_then(Value::as_i64) {
-                event["effective_at"] = Value::from(at + shift);
-                org.audit_log.insert(event);
-            }
-        }
+        let mut org = Org::demo(now - now.rem_euclid(86_400));
+        // Its audit log counts from the real now: its events happened hours ago, not hours
+        // before midnight, so a rule over the last day sees them at any time of day. They
+        // keep their ids, and the store keeps an event once by id.
+        org.audit_log = Org::demo(now).audit_log;
         org
     }
 
