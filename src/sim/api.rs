@@ -12,7 +12,7 @@ use super::org::{
     RATE_LIMIT_OPTIONAL, RESIDENCIES, RETENTION_TYPES, Role, ServiceAccount, SpendAlert,
     redacted_value,
 };
-use super::{api_org, render, render_org};
+use super::{api_org, audit_log, render, render_org};
 use crate::model::{
     ApiKeyId, Envelope, GroupId, HOSTED_TOOLS, ProjectId, RoleId, ServiceAccountId, SpendAlertId,
     UserId,
@@ -943,11 +943,13 @@ fn create_project(org: &mut Org, b: &Body) -> Res {
     let residency = b.opt_enum("residency", &RESIDENCIES)?;
     let external_key_id = b.opt_str("external_key_id")?;
     let id = ProjectId(org.next_id("proj_"));
-    let mut p = Project::new(id, Some(name), now());
+    let mut p = Project::new(id.clone(), Some(name.clone()), now());
     p.residency = residency;
     p.external_key_id = external_key_id;
     let v = render::value(render::project(&p));
     org.projects.push(p);
+    let payload = json!({"id": id, "data": {"name": name, "title": name}});
+    org.record("project.created", Some(&id), payload);
     Ok(v)
 }
 
@@ -959,13 +961,19 @@ fn update_project(org: &mut Org, pid: &str, body: impl Fn() -> Result<Body, ApiE
     if p.is_archived() {
         return Err(archived_error());
     }
-    if let Some(name) = b.opt_str("name")? {
-        p.name = Some(name);
+    let name = b.opt_str("name")?;
+    if let Some(n) = &name {
+        p.name = Some(n.clone());
     }
     if let Some(k) = b.opt_str("external_key_id")? {
         p.external_key_id = Some(k);
     }
-    Ok(render::value(render::project(p)))
+    let v = render::value(render::project(p));
+    let id = p.id.clone();
+    let changes = name.map_or_else(|| json!({}), |n| json!({"title": n}));
+    let payload = json!({"id": id, "changes_requested": changes});
+    org.record("project.updated", Some(&id), payload);
+    Ok(v)
 }
 
 /// `POST /organization/projects/{id}/archive`: archiving twice keeps the first time.
@@ -976,7 +984,10 @@ fn archive_project(org: &mut Org, pid: &str) -> Res {
         p.status = "archived".into();
         p.archived_at = Some(now());
     }
-    Ok(render::value(render::project(p)))
+    let v = render::value(render::project(p));
+    let id = p.id.clone();
+    org.record("project.archived", Some(&id), json!({"id": id}));
+    Ok(v)
 }
 
 /// `POST /projects/{id}/roles`: a custom role, unique by name in its project.
@@ -1009,7 +1020,10 @@ fn create_role(org: &mut Org, pid: &str, body: impl Fn() -> Result<Body, ApiErro
         extra: Map::new(),
     };
     let v = render::value(render::role(&role));
+    let pid = org.projects[i].id.clone();
+    let payload = audit_log::role_created(&role, Some(&pid));
     org.projects[i].roles.push(role);
+    org.record("role.created", Some(&pid), payload);
     Ok(v)
 }
 
@@ -1023,11 +1037,13 @@ fn update_role(
     let i = project_idx(org, pid)?;
     let b = body()?;
     let p = &mut org.projects[i];
+    let pid = p.id.clone();
     let r = found(
         p.roles.iter_mut().find(|r| r.id.as_str() == rid),
         "role",
         rid,
     )?;
+    let old = r.clone();
     if let Some(perms) = b.opt_str_array("permissions")? {
         r.permissions = perms;
     }
@@ -1038,7 +1054,10 @@ fn update_role(
         r.name = n;
     }
     r.updated_at = Some(now());
-    Ok(render::value(render::role(r)))
+    let v = render::value(render::role(r));
+    let payload = audit_log::role_updated(&old, r, Some(&pid));
+    org.record("role.updated", Some(&pid), payload);
+    Ok(v)
 }
 
 /// `DELETE /projects/{id}/roles/{role_id}`: members holding the role lose it.
@@ -1057,6 +1076,8 @@ fn delete_role(org: &mut Org, pid: &str, rid: &str) -> Res {
     for g in &mut p.groups {
         g.roles.retain(|r| r != &role.id);
     }
+    let pid = p.id.clone();
+    org.record("role.deleted", Some(&pid), json!({"id": role.id}));
     Ok(json!({"object": "role.deleted", "id": role.id, "deleted": true}))
 }
 
@@ -1070,6 +1091,7 @@ fn write_assignment(
     body: impl Fn() -> Result<Body, ApiError>,
 ) -> Res {
     let users = kind == "users";
+    let principal = if users { "user" } else { "group" };
     let p = &org.projects[i];
     let assigned: &[RoleId] = if users {
         &found(p.user(owner), "user", owner)?.roles
@@ -1089,8 +1111,12 @@ fn write_assignment(
                 json!({"object": "group.role", "group": render::group_summary(org, g), "role": render::role(&role)})
             };
             if !already && let Some(list) = member_roles_mut(&mut org.projects[i], users, owner) {
-                list.push(role.id);
+                list.push(role.id.clone());
             }
+            let pid = org.projects[i].id.clone();
+            let payload =
+                audit_log::assignment(Some(role.id.as_str()), owner, principal, Some(&pid));
+            org.record("role.assignment.created", Some(&pid), payload);
             Ok(v)
         }
         ("DELETE", [rid]) => {
@@ -1100,6 +1126,9 @@ fn write_assignment(
             if let Some(list) = member_roles_mut(&mut org.projects[i], users, owner) {
                 list.retain(|r| r.as_str() != *rid);
             }
+            let pid = org.projects[i].id.clone();
+            let payload = audit_log::assignment(Some(rid), owner, principal, Some(&pid));
+            org.record("role.assignment.deleted", Some(&pid), payload);
             let object = if users {
                 "user.role.deleted"
             } else {
@@ -1248,7 +1277,9 @@ fn add_project_user(org: &mut Org, i: usize, b: &Body, archived: bool) -> Res {
         extra: Map::new(),
     };
     let v = render::value(render::project_user(&user));
+    let payload = json!({"id": user.id, "data": {"role": user.role}});
     org.projects[i].users.push(user);
+    org.record_in("user.added", i, payload);
     Ok(v)
 }
 
@@ -1264,10 +1295,17 @@ fn update_project_user(org: &mut Org, i: usize, uid: &str, b: &Body, archived: b
         "user",
         uid,
     )?;
-    if let Some(role) = role {
-        u.role = role;
+    if let Some(role) = &role {
+        u.role.clone_from(role);
     }
-    Ok(render::value(render::project_user(u)))
+    let v = render::value(render::project_user(u));
+    let changes = role.map_or_else(|| json!({}), |r| json!({"role": r}));
+    org.record_in(
+        "user.updated",
+        i,
+        json!({"id": uid, "changes_requested": changes}),
+    );
+    Ok(v)
 }
 
 /// `DELETE .../users/{user_id}`.
@@ -1279,6 +1317,7 @@ fn remove_project_user(org: &mut Org, i: usize, uid: &str) -> Res {
         uid,
     )?;
     let u = p.users.remove(pos);
+    org.record_in("user.deleted", i, json!({"id": u.id}));
     Ok(json!({"object": "organization.project.user.deleted", "id": u.id, "deleted": true}))
 }
 
@@ -1298,10 +1337,13 @@ fn create_service_account(org: &mut Org, i: usize, b: &Body, archived: bool) -> 
         created_at: t,
         extra: Map::new(),
     };
+    let sa_payload = json!({"id": id, "data": {"role": sa.role}});
+    let mut key_event = None;
     let key = if only {
         Value::Null
     } else {
         let key_id = ApiKeyId(org.next_id("key_"));
+        key_event = Some(json!({"id": key_id, "data": {}}));
         let value = new_secret(org, "sk-svcacct-");
         let owner = KeyOwner::ServiceAccount(id.clone());
         let v = json!({
@@ -1328,6 +1370,10 @@ fn create_service_account(org: &mut Org, i: usize, b: &Body, archived: bool) -> 
         m.insert("api_key".into(), key);
     }
     org.projects[i].service_accounts.push(sa);
+    org.record_in("service_account.created", i, sa_payload);
+    if let Some(payload) = key_event {
+        org.record_in("api_key.created", i, payload);
+    }
     Ok(v)
 }
 
@@ -1344,10 +1390,14 @@ fn update_service_account(org: &mut Org, i: usize, sid: &str, b: &Body) -> Res {
     if let Some(n) = name {
         sa.name = n;
     }
-    if let Some(r) = role {
-        sa.role = r;
+    if let Some(r) = &role {
+        sa.role.clone_from(r);
     }
-    Ok(render::value(render::service_account(sa)))
+    let v = render::value(render::service_account(sa));
+    let changes = role.map_or_else(|| json!({}), |r| json!({"role": r}));
+    let payload = json!({"id": sid, "changes_requested": changes});
+    org.record_in("service_account.updated", i, payload);
+    Ok(v)
 }
 
 /// `DELETE .../service_accounts/{id}`, with the account's keys.
@@ -1362,6 +1412,7 @@ fn delete_service_account(org: &mut Org, i: usize, sid: &str) -> Res {
     // A service account's keys go with it.
     p.api_keys
         .retain(|k| k.owner != KeyOwner::ServiceAccount(sa.id.clone()));
+    org.record_in("service_account.deleted", i, json!({"id": sa.id}));
     Ok(
         json!({"object": "organization.project.service_account.deleted", "id": sa.id, "deleted": true}),
     )
@@ -1377,9 +1428,12 @@ fn create_service_account_key(org: &mut Org, i: usize, sid: &str, b: &Body) -> R
     let owner = KeyOwner::ServiceAccount(ServiceAccountId::from(sid));
     let t = now();
     let mut extra = Map::new();
+    let mut data = Map::new();
     if let Some(s) = scopes {
         extra.insert("scopes".into(), json!(s));
+        data.insert("scopes".into(), json!(s));
     }
+    let payload = json!({"id": key_id, "data": data});
     let v = json!({
         "object": "organization.project.service_account.api_key",
         "value": value,
@@ -1397,6 +1451,7 @@ fn create_service_account_key(org: &mut Org, i: usize, sid: &str, b: &Body) -> R
         owner_project_access: None,
         extra,
     });
+    org.record_in("api_key.created", i, payload);
     Ok(v)
 }
 
@@ -1409,6 +1464,7 @@ fn delete_api_key(org: &mut Org, i: usize, kid: &str) -> Res {
         kid,
     )?;
     let k = p.api_keys.remove(pos);
+    org.record_in("api_key.deleted", i, json!({"id": k.id}));
     Ok(json!({"object": "organization.project.api_key.deleted", "id": k.id, "deleted": true}))
 }
 
@@ -1430,16 +1486,23 @@ fn update_rate_limit(org: &mut Org, i: usize, rid: &str, b: &Body) -> Res {
         "rate limit",
         rid,
     )?;
+    let mut changes = Map::new();
     if let Some(n) = main[0] {
         r.max_requests_per_1_minute = n;
+        changes.insert("max_requests_per_1_minute".into(), json!(n));
     }
     if let Some(n) = main[1] {
         r.max_tokens_per_1_minute = n;
+        changes.insert("max_tokens_per_1_minute".into(), json!(n));
     }
     for (field, n) in optional {
         r.optional.insert(field, n);
+        changes.insert(field.into(), json!(n));
     }
-    Ok(render::value(render::rate_limit(r)))
+    let v = render::value(render::rate_limit(r));
+    let payload = json!({"id": rid, "changes_requested": changes});
+    org.record_in("rate_limit.updated", i, payload);
+    Ok(v)
 }
 
 /// `POST .../model_permissions`.
@@ -1497,7 +1560,11 @@ fn add_project_group(org: &mut Org, i: usize, b: &Body) -> Res {
         extra: Map::new(),
     };
     let v = render::value(render::project_group(p, &g));
+    let pid = p.id.clone();
+    let role = g.roles.first().map(RoleId::as_str);
+    let payload = audit_log::assignment(role, g.group_id.as_str(), "group", Some(&pid));
     org.projects[i].groups.push(g);
+    org.record_in("role.assignment.created", i, payload);
     Ok(v)
 }
 
@@ -1509,7 +1576,18 @@ fn remove_project_group(org: &mut Org, i: usize, gid: &str) -> Res {
         "group",
         gid,
     )?;
-    p.groups.remove(pos);
+    let g = p.groups.remove(pos);
+    let pid = p.id.clone();
+    // One event per role the group held on the project (one without a role if it held none).
+    let roles: Vec<Option<&str>> = if g.roles.is_empty() {
+        vec![None]
+    } else {
+        g.roles.iter().map(|r| Some(r.as_str())).collect()
+    };
+    for role in roles {
+        let payload = audit_log::assignment(role, gid, "group", Some(&pid));
+        org.record_in("role.assignment.deleted", i, payload);
+    }
     Ok(json!({"object": "project.group.deleted", "deleted": true}))
 }
 
@@ -1576,11 +1654,24 @@ fn set_certificates_active(org: &mut Org, i: usize, action: &str, b: &Body) -> R
             data.push(render::value(render::certificate(c)));
         }
     }
-    let object = if active {
-        "organization.project.certificate.activation"
+    let refs: Vec<Value> = p
+        .certificates
+        .iter()
+        .filter(|c| ids.iter().any(|id| id == c.id.as_str()))
+        .map(|c| audit_log::certificate_ref(c.id.as_str(), c.name.as_ref()))
+        .collect();
+    let (object, kind) = if active {
+        (
+            "organization.project.certificate.activation",
+            "certificates.activated",
+        )
     } else {
-        "organization.project.certificate.deactivation"
+        (
+            "organization.project.certificate.deactivation",
+            "certificates.deactivated",
+        )
     };
+    org.record_in(kind, i, json!({"certificates": refs}));
     Ok(json!({"object": object, "data": data}))
 }
 

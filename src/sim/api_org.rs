@@ -13,7 +13,7 @@ use super::org::{
     ADMIN_KEY_MAX_LIFETIME, AdminApiKey, Certificate, INVITE_LIFETIME, Invite, ORG_RETENTION_TYPES,
     ORG_ROLES, Org, OrgGroup, OrgUser, Role, SpendAlert, SpendLimit, admin_redacted_value,
 };
-use super::{render, render_org};
+use super::{audit_log, render, render_org};
 use crate::model::{
     ApiKeyId, CertificateId, Envelope, GroupId, ProjectId, RoleId, SpendAlertId, UserId,
 };
@@ -271,6 +271,7 @@ pub(super) fn write(
         ("DELETE", ["invites", iid]) => {
             let pos = found(org.invites.iter().position(|i| i.id == *iid), "invite", iid)?;
             let i = org.invites.remove(pos);
+            org.record("invite.deleted", None, json!({"id": i.id}));
             Ok(json!({"object": "organization.invite.deleted", "id": i.id, "deleted": true}))
         }
         ("POST", ["users", uid]) => modify_user(org, uid, &body()?),
@@ -289,6 +290,7 @@ pub(super) fn write(
                 kid,
             )?;
             let k = org.admin_api_keys.remove(pos);
+            org.record("api_key.deleted", None, json!({"id": k.id}));
             Ok(json!({"id": k.id, "object": "organization.admin_api_key.deleted", "deleted": true}))
         }
         ("POST", ["groups"]) => create_group(org, &body()?),
@@ -296,6 +298,7 @@ pub(super) fn write(
             let name = group_name(&body()?)?;
             let g = found(org.groups.get_mut(&GroupId::from(*gid)), "group", gid)?;
             g.name.clone_from(&name);
+            let payload = json!({"id": gid, "changes_requested": {"group_name": name}});
             for p in &mut org.projects {
                 for pg in p
                     .groups
@@ -305,6 +308,7 @@ pub(super) fn write(
                     pg.group_name.clone_from(&name);
                 }
             }
+            org.record("group.updated", None, payload);
             Ok(render_org::group_updated(group(org, gid)?))
         }
         ("DELETE", ["groups", gid]) => {
@@ -313,6 +317,7 @@ pub(super) fn write(
             for p in &mut org.projects {
                 p.groups.retain(|pg| pg.group_id != g.id);
             }
+            org.record("group.deleted", None, json!({"id": g.id}));
             Ok(json!({"object": "group.deleted", "id": g.id, "deleted": true}))
         }
         ("POST", ["groups", gid, "users"]) => add_group_user(org, gid, &body()?),
@@ -324,6 +329,8 @@ pub(super) fn write(
                 uid,
             )?;
             g.users.remove(pos);
+            // The tenant-scoped membership events carry no payload in the spec.
+            org.record_event(now(), "tenant.group.member.removed", None, None);
             Ok(json!({"object": "group.user.deleted", "deleted": true}))
         }
         ("POST" | "DELETE", ["groups", gid, "roles", more @ ..]) => {
@@ -405,7 +412,10 @@ fn write_settings(
             if name.is_some() {
                 c.name = name;
             }
-            Ok(render_org::certificate_detail(c))
+            let v = render_org::certificate_detail(c);
+            let payload = audit_log::certificate_ref(c.id.as_str(), c.name.as_ref());
+            org.record("certificate.updated", None, payload);
+            Ok(v)
         }
         ("DELETE", ["certificates", cid]) => {
             let pos = found(
@@ -414,6 +424,8 @@ fn write_settings(
                 cid,
             )?;
             let c = org.certificates.remove(pos);
+            let payload = audit_log::certificate_ref(c.id.as_str(), c.name.as_ref());
+            org.record("certificate.deleted", None, payload);
             Ok(json!({"object": "certificate.deleted", "id": c.id}))
         }
         _ => Err(ApiError::invalid_url(req.method, req.path)),
@@ -468,7 +480,9 @@ fn create_invite(org: &mut Org, b: &Body) -> Res {
         extra: Map::new(),
     };
     let v = render_org::invite(&invite);
+    let payload = json!({"id": invite.id, "data": {"email": invite.email, "role": invite.role}});
     org.invites.push(invite);
+    org.record("invite.sent", None, payload);
     Ok(v)
 }
 
@@ -497,18 +511,31 @@ fn modify_user(org: &mut Org, uid: &str, b: &Body) -> Res {
         found(org.org_role(rid), "role", rid)?;
     }
     let u = found(org.users.get_mut(&UserId::from(uid)), "user", uid)?;
-    if let Some(role) = role {
-        u.role = role;
+    if let Some(role) = &role {
+        u.role.clone_from(role);
     }
+    let mut assigned = None;
     if let Some(rid) = role_id
         && !u.roles.iter().any(|r| r.as_str() == rid)
     {
-        u.roles.push(RoleId(rid));
+        u.roles.push(RoleId(rid.clone()));
+        assigned = Some(rid);
     }
     for (field, v) in meta {
         u.extra.insert(field.into(), json!(v));
     }
-    Ok(render_org::user(u))
+    let v = render_org::user(u);
+    let changes = role.map_or_else(|| json!({}), |r| json!({"role": r}));
+    org.record(
+        "user.updated",
+        None,
+        json!({"id": uid, "changes_requested": changes}),
+    );
+    if let Some(rid) = assigned {
+        let payload = audit_log::assignment(Some(&rid), uid, "user", None);
+        org.record("role.assignment.created", None, payload);
+    }
+    Ok(v)
 }
 
 /// `DELETE /organization/users/{user_id}`: the user leaves every project and group, and
@@ -523,6 +550,7 @@ fn delete_user(org: &mut Org, uid: &str) -> Res {
         g.users.retain(|m| m != &id);
     }
     org.former_users.insert(id.clone(), u);
+    org.record("user.deleted", None, json!({"id": id}));
     Ok(json!({"object": "organization.user.deleted", "id": id, "deleted": true}))
 }
 
@@ -563,7 +591,10 @@ fn create_admin_key(org: &mut Org, b: &Body) -> Res {
     if let Value::Object(m) = &mut v {
         m.insert("value".into(), json!(secret));
     }
+    let scopes = ["api.management.read", "api.management.write"];
+    let payload = json!({"id": key.id, "data": {"scopes": scopes}});
     org.admin_api_keys.push(key);
+    org.record("api_key.created", None, payload);
     Ok(v)
 }
 
@@ -587,7 +618,9 @@ fn create_group(org: &mut Org, b: &Body) -> Res {
     let id = GroupId(org.next_id("group_"));
     let g = OrgGroup::new(id.clone(), name, "group".into(), now());
     let v = render_org::group(&g);
+    let payload = json!({"id": id, "data": {"group_name": g.name}});
     org.groups.insert(id, g);
+    org.record("group.created", None, payload);
     Ok(v)
 }
 
@@ -605,6 +638,7 @@ fn add_group_user(org: &mut Org, gid: &str, b: &Body) -> Res {
         ));
     }
     g.users.push(UserId(uid.clone()));
+    org.record_event(now(), "tenant.group.member.added", None, None);
     Ok(json!({"object": "group.user", "user_id": uid, "group_id": gid}))
 }
 
@@ -615,6 +649,14 @@ enum Principal {
 }
 
 impl Principal {
+    /// The principal's id and type, as role-assignment events name them.
+    fn describe(&self) -> (&str, &'static str) {
+        match self {
+            Principal::User(id) => (id.as_str(), "user"),
+            Principal::Group(id) => (id.as_str(), "group"),
+        }
+    }
+
     fn roles_mut<'o>(&self, org: &'o mut Org) -> Option<&'o mut Vec<RoleId>> {
         match self {
             Principal::User(id) => org.users.get_mut(id).map(|u| &mut u.roles),
@@ -650,8 +692,11 @@ fn write_assignment(
             if let Some(list) = who.roles_mut(org)
                 && !list.contains(&role.id)
             {
-                list.push(role.id);
+                list.push(role.id.clone());
             }
+            let (principal, kind) = who.describe();
+            let payload = audit_log::assignment(Some(role.id.as_str()), principal, kind, None);
+            org.record("role.assignment.created", None, payload);
             Ok(v)
         }
         ("DELETE", [rid]) => {
@@ -662,6 +707,9 @@ fn write_assignment(
                 rid,
             )?;
             list.remove(pos);
+            let (principal, kind) = who.describe();
+            let payload = audit_log::assignment(Some(rid), principal, kind, None);
+            org.record("role.assignment.deleted", None, payload);
             let object = match who {
                 Principal::User(_) => "user.role.deleted",
                 Principal::Group(_) => "group.role.deleted",
@@ -713,7 +761,9 @@ fn create_role(org: &mut Org, b: &Body) -> Res {
         extra: Map::new(),
     };
     let v = render::value(render::role(&role));
+    let payload = audit_log::role_created(&role, None);
     org.roles.push(role);
+    org.record("role.created", None, payload);
     Ok(v)
 }
 
@@ -724,6 +774,7 @@ fn update_role(org: &mut Org, rid: &str, b: &Body) -> Res {
     let name = b.opt_str("role_name")?;
     let i = custom_role_index(org, rid)?;
     let r = &mut org.roles[i];
+    let old = r.clone();
     if let Some(p) = permissions {
         r.permissions = p;
     }
@@ -734,7 +785,10 @@ fn update_role(org: &mut Org, rid: &str, b: &Body) -> Res {
         r.name = n;
     }
     r.updated_at = Some(now());
-    Ok(render::value(render::role(r)))
+    let v = render::value(render::role(r));
+    let payload = audit_log::role_updated(&old, r, None);
+    org.record("role.updated", None, payload);
+    Ok(v)
 }
 
 /// `DELETE /organization/roles/{role_id}`: users and groups holding it lose it.
@@ -747,6 +801,7 @@ fn delete_role(org: &mut Org, rid: &str) -> Res {
     for g in org.groups.values_mut() {
         g.roles.retain(|r| r != &role.id);
     }
+    org.record("role.deleted", None, json!({"id": role.id}));
     Ok(json!({"object": "role.deleted", "id": role.id, "deleted": true}))
 }
 
@@ -797,7 +852,9 @@ fn upload_certificate(org: &mut Org, b: &Body) -> Res {
         extra: Map::new(),
     };
     let v = render_org::certificate_detail(&cert);
+    let payload = audit_log::certificate_ref(cert.id.as_str(), cert.name.as_ref());
     org.certificates.push(cert);
+    org.record("certificate.created", None, payload);
     Ok(v)
 }
 
@@ -819,17 +876,26 @@ fn toggle_certificates(org: &mut Org, action: &str, b: &Body) -> Res {
     }
     let active = action == "activate";
     let mut data = Vec::new();
+    let mut refs = Vec::new();
     for c in &mut org.certificates {
         if ids.iter().any(|id| id == c.id.as_str()) {
             c.active = active;
             data.push(render_org::org_certificate(c));
+            refs.push(audit_log::certificate_ref(c.id.as_str(), c.name.as_ref()));
         }
     }
-    let object = if active {
-        "organization.certificate.activation"
+    let (object, kind) = if active {
+        (
+            "organization.certificate.activation",
+            "certificates.activated",
+        )
     } else {
-        "organization.certificate.deactivation"
+        (
+            "organization.certificate.deactivation",
+            "certificates.deactivated",
+        )
     };
+    org.record(kind, None, json!({"certificates": refs}));
     Ok(json!({"object": object, "data": data}))
 }
 
@@ -870,7 +936,7 @@ mod tests {
     fn the_admin_key_quirk_lists_every_project_key_after_the_admin_keys() {
         let org = RwLock::new(Org::demo(NOW));
         let plain = call(&org, "GET", "/organization/admin_api_keys?limit=100", "").unwrap();
-        assert_eq!(ids(&plain).len(), 4);
+        assert_eq!(ids(&plain).len(), 5);
         let project_keys: usize = org
             .read()
             .unwrap()
@@ -895,14 +961,14 @@ mod tests {
             }
             after = format!("&after={}", page["last_id"].as_str().unwrap());
         }
-        assert_eq!(all.len(), 4 + project_keys);
-        assert!(all[..4].iter().all(|k| {
+        assert_eq!(all.len(), 5 + project_keys);
+        assert!(all[..5].iter().all(|k| {
             k["redacted_value"]
                 .as_str()
                 .unwrap()
                 .starts_with("sk-admin-")
         }));
-        assert!(all[4..].iter().all(|k| {
+        assert!(all[5..].iter().all(|k| {
             k["object"] == "organization.admin_api_key"
                 && !k["redacted_value"]
                     .as_str()
@@ -919,7 +985,7 @@ mod tests {
                 crate::model::ScopeOutcome::Complete(v) => v.len(),
                 crate::model::ScopeOutcome::Failed(_) => 0,
             });
-        assert_eq!(listed, Some(4 + project_keys));
+        assert_eq!(listed, Some(5 + project_keys));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::ops::Bound;
 use serde_json::{Map, Value, json};
 
 use super::SimError;
-use super::api::{Answer, ApiError, ListSpec, Query, bytes, page_limit, shape_a};
+use super::api::{Answer, ApiError, ListSpec, Query, bytes, now, page_limit, shape_a};
 use super::audit_schema::{check_event, event_types, is_event_type, is_tenant_scoped};
 use super::org::{Org, R, Reader, parse_time, splitmix};
 use crate::model::ProjectId;
@@ -119,14 +119,26 @@ impl Org {
         json!({"type": "api_key", "api_key": key})
     }
 
-    /// Records the event of a write accepted at `at`: `kind` with its payload, scoped to
-    /// `project` (none for organization-level writes), by [`Org::sim_actor`].
+    /// Records the event of a write accepted now (see [`Org::record_event`]).
+    pub(super) fn record(&mut self, kind: &str, project: Option<&ProjectId>, payload: Value) {
+        self.record_event(now(), kind, project, Some(payload));
+    }
+
+    /// Records the event of a write to the project at index `i`, accepted now.
+    pub(super) fn record_in(&mut self, kind: &str, i: usize, payload: Value) {
+        let pid = self.projects.get(i).map(|p| p.id.clone());
+        self.record_event(now(), kind, pid.as_ref(), Some(payload));
+    }
+
+    /// Records the event of a write accepted at `at`: `kind` with its payload (the
+    /// tenant-scoped types have none), scoped to `project` (none for organization-level
+    /// writes), by [`Org::sim_actor`].
     pub fn record_event(
         &mut self,
         at: i64,
         kind: &str,
         project: Option<&ProjectId>,
-        payload: Value,
+        payload: Option<Value>,
     ) {
         let mut event = Map::new();
         event.insert("id".into(), json!(self.audit_log.next_id()));
@@ -141,9 +153,95 @@ impl Org {
             event.insert("project".into(), Value::Object(p));
         }
         event.insert("actor".into(), self.sim_actor());
-        event.insert(kind.into(), payload);
+        if let Some(payload) = payload {
+            event.insert(kind.into(), payload);
+        }
         self.audit_log.insert(Value::Object(event));
     }
+}
+
+/// The payload of `role.assignment.created`/`.deleted`: `role` given to (or taken from)
+/// `principal` (`user`/`group`) on a project, or on the organization when `project` is
+/// `None`.
+pub(super) fn assignment(
+    role: Option<&str>,
+    principal: &str,
+    principal_type: &str,
+    project: Option<&ProjectId>,
+) -> Value {
+    let mut m = Map::new();
+    if let Some(r) = role {
+        m.insert("id".into(), json!(r));
+    }
+    m.insert("principal_id".into(), json!(principal));
+    m.insert("principal_type".into(), json!(principal_type));
+    match project {
+        Some(p) => {
+            m.insert("resource_id".into(), json!(p));
+            m.insert("resource_type".into(), json!("api.project"));
+        }
+        None => {
+            m.insert("resource_type".into(), json!("api.organization"));
+        }
+    }
+    Value::Object(m)
+}
+
+/// The payload of `role.created` for a role of a project, or of the organization.
+pub(super) fn role_created(role: &super::org::Role, project: Option<&ProjectId>) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(role.id));
+    m.insert("role_name".into(), json!(role.name));
+    m.insert("permissions".into(), json!(role.permissions));
+    m.insert("resource_type".into(), json!(role.resource_type));
+    if let Some(p) = project {
+        m.insert("resource_id".into(), json!(p));
+    }
+    Value::Object(m)
+}
+
+/// The payload of `role.updated`: what changed from `old` to `new`.
+pub(super) fn role_updated(
+    old: &super::org::Role,
+    new: &super::org::Role,
+    project: Option<&ProjectId>,
+) -> Value {
+    let mut changes = Map::new();
+    if old.name != new.name {
+        changes.insert("role_name".into(), json!(new.name));
+    }
+    if let Some(p) = project {
+        changes.insert("resource_id".into(), json!(p));
+    }
+    changes.insert("resource_type".into(), json!(new.resource_type));
+    let added: Vec<&String> = new
+        .permissions
+        .iter()
+        .filter(|p| !old.permissions.contains(p))
+        .collect();
+    let removed: Vec<&String> = old
+        .permissions
+        .iter()
+        .filter(|p| !new.permissions.contains(p))
+        .collect();
+    changes.insert("permissions_added".into(), json!(added));
+    changes.insert("permissions_removed".into(), json!(removed));
+    if old.description != new.description
+        && let Some(d) = &new.description
+    {
+        changes.insert("description".into(), json!(d));
+    }
+    json!({"id": new.id, "changes_requested": changes})
+}
+
+/// `{"id", "name"}` of a certificate, as the certificate events list them.
+pub(super) fn certificate_ref(id: &str, name: Option<&String>) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(id));
+    if let Some(n) = name {
+        m.insert("name".into(), json!(n));
+    }
+    Value::Object(m)
 }
 
 /// The 403 of a read while audit logging is off.
@@ -495,7 +593,7 @@ mod tests {
         let mut org = org_with(r#"{"events":[]}"#).unwrap();
         for i in 0..25 {
             let p = json!({"error_code": "x", "error_message": format!("try {i}")});
-            org.record_event(NOW - (i / 5), "login.failed", None, p);
+            org.record_event(NOW - (i / 5), "login.failed", None, Some(p));
         }
         let mut seen = Vec::new();
         let mut after = String::new();
@@ -579,5 +677,40 @@ mod tests {
         let off = org_with(r#"{"enabled":false}"#).unwrap();
         let e = list(&off, &Query::parse("")).unwrap_err();
         assert_eq!((e.status, e.code), (403, Some(DISABLED_CODE)));
+    }
+
+    #[test]
+    fn the_demo_log_holds_what_the_event_rules_look_for_at_any_time_of_day() {
+        const H: i64 = 3_600;
+        // Late in a UTC day: the objects date from midnight, the log from now.
+        let now = NOW - NOW.rem_euclid(86_400) + 23 * H + 50 * 60;
+        let org = Org::demo_today(now);
+        let log = &org.audit_log;
+        assert!(log.newest_first().all(|e| check_event(e).is_ok()));
+        let key = log.get("audit_log-demo-admin-key").unwrap();
+        assert_eq!(key["effective_at"], now - 6 * H);
+        assert!(key.get("project").is_none());
+        let by = key["actor"]["session"]["user"]["id"].as_str().unwrap();
+        assert!(org.owners().any(|u| u.id.as_str() == by));
+        assert!(key["actor"]["session"]["ip_address"].is_string());
+        let made = key["api_key.created"]["id"].as_str().unwrap();
+        assert!(org.admin_api_keys.iter().any(|k| k.id.as_str() == made));
+        let failed = |user: &str, since: i64| {
+            log.newest_first()
+                .filter(|e| e["type"] == "login.failed")
+                .filter(|e| e["actor"]["session"]["user"]["id"] == user)
+                .filter(|e| e["effective_at"].as_i64().unwrap() >= since)
+                .count()
+        };
+        assert_eq!(failed("user-gus", now - 24 * H), 6);
+        assert_eq!(failed("user-gus", 0), 7, "one more, outside the day");
+        assert_eq!(failed("user-ben", 0), 2, "a look-alike below any threshold");
+        let off = log.get("audit_log-demo-ip-allowlist-off").unwrap();
+        assert_eq!(off["type"], "ip_allowlist.config.deactivated");
+        assert_eq!(off["effective_at"], now - 3 * H);
+        let created = log.get("audit_log-demo-project-hackday").unwrap();
+        assert_eq!(created["effective_at"], now - 20 * 86_400);
+        let q = Query::parse("event_types[]=login.succeeded&limit=100");
+        assert!(ids(&list(&org, &q).unwrap()).len() >= 4);
     }
 }

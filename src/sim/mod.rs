@@ -13,6 +13,8 @@ pub mod api;
 mod api_org;
 pub mod audit_log;
 pub mod audit_schema;
+#[cfg(test)]
+mod audit_writes_tests;
 pub mod costs;
 pub mod faults;
 pub mod generate;

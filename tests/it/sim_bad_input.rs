@@ -146,6 +146,20 @@ const REFUSALS: &[Refusal] = &[
     bad_query("/organization/spend_alerts?limit=-1", "limit"),
     bad_query("/organization/certificates/cert_org_gateway?include[]=everything", "include"),
     refusal(Key::Right, "GET", "/organization/groups?after=group_sre", None, 400),
+    // The audit log's filters and cursors.
+    bad_query("/organization/audit_logs?limit=0", "limit"),
+    bad_query("/organization/audit_logs?limit=101", "limit").with_code("integer_above_max_value"),
+    bad_query("/organization/audit_logs?event_types[]=login.exploded", "event_types").with_code("invalid_value"),
+    bad_query("/organization/audit_logs?event_types[]=tenant.user.added", "event_types"),
+    bad_query("/organization/audit_logs?tenant_only=true&event_types[]=login.failed", "event_types"),
+    bad_query("/organization/audit_logs?event_types=login.failed&event_types=nope", "event_types"),
+    bad_query("/organization/audit_logs?effective_at[gte]=yesterday", "effective_at[gte]").with_code("invalid_type"),
+    bad_query("/organization/audit_logs?effective_at%5Blt%5D=1.5", "effective_at[lt]"),
+    bad_query("/organization/audit_logs?effective_at[after]=1", "effective_at[after]"),
+    bad_query("/organization/audit_logs?effective_at=1", "effective_at"),
+    bad_query("/organization/audit_logs?tenant_only=maybe", "tenant_only"),
+    bad_query("/organization/audit_logs?after=audit_log-nope", "after"),
+    bad_query("/organization/audit_logs?before=audit_log-nope", "before"),
     not_found("/organization/users/user-nope"),
     not_found("/organization/users/user-nope/roles"),
     not_found("/organization/groups/group_nope/users"),
@@ -247,7 +261,13 @@ async fn bad_requests_get_the_real_error_shape_and_the_simulator_keeps_serving()
         a.text
     );
     assert!(sim.with_org(|org| !org.projects[0].is_archived()));
-    assert!(sim.with_org(|org| org.admin_api_keys.len() == 4
+    let seeded = Org::demo(now()).audit_log.len();
+    assert_eq!(
+        sim.with_org(|org| org.audit_log.len()),
+        seeded,
+        "a refused write records no audit-log event"
+    );
+    assert!(sim.with_org(|org| org.admin_api_keys.len() == 5
         && org.invites.len() == 3
         && org.groups.len() == 2
         && org.certificates.len() == 2

@@ -1,5 +1,5 @@
 //! Every simulator answer, for every operation of the project families and of the
-//! organization's own (all but audit logs, usage and costs), success and error, validated against the schema OpenAI's own OpenAPI spec gives for that response
+//! organization's own (audit logs and costs included; all but usage), success and error, validated against the schema OpenAI's own OpenAPI spec gives for that response
 //! (OpenAPI 3.1 schemas are JSON Schema 2020-12).
 //!
 //! Where the spec contradicts itself (digest §9) the simulator follows the schema, not
@@ -592,6 +592,17 @@ const CASES: &[Case] = &[
     delete(OCERT, "/organization/certificates/{cert}", 200),
     delete(USER, "/organization/users/user-kai", 200),
     delete(USER, "/organization/users/user-kai", 404),
+    // The audit log: every write above recorded its event (their payloads are checked here
+    // against the spec); filters combine; bad filters are 400s.
+    get(AUDIT, "/organization/audit_logs?limit=100", 200),
+    get(AUDIT, "/organization/audit_logs?limit=2&event_types[]=project.created&event_types[]=api_key.created", 200),
+    get(AUDIT, "/organization/audit_logs?project_ids[]=proj_payments&actor_ids[]=key_orgwarden_sim_admin&effective_at[gte]=0&effective_at[lt]=99999999999", 200),
+    get(AUDIT, "/organization/audit_logs?resource_ids[]=key_pay_ben_new&actor_emails[]=ADA.OKAFOR@acme-robotics.com", 200),
+    get(AUDIT, "/organization/audit_logs?tenant_only=true", 200),
+    get(AUDIT, "/organization/audit_logs?event_types[]=login.exploded", 400),
+    get(AUDIT, "/organization/audit_logs?effective_at[gte]=yesterday", 400),
+    get(AUDIT, "/organization/audit_logs?limit=0", 400),
+    get(AUDIT, "/organization/audit_logs?after=audit_log-nope", 400),
     // Refusals the middleware gives: 401, injected 500, 429.
     get(PROJECTS, PROJECTS, 401).by(Caller::Anonymous),
     get(proj!("/api_keys"), "/organization/projects/proj_support/api_keys", 500)
@@ -608,6 +619,9 @@ const CASES: &[Case] = &[
     get(COSTS, "/organization/costs?end_time=1764547200", 400),
     get(COSTS, "/organization/costs?start_time=1764547200&page=not-a-page", 400),
 ];
+
+/// The audit log's template.
+const AUDIT: &str = "/organization/audit_logs";
 
 /// The costs endpoint's template.
 const COSTS: &str = "/organization/costs";
@@ -690,13 +704,12 @@ async fn run_case(
     }
 }
 
-/// The operations the simulator serves (all but audit logs, usage and costs) that no case
-/// checked with a 200.
+/// The operations the simulator serves (all but usage and costs) that no case checked
+/// with a 200.
 fn operations_never_checked_with_200(spec: &Spec) -> Vec<String> {
     let mut missing = Vec::new();
     for (template, ops) in spec.doc["paths"].as_object().into_iter().flatten() {
-        if template.starts_with("/organization/audit_logs")
-            || template.starts_with("/organization/usage/")
+        if template.starts_with("/organization/usage/")
             || template.starts_with("/organization/costs")
         {
             continue;
@@ -837,4 +850,65 @@ fn the_schema_check_rejects_what_the_spec_does_not_allow() {
         "first_id": null, "last_id": null}),
     );
     assert_eq!(spec.failures.len(), 7, "{:#?}", spec.failures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_audit_log_answers_the_contracts_403_on_every_read() {
+    let mut org = Org::demo(now());
+    org.audit_log.enabled = false;
+    let sim = serve("127.0.0.1:0".parse().unwrap(), org, SimOptions::default())
+        .await
+        .unwrap();
+    let admin = Api::new(&sim.base_url(), Some("sk-admin-test"));
+    let spec = &mut Spec::load();
+    let want = json!({"error": {
+        "message": "Audit logging is not enabled for this organization. An organization owner can enable it under Settings → Data controls → Data retention.",
+        "type": "invalid_request_error", "param": null, "code": "audit_logging_disabled"}});
+    for path in [
+        "/organization/audit_logs",
+        "/organization/audit_logs?limit=100&event_types[]=login.failed",
+        "/organization/audit_logs?after=audit_log-anything",
+    ] {
+        let a = send_and_validate(spec, &admin, "GET", AUDIT, path, None, 403).await;
+        assert_eq!(a.map(|a| a.json), Some(want.clone()), "{path}");
+    }
+    assert!(spec.failures.is_empty(), "{}", spec.failures.join("\n"));
+}
+
+/// The simulator checks organization-file events against its own copy of the spec's
+/// `AuditLog` schema: that copy is the spec's, `$ref`s inlined, descriptions dropped.
+#[test]
+fn the_shipped_audit_log_schema_is_the_specs() {
+    fn clean(doc: &Value, v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                    let name = r.rsplit('/').next().unwrap();
+                    return clean(doc, &doc["components"]["schemas"][name]);
+                }
+                let dropped = [
+                    "description",
+                    "example",
+                    "x-oaiMeta",
+                    "x-stainless-const",
+                    "format",
+                    "default",
+                    "title",
+                ];
+                Value::Object(
+                    m.iter()
+                        .filter(|(k, _)| !dropped.contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), clean(doc, v)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(|i| clean(doc, i)).collect()),
+            other => other.clone(),
+        }
+    }
+    let spec = Spec::load();
+    let want = clean(&spec.doc, &spec.doc["components"]["schemas"]["AuditLog"]);
+    let shipped: Value =
+        serde_json::from_str(orgwarden::sim::audit_schema::AUDIT_LOG_SCHEMA).unwrap();
+    assert_eq!(shipped, want);
 }
