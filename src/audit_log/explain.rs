@@ -334,7 +334,14 @@ mod tests {
             explains(&e, Family::ProjectApiKeys, "key_a", None, 150, 200),
             "the second the older snapshot started counts"
         );
-        assert!(!explains(&e, Family::ProjectApiKeys, "key_a", None, 151, 200));
+        assert!(!explains(
+            &e,
+            Family::ProjectApiKeys,
+            "key_a",
+            None,
+            151,
+            200
+        ));
         assert!(!explains(&e, Family::ProjectApiKeys, "key_a", None, 0, 149));
         assert!(!explains(
             &e,

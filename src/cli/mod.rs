@@ -5,6 +5,7 @@ pub mod audit;
 pub mod daemon;
 pub mod demo;
 pub mod diff;
+pub mod events;
 pub mod findings;
 pub mod history;
 pub mod init;
@@ -255,6 +256,8 @@ pub enum Command {
     Query(query::QueryArgs),
     /// This month's spend per project against its hard limit and spend alerts
     Spend(spend::SpendArgs),
+    /// Stored audit-log events, newest first (who did what, when)
+    Events(events::EventsArgs),
     /// List, check, test and explain rules
     #[command(subcommand)]
     Rules(rules::RulesCommand),
@@ -262,7 +265,7 @@ pub enum Command {
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
     /// Serve the simulated Admin API
-    Sim(sim::SimArgs),
+    Sim(Box<sim::SimArgs>),
 }
 
 /// How an error's detail lines are joined to its first line (a newline and an indent), the
@@ -311,6 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Findings(args) => findings::findings(global, args),
         Command::Query(args) => query::query(global, args),
         Command::Spend(args) => spend::spend(global, args),
+        Command::Events(args) => events::events(global, args),
         Command::Rules(cmd) => rules::rules(global, cmd),
         Command::Notify(cmd) => notify::notify(global, cmd),
         Command::Sim(args) => sim::sim(global, args),

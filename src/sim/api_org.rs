@@ -936,7 +936,7 @@ mod tests {
     fn the_admin_key_quirk_lists_every_project_key_after_the_admin_keys() {
         let org = RwLock::new(Org::demo(NOW));
         let plain = call(&org, "GET", "/organization/admin_api_keys?limit=100", "").unwrap();
-        assert_eq!(ids(&plain).len(), 4);
+        assert_eq!(ids(&plain).len(), 5);
         let project_keys: usize = org
             .read()
             .unwrap()
@@ -961,14 +961,14 @@ mod tests {
             }
             after = format!("&after={}", page["last_id"].as_str().unwrap());
         }
-        assert_eq!(all.len(), 4 + project_keys);
-        assert!(all[..4].iter().all(|k| {
+        assert_eq!(all.len(), 5 + project_keys);
+        assert!(all[..5].iter().all(|k| {
             k["redacted_value"]
                 .as_str()
                 .unwrap()
                 .starts_with("sk-admin-")
         }));
-        assert!(all[4..].iter().all(|k| {
+        assert!(all[5..].iter().all(|k| {
             k["object"] == "organization.admin_api_key"
                 && !k["redacted_value"]
                     .as_str()
@@ -985,7 +985,7 @@ mod tests {
                 crate::model::ScopeOutcome::Complete(v) => v.len(),
                 crate::model::ScopeOutcome::Failed(_) => 0,
             });
-        assert_eq!(listed, Some(4 + project_keys));
+        assert_eq!(listed, Some(5 + project_keys));
     }
 
     #[test]

@@ -678,4 +678,39 @@ mod tests {
         let e = list(&off, &Query::parse("")).unwrap_err();
         assert_eq!((e.status, e.code), (403, Some(DISABLED_CODE)));
     }
+
+    #[test]
+    fn the_demo_log_holds_what_the_event_rules_look_for_at_any_time_of_day() {
+        const H: i64 = 3_600;
+        // Late in a UTC day: the objects date from midnight, the log from now.
+        let now = NOW - NOW.rem_euclid(86_400) + 23 * H + 50 * 60;
+        let org = Org::demo_today(now);
+        let log = &org.audit_log;
+        assert!(log.newest_first().all(|e| check_event(e).is_ok()));
+        let key = log.get("audit_log-demo-admin-key").unwrap();
+        assert_eq!(key["effective_at"], now - 6 * H);
+        assert!(key.get("project").is_none());
+        let by = key["actor"]["session"]["user"]["id"].as_str().unwrap();
+        assert!(org.owners().any(|u| u.id.as_str() == by));
+        assert!(key["actor"]["session"]["ip_address"].is_string());
+        let made = key["api_key.created"]["id"].as_str().unwrap();
+        assert!(org.admin_api_keys.iter().any(|k| k.id.as_str() == made));
+        let failed = |user: &str, since: i64| {
+            log.newest_first()
+                .filter(|e| e["type"] == "login.failed")
+                .filter(|e| e["actor"]["session"]["user"]["id"] == user)
+                .filter(|e| e["effective_at"].as_i64().unwrap() >= since)
+                .count()
+        };
+        assert_eq!(failed("user-gus", now - 24 * H), 6);
+        assert_eq!(failed("user-gus", 0), 7, "one more, outside the day");
+        assert_eq!(failed("user-ben", 0), 2, "a look-alike below any threshold");
+        let off = log.get("audit_log-demo-ip-allowlist-off").unwrap();
+        assert_eq!(off["type"], "ip_allowlist.config.deactivated");
+        assert_eq!(off["effective_at"], now - 3 * H);
+        let created = log.get("audit_log-demo-project-hackday").unwrap();
+        assert_eq!(created["effective_at"], now - 20 * 86_400);
+        let q = Query::parse("event_types[]=login.succeeded&limit=100");
+        assert!(ids(&list(&org, &q).unwrap()).len() >= 4);
+    }
 }

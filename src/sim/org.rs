@@ -535,10 +535,16 @@ impl Org {
     }
 
     /// The curated demo organization (`sim/demo-org.json`) as of the start of the UTC
-    /// day of `now`: re-running the demo the same day serves the same objects, so it
-    /// records no new versions. Only `last_used_at` offsets are shorter than a day.
+    /// day of `now`, its audit log as of `now`: re-running the demo the same day serves
+    /// the same objects, so it records no new versions. Only `last_used_at` offsets (and
+    /// the admin key made six hours before the day began) are shorter than a day.
     pub fn demo_today(now: i64) -> Org {
-        Org::demo(now - now.rem_euclid(86_400))
+        let mut org = Org::demo(now - now.rem_euclid(86_400));
+        // Its audit log counts from the real now: its events happened hours ago, not hours
+        // before midnight, so a rule over the last day sees them at any time of day. They
+        // keep their ids, and the store keeps an event once by id.
+        org.audit_log = Org::demo(now).audit_log;
+        org
     }
 
     /// The curated demo organization (`sim/demo-org.json`).

@@ -177,6 +177,109 @@ pub(super) fn audit_log_summary(
     }))
 }
 
+/// Which stored events `orgwarden events` lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events at or after this time (Unix seconds).
+    pub since: Option<i64>,
+    /// Only events whose type matches this glob (`api_key.*`).
+    pub kind: Option<String>,
+    /// Only events by the user with this email (any case).
+    pub actor_email: Option<String>,
+    /// Only events scoped to this project.
+    pub project_id: Option<String>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// Every stored event `filter` matches, newest first (ties by id, descending).
+pub fn audit_events(
+    reader: super::Reader<'_>,
+    filter: &EventFilter,
+) -> Result<Vec<AuditEvent>, StoreError> {
+    let mut stmt = reader.conn().prepare(
+        "SELECT raw FROM audit_event
+         WHERE (?1 IS NULL OR effective_at >= ?1)
+           AND (?2 IS NULL OR type GLOB ?2)
+           AND (?3 IS NULL OR lower(actor_user_email) = lower(?3))
+           AND (?4 IS NULL OR project_id = ?4)
+         ORDER BY effective_at DESC, id DESC
+         LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            filter.since,
+            filter.kind,
+            filter.actor_email,
+            filter.project_id,
+            filter.limit
+        ],
+        |row| row.get::<_, String>(0),
+    )?;
+    rows.map(|raw| {
+        let raw = raw?;
+        let value: serde_json::Value = serde_json::from_str(&raw)
+            .map_err(|e| StoreError::Corrupt(format!("audit_event.raw: {e}")))?;
+        AuditEvent::from_api(&value)
+            .map_err(|e| StoreError::Corrupt(format!("audit_event.raw: {e}")))
+    })
+    .collect()
+}
+
+/// Whether the stored feed can be trusted to be current, as `orgwarden events` says it
+/// before listing anything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FeedStatus {
+    /// The newest read's outcome (`complete`, `failed`, `disabled`); `None`: never read.
+    pub outcome: Option<String>,
+    /// When the newest read's snapshot started (Unix seconds).
+    pub read_at: Option<i64>,
+    /// When the run of `disabled` reads that ends with the newest began (Unix seconds).
+    pub disabled_since: Option<i64>,
+    /// When the newest complete read's snapshot started; `None`: none ever completed.
+    pub last_complete_at: Option<i64>,
+    /// The newest read's error, when it failed or was disabled.
+    pub error: Option<String>,
+}
+
+/// The stored feed's [`FeedStatus`].
+pub fn feed_status(reader: super::Reader<'_>) -> Result<FeedStatus, StoreError> {
+    let conn = reader.conn();
+    let newest: Option<(String, i64, Option<String>)> = conn
+        .query_row(
+            "SELECT r.outcome, s.started_at, r.error FROM audit_log_read r
+             JOIN snapshot s ON s.id = r.snapshot_id
+             ORDER BY r.snapshot_id DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    let last_complete_at: Option<i64> = conn.query_row(
+        "SELECT max(s.started_at) FROM audit_log_read r JOIN snapshot s ON s.id = r.snapshot_id
+         WHERE r.outcome = 'complete'",
+        [],
+        |row| row.get(0),
+    )?;
+    let disabled_since: Option<i64> = conn.query_row(
+        "SELECT min(s.started_at) FROM audit_log_read r JOIN snapshot s ON s.id = r.snapshot_id
+         WHERE r.outcome = 'disabled' AND r.snapshot_id > coalesce(
+             (SELECT max(snapshot_id) FROM audit_log_read WHERE outcome <> 'disabled'), 0)",
+        [],
+        |row| row.get(0),
+    )?;
+    let (outcome, read_at, error) = match newest {
+        Some((outcome, at, error)) => (Some(outcome), Some(at), error),
+        None => (None, None, None),
+    };
+    Ok(FeedStatus {
+        outcome,
+        read_at,
+        disabled_since,
+        last_complete_at,
+        error,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,13 +309,23 @@ mod tests {
 
     /// Stores one snapshot whose audit-log read delivered `events` and ended `outcome`.
     fn snapshot(store: &mut Store, events: &[AuditEvent], outcome: AuditLogOutcome) -> u64 {
+        snapshot_at(store, 10_000, events, outcome)
+    }
+
+    /// [`snapshot`] started at `at`.
+    fn snapshot_at(
+        store: &mut Store,
+        at: i64,
+        events: &[AuditEvent],
+        outcome: AuditLogOutcome,
+    ) -> u64 {
         let since = crate::audit_log::read::plan(
-            10_000,
+            at,
             store.audit_log_watermark().unwrap(),
             crate::duration::Duration::from_secs(5_000),
         );
         let mut w = store
-            .begin_snapshot("acme", Utc.timestamp_opt(10_000, 0).unwrap())
+            .begin_snapshot("acme", Utc.timestamp_opt(at, 0).unwrap())
             .unwrap();
         let stored = w.store_audit_events(events).unwrap();
         w.record_audit_log_read(&read(since, events, outcome), stored)
@@ -268,6 +381,66 @@ mod tests {
         assert_eq!(store.audit_log_watermark().unwrap(), before);
         assert_eq!(snapshot(&mut store, &partial, AuditLogOutcome::Complete), 2);
         assert_eq!(count(&store), 3);
+    }
+
+    #[test]
+    fn events_are_listed_newest_first_by_type_glob_actor_and_project() {
+        let mut store = Store::open_in_memory().unwrap();
+        let mut other = event("e3", 6_000);
+        other.raw["type"] = json!("login.failed");
+        let other = AuditEvent::from_api(&other.raw).unwrap();
+        let events = [other, event("e2", 5_900), event("e1", 5_500)];
+        snapshot(&mut store, &events, AuditLogOutcome::Complete);
+        let ids = |f: EventFilter| -> Vec<String> {
+            audit_events(store.reader(), &EventFilter { limit: 10, ..f })
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id.as_str().to_owned())
+                .collect()
+        };
+        assert_eq!(ids(EventFilter::default()), ["e3", "e2", "e1"]);
+        let keys = EventFilter {
+            kind: Some("api_key.*".into()),
+            ..EventFilter::default()
+        };
+        assert_eq!(ids(keys), ["e2", "e1"]);
+        let recent = EventFilter {
+            since: Some(5_600),
+            actor_email: Some("A@B.C".into()),
+            ..EventFilter::default()
+        };
+        assert_eq!(ids(recent), ["e3", "e2"]);
+        let nobody = EventFilter {
+            project_id: Some("proj_x".into()),
+            ..EventFilter::default()
+        };
+        assert!(ids(nobody).is_empty());
+    }
+
+    #[test]
+    fn the_feed_status_says_since_when_audit_logging_is_off() {
+        let mut store = Store::open_in_memory().unwrap();
+        assert_eq!(feed_status(store.reader()).unwrap().outcome, None);
+        let off = || {
+            AuditLogOutcome::Disabled(ScopeError {
+                status: Some(403),
+                message: "Audit logging is not enabled".into(),
+            })
+        };
+        snapshot_at(&mut store, 1_000, &[], off());
+        snapshot_at(&mut store, 2_000, &[], AuditLogOutcome::Complete);
+        snapshot_at(&mut store, 3_000, &[], off());
+        snapshot_at(&mut store, 4_000, &[], off());
+        let status = feed_status(store.reader()).unwrap();
+        assert_eq!(status.outcome.as_deref(), Some("disabled"));
+        assert_eq!(status.read_at, Some(4_000));
+        assert_eq!(
+            status.disabled_since,
+            Some(3_000),
+            "the run of disabled reads starts after the complete one"
+        );
+        assert_eq!(status.last_complete_at, Some(2_000));
+        assert!(status.error.unwrap().contains("not enabled"));
     }
 
     #[test]

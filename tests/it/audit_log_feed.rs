@@ -232,6 +232,92 @@ fn an_organization_with_audit_logging_off_is_recorded_disabled_not_failed() {
         json_of(&out),
         json!([{"outcome": "disabled", "http_status": 403}])
     );
+    // `events` says so before anything else, so no event is not read as a quiet org.
+    let out = run(dir.path(), &url, &["events"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("Audit logging is off for this organization (every read since "),
+        "{text}"
+    );
+    let doc = json_of(&run(dir.path(), &url, &["events", "--format", "json"]));
+    assert_eq!(doc["feed"]["outcome"], "disabled");
+    assert!(doc["feed"]["disabled_since"].is_string(), "{doc}");
+    assert_eq!(doc["events"], json!([]));
+}
+
+#[test]
+fn events_lists_stored_events_newest_first_with_filters_and_says_when_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(org_with(&many(3), true));
+    let url = sim.base_url();
+    // A snapshot that did not read the audit log: said first.
+    let config = dir.path().join("orgwarden.toml");
+    std::fs::write(&config, "[audit_log]\nenabled = false\n").unwrap();
+    assert_eq!(snapshot(dir.path(), &url).0, 0);
+    std::fs::remove_file(&config).unwrap();
+    let out = run(dir.path(), &url, &["events"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("The audit log was never read"), "{text}");
+    sim.with_org(|org| {
+        assert!(org.audit_log.insert(json!({
+            "id": "audit_log-key", "type": "api_key.created",
+            "effective_at": chrono::Utc::now().timestamp() - 60,
+            "project": {"id": "proj_a", "name": "A\u{1b}[31m"},
+            "actor": {"type": "api_key", "api_key": {"id": "key_admin", "type": "user",
+                      "user": {"id": "user-bob", "email": "bob@acme.com"}}},
+            "api_key.created": {"id": "key_new", "data": {"scopes": ["api.model.request"]}}
+        })));
+    });
+    let (code, _, doc) = snapshot(dir.path(), &url);
+    assert_eq!(code, 0, "{doc}");
+    let doc = json_of(&run(dir.path(), &url, &["events", "--format", "json"]));
+    assert_eq!(doc["feed"]["outcome"], "complete");
+    assert_eq!(doc["feed"]["note"], Value::Null);
+    let ids: Vec<&str> = doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "audit_log-key",
+            "audit_log-m0000",
+            "audit_log-m0001",
+            "audit_log-m0002"
+        ]
+    );
+    let key = &doc["events"][0];
+    assert_eq!(key["resource_id"], "key_new");
+    assert_eq!(key["actor"]["described"], "bob@acme.com with key key_admin");
+    let only = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["events", "--format", "json"];
+        all.extend_from_slice(args);
+        json_of(&run(dir.path(), &url, &all))["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(only(&["--type", "api_key.*"]), ["audit_log-key"]);
+    assert_eq!(only(&["--actor", "BOB@acme.com"]), ["audit_log-key"]);
+    assert_eq!(only(&["--project", "proj_a"]), ["audit_log-key"]);
+    assert_eq!(only(&["--since", "30m"]), ["audit_log-key"]);
+    assert_eq!(only(&["--limit", "2"]).len(), 2);
+    // The table shows the actor in words, and API text inert.
+    let out = run(dir.path(), &url, &["events", "--type", "api_key.*"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bob@acme.com with key key_admin"), "{text}");
+    assert!(text.contains("api_key.created"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! End to end: rules over the audit log. `orgwarden audit --notify` reads the simulator's
 //! audit log, an event finding opens and is announced once, a smaller window resolves it;
 //! with audit logging off only `audit-logging-disabled` opens and no event finding
-//! resolves.
+//! resolves; writes made through the simulator's API are judged from the events they
+//! record.
 
 use std::path::Path;
 
@@ -174,4 +175,44 @@ fn with_audit_logging_off_only_audit_logging_disabled_opens_and_no_event_finding
     for rule in EVENT_RULES {
         assert_eq!(status(&doc, rule), None, "{rule}");
     }
+}
+
+#[test]
+fn writes_through_the_api_are_judged_from_the_events_they_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = r#"{"organization": "acme",
+        "users": [{"id": "user-ada", "name": "Ada", "email": "ada@acme.com", "role": "owner"},
+                  {"id": "user-bob", "name": "Bob", "email": "bob@acme.com", "role": "reader"}],
+        "projects": []}"#;
+    let org = Org::from_json_str(json, Utc::now().timestamp()).unwrap();
+    let sim = start_background(org, SimOptions::default()).unwrap();
+    let url = sim.base_url();
+    let api = crate::support::sim_api::Api::new(&url, Some(KEY));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let promoted = runtime.block_on(api.raw(
+        "POST",
+        "/organization/users/user-bob",
+        Some(r#"{"role": "owner"}"#),
+    ));
+    assert_eq!(promoted.status, 200, "{}", promoted.text);
+    let made = runtime.block_on(api.raw(
+        "POST",
+        "/organization/admin_api_keys",
+        Some(r#"{"name": "terraform"}"#),
+    ));
+    assert_eq!(made.status, 200, "{}", made.text);
+    let key_id = made.json["id"].as_str().unwrap().to_owned();
+
+    let doc = audit(dir.path(), &url, CONFIG);
+    let owner = finding(&doc, "org-owner-granted").expect("org-owner-granted");
+    assert_eq!(owner["resource_id"], "user-bob");
+    let message = owner["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "User bob@acme.com was given the organization owner role by ada@acme.com with key key_orgwarden_sim_admin at "
+        ),
+        "{message}"
+    );
+    let key = finding(&doc, "admin-key-created").expect("admin-key-created");
+    assert_eq!(key["resource_id"].as_str(), Some(key_id.as_str()));
 }

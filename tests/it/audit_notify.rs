@@ -54,7 +54,7 @@ fn notify_announces_changes_once_and_dry_run_stores_nothing() {
         stderr.contains("dry run: nothing recorded, queued or sent"),
         "{stderr}"
     );
-    assert!(stderr.contains("30 new"), "{stderr}");
+    assert!(stderr.contains("35 new"), "{stderr}");
     assert!(
         !stderr.contains("\"fingerprint\""),
         "a dry run logs no announcement: {stderr}"
@@ -73,12 +73,12 @@ fn notify_announces_changes_once_and_dry_run_stores_nothing() {
     assert_eq!(mails(dir.path()), 1);
     assert_eq!(
         stderr.matches("\"fingerprint\"").count(),
-        30,
+        35,
         "a committed announcement logs each finding once: {stderr}"
     );
     let store = Store::open_read_only(&dir.path().join("audit.db")).unwrap();
     let all = findings::load(store.reader()).unwrap();
-    assert_eq!(all.len(), 30);
+    assert_eq!(all.len(), 35);
     assert!(all.iter().all(|f| f.last_notified_at.is_some()));
     drop(store);
 

@@ -72,7 +72,8 @@ fn demo_json_has_the_design_shape() {
             "finished_at",
             "status",
             "requests",
-            "errors"
+            "errors",
+            "audit_log"
         ]
     );
     let keys: Vec<&str> = doc["findings"][0]
@@ -95,7 +96,8 @@ fn demo_json_has_the_design_shape() {
             "status",
             "first_seen",
             "last_seen",
-            "remediation"
+            "remediation",
+            "changed_by"
         ]
     );
     insta::assert_snapshot!(text);

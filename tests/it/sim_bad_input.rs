@@ -267,7 +267,7 @@ async fn bad_requests_get_the_real_error_shape_and_the_simulator_keeps_serving()
         seeded,
         "a refused write records no audit-log event"
     );
-    assert!(sim.with_org(|org| org.admin_api_keys.len() == 4
+    assert!(sim.with_org(|org| org.admin_api_keys.len() == 5
         && org.invites.len() == 3
         && org.groups.len() == 2
         && org.certificates.len() == 2

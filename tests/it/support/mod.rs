@@ -39,3 +39,29 @@ pub fn demo_month_to_date_as_usual(text: &str) -> String {
         .replace("81.3% of", "85.8% of")
         .replace("81.2% of", "85.8% of")
 }
+
+/// Replaces RFC 3339 UTC times (`2026-11-29T06:50:00Z`), which depend on when the test
+/// runs (the demo's audit-log events are the last hours'), with `YYYY-MM-DDTHH:MM:SSZ`:
+/// the same width, so a table around them keeps its shape.
+pub fn same_width_times(text: &str) -> String {
+    let shape = b"dddd-dd-ddTdd:dd:ddZ";
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let fits = bytes.len() - i >= shape.len()
+            && shape.iter().zip(&bytes[i..]).all(|(s, b)| match s {
+                b'd' => b.is_ascii_digit(),
+                other => other == b,
+            });
+        if fits {
+            out.push_str("YYYY-MM-DDTHH:MM:SSZ");
+            i += shape.len();
+        } else {
+            let ch = text[i..].chars().next().expect("in bounds");
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}

@@ -1,0 +1,188 @@
+//! `orgwarden events`: the stored audit-log events, newest first, after a word on whether
+//! the feed is current (audit logging off, or never read completely), so that "no events"
+//! is never mistaken for a quiet organization.
+
+use std::io::Write;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::read::{TableFormat, names, open, table, write_csv};
+use super::{Exit, GlobalArgs};
+use crate::audit_log::AuditEvent;
+use crate::report::{self, Wrap};
+use crate::store::{EventFilter, FeedStatus, audit_events, feed_status};
+
+/// `orgwarden events`
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    orgwarden events                                  the last 7 days, newest first\n  \
+    orgwarden events --since 30d --type 'api_key.*'   keys created, changed or deleted\n  \
+    orgwarden events --actor ada@acme.com --limit 20  what one person did\n  \
+    orgwarden events --project proj_abc --format json\n\n\
+    The events are those the snapshots read from the organization's audit log \
+    ([audit_log] in orgwarden.toml). When the organization has audit logging off, or no \
+    read has completed, this says so before anything else.")]
+pub struct EventsArgs {
+    /// Only events this recent ("7d", "12h")
+    #[arg(long, default_value = "7d")]
+    pub since: crate::duration::Duration,
+    /// Only events of this type; a glob (`api_key.*`, `login.failed`)
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
+    /// Only events by the user with this email (any case)
+    #[arg(long, value_name = "EMAIL")]
+    pub actor: Option<String>,
+    /// Only events scoped to this project id
+    #[arg(long, value_name = "ID")]
+    pub project: Option<String>,
+    /// At most this many events
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+}
+
+const HEADER: [(&str, Wrap); 5] = [
+    ("time", Wrap::Never),
+    ("type", Wrap::Never),
+    ("actor", Wrap::Prose),
+    ("project", Wrap::Prose),
+    ("resource", Wrap::Never),
+];
+
+/// Runs `orgwarden events`.
+pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
+    let store = open(global)?;
+    let since = Utc::now() - args.since.to_time_delta();
+    let filter = EventFilter {
+        since: Some(since.timestamp()),
+        kind: args.kind.clone(),
+        actor_email: args.actor.clone(),
+        project_id: args.project.clone(),
+        limit: args.limit,
+    };
+    let status = feed_status(store.reader())?;
+    let events = audit_events(store.reader(), &filter)?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        TableFormat::Json => {
+            let doc = json!({
+                "feed": feed_json(&status),
+                "events": events.iter().map(event_json).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{}", report::json_text(&doc, true)?)?;
+        }
+        TableFormat::Csv => {
+            // The CSV stays one table; the word on the feed goes beside it.
+            if let Some(note) = feed_note(&status) {
+                eprintln!("{note}");
+            }
+            write_csv(&mut out, &names(&HEADER), &rows(&events))?;
+        }
+        TableFormat::Table => {
+            if let Some(note) = feed_note(&status) {
+                writeln!(out, "{note}")?;
+            }
+            if events.is_empty() {
+                writeln!(
+                    out,
+                    "No stored event since {} matches.",
+                    crate::store::rfc3339(since)
+                )?;
+            } else {
+                writeln!(out, "{}", table(&HEADER, rows(&events)))?;
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// What to say before the events when the feed cannot vouch for them.
+fn feed_note(status: &FeedStatus) -> Option<String> {
+    let when = time;
+    match status.outcome.as_deref() {
+        None => Some(
+            "The audit log was never read: run `orgwarden snapshot` (with [audit_log] enabled) \
+             first; no event below means nothing was read, not a quiet organization."
+                .to_owned(),
+        ),
+        Some("disabled") => Some(format!(
+            "Audit logging is off for this organization (every read since {} was refused: {}). \
+             No new event is recorded until an owner turns it on.",
+            status.disabled_since.map_or_else(|| "?".to_owned(), when),
+            report::inert(status.error.as_deref().unwrap_or("no reason given"))
+        )),
+        _ if status.last_complete_at.is_none() => Some(format!(
+            "No audit-log read has completed yet (the last one, at {}, failed: {}): the events \
+             below may be incomplete.",
+            status.read_at.map_or_else(|| "?".to_owned(), when),
+            report::inert(status.error.as_deref().unwrap_or("no reason given"))
+        )),
+        Some("failed") => Some(format!(
+            "The last audit-log read failed ({}); events after {} may be missing.",
+            report::inert(status.error.as_deref().unwrap_or("no reason given")),
+            status.last_complete_at.map_or_else(|| "?".to_owned(), when),
+        )),
+        _ => None,
+    }
+}
+
+fn feed_json(status: &FeedStatus) -> Value {
+    let when = |t: Option<i64>| t.map(time);
+    json!({
+        "outcome": status.outcome,
+        "read_at": when(status.read_at),
+        "disabled_since": when(status.disabled_since),
+        "last_complete_at": when(status.last_complete_at),
+        "error": status.error,
+        "note": feed_note(status),
+    })
+}
+
+fn event_json(e: &AuditEvent) -> Value {
+    json!({
+        "id": e.id.as_str(),
+        "type": e.kind,
+        "effective_at": time(e.effective_at),
+        "actor": {
+            "type": e.actor.kind,
+            "user_id": e.actor.user_id,
+            "email": e.actor.user_email,
+            "ip_address": e.actor.ip,
+            "api_key_id": e.actor.api_key_id,
+            "service_account_id": e.actor.service_account_id,
+            "described": e.actor.describe(),
+        },
+        "project_id": e.project_id.as_ref().map(crate::model::ProjectId::as_str),
+        "project_name": e.project_name,
+        "resource_id": e.resource_id,
+        "details": e.details(),
+    })
+}
+
+fn rows(events: &[AuditEvent]) -> Vec<Vec<String>> {
+    events
+        .iter()
+        .map(|e| {
+            let project = match (&e.project_id, &e.project_name) {
+                (Some(id), Some(name)) => format!("{name} ({id})"),
+                (Some(id), None) => id.as_str().to_owned(),
+                (None, _) => String::new(),
+            };
+            vec![
+                time(e.effective_at),
+                e.kind.clone(),
+                e.actor.describe(),
+                project,
+                e.resource_id.clone().unwrap_or_default(),
+            ]
+        })
+        .collect()
+}
+
+/// Unix seconds as RFC 3339 UTC (a time out of range as the epoch: stored API text).
+fn time(t: i64) -> String {
+    crate::store::rfc3339(chrono::DateTime::from_timestamp(t, 0).unwrap_or_default())
+}
