@@ -265,7 +265,7 @@ pub enum Command {
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
     /// Serve the simulated Admin API
-    Sim(sim::SimArgs),
+    Sim(Box<sim::SimArgs>),
 }
 
 /// How an error's detail lines are joined to its first line (a newline and an indent), the

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{CliError, Exit, GlobalArgs};
-use crate::sim::{Org, SimOptions};
+use crate::sim::{Fault, FaultKind, Org, SimOptions};
 
 /// `orgwarden sim`
 #[derive(clap::Args)]
@@ -27,6 +27,14 @@ pub struct SimArgs {
     /// Seed of the generator: the same seed gives the same organization
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Add this many audit-log events over the last 30 days (sign-ins, key creations,
+    /// changes), drawn from --seed and the organization's own users, projects and keys
+    #[arg(long, value_name = "N")]
+    pub events: Option<usize>,
+    /// Fail one request: the Nth request (from 1) whose path starts with PATH is answered
+    /// with STATUS (default 500), e.g. /organization/audit_logs:3 (repeatable)
+    #[arg(long, value_name = "PATH:N[:STATUS]")]
+    pub fail_request: Vec<String>,
     /// Accept only this Bearer key (else any non-empty one)
     #[arg(long, env = "ORGWARDEN_SIM_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
@@ -62,6 +70,8 @@ impl std::fmt::Debug for SimArgs {
             .field("projects", &self.projects)
             .field("users", &self.users)
             .field("seed", &self.seed)
+            .field("events", &self.events)
+            .field("fail_request", &self.fail_request)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "[redacted]"))
             .field("latency_ms", &self.latency_ms)
             .field("rate_limit", &self.rate_limit)
@@ -88,6 +98,40 @@ fn parse_change(flag: &str, text: &str) -> anyhow::Result<(u64, f64)> {
         return Err(bad());
     }
     Ok((after, value))
+}
+
+/// Reads `PATH:N[:STATUS]`: the Nth request under PATH fails with STATUS (default 500).
+fn parse_fail_request(text: &str) -> anyhow::Result<Fault> {
+    let bad = || {
+        CliError::usage(anyhow::anyhow!(
+            "--fail-request {text:?}: expected PATH:N[:STATUS] with N from 1 and STATUS 400 to 599, \
+             e.g. /organization/audit_logs:3:500"
+        ))
+    };
+    let mut parts = text.split(':');
+    let path = parts
+        .next()
+        .filter(|p| p.starts_with('/'))
+        .ok_or_else(bad)?;
+    let nth: u32 = parts
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(bad)?;
+    let status: u16 = match parts.next() {
+        None => 500,
+        Some(s) => s.trim().parse().map_err(|_| bad())?,
+    };
+    if nth == 0 || !(400..=599).contains(&status) || parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(Fault {
+        path_prefix: path.to_owned(),
+        kind: FaultKind::Nth {
+            pass: nth - 1,
+            then: Box::new(FaultKind::Status(status)),
+        },
+        times: Some(1),
+    })
 }
 
 fn unix_now() -> i64 {
@@ -160,11 +204,19 @@ pub fn sim(_global: &GlobalArgs, args: &SimArgs) -> anyhow::Result<Exit> {
         })
         .transpose()?;
     let now = unix_now();
-    let org = match (&args.org, args.projects) {
+    let mut org = match (&args.org, args.projects) {
         (Some(path), _) => Org::load(path, now).map_err(CliError::usage)?,
         (None, Some(n)) => Org::generate_with_users(n, args.users, args.seed, now),
         (None, None) => Org::demo_today(now),
     };
+    if let Some(n) = args.events {
+        org.generate_audit_events(n, args.seed, now);
+    }
+    let faults = args
+        .fail_request
+        .iter()
+        .map(|text| parse_fail_request(text))
+        .collect::<anyhow::Result<Vec<Fault>>>()?;
     let summary = org.summary();
     let opts = SimOptions {
         admin_key: args.admin_key.clone(),
@@ -182,6 +234,9 @@ pub fn sim(_global: &GlobalArgs, args: &SimArgs) -> anyhow::Result<Exit> {
         let mut handle = crate::sim::serve(addr, org, opts)
             .await
             .context("starting the simulator")?;
+        for fault in faults {
+            handle.add_fault(fault);
+        }
         // The URL goes to stdout so scripts can read it; the rest is log.
         println!("{}", handle.base_url());
         tracing::info!(organization = %summary, "simulated Admin API serving; Ctrl-C stops it");
@@ -204,6 +259,37 @@ mod tests {
     struct Wrapper {
         #[command(flatten)]
         args: SimArgs,
+    }
+
+    #[test]
+    fn a_failed_request_names_its_path_count_and_status() {
+        let f = parse_fail_request("/organization/audit_logs:3").unwrap();
+        assert_eq!(f.path_prefix, "/organization/audit_logs");
+        assert_eq!(
+            f.kind,
+            FaultKind::Nth {
+                pass: 2,
+                then: Box::new(FaultKind::Status(500))
+            }
+        );
+        let f = parse_fail_request("/organization/users:1:503").unwrap();
+        assert_eq!(
+            f.kind,
+            FaultKind::Nth {
+                pass: 0,
+                then: Box::new(FaultKind::Status(503))
+            }
+        );
+        for bad in [
+            "audit_logs:3",
+            "/x:0",
+            "/x:three",
+            "/x:2:200",
+            "/x:2:500:1",
+            "/x",
+        ] {
+            assert!(parse_fail_request(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

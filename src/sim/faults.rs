@@ -45,6 +45,14 @@ pub enum FaultKind {
     EndlessPages,
     /// Answer a list read with a last page of this many objects, whatever `limit` asked.
     OversizedPage(usize),
+    /// Let `pass` matching requests through untouched, then act as `then`: fails "the
+    /// Nth request" of a list in the middle of its pages (`times` counts only the hits).
+    Nth {
+        /// Requests answered normally first.
+        pass: u32,
+        /// What the next one gets.
+        then: Box<FaultKind>,
+    },
     /// Answer with this status and a body of `bytes` bytes, streamed; `declared` sends its
     /// `Content-Length`, else it comes chunked and only its end says how long it was.
     HugeBody {
@@ -113,6 +121,14 @@ impl Faults {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let i = list.iter().position(|f| path.starts_with(&f.path_prefix))?;
+        if let FaultKind::Nth { pass, then } = &mut list[i].kind {
+            if *pass > 0 {
+                *pass -= 1;
+                return None;
+            }
+            let hit = (**then).clone();
+            list[i].kind = hit;
+        }
         let kind = list[i].kind.clone();
         if let Some(times) = &mut list[i].times {
             *times = times.saturating_sub(1);
@@ -251,6 +267,31 @@ mod tests {
             Some(FaultKind::Status(503))
         );
         assert_eq!(f.take("/organization/projects/p1"), None);
+    }
+
+    #[test]
+    fn an_nth_request_fault_lets_the_first_ones_through() {
+        let f = Faults::new(0.0, 1);
+        f.add(Fault {
+            path_prefix: "/organization/audit_logs".into(),
+            kind: FaultKind::Nth {
+                pass: 2,
+                then: Box::new(FaultKind::Status(500)),
+            },
+            times: Some(1),
+        });
+        assert_eq!(f.take("/organization/audit_logs"), None);
+        assert_eq!(
+            f.take("/organization/users"),
+            None,
+            "another path does not count"
+        );
+        assert_eq!(f.take("/organization/audit_logs"), None);
+        assert_eq!(
+            f.take("/organization/audit_logs"),
+            Some(FaultKind::Status(500))
+        );
+        assert_eq!(f.take("/organization/audit_logs"), None);
     }
 
     #[test]

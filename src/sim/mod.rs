@@ -18,6 +18,7 @@ mod audit_writes_tests;
 pub mod costs;
 pub mod faults;
 pub mod generate;
+pub mod generate_audit;
 mod generate_org;
 mod http;
 pub mod org;

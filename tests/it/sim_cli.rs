@@ -80,6 +80,42 @@ fn sim_users_sets_the_size_of_the_generated_user_directory() {
 }
 
 #[test]
+fn sim_events_seeds_a_month_of_audit_log_and_fail_request_fails_the_nth_page() {
+    let (_sim, base) = start(&[
+        "--projects",
+        "6",
+        "--seed",
+        "9",
+        "--events",
+        "250",
+        "--fail-request",
+        "/organization/audit_logs:3",
+    ]);
+    let mut seen = 0;
+    let mut statuses = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, body) = get(
+            &format!("{base}/organization/audit_logs?limit=100{after}"),
+            "k",
+        );
+        statuses.push(status);
+        if status != 200 {
+            // Asked again, the same page is served: the fault hit once.
+            assert_eq!(body["error"]["type"], "server_error", "{body}");
+            continue;
+        }
+        seen += body["data"].as_array().unwrap().len();
+        if body["has_more"] != true {
+            break;
+        }
+        after = format!("&after={}", body["last_id"].as_str().unwrap());
+    }
+    assert_eq!(seen, 250);
+    assert_eq!(statuses, [200, 200, 500, 200]);
+}
+
+#[test]
 fn sim_without_an_org_serves_the_demo() {
     let (_sim, base) = start(&[]);
     let (status, body) = get(

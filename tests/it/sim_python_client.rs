@@ -55,10 +55,54 @@ fn expected(org: &Org) -> Value {
     }
     json!({
         "org": expected_org(org),
+        "audit": expected_audit(org),
         "limit": LIMIT,
         "project_ids": org.projects.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
         "active_projects": org.projects.iter().filter(|p| !p.is_archived()).count(),
         "projects": projects,
+    })
+}
+
+/// What the audit log's filters must find, counted from the log itself.
+fn expected_audit(org: &Org) -> Value {
+    let events: Vec<&Value> = org.audit_log.newest_first().collect();
+    let count = |f: &dyn Fn(&Value) -> bool| events.iter().filter(|e| f(e)).count();
+    let kind = |k: &'static str| move |e: &Value| e["type"] == k;
+    let project = events
+        .iter()
+        .find_map(|e| e["project"]["id"].as_str())
+        .expect("a generated month has project events");
+    let user = &events
+        .iter()
+        .find(|e| e["actor"]["session"]["user"]["email"].is_string())
+        .expect("a generated month has sign-ins")["actor"]["session"]["user"];
+    let email = user["email"].as_str().unwrap();
+    let (lo, hi) = (now() - 7 * 86_400, now() - 86_400);
+    let resource = events
+        .iter()
+        .find_map(|e| e[e["type"].as_str().unwrap()]["id"].as_str())
+        .expect("a generated month has events about objects");
+    json!({
+        "limit": 25,
+        "total": events.len(),
+        "login_failed": count(&kind("login.failed")),
+        "logout": count(&kind("logout.succeeded")),
+        "project": project,
+        "in_project": count(&|e| e["project"]["id"] == project),
+        "window": [lo, hi],
+        "in_window": count(&|e| (lo..hi).contains(&e["effective_at"].as_i64().unwrap())),
+        "email": email,
+        "actor": user["id"],
+        "by_email": count(&|e| {
+            e["actor"]["session"]["user"]["email"] == email
+                || e["actor"]["api_key"]["user"]["email"] == email
+        }),
+        "resource": resource,
+        "resource_events": events
+            .iter()
+            .filter(|e| e[e["type"].as_str().unwrap()]["id"] == resource)
+            .map(|e| e["id"].clone())
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -110,6 +154,7 @@ fn the_official_python_client_lists_every_family_with_auto_pagination() {
         org.projects[1].status = "archived".into();
         org.projects[1].archived_at = Some(now());
     }
+    org.generate_audit_events(400, 42, now());
     let want = expected(&org);
     let opts = SimOptions {
         admin_key: Some(KEY.into()),

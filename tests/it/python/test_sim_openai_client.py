@@ -91,6 +91,7 @@ def main() -> int:
         check(f"{pid} spend limit", limit_cents, e["spend_limit"])
 
     check_organization(client, exp["org"], limit, check, walk)
+    check_audit_log(client, exp["audit"], check, walk)
 
     # Errors come back as the SDK's typed exceptions with the API's fields.
     try:
@@ -136,6 +137,35 @@ def main() -> int:
         return 1
     print(f"ok: {len(every)} projects, {lists} lists walked with limit={limit}")
     return 0
+
+
+def check_audit_log(client, a, check, walk):
+    """The audit log, read before any write: paged newest first, and every filter."""
+    logs = client.admin.organization.audit_logs
+    every = walk(logs.list(limit=a["limit"]))
+    check("audit log events", len(every), a["total"])
+    check("audit log ids unique", len({x.id for x in every}), a["total"])
+    times = [x.effective_at for x in every]
+    check("audit log newest first", times, sorted(times, reverse=True))
+    check("audit log by type", len(walk(logs.list(event_types=["login.failed"], limit=100))), a["login_failed"])
+    check("audit log by two types",
+          len(walk(logs.list(event_types=["login.failed", "logout.succeeded"], limit=100))),
+          a["login_failed"] + a["logout"])
+    check("audit log by project", len(walk(logs.list(project_ids=[a["project"]], limit=100))), a["in_project"])
+    window = {"gte": a["window"][0], "lt": a["window"][1]}
+    check("audit log by time", len(walk(logs.list(effective_at=window, limit=100))), a["in_window"])
+    check("audit log by email", len(walk(logs.list(actor_emails=[a["email"].upper()], limit=100))), a["by_email"])
+    check("audit log by actor", len(walk(logs.list(actor_ids=[a["actor"]], limit=100))), a["by_email"])
+    check("audit log by resource", [x.id for x in walk(logs.list(resource_ids=[a["resource"]], limit=100))],
+          a["resource_events"])
+    older = logs.list(limit=5, before=every[10].id)
+    check("audit log before", [x.id for x in older.data], [x.id for x in every[5:10]])
+    check("audit log tenant only", len(walk(logs.list(tenant_only=True))), 0)
+    try:
+        logs.list(event_types=["login.exploded"])
+        check("unknown event type", "200", "400")
+    except openai.BadRequestError as err:
+        check("unknown event type param", err.param, "event_types")
 
 
 def check_organization(client, e, limit, check, walk):
@@ -193,6 +223,10 @@ def write_organization(client, check, walk, limit):
     check("admin key secret", key.value.startswith("sk-admin-"), True)
     check("admin key expiry", key.expires_at - key.created_at, 3600)
     check("admin key delete", org.admin_api_keys.delete(key.id).deleted, True)
+    made = walk(org.audit_logs.list(event_types=["api_key.created", "api_key.deleted"], resource_ids=[key.id]))
+    check("admin key events", [(x.type, x.actor.type, x.actor.api_key.id, x.project) for x in made],
+          [("api_key.deleted", "api_key", "key_orgwarden_sim_admin", None),
+           ("api_key.created", "api_key", "key_orgwarden_sim_admin", None)])
 
     role = org.roles.create(role_name="python-auditor", permissions=["api.organization.read"])
     check("role update", org.roles.update(role.id, description="reads").description, "reads")
@@ -208,6 +242,8 @@ def write_organization(client, check, walk, limit):
     check("group add user", org.groups.users.create(group.id, user_id=user.id).user_id, user.id)
     check("group member", org.groups.users.retrieve(user.id, group_id=group.id).id, user.id)
     check("group remove user", org.groups.users.delete(user.id, group_id=group.id).deleted, True)
+    members = walk(org.audit_logs.list(tenant_only=True, event_types=["tenant.group.member.added", "tenant.group.member.removed"]))
+    check("group membership events", [x.type for x in members][:2], ["tenant.group.member.removed", "tenant.group.member.added"])
     check("group role assign", org.groups.roles.create(group.id, role_id=role.id).group.id, group.id)
     check("group role retrieve", org.groups.roles.retrieve(role.id, group_id=group.id).id, role.id)
     check("group role unassign", org.groups.roles.delete(role.id, group_id=group.id).deleted, True)
