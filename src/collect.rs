@@ -627,6 +627,11 @@ pub async fn snapshot_skipping(
     let refused = match crawl {
         Ok(mut report) => {
             archived_reads = report.archived_reads;
+            // The costs and audit-log reads can end after the crawl (a first audit-log read
+            // is a thousand pages): the snapshot's counters are the whole run's.
+            let errors = report.stats.errors;
+            report.stats = counted_since(client.stats(), &baseline);
+            report.stats.errors = errors;
             if let Some(costs) = &costs {
                 costs.count_into(&mut report.stats, &mut report.status);
             }

@@ -482,6 +482,28 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_read_makes_the_snapshot_partial_and_a_disabled_log_does_not() {
+        use crate::model::{CrawlStats, SnapshotStatus};
+        let error = ScopeError {
+            status: Some(403),
+            message: "off".into(),
+        };
+        let read = |outcome| AuditLogRead {
+            since: 0,
+            started_at: 0,
+            requests: 1,
+            received: 0,
+            newest: None,
+            outcome,
+        };
+        let (mut stats, mut status) = (CrawlStats::default(), SnapshotStatus::Complete);
+        read(AuditLogOutcome::Disabled(error.clone())).count_into(&mut stats, &mut status);
+        assert_eq!((stats.errors, status), (0, SnapshotStatus::Complete));
+        read(AuditLogOutcome::Failed(error)).count_into(&mut stats, &mut status);
+        assert_eq!((stats.errors, status), (1, SnapshotStatus::Partial));
+    }
+
+    #[test]
     fn a_refusal_that_is_not_about_audit_logging_is_recorded_without_the_api_text() {
         let error = explained(403, None, "key sk-admin-abc… may not do this");
         let failed = failure(&error);

@@ -161,6 +161,9 @@ pub(super) fn print_outcome(
         {
             eprintln!("  {}", report::failed_scope_line(scope, error));
         }
+        if let Some(line) = super::snapshot::audit_log_failure(&evaluated.snapshot) {
+            eprintln!("  {}", report::inert(&line));
+        }
     }
     Ok(exit)
 }

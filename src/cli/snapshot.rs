@@ -114,6 +114,10 @@ fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
                     outcome.failed_scopes.len() - SHOWN
                 ));
             }
+            if let Some(line) = audit_log_failure(info) {
+                text.push_str(super::CONTINUATION);
+                text.push_str(&line);
+            }
             Err(CliError::incomplete(anyhow::anyhow!(text)))
         }
     }
@@ -161,6 +165,17 @@ fn print_table(outcome: &SnapshotOutcome, format: TableFormat) {
     if let Some(line) = info.audit_log.as_ref().map(audit_log_line) {
         println!("{line}");
     }
+}
+
+/// The line that explains a partial snapshot whose audit-log read failed (it is no scope,
+/// so the failed-scope lines do not name it).
+pub(super) fn audit_log_failure(info: &crate::store::SnapshotInfo) -> Option<String> {
+    let read = info.audit_log.as_ref().filter(|r| r.outcome == "failed")?;
+    Some(format!(
+        "the audit-log read failed; none of its events were kept, and the next run reads them \
+         again: {}",
+        read.error.as_deref().unwrap_or("no reason recorded")
+    ))
 }
 
 /// The audit-log read in one line.

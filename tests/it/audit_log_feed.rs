@@ -146,10 +146,19 @@ fn a_500_in_the_middle_of_the_pages_stores_nothing_and_the_next_run_stores_every
         kind: FaultKind::Status(500),
         times: None,
     });
-    let (code, read, doc) = snapshot(dir.path(), &url);
+    let out = run(dir.path(), &url, &["snapshot", "--format", "json"]);
+    let (code, doc) = (out.status.code(), json_of(&out));
+    let read = doc["audit_log"].clone();
     assert_eq!(
-        code, 3,
+        code,
+        Some(3),
         "a failed audit-log read makes the snapshot partial: {doc}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the audit-log read failed; none of its events were kept")
+            && stderr.contains("HTTP 500"),
+        "{stderr}"
     );
     assert_eq!(doc["status"], "partial");
     assert_eq!(read["outcome"], "failed", "{read}");
