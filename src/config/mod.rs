@@ -344,7 +344,7 @@ impl Default for SpendConfig {
 /// `[audit_log]`: reading the organization's audit log with every snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuditLogConfig {
-    /// Read the audit log at all (`false`: never read; rules over it see it as unread).
+    /// Read the audit log at all (`false`: never read, and the rules over it are off).
     pub enabled: bool,
     /// How far back the first read goes.
     pub lookback: Duration,

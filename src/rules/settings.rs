@@ -37,6 +37,19 @@ pub(super) fn apply_config(
             None => unknown_rule(id, diags),
         }
     }
+    // Without audit-log reads the log's rules have nothing to judge: they are off like
+    // disabled rules, so their findings resolve as no longer evaluated instead of staying
+    // open on the last read forever.
+    if !config.audit_log.enabled {
+        for rule in rules.iter_mut().filter(|r| {
+            matches!(
+                r.resource_type,
+                super::ResourceType::AuditLogEvents | super::ResourceType::AuditLogStatus
+            )
+        }) {
+            rule.enabled = false;
+        }
+    }
     for (id, severity) in &config.rules.severity {
         match rules.iter_mut().find(|r| r.id.as_str() == id.get_ref()) {
             Some(rule) => rule.severity = *severity,

@@ -619,3 +619,26 @@ fn a_family_the_snapshot_skipped_is_unread_with_the_families_under_it() {
         ]
     );
 }
+
+#[test]
+fn the_audit_log_rules_are_off_when_the_log_is_not_read() {
+    let log_rules = |loaded: &Loaded| -> Vec<String> {
+        loaded
+            .rules
+            .enabled()
+            .filter(|r| r.resource_type.view().starts_with("audit_log"))
+            .map(|r| r.id.0.clone())
+            .collect()
+    };
+    let read = load_with("");
+    assert!(read.diagnostics.items().is_empty());
+    assert_eq!(log_rules(&read).len(), 6, "{:?}", log_rules(&read));
+    let off = load_with("[audit_log]\nenabled = false\n");
+    assert!(
+        off.diagnostics.items().is_empty(),
+        "{:?}",
+        off.diagnostics.items()
+    );
+    assert_eq!(log_rules(&off), Vec::<String>::new());
+    assert!(off.rules.get("api-key-stale").is_some_and(|r| r.enabled));
+}
