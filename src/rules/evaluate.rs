@@ -249,8 +249,9 @@ fn evaluate_one(
             Some(SqlValue::Text(unread_views(conn).map_err(sql_err)?))
         } else if name == ":window_start" {
             // Validation gave every rule reading `:window_start` a window that parses.
+            let unjudged = unjudged_since(conn).map_err(sql_err)?;
             rule.window_secs()
-                .map(|w| SqlValue::Integer(now.saturating_sub(w)))
+                .map(|w| SqlValue::Integer(window_start(now, w, unjudged)))
         } else {
             match &rule.body {
                 RuleBody::Where { compiled, .. } => compiled
@@ -326,6 +327,38 @@ fn evaluate_one(
         });
     }
     Ok(())
+}
+
+/// The start of an event rule's window at `now`: `now − window`, reaching back to
+/// `unjudged` when that is earlier. After runs that could not read the log (or none ran for
+/// longer than the window), the read that catches up stores events older than the window
+/// that no evaluation has seen; they are judged once, here, instead of never.
+pub fn window_start(now: i64, window: i64, unjudged: Option<i64>) -> i64 {
+    let start = now.saturating_sub(window);
+    unjudged.map_or(start, |u| start.min(u))
+}
+
+/// When the latest snapshot read the audit log completely: the earliest event time no
+/// earlier evaluation can have seen — the start of the previous complete read, less the
+/// re-read overlap. `None` when the latest read is not complete (nothing new was stored)
+/// or there was no earlier complete read (the first read judges only its window, not the
+/// whole lookback).
+pub fn unjudged_since(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT (SELECT s.started_at FROM audit_log_read r JOIN snapshot s ON s.id = r.snapshot_id
+                 WHERE r.outcome = 'complete' AND r.snapshot_id < cur.id
+                 ORDER BY r.snapshot_id DESC LIMIT 1)
+         FROM (SELECT max(id) AS id FROM snapshot WHERE status <> 'running') cur
+         WHERE EXISTS (SELECT 1 FROM audit_log_read
+                       WHERE snapshot_id = cur.id AND outcome = 'complete')",
+        [],
+        |row| row.get::<_, Option<i64>>(0),
+    )
+    .optional()
+    .map(|v| {
+        v.flatten()
+            .map(|t| t.saturating_sub(crate::audit_log::read::OVERLAP_SECS))
+    })
 }
 
 /// The views whose current rows the latest snapshot did not read, as a JSON array of view

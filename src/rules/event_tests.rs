@@ -423,3 +423,40 @@ fn audit_log_rules_run_over_the_scratch_schema() {
         )]
     );
 }
+
+#[test]
+fn events_caught_up_after_a_failed_read_are_judged_once_though_older_than_the_window() {
+    let mut store = Store::open_in_memory().unwrap();
+    let rule = login_failures("");
+    let t0 = Utc::now() - Duration::hours(36);
+    let s = snapshot(&mut store, t0, Some("complete"), &[]);
+    assert!(audit(&mut store, &rule, s, t0).is_empty());
+    // A day on the read fails: the failures of t0 + 1h are not stored yet.
+    let t1 = t0 + Duration::hours(24);
+    let s = snapshot(&mut store, t1, Some("failed"), &[]);
+    assert!(audit(&mut store, &rule, s, t1).is_empty());
+    // The read that catches up stores them, 29 hours old: beyond a 24h window, yet never
+    // judged before, so they are judged now.
+    let t2 = t0 + Duration::hours(30);
+    let failures = five_failures("user-ada", (t0 + Duration::hours(1)).timestamp());
+    let s = snapshot(&mut store, t2, Some("complete"), &failures);
+    let found = audit(&mut store, &rule, s, t2);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].status, Status::Open);
+    // The next complete read has seen them: the window is a day again, and they are out.
+    let t3 = t0 + Duration::hours(36);
+    let s = snapshot(&mut store, t3, Some("complete"), &[]);
+    assert_eq!(audit(&mut store, &rule, s, t3)[0].status, Status::Resolved);
+}
+
+#[test]
+fn the_window_reaches_back_only_to_what_no_evaluation_has_seen() {
+    use crate::rules::evaluate::window_start;
+    assert_eq!(window_start(100_000, 86_400, None), 13_600);
+    assert_eq!(
+        window_start(100_000, 86_400, Some(50_000)),
+        13_600,
+        "seen already"
+    );
+    assert_eq!(window_start(100_000, 86_400, Some(5_000)), 5_000, "a gap");
+}
