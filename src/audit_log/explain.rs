@@ -109,9 +109,6 @@ pub struct ReadSpan {
 /// Attributes a change of `family`'s object `resource_id` (with `parent_id`) made after
 /// `after` (`None`: before the first snapshot, so any earlier event may explain it) and
 /// no later than `until`, from `candidates` (any events; those that explain it are kept).
-/// `read_until` is when the newer snapshot started: a change after that is read by the
-/// next run's log read, not this one's.
-#[allow(clippy::too_many_arguments)]
 pub fn attribute<'e>(
     candidates: impl IntoIterator<Item = &'e AuditEvent>,
     family: Family,
@@ -119,7 +116,6 @@ pub fn attribute<'e>(
     parent_id: Option<&str>,
     after: Option<i64>,
     until: i64,
-    read_until: i64,
     span: Option<ReadSpan>,
 ) -> Attribution {
     if coverage(family) == LogCoverage::NeverRecorded {
@@ -149,7 +145,10 @@ pub fn attribute<'e>(
         };
     }
     match (after, span) {
-        (Some(after), Some(span)) if span.from <= after && span.through >= read_until => {
+        // Absence is vouched for only by complete reads covering the whole interval: one
+        // that started before the newer snapshot finished may have missed a change made
+        // during its crawl.
+        (Some(after), Some(span)) if span.from <= after && span.through >= until => {
             Attribution::NotRecorded
         }
         _ => Attribution::NotRead,
@@ -295,9 +294,24 @@ pub fn explains(
     if !types.contains(&event.kind.as_str()) {
         return false;
     }
-    let ids = named_ids(event);
-    ids.iter().any(|id| id == resource_id)
-        || parent_id.is_some_and(|p| ids.iter().any(|id| id == p))
+    if ROLE_ASSIGNMENT.contains(&event.kind.as_str()) {
+        // An assignment names the role (`id`) and who holds it (`principal_id`): both must
+        // be this object's, or one user's grant would explain another's.
+        let field = |key: &str| {
+            event
+                .details()
+                .and_then(|d| d.get(key))
+                .and_then(Value::as_str)
+        };
+        return match parent_id {
+            Some(parent) => {
+                field("id") == Some(resource_id) && field("principal_id") == Some(parent)
+            }
+            // A project group (no parent) is assigned to its project: it is the principal.
+            None => field("principal_id") == Some(resource_id),
+        };
+    }
+    named_ids(event).iter().any(|id| id == resource_id)
 }
 
 #[cfg(test)]
@@ -354,25 +368,34 @@ mod tests {
     }
 
     #[test]
-    fn a_role_assignment_is_matched_by_its_principal() {
+    fn a_role_assignment_is_matched_by_its_role_and_its_holder_together() {
         let e = event(
             "role.assignment.created",
             150,
-            json!({"id": "role_owner", "principal_id": "user-ada", "principal_type": "user"}),
+            json!({"id": "role_owner", "principal_id": "user-bob", "principal_type": "user"}),
+        );
+        let explains_roles =
+            |role: &str, user: &str| explains(&e, Family::OrgUserRoles, role, Some(user), 100, 200);
+        assert!(explains_roles("role_owner", "user-bob"));
+        assert!(
+            !explains_roles("role_owner", "user-ada"),
+            "Bob's grant does not explain Ada's"
+        );
+        assert!(
+            !explains_roles("role_other", "user-bob"),
+            "nor another role of Bob's"
+        );
+        // A group assigned to a project is the assignment's principal.
+        let g = event(
+            "role.assignment.created",
+            150,
+            json!({"id": "role_member", "principal_id": "group_sec", "principal_type": "group"}),
         );
         assert!(explains(
-            &e,
-            Family::OrgUserRoles,
-            "role_other",
-            Some("user-ada"),
-            100,
-            200
-        ));
-        assert!(!explains(
-            &e,
-            Family::OrgUserRoles,
-            "role_other",
-            Some("user-bob"),
+            &g,
+            Family::ProjectGroups,
+            "group_sec",
+            None,
             100,
             200
         ));
@@ -404,16 +427,7 @@ mod tests {
             through: 300,
         });
         let at = |id: &str, after: Option<i64>, span: Option<ReadSpan>| {
-            attribute(
-                [&e],
-                Family::ProjectApiKeys,
-                id,
-                None,
-                after,
-                200,
-                200,
-                span,
-            )
+            attribute([&e], Family::ProjectApiKeys, id, None, after, 200, span)
         };
         match at("key_a", Some(100), span) {
             Attribution::Recorded { events } => {
@@ -454,7 +468,6 @@ mod tests {
                 "proj_a",
                 None,
                 Some(100),
-                200,
                 200,
                 span
             ),

@@ -48,7 +48,6 @@ pub fn attribute_transitions(
             None,
             Some(after),
             until,
-            until,
             None,
         ) {
             finding.changed_by = events.into_iter().next();

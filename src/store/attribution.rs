@@ -16,9 +16,13 @@ use super::{SnapshotInfo, Store, StoreError};
 /// no read ever completed.
 pub fn read_span(conn: &Connection) -> Result<Option<ReadSpan>, StoreError> {
     let (from, through): (Option<i64>, Option<i64>) = conn.query_row(
+        // Only since audit logging was last off: while it was, the log recorded nothing,
+        // so a read after it cannot vouch for that stretch.
         "SELECT min(r.since), max(s.started_at)
          FROM audit_log_read r JOIN snapshot s ON s.id = r.snapshot_id
-         WHERE r.outcome = 'complete'",
+         WHERE r.outcome = 'complete'
+           AND r.snapshot_id > coalesce(
+                 (SELECT max(snapshot_id) FROM audit_log_read WHERE outcome = 'disabled'), 0)",
         [],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
@@ -109,12 +113,9 @@ impl Store {
         };
         let after = old.started_at.timestamp();
         let until = new.finished_at.timestamp();
-        let read_until = new.started_at.timestamp();
         let interval = Interval::load(&self.conn, after, until)?;
         for entry in &mut diff.entries {
-            entry.attribution = Some(attribute_entry(
-                &interval, entry, after, until, read_until, span,
-            ));
+            entry.attribution = Some(attribute_entry(&interval, entry, after, until, span));
         }
         Ok(())
     }
@@ -150,7 +151,6 @@ impl Store {
                 entry.parent_id.as_deref(),
                 after,
                 until,
-                this.started_at.timestamp(),
                 span,
             ));
         }
@@ -174,7 +174,6 @@ fn attribute_entry(
     entry: &DiffEntry,
     after: i64,
     until: i64,
-    read_until: i64,
     span: Option<ReadSpan>,
 ) -> Attribution {
     if coverage(entry.family) == LogCoverage::NeverRecorded {
@@ -191,7 +190,6 @@ fn attribute_entry(
         entry.parent_id.as_deref(),
         Some(after),
         until,
-        read_until,
         span,
     )
 }

@@ -1403,3 +1403,27 @@ fn diff_attributes_each_change_to_its_audit_log_event_or_says_why_not() {
         .unwrap();
     assert_eq!(key_3.attribution, Some(Attribution::NotRead));
 }
+
+#[test]
+fn the_log_vouches_for_absence_only_since_audit_logging_was_last_off() {
+    let mut store = Store::open_in_memory().unwrap();
+    let first = snap(&mut store, 0, basic_org("a", 5), SnapshotStatus::Complete);
+    log_read(&store, first.id, -100);
+    let off = snap(&mut store, 1, basic_org("a", 5), SnapshotStatus::Complete);
+    store
+        .conn()
+        .execute(
+            "INSERT INTO audit_log_read (snapshot_id, since, outcome) VALUES (?1, ?2, 'disabled')",
+            rusqlite::params![off.id.0, at(0).timestamp()],
+        )
+        .unwrap();
+    let back = snap(&mut store, 2, basic_org("a", 5), SnapshotStatus::Complete);
+    log_read(&store, back.id, 1);
+    let span = read_span(store.conn()).unwrap().unwrap();
+    assert_eq!(
+        span.from,
+        at(1).timestamp(),
+        "not from the first read, before logging was off"
+    );
+    assert_eq!(span.through, at(2).timestamp());
+}
