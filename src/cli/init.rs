@@ -181,7 +181,7 @@ settle_days = 3
 # snapshot. The first run reads `lookback` back (at most 400d); later runs read only what
 # is new since the last complete read. The organization must have audit logging turned on
 # (Settings → Data controls → Data retention); when it is off, orgwarden says so.
-# With `enabled = false` it is never read, and rules over it report it as unread.
+# With `enabled = false` it is never read, and the rules over it are switched off.
 [audit_log]
 enabled = true
 lookback = "30d"

@@ -181,8 +181,9 @@ pub fn run(rule: &Rule, case: &Case, now: i64) -> CaseResult {
     result
 }
 
-/// Stores the organization's audit log as one complete read of every event would (all of
-/// them, tenant-scoped ones too), or, with `audit_log.enabled = false`, the refused read.
+/// Stores the organization's audit log as one complete read by the collector would (every
+/// event but the tenant-scoped ones, which it does not ask for), or, with
+/// `audit_log.enabled = false`, the refused read.
 fn store_audit_log(
     writer: &mut crate::store::SnapshotWriter<'_>,
     org: &Org,
@@ -192,6 +193,11 @@ fn store_audit_log(
     let events: Vec<AuditEvent> = org
         .audit_log
         .newest_first()
+        .filter(|e| {
+            !e.get("type")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(crate::sim::audit_schema::is_tenant_scoped)
+        })
         .map(AuditEvent::from_api)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("audit log: {e}"))?;
