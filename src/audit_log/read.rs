@@ -137,6 +137,11 @@ impl Pager {
         self.done
     }
 
+    /// Whether the read took its most pages and the log goes on.
+    pub fn exhausted(&self) -> bool {
+        !self.done && self.pages >= self.max_pages
+    }
+
     /// The next page's query, or an error when the read already took its most pages.
     pub fn next_query(&mut self) -> Result<Vec<(&'static str, String)>, ClientError> {
         if self.pages >= self.max_pages {
@@ -219,6 +224,12 @@ impl Pager {
     }
 }
 
+/// Unix seconds as RFC 3339 UTC text, for messages.
+fn unix_text(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map_or_else(|| secs.to_string(), crate::report::rfc3339)
+}
+
 /// Whether an error is the API saying the organization's audit logging is off: a 400 or
 /// 403 whose `code` names the audit log, or whose message says the audit log is not
 /// enabled, disabled or turned off. (The reference does not document this answer.)
@@ -298,7 +309,22 @@ where
         newest: None,
         outcome: AuditLogOutcome::Complete,
     };
+    let mut oldest: Option<i64> = None;
     while !pager.done() {
+        if let (true, Some(oldest)) = (pager.exhausted(), oldest) {
+            // More events than the page bound allows: failing would fail every run from
+            // the same point, for ever. Keep the newest events, the ones read, and say how
+            // far back the read reaches; the span before it stays unread.
+            let reached = oldest.saturating_add(1).max(read.since);
+            tracing::warn!(
+                "the audit log holds more than {} pages of events since {}: read back to {}                  only, and events before that are not read (raise [openai]                  max_pages_per_scope, or shorten [audit_log] lookback)",
+                client.max_pages_per_scope(),
+                unix_text(read.since),
+                unix_text(reached),
+            );
+            read.since = reached;
+            break;
+        }
         let answer = match pager.next_query() {
             Ok(query) => {
                 read.requests += 1;
@@ -324,6 +350,7 @@ where
             }
         };
         read.received += u64::try_from(events.len()).unwrap_or(u64::MAX);
+        oldest = events.iter().map(|e| e.effective_at).chain(oldest).min();
         read.newest = events
             .iter()
             .map(|e| e.effective_at)

@@ -350,3 +350,57 @@ fn audit_log_enabled_false_sends_no_request() {
     assert_eq!(read, Value::Null, "no read is recorded: {doc}");
     assert!(stored_ids(dir.path(), &url).is_empty());
 }
+
+#[test]
+fn a_log_longer_than_the_page_bound_keeps_its_newest_events_instead_of_failing_every_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[openai]\norganization = \"acme\"\nmax_pages_per_scope = 2\n[spend]\nenabled = false\n",
+    )
+    .unwrap();
+    let sim = sim(org_with(&many(250), true));
+    let url = sim.base_url();
+    let out = run(
+        dir.path(),
+        &url,
+        &["--config", "orgwarden.toml", "snapshot", "--format", "json"],
+    );
+    let doc = json_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{doc}");
+    let read = &doc["audit_log"];
+    assert_eq!(read["outcome"], "complete", "{read}");
+    assert_eq!(read["requests"], 2, "{read}");
+    assert_eq!(read["stored"], 200, "the newest two pages are kept: {read}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("more than 2 pages") && stderr.contains("max_pages_per_scope"),
+        "{stderr}"
+    );
+    // What was not read is not vouched for: the span starts after the oldest event read.
+    let status = run(
+        dir.path(),
+        &url,
+        &[
+            "query",
+            "--format",
+            "json",
+            "SELECT since FROM audit_log_status",
+        ],
+    );
+    let since = json_of(&status)[0]["since"].as_i64().unwrap();
+    let oldest_kept = chrono::Utc::now().timestamp() - (60 + 199) * 60;
+    assert!(
+        (since - oldest_kept).abs() < 120,
+        "since {since}, oldest kept {oldest_kept}"
+    );
+    // The next run reads only what is new: one request, nothing stored twice.
+    let out = run(
+        dir.path(),
+        &url,
+        &["--config", "orgwarden.toml", "snapshot", "--format", "json"],
+    );
+    let doc = json_of(&out);
+    assert_eq!(doc["audit_log"]["requests"], 1, "{doc}");
+    assert_eq!(doc["audit_log"]["stored"], 0, "{doc}");
+}
