@@ -50,7 +50,7 @@ fn demo(format: &str) -> String {
 
 #[test]
 fn demo_table_is_grouped_by_severity() {
-    insta::assert_snapshot!(demo("table"));
+    insta::assert_snapshot!(crate::support::demo_requests_as_usual(&demo("table")));
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn demo_json_has_the_design_shape() {
             "changed_by"
         ]
     );
-    insta::assert_snapshot!(text);
+    insta::assert_snapshot!(crate::support::demo_requests_as_usual(&text));
 }
 
 #[test]

@@ -40,6 +40,48 @@ pub fn demo_month_to_date_as_usual(text: &str) -> String {
         .replace("81.2% of", "85.8% of")
 }
 
+/// Replaces the demo run's total request count, which depends on the day of the month (the
+/// first costs read pages through the current month and the lookback before it, a week a
+/// page), with `N` digits of the same width: in the JSON snapshot object's `"requests"` and
+/// in the summary line's `(complete, 137 requests, …)`.
+pub fn demo_requests_as_usual(text: &str) -> String {
+    let digits_before = |line: &str, marker: &str| -> Option<(usize, usize)> {
+        let end = line.find(marker)?;
+        let start = line[..end]
+            .rfind(|c: char| !c.is_ascii_digit())
+            .map_or(0, |i| i + 1);
+        (start < end).then_some((start, end))
+    };
+    text.lines()
+        .map(|line| {
+            let span = if line.starts_with("    \"requests\": ") {
+                let start = "    \"requests\": ".len();
+                let end = line[start..]
+                    .find(|c: char| !c.is_ascii_digit())
+                    .map_or(line.len(), |i| start + i);
+                (start < end).then_some((start, end))
+            } else if line.contains(" of acme-robotics (") || line.contains(" through ") {
+                digits_before(line, " requests")
+            } else {
+                None
+            };
+            match span {
+                Some((start, end)) => {
+                    format!(
+                        "{}{}{}",
+                        &line[..start],
+                        "N".repeat(end - start),
+                        &line[end..]
+                    )
+                }
+                None => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + if text.ends_with('\n') { "\n" } else { "" }
+}
+
 /// Replaces RFC 3339 UTC times (`2026-11-29T06:50:00Z`), which depend on when the test
 /// runs (the demo's audit-log events are the last hours'), with `YYYY-MM-DDTHH:MM:SSZ`:
 /// the same width, so a table around them keeps its shape.
