@@ -590,14 +590,7 @@ impl AdminClient {
         segments: &[&str],
         query: &[(&str, String)],
     ) -> Result<Value, ClientError> {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty();
-            path.extend(segments);
-        }
-        let shown = format!("/{}", segments.join("/"));
-        let body = self.get_body(&shown, &url, query, false).await?;
-        parse_body(&shown, &body)
+        self.get_segments(segments, query, false).await
     }
 
     /// [`AdminClient::get_with_query`], except that a 400 or 403 is read for its reason
@@ -609,13 +602,24 @@ impl AdminClient {
         segments: &[&str],
         query: &[(&str, String)],
     ) -> Result<Value, ClientError> {
+        self.get_segments(segments, query, true).await
+    }
+
+    /// One GET of `segments` under the base URL with `query`; `explain` reads a 400 or 403
+    /// for its reason (see [`AdminClient::get_explained`]).
+    async fn get_segments(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+        explain: bool,
+    ) -> Result<Value, ClientError> {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty();
             path.extend(segments);
         }
         let shown = format!("/{}", segments.join("/"));
-        let body = self.get_body(&shown, &url, query, true).await?;
+        let body = self.get_body(&shown, &url, query, explain).await?;
         parse_body(&shown, &body)
     }
 

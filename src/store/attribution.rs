@@ -9,6 +9,7 @@ use crate::audit_log::AuditEvent;
 use crate::audit_log::explain::{Attribution, LogCoverage, ReadSpan, attribute, coverage};
 use crate::model::{SnapshotId, SnapshotStatus};
 
+use super::audit_log::parse_stored;
 use super::history::{DiffEntry, HistoryEntry, SnapshotDiff};
 use super::{SnapshotInfo, Store, StoreError};
 
@@ -56,7 +57,7 @@ pub fn events_naming(
     )?;
     let mut out = Vec::new();
     for raw in rows {
-        out.push(parse_event(&raw?)?);
+        out.push(parse_stored(&raw?)?);
     }
     Ok(out)
 }
@@ -77,7 +78,7 @@ impl Interval {
         let mut events = Vec::new();
         let mut by_id: HashMap<String, Vec<usize>> = HashMap::new();
         for raw in rows {
-            let event = parse_event(&raw?)?;
+            let event = parse_stored(&raw?)?;
             for id in crate::audit_log::explain::named_ids(&event) {
                 by_id.entry(id).or_default().push(events.len());
             }
@@ -92,13 +93,6 @@ impl Interval {
             .flatten()
             .filter_map(|i| self.events.get(*i))
     }
-}
-
-fn parse_event(raw: &str) -> Result<AuditEvent, StoreError> {
-    let value: serde_json::Value = serde_json::from_str(raw)
-        .map_err(|e| StoreError::Corrupt(format!("stored audit-log event: {e}")))?;
-    AuditEvent::from_api(&value)
-        .map_err(|e| StoreError::Corrupt(format!("stored audit-log event: {e}")))
 }
 
 impl Store {

@@ -216,14 +216,14 @@ pub fn audit_events(
         ],
         |row| row.get::<_, String>(0),
     )?;
-    rows.map(|raw| {
-        let raw = raw?;
-        let value: serde_json::Value = serde_json::from_str(&raw)
-            .map_err(|e| StoreError::Corrupt(format!("audit_event.raw: {e}")))?;
-        AuditEvent::from_api(&value)
-            .map_err(|e| StoreError::Corrupt(format!("audit_event.raw: {e}")))
-    })
-    .collect()
+    rows.map(|raw| parse_stored(&raw?)).collect()
+}
+
+/// A stored event (`audit_event.raw`) parsed back.
+pub(super) fn parse_stored(raw: &str) -> Result<AuditEvent, StoreError> {
+    let value: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| StoreError::Corrupt(format!("audit_event.raw: {e}")))?;
+    AuditEvent::from_api(&value).map_err(|e| StoreError::Corrupt(format!("audit_event.raw: {e}")))
 }
 
 /// Whether the stored feed can be trusted to be current, as `orgwarden events` says it

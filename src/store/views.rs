@@ -435,6 +435,16 @@ SELECT e.id AS id,
   e.actor_ip AS actor_ip,
   e.actor_api_key_id AS actor_api_key_id,
   e.actor_service_account_id AS actor_service_account_id,
+  coalesce(e.actor_user_email, e.actor_user_id,
+           'service account ' || e.actor_service_account_id,
+           'key ' || e.actor_api_key_id, 'an actor the log did not record')
+    || CASE WHEN e.actor_service_account_id IS NOT NULL
+             AND coalesce(e.actor_user_email, e.actor_user_id) IS NOT NULL
+            THEN ' (service account ' || e.actor_service_account_id || ')' ELSE '' END
+    || CASE WHEN e.actor_api_key_id IS NOT NULL
+             AND coalesce(e.actor_user_email, e.actor_user_id, e.actor_service_account_id) IS NOT NULL
+            THEN ' with key ' || e.actor_api_key_id ELSE '' END
+    || coalesce(' from ' || e.actor_ip, '') AS actor,
   e.resource_id AS resource_id,
   json_extract(e.raw, '$.\"' || e.type || '\"') AS details
 FROM audit_event e",

@@ -3,29 +3,9 @@
 
 use std::path::Path;
 
-/// Replaces RFC 3339 UTC times (`2026-11-29T06:50:00Z`), which depend on when the test
-/// runs, with `[time]`.
+/// Replaces RFC 3339 UTC times, which depend on when the test runs, with `[time]`.
 fn redact_times(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let shape = b"dddd-dd-ddTdd:dd:ddZ";
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let fits = bytes.len() - i >= shape.len()
-            && shape.iter().zip(&bytes[i..]).all(|(s, b)| match s {
-                b'd' => b.is_ascii_digit(),
-                other => other == b,
-            });
-        if fits {
-            out.push_str("[time]");
-            i += shape.len();
-        } else {
-            let ch = text[i..].chars().next().expect("in bounds");
-            out.push(ch);
-            i += ch.len_utf8();
-        }
-    }
-    out
+    crate::support::replace_times(text, "[time]")
 }
 
 fn demo(format: &str) -> String {

@@ -86,6 +86,11 @@ pub fn demo_requests_as_usual(text: &str) -> String {
 /// runs (the demo's audit-log events are the last hours'), with `YYYY-MM-DDTHH:MM:SSZ`:
 /// the same width, so a table around them keeps its shape.
 pub fn same_width_times(text: &str) -> String {
+    replace_times(text, "YYYY-MM-DDTHH:MM:SSZ")
+}
+
+/// Replaces every RFC 3339 UTC time (`2026-11-29T06:50:00Z`) in `text` with `with`.
+pub fn replace_times(text: &str, with: &str) -> String {
     let shape = b"dddd-dd-ddTdd:dd:ddZ";
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
@@ -97,7 +102,7 @@ pub fn same_width_times(text: &str) -> String {
                 other => other == b,
             });
         if fits {
-            out.push_str("YYYY-MM-DDTHH:MM:SSZ");
+            out.push_str(with);
             i += shape.len();
         } else {
             let ch = text[i..].chars().next().expect("in bounds");
