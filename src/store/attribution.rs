@@ -99,6 +99,10 @@ impl Store {
     /// Fills in `attribution` for every change of `diff`: the events after the older
     /// snapshot started and no later than the newer one finished.
     pub fn attribute_diff(&self, diff: &mut SnapshotDiff) -> Result<(), StoreError> {
+        if diff.entries.is_empty() {
+            // Nothing to attribute: the interval's events need not be read.
+            return Ok(());
+        }
         let span = read_span(&self.conn)?;
         let (old, new) = if diff.from.id <= diff.to.id {
             (&diff.from, &diff.to)
