@@ -41,7 +41,8 @@ pub struct SimArgs {
     /// Added latency per request, in milliseconds
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
-    /// Requests per second before answering 429 with Retry-After
+    /// Requests per second before answering 429 with Retry-After (counted as each request
+    /// arrives, before the added latency, as a gateway in front of an API counts them)
     #[arg(long)]
     pub rate_limit: Option<f64>,
     /// Requests the rate limit lets through at once (default: a second's worth)
