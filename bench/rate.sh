@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rate-limit benchmark: how close `orgwarden snapshot` at the DEFAULT configuration (no
-# `concurrency`, so adaptive up to 64 in flight) gets to an API's allowed rate, over a grid
+# `concurrency`, so adaptive up to 256 in flight) gets to an API's allowed rate, over a grid
 # of latency × allowed rate × burst allowance, with and without rate-limit headers; plus a
 # server that slows down mid-crawl and one whose allowed rate drops mid-crawl.
 #
@@ -115,7 +115,7 @@ if [ "$WHAT" = big ] || [ "$WHAT" = all ]; then
 fi
 
 if [ "$WHAT" = drift ] || [ "$WHAT" = all ]; then
-    # 50 ms, then 200 ms after 1,500 requests (about halfway), at 200/s with a small burst.
+    # 50 ms, then 200 ms after 1,500 requests (a fifth of the way), at 200/s with a small burst.
     run "slows 50->200ms 200/s burst=tenth" "$PROJECTS" "r / 200" \
         --latency-ms 50 --latency-change 1500:200 --rate-limit 200 --burst 20
     # 200/s, then 100/s after 1,500 requests: the bound is 1,500/200 + the rest/100.

@@ -1126,8 +1126,7 @@ const LOSS_TOLERANCE: f64 = 0.005;
 const LITTLE_HEADROOM: f64 = 1.5;
 /// Slow start stops growing a pace this many times above the rate that gets through.
 const SLOW_START_LEAD: f64 = 4.0;
-/// The cut a 429 makes when its rate cannot be measured yet, or when the pace was already
-/// under the measure (a clump of arrivals, not a pace over the limit).
+/// The cut a 429 makes while the limit cannot be measured yet (too few 429s).
 const LIGHT_CUT: f64 = 0.97;
 /// How close under a known limit (measured from 429s, or stated by the headers) the pace
 /// settles: a margin for the jitter of arrivals.
@@ -1589,8 +1588,9 @@ impl Gate {
     /// A 429 for a request released at `sent`. Its send time goes into the measure of
     /// the server's limit ([`GateState::measured_limit`]). The first 429 of an episode (a
     /// request sent after the last one began) starts a new one; within an episode every
-    /// 429 refines the measure, and the pace is set just under it, or cut by 3% when
-    /// there is no measure yet or the pace was already under it (a clump of arrivals).
+    /// 429 refines the measure, and the pace is set just under it, or cut by 3% while there
+    /// is no measure yet. It is not cut when it was already under the measure, nor for a
+    /// rare 429 among hundreds of answers (the jitter of arrivals, not a pace too fast).
     fn on_rate_limited(&self, sent: Instant, now: Instant) {
         let mut s = self.lock();
         s.record(sent, true, now);

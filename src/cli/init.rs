@@ -35,7 +35,7 @@ base_url = "https://api.openai.com/v1"
 # How many Admin API requests may be in flight at once: orgwarden finds the number latency
 # needs and paces requests at the rate the API accepts, up to max_concurrency. To fix the
 # number instead, replace max_concurrency with `concurrency = N` (not both).
-max_concurrency = 64
+max_concurrency = 256
 # Seconds before one request is abandoned.
 timeout_secs = 30
 # The largest answer read (B, KiB, MiB or GiB); a larger one fails its scope, not the run.
