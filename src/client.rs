@@ -2079,6 +2079,71 @@ mod tests {
     }
 
     #[test]
+    fn a_429_while_already_under_the_measure_cuts_nothing() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(400.0);
+        let later = play(&gate, t0, Duration::from_micros(2500), 200, 100.0);
+        let settled = gate.lock().pace.expect("paced");
+        let measured = gate.lock().measured_limit().expect("a measure");
+        assert!(
+            settled <= measured * UNDER_CEILING + 1e-9,
+            "{settled} {measured}"
+        );
+        // The bucket that episode emptied has no cushion yet: a 429 at the settled pace
+        // is jitter at its bottom, and the pace stays.
+        gate.on_rate_limited(later, later + ms(20));
+        assert_eq!(gate.lock().pace, Some(settled));
+    }
+
+    #[test]
+    fn after_slow_start_the_in_flight_limit_is_what_the_pace_needs_over_a_round_trip() {
+        let gate = Gate::new(256, true);
+        let t0 = Instant::now();
+        {
+            let mut s = gate.lock();
+            s.pace = Some(500.0);
+            s.slow_start = false;
+        }
+        for i in 0..20 {
+            let at = t0 + ms(200 + i);
+            gate.on_success(at - ms(200), at, None);
+        }
+        // 500 a second × 200 ms = 100 in flight, and half again for room.
+        assert_eq!(gate.limit(), 151);
+        // In slow start the pace is a guess: the limit does not chase it.
+        let ramping = Gate::new(256, true);
+        ramping.lock().pace = Some(500.0);
+        for i in 0..20 {
+            let at = t0 + ms(200 + i);
+            ramping.on_success(at - ms(200), at, None);
+        }
+        assert_eq!(ramping.limit(), START_LIMIT);
+    }
+
+    #[test]
+    fn slow_start_stops_growing_a_pace_far_above_what_gets_through() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(1000.0);
+        // 100 a second get through: the pace is ten times that. Once enough answers have
+        // come to measure that (20), the pace grows no more.
+        let mut now = t0;
+        let mut paces = Vec::new();
+        for _ in 0..60 {
+            now += ms(10);
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(5), now, None);
+            paces.push(gate.lock().pace.expect("paced"));
+        }
+        assert!(
+            paces[19] > 1000.0,
+            "it grew before it could tell: {paces:?}"
+        );
+        assert!(paces[19..].iter().all(|p| *p == paces[19]), "{paces:?}");
+    }
+
+    #[test]
     fn a_429_now_and_then_among_hundreds_of_answers_cuts_nothing() {
         let gate = Gate::new(64, true);
         let t0 = Instant::now();
