@@ -2040,6 +2040,18 @@ mod tests {
         assert_eq!(gate.lock().pace, Some(pace));
     }
 
+    /// An adaptive gate of `max` past slow start, pacing at `pace` under `ceiling`.
+    fn past_slow_start(max: usize, pace: f64, ceiling: Option<f64>) -> Gate {
+        let gate = Gate::new(max, true);
+        {
+            let mut s = gate.lock();
+            s.pace = Some(pace);
+            s.ceiling = ceiling;
+            s.slow_start = false;
+        }
+        gate
+    }
+
     /// Plays a server whose bucket is empty and refills at `limit` a second against a
     /// client sending every `every`: the sends from `from` on, each accepted when a token
     /// has come back since the last one and refused (429) otherwise.
@@ -2098,13 +2110,8 @@ mod tests {
 
     #[test]
     fn after_slow_start_the_in_flight_limit_is_what_the_pace_needs_over_a_round_trip() {
-        let gate = Gate::new(256, true);
+        let gate = past_slow_start(256, 500.0, None);
         let t0 = Instant::now();
-        {
-            let mut s = gate.lock();
-            s.pace = Some(500.0);
-            s.slow_start = false;
-        }
         for i in 0..20 {
             let at = t0 + ms(200 + i);
             gate.on_success(at - ms(200), at, None);
@@ -2145,14 +2152,8 @@ mod tests {
 
     #[test]
     fn a_429_now_and_then_among_hundreds_of_answers_cuts_nothing() {
-        let gate = Gate::new(64, true);
+        let gate = past_slow_start(64, 300.0, Some(310.0));
         let t0 = Instant::now();
-        {
-            let mut s = gate.lock();
-            s.pace = Some(300.0);
-            s.ceiling = Some(310.0);
-            s.slow_start = false;
-        }
         for i in 0..300 {
             let sent = t0 + Duration::from_micros(3333 * i);
             gate.on_success(sent, sent + ms(20), None);
@@ -2254,14 +2255,8 @@ mod tests {
 
     #[test]
     fn a_stray_429_among_many_successes_cuts_the_pace_a_little_and_keeps_the_ceiling() {
-        let gate = Gate::new(64, true);
+        let gate = past_slow_start(64, 97.0, Some(100.0));
         let t0 = Instant::now();
-        {
-            let mut s = gate.lock();
-            s.pace = Some(97.0);
-            s.ceiling = Some(100.0);
-            s.slow_start = false;
-        }
         for i in 0..97 {
             gate.on_success(t0, t0 + ms(10 * i + 10), None);
         }
@@ -2274,14 +2269,8 @@ mod tests {
 
     #[test]
     fn after_a_cut_the_pace_climbs_back_under_the_ceiling_then_creeps_above_it_faster_and_faster() {
-        let gate = Gate::new(64, true);
+        let gate = past_slow_start(64, 50.0, Some(100.0));
         let t0 = Instant::now();
-        {
-            let mut s = gate.lock();
-            s.pace = Some(50.0);
-            s.ceiling = Some(100.0);
-            s.slow_start = false;
-        }
         let mut now = t0;
         let mut paces = Vec::new();
         for _ in 0..12 {
