@@ -120,6 +120,8 @@ async fn serve_request(State(s): State<Arc<Shared>>, req: Request) -> Response {
         .as_ref()
         .filter(|_| req.uri().path().starts_with("/v1"))
         .map(TokenBucket::take);
+    // When each request reached the bucket, to set beside the client's send times.
+    tracing::trace!(granted = !matches!(budget, Some(Err(_))), "arrival");
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
