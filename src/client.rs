@@ -1081,9 +1081,10 @@ fn full_jitter(attempt: u32) -> Duration {
 /// The shared gate every request passes. It bounds the requests in flight and spaces their
 /// start times at a pace, and adapts both:
 ///
-/// - **Concurrency** (adaptive mode): starts small; during slow start it grows while
-///   requests queue for a free slot (+1 per success), after it to what the pace needs over
-///   a round trip (Little's law, with half again for room), up to the ceiling. It shrinks by
+/// - **Concurrency** (adaptive mode): starts small; during slow start it grows by half a
+///   slot per answer while every slot is taken by a request on the wire (half as much
+///   again per round trip, never past what the pace needs), after it to what the pace
+///   needs over a round trip (Little's law, with half again for room), up to the ceiling. It shrinks by
 ///   a tenth per round trip while the short-term round trip is more than twice the
 ///   long-term one (requests queueing somewhere).
 /// - **Pace** (requests per second): spread evenly rather than released in bursts, so a
@@ -1096,8 +1097,11 @@ fn full_jitter(attempt: u32) -> Duration {
 ///   sends, is the rate it refills at ([`GateState::measured_limit`]). A 429 sets the pace
 ///   just under that measure (or cuts it by 3% while there is none); a rare 429 among
 ///   hundreds of answers cuts nothing. After a quiet probe interval the pace climbs back
-///   under the measure and then creeps above it, 1% and then faster, so a raised limit is
-///   found again.
+///   under the measure and then creeps above it, 1% and then faster up to 25% a step, so
+///   a raised limit (or one measured too low) is found again; each episode that measures
+///   the same limit again doubles the wait between steps above it (up to 8 intervals),
+///   since each such step only buys the next episode's 429s. Requests leave at least half
+///   the pace's interval apart, even when a late timer finds several due at once.
 ///
 /// `Retry-After` holds only the request that received it: the others go on at the pace,
 /// which is what keeps one 429 from stalling a whole crawl.
