@@ -10,8 +10,10 @@
 #
 # Usage: bench/rate.sh [grid|drift|big|all]      (default: all)
 #   LATENCIES="20 50 200 400" RATES="50 200 500" BURSTS="1 tenth second" HEADERS="off on"
-#   PROJECTS=200 BIG_PROJECTS=1000 SEED=1
+#   PROJECTS=200 BIG_PROJECTS=1000 SEED=1 REPEAT=1
 # BURSTS: `1` = one request, `tenth` = a tenth of a second's worth, `second` = a second's.
+# REPEAT=N runs each case N times and adds a row of the medians: the 429 count of one case
+# varies by a factor of two or three from run to run on a shared 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,7 @@ HEADERS=${HEADERS:-"off on"}
 PROJECTS=${PROJECTS:-200}
 BIG_PROJECTS=${BIG_PROJECTS:-1000}
 SEED=${SEED:-1}
+REPEAT=${REPEAT:-1}
 WHAT=${1:-all}
 
 if [ -z "${ORGWARDEN_BIN:-}" ]; then
@@ -59,9 +62,29 @@ stop_sim() {
 
 printf '%-34s %9s %6s %5s %7s %8s %8s %6s\n' run requests 429s conc wall_s bound_s ratio 429pct
 
-# run LABEL PROJECTS BOUND-EXPR SIM-ARGS...: one snapshot at the default configuration.
+# run LABEL PROJECTS BOUND-EXPR SIM-ARGS...: REPEAT snapshots at the default configuration,
+# a row each, and with more than one a row of the medians of ratio and 429 share.
 # BOUND-EXPR is an awk expression of `r` (requests) giving the lower bound in seconds.
 run() {
+    if [ "$REPEAT" -le 1 ]; then
+        run_once "$@"
+        return
+    fi
+    local label=$1 rows i
+    shift
+    rows=$(for i in $(seq 1 "$REPEAT"); do run_once "$label #$i" "$@"; done)
+    echo "$rows"
+    # The label has spaces; the last two fields are the ratio and the 429 share.
+    echo "$rows" | awk -v l="$label median" '
+        { ratio[NR] = $(NF - 1); share[NR] = $NF }
+        function median(a, n,    i, j, t) {
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        END { printf "%-34s %9s %6s %5s %7s %8s %6.2f %6.2f\n", l, "", "", "", "", "", median(ratio, NR), median(share, NR) }'
+}
+
+run_once() {
     local label=$1 projects=$2 bound_expr=$3
     shift 3
     start_sim "$projects" "$@"

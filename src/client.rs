@@ -1137,8 +1137,10 @@ const SLOW_START_MAX_INTERVAL: Duration = Duration::from_millis(100);
 /// until it runs dry, and the faster the pace grew meanwhile, the more requests are in
 /// flight to be refused when it does.
 const SLOW_START_MIN_INTERVAL: Duration = Duration::from_millis(50);
-/// A share of 429s over the measure window below this is tolerated without a cut.
-const LOSS_TOLERANCE: f64 = 0.005;
+/// A 429 after at least this many answers without one is tolerated without a cut (counted
+/// in answers rather than over a time window: at 50 requests a second a second's window
+/// held 50 answers, and one 429 in it was already 2%).
+const RARE_429: usize = 200;
 /// The in-flight limit keeps this much more than the pace times the round trip.
 const LITTLE_HEADROOM: f64 = 1.5;
 /// Slow start stops growing a pace this many times above the rate that gets through.
@@ -1219,6 +1221,8 @@ struct GateState {
     last_measure: Option<f64>,
     /// The current 429 episode has been compared with the last one.
     episode_measured: bool,
+    /// Answers since the last 429.
+    since_refused: usize,
     last_probe: Instant,
     /// Success times over the last [`RATE_WINDOW`], to measure the rate that got through
     /// while unpaced.
@@ -1274,13 +1278,8 @@ impl GateState {
     /// taken to have spent a token).
     fn record(&mut self, sent: Instant, refused: bool, now: Instant) {
         self.answered.push_back((sent, refused));
+        self.since_refused = if refused { 0 } else { self.since_refused + 1 };
         self.prune(now);
-    }
-
-    /// The share of 429s among the answers in the window.
-    fn loss(&self) -> f64 {
-        let refused = self.answered.iter().filter(|(_, refused)| *refused).count();
-        refused as f64 / self.answered.len().max(1) as f64
     }
 
     /// The server's limit measured from the answers in the window: between the sends of
@@ -1543,6 +1542,7 @@ impl Gate {
                 probe_backoff: 1.0,
                 last_measure: None,
                 episode_measured: false,
+                since_refused: 0,
                 last_probe: Instant::now(),
                 recent: VecDeque::new(),
                 answered: VecDeque::new(),
@@ -1677,12 +1677,13 @@ impl Gate {
     /// rare 429 among hundreds of answers (the jitter of arrivals, not a pace too fast).
     fn on_rate_limited(&self, sent: Instant, now: Instant) {
         let mut s = self.lock();
+        let rare = s.since_refused >= RARE_429;
         s.record(sent, true, now);
         let episode_start = s.last_cut.is_none_or(|cut| sent > cut);
         // A 429 now and then among hundreds of answers is the jitter of arrivals against
         // a bucket with no room to spare, not a pace over the limit: cutting for each one
         // walks the pace down while the next 429 is just as likely.
-        if episode_start && !s.slow_start && s.loss() < LOSS_TOLERANCE {
+        if episode_start && !s.slow_start && rare {
             s.probe_step = PROBE_STEP;
             return;
         }
@@ -2439,6 +2440,25 @@ mod tests {
             assert!(s.limit <= needed, "{i}: {} > {needed}", s.limit);
         }
         assert!(gate.limit() >= 15, "grew up to what the pace needs");
+    }
+
+    #[test]
+    fn a_429_after_hundreds_of_answers_cuts_nothing_even_at_a_slow_pace() {
+        // 50 a second: 200 answers are four seconds of them.
+        let gate = past_slow_start(64, 50.0, Some(52.0));
+        let t0 = Instant::now();
+        for i in 0..RARE_429 {
+            let sent = t0 + ms(20) * u32::try_from(i).expect("small");
+            gate.on_success(sent, sent + ms(20), None);
+        }
+        let last = t0 + ms(20) * u32::try_from(RARE_429).expect("small");
+        gate.on_rate_limited(last, last + ms(20));
+        assert_eq!(gate.lock().pace, Some(50.0), "one in 201 is jitter");
+        gate.on_rate_limited(last + ms(40), last + ms(60));
+        assert!(
+            gate.lock().pace.expect("paced") < 50.0,
+            "two in a row are not"
+        );
     }
 
     #[test]
