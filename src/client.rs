@@ -566,7 +566,13 @@ impl AdminClient {
         if let Some(after) = after {
             query.push(("after", after.to_owned()));
         }
-        let body = self.get_body(shown, url, &query, false).await?;
+        // A page after the first continues a list already begun: see [`Queue::Front`].
+        let queue = if after.is_some() {
+            Queue::Front
+        } else {
+            Queue::Back
+        };
+        let body = self.get_body(shown, url, &query, false, queue).await?;
         if let Some(asked) = family.max_page_size()
             && family.envelope() != Envelope::Single
             && let Some(held) = page_length(&body).filter(|n| *n > asked as usize)
@@ -584,13 +590,15 @@ impl AdminClient {
 
     /// One GET of `path` (segments under the base URL, each percent-encoded on its own)
     /// with `query`, through the same gate, retries and bounds as every scope read: for
-    /// reads that are not a family's (the organization's costs).
+    /// reads that are not a family's (the organization's costs). `queue`: [`Queue::Front`]
+    /// for a page after the first.
     pub async fn get_with_query(
         &self,
         segments: &[&str],
         query: &[(&str, String)],
+        queue: Queue,
     ) -> Result<Value, ClientError> {
-        self.get_segments(segments, query, false).await
+        self.get_segments(segments, query, false, queue).await
     }
 
     /// [`AdminClient::get_with_query`], except that a 400 or 403 is read for its reason
@@ -601,8 +609,9 @@ impl AdminClient {
         &self,
         segments: &[&str],
         query: &[(&str, String)],
+        queue: Queue,
     ) -> Result<Value, ClientError> {
-        self.get_segments(segments, query, true).await
+        self.get_segments(segments, query, true, queue).await
     }
 
     /// One GET of `segments` under the base URL with `query`; `explain` reads a 400 or 403
@@ -612,6 +621,7 @@ impl AdminClient {
         segments: &[&str],
         query: &[(&str, String)],
         explain: bool,
+        queue: Queue,
     ) -> Result<Value, ClientError> {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
@@ -619,22 +629,29 @@ impl AdminClient {
             path.extend(segments);
         }
         let shown = format!("/{}", segments.join("/"));
-        let body = self.get_body(&shown, &url, query, explain).await?;
+        let body = self.get_body(&shown, &url, query, explain, queue).await?;
         parse_body(&shown, &body)
     }
 
-    /// The body of one GET, retried on 429, 5xx and connection errors.
+    /// The body of one GET, retried on 429, 5xx and connection errors; a retry goes to the
+    /// front of the line, having waited once already.
     async fn get_body(
         &self,
         shown: &str,
         url: &Url,
         query: &[(&str, String)],
         explained: bool,
+        queue: Queue,
     ) -> Result<Vec<u8>, ClientError> {
         let mut failures = 0u32;
         let mut limited = 0u32;
         loop {
-            match self.attempt(shown, url, query, explained).await {
+            let queue = if failures + limited > 0 {
+                Queue::Front
+            } else {
+                queue
+            };
+            match self.attempt(shown, url, query, explained, queue).await {
                 Attempt::Body(body) => return Ok(body),
                 Attempt::Fatal(error) => return Err(error),
                 Attempt::Retry {
@@ -677,8 +694,9 @@ impl AdminClient {
         url: &Url,
         query: &[(&str, String)],
         explained: bool,
+        queue: Queue,
     ) -> Attempt {
-        let (_permit, sent) = self.gate.acquire().await;
+        let (_permit, sent) = self.gate.acquire(queue).await;
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let mut auth = match HeaderValue::from_str(&format!("Bearer {}", self.key.expose_secret()))
         {
@@ -1078,6 +1096,19 @@ fn full_jitter(attempt: u32) -> Duration {
     step.mul_f64(rand::random::<f64>())
 }
 
+/// Where a request joins the line at the gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queue {
+    /// Behind every request already waiting: a read not yet begun.
+    Back,
+    /// Ahead of them: the next page of a list, or a retry. A paged list is a chain whose
+    /// every page waits a round trip, and a crawl ends no sooner than its longest chain;
+    /// at the back of a line thousands deep (a crawl queues every project's reads at
+    /// once) each page would also wait out the line, unless the task asking for it
+    /// happened to find a slot free before any waiting request woke.
+    Front,
+}
+
 /// The shared gate every request passes. It bounds the requests in flight and spaces their
 /// start times at a pace, and adapts both:
 ///
@@ -1104,12 +1135,17 @@ fn full_jitter(attempt: u32) -> Duration {
 ///   the pace's interval apart, even when a late timer finds several due at once.
 ///
 /// `Retry-After` holds only the request that received it: the others go on at the pace,
-/// which is what keeps one 429 from stalling a whole crawl.
+/// which is what keeps one 429 from stalling a whole crawl. Requests wait in line in the
+/// order they came, except that a [`Queue::Front`] request goes ahead of every
+/// [`Queue::Back`] one.
 struct Gate {
     max: usize,
     adaptive: bool,
     state: Mutex<GateState>,
+    /// Wakes a [`Queue::Back`] request waiting for a slot.
     notify: Notify,
+    /// Wakes a [`Queue::Front`] request waiting for a slot.
+    front: Notify,
 }
 
 /// The pace adaptive mode starts at before anything is known about the server.
@@ -1187,6 +1223,9 @@ struct GateState {
     concurrency_bound: bool,
     /// Requests holding a slot while they wait for their paced start time.
     slot_waiters: usize,
+    /// [`Queue::Front`] requests waiting for a slot: while there are any, a free slot is
+    /// theirs.
+    front_waiters: usize,
     /// A request waited for its paced slot since the pace last grew.
     pace_bound: bool,
     /// Until the first 429 or latency rise, growth is fast.
@@ -1487,7 +1526,48 @@ struct Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         self.gate.lock().in_flight -= 1;
-        self.gate.notify.notify_one();
+        self.gate.wake_one();
+    }
+}
+
+/// Counts a [`Queue::Front`] request as waiting for a slot while it lives (also when the
+/// request is cancelled mid-wait), unless it got one ([`FrontWait::served`]).
+struct FrontWait<'a> {
+    gate: &'a Gate,
+    waiting: bool,
+}
+
+impl<'a> FrontWait<'a> {
+    fn new(gate: &'a Gate) -> Self {
+        gate.lock().front_waiters += 1;
+        Self {
+            gate,
+            waiting: true,
+        }
+    }
+
+    /// The request took a slot; true when it was the last one in front.
+    fn served(&mut self, s: &mut GateState) -> bool {
+        self.waiting = false;
+        s.front_waiters = s.front_waiters.saturating_sub(1);
+        s.front_waiters == 0
+    }
+}
+
+impl Drop for FrontWait<'_> {
+    fn drop(&mut self) {
+        if !self.waiting {
+            return;
+        }
+        let last = {
+            let mut s = self.gate.lock();
+            s.front_waiters = s.front_waiters.saturating_sub(1);
+            s.front_waiters == 0
+        };
+        // Requests at the back may have let a free slot go to this one.
+        if last {
+            self.gate.notify.notify_one();
+        }
     }
 }
 
@@ -1512,6 +1592,8 @@ impl Drop for SlotWait<'_> {
 enum Next {
     Go(Option<Instant>),
     Wait,
+    /// A slot is free, but a request in front is waiting for it.
+    GiveWay,
 }
 
 impl Gate {
@@ -1526,6 +1608,7 @@ impl Gate {
                 in_flight: 0,
                 concurrency_bound: false,
                 slot_waiters: 0,
+                front_waiters: 0,
                 pace_bound: false,
                 slow_start: adaptive,
                 rtt_short: None,
@@ -1548,6 +1631,7 @@ impl Gate {
                 answered: VecDeque::new(),
             }),
             notify: Notify::new(),
+            front: Notify::new(),
         }
     }
 
@@ -1563,13 +1647,28 @@ impl Gate {
         self.lock().limit_now()
     }
 
-    /// Waits for a free slot and the request's paced start time; `Instant` is when it was
-    /// released, which tells later answers which episode they belong to.
-    async fn acquire(self: &Arc<Self>) -> (Permit, Instant) {
+    /// Wakes one request waiting for a slot, one in front if there is any.
+    fn wake_one(&self) {
+        if self.lock().front_waiters > 0 {
+            self.front.notify_one();
+        } else {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Waits for a free slot, in line at `queue`, and for the request's paced start time;
+    /// `Instant` is when it was released, which tells later answers which episode they
+    /// belong to.
+    async fn acquire(self: &Arc<Self>, queue: Queue) -> (Permit, Instant) {
+        let mut in_front = (queue == Queue::Front).then(|| FrontWait::new(self));
         loop {
-            let notified = self.notify.notified();
+            let notified = match queue {
+                Queue::Front => self.front.notified(),
+                Queue::Back => self.notify.notified(),
+            };
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let mut last_in_front = false;
             let next = {
                 let mut s = self.lock();
                 let now = Instant::now();
@@ -1580,13 +1679,22 @@ impl Gate {
                         s.concurrency_bound = true;
                     }
                     Next::Wait
+                } else if in_front.is_none() && s.front_waiters > 0 {
+                    Next::GiveWay
                 } else {
+                    if let Some(wait) = in_front.as_mut() {
+                        last_in_front = wait.served(&mut s);
+                    }
                     s.in_flight += 1;
                     Next::Go(s.reserve_slot(now))
                 }
             };
             match next {
                 Next::Go(slot) => {
+                    // The requests at the back that gave way to this one look again.
+                    if last_in_front {
+                        self.notify.notify_one();
+                    }
                     let permit = Permit { gate: self.clone() };
                     if let Some(slot) = slot.filter(|slot| *slot > Instant::now()) {
                         let _waiting = SlotWait::new(self);
@@ -1602,6 +1710,12 @@ impl Gate {
                     }
                 }
                 Next::Wait => notified.await,
+                Next::GiveWay => {
+                    // The wake-up that brought this request here was for the free slot:
+                    // pass it on to the request in front.
+                    self.front.notify_one();
+                    notified.await;
+                }
             }
         }
     }
@@ -1629,7 +1743,7 @@ impl Gate {
             s.limit_now() > before
         };
         if raised {
-            self.notify.notify_one();
+            self.wake_one();
         }
     }
 
@@ -2636,11 +2750,11 @@ mod tests {
     #[tokio::test]
     async fn the_gate_holds_requests_beyond_the_limit_until_one_finishes() {
         let gate = Arc::new(Gate::new(2, false));
-        let (a, _) = gate.acquire().await;
-        let (b, _) = gate.acquire().await;
+        let (a, _) = gate.acquire(Queue::Back).await;
+        let (b, _) = gate.acquire(Queue::Back).await;
         let third = tokio::spawn({
             let gate = gate.clone();
-            async move { gate.acquire().await.1 }
+            async move { gate.acquire(Queue::Back).await.1 }
         });
         tokio::task::yield_now().await;
         assert!(!third.is_finished());
@@ -2650,5 +2764,117 @@ mod tests {
             .await
             .expect("the third request goes once one finished");
         drop(b);
+    }
+
+    /// Spawns a request that waits at the gate in line at `queue` and holds its slot
+    /// until told to let go; the first channel says when it got the slot.
+    fn waiter(
+        gate: &Arc<Gate>,
+        queue: Queue,
+    ) -> (
+        tokio::sync::oneshot::Receiver<()>,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (got_tx, got_rx) = tokio::sync::oneshot::channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let gate = gate.clone();
+        let task = tokio::spawn(async move {
+            let (permit, _) = gate.acquire(queue).await;
+            let _ = got_tx.send(());
+            let _ = done_rx.await;
+            drop(permit);
+        });
+        (got_rx, done_tx, task)
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_next_page_goes_ahead_of_every_read_not_yet_begun() {
+        let gate = Arc::new(Gate::new(1, false));
+        let (first, _) = gate.acquire(Queue::Back).await;
+        let (mut back_got, back_done, back) = waiter(&gate, Queue::Back);
+        settle().await;
+        let (mut front_got, front_done, front) = waiter(&gate, Queue::Front);
+        settle().await;
+        assert_eq!(gate.lock().front_waiters, 1);
+
+        drop(first);
+        settle().await;
+        assert!(
+            front_got.try_recv().is_ok(),
+            "the slot goes to the request in front"
+        );
+        assert!(
+            back_got.try_recv().is_err(),
+            "the one at the back still waits"
+        );
+        assert_eq!(gate.lock().front_waiters, 0);
+
+        front_done
+            .send(())
+            .expect("the front request holds its slot");
+        front.await.expect("the front request finishes");
+        settle().await;
+        assert!(back_got.try_recv().is_ok(), "then the back gets it");
+        back_done.send(()).expect("the back request holds its slot");
+        back.await.expect("the back request finishes");
+    }
+
+    #[tokio::test]
+    async fn a_request_in_front_that_is_cancelled_leaves_a_free_slot_to_the_back() {
+        let gate = Arc::new(Gate::new(1, false));
+        // One request on the wire, counted by hand so that its end can wake no one.
+        gate.lock().in_flight = 1;
+        let (mut back_got, back_done, back) = waiter(&gate, Queue::Back);
+        let (_front_got, _front_done, front) = waiter(&gate, Queue::Front);
+        settle().await;
+        // The slot comes free while the request in front is about to take it...
+        gate.lock().in_flight = 0;
+        // ...and then it is cancelled: the request at the back must look again.
+        front.abort();
+        let _ = front.await;
+        settle().await;
+        assert_eq!(gate.lock().front_waiters, 0);
+        assert!(
+            back_got.try_recv().is_ok(),
+            "no free slot is left idle behind a cancelled request"
+        );
+        back_done.send(()).expect("the back request holds its slot");
+        back.await.expect("the back request finishes");
+    }
+
+    #[tokio::test]
+    async fn a_back_request_woken_for_a_free_slot_passes_it_to_the_one_in_front() {
+        let gate = Arc::new(Gate::new(2, false));
+        gate.lock().in_flight = 2;
+        let (mut back_got, back_done, back) = waiter(&gate, Queue::Back);
+        settle().await;
+        let (mut front_got, front_done, front) = waiter(&gate, Queue::Front);
+        settle().await;
+        // A slot comes free and the wake-up reaches the back of the line.
+        gate.lock().in_flight = 1;
+        gate.notify.notify_one();
+        settle().await;
+        assert!(front_got.try_recv().is_ok(), "the front got the free slot");
+        assert!(back_got.try_recv().is_err(), "the back gave way");
+        gate.lock().in_flight -= 1;
+        gate.wake_one();
+        settle().await;
+        assert!(
+            back_got.try_recv().is_ok(),
+            "the next free slot is the back's"
+        );
+        front_done
+            .send(())
+            .expect("the front request holds its slot");
+        back_done.send(()).expect("the back request holds its slot");
+        front.await.expect("the front request finishes");
+        back.await.expect("the back request finishes");
     }
 }

@@ -204,9 +204,13 @@ impl Crawl<'_> {
         let projects = self.projects(projects);
         let organization = self.organization();
         let admin_keys = self.read_admin_keys();
-        // The organization's own reads go alongside the projects', through the same gate.
-        let (projects, organization, admin_keys) =
-            futures::join!(projects, organization, admin_keys);
+        // The organization's own reads go alongside the projects', through the same gate,
+        // and join its line first (`join!` polls in order): they are few, and its member
+        // list is the longest chain of pages in the crawl, with a role read per member
+        // waiting on its end. Queued behind every project's reads, it began 9 s into a
+        // 16 s crawl in the benchmark, and the crawl ended on its role reads alone.
+        let (organization, admin_keys, projects) =
+            futures::join!(organization, admin_keys, projects);
         projects?;
         organization?;
         if let Some((scope, read)) = admin_keys {

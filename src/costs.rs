@@ -11,7 +11,7 @@
 use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use serde_json::Value;
 
-use crate::client::{AdminClient, ClientError};
+use crate::client::{AdminClient, ClientError, Queue};
 use crate::config::SpendConfig;
 use crate::model::{CrawlStats, ProjectId, ScopeError, SnapshotStatus};
 use crate::store::{Store, StoreError};
@@ -179,8 +179,14 @@ pub async fn read(client: &AdminClient, window: CostWindow) -> CostsRead {
         if let Some(cursor) = &page {
             query.push(("page", cursor.clone()));
         }
+        // A page after the first continues a read already begun.
+        let queue = if page.is_some() {
+            Queue::Front
+        } else {
+            Queue::Back
+        };
         let answer = client
-            .get_with_query(&["organization", "costs"], &query)
+            .get_with_query(&["organization", "costs"], &query, queue)
             .await
             .and_then(|body| parse_page(&body, window, limit, page.as_deref()));
         match answer {

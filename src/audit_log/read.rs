@@ -13,7 +13,7 @@ use std::future::Future;
 use serde_json::Value;
 
 use super::AuditEvent;
-use crate::client::{AdminClient, ClientError};
+use crate::client::{AdminClient, ClientError, Queue};
 use crate::config::AuditLogConfig;
 use crate::model::ScopeError;
 
@@ -317,7 +317,9 @@ where
             // far back the read reaches; the span before it stays unread.
             let reached = oldest.saturating_add(1).max(read.since);
             tracing::warn!(
-                "the audit log holds more than {} pages of events since {}: read back to {}                  only, and events before that are not read (raise [openai]                  max_pages_per_scope, or shorten [audit_log] lookback)",
+                "the audit log holds more than {} pages of events since {}: read back to {} \
+                 only, and events before that are not read (raise [openai] \
+                 max_pages_per_scope, or shorten [audit_log] lookback)",
                 client.max_pages_per_scope(),
                 unix_text(read.since),
                 unix_text(reached),
@@ -327,9 +329,15 @@ where
         }
         let answer = match pager.next_query() {
             Ok(query) => {
+                // A page after the first continues a read already begun.
+                let queue = if read.requests == 0 {
+                    Queue::Back
+                } else {
+                    Queue::Front
+                };
                 read.requests += 1;
                 client
-                    .get_explained(&["organization", "audit_logs"], &query)
+                    .get_explained(&["organization", "audit_logs"], &query, queue)
                     .await
                     .and_then(|body| pager.accept(&body))
             }

@@ -370,3 +370,87 @@ fn a_skipped_spend_limit_is_never_reported_missing() {
         "{doc}"
     );
 }
+
+/// An organization of 250 members (three pages of 100) and three projects.
+fn many_members() -> Org {
+    let users: Vec<Value> = (0..250)
+        .map(|n| {
+            serde_json::json!({
+                "id": format!("user-m{n:03}"),
+                "name": format!("Member {n}"),
+                "email": format!("m{n}@acme.com"),
+            })
+        })
+        .collect();
+    let projects: Vec<Value> = (0..3)
+        .map(|n| {
+            serde_json::json!({
+                "id": format!("proj_{n}"),
+                "name": format!("Project {n}"),
+                "users": [{"id": format!("user-m{n:03}"), "role": "owner"}],
+            })
+        })
+        .collect();
+    let org = serde_json::json!({"organization": "acme", "users": users, "projects": projects});
+    crate::support::orgs::load(&org.to_string(), now())
+}
+
+/// With one request at a time, the order of the requests is the order of the line at the
+/// gate: the organization's member list joins it before any project's reads. Its pages
+/// are the crawl's longest chain, and a role read per member waits on the last one. (That
+/// its later pages go ahead of the line is the gate's own test: here the task that read a
+/// page asks for the next one before any other task wakes, so they would be in a row
+/// either way.)
+#[test]
+fn the_member_list_joins_the_line_before_any_project_read() {
+    let env = Env {
+        sim: start_background(many_members(), SimOptions::default()).expect("simulator"),
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    env.config("concurrency = 1");
+    let mut cmd = crate::support::orgwarden();
+    let output = cmd
+        .current_dir(env.dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .env("RUST_LOG", "orgwarden::client=trace")
+        .arg("--db")
+        .arg(env.db())
+        .arg("--base-url")
+        .arg(env.sim.base_url())
+        .arg("--config")
+        .arg(env.dir.path().join("orgwarden.toml"))
+        .args(["snapshot", "--format", "json"])
+        .output()
+        .expect("run orgwarden");
+    assert_exit(&output, 0);
+    let stderr = text(&output.stderr);
+    // The crawl's reads in the order they left; the costs and the audit log are read
+    // beside the crawl, in an order of their own.
+    let sent: Vec<&str> = stderr
+        .lines()
+        .filter_map(|line| line.split("GET path=\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|path| !path.starts_with("/organization/costs"))
+        .filter(|path| !path.starts_with("/organization/audit_logs"))
+        .collect();
+    let first = |prefix: &str| {
+        sent.iter()
+            .position(|p| p.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no request for {prefix}: {sent:#?}"))
+    };
+    assert!(
+        first("/organization/users") < first("/organization/projects/proj_"),
+        "{sent:#?}"
+    );
+    let pages = sent
+        .iter()
+        .filter(|p| **p == "/organization/users" || p.starts_with("/organization/users?"))
+        .count();
+    assert_eq!(pages, 3, "{sent:#?}");
+    assert_eq!(
+        env.column("SELECT COUNT(*) FROM org_users"),
+        vec!["250".to_owned()]
+    );
+}
