@@ -2,13 +2,14 @@
 # Rate-limit benchmark: how close `orgwarden snapshot` at the DEFAULT configuration (no
 # `concurrency`, so adaptive up to 256 in flight) gets to an API's allowed rate, over a grid
 # of latency × allowed rate × burst allowance, with and without rate-limit headers; plus a
-# server that slows down mid-crawl and one whose allowed rate drops mid-crawl.
+# server that slows down mid-crawl and one whose allowed rate drops mid-crawl; and an
+# organization whose member list is the longest chain of pages in the crawl (`members`).
 #
 # For each run it prints the requests sent (429s included), the 429s, the concurrency the
 # client settled on, wall time, the bound `requests / rate` and their ratio. Run by hand
 # (release build; needs jq); not part of the test suite.
 #
-# Usage: bench/rate.sh [grid|drift|big|all]      (default: all)
+# Usage: bench/rate.sh [grid|drift|big|members|all]      (default: all)
 #   LATENCIES="20 50 200 400" RATES="50 200 500" BURSTS="1 tenth second" HEADERS="off on"
 #   PROJECTS=200 BIG_PROJECTS=1000 SEED=1 REPEAT=1
 # BURSTS: `1` = one request, `tenth` = a tenth of a second's worth, `second` = a second's.
@@ -135,6 +136,13 @@ fi
 if [ "$WHAT" = big ] || [ "$WHAT" = all ]; then
     run "${BIG_PROJECTS}p 50ms 200/s burst=tenth" "$BIG_PROJECTS" "r / 200" \
         --latency-ms 50 --rate-limit 200 --burst 20
+fi
+
+if [ "$WHAT" = members ] || [ "$WHAT" = all ]; then
+    # 3,000 members (30 pages of 100 in a row) and 20 projects, at 400 ms: the crawl's
+    # length is the member list's, then the role reads under it.
+    run "20p 3000 members 400ms 500/s burst=tenth hdr" 20 "r / 500" \
+        --users 3000 --latency-ms 400 --rate-limit 500 --burst 50 --rate-limit-headers
 fi
 
 if [ "$WHAT" = drift ] || [ "$WHAT" = all ]; then
