@@ -449,6 +449,18 @@ impl AdminClient {
 
     /// Reads one whole scope: every page of a list, or the one object of a single read.
     pub async fn read_scope(&self, scope: &Scope) -> Result<Vec<Value>, ClientError> {
+        self.read_scope_paged(scope, &mut |_| {}).await
+    }
+
+    /// [`AdminClient::read_scope`], showing `on_page` each page's objects as it arrives,
+    /// before the next page is asked for: what hangs under a long list can be read while
+    /// the rest of the list is. The pages shown are not the verdict: the read can still
+    /// fail on a later page.
+    pub async fn read_scope_paged(
+        &self,
+        scope: &Scope,
+        on_page: &mut (dyn FnMut(&[Value]) + Send),
+    ) -> Result<Vec<Value>, ClientError> {
         let family = scope.family;
         let path = scope.path();
         let url = self.scope_url(scope);
@@ -463,7 +475,7 @@ impl AdminClient {
                 }
                 Ok(vec![value])
             }
-            envelope => self.read_list(family, envelope, &path, &url).await,
+            envelope => self.read_list(family, envelope, &path, &url, on_page).await,
         }
     }
 
@@ -473,6 +485,7 @@ impl AdminClient {
         envelope: Envelope,
         path: &str,
         url: &Url,
+        on_page: &mut (dyn FnMut(&[Value]) + Send),
     ) -> Result<Vec<Value>, ClientError> {
         let mut objects = Vec::new();
         let mut after: Option<String> = None;
@@ -516,6 +529,7 @@ impl AdminClient {
                     )));
                 }
             }
+            on_page(&data);
             objects.extend(data);
             match next {
                 Some(cursor) => after = Some(cursor),

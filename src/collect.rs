@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use futures::stream::{self, TryStreamExt};
+use futures::stream::{self, FuturesUnordered, StreamExt, TryStreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc::Sender;
 
@@ -271,7 +271,15 @@ impl Crawl<'_> {
     }
 
     /// Reads one family of one project (or of the organization itself, `project` `None`),
-    /// then every family read under its objects. `archived`: the project is archived.
+    /// and every family read under its objects. `archived`: the project is archived.
+    ///
+    /// The reads under each page of the list start as the page arrives: a long list's
+    /// pages are a chain of round trips, and what hangs under it need not wait for its
+    /// last page (3,000 members, 30 pages at 400 ms, held a crawl to 2.6 times its bound
+    /// while their role reads waited). Their results are held until the list's own is
+    /// sent, so the store still receives every scope before the scopes under it. A list
+    /// that then fails on a later page is failed as before; the reads under its earlier
+    /// pages stand, each a complete read of its own scope.
     async fn family(
         &self,
         project: Option<ProjectId>,
@@ -283,54 +291,103 @@ impl Crawl<'_> {
             project_id: project,
             parent_id: None,
         };
-        let objects = match self.client.read_scope(&scope).await {
-            Ok(objects) => objects,
+        let children: Vec<Family> = family
+            .children()
+            .filter(|c| !self.skipped.contains(c))
+            .collect();
+        let (page_tx, mut page_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
+        let read = async {
+            let page_tx = page_tx;
+            let mut showing = !children.is_empty();
+            let mut on_page = |page: &[Value]| {
+                if !showing {
+                    return;
+                }
+                match object_ids(&scope, page) {
+                    Ok(ids) => showing = page_tx.send(ids).is_ok(),
+                    // The whole list fails below for the same reason.
+                    Err(_) => showing = false,
+                }
+            };
+            self.client.read_scope_paged(&scope, &mut on_page).await
+        };
+        // How many of the list's objects had the reads under them started, in order.
+        let mut started = 0usize;
+        let under_pages = async {
+            let mut running = FuturesUnordered::new();
+            let mut held = Vec::new();
+            let mut pages_open = true;
+            loop {
+                tokio::select! {
+                    ids = page_rx.recv(), if pages_open => match ids {
+                        Some(ids) => {
+                            started += ids.len();
+                            for child in self.child_scopes(&scope, &children, &ids) {
+                                running.push(self.read_leaf(child));
+                            }
+                        }
+                        None => pages_open = false,
+                    },
+                    Some(done) = running.next(), if !running.is_empty() => held.push(done?),
+                    else => break,
+                }
+            }
+            Ok::<Vec<ScopeResult>, CollectError>(held)
+        };
+        let (read, held) = futures::join!(read, under_pages);
+        let held = held?;
+        let read = match read {
             Err(error) if archived && archived_and_empty(family, &error) => {
                 tracing::debug!(path = %scope, "project is archived: no {family}");
                 self.archived_reads.fetch_add(1, Ordering::Relaxed);
-                Vec::new()
+                Ok(Vec::new())
             }
             Err(error) if unset_spend_limit(family, &error) => {
                 tracing::debug!(path = %scope, "no spend limit is set");
-                Vec::new()
+                Ok(Vec::new())
             }
-            Err(error) => return self.fail(scope, error).await,
+            other => other,
         };
-        let parents = match object_ids(&scope, &objects) {
-            Ok(ids) => ids,
-            Err(error) => return self.fail(scope, error).await,
-        };
+        let (objects, parents) =
+            match read.and_then(|objects| object_ids(&scope, &objects).map(|ids| (objects, ids))) {
+                Ok(found) => found,
+                Err(error) => {
+                    self.fail(scope, error).await?;
+                    return self.send_all(held).await;
+                }
+            };
         if family == Family::ProjectApiKeys {
             self.project_keys
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .extend(parents.iter().cloned());
         }
-        let project_id = scope.project_id.clone();
-        let children: Vec<Family> = family
-            .children()
-            .filter(|c| !self.skipped.contains(c))
-            .collect();
-        // The parent's scope goes first, so the store knows who owns each child scope.
+        // What no page showed (a read of one object has no pages) is read now.
+        let rest = self.child_scopes(&scope, &children, parents.get(started..).unwrap_or(&[]));
+        // The list's scope goes first, then the scopes read under its pages meanwhile.
         self.send(scope, ScopeOutcome::Complete(objects)).await?;
-        if children.is_empty() {
-            return Ok(());
-        }
+        self.send_all(held).await?;
+        futures::future::try_join_all(rest.into_iter().map(|scope| self.leaf(scope))).await?;
+        Ok(())
+    }
+
+    /// The scopes of `children` under each of `parents` (objects of `scope`), counted
+    /// into the progress bar.
+    fn child_scopes(&self, scope: &Scope, children: &[Family], parents: &[String]) -> Vec<Scope> {
         if let Some(bar) = &self.bar {
             bar.inc_length(count(parents.len().saturating_mul(children.len())));
         }
         let mut scopes = Vec::with_capacity(parents.len().saturating_mul(children.len()));
         for child in children {
-            for parent in &parents {
+            for parent in parents {
                 scopes.push(Scope {
-                    family: child,
-                    project_id: project_id.clone(),
+                    family: *child,
+                    project_id: scope.project_id.clone(),
                     parent_id: Some(parent.clone()),
                 });
             }
         }
-        futures::future::try_join_all(scopes.into_iter().map(|scope| self.leaf(scope))).await?;
-        Ok(())
+        scopes
     }
 
     /// Reads the organization's admin-key list, unless it is skipped; it is sent by
@@ -376,20 +433,36 @@ impl Crawl<'_> {
     }
 
     async fn leaf(&self, scope: Scope) -> Result<(), CollectError> {
+        let result = self.read_leaf(scope).await?;
+        self.send_result(result).await
+    }
+
+    /// Reads a scope with nothing under it, into the result to send.
+    async fn read_leaf(&self, scope: Scope) -> Result<ScopeResult, CollectError> {
         let read = self
             .client
             .read_scope(&scope)
             .await
             .and_then(|objects| object_ids(&scope, &objects).map(|_| objects));
         match read {
-            Ok(objects) => self.send(scope, ScopeOutcome::Complete(objects)).await,
-            Err(error) => self.fail(scope, error).await,
+            Ok(objects) => Ok(ScopeResult {
+                scope,
+                outcome: ScopeOutcome::Complete(objects),
+            }),
+            Err(error) => self.failure(scope, error),
         }
     }
 
     /// Records a scope that could not be read, or stops the crawl when the key is refused
     /// on the first read.
     async fn fail(&self, scope: Scope, error: ClientError) -> Result<(), CollectError> {
+        let result = self.failure(scope, error)?;
+        self.send_result(result).await
+    }
+
+    /// The result that records a scope as failed (counted and logged), or the error that
+    /// stops the crawl when the key is refused on the first read.
+    fn failure(&self, scope: Scope, error: ClientError) -> Result<ScopeResult, CollectError> {
         let message = match error {
             // The project list is the first read: refused there, nothing can be read.
             refused @ ClientError::KeyRefused { .. } if scope.family == Family::Projects => {
@@ -414,12 +487,24 @@ impl Crawl<'_> {
             status: error.status(),
             message,
         });
-        self.send(scope, outcome).await
+        Ok(ScopeResult { scope, outcome })
     }
 
     async fn send(&self, scope: Scope, outcome: ScopeOutcome) -> Result<(), CollectError> {
+        self.send_result(ScopeResult { scope, outcome }).await
+    }
+
+    /// Sends each of `results`, in order.
+    async fn send_all(&self, results: Vec<ScopeResult>) -> Result<(), CollectError> {
+        for result in results {
+            self.send_result(result).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_result(&self, result: ScopeResult) -> Result<(), CollectError> {
         self.tx
-            .send(ScopeResult { scope, outcome })
+            .send(result)
             .await
             .map_err(|_| CollectError::ReceiverClosed)?;
         if let Some(bar) = &self.bar {

@@ -543,6 +543,49 @@ async fn collect_streams_every_scope_parents_first() {
 }
 
 #[tokio::test]
+async fn a_list_failing_on_a_later_page_is_failed_and_the_reads_under_its_first_page_stand() {
+    let mut script = small_org();
+    let users = "/organization/projects/proj_live/users".to_owned();
+    script.answers.remove(&users);
+    script.pages.insert(
+        (users.clone(), None),
+        Answer::json(json!({
+            "object": "list",
+            "data": [{"id": "user-ada"}, {"id": "user-bob"}],
+            "has_more": true,
+            "last_id": "user-bob",
+        })),
+    );
+    script.pages.insert(
+        (users.clone(), Some("user-bob".into())),
+        Answer::error(404, "gone missing"),
+    );
+    let (base, _) = server(script).await;
+    let client = client(&base, ClientOptions::default());
+    let (report, results) = run_collect(&client).await;
+    let report = report.unwrap();
+    assert_eq!(report.status, SnapshotStatus::Partial);
+    assert_eq!(report.stats.errors, 1);
+    let position = |path: &str| {
+        results
+            .iter()
+            .position(|r| r.scope.path() == path)
+            .unwrap_or_else(|| panic!("{path} not sent"))
+    };
+    let list = position(&users);
+    assert!(matches!(results[list].outcome, ScopeOutcome::Failed(_)));
+    // The first page's members had their roles read while the second page was asked
+    // for; those reads are complete, and reach the store after the list's own outcome.
+    let ada = position("/projects/proj_live/users/user-ada/roles");
+    assert!(list < ada);
+    assert_eq!(
+        results[ada].outcome,
+        ScopeOutcome::Complete(vec![json!({"id": "role_billing"})])
+    );
+    assert!(list < position("/projects/proj_live/users/user-bob/roles"));
+}
+
+#[tokio::test]
 async fn a_failed_scope_makes_the_crawl_partial_and_hides_no_sibling() {
     let mut script = small_org();
     script.answers.insert(

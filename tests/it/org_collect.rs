@@ -454,3 +454,79 @@ fn the_member_list_joins_the_line_before_any_project_read() {
         vec!["250".to_owned()]
     );
 }
+
+/// The role reads under a page of members start while the list's later pages are still
+/// being read, not after its last: with one slot for the list's chain of pages and one
+/// for everything else, a member's roles are asked for before the list's last page.
+#[test]
+fn the_roles_under_a_page_of_members_are_read_before_the_list_ends() {
+    let users: Vec<Value> = (0..300)
+        .map(|n| serde_json::json!({"id": format!("user-m{n:03}"), "name": format!("M{n}")}))
+        .collect();
+    let org = serde_json::json!({"organization": "acme", "users": users, "projects": []});
+    let env = Env {
+        sim: start_background(
+            crate::support::orgs::load(&org.to_string(), now()),
+            SimOptions {
+                latency: std::time::Duration::from_millis(20),
+                ..SimOptions::default()
+            },
+        )
+        .expect("simulator"),
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    // Nothing else to read: the member list and the roles under it share two slots.
+    env.config(
+        "concurrency = 2\n\
+         [collect]\n\
+         skip = [\"org_invites\", \"org_admin_api_keys\", \"org_groups\", \"org_roles\", \
+         \"org_data_retention\", \"org_spend_limit\", \"org_spend_alerts\", \
+         \"org_certificates\"]\n\
+         [spend]\nenabled = false\n\
+         [audit_log]\nenabled = false",
+    );
+    let mut cmd = crate::support::orgwarden();
+    let output = cmd
+        .current_dir(env.dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .env("RUST_LOG", "orgwarden::client=trace")
+        .arg("--db")
+        .arg(env.db())
+        .arg("--base-url")
+        .arg(env.sim.base_url())
+        .arg("--config")
+        .arg(env.dir.path().join("orgwarden.toml"))
+        .args(["snapshot", "--format", "json"])
+        .output()
+        .expect("run orgwarden");
+    assert_exit(&output, 0);
+    let stderr = text(&output.stderr);
+    let sent: Vec<&str> = stderr
+        .lines()
+        .filter_map(|line| line.split("GET path=\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    let last_page = sent
+        .iter()
+        .rposition(|p| p.starts_with("/organization/users?"))
+        .unwrap_or_else(|| panic!("no second page: {sent:#?}"));
+    let first_roles = sent
+        .iter()
+        .position(|p| p.starts_with("/organization/users/") && p.ends_with("/roles"))
+        .unwrap_or_else(|| panic!("no role read: {sent:#?}"));
+    assert!(first_roles < last_page, "{sent:#?}");
+    // Every member's roles were read, once.
+    let roles = sent
+        .iter()
+        .filter(|p| p.starts_with("/organization/users/") && p.ends_with("/roles"))
+        .count();
+    assert_eq!(roles, 300, "{sent:#?}");
+    assert_eq!(
+        json(&output)["status"],
+        "complete",
+        "{}",
+        text(&output.stdout)
+    );
+}
