@@ -68,9 +68,16 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let org: Org = crate::support::orgs::load(ORG, now());
+        Env::serving(
+            crate::support::orgs::load(ORG, now()),
+            SimOptions::default(),
+        )
+    }
+
+    /// A simulator serving `org` with `opts`, and an empty directory.
+    fn serving(org: Org, opts: SimOptions) -> Env {
         Env {
-            sim: start_background(org, SimOptions::default()).expect("simulator"),
+            sim: start_background(org, opts).expect("simulator"),
             dir: tempfile::tempdir().expect("tempdir"),
         }
     }
@@ -89,12 +96,20 @@ impl Env {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_logging(args, None)
+    }
+
+    /// [`Env::run`] with `RUST_LOG` set to `log`.
+    fn run_logging(&self, args: &[&str], log: Option<&str>) -> Output {
         let mut cmd = crate::support::orgwarden();
         cmd.current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("OPENAI_ADMIN_KEY", KEY)
-            .arg("--db")
+            .env("OPENAI_ADMIN_KEY", KEY);
+        if let Some(log) = log {
+            cmd.env("RUST_LOG", log);
+        }
+        cmd.arg("--db")
             .arg(self.db())
             .arg("--base-url")
             .arg(self.sim.base_url());
@@ -371,6 +386,15 @@ fn a_skipped_spend_limit_is_never_reported_missing() {
     );
 }
 
+/// The paths of the requests in the order they left, from the client's trace log.
+fn sent(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter_map(|line| line.split("GET path=\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect()
+}
+
 /// An organization of 250 members (three pages of 100) and three projects.
 fn many_members() -> Org {
     let users: Vec<Value> = (0..250)
@@ -403,35 +427,18 @@ fn many_members() -> Org {
 /// either way.)
 #[test]
 fn the_member_list_joins_the_line_before_any_project_read() {
-    let env = Env {
-        sim: start_background(many_members(), SimOptions::default()).expect("simulator"),
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let env = Env::serving(many_members(), SimOptions::default());
     env.config("concurrency = 1");
-    let mut cmd = crate::support::orgwarden();
-    let output = cmd
-        .current_dir(env.dir.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("OPENAI_ADMIN_KEY", KEY)
-        .env("RUST_LOG", "orgwarden::client=trace")
-        .arg("--db")
-        .arg(env.db())
-        .arg("--base-url")
-        .arg(env.sim.base_url())
-        .arg("--config")
-        .arg(env.dir.path().join("orgwarden.toml"))
-        .args(["snapshot", "--format", "json"])
-        .output()
-        .expect("run orgwarden");
+    let output = env.run_logging(
+        &["snapshot", "--format", "json"],
+        Some("orgwarden::client=trace"),
+    );
     assert_exit(&output, 0);
     let stderr = text(&output.stderr);
     // The crawl's reads in the order they left; the costs and the audit log are read
     // beside the crawl, in an order of their own.
-    let sent: Vec<&str> = stderr
-        .lines()
-        .filter_map(|line| line.split("GET path=\"").nth(1))
-        .filter_map(|rest| rest.split('"').next())
+    let sent: Vec<&str> = sent(&stderr)
+        .into_iter()
         .filter(|path| !path.starts_with("/organization/costs"))
         .filter(|path| !path.starts_with("/organization/audit_logs"))
         .collect();
@@ -464,17 +471,13 @@ fn the_roles_under_a_page_of_members_are_read_before_the_list_ends() {
         .map(|n| serde_json::json!({"id": format!("user-m{n:03}"), "name": format!("M{n}")}))
         .collect();
     let org = serde_json::json!({"organization": "acme", "users": users, "projects": []});
-    let env = Env {
-        sim: start_background(
-            crate::support::orgs::load(&org.to_string(), now()),
-            SimOptions {
-                latency: std::time::Duration::from_millis(20),
-                ..SimOptions::default()
-            },
-        )
-        .expect("simulator"),
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let env = Env::serving(
+        crate::support::orgs::load(&org.to_string(), now()),
+        SimOptions {
+            latency: std::time::Duration::from_millis(20),
+            ..SimOptions::default()
+        },
+    );
     // Nothing else to read: the member list and the roles under it share two slots.
     env.config(
         "concurrency = 2\n\
@@ -485,29 +488,13 @@ fn the_roles_under_a_page_of_members_are_read_before_the_list_ends() {
          [spend]\nenabled = false\n\
          [audit_log]\nenabled = false",
     );
-    let mut cmd = crate::support::orgwarden();
-    let output = cmd
-        .current_dir(env.dir.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("OPENAI_ADMIN_KEY", KEY)
-        .env("RUST_LOG", "orgwarden::client=trace")
-        .arg("--db")
-        .arg(env.db())
-        .arg("--base-url")
-        .arg(env.sim.base_url())
-        .arg("--config")
-        .arg(env.dir.path().join("orgwarden.toml"))
-        .args(["snapshot", "--format", "json"])
-        .output()
-        .expect("run orgwarden");
+    let output = env.run_logging(
+        &["snapshot", "--format", "json"],
+        Some("orgwarden::client=trace"),
+    );
     assert_exit(&output, 0);
     let stderr = text(&output.stderr);
-    let sent: Vec<&str> = stderr
-        .lines()
-        .filter_map(|line| line.split("GET path=\"").nth(1))
-        .filter_map(|rest| rest.split('"').next())
-        .collect();
+    let sent = sent(&stderr);
     let last_page = sent
         .iter()
         .rposition(|p| p.starts_with("/organization/users?"))
