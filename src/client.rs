@@ -711,6 +711,20 @@ impl AdminClient {
         queue: Queue,
     ) -> Attempt {
         let (_permit, sent) = self.gate.acquire(queue).await;
+        // Boxed, so that a request waiting at the gate is a small future rather than the
+        // size of a whole exchange: a large crawl has thousands waiting at once.
+        Box::pin(self.exchange(shown, url, query, explained, sent)).await
+    }
+
+    /// One request on the wire, released by the gate at `sent`, and its answer.
+    async fn exchange(
+        &self,
+        shown: &str,
+        url: &Url,
+        query: &[(&str, String)],
+        explained: bool,
+        sent: Instant,
+    ) -> Attempt {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let mut auth = match HeaderValue::from_str(&format!("Bearer {}", self.key.expose_secret()))
         {
