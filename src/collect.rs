@@ -281,9 +281,8 @@ impl Crawl<'_> {
     /// and what is gone with its parent is settled when the snapshot is finished. Holding
     /// them back instead cost memory in proportion to the organization (16-25 MiB more at
     /// 1,000 projects and 6,000 members read at full speed). A list that fails on a later
-    /// page is failed as
-    /// before; the reads under its earlier pages stand, each a complete read of its own
-    /// scope.
+    /// page is failed as before; the reads under its earlier pages stand, each a complete
+    /// read of its own scope.
     async fn family(
         &self,
         project: Option<ProjectId>,
