@@ -580,12 +580,7 @@ impl AdminClient {
         if let Some(after) = after {
             query.push(("after", after.to_owned()));
         }
-        // A page after the first continues a list already begun: see [`Queue::Front`].
-        let queue = if after.is_some() {
-            Queue::Front
-        } else {
-            Queue::Back
-        };
+        let queue = Queue::for_page(after.is_none());
         let body = self.get_body(shown, url, &query, false, queue).await?;
         if let Some(asked) = family.max_page_size()
             && family.envelope() != Envelope::Single
@@ -1135,6 +1130,14 @@ pub enum Queue {
     /// once) each page would also wait out the line, unless the task asking for it
     /// happened to find a slot free before any waiting request woke.
     Front,
+}
+
+impl Queue {
+    /// The line for one page of a list: the first starts a read, and every later one
+    /// continues it ([`Queue::Front`]).
+    pub fn for_page(first: bool) -> Self {
+        if first { Queue::Back } else { Queue::Front }
+    }
 }
 
 /// The shared gate every request passes. It bounds the requests in flight and spaces their

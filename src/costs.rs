@@ -179,12 +179,7 @@ pub async fn read(client: &AdminClient, window: CostWindow) -> CostsRead {
         if let Some(cursor) = &page {
             query.push(("page", cursor.clone()));
         }
-        // A page after the first continues a read already begun.
-        let queue = if page.is_some() {
-            Queue::Front
-        } else {
-            Queue::Back
-        };
+        let queue = Queue::for_page(page.is_none());
         let answer = client
             .get_with_query(&["organization", "costs"], &query, queue)
             .await

@@ -329,12 +329,7 @@ where
         }
         let answer = match pager.next_query() {
             Ok(query) => {
-                // A page after the first continues a read already begun.
-                let queue = if read.requests == 0 {
-                    Queue::Back
-                } else {
-                    Queue::Front
-                };
+                let queue = Queue::for_page(read.requests == 0);
                 read.requests += 1;
                 client
                     .get_explained(&["organization", "audit_logs"], &query, queue)
