@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use url::Url;
 
 use crate::config::{OpenAiConfig, SpendConfig};
-use crate::model::{CrawlStats, Envelope, Family, Scope};
+use crate::model::{CrawlStats, Envelope, Family, Objects, Scope};
 use crate::size::ByteSize;
 
 /// The environment variable the admin key is read from.
@@ -448,7 +448,7 @@ impl AdminClient {
     }
 
     /// Reads one whole scope: every page of a list, or the one object of a single read.
-    pub async fn read_scope(&self, scope: &Scope) -> Result<Vec<Value>, ClientError> {
+    pub async fn read_scope(&self, scope: &Scope) -> Result<Objects, ClientError> {
         self.read_scope_paged(scope, &mut |_| {}).await
     }
 
@@ -460,7 +460,7 @@ impl AdminClient {
         &self,
         scope: &Scope,
         on_page: &mut (dyn FnMut(&[Value]) + Send),
-    ) -> Result<Vec<Value>, ClientError> {
+    ) -> Result<Objects, ClientError> {
         let family = scope.family;
         let path = scope.path();
         let url = self.scope_url(scope);
@@ -473,7 +473,7 @@ impl AdminClient {
                         message: format!("expected a JSON object, got {}", kind(&value)),
                     });
                 }
-                Ok(vec![value])
+                Ok(Objects::from(vec![value]))
             }
             envelope => self.read_list(family, envelope, &path, &url, on_page).await,
         }
@@ -486,8 +486,9 @@ impl AdminClient {
         path: &str,
         url: &Url,
         on_page: &mut (dyn FnMut(&[Value]) + Send),
-    ) -> Result<Vec<Value>, ClientError> {
-        let mut objects = Vec::new();
+    ) -> Result<Objects, ClientError> {
+        // Held as text: a list is held whole until its last page (see [`Objects`]).
+        let mut objects = Objects::new();
         let mut after: Option<String> = None;
         // Every cursor followed so far: a server that leads back to one (A→B→A) would
         // otherwise keep the crawl paging forever.

@@ -2,13 +2,15 @@
 //! one [`ScopeResult`] per read to the store, so the organization is never held in
 //! memory whole.
 //!
-//! Order on the channel: the `projects` scope first; a parent's scope (a project's or the
-//! organization's users and groups) before the scopes under each of its objects (their
-//! roles, a group's members). Scopes under a parent that could not be read are not sent
-//! at all: the store carries them forward. The organization's own families are read
+//! Order on the channel: the `projects` scope first; after it, each scope as its read
+//! ends. The reads under a list's objects (their roles, a group's members) start page by
+//! page, so their scopes can reach the store before the list's own, which the store does
+//! not mind (see [`Crawl::family`]). Scopes under a parent that could not be read are not
+//! sent at all: the store carries them forward. The organization's own families are read
 //! alongside the projects; its admin-key list is sent last, once every project's keys are
 //! known (see [`Crawl::admin_keys`]).
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -26,7 +28,8 @@ use crate::audit_log::AuditEvent;
 use crate::audit_log::read::AuditLogRead;
 use crate::client::{AdminClient, ClientError};
 use crate::model::{
-    CrawlStats, Family, ProjectId, Scope, ScopeError, ScopeOutcome, ScopeResult, SnapshotStatus,
+    CrawlStats, Family, Objects, ProjectId, Scope, ScopeError, ScopeOutcome, ScopeResult,
+    SnapshotStatus,
 };
 use crate::store::{SnapshotInfo, Store, StoreError};
 
@@ -307,7 +310,7 @@ impl Crawl<'_> {
                     if !showing {
                         return;
                     }
-                    match object_ids(&scope, page) {
+                    match object_ids(&scope, page.iter()) {
                         Ok(ids) => showing = page_tx.send(ids).is_ok(),
                         // The whole list fails below for the same reason.
                         Err(_) => showing = false,
@@ -356,29 +359,30 @@ impl Crawl<'_> {
         &self,
         scope: &Scope,
         archived: bool,
-        read: Result<Vec<Value>, ClientError>,
+        read: Result<Objects, ClientError>,
     ) -> Result<Option<Vec<String>>, CollectError> {
         let family = scope.family;
         let read = match read {
             Err(error) if archived && archived_and_empty(family, &error) => {
                 tracing::debug!(path = %scope, "project is archived: no {family}");
                 self.archived_reads.fetch_add(1, Ordering::Relaxed);
-                Ok(Vec::new())
+                Ok(Objects::new())
             }
             Err(error) if unset_spend_limit(family, &error) => {
                 tracing::debug!(path = %scope, "no spend limit is set");
-                Ok(Vec::new())
+                Ok(Objects::new())
             }
             other => other,
         };
-        let (objects, parents) =
-            match read.and_then(|objects| object_ids(scope, &objects).map(|ids| (objects, ids))) {
-                Ok(found) => found,
-                Err(error) => {
-                    self.fail(scope.clone(), error).await?;
-                    return Ok(None);
-                }
-            };
+        let (objects, parents) = match read
+            .and_then(|objects| object_ids(scope, objects.iter()).map(|ids| (objects, ids)))
+        {
+            Ok(found) => found,
+            Err(error) => {
+                self.fail(scope.clone(), error).await?;
+                return Ok(None);
+            }
+        };
         if family == Family::ProjectApiKeys {
             self.project_keys
                 .lock()
@@ -411,7 +415,7 @@ impl Crawl<'_> {
 
     /// Reads the organization's admin-key list, unless it is skipped; it is sent by
     /// [`Crawl::admin_keys`] once the project crawl is over.
-    async fn read_admin_keys(&self) -> Option<(Scope, Result<Vec<Value>, ClientError>)> {
+    async fn read_admin_keys(&self) -> Option<(Scope, Result<Objects, ClientError>)> {
         if self.skipped.contains(&Family::OrgAdminApiKeys) {
             return None;
         }
@@ -424,7 +428,7 @@ impl Crawl<'_> {
             .client
             .read_scope(&scope)
             .await
-            .and_then(|objects| object_ids(&scope, &objects).map(|_| objects));
+            .and_then(|objects| object_ids(&scope, objects.iter()).map(|_| objects));
         Some((scope, read))
     }
 
@@ -435,7 +439,7 @@ impl Crawl<'_> {
     async fn admin_keys(
         &self,
         scope: Scope,
-        read: Result<Vec<Value>, ClientError>,
+        read: Result<Objects, ClientError>,
     ) -> Result<(), CollectError> {
         let objects = match read {
             Ok(objects) => objects,
@@ -456,7 +460,7 @@ impl Crawl<'_> {
             .client
             .read_scope(&scope)
             .await
-            .and_then(|objects| object_ids(&scope, &objects).map(|_| objects));
+            .and_then(|objects| object_ids(&scope, objects.iter()).map(|_| objects));
         match read {
             Ok(objects) => self.send(scope, ScopeOutcome::Complete(objects)).await,
             Err(error) => self.fail(scope, error).await,
@@ -533,21 +537,19 @@ fn unset_spend_limit(family: Family, error: &ClientError) -> bool {
 }
 
 /// The admin-key list without the entries whose id is a project API key's.
-fn drop_project_keys(objects: Vec<Value>, project_keys: &HashSet<String>) -> Vec<Value> {
+fn drop_project_keys(mut objects: Objects, project_keys: &HashSet<String>) -> Objects {
+    objects.retain(|key| {
+        let id = key.get("id").and_then(Value::as_str).unwrap_or_default();
+        let project_key = project_keys.contains(id);
+        if project_key {
+            tracing::debug!(
+                id,
+                "the admin-key list carries project API key {id}: not an admin key"
+            );
+        }
+        !project_key
+    });
     objects
-        .into_iter()
-        .filter(|key| {
-            let id = key.get("id").and_then(Value::as_str).unwrap_or_default();
-            let project_key = project_keys.contains(id);
-            if project_key {
-                tracing::debug!(
-                    id,
-                    "the admin-key list carries project API key {id}: not an admin key"
-                );
-            }
-            !project_key
-        })
-        .collect()
 }
 
 /// The spec answers 400 "project is archived" to the user and service-account lists of
@@ -563,14 +565,16 @@ fn archived_and_empty(family: Family, error: &ClientError) -> bool {
 /// The id of every object of a complete read, by the rule the store keys them with. An
 /// object without one fails the whole scope: stored, it could not be told apart from the
 /// others, and the scope's objects would be wrongly marked gone or duplicated.
-fn object_ids(scope: &Scope, objects: &[Value]) -> Result<Vec<String>, ClientError> {
+fn object_ids<V: Borrow<Value>>(
+    scope: &Scope,
+    objects: impl Iterator<Item = V>,
+) -> Result<Vec<String>, ClientError> {
     objects
-        .iter()
         .enumerate()
         .map(|(i, object)| {
             scope
                 .family
-                .object_id(object, scope.project_id.as_ref())
+                .object_id(object.borrow(), scope.project_id.as_ref())
                 .ok_or_else(|| ClientError::Malformed {
                     path: scope.path(),
                     message: missing_id(scope.family, i),
@@ -586,13 +590,13 @@ fn missing_id(family: Family, index: usize) -> String {
     )
 }
 
-fn project_refs(objects: &[Value]) -> Result<Vec<ProjectRef>, String> {
+fn project_refs(objects: &Objects) -> Result<Vec<ProjectRef>, String> {
     objects
         .iter()
         .enumerate()
         .map(|(i, project)| {
             let id = Family::Projects
-                .object_id(project, None)
+                .object_id(&project, None)
                 .ok_or_else(|| missing_id(Family::Projects, i))?;
             let archived = project.get("status").and_then(Value::as_str) == Some("archived");
             Ok(ProjectRef {
@@ -904,9 +908,9 @@ mod tests {
             serde_json::json!({"id": "key_proj", "object": "organization.project.api_key"}),
         ];
         let project_keys = HashSet::from(["key_proj".to_owned()]);
-        let kept = drop_project_keys(listed, &project_keys);
+        let kept = drop_project_keys(listed.into(), &project_keys);
         assert_eq!(
-            kept,
+            kept.to_values(),
             [serde_json::json!({"id": "key_admin", "object": "organization.admin_api_key"})]
         );
     }
@@ -935,7 +939,7 @@ mod tests {
             serde_json::json!({"id": "proj_a", "status": "active"}),
             serde_json::json!({"name": "x"}),
         ];
-        let err = project_refs(&objects).err().expect("error");
+        let err = project_refs(&objects.into()).err().expect("error");
         assert!(err.contains("data[1]"), "{err}");
     }
 }

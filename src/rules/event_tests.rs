@@ -63,7 +63,7 @@ fn snapshot(
                 project_id: None,
                 parent_id: None,
             },
-            outcome: ScopeOutcome::Complete(Vec::new()),
+            outcome: ScopeOutcome::Complete(Default::default()),
         })
         .unwrap();
     let id = writer

@@ -463,7 +463,7 @@ fn spend_limit_snapshot(
     writer
         .apply(ScopeResult {
             scope: scope(Family::Projects),
-            outcome: ScopeOutcome::Complete(Vec::new()),
+            outcome: ScopeOutcome::Complete(Default::default()),
         })
         .unwrap();
     writer
@@ -525,7 +525,7 @@ fn a_spend_limit_never_read_is_not_reported_missing() {
     let second = spend_limit_snapshot(
         &mut store,
         t1,
-        crate::model::ScopeOutcome::Complete(Vec::new()),
+        crate::model::ScopeOutcome::Complete(Default::default()),
     );
     assert_eq!(judge_spend_limit(&mut store, second, t1), ["organization"]);
 }
@@ -535,7 +535,7 @@ fn a_failed_spend_limit_read_keeps_the_previous_verdict() {
     use crate::model::ScopeOutcome;
     let mut store = crate::store::Store::open_in_memory().unwrap();
     let t0 = chrono::Utc::now();
-    let s = spend_limit_snapshot(&mut store, t0, ScopeOutcome::Complete(Vec::new()));
+    let s = spend_limit_snapshot(&mut store, t0, ScopeOutcome::Complete(Default::default()));
     assert_eq!(judge_spend_limit(&mut store, s, t0), ["organization"]);
     let t1 = t0 + chrono::Duration::hours(1);
     let s = spend_limit_snapshot(&mut store, t1, spend_limit_failed());
@@ -548,7 +548,7 @@ fn a_failed_spend_limit_read_keeps_the_previous_verdict() {
     let limit = serde_json::json!({"object": "organization.spend_limit", "threshold_amount": 100_000,
         "currency": "USD", "interval": "month", "enforcement": {"status": "inactive"}});
     let t2 = t1 + chrono::Duration::hours(1);
-    let s = spend_limit_snapshot(&mut store, t2, ScopeOutcome::Complete(vec![limit]));
+    let s = spend_limit_snapshot(&mut store, t2, ScopeOutcome::Complete(vec![limit].into()));
     assert!(judge_spend_limit(&mut store, s, t2).is_empty());
     let t3 = t2 + chrono::Duration::hours(1);
     let s = spend_limit_snapshot(&mut store, t3, spend_limit_failed());
@@ -574,7 +574,7 @@ fn unread_lists_the_failed_views_of_the_latest_snapshot_or_every_view() {
     spend_limit_snapshot(
         &mut store,
         t0 + chrono::Duration::hours(1),
-        crate::model::ScopeOutcome::Complete(Vec::new()),
+        crate::model::ScopeOutcome::Complete(Default::default()),
     );
     assert_eq!(unread(&store), ["audit_log_events"]);
 }
@@ -593,7 +593,7 @@ fn a_family_the_snapshot_skipped_is_unread_with_the_families_under_it() {
                 project_id: None,
                 parent_id: None,
             },
-            outcome: ScopeOutcome::Complete(Vec::new()),
+            outcome: ScopeOutcome::Complete(Default::default()),
         })
         .unwrap();
     writer

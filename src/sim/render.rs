@@ -521,13 +521,15 @@ impl Org {
     #[allow(clippy::too_many_lines)]
     pub fn scope_results(&self) -> Vec<ScopeResult> {
         let mut out = Vec::new();
-        let done = |family, project: Option<&Project>, parent: Option<&str>, items| ScopeResult {
-            scope: Scope {
-                family,
-                project_id: project.map(|p| p.id.clone()),
-                parent_id: parent.map(str::to_owned),
-            },
-            outcome: ScopeOutcome::Complete(items),
+        let done = |family, project: Option<&Project>, parent: Option<&str>, items: Vec<Value>| {
+            ScopeResult {
+                scope: Scope {
+                    family,
+                    project_id: project.map(|p| p.id.clone()),
+                    parent_id: parent.map(str::to_owned),
+                },
+                outcome: ScopeOutcome::Complete(items.into()),
+            }
         };
         out.push(done(
             Family::Projects,
@@ -649,13 +651,13 @@ impl Org {
     /// The organization's own scopes, in [`Family::ALL`] order, each user's and group's
     /// scopes right after the list that names them. Lists are in their default order.
     fn org_scope_results(&self, out: &mut Vec<ScopeResult>) {
-        let done = |family, parent: Option<&str>, items| ScopeResult {
+        let done = |family, parent: Option<&str>, items: Vec<Value>| ScopeResult {
             scope: Scope {
                 family,
                 project_id: None,
                 parent_id: parent.map(str::to_owned),
             },
-            outcome: ScopeOutcome::Complete(items),
+            outcome: ScopeOutcome::Complete(items.into()),
         };
         let assigned = |ids: &[RoleId]| -> Vec<Value> {
             ids.iter()

@@ -26,7 +26,7 @@ fn complete(
 ) -> ScopeResult {
     ScopeResult {
         scope: scope(family, project, parent),
-        outcome: ScopeOutcome::Complete(objects),
+        outcome: ScopeOutcome::Complete(objects.into()),
     }
 }
 
@@ -585,11 +585,12 @@ fn object_without_its_id_fails_only_its_scope_which_is_carried_forward() {
     for r in &mut results {
         if r.scope.path() == "/organization/projects/proj_a/api_keys" {
             // A changed key and an id-less one: neither may be written.
-            r.outcome =
-                ScopeOutcome::Complete(vec![key("key_1", "renamed", 100), json!({"name": "x"})]);
+            r.outcome = ScopeOutcome::Complete(
+                vec![key("key_1", "renamed", 100), json!({"name": "x"})].into(),
+            );
         }
         if r.scope.path() == "/organization/projects/proj_b/api_keys" {
-            r.outcome = ScopeOutcome::Complete(vec![key("key_2", "b2", 7)]);
+            r.outcome = ScopeOutcome::Complete(vec![key("key_2", "b2", 7)].into());
         }
     }
     let info = snap(&mut store, 1, results, SnapshotStatus::Complete);
@@ -1325,9 +1326,9 @@ fn diff_attributes_each_change_to_its_audit_log_event_or_says_why_not() {
     });
     for r in &mut second {
         if r.scope.family == Family::ProjectDataRetention {
-            r.outcome = ScopeOutcome::Complete(vec![
-                json!({"object": "project.data_retention", "type": "none"}),
-            ]);
+            r.outcome = ScopeOutcome::Complete(
+                vec![json!({"object": "project.data_retention", "type": "none"})].into(),
+            );
         }
     }
     let newer = snap(&mut store, 2, second, SnapshotStatus::Complete);

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 
-use crate::model::{CrawlStats, Family, Scope, ScopeError, ScopeOutcome, ScopeResult};
+use crate::model::{CrawlStats, Family, Objects, Scope, ScopeError, ScopeOutcome, ScopeResult};
 use crate::model::{SnapshotId, SnapshotStatus};
 
 use super::{SnapshotInfo, Store, StoreError, canon};
@@ -97,9 +97,9 @@ impl SnapshotWriter<'_> {
                 self.failed.retain(|(scope, _)| scope != &result.scope);
                 self.failed.push((result.scope, error));
             }
-            ScopeOutcome::Complete(objects) => match identify(&result.scope, objects) {
-                Ok(items) => {
-                    self.apply_complete(&result.scope, items)?;
+            ScopeOutcome::Complete(objects) => match identify(&result.scope, &objects) {
+                Ok(ids) => {
+                    self.apply_complete(&result.scope, &objects, ids)?;
                     // A scope that failed and was then read completely (a retry) is complete.
                     self.failed.retain(|(scope, _)| scope != &result.scope);
                     self.scopes_read += 1;
@@ -233,12 +233,18 @@ impl SnapshotWriter<'_> {
         })
     }
 
-    fn apply_complete(&mut self, scope: &Scope, items: Vec<Item>) -> Result<(), StoreError> {
+    /// Stores `objects`, whose `ids` [`identify`] found, one parsed at a time.
+    fn apply_complete(
+        &mut self,
+        scope: &Scope,
+        objects: &Objects,
+        ids: Vec<Ids>,
+    ) -> Result<(), StoreError> {
         let family = scope.family;
         let scope_project = scope.project_id.as_ref().map(|p| p.as_str().to_owned());
         let parent = scope.parent_id.clone().unwrap_or_default();
-        let mut seen = HashSet::with_capacity(items.len());
-        for (project_id, resource_id, object) in items {
+        let mut seen = HashSet::with_capacity(ids.len());
+        for ((project_id, resource_id), object) in ids.into_iter().zip(objects.iter()) {
             let id = self.upsert(family, &project_id, &parent, &resource_id, &object)?;
             seen.insert(id);
         }
@@ -517,15 +523,17 @@ fn clamp(n: u64) -> i64 {
 
 /// One object of a complete read with the identity it is stored under:
 /// (project id, resource id, the object).
-type Item = (String, String, Value);
+/// An object's project id and its own id, as the store keys it.
+type Ids = (String, String);
 
 /// Checks every object of a complete read before anything is written, so a bad one
-/// leaves the scope untouched; the error names the scope's path and the object.
-fn identify(scope: &Scope, objects: Vec<Value>) -> Result<Vec<Item>, String> {
+/// leaves the scope untouched; the error names the scope's path and the object. Only
+/// the ids are kept: the objects are parsed again one at a time to be stored.
+fn identify(scope: &Scope, objects: &Objects) -> Result<Vec<Ids>, String> {
     let family = scope.family;
     let scope_project = scope.project_id.as_ref().map(|p| p.as_str().to_owned());
     let mut items = Vec::with_capacity(objects.len());
-    for (index, object) in objects.into_iter().enumerate() {
+    for (index, object) in objects.iter().enumerate() {
         if !object.is_object() {
             return Err(format!(
                 "GET {}: malformed response: data[{index}] is not a JSON object",
@@ -543,7 +551,7 @@ fn identify(scope: &Scope, objects: Vec<Value>) -> Result<Vec<Item>, String> {
             Family::Projects => resource_id.clone(),
             _ => scope_project.clone().unwrap_or_default(),
         };
-        items.push((project_id, resource_id, object));
+        items.push((project_id, resource_id));
     }
     Ok(items)
 }

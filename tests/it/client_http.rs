@@ -180,7 +180,8 @@ async fn shape_a_follows_last_id_with_the_largest_page_and_required_query() {
     let objects = client
         .read_scope(&scope(Family::Projects, None, None))
         .await
-        .unwrap();
+        .unwrap()
+        .to_values();
     assert_eq!(objects.len(), 230);
     assert_eq!(objects[229]["id"], "proj_229");
     // Unknown fields stay, in order.
@@ -224,7 +225,8 @@ async fn shape_b_passes_the_opaque_next_cursor_back_unchanged() {
     let objects = client
         .read_scope(&scope(Family::ProjectRoles, Some("proj_a"), None))
         .await
-        .unwrap();
+        .unwrap()
+        .to_values();
     let ids: Vec<&str> = objects.iter().map(|o| o["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["role_1", "role_2"]);
     let seen = seen.lock().unwrap().seen.clone();
@@ -526,7 +528,7 @@ async fn collect_streams_every_scope_parents_first() {
     let ada = &results[position("/projects/proj_live/users/user-ada/roles")];
     assert_eq!(
         ada.outcome,
-        ScopeOutcome::Complete(vec![json!({"id": "role_billing"})])
+        ScopeOutcome::Complete(vec![json!({"id": "role_billing"})].into())
     );
     // The archived project's people lists are read, and empty.
     for path in [
@@ -535,7 +537,7 @@ async fn collect_streams_every_scope_parents_first() {
     ] {
         assert_eq!(
             results[position(path)].outcome,
-            ScopeOutcome::Complete(vec![])
+            ScopeOutcome::Complete(Default::default())
         );
     }
     assert_eq!(report.stats.errors, 0);
@@ -583,11 +585,11 @@ async fn a_list_failing_on_a_later_page_is_failed_and_the_reads_under_its_first_
     // for; those reads are complete.
     assert_eq!(
         results[position("/projects/proj_live/users/user-ada/roles")].outcome,
-        ScopeOutcome::Complete(vec![json!({"id": "role_billing"})])
+        ScopeOutcome::Complete(vec![json!({"id": "role_billing"})].into())
     );
     assert_eq!(
         results[position("/projects/proj_live/users/user-bob/roles")].outcome,
-        ScopeOutcome::Complete(vec![])
+        ScopeOutcome::Complete(Default::default())
     );
 }
 

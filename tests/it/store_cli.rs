@@ -18,7 +18,7 @@ fn complete(family: Family, project: Option<&str>, objects: Vec<Value>) -> Scope
             project_id: project.map(ProjectId::from),
             parent_id: None,
         },
-        outcome: ScopeOutcome::Complete(objects),
+        outcome: ScopeOutcome::Complete(objects.into()),
     }
 }
 

@@ -79,7 +79,7 @@ fn every_object_of_a_complete_crawl_lands_in_its_view() {
         else {
             continue;
         };
-        for object in objects {
+        for object in objects.iter() {
             let id = object[field].as_str().unwrap();
             // The organization's own objects have a NULL project_id (`IS` matches it).
             let project = match r.scope.family {
@@ -106,7 +106,7 @@ fn every_object_of_a_complete_crawl_lands_in_its_view() {
             let rusqlite::types::Value::Text(raw) = &found.rows[0][0] else {
                 panic!("{sql}: no raw text");
             };
-            assert_eq!(&serde_json::from_str::<Value>(raw).unwrap(), object);
+            assert_eq!(serde_json::from_str::<Value>(raw).unwrap(), object);
         }
     }
     // A second identical crawl changes nothing.
