@@ -304,7 +304,7 @@ impl Org {
                 crate::costs::parse_page(&page, window, limit, None).map_err(|e| e.to_string())
             });
         let outcome = match outcome {
-            Ok((rows, None)) => CostsOutcome::Complete(rows),
+            Ok((rows, None)) => CostsOutcome::Complete(rows.into_iter().collect()),
             Ok((_, Some(_))) => CostsOutcome::Failed(ScopeError {
                 status: None,
                 message: "the window does not fit one page".into(),
