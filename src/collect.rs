@@ -11,7 +11,7 @@
 //! known (see [`Crawl::admin_keys`]).
 
 use std::borrow::Borrow;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -339,17 +339,28 @@ impl Crawl<'_> {
         };
         // How many of the list's objects had the reads under them started, in order.
         let mut started = 0usize;
+        // A bounded number of the reads under it at once, the rest waiting as scopes: a
+        // read waiting at the gate is a kilobyte, and an organization's member list puts
+        // one under every member (30,000 members held 32 MiB of them). Bounded like the
+        // projects, enough to keep the gate busy on their own; the order among the reads
+        // waiting at the gate changes, not how many it has to choose from.
+        let at_once = self.client.max_in_flight().saturating_mul(2).max(4);
         let under_pages = async {
             let mut running = FuturesUnordered::new();
+            let mut waiting: VecDeque<Scope> = VecDeque::new();
             let mut pages_open = true;
             loop {
+                while running.len() < at_once {
+                    let Some(child) = waiting.pop_front() else {
+                        break;
+                    };
+                    running.push(self.leaf(child));
+                }
                 tokio::select! {
                     ids = page_rx.recv(), if pages_open => match ids {
                         Some(ids) => {
                             started += ids.len();
-                            for child in self.child_scopes(&scope, &children, &ids) {
-                                running.push(self.leaf(child));
-                            }
+                            waiting.extend(self.child_scopes(&scope, &children, &ids));
                         }
                         None => pages_open = false,
                     },
@@ -366,8 +377,9 @@ impl Crawl<'_> {
         };
         // What no page showed (a read of one object has no pages) is read now.
         let rest = self.child_scopes(&scope, &children, parents.get(started..).unwrap_or(&[]));
-        futures::future::try_join_all(rest.into_iter().map(|scope| self.leaf(scope))).await?;
-        Ok(())
+        stream::iter(rest.into_iter().map(Ok))
+            .try_for_each_concurrent(at_once, |scope| self.leaf(scope))
+            .await
     }
 
     /// Sends a list's `read` of `scope` to the store, complete or failed; the ids of its
