@@ -8,15 +8,18 @@
 # Then the same at concurrency 1 on a smaller organization: there the floor is the
 # latency (requests × 50 ms), so the 1,000-project time is extrapolated, not measured.
 #
-# Usage: bench/crawl.sh            (PROJECTS=1000 SMALL_PROJECTS=100 CONCURRENCY=32 RPS=200 LATENCY_MS=50)
+# Usage: bench/crawl.sh            (PROJECTS=1000 SMALL_PROJECTS=100 CONCURRENCY=adaptive RPS=200 LATENCY_MS=50)
+#        CONCURRENCY=32 sets a fixed concurrency; adaptive (the default configuration) lets
+#        the client find its own, and the concurrency column shows where it settled.
 #        USERS=2000 sets the organization's user directory size (default: 6 per project);
-#        SMALL_PROJECTS=0 skips the serial run.
+#        SMALL_PROJECTS=0 skips the serial run. A large member list's memory:
+#        PROJECTS=20 USERS=30000 SMALL_PROJECTS=0 RPS=5000 LATENCY_MS=5 bench/crawl.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROJECTS=${PROJECTS:-1000}
 SMALL_PROJECTS=${SMALL_PROJECTS:-100}
-CONCURRENCY=${CONCURRENCY:-32}
+CONCURRENCY=${CONCURRENCY:-adaptive}
 RPS=${RPS:-200}
 LATENCY_MS=${LATENCY_MS:-50}
 SEED=${SEED:-1}
@@ -60,7 +63,10 @@ crawl() {
     start_sim "$projects"
     local dir="$WORK/$label"
     mkdir -p "$dir"
-    printf '[openai]\norganization = "bench"\nconcurrency = %s\n' "$concurrency" >"$dir/orgwarden.toml"
+    printf '[openai]\norganization = "bench"\n' >"$dir/orgwarden.toml"
+    if [ "$concurrency" != adaptive ]; then
+        printf 'concurrency = %s\n' "$concurrency" >>"$dir/orgwarden.toml"
+    fi
     OPENAI_ADMIN_KEY=sk-admin-bench /usr/bin/time -v -o "$dir/time.txt" \
         "$BIN" -q --config "$dir/orgwarden.toml" --db "$dir/orgwarden.db" --base-url "$BASE_URL" \
         snapshot --format json >"$dir/summary.json" || {
@@ -71,6 +77,8 @@ crawl() {
     limited=$(jq -r .rate_limited "$dir/summary.json")
     retries=$(jq -r .retries "$dir/summary.json")
     status=$(jq -r .status "$dir/summary.json")
+    # Where the adaptive client settled (the fixed value otherwise).
+    concurrency=$(jq -r .concurrency "$dir/summary.json")
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$dir/time.txt" |
         awk -F: '{ if (NF == 3) print $1*3600 + $2*60 + $3; else print $1*60 + $2 }')
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir/time.txt")
