@@ -848,12 +848,7 @@ impl Objects {
 
     /// Each object parsed again, in order: one at a time, never the whole list at once.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = serde_json::Value> + '_ {
-        // The text was written from a `Value` here and parses back to an equal one; were
-        // it ever not to, a `null` is what the store refuses as "not a JSON object", a
-        // failed scope rather than a panic.
-        self.0
-            .iter()
-            .map(|text| serde_json::from_str(text).unwrap_or(serde_json::Value::Null))
+        self.0.iter().map(|text| parse_held(text))
     }
 
     /// Every object parsed at once: for a read known to be small, and for tests.
@@ -863,9 +858,15 @@ impl Objects {
 
     /// Keeps only the objects `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(&serde_json::Value) -> bool) {
-        self.0
-            .retain(|text| keep(&serde_json::from_str(text).unwrap_or(serde_json::Value::Null)));
+        self.0.retain(|text| keep(&parse_held(text)));
     }
+}
+
+/// An object [`Objects`] holds, parsed again. Its text was written from a `Value` there
+/// and parses back to an equal one; were it ever not to, a `null` is what the store
+/// refuses as "not a JSON object", a failed scope rather than a panic.
+fn parse_held(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
 }
 
 impl From<Vec<serde_json::Value>> for Objects {
