@@ -521,9 +521,7 @@ fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// One object of a complete read with the identity it is stored under:
-/// (project id, resource id, the object).
-/// An object's project id and its own id, as the store keys it.
+/// The identity one object of a complete read is stored under: (project id, resource id).
 type Ids = (String, String);
 
 /// Checks every object of a complete read before anything is written, so a bad one
