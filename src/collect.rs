@@ -2,13 +2,14 @@
 //! one [`ScopeResult`] per read to the store, so the organization is never held in
 //! memory whole.
 //!
-//! Order on the channel: the `projects` scope first; after it, each scope as its read
-//! ends. The reads under a list's objects (their roles, a group's members) start page by
-//! page, so their scopes can reach the store before the list's own, which the store does
-//! not mind (see [`Crawl::family`]). Scopes under a parent that could not be read are not
-//! sent at all: the store carries them forward. The organization's own families are read
-//! alongside the projects; its admin-key list is sent last, once every project's keys are
-//! known (see [`Crawl::admin_keys`]).
+//! Order on the channel: each scope as its read ends. The reads under a list's objects
+//! (each page of projects' families, their members' roles, a group's members) start page
+//! by page, so their scopes can reach the store before the list's own, which the store
+//! does not mind (see [`Crawl::family`] and [`Crawl::run`]). Scopes under a parent that
+//! could not be read are not sent at all: the store carries them forward. The
+//! organization's own families are read alongside the projects, once the project list's
+//! first page has shown the key can read them; its admin-key list is sent last, once
+//! every project's keys are known (see [`Crawl::admin_keys`]).
 
 use std::borrow::Borrow;
 use std::collections::{HashSet, VecDeque};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::stream::{self, FuturesUnordered, StreamExt, TryStreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc::Sender;
@@ -67,6 +69,15 @@ pub fn progress_wanted() -> bool {
 struct ProjectRef {
     id: ProjectId,
     archived: bool,
+}
+
+/// Why the crawl's two halves (the project list, and the reads it fans out to) stop
+/// each other.
+enum Stop {
+    /// The project list could not be read: whatever else was read, the snapshot fails.
+    ListFailed(ClientError),
+    /// The crawl itself stopped (the store hung up).
+    Collect(CollectError),
 }
 
 struct Crawl<'a> {
@@ -172,68 +183,118 @@ fn counted_since(now: CrawlStats, baseline: &CrawlStats) -> CrawlStats {
 }
 
 impl Crawl<'_> {
+    /// The project list first, then everything else. The reads under each page of
+    /// projects, and the organization's own reads, start as soon as the list's first page
+    /// has come back, not after its last: the first page proves the key can read the
+    /// organization, and each later page is a round trip in which nothing else would be
+    /// read (1,000 projects are ten pages in a row). Should the list fail on a later page,
+    /// the crawl stops there and the snapshot is `failed` (nothing of it is stored), as it
+    /// was when the list was read whole first.
     async fn run(&self) -> Result<SnapshotStatus, CollectError> {
         let scope = Scope {
             family: Family::Projects,
             project_id: None,
             parent_id: None,
         };
-        let objects = match self.client.read_scope(&scope).await {
-            Ok(objects) => objects,
-            Err(error) => {
-                self.fail(scope, error).await?;
-                return Ok(SnapshotStatus::Failed);
-            }
-        };
-        let projects = match project_refs(&objects) {
-            Ok(projects) => projects,
-            Err(message) => {
-                let error = ClientError::Malformed {
+        let (page_tx, page_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<ProjectRef>>();
+        let list = async {
+            let read = {
+                let page_tx = page_tx;
+                let mut showing = true;
+                let mut on_page = |page: &[Value]| {
+                    if !showing {
+                        return;
+                    }
+                    match project_refs(page.iter()) {
+                        Ok(projects) => showing = page_tx.send(projects).is_ok(),
+                        // The whole list fails below for the same reason.
+                        Err(_) => showing = false,
+                    }
+                };
+                self.client.read_scope_paged(&scope, &mut on_page).await
+            };
+            let checked = read.and_then(|objects| match project_refs(objects.iter()) {
+                Ok(_) => Ok(objects),
+                Err(message) => Err(ClientError::Malformed {
                     path: scope.path(),
                     message,
-                };
-                self.fail(scope, error).await?;
-                return Ok(SnapshotStatus::Failed);
+                }),
+            });
+            match checked {
+                Ok(objects) => self
+                    .send(scope.clone(), ScopeOutcome::Complete(objects))
+                    .await
+                    .map_err(Stop::Collect),
+                Err(error) => Err(Stop::ListFailed(error)),
             }
         };
-        self.send(scope, ScopeOutcome::Complete(objects)).await?;
-        let per_project = self.project_families().count();
-        let org_families = self.org_families().count();
-        if let Some(bar) = &self.bar {
-            bar.inc_length(count(
-                projects.len().saturating_mul(per_project) + org_families,
-            ));
+        let rest = async {
+            let mut page_rx = page_rx;
+            // None: the list failed before its first page, and `list` says how.
+            let Some(first) = page_rx.recv().await else {
+                return Ok(None);
+            };
+            if let Some(bar) = &self.bar {
+                bar.inc_length(count(self.org_families().count()));
+            }
+            let pages = stream::once(async move { first })
+                .chain(stream::unfold(page_rx, |mut page_rx| async move {
+                    page_rx.recv().await.map(|page| (page, page_rx))
+                }))
+                .boxed();
+            let projects = self.projects(pages);
+            let organization = self.organization();
+            let admin_keys = self.read_admin_keys();
+            // The organization's own reads go alongside the projects', through the same
+            // gate, and join its line first (`join!` polls in order): they are few, and
+            // its member list is the longest chain of pages in the crawl, with a role read
+            // per member waiting on its end. Queued behind every project's reads, it began
+            // 9 s into a 16 s crawl in the benchmark, and the crawl ended on its role reads
+            // alone.
+            let (organization, admin_keys, projects) =
+                futures::join!(organization, admin_keys, projects);
+            projects.map_err(Stop::Collect)?;
+            organization.map_err(Stop::Collect)?;
+            Ok(Some(admin_keys))
+        };
+        // A failed list stops the rest at once: the snapshot is failed whatever they read.
+        match futures::future::try_join(list, rest).await {
+            Ok(((), admin_keys)) => {
+                if let Some((scope, read)) = admin_keys.flatten() {
+                    self.admin_keys(scope, read).await?;
+                }
+                Ok(if self.errors.load(Ordering::Relaxed) == 0 {
+                    SnapshotStatus::Complete
+                } else {
+                    SnapshotStatus::Partial
+                })
+            }
+            Err(Stop::Collect(error)) => Err(error),
+            Err(Stop::ListFailed(error)) => {
+                self.fail(scope, error).await?;
+                Ok(SnapshotStatus::Failed)
+            }
         }
-        let projects = self.projects(projects);
-        let organization = self.organization();
-        let admin_keys = self.read_admin_keys();
-        // The organization's own reads go alongside the projects', through the same gate,
-        // and join its line first (`join!` polls in order): they are few, and its member
-        // list is the longest chain of pages in the crawl, with a role read per member
-        // waiting on its end. Queued behind every project's reads, it began 9 s into a
-        // 16 s crawl in the benchmark, and the crawl ended on its role reads alone.
-        let (organization, admin_keys, projects) =
-            futures::join!(organization, admin_keys, projects);
-        projects?;
-        organization?;
-        if let Some((scope, read)) = admin_keys {
-            self.admin_keys(scope, read).await?;
-        }
-        Ok(if self.errors.load(Ordering::Relaxed) == 0 {
-            SnapshotStatus::Complete
-        } else {
-            SnapshotStatus::Partial
-        })
     }
 
-    /// Every project's families. Boxed as `Send` here, where its lifetimes are plain: the
-    /// compiler cannot prove the stream's closures `Send` for every lifetime once the
-    /// stream is polled beside other futures.
-    fn projects(&self, projects: Vec<ProjectRef>) -> BoxFuture<'_, Result<(), CollectError>> {
+    /// Every project's families, the projects coming a page at a time. Boxed as `Send`
+    /// here, where its lifetimes are plain: the compiler cannot prove the stream's closures
+    /// `Send` for every lifetime once the stream is polled beside other futures.
+    fn projects(
+        &self,
+        pages: BoxStream<'static, Vec<ProjectRef>>,
+    ) -> BoxFuture<'_, Result<(), CollectError>> {
         // A bounded number of projects at once: enough requests ready to keep the
         // client's gate busy, while results waiting for the store stay few.
         let parallel = self.client.max_in_flight().saturating_mul(2).max(4);
-        stream::iter(projects.into_iter().map(Ok))
+        let per_project = self.project_families().count();
+        pages
+            .flat_map(move |page| {
+                if let Some(bar) = &self.bar {
+                    bar.inc_length(count(page.len().saturating_mul(per_project)));
+                }
+                stream::iter(page.into_iter().map(Ok))
+            })
             .try_for_each_concurrent(parallel, |project| self.project(project))
             .boxed()
     }
@@ -619,13 +680,16 @@ fn missing_id(family: Family, index: usize) -> String {
     )
 }
 
-fn project_refs(objects: &Objects) -> Result<Vec<ProjectRef>, String> {
+/// The projects of a page (or of the whole list), or what names the first without an id.
+fn project_refs<V: Borrow<Value>>(
+    objects: impl Iterator<Item = V>,
+) -> Result<Vec<ProjectRef>, String> {
     objects
-        .iter()
         .enumerate()
         .map(|(i, project)| {
+            let project = project.borrow();
             let id = Family::Projects
-                .object_id(&project, None)
+                .object_id(project, None)
                 .ok_or_else(|| missing_id(Family::Projects, i))?;
             let archived = project.get("status").and_then(Value::as_str) == Some("archived");
             Ok(ProjectRef {
@@ -964,11 +1028,11 @@ mod tests {
 
     #[test]
     fn a_project_without_an_id_is_named_by_its_index() {
-        let objects = vec![
+        let objects = [
             serde_json::json!({"id": "proj_a", "status": "active"}),
             serde_json::json!({"name": "x"}),
         ];
-        let err = project_refs(&objects.into()).err().expect("error");
+        let err = project_refs(objects.iter()).err().expect("error");
         assert!(err.contains("data[1]"), "{err}");
     }
 }

@@ -705,6 +705,43 @@ async fn an_unreadable_project_list_fails_the_crawl() {
     assert!(matches!(results[0].outcome, ScopeOutcome::Failed(_)));
 }
 
+/// A project list that fails on a later page fails the crawl (the store keeps nothing of
+/// a failed snapshot), though the reads under its first page may have begun: the crawl
+/// stops, its last word the list's failure.
+#[tokio::test]
+async fn a_project_list_failing_on_a_later_page_fails_the_crawl() {
+    let mut script = Script::default();
+    let projects = "/organization/projects".to_owned();
+    script
+        .pages
+        .insert((projects.clone(), None), projects_page(0..2, true));
+    script.pages.insert(
+        (projects.clone(), Some("proj_001".into())),
+        Answer::error(404, "gone missing"),
+    );
+    let (base, seen) = server(script).await;
+    let (report, results) = run_collect(&client(&base, ClientOptions::default())).await;
+    let report = report.expect("a failed list is a failed snapshot, not a stopped crawl");
+    assert_eq!(report.status, SnapshotStatus::Failed);
+    let last = results.last().expect("the list's failure is sent");
+    assert_eq!(last.scope.family, Family::Projects);
+    let ScopeOutcome::Failed(error) = &last.outcome else {
+        panic!("sent as {:?}", last.outcome)
+    };
+    assert_eq!(error.status, Some(404));
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r.scope.family == Family::Projects)
+            .count(),
+        1
+    );
+    let asked_for_page_two = seen.lock().unwrap().seen.iter().any(|s| {
+        s.path == projects && s.query.get("after").map(String::as_str) == Some("proj_001")
+    });
+    assert!(asked_for_page_two);
+}
+
 #[tokio::test]
 async fn a_key_refused_on_one_project_read_fails_only_that_scope() {
     let mut script = small_org();

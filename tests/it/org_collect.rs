@@ -517,3 +517,76 @@ fn the_roles_under_a_page_of_members_are_read_before_the_list_ends() {
         text(&output.stdout)
     );
 }
+
+/// The reads under the project list's first page, and the organization's own, start
+/// while its later pages are still being read: 250 projects are three pages in a row, and
+/// the third can only be asked for once the second has come back, a round trip after the
+/// first page's projects could be read.
+#[test]
+fn the_reads_under_the_first_page_of_projects_start_before_the_project_list_ends() {
+    let projects: Vec<Value> = (0..250)
+        .map(|n| serde_json::json!({"id": format!("proj_{n:03}"), "name": format!("P{n}")}))
+        .collect();
+    let org = serde_json::json!({"organization": "acme", "projects": projects});
+    let env = Env::serving(
+        crate::support::orgs::load(&org.to_string(), now()),
+        SimOptions {
+            latency: std::time::Duration::from_millis(20),
+            ..SimOptions::default()
+        },
+    );
+    // Room for every organization read and some project reads beside the list's pages;
+    // one read a project (its users) keeps the crawl short.
+    env.config(
+        "concurrency = 16\n\
+         [collect]\n\
+         skip = [\"project_service_accounts\", \"project_api_keys\", \"project_rate_limits\", \
+         \"project_model_permissions\", \"project_hosted_tool_permissions\", \
+         \"project_groups\", \"project_roles\", \"project_data_retention\", \
+         \"project_spend_alerts\", \"project_certificates\", \"project_spend_limits\"]\n\
+         [spend]\nenabled = false\n\
+         [audit_log]\nenabled = false",
+    );
+    let output = env.run_logging(
+        &["snapshot", "--format", "json"],
+        Some("orgwarden::client=trace"),
+    );
+    assert_exit(&output, 0);
+    let stderr = text(&output.stderr);
+    let sent = sent(&stderr);
+    let pages: Vec<usize> = sent
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            **p == "/organization/projects" || p.starts_with("/organization/projects?")
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(pages.len(), 3, "{sent:#?}");
+    let first = |prefix: &str| {
+        sent.iter()
+            .position(|p| p.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no request for {prefix}: {sent:#?}"))
+    };
+    assert!(
+        first("/organization/projects/proj_") < pages[2],
+        "{sent:#?}"
+    );
+    assert!(first("/organization/users") < pages[2], "{sent:#?}");
+    // Every project was read once, and the snapshot holds the whole list.
+    let user_lists = sent
+        .iter()
+        .filter(|p| p.starts_with("/organization/projects/proj_") && p.ends_with("/users"))
+        .count();
+    assert_eq!(user_lists, 250, "{sent:#?}");
+    assert_eq!(
+        json(&output)["status"],
+        "complete",
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(
+        env.column("SELECT COUNT(*) FROM projects"),
+        vec!["250".to_owned()]
+    );
+}
