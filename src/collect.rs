@@ -366,7 +366,7 @@ impl Crawl<'_> {
             // Most families have nothing under them: no pages to pass on, nor a channel
             // to pass them on, nor the future that does (a crawl reads thousands of
             // families at once; the channels alone were 7 MiB at 1,000 projects).
-            let read = self.client.read_scope(&scope).await;
+            let read = self.read_ids(&scope, &mut |_| {}).await;
             return self.list_read(&scope, archived, read).await.map(|_| ());
         }
         Box::pin(self.family_tree(scope, archived, children)).await
@@ -384,17 +384,12 @@ impl Crawl<'_> {
             let read = {
                 let page_tx = page_tx;
                 let mut showing = true;
-                let mut on_page = |page: &[Value]| {
-                    if !showing {
-                        return;
-                    }
-                    match object_ids(&scope, page.iter()) {
-                        Ok(ids) => showing = page_tx.send(ids).is_ok(),
-                        // The whole list fails below for the same reason.
-                        Err(_) => showing = false,
+                let mut on_ids = |ids: &[String]| {
+                    if showing {
+                        showing = page_tx.send(ids.to_vec()).is_ok();
                     }
                 };
-                self.client.read_scope_paged(&scope, &mut on_page).await
+                self.read_ids(&scope, &mut on_ids).await
             };
             self.list_read(&scope, archived, read).await
         };
@@ -443,30 +438,67 @@ impl Crawl<'_> {
             .await
     }
 
+    /// Reads `scope` and its objects' ids, taken from each page while it is still parsed:
+    /// once read, the objects are held as text (see [`Objects`]), and taking the ids from
+    /// that would parse every object once more. `on_ids` is shown each page's ids as it
+    /// arrives. An object without its id fails the read.
+    async fn read_ids(
+        &self,
+        scope: &Scope,
+        on_ids: &mut (dyn FnMut(&[String]) + Send),
+    ) -> Result<(Objects, Vec<String>), ClientError> {
+        let mut ids = Vec::new();
+        let mut unnamed = None;
+        let mut paged = false;
+        let read = self
+            .client
+            .read_scope_paged(scope, &mut |page: &[Value]| {
+                paged = true;
+                if unnamed.is_some() {
+                    return;
+                }
+                match object_ids_from(scope, page.iter(), ids.len()) {
+                    Ok(more) => {
+                        on_ids(&more);
+                        ids.extend(more);
+                    }
+                    Err(error) => unnamed = Some(error),
+                }
+            })
+            .await;
+        let objects = read?;
+        if let Some(error) = unnamed {
+            return Err(error);
+        }
+        // A read of one object has no pages.
+        if !paged {
+            ids = object_ids(scope, objects.iter())?;
+        }
+        Ok((objects, ids))
+    }
+
     /// Sends a list's `read` of `scope` to the store, complete or failed; the ids of its
     /// objects when complete. `archived`: the project is archived.
     async fn list_read(
         &self,
         scope: &Scope,
         archived: bool,
-        read: Result<Objects, ClientError>,
+        read: Result<(Objects, Vec<String>), ClientError>,
     ) -> Result<Option<Vec<String>>, CollectError> {
         let family = scope.family;
         let read = match read {
             Err(error) if archived && archived_and_empty(family, &error) => {
                 tracing::debug!(path = %scope, "project is archived: no {family}");
                 self.archived_reads.fetch_add(1, Ordering::Relaxed);
-                Ok(Objects::new())
+                Ok((Objects::new(), Vec::new()))
             }
             Err(error) if unset_spend_limit(family, &error) => {
                 tracing::debug!(path = %scope, "no spend limit is set");
-                Ok(Objects::new())
+                Ok((Objects::new(), Vec::new()))
             }
             other => other,
         };
-        let (objects, parents) = match read
-            .and_then(|objects| object_ids(scope, objects.iter()).map(|ids| (objects, ids)))
-        {
+        let (objects, parents) = match read {
             Ok(found) => found,
             Err(error) => {
                 self.fail(scope.clone(), error).await?;
@@ -547,10 +579,9 @@ impl Crawl<'_> {
 
     async fn leaf(&self, scope: Scope) -> Result<(), CollectError> {
         let read = self
-            .client
-            .read_scope(&scope)
+            .read_ids(&scope, &mut |_| {})
             .await
-            .and_then(|objects| object_ids(&scope, objects.iter()).map(|_| objects));
+            .map(|(objects, _)| objects);
         match read {
             Ok(objects) => self.send(scope, ScopeOutcome::Complete(objects)).await,
             Err(error) => self.fail(scope, error).await,
@@ -659,6 +690,16 @@ fn object_ids<V: Borrow<Value>>(
     scope: &Scope,
     objects: impl Iterator<Item = V>,
 ) -> Result<Vec<String>, ClientError> {
+    object_ids_from(scope, objects, 0)
+}
+
+/// [`object_ids`] of a page whose first object is the list's `offset`th, so that an
+/// object without its id is named by its place in the whole list.
+fn object_ids_from<V: Borrow<Value>>(
+    scope: &Scope,
+    objects: impl Iterator<Item = V>,
+    offset: usize,
+) -> Result<Vec<String>, ClientError> {
     objects
         .enumerate()
         .map(|(i, object)| {
@@ -667,7 +708,7 @@ fn object_ids<V: Borrow<Value>>(
                 .object_id(object.borrow(), scope.project_id.as_ref())
                 .ok_or_else(|| ClientError::Malformed {
                     path: scope.path(),
-                    message: missing_id(scope.family, i),
+                    message: missing_id(scope.family, offset + i),
                 })
         })
         .collect()
