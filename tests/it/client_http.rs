@@ -679,6 +679,49 @@ async fn an_object_without_its_id_fails_its_scope_naming_the_path_and_the_object
     );
 }
 
+/// The ids are taken page by page; an object without one on a later page is named by its
+/// place in the whole list, and the reads under the earlier page's objects stand.
+#[tokio::test]
+async fn an_object_without_its_id_on_a_later_page_is_named_by_its_place_in_the_list() {
+    let mut script = small_org();
+    let users = "/organization/projects/proj_live/users".to_owned();
+    script.answers.remove(&users);
+    script.pages.insert(
+        (users.clone(), None),
+        Answer::json(json!({
+            "object": "list",
+            "data": [{"id": "user-ada"}, {"id": "user-bob"}],
+            "has_more": true,
+            "last_id": "user-bob",
+        })),
+    );
+    script.pages.insert(
+        (users.clone(), Some("user-bob".into())),
+        list(json!([{"id": "user-cy"}, {"name": "no id"}])),
+    );
+    let (base, _) = server(script).await;
+    let (report, results) = run_collect(&client(&base, ClientOptions::default())).await;
+    assert_eq!(report.unwrap().status, SnapshotStatus::Partial);
+    let result = results
+        .iter()
+        .find(|r| r.scope.path() == users)
+        .expect("the users scope is sent");
+    let ScopeOutcome::Failed(error) = &result.outcome else {
+        panic!("sent as {:?}", result.outcome)
+    };
+    assert!(
+        error.message.contains(r#"data[3] has no "id""#),
+        "{}",
+        error.message
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| r.scope.path() == "/projects/proj_live/users/user-ada/roles"),
+        "the first page's reads stand"
+    );
+}
+
 #[tokio::test]
 async fn a_400_on_an_active_project_is_a_failure_not_an_empty_list() {
     let mut script = small_org();
