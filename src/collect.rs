@@ -259,8 +259,15 @@ impl Crawl<'_> {
         };
         // A failed list stops the rest at once: the snapshot is failed whatever they read.
         match futures::future::try_join(list, rest).await {
-            Ok(((), admin_keys)) => {
-                if let Some((scope, read)) = admin_keys.flatten() {
+            // A list read whole shows every page, so this cannot be; were it ever, nothing
+            // was read under the list, and a snapshot stored from that would call the
+            // objects it carried forward unread a complete read: failed, it changes nothing.
+            Ok(((), None)) => {
+                tracing::error!("the project list was read but none of its pages was seen");
+                Ok(SnapshotStatus::Failed)
+            }
+            Ok(((), Some(admin_keys))) => {
+                if let Some((scope, read)) = admin_keys {
                     self.admin_keys(scope, read).await?;
                 }
                 Ok(if self.errors.load(Ordering::Relaxed) == 0 {
