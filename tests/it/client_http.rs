@@ -479,6 +479,27 @@ fn small_org() -> Script {
     s
 }
 
+/// [`small_org`] with `proj_live`'s members in two pages: Ada and Bob, then `second`;
+/// and the path of that list.
+fn small_org_with_users_in_two_pages(second: Answer) -> (Script, String) {
+    let mut script = small_org();
+    let users = "/organization/projects/proj_live/users".to_owned();
+    script.answers.remove(&users);
+    script.pages.insert(
+        (users.clone(), None),
+        Answer::json(json!({
+            "object": "list",
+            "data": [{"id": "user-ada"}, {"id": "user-bob"}],
+            "has_more": true,
+            "last_id": "user-bob",
+        })),
+    );
+    script
+        .pages
+        .insert((users.clone(), Some("user-bob".into())), second);
+    (script, users)
+}
+
 async fn run_collect(
     client: &AdminClient,
 ) -> (
@@ -549,22 +570,7 @@ async fn collect_streams_every_scope_parents_first() {
 
 #[tokio::test]
 async fn a_list_failing_on_a_later_page_is_failed_and_the_reads_under_its_first_page_stand() {
-    let mut script = small_org();
-    let users = "/organization/projects/proj_live/users".to_owned();
-    script.answers.remove(&users);
-    script.pages.insert(
-        (users.clone(), None),
-        Answer::json(json!({
-            "object": "list",
-            "data": [{"id": "user-ada"}, {"id": "user-bob"}],
-            "has_more": true,
-            "last_id": "user-bob",
-        })),
-    );
-    script.pages.insert(
-        (users.clone(), Some("user-bob".into())),
-        Answer::error(404, "gone missing"),
-    );
+    let (script, users) = small_org_with_users_in_two_pages(Answer::error(404, "gone missing"));
     let (base, _) = server(script).await;
     let client = client(&base, ClientOptions::default());
     let (report, results) = run_collect(&client).await;
@@ -683,22 +689,8 @@ async fn an_object_without_its_id_fails_its_scope_naming_the_path_and_the_object
 /// place in the whole list, and the reads under the earlier page's objects stand.
 #[tokio::test]
 async fn an_object_without_its_id_on_a_later_page_is_named_by_its_place_in_the_list() {
-    let mut script = small_org();
-    let users = "/organization/projects/proj_live/users".to_owned();
-    script.answers.remove(&users);
-    script.pages.insert(
-        (users.clone(), None),
-        Answer::json(json!({
-            "object": "list",
-            "data": [{"id": "user-ada"}, {"id": "user-bob"}],
-            "has_more": true,
-            "last_id": "user-bob",
-        })),
-    );
-    script.pages.insert(
-        (users.clone(), Some("user-bob".into())),
-        list(json!([{"id": "user-cy"}, {"name": "no id"}])),
-    );
+    let (script, users) =
+        small_org_with_users_in_two_pages(list(json!([{"id": "user-cy"}, {"name": "no id"}])));
     let (base, _) = server(script).await;
     let (report, results) = run_collect(&client(&base, ClientOptions::default())).await;
     assert_eq!(report.unwrap().status, SnapshotStatus::Partial);
