@@ -395,6 +395,26 @@ fn sent(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Serves `org` (the simulator's JSON format) at 20 ms a request and takes a snapshot under
+/// `config` with the client's sends traced; it must succeed. The environment is returned
+/// for its database.
+fn traced_snapshot_at_20ms(org: &Value, config: &str) -> (Env, Output) {
+    let env = Env::serving(
+        crate::support::orgs::load(&org.to_string(), now()),
+        SimOptions {
+            latency: std::time::Duration::from_millis(20),
+            ..SimOptions::default()
+        },
+    );
+    env.config(config);
+    let output = env.run_logging(
+        &["snapshot", "--format", "json"],
+        Some("orgwarden::client=trace"),
+    );
+    assert_exit(&output, 0);
+    (env, output)
+}
+
 /// An organization of 250 members (three pages of 100) and three projects.
 fn many_members() -> Org {
     let users: Vec<Value> = (0..250)
@@ -471,15 +491,9 @@ fn the_roles_under_a_page_of_members_are_read_before_the_list_ends() {
         .map(|n| serde_json::json!({"id": format!("user-m{n:03}"), "name": format!("M{n}")}))
         .collect();
     let org = serde_json::json!({"organization": "acme", "users": users, "projects": []});
-    let env = Env::serving(
-        crate::support::orgs::load(&org.to_string(), now()),
-        SimOptions {
-            latency: std::time::Duration::from_millis(20),
-            ..SimOptions::default()
-        },
-    );
     // Nothing else to read: the member list and the roles under it share two slots.
-    env.config(
+    let (_env, output) = traced_snapshot_at_20ms(
+        &org,
         "concurrency = 2\n\
          [collect]\n\
          skip = [\"org_invites\", \"org_admin_api_keys\", \"org_groups\", \"org_roles\", \
@@ -488,11 +502,6 @@ fn the_roles_under_a_page_of_members_are_read_before_the_list_ends() {
          [spend]\nenabled = false\n\
          [audit_log]\nenabled = false",
     );
-    let output = env.run_logging(
-        &["snapshot", "--format", "json"],
-        Some("orgwarden::client=trace"),
-    );
-    assert_exit(&output, 0);
     let stderr = text(&output.stderr);
     let sent = sent(&stderr);
     let last_page = sent
@@ -528,16 +537,10 @@ fn the_reads_under_the_first_page_of_projects_start_before_the_project_list_ends
         .map(|n| serde_json::json!({"id": format!("proj_{n:03}"), "name": format!("P{n}")}))
         .collect();
     let org = serde_json::json!({"organization": "acme", "projects": projects});
-    let env = Env::serving(
-        crate::support::orgs::load(&org.to_string(), now()),
-        SimOptions {
-            latency: std::time::Duration::from_millis(20),
-            ..SimOptions::default()
-        },
-    );
     // Room for every organization read and some project reads beside the list's pages;
     // one read a project (its users) keeps the crawl short.
-    env.config(
+    let (env, output) = traced_snapshot_at_20ms(
+        &org,
         "concurrency = 16\n\
          [collect]\n\
          skip = [\"project_service_accounts\", \"project_api_keys\", \"project_rate_limits\", \
@@ -547,11 +550,6 @@ fn the_reads_under_the_first_page_of_projects_start_before_the_project_list_ends
          [spend]\nenabled = false\n\
          [audit_log]\nenabled = false",
     );
-    let output = env.run_logging(
-        &["snapshot", "--format", "json"],
-        Some("orgwarden::client=trace"),
-    );
-    assert_exit(&output, 0);
     let stderr = text(&output.stderr);
     let sent = sent(&stderr);
     let pages: Vec<usize> = sent
