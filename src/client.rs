@@ -1232,6 +1232,9 @@ const SAME_MEASURE: f64 = 0.03;
 const MAX_PROBE_BACKOFF: f64 = 8.0;
 /// The shortest probe interval; it is two round trips when those are longer.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// No step above a known limit while fewer requests wait at the gate than the pace sends
+/// in this long: the crawl is about to end.
+const PROBE_LINE: Duration = Duration::from_secs(2);
 /// The window the rate of successes is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// Fewer successes than this in the window say nothing about the server's limit.
@@ -1258,6 +1261,9 @@ struct GateState {
     /// [`Queue::Front`] requests waiting for a slot: while there are any, a free slot is
     /// theirs.
     front_waiters: usize,
+    /// Requests waiting at the gate, for a slot or for their paced start: the work left
+    /// that the pace can still speed up.
+    in_line: usize,
     /// A request waited for its paced slot since the pace last grew.
     pace_bound: bool,
     /// Until the first 429 or latency rise, growth is fast.
@@ -1435,7 +1441,17 @@ impl GateState {
         } else {
             interval.mul_f64(self.probe_backoff)
         };
-        if !quiet || now.saturating_duration_since(self.last_probe) < wait || !self.pace_bound {
+        // A step above the limit pays back only while the crawl goes on at the higher
+        // rate. With fewer requests in line than the pace sends in [`PROBE_LINE`], the
+        // crawl is ending: the step could buy nothing, and each of its 429s would wait out
+        // its Retry-After after the last of the other requests (traced: a crawl that
+        // starts at a known limit ended 1 s late, on the retries of its last episode).
+        let ending = (self.in_line as f64) < pace * PROBE_LINE.as_secs_f64();
+        if !quiet
+            || now.saturating_duration_since(self.last_probe) < wait
+            || !self.pace_bound
+            || (ending && !climbing)
+        {
             return;
         }
         self.last_probe = now;
@@ -1608,6 +1624,24 @@ impl Drop for FrontWait<'_> {
     }
 }
 
+/// Counts a request as in line at the gate, waiting for a slot or for its paced start,
+/// while it lives (also when the request is cancelled mid-wait).
+struct InLine<'a>(&'a Gate);
+
+impl<'a> InLine<'a> {
+    fn new(gate: &'a Gate) -> Self {
+        gate.lock().in_line += 1;
+        Self(gate)
+    }
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.in_line = s.in_line.saturating_sub(1);
+    }
+}
+
 /// Counts a request as waiting for its paced start while it lives (also when the
 /// request is cancelled mid-wait).
 struct SlotWait<'a>(&'a Gate);
@@ -1646,6 +1680,7 @@ impl Gate {
                 concurrency_bound: false,
                 slot_waiters: 0,
                 front_waiters: 0,
+                in_line: 0,
                 pace_bound: false,
                 slow_start: adaptive,
                 rtt_short: None,
@@ -1697,6 +1732,7 @@ impl Gate {
     /// `Instant` is when it was released, which tells later answers which episode they
     /// belong to.
     async fn acquire(self: &Arc<Self>, queue: Queue) -> (Permit, Instant) {
+        let _in_line = InLine::new(self);
         let mut in_front = (queue == Queue::Front).then(|| FrontWait::new(self));
         loop {
             let notified = match queue {
@@ -2293,7 +2329,8 @@ mod tests {
         assert_eq!(gate.lock().pace, Some(pace));
     }
 
-    /// An adaptive gate of `max` past slow start, pacing at `pace` under `ceiling`.
+    /// An adaptive gate of `max` past slow start, pacing at `pace` under `ceiling`, in the
+    /// middle of a crawl: thousands of reads in line.
     fn past_slow_start(max: usize, pace: f64, ceiling: Option<f64>) -> Gate {
         let gate = Gate::new(max, true);
         {
@@ -2301,8 +2338,34 @@ mod tests {
             s.pace = Some(pace);
             s.ceiling = ceiling;
             s.slow_start = false;
+            s.in_line = 5_000;
         }
         gate
+    }
+
+    #[test]
+    fn near_the_end_of_a_crawl_the_pace_climbs_back_under_the_limit_but_never_above_it() {
+        let gate = past_slow_start(64, 50.0, Some(100.0));
+        let t0 = Instant::now();
+        // Fewer requests in line than the pace sends in two seconds: the crawl is ending.
+        gate.lock().in_line = 150;
+        let mut now = t0;
+        for _ in 0..40 {
+            now += PROBE_INTERVAL;
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(20), now, None);
+        }
+        let pace = gate.lock().pace.expect("paced");
+        assert!(
+            (pace - 100.0 * UNDER_CEILING).abs() < 0.5,
+            "back under the ceiling and no higher: {pace}"
+        );
+        // A deep line again (a list's next page fanned out): the probe goes on above it.
+        gate.lock().in_line = 1_000;
+        now += PROBE_INTERVAL;
+        gate.lock().pace_bound = true;
+        gate.on_success(now - ms(20), now, None);
+        assert!(gate.lock().pace.expect("paced") > 100.0 * UNDER_CEILING + 0.5);
     }
 
     /// Plays a server whose bucket is empty and refills at `limit` a second against a
