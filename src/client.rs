@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use url::Url;
 
 use crate::config::{OpenAiConfig, SpendConfig};
-use crate::model::{CrawlStats, Envelope, Family, Objects, Scope};
+use crate::model::{CrawlStats, Envelope, Family, Objects, RequestsPerMinute, Scope};
 use crate::size::ByteSize;
 
 /// The environment variable the admin key is read from.
@@ -445,6 +445,35 @@ impl AdminClient {
     /// adaptive limit's ceiling).
     pub fn max_in_flight(&self) -> usize {
         self.gate.max
+    }
+
+    /// The request rate this client has found the API to allow, in requests per minute:
+    /// measured from its 429s, stated by its rate-limit headers, reached by the probe
+    /// above either without a 429, or assumed from an earlier crawl and not contradicted
+    /// since. `None` while it has found none.
+    pub fn rate_limit(&self) -> Option<RequestsPerMinute> {
+        self.gate
+            .lock()
+            .ceiling
+            .and_then(RequestsPerMinute::from_per_second)
+    }
+
+    /// Starts this client's pace just under `limit`, a rate an earlier crawl of the same
+    /// API found it to allow, instead of ramping up from a guess: at a high limit and a
+    /// long round trip the ramp costs seconds, and ends in a round trip's worth of 429s.
+    /// A limit that has dropped since is measured again from the 429s of the first round
+    /// trip, as one that drops mid-crawl is. No effect on a client that has found a limit
+    /// of its own (the daemon's, from its last run) or has a fixed concurrency.
+    pub fn assume_rate_limit(&self, limit: RequestsPerMinute) {
+        self.gate.assume(limit.per_second());
+    }
+
+    /// Names the API this client reads, so that what is learned about one API is never
+    /// applied to another: a SHA-256 of the base URL, since a base URL can carry a
+    /// proxy's credentials and the name is stored.
+    pub fn api_fingerprint(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(self.base.as_str().as_bytes()))
     }
 
     /// Reads one whole scope: every page of a list, or the one object of a single read.
@@ -1714,6 +1743,34 @@ impl Gate {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Paces from the start just under `per_second`, a limit an earlier crawl found, as if
+    /// this gate had measured it: no slow start, and the in-flight window sized from the
+    /// pace at the first answer. Only while the gate has found no limit of its own, and
+    /// not below one request a second: the probe steps up only as answers come back, so a
+    /// stale rate that low would hold every request back for seconds before it could be
+    /// corrected, where a slow start finds a real one within a few round trips.
+    fn assume(&self, per_second: f64) {
+        let mut s = self.lock();
+        if !self.adaptive || s.ceiling.is_some() || !(per_second.is_finite() && per_second >= 1.0) {
+            return;
+        }
+        s.ceiling = Some(per_second);
+        // A limit a whole crawl ended at is one confirmed, and probed as one confirmed
+        // again and again: the server's bucket is full at the start of a crawl, and
+        // hides the limit until it runs dry, so a probe stepping up every interval
+        // reached three times the limit before the first 429 (traced at 200 ms x 500/s
+        // with a second's burst: 146 refusals). An episode that measures another limit
+        // brings the probe back to its usual pace.
+        s.last_measure = Some(per_second);
+        s.probe_backoff = MAX_PROBE_BACKOFF;
+        s.pace = Some(per_second * UNDER_CEILING);
+        s.slow_start = false;
+        tracing::debug!(
+            pace = per_second * UNDER_CEILING,
+            "pace from an earlier crawl"
+        );
+    }
+
     /// The in-flight limit now.
     fn limit(&self) -> usize {
         self.lock().limit_now()
@@ -2366,6 +2423,52 @@ mod tests {
         gate.lock().pace_bound = true;
         gate.on_success(now - ms(20), now, None);
         assert!(gate.lock().pace.expect("paced") > 100.0 * UNDER_CEILING + 0.5);
+    }
+
+    #[test]
+    fn a_limit_from_an_earlier_crawl_paces_from_the_first_request_with_the_window_it_needs() {
+        let gate = Gate::new(512, true);
+        gate.assume(500.0);
+        {
+            let s = gate.lock();
+            assert_eq!(s.pace, Some(500.0 * UNDER_CEILING));
+            assert!(!s.slow_start, "no ramp to climb");
+            assert_eq!(s.ceiling, Some(500.0));
+            assert!(
+                (s.probe_backoff - MAX_PROBE_BACKOFF).abs() < 1e-12,
+                "probed as confirmed"
+            );
+        }
+        // The first answer (400 ms) sizes the window for the pace over a round trip.
+        let t0 = Instant::now();
+        gate.on_success(t0, t0 + ms(400), None);
+        // 492.5 a second × 0.4 s × 1.5 headroom + 1.
+        assert_eq!(gate.limit(), 296);
+        // A limit of its own is not replaced, and a fixed concurrency is never paced by one.
+        gate.assume(50.0);
+        assert_eq!(gate.lock().ceiling, Some(500.0));
+        let fixed = Gate::new(8, false);
+        fixed.assume(50.0);
+        assert!(fixed.lock().pace.is_none());
+        let fresh = Gate::new(8, true);
+        for nonsense in [0.0, 0.5, -1.0, f64::NAN, f64::INFINITY] {
+            fresh.assume(nonsense);
+        }
+        assert!(fresh.lock().ceiling.is_none() && fresh.lock().slow_start);
+    }
+
+    #[test]
+    fn a_rate_limit_is_whole_requests_per_minute_and_never_zero() {
+        assert_eq!(RequestsPerMinute::new(0), None);
+        assert_eq!(
+            RequestsPerMinute::from_per_second(499.6).map(RequestsPerMinute::get),
+            Some(29_976)
+        );
+        assert_eq!(RequestsPerMinute::from_per_second(0.001), None);
+        assert_eq!(RequestsPerMinute::from_per_second(f64::NAN), None);
+        let limit = RequestsPerMinute::new(30_000).expect("positive");
+        assert!((limit.per_second() - 500.0).abs() < 1e-9);
+        assert_eq!(limit.to_string(), "30000/min");
     }
 
     /// Plays a server whose bucket is empty and refills at `limit` a second against a

@@ -30,8 +30,8 @@ use crate::audit_log::AuditEvent;
 use crate::audit_log::read::AuditLogRead;
 use crate::client::{AdminClient, ClientError};
 use crate::model::{
-    CrawlStats, Family, Objects, ProjectId, Scope, ScopeError, ScopeOutcome, ScopeResult,
-    SnapshotStatus,
+    CrawlStats, Family, Objects, ProjectId, RequestsPerMinute, Scope, ScopeError, ScopeOutcome,
+    ScopeResult, SnapshotStatus,
 };
 use crate::store::{SnapshotInfo, Store, StoreError};
 
@@ -761,6 +761,9 @@ pub struct SnapshotOutcome {
     pub archived_reads: u64,
     /// Wall time of the crawl and commit.
     pub elapsed: Duration,
+    /// The request rate the client found the API to allow (see
+    /// [`AdminClient::rate_limit`]); the next crawl of the same API starts paced under it.
+    pub rate_limit: Option<RequestsPerMinute>,
 }
 
 /// Why a snapshot could not be recorded at all.
@@ -818,9 +821,14 @@ pub async fn snapshot_skipping(
     let clock = Instant::now();
     let (tx, mut scope_rx) = tokio::sync::mpsc::channel::<ScopeResult>(CHANNEL_DEPTH);
     let (input_tx, input_rx) = tokio::sync::mpsc::channel::<WriterInput>(CHANNEL_DEPTH);
-    let (done_tx, done_rx) =
-        tokio::sync::oneshot::channel::<(CrawlStats, DateTime<Utc>, SnapshotStatus)>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Verdict>();
     let baseline = client.stats();
+    // What an earlier crawl of this API found it to allow: paced just under it from the
+    // first request, this crawl has no ramp to climb.
+    let api = client.api_fingerprint();
+    if let Some(limit) = store.api_rate_limit(&api)? {
+        client.assume_rate_limit(limit);
+    }
     // The organization's costs and audit log are read beside the crawl and stored with
     // its snapshot.
     let costs_window = crate::costs::window(client, &store, started_at)?;
@@ -863,13 +871,23 @@ pub async fn snapshot_skipping(
             if let Some(audit) = &audit {
                 audit.count_into(&mut report.stats, &mut report.status);
             }
-            let _ = done_tx.send((report.stats, report.finished_at, report.status));
+            let _ = done_tx.send(Verdict {
+                stats: report.stats,
+                finished_at: report.finished_at,
+                status: report.status,
+                rate_limit: client.rate_limit().map(|limit| (api, limit)),
+            });
             None
         }
         Err(error @ CollectError::KeyRefused(_)) => {
             let mut stats = counted_since(client.stats(), &baseline);
             stats.errors = 1;
-            let _ = done_tx.send((stats, Utc::now(), SnapshotStatus::Failed));
+            let _ = done_tx.send(Verdict {
+                stats,
+                finished_at: Utc::now(),
+                status: SnapshotStatus::Failed,
+                rate_limit: client.rate_limit().map(|limit| (api, limit)),
+            });
             Some(error)
         }
         // The writer stopped first; its own error is the one to report.
@@ -891,15 +909,25 @@ pub async fn snapshot_skipping(
         refused,
         archived_reads,
         elapsed: clock.elapsed(),
+        rate_limit: client.rate_limit(),
     };
     Ok((store, outcome))
+}
+
+/// How the crawl ended, which the writer stores last, in the snapshot's transaction.
+struct Verdict {
+    stats: CrawlStats,
+    finished_at: DateTime<Utc>,
+    status: SnapshotStatus,
+    /// The rate the client found the API (named by its fingerprint) to allow.
+    rate_limit: Option<(String, RequestsPerMinute)>,
 }
 
 /// The receiving ends the writer thread waits on: the crawl's and audit log's inputs, the
 /// crawl's verdict, and the costs read.
 type WriterChannels = (
     tokio::sync::mpsc::Receiver<WriterInput>,
-    tokio::sync::oneshot::Receiver<(CrawlStats, DateTime<Utc>, SnapshotStatus)>,
+    tokio::sync::oneshot::Receiver<Verdict>,
     tokio::sync::oneshot::Receiver<crate::costs::CostsRead>,
 );
 
@@ -930,11 +958,14 @@ fn spawn_writer(
                 }
             }
             let info = match done_rx.blocking_recv() {
-                Ok((stats, finished_at, status)) => {
+                Ok(verdict) => {
                     if let Ok(read) = costs_rx.blocking_recv() {
                         writer.apply_costs(&read)?;
                     }
-                    writer.finish(&stats, finished_at, status)?
+                    if let Some((api, limit)) = &verdict.rate_limit {
+                        writer.remember_rate_limit(api, *limit, verdict.finished_at)?;
+                    }
+                    writer.finish(&verdict.stats, verdict.finished_at, verdict.status)?
                 }
                 // The crawl ended without a verdict: dropping the writer rolls back.
                 Err(_) => return Ok(None),

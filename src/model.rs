@@ -925,6 +925,43 @@ pub struct ScopeResult {
     pub outcome: ScopeOutcome,
 }
 
+/// A request rate, in requests per minute, the unit OpenAI's rate-limit headers state it in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RequestsPerMinute(u64);
+
+impl RequestsPerMinute {
+    /// A rate of `n` requests per minute; `None` for 0, which allows nothing and would
+    /// stall every crawl paced at it.
+    pub fn new(n: u64) -> Option<Self> {
+        (n > 0).then_some(Self(n))
+    }
+
+    /// The nearest whole rate per minute to `per_second`; `None` below half a request a
+    /// minute or when not a number.
+    // A float-to-integer `as` saturates, and the value was checked to be positive.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    pub(crate) fn from_per_second(per_second: f64) -> Option<Self> {
+        let per_minute = (per_second * 60.0).round();
+        (per_minute.is_finite() && per_minute >= 1.0).then_some(Self(per_minute as u64))
+    }
+
+    /// Requests per minute.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The same rate in requests per second.
+    pub(crate) fn per_second(self) -> f64 {
+        self.0 as f64 / 60.0
+    }
+}
+
+impl std::fmt::Display for RequestsPerMinute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/min", self.0)
+    }
+}
+
 /// Counters of one crawl, stored with its snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrawlStats {

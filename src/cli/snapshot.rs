@@ -9,7 +9,7 @@ use super::{CliError, Exit, GlobalArgs, runtime};
 use crate::client::{AdminClient, ClientOptions, load_admin_key};
 use crate::collect::{self, SnapshotOutcome};
 use crate::config::Config;
-use crate::model::{Family, SnapshotStatus};
+use crate::model::{Family, RequestsPerMinute, SnapshotStatus};
 use crate::report::{self, Wrap};
 use crate::store::Store;
 
@@ -73,13 +73,18 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
     verdict(&outcome)
 }
 
-/// The snapshot object, plus what only this run knows: the concurrency it settled on.
+/// The snapshot object, plus what only this run knows: the concurrency it settled on and
+/// the request rate it found the API to allow.
 fn summary_json(outcome: &SnapshotOutcome) -> serde_json::Value {
     let mut json = outcome.info.to_json();
     if let Some(object) = json.as_object_mut() {
         object.insert(
             "concurrency".to_owned(),
             outcome.info.stats.concurrency.into(),
+        );
+        object.insert(
+            "rate_limit_per_minute".to_owned(),
+            outcome.rate_limit.map(RequestsPerMinute::get).into(),
         );
     }
     json
@@ -158,8 +163,11 @@ fn print_table(outcome: &SnapshotOutcome, format: TableFormat) {
         false,
     );
     println!("{table}");
+    let limit = outcome
+        .rate_limit
+        .map_or_else(String::new, |limit| format!(", API limit {limit}"));
     println!(
-        "{} requests, {} retries, {} rate-limited (429), concurrency settled at {}, {:.1} s",
+        "{} requests, {} retries, {} rate-limited (429), concurrency settled at {}{limit}, {:.1} s",
         stats.requests, stats.retries, stats.rate_limited, stats.concurrency, elapsed
     );
     if let Some(line) = info.audit_log.as_ref().map(audit_log_line) {

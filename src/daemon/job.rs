@@ -184,6 +184,9 @@ impl AuditJob {
             self.metrics.settle_bad_requests(crawl.archived_reads);
             self.metrics
                 .set_api_concurrency(crawl.info.stats.concurrency);
+            if let Some(limit) = crawl.rate_limit {
+                self.metrics.set_api_rate_limit(limit.get());
+            }
             outcome.snapshot_duration = Some(crawl.elapsed);
             if let Some(refused) = &crawl.refused {
                 outcome.message = Some(refused.to_string());

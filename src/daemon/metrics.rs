@@ -241,6 +241,7 @@ pub struct Metrics {
     open_findings: Fixed<SeverityLabels, Gauge>,
     outbox_depth: Gauge,
     api_concurrency: Gauge,
+    api_rate_limit: Gauge,
     emails_sent: Counter,
     emails_failed: Counter,
     deliveries: Family<DeliveryLabels, Counter>,
@@ -270,6 +271,7 @@ impl Metrics {
             open_findings: Fixed::new(Severity::ALL.map(severity_labels)),
             outbox_depth: Gauge::default(),
             api_concurrency: Gauge::default(),
+            api_rate_limit: Gauge::default(),
             emails_sent: Counter::default(),
             emails_failed: Counter::default(),
             deliveries: Family::default(),
@@ -330,6 +332,12 @@ impl Metrics {
             "orgwarden_api_concurrency",
             "Requests in flight the Admin API client settled on in the last run",
             self.api_concurrency.clone(),
+        );
+        r.register(
+            "orgwarden_api_rate_limit_requests_per_minute",
+            "The request rate the Admin API client found the API to allow, per minute \
+             (0 until it has found one)",
+            self.api_rate_limit.clone(),
         );
         r.register(
             "orgwarden_outbox_depth",
@@ -430,6 +438,12 @@ impl Metrics {
     pub fn set_api_concurrency(&self, concurrency: u64) {
         self.api_concurrency
             .set(i64::try_from(concurrency).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the request rate the client found the API to allow, per minute.
+    pub fn set_api_rate_limit(&self, per_minute: u64) {
+        self.api_rate_limit
+            .set(i64::try_from(per_minute).unwrap_or(i64::MAX));
     }
 
     /// Sets how many messages wait in the outbox.
@@ -606,6 +620,7 @@ mod tests {
         metrics.set_open_findings(Severity::High, 4);
         metrics.set_outbox_depth(2);
         metrics.set_api_concurrency(24);
+        metrics.set_api_rate_limit(30_000);
         metrics.record_emails(3, 1);
         metrics.record_delivery("security-slack", "retry");
         metrics.record_delivery("security-slack", "sent");
@@ -696,6 +711,10 @@ mod tests {
             2.0
         );
         assert_eq!(value(&samples, "orgwarden_api_concurrency", ""), 24.0);
+        assert_eq!(
+            value(&samples, "orgwarden_api_rate_limit_requests_per_minute", ""),
+            30_000.0
+        );
         assert_eq!(value(&samples, "orgwarden_emails_sent_total", ""), 3.0);
         assert_eq!(value(&samples, "orgwarden_emails_failed_total", ""), 1.0);
         assert_eq!(value(&samples, "orgwarden_ticks_skipped_total", ""), 1.0);

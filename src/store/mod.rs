@@ -12,6 +12,7 @@ mod costs;
 mod history;
 mod ownership;
 mod query;
+mod rate_limit;
 mod views;
 mod writer;
 
@@ -72,6 +73,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0009_changed_by",
         include_str!("migrations/0009_changed_by.sql"),
+    ),
+    (
+        "0010_api_rate_limit",
+        include_str!("migrations/0010_api_rate_limit.sql"),
     ),
 ];
 

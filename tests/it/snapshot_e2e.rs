@@ -41,6 +41,11 @@ impl Env {
     /// `orgwarden --db … --base-url … ARGS`, key in the environment, run in the temp folder
     /// so no stray orgwarden.toml is read.
     fn command(&self, args: &[&str]) -> Command {
+        self.command_at(&self.sim.base_url(), args)
+    }
+
+    /// [`Env::command`] with another base URL.
+    fn command_at(&self, base_url: &str, args: &[&str]) -> Command {
         let mut cmd = crate::support::orgwarden();
         cmd.current_dir(self.dir.path())
             .env_clear()
@@ -49,7 +54,7 @@ impl Env {
             .arg("--db")
             .arg(self.db())
             .arg("--base-url")
-            .arg(self.sim.base_url())
+            .arg(base_url)
             .args(args);
         cmd
     }
@@ -208,6 +213,61 @@ fn a_429_storm_is_waited_out_as_retry_after_asks() {
     assert_eq!(latest.stats.rate_limited, 8);
     assert!(latest.stats.retries >= 8, "{:?}", latest.stats);
     assert_eq!(latest.stats.requests, env.sim.requests());
+}
+
+/// What the client names the API at `base_url` by in the database.
+fn api_fingerprint(base_url: &str) -> String {
+    orgwarden::client::AdminClient::new(
+        base_url,
+        secrecy::SecretString::from("sk-admin-fingerprint"),
+        orgwarden::client::ClientOptions::default(),
+    )
+    .expect("client")
+    .api_fingerprint()
+}
+
+#[test]
+fn a_snapshot_starts_at_the_rate_an_earlier_one_found_and_only_for_the_same_api() {
+    let env = Env::new(org(), SimOptions::default());
+    // An API that limits nothing and states nothing: the crawl finds no limit.
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["rate_limit_per_minute"], Value::Null);
+    // As if that snapshot had found the API to allow 10 requests a second.
+    {
+        let conn = rusqlite::Connection::open(env.db()).expect("database");
+        conn.execute(
+            "INSERT INTO api_rate_limit (api, per_minute, learned_at, snapshot_id)
+             VALUES (?1, 600, 0, 1)",
+            [api_fingerprint(&env.sim.base_url())],
+        )
+        .expect("insert");
+    }
+    // The same simulator under another name is another API: nothing is assumed.
+    let other = env.sim.base_url().replace("127.0.0.1", "localhost");
+    let out = env
+        .command_at(&other, &["snapshot", "--format", "json"])
+        .output()
+        .expect("run orgwarden");
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["rate_limit_per_minute"], Value::Null);
+    // The API it was found for: paced under 10 a second from the first request, where
+    // the unlimited simulator answers the whole crawl in well under a second.
+    let start = Instant::now();
+    let out = env.run(&["snapshot", "--format", "json"]);
+    let elapsed = start.elapsed();
+    assert_exit(&out, 0);
+    let summary = json(&out);
+    let requests = summary["requests"].as_u64().expect("requests");
+    assert!(requests >= 40, "{requests} requests");
+    // The probe may raise the pace above the assumed limit, a quarter a step at most,
+    // every half second at the soonest: 40 requests still take over two seconds.
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "{requests} requests in {elapsed:?}: not paced"
+    );
+    let limit = summary["rate_limit_per_minute"].as_u64().expect("a limit");
+    assert!(limit >= 600, "the assumed limit, or above it: {limit}");
 }
 
 #[test]
