@@ -826,8 +826,11 @@ pub async fn snapshot_skipping(
     // What an earlier crawl of this API found it to allow: paced just under it from the
     // first request, this crawl has no ramp to climb.
     let api = client.api_fingerprint();
-    if let Some(limit) = store.api_rate_limit(&api)? {
-        client.assume_rate_limit(limit);
+    match store.api_rate_limit(&api) {
+        Ok(Some(limit)) => client.assume_rate_limit(limit),
+        Ok(None) => {}
+        // Only a head start: without it the crawl finds the rate again, as the first did.
+        Err(e) => tracing::warn!("starting without the rate an earlier crawl found: {e}"),
     }
     // The organization's costs and audit log are read beside the crawl and stored with
     // its snapshot.

@@ -268,6 +268,22 @@ fn a_snapshot_starts_at_the_rate_an_earlier_one_found_and_only_for_the_same_api(
     );
     let limit = summary["rate_limit_per_minute"].as_u64().expect("a limit");
     assert!(limit >= 600, "the assumed limit, or above it: {limit}");
+    // A stored rate that cannot be read back is only a head start lost, not a failed run.
+    {
+        let conn = rusqlite::Connection::open(env.db()).expect("database");
+        conn.execute_batch(
+            "PRAGMA ignore_check_constraints = ON;
+             UPDATE api_rate_limit SET per_minute = -5;",
+        )
+        .expect("edit");
+    }
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stderr).contains("starting without the rate an earlier crawl found"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
