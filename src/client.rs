@@ -1653,39 +1653,35 @@ impl Drop for FrontWait<'_> {
     }
 }
 
-/// Counts a request as in line at the gate, waiting for a slot or for its paced start,
-/// while it lives (also when the request is cancelled mid-wait).
-struct InLine<'a>(&'a Gate);
+/// Counts a request in one of the gate's counters while it lives, also when the request
+/// is cancelled mid-wait.
+struct Counted<'a> {
+    gate: &'a Gate,
+    counter: fn(&mut GateState) -> &mut usize,
+}
 
-impl<'a> InLine<'a> {
-    fn new(gate: &'a Gate) -> Self {
-        gate.lock().in_line += 1;
-        Self(gate)
+impl<'a> Counted<'a> {
+    fn new(gate: &'a Gate, counter: fn(&mut GateState) -> &mut usize) -> Self {
+        *counter(&mut gate.lock()) += 1;
+        Self { gate, counter }
+    }
+
+    /// In line at the gate: waiting for a slot or for its paced start.
+    fn in_line(gate: &'a Gate) -> Self {
+        Self::new(gate, |s| &mut s.in_line)
+    }
+
+    /// Holding a slot while it waits for its paced start.
+    fn slot_wait(gate: &'a Gate) -> Self {
+        Self::new(gate, |s| &mut s.slot_waiters)
     }
 }
 
-impl Drop for InLine<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        let mut s = self.0.lock();
-        s.in_line = s.in_line.saturating_sub(1);
-    }
-}
-
-/// Counts a request as waiting for its paced start while it lives (also when the
-/// request is cancelled mid-wait).
-struct SlotWait<'a>(&'a Gate);
-
-impl<'a> SlotWait<'a> {
-    fn new(gate: &'a Gate) -> Self {
-        gate.lock().slot_waiters += 1;
-        Self(gate)
-    }
-}
-
-impl Drop for SlotWait<'_> {
-    fn drop(&mut self) {
-        let mut s = self.0.lock();
-        s.slot_waiters = s.slot_waiters.saturating_sub(1);
+        let mut s = self.gate.lock();
+        let count = (self.counter)(&mut s);
+        *count = count.saturating_sub(1);
     }
 }
 
@@ -1789,7 +1785,7 @@ impl Gate {
     /// `Instant` is when it was released, which tells later answers which episode they
     /// belong to.
     async fn acquire(self: &Arc<Self>, queue: Queue) -> (Permit, Instant) {
-        let _in_line = InLine::new(self);
+        let _in_line = Counted::in_line(self);
         let mut in_front = (queue == Queue::Front).then(|| FrontWait::new(self));
         loop {
             let notified = match queue {
@@ -1827,7 +1823,7 @@ impl Gate {
                     }
                     let permit = Permit { gate: self.clone() };
                     if let Some(slot) = slot.filter(|slot| *slot > Instant::now()) {
-                        let _waiting = SlotWait::new(self);
+                        let _waiting = Counted::slot_wait(self);
                         tokio::time::sleep_until(slot.into()).await;
                     }
                     loop {
@@ -1835,7 +1831,7 @@ impl Gate {
                         let Some(later) = self.lock().release(now) else {
                             return (permit, now);
                         };
-                        let _waiting = SlotWait::new(self);
+                        let _waiting = Counted::slot_wait(self);
                         tokio::time::sleep_until(later.into()).await;
                     }
                 }
