@@ -1979,6 +1979,8 @@ impl Gate {
                     Some(stated) => measured.min(stated),
                     None => measured,
                 });
+                // Measured in this crawl now, no longer only assumed from an earlier one.
+                s.assumed = false;
                 s.slow_start = false;
                 s.concurrency_bound = false;
             }
