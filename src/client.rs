@@ -17,7 +17,9 @@ use tokio::sync::Notify;
 use url::Url;
 
 use crate::config::{OpenAiConfig, SpendConfig};
-use crate::model::{CrawlStats, Envelope, Family, Objects, RequestsPerMinute, Scope};
+use crate::model::{
+    ApiRate, Burst, CrawlStats, Envelope, Family, Objects, RequestsPerMinute, Scope,
+};
 use crate::size::ByteSize;
 
 /// The environment variable the admin key is read from.
@@ -447,25 +449,34 @@ impl AdminClient {
         self.gate.max
     }
 
-    /// The request rate this client has found the API to allow, in requests per minute:
-    /// measured from its 429s, stated by its rate-limit headers, reached by the probe
-    /// above either without a 429, or assumed from an earlier crawl and not contradicted
-    /// since. `None` while it has found none.
-    pub fn rate_limit(&self) -> Option<RequestsPerMinute> {
-        self.gate
-            .lock()
-            .ceiling
-            .and_then(RequestsPerMinute::from_per_second)
+    /// The request rate this client has found the API to allow (measured from its 429s,
+    /// stated by its rate-limit headers, reached by the probe above either without a 429,
+    /// or assumed from an earlier crawl and not contradicted since), with the burst
+    /// allowance when a 429 showed where it ran dry: what the next crawl of the same API
+    /// starts from. `None` while it has found no rate.
+    pub fn learned_rate(&self) -> Option<ApiRate> {
+        let s = self.gate.lock();
+        let per_minute = s.ceiling.and_then(RequestsPerMinute::from_per_second)?;
+        Some(ApiRate {
+            per_minute,
+            burst: s.measured_depth().and_then(Burst::from_requests),
+        })
     }
 
-    /// Starts this client's pace just under `limit`, a rate an earlier crawl of the same
-    /// API found it to allow, instead of ramping up from a guess: at a high limit and a
-    /// long round trip the ramp costs seconds, and ends in a round trip's worth of 429s.
-    /// A limit that has dropped since is measured again from the 429s of the first round
-    /// trip, as one that drops mid-crawl is. No effect on a client that has found a limit
-    /// of its own (the daemon's, from its last run) or has a fixed concurrency.
-    pub fn assume_rate_limit(&self, limit: RequestsPerMinute) {
-        self.gate.assume(limit.per_second());
+    /// Begins a crawl as a fresh client would, forgetting what the last one learned (the
+    /// daemon's client lives from run to run), and with `known`, a rate an earlier crawl
+    /// of the same API found, paced just under it from the first request instead of
+    /// ramping up from a guess: at a high limit and a long round trip the ramp costs
+    /// seconds, and ends in a round trip's worth of 429s. A limit that has dropped since
+    /// is measured again from the 429s of the first round trip, as one that drops
+    /// mid-crawl is. No effect with a fixed concurrency.
+    pub fn start_crawl(&self, known: Option<ApiRate>) {
+        self.gate.start_crawl(known.map(|known| {
+            (
+                known.per_minute.per_second(),
+                known.burst.map(|burst| burst.get() as f64),
+            )
+        }));
     }
 
     /// Names the API this client reads, so that what is learned about one API is never
@@ -1255,6 +1266,17 @@ const PROBE_STEP: f64 = 0.01;
 /// behind within seconds. Against a limit measured right the probe rarely gets this far:
 /// the bucket the last episode emptied refuses the second or third step.
 const MAX_PROBE_STEP: f64 = SLOW_START_GROWTH - 1.0;
+/// Above a limit an earlier crawl found, the probe goes no further than this share above
+/// it while the bucket could still be hiding it: when the bucket runs dry, what went out
+/// above the limit in the round trip before the first 429 came back is refused, and that
+/// is this share of the limit's round trip.
+const GENTLE: f64 = 0.15;
+/// Sent this many times the bucket above the remembered limit without a 429: the limit
+/// is higher now.
+const OUTGROWN: f64 = 1.2;
+/// The most release times kept to measure the bucket's depth by (256 KiB): a deeper
+/// bucket is measured as this deep, and only loses the warm start's small steps sooner.
+const DEPTH_LOG: usize = 16_384;
 /// A limit measured again within this share of the last measure is confirmed.
 const SAME_MEASURE: f64 = 0.03;
 /// The most probe intervals a step above a confirmed limit waits.
@@ -1315,6 +1337,16 @@ struct GateState {
     header_rate: Option<f64>,
     /// The ceiling is a rate assumed from an earlier crawl that no header has stated yet.
     assumed: bool,
+    /// The rate and burst allowance an earlier crawl found, while this crawl has not
+    /// measured the limit itself: with them, the requests sent above the rate are counted
+    /// against the allowance, as the server's bucket counts them.
+    remembered: Option<Remembered>,
+    /// Release times of this crawl's requests up to its first 429 (the newest
+    /// [`DEPTH_LOG`]): where the server's bucket ran dry, which
+    /// [`GateState::measured_depth`] reads.
+    sends: VecDeque<Instant>,
+    /// The earliest send of this crawl that was refused.
+    first_refused: Option<Instant>,
     /// When the last 429 episode began: answers to requests sent before it are part of
     /// the same episode and only refine its measure.
     last_cut: Option<Instant>,
@@ -1340,6 +1372,38 @@ struct GateState {
     answered: VecDeque<(Instant, bool)>,
 }
 
+/// What an earlier crawl found of the server's bucket, and how far this crawl has drawn
+/// it down.
+#[derive(Clone, Copy, Debug)]
+struct Remembered {
+    /// Requests a second.
+    rate: f64,
+    /// Requests the bucket holds.
+    depth: f64,
+    /// Requests sent above `rate` since the bucket was last full (a model of the server's
+    /// bucket: never below zero).
+    drawn: f64,
+    drawn_at: Option<Instant>,
+}
+
+impl Remembered {
+    /// One request left at `now`: a token spent, and the bucket refilled at `rate` since
+    /// the last one.
+    fn sent(&mut self, now: Instant) {
+        let refill = self.drawn_at.map_or(0.0, |at| {
+            now.saturating_duration_since(at).as_secs_f64() * self.rate
+        });
+        self.drawn = (self.drawn - refill).max(0.0) + 1.0;
+        self.drawn_at = Some(now);
+    }
+
+    /// The bucket would be empty by now if the limit were still `rate`: no 429 means it
+    /// is not.
+    fn outgrown(&self) -> bool {
+        self.drawn > self.depth * OUTGROWN + 2.0
+    }
+}
+
 /// What one answer's rate-limit headers say (`x-ratelimit-*-requests`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct RateHeaders {
@@ -1352,6 +1416,42 @@ struct RateHeaders {
 }
 
 impl GateState {
+    /// A gate's state before it knows anything of the server.
+    fn new(max: usize, adaptive: bool) -> Self {
+        Self {
+            limit: (if adaptive { max.min(START_LIMIT) } else { max }) as f64,
+            in_flight: 0,
+            concurrency_bound: false,
+            slot_waiters: 0,
+            front_waiters: 0,
+            in_line: 0,
+            pace_bound: false,
+            slow_start: adaptive,
+            rtt_short: None,
+            rtt_long: None,
+            last_shrink: None,
+            pace: adaptive.then_some(START_PACE),
+            next_slot: None,
+            last_release: None,
+            ceiling: None,
+            header_rate: None,
+            assumed: false,
+            remembered: None,
+            sends: VecDeque::new(),
+            first_refused: None,
+            last_cut: None,
+            episode_pace: START_PACE,
+            probe_step: PROBE_STEP,
+            probe_backoff: 1.0,
+            last_measure: None,
+            episode_measured: false,
+            since_refused: 0,
+            last_probe: Instant::now(),
+            recent: VecDeque::new(),
+            answered: VecDeque::new(),
+        }
+    }
+
     // A float-to-integer `as` saturates, and the limit is kept at 1 or more.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     fn limit_now(&self) -> usize {
@@ -1418,6 +1518,24 @@ impl GateState {
         best
     }
 
+    /// How many requests the server's bucket held when this crawl began, measured where it
+    /// first ran dry: the bucket was empty at the first refused send, and on its last full
+    /// moment before it held exactly what was sent since beyond the refill at the limit.
+    /// Never less than that for any moment before, so it is the largest such excess. A
+    /// bucket partly drawn down when the crawl began (by another client, or a crawl just
+    /// before) is measured as shallow as it was.
+    fn measured_depth(&self) -> Option<f64> {
+        let refused = self.first_refused?;
+        let rate = self.ceiling?;
+        let mut sent = 0.0;
+        let mut depth: f64 = 0.0;
+        for at in self.sends.iter().rev().filter(|at| **at < refused) {
+            sent += 1.0;
+            depth = depth.max(sent - rate * refused.saturating_duration_since(*at).as_secs_f64());
+        }
+        (depth >= 1.0).then_some(depth)
+    }
+
     /// Successes per second over the window, when there are enough to mean something.
     fn observed_rate(&self, now: Instant) -> Option<f64> {
         let first = *self.recent.front()?;
@@ -1451,6 +1569,16 @@ impl GateState {
             }
         }
         self.last_release = Some(now);
+        if let Some(remembered) = self.remembered.as_mut() {
+            remembered.sent(now);
+        }
+        // With headers the next crawl paces by them, and never needs the depth.
+        if self.first_refused.is_none() && self.header_rate.is_none() {
+            if self.sends.len() >= DEPTH_LOG {
+                self.sends.pop_front();
+            }
+            self.sends.push_back(now);
+        }
         None
     }
 
@@ -1498,6 +1626,21 @@ impl GateState {
                 pace * (1.0 + step)
             }
         };
+        // Above a limit an earlier crawl found, the bucket hides the limit until it runs
+        // dry, and then every request sent in the last round trip above the limit is
+        // refused: the faster the probe went meanwhile, the more (traced at 200 ms x
+        // 500/s with a second's burst: 499 to 1,619 a second before the first 429 came
+        // back, 149 refused). So the step stays small until more has been sent above the
+        // limit than the bucket held; no 429 by then says the limit is higher now.
+        if let Some(remembered) = self.remembered
+            && !climbing
+        {
+            if remembered.outgrown() {
+                self.remembered = None;
+            } else {
+                next = next.min(remembered.rate * (1.0 + GENTLE));
+            }
+        }
         // The headers state the limit; going above it can only earn 429s.
         if let Some(stated) = self.header_rate {
             next = next.min(stated * UNDER_CEILING);
@@ -1697,39 +1840,10 @@ enum Next {
 impl Gate {
     fn new(max: usize, adaptive: bool) -> Self {
         let max = max.max(1);
-        let limit = if adaptive { max.min(START_LIMIT) } else { max };
         Self {
             max,
             adaptive,
-            state: Mutex::new(GateState {
-                limit: limit as f64,
-                in_flight: 0,
-                concurrency_bound: false,
-                slot_waiters: 0,
-                front_waiters: 0,
-                in_line: 0,
-                pace_bound: false,
-                slow_start: adaptive,
-                rtt_short: None,
-                rtt_long: None,
-                last_shrink: None,
-                pace: adaptive.then_some(START_PACE),
-                next_slot: None,
-                last_release: None,
-                ceiling: None,
-                header_rate: None,
-                assumed: false,
-                last_cut: None,
-                episode_pace: START_PACE,
-                probe_step: PROBE_STEP,
-                probe_backoff: 1.0,
-                last_measure: None,
-                episode_measured: false,
-                since_refused: 0,
-                last_probe: Instant::now(),
-                recent: VecDeque::new(),
-                answered: VecDeque::new(),
-            }),
+            state: Mutex::new(GateState::new(max, adaptive)),
             notify: Notify::new(),
             front: Notify::new(),
         }
@@ -1742,15 +1856,29 @@ impl Gate {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Begins a crawl as a fresh client would: forgets what the last crawl learned (the
+    /// daemon's client lives from run to run; the store carries what the next run needs)
+    /// and, given `known`, a limit and burst allowance an earlier crawl found, paces from
+    /// the start just under it. Kept when requests are under way: their slots are counted
+    /// in the state.
+    fn start_crawl(&self, known: Option<(f64, Option<f64>)>) {
+        let mut s = self.lock();
+        if s.in_flight == 0 && s.in_line == 0 {
+            *s = GateState::new(self.max, self.adaptive);
+        }
+        if let Some((per_second, depth)) = known {
+            Self::assume(&mut s, self.adaptive, per_second, depth);
+        }
+    }
+
     /// Paces from the start just under `per_second`, a limit an earlier crawl found, as if
     /// this gate had measured it: no slow start, and the in-flight window sized from the
     /// pace at the first answer. Only while the gate has found no limit of its own, and
     /// not below one request a second: the probe steps up only as answers come back, so a
     /// stale rate that low would hold every request back for seconds before it could be
     /// corrected, where a slow start finds a real one within a few round trips.
-    fn assume(&self, per_second: f64) {
-        let mut s = self.lock();
-        if !self.adaptive || s.ceiling.is_some() || !(per_second.is_finite() && per_second >= 1.0) {
+    fn assume(s: &mut GateState, adaptive: bool, per_second: f64, depth: Option<f64>) {
+        if !adaptive || s.ceiling.is_some() || !(per_second.is_finite() && per_second >= 1.0) {
             return;
         }
         s.ceiling = Some(per_second);
@@ -1760,9 +1888,18 @@ impl Gate {
         // the limit; but a limit raised since was found a few percent a crawl (250/s
         // raised to 500/s at 400 ms: 1.99, 1.79, 1.70, 1.62 on the four crawls after,
         // where a crawl from nothing takes 1.24). An episode that measures it again
-        // confirms it, as any measure.
+        // confirms it, as any measure. With the bucket's depth, each step stays small
+        // until the bucket would have run dry ([`GateState::probe`]).
         s.last_measure = Some(per_second);
         s.assumed = true;
+        s.remembered = depth
+            .filter(|depth| depth.is_finite() && *depth >= 1.0)
+            .map(|depth| Remembered {
+                rate: per_second,
+                depth,
+                drawn: 0.0,
+                drawn_at: None,
+            });
         s.pace = Some(per_second * UNDER_CEILING);
         s.slow_start = false;
         tracing::debug!(
@@ -1887,6 +2024,7 @@ impl Gate {
         s.header_rate = Some(stated);
         // A rate assumed from an earlier crawl gives way to the one the API states now,
         // a raised limit included: kept as a ceiling, it held a crawl at the old rate.
+        s.remembered = None;
         if std::mem::take(&mut s.assumed) {
             s.ceiling = None;
             s.pace = None;
@@ -1929,6 +2067,7 @@ impl Gate {
     /// rare 429 among hundreds of answers (the jitter of arrivals, not a pace too fast).
     fn on_rate_limited(&self, sent: Instant, now: Instant) {
         let mut s = self.lock();
+        s.first_refused = Some(s.first_refused.map_or(sent, |first| first.min(sent)));
         let rare = s.since_refused >= RARE_429;
         s.record(sent, true, now);
         let episode_start = s.last_cut.is_none_or(|cut| sent > cut);
@@ -1981,6 +2120,7 @@ impl Gate {
                 });
                 // Measured in this crawl now, no longer only assumed from an earlier one.
                 s.assumed = false;
+                s.remembered = None;
                 s.slow_start = false;
                 s.concurrency_bound = false;
             }
@@ -2438,7 +2578,7 @@ mod tests {
     #[test]
     fn a_limit_from_an_earlier_crawl_paces_from_the_first_request_with_the_window_it_needs() {
         let gate = Gate::new(512, true);
-        gate.assume(500.0);
+        gate.start_crawl(Some((500.0, None)));
         {
             let s = gate.lock();
             assert_eq!(s.pace, Some(500.0 * UNDER_CEILING));
@@ -2466,17 +2606,127 @@ mod tests {
             assert_eq!(s.ceiling, Some(1_000.0));
             assert_eq!(s.pace, Some(1_000.0 * UNDER_CEILING));
         }
-        // A limit of its own is not replaced, and a fixed concurrency is never paced by one.
-        gate.assume(50.0);
+        // Mid-crawl, a limit of its own is not replaced; a fixed concurrency is never paced
+        // by one.
+        gate.lock().in_flight = 1;
+        gate.start_crawl(Some((50.0, None)));
         assert_eq!(gate.lock().ceiling, Some(1_000.0));
         let fixed = Gate::new(8, false);
-        fixed.assume(50.0);
+        fixed.start_crawl(Some((50.0, None)));
         assert!(fixed.lock().pace.is_none());
         let fresh = Gate::new(8, true);
         for nonsense in [0.0, 0.5, -1.0, f64::NAN, f64::INFINITY] {
-            fresh.assume(nonsense);
+            fresh.start_crawl(Some((nonsense, None)));
         }
         assert!(fresh.lock().ceiling.is_none() && fresh.lock().slow_start);
+    }
+
+    #[test]
+    fn each_crawl_starts_from_what_the_store_knows_not_from_where_the_last_one_ended() {
+        // The daemon's client lives from run to run: a crawl that ended on a limit and a
+        // wide window of its own ...
+        let gate = past_slow_start(256, 985.0, Some(1_000.0));
+        gate.lock().limit = 200.0;
+        gate.lock().in_line = 0;
+        // ... is forgotten when the next one starts, which paces from the stored rate.
+        gate.start_crawl(Some((400.0, Some(40.0))));
+        {
+            let s = gate.lock();
+            assert_eq!(s.ceiling, Some(400.0));
+            assert_eq!(s.pace, Some(400.0 * UNDER_CEILING));
+            assert_eq!(s.limit_now(), START_LIMIT);
+            assert!(s.remembered.is_some());
+        }
+        // With nothing stored, it ramps up as a first crawl does.
+        gate.start_crawl(None);
+        let s = gate.lock();
+        assert!(s.ceiling.is_none() && s.slow_start && s.remembered.is_none());
+        assert_eq!(s.pace, Some(START_PACE));
+    }
+
+    /// Drives `gate` for `seconds` of a crawl that never draws a 429: requests leave at the
+    /// pace and answer after 20 ms, with requests always waiting for the pace. Returns the
+    /// highest pace reached while the remembered bucket still capped the probe, and the
+    /// pace at the end.
+    fn probe_without_429s(gate: &Gate, seconds: u64) -> (f64, f64) {
+        let t0 = Instant::now();
+        let mut next_send = t0;
+        let mut capped: f64 = 0.0;
+        for tick in 1..=seconds * 100 {
+            let now = t0 + ms(tick * 10);
+            while next_send <= now {
+                let pace = {
+                    let mut s = gate.lock();
+                    assert_eq!(s.release(next_send), None, "sent at the pace");
+                    s.pace.expect("paced")
+                };
+                next_send += Duration::from_secs_f64(1.0 / pace);
+            }
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(20), now, None);
+            let s = gate.lock();
+            if s.remembered.is_some() {
+                capped = capped.max(s.pace.expect("paced"));
+            }
+        }
+        let end = gate.lock().pace.expect("paced");
+        (capped, end)
+    }
+
+    #[test]
+    fn above_a_remembered_limit_the_probe_steps_small_until_the_bucket_would_have_run_dry() {
+        // 100/s with a bucket of 50 found by an earlier crawl. Until 1.2 × 50 + 2 requests
+        // more than 100/s have gone out, a bucket that deep could still be hiding that
+        // limit, and each request above it would be refused when it ran dry.
+        let gate = Gate::new(256, true);
+        gate.start_crawl(Some((100.0, Some(50.0))));
+        gate.lock().in_line = 5_000;
+        let (capped, end) = probe_without_429s(&gate, 20);
+        assert!(capped > 110.0, "it does step above: {capped}");
+        assert!(capped <= 100.0 * (1.0 + GENTLE) + 1e-9, "{capped}");
+        // No 429 after that: the limit is higher now, and the probe goes on as fast as
+        // after any measure.
+        assert!(gate.lock().remembered.is_none());
+        assert!(end > 200.0, "{end}");
+        // Without the bucket's depth, nothing holds the steps small.
+        let unknown = Gate::new(256, true);
+        unknown.start_crawl(Some((100.0, None)));
+        unknown.lock().in_line = 5_000;
+        let t0 = Instant::now();
+        for tick in 1..=300 {
+            let now = t0 + ms(tick * 10);
+            unknown.lock().pace_bound = true;
+            unknown.on_success(now - ms(20), now, None);
+        }
+        let pace = unknown.lock().pace.expect("paced");
+        assert!(pace > 100.0 * (1.0 + GENTLE), "{pace}");
+    }
+
+    #[test]
+    fn the_bucket_depth_is_measured_where_it_first_ran_dry() {
+        // A bucket of 50 refilling at 100/s, full at the start: a second at 50/s
+        // overflows it, then 200/s empties it in half a second, 100 requests later.
+        let gate = past_slow_start(256, 1_000.0, Some(100.0));
+        let t0 = Instant::now();
+        let mut sent = Vec::new();
+        for i in 0..50 {
+            sent.push(t0 + ms(20 * i));
+        }
+        let dry_from = t0 + ms(1_000);
+        for i in 0..100 {
+            sent.push(dry_from + ms(5 * i));
+        }
+        let refused = dry_from + ms(500);
+        for at in &sent {
+            assert_eq!(gate.lock().release(*at), None);
+        }
+        assert_eq!(gate.lock().measured_depth(), None, "not run dry yet");
+        assert_eq!(gate.lock().release(refused), None);
+        gate.on_rate_limited(refused, refused + ms(20));
+        // Sent after the first 429 came back: no longer part of the measure.
+        assert_eq!(gate.lock().release(refused + ms(25)), None);
+        let depth = gate.lock().measured_depth().expect("measured");
+        assert!((depth - 50.0).abs() < 1.0, "{depth}");
     }
 
     #[test]

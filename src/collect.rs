@@ -30,8 +30,8 @@ use crate::audit_log::AuditEvent;
 use crate::audit_log::read::AuditLogRead;
 use crate::client::{AdminClient, ClientError};
 use crate::model::{
-    CrawlStats, Family, Objects, ProjectId, RequestsPerMinute, Scope, ScopeError, ScopeOutcome,
-    ScopeResult, SnapshotStatus,
+    ApiRate, CrawlStats, Family, Objects, ProjectId, Scope, ScopeError, ScopeOutcome, ScopeResult,
+    SnapshotStatus,
 };
 use crate::store::{SnapshotInfo, Store, StoreError};
 
@@ -761,9 +761,9 @@ pub struct SnapshotOutcome {
     pub archived_reads: u64,
     /// Wall time of the crawl and commit.
     pub elapsed: Duration,
-    /// The request rate the client found the API to allow (see
-    /// [`AdminClient::rate_limit`]); the next crawl of the same API starts paced under it.
-    pub rate_limit: Option<RequestsPerMinute>,
+    /// The request rate the client found the API to allow, and its burst allowance (see
+    /// [`AdminClient::learned_rate`]); the next crawl of the same API starts from them.
+    pub rate_limit: Option<ApiRate>,
 }
 
 /// Why a snapshot could not be recorded at all.
@@ -826,12 +826,12 @@ pub async fn snapshot_skipping(
     // What an earlier crawl of this API found it to allow: paced just under it from the
     // first request, this crawl has no ramp to climb.
     let api = client.api_fingerprint();
-    match store.api_rate_limit(&api) {
-        Ok(Some(limit)) => client.assume_rate_limit(limit),
-        Ok(None) => {}
+    let known = store.api_rate_limit(&api).unwrap_or_else(|e| {
         // Only a head start: without it the crawl finds the rate again, as the first did.
-        Err(e) => tracing::warn!("starting without the rate an earlier crawl found: {e}"),
-    }
+        tracing::warn!("starting without the rate an earlier crawl found: {e}");
+        None
+    });
+    client.start_crawl(known);
     // The organization's costs and audit log are read beside the crawl and stored with
     // its snapshot.
     let costs_window = crate::costs::window(client, &store, started_at)?;
@@ -878,7 +878,7 @@ pub async fn snapshot_skipping(
                 stats: report.stats,
                 finished_at: report.finished_at,
                 status: report.status,
-                rate_limit: client.rate_limit().map(|limit| (api, limit)),
+                rate_limit: client.learned_rate().map(|rate| (api, rate)),
             });
             None
         }
@@ -889,7 +889,7 @@ pub async fn snapshot_skipping(
                 stats,
                 finished_at: Utc::now(),
                 status: SnapshotStatus::Failed,
-                rate_limit: client.rate_limit().map(|limit| (api, limit)),
+                rate_limit: client.learned_rate().map(|rate| (api, rate)),
             });
             Some(error)
         }
@@ -912,7 +912,7 @@ pub async fn snapshot_skipping(
         refused,
         archived_reads,
         elapsed: clock.elapsed(),
-        rate_limit: client.rate_limit(),
+        rate_limit: client.learned_rate(),
     };
     Ok((store, outcome))
 }
@@ -923,7 +923,7 @@ struct Verdict {
     finished_at: DateTime<Utc>,
     status: SnapshotStatus,
     /// The rate the client found the API (named by its fingerprint) to allow.
-    rate_limit: Option<(String, RequestsPerMinute)>,
+    rate_limit: Option<(String, ApiRate)>,
 }
 
 /// The receiving ends the writer thread waits on: the crawl's and audit log's inputs, the
@@ -965,8 +965,8 @@ fn spawn_writer(
                     if let Ok(read) = costs_rx.blocking_recv() {
                         writer.apply_costs(&read)?;
                     }
-                    if let Some((api, limit)) = &verdict.rate_limit {
-                        writer.remember_rate_limit(api, *limit, verdict.finished_at)?;
+                    if let Some((api, rate)) = &verdict.rate_limit {
+                        writer.remember_rate_limit(api, *rate, verdict.finished_at)?;
                     }
                     writer.finish(&verdict.stats, verdict.finished_at, verdict.status)?
                 }

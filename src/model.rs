@@ -962,6 +962,43 @@ impl std::fmt::Display for RequestsPerMinute {
     }
 }
 
+/// How many requests an API's rate limit lets through at once on top of its steady rate:
+/// the depth of its token bucket, as a crawl measured it. Never zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Burst(u64);
+
+impl Burst {
+    /// A burst of `n` requests; `None` for 0, which no bucket that lets a request through
+    /// has.
+    pub fn new(n: u64) -> Option<Self> {
+        (n > 0).then_some(Self(n))
+    }
+
+    /// The nearest whole number of requests to `requests`; `None` below one or when not
+    /// a number.
+    // A float-to-integer `as` saturates, and the value was checked to be positive.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    pub(crate) fn from_requests(requests: f64) -> Option<Self> {
+        let n = requests.round();
+        (n.is_finite() && n >= 1.0).then_some(Self(n as u64))
+    }
+
+    /// Requests.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// What a crawl found an API's rate limit to be: its steady rate and, when a 429 showed
+/// where the bucket ran dry, its burst allowance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiRate {
+    /// The steady rate.
+    pub per_minute: RequestsPerMinute,
+    /// The burst allowance; `None` when the crawl never ran it dry.
+    pub burst: Option<Burst>,
+}
+
 /// Counters of one crawl, stored with its snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrawlStats {

@@ -9,7 +9,7 @@ use super::{CliError, Exit, GlobalArgs, runtime};
 use crate::client::{AdminClient, ClientOptions, load_admin_key};
 use crate::collect::{self, SnapshotOutcome};
 use crate::config::Config;
-use crate::model::{Family, RequestsPerMinute, SnapshotStatus};
+use crate::model::{Burst, Family, SnapshotStatus};
 use crate::report::{self, Wrap};
 use crate::store::Store;
 
@@ -84,7 +84,15 @@ fn summary_json(outcome: &SnapshotOutcome) -> serde_json::Value {
         );
         object.insert(
             "rate_limit_per_minute".to_owned(),
-            outcome.rate_limit.map(RequestsPerMinute::get).into(),
+            outcome.rate_limit.map(|rate| rate.per_minute.get()).into(),
+        );
+        object.insert(
+            "rate_limit_burst".to_owned(),
+            outcome
+                .rate_limit
+                .and_then(|rate| rate.burst)
+                .map(Burst::get)
+                .into(),
         );
     }
     json
@@ -165,7 +173,10 @@ fn print_table(outcome: &SnapshotOutcome, format: TableFormat) {
     println!("{table}");
     let limit = outcome
         .rate_limit
-        .map_or_else(String::new, |limit| format!(", API limit {limit}"));
+        .map_or_else(String::new, |rate| match rate.burst {
+            Some(burst) => format!(", API limit {} (burst {})", rate.per_minute, burst.get()),
+            None => format!(", API limit {}", rate.per_minute),
+        });
     println!(
         "{} requests, {} retries, {} rate-limited (429), concurrency settled at {}{limit}, {:.1} s",
         stats.requests, stats.retries, stats.rate_limited, stats.concurrency, elapsed

@@ -185,7 +185,7 @@ impl AuditJob {
             self.metrics
                 .set_api_concurrency(crawl.info.stats.concurrency);
             if let Some(limit) = crawl.rate_limit {
-                self.metrics.set_api_rate_limit(limit.get());
+                self.metrics.set_api_rate_limit(limit.per_minute.get());
             }
             outcome.snapshot_duration = Some(crawl.elapsed);
             if let Some(refused) = &crawl.refused {

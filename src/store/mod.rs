@@ -78,6 +78,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0010_api_rate_limit",
         include_str!("migrations/0010_api_rate_limit.sql"),
     ),
+    (
+        "0011_api_burst",
+        include_str!("migrations/0011_api_burst.sql"),
+    ),
 ];
 
 /// How long a writer waits for another connection's write transaction to end.

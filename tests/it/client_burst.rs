@@ -97,3 +97,38 @@ async fn a_fixed_concurrency_is_kept() {
     assert_eq!(report.stats.concurrency, 3);
     assert_eq!(client.max_in_flight(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_measures_the_burst_allowance_where_it_first_runs_dry() {
+    // 100 requests a second with 60 more at once: the slow start outruns the rate, the
+    // bucket runs dry, and the first 429 says how much it held.
+    let org = Org::generate(10, 3, 1_790_000_000);
+    let opts = SimOptions {
+        rate_limit: Some(100.0),
+        burst: Some(60.0),
+        latency: std::time::Duration::from_millis(20),
+        ..SimOptions::default()
+    };
+    let sim = serve("127.0.0.1:0".parse().unwrap(), org, opts)
+        .await
+        .unwrap();
+    let client = AdminClient::new(
+        &sim.base_url(),
+        SecretString::from("sk-admin-test"),
+        ClientOptions::default(),
+    )
+    .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let report = collect(&client, tx, false).await.unwrap();
+    drain.await.unwrap();
+    assert!(report.stats.rate_limited > 0, "the bucket never ran dry");
+    let learned = client.learned_rate().expect("a rate");
+    let per_minute = learned.per_minute.get();
+    assert!(
+        (5_000..=7_000).contains(&per_minute),
+        "{per_minute}/min against 6000"
+    );
+    let burst = learned.burst.expect("a burst").get();
+    assert!((40..=80).contains(&burst), "{burst} against 60");
+}
