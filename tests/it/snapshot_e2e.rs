@@ -233,6 +233,7 @@ fn a_snapshot_starts_at_the_rate_an_earlier_one_found_and_only_for_the_same_api(
     let out = env.run(&["snapshot", "--format", "json"]);
     assert_exit(&out, 0);
     assert_eq!(json(&out)["rate_limit_per_minute"], Value::Null);
+    assert_eq!(json(&out)["rate_limit_burst"], Value::Null);
     // As if that snapshot had found the API to allow 10 requests a second.
     {
         let conn = rusqlite::Connection::open(env.db()).expect("database");
