@@ -9,7 +9,7 @@
 # client settled on, wall time, the bound `requests / rate` and their ratio. Run by hand
 # (release build; needs jq); not part of the test suite.
 #
-# Usage: bench/rate.sh [grid|drift|big|members|all]      (default: all)
+# Usage: bench/rate.sh [grid|drift|big|members|change|all]      (default: all)
 #   LATENCIES="20 50 200 400" RATES="50 200 500" BURSTS="1 tenth second" HEADERS="off on"
 #   PROJECTS=200 BIG_PROJECTS=1000 SEED=1 REPEAT=1
 # BURSTS: `1` = one request, `tenth` = a tenth of a second's worth, `second` = a second's.
@@ -18,6 +18,10 @@
 # WARM=1 measures the second of two snapshots into one database against one simulator:
 # a crawl that starts at the rate the first one found the API to allow, as every
 # scheduled run after the first does (the grid only: the drift cases' changes happen once).
+# `change` is a limit changed between runs against one API and one database (the simulator
+# restarted on its port at the new rate): raised 250 -> 500/s (the two runs after it), and
+# cut 500 -> 250/s (the run after it), at CHANGE_LATENCY (400 ms) and 200 projects, for each
+# of BURSTS (but a burst of one) and HEADERS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +34,7 @@ BIG_PROJECTS=${BIG_PROJECTS:-1000}
 SEED=${SEED:-1}
 REPEAT=${REPEAT:-1}
 WARM=${WARM:-0}
+CHANGE_LATENCY=${CHANGE_LATENCY:-400}
 WHAT=${1:-all}
 
 if [ -z "${ORGWARDEN_BIN:-}" ]; then
@@ -44,11 +49,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_sim PROJECTS SIM-ARGS...: starts the simulator on a free port; sets SIM_PID, BASE_URL.
+# start_sim PROJECTS SIM-ARGS...: starts the simulator on a free port (or on SIM_PORT);
+# sets SIM_PID, BASE_URL.
 start_sim() {
     local projects=$1
     shift
-    "$BIN" -q sim --addr 127.0.0.1:0 --projects "$projects" --seed "$SEED" "$@" \
+    "$BIN" -q sim --addr "127.0.0.1:${SIM_PORT:-0}" --projects "$projects" --seed "$SEED" "$@" \
         >"$WORK/sim.out" 2>"$WORK/sim.err" &
     SIM_PID=$!
     for _ in $(seq 1 300); do
@@ -166,4 +172,47 @@ if [ "$WHAT" = drift ] || [ "$WHAT" = all ]; then
         --latency-ms 50 --rate-limit 200 --rate-change 1500:100 --burst 20
     run "rate 200->100/s 50ms burst=tenth hdr" "$PROJECTS" "1500 / 200 + (r - 1500) / 100" \
         --latency-ms 50 --rate-limit 200 --rate-change 1500:100 --burst 20 --rate-limit-headers
+fi
+
+# between LABEL BURST HEADERS RATE...: one snapshot per RATE into one database, the simulator
+# restarted on the same port at each (the same API to the client, whose limit changed); a row
+# for each run after the first.
+between() {
+    local label=$1 burst=$2 headers=$3
+    shift 3
+    local dir="$WORK/between" extra=() rate i=0 t0 t1
+    rm -rf "$dir"; mkdir -p "$dir"
+    printf '[openai]\norganization = "bench"\n' >"$dir/orgwarden.toml"
+    [ "$headers" = on ] && extra=(--rate-limit-headers)
+    SIM_PORT=0
+    for rate in "$@"; do
+        start_sim "$PROJECTS" --latency-ms "$CHANGE_LATENCY" --rate-limit "$rate" \
+            --burst "$(burst_of "$burst" "$rate")" "${extra[@]}"
+        SIM_PORT=${BASE_URL##*:}; SIM_PORT=${SIM_PORT%%/*}
+        t0=$(date +%s.%N)
+        OPENAI_ADMIN_KEY=sk-admin-bench "$BIN" -q --config "$dir/orgwarden.toml" \
+            --db "$dir/orgwarden.db" --base-url "$BASE_URL" snapshot --format json \
+            >"$dir/summary.json" || {
+                echo "snapshot failed (exit $?):" >&2; cat "$dir/summary.json" >&2; exit 1; }
+        t1=$(date +%s.%N)
+        stop_sim
+        i=$((i + 1))
+        [ "$i" -gt 1 ] || continue
+        awk -v l="$label run $i at ${rate}/s" -v r="$(jq -r .requests "$dir/summary.json")" \
+            -v q="$(jq -r .rate_limited "$dir/summary.json")" -v c="$(jq -r .concurrency "$dir/summary.json")" \
+            -v a="$t0" -v b="$t1" -v rate="$rate" 'BEGIN {
+            w = b - a; f = r / rate
+            printf "%-34s %9d %6d %5d %7.1f %8.1f %6.2f %6.2f\n", l, r, q, c, w, f, w / f, 100 * q / r }'
+    done
+    SIM_PORT=0
+}
+
+if [ "$WHAT" = change ] || [ "$WHAT" = all ]; then
+    for burst in $BURSTS; do
+        [ "$burst" = 1 ] && continue
+        for headers in $HEADERS; do
+            between "250->500 b=${burst} hdr=${headers}" "$burst" "$headers" 250 500 500
+            between "500->250 b=${burst} hdr=${headers}" "$burst" "$headers" 500 250
+        done
+    done
 fi

@@ -2723,8 +2723,11 @@ mod tests {
         assert_eq!(gate.lock().measured_depth(), None, "not run dry yet");
         assert_eq!(gate.lock().release(refused), None);
         gate.on_rate_limited(refused, refused + ms(20));
-        // Sent after the first 429 came back: no longer part of the measure.
+        // The log of sends stops once the first 429 is back: the rest of the crawl is not
+        // part of the measure, and is not kept for it.
+        let logged = gate.lock().sends.len();
         assert_eq!(gate.lock().release(refused + ms(25)), None);
+        assert_eq!(gate.lock().sends.len(), logged);
         let depth = gate.lock().measured_depth().expect("measured");
         assert!((depth - 50.0).abs() < 1.0, "{depth}");
     }

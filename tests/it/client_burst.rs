@@ -122,6 +122,10 @@ async fn a_crawl_measures_the_burst_allowance_where_it_first_runs_dry() {
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let report = collect(&client, tx, false).await.unwrap();
     drain.await.unwrap();
+    eprintln!(
+        "{} requests, {} were 429",
+        report.stats.requests, report.stats.rate_limited
+    );
     assert!(report.stats.rate_limited > 0, "the bucket never ran dry");
     let learned = client.learned_rate().expect("a rate");
     let per_minute = learned.per_minute.get();
@@ -130,5 +134,6 @@ async fn a_crawl_measures_the_burst_allowance_where_it_first_runs_dry() {
         "{per_minute}/min against 6000"
     );
     let burst = learned.burst.expect("a burst").get();
+    eprintln!("learned {per_minute}/min, burst {burst}");
     assert!((40..=80).contains(&burst), "{burst} against 60");
 }
