@@ -95,36 +95,48 @@ run() {
         END { printf "%-34s %9s %6s %5s %7s %8s %6.2f %6.2f\n", l, "", "", "", "", "", median(ratio, NR), median(share, NR) }'
 }
 
+# fresh_dir DIR: an empty DIR with a configuration for the bench organization.
+fresh_dir() {
+    rm -rf "$1"; mkdir -p "$1"
+    printf '[openai]\norganization = "bench"\n' >"$1/orgwarden.toml"
+}
+
+# snapshot DIR OUT: one snapshot at the default configuration into DIR's database, against
+# the simulator at BASE_URL; its JSON summary goes to OUT, and T0 and T1 are set to when it
+# began and ended.
+snapshot() {
+    T0=$(date +%s.%N)
+    OPENAI_ADMIN_KEY=sk-admin-bench "$BIN" -q --config "$1/orgwarden.toml" \
+        --db "$1/orgwarden.db" --base-url "$BASE_URL" snapshot --format json >"$2" || {
+            echo "snapshot failed (exit $?):" >&2; cat "$2" >&2; exit 1; }
+    T1=$(date +%s.%N)
+}
+
+# row LABEL SUMMARY BOUND-EXPR: the table row of the snapshot that took T0 to T1.
+row() {
+    local requests limited conc
+    requests=$(jq -r .requests "$2")
+    limited=$(jq -r .rate_limited "$2")
+    conc=$(jq -r .concurrency "$2")
+    awk -v l="$1" -v r="$requests" -v q="$limited" -v c="$conc" -v a="$T0" -v b="$T1" "BEGIN {
+        w = b - a; f = $3
+        printf \"%-34s %9d %6d %5d %7.1f %8.1f %6.2f %6.2f\n\", l, r, q, c, w, f, w / f, 100 * q / r }"
+}
+
 run_once() {
     local label=$1 projects=$2 bound_expr=$3
     shift 3
     start_sim "$projects" "$@"
     local dir="$WORK/run"
-    rm -rf "$dir"; mkdir -p "$dir"
-    printf '[openai]\norganization = "bench"\n' >"$dir/orgwarden.toml"
+    fresh_dir "$dir"
     if [ "$WARM" = 1 ]; then
-        OPENAI_ADMIN_KEY=sk-admin-bench "$BIN" -q --config "$dir/orgwarden.toml" \
-            --db "$dir/orgwarden.db" --base-url "$BASE_URL" snapshot --format json \
-            >"$dir/first.json" || {
-                echo "first snapshot failed (exit $?):" >&2; cat "$dir/first.json" >&2; exit 1; }
+        snapshot "$dir" "$dir/first.json"
         # The bucket the first crawl emptied fills again, as in an hour between runs.
         sleep 2
     fi
-    local t0 t1
-    t0=$(date +%s.%N)
-    OPENAI_ADMIN_KEY=sk-admin-bench "$BIN" -q --config "$dir/orgwarden.toml" \
-        --db "$dir/orgwarden.db" --base-url "$BASE_URL" snapshot --format json \
-        >"$dir/summary.json" || {
-            echo "snapshot failed (exit $?):" >&2; cat "$dir/summary.json" >&2; exit 1; }
-    t1=$(date +%s.%N)
+    snapshot "$dir" "$dir/summary.json"
     stop_sim
-    local requests limited conc
-    requests=$(jq -r .requests "$dir/summary.json")
-    limited=$(jq -r .rate_limited "$dir/summary.json")
-    conc=$(jq -r .concurrency "$dir/summary.json")
-    awk -v l="$label" -v r="$requests" -v q="$limited" -v c="$conc" -v a="$t0" -v b="$t1" "BEGIN {
-        w = b - a; f = $bound_expr
-        printf \"%-34s %9d %6d %5d %7.1f %8.1f %6.2f %6.2f\n\", l, r, q, c, w, f, w / f, 100 * q / r }"
+    row "$label" "$dir/summary.json" "$bound_expr"
 }
 
 burst_of() { # burst_of NAME RATE
@@ -180,29 +192,19 @@ fi
 between() {
     local label=$1 burst=$2 headers=$3
     shift 3
-    local dir="$WORK/between" extra=() rate i=0 t0 t1
-    rm -rf "$dir"; mkdir -p "$dir"
-    printf '[openai]\norganization = "bench"\n' >"$dir/orgwarden.toml"
+    local dir="$WORK/between" extra=() rate i=0
+    fresh_dir "$dir"
     [ "$headers" = on ] && extra=(--rate-limit-headers)
     SIM_PORT=0
     for rate in "$@"; do
         start_sim "$PROJECTS" --latency-ms "$CHANGE_LATENCY" --rate-limit "$rate" \
             --burst "$(burst_of "$burst" "$rate")" "${extra[@]}"
         SIM_PORT=${BASE_URL##*:}; SIM_PORT=${SIM_PORT%%/*}
-        t0=$(date +%s.%N)
-        OPENAI_ADMIN_KEY=sk-admin-bench "$BIN" -q --config "$dir/orgwarden.toml" \
-            --db "$dir/orgwarden.db" --base-url "$BASE_URL" snapshot --format json \
-            >"$dir/summary.json" || {
-                echo "snapshot failed (exit $?):" >&2; cat "$dir/summary.json" >&2; exit 1; }
-        t1=$(date +%s.%N)
+        snapshot "$dir" "$dir/summary.json"
         stop_sim
         i=$((i + 1))
         [ "$i" -gt 1 ] || continue
-        awk -v l="$label run $i at ${rate}/s" -v r="$(jq -r .requests "$dir/summary.json")" \
-            -v q="$(jq -r .rate_limited "$dir/summary.json")" -v c="$(jq -r .concurrency "$dir/summary.json")" \
-            -v a="$t0" -v b="$t1" -v rate="$rate" 'BEGIN {
-            w = b - a; f = r / rate
-            printf "%-34s %9d %6d %5d %7.1f %8.1f %6.2f %6.2f\n", l, r, q, c, w, f, w / f, 100 * q / r }'
+        row "$label run $i at ${rate}/s" "$dir/summary.json" "r / $rate"
     done
     SIM_PORT=0
 }

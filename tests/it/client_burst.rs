@@ -4,13 +4,13 @@
 
 use orgwarden::client::{AdminClient, ClientOptions};
 use orgwarden::collect::collect;
-use orgwarden::model::SnapshotStatus;
+use orgwarden::model::{CrawlStats, SnapshotStatus};
 use orgwarden::sim::{Org, SimOptions, serve};
 use secrecy::SecretString;
 
-/// Crawls a generated organization of `projects` through a simulator with `opts`;
-/// returns (requests, 429s, settled concurrency).
-async fn crawl(projects: usize, opts: SimOptions) -> (u64, u64, u64) {
+/// Crawls a generated organization of `projects` through a simulator with `opts` at the
+/// default configuration; returns the client (what it learned) and the crawl's counters.
+async fn crawl_with_client(projects: usize, opts: SimOptions) -> (AdminClient, CrawlStats) {
     let org = Org::generate(projects, 3, 1_790_000_000);
     let sim = serve("127.0.0.1:0".parse().unwrap(), org, opts)
         .await
@@ -27,11 +27,13 @@ async fn crawl(projects: usize, opts: SimOptions) -> (u64, u64, u64) {
     drain.await.unwrap();
     assert_eq!(report.status, SnapshotStatus::Complete, "every 429 retried");
     assert_eq!(report.stats.requests, sim.requests());
-    (
-        report.stats.requests,
-        report.stats.rate_limited,
-        report.stats.concurrency,
-    )
+    (client, report.stats)
+}
+
+/// [`crawl_with_client`]'s (requests, 429s, settled concurrency).
+async fn crawl(projects: usize, opts: SimOptions) -> (u64, u64, u64) {
+    let (_, stats) = crawl_with_client(projects, opts).await;
+    (stats.requests, stats.rate_limited, stats.concurrency)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,31 +104,18 @@ async fn a_fixed_concurrency_is_kept() {
 async fn a_crawl_measures_the_burst_allowance_where_it_first_runs_dry() {
     // 100 requests a second with 60 more at once: the slow start outruns the rate, the
     // bucket runs dry, and the first 429 says how much it held.
-    let org = Org::generate(10, 3, 1_790_000_000);
     let opts = SimOptions {
         rate_limit: Some(100.0),
         burst: Some(60.0),
         latency: std::time::Duration::from_millis(20),
         ..SimOptions::default()
     };
-    let sim = serve("127.0.0.1:0".parse().unwrap(), org, opts)
-        .await
-        .unwrap();
-    let client = AdminClient::new(
-        &sim.base_url(),
-        SecretString::from("sk-admin-test"),
-        ClientOptions::default(),
-    )
-    .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let report = collect(&client, tx, false).await.unwrap();
-    drain.await.unwrap();
+    let (client, stats) = crawl_with_client(10, opts).await;
     eprintln!(
         "{} requests, {} were 429",
-        report.stats.requests, report.stats.rate_limited
+        stats.requests, stats.rate_limited
     );
-    assert!(report.stats.rate_limited > 0, "the bucket never ran dry");
+    assert!(stats.rate_limited > 0, "the bucket never ran dry");
     let learned = client.learned_rate().expect("a rate");
     let per_minute = learned.per_minute.get();
     assert!(
