@@ -1,0 +1,1945 @@
+//! The gate every Admin API request passes: how many are in flight, when each may start,
+//! and how both adapt to what the API allows (its 429s, its rate-limit headers, and the
+//! limit an earlier crawl found). The HTTP side is in the parent module: this one sees only
+//! when each request left, when its answer came and what it was, and the answer's
+//! rate-limit headers.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+/// Where a request joins the line at the gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queue {
+    /// Behind every request already waiting: a read not yet begun.
+    Back,
+    /// Ahead of them: the next page of a list, or a retry. A paged list is a chain whose
+    /// every page waits a round trip, and a crawl ends no sooner than its longest chain;
+    /// at the back of a line thousands deep (a crawl queues every project's reads at
+    /// once) each page would also wait out the line, unless the task asking for it
+    /// happened to find a slot free before any waiting request woke.
+    Front,
+}
+
+impl Queue {
+    /// The line for one page of a list: the first starts a read, and every later one
+    /// continues it ([`Queue::Front`]).
+    pub fn for_page(first: bool) -> Self {
+        if first { Queue::Back } else { Queue::Front }
+    }
+}
+
+/// The shared gate every request passes. It bounds the requests in flight and spaces their
+/// start times at a pace, and adapts both:
+///
+/// - **Concurrency** (adaptive mode): starts small; during slow start it grows by half a
+///   slot per answer while every slot is taken by a request on the wire (half as much
+///   again per round trip, never past what the pace needs), after it to what the pace
+///   needs over a round trip (Little's law, with half again for room), up to the
+///   ceiling. It shrinks by a tenth per round trip while the short-term round trip is
+///   more than twice the long-term one (requests queueing somewhere).
+/// - **Pace** (requests per second): spread evenly rather than released in bursts, so a
+///   server with a small burst allowance sees a steady stream. Adaptive mode starts at
+///   [`START_PACE`] and grows by a quarter per round trip (every 50 to 100 ms) until the
+///   first 429s (slow start); a fixed concurrency starts unpaced. Rate-limit headers set
+///   the pace just under the stated limit before any 429. Without them the limit is
+///   *measured* from the 429s: between two refused requests the server's bucket was empty,
+///   so the requests it accepted that were sent between them, per second between their
+///   sends, is the rate it refills at ([`GateState::measured_limit`]). A 429 sets the pace
+///   just under that measure (or cuts it by 3% while there is none); a rare 429 among
+///   hundreds of answers cuts nothing. After a quiet probe interval the pace climbs back
+///   under the measure and then creeps above it, 1% and then faster up to 25% a step, so
+///   a raised limit (or one measured too low) is found again; each episode that measures
+///   the same limit again doubles the wait between steps above it (up to 8 intervals),
+///   since each such step only buys the next episode's 429s. Requests leave at least half
+///   the pace's interval apart, even when a late timer finds several due at once.
+///
+/// `Retry-After` holds only the request that received it: the others go on at the pace,
+/// which is what keeps one 429 from stalling a whole crawl. Requests wait in line in the
+/// order they came, except that a [`Queue::Front`] request goes ahead of every
+/// [`Queue::Back`] one.
+pub(super) struct Gate {
+    max: usize,
+    adaptive: bool,
+    state: Mutex<GateState>,
+    /// Wakes a [`Queue::Back`] request waiting for a slot.
+    notify: Notify,
+    /// Wakes a [`Queue::Front`] request waiting for a slot.
+    front: Notify,
+}
+
+/// The pace adaptive mode starts at before anything is known about the server.
+const START_PACE: f64 = 25.0;
+/// The concurrency adaptive mode starts at.
+const START_LIMIT: usize = 8;
+/// Paced requests leave at least this share of the pace's interval apart, even when a
+/// late timer finds several due at once (the benchmark's traces showed pairs sent
+/// 0.1 ms apart at a pace of 200 a second, which a small burst allowance refuses). Not
+/// more: timers fire on whole milliseconds, so a request held back waits for the next
+/// one, and at three quarters of the interval a late timer's backlog never caught up
+/// at 500 a second (1.18 against 1.07 in the benchmark).
+const RELEASE_SPACING: f64 = 0.5;
+/// Slow start adds this to the in-flight limit per answer while the limit is full: half
+/// as much again per round trip. TCP's doubling (1.0) gave more 429s where a burst
+/// allowance ran dry (the window in flight when it does is refused: 0.8–2.5% of the
+/// benchmark's crawls against 0.55–2.1%) for ratios at most 0.06 better; growing only
+/// when a request found every slot taken took 7 s to reach 200 ms × 500/s.
+const SLOW_START_WINDOW_STEP: f64 = 0.5;
+/// Slow start multiplies the pace by this once per round trip.
+const SLOW_START_GROWTH: f64 = 1.25;
+/// Slow start grows at least this often, so a slow server does not make it crawl.
+const SLOW_START_MAX_INTERVAL: Duration = Duration::from_millis(100);
+/// And at most this often: against a fast server a big burst allowance hides the limit
+/// until it runs dry, and the faster the pace grew meanwhile, the more requests are in
+/// flight to be refused when it does.
+const SLOW_START_MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// A 429 after at least this many answers without one is tolerated without a cut (counted
+/// in answers rather than over a time window: at 50 requests a second a second's window
+/// held 50 answers, and one 429 in it was already 2%).
+const RARE_429: usize = 200;
+/// The in-flight limit keeps this much more than the pace times the round trip.
+const LITTLE_HEADROOM: f64 = 1.5;
+/// Slow start stops growing a pace this many times above the rate that gets through.
+const SLOW_START_LEAD: f64 = 4.0;
+/// The cut a 429 makes while the limit cannot be measured yet (too few 429s).
+const LIGHT_CUT: f64 = 0.97;
+/// How close under a known limit (measured from 429s, or stated by the headers) the pace
+/// settles: a margin for the jitter of arrivals.
+const UNDER_CEILING: f64 = 0.985;
+/// Above that, the pace grows by this share in the first probe interval after a 429,
+/// twice as much in each quiet one after it, up to [`MAX_PROBE_STEP`].
+const PROBE_STEP: f64 = 0.01;
+/// The largest step of the probe above the ceiling: as fast as slow start, so that a
+/// limit measured far too low (a clump of arrivals refused by a small bucket) is left
+/// behind within seconds. Against a limit measured right the probe rarely gets this far:
+/// the bucket the last episode emptied refuses the second or third step.
+const MAX_PROBE_STEP: f64 = SLOW_START_GROWTH - 1.0;
+/// Above a limit an earlier crawl found, the probe goes no further than this share above
+/// it while the bucket could still be hiding it: when the bucket runs dry, what went out
+/// above the limit in the round trip before the first 429 came back is refused, and that
+/// is this share of the limit's round trip.
+const GENTLE: f64 = 0.15;
+/// Sent this many times the bucket above the remembered limit without a 429: the limit
+/// is higher now.
+const OUTGROWN: f64 = 1.2;
+/// The most release times kept to measure the bucket's depth by (256 KiB): a deeper
+/// bucket is measured as this deep, and only loses the warm start's small steps sooner.
+const DEPTH_LOG: usize = 16_384;
+/// A limit measured again within this share of the last measure is confirmed.
+const SAME_MEASURE: f64 = 0.03;
+/// The most probe intervals a step above a confirmed limit waits.
+const MAX_PROBE_BACKOFF: f64 = 8.0;
+/// The shortest probe interval; it is two round trips when those are longer.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// No step above a known limit while fewer requests wait at the gate than the pace sends
+/// in this long: the crawl is about to end.
+const PROBE_LINE: Duration = Duration::from_secs(2);
+/// The window the rate of successes is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// Fewer successes than this in the window say nothing about the server's limit.
+const MIN_RATE_SAMPLE: usize = 20;
+/// The shortest window of sends the limit is measured over; four round trips when longer.
+const MEASURE_WINDOW: Duration = Duration::from_secs(1);
+/// Accepted requests between two 429s that make a measure worth acting on (±1 of a
+/// count this size is ±20%: a first rough measure, refined by every later 429).
+const MIN_MEASURE: usize = 2;
+/// Accepted requests between two 429s that make a measure precise enough (±2.5%): the
+/// measure uses the most recent span with this many, so a limit that drops is followed
+/// within a few dozen requests instead of a whole window.
+const GOOD_MEASURE: usize = 40;
+
+#[derive(Debug)]
+struct GateState {
+    /// The in-flight limit (fractional so that it can grow by less than one per success).
+    limit: f64,
+    in_flight: usize,
+    /// A request waited for a free slot since the limit last grew.
+    concurrency_bound: bool,
+    /// Requests holding a slot while they wait for their paced start time.
+    slot_waiters: usize,
+    /// [`Queue::Front`] requests waiting for a slot: while there are any, a free slot is
+    /// theirs.
+    front_waiters: usize,
+    /// Requests waiting at the gate, for a slot or for their paced start: the work left
+    /// that the pace can still speed up.
+    in_line: usize,
+    /// A request waited for its paced slot since the pace last grew.
+    pace_bound: bool,
+    /// Until the first 429 or latency rise, growth is fast.
+    slow_start: bool,
+    /// Round-trip time EWMAs in seconds: short reacts within a few answers, long within
+    /// a few hundred.
+    rtt_short: Option<f64>,
+    rtt_long: Option<f64>,
+    last_shrink: Option<Instant>,
+    /// Requests per second; `None` = unpaced.
+    pace: Option<f64>,
+    next_slot: Option<Instant>,
+    /// When the last request actually left: a timer that fires late releases the
+    /// requests due meanwhile together, which a small burst allowance refuses.
+    last_release: Option<Instant>,
+    /// The best known limit: measured from 429s, or the headers' limit, or a rate above
+    /// it that the probe reached without a 429.
+    ceiling: Option<f64>,
+    /// The rate the last rate-limit headers stated, in requests per second.
+    header_rate: Option<f64>,
+    /// The ceiling is a rate assumed from an earlier crawl that no header has stated yet.
+    assumed: bool,
+    /// The rate and burst allowance an earlier crawl found, while this crawl has not
+    /// measured the limit itself: with them, the requests sent above the rate are counted
+    /// against the allowance, as the server's bucket counts them.
+    remembered: Option<Remembered>,
+    /// Release times of this crawl's requests up to its first 429 (the newest
+    /// [`DEPTH_LOG`]): where the server's bucket ran dry, which
+    /// [`GateState::measured_depth`] reads.
+    sends: VecDeque<Instant>,
+    /// The earliest send of this crawl that was refused.
+    first_refused: Option<Instant>,
+    /// When the last 429 episode began: answers to requests sent before it are part of
+    /// the same episode and only refine its measure.
+    last_cut: Option<Instant>,
+    /// The pace when the current 429 episode began.
+    episode_pace: f64,
+    /// The share the next probe above the ceiling raises the pace by.
+    probe_step: f64,
+    /// How many probe intervals each step above the ceiling waits: doubled each time
+    /// a 429 episode measures the same limit again, back to one when it measures another.
+    probe_backoff: f64,
+    /// The latest measure of the limit, which the next episode's first is compared with.
+    last_measure: Option<f64>,
+    /// The current 429 episode has been compared with the last one.
+    episode_measured: bool,
+    /// Answers since the last 429.
+    since_refused: usize,
+    last_probe: Instant,
+    /// Success times over the last [`RATE_WINDOW`], to measure the rate that got through
+    /// while unpaced.
+    recent: VecDeque<Instant>,
+    /// Send times of the answered requests over the last measure window, and whether
+    /// each was refused (429): what [`GateState::measured_limit`] reads.
+    answered: VecDeque<(Instant, bool)>,
+}
+
+/// What an earlier crawl found of the server's bucket, and how far this crawl has drawn
+/// it down.
+#[derive(Clone, Copy, Debug)]
+struct Remembered {
+    /// Requests a second.
+    rate: f64,
+    /// Requests the bucket holds.
+    depth: f64,
+    /// Requests sent above `rate` since the bucket was last full (a model of the server's
+    /// bucket: never below zero).
+    drawn: f64,
+    drawn_at: Option<Instant>,
+}
+
+impl Remembered {
+    /// One request left at `now`: a token spent, and the bucket refilled at `rate` since
+    /// the last one.
+    fn sent(&mut self, now: Instant) {
+        let refill = self.drawn_at.map_or(0.0, |at| {
+            now.saturating_duration_since(at).as_secs_f64() * self.rate
+        });
+        self.drawn = (self.drawn - refill).max(0.0) + 1.0;
+        self.drawn_at = Some(now);
+    }
+
+    /// The bucket would be empty by now if the limit were still `rate`: no 429 means it
+    /// is not.
+    fn outgrown(&self) -> bool {
+        self.drawn > self.depth * OUTGROWN + 2.0
+    }
+}
+
+/// What one answer's rate-limit headers say (`x-ratelimit-*-requests`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct RateHeaders {
+    /// Requests allowed per minute.
+    limit_per_minute: f64,
+    /// Requests left before the limit is reached.
+    remaining: Option<f64>,
+    /// Until the budget is whole again.
+    reset: Option<Duration>,
+}
+
+impl GateState {
+    /// A gate's state before it knows anything of the server.
+    fn new(max: usize, adaptive: bool) -> Self {
+        Self {
+            limit: (if adaptive { max.min(START_LIMIT) } else { max }) as f64,
+            in_flight: 0,
+            concurrency_bound: false,
+            slot_waiters: 0,
+            front_waiters: 0,
+            in_line: 0,
+            pace_bound: false,
+            slow_start: adaptive,
+            rtt_short: None,
+            rtt_long: None,
+            last_shrink: None,
+            pace: adaptive.then_some(START_PACE),
+            next_slot: None,
+            last_release: None,
+            ceiling: None,
+            header_rate: None,
+            assumed: false,
+            remembered: None,
+            sends: VecDeque::new(),
+            first_refused: None,
+            last_cut: None,
+            episode_pace: START_PACE,
+            probe_step: PROBE_STEP,
+            probe_backoff: 1.0,
+            last_measure: None,
+            episode_measured: false,
+            since_refused: 0,
+            last_probe: Instant::now(),
+            recent: VecDeque::new(),
+            answered: VecDeque::new(),
+        }
+    }
+
+    // A float-to-integer `as` saturates, and the limit is kept at 1 or more.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    fn limit_now(&self) -> usize {
+        self.limit.floor().max(1.0) as usize
+    }
+
+    fn rtt(&self) -> Duration {
+        Duration::from_secs_f64(self.rtt_short.unwrap_or(0.0))
+    }
+
+    fn prune(&mut self, now: Instant) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > RATE_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        let window = MEASURE_WINDOW.max(4 * self.rtt());
+        // Answers come back roughly in send order; a straggler left behind the front
+        // is dropped with it a little later.
+        while self
+            .answered
+            .front()
+            .is_some_and(|(sent, _)| now.saturating_duration_since(*sent) > window)
+        {
+            self.answered.pop_front();
+        }
+    }
+
+    /// Records an answer the server counted against its limit (anything but a 429 is
+    /// taken to have spent a token).
+    fn record(&mut self, sent: Instant, refused: bool, now: Instant) {
+        self.answered.push_back((sent, refused));
+        self.since_refused = if refused { 0 } else { self.since_refused + 1 };
+        self.prune(now);
+    }
+
+    /// The server's limit measured from the answers in the window: between the sends of
+    /// two refused requests its bucket was empty at both ends, so the accepted requests
+    /// sent between them, per second between them, is the rate it refills at (less when
+    /// the bucket overflowed in between: never more, but for the ±1 of counting). The
+    /// span ends at the newest 429 and reaches back to the latest 429 that leaves
+    /// [`GOOD_MEASURE`] accepted requests inside it, else as far as the window goes.
+    fn measured_limit(&self) -> Option<f64> {
+        let mut sends: Vec<(Instant, bool)> = self.answered.iter().copied().collect();
+        sends.sort_by_key(|(sent, _)| *sent);
+        let (last, _) = *sends.iter().rev().find(|(_, refused)| *refused)?;
+        let mut accepted = 0usize;
+        let mut best = None;
+        for (sent, refused) in sends.iter().rev().filter(|(sent, _)| *sent < last) {
+            if !refused {
+                accepted += 1;
+                continue;
+            }
+            let span = last.saturating_duration_since(*sent).as_secs_f64();
+            if accepted >= MIN_MEASURE && span > 0.0 {
+                best = Some(accepted as f64 / span);
+                if accepted >= GOOD_MEASURE {
+                    break;
+                }
+            }
+        }
+        best
+    }
+
+    /// How many requests the server's bucket held when this crawl began, measured where it
+    /// first ran dry: the bucket was empty at the first refused send, and on its last full
+    /// moment before it held exactly what was sent since beyond the refill at the limit.
+    /// Never less than that for any moment before, so it is the largest such excess. A
+    /// bucket partly drawn down when the crawl began (by another client, or a crawl just
+    /// before) is measured as shallow as it was.
+    fn measured_depth(&self) -> Option<f64> {
+        let refused = self.first_refused?;
+        let rate = self.ceiling?;
+        let mut sent = 0.0;
+        let mut depth: f64 = 0.0;
+        for at in self.sends.iter().rev().filter(|at| **at < refused) {
+            sent += 1.0;
+            depth = depth.max(sent - rate * refused.saturating_duration_since(*at).as_secs_f64());
+        }
+        (depth >= 1.0).then_some(depth)
+    }
+
+    /// Successes per second over the window, when there are enough to mean something.
+    fn observed_rate(&self, now: Instant) -> Option<f64> {
+        let first = *self.recent.front()?;
+        if self.recent.len() < MIN_RATE_SAMPLE {
+            return None;
+        }
+        let span = now.saturating_duration_since(first).as_secs_f64().max(0.05);
+        Some(self.recent.len() as f64 / span.min(RATE_WINDOW.as_secs_f64()))
+    }
+
+    /// The start time of the next request at the current pace (`None` = now).
+    fn reserve_slot(&mut self, now: Instant) -> Option<Instant> {
+        let pace = self.pace?;
+        let slot = self.next_slot.map_or(now, |n| n.max(now));
+        if slot > now {
+            self.pace_bound = true;
+        }
+        self.next_slot = Some(slot + Duration::from_secs_f64(1.0 / pace));
+        Some(slot)
+    }
+
+    /// When a request due now may leave: not sooner than [`RELEASE_SPACING`] of the
+    /// pace's interval after the last one, whatever its slot said (`None` = now, and it
+    /// is counted as released).
+    fn release(&mut self, now: Instant) -> Option<Instant> {
+        let pace = self.pace?;
+        if let Some(last) = self.last_release {
+            let earliest = last + Duration::from_secs_f64(RELEASE_SPACING / pace);
+            if earliest > now {
+                return Some(earliest);
+            }
+        }
+        self.last_release = Some(now);
+        if let Some(remembered) = self.remembered.as_mut() {
+            remembered.sent(now);
+        }
+        // With headers the next crawl paces by them, and never needs the depth.
+        if self.first_refused.is_none() && self.header_rate.is_none() {
+            if self.sends.len() >= DEPTH_LOG {
+                self.sends.pop_front();
+            }
+            self.sends.push_back(now);
+        }
+        None
+    }
+
+    /// The pace when a probe interval has passed quietly: back to just under the ceiling,
+    /// then 1% a probe above it.
+    fn probe(&mut self, now: Instant) {
+        let Some(pace) = self.pace else { return };
+        let interval = PROBE_INTERVAL.max(2 * self.rtt());
+        let quiet = self
+            .last_cut
+            .is_none_or(|t| now.saturating_duration_since(t) >= interval);
+        let target = self.ceiling.map(|c| c * UNDER_CEILING);
+        let climbing = target.is_some_and(|target| pace < target * 0.995);
+        // Climbing back under a known limit costs nothing; a step above it costs the
+        // 429s that end it, so above it a limit confirmed again and again is probed
+        // less and less often.
+        let wait = if climbing {
+            interval
+        } else {
+            interval.mul_f64(self.probe_backoff)
+        };
+        // A step above the limit pays back only while the crawl goes on at the higher
+        // rate. With fewer requests in line than the pace sends in [`PROBE_LINE`], the
+        // crawl is ending: the step could buy nothing, and each of its 429s would wait out
+        // its Retry-After after the last of the other requests (traced: a crawl that
+        // starts at a known limit ended 1 s late, on the retries of its last episode).
+        let ending = (self.in_line as f64) < pace * PROBE_LINE.as_secs_f64();
+        if !quiet
+            || now.saturating_duration_since(self.last_probe) < wait
+            || !self.pace_bound
+            || (ending && !climbing)
+        {
+            return;
+        }
+        self.last_probe = now;
+        self.pace_bound = false;
+        let mut next = match target {
+            Some(target) if climbing => pace + (target - pace) / 2.0,
+            _ => {
+                // Each quiet probe doubles the step, up to [`MAX_PROBE_STEP`]: a limit that
+                // was measured low (a bucket too small to measure through) or has since
+                // been raised is found within seconds, not minutes.
+                let step = self.probe_step;
+                self.probe_step = (step * 2.0).min(MAX_PROBE_STEP);
+                pace * (1.0 + step)
+            }
+        };
+        // Above a limit an earlier crawl found, the bucket hides the limit until it runs
+        // dry, and then every request sent in the last round trip above the limit is
+        // refused: the faster the probe went meanwhile, the more (traced at 200 ms x
+        // 500/s with a second's burst: 499 to 1,619 a second before the first 429 came
+        // back, 149 refused). So the step stays small until more has been sent above the
+        // limit than the bucket held; no 429 by then says the limit is higher now.
+        if let Some(remembered) = self.remembered
+            && !climbing
+        {
+            if remembered.outgrown() {
+                self.remembered = None;
+            } else {
+                next = next.min(remembered.rate * (1.0 + GENTLE));
+            }
+        }
+        // The headers state the limit; going above it can only earn 429s.
+        if let Some(stated) = self.header_rate {
+            next = next.min(stated * UNDER_CEILING);
+        }
+        // A rate above the old ceiling that drew no 429: the ceiling was too low.
+        if let Some(ceiling) = self.ceiling
+            && next > ceiling
+        {
+            self.ceiling = Some(next);
+        }
+        self.pace = Some(next.max(pace));
+        tracing::trace!(pace = next.max(pace), limit = self.limit, "probe");
+    }
+
+    /// Slow start: a quarter more pace per round trip while requests wait for their slots.
+    fn slow_start_pace(&mut self, now: Instant) {
+        let Some(pace) = self.pace else { return };
+        let interval = self
+            .rtt()
+            .clamp(SLOW_START_MIN_INTERVAL, SLOW_START_MAX_INTERVAL);
+        // A pace far above what gets through is not what holds requests back (the
+        // concurrency is): growing it further would only make the first 429s a flood.
+        let runaway = self
+            .observed_rate(now)
+            .is_some_and(|observed| pace > SLOW_START_LEAD * observed);
+        if self.pace_bound && !runaway && now.saturating_duration_since(self.last_probe) >= interval
+        {
+            self.pace = Some(pace * SLOW_START_GROWTH);
+            tracing::trace!(
+                pace = pace * SLOW_START_GROWTH,
+                limit = self.limit,
+                "slow start"
+            );
+            self.pace_bound = false;
+            self.last_probe = now;
+        }
+    }
+
+    /// The in-flight limit after an answer that took `rtt`.
+    fn adapt_limit(&mut self, now: Instant, rtt: Duration, max: usize) {
+        let sample = rtt.as_secs_f64();
+        let short = self.rtt_short.map_or(sample, |s| s * 0.8 + sample * 0.2);
+        let long = self.rtt_long.map_or(sample, |l| l * 0.98 + sample * 0.02);
+        self.rtt_short = Some(short);
+        self.rtt_long = Some(long);
+        if short > 2.0 * long + 0.002 {
+            let due = self
+                .last_shrink
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.rtt());
+            if due {
+                self.limit = (self.limit * 0.9).max(1.0);
+                self.last_shrink = Some(now);
+                self.slow_start = false;
+            }
+            return;
+        }
+        // Little's law: the pace over a round trip is what must be in flight to keep it,
+        // with room for round trips that vary. Without this the limit grows only when a
+        // request finds every slot taken, which a paced request rarely does. Not in slow
+        // start: there the pace is a guess racing ahead of the limit, and the requests in
+        // flight when the first 429 comes back are all refused (the benchmark's 429s
+        // tripled when it did).
+        if let Some(pace) = self.pace.filter(|_| !self.slow_start) {
+            let needed = (pace * short * LITTLE_HEADROOM + 1.0).min(max as f64);
+            if needed > self.limit {
+                self.limit = needed;
+                self.concurrency_bound = false;
+            }
+        }
+        // In slow start the window grows while it is full when an answer comes back, as
+        // TCP's does: waiting for a request to find every slot taken added one slot per
+        // such wait, and took 7 s to reach the 100 in flight that 200 ms x 500/s needs.
+        // Requests holding a slot while they wait for their paced start say the pace is
+        // what holds them back, not the window. At a few hundred requests a second one
+        // nearly always is, if only for less than a timer tick, so the window grows about
+        // 1.2 times a round trip rather than 1.5 (traced at 200 ms x 500/s). Asking
+        // instead whether the pace allows fewer than the window over a round trip grew it
+        // as meant, and cost 429s of 1.1-2.5% where they were 0.7-1.6% for ratios 0.01-0.03
+        // better (four cells, one run each): not kept.
+        let full = self.slow_start && self.slot_waiters == 0 && self.in_flight >= self.limit_now();
+        if !self.concurrency_bound && !full {
+            return;
+        }
+        let step = if self.slow_start {
+            SLOW_START_WINDOW_STEP
+        } else {
+            1.0 / self.limit
+        };
+        let before = self.limit_now();
+        // Nor beyond what the pace needs over a round trip: a window racing ahead of the
+        // pace floods the server when a burst allowance runs dry (at 20 ms x 500/s with a
+        // second's burst it reached 211 where 10 are needed).
+        let needed = self
+            .pace
+            .filter(|_| self.slow_start)
+            .map_or(f64::MAX, |pace| pace * short * LITTLE_HEADROOM + 1.0);
+        self.limit = (self.limit + step)
+            .min(max as f64)
+            .min(needed.max(self.limit));
+        if self.limit_now() > before {
+            self.concurrency_bound = false;
+        }
+    }
+}
+
+pub(super) struct Permit {
+    gate: Arc<Gate>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.gate.lock().in_flight -= 1;
+        self.gate.wake_one();
+    }
+}
+
+/// Counts a [`Queue::Front`] request as waiting for a slot while it lives (also when the
+/// request is cancelled mid-wait), unless it got one ([`FrontWait::served`]).
+struct FrontWait<'a> {
+    gate: &'a Gate,
+    waiting: bool,
+}
+
+impl<'a> FrontWait<'a> {
+    fn new(gate: &'a Gate) -> Self {
+        gate.lock().front_waiters += 1;
+        Self {
+            gate,
+            waiting: true,
+        }
+    }
+
+    /// The request took a slot; true when it was the last one in front.
+    fn served(&mut self, s: &mut GateState) -> bool {
+        self.waiting = false;
+        s.front_waiters = s.front_waiters.saturating_sub(1);
+        s.front_waiters == 0
+    }
+}
+
+impl Drop for FrontWait<'_> {
+    fn drop(&mut self) {
+        if !self.waiting {
+            return;
+        }
+        let last = {
+            let mut s = self.gate.lock();
+            s.front_waiters = s.front_waiters.saturating_sub(1);
+            s.front_waiters == 0
+        };
+        // Requests at the back may have let a free slot go to this one.
+        if last {
+            self.gate.notify.notify_one();
+        }
+    }
+}
+
+/// Counts a request in one of the gate's counters while it lives, also when the request
+/// is cancelled mid-wait.
+struct Counted<'a> {
+    gate: &'a Gate,
+    counter: fn(&mut GateState) -> &mut usize,
+}
+
+impl<'a> Counted<'a> {
+    fn new(gate: &'a Gate, counter: fn(&mut GateState) -> &mut usize) -> Self {
+        *counter(&mut gate.lock()) += 1;
+        Self { gate, counter }
+    }
+
+    /// In line at the gate: waiting for a slot or for its paced start.
+    fn in_line(gate: &'a Gate) -> Self {
+        Self::new(gate, |s| &mut s.in_line)
+    }
+
+    /// Holding a slot while it waits for its paced start.
+    fn slot_wait(gate: &'a Gate) -> Self {
+        Self::new(gate, |s| &mut s.slot_waiters)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        let mut s = self.gate.lock();
+        let count = (self.counter)(&mut s);
+        *count = count.saturating_sub(1);
+    }
+}
+
+enum Next {
+    Go(Option<Instant>),
+    Wait,
+    /// A slot is free, but a request in front is waiting for it.
+    GiveWay,
+}
+
+impl Gate {
+    pub(super) fn new(max: usize, adaptive: bool) -> Self {
+        let max = max.max(1);
+        Self {
+            max,
+            adaptive,
+            state: Mutex::new(GateState::new(max, adaptive)),
+            notify: Notify::new(),
+            front: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        // A panic while holding this lock leaves only counters behind; they stay usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Begins a crawl as a fresh client would: forgets what the last crawl learned (the
+    /// daemon's client lives from run to run; the store carries what the next run needs)
+    /// and, given `known`, a limit and burst allowance an earlier crawl found, paces from
+    /// the start just under it. Kept when requests are under way: their slots are counted
+    /// in the state.
+    pub(super) fn start_crawl(&self, known: Option<(f64, Option<f64>)>) {
+        let mut s = self.lock();
+        if s.in_flight == 0 && s.in_line == 0 {
+            *s = GateState::new(self.max, self.adaptive);
+        }
+        if let Some((per_second, depth)) = known {
+            Self::assume(&mut s, self.adaptive, per_second, depth);
+        }
+    }
+
+    /// Paces from the start just under `per_second`, a limit an earlier crawl found, as if
+    /// this gate had measured it: no slow start, and the in-flight window sized from the
+    /// pace at the first answer. Only while the gate has found no limit of its own, and
+    /// not below one request a second: the probe steps up only as answers come back, so a
+    /// stale rate that low would hold every request back for seconds before it could be
+    /// corrected, where a slow start finds a real one within a few round trips.
+    fn assume(s: &mut GateState, adaptive: bool, per_second: f64, depth: Option<f64>) {
+        if !adaptive || s.ceiling.is_some() || !(per_second.is_finite() && per_second >= 1.0) {
+            return;
+        }
+        s.ceiling = Some(per_second);
+        // Probed as a measure of this crawl's own: 1% above it after a quiet interval,
+        // then faster. Probed as one confirmed again and again (a step every 8 intervals),
+        // it drew no 429 where a deep burst allowance, full at the start of a crawl, hid
+        // the limit; but a limit raised since was found a few percent a crawl (250/s
+        // raised to 500/s at 400 ms: 1.99, 1.79, 1.70, 1.62 on the four crawls after,
+        // where a crawl from nothing takes 1.24). An episode that measures it again
+        // confirms it, as any measure. With the bucket's depth, each step stays small
+        // until the bucket would have run dry ([`GateState::probe`]).
+        s.last_measure = Some(per_second);
+        s.assumed = true;
+        s.remembered = depth
+            .filter(|depth| depth.is_finite() && *depth >= 1.0)
+            .map(|depth| Remembered {
+                rate: per_second,
+                depth,
+                drawn: 0.0,
+                drawn_at: None,
+            });
+        s.pace = Some(per_second * UNDER_CEILING);
+        s.slow_start = false;
+        tracing::debug!(
+            pace = per_second * UNDER_CEILING,
+            "pace from an earlier crawl"
+        );
+    }
+
+    /// The in-flight limit now.
+    pub(super) fn limit(&self) -> usize {
+        self.lock().limit_now()
+    }
+
+    /// The most requests it ever lets be in flight.
+    pub(super) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The rate it has found the API to allow, in requests a second, with the burst
+    /// allowance when a 429 showed where it ran dry: `None` while it has found no rate.
+    pub(super) fn learned(&self) -> Option<(f64, Option<f64>)> {
+        let s = self.lock();
+        Some((s.ceiling?, s.measured_depth()))
+    }
+
+    /// Wakes one request waiting for a slot, one in front if there is any.
+    fn wake_one(&self) {
+        if self.lock().front_waiters > 0 {
+            self.front.notify_one();
+        } else {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Waits for a free slot, in line at `queue`, and for the request's paced start time;
+    /// `Instant` is when it was released, which tells later answers which episode they
+    /// belong to.
+    pub(super) async fn acquire(self: &Arc<Self>, queue: Queue) -> (Permit, Instant) {
+        let _in_line = Counted::in_line(self);
+        let mut in_front = (queue == Queue::Front).then(|| FrontWait::new(self));
+        loop {
+            let notified = match queue {
+                Queue::Front => self.front.notified(),
+                Queue::Back => self.notify.notified(),
+            };
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut last_in_front = false;
+            let next = {
+                let mut s = self.lock();
+                let now = Instant::now();
+                if s.in_flight >= s.limit_now() {
+                    // Requests holding a slot while they wait for their paced start say
+                    // the pace is the bottleneck, not the concurrency.
+                    if s.slot_waiters == 0 {
+                        s.concurrency_bound = true;
+                    }
+                    Next::Wait
+                } else if in_front.is_none() && s.front_waiters > 0 {
+                    Next::GiveWay
+                } else {
+                    if let Some(wait) = in_front.as_mut() {
+                        last_in_front = wait.served(&mut s);
+                    }
+                    s.in_flight += 1;
+                    Next::Go(s.reserve_slot(now))
+                }
+            };
+            match next {
+                Next::Go(slot) => {
+                    // The requests at the back that gave way to this one look again.
+                    if last_in_front {
+                        self.notify.notify_one();
+                    }
+                    let permit = Permit { gate: self.clone() };
+                    if let Some(slot) = slot.filter(|slot| *slot > Instant::now()) {
+                        let _waiting = Counted::slot_wait(self);
+                        tokio::time::sleep_until(slot.into()).await;
+                    }
+                    loop {
+                        let now = Instant::now();
+                        let Some(later) = self.lock().release(now) else {
+                            return (permit, now);
+                        };
+                        let _waiting = Counted::slot_wait(self);
+                        tokio::time::sleep_until(later.into()).await;
+                    }
+                }
+                Next::Wait => notified.await,
+                Next::GiveWay => {
+                    // The wake-up that brought this request here was for the free slot:
+                    // pass it on to the request in front.
+                    self.front.notify_one();
+                    notified.await;
+                }
+            }
+        }
+    }
+
+    /// A successful answer to a request released at `sent`, received at `now`.
+    pub(super) fn on_success(&self, sent: Instant, now: Instant, headers: Option<RateHeaders>) {
+        let raised = {
+            let mut s = self.lock();
+            let before = s.limit_now();
+            s.recent.push_back(now);
+            s.record(sent, false, now);
+            if let Some(headers) = headers {
+                Self::apply_headers(&mut s, headers, sent);
+            }
+            if self.adaptive {
+                s.adapt_limit(now, now.saturating_duration_since(sent), self.max);
+                if s.slow_start && s.ceiling.is_none() {
+                    s.slow_start_pace(now);
+                } else {
+                    s.probe(now);
+                }
+            } else {
+                s.probe(now);
+            }
+            s.limit_now() > before
+        };
+        if raised {
+            self.wake_one();
+        }
+    }
+
+    /// The headers state the limit: pace just under it, and never probe above it.
+    /// The headers of the answer to a request released at `sent`.
+    fn apply_headers(s: &mut GateState, headers: RateHeaders, sent: Instant) {
+        let stated = headers.limit_per_minute / 60.0;
+        if !(stated.is_finite() && stated > 0.0) {
+            return;
+        }
+        s.header_rate = Some(stated);
+        // A rate assumed from an earlier crawl gives way to the one the API states now,
+        // a raised limit included: kept as a ceiling, it held a crawl at the old rate.
+        s.remembered = None;
+        if std::mem::take(&mut s.assumed) {
+            s.ceiling = None;
+            s.pace = None;
+            s.last_measure = None;
+            s.probe_backoff = 1.0;
+        }
+        s.ceiling = Some(s.ceiling.map_or(stated, |c| c.min(stated)));
+        let under = stated * UNDER_CEILING;
+        // The first statement sets the pace; after that it only caps it, so the pace a
+        // 429 cut climbs back by the probe instead of jumping into the next 429.
+        s.pace = Some(match s.pace {
+            Some(pace) if !s.slow_start => pace.min(under),
+            _ => under,
+        });
+        // An empty budget with the time it takes to refill: the next slot waits for it.
+        // The budget is the one the request found on arrival, about when it was sent, so
+        // the token comes back that long after the send: counted from the answer, a
+        // round trip later, it held every start back by the latency (found in the
+        // benchmark, at a burst of one).
+        if let (Some(remaining), Some(reset)) = (headers.remaining, headers.reset)
+            && remaining < 1.0
+        {
+            let refill = sent + reset.min(Duration::from_secs_f64(1.0 / stated));
+            s.next_slot = Some(s.next_slot.map_or(refill, |n| n.max(refill)));
+        }
+        s.slow_start = false;
+    }
+
+    /// An answer other than a success or a 429 (a 404, a 5xx): it spent a token at the
+    /// server all the same, which the measure of the limit must count.
+    pub(super) fn on_other_answer(&self, sent: Instant, now: Instant) {
+        self.lock().record(sent, false, now);
+    }
+
+    /// A 429 for a request released at `sent`. Its send time goes into the measure of
+    /// the server's limit ([`GateState::measured_limit`]). The first 429 of an episode (a
+    /// request sent after the last one began) starts a new one; within an episode every
+    /// 429 refines the measure, and the pace is set just under it, or cut by 3% while there
+    /// is no measure yet. It is not cut when it was already under the measure, nor for a
+    /// rare 429 among hundreds of answers (the jitter of arrivals, not a pace too fast).
+    pub(super) fn on_rate_limited(&self, sent: Instant, now: Instant) {
+        let mut s = self.lock();
+        s.first_refused = Some(s.first_refused.map_or(sent, |first| first.min(sent)));
+        let rare = s.since_refused >= RARE_429;
+        s.record(sent, true, now);
+        let episode_start = s.last_cut.is_none_or(|cut| sent > cut);
+        // A 429 now and then among hundreds of answers is the jitter of arrivals against
+        // a bucket with no room to spare, not a pace over the limit: cutting for each one
+        // walks the pace down while the next 429 is just as likely.
+        if episode_start && !s.slow_start && rare {
+            s.probe_step = PROBE_STEP;
+            return;
+        }
+        if episode_start {
+            let current = match (s.pace, s.observed_rate(now)) {
+                (Some(pace), _) => pace,
+                (None, Some(observed)) => observed,
+                // Unpaced with too few successes to measure: a guess that the probe
+                // corrects.
+                (None, None) => (s.limit_now() as f64 / s.rtt().as_secs_f64().max(0.05)).max(1.0),
+            };
+            s.episode_pace = current;
+            s.episode_measured = false;
+            s.probe_step = PROBE_STEP;
+            s.last_cut = Some(now);
+            s.last_probe = now;
+        }
+        let light = s.episode_pace * LIGHT_CUT;
+        match s.measured_limit() {
+            Some(measured) => {
+                // Just under the measure; no cut when already under it: the bucket the
+                // last episode emptied has not refilled a cushion yet, and jitter found
+                // its bottom. Cutting on would walk the pace down a step per 429 (found
+                // in the benchmark).
+                if !s.episode_measured {
+                    // The limit found where the last episode left it: the probe above it
+                    // only buys the next episode's 429s, so it waits longer.
+                    let same = s
+                        .last_measure
+                        .is_some_and(|last| (measured / last - 1.0).abs() <= SAME_MEASURE);
+                    s.probe_backoff = if same {
+                        (s.probe_backoff * 2.0).min(MAX_PROBE_BACKOFF)
+                    } else {
+                        1.0
+                    };
+                    s.episode_measured = true;
+                }
+                s.last_measure = Some(measured);
+                s.pace = Some(s.episode_pace.min(measured * UNDER_CEILING).max(0.1));
+                s.ceiling = Some(match s.header_rate {
+                    Some(stated) => measured.min(stated),
+                    None => measured,
+                });
+                // Measured in this crawl now, no longer only assumed from an earlier one.
+                s.assumed = false;
+                s.remembered = None;
+                s.slow_start = false;
+                s.concurrency_bound = false;
+            }
+            // A stray 429 while ramping up (a clump of arrivals at a small burst) says
+            // little about the limit: keep looking, a little slower, until 429s come
+            // often enough to measure it.
+            None if episode_start => s.pace = Some(light.max(0.1)),
+            None => {}
+        }
+        tracing::debug!(
+            limit = s.limit_now(),
+            pace = s.pace.unwrap_or(0.0),
+            ceiling = s.ceiling.unwrap_or(0.0),
+            "rate limited: pacing slower"
+        );
+    }
+}
+
+/// Reads `x-ratelimit-limit-requests`, `-remaining-requests` and `-reset-requests`; `None`
+/// without a usable limit.
+pub(super) fn rate_headers(headers: &reqwest::header::HeaderMap) -> Option<RateHeaders> {
+    let text = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
+    let number = |name: &str| {
+        text(name)?
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    let limit_per_minute = number("x-ratelimit-limit-requests").filter(|n| *n > 0.0)?;
+    Some(RateHeaders {
+        limit_per_minute,
+        remaining: number("x-ratelimit-remaining-requests"),
+        reset: text("x-ratelimit-reset-requests").and_then(parse_go_duration),
+    })
+}
+
+/// Reads a duration as OpenAI writes `x-ratelimit-reset-*` (Go's format): `1s`, `6m0s`,
+/// `8.64s`, `20ms`, `1h2m3.5s`.
+// Checked finite and in range just before; a float-to-integer `as` saturates anyway.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    // Nanoseconds, rounded once at the end: `8.64s` must not come out a nanosecond short.
+    let mut total = 0.0f64;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(digits);
+        let value: f64 = number.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "h" => 3.6e12,
+            "m" => 6e10,
+            "s" => 1e9,
+            "ms" => 1e6,
+            "us" | "µs" => 1e3,
+            "ns" => 1.0,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = tail;
+    }
+    let nanos = total.round();
+    (nanos.is_finite() && nanos < u64::MAX as f64).then(|| Duration::from_nanos(nanos as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn paced_slots_are_spread_evenly_and_idle_time_earns_no_burst() {
+        let gate = Gate::new(8, true);
+        let t0 = Instant::now();
+        let mut s = gate.lock();
+        s.pace = Some(100.0);
+        let slots: Vec<Instant> = (0..4).filter_map(|_| s.reserve_slot(t0)).collect();
+        assert_eq!(slots, [t0, t0 + ms(10), t0 + ms(20), t0 + ms(30)]);
+        // After a pause the next request goes at once, and the one after waits its turn.
+        let later = t0 + ms(1000);
+        assert_eq!(s.reserve_slot(later), Some(later));
+        assert_eq!(s.reserve_slot(later), Some(later + ms(10)));
+    }
+
+    #[test]
+    fn a_fixed_concurrency_never_moves_and_is_unpaced_until_the_server_objects() {
+        let gate = Gate::new(5, false);
+        let t0 = Instant::now();
+        gate.lock().concurrency_bound = true;
+        for i in 0..100 {
+            gate.on_success(t0, t0 + ms(i), None);
+        }
+        assert_eq!(gate.limit(), 5);
+        assert!(gate.lock().pace.is_none());
+        gate.on_rate_limited(t0 + ms(100), t0 + ms(101));
+        assert_eq!(
+            gate.limit(),
+            5,
+            "a 429 paces, it does not cut a fixed concurrency"
+        );
+        assert!(gate.lock().pace.is_some());
+    }
+
+    #[test]
+    fn adaptive_concurrency_grows_only_while_requests_wait_for_a_slot() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        assert_eq!(gate.limit(), START_LIMIT);
+        for i in 0..50 {
+            gate.on_success(t0, t0 + ms(50 + i), None);
+        }
+        assert_eq!(gate.limit(), START_LIMIT, "nobody waited: no growth");
+        // A pace that asks for more than the ceiling in flight.
+        gate.lock().pace = Some(100_000.0);
+        // Slow start: half a slot more per success while requests queue for a slot.
+        for i in 0..200 {
+            gate.lock().concurrency_bound = true;
+            gate.on_success(t0 + ms(i), t0 + ms(i + 50), None);
+        }
+        assert_eq!(gate.limit(), 64, "never above the ceiling");
+    }
+
+    #[test]
+    fn adaptive_concurrency_shrinks_when_latency_rises() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().limit = 40.0;
+        for i in 0..200 {
+            gate.on_success(t0 + ms(i), t0 + ms(i + 20), None);
+        }
+        assert_eq!(gate.limit(), 40);
+        // Answers suddenly take ten times as long: the short-term average leaves the
+        // long-term one behind and the limit comes down, at most once per round trip.
+        let mut now = t0 + ms(1000);
+        for _ in 0..20 {
+            now += ms(50);
+            gate.on_success(now - ms(200), now, None);
+        }
+        let limit = gate.limit();
+        assert!((10..40).contains(&limit), "{limit}");
+        assert!(!gate.lock().slow_start);
+    }
+
+    #[test]
+    fn slow_start_raises_the_pace_a_quarter_per_round_trip_while_requests_wait_for_it() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        assert_eq!(gate.lock().pace, Some(START_PACE));
+        let mut now = t0;
+        for _ in 0..4 {
+            now += ms(50);
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(40), now, None);
+        }
+        let pace = gate.lock().pace.expect("paced");
+        let expected = START_PACE * SLOW_START_GROWTH.powi(4);
+        assert!((pace - expected).abs() < 1e-6, "{pace} vs {expected}");
+        // Not waiting for slots: the pace is not what holds the crawl back, so it stays.
+        now += ms(50);
+        gate.on_success(now - ms(40), now, None);
+        assert_eq!(gate.lock().pace, Some(pace));
+    }
+
+    /// An adaptive gate of `max` past slow start, pacing at `pace` under `ceiling`, in the
+    /// middle of a crawl: thousands of reads in line.
+    fn past_slow_start(max: usize, pace: f64, ceiling: Option<f64>) -> Gate {
+        let gate = Gate::new(max, true);
+        {
+            let mut s = gate.lock();
+            s.pace = Some(pace);
+            s.ceiling = ceiling;
+            s.slow_start = false;
+            s.in_line = 5_000;
+        }
+        gate
+    }
+
+    #[test]
+    fn near_the_end_of_a_crawl_the_pace_climbs_back_under_the_limit_but_never_above_it() {
+        let gate = past_slow_start(64, 50.0, Some(100.0));
+        let t0 = Instant::now();
+        // Fewer requests in line than the pace sends in two seconds: the crawl is ending.
+        gate.lock().in_line = 150;
+        let mut now = t0;
+        for _ in 0..40 {
+            now += PROBE_INTERVAL;
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(20), now, None);
+        }
+        let pace = gate.lock().pace.expect("paced");
+        assert!(
+            (pace - 100.0 * UNDER_CEILING).abs() < 0.5,
+            "back under the ceiling and no higher: {pace}"
+        );
+        // A deep line again (a list's next page fanned out): the probe goes on above it.
+        gate.lock().in_line = 1_000;
+        now += PROBE_INTERVAL;
+        gate.lock().pace_bound = true;
+        gate.on_success(now - ms(20), now, None);
+        assert!(gate.lock().pace.expect("paced") > 100.0 * UNDER_CEILING + 0.5);
+    }
+
+    #[test]
+    fn a_limit_from_an_earlier_crawl_paces_from_the_first_request_with_the_window_it_needs() {
+        let gate = Gate::new(512, true);
+        gate.start_crawl(Some((500.0, None)));
+        {
+            let s = gate.lock();
+            assert_eq!(s.pace, Some(500.0 * UNDER_CEILING));
+            assert!(!s.slow_start, "no ramp to climb");
+            assert_eq!(s.ceiling, Some(500.0));
+            assert!(
+                (s.probe_backoff - 1.0).abs() < 1e-12,
+                "probed as a fresh measure"
+            );
+        }
+        // The first answer (400 ms) sizes the window for the pace over a round trip.
+        let t0 = Instant::now();
+        gate.on_success(t0, t0 + ms(400), None);
+        // 492.5 a second × 0.4 s × 1.5 headroom + 1.
+        assert_eq!(gate.limit(), 296);
+        // The API's headers state another limit (it was raised since): theirs is the one.
+        let stated = RateHeaders {
+            limit_per_minute: 60_000.0,
+            remaining: Some(500.0),
+            reset: None,
+        };
+        gate.on_success(t0 + ms(10), t0 + ms(410), Some(stated));
+        {
+            let s = gate.lock();
+            assert_eq!(s.ceiling, Some(1_000.0));
+            assert_eq!(s.pace, Some(1_000.0 * UNDER_CEILING));
+        }
+        // Mid-crawl, a limit of its own is not replaced; a fixed concurrency is never paced
+        // by one.
+        gate.lock().in_flight = 1;
+        gate.start_crawl(Some((50.0, None)));
+        assert_eq!(gate.lock().ceiling, Some(1_000.0));
+        let fixed = Gate::new(8, false);
+        fixed.start_crawl(Some((50.0, None)));
+        assert!(fixed.lock().pace.is_none());
+        let fresh = Gate::new(8, true);
+        for nonsense in [0.0, 0.5, -1.0, f64::NAN, f64::INFINITY] {
+            fresh.start_crawl(Some((nonsense, None)));
+        }
+        assert!(fresh.lock().ceiling.is_none() && fresh.lock().slow_start);
+    }
+
+    #[test]
+    fn each_crawl_starts_from_what_the_store_knows_not_from_where_the_last_one_ended() {
+        // The daemon's client lives from run to run: a crawl that ended on a limit and a
+        // wide window of its own ...
+        let gate = past_slow_start(256, 985.0, Some(1_000.0));
+        gate.lock().limit = 200.0;
+        gate.lock().in_line = 0;
+        // ... is forgotten when the next one starts, which paces from the stored rate.
+        gate.start_crawl(Some((400.0, Some(40.0))));
+        {
+            let s = gate.lock();
+            assert_eq!(s.ceiling, Some(400.0));
+            assert_eq!(s.pace, Some(400.0 * UNDER_CEILING));
+            assert_eq!(s.limit_now(), START_LIMIT);
+            assert!(s.remembered.is_some());
+        }
+        // With nothing stored, it ramps up as a first crawl does.
+        gate.start_crawl(None);
+        let s = gate.lock();
+        assert!(s.ceiling.is_none() && s.slow_start && s.remembered.is_none());
+        assert_eq!(s.pace, Some(START_PACE));
+    }
+
+    /// Drives `gate` for `seconds` of a crawl that never draws a 429: requests leave at the
+    /// pace and answer after 20 ms, with requests always waiting for the pace. Returns the
+    /// highest pace reached while the remembered bucket still capped the probe, and the
+    /// pace at the end.
+    fn probe_without_429s(gate: &Gate, seconds: u64) -> (f64, f64) {
+        let t0 = Instant::now();
+        let mut next_send = t0;
+        let mut capped: f64 = 0.0;
+        for tick in 1..=seconds * 100 {
+            let now = t0 + ms(tick * 10);
+            while next_send <= now {
+                let pace = {
+                    let mut s = gate.lock();
+                    assert_eq!(s.release(next_send), None, "sent at the pace");
+                    s.pace.expect("paced")
+                };
+                next_send += Duration::from_secs_f64(1.0 / pace);
+            }
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(20), now, None);
+            let s = gate.lock();
+            if s.remembered.is_some() {
+                capped = capped.max(s.pace.expect("paced"));
+            }
+        }
+        let end = gate.lock().pace.expect("paced");
+        (capped, end)
+    }
+
+    #[test]
+    fn above_a_remembered_limit_the_probe_steps_small_until_the_bucket_would_have_run_dry() {
+        // 100/s with a bucket of 50 found by an earlier crawl. Until 1.2 × 50 + 2 requests
+        // more than 100/s have gone out, a bucket that deep could still be hiding that
+        // limit, and each request above it would be refused when it ran dry.
+        let gate = Gate::new(256, true);
+        gate.start_crawl(Some((100.0, Some(50.0))));
+        gate.lock().in_line = 5_000;
+        let (capped, end) = probe_without_429s(&gate, 20);
+        assert!(capped > 110.0, "it does step above: {capped}");
+        assert!(capped <= 100.0 * (1.0 + GENTLE) + 1e-9, "{capped}");
+        // No 429 after that: the limit is higher now, and the probe goes on as fast as
+        // after any measure.
+        assert!(gate.lock().remembered.is_none());
+        assert!(end > 200.0, "{end}");
+        // Without the bucket's depth, nothing holds the steps small.
+        let unknown = Gate::new(256, true);
+        unknown.start_crawl(Some((100.0, None)));
+        unknown.lock().in_line = 5_000;
+        let t0 = Instant::now();
+        for tick in 1..=300 {
+            let now = t0 + ms(tick * 10);
+            unknown.lock().pace_bound = true;
+            unknown.on_success(now - ms(20), now, None);
+        }
+        let pace = unknown.lock().pace.expect("paced");
+        assert!(pace > 100.0 * (1.0 + GENTLE), "{pace}");
+    }
+
+    #[test]
+    fn the_bucket_depth_is_measured_where_it_first_ran_dry() {
+        // A bucket of 50 refilling at 100/s, full at the start: a second at 50/s
+        // overflows it, then 200/s empties it in half a second, 100 requests later.
+        let gate = past_slow_start(256, 1_000.0, Some(100.0));
+        let t0 = Instant::now();
+        let mut sent = Vec::new();
+        for i in 0..50 {
+            sent.push(t0 + ms(20 * i));
+        }
+        let dry_from = t0 + ms(1_000);
+        for i in 0..100 {
+            sent.push(dry_from + ms(5 * i));
+        }
+        let refused = dry_from + ms(500);
+        for at in &sent {
+            assert_eq!(gate.lock().release(*at), None);
+        }
+        assert_eq!(gate.lock().measured_depth(), None, "not run dry yet");
+        assert_eq!(gate.lock().release(refused), None);
+        gate.on_rate_limited(refused, refused + ms(20));
+        // The log of sends stops once the first 429 is back: the rest of the crawl is not
+        // part of the measure, and is not kept for it.
+        let logged = gate.lock().sends.len();
+        assert_eq!(gate.lock().release(refused + ms(25)), None);
+        assert_eq!(gate.lock().sends.len(), logged);
+        let depth = gate.lock().measured_depth().expect("measured");
+        assert!((depth - 50.0).abs() < 1.0, "{depth}");
+    }
+
+    /// Plays a server whose bucket is empty and refills at `limit` a second against a
+    /// client sending every `every`: the sends from `from` on, each accepted when a token
+    /// has come back since the last one and refused (429) otherwise.
+    fn play(gate: &Gate, from: Instant, every: Duration, count: u32, limit: f64) -> Instant {
+        let mut tokens = 0.0f64;
+        let mut sent = from;
+        for _ in 0..count {
+            tokens += every.as_secs_f64() * limit;
+            let answered = sent + ms(20);
+            if tokens >= 1.0 {
+                tokens -= 1.0;
+                gate.on_success(sent, answered, None);
+            } else {
+                gate.on_rate_limited(sent, answered);
+            }
+            sent += every;
+        }
+        sent
+    }
+
+    #[test]
+    fn the_limit_is_measured_from_the_requests_accepted_between_two_429s() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(400.0);
+        // 400 a second against a limit of 100: three of every four are refused.
+        play(&gate, t0, Duration::from_micros(2500), 200, 100.0);
+        let s = gate.lock();
+        let measured = s.measured_limit().expect("a measure");
+        assert!((measured - 100.0).abs() < 3.0, "{measured}");
+        assert_eq!(s.ceiling, Some(measured));
+        // Every 429 that goes on coming (this server is sent 400 a second whatever the
+        // pace says) keeps the pace under the lowest measure so far.
+        let pace = s.pace.expect("paced");
+        assert!((85.0..=measured * UNDER_CEILING).contains(&pace), "{pace}");
+        assert!(!s.slow_start);
+    }
+
+    #[test]
+    fn a_429_while_already_under_the_measure_cuts_nothing() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(400.0);
+        let later = play(&gate, t0, Duration::from_micros(2500), 200, 100.0);
+        let settled = gate.lock().pace.expect("paced");
+        let measured = gate.lock().measured_limit().expect("a measure");
+        assert!(
+            settled <= measured * UNDER_CEILING + 1e-9,
+            "{settled} {measured}"
+        );
+        // The bucket that episode emptied has no cushion yet: a 429 at the settled pace
+        // is jitter at its bottom, and the pace stays.
+        gate.on_rate_limited(later, later + ms(20));
+        assert_eq!(gate.lock().pace, Some(settled));
+    }
+
+    #[test]
+    fn after_slow_start_the_in_flight_limit_is_what_the_pace_needs_over_a_round_trip() {
+        let gate = past_slow_start(256, 500.0, None);
+        let t0 = Instant::now();
+        for i in 0..20 {
+            let at = t0 + ms(200 + i);
+            gate.on_success(at - ms(200), at, None);
+        }
+        // 500 a second × 200 ms = 100 in flight, and half again for room.
+        assert_eq!(gate.limit(), 151);
+        // In slow start the pace is a guess: the limit does not chase it.
+        let ramping = Gate::new(256, true);
+        ramping.lock().pace = Some(500.0);
+        for i in 0..20 {
+            let at = t0 + ms(200 + i);
+            ramping.on_success(at - ms(200), at, None);
+        }
+        assert_eq!(ramping.limit(), START_LIMIT);
+    }
+
+    #[test]
+    fn slow_start_stops_growing_a_pace_far_above_what_gets_through() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(1000.0);
+        // 100 a second get through: the pace is ten times that. Once enough answers have
+        // come to measure that (20), the pace grows no more.
+        let mut now = t0;
+        let mut paces = Vec::new();
+        for _ in 0..60 {
+            now += ms(10);
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(5), now, None);
+            paces.push(gate.lock().pace.expect("paced"));
+        }
+        assert!(
+            paces[19] > 1000.0,
+            "it grew before it could tell: {paces:?}"
+        );
+        assert!(paces[19..].iter().all(|p| *p == paces[19]), "{paces:?}");
+    }
+
+    #[test]
+    fn a_429_now_and_then_among_hundreds_of_answers_cuts_nothing() {
+        let gate = past_slow_start(64, 300.0, Some(310.0));
+        let t0 = Instant::now();
+        for i in 0..300 {
+            let sent = t0 + Duration::from_micros(3333 * i);
+            gate.on_success(sent, sent + ms(20), None);
+        }
+        gate.on_rate_limited(t0 + ms(999), t0 + ms(1019));
+        assert_eq!(gate.lock().pace, Some(300.0), "one in 301 is jitter");
+        // Many more are a pace over the limit.
+        for i in 0..5 {
+            gate.on_rate_limited(t0 + ms(1000 + i), t0 + ms(1020 + i));
+        }
+        assert!(gate.lock().pace.expect("paced") < 300.0);
+    }
+
+    #[test]
+    fn a_first_429_cuts_a_little_until_enough_429s_measure_the_limit() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(200.0);
+        gate.on_rate_limited(t0 + ms(10), t0 + ms(60));
+        assert_eq!(gate.lock().pace, Some(200.0 * LIGHT_CUT));
+        assert_eq!(gate.lock().ceiling, None, "one 429 measures nothing");
+        // The rest of the episode (sent before the first answer) cuts nothing more until
+        // it measures the limit.
+        gate.on_success(t0 + ms(11), t0 + ms(61), None);
+        gate.on_rate_limited(t0 + ms(12), t0 + ms(62));
+        assert_eq!(gate.lock().pace, Some(200.0 * LIGHT_CUT));
+        // A request sent after the cut that still draws a 429 starts a new episode.
+        gate.on_rate_limited(t0 + ms(70), t0 + ms(120));
+        let again = gate.lock().pace.expect("paced");
+        assert!(
+            (again - 200.0 * LIGHT_CUT * LIGHT_CUT).abs() < 1e-9,
+            "{again}"
+        );
+    }
+
+    #[test]
+    fn a_limit_that_drops_mid_crawl_is_followed_within_a_few_dozen_requests() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(220.0);
+        let later = play(&gate, t0, Duration::from_micros(4545), 200, 200.0);
+        let before = gate.lock().ceiling.expect("measured");
+        assert!((before - 200.0).abs() < 8.0, "{before}");
+        // The server now allows 100 a second; the client still sends at 220.
+        play(&gate, later, Duration::from_micros(4545), 120, 100.0);
+        let after = gate.lock().ceiling.expect("measured");
+        assert!((after - 100.0).abs() < 5.0, "{after}");
+    }
+
+    #[test]
+    fn an_answer_other_than_a_success_spent_a_token_all_the_same() {
+        let measure = |others: bool| {
+            let gate = Gate::new(64, true);
+            let t0 = Instant::now();
+            gate.on_rate_limited(t0, t0 + ms(20));
+            for i in 1..50 {
+                let sent = t0 + ms(2 * i);
+                if others && i % 2 == 0 {
+                    gate.on_other_answer(sent, sent + ms(20));
+                } else {
+                    gate.on_success(sent, sent + ms(20), None);
+                }
+            }
+            gate.on_rate_limited(t0 + ms(100), t0 + ms(120));
+            gate.lock().ceiling.expect("measured")
+        };
+        assert!((measure(false) - 490.0).abs() < 1e-6);
+        assert!((measure(true) - measure(false)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_429_while_unpaced_paces_at_the_rate_that_got_through() {
+        let gate = Gate::new(32, false);
+        let t0 = Instant::now();
+        // 100 successes over the last second: the server let 100 a second through.
+        for i in 0..100 {
+            gate.on_success(t0, t0 + ms(10 * i + 10), None);
+        }
+        gate.on_rate_limited(t0 + ms(990), t0 + ms(1000));
+        let pace = gate.lock().pace.expect("paced");
+        assert!((pace - 100.0 * LIGHT_CUT).abs() < 1.5, "{pace}");
+    }
+
+    #[test]
+    fn a_stray_429_while_ramping_up_slows_a_little_and_keeps_ramping() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(100.0);
+        for i in 0..99 {
+            let at = t0 + ms(10 * i + 20);
+            gate.on_success(at - ms(20), at, None);
+        }
+        gate.on_rate_limited(t0 + ms(980), t0 + ms(1000));
+        let s = gate.lock();
+        assert!(s.slow_start);
+        assert_eq!(s.ceiling, None);
+        assert!((s.pace.expect("paced") - 100.0 * LIGHT_CUT).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_stray_429_among_many_successes_cuts_the_pace_a_little_and_keeps_the_ceiling() {
+        let gate = past_slow_start(64, 97.0, Some(100.0));
+        let t0 = Instant::now();
+        for i in 0..97 {
+            gate.on_success(t0, t0 + ms(10 * i + 10), None);
+        }
+        gate.on_rate_limited(t0 + ms(980), t0 + ms(1000));
+        let s = gate.lock();
+        let pace = s.pace.expect("paced");
+        assert!((pace - 97.0 * LIGHT_CUT).abs() < 1e-6, "{pace}");
+        assert_eq!(s.ceiling, Some(100.0));
+    }
+
+    #[test]
+    fn after_a_cut_the_pace_climbs_back_under_the_ceiling_then_creeps_above_it_faster_and_faster() {
+        let gate = past_slow_start(64, 50.0, Some(100.0));
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut paces = Vec::new();
+        for _ in 0..14 {
+            now += PROBE_INTERVAL;
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(20), now, None);
+            paces.push(gate.lock().pace.expect("paced"));
+        }
+        assert!(paces.windows(2).all(|w| w[1] >= w[0]), "{paces:?}");
+        // Halfway back each probe: within 1% of 98.5 after a few.
+        let under = 100.0 * UNDER_CEILING;
+        assert!((paces[6] - under).abs() < 1.0, "{paces:?}");
+        // Then 1%, 2%, 4%, 8%, 16%, 25%, 25% a probe: past the old ceiling, which moves
+        // up with it.
+        let steps: Vec<f64> = paces.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
+        let expected = [0.01, 0.02, 0.04, 0.08, 0.16, 0.25, 0.25];
+        assert_eq!(steps[6..].len(), expected.len(), "{steps:?}");
+        for (step, expected) in steps[6..].iter().zip(expected) {
+            assert!((step - expected).abs() < 1e-9, "{steps:?}");
+        }
+        let last = *paces.last().expect("paces");
+        assert!(last > 200.0, "{paces:?}");
+        assert_eq!(gate.lock().ceiling, Some(last));
+        // The next 429 starts the creep from 1% again.
+        gate.on_rate_limited(now, now + ms(20));
+        assert!((gate.lock().probe_step - PROBE_STEP).abs() < 1e-12);
+    }
+
+    #[test]
+    fn slow_start_grows_the_window_while_it_is_full_but_not_past_what_the_pace_needs() {
+        let gate = Gate::new(256, true);
+        let t0 = Instant::now();
+        {
+            let mut s = gate.lock();
+            s.pace = Some(1000.0);
+            s.in_flight = START_LIMIT;
+        }
+        // Every answer finds the window full: half a slot more each, though no request
+        // found every slot taken.
+        for i in 0..8 {
+            gate.on_success(t0, t0 + ms(100 + i), None);
+            let mut s = gate.lock();
+            s.in_flight = s.limit_now();
+        }
+        assert_eq!(gate.limit(), START_LIMIT + 4);
+        // Full of requests waiting for their paced start: the pace holds them, not the
+        // window.
+        gate.lock().slot_waiters = 1;
+        for i in 0..8 {
+            gate.on_success(t0, t0 + ms(100 + i), None);
+        }
+        assert_eq!(gate.limit(), START_LIMIT + 4);
+        // At 100 a second over a 100 ms round trip, 16 in flight is all the pace needs.
+        {
+            let mut s = gate.lock();
+            s.slot_waiters = 0;
+            s.pace = Some(100.0);
+        }
+        for i in 0..100 {
+            gate.on_success(t0, t0 + ms(100), None);
+            let mut s = gate.lock();
+            s.in_flight = s.limit_now();
+            // The longest round trip seen was 107 ms.
+            let needed = 100.0 * 0.107 * LITTLE_HEADROOM + 1.0;
+            assert!(s.limit <= needed, "{i}: {} > {needed}", s.limit);
+        }
+        assert!(gate.limit() >= 15, "grew up to what the pace needs");
+    }
+
+    #[test]
+    fn a_429_after_hundreds_of_answers_cuts_nothing_even_at_a_slow_pace() {
+        // 50 a second: 200 answers are four seconds of them.
+        let gate = past_slow_start(64, 50.0, Some(52.0));
+        let t0 = Instant::now();
+        for i in 0..RARE_429 {
+            let sent = t0 + ms(20) * u32::try_from(i).expect("small");
+            gate.on_success(sent, sent + ms(20), None);
+        }
+        let last = t0 + ms(20) * u32::try_from(RARE_429).expect("small");
+        gate.on_rate_limited(last, last + ms(20));
+        assert_eq!(gate.lock().pace, Some(50.0), "one in 201 is jitter");
+        gate.on_rate_limited(last + ms(40), last + ms(60));
+        assert!(
+            gate.lock().pace.expect("paced") < 50.0,
+            "two in a row are not"
+        );
+    }
+
+    #[test]
+    fn a_limit_measured_far_too_low_is_left_behind_within_seconds() {
+        // A clump of arrivals refused by a small bucket measured 40 a second; the server
+        // allows 500 and refuses nothing at the pace the probe reaches.
+        let gate = past_slow_start(256, 40.0, Some(40.0));
+        let mut now = Instant::now();
+        for _ in 0..40 {
+            now += PROBE_INTERVAL;
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(20), now, None);
+        }
+        let pace = gate.lock().pace.expect("paced");
+        assert!(pace > 400.0, "20 s of quiet probing reached only {pace}");
+    }
+
+    #[test]
+    fn a_limit_measured_again_where_it_was_is_probed_less_and_less_often() {
+        // One 429 episode: 60 requests at 125 a second against a bucket refilling at
+        // `limit`, all answered after the last is sent (so they are one episode).
+        fn episode(gate: &Gate, start: Instant, limit: f64) -> Instant {
+            let every = ms(8);
+            let answered = start + every * 60 + ms(1);
+            let mut tokens = 0.0f64;
+            for i in 0..60 {
+                tokens += every.as_secs_f64() * limit;
+                if tokens >= 1.0 {
+                    tokens -= 1.0;
+                    gate.on_success(start + every * i, answered, None);
+                } else {
+                    gate.on_rate_limited(start + every * i, answered);
+                }
+            }
+            answered
+        }
+        let gate = past_slow_start(256, 125.0, None);
+        let mut now = Instant::now();
+        let backoffs: Vec<f64> = (0..5)
+            .map(|_| {
+                now = episode(&gate, now + ms(1), 100.0);
+                gate.lock().probe_backoff
+            })
+            .collect();
+        assert_eq!(
+            backoffs,
+            [1.0, 2.0, 4.0, 8.0, MAX_PROBE_BACKOFF],
+            "{backoffs:?}"
+        );
+        // Under the confirmed limit, a step above it waits that many probe intervals.
+        let pace = gate.lock().pace.expect("paced");
+        let mut stepped_at = None;
+        for i in 1..=20 {
+            let t = now + PROBE_INTERVAL * i;
+            gate.lock().pace_bound = true;
+            gate.on_success(t - ms(20), t, None);
+            if gate.lock().pace.expect("paced") > pace {
+                stepped_at = Some(i);
+                break;
+            }
+        }
+        assert_eq!(stepped_at, Some(8), "pace {pace}");
+        // A limit measured somewhere else (it dropped to 50) is probed at once again.
+        episode(&gate, now + PROBE_INTERVAL * 9, 50.0);
+        assert!((gate.lock().probe_backoff - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn requests_a_late_timer_finds_due_together_still_leave_half_an_interval_apart() {
+        let gate = past_slow_start(64, 100.0, None);
+        let t0 = Instant::now();
+        let mut s = gate.lock();
+        assert_eq!(s.release(t0), None);
+        // 10 ms a request: the next may leave 5 ms after the last, not sooner.
+        assert_eq!(s.release(t0 + ms(1)), Some(t0 + ms(5)));
+        assert_eq!(s.release(t0 + ms(5)), None);
+        assert_eq!(s.release(t0 + ms(7)), Some(t0 + ms(10)));
+        // Unpaced (a fixed concurrency before any 429): nothing is held back.
+        s.pace = None;
+        assert_eq!(s.release(t0 + ms(7)), None);
+    }
+
+    #[test]
+    fn rate_limit_headers_set_the_pace_before_any_429_and_cap_the_probe() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        let headers = RateHeaders {
+            limit_per_minute: 6000.0,
+            remaining: Some(40.0),
+            reset: Some(ms(600)),
+        };
+        gate.on_success(t0, t0 + ms(20), Some(headers));
+        let pace = gate.lock().pace.expect("paced");
+        assert!((pace - 100.0 * UNDER_CEILING).abs() < 1e-9, "{pace}");
+        let mut now = t0 + ms(20);
+        for _ in 0..20 {
+            now += PROBE_INTERVAL;
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(20), now, Some(headers));
+        }
+        let pace = gate.lock().pace.expect("paced");
+        assert!(pace <= 100.0 * UNDER_CEILING + 1e-9, "{pace}");
+        // An empty budget holds the next request until a token has come back.
+        let empty = RateHeaders {
+            remaining: Some(0.0),
+            ..headers
+        };
+        now += PROBE_INTERVAL;
+        gate.on_success(now, now + ms(1), Some(empty));
+        let slot = gate.lock().reserve_slot(now + ms(1)).expect("a slot");
+        assert!(slot >= now + ms(10), "{:?}", slot - now);
+    }
+
+    #[test]
+    fn rate_limit_headers_are_read_as_openai_writes_them() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let mut h = HeaderMap::new();
+        assert_eq!(rate_headers(&h), None);
+        h.insert(
+            "x-ratelimit-limit-requests",
+            HeaderValue::from_static("3000"),
+        );
+        h.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_static("2999"),
+        );
+        h.insert(
+            "x-ratelimit-reset-requests",
+            HeaderValue::from_static("20ms"),
+        );
+        assert_eq!(
+            rate_headers(&h),
+            Some(RateHeaders {
+                limit_per_minute: 3000.0,
+                remaining: Some(2999.0),
+                reset: Some(ms(20)),
+            })
+        );
+        h.insert("x-ratelimit-limit-requests", HeaderValue::from_static("0"));
+        assert_eq!(rate_headers(&h), None, "a zero limit says nothing usable");
+        for (text, expected) in [
+            ("1s", Some(ms(1000))),
+            ("6m0s", Some(Duration::from_secs(360))),
+            ("8.64s", Some(ms(8640))),
+            ("1h2m3.5s", Some(ms(3_723_500))),
+            ("1.5ms", Some(Duration::from_micros(1500))),
+            ("", None),
+            ("5x", None),
+            ("s", None),
+        ] {
+            assert_eq!(parse_go_duration(text), expected, "{text:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_gate_holds_requests_beyond_the_limit_until_one_finishes() {
+        let gate = Arc::new(Gate::new(2, false));
+        let (a, _) = gate.acquire(Queue::Back).await;
+        let (b, _) = gate.acquire(Queue::Back).await;
+        let third = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.acquire(Queue::Back).await.1 }
+        });
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished());
+        assert!(gate.lock().concurrency_bound);
+        drop(a);
+        third
+            .await
+            .expect("the third request goes once one finished");
+        drop(b);
+    }
+
+    /// Spawns a request that waits at the gate in line at `queue` and holds its slot
+    /// until told to let go; the first channel says when it got the slot.
+    fn waiter(
+        gate: &Arc<Gate>,
+        queue: Queue,
+    ) -> (
+        tokio::sync::oneshot::Receiver<()>,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (got_tx, got_rx) = tokio::sync::oneshot::channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let gate = gate.clone();
+        let task = tokio::spawn(async move {
+            let (permit, _) = gate.acquire(queue).await;
+            let _ = got_tx.send(());
+            let _ = done_rx.await;
+            drop(permit);
+        });
+        (got_rx, done_tx, task)
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_next_page_goes_ahead_of_every_read_not_yet_begun() {
+        let gate = Arc::new(Gate::new(1, false));
+        let (first, _) = gate.acquire(Queue::Back).await;
+        let (mut back_got, back_done, back) = waiter(&gate, Queue::Back);
+        settle().await;
+        let (mut front_got, front_done, front) = waiter(&gate, Queue::Front);
+        settle().await;
+        assert_eq!(gate.lock().front_waiters, 1);
+
+        drop(first);
+        settle().await;
+        assert!(
+            front_got.try_recv().is_ok(),
+            "the slot goes to the request in front"
+        );
+        assert!(
+            back_got.try_recv().is_err(),
+            "the one at the back still waits"
+        );
+        assert_eq!(gate.lock().front_waiters, 0);
+
+        front_done
+            .send(())
+            .expect("the front request holds its slot");
+        front.await.expect("the front request finishes");
+        settle().await;
+        assert!(back_got.try_recv().is_ok(), "then the back gets it");
+        back_done.send(()).expect("the back request holds its slot");
+        back.await.expect("the back request finishes");
+    }
+
+    #[tokio::test]
+    async fn a_request_in_front_that_is_cancelled_leaves_a_free_slot_to_the_back() {
+        let gate = Arc::new(Gate::new(1, false));
+        // One request on the wire, counted by hand so that its end can wake no one.
+        gate.lock().in_flight = 1;
+        let (mut back_got, back_done, back) = waiter(&gate, Queue::Back);
+        let (_front_got, _front_done, front) = waiter(&gate, Queue::Front);
+        settle().await;
+        // The slot comes free while the request in front is about to take it...
+        gate.lock().in_flight = 0;
+        // ...and then it is cancelled: the request at the back must look again.
+        front.abort();
+        let _ = front.await;
+        settle().await;
+        assert_eq!(gate.lock().front_waiters, 0);
+        assert!(
+            back_got.try_recv().is_ok(),
+            "no free slot is left idle behind a cancelled request"
+        );
+        back_done.send(()).expect("the back request holds its slot");
+        back.await.expect("the back request finishes");
+    }
+
+    #[tokio::test]
+    async fn a_back_request_woken_for_a_free_slot_passes_it_to_the_one_in_front() {
+        let gate = Arc::new(Gate::new(2, false));
+        gate.lock().in_flight = 2;
+        let (mut back_got, back_done, back) = waiter(&gate, Queue::Back);
+        settle().await;
+        let (mut front_got, front_done, front) = waiter(&gate, Queue::Front);
+        settle().await;
+        // A slot comes free and the wake-up reaches the back of the line.
+        gate.lock().in_flight = 1;
+        gate.notify.notify_one();
+        settle().await;
+        assert!(front_got.try_recv().is_ok(), "the front got the free slot");
+        assert!(back_got.try_recv().is_err(), "the back gave way");
+        gate.lock().in_flight -= 1;
+        gate.wake_one();
+        settle().await;
+        assert!(
+            back_got.try_recv().is_ok(),
+            "the next free slot is the back's"
+        );
+        front_done
+            .send(())
+            .expect("the front request holds its slot");
+        back_done.send(()).expect("the back request holds its slot");
+        front.await.expect("the front request finishes");
+        back.await.expect("the back request finishes");
+    }
+}
