@@ -18,6 +18,8 @@
 # WARM=1 measures the second of two snapshots into one database against one simulator:
 # a crawl that starts at the rate the first one found the API to allow, as every
 # scheduled run after the first does (the grid only: the drift cases' changes happen once).
+# REFUSAL_LATENCY=MS answers each 429 after MS instead of the run's latency: an API whose
+# gateway refuses before the API does any work (the simulator's --refusal-latency-ms).
 # `change` is a limit changed between runs against one API and one database (the simulator
 # restarted on its port at the new rate): raised 250 -> 500/s (the two runs after it), and
 # cut 500 -> 250/s (the run after it), at CHANGE_LATENCY (400 ms) and 200 projects, for each
@@ -35,6 +37,7 @@ SEED=${SEED:-1}
 REPEAT=${REPEAT:-1}
 WARM=${WARM:-0}
 CHANGE_LATENCY=${CHANGE_LATENCY:-400}
+REFUSAL_LATENCY=${REFUSAL_LATENCY:-}
 WHAT=${1:-all}
 
 if [ -z "${ORGWARDEN_BIN:-}" ]; then
@@ -54,7 +57,9 @@ trap cleanup EXIT
 start_sim() {
     local projects=$1
     shift
-    "$BIN" -q sim --addr "127.0.0.1:${SIM_PORT:-0}" --projects "$projects" --seed "$SEED" "$@" \
+    local refusal=()
+    [ -n "$REFUSAL_LATENCY" ] && refusal=(--refusal-latency-ms "$REFUSAL_LATENCY")
+    "$BIN" -q sim --addr "127.0.0.1:${SIM_PORT:-0}" --projects "$projects" --seed "$SEED" "$@" "${refusal[@]}" \
         >"$WORK/sim.out" 2>"$WORK/sim.err" &
     SIM_PID=$!
     for _ in $(seq 1 300); do

@@ -41,6 +41,10 @@ pub struct SimArgs {
     /// Added latency per request, in milliseconds
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Answer a request the rate limit refuses after this many milliseconds instead of
+    /// --latency-ms (a gateway that refuses before the API does any work)
+    #[arg(long, value_name = "MS", requires = "rate_limit")]
+    pub refusal_latency_ms: Option<u64>,
     /// Requests per second before answering 429 with Retry-After (counted as each request
     /// arrives, before the added latency, as a gateway in front of an API counts them)
     #[arg(long)]
@@ -75,6 +79,7 @@ impl std::fmt::Debug for SimArgs {
             .field("fail_request", &self.fail_request)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "[redacted]"))
             .field("latency_ms", &self.latency_ms)
+            .field("refusal_latency_ms", &self.refusal_latency_ms)
             .field("rate_limit", &self.rate_limit)
             .field("burst", &self.burst)
             .field("rate_limit_headers", &self.rate_limit_headers)
@@ -222,6 +227,7 @@ pub fn sim(_global: &GlobalArgs, args: &SimArgs) -> anyhow::Result<Exit> {
     let opts = SimOptions {
         admin_key: args.admin_key.clone(),
         latency: Duration::from_millis(args.latency_ms),
+        refusal_latency: args.refusal_latency_ms.map(Duration::from_millis),
         rate_limit: args.rate_limit,
         burst: args.burst,
         rate_limit_headers: args.rate_limit_headers,

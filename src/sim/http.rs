@@ -122,6 +122,10 @@ async fn serve_request(State(s): State<Arc<Shared>>, req: Request) -> Response {
         .map(TokenBucket::take);
     // When each request reached the bucket, to set beside the client's send times.
     tracing::trace!(granted = !matches!(budget, Some(Err(_))), "arrival");
+    let latency = match (budget, s.opts.refusal_latency) {
+        (Some(Err(_)), Some(refusal)) => refusal,
+        _ => latency,
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

@@ -87,6 +87,10 @@ pub struct SimOptions {
     pub admin_key: Option<String>,
     /// Added to every request.
     pub latency: Duration,
+    /// Added instead to a request the rate limit refuses; `None` = `latency`. A gateway in
+    /// front of an API refuses before the API does any work, so its 429 can come back
+    /// sooner than an answer.
+    pub refusal_latency: Option<Duration>,
     /// Requests per second before 429s; `None` = no limit.
     pub rate_limit: Option<f64>,
     /// Requests the budget can save up; `None` = a second's worth of `rate_limit`.
@@ -110,6 +114,7 @@ impl Default for SimOptions {
         SimOptions {
             admin_key: None,
             latency: Duration::ZERO,
+            refusal_latency: None,
             rate_limit: None,
             burst: None,
             rate_limit_headers: false,
@@ -127,6 +132,7 @@ impl fmt::Debug for SimOptions {
         f.debug_struct("SimOptions")
             .field("admin_key", &self.admin_key.as_ref().map(|_| "[redacted]"))
             .field("latency", &self.latency)
+            .field("refusal_latency", &self.refusal_latency)
             .field("rate_limit", &self.rate_limit)
             .field("burst", &self.burst)
             .field("rate_limit_headers", &self.rate_limit_headers)

@@ -131,6 +131,30 @@ async fn latency_is_added_to_every_request() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_latency_answers_a_429_sooner_than_an_answer() {
+    let opts = SimOptions {
+        latency: Duration::from_millis(400),
+        refusal_latency: Some(Duration::ZERO),
+        rate_limit: Some(1.0),
+        burst: Some(1.0),
+        ..SimOptions::default()
+    };
+    let sim = serve(local(), Org::demo(now()), opts).await.unwrap();
+    let api = Api::new(&sim.base_url(), Some("k"));
+    let start = Instant::now();
+    assert_eq!(api.get("/organization/projects").await.status, 200);
+    assert!(start.elapsed() >= Duration::from_millis(400));
+    let start = Instant::now();
+    let refused = api.get("/organization/projects").await;
+    assert_eq!(refused.status, 429);
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 #[test]
 fn the_background_simulator_serves_org_changes_and_stops_on_shutdown() {
     let sim = start_background(Org::demo(now()), SimOptions::default()).unwrap();
