@@ -25,7 +25,7 @@ use crate::size::ByteSize;
 mod gate;
 
 pub use gate::Queue;
-use gate::{Gate, rate_headers};
+use gate::{Gate, Permit, rate_headers};
 
 /// The environment variable the admin key is read from.
 pub const ADMIN_KEY_ENV: &str = "OPENAI_ADMIN_KEY";
@@ -750,20 +750,20 @@ impl AdminClient {
         explained: bool,
         queue: Queue,
     ) -> Attempt {
-        let (_permit, sent) = self.gate.acquire(queue).await;
+        let (mut permit, _) = self.gate.acquire(queue).await;
         // Boxed, so that a request waiting at the gate is a small future rather than the
         // size of a whole exchange: a large crawl has thousands waiting at once.
-        Box::pin(self.exchange(shown, url, query, explained, sent)).await
+        Box::pin(self.exchange(shown, url, query, explained, &mut permit)).await
     }
 
-    /// One request on the wire, released by the gate at `sent`, and its answer.
+    /// One request on the wire, released by the gate with `permit`, and its answer.
     async fn exchange(
         &self,
         shown: &str,
         url: &Url,
         query: &[(&str, String)],
         explained: bool,
-        sent: Instant,
+        permit: &mut Permit,
     ) -> Attempt {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let mut auth = match HeaderValue::from_str(&format!("Bearer {}", self.key.expose_secret()))
@@ -798,7 +798,7 @@ impl AdminClient {
         let status = response.status();
         self.observe(Some(status.as_u16()));
         if !status.is_success() && status != StatusCode::TOO_MANY_REQUESTS {
-            self.gate.on_other_answer(sent, Instant::now());
+            permit.other_answer(Instant::now());
         }
         let retry_after = retry_after(response.headers());
         if explained && (status == StatusCode::BAD_REQUEST || status == StatusCode::FORBIDDEN) {
@@ -833,7 +833,7 @@ impl AdminClient {
                     ),
                 });
             }
-            self.gate.on_rate_limited(sent, Instant::now());
+            permit.rate_limited(Instant::now());
             return Attempt::Retry {
                 error: ClientError::Status {
                     path: shown.to_owned(),
@@ -864,7 +864,7 @@ impl AdminClient {
                 message,
             });
         }
-        self.success_body(shown, response, sent).await
+        self.success_body(shown, response, permit).await
     }
 
     /// Reads a 200's body, at most `max_response_bytes` of it.
@@ -872,7 +872,7 @@ impl AdminClient {
         &self,
         shown: &str,
         response: reqwest::Response,
-        sent: Instant,
+        permit: &mut Permit,
     ) -> Attempt {
         let limits = rate_headers(response.headers());
         let limit = self.opts.max_response_bytes;
@@ -893,7 +893,7 @@ impl AdminClient {
         let cap = usize::try_from(limit.as_bytes()).unwrap_or(usize::MAX);
         match read_capped(response, cap).await {
             Ok(Capped::Whole(body)) => {
-                self.gate.on_success(sent, Instant::now(), limits);
+                permit.success(Instant::now(), limits);
                 Attempt::Body(body)
             }
             Ok(Capped::Cut(_)) => too_large("the answer goes on past its limit".into()),

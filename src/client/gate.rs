@@ -4,7 +4,7 @@
 //! when each request left, when its answer came and what it was, and the answer's
 //! rate-limit headers.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,9 @@ impl Queue {
 ///   the pace just under the stated limit before any 429. Without them the limit is
 ///   *measured* from the 429s: between two refused requests the server's bucket was empty,
 ///   so the requests it accepted that were sent between them, per second between their
-///   sends, is the rate it refills at ([`GateState::measured_limit`]). A 429 sets the pace
+///   sends, is the rate it refills at ([`GateState::measured_limit`]); one still
+///   unanswered then counts as accepted, since a refusal comes back no later than an
+///   acceptance (from a gateway, long before). A 429 sets the pace
 ///   just under that measure (or cuts it by 3% while there is none); a rare 429 among
 ///   hundreds of answers cuts nothing. After a quiet probe interval the pace climbs back
 ///   under the measure and then creeps above it, 1% and then faster up to 25% a step, so
@@ -55,6 +57,12 @@ impl Queue {
 ///   the same limit again doubles the wait between steps above it (up to 8 intervals),
 ///   since each such step only buys the next episode's 429s. Requests leave at least half
 ///   the pace's interval apart, even when a late timer finds several due at once.
+/// - **What an earlier crawl found** ([`Gate::start_crawl`]): each crawl starts afresh,
+///   and given the limit and burst allowance the last crawl of the same API found, paces
+///   just under that limit from the first request, with no slow start. Above it, each
+///   probe step goes at most 15% higher until more has been sent above the limit than
+///   the bucket held ([`GENTLE`], [`OUTGROWN`]); the bucket's depth is measured where it
+///   first runs dry ([`GateState::measured_depth`]).
 ///
 /// `Retry-After` holds only the request that received it: the others go on at the pace,
 /// which is what keeps one 429 from stalling a whole crawl. Requests wait in line in the
@@ -220,6 +228,9 @@ struct GateState {
     /// Send times of the answered requests over the last measure window, and whether
     /// each was refused (429): what [`GateState::measured_limit`] reads.
     answered: VecDeque<(Instant, bool)>,
+    /// Send times of the requests released and not answered yet (how many left at each
+    /// instant): what [`GateState::measured_limit`] counts as accepted.
+    unanswered: BTreeMap<Instant, u32>,
 }
 
 /// What an earlier crawl found of the server's bucket, and how far this crawl has drawn
@@ -299,6 +310,7 @@ impl GateState {
             last_probe: Instant::now(),
             recent: VecDeque::new(),
             answered: VecDeque::new(),
+            unanswered: BTreeMap::new(),
         }
     }
 
@@ -335,9 +347,25 @@ impl GateState {
     /// Records an answer the server counted against its limit (anything but a 429 is
     /// taken to have spent a token).
     fn record(&mut self, sent: Instant, refused: bool, now: Instant) {
+        self.settle(sent);
         self.answered.push_back((sent, refused));
         self.since_refused = if refused { 0 } else { self.since_refused + 1 };
         self.prune(now);
+    }
+
+    /// A request released at `sent` is on its way.
+    fn released(&mut self, sent: Instant) {
+        *self.unanswered.entry(sent).or_insert(0) += 1;
+    }
+
+    /// A request released at `sent` is answered, or will never be.
+    fn settle(&mut self, sent: Instant) {
+        if let Some(left) = self.unanswered.get_mut(&sent) {
+            *left -= 1;
+            if *left == 0 {
+                self.unanswered.remove(&sent);
+            }
+        }
     }
 
     /// The server's limit measured from the answers in the window: between the sends of
@@ -348,6 +376,18 @@ impl GateState {
     /// [`GOOD_MEASURE`] accepted requests inside it, else as far as the window goes.
     fn measured_limit(&self) -> Option<f64> {
         let mut sends: Vec<(Instant, bool)> = self.answered.iter().copied().collect();
+        // A request still unanswered when one sent after it was refused was accepted: a
+        // refusal comes back no later than an acceptance, and sooner from a gateway that
+        // refuses before the API does any work. Left out, the accepted requests of the
+        // span were still on their way when its 429s came back, and a limit of 500 a
+        // second measured 5 (traced with 429s answered in 20 ms and successes in 400).
+        if let Some((oldest, _)) = self.answered.front() {
+            sends.extend(
+                self.unanswered
+                    .range(*oldest..)
+                    .flat_map(|(sent, left)| std::iter::repeat_n((*sent, false), *left as usize)),
+            );
+        }
         sends.sort_by_key(|(sent, _)| *sent);
         let (last, _) = *sends.iter().rev().find(|(_, refused)| *refused)?;
         let mut accepted = 0usize;
@@ -596,13 +636,46 @@ impl GateState {
     }
 }
 
+/// A request's slot at the gate, from its start until it is dropped; its answer is
+/// reported through it, so that a request that never gets one (a transport error, a
+/// body cut off, a cancelled crawl) is settled when the slot is given back.
 pub(super) struct Permit {
     gate: Arc<Gate>,
+    /// When the request was released.
+    sent: Instant,
+    /// Its send time is not (or no longer) among the unanswered.
+    settled: bool,
+}
+
+impl Permit {
+    /// A successful answer, received at `now`, with its rate-limit headers.
+    pub(super) fn success(&mut self, now: Instant, headers: Option<RateHeaders>) {
+        self.settled = true;
+        self.gate.on_success(self.sent, now, headers);
+    }
+
+    /// A 429, received at `now`.
+    pub(super) fn rate_limited(&mut self, now: Instant) {
+        self.settled = true;
+        self.gate.on_rate_limited(self.sent, now);
+    }
+
+    /// An answer other than a success or a 429, received at `now`.
+    pub(super) fn other_answer(&mut self, now: Instant) {
+        self.settled = true;
+        self.gate.on_other_answer(self.sent, now);
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.gate.lock().in_flight -= 1;
+        {
+            let mut s = self.gate.lock();
+            s.in_flight -= 1;
+            if !self.settled {
+                s.settle(self.sent);
+            }
+        }
         self.gate.wake_one();
     }
 }
@@ -824,14 +897,29 @@ impl Gate {
                     if last_in_front {
                         self.notify.notify_one();
                     }
-                    let permit = Permit { gate: self.clone() };
+                    let mut permit = Permit {
+                        gate: self.clone(),
+                        sent: Instant::now(),
+                        // Nothing to settle until it is released.
+                        settled: true,
+                    };
                     if let Some(slot) = slot.filter(|slot| *slot > Instant::now()) {
                         let _waiting = Counted::slot_wait(self);
                         tokio::time::sleep_until(slot.into()).await;
                     }
                     loop {
                         let now = Instant::now();
-                        let Some(later) = self.lock().release(now) else {
+                        let later = {
+                            let mut s = self.lock();
+                            let later = s.release(now);
+                            if later.is_none() {
+                                s.released(now);
+                            }
+                            later
+                        };
+                        let Some(later) = later else {
+                            permit.sent = now;
+                            permit.settled = false;
                             return (permit, now);
                         };
                         let _waiting = Counted::slot_wait(self);
@@ -850,7 +938,7 @@ impl Gate {
     }
 
     /// A successful answer to a request released at `sent`, received at `now`.
-    pub(super) fn on_success(&self, sent: Instant, now: Instant, headers: Option<RateHeaders>) {
+    fn on_success(&self, sent: Instant, now: Instant, headers: Option<RateHeaders>) {
         let raised = {
             let mut s = self.lock();
             let before = s.limit_now();
@@ -917,7 +1005,7 @@ impl Gate {
 
     /// An answer other than a success or a 429 (a 404, a 5xx): it spent a token at the
     /// server all the same, which the measure of the limit must count.
-    pub(super) fn on_other_answer(&self, sent: Instant, now: Instant) {
+    fn on_other_answer(&self, sent: Instant, now: Instant) {
         self.lock().record(sent, false, now);
     }
 
@@ -927,7 +1015,7 @@ impl Gate {
     /// 429 refines the measure, and the pace is set just under it, or cut by 3% while there
     /// is no measure yet. It is not cut when it was already under the measure, nor for a
     /// rare 429 among hundreds of answers (the jitter of arrivals, not a pace too fast).
-    pub(super) fn on_rate_limited(&self, sent: Instant, now: Instant) {
+    fn on_rate_limited(&self, sent: Instant, now: Instant) {
         let mut s = self.lock();
         s.first_refused = Some(s.first_refused.map_or(sent, |first| first.min(sent)));
         let rare = s.since_refused >= RARE_429;
@@ -1389,6 +1477,59 @@ mod tests {
         let pace = s.pace.expect("paced");
         assert!((85.0..=measured * UNDER_CEILING).contains(&pace), "{pace}");
         assert!(!s.slow_start);
+    }
+
+    #[test]
+    fn a_limit_is_measured_right_when_429s_come_back_sooner_than_acceptances() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        gate.lock().pace = Some(400.0);
+        // 400 a second against a limit of 100, as above, but refused in 20 ms (a gateway)
+        // and accepted in 400 ms (the API's work): when the 429s come back, every request
+        // accepted between them is still on its way.
+        let mut tokens = 0.0f64;
+        let mut answers = Vec::new();
+        for i in 0..200u32 {
+            let sent = t0 + Duration::from_micros(2500) * i;
+            gate.lock().released(sent);
+            tokens += 0.25;
+            if tokens >= 1.0 {
+                tokens -= 1.0;
+                answers.push((sent + ms(400), sent, false));
+            } else {
+                answers.push((sent + ms(20), sent, true));
+            }
+        }
+        answers.sort();
+        for (at, sent, refused) in answers.into_iter().filter(|(at, ..)| *at <= t0 + ms(300)) {
+            if refused {
+                gate.on_rate_limited(sent, at);
+            } else {
+                gate.on_success(sent, at, None);
+            }
+        }
+        let s = gate.lock();
+        let measured = s.measured_limit().expect("a measure");
+        assert!((measured - 100.0).abs() < 5.0, "{measured}");
+        let pace = s.pace.expect("paced");
+        assert!((85.0..=measured * UNDER_CEILING).contains(&pace), "{pace}");
+    }
+
+    #[tokio::test]
+    async fn a_request_is_unanswered_until_its_answer_or_its_slot_is_given_back() {
+        let gate = Arc::new(Gate::new(4, false));
+        let (mut answered, _) = gate.acquire(Queue::Back).await;
+        let (lost, _) = gate.acquire(Queue::Back).await;
+        assert_eq!(gate.lock().unanswered.values().sum::<u32>(), 2);
+        answered.success(Instant::now(), None);
+        assert_eq!(gate.lock().unanswered.values().sum::<u32>(), 1);
+        // A request that never got an answer (a transport error) is settled with its slot.
+        drop(lost);
+        assert!(gate.lock().unanswered.is_empty());
+        // Nor is an answered one settled twice.
+        drop(answered);
+        assert!(gate.lock().unanswered.is_empty());
+        assert_eq!(gate.lock().in_flight, 0);
     }
 
     #[test]
