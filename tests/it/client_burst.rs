@@ -1,6 +1,7 @@
 //! The default (adaptive) client against the simulator with a small burst allowance:
 //! requests are paced, so the server's burst policy costs a handful of 429s, not one
-//! per second. Counts are asserted, never wall time (this machine is shared).
+//! per second. Counts and what the client learned are asserted, never wall time (this
+//! machine is shared).
 
 use orgwarden::client::{AdminClient, ClientOptions};
 use orgwarden::collect::collect;
@@ -125,4 +126,41 @@ async fn a_crawl_measures_the_burst_allowance_where_it_first_runs_dry() {
     let burst = learned.burst.expect("a burst").get();
     eprintln!("learned {per_minute}/min, burst {burst}");
     assert!((40..=80).contains(&burst), "{burst} against 60");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_whose_429s_come_back_before_its_answers_measures_the_limit_right() {
+    // A gateway refuses at once while the API takes 200 ms to answer: when a 429 comes
+    // back, the requests accepted just before it are still on their way, and must count
+    // as accepted (counted as nothing, a limit of 100 a second measured a few a second).
+    let opts = SimOptions {
+        rate_limit: Some(100.0),
+        burst: Some(10.0),
+        latency: std::time::Duration::from_millis(200),
+        refusal_latency: Some(std::time::Duration::ZERO),
+        ..SimOptions::default()
+    };
+    let (client, stats) = crawl_with_client(10, opts).await;
+    eprintln!(
+        "{} requests, {} were 429",
+        stats.requests, stats.rate_limited
+    );
+    assert!(
+        stats.rate_limited > 0,
+        "the slow start never reached the limit"
+    );
+    // Measured at a few a second, the pace fell far under the limit and the probe climbed
+    // back into one episode of 429s after another: 18-19 of 408 requests, against 2-5.
+    assert!(
+        stats.rate_limited * 100 <= stats.requests * 3,
+        "{} 429s of {} requests",
+        stats.rate_limited,
+        stats.requests
+    );
+    let per_minute = client.learned_rate().expect("a rate").per_minute.get();
+    eprintln!("learned {per_minute}/min");
+    assert!(
+        (4_200..=7_800).contains(&per_minute),
+        "{per_minute}/min against 6000"
+    );
 }
