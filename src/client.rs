@@ -23,6 +23,7 @@ use crate::model::{
 use crate::size::ByteSize;
 
 mod gate;
+mod timer;
 
 pub use gate::Queue;
 use gate::{Gate, Permit, rate_headers};
