@@ -116,6 +116,15 @@ const LIGHT_CUT: f64 = 0.97;
 /// How close under a known limit (measured from 429s, or stated by the headers) the pace
 /// settles: a margin for the jitter of arrivals.
 const UNDER_CEILING: f64 = 0.985;
+/// Each 429 episode that begins at the pace settled under a limit the headers state
+/// widens the margin under it by half again (1.5%, 2.25%, 3.4%, …): the jitter of
+/// arrivals needs more room than it had. At 20 ms × 200/s with a burst of one request,
+/// arrivals 5.08 ms apart varied by 0.11 ms at the 99th percentile, where 98.5% of the
+/// limit leaves 0.08 ms.
+const MARGIN_WIDENING: f64 = 1.5;
+/// The widest margin under a stated limit; narrowed again a step by every [`RARE_429`]
+/// answers without a 429.
+const MIN_UNDER: f64 = 0.75;
 /// Above that, the pace grows by this share in the first probe interval after a 429,
 /// twice as much in each quiet one after it, up to [`MAX_PROBE_STEP`].
 const PROBE_STEP: f64 = 0.01;
@@ -135,6 +144,17 @@ const OUTGROWN: f64 = 1.2;
 /// The most release times kept to measure the bucket's depth by (256 KiB): a deeper
 /// bucket is measured as this deep, and only loses the warm start's small steps sooner.
 const DEPTH_LOG: usize = 16_384;
+/// An episode begun by a probe step measures the limit at least this share of the pace
+/// that ran the whole interval before the step without a 429, unless the bucket is too
+/// shallow to measure through: a step is at most a quarter up, and a bucket with room
+/// for the pace's unevenness reads the limit. One request deep it reads about half the
+/// pace that drew the 429s, since the tokens it wastes between two refusals are never
+/// accepted (traced at 50 ms × 50/s: a probe from 44.6 to 55.7 a second measured 27.9,
+/// and the pace fell to it, then climbed back for ten seconds, again and again). Such a
+/// measure gives way to the pace that ran quietly. A limit that really fell that far as
+/// the step was taken draws 429s at that pace too, and the episode they begin is
+/// measured as it reads.
+const IMPLAUSIBLE_DROP: f64 = 0.75;
 /// A limit measured again within this share of the last measure is confirmed.
 const SAME_MEASURE: f64 = 0.03;
 /// The most probe intervals a step above a confirmed limit waits.
@@ -184,7 +204,13 @@ struct GateState {
     last_shrink: Option<Instant>,
     /// Requests per second; `None` = unpaced.
     pace: Option<f64>,
-    next_slot: Option<Instant>,
+    /// The start time last handed out: the next is spaced from it at the pace of the
+    /// moment it is handed out, so that a cut pace spaces the very next request (spaced
+    /// ahead at the old pace, it left on its predecessor's heels and was refused by a
+    /// shallow bucket, traced at 50 ms × 50/s).
+    last_slot: Option<Instant>,
+    /// No start before this: the headers said the budget is empty until then.
+    hold_until: Option<Instant>,
     /// When the last request actually left: a timer that fires late releases the
     /// requests due meanwhile together, which a small burst allowance refuses.
     last_release: Option<Instant>,
@@ -193,6 +219,9 @@ struct GateState {
     ceiling: Option<f64>,
     /// The rate the last rate-limit headers stated, in requests per second.
     header_rate: Option<f64>,
+    /// How close under a known limit the pace settles: [`UNDER_CEILING`], widened by
+    /// [`MARGIN_WIDENING`] for each 429 episode at that pace under a stated limit.
+    under: f64,
     /// The ceiling is a rate assumed from an earlier crawl that no header has stated yet.
     assumed: bool,
     /// The rate and burst allowance an earlier crawl found, while this crawl has not
@@ -210,6 +239,18 @@ struct GateState {
     last_cut: Option<Instant>,
     /// The pace when the current 429 episode began.
     episode_pace: f64,
+    /// The pace that ran a whole probe interval without a 429 before the probe's latest
+    /// step, until a 429 episode begins.
+    sustained: Option<f64>,
+    /// The least the limit can plausibly be ([`IMPLAUSIBLE_DROP`]): the sustained pace,
+    /// when a probe step above it began a 429 episode. Kept through the 429s of requests
+    /// that left at a faster pace before the cut reached them; given up at the first 429
+    /// of a request that left after it (the limit did fall), and at the next quiet step.
+    floor: Option<f64>,
+    /// The last start time handed out before the pace was cut to the floor.
+    floor_from: Option<Instant>,
+    /// 429s of requests that left after [`GateState::floor_from`].
+    floor_misses: u32,
     /// The share the next probe above the ceiling raises the pace by.
     probe_step: f64,
     /// How many probe intervals each step above the ceiling waits: doubled each time
@@ -292,16 +333,22 @@ impl GateState {
             rtt_long: None,
             last_shrink: None,
             pace: adaptive.then_some(START_PACE),
-            next_slot: None,
+            last_slot: None,
+            hold_until: None,
             last_release: None,
             ceiling: None,
             header_rate: None,
+            under: UNDER_CEILING,
             assumed: false,
             remembered: None,
             sends: VecDeque::new(),
             first_refused: None,
             last_cut: None,
             episode_pace: START_PACE,
+            sustained: None,
+            floor: None,
+            floor_from: None,
+            floor_misses: 0,
             probe_step: PROBE_STEP,
             probe_backoff: 1.0,
             last_measure: None,
@@ -350,6 +397,13 @@ impl GateState {
         self.settle(sent);
         self.answered.push_back((sent, refused));
         self.since_refused = if refused { 0 } else { self.since_refused + 1 };
+        // Each stretch of [`RARE_429`] answers without a 429 narrows a widened margin a
+        // step again: a crawl's first second, with its connections opening, stalls
+        // arrivals for tens of milliseconds, and a margin widened for that alone held
+        // the rest of the crawl at three quarters of the limit (traced, 20 ms × 200/s).
+        if self.since_refused > 0 && self.since_refused.is_multiple_of(RARE_429) {
+            self.under = (1.0 - (1.0 - self.under) / MARGIN_WIDENING).min(UNDER_CEILING);
+        }
         self.prune(now);
     }
 
@@ -439,11 +493,18 @@ impl GateState {
     /// The start time of the next request at the current pace (`None` = now).
     fn reserve_slot(&mut self, now: Instant) -> Option<Instant> {
         let pace = self.pace?;
-        let slot = self.next_slot.map_or(now, |n| n.max(now));
+        let spaced = self
+            .last_slot
+            .map(|last| last + Duration::from_secs_f64(1.0 / pace));
+        let slot = [Some(now), spaced, self.hold_until]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(now);
         if slot > now {
             self.pace_bound = true;
         }
-        self.next_slot = Some(slot + Duration::from_secs_f64(1.0 / pace));
+        self.last_slot = Some(slot);
         Some(slot)
     }
 
@@ -480,7 +541,7 @@ impl GateState {
         let quiet = self
             .last_cut
             .is_none_or(|t| now.saturating_duration_since(t) >= interval);
-        let target = self.ceiling.map(|c| c * UNDER_CEILING);
+        let target = self.ceiling.map(|c| c * self.under);
         let climbing = target.is_some_and(|target| pace < target * 0.995);
         // Climbing back under a known limit costs nothing; a step above it costs the
         // 429s that end it, so above it a limit confirmed again and again is probed
@@ -533,7 +594,7 @@ impl GateState {
         }
         // The headers state the limit; going above it can only earn 429s.
         if let Some(stated) = self.header_rate {
-            next = next.min(stated * UNDER_CEILING);
+            next = next.min(stated * self.under);
         }
         // A rate above the old ceiling that drew no 429: the ceiling was too low.
         if let Some(ceiling) = self.ceiling
@@ -541,6 +602,9 @@ impl GateState {
         {
             self.ceiling = Some(next);
         }
+        self.sustained = Some(pace);
+        self.floor = None;
+        self.floor_from = None;
         self.pace = Some(next.max(pace));
         tracing::trace!(pace = next.max(pace), limit = self.limit, "probe");
     }
@@ -823,12 +887,9 @@ impl Gate {
                 drawn: 0.0,
                 drawn_at: None,
             });
-        s.pace = Some(per_second * UNDER_CEILING);
+        s.pace = Some(per_second * s.under);
         s.slow_start = false;
-        tracing::debug!(
-            pace = per_second * UNDER_CEILING,
-            "pace from an earlier crawl"
-        );
+        tracing::debug!(pace = per_second * s.under, "pace from an earlier crawl");
     }
 
     /// The in-flight limit now.
@@ -997,7 +1058,7 @@ impl Gate {
             s.probe_backoff = 1.0;
         }
         s.ceiling = Some(s.ceiling.map_or(stated, |c| c.min(stated)));
-        let under = stated * UNDER_CEILING;
+        let under = stated * s.under;
         // The first statement sets the pace; after that it only caps it, so the pace a
         // 429 cut climbs back by the probe instead of jumping into the next 429.
         s.pace = Some(match s.pace {
@@ -1013,7 +1074,7 @@ impl Gate {
             && remaining < 1.0
         {
             let refill = sent + reset.min(Duration::from_secs_f64(1.0 / stated));
-            s.next_slot = Some(s.next_slot.map_or(refill, |n| n.max(refill)));
+            s.hold_until = Some(s.hold_until.map_or(refill, |n| n.max(refill)));
         }
         s.slow_start = false;
     }
@@ -1034,6 +1095,17 @@ impl Gate {
         let mut s = self.lock();
         s.first_refused = Some(s.first_refused.map_or(sent, |first| first.min(sent)));
         let rare = s.since_refused >= RARE_429;
+        // Refused at the floor's pace or under it, twice (once is the jitter of arrivals
+        // against a bucket with no room to spare): the limit is lower than the floor.
+        if s.floor_from.is_some_and(|from| sent > from) {
+            s.floor_misses += 1;
+            if s.floor_misses >= 2 {
+                s.floor = None;
+                s.floor_from = None;
+                // The floor was this episode's measure: judge the real one afresh.
+                s.episode_measured = false;
+            }
+        }
         s.record(sent, true, now);
         let episode_start = s.last_cut.is_none_or(|cut| sent > cut);
         // A 429 now and then among hundreds of answers is the jitter of arrivals against
@@ -1052,14 +1124,50 @@ impl Gate {
                 (None, None) => (s.limit_now() as f64 / s.rtt().as_secs_f64().max(0.05)).max(1.0),
             };
             s.episode_pace = current;
+            let sustained = s.sustained.take();
+            if s.floor.is_none() {
+                s.floor = sustained.filter(|sustained| current > *sustained * 1.001);
+            }
             s.episode_measured = false;
             s.probe_step = PROBE_STEP;
-            s.last_cut = Some(now);
+            // Requests already holding a slot reserved at the old pace leave at it, and
+            // their 429s belong to this episode: counted as the next one's, they began
+            // it at the cut pace with no floor, and a shallow bucket's measure held
+            // (traced at 50 ms × 50/s, eight slots reserved ahead).
+            s.last_cut = Some(s.last_slot.map_or(now, |slot| slot.max(now)));
             s.last_probe = now;
+        }
+        // Under a limit the headers state, the pace never goes above the margin under it,
+        // so a 429 there is the jitter of arrivals against a shallow bucket (or another
+        // client spending the same budget, which the margin also makes room for). The
+        // measure is not taken: against a bucket one request deep it reads about half the
+        // pace, since the tokens the bucket wastes between two refusals are never
+        // accepted (traced at 20 ms × 200/s: a stated 200 a second measured 73).
+        if let Some(stated) = s.header_rate.filter(|_| !s.assumed) {
+            if episode_start {
+                s.under = (1.0 - (1.0 - s.under) * MARGIN_WIDENING).max(MIN_UNDER);
+                let settled = s.ceiling.unwrap_or(stated) * s.under;
+                s.pace = Some(s.pace.map_or(settled, |pace| pace.min(settled)));
+                tracing::debug!(
+                    pace = settled,
+                    "rate limited under the stated limit: a wider margin"
+                );
+            }
+            return;
         }
         let light = s.episode_pace * LIGHT_CUT;
         match s.measured_limit() {
             Some(measured) => {
+                let measured = match s.floor {
+                    Some(floor) if measured < floor * IMPLAUSIBLE_DROP => {
+                        if s.floor_from.is_none() {
+                            s.floor_from = Some(s.last_slot.map_or(now, |slot| slot.max(now)));
+                            s.floor_misses = 0;
+                        }
+                        floor
+                    }
+                    _ => measured,
+                };
                 // Just under the measure; no cut when already under it: the bucket the
                 // last episode emptied has not refilled a cushion yet, and jitter found
                 // its bottom. Cutting on would walk the pace down a step per 429 (found
@@ -1078,7 +1186,7 @@ impl Gate {
                     s.episode_measured = true;
                 }
                 s.last_measure = Some(measured);
-                s.pace = Some(s.episode_pace.min(measured * UNDER_CEILING).max(0.1));
+                s.pace = Some(s.episode_pace.min(measured * s.under).max(0.1));
                 s.ceiling = Some(match s.header_rate {
                     Some(stated) => measured.min(stated),
                     None => measured,
@@ -1879,8 +1987,128 @@ mod tests {
         }
         assert_eq!(stepped_at, Some(8), "pace {pace}");
         // A limit measured somewhere else (it dropped to 50) is probed at once again.
-        episode(&gate, now + PROBE_INTERVAL * 9, 50.0);
+        // Dropped as the probe's step was taken, it first reads like a shallow bucket's
+        // waste, and the pace falls only to the floor; the requests sent at the floor are
+        // refused too, and their episode measures it.
+        let answered = episode(&gate, now + PROBE_INTERVAL * 9, 50.0);
+        let floor = gate.lock().pace.expect("paced");
+        assert!(floor > 90.0, "first read as a shallow bucket: {floor}");
+        episode(&gate, answered + ms(1), 50.0);
         assert!((gate.lock().probe_backoff - 1.0).abs() < 1e-12);
+        let pace = gate.lock().pace.expect("paced");
+        assert!(pace < 55.0, "then measured: {pace}");
+    }
+
+    #[test]
+    fn a_bucket_one_request_deep_measured_at_half_the_pace_gives_way_to_the_pace_that_ran_quietly()
+    {
+        // Against a bucket one request deep refilling 50 a second, a pace of 55.7 is
+        // refused every other request: 27.9 a second get through.
+        let gate = past_slow_start(64, 44.6, Some(40.0));
+        let mut now = Instant::now();
+        // 44.6 a second runs a whole probe interval without a 429; the step goes above it.
+        now += PROBE_INTERVAL;
+        {
+            let mut s = gate.lock();
+            s.pace_bound = true;
+            s.probe_step = 0.25;
+        }
+        gate.on_success(now - ms(50), now, None);
+        let stepped = gate.lock().pace.expect("paced");
+        assert!(stepped > 55.0, "{stepped}");
+        // Twelve slots handed out at the step; eight requests are answered after the
+        // eighth is sent.
+        let every = Duration::from_secs_f64(1.0 / stepped);
+        let start = now + ms(1);
+        gate.lock().last_slot = Some(start + every * 11);
+        let answered = start + every * 8;
+        for i in 0..8 {
+            let sent = start + every * i;
+            if i % 2 == 0 {
+                gate.on_success(sent, answered, None);
+            } else {
+                gate.on_rate_limited(sent, answered);
+            }
+        }
+        {
+            let s = gate.lock();
+            let pace = s.pace.expect("paced");
+            assert!(
+                (pace - 44.6 * UNDER_CEILING).abs() < 0.01,
+                "the pace that ran quietly, not half the step: {pace}"
+            );
+            assert_eq!(s.ceiling, Some(44.6));
+        }
+        // The requests that left at the step before the cut reached them are refused as
+        // those were, and move nothing.
+        for i in 8..12 {
+            let sent = start + every * i;
+            if i % 2 == 0 {
+                gate.on_success(sent, answered + every * i, None);
+            } else {
+                gate.on_rate_limited(sent, answered + every * i);
+            }
+        }
+        assert_eq!(gate.lock().ceiling, Some(44.6));
+    }
+
+    #[test]
+    fn a_cut_pace_spaces_the_very_next_request_from_the_last_one() {
+        let gate = Gate::new(8, true);
+        let t0 = Instant::now();
+        let mut s = gate.lock();
+        s.pace = Some(50.0);
+        assert_eq!(s.reserve_slot(t0), Some(t0));
+        assert_eq!(s.reserve_slot(t0), Some(t0 + ms(20)));
+        // Spaced at the old pace, it would leave 20 ms after the last one.
+        s.pace = Some(25.0);
+        assert_eq!(s.reserve_slot(t0), Some(t0 + ms(60)));
+    }
+
+    #[test]
+    fn under_a_stated_limit_a_429_widens_the_margin_instead_of_measuring_the_limit() {
+        let gate = Gate::new(64, true);
+        let t0 = Instant::now();
+        let headers = RateHeaders {
+            limit_per_minute: 12_000.0,
+            remaining: Some(100.0),
+            reset: Some(ms(5)),
+        };
+        gate.on_success(t0, t0 + ms(20), Some(headers));
+        // Every other request refused, as a bucket one request deep does: a measure
+        // would read about 100 a second.
+        // One episode: all answered after the last is sent.
+        let mut now = t0 + ms(20);
+        let answered = now + ms(101);
+        for i in 0..20 {
+            let sent = now + ms(5) * i;
+            if i % 2 == 0 {
+                gate.on_success(sent, answered, Some(headers));
+            } else {
+                gate.on_rate_limited(sent, answered);
+            }
+        }
+        {
+            let s = gate.lock();
+            assert_eq!(s.ceiling, Some(200.0), "the stated limit stands");
+            let widened = 1.0 - (1.0 - UNDER_CEILING) * MARGIN_WIDENING;
+            assert!((s.under - widened).abs() < 1e-12, "{}", s.under);
+            assert!((s.pace.expect("paced") - 200.0 * widened).abs() < 1e-9);
+        }
+        // Each later episode widens it again, never past the widest.
+        now = answered + ms(1);
+        for i in 0..10 {
+            let sent = now + ms(30) * i;
+            gate.on_rate_limited(sent, sent + ms(20));
+        }
+        assert!((gate.lock().under - MIN_UNDER).abs() < 1e-12);
+        // Each stretch of answers without a 429 narrows it a step, back to where it began.
+        now += ms(500);
+        for i in 0..(RARE_429 * 20) {
+            let sent = now + ms(5) * u32::try_from(i).expect("small");
+            gate.on_success(sent, sent + ms(20), Some(headers));
+        }
+        assert!((gate.lock().under - UNDER_CEILING).abs() < 1e-12);
     }
 
     #[test]
