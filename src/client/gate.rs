@@ -152,8 +152,8 @@ const DEPTH_LOG: usize = 16_384;
 /// accepted (traced at 50 ms × 50/s: a probe from 44.6 to 55.7 a second measured 27.9,
 /// and the pace fell to it, then climbed back for ten seconds, again and again). Such a
 /// measure gives way to the pace that ran quietly. A limit that really fell that far as
-/// the step was taken draws 429s at that pace too, and the episode they begin is
-/// measured as it reads.
+/// the step was taken refuses requests sent at that pace too: two such 429s give the
+/// floor up, and the measure is taken as it reads.
 const IMPLAUSIBLE_DROP: f64 = 0.75;
 /// A limit measured again within this share of the last measure is confirmed.
 const SAME_MEASURE: f64 = 0.03;
@@ -244,7 +244,7 @@ struct GateState {
     sustained: Option<f64>,
     /// The least the limit can plausibly be ([`IMPLAUSIBLE_DROP`]): the sustained pace,
     /// when a probe step above it began a 429 episode. Kept through the 429s of requests
-    /// that left at a faster pace before the cut reached them; given up at the first 429
+    /// that left at a faster pace before the cut reached them; given up at the second 429
     /// of a request that left after it (the limit did fall), and at the next quiet step.
     floor: Option<f64>,
     /// The last start time handed out before the pace was cut to the floor.
