@@ -818,7 +818,8 @@ impl Drop for Counted<'_> {
 }
 
 enum Next {
-    Go(Option<Instant>),
+    /// The paced start time (`None` = now), and whether slow start is on.
+    Go(Option<Instant>, bool),
     Wait,
     /// A slot is free, but a request in front is waiting for it.
     GiveWay,
@@ -923,9 +924,9 @@ impl Gate {
     /// guess running up to [`SLOW_START_LEAD`] times ahead of what gets through, and
     /// Tokio's millisecond ticks held its releases to about one a tick; released
     /// precisely, the ramp's clumps went out faster and its first episode refused
-    /// 40% more (200 ms × 500/s, a tenth's burst: 71–79 against 49–58).
-    async fn sleep_until(&self, at: Instant) {
-        let slow_start = self.lock().slow_start;
+    /// 40% more (200 ms × 500/s, a tenth's burst: 71–79 against 49–58). `slow_start` is
+    /// read under the lock that handed out the time, not taken again per request.
+    async fn sleep_until(at: Instant, slow_start: bool) {
         if slow_start {
             tokio::time::sleep_until(at.into()).await;
         } else {
@@ -964,11 +965,11 @@ impl Gate {
                         last_in_front = wait.served(&mut s);
                     }
                     s.in_flight += 1;
-                    Next::Go(s.reserve_slot(now))
+                    Next::Go(s.reserve_slot(now), s.slow_start)
                 }
             };
             match next {
-                Next::Go(slot) => {
+                Next::Go(slot, slow_start) => {
                     // The requests at the back that gave way to this one look again.
                     if last_in_front {
                         self.notify.notify_one();
@@ -981,17 +982,17 @@ impl Gate {
                     };
                     if let Some(slot) = slot.filter(|slot| *slot > Instant::now()) {
                         let _waiting = Counted::slot_wait(self);
-                        self.sleep_until(slot).await;
+                        Self::sleep_until(slot, slow_start).await;
                     }
                     loop {
                         let now = Instant::now();
-                        let later = {
+                        let (later, slow_start) = {
                             let mut s = self.lock();
                             let later = s.release(now);
                             if later.is_none() {
                                 s.released(now);
                             }
-                            later
+                            (later, s.slow_start)
                         };
                         let Some(later) = later else {
                             permit.sent = now;
@@ -999,7 +1000,7 @@ impl Gate {
                             return (permit, now);
                         };
                         let _waiting = Counted::slot_wait(self);
-                        self.sleep_until(later).await;
+                        Self::sleep_until(later, slow_start).await;
                     }
                 }
                 Next::Wait => notified.await,
