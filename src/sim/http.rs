@@ -147,7 +147,7 @@ async fn serve_request(State(s): State<Arc<Shared>>, req: Request) -> Response {
     resp
 }
 
-async fn answer(s: &Shared, req: Request) -> Response {
+async fn answer(s: &Arc<Shared>, req: Request) -> Response {
     let method = req.method().as_str().to_owned();
     let full_path = req.uri().path().to_owned();
     let Some(path) = full_path.strip_prefix("/v1").map(str::to_owned) else {
@@ -209,13 +209,24 @@ async fn answer(s: &Shared, req: Request) -> Response {
             ));
         }
     };
-    let request = api::Request {
-        method: &method,
-        path: &path,
-        query,
-        body: &body,
-    };
-    match api::handle(&s.org, &request) {
+    // The API's own work runs off the async workers: a large answer (a month of costs
+    // for 200 projects is 3.6 MB, about 100 ms to build) held a worker, and every other
+    // request's arrival at the bucket waited behind it, where a real gateway counts
+    // arrivals whatever the API behind it is busy with (traced: 30 ms stalls, each
+    // turning a dozen evenly paced requests into one clump of 429s at a burst of one).
+    let shared = Arc::clone(s);
+    let handled = tokio::task::spawn_blocking(move || {
+        let request = api::Request {
+            method: &method,
+            path: &path,
+            query,
+            body: &body,
+        };
+        api::handle(&shared.org, &request)
+    })
+    .await
+    .unwrap_or_else(|_| Err(ApiError::server_error(500)));
+    match handled {
         Ok(mut bytes) => {
             if truncate {
                 bytes.truncate(bytes.len() / 2);
