@@ -275,10 +275,28 @@ pub async fn read(client: &AdminClient, window: CostWindow) -> CostsRead {
             query.push(("page", cursor.clone()));
         }
         let queue = Queue::for_page(page.is_none());
-        let answer = client
+        let answer = match client
             .get_with_query(&["organization", "costs"], &query, queue)
             .await
-            .and_then(|body| parse_page(&body, window, limit, page.as_deref()));
+        {
+            // Off the async workers, as the client parses it: a page is megabytes
+            // (a month of 200 projects is 18,600 results), and its rows and its drop
+            // held paced requests back on a worker.
+            Ok(body) => {
+                let cursor = page.clone();
+                tokio::task::spawn_blocking(move || {
+                    parse_page(&body, window, limit, cursor.as_deref())
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ClientError::Malformed {
+                        path: COSTS_PATH.to_owned(),
+                        message: format!("the costs parser stopped: {e}"),
+                    })
+                })
+            }
+            Err(error) => Err(error),
+        };
         match answer {
             Ok((found, next)) => {
                 rows.extend(found);
