@@ -279,9 +279,10 @@ pub async fn read(client: &AdminClient, window: CostWindow) -> CostsRead {
             .get_with_query(&["organization", "costs"], &query, queue)
             .await
         {
-            // Off the async workers, as the client parses it: a page is megabytes
-            // (a month of 200 projects is 18,600 results), and its rows and its drop
-            // held paced requests back on a worker.
+            // Off the async workers, as the client parses it: a page is megabytes (a
+            // month of 200 projects is 18,600 results), and turning it into rows, then
+            // dropping it, is work of the same order as the parse that held paced
+            // requests back on a worker.
             Ok(body) => {
                 let cursor = page.clone();
                 tokio::task::spawn_blocking(move || {
