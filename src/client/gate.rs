@@ -405,9 +405,10 @@ impl GateState {
         self.answered.push_back((sent, refused));
         self.since_refused = if refused { 0 } else { self.since_refused + 1 };
         // Each stretch of [`RARE_429`] answers without a 429 narrows a widened margin a
-        // step again: a crawl's first second, with its connections opening, stalls
-        // arrivals for tens of milliseconds, and a margin widened for that alone held
-        // the rest of the crawl at three quarters of the limit (traced, 20 ms × 200/s).
+        // step again: a stall of tens of milliseconds early in a crawl (traced to a
+        // large answer built and parsed on async workers, since moved off them) refuses
+        // a clump of arrivals, and a margin widened for that alone held the rest of the
+        // crawl at three quarters of the limit (traced, 20 ms × 200/s).
         if self.since_refused > 0 && self.since_refused.is_multiple_of(RARE_429) {
             self.under = (1.0 - (1.0 - self.under) / MARGIN_WIDENING).min(UNDER_CEILING);
         }
