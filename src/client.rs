@@ -1078,14 +1078,22 @@ async fn parse_json(shown: &str, body: Vec<u8>) -> Result<Value, ClientError> {
         return parse_body(shown, &body);
     }
     let path = shown.to_owned();
-    tokio::task::spawn_blocking(move || parse_body(&path, &body))
-        .await
-        .unwrap_or_else(|e| {
-            Err(ClientError::Malformed {
-                path: shown.to_owned(),
-                message: format!("the JSON parser stopped: {e}"),
-            })
+    off_the_workers(shown, move || parse_body(&path, &body)).await
+}
+
+/// Runs `work` (reading a large answer) on a blocking thread, so that it never holds the
+/// async workers that release paced requests; `shown` names the request if the thread
+/// fails.
+pub(crate) async fn off_the_workers<T: Send + 'static>(
+    shown: &str,
+    work: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
+) -> Result<T, ClientError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(ClientError::Malformed {
+            path: shown.to_owned(),
+            message: format!("the parser stopped: {e}"),
         })
+    })
 }
 
 /// A 200's body as JSON; `shown` names the request in the error.

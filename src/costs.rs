@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use serde_json::Value;
 
-use crate::client::{AdminClient, ClientError, Queue};
+use crate::client::{AdminClient, ClientError, Queue, off_the_workers};
 use crate::config::SpendConfig;
 use crate::model::{CrawlStats, ProjectId, ScopeError, SnapshotStatus};
 use crate::store::{Store, StoreError};
@@ -285,16 +285,10 @@ pub async fn read(client: &AdminClient, window: CostWindow) -> CostsRead {
             // requests back on a worker.
             Ok(body) => {
                 let cursor = page.clone();
-                tokio::task::spawn_blocking(move || {
+                off_the_workers(COSTS_PATH, move || {
                     parse_page(&body, window, limit, cursor.as_deref())
                 })
                 .await
-                .unwrap_or_else(|e| {
-                    Err(ClientError::Malformed {
-                        path: COSTS_PATH.to_owned(),
-                        message: format!("the costs parser stopped: {e}"),
-                    })
-                })
             }
             Err(error) => Err(error),
         };
