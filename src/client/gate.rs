@@ -169,6 +169,36 @@ const IMPLAUSIBLE_DROP: f64 = 0.75;
 const SAME_MEASURE: f64 = 0.03;
 /// The most probe intervals a step above a confirmed limit waits.
 const MAX_PROBE_BACKOFF: f64 = 8.0;
+/// Before the pair test ([`PairTest`]) its first request waits this many of the pace's
+/// intervals more: a deeper bucket the last episode emptied has refilled as many tokens
+/// (a few fewer when the measure read a little high), enough for both of the pair, while a
+/// bucket one request deep holds one however long it waits.
+const PAIR_PAUSE: f64 = 4.0;
+/// The most depth tests a crawl sends: one whose first request is refused (another
+/// request's late arrival took the token) says nothing, and is sent again.
+const DEPTH_TESTS: u32 = 3;
+/// A pair test whose answers have not both come back in this long (or four round trips,
+/// when longer) is given up, and the probe goes on.
+const PAIR_TIMEOUT: Duration = Duration::from_secs(2);
+/// Against a bucket one request deep, the gap search ([`Search`]) ends when the limit is
+/// known within this ratio.
+const SEARCH_PRECISION: f64 = 1.015;
+/// The most pair tests one gap search sends.
+const SEARCH_TESTS: u32 = 10;
+/// Against a bucket one request deep, this many probe intervals after a search ends, one
+/// pair a little (half of [`SEARCH_NEAR`]) above the limit found: a limit raised since (or
+/// a search that ended low) is searched for again, at the cost of one 429 when it is not.
+const SEARCH_AGAIN: u32 = 16;
+/// The bracket above the limit found that such a search starts with.
+const SEARCH_NEAR: f64 = 1.03;
+/// A limit measured from a pace refused every other request is less than this many times
+/// the measure (the pace is less than twice a bucket one request deep's limit when it
+/// measures half of it), with room for the measure's error.
+const SEARCH_TOP: f64 = 2.1;
+/// Against a bucket one request deep, a 429 whose window measures the limit at this share
+/// of the pace or more (or cannot measure it) is the jitter of arrivals: a pace over such
+/// a bucket's limit is refused every other request, which measures half the pace.
+const JITTER_MEASURE: f64 = 0.75;
 /// The shortest probe interval; it is two round trips when those are longer.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// No step above a known limit while fewer requests wait at the gate than the pace sends
@@ -238,6 +268,18 @@ struct GateState {
     shallow: bool,
     /// The ceiling is a rate assumed from an earlier crawl that no header has stated yet.
     assumed: bool,
+    /// The pair test under way, if any ([`PairTest`]).
+    pair: PairTest,
+    /// The pair test found the bucket one request deep: a 429 that measures no limit
+    /// under the pace is the jitter of arrivals, and neither cuts the pace nor starts the
+    /// probe's steps over; the limit is searched for by pairs, never by the probe.
+    one_deep: bool,
+    /// The search for a bucket one request deep's limit, while it goes on.
+    search: Option<Search>,
+    /// Depth tests sent in this crawl.
+    depth_tests: u32,
+    /// When the last search for a bucket one request deep's limit ended.
+    searched_at: Option<Instant>,
     /// The rate and burst allowance an earlier crawl found, while this crawl has not
     /// measured the limit itself: with them, the requests sent above the rate are counted
     /// against the allowance, as the server's bucket counts them.
@@ -286,6 +328,82 @@ struct GateState {
     /// Send times of the requests released and not answered yet (how many left at each
     /// instant): what [`GateState::measured_limit`] counts as accepted.
     unanswered: BTreeMap<Instant, u32>,
+}
+
+/// Two requests sent a set gap apart, the first to a full bucket: what their answers say
+/// of the server's bucket.
+///
+/// Against a bucket one request deep a pace above the limit is refused every other
+/// request, whatever its depth would let through: the tokens that come back while one
+/// waits for the next arrival are lost, so the limit measures about half the pace that
+/// drew the 429s (235 a second at 500, traced), and the probe took 5-20 s to climb back,
+/// each 429 of a clump of arrivals cutting it again. A deeper bucket run dry by the same
+/// pace measures right, and reads the same in one episode. So once per crawl without
+/// headers, after the first measure, a pause of [`PAIR_PAUSE`] intervals and two requests
+/// back to back: a bucket one deep refuses the second; a deeper one, refilled by the
+/// pause, accepts both. One deep, the limit is then found by pairs a gap apart, the first
+/// leaving a pace's interval after the request before, so to a full bucket: the second is
+/// accepted when the gap is at least the time one token takes to come back, and refused
+/// otherwise ([`Search`]). Each costs at most one 429, where a step of the probe above
+/// such a bucket's limit costs half of a round trip's requests. A second's 429 is the
+/// test's answer, not an episode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum PairTest {
+    /// Not run in this crawl yet.
+    Untested,
+    /// The next slot handed out is the pair's first; the one after it is `gap` later.
+    Armed { since: Instant, gap: Duration },
+    /// The pair's slots as handed out (the second `gap` after the first, unless no
+    /// request asked for one until later), when the first left, and its answer (which
+    /// can come before the second leaves: a gap longer than the round trip).
+    Pairing {
+        since: Instant,
+        gap: Duration,
+        first_slot: Instant,
+        second_slot: Option<Instant>,
+        first: Option<Instant>,
+        first_refused: Option<bool>,
+    },
+    /// Both left; their answers so far (true = refused).
+    Sent {
+        since: Instant,
+        gap: Duration,
+        first: Instant,
+        second: Instant,
+        first_refused: Option<bool>,
+        second_refused: Option<bool>,
+    },
+    /// Answered, given up, or never worth running.
+    Done,
+}
+
+impl PairTest {
+    /// When the test began, while it is under way.
+    fn since(self) -> Option<Instant> {
+        match self {
+            Self::Armed { since, .. } | Self::Pairing { since, .. } | Self::Sent { since, .. } => {
+                Some(since)
+            }
+            Self::Untested | Self::Done => None,
+        }
+    }
+}
+
+/// The limit of a bucket one request deep, searched for by pair tests ([`PairTest`]):
+/// between `low`, which a pair that far apart was accepted at (or a measure), and `high`,
+/// which one was refused at (or the pace an episode began at).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Search {
+    low: f64,
+    high: f64,
+    /// Whether `high` is only the measure's bound, no pair refused under it yet.
+    high_guessed: bool,
+    tests: u32,
+    /// How much later than meant the last pair's second left after its first, in
+    /// seconds: the next gap is meant that much shorter, so that it leaves as meant (a
+    /// timer wakes a little late, and every accepted pair raised the low end by less than
+    /// the search meant).
+    lag: f64,
 }
 
 /// What an earlier crawl found of the server's bucket, and how far this crawl has drawn
@@ -355,6 +473,11 @@ impl GateState {
             under: UNDER_CEILING,
             shallow: false,
             assumed: false,
+            pair: PairTest::Untested,
+            one_deep: false,
+            search: None,
+            depth_tests: 0,
+            searched_at: None,
             remembered: None,
             sends: VecDeque::new(),
             first_refused: None,
@@ -421,6 +544,151 @@ impl GateState {
             self.under = (1.0 - (1.0 - self.under) / MARGIN_WIDENING).min(UNDER_CEILING);
         }
         self.prune(now);
+    }
+
+    /// Counts the answer to a request released at `sent` when it is one of the pair test's
+    /// ([`PairTest`]), and acts on the test's result once both are in. True for the
+    /// second's 429, which is the test's answer and nothing more.
+    fn pair_answer(&mut self, sent: Instant, refused: bool, now: Instant) -> bool {
+        if let PairTest::Pairing {
+            first: Some(first),
+            first_refused,
+            ..
+        } = &mut self.pair
+            && *first == sent
+        {
+            *first_refused = Some(refused);
+            return false;
+        }
+        let PairTest::Sent {
+            since,
+            gap: meant,
+            first,
+            second,
+            mut first_refused,
+            mut second_refused,
+        } = self.pair
+        else {
+            return false;
+        };
+        let is_second = sent == second && sent != first;
+        if sent == first {
+            first_refused = Some(refused);
+        } else if is_second {
+            second_refused = Some(refused);
+        } else {
+            return false;
+        }
+        self.pair = PairTest::Sent {
+            since,
+            gap: meant,
+            first,
+            second,
+            first_refused,
+            second_refused,
+        };
+        let gap = second.saturating_duration_since(first).as_secs_f64();
+        if let Some(search) = self.search.as_mut() {
+            let meant = meant.as_secs_f64();
+            search.lag = (gap - meant).clamp(0.0, meant / 10.0);
+        }
+        match (first_refused, second_refused) {
+            // The bucket was not full when the first arrived: the test says nothing.
+            (Some(true), _) => {
+                tracing::trace!("pair test: the first refused");
+                self.pair_inconclusive(now);
+            }
+            (Some(false), Some(second_refused)) => self.pair_result(gap, second_refused, now),
+            _ => {}
+        }
+        is_second && refused
+    }
+
+    /// What a pair `gap` seconds apart says, its first accepted and its second `refused`
+    /// or not.
+    fn pair_result(&mut self, gap: f64, refused: bool, now: Instant) {
+        let Some(mut search) = self.search else {
+            // The depth test: only a bucket one deep refuses the second.
+            self.pair = PairTest::Done;
+            if refused && let Some(ceiling) = self.ceiling {
+                self.shallow = true;
+                self.one_deep = true;
+                self.search = Some(Search {
+                    low: ceiling,
+                    high: ceiling * SEARCH_TOP,
+                    high_guessed: true,
+                    tests: 0,
+                    lag: 0.0,
+                });
+                tracing::debug!(
+                    ceiling,
+                    "a bucket one request deep: searching for its limit"
+                );
+                self.next_pair(now);
+            }
+            return;
+        };
+        if gap > 0.0 {
+            let rate = 1.0 / gap;
+            if refused {
+                if rate < search.high {
+                    search.high = rate.max(search.low);
+                    search.high_guessed = false;
+                }
+            } else if rate > search.low {
+                search.low = rate;
+                // Accepted right up to the measure's bound: the bound was wrong.
+                if search.high_guessed && search.low * SEARCH_PRECISION >= search.high {
+                    search.high = search.low * SEARCH_TOP;
+                }
+                search.high = search.high.max(search.low);
+            }
+        }
+        self.search = Some(search);
+        let settled = search.low * self.under;
+        self.ceiling = Some(search.low);
+        self.last_measure = Some(search.low);
+        self.pace = Some(settled);
+        tracing::trace!(
+            gap,
+            low = search.low,
+            high = search.high,
+            refused,
+            "pair test"
+        );
+        self.next_pair(now);
+    }
+
+    /// A pair test said nothing: the search sends its next, and the depth test is sent
+    /// again at the probe's next turn while it has tries left.
+    fn pair_inconclusive(&mut self, now: Instant) {
+        if self.search.is_some() {
+            self.next_pair(now);
+        } else {
+            self.pair = PairTest::Untested;
+        }
+    }
+
+    /// Arms the search's next pair test, or ends the search when it knows the limit
+    /// closely enough (or has sent its tests).
+    fn next_pair(&mut self, now: Instant) {
+        self.pair = PairTest::Done;
+        let Some(mut search) = self.search else {
+            return;
+        };
+        if search.high <= search.low * SEARCH_PRECISION || search.tests >= SEARCH_TESTS {
+            self.search = None;
+            self.searched_at = Some(now);
+            tracing::debug!(limit = search.low, "a bucket one request deep: limit found");
+            return;
+        }
+        search.tests += 1;
+        self.search = Some(search);
+        let between = (search.low * search.high).sqrt();
+        self.pair = PairTest::Armed {
+            since: now,
+            gap: Duration::from_secs_f64((1.0 / between - search.lag).max(0.0)),
+        };
     }
 
     /// A request released at `sent` is on its way.
@@ -509,9 +777,18 @@ impl GateState {
     /// The start time of the next request at the current pace (`None` = now).
     fn reserve_slot(&mut self, now: Instant) -> Option<Instant> {
         let pace = self.pace?;
-        let spaced = self
-            .last_slot
-            .map(|last| last + Duration::from_secs_f64(1.0 / pace));
+        let spaced = match self.pair {
+            // The second of the pair test's requests shares the first's slot.
+            PairTest::Pairing {
+                first_slot,
+                gap,
+                second_slot: None,
+                ..
+            } => Some(first_slot + gap),
+            _ => self
+                .last_slot
+                .map(|last| last + Duration::from_secs_f64(1.0 / pace)),
+        };
         let slot = [Some(now), spaced, self.hold_until]
             .into_iter()
             .flatten()
@@ -521,6 +798,32 @@ impl GateState {
             self.pace_bound = true;
         }
         self.last_slot = Some(slot);
+        self.pair = match self.pair {
+            PairTest::Armed { since, gap } => PairTest::Pairing {
+                since,
+                gap,
+                first_slot: slot,
+                second_slot: None,
+                first: None,
+                first_refused: None,
+            },
+            PairTest::Pairing {
+                since,
+                gap,
+                first_slot,
+                second_slot: None,
+                first,
+                first_refused,
+            } => PairTest::Pairing {
+                since,
+                gap,
+                first_slot,
+                second_slot: Some(slot),
+                first,
+                first_refused,
+            },
+            other => other,
+        };
         Some(slot)
     }
 
@@ -528,20 +831,83 @@ impl GateState {
     /// interval after the last one, or the whole interval once a bucket has shown itself
     /// shallow past slow start, whatever its slot said (`None` = now, and it is counted as
     /// released).
-    fn release(&mut self, now: Instant) -> Option<Instant> {
+    fn release(&mut self, now: Instant, slot: Option<Instant>) -> Option<Instant> {
         let pace = self.pace?;
         let spacing = if self.shallow && !self.slow_start {
             1.0
         } else {
             RELEASE_SPACING
         };
-        if let Some(last) = self.last_release {
-            let earliest = last + Duration::from_secs_f64(spacing / pace);
-            if earliest > now {
-                return Some(earliest);
-            }
+        let pairing = match self.pair {
+            PairTest::Pairing {
+                since,
+                gap,
+                first_slot,
+                second_slot,
+                first,
+                first_refused,
+            } => Some((since, gap, first_slot, second_slot, first, first_refused)),
+            _ => None,
+        };
+        // Whichever of the pair's two requests leaves first is the first (the depth
+        // test's two slots are one; a first held back by the spacing can leave after the
+        // second's slot), and the other the second.
+        let ours = slot.is_some()
+            && pairing.is_some_and(|(.., first_slot, second_slot, _, _)| {
+                slot == Some(first_slot) || slot == second_slot
+            });
+        let is_first = ours && pairing.is_some_and(|(.., first, _)| first.is_none());
+        let is_second = ours && !is_first;
+        // The second of the pair test leaves its gap after the first left (not after the
+        // first's slot: a late first would shorten it), and no later: that is the test.
+        let earliest = match pairing {
+            Some((_, gap, .., Some(first), _)) if is_second => Some(first + gap),
+            _ => self
+                .last_release
+                .map(|last| last + Duration::from_secs_f64(spacing / pace)),
+        };
+        if let Some(earliest) = earliest
+            && earliest > now
+        {
+            return Some(earliest);
         }
         self.last_release = Some(now);
+        match pairing {
+            Some((since, gap, first_slot, second_slot, None, first_refused)) if is_first => {
+                self.pair = PairTest::Pairing {
+                    since,
+                    gap,
+                    first_slot,
+                    second_slot,
+                    first: Some(now),
+                    first_refused,
+                };
+            }
+            Some((since, gap, .., Some(first), first_refused)) if is_second => {
+                let apart = now.saturating_duration_since(first).as_secs_f64();
+                // The depth test's pair left so far apart that a bucket one deep could
+                // have refilled: it says nothing. (A search's pair is read at the gap it
+                // left at.)
+                if gap.is_zero() && apart > 0.5 / pace {
+                    self.pair_inconclusive(now);
+                } else {
+                    self.pair = PairTest::Sent {
+                        since,
+                        gap,
+                        first,
+                        second: now,
+                        first_refused,
+                        second_refused: None,
+                    };
+                    // The first's answer came before the second left: a 429 there says
+                    // the test is void, and nothing waits for the second's answer.
+                    if first_refused == Some(true) {
+                        self.pair_inconclusive(now);
+                    }
+                }
+            }
+            _ => {}
+        }
         if let Some(remembered) = self.remembered.as_mut() {
             remembered.sent(now);
         }
@@ -559,6 +925,20 @@ impl GateState {
     /// then 1% a probe above it.
     fn probe(&mut self, now: Instant) {
         let Some(pace) = self.pace else { return };
+        // The pair test under way holds the probe, which would change what it measures;
+        // one whose answers do not come is given up.
+        if let Some(since) = self.pair.since() {
+            if now.saturating_duration_since(since) < PAIR_TIMEOUT.max(4 * self.rtt()) {
+                return;
+            }
+            tracing::trace!(pair = ?self.pair, "pair test: given up");
+            self.pair = PairTest::Done;
+            if self.search.take().is_none() {
+                self.pair_inconclusive(now);
+            } else {
+                self.searched_at = Some(now);
+            }
+        }
         let interval = PROBE_INTERVAL.max(2 * self.rtt());
         let quiet = self
             .last_cut
@@ -588,6 +968,37 @@ impl GateState {
         }
         self.last_probe = now;
         self.pace_bound = false;
+        if !climbing && self.pair_test_worth_it() {
+            let pause = Duration::from_secs_f64(PAIR_PAUSE / pace);
+            self.last_slot = Some(self.last_slot.map_or(now, |last| last.max(now)) + pause);
+            self.pair = PairTest::Armed {
+                since: now,
+                gap: Duration::ZERO,
+            };
+            self.depth_tests += 1;
+            tracing::trace!(pace, "depth test");
+            return;
+        }
+        // A bucket one request deep refuses half a round trip's requests for any step
+        // above its limit: the pair tests find it instead.
+        if self.one_deep && !climbing {
+            let again = interval * SEARCH_AGAIN;
+            if let Some(ceiling) = self.ceiling
+                && self
+                    .searched_at
+                    .is_some_and(|at| now.saturating_duration_since(at) >= again)
+            {
+                self.search = Some(Search {
+                    low: ceiling,
+                    high: ceiling * SEARCH_NEAR,
+                    high_guessed: true,
+                    tests: 0,
+                    lag: 0.0,
+                });
+                self.next_pair(now);
+            }
+            return;
+        }
         let mut next = match target {
             Some(target) if climbing => pace + (target - pace) / 2.0,
             _ => {
@@ -629,6 +1040,17 @@ impl GateState {
         self.floor_from = None;
         self.pace = Some(next.max(pace));
         tracing::trace!(pace = next.max(pace), limit = self.limit, "probe");
+    }
+
+    /// Whether to run the pair test now ([`PairTest`]): once per crawl, after a limit
+    /// measured from 429s (not stated by headers, nor assumed from an earlier crawl).
+    fn pair_test_worth_it(&self) -> bool {
+        self.pair == PairTest::Untested
+            && self.depth_tests < DEPTH_TESTS
+            && self.header_rate.is_none()
+            && !self.assumed
+            && self.remembered.is_none()
+            && self.ceiling.is_some()
     }
 
     /// Slow start: a quarter more pace per round trip while requests wait for their slots.
@@ -1010,7 +1432,7 @@ impl Gate {
                         let now = Instant::now();
                         let (later, slow_start) = {
                             let mut s = self.lock();
-                            let later = s.release(now);
+                            let later = s.release(now, slot);
                             if later.is_none() {
                                 s.released(now);
                             }
@@ -1043,6 +1465,7 @@ impl Gate {
             let before = s.limit_now();
             s.recent.push_back(now);
             s.record(sent, false, now);
+            s.pair_answer(sent, false, now);
             if let Some(headers) = headers {
                 Self::apply_headers(&mut s, headers, sent);
             }
@@ -1105,7 +1528,9 @@ impl Gate {
     /// An answer other than a success or a 429 (a 404, a 5xx): it spent a token at the
     /// server all the same, which the measure of the limit must count.
     fn on_other_answer(&self, sent: Instant, now: Instant) {
-        self.lock().record(sent, false, now);
+        let mut s = self.lock();
+        s.record(sent, false, now);
+        s.pair_answer(sent, false, now);
     }
 
     /// A 429 for a request released at `sent`. Its send time goes into the measure of
@@ -1116,8 +1541,30 @@ impl Gate {
     /// rare 429 among hundreds of answers (the jitter of arrivals, not a pace too fast).
     fn on_rate_limited(&self, sent: Instant, now: Instant) {
         let mut s = self.lock();
+        // The pair test's second refused: the test's answer, meant, and no episode.
+        if s.pair_answer(sent, true, now) {
+            s.settle(sent);
+            return;
+        }
         s.first_refused = Some(s.first_refused.map_or(sent, |first| first.min(sent)));
         let rare = s.since_refused >= RARE_429;
+        s.record(sent, true, now);
+        let episode_start = s.last_cut.is_none_or(|cut| sent > cut);
+        // Against a bucket one request deep, a pace over the limit draws a 429 every other
+        // request, which measures half the pace; one that measures nothing under the pace
+        // is a clump of arrivals, and cutting for it (and starting the probe's steps over)
+        // held a crawl at 60-90% of the limit for twenty seconds (traced, 200 ms × 200/s).
+        if s.one_deep
+            && episode_start
+            && s.header_rate.is_none()
+            && s.pace.is_some_and(|pace| {
+                s.measured_limit()
+                    .is_none_or(|measured| measured >= pace * JITTER_MEASURE)
+            })
+        {
+            tracing::trace!("rate limited: the jitter of arrivals at a bucket one deep");
+            return;
+        }
         // Refused at the floor's pace or under it, twice (once is the jitter of arrivals
         // against a bucket with no room to spare): the limit is lower than the floor.
         if s.floor_from.is_some_and(|from| sent > from) {
@@ -1129,8 +1576,6 @@ impl Gate {
                 s.episode_measured = false;
             }
         }
-        s.record(sent, true, now);
-        let episode_start = s.last_cut.is_none_or(|cut| sent > cut);
         // A 429 now and then among hundreds of answers is the jitter of arrivals against
         // a bucket with no room to spare, not a pace over the limit: cutting for each one
         // walks the pace down while the next 429 is just as likely.
@@ -1221,6 +1666,18 @@ impl Gate {
                 s.remembered = None;
                 s.slow_start = false;
                 s.concurrency_bound = false;
+                // Over a bucket one request deep the measure reads half the pace: search
+                // between the two by pairs rather than climb from the measure.
+                if s.one_deep && episode_start {
+                    s.search = Some(Search {
+                        low: measured,
+                        high: s.episode_pace.max(measured),
+                        high_guessed: false,
+                        tests: 0,
+                        lag: 0.0,
+                    });
+                    s.next_pair(now);
+                }
             }
             // A stray 429 while ramping up (a clump of arrivals at a small burst) says
             // little about the limit: keep looking, a little slower, until 429s come
@@ -1394,7 +1851,8 @@ mod tests {
     }
 
     /// An adaptive gate of `max` past slow start, pacing at `pace` under `ceiling`, in the
-    /// middle of a crawl: thousands of reads in line.
+    /// middle of a crawl: thousands of reads in line, and the depth test done (the bucket
+    /// deeper than one request).
     fn past_slow_start(max: usize, pace: f64, ceiling: Option<f64>) -> Gate {
         let gate = Gate::new(max, true);
         {
@@ -1403,6 +1861,7 @@ mod tests {
             s.ceiling = ceiling;
             s.slow_start = false;
             s.in_line = 5_000;
+            s.pair = PairTest::Done;
         }
         gate
     }
@@ -1514,7 +1973,7 @@ mod tests {
             while next_send <= now {
                 let pace = {
                     let mut s = gate.lock();
-                    assert_eq!(s.release(next_send), None, "sent at the pace");
+                    assert_eq!(s.release(next_send, None), None, "sent at the pace");
                     s.pace.expect("paced")
                 };
                 next_send += Duration::from_secs_f64(1.0 / pace);
@@ -1575,15 +2034,15 @@ mod tests {
         }
         let refused = dry_from + ms(500);
         for at in &sent {
-            assert_eq!(gate.lock().release(*at), None);
+            assert_eq!(gate.lock().release(*at, None), None);
         }
         assert_eq!(gate.lock().measured_depth(), None, "not run dry yet");
-        assert_eq!(gate.lock().release(refused), None);
+        assert_eq!(gate.lock().release(refused, None), None);
         gate.on_rate_limited(refused, refused + ms(20));
         // The log of sends stops once the first 429 is back: the rest of the crawl is not
         // part of the measure, and is not kept for it.
         let logged = gate.lock().sends.len();
-        assert_eq!(gate.lock().release(refused + ms(25)), None);
+        assert_eq!(gate.lock().release(refused + ms(25), None), None);
         assert_eq!(gate.lock().sends.len(), logged);
         let depth = gate.lock().measured_depth().expect("measured");
         assert!((depth - 50.0).abs() < 1.0, "{depth}");
@@ -2152,14 +2611,14 @@ mod tests {
         let t0 = Instant::now();
         let mut s = gate.lock();
         s.shallow = true;
-        assert_eq!(s.release(t0), None);
+        assert_eq!(s.release(t0, None), None);
         // 10 ms a request: a backlog leaves 10 ms after the last, not sooner.
-        assert_eq!(s.release(t0 + ms(1)), Some(t0 + ms(10)));
-        assert_eq!(s.release(t0 + ms(10)), None);
-        assert_eq!(s.release(t0 + ms(17)), Some(t0 + ms(20)));
+        assert_eq!(s.release(t0 + ms(1), None), Some(t0 + ms(10)));
+        assert_eq!(s.release(t0 + ms(10), None), None);
+        assert_eq!(s.release(t0 + ms(17), None), Some(t0 + ms(20)));
         // Unpaced (a fixed concurrency before any 429): nothing is held back.
         s.pace = None;
-        assert_eq!(s.release(t0 + ms(17)), None);
+        assert_eq!(s.release(t0 + ms(17), None), None);
     }
 
     #[test]
@@ -2178,10 +2637,10 @@ mod tests {
         for gate in [slow, deep] {
             let t0 = Instant::now();
             let mut s = gate.lock();
-            assert_eq!(s.release(t0), None);
-            assert_eq!(s.release(t0 + ms(1)), Some(t0 + ms(5)));
-            assert_eq!(s.release(t0 + ms(5)), None);
-            assert_eq!(s.release(t0 + ms(7)), Some(t0 + ms(10)));
+            assert_eq!(s.release(t0, None), None);
+            assert_eq!(s.release(t0 + ms(1), None), Some(t0 + ms(5)));
+            assert_eq!(s.release(t0 + ms(5), None), None);
+            assert_eq!(s.release(t0 + ms(7), None), Some(t0 + ms(10)));
         }
     }
 
@@ -2386,5 +2845,224 @@ mod tests {
         back_done.send(()).expect("the back request holds its slot");
         front.await.expect("the front request finishes");
         back.await.expect("the back request finishes");
+    }
+
+    /// A server's token bucket refilling at `rate` a second and holding `depth`, full at
+    /// the start: what a request arriving at `at` gets.
+    struct Bucket {
+        rate: f64,
+        depth: f64,
+        tokens: f64,
+        at: Option<Instant>,
+    }
+
+    impl Bucket {
+        fn new(rate: f64, depth: f64) -> Self {
+            Self {
+                rate,
+                depth,
+                tokens: depth,
+                at: None,
+            }
+        }
+
+        fn accepts(&mut self, at: Instant) -> bool {
+            let since = self
+                .at
+                .map_or(0.0, |last| at.saturating_duration_since(last).as_secs_f64());
+            self.tokens = (self.tokens + since * self.rate).min(self.depth);
+            self.at = Some(at);
+            let accepted = self.tokens >= 1.0;
+            if accepted {
+                self.tokens -= 1.0;
+            }
+            accepted
+        }
+    }
+
+    /// Plays a crawl from its first request for `seconds` against `bucket`: every request
+    /// waits in line, leaves when the gate releases it, arrives as it leaves, and is
+    /// answered `rtt` later. Returns the 429s.
+    fn crawl(gate: &Gate, bucket: &mut Bucket, rtt: Duration, seconds: u64) -> usize {
+        let t0 = Instant::now();
+        let end = t0 + Duration::from_secs(seconds);
+        gate.lock().in_line = 5_000;
+        let mut answers: VecDeque<(Instant, Instant, bool)> = VecDeque::new();
+        let mut refused = 0;
+        let mut now = t0;
+        while now < end {
+            let slot = gate.lock().reserve_slot(now);
+            let mut at = slot.map_or(now, |slot| slot.max(now));
+            loop {
+                while let Some((sent, answered, rejected)) = answers
+                    .front()
+                    .copied()
+                    .filter(|(_, answered, _)| *answered <= at)
+                {
+                    answers.pop_front();
+                    if rejected {
+                        gate.on_rate_limited(sent, answered);
+                    } else {
+                        gate.on_success(sent, answered, None);
+                    }
+                }
+                let mut s = gate.lock();
+                if let Some(later) = s.release(at, slot) {
+                    at = later;
+                } else {
+                    s.released(at);
+                    break;
+                }
+            }
+            let accepted = bucket.accepts(at);
+            refused += usize::from(!accepted);
+            answers.push_back((at, at + rtt, !accepted));
+            // Sending takes a little time: no two requests leave at one instant.
+            now = at + Duration::from_micros(10);
+        }
+        refused
+    }
+
+    #[test]
+    fn against_a_bucket_one_request_deep_pairs_find_the_limit_the_measure_reads_half_of() {
+        let gate = Gate::new(256, true);
+        let refused = crawl(&gate, &mut Bucket::new(200.0, 1.0), ms(20), 6);
+        let s = gate.lock();
+        assert!(s.one_deep && s.shallow, "found one deep: {s:?}");
+        let ceiling = s.ceiling.expect("a limit");
+        let pace = s.pace.expect("paced");
+        // The measure out of slow start reads about half the limit, and the probe's
+        // steps from there were cut by every clump of arrivals.
+        assert!((194.0..=200.0).contains(&ceiling), "{ceiling}");
+        assert!((190.0..=200.0).contains(&pace), "{pace}");
+        assert!(refused < 60, "{refused}");
+        assert!(s.search.is_none(), "the search has ended");
+    }
+
+    #[test]
+    fn against_a_deeper_bucket_the_depth_test_is_accepted_and_the_measure_stands() {
+        let gate = Gate::new(256, true);
+        crawl(&gate, &mut Bucket::new(200.0, 20.0), ms(20), 6);
+        let s = gate.lock();
+        assert_eq!(s.depth_tests, 1, "tested once: {s:?}");
+        assert_eq!(s.pair, PairTest::Done);
+        assert!(!s.one_deep && s.search.is_none());
+    }
+
+    #[test]
+    fn the_depth_test_s_refused_second_begins_no_episode() {
+        let gate = past_slow_start(256, 98.5, Some(100.0));
+        let t0 = Instant::now();
+        let mut s = gate.lock();
+        s.last_measure = Some(100.0);
+        s.pair = PairTest::Armed {
+            since: t0,
+            gap: Duration::ZERO,
+        };
+        let first = s.reserve_slot(t0).expect("paced");
+        let second = s.reserve_slot(t0).expect("paced");
+        assert_eq!(first, second, "back to back");
+        assert_eq!(s.release(first, Some(first)), None);
+        let left = first + Duration::from_micros(50);
+        assert_eq!(
+            s.release(left, Some(second)),
+            None,
+            "no spacing between the two"
+        );
+        drop(s);
+        gate.on_rate_limited(left, left + ms(20));
+        assert_eq!(gate.lock().last_cut, None, "no episode");
+        gate.on_success(first, first + ms(20), None);
+        let s = gate.lock();
+        assert!(s.one_deep);
+        let search = s.search.expect("searching");
+        assert_eq!((search.low, search.high), (100.0, 100.0 * SEARCH_TOP));
+        assert_eq!(s.pace, Some(98.5), "no cut");
+        assert!(
+            matches!(s.pair, PairTest::Armed { .. }),
+            "the search's first pair"
+        );
+    }
+
+    #[test]
+    fn a_depth_test_whose_first_is_refused_is_sent_again_at_most_three_times() {
+        let gate = past_slow_start(256, 98.5, Some(100.0));
+        gate.lock().pair = PairTest::Untested;
+        let t0 = Instant::now();
+        for round in 0..=DEPTH_TESTS {
+            let now = t0 + PROBE_INTERVAL * (2 * round + 1);
+            gate.lock().pace_bound = true;
+            gate.on_success(now - ms(20), now, None);
+            let mut s = gate.lock();
+            if round == DEPTH_TESTS {
+                assert_eq!(s.pair, PairTest::Untested, "no fourth");
+                break;
+            }
+            assert!(
+                matches!(s.pair, PairTest::Armed { .. }),
+                "armed, round {round}"
+            );
+            let first = s.reserve_slot(now).expect("paced");
+            let second = s.reserve_slot(now).expect("paced");
+            assert!(first >= now + Duration::from_secs_f64(PAIR_PAUSE / 98.5));
+            assert_eq!(s.release(first, Some(first)), None);
+            let left = first + Duration::from_micros(50);
+            assert_eq!(s.release(left, Some(second)), None);
+            drop(s);
+            // Another request's late arrival took the token: the first is refused, and
+            // the test says nothing.
+            gate.on_rate_limited(first, first + ms(20));
+            gate.on_success(left, left + ms(20), None);
+            let mut s = gate.lock();
+            assert_eq!(s.pair, PairTest::Untested, "round {round}");
+            // The 429 was an episode of its own; this test is not about its cut.
+            s.pace = Some(98.5);
+            s.ceiling = Some(100.0);
+            s.last_cut = None;
+        }
+        assert!(!gate.lock().one_deep);
+    }
+
+    #[test]
+    fn against_a_bucket_one_deep_a_429_that_measures_no_limit_under_the_pace_cuts_nothing() {
+        let gate = past_slow_start(256, 190.0, Some(193.0));
+        gate.lock().one_deep = true;
+        let t0 = Instant::now();
+        let every = Duration::from_micros(5_300);
+        for i in 0..100 {
+            let at = t0 + every * i;
+            gate.on_success(at, at + ms(20), None);
+        }
+        let clump = t0 + ms(531);
+        gate.on_rate_limited(clump, clump + ms(20));
+        {
+            let s = gate.lock();
+            assert_eq!(s.pace, Some(190.0));
+            assert_eq!(s.last_cut, None);
+        }
+        for i in 1..13 {
+            let at = clump + every * i;
+            gate.on_success(at, at + ms(20), None);
+        }
+        // A pace over its limit is refused every other request, which measures half the
+        // pace: that is an episode, and the limit is searched for again between the two.
+        let mut s = gate.lock();
+        s.pace = Some(260.0);
+        drop(s);
+        let from = t0 + ms(600);
+        for i in 0..20u32 {
+            let at = from + Duration::from_micros(3_850) * i;
+            if i % 2 == 0 {
+                gate.on_rate_limited(at, at + ms(20));
+            } else {
+                gate.on_success(at, at + ms(20), None);
+            }
+        }
+        let s = gate.lock();
+        assert!(s.last_cut.is_some());
+        // Between the measure, which a bucket one deep never reads high, and the pace.
+        let search = s.search.expect("searching again");
+        assert!((130.0..=200.0).contains(&search.low), "{search:?}");
+        assert!((259.0..=261.0).contains(&search.high), "{search:?}");
     }
 }
