@@ -191,16 +191,32 @@ const PAIR_TIMEOUT: Duration = Duration::from_secs(2);
 const SEARCH_PRECISION: f64 = 1.015;
 /// How much further apart or closer together than they left two requests are taken to
 /// reach the server: a search that read its pairs as sent found limits 0.7-0.8% above a
-/// limit of 200 a second, and paced at 0.992 of it (traced).
-const ARRIVAL_JITTER: Duration = Duration::from_micros(30);
+/// limit of 200 a second, and paced at 0.992 of it; with 30 µs, 510 above one of 500, and
+/// the episode that followed halved the pace (traced).
+const ARRIVAL_JITTER: Duration = Duration::from_micros(50);
 /// The most pair tests one gap search sends.
 const SEARCH_TESTS: u32 = 10;
 /// Against a bucket one request deep, this many probe intervals after a search ends, one
 /// pair a little (half of [`SEARCH_NEAR`]) above the limit found: a limit raised since (or
 /// a search that ended low) is searched for again, at the cost of one 429 when it is not.
-const SEARCH_AGAIN: u32 = 16;
-/// The bracket above the limit found that such a search starts with.
-const SEARCH_NEAR: f64 = 1.03;
+/// Every 16 intervals, with a bracket of 3%, it cost 50-a-second crawls 1% of 429s.
+const SEARCH_AGAIN: u32 = 32;
+/// After an episode over a bucket one request deep, the search starts from this share of
+/// the limit it had found.
+const RESEARCH_FROM: f64 = 0.95;
+/// The first search's bracket reaches at least this far above the pace the first 429s
+/// came at: the measure may read much less than half the limit (its span reaching back
+/// into slow start's slower paces), and at 400 ms × 500/s a bracket of 2.1 times a measure
+/// of 151 a second topped out at 318.
+const SEARCH_NEAR_PACE: f64 = 1.1;
+/// While no pair has been refused, an accepted one this close under the top of the
+/// bracket doubles it: the top was a guess (the search crept up to 313 of a guessed 318,
+/// its ten pairs spent).
+const SEARCH_EXPAND: f64 = 1.1;
+/// The bracket above the limit found that such a search starts with: refused, its pair
+/// leaves the limit known within [`SEARCH_PRECISION`] with its jitter, and the search ends
+/// at one 429 (from 3%, it sent a second pair).
+const SEARCH_NEAR: f64 = 1.02;
 /// A limit measured from a pace refused every other request is less than this many times
 /// the measure (the pace is less than twice a bucket one request deep's limit when it
 /// measures half of it), with room for the measure's error.
@@ -290,6 +306,11 @@ struct GateState {
     depth_tests: u32,
     /// When the last search for a bucket one request deep's limit ended.
     searched_at: Option<Instant>,
+    /// How much later than meant the last pair's second left after its first, in
+    /// seconds: the next gap is meant that much shorter, so that it leaves as meant (a
+    /// timer wakes a little late, and every accepted pair raised the low end by less than
+    /// the search meant).
+    pair_lag: f64,
     /// The rate and burst allowance an earlier crawl found, while this crawl has not
     /// measured the limit itself: with them, the requests sent above the rate are counted
     /// against the allowance, as the server's bucket counts them.
@@ -409,11 +430,6 @@ struct Search {
     /// Whether `high` is only the measure's bound, no pair refused under it yet.
     high_guessed: bool,
     tests: u32,
-    /// How much later than meant the last pair's second left after its first, in
-    /// seconds: the next gap is meant that much shorter, so that it leaves as meant (a
-    /// timer wakes a little late, and every accepted pair raised the low end by less than
-    /// the search meant).
-    lag: f64,
 }
 
 /// What an earlier crawl found of the server's bucket, and how far this crawl has drawn
@@ -488,6 +504,7 @@ impl GateState {
             search: None,
             depth_tests: 0,
             searched_at: None,
+            pair_lag: 0.0,
             remembered: None,
             sends: VecDeque::new(),
             first_refused: None,
@@ -598,9 +615,9 @@ impl GateState {
             second_refused,
         };
         let gap = second.saturating_duration_since(first).as_secs_f64();
-        if let Some(search) = self.search.as_mut() {
+        if !meant.is_zero() {
             let meant = meant.as_secs_f64();
-            search.lag = (gap - meant).clamp(0.0, meant / 10.0);
+            self.pair_lag = (gap - meant).clamp(0.0, meant / 10.0);
         }
         match (first_refused, second_refused) {
             // The bucket was not full when the first arrived: the test says nothing.
@@ -625,10 +642,11 @@ impl GateState {
                 self.one_deep = true;
                 self.search = Some(Search {
                     low: ceiling,
-                    high: ceiling * SEARCH_TOP,
+                    // The pace that drew the first 429s was over the limit, unless
+                    // they were a clump's; the measure's bound covers that.
+                    high: (ceiling * SEARCH_TOP).max(self.episode_pace * SEARCH_NEAR_PACE),
                     high_guessed: true,
                     tests: 0,
-                    lag: 0.0,
                 });
                 tracing::debug!(
                     ceiling,
@@ -651,8 +669,8 @@ impl GateState {
                 }
             } else if 1.0 / (gap + jitter) > search.low {
                 search.low = 1.0 / (gap + jitter);
-                // Accepted right up to the measure's bound: the bound was wrong.
-                if search.high_guessed && search.low * SEARCH_PRECISION >= search.high {
+                // Accepted close to a bound no pair has shown: the bound was wrong.
+                if search.high_guessed && search.low * SEARCH_EXPAND >= search.high {
                     search.high = search.low * SEARCH_TOP;
                 }
                 search.high = search.high.max(search.low);
@@ -683,6 +701,28 @@ impl GateState {
         }
     }
 
+    /// An episode over a bucket one request deep (a pace over its limit, refused every
+    /// other request): search again, between the episode's `measured` half and its pace.
+    /// From a little under the limit the last search found (`before`), unless the pace
+    /// fell under that: the measure's half is far too low to start from, and a limit that
+    /// fell further is refused again.
+    fn search_again(&mut self, measured: f64, before: Option<f64>, now: Instant) {
+        let low = before.map_or(measured, |before| {
+            measured.max((before * RESEARCH_FROM).min(self.episode_pace * RESEARCH_FROM))
+        });
+        // The pace is no firm bound: a clump of arrivals (a stall) can be refused every
+        // other request under the limit too.
+        self.search = Some(Search {
+            low,
+            high: self.episode_pace.max(low),
+            high_guessed: true,
+            tests: 0,
+        });
+        self.ceiling = Some(low);
+        self.pace = Some((low * self.under).min(self.episode_pace));
+        self.next_pair(now);
+    }
+
     /// Arms the search's next pair test, or ends the search when it knows the limit
     /// closely enough (or has sent its tests).
     fn next_pair(&mut self, now: Instant) {
@@ -701,7 +741,7 @@ impl GateState {
         let between = (search.low * search.high).sqrt();
         self.pair = PairTest::Armed {
             since: now,
-            gap: Duration::from_secs_f64((1.0 / between - search.lag).max(0.0)),
+            gap: Duration::from_secs_f64((1.0 / between - self.pair_lag).max(0.0)),
         };
     }
 
@@ -1000,7 +1040,6 @@ impl GateState {
                     high: ceiling * SEARCH_NEAR,
                     high_guessed: true,
                     tests: 0,
-                    lag: 0.0,
                 });
                 self.next_pair(now);
             }
@@ -1651,6 +1690,7 @@ impl Gate {
             // pace that drew them, under what the search's pairs have found.
             Some(_) if s.one_deep && s.search.is_some() && !episode_start => return,
             Some(measured) => {
+                let before = s.ceiling;
                 let measured = match s.floor {
                     Some(floor) if measured < floor * IMPLAUSIBLE_DROP => {
                         if s.floor_from.is_none() {
@@ -1700,14 +1740,7 @@ impl Gate {
                 // Over a bucket one request deep the measure reads half the pace: search
                 // between the two by pairs rather than climb from the measure.
                 if s.one_deep && episode_start {
-                    s.search = Some(Search {
-                        low: measured,
-                        high: s.episode_pace.max(measured),
-                        high_guessed: false,
-                        tests: 0,
-                        lag: 0.0,
-                    });
-                    s.next_pair(now);
+                    s.search_again(measured, before, now);
                 }
             }
             // A stray 429 while ramping up (a clump of arrivals at a small burst) says
