@@ -214,8 +214,9 @@ const SEARCH_NEAR_PACE: f64 = 1.1;
 /// its ten pairs spent).
 const SEARCH_EXPAND: f64 = 1.1;
 /// The bracket above the limit found that such a search starts with: refused, its pair
-/// leaves the limit known within [`SEARCH_PRECISION`] with its jitter, and the search ends
-/// at one 429 (from 3%, it sent a second pair).
+/// leaves the limit known within [`SEARCH_PRECISION`] at 200 a second or less, jitter and
+/// all, and the search ends at one 429 (from 3%, it sent a second pair; at 500 a second
+/// [`ARRIVAL_JITTER`] is 2.5% of a gap, and it still does).
 const SEARCH_NEAR: f64 = 1.02;
 /// A limit measured from a pace refused every other request is less than this many times
 /// the measure (the pace is less than twice a bucket one request deep's limit when it
@@ -427,7 +428,8 @@ impl PairTest {
 struct Search {
     low: f64,
     high: f64,
-    /// Whether `high` is only the measure's bound, no pair refused under it yet.
+    /// Whether `high` is only a guess (from the measure, or the pace an episode began at),
+    /// no pair refused under it yet.
     high_guessed: bool,
     tests: u32,
 }
@@ -832,7 +834,8 @@ impl GateState {
     fn reserve_slot(&mut self, now: Instant) -> Option<Instant> {
         let pace = self.pace?;
         let spaced = match self.pair {
-            // The second of the pair test's requests shares the first's slot.
+            // The second of the pair test's requests leaves its gap after the first's slot
+            // (the depth test's gap is none: the same slot).
             PairTest::Pairing {
                 first_slot,
                 gap,
