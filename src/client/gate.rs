@@ -215,8 +215,8 @@ const SEARCH_NEAR_PACE: f64 = 1.1;
 const SEARCH_EXPAND: f64 = 1.1;
 /// The bracket above the limit found that such a search starts with: refused, its pair
 /// leaves the limit known within [`SEARCH_PRECISION`] at 200 a second or less, jitter and
-/// all, and the search ends at one 429 (from 3%, it sent a second pair; at 500 a second
-/// [`ARRIVAL_JITTER`] is 2.5% of a gap, and it still does).
+/// all, and the search ends at one 429 (from 3% it sent a second pair, as it still does at
+/// 500 a second, where [`ARRIVAL_JITTER`] is 2.5% of a gap).
 const SEARCH_NEAR: f64 = 1.02;
 /// A limit measured from a pace refused every other request is less than this many times
 /// the measure (the pace is less than twice a bucket one request deep's limit when it
