@@ -194,8 +194,13 @@ const SEARCH_PRECISION: f64 = 1.015;
 /// limit of 200 a second, and paced at 0.992 of it; with 30 µs, 510 above one of 500, and
 /// the episode that followed halved the pace (traced).
 const ARRIVAL_JITTER: Duration = Duration::from_micros(50);
-/// The most pair tests one gap search sends.
-const SEARCH_TESTS: u32 = 10;
+/// The most rounds of pair tests one gap search sends.
+const SEARCH_ROUNDS: u32 = 10;
+/// The most pairs of one round of a gap search ([`Search`]), sent one after another
+/// without waiting for the others' answers: each pair narrows the bracket once, and a
+/// round waits a round trip for its answers, so at 200-400 ms one pair a round took
+/// 2-6 s at part of the limit (traced). Each costs at most one 429.
+const MAX_RUNGS: u32 = 4;
 /// Against a bucket one request deep, this many probe intervals after a search ends, one
 /// pair a little (half of [`SEARCH_NEAR`]) above the limit found: a limit raised since (or
 /// a search that ended low) is searched for again, at the cost of one 429 when it is not.
@@ -225,7 +230,18 @@ const SEARCH_TOP: f64 = 2.1;
 /// Against a bucket one request deep, a 429 whose window measures the limit at this share
 /// of the pace or more (or cannot measure it) is the jitter of arrivals: a pace over such
 /// a bucket's limit is refused every other request, which measures half the pace.
+/// So is one that comes more than [`LONE_429`] answers after the last: right after a
+/// search raised the pace, the window reaches back into the slower one and measured 60%
+/// of it (traced at 20 ms × 500/s: the search began again from 462, and ended there).
 const JITTER_MEASURE: f64 = 0.75;
+/// See [`JITTER_MEASURE`]: a pace over a bucket one request deep draws a 429 every other
+/// answer.
+const LONE_429: usize = 2;
+/// ... unless this share of the window's answers or more were refused: a pace just over
+/// such a bucket's limit, with arrivals jittered, is refused less than every other
+/// request, and measures between half the pace and all of it (traced at 20 ms × 500/s: a
+/// search that found 516 against 500 drew 437 429s, 5%, all taken for jitter).
+const JITTER_SHARE: f64 = 0.03;
 /// The shortest probe interval; it is two round trips when those are longer.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// No step above a known limit while fewer requests wait at the gate than the pace sends
@@ -295,8 +311,12 @@ struct GateState {
     shallow: bool,
     /// The ceiling is a rate assumed from an earlier crawl that no header has stated yet.
     assumed: bool,
-    /// The pair test under way, if any ([`PairTest`]).
+    /// The pair test being formed, if any ([`PairTest`]).
     pair: PairTest,
+    /// Pair tests given their slots, whose second has not left yet.
+    slotted: Vec<SlottedPair>,
+    /// Pair tests whose requests have both left, waiting for their answers.
+    flying: Vec<SentPair>,
     /// The pair test found the bucket one request deep: a 429 that measures no limit
     /// under the pace is the jitter of arrivals, and neither cuts the pace nor starts the
     /// probe's steps over; the limit is searched for by pairs, never by the probe.
@@ -327,6 +347,8 @@ struct GateState {
     last_cut: Option<Instant>,
     /// The pace when the current 429 episode began.
     episode_pace: f64,
+    /// The fastest pace an episode of this crawl began at.
+    peak_episode_pace: f64,
     /// The pace that ran a whole probe interval without a 429 before the probe's latest
     /// step, until a 429 episode begins.
     sustained: Option<f64>,
@@ -385,37 +407,51 @@ enum PairTest {
     Untested,
     /// The next slot handed out is the pair's first; the one after it is `gap` later.
     Armed { since: Instant, gap: Duration },
-    /// The pair's slots as handed out (the second `gap` after the first, unless no
-    /// request asked for one until later), when the first left, and its answer (which
-    /// can come before the second leaves: a gap longer than the round trip).
-    Pairing {
-        since: Instant,
-        gap: Duration,
-        first_slot: Instant,
-        second_slot: Option<Instant>,
-        first: Option<Instant>,
-        first_refused: Option<bool>,
-    },
-    /// Both left; their answers so far (true = refused).
-    Sent {
-        since: Instant,
-        gap: Duration,
-        first: Instant,
-        second: Instant,
-        first_refused: Option<bool>,
-        second_refused: Option<bool>,
-    },
-    /// Answered, given up, or never worth running.
+    /// None armed: the last one armed has its slots ([`GateState::slotted`]), has left
+    /// ([`GateState::flying`]), was answered, or given up, or none was worth running.
     Done,
 }
 
+/// A pair test ([`PairTest`]) given its first slot: the slots as handed out (the second
+/// `gap` after the first, unless no request asked for one until later), when the first
+/// left, and its answer (which can come before the second leaves: a gap longer than the
+/// round trip).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct SlottedPair {
+    since: Instant,
+    gap: Duration,
+    first_slot: Instant,
+    second_slot: Option<Instant>,
+    first: Option<Instant>,
+    first_refused: Option<bool>,
+}
+
+impl SlottedPair {
+    /// What its answers are awaited from: when its first left, or is due to. Slots are
+    /// handed out ahead, up to a second or two at 400 ms (traced): counted from the
+    /// arming, pairs not yet sent were given up.
+    fn due(&self) -> Instant {
+        self.first.unwrap_or(self.first_slot).max(self.since)
+    }
+}
+
+/// A pair test ([`PairTest`]) whose two requests have both left: their answers so far
+/// (true = refused).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct SentPair {
+    /// The gap meant between the two (none: the depth test).
+    gap: Duration,
+    first: Instant,
+    second: Instant,
+    first_refused: Option<bool>,
+    second_refused: Option<bool>,
+}
+
 impl PairTest {
-    /// When the test began, while it is under way.
+    /// When the test was armed, while it waits for its first slot.
     fn since(self) -> Option<Instant> {
         match self {
-            Self::Armed { since, .. } | Self::Pairing { since, .. } | Self::Sent { since, .. } => {
-                Some(since)
-            }
+            Self::Armed { since, .. } => Some(since),
             Self::Untested | Self::Done => None,
         }
     }
@@ -423,7 +459,9 @@ impl PairTest {
 
 /// The limit of a bucket one request deep, searched for by pair tests ([`PairTest`]):
 /// between `low`, which a pair that far apart was accepted at (or a measure), and `high`,
-/// which one was refused at (or the pace an episode began at).
+/// which one was refused at (or the pace an episode began at). Each round sends its pairs
+/// at rates spread evenly (geometrically) across the bracket as the round began, one
+/// after another: `k` pairs narrow it `k + 1`-fold in one round trip.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Search {
     low: f64,
@@ -431,7 +469,43 @@ struct Search {
     /// Whether `high` is only a guess (from the measure, or the pace an episode began at),
     /// no pair refused under it yet.
     high_guessed: bool,
-    tests: u32,
+    rounds: u32,
+    /// The round under way.
+    round: Option<Round>,
+}
+
+/// One round of a gap search: the bracket it spreads its pairs across, how many, and how
+/// many have been armed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Round {
+    low: f64,
+    high: f64,
+    rungs: u32,
+    armed: u32,
+    since: Instant,
+}
+
+impl Search {
+    /// A search between `low` and a `high` that is only a guess.
+    fn new(low: f64, high: f64) -> Self {
+        Self {
+            low,
+            high,
+            high_guessed: true,
+            rounds: 0,
+            round: None,
+        }
+    }
+}
+
+/// The ratio a gap search can know a limit near `rate` within: [`SEARCH_PRECISION`], or
+/// what [`ARRIVAL_JITTER`] leaves of a pair's gap when that is wider (accepted, a pair says
+/// a token per the gap and the jitter; refused, per the gap less it). At 200 a second the
+/// jitter alone is 2%, and a search held to 1.5% sent all its rounds (traced); at 500 it
+/// is 5%, and 1.5% beyond that ended searches 7% under the limit.
+fn resolution(rate: f64) -> f64 {
+    let jitter = (ARRIVAL_JITTER.as_secs_f64() * rate).min(0.5);
+    SEARCH_PRECISION.max((1.0 + jitter) / (1.0 - jitter))
 }
 
 /// What an earlier crawl found of the server's bucket, and how far this crawl has drawn
@@ -502,6 +576,8 @@ impl GateState {
             shallow: false,
             assumed: false,
             pair: PairTest::Untested,
+            slotted: Vec::new(),
+            flying: Vec::new(),
             one_deep: false,
             search: None,
             depth_tests: 0,
@@ -512,6 +588,7 @@ impl GateState {
             first_refused: None,
             last_cut: None,
             episode_pace: START_PACE,
+            peak_episode_pace: 0.0,
             sustained: None,
             floor: None,
             floor_from: None,
@@ -575,86 +652,81 @@ impl GateState {
         self.prune(now);
     }
 
-    /// Counts the answer to a request released at `sent` when it is one of the pair test's
+    /// Counts the answer to a request released at `sent` when it is one of a pair test's
     /// ([`PairTest`]), and acts on the test's result once both are in. True for the
     /// second's 429, which is the test's answer and nothing more.
     fn pair_answer(&mut self, sent: Instant, refused: bool, now: Instant) -> bool {
-        if let PairTest::Pairing {
-            first: Some(first),
-            first_refused,
-            ..
-        } = &mut self.pair
-            && *first == sent
+        if let Some(pair) = self
+            .slotted
+            .iter_mut()
+            .find(|pair| pair.first == Some(sent))
         {
-            *first_refused = Some(refused);
+            pair.first_refused = Some(refused);
             return false;
         }
-        let PairTest::Sent {
-            since,
-            gap: meant,
-            first,
-            second,
-            mut first_refused,
-            mut second_refused,
-        } = self.pair
+        let Some(index) = self
+            .flying
+            .iter()
+            .position(|pair| pair.first == sent || pair.second == sent)
         else {
             return false;
         };
-        let is_second = sent == second && sent != first;
-        if sent == first {
-            first_refused = Some(refused);
-        } else if is_second {
-            second_refused = Some(refused);
+        let pair = &mut self.flying[index];
+        let is_second = sent == pair.second && sent != pair.first;
+        if is_second {
+            pair.second_refused = Some(refused);
         } else {
-            return false;
+            pair.first_refused = Some(refused);
         }
-        self.pair = PairTest::Sent {
-            since,
-            gap: meant,
-            first,
-            second,
-            first_refused,
-            second_refused,
-        };
-        let gap = second.saturating_duration_since(first).as_secs_f64();
-        if !meant.is_zero() {
-            let meant = meant.as_secs_f64();
-            self.pair_lag = (gap - meant).clamp(0.0, meant / 10.0);
-        }
-        match (first_refused, second_refused) {
-            // The bucket was not full when the first arrived: the test says nothing.
-            (Some(true), _) => {
+        let pair = *pair;
+        // Both answers, before the pair is read: the second's 429 is the test's either way.
+        if let (Some(first_refused), Some(second_refused)) =
+            (pair.first_refused, pair.second_refused)
+        {
+            self.flying.swap_remove(index);
+            if first_refused {
+                // The bucket was not full when the first arrived: the test says nothing.
                 tracing::trace!("pair test: the first refused");
                 self.pair_inconclusive(now);
+            } else {
+                self.pair_result(pair, second_refused, now);
             }
-            (Some(false), Some(second_refused)) => self.pair_result(gap, second_refused, now),
-            _ => {}
         }
         is_second && refused
     }
 
-    /// What a pair `gap` seconds apart says, its first accepted and its second `refused`
-    /// or not.
-    fn pair_result(&mut self, gap: f64, refused: bool, now: Instant) {
+    /// What a `pair` says, its first accepted and its second `refused` or not.
+    fn pair_result(&mut self, pair: SentPair, refused: bool, now: Instant) {
+        let gap = pair
+            .second
+            .saturating_duration_since(pair.first)
+            .as_secs_f64();
         let Some(mut search) = self.search else {
+            // A search's pair answered after the search ended says nothing more.
+            if !pair.gap.is_zero() {
+                return;
+            }
             // The depth test: only a bucket one deep refuses the second.
             self.pair = PairTest::Done;
             if refused && let Some(ceiling) = self.ceiling {
                 self.shallow = true;
                 self.one_deep = true;
-                self.search = Some(Search {
-                    low: ceiling,
-                    // The pace that drew the first 429s was over the limit, unless
-                    // they were a clump's; the measure's bound covers that.
-                    high: (ceiling * SEARCH_TOP).max(self.episode_pace * SEARCH_NEAR_PACE),
-                    high_guessed: true,
-                    tests: 0,
-                });
+                // The fastest pace that drew 429s (slow start's, often) was over the limit,
+                // unless they were a clump's; the measure's bound covers that. From the
+                // last episode's pace alone, a measure reaching back into slow start
+                // left the top at 172 against 200 (traced at 400 ms).
+                self.search = Some(Search::new(
+                    ceiling,
+                    (ceiling * SEARCH_TOP).max(
+                        (self.episode_pace.max(self.peak_episode_pace) * SEARCH_NEAR_PACE)
+                            .min(ceiling * SEARCH_TOP * 2.0),
+                    ),
+                ));
                 tracing::debug!(
                     ceiling,
                     "a bucket one request deep: searching for its limit"
                 );
-                self.next_pair(now);
+                self.next_round(now);
             }
             return;
         };
@@ -665,14 +737,32 @@ impl GateState {
         if gap > jitter {
             if refused {
                 let rate = 1.0 / (gap - jitter);
-                if rate < search.high {
+                // Refused under a rate a pair was accepted at says the first did not find
+                // the bucket full (a clump of arrivals): nothing of the limit.
+                if rate < search.high && rate > search.low {
                     search.high = rate.max(search.low);
                     search.high_guessed = false;
                 }
+            } else if 1.0 / (gap + jitter) >= search.high && !search.high_guessed {
+                // Accepted above a rate a pair was refused at: one of the two arrived
+                // further apart or closer together than the jitter allows for (a pair
+                // 4.73 ms apart was accepted against 200 a second, traced at 400 ms), and
+                // which is not known. The low end stays, the bracket above it is tried
+                // again.
+                search.high = SEARCH_EXPAND / (gap + jitter);
+                search.high_guessed = true;
             } else if 1.0 / (gap + jitter) > search.low {
                 search.low = 1.0 / (gap + jitter);
-                // Accepted close to a bound no pair has shown: the bound was wrong.
-                if search.high_guessed && search.low * SEARCH_EXPAND >= search.high {
+                // Accepted close to a bound no pair has shown, or at the round's top
+                // rung: the bound was wrong (a first bracket from a measure that reached
+                // back into slow start spent two rounds under a third of the way to the
+                // limit, traced at 400 ms × 200/s).
+                let top_rung = search.round.is_some_and(|round| {
+                    let share = f64::from(round.rungs) / f64::from(round.rungs + 1);
+                    search.low * resolution(search.low)
+                        >= round.low * (round.high / round.low).powf(share)
+                });
+                if search.high_guessed && (search.low * SEARCH_EXPAND >= search.high || top_rung) {
                     search.high = search.low * SEARCH_TOP;
                 }
                 search.high = search.high.max(search.low);
@@ -690,15 +780,15 @@ impl GateState {
             refused,
             "pair test"
         );
-        self.next_pair(now);
+        self.pair_settled(now);
     }
 
-    /// A pair test said nothing: the search sends its next, and the depth test is sent
-    /// again at the probe's next turn while it has tries left.
+    /// A pair test said nothing: the search goes on, and the depth test is sent again at
+    /// the probe's next turn while it has tries left.
     fn pair_inconclusive(&mut self, now: Instant) {
         if self.search.is_some() {
-            self.next_pair(now);
-        } else {
+            self.pair_settled(now);
+        } else if !self.one_deep {
             self.pair = PairTest::Untested;
         }
     }
@@ -714,37 +804,98 @@ impl GateState {
         });
         // The pace is no firm bound: a clump of arrivals (a stall) can be refused every
         // other request under the limit too.
-        self.search = Some(Search {
-            low,
-            high: self.episode_pace.max(low),
-            high_guessed: true,
-            tests: 0,
-        });
+        self.search = Some(Search::new(low, self.episode_pace.max(low)));
         self.ceiling = Some(low);
         self.pace = Some((low * self.under).min(self.episode_pace));
-        self.next_pair(now);
+        self.next_round(now);
     }
 
-    /// Arms the search's next pair test, or ends the search when it knows the limit
-    /// closely enough (or has sent its tests).
-    fn next_pair(&mut self, now: Instant) {
+    /// A search's pair is answered, or void: the next round begins once all of this
+    /// round's pairs have left and been answered.
+    fn pair_settled(&mut self, now: Instant) {
+        let round_sent = self
+            .search
+            .is_some_and(|search| search.round.is_none_or(|round| round.armed >= round.rungs));
+        if round_sent
+            && self.pair == PairTest::Done
+            && self.slotted.is_empty()
+            && self.flying.is_empty()
+        {
+            self.next_round(now);
+        }
+    }
+
+    /// Begins the search's next round of pair tests, or ends the search when it knows the
+    /// limit closely enough (or has sent its rounds).
+    fn next_round(&mut self, now: Instant) {
         self.pair = PairTest::Done;
         let Some(mut search) = self.search else {
             return;
         };
-        if search.high <= search.low * SEARCH_PRECISION || search.tests >= SEARCH_TESTS {
+        // A search sends one round at least: the re-search's bracket is narrower than the
+        // resolution, and is a test of a raised limit.
+        let known = search.high <= search.low * resolution(search.high);
+        if search.rounds > 0 && (known || search.rounds >= SEARCH_ROUNDS) {
             self.search = None;
             self.searched_at = Some(now);
             tracing::debug!(limit = search.low, "a bucket one request deep: limit found");
             return;
         }
-        search.tests += 1;
-        self.search = Some(search);
-        let between = (search.low * search.high).sqrt();
-        self.pair = PairTest::Armed {
+        search.rounds += 1;
+        search.round = Some(Round {
+            low: search.low,
+            high: search.high,
+            rungs: self.rungs(search.low, search.high),
+            armed: 0,
             since: now,
-            gap: Duration::from_secs_f64((1.0 / between - self.pair_lag).max(0.0)),
+        });
+        self.search = Some(search);
+        self.arm_rung(now);
+    }
+
+    /// How many pairs a round between `low` and `high` sends: as many as leave in half a
+    /// round trip at the pace (a pair waits for its answer a round trip anyway, where a
+    /// round trip holds a pace's interval or two, one at a time costs no time), and no
+    /// more than leave the limit known within [`SEARCH_PRECISION`] (each 429 is one more).
+    // A float-to-integer `as` saturates; the value is clamped to 1..=MAX_RUNGS first.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    fn rungs(&self, low: f64, high: f64) -> u32 {
+        let pace = self.pace.unwrap_or(low);
+        let in_half_a_round_trip = (pace * self.rtt().as_secs_f64() / 2.0).floor();
+        let enough = ((high / low).ln() / resolution(high).ln()).ceil() - 1.0;
+        in_half_a_round_trip
+            .min(enough)
+            .clamp(1.0, f64::from(MAX_RUNGS)) as u32
+    }
+
+    /// Arms the round's next pair test, at the next of its rates still inside the bracket
+    /// (answers already in may have settled the others); with none left, the round waits
+    /// for its answers.
+    fn arm_rung(&mut self, now: Instant) {
+        self.pair = PairTest::Done;
+        let Some(mut search) = self.search else {
+            return;
         };
+        let Some(mut round) = search.round else {
+            return;
+        };
+        while round.armed < round.rungs {
+            round.armed += 1;
+            let share = f64::from(round.armed) / f64::from(round.rungs + 1);
+            let rate = round.low * (round.high / round.low).powf(share);
+            if rate > search.low && rate < search.high {
+                search.round = Some(round);
+                self.search = Some(search);
+                self.pair = PairTest::Armed {
+                    since: round.since,
+                    gap: Duration::from_secs_f64((1.0 / rate - self.pair_lag).max(0.0)),
+                };
+                return;
+            }
+        }
+        search.round = Some(round);
+        self.search = Some(search);
+        self.pair_settled(now);
     }
 
     /// A request released at `sent` is on its way.
@@ -760,6 +911,12 @@ impl GateState {
                 self.unanswered.remove(&sent);
             }
         }
+    }
+
+    /// The share of the window's answers that were refused.
+    fn refused_share(&self) -> f64 {
+        let refused = self.answered.iter().filter(|(_, refused)| *refused).count();
+        refused as f64 / self.answered.len().max(1) as f64
     }
 
     /// The server's limit measured from the answers in the window: between the sends of
@@ -833,16 +990,15 @@ impl GateState {
     /// The start time of the next request at the current pace (`None` = now).
     fn reserve_slot(&mut self, now: Instant) -> Option<Instant> {
         let pace = self.pace?;
-        let spaced = match self.pair {
-            // The second of the pair test's requests leaves its gap after the first's slot
+        let unpaired = self
+            .slotted
+            .iter()
+            .position(|pair| pair.second_slot.is_none());
+        let spaced = match unpaired {
+            // The second of a pair test's requests leaves its gap after the first's slot
             // (the depth test's gap is none: the same slot).
-            PairTest::Pairing {
-                first_slot,
-                gap,
-                second_slot: None,
-                ..
-            } => Some(first_slot + gap),
-            _ => self
+            Some(index) => Some(self.slotted[index].first_slot + self.slotted[index].gap),
+            None => self
                 .last_slot
                 .map(|last| last + Duration::from_secs_f64(1.0 / pace)),
         };
@@ -855,32 +1011,25 @@ impl GateState {
             self.pace_bound = true;
         }
         self.last_slot = Some(slot);
-        self.pair = match self.pair {
-            PairTest::Armed { since, gap } => PairTest::Pairing {
+        if let Some(index) = unpaired {
+            self.slotted[index].second_slot = Some(slot);
+            // The round's next pair takes the slots that follow, so that a round's pairs
+            // leave one after another: armed as each left, a pair waited out the slots
+            // handed out ahead of it, 200-400 ms apart at 400 ms (traced).
+            if !self.slotted[index].gap.is_zero() {
+                self.arm_rung(now);
+            }
+        } else if let PairTest::Armed { since, gap } = self.pair {
+            self.pair = PairTest::Done;
+            self.slotted.push(SlottedPair {
                 since,
                 gap,
                 first_slot: slot,
                 second_slot: None,
                 first: None,
                 first_refused: None,
-            },
-            PairTest::Pairing {
-                since,
-                gap,
-                first_slot,
-                second_slot: None,
-                first,
-                first_refused,
-            } => PairTest::Pairing {
-                since,
-                gap,
-                first_slot,
-                second_slot: Some(slot),
-                first,
-                first_refused,
-            },
-            other => other,
-        };
+            });
+        }
         Some(slot)
     }
 
@@ -895,30 +1044,20 @@ impl GateState {
         } else {
             RELEASE_SPACING
         };
-        let pairing = match self.pair {
-            PairTest::Pairing {
-                since,
-                gap,
-                first_slot,
-                second_slot,
-                first,
-                first_refused,
-            } => Some((since, gap, first_slot, second_slot, first, first_refused)),
-            _ => None,
-        };
-        // Whichever of the pair's two requests leaves first is the first (the depth
-        // test's two slots are one; a first held back by the spacing can leave after the
+        // Whichever of a pair's two requests leaves first is the first (the depth test's
+        // two slots are one; a first held back by the spacing can leave after the
         // second's slot), and the other the second.
-        let ours = slot.is_some()
-            && pairing.is_some_and(|(.., first_slot, second_slot, _, _)| {
-                slot == Some(first_slot) || slot == second_slot
-            });
-        let is_first = ours && pairing.is_some_and(|(.., first, _)| first.is_none());
-        let is_second = ours && !is_first;
-        // The second of the pair test leaves its gap after the first left (not after the
+        let ours = slot.and_then(|slot| {
+            self.slotted
+                .iter()
+                .position(|pair| pair.first_slot == slot || pair.second_slot == Some(slot))
+        });
+        let pair = ours.map(|index| (index, self.slotted[index]));
+        let is_first = pair.is_some_and(|(_, pair)| pair.first.is_none());
+        // The second of a pair test leaves its gap after the first left (not after the
         // first's slot: a late first would shorten it), and no later: that is the test.
-        let earliest = match pairing {
-            Some((_, gap, .., Some(first), _)) if is_second => Some(first + gap),
+        let earliest = match pair {
+            Some((_, pair)) if !is_first => pair.first.map(|first| first + pair.gap),
             _ => self
                 .last_release
                 .map(|last| last + Duration::from_secs_f64(spacing / pace)),
@@ -929,41 +1068,34 @@ impl GateState {
             return Some(earliest);
         }
         self.last_release = Some(now);
-        match pairing {
-            Some((since, gap, first_slot, second_slot, None, first_refused)) if is_first => {
-                self.pair = PairTest::Pairing {
-                    since,
-                    gap,
-                    first_slot,
-                    second_slot,
-                    first: Some(now),
-                    first_refused,
-                };
-            }
-            Some((since, gap, .., Some(first), first_refused)) if is_second => {
+        match pair {
+            Some((index, _)) if is_first => self.slotted[index].first = Some(now),
+            Some((index, pair)) => {
+                self.slotted.remove(index);
+                let first = pair.first.unwrap_or(now);
                 let apart = now.saturating_duration_since(first).as_secs_f64();
                 // The depth test's pair left so far apart that a bucket one deep could
                 // have refilled: it says nothing. (A search's pair is read at the gap it
                 // left at.)
-                if gap.is_zero() && apart > 0.5 / pace {
+                if pair.gap.is_zero() && apart > 0.5 / pace {
                     self.pair_inconclusive(now);
                 } else {
-                    self.pair = PairTest::Sent {
-                        since,
-                        gap,
+                    if !pair.gap.is_zero() {
+                        let meant = pair.gap.as_secs_f64();
+                        self.pair_lag = (apart - meant).clamp(0.0, meant / 10.0);
+                    }
+                    // The first's answer may be in already (a gap longer than the round
+                    // trip); the pair is read when the second's is.
+                    self.flying.push(SentPair {
+                        gap: pair.gap,
                         first,
                         second: now,
-                        first_refused,
+                        first_refused: pair.first_refused,
                         second_refused: None,
-                    };
-                    // The first's answer came before the second left: a 429 there says
-                    // the test is void, and nothing waits for the second's answer.
-                    if first_refused == Some(true) {
-                        self.pair_inconclusive(now);
-                    }
+                    });
                 }
             }
-            _ => {}
+            None => {}
         }
         if let Some(remembered) = self.remembered.as_mut() {
             remembered.sent(now);
@@ -982,19 +1114,36 @@ impl GateState {
     /// then 1% a probe above it.
     fn probe(&mut self, now: Instant) {
         let Some(pace) = self.pace else { return };
-        // The pair test under way holds the probe, which would change what it measures;
-        // one whose answers do not come is given up.
-        if let Some(since) = self.pair.since() {
+        // The pair tests under way hold the probe, which would change what they measure;
+        // those whose answers do not come are given up.
+        let under_way = self
+            .pair
+            .since()
+            .into_iter()
+            .chain(self.slotted.iter().map(SlottedPair::due))
+            .chain(self.flying.iter().map(|pair| pair.first))
+            .min();
+        if let Some(since) = under_way {
             if now.saturating_duration_since(since) < PAIR_TIMEOUT.max(4 * self.rtt()) {
                 return;
             }
-            tracing::trace!(pair = ?self.pair, "pair test: given up");
+            tracing::trace!(
+                pair = ?self.pair,
+                slotted = ?self.slotted,
+                flying = ?self.flying,
+                "pair test: given up"
+            );
             self.pair = PairTest::Done;
-            if self.search.take().is_none() {
-                self.pair_inconclusive(now);
+            self.slotted.clear();
+            self.flying.clear();
+            // A search goes on with its next round (its rounds are counted): given up, the
+            // crawl waited [`SEARCH_AGAIN`] probe intervals at the low end (26 s, traced).
+            if self.search.is_some() {
+                self.next_round(now);
             } else {
-                self.searched_at = Some(now);
+                self.pair_inconclusive(now);
             }
+            return;
         }
         let interval = PROBE_INTERVAL.max(2 * self.rtt());
         let quiet = self
@@ -1038,13 +1187,8 @@ impl GateState {
                     .searched_at
                     .is_some_and(|at| now.saturating_duration_since(at) >= again)
             {
-                self.search = Some(Search {
-                    low: ceiling,
-                    high: ceiling * SEARCH_NEAR,
-                    high_guessed: true,
-                    tests: 0,
-                });
-                self.next_pair(now);
+                self.search = Some(Search::new(ceiling, ceiling * SEARCH_NEAR));
+                self.next_round(now);
             }
             return;
         }
@@ -1611,6 +1755,7 @@ impl Gate {
         }
         s.first_refused = Some(s.first_refused.map_or(sent, |first| first.min(sent)));
         let rare = s.since_refused >= RARE_429;
+        let lone = s.since_refused > LONE_429;
         s.record(sent, true, now);
         let episode_start = s.last_cut.is_none_or(|cut| sent > cut);
         // Against a bucket one request deep, a pace over the limit draws a 429 every other
@@ -1620,8 +1765,10 @@ impl Gate {
         if s.one_deep
             && episode_start
             && s.header_rate.is_none()
+            && s.refused_share() < JITTER_SHARE
             && s.pace.is_some_and(|pace| {
-                s.measured_limit()
+                lone || s
+                    .measured_limit()
                     .is_none_or(|measured| measured >= pace * JITTER_MEASURE)
             })
         {
@@ -1655,6 +1802,7 @@ impl Gate {
                 (None, None) => (s.limit_now() as f64 / s.rtt().as_secs_f64().max(0.05)).max(1.0),
             };
             s.episode_pace = current;
+            s.peak_episode_pace = s.peak_episode_pace.max(current);
             let sustained = s.sustained.take();
             if s.floor.is_none() {
                 s.floor = sustained.filter(|sustained| current > *sustained * 1.001);
@@ -3117,12 +3265,17 @@ mod tests {
         s.pace = Some(260.0);
         drop(s);
         let from = t0 + ms(600);
+        // Until the episode begins: the crawl slows down then, and later answers are
+        // another matter.
         for i in 0..20u32 {
             let at = from + Duration::from_micros(3_850) * i;
             if i % 2 == 0 {
                 gate.on_rate_limited(at, at + ms(20));
             } else {
                 gate.on_success(at, at + ms(20), None);
+            }
+            if gate.lock().last_cut.is_some() {
+                break;
             }
         }
         let s = gate.lock();
