@@ -3154,6 +3154,158 @@ mod tests {
         assert!(s.search.is_none(), "the search has ended");
     }
 
+    /// A gate searching a bucket one request deep between `low` and `high`, at 200 ms.
+    fn searching(low: f64, high: f64) -> Gate {
+        let gate = past_slow_start(256, low * UNDER_CEILING, Some(low));
+        let mut s = gate.lock();
+        s.one_deep = true;
+        s.shallow = true;
+        s.rtt_short = Some(0.2);
+        s.search = Some(Search::new(low, high));
+        s.next_round(Instant::now());
+        drop(s);
+        gate
+    }
+
+    #[test]
+    fn a_search_round_s_pairs_take_slots_one_after_another_across_the_bracket() {
+        let gate = searching(100.0, 210.0);
+        let t0 = Instant::now();
+        let mut s = gate.lock();
+        let slots: Vec<Instant> = (0..8).filter_map(|_| s.reserve_slot(t0)).collect();
+        assert_eq!(s.slotted.len(), MAX_RUNGS as usize, "{:?}", s.slotted);
+        let interval = Duration::from_secs_f64(1.0 / s.pace.expect("paced"));
+        let mut rate = 100.0;
+        for (k, pair) in s.slotted.iter().enumerate() {
+            assert_eq!(pair.first_slot, slots[2 * k]);
+            assert_eq!(pair.second_slot, Some(slots[2 * k + 1]));
+            assert_eq!(slots[2 * k + 1], slots[2 * k] + pair.gap, "pair {k}");
+            if k > 0 {
+                assert_eq!(pair.first_slot, slots[2 * k - 1] + interval, "pair {k}");
+            }
+            // Spread evenly (geometrically) between the ends, from the bottom up.
+            let meant = 1.0 / pair.gap.as_secs_f64();
+            let expected = 100.0 * 2.1_f64.powf((k + 1) as f64 / 5.0);
+            assert!((meant / expected - 1.0).abs() < 0.001, "{meant} {expected}");
+            assert!(meant > rate);
+            rate = meant;
+        }
+        assert_eq!(s.pair, PairTest::Done, "no fifth");
+    }
+
+    #[test]
+    fn a_search_round_ends_on_its_last_answer_and_narrows_the_bracket_to_its_rungs() {
+        let gate = searching(100.0, 210.0);
+        let t0 = Instant::now();
+        let mut s = gate.lock();
+        let mut now = t0;
+        let mut sent = Vec::new();
+        for _ in 0..8 {
+            let slot = s.reserve_slot(now).expect("paced");
+            let mut at = slot.max(now);
+            while let Some(later) = s.release(at, Some(slot)) {
+                at = later;
+            }
+            s.released(at);
+            sent.push(at);
+            now = at;
+        }
+        drop(s);
+        assert_eq!(gate.lock().flying.len(), 4);
+        // A bucket at 150 a second: the two lower rungs (116 and 135) are accepted, the
+        // upper two (157 and 182) refused.
+        for pair in sent.chunks(2) {
+            let (first, second) = (pair[0], pair[1]);
+            let gap = second.saturating_duration_since(first).as_secs_f64();
+            gate.on_success(first, first + ms(200), None);
+            if 1.0 / gap > 150.0 {
+                gate.on_rate_limited(second, second + ms(200));
+            } else {
+                gate.on_success(second, second + ms(200), None);
+            }
+        }
+        let s = gate.lock();
+        let search = s.search.expect("searching on");
+        assert!((130.0..136.0).contains(&search.low), "{search:?}");
+        assert!((156.0..159.0).contains(&search.high), "{search:?}");
+        assert_eq!(search.rounds, 2, "the next round");
+        assert!(matches!(s.pair, PairTest::Armed { .. }));
+        assert_eq!(s.last_cut, None, "the refused seconds begin no episode");
+    }
+
+    #[test]
+    fn a_pair_accepted_above_one_refused_does_not_lift_the_low_end() {
+        let gate = searching(190.0, 210.0);
+        let mut s = gate.lock();
+        let mut search = s.search.expect("searching");
+        search.high = 202.0;
+        search.high_guessed = false;
+        s.search = Some(search);
+        let t0 = Instant::now();
+        let pair = |gap: f64| SentPair {
+            gap: Duration::from_secs_f64(gap),
+            first: t0,
+            second: t0 + Duration::from_secs_f64(gap),
+            first_refused: Some(false),
+            second_refused: None,
+        };
+        // A pair 4.73 ms apart accepted against a top of 202 a second.
+        s.pair_result(pair(0.004_73), false, t0);
+        let search = s.search.expect("searching");
+        assert_eq!(search.low, 190.0, "{search:?}");
+        assert!(search.high_guessed && search.high > 202.0, "{search:?}");
+        // And a pair refused under the low end says nothing.
+        s.pair_result(pair(0.005_6), true, t0);
+        assert_eq!(s.search.expect("searching").low, 190.0);
+    }
+
+    #[test]
+    fn at_a_bucket_one_deep_a_lone_429_is_jitter_but_a_window_of_them_is_an_episode() {
+        let gate = past_slow_start(256, 190.0, Some(193.0));
+        gate.lock().one_deep = true;
+        let t0 = Instant::now();
+        // A 429, then most of a second at 70 a second, then 190 (a search raised the
+        // pace): the window's measure reads far under the pace, but the next 429 comes
+        // alone.
+        gate.on_rate_limited(t0, t0 + ms(20));
+        {
+            let mut s = gate.lock();
+            s.last_cut = None;
+            s.pace = Some(190.0);
+        }
+        let every = Duration::from_micros(5_300);
+        for i in 1..=60 {
+            let at = t0 + ms(14) * i;
+            gate.on_success(at, at + ms(20), None);
+        }
+        let from = t0 + ms(845);
+        for i in 0..20 {
+            let at = from + every * i;
+            gate.on_success(at, at + ms(20), None);
+        }
+        let lone = from + every * 20;
+        gate.on_rate_limited(lone, lone + ms(20));
+        let s = gate.lock();
+        let measured = s.measured_limit().expect("a measure");
+        assert!(measured < 190.0 * JITTER_MEASURE, "{measured}");
+        assert_eq!(s.last_cut, None, "jitter");
+        drop(s);
+        // One 429 in every eight answers: a pace over the limit, whatever it measures.
+        let mut at = lone;
+        for i in 0..40 {
+            at += every;
+            if i % 8 == 7 {
+                gate.on_rate_limited(at, at + ms(20));
+            } else {
+                gate.on_success(at, at + ms(20), None);
+            }
+            if gate.lock().last_cut.is_some() {
+                return;
+            }
+        }
+        panic!("no episode: {:?}", gate.lock());
+    }
+
     #[test]
     fn against_a_deeper_bucket_the_depth_test_is_accepted_and_the_measure_stands() {
         let gate = Gate::new(256, true);
