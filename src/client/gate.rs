@@ -183,8 +183,9 @@ const PAIR_PAUSE: f64 = 4.0;
 /// The most depth tests a crawl sends: one whose first request is refused (another
 /// request's late arrival took the token) says nothing, and is sent again.
 const DEPTH_TESTS: u32 = 3;
-/// A pair test whose answers have not both come back in this long (or four round trips,
-/// when longer) is given up, and the probe goes on.
+/// A pair test whose answers have not both come back this long (or four round trips, when
+/// longer) after its first left or was due to, or after it was armed while it waits for a
+/// slot, is given up: a depth test is sent again, a search goes on with its next round.
 const PAIR_TIMEOUT: Duration = Duration::from_secs(2);
 /// Against a bucket one request deep, the gap search ([`Search`]) ends when the limit is
 /// known within this ratio.
