@@ -419,7 +419,6 @@ enum PairTest {
 /// round trip).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct SlottedPair {
-    since: Instant,
     gap: Duration,
     first_slot: Instant,
     second_slot: Option<Instant>,
@@ -432,7 +431,7 @@ impl SlottedPair {
     /// handed out ahead, up to a second or two at 400 ms (traced): counted from the
     /// arming, pairs not yet sent were given up.
     fn due(&self) -> Instant {
-        self.first.unwrap_or(self.first_slot).max(self.since)
+        self.first.unwrap_or(self.first_slot)
     }
 }
 
@@ -1021,10 +1020,9 @@ impl GateState {
             if !self.slotted[index].gap.is_zero() {
                 self.arm_rung(now);
             }
-        } else if let PairTest::Armed { since, gap } = self.pair {
+        } else if let PairTest::Armed { gap, .. } = self.pair {
             self.pair = PairTest::Done;
             self.slotted.push(SlottedPair {
-                since,
                 gap,
                 first_slot: slot,
                 second_slot: None,
