@@ -1535,29 +1535,28 @@ impl Gate {
         // searched for again by a pair now and then. Stepped above as a deeper bucket's,
         // a later crawl measured half the pace, tested and searched again (1.13 where the
         // first crawl took 1.08, at 200 ms × 200/s).
-        if depth.is_some_and(|depth| depth.round() == 1.0) {
+        let one_deep = depth.is_some_and(|depth| depth.round() == 1.0);
+        if one_deep {
             s.one_deep = true;
             s.shallow = true;
             s.searched_at = Some(Instant::now());
-            s.pace = Some(per_second * s.under);
-            s.slow_start = false;
-            tracing::debug!(
-                pace = per_second * s.under,
-                "one deep, from an earlier crawl"
-            );
-            return;
+        } else {
+            s.remembered = depth
+                .filter(|depth| depth.is_finite() && *depth >= 1.0)
+                .map(|depth| Remembered {
+                    rate: per_second,
+                    depth,
+                    drawn: 0.0,
+                    drawn_at: None,
+                });
         }
-        s.remembered = depth
-            .filter(|depth| depth.is_finite() && *depth >= 1.0)
-            .map(|depth| Remembered {
-                rate: per_second,
-                depth,
-                drawn: 0.0,
-                drawn_at: None,
-            });
         s.pace = Some(per_second * s.under);
         s.slow_start = false;
-        tracing::debug!(pace = per_second * s.under, "pace from an earlier crawl");
+        tracing::debug!(
+            pace = per_second * s.under,
+            one_deep,
+            "pace from an earlier crawl"
+        );
     }
 
     /// The in-flight limit now.
