@@ -105,6 +105,15 @@ const START_LIMIT: usize = 8;
 /// Catching up at the limit the margin keeps under instead doubled the 429s at a burst of
 /// one for no better ratio (four runs each).
 const RELEASE_SPACING: f64 = 0.5;
+/// Start times are handed out no further ahead than this, or [`SLOT_HORIZON_SLOTS`] of
+/// the pace's intervals when that is longer. A start time is fixed when it is handed out,
+/// at the pace of that moment: with the in-flight window's worth handed out (half again
+/// a round trip's requests, more after a cut), a change of pace reached the requests
+/// 0.3–1 s later, and a search's pairs waited that long for their turn (traced at 400 ms
+/// × 200/s: the pace found after a round ran at the cut pace of 58 for another second).
+const SLOT_HORIZON: Duration = Duration::from_millis(20);
+/// See [`SLOT_HORIZON`].
+const SLOT_HORIZON_SLOTS: f64 = 4.0;
 /// Slow start adds this to the in-flight limit per answer while the limit is full: half
 /// as much again per round trip. TCP's doubling (1.0) gave more 429s where a burst
 /// allowance ran dry (the window in flight when it does is refused: 0.8–2.5% of the
@@ -609,6 +618,17 @@ impl GateState {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     fn limit_now(&self) -> usize {
         self.limit.floor().max(1.0) as usize
+    }
+
+    /// Whether start times are handed out as far ahead as [`SLOT_HORIZON`] allows: a
+    /// request that would take the next waits for the next release. Only while a request
+    /// waits for its start time, whose release wakes it.
+    fn booked_ahead(&self, now: Instant) -> bool {
+        let (Some(pace), Some(last)) = (self.pace, self.last_slot) else {
+            return false;
+        };
+        let horizon = SLOT_HORIZON.max(Duration::from_secs_f64(SLOT_HORIZON_SLOTS / pace));
+        self.slot_waiters > 0 && last > now + horizon
     }
 
     fn rtt(&self) -> Duration {
@@ -1632,6 +1652,10 @@ impl Gate {
                     Next::Wait
                 } else if in_front.is_none() && s.front_waiters > 0 {
                     Next::GiveWay
+                } else if s.booked_ahead(now) {
+                    // The next release wakes it.
+                    s.pace_bound = true;
+                    Next::Wait
                 } else {
                     if let Some(wait) = in_front.as_mut() {
                         last_in_front = wait.served(&mut s);
@@ -1667,6 +1691,8 @@ impl Gate {
                             (later, s.slow_start)
                         };
                         let Some(later) = later else {
+                            // A start time is free within the horizon again.
+                            self.wake_one();
                             permit.sent = now;
                             permit.settled = false;
                             return (permit, now);
@@ -2972,6 +2998,38 @@ mod tests {
             .await
             .expect("the third request goes once one finished");
         drop(b);
+    }
+
+    #[tokio::test]
+    async fn start_times_go_no_further_ahead_than_the_horizon_so_a_new_pace_reaches_the_next_requests()
+     {
+        let gate = Arc::new(past_slow_start(256, 20.0, None));
+        gate.lock().limit = 256.0;
+        let t0 = Instant::now();
+        let requests: Vec<_> = (0..40)
+            .map(|_| {
+                let gate = gate.clone();
+                tokio::spawn(async move { gate.acquire(Queue::Back).await.1 })
+            })
+            .collect();
+        tokio::time::sleep(ms(50)).await;
+        {
+            let mut s = gate.lock();
+            // At 20 a second the horizon is four intervals: 200 ms, not the 2 s that 40
+            // start times handed out at once would span.
+            let last = s.last_slot.expect("start times handed out");
+            assert!(last <= Instant::now() + ms(260), "{:?} ahead", last - t0);
+            s.pace = Some(1000.0);
+        }
+        let mut latest = t0;
+        for request in requests {
+            latest = latest.max(request.await.expect("released"));
+        }
+        assert!(
+            latest < t0 + ms(1000),
+            "the last left {:?} after the first",
+            latest - t0
+        );
     }
 
     /// Spawns a request that waits at the gate in line at `queue` and holds its slot
