@@ -860,9 +860,13 @@ impl GateState {
             return;
         };
         // A search sends one round at least: the re-search's bracket is narrower than the
-        // resolution, and is a test of a raised limit.
+        // resolution, and is a test of a raised limit. No more once the crawl is ending:
+        // a refused second's Retry-After is waited out after the other requests are done
+        // (traced at 400 ms × 200/s: a pair refused 1 s before the end, and the crawl
+        // ended on its retry), and the pace, at the low end, is safe for what is left.
         let known = search.high <= search.low * resolution(search.high);
-        if search.rounds > 0 && (known || search.rounds >= SEARCH_ROUNDS) {
+        let ending = self.pace.is_some_and(|pace| self.ending(pace));
+        if ending || (search.rounds > 0 && (known || search.rounds >= SEARCH_ROUNDS)) {
             self.search = None;
             self.searched_at = Some(now);
             tracing::debug!(limit = search.low, "a bucket one request deep: limit found");
@@ -923,6 +927,12 @@ impl GateState {
         search.round = Some(round);
         self.search = Some(search);
         self.pair_settled(now);
+    }
+
+    /// Whether fewer requests wait at the gate than `pace` sends in [`PROBE_LINE`]: the
+    /// crawl is about to end.
+    fn ending(&self, pace: f64) -> bool {
+        (self.in_line as f64) < pace * PROBE_LINE.as_secs_f64()
     }
 
     /// A request released at `sent` is on its way.
@@ -1191,7 +1201,7 @@ impl GateState {
         // crawl is ending: the step could buy nothing, and each of its 429s would wait out
         // its Retry-After after the last of the other requests (traced: a crawl that
         // starts at a known limit ended 1 s late, on the retries of its last episode).
-        let ending = (self.in_line as f64) < pace * PROBE_LINE.as_secs_f64();
+        let ending = self.ending(pace);
         if !quiet
             || now.saturating_duration_since(self.last_probe) < wait
             || !self.pace_bound
@@ -3320,6 +3330,45 @@ mod tests {
         assert_eq!(search.rounds, 2, "the next round");
         assert!(matches!(s.pair, PairTest::Armed { .. }));
         assert_eq!(s.last_cut, None, "the refused seconds begin no episode");
+    }
+
+    #[test]
+    fn a_search_sends_no_round_once_the_crawl_is_ending_and_keeps_its_low_end() {
+        let gate = searching(100.0, 210.0);
+        let t0 = Instant::now();
+        let mut s = gate.lock();
+        let mut now = t0;
+        let mut sent = Vec::new();
+        for _ in 0..8 {
+            let slot = s.reserve_slot(now).expect("paced");
+            let mut at = slot.max(now);
+            while let Some(later) = s.release(at, Some(slot)) {
+                at = later;
+            }
+            s.released(at);
+            sent.push(at);
+            now = at;
+        }
+        // Fewer requests wait at the gate than the pace sends in two seconds.
+        s.in_line = 100;
+        drop(s);
+        for pair in sent.chunks(2) {
+            let (first, second) = (pair[0], pair[1]);
+            let gap = second.saturating_duration_since(first).as_secs_f64();
+            gate.on_success(first, first + ms(200), None);
+            if 1.0 / gap > 150.0 {
+                gate.on_rate_limited(second, second + ms(200));
+            } else {
+                gate.on_success(second, second + ms(200), None);
+            }
+        }
+        let s = gate.lock();
+        assert!(s.search.is_none(), "{:?}", s.search);
+        assert!(s.searched_at.is_some());
+        assert!(!matches!(s.pair, PairTest::Armed { .. }), "no pair armed");
+        let ceiling = s.ceiling.expect("the low end");
+        assert!((130.0..136.0).contains(&ceiling), "{ceiling}");
+        assert!(s.pace.expect("paced") < ceiling);
     }
 
     #[test]
