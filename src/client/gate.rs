@@ -257,6 +257,9 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// No step above a known limit while fewer requests wait at the gate than the pace sends
 /// in this long: the crawl is about to end.
 const PROBE_LINE: Duration = Duration::from_secs(2);
+/// A search for a bucket one request deep's limit sends no more rounds once the crawl is
+/// ending ([`PROBE_LINE`]) and its bracket is narrower than this ratio.
+const ENDING_BRACKET: f64 = 1.25;
 /// The window the rate of successes is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// Fewer successes than this in the window say nothing about the server's limit.
@@ -860,12 +863,16 @@ impl GateState {
             return;
         };
         // A search sends one round at least: the re-search's bracket is narrower than the
-        // resolution, and is a test of a raised limit. No more once the crawl is ending:
-        // a refused second's Retry-After is waited out after the other requests are done
-        // (traced at 400 ms × 200/s: a pair refused 1 s before the end, and the crawl
-        // ended on its retry), and the pace, at the low end, is safe for what is left.
+        // resolution, and is a test of a raised limit. No more once the crawl is ending
+        // and the bracket is narrow: a refused second's Retry-After is waited out after
+        // the other requests are done (traced at 400 ms × 200/s: a pair refused 1 s before
+        // the end, 2% under the top, and the crawl ended on its retry), and the pace, at
+        // the low end, is close enough for what is left. A wide bracket is still searched:
+        // a crawl whose line of requests is short throughout (one long list paged in a
+        // row) would otherwise run at the measure, half the limit.
         let known = search.high <= search.low * resolution(search.high);
-        let ending = self.pace.is_some_and(|pace| self.ending(pace));
+        let ending = self.pace.is_some_and(|pace| self.ending(pace))
+            && search.high <= search.low * ENDING_BRACKET;
         if ending || (search.rounds > 0 && (known || search.rounds >= SEARCH_ROUNDS)) {
             self.search = None;
             self.searched_at = Some(now);
@@ -3334,6 +3341,18 @@ mod tests {
 
     #[test]
     fn a_search_sends_no_round_once_the_crawl_is_ending_and_keeps_its_low_end() {
+        // A wide bracket is searched however short the line.
+        let wide = past_slow_start(256, 98.5, Some(100.0));
+        {
+            let mut s = wide.lock();
+            s.one_deep = true;
+            s.shallow = true;
+            s.rtt_short = Some(0.2);
+            s.in_line = 0;
+            s.search = Some(Search::new(100.0, 210.0));
+            s.next_round(Instant::now());
+            assert!(matches!(s.pair, PairTest::Armed { .. }), "a wide bracket");
+        }
         let gate = searching(100.0, 210.0);
         let t0 = Instant::now();
         let mut s = gate.lock();
