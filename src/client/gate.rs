@@ -3299,14 +3299,12 @@ mod tests {
         assert_eq!(s.pair, PairTest::Done, "no fifth");
     }
 
-    #[test]
-    fn a_search_round_ends_on_its_last_answer_and_narrows_the_bracket_to_its_rungs() {
-        let gate = searching(100.0, 210.0);
-        let t0 = Instant::now();
-        let mut s = gate.lock();
-        let mut now = t0;
+    /// Sends `count` requests one after another, each at its start time (or as soon after
+    /// it as the gate lets it leave); their release times.
+    fn send_round(s: &mut GateState, count: usize) -> Vec<Instant> {
+        let mut now = Instant::now();
         let mut sent = Vec::new();
-        for _ in 0..8 {
+        for _ in 0..count {
             let slot = s.reserve_slot(now).expect("paced");
             let mut at = slot.max(now);
             while let Some(later) = s.release(at, Some(slot)) {
@@ -3316,10 +3314,13 @@ mod tests {
             sent.push(at);
             now = at;
         }
-        drop(s);
-        assert_eq!(gate.lock().flying.len(), 4);
-        // A bucket at 150 a second: the two lower rungs (116 and 135) are accepted, the
-        // upper two (157 and 182) refused.
+        sent
+    }
+
+    /// Answers pairs sent back to back (`sent`, two by two) as a bucket one request deep
+    /// refilling 150 times a second does: the second is refused when it left closer than
+    /// one refill after the first.
+    fn answer_pairs_at_150(gate: &Gate, sent: &[Instant]) {
         for pair in sent.chunks(2) {
             let (first, second) = (pair[0], pair[1]);
             let gap = second.saturating_duration_since(first).as_secs_f64();
@@ -3330,6 +3331,16 @@ mod tests {
                 gate.on_success(second, second + ms(200), None);
             }
         }
+    }
+
+    #[test]
+    fn a_search_round_ends_on_its_last_answer_and_narrows_the_bracket_to_its_rungs() {
+        let gate = searching(100.0, 210.0);
+        let sent = send_round(&mut gate.lock(), 8);
+        assert_eq!(gate.lock().flying.len(), 4);
+        // A bucket at 150 a second: the two lower rungs (116 and 135) are accepted, the
+        // upper two (157 and 182) refused.
+        answer_pairs_at_150(&gate, &sent);
         let s = gate.lock();
         let search = s.search.expect("searching on");
         assert!((130.0..136.0).contains(&search.low), "{search:?}");
@@ -3354,33 +3365,10 @@ mod tests {
             assert!(matches!(s.pair, PairTest::Armed { .. }), "a wide bracket");
         }
         let gate = searching(100.0, 210.0);
-        let t0 = Instant::now();
-        let mut s = gate.lock();
-        let mut now = t0;
-        let mut sent = Vec::new();
-        for _ in 0..8 {
-            let slot = s.reserve_slot(now).expect("paced");
-            let mut at = slot.max(now);
-            while let Some(later) = s.release(at, Some(slot)) {
-                at = later;
-            }
-            s.released(at);
-            sent.push(at);
-            now = at;
-        }
+        let sent = send_round(&mut gate.lock(), 8);
         // Fewer requests wait at the gate than the pace sends in two seconds.
-        s.in_line = 100;
-        drop(s);
-        for pair in sent.chunks(2) {
-            let (first, second) = (pair[0], pair[1]);
-            let gap = second.saturating_duration_since(first).as_secs_f64();
-            gate.on_success(first, first + ms(200), None);
-            if 1.0 / gap > 150.0 {
-                gate.on_rate_limited(second, second + ms(200));
-            } else {
-                gate.on_success(second, second + ms(200), None);
-            }
-        }
+        gate.lock().in_line = 100;
+        answer_pairs_at_150(&gate, &sent);
         let s = gate.lock();
         assert!(s.search.is_none(), "{:?}", s.search);
         assert!(s.searched_at.is_some());
