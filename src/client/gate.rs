@@ -3262,8 +3262,14 @@ mod tests {
 
     /// A gate searching a bucket one request deep between `low` and `high`, at 200 ms.
     fn searching(low: f64, high: f64) -> Gate {
+        searching_with_line(low, high, 5_000)
+    }
+
+    /// [`searching`], with `in_line` requests waiting at the gate when the round is armed.
+    fn searching_with_line(low: f64, high: f64, in_line: usize) -> Gate {
         let gate = past_slow_start(256, low * UNDER_CEILING, Some(low));
         let mut s = gate.lock();
+        s.in_line = in_line;
         s.one_deep = true;
         s.shallow = true;
         s.rtt_short = Some(0.2);
@@ -3353,17 +3359,11 @@ mod tests {
     #[test]
     fn a_search_sends_no_round_once_the_crawl_is_ending_and_keeps_its_low_end() {
         // A wide bracket is searched however short the line.
-        let wide = past_slow_start(256, 98.5, Some(100.0));
-        {
-            let mut s = wide.lock();
-            s.one_deep = true;
-            s.shallow = true;
-            s.rtt_short = Some(0.2);
-            s.in_line = 0;
-            s.search = Some(Search::new(100.0, 210.0));
-            s.next_round(Instant::now());
-            assert!(matches!(s.pair, PairTest::Armed { .. }), "a wide bracket");
-        }
+        let wide = searching_with_line(100.0, 210.0, 0);
+        assert!(
+            matches!(wide.lock().pair, PairTest::Armed { .. }),
+            "a wide bracket"
+        );
         let gate = searching(100.0, 210.0);
         let sent = send_round(&mut gate.lock(), 8);
         // Fewer requests wait at the gate than the pace sends in two seconds.
