@@ -57,9 +57,12 @@ impl Queue {
 ///   the same limit again doubles the wait between steps above it (up to 8 intervals),
 ///   since each such step only buys the next episode's 429s. Requests leave at least half
 ///   the pace's interval apart, even when a late timer finds several due at once.
-/// - **A bucket one request deep** (no headers): it measures about half its limit, so once
-///   per crawl, after the first measure, two requests leave back to back after a pause: a
-///   bucket one deep refuses the second, a deeper one accepts both ([`PairTest`]). Against
+/// - **A bucket one request deep** (no headers): it measures about half its limit, so a
+///   fresh crawl's second and third requests leave back to back: a bucket one deep,
+///   full at the start, refuses one of them, and slow start gives way at once to the
+///   search below ([`GateState::first_depth_test`]). Otherwise, once per crawl, after the
+///   first measure, two requests leave back to back after a pause: a bucket one deep
+///   refuses the second, a deeper one accepts both ([`PairTest`]). Against
 ///   one deep, pairs a gap apart find the limit instead of the probe, each at the cost of at
 ///   most one 429 ([`Search`]), and a 429 that measures no limit under the pace is taken
 ///   for the jitter of arrivals.
@@ -252,6 +255,12 @@ const LONE_429: usize = 2;
 /// request, and measures between half the pace and all of it (traced at 20 ms × 500/s: a
 /// search that found 516 against 500 drew 437 429s, 5%, all taken for jitter).
 const JITTER_SHARE: f64 = 0.03;
+/// The bracket a search begins with when the crawl's first two requests (the depth test,
+/// sent back to back) find the bucket one request deep: from the pace of the moment to
+/// this many times it. Wide, since nothing but that pace is known yet: a first round of
+/// four pairs across it reaches a limit 16 times the pace, and each pair costs at most
+/// one 429.
+const START_SEARCH_SPAN: f64 = 32.0;
 /// The shortest probe interval; it is two round trips when those are longer.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// No step above a known limit while fewer requests wait at the gate than the pace sends
@@ -336,6 +345,9 @@ struct GateState {
     one_deep: bool,
     /// The search for a bucket one request deep's limit, while it goes on.
     search: Option<Search>,
+    /// The crawl's first depth test is armed at the next slot but the first
+    /// ([`GateState::first_depth_test`]).
+    first_test_due: bool,
     /// Depth tests sent in this crawl.
     depth_tests: u32,
     /// When the last search for a bucket one request deep's limit ended.
@@ -592,6 +604,7 @@ impl GateState {
             flying: Vec::new(),
             one_deep: false,
             search: None,
+            first_test_due: false,
             depth_tests: 0,
             searched_at: None,
             pair_lag: 0.0,
@@ -702,12 +715,19 @@ impl GateState {
             pair.first_refused = Some(refused);
         }
         let pair = *pair;
+        // The crawl's first depth test ([`GateState::first_depth_test`]): its two requests
+        // race on new connections, and either can reach the bucket first (two runs in three
+        // at 400 ms); the bucket is full at a crawl's start, so one refused, whichever,
+        // is the test's answer.
+        let first_test = pair.gap.is_zero() && self.ceiling.is_none();
         // Both answers, before the pair is read: the second's 429 is the test's either way.
         if let (Some(first_refused), Some(second_refused)) =
             (pair.first_refused, pair.second_refused)
         {
             self.flying.swap_remove(index);
-            if first_refused {
+            if first_test && first_refused != second_refused {
+                self.pair_result(pair, true, now);
+            } else if first_refused {
                 // The bucket was not full when the first arrived: the test says nothing.
                 tracing::trace!("pair test: the first refused");
                 self.pair_inconclusive(now);
@@ -715,7 +735,7 @@ impl GateState {
                 self.pair_result(pair, second_refused, now);
             }
         }
-        is_second && refused
+        (is_second || first_test) && refused
     }
 
     /// What a `pair` says, its first accepted and its second `refused` or not.
@@ -731,6 +751,10 @@ impl GateState {
             }
             // The depth test: only a bucket one deep refuses the second.
             self.pair = PairTest::Done;
+            if self.ceiling.is_none() {
+                self.first_depth_test(refused, now);
+                return;
+            }
             if refused && let Some(ceiling) = self.ceiling {
                 self.shallow = true;
                 self.one_deep = true;
@@ -785,8 +809,10 @@ impl GateState {
                     search.low * resolution(search.low)
                         >= round.low * (round.high / round.low).powf(share)
                 });
+                // Never below a wider guess ([`START_SEARCH_SPAN`]): with one pair a
+                // round, its top rung is the bracket's middle.
                 if search.high_guessed && (search.low * SEARCH_EXPAND >= search.high || top_rung) {
-                    search.high = search.low * SEARCH_TOP;
+                    search.high = search.high.max(search.low * SEARCH_TOP);
                 }
                 search.high = search.high.max(search.low);
             }
@@ -804,6 +830,35 @@ impl GateState {
             "pair test"
         );
         self.pair_settled(now);
+    }
+
+    /// What the crawl's depth test, its second and third requests sent back to back
+    /// while slow start has measured nothing, says ([`Gate::start_crawl`]). One of the
+    /// two `refused`: the bucket is one request deep, slow start ends, and pairs search
+    /// for the limit from the pace of the moment up, the pace following the low end as it
+    /// rises, never above the limit, and the in-flight window following the pace. Slow
+    /// start had found the limit by running over it, and against a bucket this shallow
+    /// its ramp ended early: released as answers freed slots, its requests left in clumps
+    /// at the pace, four times what got through, and the first 429s came at a third of
+    /// the limit (traced at 400 ms × 500/s: the limit was found 5.4 s into the crawl; with
+    /// this search, 1.5 s). Both accepted (or with headers, which state the limit), slow
+    /// start goes on, and the depth test is asked again after the first measure, as
+    /// without this one.
+    fn first_depth_test(&mut self, refused: bool, now: Instant) {
+        let pace = self.pace.unwrap_or(START_PACE);
+        if !(refused && self.slow_start && self.header_rate.is_none()) {
+            self.pair = PairTest::Untested;
+            return;
+        }
+        self.shallow = true;
+        self.one_deep = true;
+        self.slow_start = false;
+        self.search = Some(Search::new(pace, pace * START_SEARCH_SPAN));
+        tracing::debug!(
+            pace,
+            "a bucket one request deep from the first requests: searching for its limit"
+        );
+        self.next_round(now);
     }
 
     /// A pair test said nothing: the search goes on, and the depth test is sent again at
@@ -1035,6 +1090,18 @@ impl GateState {
     /// The start time of the next request at the current pace (`None` = now).
     fn reserve_slot(&mut self, now: Instant) -> Option<Instant> {
         let pace = self.pace?;
+        // The crawl's first depth test takes its second and third requests: a test
+        // refuses one of its two, and the first request is the project list, whose
+        // Retry-After the whole crawl waits for.
+        if self.first_test_due && self.last_slot.is_some() {
+            self.first_test_due = false;
+            if self.pair == PairTest::Untested && self.ceiling.is_none() && self.slow_start {
+                self.pair = PairTest::Armed {
+                    since: now,
+                    gap: Duration::ZERO,
+                };
+            }
+        }
         let unpaired = self
             .slotted
             .iter()
@@ -1542,8 +1609,9 @@ impl Gate {
     /// Begins a crawl as a fresh client would: forgets what the last crawl learned (the
     /// daemon's client lives from run to run; the store carries what the next run needs)
     /// and, given `known`, a limit and burst allowance an earlier crawl found, paces from
-    /// the start just under it. Kept when requests are under way: their slots are counted
-    /// in the state.
+    /// the start just under it; without it, sends the depth test with its second and
+    /// third requests. Kept when requests are under way: their slots are counted in the
+    /// state.
     pub(super) fn start_crawl(&self, known: Option<(f64, Option<f64>)>) {
         let mut s = self.lock();
         if s.in_flight == 0 && s.in_line == 0 {
@@ -1552,6 +1620,9 @@ impl Gate {
         if let Some((per_second, depth)) = known {
             Self::assume(&mut s, self.adaptive, per_second, depth);
         }
+        // Nothing known: the depth test goes with the second and third requests
+        // ([`GateState::reserve_slot`], [`GateState::first_depth_test`]).
+        s.first_test_due = s.slow_start && s.ceiling.is_none() && s.in_flight == 0;
     }
 
     /// Paces from the start just under `per_second`, a limit an earlier crawl found, as if
@@ -3606,5 +3677,123 @@ mod tests {
         let search = s.search.expect("searching again");
         assert!((130.0..=200.0).contains(&search.low), "{search:?}");
         assert!((259.0..=261.0).contains(&search.high), "{search:?}");
+    }
+
+    /// A fresh crawl's first three requests, each released at its slot: the first
+    /// alone, then the depth test's two back to back, 20 µs apart. Their send times.
+    fn first_three(gate: &Gate) -> [Instant; 3] {
+        let mut s = gate.lock();
+        let t0 = Instant::now();
+        let first = s.reserve_slot(t0).expect("paced");
+        let second = s.reserve_slot(t0).expect("paced");
+        let third = s.reserve_slot(t0).expect("paced");
+        assert!(second > first, "the project list leaves alone");
+        assert_eq!(second, third, "the depth test's two share a slot");
+        let left = [first, second, third + Duration::from_micros(20)];
+        for (at, slot) in left.iter().zip([first, second, third]) {
+            assert_eq!(s.release(*at, Some(slot)), None);
+            s.released(*at);
+        }
+        left
+    }
+
+    #[test]
+    fn a_crawl_whose_second_and_third_requests_find_the_bucket_one_deep_searches_for_its_limit_at_once()
+     {
+        // Either of the two may reach the bucket first: the one refused, whichever, is
+        // the test's answer and no episode.
+        for refused in [1, 2] {
+            let gate = Gate::new(256, true);
+            gate.start_crawl(None);
+            let sent = first_three(&gate);
+            for (i, at) in sent.iter().enumerate() {
+                if i == refused {
+                    gate.on_rate_limited(*at, *at + ms(400));
+                } else {
+                    gate.on_success(*at, *at + ms(400), None);
+                }
+            }
+            let s = gate.lock();
+            assert!(s.one_deep && s.shallow, "refused {refused}");
+            assert!(!s.slow_start, "refused {refused}");
+            assert_eq!(s.first_refused, None, "no episode");
+            assert_eq!(s.last_cut, None, "no episode");
+            let pace = s.pace.expect("paced");
+            let search = s.search.expect("searching");
+            assert_eq!(search.low, pace);
+            assert_eq!(search.high, pace * START_SEARCH_SPAN);
+            // Its first round is under way: four pairs across the bracket at the pace's
+            // 12 a round trip, the first armed.
+            let round = search.round.expect("a round");
+            assert_eq!((round.rungs, round.armed), (4, 1));
+            assert!(matches!(s.pair, PairTest::Armed { .. }));
+        }
+    }
+
+    #[test]
+    fn a_crawl_whose_depth_test_is_accepted_or_refused_twice_ramps_up_as_before() {
+        for refused in [&[][..], &[1, 2][..]] {
+            let gate = Gate::new(256, true);
+            gate.start_crawl(None);
+            let sent = first_three(&gate);
+            for (i, at) in sent.iter().enumerate() {
+                if refused.contains(&i) {
+                    gate.on_rate_limited(*at, *at + ms(400));
+                } else {
+                    gate.on_success(*at, *at + ms(400), None);
+                }
+            }
+            let s = gate.lock();
+            assert!(!s.one_deep && !s.shallow, "refused {refused:?}");
+            assert!(s.slow_start, "refused {refused:?}");
+            assert_eq!(s.search, None, "refused {refused:?}");
+            // Asked again after the first measure, as without it.
+            assert_eq!(s.pair, PairTest::Untested, "refused {refused:?}");
+        }
+        // Nor is there one with a limit known from an earlier crawl, or a fixed
+        // concurrency.
+        let known = Gate::new(256, true);
+        known.start_crawl(Some((200.0, Some(1.0))));
+        let fixed = Gate::new(8, false);
+        fixed.start_crawl(None);
+        for gate in [known, fixed] {
+            let mut s = gate.lock();
+            let t0 = Instant::now();
+            for _ in 0..3 {
+                s.reserve_slot(t0);
+            }
+            assert_eq!(s.pair, PairTest::Untested);
+            assert!(s.slotted.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_wide_search_whose_only_pair_is_accepted_at_its_middle_keeps_its_top() {
+        // With one pair a round (a short round trip at a slow pace), the round's top rung
+        // is the bracket's middle: accepted, the bracket's top is no reason to come down.
+        let gate = Gate::new(256, true);
+        let mut s = gate.lock();
+        let now = Instant::now();
+        s.search = Some(Search::new(25.0, 25.0 * START_SEARCH_SPAN));
+        s.next_round(now);
+        let PairTest::Armed { gap, .. } = s.pair else {
+            panic!("a pair armed: {:?}", s.pair);
+        };
+        assert_eq!(
+            s.search.and_then(|search| search.round).map(|r| r.rungs),
+            Some(1)
+        );
+        s.pair = PairTest::Done;
+        let pair = SentPair {
+            gap,
+            first: now,
+            second: now + gap,
+            first_refused: Some(false),
+            second_refused: Some(false),
+        };
+        s.pair_result(pair, false, now + ms(40));
+        let search = s.search.expect("searching");
+        assert!((135.0..141.5).contains(&search.low), "{search:?}");
+        assert_eq!(search.high, 25.0 * START_SEARCH_SPAN, "{search:?}");
     }
 }
