@@ -255,11 +255,11 @@ const LONE_429: usize = 2;
 /// request, and measures between half the pace and all of it (traced at 20 ms × 500/s: a
 /// search that found 516 against 500 drew 437 429s, 5%, all taken for jitter).
 const JITTER_SHARE: f64 = 0.03;
-/// The bracket a search begins with when the crawl's first two requests (the depth test,
-/// sent back to back) find the bucket one request deep: from the pace of the moment to
-/// this many times it. Wide, since nothing but that pace is known yet: a first round of
-/// four pairs across it reaches a limit 16 times the pace, and each pair costs at most
-/// one 429.
+/// The bracket a search begins with when a fresh crawl's depth test (its second and
+/// third requests, sent back to back) finds the bucket one request deep: from the pace of
+/// the moment to this many times it. Wide, since nothing but that pace is known yet: a
+/// first round of four pairs across it reaches a limit 16 times the pace, and each pair
+/// costs at most one 429.
 const START_SEARCH_SPAN: f64 = 32.0;
 /// The shortest probe interval; it is two round trips when those are longer.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
