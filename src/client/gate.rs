@@ -345,8 +345,8 @@ struct GateState {
     one_deep: bool,
     /// The search for a bucket one request deep's limit, while it goes on.
     search: Option<Search>,
-    /// The crawl's first depth test is armed at the next slot but the first
-    /// ([`GateState::first_depth_test`]).
+    /// A crawl has begun, and its first depth test is armed at its next slot but the
+    /// first while slow start knows no limit ([`GateState::first_depth_test`]).
     first_test_due: bool,
     /// Depth tests sent in this crawl.
     depth_tests: u32,
@@ -1620,9 +1620,9 @@ impl Gate {
         if let Some((per_second, depth)) = known {
             Self::assume(&mut s, self.adaptive, per_second, depth);
         }
-        // Nothing known: the depth test goes with the second and third requests
-        // ([`GateState::reserve_slot`], [`GateState::first_depth_test`]).
-        s.first_test_due = s.slow_start && s.ceiling.is_none() && s.in_flight == 0;
+        // The depth test goes with the second and third requests, if by then nothing is
+        // known ([`GateState::reserve_slot`] decides, [`GateState::first_depth_test`]).
+        s.first_test_due = s.in_flight == 0;
     }
 
     /// Paces from the start just under `per_second`, a limit an earlier crawl found, as if
