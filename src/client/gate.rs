@@ -448,6 +448,8 @@ struct SlottedPair {
     second_slot: Option<Instant>,
     first: Option<Instant>,
     first_refused: Option<bool>,
+    /// The crawl's first depth test ([`GateState::first_depth_test`]).
+    first_test: bool,
 }
 
 impl SlottedPair {
@@ -469,6 +471,8 @@ struct SentPair {
     second: Instant,
     first_refused: Option<bool>,
     second_refused: Option<bool>,
+    /// The crawl's first depth test ([`GateState::first_depth_test`]).
+    first_test: bool,
 }
 
 impl PairTest {
@@ -719,7 +723,7 @@ impl GateState {
         // race on new connections, and either can reach the bucket first (two runs in three
         // at 400 ms); the bucket is full at a crawl's start, so one refused, whichever,
         // is the test's answer.
-        let first_test = pair.gap.is_zero() && self.ceiling.is_none();
+        let first_test = pair.first_test;
         // Both answers, before the pair is read: the second's 429 is the test's either way.
         if let (Some(first_refused), Some(second_refused)) =
             (pair.first_refused, pair.second_refused)
@@ -751,7 +755,7 @@ impl GateState {
             }
             // The depth test: only a bucket one deep refuses the second.
             self.pair = PairTest::Done;
-            if self.ceiling.is_none() {
+            if pair.first_test {
                 self.first_depth_test(refused, now);
                 return;
             }
@@ -843,11 +847,14 @@ impl GateState {
     /// the limit (traced at 400 ms × 500/s: the limit was found 5.4 s into the crawl; with
     /// this search, 1.5 s). Both accepted (or with headers, which state the limit), slow
     /// start goes on, and the depth test is asked again after the first measure, as
-    /// without this one.
+    /// without this one. So too when, by its answer, a limit has been measured or another
+    /// request was refused: the bucket need not have been full when the two left (on a
+    /// loaded machine they can leave late; a bucket 60 deep was read as one deep, in CI).
     fn first_depth_test(&mut self, refused: bool, now: Instant) {
         let pace = self.pace.unwrap_or(START_PACE);
-        if !(refused && self.slow_start && self.header_rate.is_none()) {
-            self.pair = PairTest::Untested;
+        let full = self.ceiling.is_none() && self.first_refused.is_none();
+        if !(refused && full && self.slow_start && self.header_rate.is_none()) {
+            self.pair_inconclusive(now);
             return;
         }
         self.shallow = true;
@@ -1093,6 +1100,7 @@ impl GateState {
         // The crawl's first depth test takes its second and third requests: a test
         // refuses one of its two, and the first request is the project list, whose
         // Retry-After the whole crawl waits for.
+        let mut first_test = false;
         if self.first_test_due && self.last_slot.is_some() {
             self.first_test_due = false;
             if self.pair == PairTest::Untested && self.ceiling.is_none() && self.slow_start {
@@ -1100,6 +1108,7 @@ impl GateState {
                     since: now,
                     gap: Duration::ZERO,
                 };
+                first_test = true;
             }
         }
         let unpaired = self
@@ -1139,6 +1148,7 @@ impl GateState {
                 second_slot: None,
                 first: None,
                 first_refused: None,
+                first_test,
             });
         }
         Some(slot)
@@ -1203,6 +1213,7 @@ impl GateState {
                         second: now,
                         first_refused: pair.first_refused,
                         second_refused: None,
+                        first_test: pair.first_test,
                     });
                 }
             }
@@ -3464,6 +3475,7 @@ mod tests {
             second: t0 + Duration::from_secs_f64(gap),
             first_refused: Some(false),
             second_refused: None,
+            first_test: false,
         };
         // A pair 4.73 ms apart accepted against a top of 202 a second.
         s.pair_result(pair(0.004_73), false, t0);
@@ -3790,10 +3802,40 @@ mod tests {
             second: now + gap,
             first_refused: Some(false),
             second_refused: Some(false),
+            first_test: false,
         };
         s.pair_result(pair, false, now + ms(40));
         let search = s.search.expect("searching");
         assert!((135.0..141.5).contains(&search.low), "{search:?}");
         assert_eq!(search.high, 25.0 * START_SEARCH_SPAN, "{search:?}");
+    }
+
+    #[test]
+    fn a_first_depth_test_answered_after_another_request_was_refused_says_nothing() {
+        // The project list, sent before the two, was refused: the bucket was not full, and
+        // the test's refusal says nothing of its depth.
+        let gate = Gate::new(256, true);
+        gate.start_crawl(None);
+        let [list, first, second] = first_three(&gate);
+        gate.on_rate_limited(list, list + ms(20));
+        gate.on_success(first, first + ms(20), None);
+        gate.on_rate_limited(second, second + ms(20));
+        let s = gate.lock();
+        assert!(!s.one_deep && !s.shallow, "{s:?}");
+        assert_eq!(s.search, None);
+        assert_eq!(s.pair, PairTest::Untested, "asked again later");
+        drop(s);
+        // Nor once a limit has been measured: armed again at once, as any test that says
+        // nothing, with its pause.
+        let gate = Gate::new(256, true);
+        gate.start_crawl(None);
+        let [_, first, second] = first_three(&gate);
+        gate.lock().ceiling = Some(100.0);
+        gate.on_success(first, first + ms(20), None);
+        gate.on_rate_limited(second, second + ms(20));
+        let s = gate.lock();
+        assert!(!s.one_deep && !s.shallow, "{s:?}");
+        assert!(matches!(s.pair, PairTest::Armed { .. }), "{:?}", s.pair);
+        assert_eq!(s.depth_tests, 1);
     }
 }
