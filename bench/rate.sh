@@ -24,6 +24,8 @@
 # restarted on its port at the new rate): raised 250 -> 500/s (the two runs after it), and
 # cut 500 -> 250/s (the run after it), at CHANGE_LATENCY (400 ms) and 200 projects, for each
 # of BURSTS (but a burst of one) and HEADERS.
+# The first line measures the machine's own jitter (bench/rig.py, 10 s; RIG=0 skips it): a
+# burst of one at 500/s is refused by any stall of 2 ms, the client's or the simulator's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +40,7 @@ REPEAT=${REPEAT:-1}
 WARM=${WARM:-0}
 CHANGE_LATENCY=${CHANGE_LATENCY:-400}
 REFUSAL_LATENCY=${REFUSAL_LATENCY:-}
+RIG=${RIG:-1}
 WHAT=${1:-all}
 
 if [ -z "${ORGWARDEN_BIN:-}" ]; then
@@ -76,6 +79,11 @@ stop_sim() {
     SIM_PID=""
 }
 
+# The machine's own jitter first (bench/rig.py): a burst of one at 500/s leaves 2 ms between
+# arrivals, which a virtual machine's late wake-ups and stalls can take away on either side.
+if [ "$RIG" = 1 ]; then
+    if command -v python3 >/dev/null; then python3 bench/rig.py 5; else echo "rig: not measured (no python3)"; fi
+fi
 printf '%-34s %9s %6s %5s %7s %8s %8s %6s\n' run requests 429s conc wall_s bound_s ratio 429pct
 
 # run LABEL PROJECTS BOUND-EXPR SIM-ARGS...: REPEAT snapshots at the default configuration,
