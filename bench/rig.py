@@ -12,7 +12,7 @@ be read against the machine they ran on.
   stalls:  with every core busy, how often one spinning process sees its clock jump by
            0.5 ms or more, and by 2 ms or more (per second per core)
 
-Usage: bench/rig.py [SECONDS]   (default 5; run on an otherwise idle machine)
+Usage: bench/rig.py [SECONDS]   (each of the two measures; default 5; on an idle machine)
 """
 
 import multiprocessing
