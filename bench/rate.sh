@@ -82,7 +82,7 @@ stop_sim() {
 # The machine's own jitter first (bench/rig.py): a burst of one at 500/s leaves 2 ms between
 # arrivals, which a virtual machine's late wake-ups and stalls can take away on either side.
 if [ "$RIG" = 1 ]; then
-    if command -v python3 >/dev/null; then python3 bench/rig.py 5; else echo "rig: not measured (no python3)"; fi
+    if command -v python3 >/dev/null; then python3 bench/rig.py 5 || echo "rig: not measured (bench/rig.py failed)"; else echo "rig: not measured (no python3)"; fi
 fi
 printf '%-34s %9s %6s %5s %7s %8s %8s %6s\n' run requests 429s conc wall_s bound_s ratio 429pct
 
