@@ -192,6 +192,15 @@ const MAX_PROBE_BACKOFF: f64 = 8.0;
 /// (a few fewer when the measure read a little high), enough for both of the pair, while a
 /// bucket one request deep holds one however long it waits.
 const PAIR_PAUSE: f64 = 4.0;
+/// A depth test's refused second reads a bucket one request deep only when the pause
+/// before its pair, at the limit measured when the answers are in, refilled at least
+/// this many tokens. A test armed in the crawl's first episode paused four intervals at
+/// a pace the measure later put at three times the limit: 2.5 ms, little more than one
+/// token, and a bucket 500 deep was read as one deep; the search over it then found
+/// limits up to twice the real one and refused 6–7% of the crawl (20 ms × 500/s with a
+/// second's burst, two runs in four). Below four, so that a test paused at a pace
+/// just under the measure passes when its pair leaves a little late.
+const PAUSE_REFILL: f64 = 3.0;
 /// The most depth tests a crawl sends: one whose first request is refused (another
 /// request's late arrival took the token) says nothing, and is sent again.
 const DEPTH_TESTS: u32 = 3;
@@ -447,6 +456,8 @@ struct SlottedPair {
     first_slot: Instant,
     second_slot: Option<Instant>,
     first: Option<Instant>,
+    /// How long before the first the request ahead of it left.
+    pause: Option<Duration>,
     first_refused: Option<bool>,
     /// The crawl's first depth test ([`GateState::first_depth_test`]).
     first_test: bool,
@@ -469,6 +480,8 @@ struct SentPair {
     gap: Duration,
     first: Instant,
     second: Instant,
+    /// How long before the first the request ahead of it left (`None`: none had).
+    pause: Option<Duration>,
     first_refused: Option<bool>,
     second_refused: Option<bool>,
     /// The crawl's first depth test ([`GateState::first_depth_test`]).
@@ -760,6 +773,16 @@ impl GateState {
                 return;
             }
             if refused && let Some(ceiling) = self.ceiling {
+                // Too short a pause for the limit as measured by now: a deeper bucket had
+                // no room for both.
+                let refill = pair
+                    .pause
+                    .map_or(f64::INFINITY, |pause| pause.as_secs_f64() * ceiling);
+                if refill < PAUSE_REFILL {
+                    tracing::trace!(refill, "depth test: too short a pause");
+                    self.pair_inconclusive(now);
+                    return;
+                }
                 self.shallow = true;
                 self.one_deep = true;
                 // The fastest pace that drew 429s (slow start's, often) was over the limit,
@@ -1147,6 +1170,7 @@ impl GateState {
                 first_slot: slot,
                 second_slot: None,
                 first: None,
+                pause: None,
                 first_refused: None,
                 first_test,
             });
@@ -1188,9 +1212,12 @@ impl GateState {
         {
             return Some(earliest);
         }
-        self.last_release = Some(now);
+        let previous = self.last_release.replace(now);
         match pair {
-            Some((index, _)) if is_first => self.slotted[index].first = Some(now),
+            Some((index, _)) if is_first => {
+                self.slotted[index].first = Some(now);
+                self.slotted[index].pause = previous.map(|at| now.saturating_duration_since(at));
+            }
             Some((index, pair)) => {
                 self.slotted.remove(index);
                 let first = pair.first.unwrap_or(now);
@@ -1211,6 +1238,7 @@ impl GateState {
                         gap: pair.gap,
                         first,
                         second: now,
+                        pause: pair.pause,
                         first_refused: pair.first_refused,
                         second_refused: None,
                         first_test: pair.first_test,
@@ -3473,6 +3501,7 @@ mod tests {
             gap: Duration::from_secs_f64(gap),
             first: t0,
             second: t0 + Duration::from_secs_f64(gap),
+            pause: None,
             first_refused: Some(false),
             second_refused: None,
             first_test: false,
@@ -3557,6 +3586,53 @@ mod tests {
         assert_eq!(s.depth_tests, 1, "tested once: {s:?}");
         assert_eq!(s.pair, PairTest::Done);
         assert!(!s.one_deep && s.search.is_none());
+    }
+
+    #[test]
+    fn a_depth_test_paused_too_briefly_for_the_limit_measured_since_says_nothing() {
+        // Armed in a first episode while the measure, from a flood's 429s, still read
+        // three times the limit: four intervals at that pace are 2.5 ms, in which a bucket
+        // 500 deep refills by little more than one token.
+        let gate = past_slow_start(256, 1581.0, Some(1605.0));
+        let t0 = Instant::now();
+        let mut s = gate.lock();
+        let before = s.reserve_slot(t0).expect("paced");
+        assert_eq!(s.release(before, Some(before)), None);
+        s.pair = PairTest::Untested;
+        s.arm_depth_test(before);
+        let first = s.reserve_slot(before).expect("paced");
+        let second = s.reserve_slot(before).expect("paced");
+        assert_eq!(first, second, "back to back");
+        assert_eq!(s.release(first, Some(first)), None);
+        let left = first + Duration::from_micros(50);
+        assert_eq!(s.release(left, Some(second)), None);
+        // The episode's later 429s bring the measure down to 509 before the pair's
+        // answers come back, the second refused.
+        s.ceiling = Some(509.0);
+        s.pace = Some(501.0);
+        drop(s);
+        gate.on_rate_limited(left, left + ms(20));
+        gate.on_success(first, first + ms(20), None);
+        let mut s = gate.lock();
+        assert!(!s.one_deep && s.search.is_none(), "{s:?}");
+        assert!(
+            matches!(s.pair, PairTest::Armed { .. }),
+            "tested again: {:?}",
+            s.pair
+        );
+        // The next test pauses four intervals at the pace now after the last request,
+        // and reads one deep when its second is refused.
+        let now = left + ms(20);
+        let first = s.reserve_slot(now).expect("paced");
+        let second = s.reserve_slot(now).expect("paced");
+        assert!(first >= now + Duration::from_secs_f64(PAIR_PAUSE / 501.0));
+        assert_eq!(s.release(first, Some(first)), None);
+        let left = first + Duration::from_micros(50);
+        assert_eq!(s.release(left, Some(second)), None);
+        drop(s);
+        gate.on_rate_limited(left, left + ms(20));
+        gate.on_success(first, first + ms(20), None);
+        assert!(gate.lock().one_deep);
     }
 
     #[test]
@@ -3800,6 +3876,7 @@ mod tests {
             gap,
             first: now,
             second: now + gap,
+            pause: None,
             first_refused: Some(false),
             second_refused: Some(false),
             first_test: false,
