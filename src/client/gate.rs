@@ -62,7 +62,8 @@ impl Queue {
 ///   full at the start, refuses one of them, and slow start gives way at once to the
 ///   search below ([`GateState::first_depth_test`]). Otherwise, once per crawl, after the
 ///   first measure, two requests leave back to back after a pause: a bucket one deep
-///   refuses the second, a deeper one accepts both ([`PairTest`]). Against
+///   refuses the second, a deeper one accepts both ([`PairTest`]), unless the pause was
+///   too short for it to refill at the limit measured by then ([`PAUSE_REFILL`]). Against
 ///   one deep, pairs a gap apart find the limit instead of the probe, each at the cost of at
 ///   most one 429 ([`Search`]), and a 429 that measures no limit under the pace is taken
 ///   for the jitter of arrivals.
