@@ -198,8 +198,8 @@ const PAIR_PAUSE: f64 = 4.0;
 /// this many tokens. A test armed in the crawl's first episode paused four intervals at
 /// a pace the measure later put at three times the limit: 2.5 ms, little more than one
 /// token, and a bucket 500 deep was read as one deep; the search over it then found
-/// limits up to twice the real one and refused 6–7% of the crawl (20 ms × 500/s with a
-/// second's burst, two runs in four). Below four, so that a test paused at a pace
+/// limits up to twice the real one and refused 2.9–10.3% of the crawl (20 ms × 500/s with
+/// a second's burst, five runs in twelve). Below four, so that a test paused at a pace
 /// just under the measure passes when its pair leaves a little late.
 const PAUSE_REFILL: f64 = 3.0;
 /// The most depth tests a crawl sends: one whose first request is refused (another
