@@ -9,7 +9,7 @@
 # client settled on, wall time, the bound `requests / rate` and their ratio. Run by hand
 # (release build; needs jq); not part of the test suite.
 #
-# Usage: bench/rate.sh [grid|drift|big|members|change|all]      (default: all)
+# Usage: bench/rate.sh [grid|drift|big|small|members|change|all]      (default: all)
 #   LATENCIES="20 50 200 400" RATES="50 200 500" BURSTS="1 tenth second" HEADERS="off on"
 #   PROJECTS=200 BIG_PROJECTS=1000 SEED=1 REPEAT=1
 # BURSTS: `1` = one request, `tenth` = a tenth of a second's worth, `second` = a second's.
@@ -20,6 +20,9 @@
 # scheduled run after the first does (the grid only: the drift cases' changes happen once).
 # REFUSAL_LATENCY=MS answers each 429 after MS instead of the run's latency: an API whose
 # gateway refuses before the API does any work (the simulator's --refusal-latency-ms).
+# `small` is organizations of 10 and 50 projects at 400 ms × 500/s and 200 ms × 200/s, a
+# second's burst, no headers: where a crawl is over before a ramp-up that suits 200 projects
+# has got going (the eighteenth sitting's budgeted ramp was three times slower there).
 # `change` is a limit changed between runs against one API and one database (the simulator
 # restarted on its port at the new rate): raised 250 -> 500/s (the two runs after it), and
 # cut 500 -> 250/s (the run after it), at CHANGE_LATENCY (400 ms) and 200 projects, for each
@@ -179,6 +182,15 @@ fi
 if [ "$WHAT" = big ] || [ "$WHAT" = all ]; then
     run "${BIG_PROJECTS}p 50ms 200/s burst=tenth" "$BIG_PROJECTS" "r / 200" \
         --latency-ms 50 --rate-limit 200 --burst 20
+fi
+
+if [ "$WHAT" = small ] || [ "$WHAT" = all ]; then
+    for projects in 10 50; do
+        run "${projects}p 400ms 500/s burst=second" "$projects" "r / 500" \
+            --latency-ms 400 --rate-limit 500 --burst 500
+        run "${projects}p 200ms 200/s burst=second" "$projects" "r / 200" \
+            --latency-ms 200 --rate-limit 200 --burst 200
+    done
 fi
 
 if [ "$WHAT" = members ] || [ "$WHAT" = all ]; then
