@@ -6,8 +6,9 @@
 # organization whose member list is the longest chain of pages in the crawl (`members`).
 #
 # For each run it prints the requests sent (429s included), the 429s, the concurrency the
-# client settled on, wall time, the bound `requests / rate` and their ratio. Run by hand
-# (release build; needs jq); not part of the test suite.
+# client settled on, wall time, the bound `requests / rate`, their ratio, and whether the run
+# met the target (ratio <= 1.10 and 429s <= 1% of requests); its last line counts the rows
+# that did. Run by hand (release build; needs jq); not part of the test suite.
 #
 # Usage: bench/rate.sh [grid|drift|big|small|members|change|all]      (default: all)
 #   LATENCIES="20 50 200 400" RATES="50 200 500" BURSTS="1 tenth second" HEADERS="off on"
@@ -45,6 +46,8 @@ CHANGE_LATENCY=${CHANGE_LATENCY:-400}
 REFUSAL_LATENCY=${REFUSAL_LATENCY:-}
 RIG=${RIG:-1}
 WHAT=${1:-all}
+# The target, judged on the figures as printed (two decimals): ratio <= 1.10, 429s <= 1%.
+MET_AWK='function met(x, y) { return (x + 0 <= 1.10 && y + 0 <= 1.00) ? "yes" : "no" }'
 
 if [ -z "${ORGWARDEN_BIN:-}" ]; then
     cargo build --release --quiet
@@ -87,7 +90,11 @@ stop_sim() {
 if [ "$RIG" = 1 ]; then
     if command -v python3 >/dev/null; then python3 bench/rig.py 5 || echo "rig: not measured (bench/rig.py failed)"; else echo "rig: not measured (no python3)"; fi
 fi
-printf '%-34s %9s %6s %5s %7s %8s %8s %6s\n' run requests 429s conc wall_s bound_s ratio 429pct
+[ "$WARM" = 1 ] && echo "WARM=1: each row is the second of two crawls into one database"
+printf '%-34s %9s %6s %5s %7s %8s %8s %6s %4s\n' run requests 429s conc wall_s bound_s ratio 429pct met
+# Every row the target is judged on (a run's own, or with REPEAT a case's medians) appends
+# yes or no here, so that the table ends with how many met it.
+: >"$WORK/met"
 
 # run LABEL PROJECTS BOUND-EXPR SIM-ARGS...: REPEAT snapshots at the default configuration,
 # a row each, and with more than one a row of the medians of ratio and 429 share.
@@ -101,14 +108,20 @@ run() {
     shift
     rows=$(for i in $(seq 1 "$REPEAT"); do run_once "$label #$i" "$@"; done)
     echo "$rows"
-    # The label has spaces; the last two fields are the ratio and the 429 share.
-    echo "$rows" | awk -v l="$label median" '
-        { ratio[NR] = $(NF - 1); share[NR] = $NF }
+    # The label has spaces; the last three fields are the ratio, the 429 share and met.
+    local median
+    median=$(echo "$rows" | awk -v l="$label median" '
+        { ratio[NR] = $(NF - 2); share[NR] = $(NF - 1) }
         function median(a, n,    i, j, t) {
             for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
             return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
         }
-        END { printf "%-34s %9s %6s %5s %7s %8s %6.2f %6.2f\n", l, "", "", "", "", "", median(ratio, NR), median(share, NR) }'
+        END {
+            r = sprintf("%.2f", median(ratio, NR)); q = sprintf("%.2f", median(share, NR))
+            printf "%-34s %9s %6s %5s %7s %8s %6s %6s %4s\n", l, "", "", "", "", "", r, q, met(r, q)
+        }'"$MET_AWK")
+    echo "$median"
+    echo "${median##* }" >>"$WORK/met"
 }
 
 # fresh_dir DIR: an empty DIR with a configuration for the bench organization.
@@ -134,9 +147,15 @@ row() {
     requests=$(jq -r .requests "$2")
     limited=$(jq -r .rate_limited "$2")
     conc=$(jq -r .concurrency "$2")
-    awk -v l="$1" -v r="$requests" -v q="$limited" -v c="$conc" -v a="$T0" -v b="$T1" "BEGIN {
+    local line
+    line=$(awk -v l="$1" -v r="$requests" -v q="$limited" -v c="$conc" -v a="$T0" -v b="$T1" "BEGIN {
         w = b - a; f = $3
-        printf \"%-34s %9d %6d %5d %7.1f %8.1f %6.2f %6.2f\n\", l, r, q, c, w, f, w / f, 100 * q / r }"
+        x = sprintf(\"%.2f\", w / f); y = sprintf(\"%.2f\", 100 * q / r)
+        printf \"%-34s %9d %6d %5d %7.1f %8.1f %6s %6s %4s\n\", l, r, q, c, w, f, x, y, met(x, y) }
+        $MET_AWK")
+    echo "$line"
+    # With REPEAT the case's medians are judged instead (run() above).
+    [ "$REPEAT" -gt 1 ] || echo "${line##* }" >>"$WORK/met"
 }
 
 run_once() {
@@ -243,3 +262,6 @@ if [ "$WHAT" = change ] || [ "$WHAT" = all ]; then
         done
     done
 fi
+
+# How many of the rows above (with REPEAT, of the cases' medians) met the target.
+awk '{ n++; if ($1 == "yes") m++ } END { printf "target (ratio <= 1.10, 429s <= 1%%): %d of %d met\n", m, n }' "$WORK/met"
