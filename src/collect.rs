@@ -35,13 +35,23 @@ use crate::model::{
 };
 use crate::store::{SnapshotInfo, Store, StoreError};
 
+/// Error answers the spec gives for an empty or unset state, which the crawl reads as
+/// such; counted so that `/metrics` can keep them apart from client errors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpectedAnswers {
+    /// 400 "project is archived" to a people list of an archived project, read as empty.
+    pub archived: u64,
+    /// 404 to a spend-limit read, read as no limit set.
+    pub unset_spend_limits: u64,
+}
+
 /// How one crawl went.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CrawlReport {
     /// Requests, retries, 429s and failed scopes of this crawl only.
     pub stats: CrawlStats,
-    /// Reads answered 400 "project is archived" and taken as empty lists.
-    pub archived_reads: u64,
+    /// The error answers it expected and read as empty or unset.
+    pub expected: ExpectedAnswers,
     /// `complete`, `partial` (some scopes failed) or `failed` (the project list failed).
     pub status: SnapshotStatus,
     /// When the last read ended.
@@ -85,6 +95,7 @@ struct Crawl<'a> {
     tx: Sender<ScopeResult>,
     errors: AtomicU64,
     archived_reads: AtomicU64,
+    unset_spend_limits: AtomicU64,
     bar: Option<indicatif::ProgressBar>,
     /// Families not read (`[collect] skip` and the families under them).
     skipped: HashSet<Family>,
@@ -150,6 +161,7 @@ pub async fn collect_skipping(
         tx,
         errors: AtomicU64::new(0),
         archived_reads: AtomicU64::new(0),
+        unset_spend_limits: AtomicU64::new(0),
         bar,
         skipped: skipped_families(skip),
         project_keys: Mutex::new(HashSet::new()),
@@ -163,7 +175,10 @@ pub async fn collect_skipping(
     stats.errors = crawl.errors.load(Ordering::Relaxed);
     Ok(CrawlReport {
         stats,
-        archived_reads: crawl.archived_reads.load(Ordering::Relaxed),
+        expected: ExpectedAnswers {
+            archived: crawl.archived_reads.load(Ordering::Relaxed),
+            unset_spend_limits: crawl.unset_spend_limits.load(Ordering::Relaxed),
+        },
         status,
         finished_at: Utc::now(),
     })
@@ -501,6 +516,7 @@ impl Crawl<'_> {
             }
             Err(error) if unset_spend_limit(family, &error) => {
                 tracing::debug!(path = %scope, "no spend limit is set");
+                self.unset_spend_limits.fetch_add(1, Ordering::Relaxed);
                 Ok((Objects::new(), Vec::new()))
             }
             other => other,
@@ -757,8 +773,8 @@ pub struct SnapshotOutcome {
     pub failed_scopes: Vec<(Scope, String)>,
     /// Set when the API refused the key: the snapshot is recorded `failed`.
     pub refused: Option<CollectError>,
-    /// Reads answered 400 "project is archived" and taken as empty lists.
-    pub archived_reads: u64,
+    /// The error answers the crawl expected and read as empty or unset.
+    pub expected: ExpectedAnswers,
     /// Wall time of the crawl and commit.
     pub elapsed: Duration,
     /// The request rate the client found the API to allow, and its burst allowance (see
@@ -859,10 +875,10 @@ pub async fn snapshot_skipping(
         audit,
         forward
     );
-    let mut archived_reads = 0;
+    let mut expected = ExpectedAnswers::default();
     let refused = match crawl {
         Ok(mut report) => {
-            archived_reads = report.archived_reads;
+            expected = report.expected;
             // The costs and audit-log reads can end after the crawl (a first audit-log read
             // is a thousand pages): the snapshot's counters are the whole run's.
             let errors = report.stats.errors;
@@ -910,7 +926,7 @@ pub async fn snapshot_skipping(
         info,
         failed_scopes,
         refused,
-        archived_reads,
+        expected,
         elapsed: clock.elapsed(),
         rate_limit: client.learned_rate(),
     };

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{AdminClient, ClientOptions, load_admin_key};
+use crate::collect::ExpectedAnswers;
 use crate::config::Config;
 use crate::diagnostics::Diagnostics;
 use crate::findings::{EventKind, Status};
@@ -137,9 +138,9 @@ impl AuditJob {
         let audited = match pipeline::run(store, loaded.clone(), source, cancel, stopping).await {
             Ok(audited) => audited,
             Err(e) => {
-                // No crawl report says which 400s were archived projects: count them all as
+                // No crawl report says which 400s and 404s were expected: count them all as
                 // client errors now rather than hold them for a run that may never come.
-                self.metrics.settle_bad_requests(0);
+                self.metrics.settle_expected(ExpectedAnswers::default());
                 return Audit::failed(match e {
                     pipeline::PipelineError::Snapshot(_) => {
                         format!("snapshot failed; nothing was stored: {e}")
@@ -179,9 +180,9 @@ impl AuditJob {
         outcome.requests = info.stats.requests;
         outcome.errors = info.stats.errors;
         if let Some(crawl) = &audited.crawl {
-            // The 400s the collector read as empty lists of archived projects are known
-            // only now: settle them into their own class.
-            self.metrics.settle_bad_requests(crawl.archived_reads);
+            // Which 400s and 404s the collector expected (archived projects' people lists,
+            // unset spend limits) is known only now: settle them into their own classes.
+            self.metrics.settle_expected(crawl.expected);
             self.metrics
                 .set_api_concurrency(crawl.info.stats.concurrency);
             if let Some(limit) = crawl.rate_limit {

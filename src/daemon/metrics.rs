@@ -18,6 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
+use crate::collect::ExpectedAnswers;
 use crate::model::{Severity, SnapshotStatus};
 
 /// Upper bounds (seconds) of the snapshot-duration histogram buckets.
@@ -42,26 +43,30 @@ pub enum ApiClass {
     Success,
     /// 3xx.
     Redirection,
-    /// 4xx, except the expected "project is archived" answers.
+    /// 4xx, except the expected answers ([`ApiClass::Archived`], [`ApiClass::Unset`]).
     ClientError,
     /// 5xx.
     ServerError,
     /// 400 "project is archived" to a people list of an archived project: the collector
     /// reads it as an empty list, so it is expected, not a client error.
     Archived,
+    /// 404 to a spend-limit read: the spec's answer when no limit is set, so it is
+    /// expected, not a client error.
+    Unset,
     /// No answer: connection refused, reset or timed out.
     NoResponse,
 }
 
 impl ApiClass {
     /// Every class, in exposition order.
-    pub const ALL: [ApiClass; 7] = [
+    pub const ALL: [ApiClass; 8] = [
         ApiClass::Informational,
         ApiClass::Success,
         ApiClass::Redirection,
         ApiClass::ClientError,
         ApiClass::ServerError,
         ApiClass::Archived,
+        ApiClass::Unset,
         ApiClass::NoResponse,
     ];
 
@@ -74,12 +79,13 @@ impl ApiClass {
             ApiClass::ClientError => "4xx",
             ApiClass::ServerError => "5xx",
             ApiClass::Archived => "archived",
+            ApiClass::Unset => "unset",
             ApiClass::NoResponse => "error",
         }
     }
 
-    /// The class of an answer's status as the client saw it (`None`: no answer). An
-    /// archived answer is a 400 only the collector can recognise, so never this one.
+    /// The class of an answer's status as the client saw it (`None`: no answer). The
+    /// expected answers are a 400 or a 404 only the collector can recognise, so never those.
     fn of_status(status: Option<u16>) -> ApiClass {
         match status {
             Some(100..=199) => ApiClass::Informational,
@@ -236,8 +242,10 @@ pub struct Metrics {
     api_requests: Fixed<ClassLabels, Counter>,
     rate_limited: Counter,
     /// 400 answers not yet classified: the collector says, at the end of its crawl, how
-    /// many of them were "project is archived" (see [`Metrics::settle_bad_requests`]).
+    /// many of them were "project is archived" (see [`Metrics::settle_expected`]).
     unsettled_bad_requests: AtomicU64,
+    /// 404 answers not yet classified, likewise: how many were unset spend limits.
+    unsettled_not_found: AtomicU64,
     open_findings: Fixed<SeverityLabels, Gauge>,
     outbox_depth: Gauge,
     api_concurrency: Gauge,
@@ -268,6 +276,7 @@ impl Metrics {
             api_requests: Fixed::new(ApiClass::ALL.map(|class| ClassLabels { class })),
             rate_limited: Counter::default(),
             unsettled_bad_requests: AtomicU64::new(0),
+            unsettled_not_found: AtomicU64::new(0),
             open_findings: Fixed::new(Severity::ALL.map(severity_labels)),
             outbox_depth: Gauge::default(),
             api_concurrency: Gauge::default(),
@@ -315,7 +324,8 @@ impl Metrics {
         r.register(
             "orgwarden_api_requests",
             "Admin API responses by HTTP status class (error: no response; archived: \
-             400 \"project is archived\", read as an empty list)",
+             400 \"project is archived\", read as an empty list; unset: 404 to a spend-limit \
+             read, no limit set)",
             self.api_requests.clone(),
         );
         r.register(
@@ -397,28 +407,45 @@ impl Metrics {
     }
 
     /// Counts one Admin API response by HTTP status; `None` for a request that got no answer.
-    /// A 400 waits for [`Metrics::settle_bad_requests`]: only the collector knows whether
-    /// it was an expected "project is archived".
+    /// A 400 or a 404 waits for [`Metrics::settle_expected`]: only the collector knows
+    /// whether it was an expected "project is archived" or "no spend limit is set".
     pub fn record_api_response(&self, status: Option<u16>) {
-        if status == Some(400) {
-            self.unsettled_bad_requests.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        self.count_class(ApiClass::of_status(status), 1);
-        if status == Some(429) {
-            self.rate_limited.inc();
-        }
+        let unsettled = match status {
+            Some(400) => &self.unsettled_bad_requests,
+            Some(404) => &self.unsettled_not_found,
+            _ => {
+                self.count_class(ApiClass::of_status(status), 1);
+                if status == Some(429) {
+                    self.rate_limited.inc();
+                }
+                return;
+            }
+        };
+        unsettled.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Classifies the 400 answers recorded since the last call: `archived` of them (as the
-    /// collector counted them) were "project is archived", the rest are client errors. A
-    /// crawl calls this once it has ended; 400s of an abandoned crawl are settled by the
-    /// next one.
-    pub fn settle_bad_requests(&self, archived: u64) {
-        let answered = self.unsettled_bad_requests.swap(0, Ordering::Relaxed);
-        let archived = archived.min(answered);
-        self.count_class(ApiClass::Archived, archived);
-        self.count_class(ApiClass::ClientError, answered - archived);
+    /// Classifies the 400 and 404 answers recorded since the last call: as many as the
+    /// collector counted were the expected ones (never more than were answered), the rest
+    /// are client errors. A crawl calls this once it has ended; the answers of an abandoned
+    /// crawl are settled by the next one.
+    pub fn settle_expected(&self, expected: ExpectedAnswers) {
+        for (unsettled, class, counted) in [
+            (
+                &self.unsettled_bad_requests,
+                ApiClass::Archived,
+                expected.archived,
+            ),
+            (
+                &self.unsettled_not_found,
+                ApiClass::Unset,
+                expected.unset_spend_limits,
+            ),
+        ] {
+            let answered = unsettled.swap(0, Ordering::Relaxed);
+            let expected = counted.min(answered);
+            self.count_class(class, expected);
+            self.count_class(ApiClass::ClientError, answered - expected);
+        }
     }
 
     fn count_class(&self, class: ApiClass, n: u64) {
@@ -826,6 +853,7 @@ mod tests {
                 "class=\"4xx\"",
                 "class=\"5xx\"",
                 "class=\"archived\"",
+                "class=\"unset\"",
                 "class=\"error\""
             ]
         );
@@ -835,6 +863,36 @@ mod tests {
         ));
     }
 
+    fn archived(archived: u64) -> ExpectedAnswers {
+        ExpectedAnswers {
+            archived,
+            ..ExpectedAnswers::default()
+        }
+    }
+
+    #[test]
+    fn unset_spend_limits_are_their_own_class_not_client_errors() {
+        let metrics = Metrics::new();
+        for _ in 0..3 {
+            metrics.record_api_response(Some(404));
+        }
+        // Counted neither way until the crawl says which were unset spend limits.
+        assert_eq!(metrics.api_requests(ApiClass::ClientError), 0);
+        metrics.settle_expected(ExpectedAnswers {
+            unset_spend_limits: 2,
+            ..ExpectedAnswers::default()
+        });
+        assert_eq!(metrics.api_requests(ApiClass::Unset), 2);
+        // The third was some other 404: a project gone mid-crawl, say.
+        assert_eq!(metrics.api_requests(ApiClass::ClientError), 1);
+        assert_eq!(metrics.api_requests(ApiClass::Archived), 0);
+        let samples = parse(&metrics.render());
+        assert_eq!(
+            value(&samples, "orgwarden_api_requests_total", "class=\"unset\""),
+            2.0
+        );
+    }
+
     #[test]
     fn archived_answers_are_their_own_class_not_client_errors() {
         let metrics = Metrics::new();
@@ -842,7 +900,7 @@ mod tests {
         metrics.record_api_response(Some(400));
         metrics.record_api_response(Some(400));
         metrics.record_api_response(Some(404));
-        metrics.settle_bad_requests(1);
+        metrics.settle_expected(archived(1));
         assert_eq!(metrics.api_requests(ApiClass::Archived), 1);
         assert_eq!(metrics.api_requests(ApiClass::ClientError), 2);
         let samples = parse(&metrics.render());
@@ -868,13 +926,13 @@ mod tests {
         assert_eq!(metrics.api_requests(ApiClass::ClientError), 0);
         assert_eq!(metrics.api_requests(ApiClass::Archived), 0);
         // The collector cannot claim more archived answers than there were 400s.
-        metrics.settle_bad_requests(5);
+        metrics.settle_expected(archived(5));
         assert_eq!(metrics.api_requests(ApiClass::Archived), 1);
         metrics.record_api_response(Some(400));
-        metrics.settle_bad_requests(0);
+        metrics.settle_expected(ExpectedAnswers::default());
         assert_eq!(metrics.api_requests(ApiClass::ClientError), 1);
         // Settled once: a second settle finds nothing left.
-        metrics.settle_bad_requests(0);
+        metrics.settle_expected(ExpectedAnswers::default());
         assert_eq!(metrics.api_requests(ApiClass::ClientError), 1);
     }
 }

@@ -1,7 +1,7 @@
 //! Run figures are per run: a snapshot's `requests`, `retries`, `429s` and `errors` count
 //! that run only, also when one client serves many runs (the daemon keeps its client until
-//! a reload). And the 400 "project is archived" answers the collector expects are counted
-//! in `/metrics` as their own class, not as client errors.
+//! a reload). And the answers the collector expects (400 "project is archived", 404 for an
+//! unset spend limit) are counted in `/metrics` as their own classes, not as client errors.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -23,6 +23,17 @@ const NOW: i64 = 1_790_000_000;
 /// archived" to its user list and its service-account list.
 const ARCHIVED_READS_PER_RUN: u64 = 4;
 
+/// The spend-limit reads a crawl of `org` gets 404 for: every project's without a hard
+/// spend limit, and the organization's when it has none.
+fn unset_spend_limits(org: &Org) -> u64 {
+    let projects = org
+        .projects
+        .iter()
+        .filter(|p| p.spend_limit.is_none())
+        .count();
+    u64::try_from(projects).unwrap() + u64::from(org.spend_limit.is_none())
+}
+
 /// Injected 500s make every run retry, so `retries` is not zero and differs per run.
 fn faulty() -> SimOptions {
     SimOptions {
@@ -34,7 +45,13 @@ fn faulty() -> SimOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_serving_three_crawls_reports_each_crawls_own_figures() {
-    let sim = serve("127.0.0.1:0".parse().unwrap(), Org::demo(NOW), faulty())
+    let org = Org::demo(NOW);
+    let unset_spend_limits = unset_spend_limits(&org);
+    assert!(
+        unset_spend_limits > 0,
+        "the demo has no unset spend limit to count"
+    );
+    let sim = serve("127.0.0.1:0".parse().unwrap(), org, faulty())
         .await
         .unwrap();
     let client = AdminClient::new(
@@ -61,7 +78,14 @@ async fn one_client_serving_three_crawls_reports_each_crawls_own_figures() {
         );
         assert!(stats.retries > 0, "run {run}: no fault was injected");
         assert_eq!((stats.errors, stats.rate_limited), (0, 0), "run {run}");
-        assert_eq!(outcome.archived_reads, ARCHIVED_READS_PER_RUN, "run {run}");
+        assert_eq!(
+            outcome.expected.archived, ARCHIVED_READS_PER_RUN,
+            "run {run}"
+        );
+        assert_eq!(
+            outcome.expected.unset_spend_limits, unset_spend_limits,
+            "run {run}"
+        );
         // Every retry is one more request for the same page.
         pages.push(stats.requests - stats.retries);
     }
@@ -190,19 +214,8 @@ fn snapshot_figures(db: &Path) -> Vec<(u64, u64, u64, u64, String)> {
 #[test]
 fn each_daemon_snapshot_stores_the_figures_of_its_own_run() {
     let dir = tempfile::tempdir().unwrap();
-    // Every project with a hard spend limit: an unset one answers 404, an expected answer
-    // the metrics still count as a client error.
-    let mut org = Org::demo(NOW);
-    for project in &mut org.projects {
-        project
-            .spend_limit
-            .get_or_insert_with(|| orgwarden::sim::org::SpendLimit {
-                threshold_amount: 100_000,
-                currency: "USD".into(),
-                interval: "month".into(),
-                enforcement: "inactive".into(),
-            });
-    }
+    let org = Org::demo(NOW);
+    let unset_per_run = unset_spend_limits(&org);
     let sim = start_background(org, faulty()).unwrap();
     let port = free_port();
     let config = format!(
@@ -220,6 +233,11 @@ fn each_daemon_snapshot_stores_the_figures_of_its_own_run() {
     let archived = sample(&exposed, "orgwarden_api_requests_total{class=\"archived\"}");
     assert!(
         archived >= ARCHIVED_READS_PER_RUN && archived.is_multiple_of(ARCHIVED_READS_PER_RUN),
+        "{exposed}"
+    );
+    let unset = sample(&exposed, "orgwarden_api_requests_total{class=\"unset\"}");
+    assert!(
+        unset >= unset_per_run && unset.is_multiple_of(unset_per_run),
         "{exposed}"
     );
     assert_eq!(
