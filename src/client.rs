@@ -186,6 +186,9 @@ pub fn load_admin_key_from(
     if let Some(value) = env_value {
         // An exported but empty variable is most likely a mistake, unless a file is named.
         if !value.trim().is_empty() || cfg.admin_key_file.is_none() {
+            if let Some(file) = &cfg.admin_key_file {
+                warn_file_unread(file);
+            }
             return non_empty(value, ADMIN_KEY_ENV.to_owned());
         }
     }
@@ -199,6 +202,19 @@ pub fn load_admin_key_from(
     crate::store::warn_if_shared("admin key file", &path);
     let text = read_key_file(&path)?;
     non_empty(text, path.display().to_string())
+}
+
+/// Says, once a process, that a named key file is not read: a variable left exported in a
+/// shell or a unit would otherwise silently audit with another key than the file's.
+fn warn_file_unread(file: &Path) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "{ADMIN_KEY_ENV} is set, so [openai] admin_key_file ({}) is not read; unset \
+             {ADMIN_KEY_ENV} to use the file",
+            file.display()
+        );
+    }
 }
 
 /// The key file's text, refusing one over [`MAX_KEY_FILE_BYTES`] without reading past it.

@@ -28,7 +28,8 @@ pub const STARTER_CONFIG: &str = r##"# orgwarden.toml: configuration for orgward
 organization = "default"
 # The Admin API base URL (--base-url overrides it). Point it at `orgwarden sim` to test.
 base_url = "https://api.openai.com/v1"
-# A file holding the admin key (one line). Without it, orgwarden reads OPENAI_ADMIN_KEY.
+# A file holding the admin key (one line), read when OPENAI_ADMIN_KEY is not set: the
+# variable, when set, wins.
 # Under systemd with LoadCredential=openai_admin_key:..., the file is
 # /run/credentials/orgwarden.service/openai_admin_key.
 # admin_key_file = "/run/secrets/openai_admin_key"

@@ -85,7 +85,7 @@ pub struct OpenAiConfig {
     pub organization: String,
     /// The Admin API base URL.
     pub base_url: Option<String>,
-    /// A file holding the admin key; else `OPENAI_ADMIN_KEY`.
+    /// A file holding the admin key, read when `OPENAI_ADMIN_KEY` is not set.
     pub admin_key_file: Option<PathBuf>,
     /// Requests in flight (at least 1).
     pub concurrency: Option<usize>,

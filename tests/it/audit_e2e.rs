@@ -293,6 +293,38 @@ fn a_refused_key_is_exit_3_and_is_not_echoed() {
 }
 
 #[test]
+fn an_exported_key_wins_over_the_key_file_and_says_the_file_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SimOptions {
+        admin_key: Some(KEY.into()),
+        ..SimOptions::default()
+    };
+    let sim = start_background(Org::demo(Utc::now().timestamp()), opts).unwrap();
+    let file_key = "sk-admin-in-the-file-0123456789";
+    std::fs::write(dir.path().join("admin_key"), file_key).unwrap();
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[openai]\norganization = \"acme-robotics\"\nadmin_key_file = \"admin_key\"\n",
+    )
+    .unwrap();
+    let out = run(
+        dir.path(),
+        &sim.base_url(),
+        &["--config", "orgwarden.toml", "snapshot", "--format", "json"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The simulator accepts only the exported key: the file's was not sent.
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("OPENAI_ADMIN_KEY is set, so [openai] admin_key_file")
+            && stderr.contains("is not read"),
+        "{stderr}"
+    );
+    let shown = format!("{stderr}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!shown.contains(KEY) && !shown.contains(file_key), "{shown}");
+}
+
+#[test]
 fn findings_command_filters_by_status_severity_and_rule() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim(Org::demo(Utc::now().timestamp()));
