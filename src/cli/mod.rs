@@ -275,6 +275,9 @@ pub const CONTINUATION: &str = "\n  ";
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if only_reads_and_prints(&cli.command) {
+        end_quietly_on_closed_pipe();
+    }
     // The demo is a show, not an operational run: its findings are on stdout, so the
     // per-finding log lines are left out unless asked for (-v or RUST_LOG).
     let quiet_default = matches!(cli.command, Command::Demo(_));
@@ -296,6 +299,37 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", lines.join(CONTINUATION));
             exit.into()
         }
+    }
+}
+
+/// Whether `command` only reads and prints, so that output cut short by a closed pipe
+/// (`| head`) may end it on the spot. Commands that record, send or serve are left out: one
+/// must not stop between sending a message and recording that it was sent, or because the
+/// terminal that started a server has gone.
+fn only_reads_and_prints(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Schedule(_)
+            | Command::Snapshots(_)
+            | Command::Diff(_)
+            | Command::History(_)
+            | Command::Findings(_)
+            | Command::Query(_)
+            | Command::Spend(_)
+            | Command::Events(_)
+            | Command::Rules(_)
+    )
+}
+
+/// Restores SIGPIPE's default action, which Rust's runtime sets to "ignore": a write to a
+/// closed pipe then ends the process quietly, as it ends `cat` or `grep`, instead of
+/// panicking in `println!` (exit 101) or failing with "Broken pipe" (exit 2).
+fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called at the start of `main`, before any other thread exists or any signal
+    // handler is installed; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

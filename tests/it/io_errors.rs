@@ -146,3 +146,41 @@ fn a_read_only_database_folder_file_or_outbox_is_called_read_only() {
     assert!(stderr.contains("is read-only"), "{stderr}");
     assert!(stderr.contains("outbox"), "{stderr}");
 }
+
+/// Output cut short by a closed pipe (`orgwarden schedule --count 100000 | head -1`): a
+/// command that only reads and prints ends on SIGPIPE, as `cat` does, with neither a panic
+/// nor an error line on the terminal.
+#[test]
+fn a_reading_command_whose_output_pipe_closes_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[openai]\norganization = \"x\"\n\n[schedule]\ncron = \"* * * * *\"\n",
+    )
+    .expect("config");
+    let mut child = crate::support::orgwarden()
+        .args(["schedule", "--count", "100000"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // Its 2.6 MB overflow the pipe whenever the reading end goes, so it always meets the
+    // closed pipe, however the two processes are scheduled.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("ends");
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// SIGPIPE's number on Linux.
+const SIGPIPE: i32 = 13;
