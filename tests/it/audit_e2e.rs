@@ -325,6 +325,32 @@ fn an_exported_key_wins_over_the_key_file_and_says_the_file_is_not_read() {
 }
 
 #[test]
+fn an_audit_whose_output_pipe_closes_keeps_its_exit_code() {
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Org::demo(Utc::now().timestamp()));
+    let mut child = crate::support::orgwarden()
+        .args(["--db", "audit.db", "--base-url", &sim.base_url()])
+        .args(["audit", "--fail-on", "low"])
+        .current_dir(dir.path())
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed long before the crawl ends and the findings are printed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn findings_command_filters_by_status_severity_and_rule() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim(Org::demo(Utc::now().timestamp()));
