@@ -128,18 +128,6 @@ pub fn exit_code(snapshot: &SnapshotInfo, findings: &[Finding], fail_on: Option<
     if failing { Exit::Findings } else { Exit::Ok }
 }
 
-/// Writes the findings to stdout once everything is recorded and sent: a closed pipe
-/// (`| head`) only cuts the listing short, so the run keeps its exit code (this command
-/// ignores SIGPIPE, see `only_reads_and_prints`).
-fn print_after_the_work(text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        done => done,
-    }
-}
-
 pub(super) fn print_outcome(
     evaluated: &Evaluated,
     crawl: Option<&SnapshotOutcome>,
@@ -155,7 +143,7 @@ pub(super) fn print_outcome(
         &loaded.rules,
         color,
     )?;
-    print_after_the_work(&text)?;
+    super::print_after_the_work(&text)?;
     let exit = exit_code(&evaluated.snapshot, &evaluated.findings, fail_on);
     if exit == Exit::Incomplete {
         if let Some(refused) = crawl.and_then(|c| c.refused.as_ref()) {

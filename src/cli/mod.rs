@@ -333,6 +333,18 @@ fn end_quietly_on_closed_pipe() {
     }
 }
 
+/// Writes a command's report to stdout once its work is recorded and sent (`audit`,
+/// `snapshot`, which ignore SIGPIPE): a closed pipe (`| head`) only cuts the report short,
+/// so the command keeps its exit code.
+pub(super) fn print_after_the_work(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        done => done,
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<Exit> {
     let global = &cli.global;
     match &cli.command {

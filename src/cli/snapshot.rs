@@ -67,8 +67,13 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
     match args.format {
         // The store's snapshot object (the same `orgwarden snapshots` prints: the objects
         // per view, the crawl's retries and 429s) and the concurrency the client settled on.
-        TableFormat::Json => println!("{}", report::json_text(&summary_json(&outcome), true)?),
-        TableFormat::Table | TableFormat::Csv => print_table(&outcome, args.format),
+        TableFormat::Json => super::print_after_the_work(&format!(
+            "{}\n",
+            report::json_text(&summary_json(&outcome), true)?
+        ))?,
+        TableFormat::Table | TableFormat::Csv => {
+            super::print_after_the_work(&table_text(&outcome, args.format))?;
+        }
     }
     verdict(&outcome)
 }
@@ -136,18 +141,23 @@ fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
     }
 }
 
-fn print_table(outcome: &SnapshotOutcome, format: TableFormat) {
+/// The snapshot's report as a table or CSV, every line ended.
+fn table_text(outcome: &SnapshotOutcome, format: TableFormat) -> String {
+    use std::fmt::Write;
     let info = &outcome.info;
     let stats = &info.stats;
     let elapsed = outcome.elapsed.as_secs_f64();
+    let mut text = String::new();
+    // Writing to a String cannot fail.
     if format == TableFormat::Csv {
-        println!("view,objects");
+        text.push_str("view,objects\n");
         for (view, count) in &info.objects {
-            println!("{view},{count}");
+            let _ = writeln!(text, "{view},{count}");
         }
-        return;
+        return text;
     }
-    println!(
+    let _ = writeln!(
+        text,
         "Snapshot {} of {}: {} ({} scope(s) failed)",
         info.id,
         info.org,
@@ -170,20 +180,22 @@ fn print_table(outcome: &SnapshotOutcome, format: TableFormat) {
         report::output_width(),
         false,
     );
-    println!("{table}");
+    let _ = writeln!(text, "{table}");
     let limit = outcome
         .rate_limit
         .map_or_else(String::new, |rate| match rate.burst {
             Some(burst) => format!(", API limit {} (burst {})", rate.per_minute, burst.get()),
             None => format!(", API limit {}", rate.per_minute),
         });
-    println!(
+    let _ = writeln!(
+        text,
         "{} requests, {} retries, {} rate-limited (429), concurrency settled at {}{limit}, {:.1} s",
         stats.requests, stats.retries, stats.rate_limited, stats.concurrency, elapsed
     );
     if let Some(line) = info.audit_log.as_ref().map(audit_log_line) {
-        println!("{line}");
+        let _ = writeln!(text, "{line}");
     }
+    text
 }
 
 /// The line that explains a partial snapshot whose audit-log read failed (it is no scope,

@@ -325,29 +325,35 @@ fn an_exported_key_wins_over_the_key_file_and_says_the_file_is_not_read() {
 }
 
 #[test]
-fn an_audit_whose_output_pipe_closes_keeps_its_exit_code() {
+fn an_audit_or_snapshot_whose_output_pipe_closes_keeps_its_exit_code() {
     use std::process::Stdio;
 
     let dir = tempfile::tempdir().unwrap();
     let sim = sim(Org::demo(Utc::now().timestamp()));
-    let mut child = crate::support::orgwarden()
-        .args(["--db", "audit.db", "--base-url", &sim.base_url()])
-        .args(["audit", "--fail-on", "low"])
-        .current_dir(dir.path())
-        .env("OPENAI_ADMIN_KEY", KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Closed long before the crawl ends and the findings are printed.
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
-        "{stderr}"
-    );
+    for (args, code) in [
+        (&["audit", "--fail-on", "low"][..], 1),
+        (&["snapshot"][..], 0),
+        (&["snapshot", "--format", "json"][..], 0),
+    ] {
+        let mut child = crate::support::orgwarden()
+            .args(["--db", "audit.db", "--base-url", &sim.base_url()])
+            .args(args)
+            .current_dir(dir.path())
+            .env("OPENAI_ADMIN_KEY", KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed long before the crawl ends and the report is printed.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[test]
