@@ -442,9 +442,10 @@ impl Metrics {
             ),
         ] {
             let answered = unsettled.swap(0, Ordering::Relaxed);
-            let expected = counted.min(answered);
-            self.count_class(class, expected);
-            self.count_class(ApiClass::ClientError, answered - expected);
+            // The collector cannot claim more expected answers than there were.
+            let settled = counted.min(answered);
+            self.count_class(class, settled);
+            self.count_class(ApiClass::ClientError, answered - settled);
         }
     }
 
