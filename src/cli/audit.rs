@@ -96,7 +96,7 @@ pub(super) fn print_diagnostics(
     consequence: &str,
 ) -> anyhow::Result<()> {
     if !d.items().is_empty() {
-        eprint!("{}", d.render(std::io::stderr().is_terminal()));
+        eprint_or_drop!("{}", d.render(std::io::stderr().is_terminal()));
     }
     if d.has_errors() {
         return Err(CliError::usage(anyhow!(
@@ -143,15 +143,17 @@ pub(super) fn print_outcome(
         &loaded.rules,
         color,
     )?;
-    super::print_after_the_work(&text)?;
+    super::print_or_drop(&text)?;
     let exit = exit_code(&evaluated.snapshot, &evaluated.findings, fail_on);
     if exit == Exit::Incomplete {
         if let Some(refused) = crawl.and_then(|c| c.refused.as_ref()) {
-            eprintln!("error: {}", report::inert(&refused.to_string()));
+            eprintln_or_drop!("error: {}", report::inert(&refused.to_string()));
         }
-        eprintln!(
+        eprintln_or_drop!(
             "error: the organization could not be read completely: snapshot {} is {} ({} scope(s) failed); no finding was resolved where the read was incomplete",
-            evaluated.snapshot.id, evaluated.snapshot.status, evaluated.snapshot.scopes_failed
+            evaluated.snapshot.id,
+            evaluated.snapshot.status,
+            evaluated.snapshot.scopes_failed
         );
         const SHOWN: usize = 10;
         for (scope, error) in crawl
@@ -159,10 +161,10 @@ pub(super) fn print_outcome(
             .flat_map(|c| c.failed_scopes.iter())
             .take(SHOWN)
         {
-            eprintln!("  {}", report::failed_scope_line(scope, error));
+            eprintln_or_drop!("  {}", report::failed_scope_line(scope, error));
         }
         if let Some(line) = super::snapshot::audit_log_failure(&evaluated.snapshot) {
-            eprintln!("  {}", report::inert(&line));
+            eprintln_or_drop!("  {}", report::inert(&line));
         }
     }
     Ok(exit)
@@ -238,7 +240,7 @@ pub(super) fn run_and_print(
     // fails the run, as any failing rule does.
     if let Some((last, others)) = evaluated.timed_out.split_last() {
         for e in others {
-            eprintln!("error: {e}");
+            eprintln_or_drop!("error: {e}");
         }
         return Err(anyhow::anyhow!("{last}"))
             .with_context(|| format!("evaluating snapshot {}", evaluated.snapshot.id));
@@ -254,15 +256,16 @@ pub(super) fn report_notification(
     delivery: Option<Result<DeliveryReport, NotifyError>>,
 ) -> anyhow::Result<()> {
     match &notified.announcement.digest {
-        None => eprintln!("notify: nothing new to announce"),
+        None => eprintln_or_drop!("notify: nothing new to announce"),
         Some(digest) if notified.dry_run => {
             let rendered = notifier.render(digest)?;
-            eprintln!(
+            eprintln_or_drop!(
                 "notify (dry run: nothing recorded, queued or sent): {}\n\n{}",
-                rendered.subject, rendered.text
+                rendered.subject,
+                rendered.text
             );
         }
-        Some(_) => eprintln!(
+        Some(_) => eprintln_or_drop!(
             "notify: announced {} finding(s)",
             notified.announcement.announced.len()
         ),
@@ -275,21 +278,21 @@ pub(super) fn report_notification(
         // A server's reply is outside text: nothing it quotes back is printed, and none of
         // its control characters reach the terminal.
         let receipt = crate::secrets::scrub(receipt);
-        eprintln!(
+        eprintln_or_drop!(
             "notify: message {id} delivered: {}",
             report::inert(&receipt)
         );
     }
     for (id, reason) in &report.failed {
         let reason = crate::secrets::scrub(reason);
-        eprintln!(
+        eprintln_or_drop!(
             "warning: message {id} could not be delivered and stays in the outbox: {}",
             report::inert(&reason)
         );
     }
     for (id, reason) in &report.rejected {
         let reason = crate::secrets::scrub(reason);
-        eprintln!(
+        eprintln_or_drop!(
             "error: message {id} was refused and will not be retried: {}",
             report::inert(&reason)
         );

@@ -68,7 +68,7 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
     };
     let banner = |audited: &Audited| {
         if args.format == FindingsFormat::Table {
-            eprintln!(
+            eprintln_or_drop!(
                 "orgwarden demo: audited the simulated organization {name} ({}) through {} requests into {}",
                 stored_summary(&audited.snapshot),
                 audited.snapshot.stats.requests,

@@ -215,7 +215,7 @@ pub fn init(_global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<Exit> {
     };
     file.write_all(STARTER_CONFIG.as_bytes())
         .with_context(|| format!("cannot write {}", args.file.display()))?;
-    eprintln!(
+    eprintln_or_drop!(
         "wrote {}; check it with `orgwarden --config {} schedule`",
         args.file.display(),
         args.file.display()

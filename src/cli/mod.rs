@@ -1,6 +1,24 @@
 //! The command line: parses arguments, sets up logging, runs one command, maps the
 //! outcome to the documented exit codes. Each command group lives in its own file.
 
+/// `eprintln!` that drops its line when stderr is a closed pipe (`2>&1 | head`) instead of
+/// panicking: the commands that ignore SIGPIPE (audit, snapshot, notify, sim, the daemon)
+/// must keep their exit code however their output is cut short.
+macro_rules! eprintln_or_drop {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that drops its text when stderr is a closed pipe; see `eprintln_or_drop!`.
+macro_rules! eprint_or_drop {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod audit;
 pub mod daemon;
 pub mod demo;
@@ -183,7 +201,7 @@ impl GlobalArgs {
         }
         let today = chrono::Utc::now().date_naive();
         let diags = crate::rules::load_checked(&config, diags, today).diagnostics;
-        eprint!(
+        eprint_or_drop!(
             "{}",
             diags.render(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         );
@@ -296,7 +314,7 @@ pub fn main() -> ExitCode {
                 .split(CONTINUATION)
                 .map(|line| crate::report::inert(line).into_owned())
                 .collect();
-            eprintln!("error: {}", lines.join(CONTINUATION));
+            eprintln_or_drop!("error: {}", lines.join(CONTINUATION));
             exit.into()
         }
     }
@@ -333,10 +351,10 @@ fn end_quietly_on_closed_pipe() {
     }
 }
 
-/// Writes a command's report to stdout once its work is recorded and sent (`audit`,
-/// `snapshot`, which ignore SIGPIPE): a closed pipe (`| head`) only cuts the report short,
-/// so the command keeps its exit code.
-pub(super) fn print_after_the_work(text: &str) -> std::io::Result<()> {
+/// Writes to stdout for the commands that ignore SIGPIPE (`audit`, `snapshot`, `notify
+/// test`, `sim`): a closed pipe (`| head`) only cuts what they print short, so the command
+/// finishes its work and keeps its exit code.
+pub(super) fn print_or_drop(text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {

@@ -54,11 +54,11 @@ fn test(global: &GlobalArgs, only: Option<&str>) -> anyhow::Result<Exit> {
             channel = "log",
             "notify test: the log channel works"
         );
-        println!("log: ok");
+        say("log: ok")?;
     }
     let mut failed = Vec::new();
     if only.is_none_or(|n| n == "email") {
-        test_email(&notifier, organization, now, only.is_some(), &mut failed);
+        test_email(&notifier, organization, now, only.is_some(), &mut failed)?;
     }
     for channel in notifier.channels() {
         if only.is_some_and(|n| n != channel.name) {
@@ -66,14 +66,18 @@ fn test(global: &GlobalArgs, only: Option<&str>) -> anyhow::Result<Exit> {
         }
         // Receivers' replies are outside text: scrubbed and made inert before printing.
         match channel.send_test(organization, now) {
-            Ok(reply) => println!(
+            Ok(reply) => say(&format!(
                 "{}: ok ({})",
                 channel.name,
                 crate::report::inert(&crate::secrets::scrub(&reply))
-            ),
+            ))?,
             Err(why) => {
                 let why = crate::report::inert(&crate::secrets::scrub(&why)).into_owned();
-                println!("{}: FAILED: {why}", channel.name);
+                // An HTTP channel's error already starts with its name; said once is enough.
+                let why = why
+                    .strip_prefix(&format!("{}: ", channel.name))
+                    .unwrap_or(&why);
+                say(&format!("{}: FAILED: {why}", channel.name))?;
                 failed.push(format!("{}: {why}", channel.name));
             }
         }
@@ -94,30 +98,35 @@ fn test_email(
     now: chrono::DateTime<chrono::Utc>,
     asked: bool,
     failed: &mut Vec<String>,
-) {
+) -> std::io::Result<()> {
     if notifier.email().is_none() {
         if !asked {
-            println!(
-                "email: not configured (add a [notify.email] section to send digests by email)"
-            );
+            say("email: not configured (add a [notify.email] section to send digests by email)")?;
         }
-        return;
+        return Ok(());
     }
     match notifier.send_test(organization, now) {
         // The receipt quotes the mail server.
-        Ok(done) => println!("email: sent via {}", crate::report::inert(&done)),
+        Ok(done) => say(&format!("email: sent via {}", crate::report::inert(&done)))?,
         Err(NotifyError::Delivery(e)) => {
             let why = crate::report::inert(&crate::secrets::scrub(&format!(
                 "email test message not delivered: {e}"
             )))
             .into_owned();
-            println!("email: FAILED: {why}");
+            say(&format!("email: FAILED: {why}"))?;
             failed.push(format!("email: {why}"));
         }
         Err(e) => {
             let why = anyhow::Error::new(e).context("email test message not sent");
-            println!("email: FAILED: {why:#}");
+            say(&format!("email: FAILED: {why:#}"))?;
             failed.push(format!("email: {why:#}"));
         }
     }
+    Ok(())
+}
+
+/// One line of the test's report. A closed pipe (`notify test | head -1`) drops the line
+/// and the test goes on to every channel, so the exit code still says whether all got it.
+fn say(line: &str) -> std::io::Result<()> {
+    super::print_or_drop(&format!("{line}\n"))
 }

@@ -244,9 +244,15 @@ pub fn sim(_global: &GlobalArgs, args: &SimArgs) -> anyhow::Result<Exit> {
         for fault in faults {
             handle.add_fault(fault);
         }
-        // The URL goes to stdout so scripts can read it; the rest is log.
-        println!("{}", handle.base_url());
-        tracing::info!(organization = %summary, "simulated Admin API serving; Ctrl-C stops it");
+        // The URL goes to stdout so scripts can read it; the rest is log. A script that
+        // closes the pipe once it has read it (`| head -1`) leaves the simulator serving.
+        super::print_or_drop(&format!("{}\n", handle.base_url()))
+            .context("printing the simulator's URL")?;
+        tracing::info!(
+            organization = %summary,
+            url = %handle.base_url(),
+            "simulated Admin API serving; Ctrl-C stops it"
+        );
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminated() => {}

@@ -67,12 +67,12 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
     match args.format {
         // The store's snapshot object (the same `orgwarden snapshots` prints: the objects
         // per view, the crawl's retries and 429s) and the concurrency the client settled on.
-        TableFormat::Json => super::print_after_the_work(&format!(
+        TableFormat::Json => super::print_or_drop(&format!(
             "{}\n",
             report::json_text(&summary_json(&outcome), true)?
         ))?,
         TableFormat::Table | TableFormat::Csv => {
-            super::print_after_the_work(&table_text(&outcome, args.format))?;
+            super::print_or_drop(&table_text(&outcome, args.format))?;
         }
     }
     verdict(&outcome)

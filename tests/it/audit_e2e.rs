@@ -356,6 +356,50 @@ fn an_audit_or_snapshot_whose_output_pipe_closes_keeps_its_exit_code() {
     }
 }
 
+/// `orgwarden audit 2>&1 | head`: stderr is the closed pipe too. What would go there (the
+/// failed scopes of a partial read, a config file's diagnostics) is dropped, not a panic,
+/// so the exit code is still the command's.
+#[test]
+fn an_audit_whose_stderr_pipe_closes_keeps_its_exit_code() {
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[openai]\norganization = \"x\"\nconcurrency = \"eight\"\n",
+    )
+    .unwrap();
+    let sim = sim(Org::demo(Utc::now().timestamp()));
+    let refusing = start_background(
+        Org::demo(Utc::now().timestamp()),
+        SimOptions {
+            admin_key: Some("sk-admin-another-one".into()),
+            ..SimOptions::default()
+        },
+    )
+    .unwrap();
+    for (base_url, args, code) in [
+        (sim.base_url(), &["audit", "--fail-on", "low"][..], 1),
+        (refusing.base_url(), &["audit"][..], 3),
+        (refusing.base_url(), &["snapshot"][..], 3),
+        (sim.base_url(), &["--config", "bad.toml", "audit"][..], 2),
+    ] {
+        let mut child = crate::support::orgwarden()
+            .args(["--db", "audit.db", "--base-url", &base_url])
+            .args(args)
+            .current_dir(dir.path())
+            .env("OPENAI_ADMIN_KEY", KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{args:?}: {status:?}");
+    }
+}
+
 #[test]
 fn findings_command_filters_by_status_severity_and_rule() {
     let dir = tempfile::tempdir().unwrap();

@@ -414,10 +414,7 @@ fn notify_test_names_the_channel_that_failed() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("siem: ok (siem: HTTP 200"), "{stdout}");
-    assert!(
-        stdout.contains("pager: FAILED: pager: HTTP 400"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("pager: FAILED: HTTP 400"), "{stdout}");
     let hook = &webhooks(&receiver)[0];
     assert_eq!(hook["signature_valid"], true);
     let payload = body(hook);
@@ -442,6 +439,35 @@ fn notify_test_names_the_channel_that_failed() {
         String::from_utf8_lossy(&unknown.stderr)
             .contains("no channel named `nope` (configured: siem, pager)")
     );
+}
+
+/// `orgwarden notify test | head -0`: the closed pipe drops the report's lines, yet every
+/// channel is still tried and the exit code still says one failed.
+#[test]
+fn notify_test_with_its_output_pipe_closed_still_tries_every_channel() {
+    let (dir, receiver, sim) = setup("/pagerduty=400", None);
+    let mut child = crate::support::orgwarden()
+        .args(["--db", "audit.db", "--base-url", &sim.base_url()])
+        .args(["notify", "test"])
+        .current_dir(dir.path())
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .env("OW_WEBHOOK_URL", webhook_url(&receiver))
+        .env("OW_WEBHOOK_SECRET", SECRET)
+        .env("OW_PD_KEY", ROUTING_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not delivered to 1 channel(s): pager: HTTP 400"),
+        "{stderr}"
+    );
+    assert_eq!(webhooks(&receiver).len(), 1);
+    assert_eq!(receiver.at("/pagerduty").len(), 1);
 }
 
 /// A daemon stopped between two tries and started again still delivers the message once,

@@ -151,3 +151,40 @@ fn a_bad_org_file_is_refused_with_its_path_and_exit_2() {
         "{stderr}"
     );
 }
+
+/// `orgwarden sim | head -0`: the pipe that was to carry the URL is closed. The simulator
+/// goes on serving, and its log line names the URL.
+#[test]
+fn a_sim_whose_output_pipe_closes_keeps_serving_and_logs_its_url() {
+    let mut child = crate::support::orgwarden()
+        .args([
+            "sim",
+            "--addr",
+            "127.0.0.1:0",
+            "--projects",
+            "3",
+            "--seed",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let stderr = child.stderr.take().unwrap();
+    let running = Running(child);
+    let mut base = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if let Some(at) = line.find("url=") {
+            let url = line[at + 4..].split_whitespace().next().unwrap_or_default();
+            base = Some(url.to_owned());
+            break;
+        }
+    }
+    let base = base.expect("the log names the URL");
+    let (status, body) = get(&format!("{base}/organization/projects?limit=100"), "k");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().unwrap().len(), 3, "{body}");
+    drop(running);
+}
