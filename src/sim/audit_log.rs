@@ -435,7 +435,7 @@ pub(super) fn parse_audit_log(r: &mut Reader<'_>, org: &mut Org) -> R<()> {
     let mut x = Reader::new(v, r.child("audit_log"), r.now)?;
     org.audit_log.enabled = x.opt_bool("enabled")?.unwrap_or(true);
     let events = x.array("events")?;
-    if let Some(k) = x.extra().keys().next() {
+    if let Some(k) = x.extra()?.keys().next() {
         return Err(x.err(k, "unknown field of audit_log (expected enabled, events)"));
     }
     for (i, v) in events.iter().enumerate() {

@@ -195,9 +195,8 @@ impl Costs {
 }
 
 /// Reads `costs[]` at the top of an organization file and under each project into
-/// `org.costs`, taking them out of the fields served as-is.
+/// `org.costs` (the object readers mark `costs` known, so it is not served as-is).
 pub(crate) fn parse(value: &Value, now: i64, org: &mut Org) -> Result<(), SimError> {
-    org.extra.remove("costs");
     if let Some(items) = value.get("costs") {
         parse_list(items, "costs", None, now, &mut org.costs)?;
     }
@@ -209,7 +208,6 @@ pub(crate) fn parse(value: &Value, now: i64, org: &mut Org) -> Result<(), SimErr
         let Some(p) = org.projects.get_mut(i) else {
             continue;
         };
-        p.extra.remove("costs");
         let id = p.id.clone();
         parse_list(
             items,

@@ -86,8 +86,6 @@ pub struct Org {
     pub certificates: Vec<Certificate>,
     /// Misbehaviours of the live API the simulator can reproduce.
     pub quirks: Quirks,
-    /// Top-level fields of the file the simulator does not model.
-    pub extra: Map<String, Value>,
     /// The daily costs `GET /organization/costs` serves.
     pub costs: super::costs::Costs,
     /// The audit log `GET /organization/audit_logs` serves; every accepted write adds to it.
@@ -506,7 +504,6 @@ impl Org {
             spend_alerts: Vec::new(),
             certificates: Vec::new(),
             quirks: Quirks::default(),
-            extra: Map::new(),
             costs: super::costs::Costs::default(),
             audit_log: super::audit_log::AuditLog::default(),
             serial: 0,
@@ -804,14 +801,88 @@ impl<'a> Reader<'a> {
         format!("{}[{i}]", self.child(key))
     }
 
-    /// The keys not read: kept and served as-is.
-    pub(super) fn extra(&self) -> Map<String, Value> {
-        self.map
-            .iter()
+    /// The fields this object models, in the order they are read, for an error message.
+    pub(super) fn fields(&self) -> String {
+        let mut seen: Vec<&str> = Vec::new();
+        for key in &self.used {
+            if !seen.contains(key) {
+                seen.push(key);
+            }
+        }
+        seen.join(", ")
+    }
+
+    /// Marks `key` as read by a later pass over the raw file (costs), so it is neither kept
+    /// as an unmodelled field nor taken for a misspelling.
+    pub(super) fn known(&mut self, key: &'static str) {
+        self.used.push(key);
+    }
+
+    /// The keys not read: kept and served as-is. A key one typo away from a field this
+    /// object models (`service_acounts`, `Role`) is refused instead: kept, it would quietly
+    /// leave the field empty, and a rule fixture built on it would test nothing.
+    pub(super) fn extra(&self) -> R<Map<String, Value>> {
+        let mut extra = Map::new();
+        for (k, v) in self.map {
             // Keys the renderer always writes itself would otherwise appear twice.
-            .filter(|(k, _)| !self.used.contains(&k.as_str()) && !RENDERED.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            if self.used.contains(&k.as_str()) || RENDERED.contains(&k.as_str()) {
+                continue;
+            }
+            if let Some(meant) = self.used.iter().find(|used| looks_misspelt(k, used)) {
+                return Err(self.err(
+                    k,
+                    format!(
+                        "unknown field; did you mean `{meant}`? (a field the simulator does \
+                         not model is served as-is, but this one looks like a misspelling)"
+                    ),
+                ));
+            }
+            extra.insert(k.clone(), v.clone());
+        }
+        Ok(extra)
+    }
+}
+
+/// Whether `key` looks like a misspelling of the modelled field `field`: the same but for
+/// case, `_` and `-`, or (both at least four characters long) one letter added, dropped,
+/// changed or two swapped. Short keys and plurals are spared: `id`/`ids`, `role`/`roles`
+/// may both be real fields.
+fn looks_misspelt(key: &str, field: &str) -> bool {
+    let squash = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
             .collect()
+    };
+    if key != field && squash(key) == squash(field) {
+        return true;
+    }
+    // A plural beside a singular (`roles` by `role`) may be a field the API adds tomorrow.
+    let plural = |a: &str, b: &str| a.strip_suffix('s') == Some(b);
+    key.len().min(field.len()) >= 4
+        && !plural(key, field)
+        && !plural(field, key)
+        && one_edit_apart(key.as_bytes(), field.as_bytes())
+}
+
+/// One insertion, deletion, substitution or swap of neighbours apart (and not equal).
+fn one_edit_apart(a: &[u8], b: &[u8]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let prefix = short.iter().zip(long).take_while(|(x, y)| x == y).count();
+    match long.len() - short.len() {
+        0 => {
+            if prefix == short.len() {
+                return false;
+            }
+            let (sa, sb) = (&short[prefix + 1..], &long[prefix + 1..]);
+            sa == sb
+                || (prefix + 1 < short.len()
+                    && short[prefix] == long[prefix + 1]
+                    && short[prefix + 1] == long[prefix]
+                    && short[prefix + 2..] == long[prefix + 2..])
+        }
+        1 => short[prefix..] == long[prefix + 1..],
+        _ => false,
     }
 }
 
@@ -902,7 +973,14 @@ fn parse_org(value: &Value, now: i64) -> R<Org> {
     fill_user_times(&mut org, now);
     parse_org_settings(&mut r, &mut org, now)?;
     super::audit_log::parse_audit_log(&mut r, &mut org)?;
-    org.extra = r.extra();
+    r.known("costs");
+    // Nothing serves a top-level field the simulator does not model, so one is a mistake.
+    if let Some(k) = r.extra()?.keys().next() {
+        return Err(r.err(
+            k,
+            format!("unknown field (the top level has {})", r.fields()),
+        ));
+    }
     super::costs::parse(value, now, &mut org)?;
     Ok(org)
 }
@@ -994,7 +1072,8 @@ fn parse_project(org: &mut Org, v: &Value, path: String, now: i64) -> R<Project>
         let mut x = Reader::new(v, r.child("spend_limit"), now)?;
         p.spend_limit = Some(parse_spend_limit(&mut x)?);
     }
-    p.extra = r.extra();
+    r.known("costs");
+    p.extra = r.extra()?;
     Ok(p)
 }
 
@@ -1013,7 +1092,7 @@ pub(super) fn parse_role(x: &mut Reader<'_>, created_at: i64, resource_type: &st
         created_at: Some(x.opt_time("created_at")?.unwrap_or(created_at)),
         updated_at: x.opt_time("updated_at")?,
         created_by: x.opt_str("created_by")?,
-        extra: x.extra(),
+        extra: x.extra()?,
     };
     role.updated_at = role.updated_at.or(role.created_at);
     Ok(role)
@@ -1073,7 +1152,7 @@ fn parse_project_user(
             .unwrap_or_else(|| "member".into()),
         added_at: x.opt_time("added_at")?.unwrap_or(created_at),
         roles: role_ids(x, p)?,
-        extra: x.extra(),
+        extra: x.extra()?,
     };
     if p.user(uid.as_str()).is_some() {
         return Err(x.err("id", format!("user {:?} listed twice", uid.as_str())));
@@ -1090,7 +1169,7 @@ fn parse_service_account(x: &mut Reader<'_>, created_at: i64) -> R<ServiceAccoun
             .opt_enum("role", &["owner", "member", "none"])?
             .unwrap_or_else(|| "member".into()),
         created_at: x.opt_time("created_at")?.unwrap_or(created_at),
-        extra: x.extra(),
+        extra: x.extra()?,
     })
 }
 
@@ -1128,7 +1207,7 @@ fn parse_api_key(x: &mut Reader<'_>, org: &Org, p: &Project, created_at: i64) ->
         last_used_at: x.opt_time("last_used_at")?,
         owner,
         owner_project_access: x.opt_enum("owner_project_access", &["active", "inactive"])?,
-        extra: x.extra(),
+        extra: x.extra()?,
         id,
     };
     Ok(key)
@@ -1150,7 +1229,7 @@ fn parse_rate_limit(x: &mut Reader<'_>) -> R<RateLimit> {
         max_requests_per_1_minute: x.opt_i64("max_requests_per_1_minute")?.unwrap_or(500),
         max_tokens_per_1_minute: x.opt_i64("max_tokens_per_1_minute")?.unwrap_or(30_000),
         optional,
-        extra: x.extra(),
+        extra: x.extra()?,
     })
 }
 
@@ -1213,7 +1292,7 @@ fn parse_project_group(
         group_type: gtype.unwrap_or_else(|| dir.group_type.clone()),
         created_at: at.unwrap_or(created_at),
         roles: role_ids(x, p)?,
-        extra: x.extra(),
+        extra: x.extra()?,
         group_id: gid,
     };
     Ok(group)
@@ -1251,7 +1330,7 @@ pub(super) fn parse_spend_alert(x: &mut Reader<'_>) -> R<SpendAlert> {
         channel_type,
         recipients,
         subject_prefix,
-        extra: x.extra(),
+        extra: x.extra()?,
     })
 }
 
@@ -1279,7 +1358,7 @@ pub(super) fn parse_certificate(x: &mut Reader<'_>, created_at: i64) -> R<Certif
         active,
         valid_at,
         expires_at,
-        extra: x.extra(),
+        extra: x.extra()?,
     })
 }
 
@@ -1402,6 +1481,83 @@ mod tests {
             org.users[&UserId::from("user-a")].created_at,
             NOW - 10 * 86_400
         );
+    }
+
+    #[test]
+    fn a_field_one_typo_from_a_modelled_one_is_refused_with_what_was_meant() {
+        for (text, path, meant) in [
+            (
+                r#"{"projects":[{"id":"p","service_acounts":[{"id":"s","name":"S"}]}]}"#,
+                "projects[0].service_acounts",
+                "service_accounts",
+            ),
+            (
+                r#"{"users":[{"id":"u"}],"projects":[{"id":"p","users":[{"id":"u","Role":"owner"}]}]}"#,
+                "projects[0].users[0].Role",
+                "role",
+            ),
+            (
+                r#"{"projects":[{"id":"p","data-retention":"none"}]}"#,
+                "projects[0].data-retention",
+                "data_retention",
+            ),
+            (
+                r#"{"projects":[{"id":"p","cots":[]}]}"#,
+                "projects[0].cots",
+                "costs",
+            ),
+        ] {
+            let err = Org::from_json_str(text, NOW).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{path}: unknown field; did you mean `{meant}`?")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_top_level_field_is_refused_since_nothing_would_serve_it() {
+        let err = Org::from_json_str(r#"{"admin_api_key":[{"id":"key_a","owner":"u"}]}"#, NOW)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("admin_api_key: unknown field (the top level has organization, "),
+            "{err}"
+        );
+        assert!(
+            err.contains("admin_api_keys") && err.contains("costs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_field_far_from_every_modelled_one_or_a_plural_of_one_is_kept() {
+        let text = r#"{"projects":[{"id":"p","created_by":"u","tags":["x"],
+            "service_accounts":[{"id":"s","name":"S","roles":["r"]}]}]}"#;
+        let org = Org::from_json_str(text, NOW).unwrap();
+        let p = &org.projects[0];
+        assert_eq!(p.extra.get("created_by"), Some(&Value::from("u")));
+        assert!(p.extra.contains_key("tags"));
+        assert!(p.service_accounts[0].extra.contains_key("roles"));
+    }
+
+    #[test]
+    fn one_edit_apart_counts_one_insertion_deletion_change_or_swap() {
+        for (a, b, want) in [
+            ("abcd", "abcd", false),
+            ("abcd", "abce", true),
+            ("abcd", "abdc", true),
+            ("abcd", "bacd", true),
+            ("abcd", "abc", true),
+            ("abcd", "bcd", true),
+            ("abcd", "abxcd", true),
+            ("abcd", "ab", false),
+            ("abcd", "badc", false),
+            ("abcd", "axcy", false),
+        ] {
+            assert_eq!(one_edit_apart(a.as_bytes(), b.as_bytes()), want, "{a} {b}");
+            assert_eq!(one_edit_apart(b.as_bytes(), a.as_bytes()), want, "{b} {a}");
+        }
     }
 
     #[test]

@@ -207,7 +207,7 @@ pub(super) fn parse_org_user(x: &mut Reader<'_>, org: &Org) -> R<OrgUser> {
     user.banned = x.opt_bool("banned")?.unwrap_or(false);
     user.banned_at = x.opt_time("banned_at")?;
     user.roles = check_org_role_ids(org, x)?;
-    user.extra = x.extra();
+    user.extra = x.extra()?;
     Ok(user)
 }
 
@@ -320,7 +320,7 @@ fn parse_invite(x: &mut Reader<'_>, org: &Org) -> R<Invite> {
         expires_at,
         accepted_at,
         projects,
-        extra: x.extra(),
+        extra: x.extra()?,
     })
 }
 
@@ -347,7 +347,7 @@ fn parse_admin_key(x: &mut Reader<'_>, org: &Org) -> R<AdminApiKey> {
         expires_at: x.opt_time("expires_at")?,
         last_used_at: x.opt_time("last_used_at")?,
         owner,
-        extra: x.extra(),
+        extra: x.extra()?,
         id,
     })
 }
@@ -375,7 +375,7 @@ pub(super) fn parse_spend_limit(x: &mut Reader<'_>) -> R<SpendLimit> {
             .opt_enum("enforcement", &["inactive", "enforcing"])?
             .unwrap_or_else(|| "inactive".into()),
     };
-    if let Some(k) = x.extra().keys().next() {
+    if let Some(k) = x.extra()?.keys().next() {
         return Err(x.err(k, "unknown field of a spend limit"));
     }
     Ok(limit)
