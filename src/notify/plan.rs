@@ -270,10 +270,10 @@ fn decide(finding: &FindingState, ctx: &RunContext, policy: &Policy) -> Decision
         (Some(Transition::Reopened { reason }), FindingStatus::Open) => {
             Decision::Announce(Reason::Reopened, Some(reason.clone()))
         }
-        (Some(Transition::ExemptionExpired { reason }), FindingStatus::Open) => Decision::Announce(
-            Reason::Reopened,
-            Some(format!("exemption expired: {reason}")),
-        ),
+        // The reason already reads "exemption expired on … (owner …)".
+        (Some(Transition::ExemptionExpired { reason }), FindingStatus::Open) => {
+            Decision::Announce(Reason::Reopened, Some(reason.clone()))
+        }
         (Some(Transition::SeverityChanged { from }), FindingStatus::Open) => {
             if finding.severity > *from {
                 Decision::Announce(Reason::Escalated, Some(format!("was {from}")))
@@ -585,7 +585,7 @@ pub(crate) mod tests {
         let expired = with(
             finding("b", Severity::Medium),
             Transition::ExemptionExpired {
-                reason: "sandbox (finops@example.com) expired 2026-01-01".into(),
+                reason: "exemption expired on 2026-01-01 (owner finops@example.com)".into(),
             },
             FindingStatus::Open,
         );
@@ -595,7 +595,7 @@ pub(crate) mod tests {
             digest.announced[1]
                 .detail
                 .as_deref()
-                .is_some_and(|d| d.starts_with("exemption expired"))
+                .is_some_and(|d| d == "exemption expired on 2026-01-01 (owner finops@example.com)")
         );
     }
 
