@@ -63,8 +63,8 @@ cron = "0 */6 * * *"
 timezone = "UTC"
 # Run one audit as soon as the daemon starts, besides the schedule.
 run_on_start = false
-# Wait a random delay of up to this long before each scheduled run (45s, 30m, 12h, 1d or
-# 2w), so many installations on the same schedule do not call the API at the same second.
+# Wait a random delay of up to this long before each scheduled run (45s, 30m, 12h; at most
+# 1d), so many installations on the same schedule do not call the API at the same second.
 # jitter = "30s"
 
 [rules]
