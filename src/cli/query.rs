@@ -4,9 +4,7 @@ use std::io::Write;
 
 use super::read::{TableFormat, open, table, text_rows, write_csv};
 use super::{CliError, Exit, GlobalArgs};
-use crate::model::Family;
 use crate::report::{self, Wrap};
-use crate::store::HISTORY_VIEWS;
 
 /// `orgwarden query`
 #[derive(Debug, clap::Args)]
@@ -22,14 +20,10 @@ pub struct QueryArgs {
     pub timeout: crate::duration::Duration,
 }
 
-/// Every view `query` can read, from the family catalog, so the list cannot drift from
-/// the views the binary creates.
+/// Every view `query` can read, from the store's own list of the views it creates, so the
+/// help cannot drift from the database.
 pub(super) fn query_help() -> String {
-    let views: Vec<&str> = Family::ALL
-        .iter()
-        .map(|f| f.view())
-        .chain(HISTORY_VIEWS)
-        .collect();
+    let views = crate::store::view_names();
     format!(
         "Views: {}.\n\
          Their columns, and example queries: docs/views.md. Times are Unix seconds; each has \

@@ -7,9 +7,6 @@ use crate::model::{Column, Family};
 
 use super::StoreError;
 
-/// Views of the store besides the per-family ones.
-pub const HISTORY_VIEWS: [&str; 3] = ["snapshots", "object_versions", "findings"];
-
 /// Every view this module creates, with its `CREATE VIEW` statement.
 pub fn definitions() -> Vec<(&'static str, String)> {
     let mut views: Vec<(&'static str, String)> = Family::ALL
@@ -22,6 +19,11 @@ pub fn definitions() -> Vec<(&'static str, String)> {
     views.extend(spend_views());
     views.extend(audit_log_views());
     views
+}
+
+/// The name of every view this module creates, in [`definitions`]' order.
+pub fn names() -> Vec<&'static str> {
+    definitions().into_iter().map(|(name, _)| name).collect()
 }
 
 /// Whether a view differs from this binary's: a database last opened for writing by an
