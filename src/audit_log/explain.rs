@@ -133,6 +133,10 @@ pub fn attribute<'e>(
                 until,
             )
         })
+        // Without an older snapshot the object was there when orgwarden first looked: only
+        // the event that created it explains that. A later update of it only shows it
+        // existed already, and the log may not reach back to its creation.
+        .filter(|e| after.is_some() || creates(e))
         .collect();
     if !events.is_empty() {
         events.sort_by(|a, b| (b.effective_at, &b.id).cmp(&(a.effective_at, &a.id)));
@@ -153,6 +157,15 @@ pub fn attribute<'e>(
         }
         _ => Attribution::NotRead,
     }
+}
+
+/// Whether `event` records the creation of what it names (`api_key.created`, `user.added`,
+/// `invite.sent`), rather than a change to something that already existed.
+fn creates(event: &AuditEvent) -> bool {
+    let kind = event.kind.as_str();
+    [".created", ".added", ".sent"]
+        .iter()
+        .any(|end| kind.ends_with(end))
 }
 
 /// What the audit log can say about changes to one family.
@@ -416,6 +429,37 @@ mod tests {
             None,
             100,
             200
+        ));
+    }
+
+    #[test]
+    fn the_first_version_is_explained_by_its_creation_never_by_a_later_update() {
+        let span = Some(ReadSpan {
+            from: 50,
+            through: 300,
+        });
+        let first =
+            |e: &AuditEvent| attribute([e], Family::OrgUsers, "user-f", None, None, 200, span);
+        let updated = event("user.updated", 150, json!({"id": "user-f"}));
+        assert_eq!(first(&updated), Attribution::NotRead);
+        let added = event("user.added", 120, json!({"id": "user-f"}));
+        assert!(
+            matches!(first(&added), Attribution::Recorded { ref events } if events[0].event_type == "user.added"),
+            "{:?}",
+            first(&added)
+        );
+        // Between two snapshots the update does explain a change.
+        assert!(matches!(
+            attribute(
+                [&updated],
+                Family::OrgUsers,
+                "user-f",
+                None,
+                Some(100),
+                200,
+                span
+            ),
+            Attribution::Recorded { .. }
         ));
     }
 
