@@ -998,7 +998,11 @@ fn benchmark_storage_and_view_counts() {
 /// `<!-- columns:VIEW -->` and `<!-- /columns -->`).
 fn columns_markdown(family: Family) -> String {
     let mut out = String::from("| column | value |\n|---|---|\n");
-    out.push_str("| `project_id` | the project's id |\n");
+    out.push_str(if family.in_project() {
+        "| `project_id` | the project's id |\n"
+    } else {
+        "| `project_id` | NULL: the organization's own |\n"
+    });
     let resource = match (family, family.id_field()) {
         (Family::ProjectHostedToolPermissions, _) => "the tool name".to_owned(),
         (_, Some(field)) => format!("`$.{field}`"),
