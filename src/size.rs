@@ -77,6 +77,24 @@ impl fmt::Display for ByteSize {
     }
 }
 
+/// Reads a whole file, refusing one larger than `limit` without reading past it: a
+/// configuration pointed at `/dev/zero` or a multi-gigabyte file must fail, not fill memory.
+pub fn read_file_bounded(path: &std::path::Path, limit: ByteSize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    // One byte more than allowed tells "exactly at the limit" from "over it".
+    std::fs::File::open(path)?
+        .take(limit.as_bytes().saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit.as_bytes() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("larger than {limit}, the most this file may hold"),
+        ));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +131,28 @@ mod tests {
         ] {
             assert!(text.parse::<ByteSize>().is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_file_over_its_limit_is_refused_and_one_at_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, [b'x'; 1024]).unwrap();
+        assert_eq!(
+            read_file_bounded(&path, ByteSize::from_bytes(1024))
+                .unwrap()
+                .len(),
+            1024
+        );
+        let err = read_file_bounded(&path, ByteSize::from_bytes(1023)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);
+        assert!(err.to_string().contains("larger than 1023B"), "{err}");
+    }
+
+    #[test]
+    fn an_endless_file_stops_at_the_limit() {
+        let err = read_file_bounded(std::path::Path::new("/dev/zero"), ByteSize::from_mib(1))
+            .unwrap_err();
+        assert!(err.to_string().contains("larger than 1MiB"), "{err}");
     }
 }

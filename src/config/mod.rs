@@ -49,6 +49,10 @@ pub enum ConfigError {
     Invalid(Diagnostics),
 }
 
+/// The largest configuration file read: far above any real one, and a file pointed at
+/// `/dev/zero` fails at once instead of filling memory.
+pub const MAX_CONFIG_FILE: crate::size::ByteSize = crate::size::ByteSize::from_mib(4);
+
 /// The whole configuration, validated.
 #[derive(Clone, Debug, Default)]
 pub struct Config {
@@ -417,9 +421,11 @@ impl Config {
     /// Reads a configuration file and checks it as [`Config::check`] does; a file that is
     /// not UTF-8 is one `bad-encoding` problem at its first bad byte.
     pub fn check_file(path: &Path) -> Result<(Config, Diagnostics), ConfigError> {
-        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
-            path: path.to_owned(),
-            error,
+        let bytes = crate::size::read_file_bounded(path, MAX_CONFIG_FILE).map_err(|error| {
+            ConfigError::Read {
+                path: path.to_owned(),
+                error,
+            }
         })?;
         let mut diags = Diagnostics::new();
         if let Some(text) =

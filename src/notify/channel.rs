@@ -13,7 +13,7 @@ use super::{EmailChannel, NotifyError, pagerduty, slack, webhook};
 use crate::config::{ChannelConfig, ChannelKind, Config, SecretSource, UrlProblem};
 
 /// The largest credential file read.
-const MAX_SECRET_FILE: u64 = 64 * 1024;
+const MAX_SECRET_FILE: crate::size::ByteSize = crate::size::ByteSize::from_bytes(64 << 10);
 
 /// A configured channel.
 #[derive(Debug)]
@@ -209,13 +209,12 @@ fn read_secret(
     }
 }
 
+/// A secret file's text; one over [`MAX_SECRET_FILE`] is refused, not cut short into a
+/// wrong secret.
 fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_SECRET_FILE)
-        .read_to_string(&mut text)?;
-    Ok(text)
+    let bytes = crate::size::read_file_bounded(path, MAX_SECRET_FILE)?;
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
 /// https, or http towards loopback; the error names where the URL came from, never the URL.

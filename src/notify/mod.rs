@@ -40,6 +40,7 @@ pub use render::Renderer;
 pub use transport::{DeliveryError, SmtpCredentials, SmtpSettings, TlsMode, Transport};
 
 use crate::config::{Config, EmailConfig, EmailTls, EmailTransport};
+use crate::size::ByteSize;
 
 /// How long one SMTP connect or command may take.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -411,13 +412,15 @@ fn email_channel(
             let mut settings = smtp_settings(email, &err, env)?;
             if let Some(ca) = &email.ca_file {
                 let path = config.resolve(ca.get_ref());
-                let pem = std::fs::read(&path).map_err(|e| {
-                    err(
-                        "ca_file",
-                        crate::config::span_of(ca),
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
+                // A bundle of every public root is a few hundred KiB.
+                let pem =
+                    crate::size::read_file_bounded(&path, ByteSize::from_mib(4)).map_err(|e| {
+                        err(
+                            "ca_file",
+                            crate::config::span_of(ca),
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?;
                 settings.extra_roots_pem.push(pem);
             }
             Transport::Smtp(settings)

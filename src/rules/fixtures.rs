@@ -27,6 +27,9 @@ use crate::store::Store;
 
 use super::{Rule, RuleSet, Value, evaluate_rules};
 
+/// The largest fixture file read: fixtures embed whole organizations, yet stay far below it.
+const MAX_FIXTURE_FILE: crate::size::ByteSize = crate::size::ByteSize::from_mib(64);
+
 /// One fixture file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,8 +157,10 @@ pub fn discover(rules: &RuleSet, extra: &[std::path::PathBuf]) -> Result<Vec<Cas
             .collect();
         files.sort();
         for file in files {
-            let text = std::fs::read_to_string(&file)
+            let bytes = crate::size::read_file_bounded(&file, MAX_FIXTURE_FILE)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| format!("cannot read {}: not UTF-8 text", file.display()))?;
             cases.extend(parse(&file.display().to_string(), &text)?);
         }
     }

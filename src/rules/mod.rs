@@ -505,7 +505,7 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
                 fixture_dirs.push(dir.join("fixtures"));
                 for file in files {
                     let name = file.display().to_string();
-                    match std::fs::read(&file) {
+                    match crate::size::read_file_bounded(&file, crate::config::MAX_CONFIG_FILE) {
                         Ok(bytes) => {
                             let Some(text) =
                                 crate::diagnostics::decode_file(&name, bytes, &mut diags)
@@ -519,10 +519,12 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
                             }
                         }
                         Err(e) => {
+                            // Shown at the `paths` entry that brought the file in.
+                            let span = config_file.and_then(|_| crate::config::span_of(path));
                             diags.error(
                                 DiagnosticCode::UnreadableRuleFile,
-                                None,
-                                None,
+                                config_file,
+                                span,
                                 format!("cannot read rule file {}: {e}", file.display()),
                             );
                         }
@@ -601,7 +603,9 @@ fn rule_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+        // Anything named `.toml` but a folder is read: a dangling link or a device fails
+        // loudly instead of quietly leaving its rules out.
+        .filter(|p| !p.is_dir() && p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
     Ok(files)

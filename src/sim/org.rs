@@ -26,6 +26,10 @@ use crate::model::{
 /// The curated demo organization shipped with the binary.
 const DEMO_ORG: &str = include_str!("../../sim/demo-org.json");
 
+/// The largest organization file `sim --org` reads (a generated 1,000-project organization
+/// is a few MiB).
+const MAX_ORG_FILE: crate::size::ByteSize = crate::size::ByteSize::from_mib(256);
+
 /// The project data retention types the API accepts (`UpdateProjectDataRetentionBody`).
 pub const RETENTION_TYPES: [&str; 6] = [
     "organization_default",
@@ -521,9 +525,16 @@ impl Org {
 
     /// Reads an organization file.
     pub fn load(path: &Path, now: i64) -> Result<Org, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::Read {
+        let read_error = |source| SimError::Read {
             path: path.to_owned(),
             source,
+        };
+        let bytes = crate::size::read_file_bounded(path, MAX_ORG_FILE).map_err(read_error)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not UTF-8 text",
+            ))
         })?;
         Org::from_json_str(&text, now).map_err(|e| SimError::InFile {
             file: path.to_owned(),

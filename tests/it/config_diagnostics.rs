@@ -152,3 +152,42 @@ fn a_rule_file_syntax_error_is_reported_without_follow_on_errors() {
         assert!(out.contains("--> my-rules/x.toml:3:"), "{args:?}: {out}");
     }
 }
+
+/// A `.toml` in a rule folder that cannot be read (a dangling link, a device, a file over
+/// the 4 MiB cap) is an error at the `paths` entry that brought it in, never quietly left
+/// out; and a configuration pointed at an endless file fails at once.
+#[test]
+fn an_unreadable_or_endless_rule_or_config_file_is_refused_where_it_was_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("my-rules")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[openai]\norganization = \"x\"\n\n[rules]\npaths = [\"my-rules\"]\n",
+    )
+    .expect("write");
+    for (target, why) in [
+        (
+            "/nonexistent/orgwarden-rules.toml",
+            "No such file or directory",
+        ),
+        ("/dev/zero", "larger than 4MiB"),
+    ] {
+        let link = dir.path().join("my-rules/linked.toml");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).expect("symlink");
+        let (code, out) = run(dir.path(), &["rules", "check"]);
+        assert_eq!(code, Some(2), "{target}: {out}");
+        assert!(
+            out.contains("error[unreadable-rule-file]: cannot read rule file my-rules/linked.toml")
+                && out.contains(why),
+            "{target}: {out}"
+        );
+        assert!(out.contains("--> orgwarden.toml:5:10"), "{target}: {out}");
+    }
+    let (code, out) = run(dir.path(), &["--config", "/dev/zero", "rules", "check"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("cannot read configuration file /dev/zero: larger than 4MiB"),
+        "{out}"
+    );
+}
