@@ -76,16 +76,15 @@ diagnostic_codes! {
     ExemptionUnused = "exemption-unused": "An exemption that matches no stored finding of its rule.",
     BadId = "bad-id": "A rule id that is not kebab-case.",
     DuplicateId = "duplicate-id": "Two rules share one id.",
-    DuplicateParam = "duplicate-param": "A rule declares the same param twice.",
     UnknownResourceType = "unknown-resource-type": "A rule's `resource_type` is not one of the views.",
-    WhereAndSql = "where-and-sql": "A rule has both `where` and `sql`, or neither.",
+    WhereAndSql = "where-and-sql": "A rule has both `where` and `sql` (one with neither is `missing-key`).",
     UnexpectedKey = "unexpected-key": "A key that does not fit its table's kind (`message` on a `sql` rule, `secret_env` on a slack channel).",
     BadCondition = "bad-condition": "A `where` condition that cannot be compiled (an empty `all`/`any`).",
     UnknownColumn = "unknown-column": "A condition names a column its view does not have.",
     UnknownOp = "unknown-op": "A condition uses an operator that does not exist.",
     MissingValue = "missing-value": "An operator that needs a `value` or `param` has neither.",
     UnexpectedValue = "unexpected-value": "An operator that takes no value is given one.",
-    WrongValueType = "wrong-value-type": "A condition's value does not fit its column or operator.",
+    WrongValueType = "wrong-value-type": "A condition's value is not the kind its operator compares with (an age, a number, a text, a list).",
     BadTemplate = "bad-template": "A rule's `message` template does not parse.",
     PositionalParam = "positional-param": "A rule's SQL uses `?` instead of a named `:param`.",
     SqlDoesNotPrepare = "sql-does-not-prepare": "SQLite cannot prepare a rule's SQL.",
@@ -301,6 +300,17 @@ impl Diagnostics {
         } else {
             Renderer::plain()
         };
+        // Each snippet gets only the lines its span covers: handing annotate-snippets the
+        // whole file for every problem made a file with many problems quadratic to report.
+        let line_starts: Vec<Vec<usize>> = self
+            .files
+            .iter()
+            .map(|f| {
+                std::iter::once(0)
+                    .chain(f.text.match_indices('\n').map(|(i, _)| i + 1))
+                    .collect()
+            })
+            .collect();
         let mut out = String::new();
         for d in &self.items {
             let level = match d.level {
@@ -312,12 +322,15 @@ impl Diagnostics {
                 (Some(file), Some(span)) => {
                     let f = &self.files[file.0];
                     let span = clamp(span.clone(), &f.text);
-                    let mut annotation = AnnotationKind::Primary.span(span);
+                    let (line, lines) = lines_around(&line_starts[file.0], &f.text, &span);
+                    let mut annotation = AnnotationKind::Primary
+                        .span(span.start - lines.start..span.end - lines.start);
                     if let Some(label) = &d.label {
                         annotation = annotation.label(label.as_str());
                     }
                     title.element(
-                        Snippet::source(f.text.as_str())
+                        Snippet::source(&f.text[lines])
+                            .line_start(line)
                             .path(f.name.as_str())
                             .annotation(annotation),
                     )
@@ -401,6 +414,21 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// Keeps a span inside the text and on character boundaries, so a stale span cannot panic
 /// the renderer.
+/// The 1-based number of the first line `span` touches, and the byte range of the whole
+/// lines it covers; `line_starts` holds the offset of every line's first byte.
+fn lines_around(line_starts: &[usize], text: &str, span: &Range<usize>) -> (usize, Range<usize>) {
+    let line_of = |offset: usize| {
+        line_starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1)
+    };
+    let first = line_of(span.start);
+    // A span that ends just after a newline does not reach into the next line.
+    let last = line_of(span.end.saturating_sub(1).max(span.start));
+    let end = line_starts.get(last + 1).copied().unwrap_or(text.len());
+    (first + 1, line_starts[first]..end)
+}
+
 fn clamp(span: Range<usize>, text: &str) -> Range<usize> {
     let mut start = span.start.min(text.len());
     while !text.is_char_boundary(start) {
