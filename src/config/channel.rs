@@ -419,7 +419,13 @@ fn recipients(
             |text| {
                 text.parse::<lettre::message::Mailbox>()
                     .map(|_| text.to_owned())
-                    .map_err(|e| format!("`{text}` is not an email address: {e}"))
+                    // lettre's own reason ("Invalid input") says nothing more.
+                    .map_err(|_| {
+                        format!(
+                            "`{text}` is not an email address (expected `name@example.com` or \
+                             `Name <name@example.com>`)"
+                        )
+                    })
             },
         )?);
     }

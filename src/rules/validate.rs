@@ -212,17 +212,8 @@ fn check_params(raw: &parse::RawRule, diags: &mut Diagnostics) -> BTreeMap<Strin
                 .help("write `window = \"48h\"` beside `sql` in the [[rule]] table");
             continue;
         }
-        if defaults
-            .insert(name.get_ref().clone(), value.get_ref().clone())
-            .is_some()
-        {
-            diags.error(
-                DiagnosticCode::DuplicateParam,
-                Some(file),
-                Some(name.span()),
-                format!("param `{}` is declared twice", name.get_ref()),
-            );
-        }
+        // TOML refuses a key twice in one table, so a name cannot come back here.
+        defaults.insert(name.get_ref().clone(), value.get_ref().clone());
     }
     defaults
 }
@@ -310,10 +301,17 @@ fn where_over_audit_log(
             "`audit_log_status` has no `resource_id` column: a rule over it is written in `sql`",
         )
     };
+    let example = if code == DiagnosticCode::WindowNeeded {
+        "login-failures"
+    } else {
+        "audit-logging-disabled"
+    };
     let span = raw.resource_type.as_ref().map(toml::Spanned::span);
     diags
         .error(code, Some(raw.file), span, message)
-        .help("`orgwarden rules explain audit-logging-disabled` shows one such rule");
+        .help(format!(
+            "`orgwarden rules explain {example}` shows one such rule"
+        ));
 }
 
 /// Settles the rule's window: a rule whose SQL reads `:window_start` gets the `window`
@@ -497,7 +495,11 @@ fn check_sql(
                 Some(sql.span()),
                 format!("SQL must return column(s) {}", missing.join(", ")),
             )
-            .help(format!("it returns: {}", names.join(", ")));
+            .help(if names.is_empty() {
+                "it returns no columns".to_owned()
+            } else {
+                format!("it returns: {}", names.join(", "))
+            });
     }
     let mut uses_window = false;
     for i in 1..=stmt.parameter_count() {
