@@ -33,6 +33,12 @@ pub struct DemoArgs {
 /// crawled over HTTP like the real API, audited into `./orgwarden-demo.db` (or `--db`).
 pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
     let mut config = global.load_config()?;
+    if global.base_url.is_some() {
+        tracing::warn!(
+            "demo audits its own simulated organization: --base-url (ORGWARDEN_BASE_URL) is \
+             not used; `orgwarden audit --base-url URL` audits an API at that address"
+        );
+    }
     let db = global
         .db
         .clone()

@@ -252,7 +252,8 @@ pub struct Cli {
 pub enum Command {
     /// Write a commented starter orgwarden.toml
     Init(init::InitArgs),
-    /// Full audit of the built-in simulated organization (no key, no network)
+    /// Full audit of the built-in simulated organization (no key, no network), into
+    /// ./orgwarden-demo.db unless --db names another
     Demo(demo::DemoArgs),
     /// Snapshot, evaluate the rules and print the findings (and notify with --notify)
     Audit(audit::AuditArgs),

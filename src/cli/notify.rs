@@ -8,7 +8,8 @@ use crate::notify::{Notifier, NotifyError};
 pub enum NotifyCommand {
     /// Send a test message through the configured channels
     Test {
-        /// Only this channel (`email` is [notify.email]); default every channel
+        /// Only this channel (`log` is the log, `email` is [notify.email]); default every
+        /// channel
         #[arg(long, value_name = "NAME")]
         channel: Option<String>,
     },
@@ -27,7 +28,8 @@ fn test(global: &GlobalArgs, only: Option<&str>) -> anyhow::Result<Exit> {
     let now = chrono::Utc::now();
     let organization = &config.openai.organization;
     if let Some(name) = only {
-        let known = name == "email" && notifier.email().is_some()
+        let known = name == "log"
+            || name == "email" && notifier.email().is_some()
             || notifier.channels().iter().any(|c| c.name == name);
         if !known {
             let mut names: Vec<&str> = notifier
@@ -38,17 +40,15 @@ fn test(global: &GlobalArgs, only: Option<&str>) -> anyhow::Result<Exit> {
             if notifier.email().is_some() {
                 names.insert(0, "email");
             }
+            names.insert(0, "log");
             return Err(CliError::usage(anyhow::anyhow!(
                 "no channel named `{}` (configured: {})",
                 crate::report::inert(name),
-                if names.is_empty() {
-                    "none".to_owned()
-                } else {
-                    names.join(", ")
-                }
+                names.join(", ")
             )));
         }
-    } else {
+    }
+    if only.is_none_or(|n| n == "log") {
         tracing::info!(
             target: "orgwarden::notify",
             channel = "log",

@@ -437,8 +437,16 @@ fn notify_test_names_the_channel_that_failed() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&unknown.stderr)
-            .contains("no channel named `nope` (configured: siem, pager)")
+            .contains("no channel named `nope` (configured: log, siem, pager)")
     );
+    let log = run(
+        dir.path(),
+        &receiver,
+        &sim.base_url(),
+        &["notify", "test", "--channel", "log"],
+    );
+    assert_ok(&log);
+    assert_eq!(String::from_utf8_lossy(&log.stdout), "log: ok\n");
 }
 
 /// `orgwarden notify test | head -0`: the closed pipe drops the report's lines, yet every
