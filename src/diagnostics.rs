@@ -170,6 +170,20 @@ impl Diagnostics {
         &self.files[file.0].name
     }
 
+    /// The file registered under `name` and the byte range of its 1-based `line` (without
+    /// the newline), for a problem known only by file name and line.
+    pub fn line_in(&self, name: &str, line: usize) -> Option<(FileId, Range<usize>)> {
+        let at = self.files.iter().rposition(|f| f.name == name)?;
+        let text = &self.files[at].text;
+        let start = if line <= 1 {
+            0
+        } else {
+            text.match_indices('\n').nth(line - 2)?.0 + 1
+        };
+        let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        Some((FileId(at), start..end))
+    }
+
     /// Records an error at `span` of `file`.
     pub fn error(
         &mut self,
@@ -521,6 +535,17 @@ mod tests {
             decode_file("ok.toml", "é".as_bytes().to_vec(), &mut Diagnostics::new()).as_deref(),
             Some("é")
         );
+    }
+
+    #[test]
+    fn line_in_finds_a_registered_file_line_by_number() {
+        let mut diags = Diagnostics::new();
+        let file = diags.add_file("r/x.toml", "a\n\n[[rule]]\nid = 1");
+        assert_eq!(diags.line_in("r/x.toml", 3), Some((file, 3..11)));
+        assert_eq!(diags.line_in("r/x.toml", 4), Some((file, 12..18)));
+        assert_eq!(diags.line_in("r/x.toml", 1), Some((file, 0..1)));
+        assert_eq!(diags.line_in("r/x.toml", 9), None);
+        assert_eq!(diags.line_in("other.toml", 1), None);
     }
 
     #[test]

@@ -631,8 +631,13 @@ pub fn check_budget(rules: &RuleSet, diags: &mut Diagnostics) {
         // Other failures are the validator's to report; only the budget is judged here.
         if let Ok(evaluation) = evaluate_within(store.reader(), &[rule], 0, &budget) {
             for e in &evaluation.timed_out {
+                // At the rule's first line when its file was read this run; the pack's
+                // built-in files are only named.
+                let (file, span) = diags
+                    .line_in(&rule.source, rule.line)
+                    .map_or((None, None), |(file, span)| (Some(file), Some(span)));
                 diags
-                    .error(DiagnosticCode::RuleTimedOut, None, None, e.to_string())
+                    .error(DiagnosticCode::RuleTimedOut, file, span, e.to_string())
                     .help(format!(
                         "defined at {}:{}; a recursive CTE needs a condition that ends it",
                         rule.source, rule.line
