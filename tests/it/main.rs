@@ -29,6 +29,7 @@ mod daemon_framework;
 mod daemon_run_figures;
 mod daemon_signals;
 mod demo;
+mod diagnostic_fixtures;
 mod inert_text;
 mod io_errors;
 mod notify_aiosmtpd;
