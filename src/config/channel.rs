@@ -201,7 +201,16 @@ fn channel_config(
                 secret_in_config(c, "url", u.span());
                 ok = false;
             }
-            source(raw, c, "url", &raw.url_env, &raw.url_file, true)
+            // A URL written in the file is already one problem; "missing `url_env`" would
+            // only repeat it.
+            source(
+                raw,
+                c,
+                "url",
+                &raw.url_env,
+                &raw.url_file,
+                raw.url.is_none(),
+            )
         }
         _ => source(raw, c, "url", &raw.url_env, &raw.url_file, false),
     };
@@ -211,7 +220,7 @@ fn channel_config(
         "secret",
         &raw.secret_env,
         &raw.secret_file,
-        kind == ChannelKind::Webhook,
+        kind == ChannelKind::Webhook && raw.secret.is_none(),
     );
     let routing_key = source(
         raw,
@@ -219,7 +228,7 @@ fn channel_config(
         "routing_key",
         &raw.routing_key_env,
         &raw.routing_key_file,
-        kind == ChannelKind::PagerDuty,
+        kind == ChannelKind::PagerDuty && raw.routing_key.is_none(),
     );
     ok &= unexpected_keys(raw, kind, c);
     let events_url = match (kind, &raw.url) {

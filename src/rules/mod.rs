@@ -633,15 +633,21 @@ pub fn check_budget(rules: &RuleSet, diags: &mut Diagnostics) {
             for e in &evaluation.timed_out {
                 // At the rule's first line when its file was read this run; the pack's
                 // built-in files are only named.
-                let (file, span) = diags
-                    .line_in(&rule.source, rule.line)
-                    .map_or((None, None), |(file, span)| (Some(file), Some(span)));
-                diags
-                    .error(DiagnosticCode::RuleTimedOut, file, span, e.to_string())
-                    .help(format!(
-                        "defined at {}:{}; a recursive CTE needs a condition that ends it",
-                        rule.source, rule.line
-                    ));
+                let place = diags.line_in(&rule.source, rule.line);
+                let diagnostic = match place {
+                    Some((file, span)) => diags
+                        .error(
+                            DiagnosticCode::RuleTimedOut,
+                            Some(file),
+                            Some(span),
+                            e.to_string(),
+                        )
+                        .label("this rule"),
+                    None => diags
+                        .error(DiagnosticCode::RuleTimedOut, None, None, e.to_string())
+                        .help(format!("defined at {}:{}", rule.source, rule.line)),
+                };
+                diagnostic.help("a recursive CTE needs a condition that ends it");
             }
         }
     }
@@ -683,8 +689,16 @@ pub fn rules_from_sources(sources: &[(String, String)], diags: &mut Diagnostics)
                         Some(id.span()),
                         format!("rule id `{}` is defined twice", id.get_ref()),
                     );
-                    d.label("second definition")
-                        .help(format!("first defined at {first}"));
+                    d.label("second definition").help(if shipped {
+                        // The pack's files are inside the binary, not in the user's folder.
+                        format!(
+                            "first defined by the shipped rule pack ({first}; `orgwarden rules \
+                             explain {}` shows it)",
+                            id.get_ref()
+                        )
+                    } else {
+                        format!("first defined at {first}")
+                    });
                     if shipped {
                         d.help(
                             "to change a shipped rule, override its params or severity under \

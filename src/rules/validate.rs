@@ -438,9 +438,16 @@ fn check_template(
                     DiagnosticCode::BadTemplate,
                     Some(file),
                     Some(message.span()),
-                    format!("message template does not parse: {e}"),
+                    // Kind and detail only: the engine's own "(in <string>:1)" names a
+                    // template file the user never wrote.
+                    match e.detail() {
+                        Some(detail) => {
+                            format!("message template does not parse: {}: {detail}", e.kind())
+                        }
+                        None => format!("message template does not parse: {}", e.kind()),
+                    },
                 )
-                .label("here");
+                .label("this template");
         }
     }
 }
@@ -550,6 +557,9 @@ fn check_sql(
 fn sqlite_message(e: &rusqlite::Error) -> String {
     match e {
         rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
+        // The query itself is underlined below; rusqlite's text would repeat all of it on
+        // the title line, with an offset into the trimmed SQL that matches no column.
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
         other => other.to_string(),
     }
 }
