@@ -125,9 +125,10 @@ pub struct Evaluated {
     pub findings: Vec<Finding>,
     /// What was announced, when the run notifies.
     pub notified: Option<Notified>,
-    /// Rules stopped at their time budget: they failed, and their findings were left as
-    /// they were. The run is a failed one when this is not empty.
-    pub timed_out: Vec<crate::rules::RuleError>,
+    /// Rules that did not finish (stopped at their time budget, or failed as they ran):
+    /// their findings were left as they were. The run is a failed one when this is not
+    /// empty.
+    pub unfinished: Vec<crate::rules::RuleError>,
 }
 
 /// The outcome of one run, for the caller to print or record.
@@ -236,7 +237,7 @@ pub fn evaluate(
     let tx = store.begin()?;
     // A rule stopped at its budget said nothing: its findings are kept out of the
     // reconciliation, so none is resolved by a rule that did not finish.
-    let stopped: std::collections::HashSet<&RuleId> = evaluation.timed_out_rules().collect();
+    let stopped: std::collections::HashSet<&RuleId> = evaluation.unfinished_rules().collect();
     let prior: Vec<Finding> = findings::load(tx.reader())?
         .into_iter()
         .filter(|f| !stopped.contains(&f.rule_id))
@@ -295,7 +296,7 @@ pub fn evaluate(
         reconciled,
         findings,
         notified,
-        timed_out: evaluation.timed_out,
+        unfinished: evaluation.unfinished,
     })
 }
 

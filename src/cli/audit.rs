@@ -236,9 +236,9 @@ pub(super) fn run_and_print(
         format,
         fail_on,
     )?;
-    // The other rules' findings are printed above; a rule stopped at its budget still
-    // fails the run, as any failing rule does.
-    if let Some((last, others)) = evaluated.timed_out.split_last() {
+    // The other rules' findings are printed above; a rule that did not finish (stopped at
+    // its budget, or failed as it ran) still fails the run.
+    if let Some((last, others)) = evaluated.unfinished.split_last() {
         for e in others {
             eprintln_or_drop!("error: {e}");
         }

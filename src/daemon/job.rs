@@ -155,8 +155,8 @@ impl AuditJob {
                 outcome.status = SnapshotStatus::Failed;
                 outcome.message = Some(format!("evaluating snapshot {}: {e}", audited.snapshot.id));
             }
-            Ok(run) if !run.timed_out.is_empty() => {
-                let rules: Vec<String> = run.timed_out.iter().map(ToString::to_string).collect();
+            Ok(run) if !run.unfinished.is_empty() => {
+                let rules: Vec<String> = run.unfinished.iter().map(ToString::to_string).collect();
                 outcome.status = SnapshotStatus::Failed;
                 outcome.message = Some(format!(
                     "evaluating snapshot {}: {}",

@@ -49,22 +49,21 @@ impl Budget {
 }
 
 /// What evaluating a set of rules produced: the hits of the rules that finished, and the
-/// rules stopped at their budget (their findings must be left as they were).
+/// rules that did not (their findings must be left as they were).
 #[derive(Debug, Default)]
 pub struct Evaluation {
     /// Hits of every rule that ran to its end.
     pub hits: Vec<Hit>,
-    /// One [`RuleError::TimedOut`] per rule that ran past its budget.
-    pub timed_out: Vec<RuleError>,
+    /// One error per rule that did not finish: stopped at its budget
+    /// ([`RuleError::TimedOut`]), or failed as it ran (SQLite refused a value, a message
+    /// did not render). Each is one rule's problem: the others still run.
+    pub unfinished: Vec<RuleError>,
 }
 
 impl Evaluation {
-    /// The ids of the rules that ran past their budget.
-    pub fn timed_out_rules(&self) -> impl Iterator<Item = &RuleId> {
-        self.timed_out.iter().filter_map(|e| match e {
-            RuleError::TimedOut { rule, .. } => Some(rule),
-            _ => None,
-        })
+    /// The ids of the rules that did not finish.
+    pub fn unfinished_rules(&self) -> impl Iterator<Item = &RuleId> {
+        self.unfinished.iter().map(RuleError::rule)
     }
 }
 
@@ -84,15 +83,15 @@ pub fn evaluate(
 /// Evaluates the given rules under the default budget; a rule past it is an error.
 pub fn evaluate_rules(db: Reader<'_>, rules: &[&Rule], now: i64) -> Result<Vec<Hit>, RuleError> {
     let mut evaluation = evaluate_within(db, rules, now, &Budget::new(super::DEFAULT_TIMEOUT))?;
-    match evaluation.timed_out.pop() {
+    match evaluation.unfinished.pop() {
         Some(e) => Err(e),
         None => Ok(evaluation.hits),
     }
 }
 
-/// Evaluates the given rules within `budget`: a rule past its time is stopped and listed
-/// in [`Evaluation::timed_out`], and the next rule runs; a cancelled budget stops the whole
-/// evaluation with [`RuleError::Interrupted`].
+/// Evaluates the given rules within `budget`: a rule past its time is stopped, and a rule
+/// that fails is given up; either is listed in [`Evaluation::unfinished`] and the next rule
+/// runs. A cancelled budget stops the whole evaluation with [`RuleError::Interrupted`].
 pub fn evaluate_within(
     db: Reader<'_>,
     rules: &[&Rule],
@@ -144,11 +143,13 @@ fn run_rules(
                     rule: rule.id.clone(),
                 });
             }
-            Err(e) if interrupted(&e) && expired => out.timed_out.push(RuleError::TimedOut {
+            Err(e) if interrupted(&e) && expired => out.unfinished.push(RuleError::TimedOut {
                 rule: rule.id.clone(),
                 budget: budget.per_rule,
             }),
-            Err(e) => return Err(e),
+            // One rule's SQL failing on this data (a value SQLite cannot read as JSON) says
+            // nothing about the others; its findings stay as they were.
+            Err(e) => out.unfinished.push(e),
         }
     }
     Ok(out)

@@ -254,6 +254,18 @@ pub enum RuleError {
     },
 }
 
+impl RuleError {
+    /// The rule the error is about.
+    pub fn rule(&self) -> &RuleId {
+        match self {
+            RuleError::Sql { rule, .. }
+            | RuleError::TimedOut { rule, .. }
+            | RuleError::Interrupted { rule }
+            | RuleError::Template { rule, .. } => rule,
+        }
+    }
+}
+
 /// The view a rule reports on (its `resource_type`): a family's view, or one of the
 /// audit-log views, whose findings resolve only after a complete audit-log read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -630,7 +642,12 @@ pub fn check_budget(rules: &RuleSet, diags: &mut Diagnostics) {
     for rule in rules.enabled() {
         // Other failures are the validator's to report; only the budget is judged here.
         if let Ok(evaluation) = evaluate_within(store.reader(), &[rule], 0, &budget) {
-            for e in &evaluation.timed_out {
+            // Only the budget: on an empty store nothing else can fail at run time.
+            let timed_out = evaluation
+                .unfinished
+                .iter()
+                .filter(|e| matches!(e, RuleError::TimedOut { .. }));
+            for e in timed_out {
                 // At the rule's first line when its file was read this run; the pack's
                 // built-in files are only named.
                 let place = diags.line_in(&rule.source, rule.line);

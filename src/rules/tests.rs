@@ -407,7 +407,7 @@ fn a_rule_past_its_budget_is_stopped_by_name_and_the_next_rule_still_runs() {
     .unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     let stopped: Vec<&str> = evaluation
-        .timed_out_rules()
+        .unfinished_rules()
         .map(crate::model::RuleId::as_str)
         .collect();
     assert_eq!(stopped, ["runaway"]);
@@ -422,6 +422,40 @@ fn a_rule_past_its_budget_is_stopped_by_name_and_the_next_rule_still_runs() {
         .query_row("SELECT count(*) FROM projects", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 2);
+}
+
+#[test]
+fn a_rule_that_fails_as_it_runs_is_given_up_by_name_and_the_next_rule_still_runs() {
+    let conn = scratch_with_keys();
+    let loaded = load_with("");
+    let stale = loaded.rules.get("api-key-stale").unwrap();
+    // `name` is plain text: reading it as a JSON list fails on the first row, not before.
+    let mut broken = stale.clone();
+    broken.id = crate::model::RuleId::from("reads-text-as-json");
+    broken.body = RuleBody::Sql {
+        sql: "SELECT id AS resource_id, project_id, 'm' AS message FROM project_api_keys \
+              WHERE json_array_length(name) > 0"
+            .into(),
+    };
+    let evaluation = super::evaluate_within(
+        Reader::over(&conn),
+        &[&broken, stale],
+        1000 + 91 * 86_400,
+        &super::Budget::new(std::time::Duration::from_secs(10)),
+    )
+    .unwrap();
+    assert_eq!(evaluation.unfinished.len(), 1);
+    let error = evaluation.unfinished[0].to_string();
+    assert!(
+        error.starts_with("rule `reads-text-as-json`: ") && error.contains("JSON"),
+        "{error}"
+    );
+    let ids: Vec<&str> = evaluation
+        .hits
+        .iter()
+        .map(|h| h.resource_id.as_str())
+        .collect();
+    assert_eq!(ids, ["k1"], "the rule after the failing one still reports");
 }
 
 #[test]

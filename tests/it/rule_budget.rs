@@ -107,6 +107,48 @@ fn a_runaway_rule_fails_by_name_at_its_budget_and_the_other_rules_still_report()
     );
 }
 
+/// A rule whose SQL fails on the stored data (plain text read as a JSON list), which no
+/// empty store shows: it fails the run by name, and every other rule still reports.
+#[test]
+fn a_rule_that_fails_on_the_data_fails_by_name_and_the_other_rules_still_report() {
+    let (dir, before, sim) = site("10s");
+    std::fs::write(
+        dir.path().join("runaway.toml"),
+        runaway_rule()
+            .replace("id = \"runaway\"", "id = \"reads-text-as-json\"")
+            .replace(
+                &format!("sql = \"{RUNAWAY}\""),
+                "sql = \"SELECT id AS resource_id, id AS project_id, 'm' AS message \
+                 FROM projects WHERE json_array_length(name) > 0\"",
+            ),
+    )
+    .unwrap();
+    let out = run(
+        dir.path(),
+        &sim.base_url(),
+        &[
+            "--config",
+            "budget.toml",
+            "audit",
+            "--offline",
+            "--format",
+            "json",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("rule `reads-text-as-json`: "), "{stderr}");
+    let doc: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let after = doc["findings"].as_array().unwrap();
+    assert!(!open_ids(&before).is_empty());
+    assert_eq!(
+        open_ids(after),
+        open_ids(&before),
+        "the other rules still report"
+    );
+}
+
 #[test]
 fn rules_check_reports_a_rule_that_cannot_finish_on_an_empty_store() {
     let (dir, _, _sim) = site("1s");
