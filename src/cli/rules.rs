@@ -18,7 +18,8 @@ use super::{CliError, Exit, GlobalArgs, unknown_name};
 pub enum RulesCommand {
     /// Every rule: id, severity, resource type, params, source file
     List,
-    /// Check every rule and config file; report every problem at once
+    /// Check every rule and config file, and run every rule once over the built-in demo
+    /// organization; report every problem at once
     Check,
     /// Run each rule's fixtures through the real store and evaluator
     Test {
@@ -149,7 +150,11 @@ pub(super) fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
     let config = global.load_config()?;
     let mut loaded = rules::load(&config, Utc::now().date_naive());
     if !loaded.diagnostics.has_errors() {
-        rules::check_budget(&loaded.rules, &mut loaded.diagnostics);
+        rules::check_run(
+            &loaded.rules,
+            Utc::now().timestamp(),
+            &mut loaded.diagnostics,
+        );
     }
     // Exemptions matching nothing can only be judged against stored findings.
     let db = global.db_path(&config);

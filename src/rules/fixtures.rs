@@ -240,6 +240,30 @@ fn store_audit_log(
     Ok(())
 }
 
+/// An in-memory store holding `org` as one complete snapshot at `now` would: its objects,
+/// its costs and its audit log.
+pub(super) fn store_of(org: &Org, now: i64) -> Result<Store, String> {
+    let mut store = Store::open_in_memory().map_err(|e| e.to_string())?;
+    let at = Utc
+        .timestamp_opt(now, 0)
+        .single()
+        .ok_or("time out of range")?;
+    let mut writer = store
+        .begin_snapshot(&org.organization, at)
+        .map_err(|e| e.to_string())?;
+    for scope in org.scope_results() {
+        writer.apply(scope).map_err(|e| e.to_string())?;
+    }
+    writer
+        .apply_costs(&org.costs_read(now))
+        .map_err(|e| e.to_string())?;
+    store_audit_log(&mut writer, org, now)?;
+    writer
+        .finish(&CrawlStats::default(), at, SnapshotStatus::Complete)
+        .map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
 fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, String> {
     let mut rule = rule.clone();
     for (name, value) in &case.params {
@@ -267,24 +291,7 @@ fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, Strin
         rule.params.insert(name.clone(), v);
     }
     let org = Org::from_json_str(&case.org_json, now).map_err(|e| format!("org: {e}"))?;
-    let mut store = Store::open_in_memory().map_err(|e| e.to_string())?;
-    let at = Utc
-        .timestamp_opt(now, 0)
-        .single()
-        .ok_or("time out of range")?;
-    let mut writer = store
-        .begin_snapshot(&org.organization, at)
-        .map_err(|e| e.to_string())?;
-    for scope in org.scope_results() {
-        writer.apply(scope).map_err(|e| e.to_string())?;
-    }
-    writer
-        .apply_costs(&org.costs_read(now))
-        .map_err(|e| e.to_string())?;
-    store_audit_log(&mut writer, &org, now)?;
-    writer
-        .finish(&CrawlStats::default(), at, SnapshotStatus::Complete)
-        .map_err(|e| e.to_string())?;
+    let store = store_of(&org, now)?;
     let hits = evaluate_rules(store.reader(), &[&rule], now).map_err(|e| e.to_string())?;
     Ok(hits
         .into_iter()

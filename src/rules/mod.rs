@@ -623,49 +623,60 @@ fn rule_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Runs every enabled rule once against an empty store under the rule set's budget, and
-/// reports each one that cannot finish even there: it would fail every audit.
-pub fn check_budget(rules: &RuleSet, diags: &mut Diagnostics) {
-    let store = match crate::store::Store::open_in_memory() {
+/// Runs every enabled rule once over the built-in demo organization, stored as a snapshot
+/// of `now` would store it, under the rule set's budget, and reports each one that cannot
+/// finish there (`rule-timed-out`) or fails on its data (`rule-fails`): a rule that reads
+/// plain text as a JSON list prepares on an empty store, and fails only once a row is there.
+pub fn check_run(rules: &RuleSet, now: i64, diags: &mut Diagnostics) {
+    let store = match fixtures::store_of(&crate::sim::Org::demo(now), now) {
         Ok(store) => store,
         Err(e) => {
             diags.error(
                 DiagnosticCode::Internal,
                 None,
                 None,
-                format!("cannot create the in-memory store rules are timed against: {e}"),
+                format!("cannot store the demo organization rules are run over: {e}"),
             );
             return;
         }
     };
     let budget = Budget::new(rules.timeout);
     for rule in rules.enabled() {
-        // Other failures are the validator's to report; only the budget is judged here.
-        if let Ok(evaluation) = evaluate_within(store.reader(), &[rule], 0, &budget) {
-            // Only the budget: on an empty store nothing else can fail at run time.
-            let timed_out = evaluation
-                .unfinished
-                .iter()
-                .filter(|e| matches!(e, RuleError::TimedOut { .. }));
-            for e in timed_out {
-                // At the rule's first line when its file was read this run; the pack's
-                // built-in files are only named.
-                let place = diags.line_in(&rule.source, rule.line);
-                let diagnostic = match place {
-                    Some((file, span)) => diags
-                        .error(
-                            DiagnosticCode::RuleTimedOut,
-                            Some(file),
-                            Some(span),
-                            e.to_string(),
-                        )
-                        .label("this rule"),
-                    None => diags
-                        .error(DiagnosticCode::RuleTimedOut, None, None, e.to_string())
-                        .help(format!("defined at {}:{}", rule.source, rule.line)),
-                };
-                diagnostic.help("a recursive CTE needs a condition that ends it");
-            }
+        let Ok(evaluation) = evaluate_within(store.reader(), &[rule], now, &budget) else {
+            // Only a cancelled budget ends the evaluation itself; nothing cancels this one.
+            continue;
+        };
+        for e in &evaluation.unfinished {
+            let (code, label, help) = match e {
+                RuleError::TimedOut { .. } => (
+                    DiagnosticCode::RuleTimedOut,
+                    "this rule",
+                    "a recursive CTE needs a condition that ends it",
+                ),
+                _ if e.to_string().contains("JSON") => (
+                    DiagnosticCode::RuleFails,
+                    "this rule fails on the demo organization",
+                    "`empty`, `not_empty` and `contains` (and SQLite's json_ functions) need a \
+                     column holding a JSON list; docs/views.md says which columns do",
+                ),
+                _ => (
+                    DiagnosticCode::RuleFails,
+                    "this rule fails on the demo organization",
+                    "`orgwarden rules explain ID` shows its SQL; `orgwarden demo` stores the \
+                     organization it failed on, for `orgwarden --db orgwarden-demo.db query`",
+                ),
+            };
+            // At the rule's first line when its file was read this run; the pack's
+            // built-in files are only named.
+            let diagnostic = match diags.line_in(&rule.source, rule.line) {
+                Some((file, span)) => diags
+                    .error(code, Some(file), Some(span), e.to_string())
+                    .label(label),
+                None => diags
+                    .error(code, None, None, e.to_string())
+                    .help(format!("defined at {}:{}", rule.source, rule.line)),
+            };
+            diagnostic.help(help);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Time bounds: a rule whose SQL never ends (a recursive CTE without an end) is stopped at
-//! `[rules] timeout` by name while the other rules still report, `rules check` finds it on
-//! an empty store, `query --timeout` stops a runaway statement, and a signal stops `audit`.
+//! `[rules] timeout` by name while the other rules still report, `rules check` finds it over
+//! the demo organization, `query --timeout` stops a runaway statement, and a signal stops `audit`.
 
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -150,7 +150,7 @@ fn a_rule_that_fails_on_the_data_fails_by_name_and_the_other_rules_still_report(
 }
 
 #[test]
-fn rules_check_reports_a_rule_that_cannot_finish_on_an_empty_store() {
+fn rules_check_reports_a_rule_that_cannot_finish_over_the_demo_organization() {
     let (dir, _, _sim) = site("1s");
     let out = crate::support::orgwarden()
         .args(["--config", "budget.toml", "rules", "check"])
