@@ -125,7 +125,15 @@ fn run_rules(
     watchdog: &Watchdog,
 ) -> Result<Evaluation, RuleError> {
     let mut out = Evaluation::default();
-    let env = minijinja::Environment::new();
+    let mut env = minijinja::Environment::new();
+    // A field the API left out is empty text in a message, not Jinja's Python-like "None".
+    env.set_formatter(|out, state, value| {
+        if value.is_none() || value.is_undefined() {
+            Ok(())
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
     for rule in rules {
         if budget.cancel.is_cancelled() {
             return Err(RuleError::Interrupted {
@@ -280,6 +288,7 @@ fn evaluate_one(
         _ => None,
     };
     let mut rows = stmt.raw_query();
+    let mut without_resource = 0_usize;
     while let Some(row) = rows.next().map_err(sql_err)? {
         let mut ctx: BTreeMap<String, minijinja::Value> = BTreeMap::new();
         for (i, name) in columns.iter().enumerate() {
@@ -300,6 +309,7 @@ fn evaluate_one(
                 .map(std::string::ToString::to_string)
         };
         let Some(resource_id) = text("resource_id") else {
+            without_resource += 1;
             continue;
         };
         let project_id = text("project_id").map(ProjectId);
@@ -326,6 +336,14 @@ fn evaluate_one(
             project_id,
             message: message.trim().to_owned(),
         });
+    }
+    if without_resource > 0 {
+        // Such a row cannot be a finding: said, so a rule's SQL that loses its ids is seen.
+        tracing::warn!(
+            rule = %rule.id,
+            rows = without_resource,
+            "rule returned rows with a NULL resource_id; they are not findings"
+        );
     }
     Ok(())
 }

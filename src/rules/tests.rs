@@ -425,6 +425,18 @@ fn a_rule_past_its_budget_is_stopped_by_name_and_the_next_rule_still_runs() {
 }
 
 #[test]
+fn a_missing_field_is_empty_text_in_a_message() {
+    let conn = scratch_with_keys();
+    let loaded = load_with("");
+    let mut rule = loaded.rules.get("api-key-stale").unwrap().clone();
+    if let RuleBody::Where { message, .. } = &mut rule.body {
+        *message = Some("{{ name }} last used [{{ last_used_at }}]".into());
+    }
+    let hits = evaluate_rules(Reader::over(&conn), &[&rule], 1000 + 91 * 86_400).unwrap();
+    assert_eq!(hits[0].message, "prod last used []");
+}
+
+#[test]
 fn a_rule_that_fails_as_it_runs_is_given_up_by_name_and_the_next_rule_still_runs() {
     let conn = scratch_with_keys();
     let loaded = load_with("");
@@ -675,4 +687,51 @@ fn the_audit_log_rules_are_off_when_the_log_is_not_read() {
     );
     assert_eq!(log_rules(&off), Vec::<String>::new());
     assert!(off.rules.get("api-key-stale").is_some_and(|r| r.enabled));
+}
+
+/// The shipped-rule tables of rules/README.md and of README.md name every rule of the pack,
+/// with its severity, and nothing else.
+#[test]
+fn both_readmes_list_every_shipped_rule_with_its_severity() {
+    let loaded = load_with("");
+    for (name, doc) in [
+        ("rules/README.md", include_str!("../../rules/README.md")),
+        ("README.md", include_str!("../../README.md")),
+    ] {
+        // The rows of every table whose header starts `| id | severity |`.
+        let mut rows: Vec<(&str, &str)> = Vec::new();
+        let mut in_table = false;
+        for line in doc.lines() {
+            if line.starts_with("| id | severity |") {
+                in_table = true;
+                continue;
+            }
+            if !line.starts_with('|') {
+                in_table = false;
+            }
+            let row = line.strip_prefix("| `").and_then(|rest| {
+                let mut cells = rest.split(" | ");
+                Some((cells.next()?.strip_suffix('`')?, cells.next()?))
+            });
+            if let (true, Some(row)) = (in_table, row) {
+                rows.push(row);
+            }
+        }
+        for rule in loaded.rules.enabled() {
+            let row = rows.iter().find(|(id, _)| *id == rule.id.as_str());
+            assert_eq!(
+                row.map(|(_, severity)| *severity),
+                Some(rule.severity.to_string().as_str()),
+                "{name}: `{}` is not listed with severity {}",
+                rule.id,
+                rule.severity
+            );
+        }
+        for (id, _) in rows {
+            assert!(
+                loaded.rules.get(id).is_some(),
+                "{name} lists `{id}`, which is not a shipped rule"
+            );
+        }
+    }
 }
