@@ -503,7 +503,8 @@ url_env = "U"
         [
             "duplicate-channel@8:8",
             "unknown-channel-kind@14:8",
-            "missing-key@16:1",
+            // Channel `b`'s URL written in the file is one problem, not also a missing
+            // `url_env`.
             "secret-in-config@19:7",
             "missing-key@21:1",
             "insecure-url@30:7",
