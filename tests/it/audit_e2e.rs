@@ -324,10 +324,34 @@ fn an_exported_key_wins_over_the_key_file_and_says_the_file_is_not_read() {
     assert!(!shown.contains(KEY) && !shown.contains(file_key), "{shown}");
 }
 
-#[test]
-fn an_audit_or_snapshot_whose_output_pipe_closes_keeps_its_exit_code() {
+/// Runs orgwarden in `dir` against `base_url` with its stdout, and its stderr too when
+/// `stderr_too`, closed by the reader long before the crawl ends and anything is printed.
+fn run_with_closed_pipes(
+    dir: &Path,
+    base_url: &str,
+    args: &[&str],
+    stderr_too: bool,
+) -> std::process::Output {
     use std::process::Stdio;
 
+    let mut child = crate::support::orgwarden()
+        .args(["--db", "audit.db", "--base-url", base_url])
+        .args(args)
+        .current_dir(dir)
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    if stderr_too {
+        drop(child.stderr.take());
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_audit_or_snapshot_whose_output_pipe_closes_keeps_its_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim(Org::demo(Utc::now().timestamp()));
     for (args, code) in [
@@ -335,18 +359,7 @@ fn an_audit_or_snapshot_whose_output_pipe_closes_keeps_its_exit_code() {
         (&["snapshot"][..], 0),
         (&["snapshot", "--format", "json"][..], 0),
     ] {
-        let mut child = crate::support::orgwarden()
-            .args(["--db", "audit.db", "--base-url", &sim.base_url()])
-            .args(args)
-            .current_dir(dir.path())
-            .env("OPENAI_ADMIN_KEY", KEY)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Closed long before the crawl ends and the report is printed.
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
+        let out = run_with_closed_pipes(dir.path(), &sim.base_url(), args, false);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
         assert!(
@@ -361,8 +374,6 @@ fn an_audit_or_snapshot_whose_output_pipe_closes_keeps_its_exit_code() {
 /// so the exit code is still the command's.
 #[test]
 fn an_audit_whose_stderr_pipe_closes_keeps_its_exit_code() {
-    use std::process::Stdio;
-
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("bad.toml"),
@@ -384,18 +395,7 @@ fn an_audit_whose_stderr_pipe_closes_keeps_its_exit_code() {
         (refusing.base_url(), &["snapshot"][..], 3),
         (sim.base_url(), &["--config", "bad.toml", "audit"][..], 2),
     ] {
-        let mut child = crate::support::orgwarden()
-            .args(["--db", "audit.db", "--base-url", &base_url])
-            .args(args)
-            .current_dir(dir.path())
-            .env("OPENAI_ADMIN_KEY", KEY)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        drop(child.stderr.take());
-        let status = child.wait().unwrap();
+        let status = run_with_closed_pipes(dir.path(), &base_url, args, true).status;
         assert_eq!(status.code(), Some(code), "{args:?}: {status:?}");
     }
 }

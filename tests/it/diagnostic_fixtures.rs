@@ -400,30 +400,13 @@ fn stable(stderr: &str, dir: &Path, dates: &[(String, String)]) -> String {
 
 /// Replaces RFC 3339 times with an offset (`2026-12-06T11:15:00+00:00`) or `Z` by `with`.
 fn replace_offset_times(text: &str, with: &str) -> String {
-    const SHAPES: [&[u8]; 3] = [
-        b"dddd-dd-ddTdd:dd:ddZ",
-        b"dddd-dd-ddTdd:dd:dd+dd:dd",
-        b"dddd-dd-ddTdd:dd:dd-dd:dd",
-    ];
-    let bytes = text.as_bytes();
-    let fits = |at: usize, shape: &[u8]| {
-        bytes.len() - at >= shape.len()
-            && shape.iter().zip(&bytes[at..]).all(|(s, b)| match s {
-                b'd' => b.is_ascii_digit(),
-                other => other == b,
-            })
-    };
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(shape) = SHAPES.iter().find(|s| fits(i, s)) {
-            out.push_str(with);
-            i += shape.len();
-        } else {
-            let ch = text[i..].chars().next().expect("in bounds");
-            out.push(ch);
-            i += ch.len_utf8();
-        }
-    }
-    out
+    crate::support::replace_shapes(
+        text,
+        &[
+            b"dddd-dd-ddTdd:dd:ddZ",
+            b"dddd-dd-ddTdd:dd:dd+dd:dd",
+            b"dddd-dd-ddTdd:dd:dd-dd:dd",
+        ],
+        with,
+    )
 }

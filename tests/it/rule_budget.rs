@@ -76,9 +76,28 @@ fn open_ids(findings: &[Value]) -> Vec<String> {
 fn a_runaway_rule_fails_by_name_at_its_budget_and_the_other_rules_still_report() {
     let (dir, before, sim) = site("1s");
     let started = Instant::now();
+    let (code, stderr, after) = audit_with_the_rule(dir.path(), &sim.base_url());
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_ne!(code, Some(0), "a stopped rule fails the run");
+    assert!(
+        stderr.contains("rule `runaway` ran longer than its 1s budget"),
+        "{stderr}"
+    );
+    assert!(!open_ids(&before).is_empty());
+    assert_eq!(
+        open_ids(&after),
+        open_ids(&before),
+        "the other rules still report"
+    );
+}
+
+/// An offline audit of the stored snapshot with the site's extra rule: its exit code,
+/// stderr, and the findings it printed.
+fn audit_with_the_rule(dir: &Path, base_url: &str) -> (Option<i32>, String, Vec<Value>) {
     let out = run(
-        dir.path(),
-        &sim.base_url(),
+        dir,
+        base_url,
         &[
             "--config",
             "budget.toml",
@@ -88,23 +107,11 @@ fn a_runaway_rule_fails_by_name_at_its_budget_and_the_other_rules_still_report()
             "json",
         ],
     );
-    let took = started.elapsed();
     let stderr = text(&out.stderr);
-    assert!(took < Duration::from_secs(15), "took {took:?}");
-    assert_ne!(out.status.code(), Some(0), "a stopped rule fails the run");
-    assert!(
-        stderr.contains("rule `runaway` ran longer than its 1s budget"),
-        "{stderr}"
-    );
     let doc: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    let after = doc["findings"].as_array().unwrap();
-    assert!(!open_ids(&before).is_empty());
-    assert_eq!(
-        open_ids(after),
-        open_ids(&before),
-        "the other rules still report"
-    );
+    let findings = doc["findings"].as_array().unwrap().clone();
+    (out.status.code(), stderr, findings)
 }
 
 /// A rule whose SQL fails on the stored data (plain text read as a JSON list), which no
@@ -123,27 +130,12 @@ fn a_rule_that_fails_on_the_data_fails_by_name_and_the_other_rules_still_report(
             ),
     )
     .unwrap();
-    let out = run(
-        dir.path(),
-        &sim.base_url(),
-        &[
-            "--config",
-            "budget.toml",
-            "audit",
-            "--offline",
-            "--format",
-            "json",
-        ],
-    );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr, after) = audit_with_the_rule(dir.path(), &sim.base_url());
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("rule `reads-text-as-json`: "), "{stderr}");
-    let doc: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    let after = doc["findings"].as_array().unwrap();
     assert!(!open_ids(&before).is_empty());
     assert_eq!(
-        open_ids(after),
+        open_ids(&after),
         open_ids(&before),
         "the other rules still report"
     );

@@ -91,17 +91,24 @@ pub fn same_width_times(text: &str) -> String {
 
 /// Replaces every RFC 3339 UTC time (`2026-11-29T06:50:00Z`) in `text` with `with`.
 pub fn replace_times(text: &str, with: &str) -> String {
-    let shape = b"dddd-dd-ddTdd:dd:ddZ";
+    replace_shapes(text, &[b"dddd-dd-ddTdd:dd:ddZ"], with)
+}
+
+/// Replaces every run of `text` that fits one of `shapes` (`d` for any ASCII digit, any
+/// other byte for itself) with `with`.
+pub fn replace_shapes(text: &str, shapes: &[&[u8]], with: &str) -> String {
     let bytes = text.as_bytes();
+    let fits = |at: usize, shape: &[u8]| {
+        bytes.len() - at >= shape.len()
+            && shape.iter().zip(&bytes[at..]).all(|(s, b)| match s {
+                b'd' => b.is_ascii_digit(),
+                other => other == b,
+            })
+    };
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < bytes.len() {
-        let fits = bytes.len() - i >= shape.len()
-            && shape.iter().zip(&bytes[i..]).all(|(s, b)| match s {
-                b'd' => b.is_ascii_digit(),
-                other => other == b,
-            });
-        if fits {
+        if let Some(shape) = shapes.iter().find(|s| fits(i, s)) {
             out.push_str(with);
             i += shape.len();
         } else {
