@@ -278,3 +278,25 @@ fn a_matches_pattern_that_cannot_match_fails_at_load_with_its_place() {
     assert!(stderr.contains("--> orgwarden.toml:4:11"), "{stderr}");
     assert!(stderr.contains("runs backwards"), "{stderr}");
 }
+
+/// A database that cannot be opened leaves the exemptions unjudged, and `rules check` says
+/// so instead of passing as if none were unused.
+#[test]
+fn rules_check_says_when_it_cannot_judge_exemptions_against_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("orgwarden.db"), "not a database").unwrap();
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[[exemption]]\nrule = \"project-no-spend-alert\"\nresource = \"proj_gone\"\n\
+         reason = \"r\"\nowner = \"o@example.com\"\nexpires = \"2099-01-01\"\n",
+    )
+    .unwrap();
+    let out = orgwarden(dir.path(), &["rules", "check"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("exemptions not checked against stored findings")
+            && stderr.contains("not an orgwarden database"),
+        "{stderr}"
+    );
+}
