@@ -427,8 +427,6 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Keeps a span inside the text and on character boundaries, so a stale span cannot panic
-/// the renderer.
 /// The 1-based number of the first line `span` touches, and the byte range of the whole
 /// lines it covers; `line_starts` holds the offset of every line's first byte.
 fn lines_around(line_starts: &[usize], text: &str, span: &Range<usize>) -> (usize, Range<usize>) {
@@ -444,6 +442,8 @@ fn lines_around(line_starts: &[usize], text: &str, span: &Range<usize>) -> (usiz
     (first + 1, line_starts[first]..end)
 }
 
+/// Keeps a span inside the text and on character boundaries, so a stale span cannot panic
+/// the renderer.
 fn clamp(span: Range<usize>, text: &str) -> Range<usize> {
     let mut start = span.start.min(text.len());
     while !text.is_char_boundary(start) {

@@ -160,12 +160,14 @@ pub fn attribute<'e>(
 }
 
 /// Whether `event` records the creation of what it names (`api_key.created`, `user.added`,
-/// `invite.sent`), rather than a change to something that already existed.
+/// `invite.sent`), rather than a change to something that already existed. A certificate
+/// enters a list when it is activated there, so `certificates.activated` counts too.
 fn creates(event: &AuditEvent) -> bool {
     let kind = event.kind.as_str();
-    [".created", ".added", ".sent"]
-        .iter()
-        .any(|end| kind.ends_with(end))
+    kind == "certificates.activated"
+        || [".created", ".added", ".sent"]
+            .iter()
+            .any(|end| kind.ends_with(end))
 }
 
 /// What the audit log can say about changes to one family.
@@ -448,6 +450,24 @@ mod tests {
             "{:?}",
             first(&added)
         );
+        // A certificate enters a project's list when it is activated there.
+        let activated = event(
+            "certificates.activated",
+            130,
+            json!({"certificates": [{"id": "cert_a", "name": "a"}]}),
+        );
+        assert!(matches!(
+            attribute(
+                [&activated],
+                Family::ProjectCertificates,
+                "cert_a",
+                None,
+                None,
+                200,
+                span
+            ),
+            Attribution::Recorded { .. }
+        ));
         // Between two snapshots the update does explain a change.
         assert!(matches!(
             attribute(

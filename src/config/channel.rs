@@ -98,7 +98,8 @@ pub(super) fn validate_channels(
     email_configured: bool,
     c: &mut Check<'_>,
 ) -> Vec<ChannelConfig> {
-    let mut seen: Vec<String> = Vec::new();
+    // `log` is always there (`notify test --channel log`); `email` when configured.
+    let mut seen: Vec<String> = vec!["log".into()];
     if email_configured {
         seen.push("email".into());
     }
@@ -112,6 +113,8 @@ pub(super) fn validate_channels(
             if seen.contains(name) {
                 let why = if name == "email" && email_configured {
                     "`email` is the channel of [notify.email]"
+                } else if name == "log" {
+                    "`log` is the log channel every installation has"
                 } else {
                     "another channel has this name"
                 };

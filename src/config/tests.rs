@@ -453,6 +453,19 @@ routing_key_file = "pd.key"
 }
 
 #[test]
+fn a_channel_may_not_be_named_log_which_notify_test_reserves() {
+    let text = "[[notify.channel]]\nname = \"log\"\nkind = \"slack\"\nurl_env = \"U\"\n";
+    assert_eq!(problems(text), ["duplicate-channel@2:8"]);
+    let (_, d) = check(text);
+    assert!(
+        d.render(false)
+            .contains("`log` is the log channel every installation has"),
+        "{}",
+        d.render(false)
+    );
+}
+
+#[test]
 fn channel_mistakes_are_located_with_stable_codes() {
     let text = r#"[notify.email]
 transport = "file"

@@ -517,7 +517,7 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
                 fixture_dirs.push(dir.join("fixtures"));
                 for file in files {
                     let name = file.display().to_string();
-                    match crate::size::read_file_bounded(&file, crate::config::MAX_CONFIG_FILE) {
+                    match read_rule_file(&file) {
                         Ok(bytes) => {
                             let Some(text) =
                                 crate::diagnostics::decode_file(&name, bytes, &mut diags)
@@ -609,14 +609,26 @@ pub fn load_checked(config: &Config, config_diagnostics: Diagnostics, today: Nai
 
 /// The `.toml` files of a rule path: the file itself, or a folder's files (not recursive,
 /// so a `fixtures/` folder beside the rules is not read as rules), sorted.
+/// A rule file's bytes. Only a regular file (or a link to one) is opened: a named pipe in a
+/// rule folder would block the read forever, and a device has no end.
+fn read_rule_file(file: &Path) -> std::io::Result<Vec<u8>> {
+    if !std::fs::metadata(file)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    crate::size::read_file_bounded(file, crate::config::MAX_CONFIG_FILE)
+}
+
 fn rule_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_owned()]);
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        // Anything named `.toml` but a folder is read: a dangling link or a device fails
-        // loudly instead of quietly leaving its rules out.
+        // Anything named `.toml` but a folder is kept: a dangling link, a pipe or a device
+        // is then refused loudly instead of quietly leaving its rules out.
         .filter(|p| !p.is_dir() && p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
@@ -666,8 +678,7 @@ pub fn check_run(rules: &RuleSet, now: i64, diags: &mut Diagnostics) {
                      organization it failed on, for `orgwarden --db orgwarden-demo.db query`",
                 ),
             };
-            // At the rule's first line when its file was read this run; the pack's
-            // built-in files are only named.
+            // At the rule's first line, in the file registered when the rules were loaded.
             let diagnostic = match diags.line_in(&rule.source, rule.line) {
                 Some((file, span)) => diags
                     .error(code, Some(file), Some(span), e.to_string())

@@ -196,7 +196,7 @@ fn check_resource_type(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<
     }
 }
 
-/// The params' defaults by name; a name declared twice is an error (the last one wins).
+/// The params' defaults by name (TOML itself refuses a name declared twice).
 fn check_params(raw: &parse::RawRule, diags: &mut Diagnostics) -> BTreeMap<String, Value> {
     let file = raw.file;
     let mut defaults = BTreeMap::new();

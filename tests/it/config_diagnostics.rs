@@ -153,9 +153,10 @@ fn a_rule_file_syntax_error_is_reported_without_follow_on_errors() {
     }
 }
 
-/// A `.toml` in a rule folder that cannot be read (a dangling link, a device, a file over
-/// the 4 MiB cap) is an error at the `paths` entry that brought it in, never quietly left
-/// out; and a configuration pointed at an endless file fails at once.
+/// A `.toml` in a rule folder that cannot be read (a dangling link, a device, a named pipe,
+/// a file over the 4 MiB cap) is an error at the `paths` entry that brought it in, never
+/// quietly left out nor waited on; and a configuration pointed at an endless file fails at
+/// once.
 #[test]
 fn an_unreadable_or_endless_rule_or_config_file_is_refused_where_it_was_named() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -165,17 +166,31 @@ fn an_unreadable_or_endless_rule_or_config_file_is_refused_where_it_was_named() 
         "[openai]\norganization = \"x\"\n\n[rules]\npaths = [\"my-rules\"]\n",
     )
     .expect("write");
+    let big = dir.path().join("big.toml");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(4 * 1024 * 1024 + 1))
+        .expect("a sparse file over 4 MiB");
+    let fifo = dir.path().join("fifo.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
     for (target, why) in [
         (
-            "/nonexistent/orgwarden-rules.toml",
+            Path::new("/nonexistent/orgwarden-rules.toml"),
             "No such file or directory",
         ),
-        ("/dev/zero", "larger than 4MiB"),
+        (Path::new("/dev/zero"), "not a regular file"),
+        // Opened, a named pipe would wait for a writer forever.
+        (fifo.as_path(), "not a regular file"),
+        (big.as_path(), "larger than 4MiB"),
     ] {
         let link = dir.path().join("my-rules/linked.toml");
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(target, &link).expect("symlink");
         let (code, out) = run(dir.path(), &["rules", "check"]);
+        let target = target.display();
         assert_eq!(code, Some(2), "{target}: {out}");
         assert!(
             out.contains("error[unreadable-rule-file]: cannot read rule file my-rules/linked.toml")

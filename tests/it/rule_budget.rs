@@ -141,6 +141,43 @@ fn a_rule_that_fails_on_the_data_fails_by_name_and_the_other_rules_still_report(
     );
 }
 
+/// A rule that reported findings and then fails on the data says nothing about them: they
+/// stay open, neither resolved nor dropped, until it runs to its end again.
+#[test]
+fn a_rule_that_fails_keeps_the_findings_it_reported_before() {
+    let (dir, _, sim) = site("10s");
+    let rule = |condition: &str| {
+        runaway_rule()
+            .replace("id = \"runaway\"", "id = \"active-projects\"")
+            .replace(
+                &format!("sql = \"{RUNAWAY}\""),
+                &format!(
+                    "sql = \"SELECT id AS resource_id, id AS project_id, 'm' AS message \
+                     FROM projects WHERE {condition}\""
+                ),
+            )
+    };
+    let mine = |findings: &[Value]| -> Vec<String> {
+        open_ids(findings)
+            .into_iter()
+            .filter(|id| id.contains("active-projects"))
+            .collect()
+    };
+    std::fs::write(dir.path().join("runaway.toml"), rule("status = 'active'")).unwrap();
+    let (code, stderr, first) = audit_with_the_rule(dir.path(), &sim.base_url());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!mine(&first).is_empty(), "the rule reports first");
+    std::fs::write(
+        dir.path().join("runaway.toml"),
+        rule("json_array_length(name) > 0"),
+    )
+    .unwrap();
+    let (code, stderr, second) = audit_with_the_rule(dir.path(), &sim.base_url());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("rule `active-projects`: "), "{stderr}");
+    assert_eq!(mine(&second), mine(&first), "its findings stay open");
+}
+
 #[test]
 fn rules_check_reports_a_rule_that_cannot_finish_over_the_demo_organization() {
     let (dir, _, _sim) = site("1s");
