@@ -334,6 +334,13 @@ impl Diagnostics {
             };
             let title = level.primary_title(d.message.as_str()).id(d.code.as_str());
             let mut group = match (d.file, &d.span) {
+                // The line holds the secret itself: the place is named, the line not shown,
+                // so the secret reaches neither the terminal nor a daemon's log.
+                (Some(file), Some(span)) if d.code == DiagnosticCode::SecretInConfig => {
+                    let f = &self.files[file.0];
+                    let (line, column) = line_column(&f.text, clamp(span.clone(), &f.text).start);
+                    title.element(Origin::path(f.name.as_str()).line(line).char_column(column))
+                }
                 (Some(file), Some(span)) => {
                     let f = &self.files[file.0];
                     let span = clamp(span.clone(), &f.text);

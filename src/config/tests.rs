@@ -453,6 +453,18 @@ routing_key_file = "pd.key"
 }
 
 #[test]
+fn a_secret_written_in_the_file_is_located_but_never_shown() {
+    let text = "[[notify.channel]]\nname = \"s\"\nkind = \"webhook\"\n\
+                url = \"https://hooks.example.com/T0/CANARY-url\"\n\
+                secret = \"CANARY-secret\"\n";
+    let (_, d) = check(text);
+    let shown = d.render(false);
+    assert!(shown.contains("--> o.toml:4:7"), "{shown}");
+    assert!(shown.contains("--> o.toml:5:10"), "{shown}");
+    assert!(!shown.contains("CANARY"), "{shown}");
+}
+
+#[test]
 fn a_channel_may_not_be_named_log_which_notify_test_reserves() {
     let text = "[[notify.channel]]\nname = \"log\"\nkind = \"slack\"\nurl_env = \"U\"\n";
     assert_eq!(problems(text), ["duplicate-channel@2:8"]);
