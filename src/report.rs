@@ -15,7 +15,7 @@ use serde_json::{Value as Json, json};
 use crate::findings::{Finding, Status};
 use crate::model::{Severity, SnapshotStatus};
 use crate::notify::render::guard_formula;
-use crate::rules::RuleSet;
+use crate::rules::{RuleError, RuleSet};
 use crate::store::SnapshotInfo;
 
 /// An output format.
@@ -324,12 +324,43 @@ pub fn finding_json(f: &Finding) -> Json {
     })
 }
 
-/// Renders findings. With a `snapshot` (an audit) JSON is `{"snapshot", "findings"}`;
-/// without one (`orgwarden findings`) it is the array. `color` is for a terminal.
+/// One rule that did not finish in the JSON report: its id, why (`timed_out` past its
+/// budget, `failed` on the data, `interrupted`) and the error.
+fn unfinished_json(e: &RuleError) -> Json {
+    let reason = match e {
+        RuleError::TimedOut { .. } => "timed_out",
+        RuleError::Interrupted { .. } => "interrupted",
+        RuleError::Sql { .. } | RuleError::Template { .. } => "failed",
+    };
+    json!({"rule_id": e.rule().as_str(), "reason": reason, "error": e.to_string()})
+}
+
+/// The line a report for people opens with when rules did not finish: their findings are
+/// the previous evaluation's, which a reader would otherwise take for this one's.
+fn unfinished_warning(unfinished: &[RuleError]) -> Option<String> {
+    if unfinished.is_empty() {
+        return None;
+    }
+    let ids: Vec<&str> = unfinished.iter().map(|e| e.rule().as_str()).collect();
+    let (rules, their) = match ids.len() {
+        1 => ("rule", "its"),
+        _ => ("rules", "their"),
+    };
+    Some(format!(
+        "{} {rules} did not finish ({}); {their} findings below are as the previous evaluation left them",
+        ids.len(),
+        ids.join(", ")
+    ))
+}
+
+/// Renders findings. With a `snapshot` (an audit) JSON is `{"snapshot", "findings",
+/// "unfinished_rules"}`; without one (`orgwarden findings`) it is the array. `unfinished` are
+/// the rules of this evaluation that did not finish; `color` is for a terminal.
 pub fn render(
     format: Format,
     snapshot: Option<&SnapshotInfo>,
     findings: &[Finding],
+    unfinished: &[RuleError],
     rules: &RuleSet,
     color: bool,
 ) -> Result<String, ReportError> {
@@ -337,7 +368,11 @@ pub fn render(
         Format::Json => {
             let list: Vec<Json> = findings.iter().map(finding_json).collect();
             let doc = match snapshot {
-                Some(s) => json!({"snapshot": snapshot_json(s), "findings": list}),
+                Some(s) => json!({
+                    "snapshot": snapshot_json(s),
+                    "findings": list,
+                    "unfinished_rules": unfinished.iter().map(unfinished_json).collect::<Vec<_>>(),
+                }),
                 None => Json::Array(list),
             };
             let mut out = json_text(&doc, true)?;
@@ -353,10 +388,10 @@ pub fn render(
             out
         }
         Format::Csv => csv_report(findings)?,
-        Format::Markdown => markdown(snapshot, findings),
-        Format::Table => table_report(snapshot, findings, color, output_width()),
+        Format::Markdown => markdown(snapshot, findings, unfinished),
+        Format::Table => table_report(snapshot, findings, unfinished, color, output_width()),
         Format::Sarif => {
-            let mut out = json_text(&sarif(findings, rules), true)?;
+            let mut out = json_text(&sarif(snapshot, findings, unfinished, rules), true)?;
             out.push('\n');
             out
         }
@@ -558,12 +593,17 @@ fn findings_table(
 pub fn table_report(
     snapshot: Option<&SnapshotInfo>,
     findings: &[Finding],
+    unfinished: &[RuleError],
     color: bool,
     width: Option<u16>,
 ) -> String {
     let mut out = String::new();
-    // A failed read is the first thing said: "No findings." alone would read as all clear.
-    if let Some(warning) = incomplete_warning(snapshot) {
+    // A failed read or rule is the first thing said: "No findings." alone would read as all
+    // clear.
+    for warning in [incomplete_warning(snapshot), unfinished_warning(unfinished)]
+        .into_iter()
+        .flatten()
+    {
         out.push_str(&format!("{warning}\n\n"));
     }
     if findings.is_empty() {
@@ -622,9 +662,16 @@ fn md_code(text: &str) -> String {
     }
 }
 
-fn markdown(snapshot: Option<&SnapshotInfo>, findings: &[Finding]) -> String {
+fn markdown(
+    snapshot: Option<&SnapshotInfo>,
+    findings: &[Finding],
+    unfinished: &[RuleError],
+) -> String {
     let mut out = String::from("# orgwarden findings\n\n");
-    if let Some(warning) = incomplete_warning(snapshot) {
+    for warning in [incomplete_warning(snapshot), unfinished_warning(unfinished)]
+        .into_iter()
+        .flatten()
+    {
         out.push_str(&format!("> **Warning:** {}.\n\n", md(&warning)));
     }
     if let Some(s) = snapshot {
@@ -691,8 +738,15 @@ fn security_severity(s: Severity) -> &'static str {
 }
 
 /// SARIF 2.1.0: one run, the rules that produced results in `tool.driver.rules` (help =
-/// remediation), one result per open or exempt finding (exempt ones suppressed).
-pub fn sarif(findings: &[Finding], rules: &RuleSet) -> Json {
+/// remediation), one result per open or exempt finding (exempt ones suppressed). Its
+/// invocation is unsuccessful, with a notification each, when the read was incomplete or a
+/// rule did not finish, so a code-scanning upload does not pass for a clean bill.
+pub fn sarif(
+    snapshot: Option<&SnapshotInfo>,
+    findings: &[Finding],
+    unfinished: &[RuleError],
+    rules: &RuleSet,
+) -> Json {
     let shown: Vec<&Finding> = findings
         .iter()
         .filter(|f| f.status != Status::Resolved)
@@ -768,6 +822,24 @@ pub fn sarif(findings: &[Finding], rules: &RuleSet) -> Json {
             result
         })
         .collect();
+    let mut notifications: Vec<Json> = incomplete_warning(snapshot)
+        .into_iter()
+        .map(|text| {
+            json!({
+                "level": "error",
+                "message": {"text": text},
+                "descriptor": {"id": "incomplete-read"},
+            })
+        })
+        .collect();
+    notifications.extend(unfinished.iter().map(|e| {
+        json!({
+            "level": "error",
+            "message": {"text": e.to_string()},
+            "descriptor": {"id": "rule-did-not-finish"},
+            "associatedRule": {"id": e.rule().as_str()},
+        })
+    }));
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -777,6 +849,10 @@ pub fn sarif(findings: &[Finding], rules: &RuleSet) -> Json {
                 "semanticVersion": env!("CARGO_PKG_VERSION"),
                 "rules": descriptors,
             }},
+            "invocations": [{
+                "executionSuccessful": notifications.is_empty(),
+                "toolExecutionNotifications": notifications,
+            }],
             "results": results,
         }],
     })
@@ -812,19 +888,27 @@ mod tests {
         let mut f = finding(Status::Open);
         f.message = "=HYPERLINK(\"http://x\")".into();
         f.resource_id = "key\x1b[2J".into();
-        let csv = render(Format::Csv, None, &[f.clone()], &RuleSet::default(), false).unwrap();
+        let csv = render(
+            Format::Csv,
+            None,
+            &[f.clone()],
+            &[],
+            &RuleSet::default(),
+            false,
+        )
+        .unwrap();
         assert!(csv.contains("'=HYPERLINK"), "{csv}");
-        let table = render(Format::Table, None, &[f], &RuleSet::default(), false).unwrap();
+        let table = render(Format::Table, None, &[f], &[], &RuleSet::default(), false).unwrap();
         assert!(!table.contains('\x1b'), "{table}");
     }
 
     #[test]
     fn colour_only_when_asked() {
         let f = [finding(Status::Open)];
-        let plain = render(Format::Table, None, &f, &RuleSet::default(), false).unwrap();
+        let plain = render(Format::Table, None, &f, &[], &RuleSet::default(), false).unwrap();
         assert!(!plain.contains('\x1b'), "{plain}");
         assert!(plain.starts_with("MEDIUM: 1 open\n"), "{plain}");
-        let coloured = render(Format::Table, None, &f, &RuleSet::default(), true).unwrap();
+        let coloured = render(Format::Table, None, &f, &[], &RuleSet::default(), true).unwrap();
         assert!(coloured.contains("\x1b[1;33mMEDIUM: 1 open"), "{coloured}");
     }
 
@@ -838,7 +922,7 @@ mod tests {
             resolved,
             finding(Status::Exempt),
         ];
-        let text = table_report(None, &listed, false, Some(120));
+        let text = table_report(None, &listed, &[], false, Some(120));
         assert!(
             text.starts_with("MEDIUM: 2 open, 1 exempt, 1 resolved\n"),
             "{text}"
@@ -851,7 +935,7 @@ mod tests {
     fn a_narrow_table_wraps_the_message_and_keeps_ids_whole() {
         let mut f = finding(Status::Open);
         f.message = "a long message that cannot fit beside the ids on a narrow terminal".into();
-        let text = table_report(None, &[f.clone()], false, Some(72));
+        let text = table_report(None, &[f.clone()], &[], false, Some(72));
         for id in ["api-key-stale", "key_1", "proj_a"] {
             assert!(text.lines().any(|l| l.contains(id)), "{id}:\n{text}");
         }
@@ -876,7 +960,7 @@ mod tests {
             changes: 0,
             audit_log: None,
         };
-        let text = table_report(Some(&snapshot), &[], false, None);
+        let text = table_report(Some(&snapshot), &[], &[], false, None);
         assert!(
             text.starts_with("snapshot 4 is partial: the organization could not be read completely (2 scope(s) failed)"),
             "{text}"
@@ -886,6 +970,7 @@ mod tests {
             Format::Markdown,
             Some(&snapshot),
             &[],
+            &[],
             &RuleSet::default(),
             false,
         )
@@ -893,6 +978,23 @@ mod tests {
         assert!(
             markdown.contains("> **Warning:** snapshot 4 is partial"),
             "{markdown}"
+        );
+        let doc = sarif(Some(&snapshot), &[], &[], &RuleSet::default());
+        let invocation = &doc["runs"][0]["invocations"][0];
+        assert_eq!(invocation["executionSuccessful"], false, "{invocation}");
+        assert_eq!(
+            invocation["toolExecutionNotifications"][0]["descriptor"]["id"],
+            "incomplete-read"
+        );
+        let complete = SnapshotInfo {
+            status: SnapshotStatus::Complete,
+            scopes_failed: 0,
+            ..snapshot
+        };
+        let doc = sarif(Some(&complete), &[], &[], &RuleSet::default());
+        assert_eq!(
+            doc["runs"][0]["invocations"][0]["executionSuccessful"],
+            true
         );
     }
 
@@ -913,6 +1015,7 @@ mod tests {
             Format::Json,
             None,
             &[finding(Status::Open)],
+            &[],
             &RuleSet::default(),
             false,
         )
@@ -926,7 +1029,12 @@ mod tests {
     fn sarif_suppresses_exempt_and_omits_resolved() {
         let mut resolved = finding(Status::Resolved);
         resolved.resource_id = "key_2".into();
-        let doc = sarif(&[finding(Status::Exempt), resolved], &RuleSet::default());
+        let doc = sarif(
+            None,
+            &[finding(Status::Exempt), resolved],
+            &[],
+            &RuleSet::default(),
+        );
         let results = doc["runs"][0]["results"].as_array().unwrap();
         assert_eq!(results.len(), 1);
         assert_eq!(results[0]["suppressions"][0]["kind"], "external");
@@ -943,6 +1051,7 @@ mod tests {
             Format::Markdown,
             None,
             &[finding(Status::Open)],
+            &[],
             &RuleSet::default(),
             false,
         )
@@ -968,7 +1077,15 @@ mod tests {
         f.resource_id = "<script>alert(1)</script>`x`".into();
         f.project_id = Some(ProjectId::from("proj_<b>|"));
         f.message = "**bold** [link](http://x) a|b\nnext".into();
-        let text = render(Format::Markdown, None, &[f], &RuleSet::default(), false).unwrap();
+        let text = render(
+            Format::Markdown,
+            None,
+            &[f],
+            &[],
+            &RuleSet::default(),
+            false,
+        )
+        .unwrap();
         assert!(!text.contains("<script>"), "{text}");
         assert!(text.contains("\\<script\\>"), "{text}");
         assert!(text.contains("| `proj_<b>\\|` |"), "{text}");

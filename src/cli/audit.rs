@@ -140,6 +140,7 @@ pub(super) fn print_outcome(
         format.into(),
         Some(&evaluated.snapshot),
         &evaluated.findings,
+        &evaluated.unfinished,
         &loaded.rules,
         color,
     )?;

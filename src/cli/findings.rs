@@ -70,7 +70,7 @@ pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit
     let color = args.format == FindingsFormat::Table && std::io::stdout().is_terminal();
     print!(
         "{}",
-        report::render(args.format.into(), None, &list, &loaded.rules, color)?
+        report::render(args.format.into(), None, &list, &[], &loaded.rules, color)?
     );
     Ok(Exit::Ok)
 }

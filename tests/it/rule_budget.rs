@@ -76,7 +76,7 @@ fn open_ids(findings: &[Value]) -> Vec<String> {
 fn a_runaway_rule_fails_by_name_at_its_budget_and_the_other_rules_still_report() {
     let (dir, before, sim) = site("1s");
     let started = Instant::now();
-    let (code, stderr, after) = audit_with_the_rule(dir.path(), &sim.base_url());
+    let (code, stderr, doc) = audit_json_with_the_rule(dir.path(), &sim.base_url());
     let took = started.elapsed();
     assert!(took < Duration::from_secs(15), "took {took:?}");
     assert_ne!(code, Some(0), "a stopped rule fails the run");
@@ -84,6 +84,8 @@ fn a_runaway_rule_fails_by_name_at_its_budget_and_the_other_rules_still_report()
         stderr.contains("rule `runaway` ran longer than its 1s budget"),
         "{stderr}"
     );
+    assert_eq!(unfinished(&doc), ["runaway:timed_out"]);
+    let after = doc["findings"].as_array().unwrap().clone();
     assert!(!open_ids(&before).is_empty());
     assert_eq!(
         open_ids(&after),
@@ -95,6 +97,12 @@ fn a_runaway_rule_fails_by_name_at_its_budget_and_the_other_rules_still_report()
 /// An offline audit of the stored snapshot with the site's extra rule: its exit code,
 /// stderr, and the findings it printed.
 fn audit_with_the_rule(dir: &Path, base_url: &str) -> (Option<i32>, String, Vec<Value>) {
+    let (code, stderr, doc) = audit_json_with_the_rule(dir, base_url);
+    (code, stderr, doc["findings"].as_array().unwrap().clone())
+}
+
+/// [`audit_with_the_rule`], with the whole JSON document it printed.
+fn audit_json_with_the_rule(dir: &Path, base_url: &str) -> (Option<i32>, String, Value) {
     let out = run(
         dir,
         base_url,
@@ -110,8 +118,88 @@ fn audit_with_the_rule(dir: &Path, base_url: &str) -> (Option<i32>, String, Vec<
     let stderr = text(&out.stderr);
     let doc: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    let findings = doc["findings"].as_array().unwrap().clone();
-    (out.status.code(), stderr, findings)
+    (out.status.code(), stderr, doc)
+}
+
+/// The rules a JSON report lists as unfinished, as `id:reason`.
+fn unfinished(doc: &Value) -> Vec<String> {
+    doc["unfinished_rules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no unfinished_rules array in {doc}"))
+        .iter()
+        .map(|u| {
+            assert!(u["error"].as_str().is_some_and(|e| !e.is_empty()), "{u}");
+            format!(
+                "{}:{}",
+                u["rule_id"].as_str().unwrap(),
+                u["reason"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Every report a CI job might keep says which rule did not finish, not only the exit code
+/// and stderr: JSON lists it, SARIF marks its invocation unsuccessful, the table and
+/// Markdown open with it. A run where every rule finished says none of that.
+#[test]
+fn every_report_names_a_rule_that_did_not_finish() {
+    let (dir, _, sim) = site("10s");
+    let failing = runaway_rule()
+        .replace("id = \"runaway\"", "id = \"reads-text-as-json\"")
+        .replace(
+            &format!("sql = \"{RUNAWAY}\""),
+            "sql = \"SELECT id AS resource_id, id AS project_id, 'm' AS message \
+             FROM projects WHERE json_array_length(name) > 0\"",
+        );
+    let passing = failing.replace("json_array_length(name) > 0", "0");
+    let report = |format: &str| {
+        let out = run(
+            dir.path(),
+            &sim.base_url(),
+            &[
+                "--config",
+                "budget.toml",
+                "audit",
+                "--offline",
+                "--format",
+                format,
+            ],
+        );
+        (out.status.code(), text(&out.stdout))
+    };
+    std::fs::write(dir.path().join("runaway.toml"), &failing).unwrap();
+    let (code, stderr, doc) = audit_json_with_the_rule(dir.path(), &sim.base_url());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(unfinished(&doc), ["reads-text-as-json:failed"]);
+    let (code, sarif) = report("sarif");
+    assert_eq!(code, Some(2));
+    let sarif: Value = serde_json::from_str(&sarif).unwrap();
+    let invocation = &sarif["runs"][0]["invocations"][0];
+    assert_eq!(invocation["executionSuccessful"], false, "{invocation}");
+    assert_eq!(
+        invocation["toolExecutionNotifications"][0]["associatedRule"]["id"],
+        "reads-text-as-json"
+    );
+    let said = "1 rule did not finish (reads-text-as-json)";
+    for format in ["table", "markdown"] {
+        let (code, out) = report(format);
+        assert_eq!(code, Some(2));
+        assert!(out.contains(said), "{format}: {out}");
+    }
+
+    std::fs::write(dir.path().join("runaway.toml"), &passing).unwrap();
+    let (code, stderr, doc) = audit_json_with_the_rule(dir.path(), &sim.base_url());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(unfinished(&doc).is_empty(), "{doc}");
+    let (_, sarif) = report("sarif");
+    let sarif: Value = serde_json::from_str(&sarif).unwrap();
+    assert_eq!(
+        sarif["runs"][0]["invocations"][0]["executionSuccessful"],
+        true
+    );
+    for format in ["table", "markdown"] {
+        assert!(!report(format).1.contains("did not finish"), "{format}");
+    }
 }
 
 /// A rule whose SQL fails on the stored data (plain text read as a JSON list), which no
