@@ -85,6 +85,7 @@ diagnostic_codes! {
     MissingValue = "missing-value": "An operator that needs a `value` or `param` has neither.",
     UnexpectedValue = "unexpected-value": "An operator that takes no value is given one.",
     WrongValueType = "wrong-value-type": "A condition's value is not the kind its operator compares with (an age, a number, a text, a list).",
+    ColumnTypeMismatch = "column-type-mismatch": "A condition compares a column with a value or operator of another type (text with a number, a time with a date string, a list with `eq`), which SQLite accepts and never matches as meant.",
     BadTemplate = "bad-template": "A rule's `message` template does not parse.",
     PositionalParam = "positional-param": "A rule's SQL uses `?` instead of a named `:param`.",
     SqlDoesNotPrepare = "sql-does-not-prepare": "SQLite cannot prepare a rule's SQL.",

@@ -312,7 +312,8 @@ pub enum Family {
     OrgCertificates,
 }
 
-/// One column of a family's view: its name and where it comes from in the object's JSON.
+/// One column of a family's view: its name, where it comes from in the object's JSON, and
+/// what it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Column {
     /// The column name (the API's field name; nested fields joined with `_`).
@@ -321,14 +322,62 @@ pub struct Column {
     /// in more than one place (`$.owner.user.id|$.owner.service_account.id`): the first
     /// non-null one is the column's value.
     pub path: &'static str,
+    /// What the API puts there (the OpenAPI schema's type), as the view holds it.
+    pub ty: ColumnType,
+}
+
+/// What a view column holds, as SQLite stores it: it says which values a rule's condition
+/// can compare it with, since SQLite compares across types without complaint (every number
+/// sorts before every text, and the two are never equal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    /// Text: ids, names, enums.
+    Text,
+    /// A number (a JSON integer or float).
+    Number,
+    /// A JSON boolean, stored as 0 or 1.
+    Bool,
+    /// A time in Unix seconds (every column named `…_at`).
+    Time,
+    /// A JSON list, stored as its JSON text.
+    List,
+    /// A JSON object, stored as its JSON text (`raw`).
+    Object,
+}
+
+impl ColumnType {
+    /// How a message names what the column holds.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ColumnType::Text => "text",
+            ColumnType::Number => "numbers",
+            ColumnType::Bool => "booleans (0 or 1)",
+            ColumnType::Time => "times in Unix seconds",
+            ColumnType::List => "a JSON list",
+            ColumnType::Object => "a JSON object",
+        }
+    }
+
+    /// The type's one-word name in `docs/views.md` and `rules explain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::Text => "text",
+            ColumnType::Number => "number",
+            ColumnType::Bool => "boolean",
+            ColumnType::Time => "time",
+            ColumnType::List => "list",
+            ColumnType::Object => "object",
+        }
+    }
 }
 
 /// A struct literal, so that column tables are promoted to `'static` constants.
 macro_rules! col {
-    ($name:expr, $path:expr $(,)?) => {
+    ($name:expr, $path:expr, $ty:ident $(,)?) => {
         Column {
             name: $name,
             path: $path,
+            ty: ColumnType::$ty,
         }
     };
 }
@@ -578,194 +627,222 @@ impl Family {
     pub fn columns(self) -> &'static [Column] {
         match self {
             Family::Projects => &[
-                col!("id", "$.id"),
-                col!("object", "$.object"),
-                col!("name", "$.name"),
-                col!("created_at", "$.created_at"),
-                col!("archived_at", "$.archived_at"),
-                col!("status", "$.status"),
-                col!("external_key_id", "$.external_key_id"),
-                col!("residency", "$.residency"),
+                col!("id", "$.id", Text),
+                col!("object", "$.object", Text),
+                col!("name", "$.name", Text),
+                col!("created_at", "$.created_at", Time),
+                col!("archived_at", "$.archived_at", Time),
+                col!("status", "$.status", Text),
+                col!("external_key_id", "$.external_key_id", Text),
+                col!("residency", "$.residency", Text),
             ],
             Family::ProjectUsers => &[
-                col!("id", "$.id"),
-                col!("object", "$.object"),
-                col!("name", "$.name"),
-                col!("email", "$.email"),
-                col!("role", "$.role"),
-                col!("added_at", "$.added_at"),
+                col!("id", "$.id", Text),
+                col!("object", "$.object", Text),
+                col!("name", "$.name", Text),
+                col!("email", "$.email", Text),
+                col!("role", "$.role", Text),
+                col!("added_at", "$.added_at", Time),
             ],
             Family::ProjectUserRoles
             | Family::ProjectGroupRoles
             | Family::OrgUserRoles
             | Family::OrgGroupRoles => &[
-                col!("id", "$.id"),
-                col!("name", "$.name"),
-                col!("permissions", "$.permissions"),
-                col!("resource_type", "$.resource_type"),
-                col!("predefined_role", "$.predefined_role"),
-                col!("description", "$.description"),
-                col!("created_at", "$.created_at"),
-                col!("updated_at", "$.updated_at"),
-                col!("created_by", "$.created_by"),
+                col!("id", "$.id", Text),
+                col!("name", "$.name", Text),
+                col!("permissions", "$.permissions", List),
+                col!("resource_type", "$.resource_type", Text),
+                col!("predefined_role", "$.predefined_role", Bool),
+                col!("description", "$.description", Text),
+                col!("created_at", "$.created_at", Time),
+                col!("updated_at", "$.updated_at", Time),
+                col!("created_by", "$.created_by", Text),
             ],
             Family::ProjectServiceAccounts => &[
-                col!("id", "$.id"),
-                col!("object", "$.object"),
-                col!("name", "$.name"),
-                col!("role", "$.role"),
-                col!("created_at", "$.created_at"),
+                col!("id", "$.id", Text),
+                col!("object", "$.object", Text),
+                col!("name", "$.name", Text),
+                col!("role", "$.role", Text),
+                col!("created_at", "$.created_at", Time),
             ],
             Family::ProjectApiKeys => &[
-                col!("id", "$.id"),
-                col!("object", "$.object"),
-                col!("name", "$.name"),
-                col!("redacted_value", "$.redacted_value"),
-                col!("created_at", "$.created_at"),
-                col!("last_used_at", "$.last_used_at"),
-                col!("owner_project_access", "$.owner_project_access"),
-                col!("owner_type", "$.owner.type"),
+                col!("id", "$.id", Text),
+                col!("object", "$.object", Text),
+                col!("name", "$.name", Text),
+                col!("redacted_value", "$.redacted_value", Text),
+                col!("created_at", "$.created_at", Time),
+                col!("last_used_at", "$.last_used_at", Time),
+                col!("owner_project_access", "$.owner_project_access", Text),
+                col!("owner_type", "$.owner.type", Text),
                 // The owner is a user or a service account; the id lives under either.
-                col!("owner_id", "$.owner.user.id|$.owner.service_account.id"),
+                col!(
+                    "owner_id",
+                    "$.owner.user.id|$.owner.service_account.id",
+                    Text
+                ),
                 col!(
                     "owner_name",
-                    "$.owner.user.name|$.owner.service_account.name"
+                    "$.owner.user.name|$.owner.service_account.name",
+                    Text
                 ),
-                col!("owner_email", "$.owner.user.email"),
+                col!("owner_email", "$.owner.user.email", Text),
                 col!(
                     "owner_role",
-                    "$.owner.user.role|$.owner.service_account.role"
+                    "$.owner.user.role|$.owner.service_account.role",
+                    Text
                 ),
                 col!(
                     "owner_created_at",
                     "$.owner.user.created_at|$.owner.service_account.created_at",
+                    Time
                 ),
             ],
             Family::ProjectRateLimits => &[
-                col!("id", "$.id"),
-                col!("object", "$.object"),
-                col!("model", "$.model"),
-                col!("max_requests_per_1_minute", "$.max_requests_per_1_minute"),
-                col!("max_tokens_per_1_minute", "$.max_tokens_per_1_minute"),
-                col!("max_images_per_1_minute", "$.max_images_per_1_minute"),
+                col!("id", "$.id", Text),
+                col!("object", "$.object", Text),
+                col!("model", "$.model", Text),
+                col!(
+                    "max_requests_per_1_minute",
+                    "$.max_requests_per_1_minute",
+                    Number
+                ),
+                col!(
+                    "max_tokens_per_1_minute",
+                    "$.max_tokens_per_1_minute",
+                    Number
+                ),
+                col!(
+                    "max_images_per_1_minute",
+                    "$.max_images_per_1_minute",
+                    Number
+                ),
                 col!(
                     "max_audio_megabytes_per_1_minute",
                     "$.max_audio_megabytes_per_1_minute",
+                    Number
                 ),
-                col!("max_requests_per_1_day", "$.max_requests_per_1_day"),
+                col!("max_requests_per_1_day", "$.max_requests_per_1_day", Number),
                 col!(
                     "batch_1_day_max_input_tokens",
-                    "$.batch_1_day_max_input_tokens"
+                    "$.batch_1_day_max_input_tokens",
+                    Number
                 ),
             ],
             Family::ProjectModelPermissions => &[
-                col!("object", "$.object"),
-                col!("mode", "$.mode"),
-                col!("model_ids", "$.model_ids"),
+                col!("object", "$.object", Text),
+                col!("mode", "$.mode", Text),
+                col!("model_ids", "$.model_ids", List),
             ],
             Family::ProjectHostedToolPermissions => &[],
             Family::ProjectGroups => &[
-                col!("group_id", "$.group_id"),
-                col!("object", "$.object"),
-                col!("group_name", "$.group_name"),
-                col!("group_type", "$.group_type"),
-                col!("created_at", "$.created_at"),
+                col!("group_id", "$.group_id", Text),
+                col!("object", "$.object", Text),
+                col!("group_name", "$.group_name", Text),
+                col!("group_type", "$.group_type", Text),
+                col!("created_at", "$.created_at", Time),
             ],
             Family::ProjectRoles | Family::OrgRoles => &[
-                col!("id", "$.id"),
-                col!("object", "$.object"),
-                col!("name", "$.name"),
-                col!("description", "$.description"),
-                col!("permissions", "$.permissions"),
-                col!("resource_type", "$.resource_type"),
-                col!("predefined_role", "$.predefined_role"),
+                col!("id", "$.id", Text),
+                col!("object", "$.object", Text),
+                col!("name", "$.name", Text),
+                col!("description", "$.description", Text),
+                col!("permissions", "$.permissions", List),
+                col!("resource_type", "$.resource_type", Text),
+                col!("predefined_role", "$.predefined_role", Bool),
             ],
-            Family::ProjectDataRetention | Family::OrgDataRetention => {
-                &[col!("object", "$.object"), col!("type", "$.type")]
-            }
+            Family::ProjectDataRetention | Family::OrgDataRetention => &[
+                col!("object", "$.object", Text),
+                col!("type", "$.type", Text),
+            ],
             Family::ProjectSpendAlerts | Family::OrgSpendAlerts => &[
-                col!("id", "$.id"),
-                col!("object", "$.object"),
-                col!("threshold_amount", "$.threshold_amount"),
-                col!("currency", "$.currency"),
-                col!("interval", "$.interval"),
-                col!("notification_channel_type", "$.notification_channel.type"),
+                col!("id", "$.id", Text),
+                col!("object", "$.object", Text),
+                col!("threshold_amount", "$.threshold_amount", Number),
+                col!("currency", "$.currency", Text),
+                col!("interval", "$.interval", Text),
+                col!(
+                    "notification_channel_type",
+                    "$.notification_channel.type",
+                    Text
+                ),
                 col!(
                     "notification_channel_recipients",
                     "$.notification_channel.recipients",
+                    List
                 ),
                 col!(
                     "notification_channel_subject_prefix",
                     "$.notification_channel.subject_prefix",
+                    Text
                 ),
             ],
             Family::ProjectCertificates | Family::OrgCertificates => &[
-                col!("id", "$.id"),
-                col!("object", "$.object"),
-                col!("name", "$.name"),
-                col!("created_at", "$.created_at"),
-                col!("active", "$.active"),
-                col!("valid_at", "$.certificate_details.valid_at"),
-                col!("expires_at", "$.certificate_details.expires_at"),
+                col!("id", "$.id", Text),
+                col!("object", "$.object", Text),
+                col!("name", "$.name", Text),
+                col!("created_at", "$.created_at", Time),
+                col!("active", "$.active", Bool),
+                col!("valid_at", "$.certificate_details.valid_at", Time),
+                col!("expires_at", "$.certificate_details.expires_at", Time),
             ],
             Family::ProjectSpendLimits | Family::OrgSpendLimit => &[
-                col!("object", "$.object"),
-                col!("threshold_amount", "$.threshold_amount"),
-                col!("currency", "$.currency"),
-                col!("interval", "$.interval"),
-                col!("enforcement_status", "$.enforcement.status"),
+                col!("object", "$.object", Text),
+                col!("threshold_amount", "$.threshold_amount", Number),
+                col!("currency", "$.currency", Text),
+                col!("interval", "$.interval", Text),
+                col!("enforcement_status", "$.enforcement.status", Text),
             ],
             Family::OrgUsers => &[
-                col!("id", "$.id"),
-                col!("object", "$.object"),
-                col!("name", "$.name"),
-                col!("email", "$.email"),
-                col!("role", "$.role"),
-                col!("added_at", "$.added_at"),
-                col!("is_default", "$.is_default"),
-                col!("is_service_account", "$.is_service_account"),
-                col!("is_scim_managed", "$.is_scim_managed"),
-                col!("api_key_last_used_at", "$.api_key_last_used_at"),
-                col!("user_enabled", "$.user.enabled"),
-                col!("user_banned", "$.user.banned"),
-                col!("user_banned_at", "$.user.banned_at"),
+                col!("id", "$.id", Text),
+                col!("object", "$.object", Text),
+                col!("name", "$.name", Text),
+                col!("email", "$.email", Text),
+                col!("role", "$.role", Text),
+                col!("added_at", "$.added_at", Time),
+                col!("is_default", "$.is_default", Bool),
+                col!("is_service_account", "$.is_service_account", Bool),
+                col!("is_scim_managed", "$.is_scim_managed", Bool),
+                col!("api_key_last_used_at", "$.api_key_last_used_at", Time),
+                col!("user_enabled", "$.user.enabled", Bool),
+                col!("user_banned", "$.user.banned", Bool),
+                col!("user_banned_at", "$.user.banned_at", Time),
             ],
             Family::OrgInvites => &[
-                col!("id", "$.id"),
-                col!("object", "$.object"),
-                col!("email", "$.email"),
-                col!("role", "$.role"),
-                col!("status", "$.status"),
-                col!("created_at", "$.created_at"),
-                col!("expires_at", "$.expires_at"),
-                col!("accepted_at", "$.accepted_at"),
-                col!("projects", "$.projects"),
+                col!("id", "$.id", Text),
+                col!("object", "$.object", Text),
+                col!("email", "$.email", Text),
+                col!("role", "$.role", Text),
+                col!("status", "$.status", Text),
+                col!("created_at", "$.created_at", Time),
+                col!("expires_at", "$.expires_at", Time),
+                col!("accepted_at", "$.accepted_at", Time),
+                col!("projects", "$.projects", List),
             ],
             Family::OrgAdminApiKeys => &[
-                col!("id", "$.id"),
-                col!("object", "$.object"),
-                col!("name", "$.name"),
-                col!("redacted_value", "$.redacted_value"),
-                col!("created_at", "$.created_at"),
-                col!("expires_at", "$.expires_at"),
-                col!("last_used_at", "$.last_used_at"),
-                col!("owner_type", "$.owner.type"),
-                col!("owner_id", "$.owner.id"),
-                col!("owner_name", "$.owner.name"),
-                col!("owner_role", "$.owner.role"),
-                col!("owner_created_at", "$.owner.created_at"),
+                col!("id", "$.id", Text),
+                col!("object", "$.object", Text),
+                col!("name", "$.name", Text),
+                col!("redacted_value", "$.redacted_value", Text),
+                col!("created_at", "$.created_at", Time),
+                col!("expires_at", "$.expires_at", Time),
+                col!("last_used_at", "$.last_used_at", Time),
+                col!("owner_type", "$.owner.type", Text),
+                col!("owner_id", "$.owner.id", Text),
+                col!("owner_name", "$.owner.name", Text),
+                col!("owner_role", "$.owner.role", Text),
+                col!("owner_created_at", "$.owner.created_at", Time),
             ],
             Family::OrgGroups => &[
-                col!("id", "$.id"),
-                col!("name", "$.name"),
-                col!("group_type", "$.group_type"),
-                col!("is_scim_managed", "$.is_scim_managed"),
-                col!("created_at", "$.created_at"),
+                col!("id", "$.id", Text),
+                col!("name", "$.name", Text),
+                col!("group_type", "$.group_type", Text),
+                col!("is_scim_managed", "$.is_scim_managed", Bool),
+                col!("created_at", "$.created_at", Time),
             ],
             Family::OrgGroupUsers => &[
-                col!("id", "$.id"),
-                col!("name", "$.name"),
-                col!("email", "$.email"),
+                col!("id", "$.id", Text),
+                col!("name", "$.name", Text),
+                col!("email", "$.email", Text),
             ],
         }
     }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
-use crate::model::Family;
+use crate::model::{ColumnType, Family};
 
 use super::parse::{RawCond, Value};
 
@@ -18,14 +18,30 @@ pub use op::{GlobError, Op, OperandKind, UnknownOp, check_glob};
 
 /// The columns of a family's view, in order.
 pub fn view_columns(family: Family) -> Vec<&'static str> {
-    let mut cols = vec!["project_id", "resource_id"];
+    typed_view_columns(family)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// The columns of a family's view, in order, with what each holds.
+pub fn typed_view_columns(family: Family) -> Vec<(&'static str, ColumnType)> {
+    let mut cols = vec![
+        ("project_id", ColumnType::Text),
+        ("resource_id", ColumnType::Text),
+    ];
     if family == Family::ProjectHostedToolPermissions {
-        cols.extend(["tool", "enabled"]);
+        cols.extend([("tool", ColumnType::Text), ("enabled", ColumnType::Bool)]);
     } else {
-        cols.extend(family.columns().iter().map(|c| c.name));
+        cols.extend(family.columns().iter().map(|c| (c.name, c.ty)));
     }
-    cols.extend(crate::store::extra_columns(family).iter().map(|c| c.name));
-    cols.push("raw");
+    // The extra columns are a parent's id or a retention type: text.
+    cols.extend(
+        crate::store::extra_columns(family)
+            .iter()
+            .map(|c| (c.name, ColumnType::Text)),
+    );
+    cols.push(("raw", ColumnType::Object));
     cols
 }
 
@@ -62,7 +78,7 @@ pub struct Compiled {
 
 struct Compiler<'a> {
     family: Family,
-    columns: Vec<&'static str>,
+    columns: Vec<(&'static str, ColumnType)>,
     params: &'a BTreeMap<String, Value>,
     binds: Vec<(String, BindSource)>,
     glob_params: Vec<String>,
@@ -82,7 +98,7 @@ pub fn compile_where(
     let before = diags.error_count();
     let mut c = Compiler {
         family,
-        columns: view_columns(family),
+        columns: typed_view_columns(family),
         params,
         binds: Vec::new(),
         glob_params: Vec::new(),
@@ -142,7 +158,12 @@ impl Compiler<'_> {
                 span,
             } => {
                 let mut ok = true;
-                if !self.columns.contains(&field.get_ref().as_str()) {
+                let column = self
+                    .columns
+                    .iter()
+                    .find(|(name, _)| *name == field.get_ref().as_str())
+                    .map(|(_, ty)| *ty);
+                if column.is_none() {
                     self.diags
                         .error(
                             DiagnosticCode::UnknownColumn,
@@ -155,7 +176,14 @@ impl Compiler<'_> {
                             ),
                         )
                         .label("unknown column")
-                        .help(format!("columns: {}", self.columns.join(", ")));
+                        .help(format!(
+                            "columns: {}",
+                            self.columns
+                                .iter()
+                                .map(|(name, _)| *name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
                     ok = false;
                 }
                 let op_name = op.get_ref().as_str();
@@ -171,6 +199,11 @@ impl Compiler<'_> {
                         .help(format!("operators: {}", Op::names()));
                     return None;
                 };
+                if let Some(ty) = column
+                    && !self.fits_column(field, ty, op, operator, value, param)
+                {
+                    ok = false;
+                }
                 let operand = self.operand(operator, value, param, span)?;
                 if !ok {
                     return None;
@@ -339,6 +372,136 @@ impl Compiler<'_> {
             .help("globs use `*`, `?` and `[a-z]` sets; a literal `[` is written `[[]`");
     }
 
+    /// Whether `op` and its operand can mean anything on a column holding `ty`. SQLite
+    /// compares across types without an error — text never equals a number, and every
+    /// number sorts before all text — so `name gt 3` holds for every row and
+    /// `created_at lt "2026-01-01"` too; each such condition is `column-type-mismatch`. A
+    /// param is judged by its default, whose type every override must have.
+    fn fits_column(
+        &mut self,
+        field: &toml::Spanned<String>,
+        ty: ColumnType,
+        op: &toml::Spanned<String>,
+        operator: Op,
+        value: &Option<toml::Spanned<Value>>,
+        param: &Option<toml::Spanned<String>>,
+    ) -> bool {
+        let name = field.get_ref();
+        let holds = ty.describe();
+        let operand = match (value, param) {
+            (Some(v), _) => Some((v.get_ref().clone(), v.span())),
+            (None, Some(p)) => self.params.get(p.get_ref()).map(|d| (d.clone(), p.span())),
+            (None, None) => None,
+        };
+        let at_op = |message: String, help: &str| {
+            Some((
+                op.span(),
+                message,
+                format!("`{name}` holds {holds}"),
+                help.to_owned(),
+            ))
+        };
+        let problem = match (operator.operand(), ty) {
+            (OperandKind::None, _) if !matches!(operator, Op::Empty | Op::NotEmpty) => None,
+            (OperandKind::None, ColumnType::List) => None,
+            (OperandKind::None, _) => at_op(
+                format!("`{operator}` reads a JSON list, and `{name}` holds {holds}"),
+                "to test for a missing value, use `absent` or `present`",
+            ),
+            (OperandKind::Age, ColumnType::Time) => None,
+            (OperandKind::Age, _) => at_op(
+                format!("`{operator}` compares a time, and `{name}` holds {holds}"),
+                "ages apply to the time columns, the ones named `…_at`",
+            ),
+            (OperandKind::Glob, ColumnType::Text) => None,
+            (OperandKind::Glob, _) => at_op(
+                format!("`matches` compares text, and `{name}` holds {holds}"),
+                "compare numbers and times with `eq`, `lt`, `gt` and the like",
+            ),
+            (OperandKind::List, ColumnType::Text) => None,
+            (OperandKind::List, _) => at_op(
+                format!(
+                    "`{operator}` compares with a list of strings, and `{name}` holds {holds},                      which never equal a string"
+                ),
+                "for a list column use `contains`; for numbers, `any` of `eq` conditions",
+            ),
+            (OperandKind::Scalar, ColumnType::List) if operator == Op::Contains => None,
+            (OperandKind::Scalar, _) if operator == Op::Contains => at_op(
+                format!("`contains` looks inside a JSON list, and `{name}` holds {holds}"),
+                "use `eq` to compare the whole value, or `matches` for part of a text",
+            ),
+            (OperandKind::Scalar, ColumnType::List | ColumnType::Object) => at_op(
+                format!(
+                    "`{name}` holds {holds}: `{operator}` would compare its JSON text as a whole"
+                ),
+                "for a list use `contains`, `empty` or `not_empty`; for a field of an object,                  `json_extract` in a `sql` rule",
+            ),
+            (OperandKind::Scalar, _) => operand.and_then(|(v, span)| {
+                let (fits, help) = match (&v, ty) {
+                    (Value::Str(_), ColumnType::Text) => (true, String::new()),
+                    (Value::Int(_) | Value::Bool(_), ColumnType::Text) => {
+                        (false, format!("write it as a string: \"{v}\""))
+                    }
+                    // A boolean is bound as 1 or 0, a number like any other.
+                    (Value::Int(_) | Value::Bool(_), _) => (true, String::new()),
+                    (Value::Str(s), ColumnType::Bool) => (
+                        false,
+                        format!(
+                            "write `true` or `false` without quotes{}",
+                            if matches!(s.as_str(), "true" | "false") {
+                                ""
+                            } else {
+                                " (or 1 or 0)"
+                            }
+                        ),
+                    ),
+                    (Value::Str(s), _) if s.trim().parse::<f64>().is_ok() => {
+                        (false, format!("write it without quotes: {}", s.trim()))
+                    }
+                    (Value::Str(_), ColumnType::Time) => (
+                        false,
+                        "compare with an age (`older_than`, `newer_than`, `within_next`), or \
+                         with Unix seconds as an integer"
+                            .to_owned(),
+                    ),
+                    (Value::Str(_), _) => (false, "write a number".to_owned()),
+                    // A list is refused by the operand check.
+                    (Value::List(_), _) => (true, String::new()),
+                };
+                let why = if ty == ColumnType::Text {
+                    "to SQLite a number never equals text, and sorts before all of it"
+                } else {
+                    "to SQLite text never equals a number, and sorts after all of them"
+                };
+                (!fits).then(|| {
+                    (
+                        span,
+                        format!(
+                            "`{name}` holds {holds}, and `{operator}` compares it with the {} \
+                             {v}: {why}",
+                            v.type_name()
+                        ),
+                        format!("{} compared with {holds}", super::parse::a(v.type_name())),
+                        help,
+                    )
+                })
+            }),
+        };
+        let Some((span, message, label, help)) = problem else {
+            return true;
+        };
+        self.diags
+            .error(
+                DiagnosticCode::ColumnTypeMismatch,
+                Some(self.file),
+                Some(span),
+                message,
+            )
+            .label(label)
+            .help(help);
+        false
+    }
+
     fn wrong_value(&mut self, span: std::ops::Range<usize>, op: Op, expected: &str, got: &Value) {
         self.diags
             .error(
@@ -504,6 +667,125 @@ mod tests {
                 "Prod",
             ),
         ]
+    }
+
+    /// The code `rules check` gives a condition over `project_api_keys`, or `ok`.
+    fn verdict(where_toml: &str, params: &[(&str, Value)]) -> String {
+        match run(where_toml, params, &keys()) {
+            Ok(_) => "ok".to_owned(),
+            Err(codes) => codes,
+        }
+    }
+
+    #[test]
+    fn a_value_of_another_type_than_its_column_is_refused() {
+        let mismatch = "column-type-mismatch";
+        for (condition, expected) in [
+            // Text against a number: SQLite sorts every number first, so `gt` holds always.
+            ("field = \"name\"\nop = \"gt\"\nvalue = 3", mismatch),
+            (
+                "field = \"owner_type\"\nop = \"eq\"\nvalue = true",
+                mismatch,
+            ),
+            ("field = \"name\"\nop = \"eq\"\nvalue = \"3\"", "ok"),
+            // A time against a date string: text sorts after every number.
+            (
+                "field = \"created_at\"\nop = \"lt\"\nvalue = \"2026-01-01\"",
+                mismatch,
+            ),
+            (
+                "field = \"created_at\"\nop = \"lt\"\nvalue = \"1700000000\"",
+                mismatch,
+            ),
+            (
+                "field = \"created_at\"\nop = \"lt\"\nvalue = 1700000000",
+                "ok",
+            ),
+            (
+                "field = \"created_at\"\nop = \"older_than\"\nvalue = \"90d\"",
+                "ok",
+            ),
+            // Ages, globs, lists and list operators on columns that cannot hold them.
+            (
+                "field = \"name\"\nop = \"older_than\"\nvalue = \"90d\"",
+                mismatch,
+            ),
+            (
+                "field = \"created_at\"\nop = \"matches\"\nvalue = \"17*\"",
+                mismatch,
+            ),
+            ("field = \"name\"\nop = \"matches\"\nvalue = \"ci-*\"", "ok"),
+            (
+                "field = \"created_at\"\nop = \"in\"\nvalue = [\"1\"]",
+                mismatch,
+            ),
+            (
+                "field = \"owner_type\"\nop = \"in\"\nvalue = [\"user\"]",
+                "ok",
+            ),
+            ("field = \"name\"\nop = \"not_empty\"", mismatch),
+            (
+                "field = \"name\"\nop = \"contains\"\nvalue = \"a\"",
+                mismatch,
+            ),
+            ("field = \"raw\"\nop = \"eq\"\nvalue = \"{}\"", mismatch),
+            // Whether a value is there says nothing of its type.
+            ("field = \"last_used_at\"\nop = \"absent\"", "ok"),
+            ("field = \"raw\"\nop = \"present\"", "ok"),
+        ] {
+            assert_eq!(verdict(condition, &[]), expected, "{condition}");
+        }
+    }
+
+    #[test]
+    fn a_param_is_judged_by_its_default() {
+        let condition = "field = \"name\"\nop = \"eq\"\nparam = \"who\"";
+        assert_eq!(
+            verdict(condition, &[("who", Value::Int(3))]),
+            "column-type-mismatch"
+        );
+        assert_eq!(verdict(condition, &[("who", Value::Str("3".into()))]), "ok");
+        assert_eq!(
+            verdict(
+                "field = \"created_at\"\nop = \"older_than\"\nparam = \"days\"",
+                &[("days", Value::Int(90))]
+            ),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn a_type_mismatch_says_what_the_column_holds_and_how_to_write_the_value() {
+        let text = "[[rule]]\nid = \"x\"\n[rule.where]\nfield = \"created_at\"\nop = \"lt\"\nvalue = \"1700000000\"\n";
+        let mut diags = Diagnostics::new();
+        let file = diags.add_file("t.toml", text.to_owned());
+        let raw = parse_rule_file(text, file, &mut diags);
+        let where_ = raw[0].where_.as_ref().unwrap();
+        assert!(
+            compile_where(
+                where_,
+                Family::ProjectApiKeys,
+                &BTreeMap::new(),
+                file,
+                &mut diags
+            )
+            .is_none()
+        );
+        let d = &diags.items()[0];
+        assert!(
+            d.message
+                .contains("`created_at` holds times in Unix seconds"),
+            "{}",
+            d.message
+        );
+        assert!(d.message.contains("string \"1700000000\""), "{}", d.message);
+        assert!(
+            d.help
+                .iter()
+                .any(|h| h.contains("without quotes: 1700000000")),
+            "{:?}",
+            d.help
+        );
     }
 
     #[test]
@@ -687,6 +969,7 @@ mod tests {
 
     #[test]
     fn contains_takes_one_item_not_a_list() {
+        // `name` is no list either: both problems are said at once.
         assert_eq!(
             run(
                 "field = \"name\"\nop = \"contains\"\nvalue = [\"a\"]",
@@ -694,7 +977,7 @@ mod tests {
                 &keys()
             )
             .unwrap_err(),
-            "wrong-value-type"
+            "column-type-mismatch,wrong-value-type"
         );
         let p = [("items", Value::List(vec!["a".into()]))];
         assert_eq!(
@@ -704,7 +987,7 @@ mod tests {
                 &keys()
             )
             .unwrap_err(),
-            "wrong-value-type"
+            "column-type-mismatch,wrong-value-type"
         );
     }
 

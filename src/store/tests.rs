@@ -997,11 +997,11 @@ fn benchmark_storage_and_view_counts() {
 /// The column table of one view as docs/views.md shows it (between
 /// `<!-- columns:VIEW -->` and `<!-- /columns -->`).
 fn columns_markdown(family: Family) -> String {
-    let mut out = String::from("| column | value |\n|---|---|\n");
+    let mut out = String::from("| column | type | value |\n|---|---|---|\n");
     out.push_str(if family.in_project() {
-        "| `project_id` | the project's id |\n"
+        "| `project_id` | text | the project's id |\n"
     } else {
-        "| `project_id` | NULL: the organization's own |\n"
+        "| `project_id` | text | NULL: the organization's own |\n"
     });
     let resource = match (family, family.id_field()) {
         (Family::ProjectHostedToolPermissions, _) => "the tool name".to_owned(),
@@ -1009,10 +1009,10 @@ fn columns_markdown(family: Family) -> String {
         (_, None) if family.in_project() => "the project's id (one row per project)".to_owned(),
         (_, None) => "`organization` (one row)".to_owned(),
     };
-    out.push_str(&format!("| `resource_id` | {resource} |\n"));
+    out.push_str(&format!("| `resource_id` | text | {resource} |\n"));
     if family == Family::ProjectHostedToolPermissions {
-        out.push_str("| `tool` | the tool name: `file_search`, `web_search`, `image_generation`, `mcp`, `code_interpreter` |\n");
-        out.push_str("| `enabled` | `$.<tool>.enabled` (0/1) |\n");
+        out.push_str("| `tool` | text | the tool name: `file_search`, `web_search`, `image_generation`, `mcp`, `code_interpreter` |\n");
+        out.push_str("| `enabled` | boolean | `$.<tool>.enabled` (0/1) |\n");
     }
     for column in family.columns() {
         let paths: Vec<String> = column.path.split('|').map(|p| format!("`{p}`")).collect();
@@ -1023,23 +1023,27 @@ fn columns_markdown(family: Family) -> String {
         {
             value.push_str(" (volatile: always the latest value, never a version)");
         }
-        out.push_str(&format!("| `{}` | {value} |\n", column.name));
+        out.push_str(&format!(
+            "| `{}` | {} | {value} |\n",
+            column.name,
+            column.ty.as_str()
+        ));
         if let Some(companion) = super::views::time_companion(column.name) {
             out.push_str(&format!(
-                "| `{companion}` | `{}` as RFC 3339 UTC text |\n",
+                "| `{companion}` | text | `{}` as RFC 3339 UTC text |\n",
                 column.name
             ));
         }
     }
     for extra in super::views::extra_columns(family) {
-        out.push_str(&format!("| `{}` | {} |\n", extra.name, extra.doc));
+        out.push_str(&format!("| `{}` | text | {} |\n", extra.name, extra.doc));
     }
     let raw = if family == Family::ProjectHostedToolPermissions {
         "the tool's JSON (`{\"enabled\": true}`)"
     } else {
         "the object's JSON, exactly as the API sent it"
     };
-    out.push_str(&format!("| `raw` | {raw} |\n"));
+    out.push_str(&format!("| `raw` | object | {raw} |\n"));
     out
 }
 
@@ -1431,4 +1435,19 @@ fn the_log_vouches_for_absence_only_since_audit_logging_was_last_off() {
         "not from the first read, before logging was off"
     );
     assert_eq!(span.through, at(2).timestamp());
+}
+
+#[test]
+fn a_column_is_a_time_exactly_when_it_has_a_utc_companion() {
+    for family in Family::ALL {
+        for column in family.columns() {
+            assert_eq!(
+                column.ty == crate::model::ColumnType::Time,
+                super::views::time_companion(column.name).is_some(),
+                "{}.{}",
+                family.view(),
+                column.name
+            );
+        }
+    }
 }
