@@ -397,6 +397,10 @@ impl AdminClient {
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("orgwarden/", env!("CARGO_PKG_VERSION")))
+            // The Admin API does not redirect. A redirect followed to another server would
+            // read its lists as the organization's, and an empty one there would resolve
+            // every finding; so a 3xx fails its scope instead.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
         let concurrency = opts.concurrency.max(1);
@@ -872,6 +876,27 @@ impl AdminClient {
                 retry_after: retry_after.filter(|w| *w <= MAX_RETRY_AFTER),
                 rate_limited: false,
             };
+        }
+        if status.is_redirection() {
+            // Where it points is the server's text: cut short, and shown inert at the edge.
+            let to: String = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|l| {
+                    String::from_utf8_lossy(l.as_bytes())
+                        .chars()
+                        .take(200)
+                        .collect()
+                })
+                .unwrap_or_else(|| "nowhere named".to_owned());
+            return Attempt::Fatal(ClientError::Status {
+                path: shown.to_owned(),
+                status: status.as_u16(),
+                message: format!(
+                    "redirected to {to}; the Admin API does not redirect, so orgwarden does not \
+                     follow (if the API has moved, set `[openai] base_url`)"
+                ),
+            });
         }
         if !status.is_success() {
             let message = self.error_message(response).await;

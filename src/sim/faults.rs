@@ -53,6 +53,9 @@ pub enum FaultKind {
         /// What the next one gets.
         then: Box<FaultKind>,
     },
+    /// Answer 302 with this `Location`: a proxy or a moved server sending the client
+    /// elsewhere.
+    Redirect(String),
     /// Answer with this status and a body of `bytes` bytes, streamed; `declared` sends its
     /// `Content-Length`, else it comes chunked and only its end says how long it was.
     HugeBody {

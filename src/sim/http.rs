@@ -179,6 +179,13 @@ async fn answer(s: &Arc<Shared>, req: Request) -> Response {
             return error_response(&e);
         }
         Some(FaultKind::RateLimited { retry_after_secs }) => return rate_limited(retry_after_secs),
+        Some(FaultKind::Redirect(location)) => {
+            return Response::builder()
+                .status(302)
+                .header(axum::http::header::LOCATION, location)
+                .body(axum::body::Body::empty())
+                .unwrap_or_else(|_| error_response(&ApiError::server_error(500)));
+        }
         Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
         Some(FaultKind::MalformedJson) => truncate = true,
         Some(FaultKind::DropField(field)) => drop_field = Some(field),

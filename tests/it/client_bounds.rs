@@ -105,6 +105,25 @@ fn an_endless_pager_fails_its_scope_at_max_pages_per_scope() {
     assert!(keys_reads < 25 + 70, "{keys_reads} requests");
 }
 
+/// A redirect is not followed: the server it names is never asked, and the scope fails
+/// (with its findings kept) instead of reading another server's lists as the
+/// organization's.
+#[test]
+fn a_redirect_fails_its_scope_and_is_not_followed() {
+    let elsewhere =
+        start_background(Org::generate(1, 1, 0), SimOptions::default()).expect("simulator");
+    let env = Env::new(FaultKind::Redirect(format!(
+        "{}/organization/projects/proj_a/api_keys",
+        elsewhere.base_url()
+    )));
+    let message = env.only_failure(&env.snapshot(""));
+    assert!(
+        message.contains("302") && message.contains("does not follow"),
+        "{message}"
+    );
+    assert_eq!(elsewhere.requests(), 0, "the redirect was followed");
+}
+
 #[test]
 fn a_page_with_more_objects_than_asked_fails_its_scope() {
     let env = Env::new(FaultKind::OversizedPage(101));
