@@ -143,6 +143,8 @@ pub struct Diagnostic {
     pub label: Option<String>,
     /// Extra hints shown after the excerpt.
     pub help: Vec<String>,
+    /// The line is named but not printed: it may hold a secret.
+    pub conceal: bool,
 }
 
 /// A collection of problems and the files they point into.
@@ -224,6 +226,7 @@ impl Diagnostics {
             span,
             label: None,
             help: Vec::new(),
+            conceal: false,
         });
         let last = self.items.len() - 1;
         &mut self.items[last]
@@ -337,10 +340,33 @@ impl Diagnostics {
             let mut group = match (d.file, &d.span) {
                 // The line holds the secret itself: the place is named, the line not shown,
                 // so the secret reaches neither the terminal nor a daemon's log.
-                (Some(file), Some(span)) if d.code == DiagnosticCode::SecretInConfig => {
+                (Some(file), Some(span))
+                    if d.code == DiagnosticCode::SecretInConfig || d.conceal =>
+                {
                     let f = &self.files[file.0];
                     let (line, column) = line_column(&f.text, clamp(span.clone(), &f.text).start);
                     title.element(Origin::path(f.name.as_str()).line(line).char_column(column))
+                }
+                (Some(file), Some(span))
+                    if {
+                        let f = &self.files[file.0];
+                        let span = clamp(span.clone(), &f.text);
+                        let (_, lines) = lines_around(&line_starts[file.0], &f.text, &span);
+                        f.text[lines]
+                            .lines()
+                            .any(crate::secrets::line_may_hold_secret)
+                    } =>
+                {
+                    let f = &self.files[file.0];
+                    let (line, column) = line_column(&f.text, clamp(span.clone(), &f.text).start);
+                    title
+                        .element(Origin::path(f.name.as_str()).line(line).char_column(column))
+                        .element(SnippetLevel::NOTE.message(match &d.label {
+                            Some(label) => {
+                                format!("{label}; the line is not shown: it may hold a credential")
+                            }
+                            None => "the line is not shown: it may hold a credential".to_owned(),
+                        }))
                 }
                 (Some(file), Some(span)) => {
                     let f = &self.files[file.0];
@@ -474,6 +500,12 @@ impl Diagnostic {
     /// Adds a hint shown after the excerpt.
     pub fn help(&mut self, help: impl Into<String>) -> &mut Self {
         self.help.push(help.into());
+        self
+    }
+
+    /// Names the place without printing its line, which may hold a secret.
+    pub fn conceal(&mut self) -> &mut Self {
+        self.conceal = true;
         self
     }
 }

@@ -31,6 +31,7 @@ static FORMS: RwLock<Vec<SecretString>> = RwLock::new(Vec::new());
 pub fn register(secret: &SecretString) {
     let value = secret.expose_secret();
     let mut forms = vec![value.to_owned(), STANDARD.encode(value)];
+    forms.extend(echoed_forms(value));
     // Inside a longer encoded message (an SMTP line, a quoted reply) the secret starts at a
     // byte offset of 0, 1 or 2 modulo 3, and each gives different characters. Keep, for each,
     // only the characters made of the secret's bits alone: they are the same whatever
@@ -55,6 +56,27 @@ pub fn register_smtp(user: &str, password: &SecretString) {
     add_forms(vec![STANDARD.encode(plain.as_bytes())]);
 }
 
+/// The forms a server may quote a secret back in besides the value itself: JSON-escaped
+/// (`https:\/\/…`), percent-encoded, and with its case changed.
+fn echoed_forms(value: &str) -> Vec<String> {
+    let percent: String = value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    vec![
+        value.replace('/', "\\/"),
+        percent.clone(),
+        percent.to_lowercase(),
+        value.to_lowercase(),
+        value.to_uppercase(),
+    ]
+}
+
 fn add_forms(new: Vec<String>) {
     let mut forms = FORMS.write().unwrap_or_else(PoisonError::into_inner);
     for form in new {
@@ -76,6 +98,44 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
         }
     }
     out
+}
+
+/// Whether a line of a configuration or rule file may hold a credential, so a diagnostic
+/// names its place without printing it: a key such as `admin_key`, `password`, `secret` or
+/// `token` (not the `…_env` or `…_file` that names where one is), or a value that looks like
+/// one (an OpenAI key, a URL carrying a user and password). A secret written where it
+/// should not be is the very line a diagnostic points at, and diagnostics reach a
+/// daemon's log on a reload.
+pub fn line_may_hold_secret(line: &str) -> bool {
+    const WORDS: [&str; 7] = [
+        "key",
+        "apikey",
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credentials",
+    ];
+    let (key, value) = line.split_once('=').unwrap_or(("", line));
+    let last = key
+        .trim()
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .trim_matches(|c| c == '"' || c == '\'' || c == ' ')
+        .to_ascii_lowercase();
+    let last_word = last.rsplit(['_', '-']).next().unwrap_or_default();
+    if WORDS.contains(&last_word) || WORDS.contains(&last.as_str()) {
+        return true;
+    }
+    let value = value.trim().trim_start_matches(['"', '\'']);
+    value.starts_with("sk-")
+        || value.contains("-----BEGIN")
+        || value.split_once("://").is_some_and(|(_, rest)| {
+            rest.split(['/', '?', '#'])
+                .next()
+                .is_some_and(|authority| authority.contains('@'))
+        })
 }
 
 /// A log writer that scrubs each line before it reaches stderr. Used as the tracing
@@ -167,5 +227,54 @@ mod tests {
     fn short_values_are_not_treated_as_secrets() {
         register(&SecretString::from("ab"));
         assert_eq!(scrub("tab cab"), "tab cab");
+    }
+
+    #[test]
+    fn a_secret_quoted_back_json_escaped_percent_encoded_or_recased_is_scrubbed() {
+        let url = "https://hooks.example.com/services/T0/B0/EchoCanary77";
+        register(&SecretString::from(url));
+        for echoed in [
+            url.replace('/', "\\/"),
+            "https%3A%2F%2Fhooks.example.com%2Fservices%2FT0%2FB0%2FEchoCanary77".to_owned(),
+            "https%3a%2f%2fhooks.example.com%2fservices%2ft0%2fb0%2fechocanary77".to_owned(),
+            url.to_lowercase(),
+            url.to_uppercase(),
+        ] {
+            let reply = format!("reply: {{\"url\":\"{echoed}\"}}");
+            let scrubbed = scrub(&reply);
+            assert!(
+                !scrubbed.to_lowercase().contains("echocanary77"),
+                "{scrubbed}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_that_may_hold_a_credential_is_recognised_by_its_key_or_its_value() {
+        for line in [
+            "admin_key = \"sk-admin-abc\"",
+            "password = \"hunter2\"",
+            "  webhook_secret='x'",
+            "notify.email.password = \"x\"",
+            "\"api-token\" = \"x\"",
+            "apikey = 1",
+            "whatever = \"sk-proj-123\"",
+            "base_url = \"https://user:pw@proxy.example/v1\"",
+            "admin_key = sk-admin-unquoted",
+        ] {
+            assert!(line_may_hold_secret(line), "{line}");
+        }
+        for line in [
+            "admin_key_file = \"/run/secrets/key\"",
+            "password_env = \"SMTP_PASSWORD\"",
+            "url_env = \"SLACK_WEBHOOK_URL\"",
+            "max_key_age_days = 90",
+            "base_url = \"https://api.openai.com/v1\"",
+            "to = [\"sec@acme.com\"]",
+            "[notify.email]",
+            "where = { field = \"created_at\", op = \"lt\", value = 3 }",
+        ] {
+            assert!(!line_may_hold_secret(line), "{line}");
+        }
     }
 }

@@ -307,7 +307,7 @@ fn source(
             None
         }
         (Some(e), None) => {
-            c.non_empty(e, &format!("{key}_env"))?;
+            c.env_name(e, &format!("{key}_env"))?;
             Some(Some(SecretSource::Env(e.clone())))
         }
         (None, Some(f)) => {

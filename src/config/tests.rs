@@ -464,6 +464,63 @@ fn a_secret_written_in_the_file_is_located_but_never_shown() {
     assert!(!shown.contains("CANARY"), "{shown}");
 }
 
+/// The likeliest slips of all — the admin key or the SMTP password written in the file
+/// under a key orgwarden does not have, or unquoted — are reported by place, and their line,
+/// which is the secret, is not printed: on a reload these diagnostics reach the log.
+#[test]
+fn a_credential_under_an_unknown_or_broken_key_is_located_but_never_shown() {
+    for (text, at) in [
+        (
+            "[openai]\nadmin_key = \"sk-admin-CANARY-1\"\n",
+            "o.toml:2:1",
+        ),
+        (
+            "[notify.email]\ntransport = \"file\"\ndir = \"m\"\nfrom = \"a@example.com\"\n\
+             to = [\"b@example.com\"]\npassword = \"CANARY-pw\"\n",
+            "o.toml:6:1",
+        ),
+        ("[openai]\nadmin_key = sk-admin-CANARY-2\n", "o.toml:2:"),
+    ] {
+        let (_, d) = check(text);
+        let shown = d.render(false);
+        assert!(d.has_errors(), "{shown}");
+        assert!(shown.contains(&format!("--> {at}")), "{shown}");
+        assert!(shown.contains("it may hold a credential"), "{shown}");
+        assert!(!shown.contains("CANARY"), "{shown}");
+    }
+}
+
+/// A secret pasted where its variable's name belongs is refused as no variable name, and
+/// not printed, at `rules check` already (before, the error of the run that looked the
+/// variable up quoted it).
+#[test]
+fn a_secret_pasted_as_an_env_name_is_refused_and_never_shown() {
+    for (text, at) in [
+        (
+            "[[notify.channel]]\nname = \"s\"\nkind = \"slack\"\n\
+             url_env = \"https://hooks.slack.com/services/CANARY\"\n",
+            "bad-value@4:11",
+        ),
+        (
+            "[notify.email]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\ntls = \"none\"\n\
+             from = \"a@example.com\"\nto = [\"b@example.com\"]\nusername = \"u\"\n\
+             password_env = \"CANARY pw!\"\n",
+            "bad-value@8:16",
+        ),
+    ] {
+        assert_eq!(problems(text), [at], "{text}");
+        let (_, d) = check(text);
+        let shown = d.render(false);
+        assert!(
+            shown.contains("not the name of an environment variable"),
+            "{shown}"
+        );
+        assert!(!shown.contains("CANARY"), "{shown}");
+    }
+    let named = "[[notify.channel]]\nname = \"s\"\nkind = \"slack\"\nurl_env = \"_SLACK_2\"\n";
+    assert!(problems(named).is_empty(), "{:?}", problems(named));
+}
+
 #[test]
 fn a_channel_may_not_be_named_log_which_notify_test_reserves() {
     let text = "[[notify.channel]]\nname = \"log\"\nkind = \"slack\"\nurl_env = \"U\"\n";

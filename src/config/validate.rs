@@ -94,6 +94,40 @@ impl Check<'_> {
         Some(value.get_ref().clone())
     }
 
+    /// A `…_env` value, which must be the name of an environment variable. A value that is
+    /// not one is most likely the secret itself, pasted in the wrong key: it is refused
+    /// without being printed.
+    pub(super) fn env_name(&mut self, value: &Spanned<String>, key: &str) -> Option<String> {
+        let name = self.non_empty(value, key)?;
+        let mut chars = name.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && name.len() <= 256;
+        if !valid {
+            self.diags
+                .error(
+                    DiagnosticCode::BadValue,
+                    Some(self.file),
+                    Some(value.span()),
+                    format!(
+                        "`{key}` is not the name of an environment variable (letters, digits \
+                         and `_`, not starting with a digit); it is not shown, in case it is \
+                         the secret itself"
+                    ),
+                )
+                .label("not a variable name")
+                .help(format!(
+                    "write the variable's name (`{key} = \"SMTP_PASSWORD\"`) and put the secret \
+                     in that variable"
+                ))
+                .conceal();
+            return None;
+        }
+        Some(name)
+    }
+
     pub(super) fn missing(&mut self, table: &str, key: &str, span: Range<usize>, why: &str) {
         self.error(
             DiagnosticCode::MissingKey,
@@ -629,6 +663,10 @@ fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
         );
         return None;
     }
+    let password_named = raw
+        .password_env
+        .as_ref()
+        .is_none_or(|p| c.env_name(p, "password_env").is_some());
     match (&raw.username, &raw.password_env) {
         (Some(u), None) => c.missing(
             T,
@@ -645,6 +683,9 @@ fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
         text: path(&raw.text),
     });
     let to: Option<Vec<String>> = to.into_iter().collect();
+    if !password_named {
+        return None;
+    }
     Some(EmailConfig {
         transport: transport?,
         host,

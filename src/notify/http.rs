@@ -234,16 +234,18 @@ fn error_text(err: &reqwest::Error) -> String {
     crate::secrets::scrub(&text).into_owned()
 }
 
-/// The start of a reply, on one line, secret-free and inert.
+/// The start of a reply, on one line, secret-free and inert. The whole reply is scrubbed
+/// before it is cut: a secret cut in two at the end would no longer be recognised, and its
+/// first part would be shown.
 fn quoted(text: &str) -> String {
-    let one_line: String = text
+    let one_line: String = crate::secrets::scrub(text)
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
         .chars()
         .take(QUOTED)
         .collect();
-    crate::report::inert(&crate::secrets::scrub(&one_line)).into_owned()
+    crate::report::inert(&one_line).into_owned()
 }
 
 /// What a reply means for the message; `progress` counts the parts already accepted.
@@ -362,5 +364,16 @@ mod tests {
         let q = quoted(&long);
         assert!(!q.contains('\n') && !q.contains('\u{1b}'), "{q}");
         assert!(q.chars().count() < QUOTED + 20);
+    }
+
+    #[test]
+    fn a_secret_quoted_across_the_cut_shows_none_of_itself() {
+        let url = "http://127.0.0.1:9/hooks/CutCanary0123456789";
+        crate::secrets::register(&secrecy::SecretString::from(url));
+        // The reply's text runs up to a few characters before the cut, then the URL.
+        let reply = format!("{} no route for {url}", "E".repeat(QUOTED - 20));
+        let q = quoted(&reply);
+        assert!(!q.contains("127.0.0.1:9/hooks"), "{q}");
+        assert!(!q.contains("http://127"), "{q}");
     }
 }
