@@ -28,6 +28,10 @@
 # restarted on its port at the new rate): raised 250 -> 500/s (the two runs after it), and
 # cut 500 -> 250/s (the run after it), at CHANGE_LATENCY (400 ms) and 200 projects, for each
 # of BURSTS (but a burst of one) and HEADERS.
+# `drift` changes the simulator after 1,500 requests, so it needs a longer crawl: a quick
+# crawl first counts the requests of PROJECTS projects, and a size that does not reach 1,500
+# (fewer than about 40 projects at SEED=1) is refused before anything is measured.
+# An unknown mode prints the usage line and exits 2.
 # The first line measures the machine's own jitter (bench/rig.py, 10 s; RIG=0 skips it): a
 # burst of one at 500/s is refused by any stall of 2 ms, the client's or the simulator's.
 set -euo pipefail
@@ -46,6 +50,21 @@ CHANGE_LATENCY=${CHANGE_LATENCY:-400}
 REFUSAL_LATENCY=${REFUSAL_LATENCY:-}
 RIG=${RIG:-1}
 WHAT=${1:-all}
+usage() {
+    echo "usage: bench/rate.sh [grid|drift|big|small|members|change|all]      (default: all)"
+    echo "the header of bench/rate.sh lists the variables that size and narrow the runs"
+}
+case $WHAT in
+    grid | drift | big | small | members | change | all) ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "bench/rate.sh: unknown mode '$WHAT'" >&2; usage >&2; exit 2 ;;
+esac
+if [ $# -gt 1 ]; then
+    echo "bench/rate.sh: one mode at a time" >&2; usage >&2; exit 2
+fi
+# The drift cases change the simulator after this many requests (counted as they arrive,
+# 429s included).
+DRIFT_AFTER=1500
 # The target, judged on the figures as printed (two decimals): ratio <= 1.10, 429s <= 1%.
 MET_AWK='function met(x, y) { return (x + 0 <= 1.10 && y + 0 <= 1.00) ? "yes" : "no" }'
 
@@ -84,17 +103,6 @@ stop_sim() {
     wait "$SIM_PID" 2>/dev/null || true
     SIM_PID=""
 }
-
-# The machine's own jitter first (bench/rig.py): a burst of one at 500/s leaves 2 ms between
-# arrivals, which a virtual machine's late wake-ups and stalls can take away on either side.
-if [ "$RIG" = 1 ]; then
-    if command -v python3 >/dev/null; then python3 bench/rig.py 5 || echo "rig: not measured (bench/rig.py failed)"; else echo "rig: not measured (no python3)"; fi
-fi
-[ "$WARM" = 1 ] && echo "WARM=1: each row is the second of two crawls into one database"
-printf '%-34s %9s %6s %5s %7s %8s %8s %6s %4s\n' run requests 429s conc wall_s bound_s ratio 429pct met
-# Every row the target is judged on (a run's own, or with REPEAT a case's medians) appends
-# yes or no here, so that the table ends with how many met it.
-: >"$WORK/met"
 
 # run LABEL PROJECTS BOUND-EXPR SIM-ARGS...: REPEAT snapshots at the default configuration,
 # a row each, and with more than one a row of the medians of ratio and 429 share.
@@ -182,6 +190,37 @@ burst_of() { # burst_of NAME RATE
     esac
 }
 
+# The drift cases measure nothing unless the crawl goes past DRIFT_AFTER requests: a smaller
+# one never sees the change and would be judged against a bound for a server that did not
+# change. A crawl's requests depend only on PROJECTS and SEED, so one quick crawl (no latency,
+# no rate limit, a fixed concurrency) says whether this size can measure them.
+if [ "$WHAT" = drift ] || [ "$WHAT" = all ]; then
+    probe="$WORK/probe"
+    fresh_dir "$probe"
+    echo "concurrency = 64" >>"$probe/orgwarden.toml"
+    start_sim "$PROJECTS"
+    snapshot "$probe" "$probe/summary.json"
+    stop_sim
+    crawl=$(jq -r .requests "$probe/summary.json")
+    if [ "$crawl" -le "$DRIFT_AFTER" ]; then
+        echo "bench/rate.sh: drift needs a crawl of more than $DRIFT_AFTER requests (the" \
+            "simulator changes after $DRIFT_AFTER), and PROJECTS=$PROJECTS makes $crawl;" \
+            "raise PROJECTS (the default 200 makes about 7,800)" >&2
+        exit 2
+    fi
+fi
+
+# The machine's own jitter first (bench/rig.py): a burst of one at 500/s leaves 2 ms between
+# arrivals, which a virtual machine's late wake-ups and stalls can take away on either side.
+if [ "$RIG" = 1 ]; then
+    if command -v python3 >/dev/null; then python3 bench/rig.py 5 || echo "rig: not measured (bench/rig.py failed)"; else echo "rig: not measured (no python3)"; fi
+fi
+[ "$WARM" = 1 ] && echo "WARM=1: each row is the second of two crawls into one database"
+printf '%-34s %9s %6s %5s %7s %8s %8s %6s %4s\n' run requests 429s conc wall_s bound_s ratio 429pct met
+# Every row the target is judged on (a run's own, or with REPEAT a case's medians) appends
+# yes or no here, so that the table ends with how many met it.
+: >"$WORK/met"
+
 if [ "$WHAT" = grid ] || [ "$WHAT" = all ]; then
     for latency in $LATENCIES; do
         for rate in $RATES; do
@@ -220,14 +259,17 @@ if [ "$WHAT" = members ] || [ "$WHAT" = all ]; then
 fi
 
 if [ "$WHAT" = drift ] || [ "$WHAT" = all ]; then
-    # 50 ms, then 200 ms after 1,500 requests (a fifth of the way), at 200/s with a small burst.
+    # 50 ms, then 200 ms after DRIFT_AFTER requests (at 200 projects a fifth of the way), at
+    # 200/s with a small burst.
     run "slows 50->200ms 200/s burst=tenth" "$PROJECTS" "r / 200" \
-        --latency-ms 50 --latency-change 1500:200 --rate-limit 200 --burst 20
-    # 200/s, then 100/s after 1,500 requests: the bound is 1,500/200 + the rest/100.
-    run "rate 200->100/s 50ms burst=tenth" "$PROJECTS" "1500 / 200 + (r - 1500) / 100" \
-        --latency-ms 50 --rate-limit 200 --rate-change 1500:100 --burst 20
-    run "rate 200->100/s 50ms burst=tenth hdr" "$PROJECTS" "1500 / 200 + (r - 1500) / 100" \
-        --latency-ms 50 --rate-limit 200 --rate-change 1500:100 --burst 20 --rate-limit-headers
+        --latency-ms 50 --latency-change "$DRIFT_AFTER:200" --rate-limit 200 --burst 20
+    # 200/s, then 100/s after DRIFT_AFTER requests: the bound is the requests made up to the
+    # change at 200/s and the rest at 100/s.
+    drift_bound="(r <= $DRIFT_AFTER ? r / 200 : $DRIFT_AFTER / 200 + (r - $DRIFT_AFTER) / 100)"
+    run "rate 200->100/s 50ms burst=tenth" "$PROJECTS" "$drift_bound" \
+        --latency-ms 50 --rate-limit 200 --rate-change "$DRIFT_AFTER:100" --burst 20
+    run "rate 200->100/s 50ms burst=tenth hdr" "$PROJECTS" "$drift_bound" \
+        --latency-ms 50 --rate-limit 200 --rate-change "$DRIFT_AFTER:100" --burst 20 --rate-limit-headers
 fi
 
 # between LABEL BURST HEADERS RATE...: one snapshot per RATE into one database, the simulator
