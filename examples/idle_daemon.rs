@@ -1,5 +1,8 @@
-//! The daemon framework with a stand-in job, for measuring idle cost and for the signal
-//! tests (`tests/daemon_signals.rs`) until `orgwarden daemon` runs the real audit.
+//! The daemon framework (`serve`, the path `orgwarden daemon` takes) with a stand-in job, so
+//! that the framework can be measured and tested apart from an audit: its idle cost
+//! (docs/deploy.md, "Idle cost") and its handling of real signals
+//! (`tests/it/daemon_signals.rs`), which wants runs that last as long as the test chooses
+//! and need no organization to read.
 //!
 //! The job does no auditing: it sleeps `--job-secs` (watching its cancellation token) and
 //! appends what happens to `--marker` so a test can follow it from outside.
