@@ -232,6 +232,7 @@ impl AuditJob {
         loaded: Arc<Loaded>,
         done: Option<Result<DeliveryReport, NotifyError>>,
     ) -> Result<(u64, u64), BoxError> {
+        let notifier = loaded.clone();
         let report = if let Some(report) = done {
             report?
         } else {
@@ -247,7 +248,14 @@ impl AuditJob {
             })
             .await??
         };
-        let (sent, failed) = (report.sent.len() as u64, report.failed.len() as u64);
+        let (sent, failed) = email_counts(&report.outcomes, |channel| {
+            channel == "email"
+                || notifier
+                    .notifier
+                    .channels()
+                    .iter()
+                    .any(|c| c.name == channel && c.kind == crate::config::ChannelKind::Email)
+        });
         self.metrics.record_emails(sent, failed);
         self.metrics.set_outbox_depth(report.pending as u64);
         for (channel, outcome) in &report.outcomes {
@@ -257,6 +265,23 @@ impl AuditJob {
             .set_channel_outbox_depth(&report.pending_by_channel);
         Ok((sent, failed))
     }
+}
+
+/// The email messages a delivery pass delivered and failed to (kept to retry, or refused):
+/// `orgwarden_emails_*` count the email channels only, the other kinds being in the
+/// per-channel counter. `is_email` says whether a channel name is an email channel.
+fn email_counts(
+    outcomes: &[(String, crate::notify::outbox::Outcome)],
+    is_email: impl Fn(&str) -> bool,
+) -> (u64, u64) {
+    use crate::notify::outbox::Outcome;
+    outcomes
+        .iter()
+        .filter(|(channel, _)| is_email(channel))
+        .fold((0, 0), |(sent, failed), (_, outcome)| match outcome {
+            Outcome::Sent => (sent + 1, failed),
+            Outcome::Retry | Outcome::Rejected => (sent, failed + 1),
+        })
 }
 
 /// A run's figures, and the delivery pass the pipeline made (if it got that far).
@@ -337,5 +362,25 @@ impl Job for AuditJob {
 
     fn ready(&self) -> Result<(), String> {
         super::health::database_writable(&self.inputs.db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::email_counts;
+    use crate::notify::outbox::Outcome;
+
+    #[test]
+    fn the_email_counters_count_the_email_channels_only() {
+        let outcomes = [
+            ("email".to_owned(), Outcome::Sent),
+            ("hook".to_owned(), Outcome::Sent),
+            ("slack".to_owned(), Outcome::Retry),
+            ("team-mail".to_owned(), Outcome::Retry),
+            ("team-mail".to_owned(), Outcome::Rejected),
+            ("email".to_owned(), Outcome::Sent),
+        ];
+        let counts = email_counts(&outcomes, |c| c == "email" || c == "team-mail");
+        assert_eq!(counts, (2, 2));
     }
 }

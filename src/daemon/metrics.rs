@@ -356,12 +356,12 @@ impl Metrics {
         );
         r.register(
             "orgwarden_emails_sent",
-            "Emails delivered",
+            "Email messages delivered (email channels only; every channel is in orgwarden_notify_deliveries_total)",
             self.emails_sent.clone(),
         );
         r.register(
             "orgwarden_emails_failed",
-            "Email delivery attempts that failed",
+            "Email messages whose delivery failed, kept to retry or refused (email channels only)",
             self.emails_failed.clone(),
         );
         r.register(
@@ -815,12 +815,12 @@ mod tests {
             (
                 "orgwarden_emails_sent_total",
                 "counter",
-                "Emails delivered.",
+                "Email messages delivered (email channels only; every channel is in orgwarden_notify_deliveries_total).",
             ),
             (
                 "orgwarden_emails_failed_total",
                 "counter",
-                "Email delivery attempts that failed.",
+                "Email messages whose delivery failed, kept to retry or refused (email channels only).",
             ),
         ];
         for (name, kind, help) in families {
