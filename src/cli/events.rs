@@ -37,7 +37,7 @@ pub struct EventsArgs {
     #[arg(long, value_name = "ID")]
     pub project: Option<String>,
     /// At most this many events
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
     /// Output format
     #[arg(long, value_enum, default_value_t = TableFormat::Table)]
@@ -55,9 +55,10 @@ const HEADER: [(&str, Wrap); 5] = [
 /// Runs `orgwarden events`.
 pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
     let store = open(global)?;
-    let since = Utc::now() - args.since.to_time_delta();
+    // A window reaching past the calendar's start (`--since 99999999d`) means every event.
+    let since = Utc::now().checked_sub_signed(args.since.to_time_delta());
     let filter = EventFilter {
-        since: Some(since.timestamp()),
+        since: Some(since.map_or(i64::MIN, |t| t.timestamp())),
         kind: args.kind.clone(),
         actor_email: args.actor.clone(),
         project_id: args.project.clone(),
@@ -86,11 +87,14 @@ pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
                 writeln!(out, "{note}")?;
             }
             if events.is_empty() {
-                writeln!(
-                    out,
-                    "No stored event since {} matches.",
-                    crate::store::rfc3339(since)
-                )?;
+                match since {
+                    Some(since) => writeln!(
+                        out,
+                        "No stored event since {} matches.",
+                        crate::store::rfc3339(since)
+                    )?,
+                    None => writeln!(out, "No stored event matches.")?,
+                }
             } else {
                 writeln!(out, "{}", table(&HEADER, rows(&events)))?;
             }

@@ -321,6 +321,10 @@ fn events_lists_stored_events_newest_first_with_filters_and_says_when_never_read
     assert_eq!(only(&["--project", "proj_a"]), ["audit_log-key"]);
     assert_eq!(only(&["--since", "30m"]), ["audit_log-key"]);
     assert_eq!(only(&["--limit", "2"]).len(), 2);
+    // A window reaching past the calendar's start is every event, not a panic.
+    assert_eq!(only(&["--since", "99999999999w"]).len(), 4);
+    let zero = run(dir.path(), &url, &["events", "--limit", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "--limit 0 is refused");
     // The table shows the actor in words, and API text inert.
     let out = run(dir.path(), &url, &["events", "--type", "api_key.*"]);
     let text = String::from_utf8_lossy(&out.stdout);
