@@ -1098,6 +1098,11 @@ mod tests {
     #[test]
     fn csv_cells_are_inert_and_formula_guarded() {
         assert_eq!(csv_cell("=cmd\x1b[1m"), "'=cmd\\x1b[1m");
+        assert_eq!(csv_cell("-1+1"), "'-1+1");
+        assert_eq!(csv_cell("@SUM(1)"), "'@SUM(1)");
+        // A number is no formula, and stays a number.
+        assert_eq!(csv_cell("-12.5"), "-12.5");
+        assert_eq!(csv_cell("+3"), "+3");
     }
 
     #[test]

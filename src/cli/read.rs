@@ -113,9 +113,10 @@ pub(super) fn write_csv(
     let mut writer = csv::Writer::from_writer(out);
     writer.write_record(header)?;
     // The CSV is as often read in a terminal as in a spreadsheet: no cell may carry a
-    // control character to either (a line break inside a value is shown as `\n`).
+    // control character to either (a line break inside a value is shown as `\n`), nor
+    // start a formula (a user's name `=HYPERLINK(…)`).
     for row in rows {
-        writer.write_record(row.iter().map(|c| report::inert(c).into_owned()))?;
+        writer.write_record(row.iter().map(|c| report::csv_cell(c)))?;
     }
     writer.flush()?;
     Ok(())

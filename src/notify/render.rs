@@ -694,8 +694,10 @@ fn csv_multi_line(text: &str) -> String {
 }
 
 /// Makes a CSV cell inert in spreadsheets: text starting with `= + - @` would be a formula.
+/// A plain number (`-12.5`, a refund) is left as it is: it is no formula, and a quote would
+/// make it text.
 pub fn guard_formula(text: String) -> String {
-    if text.starts_with(['=', '+', '-', '@']) {
+    if text.starts_with(['=', '+', '-', '@']) && text.parse::<f64>().is_err() {
         format!("'{text}")
     } else {
         text

@@ -155,6 +155,52 @@ fn hostile_names_reach_no_terminal_raw_in_any_command() {
     }
 }
 
+/// A name that a spreadsheet would run as a formula starts no CSV cell, in any command that
+/// writes CSV: it is quoted with `'`, as `audit --format csv` always did.
+#[test]
+fn a_formula_in_a_name_starts_no_csv_cell() {
+    const FORMULA: &str = "=HYPERLINK(\"http://evil.test\",\"x\")";
+    let sim = start_background(hostile_org(FORMULA), SimOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = sim.base_url();
+    assert_eq!(run(dir.path(), &base, &["audit"]).status.code(), Some(0));
+    let renamed = start_background(hostile_org("@SUM(1)"), SimOptions::default()).unwrap();
+    assert_eq!(
+        run(dir.path(), &renamed.base_url(), &["audit"])
+            .status
+            .code(),
+        Some(0)
+    );
+    for args in [
+        &["query", "SELECT id, name FROM projects", "--format", "csv"][..],
+        &["findings", "--format", "csv"],
+        &["diff", "--format", "csv"],
+        &["history", "proj_h", "--format", "csv"],
+    ] {
+        let out = run(dir.path(), &base, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(stdout.as_bytes());
+        for record in reader.records() {
+            let record = record.unwrap();
+            for cell in &record {
+                assert!(
+                    !cell.starts_with(['=', '@']),
+                    "{args:?}: a cell starts a formula: {cell}\n{stdout}"
+                );
+            }
+        }
+        // A finding's message names things inside its text, where no formula starts.
+        assert!(
+            args[0] == "findings" || stdout.contains("'=HYPERLINK") || stdout.contains("'@SUM"),
+            "{args:?}: the name is shown, guarded:\n{stdout}"
+        );
+    }
+}
+
 /// An Admin API that answers every request with a 400 whose message carries escapes and a
 /// forged line.
 fn hostile_error_server() -> u16 {
