@@ -306,7 +306,7 @@ impl ClientOptions {
 /// (a simulator on this machine), so the admin key never crosses a network in clear.
 pub fn check_base_url(base_url: &str) -> Result<Url, ClientError> {
     let bad = |reason: &str| ClientError::BaseUrl {
-        url: base_url.to_owned(),
+        url: shown_url(base_url),
         reason: reason.to_owned(),
     };
     let url = Url::parse(base_url).map_err(|e| bad(&format!("not a URL ({e})")))?;
@@ -315,6 +315,12 @@ pub fn check_base_url(base_url: &str) -> Result<Url, ClientError> {
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("must not have a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "must not carry a user or password: the Admin API takes the admin key alone \
+             (a proxy is set with HTTPS_PROXY)",
+        ));
     }
     match url.scheme() {
         "https" => {}
@@ -328,6 +334,22 @@ pub fn check_base_url(base_url: &str) -> Result<Url, ClientError> {
         other => return Err(bad(&format!("unsupported scheme `{other}` (use https)"))),
     }
     Ok(url)
+}
+
+/// A base URL as an error may show it: without a user and password or a query, either of
+/// which may hold a credential.
+fn shown_url(raw: &str) -> String {
+    let without_query = raw.split(['?', '#']).next().unwrap_or_default();
+    match without_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+                None => without_query.to_owned(),
+            }
+        }
+        None => without_query.to_owned(),
+    }
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -1405,6 +1427,19 @@ mod tests {
         assert!(check_base_url("http://10.0.0.1/v1").is_err());
         assert!(check_base_url("ftp://127.0.0.1/v1").is_err());
         assert!(check_base_url("not a url").is_err());
+    }
+
+    #[test]
+    fn a_base_url_carrying_a_credential_is_refused_without_showing_it() {
+        for url in [
+            "https://proxyuser:CANARYPW@gateway.example/v1",
+            "https://gateway.example/v1?token=CANARYTOK",
+            "https://u:CANARYPW@gateway.example/v1?x=CANARYTOK",
+        ] {
+            let err = check_base_url(url).expect_err(url).to_string();
+            assert!(!err.contains("CANARY"), "{err}");
+            assert!(err.contains("gateway.example/v1"), "{err}");
+        }
     }
 
     #[test]

@@ -737,6 +737,12 @@ fn security_severity(s: Severity) -> &'static str {
     }
 }
 
+/// A SARIF plain-text message: `[text](target)` there is a link (SARIF 2.1.0 §3.11.6), so a
+/// name from the API escapes its brackets, `\[` and `\]` being the literal ones.
+fn sarif_text(text: &str) -> String {
+    text.replace('[', "\\[").replace(']', "\\]")
+}
+
 /// SARIF 2.1.0: one run, the rules that produced results in `tool.driver.rules` (help =
 /// remediation), one result per open or exempt finding (exempt ones suppressed). Its
 /// invocation is unsuccessful, with a notification each, when the read was incomplete or a
@@ -796,7 +802,7 @@ pub fn sarif(
                 "ruleId": f.rule_id.as_str(),
                 "ruleIndex": index,
                 "level": sarif_level(f.severity),
-                "message": {"text": f.message},
+                "message": {"text": sarif_text(&f.message)},
                 "locations": [{
                     "logicalLocations": [{
                         "name": f.resource_id,
@@ -1092,6 +1098,17 @@ mod tests {
         assert!(
             text.contains("\\*\\*bold\\*\\* \\[link\\](http://x) a\\|b\\\\nnext"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_sarif_message_carries_no_live_link() {
+        let mut f = finding(Status::Open);
+        f.message = "key [click](http://evil.example) is stale".into();
+        let doc = sarif(None, &[f], &[], &RuleSet::default());
+        assert_eq!(
+            doc["runs"][0]["results"][0]["message"]["text"],
+            "key \\[click\\](http://evil.example) is stale"
         );
     }
 

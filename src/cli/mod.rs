@@ -165,7 +165,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, help_heading = GLOBAL, env = "ORGWARDEN_DB", value_name = "FILE")]
     pub db: Option<PathBuf>,
     /// Admin API base URL [default: `[openai] base_url`, else https://api.openai.com/v1]
-    #[arg(long, global = true, help_heading = GLOBAL, env = "ORGWARDEN_BASE_URL", value_name = "URL")]
+    // The value is not shown in --help: a URL may carry a proxy's user and password.
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ORGWARDEN_BASE_URL", hide_env_values = true, value_name = "URL")]
     pub base_url: Option<String>,
     /// More log output (-v debug, -vv trace)
     #[arg(short, long, global = true, help_heading = GLOBAL, action = clap::ArgAction::Count, conflicts_with = "quiet")]

@@ -460,7 +460,7 @@ fn severity_label(severity: Severity) -> &'static str {
 fn project_label(f: &FindingState) -> String {
     match (&f.project_name, &f.project_id) {
         (Some(name), Some(id)) if !one_line(name).is_empty() => {
-            format!("{} ({id})", one_line(name))
+            format!("{} ({})", one_line(name), one_line(id.as_str()))
         }
         (_, Some(id)) => one_line(id.as_str()),
         (_, None) => "Organization".into(),
@@ -746,6 +746,15 @@ pub fn open_findings_csv(open: &[FindingState]) -> Result<String, RenderError> {
 mod tests {
     use super::*;
     use crate::model::ProjectId;
+
+    #[test]
+    fn a_project_label_shows_a_hostile_id_inert_too() {
+        let mut f = crate::notify::plan::tests::finding("key_1", crate::model::Severity::High);
+        f.project_id = Some(ProjectId::from("proj_\u{1b}[31mRED\u{202e}"));
+        let label = project_label(&f);
+        assert!(!label.chars().any(report::is_hazardous), "{label:?}");
+        assert_eq!(label, "Payments (proj_\\x1b[31mRED\\u{202e})");
+    }
 
     #[test]
     fn one_line_text_escapes_bidi_overrides_and_separators_as_everywhere_else() {
