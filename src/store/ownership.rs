@@ -167,15 +167,18 @@ pub(super) fn tighten(path: &Path) {
 }
 
 /// Warns, once per process and file, that a secret's file (the admin key) can be read by
-/// users other than its owner, with the `chmod` that fixes it. It is still used: refusing
-/// would turn a hygiene problem into an outage.
+/// every user of the machine, with the `chmod` that fixes it. It is still used: refusing
+/// would turn a hygiene problem into an outage. A file its group may read is left alone:
+/// that is how a secret is shared on purpose (a Kubernetes secret mounted 0440 for the
+/// pod's `fsGroup`), and there the advice could not be followed.
 pub fn warn_if_shared(what: &str, path: &Path) {
     static WARNED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
     let Ok(meta) = std::fs::metadata(path) else {
         return;
     };
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 == 0 {
+    // A device or pipe has no mode worth fixing (and is refused as a key anyway).
+    if !meta.is_file() || mode & 0o007 == 0 {
         return;
     }
     // A poisoned set only means another thread panicked mid-insert; the set is still usable.
@@ -184,7 +187,8 @@ pub fn warn_if_shared(what: &str, path: &Path) {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if warned.insert(path.to_owned()) {
         tracing::warn!(
-            "{what} {} is readable by others (mode {mode:04o}); fix it with: chmod 600 {}",
+            "{what} {} is readable by others (mode {mode:04o}); fix it with: chmod 600 {} \
+             (or 640, for a group that must read it)",
             path.display(),
             shell_quote(path)
         );
