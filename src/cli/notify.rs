@@ -23,21 +23,15 @@ pub fn notify(global: &GlobalArgs, cmd: &NotifyCommand) -> anyhow::Result<Exit> 
 }
 
 fn test(global: &GlobalArgs, only: Option<&str>) -> anyhow::Result<Exit> {
-    let config = global.load_config()?;
-    let notifier = Notifier::from_config(&config).map_err(CliError::usage)?;
-    let now = chrono::Utc::now();
-    let organization = &config.openai.organization;
+    let mut config = global.load_config()?;
     if let Some(name) = only {
+        let notify = &config.notify;
         let known = name == "log"
-            || name == "email" && notifier.email().is_some()
-            || notifier.channels().iter().any(|c| c.name == name);
+            || name == "email" && notify.email.is_some()
+            || notify.channels.iter().any(|c| c.name == name);
         if !known {
-            let mut names: Vec<&str> = notifier
-                .channels()
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect();
-            if notifier.email().is_some() {
+            let mut names: Vec<&str> = notify.channels.iter().map(|c| c.name.as_str()).collect();
+            if notify.email.is_some() {
                 names.insert(0, "email");
             }
             names.insert(0, "log");
@@ -47,7 +41,22 @@ fn test(global: &GlobalArgs, only: Option<&str>) -> anyhow::Result<Exit> {
                 names.join(", ")
             )));
         }
+        // Only the channel tested is built, so only its secrets are read: another
+        // channel's unset variable says nothing of this one.
+        let notify = &mut config.notify;
+        notify.channels.retain(|c| c.name == name);
+        let needs_email = name == "email"
+            || notify
+                .channels
+                .iter()
+                .any(|c| c.kind == crate::config::ChannelKind::Email);
+        if !needs_email {
+            notify.email = None;
+        }
     }
+    let notifier = Notifier::from_config(&config).map_err(CliError::usage)?;
+    let now = chrono::Utc::now();
+    let organization = &config.openai.organization;
     if only.is_none_or(|n| n == "log") {
         tracing::info!(
             target: "orgwarden::notify",

@@ -447,6 +447,29 @@ fn notify_test_names_the_channel_that_failed() {
     );
     assert_ok(&log);
     assert_eq!(String::from_utf8_lossy(&log.stdout), "log: ok\n");
+
+    // Testing one channel reads only its own secrets: the pager's routing key unset is no
+    // reason to refuse testing the webhook, but is when the pager itself is tested.
+    let without_pager_key = |channel: &str| {
+        crate::support::orgwarden()
+            .args(["--db", "audit.db", "--base-url", &sim.base_url()])
+            .args(["notify", "test", "--channel", channel])
+            .current_dir(dir.path())
+            .env("OPENAI_ADMIN_KEY", KEY)
+            .env("OW_WEBHOOK_URL", webhook_url(&receiver))
+            .env("OW_WEBHOOK_SECRET", SECRET)
+            .env_remove("OW_PD_KEY")
+            .output()
+            .unwrap()
+    };
+    assert_ok(&without_pager_key("siem"));
+    let pager = without_pager_key("pager");
+    assert_eq!(pager.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&pager.stderr).contains("OW_PD_KEY"),
+        "{}",
+        String::from_utf8_lossy(&pager.stderr)
+    );
 }
 
 /// `orgwarden notify test | head -0`: the closed pipe drops the report's lines, yet every
