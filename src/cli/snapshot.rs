@@ -116,7 +116,7 @@ fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
         SnapshotStatus::Complete => Ok(Exit::Ok),
         status => {
             let mut text = format!(
-                "snapshot {} is {status}: {} scope(s) could not be read; their objects were carried forward from the previous snapshot",
+                "snapshot {} is {status}: {} scope(s) could not be read; what earlier snapshots stored of them is kept",
                 info.id,
                 outcome.failed_scopes.len()
             );
@@ -156,14 +156,23 @@ fn table_text(outcome: &SnapshotOutcome, format: TableFormat) -> String {
         }
         return text;
     }
+    let why = match (&outcome.refused, outcome.failed_scopes.len()) {
+        (Some(_), _) => " (the Admin API refused the admin key)".to_owned(),
+        (None, 0) => String::new(),
+        (None, n) => format!(" ({n} scope(s) could not be read)"),
+    };
     let _ = writeln!(
         text,
-        "Snapshot {} of {}: {} ({} scope(s) failed)",
-        info.id,
-        info.org,
-        info.status,
-        outcome.failed_scopes.len()
+        "Snapshot {} of {}: {}{why}",
+        info.id, info.org, info.status
     );
+    // A table of zeros would read as an empty organization.
+    if info.status == SnapshotStatus::Failed {
+        let _ = writeln!(
+            text,
+            "Nothing was read; the views keep what earlier snapshots stored."
+        );
+    }
     // Catalog order (projects, their people, keys, …) reads better than alphabetical.
     let rows = Family::ALL
         .iter()
@@ -180,7 +189,9 @@ fn table_text(outcome: &SnapshotOutcome, format: TableFormat) -> String {
         report::output_width(),
         false,
     );
-    let _ = writeln!(text, "{table}");
+    if info.status != SnapshotStatus::Failed {
+        let _ = writeln!(text, "{table}");
+    }
     let limit = outcome
         .rate_limit
         .map_or_else(String::new, |rate| match rate.burst {

@@ -193,7 +193,7 @@ impl AuditJob {
                 outcome.message = Some(refused.to_string());
             } else if let Some((scope, error)) = crawl.failed_scopes.first() {
                 outcome.message = Some(format!(
-                    "{} scope(s) could not be read (their objects were carried forward), first {}",
+                    "{} scope(s) could not be read (what earlier snapshots stored of them is kept), first {}",
                     crawl.failed_scopes.len(),
                     crate::report::failed_scope_line(scope, error)
                 ));

@@ -38,13 +38,17 @@ pub(super) fn inspect(path: &Path) -> Result<Found, StoreError> {
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(Found::Blank);
     };
-    if meta.len() == 0 && !sibling(path, "-wal").exists() {
-        return Ok(Found::Blank);
-    }
     let refuse = |reason: String| StoreError::NotOurs {
         path: path.to_owned(),
         reason,
     };
+    // SQLite says only "unable to open database file" of a folder.
+    if meta.is_dir() {
+        return Err(refuse("it is a folder; name a file in it".to_owned()));
+    }
+    if meta.len() == 0 && !sibling(path, "-wal").exists() {
+        return Ok(Found::Blank);
+    }
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,

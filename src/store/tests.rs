@@ -688,6 +688,14 @@ fn read_only_store_refuses_writes() {
     );
     let missing = Store::open_read_only(&dir.path().join("nope.db")).unwrap_err();
     assert!(missing.to_string().contains("no database at"), "{missing}");
+    // A folder is named as one, by readers and writers alike.
+    for folder in [
+        Store::open_read_only(dir.path()).err(),
+        Store::open(dir.path()).err(),
+    ] {
+        let folder = folder.expect("a folder is refused").to_string();
+        assert!(folder.contains("it is a folder"), "{folder}");
+    }
 }
 
 #[test]

@@ -523,6 +523,17 @@ fn a_wrong_key_records_a_failed_snapshot_and_never_echoes_the_key() {
     let latest = env.store().latest_snapshot().unwrap().expect("recorded");
     assert_eq!(latest.status, SnapshotStatus::Failed);
     assert_eq!(env.column("SELECT status FROM snapshots"), ["failed"]);
+    // The table says why, and no table of zeros reads as an empty organization.
+    let table = env.run(&["snapshot"]);
+    assert_exit(&table, 3);
+    let stdout = text(&table.stdout);
+    assert!(
+        stdout.starts_with(
+            "Snapshot 2 of default: failed (the Admin API refused the admin key)\nNothing was read"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("project_api_keys"), "{stdout}");
 }
 
 #[test]
