@@ -47,13 +47,18 @@ pub enum ReportError {
 }
 
 /// Whether `c` must not reach a terminal or a log line as it is: a C0 control (line breaks
-/// and tab included), DEL, a C1 control, a bidirectional override, isolate or mark, or a
-/// Unicode line or paragraph separator. Each can move the cursor, retitle the window, make a
-/// link, start a forged line, or reorder what the reader sees.
+/// and tab included), DEL, a C1 control, a bidirectional override, isolate or mark, a
+/// Unicode line or paragraph separator, or an invisible character — Unicode's format
+/// characters (zero-width space and joiners, the word joiner, the byte-order mark, the soft
+/// hyphen, tag characters, interlinear annotations) and the Hangul fillers that render as
+/// blank. The first can move the cursor, retitle the window, make a link, start a forged
+/// line, or reorder what the reader sees; the invisible ones make two different names look
+/// the same (`admin` and `ad\u{200b}min`) or hide text inside one.
 pub fn is_hazardous(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
+            // Bidirectional marks and controls; line and paragraph separators.
             '\u{061C}'
                 | '\u{200E}'
                 | '\u{200F}'
@@ -61,6 +66,31 @@ pub fn is_hazardous(c: char) -> bool {
                 | '\u{2029}'
                 | '\u{202A}'..='\u{202E}'
                 | '\u{2066}'..='\u{2069}'
+                // The other format characters (Unicode category Cf).
+                | '\u{00AD}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08E2}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200D}'
+                | '\u{2060}'..='\u{2065}'
+                | '\u{206A}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0001}'
+                | '\u{E0020}'..='\u{E007F}'
+                // Hangul fillers, drawn as nothing.
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{3164}'
+                | '\u{FFA0}'
         )
 }
 
@@ -1075,6 +1105,22 @@ mod tests {
             "a\\x1b[2Jb\\x1b]8;;http://x\\x07link\\x1b]8;;\\x07\\r\\nerror: forged\\u{009b}\\x7f\\u{202e}\\u{2066}\\t"
         );
         assert!(matches!(inert("plain – ünïcode \\ text"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn invisible_characters_are_shown_so_look_alike_names_differ() {
+        for (name, shown) in [
+            ("ad\u{200b}min", "ad\\u{200b}min"),
+            ("\u{feff}root", "\\u{feff}root"),
+            ("soft\u{ad}hyphen", "soft\\u{00ad}hyphen"),
+            ("tag\u{e0041}", "tag\\u{e0041}"),
+            ("\u{3164}", "\\u{3164}"),
+            ("join\u{2060}er", "join\\u{2060}er"),
+        ] {
+            assert_eq!(inert(name), shown, "{name:?}");
+        }
+        // Letters and marks of every script are left alone.
+        assert!(matches!(inert("Zoë Ødegård 山田 عائشة"), Cow::Borrowed(_)));
     }
 
     #[test]
