@@ -318,8 +318,8 @@ pub fn check_base_url(base_url: &str) -> Result<Url, ClientError> {
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad(
-            "must not carry a user or password: the Admin API takes the admin key alone \
-             (a proxy is set with HTTPS_PROXY)",
+            "must not carry a user or password: orgwarden authenticates with the admin key \
+             alone (a forward proxy is set with HTTPS_PROXY)",
         ));
     }
     match url.scheme() {

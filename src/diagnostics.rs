@@ -336,37 +336,47 @@ impl Diagnostics {
                 Level::Error => SnippetLevel::ERROR,
                 Level::Warning => SnippetLevel::WARNING,
             };
-            let title = level.primary_title(d.message.as_str()).id(d.code.as_str());
-            let mut group = match (d.file, &d.span) {
-                // The line holds the secret itself: the place is named, the line not shown,
-                // so the secret reaches neither the terminal nor a daemon's log.
-                (Some(file), Some(span))
-                    if d.code == DiagnosticCode::SecretInConfig || d.conceal =>
-                {
+            // The lines of a diagnostic that may hold a credential: named, never printed,
+            // and their values kept out of its message, label and hints as well (a bad
+            // timezone quotes the value it refuses, which may be a pasted key).
+            let concealed: Option<&str> = match (d.file, &d.span) {
+                (Some(file), Some(span)) => {
                     let f = &self.files[file.0];
-                    let (line, column) = line_column(&f.text, clamp(span.clone(), &f.text).start);
-                    title.element(Origin::path(f.name.as_str()).line(line).char_column(column))
+                    let span = clamp(span.clone(), &f.text);
+                    let (_, lines) = lines_around(&line_starts[file.0], &f.text, &span);
+                    let text = &f.text[lines];
+                    (d.code == DiagnosticCode::SecretInConfig
+                        || d.conceal
+                        || text.lines().any(crate::secrets::line_may_hold_secret))
+                    .then_some(text)
                 }
-                (Some(file), Some(span))
-                    if {
-                        let f = &self.files[file.0];
-                        let span = clamp(span.clone(), &f.text);
-                        let (_, lines) = lines_around(&line_starts[file.0], &f.text, &span);
-                        f.text[lines]
-                            .lines()
-                            .any(crate::secrets::line_may_hold_secret)
-                    } =>
-                {
+                _ => None,
+            };
+            let hide = |text: &str| match concealed {
+                Some(lines) => withhold_values(lines, text),
+                None => text.to_owned(),
+            };
+            let message = hide(&d.message);
+            let label = d.label.as_deref().map(hide);
+            let help: Vec<String> = d.help.iter().map(|h| hide(h)).collect();
+            let title = level.primary_title(message.as_str()).id(d.code.as_str());
+            let mut group = match (d.file, &d.span) {
+                (Some(file), Some(span)) if concealed.is_some() => {
                     let f = &self.files[file.0];
                     let (line, column) = line_column(&f.text, clamp(span.clone(), &f.text).start);
-                    title
-                        .element(Origin::path(f.name.as_str()).line(line).char_column(column))
-                        .element(SnippetLevel::NOTE.message(match &d.label {
+                    let origin =
+                        title.element(Origin::path(f.name.as_str()).line(line).char_column(column));
+                    // `secret-in-config` says what it is by itself.
+                    if d.code == DiagnosticCode::SecretInConfig {
+                        origin
+                    } else {
+                        origin.element(SnippetLevel::NOTE.message(match &label {
                             Some(label) => {
                                 format!("{label}; the line is not shown: it may hold a credential")
                             }
                             None => "the line is not shown: it may hold a credential".to_owned(),
                         }))
+                    }
                 }
                 (Some(file), Some(span)) => {
                     let f = &self.files[file.0];
@@ -374,7 +384,7 @@ impl Diagnostics {
                     let (line, lines) = lines_around(&line_starts[file.0], &f.text, &span);
                     let mut annotation = AnnotationKind::Primary
                         .span(span.start - lines.start..span.end - lines.start);
-                    if let Some(label) = &d.label {
+                    if let Some(label) = &label {
                         annotation = annotation.label(label.as_str());
                     }
                     title.element(
@@ -387,7 +397,7 @@ impl Diagnostics {
                 (Some(file), None) => title.element(Origin::path(self.files[file.0].name.as_str())),
                 _ => Group::with_title(title),
             };
-            for help in &d.help {
+            for help in &help {
                 group = group.element(SnippetLevel::HELP.message(help.as_str()));
             }
             out.push_str(&renderer.render(&[group]));
@@ -474,6 +484,28 @@ fn lines_around(line_starts: &[usize], text: &str, span: &Range<usize>) -> (usiz
     let last = line_of(span.end.saturating_sub(1).max(span.start));
     let end = line_starts.get(last + 1).copied().unwrap_or(text.len());
     (first + 1, line_starts[first]..end)
+}
+
+/// `text` with every value written on `lines` (each quoted string, and each bare value after
+/// an `=`, of four characters or more) replaced by `[not shown]`.
+fn withhold_values(lines: &str, text: &str) -> String {
+    let mut values: Vec<&str> = Vec::new();
+    for quote in ['"', '\''] {
+        values.extend(lines.split(quote).skip(1).step_by(2));
+    }
+    values.extend(lines.split('=').skip(1).filter_map(|after| {
+        after
+            .trim_start()
+            .split([' ', ',', '}', ']', '\n', '\r', '\t'])
+            .next()
+    }));
+    values.retain(|v| v.trim().chars().count() >= 4);
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut out = text.to_owned();
+    for value in values {
+        out = out.replace(value.trim(), "[not shown]");
+    }
+    out
 }
 
 /// Keeps a span inside the text and on character boundaries, so a stale span cannot panic

@@ -358,7 +358,7 @@ impl ColumnType {
         }
     }
 
-    /// The type's one-word name in `docs/views.md` and `rules explain`.
+    /// The type's one-word name, as `docs/views.md` gives it.
     pub fn as_str(self) -> &'static str {
         match self {
             ColumnType::Text => "text",

@@ -100,11 +100,13 @@ pub fn is_hazardous(c: char) -> bool {
 /// rest; the result is one line. A backslash is left as it is, so ordinary text is unchanged
 /// (an escape can be imitated by typing it, but imitating one is harmless).
 pub fn inert(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_hazardous) {
+    let chars: Vec<char> = text.chars().collect();
+    let shown_raw = |i: usize| !is_hazardous(chars[i]) || is_joining(&chars, i);
+    if (0..chars.len()).all(shown_raw) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
+    for (i, &c) in chars.iter().enumerate() {
         match c {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
@@ -112,11 +114,21 @@ pub fn inert(text: &str) -> Cow<'_, str> {
             c if u32::from(c) < 0x20 || c == '\u{7f}' => {
                 out.push_str(&format!("\\x{:02x}", u32::from(c)));
             }
-            c if is_hazardous(c) => out.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
+            c if !shown_raw(i) => out.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
             c => out.push(c),
         }
     }
     Cow::Owned(out)
+}
+
+/// Whether `chars[i]` is a zero-width joiner or non-joiner doing its work: between two
+/// characters beyond ASCII (an emoji sequence, a Persian or Indic word), where it shapes what
+/// is drawn and is kept. Beside ASCII it only makes `ad\u{200d}min` pass for `admin`.
+fn is_joining(chars: &[char], i: usize) -> bool {
+    let shaped = |c: Option<&char>| c.is_some_and(|c| !c.is_ascii() && !is_hazardous(*c));
+    matches!(chars[i], '\u{200C}' | '\u{200D}')
+        && shaped(i.checked_sub(1).and_then(|j| chars.get(j)))
+        && shaped(chars.get(i + 1))
 }
 
 /// One CSV cell of outside text: [`inert`] (the file is often read in a terminal) and
@@ -161,8 +173,12 @@ impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for InertJson<F> 
         let mut rest = fragment;
         while let Some((at, c)) = rest.char_indices().find(|(_, c)| is_hazardous(*c)) {
             writer.write_all(&rest.as_bytes()[..at])?;
-            // Every hazardous character is in the Basic Multilingual Plane: one `\u` escape.
-            write!(writer, "\\u{:04x}", u32::from(c))?;
+            // JSON escapes UTF-16 units: a character beyond the Basic Multilingual Plane
+            // (a tag character in a flag emoji) is a surrogate pair, two `\u` escapes.
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                write!(writer, "\\u{unit:04x}")?;
+            }
             rest = &rest[at + c.len_utf8()..];
         }
         writer.write_all(rest.as_bytes())
@@ -1119,8 +1135,23 @@ mod tests {
         ] {
             assert_eq!(inert(name), shown, "{name:?}");
         }
-        // Letters and marks of every script are left alone.
-        assert!(matches!(inert("Zoë Ødegård 山田 عائشة"), Cow::Borrowed(_)));
+        // Letters and marks of every script are left alone, and so are the joiners that
+        // shape an emoji or a Persian word; beside ASCII a joiner only disguises.
+        for kept in [
+            "Zoë Ødegård 山田 عائشة",
+            "Data 👩\u{200d}💻",
+            "می\u{200c}خواهم",
+        ] {
+            assert!(matches!(inert(kept), Cow::Borrowed(_)), "{kept:?}");
+        }
+        assert_eq!(inert("ad\u{200d}min"), "ad\\u{200d}min");
+        assert_eq!(inert("\u{200c}x"), "\\u{200c}x");
+        // JSON carries every one of them back unchanged, those beyond the BMP included.
+        let name = "Eng 🏴\u{e0067}\u{e0062}\u{e0065}\u{e006e}\u{e0067}\u{e007f} a\u{1d173}b ad\u{200b}min";
+        let text = json_text(&json!({ "name": name }), false).unwrap();
+        assert!(!text.chars().any(is_hazardous), "{text}");
+        let back: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["name"], name);
     }
 
     #[test]
@@ -1166,6 +1197,7 @@ mod tests {
         // A number is no formula, and stays a number.
         assert_eq!(csv_cell("-12.5"), "-12.5");
         assert_eq!(csv_cell("+3"), "+3");
+        assert_eq!(csv_cell("-inf"), "'-inf");
     }
 
     #[test]

@@ -101,41 +101,89 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
 }
 
 /// Whether a line of a configuration or rule file may hold a credential, so a diagnostic
-/// names its place without printing it: a key such as `admin_key`, `password`, `secret` or
-/// `token` (not the `…_env` or `…_file` that names where one is), or a value that looks like
-/// one (an OpenAI key, a URL carrying a user and password). A secret written where it
-/// should not be is the very line a diagnostic points at, and diagnostics reach a
-/// daemon's log on a reload.
+/// names its place without printing it: a key such as `admin_key`, `password`, `secret`,
+/// `token` or `auth` (not the `…_env` or `…_file` that names where one is), inline tables'
+/// keys included; or a value that looks like one anywhere in the line (an OpenAI key, a
+/// bearer or basic credential, a chat webhook URL, a URL carrying a user and password, a
+/// PEM block). A secret written where it should not be is the very line a diagnostic points
+/// at, and diagnostics reach a daemon's log on a reload.
 pub fn line_may_hold_secret(line: &str) -> bool {
-    const WORDS: [&str; 7] = [
+    const WORDS: [&str; 12] = [
         "key",
         "apikey",
         "password",
         "passwd",
+        "pass",
+        "pwd",
         "secret",
         "token",
         "credentials",
+        "auth",
+        "authorization",
+        "cookie",
     ];
-    let (key, value) = line.split_once('=').unwrap_or(("", line));
-    let last = key
-        .trim()
-        .rsplit('.')
-        .next()
-        .unwrap_or_default()
-        .trim_matches(|c| c == '"' || c == '\'' || c == ' ')
-        .to_ascii_lowercase();
-    let last_word = last.rsplit(['_', '-']).next().unwrap_or_default();
-    if WORDS.contains(&last_word) || WORDS.contains(&last.as_str()) {
+    // Every `name =` in the line: the table's own key and those of an inline table.
+    let named_secret = line.match_indices('=').any(|(at, _)| {
+        let name = line[..at]
+            .trim_end()
+            .rsplit([' ', '{', ',', '\t', '.'])
+            .next()
+            .unwrap_or_default()
+            .trim_matches(|c| c == '"' || c == '\'')
+            .to_ascii_lowercase();
+        let last_word = name.rsplit(['_', '-']).next().unwrap_or_default();
+        WORDS.contains(&last_word) || WORDS.contains(&name.as_str())
+    });
+    if named_secret {
         return true;
     }
-    let value = value.trim().trim_start_matches(['"', '\'']);
-    value.starts_with("sk-")
-        || value.contains("-----BEGIN")
-        || value.split_once("://").is_some_and(|(_, rest)| {
-            rest.split(['/', '?', '#'])
-                .next()
-                .is_some_and(|authority| authority.contains('@'))
-        })
+    looks_like_a_secret(line)
+}
+
+/// "the environment variable NAME is not set or empty", naming the variable only when its
+/// name looks like one (capitals, digits, `_`): a name of mixed case or a long run of hex
+/// may be the secret itself, pasted where its variable's name belongs.
+pub fn unset_variable(name: &str) -> String {
+    let conventional = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if conventional {
+        format!("the environment variable {name} is not set or empty")
+    } else {
+        "the environment variable named there is not set or empty (its name is not shown: \
+         it is not in capitals, and may be the secret itself)"
+            .to_owned()
+    }
+}
+
+/// Whether `text` holds something shaped like a credential anywhere.
+fn looks_like_a_secret(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    let openai_key = lower.match_indices("sk-").any(|(at, _)| {
+        let before = lower[..at].chars().next_back();
+        let after = lower[at + 3..].chars().next();
+        before.is_none_or(|c| !c.is_ascii_alphanumeric())
+            && after.is_some_and(|c| c.is_ascii_alphanumeric())
+    });
+    let userinfo_url = text.match_indices("://").any(|(at, _)| {
+        text[at + 3..]
+            .split(['/', '?', '#', '"', '\'', ' '])
+            .next()
+            .is_some_and(|authority| authority.contains('@'))
+    });
+    openai_key
+        || userinfo_url
+        || [
+            "bearer ",
+            "basic ",
+            "-----begin",
+            "hooks.slack.com",
+            "/api/webhooks/",
+            "webhook.office.com",
+        ]
+        .iter()
+        .any(|marker| lower.contains(marker))
 }
 
 /// A log writer that scrubs each line before it reaches stderr. Used as the tracing
@@ -261,6 +309,11 @@ mod tests {
             "whatever = \"sk-proj-123\"",
             "base_url = \"https://user:pw@proxy.example/v1\"",
             "admin_key = sk-admin-unquoted",
+            "headers = { Authorization = \"Bearer abc\" }",
+            "auth = \"Bearer abc\"",
+            "webhook_url = \"https://hooks.slack.com/services/T0/B0/x\"",
+            "pass = \"x\"",
+            "timezone = \"sk-admin-pasted-here\"",
         ] {
             assert!(line_may_hold_secret(line), "{line}");
         }
@@ -273,8 +326,17 @@ mod tests {
             "to = [\"sec@acme.com\"]",
             "[notify.email]",
             "where = { field = \"created_at\", op = \"lt\", value = 3 }",
+            "resource_type = \"org_admin_api_keys\"",
+            "value = \"task-list\"",
         ] {
             assert!(!line_may_hold_secret(line), "{line}");
         }
+    }
+
+    #[test]
+    fn an_unset_variable_is_named_only_when_its_name_looks_like_one() {
+        assert!(unset_variable("SLACK_WEBHOOK_URL").contains("SLACK_WEBHOOK_URL"));
+        let pasted = "a93facc04764012d7bfb002500d5d1a6";
+        assert!(!unset_variable(pasted).contains(pasted));
     }
 }

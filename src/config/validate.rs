@@ -119,8 +119,8 @@ impl Check<'_> {
                 )
                 .label("not a variable name")
                 .help(format!(
-                    "write the variable's name (`{key} = \"SMTP_PASSWORD\"`) and put the secret \
-                     in that variable"
+                    "write the variable's name (`{key} = \"NAME_OF_THE_VARIABLE\"`) and put the \
+                     secret in that variable"
                 ))
                 .conceal();
             return None;

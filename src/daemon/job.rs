@@ -232,7 +232,7 @@ impl AuditJob {
         loaded: Arc<Loaded>,
         done: Option<Result<DeliveryReport, NotifyError>>,
     ) -> Result<(u64, u64), BoxError> {
-        let notifier = loaded.clone();
+        let kept = loaded.clone();
         let report = if let Some(report) = done {
             report?
         } else {
@@ -249,12 +249,7 @@ impl AuditJob {
             .await??
         };
         let (sent, failed) = email_counts(&report.outcomes, |channel| {
-            channel == "email"
-                || notifier
-                    .notifier
-                    .channels()
-                    .iter()
-                    .any(|c| c.name == channel && c.kind == crate::config::ChannelKind::Email)
+            kept.notifier.is_email_channel(channel)
         });
         self.metrics.record_emails(sent, failed);
         self.metrics.set_outbox_depth(report.pending as u64);

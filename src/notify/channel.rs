@@ -175,10 +175,7 @@ fn read_secret(
                     err(
                         key_env,
                         crate::config::span_of(var),
-                        format!(
-                            "the environment variable {} is not set or empty",
-                            var.get_ref()
-                        ),
+                        crate::secrets::unset_variable(var.get_ref()),
                     )
                 })
         }

@@ -373,7 +373,8 @@ mod tests {
         // The reply's text runs up to a few characters before the cut, then the URL.
         let reply = format!("{} no route for {url}", "E".repeat(QUOTED - 20));
         let q = quoted(&reply);
-        assert!(!q.contains("127.0.0.1:9/hooks"), "{q}");
-        assert!(!q.contains("http://127"), "{q}");
+        // Cut first and scrubbed after, the URL's first characters were left: `http:/`.
+        assert!(!q.contains("http:"), "{q}");
+        assert!(q.ends_with("no route for [redac"), "{q}");
     }
 }

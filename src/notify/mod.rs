@@ -159,6 +159,16 @@ impl Notifier {
         self.email.as_ref()
     }
 
+    /// Whether the channel named `name` sends email: `[notify.email]` (named `email`) or a
+    /// `kind = "email"` channel.
+    pub fn is_email_channel(&self, name: &str) -> bool {
+        (name == "email" && self.email.is_some())
+            || self
+                .channels
+                .iter()
+                .any(|c| c.name == name && c.kind == crate::config::ChannelKind::Email)
+    }
+
     /// Replaces the email transport (a test server's certificate, a different folder).
     pub fn set_transport(&mut self, transport: Transport) {
         if let Some(email) = &mut self.email {
@@ -462,10 +472,7 @@ fn smtp_settings(
                     err(
                         "password_env",
                         crate::config::span_of(var),
-                        format!(
-                            "the environment variable {} is not set or empty",
-                            var.get_ref()
-                        ),
+                        crate::secrets::unset_variable(var.get_ref()),
                     )
                 })?;
             let password = SecretString::from(password);
@@ -534,6 +541,27 @@ mod tests {
             panic!("smtp")
         };
         assert_eq!((s.tls, s.port), (TlsMode::None, 25));
+    }
+
+    #[test]
+    fn only_email_channels_count_as_email() {
+        let env = |_: &str| Some("https://hooks.example.com/x".to_owned());
+        let slack_named_email =
+            "[[notify.channel]]\nname = \"email\"\nkind = \"slack\"\nurl_env = \"U\"\n";
+        let notifier = Notifier::from_config_with_env(&config(slack_named_email), env).unwrap();
+        assert!(
+            !notifier.is_email_channel("email"),
+            "a Slack channel named email"
+        );
+        let mail = format!(
+            "{SMTP}transport = \"file\"\ndir = \"m\"\n[[notify.channel]]\nname = \"team\"\n\
+             kind = \"email\"\nto = [\"t@example.com\"]\n[[notify.channel]]\nname = \"hook\"\n\
+             kind = \"slack\"\nurl_env = \"U\"\n"
+        );
+        let notifier = Notifier::from_config_with_env(&config(&mail), env).unwrap();
+        assert!(notifier.is_email_channel("email"));
+        assert!(notifier.is_email_channel("team"));
+        assert!(!notifier.is_email_channel("hook"));
     }
 
     #[test]

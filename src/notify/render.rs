@@ -697,7 +697,7 @@ fn csv_multi_line(text: &str) -> String {
 /// A plain number (`-12.5`, a refund) is left as it is: it is no formula, and a quote would
 /// make it text.
 pub fn guard_formula(text: String) -> String {
-    if text.starts_with(['=', '+', '-', '@']) && text.parse::<f64>().is_err() {
+    if text.starts_with(['=', '+', '-', '@']) && !text.parse::<f64>().is_ok_and(f64::is_finite) {
         format!("'{text}")
     } else {
         text

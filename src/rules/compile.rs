@@ -413,15 +413,14 @@ impl Compiler<'_> {
                 format!("`{operator}` compares a time, and `{name}` holds {holds}"),
                 "ages apply to the time columns, the ones named `…_at`",
             ),
-            (OperandKind::Glob, ColumnType::Text) => None,
-            (OperandKind::Glob, _) => at_op(
-                format!("`matches` compares text, and `{name}` holds {holds}"),
-                "compare numbers and times with `eq`, `lt`, `gt` and the like",
-            ),
+            // SQLite's GLOB reads any value as text: a list's or an object's JSON
+            // (`permissions matches "*write*"`) or a number's digits, each of use.
+            (OperandKind::Glob, _) => None,
             (OperandKind::List, ColumnType::Text) => None,
             (OperandKind::List, _) => at_op(
                 format!(
-                    "`{operator}` compares with a list of strings, and `{name}` holds {holds},                      which never equal a string"
+                    "`{operator}` compares with a list of strings, and `{name}` holds {holds}, \
+                     which never equal a string"
                 ),
                 "for a list column use `contains`; for numbers, `any` of `eq` conditions",
             ),
@@ -434,7 +433,8 @@ impl Compiler<'_> {
                 format!(
                     "`{name}` holds {holds}: `{operator}` would compare its JSON text as a whole"
                 ),
-                "for a list use `contains`, `empty` or `not_empty`; for a field of an object,                  `json_extract` in a `sql` rule",
+                "for a list use `contains`, `empty` or `not_empty`; for a field of an object, \
+                 `json_extract` in a `sql` rule",
             ),
             (OperandKind::Scalar, _) => operand.and_then(|(v, span)| {
                 let (fits, help) = match (&v, ty) {
@@ -455,7 +455,7 @@ impl Compiler<'_> {
                             }
                         ),
                     ),
-                    (Value::Str(s), _) if s.trim().parse::<f64>().is_ok() => {
+                    (Value::Str(s), _) if s.trim().parse::<i64>().is_ok() => {
                         (false, format!("write it without quotes: {}", s.trim()))
                     }
                     (Value::Str(_), ColumnType::Time) => (
@@ -705,14 +705,19 @@ mod tests {
                 "field = \"created_at\"\nop = \"older_than\"\nvalue = \"90d\"",
                 "ok",
             ),
-            // Ages, globs, lists and list operators on columns that cannot hold them.
+            // Ages, lists and list operators on columns that cannot hold them.
             (
                 "field = \"name\"\nop = \"older_than\"\nvalue = \"90d\"",
                 mismatch,
             ),
+            // A glob reads any value as text, a list's or an object's JSON included.
             (
                 "field = \"created_at\"\nop = \"matches\"\nvalue = \"17*\"",
-                mismatch,
+                "ok",
+            ),
+            (
+                "field = \"raw\"\nop = \"matches\"\nvalue = \"*service_account*\"",
+                "ok",
             ),
             ("field = \"name\"\nop = \"matches\"\nvalue = \"ci-*\"", "ok"),
             (
