@@ -23,10 +23,12 @@ use crate::model::{
 use crate::size::ByteSize;
 
 mod gate;
+mod shape;
 mod timer;
 
 pub use gate::Queue;
 use gate::{Gate, Permit, rate_headers};
+pub use shape::AnswerBound;
 
 /// The environment variable the admin key is read from.
 pub const ADMIN_KEY_ENV: &str = "OPENAI_ADMIN_KEY";
@@ -142,6 +144,16 @@ pub enum ClientError {
         /// The path.
         path: String,
         /// Which bound, naming its setting when it has one.
+        message: String,
+    },
+    /// The API answered 200 with JSON holding more values, or nesting deeper, than any
+    /// real answer of the read can ([`AnswerBound`]): refused before it is parsed, since
+    /// parsed it would cost many times its size in memory.
+    #[error("GET {path}: {message}")]
+    TooManyValues {
+        /// The path.
+        path: String,
+        /// How many values (or levels) the answer holds, and the most a real one can.
         message: String,
     },
     /// The API answered 200 with a body that is not the JSON the endpoint promises.
@@ -682,20 +694,29 @@ impl AdminClient {
                 ),
             });
         }
-        parse_json(shown, body).await
+        let bound = match family.max_page_size() {
+            Some(objects) if family.envelope() != Envelope::Single => AnswerBound::Page {
+                objects,
+                of: "this list",
+            },
+            _ => AnswerBound::Object,
+        };
+        self.parse_json(shown, body, bound).await
     }
 
     /// One GET of `path` (segments under the base URL, each percent-encoded on its own)
     /// with `query`, through the same gate, retries and bounds as every scope read: for
     /// reads that are not a family's (the organization's costs). `queue`: [`Queue::Front`]
-    /// for a page after the first.
+    /// for a page after the first; `bound`: the most values a real answer can hold.
     pub async fn get_with_query(
         &self,
         segments: &[&str],
         query: &[(&str, String)],
         queue: Queue,
+        bound: AnswerBound,
     ) -> Result<Value, ClientError> {
-        self.get_segments(segments, query, false, queue).await
+        self.get_segments(segments, query, false, queue, bound)
+            .await
     }
 
     /// [`AdminClient::get_with_query`], except that a 400 or 403 is read for its reason
@@ -707,8 +728,9 @@ impl AdminClient {
         segments: &[&str],
         query: &[(&str, String)],
         queue: Queue,
+        bound: AnswerBound,
     ) -> Result<Value, ClientError> {
-        self.get_segments(segments, query, true, queue).await
+        self.get_segments(segments, query, true, queue, bound).await
     }
 
     /// One GET of `segments` under the base URL with `query`; `explain` reads a 400 or 403
@@ -719,6 +741,7 @@ impl AdminClient {
         query: &[(&str, String)],
         explain: bool,
         queue: Queue,
+        bound: AnswerBound,
     ) -> Result<Value, ClientError> {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
@@ -727,7 +750,18 @@ impl AdminClient {
         }
         let shown = format!("/{}", segments.join("/"));
         let body = self.get_body(&shown, &url, query, explain, queue).await?;
-        parse_json(&shown, body).await
+        self.parse_json(&shown, body, bound).await
+    }
+
+    /// A 200's body as JSON, unless it holds more values or nests deeper than `bound`
+    /// allows: then it is refused unparsed (see [`parse_json`]).
+    async fn parse_json(
+        &self,
+        shown: &str,
+        body: Vec<u8>,
+        bound: AnswerBound,
+    ) -> Result<Value, ClientError> {
+        parse_json(shown, body, bound, self.opts.max_response_bytes.as_bytes()).await
     }
 
     /// The body of one GET, retried on 429, 5xx and connection errors; a retry goes to the
@@ -1136,12 +1170,50 @@ const PARSE_OFF_WORKER: usize = 256 * 1024;
 /// 200 projects is 3.6 MB, and parsed on a worker it held every paced start behind it
 /// for 11-20 ms, after which they left in a clump a shallow bucket refused (traced at
 /// 200 ms x 500/s with a burst of one).
-async fn parse_json(shown: &str, body: Vec<u8>) -> Result<Value, ClientError> {
+///
+/// Its values are counted first, in one pass that builds nothing, and a body holding more
+/// than `bound` allows (`max_response_bytes` being the largest answer read) is refused
+/// unparsed ([`ClientError::TooManyValues`]), on the same thread the parse would have
+/// taken: counting costs a fifteenth of parsing (80 ms for 32 MiB of dense zeros, whose
+/// parse takes 1.3 s and 1.2 GB; 8 ms for a 4 MB page of costs).
+async fn parse_json(
+    shown: &str,
+    body: Vec<u8>,
+    bound: AnswerBound,
+    max_response_bytes: u64,
+) -> Result<Value, ClientError> {
     if body.len() < PARSE_OFF_WORKER {
-        return parse_body(shown, &body);
+        return parse_bounded(shown, &body, bound, max_response_bytes);
     }
     let path = shown.to_owned();
-    off_the_workers(shown, move || parse_body(&path, &body)).await
+    off_the_workers(shown, move || {
+        parse_bounded(&path, &body, bound, max_response_bytes)
+    })
+    .await
+}
+
+/// [`parse_body`], unless `body` holds more values or nests deeper than `bound` allows.
+fn parse_bounded(
+    shown: &str,
+    body: &[u8],
+    bound: AnswerBound,
+    max_response_bytes: u64,
+) -> Result<Value, ClientError> {
+    let found = shape::shape(body);
+    tracing::trace!(
+        path = shown,
+        bytes = body.len(),
+        values = found.values,
+        depth = found.depth,
+        "answer counted"
+    );
+    if let Some(message) = bound.refuse(found, max_response_bytes) {
+        return Err(ClientError::TooManyValues {
+            path: shown.to_owned(),
+            message,
+        });
+    }
+    parse_body(shown, body)
 }
 
 /// Runs `work` (reading a large answer) on a blocking thread, so that it never holds the
@@ -1283,7 +1355,9 @@ mod tests {
             let ran = Arc::clone(&ran);
             async move { ran.store(true, Ordering::SeqCst) }
         });
-        let parsed = parse_json("/organization/costs", body).await.unwrap();
+        let parsed = parse_json("/organization/costs", body, AnswerBound::Costs, 32 << 20)
+            .await
+            .unwrap();
         assert!(ran.load(Ordering::SeqCst), "the parse held the runtime");
         assert_eq!(parsed["data"].as_array().map(Vec::len), Some(60_000));
         other.await.unwrap();
@@ -1297,10 +1371,17 @@ mod tests {
         assert!(large.len() >= PARSE_OFF_WORKER);
         for body in [small, large] {
             let expected = parse_body("/p", &body).unwrap();
-            assert_eq!(parse_json("/p", body.clone()).await.unwrap(), expected);
+            assert_eq!(
+                parse_json("/p", body.clone(), AnswerBound::Costs, 32 << 20)
+                    .await
+                    .unwrap(),
+                expected
+            );
             let cut = body[..body.len() - 1].to_vec();
             let ClientError::Malformed { path, message } =
-                parse_json("/p", cut.clone()).await.unwrap_err()
+                parse_json("/p", cut.clone(), AnswerBound::Costs, 32 << 20)
+                    .await
+                    .unwrap_err()
             else {
                 panic!("not a malformed-body error");
             };

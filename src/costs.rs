@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use serde_json::Value;
 
-use crate::client::{AdminClient, ClientError, Queue, off_the_workers};
+use crate::client::{AdminClient, AnswerBound, ClientError, Queue, off_the_workers};
 use crate::config::SpendConfig;
 use crate::model::{CrawlStats, ProjectId, ScopeError, SnapshotStatus};
 use crate::store::{Store, StoreError};
@@ -276,7 +276,12 @@ pub async fn read(client: &AdminClient, window: CostWindow) -> CostsRead {
         }
         let queue = Queue::for_page(page.is_none());
         let answer = match client
-            .get_with_query(&["organization", "costs"], &query, queue)
+            .get_with_query(
+                &["organization", "costs"],
+                &query,
+                queue,
+                AnswerBound::Costs,
+            )
             .await
         {
             // Off the async workers, as the client parses it: a page is megabytes (a

@@ -13,7 +13,7 @@ use std::future::Future;
 use serde_json::Value;
 
 use super::AuditEvent;
-use crate::client::{AdminClient, ClientError, Queue};
+use crate::client::{AdminClient, AnswerBound, ClientError, Queue};
 use crate::config::AuditLogConfig;
 use crate::model::ScopeError;
 
@@ -332,7 +332,15 @@ where
                 let queue = Queue::for_page(read.requests == 0);
                 read.requests += 1;
                 client
-                    .get_explained(&["organization", "audit_logs"], &query, queue)
+                    .get_explained(
+                        &["organization", "audit_logs"],
+                        &query,
+                        queue,
+                        AnswerBound::Page {
+                            objects: PAGE_LIMIT,
+                            of: "the audit log",
+                        },
+                    )
                     .await
                     .and_then(|body| pager.accept(&body))
             }
