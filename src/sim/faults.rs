@@ -56,6 +56,10 @@ pub enum FaultKind {
     /// Answer 302 with this `Location`: a proxy or a moved server sending the client
     /// elsewhere.
     Redirect(String),
+    /// Answer 200 with a list page of one object (`"id": "dense"`) whose `padding` is an
+    /// array of this many zeros (the page holds 7 values more): JSON of two bytes a value,
+    /// which parsed costs 36 times its size.
+    DenseValues(usize),
     /// Answer with this status and a body of `bytes` bytes, streamed; `declared` sends its
     /// `Content-Length`, else it comes chunked and only its end says how long it was.
     HugeBody {
@@ -217,6 +221,25 @@ pub(crate) fn invented_page(
 
 /// An answer of `status` whose body is `bytes` bytes of JSON (an error object padded
 /// with spaces), sent in 64 KiB chunks so that the simulator never holds it whole.
+/// A list page of one object holding `zeros` zeros, written as bytes: built as a `Value`
+/// it would cost the simulator what it is meant to cost the client.
+pub(crate) fn dense_page(zeros: usize) -> Response {
+    let head: &[u8] = br#"{"object":"list","data":[{"id":"dense","padding":["#;
+    let tail: &[u8] = br#"]}],"has_more":false}"#;
+    let mut body = Vec::with_capacity(head.len() + 2 * zeros + tail.len());
+    body.extend_from_slice(head);
+    for i in 0..zeros {
+        body.extend_from_slice(if i == 0 { b"0" } else { b",0" });
+    }
+    body.extend_from_slice(tail);
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 pub(crate) fn huge_body(status: u16, bytes: u64, declared: bool) -> Response {
     const CHUNK: usize = 64 << 10;
     let head: &'static [u8] =

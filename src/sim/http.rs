@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::SimOptions;
 use super::api::{self, ApiError, Query};
-use super::faults::{FaultKind, Faults, huge_body, invented_page};
+use super::faults::{FaultKind, Faults, dense_page, huge_body, invented_page};
 use super::org::Org;
 use super::ratelimit::{Budget, TokenBucket, go_duration};
 
@@ -196,6 +196,7 @@ async fn answer(s: &Arc<Shared>, req: Request) -> Response {
             bytes,
             declared,
         }) => return huge_body(status, bytes, declared),
+        Some(FaultKind::DenseValues(zeros)) => return dense_page(zeros),
         // `take` resolves an Nth fault to what it does; one nested in another does nothing.
         Some(FaultKind::Nth { .. }) | None => {}
     }

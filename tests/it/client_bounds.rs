@@ -194,6 +194,46 @@ fn a_huge_error_body_is_read_only_for_its_first_kilobytes() {
 }
 
 #[test]
+fn an_answer_with_more_values_than_a_page_can_hold_fails_its_scope() {
+    // 16 million zeros: 32 MB, under the default `max_response_bytes` (32 MiB), and 1.2 GB
+    // once parsed. (That it is not parsed is what the peak-memory test below shows.)
+    let env = Env::new(FaultKind::DenseValues(16_000_000));
+    let message = env.only_failure(&env.snapshot(""));
+    assert!(
+        message.contains(
+            "the answer holds 16,000,007 JSON values, more than any page of this list can \
+             hold (at most 101,000: 100 objects of up to 1,000 values each, asked with \
+             `limit=100`); refused without parsing it"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_page_holding_as_many_values_as_its_bound_allows_is_read_and_stored() {
+    // 101,000 values in all: the most a page of 100 may hold.
+    let env = Env::new(FaultKind::DenseValues(101_000 - 7));
+    let out = env.snapshot("");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let store = Store::open_read_only(&env.db()).expect("database");
+    let found = store
+        .query(
+            "SELECT id FROM project_api_keys WHERE project_id = 'proj_a'",
+            &[],
+        )
+        .expect("query");
+    assert_eq!(found.rows.len(), 1, "{:?}", found.rows);
+    // One value more and the same page is refused.
+    let env = Env::new(FaultKind::DenseValues(101_000 - 6));
+    let message = env.only_failure(&env.snapshot(""));
+    assert!(
+        message.contains("the answer holds 101,001 JSON values"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_key_file_that_never_ends_fails_the_command_without_reading_it_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("orgwarden.toml");
@@ -255,11 +295,12 @@ fn peak_rss_mib(env: &Env, extra: &str) -> (u64, Option<i32>) {
 
 /// The hostile answers of this file with the default bounds: each fails its scope (exit 3)
 /// or the command (exit 2) with memory far below what the answer would cost if read whole
-/// (a 200 MB body, 10,000 pages, 100,000 objects, an endless key file).
+/// (a 200 MB body, 10,000 pages, 100,000 objects, 32 MB of dense JSON that parsed is
+/// 1.2 GB, an endless key file).
 #[test]
 fn hostile_answers_with_the_default_bounds_keep_peak_memory_small() {
     const CEILING_MIB: u64 = 160;
-    let cases: [(&str, FaultKind, &str, Option<i32>); 4] = [
+    let cases: [(&str, FaultKind, &str, Option<i32>); 5] = [
         (
             "endless pager (10,000 pages)",
             FaultKind::EndlessPages,
@@ -279,6 +320,12 @@ fn hostile_answers_with_the_default_bounds_keep_peak_memory_small() {
         (
             "page of 100,000 objects",
             FaultKind::OversizedPage(100_000),
+            "",
+            Some(3),
+        ),
+        (
+            "16 million zeros in one 32 MB answer",
+            FaultKind::DenseValues(16_000_000),
             "",
             Some(3),
         ),
