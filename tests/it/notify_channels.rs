@@ -101,17 +101,21 @@ fn webhook_url(receiver: &Receiver) -> String {
     receiver.url(&format!("/webhook/{URL_TOKEN}"))
 }
 
-fn run(dir: &Path, receiver: &Receiver, base_url: &str, args: &[&str]) -> Output {
-    crate::support::orgwarden()
-        .args(["--db", "audit.db", "--base-url", base_url])
+/// `orgwarden ARGS` in `dir` against the simulator, every channel's secret in its variable.
+fn command(dir: &Path, receiver: &Receiver, base_url: &str, args: &[&str]) -> Command {
+    let mut cmd = crate::support::orgwarden();
+    cmd.args(["--db", "audit.db", "--base-url", base_url])
         .args(args)
         .current_dir(dir)
         .env("OPENAI_ADMIN_KEY", KEY)
         .env("OW_WEBHOOK_URL", webhook_url(receiver))
         .env("OW_WEBHOOK_SECRET", SECRET)
-        .env("OW_PD_KEY", ROUTING_KEY)
-        .output()
-        .unwrap()
+        .env("OW_PD_KEY", ROUTING_KEY);
+    cmd
+}
+
+fn run(dir: &Path, receiver: &Receiver, base_url: &str, args: &[&str]) -> Output {
+    command(dir, receiver, base_url, args).output().unwrap()
 }
 
 fn audit(dir: &Path, receiver: &Receiver, sim: &SimHandle) -> Output {
@@ -451,13 +455,8 @@ fn notify_test_names_the_channel_that_failed() {
     // Testing one channel reads only its own secrets: the pager's routing key unset is no
     // reason to refuse testing the webhook, but is when the pager itself is tested.
     let without_pager_key = |channel: &str| {
-        crate::support::orgwarden()
-            .args(["--db", "audit.db", "--base-url", &sim.base_url()])
-            .args(["notify", "test", "--channel", channel])
-            .current_dir(dir.path())
-            .env("OPENAI_ADMIN_KEY", KEY)
-            .env("OW_WEBHOOK_URL", webhook_url(&receiver))
-            .env("OW_WEBHOOK_SECRET", SECRET)
+        let args = ["notify", "test", "--channel", channel];
+        command(dir.path(), &receiver, &sim.base_url(), &args)
             .env_remove("OW_PD_KEY")
             .output()
             .unwrap()
