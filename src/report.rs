@@ -100,6 +100,10 @@ pub fn is_hazardous(c: char) -> bool {
 /// rest; the result is one line. A backslash is left as it is, so ordinary text is unchanged
 /// (an escape can be imitated by typing it, but imitating one is harmless).
 pub fn inert(text: &str) -> Cow<'_, str> {
+    // Nearly all text holds nothing hazardous: it is returned without being copied.
+    if !text.chars().any(is_hazardous) {
+        return Cow::Borrowed(text);
+    }
     let chars: Vec<char> = text.chars().collect();
     let shown_raw = |i: usize| !is_hazardous(chars[i]) || is_joining(&chars, i);
     if (0..chars.len()).all(shown_raw) {
