@@ -22,10 +22,12 @@ use crate::model::{
 };
 use crate::size::ByteSize;
 
+mod body;
 mod gate;
 mod shape;
 mod timer;
 
+use body::{Answer, Capped, LargeAnswers, read_capped};
 pub use gate::Queue;
 use gate::{Gate, Permit, rate_headers};
 pub use shape::AnswerBound;
@@ -375,6 +377,9 @@ pub struct AdminClient {
     key: SecretString,
     opts: ClientOptions,
     gate: Arc<Gate>,
+    /// The few places for answers over a mebibyte, so that bodies held at once stay
+    /// bounded whatever the concurrency (see the `body` module).
+    large_answers: LargeAnswers,
     counters: Counters,
     observer: Option<ResponseObserver>,
     spend: Option<SpendConfig>,
@@ -405,7 +410,7 @@ struct Counters {
 
 /// What one HTTP attempt gave.
 enum Attempt {
-    Body(Vec<u8>),
+    Body(Answer),
     Retry {
         error: ClientError,
         retry_after: Option<Duration>,
@@ -443,6 +448,7 @@ impl AdminClient {
             base,
             key,
             gate: Arc::new(Gate::new(concurrency, opts.adaptive)),
+            large_answers: LargeAnswers::new(opts.max_response_bytes.as_bytes()),
             opts,
             counters: Counters::default(),
             observer: None,
@@ -684,7 +690,7 @@ impl AdminClient {
         let body = self.get_body(shown, url, &query, false, queue).await?;
         if let Some(asked) = family.max_page_size()
             && family.envelope() != Envelope::Single
-            && let Some(held) = page_length(&body).filter(|n| *n > asked as usize)
+            && let Some(held) = page_length(&body.bytes).filter(|n| *n > asked as usize)
         {
             return Err(ClientError::TooLarge {
                 path: shown.to_owned(),
@@ -758,7 +764,7 @@ impl AdminClient {
     async fn parse_json(
         &self,
         shown: &str,
-        body: Vec<u8>,
+        body: Answer,
         bound: AnswerBound,
     ) -> Result<Value, ClientError> {
         parse_json(shown, body, bound, self.opts.max_response_bytes.as_bytes()).await
@@ -773,7 +779,7 @@ impl AdminClient {
         query: &[(&str, String)],
         explained: bool,
         queue: Queue,
-    ) -> Result<Vec<u8>, ClientError> {
+    ) -> Result<Answer, ClientError> {
         let mut failures = 0u32;
         let mut limited = 0u32;
         loop {
@@ -989,7 +995,7 @@ impl AdminClient {
             return too_large(format!("the answer is {declared} bytes"));
         }
         let cap = usize::try_from(limit.as_bytes()).unwrap_or(usize::MAX);
-        match read_capped(response, cap).await {
+        match read_capped(response, cap, Some(&self.large_answers)).await {
             Ok(Capped::Whole(body)) => {
                 permit.success(Instant::now(), limits);
                 Attempt::Body(body)
@@ -1017,8 +1023,8 @@ impl AdminClient {
     /// [`AdminClient::error_message`] and the API's `error.code` (scrubbed the same way).
     async fn error_detail(&self, response: reqwest::Response) -> (String, Option<String>) {
         let status = response.status();
-        let body = match read_capped(response, ERROR_BODY_LIMIT).await {
-            Ok(Capped::Whole(body) | Capped::Cut(body)) => body,
+        let body = match read_capped(response, ERROR_BODY_LIMIT, None).await {
+            Ok(Capped::Whole(Answer { bytes, .. }) | Capped::Cut(bytes)) => bytes,
             Err(_) => Vec::new(),
         };
         let body = crate::secrets::scrub(&String::from_utf8_lossy(&body)).into_owned();
@@ -1157,12 +1163,6 @@ fn page_length(body: &[u8]) -> Option<usize> {
     serde_json::from_slice::<Page>(body).ok().map(|p| p.data.0)
 }
 
-/// A body read up to a cap: all of it, or the first `cap` bytes of a longer one.
-enum Capped {
-    Whole(Vec<u8>),
-    Cut(Vec<u8>),
-}
-
 /// Bodies at least this large are parsed on a blocking thread (see [`parse_json`]).
 const PARSE_OFF_WORKER: usize = 256 * 1024;
 
@@ -1176,18 +1176,21 @@ const PARSE_OFF_WORKER: usize = 256 * 1024;
 /// unparsed ([`ClientError::TooManyValues`]), on the same thread the parse would have
 /// taken: counting costs a fifteenth of parsing (80 ms for 32 MiB of dense zeros, whose
 /// parse takes 1.3 s and 1.2 GB; 8 ms for a 4 MB page of costs).
+///
+/// A large answer keeps its place among the client's large answers until its parse is
+/// done: it is `body`, dropped here.
 async fn parse_json(
     shown: &str,
-    body: Vec<u8>,
+    body: Answer,
     bound: AnswerBound,
     max_response_bytes: u64,
 ) -> Result<Value, ClientError> {
-    if body.len() < PARSE_OFF_WORKER {
-        return parse_bounded(shown, &body, bound, max_response_bytes);
+    if body.bytes.len() < PARSE_OFF_WORKER {
+        return parse_bounded(shown, &body.bytes, bound, max_response_bytes);
     }
     let path = shown.to_owned();
     off_the_workers(shown, move || {
-        parse_bounded(&path, &body, bound, max_response_bytes)
+        parse_bounded(&path, &body.bytes, bound, max_response_bytes)
     })
     .await
 }
@@ -1237,25 +1240,6 @@ fn parse_body(shown: &str, body: &[u8]) -> Result<Value, ClientError> {
         path: shown.to_owned(),
         message: format!("invalid JSON ({e}) in a {} byte body", body.len()),
     })
-}
-
-/// Streams a body chunk by chunk with a running count, so a body larger than `cap` costs
-/// at most `cap` bytes (plus one chunk) of memory, whatever its length.
-async fn read_capped(
-    mut response: reqwest::Response,
-    cap: usize,
-) -> Result<Capped, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if chunk.len() > cap - body.len() {
-            let room = cap - body.len();
-            body.extend_from_slice(&chunk[..room]);
-            // Dropping the response here closes the connection: the rest is never read.
-            return Ok(Capped::Cut(body));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Capped::Whole(body))
 }
 
 /// How long the server asks us to wait: OpenAI's `retry-after-ms` when present (what the
@@ -1355,9 +1339,14 @@ mod tests {
             let ran = Arc::clone(&ran);
             async move { ran.store(true, Ordering::SeqCst) }
         });
-        let parsed = parse_json("/organization/costs", body, AnswerBound::Costs, 32 << 20)
-            .await
-            .unwrap();
+        let parsed = parse_json(
+            "/organization/costs",
+            body.into(),
+            AnswerBound::Costs,
+            32 << 20,
+        )
+        .await
+        .unwrap();
         assert!(ran.load(Ordering::SeqCst), "the parse held the runtime");
         assert_eq!(parsed["data"].as_array().map(Vec::len), Some(60_000));
         other.await.unwrap();
@@ -1372,14 +1361,14 @@ mod tests {
         for body in [small, large] {
             let expected = parse_body("/p", &body).unwrap();
             assert_eq!(
-                parse_json("/p", body.clone(), AnswerBound::Costs, 32 << 20)
+                parse_json("/p", body.clone().into(), AnswerBound::Costs, 32 << 20)
                     .await
                     .unwrap(),
                 expected
             );
             let cut = body[..body.len() - 1].to_vec();
             let ClientError::Malformed { path, message } =
-                parse_json("/p", cut.clone(), AnswerBound::Costs, 32 << 20)
+                parse_json("/p", cut.clone().into(), AnswerBound::Costs, 32 << 20)
                     .await
                     .unwrap_err()
             else {

@@ -219,8 +219,6 @@ pub(crate) fn invented_page(
     serde_json::to_vec(&list).unwrap_or(page)
 }
 
-/// An answer of `status` whose body is `bytes` bytes of JSON (an error object padded
-/// with spaces), sent in 64 KiB chunks so that the simulator never holds it whole.
 /// A list page of one object holding `zeros` zeros, written as bytes: built as a `Value`
 /// it would cost the simulator what it is meant to cost the client.
 pub(crate) fn dense_page(zeros: usize) -> Response {
@@ -240,6 +238,8 @@ pub(crate) fn dense_page(zeros: usize) -> Response {
     resp
 }
 
+/// An answer of `status` whose body is `bytes` bytes of JSON (an error object padded
+/// with spaces), sent in 64 KiB chunks so that the simulator never holds it whole.
 pub(crate) fn huge_body(status: u16, bytes: u64, declared: bool) -> Response {
     const CHUNK: usize = 64 << 10;
     let head: &'static [u8] =

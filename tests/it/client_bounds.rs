@@ -21,13 +21,18 @@ struct Env {
 
 impl Env {
     fn new(kind: FaultKind) -> Env {
+        Env::with_fault(KEYS, kind)
+    }
+
+    /// A simulator answering every request under `path_prefix` with `kind`.
+    fn with_fault(path_prefix: &str, kind: FaultKind) -> Env {
         let org: Org = crate::support::orgs::load(
             crate::support::orgs::THREE_PROJECTS,
             chrono::Utc::now().timestamp(),
         );
         let sim = start_background(org, SimOptions::default()).expect("simulator");
         sim.add_fault(Fault {
-            path_prefix: KEYS.into(),
+            path_prefix: path_prefix.into(),
             kind,
             times: None,
         });
@@ -345,4 +350,28 @@ fn hostile_answers_with_the_default_bounds_keep_peak_memory_small() {
         assert!(mib < CEILING_MIB, "{name}: {mib} MiB");
     }
     eprintln!("{table}");
+}
+
+/// A server that answers every project read with 30 MiB (under `max_response_bytes`, so
+/// each is read whole), streamed with no `Content-Length`: at the adaptive concurrency,
+/// dozens were held at once while they were read and waited to be parsed (452 MiB here).
+/// Now an answer that grows past a mebibyte waits for one of two places, and the bodies
+/// held at once stay a few times one answer. (An answer whose length is declared takes
+/// its place before it is read: `client::body`'s unit tests.)
+#[test]
+fn large_answers_to_every_read_are_held_a_few_at_a_time() {
+    const CEILING_MIB: u64 = 250;
+    let env = Env::with_fault(
+        "/organization/projects/",
+        FaultKind::HugeBody {
+            status: 200,
+            bytes: 30 << 20,
+            declared: false,
+        },
+    );
+    let (mib, code) = peak_rss_mib(&env, "");
+    eprintln!("peak RSS {mib} MiB");
+    // Every project read fails, as no list; the organization's own reads are stored.
+    assert_eq!(code, Some(3));
+    assert!(mib < CEILING_MIB, "{mib} MiB");
 }
