@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::config::{OpenAiConfig, SpendConfig};
 use crate::model::{
-    ApiRate, Burst, CrawlStats, Envelope, Family, Objects, RequestsPerMinute, Scope,
+    ApiRate, Burst, CrawlStats, Envelope, Family, Objects, RequestsPerMinute, Scope, TextBudget,
 };
 use crate::size::ByteSize;
 
@@ -31,6 +31,17 @@ use body::{Answer, Capped, LargeAnswers, read_capped};
 pub use gate::Queue;
 use gate::{Gate, Permit, rate_headers};
 pub use shape::AnswerBound;
+
+/// The object text a crawl holds at once, in answers of `max_response_bytes` (512 MiB at
+/// the default 32 MiB). The largest real list, 100,000 organization members, is about
+/// 50 MB of text; a server paging on with large objects is stopped here instead of at
+/// `max_pages_per_scope` pages of every list being read.
+const HELD_TEXT_PER_ANSWER: u64 = 16;
+
+/// `bytes` in MiB with one decimal, for messages.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
 
 /// The environment variable the admin key is read from.
 pub const ADMIN_KEY_ENV: &str = "OPENAI_ADMIN_KEY";
@@ -380,6 +391,9 @@ pub struct AdminClient {
     /// The few places for answers over a mebibyte, so that bodies held at once stay
     /// bounded whatever the concurrency (see the `body` module).
     large_answers: LargeAnswers,
+    /// The object text held at once by every list being read and every read waiting for
+    /// the store: [`HELD_TEXT_PER_ANSWER`] times `max_response_bytes`.
+    held_text: TextBudget,
     counters: Counters,
     observer: Option<ResponseObserver>,
     spend: Option<SpendConfig>,
@@ -449,6 +463,11 @@ impl AdminClient {
             key,
             gate: Arc::new(Gate::new(concurrency, opts.adaptive)),
             large_answers: LargeAnswers::new(opts.max_response_bytes.as_bytes()),
+            held_text: TextBudget::new(
+                opts.max_response_bytes
+                    .as_bytes()
+                    .saturating_mul(HELD_TEXT_PER_ANSWER),
+            ),
             opts,
             counters: Counters::default(),
             observer: None,
@@ -636,7 +655,19 @@ impl AdminClient {
                 }
             }
             on_page(&data);
-            objects.extend(data);
+            objects
+                .extend_within(data, &self.held_text)
+                .map_err(|over| ClientError::TooLarge {
+                    path: shown.clone(),
+                    message: format!(
+                        "the lists being read hold {} of objects, and this page's {} would \
+                         take them past {} ({HELD_TEXT_PER_ANSWER} × `[openai] \
+                         max_response_bytes`); not reading the rest of this list",
+                        mib(over.held),
+                        mib(over.asked),
+                        mib(over.most),
+                    ),
+                })?;
             match next {
                 Some(cursor) => after = Some(cursor),
                 None => return Ok(objects),

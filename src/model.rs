@@ -3,6 +3,8 @@
 //! the columns of the SQL view each one is stored under).
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -900,7 +902,12 @@ pub struct ScopeError {
 /// member of 500 bytes, 4 KiB), and a list is held whole until its last page is read:
 /// 30,000 members parsed took 130 MiB.
 #[derive(Clone, Default)]
-pub struct Objects(Vec<Box<str>>);
+pub struct Objects {
+    texts: Vec<Box<str>>,
+    /// What these texts take from a crawl's [`TextBudget`], given back when they are
+    /// dropped (by the store, once written); `None` for objects not read under one.
+    charge: Option<Charge>,
+}
 
 impl Objects {
     /// No objects.
@@ -910,22 +917,56 @@ impl Objects {
 
     /// Adds `object` at the end.
     pub fn push(&mut self, object: &serde_json::Value) {
-        self.0.push(object.to_string().into_boxed_str());
+        self.texts.push(object.to_string().into_boxed_str());
+    }
+
+    /// Adds `objects` at the end, charged to `budget`; refused, adding none, when that
+    /// would take the text held under `budget` past its most.
+    pub fn extend_within(
+        &mut self,
+        objects: impl IntoIterator<Item = serde_json::Value>,
+        budget: &TextBudget,
+    ) -> Result<(), Overdrawn> {
+        let texts: Vec<Box<str>> = objects
+            .into_iter()
+            .map(|object| object.to_string().into_boxed_str())
+            .collect();
+        let bytes = texts.iter().map(|text| held_bytes(text)).sum::<u64>();
+        budget.take(bytes)?;
+        match &mut self.charge {
+            Some(charge) => {
+                if !Arc::ptr_eq(&charge.held, &budget.held) {
+                    // One list is read under one budget; should that change, the bytes move
+                    // to the budget the charge gives back to, so neither counter drifts.
+                    budget.held.fetch_sub(bytes, Ordering::Relaxed);
+                    charge.held.fetch_add(bytes, Ordering::Relaxed);
+                }
+                charge.bytes += bytes;
+            }
+            None => {
+                self.charge = Some(Charge {
+                    held: Arc::clone(&budget.held),
+                    bytes,
+                });
+            }
+        }
+        self.texts.extend(texts);
+        Ok(())
     }
 
     /// How many objects.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.texts.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.texts.is_empty()
     }
 
     /// Each object parsed again, in order: one at a time, never the whole list at once.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = serde_json::Value> + '_ {
-        self.0.iter().map(|text| parse_held(text))
+        self.texts.iter().map(|text| parse_held(text))
     }
 
     /// Every object parsed at once: for a read known to be small, and for tests.
@@ -933,9 +974,89 @@ impl Objects {
         self.iter().collect()
     }
 
-    /// Keeps only the objects `keep` says yes to.
+    /// Keeps only the objects `keep` says yes to. The charge stays whole: the objects
+    /// dropped are few (a project's keys among the organization's), and it is given back
+    /// with the rest.
     pub fn retain(&mut self, mut keep: impl FnMut(&serde_json::Value) -> bool) {
-        self.0.retain(|text| keep(&parse_held(text)));
+        self.texts.retain(|text| keep(&parse_held(text)));
+    }
+}
+
+/// The bytes one held text costs: its own and its box's (a pointer and a length).
+fn held_bytes(text: &str) -> u64 {
+    u64::try_from(text.len() + std::mem::size_of::<Box<str>>()).unwrap_or(u64::MAX)
+}
+
+/// The most object text a crawl holds at once, across every list it is reading and every
+/// read waiting for the store: each page of a list is held until its last page, so a
+/// server paging on with large objects would otherwise be bounded only by the pages one
+/// list may have times their size, in every list at once.
+#[derive(Clone, Debug)]
+pub struct TextBudget {
+    most: u64,
+    held: Arc<AtomicU64>,
+}
+
+/// Why [`Objects::extend_within`] refused: the text held, what was asked, and the most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overdrawn {
+    /// The bytes held under the budget when it was asked.
+    pub held: u64,
+    /// The bytes asked for.
+    pub asked: u64,
+    /// The budget's most.
+    pub most: u64,
+}
+
+impl TextBudget {
+    /// A budget of `most` bytes, none held yet.
+    pub fn new(most: u64) -> Self {
+        Self {
+            most,
+            held: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The bytes held under this budget now.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, bytes: u64) -> Result<(), Overdrawn> {
+        let before = self.held.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.most {
+            self.held.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(Overdrawn {
+                held: before,
+                asked: bytes,
+                most: self.most,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Bytes taken from a [`TextBudget`], given back on drop. A clone takes as much again,
+/// since the texts it goes with are copied too.
+#[derive(Debug)]
+struct Charge {
+    held: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Clone for Charge {
+    fn clone(&self) -> Self {
+        self.held.fetch_add(self.bytes, Ordering::Relaxed);
+        Self {
+            held: Arc::clone(&self.held),
+            bytes: self.bytes,
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -1233,5 +1354,66 @@ mod tests {
         assert!(Severity::Critical > Severity::High);
         assert_eq!("medium".parse::<Severity>(), Ok(Severity::Medium));
         assert!("urgent".parse::<Severity>().is_err());
+    }
+
+    #[test]
+    fn held_text_is_charged_to_its_budget_and_given_back_when_dropped() {
+        let budget = TextBudget::new(1 << 20);
+        let page = || (0..10).map(|i| serde_json::json!({"id": format!("k{i}")}));
+        let mut objects = Objects::new();
+        objects.extend_within(page(), &budget).expect("within");
+        let one_page = budget.held();
+        let texts: u64 = objects.texts.iter().map(|t| t.len() as u64).sum();
+        assert!(
+            one_page > texts,
+            "the boxes count too: {one_page} vs {texts}"
+        );
+        objects.extend_within(page(), &budget).expect("within");
+        assert_eq!(budget.held(), 2 * one_page);
+        let copy = objects.clone();
+        assert_eq!(budget.held(), 4 * one_page, "a copy is held too");
+        drop(objects);
+        assert_eq!(budget.held(), 2 * one_page);
+        drop(copy);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_page_past_the_budget_is_refused_whole_and_the_rest_still_fits() {
+        let budget = TextBudget::new(100);
+        let mut first = Objects::new();
+        first
+            .extend_within([serde_json::json!({"id": "a"})], &budget)
+            .expect("within");
+        let held = budget.held();
+        let big = serde_json::json!({"id": "b", "padding": "x".repeat(100)});
+        let mut second = Objects::new();
+        let over = second
+            .extend_within([big], &budget)
+            .expect_err("past the budget");
+        assert_eq!(over.held, held);
+        assert_eq!(over.most, 100);
+        assert!(over.asked > 100);
+        assert!(second.is_empty(), "nothing of a refused page is kept");
+        assert_eq!(budget.held(), held, "nor charged");
+        drop(first);
+        second
+            .extend_within([serde_json::json!({"id": "c"})], &budget)
+            .expect("room again once the first list is dropped");
+    }
+
+    #[test]
+    fn objects_moved_to_another_budget_leave_both_counters_right() {
+        let (one, two) = (TextBudget::new(1 << 20), TextBudget::new(1 << 20));
+        let mut objects = Objects::new();
+        objects
+            .extend_within([serde_json::json!({"id": "a"})], &one)
+            .expect("within");
+        objects
+            .extend_within([serde_json::json!({"id": "b"})], &two)
+            .expect("within");
+        assert_eq!(two.held(), 0);
+        drop(objects);
+        assert_eq!((one.held(), two.held()), (0, 0));
     }
 }

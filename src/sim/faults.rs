@@ -43,6 +43,10 @@ pub enum FaultKind {
     /// Answer every list read with one new object and `has_more: true`, the cursor always
     /// moving on: a list that never ends.
     EndlessPages,
+    /// [`FaultKind::EndlessPages`] whose one object per page carries a `padding` string of
+    /// this many bytes: a list that never ends and grows fast, each page under every
+    /// bound on one answer.
+    EndlessPaddedPages(usize),
     /// Answer a list read with a last page of this many objects, whatever `limit` asked.
     OversizedPage(usize),
     /// Let `pass` matching requests through untouched, then act as `then`: fails "the
@@ -167,6 +171,7 @@ pub(crate) fn invented_page(
     page: Vec<u8>,
     count: usize,
     has_more: bool,
+    padding: usize,
 ) -> Vec<u8> {
     let Ok(Value::Object(mut list)) = serde_json::from_slice::<Value>(&page) else {
         return page;
@@ -192,6 +197,9 @@ pub(crate) fn invented_page(
                     "id"
                 };
                 fields.insert(field.into(), Value::String(last.clone()));
+                if padding > 0 {
+                    fields.insert("padding".into(), Value::String("x".repeat(padding)));
+                }
             }
             object
         })
@@ -325,9 +333,9 @@ mod tests {
         let f = Faults::new(0.0, 1);
         let page = br#"{"object":"list","data":[{"object":"k","id":"a"}],"first_id":"a","last_id":"a","has_more":false}"#;
         let one: Value =
-            serde_json::from_slice(&invented_page(&f, page.to_vec(), 1, true)).unwrap();
+            serde_json::from_slice(&invented_page(&f, page.to_vec(), 1, true, 0)).unwrap();
         let two: Value =
-            serde_json::from_slice(&invented_page(&f, page.to_vec(), 3, false)).unwrap();
+            serde_json::from_slice(&invented_page(&f, page.to_vec(), 3, false, 0)).unwrap();
         assert_eq!(one["has_more"], true);
         assert_eq!(one["data"][0]["object"], "k");
         assert_eq!(one["last_id"], one["data"][0]["id"]);
@@ -336,7 +344,14 @@ mod tests {
         assert_eq!(two["has_more"], false);
         assert_ne!(one["last_id"], two["data"][0]["id"]);
         let single = br#"{"object":"project.data_retention"}"#;
-        assert_eq!(invented_page(&f, single.to_vec(), 5, true), single.to_vec());
+        assert_eq!(
+            invented_page(&f, single.to_vec(), 5, true, 0),
+            single.to_vec()
+        );
+        let padded: Value =
+            serde_json::from_slice(&invented_page(&f, page.to_vec(), 1, true, 10)).unwrap();
+        assert_eq!(padded["data"][0]["padding"], "x".repeat(10));
+        assert_eq!(one["data"][0].get("padding"), None);
     }
 
     #[tokio::test]

@@ -189,8 +189,9 @@ async fn answer(s: &Arc<Shared>, req: Request) -> Response {
         Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
         Some(FaultKind::MalformedJson) => truncate = true,
         Some(FaultKind::DropField(field)) => drop_field = Some(field),
-        Some(FaultKind::EndlessPages) => invent = Some((1, true)),
-        Some(FaultKind::OversizedPage(count)) => invent = Some((count, false)),
+        Some(FaultKind::EndlessPages) => invent = Some((1, true, 0)),
+        Some(FaultKind::EndlessPaddedPages(padding)) => invent = Some((1, true, padding)),
+        Some(FaultKind::OversizedPage(count)) => invent = Some((count, false, 0)),
         Some(FaultKind::HugeBody {
             status,
             bytes,
@@ -242,8 +243,8 @@ async fn answer(s: &Arc<Shared>, req: Request) -> Response {
             if let Some(field) = &drop_field {
                 bytes = without_field(bytes, field);
             }
-            if let Some((count, has_more)) = invent {
-                bytes = invented_page(&s.faults, bytes, count, has_more);
+            if let Some((count, has_more, padding)) = invent {
+                bytes = invented_page(&s.faults, bytes, count, has_more, padding);
             }
             json_response(200, bytes)
         }

@@ -113,6 +113,32 @@ fn an_endless_pager_fails_its_scope_at_max_pages_per_scope() {
 /// A redirect is not followed: the server it names is never asked, and the scope fails
 /// (with its findings kept) instead of reading another server's lists as the
 /// organization's.
+/// A list that never ends, each page one object of 900 kB: under every bound on one answer,
+/// and 10,000 pages would hold 9 GB. The text held by the lists being read is bounded at
+/// 16 × `max_response_bytes` (16 MiB here), so the scope fails after about 18 pages, and
+/// what it held is given back: the rest of the organization is read and stored.
+#[test]
+fn a_list_of_large_objects_that_never_ends_fails_at_the_held_text_bound() {
+    let env = Env::new(FaultKind::EndlessPaddedPages(900_000));
+    let openai = "max_response_bytes = \"1MiB\"\nmax_pages_per_scope = 200";
+    let out = env.snapshot(openai);
+    let failure = env.only_failure(&out);
+    assert!(
+        failure.contains("past 16.0 MiB (16 × `[openai] max_response_bytes`)"),
+        "{failure}"
+    );
+    assert!(
+        failure.contains("not reading the rest of this list"),
+        "{failure}"
+    );
+    // Without the bound, the 200 pages `max_pages_per_scope` allows here peaked at
+    // 200 MiB, against 44 MiB, when this was written.
+    let (mib, code) = peak_rss_mib(&env, openai);
+    eprintln!("peak RSS {mib} MiB");
+    assert_eq!(code, Some(3));
+    assert!(mib < 120, "{mib} MiB");
+}
+
 #[test]
 fn a_redirect_fails_its_scope_and_is_not_followed() {
     let elsewhere =
