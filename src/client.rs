@@ -18,7 +18,8 @@ use url::Url;
 
 use crate::config::{OpenAiConfig, SpendConfig};
 use crate::model::{
-    ApiRate, Burst, CrawlStats, Envelope, Family, Objects, RequestsPerMinute, Scope, TextBudget,
+    ApiRate, Burst, CrawlStats, Envelope, Family, Objects, Overdrawn, RequestsPerMinute, Scope,
+    TextBudget,
 };
 use crate::size::ByteSize;
 
@@ -506,6 +507,24 @@ impl AdminClient {
         self.audit_log
     }
 
+    /// The budget of text this client's reads hold at once: every list being read, and
+    /// the rows of a costs read.
+    pub fn held_text(&self) -> &TextBudget {
+        &self.held_text
+    }
+
+    /// The message of a read refused by [`AdminClient::held_text`].
+    pub fn overdrawn(over: Overdrawn) -> String {
+        format!(
+            "the reads in progress hold {} of objects, and this page's {} would take them \
+             past {} ({HELD_TEXT_PER_ANSWER} × `[openai] max_response_bytes`); not reading \
+             the rest of it",
+            mib(over.held),
+            mib(over.asked),
+            mib(over.most),
+        )
+    }
+
     /// The most pages one read follows (`[openai] max_pages_per_scope`).
     pub fn max_pages_per_scope(&self) -> u64 {
         self.opts.max_pages_per_scope
@@ -659,14 +678,7 @@ impl AdminClient {
                 .extend_within(data, &self.held_text)
                 .map_err(|over| ClientError::TooLarge {
                     path: shown.clone(),
-                    message: format!(
-                        "the lists being read hold {} of objects, and this page's {} would \
-                         take them past {} ({HELD_TEXT_PER_ANSWER} × `[openai] \
-                         max_response_bytes`); not reading the rest of this list",
-                        mib(over.held),
-                        mib(over.asked),
-                        mib(over.most),
-                    ),
+                    message: Self::overdrawn(over),
                 })?;
             match next {
                 Some(cursor) => after = Some(cursor),

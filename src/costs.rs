@@ -102,6 +102,8 @@ pub struct CostRows {
     /// Each distinct project id, line item and currency, once; rows name them by index.
     names: Vec<Box<str>>,
     index: HashMap<Box<str>, u32>,
+    /// What `names` and `index` hold: each name twice, with its boxes.
+    name_bytes: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +138,14 @@ impl CostRows {
         self.rows.is_empty()
     }
 
+    /// About the memory these rows take: the rows and each distinct name.
+    pub fn held_bytes(&self) -> u64 {
+        let rows = self.rows.len().saturating_mul(std::mem::size_of::<Row>());
+        u64::try_from(rows)
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.name_bytes)
+    }
+
     /// Each row, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = DayCost> + '_ {
         let name = |i: u32| -> String {
@@ -162,6 +172,10 @@ impl CostRows {
         // and number; saturating keeps this total.
         let i = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
         let text = text.into_boxed_str();
+        let boxed = text.len() + std::mem::size_of::<Box<str>>();
+        self.name_bytes = self
+            .name_bytes
+            .saturating_add(2 * u64::try_from(boxed).unwrap_or(u64::MAX / 2));
         self.names.push(text.clone());
         self.index.insert(text, i);
         i
@@ -251,6 +265,9 @@ pub async fn read(client: &AdminClient, window: CostWindow) -> CostsRead {
     let mut pages = 0;
     let mut rows = CostRows::default();
     let mut page: Option<String> = None;
+    // The rows count against the same budget as the lists being read: 64 pages, each
+    // under every bound on one answer, could otherwise hold gigabytes of distinct names.
+    let mut held = client.held_text().hold();
     let outcome = loop {
         pages += 1;
         if pages > MAX_PAGES {
@@ -299,7 +316,14 @@ pub async fn read(client: &AdminClient, window: CostWindow) -> CostsRead {
         };
         match answer {
             Ok((found, next)) => {
+                let before = rows.held_bytes();
                 rows.extend(found);
+                if let Err(over) = held.grow(rows.held_bytes().saturating_sub(before)) {
+                    break CostsOutcome::Failed(ScopeError {
+                        status: None,
+                        message: format!("GET {COSTS_PATH}: {}", AdminClient::overdrawn(over)),
+                    });
+                }
                 match next {
                     Some(next) => page = Some(next),
                     None => break CostsOutcome::Complete(rows),
@@ -560,6 +584,66 @@ mod tests {
         // After a gap, from the last day the last complete read could not call settled.
         let w = plan(day("2026-12-03"), Some(day("2026-11-20")), &spend);
         assert_eq!(w.start, day("2026-11-17"));
+    }
+
+    /// A costs API that pages on forever, each page 20 results of distinct 1,500-byte
+    /// project ids: every page far under `max_response_bytes` (64 KiB here), the 64 pages
+    /// a read follows 6 MB of distinct names.
+    async fn endless_costs_of_distinct_projects() -> String {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let served = Arc::new(AtomicU64::new(0));
+        let app = axum::Router::new().fallback(move || {
+            let served = Arc::clone(&served);
+            async move {
+                let n = served.fetch_add(1, Ordering::Relaxed);
+                let results: Vec<Value> = (0..20)
+                    .map(|i| {
+                        serde_json::json!({"object": "organization.costs.result",
+                            "amount": {"value": 1.0, "currency": "usd"}, "line_item": "x",
+                            "project_id": format!("proj_{n}_{i}_{}", "p".repeat(1_500))})
+                    })
+                    .collect();
+                axum::Json(serde_json::json!({"object": "page", "has_more": true,
+                    "next_page": format!("c{n}"), "data": [{"object": "bucket",
+                    "start_time": midnight(day("2026-12-01")),
+                    "end_time": midnight(day("2026-12-02")), "results": results}]}))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/v1")
+    }
+
+    #[tokio::test]
+    async fn a_costs_read_holding_more_than_the_client_allows_fails_before_its_page_bound() {
+        let base = endless_costs_of_distinct_projects().await;
+        let opts = crate::client::ClientOptions {
+            max_response_bytes: crate::size::ByteSize::from_bytes(64 << 10),
+            ..Default::default()
+        };
+        let client =
+            AdminClient::new(&base, "sk-admin-costs-test".to_owned().into(), opts).expect("client");
+        let window = CostWindow {
+            start: day("2026-12-01"),
+            end: day("2026-12-02"),
+        };
+        let read = read(&client, window).await;
+        let CostsOutcome::Failed(error) = &read.outcome else {
+            panic!("read: {:?}", read.outcome);
+        };
+        assert!(
+            error
+                .message
+                .contains("past 1.0 MiB (16 × `[openai] max_response_bytes`)"),
+            "{}",
+            error.message
+        );
+        assert!(read.pages < 20, "stopped after {} pages", read.pages);
+        assert_eq!(client.held_text().held(), 0, "given back with the read");
     }
 
     #[test]

@@ -1022,6 +1022,15 @@ impl TextBudget {
         self.held.load(Ordering::Relaxed)
     }
 
+    /// A hold of no bytes yet, for what is held in a shape other than [`Objects`] (the
+    /// rows of a costs read), grown as it grows and given back when dropped.
+    pub fn hold(&self) -> HeldText {
+        HeldText {
+            budget: self.clone(),
+            bytes: 0,
+        }
+    }
+
     fn take(&self, bytes: u64) -> Result<(), Overdrawn> {
         let before = self.held.fetch_add(bytes, Ordering::Relaxed);
         if before.saturating_add(bytes) > self.most {
@@ -1033,6 +1042,29 @@ impl TextBudget {
             });
         }
         Ok(())
+    }
+}
+
+/// Bytes held under a [`TextBudget`] by something other than [`Objects`], given back
+/// when dropped.
+#[derive(Debug)]
+pub struct HeldText {
+    budget: TextBudget,
+    bytes: u64,
+}
+
+impl HeldText {
+    /// Holds `bytes` more, unless that would take the budget past its most.
+    pub fn grow(&mut self, bytes: u64) -> Result<(), Overdrawn> {
+        self.budget.take(bytes)?;
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for HeldText {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -1400,6 +1432,31 @@ mod tests {
         second
             .extend_within([serde_json::json!({"id": "c"})], &budget)
             .expect("room again once the first list is dropped");
+    }
+
+    #[test]
+    fn a_hold_grows_within_the_budget_it_shares_with_objects_and_is_given_back() {
+        let budget = TextBudget::new(1000);
+        let mut objects = Objects::new();
+        objects
+            .extend_within([serde_json::json!({"id": "a"})], &budget)
+            .expect("within");
+        let listed = budget.held();
+        let mut rows = budget.hold();
+        rows.grow(500).expect("within");
+        assert_eq!(budget.held(), listed + 500);
+        let over = rows.grow(1000).expect_err("past the most");
+        assert_eq!(
+            (over.held, over.asked, over.most),
+            (listed + 500, 1000, 1000)
+        );
+        assert_eq!(
+            budget.held(),
+            listed + 500,
+            "a refused growth holds nothing"
+        );
+        drop(rows);
+        assert_eq!(budget.held(), listed);
     }
 
     #[test]
