@@ -329,8 +329,10 @@ fn a_signal_stops_an_audit_inside_a_runaway_rule() {
         assert!(status.success());
         let sent = Instant::now();
         while child.try_wait().unwrap().is_none() {
+            // Seconds, against the rule's ten minutes: generous, since a loaded CI machine
+            // has taken over 3 s to wind the evaluation down.
             assert!(
-                sent.elapsed() < Duration::from_secs(3),
+                sent.elapsed() < Duration::from_secs(10),
                 "SIG{signal} did not stop the audit"
             );
             std::thread::sleep(Duration::from_millis(50));
