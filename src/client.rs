@@ -28,7 +28,7 @@ mod gate;
 mod shape;
 mod timer;
 
-use body::{Answer, Capped, LargeAnswers, read_capped};
+use body::{Answer, Capped, LargeAnswers, Place, read_capped};
 pub use gate::Queue;
 use gate::{Gate, Permit, rate_headers};
 pub use shape::AnswerBound;
@@ -423,9 +423,20 @@ struct Counters {
     rate_limited: AtomicU64,
 }
 
+/// Where an answer is read if it is large: the client's places (`None` only should they
+/// have been closed) and, for a request sent again after its answer found none free, the
+/// place taken for it beforehand.
+struct Room<'a> {
+    large: Option<&'a LargeAnswers>,
+    place: Option<Place>,
+}
+
 /// What one HTTP attempt gave.
 enum Attempt {
     Body(Answer),
+    /// A large answer that found every place taken, given up unread: asked for again once
+    /// a place is free (see the `body` module).
+    Crowded,
     Retry {
         error: ClientError,
         retry_after: Option<Duration>,
@@ -825,15 +836,38 @@ impl AdminClient {
     ) -> Result<Answer, ClientError> {
         let mut failures = 0u32;
         let mut limited = 0u32;
+        let mut crowded = false;
+        // Taken before the request is sent again after a large answer found no place, so
+        // that its answer is read on it from the first byte.
+        let mut place: Option<Place> = None;
+        // Set should the places ever be closed: the answer is then read without one.
+        let mut unplaced = false;
         loop {
-            let queue = if failures + limited > 0 {
+            let queue = if failures + limited > 0 || crowded {
                 Queue::Front
             } else {
                 queue
             };
-            match self.attempt(shown, url, query, explained, queue).await {
+            let room = Room {
+                large: (!unplaced).then_some(&self.large_answers),
+                place: place.take(),
+            };
+            match self
+                .attempt(shown, url, query, explained, queue, room)
+                .await
+            {
                 Attempt::Body(body) => return Ok(body),
                 Attempt::Fatal(error) => return Err(error),
+                Attempt::Crowded => {
+                    crowded = true;
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        path = shown,
+                        "a large answer found every place taken; asking again once one is free"
+                    );
+                    place = self.large_answers.take().await;
+                    unplaced = place.is_none();
+                }
                 Attempt::Retry {
                     error,
                     retry_after,
@@ -868,6 +902,7 @@ impl AdminClient {
         }
     }
 
+    /// One request through the gate, its answer read in `room` if it is large.
     async fn attempt(
         &self,
         shown: &str,
@@ -875,11 +910,12 @@ impl AdminClient {
         query: &[(&str, String)],
         explained: bool,
         queue: Queue,
+        room: Room<'_>,
     ) -> Attempt {
         let (mut permit, _) = self.gate.acquire(queue).await;
         // Boxed, so that a request waiting at the gate is a small future rather than the
         // size of a whole exchange: a large crawl has thousands waiting at once.
-        Box::pin(self.exchange(shown, url, query, explained, &mut permit)).await
+        Box::pin(self.exchange(shown, url, query, explained, &mut permit, room)).await
     }
 
     /// One request on the wire, released by the gate with `permit`, and its answer.
@@ -890,6 +926,7 @@ impl AdminClient {
         query: &[(&str, String)],
         explained: bool,
         permit: &mut Permit,
+        room: Room<'_>,
     ) -> Attempt {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let mut auth = match HeaderValue::from_str(&format!("Bearer {}", self.key.expose_secret()))
@@ -1011,7 +1048,7 @@ impl AdminClient {
                 message,
             });
         }
-        self.success_body(shown, response, permit).await
+        self.success_body(shown, response, permit, room).await
     }
 
     /// Reads a 200's body, at most `max_response_bytes` of it.
@@ -1020,6 +1057,7 @@ impl AdminClient {
         shown: &str,
         response: reqwest::Response,
         permit: &mut Permit,
+        room: Room<'_>,
     ) -> Attempt {
         let limits = rate_headers(response.headers());
         let limit = self.opts.max_response_bytes;
@@ -1038,10 +1076,15 @@ impl AdminClient {
             return too_large(format!("the answer is {declared} bytes"));
         }
         let cap = usize::try_from(limit.as_bytes()).unwrap_or(usize::MAX);
-        match read_capped(response, cap, Some(&self.large_answers)).await {
+        match read_capped(response, cap, room.large, room.place).await {
             Ok(Capped::Whole(body)) => {
                 permit.success(Instant::now(), limits);
                 Attempt::Body(body)
+            }
+            // The server took and answered the request: for the pace, a success.
+            Ok(Capped::Crowded) => {
+                permit.success(Instant::now(), limits);
+                Attempt::Crowded
             }
             Ok(Capped::Cut(_)) => too_large("the answer goes on past its limit".into()),
             // A body cut off by the connection is a transport failure, worth a retry.
@@ -1066,9 +1109,9 @@ impl AdminClient {
     /// [`AdminClient::error_message`] and the API's `error.code` (scrubbed the same way).
     async fn error_detail(&self, response: reqwest::Response) -> (String, Option<String>) {
         let status = response.status();
-        let body = match read_capped(response, ERROR_BODY_LIMIT, None).await {
+        let body = match read_capped(response, ERROR_BODY_LIMIT, None, None).await {
             Ok(Capped::Whole(Answer { bytes, .. }) | Capped::Cut(bytes)) => bytes,
-            Err(_) => Vec::new(),
+            Ok(Capped::Crowded) | Err(_) => Vec::new(),
         };
         let body = crate::secrets::scrub(&String::from_utf8_lossy(&body)).into_owned();
         let parsed = serde_json::from_str::<Value>(&body).ok();

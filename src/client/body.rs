@@ -6,12 +6,17 @@
 //! and those waiting for a blocking thread to count and parse them reached 4.1 GiB at the
 //! adaptive concurrency (182 MiB at `concurrency = 1`). Real answers are small (a page of
 //! 100 keys is about 30 kB; the largest, a month of costs for 200 projects, 3.6 MB), so
-//! an answer that grows past [`LARGE_ANSWER`] waits for one of a few places before more
-//! of it is read, and keeps its place until it has been parsed.
+//! an answer that is or grows past [`LARGE_ANSWER`] needs one of a few places to be read
+//! on, and keeps its place until it has been parsed.
 //!
-//! No read can wait on another in a circle: an answer holding a place waits only on its
-//! server and the parser, never for a second place, and one waiting for a place holds no
-//! more than [`LARGE_ANSWER`] bytes (plus one chunk).
+//! An answer that finds every place taken is dropped unread ([`Capped::Crowded`]) and
+//! asked for again once a place is free, rather than waited on with its stream open:
+//! over HTTP/2 every request shares one connection, whose flow-control window the unread
+//! answers of waiting requests fill (hyper's 5 MB is three answers' 2 MB each), after
+//! which the answers holding the places receive nothing more and every read on the
+//! connection times out. Dropped, a stream is reset and its window given back. So no
+//! read waits on another in a circle: an answer holding a place waits only on its server
+//! and the parser, and a read waiting for a place holds nothing, not even its request.
 
 use std::sync::Arc;
 
@@ -59,8 +64,14 @@ impl LargeAnswers {
 
     /// Waits for a place. `None` only if the places were closed, which nothing does: the
     /// answer is then read without one rather than never.
-    async fn take(&self) -> Option<Place> {
+    pub(crate) async fn take(&self) -> Option<Place> {
         let permit = Arc::clone(&self.places).acquire_owned().await.ok()?;
+        Some(Place { _permit: permit })
+    }
+
+    /// A place if one is free now.
+    fn try_take(&self) -> Option<Place> {
+        let permit = Arc::clone(&self.places).try_acquire_owned().ok()?;
         Some(Place { _permit: permit })
     }
 }
@@ -85,42 +96,61 @@ impl From<Vec<u8>> for Answer {
     }
 }
 
-/// A body read up to a cap: all of it, or the first `cap` bytes of a longer one.
+/// A body read up to a cap: all of it, the first `cap` bytes of a longer one, or none of
+/// a large one that found no place.
 pub(crate) enum Capped {
     /// The whole body.
     Whole(Answer),
     /// Its first `cap` bytes; the rest was never read.
     Cut(Vec<u8>),
+    /// A large answer that found every place taken, dropped unread (what had been read of
+    /// it, under [`LARGE_ANSWER`], too): to be asked for again holding a place.
+    Crowded,
 }
 
 /// Streams a body chunk by chunk with a running count, so a body larger than `cap` costs
 /// at most `cap` bytes (plus one chunk) of memory, whatever its length. With `large`, a
-/// body that is or grows past [`LARGE_ANSWER`] first waits for a place there.
+/// body that is or grows past [`LARGE_ANSWER`] needs a place there: `place` when the
+/// caller took one beforehand, else one free now, else the body is given up
+/// ([`Capped::Crowded`]).
 pub(crate) async fn read_capped(
     mut response: reqwest::Response,
     cap: usize,
     large: Option<&LargeAnswers>,
+    mut place: Option<Place>,
 ) -> Result<Capped, reqwest::Error> {
-    let mut place = None;
     let mut body = Vec::new();
+    let mut reserved = false;
     if let Some(large) = large
         && let Some(declared) = response.content_length()
         && usize::try_from(declared).is_ok_and(|n| n >= LARGE_ANSWER)
     {
-        place = large.take().await;
+        if place.is_none() {
+            place = large.try_take();
+            if place.is_none() {
+                return Ok(Capped::Crowded);
+            }
+        }
         // Reserved once, rather than grown by doubling, whose last copy holds one and a
         // half times the body (the caller has refused a declared length over the cap).
         body.reserve(usize::try_from(declared).unwrap_or(cap).min(cap));
+        reserved = true;
     }
     while let Some(chunk) = response.chunk().await? {
         if let Some(large) = large
-            && place.is_none()
+            && !reserved
             && body.len().saturating_add(chunk.len()) >= LARGE_ANSWER
         {
-            place = large.take().await;
+            if place.is_none() {
+                place = large.try_take();
+                if place.is_none() {
+                    return Ok(Capped::Crowded);
+                }
+            }
             // Its length unknown, room for the most it may be: pages never written stay
             // out of memory, and no copy is made as it grows.
             body.reserve_exact(cap.saturating_sub(body.len()));
+            reserved = true;
         }
         if chunk.len() > cap - body.len() {
             let room = cap - body.len();
@@ -159,35 +189,31 @@ mod tests {
     async fn a_small_answer_is_read_without_a_place() {
         let large = LargeAnswers::new(1 << 30);
         let _only = large.take().await;
-        let read = read_capped(response(LARGE_ANSWER - 1), 32 << 20, Some(&large));
+        let read = read_capped(response(LARGE_ANSWER - 1), 32 << 20, Some(&large), None);
         match read.await.expect("read") {
             Capped::Whole(answer) => {
                 assert_eq!(answer.bytes.len(), LARGE_ANSWER - 1);
                 assert!(answer._place.is_none());
             }
-            Capped::Cut(_) => panic!("cut"),
+            Capped::Cut(_) | Capped::Crowded => panic!("not read whole"),
         }
     }
 
     #[tokio::test]
-    async fn a_large_answer_waits_for_a_place_and_holds_it_until_dropped() {
+    async fn a_large_answer_finding_no_place_is_given_up_and_read_whole_with_one() {
         let large = LargeAnswers::new(1 << 30);
         let only = large.take().await;
-        let reading = tokio::spawn({
-            let large = large.clone();
-            async move { read_capped(response(LARGE_ANSWER), 32 << 20, Some(&large)).await }
-        });
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
+        let read = read_capped(response(LARGE_ANSWER), 32 << 20, Some(&large), None);
         assert!(
-            !reading.is_finished(),
-            "it waits while the only place is held"
+            matches!(read.await.expect("read"), Capped::Crowded),
+            "given up while the only place is held"
         );
         drop(only);
-        let answer = match reading.await.expect("task").expect("read") {
+        let place = large.take().await;
+        let read = read_capped(response(LARGE_ANSWER), 32 << 20, Some(&large), place);
+        let answer = match read.await.expect("read") {
             Capped::Whole(answer) => answer,
-            Capped::Cut(_) => panic!("cut"),
+            Capped::Cut(_) | Capped::Crowded => panic!("not read whole"),
         };
         assert_eq!(answer.bytes.len(), LARGE_ANSWER);
         assert_eq!(large.places(), 0, "the answer holds the place");
@@ -196,14 +222,80 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_large_answer_takes_a_free_place_and_holds_it_until_dropped() {
+        let large = LargeAnswers::new(1 << 30);
+        let read = read_capped(response(2 << 20), 32 << 20, Some(&large), None);
+        let Capped::Whole(answer) = read.await.expect("read") else {
+            panic!("not read whole");
+        };
+        assert_eq!(large.places(), 0);
+        drop(answer);
+        assert_eq!(large.places(), 1);
+    }
+
+    #[tokio::test]
     async fn an_answer_past_its_cap_is_cut_and_keeps_no_place() {
         let large = LargeAnswers::new(1 << 30);
-        let read = read_capped(response(3 << 20), 2 << 20, Some(&large));
+        let read = read_capped(response(3 << 20), 2 << 20, Some(&large), None);
         match read.await.expect("read") {
             Capped::Cut(bytes) => assert_eq!(bytes.len(), 2 << 20),
-            Capped::Whole(_) => panic!("read whole"),
+            Capped::Whole(_) | Capped::Crowded => panic!("not cut"),
         }
         assert_eq!(large.places(), 1);
+    }
+
+    /// Eight large answers at once over one HTTP/2 connection, two places, each read as
+    /// the client reads it: given up when crowded, asked for again holding a place. When a
+    /// read waited for its place with its stream open, the unread answers of the waiting
+    /// six filled the connection's flow-control window (hyper's 5 MB), the two holding
+    /// places received nothing more, and every read timed out (found by review: 1 or 2 of
+    /// 8 answered in 10 s).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_answers_over_one_http2_connection_never_starve_each_other() {
+        use std::time::Duration;
+        let answer = axum::body::Bytes::from(vec![b' '; 3 << 20]);
+        let app = axum::Router::new().fallback(move |version: axum::http::Version| {
+            let answer = answer.clone();
+            async move {
+                assert_eq!(version, axum::http::Version::HTTP_2);
+                answer
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        // Plain HTTP is HTTP/1.1 unless the client knows the server speaks HTTP/2; against
+        // the real API, TLS chooses it.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .http2_prior_knowledge()
+            .build()
+            .expect("client");
+        let large = LargeAnswers::new(32 << 20);
+        let reads = (0..8).map(|_| {
+            let (http, large, url) = (http.clone(), large.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut place = None;
+                loop {
+                    let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+                    match read_capped(response, 32 << 20, Some(&large), place.take()).await {
+                        Ok(Capped::Whole(answer)) => {
+                            // Held a while, as a parse holds it.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            return Ok::<usize, String>(answer.bytes.len());
+                        }
+                        Ok(Capped::Crowded) => place = large.take().await,
+                        Ok(Capped::Cut(_)) => return Err("cut".to_owned()),
+                        Err(e) => return Err(format!("{e:?}")),
+                    }
+                }
+            })
+        });
+        for read in futures::future::join_all(reads).await {
+            assert_eq!(read.expect("task"), Ok(3 << 20));
+        }
     }
 
     #[tokio::test]
