@@ -555,10 +555,22 @@ fn severity_heading(severity: Severity, group: &[&Finding]) -> String {
 fn incomplete_warning(snapshot: Option<&SnapshotInfo>) -> Option<String> {
     let s = snapshot.filter(|s| s.status != SnapshotStatus::Complete)?;
     Some(format!(
-        "snapshot {} is {}: the organization could not be read completely ({} scope(s) failed); \
+        "snapshot {} is {}: the organization could not be read completely ({}); \
          the findings below may be incomplete and none was resolved where the read failed",
-        s.id, s.status, s.scopes_failed
+        s.id,
+        s.status,
+        incomplete_reason(s)
     ))
+}
+
+/// Why a snapshot is incomplete, in a few words: how many scopes failed, or, for a failed
+/// snapshot that failed no scope (the key refused on the first read), that nothing was read;
+/// "0 scope(s) failed" would read as nothing having gone wrong.
+pub fn incomplete_reason(s: &SnapshotInfo) -> String {
+    match (s.status, s.scopes_failed) {
+        (SnapshotStatus::Failed, 0) => "nothing was read".to_owned(),
+        (_, n) => format!("{n} scope(s) failed"),
+    }
 }
 
 /// Room a message needs beside the ids; with less, the ids are stacked in one column.
@@ -1041,6 +1053,17 @@ mod tests {
         assert_eq!(
             invocation["toolExecutionNotifications"][0]["descriptor"]["id"],
             "incomplete-read"
+        );
+        let refused = SnapshotInfo {
+            status: SnapshotStatus::Failed,
+            scopes_read: 0,
+            scopes_failed: 0,
+            ..snapshot.clone()
+        };
+        let text = table_report(Some(&refused), &[], &[], false, None);
+        assert!(
+            text.starts_with("snapshot 4 is failed: the organization could not be read completely (nothing was read)"),
+            "{text}"
         );
         let complete = SnapshotInfo {
             status: SnapshotStatus::Complete,

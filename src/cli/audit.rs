@@ -151,10 +151,10 @@ pub(super) fn print_outcome(
             eprintln_or_drop!("error: {}", report::inert(&refused.to_string()));
         }
         eprintln_or_drop!(
-            "error: the organization could not be read completely: snapshot {} is {} ({} scope(s) failed); no finding was resolved where the read was incomplete",
+            "error: the organization could not be read completely: snapshot {} is {} ({}); no finding was resolved where the read was incomplete",
             evaluated.snapshot.id,
             evaluated.snapshot.status,
-            evaluated.snapshot.scopes_failed
+            report::incomplete_reason(&evaluated.snapshot)
         );
         const SHOWN: usize = 10;
         for (scope, error) in crawl
