@@ -124,6 +124,19 @@ pub enum StoreError {
         /// What it is instead.
         reason: String,
     },
+    /// The database file has more than one name, so the writer lock, which goes by name,
+    /// cannot keep out a writer through another; nothing was written to it.
+    #[error(
+        "refusing to write {path}: it has {links} names (hard links), and the single-writer \
+         lock goes by name, so a writer through another name would not see it (two at once \
+         lose a snapshot, or corrupt the database); remove the other names, or use a copy"
+    )]
+    HardLinked {
+        /// The database file.
+        path: PathBuf,
+        /// How many names it has.
+        links: u64,
+    },
     /// The database file does not exist (read-only opens never create one).
     #[error("no database at {path}: run `orgwarden snapshot` first")]
     Missing {
@@ -540,6 +553,18 @@ impl Store {
         })?;
         // Checked first so that not even a lock file appears beside another's database.
         ownership::inspect(&canonical)?;
+        // The canonical path is one name of a file, but a hard link is another, with its
+        // own lock file beside it.
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&canonical) {
+            use std::os::unix::fs::MetadataExt as _;
+            if meta.nlink() > 1 {
+                return Err(StoreError::HardLinked {
+                    path: db_path.to_owned(),
+                    links: meta.nlink(),
+                });
+            }
+        }
         let lock = ownership::sibling(&canonical, ".lock");
         let file = private_options()
             .read(true)

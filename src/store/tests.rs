@@ -698,6 +698,30 @@ fn read_only_store_refuses_writes() {
     }
 }
 
+/// A hard link is a second name with its own lock file beside it: two writers, one through
+/// each name, both wrote and one snapshot was lost (found by a check against the design).
+#[cfg(unix)]
+#[test]
+fn a_database_with_a_second_name_is_refused_for_writing_by_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    drop(Store::open(&path).unwrap());
+    let alias = dir.path().join("hard.db");
+    std::fs::hard_link(&path, &alias).unwrap();
+    for name in [&path, &alias] {
+        let err = Store::lock_writer(name).unwrap_err();
+        assert!(
+            matches!(err, StoreError::HardLinked { links: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("2 names (hard links)"), "{err}");
+    }
+    // Reading is not writing: either name still reads.
+    Store::open_read_only(&alias).unwrap();
+    std::fs::remove_file(&alias).unwrap();
+    drop(Store::lock_writer(&path).unwrap());
+}
+
 #[test]
 fn second_writer_lock_fails_fast_naming_the_database() {
     let dir = tempfile::tempdir().unwrap();
