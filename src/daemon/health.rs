@@ -114,13 +114,14 @@ impl Component for HealthServer {
 
 /// Whether the database file (or, before the first run, its folder) can be written: the
 /// check `/readyz` needs from a job that has no better one.
+///
+/// The file is asked about, never opened: closing a descriptor of the database releases
+/// every POSIX lock this process holds on it, SQLite's included, so a probe during a run
+/// would leave the run's connection unlocked, and another process closing the database
+/// could then checkpoint and delete the WAL under it (losing the run's commits).
 pub fn database_writable(db: &std::path::Path) -> Result<(), String> {
     if db.exists() {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(db)
-            .map(|_| ())
-            .map_err(|e| format!("database {} is not writable: {e}", db.display()))
+        writable(db).map_err(|e| format!("database {} is not writable: {e}", db.display()))
     } else {
         let dir = match db.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
@@ -134,6 +135,37 @@ pub fn database_writable(db: &std::path::Path) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Whether this process may write `path`, by `faccessat(2)` with its effective ids: no
+/// descriptor is opened, so no lock of the process on the file is touched.
+#[cfg(unix)]
+fn writable(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::W_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn writable(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map(|_| ())
 }
 
 #[cfg(test)]

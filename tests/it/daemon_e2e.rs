@@ -307,3 +307,85 @@ fn metrics_count_the_audit_jobs_api_responses_and_open_findings() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait(Duration::from_secs(30)).0, 0);
 }
+
+/// The POSIX locks process `pid` holds on the file `path` (Linux's /proc/locks).
+#[cfg(target_os = "linux")]
+fn posix_locks(pid: u32, path: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = fs::metadata(path).unwrap().ino();
+    fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"POSIX")
+                && fields.get(4) == Some(&pid.to_string().as_str())
+                && fields
+                    .get(5)
+                    .and_then(|dev_ino| dev_ino.rsplit(':').next())
+                    .is_some_and(|ino| ino == inode.to_string())
+        })
+        .count()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_readiness_probe_during_a_run_leaves_the_runs_database_locks_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    // 150 ms a request: the crawl takes seconds, so the probe lands inside the run.
+    let sim = sim(Duration::from_millis(150));
+    let port = free_port();
+    write_config(
+        dir.path(),
+        &sim,
+        "0 0 1 1 *",
+        &format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    // One run, at start; the next tick is months away.
+    let path = dir.path().join("orgwarden.toml");
+    let config = fs::read_to_string(&path).unwrap().replace(
+        "cron = \"0 0 1 1 *\"",
+        "cron = \"0 0 1 1 *\"\nrun_on_start = true",
+    );
+    fs::write(&path, config).unwrap();
+    let daemon = Daemon::start(dir.path());
+    let db = dir.path().join("audit.db");
+    let pid = daemon.child.id();
+    // Wait until the run's connection holds its lock on the database (WAL: a shared lock
+    // for as long as the connection is open).
+    let start = Instant::now();
+    while !db.exists() || posix_locks(pid, &db) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the run never locked the database; log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Past the brief connections that open the store: this is the run's own, mid-crawl.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(posix_locks(pid, &db) > 0, "log:\n{}", daemon.log());
+    assert!(http_get(port, "/readyz").starts_with("HTTP/1.1 200"));
+    let in_progress = metric(&http_get(port, "/metrics"), "orgwarden_run_in_progress");
+    let locks = posix_locks(pid, &db);
+    assert_eq!(in_progress, 1.0, "the probe did not land inside the run");
+    assert!(
+        locks > 0,
+        "after /readyz the running daemon holds no lock on its database"
+    );
+    // What the lost lock allows: another process that closes the database checkpoints and
+    // deletes the WAL the running daemon is writing to.
+    let other = rusqlite::Connection::open(&db).unwrap();
+    let _: i64 = other
+        .query_row("SELECT count(*) FROM snapshot", [], |r| r.get(0))
+        .unwrap();
+    drop(other);
+    assert!(
+        dir.path().join("audit.db-wal").exists(),
+        "another process deleted the running daemon's WAL"
+    );
+    daemon.wait_for("run finished", 1, Duration::from_secs(60));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(30)).0, 0);
+    assert_eq!(sql(dir.path(), "SELECT count(*) FROM snapshot"), "1");
+}
