@@ -864,7 +864,7 @@ macro_rules! run_line {
             findings_open = outcome.findings_open,
             emails_sent = outcome.emails_sent,
             emails_failed = outcome.emails_failed,
-            message = outcome.message.as_deref(),
+            cause = outcome.message.as_deref(),
             "run finished"
         )
     }};

@@ -389,3 +389,36 @@ fn a_readiness_probe_during_a_run_leaves_the_runs_database_locks_in_place() {
     assert_eq!(daemon.wait(Duration::from_secs(30)).0, 0);
     assert_eq!(sql(dir.path(), "SELECT count(*) FROM snapshot"), "1");
 }
+
+#[test]
+fn the_json_run_line_of_a_failed_run_keeps_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens there: every run fails, with a reason.
+    let base = format!("http://127.0.0.1:{}/v1", free_port());
+    let config = format!(
+        "[openai]\nbase_url = \"{base}\"\n\n[schedule]\ncron = \"*/1 * * * * *\"\n\n\
+         [notify.email]\ntransport = \"file\"\ndir = \"outbox\"\nfrom = \"o@example.com\"\n\
+         to = [\"s@example.com\"]\n"
+    );
+    fs::write(dir.path().join("orgwarden.toml"), config).unwrap();
+    let daemon = Daemon::start(dir.path());
+    daemon.wait_for("\"status\":\"failed\"", 1, Duration::from_secs(60));
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "log:\n{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"status\":\"failed\"") && l.contains("duration_secs"))
+        .expect("a failed run's line");
+    // One key per name: a JSON reader keeps the last of a repeated key, so a second
+    // `message` would hide "run finished" from anyone searching for it.
+    let parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(parsed["message"], "run finished", "{line}");
+    assert_eq!(line.matches("\"message\":").count(), 1, "{line}");
+    assert!(
+        parsed["cause"]
+            .as_str()
+            .is_some_and(|cause| !cause.is_empty()),
+        "the reason the run failed is logged: {line}"
+    );
+}
