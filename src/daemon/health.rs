@@ -121,7 +121,8 @@ impl Component for HealthServer {
 /// could then checkpoint and delete the WAL under it (losing the run's commits).
 pub fn database_writable(db: &std::path::Path) -> Result<(), String> {
     if db.exists() {
-        writable(db).map_err(|e| format!("database {} is not writable: {e}", db.display()))
+        crate::store::may_write(db)
+            .map_err(|e| format!("database {} is not writable: {e}", db.display()))
     } else {
         let dir = match db.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
@@ -135,37 +136,6 @@ pub fn database_writable(db: &std::path::Path) -> Result<(), String> {
             Ok(())
         }
     }
-}
-
-/// Whether this process may write `path`, by `faccessat(2)` with its effective ids: no
-/// descriptor is opened, so no lock of the process on the file is touched.
-#[cfg(unix)]
-fn writable(path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: `c_path` is a NUL-terminated string that outlives the call.
-    let rc = unsafe {
-        libc::faccessat(
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            libc::W_OK,
-            libc::AT_EACCESS,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(unix))]
-fn writable(path: &std::path::Path) -> std::io::Result<()> {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map(|_| ())
 }
 
 #[cfg(test)]

@@ -374,7 +374,9 @@ impl Store {
             ownership::tighten(path);
             // SQLite would open a file it cannot write read-only and fail at the first
             // write with "attempt to write a readonly database": say what is read-only.
-            if let Err(error) = OpenOptions::new().write(true).open(path) {
+            // Asked without opening it: this process may hold SQLite's locks on it through
+            // another connection, and closing a descriptor would release them.
+            if let Err(error) = may_write(path) {
                 return Err(match read_only_reason(&error) {
                     Some(reason) => StoreError::ReadOnlyLocation {
                         what: "the database",
@@ -892,4 +894,38 @@ fn folder_read_only(path: &Path, error: rusqlite::Error) -> StoreError {
         };
     }
     StoreError::Sqlite(error)
+}
+
+/// Whether this process may write `path`, by `faccessat(2)` with its effective ids: no
+/// descriptor is opened, so no lock of the process on the file is touched. (Closing any
+/// descriptor of a database releases every POSIX lock the process holds on it, SQLite's
+/// included: a check by opening, while a run's connection was in a transaction, let
+/// another process delete the WAL under it and the run's commit was lost.)
+#[cfg(unix)]
+pub(crate) fn may_write(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::W_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+pub(crate) fn may_write(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map(|_| ())
 }

@@ -1483,3 +1483,48 @@ fn a_column_is_a_time_exactly_when_it_has_a_utc_companion() {
         }
     }
 }
+
+/// The POSIX locks this process holds on `path` (Linux's /proc/locks).
+#[cfg(target_os = "linux")]
+fn own_posix_locks(path: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = std::fs::metadata(path).unwrap().ino().to_string();
+    let pid = std::process::id().to_string();
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"POSIX")
+                && fields.get(4) == Some(&pid.as_str())
+                && fields.get(5).and_then(|dev_ino| dev_ino.rsplit(':').next())
+                    == Some(inode.as_str())
+        })
+        .count()
+}
+
+/// Opening the database again in a process that has it open keeps that connection's
+/// locks: the check that the file is writable once opened and closed a descriptor, which on
+/// Linux releases every POSIX lock the process holds on the file, SQLite's included (the
+/// daemon's readiness probe did the same during a run, and a run's commit was lost).
+#[cfg(target_os = "linux")]
+#[test]
+fn opening_the_database_again_keeps_the_open_connections_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    let first = Store::open(&path).unwrap();
+    let held = own_posix_locks(&path);
+    assert!(
+        held > 0,
+        "an open WAL connection holds a lock on its database"
+    );
+    let again = Store::open(&path).unwrap();
+    assert_eq!(
+        own_posix_locks(&path),
+        held,
+        "the second open released the first's"
+    );
+    drop(again);
+    assert_eq!(own_posix_locks(&path), held);
+    drop(first);
+}
