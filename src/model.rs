@@ -920,8 +920,9 @@ impl Objects {
         self.texts.push(object.to_string().into_boxed_str());
     }
 
-    /// Adds `objects` at the end, charged to `budget`; refused, adding none, when that
-    /// would take the text held under `budget` past its most.
+    /// Adds `objects` at the end, charged to `budget` (or to the budget the first objects
+    /// were charged to: a list is read under one); refused, adding none, when that would
+    /// take the text held under it past its most.
     pub fn extend_within(
         &mut self,
         objects: impl IntoIterator<Item = serde_json::Value>,
@@ -932,24 +933,12 @@ impl Objects {
             .map(|object| object.to_string().into_boxed_str())
             .collect();
         let bytes = texts.iter().map(|text| held_bytes(text)).sum::<u64>();
-        budget.take(bytes)?;
-        match &mut self.charge {
-            Some(charge) => {
-                if !Arc::ptr_eq(&charge.held, &budget.held) {
-                    // One list is read under one budget; should that change, the bytes move
-                    // to the budget the charge gives back to, so neither counter drifts.
-                    budget.held.fetch_sub(bytes, Ordering::Relaxed);
-                    charge.held.fetch_add(bytes, Ordering::Relaxed);
-                }
-                charge.bytes += bytes;
-            }
-            None => {
-                self.charge = Some(Charge {
-                    held: Arc::clone(&budget.held),
-                    bytes,
-                });
-            }
-        }
+        self.charge
+            .get_or_insert_with(|| Charge {
+                budget: budget.clone(),
+                bytes: 0,
+            })
+            .grow(bytes)?;
         self.texts.extend(texts);
         Ok(())
     }
@@ -1025,10 +1014,10 @@ impl TextBudget {
     /// A hold of no bytes yet, for what is held in a shape other than [`Objects`] (the
     /// rows of a costs read), grown as it grows and given back when dropped.
     pub fn hold(&self) -> HeldText {
-        HeldText {
+        HeldText(Charge {
             budget: self.clone(),
             bytes: 0,
-        }
+        })
     }
 
     fn take(&self, bytes: u64) -> Result<(), Overdrawn> {
@@ -1048,23 +1037,12 @@ impl TextBudget {
 /// Bytes held under a [`TextBudget`] by something other than [`Objects`], given back
 /// when dropped.
 #[derive(Debug)]
-pub struct HeldText {
-    budget: TextBudget,
-    bytes: u64,
-}
+pub struct HeldText(Charge);
 
 impl HeldText {
     /// Holds `bytes` more, unless that would take the budget past its most.
     pub fn grow(&mut self, bytes: u64) -> Result<(), Overdrawn> {
-        self.budget.take(bytes)?;
-        self.bytes += bytes;
-        Ok(())
-    }
-}
-
-impl Drop for HeldText {
-    fn drop(&mut self) {
-        self.budget.held.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.0.grow(bytes)
     }
 }
 
@@ -1072,15 +1050,24 @@ impl Drop for HeldText {
 /// since the texts it goes with are copied too.
 #[derive(Debug)]
 struct Charge {
-    held: Arc<AtomicU64>,
+    budget: TextBudget,
     bytes: u64,
+}
+
+impl Charge {
+    /// Takes `bytes` more from the budget, unless that would take it past its most.
+    fn grow(&mut self, bytes: u64) -> Result<(), Overdrawn> {
+        self.budget.take(bytes)?;
+        self.bytes += bytes;
+        Ok(())
+    }
 }
 
 impl Clone for Charge {
     fn clone(&self) -> Self {
-        self.held.fetch_add(self.bytes, Ordering::Relaxed);
+        self.budget.held.fetch_add(self.bytes, Ordering::Relaxed);
         Self {
-            held: Arc::clone(&self.held),
+            budget: self.budget.clone(),
             bytes: self.bytes,
         }
     }
@@ -1088,7 +1075,7 @@ impl Clone for Charge {
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        self.held.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.budget.held.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -1460,7 +1447,7 @@ mod tests {
     }
 
     #[test]
-    fn objects_moved_to_another_budget_leave_both_counters_right() {
+    fn objects_stay_charged_to_the_budget_they_were_first_read_under() {
         let (one, two) = (TextBudget::new(1 << 20), TextBudget::new(1 << 20));
         let mut objects = Objects::new();
         objects
@@ -1470,6 +1457,7 @@ mod tests {
             .extend_within([serde_json::json!({"id": "b"})], &two)
             .expect("within");
         assert_eq!(two.held(), 0);
+        assert!(one.held() > 0);
         drop(objects);
         assert_eq!((one.held(), two.held()), (0, 0));
     }
