@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// An answer this large waits for a place among [`LargeAnswers`] before more of it is
-/// read: above every page a real list sends, below a large month of costs.
+/// An answer this large needs a place among [`LargeAnswers`] to be read further: above
+/// every page a real list sends, below a large month of costs.
 pub(crate) const LARGE_ANSWER: usize = 1 << 20;
 
 /// The bytes of large answers held at once; the places are this divided by
