@@ -1478,7 +1478,11 @@ mod tests {
         assert!(stats.retries > 0, "no answer found the places taken");
         // Asked for again holding a place, an answer is never crowded out twice: at most
         // the six that did not get one of the two places the first time.
-        assert!(stats.retries <= 6, "{} answers asked for again", stats.retries);
+        assert!(
+            stats.retries <= 6,
+            "{} answers asked for again",
+            stats.retries
+        );
         assert_eq!(stats.requests, 8 + stats.retries);
     }
 
