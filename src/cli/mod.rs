@@ -294,7 +294,7 @@ pub const CONTINUATION: &str = "\n  ";
 
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     if only_reads_and_prints(&cli.command) {
         end_quietly_on_closed_pipe();
     }
@@ -320,6 +320,23 @@ pub fn main() -> ExitCode {
             exit.into()
         }
     }
+}
+
+/// Parses the process's arguments, exiting with clap's message on bad usage, `--help` or
+/// `--version`.
+fn parse_command_line() -> Cli {
+    // clap names a subcommand's version `orgwarden-rules-list 0.1.0`, which is no program
+    // anyone can run; every level answers `-V` as the program itself does.
+    let command = named_orgwarden_throughout(<Cli as clap::CommandFactory>::command());
+    let matches = command.get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
+
+/// `command` and all its subcommands, displayed under the program's own name.
+fn named_orgwarden_throughout(command: clap::Command) -> clap::Command {
+    command
+        .display_name("orgwarden")
+        .mut_subcommands(named_orgwarden_throughout)
 }
 
 /// Whether `command` only reads and prints, so that output cut short by a closed pipe

@@ -441,3 +441,20 @@ fn a_database_from_an_older_version_gets_the_utc_columns_on_a_read() {
         format!("created_at_utc\n{}\n", legacy_chatbot_created_at_utc())
     );
 }
+
+#[test]
+fn every_command_reports_the_version_under_the_programs_own_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = format!("orgwarden {}\n", env!("CARGO_PKG_VERSION"));
+    for args in [
+        &["-V"][..],
+        &["--version"],
+        &["audit", "-V"],
+        &["rules", "list", "-V"],
+        &["notify", "test", "--version"],
+    ] {
+        let out = run(dir.path(), args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), expected, "{args:?}");
+    }
+}
