@@ -18,7 +18,8 @@ pub enum SpendFormat {
     /// Aligned columns for people.
     #[default]
     Table,
-    /// One JSON document: `{"organization": {…}, "projects": [{…}]}`.
+    /// One JSON document: `{"organization": {…}, "projects": [{…}]}`; the organization's
+    /// row has the projects' fields, with `project_id` null.
     Json,
     /// CSV with a header row, one row per project.
     Csv,
@@ -60,8 +61,12 @@ pub fn spend(global: &GlobalArgs, args: &SpendArgs) -> anyhow::Result<Exit> {
     let mut out = std::io::stdout().lock();
     match args.format {
         SpendFormat::Json => {
+            // The organization is no project: its row keeps the projects' shape, with the
+            // id null as in the `org_spend` view, so no reader takes it for a project.
+            let mut org_doc = spend_json(&org);
+            org_doc["project_id"] = Value::Null;
             let doc = json!({
-                "organization": spend_json(&org),
+                "organization": org_doc,
                 "projects": projects.iter().map(spend_json).collect::<Vec<_>>(),
             });
             writeln!(out, "{}", crate::report::json_text(&doc, true)?)?;

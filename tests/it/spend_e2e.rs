@@ -154,6 +154,11 @@ fn costs_are_read_incrementally_and_a_revised_day_replaces_the_stored_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc = json(&out);
+    assert!(
+        doc["organization"]["project_id"].is_null(),
+        "the organization is no project: {}",
+        doc["organization"]
+    );
     let quiet = project(&doc, "proj_quiet");
     assert_eq!(quiet["month_to_date"], 123);
     assert_eq!(quiet["month_to_date_usd"], "1.23");
