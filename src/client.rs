@@ -170,6 +170,18 @@ pub enum ClientError {
         /// How many values (or levels) the answer holds, and the most a real one can.
         message: String,
     },
+    /// The crawl reached `[openai] snapshot_timeout` before this read finished: it was
+    /// given up, or not begun.
+    #[error(
+        "GET {path}: not read: the snapshot reached its time limit \
+         ([openai] snapshot_timeout = \"{limit}\")"
+    )]
+    OutOfTime {
+        /// The path.
+        path: String,
+        /// The limit.
+        limit: crate::duration::Duration,
+    },
     /// The API answered 200 with a body that is not the JSON the endpoint promises.
     #[error("GET {path}: malformed response: {message}")]
     Malformed {
@@ -294,6 +306,9 @@ pub struct ClientOptions {
     pub max_response_bytes: ByteSize,
     /// The most pages read for one scope (`[openai] max_pages_per_scope`).
     pub max_pages_per_scope: u64,
+    /// How long one crawl may read, from [`AdminClient::start_crawl`] (`[openai]
+    /// snapshot_timeout`); `None`: no limit but each request's own.
+    pub snapshot_timeout: Option<crate::duration::Duration>,
 }
 
 impl Default for ClientOptions {
@@ -305,6 +320,7 @@ impl Default for ClientOptions {
             max_retries: 4,
             max_response_bytes: OpenAiConfig::default().max_response_bytes,
             max_pages_per_scope: OpenAiConfig::default().max_pages_per_scope,
+            snapshot_timeout: None,
         }
     }
 }
@@ -323,6 +339,7 @@ impl ClientOptions {
             adaptive,
             max_response_bytes: cfg.max_response_bytes,
             max_pages_per_scope: cfg.max_pages_per_scope.max(1),
+            snapshot_timeout: cfg.snapshot_timeout,
             ..Self::default()
         }
     }
@@ -399,6 +416,9 @@ pub struct AdminClient {
     observer: Option<ResponseObserver>,
     spend: Option<SpendConfig>,
     audit_log: Option<crate::config::AuditLogConfig>,
+    /// When the current crawl's reads stop ([`ClientOptions::snapshot_timeout`] after
+    /// [`AdminClient::start_crawl`]).
+    deadline: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Called with every answer's HTTP status (`None` when no answer came), e.g. to count
@@ -485,6 +505,7 @@ impl AdminClient {
             observer: None,
             spend: None,
             audit_log: None,
+            deadline: std::sync::Mutex::new(None),
         })
     }
 
@@ -577,7 +598,7 @@ impl AdminClient {
         })
     }
 
-    /// Begins a crawl as a fresh client would, forgetting what the last one learned (the
+    /// Begins a crawl as a fresh client would (and starts its `snapshot_timeout`), forgetting what the last one learned (the
     /// daemon's client lives from run to run), and with `known`, a rate an earlier crawl
     /// of the same API found, paced just under it from the first request instead of
     /// ramping up from a guess: at a high limit and a long round trip the ramp costs
@@ -585,6 +606,13 @@ impl AdminClient {
     /// is measured again from the 429s of the first round trip, as one that drops
     /// mid-crawl is. No effect with a fixed concurrency.
     pub fn start_crawl(&self, known: Option<ApiRate>) {
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = self
+            .opts
+            .snapshot_timeout
+            .map(|limit| tokio::time::Instant::now() + limit.to_std());
         self.gate.start_crawl(known.map(|known| {
             (
                 known.per_minute.per_second(),
@@ -825,8 +853,42 @@ impl AdminClient {
     }
 
     /// The body of one GET, retried on 429, 5xx and connection errors; a retry goes to the
-    /// front of the line, having waited once already.
+    /// front of the line, having waited once already. Past the crawl's deadline it is not
+    /// sent, and one still waiting or in flight then is given up.
     async fn get_body(
+        &self,
+        shown: &str,
+        url: &Url,
+        query: &[(&str, String)],
+        explained: bool,
+        queue: Queue,
+    ) -> Result<Answer, ClientError> {
+        let deadline = *self
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (Some(deadline), Some(limit)) = (deadline, self.opts.snapshot_timeout) else {
+            return self
+                .get_body_retried(shown, url, query, explained, queue)
+                .await;
+        };
+        let out_of_time = || ClientError::OutOfTime {
+            path: shown.to_owned(),
+            limit,
+        };
+        // The clock is looked at before the read is polled, first and every time: polled
+        // first (as `timeout_at` does), a read woken at the deadline by the gate slot another
+        // read just gave up would take it and put its request on the wire, only to be
+        // dropped, and so on down the line.
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(deadline) => Err(out_of_time()),
+            read = self.get_body_retried(shown, url, query, explained, queue) => read,
+        }
+    }
+
+    /// [`AdminClient::get_body`] with no deadline but each request's own.
+    async fn get_body_retried(
         &self,
         shown: &str,
         url: &Url,

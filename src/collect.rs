@@ -15,7 +15,7 @@ use std::borrow::Borrow;
 use std::collections::{HashSet, VecDeque};
 use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -102,6 +102,9 @@ struct Crawl<'a> {
     /// The id of every project API key this crawl read: the admin-key list may carry
     /// them, and they are not admin keys.
     project_keys: Mutex<HashSet<String>>,
+    /// Whether the log has said the crawl ran out of time: said once, not once for each of
+    /// the thousands of scopes it leaves unread.
+    out_of_time_said: AtomicBool,
 }
 
 /// The families `[collect] skip` names and every family read under one of them; the
@@ -165,6 +168,7 @@ pub async fn collect_skipping(
         bar,
         skipped: skipped_families(skip),
         project_keys: Mutex::new(HashSet::new()),
+        out_of_time_said: AtomicBool::new(false),
     };
     let result = crawl.run().await;
     if let Some(bar) = &crawl.bar {
@@ -633,7 +637,17 @@ impl Crawl<'_> {
             ref other => other.to_string(),
         };
         self.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("{message}");
+        if let ClientError::OutOfTime { limit, .. } = error {
+            if !self.out_of_time_said.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "the snapshot reached its time limit ([openai] snapshot_timeout = \
+                     \"{limit}\"): every read not finished fails its scope, and the \
+                     snapshot is partial"
+                );
+            }
+        } else {
+            tracing::warn!("{message}");
+        }
         let outcome = ScopeOutcome::Failed(ScopeError {
             status: error.status(),
             message,

@@ -43,6 +43,12 @@ timeout_secs = 30
 max_response_bytes = "32MiB"
 # The most pages read for one list; an API that pages on past it fails that scope.
 max_pages_per_scope = 10000
+# How long one snapshot may read (45s, 30m, 2h). Off by default: each request has its own
+# timeout, but an API answering just inside it could hold a run, and the daemon's next
+# ones, for hours. At the limit every read not finished fails its scope and the snapshot is
+# partial, so nothing it did not read resolves. Set it well above your usual snapshot time
+# (`orgwarden snapshots` lists when each started and finished), or nothing will resolve.
+# snapshot_timeout = "1h"
 
 [storage]
 # The SQLite database holding every snapshot, object version and finding (--db overrides it).

@@ -101,6 +101,9 @@ pub struct OpenAiConfig {
     pub max_response_bytes: crate::size::ByteSize,
     /// The most pages read for one scope; a list that goes on fails its scope.
     pub max_pages_per_scope: u64,
+    /// How long one snapshot may read; the reads not finished by then fail their scopes.
+    /// `None`: no limit but each request's own.
+    pub snapshot_timeout: Option<crate::duration::Duration>,
 }
 
 impl Default for OpenAiConfig {
@@ -114,6 +117,7 @@ impl Default for OpenAiConfig {
             timeout_secs: 30,
             max_response_bytes: crate::size::ByteSize::from_mib(32),
             max_pages_per_scope: 10_000,
+            snapshot_timeout: None,
         }
     }
 }

@@ -51,6 +51,7 @@ pub(super) struct RawOpenAi {
     pub timeout_secs: Option<Spanned<i64>>,
     pub max_response_bytes: Option<Spanned<String>>,
     pub max_pages_per_scope: Option<Spanned<i64>>,
+    pub snapshot_timeout: Option<Spanned<String>>,
 }
 
 /// `[schedule]` as written.
@@ -157,6 +158,7 @@ const OPENAI: &[&str] = &[
     "timeout_secs",
     "max_response_bytes",
     "max_pages_per_scope",
+    "snapshot_timeout",
 ];
 const SCHEDULE: &[&str] = &["cron", "timezone", "run_on_start", "jitter"];
 const RULES: &[&str] = &["paths", "disabled", "params", "severity", "timeout"];
@@ -308,6 +310,7 @@ impl<'d> Reader<'d> {
             timeout_secs: self.integer(t, "timeout_secs"),
             max_response_bytes: self.string(t, "max_response_bytes"),
             max_pages_per_scope: self.integer(t, "max_pages_per_scope"),
+            snapshot_timeout: self.string(t, "snapshot_timeout"),
         }
     }
 

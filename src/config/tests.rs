@@ -401,6 +401,26 @@ fn response_and_page_bounds_default_read_sizes_and_refuse_bad_ones() {
 }
 
 #[test]
+fn snapshot_timeout_is_off_unless_set_and_must_be_a_duration_longer_than_zero() {
+    let defaults = Config::parse("", Path::new("o")).unwrap();
+    assert_eq!(defaults.openai.snapshot_timeout, None);
+    let set = Config::parse("[openai]\nsnapshot_timeout = \"45m\"\n", Path::new("o")).unwrap();
+    assert_eq!(
+        set.openai.snapshot_timeout,
+        Some(crate::duration::Duration::from_secs(45 * 60))
+    );
+    assert_eq!(
+        problems("[openai]\nsnapshot_timeout = \"0s\"\n"),
+        ["bad-duration@2:20"]
+    );
+    assert_eq!(
+        problems("[openai]\nsnapshot_timeout = \"an hour\"\n"),
+        ["bad-duration@2:20"]
+    );
+    assert_eq!(problems("[openai]\nsnapshot_timeout = 3600\n").len(), 1);
+}
+
+#[test]
 fn collect_skip_takes_view_names_and_refuses_projects_and_unknown_names() {
     let (config, d) =
         check("[collect]\nskip = [\"org_invites\", \"org_groups\", \"org_invites\"]\n");

@@ -392,6 +392,10 @@ fn openai(raw: &RawOpenAi, c: &mut Check<'_>) -> OpenAiConfig {
             .as_ref()
             .and_then(|n| c.at_least(n, "max_pages_per_scope", 1))
             .unwrap_or(default.max_pages_per_scope),
+        snapshot_timeout: raw
+            .snapshot_timeout
+            .as_ref()
+            .and_then(|t| longer_than_zero(t, "snapshot_timeout", c)),
     }
 }
 
@@ -499,7 +503,11 @@ fn rules(raw: RawRules, c: &mut Check<'_>) -> RulesConfig {
             .map(|severity| (id, severity))
         })
         .collect();
-    let timeout = raw.timeout.as_ref().and_then(|t| rule_timeout(t, c));
+    // A zero budget would fail every rule before its first row.
+    let timeout = raw
+        .timeout
+        .as_ref()
+        .and_then(|t| longer_than_zero(t, "timeout", c));
     RulesConfig {
         timeout,
         paths: raw
@@ -520,7 +528,8 @@ fn rules(raw: RawRules, c: &mut Check<'_>) -> RulesConfig {
     }
 }
 
-fn rule_timeout(value: &Spanned<String>, c: &mut Check<'_>) -> Option<Duration> {
+/// The duration `value` of `key`, which must be longer than zero.
+fn longer_than_zero(value: &Spanned<String>, key: &str, c: &mut Check<'_>) -> Option<Duration> {
     let d = c.parse(
         value,
         DiagnosticCode::BadDuration,
@@ -528,11 +537,10 @@ fn rule_timeout(value: &Spanned<String>, c: &mut Check<'_>) -> Option<Duration> 
         str::parse::<Duration>,
     )?;
     if d.is_zero() {
-        // A zero budget would fail every rule before its first row.
         c.error(
             DiagnosticCode::BadDuration,
             value.span(),
-            "`timeout` must be longer than zero".into(),
+            format!("`{key}` must be longer than zero"),
             "zero",
         );
         return None;

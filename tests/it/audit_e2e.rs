@@ -204,6 +204,74 @@ fn findings_resolve_open_and_reopen_as_the_organization_changes() {
 }
 
 #[test]
+fn a_snapshot_past_its_time_limit_ends_on_time_and_resolves_nothing_it_did_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Org::demo(Utc::now().timestamp()));
+    let url = sim.base_url();
+    let (code, doc) = audit(dir.path(), &url, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        status_of(&doc, "api-key-stale", "key_pay_ada_notebook").as_deref(),
+        Some("open")
+    );
+
+    // The key is deleted, and one list of the same project answers only after a minute,
+    // within the request timeout: without a limit on the whole snapshot, the audit would
+    // wait for it.
+    let payments = ProjectId::from("proj_payments");
+    sim.with_org(|org| {
+        org.project_mut(&payments)
+            .unwrap()
+            .api_keys
+            .retain(|k| k.id.as_str() != "key_pay_ada_notebook");
+    });
+    sim.add_fault(Fault {
+        path_prefix: "/organization/projects/proj_payments/users".into(),
+        kind: FaultKind::Delay(std::time::Duration::from_secs(60)),
+        times: None,
+    });
+    std::fs::write(
+        dir.path().join("limited.toml"),
+        "[openai]\ntimeout_secs = 120\nsnapshot_timeout = \"3s\"\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = run(
+        dir.path(),
+        &url,
+        &["--config", "limited.toml", "audit", "--format", "json"],
+    );
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "the audit took {took:?}, past its 3 s limit: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["snapshot"]["status"], "partial");
+    assert_eq!(
+        status_of(&doc, "api-key-stale", "key_pay_ada_notebook").as_deref(),
+        Some("open"),
+        "its project was not read completely"
+    );
+    assert_eq!(
+        stderr
+            .matches("every read not finished fails its scope")
+            .count(),
+        1,
+        "the limit is logged once: {stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "GET /organization/projects/proj_payments/users: not read: the snapshot reached its \
+             time limit"
+        ),
+        "the audit's error names the unread scope: {stderr}"
+    );
+}
+
+#[test]
 fn exemptions_hold_until_they_expire_and_then_reopen_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");

@@ -95,6 +95,77 @@ async fn one_client_serving_three_crawls_reports_each_crawls_own_figures() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_crawl_gets_its_own_time_limit_and_sends_nothing_past_it() {
+    let sim = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Org::demo(NOW),
+        SimOptions {
+            latency: Duration::from_millis(200),
+            ..SimOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let limit = Duration::from_secs(1);
+    let client = AdminClient::new(
+        &sim.base_url(),
+        SecretString::from(KEY),
+        ClientOptions {
+            concurrency: 2,
+            adaptive: false,
+            snapshot_timeout: Some(orgwarden::duration::Duration::from_secs(1)),
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("audit.db")).unwrap();
+    // Two crawls on one client, as the daemon runs them: the second is not out of time
+    // from its start because the first was.
+    for run in 1..=2 {
+        let before = sim.requests();
+        let started = Instant::now();
+        let (back, outcome) = collect::snapshot(&client, store, "acme-robotics", false)
+            .await
+            .unwrap();
+        store = back;
+        let took = started.elapsed();
+        let sent = sim.requests() - before;
+        assert!(
+            took < limit + Duration::from_millis(1500),
+            "run {run} took {took:?}"
+        );
+        assert_eq!(outcome.info.status, SnapshotStatus::Partial, "run {run}");
+        assert!(
+            !outcome.failed_scopes.is_empty()
+                && outcome
+                    .failed_scopes
+                    .iter()
+                    .all(|(_, error)| error.contains("snapshot reached its time limit")),
+            "run {run}: {:?}",
+            outcome.failed_scopes
+        );
+        // Two at a time, 200 ms each: about ten in a second, and a few the limit cut off.
+        assert!(
+            (4..=16).contains(&sent),
+            "run {run}: {sent} requests in a crawl limited to 1 s"
+        );
+        assert!(
+            outcome.info.stats.requests <= sent + 2,
+            "run {run}: the snapshot counts {} requests, the server saw {sent}: reads cut off \
+             at the limit went on taking gate slots",
+            outcome.info.stats.requests
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            sim.requests() - before,
+            sent,
+            "run {run}: a request went out after the crawl had ended"
+        );
+    }
+}
+
 struct Daemon {
     child: Child,
     log: PathBuf,
