@@ -42,7 +42,7 @@ pub use transport::{DeliveryError, SmtpCredentials, SmtpSettings, TlsMode, Trans
 use crate::config::{Config, EmailConfig, EmailTls, EmailTransport};
 use crate::size::ByteSize;
 
-/// How long one SMTP connect or command may take.
+/// How long one SMTP connect or command may take; a whole message, four times that.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why notification could not be set up or carried out.

@@ -446,6 +446,7 @@ fn server_unreachable(err: &DeliveryError) -> bool {
             | DeliveryError::Refused { .. }
             | DeliveryError::Connect { .. }
             | DeliveryError::Tls { .. }
+            | DeliveryError::TimedOut { .. }
             | DeliveryError::NoStartTls { .. }
             | DeliveryError::Auth { .. }
             | DeliveryError::File { .. }

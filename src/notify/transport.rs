@@ -6,20 +6,26 @@
 //! carries the server's own reply: that is what an operator needs from `notify test` and
 //! what the outbox keeps in `last_error`.
 
+use std::cell::Cell;
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+#[allow(deprecated)]
+use lettre::transport::smtp::client::AsyncNetworkStream;
 use lettre::transport::smtp::client::{
-    Certificate, CertificateStore, SmtpConnection, TlsParameters,
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, CertificateStore, TlsParameters,
 };
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use secrecy::{ExposeSecret, SecretString};
+use tokio_util::compat::FuturesAsyncReadCompatExt as _;
 
 /// How the SMTP connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +159,16 @@ pub enum DeliveryError {
         host: String,
         /// The port.
         port: u16,
+    },
+    /// The server did not answer in time, or the conversation took too long as a whole.
+    #[error("{host}:{port} timed out: {detail}")]
+    TimedOut {
+        /// The host.
+        host: String,
+        /// The port.
+        port: u16,
+        /// Which step, and how long was waited.
+        detail: String,
     },
     /// The server rejected the credentials, or offers no mechanism we speak.
     #[error("authentication rejected by {host}: {reply}")]
@@ -324,6 +340,18 @@ fn tls_parameters(s: &SmtpSettings) -> Result<TlsParameters, DeliveryError> {
     builder.build().map_err(|e| tls_err(chain(&e)))
 }
 
+/// The most bytes one SMTP conversation may read from the server. lettre refuses a reply
+/// over 100 kB, but only once a line has ended: a server streaming one endless line would
+/// otherwise be buffered without limit.
+const MAX_SMTP_READ: u64 = 1 << 20;
+
+/// How many steps' worth of [`SmtpSettings::timeout`] a whole conversation may take, from
+/// connecting to the final reply: each step has its own timeout, and a server answering
+/// every step just in time must not stretch one message over minutes per recipient.
+const CONVERSATION_STEPS: u32 = 4;
+
+type SmtpError = lettre::transport::smtp::Error;
+
 fn send_smtp(s: &SmtpSettings, message: &Outgoing<'_>) -> Result<String, DeliveryError> {
     let host = s.host.clone();
     let addrs: Vec<SocketAddr> = (s.host.as_str(), s.port)
@@ -343,25 +371,176 @@ fn send_smtp(s: &SmtpSettings, message: &Outgoing<'_>) -> Result<String, Deliver
         TlsMode::None => None,
         TlsMode::StartTls | TlsMode::Implicit => Some(tls_parameters(s)?),
     };
-    let hello = ClientId::default();
-    let implicit = if s.tls == TlsMode::Implicit {
-        tls.as_ref()
-    } else {
-        None
-    };
-    let mut conn = SmtpConnection::connect(&addrs[..], Some(s.timeout), &hello, implicit, None)
-        .map_err(|e| connect_error(s, &e))?;
-    let result = converse(s, &mut conn, tls.as_ref(), &hello, message);
-    match &result {
-        Ok(_) => {
-            let _ = conn.quit();
+    let deadline = s.timeout.saturating_mul(CONVERSATION_STEPS);
+    // The conversation runs on a runtime of its own, so that a deadline can end it wherever
+    // it is: dropping it closes the connection. (A blocking socket's read timeout cannot: a
+    // server sending one byte every few seconds never lets a read time out.)
+    let run = || async {
+        let step = Cell::new("connecting");
+        let conversation = conversation(s, &addrs, tls.as_ref(), message, &step);
+        match tokio::time::timeout(deadline, conversation).await {
+            Ok(result) => result,
+            Err(_) => Err(DeliveryError::TimedOut {
+                host: s.host.clone(),
+                port: s.port,
+                detail: format!(
+                    "the conversation took longer than {} s (while {})",
+                    deadline.as_secs(),
+                    step.get()
+                ),
+            }),
         }
-        Err(_) => conn.abort(),
+    };
+    on_own_runtime(run).unwrap_or_else(|detail| {
+        Err(DeliveryError::Connect {
+            host: s.host.clone(),
+            port: s.port,
+            detail,
+        })
+    })
+}
+
+/// Runs an async computation to its end on a thread and runtime of its own: callers are
+/// blocking code that may or may not run inside an async runtime.
+pub(super) fn on_own_runtime<F, Fut, T>(make: F) -> Result<T, String>
+where
+    F: FnOnce() -> Fut + Send,
+    Fut: Future<Output = T>,
+    T: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start the client: {e}"))?;
+                Ok(runtime.block_on(make()))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the client panicked".into()))
+    })
+}
+
+/// One step of the conversation, bounded by the per-step timeout; `step` says which step
+/// the conversation is in, for the overall deadline's message.
+async fn within<T>(
+    s: &SmtpSettings,
+    step: &Cell<&'static str>,
+    name: &'static str,
+    future: impl Future<Output = Result<T, SmtpError>>,
+) -> Result<Result<T, SmtpError>, DeliveryError> {
+    step.set(name);
+    tokio::time::timeout(s.timeout, future)
+        .await
+        .map_err(|_| DeliveryError::TimedOut {
+            host: s.host.clone(),
+            port: s.port,
+            detail: format!("no answer within {} s while {name}", s.timeout.as_secs()),
+        })
+}
+
+/// Connects (the TLS handshake too, for implicit TLS), reads the greeting and says EHLO.
+async fn open(
+    s: &SmtpSettings,
+    addrs: &[SocketAddr],
+    tls: Option<&TlsParameters>,
+    hello: &ClientId,
+    step: &Cell<&'static str>,
+) -> Result<AsyncSmtpConnection, DeliveryError> {
+    let connect_err = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            DeliveryError::Refused {
+                host: s.host.clone(),
+                port: s.port,
+            }
+        } else {
+            DeliveryError::Connect {
+                host: s.host.clone(),
+                port: s.port,
+                detail: e.to_string(),
+            }
+        }
+    };
+    step.set("connecting");
+    let mut last = None;
+    let mut tcp = None;
+    for addr in addrs {
+        match tokio::time::timeout(s.timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                tcp = Some(stream);
+                break;
+            }
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => {
+                last = Some(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ));
+            }
+        }
+    }
+    let Some(tcp) = tcp else {
+        return Err(connect_err(last.unwrap_or_else(|| {
+            std::io::Error::other("no address to connect to")
+        })));
+    };
+    let bounded = Bounded {
+        inner: tcp,
+        read: 0,
+    };
+    let stream: Box<dyn AsyncTokioStream> = match (s.tls, tls) {
+        (TlsMode::Implicit, Some(params)) => {
+            // The TLS layer sits on top of the bounded stream, so the bound counts what the
+            // server sends, whatever it decrypts to.
+            #[allow(deprecated)]
+            let mut net = AsyncNetworkStream::use_existing_tokio1(Box::new(bounded));
+            within(
+                s,
+                step,
+                "the TLS handshake",
+                net.upgrade_tls(params.clone()),
+            )
+            .await?
+            .map_err(|e| DeliveryError::Tls {
+                host: s.host.clone(),
+                port: s.port,
+                detail: chain(&e),
+            })?;
+            Box::new(Encrypted(net.compat()))
+        }
+        _ => Box::new(bounded),
+    };
+    within(
+        s,
+        step,
+        "reading the greeting and the EHLO reply",
+        AsyncSmtpConnection::connect_with_transport(stream, hello),
+    )
+    .await?
+    .map_err(|e| connect_error(s, &e))
+}
+
+async fn conversation(
+    s: &SmtpSettings,
+    addrs: &[SocketAddr],
+    tls: Option<&TlsParameters>,
+    message: &Outgoing<'_>,
+    step: &Cell<&'static str>,
+) -> Result<String, DeliveryError> {
+    let hello = ClientId::default();
+    let mut conn = open(s, addrs, tls, &hello, step).await?;
+    let result = converse(s, &mut conn, tls, &hello, message, step).await;
+    // QUIT is a courtesy, only after success, and the server is not waited for long. After
+    // a failure the connection is just closed: a step that failed or was cut short midway (a
+    // TLS upgrade) leaves lettre's stream in a state where writing to it panics.
+    if result.is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
     }
     result
 }
 
-fn connect_error(s: &SmtpSettings, err: &lettre::transport::smtp::Error) -> DeliveryError {
+fn connect_error(s: &SmtpSettings, err: &SmtpError) -> DeliveryError {
     use std::error::Error as _;
     let io = err
         .source()
@@ -372,18 +551,7 @@ fn connect_error(s: &SmtpSettings, err: &lettre::transport::smtp::Error) -> Deli
             port: s.port,
         };
     }
-    // With implicit TLS the handshake happens while connecting and reading the greeting: any
-    // failure at that point, short of a refused connection, is a failed handshake.
-    if err.is_tls()
-        || s.tls == TlsMode::Implicit
-            && !err.is_timeout()
-            && io.is_none_or(|e| {
-                !matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::ConnectionReset
-                )
-            })
-    {
+    if err.is_tls() {
         return DeliveryError::Tls {
             host: s.host.clone(),
             port: s.port,
@@ -397,12 +565,13 @@ fn connect_error(s: &SmtpSettings, err: &lettre::transport::smtp::Error) -> Deli
     }
 }
 
-fn converse(
+async fn converse(
     s: &SmtpSettings,
-    conn: &mut SmtpConnection,
+    conn: &mut AsyncSmtpConnection,
     tls: Option<&TlsParameters>,
     hello: &ClientId,
     message: &Outgoing<'_>,
+    step: &Cell<&'static str>,
 ) -> Result<String, DeliveryError> {
     let host = || s.host.clone();
     if s.tls == TlsMode::StartTls {
@@ -413,7 +582,8 @@ fn converse(
             });
         }
         if let Some(params) = tls {
-            conn.starttls(params, hello)
+            within(s, step, "STARTTLS", conn.starttls(params.clone(), hello))
+                .await?
                 .map_err(|e| DeliveryError::Tls {
                     host: host(),
                     port: s.port,
@@ -426,11 +596,17 @@ fn converse(
             creds.username.clone(),
             creds.password.expose_secret().to_owned(),
         );
-        conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
-            .map_err(|e| DeliveryError::Auth {
-                host: host(),
-                reply: reply(&e),
-            })?;
+        within(
+            s,
+            step,
+            "AUTH",
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
+        )
+        .await?
+        .map_err(|e| DeliveryError::Auth {
+            host: host(),
+            reply: reply(&e),
+        })?;
     }
     let parse = |a: &str| {
         a.parse::<Address>().map_err(|e| DeliveryError::Address {
@@ -443,31 +619,143 @@ fn converse(
     if !message.bytes.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
         params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    conn.command(Mail::new(Some(from), params))
-        .map_err(|e| DeliveryError::Sender {
+    within(
+        s,
+        step,
+        "MAIL FROM",
+        conn.command(Mail::new(Some(from), params)),
+    )
+    .await?
+    .map_err(|e| DeliveryError::Sender {
+        host: host(),
+        from: message.from.to_owned(),
+        reply: reply(&e),
+    })?;
+    for to in message.to {
+        within(
+            s,
+            step,
+            "RCPT TO",
+            conn.command(Rcpt::new(parse(to)?, vec![])),
+        )
+        .await?
+        .map_err(|e| DeliveryError::Recipient {
             host: host(),
-            from: message.from.to_owned(),
+            recipient: to.clone(),
             reply: reply(&e),
         })?;
-    for to in message.to {
-        conn.command(Rcpt::new(parse(to)?, vec![]))
-            .map_err(|e| DeliveryError::Recipient {
-                host: host(),
-                recipient: to.clone(),
-                reply: reply(&e),
-            })?;
     }
-    let data_err = |e: lettre::transport::smtp::Error| DeliveryError::Message {
+    let data_err = |e: SmtpError| DeliveryError::Message {
         host: host(),
         reply: reply(&e),
     };
-    conn.command(Data).map_err(data_err)?;
-    let accepted = conn.message(message.bytes).map_err(data_err)?;
+    within(s, step, "DATA", conn.command(Data))
+        .await?
+        .map_err(data_err)?;
+    // From here the server may have the message without our knowing: a reply that never
+    // comes leaves it queued, and it is sent again (at least once, same Message-ID).
+    let accepted = within(s, step, "sending the message", conn.message(message.bytes))
+        .await?
+        .map_err(data_err)?;
     Ok(format!(
         "{} {}",
         accepted.code(),
         accepted.message().collect::<Vec<_>>().join(" ")
     ))
+}
+
+/// The TCP connection to the SMTP server, failing reads once the server has sent more than
+/// [`MAX_SMTP_READ`] bytes.
+#[derive(Debug)]
+struct Bounded {
+    inner: tokio::net::TcpStream,
+    read: u64,
+}
+
+impl AsyncTokioStream for Bounded {
+    fn peer_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for Bounded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.read > MAX_SMTP_READ {
+            return Poll::Ready(Err(std::io::Error::other(format!(
+                "the server sent more than {} KiB",
+                MAX_SMTP_READ / 1024
+            ))));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let got = buf.filled().len().saturating_sub(before);
+        this.read = this
+            .read
+            .saturating_add(u64::try_from(got).unwrap_or(u64::MAX));
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Bounded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// An implicit-TLS connection (over [`Bounded`]) as the stream lettre speaks SMTP over.
+#[allow(deprecated)]
+#[derive(Debug)]
+struct Encrypted(tokio_util::compat::Compat<AsyncNetworkStream>);
+
+impl AsyncTokioStream for Encrypted {
+    fn peer_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.get_ref().peer_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for Encrypted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Encrypted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
@@ -501,6 +789,128 @@ mod tests {
             err.to_string(),
             format!("connection refused at 127.0.0.1:{port}")
         );
+    }
+
+    /// A plain SMTP transport to a local test server, with a short step timeout.
+    fn local(port: u16, timeout: Duration) -> Transport {
+        Transport::Smtp(SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::None,
+            credentials: None,
+            timeout,
+            extra_roots_pem: vec![],
+            system_roots: false,
+        })
+    }
+
+    /// A server that, for each connection, runs `serve` on the socket until it fails.
+    fn hostile_server(serve: fn(&mut std::net::TcpStream) -> std::io::Result<()>) -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                std::thread::spawn(move || serve(&mut stream));
+            }
+        });
+        port
+    }
+
+    /// Sends one message on a thread and waits at most `limit` for the outcome.
+    fn send_within(transport: Transport, limit: Duration) -> (DeliveryError, Duration) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = std::time::Instant::now();
+        std::thread::spawn(move || {
+            let result = transport.send(&Outgoing {
+                from: "a@example.com",
+                to: &["b@example.com".into()],
+                bytes: b"Subject: x\r\n\r\nhi\r\n",
+                name: "x",
+            });
+            let _ = tx.send(result);
+        });
+        let result = rx
+            .recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("still talking to the server after {limit:?}"));
+        (result.unwrap_err(), started.elapsed())
+    }
+
+    #[test]
+    fn a_server_trickling_its_greeting_is_given_up_on_at_the_step_timeout() {
+        // One byte a while, never a whole line: no single read ever times out.
+        let port = hostile_server(|s| {
+            loop {
+                s.write_all(b"2")?;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let (err, took) = send_within(local(port, Duration::from_secs(1)), Duration::from_secs(20));
+        assert!(matches!(err, DeliveryError::TimedOut { .. }), "{err}");
+        assert!(err.to_string().contains("greeting"), "{err}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+
+    #[test]
+    fn a_server_streaming_one_endless_line_is_cut_off_at_the_read_bound() {
+        let port = hostile_server(|s| {
+            s.write_all(b"220 ")?;
+            let chunk = [b'x'; 64 * 1024];
+            loop {
+                s.write_all(&chunk)?;
+            }
+        });
+        // A long step timeout: the byte bound, not the clock, must end it.
+        let (err, took) = send_within(
+            local(port, Duration::from_secs(60)),
+            Duration::from_secs(30),
+        );
+        assert!(err.to_string().contains("more than 1024 KiB"), "{err}");
+        assert!(took < Duration::from_secs(20), "{took:?}");
+    }
+
+    #[test]
+    fn a_whole_conversation_is_bounded_even_when_each_step_answers_in_time() {
+        // Each reply comes just inside the step timeout: no step times out, but twenty
+        // recipients take far longer than the whole conversation may.
+        let port = hostile_server(|s| {
+            s.write_all(b"220 slow\r\n")?;
+            let mut line = [0u8; 512];
+            loop {
+                let n = std::io::Read::read(s, &mut line)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(700));
+                s.write_all(b"250 ok\r\n")?;
+            }
+        });
+        let transport = Transport::Smtp(SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::None,
+            credentials: None,
+            timeout: Duration::from_secs(1),
+            extra_roots_pem: vec![],
+            system_roots: false,
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = std::time::Instant::now();
+        std::thread::spawn(move || {
+            let to: Vec<String> = (0..20).map(|i| format!("r{i}@example.com")).collect();
+            let result = transport.send(&Outgoing {
+                from: "a@example.com",
+                to: &to,
+                bytes: b"Subject: x\r\n\r\nhi\r\n",
+                name: "x",
+            });
+            let _ = tx.send(result);
+        });
+        let err = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("bounded")
+            .unwrap_err();
+        assert!(err.to_string().contains("took longer than 4 s"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(8));
     }
 
     #[test]
