@@ -302,6 +302,13 @@ pub fn deliver(
     };
     let mut report = DeliveryReport::default();
     let mut held: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // A pass can take minutes (each receiver may use its whole timeout): every claim and
+    // every backoff counts from when its message is tried, not from when the pass began, or
+    // a late claim would lapse at once and a late failure be retried at once.
+    let started = std::time::Instant::now();
+    let at = |start: DateTime<Utc>| {
+        start + TimeDelta::from_std(started.elapsed()).unwrap_or(TimeDelta::zero())
+    };
     for row in unsent(conn)? {
         if held.contains(&row.channel) {
             continue;
@@ -321,14 +328,14 @@ pub fn deliver(
         let claimed = conn.execute(
             "UPDATE outbox SET next_attempt_at = ?3
              WHERE id = ?1 AND sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?2",
-            params![row.id, due_by, (now + CLAIM).timestamp()],
+            params![row.id, due_by, (at(now) + CLAIM).timestamp()],
         )?;
         if claimed == 0 {
             held.insert(row.channel.clone());
             continue;
         }
-        let attempt = attempt(&row, sender, now)?;
-        if record(conn, &row, &attempt, now, &mut report)? {
+        let attempt = attempt(&row, sender, at(now))?;
+        if record(conn, &row, &attempt, at(now), &mut report)? {
             held.insert(row.channel.clone());
         }
     }
@@ -556,6 +563,59 @@ mod tests {
         assert_eq!(backoff(2), TimeDelta::minutes(2));
         assert_eq!(backoff(4), TimeDelta::minutes(8));
         assert_eq!(backoff(40), TimeDelta::hours(6));
+    }
+
+    /// Every channel, whatever its name, sends email through one transport.
+    struct AllEmail(Transport);
+
+    impl Channels for AllEmail {
+        fn sender(&self, _channel: &str, kind: &str) -> Option<Sender<'_>> {
+            (kind == "email").then_some(Sender::Email(&self.0))
+        }
+    }
+
+    #[test]
+    fn a_late_failure_in_a_long_pass_waits_its_whole_backoff_from_when_it_was_tried() {
+        // A server that accepts and never says a word: each message uses its whole timeout.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+        let silent = AllEmail(Transport::Smtp(crate::notify::SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls: crate::notify::TlsMode::None,
+            credentials: None,
+            timeout: std::time::Duration::from_secs(1),
+            extra_roots_pem: vec![],
+            system_roots: false,
+        }));
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        let first = insert(&tx, &message("first"), t(0)).unwrap();
+        let mut other = message("second");
+        other.channel = "team".into();
+        let second = insert(&tx, &other, t(0)).unwrap();
+        tx.commit().unwrap();
+        let report = deliver_pending(&conn, &silent, t(0)).unwrap();
+        assert_eq!(report.failed.len(), 2, "{report:?}");
+        let entries = list(&conn).unwrap();
+        let next = |id| entries.iter().find(|e| e.id == id).unwrap().next_attempt_at;
+        assert!(
+            next(first) >= t(0) + TimeDelta::seconds(61),
+            "{}",
+            next(first)
+        );
+        // Tried a second or more after the pass began: its minute counts from then.
+        assert!(
+            next(second) >= t(0) + TimeDelta::seconds(62),
+            "{}",
+            next(second)
+        );
     }
 
     #[test]
