@@ -206,6 +206,17 @@ pub enum DeliveryError {
         /// The server's reply.
         reply: String,
     },
+    /// The whole message went out but no reply to its end came back: the server may have
+    /// taken it, and it is sent again.
+    #[error(
+        "{host} did not confirm the message after receiving it ({detail}); it may have arrived, and is sent again on the next try with the same Message-ID"
+    )]
+    Unconfirmed {
+        /// The host.
+        host: String,
+        /// What happened instead of a reply.
+        detail: String,
+    },
     /// An address stored with the message is not an email address.
     #[error("invalid address {address}: {detail}")]
     Address {
@@ -656,7 +667,13 @@ async fn converse(
     // comes leaves it queued, and it is sent again (at least once, same Message-ID).
     let accepted = within(s, step, "sending the message", conn.message(message.bytes))
         .await?
-        .map_err(data_err)?;
+        .map_err(|e| match e.status() {
+            Some(_) => data_err(e),
+            None => DeliveryError::Unconfirmed {
+                host: host(),
+                detail: chain(&e),
+            },
+        })?;
     Ok(format!(
         "{} {}",
         accepted.code(),
@@ -911,6 +928,34 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("took longer than 4 s"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(8));
+    }
+
+    #[test]
+    fn a_server_closing_after_the_message_without_a_reply_is_unconfirmed_not_rejected() {
+        let port = hostile_server(|s| {
+            let mut reader = std::io::BufReader::new(s.try_clone()?);
+            s.write_all(b"220 ready\r\n")?;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if std::io::BufRead::read_line(&mut reader, &mut line)? == 0 {
+                    return Ok(());
+                }
+                if line.starts_with("DATA") {
+                    s.write_all(b"354 go on\r\n")?;
+                    while line != ".\r\n" {
+                        line.clear();
+                        std::io::BufRead::read_line(&mut reader, &mut line)?;
+                    }
+                    // Taken, and the connection dropped before the 250.
+                    return s.shutdown(std::net::Shutdown::Both);
+                }
+                s.write_all(b"250 ok\r\n")?;
+            }
+        });
+        let (err, _) = send_within(local(port, Duration::from_secs(5)), Duration::from_secs(20));
+        assert!(matches!(err, DeliveryError::Unconfirmed { .. }), "{err}");
+        assert!(err.to_string().contains("may have arrived"), "{err}");
     }
 
     #[test]
