@@ -83,7 +83,7 @@ diagnostic_codes! {
     UnknownColumn = "unknown-column": "A condition names a column its view does not have.",
     UnknownOp = "unknown-op": "A condition uses an operator that does not exist.",
     MissingValue = "missing-value": "An operator that needs a `value` or `param` has neither.",
-    UnexpectedValue = "unexpected-value": "An operator that takes no value is given one.",
+    UnexpectedValue = "unexpected-value": "An operator that takes no value is given one (a `value` or a `param`).",
     WrongValueType = "wrong-value-type": "A condition's value is not the kind its operator compares with (an age, a number, a text, a list).",
     ColumnTypeMismatch = "column-type-mismatch": "A condition compares a column with a value or operator of another type (text with a number, a time with a date string, a list with `eq`), which SQLite accepts and never matches as meant.",
     BadTemplate = "bad-template": "A rule's `message` template does not parse.",

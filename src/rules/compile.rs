@@ -235,6 +235,19 @@ impl Compiler<'_> {
                     .label("remove this");
                 return None;
             }
+            // A param names a value too: ignored, it would leave the condition testing
+            // something else than its author meant (`present` where `within_next` was meant).
+            if let Some(p) = param {
+                self.diags
+                    .error(
+                        DiagnosticCode::UnexpectedValue,
+                        Some(self.file),
+                        Some(p.span()),
+                        format!("`{op}` takes no value, so no `param` either"),
+                    )
+                    .label("remove this");
+                return None;
+            }
             return Some(None);
         }
         let source = match (value, param) {
@@ -920,6 +933,21 @@ mod tests {
             .unwrap_err(),
             "unexpected-value"
         );
+    }
+
+    #[test]
+    fn a_param_on_an_operator_without_value_is_refused_not_ignored() {
+        let soon = [("soon", Value::Str("30d".into()))];
+        for op in ["absent", "present", "empty", "not_empty"] {
+            let field = if op.contains("empty") {
+                "raw"
+            } else {
+                "last_used_at"
+            };
+            let condition = format!("field = \"{field}\"\nop = \"{op}\"\nparam = \"soon\"");
+            let codes = run(&condition, &soon, &keys()).unwrap_err();
+            assert!(codes.contains("unexpected-value"), "{op}: {codes}");
+        }
     }
 
     #[test]

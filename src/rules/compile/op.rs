@@ -8,7 +8,7 @@ use std::str::FromStr;
 /// What a condition gives an operator to compare with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OperandKind {
-    /// No operand: `value` is an error (a `param` is ignored).
+    /// No operand: `value` and `param` are errors.
     None,
     /// One value of any type but a list.
     Scalar,
