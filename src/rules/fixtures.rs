@@ -147,9 +147,19 @@ pub fn discover(rules: &RuleSet, extra: &[std::path::PathBuf]) -> Result<Vec<Cas
     for (name, text) in super::PACK_FIXTURES {
         cases.extend(parse(name, text)?);
     }
-    for dir in rules.fixture_dirs.iter().chain(extra) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
+    let dirs = rules
+        .fixture_dirs
+        .iter()
+        .map(|d| (d, false))
+        .chain(extra.iter().map(|d| (d, true)));
+    for (dir, named) in dirs {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            // A rule folder need not have fixtures beside it.
+            Err(e) if !named && e.kind() == std::io::ErrorKind::NotFound => continue,
+            // A folder named by `--fixtures` that cannot be read would leave its cases
+            // untested while the run still passes: refused, as an unreadable rule path is.
+            Err(e) => return Err(format!("cannot read fixture folder {}: {e}", dir.display())),
         };
         let mut files: Vec<_> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))

@@ -300,3 +300,34 @@ fn rules_check_says_when_it_cannot_judge_exemptions_against_the_database() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_fixture_folder_that_cannot_be_read_fails_the_test_run() {
+    let dir = site();
+    // A typo in `--fixtures` must not leave the run passing with the folder's cases unrun.
+    let out = orgwarden(
+        dir.path(),
+        &[
+            "rules",
+            "test",
+            "rate-limit-too-high",
+            "--fixtures",
+            "no-such-folder",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}{stderr}", text(&out.stdout));
+    assert!(
+        stderr.contains("cannot read fixture folder no-such-folder"),
+        "{stderr}"
+    );
+    // A rule folder without a `fixtures/` beside it is fine.
+    std::fs::remove_dir_all(dir.path().join("my-rules/fixtures")).unwrap();
+    let out = orgwarden(dir.path(), &["rules", "test", "rate-limit-too-high"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("no fixtures: rate-limit-too-high"),
+        "{stdout}"
+    );
+}
