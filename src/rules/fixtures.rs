@@ -290,13 +290,8 @@ fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, Strin
                 super::parse::a(v.type_name())
             ));
         }
-        if name == super::WINDOW_PARAM
-            && let Value::Str(text) = &v
-            && super::compile::parse_age(text).is_none_or(|w| w <= 0)
-        {
-            return Err(format!(
-                "param `window`: `{text}` is not a window (\"24h\", \"3d\")"
-            ));
+        if let Some(problem) = super::settings::override_problem(&rule, name, &v) {
+            return Err(format!("param `{name}`: {}", problem.message));
         }
         rule.params.insert(name.clone(), v);
     }

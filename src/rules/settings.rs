@@ -140,49 +140,69 @@ fn apply_param(
             .help(format!("the default is {default}"));
         return;
     }
-    if let (Value::Str(d), Value::Str(s)) = (default, &parsed)
-        && compile::parse_age(d).is_some()
-        && compile::parse_age(s).is_none()
-    {
-        diags
-            .error(
-                DiagnosticCode::BadAge,
-                file,
-                span,
-                format!("`{s}` is not an age"),
-            )
-            .help("ages are like \"90d\", \"12h\", \"30m\", \"45s\" or \"2w\"");
-        return;
-    }
-    if name == super::WINDOW_PARAM
-        && let Value::Str(s) = &parsed
-        && compile::parse_age(s) == Some(0)
-    {
-        diags
-            .error(
-                DiagnosticCode::BadValue,
-                file,
-                span,
-                format!("a window of zero holds no event (rule `{id}`)"),
-            )
-            .label("longer than zero");
-        return;
-    }
-    if let (super::RuleBody::Where { compiled, .. }, Value::Str(s)) = (&rule.body, &parsed)
-        && compiled.glob_params.contains(name)
-        && let Err(e) = compile::check_glob(s)
-    {
-        diags
-            .error(
-                DiagnosticCode::BadGlob,
-                file,
-                span,
-                format!("param `{name}` of `{id}` is a `matches` pattern: {e}"),
-            )
-            .label("not a glob SQLite can match");
+    if let Some(problem) = override_problem(rule, name, &parsed) {
+        let d = diags.error(problem.code, file, span, problem.message);
+        if let Some(label) = problem.label {
+            d.label(label);
+        }
+        if let Some(help) = problem.help {
+            d.help(help);
+        }
         return;
     }
     rule.params.insert(name.clone(), parsed);
+}
+
+/// Why a param override of the default's type still cannot be used.
+pub(super) struct OverrideProblem {
+    pub code: DiagnosticCode,
+    pub message: String,
+    pub label: Option<&'static str>,
+    pub help: Option<&'static str>,
+}
+
+/// What is wrong with `value` as param `name` of `rule` (its type already checked against
+/// the default's): an age param given no age, a window of zero, a `matches` param given a
+/// glob SQLite cannot match. `[rules.params.<id>]` and fixture cases share it, so a case
+/// cannot run a rule with a value the configuration would refuse — bound as NULL, it
+/// would quietly match nothing.
+pub(super) fn override_problem(rule: &Rule, name: &str, value: &Value) -> Option<OverrideProblem> {
+    let id = rule.id.as_str();
+    let default = rule.defaults.get(name)?;
+    if let (Value::Str(d), Value::Str(s)) = (default, value)
+        && compile::parse_age(d).is_some()
+        && compile::parse_age(s).is_none()
+    {
+        return Some(OverrideProblem {
+            code: DiagnosticCode::BadAge,
+            message: format!("`{s}` is not an age"),
+            label: None,
+            help: Some("ages are like \"90d\", \"12h\", \"30m\", \"45s\" or \"2w\""),
+        });
+    }
+    if name == super::WINDOW_PARAM
+        && let Value::Str(s) = value
+        && compile::parse_age(s) == Some(0)
+    {
+        return Some(OverrideProblem {
+            code: DiagnosticCode::BadValue,
+            message: format!("a window of zero holds no event (rule `{id}`)"),
+            label: Some("longer than zero"),
+            help: None,
+        });
+    }
+    if let (super::RuleBody::Where { compiled, .. }, Value::Str(s)) = (&rule.body, value)
+        && compiled.glob_params.iter().any(|p| p == name)
+        && let Err(e) = compile::check_glob(s)
+    {
+        return Some(OverrideProblem {
+            code: DiagnosticCode::BadGlob,
+            message: format!("param `{name}` of `{id}` is a `matches` pattern: {e}"),
+            label: Some("not a glob SQLite can match"),
+            help: None,
+        });
+    }
+    None
 }
 
 /// Checks `[[exemption]]` entries against the rules (known rule, valid glob; the values

@@ -305,6 +305,46 @@ fn every_shipped_rule_has_fixtures_that_pass() {
 }
 
 #[test]
+fn a_fixture_param_the_configuration_would_refuse_is_an_error_not_a_null() {
+    // `certificate-expiring`'s `within_days` counts days; an age param and a glob param
+    // are declared here to try the other two kinds of override.
+    let (rules, d) = from_text(&format!(
+        "{HEAD}[rule.params]\nwithin = \"30d\"\nnamed = \"ci-*\"\n[rule.where]\nall = [\n  {{ field = \"created_at\", op = \"newer_than\", param = \"within\" }},\n  {{ field = \"name\", op = \"matches\", param = \"named\" }},\n]\n"
+    ));
+    assert!(d.items().is_empty(), "{d}");
+    let org = r#"{"organization": "acme", "users": [{"id": "user-a"}],
+        "projects": [{"id": "proj_a", "created_at": "-10d", "users": [{"id": "user-a"}],
+          "api_keys": [{"id": "key_a", "name": "ci-deploy", "created_at": "-1d",
+                        "owner": {"type": "user", "id": "user-a"}}]}]}"#;
+    let case = |params: &str| fixtures::Case {
+        file: "x-rule.toml".into(),
+        rule: "x-rule".into(),
+        name: "n".into(),
+        org_json: org.into(),
+        params: toml::from_str(params).unwrap(),
+        expect: Vec::new(),
+    };
+    let now = chrono::Utc::now().timestamp();
+    // Bound as NULL, either value would match nothing, and a case expecting nothing pass.
+    let r = fixtures::run(&rules[0], &case("within = \"30 days\""), now);
+    assert_eq!(
+        r.error.as_deref(),
+        Some("param `within`: `30 days` is not an age"),
+        "{r:?}"
+    );
+    let r = fixtures::run(&rules[0], &case("named = \"ci-[\""), now);
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("param `named`: ")),
+        "{r:?}"
+    );
+    let r = fixtures::run(&rules[0], &case("within = \"2d\""), now);
+    assert!(r.error.is_none(), "{r:?}");
+    assert_eq!(r.unexpected.len(), 1, "{r:?}");
+}
+
+#[test]
 fn sql_rules_may_read_the_findings_and_history_views() {
     let (rules, d) = from_text(&format!(
         "{HEAD}sql = \"SELECT f.resource_id, f.project_id, f.message FROM findings f JOIN snapshots s ON 1 = 1\"\n"
