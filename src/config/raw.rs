@@ -85,6 +85,9 @@ pub(super) struct RawExemption {
     pub reason: Option<Spanned<String>>,
     pub owner: Option<Spanned<String>>,
     pub expires: Option<Spanned<String>>,
+    /// The keys written, whatever their values: a required key written with the wrong
+    /// type is reported as such (`wrong-type`), not as missing too.
+    pub given: Vec<String>,
 }
 
 /// `[notify]` as written.
@@ -384,6 +387,7 @@ impl<'d> Reader<'d> {
                 reason: self.string(&t, "reason"),
                 owner: self.string(&t, "owner"),
                 expires: self.string(&t, "expires"),
+                given: entries.keys().map(|k| k.get_ref().to_string()).collect(),
             });
         }
         out
@@ -490,7 +494,13 @@ impl<'d> Reader<'d> {
         }
     }
 
-    fn wrong_type(&mut self, table: &str, key: &str, value: &Spanned<DeValue<'_>>, want: &str) {
+    fn wrong_type(
+        &mut self,
+        table: &str,
+        key: &str,
+        value: &Spanned<DeValue<'_>>,
+        want: &str,
+    ) -> &mut crate::diagnostics::Diagnostic {
         self.diags
             .error(
                 DiagnosticCode::WrongType,
@@ -501,7 +511,7 @@ impl<'d> Reader<'d> {
                     a(value.get_ref().type_str())
                 ),
             )
-            .label(format!("expected {want}"));
+            .label(format!("expected {want}"))
     }
 
     /// The sub-table `key` of `t`, reporting a value of another type.
@@ -529,7 +539,11 @@ impl<'d> Reader<'d> {
         if let Some(s) = value.get_ref().as_str() {
             Some(Spanned::new(value.span(), s.to_owned()))
         } else {
-            self.wrong_type(&t.name, key, value, "a string");
+            let d = self.wrong_type(&t.name, key, value, "a string");
+            // TOML reads an unquoted `2027-03-31` as a date: say how to write it instead.
+            if let DeValue::Datetime(date) = value.get_ref() {
+                d.help(format!("write it in quotes: `{key} = \"{date}\"`"));
+            }
             None
         }
     }
@@ -580,7 +594,9 @@ impl<'d> Reader<'d> {
         for item in items {
             match item.get_ref().as_str() {
                 Some(s) => out.push(Spanned::new(item.span(), s.to_owned())),
-                None => self.wrong_type(&t.name, key, item, "a string"),
+                None => {
+                    self.wrong_type(&t.name, key, item, "a string");
+                }
             }
         }
         out

@@ -264,6 +264,19 @@ fn exemptions_need_every_key_a_real_date_and_non_empty_text() {
 }
 
 #[test]
+fn an_unquoted_exemption_date_is_a_wrong_type_not_a_missing_key() {
+    // TOML reads `expires = 2027-03-31` as a date: the key is there, with the wrong type.
+    let text = "[[exemption]]\nrule = \"r\"\nresource = \"x\"\nreason = \"y\"\nowner = 7\nexpires = 2027-03-31\n";
+    assert_eq!(problems(text), ["wrong-type@5:9", "wrong-type@6:11"]);
+    let (_, d) = check(text);
+    let rendered = d.render(false);
+    assert!(
+        rendered.contains("help: write it in quotes: `expires = \"2027-03-31\"`"),
+        "{rendered}"
+    );
+}
+
+#[test]
 fn email_settings_become_enums_and_their_rules_are_checked() {
     let base = "[notify.email]\nfrom = \"o@example.com\"\nto = [\"s@example.com\"]\n";
     let config = Config::parse(

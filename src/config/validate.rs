@@ -553,7 +553,10 @@ fn exemption(raw: &RawExemption, c: &mut Check<'_>) -> Option<ExemptionConfig> {
         if let Some(v) = value {
             c.non_empty(v, key).map(|_| v.clone())
         } else {
-            c.missing("[[exemption]]", key, raw.span.clone(), "");
+            // A key written with a wrong type was reported as `wrong-type` when read.
+            if !raw.given.iter().any(|k| k == key) {
+                c.missing("[[exemption]]", key, raw.span.clone(), "");
+            }
             None
         }
     };
