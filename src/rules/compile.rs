@@ -45,6 +45,13 @@ pub fn typed_view_columns(family: Family) -> Vec<(&'static str, ColumnType)> {
     cols
 }
 
+/// The time column `name` is the `…_utc` companion of, when `columns` has it: the views
+/// have both, but rules read only the Unix seconds.
+pub fn utc_companion_of<'c>(name: &str, columns: &[&'c str]) -> Option<&'c str> {
+    let time = name.strip_suffix("_utc")?;
+    columns.iter().copied().find(|c| *c == time)
+}
+
 /// Parses an age such as `"90d"`, `"12h"`, `"30m"`, `"45s"` or `"2w"` into seconds: the
 /// grammar of [`crate::duration::Duration`], the same as the configuration's.
 pub fn parse_age(text: &str) -> Option<i64> {
@@ -164,7 +171,9 @@ impl Compiler<'_> {
                     .find(|(name, _)| *name == field.get_ref().as_str())
                     .map(|(_, ty)| *ty);
                 if column.is_none() {
-                    self.diags
+                    let names: Vec<&str> = self.columns.iter().map(|(name, _)| *name).collect();
+                    let d = self
+                        .diags
                         .error(
                             DiagnosticCode::UnknownColumn,
                             Some(self.file),
@@ -175,15 +184,18 @@ impl Compiler<'_> {
                                 field.get_ref()
                             ),
                         )
-                        .label("unknown column")
-                        .help(format!(
-                            "columns: {}",
-                            self.columns
-                                .iter()
-                                .map(|(name, _)| *name)
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                        .label("unknown column");
+                    // docs/views.md lists the `…_utc` text companions beside their times.
+                    if let Some(time) = utc_companion_of(field.get_ref(), &names) {
+                        d.help(format!(
+                            "`{}` is `{time}` as text, for people to read; a rule compares \
+                             `{time}` itself (Unix seconds, or an age with `older_than`, \
+                             `newer_than`, `within_next`)",
+                            field.get_ref()
                         ));
+                    } else {
+                        d.help(format!("columns: {}", names.join(", ")));
+                    }
                     ok = false;
                 }
                 let op_name = op.get_ref().as_str();

@@ -245,13 +245,22 @@ pub enum RuleError {
         rule: RuleId,
     },
     /// The message template failed.
-    #[error("rule `{rule}`: message template: {source}")]
+    #[error("rule `{rule}`: message template: {}", template_error(.source))]
     Template {
         /// The rule.
         rule: RuleId,
         /// The template error.
         source: minijinja::Error,
     },
+}
+
+/// A template error's kind and detail only: the engine's own "(in <string>:1)" names a
+/// template file the rule's author never wrote.
+fn template_error(e: &minijinja::Error) -> String {
+    match e.detail() {
+        Some(detail) => format!("{}: {detail}", e.kind()),
+        None => e.kind().to_string(),
+    }
 }
 
 impl RuleError {
@@ -664,6 +673,13 @@ pub fn check_run(rules: &RuleSet, now: i64, diags: &mut Diagnostics) {
                     DiagnosticCode::RuleTimedOut,
                     "this rule",
                     "a recursive CTE needs a condition that ends it",
+                ),
+                RuleError::Template { .. } => (
+                    DiagnosticCode::RuleFails,
+                    "this rule's `message` fails on the demo organization",
+                    "the `message` template uses a filter, test or function minijinja does not \
+                     have, or one that fails on a value of the demo's rows; a missing (NULL) \
+                     column is `none`: `{{ x or \"…\" }}` writes something instead",
                 ),
                 _ if e.to_string().contains("JSON") => (
                     DiagnosticCode::RuleFails,

@@ -216,6 +216,36 @@ fn message_templates_may_only_name_columns_and_params() {
     assert_eq!(codes(&d), ["unknown-column", "unknown-param"]);
 }
 
+#[test]
+fn a_utc_companion_is_refused_with_the_time_column_to_use_instead() {
+    let (_, d) = from_text(&format!(
+        "{HEAD}message = \"{{{{ created_at_utc }}}}\"\n[rule.where]\nfield = \"last_used_at_utc\"\nop = \"present\"\n"
+    ));
+    assert_eq!(codes(&d), ["unknown-column", "unknown-column"]);
+    let rendered = d.render(false);
+    assert!(
+        rendered.contains("a rule compares `last_used_at` itself"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("`created_at` is there, in Unix seconds"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn a_window_on_a_where_rule_says_it_has_no_sql_to_read_it() {
+    let (_, d) = from_text(&format!(
+        "{HEAD}window = \"2d\"\n[rule.where]\nfield = \"name\"\nop = \"present\"\n"
+    ));
+    assert_eq!(codes(&d), ["window-unused"]);
+    assert!(
+        d.render(false)
+            .contains("only a `sql` rule can read `:window_start`"),
+        "{d}"
+    );
+}
+
 fn scratch_with_keys() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
     compile::create_scratch_schema(&conn).unwrap();
@@ -474,6 +504,35 @@ fn a_missing_field_is_empty_text_in_a_message() {
     }
     let hits = evaluate_rules(Reader::over(&conn), &[&rule], 1000 + 91 * 86_400).unwrap();
     assert_eq!(hits[0].message, "prod last used []");
+}
+
+#[test]
+fn a_message_that_fails_to_render_is_reported_as_the_messages_fault() {
+    // minijinja checks filters only as it renders: `rules check` finds this one over the
+    // demo organization, and must not send its author to the SQL.
+    let mut d = Diagnostics::new();
+    let text = format!(
+        "{HEAD}message = \"{{{{ name | nosuchfilter }}}}\"\n[rule.where]\nfield = \"name\"\nop = \"present\"\n"
+    );
+    let rules = rules_from_sources(&[("r.toml".into(), text)], &mut d);
+    assert!(d.items().is_empty(), "{d}");
+    let set = RuleSet {
+        rules,
+        ..RuleSet::default()
+    };
+    check_run(&set, chrono::Utc::now().timestamp(), &mut d);
+    assert_eq!(codes(&d), ["rule-fails"]);
+    let rendered = d.render(false);
+    assert!(
+        rendered.contains("`message` fails on the demo"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("filter nosuchfilter is unknown"),
+        "{rendered}"
+    );
+    assert!(!rendered.contains("<string>"), "{rendered}");
+    assert!(!rendered.contains("shows its SQL"), "{rendered}");
 }
 
 #[test]

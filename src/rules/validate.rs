@@ -322,12 +322,18 @@ fn check_window(raw: &parse::RawRule, rule: &mut Rule, uses_window: bool, diags:
     let file = raw.file;
     match (&raw.window, uses_window) {
         (Some(window), false) => {
+            // A `where` rule has no SQL of its own to read it: say so rather than blame it.
+            let message = if raw.sql.is_some() {
+                "`window` is set, but the rule's SQL never reads `:window_start`"
+            } else {
+                "`window` is set, but only a `sql` rule can read `:window_start`; this is a `where` rule"
+            };
             diags
                 .error(
                     DiagnosticCode::WindowUnused,
                     Some(file),
                     Some(window.span()),
-                    "`window` is set, but the rule's SQL never reads `:window_start`",
+                    message,
                 )
                 .label("nothing reads this")
                 .help("bound the events with `effective_at >= :window_start`, or remove `window`");
@@ -401,20 +407,26 @@ fn check_template(
                 .collect();
             unknown.sort();
             for name in unknown {
-                diags
-                    .error(
-                        DiagnosticCode::UnknownColumn,
-                        Some(file),
-                        Some(message.span()),
-                        format!(
-                            "message names `{name}`, which is not a column of `{}`",
-                            family.view()
-                        ),
-                    )
-                    .help(format!(
+                let d = diags.error(
+                    DiagnosticCode::UnknownColumn,
+                    Some(file),
+                    Some(message.span()),
+                    format!(
+                        "message names `{name}`, which is not a column of `{}`",
+                        family.view()
+                    ),
+                );
+                if let Some(time) = compile::utc_companion_of(&name, &columns) {
+                    d.help(format!(
+                        "the `…_utc` text companions are not given to messages: `{time}` is \
+                         there, in Unix seconds"
+                    ));
+                } else {
+                    d.help(format!(
                         "a message may use: {}, params, now, title",
                         columns.join(", ")
                     ));
+                }
             }
             let mut nested: Vec<String> = tmpl
                 .undeclared_variables(true)
