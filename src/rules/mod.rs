@@ -506,7 +506,11 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
         .iter()
         .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
         .collect();
-    let mut fixture_dirs = Vec::new();
+    let mut fixture_dirs: Vec<PathBuf> = Vec::new();
+    // Files (and fixture folders) already read, by canonical path: `paths = ["my-rules",
+    // "my-rules/extra.toml"]` reaches one file twice, which is not a rule defined twice.
+    let mut seen_files: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
+    let mut seen_fixtures: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     let config_file = config.text.as_ref().map(|text| {
         let name = config
             .source
@@ -523,8 +527,18 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
                 } else {
                     resolved.parent().map(Path::to_path_buf).unwrap_or_default()
                 };
-                fixture_dirs.push(dir.join("fixtures"));
+                let fixtures = dir.join("fixtures");
+                let key = std::fs::canonicalize(&dir)
+                    .map_or_else(|_| fixtures.clone(), |d| d.join("fixtures"));
+                if seen_fixtures.insert(key) {
+                    fixture_dirs.push(fixtures);
+                }
                 for file in files {
+                    if let Ok(canonical) = std::fs::canonicalize(&file)
+                        && !seen_files.insert(canonical)
+                    {
+                        continue;
+                    }
                     let name = file.display().to_string();
                     match read_rule_file(&file) {
                         Ok(bytes) => {

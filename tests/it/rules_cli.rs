@@ -331,3 +331,21 @@ fn a_fixture_folder_that_cannot_be_read_fails_the_test_run() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_rule_file_reached_by_two_paths_entries_is_read_once() {
+    let dir = site();
+    // A folder and a file in it (and the folder again, spelt otherwise): one file, not a
+    // rule defined twice, and its fixtures run once.
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[rules]\npaths = [\"my-rules\", \"my-rules/limits.toml\", \"./my-rules/\"]\n",
+    )
+    .unwrap();
+    let out = orgwarden(dir.path(), &["rules", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = orgwarden(dir.path(), &["rules", "test", "rate-limit-too-high"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
+}
