@@ -264,7 +264,11 @@ fn parse_rule(
                     Some(key.span()),
                     format!("unknown key `{name}` in a rule"),
                 );
-                d.help(format!("a rule has: {}", RULE_KEYS.join(", ")));
+                // As the configuration's unknown keys do: a typo gets its key by name.
+                match crate::config::closest(name, RULE_KEYS.iter().copied()) {
+                    Some(close) => d.help(format!("did you mean `{close}`?")),
+                    None => d.help(format!("a rule has: {}", RULE_KEYS.join(", "))),
+                };
             }
         }
     }
@@ -424,14 +428,18 @@ fn condition(
             "value" => lit = literal(v, file, diags),
             "param" => param = string(v, "param", file, diags),
             other => {
-                diags
-                    .error(
-                        DiagnosticCode::UnknownKey,
-                        Some(file),
-                        Some(key.span()),
-                        format!("unknown key `{other}` in a condition"),
-                    )
-                    .help("a condition has `field`, `op` and `value` or `param`, or one of `all`, `any`, `not`");
+                let d = diags.error(
+                    DiagnosticCode::UnknownKey,
+                    Some(file),
+                    Some(key.span()),
+                    format!("unknown key `{other}` in a condition"),
+                );
+                match crate::config::closest(other, ["field", "op", "value", "param"]) {
+                    Some(close) => d.help(format!("did you mean `{close}`?")),
+                    None => d.help(
+                        "a condition has `field`, `op` and `value` or `param`, or one of `all`, `any`, `not`",
+                    ),
+                };
             }
         }
     }

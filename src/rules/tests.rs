@@ -246,6 +246,19 @@ fn a_window_on_a_where_rule_says_it_has_no_sql_to_read_it() {
     );
 }
 
+#[test]
+fn a_misspelt_rule_or_condition_key_is_named_by_the_key_meant() {
+    let (_, d) = from_text(&format!(
+        "{HEAD}include_archive = true\n[rule.where]\nfeild = \"name\"\nop = \"present\"\n"
+    ));
+    let rendered = d.render(false);
+    assert!(
+        rendered.contains("did you mean `include_archived`?"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("did you mean `field`?"), "{rendered}");
+}
+
 fn scratch_with_keys() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
     compile::create_scratch_schema(&conn).unwrap();
