@@ -726,3 +726,57 @@ fn a_finding_opened_by_a_logged_change_carries_who_made_it() {
     crate::findings::attribute_transitions(conn, &mut first, None, 200).unwrap();
     assert_eq!(first.changed[0].changed_by, None);
 }
+
+/// A database as orgwarden left it at schema version 3 (before `announced_status`), when
+/// the notifier announced each run's own transitions and marked them in `last_notified_at`:
+/// `ann` was announced open, `quiet` was recorded by a plain `audit` and never announced,
+/// `gone` was announced and its resolution announced too.
+fn schema_3_database(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for (_, sql) in &crate::store::MIGRATIONS[..3] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 3).unwrap();
+    conn.execute_batch(
+        "INSERT INTO snapshot (id, org, started_at, finished_at, status) VALUES (1, 'acme', 100, 101, 'complete');
+         INSERT INTO finding (fingerprint, rule_id, severity, title, resource_type, resource_id, project_id,
+                              message, remediation, status, first_seen, last_seen, resolved_at, last_notified_at)
+         VALUES ('ann', 'r', 'high', 't', 'project_api_keys', 'k1', 'p1', 'm', 'fix', 'open', 100, 100, NULL, 101),
+                ('quiet', 'r', 'high', 't', 'project_api_keys', 'k2', 'p1', 'm', 'fix', 'open', 100, 100, NULL, NULL),
+                ('gone', 'r', 'high', 't', 'project_api_keys', 'k3', 'p1', 'm', 'fix', 'resolved', 100, 100, 150, 151);
+         INSERT INTO finding_events (fingerprint, snapshot_id, at, kind, from_status, to_status, reason)
+         VALUES ('ann', 1, 100, 'opened', NULL, 'open', 'first seen'),
+                ('quiet', 1, 100, 'opened', NULL, 'open', 'first seen'),
+                ('gone', 1, 100, 'opened', NULL, 'open', 'first seen'),
+                ('gone', 1, 150, 'resolved', 'open', 'resolved', 'no longer found in a complete read');",
+    )
+    .unwrap();
+}
+
+#[test]
+fn findings_announced_before_the_announced_columns_are_not_announced_again_after_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    schema_3_database(&path);
+    let store = crate::store::Store::open(&path).unwrap();
+    let all = load(store.reader()).unwrap();
+    let states = notify_states(store.reader(), &all).unwrap();
+    let transitions: HashMap<&str, Option<crate::notify::Transition>> = states
+        .iter()
+        .map(|s| (s.fingerprint.as_str(), s.transition.clone()))
+        .collect();
+    assert_eq!(
+        transitions.get("ann"),
+        Some(&None),
+        "announced before the upgrade: no news now"
+    );
+    assert_eq!(
+        transitions.get("quiet"),
+        Some(&Some(crate::notify::Transition::Opened)),
+        "never announced: still announced once"
+    );
+    assert!(
+        !transitions.contains_key("gone"),
+        "its resolution was announced: {states:?}"
+    );
+}
