@@ -8,9 +8,8 @@ use crate::findings::{self, Finding, Status};
 use crate::model::Severity;
 use crate::report::{self};
 use crate::rules::{self, Loaded};
-use crate::store::Store;
 
-use super::audit::{FindingsFormat, store_error};
+use super::audit::FindingsFormat;
 use super::{Exit, GlobalArgs, unknown_name};
 
 /// Which findings to list.
@@ -48,7 +47,9 @@ pub struct FindingsArgs {
 pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit> {
     let config = global.load_config()?;
     let db = global.db_path(&config);
-    let store = Store::open_read_only(&db).map_err(store_error)?;
+    // Like the other read commands: a database an older orgwarden wrote is upgraded first,
+    // rather than refused with advice to run a crawl.
+    let store = super::read::open_path(&db)?;
     let stored = findings::load(store.reader())?;
     // Rules only add descriptions to SARIF; a broken rule file must not hide findings.
     let loaded = rules::load(&config, Utc::now().date_naive());

@@ -28,17 +28,22 @@ pub enum TableFormat {
 /// migrated and its views regenerated first (the only write a read command makes).
 pub(super) fn open(global: &GlobalArgs) -> anyhow::Result<Store> {
     let config = global.load_config()?;
-    let path = global.db_path(&config);
-    match Store::open_read_only(&path) {
+    open_path(&global.db_path(&config))
+}
+
+/// Opens the database at `path` read-only, migrating it first when an older orgwarden
+/// wrote it (see [`open`]).
+pub(super) fn open_path(path: &Path) -> anyhow::Result<Store> {
+    match Store::open_read_only(path) {
         Err(StoreError::NeedsMigration { .. }) => {
-            migrate(&path)?;
-            Store::open_read_only(&path).map_err(CliError::usage)
+            migrate(path)?;
+            Store::open_read_only(path).map_err(CliError::usage)
         }
         // Written by an older orgwarden: its views lack columns this one documents.
         Ok(store) if store.views_stale() => {
             drop(store);
-            migrate(&path)?;
-            Store::open_read_only(&path).map_err(CliError::usage)
+            migrate(path)?;
+            Store::open_read_only(path).map_err(CliError::usage)
         }
         other => other.map_err(CliError::usage),
     }

@@ -62,4 +62,5 @@ mod store_crash;
 mod store_e2e;
 mod store_ownership;
 mod store_sim;
+mod upgrade;
 mod who_changed_it;

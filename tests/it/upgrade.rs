@@ -1,0 +1,54 @@
+//! A database an older orgwarden wrote, opened by this one: it is upgraded in place and
+//! reads as before. The old database is built by applying the first migrations only, as the
+//! older binary did, with rows written the way it wrote them.
+
+use std::path::Path;
+
+use crate::support::orgwarden;
+
+/// A schema-version-4 database (orgwarden before the costs tables) holding one open
+/// finding that was announced, as `audit --notify` of that version left it.
+fn version_4_database(path: &Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for (_, sql) in &orgwarden::store::MIGRATIONS[..4] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 4).unwrap();
+    conn.execute_batch(
+        "INSERT INTO snapshot (id, org, started_at, finished_at, status) VALUES (1, 'acme', 100, 101, 'complete');
+         INSERT INTO finding (fingerprint, rule_id, severity, title, resource_type, resource_id, project_id,
+                              message, remediation, status, first_seen, last_seen, last_notified_at,
+                              announced_status, announced_severity)
+         VALUES ('fp1', 'api-key-stale', 'medium', 'API key not used for a long time', 'project_api_keys',
+                 'key_old', 'proj_a', 'API key \"old\" has not been used', 'Revoke it', 'open', 100, 100, 101,
+                 'open', 'medium');
+         INSERT INTO finding_events (fingerprint, snapshot_id, at, kind, from_status, to_status, reason)
+         VALUES ('fp1', 1, 100, 'opened', NULL, 'open', 'first seen');",
+    )
+    .unwrap();
+}
+
+#[test]
+fn findings_on_a_database_an_older_orgwarden_wrote_upgrades_it_and_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    version_4_database(&db);
+    let out = orgwarden()
+        .current_dir(dir.path())
+        .args(["--db", "old.db", "findings", "--format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = listed.to_string();
+    assert!(text.contains("key_old"), "{text}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        version,
+        i64::try_from(orgwarden::store::MIGRATIONS.len()).unwrap()
+    );
+}
