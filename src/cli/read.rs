@@ -35,21 +35,42 @@ pub(super) fn open(global: &GlobalArgs) -> anyhow::Result<Store> {
 /// wrote it (see [`open`]).
 pub(super) fn open_path(path: &Path) -> anyhow::Result<Store> {
     match Store::open_read_only(path) {
-        Err(StoreError::NeedsMigration { .. }) => {
-            migrate(path)?;
-            Store::open_read_only(path).map_err(CliError::usage)
-        }
+        Err(StoreError::NeedsMigration { .. }) => upgrade_then_open(path),
         // Written by an older orgwarden: its views lack columns this one documents.
         Ok(store) if store.views_stale() => {
             drop(store);
-            migrate(path)?;
-            Store::open_read_only(path).map_err(CliError::usage)
+            upgrade_then_open(path)
         }
         other => other.map_err(CliError::usage),
     }
 }
 
+/// Upgrades the database, then opens it read-only. When another process holds the writer
+/// lock and has meanwhile upgraded it (an `audit` of this version), its upgrade is used.
+fn upgrade_then_open(path: &Path) -> anyhow::Result<Store> {
+    if let Err(refused) = migrate(path) {
+        return match Store::open_read_only(path) {
+            Ok(store) if !store.views_stale() => Ok(store),
+            _ => Err(refused),
+        };
+    }
+    Store::open_read_only(path).map_err(CliError::usage)
+}
+
+/// Brings the database up to this orgwarden's schema and views. That is a write, so it takes
+/// the writer lock as `audit` does: a running writer (a daemon of the older version, still
+/// holding the lock) would otherwise find its database upgraded under it and fail every run
+/// after, while a read command made it happen.
 pub(super) fn migrate(path: &Path) -> anyhow::Result<()> {
+    let _lock = Store::lock_writer(path)
+        .with_context(|| {
+            format!(
+                "{} was written by an older orgwarden and must be upgraded, which needs the \
+                 writer lock (an older daemon still running? restart it with this version)",
+                path.display()
+            )
+        })
+        .map_err(CliError::usage)?;
     Store::open(path)
         .map(drop)
         .with_context(|| format!("upgrading {}", path.display()))

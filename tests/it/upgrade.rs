@@ -52,3 +52,45 @@ fn findings_on_a_database_an_older_orgwarden_wrote_upgrades_it_and_lists_them() 
         i64::try_from(orgwarden::store::MIGRATIONS.len()).unwrap()
     );
 }
+
+fn user_version(db: &Path) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_read_command_does_not_upgrade_a_database_an_older_writer_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    version_4_database(&db);
+    // What an older daemon still running holds for its whole life.
+    let held = orgwarden::store::Store::lock_writer(&db).unwrap();
+    let query = || {
+        orgwarden()
+            .current_dir(dir.path())
+            .args(["--db", "old.db", "query", "SELECT count(*) FROM findings"])
+            .output()
+            .unwrap()
+    };
+    let out = query();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("older orgwarden") && stderr.contains("locked"),
+        "{stderr}"
+    );
+    assert_eq!(user_version(&db), 4, "upgraded under the writer");
+    drop(held);
+    let out = query();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        user_version(&db),
+        i64::try_from(orgwarden::store::MIGRATIONS.len()).unwrap()
+    );
+}
