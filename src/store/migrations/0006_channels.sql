@@ -1,4 +1,4 @@
--- 0005: notification channels besides email.
+-- 0006: notification channels besides email.
 -- `channel` names the configured channel (`email` is [notify.email]); `kind` says how the
 -- stored message is sent (email, slack, webhook, pagerduty). For HTTP channels `message` is
 -- the request body (PagerDuty: a JSON array of events, sent in order; `progress` counts the
