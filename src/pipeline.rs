@@ -191,7 +191,8 @@ pub async fn run<S: Setup>(
         let evaluated = evaluate(&mut store, &inputs, &info, Utc::now(), &stop);
         let delivery = match (&evaluated, inputs.delivery, inputs.announce) {
             (Ok(_), Some(pass), Some(announce)) if !announce.dry_run && !cancel.is_cancelled() => {
-                Some(deliver(&store, announce.notifier, pass, Utc::now()))
+                // A signal stops it between two messages, as it stops a rule.
+                Some(deliver(&store, announce.notifier, pass, Utc::now(), &stop))
             }
             _ => None,
         };
@@ -300,17 +301,16 @@ pub fn evaluate(
     })
 }
 
-/// Delivers the outbox messages `pass` selects. Blocking: call it off the async runtime.
+/// Delivers the outbox messages `pass` selects, trying no further message once `stop` is
+/// cancelled. Blocking: call it off the async runtime.
 pub fn deliver(
     store: &Store,
     notifier: &Notifier,
     pass: Pass,
     now: DateTime<Utc>,
+    stop: &CancellationToken,
 ) -> Result<DeliveryReport, NotifyError> {
-    match pass {
-        Pass::Due => notifier.deliver_pending(store.conn(), now),
-        Pass::All => notifier.deliver_now(store.conn(), now),
-    }
+    notifier.deliver(store.conn(), now, pass, stop)
 }
 
 /// Opens the database read-write on a blocking thread, for async callers.

@@ -88,7 +88,7 @@ pub fn serve<J: Job>(
         );
     }
     let runtime = super::runtime()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let mut builder = Daemon::builder(job, timing)
             .database(db)
             .signals(true)
@@ -100,8 +100,17 @@ pub fn serve<J: Job>(
         let running = builder.build().start().await.map_err(CliError::usage)?;
         running.run().await.map_err(CliError::usage)?;
         Ok(Exit::Ok)
-    })
+    });
+    // The daemon has stopped, within its deadlines; a blocking thread can still be in a
+    // delivery try, which no signal interrupts (up to its receiver's timeout, minutes for
+    // SMTP). Dropping the runtime would wait for it. Its message was claimed and is tried
+    // again once the claim lapses; an unfinished write rolls back as after a crash.
+    runtime.shutdown_timeout(LEFT_RUNNING_GRACE);
+    served
 }
+
+/// How long the daemon's exit waits for blocking work still running after it stopped.
+const LEFT_RUNNING_GRACE: Duration = Duration::from_secs(5);
 
 /// The daemon's timing from the validated `[schedule]`.
 pub fn timing_from_config(config: &Config) -> Timing {

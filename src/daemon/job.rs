@@ -237,6 +237,11 @@ impl AuditJob {
             report?
         } else {
             let db = self.inputs.db.clone();
+            // The pass runs on a blocking thread, which outlives this future when the
+            // shutdown's deadline drops it: dropped, it tells the pass to try no further
+            // message, so the process is not kept waiting for the whole outbox.
+            let stop = CancellationToken::new();
+            let _stop_when_dropped = stop.clone().drop_guard();
             tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
                 let store = Store::open(&db)?;
                 Ok(pipeline::deliver(
@@ -244,6 +249,7 @@ impl AuditJob {
                     &loaded.notifier,
                     Pass::Due,
                     Utc::now(),
+                    &stop,
                 )?)
             })
             .await??

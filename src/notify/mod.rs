@@ -39,6 +39,8 @@ pub use plan::{
 pub use render::Renderer;
 pub use transport::{DeliveryError, SmtpCredentials, SmtpSettings, TlsMode, Transport};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{Config, EmailConfig, EmailTls, EmailTransport};
 use crate::size::ByteSize;
 
@@ -223,7 +225,7 @@ impl Notifier {
         conn: &Connection,
         now: DateTime<Utc>,
     ) -> Result<DeliveryReport, NotifyError> {
-        self.deliver(conn, now, outbox::Pass::Due)
+        self.deliver(conn, now, outbox::Pass::Due, &CancellationToken::new())
     }
 
     /// Delivers every unsent outbox message, due or not: for a person who asked for
@@ -233,19 +235,22 @@ impl Notifier {
         conn: &Connection,
         now: DateTime<Utc>,
     ) -> Result<DeliveryReport, NotifyError> {
-        self.deliver(conn, now, outbox::Pass::All)
+        self.deliver(conn, now, outbox::Pass::All, &CancellationToken::new())
     }
 
-    fn deliver(
+    /// Delivers the outbox messages `pass` selects, trying none once `stop` is cancelled
+    /// (see [`outbox::deliver`]).
+    pub fn deliver(
         &self,
         conn: &Connection,
         now: DateTime<Utc>,
         pass: outbox::Pass,
+        stop: &CancellationToken,
     ) -> Result<DeliveryReport, NotifyError> {
         if !self.has_channels() {
             return Ok(DeliveryReport::default());
         }
-        Ok(outbox::deliver(conn, self, now, pass)?)
+        Ok(outbox::deliver(conn, self, now, pass, stop)?)
     }
 
     /// Renders a digest with this notifier's templates (for previews and tests).

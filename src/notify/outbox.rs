@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio_util::sync::CancellationToken;
 
 use super::transport::{DeliveryError, Outgoing, Transport};
 use crate::model::SnapshotId;
@@ -241,7 +242,7 @@ pub fn deliver_pending(
     channels: &dyn Channels,
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, OutboxError> {
-    deliver(conn, channels, now, Pass::Due)
+    deliver(conn, channels, now, Pass::Due, &CancellationToken::new())
 }
 
 /// One unsent row.
@@ -288,12 +289,14 @@ fn unsent(conn: &Connection) -> Result<Vec<Row>, OutboxError> {
 /// Tries the messages `pass` selects, oldest first, each channel on its own: within a
 /// channel messages go in order (a PagerDuty `resolve` never overtakes its `trigger`), so a
 /// message that is not due or fails holds back that channel's later ones, and never another
-/// channel's.
+/// channel's. Once `stop` is cancelled no further message is tried: the pass ends after the
+/// one being sent, and the rest wait for the next.
 pub fn deliver(
     conn: &Connection,
     channels: &dyn Channels,
     now: DateTime<Utc>,
     pass: Pass,
+    stop: &CancellationToken,
 ) -> Result<DeliveryReport, OutboxError> {
     // i64::MAX: every unsent message counts as due.
     let due_by = match pass {
@@ -310,6 +313,12 @@ pub fn deliver(
         start + TimeDelta::from_std(started.elapsed()).unwrap_or(TimeDelta::zero())
     };
     for row in unsent(conn)? {
+        // A pass is a blocking loop nothing else can interrupt, and each try may take its
+        // receiver's whole timeout: a daemon shutting down must not wait for every message.
+        if stop.is_cancelled() {
+            tracing::info!(target: "orgwarden::notify", "delivery stopped; what is left waits in the outbox for the next pass");
+            break;
+        }
         if held.contains(&row.channel) {
             continue;
         }
@@ -619,6 +628,46 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_pass_tries_no_further_message_and_leaves_the_rest_queued() {
+        // A server that says nothing, and the pass told to stop as the first message is
+        // being tried (a daemon shutting down): that try ends at its timeout, and the other
+        // channel's message is not begun.
+        let stop = CancellationToken::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                stopping.cancel();
+                held.push(stream);
+            }
+        });
+        let silent = AllEmail(Transport::Smtp(crate::notify::SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls: crate::notify::TlsMode::None,
+            credentials: None,
+            timeout: std::time::Duration::from_secs(1),
+            extra_roots_pem: vec![],
+            system_roots: false,
+        }));
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        let first = insert(&tx, &message("first"), t(0)).unwrap();
+        let mut other = message("second");
+        other.channel = "team".into();
+        let second = insert(&tx, &other, t(0)).unwrap();
+        tx.commit().unwrap();
+        let report = deliver(&conn, &silent, t(0), Pass::Due, &stop).unwrap();
+        assert_eq!(report.failed.len(), 1, "{report:?}");
+        assert_eq!(report.pending, 2);
+        let entries = list(&conn).unwrap();
+        let attempts = |id| entries.iter().find(|e| e.id == id).unwrap().attempts;
+        assert_eq!((attempts(first), attempts(second)), (1, 0));
+    }
+
+    #[test]
     fn a_rolled_back_transaction_leaves_no_message() {
         let mut conn = db();
         let tx = conn.transaction().unwrap();
@@ -655,7 +704,14 @@ mod tests {
         // Not due yet: nothing is tried, unless a person asks for delivery now.
         let report = deliver_pending(&conn, &broken, t(0) + TimeDelta::seconds(30)).unwrap();
         assert!(report.failed.is_empty() && report.sent.is_empty());
-        let report = deliver(&conn, &broken, t(0) + TimeDelta::seconds(30), Pass::All).unwrap();
+        let report = deliver(
+            &conn,
+            &broken,
+            t(0) + TimeDelta::seconds(30),
+            Pass::All,
+            &CancellationToken::new(),
+        )
+        .unwrap();
         assert_eq!(report.failed.len(), 1);
         assert_eq!(list(&conn).unwrap()[0].attempts, 2);
 
