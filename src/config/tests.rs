@@ -414,6 +414,30 @@ fn response_and_page_bounds_default_read_sizes_and_refuse_bad_ones() {
 }
 
 #[test]
+fn a_base_url_the_client_would_refuse_is_a_diagnostic_with_its_line_and_no_credential() {
+    assert_eq!(
+        problems("[openai]\nbase_url = \"http://proxy.corp.internal:8080/v1\"\n"),
+        ["bad-value@2:12"]
+    );
+    let (_, d) = check("[openai]\nbase_url = \"https://ops:hunter2@proxy.example/v1\"\n");
+    let text = d.render(false);
+    assert_eq!(d.items().len(), 1, "{text}");
+    assert!(text.contains("must not carry a user or password"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    for fine in [
+        "https://api.openai.com/v1",
+        "http://127.0.0.1:8080/v1",
+        "http://localhost:8080/v1",
+    ] {
+        assert_eq!(
+            problems(&format!("[openai]\nbase_url = \"{fine}\"\n")),
+            Vec::<String>::new(),
+            "{fine}"
+        );
+    }
+}
+
+#[test]
 fn snapshot_timeout_is_off_unless_set_and_must_be_a_duration_longer_than_zero() {
     let defaults = Config::parse("", Path::new("o")).unwrap();
     assert_eq!(defaults.openai.snapshot_timeout, None);

@@ -334,8 +334,21 @@ fn openai(raw: &RawOpenAi, c: &mut Check<'_>) -> OpenAiConfig {
                 ),
                 "expected a URL",
             );
+            return None;
         }
-        ok.then(|| u.get_ref().clone())
+        // The client refuses these when it is built; said here, `rules check` and a
+        // daemon's reload catch them too, with the line. The message shows the URL without
+        // its user, password or query.
+        if let Err(refused) = crate::client::check_base_url(u.get_ref()) {
+            c.error(
+                DiagnosticCode::BadValue,
+                u.span(),
+                refused.to_string(),
+                "not usable",
+            );
+            return None;
+        }
+        Some(u.get_ref().clone())
     });
     let concurrency = raw
         .concurrency
