@@ -380,19 +380,23 @@ pub fn check_base_url(base_url: &str) -> Result<Url, ClientError> {
 }
 
 /// A base URL as an error may show it: without a user and password or a query, either of
-/// which may hold a credential.
+/// which may hold a credential. Everything up to the last `@` is taken for a user and
+/// password: one written unencoded may hold `/`, `?` or `#`, which end the authority for a
+/// URL parser (`https://ops:p/ss@proxy/v1` is host `ops`, port `p`, refused as a bad port,
+/// and the message would show the password whole).
 fn shown_url(raw: &str) -> String {
-    let without_query = raw.split(['?', '#']).next().unwrap_or_default();
-    match without_query.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
-                None => without_query.to_owned(),
-            }
-        }
-        None => without_query.to_owned(),
-    }
+    let (scheme, rest) = match raw.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, raw),
+    };
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (true, &rest[at + 1..]),
+        None => (false, rest),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let scheme = scheme.map(|s| format!("{s}://")).unwrap_or_default();
+    let hidden = if userinfo { "…@" } else { "" };
+    format!("{scheme}{hidden}{rest}")
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -1701,6 +1705,11 @@ mod tests {
             "https://proxyuser:CANARYPW@gateway.example/v1",
             "https://gateway.example/v1?token=CANARYTOK",
             "https://u:CANARYPW@gateway.example/v1?x=CANARYTOK",
+            // Unencoded, these end the authority for the URL parser, which then refuses
+            // the "port": the message must still not show the password.
+            "https://u:CANARY/PW@gateway.example/v1",
+            "https://u:CANARY#PW@gateway.example/v1",
+            "https://u:CANARY?PW@gateway.example/v1",
         ] {
             let err = check_base_url(url).expect_err(url).to_string();
             assert!(!err.contains("CANARY"), "{err}");

@@ -166,9 +166,11 @@ fn looks_like_a_secret(text: &str) -> bool {
         before.is_none_or(|c| !c.is_ascii_alphanumeric())
             && after.is_some_and(|c| c.is_ascii_alphanumeric())
     });
+    // Up to the value's end, not the authority's: a password written unencoded may hold
+    // `/`, `?` or `#` (`https://ops:p/ss@proxy/v1`).
     let userinfo_url = text.match_indices("://").any(|(at, _)| {
         text[at + 3..]
-            .split(['/', '?', '#', '"', '\'', ' '])
+            .split(['"', '\'', ' '])
             .next()
             .is_some_and(|authority| authority.contains('@'))
     });
@@ -308,6 +310,11 @@ mod tests {
             "apikey = 1",
             "whatever = \"sk-proj-123\"",
             "base_url = \"https://user:pw@proxy.example/v1\"",
+            // Unencoded, `/`, `?` and `#` end the authority for a URL parser, not the
+            // password for the person who wrote it.
+            "base_url = \"https://user:p/w@proxy.example/v1\"",
+            "base_url = \"https://user:p#w@proxy.example/v1\"",
+            "base_url = \"https://user:p?w@proxy.example/v1\"",
             "admin_key = sk-admin-unquoted",
             "headers = { Authorization = \"Bearer abc\" }",
             "auth = \"Bearer abc\"",

@@ -424,6 +424,19 @@ fn a_base_url_the_client_would_refuse_is_a_diagnostic_with_its_line_and_no_crede
     assert_eq!(d.items().len(), 1, "{text}");
     assert!(text.contains("must not carry a user or password"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
+    // A password written unencoded with a `/`, `#` or `?`: the URL parser takes it for a
+    // bad port, and neither the message nor the line may show it.
+    for url in [
+        "https://ops:hun/ter2@proxy.example/v1",
+        "https://ops:hun#ter2@proxy.example/v1",
+        "https://ops:hun?ter2@proxy.example/v1",
+    ] {
+        let (_, d) = check(&format!("[openai]\nbase_url = \"{url}\"\n"));
+        let text = d.render(false);
+        assert_eq!(d.items().len(), 1, "{text}");
+        assert!(!text.contains("hun"), "{text}");
+        assert!(!text.contains("ter2"), "{text}");
+    }
     for fine in [
         "https://api.openai.com/v1",
         "http://127.0.0.1:8080/v1",
