@@ -105,6 +105,9 @@ struct Crawl<'a> {
     /// Whether the log has said the crawl ran out of time: said once, not once for each of
     /// the thousands of scopes it leaves unread.
     out_of_time_said: AtomicBool,
+    /// How many project API-key lists failed: the admin-key list carries their keys too,
+    /// and without them it cannot be told which of its entries are admin keys.
+    project_keys_unread: AtomicU64,
 }
 
 /// The families `[collect] skip` names and every family read under one of them; the
@@ -169,6 +172,7 @@ pub async fn collect_skipping(
         skipped: skipped_families(skip),
         project_keys: Mutex::new(HashSet::new()),
         out_of_time_said: AtomicBool::new(false),
+        project_keys_unread: AtomicU64::new(0),
     };
     let result = crawl.run().await;
     if let Some(bar) = &crawl.bar {
@@ -601,6 +605,25 @@ impl Crawl<'_> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             drop_project_keys(objects, &project_keys)
         };
+        // Stored, a failed project's keys would be admin keys for this run (new findings
+        // about keys that are not admin keys, resolved on the next run): unless nothing is
+        // left to mistake, the list is failed instead, and the admin keys last read stand.
+        let unread = self.project_keys_unread.load(Ordering::Relaxed);
+        if unread > 0 && !kept.is_empty() {
+            let message = format!(
+                "GET {}: not stored: the list carries project API keys too, and {unread} \
+                 project key list(s) could not be read, so their keys cannot be told from \
+                 admin keys",
+                scope.path()
+            );
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("{message}");
+            let outcome = ScopeOutcome::Failed(ScopeError {
+                status: None,
+                message,
+            });
+            return self.send(scope, outcome).await;
+        }
         self.send(scope, ScopeOutcome::Complete(kept)).await
     }
 
@@ -637,6 +660,9 @@ impl Crawl<'_> {
             ref other => other.to_string(),
         };
         self.errors.fetch_add(1, Ordering::Relaxed);
+        if scope.family == Family::ProjectApiKeys {
+            self.project_keys_unread.fetch_add(1, Ordering::Relaxed);
+        }
         if let ClientError::OutOfTime { limit, .. } = error {
             if !self.out_of_time_said.swap(true, Ordering::Relaxed) {
                 tracing::warn!(

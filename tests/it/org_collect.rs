@@ -588,3 +588,28 @@ fn the_reads_under_the_first_page_of_projects_start_before_the_project_list_ends
         vec!["250".to_owned()]
     );
 }
+
+#[test]
+fn a_project_key_list_not_read_leaves_no_project_key_among_the_admin_keys() {
+    // The live admin-key list carries the project keys too; they are told apart by the
+    // project-key lists. One of those failing must not make its keys admin keys for the
+    // run.
+    let env = Env::new();
+    env.sim.add_fault(Fault {
+        path_prefix: "/organization/projects/proj_b/api_keys".into(),
+        kind: FaultKind::Status(500),
+        times: None,
+    });
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 3);
+    let admin = env.column("SELECT id FROM org_admin_api_keys");
+    assert!(!admin.contains(&"key_b1".to_owned()), "{admin:?}");
+
+    // The admin keys last read stand (none here: the first snapshot), and the run says why.
+    assert_eq!(admin, Vec::<String>::new());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot be told from admin keys"),
+        "{stderr}"
+    );
+}
