@@ -602,13 +602,14 @@ impl AdminClient {
         })
     }
 
-    /// Begins a crawl as a fresh client would (and starts its `snapshot_timeout`), forgetting what the last one learned (the
-    /// daemon's client lives from run to run), and with `known`, a rate an earlier crawl
-    /// of the same API found, paced just under it from the first request instead of
-    /// ramping up from a guess: at a high limit and a long round trip the ramp costs
-    /// seconds, and ends in a round trip's worth of 429s. A limit that has dropped since
-    /// is measured again from the 429s of the first round trip, as one that drops
-    /// mid-crawl is. No effect with a fixed concurrency.
+    /// Begins a crawl as a fresh client would (and starts its `snapshot_timeout`),
+    /// forgetting what the last one learned (the daemon's client lives from run to run),
+    /// and with `known`, a rate an earlier crawl of the same API found, paced just under
+    /// it from the first request instead of ramping up from a guess: at a high limit and
+    /// a long round trip the ramp costs seconds, and ends in a round trip's worth of 429s.
+    /// A limit that has dropped since is measured again from the 429s of the first round
+    /// trip, as one that drops mid-crawl is. The pacing has no effect with a fixed
+    /// concurrency.
     pub fn start_crawl(&self, known: Option<ApiRate>) {
         *self
             .deadline
@@ -616,7 +617,8 @@ impl AdminClient {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = self
             .opts
             .snapshot_timeout
-            .map(|limit| tokio::time::Instant::now() + limit.to_std());
+            // A limit past what the clock can count (`99999999999w`) is no limit.
+            .and_then(|limit| tokio::time::Instant::now().checked_add(limit.to_std()));
         self.gate.start_crawl(known.map(|known| {
             (
                 known.per_minute.per_second(),
@@ -1715,6 +1717,47 @@ mod tests {
             assert!(!err.contains("CANARY"), "{err}");
             assert!(err.contains("gateway.example/v1"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_timeout_past_what_the_clock_can_count_is_no_limit() {
+        // The grammar takes up to u64::MAX seconds; added to now, that overflowed and
+        // panicked the snapshot at its start.
+        let client = AdminClient::new(
+            "http://127.0.0.1:1/v1",
+            SecretString::from("sk-test"),
+            ClientOptions {
+                snapshot_timeout: Some(crate::duration::Duration::from_secs(u64::MAX)),
+                ..ClientOptions::default()
+            },
+        )
+        .expect("client");
+        client.start_crawl(None);
+        assert!(
+            client
+                .deadline
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_none()
+        );
+        let year = crate::duration::Duration::from_secs(365 * 86_400);
+        let client = AdminClient::new(
+            "http://127.0.0.1:1/v1",
+            SecretString::from("sk-test"),
+            ClientOptions {
+                snapshot_timeout: Some(year),
+                ..ClientOptions::default()
+            },
+        )
+        .expect("client");
+        client.start_crawl(None);
+        assert!(
+            client
+                .deadline
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some()
+        );
     }
 
     #[test]
