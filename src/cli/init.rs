@@ -134,7 +134,8 @@ send_resolved = true
 # run) or you do not audit. A skipped family is not read and not reported as failed; the
 # families read under it (a group's members and roles) are skipped with it. What it stored
 # before is kept unchanged, so its findings neither open nor resolve. `projects` is always
-# read.
+# read, and `project_api_keys` is skipped only with `org_admin_api_keys` (the API lists
+# project keys among the admin keys; the project key lists tell them apart).
 [collect]
 # skip = ["org_invites", "org_certificates"]
 

@@ -471,6 +471,29 @@ fn snapshot_timeout_is_off_unless_set_and_must_be_a_duration_longer_than_zero() 
 }
 
 #[test]
+fn project_api_keys_are_skipped_only_with_the_admin_key_list_they_are_told_apart_from() {
+    let (_, d) = check("[collect]\nskip = [\"org_invites\", \"project_api_keys\"]\n");
+    assert_eq!(
+        problems("[collect]\nskip = [\"org_invites\", \"project_api_keys\"]\n"),
+        ["bad-value@2:24"],
+        "{}",
+        d.render(false)
+    );
+    assert!(
+        d.render(false)
+            .contains("skip `org_admin_api_keys` as well")
+    );
+    assert_eq!(
+        problems("[collect]\nskip = [\"project_api_keys\", \"org_admin_api_keys\"]\n"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        problems("[collect]\nskip = [\"org_admin_api_keys\"]\n"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn collect_skip_takes_view_names_and_refuses_projects_and_unknown_names() {
     let (config, d) =
         check("[collect]\nskip = [\"org_invites\", \"org_groups\", \"org_invites\"]\n");

@@ -183,22 +183,50 @@ pub(super) fn validate(raw: RawConfig, diags: &mut Diagnostics, file: FileId) ->
             }),
         },
         collect: CollectConfig {
-            skip: raw
-                .collect_skip
-                .iter()
-                .filter_map(|name| skipped_family(name, &mut c))
-                .fold(Vec::new(), |mut skip, family| {
-                    if !skip.contains(&family) {
-                        skip.push(family);
-                    }
-                    skip
-                }),
+            skip: collect_skip(&raw.collect_skip, &mut c),
         },
         spend: spend(&raw.spend, &mut c),
         audit_log: audit_log(&raw.audit_log, &mut c),
         source: None,
         text: None,
     }
+}
+
+/// `[collect] skip`: the families named, each once.
+fn collect_skip(names: &[Spanned<String>], c: &mut Check<'_>) -> Vec<Family> {
+    let skip = names
+        .iter()
+        .filter_map(|name| skipped_family(name, c))
+        .fold(Vec::new(), |mut skip: Vec<Family>, family| {
+            if !skip.contains(&family) {
+                skip.push(family);
+            }
+            skip
+        });
+    // The admin-key list carries every project API key too, told apart only by the
+    // project key lists: without them, each project key would be stored as an admin key.
+    if skip.contains(&Family::ProjectApiKeys)
+        && !skip.contains(&Family::OrgAdminApiKeys)
+        && let Some(name) = names
+            .iter()
+            .find(|n| Family::from_view(n.get_ref()) == Some(Family::ProjectApiKeys))
+    {
+        c.diags
+            .error(
+                DiagnosticCode::BadValue,
+                Some(c.file),
+                Some(name.span()),
+                "`project_api_keys` cannot be skipped while `org_admin_api_keys` is read"
+                    .to_owned(),
+            )
+            .label("needed to read the admin keys")
+            .help(
+                "the Admin API lists every project API key among the admin keys too, and \
+                 orgwarden tells them apart by the project key lists; skip \
+                 `org_admin_api_keys` as well, or neither",
+            );
+    }
+    skip
 }
 
 /// One `[collect] skip` entry: a family's view name, never `projects`.

@@ -546,7 +546,8 @@ fn the_reads_under_the_first_page_of_projects_start_before_the_project_list_ends
          skip = [\"project_service_accounts\", \"project_api_keys\", \"project_rate_limits\", \
          \"project_model_permissions\", \"project_hosted_tool_permissions\", \
          \"project_groups\", \"project_roles\", \"project_data_retention\", \
-         \"project_spend_alerts\", \"project_certificates\", \"project_spend_limits\"]\n\
+         \"project_spend_alerts\", \"project_certificates\", \"project_spend_limits\", \
+         \"org_admin_api_keys\"]\n\
          [spend]\nenabled = false\n\
          [audit_log]\nenabled = false",
     );
