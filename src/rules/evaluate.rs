@@ -141,7 +141,10 @@ fn run_rules(
             });
         }
         let mut hits = Vec::new();
-        watchdog.arm(Instant::now() + budget.per_rule);
+        // A budget past the clock's end (`18446744073709551615s` parses) is no limit: the
+        // addition would panic here, and the watchdog thread, never told to finish, would
+        // hold the process for ever.
+        watchdog.arm(Instant::now().checked_add(budget.per_rule));
         let result = evaluate_one(conn, rule, now, &env, &mut hits);
         let expired = watchdog.disarm();
         match result {
@@ -203,8 +206,8 @@ impl Watchdog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn arm(&self, deadline: Instant) {
-        *self.lock() = (Some(deadline), false);
+    fn arm(&self, deadline: Option<Instant>) {
+        *self.lock() = (deadline, false);
     }
 
     /// Ends the rule's watch; true when its deadline had passed.

@@ -474,6 +474,18 @@ fn runaway(like: &Rule) -> Rule {
 }
 
 #[test]
+fn a_budget_past_the_clock_s_end_runs_every_rule_unbounded() {
+    let conn = scratch_with_keys();
+    let loaded = load_with("");
+    let stale = loaded.rules.get("api-key-stale").unwrap();
+    let budget = super::Budget::new(std::time::Duration::from_secs(u64::MAX));
+    let evaluation =
+        super::evaluate_within(Reader::over(&conn), &[stale], 1000 + 91 * 86_400, &budget).unwrap();
+    assert_eq!(evaluation.unfinished_rules().count(), 0);
+    assert!(!evaluation.hits.is_empty());
+}
+
+#[test]
 fn a_rule_past_its_budget_is_stopped_by_name_and_the_next_rule_still_runs() {
     let conn = scratch_with_keys();
     let loaded = load_with("");
