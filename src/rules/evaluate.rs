@@ -109,11 +109,24 @@ pub fn evaluate_within(
         })?;
     let _guard = QueryOnly(conn);
     let watchdog = Watchdog::new(conn, budget.cancel.clone());
+    watched(&watchdog, || run_rules(conn, rules, now, budget, &watchdog))
+}
+
+/// Runs `work` with `watchdog` watching on a thread of its own, which is told to finish
+/// however `work` ends: the scope waits for that thread, so a panic in a rule would
+/// otherwise hold the process for ever instead of unwinding.
+fn watched<T>(watchdog: &Watchdog, work: impl FnOnce() -> T) -> T {
+    /// Finishes the watch when dropped, on return and on unwinding alike.
+    struct Finishing<'w>(&'w Watchdog);
+    impl Drop for Finishing<'_> {
+        fn drop(&mut self) {
+            self.0.finish();
+        }
+    }
     std::thread::scope(|scope| {
         scope.spawn(|| watchdog.watch());
-        let result = run_rules(conn, rules, now, budget, &watchdog);
-        watchdog.finish();
-        result
+        let _finishing = Finishing(watchdog);
+        work()
     })
 }
 
@@ -437,4 +450,28 @@ pub fn unread_views(conn: &Connection) -> rusqlite::Result<String> {
         names.push(crate::audit_log::EVENTS_VIEW);
     }
     Ok(serde_json::Value::from(names).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_the_rules_run_still_ends_the_watch_and_unwinds() {
+        // On a thread of its own, so that a watch never told to finish fails the test
+        // instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let conn = Connection::open_in_memory().unwrap();
+            let watchdog = Watchdog::new(&conn, CancellationToken::new());
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                watched(&watchdog, || panic!("a rule panicked"))
+            }));
+            let _ = tx.send(outcome.is_err());
+        });
+        let unwound = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the watch outlived the panic and held the evaluation");
+        assert!(unwound);
+    }
 }
