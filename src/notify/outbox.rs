@@ -583,18 +583,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_late_failure_in_a_long_pass_waits_its_whole_backoff_from_when_it_was_tried() {
-        // A server that accepts and never says a word: each message uses its whole timeout.
+    /// Every channel's email sent to a local SMTP server that accepts connections and
+    /// never says a word (a step timeout of 1 s), calling `on_connect` as each comes in.
+    fn silent_server(on_connect: impl Fn() + Send + 'static) -> AllEmail {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
             let mut held = Vec::new();
             for stream in listener.incoming().flatten() {
+                on_connect();
                 held.push(stream);
             }
         });
-        let silent = AllEmail(Transport::Smtp(crate::notify::SmtpSettings {
+        AllEmail(Transport::Smtp(crate::notify::SmtpSettings {
             host: "127.0.0.1".into(),
             port,
             tls: crate::notify::TlsMode::None,
@@ -602,14 +603,26 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             extra_roots_pem: vec![],
             system_roots: false,
-        }));
-        let mut conn = db();
+        }))
+    }
+
+    /// Queues `first` on the `email` channel and `second` on `team`, both due at `t(0)`.
+    fn one_message_on_each_of_two_channels(conn: &mut Connection) -> (OutboxId, OutboxId) {
         let tx = conn.transaction().unwrap();
         let first = insert(&tx, &message("first"), t(0)).unwrap();
         let mut other = message("second");
         other.channel = "team".into();
         let second = insert(&tx, &other, t(0)).unwrap();
         tx.commit().unwrap();
+        (first, second)
+    }
+
+    #[test]
+    fn a_late_failure_in_a_long_pass_waits_its_whole_backoff_from_when_it_was_tried() {
+        // A server that accepts and never says a word: each message uses its whole timeout.
+        let silent = silent_server(|| {});
+        let mut conn = db();
+        let (first, second) = one_message_on_each_of_two_channels(&mut conn);
         let report = deliver_pending(&conn, &silent, t(0)).unwrap();
         assert_eq!(report.failed.len(), 2, "{report:?}");
         let entries = list(&conn).unwrap();
@@ -633,32 +646,10 @@ mod tests {
         // being tried (a daemon shutting down): that try ends at its timeout, and the other
         // channel's message is not begun.
         let stop = CancellationToken::new();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let stopping = stop.clone();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in listener.incoming().flatten() {
-                stopping.cancel();
-                held.push(stream);
-            }
-        });
-        let silent = AllEmail(Transport::Smtp(crate::notify::SmtpSettings {
-            host: "127.0.0.1".into(),
-            port,
-            tls: crate::notify::TlsMode::None,
-            credentials: None,
-            timeout: std::time::Duration::from_secs(1),
-            extra_roots_pem: vec![],
-            system_roots: false,
-        }));
+        let silent = silent_server(move || stopping.cancel());
         let mut conn = db();
-        let tx = conn.transaction().unwrap();
-        let first = insert(&tx, &message("first"), t(0)).unwrap();
-        let mut other = message("second");
-        other.channel = "team".into();
-        let second = insert(&tx, &other, t(0)).unwrap();
-        tx.commit().unwrap();
+        let (first, second) = one_message_on_each_of_two_channels(&mut conn);
         let report = deliver(&conn, &silent, t(0), Pass::Due, &stop).unwrap();
         assert_eq!(report.failed.len(), 1, "{report:?}");
         assert_eq!(report.pending, 2);
