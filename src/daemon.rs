@@ -15,7 +15,8 @@
 //!   fails and records nothing); a crawl in flight gets `shutdown_deadline` (30 s) to
 //!   finish, then its cancellation token fires and it has `abandon_grace` (5 s) to roll back
 //!   before it is dropped; a second signal cancels it at once. Then [`Job::flush`] (the
-//!   outbox), the components stop, and [`Running::run`] returns `Ok` (exit 0).
+//!   outbox), the components stop, and [`Running::run`] returns `Ok` (exit 0). A run dropped
+//!   after it told [`Saved`] what it committed is recorded by that, not as a failure.
 
 pub mod health;
 pub mod job;
@@ -126,6 +127,33 @@ pub struct RunContext {
     pub stopping: CancellationToken,
     /// Where the job records API, findings, outbox and email figures.
     pub metrics: Arc<Metrics>,
+    /// Where the job puts its figures once its results are saved.
+    pub saved: Saved,
+}
+
+/// What a run has saved so far. The job puts its figures here once its snapshot and
+/// findings are committed, before the slow part that may follow (delivering); a run
+/// dropped after that, cut off at shutdown or panicking, is then recorded by what it
+/// saved, not as a run that failed with nothing to show.
+#[derive(Clone, Debug, Default)]
+pub struct Saved(Arc<Mutex<Option<RunOutcome>>>);
+
+impl Saved {
+    /// Records the figures of what the run has committed.
+    pub fn record(&self, outcome: &RunOutcome) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(outcome.clone());
+    }
+
+    /// The figures recorded, if any.
+    fn take(&self) -> Option<RunOutcome> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 /// How a run ended, with the figures the run's log line reports.
@@ -509,6 +537,7 @@ pub struct Running<J> {
 struct InFlight {
     task: JoinHandle<RunOutcome>,
     cancel: CancellationToken,
+    saved: Saved,
     reason: RunReason,
     scheduled_for: DateTime<Utc>,
     started_at: DateTime<Utc>,
@@ -725,6 +754,7 @@ impl<J: Job> Running<J> {
 
     async fn start_run(&mut self, reason: RunReason, scheduled_for: DateTime<Utc>) -> InFlight {
         let cancel = CancellationToken::new();
+        let saved = Saved::default();
         let started_at = Utc::now();
         let ctx = RunContext {
             reason,
@@ -733,6 +763,7 @@ impl<J: Job> Running<J> {
             cancel: cancel.clone(),
             stopping: self.daemon.handle.inner.shutdown.clone(),
             metrics: self.daemon.handle.inner.metrics.clone(),
+            saved: saved.clone(),
         };
         let job = self.daemon.job.clone();
         let task = tokio::spawn(async move { job.run(ctx).await });
@@ -744,6 +775,7 @@ impl<J: Job> Running<J> {
         InFlight {
             task,
             cancel,
+            saved,
             reason,
             scheduled_for,
             started_at,
@@ -753,8 +785,26 @@ impl<J: Job> Running<J> {
     async fn finish(&mut self, run: InFlight, joined: Result<RunOutcome, JoinError>) {
         let outcome = match joined {
             Ok(outcome) => outcome,
-            Err(error) if error.is_panic() => RunOutcome::failed("the run panicked"),
-            Err(_) => RunOutcome::failed("the run was abandoned at shutdown"),
+            Err(error) => {
+                let why = if error.is_panic() {
+                    "the run panicked"
+                } else {
+                    "the run was abandoned at shutdown"
+                };
+                match run.saved.take() {
+                    // Its snapshot and findings are in the database: say so, with its
+                    // figures, rather than record a failure that lost nothing.
+                    Some(mut saved) => {
+                        let after = format!("{why} after saving its results");
+                        saved.message = Some(match saved.message {
+                            Some(message) => format!("{message}; {after}"),
+                            None => after,
+                        });
+                        saved
+                    }
+                    None => RunOutcome::failed(why),
+                }
+            }
         };
         let record = RunRecord {
             reason: run.reason,

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::diagnostics::Diagnostics;
 use crate::findings::{EventKind, Status};
 use crate::model::{Severity, SnapshotStatus};
-use crate::notify::{DeliveryReport, Notifier, NotifyError};
+use crate::notify::{DeliveryReport, Notifier};
 use crate::pipeline::{self, Announce, Audited, Inputs, Pass, Source};
 use crate::rules;
 use crate::store::Store;
@@ -111,8 +111,10 @@ impl pipeline::Setup for Loaded {
                 organization: &self.config.openai.organization,
                 dry_run: false,
             }),
-            // Automatic retries: only messages whose backoff has elapsed.
-            delivery: Some(Pass::Due),
+            // The job delivers after the pipeline returns, once it has recorded what the
+            // run saved: a run cut off while delivering is then not taken for one that
+            // saved nothing.
+            delivery: None,
         }
     }
 }
@@ -124,10 +126,10 @@ impl AuditJob {
         loaded: &Arc<Loaded>,
         cancel: &CancellationToken,
         stopping: &CancellationToken,
-    ) -> Audit {
+    ) -> RunOutcome {
         let store = match pipeline::open_store(self.inputs.db.clone()).await {
             Ok(store) => store,
-            Err(e) => return Audit::failed(e.to_string()),
+            Err(e) => return RunOutcome::failed(e.to_string()),
         };
         let source = Source::Crawl {
             client: &loaded.client,
@@ -141,7 +143,7 @@ impl AuditJob {
                 // No crawl report says which 400s and 404s were expected: count them all as
                 // client errors now rather than hold them for a run that may never come.
                 self.metrics.settle_expected(ExpectedAnswers::default());
-                return Audit::failed(match e {
+                return RunOutcome::failed(match e {
                     pipeline::PipelineError::Snapshot(_) => {
                         format!("snapshot failed; nothing was stored: {e}")
                     }
@@ -166,10 +168,7 @@ impl AuditJob {
             }
             Ok(_) => {}
         }
-        Audit {
-            outcome,
-            delivery: audited.delivery,
-        }
+        outcome
     }
 
     /// The run's figures from what the pipeline did.
@@ -224,36 +223,32 @@ impl AuditJob {
         outcome
     }
 
-    /// Delivers every due outbox message (a run the pipeline could not finish still
-    /// retries what earlier runs queued) and records the figures; undelivered mail stays
-    /// queued for the next run (the outbox logs each failure).
+    /// Delivers every due outbox message (automatic retries: only those whose backoff has
+    /// elapsed; a run the pipeline could not finish still retries what earlier runs
+    /// queued) and records the figures; undelivered mail stays queued for the next run
+    /// (the outbox logs each failure). `stop` ends the pass between two messages.
     async fn deliver(
         &self,
         loaded: Arc<Loaded>,
-        done: Option<Result<DeliveryReport, NotifyError>>,
+        stop: CancellationToken,
     ) -> Result<(u64, u64), BoxError> {
         let kept = loaded.clone();
-        let report = if let Some(report) = done {
-            report?
-        } else {
-            let db = self.inputs.db.clone();
-            // The pass runs on a blocking thread, which outlives this future when the
-            // shutdown's deadline drops it: dropped, it tells the pass to try no further
-            // message, so the process is not kept waiting for the whole outbox.
-            let stop = CancellationToken::new();
-            let _stop_when_dropped = stop.clone().drop_guard();
-            tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
-                let store = Store::open(&db)?;
-                Ok(pipeline::deliver(
-                    &store,
-                    &loaded.notifier,
-                    Pass::Due,
-                    Utc::now(),
-                    &stop,
-                )?)
-            })
-            .await??
-        };
+        let db = self.inputs.db.clone();
+        // The pass runs on a blocking thread, which outlives this future when the
+        // shutdown's deadline drops it: dropped, it tells the pass to try no further
+        // message, so the process is not kept waiting for the whole outbox.
+        let _stop_when_dropped = stop.clone().drop_guard();
+        let report: DeliveryReport = tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
+            let store = Store::open(&db)?;
+            Ok(pipeline::deliver(
+                &store,
+                &loaded.notifier,
+                Pass::Due,
+                Utc::now(),
+                &stop,
+            )?)
+        })
+        .await??;
         let (sent, failed) = email_counts(&report.outcomes, |channel| {
             kept.notifier.is_email_channel(channel)
         });
@@ -285,33 +280,18 @@ fn email_counts(
         })
 }
 
-/// A run's figures, and the delivery pass the pipeline made (if it got that far).
-struct Audit {
-    outcome: RunOutcome,
-    delivery: Option<Result<DeliveryReport, NotifyError>>,
-}
-
-impl Audit {
-    fn failed(message: impl Into<String>) -> Audit {
-        Audit {
-            outcome: RunOutcome::failed(message),
-            delivery: None,
-        }
-    }
-}
-
 impl Job for AuditJob {
     async fn run(&self, ctx: RunContext) -> RunOutcome {
         let loaded = self.loaded();
-        let Audit {
-            mut outcome,
-            delivery,
-        } = self.audit(&loaded, &ctx.cancel, &ctx.stopping).await;
+        let mut outcome = self.audit(&loaded, &ctx.cancel, &ctx.stopping).await;
+        ctx.saved.record(&outcome);
         if ctx.cancel.is_cancelled() {
             // Shutting down: `flush` delivers, within the daemon's deadline.
             return outcome;
         }
-        match self.deliver(loaded, delivery).await {
+        // A signal stops the pass between two messages, as it stops a rule; the flush
+        // then delivers within the shutdown's deadline.
+        match self.deliver(loaded, ctx.stopping.child_token()).await {
             Ok((sent, failed)) => {
                 outcome.emails_sent = sent;
                 outcome.emails_failed = failed;
@@ -351,7 +331,9 @@ impl Job for AuditJob {
     }
 
     async fn flush(&self) -> Result<(), BoxError> {
-        let (_, failed) = self.deliver(self.loaded(), None).await?;
+        let (_, failed) = self
+            .deliver(self.loaded(), CancellationToken::new())
+            .await?;
         if failed > 0 {
             tracing::warn!(
                 failed,

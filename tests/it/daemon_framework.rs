@@ -15,7 +15,7 @@ use orgwarden::daemon::{
     BoxError, Component, Daemon, DaemonError, DaemonEvent, DaemonHandle, Job, RunContext,
     RunOutcome, RunReason, Timing,
 };
-use orgwarden::model::SnapshotStatus;
+use orgwarden::model::{SnapshotId, SnapshotStatus};
 use orgwarden::schedule::Schedule;
 
 /// What the fake job does when it runs.
@@ -29,6 +29,20 @@ enum Behaviour {
     Fail,
     /// Panics.
     Panic,
+    /// Records a saved snapshot 7, then sleeps this long ignoring cancellation (a run cut
+    /// off while delivering).
+    SaveThenSleep(Duration),
+    /// Records a saved snapshot 7, then panics.
+    SaveThenPanic,
+}
+
+/// The figures a run that saved snapshot 7 records before its delivery.
+fn saved_seven() -> RunOutcome {
+    let mut saved = RunOutcome::new(SnapshotStatus::Partial);
+    saved.snapshot = Some(SnapshotId(7));
+    saved.findings_new = 2;
+    saved.message = Some("1 scope(s) could not be read".to_owned());
+    saved
 }
 
 #[derive(Default)]
@@ -103,6 +117,15 @@ impl Job for FakeJob {
             }
             Behaviour::Fail => RunOutcome::failed("the admin key was refused"),
             Behaviour::Panic => panic!("fake job panics"),
+            Behaviour::SaveThenSleep(time) => {
+                ctx.saved.record(&saved_seven());
+                tokio::time::sleep(time).await;
+                RunOutcome::new(SnapshotStatus::Complete)
+            }
+            Behaviour::SaveThenPanic => {
+                ctx.saved.record(&saved_seven());
+                panic!("fake job panics after saving")
+            }
         };
         self.event("run finished");
         self.active.fetch_sub(1, Ordering::SeqCst);
@@ -448,6 +471,67 @@ async fn run_that_ignores_cancellation_is_dropped_after_the_grace() {
     assert_eq!(
         last.outcome.message.as_deref(),
         Some("the run was abandoned at shutdown")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_dropped_after_saving_is_recorded_by_what_it_saved() {
+    let job = Arc::new(FakeJob::new(Behaviour::SaveThenSleep(Duration::from_secs(
+        60,
+    ))));
+    let mut timing = far_future();
+    timing.run_on_start = true;
+    let running = Daemon::builder(job.clone(), timing)
+        .shutdown_deadline(Duration::from_millis(200))
+        .abandon_grace(Duration::from_millis(200))
+        .build()
+        .start()
+        .await
+        .unwrap();
+    let handle = running.handle();
+    let task = tokio::spawn(running.run());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+
+    let last = handle.last_run().unwrap().outcome;
+    assert_eq!(last.status, SnapshotStatus::Partial, "{last:?}");
+    assert_eq!(last.snapshot, Some(SnapshotId(7)));
+    assert_eq!(last.findings_new, 2);
+    assert_eq!(
+        last.message.as_deref(),
+        Some(
+            "1 scope(s) could not be read; the run was abandoned at shutdown after saving its results"
+        )
+    );
+    assert_eq!(handle.metrics().runs(SnapshotStatus::Partial), 1);
+    assert_eq!(handle.metrics().runs(SnapshotStatus::Failed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_panicking_after_saving_keeps_its_snapshot_in_the_record() {
+    let job = Arc::new(FakeJob::new(Behaviour::SaveThenPanic));
+    let mut timing = far_future();
+    timing.run_on_start = true;
+    let running = Daemon::builder(job.clone(), timing)
+        .build()
+        .start()
+        .await
+        .unwrap();
+    let handle = running.handle();
+    let task = tokio::spawn(running.run());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while handle.last_run().is_none() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+
+    let last = handle.last_run().unwrap().outcome;
+    assert_eq!(last.snapshot, Some(SnapshotId(7)), "{last:?}");
+    assert_eq!(
+        last.message.as_deref(),
+        Some("1 scope(s) could not be read; the run panicked after saving its results")
     );
 }
 
