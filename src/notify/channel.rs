@@ -327,7 +327,7 @@ impl Channel {
                     _ => webhook::test_payload(organization, now, &delivery_id),
                 };
                 match http.send(body.to_string().as_bytes(), &delivery_id, 0, now) {
-                    Attempt::Sent(reply) => Ok(reply),
+                    Attempt::Sent(reply) | Attempt::SentToSome { reply, .. } => Ok(reply),
                     Attempt::Retry { error, .. } | Attempt::Rejected { error, .. } => Err(error),
                 }
             }

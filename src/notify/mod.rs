@@ -71,6 +71,16 @@ pub enum NotifyError {
     /// A message was not delivered.
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    /// A test message reached some recipients and not others.
+    #[error("{to}: delivered ({reply}), but not to {}", transport::list(.missed))]
+    NotToAll {
+        /// Where it went.
+        to: String,
+        /// The server's final reply.
+        reply: String,
+        /// The recipients the server would not take, with its replies.
+        missed: Vec<transport::Refusal>,
+    },
 }
 
 /// The email channel, validated.
@@ -303,13 +313,27 @@ fn send_test_email(
     let to: Vec<String> = email.to.iter().map(|m| m.email.to_string()).collect();
     let from = email.from.email.to_string();
     let name = format!("orgwarden-test-{}", now.format("%Y%m%dT%H%M%S"));
-    let reply = email.transport.send(&transport::Outgoing {
+    let accepted = email.transport.send(&transport::Outgoing {
         from: &from,
         to: &to,
         bytes: &message.formatted(),
         name: &name,
     })?;
-    Ok(format!("{}: {reply}", email.transport.describe()))
+    // A test that reached only some recipients has not shown that digests reach them all.
+    if !accepted.refused.is_empty() || !accepted.deferred.is_empty() {
+        let mut missed = accepted.refused;
+        missed.extend(accepted.deferred);
+        return Err(NotifyError::NotToAll {
+            to: email.transport.describe(),
+            reply: accepted.reply,
+            missed,
+        });
+    }
+    Ok(format!(
+        "{}: {}",
+        email.transport.describe(),
+        accepted.reply
+    ))
 }
 
 impl outbox::Channels for Notifier {

@@ -87,7 +87,8 @@ pub struct DeliveryReport {
     pub receipts: Vec<(OutboxId, String)>,
     /// Failed in this pass, with the reason; they stay queued.
     pub failed: Vec<(OutboxId, String)>,
-    /// Refused for good in this pass (a 4xx answer), with the reason; not retried.
+    /// Refused for good in this pass (a 4xx answer to a request, a 5xx SMTP reply), with
+    /// the reason; not retried.
     pub rejected: Vec<(OutboxId, String)>,
     /// Each message tried, by channel, and what came of it.
     pub outcomes: Vec<(String, Outcome)>,
@@ -204,7 +205,17 @@ pub enum Attempt {
         /// Nothing further for this channel can get through now (unreachable).
         blocks_channel: bool,
     },
-    /// Refused for good (a 4xx answer): not retried.
+    /// Taken by the receiver for some recipients only (email): delivered to those, and
+    /// still to be sent to the `deferred` ones, with the same `Message-ID`.
+    SentToSome {
+        /// The server's final reply.
+        reply: String,
+        /// Refused for good (5xx): the message went without them.
+        refused: Vec<super::transport::Refusal>,
+        /// Refused for now (4xx): the message stays queued for them alone.
+        deferred: Vec<super::transport::Refusal>,
+    },
+    /// Refused for good (a 4xx answer to a request, a 5xx SMTP reply): not retried.
     Rejected {
         /// Why, with the receiver's status and body, secret-free.
         error: String,
@@ -380,7 +391,20 @@ fn attempt(row: &Row, sender: Sender<'_>, now: DateTime<Utc>) -> Result<Attempt,
                 name: &name,
             };
             Ok(match transport.send(&outgoing) {
-                Ok(reply) => Attempt::Sent(reply),
+                Ok(accepted) if accepted.refused.is_empty() && accepted.deferred.is_empty() => {
+                    Attempt::Sent(accepted.reply)
+                }
+                Ok(accepted) => Attempt::SentToSome {
+                    reply: accepted.reply,
+                    refused: accepted.refused,
+                    deferred: accepted.deferred,
+                },
+                // RFC 5321: a 5yz reply is not to be repeated; sent again every six hours
+                // for ever, it would be refused every time.
+                Err(err) if err.is_permanent() => Attempt::Rejected {
+                    error: crate::secrets::scrub(&err.to_string()).into_owned(),
+                    progress: 0,
+                },
                 Err(err) => Attempt::Retry {
                     // A server may quote the credentials back in its reply: nothing secret
                     // is stored.
@@ -439,6 +463,52 @@ fn record(
             // Messages of one channel go in order: a failed one holds back the rest.
             Ok(*blocks_channel || row.kind != "email")
         }
+        Attempt::SentToSome {
+            reply,
+            refused,
+            deferred,
+        } => {
+            for refusal in refused {
+                let text = crate::secrets::scrub(&refusal.reply).into_owned();
+                tracing::error!(target: "orgwarden::notify", outbox_id = row.id, channel = %row.channel, recipient = %refusal.recipient, reply = %text, "recipient refused by the receiver; the message went to the others without it");
+            }
+            let refused_text = super::transport::list(refused);
+            if deferred.is_empty() {
+                let text = crate::secrets::scrub(&format!("refused: {refused_text}")).into_owned();
+                conn.execute(
+                    "UPDATE outbox SET sent_at = ?2, attempts = ?3, last_error = ?4 WHERE id = ?1",
+                    params![row.id, now.timestamp(), attempts, text],
+                )?;
+                tracing::info!(target: "orgwarden::notify", outbox_id = row.id, channel = %row.channel, reply = %reply, "message delivered");
+                report.sent.push(id);
+                report.receipts.push((id, reply.clone()));
+                report.outcomes.push((channel, Outcome::Sent));
+                return Ok(false);
+            }
+            // The recipients who have it are not sent it again: only the deferred ones wait.
+            let left: Vec<&str> = deferred.iter().map(|d| d.recipient.as_str()).collect();
+            let left = serde_json::to_string(&left)
+                .map_err(|source| OutboxError::Recipients { id, source })?;
+            let next = now + backoff(attempts);
+            let mut text = format!(
+                "delivered to the other recipients ({reply}); deferred: {}",
+                super::transport::list(deferred)
+            );
+            if !refused.is_empty() {
+                text.push_str(&format!("; refused: {refused_text}"));
+            }
+            let text = crate::secrets::scrub(&text).into_owned();
+            conn.execute(
+                "UPDATE outbox SET recipients = ?2, attempts = ?3, next_attempt_at = ?4,
+                                   last_error = ?5
+                 WHERE id = ?1",
+                params![row.id, left, attempts, next.timestamp(), text],
+            )?;
+            tracing::warn!(target: "orgwarden::notify", outbox_id = row.id, channel = %row.channel, attempts, next_attempt_at = %next.to_rfc3339(), error = %text, "message not delivered to every recipient; it stays in the outbox for the others");
+            report.failed.push((id, text));
+            report.outcomes.push((channel, Outcome::Retry));
+            Ok(false)
+        }
         Attempt::Rejected { error, progress } => {
             let text = crate::secrets::scrub(error).into_owned();
             conn.execute(
@@ -460,6 +530,7 @@ fn server_unreachable(err: &DeliveryError) -> bool {
         err,
         DeliveryError::Dns { .. }
             | DeliveryError::Refused { .. }
+            | DeliveryError::Closing { .. }
             | DeliveryError::Connect { .. }
             | DeliveryError::Tls { .. }
             | DeliveryError::TimedOut { .. }

@@ -111,6 +111,42 @@ pub struct Outgoing<'a> {
     pub name: &'a str,
 }
 
+/// A recipient the server would not take, and its reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The recipient.
+    pub recipient: String,
+    /// The server's reply (`550 5.1.1 no such user`).
+    pub reply: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.recipient, self.reply)
+    }
+}
+
+/// What the receiver took: a message goes to the recipients the server accepted, as a mail
+/// server's own queue sends it, rather than to nobody because one address is wrong.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// The server's final reply, or the file written.
+    pub reply: String,
+    /// Recipients refused for good (a 5xx reply to RCPT TO): the message went without them.
+    pub refused: Vec<Refusal>,
+    /// Recipients refused for now (a 4xx reply): the message is still to be sent to them.
+    pub deferred: Vec<Refusal>,
+}
+
+impl Accepted {
+    fn all(reply: String) -> Accepted {
+        Accepted {
+            reply,
+            ..Accepted::default()
+        }
+    }
+}
+
 /// Why a message was not delivered, naming the step and the server's reply.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -178,6 +214,14 @@ pub enum DeliveryError {
         /// The server's reply.
         reply: String,
     },
+    /// The server is closing the session (a 421 reply): it takes nothing now.
+    #[error("{host} is not taking mail now and closed the session: {reply}")]
+    Closing {
+        /// The host.
+        host: String,
+        /// The server's reply.
+        reply: String,
+    },
     /// The server rejected the sender.
     #[error("sender {from} rejected by {host}: {reply}")]
     Sender {
@@ -187,16 +231,18 @@ pub enum DeliveryError {
         from: String,
         /// The server's reply.
         reply: String,
+        /// A 5xx reply: the same request would be refused again.
+        permanent: bool,
     },
-    /// The server rejected a recipient.
-    #[error("recipient {recipient} rejected by {host}: {reply}")]
-    Recipient {
+    /// The server took none of the recipients.
+    #[error("{host} took none of the recipients: {}", list(.refused))]
+    Recipients {
+        /// Each recipient and its reply.
+        refused: Vec<Refusal>,
         /// The host.
         host: String,
-        /// The rejected recipient.
-        recipient: String,
-        /// The server's reply.
-        reply: String,
+        /// Every reply was a 5xx: no recipient would be taken on another try.
+        permanent: bool,
     },
     /// The server rejected the message itself.
     #[error("message rejected by {host}: {reply}")]
@@ -205,6 +251,8 @@ pub enum DeliveryError {
         host: String,
         /// The server's reply.
         reply: String,
+        /// A 5xx reply: the same message would be refused again.
+        permanent: bool,
     },
     /// The whole message went out but no reply to its end came back: the server may have
     /// taken it, and it is sent again.
@@ -243,6 +291,29 @@ pub enum DeliveryError {
     },
 }
 
+impl DeliveryError {
+    /// The server refused the message for good (RFC 5321's 5yz replies: "the SMTP client
+    /// SHOULD NOT repeat the exact request"). A 530, authentication required, is not: it
+    /// is the configuration's to fix, and the message is sent once it is.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            DeliveryError::Sender { permanent, .. }
+            | DeliveryError::Recipients { permanent, .. }
+            | DeliveryError::Message { permanent, .. } => *permanent,
+            _ => false,
+        }
+    }
+}
+
+/// `a@x (550 no such user); b@y (450 try later)`.
+pub(super) fn list(refused: &[Refusal]) -> String {
+    refused
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl Transport {
     /// Where messages go, for logs and `notify test`.
     pub fn describe(&self) -> String {
@@ -254,12 +325,13 @@ impl Transport {
         }
     }
 
-    /// Delivers one message; `Ok` only once the server accepted it (or the file is in
-    /// place). Returns the server's final reply or the file written.
-    pub fn send(&self, message: &Outgoing<'_>) -> Result<String, DeliveryError> {
+    /// Delivers one message; `Ok` only once the server accepted it for at least one
+    /// recipient (or the file is in place), with the server's final reply or the file
+    /// written, and the recipients the server would not take.
+    pub fn send(&self, message: &Outgoing<'_>) -> Result<Accepted, DeliveryError> {
         match self {
             Transport::Smtp(settings) => send_smtp(settings, message),
-            Transport::File { dir } => write_file(dir, message),
+            Transport::File { dir } => write_file(dir, message).map(Accepted::all),
         }
     }
 }
@@ -363,7 +435,7 @@ const CONVERSATION_STEPS: u32 = 4;
 
 type SmtpError = lettre::transport::smtp::Error;
 
-fn send_smtp(s: &SmtpSettings, message: &Outgoing<'_>) -> Result<String, DeliveryError> {
+fn send_smtp(s: &SmtpSettings, message: &Outgoing<'_>) -> Result<Accepted, DeliveryError> {
     let host = s.host.clone();
     let addrs: Vec<SocketAddr> = (s.host.as_str(), s.port)
         .to_socket_addrs()
@@ -538,7 +610,7 @@ async fn conversation(
     tls: Option<&TlsParameters>,
     message: &Outgoing<'_>,
     step: &Cell<&'static str>,
-) -> Result<String, DeliveryError> {
+) -> Result<Accepted, DeliveryError> {
     let hello = ClientId::default();
     let mut conn = open(s, addrs, tls, &hello, step).await?;
     let result = converse(s, &mut conn, tls, &hello, message, step).await;
@@ -583,7 +655,7 @@ async fn converse(
     hello: &ClientId,
     message: &Outgoing<'_>,
     step: &Cell<&'static str>,
-) -> Result<String, DeliveryError> {
+) -> Result<Accepted, DeliveryError> {
     let host = || s.host.clone();
     if s.tls == TlsMode::StartTls {
         if !conn.server_info().supports_feature(Extension::StartTls) {
@@ -637,28 +709,21 @@ async fn converse(
         conn.command(Mail::new(Some(from), params)),
     )
     .await?
-    .map_err(|e| DeliveryError::Sender {
-        host: host(),
-        from: message.from.to_owned(),
-        reply: reply(&e),
-    })?;
-    for to in message.to {
-        within(
-            s,
-            step,
-            "RCPT TO",
-            conn.command(Rcpt::new(parse(to)?, vec![])),
-        )
-        .await?
-        .map_err(|e| DeliveryError::Recipient {
+    .map_err(|e| {
+        closing(s, &e).unwrap_or_else(|| DeliveryError::Sender {
             host: host(),
-            recipient: to.clone(),
+            from: message.from.to_owned(),
             reply: reply(&e),
-        })?;
-    }
-    let data_err = |e: SmtpError| DeliveryError::Message {
-        host: host(),
-        reply: reply(&e),
+            permanent: permanent(&e),
+        })
+    })?;
+    let (refused, deferred) = recipients(s, conn, message, step).await?;
+    let data_err = |e: SmtpError| {
+        closing(s, &e).unwrap_or_else(|| DeliveryError::Message {
+            host: host(),
+            reply: reply(&e),
+            permanent: permanent(&e),
+        })
     };
     within(s, step, "DATA", conn.command(Data))
         .await?
@@ -674,11 +739,82 @@ async fn converse(
                 detail: chain(&e),
             },
         })?;
-    Ok(format!(
-        "{} {}",
-        accepted.code(),
-        accepted.message().collect::<Vec<_>>().join(" ")
-    ))
+    Ok(Accepted {
+        reply: format!(
+            "{} {}",
+            accepted.code(),
+            accepted.message().collect::<Vec<_>>().join(" ")
+        ),
+        refused,
+        deferred,
+    })
+}
+
+/// Sends `RCPT TO` for each recipient: those refused for good, and those refused for now.
+/// Fails when the server takes none, or the session ends.
+async fn recipients(
+    s: &SmtpSettings,
+    conn: &mut AsyncSmtpConnection,
+    message: &Outgoing<'_>,
+    step: &Cell<&'static str>,
+) -> Result<(Vec<Refusal>, Vec<Refusal>), DeliveryError> {
+    let host = || s.host.clone();
+    let (mut taken, mut refused, mut deferred) = (0, Vec::new(), Vec::new());
+    for to in message.to {
+        let address = to.parse::<Address>().map_err(|e| DeliveryError::Address {
+            address: to.clone(),
+            detail: e.to_string(),
+        })?;
+        let answer = within(s, step, "RCPT TO", conn.command(Rcpt::new(address, vec![]))).await?;
+        let Err(e) = answer else {
+            taken += 1;
+            continue;
+        };
+        if let Some(closed) = closing(s, &e) {
+            return Err(closed);
+        }
+        let refusal = Refusal {
+            recipient: to.clone(),
+            reply: reply(&e),
+        };
+        match e.status() {
+            Some(_) if permanent(&e) => refused.push(refusal),
+            Some(_) => deferred.push(refusal),
+            // No reply at all: the connection is gone, and with it the whole try.
+            None => {
+                return Err(DeliveryError::Connect {
+                    host: host(),
+                    port: s.port,
+                    detail: format!("while RCPT TO {}: {}", refusal.recipient, refusal.reply),
+                });
+            }
+        }
+    }
+    if taken == 0 {
+        let permanent = deferred.is_empty();
+        refused.append(&mut deferred);
+        return Err(DeliveryError::Recipients {
+            refused,
+            host: host(),
+            permanent,
+        });
+    }
+    Ok((refused, deferred))
+}
+
+/// A 421 ends the session, whatever the step: the server takes nothing now.
+fn closing(s: &SmtpSettings, e: &SmtpError) -> Option<DeliveryError> {
+    (e.status().map(|code| code.to_string()).as_deref() == Some("421")).then(|| {
+        DeliveryError::Closing {
+            host: s.host.clone(),
+            reply: reply(e),
+        }
+    })
+}
+
+/// A 5xx reply, but for 530 (authentication required), which fixing the configuration lifts.
+fn permanent(e: &SmtpError) -> bool {
+    e.is_permanent() && e.status().map(|code| code.to_string()).as_deref() != Some("530")
 }
 
 /// The TCP connection to the SMTP server, failing reads once the server has sent more than
@@ -958,6 +1094,71 @@ mod tests {
         assert!(err.to_string().contains("may have arrived"), "{err}");
     }
 
+    /// A server answering `MAIL FROM` with the reply in its first line (the rest of the
+    /// conversation `250`, the message's end `554`), so each step's reply can be classed.
+    fn scripted_server(
+        serve: fn(&mut std::net::TcpStream) -> std::io::Result<()>,
+    ) -> DeliveryError {
+        let port = hostile_server(serve);
+        send_within(local(port, Duration::from_secs(5)), Duration::from_secs(20)).0
+    }
+
+    /// Answers every command `250`, but `MAIL FROM` with `mail_from`; the message's end `554`.
+    fn converse_replying(s: &mut std::net::TcpStream, mail_from: &[u8]) -> std::io::Result<()> {
+        let mut reader = std::io::BufReader::new(s.try_clone()?);
+        s.write_all(b"220 ready\r\n")?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if std::io::BufRead::read_line(&mut reader, &mut line)? == 0 {
+                return Ok(());
+            }
+            if line.starts_with("MAIL FROM") {
+                s.write_all(mail_from)?;
+            } else if line.starts_with("DATA") {
+                s.write_all(b"354 go on\r\n")?;
+                while line != ".\r\n" {
+                    line.clear();
+                    std::io::BufRead::read_line(&mut reader, &mut line)?;
+                }
+                s.write_all(b"554 5.7.1 message refused as spam\r\n")?;
+            } else {
+                s.write_all(b"250 ok\r\n")?;
+            }
+        }
+    }
+
+    #[test]
+    fn a_421_is_the_server_closing_the_session_not_a_refusal_and_is_retried() {
+        let err = scripted_server(|s| converse_replying(s, b"421 4.3.2 shutting down\r\n"));
+        assert!(matches!(err, DeliveryError::Closing { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "127.0.0.1 is not taking mail now and closed the session: 421 4.3.2 shutting down"
+        );
+        assert!(!err.is_permanent());
+    }
+
+    #[test]
+    fn a_5xx_is_permanent_but_authentication_required_is_not() {
+        let err = scripted_server(|s| converse_replying(s, b"550 5.7.1 sender not allowed\r\n"));
+        assert!(matches!(err, DeliveryError::Sender { .. }), "{err}");
+        assert!(err.is_permanent(), "{err}");
+        let err = scripted_server(|s| converse_replying(s, b"451 4.3.0 try again later\r\n"));
+        assert!(!err.is_permanent(), "{err}");
+        // Lifted by giving the configuration credentials: the message waits for that.
+        let err =
+            scripted_server(|s| converse_replying(s, b"530 5.7.0 authentication required\r\n"));
+        assert!(!err.is_permanent(), "{err}");
+        let err = scripted_server(|s| converse_replying(s, b"250 ok\r\n"));
+        assert!(matches!(err, DeliveryError::Message { .. }), "{err}");
+        assert!(err.is_permanent(), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "message rejected by 127.0.0.1: 554 5.7.1 message refused as spam"
+        );
+    }
+
     #[test]
     fn unknown_host_is_reported_as_dns_failure() {
         let transport = Transport::Smtp(SmtpSettings {
@@ -998,7 +1199,7 @@ mod tests {
                 name: "orgwarden-1",
             })
             .unwrap();
-        assert!(written.ends_with("orgwarden-1.eml"));
+        assert!(written.reply.ends_with("orgwarden-1.eml"));
         let files: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -21,6 +21,8 @@ use rusqlite::Connection;
 const USER: &str = "orgwarden";
 const PASSWORD: &str = "s3cret-pw";
 const REJECTED: &str = "nobody@example.com";
+/// Refused with a 450 while the server's `busy` flag is set.
+const BUSY: &str = "busy@example.com";
 
 /// One message as the server received it.
 #[derive(Clone, Debug)]
@@ -33,11 +35,14 @@ struct Received {
 struct Mailbox {
     messages: Arc<Mutex<Vec<Received>>>,
     current: Option<Received>,
+    busy: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Handler for Mailbox {
     fn rcpt(&mut self, to: &str) -> Response {
-        if to == REJECTED {
+        if to == BUSY && self.busy.load(std::sync::atomic::Ordering::SeqCst) {
+            Response::custom(450, "4.2.1 <busy@example.com>: Mailbox busy".into())
+        } else if to == REJECTED {
             Response::custom(
                 550,
                 "5.1.1 <nobody@example.com>: Recipient address rejected: User unknown".into(),
@@ -104,6 +109,7 @@ impl Tls {
 struct SmtpServer {
     addr: SocketAddr,
     messages: Arc<Mutex<Vec<Received>>>,
+    busy: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SmtpServer {
@@ -113,6 +119,7 @@ impl SmtpServer {
         let addr = listener.local_addr().unwrap();
         let handler = Mailbox::default();
         let messages = handler.messages.clone();
+        let busy = handler.busy.clone();
         let cert = tls.cert().display().to_string();
         let key = tls.key().display().to_string();
         std::thread::spawn(move || {
@@ -133,7 +140,16 @@ impl SmtpServer {
                 panic!("mailin: {e}");
             }
         });
-        SmtpServer { addr, messages }
+        SmtpServer {
+            addr,
+            messages,
+            busy,
+        }
+    }
+
+    /// Makes the server refuse [`BUSY`] for now (450), or take it again.
+    fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn received(&self) -> Vec<Received> {
@@ -523,9 +539,136 @@ fn rejected_recipient_is_reported_with_the_server_reply() {
     let err = send_test(&config, PASSWORD).unwrap_err();
     assert_eq!(
         err,
-        "recipient nobody@example.com rejected by localhost: 550 5.1.1 <nobody@example.com>: \
-         Recipient address rejected: User unknown"
+        "localhost took none of the recipients: nobody@example.com (550 5.1.1 \
+         <nobody@example.com>: Recipient address rejected: User unknown)"
     );
+}
+
+#[test]
+fn a_test_message_that_reaches_only_some_recipients_fails_naming_the_others() {
+    let (_tls, server, _dir, config) = setup();
+    edit_config(
+        &config,
+        "to = [\"security@example.com\"]",
+        &format!("to = [\"security@example.com\", \"{REJECTED}\"]"),
+    );
+    let err = send_test(&config, PASSWORD).unwrap_err();
+    assert!(err.contains("delivered (250 "), "{err}");
+    assert!(
+        err.ends_with(
+            "but not to nobody@example.com (550 5.1.1 <nobody@example.com>: Recipient address \
+             rejected: User unknown)"
+        ),
+        "{err}"
+    );
+    assert_eq!(server.wait_for(1)[0].to, ["security@example.com"]);
+}
+
+/// The outbox row's recipients, whether it was sent, refused for good, and how often tried.
+fn outbox_row(conn: &Connection) -> (String, bool, bool, u32) {
+    conn.query_row(
+        "SELECT recipients, sent_at IS NOT NULL, failed_at IS NOT NULL, attempts FROM outbox",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_digest_goes_to_the_recipients_the_server_takes_and_is_not_retried_for_one_it_refuses() {
+    let (_tls, server, _dir, config) = setup();
+    edit_config(
+        &config,
+        "to = [\"security@example.com\"]",
+        &format!("to = [\"security@example.com\", \"{REJECTED}\"]"),
+    );
+    let mut runs = Runs::new(notifier(&config, PASSWORD));
+    let found = vec![open_finding("key_a", Severity::High, "proj_p", t(0))];
+    let first = runs.run(&found, t(0));
+    assert_eq!(first.sent.len(), 1, "{first:?}");
+    assert_eq!(first.pending, 0);
+    let received = server.wait_for(1);
+    assert_eq!(received[0].to, ["security@example.com"]);
+    let (_, sent, refused, attempts) = outbox_row(&runs.conn);
+    assert!(sent && !refused && attempts == 1);
+    let last_error: String = runs
+        .conn
+        .query_row("SELECT last_error FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        last_error.starts_with("refused: nobody@example.com (550 "),
+        "{last_error}"
+    );
+
+    // Nothing is sent again, to anyone.
+    runs.run(&found, t(6));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.received().len(), 1);
+}
+
+#[test]
+fn a_recipient_deferred_gets_the_digest_later_and_the_others_get_it_once() {
+    let (_tls, server, _dir, config) = setup();
+    edit_config(
+        &config,
+        "to = [\"security@example.com\"]",
+        &format!("to = [\"security@example.com\", \"{BUSY}\"]"),
+    );
+    server.set_busy(true);
+    let mut runs = Runs::new(notifier(&config, PASSWORD));
+    let found = vec![open_finding("key_a", Severity::High, "proj_p", t(0))];
+    let first = runs.run(&found, t(0));
+    assert_eq!(first.pending, 1, "{first:?}");
+    assert!(
+        first.failed[0]
+            .1
+            .contains("deferred: busy@example.com (450 "),
+        "{first:?}"
+    );
+    assert_eq!(server.wait_for(1)[0].to, ["security@example.com"]);
+    let (recipients, sent, refused, _) = outbox_row(&runs.conn);
+    assert_eq!(recipients, format!("[\"{BUSY}\"]"));
+    assert!(!sent && !refused);
+
+    server.set_busy(false);
+    let second = runs.run(&found, t(1));
+    assert_eq!(second.sent.len(), 1, "{second:?}");
+    let received = server.wait_for(2);
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[1].to, [BUSY], "only the deferred recipient, once");
+    let id = |data: &[u8]| {
+        MessageParser::default()
+            .parse(data)
+            .unwrap()
+            .message_id()
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        id(&received[0].data),
+        id(&received[1].data),
+        "the same message"
+    );
+    assert!(outbox_row(&runs.conn).1);
+}
+
+#[test]
+fn a_digest_every_recipient_refuses_for_good_is_not_retried() {
+    let (_tls, server, _dir, config) = setup();
+    edit_config(
+        &config,
+        "to = [\"security@example.com\"]",
+        &format!("to = [\"{REJECTED}\"]"),
+    );
+    let mut runs = Runs::new(notifier(&config, PASSWORD));
+    let found = vec![open_finding("key_a", Severity::High, "proj_p", t(0))];
+    let first = runs.run(&found, t(0));
+    assert_eq!(first.rejected.len(), 1, "{first:?}");
+    assert_eq!(first.pending, 0);
+    let (_, sent, refused, attempts) = outbox_row(&runs.conn);
+    assert!(!sent && refused && attempts == 1);
+    runs.run(&found, t(6));
+    assert_eq!(outbox_row(&runs.conn).3, 1, "not tried again");
+    assert!(server.received().is_empty());
 }
 
 #[test]
