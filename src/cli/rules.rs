@@ -254,5 +254,14 @@ pub(super) fn rules_test(
             "{failed} rule fixture case(s) failed"
         )));
     }
+    // A rule named on the command line is one someone means to test: passing with nothing
+    // run would tell a CI job its new rule works.
+    if !ids.is_empty() && !untested.is_empty() {
+        return Err(CliError::usage(anyhow!(
+            "no fixture case tests {}: add one beside the rule file or pass --fixtures \
+             (see rules/README.md, \"Fixtures\")",
+            untested.join(", ")
+        )));
+    }
     Ok(Exit::Ok)
 }

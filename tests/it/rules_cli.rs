@@ -321,15 +321,38 @@ fn a_fixture_folder_that_cannot_be_read_fails_the_test_run() {
         stderr.contains("cannot read fixture folder no-such-folder"),
         "{stderr}"
     );
-    // A rule folder without a `fixtures/` beside it is fine.
+    // A rule folder without a `fixtures/` beside it is fine: its rules are listed as untested.
     std::fs::remove_dir_all(dir.path().join("my-rules/fixtures")).unwrap();
-    let out = orgwarden(dir.path(), &["rules", "test", "rate-limit-too-high"]);
+    let out = orgwarden(dir.path(), &["rules", "test"]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(
         stdout.contains("no fixtures: rate-limit-too-high"),
         "{stdout}"
     );
+}
+
+#[test]
+fn a_rule_named_for_testing_without_fixtures_fails_the_run() {
+    let dir = site();
+    std::fs::remove_dir_all(dir.path().join("my-rules/fixtures")).unwrap();
+    // `rules test my-rule` in CI must not pass with nothing run.
+    let out = orgwarden(dir.path(), &["rules", "test", "rate-limit-too-high"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stdout.contains("0 passed, 0 failed"), "{stdout}");
+    assert!(
+        stderr.contains("no fixture case tests rate-limit-too-high"),
+        "{stderr}"
+    );
+    // Named beside a rule that has fixtures, it still fails the run.
+    let out = orgwarden(
+        dir.path(),
+        &["rules", "test", "rate-limit-too-high", "api-key-stale"],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("ok   api-key-stale / "), "{stdout}");
 }
 
 #[test]
