@@ -341,8 +341,11 @@ pub enum ColumnType {
     Bool,
     /// A time in Unix seconds (every column named `…_at`).
     Time,
-    /// A JSON list, stored as its JSON text.
+    /// A JSON list of strings, stored as its JSON text.
     List,
+    /// A JSON list of objects (`org_invites.projects`: `{id, role}`), stored as its JSON
+    /// text: `contains` can never match one of its items.
+    Records,
     /// A JSON object, stored as its JSON text (`raw`).
     Object,
 }
@@ -356,11 +359,12 @@ impl ColumnType {
             ColumnType::Bool => "booleans (0 or 1)",
             ColumnType::Time => "times in Unix seconds",
             ColumnType::List => "a JSON list",
+            ColumnType::Records => "a JSON list of objects",
             ColumnType::Object => "a JSON object",
         }
     }
 
-    /// The type's one-word name, as `docs/views.md` gives it.
+    /// The type's name, as `docs/views.md` gives it.
     pub fn as_str(self) -> &'static str {
         match self {
             ColumnType::Text => "text",
@@ -368,6 +372,7 @@ impl ColumnType {
             ColumnType::Bool => "boolean",
             ColumnType::Time => "time",
             ColumnType::List => "list",
+            ColumnType::Records => "list of objects",
             ColumnType::Object => "object",
         }
     }
@@ -818,7 +823,7 @@ impl Family {
                 col!("created_at", "$.created_at", Time),
                 col!("expires_at", "$.expires_at", Time),
                 col!("accepted_at", "$.accepted_at", Time),
-                col!("projects", "$.projects", List),
+                col!("projects", "$.projects", Records),
             ],
             Family::OrgAdminApiKeys => &[
                 col!("id", "$.id", Text),

@@ -428,7 +428,7 @@ impl Compiler<'_> {
         };
         let problem = match (operator.operand(), ty) {
             (OperandKind::None, _) if !matches!(operator, Op::Empty | Op::NotEmpty) => None,
-            (OperandKind::None, ColumnType::List) => None,
+            (OperandKind::None, ColumnType::List | ColumnType::Records) => None,
             (OperandKind::None, _) => at_op(
                 format!("`{operator}` reads a JSON list, and `{name}` holds {holds}"),
                 "to test for a missing value, use `absent` or `present`",
@@ -450,17 +450,27 @@ impl Compiler<'_> {
                 "for a list column use `contains`; for numbers, `any` of `eq` conditions",
             ),
             (OperandKind::Scalar, ColumnType::List) if operator == Op::Contains => None,
+            (OperandKind::Scalar, ColumnType::Records) if operator == Op::Contains => at_op(
+                format!(
+                    "`contains` compares a list's items with a value, and `{name}` holds \
+                     {holds}, which never equal one"
+                ),
+                "to look inside the objects, write a `sql` rule with `json_each` and \
+                 `json_extract`",
+            ),
             (OperandKind::Scalar, _) if operator == Op::Contains => at_op(
                 format!("`contains` looks inside a JSON list, and `{name}` holds {holds}"),
                 "use `eq` to compare the whole value, or `matches` for part of a text",
             ),
-            (OperandKind::Scalar, ColumnType::List | ColumnType::Object) => at_op(
-                format!(
-                    "`{name}` holds {holds}: `{operator}` would compare its JSON text as a whole"
-                ),
-                "for a list use `contains`, `empty` or `not_empty`; for a field of an object, \
+            (OperandKind::Scalar, ColumnType::List | ColumnType::Records | ColumnType::Object) => {
+                at_op(
+                    format!(
+                        "`{name}` holds {holds}: `{operator}` would compare its JSON text as a whole"
+                    ),
+                    "for a list use `contains`, `empty` or `not_empty`; for a field of an object, \
                  `json_extract` in a `sql` rule",
-            ),
+                )
+            }
             (OperandKind::Scalar, _) => operand.and_then(|(v, span)| {
                 let (fits, help) = match (&v, ty) {
                     (Value::Str(_), ColumnType::Text) => (true, String::new()),

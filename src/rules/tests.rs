@@ -247,6 +247,26 @@ fn a_window_on_a_where_rule_says_it_has_no_sql_to_read_it() {
 }
 
 #[test]
+fn contains_on_a_list_of_objects_is_refused_as_never_matching() {
+    let head = HEAD.replace("project_api_keys", "org_invites");
+    let (_, d) = from_text(&format!(
+        "{head}[rule.where]\nfield = \"projects\"\nop = \"contains\"\nvalue = \"proj_a\"\n"
+    ));
+    assert_eq!(codes(&d), ["column-type-mismatch"]);
+    let rendered = d.render(false);
+    assert!(
+        rendered.contains("`projects` holds a JSON list of objects, which never equal one"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("`json_each`"), "{rendered}");
+    // Whether the list is empty is still a fair question.
+    let (_, d) = from_text(&format!(
+        "{head}[rule.where]\nfield = \"projects\"\nop = \"not_empty\"\n"
+    ));
+    assert!(d.items().is_empty(), "{d}");
+}
+
+#[test]
 fn a_misspelt_rule_or_condition_key_is_named_by_the_key_meant() {
     let (_, d) = from_text(&format!(
         "{HEAD}include_archive = true\n[rule.where]\nfeild = \"name\"\nop = \"present\"\n"
@@ -913,7 +933,7 @@ fn every_stored_value_has_its_columns_declared_type() {
                             storage == "integer" && matches!(text.as_str(), "0" | "1")
                         }
                         ColumnType::Time => storage == "integer",
-                        ColumnType::List => json.as_deref() == Some("array"),
+                        ColumnType::List | ColumnType::Records => json.as_deref() == Some("array"),
                         ColumnType::Object => json.as_deref() == Some("object"),
                     };
                     assert!(
