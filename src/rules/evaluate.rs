@@ -138,15 +138,7 @@ fn run_rules(
     watchdog: &Watchdog,
 ) -> Result<Evaluation, RuleError> {
     let mut out = Evaluation::default();
-    let mut env = minijinja::Environment::new();
-    // A field the API left out is empty text in a message, not Jinja's Python-like "None".
-    env.set_formatter(|out, state, value| {
-        if value.is_none() || value.is_undefined() {
-            Ok(())
-        } else {
-            minijinja::escape_formatter(out, state, value)
-        }
-    });
+    let env = message_env();
     for rule in rules {
         if budget.cancel.is_cancelled() {
             return Err(RuleError::Interrupted {
@@ -192,6 +184,38 @@ const TICK: Duration = Duration::from_millis(20);
 /// A thread beside the evaluation that interrupts the running statement when the rule's
 /// deadline passes or the token fires. `Reader` lends only `&Connection`, and SQLite's
 /// progress handler needs `&mut`; `sqlite3_interrupt` is the same mechanism made safe to
+/// The environment rule messages render in: a field the API left out is empty text, not
+/// Jinja's Python-like "None"; `utc` and `date` write a time column (Unix seconds) as
+/// `2026-03-01T12:00:00Z` and `2026-03-01`.
+pub(super) fn message_env() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_formatter(|out, state, value| {
+        if value.is_none() || value.is_undefined() {
+            Ok(())
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
+    env.add_filter("utc", |value: minijinja::Value| {
+        time_text(value, "%Y-%m-%dT%H:%M:%SZ")
+    });
+    env.add_filter("date", |value: minijinja::Value| {
+        time_text(value, "%Y-%m-%d")
+    });
+    env
+}
+
+/// A time in Unix seconds as UTC text; anything else as it was, so an odd value from the
+/// API never fails a rule's message.
+fn time_text(value: minijinja::Value, format: &str) -> minijinja::Value {
+    // Time columns are stored as whole seconds.
+    let seconds = i64::try_from(value.clone()).ok();
+    match seconds.and_then(|s| chrono::DateTime::from_timestamp(s, 0)) {
+        Some(time) => minijinja::Value::from(time.format(format).to_string()),
+        None => value,
+    }
+}
+
 /// call from another thread.
 struct Watchdog {
     handle: rusqlite::InterruptHandle,

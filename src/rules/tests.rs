@@ -552,6 +552,26 @@ fn a_missing_field_is_empty_text_in_a_message() {
 }
 
 #[test]
+fn a_time_in_a_message_can_be_written_as_a_utc_date() {
+    let conn = scratch_with_keys();
+    let loaded = load_with("");
+    let mut rule = loaded.rules.get("api-key-stale").unwrap().clone();
+    if let RuleBody::Where { message, .. } = &mut rule.body {
+        *message = Some(
+            "{{ name }} made {{ created_at | date }} ({{ created_at | utc }}), \
+             used [{{ last_used_at | utc }}], {{ name | utc }}"
+                .into(),
+        );
+    }
+    let hits = evaluate_rules(Reader::over(&conn), &[&rule], 1000 + 91 * 86_400).unwrap();
+    // A missing time stays empty, and text is left as it is.
+    assert_eq!(
+        hits[0].message,
+        "prod made 1970-01-01 (1970-01-01T00:16:40Z), used [], prod"
+    );
+}
+
+#[test]
 fn a_message_that_fails_to_render_is_reported_as_the_messages_fault() {
     // minijinja checks filters only as it renders: `rules check` finds this one over the
     // demo organization, and must not send its author to the SQL.
