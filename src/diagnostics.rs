@@ -433,7 +433,12 @@ impl DiagnosticCode {
 /// returns `None`. The file is registered decoded lossily so the excerpt can be shown.
 pub fn decode_file(name: &str, bytes: Vec<u8>, diags: &mut Diagnostics) -> Option<String> {
     match String::from_utf8(bytes) {
-        Ok(text) => Some(text),
+        // A byte-order mark (some Windows editors write one) is not part of the text: left
+        // in, every place on the first line would be one column off.
+        Ok(text) => Some(match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_owned(),
+            None => text,
+        }),
         Err(e) => {
             let at = e.utf8_error().valid_up_to();
             let bytes = e.into_bytes();

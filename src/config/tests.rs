@@ -724,3 +724,29 @@ fn audit_log_lookback_defaults_to_30_days_and_refuses_more_than_400() {
     let found = problems("[audit_log]\nlookback = \"soon\"\nretention = 3\n");
     assert_eq!(found.len(), 2, "{found:?}");
 }
+
+#[test]
+fn a_byte_order_mark_does_not_shift_first_line_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orgwarden.toml");
+    std::fs::write(
+        &path,
+        "\u{feff}colour = 1\n[openai]\norganization = \"acme\"\n",
+    )
+    .unwrap();
+    let (config, d) = Config::check_file(&path).unwrap();
+    let places: Vec<String> = d
+        .items()
+        .iter()
+        .map(|i| {
+            let place = d.location(i).unwrap_or_default();
+            format!(
+                "{}@{}",
+                i.code,
+                place.rsplit(".toml:").next().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(places, ["unknown-key@1:1"]);
+    assert_eq!(config.openai.organization, "acme");
+}
