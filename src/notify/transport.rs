@@ -437,13 +437,7 @@ type SmtpError = lettre::transport::smtp::Error;
 
 fn send_smtp(s: &SmtpSettings, message: &Outgoing<'_>) -> Result<Accepted, DeliveryError> {
     let host = s.host.clone();
-    let addrs: Vec<SocketAddr> = (s.host.as_str(), s.port)
-        .to_socket_addrs()
-        .map_err(|e| DeliveryError::Dns {
-            host: host.clone(),
-            detail: e.to_string(),
-        })?
-        .collect();
+    let addrs = resolve(s)?;
     if addrs.is_empty() {
         return Err(DeliveryError::Dns {
             host,
@@ -481,6 +475,40 @@ fn send_smtp(s: &SmtpSettings, message: &Outgoing<'_>) -> Result<Accepted, Deliv
             detail,
         })
     })
+}
+
+/// The server's addresses, looked up within one step's timeout. The system resolver blocks
+/// with its own limits (several tries of each name server); a lookup past the step's time is
+/// given up, and its thread left to end when the resolver does.
+fn resolve(s: &SmtpSettings) -> Result<Vec<SocketAddr>, DeliveryError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (host, port) = (s.host.clone(), s.port);
+    std::thread::Builder::new()
+        .name("smtp-resolve".into())
+        .spawn(move || {
+            let found = (host.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect::<Vec<_>>);
+            let _ = tx.send(found);
+        })
+        .map_err(|e| DeliveryError::Dns {
+            host: s.host.clone(),
+            detail: format!("cannot start the lookup: {e}"),
+        })?;
+    match rx.recv_timeout(s.timeout) {
+        Ok(found) => found.map_err(|e| DeliveryError::Dns {
+            host: s.host.clone(),
+            detail: e.to_string(),
+        }),
+        Err(_) => Err(DeliveryError::TimedOut {
+            host: s.host.clone(),
+            port: s.port,
+            detail: format!(
+                "looking up the host took longer than {} s",
+                s.timeout.as_secs()
+            ),
+        }),
+    }
 }
 
 /// Runs an async computation to its end on a thread and runtime of its own: callers are
