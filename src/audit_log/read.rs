@@ -310,21 +310,27 @@ where
         outcome: AuditLogOutcome::Complete,
     };
     let mut oldest: Option<i64> = None;
+    // More events than the page bound allows, or than the snapshot's time limit lets be
+    // read: failing would fail every run from the same point, for ever. Keep the newest
+    // events, the ones read (the log lists newest first), and say how far back the read
+    // reaches; the span before it stays unread.
+    let keep_newest = |read: &mut AuditLogRead, oldest: i64, why: String| {
+        let reached = oldest.saturating_add(1).max(read.since);
+        tracing::warn!(
+            "{why} since {}: read back to {} only, and events before that are not read",
+            unix_text(read.since),
+            unix_text(reached),
+        );
+        read.since = reached;
+    };
     while !pager.done() {
         if let (true, Some(oldest)) = (pager.exhausted(), oldest) {
-            // More events than the page bound allows: failing would fail every run from
-            // the same point, for ever. Keep the newest events, the ones read, and say how
-            // far back the read reaches; the span before it stays unread.
-            let reached = oldest.saturating_add(1).max(read.since);
-            tracing::warn!(
-                "the audit log holds more than {} pages of events since {}: read back to {} \
-                 only, and events before that are not read (raise [openai] \
+            let why = format!(
+                "the audit log holds more than {} pages of events (raise [openai] \
                  max_pages_per_scope, or shorten [audit_log] lookback)",
-                client.max_pages_per_scope(),
-                unix_text(read.since),
-                unix_text(reached),
+                client.max_pages_per_scope()
             );
-            read.since = reached;
+            keep_newest(&mut read, oldest, why);
             break;
         }
         let answer = match pager.next_query() {
@@ -353,6 +359,15 @@ where
                     status: error.status(),
                     message: error.to_string(),
                 });
+                break;
+            }
+            Err(ClientError::OutOfTime { limit, .. }) if oldest.is_some() => {
+                let why = format!(
+                    "the snapshot's time limit ([openai] snapshot_timeout = \"{limit}\") \
+                     ended the audit-log read"
+                );
+                let floor = read.since;
+                keep_newest(&mut read, oldest.unwrap_or(floor), why);
                 break;
             }
             Err(error) => {

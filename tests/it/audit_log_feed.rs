@@ -408,3 +408,54 @@ fn a_log_longer_than_the_page_bound_keeps_its_newest_events_instead_of_failing_e
     assert_eq!(doc["audit_log"]["requests"], 1, "{doc}");
     assert_eq!(doc["audit_log"]["stored"], 0, "{doc}");
 }
+
+#[test]
+fn a_first_read_cut_off_by_the_snapshot_time_limit_keeps_its_newest_events() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[openai]\norganization = \"acme\"\nsnapshot_timeout = \"2s\"\n[spend]\nenabled = false\n",
+    )
+    .unwrap();
+    // 1,000 events are ten pages; at 400 ms a request they cannot all be read in 2 s.
+    let options = SimOptions {
+        latency: Duration::from_millis(400),
+        ..SimOptions::default()
+    };
+    let sim = start_background(org_with(&many(1000), true), options).unwrap();
+    let url = sim.base_url();
+    let out = run(
+        dir.path(),
+        &url,
+        &["--config", "orgwarden.toml", "snapshot", "--format", "json"],
+    );
+    let doc = json_of(&out);
+    let read = &doc["audit_log"];
+    // Failing it would fail every run from the same point, for ever.
+    assert_eq!(read["outcome"], "complete", "{doc}");
+    let stored = read["stored"].as_u64().unwrap();
+    assert!(stored > 0 && stored < 1000, "{read}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("snapshot_timeout = \"2s\") ended the audit-log read"),
+        "{stderr}"
+    );
+    // The span not read is not vouched for.
+    let status = run(
+        dir.path(),
+        &url,
+        &[
+            "query",
+            "--format",
+            "json",
+            "SELECT since FROM audit_log_status",
+        ],
+    );
+    let since = json_of(&status)[0]["since"].as_i64().unwrap();
+    let oldest_kept =
+        chrono::Utc::now().timestamp() - (60 + i64::try_from(stored).unwrap() - 1) * 60;
+    assert!(
+        (since - oldest_kept).abs() < 120,
+        "since {since}, oldest kept {oldest_kept}"
+    );
+}
