@@ -428,6 +428,52 @@ impl DiagnosticCode {
     }
 }
 
+/// Records a TOML parse error. The parser gives no place for nesting past its recursion
+/// limit: the line nesting deepest (most `.`, `[` and `{` before any comment) is shown, the
+/// one a file of thousands of dotted keys or brackets has on purpose or by accident.
+pub fn toml_syntax(
+    diags: &mut Diagnostics,
+    file: FileId,
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+    message: &str,
+) {
+    let message = message.trim();
+    if span.is_none() && message.contains("recursion limit") {
+        let deepest = text
+            .split_inclusive('\n')
+            .scan(0, |start, line| {
+                let at = *start;
+                *start += line.len();
+                let code = line.split('#').next().unwrap_or_default();
+                let depth = code
+                    .chars()
+                    .filter(|c| matches!(c, '.' | '[' | '{'))
+                    .count();
+                Some((depth, at..at + line.trim_end().len()))
+            })
+            .max_by_key(|(depth, range)| (*depth, std::cmp::Reverse(range.start)));
+        if let Some((_, line)) = deepest {
+            diags
+                .error(
+                    DiagnosticCode::TomlSyntax,
+                    Some(file),
+                    Some(line),
+                    format!("{message}: keys, tables or arrays nest deeper than TOML is read"),
+                )
+                .label("nested too deeply")
+                .help("no orgwarden setting nests more than a few levels");
+            return;
+        }
+    }
+    diags.error(
+        DiagnosticCode::TomlSyntax,
+        Some(file),
+        span,
+        message.to_owned(),
+    );
+}
+
 /// Registers a file read as `bytes` and returns its text; when it is not UTF-8, records a
 /// `bad-encoding` error at the first bad byte (so the report gives its line and column) and
 /// returns `None`. The file is registered decoded lossily so the excerpt can be shown.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use toml::Spanned;
 
-use crate::diagnostics::{DiagnosticCode, Diagnostics};
+use crate::diagnostics::Diagnostics;
 use crate::duration::Duration;
 use crate::model::{Family, Severity};
 use crate::schedule::Schedule;
@@ -407,12 +407,7 @@ impl Config {
                 validate::validate(raw, &mut diags, file)
             }
             Err(e) => {
-                diags.error(
-                    DiagnosticCode::TomlSyntax,
-                    Some(file),
-                    e.span(),
-                    e.message().trim().to_owned(),
-                );
+                crate::diagnostics::toml_syntax(&mut diags, file, text, e.span(), e.message());
                 Config::default()
             }
         };

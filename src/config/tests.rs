@@ -750,3 +750,17 @@ fn a_byte_order_mark_does_not_shift_first_line_columns() {
     assert_eq!(places, ["unknown-key@1:1"]);
     assert_eq!(config.openai.organization, "acme");
 }
+
+#[test]
+fn nesting_past_the_parser_s_limit_is_placed_at_the_deepest_line() {
+    let deep = vec!["k"; 300].join(".");
+    let text = format!("[openai]\norganization = \"x\"\n{deep} = 1\n# a.b.c\n");
+    assert_eq!(problems(&text), ["toml-syntax@3:1"]);
+    let arrays = format!("[openai]\nx = {}1{}\n", "[".repeat(300), "]".repeat(300));
+    // Here the parser gives its own place.
+    let found = problems(&arrays);
+    assert!(
+        found.len() == 1 && found[0].starts_with("toml-syntax@2:"),
+        "{found:?}"
+    );
+}

@@ -156,12 +156,7 @@ pub fn parse_rule_file(text: &str, file: FileId, diags: &mut Diagnostics) -> Vec
         // What the parser recovered around a syntax error is a guess: checking it would
         // report problems that are only echoes of the syntax error.
         for e in errors {
-            diags.error(
-                DiagnosticCode::TomlSyntax,
-                Some(file),
-                e.span(),
-                e.message().trim().to_owned(),
-            );
+            crate::diagnostics::toml_syntax(diags, file, text, e.span(), e.message());
         }
         return Vec::new();
     }
