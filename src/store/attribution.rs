@@ -64,6 +64,7 @@ pub fn events_naming(
 
 /// Every stored event that happened after `after` and no later than `until`, indexed by
 /// the ids it names, for attributing many changes of one interval.
+#[derive(Default)]
 struct Interval {
     events: Vec<AuditEvent>,
     by_id: HashMap<String, Vec<usize>>,
@@ -96,48 +97,68 @@ impl Interval {
 }
 
 impl Store {
-    /// Fills in `attribution` for every change of `diff`: the events after the older
-    /// snapshot started and no later than the newer one finished.
+    /// Fills in `attribution` for every change of `diff`. An object changes at the
+    /// snapshots that stored a version of it, so each of its versions between the two sides
+    /// is explained only by the events of its own interval (see [`Store::change_interval`]):
+    /// across many snapshots, an event of one object's id from before or after its change
+    /// (a user's later departure, another project's membership) explains nothing of it.
     pub fn attribute_diff(&self, diff: &mut SnapshotDiff) -> Result<(), StoreError> {
         if diff.entries.is_empty() {
             // Nothing to attribute: the interval's events need not be read.
             return Ok(());
         }
         let span = read_span(&self.conn)?;
-        let (old, new) = if diff.from.id <= diff.to.id {
-            (&diff.from, &diff.to)
+        let (low, high) = if diff.from.id <= diff.to.id {
+            (diff.from.id, diff.to.id)
         } else {
-            (&diff.to, &diff.from)
+            (diff.to.id, diff.from.id)
         };
-        let after = old.started_at.timestamp();
-        let until = new.finished_at.timestamp();
-        let interval = Interval::load(&self.conn, after, until)?;
-        for entry in &mut diff.entries {
-            entry.attribution = Some(attribute_entry(&interval, entry, after, until, span));
+        let snapshots = self.usable_snapshots()?;
+        let mut intervals: Vec<Vec<(Option<i64>, i64)>> = Vec::with_capacity(diff.entries.len());
+        for entry in &diff.entries {
+            let mut own = Vec::new();
+            if coverage(entry.family) != LogCoverage::NeverRecorded {
+                for snapshot in self.versions_between(entry, low, high)? {
+                    if let Some(interval) = self.change_interval(&snapshots, snapshot, entry)? {
+                        own.push(interval);
+                    }
+                }
+            }
+            intervals.push(own);
+        }
+        let all = intervals.iter().flatten();
+        let after = all
+            .clone()
+            .map(|(after, _)| after.unwrap_or(i64::MIN))
+            .min();
+        let until = all.map(|(_, until)| *until).max();
+        let interval = match after.zip(until) {
+            Some((after, until)) => Interval::load(&self.conn, after, until)?,
+            None => Interval::default(),
+        };
+        for (entry, own) in diff.entries.iter_mut().zip(intervals) {
+            entry.attribution = Some(attribute_entry(&interval, entry, &own, span));
         }
         Ok(())
     }
 
     /// Fills in `attribution` for every version of `history`: each version's change
-    /// happened after the previous usable snapshot started (before the first snapshot
-    /// for the first version) and no later than its own snapshot finished.
+    /// happened after the last snapshot before it that read the object's list started
+    /// (before the first snapshot when none did) and no later than its own snapshot
+    /// finished.
     pub fn attribute_history(&self, history: &mut [HistoryEntry]) -> Result<(), StoreError> {
         let span = read_span(&self.conn)?;
-        let snapshots: Vec<SnapshotInfo> = self
-            .list_snapshots()?
-            .into_iter()
-            .filter(|s| s.status != SnapshotStatus::Failed)
-            .collect();
+        let snapshots = self.usable_snapshots()?;
         for entry in history.iter_mut() {
-            let Some(at) = snapshots.iter().position(|s| s.id == entry.snapshot_id) else {
+            let key = ObjectKey {
+                family: entry.family,
+                project_id: &entry.project_id,
+                parent_id: entry.parent_id.as_deref(),
+            };
+            let Some((after, until)) = self.change_interval(&snapshots, entry.snapshot_id, &key)?
+            else {
                 continue;
             };
-            let this = &snapshots[at];
-            let after = at
-                .checked_sub(1)
-                .and_then(|i| snapshots.get(i))
-                .map(|s| s.started_at.timestamp());
-            let until = this.finished_at.timestamp();
             let mut candidates = events_naming(&self.conn, &entry.resource_id, after, until)?;
             if let Some(parent) = &entry.parent_id {
                 candidates.extend(events_naming(&self.conn, parent, after, until)?);
@@ -155,6 +176,102 @@ impl Store {
         Ok(())
     }
 
+    /// The snapshots that were not failed, oldest first.
+    fn usable_snapshots(&self) -> Result<Vec<SnapshotInfo>, StoreError> {
+        Ok(self
+            .list_snapshots()?
+            .into_iter()
+            .filter(|s| s.status != SnapshotStatus::Failed)
+            .collect())
+    }
+
+    /// The snapshots after `low` and up to `high` that stored a version of `entry`'s object.
+    fn versions_between(
+        &self,
+        entry: &DiffEntry,
+        low: SnapshotId,
+        high: SnapshotId,
+    ) -> Result<Vec<SnapshotId>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT v.from_snapshot FROM version v JOIN object o ON o.id = v.object_id
+             WHERE o.family = ?1 AND o.project_id = ?2 AND o.parent_id = ?3
+               AND o.resource_id = ?4 AND v.from_snapshot > ?5 AND v.from_snapshot <= ?6
+             ORDER BY v.from_snapshot",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                entry.family.view(),
+                entry.project_id,
+                entry.parent_id.as_deref().unwrap_or(""),
+                entry.resource_id,
+                low.0,
+                high.0
+            ],
+            |row| row.get(0).map(SnapshotId),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When the change a version stored at `snapshot` records can have happened: after the
+    /// last earlier snapshot that read the object's list started (`None`: no earlier one
+    /// did, so it was there before orgwarden could see it), and no later than `snapshot`
+    /// finished. A snapshot that could not read the list (a failed scope, or one above it,
+    /// or a family left out by `[collect] skip`) carried the object forward unseen, so the
+    /// change may have come before it. `None` for a snapshot not among `snapshots`.
+    fn change_interval(
+        &self,
+        snapshots: &[SnapshotInfo],
+        snapshot: SnapshotId,
+        object: &impl AsObjectKey,
+    ) -> Result<Option<(Option<i64>, i64)>, StoreError> {
+        let Some(at) = snapshots.iter().position(|s| s.id == snapshot) else {
+            return Ok(None);
+        };
+        let until = snapshots[at].finished_at.timestamp();
+        let key = object.key();
+        for earlier in snapshots[..at].iter().rev() {
+            if self.read_list_of(earlier.id, &key)? {
+                return Ok(Some((Some(earlier.started_at.timestamp()), until)));
+            }
+        }
+        Ok(Some((None, until)))
+    }
+
+    /// Whether snapshot `id` (not failed) read the list that holds `key`'s object.
+    fn read_list_of(&self, id: SnapshotId, key: &ObjectKey<'_>) -> Result<bool, StoreError> {
+        let mut lists = vec![key.family];
+        let mut family = key.family;
+        while let Some(parent) = family.parent() {
+            lists.push(parent);
+            family = parent;
+        }
+        let mut skipped = self.conn.prepare_cached(
+            "SELECT 1 FROM snapshot_skipped WHERE snapshot_id = ?1 AND family = ?2",
+        )?;
+        // The object's own list by its exact scope; a list above it (a project's users,
+        // above their roles) for any of the project's scopes.
+        let mut failed = self.conn.prepare_cached(
+            "SELECT 1 FROM snapshot_scope
+             WHERE snapshot_id = ?1 AND outcome = 'failed' AND family = ?2 AND project_id = ?3
+               AND (?4 IS NULL OR parent_id = ?4)",
+        )?;
+        for (i, family) in lists.into_iter().enumerate() {
+            if skipped.exists(params![id.0, family.view()])? {
+                return Ok(false);
+            }
+            let parent = (i == 0).then(|| key.parent_id.unwrap_or(""));
+            let project = if family.in_project() {
+                key.project_id
+            } else {
+                ""
+            };
+            if failed.exists(params![id.0, family.view(), project, parent])? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// The snapshot before `id` that was not failed, if any.
     pub fn previous_usable_snapshot(
         &self,
@@ -167,11 +284,43 @@ impl Store {
     }
 }
 
+/// Which object a change is about: enough to find the list it was read in.
+struct ObjectKey<'a> {
+    family: crate::model::Family,
+    project_id: &'a str,
+    parent_id: Option<&'a str>,
+}
+
+trait AsObjectKey {
+    fn key(&self) -> ObjectKey<'_>;
+}
+
+impl AsObjectKey for DiffEntry {
+    fn key(&self) -> ObjectKey<'_> {
+        ObjectKey {
+            family: self.family,
+            project_id: &self.project_id,
+            parent_id: self.parent_id.as_deref(),
+        }
+    }
+}
+
+impl AsObjectKey for ObjectKey<'_> {
+    fn key(&self) -> ObjectKey<'_> {
+        ObjectKey {
+            family: self.family,
+            project_id: self.project_id,
+            parent_id: self.parent_id,
+        }
+    }
+}
+
+/// The attribution of a diff entry whose object changed in each of `intervals`: the events
+/// of every one of them; else unknown when any was not read over, else not recorded.
 fn attribute_entry(
     interval: &Interval,
     entry: &DiffEntry,
-    after: i64,
-    until: i64,
+    intervals: &[(Option<i64>, i64)],
     span: Option<ReadSpan>,
 ) -> Attribution {
     if coverage(entry.family) == LogCoverage::NeverRecorded {
@@ -181,13 +330,30 @@ fn attribute_entry(
     if let Some(parent) = &entry.parent_id {
         ids.push(parent);
     }
-    attribute(
-        interval.naming(&ids),
-        entry.family,
-        &entry.resource_id,
-        entry.parent_id.as_deref(),
-        Some(after),
-        until,
-        span,
-    )
+    let mut events = Vec::new();
+    let mut not_read = intervals.is_empty();
+    for (after, until) in intervals {
+        match attribute(
+            interval.naming(&ids),
+            entry.family,
+            &entry.resource_id,
+            entry.parent_id.as_deref(),
+            *after,
+            *until,
+            span,
+        ) {
+            Attribution::Recorded { events: found } => events.extend(found),
+            Attribution::NotRecorded | Attribution::NeverRecorded => {}
+            Attribution::NotRead => not_read = true,
+        }
+    }
+    if !events.is_empty() {
+        events.sort_by(|a, b| (b.at, &b.event_id).cmp(&(a.at, &a.event_id)));
+        events.dedup_by(|a, b| a.event_id == b.event_id);
+        Attribution::Recorded { events }
+    } else if not_read {
+        Attribution::NotRead
+    } else {
+        Attribution::NotRecorded
+    }
 }

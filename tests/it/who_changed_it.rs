@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
-use orgwarden::sim::{Org, SimHandle, SimOptions, start_background};
+use orgwarden::sim::{Fault, FaultKind, Org, SimHandle, SimOptions, start_background};
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-admin-who-changed-it";
@@ -42,7 +42,11 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let org: Org = crate::support::orgs::load(ORG, chrono::Utc::now().timestamp());
+        Env::with_org(ORG)
+    }
+
+    fn with_org(org: &str) -> Env {
+        let org: Org = crate::support::orgs::load(org, chrono::Utc::now().timestamp());
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("rules")).expect("rules dir");
         std::fs::write(dir.path().join("rules/owner.toml"), OWNER_RULE).expect("rule");
@@ -79,13 +83,19 @@ impl Env {
 
     /// Sends one write to the simulator's API, as an administrator would.
     fn write(&self, path: &str, body: Value) {
+        self.send("POST", path, Some(body));
+    }
+
+    /// Sends one request that changes the organization.
+    fn send(&self, method: &str, path: &str, body: Option<Value>) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         let api = crate::support::sim_api::Api::new(&self.sim.base_url(), Some(KEY));
-        let answer = rt.block_on(api.raw("POST", path, Some(&body.to_string())));
-        assert_eq!(answer.status, 200, "POST {path}: {}", answer.text);
+        let body = body.map(|b| b.to_string());
+        let answer = rt.block_on(api.raw(method, path, body.as_deref()));
+        assert_eq!(answer.status, 200, "{method} {path}: {}", answer.text);
     }
 }
 
@@ -195,4 +205,132 @@ fn diff_names_who_created_a_key_and_changed_a_role_and_says_retention_is_not_rec
         .and_then(|all| all.iter().find(|h| h["change"] == "changed"))
         .unwrap_or_else(|| panic!("no change in {history:#}"));
     assert_eq!(changed["attribution"]["status"], "recorded", "{changed:#}");
+}
+
+/// Waits into the next whole second: snapshot and event times are whole seconds, and both
+/// ends of an interval count, so a change must be a second apart from the snapshot before
+/// it to belong to one interval only.
+fn next_second() {
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+}
+
+/// Runs a snapshot and checks its exit code (3: a partial read).
+#[track_caller]
+fn snapshot(env: &Env, code: i32) {
+    let output = env.run(&["snapshot"]);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+const TWO_PROJECTS: &str = r#"{
+  "users": [
+    {"id": "user-ada", "name": "Ada", "email": "ada@acme.com", "role": "owner"},
+    {"id": "user-dee", "name": "Dee", "email": "dee@acme.com"}
+  ],
+  "projects": [
+    {"id": "proj_a", "name": "Alpha", "created_at": "-40d", "users": [{"id": "user-dee"}]},
+    {"id": "proj_c", "name": "Gamma", "created_at": "-40d", "users": [{"id": "user-dee"}]}
+  ]
+}"#;
+
+#[test]
+fn a_diff_across_snapshots_explains_each_change_only_by_events_of_its_own_interval() {
+    let env = Env::with_org(TWO_PROJECTS);
+    snapshot(&env, 0);
+    // Snapshot 2 sees Gamma gone, and Dee's membership of it with it.
+    env.sim
+        .with_org(|org| org.projects.retain(|p| p.id.as_str() != "proj_c"));
+    snapshot(&env, 0);
+    // Later, Dee is made an organization owner: a `user.updated` naming Dee.
+    next_second();
+    env.write("/organization/users/user-dee", json!({"role": "owner"}));
+    snapshot(&env, 0);
+
+    let diff = json_of(&env.run(&["diff", "1", "3", "--format", "json"]));
+    let changes = &diff["changes"];
+    let promoted = entry(changes, "org_users", "user-dee");
+    assert_eq!(
+        promoted["attribution"]["status"], "recorded",
+        "{promoted:#}"
+    );
+    assert_eq!(promoted["attribution"]["events"][0]["type"], "user.updated");
+    // Dee left Gamma with the project, before the promotion: the promotion does not
+    // explain it, and the log (read over that interval) holds nothing that does.
+    let left = changes
+        .as_array()
+        .and_then(|all| {
+            all.iter().find(|c| {
+                c["resource_type"] == "project_users"
+                    && c["project_id"] == "proj_c"
+                    && c["resource_id"] == "user-dee"
+            })
+        })
+        .unwrap_or_else(|| panic!("Dee's membership of Gamma did not change in {changes:#}"));
+    assert_eq!(left["change"], "removed", "{left:#}");
+    assert_eq!(left["attribution"]["status"], "not_recorded", "{left:#}");
+    // The reversed diff is the same changes backwards, explained the same way.
+    let reversed = json_of(&env.run(&["diff", "3", "1", "--format", "json"]));
+    let back = reversed["changes"]
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|c| c["resource_type"] == "project_users" && c["project_id"] == "proj_c")
+        })
+        .unwrap_or_else(|| panic!("no membership of Gamma in {reversed:#}"));
+    assert_eq!(back["change"], "added", "{back:#}");
+    assert_eq!(back["attribution"]["status"], "not_recorded", "{back:#}");
+}
+
+#[test]
+fn a_change_made_before_a_partial_snapshot_that_could_not_read_it_keeps_its_event() {
+    let env = Env::with_org(
+        r#"{
+      "users": [{"id": "user-ada", "name": "Ada", "email": "ada@acme.com", "role": "owner"}],
+      "projects": [{"id": "proj_a", "name": "Alpha", "created_at": "-40d",
+        "users": [{"id": "user-ada", "role": "owner"}],
+        "api_keys": [{"id": "key_a", "owner": {"type": "user", "id": "user-ada"}}]}]
+    }"#,
+    );
+    snapshot(&env, 0);
+    // The key is revoked; the next snapshot cannot read the project's keys, so it carries
+    // the key forward, and only the one after sees it gone.
+    next_second();
+    env.send(
+        "DELETE",
+        "/organization/projects/proj_a/api_keys/key_a",
+        None,
+    );
+    next_second();
+    env.sim.add_fault(Fault {
+        path_prefix: "/organization/projects/proj_a/api_keys".into(),
+        kind: FaultKind::Status(403),
+        times: Some(1),
+    });
+    snapshot(&env, 3);
+    snapshot(&env, 0);
+
+    let diff = json_of(&env.run(&["diff", "--format", "json"]));
+    assert_eq!(diff["from"]["id"], 2, "{diff:#}");
+    let revoked = entry(&diff["changes"], "project_api_keys", "key_a");
+    assert_eq!(revoked["change"], "removed", "{revoked:#}");
+    // The revocation came before snapshot 2 started, which could not see it: the
+    // change lies between snapshot 1 and 3, and the log recorded it.
+    assert_eq!(revoked["attribution"]["status"], "recorded", "{revoked:#}");
+    assert_eq!(
+        revoked["attribution"]["events"][0]["type"], "api_key.deleted",
+        "{revoked:#}"
+    );
+
+    let history = json_of(&env.run(&["history", "key_a", "--format", "json"]));
+    let removed = history
+        .as_array()
+        .and_then(|all| all.iter().find(|h| h["change"] == "removed"))
+        .unwrap_or_else(|| panic!("no removal in {history:#}"));
+    assert_eq!(removed["snapshot_id"], 3, "{removed:#}");
+    assert_eq!(removed["attribution"]["status"], "recorded", "{removed:#}");
 }
