@@ -314,6 +314,11 @@ fn a_change_made_before_a_partial_snapshot_that_could_not_read_it_keeps_its_even
     snapshot(&env, 3);
     snapshot(&env, 0);
 
+    // The partial read shows the key neither removed nor changed.
+    let partial = json_of(&env.run(&["diff", "1", "2", "--format", "json"]));
+    assert_eq!(partial["to"]["status"], "partial", "{partial:#}");
+    assert_eq!(partial["changes"], json!([]), "{partial:#}");
+
     let diff = json_of(&env.run(&["diff", "--format", "json"]));
     assert_eq!(diff["from"]["id"], 2, "{diff:#}");
     let revoked = entry(&diff["changes"], "project_api_keys", "key_a");
