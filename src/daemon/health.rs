@@ -1,6 +1,8 @@
 //! `[server] listen`: `/healthz`, `/readyz` and `/metrics` while the daemon runs.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -8,7 +10,11 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::future::BoxFuture;
-use tokio::task::JoinHandle;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::{Component, DaemonError, DaemonEvent, DaemonHandle};
@@ -85,14 +91,7 @@ impl Component for HealthServer {
             tracing::info!(listen = %local, "serving /healthz, /readyz and /metrics");
             let stop = self.stop.clone();
             let app = router(handle);
-            self.task = Some(tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-                if let Err(error) = served {
-                    tracing::error!(%error, "health server stopped");
-                }
-            }));
+            self.task = Some(tokio::spawn(serve(listener, app, stop)));
             Ok(())
         })
     }
@@ -110,6 +109,94 @@ impl Component for HealthServer {
             }
         })
     }
+}
+
+/// The connections served at once. Whoever reaches the port can open connections, and each
+/// holds a file descriptor: unbounded, a client that opens a thousand and keeps them takes
+/// the descriptors the runs need (the database, the API) and every run fails. Past this
+/// many, new connections wait in the kernel's listen backlog, not in the process.
+const MAX_CONNECTIONS: usize = 32;
+
+/// How long a request's head may take to arrive, and a kept-alive connection may sit idle:
+/// a client sending a header byte now and then (slowloris) is dropped after this.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one connection may last, however it behaves (a client that pipelines requests
+/// and never reads the answers holds its connection while no header is being read).
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+
+/// How long a connection gets to finish its answer once it is told to close (at shutdown or
+/// at [`MAX_CONNECTION_AGE`]) before it is dropped: a half-sent request must not hold up the
+/// daemon's exit.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The largest request head buffered (the paths served are short; hyper's own default is
+/// about 400 KiB a connection).
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
+/// Accepts connections until `stop`, at most [`MAX_CONNECTIONS`] at once, then closes them
+/// within [`CLOSE_GRACE`].
+async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        // Reap the connections that ended, so the set does not grow with every one served.
+        while connections.try_join_next().is_some() {}
+        match accepted {
+            Ok((stream, _)) => {
+                connections.spawn(serve_connection(stream, app.clone(), stop.clone(), permit));
+            }
+            Err(error) => {
+                // Out of descriptors, most likely: accepting again at once would spin.
+                tracing::warn!(%error, "health server: cannot accept a connection");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+    drop(listener);
+    // Each connection closes or is dropped within CLOSE_GRACE of `stop`; the margin covers
+    // the scheduling between them. Whatever is left is aborted when the set drops.
+    let _ = tokio::time::timeout(CLOSE_GRACE * 2, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// One HTTP/1 connection, within the limits above; `_slot` frees its place when it ends.
+async fn serve_connection(
+    stream: TcpStream,
+    app: Router,
+    stop: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD);
+    let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = stop.cancelled() => {}
+        () = tokio::time::sleep(MAX_CONNECTION_AGE) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(CLOSE_GRACE, connection).await;
 }
 
 /// Whether the database file (or, before the first run, its folder) can be written: the

@@ -194,3 +194,118 @@ fn second_daemon_process_on_the_same_database_refuses_with_a_clear_message() {
     let (code, _) = wait(first, Duration::from_secs(20));
     assert_eq!(code, 0);
 }
+
+/// Starts the stand-in daemon serving its endpoints on a free port, and returns it with the
+/// port once `/healthz` answers.
+fn spawn_listening(dir: &Path) -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = spawn(dir, &["--listen", &format!("127.0.0.1:{port}")]);
+    let start = Instant::now();
+    while !get(port, "/healthz").starts_with("HTTP/1.1 200") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the health server never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+/// One `GET` on its own connection: the whole answer, or "" if there was none.
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let _ = stream.read_to_string(&mut answer);
+    }
+    answer
+}
+
+/// A connection that sent the start of a request head and then nothing more.
+fn half_request(port: u16) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
+    stream
+}
+
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn sigterm_stops_the_daemon_while_a_client_holds_a_half_sent_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, port) = spawn_listening(dir.path());
+    let _held = half_request(port);
+    // The server has the connection once a later one is answered.
+    assert!(get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    signal(&child, "TERM");
+    // Well inside the header timeout: the exit must not wait for the client at all.
+    let (code, stderr) = wait(child, Duration::from_secs(8));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn hundreds_of_held_connections_take_a_bounded_number_of_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, port) = spawn_listening(dir.path());
+    let before = open_descriptors(child.id());
+    let held: Vec<_> = (0..200).map(|_| half_request(port)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let during = open_descriptors(child.id());
+    assert!(
+        during <= before + 40,
+        "{before} descriptors before, {during} with 200 connections held"
+    );
+    drop(held);
+    let start = Instant::now();
+    while !get(port, "/healthz").starts_with("HTTP/1.1 200") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "/healthz never answered again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child, "TERM");
+    let (code, stderr) = wait(child, Duration::from_secs(8));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let (child, port) = spawn_listening(dir.path());
+    let mut held = half_request(port);
+    held.set_read_timeout(Some(Duration::from_secs(25)))
+        .unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    // The server closes it (with or without a 408, or a reset): the read ends instead of
+    // timing out.
+    let read = held.read_to_end(&mut answer);
+    let timed_out = matches!(&read, Err(e) if matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ));
+    assert!(!timed_out, "still connected after {:?}", start.elapsed());
+    signal(&child, "TERM");
+    let (code, stderr) = wait(child, Duration::from_secs(8));
+    assert_eq!(code, 0, "{stderr}");
+}
