@@ -1006,6 +1006,32 @@ impl Component for MetricsRecorder {
     }
 }
 
+/// A SIGHUP that came while the daemon was starting, before [`SignalListener`] took over.
+#[cfg(unix)]
+static EARLY_HANGUP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(unix)]
+extern "C" fn note_early_hangup(_signal: libc::c_int) {
+    EARLY_HANGUP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Catches SIGHUP from now until the daemon listens for signals. Its default action ends
+/// the process, and loading the configuration, the rules and the key, building the runtime
+/// and taking the lock come first: a `systemctl reload` in that time would kill the daemon.
+/// One that comes meanwhile becomes a reload once the daemon runs. Call it first thing.
+pub fn hold_early_hangups() {
+    #[cfg(unix)]
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe, and has the
+    // signature `signal` expects. Tokio's handler takes over when the daemon starts (it may
+    // still call this one after its own: a flag nobody reads again).
+    unsafe {
+        libc::signal(
+            libc::SIGHUP,
+            note_early_hangup as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+}
+
 /// SIGTERM and SIGINT ask for a shutdown (a second one abandons the run in flight); SIGHUP
 /// asks for a reload.
 #[derive(Default)]
@@ -1028,6 +1054,10 @@ impl Component for SignalListener {
                 let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
                 let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
                 let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+                if EARLY_HANGUP.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    tracing::info!("SIGHUP received while starting: reloading");
+                    handle.reload();
+                }
                 self.task = Some(tokio::spawn(async move {
                     loop {
                         tokio::select! {

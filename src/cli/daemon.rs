@@ -36,6 +36,9 @@ pub struct DaemonArgs {}
 /// Runs `orgwarden daemon`: audits on `[schedule]` until SIGTERM/SIGINT, reloading
 /// configuration and rules on SIGHUP.
 pub fn daemon(global: &GlobalArgs, _args: &DaemonArgs) -> anyhow::Result<Exit> {
+    // Only here, where the process is the daemon: in a process that already runs a tokio
+    // signal handler (tests calling `serve`), this would replace it.
+    crate::daemon::hold_early_hangups();
     let config = global.load_config()?;
     let options = ServeOptions::default();
     let inputs = JobInputs {

@@ -20,12 +20,21 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path) -> Daemon {
+        Daemon::spawn(dir, Some(KEY))
+    }
+
+    /// The daemon, with the admin key in OPENAI_ADMIN_KEY or (`None`) as configured.
+    fn spawn(dir: &Path, key: Option<&str>) -> Daemon {
         let log = dir.join(format!("daemon-{}.log", fastrand_suffix()));
-        let child = crate::support::orgwarden()
+        let mut command = crate::support::orgwarden();
+        match key {
+            Some(key) => command.env("OPENAI_ADMIN_KEY", key),
+            None => command.env_remove("OPENAI_ADMIN_KEY"),
+        };
+        let child = command
             .current_dir(dir)
             .args(["--config", "orgwarden.toml", "--db", "audit.db"])
             .args(["--log-format", "json", "daemon"])
-            .env("OPENAI_ADMIN_KEY", KEY)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -421,4 +430,81 @@ fn the_json_run_line_of_a_failed_run_keeps_its_message() {
             .is_some_and(|cause| !cause.is_empty()),
         "the reason the run failed is logged: {line}"
     );
+}
+
+/// Waits until the daemon has the FIFO open for reading, then writes `text` into it (the
+/// open cannot succeed without a reader); panics if the daemon exits first.
+#[cfg(unix)]
+fn feed_fifo(daemon: &mut Daemon, fifo: &Path, text: Option<&str>) -> fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let start = Instant::now();
+    loop {
+        let opened = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo);
+        if let Ok(mut file) = opened {
+            if let Some(text) = text {
+                file.write_all(text.as_bytes()).unwrap();
+            }
+            return file;
+        }
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            panic!("the daemon exited ({status}); log:\n{}", daemon.log());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the daemon never read {}; log:\n{}",
+            fifo.display(),
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+#[cfg(unix)]
+fn sighup_while_the_daemon_loads_its_configuration_becomes_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Duration::ZERO);
+    write_config(dir.path(), &sim, "0 0 1 1 *", "");
+    let config = fs::read_to_string(dir.path().join("orgwarden.toml")).unwrap();
+    fs::write(
+        dir.path().join("orgwarden.toml"),
+        config.replace(
+            "organization = \"acme-robotics\"\n",
+            "organization = \"acme-robotics\"\nadmin_key_file = \"admin_key\"\n",
+        ),
+    )
+    .unwrap();
+    // A FIFO as the key file holds the daemon in its configuration loading, before it
+    // listens for signals, for as long as the test wants.
+    let fifo = dir.path().join("admin_key");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let mut daemon = Daemon::spawn(dir.path(), None);
+    let held = feed_fifo(&mut daemon, &fifo, None);
+    daemon.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    if let Some(status) = daemon.child.try_wait().unwrap() {
+        panic!("a SIGHUP while starting ended the daemon ({status})");
+    }
+    drop(feed_fifo(&mut daemon, &fifo, Some(KEY)));
+    drop(held);
+    // Started (the first read of the key is over); the reload reads the key file again.
+    daemon.wait_for(
+        "waiting for the next scheduled run",
+        1,
+        Duration::from_secs(20),
+    );
+    drop(feed_fifo(&mut daemon, &fifo, Some(KEY)));
+    daemon.wait_for(
+        "reloaded configuration and rules",
+        1,
+        Duration::from_secs(20),
+    );
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait(Duration::from_secs(20));
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("SIGHUP received while starting"), "{log}");
 }
