@@ -10,6 +10,10 @@
 //! - **No overlap**: a tick that comes while a run is in flight is skipped and logged once.
 //! - **One catch-up**: if the last recorded run started before the previous scheduled tick
 //!   (the daemon was down), one run happens at start, not one per missed tick.
+//! - **Clock steps**: a wall clock set back by more than [`CLOCK_STEP_TOLERANCE`] is
+//!   noticed (at the latest when the tick waited for was due) and the next run planned
+//!   by the new time; one set
+//!   forward runs the tick it waited for and reports the ticks it passed over.
 //! - **SIGHUP** calls [`Job::reload`]; on failure the old configuration and rules stay.
 //! - **SIGTERM / SIGINT**: no new runs; rule evaluation in flight stops at once (the run
 //!   fails and records nothing); a crawl in flight gets `shutdown_deadline` (30 s) to
@@ -265,6 +269,11 @@ pub enum DaemonEvent {
     TicksPassed {
         /// How many.
         count: u64,
+    },
+    /// The wall clock stepped back this far; the next run was planned again by the new time.
+    ClockWentBack {
+        /// How far.
+        by: Duration,
     },
     /// Configuration and rules were reloaded.
     Reloaded,
@@ -553,16 +562,80 @@ struct Planned {
 /// or a clock change cannot leave the daemon asleep past its tick.
 const MAX_SLEEP: Duration = Duration::from_secs(300);
 
-async fn wait_until(at: Option<DateTime<Utc>>) {
-    let Some(at) = at else {
-        return std::future::pending().await;
-    };
-    loop {
-        let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        if left.is_zero() {
-            return;
+/// How far the wall clock may fall behind the monotonic clock before the daemon takes it
+/// for a step back and plans again from the new time. Slewing (NTP) moves both clocks
+/// alike; only a step (`date -s`, an NTP step, a restored VM) opens a gap.
+const CLOCK_STEP_TOLERANCE: Duration = Duration::from_secs(60);
+
+/// A wall-clock reading and the monotonic instant it was taken at.
+#[derive(Clone, Copy, Debug)]
+struct Reading {
+    wall: DateTime<Utc>,
+    at: std::time::Instant,
+}
+
+impl Reading {
+    fn now() -> Reading {
+        Reading {
+            wall: Utc::now(),
+            at: std::time::Instant::now(),
         }
-        tokio::time::sleep(left.min(MAX_SLEEP)).await;
+    }
+
+    /// How far the wall clock is now behind where it would be had it only run forward
+    /// since this reading; zero if it is not behind.
+    fn wall_clock_behind(&self, now: DateTime<Utc>) -> Duration {
+        let ran = chrono::TimeDelta::from_std(self.at.elapsed()).unwrap_or(chrono::TimeDelta::MAX);
+        self.wall
+            .checked_add_signed(ran)
+            .map_or(Duration::ZERO, |expected| {
+                (expected - now).to_std().unwrap_or(Duration::ZERO)
+            })
+    }
+}
+
+/// Why [`wait_until`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Woke {
+    /// The time came.
+    Due,
+    /// The wall clock stepped back this far since the plan was made: the time waited for is
+    /// that much further away than planned.
+    ClockWentBack(Duration),
+}
+
+/// Waits until the wall clock reaches `at` (for ever if `None`), or until it is seen to have
+/// stepped back since `planned` (by more than [`CLOCK_STEP_TOLERANCE`]): a tick planned by
+/// the old time would otherwise be waited for as long as the step, a year for a clock that
+/// booted a year ahead and was then corrected, with no run and nothing said.
+async fn wait_until(at: Option<DateTime<Utc>>, planned: Reading) -> Woke {
+    loop {
+        let now = Utc::now();
+        let behind = planned.wall_clock_behind(now);
+        if behind > CLOCK_STEP_TOLERANCE {
+            return Woke::ClockWentBack(behind);
+        }
+        let Some(at) = at else {
+            tokio::time::sleep(MAX_SLEEP).await;
+            continue;
+        };
+        let left = (at - now).to_std().unwrap_or(Duration::ZERO);
+        if left.is_zero() {
+            return Woke::Due;
+        }
+        // Also wake when `at` would have come had the clock only run forward: a step back
+        // is then seen at the planned time, not up to MAX_SLEEP after it.
+        let planned_left = (at - planned.wall)
+            .to_std()
+            .ok()
+            .and_then(|wait| wait.checked_sub(planned.at.elapsed()))
+            .unwrap_or(Duration::ZERO);
+        let sleep = if planned_left.is_zero() {
+            left
+        } else {
+            left.min(planned_left)
+        };
+        tokio::time::sleep(sleep.min(MAX_SLEEP)).await;
     }
 }
 
@@ -610,6 +683,10 @@ impl<J: Job> Running<J> {
             in_flight = Some(self.start_run(RunReason::CatchUp, missed).await);
         }
         let mut next = self.plan_after(now);
+        let mut planned = Reading {
+            wall: now,
+            at: std::time::Instant::now(),
+        };
         self.log_next(next);
 
         loop {
@@ -618,7 +695,8 @@ impl<J: Job> Running<J> {
                 () = handle.inner.shutdown.cancelled() => break,
                 () = handle.inner.reload.notified() => {
                     if self.reload().await {
-                        next = self.plan_after(Utc::now());
+                        planned = Reading::now();
+                        next = self.plan_after(planned.wall);
                         self.log_next(next);
                     }
                 }
@@ -627,14 +705,24 @@ impl<J: Job> Running<J> {
                         self.finish(run, joined).await;
                     }
                 }
-                () = wait_until(next.map(|p| p.fire_at)) => {
-                    let Some(planned) = next else { continue };
-                    if in_flight.is_some() {
-                        self.dispatch(&DaemonEvent::TickSkipped { tick: planned.tick }).await;
-                    } else {
-                        in_flight = Some(self.start_run(RunReason::Scheduled, planned.tick).await);
+                woke = wait_until(next.map(|p| p.fire_at), planned) => {
+                    if let Woke::ClockWentBack(by) = woke {
+                        // Plan by the new time. A step back over a tick already run runs
+                        // it again: one audit too many rather than none for that long.
+                        self.dispatch(&DaemonEvent::ClockWentBack { by }).await;
+                        planned = Reading::now();
+                        next = self.plan_after(planned.wall);
+                        self.log_next(next);
+                        continue;
                     }
-                    next = self.plan_following(planned.tick).await;
+                    let Some(due) = next else { continue };
+                    if in_flight.is_some() {
+                        self.dispatch(&DaemonEvent::TickSkipped { tick: due.tick }).await;
+                    } else {
+                        in_flight = Some(self.start_run(RunReason::Scheduled, due.tick).await);
+                    }
+                    planned = Reading::now();
+                    next = self.plan_following(due.tick).await;
                 }
             }
         }
@@ -954,6 +1042,10 @@ impl Component for RunLog {
                     "scheduled times passed while the process was suspended or the clock \
                      jumped; they are not run"
                 ),
+                DaemonEvent::ClockWentBack { by } => tracing::warn!(
+                    by_secs = by.as_secs(),
+                    "the wall clock stepped back; planning the next run by the new time"
+                ),
                 DaemonEvent::Reloaded
                 | DaemonEvent::ReloadFailed { .. }
                 | DaemonEvent::ShutdownRequested => {}
@@ -1125,6 +1217,46 @@ mod tests {
         assert!(delays.iter().any(|d| *d > 20_000));
         assert_eq!(jittered(tick, None, &mut rng), tick);
         assert_eq!(jittered(tick, Some(Duration::ZERO), &mut rng), tick);
+    }
+
+    #[tokio::test]
+    async fn a_wall_clock_stepped_back_wakes_the_wait_instead_of_sleeping_through_the_step() {
+        // Planned when the wall clock read an hour later than it reads now: it has since
+        // stepped back an hour, and the tick, 30 s after the plan by the old time, is now an
+        // hour and 30 s away.
+        let planned = Reading {
+            wall: Utc::now() + chrono::TimeDelta::hours(1),
+            at: std::time::Instant::now(),
+        };
+        let tick = planned.wall + chrono::TimeDelta::seconds(30);
+        let woke = tokio::time::timeout(Duration::from_secs(5), wait_until(Some(tick), planned))
+            .await
+            .expect("the wait noticed the step instead of sleeping through it");
+        let Woke::ClockWentBack(by) = woke else {
+            panic!("{woke:?}")
+        };
+        assert!(by.as_secs().abs_diff(3600) < 5, "{by:?}");
+    }
+
+    #[tokio::test]
+    async fn a_wall_clock_running_forward_waits_for_the_tick() {
+        let planned = Reading::now();
+        let tick = planned.wall + chrono::TimeDelta::milliseconds(200);
+        let woke = tokio::time::timeout(Duration::from_secs(5), wait_until(Some(tick), planned))
+            .await
+            .unwrap();
+        assert_eq!(woke, Woke::Due);
+        assert!(Utc::now() >= tick);
+        // A small step back, within the tolerance, is waited out.
+        let planned = Reading {
+            wall: Utc::now() + chrono::TimeDelta::seconds(1),
+            at: std::time::Instant::now(),
+        };
+        let tick = Utc::now() + chrono::TimeDelta::milliseconds(200);
+        let woke = tokio::time::timeout(Duration::from_secs(5), wait_until(Some(tick), planned))
+            .await
+            .unwrap();
+        assert_eq!(woke, Woke::Due);
     }
 
     #[test]

@@ -180,6 +180,7 @@ impl Component for Recorder {
                 }
                 DaemonEvent::TickSkipped { .. } => "tick-skipped".to_owned(),
                 DaemonEvent::TicksPassed { count } => format!("ticks-passed {count}"),
+                DaemonEvent::ClockWentBack { .. } => "clock-went-back".to_owned(),
                 DaemonEvent::Reloaded => "reloaded".to_owned(),
                 DaemonEvent::ReloadFailed { error } => format!("reload-failed {error}"),
                 DaemonEvent::ShutdownRequested => "shutdown".to_owned(),
