@@ -280,6 +280,36 @@ fn email_counts(
         })
 }
 
+/// What a reload changed that only a restart applies: the daemon holds its database locked
+/// and its address bound for its whole life. Said, so that "reloaded" does not pass for
+/// having moved them. `db` is the database in use (`--db` wins over `[storage] path`, so a
+/// changed path matters only when the old one was the database in use).
+fn restart_only_changes(old: &Config, new: &Config, db: &Path) -> Vec<String> {
+    let mut changes = Vec::new();
+    let (old_path, new_path) = (
+        old.resolve(&old.storage.path),
+        new.resolve(&new.storage.path),
+    );
+    if old_path != new_path && old_path == db {
+        changes.push(format!(
+            "[storage] path changed to {}; the daemon keeps using {} until it is restarted",
+            new_path.display(),
+            db.display()
+        ));
+    }
+    if old.server.listen != new.server.listen {
+        let shown = |listen: Option<std::net::SocketAddr>| {
+            listen.map_or_else(|| "off".to_owned(), |addr| addr.to_string())
+        };
+        changes.push(format!(
+            "[server] listen changed to {}; the daemon keeps {} until it is restarted",
+            shown(new.server.listen),
+            shown(old.server.listen)
+        ));
+    }
+    changes
+}
+
 impl Job for AuditJob {
     async fn run(&self, ctx: RunContext) -> RunOutcome {
         let loaded = self.loaded();
@@ -322,6 +352,9 @@ impl Job for AuditJob {
         // Reading the configuration, rule and key files is blocking I/O.
         let (inputs, metrics) = (self.inputs.clone(), self.metrics.clone());
         let loaded = tokio::task::spawn_blocking(move || load(&inputs, &metrics)).await??;
+        for change in restart_only_changes(&self.loaded().config, &loaded.config, &self.inputs.db) {
+            tracing::warn!("{change}");
+        }
         let timing = Timing::from_config(&loaded.config.schedule);
         match self.current.write() {
             Ok(mut guard) => *guard = Arc::new(loaded),
@@ -350,7 +383,25 @@ impl Job for AuditJob {
 
 #[cfg(test)]
 mod tests {
-    use super::email_counts;
+    use super::{email_counts, restart_only_changes};
+    use crate::config::Config;
+    use std::path::Path;
+
+    #[test]
+    fn a_reload_that_moves_the_database_or_the_listen_address_says_it_waits_for_a_restart() {
+        let config = |text: &str| Config::parse(text, Path::new("/etc/ow/orgwarden.toml")).unwrap();
+        let old = config("[storage]\npath = \"a.db\"\n[server]\nlisten = \"127.0.0.1:9464\"\n");
+        let moved = config("[storage]\npath = \"b.db\"\n[server]\nlisten = \"0.0.0.0:9464\"\n");
+        let db = Path::new("/etc/ow/a.db");
+        let changes = restart_only_changes(&old, &moved, db);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(changes[0].contains("/etc/ow/b.db") && changes[0].contains("/etc/ow/a.db"));
+        assert!(changes[1].contains("0.0.0.0:9464") && changes[1].contains("127.0.0.1:9464"));
+        assert!(restart_only_changes(&old, &old, db).is_empty());
+        // With --db naming another file, [storage] path was never the database in use.
+        let elsewhere = restart_only_changes(&old, &moved, Path::new("/var/lib/ow.db"));
+        assert_eq!(elsewhere.len(), 1, "{elsewhere:?}");
+    }
     use crate::notify::outbox::Outcome;
 
     #[test]
