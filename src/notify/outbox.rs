@@ -376,8 +376,18 @@ fn attempt(row: &Row, sender: Sender<'_>, now: DateTime<Utc>) -> Result<Attempt,
             Ok(http.send(&row.message, &delivery_id, row.progress, now))
         }
         Sender::Email(transport) => {
-            let to: Vec<String> = serde_json::from_str(&row.recipients)
-                .map_err(|source| OutboxError::Recipients { id, source })?;
+            // A list that cannot be read (the row damaged) can never be sent: refused like
+            // unreadable PagerDuty events, so it does not end every later pass before the
+            // messages queued after it.
+            let to: Vec<String> = match serde_json::from_str(&row.recipients) {
+                Ok(to) => to,
+                Err(e) => {
+                    return Ok(Attempt::Rejected {
+                        error: format!("outbox message {id}: unreadable recipient list: {e}"),
+                        progress: 0,
+                    });
+                }
+            };
             // The creation time keeps names unique across databases writing to one folder.
             let name = format!(
                 "orgwarden-{}-{}",
@@ -635,6 +645,33 @@ mod tests {
         let id = insert(tx.as_transaction(), &message("x"), t(0)).unwrap();
         tx.commit().unwrap();
         assert_eq!(list(store.conn()).unwrap()[0].id, id);
+    }
+
+    #[test]
+    fn a_message_whose_recipients_cannot_be_read_is_refused_and_the_next_is_delivered() {
+        // A damaged row must not end every later pass before the messages queued after it.
+        let dir = tempfile::tempdir().unwrap();
+        let files = Transport::File {
+            dir: dir.path().join("outbox"),
+        };
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        let damaged = insert(&tx, &message("damaged"), t(0)).unwrap();
+        let next = insert(&tx, &message("next"), t(0)).unwrap();
+        tx.execute(
+            "UPDATE outbox SET recipients = 'not json' WHERE id = ?1",
+            [damaged.0],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let report = deliver_pending(&conn, &files, t(0)).unwrap();
+        assert_eq!(report.sent, vec![next], "{report:?}");
+        assert_eq!(report.rejected.len(), 1, "{report:?}");
+        assert!(
+            report.rejected[0].1.contains("unreadable recipient list"),
+            "{report:?}"
+        );
+        assert_eq!(report.pending, 0);
     }
 
     #[test]
