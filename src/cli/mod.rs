@@ -100,6 +100,12 @@ pub fn error_text(error: &anyhow::Error) -> String {
     let error = error.downcast_ref::<CliError>().map_or(error, |e| &e.error);
     let mut text = String::new();
     for cause in error.chain() {
+        // rusqlite's error has SQLite's result code as its source, which only says again,
+        // in generic words, what its message said (`no such table: x`, then
+        // `Error code 1: SQL logic error`).
+        if cause.downcast_ref::<rusqlite::ffi::Error>().is_some() {
+            continue;
+        }
         let part = cause.to_string();
         if part.is_empty() || text.contains(&part) {
             continue;
@@ -514,6 +520,16 @@ mod tests {
     struct Quoting {
         path: &'static str,
         source: std::io::Error,
+    }
+
+    #[test]
+    fn an_sqlite_error_is_not_followed_by_its_result_code_in_other_words() {
+        let sqlite = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".to_owned()),
+        );
+        let error = anyhow::Error::new(crate::notify::outbox::OutboxError::Db(sqlite));
+        assert_eq!(error_text(&error), "outbox: database or disk is full");
     }
 
     #[test]
