@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::AdminClient;
 use crate::collect::{self, SnapshotError, SnapshotOutcome};
+use crate::daemon::DaemonError;
+use crate::daemon::lock::LockError;
 use crate::exemptions::Exemption;
 use crate::findings::{self, Coverage, Finding, FindingsError, Reconciled, RuleMeta};
 use crate::model::{Family, RuleId, SnapshotStatus};
@@ -321,6 +323,68 @@ pub async fn open_store(path: std::path::PathBuf) -> Result<Store, PipelineError
         .map_err(PipelineError::Open)
 }
 
+/// The storage fault (a full disk, a lock held too long, a damaged file) behind `error`,
+/// if one of its causes is SQLite's: said with the database's path by whoever shows the
+/// error. The store's errors keep SQLite's error to themselves (their message already says
+/// it) and several wrappers are transparent, so each is looked into here by name.
+pub fn storage_fault(
+    error: &(dyn std::error::Error + 'static),
+    db: &std::path::Path,
+) -> Option<crate::store::Fault> {
+    crate::store::Fault::of(sqlite_cause(error)?, db)
+}
+
+/// The first SQLite error among `error` and its causes, looked into as [`storage_fault`]
+/// does.
+pub fn sqlite_cause<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rusqlite::Error> {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(sqlite) = sqlite_error(error) {
+            return Some(sqlite);
+        }
+        cause = error.source();
+    }
+    None
+}
+
+/// The SQLite error one error of a chain holds itself, if any.
+fn sqlite_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rusqlite::Error> {
+    if let Some(sqlite) = error.downcast_ref::<rusqlite::Error>() {
+        return Some(sqlite);
+    }
+    let store = if let Some(e) = error.downcast_ref::<StoreError>() {
+        e
+    } else if let Some(SnapshotError::Store(e)) = error.downcast_ref::<SnapshotError>() {
+        e
+    } else if let Some(PipelineError::Open(e) | PipelineError::Snapshot(SnapshotError::Store(e))) =
+        error.downcast_ref::<PipelineError>()
+    {
+        e
+    } else if let Some(AuditError::Store(e) | AuditError::Findings(FindingsError::Store(e))) =
+        error.downcast_ref::<AuditError>()
+    {
+        e
+    } else if let Some(FindingsError::Store(e)) = error.downcast_ref::<FindingsError>() {
+        e
+    } else if let Some(LockError::NotOurs(e) | LockError::Writer(e)) =
+        error.downcast_ref::<LockError>()
+    {
+        e
+    } else if let Some(DaemonError::Lock(LockError::NotOurs(e) | LockError::Writer(e))) =
+        error.downcast_ref::<DaemonError>()
+    {
+        e
+    } else {
+        return None;
+    };
+    match store {
+        StoreError::Sqlite(e) | StoreError::Migration { error: e, .. } => Some(e),
+        _ => None,
+    }
+}
+
 /// What a rule contributes to its findings.
 fn rule_meta(rule: &Rule) -> RuleMeta {
     RuleMeta {
@@ -467,6 +531,42 @@ mod tests {
             .expect("a digest was queued");
         assert_eq!(queued, [announced.0]);
         assert_eq!(mail_files(dir.path()), 1, "delivered once");
+    }
+
+    #[test]
+    fn a_full_disk_during_evaluation_is_told_as_no_space_and_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, info) = stored_demo(dir.path());
+        let mut store = Store::open(&db).unwrap();
+        // SQLite's own limit stands in for a full disk: it fails the first page the
+        // findings need with SQLITE_FULL, as a full file system does.
+        let pages: i64 = store
+            .conn()
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        store
+            .conn()
+            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .unwrap();
+        let setup = setup(false, dir.path());
+        let error = evaluate(
+            &mut store,
+            &setup.inputs(),
+            &info,
+            Utc::now(),
+            &CancellationToken::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            storage_fault(&error, &db),
+            Some(crate::store::Fault::NoSpace),
+            "{error}"
+        );
+        drop(store);
+        let stored = findings::load(Store::open(&db).unwrap().reader()).unwrap();
+        assert!(stored.is_empty(), "no finding recorded");
+        assert!(outbox_ids(&db).is_empty(), "nothing queued");
+        assert_eq!(mail_files(dir.path()), 0);
     }
 
     #[test]

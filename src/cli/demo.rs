@@ -18,6 +18,9 @@ use crate::store::{SnapshotInfo, Store};
 use super::audit::{CliSetup, FindingsFormat, load_rules_for, run_and_print, store_error};
 use super::{CliError, Exit, GlobalArgs};
 
+/// The demo's database when `--db` does not name one: in the current folder.
+pub(super) const DEMO_DB: &str = "orgwarden-demo.db";
+
 /// `orgwarden demo`
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -39,10 +42,7 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
              not used; `orgwarden audit --base-url URL` audits an API at that address"
         );
     }
-    let db = global
-        .db
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("orgwarden-demo.db"));
+    let db = global.db.clone().unwrap_or_else(|| PathBuf::from(DEMO_DB));
     let org = Org::demo_today(Utc::now().timestamp());
     let name = org.organization.clone();
     demo_settings(&mut config, &name, &org.email_domains, &args.outbox);

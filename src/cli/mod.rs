@@ -390,7 +390,7 @@ pub(super) fn print_or_drop(text: &str) -> std::io::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<Exit> {
     let global = &cli.global;
-    match &cli.command {
+    let result = match &cli.command {
         Command::Init(args) => init::init(global, args),
         Command::Demo(args) => demo::demo(global, args),
         Command::Audit(args) => audit::audit(global, args),
@@ -407,6 +407,60 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Rules(cmd) => rules::rules(global, cmd),
         Command::Notify(cmd) => notify::notify(global, cmd),
         Command::Sim(args) => sim::sim(global, args),
+    };
+    result.map_err(|error| with_storage_fault(error, || database_of(&cli)))
+}
+
+/// The database a command works on, for naming it in an error; `None` for the commands that
+/// have none.
+fn database_of(cli: &Cli) -> Option<PathBuf> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Init(_) | Command::Schedule(_) | Command::Sim(_) => None,
+        Command::Demo(_) => Some(
+            global
+                .db
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(demo::DEMO_DB)),
+        ),
+        // Read again without printing its problems: the command already did, had it any.
+        _ => {
+            let config = match global.config_path() {
+                Some(path) => Config::check_file(&path).ok()?.0,
+                None => Config::default(),
+            };
+            Some(global.db_path(&config))
+        }
+    }
+}
+
+/// An error whose cause is the storage under the database (a full disk, a lock held too
+/// long, a damaged file) first says so, naming the database and what to do: SQLite's own
+/// words ("disk I/O error", "database is locked") name neither. Other errors, and their
+/// exit codes, are left as they are.
+fn with_storage_fault(error: anyhow::Error, db: impl FnOnce() -> Option<PathBuf>) -> anyhow::Error {
+    let inner = error
+        .downcast_ref::<CliError>()
+        .map_or(&error, |e| &e.error);
+    // Only an SQLite error can be a storage fault: any other (a configuration error) is
+    // left before the database's path is looked up.
+    let Some(sqlite) = crate::pipeline::sqlite_cause(inner.as_ref()) else {
+        return error;
+    };
+    let Some(db) = db() else {
+        return error;
+    };
+    let Some(fault) = crate::store::Fault::of(sqlite, &db) else {
+        return error;
+    };
+    let text = fault.describe(&db);
+    match error.downcast::<CliError>() {
+        Ok(cli) => CliError {
+            exit: cli.exit,
+            error: cli.error.context(text),
+        }
+        .into(),
+        Err(error) => error.context(text),
     }
 }
 

@@ -129,7 +129,7 @@ impl AuditJob {
     ) -> RunOutcome {
         let store = match pipeline::open_store(self.inputs.db.clone()).await {
             Ok(store) => store,
-            Err(e) => return RunOutcome::failed(e.to_string()),
+            Err(e) => return RunOutcome::failed(self.explain(&e, e.to_string())),
         };
         let source = Source::Crawl {
             client: &loaded.client,
@@ -143,19 +143,23 @@ impl AuditJob {
                 // No crawl report says which 400s and 404s were expected: count them all as
                 // client errors now rather than hold them for a run that may never come.
                 self.metrics.settle_expected(ExpectedAnswers::default());
-                return RunOutcome::failed(match e {
+                let message = match e {
                     pipeline::PipelineError::Snapshot(_) => {
                         format!("snapshot failed; nothing was stored: {e}")
                     }
                     _ => e.to_string(),
-                });
+                };
+                return RunOutcome::failed(self.explain(&e, message));
             }
         };
         let mut outcome = self.record(&audited);
         match &audited.evaluated {
             Err(e) => {
                 outcome.status = SnapshotStatus::Failed;
-                outcome.message = Some(format!("evaluating snapshot {}: {e}", audited.snapshot.id));
+                outcome.message = Some(self.explain(
+                    e,
+                    format!("evaluating snapshot {}: {e}", audited.snapshot.id),
+                ));
             }
             Ok(run) if !run.unfinished.is_empty() => {
                 let rules: Vec<String> = run.unfinished.iter().map(ToString::to_string).collect();
@@ -169,6 +173,16 @@ impl AuditJob {
             Ok(_) => {}
         }
         outcome
+    }
+
+    /// `message`, led by what the storage under the database did when `error` comes from
+    /// it (a full disk, a lock held too long, a damaged file), naming the database: the log,
+    /// `/readyz` and the run record then say where to look.
+    fn explain(&self, error: &(dyn std::error::Error + 'static), message: String) -> String {
+        match pipeline::storage_fault(error, &self.inputs.db) {
+            Some(fault) => format!("{}: {message}", fault.describe(&self.inputs.db)),
+            None => message,
+        }
     }
 
     /// The run's figures from what the pipeline did.
@@ -327,6 +341,7 @@ impl Job for AuditJob {
                 outcome.emails_failed = failed;
             }
             Err(reason) => {
+                let reason = self.explain(&*reason, reason.to_string());
                 tracing::warn!(%reason, "the outbox could not be delivered; it is kept for the next run");
             }
         }

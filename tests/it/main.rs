@@ -57,6 +57,7 @@ mod sim_python_client;
 mod snapshot_e2e;
 mod spend_digest;
 mod spend_e2e;
+mod storage_faults;
 mod store_cli;
 mod store_crash;
 mod store_e2e;

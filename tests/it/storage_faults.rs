@@ -1,0 +1,163 @@
+//! Storage that misbehaves under the database: a full file system, another process's lock,
+//! a damaged file. Each run refuses or fails with the database's path and what is wrong in
+//! plain words, leaves what was stored as it was, and the next run, once the fault is gone,
+//! carries on.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn demo(dir: &Path, db: &Path, outbox: &Path) -> Output {
+    crate::support::orgwarden()
+        .arg("--db")
+        .arg(db)
+        .args(["-q", "demo", "--format", "json", "--outbox"])
+        .arg(outbox)
+        .current_dir(dir)
+        .output()
+        .expect("runs")
+}
+
+/// A 16 MiB tmpfs mounted on a fresh folder, unmounted when dropped; `None` where this
+/// process may not mount (not root, or in a container without CAP_SYS_ADMIN): a full
+/// file system cannot be made without one.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount() -> Option<SmallFs> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .is_ok_and(|out| out.status.success());
+        mounted.then_some(SmallFs { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `filler` until the file system refuses: it is then full.
+    fn fill(&self) -> PathBuf {
+        let filler = self.path().join("filler");
+        let mut file = std::fs::File::create(&filler).expect("create filler");
+        let chunk = vec![0_u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        // Whatever is smaller than a chunk.
+        while file.write_all(&[0]).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn integrity(db: &Path) -> String {
+    let conn = rusqlite::Connection::open(db).expect("open");
+    conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .expect("integrity_check")
+}
+
+fn snapshots_and_open_findings(db: &Path) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(db).expect("open");
+    let snapshots = conn
+        .query_row("SELECT count(*) FROM snapshot", [], |row| row.get(0))
+        .expect("snapshots");
+    let open = conn
+        .query_row(
+            "SELECT count(*) FROM finding WHERE status = 'open'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("findings");
+    (snapshots, open)
+}
+
+#[test]
+fn a_full_disk_fails_the_run_naming_the_database_and_the_next_run_carries_on() {
+    let Some(fs) = SmallFs::mount() else {
+        eprintln!("skipped: this process cannot mount a tmpfs to fill");
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let db = fs.path().join("orgwarden.db");
+    let outbox = fs.path().join("outbox");
+    let first = demo(work.path(), &db, &outbox);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let before = snapshots_and_open_findings(&db);
+
+    let filler = fs.fill();
+    let full = demo(work.path(), &db, &outbox);
+    let stderr = text(&full.stderr);
+    assert_eq!(full.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no space left on the file system holding the database {}",
+            db.display()
+        )),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(filler).expect("free the space");
+    assert_eq!(integrity(&db), "ok");
+    assert_eq!(snapshots_and_open_findings(&db), before, "nothing changed");
+    let again = demo(work.path(), &db, &outbox);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(snapshots_and_open_findings(&db).0, before.0 + 1);
+}
+
+#[test]
+fn a_damaged_file_and_a_lock_held_too_long_are_named_in_plain_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("orgwarden.db");
+    let outbox = dir.path().join("outbox");
+    let first = demo(dir.path(), &db, &outbox);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+
+    // Another process's write transaction, held past the busy timeout (10 s).
+    let holder = rusqlite::Connection::open(&db).expect("open");
+    holder.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let busy = demo(dir.path(), &db, &outbox);
+    let stderr = text(&busy.stderr);
+    assert_eq!(busy.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the database {} is busy", db.display())),
+        "{stderr}"
+    );
+    holder.execute_batch("ROLLBACK").expect("unlock");
+    drop(holder);
+
+    // A file cut short: its pages past the cut are gone.
+    let bytes = std::fs::read(&db).expect("read");
+    let cut = dir.path().join("cut.db");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).expect("write");
+    let out = crate::support::orgwarden()
+        .arg("--db")
+        .arg(&cut)
+        .arg("snapshots")
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the database {} or its -wal file is damaged",
+            cut.display()
+        )),
+        "{stderr}"
+    );
+}
