@@ -20,10 +20,11 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -215,6 +216,20 @@ pub enum StoreError {
     /// Stored data this binary cannot read back.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// Tables of the schema its version promises are gone (dropped by hand, or the file
+    /// damaged): refused whole, rather than failing half-way through a run.
+    #[error(
+        "the database {path} is damaged: it has schema version {version} but no table {missing}; \
+         restore it from a backup, or move it aside to start a new one (losing its history)"
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// Its `user_version`.
+        version: i64,
+        /// The missing tables, comma-separated.
+        missing: String,
+    },
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -478,6 +493,7 @@ impl Store {
                 supported,
             });
         }
+        check_tables(&conn, Some(path))?;
         Ok(Store {
             conn,
             path: Some(path.to_owned()),
@@ -714,6 +730,7 @@ impl Store {
     /// Applies migrations and recreates the views.
     fn prepare(&mut self) -> Result<(), StoreError> {
         migrate(&mut self.conn, self.path.as_deref())?;
+        check_tables(&self.conn, self.path.as_deref())?;
         views::ensure(&mut self.conn)
     }
 }
@@ -821,6 +838,51 @@ fn migrate(conn: &mut Connection, path: Option<&Path>) -> Result<(), StoreError>
         tracing::debug!(migration = name, "applied database migration");
     }
     Ok(())
+}
+
+/// The tables a database at this binary's schema version has: those the migrations make,
+/// found by applying them to an empty database once.
+fn schema_tables() -> &'static BTreeSet<String> {
+    static TABLES: OnceLock<BTreeSet<String>> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        let tables = || -> rusqlite::Result<BTreeSet<String>> {
+            let conn = Connection::open_in_memory()?;
+            for (_, sql) in MIGRATIONS {
+                conn.execute_batch(sql)?;
+            }
+            table_names(&conn)
+        };
+        // The migrations are this binary's own and apply to an empty database (the
+        // store's tests open one on every run); should they not, nothing is checked.
+        tables().unwrap_or_default()
+    })
+}
+
+/// The tables of a database, SQLite's own (`sqlite_sequence`, …) left out.
+fn table_names(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+    )?;
+    stmt.query_map([], |row| row.get::<_, String>(0))?.collect()
+}
+
+/// Refuses a database at this binary's schema version that lacks one of its tables: every
+/// later statement would fail on it, some only after a snapshot was stored.
+fn check_tables(conn: &Connection, path: Option<&Path>) -> Result<(), StoreError> {
+    let present = table_names(conn)?;
+    let missing: Vec<&str> = schema_tables()
+        .iter()
+        .filter(|t| !present.contains(*t))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Damaged {
+        path: path.map_or_else(|| PathBuf::from(":memory:"), Path::to_path_buf),
+        version: user_version(conn)?,
+        missing: missing.join(", "),
+    })
 }
 
 fn private_options() -> OpenOptions {

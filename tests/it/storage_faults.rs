@@ -120,6 +120,45 @@ fn a_full_disk_fails_the_run_naming_the_database_and_the_next_run_carries_on() {
 }
 
 #[test]
+fn a_database_missing_a_table_is_refused_by_name_before_anything_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("orgwarden.db");
+    let outbox = dir.path().join("outbox");
+    let first = demo(dir.path(), &db, &outbox);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    rusqlite::Connection::open(&db)
+        .expect("open")
+        .execute_batch("PRAGMA foreign_keys = OFF; DROP TABLE finding;")
+        .expect("drop");
+    let expected = format!(
+        "the database {} is damaged: it has schema version",
+        db.display()
+    );
+    let again = demo(dir.path(), &db, &outbox);
+    let stderr = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("no table finding"), "{stderr}");
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let snapshots: i64 = conn
+        .query_row("SELECT count(*) FROM snapshot", [], |row| row.get(0))
+        .expect("snapshots");
+    assert_eq!(snapshots, 1, "no snapshot stored into a damaged database");
+    for command in [&["findings"][..], &["snapshots"], &["query", "SELECT 1"]] {
+        let out = crate::support::orgwarden()
+            .arg("--db")
+            .arg(&db)
+            .args(command)
+            .current_dir(dir.path())
+            .output()
+            .expect("runs");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(stderr.contains(&expected), "{command:?}: {stderr}");
+    }
+}
+
+#[test]
 fn a_damaged_file_and_a_lock_held_too_long_are_named_in_plain_words() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("orgwarden.db");
