@@ -942,9 +942,25 @@ impl<J: Job> Running<J> {
         self.finish(run, joined).await;
     }
 
-    /// Calls [`Job::reload`]; true when the schedule changed.
+    /// Calls [`Job::reload`]; true when the schedule changed. A reload reads files (a key
+    /// on a stuck network mount, a FIFO) and holds the loop while it does: it is given up at
+    /// a shutdown request or after [`RELOAD_LIMIT`], and the old configuration stays.
     async fn reload(&mut self) -> bool {
-        match self.daemon.job.reload().await {
+        let shutdown = self.daemon.handle.inner.shutdown.clone();
+        let reloaded = tokio::select! {
+            reloaded = self.daemon.job.reload() => reloaded,
+            () = shutdown.cancelled() => {
+                tracing::warn!("shutting down during a reload: the reload is given up");
+                return false;
+            }
+            () = tokio::time::sleep(RELOAD_LIMIT) => Err(format!(
+                "reading the configuration, rules and key took longer than {} s (a file on a \
+                 mount that does not answer, or a FIFO?)",
+                RELOAD_LIMIT.as_secs()
+            )
+            .into()),
+        };
+        match reloaded {
             Ok(timing) => {
                 let changed = match timing {
                     Some(timing) if timing != self.daemon.timing => {
@@ -977,6 +993,9 @@ impl<J: Job> Running<J> {
         }
     }
 }
+
+/// How long a reload may take before it is given up.
+const RELOAD_LIMIT: Duration = Duration::from_secs(60);
 
 /// Logs one line per run with its outcome and figures, and each skipped tick.
 struct RunLog;

@@ -59,6 +59,7 @@ struct FakeJob {
     active: AtomicUsize,
     max_active: AtomicUsize,
     log: Mutex<Log>,
+    reload_hangs: bool,
 }
 
 impl FakeJob {
@@ -70,6 +71,7 @@ impl FakeJob {
             active: AtomicUsize::new(0),
             max_active: AtomicUsize::new(0),
             log: Mutex::new(Log::default()),
+            reload_hangs: false,
         }
     }
 
@@ -138,6 +140,10 @@ impl Job for FakeJob {
 
     async fn reload(&self) -> Result<Option<Timing>, BoxError> {
         self.event("reload");
+        if self.reload_hangs {
+            // A key file on a mount that never answers.
+            std::future::pending::<()>().await;
+        }
         let next = self.reload.lock().unwrap().pop();
         match next {
             Some(Ok(timing)) => Ok(timing),
@@ -533,6 +539,35 @@ async fn a_run_panicking_after_saving_keeps_its_snapshot_in_the_record() {
     assert_eq!(
         last.message.as_deref(),
         Some("1 scope(s) could not be read; the run panicked after saving its results")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_never_returns_does_not_hold_up_a_shutdown() {
+    let mut job = FakeJob::new(Behaviour::Sleep(Duration::from_millis(10)));
+    job.reload_hangs = true;
+    let job = Arc::new(job);
+    let running = Daemon::builder(job.clone(), far_future())
+        .build()
+        .start()
+        .await
+        .unwrap();
+    let handle = running.handle();
+    let task = tokio::spawn(running.run());
+    handle.reload();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(job.events(), ["reload"]);
+    let asked = Instant::now();
+    handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the daemon stops though the reload never returns")
+        .unwrap()
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
     );
 }
 
