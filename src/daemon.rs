@@ -883,7 +883,12 @@ impl<J: Job> Running<J> {
                     // Its snapshot and findings are in the database: say so, with its
                     // figures, rather than record a failure that lost nothing.
                     Some(mut saved) => {
-                        let after = format!("{why} after saving its results");
+                        // A run that failed before storing anything keeps its own cause.
+                        let after = if saved.snapshot.is_some() {
+                            format!("{why} after saving its results")
+                        } else {
+                            why.to_owned()
+                        };
                         saved.message = Some(match saved.message {
                             Some(message) => format!("{message}; {after}"),
                             None => after,

@@ -34,6 +34,8 @@ enum Behaviour {
     SaveThenSleep(Duration),
     /// Records a saved snapshot 7, then panics.
     SaveThenPanic,
+    /// Records a failure that stored nothing, then panics.
+    FailThenPanic,
 }
 
 /// The figures a run that saved snapshot 7 records before its delivery.
@@ -127,6 +129,11 @@ impl Job for FakeJob {
             Behaviour::SaveThenPanic => {
                 ctx.saved.record(&saved_seven());
                 panic!("fake job panics after saving")
+            }
+            Behaviour::FailThenPanic => {
+                ctx.saved
+                    .record(&RunOutcome::failed("the admin key was refused"));
+                panic!("fake job panics after failing")
             }
         };
         self.event("run finished");
@@ -539,6 +546,26 @@ async fn a_run_panicking_after_saving_keeps_its_snapshot_in_the_record() {
     assert_eq!(
         last.message.as_deref(),
         Some("1 scope(s) could not be read; the run panicked after saving its results")
+    );
+
+    // One that saved nothing says so, and keeps its own cause.
+    let job = Arc::new(FakeJob::new(Behaviour::FailThenPanic));
+    let mut timing = far_future();
+    timing.run_on_start = true;
+    let running = Daemon::builder(job, timing).build().start().await.unwrap();
+    let handle = running.handle();
+    let task = tokio::spawn(running.run());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while handle.last_run().is_none() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+    let last = handle.last_run().unwrap().outcome;
+    assert_eq!(last.status, SnapshotStatus::Failed);
+    assert_eq!(
+        last.message.as_deref(),
+        Some("the admin key was refused; the run panicked")
     );
 }
 
