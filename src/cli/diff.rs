@@ -34,10 +34,21 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
     let mut out = std::io::stdout().lock();
     match args.format {
         TableFormat::Json => {
+            let unread: Vec<serde_json::Value> = unread_between(&store, &diff)?
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "id": s.id.0,
+                        "status": s.status.as_str(),
+                        "scopes_failed": s.scopes_failed,
+                    })
+                })
+                .collect();
             let value = serde_json::json!({
                 "from": diff.from.to_json(),
                 "to": diff.to.to_json(),
                 "changes": diff.entries,
+                "not_fully_read": unread,
             });
             writeln!(out, "{}", crate::report::json_text(&value, true)?)?;
         }
@@ -85,17 +96,7 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
                 if !rows.is_empty() {
                     writeln!(out, "{}", table(&header, rows))?;
                 }
-                // Objects of unread scopes were carried forward: say so, since a diff
-                // across such a snapshot cannot show what changed in them.
-                let (low, high) = if diff.from.id <= diff.to.id {
-                    (diff.from.id, diff.to.id)
-                } else {
-                    (diff.to.id, diff.from.id)
-                };
-                for s in store.list_snapshots()? {
-                    if s.id <= low || s.id > high {
-                        continue;
-                    }
+                for s in unread_between(&store, &diff)? {
                     if s.status == SnapshotStatus::Failed {
                         writeln!(out, "note: snapshot {} failed and changed nothing", s.id)?;
                     } else if s.scopes_failed > 0 {
@@ -110,6 +111,26 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// The snapshots after the older side and up to the newer one that failed or could not
+/// read some scopes: objects of unread scopes were carried forward, so a diff across such
+/// a snapshot cannot show what changed in them, and says so.
+fn unread_between(
+    store: &crate::store::Store,
+    diff: &crate::store::SnapshotDiff,
+) -> anyhow::Result<Vec<crate::store::SnapshotInfo>> {
+    let (low, high) = if diff.from.id <= diff.to.id {
+        (diff.from.id, diff.to.id)
+    } else {
+        (diff.to.id, diff.from.id)
+    };
+    Ok(store
+        .list_snapshots()?
+        .into_iter()
+        .filter(|s| s.id > low && s.id <= high)
+        .filter(|s| s.status == SnapshotStatus::Failed || s.scopes_failed > 0)
+        .collect())
 }
 
 /// The `changed_by` cell of a change: the audit log's events (API text, made inert) or

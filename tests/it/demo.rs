@@ -86,6 +86,7 @@ fn demo_shows_every_shipped_rule_and_writes_the_digest_once() {
         .unwrap();
     let diff: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
     assert_eq!(diff["changes"].as_array().map(Vec::len), Some(0), "{diff}");
+    assert_eq!(diff["not_fully_read"], serde_json::json!([]), "{diff}");
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing new to announce"));
     assert_eq!(
         eml_files(dir.path()).len(),

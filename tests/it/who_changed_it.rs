@@ -318,6 +318,12 @@ fn a_change_made_before_a_partial_snapshot_that_could_not_read_it_keeps_its_even
     let partial = json_of(&env.run(&["diff", "1", "2", "--format", "json"]));
     assert_eq!(partial["to"]["status"], "partial", "{partial:#}");
     assert_eq!(partial["changes"], json!([]), "{partial:#}");
+    // And says, as the table's note does, that snapshot 2 did not read everything.
+    assert_eq!(
+        partial["not_fully_read"],
+        json!([{"id": 2, "status": "partial", "scopes_failed": 1}]),
+        "{partial:#}"
+    );
 
     let diff = json_of(&env.run(&["diff", "--format", "json"]));
     assert_eq!(diff["from"]["id"], 2, "{diff:#}");
