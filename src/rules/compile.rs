@@ -128,6 +128,24 @@ pub fn compile_where(
     })
 }
 
+/// Why `operator` cannot match the list of objects in `name`.
+fn records_mismatch(name: &str, holds: &str, operator: Op) -> String {
+    if operator == Op::Contains {
+        format!(
+            "`contains` compares a list's items with a value, and `{name}` holds {holds}, which \
+             never equal one"
+        )
+    } else {
+        format!("`{name}` holds {holds}: `{operator}` would compare its JSON text as a whole")
+    }
+}
+
+/// What a condition on a list of objects can be: whether it is empty, or, to look inside
+/// the objects, a `sql` rule.
+const RECORDS_HELP: &str = "a list of objects can be tested with `empty` or `not_empty`; to look \
+                            inside its objects, write a `sql` rule with `json_each` and \
+                            `json_extract`";
+
 impl Compiler<'_> {
     fn bind(&mut self, source: BindSource) -> String {
         let name = format!("c{}", self.binds.len() + 1);
@@ -442,6 +460,11 @@ impl Compiler<'_> {
             // (`permissions matches "*write*"`) or a number's digits, each of use.
             (OperandKind::Glob, _) => None,
             (OperandKind::List, ColumnType::Text) => None,
+            // Neither `contains` nor a comparison can match an object: the help must not send
+            // from one to the other.
+            (OperandKind::List | OperandKind::Scalar, ColumnType::Records) => {
+                at_op(records_mismatch(name, holds, operator), RECORDS_HELP)
+            }
             (OperandKind::List, _) => at_op(
                 format!(
                     "`{operator}` compares with a list of strings, and `{name}` holds {holds}, \
@@ -450,27 +473,17 @@ impl Compiler<'_> {
                 "for a list column use `contains`; for numbers, `any` of `eq` conditions",
             ),
             (OperandKind::Scalar, ColumnType::List) if operator == Op::Contains => None,
-            (OperandKind::Scalar, ColumnType::Records) if operator == Op::Contains => at_op(
-                format!(
-                    "`contains` compares a list's items with a value, and `{name}` holds \
-                     {holds}, which never equal one"
-                ),
-                "to look inside the objects, write a `sql` rule with `json_each` and \
-                 `json_extract`",
-            ),
             (OperandKind::Scalar, _) if operator == Op::Contains => at_op(
                 format!("`contains` looks inside a JSON list, and `{name}` holds {holds}"),
                 "use `eq` to compare the whole value, or `matches` for part of a text",
             ),
-            (OperandKind::Scalar, ColumnType::List | ColumnType::Records | ColumnType::Object) => {
-                at_op(
-                    format!(
-                        "`{name}` holds {holds}: `{operator}` would compare its JSON text as a whole"
-                    ),
-                    "for a list use `contains`, `empty` or `not_empty`; for a field of an object, \
+            (OperandKind::Scalar, ColumnType::List | ColumnType::Object) => at_op(
+                format!(
+                    "`{name}` holds {holds}: `{operator}` would compare its JSON text as a whole"
+                ),
+                "for a list use `contains`, `empty` or `not_empty`; for a field of an object, \
                  `json_extract` in a `sql` rule",
-                )
-            }
+            ),
             (OperandKind::Scalar, _) => operand.and_then(|(v, span)| {
                 let (fits, help) = match (&v, ty) {
                     (Value::Str(_), ColumnType::Text) => (true, String::new()),

@@ -267,6 +267,25 @@ fn contains_on_a_list_of_objects_is_refused_as_never_matching() {
 }
 
 #[test]
+fn a_condition_refused_on_a_list_of_objects_does_not_suggest_contains() {
+    // `contains` is refused on such a column: help pointing there sends the author in a circle.
+    let head = HEAD.replace("project_api_keys", "org_invites");
+    for condition in [
+        "op = \"eq\"\nvalue = \"proj_a\"\n",
+        "op = \"in\"\nvalue = [\"proj_a\"]\n",
+    ] {
+        let (_, d) = from_text(&format!(
+            "{head}[rule.where]\nfield = \"projects\"\n{condition}"
+        ));
+        assert_eq!(codes(&d), ["column-type-mismatch"], "{condition}");
+        let rendered = d.render(false);
+        assert!(!rendered.contains("`contains`"), "{rendered}");
+        assert!(rendered.contains("`not_empty`"), "{rendered}");
+        assert!(rendered.contains("`json_each`"), "{rendered}");
+    }
+}
+
+#[test]
 fn a_misspelt_rule_or_condition_key_is_named_by_the_key_meant() {
     let (_, d) = from_text(&format!(
         "{HEAD}include_archive = true\n[rule.where]\nfeild = \"name\"\nop = \"present\"\n"
