@@ -181,9 +181,6 @@ fn interrupted(error: &RuleError) -> bool {
 /// budget can take to stop a rule.
 const TICK: Duration = Duration::from_millis(20);
 
-/// A thread beside the evaluation that interrupts the running statement when the rule's
-/// deadline passes or the token fires. `Reader` lends only `&Connection`, and SQLite's
-/// progress handler needs `&mut`; `sqlite3_interrupt` is the same mechanism made safe to
 /// The environment rule messages render in: a field the API left out is empty text, not
 /// Jinja's Python-like "None"; `utc` and `date` write a time column (Unix seconds) as
 /// `2026-03-01T12:00:00Z` and `2026-03-01`.
@@ -216,6 +213,9 @@ fn time_text(value: minijinja::Value, format: &str) -> minijinja::Value {
     }
 }
 
+/// A thread beside the evaluation that interrupts the running statement when the rule's
+/// deadline passes or the token fires. `Reader` lends only `&Connection`, and SQLite's
+/// progress handler needs `&mut`; `sqlite3_interrupt` is the same mechanism made safe to
 /// call from another thread.
 struct Watchdog {
     handle: rusqlite::InterruptHandle,
