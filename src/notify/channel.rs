@@ -92,6 +92,7 @@ pub(super) fn build(
                         err("to", None, format!("`{a}` is not an email address: {e}"))
                     })?);
                 }
+                let to = super::distinct(to);
                 Target::Email(Box::new(EmailChannel { to, ..base.clone() }))
             }
             kind => {

@@ -414,6 +414,15 @@ fn log_digest(digest: &Digest) {
 /// Builds the email channel of a validated `[notify.email]`: what is left to check is
 /// what only the environment and the file system can say (the password, the CA file, the
 /// templates).
+/// `to` with each address once (compared without regard to case, as mail servers do): a
+/// recipient listed twice would get every digest twice.
+pub(super) fn distinct(to: Vec<Mailbox>) -> Vec<Mailbox> {
+    let mut seen = std::collections::HashSet::new();
+    to.into_iter()
+        .filter(|m| seen.insert(m.email.to_string().to_lowercase()))
+        .collect()
+}
+
 fn email_channel(
     email: &EmailConfig,
     config: &Config,
@@ -432,11 +441,13 @@ fn email_channel(
             .map_err(|e| err(key, None, format!("`{a}` is not an email address: {e}")))
     };
     let from = mailbox("from", &email.from)?;
-    let to = email
-        .to
-        .iter()
-        .map(|a| mailbox("to", a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let to = distinct(
+        email
+            .to
+            .iter()
+            .map(|a| mailbox("to", a))
+            .collect::<Result<Vec<_>, _>>()?,
+    );
     let transport = match email.transport {
         EmailTransport::File => {
             let dir = email
@@ -591,6 +602,28 @@ mod tests {
         assert!(notifier.is_email_channel("email"));
         assert!(notifier.is_email_channel("team"));
         assert!(!notifier.is_email_channel("hook"));
+    }
+
+    #[test]
+    fn a_recipient_listed_twice_is_sent_each_digest_once() {
+        let text = "[notify.email]\ntransport = \"file\"\ndir = \"m\"\nfrom = \"o@example.com\"\n\
+                    to = [\"s@example.com\", \"t@example.com\", \"S@Example.com\"]\n\
+                    [[notify.channel]]\nname = \"team\"\nkind = \"email\"\n\
+                    to = [\"u@example.com\", \"u@example.com\"]\n";
+        let notifier = Notifier::from_config_with_env(&config(text), no_env).unwrap();
+        let to: Vec<String> = notifier
+            .email()
+            .unwrap()
+            .to
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(to, ["s@example.com", "t@example.com"]);
+        let Some(channel::Target::Email(team)) = notifier.channels.first().map(|c| &c.target)
+        else {
+            panic!("an email channel")
+        };
+        assert_eq!(team.to.len(), 1);
     }
 
     #[test]
