@@ -13,13 +13,51 @@ pub enum NotifyCommand {
         #[arg(long, value_name = "NAME")]
         channel: Option<String>,
     },
+    /// Send again the messages a receiver refused for good, once what it refused is fixed
+    ///
+    /// A message refused for good (an SMTP 5xx, a webhook's 4xx) is not tried again; when the
+    /// cause was ours (a relay not allowed, a URL mistyped), fix it, then requeue: the next
+    /// delivery pass (the daemon's next run, or `audit --notify`) sends them. A running daemon
+    /// need not be stopped.
+    Requeue {
+        /// Only this channel's messages (`email` is [notify.email])
+        #[arg(long, value_name = "NAME")]
+        channel: Option<String>,
+        /// Only messages refused this recently (e.g. `7d`, `12h`)
+        #[arg(long, value_name = "AGE", default_value = "7d")]
+        since: crate::duration::Duration,
+    },
 }
 
 /// Runs `orgwarden notify …`.
 pub fn notify(global: &GlobalArgs, cmd: &NotifyCommand) -> anyhow::Result<Exit> {
     match cmd {
         NotifyCommand::Test { channel } => test(global, channel.as_deref()),
+        NotifyCommand::Requeue { channel, since } => requeue(global, channel.as_deref(), *since),
     }
+}
+
+fn requeue(
+    global: &GlobalArgs,
+    channel: Option<&str>,
+    since: crate::duration::Duration,
+) -> anyhow::Result<Exit> {
+    let config = global.load_config()?;
+    let db = global.db_path(&config);
+    // Upgrades an older database first (under the writer lock), or fails as reads do.
+    drop(super::read::open_path(&db)?);
+    let store = crate::store::Store::open(&db).map_err(CliError::usage)?;
+    let now = chrono::Utc::now();
+    let from = now
+        .checked_sub_signed(since.to_time_delta())
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let count = crate::notify::outbox::requeue_refused(store.conn(), channel, from, now)
+        .map_err(CliError::usage)?;
+    println!(
+        "{count} refused message(s) queued again; the next delivery pass sends them \
+         (the daemon's next run, or `orgwarden audit --notify`)"
+    );
+    Ok(Exit::Ok)
 }
 
 fn test(global: &GlobalArgs, only: Option<&str>) -> anyhow::Result<Exit> {

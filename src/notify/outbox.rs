@@ -551,6 +551,25 @@ fn server_unreachable(err: &DeliveryError) -> bool {
     )
 }
 
+/// Makes the messages refused for good since `since` (of one channel, or every one) due
+/// again at `now`, keeping their tries and what a PagerDuty message already sent: a refusal
+/// that fixing the configuration lifts (a relay refused, a webhook URL mistyped) is then
+/// delivered by the next pass. Returns how many. It touches only rows no pass tries, so it
+/// needs no writer lock: a running daemon sends them on its next run.
+pub fn requeue_refused(
+    conn: &Connection,
+    channel: Option<&str>,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<usize, OutboxError> {
+    Ok(conn.execute(
+        "UPDATE outbox SET failed_at = NULL, next_attempt_at = ?3
+         WHERE sent_at IS NULL AND failed_at IS NOT NULL AND failed_at >= ?2
+           AND (?1 IS NULL OR channel = ?1)",
+        params![channel, since.timestamp(), now.timestamp()],
+    )?)
+}
+
 /// How many messages wait in each channel (the daemon's outbox depth by channel).
 pub fn pending_by_channel(conn: &Connection) -> Result<Vec<(String, u64)>, OutboxError> {
     let mut stmt = conn.prepare(

@@ -94,3 +94,57 @@ fn demo_shows_every_shipped_rule_and_writes_the_digest_once() {
         "an unchanged re-run sends nothing"
     );
 }
+
+#[test]
+fn a_message_refused_for_good_is_queued_again_by_notify_requeue() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(demo(dir.path()).status.code(), Some(0));
+    let db = dir.path().join("orgwarden-demo.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    // As a receiver's refusal for good leaves it: unsent, refused, not tried again.
+    let now = chrono::Utc::now().timestamp();
+    conn.execute(
+        "UPDATE outbox SET sent_at = NULL, failed_at = ?1, last_error = 'message rejected by \
+         smtp.example.com: 554 5.7.1 relay access denied'",
+        [now],
+    )
+    .unwrap();
+    let requeue = |args: &[&str]| {
+        crate::support::orgwarden()
+            .args(["--db", "orgwarden-demo.db", "notify", "requeue"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let state = || -> (bool, bool) {
+        conn.query_row(
+            "SELECT failed_at IS NULL, next_attempt_at <= strftime('%s', 'now') FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    // Another channel's messages, or older refusals, are left as they are.
+    let other = requeue(&["--channel", "hook"]);
+    assert!(String::from_utf8_lossy(&other.stdout).starts_with("0 refused message(s)"));
+    conn.execute("UPDATE outbox SET failed_at = ?1", [now - 10 * 86_400])
+        .unwrap();
+    let old = requeue(&[]);
+    assert!(String::from_utf8_lossy(&old.stdout).starts_with("0 refused message(s)"));
+    assert!(!state().0, "still refused");
+
+    let out = requeue(&["--since", "30d", "--channel", "email"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("1 refused message(s) queued again"),
+        "{stdout}"
+    );
+    assert_eq!(state(), (true, true), "due again at once");
+}
