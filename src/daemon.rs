@@ -11,9 +11,9 @@
 //! - **One catch-up**: if the last recorded run started before the previous scheduled tick
 //!   (the daemon was down), one run happens at start, not one per missed tick.
 //! - **Clock steps**: a wall clock set back by more than [`CLOCK_STEP_TOLERANCE`] is
-//!   noticed (at the latest when the tick waited for was due) and the next run planned
-//!   by the new time; one set
-//!   forward runs the tick it waited for and reports the ticks it passed over.
+//!   noticed (at the latest when the tick waited for was due) and the next run planned by
+//!   the new time; one set forward runs the tick it waited for and reports the ticks it
+//!   passed over.
 //! - **SIGHUP** calls [`Job::reload`]; on failure the old configuration and rules stay.
 //! - **SIGTERM / SIGINT**: no new runs; rule evaluation in flight stops at once (the run
 //!   fails and records nothing); a crawl in flight gets `shutdown_deadline` (30 s) to
