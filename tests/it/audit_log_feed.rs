@@ -382,22 +382,7 @@ fn a_log_longer_than_the_page_bound_keeps_its_newest_events_instead_of_failing_e
         "{stderr}"
     );
     // What was not read is not vouched for: the span starts after the oldest event read.
-    let status = run(
-        dir.path(),
-        &url,
-        &[
-            "query",
-            "--format",
-            "json",
-            "SELECT since FROM audit_log_status",
-        ],
-    );
-    let since = json_of(&status)[0]["since"].as_i64().unwrap();
-    let oldest_kept = chrono::Utc::now().timestamp() - (60 + 199) * 60;
-    assert!(
-        (since - oldest_kept).abs() < 120,
-        "since {since}, oldest kept {oldest_kept}"
-    );
+    assert_read_since_the_oldest_of(dir.path(), &url, 200);
     // The next run reads only what is new: one request, nothing stored twice.
     let out = run(
         dir.path(),
@@ -441,9 +426,14 @@ fn a_first_read_cut_off_by_the_snapshot_time_limit_keeps_its_newest_events() {
         "{stderr}"
     );
     // The span not read is not vouched for.
+    assert_read_since_the_oldest_of(dir.path(), &url, stored);
+}
+
+/// The latest read's span starts at the oldest of the newest `kept` events of [`many`].
+fn assert_read_since_the_oldest_of(dir: &Path, url: &str, kept: u64) {
     let status = run(
-        dir.path(),
-        &url,
+        dir,
+        url,
         &[
             "query",
             "--format",
@@ -452,8 +442,7 @@ fn a_first_read_cut_off_by_the_snapshot_time_limit_keeps_its_newest_events() {
         ],
     );
     let since = json_of(&status)[0]["since"].as_i64().unwrap();
-    let oldest_kept =
-        chrono::Utc::now().timestamp() - (60 + i64::try_from(stored).unwrap() - 1) * 60;
+    let oldest_kept = chrono::Utc::now().timestamp() - (60 + i64::try_from(kept).unwrap() - 1) * 60;
     assert!(
         (since - oldest_kept).abs() < 120,
         "since {since}, oldest kept {oldest_kept}"

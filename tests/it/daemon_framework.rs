@@ -522,12 +522,12 @@ async fn a_run_dropped_after_saving_is_recorded_by_what_it_saved() {
     assert_eq!(handle.metrics().runs(SnapshotStatus::Failed), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_panicking_after_saving_keeps_its_snapshot_in_the_record() {
-    let job = Arc::new(FakeJob::new(Behaviour::SaveThenPanic));
+/// Starts a daemon whose job behaves as `behaviour` at once, waits for that run's record,
+/// stops the daemon and returns the record's outcome.
+async fn first_run_outcome(behaviour: Behaviour) -> RunOutcome {
     let mut timing = far_future();
     timing.run_on_start = true;
-    let running = Daemon::builder(job.clone(), timing)
+    let running = Daemon::builder(Arc::new(FakeJob::new(behaviour)), timing)
         .build()
         .start()
         .await
@@ -540,28 +540,19 @@ async fn a_run_panicking_after_saving_keeps_its_snapshot_in_the_record() {
     }
     handle.shutdown();
     task.await.unwrap().unwrap();
+    handle.last_run().unwrap().outcome
+}
 
-    let last = handle.last_run().unwrap().outcome;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_panicking_after_saving_keeps_its_snapshot_in_the_record() {
+    let last = first_run_outcome(Behaviour::SaveThenPanic).await;
     assert_eq!(last.snapshot, Some(SnapshotId(7)), "{last:?}");
     assert_eq!(
         last.message.as_deref(),
         Some("1 scope(s) could not be read; the run panicked after saving its results")
     );
-
     // One that saved nothing says so, and keeps its own cause.
-    let job = Arc::new(FakeJob::new(Behaviour::FailThenPanic));
-    let mut timing = far_future();
-    timing.run_on_start = true;
-    let running = Daemon::builder(job, timing).build().start().await.unwrap();
-    let handle = running.handle();
-    let task = tokio::spawn(running.run());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while handle.last_run().is_none() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    handle.shutdown();
-    task.await.unwrap().unwrap();
-    let last = handle.last_run().unwrap().outcome;
+    let last = first_run_outcome(Behaviour::FailThenPanic).await;
     assert_eq!(last.status, SnapshotStatus::Failed);
     assert_eq!(
         last.message.as_deref(),
