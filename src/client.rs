@@ -1723,41 +1723,29 @@ mod tests {
     async fn a_snapshot_timeout_past_what_the_clock_can_count_is_no_limit() {
         // The grammar takes up to u64::MAX seconds; added to now, that overflowed and
         // panicked the snapshot at its start.
-        let client = AdminClient::new(
-            "http://127.0.0.1:1/v1",
-            SecretString::from("sk-test"),
-            ClientOptions {
-                snapshot_timeout: Some(crate::duration::Duration::from_secs(u64::MAX)),
-                ..ClientOptions::default()
-            },
-        )
-        .expect("client");
-        client.start_crawl(None);
-        assert!(
-            client
-                .deadline
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .is_none()
-        );
-        let year = crate::duration::Duration::from_secs(365 * 86_400);
-        let client = AdminClient::new(
-            "http://127.0.0.1:1/v1",
-            SecretString::from("sk-test"),
-            ClientOptions {
-                snapshot_timeout: Some(year),
-                ..ClientOptions::default()
-            },
-        )
-        .expect("client");
-        client.start_crawl(None);
-        assert!(
+        let deadline_set = |limit: crate::duration::Duration| {
+            let client = AdminClient::new(
+                "http://127.0.0.1:1/v1",
+                SecretString::from("sk-test"),
+                ClientOptions {
+                    snapshot_timeout: Some(limit),
+                    ..ClientOptions::default()
+                },
+            )
+            .expect("client");
+            client.start_crawl(None);
             client
                 .deadline
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .is_some()
-        );
+        };
+        assert!(!deadline_set(crate::duration::Duration::from_secs(
+            u64::MAX
+        )));
+        assert!(deadline_set(crate::duration::Duration::from_secs(
+            365 * 86_400
+        )));
     }
 
     #[test]

@@ -719,13 +719,7 @@ async fn converse(
             reply: reply(&e),
         })?;
     }
-    let parse = |a: &str| {
-        a.parse::<Address>().map_err(|e| DeliveryError::Address {
-            address: a.to_owned(),
-            detail: e.to_string(),
-        })
-    };
-    let from = parse(message.from)?;
+    let from = address(message.from)?;
     let mut params = Vec::new();
     if !message.bytes.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
         params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
@@ -789,11 +783,13 @@ async fn recipients(
     let host = || s.host.clone();
     let (mut taken, mut refused, mut deferred) = (0, Vec::new(), Vec::new());
     for to in message.to {
-        let address = to.parse::<Address>().map_err(|e| DeliveryError::Address {
-            address: to.clone(),
-            detail: e.to_string(),
-        })?;
-        let answer = within(s, step, "RCPT TO", conn.command(Rcpt::new(address, vec![]))).await?;
+        let answer = within(
+            s,
+            step,
+            "RCPT TO",
+            conn.command(Rcpt::new(address(to)?, vec![])),
+        )
+        .await?;
         let Err(e) = answer else {
             taken += 1;
             continue;
@@ -828,6 +824,14 @@ async fn recipients(
         });
     }
     Ok((refused, deferred))
+}
+
+/// An address stored with the message, as the SMTP commands take it.
+fn address(text: &str) -> Result<Address, DeliveryError> {
+    text.parse::<Address>().map_err(|e| DeliveryError::Address {
+        address: text.to_owned(),
+        detail: e.to_string(),
+    })
 }
 
 /// A 421 ends the session, whatever the step: the server takes nothing now.
@@ -1096,34 +1100,14 @@ mod tests {
 
     #[test]
     fn a_server_closing_after_the_message_without_a_reply_is_unconfirmed_not_rejected() {
-        let port = hostile_server(|s| {
-            let mut reader = std::io::BufReader::new(s.try_clone()?);
-            s.write_all(b"220 ready\r\n")?;
-            let mut line = String::new();
-            loop {
-                line.clear();
-                if std::io::BufRead::read_line(&mut reader, &mut line)? == 0 {
-                    return Ok(());
-                }
-                if line.starts_with("DATA") {
-                    s.write_all(b"354 go on\r\n")?;
-                    while line != ".\r\n" {
-                        line.clear();
-                        std::io::BufRead::read_line(&mut reader, &mut line)?;
-                    }
-                    // Taken, and the connection dropped before the 250.
-                    return s.shutdown(std::net::Shutdown::Both);
-                }
-                s.write_all(b"250 ok\r\n")?;
-            }
-        });
-        let (err, _) = send_within(local(port, Duration::from_secs(5)), Duration::from_secs(20));
+        // Taken, and the connection dropped before the 250.
+        let err = scripted_server(|s| converse_replying(s, b"250 ok\r\n", None));
         assert!(matches!(err, DeliveryError::Unconfirmed { .. }), "{err}");
         assert!(err.to_string().contains("may have arrived"), "{err}");
     }
 
-    /// A server answering `MAIL FROM` with the reply in its first line (the rest of the
-    /// conversation `250`, the message's end `554`), so each step's reply can be classed.
+    /// A local server running `serve` on each connection, and what sending one message to it
+    /// came to.
     fn scripted_server(
         serve: fn(&mut std::net::TcpStream) -> std::io::Result<()>,
     ) -> DeliveryError {
@@ -1131,8 +1115,13 @@ mod tests {
         send_within(local(port, Duration::from_secs(5)), Duration::from_secs(20)).0
     }
 
-    /// Answers every command `250`, but `MAIL FROM` with `mail_from`; the message's end `554`.
-    fn converse_replying(s: &mut std::net::TcpStream, mail_from: &[u8]) -> std::io::Result<()> {
+    /// Answers every command `250`, but `MAIL FROM` with `mail_from` and the message's end
+    /// with `end` (`None`: hangs up instead), so each step's reply can be classed.
+    fn converse_replying(
+        s: &mut std::net::TcpStream,
+        mail_from: &[u8],
+        end: Option<&[u8]>,
+    ) -> std::io::Result<()> {
         let mut reader = std::io::BufReader::new(s.try_clone()?);
         s.write_all(b"220 ready\r\n")?;
         let mut line = String::new();
@@ -1149,16 +1138,22 @@ mod tests {
                     line.clear();
                     std::io::BufRead::read_line(&mut reader, &mut line)?;
                 }
-                s.write_all(b"554 5.7.1 message refused as spam\r\n")?;
+                match end {
+                    Some(reply) => s.write_all(reply)?,
+                    None => return s.shutdown(std::net::Shutdown::Both),
+                }
             } else {
                 s.write_all(b"250 ok\r\n")?;
             }
         }
     }
 
+    /// The end of a message refused as spam.
+    const SPAM: Option<&[u8]> = Some(b"554 5.7.1 message refused as spam\r\n");
+
     #[test]
     fn a_421_is_the_server_closing_the_session_not_a_refusal_and_is_retried() {
-        let err = scripted_server(|s| converse_replying(s, b"421 4.3.2 shutting down\r\n"));
+        let err = scripted_server(|s| converse_replying(s, b"421 4.3.2 shutting down\r\n", SPAM));
         assert!(matches!(err, DeliveryError::Closing { .. }), "{err}");
         assert_eq!(
             err.to_string(),
@@ -1169,16 +1164,18 @@ mod tests {
 
     #[test]
     fn a_5xx_is_permanent_but_authentication_required_is_not() {
-        let err = scripted_server(|s| converse_replying(s, b"550 5.7.1 sender not allowed\r\n"));
+        let err =
+            scripted_server(|s| converse_replying(s, b"550 5.7.1 sender not allowed\r\n", SPAM));
         assert!(matches!(err, DeliveryError::Sender { .. }), "{err}");
         assert!(err.is_permanent(), "{err}");
-        let err = scripted_server(|s| converse_replying(s, b"451 4.3.0 try again later\r\n"));
+        let err = scripted_server(|s| converse_replying(s, b"451 4.3.0 try again later\r\n", SPAM));
         assert!(!err.is_permanent(), "{err}");
         // Lifted by giving the configuration credentials: the message waits for that.
-        let err =
-            scripted_server(|s| converse_replying(s, b"530 5.7.0 authentication required\r\n"));
+        let err = scripted_server(|s| {
+            converse_replying(s, b"530 5.7.0 authentication required\r\n", SPAM)
+        });
         assert!(!err.is_permanent(), "{err}");
-        let err = scripted_server(|s| converse_replying(s, b"250 ok\r\n"));
+        let err = scripted_server(|s| converse_replying(s, b"250 ok\r\n", SPAM));
         assert!(matches!(err, DeliveryError::Message { .. }), "{err}");
         assert!(err.is_permanent(), "{err}");
         assert_eq!(
