@@ -196,6 +196,16 @@ fn edit_config(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replace(from, to)).unwrap();
 }
 
+/// Makes the configuration's email go to `to` instead of security@example.com.
+fn send_to(config: &Path, to: &[&str]) {
+    let list: Vec<String> = to.iter().map(|a| format!("\"{a}\"")).collect();
+    edit_config(
+        config,
+        "to = [\"security@example.com\"]",
+        &format!("to = [{}]", list.join(", ")),
+    );
+}
+
 fn notifier(config: &Path, password: &str) -> Notifier {
     let config = Config::load(config).unwrap();
     let password = password.to_owned();
@@ -531,11 +541,7 @@ fn wrong_password_is_reported_as_authentication_rejected() {
 #[test]
 fn rejected_recipient_is_reported_with_the_server_reply() {
     let (_tls, _server, _dir, config) = setup();
-    edit_config(
-        &config,
-        "to = [\"security@example.com\"]",
-        &format!("to = [\"{REJECTED}\"]"),
-    );
+    send_to(&config, &[REJECTED]);
     let err = send_test(&config, PASSWORD).unwrap_err();
     assert_eq!(
         err,
@@ -547,11 +553,7 @@ fn rejected_recipient_is_reported_with_the_server_reply() {
 #[test]
 fn a_test_message_that_reaches_only_some_recipients_fails_naming_the_others() {
     let (_tls, server, _dir, config) = setup();
-    edit_config(
-        &config,
-        "to = [\"security@example.com\"]",
-        &format!("to = [\"security@example.com\", \"{REJECTED}\"]"),
-    );
+    send_to(&config, &["security@example.com", REJECTED]);
     let err = send_test(&config, PASSWORD).unwrap_err();
     assert!(err.contains("delivered (250 "), "{err}");
     assert!(
@@ -577,11 +579,7 @@ fn outbox_row(conn: &Connection) -> (String, bool, bool, u32) {
 #[test]
 fn a_digest_goes_to_the_recipients_the_server_takes_and_is_not_retried_for_one_it_refuses() {
     let (_tls, server, _dir, config) = setup();
-    edit_config(
-        &config,
-        "to = [\"security@example.com\"]",
-        &format!("to = [\"security@example.com\", \"{REJECTED}\"]"),
-    );
+    send_to(&config, &["security@example.com", REJECTED]);
     let mut runs = Runs::new(notifier(&config, PASSWORD));
     let found = vec![open_finding("key_a", Severity::High, "proj_p", t(0))];
     let first = runs.run(&found, t(0));
@@ -609,11 +607,7 @@ fn a_digest_goes_to_the_recipients_the_server_takes_and_is_not_retried_for_one_i
 #[test]
 fn a_recipient_deferred_gets_the_digest_later_and_the_others_get_it_once() {
     let (_tls, server, _dir, config) = setup();
-    edit_config(
-        &config,
-        "to = [\"security@example.com\"]",
-        &format!("to = [\"security@example.com\", \"{BUSY}\"]"),
-    );
+    send_to(&config, &["security@example.com", BUSY]);
     server.set_busy(true);
     let mut runs = Runs::new(notifier(&config, PASSWORD));
     let found = vec![open_finding("key_a", Severity::High, "proj_p", t(0))];
@@ -654,11 +648,7 @@ fn a_recipient_deferred_gets_the_digest_later_and_the_others_get_it_once() {
 #[test]
 fn a_digest_every_recipient_refuses_for_good_is_not_retried() {
     let (_tls, server, _dir, config) = setup();
-    edit_config(
-        &config,
-        "to = [\"security@example.com\"]",
-        &format!("to = [\"{REJECTED}\"]"),
-    );
+    send_to(&config, &[REJECTED]);
     let mut runs = Runs::new(notifier(&config, PASSWORD));
     let found = vec![open_finding("key_a", Severity::High, "proj_p", t(0))];
     let first = runs.run(&found, t(0));
