@@ -271,6 +271,9 @@ impl AuditJob {
         for (channel, outcome) in &report.outcomes {
             self.metrics.record_delivery(channel, outcome.as_str());
         }
+        for channel in &report.refused_recipients {
+            self.metrics.record_recipient_refused(channel);
+        }
         self.metrics
             .set_channel_outbox_depth(&report.pending_by_channel);
         Ok((sent, failed))

@@ -253,6 +253,7 @@ pub struct Metrics {
     emails_sent: Counter,
     emails_failed: Counter,
     deliveries: Family<DeliveryLabels, Counter>,
+    recipients_refused: Family<ChannelLabels, Counter>,
     channel_outbox_depth: Family<ChannelLabels, Gauge>,
 }
 
@@ -284,6 +285,7 @@ impl Metrics {
             emails_sent: Counter::default(),
             emails_failed: Counter::default(),
             deliveries: Family::default(),
+            recipients_refused: Family::default(),
             channel_outbox_depth: Family::default(),
         };
         metrics.register();
@@ -368,6 +370,12 @@ impl Metrics {
             "orgwarden_notify_deliveries",
             "Notification delivery attempts, by channel and outcome (sent, retry, rejected)",
             self.deliveries.clone(),
+        );
+        r.register(
+            "orgwarden_notify_recipients_refused",
+            "Recipients an email server refused for good while it took the message for the \
+             others (the message counts as sent), by channel",
+            self.recipients_refused.clone(),
         );
         r.register(
             "orgwarden_notify_outbox_depth",
@@ -486,6 +494,16 @@ impl Metrics {
             .get_or_create(&DeliveryLabels {
                 channel: channel.to_owned(),
                 outcome,
+            })
+            .inc();
+    }
+
+    /// Counts one recipient refused for good on `channel` (see
+    /// `DeliveryReport::refused_recipients`).
+    pub fn record_recipient_refused(&self, channel: &str) {
+        self.recipients_refused
+            .get_or_create(&ChannelLabels {
+                channel: channel.to_owned(),
             })
             .inc();
     }
@@ -746,6 +764,31 @@ mod tests {
         assert_eq!(value(&samples, "orgwarden_emails_sent_total", ""), 3.0);
         assert_eq!(value(&samples, "orgwarden_emails_failed_total", ""), 1.0);
         assert_eq!(value(&samples, "orgwarden_ticks_skipped_total", ""), 1.0);
+    }
+
+    #[test]
+    fn recipients_refused_are_counted_by_channel_from_the_first_refusal() {
+        let metrics = Metrics::new();
+        assert!(
+            !metrics
+                .render()
+                .contains("orgwarden_notify_recipients_refused_total{"),
+            "no series before a refusal"
+        );
+        metrics.record_recipient_refused("security-email");
+        metrics.record_recipient_refused("security-email");
+        metrics.record_recipient_refused("audit-email");
+        let samples = parse(&metrics.render());
+        for (channel, count) in [("security-email", 2.0), ("audit-email", 1.0)] {
+            assert_eq!(
+                value(
+                    &samples,
+                    "orgwarden_notify_recipients_refused_total",
+                    &format!("channel=\"{channel}\"")
+                ),
+                count
+            );
+        }
     }
 
     #[test]

@@ -92,6 +92,10 @@ pub struct DeliveryReport {
     pub rejected: Vec<(OutboxId, String)>,
     /// Each message tried, by channel, and what came of it.
     pub outcomes: Vec<(String, Outcome)>,
+    /// Recipients refused for good (an SMTP 5xx to `RCPT TO`) of a message the server took
+    /// for the others, by channel, one entry each: the message counts as sent, so this is
+    /// the only count of the people it missed.
+    pub refused_recipients: Vec<String>,
     /// Unsent messages by channel after this pass.
     pub pending_by_channel: Vec<(String, u64)>,
     /// Still unsent after this pass (failed, not yet due, or skipped because the server was
@@ -481,6 +485,7 @@ fn record(
             for refusal in refused {
                 let text = crate::secrets::scrub(&refusal.reply).into_owned();
                 tracing::error!(target: "orgwarden::notify", outbox_id = row.id, channel = %row.channel, recipient = %refusal.recipient, reply = %text, "recipient refused by the receiver; the message went to the others without it");
+                report.refused_recipients.push(channel.clone());
             }
             let refused_text = super::transport::list(refused);
             if deferred.is_empty() {
@@ -664,6 +669,30 @@ mod tests {
         let id = insert(tx.as_transaction(), &message("x"), t(0)).unwrap();
         tx.commit().unwrap();
         assert_eq!(list(store.conn()).unwrap()[0].id, id);
+    }
+
+    #[test]
+    fn a_recipient_refused_inside_a_delivered_message_is_counted_by_channel() {
+        // The message counts as sent; the people it missed are counted apart, so that a
+        // digest reaching only some of its recipients shows in `/metrics`.
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        insert(&tx, &message("partly"), t(0)).unwrap();
+        tx.commit().unwrap();
+        let row = unsent(&conn).unwrap().remove(0);
+        let refusal = |who: &str| crate::notify::transport::Refusal {
+            recipient: who.into(),
+            reply: "550 5.1.1 no such user".into(),
+        };
+        let mut report = DeliveryReport::default();
+        let attempt = Attempt::SentToSome {
+            reply: "250 ok".into(),
+            refused: vec![refusal("gone@example.com"), refusal("typo@example.com")],
+            deferred: vec![],
+        };
+        record(&conn, &row, &attempt, t(0), &mut report).unwrap();
+        assert_eq!(report.outcomes, vec![("email".to_owned(), Outcome::Sent)]);
+        assert_eq!(report.refused_recipients, vec!["email", "email"]);
     }
 
     #[test]
