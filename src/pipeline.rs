@@ -234,9 +234,6 @@ pub fn evaluate(
         &store.failed_scopes(snapshot.id)?,
         store.audit_log_read_complete(snapshot.id)?,
     );
-    let previous = store
-        .previous_usable_snapshot(snapshot.id)?
-        .map(|s| s.started_at.timestamp());
     let tx = store.begin()?;
     // A rule stopped at its budget said nothing: its findings are kept out of the
     // reconciliation, so none is resolved by a rule that did not finish.
@@ -256,10 +253,11 @@ pub fn evaluate(
     findings::attribute_transitions(
         tx.reader().conn(),
         &mut reconciled,
-        previous,
+        snapshot.id,
         snapshot.finished_at.timestamp(),
     )?;
     findings::write(&tx, &reconciled, Some(snapshot.id))?;
+    tx.mark_evaluated(snapshot.id, now.timestamp())?;
     let all = findings::load(tx.reader())?;
     let notified = match inputs.announce {
         None => {

@@ -675,9 +675,9 @@ fn transition_of(f: &Finding, kind: EventKind) -> Event {
 fn a_finding_opened_by_a_logged_change_carries_who_made_it() {
     let store = crate::store::Store::open_in_memory().unwrap();
     let conn = store.conn();
-    conn.execute(
-        "INSERT INTO snapshot (id, org, started_at, status) VALUES (1, 'acme', 100, 'complete')",
-        [],
+    conn.execute_batch(
+        "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
+         VALUES (1, 'acme', 100, 101, 'complete', 101), (2, 'acme', 190, 200, 'complete', NULL)",
     )
     .unwrap();
     let raw = serde_json::json!({"id": "audit_log-1", "type": "user.updated", "effective_at": 150,
@@ -706,7 +706,7 @@ fn a_finding_opened_by_a_logged_change_carries_who_made_it() {
             transition_of(&stale, EventKind::Resolved),
         ],
     };
-    crate::findings::attribute_transitions(conn, &mut reconciled, Some(100), 200).unwrap();
+    crate::findings::attribute_transitions(conn, &mut reconciled, SnapshotId(2), 200).unwrap();
     let by = reconciled.changed[0]
         .changed_by
         .as_ref()
@@ -718,13 +718,98 @@ fn a_finding_opened_by_a_logged_change_carries_who_made_it() {
         reconciled.changed[1].changed_by, None,
         "a transition no event explains drops an older explanation"
     );
-    // On the first snapshot nothing changed: there is no one to name.
+    // On the first evaluation nothing changed: there is no one to name.
     let mut first = Reconciled {
         changed: vec![opened.clone()],
         events: vec![transition_of(&opened, EventKind::Opened)],
     };
-    crate::findings::attribute_transitions(conn, &mut first, None, 200).unwrap();
+    crate::findings::attribute_transitions(conn, &mut first, SnapshotId(1), 200).unwrap();
     assert_eq!(first.changed[0].changed_by, None);
+}
+
+/// Stores the revocation of key `key` in project `project` at 150, by max (read by
+/// snapshot 1).
+fn insert_revocation(store: &crate::store::Store, project: &str, key: &str) {
+    let id = format!("audit_log-{key}");
+    let raw = serde_json::json!({"id": id, "type": "api_key.deleted",
+        "effective_at": 150, "project": {"id": project},
+        "actor": {"type": "session", "session": {"user": {"id": "user-max", "email": "max@acme.com"}}},
+        "api_key.deleted": {"id": key}});
+    store
+        .conn()
+        .execute(
+            "INSERT INTO audit_event (id, type, effective_at, resource_id, raw, snapshot_id)
+             VALUES (?1, 'api_key.deleted', 150, ?2, ?3, 1)",
+            rusqlite::params![id, key, raw.to_string()],
+        )
+        .unwrap();
+}
+
+/// The `changed_by` of a finding of `project`'s key `key` resolved at snapshot 3's
+/// evaluation.
+fn key_resolved_at_3(
+    store: &crate::store::Store,
+    project: &str,
+    key: &str,
+) -> Option<crate::findings::ChangedBy> {
+    let rule = RuleId::from("key-check");
+    let mut finding = org_finding(Family::ProjectApiKeys, key);
+    finding.fingerprint = fingerprint(&rule, key, Some(&ProjectId::from(project)));
+    finding.rule_id = rule;
+    finding.project_id = Some(ProjectId::from(project));
+    finding.status = Status::Resolved;
+    let mut reconciled = Reconciled {
+        events: vec![transition_of(&finding, EventKind::Resolved)],
+        changed: vec![finding],
+    };
+    crate::findings::attribute_transitions(store.conn(), &mut reconciled, SnapshotId(3), 500)
+        .unwrap();
+    reconciled.changed.remove(0).changed_by
+}
+
+#[test]
+fn a_change_before_a_snapshot_that_was_never_evaluated_is_still_attributed() {
+    // 1 was audited; 2 was a plain `snapshot` (stored, never evaluated) taken after the key
+    // was revoked; 3's audit resolves the finding. The revocation came after 1, before 2.
+    let store = crate::store::Store::open_in_memory().unwrap();
+    store
+        .conn()
+        .execute_batch(
+            "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
+             VALUES (1, 'acme', 100, 110, 'complete', 110),
+                    (2, 'acme', 300, 310, 'complete', NULL),
+                    (3, 'acme', 400, 500, 'complete', NULL)",
+        )
+        .unwrap();
+    insert_revocation(&store, "proj_a", "key_a");
+    let by = key_resolved_at_3(&store, "proj_a", "key_a").expect("explained");
+    assert_eq!(by.event_type, "api_key.deleted");
+    assert_eq!(by.actor.user_email.as_deref(), Some("max@acme.com"));
+}
+
+#[test]
+fn a_change_before_an_evaluation_that_could_not_read_the_project_is_still_attributed() {
+    // 2 was audited but could not read proj_a's service accounts, so proj_a's findings
+    // stood still there; proj_b was read completely at 2.
+    let store = crate::store::Store::open_in_memory().unwrap();
+    store
+        .conn()
+        .execute_batch(
+            "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
+             VALUES (1, 'acme', 100, 110, 'complete', 110),
+                    (2, 'acme', 300, 310, 'partial', 310),
+                    (3, 'acme', 400, 500, 'complete', NULL);
+             INSERT INTO snapshot_scope (snapshot_id, family, project_id, parent_id, outcome, error)
+             VALUES (2, 'project_service_accounts', 'proj_a', '', 'failed', 'HTTP 500');",
+        )
+        .unwrap();
+    insert_revocation(&store, "proj_a", "key_a");
+    insert_revocation(&store, "proj_b", "key_b");
+    let by = key_resolved_at_3(&store, "proj_a", "key_a").expect("explained");
+    assert_eq!(by.event_type, "api_key.deleted");
+    // proj_b was seen at 2, after its key's revocation at 150: a transition at 3 is not
+    // that revocation's doing.
+    assert_eq!(key_resolved_at_3(&store, "proj_b", "key_b"), None);
 }
 
 /// A database as orgwarden left it at schema version 3 (before `announced_status`), when

@@ -271,17 +271,6 @@ impl Store {
         }
         Ok(true)
     }
-
-    /// The snapshot before `id` that was not failed, if any.
-    pub fn previous_usable_snapshot(
-        &self,
-        id: SnapshotId,
-    ) -> Result<Option<SnapshotInfo>, StoreError> {
-        Ok(self
-            .list_snapshots()?
-            .into_iter()
-            .rfind(|s| s.status != SnapshotStatus::Failed && s.id < id))
-    }
 }
 
 /// Which object a change is about: enough to find the list it was read in.

@@ -28,7 +28,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotStatus};
@@ -84,6 +84,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0011_api_burst",
         include_str!("migrations/0011_api_burst.sql"),
+    ),
+    (
+        "0012_evaluated",
+        include_str!("migrations/0012_evaluated.sql"),
     ),
 ];
 
@@ -363,6 +367,17 @@ impl<'a> Tx<'a> {
     /// Commits everything done in it.
     pub fn commit(self) -> Result<(), StoreError> {
         self.tx.commit()?;
+        Ok(())
+    }
+
+    /// Records that snapshot `id`'s findings were evaluated at `at`, in the transaction
+    /// that writes them: "who changed it" looks back to the last evaluation, not the last
+    /// snapshot (see migration 0012).
+    pub fn mark_evaluated(&self, id: SnapshotId, at: i64) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE snapshot SET evaluated_at = ?2 WHERE id = ?1",
+            params![id.0, at],
+        )?;
         Ok(())
     }
 
@@ -690,33 +705,7 @@ impl Store {
 
     /// The scopes snapshot `id` could not read, with the reason.
     pub fn failed_scopes(&self, id: SnapshotId) -> Result<Vec<(Scope, String)>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT family, project_id, parent_id, error FROM snapshot_scope
-             WHERE snapshot_id = ?1 AND outcome = 'failed'
-             ORDER BY family, project_id, parent_id",
-        )?;
-        let rows = stmt.query_map([id.0], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, Option<String>>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (family, project, parent, error) = row?;
-            let family: Family = family
-                .parse()
-                .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
-            let scope = Scope {
-                family,
-                project_id: (!project.is_empty()).then_some(ProjectId(project)),
-                parent_id: (!parent.is_empty()).then_some(parent),
-            };
-            out.push((scope, error.unwrap_or_default()));
-        }
-        Ok(out)
+        failed_scopes(&self.conn, id)
     }
 
     /// Whether snapshot `id` read the audit log completely: only then may a finding about
@@ -738,6 +727,69 @@ impl Store {
 /// Whether the snapshot `?1` read the audit log completely (0 or 1).
 pub const AUDIT_LOG_COMPLETE: &str = "SELECT EXISTS (SELECT 1 FROM audit_log_read \
      WHERE snapshot_id = ?1 AND outcome = 'complete')";
+
+/// The snapshots before `id` whose findings were evaluated and that did not fail, newest
+/// first: their id, status and start (Unix seconds).
+pub(crate) fn evaluated_before(
+    conn: &Connection,
+    id: SnapshotId,
+) -> Result<Vec<(SnapshotId, SnapshotStatus, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, status, started_at FROM snapshot
+         WHERE id < ?1 AND evaluated_at IS NOT NULL AND status IN ('complete', 'partial')
+         ORDER BY id DESC",
+    )?;
+    let rows = stmt.query_map([id.0], |row| {
+        Ok((
+            SnapshotId(row.get(0)?),
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, status, started) = row?;
+        let status: SnapshotStatus = status
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("snapshot {id}: {e}")))?;
+        out.push((id, status, started));
+    }
+    Ok(out)
+}
+
+/// The scopes snapshot `id` could not read, with the reason.
+pub(crate) fn failed_scopes(
+    conn: &Connection,
+    id: SnapshotId,
+) -> Result<Vec<(Scope, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT family, project_id, parent_id, error FROM snapshot_scope
+             WHERE snapshot_id = ?1 AND outcome = 'failed'
+             ORDER BY family, project_id, parent_id",
+    )?;
+    let rows = stmt.query_map([id.0], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (family, project, parent, error) = row?;
+        let family: Family = family
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+        let scope = Scope {
+            family,
+            project_id: (!project.is_empty()).then_some(ProjectId(project)),
+            parent_id: (!parent.is_empty()).then_some(parent),
+        };
+        out.push((scope, error.unwrap_or_default()));
+    }
+    Ok(out)
+}
 
 const SNAPSHOT_SELECT: &str = "SELECT s.id, s.org, s.started_at, s.finished_at, s.status,
     s.requests, s.errors, s.retries, s.rate_limited, s.objects, s.scopes_read, s.scopes_failed,

@@ -345,3 +345,37 @@ fn a_change_made_before_a_partial_snapshot_that_could_not_read_it_keeps_its_even
     assert_eq!(removed["snapshot_id"], 3, "{removed:#}");
     assert_eq!(removed["attribution"]["status"], "recorded", "{removed:#}");
 }
+
+#[test]
+fn a_finding_opened_after_a_snapshot_that_was_never_evaluated_names_who_made_the_change() {
+    let env = Env::new();
+    json_of(&env.run(&["audit", "--format", "json"]));
+    // Bob is made an owner; a plain `snapshot` stores the change without evaluating it, so
+    // the next audit is the first to open Bob's finding.
+    next_second();
+    env.write("/organization/users/user-bob", json!({"role": "owner"}));
+    next_second();
+    snapshot(&env, 0);
+    let audit = json_of(&env.run(&["audit", "--format", "json"]));
+    let findings = audit["findings"].as_array().expect("findings");
+    let promoted = findings
+        .iter()
+        .find(|f| f["rule_id"] == "test-owner-seen" && f["resource_id"] == "user-bob")
+        .unwrap_or_else(|| panic!("no finding for Bob in {findings:#?}"));
+    // The promotion came before snapshot 2, which nothing evaluated: it is still the
+    // change that opened the finding.
+    assert_eq!(
+        promoted["changed_by"]["type"], "user.updated",
+        "{promoted:#}"
+    );
+    // Evaluated again, with nothing changed since, the finding keeps its explanation.
+    let offline = json_of(&env.run(&["audit", "--offline", "--format", "json"]));
+    let again = offline["findings"]
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|f| f["rule_id"] == "test-owner-seen" && f["resource_id"] == "user-bob")
+        })
+        .unwrap_or_else(|| panic!("no finding for Bob in {offline:#}"));
+    assert_eq!(again["changed_by"]["type"], "user.updated", "{again:#}");
+}
