@@ -158,13 +158,14 @@ pub struct ApiKeyJson<'a> {
     extra: Extra<'a>,
 }
 
-/// `ProjectApiKey`, with its owner resolved (a user who left the project is still named,
-/// from the organization directory, with `owner_project_access: inactive`).
+/// `ProjectApiKey`, with its owner resolved (a user who left the project, or the
+/// organization, is still named from the directory or `former_users`, with
+/// `owner_project_access: inactive`).
 pub fn api_key<'a>(org: &'a Org, p: &'a Project, k: &'a ApiKey) -> ApiKeyJson<'a> {
     let owner = match &k.owner {
         KeyOwner::User(id) => {
             let member = p.user(id.as_str());
-            let dir = org.users.get(id);
+            let dir = org.user_record(id);
             // The schema makes these strings (not nullable): a user without a name or
             // email is served with an empty one.
             let name = member
@@ -821,5 +822,20 @@ mod tests {
         ));
         assert_eq!(v["owner_project_access"], "inactive");
         assert_eq!(v["owner"]["user"]["email"], "ann@x.com");
+    }
+
+    #[test]
+    fn a_key_whose_user_left_the_organization_still_names_its_owner() {
+        let text = r#"{"former_users":[{"id":"user-g","name":"Gus","email":"gus@x.com"}],
+            "projects":[{"id":"p","api_keys":[{"id":"key_1","owner":{"type":"user","id":"user-g"}}]}]}"#;
+        let org = Org::from_json_str(text, 100).unwrap();
+        let v = value(api_key(
+            &org,
+            &org.projects[0],
+            &org.projects[0].api_keys[0],
+        ));
+        assert_eq!(v["owner_project_access"], "inactive");
+        assert_eq!(v["owner"]["user"]["name"], "Gus");
+        assert_eq!(v["owner"]["user"]["email"], "gus@x.com");
     }
 }
