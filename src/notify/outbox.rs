@@ -275,7 +275,18 @@ struct Row {
     next_attempt_at: i64,
 }
 
-fn unsent(conn: &Connection) -> Result<Vec<Row>, OutboxError> {
+/// A queued row whose columns cannot be read as a message (the database damaged, or edited
+/// by hand): it can never be sent.
+#[derive(Debug)]
+struct Unreadable {
+    id: i64,
+    channel: Option<String>,
+    error: rusqlite::Error,
+}
+
+/// The unsent messages, oldest first; a row that cannot be read is returned as such, so
+/// that it does not end every later pass before the messages queued after it.
+fn unsent(conn: &Connection) -> Result<Vec<Result<Row, Unreadable>>, OutboxError> {
     let mut stmt = conn.prepare(
         "SELECT id, created_at, channel, kind, delivery_id, sender, recipients, message,
                 attempts, progress, next_attempt_at
@@ -283,22 +294,55 @@ fn unsent(conn: &Connection) -> Result<Vec<Row>, OutboxError> {
     )?;
     let rows = stmt
         .query_map([], |row| {
-            Ok(Row {
-                id: row.get(0)?,
-                created_at: row.get(1)?,
-                channel: row.get(2)?,
-                kind: row.get(3)?,
-                delivery_id: row.get(4)?,
-                sender: row.get(5)?,
-                recipients: row.get(6)?,
-                message: row.get(7)?,
-                attempts: row.get(8)?,
-                progress: row.get(9)?,
-                next_attempt_at: row.get(10)?,
-            })
+            let id: i64 = row.get(0)?;
+            let read = || -> rusqlite::Result<Row> {
+                Ok(Row {
+                    id,
+                    created_at: row.get(1)?,
+                    channel: row.get(2)?,
+                    kind: row.get(3)?,
+                    delivery_id: row.get(4)?,
+                    sender: row.get(5)?,
+                    recipients: row.get(6)?,
+                    message: row.get(7)?,
+                    attempts: row.get(8)?,
+                    progress: row.get(9)?,
+                    next_attempt_at: row.get(10)?,
+                })
+            };
+            Ok(read().map_err(|error| Unreadable {
+                id,
+                channel: row.get::<_, String>(2).ok(),
+                error,
+            }))
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+/// Refuses a row that cannot be read, as an unreadable recipient list is: logged, kept with
+/// the reason, and counted as refused.
+fn refuse_unreadable(
+    conn: &Connection,
+    bad: &Unreadable,
+    now: DateTime<Utc>,
+    report: &mut DeliveryReport,
+) -> Result<(), OutboxError> {
+    let text = format!(
+        "outbox message {}: unreadable row: {}",
+        bad.id,
+        crate::secrets::scrub(&bad.error.to_string())
+    );
+    conn.execute(
+        "UPDATE outbox SET failed_at = ?2, last_error = ?3
+         WHERE id = ?1 AND sent_at IS NULL AND failed_at IS NULL",
+        params![bad.id, now.timestamp(), text],
+    )?;
+    let channel = bad.channel.clone().unwrap_or_default();
+    tracing::error!(target: "orgwarden::notify", outbox_id = bad.id, channel = %channel, error = %text, "message cannot be read from the outbox; it is not tried");
+    report.rejected.push((OutboxId(bad.id), text));
+    report.outcomes.push((channel, Outcome::Rejected));
+    Ok(())
 }
 
 /// Tries the messages `pass` selects, oldest first, each channel on its own: within a
@@ -328,6 +372,13 @@ pub fn deliver(
         start + TimeDelta::from_std(started.elapsed()).unwrap_or(TimeDelta::zero())
     };
     for row in unsent(conn)? {
+        let row = match row {
+            Ok(row) => row,
+            Err(bad) => {
+                refuse_unreadable(conn, &bad, at(now), &mut report)?;
+                continue;
+            }
+        };
         // A pass is a blocking loop nothing else can interrupt, and each try may take its
         // receiver's whole timeout: a daemon shutting down must not wait for every message.
         if stop.is_cancelled() {
@@ -679,7 +730,7 @@ mod tests {
         let tx = conn.transaction().unwrap();
         insert(&tx, &message("partly"), t(0)).unwrap();
         tx.commit().unwrap();
-        let row = unsent(&conn).unwrap().remove(0);
+        let row = unsent(&conn).unwrap().remove(0).unwrap();
         let refusal = |who: &str| crate::notify::transport::Refusal {
             recipient: who.into(),
             reply: "550 5.1.1 no such user".into(),
@@ -693,6 +744,46 @@ mod tests {
         record(&conn, &row, &attempt, t(0), &mut report).unwrap();
         assert_eq!(report.outcomes, vec![("email".to_owned(), Outcome::Sent)]);
         assert_eq!(report.refused_recipients, vec!["email", "email"]);
+    }
+
+    #[test]
+    fn a_row_whose_columns_cannot_be_read_is_refused_and_the_next_is_delivered() {
+        // Before, one such row failed every pass, so every later digest stayed queued.
+        let dir = tempfile::tempdir().unwrap();
+        let files = Transport::File {
+            dir: dir.path().join("outbox"),
+        };
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        let negative = insert(&tx, &message("negative attempts"), t(0)).unwrap();
+        let text = insert(&tx, &message("message as text"), t(0)).unwrap();
+        let next = insert(&tx, &message("next"), t(0)).unwrap();
+        tx.execute(
+            "UPDATE outbox SET attempts = -1 WHERE id = ?1",
+            [negative.0],
+        )
+        .unwrap();
+        tx.execute(
+            "UPDATE outbox SET message = CAST(message AS TEXT) || 'x' WHERE id = ?1",
+            [text.0],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let report = deliver_pending(&conn, &files, t(0)).unwrap();
+        assert_eq!(report.sent, vec![next], "{report:?}");
+        let refused: Vec<OutboxId> = report.rejected.iter().map(|(id, _)| *id).collect();
+        assert_eq!(refused, vec![negative, text], "{report:?}");
+        assert!(
+            report.rejected[0].1.contains("unreadable row"),
+            "{report:?}"
+        );
+        assert_eq!(report.pending, 0);
+        // Refused for good: the next pass does not meet them again.
+        let again = deliver_pending(&conn, &files, t(1)).unwrap();
+        assert!(
+            again.rejected.is_empty() && again.sent.is_empty(),
+            "{again:?}"
+        );
     }
 
     #[test]
