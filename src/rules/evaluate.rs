@@ -183,7 +183,8 @@ const TICK: Duration = Duration::from_millis(20);
 
 /// The environment rule messages render in: a field the API left out is empty text, not
 /// Jinja's Python-like "None"; `utc` and `date` write a time column (Unix seconds) as
-/// `2026-03-01T12:00:00Z` and `2026-03-01`.
+/// `2026-03-01T12:00:00Z` and `2026-03-01`; `cents` writes an amount in cents (the API's
+/// spend thresholds) as `1000.00`.
 pub(super) fn message_env() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_formatter(|out, state, value| {
@@ -199,7 +200,21 @@ pub(super) fn message_env() -> minijinja::Environment<'static> {
     env.add_filter("date", |value: minijinja::Value| {
         time_text(value, "%Y-%m-%d")
     });
+    env.add_filter("cents", cents_text);
     env
+}
+
+/// An integer amount in cents as units with two decimals (`100000` → `1000.00`, `-5` →
+/// `-0.05`); anything else as it was, like [`time_text`].
+fn cents_text(value: minijinja::Value) -> minijinja::Value {
+    match i64::try_from(value.clone()) {
+        Ok(cents) => {
+            let sign = if cents < 0 { "-" } else { "" };
+            let abs = cents.unsigned_abs();
+            minijinja::Value::from(format!("{sign}{}.{:02}", abs / 100, abs % 100))
+        }
+        Err(_) => value,
+    }
 }
 
 /// A time in Unix seconds as UTC text; anything else as it was, so an odd value from the

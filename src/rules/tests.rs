@@ -591,6 +591,22 @@ fn a_time_in_a_message_can_be_written_as_a_utc_date() {
 }
 
 #[test]
+fn an_amount_in_cents_can_be_written_as_money() {
+    use minijinja::Value;
+    let env = super::evaluate::message_env();
+    let render = |amount: Value| {
+        env.render_str("{{ a | cents }}", minijinja::context! { a => amount })
+            .unwrap()
+    };
+    assert_eq!(render(Value::from(100_000)), "1000.00");
+    assert_eq!(render(Value::from(5)), "0.05");
+    assert_eq!(render(Value::from(-250)), "-2.50");
+    // A missing amount stays empty, and text is left as it is.
+    assert_eq!(render(Value::from(())), "");
+    assert_eq!(render(Value::from("n/a")), "n/a");
+}
+
+#[test]
 fn a_message_that_fails_to_render_is_reported_as_the_messages_fault() {
     // minijinja checks filters only as it renders: `rules check` finds this one over the
     // demo organization, and must not send its author to the SQL.
