@@ -805,6 +805,31 @@ fn sarif_text(text: &str) -> String {
     text.replace('[', "\\[").replace(']', "\\]")
 }
 
+/// A finding's qualified name (`proj_a/project_api_keys/key_1`) as a relative URI: each
+/// segment percent-encoded but for RFC 3986's unreserved characters, so an id from the API
+/// (a space, a `#`, a `/` of its own) can neither break the URI nor add a segment.
+fn sarif_uri(segments: &[&str]) -> String {
+    segments
+        .iter()
+        .map(|segment| {
+            // `.` and `..` would be read as "this folder" and "the parent".
+            if segment.bytes().all(|b| b == b'.') {
+                return "%2E".repeat(segment.len());
+            }
+            segment
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        char::from(b).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// SARIF 2.1.0: one run, the rules that produced results in `tool.driver.rules` (help =
 /// remediation), one result per open or exempt finding (exempt ones suppressed). Its
 /// invocation is unsuccessful, with a notification each, when the read was incomplete or a
@@ -854,18 +879,26 @@ pub fn sarif(
                 .iter()
                 .position(|id| *id == f.rule_id.as_str())
                 .unwrap_or(0);
-            let qualified = match &f.project_id {
+            let segments: Vec<&str> = match &f.project_id {
                 Some(p) if p.as_str() != f.resource_id => {
-                    format!("{}/{}/{}", p, f.resource_type, f.resource_id)
+                    vec![p.as_str(), &f.resource_type, &f.resource_id]
                 }
-                _ => format!("{}/{}", f.resource_type, f.resource_id),
+                _ => vec![&f.resource_type, &f.resource_id],
             };
+            let qualified = segments.join("/");
             let mut result = json!({
                 "ruleId": f.rule_id.as_str(),
                 "ruleIndex": index,
                 "level": sarif_level(f.severity),
                 "message": {"text": sarif_text(&f.message)},
                 "locations": [{
+                    // GitHub code scanning refuses a whole upload when a result has no
+                    // physical location ("expected artifact location"); an organization's
+                    // object has no file, so the location is a stable relative path naming it.
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": sarif_uri(&segments)},
+                        "region": {"startLine": 1},
+                    },
                     "logicalLocations": [{
                         "name": f.resource_id,
                         "fullyQualifiedName": qualified,
@@ -1121,6 +1154,40 @@ mod tests {
         assert_eq!(
             results[0]["locations"][0]["logicalLocations"][0]["fullyQualifiedName"],
             "proj_a/project_api_keys/key_1"
+        );
+    }
+
+    #[test]
+    fn every_sarif_result_has_the_physical_location_github_requires() {
+        let mut org_level = finding(Status::Open);
+        org_level.project_id = None;
+        org_level.resource_type = "org_admin_api_keys".into();
+        org_level.resource_id = "key admin/#1?".into();
+        let mut dots = finding(Status::Exempt);
+        dots.resource_id = "..".into();
+        let doc = sarif(
+            None,
+            &[finding(Status::Open), org_level, dots],
+            &[],
+            &RuleSet::default(),
+        );
+        let uris: Vec<&str> = doc["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let physical = &r["locations"][0]["physicalLocation"];
+                assert_eq!(physical["region"]["startLine"], 1, "{r}");
+                physical["artifactLocation"]["uri"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(
+            uris,
+            [
+                "proj_a/project_api_keys/key_1",
+                "org_admin_api_keys/key%20admin%2F%231%3F",
+                "proj_a/project_api_keys/%2E%2E",
+            ]
         );
     }
 

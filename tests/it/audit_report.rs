@@ -118,6 +118,9 @@ fn demo_sarif_is_sarif_2_1_0() {
         assert_eq!(rules[index]["id"], result["ruleId"]);
         assert!(["error", "warning", "note"].contains(&result["level"].as_str().unwrap()));
         assert!(result["message"]["text"].is_string());
+        // GitHub code scanning rejects the whole upload over one result without it.
+        let uri = &result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"];
+        assert!(uri.as_str().is_some_and(|u| !u.is_empty()), "{result}");
     }
     for rule in rules {
         assert!(!rule["help"]["text"].as_str().unwrap().is_empty());
