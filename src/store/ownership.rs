@@ -125,7 +125,19 @@ pub fn canonical_db_path(db: &Path) -> std::io::Result<PathBuf> {
                 format!("{} names no file", db.display()),
             ));
         };
-        return Ok(std::fs::canonicalize(&parent)?.join(name));
+        // SQLite creates the file, not its folder: say which is missing, since "No such
+        // file or directory" beside a database that is meant to be created misleads.
+        return match std::fs::canonicalize(&parent) {
+            Ok(dir) => Ok(dir.join(name)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "its folder {} does not exist (create it, or choose another --db)",
+                    parent.display()
+                ),
+            )),
+            Err(e) => Err(e),
+        };
     }
     Err(std::io::Error::new(
         std::io::ErrorKind::InvalidInput,

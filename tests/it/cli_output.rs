@@ -392,6 +392,30 @@ fn offline_audit_on_a_missing_database_creates_nothing() {
 }
 
 #[test]
+fn an_audit_into_a_folder_that_does_not_exist_names_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    // Refused before any request: nothing listens on the discard port.
+    let out = run(
+        dir.path(),
+        &[
+            "--db",
+            "cache/orgwarden/ci.db",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "audit",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("its folder cache/orgwarden does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+#[test]
 fn the_demo_outbox_is_ignored_by_git() {
     let ignore = include_str!("../../.gitignore");
     assert!(

@@ -36,9 +36,18 @@ fn an_io_error_prints_its_cause_once() {
         missing_config.contains("cannot read configuration file missing.toml: No such file"),
         "{missing_config}"
     );
-    let missing_db_dir = once(&["--db", "/nonexistent/dir/x.db", "demo"]);
+    let out = run(dir.path(), &["--db", "/nonexistent/dir/x.db", "demo"]);
+    let missing_db_dir = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{missing_db_dir}");
     assert!(
         missing_db_dir.contains("/nonexistent/dir/x.db"),
+        "{missing_db_dir}"
+    );
+    assert_eq!(
+        missing_db_dir
+            .matches("its folder /nonexistent/dir does not exist")
+            .count(),
+        1,
         "{missing_db_dir}"
     );
     std::fs::write(
