@@ -70,9 +70,10 @@ pub enum CollectError {
     ReceiverClosed,
 }
 
-/// Whether a progress bar makes sense: stderr is a terminal.
+/// Whether a progress bar makes sense: stderr is a terminal that can redraw a line (not
+/// `TERM=dumb`, which shows the bar's escape codes as text).
 pub fn progress_wanted() -> bool {
-    std::io::stderr().is_terminal()
+    std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
 }
 
 /// A project as the rest of the crawl needs it; its JSON went to the store already.

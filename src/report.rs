@@ -242,6 +242,19 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// Whether output to a stream may carry colour and other ANSI styles: the stream is a
+/// terminal (`is_terminal`), `NO_COLOR` is unset or empty (no-color.org: whoever sets it
+/// wants no colour, on a terminal too) and `TERM` is not `dumb` (a terminal that shows escape
+/// codes as text, as CI logs and editors' shells are).
+pub fn color_wanted(is_terminal: bool) -> bool {
+    is_terminal && no_color_asked(std::env::var_os("NO_COLOR"), std::env::var_os("TERM"))
+}
+
+/// [`color_wanted`]'s reading of the environment, for a terminal: `NO_COLOR` and `TERM`.
+fn no_color_asked(no_color: Option<std::ffi::OsString>, term: Option<std::ffi::OsString>) -> bool {
+    no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
+}
+
 /// Whether a table column may wrap when the terminal is too narrow for the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wrap {
@@ -1189,6 +1202,21 @@ mod tests {
                 "proj_a/project_api_keys/%2E%2E",
             ]
         );
+    }
+
+    #[test]
+    fn no_color_set_or_a_dumb_terminal_turns_colour_off() {
+        use std::ffi::OsString;
+        let os = |s: &str| Some(OsString::from(s));
+        assert!(no_color_asked(None, os("xterm-256color")));
+        assert!(no_color_asked(None, None));
+        assert!(
+            no_color_asked(os(""), os("xterm")),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!no_color_asked(os("1"), os("xterm")));
+        assert!(!no_color_asked(None, os("dumb")));
+        assert!(!color_wanted(false), "never off a terminal");
     }
 
     #[test]

@@ -96,7 +96,10 @@ pub(super) fn print_diagnostics(
     consequence: &str,
 ) -> anyhow::Result<()> {
     if !d.items().is_empty() {
-        eprint_or_drop!("{}", d.render(std::io::stderr().is_terminal()));
+        eprint_or_drop!(
+            "{}",
+            d.render(report::color_wanted(std::io::stderr().is_terminal()))
+        );
     }
     if d.has_errors() {
         return Err(CliError::usage(anyhow!(
@@ -135,7 +138,8 @@ pub(super) fn print_outcome(
     format: FindingsFormat,
     fail_on: Option<Severity>,
 ) -> anyhow::Result<Exit> {
-    let color = format == FindingsFormat::Table && std::io::stdout().is_terminal();
+    let color =
+        format == FindingsFormat::Table && report::color_wanted(std::io::stdout().is_terminal());
     let text = report::render(
         format.into(),
         Some(&evaluated.snapshot),

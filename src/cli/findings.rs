@@ -68,7 +68,8 @@ pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit
         .filter(|f| args.rule.as_deref().is_none_or(|r| f.rule_id.as_str() == r))
         .collect();
     findings::sort(&mut list);
-    let color = args.format == FindingsFormat::Table && std::io::stdout().is_terminal();
+    let color = args.format == FindingsFormat::Table
+        && crate::report::color_wanted(std::io::stdout().is_terminal());
     print!(
         "{}",
         report::render(args.format.into(), None, &list, &[], &loaded.rules, color)?

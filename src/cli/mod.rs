@@ -210,7 +210,9 @@ impl GlobalArgs {
         let diags = crate::rules::load_checked(&config, diags, today).diagnostics;
         eprint_or_drop!(
             "{}",
-            diags.render(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            diags.render(crate::report::color_wanted(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+            ))
         );
         Err(CliError::usage(anyhow::anyhow!(
             "{} error(s) in rule or configuration files",
@@ -494,7 +496,9 @@ fn init_logging(global: &GlobalArgs, quiet_default: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(crate::report::color_wanted(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ))
         // Every line, from any crate, is scrubbed of registered secrets before it is written.
         .with_writer(crate::secrets::ScrubbedStderr);
     let _ = match global.log_format {

@@ -415,6 +415,52 @@ fn an_audit_into_a_folder_that_does_not_exist_names_the_folder() {
     assert!(left.is_empty(), "files left behind: {left:?}");
 }
 
+/// What `orgwarden <args>`, run in `dir` with its output on a terminal (util-linux `script`
+/// gives it one) and `env` added, wrote to that terminal.
+fn run_on_terminal(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let script = crate::support::tools::Tool::Script.require();
+    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_orgwarden"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    // The environment the binary gets everywhere else in the tests, through `script`.
+    let mut cmd = std::process::Command::new(script);
+    for (name, value) in crate::support::orgwarden().get_envs() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    cmd.current_dir(dir)
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color")
+        .env("COLUMNS", "200")
+        .envs(env.iter().copied())
+        .args(["-qec", &quoted.join(" "), "/dev/null"]);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn no_color_and_a_dumb_terminal_get_no_escape_codes() {
+    let dir = demo_dir();
+    let args = ["--db", "orgwarden-demo.db", "findings"];
+    let coloured = run_on_terminal(dir.path(), &args, &[]);
+    assert!(
+        coloured.contains("\x1b["),
+        "a terminal gets colour:\n{coloured}"
+    );
+    for env in [("NO_COLOR", "1"), ("TERM", "dumb")] {
+        let plain = run_on_terminal(dir.path(), &args, &[env]);
+        assert!(plain.contains("api-key-stale"), "{env:?}:\n{plain}");
+        assert!(!plain.contains('\x1b'), "{env:?}:\n{plain}");
+    }
+    // An empty NO_COLOR is as good as none (no-color.org).
+    let empty = run_on_terminal(dir.path(), &args, &[("NO_COLOR", "")]);
+    assert!(empty.contains("\x1b["), "{empty}");
+}
+
 #[test]
 fn the_demo_outbox_is_ignored_by_git() {
     let ignore = include_str!("../../.gitignore");

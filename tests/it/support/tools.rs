@@ -17,6 +17,8 @@ pub enum Tool {
     Setpriv,
     /// GNU time (`/usr/bin/time -v`), for a command's peak memory.
     GnuTime,
+    /// util-linux's `script`, to give the binary a terminal for its output.
+    Script,
 }
 
 impl Tool {
@@ -27,6 +29,7 @@ impl Tool {
             Tool::SystemdAnalyze => "systemd-analyze",
             Tool::Setpriv => "setpriv",
             Tool::GnuTime => "time",
+            Tool::Script => "script",
         }
     }
 
@@ -37,6 +40,7 @@ impl Tool {
             Tool::SystemdAnalyze => "apt-get install systemd",
             Tool::Setpriv => "apt-get install util-linux",
             Tool::GnuTime => "apt-get install time",
+            Tool::Script => "apt-get install bsdutils",
         }
     }
 
