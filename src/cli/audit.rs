@@ -324,6 +324,9 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
     if args.offline && !db.exists() {
         return Err(store_error(StoreError::Missing { path: db }));
     }
+    // A database this run creates knows no finding yet, so every open one is new to it and
+    // announced as new: in CI, on every run, unless the database is kept between runs.
+    let fresh = !db.exists();
     let _lock = Store::lock_writer(&db).map_err(store_error)?;
     let store = Store::open(&db).map_err(store_error)?;
     let organization = config.openai.organization.clone();
@@ -347,7 +350,7 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
         organization: organization.clone(),
         dry_run: args.dry_run,
     };
-    run_and_print(
+    let exit = run_and_print(
         store,
         setup,
         source,
@@ -355,7 +358,15 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
         args.format,
         args.fail_on,
         &|_| {},
-    )
+    )?;
+    if fresh && args.notify {
+        eprintln_or_drop!(
+            "warning: {} was created by this run, so every open finding counted as new; keep \
+             the database between runs (a CI cache or volume) so that only changes are announced",
+            db.display()
+        );
+    }
+    Ok(exit)
 }
 
 #[cfg(test)]

@@ -55,6 +55,11 @@ fn notify_announces_changes_once_and_dry_run_stores_nothing() {
         "{stderr}"
     );
     assert!(stderr.contains("35 new"), "{stderr}");
+    // A CI job that keeps no database announces everything on every run: it is told why.
+    assert!(
+        stderr.contains("audit.db was created by this run, so every open finding counted as new"),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains("\"fingerprint\""),
         "a dry run logs no announcement: {stderr}"
@@ -70,6 +75,7 @@ fn notify_announces_changes_once_and_dry_run_stores_nothing() {
     let out = audit(dir.path(), &url, &["--log-format", "json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("created by this run"), "{stderr}");
     assert_eq!(mails(dir.path()), 1);
     assert_eq!(
         stderr.matches("\"fingerprint\"").count(),
