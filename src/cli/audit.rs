@@ -48,8 +48,9 @@ pub struct AuditArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = FindingsFormat::Table)]
     pub format: FindingsFormat,
-    /// Exit 1 when a non-exempt open finding is at or above this severity
-    #[arg(long, value_enum)]
+    /// Exit 1 when a non-exempt open finding is at or above this severity (any case:
+    /// `high`, `HIGH`)
+    #[arg(long, value_enum, ignore_case = true)]
     pub fail_on: Option<Severity>,
     /// Evaluate the latest stored snapshot without calling the API
     #[arg(long)]

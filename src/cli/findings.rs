@@ -32,8 +32,8 @@ pub struct FindingsArgs {
     /// Which findings
     #[arg(long, value_enum, default_value_t = StatusFilter::Open)]
     pub status: StatusFilter,
-    /// Only this severity and above
-    #[arg(long, value_enum)]
+    /// Only this severity and above (any case)
+    #[arg(long, value_enum, ignore_case = true)]
     pub severity: Option<Severity>,
     /// Only this rule
     #[arg(long)]

@@ -93,6 +93,9 @@ fn findings_resolve_open_and_reopen_as_the_organization_changes() {
     );
     let (code, _) = audit(dir.path(), &url, &["--fail-on", "high"]);
     assert_eq!(code, 1, "high findings are open");
+    // A CI variable may hold the severity in capitals.
+    let (code, _) = audit(dir.path(), &url, &["--fail-on", "HIGH"]);
+    assert_eq!(code, 1, "--fail-on HIGH is --fail-on high");
 
     // Fix a violation, add one, delete a key.
     let payments = ProjectId::from("proj_payments");
