@@ -7,6 +7,20 @@ use chrono::NaiveDate;
 
 use crate::model::RuleId;
 
+/// How many days before its end an exemption is warned about.
+pub const EXPIRY_NOTICE_DAYS: i64 = 14;
+
+/// Where an exemption stands on one day, for the warnings about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// It holds, and its end is more than [`EXPIRY_NOTICE_DAYS`] away.
+    Holds,
+    /// It holds, and ends within [`EXPIRY_NOTICE_DAYS`] (its last day included).
+    Expiring,
+    /// It no longer holds: its findings are open again.
+    Expired,
+}
+
 /// An accepted finding: `[[exemption]]` of the configuration, validated.
 #[derive(Clone, Debug)]
 pub struct Exemption {
@@ -63,5 +77,57 @@ impl Exemption {
     /// Whether it still holds on `day` (the expiry day included).
     pub fn active_on(&self, day: NaiveDate) -> bool {
         day <= self.expires
+    }
+
+    /// Whether it holds on `day`, and whether its end is near enough to warn about.
+    pub fn standing_on(&self, day: NaiveDate) -> Standing {
+        if !self.active_on(day) {
+            Standing::Expired
+        } else if (self.expires - day).num_days() <= EXPIRY_NOTICE_DAYS {
+            Standing::Expiring
+        } else {
+            Standing::Holds
+        }
+    }
+
+    /// The warning its standing on `day` calls for, if any, in words.
+    pub fn notice_on(&self, day: NaiveDate) -> Option<String> {
+        match self.standing_on(day) {
+            Standing::Holds => None,
+            Standing::Expiring => Some(format!(
+                "exemption for `{}` on `{}` expires on {} (owner {})",
+                self.rule, self.resource, self.expires, self.owner
+            )),
+            Standing::Expired => Some(format!(
+                "exemption for `{}` on `{}` expired on {}; its findings are open again",
+                self.rule, self.resource, self.expires
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Exemption, Standing};
+    use chrono::NaiveDate;
+
+    #[test]
+    fn an_exemption_holds_through_its_last_day_and_is_warned_about_two_weeks_ahead() {
+        let day = |m: u32, d: u32| NaiveDate::from_ymd_opt(2028, m, d).unwrap();
+        // A leap day, as written in a configuration.
+        let e = Exemption::new(
+            "api-key-old".into(),
+            "key_x",
+            "r".into(),
+            "o".into(),
+            day(2, 29),
+        )
+        .unwrap();
+        assert_eq!(e.standing_on(day(2, 14)), Standing::Holds);
+        assert_eq!(e.standing_on(day(2, 15)), Standing::Expiring);
+        assert_eq!(e.standing_on(day(2, 29)), Standing::Expiring);
+        assert!(e.active_on(day(2, 29)));
+        assert_eq!(e.standing_on(day(3, 1)), Standing::Expired);
+        assert_eq!(e.notice_on(day(2, 14)), None);
     }
 }

@@ -3,15 +3,16 @@
 //! reloads.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{AdminClient, ClientOptions, load_admin_key};
 use crate::collect::ExpectedAnswers;
 use crate::config::Config;
 use crate::diagnostics::Diagnostics;
+use crate::exemptions::Exemption;
 use crate::findings::{EventKind, Status};
 use crate::model::{Severity, SnapshotStatus};
 use crate::notify::{DeliveryReport, Notifier};
@@ -40,6 +41,41 @@ struct Loaded {
     rules: rules::Loaded,
     notifier: Notifier,
     client: AdminClient,
+    /// When the exemptions' ends were last warned about.
+    exemptions_noted: ExpiryWatch,
+}
+
+/// Warns about exemptions' ends once a day: a daemon runs for months on one
+/// configuration, and an exemption's end comes near (or passes) while it does.
+#[derive(Debug)]
+struct ExpiryWatch {
+    /// The last day (UTC) the warnings were given.
+    noted: Mutex<NaiveDate>,
+}
+
+impl ExpiryWatch {
+    /// A watch that has warned on `day` (loading the configuration does).
+    fn noted_on(day: NaiveDate) -> ExpiryWatch {
+        ExpiryWatch {
+            noted: Mutex::new(day),
+        }
+    }
+
+    /// The warnings due on `today`: none if they were given today already.
+    fn due(&self, exemptions: &[Exemption], today: NaiveDate) -> Vec<String> {
+        let mut noted = match self.noted.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if *noted >= today {
+            return Vec::new();
+        }
+        *noted = today;
+        exemptions
+            .iter()
+            .filter_map(|e| e.notice_on(today))
+            .collect()
+    }
 }
 
 /// Runs audits for the daemon.
@@ -75,7 +111,8 @@ fn load(inputs: &JobInputs, metrics: &Arc<Metrics>) -> Result<Loaded, BoxError> 
         Some(path) => Config::check_file(path)?,
         None => (Config::default(), Diagnostics::new()),
     };
-    let rules = rules::load_checked(&config, config_diags, Utc::now().date_naive());
+    let today = Utc::now().date_naive();
+    let rules = rules::load_checked(&config, config_diags, today);
     if rules.diagnostics.has_errors() {
         return Err(format!(
             "{} error(s) in rule or configuration files:\n{}",
@@ -83,6 +120,12 @@ fn load(inputs: &JobInputs, metrics: &Arc<Metrics>) -> Result<Loaded, BoxError> 
             rules.diagnostics.render(false)
         )
         .into());
+    }
+    // Warnings do not stop the daemon, but they are for its operator (an exemption that
+    // has expired or is about to), so they go to the log as `audit` prints them.
+    for warning in rules.diagnostics.items() {
+        let at = rules.diagnostics.location(warning).unwrap_or_default();
+        tracing::warn!(code = %warning.code, at, "{}", warning.message);
     }
     let notifier = Notifier::from_config(&config)?;
     let config_dir = config.source.as_deref().and_then(Path::parent);
@@ -98,6 +141,7 @@ fn load(inputs: &JobInputs, metrics: &Arc<Metrics>) -> Result<Loaded, BoxError> 
         rules,
         notifier,
         client,
+        exemptions_noted: ExpiryWatch::noted_on(today),
     })
 }
 
@@ -330,6 +374,10 @@ fn restart_only_changes(old: &Config, new: &Config, db: &Path) -> Vec<String> {
 impl Job for AuditJob {
     async fn run(&self, ctx: RunContext) -> RunOutcome {
         let loaded = self.loaded();
+        let today = Utc::now().date_naive();
+        for notice in loaded.exemptions_noted.due(&loaded.rules.exemptions, today) {
+            tracing::warn!("{notice}");
+        }
         let mut outcome = self.audit(&loaded, &ctx.cancel, &ctx.stopping).await;
         ctx.saved.record(&outcome);
         if ctx.cancel.is_cancelled() {
@@ -401,9 +449,37 @@ impl Job for AuditJob {
 
 #[cfg(test)]
 mod tests {
-    use super::{email_counts, restart_only_changes};
+    use super::{ExpiryWatch, email_counts, restart_only_changes};
     use crate::config::Config;
+    use crate::exemptions::Exemption;
+    use chrono::NaiveDate;
     use std::path::Path;
+
+    #[test]
+    fn a_running_daemon_warns_once_a_day_about_exemptions_that_end_soon_or_have_ended() {
+        let day = |d: u32| NaiveDate::from_ymd_opt(2027, 3, d).unwrap();
+        let exemption = |expires| {
+            Exemption::new(
+                "api-key-old".into(),
+                "key_*",
+                "legacy".into(),
+                "sec@acme.com".into(),
+                expires,
+            )
+            .unwrap()
+        };
+        let exemptions = [exemption(day(31)), exemption(day(10))];
+        // Loaded on the 1st: the load's own diagnostics warned that day.
+        let watch = ExpiryWatch::noted_on(day(1));
+        assert!(watch.due(&exemptions, day(1)).is_empty());
+        // Weeks later, on one configuration: the 31st is now within 14 days.
+        let due = watch.due(&exemptions, day(17));
+        assert_eq!(due.len(), 2, "{due:?}");
+        assert!(due[0].contains("expires on 2027-03-31 (owner sec@acme.com)"));
+        assert!(due[1].contains("expired on 2027-03-10"));
+        assert!(watch.due(&exemptions, day(17)).is_empty(), "once a day");
+        assert_eq!(watch.due(&exemptions, day(18)).len(), 2);
+    }
 
     #[test]
     fn a_reload_that_moves_the_database_or_the_listen_address_says_it_waits_for_a_restart() {

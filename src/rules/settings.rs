@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 
 use crate::config::{Config, closest, span_of};
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
-use crate::exemptions::Exemption;
+use crate::exemptions::{Exemption, Standing};
 use crate::model::RuleId;
 
 use super::{Rule, Value, compile, parse};
@@ -254,30 +254,15 @@ pub(super) fn validate_exemptions(
                 continue;
             }
         };
-        let resource = e.resource.get_ref();
-        if expires < today {
+        let standing = exemption.standing_on(today);
+        if let Some(notice) = exemption.notice_on(today) {
+            let (code, label) = match standing {
+                Standing::Expired => (DiagnosticCode::ExemptionExpired, "expired"),
+                _ => (DiagnosticCode::ExemptionExpiring, "within 14 days"),
+            };
             diags
-                .warning(
-                    DiagnosticCode::ExemptionExpired,
-                    file,
-                    span_of(&e.expires),
-                    format!(
-                        "exemption for `{rule}` on `{resource}` expired on {expires}; its findings are open again"
-                    ),
-                )
-                .label("expired");
-        } else if (expires - today).num_days() <= 14 {
-            diags
-                .warning(
-                    DiagnosticCode::ExemptionExpiring,
-                    file,
-                    span_of(&e.expires),
-                    format!(
-                        "exemption for `{rule}` on `{resource}` expires on {expires} (owner {})",
-                        e.owner
-                    ),
-                )
-                .label("within 14 days");
+                .warning(code, file, span_of(&e.expires), notice)
+                .label(label);
         }
         out.push(exemption.with_index(i));
     }

@@ -317,6 +317,45 @@ fn metrics_count_the_audit_jobs_api_responses_and_open_findings() {
     assert_eq!(daemon.wait(Duration::from_secs(30)).0, 0);
 }
 
+#[test]
+fn the_daemon_logs_exemptions_that_expire_soon_or_have_expired_at_start_and_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Duration::ZERO);
+    let exemption = |days: i64| {
+        let expires = (chrono::Utc::now() + chrono::Duration::days(days)).format("%Y-%m-%d");
+        let table = format!(
+            "\n[[exemption]]\nrule = \"project-no-spend-alert\"\nresource = \"proj_support\"\n\
+             reason = \"hard cap\"\nowner = \"finops@acme-robotics.com\"\nexpires = \"{expires}\"\n"
+        );
+        (expires.to_string(), table)
+    };
+    // No scheduled run comes during the test: the warnings are the loading's.
+    let (soon, table) = exemption(3);
+    write_config(dir.path(), &sim, "0 0 1 1 *", &table);
+    let daemon = Daemon::start(dir.path());
+    daemon.wait_for(
+        &format!("expires on {soon} (owner finops@acme-robotics.com)"),
+        1,
+        Duration::from_secs(30),
+    );
+    assert!(
+        daemon.log().contains("exemption-expiring"),
+        "{}",
+        daemon.log()
+    );
+
+    let (past, table) = exemption(-1);
+    write_config(dir.path(), &sim, "0 0 1 1 *", &table);
+    daemon.signal("HUP");
+    daemon.wait_for(
+        &format!("expired on {past}; its findings are open again"),
+        1,
+        Duration::from_secs(30),
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(30)).0, 0);
+}
+
 /// The POSIX locks process `pid` holds on the file `path` (Linux's /proc/locks).
 #[cfg(target_os = "linux")]
 fn posix_locks(pid: u32, path: &Path) -> usize {
