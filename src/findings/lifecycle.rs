@@ -41,7 +41,8 @@ pub enum Sighting<'a> {
 /// The exemptions that name one finding's rule and resource, as of one day.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Applicable<'a> {
-    /// The first matching exemption still in force.
+    /// The latest-expiring matching exemption still in force (the first written, among
+    /// equals): the finding is exempt until its date, which the event then names.
     pub active: Option<&'a Exemption>,
     /// The latest-expiring matching exemption that has lapsed.
     pub expired: Option<&'a Exemption>,
@@ -56,7 +57,10 @@ impl<'a> Applicable<'a> {
         today: NaiveDate,
     ) -> Applicable<'a> {
         let mut matching = all.iter().filter(|e| e.matches(rule, resource));
-        let active = matching.clone().find(|e| e.active_on(today));
+        let active = matching
+            .clone()
+            .filter(|e| e.active_on(today))
+            .min_by_key(|e| std::cmp::Reverse(e.expires));
         let expired = matching
             .by_ref()
             .filter(|e| !e.active_on(today))

@@ -619,6 +619,26 @@ fn applicable_prefers_an_active_exemption_and_the_latest_expired_one() {
     assert!(Applicable::find(&all, &rule, "zzz", today).active.is_none());
 }
 
+#[test]
+fn overlapping_exemptions_exempt_until_the_latest_date_and_say_so() {
+    // A broad exemption first in the file, ending soon; a narrower one lasting longer.
+    let ex = [exemption("k*", "2026-03-02"), exemption("k1", "2026-09-30")];
+    let r = reconcile(
+        &[],
+        &[hit("k1", "p1")],
+        &rules(Severity::Medium),
+        &ex,
+        &Coverage::complete(),
+        day(1),
+    );
+    assert_eq!(kinds(&r), [EventKind::Exempted]);
+    assert!(
+        r.events[0].reason.starts_with("exempt until 2026-09-30"),
+        "the finding stays exempt past 2026-03-02: {}",
+        r.events[0].reason
+    );
+}
+
 /// Every variant of a stored enum reads back from its text and from SQLite unchanged, and
 /// an unknown name is refused.
 fn round_trips<T>(all: &[T])
