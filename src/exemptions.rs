@@ -5,7 +5,7 @@
 
 use chrono::NaiveDate;
 
-use crate::model::RuleId;
+use crate::model::{ProjectId, RuleId};
 
 /// How many days before its end an exemption is warned about.
 pub const EXPIRY_NOTICE_DAYS: i64 = 14;
@@ -29,6 +29,9 @@ pub struct Exemption {
     /// The resource id or glob as written.
     pub resource: String,
     matcher: globset::GlobMatcher,
+    /// The project id or glob it is limited to, as written; `None`: any project.
+    pub project: Option<String>,
+    project_matcher: Option<globset::GlobMatcher>,
     /// Why it is accepted.
     pub reason: String,
     /// Who answers for it.
@@ -48,19 +51,26 @@ impl Exemption {
         owner: String,
         expires: NaiveDate,
     ) -> Result<Exemption, String> {
-        let glob = globset::GlobBuilder::new(resource)
-            .literal_separator(false)
-            .build()
-            .map_err(|e| e.kind().to_string())?;
         Ok(Exemption {
             rule,
             resource: resource.to_owned(),
-            matcher: glob.compile_matcher(),
+            matcher: glob(resource)?,
+            project: None,
+            project_matcher: None,
             reason,
             owner,
             expires,
             index: 0,
         })
+    }
+
+    /// The same exemption, limited to findings in projects matching `project` (exact or
+    /// glob): a resource id such as a hosted tool's name or a user's id recurs in every
+    /// project, and accepting it in one must not accept it in all, nor in those to come.
+    pub fn in_project(mut self, project: &str) -> Result<Exemption, String> {
+        self.project_matcher = Some(glob(project)?);
+        self.project = Some(project.to_owned());
+        Ok(self)
     }
 
     /// The same exemption, remembering its position in the configuration.
@@ -69,9 +79,24 @@ impl Exemption {
         self
     }
 
-    /// Whether it names this rule and resource.
-    pub fn matches(&self, rule: &RuleId, resource_id: &str) -> bool {
-        &self.rule == rule && self.matcher.is_match(resource_id)
+    /// Whether it names this rule and resource, in this project (a finding outside any
+    /// project matches only an exemption not limited to one).
+    pub fn matches(&self, rule: &RuleId, resource_id: &str, project: Option<&ProjectId>) -> bool {
+        &self.rule == rule
+            && self.matcher.is_match(resource_id)
+            && match (&self.project_matcher, project) {
+                (None, _) => true,
+                (Some(m), Some(p)) => m.is_match(p.as_str()),
+                (Some(_), None) => false,
+            }
+    }
+
+    /// What it covers, in words: "`rule` on `resource`", and "in `project`" when limited.
+    pub fn describe(&self) -> String {
+        match &self.project {
+            None => format!("`{}` on `{}`", self.rule, self.resource),
+            Some(p) => format!("`{}` on `{}` in `{p}`", self.rule, self.resource),
+        }
     }
 
     /// Whether it still holds on `day` (the expiry day included).
@@ -95,15 +120,27 @@ impl Exemption {
         match self.standing_on(day) {
             Standing::Holds => None,
             Standing::Expiring => Some(format!(
-                "exemption for `{}` on `{}` expires on {} (owner {})",
-                self.rule, self.resource, self.expires, self.owner
+                "exemption for {} expires on {} (owner {})",
+                self.describe(),
+                self.expires,
+                self.owner
             )),
             Standing::Expired => Some(format!(
-                "exemption for `{}` on `{}` expired on {}; its findings are open again",
-                self.rule, self.resource, self.expires
+                "exemption for {} expired on {}; its findings are open again",
+                self.describe(),
+                self.expires
             )),
         }
     }
+}
+
+/// A resource or project pattern: exact, or a glob whose `*` also crosses `/`.
+fn glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| e.kind().to_string())
 }
 
 #[cfg(test)]

@@ -91,12 +91,21 @@ timeout = "30s"
 
 # Accepted findings. Each needs the rule, a resource id (exact or glob), why, who answers
 # for it, and the last day it holds (UTC); when it expires, the finding reopens and says so.
-# Repeat the [[exemption]] table for more.
+# `project` (exact or glob, optional) limits it to findings in those projects: a hosted
+# tool's name or a user's id is the same in every project. Repeat the table for more.
 # [[exemption]]
 # rule = "project-no-spend-alert"
 # resource = "proj_sandbox*"
 # reason = "sandbox has a hard spend limit"
 # owner = "finops@example.com"
+# expires = "2027-03-31"
+#
+# [[exemption]]
+# rule = "project-hosted-tool-enabled"
+# resource = "mcp"
+# project = "proj_support"
+# reason = "the support assistant's MCP server is reviewed"
+# owner = "security@example.com"
 # expires = "2027-03-31"
 
 [notify]
@@ -272,7 +281,8 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
         assert!(config.notify.email.is_some());
         assert!(config.server.listen.is_some());
-        assert_eq!(config.exemption.len(), 1);
+        assert_eq!(config.exemption.len(), 2);
+        assert!(config.exemption[1].project.is_some());
         assert!(config.openai.admin_key_file.is_some());
         assert!(config.schedule.jitter.is_some());
         assert_eq!(

@@ -163,7 +163,7 @@ pub(super) fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
             Ok(store) => {
                 let stored: Vec<_> = findings::load(store.reader())?
                     .into_iter()
-                    .map(|f| (f.rule_id, f.resource_id))
+                    .map(|f| (f.rule_id, f.resource_id, f.project_id))
                     .collect();
                 rules::warn_unused_exemptions(
                     &config,

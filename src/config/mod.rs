@@ -222,6 +222,8 @@ pub struct ExemptionConfig {
     pub rule: Spanned<String>,
     /// A resource id, exact or glob (`proj_sandbox*`).
     pub resource: Spanned<String>,
+    /// The project id, exact or glob, it is limited to; `None`: any project.
+    pub project: Option<Spanned<String>>,
     /// Why the finding is accepted.
     pub reason: String,
     /// Who answers for it.

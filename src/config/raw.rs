@@ -85,6 +85,7 @@ pub(super) struct RawExemption {
     pub reason: Option<Spanned<String>>,
     pub owner: Option<Spanned<String>>,
     pub expires: Option<Spanned<String>>,
+    pub project: Option<Spanned<String>>,
     /// The keys written, whatever their values: a required key written with the wrong
     /// type is reported as such (`wrong-type`), not as missing too.
     pub given: Vec<String>,
@@ -165,7 +166,7 @@ const OPENAI: &[&str] = &[
 ];
 const SCHEDULE: &[&str] = &["cron", "timezone", "run_on_start", "jitter"];
 const RULES: &[&str] = &["paths", "disabled", "params", "severity", "timeout"];
-const EXEMPTION: &[&str] = &["rule", "resource", "reason", "owner", "expires"];
+const EXEMPTION: &[&str] = &["rule", "resource", "project", "reason", "owner", "expires"];
 const NOTIFY: &[&str] = &["repeat_interval", "send_resolved", "email", "channel"];
 const CHANNEL: &[&str] = &[
     "name",
@@ -387,6 +388,7 @@ impl<'d> Reader<'d> {
                 reason: self.string(&t, "reason"),
                 owner: self.string(&t, "owner"),
                 expires: self.string(&t, "expires"),
+                project: self.string(&t, "project"),
                 given: entries.keys().map(|k| k.get_ref().to_string()).collect(),
             });
         }

@@ -605,6 +605,11 @@ fn exemption(raw: &RawExemption, c: &mut Check<'_>) -> Option<ExemptionConfig> {
     let resource = required("resource", &raw.resource, c);
     let reason = required("reason", &raw.reason, c);
     let owner = required("owner", &raw.owner, c);
+    // Optional, but not empty: `project = ""` would match no finding at all.
+    let project = match &raw.project {
+        None => Some(None),
+        Some(p) => c.non_empty(p, "project").map(|_| Some(p.clone())),
+    };
     let expires = required("expires", &raw.expires, c).and_then(|e| {
         let date = c.parse(&e, DiagnosticCode::BadDate, "expected YYYY-MM-DD", |d| {
             NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
@@ -615,6 +620,7 @@ fn exemption(raw: &RawExemption, c: &mut Check<'_>) -> Option<ExemptionConfig> {
     Some(ExemptionConfig {
         rule: rule?,
         resource: resource?,
+        project: project?,
         reason: reason?.into_inner(),
         owner: owner?.into_inner(),
         expires: expires?,

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::exemptions::Exemption;
-use crate::model::{Hit, RuleId};
+use crate::model::{Hit, ProjectId, RuleId};
 
 use super::{Coverage, Event, EventKind, Finding, RuleMeta, Status, fingerprint};
 
@@ -49,14 +49,15 @@ pub struct Applicable<'a> {
 }
 
 impl<'a> Applicable<'a> {
-    /// The exemptions of `all` that apply to `rule` and `resource` on `today`.
+    /// The exemptions of `all` that apply to `rule` and `resource` in `project` on `today`.
     pub fn find(
         all: &'a [Exemption],
         rule: &RuleId,
         resource: &str,
+        project: Option<&ProjectId>,
         today: NaiveDate,
     ) -> Applicable<'a> {
-        let mut matching = all.iter().filter(|e| e.matches(rule, resource));
+        let mut matching = all.iter().filter(|e| e.matches(rule, resource, project));
         let active = matching
             .clone()
             .filter(|e| e.active_on(today))
@@ -261,7 +262,13 @@ pub fn reconcile(
         if !seen.insert(fp.clone()) {
             continue;
         }
-        let exemption = Applicable::find(exemptions, &hit.rule_id, &hit.resource_id, today);
+        let exemption = Applicable::find(
+            exemptions,
+            &hit.rule_id,
+            &hit.resource_id,
+            hit.project_id.as_ref(),
+            today,
+        );
         let sighting = Sighting::Hit { hit, meta };
         if let Some(change) = transition(
             by_fp.get(fp.as_str()).copied(),

@@ -258,12 +258,12 @@ fn exemption(pattern: &str, expires: &str) -> Exemption {
 #[test]
 fn exemption_matches_exact_and_glob_for_its_rule_only() {
     let e = exemption("key_legacy*", "2026-03-10");
-    assert!(e.matches(&RuleId::from("api-key-stale"), "key_legacy_1"));
-    assert!(!e.matches(&RuleId::from("api-key-stale"), "key_prod"));
-    assert!(!e.matches(&RuleId::from("api-key-old"), "key_legacy_1"));
+    assert!(e.matches(&RuleId::from("api-key-stale"), "key_legacy_1", None));
+    assert!(!e.matches(&RuleId::from("api-key-stale"), "key_prod", None));
+    assert!(!e.matches(&RuleId::from("api-key-old"), "key_legacy_1", None));
     let exact = exemption("key_prod", "2026-03-10");
-    assert!(exact.matches(&RuleId::from("api-key-stale"), "key_prod"));
-    assert!(!exact.matches(&RuleId::from("api-key-stale"), "key_prod2"));
+    assert!(exact.matches(&RuleId::from("api-key-stale"), "key_prod", None));
+    assert!(!exact.matches(&RuleId::from("api-key-stale"), "key_prod2", None));
     assert!(
         e.active_on(NaiveDate::from_ymd_opt(2026, 3, 10).unwrap()),
         "the expiry day holds"
@@ -609,14 +609,18 @@ fn applicable_prefers_an_active_exemption_and_the_latest_expired_one() {
     ];
     let rule = RuleId::from("api-key-stale");
     let today = NaiveDate::from_ymd_opt(2026, 3, 5).unwrap();
-    let found = Applicable::find(&all, &rule, "k1", today);
+    let found = Applicable::find(&all, &rule, "k1", None, today);
     assert_eq!(found.active.map(|e| e.expires), Some(all[2].expires));
     assert_eq!(found.expired.map(|e| e.expires), Some(all[1].expires));
     let later = NaiveDate::from_ymd_opt(2027, 1, 1).unwrap();
-    let found = Applicable::find(&all, &rule, "k1", later);
+    let found = Applicable::find(&all, &rule, "k1", None, later);
     assert!(found.active.is_none());
     assert_eq!(found.expired.map(|e| e.expires), Some(all[2].expires));
-    assert!(Applicable::find(&all, &rule, "zzz", today).active.is_none());
+    assert!(
+        Applicable::find(&all, &rule, "zzz", None, today)
+            .active
+            .is_none()
+    );
 }
 
 #[test]
@@ -637,6 +641,35 @@ fn overlapping_exemptions_exempt_until_the_latest_date_and_say_so() {
         "the finding stays exempt past 2026-03-02: {}",
         r.events[0].reason
     );
+}
+
+#[test]
+fn an_exemption_limited_to_a_project_leaves_the_same_resource_elsewhere_open() {
+    // A resource id that recurs in every project, as a hosted tool's name does.
+    let ex = [exemption("mcp", "2026-12-31")
+        .in_project("proj_sup*")
+        .unwrap()];
+    let r = reconcile(
+        &[],
+        &[hit("mcp", "proj_support"), hit("mcp", "proj_payments")],
+        &rules(Severity::Medium),
+        &ex,
+        &Coverage::complete(),
+        day(1),
+    );
+    let status = |project: &str| {
+        r.changed
+            .iter()
+            .find(|f| f.project_id.as_ref().map(ProjectId::as_str) == Some(project))
+            .map(|f| f.status)
+    };
+    assert_eq!(status("proj_support"), Some(Status::Exempt));
+    assert_eq!(status("proj_payments"), Some(Status::Open));
+    // A finding outside any project is not in the project the exemption names.
+    let rule = RuleId::from("api-key-stale");
+    assert!(!ex[0].matches(&rule, "mcp", None));
+    // Without `project`, it covers the resource wherever it is.
+    assert!(exemption("mcp", "2026-12-31").matches(&rule, "mcp", None));
 }
 
 /// Every variant of a stored enum reads back from its text and from SQLite unchanged, and

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use crate::config::{Config, closest, span_of};
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 use crate::exemptions::{Exemption, Standing};
-use crate::model::RuleId;
+use crate::model::{ProjectId, RuleId};
 
 use super::{Rule, Value, compile, parse};
 
@@ -241,7 +241,23 @@ pub(super) fn validate_exemptions(
             expires,
         );
         let exemption = match exemption {
-            Ok(x) => x,
+            Ok(x) => match &e.project {
+                None => x,
+                Some(project) => match x.in_project(project.get_ref()) {
+                    Ok(x) => x,
+                    Err(msg) => {
+                        diags
+                            .error(
+                                DiagnosticCode::BadGlob,
+                                file,
+                                span_of(project),
+                                format!("bad project pattern: {msg}"),
+                            )
+                            .label("here");
+                        continue;
+                    }
+                },
+            },
             Err(msg) => {
                 diags
                     .error(
@@ -269,11 +285,12 @@ pub(super) fn validate_exemptions(
     out
 }
 
-/// Warns about exemptions that match no stored finding of their rule.
+/// Warns about exemptions that match no stored finding of their rule (`stored`: each
+/// finding's rule, resource and project).
 pub fn warn_unused_exemptions(
     config: &Config,
     exemptions: &[Exemption],
-    stored: &[(RuleId, String)],
+    stored: &[(RuleId, String, Option<ProjectId>)],
     diags: &mut Diagnostics,
 ) {
     let file = config.text.as_ref().map(|text| {
@@ -288,7 +305,7 @@ pub fn warn_unused_exemptions(
     for e in exemptions {
         if !stored
             .iter()
-            .any(|(rule, resource)| e.matches(rule, resource))
+            .any(|(rule, resource, project)| e.matches(rule, resource, project.as_ref()))
         {
             diags
                 .warning(
@@ -298,10 +315,7 @@ pub fn warn_unused_exemptions(
                         .exemption
                         .get(e.index)
                         .and_then(|x| span_of(&x.resource)),
-                    format!(
-                        "exemption for `{}` on `{}` matches no finding",
-                        e.rule, e.resource
-                    ),
+                    format!("exemption for {} matches no finding", e.describe()),
                 )
                 .label("matches nothing");
         }

@@ -144,9 +144,34 @@ fn exemptions_are_validated_and_warned_about() {
         ["bad-date", "bad-glob", "exemption-expiring", "unknown-rule"]
     );
     assert_eq!(loaded.exemptions.len(), 1);
+    assert!(loaded.exemptions[0].matches(
+        &RuleId::from("project-no-spend-alert"),
+        "proj_sandbox_a",
+        None
+    ));
+}
+
+#[test]
+fn an_exemptions_project_is_checked_as_a_pattern_and_limits_it() {
+    let table = |project: &str| {
+        format!(
+            "[[exemption]]\nrule = \"project-hosted-tool-enabled\"\nresource = \"mcp\"\nproject = \"{project}\"\nreason = \"r\"\nowner = \"o\"\nexpires = \"2099-01-01\"\n"
+        )
+    };
+    assert_eq!(codes(&load_with(&table(" ")).diagnostics), ["empty-value"]);
+    let loaded = load_with(&table("proj_[")).diagnostics;
+    assert_eq!(codes(&loaded), ["bad-glob"]);
+    assert!(loaded.render(false).contains("project = \"proj_[\""));
+    let loaded = load_with(&table("proj_support"));
     assert!(
-        loaded.exemptions[0].matches(&RuleId::from("project-no-spend-alert"), "proj_sandbox_a")
+        loaded.diagnostics.items().is_empty(),
+        "{}",
+        loaded.diagnostics.render(false)
     );
+    let rule = RuleId::from("project-hosted-tool-enabled");
+    let e = &loaded.exemptions[0];
+    assert!(e.matches(&rule, "mcp", Some(&ProjectId::from("proj_support"))));
+    assert!(!e.matches(&rule, "mcp", Some(&ProjectId::from("proj_payments"))));
 }
 
 #[test]
@@ -161,7 +186,7 @@ fn unused_exemptions_are_warned_about() {
     warn_unused_exemptions(
         &config,
         &loaded.exemptions,
-        &[(RuleId::from("api-key-old"), "key_y".into())],
+        &[(RuleId::from("api-key-old"), "key_y".into(), None)],
         &mut d,
     );
     assert_eq!(codes(&d), ["exemption-unused"]);
@@ -169,7 +194,7 @@ fn unused_exemptions_are_warned_about() {
     warn_unused_exemptions(
         &config,
         &loaded.exemptions,
-        &[(RuleId::from("api-key-old"), "key_x".into())],
+        &[(RuleId::from("api-key-old"), "key_x".into(), None)],
         &mut d,
     );
     assert!(d.items().is_empty());
