@@ -134,6 +134,11 @@ impl Exemption {
     }
 }
 
+/// Whether `pattern` is a valid resource or project pattern; if not, why.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    glob(pattern).map(|_| ())
+}
+
 /// A resource or project pattern: exact, or a glob whose `*` also crosses `/`.
 fn glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
     globset::GlobBuilder::new(pattern)

@@ -224,6 +224,14 @@ pub struct ExemptionConfig {
     pub resource: Spanned<String>,
     /// The project id, exact or glob, it is limited to; `None`: any project.
     pub project: Option<Spanned<String>>,
+    /// Its reason, owner and date; `None` when one of them is missing or invalid (and
+    /// reported): such an exemption is checked against the rules but never applied.
+    pub terms: Option<ExemptionTerms>,
+}
+
+/// What an `[[exemption]]` accepts, from whom, until when.
+#[derive(Clone, Debug)]
+pub struct ExemptionTerms {
     /// Why the finding is accepted.
     pub reason: String,
     /// Who answers for it.

@@ -258,7 +258,12 @@ fn exemptions_need_every_key_a_real_date_and_non_empty_text() {
     let ok = "[[exemption]]\nrule = \"r\"\nresource = \"x\"\nreason = \"y\"\nowner = \"z\"\nexpires = \"2027-02-28\"\n";
     let config = Config::parse(ok, Path::new("o")).unwrap();
     assert_eq!(
-        *config.exemption[0].expires.get_ref(),
+        *config.exemption[0]
+            .terms
+            .as_ref()
+            .unwrap()
+            .expires
+            .get_ref(),
         NaiveDate::from_ymd_opt(2027, 2, 28).unwrap()
     );
 }

@@ -13,8 +13,8 @@ use super::raw::{
 };
 use super::{
     AuditLogConfig, CollectConfig, Config, EmailConfig, EmailTemplates, EmailTls, EmailTransport,
-    ExemptionConfig, NotifyConfig, OpenAiConfig, RuleParams, RulesConfig, ScheduleConfig,
-    ServerConfig, SpendConfig, StorageConfig,
+    ExemptionConfig, ExemptionTerms, NotifyConfig, OpenAiConfig, RuleParams, RulesConfig,
+    ScheduleConfig, ServerConfig, SpendConfig, StorageConfig,
 };
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 use crate::duration::Duration;
@@ -606,9 +606,12 @@ fn exemption(raw: &RawExemption, c: &mut Check<'_>) -> Option<ExemptionConfig> {
     let reason = required("reason", &raw.reason, c);
     let owner = required("owner", &raw.owner, c);
     // Optional, but not empty: `project = ""` would match no finding at all.
-    let project = match &raw.project {
-        None => Some(None),
-        Some(p) => c.non_empty(p, "project").map(|_| Some(p.clone())),
+    let (project, project_ok) = match &raw.project {
+        None => (None, true),
+        Some(p) => match c.non_empty(p, "project") {
+            Some(_) => (Some(p.clone()), true),
+            None => (None, false),
+        },
     };
     let expires = required("expires", &raw.expires, c).and_then(|e| {
         let date = c.parse(&e, DiagnosticCode::BadDate, "expected YYYY-MM-DD", |d| {
@@ -620,10 +623,15 @@ fn exemption(raw: &RawExemption, c: &mut Check<'_>) -> Option<ExemptionConfig> {
     Some(ExemptionConfig {
         rule: rule?,
         resource: resource?,
-        project: project?,
-        reason: reason?.into_inner(),
-        owner: owner?.into_inner(),
-        expires: expires?,
+        project,
+        terms: match (reason, owner, expires) {
+            (Some(reason), Some(owner), Some(expires)) if project_ok => Some(ExemptionTerms {
+                reason: reason.into_inner(),
+                owner: owner.into_inner(),
+                expires,
+            }),
+            _ => None,
+        },
     })
 }
 

@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 
 use crate::config::{Config, closest, span_of};
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
-use crate::exemptions::{Exemption, Standing};
+use crate::exemptions::{Exemption, Standing, check_pattern};
 use crate::model::{ProjectId, RuleId};
 
 use super::{Rule, Value, compile, parse};
@@ -232,43 +232,42 @@ pub(super) fn validate_exemptions(
             }
             continue;
         }
-        let expires = *e.expires.get_ref();
-        let exemption = Exemption::new(
-            RuleId(rule.clone()),
-            e.resource.get_ref(),
-            e.reason.clone(),
-            e.owner.clone(),
-            expires,
-        );
-        let exemption = match exemption {
-            Ok(x) => match &e.project {
-                None => x,
-                Some(project) => match x.in_project(project.get_ref()) {
-                    Ok(x) => x,
-                    Err(msg) => {
-                        diags
-                            .error(
-                                DiagnosticCode::BadGlob,
-                                file,
-                                span_of(project),
-                                format!("bad project pattern: {msg}"),
-                            )
-                            .label("here");
-                        continue;
-                    }
-                },
-            },
-            Err(msg) => {
+        // Both patterns are checked, and those of an exemption whose reason, owner or date
+        // was invalid (reported with the configuration) too: one pass shows every problem.
+        let mut patterns_ok = true;
+        let patterns = std::iter::once(("resource", &e.resource))
+            .chain(e.project.iter().map(|p| ("project", p)));
+        for (key, pattern) in patterns {
+            if let Err(msg) = check_pattern(pattern.get_ref()) {
+                patterns_ok = false;
                 diags
                     .error(
                         DiagnosticCode::BadGlob,
                         file,
-                        span_of(&e.resource),
-                        format!("bad resource pattern: {msg}"),
+                        span_of(pattern),
+                        format!("bad {key} pattern: {msg}"),
                     )
                     .label("here");
-                continue;
             }
+        }
+        let Some(terms) = e.terms.as_ref().filter(|_| patterns_ok) else {
+            continue;
+        };
+        let exemption = Exemption::new(
+            RuleId(rule.clone()),
+            e.resource.get_ref(),
+            terms.reason.clone(),
+            terms.owner.clone(),
+            *terms.expires.get_ref(),
+        );
+        let exemption = match (exemption, &e.project) {
+            (Ok(x), None) => x,
+            (Ok(x), Some(project)) => match x.in_project(project.get_ref()) {
+                Ok(x) => x,
+                Err(_) => continue,
+            },
+            // Reported above.
+            (Err(_), _) => continue,
         };
         let standing = exemption.standing_on(today);
         if let Some(notice) = exemption.notice_on(today) {
@@ -277,7 +276,7 @@ pub(super) fn validate_exemptions(
                 _ => (DiagnosticCode::ExemptionExpiring, "within 14 days"),
             };
             diags
-                .warning(code, file, span_of(&e.expires), notice)
+                .warning(code, file, span_of(&terms.expires), notice)
                 .label(label);
         }
         out.push(exemption.with_index(i));

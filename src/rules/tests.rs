@@ -175,6 +175,30 @@ fn an_exemptions_project_is_checked_as_a_pattern_and_limits_it() {
 }
 
 #[test]
+fn an_exemption_with_a_missing_or_bad_value_still_has_its_rule_and_patterns_checked() {
+    let loaded = load_with(
+        "[[exemption]]\nrule = \"api-key-olde\"\nresource = \"key_x\"\nreason = \"\"\nowner = \"o\"\nexpires = \"2027-01-01\"\n\
+         [[exemption]]\nrule = \"api-key-old\"\nresource = \"key_[\"\nproject = \"proj_{\"\nreason = \"r\"\nexpires = \"2027-02-30\"\n",
+    );
+    let mut got = codes(&loaded.diagnostics);
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [
+            "bad-date",
+            "bad-glob",
+            "bad-glob",
+            "empty-value",
+            "missing-key",
+            "unknown-rule"
+        ],
+        "{}",
+        loaded.diagnostics.render(false)
+    );
+    assert!(loaded.exemptions.is_empty());
+}
+
+#[test]
 fn unused_exemptions_are_warned_about() {
     let config = Config::parse(
         "[[exemption]]\nrule = \"api-key-old\"\nresource = \"key_x\"\nreason = \"r\"\nowner = \"o\"\nexpires = \"2027-06-01\"\n",
