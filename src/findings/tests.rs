@@ -798,6 +798,16 @@ fn insert_revocation(store: &crate::store::Store, project: &str, key: &str) {
         .unwrap();
 }
 
+/// A store with the snapshots `sql` inserts and the revocation of each `(project, key)`.
+fn store_with(sql: &str, revoked: &[(&str, &str)]) -> crate::store::Store {
+    let store = crate::store::Store::open_in_memory().unwrap();
+    store.conn().execute_batch(sql).unwrap();
+    for (project, key) in revoked {
+        insert_revocation(&store, project, key);
+    }
+    store
+}
+
 /// The `changed_by` of a finding of `project`'s key `key` resolved at snapshot 3's
 /// evaluation.
 fn key_resolved_at_3(
@@ -824,17 +834,13 @@ fn key_resolved_at_3(
 fn a_change_before_a_snapshot_that_was_never_evaluated_is_still_attributed() {
     // 1 was audited; 2 was a plain `snapshot` (stored, never evaluated) taken after the key
     // was revoked; 3's audit resolves the finding. The revocation came after 1, before 2.
-    let store = crate::store::Store::open_in_memory().unwrap();
-    store
-        .conn()
-        .execute_batch(
-            "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
-             VALUES (1, 'acme', 100, 110, 'complete', 110),
-                    (2, 'acme', 300, 310, 'complete', NULL),
-                    (3, 'acme', 400, 500, 'complete', NULL)",
-        )
-        .unwrap();
-    insert_revocation(&store, "proj_a", "key_a");
+    let store = store_with(
+        "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
+         VALUES (1, 'acme', 100, 110, 'complete', 110),
+                (2, 'acme', 300, 310, 'complete', NULL),
+                (3, 'acme', 400, 500, 'complete', NULL)",
+        &[("proj_a", "key_a")],
+    );
     let by = key_resolved_at_3(&store, "proj_a", "key_a").expect("explained");
     assert_eq!(by.event_type, "api_key.deleted");
     assert_eq!(by.actor.user_email.as_deref(), Some("max@acme.com"));
@@ -844,20 +850,15 @@ fn a_change_before_a_snapshot_that_was_never_evaluated_is_still_attributed() {
 fn a_change_before_an_evaluation_that_could_not_read_the_project_is_still_attributed() {
     // 2 was audited but could not read proj_a's service accounts, so proj_a's findings
     // stood still there; proj_b was read completely at 2.
-    let store = crate::store::Store::open_in_memory().unwrap();
-    store
-        .conn()
-        .execute_batch(
-            "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
-             VALUES (1, 'acme', 100, 110, 'complete', 110),
-                    (2, 'acme', 300, 310, 'partial', 310),
-                    (3, 'acme', 400, 500, 'complete', NULL);
-             INSERT INTO snapshot_scope (snapshot_id, family, project_id, parent_id, outcome, error)
-             VALUES (2, 'project_service_accounts', 'proj_a', '', 'failed', 'HTTP 500');",
-        )
-        .unwrap();
-    insert_revocation(&store, "proj_a", "key_a");
-    insert_revocation(&store, "proj_b", "key_b");
+    let store = store_with(
+        "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
+         VALUES (1, 'acme', 100, 110, 'complete', 110),
+                (2, 'acme', 300, 310, 'partial', 310),
+                (3, 'acme', 400, 500, 'complete', NULL);
+         INSERT INTO snapshot_scope (snapshot_id, family, project_id, parent_id, outcome, error)
+         VALUES (2, 'project_service_accounts', 'proj_a', '', 'failed', 'HTTP 500');",
+        &[("proj_a", "key_a"), ("proj_b", "key_b")],
+    );
     let by = key_resolved_at_3(&store, "proj_a", "key_a").expect("explained");
     assert_eq!(by.event_type, "api_key.deleted");
     // proj_b was seen at 2, after its key's revocation at 150: a transition at 3 is not

@@ -810,30 +810,32 @@ mod tests {
         assert_eq!(value(project_user(&p.users[0]))["sso"]["idp"], "okta");
     }
 
-    #[test]
-    fn a_key_whose_user_left_the_project_is_inactive_and_still_names_its_owner() {
-        let text = r#"{"users":[{"id":"user-a","name":"Ann","email":"ann@x.com"}],
-            "projects":[{"id":"p","api_keys":[{"id":"key_1","owner":{"type":"user","id":"user-a"}}]}]}"#;
-        let org = Org::from_json_str(text, 100).unwrap();
-        let v = value(api_key(
+    /// The first key of the first project of `org` (JSON), as served.
+    fn first_key(org: &str) -> serde_json::Value {
+        let org = Org::from_json_str(org, 100).unwrap();
+        value(api_key(
             &org,
             &org.projects[0],
             &org.projects[0].api_keys[0],
-        ));
+        ))
+    }
+
+    #[test]
+    fn a_key_whose_user_left_the_project_is_inactive_and_still_names_its_owner() {
+        let v = first_key(
+            r#"{"users":[{"id":"user-a","name":"Ann","email":"ann@x.com"}],
+            "projects":[{"id":"p","api_keys":[{"id":"key_1","owner":{"type":"user","id":"user-a"}}]}]}"#,
+        );
         assert_eq!(v["owner_project_access"], "inactive");
         assert_eq!(v["owner"]["user"]["email"], "ann@x.com");
     }
 
     #[test]
     fn a_key_whose_user_left_the_organization_still_names_its_owner() {
-        let text = r#"{"former_users":[{"id":"user-g","name":"Gus","email":"gus@x.com"}],
-            "projects":[{"id":"p","api_keys":[{"id":"key_1","owner":{"type":"user","id":"user-g"}}]}]}"#;
-        let org = Org::from_json_str(text, 100).unwrap();
-        let v = value(api_key(
-            &org,
-            &org.projects[0],
-            &org.projects[0].api_keys[0],
-        ));
+        let v = first_key(
+            r#"{"former_users":[{"id":"user-g","name":"Gus","email":"gus@x.com"}],
+            "projects":[{"id":"p","api_keys":[{"id":"key_1","owner":{"type":"user","id":"user-g"}}]}]}"#,
+        );
         assert_eq!(v["owner_project_access"], "inactive");
         assert_eq!(v["owner"]["user"]["name"], "Gus");
         assert_eq!(v["owner"]["user"]["email"], "gus@x.com");

@@ -115,6 +115,18 @@ fn json_of(output: &Output) -> Value {
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", text(&output.stdout)))
 }
 
+/// The test rule's finding about organization owner `user` in an audit's JSON.
+#[track_caller]
+fn owner_finding<'a>(audit: &'a Value, user: &str) -> &'a Value {
+    audit["findings"]
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|f| f["rule_id"] == "test-owner-seen" && f["resource_id"] == user)
+        })
+        .unwrap_or_else(|| panic!("no owner finding for {user} in {audit:#}"))
+}
+
 /// The diff entry of `resource_type` and `resource_id`.
 fn entry<'a>(changes: &'a Value, resource_type: &str, resource_id: &str) -> &'a Value {
     changes
@@ -182,20 +194,13 @@ fn diff_names_who_created_a_key_and_changed_a_role_and_says_retention_is_not_rec
     );
 
     // Bob's promotion opened a finding that names who made it.
-    let findings = audit["findings"].as_array().expect("findings");
-    let promoted = findings
-        .iter()
-        .find(|f| f["rule_id"] == "test-owner-seen" && f["resource_id"] == "user-bob")
-        .unwrap_or_else(|| panic!("no finding for Bob in {findings:#?}"));
+    let promoted = owner_finding(&audit, "user-bob");
     assert_eq!(
         promoted["changed_by"]["type"], "user.updated",
         "{promoted:#}"
     );
     // Ada was an owner before the first snapshot: nothing changed, no one to name.
-    let ada = findings
-        .iter()
-        .find(|f| f["rule_id"] == "test-owner-seen" && f["resource_id"] == "user-ada")
-        .expect("Ada's finding");
+    let ada = owner_finding(&audit, "user-ada");
     assert!(ada["changed_by"].is_null(), "{ada:#}");
 
     // `history` attributes Bob's change too.
@@ -357,11 +362,7 @@ fn a_finding_opened_after_a_snapshot_that_was_never_evaluated_names_who_made_the
     next_second();
     snapshot(&env, 0);
     let audit = json_of(&env.run(&["audit", "--format", "json"]));
-    let findings = audit["findings"].as_array().expect("findings");
-    let promoted = findings
-        .iter()
-        .find(|f| f["rule_id"] == "test-owner-seen" && f["resource_id"] == "user-bob")
-        .unwrap_or_else(|| panic!("no finding for Bob in {findings:#?}"));
+    let promoted = owner_finding(&audit, "user-bob");
     // The promotion came before snapshot 2, which nothing evaluated: it is still the
     // change that opened the finding.
     assert_eq!(
@@ -370,12 +371,6 @@ fn a_finding_opened_after_a_snapshot_that_was_never_evaluated_names_who_made_the
     );
     // Evaluated again, with nothing changed since, the finding keeps its explanation.
     let offline = json_of(&env.run(&["audit", "--offline", "--format", "json"]));
-    let again = offline["findings"]
-        .as_array()
-        .and_then(|all| {
-            all.iter()
-                .find(|f| f["rule_id"] == "test-owner-seen" && f["resource_id"] == "user-bob")
-        })
-        .unwrap_or_else(|| panic!("no finding for Bob in {offline:#}"));
+    let again = owner_finding(&offline, "user-bob");
     assert_eq!(again["changed_by"]["type"], "user.updated", "{again:#}");
 }
