@@ -21,6 +21,18 @@ pub enum Standing {
     Expired,
 }
 
+/// What an exemption in force says of a finding it covers: until when, who answers for it
+/// and why. Kept on the finding, so that reports can say it and a change of terms is seen.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Terms {
+    /// The last day it holds (UTC).
+    pub expires: NaiveDate,
+    /// Who answers for it.
+    pub owner: String,
+    /// Why it is accepted.
+    pub reason: String,
+}
+
 /// An accepted finding: `[[exemption]]` of the configuration, validated.
 #[derive(Clone, Debug)]
 pub struct Exemption {
@@ -89,6 +101,15 @@ impl Exemption {
                 (Some(m), Some(p)) => m.is_match(p.as_str()),
                 (Some(_), None) => false,
             }
+    }
+
+    /// Its terms, as a finding it covers keeps them.
+    pub fn terms(&self) -> Terms {
+        Terms {
+            expires: self.expires,
+            owner: self.owner.clone(),
+            reason: self.reason.clone(),
+        }
     }
 
     /// What it covers, in words: "`rule` on `resource`", and "in `project`" when limited.

@@ -384,6 +384,7 @@ pub fn finding_json(f: &Finding) -> Json {
         "last_seen": rfc3339(f.last_seen_at()),
         "remediation": f.remediation,
         "changed_by": f.changed_by,
+        "exemption": f.exemption,
     })
 }
 
@@ -927,10 +928,17 @@ pub fn sarif(
                 },
             });
             if f.status == Status::Exempt {
+                let justification = match &f.exemption {
+                    Some(t) => format!(
+                        "exempted in orgwarden.toml until {} (owner {}): {}",
+                        t.expires, t.owner, t.reason
+                    ),
+                    None => "exempted in orgwarden.toml".to_owned(),
+                };
                 result["suppressions"] = json!([{
                     "kind": "external",
                     "status": "accepted",
-                    "justification": "exempted in orgwarden.toml",
+                    "justification": justification,
                 }]);
             }
             result
@@ -994,6 +1002,7 @@ mod tests {
             resolved_at: None,
             last_notified_at: None,
             changed_by: None,
+            exemption: None,
         }
     }
 

@@ -408,6 +408,7 @@ mod tests {
             resolved_at: None,
             last_notified_at: None,
             changed_by: None,
+            exemption: None,
         }
     }
 

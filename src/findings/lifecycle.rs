@@ -132,6 +132,7 @@ pub fn transition(
             let mut f = old.clone();
             f.status = Status::Resolved;
             f.resolved_at = Some(at);
+            f.exemption = None;
             let resolved = event(&f, EventKind::Resolved, Some(old.status), at, reason);
             Some(Change {
                 finding: f,
@@ -141,17 +142,24 @@ pub fn transition(
     }
 }
 
-/// The status event of a finding seen again, if its status changed.
+/// The status event of a finding seen again, if its status changed, or if it stays exempt
+/// on other terms (a new date, owner or reason): the event then says what they now are.
 fn status_event(
     f: &Finding,
-    old: Status,
+    old: &Finding,
     hit: &Hit,
     exemption: Applicable<'_>,
     at: i64,
 ) -> Option<Event> {
-    let (kind, reason) = match (old, f.status, exemption.active) {
+    let (kind, reason) = match (old.status, f.status, exemption.active) {
         (Status::Resolved, Status::Open, _) => (EventKind::Reopened, hit.message.clone()),
         (Status::Open | Status::Resolved, Status::Exempt, Some(e)) => {
+            (EventKind::Exempted, exempt_reason(e))
+        }
+        // Terms stored before they were kept (`None`) are not a change.
+        (Status::Exempt, Status::Exempt, Some(e))
+            if old.exemption.as_ref().is_some_and(|t| *t != e.terms()) =>
+        {
             (EventKind::Exempted, exempt_reason(e))
         }
         (Status::Exempt, Status::Open, _) => match exemption.expired {
@@ -166,7 +174,7 @@ fn status_event(
         },
         _ => return None,
     };
-    Some(event(f, kind, Some(old), at, reason))
+    Some(event(f, kind, Some(old.status), at, reason))
 }
 
 /// A hit: a new finding, or the prior one seen again (keeping its history and marks).
@@ -199,6 +207,7 @@ fn seen(
         last_notified_at: None,
         // Set by the pipeline, which can read the audit log (`findings::attribute`).
         changed_by: None,
+        exemption: exemption.active.map(Exemption::terms),
     };
     let Some(old) = prior else {
         let (kind, reason) = match exemption.active {
@@ -215,7 +224,7 @@ fn seen(
     f.resolved_at = old.resolved_at;
     f.last_notified_at = old.last_notified_at;
     f.changed_by = old.changed_by.clone();
-    let mut events: Vec<Event> = status_event(&f, old.status, hit, exemption, at)
+    let mut events: Vec<Event> = status_event(&f, old, hit, exemption, at)
         .into_iter()
         .collect();
     if old.severity != f.severity && old.status != Status::Resolved {

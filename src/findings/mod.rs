@@ -127,6 +127,8 @@ pub struct Finding {
     pub last_notified_at: Option<i64>,
     /// The audit-log event that explains its last opening, reopening or resolution.
     pub changed_by: Option<ChangedBy>,
+    /// While it is exempt, the terms of the exemption in force.
+    pub exemption: Option<crate::exemptions::Terms>,
 }
 
 /// One transition, as stored in `finding_events`.

@@ -12,7 +12,8 @@ use crate::store::{Reader, Store, Tx};
 use super::{Event, EventKind, Finding, FindingsError, Reconciled, Status, ts};
 
 const COLUMNS: &str = "fingerprint, rule_id, severity, title, resource_type, resource_id, project_id, \
-     message, remediation, status, first_seen, last_seen, resolved_at, last_notified_at, changed_by";
+     message, remediation, status, first_seen, last_seen, resolved_at, last_notified_at, changed_by, \
+     exemption";
 
 fn row_to_finding(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Finding, FindingsError>> {
     let fingerprint: String = row.get(0)?;
@@ -32,18 +33,13 @@ fn row_to_finding(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Finding, F
             value: status,
         }));
     };
-    let changed_by = match row.get::<_, Option<String>>(14)? {
-        None => None,
-        Some(text) => match serde_json::from_str(&text) {
-            Ok(by) => Some(by),
-            Err(_) => {
-                return Ok(Err(FindingsError::Corrupt {
-                    fingerprint,
-                    field: "changed_by",
-                    value: text,
-                }));
-            }
-        },
+    let changed_by = match json_column(row, 14, &fingerprint, "changed_by")? {
+        Ok(by) => by,
+        Err(e) => return Ok(Err(e)),
+    };
+    let exemption = match json_column(row, 15, &fingerprint, "exemption")? {
+        Ok(terms) => terms,
+        Err(e) => return Ok(Err(e)),
     };
     Ok(Ok(Finding {
         fingerprint,
@@ -61,7 +57,37 @@ fn row_to_finding(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Finding, F
         resolved_at: row.get(12)?,
         last_notified_at: row.get(13)?,
         changed_by,
+        exemption,
     }))
+}
+
+/// A column of JSON text read as `T`: NULL is `None`, text that does not parse is
+/// `FindingsError::Corrupt` naming the finding and the field.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    fingerprint: &str,
+    field: &'static str,
+) -> rusqlite::Result<Result<Option<T>, FindingsError>> {
+    Ok(match row.get::<_, Option<String>>(index)? {
+        None => Ok(None),
+        Some(text) => match serde_json::from_str(&text) {
+            Ok(value) => Ok(Some(value)),
+            Err(_) => Err(FindingsError::Corrupt {
+                fingerprint: fingerprint.to_owned(),
+                field,
+                value: text,
+            }),
+        },
+    })
+}
+
+/// `value` as JSON text for a column (`None`: NULL).
+fn json_text<T: serde::Serialize>(value: Option<&T>) -> Result<Option<String>, FindingsError> {
+    value
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| FindingsError::Encode(e.to_string()))
 }
 
 /// Every stored finding, ordered by fingerprint.
@@ -156,13 +182,13 @@ pub fn write(
 ) -> Result<(), FindingsError> {
     let conn = tx.conn();
     let mut upsert = conn.prepare_cached(&format!(
-        "INSERT INTO finding ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+        "INSERT INTO finding ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
          ON CONFLICT (fingerprint) DO UPDATE SET
            severity = excluded.severity, title = excluded.title,
            resource_type = excluded.resource_type, message = excluded.message,
            remediation = excluded.remediation, status = excluded.status,
            last_seen = excluded.last_seen, resolved_at = excluded.resolved_at,
-           changed_by = excluded.changed_by"
+           changed_by = excluded.changed_by, exemption = excluded.exemption"
     ))?;
     for f in &reconciled.changed {
         upsert.execute(params![
@@ -180,11 +206,8 @@ pub fn write(
             f.last_seen,
             f.resolved_at,
             f.last_notified_at,
-            f.changed_by
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(|e| FindingsError::Encode(e.to_string()))?,
+            json_text(f.changed_by.as_ref())?,
+            json_text(f.exemption.as_ref())?,
         ])?;
     }
     let mut insert = conn.prepare_cached(

@@ -178,6 +178,7 @@ fn org_finding(family: Family, resource: &str) -> Finding {
         resolved_at: None,
         last_notified_at: None,
         changed_by: None,
+        exemption: None,
     }
 }
 
@@ -313,6 +314,52 @@ fn exempt_then_exemption_expired_reopens_with_reason() {
     );
     apply(&mut state, &r);
     assert_eq!(state[0].status, Status::Open);
+}
+
+#[test]
+fn an_exempt_finding_keeps_its_terms_and_a_change_of_them_is_recorded() {
+    let reconcile_on = |state: &[Finding], ex: &[Exemption], d: u32| {
+        reconcile(
+            state,
+            &[hit("k1", "p1")],
+            &rules(Severity::Medium),
+            ex,
+            &Coverage::complete(),
+            day(d),
+        )
+    };
+    let mut state = Vec::new();
+    let r = reconcile_on(&state, &[exemption("k*", "2026-03-20")], 1);
+    apply(&mut state, &r);
+    let terms = state[0].exemption.clone().expect("exempt with its terms");
+    assert_eq!(terms.expires.to_string(), "2026-03-20");
+    assert_eq!(terms.owner, "sec@acme.com");
+    assert_eq!(terms.reason, "legacy integration");
+
+    // The same terms again: nothing to record.
+    let r = reconcile_on(&state, &[exemption("k*", "2026-03-20")], 2);
+    assert!(r.events.is_empty(), "{:?}", r.events);
+
+    // Extended: recorded, with the new date (before, the last event kept the old one).
+    let r = reconcile_on(&state, &[exemption("k*", "2026-06-30")], 3);
+    assert_eq!(kinds(&r), [EventKind::Exempted]);
+    assert!(
+        r.events[0].reason.starts_with("exempt until 2026-06-30"),
+        "{}",
+        r.events[0].reason
+    );
+    apply(&mut state, &r);
+
+    // A finding stored before terms were kept is not "changed" on its first evaluation.
+    state[0].exemption = None;
+    let r = reconcile_on(&state, &[exemption("k*", "2026-06-30")], 4);
+    assert!(r.events.is_empty(), "{:?}", r.events);
+    assert!(r.changed[0].exemption.is_some(), "its terms are kept now");
+
+    // Open again: no terms.
+    let r = reconcile_on(&state, &[], 5);
+    assert_eq!(r.changed[0].status, Status::Open);
+    assert_eq!(r.changed[0].exemption, None);
 }
 
 #[test]
@@ -491,6 +538,7 @@ fn stored(status: Status, severity: Severity) -> Finding {
         resolved_at: None,
         last_notified_at: Some(day(1).timestamp()),
         changed_by: None,
+        exemption: None,
     }
 }
 

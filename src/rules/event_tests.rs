@@ -377,6 +377,7 @@ fn coverage_holds_log_findings_until_a_complete_read() {
         resolved_at: None,
         last_notified_at: None,
         changed_by: None,
+        exemption: None,
     };
     let unread = Coverage::from_snapshot(SnapshotStatus::Complete, &[], false);
     assert!(!unread.covers_finding(&finding("audit_log_events")));

@@ -89,6 +89,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0012_evaluated",
         include_str!("migrations/0012_evaluated.sql"),
     ),
+    (
+        "0013_exemption_terms",
+        include_str!("migrations/0013_exemption_terms.sql"),
+    ),
 ];
 
 /// How long a writer waits for another connection's write transaction to end.

@@ -307,6 +307,41 @@ fn exemptions_hold_until_they_expire_and_then_reopen_with_the_reason() {
         Some("exempt")
     );
     assert_eq!(code, 1, "other medium findings are still open");
+    // The report says until when, whose, and why.
+    let exempt = doc["findings"]
+        .as_array()
+        .and_then(|all| {
+            all.iter().find(|f| {
+                f["rule_id"] == "project-no-spend-alert" && f["resource_id"] == "proj_support"
+            })
+        })
+        .unwrap_or_else(|| panic!("no exempt finding in {doc:#}"));
+    assert_eq!(
+        exempt["exemption"],
+        serde_json::json!({"expires": future, "owner": "finops@acme-robotics.com",
+                           "reason": "support has a hard cap"}),
+        "{exempt:#}"
+    );
+    let sarif = run(
+        dir.path(),
+        &sim.base_url(),
+        &[
+            "--config",
+            "exempt.toml",
+            "audit",
+            "--offline",
+            "--format",
+            "sarif",
+        ],
+    );
+    let sarif = String::from_utf8_lossy(&sarif.stdout);
+    assert!(
+        sarif.contains(&format!(
+            "exempted in orgwarden.toml until {future} (owner finops@acme-robotics.com): \
+             support has a hard cap"
+        )),
+        "{sarif}"
+    );
 
     let past = (Utc::now() - chrono::Duration::days(1))
         .format("%Y-%m-%d")

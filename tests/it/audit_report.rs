@@ -77,7 +77,8 @@ fn demo_json_has_the_design_shape() {
             "first_seen",
             "last_seen",
             "remediation",
-            "changed_by"
+            "changed_by",
+            "exemption"
         ]
     );
     insta::assert_snapshot!(crate::support::demo_requests_as_usual(&text));
