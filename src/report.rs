@@ -819,6 +819,26 @@ fn sarif_text(text: &str) -> String {
     text.replace('[', "\\[").replace(']', "\\]")
 }
 
+/// An exempt finding's SARIF suppression: accepted, with the exemption's terms as its
+/// justification (just "exempted" for one stored before terms were kept).
+fn sarif_suppression(f: &Finding) -> Option<Json> {
+    if f.status != Status::Exempt {
+        return None;
+    }
+    let justification = match &f.exemption {
+        Some(t) => format!(
+            "exempted in orgwarden.toml until {} (owner {}): {}",
+            t.expires, t.owner, t.reason
+        ),
+        None => "exempted in orgwarden.toml".to_owned(),
+    };
+    Some(json!({
+        "kind": "external",
+        "status": "accepted",
+        "justification": justification,
+    }))
+}
+
 /// A finding's qualified name (`proj_a/project_api_keys/key_1`) as a relative URI: each
 /// segment percent-encoded but for RFC 3986's unreserved characters, so an id from the API
 /// (a space, a `#`, a `/` of its own) can neither break the URI nor add a segment.
@@ -927,19 +947,8 @@ pub fn sarif(
                     "last_seen": rfc3339(f.last_seen_at()),
                 },
             });
-            if f.status == Status::Exempt {
-                let justification = match &f.exemption {
-                    Some(t) => format!(
-                        "exempted in orgwarden.toml until {} (owner {}): {}",
-                        t.expires, t.owner, t.reason
-                    ),
-                    None => "exempted in orgwarden.toml".to_owned(),
-                };
-                result["suppressions"] = json!([{
-                    "kind": "external",
-                    "status": "accepted",
-                    "justification": justification,
-                }]);
+            if let Some(suppression) = sarif_suppression(f) {
+                result["suppressions"] = json!([suppression]);
             }
             result
         })
