@@ -180,6 +180,28 @@ pub fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
         .map_err(|_| ScheduleError::TimeZone(name.to_owned()))
 }
 
+/// What to write instead of a time zone name [`parse_timezone`] refused: the IANA name it
+/// differs from only by case (`europe/berlin`), else one within a typo (`Europe/Berln`), else
+/// how to find this machine's own (`Local`, which is no IANA name).
+pub fn timezone_hint(name: &str) -> Option<String> {
+    let name = name.trim();
+    let names = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name());
+    if let Some(same) = names.clone().find(|known| known.eq_ignore_ascii_case(name)) {
+        return Some(format!("did you mean `{same}`? (names are case-sensitive)"));
+    }
+    if let Some(close) = crate::config::closest(name, names) {
+        return Some(format!("did you mean `{close}`?"));
+    }
+    if name.eq_ignore_ascii_case("local") || name.eq_ignore_ascii_case("localtime") {
+        return Some(
+            "write this machine's zone by its IANA name (`timedatectl` shows it, as \
+             `Time zone: Europe/Berlin`)"
+                .to_owned(),
+        );
+    }
+    None
+}
+
 /// How many days of runs [`Schedule::shortest_gap`] looks at.
 pub const GAP_WINDOW_DAYS: u64 = 366;
 
@@ -951,6 +973,24 @@ mod tests {
                 .to_rfc3339(),
             "2026-01-01T00:00:00+00:00"
         );
+    }
+
+    #[test]
+    fn time_zone_typos_get_the_name_meant() {
+        assert_eq!(
+            timezone_hint("europe/berlin").as_deref(),
+            Some("did you mean `Europe/Berlin`? (names are case-sensitive)")
+        );
+        assert_eq!(
+            timezone_hint("Europe/Berln").as_deref(),
+            Some("did you mean `Europe/Berlin`?")
+        );
+        assert_eq!(
+            timezone_hint("America/NewYork").as_deref(),
+            Some("did you mean `America/New_York`?")
+        );
+        assert!(timezone_hint("Local").unwrap().contains("timedatectl"));
+        assert_eq!(timezone_hint("Mars/Olympus"), None);
     }
 
     #[test]

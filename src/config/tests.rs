@@ -75,6 +75,17 @@ fn unknown_keys_suggest_the_closest_known_key() {
 }
 
 #[test]
+fn a_mistyped_time_zone_suggests_the_iana_name_meant() {
+    let (_, d) = check("[schedule]\ntimezone = \"america/new_york\"\n");
+    let text = d.render(false);
+    assert!(text.contains("error[bad-timezone]"), "{text}");
+    assert!(
+        text.contains("help: did you mean `America/New_York`? (names are case-sensitive)"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_key_far_from_every_known_key_lists_them_instead() {
     let (_, d) = check("[server]\nport = 1\n");
     assert_eq!(d.items().len(), 1);

@@ -19,7 +19,7 @@ use super::{
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 use crate::duration::Duration;
 use crate::model::{Family, Severity};
-use crate::schedule::{Schedule, parse_timezone};
+use crate::schedule::{Schedule, parse_timezone, timezone_hint};
 use crate::size::ByteSize;
 
 /// Where diagnostics go while validating.
@@ -443,9 +443,22 @@ fn openai(raw: &RawOpenAi, c: &mut Check<'_>) -> OpenAiConfig {
 fn schedule(raw: &RawSchedule, c: &mut Check<'_>) -> ScheduleConfig {
     let default = ScheduleConfig::default();
     let tz = match &raw.timezone {
-        Some(tz) => c.parse(tz, DiagnosticCode::BadTimezone, "unknown time zone", |t| {
-            parse_timezone(t)
-        }),
+        Some(tz) => match parse_timezone(tz.get_ref()) {
+            Ok(zone) => Some(zone),
+            Err(e) => {
+                let d = c.diags.error(
+                    DiagnosticCode::BadTimezone,
+                    Some(c.file),
+                    Some(tz.span()),
+                    e.to_string(),
+                );
+                d.label("unknown time zone");
+                if let Some(hint) = timezone_hint(tz.get_ref()) {
+                    d.help(hint);
+                }
+                None
+            }
+        },
         None => Some(chrono_tz::UTC),
     };
     // A bad zone is reported once; the expression is still checked, read in UTC.
