@@ -658,6 +658,15 @@ impl Crawl<'_> {
                      not read {family}; to stop reading it, add \"{family}\" to [collect] skip"
                 )
             }
+            // The project list is what every Admin API serves: a 404 there is a base URL
+            // that is not one (`/v1` left out or doubled, another host), not a missing list.
+            ClientError::Status { status: 404, .. } if scope.family == Family::Projects => {
+                format!(
+                    "{error}: this base URL does not serve the Admin API; check `[openai] \
+                     base_url` or --base-url: the Admin API's is https://api.openai.com/v1, \
+                     with `/v1` once at its end"
+                )
+            }
             ref other => other.to_string(),
         };
         self.errors.fetch_add(1, Ordering::Relaxed);

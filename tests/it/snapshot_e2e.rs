@@ -537,6 +537,27 @@ fn a_wrong_key_records_a_failed_snapshot_and_never_echoes_the_key() {
 }
 
 #[test]
+fn a_base_url_without_or_with_a_doubled_v1_says_to_check_the_base_url() {
+    let env = Env::new(org(), SimOptions::default());
+    let right = env.sim.base_url();
+    let root = right.strip_suffix("/v1").expect("the simulator serves /v1");
+    for wrong in [root.to_owned(), format!("{right}/v1")] {
+        let out = env
+            .command_at(&wrong, &["snapshot"])
+            .output()
+            .expect("runs");
+        assert_exit(&out, 3);
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("HTTP 404"), "{wrong}: {stderr}");
+        assert!(
+            stderr.contains("this base URL does not serve the Admin API")
+                && stderr.contains("https://api.openai.com/v1"),
+            "{wrong}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn a_403_on_one_project_read_makes_a_partial_snapshot_not_a_refused_key() {
     let env = Env::new(org(), SimOptions::default());
     env.sim.add_fault(Fault {
