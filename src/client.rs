@@ -112,14 +112,17 @@ pub enum ClientError {
     Build(String),
     /// 401 or 403: the key is wrong, revoked, or not an admin key.
     #[error(
-        "the Admin API refused the admin key (HTTP {status} on GET {path}): \
-         it is wrong, revoked, or not an admin key"
+        "the Admin API refused the admin key (HTTP {status} on GET {path}): {}",
+        refused_key_reason(*.non_admin_prefix)
     )]
     KeyRefused {
         /// 401 or 403.
         status: u16,
         /// The path that answered.
         path: String,
+        /// The documented prefix of a key that is no admin key (`sk-proj-`), when the key
+        /// has one: the prefix alone, never more of the key.
+        non_admin_prefix: Option<&'static str>,
     },
     /// The API answered an error status (after any retries).
     #[error("GET {path}: HTTP {status}: {message}")]
@@ -399,6 +402,30 @@ fn shown_url(raw: &str) -> String {
     format!("{scheme}{hidden}{rest}")
 }
 
+/// The prefixes of the keys that are not admin keys: project keys, service-account keys and
+/// the older user keys. The Admin API refuses them whatever their owner may do.
+const NON_ADMIN_KEY_PREFIXES: [&str; 3] = ["sk-proj-", "sk-svcacct-", "sk-None-"];
+
+/// The prefix that shows `key` is not an admin key, if it has one.
+fn non_admin_prefix(key: &str) -> Option<&'static str> {
+    NON_ADMIN_KEY_PREFIXES
+        .into_iter()
+        .find(|prefix| key.trim_start().starts_with(prefix))
+}
+
+/// Why a refused key was refused, as far as its prefix tells.
+fn refused_key_reason(non_admin_prefix: Option<&str>) -> String {
+    match non_admin_prefix {
+        // A newcomer's likeliest mistake: the key they already had for the models API.
+        Some(prefix) => format!(
+            "it starts with `{prefix}`, so it is a project or service-account API key, which \
+             the Admin API never accepts: create an admin key (it starts with `sk-admin-`) \
+             under the organization's settings, Admin keys"
+        ),
+        None => "it is wrong, revoked, or not an admin key".to_owned(),
+    }
+}
+
 fn is_loopback(url: &Url) -> bool {
     url.host_str().is_some_and(crate::config::is_loopback_host)
 }
@@ -470,6 +497,15 @@ enum Attempt {
 }
 
 impl AdminClient {
+    /// The error of a 401 or 403 to `path`, saying what the key's prefix shows.
+    fn key_refused(&self, status: u16, path: &str) -> ClientError {
+        ClientError::KeyRefused {
+            status,
+            path: path.to_owned(),
+            non_admin_prefix: non_admin_prefix(self.key.expose_secret()),
+        }
+    }
+
     /// A client for `base_url` (e.g. `https://api.openai.com/v1`) authenticating with `key`.
     pub fn new(
         base_url: &str,
@@ -1043,10 +1079,7 @@ impl AdminClient {
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             // The body is not read: a real API may quote part of the refused key.
-            return Attempt::Fatal(ClientError::KeyRefused {
-                status: status.as_u16(),
-                path: shown.to_owned(),
-            });
+            return Attempt::Fatal(self.key_refused(status.as_u16(), shown));
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);

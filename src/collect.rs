@@ -651,7 +651,9 @@ impl Crawl<'_> {
             // is this key refused this one family, and the rest of the organization still
             // counts. Saying how to stop reading it turns a failure on every run into a
             // choice.
-            ClientError::KeyRefused { status, ref path } => {
+            ClientError::KeyRefused {
+                status, ref path, ..
+            } => {
                 let family = scope.family.view();
                 format!(
                     "GET {path}: HTTP {status}: the Admin API refused this read: this key may \

@@ -558,6 +558,30 @@ fn a_base_url_without_or_with_a_doubled_v1_says_to_check_the_base_url() {
 }
 
 #[test]
+fn a_project_key_is_refused_with_a_message_that_says_it_is_a_project_key() {
+    let env = Env::new(
+        org(),
+        SimOptions {
+            admin_key: Some("sk-admin-the-right-one".into()),
+            ..SimOptions::default()
+        },
+    );
+    let out = env
+        .command(&["snapshot"])
+        .env("OPENAI_ADMIN_KEY", "sk-proj-canary-abc")
+        .output()
+        .expect("runs");
+    assert_exit(&out, 3);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("it starts with `sk-proj-`, so it is a project or service-account API key")
+            && stderr.contains("`sk-admin-`"),
+        "{stderr}"
+    );
+    assert!(!contains(&out.stderr, "canary") && !contains(&out.stdout, "canary"));
+}
+
+#[test]
 fn a_403_on_one_project_read_makes_a_partial_snapshot_not_a_refused_key() {
     let env = Env::new(org(), SimOptions::default());
     env.sim.add_fault(Fault {
