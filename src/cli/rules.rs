@@ -180,6 +180,9 @@ pub(super) fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
         }
     }
     print_diagnostics(&loaded.diagnostics, "")?;
+    // The files `[notify.email]` names would otherwise first fail `audit --notify` or the
+    // daemon's start.
+    crate::notify::check_email_files(&config).map_err(|e| CliError::usage(anyhow!(e)))?;
     println!(
         "{} rules ok ({} enabled), {} exemption(s)",
         loaded.rules.rules.len(),

@@ -423,6 +423,18 @@ pub(super) fn distinct(to: Vec<Mailbox>) -> Vec<Mailbox> {
         .collect()
 }
 
+/// Builds `[notify.email]` as a run does, with every secret variable taken as set: what the
+/// file names wrong (a template, a CA file, an address, the outbox folder) is found without
+/// reading a secret. Whether those variables are set is for `notify test` to say.
+pub fn check_email_files(config: &Config) -> Result<(), NotifyError> {
+    match &config.notify.email {
+        Some(email) => {
+            email_channel(email, config, &|_| Some("orgwarden-check-stand-in".into())).map(drop)
+        }
+        None => Ok(()),
+    }
+}
+
 fn email_channel(
     email: &EmailConfig,
     config: &Config,

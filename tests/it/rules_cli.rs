@@ -372,3 +372,53 @@ fn a_rule_file_reached_by_two_paths_entries_is_read_once() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
 }
+
+#[test]
+fn rules_check_fails_on_an_email_template_that_is_missing_or_does_not_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[notify.email]\ntransport = \"file\"\nfrom = \"orgwarden@example.com\"\n\
+                  to = [\"security@example.com\"]\ndir = \"outbox\"\n\
+                  [notify.email.templates]\nhtml = \"templates/digest.html\"\n";
+    std::fs::write(dir.path().join("orgwarden.toml"), config).unwrap();
+    let missing = orgwarden(dir.path(), &["rules", "check"]);
+    let stderr = text(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot read email template") && stderr.contains("digest.html"),
+        "{stderr}"
+    );
+    std::fs::create_dir(dir.path().join("templates")).unwrap();
+    std::fs::write(dir.path().join("templates/digest.html"), "{% if %}").unwrap();
+    let broken = orgwarden(dir.path(), &["rules", "check"]);
+    let stderr = text(&broken.stderr);
+    assert_eq!(broken.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("email template"), "{stderr}");
+    std::fs::write(
+        dir.path().join("templates/digest.html"),
+        "<p>{{ organization }}</p>",
+    )
+    .unwrap();
+    let fine = orgwarden(dir.path(), &["rules", "check"]);
+    assert_eq!(fine.status.code(), Some(0), "{}", text(&fine.stderr));
+}
+
+#[test]
+fn rules_check_fails_on_an_smtp_ca_file_that_cannot_be_read_but_reads_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[notify.email]\nhost = \"smtp.example.com\"\nusername = \"orgwarden\"\n\
+                  password_env = \"ORGWARDEN_TEST_UNSET_PASSWORD\"\n\
+                  from = \"orgwarden@example.com\"\nto = [\"security@example.com\"]\n\
+                  ca_file = \"no-such-ca.pem\"\n";
+    std::fs::write(dir.path().join("orgwarden.toml"), config).unwrap();
+    let out = orgwarden(dir.path(), &["rules", "check"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ca_file") && stderr.contains("no-such-ca.pem"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("ORGWARDEN_TEST_UNSET_PASSWORD"),
+        "{stderr}"
+    );
+}
