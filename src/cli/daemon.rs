@@ -40,6 +40,16 @@ pub fn daemon(global: &GlobalArgs, _args: &DaemonArgs) -> anyhow::Result<Exit> {
     // signal handler (tests calling `serve`), this would replace it.
     crate::daemon::hold_early_hangups();
     let config = global.load_config()?;
+    if global.config_path().is_none() {
+        // One-shot commands run fine on the defaults, but a daemon started in the wrong
+        // folder would audit for months with no notification and nobody told.
+        let here = std::env::current_dir().map_or_else(|_| ".".into(), |d| d.display().to_string());
+        tracing::warn!(
+            "no configuration file: no --config (ORGWARDEN_CONFIG) and no orgwarden.toml in \
+             {here}; the daemon runs on the built-in defaults (every 6 hours, UTC; findings \
+             only in this log). `orgwarden init` writes a commented one"
+        );
+    }
     let options = ServeOptions::default();
     let inputs = JobInputs {
         config_path: global.config_path(),

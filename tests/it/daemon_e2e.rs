@@ -239,6 +239,38 @@ op = "present"
 }
 
 #[test]
+fn a_daemon_started_without_a_configuration_file_says_it_runs_on_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("daemon.log");
+    let child = crate::support::orgwarden()
+        .current_dir(dir.path())
+        .env_remove("ORGWARDEN_CONFIG")
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .args(["--db", "audit.db", "--base-url", "http://127.0.0.1:9/v1"])
+        .args(["--log-format", "json", "daemon"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let daemon = Daemon { child, log };
+    daemon.wait_for(
+        "waiting for the next scheduled run",
+        1,
+        Duration::from_secs(30),
+    );
+    let text = daemon.log();
+    assert!(
+        text.contains("no configuration file") && text.contains("orgwarden init"),
+        "{text}"
+    );
+    daemon.signal("TERM");
+    let (code, _) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}
+
+#[test]
 fn a_second_daemon_on_the_same_database_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim(Duration::ZERO);
