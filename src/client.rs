@@ -1479,6 +1479,14 @@ fn transport_message(e: &reqwest::Error) -> String {
         }
         source = s.source();
     }
+    // rustls's words for a first answer that is not TLS at all, which is what an https URL
+    // to a plain-http server (a simulator, a local gateway) gets.
+    if message.contains("InvalidContentType") {
+        message.push_str(
+            " (the server did not answer in TLS: if it serves plain http, name it with \
+             http://, which is allowed towards a loopback address only)",
+        );
+    }
     message
 }
 

@@ -558,6 +558,22 @@ fn a_base_url_without_or_with_a_doubled_v1_says_to_check_the_base_url() {
 }
 
 #[test]
+fn https_to_a_plain_http_server_says_the_server_did_not_answer_in_tls() {
+    let env = Env::new(org(), SimOptions::default());
+    let https = env.sim.base_url().replacen("http://", "https://", 1);
+    let out = env
+        .command_at(&https, &["snapshot"])
+        .output()
+        .expect("runs");
+    assert_exit(&out, 3);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the server did not answer in TLS") && stderr.contains("http://"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_project_key_is_refused_with_a_message_that_says_it_is_a_project_key() {
     let env = Env::new(
         org(),
