@@ -402,27 +402,41 @@ fn shown_url(raw: &str) -> String {
     format!("{scheme}{hidden}{rest}")
 }
 
-/// The prefixes of the keys that are not admin keys: project keys, service-account keys and
-/// the older user keys. The Admin API refuses them whatever their owner may do.
-const NON_ADMIN_KEY_PREFIXES: [&str; 3] = ["sk-proj-", "sk-svcacct-", "sk-None-"];
+/// The prefixes of the keys that are not admin keys, with what each is: project keys,
+/// service-account keys and the older user keys. The Admin API refuses them whatever their
+/// owner may do.
+const NON_ADMIN_KEY_PREFIXES: [(&str, &str); 3] = [
+    ("sk-proj-", "a project or service-account API key"),
+    ("sk-svcacct-", "a project or service-account API key"),
+    (
+        "sk-None-",
+        "a user API key (the older kind, tied to no project)",
+    ),
+];
 
 /// The prefix that shows `key` is not an admin key, if it has one.
 fn non_admin_prefix(key: &str) -> Option<&'static str> {
     NON_ADMIN_KEY_PREFIXES
         .into_iter()
+        .map(|(prefix, _)| prefix)
         .find(|prefix| key.trim_start().starts_with(prefix))
 }
 
 /// Why a refused key was refused, as far as its prefix tells.
 fn refused_key_reason(non_admin_prefix: Option<&str>) -> String {
-    match non_admin_prefix {
+    let kind = non_admin_prefix.and_then(|p| {
+        NON_ADMIN_KEY_PREFIXES
+            .into_iter()
+            .find_map(|(prefix, kind)| (prefix == p).then_some(kind))
+    });
+    match (non_admin_prefix, kind) {
         // A newcomer's likeliest mistake: the key they already had for the models API.
-        Some(prefix) => format!(
-            "it starts with `{prefix}`, so it is a project or service-account API key, which \
-             the Admin API never accepts: create an admin key (it starts with `sk-admin-`) \
-             under the organization's settings, Admin keys"
+        (Some(prefix), Some(kind)) => format!(
+            "it starts with `{prefix}`, so it is {kind}, which the Admin API never accepts: \
+             create an admin key (it starts with `sk-admin-`) under the organization's \
+             settings, Admin keys"
         ),
-        None => "it is wrong, revoked, or not an admin key".to_owned(),
+        _ => "it is wrong, revoked, or not an admin key".to_owned(),
     }
 }
 
@@ -1945,5 +1959,24 @@ mod tests {
             ..OpenAiConfig::default()
         });
         assert_eq!((fixed.concurrency, fixed.adaptive), (8, false));
+    }
+
+    #[test]
+    fn a_refused_key_is_named_by_the_kind_its_prefix_shows() {
+        let reason = |key: &str| super::refused_key_reason(super::non_admin_prefix(key));
+        assert!(
+            reason("sk-proj-abc").contains("a project or service-account API key"),
+            "{}",
+            reason("sk-proj-abc")
+        );
+        assert!(reason("sk-svcacct-abc").contains("a project or service-account API key"));
+        // A user key is neither a project's nor a service account's.
+        let user = reason("sk-None-abc");
+        assert!(user.contains("so it is a user API key"), "{user}");
+        assert!(!user.contains("service-account"), "{user}");
+        assert_eq!(
+            reason("sk-admin-revoked"),
+            "it is wrong, revoked, or not an admin key"
+        );
     }
 }
