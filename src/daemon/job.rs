@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{AdminClient, ClientOptions, load_admin_key};
 use crate::collect::ExpectedAnswers;
 use crate::config::Config;
-use crate::diagnostics::Diagnostics;
-use crate::exemptions::Exemption;
+use crate::diagnostics::{DiagnosticCode, Diagnostics};
+use crate::exemptions::{Exemption, Standing};
 use crate::findings::{EventKind, Status};
 use crate::model::{Severity, SnapshotStatus};
 use crate::notify::{DeliveryReport, Notifier};
@@ -61,8 +61,9 @@ impl ExpiryWatch {
         }
     }
 
-    /// The warnings due on `today`: none if they were given today already.
-    fn due(&self, exemptions: &[Exemption], today: NaiveDate) -> Vec<String> {
+    /// The warnings due on `today`, each with the diagnostic code the configuration's
+    /// check gives it (so that one log search finds both): none if given today already.
+    fn due(&self, exemptions: &[Exemption], today: NaiveDate) -> Vec<(DiagnosticCode, String)> {
         let mut noted = match self.noted.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -73,7 +74,14 @@ impl ExpiryWatch {
         *noted = today;
         exemptions
             .iter()
-            .filter_map(|e| e.notice_on(today))
+            .filter_map(|e| {
+                let code = match e.standing_on(today) {
+                    Standing::Holds => return None,
+                    Standing::Expiring => DiagnosticCode::ExemptionExpiring,
+                    Standing::Expired => DiagnosticCode::ExemptionExpired,
+                };
+                Some((code, e.notice_on(today)?))
+            })
             .collect()
     }
 }
@@ -375,8 +383,8 @@ impl Job for AuditJob {
     async fn run(&self, ctx: RunContext) -> RunOutcome {
         let loaded = self.loaded();
         let today = Utc::now().date_naive();
-        for notice in loaded.exemptions_noted.due(&loaded.rules.exemptions, today) {
-            tracing::warn!("{notice}");
+        for (code, notice) in loaded.exemptions_noted.due(&loaded.rules.exemptions, today) {
+            tracing::warn!(code = %code, "{notice}");
         }
         let mut outcome = self.audit(&loaded, &ctx.cancel, &ctx.stopping).await;
         ctx.saved.record(&outcome);
@@ -451,6 +459,7 @@ impl Job for AuditJob {
 mod tests {
     use super::{ExpiryWatch, email_counts, restart_only_changes};
     use crate::config::Config;
+    use crate::diagnostics::DiagnosticCode;
     use crate::exemptions::Exemption;
     use chrono::NaiveDate;
     use std::path::Path;
@@ -475,8 +484,20 @@ mod tests {
         // Weeks later, on one configuration: the 31st is now within 14 days.
         let due = watch.due(&exemptions, day(17));
         assert_eq!(due.len(), 2, "{due:?}");
-        assert!(due[0].contains("expires on 2027-03-31 (owner sec@acme.com)"));
-        assert!(due[1].contains("expired on 2027-03-10"));
+        assert!(
+            due[0]
+                .1
+                .contains("expires on 2027-03-31 (owner sec@acme.com)")
+        );
+        assert!(due[1].1.contains("expired on 2027-03-10"));
+        // Logged under the codes the start's check used, as docs/diagnostics.md says.
+        assert_eq!(
+            (due[0].0, due[1].0),
+            (
+                DiagnosticCode::ExemptionExpiring,
+                DiagnosticCode::ExemptionExpired
+            )
+        );
         assert!(watch.due(&exemptions, day(17)).is_empty(), "once a day");
         assert_eq!(watch.due(&exemptions, day(18)).len(), 2);
     }
