@@ -189,9 +189,7 @@ pub fn timezone_hint(name: &str) -> Option<String> {
     if let Some(same) = names.clone().find(|known| known.eq_ignore_ascii_case(name)) {
         return Some(format!("did you mean `{same}`? (names are case-sensitive)"));
     }
-    if let Some(close) = crate::config::closest(name, names) {
-        return Some(format!("did you mean `{close}`?"));
-    }
+    // Before the typo search, which would take `LOCAL` for `ROC`.
     if name.eq_ignore_ascii_case("local") || name.eq_ignore_ascii_case("localtime") {
         return Some(
             "write this machine's zone by its IANA name (`timedatectl` shows it, as \
@@ -199,7 +197,7 @@ pub fn timezone_hint(name: &str) -> Option<String> {
                 .to_owned(),
         );
     }
-    None
+    crate::config::closest(name, names).map(|close| format!("did you mean `{close}`?"))
 }
 
 /// How many days of runs [`Schedule::shortest_gap`] looks at.
@@ -989,7 +987,10 @@ mod tests {
             timezone_hint("America/NewYork").as_deref(),
             Some("did you mean `America/New_York`?")
         );
-        assert!(timezone_hint("Local").unwrap().contains("timedatectl"));
+        for local in ["Local", "LOCAL", "localtime"] {
+            let hint = timezone_hint(local).unwrap();
+            assert!(hint.contains("timedatectl"), "{local}: {hint}");
+        }
         assert_eq!(timezone_hint("Mars/Olympus"), None);
     }
 
