@@ -138,6 +138,29 @@ impl Exemption {
 
     /// The warning its standing on `day` calls for, if any, in words.
     pub fn notice_on(&self, day: NaiveDate) -> Option<String> {
+        self.notice_among(&[], day)
+    }
+
+    /// Whether another exemption of `all` covers the same rule, resource and project
+    /// patterns, holds on `day` and ends later: an exemption renewed by adding a table for
+    /// the same thing with a later date. Its findings stay exempt, so this one's end is no
+    /// news.
+    pub fn renewed_among(&self, all: &[Exemption], day: NaiveDate) -> bool {
+        all.iter().any(|other| {
+            other.rule == self.rule
+                && other.resource == self.resource
+                && other.project == self.project
+                && other.expires > self.expires
+                && other.active_on(day)
+        })
+    }
+
+    /// [`Exemption::notice_on`], silent for one renewed among `all` (see
+    /// [`Exemption::renewed_among`]).
+    pub fn notice_among(&self, all: &[Exemption], day: NaiveDate) -> Option<String> {
+        if self.renewed_among(all, day) {
+            return None;
+        }
         match self.standing_on(day) {
             Standing::Holds => None,
             Standing::Expiring => Some(format!(

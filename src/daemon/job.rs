@@ -80,7 +80,7 @@ impl ExpiryWatch {
                     Standing::Expiring => DiagnosticCode::ExemptionExpiring,
                     Standing::Expired => DiagnosticCode::ExemptionExpired,
                 };
-                Some((code, e.notice_on(today)?))
+                Some((code, e.notice_among(exemptions, today)?))
             })
             .collect()
     }
@@ -467,17 +467,20 @@ mod tests {
     #[test]
     fn a_running_daemon_warns_once_a_day_about_exemptions_that_end_soon_or_have_ended() {
         let day = |d: u32| NaiveDate::from_ymd_opt(2027, 3, d).unwrap();
-        let exemption = |expires| {
+        let exemption = |resource, expires| {
             Exemption::new(
                 "api-key-old".into(),
-                "key_*",
+                resource,
                 "legacy".into(),
                 "sec@acme.com".into(),
                 expires,
             )
             .unwrap()
         };
-        let exemptions = [exemption(day(31)), exemption(day(10))];
+        let exemptions = [
+            exemption("key_*", day(31)),
+            exemption("key_legacy_*", day(10)),
+        ];
         // Loaded on the 1st: the load's own diagnostics warned that day.
         let watch = ExpiryWatch::noted_on(day(1));
         assert!(watch.due(&exemptions, day(1)).is_empty());
@@ -500,6 +503,10 @@ mod tests {
         );
         assert!(watch.due(&exemptions, day(17)).is_empty(), "once a day");
         assert_eq!(watch.due(&exemptions, day(18)).len(), 2);
+        // Renewed by a later table for the same keys: the old one's end is no news.
+        let renewed = [exemption("key_*", day(10)), exemption("key_*", day(31))];
+        let due = ExpiryWatch::noted_on(day(1)).due(&renewed, day(12));
+        assert!(due.is_empty(), "{due:?}");
     }
 
     #[test]

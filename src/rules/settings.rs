@@ -269,19 +269,20 @@ pub(super) fn validate_exemptions(
             // Reported above.
             (Err(_), _) => continue,
         };
-        let standing = exemption.standing_on(today);
-        if let Some(notice) = exemption.notice_on(today) {
-            let (code, label) = match standing {
+        out.push((exemption.with_index(i), span_of(&terms.expires)));
+    }
+    // Warned about once all are known: one renewed by a later table is no news.
+    let all: Vec<Exemption> = out.iter().map(|(e, _)| e.clone()).collect();
+    for (exemption, span) in &out {
+        if let Some(notice) = exemption.notice_among(&all, today) {
+            let (code, label) = match exemption.standing_on(today) {
                 Standing::Expired => (DiagnosticCode::ExemptionExpired, "expired"),
                 _ => (DiagnosticCode::ExemptionExpiring, "within 14 days"),
             };
-            diags
-                .warning(code, file, span_of(&terms.expires), notice)
-                .label(label);
+            diags.warning(code, file, span.clone(), notice).label(label);
         }
-        out.push(exemption.with_index(i));
     }
-    out
+    out.into_iter().map(|(e, _)| e).collect()
 }
 
 /// Warns about exemptions that match no stored finding of their rule (`stored`: each

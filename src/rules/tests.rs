@@ -130,6 +130,29 @@ fn config_errors_are_all_reported_with_their_place() {
 }
 
 #[test]
+fn an_exemption_renewed_by_a_later_table_is_not_warned_about() {
+    // Renewing by adding a table for the same thing with a later date is the common case:
+    // the finding stays exempt, so the old table's end is no news. A table for something
+    // else (another resource) is still warned about.
+    let table = |resource: &str, expires: &str| {
+        format!(
+            "[[exemption]]\nrule = \"api-key-old\"\nresource = \"{resource}\"\nreason = \"r\"\n\
+             owner = \"o\"\nexpires = \"{expires}\"\n"
+        )
+    };
+    let loaded = load_with(&format!(
+        "{}{}{}",
+        table("key_a", "2026-11-01"),
+        table("key_a", "2027-06-01"),
+        table("key_b", "2026-11-01"),
+    ));
+    assert_eq!(codes(&loaded.diagnostics), ["exemption-expired"]);
+    let text = loaded.diagnostics.render(false);
+    assert!(text.contains("`key_b`"), "{text}");
+    assert_eq!(loaded.exemptions.len(), 3);
+}
+
+#[test]
 fn exemptions_are_validated_and_warned_about() {
     let loaded = load_with(
         "[[exemption]]\nrule = \"project-no-spend-alert\"\nresource = \"proj_sandbox*\"\nreason = \"hard limit\"\nowner = \"fin@acme.com\"\nexpires = \"2026-12-05\"\n\
