@@ -132,7 +132,7 @@ pub fn canonical_db_path(db: &Path) -> std::io::Result<PathBuf> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!(
-                    "its folder {} does not exist (create it, or choose another --db)",
+                    "its folder {} does not exist (create it, or choose another --db or [storage] path)",
                     parent.display()
                 ),
             )),
