@@ -306,6 +306,41 @@ pub(super) fn report_notification(
     Ok(())
 }
 
+/// Warns on stderr about exemptions that match no stored finding, as `rules check` does:
+/// a mistyped resource otherwise shows only as a finding that stays open. A database that
+/// cannot be read for it is no reason to fail an audit that has printed its report.
+fn warn_unused_exemptions(
+    config: &Config,
+    exemptions: &[crate::exemptions::Exemption],
+    db: &std::path::Path,
+) {
+    if exemptions.is_empty() {
+        return;
+    }
+    let read = || -> anyhow::Result<Vec<_>> {
+        let store = Store::open_read_only(db)?;
+        Ok(crate::findings::load(store.reader())?
+            .into_iter()
+            .map(|f| (f.rule_id, f.resource_id, f.project_id))
+            .collect())
+    };
+    let stored = match read() {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::warn!(db = %db.display(), "exemptions not checked against stored findings: {e:#}");
+            return;
+        }
+    };
+    let mut diags = crate::diagnostics::Diagnostics::new();
+    rules::warn_unused_exemptions(config, exemptions, &stored, &mut diags);
+    if !diags.items().is_empty() {
+        eprint_or_drop!(
+            "{}",
+            diags.render(report::color_wanted(std::io::stderr().is_terminal()))
+        );
+    }
+}
+
 /// Runs `orgwarden audit`.
 pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
     let (config, loaded) = load_rules(global)?;
@@ -345,6 +380,7 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
             ))
         })?)),
     };
+    let exemptions = loaded.exemptions.clone();
     let setup = CliSetup {
         loaded,
         notifier,
@@ -360,6 +396,9 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
         args.fail_on,
         &|_| {},
     )?;
+    if !args.dry_run {
+        warn_unused_exemptions(&config, &exemptions, &db);
+    }
     if fresh && args.notify {
         eprintln_or_drop!(
             "warning: {} was created by this run, so every open finding counted as new; keep \

@@ -369,6 +369,45 @@ fn exemptions_hold_until_they_expire_and_then_reopen_with_the_reason() {
 }
 
 #[test]
+fn an_exemption_that_matches_no_finding_is_warned_about_by_the_audit() {
+    // A mistyped resource would otherwise show only as a finding that stays open.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Org::demo(Utc::now().timestamp()));
+    let future = (Utc::now() + chrono::Duration::days(60))
+        .format("%Y-%m-%d")
+        .to_string();
+    let exemption = |resource: &str| {
+        format!(
+            "[[exemption]]\nrule = \"project-no-spend-alert\"\nresource = \"{resource}\"\n\
+             reason = \"r\"\nowner = \"o@acme.com\"\nexpires = \"{future}\"\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("exempt.toml"),
+        exemption("proj_suport") + &exemption("proj_support"),
+    )
+    .unwrap();
+    let out = run(
+        dir.path(),
+        &sim.base_url(),
+        &["--config", "exempt.toml", "audit", "--format", "json"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning[exemption-unused]")
+            && stderr.contains("`project-no-spend-alert` on `proj_suport` matches no finding"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("`proj_support` matches"), "{stderr}");
+    // The report on stdout is whole.
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status_of(&doc, "project-no-spend-alert", "proj_support").as_deref(),
+        Some("exempt")
+    );
+}
+
+#[test]
 fn offline_audit_evaluates_the_stored_snapshot_without_calling_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim(Org::demo(Utc::now().timestamp()));
