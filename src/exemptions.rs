@@ -136,16 +136,11 @@ impl Exemption {
         }
     }
 
-    /// The warning its standing on `day` calls for, if any, in words.
-    pub fn notice_on(&self, day: NaiveDate) -> Option<String> {
-        self.notice_among(&[], day)
-    }
-
     /// Whether another exemption of `all` covers the same rule, resource and project
     /// patterns, holds on `day` and ends later: an exemption renewed by adding a table for
     /// the same thing with a later date. Its findings stay exempt, so this one's end is no
     /// news.
-    pub fn renewed_among(&self, all: &[Exemption], day: NaiveDate) -> bool {
+    fn renewed_among(&self, all: &[Exemption], day: NaiveDate) -> bool {
         all.iter().any(|other| {
             other.rule == self.rule
                 && other.resource == self.resource
@@ -155,8 +150,8 @@ impl Exemption {
         })
     }
 
-    /// [`Exemption::notice_on`], silent for one renewed among `all` (see
-    /// [`Exemption::renewed_among`]).
+    /// The warning its standing on `day` calls for, if any, in words; none for one renewed
+    /// among `all` by a later table for the same thing.
     pub fn notice_among(&self, all: &[Exemption], day: NaiveDate) -> Option<String> {
         if self.renewed_among(all, day) {
             return None;
@@ -214,6 +209,6 @@ mod tests {
         assert_eq!(e.standing_on(day(2, 29)), Standing::Expiring);
         assert!(e.active_on(day(2, 29)));
         assert_eq!(e.standing_on(day(3, 1)), Standing::Expired);
-        assert_eq!(e.notice_on(day(2, 14)), None);
+        assert_eq!(e.notice_among(&[], day(2, 14)), None);
     }
 }

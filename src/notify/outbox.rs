@@ -746,6 +746,24 @@ mod tests {
         assert_eq!(report.refused_recipients, vec!["email", "email"]);
     }
 
+    /// Queues a message damaged by each of `damages` (an UPDATE of row `?1`), then a sound
+    /// one: the connection, the damaged ids and the sound one's.
+    fn queue_damaged(damages: &[&str]) -> (Connection, Vec<OutboxId>, OutboxId) {
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        let damaged = damages
+            .iter()
+            .map(|sql| {
+                let id = insert(&tx, &message(sql), t(0)).unwrap();
+                tx.execute(sql, [id.0]).unwrap();
+                id
+            })
+            .collect();
+        let next = insert(&tx, &message("next"), t(0)).unwrap();
+        tx.commit().unwrap();
+        (conn, damaged, next)
+    }
+
     #[test]
     fn a_row_whose_columns_cannot_be_read_is_refused_and_the_next_is_delivered() {
         // Before, one such row failed every pass, so every later digest stayed queued.
@@ -753,26 +771,14 @@ mod tests {
         let files = Transport::File {
             dir: dir.path().join("outbox"),
         };
-        let mut conn = db();
-        let tx = conn.transaction().unwrap();
-        let negative = insert(&tx, &message("negative attempts"), t(0)).unwrap();
-        let text = insert(&tx, &message("message as text"), t(0)).unwrap();
-        let next = insert(&tx, &message("next"), t(0)).unwrap();
-        tx.execute(
+        let (conn, damaged, next) = queue_damaged(&[
             "UPDATE outbox SET attempts = -1 WHERE id = ?1",
-            [negative.0],
-        )
-        .unwrap();
-        tx.execute(
             "UPDATE outbox SET message = CAST(message AS TEXT) || 'x' WHERE id = ?1",
-            [text.0],
-        )
-        .unwrap();
-        tx.commit().unwrap();
+        ]);
         let report = deliver_pending(&conn, &files, t(0)).unwrap();
         assert_eq!(report.sent, vec![next], "{report:?}");
         let refused: Vec<OutboxId> = report.rejected.iter().map(|(id, _)| *id).collect();
-        assert_eq!(refused, vec![negative, text], "{report:?}");
+        assert_eq!(refused, damaged, "{report:?}");
         assert!(
             report.rejected[0].1.contains("unreadable row"),
             "{report:?}"
@@ -793,16 +799,8 @@ mod tests {
         let files = Transport::File {
             dir: dir.path().join("outbox"),
         };
-        let mut conn = db();
-        let tx = conn.transaction().unwrap();
-        let damaged = insert(&tx, &message("damaged"), t(0)).unwrap();
-        let next = insert(&tx, &message("next"), t(0)).unwrap();
-        tx.execute(
-            "UPDATE outbox SET recipients = 'not json' WHERE id = ?1",
-            [damaged.0],
-        )
-        .unwrap();
-        tx.commit().unwrap();
+        let (conn, _, next) =
+            queue_damaged(&["UPDATE outbox SET recipients = 'not json' WHERE id = ?1"]);
         let report = deliver_pending(&conn, &files, t(0)).unwrap();
         assert_eq!(report.sent, vec![next], "{report:?}");
         assert_eq!(report.rejected.len(), 1, "{report:?}");

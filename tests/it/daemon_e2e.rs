@@ -25,6 +25,15 @@ impl Daemon {
 
     /// The daemon, with the admin key in OPENAI_ADMIN_KEY or (`None`) as configured.
     fn spawn(dir: &Path, key: Option<&str>) -> Daemon {
+        Daemon::spawn_with(
+            dir,
+            key,
+            &["--config", "orgwarden.toml", "--db", "audit.db"],
+        )
+    }
+
+    /// The daemon started in `dir` with the global options `args`.
+    fn spawn_with(dir: &Path, key: Option<&str>, args: &[&str]) -> Daemon {
         let log = dir.join(format!("daemon-{}.log", fastrand_suffix()));
         let mut command = crate::support::orgwarden();
         match key {
@@ -33,7 +42,8 @@ impl Daemon {
         };
         let child = command
             .current_dir(dir)
-            .args(["--config", "orgwarden.toml", "--db", "audit.db"])
+            .env_remove("ORGWARDEN_CONFIG")
+            .args(args)
             .args(["--log-format", "json", "daemon"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -241,20 +251,11 @@ op = "present"
 #[test]
 fn a_daemon_started_without_a_configuration_file_says_it_runs_on_the_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("daemon.log");
-    let child = crate::support::orgwarden()
-        .current_dir(dir.path())
-        .env_remove("ORGWARDEN_CONFIG")
-        .env("OPENAI_ADMIN_KEY", KEY)
-        .args(["--db", "audit.db", "--base-url", "http://127.0.0.1:9/v1"])
-        .args(["--log-format", "json", "daemon"])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let daemon = Daemon { child, log };
+    let daemon = Daemon::spawn_with(
+        dir.path(),
+        Some(KEY),
+        &["--db", "audit.db", "--base-url", "http://127.0.0.1:9/v1"],
+    );
     daemon.wait_for(
         "waiting for the next scheduled run",
         1,
