@@ -56,6 +56,7 @@ diagnostic_codes! {
     BadDuration = "bad-duration": "Not a duration such as 45s, 30m, 12h, 90d or 2w.",
     BadCron = "bad-cron": "`[schedule] cron` is not a crontab expression.",
     JitterTooLarge = "jitter-too-large": "`[schedule] jitter` reaches the next run, or is longer than a day.",
+    ScheduleTooFrequent = "schedule-too-frequent": "`[schedule] cron` runs more than once a minute (a six-field line whose first field, the second, is `*` or a short step).",
     BadTimezone = "bad-timezone": "`[schedule] timezone` is not an IANA time zone name.",
     BadAddress = "bad-address": "`[server] listen` is not an IP:PORT socket address.",
     UnknownFamily = "unknown-family": "A `[collect] skip` entry that is not the view name of a family orgwarden reads.",

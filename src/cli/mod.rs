@@ -204,7 +204,7 @@ impl GlobalArgs {
         };
         let (config, diags) = Config::check_file(&path).map_err(CliError::usage)?;
         if !diags.has_errors() {
-            return Ok(config);
+            return Ok(config.with_warnings(diags)?);
         }
         let today = chrono::Utc::now().date_naive();
         let diags = crate::rules::load_checked(&config, diags, today).diagnostics;

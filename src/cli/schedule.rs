@@ -21,6 +21,8 @@ pub struct ScheduleArgs {
 /// Runs `orgwarden schedule`.
 pub fn schedule(global: &GlobalArgs, args: &ScheduleArgs) -> anyhow::Result<Exit> {
     let config = global.load_config()?;
+    // A schedule running every second is exactly what this command is used to check.
+    super::audit::print_diagnostics(&config.warnings, "")?;
     let schedule = timing_from_config(&config).schedule;
     let from = match &args.from {
         Some(text) => DateTime::parse_from_rfc3339(text)

@@ -80,6 +80,9 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// The file's text, kept for diagnostics that point into it.
     pub text: Option<String>,
+    /// Warnings found in the file by a load that succeeded; [`crate::rules::load`] reports
+    /// them with the rules' problems, so commands that show those show these too.
+    pub warnings: Diagnostics,
 }
 
 /// `[openai]`: how to reach the Admin API.
@@ -390,19 +393,23 @@ impl Config {
     /// resolve relative paths. Any error fails it with every diagnostic of the file.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let (config, diags) = Config::check(text, path);
-        if diags.has_errors() {
-            return Err(ConfigError::Invalid(diags));
-        }
-        Ok(config)
+        config.with_warnings(diags)
     }
 
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let (config, diags) = Config::check_file(path)?;
+        config.with_warnings(diags)
+    }
+
+    /// This configuration carrying the warnings its check found, or every problem as an
+    /// error when one of them is an error.
+    pub fn with_warnings(mut self, diags: Diagnostics) -> Result<Config, ConfigError> {
         if diags.has_errors() {
             return Err(ConfigError::Invalid(diags));
         }
-        Ok(config)
+        self.warnings = diags;
+        Ok(self)
     }
 
     /// Parses and validates configuration text, returning a configuration (defaults in place

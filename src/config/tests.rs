@@ -177,6 +177,35 @@ fn durations_share_one_grammar_with_the_rules() {
 }
 
 #[test]
+fn a_schedule_running_more_than_once_a_minute_is_warned_about_not_refused() {
+    let cron = |line: &str| {
+        let (config, diags) = Config::check(
+            &format!("[schedule]\ncron = \"{line}\"\n"),
+            Path::new("orgwarden.toml"),
+        );
+        assert!(!diags.has_errors(), "{line}: {}", diags.render(false));
+        let codes: Vec<String> = diags.items().iter().map(|d| d.code.to_string()).collect();
+        (config, codes)
+    };
+    for line in [
+        "* * * * * *",
+        "*/30 * * * * *",
+        "* 0 * * * *",
+        "0,59 * * * * *",
+    ] {
+        assert_eq!(cron(line).1, ["schedule-too-frequent"], "{line}");
+    }
+    // Once a minute, written with or without a seconds field, is the shortest quiet one.
+    for line in ["* * * * *", "0 * * * * *", "30 */5 * * * *", "@hourly"] {
+        assert!(cron(line).1.is_empty(), "{line}");
+    }
+    // A load that succeeds keeps the warning for the commands that show the rules' problems.
+    let config =
+        Config::parse("[schedule]\ncron = \"* * * * * *\"\n", Path::new("o.toml")).unwrap();
+    assert_eq!(config.warnings.warning_count(), 1);
+}
+
+#[test]
 fn a_jitter_reaching_the_next_run_or_over_a_day_is_refused_at_its_span() {
     // Every 15 minutes: 14 minutes of jitter spread runs, 15 would reach the next one.
     let every_15 = |jitter: &str| {

@@ -189,6 +189,8 @@ pub(super) fn validate(raw: RawConfig, diags: &mut Diagnostics, file: FileId) ->
         audit_log: audit_log(&raw.audit_log, &mut c),
         source: None,
         text: None,
+        // Filled by a load that succeeds: the problems are still being collected here.
+        warnings: Diagnostics::new(),
     }
 }
 
@@ -469,6 +471,9 @@ fn schedule(raw: &RawSchedule, c: &mut Check<'_>) -> ScheduleConfig {
     });
     // The jitter is only measured against the schedule the user wrote, not a stand-in.
     let written = tz.is_some() && (raw.cron.is_none() || schedule.is_some());
+    if let (Some(schedule), Some(cron)) = (&schedule, &raw.cron) {
+        warn_more_than_once_a_minute(schedule, cron, c);
+    }
     let schedule = match (schedule, tz) {
         (Some(schedule), Some(_)) => schedule,
         (None, Some(tz)) if raw.cron.is_none() => {
@@ -490,6 +495,37 @@ fn schedule(raw: &RawSchedule, c: &mut Check<'_>) -> ScheduleConfig {
         run_on_start: raw.run_on_start.as_ref().is_some_and(|r| *r.get_ref()),
         jitter,
     }
+}
+
+/// Warns when the schedule runs more than once a minute, which only a seconds field can do.
+///
+/// Every run reads the whole organization, so `* * * * * *` (a five-field line with a star
+/// put in front) would call the API all day long. It stays a warning: a test daemon on a
+/// seconds schedule is a legitimate use.
+fn warn_more_than_once_a_minute(schedule: &Schedule, cron: &Spanned<String>, c: &mut Check<'_>) {
+    let Some((gap, _)) = schedule.shortest_gap(chrono::Utc::now()) else {
+        return;
+    };
+    if gap >= chrono::TimeDelta::minutes(1) {
+        return;
+    }
+    let every = u64::try_from(gap.num_seconds())
+        .map_or_else(|_| format!("{gap}"), |s| Duration::from_secs(s).to_string());
+    c.diags
+        .warning(
+            DiagnosticCode::ScheduleTooFrequent,
+            Some(c.file),
+            Some(cron.span()),
+            format!(
+                "`cron` runs every {every}, more than once a minute: the first of its six \
+                 fields is the second"
+            ),
+        )
+        .label("six fields: second minute hour day-of-month month day-of-week")
+        .help(
+            "every run reads the whole organization; write five fields (minute hour \
+             day-of-month month day-of-week) unless runs seconds apart are meant, as in a test",
+        );
 }
 
 /// The longest `[schedule] jitter` allowed whatever the schedule: a run delayed by more than

@@ -596,6 +596,8 @@ pub fn load(config: &Config, today: NaiveDate) -> Loaded {
         apply_config(&mut rules, config, config_file, &mut diags);
         validate_exemptions(config, &rules, config_file, today, &mut diags)
     };
+    // The file is registered above under the same name and text, so `extend` keeps it once.
+    diags.extend(config.warnings.clone());
     diags.sort();
     Loaded {
         rules: RuleSet {

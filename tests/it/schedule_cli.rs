@@ -47,7 +47,11 @@ fn schedule_reads_seconds_first_six_field_expressions() {
         ])
         .assert()
         .success()
-        .stdout("2026-07-04T12:01:00+00:00\n2026-07-04T12:01:20+00:00\n");
+        .stdout("2026-07-04T12:01:00+00:00\n2026-07-04T12:01:20+00:00\n")
+        // Runs 20 seconds apart are allowed, and said to be more than once a minute.
+        .stderr(contains(
+            "warning[schedule-too-frequent]: `cron` runs every 20s, more than once a minute",
+        ));
 }
 
 #[test]
