@@ -232,9 +232,14 @@ pub(super) fn run_and_print(
     let evaluated = audited
         .evaluated
         .with_context(|| format!("evaluating snapshot {}", audited.snapshot.id))?;
-    if let (Some(notifier), Some(notified)) = (&setup.notifier, &evaluated.notified) {
-        report_notification(notifier, notified, audited.delivery)?;
-    }
+    // The findings are stored whatever happened to their delivery, so a failed delivery
+    // pass still prints the report before it fails the run.
+    let notification = match (&setup.notifier, &evaluated.notified) {
+        (Some(notifier), Some(notified)) => {
+            report_notification(notifier, notified, audited.delivery)
+        }
+        _ => Ok(()),
+    };
     let exit = print_outcome(
         &evaluated,
         audited.crawl.as_ref(),
@@ -244,6 +249,14 @@ pub(super) fn run_and_print(
     )?;
     // The other rules' findings are printed above; a rule that did not finish (stopped at
     // its budget, or failed as it ran) still fails the run.
+    let unfinished =
+        |e: &dyn std::fmt::Display| format!("evaluating snapshot {}: {e}", evaluated.snapshot.id);
+    if let Err(e) = notification {
+        for e in &evaluated.unfinished {
+            eprintln_or_drop!("error: {}", unfinished(e));
+        }
+        return Err(e);
+    }
     if let Some((last, others)) = evaluated.unfinished.split_last() {
         for e in others {
             eprintln_or_drop!("error: {e}");
@@ -276,7 +289,11 @@ pub(super) fn report_notification(
             notified.announcement.announced.len()
         ),
     }
-    let Some(report) = delivery.transpose()? else {
+    let Some(report) = delivery.transpose().context(
+        "notify: the findings are stored and announced, but the delivery pass failed; \
+         queued messages stay in the outbox for the next pass",
+    )?
+    else {
         return Ok(());
     };
     // Receipts and refusals quote the mail server.

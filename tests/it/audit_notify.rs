@@ -127,3 +127,34 @@ fn dry_run_needs_notify() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_failed_delivery_pass_still_prints_the_report_before_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("orgwarden.toml"), CONFIG).unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    let url = sim.base_url();
+    let out = audit(dir.path(), &url, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0));
+    // The outbox's bookkeeping fails as a full disk or a damaged database would make it.
+    rusqlite::Connection::open(dir.path().join("audit.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON outbox \
+             BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
+        )
+        .unwrap();
+
+    let out = audit(dir.path(), &url, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report on stdout ({e}): {stderr}"));
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(35));
+    assert!(
+        stderr.contains("the findings are stored and announced, but the delivery pass failed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("disk says no"), "{stderr}");
+    assert_eq!(mails(dir.path()), 0, "nothing was sent");
+}
