@@ -278,15 +278,19 @@ FROM version v
 }
 
 /// The `findings` view over the finding table (first created by migration 0002): its
-/// times with `_utc` companions.
+/// times with `_utc` companions, the terms of the exemption in force as columns (0013),
+/// and who changed it as the JSON the reports give (0009).
 fn findings_view() -> String {
     let times = ["first_seen", "last_seen", "resolved_at", "last_notified_at"]
         .map(|t| format!("{t},\n  {} AS {}", utc_expr(t), utc_name(t)))
         .join(",\n  ");
+    let terms = ["expires", "owner", "reason"]
+        .map(|k| format!("json_extract(exemption, '$.{k}') AS exemption_{k}"))
+        .join(",\n  ");
     format!(
         "CREATE VIEW findings AS\n\
          SELECT fingerprint, rule_id, severity, title, resource_type, resource_id, project_id,\n  \
-         message, remediation, status,\n  {times}\n\
+         message, remediation, status,\n  {times},\n  {terms},\n  changed_by\n\
          FROM finding"
     )
 }

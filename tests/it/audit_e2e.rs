@@ -342,6 +342,25 @@ fn exemptions_hold_until_they_expire_and_then_reopen_with_the_reason() {
         )),
         "{sarif}"
     );
+    // The `findings` view gives the same terms to SQL.
+    let query = run(
+        dir.path(),
+        &sim.base_url(),
+        &[
+            "query",
+            "--format",
+            "csv",
+            "SELECT exemption_expires, exemption_owner, exemption_reason FROM findings \
+             WHERE rule_id = 'project-no-spend-alert' AND resource_id = 'proj_support'",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&query.stdout),
+        format!(
+            "exemption_expires,exemption_owner,exemption_reason\n\
+             {future},finops@acme-robotics.com,support has a hard cap\n"
+        )
+    );
 
     let past = (Utc::now() - chrono::Duration::days(1))
         .format("%Y-%m-%d")

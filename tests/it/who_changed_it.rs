@@ -202,6 +202,18 @@ fn diff_names_who_created_a_key_and_changed_a_role_and_says_retention_is_not_rec
     // Ada was an owner before the first snapshot: nothing changed, no one to name.
     let ada = owner_finding(&audit, "user-ada");
     assert!(ada["changed_by"].is_null(), "{ada:#}");
+    // The `findings` view keeps the same JSON for SQL.
+    let rows = json_of(&env.run(&[
+        "query",
+        "--format",
+        "json",
+        "SELECT resource_id, json_extract(changed_by, '$.type') AS event FROM findings \
+         WHERE resource_id IN ('user-ada', 'user-bob') AND changed_by IS NOT NULL",
+    ]));
+    assert_eq!(
+        rows,
+        serde_json::json!([{"resource_id": "user-bob", "event": "user.updated"}])
+    );
 
     // `history` attributes Bob's change too.
     let history = json_of(&env.run(&["history", "user-bob", "--format", "json"]));
