@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::Connection;
 
 use crate::audit_log::explain::{Attribution, attribute};
-use crate::model::{Family, SnapshotId, SnapshotStatus};
+use crate::model::{Family, ProjectId, SnapshotId, SnapshotStatus};
 
 use super::{Coverage, EventKind, Finding, FindingsError, Reconciled};
 
@@ -16,7 +16,8 @@ use super::{Coverage, EventKind, Finding, FindingsError, Reconciled};
 /// and after the start of the last earlier evaluated snapshot that could see the finding
 /// (see [`Earlier`]). Without one nothing changed: a finding of the first evaluation was
 /// there before orgwarden looked. A finding whose transition no event explains loses the
-/// `changed_by` of an earlier transition.
+/// `changed_by` of an earlier transition, and so does one whose object did not change
+/// (a rule's new threshold, an exemption's end, a key's age).
 pub fn attribute_transitions(
     conn: &Connection,
     reconciled: &mut Reconciled,
@@ -43,9 +44,19 @@ pub fn attribute_transitions(
         let Some(family) = Family::from_view(&finding.resource_type) else {
             continue;
         };
-        let Some(after) = earlier.last_seeing(conn, finding)? else {
+        let Some((seen_at, after)) = earlier.last_seeing(conn, finding)? else {
             continue;
         };
+        if !crate::store::object_changed_between(
+            conn,
+            family,
+            finding.project_id.as_ref().map(ProjectId::as_str),
+            &finding.resource_id,
+            seen_at,
+            snapshot,
+        )? {
+            continue;
+        }
         let candidates =
             crate::store::events_naming(conn, &finding.resource_id, Some(after), until)?;
         if let Attribution::Recorded { events } = attribute(
@@ -83,13 +94,13 @@ impl Earlier {
         })
     }
 
-    /// The start (Unix seconds) of the last earlier evaluated snapshot that could see
-    /// `finding`; `None` when none could.
+    /// The last earlier evaluated snapshot that could see `finding`, with its start (Unix
+    /// seconds); `None` when none could.
     fn last_seeing(
         &mut self,
         conn: &Connection,
         finding: &Finding,
-    ) -> Result<Option<i64>, FindingsError> {
+    ) -> Result<Option<(SnapshotId, i64)>, FindingsError> {
         for (id, status, started) in &self.snapshots {
             if !self.coverage.contains_key(id) {
                 let coverage = Coverage::from_snapshot(
@@ -105,7 +116,7 @@ impl Earlier {
                 continue;
             };
             if coverage.covers_finding(finding) {
-                return Ok(Some(*started));
+                return Ok(Some((*id, *started)));
             }
         }
         Ok(None)

@@ -791,6 +791,7 @@ fn a_finding_opened_by_a_logged_change_carries_who_made_it() {
         [raw.to_string()],
     )
     .unwrap();
+    insert_version(conn, Family::OrgUsers, "", "user-bob", 2, "changed");
     let opened = org_finding(Family::OrgUsers, "user-bob");
     let mut stale = org_finding(Family::OrgUsers, "user-eve");
     stale.fingerprint = "other".into();
@@ -828,6 +829,47 @@ fn a_finding_opened_by_a_logged_change_carries_who_made_it() {
     assert_eq!(first.changed[0].changed_by, None);
 }
 
+#[test]
+fn a_transition_of_an_object_that_did_not_change_names_no_one() {
+    // The log says Bob's and Carl's roles were changed between the snapshots, but the
+    // snapshots stored no change of Bob, and Carl's only at snapshot 1: a finding about
+    // either that opens at 2 (a rule's new threshold, an exemption's end) is not that
+    // event's doing.
+    let store = crate::store::Store::open_in_memory().unwrap();
+    let conn = store.conn();
+    conn.execute_batch(
+        "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
+         VALUES (1, 'acme', 100, 101, 'complete', 101), (2, 'acme', 190, 200, 'complete', NULL)",
+    )
+    .unwrap();
+    for user in ["user-bob", "user-carl"] {
+        let id = format!("audit_log-{user}");
+        let raw = serde_json::json!({"id": id, "type": "user.updated", "effective_at": 150,
+            "actor": {"type": "session", "session": {"user": {"id": "user-max"}}},
+            "user.updated": {"id": user, "changes_requested": {"role": "owner"}}});
+        conn.execute(
+            "INSERT INTO audit_event (id, type, effective_at, resource_id, raw, snapshot_id)
+             VALUES (?1, 'user.updated', 150, ?2, ?3, 1)",
+            rusqlite::params![id, user, raw.to_string()],
+        )
+        .unwrap();
+    }
+    insert_version(conn, Family::OrgUsers, "", "user-carl", 1, "changed");
+    let bob = org_finding(Family::OrgUsers, "user-bob");
+    let mut carl = org_finding(Family::OrgUsers, "user-carl");
+    carl.fingerprint = "carl".into();
+    let mut reconciled = Reconciled {
+        events: vec![
+            transition_of(&bob, EventKind::Opened),
+            transition_of(&carl, EventKind::Opened),
+        ],
+        changed: vec![bob, carl],
+    };
+    crate::findings::attribute_transitions(conn, &mut reconciled, SnapshotId(2), 200).unwrap();
+    assert_eq!(reconciled.changed[0].changed_by, None);
+    assert_eq!(reconciled.changed[1].changed_by, None);
+}
+
 /// Stores the revocation of key `key` in project `project` at 150, by max (read by
 /// snapshot 1).
 fn insert_revocation(store: &crate::store::Store, project: &str, key: &str) {
@@ -846,12 +888,45 @@ fn insert_revocation(store: &crate::store::Store, project: &str, key: &str) {
         .unwrap();
 }
 
-/// A store with the snapshots `sql` inserts and the revocation of each `(project, key)`.
+/// Stores `change` of the object `resource` of `family` in `project` ('' for the
+/// organization's families) at snapshot `at`, as the snapshot writer records it.
+fn insert_version(
+    conn: &rusqlite::Connection,
+    family: Family,
+    project: &str,
+    resource: &str,
+    at: i64,
+    change: &str,
+) {
+    conn.execute(
+        "INSERT INTO object (family, project_id, resource_id, first_snapshot)
+         VALUES (?1, ?2, ?3, 1) ON CONFLICT DO NOTHING",
+        rusqlite::params![family.view(), project, resource],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO version (object_id, from_snapshot, change)
+         SELECT id, ?4, ?5 FROM object WHERE family = ?1 AND project_id = ?2 AND resource_id = ?3",
+        rusqlite::params![family.view(), project, resource, at, change],
+    )
+    .unwrap();
+}
+
+/// A store with the snapshots `sql` inserts and the revocation of each `(project, key)`,
+/// which snapshot 2 saw removed.
 fn store_with(sql: &str, revoked: &[(&str, &str)]) -> crate::store::Store {
     let store = crate::store::Store::open_in_memory().unwrap();
     store.conn().execute_batch(sql).unwrap();
     for (project, key) in revoked {
         insert_revocation(&store, project, key);
+        insert_version(
+            store.conn(),
+            Family::ProjectApiKeys,
+            project,
+            key,
+            2,
+            "removed",
+        );
     }
     store
 }

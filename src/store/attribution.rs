@@ -7,7 +7,7 @@ use rusqlite::{Connection, params};
 
 use crate::audit_log::AuditEvent;
 use crate::audit_log::explain::{Attribution, LogCoverage, ReadSpan, attribute, coverage};
-use crate::model::{SnapshotId, SnapshotStatus};
+use crate::model::{Family, SnapshotId, SnapshotStatus};
 
 use super::audit_log::parse_stored;
 use super::history::{DiffEntry, HistoryEntry, SnapshotDiff};
@@ -30,6 +30,31 @@ pub fn read_span(conn: &Connection) -> Result<Option<ReadSpan>, StoreError> {
     Ok(from
         .zip(through)
         .map(|(from, through)| ReadSpan { from, through }))
+}
+
+/// Whether the stored object `resource_id` of `family` (in `project`, when given) was
+/// added, changed or removed by a snapshot after `after`, up to `through` (included).
+///
+/// A finding's transition is someone's doing only when its object changed: one opened by
+/// a rule's new threshold, an exemption's end or a key's age moved nothing the log records,
+/// and an event that merely names the object in that time did not cause it.
+pub fn object_changed_between(
+    conn: &Connection,
+    family: Family,
+    project: Option<&str>,
+    resource_id: &str,
+    after: SnapshotId,
+    through: SnapshotId,
+) -> Result<bool, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM object o JOIN version v ON v.object_id = o.id
+         WHERE o.resource_id = ?1 AND o.family = ?2 AND (?3 IS NULL OR o.project_id = ?3)
+           AND v.from_snapshot > ?4 AND v.from_snapshot <= ?5)",
+    )?;
+    Ok(stmt.query_row(
+        params![resource_id, family.view(), project, after.0, through.0],
+        |row| row.get(0),
+    )?)
 }
 
 /// The stored events that name `id` (as the payload's `id`, a role assignment's principal

@@ -33,7 +33,7 @@ use serde::Serialize;
 
 use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotStatus};
 
-pub use attribution::{events_naming, read_span};
+pub use attribution::{events_naming, object_changed_between, read_span};
 pub use audit_log::{AuditLogSummary, EventFilter, FeedStatus, audit_events, feed_status};
 pub use canon::FieldChange;
 pub use costs::{ProjectSpend, org_spend, project_spend, project_spend_in};
