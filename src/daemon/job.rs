@@ -43,6 +43,34 @@ struct Loaded {
     client: AdminClient,
     /// When the exemptions' ends were last warned about.
     exemptions_noted: ExpiryWatch,
+    /// The day (UTC) exemptions matching no stored finding were last looked for; `None`
+    /// until a run of this configuration has evaluated, since only its findings can say.
+    unused_noted: Mutex<Option<NaiveDate>>,
+}
+
+impl Loaded {
+    /// Whether exemptions matching nothing are to be looked for on `today`: once a day,
+    /// and first after the first run of this configuration. Marks the day.
+    fn unused_due(&self, today: NaiveDate) -> bool {
+        let mut noted = match self.unused_noted.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if noted.is_some_and(|day| day >= today) {
+            return false;
+        }
+        *noted = Some(today);
+        true
+    }
+}
+
+/// Logs each of `diags` as a warning with its code and `file:line:col`: the daemon's
+/// operator reads the log, not a terminal.
+fn log_warnings(diags: &Diagnostics) {
+    for warning in diags.items() {
+        let at = diags.location(warning).unwrap_or_default();
+        tracing::warn!(code = %warning.code, at, "{}", warning.message);
+    }
 }
 
 /// Warns about exemptions' ends once a day: a daemon runs for months on one
@@ -131,10 +159,7 @@ fn load(inputs: &JobInputs, metrics: &Arc<Metrics>) -> Result<Loaded, BoxError> 
     }
     // Warnings do not stop the daemon, but they are for its operator (an exemption that
     // has expired or is about to), so they go to the log as `audit` prints them.
-    for warning in rules.diagnostics.items() {
-        let at = rules.diagnostics.location(warning).unwrap_or_default();
-        tracing::warn!(code = %warning.code, at, "{}", warning.message);
-    }
+    log_warnings(&rules.diagnostics);
     let notifier = Notifier::from_config(&config)?;
     let config_dir = config.source.as_deref().and_then(Path::parent);
     let key = load_admin_key(&config.openai, config_dir)?;
@@ -150,6 +175,7 @@ fn load(inputs: &JobInputs, metrics: &Arc<Metrics>) -> Result<Loaded, BoxError> 
         notifier,
         client,
         exemptions_noted: ExpiryWatch::noted_on(today),
+        unused_noted: Mutex::new(None),
     })
 }
 
@@ -225,6 +251,36 @@ impl AuditJob {
             Ok(_) => {}
         }
         outcome
+    }
+
+    /// Logs the exemptions that match no stored finding, as `audit` and `rules check` warn
+    /// about them: a mistyped resource otherwise shows only as a finding that stays open.
+    async fn warn_unused_exemptions(&self, loaded: &Arc<Loaded>) {
+        if loaded.rules.exemptions.is_empty() {
+            return;
+        }
+        let (db, loaded) = (self.inputs.db.clone(), loaded.clone());
+        let checked = tokio::task::spawn_blocking(move || -> Result<Diagnostics, BoxError> {
+            let store = Store::open_read_only(&db)?;
+            let stored: Vec<_> = crate::findings::load(store.reader())?
+                .into_iter()
+                .map(|f| (f.rule_id, f.resource_id, f.project_id))
+                .collect();
+            let mut diags = Diagnostics::new();
+            rules::warn_unused_exemptions(
+                &loaded.config,
+                &loaded.rules.exemptions,
+                &stored,
+                &mut diags,
+            );
+            Ok(diags)
+        })
+        .await;
+        match checked {
+            Ok(Ok(diags)) => log_warnings(&diags),
+            Ok(Err(e)) => tracing::warn!("exemptions not checked against stored findings: {e}"),
+            Err(e) => tracing::warn!("exemptions not checked against stored findings: {e}"),
+        }
     }
 
     /// `message`, led by what the storage under the database did when `error` comes from
@@ -391,6 +447,9 @@ impl Job for AuditJob {
         if ctx.cancel.is_cancelled() {
             // Shutting down: `flush` delivers, within the daemon's deadline.
             return outcome;
+        }
+        if outcome.status != SnapshotStatus::Failed && loaded.unused_due(today) {
+            self.warn_unused_exemptions(&loaded).await;
         }
         // A signal stops the pass between two messages, as it stops a rule; the flush
         // then delivers within the shutdown's deadline.

@@ -389,6 +389,36 @@ fn the_daemon_logs_exemptions_that_expire_soon_or_have_expired_at_start_and_on_r
     assert_eq!(daemon.wait(Duration::from_secs(30)).0, 0);
 }
 
+#[test]
+fn the_daemon_logs_an_exemption_that_matches_no_finding_after_its_first_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Duration::ZERO);
+    let expires = (chrono::Utc::now() + chrono::Duration::days(90)).format("%Y-%m-%d");
+    // `proj_suport` is a typo: the finding it meant stays open, and nothing said why.
+    let tables = ["proj_suport", "proj_support"].map(|resource| {
+        format!(
+            "\n[[exemption]]\nrule = \"project-no-spend-alert\"\nresource = \"{resource}\"\n\
+             reason = \"hard cap\"\nowner = \"finops@acme-robotics.com\"\nexpires = \"{expires}\"\n"
+        )
+    });
+    write_config(dir.path(), &sim, "*/1 * * * * *", &tables.concat());
+    let daemon = Daemon::start(dir.path());
+    daemon.wait_for("run finished", 2, Duration::from_secs(60));
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "{log}");
+    let unused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("exemption-unused"))
+        .collect();
+    assert_eq!(unused.len(), 1, "once a day, not every run:\n{log}");
+    assert!(unused[0].contains("proj_suport"), "{log}");
+    assert!(
+        unused[0].contains("orgwarden.toml:"),
+        "it says where: {log}"
+    );
+}
+
 /// The POSIX locks process `pid` holds on the file `path` (Linux's /proc/locks).
 #[cfg(target_os = "linux")]
 fn posix_locks(pid: u32, path: &Path) -> usize {
