@@ -417,9 +417,24 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
         warn_unused_exemptions(&config, &exemptions, &db);
     }
     if fresh && args.notify {
+        // What could not be delivered waits in this database's outbox: with the database
+        // thrown away, as a CI job does, it is lost, and nothing else would say so.
+        let queued = Store::open_read_only(&db)
+            .ok()
+            .and_then(|store| crate::notify::outbox::pending_count(store.reader().conn()).ok())
+            .unwrap_or(0);
+        let lost = if queued > 0 {
+            format!(
+                "; and {queued} message(s) it could not deliver wait in its outbox, to be \
+                 sent by the next run on it, or lost with it"
+            )
+        } else {
+            String::new()
+        };
         eprintln_or_drop!(
             "warning: {} was created by this run, so every open finding counted as new; keep \
-             the database between runs (a CI cache or volume) so that only changes are announced",
+             the database between runs (a CI cache or volume) so that only changes are \
+             announced{lost}",
             db.display()
         );
     }

@@ -158,3 +158,38 @@ fn a_failed_delivery_pass_still_prints_the_report_before_failing() {
     assert!(stderr.contains("disk says no"), "{stderr}");
     assert_eq!(mails(dir.path()), 0, "nothing was sent");
 }
+
+#[test]
+fn a_ci_run_on_a_new_database_says_its_undelivered_messages_wait_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: the relay is down for this run.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        format!(
+            "[openai]\norganization = \"acme-robotics\"\n[notify.email]\ntransport = \"smtp\"\n\
+             host = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+             from = \"orgwarden@acme-robotics.com\"\nto = [\"security@acme-robotics.com\"]\n"
+        ),
+    )
+    .unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    let out = audit(dir.path(), &sim.base_url(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("audit.db was created by this run")
+            && stderr.contains(
+                "1 message(s) it could not deliver wait in its outbox, to be sent by the next \
+                 run on it, or lost with it"
+            ),
+        "{stderr}"
+    );
+    // Kept, the database's next run says nothing of the kind.
+    let out = audit(dir.path(), &sim.base_url(), &[]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("created by this run"));
+}
