@@ -405,28 +405,40 @@ pub fn parse_page(
             .and_then(Value::as_array)
             .ok_or_else(|| malformed(format!("data[{i}] has no `results` array")))?;
         for (j, result) in results.iter().enumerate() {
-            rows.push(
-                day_cost(day, result)
-                    .map_err(|m| malformed(format!("data[{i}].results[{j}]: {m}")))?,
-            );
+            let row = day_cost(day, result)
+                .map_err(|m| malformed(format!("data[{i}].results[{j}]: {m}")))?;
+            rows.extend(row);
         }
     }
     Ok((rows, next))
 }
 
-fn day_cost(day: NaiveDate, result: &Value) -> Result<DayCost, String> {
-    let amount = result.get("amount").ok_or("no `amount`")?;
-    let value = amount
-        .get("value")
-        .filter(|v| v.is_number())
-        .ok_or("`amount.value` is not a number")?;
+/// One result's cost, or `None` for a result that carries none: the spec makes `amount`
+/// and both its fields optional (only `object` is required), so a result without an
+/// amount, or with one of no value or a zero value and no currency, adds nothing rather
+/// than failing the whole read. A value in no stated currency cannot be stored as any
+/// sum, so that one is refused.
+fn day_cost(day: NaiveDate, result: &Value) -> Result<Option<DayCost>, String> {
+    let Some(amount) = result.get("amount").filter(|a| !a.is_null()) else {
+        return Ok(None);
+    };
+    if !amount.is_object() {
+        return Err("`amount` is not an object".into());
+    }
+    let value = match amount.get("value") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) if v.is_number() => v,
+        Some(_) => return Err("`amount.value` is not a number".into()),
+    };
     let amount_cents = cents(&value.to_string()).ok_or("`amount.value` is out of range")?;
-    let currency = amount
-        .get("currency")
-        .and_then(Value::as_str)
-        .filter(|c| !c.is_empty() && c.len() <= 8 && c.chars().all(|c| c.is_ascii_alphabetic()))
-        .ok_or("`amount.currency` is not a currency code")?
-        .to_ascii_uppercase();
+    let currency = match amount.get("currency") {
+        None | Some(Value::Null) if amount_cents == 0 => return Ok(None),
+        currency => currency
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty() && c.len() <= 8 && c.chars().all(|c| c.is_ascii_alphabetic()))
+            .ok_or("`amount.currency` is not a currency code")?
+            .to_ascii_uppercase(),
+    };
     let text = |key: &str| -> Result<Option<String>, String> {
         match result.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -435,13 +447,13 @@ fn day_cost(day: NaiveDate, result: &Value) -> Result<DayCost, String> {
             Some(_) => Err(format!("`{key}` is not a string")),
         }
     };
-    Ok(DayCost {
+    Ok(Some(DayCost {
         day,
         project_id: text("project_id")?.map(ProjectId),
         line_item: text("line_item")?,
         amount_cents,
         currency,
-    })
+    }))
 }
 
 /// A decimal number's value in hundredths, rounded half away from zero, read from its text
@@ -672,5 +684,36 @@ mod tests {
         let stuck = serde_json::json!({"object": "page", "data": [],
             "has_more": true, "next_page": "p1"});
         assert!(parse_page(&stuck, window, 2, Some("p1")).is_err());
+    }
+
+    #[test]
+    fn a_result_the_spec_allows_without_an_amount_adds_nothing_instead_of_failing_the_read() {
+        let window = CostWindow {
+            start: day("2026-12-01"),
+            end: day("2026-12-02"),
+        };
+        // `CostsResult` requires only `object`; `amount`, `amount.value` and
+        // `amount.currency` are each optional.
+        let page = serde_json::json!({"object": "page", "data": [{"object": "bucket",
+            "start_time": midnight(day("2026-12-01")), "end_time": midnight(day("2026-12-02")),
+            "results": [
+                {"object": "organization.costs.result"},
+                {"object": "organization.costs.result", "amount": null},
+                {"object": "organization.costs.result", "amount": {}},
+                {"object": "organization.costs.result", "amount": {"value": 0}},
+                {"object": "organization.costs.result", "amount": {"currency": "usd"}},
+                {"object": "organization.costs.result", "amount": {"value": 0.5, "currency": "usd"},
+                 "project_id": "proj_a", "line_item": null}]}],
+            "has_more": false, "next_page": null});
+        let (rows, _) = parse_page(&page, window, 1, None).unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].amount_cents, 50);
+        // A sum in no stated currency cannot be stored as any: still refused.
+        let unpriced = serde_json::json!({"object": "page", "data": [{"object": "bucket",
+            "start_time": midnight(day("2026-12-01")), "end_time": midnight(day("2026-12-02")),
+            "results": [{"object": "organization.costs.result", "amount": {"value": 2.5}}]}],
+            "has_more": false, "next_page": null});
+        let err = parse_page(&unpriced, window, 1, None).unwrap_err();
+        assert!(err.to_string().contains("currency"), "{err}");
     }
 }
