@@ -807,7 +807,12 @@ fn project_refs<V: Borrow<Value>>(
             let id = Family::Projects
                 .object_id(project, None)
                 .ok_or_else(|| missing_id(Family::Projects, i))?;
-            let archived = project.get("status").and_then(Value::as_str) == Some("archived");
+            // `status` is nullable in the spec; when it is missing, a set `archived_at` says
+            // the same thing, and the people lists will answer the archived project's 400.
+            let archived = match project.get("status").and_then(Value::as_str) {
+                Some(status) => status == "archived",
+                None => project.get("archived_at").is_some_and(Value::is_i64),
+            };
             Ok(ProjectRef {
                 id: ProjectId(id),
                 archived,
@@ -1174,6 +1179,23 @@ mod tests {
             message: "invalid limit".into(),
         };
         assert!(!archived_and_empty(Family::ProjectUsers, &other));
+    }
+
+    #[test]
+    fn a_project_with_a_null_status_is_archived_when_its_archived_at_is_set() {
+        let objects = [
+            serde_json::json!({"id": "proj_a", "status": "archived", "archived_at": 5}),
+            serde_json::json!({"id": "proj_b", "status": null, "archived_at": 5}),
+            serde_json::json!({"id": "proj_c", "archived_at": 5}),
+            serde_json::json!({"id": "proj_d", "status": null, "archived_at": null}),
+            serde_json::json!({"id": "proj_e", "status": "active", "archived_at": null}),
+        ];
+        let archived: Vec<bool> = project_refs(objects.iter())
+            .unwrap()
+            .iter()
+            .map(|p| p.archived)
+            .collect();
+        assert_eq!(archived, [true, true, true, false, false]);
     }
 
     #[test]
