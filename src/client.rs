@@ -1308,16 +1308,26 @@ fn parse_list_page(
     }
     let next = match envelope {
         // Shape A: the next page starts after `last_id`; when a list omits it (it is
-        // optional in several schemas), the last object's id is the same.
-        Envelope::FirstLastId => page
-            .get("last_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| {
+        // optional in several schemas), the last object's id is the same. The admin-key
+        // list is the exception: OpenAI's own SDK pages it by the last object's id and
+        // never reads its `last_id`, so that id is what the API is known to accept there.
+        Envelope::FirstLastId => {
+            let last_object_id = || {
                 let field = family.id_field()?;
                 data.last()?.get(field)?.as_str().map(str::to_owned)
-            })
-            .ok_or_else(|| malformed("`has_more` is true but no `last_id`".into()))?,
+            };
+            let last_id = || {
+                page.get("last_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            if family == Family::OrgAdminApiKeys {
+                last_object_id().or_else(last_id)
+            } else {
+                last_id().or_else(last_object_id)
+            }
+            .ok_or_else(|| malformed("`has_more` is true but no `last_id`".into()))?
+        }
         // Shape B: `next` is opaque and goes back verbatim.
         _ => page
             .get("next")
@@ -1736,6 +1746,24 @@ mod tests {
                 let _ = page_length(&bytes);
             }
         }
+    }
+
+    #[test]
+    fn the_admin_key_list_pages_after_its_last_key_as_openais_sdk_does_other_lists_after_last_id() {
+        // The spec's own example: a `last_id` that is not the last object's id.
+        let page = serde_json::json!({"object": "list", "data": [{"id": "key_abc"}],
+            "first_id": "key_abc", "last_id": "key_xyz", "has_more": true});
+        let next = |family| {
+            parse_list_page(page.clone(), family, Envelope::FirstLastId, "/x")
+                .unwrap()
+                .next
+        };
+        assert_eq!(next(Family::OrgAdminApiKeys).as_deref(), Some("key_abc"));
+        assert_eq!(next(Family::OrgUsers).as_deref(), Some("key_xyz"));
+        // Without objects, the admin-key list still follows `last_id`.
+        let empty = serde_json::json!({"data": [], "last_id": "key_xyz", "has_more": true});
+        let read = parse_list_page(empty, Family::OrgAdminApiKeys, Envelope::FirstLastId, "/x");
+        assert_eq!(read.unwrap().next.as_deref(), Some("key_xyz"));
     }
 
     #[test]
