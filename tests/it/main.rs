@@ -41,6 +41,7 @@ mod notify_smtp;
 mod org_collect;
 mod pipeline_one_path;
 mod properties;
+mod reference_examples;
 mod rule_budget;
 mod rules_bench;
 mod rules_cli;
