@@ -8,9 +8,10 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::http::HttpChannel;
 use super::outbox::{self, Attempt, OutboxId};
-use super::plan::{Digest, Route};
+use super::plan::{Digest, FindingState, Route};
 use super::{EmailChannel, NotifyError, pagerduty, slack, webhook};
 use crate::config::{ChannelConfig, ChannelKind, Config, SecretSource, UrlProblem};
+use crate::model::SnapshotId;
 
 /// The largest credential file read.
 const MAX_SECRET_FILE: crate::size::ByteSize = crate::size::ByteSize::from_bytes(64 << 10);
@@ -253,11 +254,15 @@ impl Channel {
         }
     }
 
-    /// Queues this channel's part of `digest`, if it has one.
+    /// Queues this channel's part of `digest`, if it has one. `exempted` are the findings an
+    /// exemption covers since this run: only PagerDuty hears of them (a `resolve` each), and
+    /// `at` and `snapshot_id` date its message when there is no digest.
     pub(super) fn queue(
         &self,
         tx: &Transaction<'_>,
-        digest: &Digest,
+        digest: Option<&Digest>,
+        exempted: &[FindingState],
+        at: (DateTime<Utc>, Option<SnapshotId>),
         repeat_interval: &str,
     ) -> Result<Option<OutboxId>, NotifyError> {
         // PagerDuty applies its severity floor to triggers only: a resolve always follows
@@ -269,46 +274,61 @@ impl Channel {
             },
             _ => self.route.clone(),
         };
-        let Some(digest) = digest.routed(&route) else {
-            return Ok(None);
-        };
+        let digest = digest.and_then(|d| d.routed(&route));
+        let (generated_at, snapshot_id) = digest
+            .as_ref()
+            .map_or(at, |d| (d.generated_at, d.snapshot_id));
         let delivery_id = outbox::new_delivery_id();
-        let body = match &self.target {
-            Target::Email(email) => {
+        let mut fingerprints = digest
+            .as_ref()
+            .map(Digest::fingerprints)
+            .unwrap_or_default();
+        let body = match (&self.target, self.kind, &digest) {
+            (Target::Email(email), _, Some(digest)) => {
                 return Ok(Some(super::queue(
                     tx,
                     &self.name,
                     email,
-                    &digest,
+                    digest,
                     repeat_interval,
                 )?));
             }
-            Target::Http(_) => match self.kind {
-                ChannelKind::Slack => slack::message(&digest),
-                ChannelKind::PagerDuty => {
-                    let events = pagerduty::events(&digest, self.route.min_severity);
-                    if events.is_empty() {
-                        return Ok(None);
-                    }
-                    serde_json::Value::Array(events)
+            (Target::Http(_), ChannelKind::PagerDuty, _) => {
+                let mut events = digest
+                    .as_ref()
+                    .map(|d| pagerduty::events(d, self.route.min_severity))
+                    .unwrap_or_default();
+                let exempted: Vec<FindingState> = exempted
+                    .iter()
+                    .filter(|f| route.accepts(f))
+                    .cloned()
+                    .collect();
+                events.extend(pagerduty::exempted(&exempted));
+                fingerprints.extend(exempted.into_iter().map(|f| f.fingerprint));
+                if events.is_empty() {
+                    return Ok(None);
                 }
-                _ => webhook::payload(&digest, &delivery_id),
-            },
+                serde_json::Value::Array(events)
+            }
+            (Target::Http(_), ChannelKind::Slack, Some(digest)) => slack::message(digest),
+            (Target::Http(_), _, Some(digest)) => webhook::payload(digest, &delivery_id),
+            (_, _, None) => return Ok(None),
         };
+        let count = fingerprints.len();
         let id = outbox::insert(
             tx,
             &outbox::NewMessage {
                 channel: self.name.clone(),
                 kind: self.kind.as_str().to_owned(),
                 delivery_id,
-                snapshot_id: digest.snapshot_id,
-                subject: format!("{}: {} announced", self.name, digest.announced.len()),
+                snapshot_id,
+                subject: format!("{}: {count} announced", self.name),
                 sender: String::new(),
                 recipients: Vec::new(),
                 message: body.to_string().into_bytes(),
-                fingerprints: digest.fingerprints(),
+                fingerprints,
             },
-            digest.generated_at,
+            generated_at,
         )?;
         Ok(Some(id))
     }

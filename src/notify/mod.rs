@@ -199,29 +199,41 @@ impl Notifier {
         now: DateTime<Utc>,
     ) -> Result<Announcement, NotifyError> {
         let settled = plan::settled(findings, ctx, &self.policy);
-        let Some(mut digest) = plan::plan(findings, ctx, &self.policy, now) else {
+        let exempted = plan::newly_exempted(findings);
+        let digest = plan::plan(findings, ctx, &self.policy, now).map(|mut digest| {
+            digest.spend = crate::store::project_spend_in(tx);
+            digest
+        });
+        if digest.is_none() && exempted.is_empty() {
             return Ok(Announcement {
                 settled,
                 ..Announcement::default()
             });
-        };
-        digest.spend = crate::store::project_spend_in(tx);
-        let outbox_id = match &self.email {
-            Some(email) => Some(queue(tx, "email", email, &digest, &self.repeat_interval)?),
-            None => None,
+        }
+        let outbox_id = match (&self.email, &digest) {
+            (Some(email), Some(digest)) => {
+                Some(queue(tx, "email", email, digest, &self.repeat_interval)?)
+            }
+            _ => None,
         };
         let mut queued: Vec<(String, OutboxId)> = outbox_id
             .iter()
             .map(|id| ("email".to_owned(), *id))
             .collect();
         for channel in &self.channels {
-            if let Some(id) = channel.queue(tx, &digest, &self.repeat_interval)? {
+            let at = (now, ctx.snapshot_id);
+            if let Some(id) =
+                channel.queue(tx, digest.as_ref(), &exempted, at, &self.repeat_interval)?
+            {
                 queued.push((channel.name.clone(), id));
             }
         }
         Ok(Announcement {
-            announced: digest.fingerprints(),
-            digest: Some(digest),
+            announced: digest
+                .as_ref()
+                .map(Digest::fingerprints)
+                .unwrap_or_default(),
+            digest,
             settled,
             outbox_id,
             queued,

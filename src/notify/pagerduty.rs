@@ -2,12 +2,15 @@
 //! or above the channel's severity, a `resolve` for each that resolves, with the finding's
 //! fingerprint as `dedup_key`, so PagerDuty groups every event of one finding into one alert.
 //!
+//! A finding an exemption now covers gets a `resolve` too: the exemption accepts the risk,
+//! and an incident left open would swallow the trigger sent when the exemption expires.
+//!
 //! Events are stored without their `routing_key`: it joins each event only when it is sent
 //! (`super::http`).
 
 use serde_json::{Value, json};
 
-use super::plan::{Announced, Digest, Reason};
+use super::plan::{Announced, Digest, FindingState, Reason};
 use crate::model::Severity;
 
 /// PagerDuty's events endpoint.
@@ -37,13 +40,22 @@ pub fn events(digest: &Digest, min_severity: Severity) -> Vec<Value> {
             {
                 Some(trigger(a, &digest.organization))
             }
-            Reason::Resolved => Some(json!({
-                "event_action": "resolve",
-                "dedup_key": a.finding.fingerprint,
-            })),
+            Reason::Resolved => Some(resolve(&a.finding.fingerprint)),
             _ => None,
         })
         .collect()
+}
+
+/// The events resolving the incidents of findings an exemption now covers.
+pub fn exempted(findings: &[FindingState]) -> Vec<Value> {
+    findings.iter().map(|f| resolve(&f.fingerprint)).collect()
+}
+
+fn resolve(fingerprint: &str) -> Value {
+    json!({
+        "event_action": "resolve",
+        "dedup_key": fingerprint,
+    })
 }
 
 fn trigger(a: &Announced, organization: &str) -> Value {

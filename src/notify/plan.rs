@@ -308,6 +308,20 @@ pub fn settled(findings: &[FindingState], ctx: &RunContext, policy: &Policy) -> 
         .collect()
 }
 
+/// The findings an exemption covers since this run, though they were open when last told:
+/// no digest announces them, but a PagerDuty incident paged for one must be resolved, or it
+/// stays open for as long as the exemption lasts, and the trigger sent when it expires joins
+/// that stale incident instead of paging again.
+pub fn newly_exempted(findings: &[FindingState]) -> Vec<FindingState> {
+    findings
+        .iter()
+        .filter(|f| {
+            matches!(f.transition, Some(Transition::Exempted)) && f.status == FindingStatus::Exempt
+        })
+        .cloned()
+        .collect()
+}
+
 /// Decides what this run announces; `None` when there is nothing to say.
 pub fn plan(
     findings: &[FindingState],

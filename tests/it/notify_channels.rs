@@ -241,6 +241,58 @@ fn a_finding_opening_then_resolving_is_one_signed_webhook_and_one_trigger_then_o
 }
 
 #[test]
+fn exempting_a_paged_finding_resolves_its_incident_and_the_expiry_pages_again() {
+    let (dir, receiver, sim) = setup("", None);
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    let triggers = receiver.at("/pagerduty");
+    let support_fp = triggers
+        .iter()
+        .map(body)
+        .find(|e| e["payload"]["component"] == "proj_support")
+        .map(|e| e["dedup_key"].clone())
+        .expect("proj_support does not use zero data retention");
+    let hooks = webhooks(&receiver).len();
+
+    let exemption = |expires: &str| {
+        format!(
+            "[[exemption]]\nrule = \"project-retention-not-zdr\"\nresource = \"proj_support\"\n\
+             reason = \"accepted\"\nowner = \"sec@acme-robotics.com\"\nexpires = \"{expires}\"\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        channels_config(&receiver, &exemption("2099-12-31")),
+    )
+    .unwrap();
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    let events = receiver.at("/pagerduty");
+    assert_eq!(events.len(), triggers.len() + 1, "one resolve: {events:#?}");
+    let resolve = body(events.last().unwrap());
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], support_fp);
+    assert_eq!(resolve["routing_key"], ROUTING_KEY);
+    assert_eq!(webhooks(&receiver).len(), hooks, "the webhook is not told");
+
+    // Told once: the next run sends nothing.
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    assert_eq!(receiver.at("/pagerduty").len(), events.len());
+
+    // The exemption expires: the same incident key triggers again.
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        channels_config(&receiver, &exemption("2020-01-01")),
+    )
+    .unwrap();
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    let after = receiver.at("/pagerduty");
+    assert_eq!(after.len(), events.len() + 1);
+    let trigger = body(after.last().unwrap());
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["dedup_key"], support_fp);
+    assert_eq!(trigger["payload"]["custom_details"]["reason"], "reopened");
+}
+
+#[test]
 fn a_receiver_failing_twice_gets_the_message_once_with_one_delivery_id_across_restarts() {
     let (dir, receiver, sim) = setup(&format!("/webhook/{URL_TOKEN}=500,503"), None);
     // Each `audit --notify` is a new process: a restart between every try.
