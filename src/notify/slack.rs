@@ -5,7 +5,10 @@
 //! Slack's limits are kept: at most [`MAX_BLOCKS`] blocks and [`MAX_TEXT`] characters per
 //! text block; what does not fit ends as "… and N more". Every piece of text from the API or
 //! a rule file is made inert and escaped for mrkdwn (`&`, `<`, `>`), so a resource name
-//! cannot mention `@channel` or make a link.
+//! cannot mention `@channel` or make a link. Text from the API (names, e-mail addresses,
+//! messages) goes in code spans besides: mrkdwn has no escape for `*`, `_`, `~` and `` ` ``,
+//! and outside a span a project named `` *URGENT* ` `` would set words in bold and turn the
+//! rest of the line into code.
 
 use serde_json::{Value, json};
 
@@ -90,16 +93,16 @@ fn line(a: &Announced) -> String {
     );
     match (&f.project_name, &f.project_id) {
         (Some(name), Some(id)) => {
-            text.push_str(&format!(" in {} ({})", escape(name), code(id.as_str())));
+            text.push_str(&format!(" in {} ({})", code(name), code(id.as_str())));
         }
         (None, Some(id)) => text.push_str(&format!(" in {}", code(id.as_str()))),
         _ => {}
     }
     if let Some(detail) = &a.detail {
-        text.push_str(&format!(" — {}", escape(detail)));
+        text.push_str(&format!(" — {}", code(detail)));
     }
     if let Some(by) = &f.changed_by {
-        text.push_str(&format!(" — changed by {}", escape(&by.describe())));
+        text.push_str(&format!(" — changed by {}", code(&by.describe())));
     }
     text
 }
@@ -206,6 +209,26 @@ mod tests {
             last.ends_with(&format!("… and {} more", 1000 - shown)),
             "{last}"
         );
+    }
+
+    #[test]
+    fn api_text_cannot_set_mrkdwn_formatting() {
+        let mut f = crate::notify::plan::tests::finding("key_1", Severity::High);
+        f.project_name = Some("*URGENT* `x _it_ ~s~".into());
+        let a = Announced {
+            finding: f,
+            reason: Reason::Reopened,
+            detail: Some("key \"*k*\" is `back`".into()),
+        };
+        let l = line(&a);
+        // Every formatting character from the API sits inside a code span, which has no
+        // backtick of its own to end it early.
+        assert!(
+            l.contains(" in `*URGENT* 'x _it_ ~s~` (`proj_payments`)"),
+            "{l}"
+        );
+        assert!(l.ends_with(" — `key \"*k*\" is 'back'`"), "{l}");
+        assert_eq!(l.matches('`').count() % 2, 0, "{l}");
     }
 
     #[test]
