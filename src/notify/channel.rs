@@ -254,14 +254,15 @@ impl Channel {
         }
     }
 
-    /// Queues this channel's part of `digest`, if it has one. `exempted` are the findings an
-    /// exemption covers since this run: only PagerDuty hears of them (a `resolve` each), and
-    /// `at` and `snapshot_id` date its message when there is no digest.
+    /// Queues this channel's part of `digest`, if it has one. `closed` are the findings
+    /// closed this run without an announcement ([`super::plan::closed_unannounced`]): only
+    /// PagerDuty hears of them (a `resolve` each), and `at` dates its message when there is
+    /// no digest.
     pub(super) fn queue(
         &self,
         tx: &Transaction<'_>,
         digest: Option<&Digest>,
-        exempted: &[FindingState],
+        closed: &[FindingState],
         at: (DateTime<Utc>, Option<SnapshotId>),
         repeat_interval: &str,
     ) -> Result<Option<OutboxId>, NotifyError> {
@@ -298,13 +299,13 @@ impl Channel {
                     .as_ref()
                     .map(|d| pagerduty::events(d, self.route.min_severity))
                     .unwrap_or_default();
-                let exempted: Vec<FindingState> = exempted
+                let closed: Vec<FindingState> = closed
                     .iter()
                     .filter(|f| route.accepts(f))
                     .cloned()
                     .collect();
-                events.extend(pagerduty::exempted(&exempted));
-                fingerprints.extend(exempted.into_iter().map(|f| f.fingerprint));
+                events.extend(pagerduty::resolves(&closed));
+                fingerprints.extend(closed.into_iter().map(|f| f.fingerprint));
                 if events.is_empty() {
                     return Ok(None);
                 }

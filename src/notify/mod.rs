@@ -199,12 +199,12 @@ impl Notifier {
         now: DateTime<Utc>,
     ) -> Result<Announcement, NotifyError> {
         let settled = plan::settled(findings, ctx, &self.policy);
-        let exempted = plan::newly_exempted(findings);
+        let closed = plan::closed_unannounced(findings, ctx, &self.policy);
         let digest = plan::plan(findings, ctx, &self.policy, now).map(|mut digest| {
             digest.spend = crate::store::project_spend_in(tx);
             digest
         });
-        if digest.is_none() && exempted.is_empty() {
+        if digest.is_none() && closed.is_empty() {
             return Ok(Announcement {
                 settled,
                 ..Announcement::default()
@@ -223,7 +223,7 @@ impl Notifier {
         for channel in &self.channels {
             let at = (now, ctx.snapshot_id);
             if let Some(id) =
-                channel.queue(tx, digest.as_ref(), &exempted, at, &self.repeat_interval)?
+                channel.queue(tx, digest.as_ref(), &closed, at, &self.repeat_interval)?
             {
                 queued.push((channel.name.clone(), id));
             }

@@ -2,8 +2,10 @@
 //! or above the channel's severity, a `resolve` for each that resolves, with the finding's
 //! fingerprint as `dedup_key`, so PagerDuty groups every event of one finding into one alert.
 //!
-//! A finding an exemption now covers gets a `resolve` too: the exemption accepts the risk,
-//! and an incident left open would swallow the trigger sent when the exemption expires.
+//! A finding an exemption now covers gets a `resolve` too (the exemption accepts the risk),
+//! and so does one that resolves while `[notify] send_resolved` is off (that key keeps
+//! resolutions out of what people read): an incident left open would swallow the trigger
+//! sent when the finding returns.
 //!
 //! Events are stored without their `routing_key`: it joins each event only when it is sent
 //! (`super::http`).
@@ -46,8 +48,9 @@ pub fn events(digest: &Digest, min_severity: Severity) -> Vec<Value> {
         .collect()
 }
 
-/// The events resolving the incidents of findings an exemption now covers.
-pub fn exempted(findings: &[FindingState]) -> Vec<Value> {
+/// The events resolving the incidents of findings closed without an announcement (an
+/// exemption now covers them, or they resolved while `send_resolved` is off).
+pub fn resolves(findings: &[FindingState]) -> Vec<Value> {
     findings.iter().map(|f| resolve(&f.fingerprint)).collect()
 }
 

@@ -308,15 +308,23 @@ pub fn settled(findings: &[FindingState], ctx: &RunContext, policy: &Policy) -> 
         .collect()
 }
 
-/// The findings an exemption covers since this run, though they were open when last told:
-/// no digest announces them, but a PagerDuty incident paged for one must be resolved, or it
-/// stays open for as long as the exemption lasts, and the trigger sent when it expires joins
-/// that stale incident instead of paging again.
-pub fn newly_exempted(findings: &[FindingState]) -> Vec<FindingState> {
+/// The findings closed this run that no digest announces: those an exemption now covers,
+/// and those resolved while `send_resolved` is off. A PagerDuty incident paged for one must
+/// still be resolved, or it stays open for good, and the trigger sent when the finding
+/// returns joins that stale incident instead of paging again.
+pub fn closed_unannounced(
+    findings: &[FindingState],
+    ctx: &RunContext,
+    policy: &Policy,
+) -> Vec<FindingState> {
     findings
         .iter()
-        .filter(|f| {
-            matches!(f.transition, Some(Transition::Exempted)) && f.status == FindingStatus::Exempt
+        .filter(|f| match (&f.transition, f.status) {
+            (Some(Transition::Exempted), FindingStatus::Exempt) => true,
+            (Some(Transition::Resolved), FindingStatus::Resolved) => {
+                matches!(decide(f, ctx, policy), Decision::Settle)
+            }
+            _ => false,
         })
         .cloned()
         .collect()

@@ -293,6 +293,41 @@ fn exempting_a_paged_finding_resolves_its_incident_and_the_expiry_pages_again() 
 }
 
 #[test]
+fn without_send_resolved_a_fixed_finding_still_resolves_its_incident_and_nothing_else_hears() {
+    let (dir, receiver, sim) = setup("", None);
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        channels_config(&receiver, "[notify]\nsend_resolved = false\n"),
+    )
+    .unwrap();
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    let triggers = receiver.at("/pagerduty");
+    let support_fp = triggers
+        .iter()
+        .map(body)
+        .find(|e| e["payload"]["component"] == "proj_support")
+        .map(|e| e["dedup_key"].clone())
+        .expect("proj_support does not use zero data retention");
+    let hooks = webhooks(&receiver).len();
+
+    sim.with_org(|org| {
+        org.project_mut(&orgwarden::model::ProjectId::from("proj_support"))
+            .unwrap()
+            .data_retention = "zero_data_retention".into();
+    });
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    let events = receiver.at("/pagerduty");
+    assert_eq!(events.len(), triggers.len() + 1, "one resolve: {events:#?}");
+    let resolve = body(events.last().unwrap());
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], support_fp);
+    assert_eq!(webhooks(&receiver).len(), hooks, "the webhook is not told");
+    // Told once.
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    assert_eq!(receiver.at("/pagerduty").len(), events.len());
+}
+
+#[test]
 fn a_receiver_failing_twice_gets_the_message_once_with_one_delivery_id_across_restarts() {
     let (dir, receiver, sim) = setup(&format!("/webhook/{URL_TOKEN}=500,503"), None);
     // Each `audit --notify` is a new process: a restart between every try.
