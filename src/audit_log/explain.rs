@@ -97,7 +97,8 @@ impl Attribution {
 
 /// The stretch of time the audit log was read completely: from the `since` of the first
 /// complete read to the start of the newest one (a failed read in between is caught up
-/// by the next complete one, which starts where the last complete one ended).
+/// by the next complete one, which starts where the last complete one ended; a catch-up
+/// cut short starts later, and the span only from there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadSpan {
     /// The earliest time read (Unix seconds).

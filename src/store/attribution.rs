@@ -14,22 +14,40 @@ use super::history::{DiffEntry, HistoryEntry, SnapshotDiff};
 use super::{SnapshotInfo, Store, StoreError};
 
 /// The stretch of time the audit log was read completely (see [`ReadSpan`]); `None` when
-/// no read ever completed.
+/// no read ever completed. It ends at the start of the newest complete read and reaches
+/// back through the complete reads before it only while each began no later than the one
+/// before it started: a catch-up cut short (more pages than allowed, or the snapshot's time
+/// limit) starts later than that, and the stretch it left unread is not vouched for.
 pub fn read_span(conn: &Connection) -> Result<Option<ReadSpan>, StoreError> {
-    let (from, through): (Option<i64>, Option<i64>) = conn.query_row(
+    let mut stmt = conn.prepare_cached(
         // Only since audit logging was last off: while it was, the log recorded nothing,
         // so a read after it cannot vouch for that stretch.
-        "SELECT min(r.since), max(s.started_at)
+        "SELECT r.since, s.started_at
          FROM audit_log_read r JOIN snapshot s ON s.id = r.snapshot_id
          WHERE r.outcome = 'complete'
            AND r.snapshot_id > coalesce(
-                 (SELECT max(snapshot_id) FROM audit_log_read WHERE outcome = 'disabled'), 0)",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+                 (SELECT max(snapshot_id) FROM audit_log_read WHERE outcome = 'disabled'), 0)
+         ORDER BY r.snapshot_id DESC",
     )?;
-    Ok(from
-        .zip(through)
-        .map(|(from, through)| ReadSpan { from, through }))
+    let reads = stmt.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))?;
+    let mut span: Option<ReadSpan> = None;
+    for read in reads {
+        let (since, started_at) = read?;
+        span = match span {
+            None => Some(ReadSpan {
+                from: since,
+                through: started_at,
+            }),
+            // This older read covered up to its start: it joins on when the newer span
+            // begins no later than that.
+            Some(newer) if newer.from <= started_at => Some(ReadSpan {
+                from: newer.from.min(since),
+                through: newer.through.max(started_at),
+            }),
+            Some(_) => break,
+        };
+    }
+    Ok(span)
 }
 
 /// Whether the stored object `resource_id` of `family` (in `project`, when given) was

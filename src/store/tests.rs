@@ -1528,3 +1528,46 @@ fn opening_the_database_again_keeps_the_open_connections_locks() {
     assert_eq!(own_posix_locks(&path), held);
     drop(first);
 }
+
+#[test]
+fn the_log_does_not_vouch_for_the_stretch_a_cut_short_catch_up_left_unread() {
+    use crate::audit_log::explain::Attribution;
+    let mut store = Store::open_in_memory().unwrap();
+    let first = snap(&mut store, 0, basic_org("a", 5), SnapshotStatus::Complete);
+    log_read(&store, first.id, -100);
+    // The next complete read caught up over many hours but was cut short (too many pages,
+    // or the snapshot's time limit): it reached back to hour 5 only, so hours 0 to 5 were
+    // never read.
+    let mut later = basic_org("a", 5);
+    later.push(complete(
+        Family::ProjectApiKeys,
+        Some("proj_b"),
+        None,
+        vec![key("key_2", "b", 7), key("key_3", "new", 7)],
+    ));
+    let second = snap(&mut store, 10, later, SnapshotStatus::Complete);
+    log_read(&store, second.id, 5);
+    let span = read_span(store.conn()).unwrap().unwrap();
+    assert_eq!(
+        span.from,
+        at(5).timestamp(),
+        "not from the first read: the stretch between was not read"
+    );
+    let mut diff = store.diff(None, None).unwrap();
+    store.attribute_diff(&mut diff).unwrap();
+    let key_3 = diff
+        .entries
+        .iter()
+        .find(|e| e.resource_id == "key_3")
+        .unwrap();
+    assert_eq!(key_3.attribution, Some(Attribution::NotRead));
+
+    // A later read that starts before the last one started joins its span.
+    let third = snap(&mut store, 11, basic_org("a", 5), SnapshotStatus::Complete);
+    log_read(&store, third.id, 9);
+    let span = read_span(store.conn()).unwrap().unwrap();
+    assert_eq!(
+        (span.from, span.through),
+        (at(5).timestamp(), at(11).timestamp())
+    );
+}
