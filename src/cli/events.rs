@@ -36,7 +36,7 @@ pub struct EventsArgs {
     /// Only events scoped to this project id
     #[arg(long, value_name = "ID")]
     pub project: Option<String>,
-    /// At most this many events
+    /// At most this many events, the newest (a note says when older ones match too)
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
     /// Output format
@@ -62,16 +62,28 @@ pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
         kind: args.kind.clone(),
         actor_email: args.actor.clone(),
         project_id: args.project.clone(),
-        limit: args.limit,
+        // One more than shown: whether the limit hid older matching events.
+        limit: args.limit.saturating_add(1),
     };
     let status = feed_status(store.reader())?;
-    let events = audit_events(store.reader(), &filter)?;
+    let mut events = audit_events(store.reader(), &filter)?;
+    let shown = usize::try_from(args.limit).unwrap_or(usize::MAX);
+    let truncated = events.len() > shown;
+    events.truncate(shown);
+    // Said beside the events: an incident reader must not take the newest `limit` for all.
+    let more = truncated.then(|| {
+        format!(
+            "Only the newest {shown} matching events are shown; older ones match too (raise \
+             --limit, or narrow --since, --type, --actor or --project)."
+        )
+    });
     let mut out = std::io::stdout().lock();
     match args.format {
         TableFormat::Json => {
             let doc = json!({
                 "feed": feed_json(&status),
                 "events": events.iter().map(event_json).collect::<Vec<_>>(),
+                "truncated": truncated,
             });
             writeln!(out, "{}", report::json_text(&doc, true)?)?;
         }
@@ -81,6 +93,9 @@ pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
                 eprintln!("{note}");
             }
             write_csv(&mut out, &names(&HEADER), &rows(&events))?;
+            if let Some(more) = &more {
+                eprintln!("{more}");
+            }
         }
         TableFormat::Table => {
             if let Some(note) = feed_note(&status) {
@@ -97,6 +112,9 @@ pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
                 }
             } else {
                 writeln!(out, "{}", table(&HEADER, rows(&events)))?;
+                if let Some(more) = &more {
+                    writeln!(out, "{more}")?;
+                }
             }
         }
     }

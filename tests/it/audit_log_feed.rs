@@ -321,6 +321,31 @@ fn events_lists_stored_events_newest_first_with_filters_and_says_when_never_read
     assert_eq!(only(&["--project", "proj_a"]), ["audit_log-key"]);
     assert_eq!(only(&["--since", "30m"]), ["audit_log-key"]);
     assert_eq!(only(&["--limit", "2"]).len(), 2);
+    // A limit that hides older matching events says so; one that hides none does not.
+    let truncated = |limit: &str| {
+        json_of(&run(
+            dir.path(),
+            &url,
+            &["events", "--format", "json", "--limit", limit],
+        ))["truncated"]
+            .clone()
+    };
+    assert_eq!(truncated("3"), json!(true));
+    assert_eq!(truncated("4"), json!(false));
+    let out = run(dir.path(), &url, &["events", "--limit", "3"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Only the newest 3 matching events are shown"),
+        "{text}"
+    );
+    let out = run(dir.path(), &url, &["events", "--limit", "4"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Only the newest"));
+    let out = run(
+        dir.path(),
+        &url,
+        &["events", "--format", "csv", "--limit", "1"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Only the newest 1 matching"));
     // A window reaching past the calendar's start is every event, not a panic.
     assert_eq!(only(&["--since", "99999999999w"]).len(), 4);
     let zero = run(dir.path(), &url, &["events", "--limit", "0"]);
