@@ -444,6 +444,45 @@ mod tests {
     }
 
     #[test]
+    fn the_events_view_reads_every_event_s_payload_whatever_its_type_is_called() {
+        let mut store = Store::open_in_memory().unwrap();
+        // A type the client does not know, named with characters a JSON path would take
+        // for syntax: the view still lists it (before, one such event failed every read
+        // of the view, and so every audit-log rule).
+        let odd = AuditEvent::from_api(&json!({
+            "id": "e2", "type": "odd\"type.x", "effective_at": 5_900,
+            "odd\"type.x": {"id": "thing_1"}
+        }))
+        .unwrap();
+        snapshot(
+            &mut store,
+            &[odd, event("e1", 5_500)],
+            AuditLogOutcome::Complete,
+        );
+        let rows: Vec<(String, Option<String>)> = store
+            .conn
+            .prepare("SELECT type, details FROM audit_log_events ORDER BY id DESC")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "odd\"type.x".to_owned(),
+                    Some(r#"{"id":"thing_1"}"#.to_owned())
+                ),
+                (
+                    "api_key.created".to_owned(),
+                    Some(r#"{"id":"key_e1"}"#.to_owned())
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn a_watermark_never_passes_the_read_s_start() {
         let mut store = Store::open_in_memory().unwrap();
         snapshot(

@@ -452,7 +452,7 @@ SELECT e.id AS id,
             THEN ' with key ' || e.actor_api_key_id ELSE '' END
     || coalesce(' from ' || e.actor_ip, '') AS actor,
   e.resource_id AS resource_id,
-  json_extract(e.raw, '$.\"' || e.type || '\"') AS details
+  (SELECT j.value FROM json_each(e.raw) AS j WHERE j.key = e.type) AS details
 FROM audit_event e",
         utc_expr("e.effective_at")
     );
