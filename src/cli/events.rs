@@ -66,6 +66,7 @@ pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
         limit: args.limit.saturating_add(1),
     };
     let status = feed_status(store.reader())?;
+    let window = since.map_or(i64::MIN, |t| t.timestamp());
     let mut events = audit_events(store.reader(), &filter)?;
     let shown = usize::try_from(args.limit).unwrap_or(usize::MAX);
     let truncated = events.len() > shown;
@@ -81,7 +82,7 @@ pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
     match args.format {
         TableFormat::Json => {
             let doc = json!({
-                "feed": feed_json(&status),
+                "feed": feed_json(&status, window),
                 "events": events.iter().map(event_json).collect::<Vec<_>>(),
                 "truncated": truncated,
             });
@@ -89,7 +90,7 @@ pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
         }
         TableFormat::Csv => {
             // The CSV stays one table; the word on the feed goes beside it.
-            if let Some(note) = feed_note(&status) {
+            if let Some(note) = feed_note(&status, window) {
                 eprintln!("{note}");
             }
             write_csv(&mut out, &names(&HEADER), &rows(&events))?;
@@ -98,7 +99,7 @@ pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
             }
         }
         TableFormat::Table => {
-            if let Some(note) = feed_note(&status) {
+            if let Some(note) = feed_note(&status, window) {
                 writeln!(out, "{note}")?;
             }
             if events.is_empty() {
@@ -121,8 +122,30 @@ pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// What to say before the events when the feed cannot vouch for them.
-fn feed_note(status: &FeedStatus) -> Option<String> {
+/// What to say before the events when the feed cannot vouch for them: its state, and
+/// whether the window (from `window`, Unix seconds) reaches back before the log was read
+/// without a gap.
+fn feed_note(status: &FeedStatus, window: i64) -> Option<String> {
+    let state = state_note(status);
+    let gap = status
+        .read_from
+        .filter(|from| *from > window && status.outcome.as_deref() != Some("disabled"))
+        .map(|from| {
+            format!(
+                "The audit log was read without a gap only from {}: events before that may be \
+                 missing (the first read's [audit_log] lookback, or a catch-up read cut short \
+                 by [openai] max_pages_per_scope or snapshot_timeout).",
+                time(from)
+            )
+        });
+    match (state, gap) {
+        (Some(state), Some(gap)) => Some(format!("{state}\n{gap}")),
+        (state, gap) => state.or(gap),
+    }
+}
+
+/// What to say of the feed's state: never read, audit logging off, or the last read failed.
+fn state_note(status: &FeedStatus) -> Option<String> {
     let when = time;
     match status.outcome.as_deref() {
         None => Some(
@@ -151,7 +174,7 @@ fn feed_note(status: &FeedStatus) -> Option<String> {
     }
 }
 
-fn feed_json(status: &FeedStatus) -> Value {
+fn feed_json(status: &FeedStatus, window: i64) -> Value {
     let when = |t: Option<i64>| t.map(time);
     json!({
         "outcome": status.outcome,
@@ -159,7 +182,8 @@ fn feed_json(status: &FeedStatus) -> Value {
         "disabled_since": when(status.disabled_since),
         "last_complete_at": when(status.last_complete_at),
         "error": status.error,
-        "note": feed_note(status),
+        "read_from": when(status.read_from),
+        "note": feed_note(status, window),
     })
 }
 

@@ -19,17 +19,28 @@ use super::{SnapshotInfo, Store, StoreError};
 /// before it started: a catch-up cut short (more pages than allowed, or the snapshot's time
 /// limit) starts later than that, and the stretch it left unread is not vouched for.
 pub fn read_span(conn: &Connection) -> Result<Option<ReadSpan>, StoreError> {
+    // Only since audit logging was last off: while it was, the log recorded nothing, so a
+    // read after it cannot vouch for that stretch.
+    gapless_reads(conn, true)
+}
+
+/// The stretch the complete reads cover without a gap, ending at the start of the newest;
+/// with `after_disabled`, only the reads since audit logging was last off.
+pub(super) fn gapless_reads(
+    conn: &Connection,
+    after_disabled: bool,
+) -> Result<Option<ReadSpan>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        // Only since audit logging was last off: while it was, the log recorded nothing,
-        // so a read after it cannot vouch for that stretch.
         "SELECT r.since, s.started_at
          FROM audit_log_read r JOIN snapshot s ON s.id = r.snapshot_id
          WHERE r.outcome = 'complete'
-           AND r.snapshot_id > coalesce(
-                 (SELECT max(snapshot_id) FROM audit_log_read WHERE outcome = 'disabled'), 0)
+           AND (?1 = 0 OR r.snapshot_id > coalesce(
+                 (SELECT max(snapshot_id) FROM audit_log_read WHERE outcome = 'disabled'), 0))
          ORDER BY r.snapshot_id DESC",
     )?;
-    let reads = stmt.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))?;
+    let reads = stmt.query_map([after_disabled], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+    })?;
     let mut span: Option<ReadSpan> = None;
     for read in reads {
         let (since, started_at) = read?;

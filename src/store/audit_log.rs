@@ -240,6 +240,10 @@ pub struct FeedStatus {
     pub last_complete_at: Option<i64>,
     /// The newest read's error, when it failed or was disabled.
     pub error: Option<String>,
+    /// Since when the complete reads cover the log without a gap (Unix seconds): events
+    /// before it may be missing (the first read's lookback, or a catch-up cut short).
+    /// `None`: none ever completed.
+    pub read_from: Option<i64>,
 }
 
 /// The stored feed's [`FeedStatus`].
@@ -271,12 +275,15 @@ pub fn feed_status(reader: super::Reader<'_>) -> Result<FeedStatus, StoreError> 
         Some((outcome, at, error)) => (Some(outcome), Some(at), error),
         None => (None, None, None),
     };
+    // A stretch of disabled reads is no gap: the log recorded nothing then.
+    let read_from = super::attribution::gapless_reads(conn, false)?.map(|span| span.from);
     Ok(FeedStatus {
         outcome,
         read_at,
         disabled_since,
         last_complete_at,
         error,
+        read_from,
     })
 }
 

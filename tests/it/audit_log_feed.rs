@@ -408,6 +408,28 @@ fn a_log_longer_than_the_page_bound_keeps_its_newest_events_instead_of_failing_e
     );
     // What was not read is not vouched for: the span starts after the oldest event read.
     assert_read_since_the_oldest_of(dir.path(), &url, 200);
+    // `events` says so when its window reaches back past it, and only then.
+    let out = run(dir.path(), &url, &["events", "--limit", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("The audit log was read without a gap only from "),
+        "{text}"
+    );
+    let doc = json_of(&run(dir.path(), &url, &["events", "--format", "json"]));
+    assert!(doc["feed"]["read_from"].is_string(), "{doc}");
+    assert!(
+        doc["feed"]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("max_pages_per_scope")),
+        "{doc}"
+    );
+    let out = run(
+        dir.path(),
+        &url,
+        &["events", "--since", "2h", "--limit", "1"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("without a gap"), "{text}");
     // The next run reads only what is new: one request, nothing stored twice.
     let out = run(
         dir.path(),
