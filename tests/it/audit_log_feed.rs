@@ -495,3 +495,51 @@ fn assert_read_since_the_oldest_of(dir: &Path, url: &str, kept: u64) {
         "since {since}, oldest kept {oldest_kept}"
     );
 }
+
+#[test]
+fn an_event_type_the_client_does_not_know_is_stored_and_listed_with_its_actor_inert() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(org_with(&[], true));
+    let url = sim.base_url();
+    let at = chrono::Utc::now().timestamp() - 120;
+    sim.with_org(|org| {
+        assert!(org.audit_log.insert(json!({
+            "id": "audit_log-new", "type": "workload_identity.bound", "effective_at": at,
+            "actor": {"type": "session", "session": {
+                "user": {"id": "user-eve", "email": "eve@acme.com\n\u{1b}[2J| forged | row |"},
+                "ip_address": "198.51.100.7\u{202e}",
+                "user_agent": "curl\r\n\u{7}"}},
+            "workload_identity.bound": {"id": "wip_1"}
+        })));
+    });
+    let (code, read, doc) = snapshot(dir.path(), &url);
+    assert_eq!(code, 0, "an unknown type is no error: {doc}");
+    assert_eq!(read["stored"], 1, "{read}");
+    for format in ["table", "csv", "json"] {
+        let out = run(dir.path(), &url, &["events", "--format", format]);
+        assert!(out.status.success(), "{format}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("workload_identity.bound"), "{format}: {text}");
+        assert!(
+            !text
+                .chars()
+                .any(|c| c == '\u{1b}' || c == '\u{202e}' || c == '\u{7}'),
+            "{format}: {text}"
+        );
+        if format != "json" {
+            // One event in one row (the table: four border lines): the email's newline
+            // starts no forged row.
+            assert_eq!(
+                text.trim_end().lines().count(),
+                if format == "csv" { 2 } else { 5 },
+                "{format}: {text}"
+            );
+        }
+    }
+    let doc = json_of(&run(dir.path(), &url, &["events", "--format", "json"]));
+    assert_eq!(doc["events"][0]["resource_id"], "wip_1");
+    assert_eq!(
+        doc["events"][0]["actor"]["email"], "eve@acme.com\n\u{1b}[2J| forged | row |",
+        "JSON keeps the API's text exactly"
+    );
+}
