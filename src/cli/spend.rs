@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use super::read::{names, open, table, write_csv};
 use super::{Exit, GlobalArgs};
 use crate::costs::cents_text;
-use crate::report::{Wrap, md};
-use crate::store::{ProjectSpend, org_spend, project_spend};
+use crate::report::{Wrap, inert, md};
+use crate::store::{CostsStatus, ProjectSpend, costs_status, org_spend, project_spend};
 
 /// Output formats of `orgwarden spend`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -18,8 +18,9 @@ pub enum SpendFormat {
     /// Aligned columns for people.
     #[default]
     Table,
-    /// One JSON document: `{"organization": {…}, "projects": [{…}]}`; the organization's
-    /// row has the projects' fields, with `project_id` null.
+    /// One JSON document: `{"organization": {…}, "projects": [{…}], "costs": {…}}`; the
+    /// organization's row has the projects' fields, with `project_id` null; `costs` says
+    /// which costs read the amounts come from.
     Json,
     /// CSV with a header row, one row per project.
     Csv,
@@ -58,6 +59,8 @@ pub fn spend(global: &GlobalArgs, args: &SpendArgs) -> anyhow::Result<Exit> {
         projects.truncate(top);
     }
     let org = org_spend(store.reader())?;
+    let status = costs_status(store.reader())?;
+    let note = costs_note(&status);
     let mut out = std::io::stdout().lock();
     match args.format {
         SpendFormat::Json => {
@@ -68,18 +71,32 @@ pub fn spend(global: &GlobalArgs, args: &SpendArgs) -> anyhow::Result<Exit> {
             let doc = json!({
                 "organization": org_doc,
                 "projects": projects.iter().map(spend_json).collect::<Vec<_>>(),
+                "costs": costs_json(&status),
             });
             writeln!(out, "{}", crate::report::json_text(&doc, true)?)?;
         }
-        SpendFormat::Csv => write_csv(&mut out, &names(&HEADER), &rows(&projects))?,
+        SpendFormat::Csv => {
+            // The CSV stays one table; the word on the costs goes beside it.
+            if let Some(note) = &note {
+                eprintln_or_drop!("{note}");
+            }
+            write_csv(&mut out, &names(&HEADER), &rows(&projects))?;
+        }
         SpendFormat::Table => {
+            if let Some(note) = &note {
+                writeln!(out, "{note}")?;
+            }
             writeln!(out, "{}", org_line(&org))?;
             if !projects.is_empty() {
                 writeln!(out, "{}", table(&HEADER, rows(&projects)))?;
             }
         }
         SpendFormat::Markdown => {
-            writeln!(out, "# Spend this month\n\n{}\n", md(&org_line(&org)))?;
+            writeln!(out, "# Spend this month\n")?;
+            if let Some(note) = &note {
+                writeln!(out, "{}\n", md(note))?;
+            }
+            writeln!(out, "{}\n", md(&org_line(&org)))?;
             writeln!(out, "| {} |", names(&HEADER).join(" | "))?;
             writeln!(out, "|{}", "---|".repeat(HEADER.len()))?;
             for row in rows(&projects) {
@@ -89,6 +106,45 @@ pub fn spend(global: &GlobalArgs, args: &SpendArgs) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// What to say before the figures when the stored costs cannot vouch for them: without a
+/// complete read every amount is 0 for want of data, and after a failed one the amounts are
+/// those of an older read, while "this month" is counted to the newest snapshot's day.
+fn costs_note(status: &CostsStatus) -> Option<String> {
+    if status.outcome.as_deref() == Some("complete") {
+        return None;
+    }
+    let why = match (status.outcome.as_deref(), status.error.as_deref()) {
+        (Some(_), Some(error)) => format!("the newest costs read failed: {}", inert(error)),
+        (Some(_), None) => "the newest costs read failed".to_owned(),
+        (None, _) => "the newest snapshot read no costs: is `[spend] enabled` off?".to_owned(),
+    };
+    Some(match status.last_complete_at {
+        None => format!(
+            "Costs were never read completely ({why}): the amounts below are 0 for want of \
+             data, not spend."
+        ),
+        Some(at) => format!(
+            "The amounts below are those of the costs read of {} ({why}): the spend since \
+             then is missing.",
+            time(at)
+        ),
+    })
+}
+
+/// The costs behind the figures, for `--format json`.
+fn costs_json(status: &CostsStatus) -> Value {
+    json!({
+        "today": status.today,
+        "read": status.outcome,
+        "error": status.error,
+        "last_complete_read": status.last_complete_at.map(time),
+    })
+}
+
+fn time(t: i64) -> String {
+    crate::store::rfc3339(chrono::DateTime::from_timestamp(t, 0).unwrap_or_default())
 }
 
 /// `organization: 1234.56 USD this month (hard limit 2000.00, 61.7%; alert at 1500.00, 82.3%)`.

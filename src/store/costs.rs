@@ -166,6 +166,54 @@ pub fn org_spend(reader: Reader<'_>) -> Result<ProjectSpend, StoreError> {
     )?)
 }
 
+/// How far the spend views can be trusted: the day they count as today, whether the newest
+/// finished snapshot read the costs completely, and when a read last was complete. Without a
+/// complete read the views give 0 for want of data, which is no figure of spend.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CostsStatus {
+    /// The UTC day the views count as today (`YYYY-MM-DD`): the newest finished snapshot's.
+    pub today: String,
+    /// What the newest finished snapshot's costs read gave: `complete` or `failed`; `None`
+    /// when it read none (costs are off, or the whole snapshot failed).
+    pub outcome: Option<String>,
+    /// Why that read failed.
+    pub error: Option<String>,
+    /// When the newest complete read was made (its snapshot's start, Unix seconds).
+    pub last_complete_at: Option<i64>,
+}
+
+/// The [`CostsStatus`] of the stored costs.
+pub fn costs_status(reader: Reader<'_>) -> Result<CostsStatus, StoreError> {
+    let conn = reader.conn();
+    let today: String = conn.query_row(
+        &format!("SELECT {}", super::views::SPEND_TODAY),
+        [],
+        |row| row.get(0),
+    )?;
+    let newest: Option<(Option<String>, Option<String>)> = conn
+        .query_row(
+            "SELECT r.outcome, r.error FROM snapshot s
+             LEFT JOIN cost_read r ON r.snapshot_id = s.id
+             WHERE s.status <> 'running' ORDER BY s.id DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let (outcome, error) = newest.unwrap_or((None, None));
+    let last_complete_at: Option<i64> = conn.query_row(
+        "SELECT max(s.started_at) FROM cost_read r JOIN snapshot s ON s.id = r.snapshot_id
+         WHERE r.outcome = 'complete'",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(CostsStatus {
+        today,
+        outcome,
+        error,
+        last_complete_at,
+    })
+}
+
 /// `project_spend` read inside an open transaction, for the digest's chart. The chart is an
 /// extra: a database whose views cannot be read gives no chart, not a failed digest.
 pub fn project_spend_in(conn: &rusqlite::Connection) -> Vec<ProjectSpend> {

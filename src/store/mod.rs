@@ -36,7 +36,9 @@ use crate::model::{CrawlStats, Family, ProjectId, Scope, SnapshotId, SnapshotSta
 pub use attribution::{events_naming, object_changed_between, read_span};
 pub use audit_log::{AuditLogSummary, EventFilter, FeedStatus, audit_events, feed_status};
 pub use canon::FieldChange;
-pub use costs::{ProjectSpend, org_spend, project_spend, project_spend_in};
+pub use costs::{
+    CostsStatus, ProjectSpend, costs_status, org_spend, project_spend, project_spend_in,
+};
 pub use fault::Fault;
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
 pub use ownership::{APPLICATION_ID, canonical_db_path, check_ownership, warn_if_shared};

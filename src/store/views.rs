@@ -297,7 +297,7 @@ fn findings_view() -> String {
 
 /// The day the spend views count from: the UTC day of the newest finished snapshot (so a
 /// stored database reads the same later), today when there is none.
-const SPEND_TODAY: &str = "date(coalesce((SELECT max(started_at) FROM snapshot \
+pub(super) const SPEND_TODAY: &str = "date(coalesce((SELECT max(started_at) FROM snapshot \
      WHERE status <> 'running'), CAST(strftime('%s', 'now') AS INTEGER)), 'unixepoch')";
 
 /// Cents as readable decimal text (`"1234.56"`); NULL stays NULL.

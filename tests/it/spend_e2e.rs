@@ -233,6 +233,16 @@ fn a_failed_costs_read_makes_the_snapshot_partial_and_keeps_the_stored_costs() {
         yesterday,
         "nothing replaced by a failed read"
     );
+    // `spend` says its amounts are those of the older read, not the newest snapshot's.
+    let doc = json(&run(dir.path(), &url, &["spend", "--format", "json"]));
+    assert_eq!(doc["costs"]["read"], "failed", "{}", doc["costs"]);
+    assert!(doc["costs"]["last_complete_read"].is_string());
+    let out = run(dir.path(), &url, &["spend"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with("The amounts below are those of the costs read of "),
+        "{table}"
+    );
 
     // The next run starts again from the last complete read's days.
     sim.clear_faults();
@@ -248,6 +258,58 @@ fn a_failed_costs_read_makes_the_snapshot_partial_and_keeps_the_stored_costs() {
         stored(dir.path(), &url, "proj_spike", today() - DAY),
         20_000 + 99_900
     );
+    let doc = json(&run(dir.path(), &url, &["spend", "--format", "json"]));
+    assert_eq!(doc["costs"]["read"], "complete");
+    let out = run(dir.path(), &url, &["spend"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("organization: "));
+}
+
+#[test]
+fn spend_without_a_complete_costs_read_says_its_zeros_are_no_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now().timestamp();
+    let sim = sim(Org::from_json_str(ORG, now).unwrap());
+    let url = sim.base_url();
+    sim.add_fault(Fault {
+        path_prefix: "/organization/costs".into(),
+        kind: FaultKind::Status(403),
+        times: None,
+    });
+    let out = run(dir.path(), &url, &["snapshot", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(3), "an incomplete read exits 3");
+
+    let out = run(dir.path(), &url, &["spend", "--format", "json"]);
+    assert!(out.status.success());
+    let doc = json(&out);
+    assert_eq!(project(&doc, "proj_near")["month_to_date"], 0);
+    let costs = &doc["costs"];
+    assert_eq!(costs["read"], "failed", "{costs}");
+    assert!(costs["last_complete_read"].is_null(), "{costs}");
+    assert!(costs["error"].as_str().unwrap().contains("403"), "{costs}");
+    let today = chrono::DateTime::from_timestamp(today(), 0)
+        .unwrap()
+        .date_naive();
+    assert_eq!(costs["today"], today.to_string());
+
+    for (format, stream) in [
+        ("table", "stdout"),
+        ("markdown", "stdout"),
+        ("csv", "stderr"),
+    ] {
+        let out = run(dir.path(), &url, &["spend", "--format", format]);
+        assert!(out.status.success());
+        let text = match stream {
+            "stdout" => String::from_utf8_lossy(&out.stdout),
+            _ => String::from_utf8_lossy(&out.stderr),
+        };
+        assert!(
+            text.contains("Costs were never read completely (the newest costs read failed: "),
+            "{format}: {text}"
+        );
+        if format == "csv" {
+            assert!(String::from_utf8_lossy(&out.stdout).starts_with("project_id,"));
+        }
+    }
 }
 
 fn doc_first(out: &Output) -> String {
