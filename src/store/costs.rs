@@ -215,10 +215,22 @@ pub fn costs_status(reader: Reader<'_>) -> Result<CostsStatus, StoreError> {
 }
 
 /// `project_spend` read inside an open transaction, for the digest's chart. The chart is an
-/// extra: a database whose views cannot be read gives no chart, not a failed digest.
+/// extra: a database whose views cannot be read gives no chart, not a failed digest. Nor
+/// does one whose costs were never read completely: its 0 of every limit is no figure.
 pub fn project_spend_in(conn: &rusqlite::Connection) -> Vec<ProjectSpend> {
-    project_spend(Reader { conn }).unwrap_or_else(|e| {
-        tracing::debug!("the digest's spend chart is left out: {e}");
-        Vec::new()
-    })
+    let reader = Reader { conn };
+    let read = costs_status(reader).map(|s| s.last_complete_at.is_some());
+    match read.and_then(|read| {
+        if read {
+            project_spend(reader)
+        } else {
+            Ok(Vec::new())
+        }
+    }) {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!("the digest's spend chart is left out: {e}");
+            Vec::new()
+        }
+    }
 }

@@ -1571,3 +1571,84 @@ fn the_log_does_not_vouch_for_the_stretch_a_cut_short_catch_up_left_unread() {
         (at(5).timestamp(), at(11).timestamp())
     );
 }
+
+/// One snapshot of `proj_a` with a hard limit of 10.00 USD, and `costs` as its costs read.
+fn spend_snap(store: &mut Store, n: i64, costs: crate::costs::CostsOutcome) {
+    let limit = json!({"object": "project.spend_limit", "threshold_amount": 1000, "currency": "USD",
+                       "interval": "month", "enforcement": {"status": "inactive"}});
+    let mut writer = store.begin_snapshot("acme", at(n)).unwrap();
+    writer
+        .apply(complete(
+            Family::Projects,
+            None,
+            None,
+            vec![project("proj_a")],
+        ))
+        .unwrap();
+    writer
+        .apply(complete(
+            Family::ProjectSpendLimits,
+            Some("proj_a"),
+            None,
+            vec![limit],
+        ))
+        .unwrap();
+    let day = at(n).date_naive();
+    let read = crate::costs::CostsRead {
+        window: crate::costs::CostWindow {
+            start: day,
+            end: day.succ_opt().unwrap(),
+        },
+        pages: 1,
+        outcome: costs,
+    };
+    writer.apply_costs(&read).unwrap();
+    writer
+        .finish(&CrawlStats::default(), at(n), SnapshotStatus::Partial)
+        .unwrap();
+}
+
+#[test]
+fn the_digest_charts_no_spend_before_a_complete_costs_read() {
+    let mut store = Store::open_in_memory().unwrap();
+    let failed = || {
+        crate::costs::CostsOutcome::Failed(ScopeError {
+            status: Some(403),
+            message: "GET /organization/costs: 403".into(),
+        })
+    };
+    spend_snap(&mut store, 0, failed());
+    assert_eq!(
+        project_spend(store.reader()).unwrap()[0].month_to_date,
+        0,
+        "the view gives 0 for want of costs"
+    );
+    assert!(
+        project_spend_in(store.reader().conn()).is_empty(),
+        "0 of a limit is no figure to chart"
+    );
+    let status = costs_status(store.reader()).unwrap();
+    assert_eq!(status.outcome.as_deref(), Some("failed"));
+    assert_eq!(status.last_complete_at, None);
+
+    let cost = crate::costs::DayCost {
+        day: at(1).date_naive(),
+        project_id: Some(ProjectId::from("proj_a")),
+        line_item: None,
+        amount_cents: 850,
+        currency: "USD".into(),
+    };
+    spend_snap(
+        &mut store,
+        1,
+        crate::costs::CostsOutcome::Complete(std::iter::once(cost).collect()),
+    );
+    let chart = project_spend_in(store.reader().conn());
+    assert_eq!(chart[0].pct_of_limit, Some(85.0));
+    // A later failed read keeps the chart of the last complete one.
+    spend_snap(&mut store, 2, failed());
+    assert_eq!(project_spend_in(store.reader().conn()).len(), 1);
+    let status = costs_status(store.reader()).unwrap();
+    assert_eq!(status.outcome.as_deref(), Some("failed"));
+    assert_eq!(status.last_complete_at, Some(at(1).timestamp()));
+}
