@@ -24,6 +24,9 @@ use crate::model::{ProjectId, ScopeError};
 
 const DAY: i64 = 86_400;
 
+/// The last second of the year 9999, the latest time the endpoint takes.
+const MAX_TIME: i64 = 253_402_300_799;
+
 /// The line items the generated series bills.
 const LINE_ITEMS: [&str; 3] = ["gpt-5, input", "gpt-5, output", "web search tool calls"];
 
@@ -348,6 +351,23 @@ pub fn read(org: &Org, q: &Query, now: i64) -> Result<Value, ApiError> {
         )
     })?;
     let end = int("end_time")?.unwrap_or(now);
+    // Times a calendar holds; past them the bucket arithmetic below would overflow.
+    for (name, t) in [("start_time", start), ("end_time", end)] {
+        if !(0..=MAX_TIME).contains(&t) {
+            return Err(ApiError::invalid(
+                name,
+                "invalid_value",
+                format!("Invalid '{name}': {t}. Expected a Unix time in seconds."),
+            ));
+        }
+    }
+    if end <= start {
+        return Err(ApiError::invalid(
+            "end_time",
+            "invalid_value",
+            format!("Invalid 'end_time': {end}. It must be after 'start_time' ({start})."),
+        ));
+    }
     if let Some(width) = q.get("bucket_width")
         && width != "1d"
     {
@@ -546,6 +566,11 @@ mod tests {
             ("start_time=0&limit=181", "limit"),
             ("start_time=0&group_by=model", "group_by"),
             ("start_time=0&page=nonsense", "page"),
+            ("start_time=-9223372036854775808", "start_time"),
+            ("start_time=-1", "start_time"),
+            ("start_time=0&end_time=9223372036854775807", "end_time"),
+            ("start_time=100&end_time=50", "end_time"),
+            ("start_time=86400&end_time=86400", "end_time"),
         ] {
             let err = read(&org, &query(q), NOW).unwrap_err();
             assert_eq!(err.status, 400, "{q}");
