@@ -839,6 +839,9 @@ pub struct SnapshotOutcome {
     /// The request rate the client found the API to allow, and its burst allowance (see
     /// [`AdminClient::learned_rate`]); the next crawl of the same API starts from them.
     pub rate_limit: Option<ApiRate>,
+    /// Why the costs read failed, when it did: it is no scope, so `failed_scopes` does not
+    /// name it, yet it makes the snapshot partial.
+    pub costs_failure: Option<String>,
 }
 
 /// Why a snapshot could not be recorded at all.
@@ -971,6 +974,10 @@ pub async fn snapshot_skipping(
         // The writer stopped first; its own error is the one to report.
         Err(CollectError::ReceiverClosed) => None,
     };
+    let costs_failure = costs.as_ref().and_then(|read| match &read.outcome {
+        crate::costs::CostsOutcome::Failed(error) => Some(error.message.clone()),
+        crate::costs::CostsOutcome::Complete(_) => None,
+    });
     // Sent or dropped before waiting: the writer waits for it after the verdict.
     match costs {
         Some(costs) => drop(costs_tx.send(costs)),
@@ -988,6 +995,7 @@ pub async fn snapshot_skipping(
         expected,
         elapsed: clock.elapsed(),
         rate_limit: client.learned_rate(),
+        costs_failure,
     };
     Ok((store, outcome))
 }

@@ -132,6 +132,10 @@ fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
                     outcome.failed_scopes.len() - SHOWN
                 ));
             }
+            if let Some(line) = costs_failure(outcome) {
+                text.push_str(super::CONTINUATION);
+                text.push_str(&report::inert(&line));
+            }
             if let Some(line) = audit_log_failure(info) {
                 text.push_str(super::CONTINUATION);
                 text.push_str(&line);
@@ -207,6 +211,15 @@ fn table_text(outcome: &SnapshotOutcome, format: TableFormat) -> String {
         let _ = writeln!(text, "{line}");
     }
     text
+}
+
+/// The line that explains a partial snapshot whose costs read failed (it is no scope either).
+pub(super) fn costs_failure(outcome: &SnapshotOutcome) -> Option<String> {
+    let error = outcome.costs_failure.as_deref()?;
+    Some(format!(
+        "the costs read failed; the stored costs are kept as they were, and the next run reads \
+         them again: {error}"
+    ))
 }
 
 /// The line that explains a partial snapshot whose audit-log read failed (it is no scope,

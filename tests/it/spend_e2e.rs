@@ -228,6 +228,11 @@ fn a_failed_costs_read_makes_the_snapshot_partial_and_keeps_the_stored_costs() {
     let out = run(dir.path(), &url, &["snapshot", "--format", "json"]);
     assert_eq!(out.status.code(), Some(3), "an incomplete read exits 3");
     assert_eq!(json(&out)["status"], "partial");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the costs read failed; the stored costs are kept"),
+        "the error says what made the snapshot partial: {stderr}"
+    );
     assert_eq!(
         stored(dir.path(), &url, "proj_spike", today() - DAY),
         yesterday,
@@ -277,6 +282,13 @@ fn spend_without_a_complete_costs_read_says_its_zeros_are_no_figures() {
     });
     let out = run(dir.path(), &url, &["snapshot", "--format", "json"]);
     assert_eq!(out.status.code(), Some(3), "an incomplete read exits 3");
+    let out = run(dir.path(), &url, &["audit", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(3), "an incomplete read exits 3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the costs read failed; the stored costs are kept"),
+        "the error says what made the snapshot partial: {stderr}"
+    );
 
     let out = run(dir.path(), &url, &["spend", "--format", "json"]);
     assert!(out.status.success());
