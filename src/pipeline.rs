@@ -229,11 +229,19 @@ pub fn evaluate(
     };
     let evaluation =
         crate::rules::evaluate(store.reader(), inputs.rules, now.timestamp(), &budget)?;
-    let coverage = Coverage::from_snapshot(
+    let mut coverage = Coverage::from_snapshot(
         snapshot.status,
         &store.failed_scopes(snapshot.id)?,
         store.audit_log_read_complete(snapshot.id)?,
     );
+    if !store.costs_read_complete(snapshot.id)? {
+        coverage.held_rules = inputs
+            .rules
+            .enabled()
+            .filter(|r| r.reads_costs())
+            .map(|r| r.id.clone())
+            .collect();
+    }
     let tx = store.begin()?;
     // A rule stopped at its budget said nothing: its findings are kept out of the
     // reconciliation, so none is resolved by a rule that did not finish.

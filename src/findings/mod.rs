@@ -164,6 +164,9 @@ pub struct Coverage {
     /// Whether the audit log was read completely: findings about its events (and about
     /// the read itself) resolve only then.
     pub audit_log_read: bool,
+    /// Rules whose findings may not resolve whatever their project: they read the spend
+    /// views, and the costs were not read completely (their absence proves nothing).
+    pub held_rules: HashSet<RuleId>,
 }
 
 impl Coverage {
@@ -174,6 +177,7 @@ impl Coverage {
             failed_projects: HashSet::new(),
             failed_org_families: HashSet::new(),
             audit_log_read: true,
+            held_rules: HashSet::new(),
         }
     }
 
@@ -204,6 +208,7 @@ impl Coverage {
                 })
                 .collect(),
             audit_log_read: audit_log_read && status != SnapshotStatus::Failed,
+            held_rules: HashSet::new(),
         }
     }
 
@@ -218,7 +223,7 @@ impl Coverage {
     /// log waits for a complete read of the log: a window without a matching event proves
     /// nothing if the events could not be read.
     pub fn covers_finding(&self, finding: &Finding) -> bool {
-        if !self.covers(finding.project_id.as_ref()) {
+        if !self.covers(finding.project_id.as_ref()) || self.held_rules.contains(&finding.rule_id) {
             return false;
         }
         if crate::audit_log::is_log_view(&finding.resource_type) {

@@ -21,6 +21,29 @@ fn codes(d: &Diagnostics) -> Vec<&'static str> {
 }
 
 #[test]
+fn the_rules_held_by_a_failed_costs_read_are_those_over_the_spend_views() {
+    let loaded = load_with("");
+    let mut reading: Vec<&str> = loaded
+        .rules
+        .rules
+        .iter()
+        .filter(|r| r.reads_costs())
+        .map(|r| r.id.as_str())
+        .collect();
+    reading.sort_unstable();
+    assert_eq!(
+        reading,
+        [
+            "org-spend-near-limit",
+            "project-spend-near-limit",
+            "project-spend-no-cap",
+            "project-spend-spike"
+        ],
+        "`project_spend_limits` and `project_spend_alerts` are objects, not costs"
+    );
+}
+
+#[test]
 fn shipped_pack_loads_without_problems() {
     let loaded = load_with("");
     assert!(

@@ -1652,3 +1652,52 @@ fn the_digest_charts_no_spend_before_a_complete_costs_read() {
     assert_eq!(status.outcome.as_deref(), Some("failed"));
     assert_eq!(status.last_complete_at, Some(at(1).timestamp()));
 }
+
+#[test]
+fn a_failed_costs_read_resolves_no_finding_of_a_rule_over_the_spend_views() {
+    // On 31 January proj_a has spent 9.50 of its 10.00: near its limit. The first snapshot
+    // of February cannot read the costs, so the views see a month with nothing spent yet;
+    // that proves nothing, and the finding must stand.
+    let mut store = Store::open_in_memory().unwrap();
+    let loaded = crate::rules::load(&crate::config::Config::default(), at(399).date_naive());
+    let inputs = crate::pipeline::Inputs {
+        rules: &loaded.rules,
+        exemptions: &[],
+        announce: None,
+        delivery: None,
+    };
+    let near = |store: &mut Store, n: i64| {
+        let snapshot = store.latest_snapshot().unwrap().unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        crate::pipeline::evaluate(store, &inputs, &snapshot, at(n), &cancel).unwrap();
+        crate::findings::load(store.reader())
+            .unwrap()
+            .into_iter()
+            .find(|f| f.rule_id.as_str() == "project-spend-near-limit")
+            .map(|f| f.status)
+    };
+    let cost = crate::costs::DayCost {
+        day: at(399).date_naive(),
+        project_id: Some(ProjectId::from("proj_a")),
+        line_item: None,
+        amount_cents: 950,
+        currency: "USD".into(),
+    };
+    spend_snap(
+        &mut store,
+        399,
+        crate::costs::CostsOutcome::Complete(std::iter::once(cost).collect()),
+    );
+    assert_eq!(near(&mut store, 399), Some(crate::findings::Status::Open));
+    let failed = crate::costs::CostsOutcome::Failed(ScopeError {
+        status: Some(500),
+        message: "GET /organization/costs: 500".into(),
+    });
+    spend_snap(&mut store, 401, failed);
+    assert_eq!(at(401).format("%m-%d").to_string(), "02-01");
+    assert_eq!(
+        near(&mut store, 401),
+        Some(crate::findings::Status::Open),
+        "a failed costs read resolved it"
+    );
+}
