@@ -341,6 +341,28 @@ pub fn wrap_for_column(name: &str) -> Wrap {
     if whole { Wrap::Never } else { Wrap::Prose }
 }
 
+/// The line that explains a partial snapshot whose costs read failed (it is no scope
+/// either), [`inert`] (the error quotes the API).
+pub fn costs_failure(outcome: &crate::collect::SnapshotOutcome) -> Option<String> {
+    let error = outcome.costs_failure.as_deref()?;
+    Some(format!(
+        "the costs read failed; the stored costs are kept as they were, and the next run reads \
+         them again: {}",
+        inert(error)
+    ))
+}
+
+/// The line that explains a partial snapshot whose audit-log read failed (it is no scope,
+/// so the failed-scope lines do not name it), [`inert`].
+pub fn audit_log_failure(info: &crate::store::SnapshotInfo) -> Option<String> {
+    let read = info.audit_log.as_ref().filter(|r| r.outcome == "failed")?;
+    Some(format!(
+        "the audit-log read failed; none of its events were kept, and the next run reads them \
+         again: {}",
+        inert(read.error.as_deref().unwrap_or("no reason recorded"))
+    ))
+}
+
 /// One failed scope for a person, [`inert`] (the error quotes the API): the error already
 /// names the path it read, so the scope is only prefixed when it does not (never
 /// `path: GET path: …`).

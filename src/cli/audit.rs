@@ -169,10 +169,10 @@ pub(super) fn print_outcome(
         {
             eprintln_or_drop!("  {}", report::failed_scope_line(scope, error));
         }
-        if let Some(line) = crawl.and_then(super::snapshot::costs_failure) {
+        if let Some(line) = crawl.and_then(report::costs_failure) {
             eprintln_or_drop!("  {}", report::inert(&line));
         }
-        if let Some(line) = super::snapshot::audit_log_failure(&evaluated.snapshot) {
+        if let Some(line) = report::audit_log_failure(&evaluated.snapshot) {
             eprintln_or_drop!("  {}", report::inert(&line));
         }
     }

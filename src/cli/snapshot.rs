@@ -132,11 +132,11 @@ fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
                     outcome.failed_scopes.len() - SHOWN
                 ));
             }
-            if let Some(line) = costs_failure(outcome) {
+            if let Some(line) = report::costs_failure(outcome) {
                 text.push_str(super::CONTINUATION);
                 text.push_str(&report::inert(&line));
             }
-            if let Some(line) = audit_log_failure(info) {
+            if let Some(line) = report::audit_log_failure(info) {
                 text.push_str(super::CONTINUATION);
                 text.push_str(&line);
             }
@@ -211,26 +211,6 @@ fn table_text(outcome: &SnapshotOutcome, format: TableFormat) -> String {
         let _ = writeln!(text, "{line}");
     }
     text
-}
-
-/// The line that explains a partial snapshot whose costs read failed (it is no scope either).
-pub(super) fn costs_failure(outcome: &SnapshotOutcome) -> Option<String> {
-    let error = outcome.costs_failure.as_deref()?;
-    Some(format!(
-        "the costs read failed; the stored costs are kept as they were, and the next run reads \
-         them again: {error}"
-    ))
-}
-
-/// The line that explains a partial snapshot whose audit-log read failed (it is no scope,
-/// so the failed-scope lines do not name it).
-pub(super) fn audit_log_failure(info: &crate::store::SnapshotInfo) -> Option<String> {
-    let read = info.audit_log.as_ref().filter(|r| r.outcome == "failed")?;
-    Some(format!(
-        "the audit-log read failed; none of its events were kept, and the next run reads them \
-         again: {}",
-        read.error.as_deref().unwrap_or("no reason recorded")
-    ))
 }
 
 /// The audit-log read in one line.

@@ -318,6 +318,11 @@ impl AuditJob {
                     crawl.failed_scopes.len(),
                     crate::report::failed_scope_line(scope, error)
                 ));
+            } else {
+                // A partial snapshot with every scope read: the costs or the audit log
+                // failed, which the run's record must say as `snapshot` does.
+                outcome.message = crate::report::costs_failure(crawl)
+                    .or_else(|| crate::report::audit_log_failure(info));
             }
         }
         let Ok(run) = &audited.evaluated else {

@@ -419,6 +419,32 @@ fn the_daemon_logs_an_exemption_that_matches_no_finding_after_its_first_run() {
     );
 }
 
+#[test]
+fn a_run_whose_only_failure_is_the_costs_read_says_so_in_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Duration::ZERO);
+    // Every try fails, retries included.
+    sim.add_fault(orgwarden::sim::Fault {
+        path_prefix: "/organization/costs".into(),
+        kind: orgwarden::sim::FaultKind::Status(403),
+        times: None,
+    });
+    write_config(dir.path(), &sim, "*/1 * * * * *", "");
+    let daemon = Daemon::start(dir.path());
+    daemon.wait_for("run finished", 1, Duration::from_secs(60));
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "{log}");
+    let finished = log
+        .lines()
+        .find(|l| l.contains("run finished"))
+        .unwrap_or_default();
+    assert!(
+        finished.contains("partial") && finished.contains("the costs read failed"),
+        "{finished}"
+    );
+}
+
 /// The POSIX locks process `pid` holds on the file `path` (Linux's /proc/locks).
 #[cfg(target_os = "linux")]
 fn posix_locks(pid: u32, path: &Path) -> usize {
