@@ -19,6 +19,7 @@ use crate::store::{EventFilter, FeedStatus, audit_events, feed_status};
     orgwarden events                                  the last 7 days, newest first\n  \
     orgwarden events --since 30d --type 'api_key.*'   keys created, changed or deleted\n  \
     orgwarden events --actor ada@acme.com --limit 20  what one person did\n  \
+    orgwarden events --since 90d --actor key_abc      what one API key did\n  \
     orgwarden events --project proj_abc --format json\n\n\
     The events are those the snapshots read from the organization's audit log \
     ([audit_log] in orgwarden.toml). When the organization has audit logging off, or no \
@@ -30,8 +31,9 @@ pub struct EventsArgs {
     /// Only events of this type; a glob (`api_key.*`, `login.failed`)
     #[arg(long = "type", value_name = "TYPE")]
     pub kind: Option<String>,
-    /// Only events by the user with this email (any case)
-    #[arg(long, value_name = "EMAIL")]
+    /// Only events by this actor: a user's email (any case), or a user, API key or service
+    /// account id (what did this key do?)
+    #[arg(long, value_name = "EMAIL|ID")]
     pub actor: Option<String>,
     /// Only events scoped to this project id
     #[arg(long, value_name = "ID")]

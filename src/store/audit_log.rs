@@ -184,7 +184,8 @@ pub struct EventFilter {
     pub since: Option<i64>,
     /// Only events whose type matches this glob (`api_key.*`).
     pub kind: Option<String>,
-    /// Only events by the user with this email (any case).
+    /// Only events by this actor: a user's email (any case), or the id of a user, an
+    /// API key or a service account (exactly).
     pub actor_email: Option<String>,
     /// Only events scoped to this project.
     pub project_id: Option<String>,
@@ -201,7 +202,8 @@ pub fn audit_events(
         "SELECT raw FROM audit_event
          WHERE (?1 IS NULL OR effective_at >= ?1)
            AND (?2 IS NULL OR type GLOB ?2)
-           AND (?3 IS NULL OR lower(actor_user_email) = lower(?3))
+           AND (?3 IS NULL OR lower(actor_user_email) = lower(?3) OR actor_user_id = ?3
+                OR actor_api_key_id = ?3 OR actor_service_account_id = ?3)
            AND (?4 IS NULL OR project_id = ?4)
          ORDER BY effective_at DESC, id DESC
          LIMIT ?5",
@@ -396,7 +398,15 @@ mod tests {
         let mut other = event("e3", 6_000);
         other.raw["type"] = json!("login.failed");
         let other = AuditEvent::from_api(&other.raw).unwrap();
-        let events = [other, event("e2", 5_900), event("e1", 5_500)];
+        // e0 was made with a service account's key.
+        let by_key = AuditEvent::from_api(&json!({
+            "id": "e0", "type": "api_key.created", "effective_at": 5_000,
+            "actor": {"type": "api_key", "api_key": {"id": "key_ci", "type": "service_account",
+                      "service_account": {"id": "svc_ci"}}},
+            "api_key.created": {"id": "key_new"}
+        }))
+        .unwrap();
+        let events = [other, event("e2", 5_900), event("e1", 5_500), by_key];
         snapshot(&mut store, &events, AuditLogOutcome::Complete);
         let ids = |f: EventFilter| -> Vec<String> {
             audit_events(store.reader(), &EventFilter { limit: 10, ..f })
@@ -405,12 +415,24 @@ mod tests {
                 .map(|e| e.id.as_str().to_owned())
                 .collect()
         };
-        assert_eq!(ids(EventFilter::default()), ["e3", "e2", "e1"]);
+        assert_eq!(ids(EventFilter::default()), ["e3", "e2", "e1", "e0"]);
         let keys = EventFilter {
             kind: Some("api_key.*".into()),
             ..EventFilter::default()
         };
-        assert_eq!(ids(keys), ["e2", "e1"]);
+        assert_eq!(ids(keys), ["e2", "e1", "e0"]);
+        // An actor is named by email, or by the id of its user, key or service account.
+        let actor = |who: &str| EventFilter {
+            actor_email: Some(who.into()),
+            ..EventFilter::default()
+        };
+        assert_eq!(ids(actor("u")), ["e3", "e2", "e1"]);
+        assert_eq!(ids(actor("key_ci")), ["e0"]);
+        assert_eq!(ids(actor("svc_ci")), ["e0"]);
+        assert!(
+            ids(actor("key_new")).is_empty(),
+            "what an event names is no actor"
+        );
         let recent = EventFilter {
             since: Some(5_600),
             actor_email: Some("A@B.C".into()),
