@@ -240,17 +240,22 @@ fn a_finding_opening_then_resolving_is_one_signed_webhook_and_one_trigger_then_o
     assert_ne!(second["delivery_id"], payload["delivery_id"]);
 }
 
+/// The `dedup_key` of the incident `triggers` opened for proj_support's data retention.
+fn support_incident(triggers: &[Value]) -> Value {
+    triggers
+        .iter()
+        .map(body)
+        .find(|e| e["payload"]["component"] == "proj_support")
+        .map(|e| e["dedup_key"].clone())
+        .expect("proj_support does not use zero data retention")
+}
+
 #[test]
 fn exempting_a_paged_finding_resolves_its_incident_and_the_expiry_pages_again() {
     let (dir, receiver, sim) = setup("", None);
     assert_ok(&audit(dir.path(), &receiver, &sim));
     let triggers = receiver.at("/pagerduty");
-    let support_fp = triggers
-        .iter()
-        .map(body)
-        .find(|e| e["payload"]["component"] == "proj_support")
-        .map(|e| e["dedup_key"].clone())
-        .expect("proj_support does not use zero data retention");
+    let support_fp = support_incident(&triggers);
     let hooks = webhooks(&receiver).len();
 
     let exemption = |expires: &str| {
@@ -302,12 +307,7 @@ fn without_send_resolved_a_fixed_finding_still_resolves_its_incident_and_nothing
     .unwrap();
     assert_ok(&audit(dir.path(), &receiver, &sim));
     let triggers = receiver.at("/pagerduty");
-    let support_fp = triggers
-        .iter()
-        .map(body)
-        .find(|e| e["payload"]["component"] == "proj_support")
-        .map(|e| e["dedup_key"].clone())
-        .expect("proj_support does not use zero data retention");
+    let support_fp = support_incident(&triggers);
     let hooks = webhooks(&receiver).len();
 
     sim.with_org(|org| {
