@@ -870,6 +870,75 @@ fn a_transition_of_an_object_that_did_not_change_names_no_one() {
     assert_eq!(reconciled.changed[1].changed_by, None);
 }
 
+#[test]
+fn a_finding_about_the_holder_of_a_role_names_who_assigned_it() {
+    // A rule over `org_user_roles` reports the user who holds a role (the assignment's
+    // principal), while the store keys each assignment by its role under that user: the
+    // assignment added at snapshot 2 is the finding's change, and the event explains it.
+    let store = crate::store::Store::open_in_memory().unwrap();
+    let conn = store.conn();
+    conn.execute_batch(
+        "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
+         VALUES (1, 'acme', 100, 101, 'complete', 101), (2, 'acme', 190, 200, 'complete', NULL)",
+    )
+    .unwrap();
+    let raw = serde_json::json!({"id": "audit_log-grant", "type": "role.assignment.created",
+        "effective_at": 150,
+        "actor": {"type": "session", "session": {"user": {"id": "user-max"}}},
+        "role.assignment.created": {"id": "role-admin", "principal_id": "user-bob",
+                                    "principal_type": "user", "resource_id": "org-acme",
+                                    "resource_type": "organization"}});
+    conn.execute(
+        "INSERT INTO audit_event (id, type, effective_at, resource_id, raw, snapshot_id)
+         VALUES ('audit_log-grant', 'role.assignment.created', 150, 'role-admin', ?1, 1)",
+        [raw.to_string()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO object (family, project_id, parent_id, resource_id, first_snapshot)
+         VALUES ('org_user_roles', '', 'user-bob', 'role-admin', 2)",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO version (object_id, from_snapshot, change)
+         SELECT id, 2, 'added' FROM object WHERE resource_id = 'role-admin'",
+        [],
+    )
+    .unwrap();
+    // Carl was granted the same role by the log, but no role of his changed in the store.
+    let carl_grant = raw
+        .to_string()
+        .replace("user-bob", "user-carl")
+        .replace("audit_log-grant", "audit_log-carl");
+    conn.execute(
+        "INSERT INTO audit_event (id, type, effective_at, resource_id, raw, snapshot_id)
+         VALUES ('audit_log-carl', 'role.assignment.created', 150, 'role-admin', ?1, 1)",
+        [carl_grant],
+    )
+    .unwrap();
+    let bob = org_finding(Family::OrgUserRoles, "user-bob");
+    let mut carl = org_finding(Family::OrgUserRoles, "user-carl");
+    carl.fingerprint = "carl".into();
+    let mut reconciled = Reconciled {
+        events: vec![
+            transition_of(&bob, EventKind::Opened),
+            transition_of(&carl, EventKind::Opened),
+        ],
+        changed: vec![bob, carl],
+    };
+    crate::findings::attribute_transitions(conn, &mut reconciled, SnapshotId(2), 200).unwrap();
+    let by = reconciled.changed[0]
+        .changed_by
+        .as_ref()
+        .expect("the grant explains it");
+    assert_eq!(by.event_id.as_str(), "audit_log-grant");
+    assert_eq!(
+        reconciled.changed[1].changed_by, None,
+        "no role of Carl's changed"
+    );
+}
+
 /// Stores the revocation of key `key` in project `project` at 150, by max (read by
 /// snapshot 1).
 fn insert_revocation(store: &crate::store::Store, project: &str, key: &str) {

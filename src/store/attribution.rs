@@ -67,6 +67,10 @@ pub(super) fn gapless_reads(
 /// A finding's transition is someone's doing only when its object changed: one opened by
 /// a rule's new threshold, an exemption's end or a key's age moved nothing the log records,
 /// and an event that merely names the object in that time did not cause it.
+///
+/// In a family read under a parent (a user's or a group's roles), a finding may name the
+/// parent instead, as a role assignment's event names its principal: then a change to any
+/// of that parent's objects in the family is the finding's.
 pub fn object_changed_between(
     conn: &Connection,
     family: Family,
@@ -80,8 +84,28 @@ pub fn object_changed_between(
          WHERE o.resource_id = ?1 AND o.family = ?2 AND (?3 IS NULL OR o.project_id = ?3)
            AND v.from_snapshot > ?4 AND v.from_snapshot <= ?5)",
     )?;
-    Ok(stmt.query_row(
+    let changed: bool = stmt.query_row(
         params![resource_id, family.view(), project, after.0, through.0],
+        |row| row.get(0),
+    )?;
+    if changed || family.parent().is_none() {
+        return Ok(changed);
+    }
+    // By the store's unique key (family, project, parent): an organization family's
+    // objects have no project.
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM object o JOIN version v ON v.object_id = o.id
+         WHERE o.family = ?2 AND o.project_id = ?3 AND o.parent_id = ?1
+           AND v.from_snapshot > ?4 AND v.from_snapshot <= ?5)",
+    )?;
+    Ok(stmt.query_row(
+        params![
+            resource_id,
+            family.view(),
+            project.unwrap_or_default(),
+            after.0,
+            through.0
+        ],
         |row| row.get(0),
     )?)
 }
