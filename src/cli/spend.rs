@@ -118,6 +118,10 @@ fn costs_note(status: &CostsStatus) -> Option<String> {
     let why = match (status.outcome.as_deref(), status.error.as_deref()) {
         (Some(_), Some(error)) => format!("the newest costs read failed: {}", inert(error)),
         (Some(_), None) => "the newest costs read failed".to_owned(),
+        // A snapshot that failed whole read nothing: `[spend]` is not to blame.
+        (None, _) if status.snapshot_failed => {
+            "the newest snapshot failed and read nothing".to_owned()
+        }
         (None, _) => "the newest snapshot read no costs: is `[spend] enabled` off?".to_owned(),
     };
     Some(match status.last_complete_at {

@@ -178,6 +178,9 @@ pub struct CostsStatus {
     pub outcome: Option<String>,
     /// Why that read failed.
     pub error: Option<String>,
+    /// Whether that snapshot failed as a whole (it then read no costs, whatever `[spend]`
+    /// says).
+    pub snapshot_failed: bool,
     /// When the newest complete read was made (its snapshot's start, Unix seconds).
     pub last_complete_at: Option<i64>,
 }
@@ -190,16 +193,16 @@ pub fn costs_status(reader: Reader<'_>) -> Result<CostsStatus, StoreError> {
         [],
         |row| row.get(0),
     )?;
-    let newest: Option<(Option<String>, Option<String>)> = conn
+    let newest: Option<(Option<String>, Option<String>, bool)> = conn
         .query_row(
-            "SELECT r.outcome, r.error FROM snapshot s
+            "SELECT r.outcome, r.error, s.status = 'failed' FROM snapshot s
              LEFT JOIN cost_read r ON r.snapshot_id = s.id
              WHERE s.status <> 'running' ORDER BY s.id DESC LIMIT 1",
             [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
-    let (outcome, error) = newest.unwrap_or((None, None));
+    let (outcome, error, snapshot_failed) = newest.unwrap_or((None, None, false));
     let last_complete_at: Option<i64> = conn.query_row(
         "SELECT max(s.started_at) FROM cost_read r JOIN snapshot s ON s.id = r.snapshot_id
          WHERE r.outcome = 'complete'",
@@ -210,6 +213,7 @@ pub fn costs_status(reader: Reader<'_>) -> Result<CostsStatus, StoreError> {
         today,
         outcome,
         error,
+        snapshot_failed,
         last_complete_at,
     })
 }

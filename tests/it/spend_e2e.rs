@@ -341,3 +341,33 @@ fn project(doc: &Value, id: &str) -> Value {
         .unwrap()
         .clone()
 }
+
+#[test]
+fn spend_after_a_failed_snapshot_blames_the_snapshot_not_the_spend_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Org::from_json_str(ORG, Utc::now().timestamp()).unwrap());
+    let url = sim.base_url();
+    let out = run(dir.path(), &url, &["snapshot", "--format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The key is refused: the next snapshot fails whole and reads nothing, costs included.
+    sim.add_fault(Fault {
+        path_prefix: "/organization".into(),
+        kind: FaultKind::Status(401),
+        times: None,
+    });
+    let out = run(dir.path(), &url, &["snapshot", "--format", "json"]);
+    assert_ne!(out.status.code(), Some(0), "the snapshot failed");
+    let out = run(dir.path(), &url, &["spend"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with("The amounts below are those of the costs read of "),
+        "{table}"
+    );
+    assert!(table.contains("the newest snapshot failed"), "{table}");
+    assert!(!table.contains("[spend] enabled"), "costs are on: {table}");
+}
