@@ -415,10 +415,12 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
         args.format,
         args.fail_on,
         &|_| {},
-    )?;
-    if !args.dry_run {
+    );
+    if exit.is_ok() && !args.dry_run {
         warn_unused_exemptions(&config, &exemptions, &db);
     }
+    // A run that fails (a rule that did not finish, a failed delivery pass) may still have
+    // queued its messages: those are as lost with a thrown-away database.
     if fresh && args.notify {
         // What could not be delivered waits in this database's outbox: with the database
         // thrown away, as a CI job does, it is lost, and nothing else would say so.
@@ -434,14 +436,16 @@ pub fn audit(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Exit> {
         } else {
             String::new()
         };
-        eprintln_or_drop!(
-            "warning: {} was created by this run, so every open finding counted as new; keep \
-             the database between runs (a CI cache or volume) so that only changes are \
-             announced{lost}",
-            db.display()
-        );
+        if exit.is_ok() || queued > 0 {
+            eprintln_or_drop!(
+                "warning: {} was created by this run, so every open finding counted as new; \
+                 keep the database between runs (a CI cache or volume) so that only changes \
+                 are announced{lost}",
+                db.display()
+            );
+        }
     }
-    Ok(exit)
+    exit
 }
 
 #[cfg(test)]

@@ -193,3 +193,44 @@ fn a_ci_run_on_a_new_database_says_its_undelivered_messages_wait_in_it() {
     let out = audit(dir.path(), &sim.base_url(), &[]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("created by this run"));
 }
+
+#[test]
+fn a_failing_ci_run_on_a_new_database_still_says_its_undelivered_messages_wait_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: the relay is down for this run.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // A rule whose SQL fails on the data fails the run (exit 2) after the others' findings
+    // were announced: those messages are as lost with the database as on a run that passes.
+    std::fs::write(
+        dir.path().join("failing.toml"),
+        "[[rule]]\nid = \"reads-text-as-json\"\ntitle = \"Fails\"\nseverity = \"low\"\n\
+         resource_type = \"projects\"\ndescription = \"Fails.\"\nremediation = \"None.\"\n\
+         sql = \"SELECT id AS resource_id, id AS project_id, 'm' AS message FROM projects \
+         WHERE json_array_length(name) > 0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        format!(
+            "[openai]\norganization = \"acme-robotics\"\n[rules]\npaths = [\"failing.toml\"]\n\
+             [notify.email]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             tls = \"none\"\nfrom = \"orgwarden@acme-robotics.com\"\n\
+             to = [\"security@acme-robotics.com\"]\n"
+        ),
+    )
+    .unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    let out = audit(dir.path(), &sim.base_url(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("reads-text-as-json"), "{stderr}");
+    assert!(
+        stderr.contains("audit.db was created by this run")
+            && stderr.contains("1 message(s) it could not deliver wait in its outbox"),
+        "{stderr}"
+    );
+}
