@@ -278,6 +278,26 @@ pub(super) fn report_notification(
     delivery: Option<Result<DeliveryReport, NotifyError>>,
 ) -> anyhow::Result<()> {
     match &notified.announcement.digest {
+        // Only PagerDuty hears of findings closed without an announcement (exempted, or
+        // resolved while `send_resolved` is off): its resolves are still messages.
+        None if !notified.announcement.queued.is_empty() => {
+            let channels: Vec<&str> = notified
+                .announcement
+                .queued
+                .iter()
+                .map(|(channel, _)| channel.as_str())
+                .collect();
+            eprintln_or_drop!(
+                "notify: nothing new to announce; PagerDuty resolves queued for {} (findings \
+                 closed without an announcement){}",
+                channels.join(", "),
+                if notified.dry_run {
+                    " (dry run: nothing queued or sent)"
+                } else {
+                    ""
+                }
+            );
+        }
         None => eprintln_or_drop!("notify: nothing new to announce"),
         Some(digest) if notified.dry_run => {
             let rendered = notifier.render(digest)?;

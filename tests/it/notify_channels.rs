@@ -269,7 +269,13 @@ fn exempting_a_paged_finding_resolves_its_incident_and_the_expiry_pages_again() 
         channels_config(&receiver, &exemption("2099-12-31")),
     )
     .unwrap();
-    assert_ok(&audit(dir.path(), &receiver, &sim));
+    let out = audit(dir.path(), &receiver, &sim);
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nothing new to announce; PagerDuty resolves queued for pager (findings"),
+        "the run says what it sent: {stderr}"
+    );
     let events = receiver.at("/pagerduty");
     assert_eq!(events.len(), triggers.len() + 1, "one resolve: {events:#?}");
     let resolve = body(events.last().unwrap());
