@@ -159,24 +159,29 @@ fn a_failed_delivery_pass_still_prints_the_report_before_failing() {
     assert_eq!(mails(dir.path()), 0, "nothing was sent");
 }
 
-#[test]
-fn a_ci_run_on_a_new_database_says_its_undelivered_messages_wait_in_it() {
-    let dir = tempfile::tempdir().unwrap();
-    // A port nothing listens on: the relay is down for this run.
+/// Writes `orgwarden.toml` in `dir` with `extra` and an SMTP relay on a port nothing
+/// listens on: the relay is down for the run.
+fn with_the_relay_down(dir: &Path, extra: &str) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     std::fs::write(
-        dir.path().join("orgwarden.toml"),
+        dir.join("orgwarden.toml"),
         format!(
-            "[openai]\norganization = \"acme-robotics\"\n[notify.email]\ntransport = \"smtp\"\n\
-             host = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+            "[openai]\norganization = \"acme-robotics\"\n{extra}[notify.email]\n\
+             transport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
              from = \"orgwarden@acme-robotics.com\"\nto = [\"security@acme-robotics.com\"]\n"
         ),
     )
     .unwrap();
+}
+
+#[test]
+fn a_ci_run_on_a_new_database_says_its_undelivered_messages_wait_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    with_the_relay_down(dir.path(), "");
     let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
     let out = audit(dir.path(), &sim.base_url(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -197,12 +202,6 @@ fn a_ci_run_on_a_new_database_says_its_undelivered_messages_wait_in_it() {
 #[test]
 fn a_failing_ci_run_on_a_new_database_still_says_its_undelivered_messages_wait_in_it() {
     let dir = tempfile::tempdir().unwrap();
-    // A port nothing listens on: the relay is down for this run.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     // A rule whose SQL fails on the data fails the run (exit 2) after the others' findings
     // were announced: those messages are as lost with the database as on a run that passes.
     std::fs::write(
@@ -213,16 +212,7 @@ fn a_failing_ci_run_on_a_new_database_still_says_its_undelivered_messages_wait_i
          WHERE json_array_length(name) > 0\"\n",
     )
     .unwrap();
-    std::fs::write(
-        dir.path().join("orgwarden.toml"),
-        format!(
-            "[openai]\norganization = \"acme-robotics\"\n[rules]\npaths = [\"failing.toml\"]\n\
-             [notify.email]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-             tls = \"none\"\nfrom = \"orgwarden@acme-robotics.com\"\n\
-             to = [\"security@acme-robotics.com\"]\n"
-        ),
-    )
-    .unwrap();
+    with_the_relay_down(dir.path(), "[rules]\npaths = [\"failing.toml\"]\n");
     let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
     let out = audit(dir.path(), &sim.base_url(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
