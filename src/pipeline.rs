@@ -234,7 +234,14 @@ pub fn evaluate(
         &store.failed_scopes(snapshot.id)?,
         store.audit_log_read_complete(snapshot.id)?,
     );
-    if !store.costs_read_complete(snapshot.id)? {
+    // A failed costs read proves nothing, nor does a crawl that ended before it; costs
+    // switched off in a complete snapshot are left out on purpose, like a skipped family,
+    // so their findings do not freeze for as long as the setting stays off.
+    let costs_unread = match store.costs_read(snapshot.id)? {
+        Some(complete) => !complete,
+        None => snapshot.status != SnapshotStatus::Complete,
+    };
+    if costs_unread {
         coverage.held_rules = inputs
             .rules
             .enabled()

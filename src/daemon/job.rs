@@ -321,8 +321,14 @@ impl AuditJob {
             } else {
                 // A partial snapshot with every scope read: the costs or the audit log
                 // failed, which the run's record must say as `snapshot` does.
-                outcome.message = crate::report::costs_failure(crawl)
-                    .or_else(|| crate::report::audit_log_failure(info));
+                let reads: Vec<String> = [
+                    crate::report::costs_failure(crawl),
+                    crate::report::audit_log_failure(info),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                outcome.message = (!reads.is_empty()).then(|| reads.join("; "));
             }
         }
         let Ok(run) = &audited.evaluated else {

@@ -382,15 +382,16 @@ impl Rule {
     }
 
     /// Whether the rule reads a view of the costs (`project_spend`, `org_spend`,
-    /// `project_costs_daily`): its findings then stand still while the costs cannot be
-    /// read. Judged from the SQL's words, so a mention in a comment counts too, which only
-    /// holds findings longer.
+    /// `project_costs_daily`, or their table `cost_day`): its findings then stand still
+    /// while the costs cannot be read. Judged from the SQL's words, so a mention in a
+    /// comment counts too, which only holds findings longer.
     pub fn reads_costs(&self) -> bool {
         let sql = self.sql().to_ascii_lowercase();
-        let costs: Vec<&str> = crate::store::spend_views()
+        let mut costs: Vec<&str> = crate::store::spend_views()
             .into_iter()
             .map(|(name, _)| name)
             .collect();
+        costs.push("cost_day");
         sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .any(|word| costs.contains(&word))
     }

@@ -722,15 +722,17 @@ impl Store {
             .query_row(AUDIT_LOG_COMPLETE, [id.0], |row| row.get(0))?)
     }
 
-    /// Whether snapshot `id` read the costs completely: only then may a finding of a rule
-    /// over the spend views be resolved (a failed or switched-off read leaves the stored
-    /// days as an earlier read left them).
-    pub fn costs_read_complete(&self, id: SnapshotId) -> Result<bool, StoreError> {
-        Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM cost_read WHERE snapshot_id = ?1 AND outcome = 'complete')",
-            [id.0],
-            |row| row.get(0),
-        )?)
+    /// How snapshot `id` read the costs: `Some(true)` completely, `Some(false)` it failed,
+    /// `None` it did not try (`[spend] enabled = false`, or a crawl that ended first).
+    pub fn costs_read(&self, id: SnapshotId) -> Result<Option<bool>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT outcome = 'complete' FROM cost_read WHERE snapshot_id = ?1",
+                [id.0],
+                |row| row.get(0),
+            )
+            .optional()?)
     }
 
     /// Applies migrations and recreates the views.

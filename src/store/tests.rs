@@ -1700,4 +1700,23 @@ fn a_failed_costs_read_resolves_no_finding_of_a_rule_over_the_spend_views() {
         Some(crate::findings::Status::Open),
         "a failed costs read resolved it"
     );
+    // Costs switched off (`[spend] enabled = false`): a complete snapshot that does not try
+    // is no failed read, and the findings follow the views as for a skipped family rather
+    // than freeze for as long as the setting stays off.
+    let mut writer = store.begin_snapshot("acme", at(402)).unwrap();
+    writer
+        .apply(complete(
+            Family::Projects,
+            None,
+            None,
+            vec![project("proj_a")],
+        ))
+        .unwrap();
+    writer
+        .finish(&CrawlStats::default(), at(402), SnapshotStatus::Complete)
+        .unwrap();
+    assert_eq!(
+        near(&mut store, 402),
+        Some(crate::findings::Status::Resolved)
+    );
 }
