@@ -772,25 +772,42 @@ fn transition_of(f: &Finding, kind: EventKind) -> Event {
     }
 }
 
-#[test]
-fn a_finding_opened_by_a_logged_change_carries_who_made_it() {
+/// A store whose snapshot 1 (100–101) was evaluated and snapshot 2 (190–200) is being.
+fn evaluated_then_stored() -> crate::store::Store {
     let store = crate::store::Store::open_in_memory().unwrap();
-    let conn = store.conn();
-    conn.execute_batch(
-        "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
-         VALUES (1, 'acme', 100, 101, 'complete', 101), (2, 'acme', 190, 200, 'complete', NULL)",
-    )
-    .unwrap();
-    let raw = serde_json::json!({"id": "audit_log-1", "type": "user.updated", "effective_at": 150,
-        "actor": {"type": "api_key", "api_key": {"id": "key_admin", "type": "user",
-                  "user": {"id": "user-max", "email": "max@acme.com"}}},
-        "user.updated": {"id": "user-bob", "changes_requested": {"role": "owner"}}});
+    store
+        .conn()
+        .execute_batch(
+            "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
+             VALUES (1, 'acme', 100, 101, 'complete', 101), (2, 'acme', 190, 200, 'complete', NULL)",
+        )
+        .unwrap();
+    store
+}
+
+/// Stores `audit_log-<user>`, a `user.updated` at 150 by `actor` making `user` an owner.
+fn insert_promotion(conn: &rusqlite::Connection, user: &str, actor: serde_json::Value) {
+    let id = format!("audit_log-{user}");
+    let raw = serde_json::json!({"id": id, "type": "user.updated", "effective_at": 150,
+        "actor": actor, "user.updated": {"id": user, "changes_requested": {"role": "owner"}}});
     conn.execute(
         "INSERT INTO audit_event (id, type, effective_at, resource_id, raw, snapshot_id)
-         VALUES ('audit_log-1', 'user.updated', 150, 'user-bob', ?1, 1)",
-        [raw.to_string()],
+         VALUES (?1, 'user.updated', 150, ?2, ?3, 1)",
+        rusqlite::params![id, user, raw.to_string()],
     )
     .unwrap();
+}
+
+#[test]
+fn a_finding_opened_by_a_logged_change_carries_who_made_it() {
+    let store = evaluated_then_stored();
+    let conn = store.conn();
+    insert_promotion(
+        conn,
+        "user-bob",
+        serde_json::json!({"type": "api_key", "api_key": {"id": "key_admin", "type": "user",
+                           "user": {"id": "user-max", "email": "max@acme.com"}}}),
+    );
     insert_version(conn, Family::OrgUsers, "", "user-bob", 2, "changed");
     let opened = org_finding(Family::OrgUsers, "user-bob");
     let mut stale = org_finding(Family::OrgUsers, "user-eve");
@@ -835,24 +852,11 @@ fn a_transition_of_an_object_that_did_not_change_names_no_one() {
     // snapshots stored no change of Bob, and Carl's only at snapshot 1: a finding about
     // either that opens at 2 (a rule's new threshold, an exemption's end) is not that
     // event's doing.
-    let store = crate::store::Store::open_in_memory().unwrap();
+    let store = evaluated_then_stored();
     let conn = store.conn();
-    conn.execute_batch(
-        "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
-         VALUES (1, 'acme', 100, 101, 'complete', 101), (2, 'acme', 190, 200, 'complete', NULL)",
-    )
-    .unwrap();
     for user in ["user-bob", "user-carl"] {
-        let id = format!("audit_log-{user}");
-        let raw = serde_json::json!({"id": id, "type": "user.updated", "effective_at": 150,
-            "actor": {"type": "session", "session": {"user": {"id": "user-max"}}},
-            "user.updated": {"id": user, "changes_requested": {"role": "owner"}}});
-        conn.execute(
-            "INSERT INTO audit_event (id, type, effective_at, resource_id, raw, snapshot_id)
-             VALUES (?1, 'user.updated', 150, ?2, ?3, 1)",
-            rusqlite::params![id, user, raw.to_string()],
-        )
-        .unwrap();
+        let max = serde_json::json!({"type": "session", "session": {"user": {"id": "user-max"}}});
+        insert_promotion(conn, user, max);
     }
     insert_version(conn, Family::OrgUsers, "", "user-carl", 1, "changed");
     let bob = org_finding(Family::OrgUsers, "user-bob");
@@ -875,13 +879,8 @@ fn a_finding_about_the_holder_of_a_role_names_who_assigned_it() {
     // A rule over `org_user_roles` reports the user who holds a role (the assignment's
     // principal), while the store keys each assignment by its role under that user: the
     // assignment added at snapshot 2 is the finding's change, and the event explains it.
-    let store = crate::store::Store::open_in_memory().unwrap();
+    let store = evaluated_then_stored();
     let conn = store.conn();
-    conn.execute_batch(
-        "INSERT INTO snapshot (id, org, started_at, finished_at, status, evaluated_at)
-         VALUES (1, 'acme', 100, 101, 'complete', 101), (2, 'acme', 190, 200, 'complete', NULL)",
-    )
-    .unwrap();
     let raw = serde_json::json!({"id": "audit_log-grant", "type": "role.assignment.created",
         "effective_at": 150,
         "actor": {"type": "session", "session": {"user": {"id": "user-max"}}},
