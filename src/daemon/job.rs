@@ -43,25 +43,9 @@ struct Loaded {
     client: AdminClient,
     /// When the exemptions' ends were last warned about.
     exemptions_noted: ExpiryWatch,
-    /// The day (UTC) exemptions matching no stored finding were last looked for; `None`
-    /// until a run of this configuration has evaluated, since only its findings can say.
-    unused_noted: Mutex<Option<NaiveDate>>,
-}
-
-impl Loaded {
-    /// Whether exemptions matching nothing are to be looked for on `today`: once a day,
-    /// and first after the first run of this configuration. Marks the day.
-    fn unused_due(&self, today: NaiveDate) -> bool {
-        let mut noted = match self.unused_noted.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if noted.is_some_and(|day| day >= today) {
-            return false;
-        }
-        *noted = Some(today);
-        true
-    }
+    /// When exemptions matching no stored finding were last looked for: not at load, but
+    /// after the first run of this configuration, since only its findings can say.
+    unused_noted: Daily,
 }
 
 /// Logs each of `diags` as a warning with its code and `file:line:col`: the daemon's
@@ -73,33 +57,56 @@ fn log_warnings(diags: &Diagnostics) {
     }
 }
 
+/// Something the daemon says once a UTC day: the last day it was said.
+#[derive(Debug)]
+struct Daily {
+    noted: Mutex<Option<NaiveDate>>,
+}
+
+impl Daily {
+    /// Said on `day` (`None`: not yet, so due at once).
+    fn noted_on(day: Option<NaiveDate>) -> Daily {
+        Daily {
+            noted: Mutex::new(day),
+        }
+    }
+
+    /// Whether it is due on `today`; marks the day when it is.
+    fn due(&self, today: NaiveDate) -> bool {
+        // A poisoned lock only means a run panicked; the day it holds is still whole.
+        let mut noted = match self.noted.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if noted.is_some_and(|day| day >= today) {
+            return false;
+        }
+        *noted = Some(today);
+        true
+    }
+}
+
 /// Warns about exemptions' ends once a day: a daemon runs for months on one
 /// configuration, and an exemption's end comes near (or passes) while it does.
 #[derive(Debug)]
 struct ExpiryWatch {
-    /// The last day (UTC) the warnings were given.
-    noted: Mutex<NaiveDate>,
+    day: Daily,
 }
 
 impl ExpiryWatch {
     /// A watch that has warned on `day` (loading the configuration does).
     fn noted_on(day: NaiveDate) -> ExpiryWatch {
         ExpiryWatch {
-            noted: Mutex::new(day),
+            day: Daily::noted_on(Some(day)),
         }
     }
 
     /// The warnings due on `today`, each with the diagnostic code the configuration's
     /// check gives it (so that one log search finds both): none if given today already.
     fn due(&self, exemptions: &[Exemption], today: NaiveDate) -> Vec<(DiagnosticCode, String)> {
-        let mut noted = match self.noted.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if *noted >= today {
+        if !self.day.due(today) {
             return Vec::new();
         }
-        *noted = today;
         exemptions
             .iter()
             .filter_map(|e| {
@@ -175,7 +182,7 @@ fn load(inputs: &JobInputs, metrics: &Arc<Metrics>) -> Result<Loaded, BoxError> 
         notifier,
         client,
         exemptions_noted: ExpiryWatch::noted_on(today),
-        unused_noted: Mutex::new(None),
+        unused_noted: Daily::noted_on(None),
     })
 }
 
@@ -459,7 +466,7 @@ impl Job for AuditJob {
             // Shutting down: `flush` delivers, within the daemon's deadline.
             return outcome;
         }
-        if outcome.status != SnapshotStatus::Failed && loaded.unused_due(today) {
+        if outcome.status != SnapshotStatus::Failed && loaded.unused_noted.due(today) {
             self.warn_unused_exemptions(&loaded).await;
         }
         // A signal stops the pass between two messages, as it stops a rule; the flush

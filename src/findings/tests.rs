@@ -859,8 +859,16 @@ fn a_transition_of_an_object_that_did_not_change_names_no_one() {
         insert_promotion(conn, user, max);
     }
     insert_version(conn, Family::OrgUsers, "", "user-carl", 1, "changed");
-    let bob = org_finding(Family::OrgUsers, "user-bob");
-    let mut carl = org_finding(Family::OrgUsers, "user-carl");
+    assert_eq!(bob_and_carl_opened(conn, Family::OrgUsers), [None, None]);
+}
+
+/// The `changed_by` of Bob's and Carl's findings of `family`, both opened at snapshot 2.
+fn bob_and_carl_opened(
+    conn: &rusqlite::Connection,
+    family: Family,
+) -> [Option<crate::findings::ChangedBy>; 2] {
+    let bob = org_finding(family, "user-bob");
+    let mut carl = org_finding(family, "user-carl");
     carl.fingerprint = "carl".into();
     let mut reconciled = Reconciled {
         events: vec![
@@ -870,8 +878,8 @@ fn a_transition_of_an_object_that_did_not_change_names_no_one() {
         changed: vec![bob, carl],
     };
     crate::findings::attribute_transitions(conn, &mut reconciled, SnapshotId(2), 200).unwrap();
-    assert_eq!(reconciled.changed[0].changed_by, None);
-    assert_eq!(reconciled.changed[1].changed_by, None);
+    let mut changed = reconciled.changed.into_iter().map(|f| f.changed_by);
+    [changed.next().flatten(), changed.next().flatten()]
 }
 
 #[test]
@@ -916,26 +924,10 @@ fn a_finding_about_the_holder_of_a_role_names_who_assigned_it() {
         [carl_grant],
     )
     .unwrap();
-    let bob = org_finding(Family::OrgUserRoles, "user-bob");
-    let mut carl = org_finding(Family::OrgUserRoles, "user-carl");
-    carl.fingerprint = "carl".into();
-    let mut reconciled = Reconciled {
-        events: vec![
-            transition_of(&bob, EventKind::Opened),
-            transition_of(&carl, EventKind::Opened),
-        ],
-        changed: vec![bob, carl],
-    };
-    crate::findings::attribute_transitions(conn, &mut reconciled, SnapshotId(2), 200).unwrap();
-    let by = reconciled.changed[0]
-        .changed_by
-        .as_ref()
-        .expect("the grant explains it");
+    let [bob, carl] = bob_and_carl_opened(conn, Family::OrgUserRoles);
+    let by = bob.expect("the grant explains it");
     assert_eq!(by.event_id.as_str(), "audit_log-grant");
-    assert_eq!(
-        reconciled.changed[1].changed_by, None,
-        "no role of Carl's changed"
-    );
+    assert_eq!(carl, None, "no role of Carl's changed");
 }
 
 /// Stores the revocation of key `key` in project `project` at 150, by max (read by
