@@ -513,7 +513,14 @@ fn record(
             progress,
             blocks_channel,
         } => {
-            let delay = retry_after.map_or_else(|| backoff(attempts), |r| r.min(MAX_RETRY));
+            // A PagerDuty message that got further this time was slowed down (a 429 after
+            // some events), not failing: its next try is the first retry again, or else a
+            // long run of events, a window each try, would wait hours by the end.
+            let delay = match *retry_after {
+                Some(r) => r.min(MAX_RETRY),
+                None if *progress > row.progress => FIRST_RETRY,
+                None => backoff(attempts),
+            };
             let next = now + delay.max(TimeDelta::zero());
             let text = crate::secrets::scrub(error).into_owned();
             conn.execute(
@@ -809,6 +816,52 @@ mod tests {
             "{report:?}"
         );
         assert_eq!(report.pending, 0);
+    }
+
+    #[test]
+    fn a_pagerduty_message_that_got_further_is_retried_after_the_first_delay_again() {
+        // PagerDuty takes so many events a minute; a run of many is sent a window at a
+        // time, and each window is progress, not one more failure to back off from.
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        let mut events = message("events");
+        events.channel = "pager".into();
+        events.kind = "pagerduty".into();
+        let id = insert(&tx, &events, t(0)).unwrap();
+        tx.execute(
+            "UPDATE outbox SET attempts = 5, progress = 40 WHERE id = ?1",
+            [id.0],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let throttled = |progress| Attempt::Retry {
+            error: "pager: HTTP 429".into(),
+            retry_after: None,
+            progress,
+            blocks_channel: true,
+        };
+        let next_try = |conn: &Connection| list(conn).unwrap()[0].next_attempt_at;
+        let row = unsent(&conn).unwrap().remove(0).unwrap();
+        record(
+            &conn,
+            &row,
+            &throttled(160),
+            t(0),
+            &mut DeliveryReport::default(),
+        )
+        .unwrap();
+        assert_eq!(next_try(&conn), t(0) + FIRST_RETRY);
+        // No further this time: the backoff grows with the failures as for any message.
+        let row = unsent(&conn).unwrap().remove(0).unwrap();
+        record(
+            &conn,
+            &row,
+            &throttled(160),
+            t(0),
+            &mut DeliveryReport::default(),
+        )
+        .unwrap();
+        assert_eq!(next_try(&conn), t(0) + backoff(7));
     }
 
     #[test]
