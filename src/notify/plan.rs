@@ -172,7 +172,7 @@ pub struct Digest {
     /// Every open finding after this run, oldest first (the CSV attachment, the counts).
     pub open: Vec<FindingState>,
     /// This month's spend per project (the `project_spend` view), for the digest's chart.
-    pub spend: Vec<crate::store::ProjectSpend>,
+    pub spend: crate::store::DigestSpend,
 }
 
 impl Digest {
@@ -389,7 +389,7 @@ pub fn plan(
         partial: ctx.partial,
         announced,
         open,
-        spend: Vec::new(),
+        spend: crate::store::DigestSpend::default(),
     })
 }
 

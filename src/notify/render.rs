@@ -975,6 +975,8 @@ struct SpendChart {
     bars: Vec<SpendBar>,
     /// Projects with a limit not drawn.
     more: usize,
+    /// When the figures were read, if not by this run (its costs read failed).
+    as_of: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -995,8 +997,9 @@ const CHART_ROW: u32 = 40;
 
 /// The chart of the projects with a hard limit, highest share of it first; `None` when no
 /// project has one.
-fn spend_chart(rows: &[crate::store::ProjectSpend]) -> Option<SpendChart> {
-    let mut limited: Vec<&crate::store::ProjectSpend> = rows
+fn spend_chart(spend: &crate::store::DigestSpend) -> Option<SpendChart> {
+    let mut limited: Vec<&crate::store::ProjectSpend> = spend
+        .rows
         .iter()
         .filter(|r| r.hard_limit.is_some_and(|l| l > 0))
         .collect();
@@ -1046,5 +1049,8 @@ fn spend_chart(rows: &[crate::store::ProjectSpend]) -> Option<SpendChart> {
         track,
         bars,
         more,
+        as_of: spend
+            .as_of
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
     })
 }

@@ -218,23 +218,46 @@ pub fn costs_status(reader: Reader<'_>) -> Result<CostsStatus, StoreError> {
     })
 }
 
+/// What the digest's spend chart draws: the `project_spend` rows, and when the newest
+/// snapshot could not read the costs, the time of the complete read they come from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DigestSpend {
+    /// Month to date per project, as of the newest complete costs read.
+    pub rows: Vec<ProjectSpend>,
+    /// When that read was made, if it is not the newest snapshot's (its read failed).
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// `project_spend` read inside an open transaction, for the digest's chart. The chart is an
 /// extra: a database whose views cannot be read gives no chart, not a failed digest. Nor
-/// does one whose costs were never read completely: its 0 of every limit is no figure.
-pub fn project_spend_in(conn: &rusqlite::Connection) -> Vec<ProjectSpend> {
+/// does one whose costs were never read completely, or last read completely in an earlier
+/// month: the views then count nothing of this month, and its 0 of every limit is no figure.
+pub fn project_spend_in(conn: &rusqlite::Connection) -> DigestSpend {
     let reader = Reader { conn };
-    let read = costs_status(reader).map(|s| s.last_complete_at.is_some());
-    match read.and_then(|read| {
-        if read {
-            project_spend(reader)
+    let figures = costs_status(reader).and_then(|status| {
+        let Some(last) = status
+            .last_complete_at
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        else {
+            return Ok(DigestSpend::default());
+        };
+        let as_of = if status.outcome.as_deref() == Some("complete") {
+            None
+        } else if status.today.get(..7) == Some(last.format("%Y-%m").to_string().as_str()) {
+            Some(last)
         } else {
-            Ok(Vec::new())
-        }
-    }) {
-        Ok(rows) => rows,
+            return Ok(DigestSpend::default());
+        };
+        Ok(DigestSpend {
+            rows: project_spend(reader)?,
+            as_of,
+        })
+    });
+    match figures {
+        Ok(figures) => figures,
         Err(e) => {
             tracing::debug!("the digest's spend chart is left out: {e}");
-            Vec::new()
+            DigestSpend::default()
         }
     }
 }

@@ -37,7 +37,8 @@ pub use attribution::{events_naming, object_changed_between, read_span};
 pub use audit_log::{AuditLogSummary, EventFilter, FeedStatus, audit_events, feed_status};
 pub use canon::FieldChange;
 pub use costs::{
-    CostsStatus, ProjectSpend, costs_status, org_spend, project_spend, project_spend_in,
+    CostsStatus, DigestSpend, ProjectSpend, costs_status, org_spend, project_spend,
+    project_spend_in,
 };
 pub use fault::Fault;
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};

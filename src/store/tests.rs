@@ -1624,7 +1624,7 @@ fn the_digest_charts_no_spend_before_a_complete_costs_read() {
         "the view gives 0 for want of costs"
     );
     assert!(
-        project_spend_in(store.reader().conn()).is_empty(),
+        project_spend_in(store.reader().conn()).rows.is_empty(),
         "0 of a limit is no figure to chart"
     );
     let status = costs_status(store.reader()).unwrap();
@@ -1644,13 +1644,26 @@ fn the_digest_charts_no_spend_before_a_complete_costs_read() {
         crate::costs::CostsOutcome::Complete(std::iter::once(cost).collect()),
     );
     let chart = project_spend_in(store.reader().conn());
-    assert_eq!(chart[0].pct_of_limit, Some(85.0));
-    // A later failed read keeps the chart of the last complete one.
+    assert_eq!(chart.rows[0].pct_of_limit, Some(85.0));
+    assert_eq!(chart.as_of, None, "this run's own figures");
+    // A later failed read keeps the chart of the last complete one, saying when it was.
     spend_snap(&mut store, 2, failed());
-    assert_eq!(project_spend_in(store.reader().conn()).len(), 1);
+    let chart = project_spend_in(store.reader().conn());
+    assert_eq!(chart.rows.len(), 1);
+    assert_eq!(chart.as_of, Some(at(1)));
     let status = costs_status(store.reader()).unwrap();
     assert_eq!(status.outcome.as_deref(), Some("failed"));
     assert_eq!(status.last_complete_at, Some(at(1).timestamp()));
+    // The first snapshot of February cannot read the costs either: the views count nothing
+    // of February, and a chart of every project at 0 of its limit would be no figure.
+    let february = 400;
+    assert_eq!(at(february).format("%m-%d %H").to_string(), "02-01 00");
+    spend_snap(&mut store, february, failed());
+    assert_eq!(project_spend(store.reader()).unwrap()[0].month_to_date, 0);
+    assert_eq!(
+        project_spend_in(store.reader().conn()),
+        DigestSpend::default()
+    );
 }
 
 #[test]

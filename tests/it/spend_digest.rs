@@ -41,7 +41,7 @@ fn the_digest_charts_the_projects_nearest_their_limit() {
     let without = renderer.render(&digest, "7d").unwrap();
     assert!(!without.html.contains("<svg"), "no limits, no chart");
 
-    digest.spend = vec![
+    digest.spend.rows = vec![
         row("proj_payments", "Payments", 184_250, Some(200_000)),
         row("proj_research", "Research <sandbox>", 61_000, Some(100_000)),
         row("proj_mobile", "Mobile", 130_000, Some(100_000)),
@@ -81,5 +81,37 @@ fn the_digest_charts_the_projects_nearest_their_limit() {
         "the chart adds nothing visible: {} vs {} bytes",
         with_bytes.len(),
         without_bytes.len()
+    );
+}
+
+#[test]
+fn a_chart_of_an_older_read_says_when_it_was_made() {
+    // The run could not read the costs: the figures are the last complete read's, and a
+    // reader must not take them for this morning's.
+    let ctx = RunContext {
+        organization: "acme".into(),
+        snapshot_id: Some(SnapshotId(43)),
+        partial: false,
+    };
+    let policy = Policy {
+        repeat_interval: TimeDelta::days(7),
+        send_resolved: true,
+    };
+    let now = crate::notify_render::now();
+    let mut digest = plan(&crate::notify_render::sample(), &ctx, &policy, now).unwrap();
+    digest.spend.rows = vec![row("proj_payments", "Payments", 184_250, Some(200_000))];
+    let renderer = Renderer::builtin().unwrap();
+    let current = renderer.render(&digest, "7d").unwrap().html;
+    assert!(!current.contains("could not read the costs"), "{current}");
+    digest.spend.as_of = Some(now - TimeDelta::hours(26));
+    let older = renderer.render(&digest, "7d").unwrap().html;
+    let when = (now - TimeDelta::hours(26))
+        .format("%Y-%m-%d %H:%M UTC")
+        .to_string();
+    assert!(
+        older.contains(&format!(
+            "This run could not read the costs: these are the figures of the last complete read, {when}."
+        )),
+        "{older}"
     );
 }
