@@ -244,6 +244,18 @@ pub trait Job: Send + Sync + 'static {
     /// Delivers what is pending (the outbox) before the daemon exits.
     fn flush(&self) -> impl Future<Output = Result<(), BoxError>> + Send;
 
+    /// Between runs: delivers the queued messages whose retry is due, trying none once
+    /// `stop` is cancelled, and says when the next one will be due (`None`: none waits).
+    /// Without it, a message a run could not deliver would wait for the next run, a day
+    /// later on a daily schedule, whatever its backoff said.
+    fn retry(
+        &self,
+        stop: CancellationToken,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, BoxError>> + Send {
+        drop(stop);
+        std::future::ready(Ok(None))
+    }
+
     /// Whether the database can be written (`/readyz`); `Err` says why not.
     fn ready(&self) -> Result<(), String>;
 }
@@ -384,6 +396,8 @@ pub struct DaemonBuilder<J> {
     shutdown_deadline: Duration,
     abandon_grace: Duration,
     flush_timeout: Duration,
+    retry_soonest: Duration,
+    retry_latest: Duration,
     metrics: Arc<Metrics>,
     components: Vec<Box<dyn Component>>,
 }
@@ -422,6 +436,14 @@ impl<J: Job> DaemonBuilder<J> {
     /// How long the final [`Job::flush`] may take (30 s).
     pub fn flush_timeout(mut self, timeout: Duration) -> Self {
         self.flush_timeout = timeout;
+        self
+    }
+
+    /// Between runs, how soon after one look at the outbox the next may come (5 s), and
+    /// how long it may wait at most (5 minutes: a message requeued by hand is seen then).
+    pub fn retry_timing(mut self, soonest: Duration, latest: Duration) -> Self {
+        self.retry_soonest = soonest;
+        self.retry_latest = latest;
         self
     }
 
@@ -468,6 +490,8 @@ impl<J: Job> DaemonBuilder<J> {
             shutdown_deadline: self.shutdown_deadline,
             abandon_grace: self.abandon_grace,
             flush_timeout: self.flush_timeout,
+            retry_soonest: self.retry_soonest,
+            retry_latest: self.retry_latest,
             components,
             handle,
         }
@@ -482,6 +506,8 @@ pub struct Daemon<J> {
     shutdown_deadline: Duration,
     abandon_grace: Duration,
     flush_timeout: Duration,
+    retry_soonest: Duration,
+    retry_latest: Duration,
     components: Vec<Box<dyn Component>>,
     handle: DaemonHandle,
 }
@@ -498,6 +524,8 @@ impl<J: Job> Daemon<J> {
             shutdown_deadline: Duration::from_secs(30),
             abandon_grace: Duration::from_secs(5),
             flush_timeout: Duration::from_secs(30),
+            retry_soonest: RETRY_SOONEST,
+            retry_latest: MAX_SLEEP,
             metrics: Arc::new(Metrics::new()),
             components: Vec::new(),
         }
@@ -561,6 +589,78 @@ struct Planned {
 /// The longest single sleep: waking up now and then re-reads the wall clock, so a suspend
 /// or a clock change cannot leave the daemon asleep past its tick.
 const MAX_SLEEP: Duration = Duration::from_secs(300);
+
+/// Between runs, the least time from one look at the outbox to the next: a receiver
+/// answering `Retry-After: 0` for ever gets a try every few seconds, not a busy loop.
+const RETRY_SOONEST: Duration = Duration::from_secs(5);
+
+/// Between runs, the outbox's retries: when to look at it next, and the pass under way.
+/// A pass never overlaps a run: a run holds SQLite's write lock for its whole crawl, and
+/// a pass that could not record a delivery would send it again later.
+struct Retries {
+    /// When to look next.
+    at: DateTime<Utc>,
+    /// The reading `at` was planned by (a clock stepped back is seen as such).
+    planned: Reading,
+    /// The pass under way.
+    pass: Option<RetryPass>,
+    /// A tick that came during the pass: it runs as soon as the pass has stopped.
+    tick: Option<DateTime<Utc>>,
+}
+
+struct RetryPass {
+    task: JoinHandle<Result<Option<DateTime<Utc>>, String>>,
+    stop: CancellationToken,
+}
+
+impl Retries {
+    fn now() -> Retries {
+        let planned = Reading::now();
+        Retries {
+            at: planned.wall,
+            planned,
+            pass: None,
+            tick: None,
+        }
+    }
+
+    /// Look as soon as nothing else is under way (after a run, a reload, a clock step).
+    fn look_now(&mut self) {
+        self.planned = Reading::now();
+        self.at = self.planned.wall;
+    }
+
+    /// When to look, if looking is allowed now: never during a run or a pass.
+    fn wake_at(&self, run_in_flight: bool) -> Option<DateTime<Utc>> {
+        (!run_in_flight && self.pass.is_none() && self.tick.is_none()).then_some(self.at)
+    }
+
+    /// Plans the next look after a pass: when the next message is due, but no sooner
+    /// than `soonest` and no later than `latest` from now.
+    fn plan(&mut self, due: Option<DateTime<Utc>>, soonest: Duration, latest: Duration) {
+        self.planned = Reading::now();
+        let now = self.planned.wall;
+        let after = |d: Duration| {
+            chrono::TimeDelta::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(now)
+        };
+        let latest = after(latest);
+        self.at = due
+            .map_or(latest, |due| due.min(latest))
+            .max(after(soonest));
+    }
+}
+
+async fn join_retries(
+    pass: &mut Option<RetryPass>,
+) -> Result<Result<Option<DateTime<Utc>>, String>, JoinError> {
+    match pass {
+        Some(pass) => (&mut pass.task).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// How far the wall clock may fall behind the monotonic clock before the daemon takes it
 /// for a step back and plans again from the new time. Slewing (NTP) moves both clocks
@@ -688,8 +788,11 @@ impl<J: Job> Running<J> {
             at: std::time::Instant::now(),
         };
         self.log_next(next);
+        // Messages an earlier process left queued go out now, not at the next run.
+        let mut retries = Retries::now();
 
         loop {
+            let look_at = retries.wake_at(in_flight.is_some());
             tokio::select! {
                 biased;
                 () = handle.inner.shutdown.cancelled() => break,
@@ -699,11 +802,14 @@ impl<J: Job> Running<J> {
                         next = self.plan_after(planned.wall);
                         self.log_next(next);
                     }
+                    // The channels may have changed.
+                    retries.look_now();
                 }
                 joined = join(&mut in_flight) => {
                     if let Some(run) = in_flight.take() {
                         self.finish(run, joined).await;
                     }
+                    retries.look_now();
                 }
                 woke = wait_until(next.map(|p| p.fire_at), planned) => {
                     if let Woke::ClockWentBack(by) = woke {
@@ -716,30 +822,69 @@ impl<J: Job> Running<J> {
                         continue;
                     }
                     let Some(due) = next else { continue };
-                    if in_flight.is_some() {
+                    if in_flight.is_some() || retries.tick.is_some() {
                         self.dispatch(&DaemonEvent::TickSkipped { tick: due.tick }).await;
+                    } else if let Some(pass) = &retries.pass {
+                        tracing::info!("a run is due: the delivery of queued messages stops first");
+                        pass.stop.cancel();
+                        retries.tick = Some(due.tick);
                     } else {
                         in_flight = Some(self.start_run(RunReason::Scheduled, due.tick).await);
                     }
                     planned = Reading::now();
                     next = self.plan_following(due.tick).await;
                 }
+                woke = wait_until(look_at, retries.planned) => {
+                    match woke {
+                        Woke::ClockWentBack(_) => retries.look_now(),
+                        Woke::Due => retries.pass = Some(self.start_retries()),
+                    }
+                }
+                done = join_retries(&mut retries.pass) => {
+                    retries.pass = None;
+                    let due = match done {
+                        Ok(Ok(due)) => due,
+                        Ok(Err(reason)) => {
+                            tracing::warn!(%reason, "queued messages could not be delivered between runs; they are kept and tried again");
+                            None
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "the delivery of queued messages between runs panicked; they are kept and tried again");
+                            None
+                        }
+                    };
+                    retries.plan(due, self.daemon.retry_soonest, self.daemon.retry_latest);
+                    if let Some(tick) = retries.tick.take() {
+                        in_flight = Some(self.start_run(RunReason::Scheduled, tick).await);
+                    }
+                }
             }
         }
 
         tracing::info!("shutting down: no new runs will start");
         self.dispatch(&DaemonEvent::ShutdownRequested).await;
+        if let Some(pass) = retries.pass.take() {
+            // It tries no further message now; the one being sent is waited for (within
+            // its receiver's bound) so that its delivery is recorded, not sent again later.
+            pass.stop.cancel();
+            if tokio::time::timeout(self.daemon.flush_timeout, pass.task)
+                .await
+                .is_err()
+            {
+                tracing::error!("the delivery of queued messages did not stop in time");
+            }
+        }
         if let Some(run) = in_flight.take() {
             self.drain(run).await;
         }
         match tokio::time::timeout(self.daemon.flush_timeout, self.daemon.job.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                tracing::error!(%error, "flushing the outbox failed; it is retried on the next run");
+                tracing::error!(%error, "flushing the outbox failed; it is retried when the daemon next starts");
             }
             Err(_) => tracing::error!(
                 timeout_secs = self.daemon.flush_timeout.as_secs(),
-                "flushing the outbox timed out; it is retried on the next run"
+                "flushing the outbox timed out; it is retried when the daemon next starts"
             ),
         }
         for component in self.daemon.components.iter_mut().rev() {
@@ -838,6 +983,15 @@ impl<J: Job> Running<J> {
                 "the schedule has no future run time"
             );
         }
+    }
+
+    /// Starts a pass over the outbox's due messages, between runs.
+    fn start_retries(&self) -> RetryPass {
+        let stop = self.daemon.handle.inner.shutdown.child_token();
+        let job = self.daemon.job.clone();
+        let told = stop.clone();
+        let task = tokio::spawn(async move { job.retry(told).await.map_err(|e| e.to_string()) });
+        RetryPass { task, stop }
     }
 
     async fn start_run(&mut self, reason: RunReason, scheduled_for: DateTime<Utc>) -> InFlight {

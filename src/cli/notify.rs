@@ -17,8 +17,8 @@ pub enum NotifyCommand {
     ///
     /// A message refused for good (an SMTP 5xx, a webhook's 4xx) is not tried again; when the
     /// cause was ours (a relay not allowed, a URL mistyped), fix it, then requeue: the next
-    /// delivery pass (the daemon's next run, or `audit --notify`) sends them. A running daemon
-    /// need not be stopped.
+    /// delivery pass (a running daemon's, within 5 minutes, or `audit --notify`) sends them. A
+    /// running daemon need not be stopped.
     Requeue {
         /// Only this channel's messages (`email` is [notify.email])
         #[arg(long, value_name = "NAME")]
@@ -55,7 +55,7 @@ fn requeue(
         .map_err(CliError::usage)?;
     println!(
         "{count} refused message(s) queued again; the next delivery pass sends them \
-         (the daemon's next run, or `orgwarden audit --notify`)"
+         (a running daemon's, within 5 minutes, or `orgwarden audit --notify`)"
     );
     Ok(Exit::Ok)
 }

@@ -365,8 +365,8 @@ impl AuditJob {
 
     /// Delivers every due outbox message (automatic retries: only those whose backoff has
     /// elapsed; a run the pipeline could not finish still retries what earlier runs
-    /// queued) and records the figures; undelivered mail stays queued for the next run
-    /// (the outbox logs each failure). `stop` ends the pass between two messages.
+    /// queued) and records the figures; undelivered mail stays queued for its retry (the
+    /// outbox logs each failure). `stop` ends the pass between two messages.
     async fn deliver(
         &self,
         loaded: Arc<Loaded>,
@@ -478,7 +478,7 @@ impl Job for AuditJob {
             }
             Err(reason) => {
                 let reason = self.explain(&*reason, reason.to_string());
-                tracing::warn!(%reason, "the outbox could not be delivered; it is kept for the next run");
+                tracing::warn!(%reason, "the outbox could not be delivered; it is kept and tried again");
             }
         }
         outcome
@@ -527,8 +527,33 @@ impl Job for AuditJob {
         Ok(())
     }
 
+    async fn retry(&self, stop: CancellationToken) -> Result<Option<DateTime<Utc>>, BoxError> {
+        let loaded = self.loaded();
+        let due = self.next_due(loaded.clone()).await?;
+        if due.is_none_or(|due| due > Utc::now()) {
+            return Ok(due);
+        }
+        tracing::info!(target: "orgwarden::notify", "delivering the queued messages whose retry is due");
+        if let Err(reason) = self.deliver(loaded.clone(), stop).await {
+            return Err(self.explain(&*reason, reason.to_string()).into());
+        }
+        self.next_due(loaded).await
+    }
+
     fn ready(&self) -> Result<(), String> {
         super::health::database_writable(&self.inputs.db)
+    }
+}
+
+impl AuditJob {
+    /// When the outbox next has a message to try, for the configured channels.
+    async fn next_due(&self, loaded: Arc<Loaded>) -> Result<Option<DateTime<Utc>>, BoxError> {
+        let db = self.inputs.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
+            let store = Store::open_read_only(&db)?;
+            Ok(loaded.notifier.next_due(store.conn())?)
+        })
+        .await?
     }
 }
 

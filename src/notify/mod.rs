@@ -275,6 +275,15 @@ impl Notifier {
         Ok(outbox::deliver(conn, self, now, pass, stop)?)
     }
 
+    /// When a delivery pass next has a message to try (see [`outbox::next_due`]); `None`
+    /// without channels or without messages waiting for one.
+    pub fn next_due(&self, conn: &Connection) -> Result<Option<DateTime<Utc>>, NotifyError> {
+        if !self.has_channels() {
+            return Ok(None);
+        }
+        Ok(outbox::next_due(conn, self)?)
+    }
+
     /// Renders a digest with this notifier's templates (for previews and tests).
     pub fn render(&self, digest: &Digest) -> Result<render::Rendered, NotifyError> {
         let renderer = match &self.email {

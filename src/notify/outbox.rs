@@ -618,7 +618,7 @@ fn server_unreachable(err: &DeliveryError) -> bool {
 /// again at `now`, keeping their tries and what a PagerDuty message already sent: a refusal
 /// that fixing the configuration lifts (a relay refused, a webhook URL mistyped) is then
 /// delivered by the next pass. Returns how many. It touches only rows no pass tries, so it
-/// needs no writer lock: a running daemon sends them on its next run.
+/// needs no writer lock: a running daemon sends them the next time it looks (5 minutes at most).
 pub fn requeue_refused(
     conn: &Connection,
     channel: Option<&str>,
@@ -631,6 +631,46 @@ pub fn requeue_refused(
            AND (?1 IS NULL OR channel = ?1)",
         params![channel, since.timestamp(), now.timestamp()],
     )?)
+}
+
+/// When a pass next has a message to try: the earliest retry time among the first unsent
+/// message of each configured channel (a channel's later messages wait behind its first,
+/// and one no longer configured is never tried); `None` when none waits. A row whose
+/// columns cannot be read counts as due now: the pass refuses it.
+pub fn next_due(
+    conn: &Connection,
+    channels: &dyn Channels,
+) -> Result<Option<DateTime<Utc>>, OutboxError> {
+    let mut stmt = conn.prepare(
+        "SELECT channel, kind, next_attempt_at FROM (
+             SELECT channel, kind, next_attempt_at,
+                    row_number() OVER (PARTITION BY channel ORDER BY id) AS place
+             FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL)
+         WHERE place = 1",
+    )?;
+    let heads = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0),
+                row.get::<_, String>(1),
+                row.get::<_, i64>(2),
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut due: Option<i64> = None;
+    for head in heads {
+        let at = match head {
+            (Ok(channel), Ok(kind), Ok(at)) => {
+                if channels.sender(&channel, &kind).is_none() {
+                    continue;
+                }
+                at
+            }
+            _ => i64::MIN,
+        };
+        due = Some(due.map_or(at, |d| d.min(at)));
+    }
+    Ok(due.map(from_unix))
 }
 
 /// How many messages wait in each channel (the daemon's outbox depth by channel).
@@ -862,6 +902,52 @@ mod tests {
         )
         .unwrap();
         assert_eq!(next_try(&conn), t(0) + backoff(7));
+    }
+
+    #[test]
+    fn the_next_due_message_is_the_earliest_first_message_of_a_configured_channel() {
+        // A channel's later messages wait behind its first; one no longer configured is
+        // never tried. Either would otherwise wake the daemon for nothing, over and over.
+        let files = AllEmail(Transport::File {
+            dir: std::path::PathBuf::from("unused"),
+        });
+        let mut conn = db();
+        assert_eq!(next_due(&conn, &files).unwrap(), None, "nothing waits");
+        let tx = conn.transaction().unwrap();
+        let queue = |channel: &str, kind: &str, due: i64| {
+            let mut m = message(channel);
+            m.channel = channel.into();
+            m.kind = kind.into();
+            let id = insert(&tx, &m, t(0)).unwrap();
+            tx.execute(
+                "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1",
+                params![id.0, t(due).timestamp()],
+            )
+            .unwrap();
+            id
+        };
+        let sent = queue("email", "email", 0);
+        queue("email", "email", 5);
+        queue("email", "email", 1);
+        queue("digest-b", "email", 7);
+        queue("pager", "pagerduty", 0);
+        tx.execute(
+            "UPDATE outbox SET sent_at = 1 WHERE id = ?1",
+            params![sent.0],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        assert_eq!(next_due(&conn, &files).unwrap(), Some(t(5)));
+        // A row whose columns cannot be read is due now: the next pass refuses it.
+        conn.execute(
+            "UPDATE outbox SET next_attempt_at = 'soon' WHERE channel = 'digest-b'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            next_due(&conn, &files).unwrap(),
+            Some(DateTime::<Utc>::default())
+        );
     }
 
     #[test]

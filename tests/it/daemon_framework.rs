@@ -62,6 +62,9 @@ struct FakeJob {
     max_active: AtomicUsize,
     log: Mutex<Log>,
     reload_hangs: bool,
+    /// What each call of `retry` does, in order: how long it delivers (unless stopped), and
+    /// when it says the next message is due from its end. Once empty, nothing is due.
+    retries: Mutex<std::collections::VecDeque<(Duration, Option<Duration>)>>,
 }
 
 impl FakeJob {
@@ -74,7 +77,13 @@ impl FakeJob {
             max_active: AtomicUsize::new(0),
             log: Mutex::new(Log::default()),
             reload_hangs: false,
+            retries: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    fn with_retries(self, steps: &[(Duration, Option<Duration>)]) -> FakeJob {
+        *self.retries.lock().unwrap() = steps.iter().copied().collect();
+        self
     }
 
     fn event(&self, text: impl Into<String>) {
@@ -162,6 +171,25 @@ impl Job for FakeJob {
     async fn flush(&self) -> Result<(), BoxError> {
         self.event("flush");
         Ok(())
+    }
+
+    async fn retry(
+        &self,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<Option<DateTime<Utc>>, BoxError> {
+        let step = self.retries.lock().unwrap().pop_front();
+        let Some((delivering, next)) = step else {
+            return Ok(None);
+        };
+        let now_active = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_active.fetch_max(now_active, Ordering::SeqCst);
+        self.event("retry");
+        tokio::select! {
+            () = tokio::time::sleep(delivering) => {}
+            () = stop.cancelled() => self.event("retry stopped"),
+        }
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        Ok(next.map(|next| Utc::now() + TimeDelta::from_std(next).unwrap()))
     }
 
     fn ready(&self) -> Result<(), String> {
@@ -882,4 +910,100 @@ async fn metrics_pass_promtool_check_metrics() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_messages_are_retried_between_runs_when_they_are_due() {
+    // No run for a year: a message whose retry is due goes out when it is due, not at the
+    // next run. Each pass says when the next message is due; the last says none waits.
+    let soon = Some(Duration::from_millis(400));
+    let job = Arc::new(FakeJob::new(Behaviour::Fail).with_retries(&[
+        (Duration::ZERO, soon),
+        (Duration::ZERO, soon),
+        (Duration::ZERO, None),
+    ]));
+    let running = Daemon::builder(job.clone(), far_future())
+        .retry_timing(Duration::from_millis(100), Duration::from_secs(30))
+        .build()
+        .start()
+        .await
+        .unwrap();
+    let handle = running.handle();
+    let task = tokio::spawn(running.run());
+    let started = Instant::now();
+    while job.events().iter().filter(|e| *e == "retry").count() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            job.events()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let third = started.elapsed();
+    // Nothing is due any more: no further pass within the next second.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+    assert!(job.runs().is_empty(), "{:?}", job.runs());
+    assert!(
+        third >= Duration::from_millis(800),
+        "not before due: {third:?}"
+    );
+    assert_eq!(
+        job.events(),
+        ["retry", "retry", "retry", "flush"],
+        "one pass per due message, then none"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_during_a_retry_pass_stops_the_pass_and_then_runs_without_overlap() {
+    // A run holds the database's write lock for its whole crawl: a pass still recording
+    // what it sent could not, and would send it again later.
+    let job = Arc::new(
+        FakeJob::new(Behaviour::Sleep(Duration::from_millis(20)))
+            .with_retries(&[(Duration::from_secs(30), None)]),
+    );
+    let running = Daemon::builder(job.clone(), every_second())
+        .build()
+        .start()
+        .await
+        .unwrap();
+    let handle = running.handle();
+    let task = tokio::spawn(running.run());
+    first_run_finished(&handle).await;
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+    let events = job.events();
+    assert_eq!(
+        events[..4],
+        ["retry", "retry stopped", "run started", "run finished"],
+        "{events:?}"
+    );
+    assert_eq!(job.max_active.load(Ordering::SeqCst), 1, "never at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_a_retry_pass_before_the_flush() {
+    let job =
+        Arc::new(FakeJob::new(Behaviour::Fail).with_retries(&[(Duration::from_secs(30), None)]));
+    let running = Daemon::builder(job.clone(), far_future())
+        .build()
+        .start()
+        .await
+        .unwrap();
+    let handle = running.handle();
+    let task = tokio::spawn(running.run());
+    let started = Instant::now();
+    while !job.events().contains(&"retry".to_owned()) {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the pass stops at once")
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.events(), ["retry", "retry stopped", "flush"]);
 }

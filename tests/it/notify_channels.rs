@@ -664,3 +664,51 @@ fn a_daemon_restart_between_tries_still_delivers_once() {
         .collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
 }
+
+/// A message the run could not deliver goes out when its retry is due, between runs: on a
+/// yearly schedule it would otherwise wait a year.
+#[test]
+fn a_daemon_retries_a_failed_delivery_between_runs() {
+    let (dir, receiver, sim) = setup(&format!("/webhook/{URL_TOKEN}=503"), Some("1"));
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        channels_config(
+            &receiver,
+            "[schedule]\ncron = \"0 0 1 1 *\"\nrun_on_start = true\n",
+        ),
+    )
+    .unwrap();
+    let mut daemon = command(dir.path(), &receiver, &sim.base_url(), &["daemon"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !webhooks(&receiver).iter().any(|h| h["status"] == 200) {
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = daemon.kill();
+            panic!(
+                "{:#?}\n{}",
+                webhooks(&receiver),
+                std::fs::read_to_string(dir.path().join("daemon.log")).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    daemon.wait().unwrap();
+    let statuses: Vec<i64> = webhooks(&receiver)
+        .iter()
+        .map(|h| h["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [503, 200]);
+    let db = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    let snapshots: i64 = db
+        .query_row("SELECT count(*) FROM snapshot", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(snapshots, 1, "delivered without another run");
+}
