@@ -61,26 +61,26 @@ impl Actor {
     }
 
     /// The actor in a few words: the email (or user id), the key or service account used,
-    /// and the IP address, as far as the event recorded them.
+    /// and the IP address, as far as the event recorded them. Worded as the
+    /// `audit_log_events` view's `actor` column, so a query and a report read alike.
     pub fn describe(&self) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(who) = self.user_email.as_ref().or(self.user_id.as_ref()) {
-            parts.push(who.clone());
-        }
-        if let Some(sa) = &self.service_account_id {
-            parts.push(format!("service account {sa}"));
-        }
-        if let Some(key) = &self.api_key_id {
-            parts.push(format!("with key {key}"));
+        let who = self.user_email.as_ref().or(self.user_id.as_ref());
+        let mut text = match (who, &self.service_account_id, &self.api_key_id) {
+            (Some(who), Some(sa), _) => format!("{who} (service account {sa})"),
+            (Some(who), None, _) => who.clone(),
+            (None, Some(sa), _) => format!("service account {sa}"),
+            (None, None, Some(key)) => format!("key {key}"),
+            (None, None, None) => "an actor the log did not record".to_owned(),
+        };
+        if let Some(key) = &self.api_key_id
+            && (who.is_some() || self.service_account_id.is_some())
+        {
+            text.push_str(&format!(" with key {key}"));
         }
         if let Some(ip) = &self.ip {
-            parts.push(format!("from {ip}"));
+            text.push_str(&format!(" from {ip}"));
         }
-        if parts.is_empty() {
-            "an actor the log did not record".to_owned()
-        } else {
-            parts.join(" ")
-        }
+        text
     }
 }
 

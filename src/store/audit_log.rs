@@ -351,6 +351,52 @@ mod tests {
         summary.stored
     }
 
+    #[test]
+    fn the_view_describes_each_actor_as_the_reports_do() {
+        // `query` on the view and a digest's "changed by" must name an actor alike.
+        let session = |user: serde_json::Value| json!({"type": "session", "session": {"user": user, "ip_address": "203.0.113.5"}});
+        let key = |key: serde_json::Value| json!({"type": "api_key", "api_key": key});
+        let actors = [
+            session(json!({"id": "user_ada", "email": "ada@acme.com"})),
+            session(json!({"id": "user_bob"})),
+            json!({"type": "session", "session": {"user": {"id": "user_cy"}}}),
+            key(
+                json!({"id": "key_u", "type": "user", "user": {"id": "user_ada", "email": "ada@acme.com"}}),
+            ),
+            key(
+                json!({"id": "key_sa", "type": "service_account", "service_account": {"id": "svc_ci"}}),
+            ),
+            key(json!({"id": "key_bare"})),
+            key(json!({"type": "service_account", "service_account": {"id": "svc_keyless"}})),
+            json!({"type": "session", "session": {"ip_address": "198.51.100.7"}}),
+            json!(null),
+        ];
+        let events: Vec<AuditEvent> = actors
+            .iter()
+            .enumerate()
+            .map(|(i, actor)| {
+                AuditEvent::from_api(&json!({
+                    "id": format!("e{i}"), "type": "api_key.created", "effective_at": 6_000 + i,
+                    "actor": actor, "api_key.created": {"id": "key_x"}
+                }))
+                .unwrap()
+            })
+            .collect();
+        let mut store = Store::open_in_memory().unwrap();
+        snapshot(&mut store, &events, AuditLogOutcome::Complete);
+        for event in &events {
+            let shown: String = store
+                .conn
+                .query_row(
+                    "SELECT actor FROM audit_log_events WHERE id = ?1",
+                    [event.id.as_str()],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(shown, event.actor.describe(), "{:?}", event.actor);
+        }
+    }
+
     fn count(store: &Store) -> i64 {
         store
             .conn
