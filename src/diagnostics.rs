@@ -72,7 +72,7 @@ diagnostic_codes! {
     UnknownRule = "unknown-rule": "The configuration names a rule id no rule file defines.",
     UnknownParam = "unknown-param": "A param the rule does not declare.",
     WrongParamType = "wrong-param-type": "A param override whose type differs from the rule's default.",
-    ExemptionExpired = "exemption-expired": "An exemption past its `expires` date; its findings are open again.",
+    ExemptionExpired = "exemption-expired": "An exemption past its `expires` date; the findings it matches are no longer exempt.",
     ExemptionExpiring = "exemption-expiring": "An exemption that expires within 14 days.",
     ExemptionUnused = "exemption-unused": "An exemption that matches no stored finding of its rule.",
     BadId = "bad-id": "A rule id that is not kebab-case.",

@@ -17,7 +17,7 @@ pub enum Standing {
     Holds,
     /// It holds, and ends within [`EXPIRY_NOTICE_DAYS`] (its last day included).
     Expiring,
-    /// It no longer holds: its findings are open again.
+    /// It no longer holds: the findings it matches are no longer exempt.
     Expired,
 }
 
@@ -165,7 +165,7 @@ impl Exemption {
                 self.owner
             )),
             Standing::Expired => Some(format!(
-                "exemption for {} expired on {}; its findings are open again",
+                "exemption for {} expired on {}; the findings it matches are no longer exempt",
                 self.describe(),
                 self.expires
             )),

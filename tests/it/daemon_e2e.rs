@@ -381,7 +381,7 @@ fn the_daemon_logs_exemptions_that_expire_soon_or_have_expired_at_start_and_on_r
     write_config(dir.path(), &sim, "0 0 1 1 *", &table);
     daemon.signal("HUP");
     daemon.wait_for(
-        &format!("expired on {past}; its findings are open again"),
+        &format!("expired on {past}; the findings it matches are no longer exempt"),
         1,
         Duration::from_secs(30),
     );
