@@ -163,13 +163,29 @@ fn status_event(
             (EventKind::Exempted, exempt_reason(e))
         }
         (Status::Exempt, Status::Open, _) => match exemption.expired {
-            Some(e) => (
-                EventKind::ExemptionExpired,
-                format!("exemption expired on {} (owner {})", e.expires, e.owner),
-            ),
-            None => (
+            // Only the exemption it was under: an older lapsed one that still matches says
+            // nothing of why a newer one no longer applies (it was removed or narrowed).
+            // Terms stored before they were kept (`None`) are taken to be the lapsed one's.
+            Some(e)
+                if old
+                    .exemption
+                    .as_ref()
+                    .is_none_or(|terms| terms.expires == e.expires) =>
+            {
+                (
+                    EventKind::ExemptionExpired,
+                    format!("exemption expired on {} (owner {})", e.expires, e.owner),
+                )
+            }
+            _ => (
                 EventKind::Reopened,
-                "no exemption covers it any more".to_owned(),
+                match &old.exemption {
+                    Some(terms) => format!(
+                        "the exemption it was under (until {}, owner {}) no longer covers it",
+                        terms.expires, terms.owner
+                    ),
+                    None => "no exemption covers it any more".to_owned(),
+                },
             ),
         },
         _ => return None,

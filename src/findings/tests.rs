@@ -317,6 +317,39 @@ fn exempt_then_exemption_expired_reopens_with_reason() {
 }
 
 #[test]
+fn removing_an_exemption_is_not_blamed_on_an_older_lapsed_one() {
+    // A renewal written as a second table, the old one left in place: the finding is
+    // exempt under the renewal. Deleting the renewal reopens it; the lapsed table still
+    // matches, but the finding was not under it, and its date is no reason.
+    let lapsed = exemption("k*", "2026-01-15");
+    let renewal = exemption("k1", "2026-06-30");
+    let mut state = Vec::new();
+    let r = reconcile(
+        &state,
+        &[hit("k1", "p1")],
+        &rules(Severity::Medium),
+        &[lapsed.clone(), renewal],
+        &Coverage::complete(),
+        day(1),
+    );
+    assert_eq!(kinds(&r), [EventKind::Exempted]);
+    apply(&mut state, &r);
+    let r = reconcile(
+        &state,
+        &[hit("k1", "p1")],
+        &rules(Severity::Medium),
+        &[lapsed],
+        &Coverage::complete(),
+        day(2),
+    );
+    assert_eq!(kinds(&r), [EventKind::Reopened]);
+    assert_eq!(
+        r.events[0].reason,
+        "the exemption it was under (until 2026-06-30, owner sec@acme.com) no longer covers it"
+    );
+}
+
+#[test]
 fn an_exempt_finding_keeps_its_terms_and_a_change_of_them_is_recorded() {
     let reconcile_on = |state: &[Finding], ex: &[Exemption], d: u32| {
         reconcile(

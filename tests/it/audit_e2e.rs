@@ -366,6 +366,17 @@ fn exemptions_hold_until_they_expire_and_then_reopen_with_the_reason() {
         .format("%Y-%m-%d")
         .to_string();
     std::fs::write(dir.path().join("expired.toml"), exemption(&past)).unwrap();
+    // Time passes: the finding was exempt under the terms that have now lapsed. (Only
+    // moving the date back would read as the configuration changing: a removed exemption
+    // is not said to have expired.)
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE finding SET exemption = json_set(exemption, '$.expires', ?1)
+             WHERE rule_id = 'project-no-spend-alert' AND resource_id = 'proj_support'",
+            [&past],
+        )
+        .unwrap();
     let (_, doc) = audit(dir.path(), &sim.base_url(), &["--config", "expired.toml"]);
     assert_eq!(
         status_of(&doc, "project-no-spend-alert", "proj_support").as_deref(),
