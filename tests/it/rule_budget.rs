@@ -459,3 +459,37 @@ fn a_rule_stopped_at_its_budget_resolves_none_of_its_findings() {
         text(&out.stderr)
     );
 }
+
+/// A rule that fails while a read is incomplete: the rule needs a person, the read only a
+/// retry, so the exit is 2 (not 3), and the report names both.
+#[test]
+fn a_failing_rule_over_a_partial_read_exits_2_and_the_report_names_both() {
+    let (dir, _, sim) = site("10s");
+    std::fs::write(
+        dir.path().join("runaway.toml"),
+        runaway_rule()
+            .replace("id = \"runaway\"", "id = \"reads-text-as-json\"")
+            .replace(
+                &format!("sql = \"{RUNAWAY}\""),
+                "sql = \"SELECT id AS resource_id, id AS project_id, 'm' AS message \
+                 FROM projects WHERE json_array_length(name) > 0\"",
+            ),
+    )
+    .unwrap();
+    sim.add_fault(orgwarden::sim::Fault {
+        path_prefix: "/organization/projects/proj_payments/users".into(),
+        kind: orgwarden::sim::FaultKind::Status(500),
+        times: None,
+    });
+    let out = run(
+        dir.path(),
+        &sim.base_url(),
+        &["--config", "budget.toml", "audit", "--format", "json"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let doc: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(doc["snapshot"]["status"], "partial", "{doc:#}");
+    assert_eq!(unfinished(&doc), ["reads-text-as-json:failed"]);
+}
