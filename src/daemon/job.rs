@@ -3,6 +3,7 @@
 //! reloads.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -126,6 +127,9 @@ pub struct AuditJob {
     inputs: JobInputs,
     metrics: Arc<Metrics>,
     current: RwLock<Arc<Loaded>>,
+    /// The database existed at some point of this daemon's life (at start, or a run made
+    /// it): if it is then missing, it was removed under the daemon (see [`AuditJob::gone`]).
+    db_seen: AtomicBool,
 }
 
 impl AuditJob {
@@ -133,11 +137,40 @@ impl AuditJob {
     /// says what and where (rule diagnostics rendered in full).
     pub fn new(inputs: JobInputs, metrics: Arc<Metrics>) -> Result<AuditJob, BoxError> {
         let loaded = load(&inputs, &metrics)?;
+        let db_seen = AtomicBool::new(inputs.db.exists());
         Ok(AuditJob {
             inputs,
             metrics,
             current: RwLock::new(Arc::new(loaded)),
+            db_seen,
         })
+    }
+
+    /// Why the database must not be opened, if it was removed while the daemon ran. Opening
+    /// it would make a new, empty one: every open finding would be announced again as new,
+    /// and the history and the outbox would start over, with nothing said. A database
+    /// replaced by another (a backup restored) is opened: the store checks it is ours.
+    fn gone(&self) -> Option<String> {
+        let db = &self.inputs.db;
+        match std::fs::metadata(db) {
+            Ok(_) => {
+                self.db_seen.store(true, Ordering::Relaxed);
+                None
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && self.db_seen.load(Ordering::Relaxed) =>
+            {
+                Some(format!(
+                    "the database {} was removed while the daemon was running; no new one is \
+                     started, since every finding would be announced again as new. Put it \
+                     back, or restart the daemon to start a new database",
+                    db.display()
+                ))
+            }
+            // Not made yet (the first run makes it), or not readable: opening says why.
+            Err(_) => None,
+        }
     }
 
     fn loaded(&self) -> Arc<Loaded> {
@@ -216,6 +249,7 @@ impl AuditJob {
             Ok(store) => store,
             Err(e) => return RunOutcome::failed(self.explain(&e, e.to_string())),
         };
+        self.db_seen.store(true, Ordering::Relaxed);
         let source = Source::Crawl {
             client: &loaded.client,
             organization: &loaded.config.openai.organization,
@@ -372,6 +406,9 @@ impl AuditJob {
         loaded: Arc<Loaded>,
         stop: CancellationToken,
     ) -> Result<(u64, u64), BoxError> {
+        if let Some(gone) = self.gone() {
+            return Err(gone.into());
+        }
         let kept = loaded.clone();
         let db = self.inputs.db.clone();
         // The pass runs on a blocking thread, which outlives this future when the
@@ -455,6 +492,10 @@ fn restart_only_changes(old: &Config, new: &Config, db: &Path) -> Vec<String> {
 
 impl Job for AuditJob {
     async fn run(&self, ctx: RunContext) -> RunOutcome {
+        if let Some(gone) = self.gone() {
+            // Nothing to deliver either: the outbox was in the database.
+            return RunOutcome::failed(gone);
+        }
         let loaded = self.loaded();
         let today = Utc::now().date_naive();
         for (code, notice) in loaded.exemptions_noted.due(&loaded.rules.exemptions, today) {
@@ -541,6 +582,9 @@ impl Job for AuditJob {
     }
 
     fn ready(&self) -> Result<(), String> {
+        if let Some(gone) = self.gone() {
+            return Err(gone);
+        }
         super::health::database_writable(&self.inputs.db)
     }
 }

@@ -320,6 +320,41 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 #[test]
+fn a_database_removed_under_the_daemon_is_not_started_afresh_and_nothing_is_announced_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Duration::ZERO);
+    let port = free_port();
+    write_config(
+        dir.path(),
+        &sim,
+        "*/1 * * * * *",
+        &format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let daemon = Daemon::start(dir.path());
+    daemon.wait_for("run finished", 1, Duration::from_secs(60));
+    assert_eq!(emails(dir.path()), 1);
+    // A cleaner, a wrong `rm`, a volume remounted: the file goes while the daemon runs.
+    for name in ["audit.db", "audit.db-wal", "audit.db-shm"] {
+        let _ = fs::remove_file(dir.path().join(name));
+    }
+    let finished = daemon.log().matches("run finished").count();
+    daemon.wait_for("run finished", finished + 2, Duration::from_secs(60));
+    let ready = http_get(port, "/readyz");
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "log:\n{log}");
+    // No new, empty database: it would announce every open finding again as new.
+    assert!(!dir.path().join("audit.db").exists(), "log:\n{log}");
+    assert_eq!(emails(dir.path()), 1, "log:\n{log}");
+    assert!(
+        log.contains("was removed while the daemon was running"),
+        "log:\n{log}"
+    );
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.contains("was removed"), "{ready}");
+}
+
+#[test]
 fn metrics_count_the_audit_jobs_api_responses_and_open_findings() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim(Duration::ZERO);
