@@ -215,3 +215,40 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The longest a graceful stop takes: the run in flight 30 s, its roll-back 5 s, the outbox
+/// flush 30 s and 5 s for a delivery try still going (docs/deploy.md, "Signals").
+const GRACEFUL_STOP_SECS: u64 = 30 + 5 + 30 + 5;
+
+#[test]
+fn every_deployment_waits_out_a_graceful_stop_before_killing_the_daemon() {
+    let unit = read("deploy/systemd/orgwarden.service");
+    let systemd = unit_value(&unit, "TimeoutStopSec")[0];
+    let systemd: u64 = systemd
+        .strip_suffix('s')
+        .unwrap_or(systemd)
+        .parse()
+        .unwrap();
+    assert!(systemd >= GRACEFUL_STOP_SECS, "TimeoutStopSec={systemd}");
+    let deployment = yaml("deploy/kubernetes/deployment.yaml");
+    let kubernetes = at(
+        &deployment,
+        "spec.template.spec.terminationGracePeriodSeconds",
+    )
+    .as_u64()
+    .unwrap();
+    assert!(kubernetes >= GRACEFUL_STOP_SECS, "{kubernetes}");
+    // Docker's own default is 10 s, then SIGKILL: the documented `docker run` must say more.
+    let docs = read("docs/deploy.md");
+    let run = docs
+        .split("docker run -d")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/deploy.md shows the daemon's `docker run`");
+    let docker: u64 = run
+        .split_once("--stop-timeout ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("no --stop-timeout in `docker run -d{run}`"));
+    assert!(docker >= GRACEFUL_STOP_SECS, "--stop-timeout {docker}");
+}
