@@ -1266,6 +1266,8 @@ impl Component for MetricsRecorder {
                     );
                 }
                 DaemonEvent::TickSkipped { .. } => metrics.record_tick_skipped(),
+                DaemonEvent::Reloaded => metrics.set_reload_ok(true),
+                DaemonEvent::ReloadFailed { .. } => metrics.set_reload_ok(false),
                 _ => {}
             }
         })

@@ -237,6 +237,8 @@ pub struct Metrics {
     last_success: Latest<i64, AtomicI64>,
     run_in_progress: Gauge,
     ticks_skipped: Counter,
+    /// 0 from a failed reload until one succeeds: the old configuration is still in use.
+    reload_ok: Gauge,
     last_snapshot_duration: Latest<f64, AtomicU64>,
     snapshot_duration: Histogram,
     api_requests: Fixed<ClassLabels, Counter>,
@@ -272,6 +274,7 @@ impl Metrics {
             last_success: Latest::default(),
             run_in_progress: Gauge::default(),
             ticks_skipped: Counter::default(),
+            reload_ok: Gauge::default(),
             last_snapshot_duration: Latest::default(),
             snapshot_duration: Histogram::new(DURATION_BUCKETS),
             api_requests: Fixed::new(ApiClass::ALL.map(|class| ClassLabels { class })),
@@ -288,6 +291,8 @@ impl Metrics {
             recipients_refused: Family::default(),
             channel_outbox_depth: Family::default(),
         };
+        // The configuration loaded at start is good, or the daemon would not have started.
+        metrics.reload_ok.set(1);
         metrics.register();
         metrics
     }
@@ -312,6 +317,12 @@ impl Metrics {
             "orgwarden_ticks_skipped",
             "Scheduled ticks skipped because the previous run was still going",
             self.ticks_skipped.clone(),
+        );
+        r.register(
+            "orgwarden_config_last_reload_successful",
+            "0 after a reload (SIGHUP) that failed, the previous configuration and rules \
+             still in use; 1 at start and after one that succeeded",
+            self.reload_ok.clone(),
         );
         r.register(
             "orgwarden_last_snapshot_duration_seconds",
@@ -407,6 +418,16 @@ impl Metrics {
     /// Marks whether a run is in flight.
     pub fn set_run_in_progress(&self, running: bool) {
         self.run_in_progress.set(i64::from(running));
+    }
+
+    /// Records whether the last reload succeeded.
+    pub fn set_reload_ok(&self, ok: bool) {
+        self.reload_ok.set(i64::from(ok));
+    }
+
+    /// Whether the last reload succeeded (true before any).
+    pub fn reload_ok(&self) -> bool {
+        self.reload_ok.get() == 1
     }
 
     /// Counts a scheduled tick skipped because the previous run was still going.
@@ -836,6 +857,11 @@ mod tests {
                 "Scheduled ticks skipped because the previous run was still going.",
             ),
             (
+                "orgwarden_config_last_reload_successful",
+                "gauge",
+                "0 after a reload (SIGHUP) that failed, the previous configuration and rules still in use; 1 at start and after one that succeeded.",
+            ),
+            (
                 "orgwarden_snapshot_duration_seconds",
                 "histogram",
                 "How long snapshots take.",
@@ -872,6 +898,7 @@ mod tests {
                 "{name}:\n{text}"
             );
         }
+        assert!(text.contains("\norgwarden_config_last_reload_successful 1\n"));
         assert!(text.contains("# TYPE orgwarden_api_requests_total counter\n"));
         let samples = parse(&text);
         for class in ApiClass::ALL {

@@ -700,6 +700,15 @@ async fn reload_that_fails_keeps_the_old_schedule_and_one_that_succeeds_replaces
             .unwrap()
             .contains(&"reload-failed rules/x.toml:3:1: bad".to_owned())
     );
+    // `systemctl reload` reports success whatever the daemon made of it: the metric is
+    // what an alert can watch.
+    assert!(!handle.metrics().reload_ok());
+    assert!(
+        handle
+            .metrics()
+            .render()
+            .contains("\norgwarden_config_last_reload_successful 0\n")
+    );
 
     handle.reload();
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -710,6 +719,7 @@ async fn reload_that_fails_keeps_the_old_schedule_and_one_that_succeeds_replaces
         "the new every-second schedule never ran"
     );
     assert!(events.lock().unwrap().contains(&"reloaded".to_owned()));
+    assert!(handle.metrics().reload_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
