@@ -216,6 +216,16 @@ fn systemd_unit_passes_systemd_analyze_verify() {
     );
 }
 
+/// The arguments of the daemon's `docker run -d` in docs/deploy.md.
+fn documented_docker_run() -> String {
+    let docs = read("docs/deploy.md");
+    docs.split("docker run -d")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/deploy.md shows the daemon's `docker run`")
+        .to_owned()
+}
+
 /// The longest a graceful stop takes: the run in flight 30 s, its roll-back 5 s, the outbox
 /// flush 30 s and 5 s for a delivery try still going (docs/deploy.md, "Signals").
 const GRACEFUL_STOP_SECS: u64 = 30 + 5 + 30 + 5;
@@ -239,16 +249,25 @@ fn every_deployment_waits_out_a_graceful_stop_before_killing_the_daemon() {
     .unwrap();
     assert!(kubernetes >= GRACEFUL_STOP_SECS, "{kubernetes}");
     // Docker's own default is 10 s, then SIGKILL: the documented `docker run` must say more.
-    let docs = read("docs/deploy.md");
-    let run = docs
-        .split("docker run -d")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("docs/deploy.md shows the daemon's `docker run`");
+    let run = documented_docker_run();
     let docker: u64 = run
         .split_once("--stop-timeout ")
         .and_then(|(_, rest)| rest.split_whitespace().next())
         .and_then(|secs| secs.parse().ok())
         .unwrap_or_else(|| panic!("no --stop-timeout in `docker run -d{run}`"));
     assert!(docker >= GRACEFUL_STOP_SECS, "--stop-timeout {docker}");
+}
+
+#[test]
+fn the_documented_container_mounts_the_configuration_folder_so_a_reload_sees_edits() {
+    // A bind-mounted file keeps the inode it had at start: an edit saved by renaming a new
+    // file over it never reaches the container, and SIGHUP reloads the old contents.
+    let run = documented_docker_run();
+    assert!(run.contains(":/etc/orgwarden:ro"), "docker run -d{run}");
+    assert!(
+        !run.contains(":/etc/orgwarden/orgwarden.toml"),
+        "docker run -d{run}"
+    );
+    let dockerfile = read("deploy/Dockerfile");
+    assert!(!dockerfile.contains(":/etc/orgwarden/orgwarden.toml"));
 }
