@@ -603,7 +603,7 @@ pub fn create_scratch_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()
     let mut sql = String::from(
         "CREATE TABLE IF NOT EXISTS findings (rule_id, resource_id, project_id, status);\n\
          CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY, started_at INTEGER, status TEXT);\n\
-         CREATE TABLE IF NOT EXISTS snapshot_scope (snapshot_id, family, outcome);\n\
+         CREATE TABLE IF NOT EXISTS snapshot_scope (snapshot_id, family, project_id, outcome);\n\
          CREATE TABLE IF NOT EXISTS snapshot_skipped (snapshot_id, family);\n",
     );
     for family in Family::ALL {

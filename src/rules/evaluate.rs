@@ -311,6 +311,8 @@ fn evaluate_one(
             Some(SqlValue::Integer(now))
         } else if name == ":unread" {
             Some(SqlValue::Text(unread_views(conn).map_err(sql_err)?))
+        } else if name == ":unread_projects" {
+            Some(SqlValue::Text(unread_projects(conn).map_err(sql_err)?))
         } else if name == ":window_start" {
             // Validation gave every rule reading `:window_start` a window that parses.
             let unjudged = unjudged_since(conn).map_err(sql_err)?;
@@ -489,6 +491,86 @@ pub fn unread_views(conn: &Connection) -> rusqlite::Result<String> {
         names.push(crate::audit_log::EVENTS_VIEW);
     }
     Ok(serde_json::Value::from(names).to_string())
+}
+
+/// For each view of a project's objects, the projects whose rows of it the latest snapshot
+/// did not read, as a JSON object `{"view": ["proj_…", …]}` (bound as `:unread_projects`;
+/// a view every project read is left out). `:unread` names a view as soon as one project's
+/// read of it failed; this says which: a rule that reports a project for a *missing* row (no
+/// spend alert, no owner) must not trust it there — a new project whose read failed has no
+/// rows at all — yet may judge every other project. A view unread as a whole (a failed
+/// snapshot, the project list, `[collect] skip`) lists every project.
+pub fn unread_projects(conn: &Connection) -> rusqlite::Result<String> {
+    use crate::model::Family;
+    use std::collections::BTreeSet;
+    let latest: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, status FROM snapshot WHERE status <> 'running' ORDER BY id DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let mut whole: BTreeSet<Family> = BTreeSet::new();
+    let mut some: BTreeMap<Family, BTreeSet<String>> = BTreeMap::new();
+    match latest {
+        Some((id, status)) if status != "failed" => {
+            let mut statement = conn.prepare(
+                "SELECT family, project_id FROM snapshot_scope \
+                 WHERE snapshot_id = ?1 AND outcome = 'failed' \
+                 UNION SELECT family, '' FROM snapshot_skipped WHERE snapshot_id = ?1",
+            )?;
+            let rows = statement.query_map([id], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                let (name, project) = row?;
+                // A family this binary does not know cannot be named by a rule either.
+                let Some(family) = Family::from_view(&name) else {
+                    continue;
+                };
+                if project.is_empty() {
+                    whole.insert(family);
+                } else {
+                    some.entry(family).or_default().insert(project);
+                }
+            }
+        }
+        _ => whole.extend(Family::ALL),
+    }
+    // Families are declared parents first, so one pass reaches every descendant: a user
+    // list that failed leaves that project's user roles unread too.
+    for family in Family::ALL {
+        let Some(parent) = family.parent() else {
+            continue;
+        };
+        if whole.contains(&parent) {
+            whole.insert(family);
+        }
+        if let Some(projects) = some.get(&parent).cloned() {
+            some.entry(family).or_default().extend(projects);
+        }
+    }
+    let every: Vec<String> = if whole.iter().any(|f| f.in_project()) {
+        let mut statement = conn.prepare("SELECT id FROM projects WHERE id IS NOT NULL")?;
+        let ids = statement.query_map([], |row| row.get::<_, String>(0))?;
+        ids.collect::<rusqlite::Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let mut out = serde_json::Map::new();
+    for family in Family::ALL.into_iter().filter(|f| f.in_project()) {
+        let ids: Vec<String> = if whole.contains(&family) {
+            every.clone()
+        } else {
+            some.remove(&family)
+                .map(|s| s.into_iter().collect())
+                .unwrap_or_default()
+        };
+        if !ids.is_empty() {
+            out.insert(family.view().to_owned(), ids.into());
+        }
+    }
+    Ok(serde_json::Value::Object(out).to_string())
 }
 
 #[cfg(test)]

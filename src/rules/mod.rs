@@ -8,8 +8,9 @@
 //! (`param = "max_idle_days"`; an integer param used as an age counts days) — or a `sql`
 //! query returning `resource_id`, `project_id` and `message`, in which params are bound as
 //! named parameters (`:max_idle_days`; list params as JSON text for `json_each`), `:now`
-//! is the evaluation time in Unix seconds and `:unread` the views the latest snapshot could
-//! not read (JSON text), which a rule reporting a missing row must not trust. Unless a rule sets `include_archived = true`,
+//! is the evaluation time in Unix seconds, `:unread` the views the latest snapshot could
+//! not read (JSON text) and `:unread_projects` which projects of each view it could not read,
+//! which a rule reporting a missing row must not trust. Unless a rule sets `include_archived = true`,
 //! findings in archived projects are dropped.
 //!
 //! A rule over the audit log (`resource_type = "audit_log_events"`) reports events of a

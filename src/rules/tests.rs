@@ -1113,3 +1113,97 @@ fn every_stored_value_has_its_columns_declared_type() {
         .collect();
     assert!(unfilled.len() <= 8, "{unfilled:?}");
 }
+
+/// A first snapshot of two new projects, `proj_read` read completely (no users, alerts or
+/// model policy) and `proj_missed`, whose reads of `failed` families failed.
+fn two_new_projects(store: &mut crate::store::Store, failed: &[Family]) {
+    use crate::model::{CrawlStats, Scope, ScopeError, ScopeOutcome, ScopeResult, SnapshotStatus};
+    let at = chrono::Utc::now();
+    let project = |id: &str| {
+        serde_json::json!({"object": "organization.project", "id": id, "name": id,
+            "created_at": at.timestamp() - 86_400, "status": "active"})
+    };
+    let mut writer = store.begin_snapshot("acme", at).unwrap();
+    writer
+        .apply(ScopeResult {
+            scope: Scope {
+                family: Family::Projects,
+                project_id: None,
+                parent_id: None,
+            },
+            outcome: ScopeOutcome::Complete(
+                vec![project("proj_read"), project("proj_missed")].into(),
+            ),
+        })
+        .unwrap();
+    for family in [
+        Family::ProjectUsers,
+        Family::ProjectSpendAlerts,
+        Family::ProjectModelPermissions,
+    ] {
+        for id in ["proj_read", "proj_missed"] {
+            let outcome = if id == "proj_missed" && failed.contains(&family) {
+                ScopeOutcome::Failed(ScopeError {
+                    status: Some(403),
+                    message: "refused".into(),
+                })
+            } else {
+                ScopeOutcome::Complete(Default::default())
+            };
+            writer
+                .apply(ScopeResult {
+                    scope: Scope {
+                        family,
+                        project_id: Some(ProjectId(id.into())),
+                        parent_id: None,
+                    },
+                    outcome,
+                })
+                .unwrap();
+        }
+    }
+    writer
+        .finish(&CrawlStats::default(), at, SnapshotStatus::Partial)
+        .unwrap();
+}
+
+#[test]
+fn unread_projects_names_the_projects_whose_read_of_a_view_failed_and_the_views_under_it() {
+    let mut store = crate::store::Store::open_in_memory().unwrap();
+    two_new_projects(&mut store, &[Family::ProjectUsers]);
+    let unread: serde_json::Value =
+        serde_json::from_str(&super::evaluate::unread_projects(store.reader().conn()).unwrap())
+            .unwrap();
+    assert_eq!(
+        unread,
+        serde_json::json!({"project_users": ["proj_missed"], "project_user_roles": ["proj_missed"]})
+    );
+}
+
+#[test]
+fn a_new_project_whose_read_failed_is_not_reported_for_what_the_read_missed() {
+    let mut store = crate::store::Store::open_in_memory().unwrap();
+    two_new_projects(
+        &mut store,
+        &[
+            Family::ProjectUsers,
+            Family::ProjectSpendAlerts,
+            Family::ProjectModelPermissions,
+        ],
+    );
+    let loaded = load_with("");
+    for id in [
+        "project-no-owner",
+        "project-no-spend-alert",
+        "project-model-permissions-unset",
+    ] {
+        let rule = loaded.rules.get(id).unwrap();
+        let hits = evaluate_rules(store.reader(), &[rule], chrono::Utc::now().timestamp()).unwrap();
+        let found: Vec<&str> = hits.iter().map(|h| h.resource_id.as_str()).collect();
+        assert_eq!(
+            found,
+            ["proj_read"],
+            "{id}: only the project read is judged"
+        );
+    }
+}

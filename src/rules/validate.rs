@@ -465,7 +465,7 @@ fn check_template(
 }
 
 /// Prepares a `sql` rule on an empty store: it must prepare, be read-only, return the
-/// three columns and only use `:now`, `:unread`, `:window_start` and the rule's params.
+/// three columns and only use `:now`, `:unread`, `:unread_projects`, `:window_start` and the rule's params.
 /// True when it reads `:window_start`.
 fn check_sql(
     rule: &Rule,
@@ -523,7 +523,7 @@ fn check_sql(
     let mut uses_window = false;
     for i in 1..=stmt.parameter_count() {
         match stmt.parameter_name(i) {
-            Some(":now" | ":unread") => {}
+            Some(":now" | ":unread" | ":unread_projects") => {}
             Some(":window_start") => uses_window = true,
             Some(name) if name.starts_with(':') && rule.defaults.contains_key(&name[1..]) => {}
             Some(name) => {
@@ -533,7 +533,7 @@ fn check_sql(
                         Some(file),
                         Some(sql.span()),
                         format!(
-                            "SQL uses `{name}`, which is neither `:now`, `:unread`, `:window_start` nor a param of the rule"
+                            "SQL uses `{name}`, which is neither `:now`, `:unread`, `:unread_projects`, `:window_start` nor a param of the rule"
                         ),
                     )
                     .help("declare it under [rule.params]; bind it as `:name`");
