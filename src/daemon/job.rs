@@ -528,7 +528,20 @@ impl Job for AuditJob {
     async fn last_run_started(&self) -> Option<DateTime<Utc>> {
         let db = self.inputs.db.clone();
         tokio::task::spawn_blocking(move || {
-            let store = Store::open_read_only(&db).ok()?;
+            // Opened for writing, as a run would: the daemon holds the writer lock for its
+            // whole life, and a database an older orgwarden wrote (the usual state right
+            // after an upgrade) is then upgraded here instead of reading as "no run yet",
+            // which skipped the catch-up run for a tick missed while it was down.
+            if !db.exists() {
+                return None;
+            }
+            let store = match Store::open(&db) {
+                Ok(store) => store,
+                Err(e) => {
+                    tracing::warn!("cannot read when the last run started: {e}");
+                    return None;
+                }
+            };
             store
                 .latest_snapshot()
                 .ok()

@@ -291,6 +291,30 @@ fn a_second_daemon_on_the_same_database_refuses_to_start() {
     assert_eq!(code, 0);
 }
 
+#[test]
+fn a_daemon_started_on_a_database_an_older_orgwarden_wrote_catches_up_a_missed_tick() {
+    // The usual upgrade: the old daemon stopped, the new one started on its database, a
+    // scheduled time passed in between (its one run, in 1970, is before this year's tick).
+    let dir = tempfile::tempdir().unwrap();
+    crate::upgrade::version_4_database(&dir.path().join("audit.db"));
+    let sim = sim(Duration::ZERO);
+    write_config(dir.path(), &sim, "0 0 1 1 *", "");
+    let daemon = Daemon::start(dir.path());
+    // Logged once the daemon has decided whether to catch up.
+    daemon.wait_for(
+        "waiting for the next scheduled run",
+        1,
+        Duration::from_secs(30),
+    );
+    let log = daemon.log();
+    assert!(log.contains("running once now to catch up"), "log:\n{log}");
+    assert!(!log.contains("no run recorded yet"), "log:\n{log}");
+    daemon.wait_for("run finished", 1, Duration::from_secs(60));
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "log:\n{log}");
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -8,7 +8,7 @@ use crate::support::orgwarden;
 
 /// A schema-version-4 database (orgwarden before the costs tables) holding one open
 /// finding that was announced, as `audit --notify` of that version left it.
-fn version_4_database(path: &Path) {
+pub(crate) fn version_4_database(path: &Path) {
     let conn = rusqlite::Connection::open(path).unwrap();
     for (_, sql) in &orgwarden::store::MIGRATIONS[..4] {
         conn.execute_batch(sql).unwrap();
