@@ -8,7 +8,6 @@ use chrono::Utc;
 use crate::findings::{self};
 use crate::report::{self, Wrap};
 use crate::rules::{self, Loaded, fixtures};
-use crate::store::Store;
 
 use super::audit::{load_rules, print_diagnostics};
 use super::{CliError, Exit, GlobalArgs, unknown_name};
@@ -159,7 +158,9 @@ pub(super) fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
     // Exemptions matching nothing can only be judged against stored findings.
     let db = global.db_path(&config);
     if db.exists() && !loaded.diagnostics.has_errors() {
-        match Store::open_read_only(&db) {
+        // As the other read commands do: a database an older orgwarden wrote is upgraded
+        // first (under the writer lock) rather than left unjudged.
+        match super::read::open_path(&db) {
             Ok(store) => {
                 let stored: Vec<_> = findings::load(store.reader())?
                     .into_iter()
@@ -175,7 +176,7 @@ pub(super) fn rules_check(global: &GlobalArgs) -> anyhow::Result<Exit> {
             // Said, not skipped in silence: the check is only partly done.
             Err(e) => tracing::warn!(
                 db = %db.display(),
-                "exemptions not checked against stored findings: {e}"
+                "exemptions not checked against stored findings: {e:#}"
             ),
         }
     }

@@ -94,3 +94,35 @@ fn a_read_command_does_not_upgrade_a_database_an_older_writer_holds() {
         i64::try_from(orgwarden::store::MIGRATIONS.len()).unwrap()
     );
 }
+
+#[test]
+fn rules_check_on_a_database_an_older_orgwarden_wrote_upgrades_it_and_judges_the_exemptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    version_4_database(&db);
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[[exemption]]\nrule = \"api-key-stale\"\nresource = \"key_old\"\nreason = \"r\"\n\
+         owner = \"o@example.com\"\nexpires = \"2099-01-01\"\n\
+         [[exemption]]\nrule = \"api-key-stale\"\nresource = \"key_nowhere\"\nreason = \"r\"\n\
+         owner = \"o@example.com\"\nexpires = \"2099-01-01\"\n",
+    )
+    .unwrap();
+    let out = orgwarden()
+        .current_dir(dir.path())
+        .args(["--db", "old.db", "rules", "check"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(!stderr.contains("not checked"), "{stderr}");
+    assert!(
+        stderr.contains("`key_nowhere` matches no finding"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("`key_old` matches no finding"), "{stderr}");
+    assert_eq!(
+        user_version(&db),
+        i64::try_from(orgwarden::store::MIGRATIONS.len()).unwrap()
+    );
+}
