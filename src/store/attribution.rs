@@ -317,6 +317,20 @@ impl Store {
 
     /// Whether snapshot `id` (not failed) read the list that holds `key`'s object.
     fn read_list_of(&self, id: SnapshotId, key: &ObjectKey<'_>) -> Result<bool, StoreError> {
+        // A snapshot counts the rows of every family its orgwarden knew: one an older
+        // version wrote before the family was collected at all never read it, and must not
+        // bound the interval (the objects first read after the upgrade were there before).
+        let knew: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT json_type(objects, ?2) IS NOT NULL FROM snapshot WHERE id = ?1",
+            )?
+            .query_row(params![id.0, format!("$.{}", key.family.view())], |row| {
+                row.get(0)
+            })?;
+        if !knew {
+            return Ok(false);
+        }
         let mut lists = vec![key.family];
         let mut family = key.family;
         while let Some(parent) = family.parent() {

@@ -1446,6 +1446,42 @@ fn diff_attributes_each_change_to_its_audit_log_event_or_says_why_not() {
 }
 
 #[test]
+fn a_family_an_older_orgwarden_did_not_collect_is_not_taken_as_read_by_its_snapshots() {
+    use crate::audit_log::explain::Attribution;
+    let mut store = Store::open_in_memory().unwrap();
+    let first = snap(&mut store, 0, basic_org("a", 5), SnapshotStatus::Complete);
+    log_read(&store, first.id, -100);
+    // As a version from before the project API keys were collected recorded it: its
+    // counts name only the families it knew.
+    store
+        .conn()
+        .execute(
+            "UPDATE snapshot SET objects = json_remove(objects, '$.project_api_keys') WHERE id = ?1",
+            [first.id.0],
+        )
+        .unwrap();
+    let mut second = basic_org("a", 5);
+    second.push(complete(
+        Family::ProjectApiKeys,
+        Some("proj_b"),
+        None,
+        vec![key("key_3", "first read", 7)],
+    ));
+    let newer = snap(&mut store, 2, second, SnapshotStatus::Complete);
+    log_read(&store, newer.id, -1);
+
+    let mut diff = store.diff(None, None).unwrap();
+    store.attribute_diff(&mut diff).unwrap();
+    let key_3 = diff
+        .entries
+        .iter()
+        .find(|e| e.resource_id == "key_3")
+        .unwrap_or_else(|| panic!("{:?}", diff.entries));
+    // Not "the log has no event for it": it may have been there long before.
+    assert_eq!(key_3.attribution, Some(Attribution::NotRead));
+}
+
+#[test]
 fn the_log_vouches_for_absence_only_since_audit_logging_was_last_off() {
     let mut store = Store::open_in_memory().unwrap();
     let first = snap(&mut store, 0, basic_org("a", 5), SnapshotStatus::Complete);
