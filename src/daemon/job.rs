@@ -582,6 +582,11 @@ impl Job for AuditJob {
     }
 
     async fn retry(&self, stop: CancellationToken) -> Result<Option<DateTime<Utc>>, BoxError> {
+        // Not made yet (nothing is queued), or removed under the daemon (the runs and
+        // `/readyz` say so): nothing to look at, and nothing to say every few minutes.
+        if !self.inputs.db.exists() {
+            return Ok(None);
+        }
         let loaded = self.loaded();
         let due = self.next_due(loaded.clone()).await?;
         if due.is_none_or(|due| due > Utc::now()) {
