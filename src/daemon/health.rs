@@ -114,7 +114,7 @@ impl Component for HealthServer {
 /// The connections served at once. Whoever reaches the port can open connections, and each
 /// holds a file descriptor: unbounded, a client that opens a thousand and keeps them takes
 /// the descriptors the runs need (the database, the API) and every run fails. Past this
-/// many, new connections wait in the kernel's listen backlog, not in the process.
+/// many, a new connection closes the oldest one (see [`serve`]).
 const MAX_CONNECTIONS: usize = 32;
 
 /// How long a request's head may take to arrive, and a kept-alive connection may sit idle:
@@ -135,28 +135,31 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
 /// Accepts connections until `stop`, at most [`MAX_CONNECTIONS`] at once, then closes them
-/// within [`CLOSE_GRACE`].
+/// within [`CLOSE_GRACE`]. When every place is taken, a new connection drops the oldest:
+/// otherwise a client holding the places with idle connections would keep a liveness
+/// probe (which gives up after a second or so) waiting for [`HEADER_READ_TIMEOUT`], and the
+/// orchestrator would restart a healthy daemon.
 async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
+    // The connections being served, oldest first.
+    let mut open: std::collections::VecDeque<tokio::task::AbortHandle> =
+        std::collections::VecDeque::new();
     loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => break,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         // Reap the connections that ended, so the set does not grow with every one served.
-        while connections.try_join_next().is_some() {}
-        match accepted {
-            Ok((stream, _)) => {
-                connections.spawn(serve_connection(stream, app.clone(), stop.clone(), permit));
-            }
+        while let Some(ended) = connections.try_join_next_with_id() {
+            let id = match ended {
+                Ok((id, ())) => id,
+                Err(error) => error.id(),
+            };
+            open.retain(|open| open.id() != id);
+        }
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
             Err(error) => {
                 // Out of descriptors, most likely: accepting again at once would spin.
                 tracing::warn!(%error, "health server: cannot accept a connection");
@@ -164,8 +167,32 @@ async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
                     () = stop.cancelled() => break,
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
+                continue;
             }
-        }
+        };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Dropped, not asked to close: a graceful close waits for a half-sent
+                // request, and a flood of them would then be taken one a second.
+                if let Some(oldest) = open.pop_front() {
+                    oldest.abort();
+                }
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        open.push_back(connections.spawn(serve_connection(
+            stream,
+            app.clone(),
+            stop.clone(),
+            permit,
+        )));
     }
     drop(listener);
     // Each connection closes or is dropped within CLOSE_GRACE of `stop`; the margin covers

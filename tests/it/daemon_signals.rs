@@ -288,6 +288,27 @@ fn hundreds_of_held_connections_take_a_bounded_number_of_descriptors() {
 }
 
 #[test]
+fn idle_connections_holding_every_place_do_not_keep_a_probe_waiting() {
+    // A liveness probe gives up after a second or so: made to wait for the idle ones'
+    // header timeout (10 s), it would have a healthy daemon restarted.
+    let dir = tempfile::tempdir().unwrap();
+    let (child, port) = spawn_listening(dir.path());
+    let held: Vec<_> = (0..40)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let answer = get(port, "/healthz");
+    let took = start.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(took < Duration::from_secs(5), "the probe waited {took:?}");
+    drop(held);
+    signal(&child, "TERM");
+    let (code, stderr) = wait(child, Duration::from_secs(8));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
 fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
