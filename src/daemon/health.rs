@@ -170,21 +170,20 @@ async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
                 continue;
             }
         };
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                // Dropped, not asked to close: a graceful close waits for a half-sent
-                // request, and a flood of them would then be taken one a second.
-                if let Some(oldest) = open.pop_front() {
-                    oldest.abort();
-                }
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    permit = slots.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                }
+        let permit = if let Ok(permit) = slots.clone().try_acquire_owned() {
+            permit
+        } else {
+            // Dropped, not asked to close: a graceful close waits for a half-sent request,
+            // and a flood of them would then be taken one a second.
+            if let Some(oldest) = open.pop_front() {
+                oldest.abort();
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
             }
         };
         open.push_back(connections.spawn(serve_connection(
