@@ -132,12 +132,29 @@ pub fn line_may_hold_secret(line: &str) -> bool {
             .trim_matches(|c| c == '"' || c == '\'')
             .to_ascii_lowercase();
         let last_word = name.rsplit(['_', '-']).next().unwrap_or_default();
-        WORDS.contains(&last_word) || WORDS.contains(&name.as_str())
+        WORDS.contains(&last_word)
+            || WORDS.contains(&name.as_str())
+            || names_a_secret_loosely(last_word, &WORDS)
     });
     if named_secret {
         return true;
     }
     looks_like_a_secret(line)
+}
+
+/// Whether `word`, the last word of a key, is a secret's name run together with another
+/// word (`smtppassword`, `clienttoken`) or misspelled (`pasword`, `secert`): such a key is
+/// unknown, so its line is the very one an `unknown-key` diagnostic would print.
+fn names_a_secret_loosely(word: &str, words: &[&str]) -> bool {
+    // The short words (`key`, `pass`, `auth`) end or resemble too many harmless names.
+    const RUN_TOGETHER: [&str; 5] = ["password", "passwd", "secret", "token", "apikey"];
+    if RUN_TOGETHER.iter().any(|w| word.ends_with(w)) {
+        return true;
+    }
+    words.iter().filter(|w| w.len() >= 5).any(|w| {
+        let typos = if w.len() >= 6 { 2 } else { 1 };
+        crate::config::edit_distance(word, w) <= typos
+    })
 }
 
 /// "the environment variable NAME is not set or empty", naming the variable only when its
@@ -321,6 +338,13 @@ mod tests {
             "webhook_url = \"https://hooks.slack.com/services/T0/B0/x\"",
             "pass = \"x\"",
             "timezone = \"sk-admin-pasted-here\"",
+            // Misspelled or run together: an unknown key, whose line is the one shown.
+            "pasword = \"hunter2\"",
+            "passowrd = \"hunter2\"",
+            "smtp_secert = \"x\"",
+            "tokn = \"x\"",
+            "smtppassword = \"hunter2\"",
+            "clienttoken = \"x\"",
         ] {
             assert!(line_may_hold_secret(line), "{line}");
         }
@@ -335,6 +359,11 @@ mod tests {
             "where = { field = \"created_at\", op = \"lt\", value = 3 }",
             "resource_type = \"org_admin_api_keys\"",
             "value = \"task-list\"",
+            "paths = [\"rules\"]",
+            "host = \"smtp.example.com\"",
+            "port = 587",
+            "owner = \"sec@example.com\"",
+            "monkey = 1",
         ] {
             assert!(!line_may_hold_secret(line), "{line}");
         }

@@ -618,6 +618,22 @@ fn a_credential_under_an_unknown_or_broken_key_is_located_but_never_shown() {
             "o.toml:6:1",
         ),
         ("[openai]\nadmin_key = sk-admin-CANARY-2\n", "o.toml:2:"),
+        // Misspelled, or run together with another word: still the password.
+        (
+            "[notify.email]\ntransport = \"file\"\ndir = \"m\"\nfrom = \"a@example.com\"\n\
+             to = [\"b@example.com\"]\npasword = \"CANARY-pw\"\n",
+            "o.toml:6:1",
+        ),
+        (
+            "[notify.email]\ntransport = \"file\"\ndir = \"m\"\nfrom = \"a@example.com\"\n\
+             to = [\"b@example.com\"]\nsmtppassword = \"CANARY-pw\"\n",
+            "o.toml:6:1",
+        ),
+        (
+            "[[notify.channel]]\nname = \"w\"\nkind = \"webhook\"\nurl_env = \"U\"\n\
+             secret_env = \"S\"\nsecert = \"CANARY-s\"\n",
+            "o.toml:6:1",
+        ),
     ] {
         let (_, d) = check(text);
         let shown = d.render(false);
