@@ -825,3 +825,20 @@ fn nesting_past_the_parser_s_limit_is_placed_at_the_deepest_line() {
         "{found:?}"
     );
 }
+
+/// `0B` parsed as a size, and every read of every snapshot then failed its scope (exit 3)
+/// with nothing said at `rules check`.
+#[test]
+fn a_max_response_bytes_below_one_page_is_refused() {
+    assert_eq!(
+        problems("[openai]\nmax_response_bytes = \"0B\"\n"),
+        ["bad-value@2:22"]
+    );
+    assert_eq!(
+        problems("[openai]\nmax_response_bytes = \"1023B\"\n"),
+        ["bad-value@2:22"]
+    );
+    let (config, d) = check("[openai]\nmax_response_bytes = \"1KiB\"\n");
+    assert!(d.items().is_empty(), "{}", d.render(false));
+    assert_eq!(config.openai.max_response_bytes.as_bytes(), 1024);
+}

@@ -348,6 +348,10 @@ fn audit_log(raw: &RawAuditLog, c: &mut Check<'_>) -> AuditLogConfig {
     }
 }
 
+/// The smallest `[openai] max_response_bytes`: one page of a short list is already about
+/// this large, so a lower bound would fail every scope of every snapshot.
+pub const MIN_RESPONSE_BYTES: ByteSize = ByteSize::from_bytes(1024);
+
 fn openai(raw: &RawOpenAi, c: &mut Check<'_>) -> OpenAiConfig {
     let default = OpenAiConfig::default();
     let base_url = raw.base_url.as_ref().and_then(|u| {
@@ -425,9 +429,24 @@ fn openai(raw: &RawOpenAi, c: &mut Check<'_>) -> OpenAiConfig {
             .max_response_bytes
             .as_ref()
             .and_then(|s| {
-                c.parse(s, DiagnosticCode::BadValue, "expected a size", |t| {
+                let size = c.parse(s, DiagnosticCode::BadValue, "expected a size", |t| {
                     t.parse::<ByteSize>()
-                })
+                })?;
+                // Below a page of the smallest list, every read would fail its scope.
+                if size < MIN_RESPONSE_BYTES {
+                    c.error(
+                        DiagnosticCode::BadValue,
+                        s.span(),
+                        format!(
+                            "`max_response_bytes` must be at least {MIN_RESPONSE_BYTES}, not \
+                             {size}: every larger answer fails its scope, and one page of \
+                             a short list is already about that large"
+                        ),
+                        "too small",
+                    );
+                    return None;
+                }
+                Some(size)
             })
             .unwrap_or(default.max_response_bytes),
         max_pages_per_scope: raw
