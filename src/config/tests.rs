@@ -842,3 +842,28 @@ fn a_max_response_bytes_below_one_page_is_refused() {
     assert!(d.items().is_empty(), "{}", d.render(false));
     assert_eq!(config.openai.max_response_bytes.as_bytes(), 1024);
 }
+
+/// An empty path named the configuration's own folder: `dir = ""` wrote messages beside the
+/// file, `[rules] paths = [""]` failed with an empty name and no hint, and an empty template
+/// failed only when the notifier was built, with no line to point at.
+#[test]
+fn an_empty_path_or_user_name_is_an_empty_value_at_its_place() {
+    let text = "[rules]\npaths = [\"\"]\n\
+                [notify.email]\ntransport = \"file\"\ndir = \"\"\nfrom = \"a@example.com\"\n\
+                to = [\"b@example.com\"]\nca_file = \" \"\nusername = \"\"\npassword_env = \"P\"\n\
+                [notify.email.templates]\nhtml = \"\"\ntext = \"\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "empty-value@2:10",
+            "empty-value@5:7",
+            "empty-value@8:11",
+            "empty-value@9:12",
+            "empty-value@12:8",
+            "empty-value@13:8",
+        ]
+    );
+    let (config, _) = check(text);
+    assert!(config.rules.paths.is_empty());
+    assert!(config.notify.email.is_none());
+}

@@ -619,12 +619,13 @@ fn rules(raw: RawRules, c: &mut Check<'_>) -> RulesConfig {
         .and_then(|t| longer_than_zero(t, "timeout", c));
     RulesConfig {
         timeout,
+        // An empty entry would name the configuration's own folder.
         paths: raw
             .paths
             .into_iter()
-            .map(|p| {
-                let span = p.span();
-                Spanned::new(span, PathBuf::from(p.into_inner()))
+            .filter_map(|p| {
+                let path = c.non_empty(&p, "paths")?;
+                Some(Spanned::new(p.span(), PathBuf::from(path)))
             })
             .collect(),
         disabled: raw.disabled,
@@ -811,13 +812,24 @@ fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
         (None, Some(p)) => c.missing(T, "username", p.span(), " with `password_env`"),
         _ => {}
     }
-    let path = |p: &Option<Spanned<String>>| p.as_ref().map(|p| PathBuf::from(p.get_ref()));
-    let templates = (raw.html.is_some() || raw.text.is_some()).then(|| EmailTemplates {
-        html: path(&raw.html),
-        text: path(&raw.text),
-    });
+    // An empty path would name the configuration's own folder (or, for a template, fail
+    // only when the notifier is built, without a line to point at).
+    let mut paths_given = true;
+    let mut path = |p: &Option<Spanned<String>>, key: &str, c: &mut Check<'_>| {
+        let p = p.as_ref()?;
+        let text = c.non_empty(p, key);
+        paths_given &= text.is_some();
+        text.map(PathBuf::from)
+    };
+    let dir = path(&raw.dir, "dir", c);
+    let html = path(&raw.html, "html", c);
+    let text = path(&raw.text, "text", c);
+    let ca_file = path(&raw.ca_file, "ca_file", c);
+    let username = raw.username.as_ref().map(|u| c.non_empty(u, "username"));
+    let username_given = username.as_ref().is_none_or(Option::is_some);
+    let templates = (html.is_some() || text.is_some()).then_some(EmailTemplates { html, text });
     let to: Option<Vec<String>> = to.into_iter().collect();
-    if !password_named {
+    if !password_named || !paths_given || !username_given {
         return None;
     }
     Some(EmailConfig {
@@ -825,16 +837,15 @@ fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
         host,
         port,
         tls: tls?,
-        username: raw.username.as_ref().map(|u| u.get_ref().clone()),
+        username: username.flatten(),
         password_env: raw.password_env.clone(),
         from: from?,
         to: to.filter(|t| !t.is_empty())?,
-        dir: path(&raw.dir),
+        dir,
         templates,
-        ca_file: raw
-            .ca_file
-            .as_ref()
-            .map(|p| Spanned::new(p.span(), PathBuf::from(p.get_ref()))),
+        ca_file: ca_file
+            .zip(raw.ca_file.as_ref())
+            .map(|(path, written)| Spanned::new(written.span(), path)),
     })
 }
 
