@@ -467,6 +467,29 @@ pub fn toml_syntax(
             return;
         }
     }
+    // toml says only "duplicate key", which a table written twice (`[openai]` in two
+    // places, or `[exemption]` after `[[exemption]]`) leaves unexplained.
+    let duplicate = span
+        .as_ref()
+        .filter(|_| message == "duplicate key")
+        .and_then(|s| text.get(s.clone()))
+        .map(str::trim)
+        .filter(|key| !key.is_empty() && !crate::secrets::line_may_hold_secret(key));
+    if let Some(key) = duplicate {
+        diags
+            .error(
+                DiagnosticCode::TomlSyntax,
+                Some(file),
+                span,
+                format!("duplicate key `{key}`: a key or table may be written only once"),
+            )
+            .label("written again here")
+            .help(
+                "merge the two into one, or remove one; a table meant to repeat is written \
+                 with double brackets every time (`[[exemption]]`, `[[notify.channel]]`)",
+            );
+        return;
+    }
     diags.error(
         DiagnosticCode::TomlSyntax,
         Some(file),

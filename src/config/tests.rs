@@ -867,3 +867,18 @@ fn an_empty_path_or_user_name_is_an_empty_value_at_its_place() {
     assert!(config.rules.paths.is_empty());
     assert!(config.notify.email.is_none());
 }
+
+/// toml's own words were only "duplicate key", at the second `[openai]`: nothing said what
+/// was duplicated or how to fix it.
+#[test]
+fn a_table_written_twice_is_named_with_what_to_do() {
+    let (_, d) = check("[openai]\norganization = \"acme\"\n\n[openai]\ntimeout_secs = 10\n");
+    assert_eq!(problems("[openai]\n[openai]\n"), ["toml-syntax@2:2"]);
+    insta::assert_snapshot!(d.render(false));
+    let (_, d) = check("[[exemption]]\nrule = \"r\"\n[exemption]\n");
+    assert!(
+        d.render(false).contains("duplicate key `exemption`"),
+        "{}",
+        d.render(false)
+    );
+}
