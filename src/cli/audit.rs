@@ -44,6 +44,18 @@ pub enum FindingsFormat {
 
 /// `orgwarden audit`
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    orgwarden audit --fail-on high                  exit 1 on a high or critical finding\n  \
+    orgwarden audit --notify                        and send what is new, reopened, resolved\n  \
+    orgwarden audit --notify --dry-run              show what would be sent; send nothing\n  \
+    orgwarden audit --offline --format sarif > orgwarden.sarif\n\n\
+    The admin key comes from OPENAI_ADMIN_KEY or `[openai] admin_key_file`.\n\n\
+    Exit codes:\n  \
+    0: done\n  \
+    1: a non-exempt open finding at or above --fail-on\n  \
+    2: bad usage, configuration or rule file, a rule that did not finish, or anything else \
+    that stopped the run\n  \
+    3: the organization could not be read completely (wins over 1)")]
 pub struct AuditArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = FindingsFormat::Table)]

@@ -15,7 +15,8 @@ use crate::daemon::{Daemon, Job, Metrics, Timing};
 #[command(
     long_about = "Run audits on the configured schedule until stopped: each run snapshots the \
 organization, evaluates the rules, records the findings and sends what is new.",
-    after_help = "Reads from orgwarden.toml (--config):\n  \
+    after_help = "Example: orgwarden --config /etc/orgwarden/orgwarden.toml daemon\n\n\
+Reads from orgwarden.toml (--config):\n  \
 [schedule] cron, timezone, run_on_start, jitter: when audits run \
 (check with `orgwarden schedule`)\n  \
 [server] listen: the address of /healthz, /readyz and /metrics (none without it)\n  \

@@ -23,6 +23,11 @@ pub(super) const DEMO_DB: &str = "orgwarden-demo.db";
 
 /// `orgwarden demo`
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    orgwarden demo\n  \
+    orgwarden demo --format markdown > report.md\n  \
+    orgwarden --db orgwarden-demo.db findings --severity high   look around what it stored\n\n\
+    Exit codes: 0 done; 2 anything that stopped it.")]
 pub struct DemoArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = FindingsFormat::Table)]

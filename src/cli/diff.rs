@@ -11,6 +11,10 @@ use crate::store::{SnapshotInfo, rfc3339};
 
 /// `orgwarden diff`
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    orgwarden diff                                  the last two snapshots that did not fail\n  \
+    orgwarden diff 12 15 --format json              snapshot 12 against 15 (`orgwarden snapshots` lists them)\n\n\
+    Exit codes: 0 done; 2 bad usage or configuration, no database, or no such snapshot.")]
 pub struct DiffArgs {
     /// The older snapshot id [default: the newest non-failed one before TO]
     pub from: Option<i64>,

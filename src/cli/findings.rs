@@ -28,6 +28,12 @@ pub enum StatusFilter {
 
 /// `orgwarden findings`
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    orgwarden findings --severity high              open findings, high and critical\n  \
+    orgwarden findings --status exempt              what [[exemption]] tables accept\n  \
+    orgwarden findings --rule api-key-stale --status all --format csv\n\n\
+    Lists what the last audit stored; `orgwarden audit` refreshes it.\n\n\
+    Exit codes: 0 done; 2 bad usage or configuration, or no database.")]
 pub struct FindingsArgs {
     /// Which findings
     #[arg(long, value_enum, default_value_t = StatusFilter::Open)]

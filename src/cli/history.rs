@@ -10,6 +10,10 @@ use crate::store::{Store, rfc3339};
 
 /// `orgwarden history`
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    orgwarden history key_abc\n  \
+    orgwarden history proj_abc --format json\n\n\
+    Exit codes: 0 done; 2 bad usage or configuration, no database, or no such object.")]
 pub struct HistoryArgs {
     /// The object's id (key_…, proj_…, user-…, …)
     pub id: String,

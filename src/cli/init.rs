@@ -9,6 +9,12 @@ use super::{CliError, Exit, GlobalArgs};
 
 /// `orgwarden init`
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    orgwarden init                                  ./orgwarden.toml, every key explained\n  \
+    orgwarden init /etc/orgwarden/orgwarden.toml\n  \
+    orgwarden rules check                           then check it and the rule files\n\n\
+    Relative paths in the file are read from the file's folder.\n\n\
+    Exit codes: 0 written; 2 the file exists (--force overwrites it) or cannot be written.")]
 pub struct InitArgs {
     /// Where to write the starter configuration
     #[arg(default_value = "orgwarden.toml")]
@@ -232,7 +238,7 @@ pub fn init(_global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<Exit> {
     file.write_all(STARTER_CONFIG.as_bytes())
         .with_context(|| format!("cannot write {}", args.file.display()))?;
     eprintln_or_drop!(
-        "wrote {}; check it with `orgwarden --config {} schedule`",
+        "wrote {}; check it, with the rule files, with `orgwarden --config {} rules check`",
         args.file.display(),
         args.file.display()
     );

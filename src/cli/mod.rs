@@ -572,6 +572,59 @@ impl tracing::field::Visit for InertVisitor<'_, '_> {
 mod tests {
     use super::*;
 
+    /// Every command's `--help` shows how it is run, and those whose exit codes say more
+    /// than "0 done, 2 stopped" (a finding, an incomplete read, a failed check or delivery)
+    /// spell them out: a new operator learns from `--help` before the README.
+    #[test]
+    fn every_command_help_has_an_example_and_the_telling_ones_their_exit_codes() {
+        const EXIT_CODES: [&str; 8] = [
+            "init",
+            "audit",
+            "snapshot",
+            "daemon",
+            "rules check",
+            "rules test",
+            "rules explain",
+            "notify test",
+        ];
+        fn leaves(command: &clap::Command, prefix: &str, out: &mut Vec<(String, String)>) {
+            for sub in command.get_subcommands() {
+                let name = format!("{prefix}{}", sub.get_name()).trim().to_owned();
+                if sub.has_subcommands() {
+                    leaves(sub, &format!("{name} "), out);
+                } else {
+                    let help = sub.get_after_help().map(ToString::to_string);
+                    out.push((name, help.unwrap_or_default()));
+                }
+            }
+        }
+        let mut commands = Vec::new();
+        leaves(&<Cli as clap::CommandFactory>::command(), "", &mut commands);
+        assert!(commands.len() > 15, "{commands:?}");
+        for (name, help) in &commands {
+            assert!(
+                help.contains("Example"),
+                "`orgwarden {name} --help` shows no example:\n{help}"
+            );
+            assert!(
+                help.contains(&format!("orgwarden {name}"))
+                    || help.contains(&format!(" {name}\n"))
+                    || help.contains(&format!(" {name} ")),
+                "`orgwarden {name} --help`'s examples do not run it:\n{help}"
+            );
+        }
+        for name in EXIT_CODES {
+            let (_, help) = commands
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("no command `{name}`"));
+            assert!(
+                help.contains("Exit codes"),
+                "`orgwarden {name} --help` does not give its exit codes:\n{help}"
+            );
+        }
+    }
+
     /// An error whose message quotes its source, as many library errors do.
     #[derive(Debug, thiserror::Error)]
     #[error("cannot write {path}: {source}")]

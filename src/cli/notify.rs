@@ -7,6 +7,14 @@ use crate::notify::{Notifier, NotifyError};
 #[derive(Debug, clap::Subcommand)]
 pub enum NotifyCommand {
     /// Send a test message through the configured channels
+    #[command(after_help = "Examples:\n  \
+        orgwarden notify test                           every channel\n  \
+        orgwarden notify test --channel security-slack\n\n\
+        Each channel's secrets are read from its `_env` variable or `_file` here, as a run \
+        reads them; a failure says which channel and why (an unset variable, DNS, TLS, auth, \
+        a refused recipient, the HTTP status).\n\n\
+        Exit codes: 0 every channel took its message; 2 one failed, or bad usage or \
+        configuration.")]
     Test {
         /// Only this channel (`log` is the log, `email` is [notify.email]); default every
         /// channel
@@ -19,6 +27,9 @@ pub enum NotifyCommand {
     /// cause was ours (a relay not allowed, a URL mistyped), fix it, then requeue: the next
     /// delivery pass (a running daemon's, within 5 minutes, or `audit --notify`) sends them. A
     /// running daemon need not be stopped.
+    #[command(after_help = "Examples:\n  \
+        orgwarden notify requeue                        every channel, refused in the last 7 days\n  \
+        orgwarden notify requeue --channel email --since 2d")]
     Requeue {
         /// Only this channel's messages (`email` is [notify.email])
         #[arg(long, value_name = "NAME")]

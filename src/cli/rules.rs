@@ -16,11 +16,26 @@ use super::{CliError, Exit, GlobalArgs, unknown_name};
 #[derive(Debug, clap::Subcommand)]
 pub enum RulesCommand {
     /// Every rule: id, severity, resource type, params, source file
+    #[command(after_help = "Example: orgwarden rules list | grep high\n\n\
+        The shipped rule pack and the files `[rules] paths` names; `[rules] disabled` and \
+        `[rules.severity]` apply.")]
     List,
     /// Check every rule and config file, and run every rule once over the built-in demo
     /// organization; report every problem at once
+    #[command(
+        after_help = "Example: orgwarden --config /etc/orgwarden/orgwarden.toml rules check\n\n\
+        Each problem names its file, line and column, with a stable code (`error[bad-cron]`) \
+        that docs/diagnostics.md explains. Run it after every edit, and before a daemon's \
+        reload (SIGHUP).\n\n\
+        Exit codes: 0 no error (warnings are only shown); 2 any error."
+    )]
     Check,
     /// Run each rule's fixtures through the real store and evaluator
+    #[command(after_help = "Examples:\n  \
+        orgwarden rules test                            every rule with fixtures\n  \
+        orgwarden rules test my-rule --fixtures tests/rules\n\n\
+        Fixtures are the `fixtures/` folder beside each rule file (see rules/README.md).\n\n\
+        Exit codes: 0 every case passed; 2 a case failed, or a rule named has no case.")]
     Test {
         /// Only these rule ids
         ids: Vec<String>,
@@ -29,6 +44,8 @@ pub enum RulesCommand {
         fixtures: Vec<PathBuf>,
     },
     /// A rule's description, params, remediation and compiled SQL
+    #[command(after_help = "Example: orgwarden rules explain api-key-stale\n\n\
+        Exit codes: 0 done; 2 no rule has that id (the closest ids are suggested).")]
     Explain {
         /// The rule id
         id: String,

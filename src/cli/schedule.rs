@@ -9,6 +9,11 @@ use super::{CliError, Exit, GlobalArgs};
 
 /// `orgwarden schedule`
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    orgwarden schedule --count 10\n  \
+    orgwarden schedule --from 2027-03-28T00:00:00+01:00 --count 4   across a clock change\n\n\
+    Reads [schedule] cron and timezone from orgwarden.toml (--config).\n\n\
+    Exit codes: 0 done; 2 bad usage or configuration.")]
 pub struct ScheduleArgs {
     /// How many run times to print
     #[arg(long, default_value_t = 5)]

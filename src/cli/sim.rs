@@ -11,6 +11,12 @@ use crate::sim::{Fault, FaultKind, Org, SimOptions};
 
 /// `orgwarden sim`
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    orgwarden sim --projects 50 --seed 7 --events 2000\n  \
+    OPENAI_ADMIN_KEY=sk-admin-test orgwarden --base-url http://127.0.0.1:8787/v1 audit\n  \
+    orgwarden sim --org acme.json --rate-limit 600 --fault-rate 0.05\n\n\
+    It prints its base URL, then serves until Ctrl-C. Organization files: \
+    docs/sim-org-format.md.")]
 pub struct SimArgs {
     /// Address to listen on (port 0 picks a free port)
     #[arg(long, default_value = "127.0.0.1:8787")]

@@ -15,6 +15,12 @@ use crate::store::Store;
 
 /// `orgwarden snapshot`
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    orgwarden snapshot\n  \
+    orgwarden --base-url http://127.0.0.1:8787/v1 snapshot --format json   against `orgwarden sim`\n\n\
+    The admin key comes from OPENAI_ADMIN_KEY or `[openai] admin_key_file`.\n\n\
+    Exit codes: 0 complete; 2 bad usage or configuration, or nothing could be stored; \
+    3 the organization could not be read completely (the snapshot is partial or failed).")]
 pub struct SnapshotArgs {
     /// Output format of the run summary
     #[arg(long, value_enum, default_value_t = TableFormat::Table)]

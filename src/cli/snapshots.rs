@@ -11,6 +11,10 @@ use crate::store::{SnapshotInfo, rfc3339};
 
 /// `orgwarden snapshots`
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    orgwarden snapshots\n  \
+    orgwarden snapshots --format json\n\n\
+    Exit codes: 0 done; 2 bad usage or configuration, or no database.")]
 pub struct SnapshotsArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = TableFormat::Table)]

@@ -30,6 +30,10 @@ pub enum SpendFormat {
 
 /// `orgwarden spend`
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    orgwarden spend --top 10\n  \
+    orgwarden spend --format json\n\n\
+    Exit codes: 0 done; 2 bad usage or configuration, or no database.")]
 pub struct SpendArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = SpendFormat::Table)]

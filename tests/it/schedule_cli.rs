@@ -142,7 +142,13 @@ fn init_writes_to_the_named_file() {
     orgwarden(dir.path())
         .args(["init", "custom.toml"])
         .assert()
-        .success();
+        .success()
+        .stderr(contains("`orgwarden --config custom.toml rules check`"));
     assert!(dir.path().join("custom.toml").exists());
     assert!(!dir.path().join("orgwarden.toml").exists());
+    // The check it points to passes on what it wrote, rule files included.
+    orgwarden(dir.path())
+        .args(["--config", "custom.toml", "rules", "check"])
+        .assert()
+        .success();
 }
