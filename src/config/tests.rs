@@ -882,3 +882,133 @@ fn a_table_written_twice_is_named_with_what_to_do() {
         d.render(false)
     );
 }
+
+/// Every `(table, key)` docs/configuration.md documents, from its headings (`## `[openai]``)
+/// and the first cell of each table row (`| `timeout_secs` |`, `| `[rules.severity]` |`),
+/// with the row's default cell.
+fn reference_rows() -> Vec<(String, String, String)> {
+    let text = include_str!("../../docs/configuration.md");
+    let mut table = None::<String>;
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            let path = line
+                .split('`')
+                .nth(1)
+                .map(|p| p.trim_matches(|c| c == '[' || c == ']').to_owned());
+            if let Some(path) = &path {
+                let (parent, last) = path.rsplit_once('.').unwrap_or(("", path));
+                rows.push((parent.to_owned(), last.to_owned(), String::new()));
+            }
+            table = path;
+            continue;
+        }
+        let Some(table) = &table else { continue };
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let Some(key) = cells
+            .first()
+            .and_then(|c| c.strip_prefix("| `"))
+            .and_then(|c| c.strip_suffix('`'))
+        else {
+            continue;
+        };
+        let key = match key.strip_prefix('[') {
+            // `[rules.params.<id>]`: the sub-table's key in its parent.
+            Some(sub) => sub
+                .trim_end_matches(']')
+                .strip_prefix(&format!("{table}."))
+                .and_then(|rest| rest.split('.').next())
+                .unwrap_or(sub)
+                .to_owned(),
+            None => key.to_owned(),
+        };
+        let default = cells.get(2).copied().unwrap_or_default().to_owned();
+        rows.push((table.clone(), key, default));
+    }
+    rows
+}
+
+/// The reference documents every key the reader accepts, and no other.
+#[test]
+fn the_configuration_reference_documents_every_key_and_only_those() {
+    let documented: std::collections::BTreeSet<(String, String)> = reference_rows()
+        .into_iter()
+        .map(|(t, k, _)| (t, k))
+        .collect();
+    let known: std::collections::BTreeSet<(String, String)> = KNOWN_KEYS
+        .iter()
+        .flat_map(|(t, keys)| keys.iter().map(|k| ((*t).to_owned(), (*k).to_owned())))
+        .collect();
+    let missing: Vec<_> = known.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&known).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md does not document {missing:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "docs/configuration.md documents keys the reader refuses: {unknown:?}"
+    );
+}
+
+/// Each default the reference gives as a plain value is the code's: writing it gives the
+/// configuration an empty file gives.
+#[test]
+fn the_defaults_in_the_configuration_reference_are_the_code_defaults() {
+    // Defaults that only hold inside a table which needs other keys, or that the typed
+    // form stores as "not set".
+    let skipped = [
+        "exemption",
+        "notify.email",
+        "notify.channel",
+        "notify.email.templates",
+    ];
+    let (empty, _) = check("");
+    let sections = |c: &Config| {
+        format!(
+            "{:?}",
+            (
+                &c.openai,
+                &c.storage,
+                &c.schedule,
+                &c.rules.timeout,
+                &c.rules.paths,
+                &c.rules.disabled,
+                &c.notify,
+                &c.server,
+                &c.collect,
+                &c.spend,
+                &c.audit_log,
+            )
+        )
+    };
+    let mut checked = 0;
+    for (table, key, default) in reference_rows() {
+        let Some(value) = default.strip_prefix('`').and_then(|d| d.strip_suffix('`')) else {
+            continue;
+        };
+        if skipped.contains(&table.as_str()) || table.is_empty() {
+            continue;
+        }
+        let text = format!("[{table}]\n{key} = {value}\n");
+        let (written, d) = check(&text);
+        assert!(d.items().is_empty(), "{text}{}", d.render(false));
+        // Unset, these three mean the client's and the evaluator's own defaults.
+        let same = if key == "base_url" {
+            written.base_url(None) == empty.base_url(None)
+        } else if key == "max_concurrency" {
+            written.openai.max_concurrency == Some(crate::client::DEFAULT_MAX_CONCURRENCY)
+        } else if table == "rules" && key == "timeout" {
+            written.rules.timeout.map(crate::duration::Duration::to_std)
+                == Some(crate::rules::DEFAULT_TIMEOUT)
+        } else {
+            sections(&written) == sections(&empty)
+        };
+        assert!(
+            same,
+            "the documented default of `{table}.{key}` is not the code's: {value}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} defaults checked");
+}
