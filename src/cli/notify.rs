@@ -92,16 +92,31 @@ fn test(global: &GlobalArgs, only: Option<&str>) -> anyhow::Result<Exit> {
         }
         // Only the channel tested is built, so only its secrets are read: another
         // channel's unset variable says nothing of this one.
-        let notify = &mut config.notify;
-        notify.channels.retain(|c| c.name == name);
-        let needs_email = name == "email"
-            || notify
-                .channels
-                .iter()
-                .any(|c| c.kind == crate::config::ChannelKind::Email);
-        if !needs_email {
-            notify.email = None;
+        config = only_channels(&config, &[name]);
+    }
+    // A channel that cannot be built (an unset variable, an unreadable file) is one failure
+    // among the others, not the end of the test: each is built alone to name every broken
+    // one, and the others still get their message.
+    let mut unbuilt = Vec::new();
+    if only.is_none() && Notifier::from_config(&config).is_err() {
+        let mut names: Vec<String> = config
+            .notify
+            .channels
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        if config.notify.email.is_some() {
+            names.insert(0, "email".to_owned());
         }
+        let mut built = Vec::new();
+        for name in names {
+            match Notifier::from_config(&only_channels(&config, &[name.as_str()])) {
+                Ok(_) => built.push(name),
+                Err(e) => unbuilt.push((name, e.to_string())),
+            }
+        }
+        let built: Vec<&str> = built.iter().map(String::as_str).collect();
+        config = only_channels(&config, &built);
     }
     let notifier = Notifier::from_config(&config).map_err(CliError::usage)?;
     let now = chrono::Utc::now();
@@ -115,7 +130,13 @@ fn test(global: &GlobalArgs, only: Option<&str>) -> anyhow::Result<Exit> {
         say("log: ok")?;
     }
     let mut failed = Vec::new();
-    if only.is_none_or(|n| n == "email") {
+    let email_unbuilt = unbuilt.iter().any(|(name, _)| name == "email");
+    for (name, why) in unbuilt {
+        let why = crate::report::inert(&crate::secrets::scrub(&why)).into_owned();
+        say(&format!("{name}: FAILED: {why}"))?;
+        failed.push(format!("{name}: {why}"));
+    }
+    if only.is_none_or(|n| n == "email") && !email_unbuilt {
         test_email(&notifier, organization, now, only.is_some(), &mut failed)?;
     }
     for channel in notifier.channels() {
@@ -148,6 +169,23 @@ fn test(global: &GlobalArgs, only: Option<&str>) -> anyhow::Result<Exit> {
         failed.len(),
         failed.join("; ")
     )))
+}
+
+/// `config` with only the channels `names` (`email` is `[notify.email]`, also kept for the
+/// email channels among them, which send through its server).
+fn only_channels(config: &crate::config::Config, names: &[&str]) -> crate::config::Config {
+    let mut config = config.clone();
+    let notify = &mut config.notify;
+    notify.channels.retain(|c| names.contains(&c.name.as_str()));
+    let needs_email = names.contains(&"email")
+        || notify
+            .channels
+            .iter()
+            .any(|c| c.kind == crate::config::ChannelKind::Email);
+    if !needs_email {
+        notify.email = None;
+    }
+    config
 }
 
 fn test_email(

@@ -562,6 +562,20 @@ fn notify_test_names_the_channel_that_failed() {
         "{}",
         String::from_utf8_lossy(&pager.stderr)
     );
+
+    // Testing every channel, the pager that cannot be built is one failure among the
+    // others, named by its channel: the webhook still gets its message.
+    let hooks_before = webhooks(&receiver).len();
+    let all = command(dir.path(), &receiver, &sim.base_url(), &["notify", "test"])
+        .env_remove("OW_PD_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&all.stdout);
+    assert_eq!(all.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("siem: ok"), "{stdout}");
+    assert!(stdout.contains("pager: FAILED: "), "{stdout}");
+    assert!(stdout.contains("OW_PD_KEY is not set"), "{stdout}");
+    assert_eq!(webhooks(&receiver).len(), hooks_before + 1);
 }
 
 /// `orgwarden notify test | head -0`: the closed pipe drops the report's lines, yet every
