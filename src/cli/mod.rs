@@ -336,8 +336,27 @@ fn parse_command_line() -> Cli {
     // clap names a subcommand's version `orgwarden-rules-list 0.1.0`, which is no program
     // anyone can run; every level answers `-V` as the program itself does.
     let command = named_orgwarden_throughout(<Cli as clap::CommandFactory>::command());
-    let matches = command.get_matches();
+    let matches = without_empty_variables(command).get_matches();
     <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
+
+/// `command` reading none of `ORGWARDEN_CONFIG`, `ORGWARDEN_DB` and `ORGWARDEN_BASE_URL`
+/// that is set but empty, as when they are unset: clap took one for an option given
+/// without a value (`a value is required for '--config <FILE>'`), naming an option the
+/// user never typed. `Environment=ORGWARDEN_DB=` in a unit, or `-e ORGWARDEN_DB=`, means
+/// "no value".
+fn without_empty_variables(command: clap::Command) -> clap::Command {
+    ["config", "db", "base_url"]
+        .into_iter()
+        .fold(command, |command, id| {
+            command.mut_arg(id, |arg| {
+                let empty = arg
+                    .get_env()
+                    .and_then(std::env::var_os)
+                    .is_some_and(|value| value.is_empty());
+                if empty { arg.env(None) } else { arg }
+            })
+        })
 }
 
 /// `command` and all its subcommands, displayed under the program's own name.

@@ -528,3 +528,24 @@ fn every_command_reports_the_version_under_the_programs_own_name() {
         assert_eq!(stdout(&out), expected, "{args:?}");
     }
 }
+
+/// `ORGWARDEN_CONFIG=` (set, but empty, as a unit's `Environment=ORGWARDEN_CONFIG=` leaves
+/// it) failed with "a value is required for '--config <FILE>'", an option never typed; an
+/// empty variable now means the variable is not set.
+#[test]
+fn an_empty_orgwarden_variable_is_taken_as_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::support::orgwarden()
+        .args(["schedule", "--count", "1"])
+        .current_dir(dir.path())
+        .env("ORGWARDEN_CONFIG", "")
+        .env("ORGWARDEN_DB", "")
+        .env("ORGWARDEN_BASE_URL", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    // Given on the command line, an empty value is still refused.
+    let out = run(dir.path(), &["--config", "", "schedule"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
