@@ -320,10 +320,10 @@ pub struct EmailConfig {
 /// `[notify.email.templates]`
 #[derive(Clone, Debug)]
 pub struct EmailTemplates {
-    /// The HTML part's template file.
-    pub html: Option<PathBuf>,
-    /// The plain-text part's template file.
-    pub text: Option<PathBuf>,
+    /// The HTML part's template file; spanned, because it is read when the notifier is built.
+    pub html: Option<Spanned<PathBuf>>,
+    /// The plain-text part's template file, likewise.
+    pub text: Option<Spanned<PathBuf>>,
 }
 
 /// `[collect]`: what the crawl leaves out.

@@ -822,8 +822,12 @@ fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
         text.map(PathBuf::from)
     };
     let dir = path(&raw.dir, "dir", c);
-    let html = path(&raw.html, "html", c);
-    let text = path(&raw.text, "text", c);
+    let spanned = |p: Option<PathBuf>, written: &Option<Spanned<String>>| {
+        p.zip(written.as_ref())
+            .map(|(p, w)| Spanned::new(w.span(), p))
+    };
+    let html = spanned(path(&raw.html, "html", c), &raw.html);
+    let text = spanned(path(&raw.text, "text", c), &raw.text);
     let ca_file = path(&raw.ca_file, "ca_file", c);
     let username = raw.username.as_ref().map(|u| c.non_empty(u, "username"));
     let username_given = username.as_ref().is_none_or(Option::is_some);

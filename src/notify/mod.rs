@@ -23,7 +23,6 @@ pub mod slack;
 pub mod transport;
 pub mod webhook;
 
-use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -509,9 +508,31 @@ fn email_channel(
             Transport::Smtp(settings)
         }
     };
-    let template = |p: &Option<std::path::PathBuf>| p.as_deref().map(|p: &Path| config.resolve(p));
+    let template = |p: &Option<toml::Spanned<std::path::PathBuf>>| {
+        p.as_ref().map(|p| config.resolve(p.get_ref()))
+    };
     let (html, text) = match &email.templates {
-        Some(t) => (template(&t.html), template(&t.text)),
+        Some(t) => {
+            // Each template alone first, so one that is missing or does not compile is
+            // named by its key and line.
+            for (key, written) in [("html", &t.html), ("text", &t.text)] {
+                let Some(written) = written else { continue };
+                let alone = if key == "html" {
+                    Renderer::new(template(&t.html), None)
+                } else {
+                    Renderer::new(None, template(&t.text))
+                };
+                if let Err(e) = alone {
+                    return Err(NotifyError::Config {
+                        place: config.place(crate::config::span_of(written)),
+                        section: "notify.email.templates".into(),
+                        key,
+                        message: e.to_string(),
+                    });
+                }
+            }
+            (template(&t.html), template(&t.text))
+        }
         None => (None, None),
     };
     let renderer = Renderer::new(html, text)?;

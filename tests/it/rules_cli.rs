@@ -387,6 +387,11 @@ fn rules_check_fails_on_an_email_template_that_is_missing_or_does_not_compile() 
         stderr.contains("cannot read email template") && stderr.contains("digest.html"),
         "{stderr}"
     );
+    // Named by its place in the file, as every other configuration problem is.
+    assert!(
+        stderr.contains("orgwarden.toml:7:8: [notify.email.templates] html: "),
+        "{stderr}"
+    );
     std::fs::create_dir(dir.path().join("templates")).unwrap();
     std::fs::write(dir.path().join("templates/digest.html"), "{% if %}").unwrap();
     let broken = orgwarden(dir.path(), &["rules", "check"]);
