@@ -606,6 +606,9 @@ struct Retries {
     pass: Option<RetryPass>,
     /// A tick that came during the pass: it runs as soon as the pass has stopped.
     tick: Option<DateTime<Utc>>,
+    /// A look asked for during the pass (a reload may have changed the channels): the
+    /// pass planned by what it read before, so the next look comes right after it.
+    again: bool,
 }
 
 struct RetryPass {
@@ -621,6 +624,7 @@ impl Retries {
             planned,
             pass: None,
             tick: None,
+            again: false,
         }
     }
 
@@ -628,6 +632,7 @@ impl Retries {
     fn look_now(&mut self) {
         self.planned = Reading::now();
         self.at = self.planned.wall;
+        self.again = self.pass.is_some();
     }
 
     /// When to look, if looking is allowed now: never during a run or a pass.
@@ -635,8 +640,9 @@ impl Retries {
         (!run_in_flight && self.pass.is_none() && self.tick.is_none()).then_some(self.at)
     }
 
-    /// Plans the next look after a pass: when the next message is due, but no sooner
-    /// than `soonest` and no later than `latest` from now.
+    /// Plans the next look after a pass: when the next message is due (now, if a look was
+    /// asked for during the pass), but no sooner than `soonest` and no later than `latest`
+    /// from now.
     fn plan(&mut self, due: Option<DateTime<Utc>>, soonest: Duration, latest: Duration) {
         self.planned = Reading::now();
         let now = self.planned.wall;
@@ -647,6 +653,11 @@ impl Retries {
                 .unwrap_or(now)
         };
         let latest = after(latest);
+        let due = if std::mem::take(&mut self.again) {
+            Some(now)
+        } else {
+            due
+        };
         self.at = due
             .map_or(latest, |due| due.min(latest))
             .max(after(soonest));

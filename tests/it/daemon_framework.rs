@@ -1017,3 +1017,39 @@ async fn shutdown_stops_a_retry_pass_before_the_flush() {
         .unwrap();
     assert_eq!(job.events(), ["retry", "retry stopped", "flush"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_a_retry_pass_is_followed_by_another_look_once_the_pass_ends() {
+    // The reload may have changed the channels (a webhook URL fixed); the pass under way
+    // planned its next look by the old ones, here nothing due for the next 30 s.
+    let job = Arc::new(
+        FakeJob::new(Behaviour::Fail)
+            .with_retries(&[(Duration::from_millis(600), None), (Duration::ZERO, None)]),
+    );
+    let running = Daemon::builder(job.clone(), far_future())
+        .retry_timing(Duration::from_millis(100), Duration::from_secs(30))
+        .build()
+        .start()
+        .await
+        .unwrap();
+    let handle = running.handle();
+    let task = tokio::spawn(running.run());
+    let retries = || job.events().iter().filter(|e| *e == "retry").count();
+    let started = Instant::now();
+    while retries() < 1 {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.reload();
+    let reloaded = Instant::now();
+    while retries() < 2 && reloaded.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        job.events(),
+        ["retry", "reload", "retry", "flush"],
+        "the look the reload asked for comes after the pass"
+    );
+}
