@@ -144,13 +144,7 @@ fn unfinished(doc: &Value) -> Vec<String> {
 #[test]
 fn every_report_names_a_rule_that_did_not_finish() {
     let (dir, _, sim) = site("10s");
-    let failing = runaway_rule()
-        .replace("id = \"runaway\"", "id = \"reads-text-as-json\"")
-        .replace(
-            &format!("sql = \"{RUNAWAY}\""),
-            "sql = \"SELECT id AS resource_id, id AS project_id, 'm' AS message \
-             FROM projects WHERE json_array_length(name) > 0\"",
-        );
+    let failing = rule_failing_on_the_data();
     let passing = failing.replace("json_array_length(name) > 0", "0");
     let report = |format: &str| {
         let out = run(
@@ -203,21 +197,22 @@ fn every_report_names_a_rule_that_did_not_finish() {
 }
 
 /// A rule whose SQL fails on the stored data (plain text read as a JSON list), which no
-/// empty store shows: it fails the run by name, and every other rule still reports.
+/// empty store shows.
+fn rule_failing_on_the_data() -> String {
+    runaway_rule()
+        .replace("id = \"runaway\"", "id = \"reads-text-as-json\"")
+        .replace(
+            &format!("sql = \"{RUNAWAY}\""),
+            "sql = \"SELECT id AS resource_id, id AS project_id, 'm' AS message \
+             FROM projects WHERE json_array_length(name) > 0\"",
+        )
+}
+
+/// [`rule_failing_on_the_data`] fails the run by name, and every other rule still reports.
 #[test]
 fn a_rule_that_fails_on_the_data_fails_by_name_and_the_other_rules_still_report() {
     let (dir, before, sim) = site("10s");
-    std::fs::write(
-        dir.path().join("runaway.toml"),
-        runaway_rule()
-            .replace("id = \"runaway\"", "id = \"reads-text-as-json\"")
-            .replace(
-                &format!("sql = \"{RUNAWAY}\""),
-                "sql = \"SELECT id AS resource_id, id AS project_id, 'm' AS message \
-                 FROM projects WHERE json_array_length(name) > 0\"",
-            ),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("runaway.toml"), rule_failing_on_the_data()).unwrap();
     let (code, stderr, after) = audit_with_the_rule(dir.path(), &sim.base_url());
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("rule `reads-text-as-json`: "), "{stderr}");
@@ -465,17 +460,7 @@ fn a_rule_stopped_at_its_budget_resolves_none_of_its_findings() {
 #[test]
 fn a_failing_rule_over_a_partial_read_exits_2_and_the_report_names_both() {
     let (dir, _, sim) = site("10s");
-    std::fs::write(
-        dir.path().join("runaway.toml"),
-        runaway_rule()
-            .replace("id = \"runaway\"", "id = \"reads-text-as-json\"")
-            .replace(
-                &format!("sql = \"{RUNAWAY}\""),
-                "sql = \"SELECT id AS resource_id, id AS project_id, 'm' AS message \
-                 FROM projects WHERE json_array_length(name) > 0\"",
-            ),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("runaway.toml"), rule_failing_on_the_data()).unwrap();
     sim.add_fault(orgwarden::sim::Fault {
         path_prefix: "/organization/projects/proj_payments/users".into(),
         kind: orgwarden::sim::FaultKind::Status(500),

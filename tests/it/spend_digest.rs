@@ -24,8 +24,11 @@ fn row(id: &str, name: &str, mtd: i64, limit: Option<i64>) -> ProjectSpend {
     }
 }
 
-#[test]
-fn the_digest_charts_the_projects_nearest_their_limit() {
+/// The sample findings' digest, planned now: the time and the digest.
+fn sample_digest() -> (
+    chrono::DateTime<chrono::Utc>,
+    orgwarden::notify::plan::Digest,
+) {
     let ctx = RunContext {
         organization: "acme".into(),
         snapshot_id: Some(SnapshotId(42)),
@@ -36,7 +39,13 @@ fn the_digest_charts_the_projects_nearest_their_limit() {
         send_resolved: true,
     };
     let now = crate::notify_render::now();
-    let mut digest = plan(&crate::notify_render::sample(), &ctx, &policy, now).unwrap();
+    let digest = plan(&crate::notify_render::sample(), &ctx, &policy, now).unwrap();
+    (now, digest)
+}
+
+#[test]
+fn the_digest_charts_the_projects_nearest_their_limit() {
+    let (_, mut digest) = sample_digest();
     let renderer = Renderer::builtin().unwrap();
     let without = renderer.render(&digest, "7d").unwrap();
     assert!(!without.html.contains("<svg"), "no limits, no chart");
@@ -88,17 +97,7 @@ fn the_digest_charts_the_projects_nearest_their_limit() {
 fn a_chart_of_an_older_read_says_when_it_was_made() {
     // The run could not read the costs: the figures are the last complete read's, and a
     // reader must not take them for this morning's.
-    let ctx = RunContext {
-        organization: "acme".into(),
-        snapshot_id: Some(SnapshotId(43)),
-        partial: false,
-    };
-    let policy = Policy {
-        repeat_interval: TimeDelta::days(7),
-        send_resolved: true,
-    };
-    let now = crate::notify_render::now();
-    let mut digest = plan(&crate::notify_render::sample(), &ctx, &policy, now).unwrap();
+    let (now, mut digest) = sample_digest();
     digest.spend.rows = vec![row("proj_payments", "Payments", 184_250, Some(200_000))];
     let renderer = Renderer::builtin().unwrap();
     let current = renderer.render(&digest, "7d").unwrap().html;
