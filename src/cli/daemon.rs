@@ -58,6 +58,15 @@ pub fn daemon(global: &GlobalArgs, _args: &DaemonArgs) -> anyhow::Result<Exit> {
         base_url: global.base_url.clone(),
     };
     let db = inputs.db.clone();
+    // A database a newer orgwarden wrote fails every run: said at start (exit 2), where a
+    // rollback to an older version shows as a unit that does not start, not as a daemon
+    // that looks healthy and audits nothing. Other faults are the runs' to report.
+    if db.exists()
+        && let Err(e @ crate::store::StoreError::TooNew { .. }) =
+            crate::store::Store::open_read_only(&db)
+    {
+        return Err(CliError::usage(e));
+    }
     let job = AuditJob::new(inputs, options.metrics.clone())
         .map_err(|e| CliError::usage(anyhow::anyhow!("{e}")))?;
     serve(&config, &db, Arc::new(job), options)

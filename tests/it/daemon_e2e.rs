@@ -699,3 +699,24 @@ fn sighup_while_the_daemon_loads_its_configuration_becomes_a_reload() {
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("SIGHUP received while starting"), "{log}");
 }
+
+#[test]
+fn a_daemon_on_a_database_a_newer_orgwarden_wrote_refuses_to_start() {
+    // A rollback to an older version: a daemon that started would fail every run while
+    // looking healthy to a supervisor.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(Duration::ZERO);
+    write_config(dir.path(), &sim, "0 0 1 1 *", "");
+    drop(orgwarden::store::Store::open(&dir.path().join("audit.db")).unwrap());
+    rusqlite::Connection::open(dir.path().join("audit.db"))
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let daemon = Daemon::start(dir.path());
+    let (code, log) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(code, 2, "log:\n{log}");
+    assert!(
+        log.contains("newer than this orgwarden supports"),
+        "log:\n{log}"
+    );
+}
