@@ -874,34 +874,22 @@ mod tests {
         )
         .unwrap();
         tx.commit().unwrap();
-        let throttled = |progress| Attempt::Retry {
-            error: "pager: HTTP 429".into(),
-            retry_after: None,
-            progress,
-            blocks_channel: true,
+        // Records a try that ended at 429 with `progress` events accepted in all; when the
+        // next one is due.
+        let throttled_at = |progress| {
+            let row = unsent(&conn).unwrap().remove(0).unwrap();
+            let attempt = Attempt::Retry {
+                error: "pager: HTTP 429".into(),
+                retry_after: None,
+                progress,
+                blocks_channel: true,
+            };
+            record(&conn, &row, &attempt, t(0), &mut DeliveryReport::default()).unwrap();
+            list(&conn).unwrap()[0].next_attempt_at
         };
-        let next_try = |conn: &Connection| list(conn).unwrap()[0].next_attempt_at;
-        let row = unsent(&conn).unwrap().remove(0).unwrap();
-        record(
-            &conn,
-            &row,
-            &throttled(160),
-            t(0),
-            &mut DeliveryReport::default(),
-        )
-        .unwrap();
-        assert_eq!(next_try(&conn), t(0) + FIRST_RETRY);
+        assert_eq!(throttled_at(160), t(0) + FIRST_RETRY);
         // No further this time: the backoff grows with the failures as for any message.
-        let row = unsent(&conn).unwrap().remove(0).unwrap();
-        record(
-            &conn,
-            &row,
-            &throttled(160),
-            t(0),
-            &mut DeliveryReport::default(),
-        )
-        .unwrap();
-        assert_eq!(next_try(&conn), t(0) + backoff(7));
+        assert_eq!(throttled_at(160), t(0) + backoff(7));
     }
 
     #[test]

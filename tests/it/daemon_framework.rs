@@ -922,6 +922,41 @@ async fn metrics_pass_promtool_check_metrics() {
     );
 }
 
+/// The daemon started on `job` with no run for a year and quick looks at the outbox (at
+/// least 100 ms apart, at most 30 s): its handle and its task.
+async fn started_for_retries(
+    job: &Arc<FakeJob>,
+) -> (
+    DaemonHandle,
+    tokio::task::JoinHandle<Result<(), DaemonError>>,
+) {
+    let running = Daemon::builder(job.clone(), far_future())
+        .retry_timing(Duration::from_millis(100), Duration::from_secs(30))
+        .build()
+        .start()
+        .await
+        .unwrap();
+    (running.handle(), tokio::spawn(running.run()))
+}
+
+/// How many retry passes `job` has begun.
+fn retries_begun(job: &FakeJob) -> usize {
+    job.events().iter().filter(|e| *e == "retry").count()
+}
+
+/// Waits (up to 20 s, for a loaded machine) until `job` has begun `n` retry passes.
+async fn wait_for_retries(job: &FakeJob, n: usize) {
+    let started = Instant::now();
+    while retries_begun(job) < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            job.events()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_messages_are_retried_between_runs_when_they_are_due() {
     // No run for a year: a message whose retry is due goes out when it is due, not at the
@@ -932,23 +967,9 @@ async fn queued_messages_are_retried_between_runs_when_they_are_due() {
         (Duration::ZERO, soon),
         (Duration::ZERO, None),
     ]));
-    let running = Daemon::builder(job.clone(), far_future())
-        .retry_timing(Duration::from_millis(100), Duration::from_secs(30))
-        .build()
-        .start()
-        .await
-        .unwrap();
-    let handle = running.handle();
-    let task = tokio::spawn(running.run());
+    let (handle, task) = started_for_retries(&job).await;
     let started = Instant::now();
-    while job.events().iter().filter(|e| *e == "retry").count() < 3 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{:?}",
-            job.events()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_retries(&job, 3).await;
     let third = started.elapsed();
     // Nothing is due any more: no further pass within the next second.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -997,18 +1018,8 @@ async fn a_tick_during_a_retry_pass_stops_the_pass_and_then_runs_without_overlap
 async fn shutdown_stops_a_retry_pass_before_the_flush() {
     let job =
         Arc::new(FakeJob::new(Behaviour::Fail).with_retries(&[(Duration::from_secs(30), None)]));
-    let running = Daemon::builder(job.clone(), far_future())
-        .build()
-        .start()
-        .await
-        .unwrap();
-    let handle = running.handle();
-    let task = tokio::spawn(running.run());
-    let started = Instant::now();
-    while !job.events().contains(&"retry".to_owned()) {
-        assert!(started.elapsed() < Duration::from_secs(20));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (handle, task) = started_for_retries(&job).await;
+    wait_for_retries(&job, 1).await;
     handle.shutdown();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
@@ -1026,23 +1037,11 @@ async fn a_reload_during_a_retry_pass_is_followed_by_another_look_once_the_pass_
         FakeJob::new(Behaviour::Fail)
             .with_retries(&[(Duration::from_millis(600), None), (Duration::ZERO, None)]),
     );
-    let running = Daemon::builder(job.clone(), far_future())
-        .retry_timing(Duration::from_millis(100), Duration::from_secs(30))
-        .build()
-        .start()
-        .await
-        .unwrap();
-    let handle = running.handle();
-    let task = tokio::spawn(running.run());
-    let retries = || job.events().iter().filter(|e| *e == "retry").count();
-    let started = Instant::now();
-    while retries() < 1 {
-        assert!(started.elapsed() < Duration::from_secs(20));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (handle, task) = started_for_retries(&job).await;
+    wait_for_retries(&job, 1).await;
     handle.reload();
     let reloaded = Instant::now();
-    while retries() < 2 && reloaded.elapsed() < Duration::from_secs(5) {
+    while retries_begun(&job) < 2 && reloaded.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     handle.shutdown();
