@@ -437,6 +437,44 @@ pub fn unjudged_since(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     })
 }
 
+/// The latest finished snapshot, unless it failed (its reads were rolled back) or there is
+/// none: what `:unread` and `:unread_projects` are judged by.
+fn latest_usable(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let latest: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, status FROM snapshot WHERE status <> 'running' ORDER BY id DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    Ok(latest.and_then(|(id, status)| (status != "failed").then_some(id)))
+}
+
+/// The scopes snapshot `id` did not read: each family with the project whose read of it
+/// failed (`""` for a family failed or skipped as a whole), families this binary does not
+/// know left out (no rule can name them either).
+fn unread_scopes(
+    conn: &Connection,
+    id: i64,
+) -> rusqlite::Result<Vec<(crate::model::Family, String)>> {
+    let mut statement = conn.prepare(
+        "SELECT family, project_id FROM snapshot_scope \
+         WHERE snapshot_id = ?1 AND outcome = 'failed' \
+         UNION SELECT family, '' FROM snapshot_skipped WHERE snapshot_id = ?1",
+    )?;
+    let rows = statement.query_map([id], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut scopes = Vec::new();
+    for row in rows {
+        let (name, project) = row?;
+        if let Some(family) = crate::model::Family::from_view(&name) {
+            scopes.push((family, project));
+        }
+    }
+    Ok(scopes)
+}
+
 /// The views whose current rows the latest snapshot did not read, as a JSON array of view
 /// names (bound as `:unread`): every view when that snapshot failed (its reads were rolled
 /// back) or none was taken; else the views of the scopes it could not read, the families
@@ -447,35 +485,13 @@ pub fn unjudged_since(conn: &Connection) -> rusqlite::Result<Option<i64>> {
 /// logging off, or not read at all).
 pub fn unread_views(conn: &Connection) -> rusqlite::Result<String> {
     use crate::model::Family;
-    let latest: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT id, status FROM snapshot WHERE status <> 'running' ORDER BY id DESC LIMIT 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    let log_read = match latest {
-        Some((id, ref status)) if status != "failed" => {
-            conn.query_row(crate::store::AUDIT_LOG_COMPLETE, [id], |row| {
-                row.get::<_, bool>(0)
-            })?
-        }
-        _ => false,
-    };
+    let latest = latest_usable(conn)?;
     let unread: std::collections::BTreeSet<Family> = match latest {
-        Some((id, status)) if status != "failed" => {
-            let mut statement = conn.prepare(
-                "SELECT family FROM snapshot_scope WHERE snapshot_id = ?1 AND outcome = 'failed' \
-                 UNION SELECT family FROM snapshot_skipped WHERE snapshot_id = ?1",
-            )?;
-            let names = statement.query_map([id], |row| row.get::<_, String>(0))?;
-            let mut unread = std::collections::BTreeSet::new();
-            for name in names {
-                // A family this binary does not know cannot be named by a rule either.
-                if let Some(family) = Family::from_view(&name?) {
-                    unread.insert(family);
-                }
-            }
+        Some(id) => {
+            let mut unread: std::collections::BTreeSet<Family> = unread_scopes(conn, id)?
+                .into_iter()
+                .map(|(family, _)| family)
+                .collect();
             // Families are declared parents first, so one pass reaches every descendant.
             for family in Family::ALL {
                 if family.parent().is_some_and(|p| unread.contains(&p)) {
@@ -484,7 +500,13 @@ pub fn unread_views(conn: &Connection) -> rusqlite::Result<String> {
             }
             unread
         }
-        _ => Family::ALL.into_iter().collect(),
+        None => Family::ALL.into_iter().collect(),
+    };
+    let log_read = match latest {
+        Some(id) => conn.query_row(crate::store::AUDIT_LOG_COMPLETE, [id], |row| {
+            row.get::<_, bool>(0)
+        })?,
+        None => false,
     };
     let mut names: Vec<&str> = unread.into_iter().map(Family::view).collect();
     if !log_read {
@@ -503,31 +525,11 @@ pub fn unread_views(conn: &Connection) -> rusqlite::Result<String> {
 pub fn unread_projects(conn: &Connection) -> rusqlite::Result<String> {
     use crate::model::Family;
     use std::collections::BTreeSet;
-    let latest: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT id, status FROM snapshot WHERE status <> 'running' ORDER BY id DESC LIMIT 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
     let mut whole: BTreeSet<Family> = BTreeSet::new();
     let mut some: BTreeMap<Family, BTreeSet<String>> = BTreeMap::new();
-    match latest {
-        Some((id, status)) if status != "failed" => {
-            let mut statement = conn.prepare(
-                "SELECT family, project_id FROM snapshot_scope \
-                 WHERE snapshot_id = ?1 AND outcome = 'failed' \
-                 UNION SELECT family, '' FROM snapshot_skipped WHERE snapshot_id = ?1",
-            )?;
-            let rows = statement.query_map([id], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })?;
-            for row in rows {
-                let (name, project) = row?;
-                // A family this binary does not know cannot be named by a rule either.
-                let Some(family) = Family::from_view(&name) else {
-                    continue;
-                };
+    match latest_usable(conn)? {
+        Some(id) => {
+            for (family, project) in unread_scopes(conn, id)? {
                 if project.is_empty() {
                     whole.insert(family);
                 } else {
@@ -535,7 +537,7 @@ pub fn unread_projects(conn: &Connection) -> rusqlite::Result<String> {
                 }
             }
         }
-        _ => whole.extend(Family::ALL),
+        None => whole.extend(Family::ALL),
     }
     // Families are declared parents first, so one pass reaches every descendant: a user
     // list that failed leaves that project's user roles unread too.
