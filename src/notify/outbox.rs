@@ -15,7 +15,8 @@ use crate::model::SnapshotId;
 /// `0006_channels.sql`), for a database holding only the outbox.
 pub const MIGRATION: &str = concat!(
     include_str!("../store/migrations/0003_outbox.sql"),
-    include_str!("../store/migrations/0006_channels.sql")
+    include_str!("../store/migrations/0006_channels.sql"),
+    include_str!("../store/migrations/0014_outbox_failures.sql")
 );
 
 /// The first retry waits this long; each further failure doubles it.
@@ -153,9 +154,9 @@ pub fn new_delivery_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-/// How long to wait after the `attempts`-th failure.
-pub fn backoff(attempts: u32) -> TimeDelta {
-    let doublings = attempts.saturating_sub(1).min(20);
+/// How long to wait after the `failures`-th failure in a row.
+pub fn backoff(failures: u32) -> TimeDelta {
+    let doublings = failures.saturating_sub(1).min(20);
     let delay = FIRST_RETRY * (1_i32 << doublings);
     delay.min(MAX_RETRY)
 }
@@ -273,6 +274,8 @@ struct Row {
     attempts: u32,
     progress: u32,
     next_attempt_at: i64,
+    /// Failed tries since the message last got further or was requeued: the backoff's step.
+    failures: u32,
 }
 
 /// A queued row whose columns cannot be read as a message (the database damaged, or edited
@@ -289,7 +292,7 @@ struct Unreadable {
 fn unsent(conn: &Connection) -> Result<Vec<Result<Row, Unreadable>>, OutboxError> {
     let mut stmt = conn.prepare(
         "SELECT id, created_at, channel, kind, delivery_id, sender, recipients, message,
-                attempts, progress, next_attempt_at
+                attempts, progress, next_attempt_at, failures
          FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL ORDER BY id",
     )?;
     let rows = stmt
@@ -308,6 +311,7 @@ fn unsent(conn: &Connection) -> Result<Vec<Result<Row, Unreadable>>, OutboxError
                     attempts: row.get(8)?,
                     progress: row.get(9)?,
                     next_attempt_at: row.get(10)?,
+                    failures: row.get(11)?,
                 })
             };
             Ok(read().map_err(|error| Unreadable {
@@ -514,20 +518,25 @@ fn record(
             blocks_channel,
         } => {
             // A PagerDuty message that got further this time was slowed down (a 429 after
-            // some events), not failing: its next try is the first retry again, or else a
-            // long run of events, a window each try, would wait hours by the end.
+            // some events), not failing: its failures start again from none, or else a
+            // long run of events, a window each try, would wait hours by the end (and so
+            // would its next single failure after that).
+            let failures = if *progress > row.progress {
+                0
+            } else {
+                row.failures.saturating_add(1)
+            };
             let delay = match *retry_after {
                 Some(r) => r.min(MAX_RETRY),
-                None if *progress > row.progress => FIRST_RETRY,
-                None => backoff(attempts),
+                None => backoff(failures),
             };
             let next = now + delay.max(TimeDelta::zero());
             let text = crate::secrets::scrub(error).into_owned();
             conn.execute(
                 "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4,
-                                   progress = ?5
+                                   progress = ?5, failures = ?6
                  WHERE id = ?1",
-                params![row.id, attempts, next.timestamp(), text, progress],
+                params![row.id, attempts, next.timestamp(), text, progress, failures],
             )?;
             tracing::warn!(target: "orgwarden::notify", outbox_id = row.id, channel = %row.channel, attempts, next_attempt_at = %next.to_rfc3339(), error = %text, "message not delivered; it stays in the outbox");
             report.failed.push((id, text));
@@ -562,7 +571,8 @@ fn record(
             let left: Vec<&str> = deferred.iter().map(|d| d.recipient.as_str()).collect();
             let left = serde_json::to_string(&left)
                 .map_err(|source| OutboxError::Recipients { id, source })?;
-            let next = now + backoff(attempts);
+            let failures = row.failures.saturating_add(1);
+            let next = now + backoff(failures);
             let mut text = format!(
                 "delivered to the other recipients ({reply}); deferred: {}",
                 super::transport::list(deferred)
@@ -573,9 +583,9 @@ fn record(
             let text = crate::secrets::scrub(&text).into_owned();
             conn.execute(
                 "UPDATE outbox SET recipients = ?2, attempts = ?3, next_attempt_at = ?4,
-                                   last_error = ?5
+                                   last_error = ?5, failures = ?6
                  WHERE id = ?1",
-                params![row.id, left, attempts, next.timestamp(), text],
+                params![row.id, left, attempts, next.timestamp(), text, failures],
             )?;
             tracing::warn!(target: "orgwarden::notify", outbox_id = row.id, channel = %row.channel, attempts, next_attempt_at = %next.to_rfc3339(), error = %text, "message not delivered to every recipient; it stays in the outbox for the others");
             report.failed.push((id, text));
@@ -615,7 +625,8 @@ fn server_unreachable(err: &DeliveryError) -> bool {
 }
 
 /// Makes the messages refused for good since `since` (of one channel, or every one) due
-/// again at `now`, keeping their tries and what a PagerDuty message already sent: a refusal
+/// again at `now`, keeping their count of tries and what a PagerDuty message already sent
+/// (the backoff starts again from the first delay): a refusal
 /// that fixing the configuration lifts (a relay refused, a webhook URL mistyped) is then
 /// delivered by the next pass. Returns how many. It touches only rows no pass tries, so it
 /// needs no writer lock: a running daemon sends them the next time it looks (5 minutes at most).
@@ -626,7 +637,7 @@ pub fn requeue_refused(
     now: DateTime<Utc>,
 ) -> Result<usize, OutboxError> {
     Ok(conn.execute(
-        "UPDATE outbox SET failed_at = NULL, next_attempt_at = ?3
+        "UPDATE outbox SET failed_at = NULL, next_attempt_at = ?3, failures = 0
          WHERE sent_at IS NULL AND failed_at IS NOT NULL AND failed_at >= ?2
            AND (?1 IS NULL OR channel = ?1)",
         params![channel, since.timestamp(), now.timestamp()],
@@ -869,7 +880,7 @@ mod tests {
         events.kind = "pagerduty".into();
         let id = insert(&tx, &events, t(0)).unwrap();
         tx.execute(
-            "UPDATE outbox SET attempts = 5, progress = 40 WHERE id = ?1",
+            "UPDATE outbox SET attempts = 5, failures = 5, progress = 40 WHERE id = ?1",
             [id.0],
         )
         .unwrap();
@@ -888,8 +899,63 @@ mod tests {
             list(&conn).unwrap()[0].next_attempt_at
         };
         assert_eq!(throttled_at(160), t(0) + FIRST_RETRY);
-        // No further this time: the backoff grows with the failures as for any message.
-        assert_eq!(throttled_at(160), t(0) + backoff(7));
+        // No further this time: a failure, the first since the window went through (not
+        // the seventh try's backoff, 64 minutes); then the backoff grows as for any message.
+        assert_eq!(throttled_at(160), t(0) + backoff(1));
+        assert_eq!(throttled_at(160), t(0) + backoff(2));
+        assert_eq!(list(&conn).unwrap()[0].attempts, 8);
+    }
+
+    #[test]
+    fn a_requeued_message_that_fails_again_waits_the_first_delay() {
+        // A person fixed the cause and asked for the message again: a failure now is the
+        // first of a new series, not one more after the tries that led to the refusal.
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        let id = insert(&tx, &message("refused"), t(0)).unwrap();
+        tx.execute(
+            "UPDATE outbox SET attempts = 6, failures = 5, failed_at = ?2 WHERE id = ?1",
+            params![id.0, t(0).timestamp()],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        assert_eq!(requeue_refused(&conn, None, t(0), t(10)).unwrap(), 1);
+        let row = unsent(&conn).unwrap().remove(0).unwrap();
+        let attempt = Attempt::Retry {
+            error: "451 4.3.0 try again later".into(),
+            retry_after: None,
+            progress: 0,
+            blocks_channel: false,
+        };
+        record(&conn, &row, &attempt, t(20), &mut DeliveryReport::default()).unwrap();
+        let entry = list(&conn).unwrap().remove(0);
+        assert_eq!(
+            (entry.attempts, entry.next_attempt_at),
+            (7, t(20) + FIRST_RETRY)
+        );
+    }
+
+    #[test]
+    fn messages_waiting_when_the_failure_count_arrives_keep_their_backoff() {
+        // The upgrade gives a waiting message the failures it had: its next failure waits
+        // as long as it would have, not the first delay again.
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(concat!(
+            include_str!("../store/migrations/0003_outbox.sql"),
+            include_str!("../store/migrations/0006_channels.sql")
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO outbox (created_at, channel, subject, sender, recipients, message,
+                                 fingerprints, attempts, next_attempt_at)
+             VALUES (0, 'email', 's', 'a@example.com', '[\"b@example.com\"]', x'00', '[]', 4, 0)",
+            [],
+        )
+        .unwrap();
+        conn.execute_batch(include_str!("../store/migrations/0014_outbox_failures.sql"))
+            .unwrap();
+        let row = unsent(&conn).unwrap().remove(0).unwrap();
+        assert_eq!((row.attempts, row.failures), (4, 4));
     }
 
     #[test]

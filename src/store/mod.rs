@@ -96,6 +96,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0013_exemption_terms",
         include_str!("migrations/0013_exemption_terms.sql"),
     ),
+    (
+        "0014_outbox_failures",
+        include_str!("migrations/0014_outbox_failures.sql"),
+    ),
 ];
 
 /// How long a writer waits for another connection's write transaction to end.
