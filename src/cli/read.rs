@@ -24,8 +24,9 @@ pub enum TableFormat {
     Csv,
 }
 
-/// Opens the configured database read-only. A database written by an older orgwarden is
-/// migrated and its views regenerated first (the only write a read command makes).
+/// Opens the configured database read-only. A database of an older schema is migrated
+/// first (the only write a read command makes); one whose views another version wrote is
+/// read through this version's views without writing (see [`Store::open_read_only`]).
 pub(super) fn open(global: &GlobalArgs) -> anyhow::Result<Store> {
     let config = global.load_config()?;
     open_path(&global.db_path(&config))
@@ -36,11 +37,6 @@ pub(super) fn open(global: &GlobalArgs) -> anyhow::Result<Store> {
 pub(super) fn open_path(path: &Path) -> anyhow::Result<Store> {
     match Store::open_read_only(path) {
         Err(StoreError::NeedsMigration { .. }) => upgrade_then_open(path),
-        // Written by an older orgwarden: its views lack columns this one documents.
-        Ok(store) if store.views_stale() => {
-            drop(store);
-            upgrade_then_open(path)
-        }
         other => other.map_err(CliError::usage),
     }
 }
@@ -49,10 +45,7 @@ pub(super) fn open_path(path: &Path) -> anyhow::Result<Store> {
 /// lock and has meanwhile upgraded it (an `audit` of this version), its upgrade is used.
 fn upgrade_then_open(path: &Path) -> anyhow::Result<Store> {
     if let Err(refused) = migrate(path) {
-        return match Store::open_read_only(path) {
-            Ok(store) if !store.views_stale() => Ok(store),
-            _ => Err(refused),
-        };
+        return Store::open_read_only(path).map_err(|_| refused);
     }
     Store::open_read_only(path).map_err(CliError::usage)
 }

@@ -502,7 +502,6 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "query_only", "ON")?;
         let found = user_version(&conn)?;
         let supported = supported_version();
         if found > supported {
@@ -520,17 +519,16 @@ impl Store {
             });
         }
         check_tables(&conn, Some(path))?;
+        // Another version of the same schema wrote the views (an older daemon still running
+        // during an upgrade): this connection reads through its own, as temporary views that
+        // shadow the stored ones, so a reader never needs the write lock the writer holds.
+        views::shadow_stale(&conn)?;
+        conn.pragma_update(None, "query_only", "ON")?;
         Ok(Store {
             conn,
             path: Some(path.to_owned()),
             read_only: true,
         })
-    }
-
-    /// Whether the views differ from this binary's (the database was last written by another
-    /// version): read-only opens do not rewrite them, so a reader reopens for writing once.
-    pub fn views_stale(&self) -> bool {
-        views::stale(&self.conn)
     }
 
     /// The connection, for the crate's own SQL (the raw connection never leaves the crate).

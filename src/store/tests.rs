@@ -1769,3 +1769,14 @@ fn a_failed_costs_read_resolves_no_finding_of_a_rule_over_the_spend_views() {
         Some(crate::findings::Status::Resolved)
     );
 }
+
+#[test]
+fn every_view_definition_is_a_plain_create_view_of_its_name() {
+    // A read-only open shadows a stale view by making this statement a temporary one.
+    for (name, sql) in super::views::definitions() {
+        assert!(
+            sql.starts_with(&format!("CREATE VIEW {name} ")),
+            "{name}: {sql}"
+        );
+    }
+}

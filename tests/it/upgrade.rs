@@ -96,6 +96,51 @@ fn a_read_command_does_not_upgrade_a_database_an_older_writer_holds() {
 }
 
 #[test]
+fn a_read_command_reads_through_its_own_views_while_another_version_holds_the_writer() {
+    // During an upgrade the older daemon still runs, holding the writer lock, and its
+    // views (same schema) lack what this version documents: a read must neither wait for
+    // the lock nor fail, and must not rewrite the views under the daemon.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ow.db");
+    drop(orgwarden::store::Store::open(&db).unwrap());
+    let older = "CREATE VIEW projects AS SELECT o.resource_id AS id FROM object o \
+                 WHERE o.family = 'projects'";
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(&format!("DROP VIEW projects; {older};"))
+        .unwrap();
+    drop(conn);
+    let held = orgwarden::store::Store::lock_writer(&db).unwrap();
+    let query = |sql: &str| {
+        orgwarden()
+            .current_dir(dir.path())
+            .args(["--db", "ow.db", "query", sql, "--format", "csv"])
+            .output()
+            .unwrap()
+    };
+    let out = query("SELECT count(created_at_utc) AS n FROM projects");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n0\n");
+    for sql in ["DROP VIEW projects", "CREATE TEMP TABLE t (a)"] {
+        let out = query(sql);
+        assert_eq!(out.status.code(), Some(2), "{sql} was allowed");
+    }
+    drop(held);
+    let stored: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'projects'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, older, "the views were rewritten under the writer");
+}
+
+#[test]
 fn rules_check_on_a_database_an_older_orgwarden_wrote_upgrades_it_and_judges_the_exemptions() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("old.db");
