@@ -61,11 +61,11 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
             progress,
             &config.collect.skip,
         ))
-        // The lock and the open above failed as configuration errors (exit 2); a store
-        // failing mid-crawl means this run read nothing into it: the organization was not
-        // read completely (exit 3), which is what a scheduler alerts on.
+        // A store failing mid-crawl (a full disk, a damaged file) stopped the run: exit 2,
+        // as `audit` does. Exit 3 says the API could not be read, and a retry fixes that;
+        // this needs a person to look at the database.
         .map_err(|e| {
-            CliError::incomplete(anyhow::Error::new(e).context(format!(
+            CliError::usage(anyhow::Error::new(e).context(format!(
                 "snapshot into {} failed; nothing was stored",
                 db.display()
             )))

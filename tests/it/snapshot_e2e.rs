@@ -326,7 +326,7 @@ fn malformed_json_fails_only_its_scope_and_names_the_path() {
 }
 
 #[test]
-fn a_store_failure_mid_snapshot_exits_3_naming_the_database() {
+fn a_store_failure_mid_snapshot_exits_2_naming_the_database() {
     let env = Env::new(org(), SimOptions::default());
     {
         // A database that refuses new content: the crawl succeeds, the store's write fails.
@@ -340,7 +340,8 @@ fn a_store_failure_mid_snapshot_exits_3_naming_the_database() {
             .expect("trigger");
     }
     let out = env.run(&["snapshot", "--format", "json"]);
-    assert_exit(&out, 3);
+    // As `audit`: the database stopped the run, not the API.
+    assert_exit(&out, 2);
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("nothing was stored") && stderr.contains("orgwarden.db"),
