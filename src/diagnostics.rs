@@ -68,7 +68,7 @@ diagnostic_codes! {
     SecretInConfig = "secret-in-config": "A webhook URL, signing secret or routing key written in the file instead of named by `_env` or `_file`.",
     InsecureUrl = "insecure-url": "A notification URL that is not https (plain http is allowed only towards loopback).",
     BadSeverity = "bad-severity": "Not one of info, low, medium, high, critical.",
-    BadAge = "bad-age": "A rule param holding an age is given a text that is not a duration.",
+    BadAge = "bad-age": "A rule param holding an age is given a text that is not a duration, or a negative number of days.",
     UnknownRule = "unknown-rule": "The configuration names a rule id no rule file defines.",
     UnknownParam = "unknown-param": "A param the rule does not declare.",
     WrongParamType = "wrong-param-type": "A param override whose type differs from the rule's default.",

@@ -59,6 +59,12 @@ pub fn parse_age(text: &str) -> Option<i64> {
     i64::try_from(duration.as_secs()).ok()
 }
 
+/// Why a param used as an age cannot be a negative number of days: the age would be in
+/// the future, so `older_than` would hold of everything and `newer_than` of nothing.
+pub(super) fn negative_days(name: &str, days: i64) -> String {
+    format!("param `{name}` is an age in days, and {days} days is in the future")
+}
+
 /// Where a bound parameter's value comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BindSource {
@@ -360,6 +366,17 @@ impl Compiler<'_> {
         };
         let kind = op.operand();
         let fits = match (kind, default) {
+            (OperandKind::Age, Value::Int(days)) if *days < 0 => {
+                self.diags
+                    .error(
+                        DiagnosticCode::BadAge,
+                        Some(self.file),
+                        Some(p.span()),
+                        negative_days(name, *days),
+                    )
+                    .label("an age of fewer than zero days");
+                return None;
+            }
             (OperandKind::Age, Value::Int(_)) => true,
             (OperandKind::Age, Value::Str(s)) => {
                 if parse_age(s).is_none() {

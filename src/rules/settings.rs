@@ -180,6 +180,20 @@ pub(super) fn override_problem(rule: &Rule, name: &str, value: &Value) -> Option
             help: Some("ages are like \"90d\", \"12h\", \"30m\", \"45s\" or \"2w\""),
         });
     }
+    if let (super::RuleBody::Where { compiled, .. }, Value::Int(days)) = (&rule.body, value)
+        && *days < 0
+        && compiled
+            .binds
+            .iter()
+            .any(|(_, source)| *source == compile::BindSource::ParamAge(name.to_owned()))
+    {
+        return Some(OverrideProblem {
+            code: DiagnosticCode::BadAge,
+            message: compile::negative_days(name, *days),
+            label: Some("an age of fewer than zero days"),
+            help: None,
+        });
+    }
     if name == super::WINDOW_PARAM
         && let Value::Str(s) = value
         && compile::parse_age(s) == Some(0)

@@ -129,6 +129,27 @@ fn config_overrides_params_severity_and_disables() {
 }
 
 #[test]
+fn a_negative_number_of_days_as_an_age_is_refused_where_it_is_written() {
+    // An age in the future: `older_than` would hold of every key, `newer_than` of none.
+    let loaded = load_with(
+        "[rules.params.api-key-stale]\nmax_idle_days = -5\n[rules.params.project-too-many-owners]\nmax_owners = 0\n",
+    );
+    assert_eq!(
+        codes(&loaded.diagnostics),
+        ["bad-age"],
+        "{}",
+        loaded.diagnostics
+    );
+    let (_, d) = from_text(&format!(
+        "{HEAD}[rule.params]\ndays = -1\n[rule.where]\nfield = \"created_at\"\nop = \"older_than\"\nparam = \"days\"\n"
+    ));
+    assert_eq!(codes(&d), ["bad-age"], "{d}");
+    // Zero days is an age: the rule then means "now".
+    let loaded = load_with("[rules.params.api-key-stale]\nmax_idle_days = 0\n");
+    assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+}
+
+#[test]
 fn config_errors_are_all_reported_with_their_place() {
     let loaded = load_with(
         "[rules]\ndisabled = [\"api-key-stal\"]\n[rules.severity]\nnope = \"high\"\n[rules.params.api-key-stale]\nmax_idle_days = \"ninety\"\nmax_idle = 3\n[rules.params.project-retention-not-zdr]\nallowed = \"zero_data_retention\"\n",
