@@ -85,6 +85,8 @@ pub struct ChannelConfig {
     pub rules: Option<Vec<String>>,
     /// Recipients (email).
     pub to: Vec<String>,
+    /// Whether findings an exemption now covers are sent too (webhook).
+    pub send_exempted: bool,
     /// The table's span, for errors found when the notifier is built.
     pub span: Range<usize>,
 }
@@ -269,6 +271,7 @@ fn channel_config(
         min_severity: min_severity?,
         rules: rules?,
         to: to?,
+        send_exempted: raw.send_exempted.as_ref().is_some_and(|b| *b.get_ref()),
         span: raw.span.clone(),
     })
 }
@@ -347,10 +350,20 @@ fn unexpected_keys(raw: &RawChannel, kind: ChannelKind, c: &mut Check<'_>) -> bo
             raw.routing_key_file.as_ref().map(Spanned::span),
         ),
         ("to", raw.to.first().map(Spanned::span)),
+        (
+            "send_exempted",
+            raw.send_exempted.as_ref().map(Spanned::span),
+        ),
     ];
     let allowed: &[&str] = match kind {
         ChannelKind::Slack => &["url_env", "url_file"],
-        ChannelKind::Webhook => &["url_env", "url_file", "secret_env", "secret_file"],
+        ChannelKind::Webhook => &[
+            "url_env",
+            "url_file",
+            "secret_env",
+            "secret_file",
+            "send_exempted",
+        ],
         ChannelKind::PagerDuty => &["routing_key_env", "routing_key_file"],
         ChannelKind::Email => &["to"],
     };

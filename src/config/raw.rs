@@ -120,6 +120,7 @@ pub(super) struct RawChannel {
     pub min_severity: Option<Spanned<String>>,
     pub rules: Option<Vec<Spanned<String>>>,
     pub to: Vec<Spanned<String>>,
+    pub send_exempted: Option<Spanned<bool>>,
 }
 
 /// `[notify.email]` as written; `span` is the table's, for missing keys.
@@ -183,6 +184,7 @@ const CHANNEL: &[&str] = &[
     "min_severity",
     "rules",
     "to",
+    "send_exempted",
 ];
 const EMAIL: &[&str] = &[
     "transport",
@@ -470,6 +472,7 @@ impl<'d> Reader<'d> {
                     .contains_key("rules")
                     .then(|| self.strings(&t, "rules")),
                 to: self.strings(&t, "to"),
+                send_exempted: self.boolean(&t, "send_exempted"),
             });
         }
         out

@@ -766,6 +766,27 @@ fn a_loopback_events_url_may_be_plain_http() {
 }
 
 #[test]
+fn send_exempted_is_a_webhook_key_off_by_default() {
+    let hook = "[[notify.channel]]\nname = \"w\"\nkind = \"webhook\"\nurl_env = \"U\"\nsecret_env = \"S\"\n";
+    let config = Config::parse(hook, Path::new("o.toml")).expect("parses");
+    assert!(!config.notify.channels[0].send_exempted);
+    let config = Config::parse(
+        &format!("{hook}send_exempted = true\n"),
+        Path::new("o.toml"),
+    )
+    .expect("parses");
+    assert!(config.notify.channels[0].send_exempted);
+    let (_, d) = check(
+        "[[notify.channel]]\nname = \"s\"\nkind = \"slack\"\nurl_env = \"U\"\nsend_exempted = true\n",
+    );
+    let text = d.render(false);
+    assert!(
+        text.contains("`send_exempted` does not apply to a slack channel"),
+        "{text}"
+    );
+}
+
+#[test]
 fn audit_log_lookback_defaults_to_30_days_and_refuses_more_than_400() {
     let (config, diags) = check("");
     assert!(!diags.has_errors());

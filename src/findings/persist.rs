@@ -426,6 +426,7 @@ pub fn notify_states(
                 transition: transition_since_told(f, t),
                 last_notified_at: f.last_notified_at.map(ts),
                 changed_by: f.changed_by.clone(),
+                exemption: f.exemption.clone(),
             })
         })
         .collect())

@@ -8,10 +8,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::http::HttpChannel;
 use super::outbox::{self, Attempt, OutboxId};
-use super::plan::{Digest, FindingState, Route};
+use super::plan::{Digest, FindingState, FindingStatus, Route, RunContext};
 use super::{EmailChannel, NotifyError, pagerduty, slack, webhook};
 use crate::config::{ChannelConfig, ChannelKind, Config, SecretSource, UrlProblem};
-use crate::model::SnapshotId;
 
 /// The largest credential file read.
 const MAX_SECRET_FILE: crate::size::ByteSize = crate::size::ByteSize::from_bytes(64 << 10);
@@ -27,6 +26,8 @@ pub struct Channel {
     pub route: Route,
     /// Where its messages go.
     pub target: Target,
+    /// Whether findings an exemption now covers are sent too (webhook `send_exempted`).
+    pub send_exempted: bool,
 }
 
 /// Where a channel's messages go.
@@ -134,6 +135,7 @@ pub(super) fn build(
         kind: cfg.kind,
         route,
         target,
+        send_exempted: cfg.send_exempted,
     })
 }
 
@@ -255,15 +257,16 @@ impl Channel {
     }
 
     /// Queues this channel's part of `digest`, if it has one. `closed` are the findings
-    /// closed this run without an announcement ([`super::plan::closed_unannounced`]): only
-    /// PagerDuty hears of them (a `resolve` each), and `at` dates its message when there is
-    /// no digest.
+    /// closed this run without an announcement ([`super::plan::closed_unannounced`]):
+    /// PagerDuty hears of them (a `resolve` each), and a webhook with `send_exempted` of
+    /// those an exemption now covers; `ctx` and `now` describe the run when there is no
+    /// digest.
     pub(super) fn queue(
         &self,
         tx: &Transaction<'_>,
         digest: Option<&Digest>,
         closed: &[FindingState],
-        at: (DateTime<Utc>, Option<SnapshotId>),
+        (ctx, now): (&RunContext, DateTime<Utc>),
         repeat_interval: &str,
     ) -> Result<Option<OutboxId>, NotifyError> {
         // PagerDuty applies its severity floor to triggers only: a resolve always follows
@@ -278,7 +281,7 @@ impl Channel {
         let digest = digest.and_then(|d| d.routed(&route));
         let (generated_at, snapshot_id) = digest
             .as_ref()
-            .map_or(at, |d| (d.generated_at, d.snapshot_id));
+            .map_or((now, ctx.snapshot_id), |d| (d.generated_at, d.snapshot_id));
         let delivery_id = outbox::new_delivery_id();
         let mut fingerprints = digest
             .as_ref()
@@ -311,8 +314,23 @@ impl Channel {
                 }
                 serde_json::Value::Array(events)
             }
+            (Target::Http(_), ChannelKind::Webhook, _) if self.send_exempted => {
+                let exempted: Vec<FindingState> = closed
+                    .iter()
+                    .filter(|f| f.status == FindingStatus::Exempt && route.accepts(f))
+                    .cloned()
+                    .collect();
+                if digest.is_none() && exempted.is_empty() {
+                    return Ok(None);
+                }
+                fingerprints.extend(exempted.iter().map(|f| f.fingerprint.clone()));
+                let run = digest
+                    .clone()
+                    .unwrap_or_else(|| Digest::without_announcements(ctx, now));
+                webhook::payload(&run, Some(&exempted), &delivery_id)
+            }
             (Target::Http(_), ChannelKind::Slack, Some(digest)) => slack::message(digest),
-            (Target::Http(_), _, Some(digest)) => webhook::payload(digest, &delivery_id),
+            (Target::Http(_), _, Some(digest)) => webhook::payload(digest, None, &delivery_id),
             (_, _, None) => return Ok(None),
         };
         let count = fingerprints.len();
@@ -346,7 +364,14 @@ impl Channel {
                     ChannelKind::PagerDuty => {
                         serde_json::Value::Array(pagerduty::test_events(organization, now))
                     }
-                    _ => webhook::test_payload(organization, now, &delivery_id),
+                    _ => {
+                        let mut body = webhook::test_payload(organization, now, &delivery_id);
+                        // The shape this channel's real messages have.
+                        if self.send_exempted {
+                            body["exempted"] = serde_json::json!([]);
+                        }
+                        body
+                    }
                 };
                 match http.send(body.to_string().as_bytes(), &delivery_id, 0, now) {
                     Attempt::Sent(reply) | Attempt::SentToSome { reply, .. } => Ok(reply),

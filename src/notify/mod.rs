@@ -220,10 +220,13 @@ impl Notifier {
             .map(|id| ("email".to_owned(), *id))
             .collect();
         for channel in &self.channels {
-            let at = (now, ctx.snapshot_id);
-            if let Some(id) =
-                channel.queue(tx, digest.as_ref(), &closed, at, &self.repeat_interval)?
-            {
+            if let Some(id) = channel.queue(
+                tx,
+                digest.as_ref(),
+                &closed,
+                (ctx, now),
+                &self.repeat_interval,
+            )? {
                 queued.push((channel.name.clone(), id));
             }
         }

@@ -94,6 +94,8 @@ pub struct FindingState {
     pub last_notified_at: Option<DateTime<Utc>>,
     /// The audit-log event that explains its last opening or resolution, if one does.
     pub changed_by: Option<crate::findings::ChangedBy>,
+    /// While it is exempt: the terms of the exemption in force.
+    pub exemption: Option<crate::exemptions::Terms>,
 }
 
 /// Facts about the run that the digest reports.
@@ -176,6 +178,20 @@ pub struct Digest {
 }
 
 impl Digest {
+    /// A digest of `ctx`'s run that announces nothing: the run a message carries when it
+    /// says only what this run closed (a webhook's `exempted`).
+    pub fn without_announcements(ctx: &RunContext, now: DateTime<Utc>) -> Digest {
+        Digest {
+            organization: ctx.organization.clone(),
+            snapshot_id: ctx.snapshot_id,
+            generated_at: now,
+            partial: ctx.partial,
+            announced: Vec::new(),
+            open: Vec::new(),
+            spend: crate::store::DigestSpend::default(),
+        }
+    }
+
     /// The announced findings for one reason.
     pub fn with_reason(&self, reason: Reason) -> impl Iterator<Item = &Announced> {
         self.announced.iter().filter(move |a| a.reason == reason)
@@ -419,6 +435,7 @@ pub(crate) mod tests {
             transition: None,
             last_notified_at: Some(t(0)),
             changed_by: None,
+            exemption: None,
         }
     }
 

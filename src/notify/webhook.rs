@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::plan::{Announced, Digest, Reason};
+use super::plan::{Announced, Digest, FindingState, Reason};
 use crate::report::inert;
 
 /// The payload's version; a change that can break a receiver gets a new one.
@@ -20,13 +20,14 @@ const REASONS: [Reason; 5] = [
     Reason::Reminder,
 ];
 
-/// The payload announcing `digest`, delivered as `delivery_id`.
-pub fn payload(digest: &Digest, delivery_id: &str) -> Value {
+/// The payload announcing `digest`, delivered as `delivery_id`; with `exempted` (a
+/// channel with `send_exempted`), also the findings an exemption now covers, with its terms.
+pub fn payload(digest: &Digest, exempted: Option<&[FindingState]>, delivery_id: &str) -> Value {
     let counts: serde_json::Map<String, Value> = REASONS
         .iter()
         .map(|r| (r.as_str().to_owned(), json!(digest.count(*r))))
         .collect();
-    json!({
+    let mut payload = json!({
         "version": VERSION,
         "delivery_id": delivery_id,
         "test": false,
@@ -38,7 +39,25 @@ pub fn payload(digest: &Digest, delivery_id: &str) -> Value {
         },
         "counts": counts,
         "transitions": digest.announced.iter().map(transition).collect::<Vec<_>>(),
-    })
+    });
+    // Only for a channel that asked: receivers written before it existed see the payload
+    // they know.
+    if let Some(exempted) = exempted {
+        payload["exempted"] = exempted
+            .iter()
+            .map(|f| {
+                json!({
+                    "exemption": f.exemption.as_ref().map(|terms| json!({
+                        "expires": terms.expires.to_string(),
+                        "owner": inert(&terms.owner),
+                        "reason": inert(&terms.reason),
+                    })),
+                    "finding": finding(f),
+                })
+            })
+            .collect();
+    }
+    payload
 }
 
 /// The payload `notify test` sends: a run with no transitions, marked as a test.
@@ -67,12 +86,17 @@ pub fn test_payload(
 }
 
 fn transition(a: &Announced) -> Value {
-    let f = &a.finding;
-    let mut payload = json!({
+    json!({
         "reason": a.reason.as_str(),
-        "transition": f.transition.as_ref().map(super::plan::Transition::kind),
+        "transition": a.finding.transition.as_ref().map(super::plan::Transition::kind),
         "detail": a.detail.as_deref().map(inert),
-        "finding": {
+        "finding": finding(&a.finding),
+    })
+}
+
+/// The finding as a payload describes it.
+fn finding(f: &FindingState) -> Value {
+    let mut finding = json!({
             "fingerprint": f.fingerprint,
             "rule_id": inert(f.rule_id.as_str()),
             "title": inert(&f.title),
@@ -85,11 +109,10 @@ fn transition(a: &Announced) -> Value {
             "message": inert(&f.message),
             "remediation": inert(&f.remediation),
             "first_seen": f.first_seen.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        },
     });
     // Only when an audit-log event explains the change: receivers written before it
     // existed see the payload they know.
-    if let (Some(by), Some(finding)) = (&f.changed_by, payload.get_mut("finding")) {
+    if let Some(by) = &f.changed_by {
         finding["changed_by"] = json!({
             "event_id": inert(by.event_id.as_str()),
             "type": inert(&by.event_type),
@@ -104,5 +127,5 @@ fn transition(a: &Announced) -> Value {
             },
         });
     }
-    payload
+    finding
 }

@@ -35,6 +35,7 @@ fn finding(
         transition: Some(Transition::Opened),
         last_notified_at: None,
         changed_by: None,
+        exemption: None,
     }
 }
 
@@ -90,7 +91,30 @@ fn the_slack_message_escapes_api_text_and_counts_by_severity() {
 
 #[test]
 fn the_webhook_payload_is_stable() {
-    insta::assert_json_snapshot!("webhook_payload", webhook::payload(&digest(), "delivery-1"));
+    insta::assert_json_snapshot!(
+        "webhook_payload",
+        webhook::payload(&digest(), None, "delivery-1")
+    );
+}
+
+#[test]
+fn a_send_exempted_webhook_payload_carries_the_exemption_s_terms_escaped() {
+    let mut exempt = finding(
+        "project-retention-not-zdr",
+        Severity::High,
+        "proj_lab",
+        Some(("proj_lab", "Lab")),
+    );
+    exempt.status = FindingStatus::Exempt;
+    exempt.transition = Some(Transition::Exempted);
+    exempt.exemption = Some(orgwarden::exemptions::Terms {
+        expires: chrono::NaiveDate::from_ymd_opt(2027, 3, 31).unwrap(),
+        owner: "sec@acme.example".into(),
+        reason: "lab data only \u{202e}<!channel>".into(),
+    });
+    let payload = webhook::payload(&digest(), Some(&[exempt]), "delivery-2");
+    assert!(!payload.to_string().contains('\u{202e}'), "{payload}");
+    insta::assert_json_snapshot!("webhook_payload_exempted", payload["exempted"]);
 }
 
 #[test]

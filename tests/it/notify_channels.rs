@@ -304,6 +304,64 @@ fn exempting_a_paged_finding_resolves_its_incident_and_the_expiry_pages_again() 
 }
 
 #[test]
+fn a_send_exempted_webhook_hears_once_of_a_finding_an_exemption_now_covers() {
+    // A receiver that opened a ticket for a finding must learn that it was accepted, or
+    // the ticket stays open for good.
+    let (dir, receiver, sim) = setup("", None);
+    let config = |extra: &str| {
+        channels_config(&receiver, extra).replace(
+            "rules = [\"project-retention-*\"]\n",
+            "rules = [\"project-retention-*\"]\nsend_exempted = true\n",
+        )
+    };
+    std::fs::write(dir.path().join("orgwarden.toml"), config("")).unwrap();
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    let first = webhooks(&receiver);
+    assert_eq!(first.len(), 1);
+    let payload = body(&first[0]);
+    assert_schema_valid(&payload);
+    assert_eq!(payload["exempted"], serde_json::json!([]));
+
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        config(
+            "[[exemption]]\nrule = \"project-retention-not-zdr\"\nresource = \"proj_support\"\n\
+             reason = \"support keeps transcripts\"\nowner = \"sec@acme-robotics.com\"\n\
+             expires = \"2099-12-31\"\n",
+        ),
+    )
+    .unwrap();
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    let hooks = webhooks(&receiver);
+    assert_eq!(hooks.len(), 2, "one message for the exemption");
+    let payload = body(&hooks[1]);
+    assert_schema_valid(&payload);
+    assert_eq!(payload["transitions"], serde_json::json!([]));
+    let exempted = payload["exempted"].as_array().unwrap();
+    assert_eq!(exempted.len(), 1, "{payload:#}");
+    assert_eq!(exempted[0]["finding"]["resource_id"], "proj_support");
+    assert_eq!(exempted[0]["finding"]["status"], "exempt");
+    assert_eq!(
+        exempted[0]["exemption"],
+        serde_json::json!({"expires": "2099-12-31", "owner": "sec@acme-robotics.com",
+                           "reason": "support keeps transcripts"})
+    );
+    let fingerprint = &exempted[0]["finding"]["fingerprint"];
+    assert!(
+        body(&first[0])["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| &t["finding"]["fingerprint"] == fingerprint),
+        "the same finding the first message announced"
+    );
+
+    // Told once.
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    assert_eq!(webhooks(&receiver).len(), 2);
+}
+
+#[test]
 fn without_send_resolved_a_fixed_finding_still_resolves_its_incident_and_nothing_else_hears() {
     let (dir, receiver, sim) = setup("", None);
     std::fs::write(

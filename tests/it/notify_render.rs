@@ -43,6 +43,7 @@ fn finding(
         transition: None,
         last_notified_at: Some(now() - TimeDelta::days(1)),
         changed_by: None,
+        exemption: None,
     }
 }
 

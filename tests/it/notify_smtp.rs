@@ -241,6 +241,7 @@ fn open_finding(
         transition: None,
         last_notified_at: None,
         changed_by: None,
+        exemption: None,
     }
 }
 
