@@ -180,6 +180,8 @@ send_resolved = true
 # url_env = "SIEM_WEBHOOK_URL"
 # The key of the Orgwarden-Signature header's HMAC.
 # secret_env = "SIEM_WEBHOOK_SECRET"
+# Also send the findings an exemption now covers, so a ticket opened for one can be closed.
+# send_exempted = true
 #
 # [[notify.channel]]
 # name = "finops-mail"
