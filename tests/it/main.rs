@@ -30,6 +30,7 @@ mod daemon_run_figures;
 mod daemon_signals;
 mod demo;
 mod diagnostic_fixtures;
+mod docs_markdown;
 mod inert_text;
 mod io_errors;
 mod notify_aiosmtpd;
