@@ -22,15 +22,16 @@ pub struct SimArgs {
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub addr: String,
     /// Organization JSON file (see docs/sim-org-format.md)
-    #[arg(long, conflicts_with_all = ["projects", "seed", "users"])]
+    #[arg(long, conflicts_with_all = ["projects", "users"])]
     pub org: Option<PathBuf>,
     /// Generate an organization with this many projects
     #[arg(long)]
     pub projects: Option<usize>,
-    /// Users in the generated organization's directory (default: six per project, at least 60)
+    /// Users in the generated organization's directory (default: six per project, at least 60 and at most 20,000)
     #[arg(long, requires = "projects")]
     pub users: Option<usize>,
-    /// Seed of the generator: the same seed gives the same organization
+    /// Seed of the generator, of --events and of --fault-rate: the same seed gives the same
+    /// organization, audit-log history and faults (with --org or the demo, only the last two)
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Add this many audit-log events over the last 30 days (sign-ins, key creations,

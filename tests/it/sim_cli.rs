@@ -188,3 +188,36 @@ fn a_sim_whose_output_pipe_closes_keeps_serving_and_logs_its_url() {
     assert_eq!(body["data"].as_array().unwrap().len(), 3, "{body}");
     drop(running);
 }
+
+/// The event types of the first page of the audit log a simulator serves.
+fn event_types(base: &str) -> Vec<String> {
+    let (status, body) = get(&format!("{base}/organization/audit_logs?limit=100"), "k");
+    assert_eq!(status, 200, "{body}");
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `--events` draws from `--seed` whatever the organization, a file's as the demo's: a
+/// file's month of history can be varied as a generated one's can.
+#[test]
+fn sim_seed_draws_a_files_audit_log_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("org.json");
+    std::fs::write(
+        &file,
+        r#"{"users": [{"id": "user-ada", "email": "ada@acme.com", "role": "owner"}],
+            "projects": [{"id": "proj_a", "users": [{"id": "user-ada"}]}]}"#,
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let (_one, base_one) = start(&["--org", file, "--events", "30", "--seed", "1"]);
+    let (_two, base_two) = start(&["--org", file, "--events", "30", "--seed", "2"]);
+    let (one, two) = (event_types(&base_one), event_types(&base_two));
+    assert_eq!(one.len(), 30, "{one:?}");
+    assert_eq!(two.len(), 30, "{two:?}");
+    assert_ne!(one, two, "another seed, another history");
+}
