@@ -54,6 +54,7 @@ mod sim_bad_input;
 mod sim_cli;
 mod sim_conformance;
 mod sim_faults;
+mod sim_org_doc;
 mod sim_pagination;
 mod sim_python_client;
 mod snapshot_e2e;
