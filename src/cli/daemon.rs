@@ -24,11 +24,12 @@ Reads from orgwarden.toml (--config):\n  \
 Signals:\n  \
 SIGHUP: reload the configuration and rules; on an error the old ones stay\n  \
 SIGTERM, SIGINT: graceful stop: no new run, the run in flight gets 30 s to finish, \
-queued mail is flushed; a second signal cancels the run at once\n\n\
+the outbox is flushed; a second signal cancels the run at once\n\n\
 Exit codes:\n  \
 0: stopped by a signal\n  \
-2: bad configuration, schedule or [server] listen address, or another daemon holds the \
-database\n\
+2: bad configuration, schedule or [server] listen address, another daemon holds the \
+database, or a database it cannot use (another application's, or one a newer orgwarden \
+wrote)\n\
 A failed run does not stop the daemon: it is logged and shown in /metrics and the \
 `snapshots` view."
 )]

@@ -719,4 +719,11 @@ fn a_daemon_on_a_database_a_newer_orgwarden_wrote_refuses_to_start() {
         log.contains("newer than this orgwarden supports"),
         "log:\n{log}"
     );
+    // And `daemon --help` lists it among the reasons for exit 2.
+    let help = crate::support::orgwarden()
+        .args(["daemon", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("one a newer orgwarden wrote"), "{help}");
 }
