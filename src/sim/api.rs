@@ -1691,6 +1691,25 @@ mod tests {
     }
 
     #[test]
+    fn a_limit_of_zero_where_allowed_asks_for_the_default_page() {
+        let spec = ListSpec {
+            envelope: Envelope::FirstLastId,
+            default_limit: 100,
+            min_limit: 0,
+            max_limit: 1000,
+            order: None,
+            before: false,
+        };
+        assert_eq!(page_limit(&Query::parse("limit=0"), &spec).unwrap(), 100);
+        assert_eq!(page_limit(&Query::parse("limit=7"), &spec).unwrap(), 7);
+        let one_up = ListSpec {
+            min_limit: 1,
+            ..spec
+        };
+        assert!(page_limit(&Query::parse("limit=0"), &one_up).is_err());
+    }
+
+    #[test]
     fn array_parameters_accept_both_spellings() {
         let q = Query::parse("ids[]=a&limit=3");
         assert_eq!(q.get("ids"), Some("a"));
