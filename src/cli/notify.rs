@@ -31,7 +31,7 @@ pub enum NotifyCommand {
         orgwarden notify requeue                        every channel, refused in the last 7 days\n  \
         orgwarden notify requeue --channel email --since 2d")]
     Requeue {
-        /// Only this channel's messages (`email` is [notify.email])
+        /// Only this channel's messages (`email` is [notify.email]); a name neither configured nor in the outbox is refused (exit 2)
         #[arg(long, value_name = "NAME")]
         channel: Option<String>,
         /// Only messages refused this recently (e.g. `7d`, `12h`)
@@ -62,6 +62,25 @@ fn requeue(
     let from = now
         .checked_sub_signed(since.to_time_delta())
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    if let Some(name) = channel
+        && !configured_channels(&config).contains(&name)
+    {
+        // A channel removed or renamed may still have messages in the outbox; a name
+        // that neither the configuration nor the outbox knows is a typo.
+        let queued =
+            crate::notify::outbox::has_channel(store.conn(), name).map_err(CliError::usage)?;
+        if !queued {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "no channel named `{}` (configured: {}), and the outbox holds no message for one",
+                crate::report::inert(name),
+                configured_channels(&config).join(", ")
+            )));
+        }
+        tracing::warn!(
+            "`{}` is not a configured channel: its messages stay in the outbox until a channel of that name is configured again",
+            crate::report::inert(name)
+        );
+    }
     let count = crate::notify::outbox::requeue_refused(store.conn(), channel, from, now)
         .map_err(CliError::usage)?;
     println!(
@@ -71,19 +90,23 @@ fn requeue(
     Ok(Exit::Ok)
 }
 
+/// Every channel name the configuration knows: `log`, `email` when `[notify.email]` is
+/// set, and each `[[notify.channel]]`.
+fn configured_channels(config: &crate::config::Config) -> Vec<&str> {
+    let notify = &config.notify;
+    let mut names = vec!["log"];
+    if notify.email.is_some() {
+        names.push("email");
+    }
+    names.extend(notify.channels.iter().map(|c| c.name.as_str()));
+    names
+}
+
 fn test(global: &GlobalArgs, only: Option<&str>) -> anyhow::Result<Exit> {
     let mut config = global.load_config()?;
     if let Some(name) = only {
-        let notify = &config.notify;
-        let known = name == "log"
-            || name == "email" && notify.email.is_some()
-            || notify.channels.iter().any(|c| c.name == name);
-        if !known {
-            let mut names: Vec<&str> = notify.channels.iter().map(|c| c.name.as_str()).collect();
-            if notify.email.is_some() {
-                names.insert(0, "email");
-            }
-            names.insert(0, "log");
+        let names = configured_channels(&config);
+        if !names.contains(&name) {
             return Err(CliError::usage(anyhow::anyhow!(
                 "no channel named `{}` (configured: {})",
                 crate::report::inert(name),

@@ -644,6 +644,15 @@ pub fn requeue_refused(
     )?)
 }
 
+/// Whether the outbox holds any message, sent or not, for the channel named `name`.
+pub fn has_channel(conn: &Connection, name: &str) -> Result<bool, OutboxError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE channel = ?1)",
+        [name],
+        |row| row.get(0),
+    )?)
+}
+
 /// When a pass next has a message to try: the earliest retry time among the first unsent
 /// message of each configured channel (a channel's later messages wait behind its first,
 /// and one no longer configured is never tried); `None` when none waits. A row whose

@@ -125,17 +125,33 @@ fn a_message_refused_for_good_is_queued_again_by_notify_requeue() {
         )
         .unwrap()
     };
-    // Another channel's messages, or older refusals, are left as they are.
-    let other = requeue(&["--channel", "hook"]);
-    assert!(String::from_utf8_lossy(&other.stdout).starts_with("0 refused message(s)"));
+    // A channel neither configured nor in the outbox is a typo, said as such; older
+    // refusals are left as they are.
+    let other = requeue(&["--channel", "emial"]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains(
+            "no channel named `emial` (configured: log), and the outbox holds no message for one"
+        ),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    assert!(!state().0, "still refused");
     conn.execute("UPDATE outbox SET failed_at = ?1", [now - 10 * 86_400])
         .unwrap();
     let old = requeue(&[]);
     assert!(String::from_utf8_lossy(&old.stdout).starts_with("0 refused message(s)"));
     assert!(!state().0, "still refused");
 
+    // The demo's channel is in no configuration here, but its messages are in the outbox
+    // (a channel removed or renamed since): they are requeued, with a word of warning.
     let out = requeue(&["--since", "30d", "--channel", "email"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`email` is not a configured channel"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
