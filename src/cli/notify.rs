@@ -31,7 +31,8 @@ pub enum NotifyCommand {
         orgwarden notify requeue                        every channel, refused in the last 7 days\n  \
         orgwarden notify requeue --channel email --since 2d")]
     Requeue {
-        /// Only this channel's messages (`email` is [notify.email]); a name neither configured nor in the outbox is refused (exit 2)
+        /// Only this channel's messages (`email` is [notify.email]); a name neither
+        /// configured nor in the outbox is refused (exit 2)
         #[arg(long, value_name = "NAME")]
         channel: Option<String>,
         /// Only messages refused this recently (e.g. `7d`, `12h`)
