@@ -9,7 +9,7 @@
 //! name = "a key used yesterday is not stale"
 //! params = { max_idle_days = 30 }   # optional overrides
 //! expect = []                       # [{ resource_id = "...", project_id = "..." }, ...]
-//! [case.org]                        # the organization (INTERFACES §1), or org = '''{json}'''
+//! [case.org]                        # the organization (docs/sim-org-format.md), or org = '''{json}'''
 //! organization = "acme"
 //! projects = [ ... ]
 //! ```

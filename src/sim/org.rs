@@ -1,4 +1,4 @@
-//! The simulated organization: its model, the JSON file format of INTERFACES.md §1 and
+//! The simulated organization: its model, the JSON file format of docs/sim-org-format.md and
 //! the mutators tests use to change it between snapshots.
 //!
 //! Every object keeps the fields of the file it came from that the simulator does not
@@ -514,7 +514,7 @@ impl Org {
         }
     }
 
-    /// Parses the JSON file format of INTERFACES.md §1; relative times count from `now`.
+    /// Parses the JSON file format of docs/sim-org-format.md; relative times count from `now`.
     pub fn from_json_str(text: &str, now: i64) -> Result<Org, SimError> {
         let value: Value = serde_json::from_str(text).map_err(|e| SimError::Org {
             path: format!("line {} column {}", e.line(), e.column()),
