@@ -70,10 +70,7 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
             let mut rows = Vec::new();
             for entry in &diff.entries {
                 let by = changed_by_cell(entry.family, entry.attribution.as_ref());
-                let id = match &entry.parent_id {
-                    Some(parent) => format!("{parent}/{}", entry.resource_id),
-                    None => entry.resource_id.clone(),
-                };
+                let id = object_cell(entry.parent_id.as_deref(), &entry.resource_id);
                 let base = [
                     entry.kind.as_str().to_owned(),
                     entry.family.view().to_owned(),
@@ -143,6 +140,15 @@ pub(super) fn changed_by_cell(family: Family, attribution: Option<&Attribution>)
     attribution.map_or_else(String::new, |a| {
         crate::report::inert(&a.describe(family)).into_owned()
     })
+}
+
+/// The `resource_id` cell of an object: `parent/id` for a role assignment, whose role id
+/// alone is shared by every user or group holding that role.
+pub(super) fn object_cell(parent_id: Option<&str>, resource_id: &str) -> String {
+    match parent_id {
+        Some(parent) => format!("{parent}/{resource_id}"),
+        None => resource_id.to_owned(),
+    }
 }
 
 /// `rows` with `cell` appended to each.

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::diff::{changed_by_cell, with_cell};
+use super::diff::{changed_by_cell, object_cell, with_cell};
 use super::read::{TableFormat, field_rows, names, open, table, text_rows, write_csv};
 use super::{CliError, Exit, GlobalArgs, unknown_name};
 use crate::report::Wrap;
@@ -46,6 +46,7 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<Exit> 
                 ("change", Wrap::Never),
                 ("resource_type", Wrap::Never),
                 ("project_id", Wrap::Never),
+                ("resource_id", Wrap::Never),
                 ("field", Wrap::Never),
                 ("old", Wrap::Prose),
                 ("new", Wrap::Prose),
@@ -54,12 +55,15 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<Exit> 
             let mut rows = Vec::new();
             for entry in &history {
                 let by = changed_by_cell(entry.family, entry.attribution.as_ref());
+                // One id can name several objects of one family and project (a role
+                // assigned to two users): as in `diff`, the parent tells them apart.
                 let base = [
                     entry.snapshot_id.to_string(),
                     rfc3339(entry.valid_from),
                     entry.kind.as_str().to_owned(),
                     entry.family.view().to_owned(),
                     entry.project_id.clone(),
+                    object_cell(entry.parent_id.as_deref(), &entry.resource_id),
                 ];
                 rows.extend(with_cell(
                     field_rows(&base, entry.kind, &entry.changes),

@@ -302,3 +302,44 @@ fn read_commands_on_a_missing_database_say_to_snapshot_first() {
     }
     assert!(!db.exists(), "a read command must not create the database");
 }
+
+#[test]
+fn history_tells_apart_one_role_assigned_to_two_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ow.db");
+    let mut store = Store::open(&db).unwrap();
+    let t = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let mut w = store.begin_snapshot("acme", t).unwrap();
+    for user in ["user-ada", "user-ben"] {
+        w.apply(ScopeResult {
+            scope: Scope {
+                family: Family::ProjectUserRoles,
+                project_id: Some(ProjectId::from("proj_pay")),
+                parent_id: Some(user.into()),
+            },
+            outcome: ScopeOutcome::Complete(
+                vec![
+                    json!({"object": "role", "id": "role_viewer", "name": "viewer",
+                            "permissions": ["api.usage.read"], "resource_type": "api.project",
+                            "predefined_role": false}),
+                ]
+                .into(),
+            ),
+        })
+        .unwrap();
+    }
+    w.finish(&CrawlStats::default(), t, SnapshotStatus::Complete)
+        .unwrap();
+    drop(store);
+    let out = run(
+        dir.path(),
+        &db,
+        &["history", "role_viewer", "--format", "csv"],
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows[1].contains("user-ada/role_viewer"), "{text}");
+    assert!(rows[2].contains("user-ben/role_viewer"), "{text}");
+}
