@@ -31,6 +31,7 @@ mod daemon_signals;
 mod demo;
 mod diagnostic_fixtures;
 mod docs_markdown;
+mod history_bench;
 mod inert_text;
 mod io_errors;
 mod notify_aiosmtpd;
