@@ -225,8 +225,9 @@ pub enum StoreError {
     /// A snapshot id that is not stored.
     #[error("no snapshot {0} in the database")]
     NoSnapshot(SnapshotId),
-    /// A diff needs two snapshots.
-    #[error("a diff needs two snapshots; the database has {0}")]
+    /// A diff needs two snapshots that did not fail (a failed one read nothing, so the
+    /// count must not include it: `snapshots` lists it, and "has 1" beside two rows misleads).
+    #[error("a diff needs two snapshots that did not fail; the database has {0}")]
     NotEnoughSnapshots(usize),
     /// Stored data this binary cannot read back.
     #[error("corrupt store: {0}")]

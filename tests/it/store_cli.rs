@@ -343,3 +343,29 @@ fn history_tells_apart_one_role_assigned_to_two_users() {
     assert!(rows[1].contains("user-ada/role_viewer"), "{text}");
     assert!(rows[2].contains("user-ben/role_viewer"), "{text}");
 }
+
+#[test]
+fn diff_with_one_usable_snapshot_says_the_failed_one_does_not_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ow.db");
+    let mut store = Store::open(&db).unwrap();
+    let t = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let mut w = store.begin_snapshot("acme", t).unwrap();
+    for r in org("prod", 100, true) {
+        w.apply(r).unwrap();
+    }
+    w.finish(&CrawlStats::default(), t, SnapshotStatus::Complete)
+        .unwrap();
+    let t = t + chrono::Duration::days(1);
+    let w = store.begin_snapshot("acme", t).unwrap();
+    w.finish(&CrawlStats::default(), t, SnapshotStatus::Failed)
+        .unwrap();
+    drop(store);
+    let out = run(dir.path(), &db, &["diff"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("a diff needs two snapshots that did not fail; the database has 1"),
+        "{err}"
+    );
+}
