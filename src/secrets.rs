@@ -174,6 +174,20 @@ pub fn unset_variable(name: &str) -> String {
     }
 }
 
+/// Query parameters that carry a webhook's credential.
+const QUERY_WORDS: [&str; 10] = [
+    "token",
+    "key",
+    "apikey",
+    "sig",
+    "signature",
+    "code",
+    "secret",
+    "password",
+    "auth",
+    "credential",
+];
+
 /// Whether `text` holds something shaped like a credential anywhere.
 fn looks_like_a_secret(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
@@ -191,8 +205,25 @@ fn looks_like_a_secret(text: &str) -> bool {
             .next()
             .is_some_and(|authority| authority.contains('@'))
     });
+    // A URL's query naming a credential (`?token=`, `&sig=`, `?code=`): how many webhook
+    // receivers (Azure, Google Chat, SIEM collectors) carry theirs.
+    let credential_query = text.match_indices(['?', '&']).any(|(at, _)| {
+        let name = text[at + 1..]
+            .split('=')
+            .next()
+            .filter(|_| text[at + 1..].contains('='))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let last_word = name.rsplit(['_', '-']).next().unwrap_or_default();
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && (QUERY_WORDS.contains(&last_word) || QUERY_WORDS.contains(&name.as_str()))
+    });
     openai_key
         || userinfo_url
+        || credential_query
         || [
             "bearer ",
             "basic ",
@@ -200,6 +231,8 @@ fn looks_like_a_secret(text: &str) -> bool {
             "hooks.slack.com",
             "/api/webhooks/",
             "webhook.office.com",
+            // Mattermost, Rocket.Chat, Zapier and many others: the path after it is the secret.
+            "/hooks/",
         ]
         .iter()
         .any(|marker| lower.contains(marker))
@@ -345,6 +378,13 @@ mod tests {
             "tokn = \"x\"",
             "smtppassword = \"hunter2\"",
             "clienttoken = \"x\"",
+            // A webhook URL under a wrong key, or quoted by a syntax error: its path or query
+            // is the credential.
+            "webhook_url = \"https://chat.example.com/hooks/xyz\"",
+            "hook = \"https://siem.example.com/ingest?token=abc\"",
+            "endpoint = https://x.logic.azure.com/workflows/1/invoke?api-version=1&sig=abc",
+            "u = \"https://fn.example.net/api/alert?code=abc\"",
+            "u = \"https://chat.googleapis.com/v1/spaces/A/messages?key=k&token=t\"",
         ] {
             assert!(line_may_hold_secret(line), "{line}");
         }
@@ -364,6 +404,8 @@ mod tests {
             "port = 587",
             "owner = \"sec@example.com\"",
             "monkey = 1",
+            "url = \"https://events.eu.pagerduty.com/v2/enqueue\"",
+            "help = \"see https://example.com/doc?page=2&lang=en\"",
         ] {
             assert!(!line_may_hold_secret(line), "{line}");
         }

@@ -480,7 +480,7 @@ impl<'d> Reader<'d> {
 
     /// Reports every key of `t` that is not in `known`, with the closest known key.
     fn unknown_keys(&mut self, t: &Table<'_, '_>, known: &[&str]) {
-        for (key, _) in t.entries {
+        for (key, value) in t.entries {
             let name = key.get_ref();
             if known.contains(&name.as_ref()) {
                 continue;
@@ -492,6 +492,11 @@ impl<'d> Reader<'d> {
                 format!("unknown key `{name}` in {}", t.name),
             );
             d.label("unknown key");
+            // A webhook's URL is its credential: one written under a wrong key
+            // (`webhook_url`, `urls`) must not be printed by the diagnostic that names it.
+            if value.get_ref().as_str().is_some_and(|v| v.contains("://")) {
+                d.conceal();
+            }
             match super::closest(name, known.iter().copied()) {
                 Some(close) => d.help(format!("did you mean `{close}`?")),
                 None => d.help(format!("the keys of {} are: {}", t.name, known.join(", "))),

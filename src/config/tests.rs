@@ -634,6 +634,29 @@ fn a_credential_under_an_unknown_or_broken_key_is_located_but_never_shown() {
              secret_env = \"S\"\nsecert = \"CANARY-s\"\n",
             "o.toml:6:1",
         ),
+        // A webhook's URL, its credential, under a key of another name: its token is in the
+        // path, where no marker of a known chat service says so.
+        (
+            "[[notify.channel]]\nname = \"w\"\nkind = \"webhook\"\nurl_env = \"U\"\n\
+             secret_env = \"S\"\nwebhook_url = \"https://siem.example.com/in/CANARY-u\"\n",
+            "o.toml:6:1",
+        ),
+        (
+            "[[notify.channel]]\nname = \"w\"\nkind = \"slack\"\n\
+             urls = \"https://chat.example.com/services/CANARY-u\"\n",
+            "o.toml:4:1",
+        ),
+        // Unquoted, a syntax error: a token in the query, or a chat server's hook path.
+        (
+            "[[notify.channel]]\nname = \"w\"\nkind = \"webhook\"\n\
+             url = https://x.example.net/api/alert?code=CANARY-u\n",
+            "o.toml:4:",
+        ),
+        (
+            "[[notify.channel]]\nname = \"w\"\nkind = \"slack\"\n\
+             url = https://mattermost.example.com/hooks/CANARY-u\n",
+            "o.toml:4:",
+        ),
     ] {
         let (_, d) = check(text);
         let shown = d.render(false);
