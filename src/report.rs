@@ -164,6 +164,29 @@ pub fn json_text(value: &impl serde::Serialize, pretty: bool) -> Result<String, 
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// A line of JSON someone else wrote (a JSON log line), with every [`is_hazardous`] character
+/// it holds raw but its final line end written as a `\uXXXX` escape. Such a character can
+/// only stand inside a string, where the escape means the same to a parser.
+pub fn inert_json_line(line: &str) -> Cow<'_, str> {
+    let body = line.strip_suffix('\n').unwrap_or(line);
+    if !body.chars().any(is_hazardous) {
+        return Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in body.chars() {
+        if is_hazardous(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.push_str(&line[body.len()..]);
+    Cow::Owned(out)
+}
+
 /// A JSON formatter that escapes [`is_hazardous`] characters inside strings and otherwise
 /// defers to the formatter it wraps (whose indentation state it must keep).
 struct InertJson<F>(F);
@@ -1271,6 +1294,16 @@ mod tests {
         )
         .unwrap();
         assert!(text.contains("key \\| stale"), "{text}");
+    }
+
+    #[test]
+    fn a_json_log_line_escapes_what_serde_left_raw_and_keeps_its_line_end() {
+        let line = "{\"m\":\"a\u{202e}b\u{9b}c\u{e0041}\"}\n";
+        let inert = inert_json_line(line);
+        assert_eq!(inert, "{\"m\":\"a\\u202eb\\u009bc\\udb40\\udc41\"}\n");
+        let parsed: serde_json::Value = serde_json::from_str(&inert).unwrap();
+        assert_eq!(parsed["m"], "a\u{202e}b\u{9b}c\u{e0041}");
+        assert!(matches!(inert_json_line("{}\n"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -241,12 +241,18 @@ fn looks_like_a_secret(text: &str) -> bool {
 /// A log writer that scrubs each line before it reaches stderr. Used as the tracing
 /// subscriber's writer, so every crate's log output passes through it.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ScrubbedStderr;
+pub struct ScrubbedStderr {
+    /// The lines are JSON: what serde leaves raw in them (C1 and bidi controls, which the
+    /// API and receivers can send) is written as `\u` escapes too, as the text format's
+    /// fields are made inert.
+    pub json: bool,
+}
 
 /// One event's writer: buffers what the formatter writes and emits it scrubbed on drop.
 #[derive(Debug, Default)]
 pub struct ScrubbedLine {
     buffer: Vec<u8>,
+    json: bool,
 }
 
 impl Write for ScrubbedLine {
@@ -263,8 +269,14 @@ impl Write for ScrubbedLine {
 impl Drop for ScrubbedLine {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.buffer);
+        let text = scrub(&text);
+        let text = if self.json {
+            crate::report::inert_json_line(&text)
+        } else {
+            Cow::Borrowed(text.as_ref())
+        };
         // A failed write to stderr has nowhere better to be reported.
-        let _ = io::stderr().lock().write_all(scrub(&text).as_bytes());
+        let _ = io::stderr().lock().write_all(text.as_bytes());
     }
 }
 
@@ -274,7 +286,10 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbedStderr {
     fn make_writer(&'a self) -> Self::Writer {
         // The formatter writes one event per writer, so each line is scrubbed whole and a
         // secret cannot be split across two writes.
-        ScrubbedLine::default()
+        ScrubbedLine {
+            buffer: Vec::new(),
+            json: self.json,
+        }
     }
 }
 

@@ -519,7 +519,9 @@ fn init_logging(global: &GlobalArgs, quiet_default: bool) {
             std::io::IsTerminal::is_terminal(&std::io::stderr()),
         ))
         // Every line, from any crate, is scrubbed of registered secrets before it is written.
-        .with_writer(crate::secrets::ScrubbedStderr);
+        .with_writer(crate::secrets::ScrubbedStderr {
+            json: global.log_format == LogFormat::Json,
+        });
     let _ = match global.log_format {
         LogFormat::Text => builder.fmt_fields(InertFields).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -529,7 +531,7 @@ fn init_logging(global: &GlobalArgs, quiet_default: bool) {
 /// The text log format's field writer: `name=value` pairs (the message bare) as the default
 /// one writes them, with every value [`crate::report::inert`], because values quote the API
 /// and servers and a line break in one would forge a log line. JSON lines are escaped by
-/// JSON already.
+/// JSON, and what it leaves raw by the writer ([`crate::secrets::ScrubbedStderr`]).
 struct InertFields;
 
 impl<'w> tracing_subscriber::fmt::FormatFields<'w> for InertFields {

@@ -261,3 +261,26 @@ fn an_api_error_message_is_shown_escaped_on_the_error_line_and_in_the_log() {
         );
     }
 }
+
+/// The JSON log (a daemon's usual format) escapes what JSON itself leaves raw: a bidi
+/// override or a C1 control in an API error reaches the log as a `\u` escape, and the line
+/// still parses to the text the API sent.
+#[test]
+fn a_json_log_line_carries_no_raw_bidi_or_c1_control() {
+    let port = hostile_error_server();
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let out = run(dir.path(), &base, &["--log-format", "json", "snapshot"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert_inert("snapshot --log-format json", &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warning = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["level"] == "WARN")
+        .unwrap_or_else(|| panic!("a JSON warning line:\n{stderr}"));
+    assert!(
+        warning.to_string().contains("forged line\u{202e}gpj.exe"),
+        "{warning}"
+    );
+}
