@@ -158,18 +158,22 @@ fn names_a_secret_loosely(word: &str, words: &[&str]) -> bool {
 }
 
 /// "the environment variable NAME is not set or empty", naming the variable only when its
-/// name looks like one (capitals, digits, `_`): a name of mixed case or a long run of hex
-/// may be the secret itself, pasted where its variable's name belongs.
+/// name looks like one (capitals, digits, `_`, words joined by `_`): a name of mixed case,
+/// a long run of hex, or a long run of capitals and digits with no `_` (a PagerDuty ruleset
+/// routing key `R02F…`, an access key id) may be the secret itself, pasted where its
+/// variable's name belongs.
 pub fn unset_variable(name: &str) -> String {
-    let conventional = !name.is_empty()
+    let capitals = !name.is_empty()
         && name
             .chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    if conventional {
+    let key_shaped =
+        name.len() >= 16 && !name.contains('_') && name.chars().any(|c| c.is_ascii_digit());
+    if capitals && !key_shaped {
         format!("the environment variable {name} is not set or empty")
     } else {
         "the environment variable named there is not set or empty (its name is not shown: \
-         it is not in capitals, and may be the secret itself)"
+         it does not look like a variable's name, and may be the secret itself)"
             .to_owned()
     }
 }
@@ -429,7 +433,15 @@ mod tests {
     #[test]
     fn an_unset_variable_is_named_only_when_its_name_looks_like_one() {
         assert!(unset_variable("SLACK_WEBHOOK_URL").contains("SLACK_WEBHOOK_URL"));
-        let pasted = "a93facc04764012d7bfb002500d5d1a6";
-        assert!(!unset_variable(pasted).contains(pasted));
+        assert!(unset_variable("PD_KEY_2").contains("PD_KEY_2"));
+        assert!(unset_variable("SIEM2").contains("SIEM2"));
+        // A hex key, a PagerDuty ruleset routing key, an access key id.
+        for pasted in [
+            "a93facc04764012d7bfb002500d5d1a6",
+            "R02FG7H8J9K0L1M2N3P4Q5R6S7T8U9V0",
+            "AKIAIOSFODNN7EXAMPLE",
+        ] {
+            assert!(!unset_variable(pasted).contains(pasted), "{pasted}");
+        }
     }
 }
