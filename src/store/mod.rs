@@ -214,6 +214,13 @@ pub enum StoreError {
     /// A read-only query ran past its time budget and was stopped.
     #[error("query ran longer than {}s and was stopped (raise it with --timeout)", .0.as_secs())]
     TimedOut(std::time::Duration),
+    /// A read-only query whose result grew past the bytes it may hold.
+    #[error(
+        "query result is larger than {} MiB and was stopped: select fewer rows or columns \
+         (WHERE, LIMIT), or read the database with `sqlite3 -readonly`",
+        .0 / (1024 * 1024)
+    )]
+    TooLarge(usize),
     /// A scope result that cannot be stored (an object without its id field, …).
     #[error("cannot store {scope}: {message}")]
     BadScope {

@@ -8,6 +8,12 @@ use serde_json::Value;
 
 use super::{Store, StoreError};
 
+/// The most a query's result may hold, in bytes of values and their bookkeeping. Nothing is
+/// printed before the last row (a table is fitted to all of them), so without a bound a
+/// result without end (`WITH RECURSIVE`) or of huge values (`zeroblob`) grows in memory
+/// until the machine runs out, well before a timeout stops it.
+pub const MAX_RESULT_BYTES: usize = 256 * 1024 * 1024;
+
 /// The rows of one query, with the column names.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QueryResult {
@@ -68,7 +74,7 @@ impl Store {
         sql: &str,
         params: &[&dyn rusqlite::ToSql],
     ) -> Result<QueryResult, StoreError> {
-        self.run_query(sql, params)
+        self.run_query(sql, params, MAX_RESULT_BYTES)
     }
 
     /// As [`Store::query`], stopped after `timeout` with [`StoreError::TimedOut`]: a
@@ -78,6 +84,18 @@ impl Store {
         sql: &str,
         params: &[&dyn rusqlite::ToSql],
         timeout: Duration,
+    ) -> Result<QueryResult, StoreError> {
+        self.query_bounded(sql, params, timeout, MAX_RESULT_BYTES)
+    }
+
+    /// As [`Store::query_within`], with the result held to `max_bytes` instead of
+    /// [`MAX_RESULT_BYTES`].
+    pub(super) fn query_bounded(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+        timeout: Duration,
+        max_bytes: usize,
     ) -> Result<QueryResult, StoreError> {
         let handle = self.conn.get_interrupt_handle();
         let (done, finished) = mpsc::channel::<()>();
@@ -89,7 +107,7 @@ impl Store {
                     handle.interrupt();
                 }
             });
-            let result = self.run_query(sql, params);
+            let result = self.run_query(sql, params, max_bytes);
             drop(done);
             result
         });
@@ -103,10 +121,35 @@ impl Store {
         })
     }
 
+    /// Runs the statement, failing with [`StoreError::TooLarge`] once its rows hold more
+    /// than `max_bytes`. SQLite's own limit on one value is lowered to the same bound for
+    /// the statement, so it refuses to build a larger one rather than build it first.
     fn run_query(
         &self,
         sql: &str,
         params: &[&dyn rusqlite::ToSql],
+        max_bytes: usize,
+    ) -> Result<QueryResult, StoreError> {
+        let value_limit = i32::try_from(max_bytes).unwrap_or(i32::MAX);
+        let previous = self
+            .conn
+            .set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, value_limit)?;
+        let result = self.collect_rows(sql, params, max_bytes);
+        self.conn
+            .set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, previous)?;
+        result.map_err(|e| match e {
+            StoreError::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::TooBig) => {
+                StoreError::TooLarge(max_bytes)
+            }
+            other => other,
+        })
+    }
+
+    fn collect_rows(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+        max_bytes: usize,
     ) -> Result<QueryResult, StoreError> {
         let mut stmt = self.conn.prepare(sql).map_err(|e| match e {
             rusqlite::Error::MultipleStatement => {
@@ -123,11 +166,22 @@ impl Store {
         let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let width = columns.len();
         let mut rows = Vec::new();
+        let mut held = 0_usize;
         let mut cursor = stmt.query(params).map_err(read_only_error)?;
         while let Some(row) = cursor.next().map_err(read_only_error)? {
             let mut values = Vec::with_capacity(width);
+            held += size_of::<Vec<SqlValue>>() + width * size_of::<SqlValue>();
             for i in 0..width {
-                values.push(row.get::<_, SqlValue>(i)?);
+                let value = row.get::<_, SqlValue>(i)?;
+                held += match &value {
+                    SqlValue::Text(s) => s.len(),
+                    SqlValue::Blob(b) => b.len(),
+                    _ => 0,
+                };
+                values.push(value);
+            }
+            if held > max_bytes {
+                return Err(StoreError::TooLarge(max_bytes));
             }
             rows.push(values);
         }

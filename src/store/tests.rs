@@ -1251,6 +1251,38 @@ fn query_only_store_refuses_writes_through_query() {
 }
 
 #[test]
+fn a_query_result_without_end_is_stopped_at_its_size_bound_not_its_timeout() {
+    let store = Store::open_in_memory().unwrap();
+    let started = std::time::Instant::now();
+    let err = store
+        .query_bounded(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c",
+            &[],
+            std::time::Duration::from_secs(600),
+            1024 * 1024,
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge(_)), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    // One value larger than the bound is refused by SQLite before it is built.
+    let err = store
+        .query_bounded(
+            "SELECT zeroblob(2 * 1024 * 1024)",
+            &[],
+            std::time::Duration::from_secs(600),
+            1024 * 1024,
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge(_)), "{err}");
+    assert!(err.to_string().contains("LIMIT"), "{err}");
+    // The bound is the statement's: the connection's own limit is back afterwards.
+    let rows = store
+        .query("SELECT length(zeroblob(2 * 1024 * 1024)) AS n", &[])
+        .unwrap();
+    assert_eq!(rows.to_json(), json!([{"n": 2 * 1024 * 1024}]));
+}
+
+#[test]
 fn a_scope_read_twice_in_one_snapshot_keeps_only_its_last_state() {
     let mut store = Store::open_in_memory().unwrap();
     snap(

@@ -369,3 +369,23 @@ fn diff_with_one_usable_snapshot_says_the_failed_one_does_not_count() {
         "{err}"
     );
 }
+
+#[test]
+fn query_refuses_a_result_too_large_to_hold_instead_of_filling_memory() {
+    let (dir, db) = fixture();
+    // 300 MiB in one value: without a bound it is built, copied and printed as 600 MB of hex.
+    let out = run(
+        dir.path(),
+        &db,
+        &[
+            "query",
+            "SELECT zeroblob(300 * 1024 * 1024) AS b",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("larger than 256 MiB"), "{err}");
+}
