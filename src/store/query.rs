@@ -24,15 +24,16 @@ pub struct QueryResult {
 }
 
 impl QueryResult {
-    /// The rows as JSON objects keyed by column name (blobs become hex strings).
+    /// The rows as JSON objects keyed by column name (blobs become hex strings). A name
+    /// that repeats gets `:1`, `:2`… after the first, see [`json_keys`].
     pub fn to_json(&self) -> Value {
+        let keys = json_keys(&self.columns);
         Value::Array(
             self.rows
                 .iter()
                 .map(|row| {
                     Value::Object(
-                        self.columns
-                            .iter()
+                        keys.iter()
                             .cloned()
                             .zip(row.iter().map(sql_to_json))
                             .collect(),
@@ -41,6 +42,26 @@ impl QueryResult {
                 .collect(),
         )
     }
+}
+
+/// One distinct JSON key per column. A name that repeats (`SELECT * FROM projects p JOIN
+/// project_spend s …` has two `project_id`) would otherwise keep only its last column's
+/// value: later ones are named as SQLite names the columns of `CREATE TABLE … AS SELECT`,
+/// `project_id:1`, `project_id:2`…
+pub fn json_keys(columns: &[String]) -> Vec<String> {
+    let mut taken = std::collections::HashSet::new();
+    columns
+        .iter()
+        .map(|name| {
+            let mut key = name.clone();
+            let mut n = 0_u32;
+            while !taken.insert(key.clone()) {
+                n += 1;
+                key = format!("{name}:{n}");
+            }
+            key
+        })
+        .collect()
 }
 
 /// One SQLite value as JSON.

@@ -1251,6 +1251,18 @@ fn query_only_store_refuses_writes_through_query() {
 }
 
 #[test]
+fn query_json_keeps_every_column_of_a_repeated_name() {
+    let store = Store::open_in_memory().unwrap();
+    let rows = store
+        .query("SELECT 1 AS a, 2 AS a, 3 AS \"a:1\", 4 AS a", &[])
+        .unwrap();
+    assert_eq!(
+        rows.to_json(),
+        json!([{"a": 1, "a:1": 2, "a:1:1": 3, "a:2": 4}])
+    );
+}
+
+#[test]
 fn a_query_result_without_end_is_stopped_at_its_size_bound_not_its_timeout() {
     let store = Store::open_in_memory().unwrap();
     let started = std::time::Instant::now();

@@ -389,3 +389,23 @@ fn query_refuses_a_result_too_large_to_hold_instead_of_filling_memory() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("larger than 256 MiB"), "{err}");
 }
+
+#[test]
+fn query_json_keeps_both_columns_of_a_join_that_share_a_name() {
+    let (dir, db) = fixture();
+    let rows = stdout_json(&run(
+        dir.path(),
+        &db,
+        &[
+            "query",
+            "SELECT p.id, p.name, k.name FROM projects p JOIN project_api_keys k \
+             ON k.project_id = p.id",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        rows,
+        json!([{"id": "proj_pay", "name": "Payments", "name:1": "production"}])
+    );
+}
