@@ -53,10 +53,17 @@ pub fn query(global: &GlobalArgs, args: &QueryArgs) -> anyhow::Result<Exit> {
             write_csv(&mut out, &header, &text_rows(&result))?;
         }
         TableFormat::Table => {
-            let header: Vec<(&str, Wrap)> = result
+            // Column names come from the SQL, which may be pasted from anywhere: shown as
+            // inert as the cells.
+            let names: Vec<String> = result
                 .columns
                 .iter()
-                .map(|c| (c.as_str(), report::wrap_for_column(c)))
+                .map(|c| report::inert(c).into_owned())
+                .collect();
+            let header: Vec<(&str, Wrap)> = names
+                .iter()
+                .zip(&result.columns)
+                .map(|(shown, c)| (shown.as_str(), report::wrap_for_column(c)))
                 .collect();
             let count = result.rows.len();
             if !header.is_empty() {

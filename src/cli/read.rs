@@ -130,10 +130,11 @@ pub(super) fn write_csv(
     rows: &[Vec<String>],
 ) -> anyhow::Result<()> {
     let mut writer = csv::Writer::from_writer(out);
-    writer.write_record(header)?;
     // The CSV is as often read in a terminal as in a spreadsheet: no cell may carry a
     // control character to either (a line break inside a value is shown as `\n`), nor
-    // start a formula (a user's name `=HYPERLINK(…)`).
+    // start a formula (a user's name `=HYPERLINK(…)`). The header too: `query` takes its
+    // names from the SQL, which may be pasted from anywhere.
+    writer.write_record(header.iter().map(|c| report::csv_cell(c)))?;
     for row in rows {
         writer.write_record(row.iter().map(|c| report::csv_cell(c)))?;
     }

@@ -409,3 +409,18 @@ fn query_json_keeps_both_columns_of_a_join_that_share_a_name() {
         json!([{"id": "proj_pay", "name": "Payments", "name:1": "production"}])
     );
 }
+
+#[test]
+fn query_column_names_are_inert_in_table_and_csv_headers() {
+    let (dir, db) = fixture();
+    let sql = "SELECT 1 AS \"\u{1b}[2Jx\", 2 AS \"=cmd()\"";
+    let table = run(dir.path(), &db, &["query", sql]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(text.contains("\\x1b[2Jx"), "{text}");
+    let csv = run(dir.path(), &db, &["query", sql, "--format", "csv"]);
+    assert_eq!(
+        String::from_utf8(csv.stdout).unwrap(),
+        "\\x1b[2Jx,'=cmd()\n1,2\n"
+    );
+}
