@@ -122,6 +122,10 @@ fn costs_note(status: &CostsStatus) -> Option<String> {
     let why = match (status.outcome.as_deref(), status.error.as_deref()) {
         (Some(_), Some(error)) => format!("the newest costs read failed: {}", inert(error)),
         (Some(_), None) => "the newest costs read failed".to_owned(),
+        // Nor is it when no snapshot has finished: the first may have been stopped part-way.
+        (None, _) if status.no_snapshot => {
+            "no snapshot has finished yet: run `orgwarden snapshot`".to_owned()
+        }
         // A snapshot that failed whole read nothing: `[spend]` is not to blame.
         (None, _) if status.snapshot_failed => {
             "the newest snapshot failed and read nothing".to_owned()

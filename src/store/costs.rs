@@ -181,6 +181,8 @@ pub struct CostsStatus {
     /// Whether that snapshot failed as a whole (it then read no costs, whatever `[spend]`
     /// says).
     pub snapshot_failed: bool,
+    /// Whether no snapshot has finished yet (the first was stopped part-way, or none ran).
+    pub no_snapshot: bool,
     /// When the newest complete read was made (its snapshot's start, Unix seconds).
     pub last_complete_at: Option<i64>,
 }
@@ -202,6 +204,7 @@ pub fn costs_status(reader: Reader<'_>) -> Result<CostsStatus, StoreError> {
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
+    let no_snapshot = newest.is_none();
     let (outcome, error, snapshot_failed) = newest.unwrap_or((None, None, false));
     let last_complete_at: Option<i64> = conn.query_row(
         "SELECT max(s.started_at) FROM cost_read r JOIN snapshot s ON s.id = r.snapshot_id
@@ -214,6 +217,7 @@ pub fn costs_status(reader: Reader<'_>) -> Result<CostsStatus, StoreError> {
         outcome,
         error,
         snapshot_failed,
+        no_snapshot,
         last_complete_at,
     })
 }

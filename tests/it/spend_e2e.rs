@@ -371,3 +371,15 @@ fn spend_after_a_failed_snapshot_blames_the_snapshot_not_the_spend_setting() {
     assert!(table.contains("the newest snapshot failed"), "{table}");
     assert!(!table.contains("[spend] enabled"), "costs are on: {table}");
 }
+
+#[test]
+fn spend_before_any_finished_snapshot_says_to_run_one_not_to_check_the_spend_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    // A database no snapshot has finished in: the first one was stopped part-way.
+    drop(orgwarden::store::Store::open(&dir.path().join("spend.db")).unwrap());
+    let out = run(dir.path(), "http://127.0.0.1:9/v1", &["spend"]);
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("no snapshot has finished yet"), "{table}");
+    assert!(!table.contains("[spend] enabled"), "{table}");
+}
