@@ -93,11 +93,11 @@ pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
         TableFormat::Csv => {
             // The CSV stays one table; the word on the feed goes beside it.
             if let Some(note) = feed_note(&status, window) {
-                eprintln!("{note}");
+                eprintln_or_drop!("{note}");
             }
             write_csv(&mut out, &names(&HEADER), &rows(&events))?;
             if let Some(more) = &more {
-                eprintln!("{more}");
+                eprintln_or_drop!("{more}");
             }
         }
         TableFormat::Table => {

@@ -424,3 +424,26 @@ fn query_column_names_are_inert_in_table_and_csv_headers() {
         "\\x1b[2Jx,'=cmd()\n1,2\n"
     );
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn events_csv_keeps_its_exit_code_when_its_note_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ow.db");
+    // Never read: the note on the feed goes to stderr beside the CSV.
+    drop(Store::open(&db).unwrap());
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = crate::support::orgwarden()
+        .arg("--db")
+        .arg(&db)
+        .args(["events", "--format", "csv"])
+        .current_dir(dir.path())
+        .stderr(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("time,type,actor"));
+}
