@@ -121,11 +121,21 @@ fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
     match info.status {
         SnapshotStatus::Complete => Ok(Exit::Ok),
         status => {
-            let mut text = format!(
-                "snapshot {} is {status}: {} scope(s) could not be read; what earlier snapshots stored of them is kept",
-                info.id,
-                outcome.failed_scopes.len()
-            );
+            // With every scope read, what made it partial was the costs or the audit log,
+            // each said on its own line below; "0 scope(s) could not be read" would read
+            // as a contradiction.
+            let mut text = if outcome.failed_scopes.is_empty() {
+                format!(
+                    "snapshot {} is {status}: every scope was read, but a read beside them failed",
+                    info.id
+                )
+            } else {
+                format!(
+                    "snapshot {} is {status}: {} scope(s) could not be read; what earlier snapshots stored of them is kept",
+                    info.id,
+                    outcome.failed_scopes.len()
+                )
+            };
             const SHOWN: usize = 20;
             for (scope, error) in outcome.failed_scopes.iter().take(SHOWN) {
                 text.push_str(super::CONTINUATION);

@@ -233,6 +233,11 @@ fn a_failed_costs_read_makes_the_snapshot_partial_and_keeps_the_stored_costs() {
         stderr.contains("the costs read failed; the stored costs are kept"),
         "the error says what made the snapshot partial: {stderr}"
     );
+    assert!(
+        stderr.contains("every scope was read, but a read beside them failed")
+            && !stderr.contains("0 scope(s)"),
+        "{stderr}"
+    );
     assert_eq!(
         stored(dir.path(), &url, "proj_spike", today() - DAY),
         yesterday,
