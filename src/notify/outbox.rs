@@ -487,6 +487,12 @@ fn attempt(row: &Row, sender: Sender<'_>, now: DateTime<Utc>) -> Result<Attempt,
     }
 }
 
+/// A receiver's words as the outbox keeps them: no secret it may have quoted back, and no
+/// control or bidi character to act on whoever reads `last_error` with any SQLite client.
+fn stored_text(text: &str) -> String {
+    crate::report::inert(&crate::secrets::scrub(text)).into_owned()
+}
+
 /// Stores what an attempt came to; `true` when the channel's later messages must wait.
 fn record(
     conn: &Connection,
@@ -531,7 +537,7 @@ fn record(
                 None => backoff(failures),
             };
             let next = now + delay.max(TimeDelta::zero());
-            let text = crate::secrets::scrub(error).into_owned();
+            let text = stored_text(error);
             conn.execute(
                 "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4,
                                    progress = ?5, failures = ?6
@@ -550,13 +556,13 @@ fn record(
             deferred,
         } => {
             for refusal in refused {
-                let text = crate::secrets::scrub(&refusal.reply).into_owned();
+                let text = stored_text(&refusal.reply);
                 tracing::error!(target: "orgwarden::notify", outbox_id = row.id, channel = %row.channel, recipient = %refusal.recipient, reply = %text, "recipient refused by the receiver; the message went to the others without it");
                 report.refused_recipients.push(channel.clone());
             }
             let refused_text = super::transport::list(refused);
             if deferred.is_empty() {
-                let text = crate::secrets::scrub(&format!("refused: {refused_text}")).into_owned();
+                let text = stored_text(&format!("refused: {refused_text}"));
                 conn.execute(
                     "UPDATE outbox SET sent_at = ?2, attempts = ?3, last_error = ?4 WHERE id = ?1",
                     params![row.id, now.timestamp(), attempts, text],
@@ -580,7 +586,7 @@ fn record(
             if !refused.is_empty() {
                 text.push_str(&format!("; refused: {refused_text}"));
             }
-            let text = crate::secrets::scrub(&text).into_owned();
+            let text = stored_text(&text);
             conn.execute(
                 "UPDATE outbox SET recipients = ?2, attempts = ?3, next_attempt_at = ?4,
                                    last_error = ?5, failures = ?6
@@ -593,7 +599,7 @@ fn record(
             Ok(false)
         }
         Attempt::Rejected { error, progress } => {
-            let text = crate::secrets::scrub(error).into_owned();
+            let text = stored_text(error);
             conn.execute(
                 "UPDATE outbox SET attempts = ?2, failed_at = ?3, last_error = ?4, progress = ?5
                  WHERE id = ?1",
@@ -913,6 +919,29 @@ mod tests {
         assert_eq!(throttled_at(160), t(0) + backoff(1));
         assert_eq!(throttled_at(160), t(0) + backoff(2));
         assert_eq!(list(&conn).unwrap()[0].attempts, 8);
+    }
+
+    #[test]
+    fn a_receivers_reply_is_stored_inert() {
+        // An SMTP relay's refusal reaches the outbox as it was written; whoever reads
+        // `last_error` with sqlite3 must not have their terminal driven by it.
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        insert(&tx, &message("hostile"), t(0)).unwrap();
+        tx.commit().unwrap();
+        let row = unsent(&conn).unwrap().remove(0).unwrap();
+        let attempt = Attempt::Rejected {
+            error: "550 5.7.1 \u{1b}]8;;https://evil.example\u{7}click\u{202e}txt.exe\r\n550 no"
+                .into(),
+            progress: 0,
+        };
+        record(&conn, &row, &attempt, t(0), &mut DeliveryReport::default()).unwrap();
+        let stored = list(&conn).unwrap().remove(0).last_error.unwrap();
+        assert!(
+            !stored.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{stored:?}"
+        );
+        assert!(stored.starts_with("550 5.7.1 "), "{stored}");
     }
 
     #[test]
