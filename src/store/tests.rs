@@ -1824,3 +1824,23 @@ fn every_view_definition_is_a_plain_create_view_of_its_name() {
         );
     }
 }
+
+#[test]
+fn a_view_over_a_stale_view_reads_this_versions_definition_of_it() {
+    // A stored view's names are bound to its own schema, so `project_spend` kept in the
+    // file reads the stored `projects` even where a temporary `projects` shadows it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ow.db");
+    drop(Store::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP VIEW projects;
+             CREATE VIEW projects AS SELECT 'proj_other' AS id, 'other' AS name,
+                                           'active' AS status;",
+        )
+        .unwrap();
+    let ro = Store::open_read_only(&path).unwrap();
+    assert_eq!(count(&ro, "SELECT count(*) FROM projects"), 0);
+    assert_eq!(count(&ro, "SELECT count(*) FROM project_spend"), 0);
+}

@@ -26,14 +26,22 @@ pub fn names() -> Vec<&'static str> {
     definitions().into_iter().map(|(name, _)| name).collect()
 }
 
-/// Gives a read-only connection this binary's definition of every view that differs from
-/// it (a database last written by another orgwarden of the same schema), as a temporary
-/// view: SQLite looks names up in `temp` before `main`, and the file is not written.
+/// Gives a read-only connection this binary's definition of every view, as temporary
+/// views, when any stored one differs from it (a database last written by another
+/// orgwarden of the same schema): SQLite looks names up in `temp` before `main`, and the
+/// file is not written.
 pub fn shadow_stale(conn: &Connection) -> Result<(), StoreError> {
-    for (name, sql) in definitions() {
-        if current_sql(conn, name).as_deref() == Some(sql.as_str()) {
-            continue;
-        }
+    let wanted = definitions();
+    if wanted
+        .iter()
+        .all(|(name, sql)| current_sql(conn, name).as_deref() == Some(sql.as_str()))
+    {
+        return Ok(());
+    }
+    // All of them, not only those that differ: a stored view reads the views it names from
+    // its own schema, never from `temp`, so a stored `project_spend` would go on reading
+    // the stored `projects` under a temporary one.
+    for (_, sql) in wanted {
         // Every definition starts so (a test pins it).
         conn.execute_batch(&sql.replacen("CREATE VIEW ", "CREATE TEMP VIEW ", 1))?;
     }
