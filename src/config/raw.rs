@@ -123,6 +123,16 @@ pub(super) struct RawChannel {
     pub send_exempted: Option<Spanned<bool>>,
 }
 
+/// Whether a value is or holds (in an array or inline table: `urls = ["https://…"]`) a URL.
+fn holds_url(value: &DeValue<'_>) -> bool {
+    match value {
+        DeValue::String(s) => s.contains("://"),
+        DeValue::Array(items) => items.iter().any(|v| holds_url(v.get_ref())),
+        DeValue::Table(t) => t.values().any(|v| holds_url(v.get_ref())),
+        _ => false,
+    }
+}
+
 /// `[notify.email]` as written; `span` is the table's, for missing keys.
 #[derive(Debug, Default)]
 pub(super) struct RawEmail {
@@ -494,7 +504,7 @@ impl<'d> Reader<'d> {
             d.label("unknown key");
             // A webhook's URL is its credential: one written under a wrong key
             // (`webhook_url`, `urls`) must not be printed by the diagnostic that names it.
-            if value.get_ref().as_str().is_some_and(|v| v.contains("://")) {
+            if holds_url(value.get_ref()) {
                 d.conceal();
             }
             match super::closest(name, known.iter().copied()) {

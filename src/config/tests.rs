@@ -646,6 +646,11 @@ fn a_credential_under_an_unknown_or_broken_key_is_located_but_never_shown() {
              urls = \"https://chat.example.com/services/CANARY-u\"\n",
             "o.toml:4:1",
         ),
+        (
+            "[[notify.channel]]\nname = \"w\"\nkind = \"webhook\"\nurl_env = \"U\"\n\
+             secret_env = \"S\"\nurls = [\"https://siem.example.com/in/CANARY-u\"]\n",
+            "o.toml:6:1",
+        ),
         // Unquoted, a syntax error: a token in the query, or a chat server's hook path.
         (
             "[[notify.channel]]\nname = \"w\"\nkind = \"webhook\"\n\
