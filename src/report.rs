@@ -165,8 +165,8 @@ pub fn json_text(value: &impl serde::Serialize, pretty: bool) -> Result<String, 
 }
 
 /// A line of JSON someone else wrote (a JSON log line), with every [`is_hazardous`] character
-/// it holds raw but its final line end written as a `\uXXXX` escape. Such a character can
-/// only stand inside a string, where the escape means the same to a parser.
+/// it holds raw written as a `\uXXXX` escape, except its final line end. Such a character
+/// can only stand inside a string, where the escape means the same to a parser.
 pub fn inert_json_line(line: &str) -> Cow<'_, str> {
     let body = line.strip_suffix('\n').unwrap_or(line);
     if !body.chars().any(is_hazardous) {

@@ -123,10 +123,17 @@ fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
         status => {
             // With every scope read, what made it partial was the costs or the audit log,
             // each said on its own line below; "0 scope(s) could not be read" would read
-            // as a contradiction.
-            let mut text = if outcome.failed_scopes.is_empty() {
+            // as a contradiction. (A failed one with no failed scope is the collector's
+            // "cannot be" case, which it logs.)
+            let mut text = if outcome.failed_scopes.is_empty() && status == SnapshotStatus::Partial
+            {
                 format!(
                     "snapshot {} is {status}: every scope was read, but a read beside them failed",
+                    info.id
+                )
+            } else if outcome.failed_scopes.is_empty() {
+                format!(
+                    "snapshot {} is {status}: it changes nothing that earlier snapshots stored (see the log)",
                     info.id
                 )
             } else {
