@@ -155,7 +155,7 @@ pub enum StoreError {
         /// How many names it has.
         links: u64,
     },
-    /// The database file does not exist (read-only opens never create one).
+    /// The database file does not exist, or is empty (read-only opens never create one).
     #[error("no database at {path}: run `orgwarden snapshot` first")]
     Missing {
         /// The database file.
@@ -503,8 +503,14 @@ impl Store {
             });
         }
         // A reader writes nothing, but another application's file still gets a clear no
-        // rather than a confusing schema error.
-        ownership::inspect(path)?;
+        // rather than a confusing schema error. An empty file (`touch`ed, or made by a
+        // SQLite client) holds no snapshot either: upgrading it would write a schema and
+        // tighten its mode for a command that only reads.
+        if ownership::inspect(path)? == ownership::Found::Blank {
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            });
+        }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -304,6 +304,27 @@ fn read_commands_on_a_missing_database_say_to_snapshot_first() {
 }
 
 #[test]
+fn read_commands_on_an_empty_file_say_to_snapshot_first_and_leave_it_alone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.db");
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for args in [&["snapshots"][..], &["query", "SELECT 1"], &["findings"]] {
+        let out = run(dir.path(), &db, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("run `orgwarden snapshot` first"), "{err}");
+    }
+    let meta = std::fs::metadata(&db).unwrap();
+    assert_eq!(
+        (meta.len(), meta.permissions().mode() & 0o777),
+        (0, 0o644),
+        "a read command wrote to the file"
+    );
+}
+
+#[test]
 fn history_tells_apart_one_role_assigned_to_two_users() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ow.db");
