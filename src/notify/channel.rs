@@ -324,10 +324,14 @@ impl Channel {
                     return Ok(None);
                 }
                 fingerprints.extend(exempted.iter().map(|f| f.fingerprint.clone()));
-                let run = digest
-                    .clone()
-                    .unwrap_or_else(|| Digest::without_announcements(ctx, now));
-                webhook::payload(&run, Some(&exempted), &delivery_id)
+                match &digest {
+                    Some(digest) => webhook::payload(digest, Some(&exempted), &delivery_id),
+                    None => webhook::payload(
+                        &Digest::without_announcements(ctx, now),
+                        Some(&exempted),
+                        &delivery_id,
+                    ),
+                }
             }
             (Target::Http(_), ChannelKind::Slack, Some(digest)) => slack::message(digest),
             (Target::Http(_), _, Some(digest)) => webhook::payload(digest, None, &delivery_id),

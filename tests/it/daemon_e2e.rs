@@ -339,6 +339,21 @@ fn http_get(port: u16, path: &str) -> String {
     body
 }
 
+/// A daemon in `dir` auditing the simulator every second, its health server on a free
+/// port; the simulator must outlive it.
+fn every_second_with_health(dir: &Path) -> (SimHandle, u16, Daemon) {
+    let sim = sim(Duration::ZERO);
+    let port = free_port();
+    write_config(
+        dir,
+        &sim,
+        "*/1 * * * * *",
+        &format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let daemon = Daemon::start(dir);
+    (sim, port, daemon)
+}
+
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find(|line| line.starts_with(name))
@@ -350,15 +365,7 @@ fn metric(text: &str, name: &str) -> f64 {
 #[test]
 fn a_database_removed_under_the_daemon_is_not_started_afresh_and_nothing_is_announced_again() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = sim(Duration::ZERO);
-    let port = free_port();
-    write_config(
-        dir.path(),
-        &sim,
-        "*/1 * * * * *",
-        &format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"),
-    );
-    let daemon = Daemon::start(dir.path());
+    let (_sim, port, daemon) = every_second_with_health(dir.path());
     daemon.wait_for("run finished", 1, Duration::from_secs(60));
     assert_eq!(emails(dir.path()), 1);
     // A cleaner, a wrong `rm`, a volume remounted: the file goes while the daemon runs.
@@ -385,15 +392,7 @@ fn a_database_removed_under_the_daemon_is_not_started_afresh_and_nothing_is_anno
 #[test]
 fn metrics_count_the_audit_jobs_api_responses_and_open_findings() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = sim(Duration::ZERO);
-    let port = free_port();
-    write_config(
-        dir.path(),
-        &sim,
-        "*/1 * * * * *",
-        &format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"),
-    );
-    let daemon = Daemon::start(dir.path());
+    let (_sim, port, daemon) = every_second_with_health(dir.path());
     daemon.wait_for("run finished", 1, Duration::from_secs(60));
     let metrics = http_get(port, "/metrics");
     assert!(
