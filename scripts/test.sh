@@ -21,6 +21,15 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 say() { printf 'test.sh: %s\n' "$*" >&2; }
 
+# --- Disk space ------------------------------------------------------------------------
+# A build from nothing writes about 2.5 GB under target/ (plus the Debian packages and the
+# Python environment below). Running out shows up late, as a compiler "No space left on
+# device" several minutes in, so say it first. It is a warning: an existing target/ needs less.
+if free_kb=$(df -Pk . 2>/dev/null | awk 'NR == 2 { print $4 }') && [ -n "$free_kb" ] \
+  && [ "$free_kb" -lt $((3 * 1024 * 1024)) ]; then
+  say "warning: only $((free_kb / 1024)) MB free on the disk holding $(pwd); a build from nothing needs about 3 GB"
+fi
+
 # --- Rust components -------------------------------------------------------------------
 if command -v rustup >/dev/null 2>&1; then
   for component in rustfmt clippy; do

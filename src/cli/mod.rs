@@ -310,6 +310,7 @@ pub fn main() -> ExitCode {
     // per-finding log lines are left out unless asked for (-v or RUST_LOG).
     let quiet_default = matches!(cli.command, Command::Demo(_));
     init_logging(&cli.global, quiet_default);
+    install_panic_hook();
     match run(cli) {
         Ok(exit) => exit.into(),
         Err(error) => {
@@ -528,6 +529,48 @@ fn init_logging(global: &GlobalArgs, quiet_default: bool) {
     };
 }
 
+/// Replaces the default panic report with one scrubbed of registered secrets and made inert.
+/// A panic's message can quote the value being handled (an API reply, a URL holding a
+/// webhook token), and the default hook prints it raw, past the log writer's scrubbing.
+/// The location stays, and so does the backtrace when `RUST_BACKTRACE` asks for one.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let mut text = panic_report(info.payload(), info.location(), thread.name());
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            text.push_str(&format!("stack backtrace:\n{backtrace}\n"));
+        } else {
+            text.push_str("note: run with `RUST_BACKTRACE=1` to display a backtrace\n");
+        }
+        eprint_or_drop!("{text}");
+    }));
+}
+
+/// What the panic hook prints before any backtrace: the default hook's two lines, the
+/// message on one line, scrubbed and inert, and that this is a bug.
+fn panic_report(
+    payload: &(dyn std::any::Any + Send),
+    location: Option<&std::panic::Location<'_>>,
+    thread: Option<&str>,
+) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("Box<dyn Any>");
+    let message = crate::secrets::scrub(message);
+    let place = location.map_or_else(String::new, |l| {
+        format!(" at {}:{}:{}", l.file(), l.line(), l.column())
+    });
+    format!(
+        "thread '{}' panicked{place}:\n{}\nthis is a bug in orgwarden {}\n",
+        crate::report::inert(thread.unwrap_or("<unnamed>")),
+        crate::report::inert(&message),
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
 /// The text log format's field writer: `name=value` pairs (the message bare) as the default
 /// one writes them, with every value [`crate::report::inert`], because values quote the API
 /// and servers and a line break in one would forge a log line. JSON lines are escaped by
@@ -592,6 +635,40 @@ impl tracing::field::Visit for InertVisitor<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A panic's message quoting a secret or a terminal escape (a reply being parsed, a
+    /// webhook URL) is printed scrubbed and on one inert line, unlike the default hook's.
+    #[test]
+    fn a_panic_report_is_scrubbed_of_secrets_and_inert() {
+        crate::secrets::register(&secrecy::SecretString::from("hooks-T0KEN-panic-canary"));
+        let payload: Box<dyn std::any::Any + Send> = Box::new(String::from(
+            "bad reply from https://example.test/hooks-T0KEN-panic-canary:\n\u{1b}[2Jforged line",
+        ));
+        let location = std::panic::Location::caller();
+        let report = panic_report(payload.as_ref(), Some(location), Some("main"));
+        assert!(!report.contains("T0KEN-panic-canary"), "{report}");
+        assert!(!report.contains('\u{1b}'), "{report}");
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines.len(), 3, "{report}");
+        assert!(
+            lines[0].starts_with("thread 'main' panicked at src/cli/mod.rs:"),
+            "{report}"
+        );
+        assert_eq!(
+            lines[1],
+            "bad reply from https://example.test/[redacted]:\\n\\x1b[2Jforged line"
+        );
+        assert!(
+            lines[2].starts_with("this is a bug in orgwarden "),
+            "{report}"
+        );
+
+        let opaque: Box<dyn std::any::Any + Send> = Box::new(7_u8);
+        assert!(
+            panic_report(opaque.as_ref(), None, None)
+                .starts_with("thread '<unnamed>' panicked:\nBox<dyn Any>\n")
+        );
+    }
 
     /// Every command's `--help` shows how it is run, and those whose exit codes say more
     /// than "0 done, 2 stopped" (a finding, an incomplete read, a failed check or delivery)
