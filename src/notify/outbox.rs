@@ -577,7 +577,10 @@ fn record(
             let left: Vec<&str> = deferred.iter().map(|d| d.recipient.as_str()).collect();
             let left = serde_json::to_string(&left)
                 .map_err(|source| OutboxError::Recipients { id, source })?;
-            let failures = row.failures.saturating_add(1);
+            // Some recipients took it: progress, as a PagerDuty window is, so the failures
+            // to back off from start again (the deferred ones are retried after the first
+            // delay, not after the whole message's longest).
+            let failures = 0;
             let next = now + backoff(failures);
             let mut text = format!(
                 "delivered to the other recipients ({reply}); deferred: {}",
@@ -919,6 +922,44 @@ mod tests {
         assert_eq!(throttled_at(160), t(0) + backoff(1));
         assert_eq!(throttled_at(160), t(0) + backoff(2));
         assert_eq!(list(&conn).unwrap()[0].attempts, 8);
+    }
+
+    #[test]
+    fn an_email_delivered_to_some_retries_the_deferred_after_the_first_delay() {
+        // A message whose relay was down for hours reached some recipients at last and was
+        // deferred (4xx) for one: it was then retried after the whole message's backoff
+        // (64 minutes after six failures) although the try got further.
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        let id = insert(&tx, &message("partly"), t(0)).unwrap();
+        tx.execute(
+            "UPDATE outbox SET attempts = 6, failures = 6 WHERE id = ?1",
+            [id.0],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let row = unsent(&conn).unwrap().remove(0).unwrap();
+        let attempt = Attempt::SentToSome {
+            reply: "250 ok".into(),
+            refused: vec![],
+            deferred: vec![crate::notify::transport::Refusal {
+                recipient: "busy@example.com".into(),
+                reply: "452 4.2.2 mailbox full".into(),
+            }],
+        };
+        record(&conn, &row, &attempt, t(0), &mut DeliveryReport::default()).unwrap();
+        let row = unsent(&conn).unwrap().remove(0).unwrap();
+        assert_eq!(row.recipients, r#"["busy@example.com"]"#);
+        assert_eq!(list(&conn).unwrap()[0].next_attempt_at, t(0) + FIRST_RETRY);
+        // The deferred recipient refusing again is the first failure since then.
+        let again = Attempt::Retry {
+            error: "452 4.2.2 mailbox full".into(),
+            retry_after: None,
+            progress: 0,
+            blocks_channel: false,
+        };
+        record(&conn, &row, &again, t(0), &mut DeliveryReport::default()).unwrap();
+        assert_eq!(list(&conn).unwrap()[0].next_attempt_at, t(0) + backoff(1));
     }
 
     #[test]
