@@ -427,6 +427,7 @@ pub fn finding_json(f: &Finding) -> Json {
         "status": f.status.as_str(),
         "first_seen": rfc3339(f.first_seen_at()),
         "last_seen": rfc3339(f.last_seen_at()),
+        "resolved_at": f.resolved_at_time().map(rfc3339),
         "remediation": f.remediation,
         "changed_by": f.changed_by,
         "exemption": f.exemption,

@@ -267,6 +267,11 @@ impl Finding {
     pub fn last_seen_at(&self) -> DateTime<Utc> {
         ts(self.last_seen)
     }
+
+    /// When it was last resolved, as a time; kept when it reopens.
+    pub fn resolved_at_time(&self) -> Option<DateTime<Utc>> {
+        self.resolved_at.map(ts)
+    }
 }
 
 /// The findings a report shows after a run: every open and exempt finding, and those this

@@ -50,6 +50,17 @@ fn status_of(doc: &Value, rule: &str, resource: &str) -> Option<String> {
         .map(|f| f["status"].as_str().unwrap().to_owned())
 }
 
+/// The `resolved_at` of the finding of `rule` on `resource` in an audit's JSON report.
+fn resolved_at_of(doc: &Value, rule: &str, resource: &str) -> Value {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule_id"] == rule && f["resource_id"] == resource)
+        .map(|f| f["resolved_at"].clone())
+        .unwrap()
+}
+
 fn events(db: &Path, rule: &str, resource: &str, project: &str) -> Vec<findings::Event> {
     let store = Store::open_read_only(db).unwrap();
     let fp = fingerprint(
@@ -103,6 +114,10 @@ fn findings_resolve_open_and_reopen_as_the_organization_changes() {
         status_of(&doc, "service-account-owner", "svc_acct_data_etl"),
         None
     );
+    assert_eq!(
+        resolved_at_of(&doc, "api-key-stale", "key_pay_ada_notebook"),
+        Value::Null
+    );
     let (code, _) = audit(dir.path(), &url, &["--fail-on", "high"]);
     assert_eq!(code, 1, "high findings are open");
 
@@ -141,13 +156,25 @@ fn findings_resolve_open_and_reopen_as_the_organization_changes() {
         status_of(&doc, "service-account-owner", "svc_acct_data_etl").as_deref(),
         Some("open")
     );
+    // The report says when each was resolved: this run, which finished after it started.
+    let resolved_at = resolved_at_of(&doc, "api-key-stale", "key_pay_ada_notebook");
+    let resolved_at = resolved_at.as_str().unwrap().to_owned();
+    assert!(
+        doc["snapshot"]["started_at"].as_str().unwrap() <= resolved_at.as_str(),
+        "{resolved_at} {}",
+        doc["snapshot"]
+    );
 
-    // The key comes back: its finding reopens.
+    // The key comes back: its finding reopens, and keeps when it was last resolved.
     sim.with_org(|org| org.project_mut(&payments).unwrap().api_keys.push(removed));
     let (_, doc) = audit(dir.path(), &url, &[]);
     assert_eq!(
         status_of(&doc, "api-key-stale", "key_pay_ada_notebook").as_deref(),
         Some("open")
+    );
+    assert_eq!(
+        resolved_at_of(&doc, "api-key-stale", "key_pay_ada_notebook"),
+        resolved_at.as_str()
     );
     assert_eq!(
         status_of(&doc, "project-retention-not-zdr", "proj_support"),

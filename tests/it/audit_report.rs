@@ -76,12 +76,53 @@ fn demo_json_has_the_design_shape() {
             "status",
             "first_seen",
             "last_seen",
+            "resolved_at",
             "remediation",
             "changed_by",
             "exemption"
         ]
     );
     insta::assert_snapshot!(crate::support::demo_requests_as_usual(&text));
+}
+
+/// The keys of `doc` (an object) that docs/report.md does not name as `` `key` ``.
+fn undocumented<'a>(doc: &'a serde_json::Value, page: &str) -> Vec<&'a str> {
+    doc.as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .filter(|key| !page.contains(&format!("`{key}`")))
+        .collect()
+}
+
+#[test]
+fn every_key_of_the_json_report_is_documented() {
+    // A script author learns the report from docs/report.md: a key added to the report
+    // and not to the page would be one they cannot rely on.
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.md"))
+            .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&demo("json")).unwrap();
+    let finding = &doc["findings"][0];
+    for (what, object) in [
+        ("the report", &doc),
+        ("the snapshot", &doc["snapshot"]),
+        ("the audit-log read", &doc["snapshot"]["audit_log"]),
+        ("a finding", finding),
+    ] {
+        assert_eq!(undocumented(object, &page), Vec::<&str>::new(), "{what}");
+    }
+    // The CSV header, word for word.
+    let header = demo("csv").lines().next().unwrap().to_owned();
+    let listed = header
+        .split(',')
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        page.replace('\n', " ").contains(&listed),
+        "docs/report.md does not list the CSV columns {listed}"
+    );
 }
 
 #[test]
