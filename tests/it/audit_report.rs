@@ -112,6 +112,21 @@ fn every_key_of_the_json_report_is_documented() {
     ] {
         assert_eq!(undocumented(object, &page), Vec::<&str>::new(), "{what}");
     }
+    // And the other way: every key the page's finding table names is in the report.
+    let table = page
+        .split("### `findings`")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").find(|block| block.starts_with("| key")))
+        .expect("docs/report.md has a table of a finding's keys");
+    for row in table.lines().skip(2) {
+        let cell = row.split('|').nth(1).unwrap_or_default();
+        for key in cell.split('`').skip(1).step_by(2) {
+            assert!(
+                finding.get(key).is_some(),
+                "docs/report.md names `{key}`, which a finding lacks"
+            );
+        }
+    }
     // The CSV header, word for word.
     let header = demo("csv").lines().next().unwrap().to_owned();
     let listed = header
