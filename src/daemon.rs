@@ -1277,6 +1277,7 @@ impl Component for MetricsRecorder {
                     );
                 }
                 DaemonEvent::TickSkipped { .. } => metrics.record_tick_skipped(),
+                DaemonEvent::TicksPassed { count } => metrics.record_ticks_passed(*count),
                 DaemonEvent::Reloaded => metrics.set_reload_ok(true),
                 DaemonEvent::ReloadFailed { .. } => metrics.set_reload_ok(false),
                 _ => {}

@@ -237,6 +237,7 @@ pub struct Metrics {
     last_success: Latest<i64, AtomicI64>,
     run_in_progress: Gauge,
     ticks_skipped: Counter,
+    ticks_passed: Counter,
     /// 0 from a failed reload until one succeeds: the old configuration is still in use.
     reload_ok: Gauge,
     last_snapshot_duration: Latest<f64, AtomicU64>,
@@ -274,6 +275,7 @@ impl Metrics {
             last_success: Latest::default(),
             run_in_progress: Gauge::default(),
             ticks_skipped: Counter::default(),
+            ticks_passed: Counter::default(),
             reload_ok: Gauge::default(),
             last_snapshot_duration: Latest::default(),
             snapshot_duration: Histogram::new(DURATION_BUCKETS),
@@ -317,6 +319,12 @@ impl Metrics {
             "orgwarden_ticks_skipped",
             "Scheduled ticks skipped because the previous run was still going",
             self.ticks_skipped.clone(),
+        );
+        r.register(
+            "orgwarden_ticks_passed",
+            "Scheduled times that passed unrun while the process was suspended or the clock \
+             jumped forward",
+            self.ticks_passed.clone(),
         );
         r.register(
             "orgwarden_config_last_reload_successful",
@@ -433,6 +441,11 @@ impl Metrics {
     /// Counts a scheduled tick skipped because the previous run was still going.
     pub fn record_tick_skipped(&self) {
         self.ticks_skipped.inc();
+    }
+
+    /// Counts `count` scheduled times that passed unrun (a suspended process, a clock jump).
+    pub fn record_ticks_passed(&self, count: u64) {
+        self.ticks_passed.inc_by(count);
     }
 
     /// Counts one Admin API response by HTTP status; `None` for a request that got no answer.
@@ -555,6 +568,11 @@ impl Metrics {
     /// The number of ticks skipped because a run was still going.
     pub fn ticks_skipped(&self) -> u64 {
         self.ticks_skipped.get()
+    }
+
+    /// The number of scheduled times that passed unrun.
+    pub fn ticks_passed(&self) -> u64 {
+        self.ticks_passed.get()
     }
 
     /// The number of Admin API answers counted in `class` so far.
@@ -693,6 +711,7 @@ mod tests {
         metrics.record_delivery("security-slack", "sent");
         metrics.set_channel_outbox_depth(&[("pager".into(), 2)]);
         metrics.record_tick_skipped();
+        metrics.record_ticks_passed(3);
 
         let samples = parse(&metrics.render());
         assert_eq!(
@@ -785,6 +804,7 @@ mod tests {
         assert_eq!(value(&samples, "orgwarden_emails_sent_total", ""), 3.0);
         assert_eq!(value(&samples, "orgwarden_emails_failed_total", ""), 1.0);
         assert_eq!(value(&samples, "orgwarden_ticks_skipped_total", ""), 1.0);
+        assert_eq!(value(&samples, "orgwarden_ticks_passed_total", ""), 3.0);
     }
 
     #[test]
@@ -855,6 +875,11 @@ mod tests {
                 "orgwarden_ticks_skipped_total",
                 "counter",
                 "Scheduled ticks skipped because the previous run was still going.",
+            ),
+            (
+                "orgwarden_ticks_passed_total",
+                "counter",
+                "Scheduled times that passed unrun while the process was suspended or the clock jumped forward.",
             ),
             (
                 "orgwarden_config_last_reload_successful",

@@ -297,6 +297,63 @@ async fn seconds_schedule_runs_the_job_on_each_tick() {
     assert!(events.contains(&"shutdown".to_owned()));
 }
 
+/// A component that holds up the daemon's loop once, on the first run it sees start, as a
+/// suspended process or a stalled machine would.
+struct StallOnce(Duration, bool);
+
+impl Component for StallOnce {
+    fn name(&self) -> &'static str {
+        "stall-once"
+    }
+
+    fn start(&mut self, _handle: DaemonHandle) -> BoxFuture<'_, Result<(), DaemonError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn handle_event<'a>(&'a mut self, event: &'a DaemonEvent) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if matches!(event, DaemonEvent::RunStarted { .. }) && !self.1 {
+                self.1 = true;
+                tokio::time::sleep(self.0).await;
+            }
+        })
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_that_pass_while_the_loop_is_held_up_are_counted_in_the_metrics() {
+    // They are logged; an operator alerting on /metrics saw nothing of them.
+    let job = Arc::new(FakeJob::new(Behaviour::Sleep(Duration::from_millis(20))));
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let mut timing = every_second();
+    timing.run_on_start = true;
+    let running = Daemon::builder(job.clone(), timing)
+        .component(StallOnce(Duration::from_millis(3500), false))
+        .component(Recorder(events.clone()))
+        .build()
+        .start()
+        .await
+        .unwrap();
+    let handle = running.handle();
+    let task = tokio::spawn(running.run());
+    tokio::time::sleep(Duration::from_millis(5000)).await;
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+
+    let events = events.lock().unwrap().clone();
+    let passed: u64 = events
+        .iter()
+        .filter_map(|e| e.strip_prefix("ticks-passed "))
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum();
+    assert!(passed >= 1, "{events:?}");
+    assert_eq!(handle.metrics().ticks_passed(), passed, "{events:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_run_skips_the_ticks_it_covers_and_never_overlaps() {
     let job = Arc::new(FakeJob::new(Behaviour::Sleep(Duration::from_millis(2600))));
