@@ -175,6 +175,11 @@ impl Diagnostics {
         &self.files[file.0].name
     }
 
+    /// The text a file was registered with.
+    pub fn file_text(&self, file: FileId) -> &str {
+        &self.files[file.0].text
+    }
+
     /// The file registered under `name` and the byte range of its 1-based `line` (without
     /// the newline), for a problem known only by file name and line.
     pub fn line_in(&self, name: &str, line: usize) -> Option<(FileId, Range<usize>)> {

@@ -132,6 +132,9 @@ pub struct RawRule {
     pub sql: Option<Spanned<String>>,
     /// `window`: how far back `:window_start` reaches (a duration).
     pub window: Option<Spanned<String>>,
+    /// Every key written in the table, also those whose value was refused: a key present
+    /// with a value of the wrong type is not also reported missing.
+    pub keys: Vec<String>,
 }
 
 const RULE_KEYS: &[&str] = &[
@@ -223,9 +226,11 @@ fn parse_rule(
         where_: None,
         sql: None,
         window: None,
+        keys: Vec::new(),
     };
     for (key, value) in table {
         let name = key.get_ref().as_ref();
+        rule.keys.push(name.to_owned());
         match name {
             "id" => rule.id = string(value, name, file, diags),
             "title" => rule.title = string(value, name, file, diags),

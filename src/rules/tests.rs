@@ -317,6 +317,51 @@ fn sql_rules_are_checked_by_preparing_them() {
 }
 
 #[test]
+fn an_sql_error_points_at_the_token_sqlite_stopped_at_not_only_the_query() {
+    let at = |text: &str| {
+        let (_, d) = from_text(&format!("{HEAD}{text}"));
+        assert_eq!(d.items().len(), 1, "{d}");
+        (d.location(&d.items()[0]).unwrap(), d.render(false))
+    };
+    // Lines 1-7 are HEAD; the query opens on line 8.
+    let (loc, shown) = at(
+        "sql = \"\"\"\nSELECT id AS resource_id, project_id,\n       name AS message\nFROM project_api_keys\nWHER created_at < :now\n\"\"\"\n",
+    );
+    assert_eq!(loc, "r.toml:12:6", "{shown}");
+    assert!(shown.contains("^^^^^^^^^^ here"), "{shown}");
+    let (loc, _) = at(
+        "sql = '''\nSELECT id AS resource_id, project_id, name AS message\nFROM project_api_keys\nWHERE last_use_at IS NULL\n'''\n",
+    );
+    assert_eq!(loc, "r.toml:11:7");
+    let (loc, shown) = at(
+        "sql = \"\"\"\n  SELECT id AS resource_id, project_id, name AS message\n  FROM project_api_keys\n  WHERE created_at < :now - :max_age * 86400\n\"\"\"\n",
+    );
+    assert_eq!(loc, "r.toml:11:29", "{shown}");
+    assert!(shown.contains("^^^^^^^^"), "{shown}");
+    // An escape moves the value's bytes away from the file's: the whole query, as before.
+    let (loc, _) = at(
+        "sql = \"SELECT id AS resource_id, project_id, \\\"x\\\" AS message FROM project_api_keys WHER 1\"\n",
+    );
+    assert_eq!(loc, "r.toml:8:7");
+}
+
+#[test]
+fn a_key_of_the_wrong_type_is_reported_once_not_also_as_missing() {
+    let head = HEAD.replace("title = \"t\"", "title = 5");
+    let (_, d) = from_text(&format!(
+        "{head}sql = \"SELECT id AS resource_id, project_id, name AS message FROM project_api_keys\"\n"
+    ));
+    assert_eq!(codes(&d), ["wrong-type"], "{d}");
+    let (_, d) = from_text(&format!("{HEAD}sql = 5\n"));
+    assert_eq!(codes(&d), ["wrong-type"], "{d}");
+    let head = HEAD.replace("severity = \"low\"", "severity = [\"low\"]");
+    let (_, d) = from_text(&format!(
+        "{head}where = {{ field = \"id\", op = \"present\" }}\n"
+    ));
+    assert_eq!(codes(&d), ["wrong-type"], "{d}");
+}
+
+#[test]
 fn duplicate_ids_point_at_the_first_definition() {
     let rule = format!("{HEAD}[rule.where]\nfield = \"name\"\nop = \"present\"\n");
     let (_, d) = from_text(&format!("{rule}{rule}"));

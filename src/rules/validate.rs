@@ -2,6 +2,7 @@
 //! `where` compilation, message templates, and `sql` prepared against an empty store.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use rusqlite::Connection;
 
@@ -94,8 +95,11 @@ pub(super) fn validate(
     Some(rule)
 }
 
-/// Records that the rule lacks `key`.
+/// Records that the rule lacks `key`, unless it is there with a value already refused.
 fn missing_key(raw: &parse::RawRule, key: &str, diags: &mut Diagnostics) {
+    if raw.keys.iter().any(|k| k == key) {
+        return;
+    }
     diags
         .error(
             DiagnosticCode::MissingKey,
@@ -239,6 +243,8 @@ fn check_body(
                 .label("remove this or the `where`");
             None
         }
+        // A `where` or `sql` that is there but refused has said why already.
+        (None, None) if raw.keys.iter().any(|k| k == "where" || k == "sql") => None,
         (None, None) => {
             diags
                 .error(
@@ -475,19 +481,41 @@ fn check_sql(
     diags: &mut Diagnostics,
 ) -> bool {
     let before = diags.error_count();
-    let inner = sql.get_ref().trim().trim_end_matches(';');
+    let value = sql.get_ref();
+    let lead = value.len() - value.trim_start().len();
+    let inner = value.trim().trim_end_matches(';');
     let stmt = match conn.prepare(inner) {
         Ok(stmt) => stmt,
         Err(e) => {
-            diags
-                .error(
-                    DiagnosticCode::SqlDoesNotPrepare,
-                    Some(file),
-                    Some(sql.span()),
-                    format!("SQL does not prepare: {}", sqlite_message(&e)),
-                )
-                .label("this query")
-                .help("queries run over the views listed in docs/views.md (`orgwarden query --help` names them); `orgwarden rules explain ID` shows a rule's SQL");
+            // SQLite names the token it stopped at: pointing at it finds the mistake in a
+            // query of many lines; without it, the whole query is underlined.
+            let token = match &e {
+                rusqlite::Error::SqlInputError { offset, .. } => usize::try_from(*offset)
+                    .ok()
+                    .and_then(|at| token_at(value, lead + at))
+                    .and_then(|at| span_in_string(diags.file_text(file), sql.span(), value, at)),
+                _ => None,
+            };
+            let message = format!("SQL does not prepare: {}", sqlite_message(&e));
+            let d = match token {
+                Some(span) => diags
+                    .error(
+                        DiagnosticCode::SqlDoesNotPrepare,
+                        Some(file),
+                        Some(span),
+                        message,
+                    )
+                    .label("here"),
+                None => diags
+                    .error(
+                        DiagnosticCode::SqlDoesNotPrepare,
+                        Some(file),
+                        Some(sql.span()),
+                        message,
+                    )
+                    .label("this query"),
+            };
+            d.help("queries run over the views listed in docs/views.md (`orgwarden query --help` names them); `orgwarden rules explain ID` shows a rule's SQL");
             return false;
         }
     };
@@ -527,11 +555,14 @@ fn check_sql(
             Some(":window_start") => uses_window = true,
             Some(name) if name.starts_with(':') && rule.defaults.contains_key(&name[1..]) => {}
             Some(name) => {
+                let span = param_at(value, name)
+                    .and_then(|at| span_in_string(diags.file_text(file), sql.span(), value, at))
+                    .unwrap_or_else(|| sql.span());
                 diags
                     .error(
                         DiagnosticCode::UnknownParam,
                         Some(file),
-                        Some(sql.span()),
+                        Some(span),
                         format!(
                             "SQL uses `{name}`, which is neither `:now`, `:unread`, `:unread_projects`, `:window_start` nor a param of the rule"
                         ),
@@ -564,6 +595,62 @@ fn check_sql(
         );
     }
     uses_window
+}
+
+/// The byte range of the token starting at `at` in `sql`: a word (with a `:` or `.` in it)
+/// or one character.
+fn token_at(sql: &str, at: usize) -> Option<Range<usize>> {
+    let rest = sql.get(at..)?;
+    let word = rest
+        .find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | ':' | '.' | '$' | '@')))
+        .unwrap_or(rest.len());
+    let len = if word > 0 {
+        word
+    } else {
+        rest.chars().next()?.len_utf8()
+    };
+    Some(at..at + len)
+}
+
+/// The first use of the parameter `name` (`:max_age`) in `sql`, as a whole word.
+fn param_at(sql: &str, name: &str) -> Option<Range<usize>> {
+    sql.match_indices(name)
+        .map(|(at, _)| at..at + name.len())
+        .find(|r| {
+            !sql[r.end..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+}
+
+/// Where bytes `at` of a string value lie in the file, when the value is written there as it
+/// reads: a literal string, or a basic one without escapes (else `None`: the caller points at
+/// the whole string).
+fn span_in_string(
+    text: &str,
+    span: Range<usize>,
+    value: &str,
+    at: Range<usize>,
+) -> Option<Range<usize>> {
+    let written = text.get(span.clone())?;
+    let open = if written.starts_with("\"\"\"") || written.starts_with("'''") {
+        // A newline right after the opening delimiter is not part of the value.
+        let after = &written[3..];
+        3 + if after.starts_with("\r\n") {
+            2
+        } else {
+            usize::from(after.starts_with('\n'))
+        }
+    } else if written.starts_with('"') || written.starts_with('\'') {
+        1
+    } else {
+        return None;
+    };
+    let start = span.start + open;
+    text.get(start..span.end)?
+        .starts_with(value)
+        .then(|| start + at.start..start + at.end)
 }
 
 fn sqlite_message(e: &rusqlite::Error) -> String {
