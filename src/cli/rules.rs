@@ -230,9 +230,17 @@ pub(super) fn rules_test(
         .filter(|c| ids.is_empty() || ids.contains(&c.rule))
     {
         let Some(rule) = loaded.rules.get(&case.rule) else {
+            // The rule id is the file's name unless it says `rule = …`: a misspelt file name
+            // is the usual cause, so the id it meant is named.
+            let meant = crate::config::closest(
+                &case.rule,
+                loaded.rules.rules.iter().map(|r| r.id.as_str()),
+            )
+            .map(|id| format!("; did you mean `{id}`?"))
+            .unwrap_or_default();
             println!(
-                "FAIL {} / {}: no rule has the id `{}` ({})",
-                case.rule, case.name, case.rule, case.file
+                "FAIL {} / {}: no rule has the id `{}` ({}:{}){meant}",
+                case.rule, case.name, case.rule, case.file, case.line
             );
             failed += 1;
             continue;
@@ -247,7 +255,10 @@ pub(super) fn rules_test(
             continue;
         }
         failed += 1;
-        println!("FAIL {} / {} ({})", case.rule, case.name, case.file);
+        println!(
+            "FAIL {} / {} ({}:{})",
+            case.rule, case.name, case.file, case.line
+        );
         if let Some(e) = &result.error {
             println!("     error: {e}");
         }

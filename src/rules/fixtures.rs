@@ -42,7 +42,7 @@ struct FixtureFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCase {
-    name: String,
+    name: toml::Spanned<String>,
     org: toml::Value,
     #[serde(default)]
     params: toml::Table,
@@ -75,6 +75,8 @@ impl std::fmt::Display for Expected {
 pub struct Case {
     /// The fixture file.
     pub file: String,
+    /// The line of the case's `name` in it, so a failure says where the case is.
+    pub line: usize,
     /// The rule it tests.
     pub rule: String,
     /// What it shows.
@@ -123,15 +125,18 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Case>, String> {
     file.case
         .into_iter()
         .map(|c| {
+            let line = crate::config::line_column(text, c.name.span().start).0;
+            let case_name = c.name.into_inner();
             let org_json = match &c.org {
                 toml::Value::String(json) => json.clone(),
                 other => serde_json::to_string(other)
-                    .map_err(|e| format!("{name}: case `{}`: org: {e}", c.name))?,
+                    .map_err(|e| format!("{name}:{line}: case `{case_name}`: org: {e}"))?,
             };
             Ok(Case {
                 file: name.to_owned(),
+                line,
                 rule: rule.clone(),
-                name: c.name,
+                name: case_name,
                 org_json,
                 params: c.params,
                 expect: c.expect,
@@ -284,8 +289,9 @@ fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, Strin
         let v = Value::from_toml(value)
             .map_err(|t| format!("param `{name}`: {} is not supported", super::parse::a(t)))?;
         if std::mem::discriminant(&v) != std::mem::discriminant(default) {
+            // Says which is which: "is a string, not an integer" alone reads either way.
             return Err(format!(
-                "param `{name}` is {}, not {}",
+                "param `{name}` must be {}, as its default {default} is, not {} ({v})",
                 super::parse::a(default.type_name()),
                 super::parse::a(v.type_name())
             ));

@@ -561,6 +561,7 @@ fn a_fixture_param_the_configuration_would_refuse_is_an_error_not_a_null() {
                         "owner": {"type": "user", "id": "user-a"}}]}]}"#;
     let case = |params: &str| fixtures::Case {
         file: "x-rule.toml".into(),
+        line: 3,
         rule: "x-rule".into(),
         name: "n".into(),
         org_json: org.into(),
@@ -573,6 +574,14 @@ fn a_fixture_param_the_configuration_would_refuse_is_an_error_not_a_null() {
     assert_eq!(
         r.error.as_deref(),
         Some("param `within`: `30 days` is not an age"),
+        "{r:?}"
+    );
+    // Which type is the param's and which the case's: "is a string, not an integer" alone
+    // reads both ways.
+    let r = fixtures::run(&rules[0], &case("within = 5"), now);
+    assert_eq!(
+        r.error.as_deref(),
+        Some("param `within` must be a string, as its default \"30d\" is, not an integer (5)"),
         "{r:?}"
     );
     let r = fixtures::run(&rules[0], &case("named = \"ci-[\""), now);

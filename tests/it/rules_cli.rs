@@ -129,7 +129,14 @@ fn a_failing_fixture_names_what_was_missing_and_unexpected() {
     let out = orgwarden(dir.path(), &["rules", "test", "rate-limit-too-high"]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
-    assert!(stdout.contains("FAIL rate-limit-too-high"), "{stdout}");
+    // The file and line of the failing case's name, as a diagnostic gives them.
+    assert!(
+        stdout.contains(
+            "FAIL rate-limit-too-high / 5000 rpm is too high; 1000 is not \
+             (my-rules/fixtures/rate-limit-too-high.toml:3)"
+        ),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("expected but not found: rl-huge in proj_a"),
         "{stdout}"
@@ -425,5 +432,27 @@ fn rules_check_fails_on_an_smtp_ca_file_that_cannot_be_read_but_reads_no_secret(
     assert!(
         !stderr.contains("ORGWARDEN_TEST_UNSET_PASSWORD"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_fixture_file_named_after_no_rule_fails_and_names_the_rule_it_meant() {
+    let dir = site();
+    std::fs::rename(
+        dir.path()
+            .join("my-rules/fixtures/rate-limit-too-high.toml"),
+        dir.path().join("my-rules/fixtures/rate-limit-to-high.toml"),
+    )
+    .unwrap();
+    let out = orgwarden(dir.path(), &["rules", "test"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(
+            "FAIL rate-limit-to-high / 5000 rpm is too high; 1000 is not: no rule has the id \
+             `rate-limit-to-high` (my-rules/fixtures/rate-limit-to-high.toml:3); did you mean \
+             `rate-limit-too-high`?"
+        ),
+        "{stdout}"
     );
 }
