@@ -251,8 +251,9 @@ impl Outcome {
     }
 }
 
-/// Tries every due message, oldest first. A server that cannot be reached at all (DNS,
-/// refused, TLS, AUTH) ends the pass: the rest wait for the next one.
+/// Tries every due message, oldest first, each channel on its own (see [`deliver`]): a
+/// server that cannot be reached at all (DNS, refused, TLS, AUTH) holds back that
+/// channel's later messages until the next pass; other channels' messages are still tried.
 pub fn deliver_pending(
     conn: &Connection,
     channels: &dyn Channels,
@@ -547,7 +548,9 @@ fn record(
             tracing::warn!(target: "orgwarden::notify", outbox_id = row.id, channel = %row.channel, attempts, next_attempt_at = %next.to_rfc3339(), error = %text, "message not delivered; it stays in the outbox");
             report.failed.push((id, text));
             report.outcomes.push((channel, Outcome::Retry));
-            // Messages of one channel go in order: a failed one holds back the rest.
+            // Messages of one channel go in order: a failed one holds back the rest. An email
+            // that failed with its server reachable does not: each digest stands alone, and
+            // the next one may still get through.
             Ok(*blocks_channel || row.kind != "email")
         }
         Attempt::SentToSome {
