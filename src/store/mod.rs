@@ -816,7 +816,7 @@ pub(crate) fn failed_scopes(
         let (family, project, parent, error) = row?;
         let family: Family = family
             .parse()
-            .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+            .map_err(|e| StoreError::Corrupt(format!("snapshot {id}: failed scope: {e}")))?;
         let scope = Scope {
             family,
             project_id: (!project.is_empty()).then_some(ProjectId(project)),

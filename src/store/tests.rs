@@ -417,6 +417,24 @@ fn failed_snapshot_changes_no_object_but_is_recorded() {
 }
 
 #[test]
+fn a_failed_scope_of_an_unknown_family_is_refused_naming_its_snapshot() {
+    // A family this binary does not know (written by a newer one, or edited by hand): the
+    // error says which snapshot holds it, as every other unreadable snapshot field does.
+    let mut store = Store::open_in_memory().unwrap();
+    let results = vec![failed(Family::ProjectApiKeys, Some("proj_a"), None)];
+    let info = snap(&mut store, 0, results, SnapshotStatus::Partial);
+    store
+        .conn()
+        .execute("UPDATE snapshot_scope SET family = 'project_widgets'", [])
+        .unwrap();
+    let error = store.failed_scopes(info.id).unwrap_err().to_string();
+    assert!(
+        error.contains(&format!("snapshot {}", info.id)) && error.contains("project_widgets"),
+        "{error}"
+    );
+}
+
+#[test]
 fn dropping_the_writer_rolls_everything_back() {
     let mut store = Store::open_in_memory().unwrap();
     {
