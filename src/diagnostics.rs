@@ -60,7 +60,7 @@ diagnostic_codes! {
     BadTimezone = "bad-timezone": "`[schedule] timezone` is not an IANA time zone name.",
     BadAddress = "bad-address": "`[server] listen` is not an IP:PORT socket address.",
     UnknownFamily = "unknown-family": "A `[collect] skip` entry that is not the view name of a family orgwarden reads.",
-    BadEmail = "bad-email": "A `[notify.email]` address that is not an email address.",
+    BadEmail = "bad-email": "A `[notify.email]` or email channel address that is not an email address.",
     BadDate = "bad-date": "An exemption's `expires` is not a YYYY-MM-DD date.",
     BadGlob = "bad-glob": "An exemption's `resource`, a channel's `rules` entry or a rule's `matches` pattern is not a valid glob.",
     UnknownChannelKind = "unknown-channel-kind": "A `[[notify.channel]]` `kind` that is not slack, webhook, pagerduty or email.",

@@ -435,26 +435,13 @@ fn recipients(
         c.missing(T, "to", raw.span.clone(), ": at least one recipient");
         return None;
     }
-    let mut to = Vec::new();
-    for a in &raw.to {
-        to.push(c.parse(
-            a,
-            DiagnosticCode::BadEmail,
-            "not an email address",
-            |text| {
-                text.parse::<lettre::message::Mailbox>()
-                    .map(|_| text.to_owned())
-                    // lettre's own reason ("Invalid input") says nothing more.
-                    .map_err(|_| {
-                        format!(
-                            "`{text}` is not an email address (expected `name@example.com` or \
-                             `Name <name@example.com>`)"
-                        )
-                    })
-            },
-        )?);
-    }
-    Some(to)
+    // Every address is checked, so that each bad one is reported, not only the first.
+    let to: Vec<Option<String>> = raw
+        .to
+        .iter()
+        .map(|a| super::validate::email_address(a, c))
+        .collect();
+    to.into_iter().collect()
 }
 
 fn rule_globs(

@@ -783,6 +783,30 @@ url_env = "U"
 }
 
 #[test]
+fn every_bad_recipient_of_an_email_channel_is_reported_as_for_notify_email() {
+    let text = r#"[notify.email]
+transport = "file"
+dir = "mail"
+from = "a@example.com"
+to = ["nobody", "b@example.com", "no one"]
+
+[[notify.channel]]
+name = "team"
+kind = "email"
+to = ["nobody", "c@example.com", "no one"]
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "bad-email@5:7",
+            "bad-email@5:34",
+            "bad-email@10:7",
+            "bad-email@10:34",
+        ]
+    );
+}
+
+#[test]
 fn a_loopback_events_url_may_be_plain_http() {
     let text = "[[notify.channel]]\nname = \"p\"\nkind = \"pagerduty\"\nrouting_key_env = \"K\"\n\
                 url = \"http://127.0.0.1:8080/v2/enqueue\"\n";

@@ -737,30 +737,33 @@ fn socket_addr(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(bad)
 }
 
+/// An email address as lettre will accept it when sending (`name@example.com` or
+/// `Name <name@example.com>`), for `[notify.email]` and an email channel alike.
+pub(super) fn email_address(a: &Spanned<String>, c: &mut Check<'_>) -> Option<String> {
+    c.parse(
+        a,
+        DiagnosticCode::BadEmail,
+        "not an email address",
+        |text| {
+            text.parse::<lettre::message::Mailbox>()
+                .map(|_| text.to_owned())
+                // lettre's own reason ("Invalid input") says nothing more.
+                .map_err(|_| {
+                    format!(
+                        "`{text}` is not an email address (expected `name@example.com` or \
+                     `Name <name@example.com>`)"
+                    )
+                })
+        },
+    )
+}
+
 fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
     const T: &str = "[notify.email]";
     let transport = email_transport(raw.transport.as_ref(), c);
     let tls = email_tls(raw.tls.as_ref(), c);
-    let address = |a: &Spanned<String>, c: &mut Check<'_>| {
-        c.parse(
-            a,
-            DiagnosticCode::BadEmail,
-            "not an email address",
-            |text| {
-                text.parse::<lettre::message::Mailbox>()
-                    .map(|_| text.to_owned())
-                    // lettre's own reason ("Invalid input") says nothing more.
-                    .map_err(|_| {
-                        format!(
-                            "`{text}` is not an email address (expected `name@example.com` or \
-                             `Name <name@example.com>`)"
-                        )
-                    })
-            },
-        )
-    };
     let from = if let Some(f) = &raw.from {
-        address(f, c)
+        email_address(f, c)
     } else {
         c.missing(T, "from", raw.span.clone(), ": the sender address");
         None
@@ -768,7 +771,7 @@ fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
     if raw.to.is_empty() {
         c.missing(T, "to", raw.span.clone(), ": at least one recipient");
     }
-    let to: Vec<Option<String>> = raw.to.iter().map(|a| address(a, c)).collect();
+    let to: Vec<Option<String>> = raw.to.iter().map(|a| email_address(a, c)).collect();
     let port = raw
         .port
         .as_ref()
