@@ -148,14 +148,23 @@ pub fn events(
             .parse::<EventKind>()
             .map_err(|_| corrupt("event kind", &kind))?;
         let to = to.parse::<Status>().map_err(|_| corrupt("status", &to))?;
+        let from = from
+            .map(|s| {
+                s.parse::<Status>()
+                    .map_err(|_| corrupt("previous status", &s))
+            })
+            .transpose()?;
+        let from_severity = from_severity
+            .map(|s| s.parse().map_err(|_| corrupt("previous severity", &s)))
+            .transpose()?;
         out.push((
             snapshot.map(SnapshotId),
             Event {
                 fingerprint: fingerprint.to_owned(),
                 kind,
-                from: from.as_deref().and_then(|s| s.parse().ok()),
+                from,
                 to,
-                from_severity: from_severity.and_then(|s| s.parse().ok()),
+                from_severity,
                 at,
                 reason,
             },

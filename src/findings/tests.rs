@@ -493,6 +493,35 @@ fn fingerprint_depends_on_rule_resource_and_project() {
 }
 
 #[test]
+fn an_event_whose_stored_from_status_or_severity_is_unknown_is_refused_not_dropped() {
+    // Read as `None`, a damaged `from` would show the event as a first transition.
+    for (column, value) in [("from_status", "opne"), ("from_severity", "hgih")] {
+        let mut store = crate::store::Store::open_in_memory().unwrap();
+        let r = reconcile(
+            &[],
+            &[hit("k1", "p1")],
+            &rules(Severity::Medium),
+            &[],
+            &Coverage::complete(),
+            day(1),
+        );
+        save(&mut store, &r, Some(SnapshotId(7))).unwrap();
+        let fingerprint = r.changed[0].fingerprint.clone();
+        store
+            .conn()
+            .execute(&format!("UPDATE finding_events SET {column} = ?1"), [value])
+            .unwrap();
+        let error = events(store.reader(), &fingerprint)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&fingerprint) && error.contains(value),
+            "{column}: {error}"
+        );
+    }
+}
+
+#[test]
 fn save_and_load_round_trip_with_events() {
     let mut store = crate::store::Store::open_in_memory().unwrap();
     let r = reconcile(
