@@ -486,13 +486,6 @@ fn with_storage_fault(error: anyhow::Error, db: impl FnOnce() -> Option<PathBuf>
     }
 }
 
-/// Says plainly that a command does not exist yet, and fails with exit 2.
-pub fn not_built(command: &str, issue: &str) -> anyhow::Result<Exit> {
-    Err(CliError::usage(anyhow::anyhow!(
-        "`orgwarden {command}` is not built yet ({issue}); nothing was done"
-    )))
-}
-
 /// A multi-threaded Tokio runtime for commands that do network work.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()

@@ -180,13 +180,6 @@ impl Notifier {
                 .any(|c| c.name == name && c.kind == crate::config::ChannelKind::Email)
     }
 
-    /// Replaces the email transport (a test server's certificate, a different folder).
-    pub fn set_transport(&mut self, transport: Transport) {
-        if let Some(email) = &mut self.email {
-            email.transport = transport;
-        }
-    }
-
     /// Decides what this run announces and queues the email digest in `tx`. The caller
     /// must record [`Announcement::announced`] and [`Announcement::settled`] in the same
     /// transaction, commit, and then [`Announcement::log`] it.
@@ -250,16 +243,6 @@ impl Notifier {
         now: DateTime<Utc>,
     ) -> Result<DeliveryReport, NotifyError> {
         self.deliver(conn, now, outbox::Pass::Due, &CancellationToken::new())
-    }
-
-    /// Delivers every unsent outbox message, due or not: for a person who asked for
-    /// delivery now (`audit --notify`), not for automatic retries.
-    pub fn deliver_now(
-        &self,
-        conn: &Connection,
-        now: DateTime<Utc>,
-    ) -> Result<DeliveryReport, NotifyError> {
-        self.deliver(conn, now, outbox::Pass::All, &CancellationToken::new())
     }
 
     /// Delivers the outbox messages `pass` selects, trying none once `stop` is cancelled

@@ -5,7 +5,7 @@
 //! with the same `Message-ID`, so mail clients show it once.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, Transaction, params};
 use tokio_util::sync::CancellationToken;
 
 use super::transport::{DeliveryError, Outgoing, Transport};
@@ -752,15 +752,6 @@ pub fn list(conn: &Connection) -> Result<Vec<OutboxEntry>, OutboxError> {
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
-}
-
-/// One stored message's bytes.
-pub fn message_bytes(conn: &Connection, id: OutboxId) -> Result<Option<Vec<u8>>, OutboxError> {
-    Ok(conn
-        .query_row("SELECT message FROM outbox WHERE id = ?1", [id.0], |row| {
-            row.get(0)
-        })
-        .optional()?)
 }
 
 fn from_unix(secs: i64) -> DateTime<Utc> {
