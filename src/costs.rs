@@ -479,6 +479,12 @@ pub fn cents(text: &str) -> Option<i64> {
         .collect::<Option<_>>()?;
     // Where the point falls once the value is in cents.
     let point = i64::try_from(whole.len()).ok()? + i64::from(exponent) + 2;
+    // Past 20 places beyond the last digit, any digit but 0 overflows cents in an i64; zeros
+    // alone would only make the loop below run a digit at a time up to the exponent
+    // (`0e2000000000`: two billion turns).
+    if point > i64::try_from(digits.len()).ok()? + 20 {
+        return digits.iter().all(|&d| d == 0).then_some(0);
+    }
     let mut value: i64 = 0;
     let mut index: i64 = 0;
     while index < point {
@@ -573,6 +579,11 @@ mod tests {
         assert_eq!(cents("0"), Some(0));
         assert_eq!(cents("7"), Some(700));
         assert_eq!(cents("1e30"), None);
+        assert_eq!(cents("0e2000000000"), Some(0));
+        assert_eq!(cents("-0.000e2147483000"), Some(0));
+        assert_eq!(cents("1e2000000000"), None);
+        assert_eq!(cents("92233720368547758.07"), Some(i64::MAX));
+        assert_eq!(cents("92233720368547758.08"), None);
         assert_eq!(cents("abc"), None);
         assert_eq!(cents(""), None);
         assert_eq!(cents_text(123_456), "1234.56");
