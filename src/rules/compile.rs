@@ -45,6 +45,29 @@ pub fn typed_view_columns(family: Family) -> Vec<(&'static str, ColumnType)> {
     cols
 }
 
+/// The view, column or operator a mistyped snake_case `name` most likely meant: one edit
+/// away; else the one known name holding every word of it, when just one does
+/// (`project_keys` is `project_api_keys`, four edits away, not `project_users`, three;
+/// `older` is `older_than`, not `le`); else the nearest by edits.
+pub(crate) fn closest_name<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    if let Some(near) = known
+        .iter()
+        .find(|k| crate::config::edit_distance(name, k) <= 1)
+    {
+        return Some(near);
+    }
+    let words: Vec<&str> = name.split('_').filter(|w| !w.is_empty()).collect();
+    if !words.is_empty() && words.iter().all(|w| w.len() >= 3) {
+        let mut holding = known
+            .iter()
+            .filter(|k| words.iter().all(|w| k.split('_').any(|kw| kw == *w)));
+        if let (Some(only), None) = (holding.next(), holding.next()) {
+            return Some(only);
+        }
+    }
+    crate::config::closest(name, known.iter().copied())
+}
+
 /// The time column `name` is the `…_utc` companion of, when `columns` has it: the views
 /// have both, but rules read only the Unix seconds.
 pub fn utc_companion_of<'c>(name: &str, columns: &[&'c str]) -> Option<&'c str> {
@@ -218,21 +241,29 @@ impl Compiler<'_> {
                             field.get_ref()
                         ));
                     } else {
+                        if let Some(close) = closest_name(field.get_ref(), &names) {
+                            d.help(format!("did you mean `{close}`?"));
+                        }
                         d.help(format!("columns: {}", names.join(", ")));
                     }
                     ok = false;
                 }
                 let op_name = op.get_ref().as_str();
                 let Ok(operator) = op_name.parse::<Op>() else {
-                    self.diags
+                    let d = self
+                        .diags
                         .error(
                             DiagnosticCode::UnknownOp,
                             Some(self.file),
                             Some(op.span()),
                             format!("unknown operator `{op_name}`"),
                         )
-                        .label("unknown operator")
-                        .help(format!("operators: {}", Op::names()));
+                        .label("unknown operator");
+                    let ops = Op::ALL.map(Op::name);
+                    if let Some(close) = closest_name(op_name, &ops) {
+                        d.help(format!("did you mean `{close}`?"));
+                    }
+                    d.help(format!("operators: {}", Op::names()));
                     return None;
                 };
                 if let Some(ty) = column
@@ -740,6 +771,28 @@ mod tests {
             Ok(_) => "ok".to_owned(),
             Err(codes) => codes,
         }
+    }
+
+    #[test]
+    fn a_mistyped_name_is_matched_by_its_words_before_its_edits() {
+        let views = crate::rules::ResourceType::names();
+        assert_eq!(
+            closest_name("project_keys", &views),
+            Some("project_api_keys")
+        );
+        assert_eq!(closest_name("project_user", &views), Some("project_users"));
+        assert_eq!(
+            closest_name("org_admin_keys", &views),
+            Some("org_admin_api_keys")
+        );
+        let ops = Op::ALL.map(Op::name);
+        assert_eq!(closest_name("older", &ops), Some("older_than"));
+        assert_eq!(closest_name("equals", &ops), None);
+        assert_eq!(closest_name("presnt", &ops), Some("present"));
+        let columns = ["last_used_at", "created_at", "name"];
+        assert_eq!(closest_name("last_use_at", &columns), Some("last_used_at"));
+        // A word of two letters tells little: the nearest by edits.
+        assert_eq!(closest_name("creatd_at", &columns), Some("created_at"));
     }
 
     #[test]

@@ -183,15 +183,18 @@ fn check_resource_type(raw: &parse::RawRule, diags: &mut Diagnostics) -> Option<
             Some(r)
         } else {
             let views = ResourceType::names();
-            diags
+            let d = diags
                 .error(
                     DiagnosticCode::UnknownResourceType,
                     Some(file),
                     Some(rt.span()),
                     format!("`{}` is not a view", rt.get_ref()),
                 )
-                .label("unknown view")
-                .help(format!("views: {}", views.join(", ")));
+                .label("unknown view");
+            if let Some(close) = compile::closest_name(rt.get_ref(), &views) {
+                d.help(format!("did you mean `{close}`?"));
+            }
+            d.help(format!("views: {}", views.join(", ")));
             None
         }
     } else {
@@ -428,6 +431,9 @@ fn check_template(
                          there, in Unix seconds"
                     ));
                 } else {
+                    if let Some(close) = compile::closest_name(&name, &columns) {
+                        d.help(format!("did you mean `{close}`?"));
+                    }
                     d.help(format!(
                         "a message may use: {}, params, now, title",
                         columns.join(", ")
