@@ -100,6 +100,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0014_outbox_failures",
         include_str!("migrations/0014_outbox_failures.sql"),
     ),
+    (
+        "0015_object_current",
+        include_str!("migrations/0015_object_current.sql"),
+    ),
 ];
 
 /// How long a writer waits for another connection's write transaction to end.
