@@ -11,6 +11,7 @@ events). Writes WORKDIR/samples.jsonl, one line per run, and prints the growth p
 (from run 4 on) extrapolated to a year of hourly runs.
 
 usage: bench/longrun.py BIN WORKDIR RUNS PROJECTS [FAULT]   (release BIN; stdlib only)
+       LONGRUN_KEEP_SENT=0s bench/longrun.py ...   ([notify] keep_sent, default 7d)
        bench/longrun.py --summary WORKDIR/samples.jsonl
 """
 import json, os, random, sqlite3, subprocess, sys, time, urllib.request
@@ -77,6 +78,9 @@ base_url = "{API}"
 
 [schedule]
 cron = "* * * * * *"
+
+[notify]
+keep_sent = "{os.environ.get("LONGRUN_KEEP_SENT", "7d")}"
 
 [notify.email]
 transport = "file"

@@ -119,6 +119,8 @@ timeout = "30s"
 repeat_interval = "7d"
 # Announce findings that were resolved.
 send_resolved = true
+# How long a delivered message's text stays in the database (its record stays).
+keep_sent = "7d"
 
 # Email digests: one message per run that has something to announce. Without it, no email.
 # [notify.email]

@@ -250,6 +250,8 @@ pub struct NotifyConfig {
     pub repeat_interval: Duration,
     /// Announce resolutions.
     pub send_resolved: bool,
+    /// How long a delivered message's text is kept; its record stays.
+    pub keep_sent: Duration,
     /// `[notify.email]`; absent = no email.
     pub email: Option<EmailConfig>,
     /// `[[notify.channel]]`, in file order, names unique.
@@ -261,6 +263,7 @@ impl Default for NotifyConfig {
         Self {
             repeat_interval: Duration::from_secs(7 * 86_400),
             send_resolved: true,
+            keep_sent: Duration::from_secs(7 * 86_400),
             email: None,
             channels: Vec::new(),
         }

@@ -96,6 +96,7 @@ pub(super) struct RawExemption {
 pub(super) struct RawNotify {
     pub repeat_interval: Option<Spanned<String>>,
     pub send_resolved: Option<Spanned<bool>>,
+    pub keep_sent: Option<Spanned<String>>,
     pub email: Option<RawEmail>,
     pub channels: Vec<RawChannel>,
 }
@@ -178,7 +179,13 @@ const OPENAI: &[&str] = &[
 const SCHEDULE: &[&str] = &["cron", "timezone", "run_on_start", "jitter"];
 const RULES: &[&str] = &["paths", "disabled", "params", "severity", "timeout"];
 const EXEMPTION: &[&str] = &["rule", "resource", "project", "reason", "owner", "expires"];
-const NOTIFY: &[&str] = &["repeat_interval", "send_resolved", "email", "channel"];
+const NOTIFY: &[&str] = &[
+    "repeat_interval",
+    "send_resolved",
+    "keep_sent",
+    "email",
+    "channel",
+];
 const CHANNEL: &[&str] = &[
     "name",
     "kind",
@@ -412,6 +419,7 @@ impl<'d> Reader<'d> {
         let mut notify = RawNotify {
             repeat_interval: self.string(t, "repeat_interval"),
             send_resolved: self.boolean(t, "send_resolved"),
+            keep_sent: self.string(t, "keep_sent"),
             email: None,
             channels: self.channels(t),
         };

@@ -27,6 +27,7 @@ fn empty_file_gives_defaults() {
     assert_eq!(config.storage.path, PathBuf::from("orgwarden.db"));
     assert!(config.notify.send_resolved);
     assert_eq!(config.notify.repeat_interval.to_string(), "7d");
+    assert_eq!(config.notify.keep_sent.to_string(), "7d");
     assert_eq!(config.schedule.schedule.expression(), DEFAULT_CRON);
 }
 
@@ -173,6 +174,13 @@ fn durations_share_one_grammar_with_the_rules() {
     assert_eq!(
         problems("[notify]\nrepeat_interval = \"0d\"\n[schedule]\njitter = \"45\"\n"),
         ["bad-duration@2:19", "bad-duration@4:10"]
+    );
+    // Keeping a sent message's text for no time at all is a choice, not a mistake.
+    let config = Config::parse("[notify]\nkeep_sent = \"0s\"\n", Path::new("o")).unwrap();
+    assert_eq!(config.notify.keep_sent.as_secs(), 0);
+    assert_eq!(
+        problems("[notify]\nkeep_sent = \"2 weeks\"\n"),
+        ["bad-duration@2:13"]
     );
 }
 

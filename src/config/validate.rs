@@ -165,6 +165,19 @@ pub(super) fn validate(raw: RawConfig, diags: &mut Diagnostics, file: FileId) ->
                 .and_then(|v| interval(v, &mut c))
                 .unwrap_or(NotifyConfig::default().repeat_interval),
             send_resolved: raw.notify.send_resolved.is_none_or(Spanned::into_inner),
+            keep_sent: raw
+                .notify
+                .keep_sent
+                .as_ref()
+                .and_then(|v| {
+                    c.parse(
+                        v,
+                        DiagnosticCode::BadDuration,
+                        "not a duration",
+                        str::parse::<Duration>,
+                    )
+                })
+                .unwrap_or(NotifyConfig::default().keep_sent),
             email: raw.notify.email.as_ref().and_then(|e| email(e, &mut c)),
             channels: super::channel::validate_channels(
                 &raw.notify.channels,

@@ -656,6 +656,18 @@ pub fn requeue_refused(
     )?)
 }
 
+/// Empties the text of the messages delivered before `before`, keeping their record
+/// (channel, subject, recipients, when): a sent message is never read again, and what went
+/// is the receiver's to keep. Unsent and refused messages keep theirs (a refused one can be
+/// requeued). Returns how many were emptied.
+pub fn forget_sent(conn: &Connection, before: DateTime<Utc>) -> Result<usize, OutboxError> {
+    Ok(conn.execute(
+        "UPDATE outbox SET message = X'' WHERE sent_at IS NOT NULL AND sent_at < ?1
+                                          AND length(message) > 0",
+        [before.timestamp()],
+    )?)
+}
+
 /// Whether the outbox holds any message, sent or not, for the channel named `name`.
 pub fn has_channel(conn: &Connection, name: &str) -> Result<bool, OutboxError> {
     Ok(conn.query_row(
@@ -781,6 +793,57 @@ mod tests {
             message: format!("Subject: {subject}\r\n\r\nbody\r\n").into_bytes(),
             fingerprints: vec!["fp-a".into()],
         }
+    }
+
+    #[test]
+    fn a_delivered_messages_text_is_dropped_after_keep_sent_and_nothing_else_is() {
+        // Each digest carries the CSV of every open finding; kept for ever, sent digests
+        // were 98% of a year's growth of the database.
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        let old = insert(&tx, &message("old"), t(0)).unwrap();
+        let recent = insert(&tx, &message("recent"), t(0)).unwrap();
+        let refused = insert(&tx, &message("refused"), t(0)).unwrap();
+        let waiting = insert(&tx, &message("waiting"), t(0)).unwrap();
+        tx.execute(
+            "UPDATE outbox SET sent_at = ?2 WHERE id = ?1",
+            params![old.0, t(1).timestamp()],
+        )
+        .unwrap();
+        tx.execute(
+            "UPDATE outbox SET sent_at = ?2 WHERE id = ?1",
+            params![recent.0, t(9).timestamp()],
+        )
+        .unwrap();
+        tx.execute(
+            "UPDATE outbox SET failed_at = ?2 WHERE id = ?1",
+            params![refused.0, t(1).timestamp()],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let lengths = |conn: &Connection| -> Vec<(i64, i64)> {
+            let mut stmt = conn
+                .prepare("SELECT id, length(message) FROM outbox ORDER BY id")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let before = lengths(&conn);
+        assert_eq!(forget_sent(&conn, t(5)).unwrap(), 1);
+        assert_eq!(forget_sent(&conn, t(5)).unwrap(), 0, "once");
+        let after = lengths(&conn);
+        for ((id, was), (_, is)) in before.iter().zip(&after) {
+            let expected = if *id == old.0 { 0 } else { *was };
+            assert_eq!(*is, expected, "message {id}");
+        }
+        // Its record stays: listed, and its channel known.
+        assert_eq!(list(&conn).unwrap().len(), 4);
+        assert!(has_channel(&conn, "email").unwrap());
+        // The one waiting is still delivered whole.
+        let row = unsent(&conn).unwrap().remove(0).unwrap();
+        assert_eq!(row.id, waiting.0);
     }
 
     #[test]
