@@ -224,3 +224,73 @@ fn a_failing_ci_run_on_a_new_database_still_says_its_undelivered_messages_wait_i
         "{stderr}"
     );
 }
+
+#[test]
+fn a_delivered_digests_text_is_dropped_after_keep_sent_and_its_record_stays() {
+    // Each digest attaches every open finding as CSV; kept for ever, sent digests grew the
+    // database by gigabytes a year. `keep_sent = "0s"` drops a sent one's text at the next
+    // delivery pass.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        CONFIG.replace(
+            "[notify.email]",
+            "[notify]\nkeep_sent = \"0s\"\n[notify.email]",
+        ),
+    )
+    .unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    let url = sim.base_url();
+    let lengths = || -> Vec<i64> {
+        let conn = rusqlite::Connection::open_with_flags(
+            dir.path().join("audit.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut stmt = conn
+            .prepare("SELECT length(message) FROM outbox ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let out = audit(dir.path(), &url, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = lengths();
+    assert_eq!(first.len(), 1);
+    assert!(
+        first[0] > 10_000,
+        "the first digest, with its CSV: {first:?}"
+    );
+
+    // Sent in an earlier second than the next pass, so older than "0s" then; the payments
+    // key's removal gives the second run something to announce.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    sim.with_org(|org| {
+        org.project_mut(&ProjectId::from("proj_payments"))
+            .unwrap()
+            .api_keys
+            .clear();
+    });
+    let out = audit(dir.path(), &url, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let now = lengths();
+    assert_eq!(now.len(), 2, "the record stays: {now:?}");
+    assert_eq!(now[0], 0, "{now:?}");
+    assert!(
+        now[1] > 0,
+        "the one just sent keeps its text until the next pass: {now:?}"
+    );
+    assert_eq!(mails(dir.path()), 2, "both went whole");
+}
