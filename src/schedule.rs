@@ -662,10 +662,12 @@ fn parse_field(text: &str, spec: &FieldSpec, index: usize) -> Result<Field, Sche
             (value, if step.is_some() { spec.max } else { value })
         };
         let step = step.unwrap_or(1);
-        let mut value = low;
-        while value <= high {
-            bits |= 1 << value;
-            value += step;
+        // A step past the field's end (`1/4294967295`) selects `low` alone; added
+        // unchecked it overflowed: a panic, or in a release build a wrap back to 0.
+        let mut value = Some(low);
+        while let Some(v) = value.filter(|v| *v <= high) {
+            bits |= 1 << v;
+            value = v.checked_add(step);
         }
     }
     Ok(Field {
@@ -813,6 +815,15 @@ mod tests {
         let from = Schedule::parse("5/20 * * * *", Tz::UTC).unwrap();
         let minutes: Vec<u32> = (0..60).filter(|m| from.minutes.contains(*m)).collect();
         assert_eq!(minutes, [5, 25, 45]);
+    }
+
+    #[test]
+    fn a_step_as_large_as_a_u32_selects_only_the_start() {
+        let s = Schedule::parse("10/4294967290 */4294967295 * * *", Tz::UTC).unwrap();
+        let minutes: Vec<u32> = (0..60).filter(|m| s.minutes.contains(*m)).collect();
+        assert_eq!(minutes, [10]);
+        let hours: Vec<u32> = (0..24).filter(|h| s.hours.contains(*h)).collect();
+        assert_eq!(hours, [0]);
     }
 
     #[test]
