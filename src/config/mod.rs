@@ -501,10 +501,15 @@ pub fn span_of<T>(value: &Spanned<T>) -> Option<Range<usize>> {
 /// The known name closest to a mistyped one, when it is close enough to be a typo (at most
 /// three edits, and fewer than the name's length).
 pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let length = name.chars().count();
     known
         .into_iter()
+        // Names whose lengths differ by more than three are more than three edits apart:
+        // skipped unmeasured, a key or time zone of megabytes costs one pass, not a
+        // distance (one allocation per character) to each of the 600 zone names.
+        .filter(|k| length.abs_diff(k.chars().count()) <= 3)
         .map(|k| (edit_distance(name, k), k))
-        .filter(|(d, _)| *d <= 3 && *d < name.chars().count())
+        .filter(|(d, _)| *d <= 3 && *d < length)
         .min()
         .map(|(_, k)| k)
 }
