@@ -122,10 +122,12 @@ pub fn line_may_hold_secret(line: &str) -> bool {
         "authorization",
         "cookie",
     ];
-    // Every `name =` in the line: the table's own key and those of an inline table.
+    // Every `name =` in the line: the table's own key and those of an inline table. Only
+    // the end of the text before each `=` is looked at: a name longer than that is no word
+    // of the list nor near one, and read whole, a line of thousands of `=` (a syntax error
+    // the diagnostic shows) took time quadratic in its length, minutes for 100 KB.
     let named_secret = line.match_indices('=').any(|(at, _)| {
-        let name = line[..at]
-            .trim_end()
+        let name = last_bytes(line[..at].trim_end(), NAME_WINDOW)
             .rsplit([' ', '{', ',', '\t', '.'])
             .next()
             .unwrap_or_default()
@@ -142,6 +144,19 @@ pub fn line_may_hold_secret(line: &str) -> bool {
     looks_like_a_secret(line)
 }
 
+/// The bytes of a key's name [`line_may_hold_secret`] reads: more than the longest word it
+/// looks for, misspelled, with a prefix run together.
+const NAME_WINDOW: usize = 64;
+
+/// The last `most` bytes of `text`, or fewer, to start on a character.
+fn last_bytes(text: &str, most: usize) -> &str {
+    let mut start = text.len().saturating_sub(most);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
 /// Whether `word`, the last word of a key, is a secret's name run together with another
 /// word (`smtppassword`, `clienttoken`) or misspelled (`pasword`, `secert`): such a key is
 /// unknown, so its line is the very one an `unknown-key` diagnostic would print.
@@ -153,7 +168,9 @@ fn names_a_secret_loosely(word: &str, words: &[&str]) -> bool {
     }
     words.iter().filter(|w| w.len() >= 5).any(|w| {
         let typos = if w.len() >= 6 { 2 } else { 1 };
-        crate::config::edit_distance(word, w) <= typos
+        // A length apart by more than the typos allowed is too far, measured or not.
+        word.chars().count().abs_diff(w.len()) <= typos
+            && crate::config::edit_distance(word, w) <= typos
     })
 }
 
@@ -203,27 +220,28 @@ fn looks_like_a_secret(text: &str) -> bool {
     });
     // Up to the value's end, not the authority's: a password written unencoded may hold
     // `/`, `?` or `#` (`https://ops:p/ss@proxy/v1`).
-    let userinfo_url = text.match_indices("://").any(|(at, _)| {
-        text[at + 3..]
-            .split(['"', '\'', ' '])
-            .next()
-            .is_some_and(|authority| authority.contains('@'))
+    // Each value is read once: the first `://` of a value reaches furthest, so the others
+    // in it can add nothing (read from each, a value of many took quadratic time).
+    let userinfo_url = text.split(['"', '\'', ' ']).any(|value| {
+        value
+            .find("://")
+            .is_some_and(|at| value[at + 3..].contains('@'))
     });
     // A URL's query naming a credential (`?token=`, `&sig=`, `?code=`): how many webhook
     // receivers (Azure, Google Chat, SIEM collectors) carry theirs.
+    // The name is the run of name characters right after the `?` or `&`, followed by `=`;
+    // the runs after two of them never overlap, so the line is read once.
     let credential_query = text.match_indices(['?', '&']).any(|(at, _)| {
-        let name = text[at + 1..]
-            .split('=')
-            .next()
-            .filter(|_| text[at + 1..].contains('='))
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let rest = &text[at + 1..];
+        let length = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(rest.len());
+        if length == 0 || !rest[length..].starts_with('=') {
+            return false;
+        }
+        let name = rest[..length].to_ascii_lowercase();
         let last_word = name.rsplit(['_', '-']).next().unwrap_or_default();
-        !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            && (QUERY_WORDS.contains(&last_word) || QUERY_WORDS.contains(&name.as_str()))
+        QUERY_WORDS.contains(&last_word) || QUERY_WORDS.contains(&name.as_str())
     });
     openai_key
         || userinfo_url
@@ -428,6 +446,34 @@ mod tests {
         ] {
             assert!(!line_may_hold_secret(line), "{line}");
         }
+    }
+
+    #[test]
+    fn a_long_line_of_names_urls_or_queries_is_read_in_linear_time() {
+        // Each of these took quadratic time: the first about 90 s (a debug build), enough to
+        // hold a configuration check or a daemon's reload for hours at 4 MiB.
+        let started = std::time::Instant::now();
+        for line in [
+            "a=".repeat(50_000),
+            "x://".repeat(25_000),
+            "?a".repeat(50_000),
+            format!("{}?token=1", "&".repeat(100_000)),
+        ] {
+            let _ = line_may_hold_secret(&line);
+        }
+        assert!(line_may_hold_secret(&format!(
+            "{}token = 1",
+            "a=".repeat(1_000)
+        )));
+        assert!(line_may_hold_secret(&format!(
+            "{}u = \"https://u:p@h\"",
+            "x://".repeat(1_000)
+        )));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
