@@ -450,14 +450,15 @@ mod tests {
 
     #[test]
     fn a_long_line_of_names_urls_or_queries_is_read_in_linear_time() {
-        // Each of these took quadratic time: the first about 90 s (a debug build), enough to
-        // hold a configuration check or a daemon's reload for hours at 4 MiB.
-        let started = std::time::Instant::now();
+        // Each of these took quadratic time: a quarter of the first about 90 s (a debug
+        // build), enough to hold a configuration check or a daemon's reload for hours at
+        // 4 MiB. Read in linear time they take a second; read as before, far longer than
+        // the test runner's limit for a hung test (.config/nextest.toml).
         for line in [
-            "a=".repeat(50_000),
-            "x://".repeat(25_000),
-            "?a".repeat(50_000),
-            format!("{}?token=1", "&".repeat(100_000)),
+            "a=".repeat(200_000),
+            "x://".repeat(100_000),
+            "?a".repeat(200_000),
+            format!("{}?token=1", "&".repeat(400_000)),
         ] {
             let _ = line_may_hold_secret(&line);
         }
@@ -469,11 +470,6 @@ mod tests {
             "{}u = \"https://u:p@h\"",
             "x://".repeat(1_000)
         )));
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "took {:?}",
-            started.elapsed()
-        );
     }
 
     #[test]

@@ -423,17 +423,13 @@ fn closest_needs_a_near_miss() {
 #[test]
 fn a_huge_unknown_time_zone_or_key_is_reported_in_one_pass() {
     // Measured against every zone name, a 200 KB time zone took 39 s to check (a 4 MiB
-    // one, the most a configuration may hold, about 13 minutes).
-    let long = "x".repeat(200_000);
-    let started = std::time::Instant::now();
+    // one, the most a configuration may hold, about 13 minutes). These 2 MB take seconds
+    // now; measured as before, far longer than the test runner's limit for a hung test
+    // (.config/nextest.toml).
+    let long = "x".repeat(2_000_000);
     let text = format!("[schedule]\ntimezone = \"{long}\"\n\n[openai]\n{long}password = 1\n");
     let (_, diags) = check(&text);
     assert_eq!(diags.error_count(), 2, "{:?}", diags.items());
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[test]

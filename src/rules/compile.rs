@@ -50,10 +50,10 @@ pub fn typed_view_columns(family: Family) -> Vec<(&'static str, ColumnType)> {
 /// (`project_keys` is `project_api_keys`, four edits away, not `project_users`, three;
 /// `older` is `older_than`, not `le`); else the nearest by edits.
 pub(crate) fn closest_name<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    if let Some(near) = known
-        .iter()
-        .find(|k| crate::config::edit_distance(name, k) <= 1)
-    {
+    let length = name.chars().count();
+    if let Some(near) = known.iter().find(|k| {
+        length.abs_diff(k.chars().count()) <= 1 && crate::config::edit_distance(name, k) <= 1
+    }) {
         return Some(near);
     }
     let words: Vec<&str> = name.split('_').filter(|w| !w.is_empty()).collect();
