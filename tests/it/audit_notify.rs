@@ -31,6 +31,16 @@ fn audit(dir: &Path, base_url: &str, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Checks that a run exited 0, showing its stderr when not.
+fn succeeded(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn mails(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("mail")).map_or(0, std::iter::Iterator::count)
 }
@@ -255,13 +265,7 @@ fn a_delivered_digests_text_is_dropped_after_keep_sent_and_its_record_stays() {
             .collect::<Result<_, _>>()
             .unwrap()
     };
-    let out = audit(dir.path(), &url, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&audit(dir.path(), &url, &[]));
     let first = lengths();
     assert_eq!(first.len(), 1);
     assert!(
@@ -278,13 +282,7 @@ fn a_delivered_digests_text_is_dropped_after_keep_sent_and_its_record_stays() {
             .api_keys
             .clear();
     });
-    let out = audit(dir.path(), &url, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&audit(dir.path(), &url, &[]));
     let now = lengths();
     assert_eq!(now.len(), 2, "the record stays: {now:?}");
     assert_eq!(now[0], 0, "{now:?}");
