@@ -1,6 +1,7 @@
 //! The user documentation as a Markdown renderer reads it: each table row has as many cells
 //! as its header, so no row spills into a column of its own (a `|` inside backticks still
-//! splits a cell in GitHub's tables; it must be written `\|`).
+//! splits a cell in GitHub's tables; it must be written `\|`), and each code block ends
+//! where it is meant to.
 
 use std::path::{Path, PathBuf};
 
@@ -76,5 +77,57 @@ fn a_pipe_inside_backticks_splits_a_cell_unless_escaped() {
     assert_eq!(
         ragged_rows("t.md", table),
         ["t.md:4: 3 cells where the header has 2 (write a `|` inside a cell as `\\|`)"]
+    );
+}
+
+/// Each code fence that does not close its block, as `file:line`: a line inside a block
+/// that starts with ``` but holds more than the backticks does not end it (CommonMark), so
+/// the block swallows the text after it and the next block's fences turn the rest inside
+/// out; a block still open at the end of the file likewise.
+fn unclosed_fences(name: &str, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut open: Option<usize> = None;
+    for (n, line) in text.lines().enumerate() {
+        let fence = line.trim_start();
+        if !fence.starts_with("```") {
+            continue;
+        }
+        match open {
+            None => open = Some(n + 1),
+            Some(_) if fence.trim_end().chars().all(|c| c == '`') => open = None,
+            Some(at) => problems.push(format!(
+                "{name}:{}: this line does not close the code block opened on line {at}: \
+                 a closing fence holds nothing but its backticks",
+                n + 1
+            )),
+        }
+    }
+    if let Some(at) = open {
+        problems.push(format!("{name}:{at}: a code block that never closes"));
+    }
+    problems
+}
+
+#[test]
+fn every_code_block_in_the_documentation_closes_on_a_fence_of_its_own() {
+    let mut problems = Vec::new();
+    for file in documentation() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        problems.extend(unclosed_fences(&file.display().to_string(), &text));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_fence_with_text_after_it_does_not_close_its_block() {
+    let text = "```\nFAIL x\n``` A rule without\nfixtures\n```toml\nx = 1\n```\n";
+    assert_eq!(
+        unclosed_fences("t.md", text),
+        [
+            "t.md:3: this line does not close the code block opened on line 1: a closing fence \
+             holds nothing but its backticks",
+            "t.md:5: this line does not close the code block opened on line 1: a closing fence \
+             holds nothing but its backticks",
+        ]
     );
 }
