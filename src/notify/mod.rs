@@ -257,16 +257,17 @@ impl Notifier {
         pass: outbox::Pass,
         stop: &CancellationToken,
     ) -> Result<DeliveryReport, NotifyError> {
-        if !self.has_channels() {
-            return Ok(DeliveryReport::default());
-        }
-        let report = outbox::deliver(conn, self, now, pass, stop)?;
+        let report = if self.has_channels() {
+            outbox::deliver(conn, self, now, pass, stop)?
+        } else {
+            DeliveryReport::default()
+        };
         // Every digest carries the CSV of every open finding: kept for ever, the sent ones
         // were nearly all of the database's growth (1.3 MB a run at 2,200 open findings).
         // Housekeeping: a failure here costs space, not a message, and is not the delivery's.
         match now
             .checked_sub_signed(self.keep_sent)
-            .map(|before| outbox::forget_sent(conn, before))
+            .map(|before| outbox::forget_sent(conn, before, outbox::FORGET_PER_PASS))
         {
             Some(Ok(0)) | None => {}
             Some(Ok(forgotten)) => {

@@ -656,15 +656,26 @@ pub fn requeue_refused(
     )?)
 }
 
-/// Empties the text of the messages delivered before `before`, keeping their record
-/// (channel, subject, recipients, when): a sent message is never read again, and what went
-/// is the receiver's to keep. Unsent and refused messages keep theirs (a refused one can be
-/// requeued). Returns how many were emptied.
-pub fn forget_sent(conn: &Connection, before: DateTime<Utc>) -> Result<usize, OutboxError> {
+/// How many delivered messages one pass empties at most: a database upgraded after a year
+/// of hourly digests holds gigabytes of them, and freeing them all at once would hold the
+/// writer for as long as reading them takes. The next passes take the rest.
+pub const FORGET_PER_PASS: usize = 100;
+
+/// Empties the text of up to `limit` messages delivered before `before`, oldest first,
+/// keeping their record (channel, subject, recipients, when): a sent message is never read
+/// again, and what went is the receiver's to keep. Unsent and refused messages keep theirs
+/// (a refused one can be requeued). Returns how many were emptied.
+pub fn forget_sent(
+    conn: &Connection,
+    before: DateTime<Utc>,
+    limit: usize,
+) -> Result<usize, OutboxError> {
     Ok(conn.execute(
-        "UPDATE outbox SET message = X'' WHERE sent_at IS NOT NULL AND sent_at < ?1
-                                          AND length(message) > 0",
-        [before.timestamp()],
+        "UPDATE outbox SET message = X'' WHERE id IN (
+             SELECT id FROM outbox
+             WHERE sent_at IS NOT NULL AND sent_at < ?1 AND length(message) > 0
+             ORDER BY id LIMIT ?2)",
+        params![before.timestamp(), i64::try_from(limit).unwrap_or(i64::MAX)],
     )?)
 }
 
@@ -831,8 +842,9 @@ mod tests {
                 .unwrap()
         };
         let before = lengths(&conn);
-        assert_eq!(forget_sent(&conn, t(5)).unwrap(), 1);
-        assert_eq!(forget_sent(&conn, t(5)).unwrap(), 0, "once");
+        assert_eq!(forget_sent(&conn, t(5), 0).unwrap(), 0, "a limit of none");
+        assert_eq!(forget_sent(&conn, t(5), 10).unwrap(), 1);
+        assert_eq!(forget_sent(&conn, t(5), 10).unwrap(), 0, "once");
         let after = lengths(&conn);
         for ((id, was), (_, is)) in before.iter().zip(&after) {
             let expected = if *id == old.0 { 0 } else { *was };
