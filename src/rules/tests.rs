@@ -346,6 +346,21 @@ fn an_sql_error_points_at_the_token_sqlite_stopped_at_not_only_the_query() {
 }
 
 #[test]
+fn an_undeclared_param_is_pointed_at_where_it_is_used_not_where_a_comment_names_it() {
+    let (_, d) = from_text(&format!(
+        "{HEAD}sql = '''\n-- keys older than :max_age days, said ':max_age'\nSELECT id AS resource_id, project_id, name AS message\nFROM project_api_keys /* :max_age */\nWHERE created_at < :now - :max_age * 86400\n'''\n"
+    ));
+    assert_eq!(d.items().len(), 1, "{d}");
+    // Lines 1-7 are HEAD; the query opens on line 8, its use is on line 12.
+    assert_eq!(
+        d.location(&d.items()[0]).unwrap(),
+        "r.toml:12:27",
+        "{}",
+        d.render(false)
+    );
+}
+
+#[test]
 fn a_key_of_the_wrong_type_is_reported_once_not_also_as_missing() {
     let head = HEAD.replace("title = \"t\"", "title = 5");
     let (_, d) = from_text(&format!(

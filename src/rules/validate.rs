@@ -618,16 +618,48 @@ fn token_at(sql: &str, at: usize) -> Option<Range<usize>> {
     Some(at..at + len)
 }
 
-/// The first use of the parameter `name` (`:max_age`) in `sql`, as a whole word.
+/// The first use of the parameter `name` (`:max_age`) in `sql`, as a whole word and outside
+/// comments and quoted text (`-- older than :max_age days` is no use of it).
 fn param_at(sql: &str, name: &str) -> Option<Range<usize>> {
+    let code = code_ranges(sql);
     sql.match_indices(name)
         .map(|(at, _)| at..at + name.len())
+        .filter(|r| code.iter().any(|c| c.start <= r.start && r.end <= c.end))
         .find(|r| {
             !sql[r.end..]
                 .chars()
                 .next()
                 .is_some_and(|c| c.is_alphanumeric() || c == '_')
         })
+}
+
+/// The byte ranges of `sql` outside `--` and `/* */` comments and `'…'`, `"…"`, `` `…` ``
+/// and `[…]` quoting.
+fn code_ranges(sql: &str) -> Vec<Range<usize>> {
+    let bytes = sql.as_bytes();
+    let (mut ranges, mut start, mut i) = (Vec::new(), 0, 0);
+    while i < bytes.len() {
+        let end = match (bytes[i], bytes.get(i + 1)) {
+            (b'-', Some(b'-')) => sql[i..].find('\n').map_or(sql.len(), |n| i + n),
+            (b'/', Some(b'*')) => sql[i + 2..].find("*/").map_or(sql.len(), |n| i + 2 + n + 2),
+            (q @ (b'\'' | b'"' | b'`' | b'['), _) => {
+                let close = if q == b'[' { b']' } else { q };
+                bytes[i + 1..]
+                    .iter()
+                    .position(|&b| b == close)
+                    .map_or(sql.len(), |n| i + 1 + n + 1)
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        ranges.push(start..i);
+        start = end;
+        i = end;
+    }
+    ranges.push(start..sql.len());
+    ranges
 }
 
 /// Where bytes `at` of a string value lie in the file, when the value is written there as it
