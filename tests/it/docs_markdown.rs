@@ -6,6 +6,17 @@
 use std::path::{Path, PathBuf};
 
 /// README.md, every page under docs/ and rules/README.md.
+/// What `check` (given a file's name and text) finds in every page of [`documentation`].
+fn in_documentation(check: fn(&str, &str) -> Vec<String>) -> Vec<String> {
+    documentation()
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(file).unwrap();
+            check(&file.display().to_string(), &text)
+        })
+        .collect()
+}
+
 fn documentation() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = vec![root.join("README.md"), root.join("rules/README.md")];
@@ -63,11 +74,7 @@ fn ragged_rows(name: &str, text: &str) -> Vec<String> {
 
 #[test]
 fn every_table_row_in_the_documentation_has_its_headers_cells() {
-    let mut problems = Vec::new();
-    for file in documentation() {
-        let text = std::fs::read_to_string(&file).unwrap();
-        problems.extend(ragged_rows(&file.display().to_string(), &text));
-    }
+    let problems = in_documentation(ragged_rows);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -110,11 +117,7 @@ fn unclosed_fences(name: &str, text: &str) -> Vec<String> {
 
 #[test]
 fn every_code_block_in_the_documentation_closes_on_a_fence_of_its_own() {
-    let mut problems = Vec::new();
-    for file in documentation() {
-        let text = std::fs::read_to_string(&file).unwrap();
-        problems.extend(unclosed_fences(&file.display().to_string(), &text));
-    }
+    let problems = in_documentation(unclosed_fences);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
