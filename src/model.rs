@@ -127,6 +127,20 @@ macro_rules! string_id {
                 Self(s)
             }
         }
+
+        impl ::rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> ::rusqlite::Result<::rusqlite::types::ToSqlOutput<'_>> {
+                Ok(::rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl ::rusqlite::types::FromSql for $name {
+            fn column_result(
+                value: ::rusqlite::types::ValueRef<'_>,
+            ) -> ::rusqlite::types::FromSqlResult<Self> {
+                String::column_result(value).map(Self)
+            }
+        }
     };
 }
 
@@ -173,6 +187,10 @@ string_id!(
 string_id!(
     /// An audit-log event's id (`audit_log-…`).
     AuditEventId
+);
+string_id!(
+    /// A finding's identity: sha256 hex of its rule id, resource id and project id.
+    Fingerprint
 );
 
 /// The row id of a stored snapshot.

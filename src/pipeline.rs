@@ -779,11 +779,14 @@ mod tests {
             }
         }
 
-        fn announced_as(digest: Option<&Digest>, fingerprint: &str) -> Option<Reason> {
+        fn announced_as(
+            digest: Option<&Digest>,
+            fingerprint: &crate::model::Fingerprint,
+        ) -> Option<Reason> {
             digest?
                 .announced
                 .iter()
-                .find(|a| a.finding.fingerprint == fingerprint)
+                .find(|a| &a.finding.fingerprint == fingerprint)
                 .map(|a| a.reason)
         }
 

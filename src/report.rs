@@ -528,7 +528,7 @@ fn csv_report(findings: &[Finding]) -> Result<String, ReportError> {
     let cell = csv_cell;
     for f in findings {
         w.write_record([
-            f.fingerprint.clone(),
+            f.fingerprint.to_string(),
             f.rule_id.to_string(),
             f.severity.as_str().to_owned(),
             cell(&f.title),
@@ -1038,11 +1038,11 @@ pub fn sarif(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ProjectId, RuleId};
+    use crate::model::{Fingerprint, ProjectId, RuleId};
 
     fn finding(status: Status) -> Finding {
         Finding {
-            fingerprint: "ab".repeat(32),
+            fingerprint: Fingerprint("ab".repeat(32)),
             rule_id: RuleId::from("api-key-stale"),
             severity: Severity::Medium,
             title: "Stale key".into(),

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::exemptions::Exemption;
-use crate::model::{Hit, ProjectId, RuleId};
+use crate::model::{Fingerprint, Hit, ProjectId, RuleId};
 
 use super::{Coverage, Event, EventKind, Finding, RuleMeta, Status, fingerprint};
 
@@ -274,7 +274,7 @@ pub fn reconcile(
     let by_fp: HashMap<&str, &Finding> =
         prior.iter().map(|f| (f.fingerprint.as_str(), f)).collect();
     let mut out = Reconciled::default();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<Fingerprint> = HashSet::new();
     let push = |out: &mut Reconciled, change: Change| {
         out.events.extend(change.events);
         out.changed.push(change.finding);

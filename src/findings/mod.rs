@@ -21,7 +21,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::model::{Family, ProjectId, RuleId, Scope, Severity, SnapshotStatus, stored_enum};
+use crate::model::{
+    Family, Fingerprint, ProjectId, RuleId, Scope, Severity, SnapshotStatus, stored_enum,
+};
 
 pub use changed_by::attribute_transitions;
 pub use lifecycle::{Applicable, Change, Reconciled, Sighting, reconcile, transition};
@@ -40,7 +42,7 @@ pub enum FindingsError {
     #[error("findings store: finding {fingerprint} has an unknown {field} `{value}`")]
     Corrupt {
         /// The finding.
-        fingerprint: String,
+        fingerprint: Fingerprint,
         /// The column.
         field: &'static str,
         /// The value found.
@@ -84,21 +86,25 @@ stored_enum!(EventKind, "event kind", [
 ]);
 
 /// The fingerprint of a finding: sha256 hex of rule id, resource id and project id.
-pub fn fingerprint(rule_id: &RuleId, resource_id: &str, project_id: Option<&ProjectId>) -> String {
+pub fn fingerprint(
+    rule_id: &RuleId,
+    resource_id: &str,
+    project_id: Option<&ProjectId>,
+) -> Fingerprint {
     let mut h = Sha256::new();
     h.update(rule_id.as_str().as_bytes());
     h.update([0x1f]);
     h.update(resource_id.as_bytes());
     h.update([0x1f]);
     h.update(project_id.map_or("", ProjectId::as_str).as_bytes());
-    hex::encode(h.finalize())
+    Fingerprint(hex::encode(h.finalize()))
 }
 
 /// One finding as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     /// Identity.
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     /// The rule.
     pub rule_id: RuleId,
     /// Current severity.
@@ -135,7 +141,7 @@ pub struct Finding {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     /// The finding.
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     /// What happened.
     pub kind: EventKind,
     /// Status before (none for a new finding).
@@ -253,6 +259,8 @@ pub struct RuleMeta {
     pub remediation: String,
 }
 
+/// Unix seconds as a time. A finding's times are in range: reconciliation writes them
+/// from a `DateTime`, and loading refuses a stored one that is not (`FindingsError::Corrupt`).
 pub(crate) fn ts(t: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(t, 0).single().unwrap_or_default()
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::model::{ProjectId, RuleId, Severity, SnapshotId};
+use crate::model::{Fingerprint, ProjectId, RuleId, Severity, SnapshotId};
 use crate::store::{Reader, Store, Tx};
 
 use super::{Event, EventKind, Finding, FindingsError, Reconciled, Status, ts};
@@ -16,7 +16,7 @@ const COLUMNS: &str = "fingerprint, rule_id, severity, title, resource_type, res
      exemption";
 
 fn row_to_finding(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Finding, FindingsError>> {
-    let fingerprint: String = row.get(0)?;
+    let fingerprint: Fingerprint = row.get(0)?;
     let severity: String = row.get(2)?;
     let status: String = row.get(9)?;
     let Ok(severity) = severity.parse::<Severity>() else {
@@ -41,6 +41,26 @@ fn row_to_finding(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Finding, F
         Ok(terms) => terms,
         Err(e) => return Ok(Err(e)),
     };
+    // Checked here so that every time a loaded finding gives (`first_seen_at` and the
+    // rest) is the stored one, never a silent 1970 for a value out of chrono's range.
+    let first_seen: i64 = row.get(10)?;
+    let last_seen: i64 = row.get(11)?;
+    let resolved_at: Option<i64> = row.get(12)?;
+    let last_notified_at: Option<i64> = row.get(13)?;
+    for (field, value) in [
+        ("first_seen", Some(first_seen)),
+        ("last_seen", Some(last_seen)),
+        ("resolved_at", resolved_at),
+        ("last_notified_at", last_notified_at),
+    ] {
+        if let Some(t) = value.filter(|t| DateTime::from_timestamp(*t, 0).is_none()) {
+            return Ok(Err(FindingsError::Corrupt {
+                fingerprint,
+                field,
+                value: t.to_string(),
+            }));
+        }
+    }
     Ok(Ok(Finding {
         fingerprint,
         rule_id: RuleId(row.get(1)?),
@@ -52,10 +72,10 @@ fn row_to_finding(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Finding, F
         message: row.get(7)?,
         remediation: row.get(8)?,
         status,
-        first_seen: row.get(10)?,
-        last_seen: row.get(11)?,
-        resolved_at: row.get(12)?,
-        last_notified_at: row.get(13)?,
+        first_seen,
+        last_seen,
+        resolved_at,
+        last_notified_at,
         changed_by,
         exemption,
     }))
@@ -66,7 +86,7 @@ fn row_to_finding(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Finding, F
 fn json_column<T: serde::de::DeserializeOwned>(
     row: &rusqlite::Row<'_>,
     index: usize,
-    fingerprint: &str,
+    fingerprint: &Fingerprint,
     field: &'static str,
 ) -> rusqlite::Result<Result<Option<T>, FindingsError>> {
     Ok(match row.get::<_, Option<String>>(index)? {
@@ -74,7 +94,7 @@ fn json_column<T: serde::de::DeserializeOwned>(
         Some(text) => match serde_json::from_str(&text) {
             Ok(value) => Ok(Some(value)),
             Err(_) => Err(FindingsError::Corrupt {
-                fingerprint: fingerprint.to_owned(),
+                fingerprint: fingerprint.clone(),
                 field,
                 value: text,
             }),
@@ -105,7 +125,7 @@ pub fn load(db: Reader<'_>) -> Result<Vec<Finding>, FindingsError> {
 }
 
 /// One stored finding.
-pub fn get(db: Reader<'_>, fingerprint: &str) -> Result<Option<Finding>, FindingsError> {
+pub fn get(db: Reader<'_>, fingerprint: &Fingerprint) -> Result<Option<Finding>, FindingsError> {
     db.conn()
         .query_row(
             &format!("SELECT {COLUMNS} FROM finding WHERE fingerprint = ?1"),
@@ -119,7 +139,7 @@ pub fn get(db: Reader<'_>, fingerprint: &str) -> Result<Option<Finding>, Finding
 /// Every event of a finding, oldest first, with the snapshot it happened in.
 pub fn events(
     db: Reader<'_>,
-    fingerprint: &str,
+    fingerprint: &Fingerprint,
 ) -> Result<Vec<(Option<SnapshotId>, Event)>, FindingsError> {
     let mut stmt = db.conn().prepare(
         "SELECT snapshot_id, kind, from_status, to_status, at, reason, from_severity \
@@ -140,7 +160,7 @@ pub fn events(
     for row in rows {
         let (snapshot, kind, from, to, at, reason, from_severity) = row?;
         let corrupt = |field, value: &str| FindingsError::Corrupt {
-            fingerprint: fingerprint.to_owned(),
+            fingerprint: fingerprint.clone(),
             field,
             value: value.to_owned(),
         };
@@ -160,7 +180,7 @@ pub fn events(
         out.push((
             snapshot.map(SnapshotId),
             Event {
-                fingerprint: fingerprint.to_owned(),
+                fingerprint: fingerprint.clone(),
                 kind,
                 from,
                 to,
@@ -244,7 +264,7 @@ pub fn write(
 /// difference from what was told now.
 pub fn mark_notified(
     tx: &Tx<'_>,
-    fingerprints: &[String],
+    fingerprints: &[Fingerprint],
     at: DateTime<Utc>,
 ) -> Result<(), FindingsError> {
     let mut stmt = tx.conn().prepare_cached(
@@ -260,7 +280,7 @@ pub fn mark_notified(
 /// Records these findings' current status and severity as told without announcing them
 /// (changes the notification policy deliberately leaves unsaid), so they do not come up
 /// again; `last_notified_at` is untouched, so reminders keep their rhythm.
-pub fn mark_settled(tx: &Tx<'_>, fingerprints: &[String]) -> Result<(), FindingsError> {
+pub fn mark_settled(tx: &Tx<'_>, fingerprints: &[Fingerprint]) -> Result<(), FindingsError> {
     let mut stmt = tx.conn().prepare_cached(
         "UPDATE finding SET announced_status = status, announced_severity = severity \
          WHERE fingerprint = ?1",
@@ -319,13 +339,13 @@ fn transition_since_told(f: &Finding, told: &Told) -> Option<crate::notify::Tran
 }
 
 /// What each finding was last announced as, and its latest status event.
-fn told(conn: &Connection) -> Result<HashMap<String, Told>, FindingsError> {
-    let mut out: HashMap<String, Told> = HashMap::new();
+fn told(conn: &Connection) -> Result<HashMap<Fingerprint, Told>, FindingsError> {
+    let mut out: HashMap<Fingerprint, Told> = HashMap::new();
     let mut stmt =
         conn.prepare("SELECT fingerprint, announced_status, announced_severity FROM finding")?;
     let rows = stmt.query_map([], |r| {
         Ok((
-            r.get::<_, String>(0)?,
+            r.get::<_, Fingerprint>(0)?,
             r.get::<_, Option<String>>(1)?,
             r.get::<_, Option<String>>(2)?,
         ))
@@ -364,7 +384,7 @@ fn told(conn: &Connection) -> Result<HashMap<String, Told>, FindingsError> {
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
-            r.get::<_, String>(0)?,
+            r.get::<_, Fingerprint>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, String>(2)?,
         ))

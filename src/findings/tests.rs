@@ -473,7 +473,7 @@ fn findings_of_a_disabled_rule_are_resolved() {
 #[test]
 fn fingerprint_depends_on_rule_resource_and_project() {
     let a = fingerprint(&RuleId::from("r"), "x", Some(&ProjectId::from("p")));
-    assert_eq!(a.len(), 64);
+    assert_eq!(a.as_str().len(), 64);
     assert_ne!(
         a,
         fingerprint(&RuleId::from("r"), "x", Some(&ProjectId::from("q")))
@@ -515,9 +515,40 @@ fn an_event_whose_stored_from_status_or_severity_is_unknown_is_refused_not_dropp
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains(&fingerprint) && error.contains(value),
+            error.contains(fingerprint.as_str()) && error.contains(value),
             "{column}: {error}"
         );
+    }
+}
+
+#[test]
+fn a_stored_time_out_of_range_is_refused_not_read_as_1970() {
+    // A finding "first seen 1970-01-01" in a report would be a silent lie about its age.
+    for column in ["first_seen", "last_seen", "resolved_at", "last_notified_at"] {
+        let mut store = crate::store::Store::open_in_memory().unwrap();
+        let r = reconcile(
+            &[],
+            &[hit("k1", "p1")],
+            &rules(Severity::Medium),
+            &[],
+            &Coverage::complete(),
+            day(1),
+        );
+        save(&mut store, &r, Some(SnapshotId(7))).unwrap();
+        let fingerprint = r.changed[0].fingerprint.clone();
+        store
+            .conn()
+            .execute(&format!("UPDATE finding SET {column} = ?1"), [i64::MAX])
+            .unwrap();
+        let error = load(store.reader()).unwrap_err().to_string();
+        assert!(
+            error.contains(fingerprint.as_str())
+                && error.contains(column)
+                && error.contains(&i64::MAX.to_string()),
+            "{column}: {error}"
+        );
+        let error = get(store.reader(), &fingerprint).unwrap_err().to_string();
+        assert!(error.contains(column), "{column}: {error}");
     }
 }
 

@@ -41,6 +41,7 @@ pub use transport::{DeliveryError, SmtpCredentials, SmtpSettings, TlsMode, Trans
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, EmailConfig, EmailTls, EmailTransport};
+use crate::model::Fingerprint;
 use crate::size::ByteSize;
 
 /// How long one SMTP connect or command may take; a whole message, four times that.
@@ -114,10 +115,10 @@ pub struct Announcement {
     pub digest: Option<Digest>,
     /// The fingerprints announced: set their `last_notified_at` to `now` in the same
     /// transaction.
-    pub announced: Vec<String>,
+    pub announced: Vec<Fingerprint>,
     /// The fingerprints whose change the policy deliberately does not announce: record
     /// them as told in the same transaction (see [`plan::settled`]).
-    pub settled: Vec<String>,
+    pub settled: Vec<Fingerprint>,
     /// The queued email, when email is configured and there was something to announce.
     pub outbox_id: Option<OutboxId>,
     /// Every message queued, by channel (`[notify.email]` is `email`).
@@ -806,7 +807,10 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || announcement.log());
         assert_eq!(
             announcement.announced,
-            vec!["fp-key_a".to_owned(), "fp-key_admin".to_owned()]
+            vec![
+                Fingerprint::from("fp-key_a"),
+                Fingerprint::from("fp-key_admin")
+            ]
         );
         assert_eq!(announcement.outbox_id, None, "no email configured");
         let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();

@@ -9,7 +9,7 @@ use rusqlite::{Connection, Transaction, params};
 use tokio_util::sync::CancellationToken;
 
 use super::transport::{DeliveryError, Outgoing, Transport};
-use crate::model::SnapshotId;
+use crate::model::{Fingerprint, SnapshotId};
 
 /// The migrations that make the outbox table as it is now (`0003_outbox.sql`, then
 /// `0006_channels.sql`), for a database holding only the outbox.
@@ -57,7 +57,7 @@ pub struct NewMessage {
     /// The RFC 5322 bytes, or the HTTP body.
     pub message: Vec<u8>,
     /// The findings it announces.
-    pub fingerprints: Vec<String>,
+    pub fingerprints: Vec<Fingerprint>,
 }
 
 /// One queued message as stored.
@@ -127,7 +127,14 @@ pub fn insert(
     now: DateTime<Utc>,
 ) -> Result<OutboxId, OutboxError> {
     let recipients = serde_json::Value::from(message.recipients.clone()).to_string();
-    let fingerprints = serde_json::Value::from(message.fingerprints.clone()).to_string();
+    let fingerprints = serde_json::Value::from(
+        message
+            .fingerprints
+            .iter()
+            .map(Fingerprint::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .to_string();
     tx.execute(
         "INSERT INTO outbox (created_at, channel, kind, delivery_id, snapshot_id, subject,
                              sender, recipients, message, fingerprints, attempts,

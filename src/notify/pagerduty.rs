@@ -13,7 +13,7 @@
 use serde_json::{Value, json};
 
 use super::plan::{Announced, Digest, FindingState, Reason};
-use crate::model::Severity;
+use crate::model::{Fingerprint, Severity};
 
 /// PagerDuty's events endpoint.
 pub const DEFAULT_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -54,7 +54,7 @@ pub fn resolves(findings: &[FindingState]) -> Vec<Value> {
     findings.iter().map(|f| resolve(&f.fingerprint)).collect()
 }
 
-fn resolve(fingerprint: &str) -> Value {
+fn resolve(fingerprint: &Fingerprint) -> Value {
     json!({
         "event_action": "resolve",
         "dedup_key": fingerprint,

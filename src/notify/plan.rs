@@ -15,7 +15,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ProjectId, RuleId, Severity, SnapshotId};
+use crate::model::{Fingerprint, ProjectId, RuleId, Severity, SnapshotId};
 
 /// A finding's lifecycle status after this run.
 pub use crate::model::FindingStatus;
@@ -65,7 +65,7 @@ impl Transition {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FindingState {
     /// Stable identity: rule id + resource id + project id.
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     /// The rule that produced it.
     pub rule_id: RuleId,
     /// The rule's title.
@@ -203,7 +203,7 @@ impl Digest {
     }
 
     /// The fingerprints announced, for the caller to set `last_notified_at`.
-    pub fn fingerprints(&self) -> Vec<String> {
+    pub fn fingerprints(&self) -> Vec<Fingerprint> {
         self.announced
             .iter()
             .map(|a| a.finding.fingerprint.clone())
@@ -316,7 +316,7 @@ fn decide(finding: &FindingState, ctx: &RunContext, policy: &Policy) -> Decision
 /// caller records them as told (without touching `last_notified_at`) in the same
 /// transaction as the announcement. A resolution withheld by a partial snapshot is not
 /// among them.
-pub fn settled(findings: &[FindingState], ctx: &RunContext, policy: &Policy) -> Vec<String> {
+pub fn settled(findings: &[FindingState], ctx: &RunContext, policy: &Policy) -> Vec<Fingerprint> {
     findings
         .iter()
         .filter(|f| matches!(decide(f, ctx, policy), Decision::Settle))
@@ -420,7 +420,7 @@ pub(crate) mod tests {
 
     pub(crate) fn finding(id: &str, severity: Severity) -> FindingState {
         FindingState {
-            fingerprint: format!("fp-{id}"),
+            fingerprint: Fingerprint(format!("fp-{id}")),
             rule_id: RuleId::from("api-key-stale"),
             title: "API key unused for a long time".into(),
             severity,
@@ -475,7 +475,7 @@ pub(crate) mod tests {
         );
         let findings = vec![finding("a", Severity::High), new];
         let digest = plan(&findings, &ctx(), &policy(), t(3)).expect("digest");
-        assert_eq!(digest.fingerprints(), vec!["fp-b".to_owned()]);
+        assert_eq!(digest.fingerprints(), vec![Fingerprint::from("fp-b")]);
         assert_eq!(digest.count(Reason::New), 1);
         assert_eq!(digest.open.len(), 2, "the CSV lists every open finding");
     }
@@ -552,7 +552,7 @@ pub(crate) mod tests {
         };
         assert_eq!(
             settled(&[resolved], &partial, &quiet),
-            vec!["fp-a".to_owned()],
+            vec![Fingerprint::from("fp-a")],
             "without send_resolved no run will announce it"
         );
     }
@@ -587,7 +587,7 @@ pub(crate) mod tests {
         let all = [exempted, down, up, new, quiet];
         assert_eq!(
             settled(&all, &ctx(), &policy()),
-            vec!["fp-ex".to_owned(), "fp-down".to_owned()]
+            vec![Fingerprint::from("fp-ex"), Fingerprint::from("fp-down")]
         );
     }
 
@@ -608,7 +608,7 @@ pub(crate) mod tests {
             FindingStatus::Open,
         );
         let digest = plan(&[up, down], &ctx(), &policy(), t(1)).expect("digest");
-        assert_eq!(digest.fingerprints(), vec!["fp-a".to_owned()]);
+        assert_eq!(digest.fingerprints(), vec![Fingerprint::from("fp-a")]);
         assert_eq!(digest.announced[0].detail.as_deref(), Some("was medium"));
     }
 
@@ -688,7 +688,7 @@ pub(crate) mod tests {
         };
         assert_eq!(
             digest.routed(&medium).unwrap().fingerprints(),
-            vec!["fp-other".to_owned()]
+            vec![Fingerprint::from("fp-other")]
         );
         let mut globs = globset::GlobSetBuilder::new();
         globs.add(globset::Glob::new("api-key-*").unwrap());

@@ -733,7 +733,7 @@ pub fn open_findings_csv(open: &[FindingState]) -> Result<String, RenderError> {
             csv_multi_line(&f.remediation),
             f.first_seen
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            csv_cell(&f.fingerprint),
+            csv_cell(f.fingerprint.as_str()),
         ])?;
     }
     let bytes = writer

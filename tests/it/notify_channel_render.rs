@@ -20,7 +20,7 @@ fn finding(
     project: Option<(&str, &str)>,
 ) -> FindingState {
     FindingState {
-        fingerprint: format!("fp-{rule}-{resource}"),
+        fingerprint: format!("fp-{rule}-{resource}").into(),
         rule_id: RuleId::from(rule),
         title: format!("Title of {rule}"),
         severity,

@@ -28,7 +28,7 @@ fn finding(
     age_days: i64,
 ) -> FindingState {
     FindingState {
-        fingerprint: format!("{rule}/{resource}"),
+        fingerprint: format!("{rule}/{resource}").into(),
         rule_id: RuleId::from(rule),
         title: title.into(),
         severity,

@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use mail_parser::{MessageParser, MimeHeaders};
 use mailin_embedded::{AuthMechanism, Handler, Response, Server, SslConfig, response};
 use orgwarden::config::Config;
-use orgwarden::model::{ProjectId, RuleId, Severity, SnapshotId};
+use orgwarden::model::{Fingerprint, ProjectId, RuleId, Severity, SnapshotId};
 use orgwarden::notify::{
     DeliveryReport, FindingState, FindingStatus, Notifier, RunContext, Transition,
 };
@@ -226,7 +226,7 @@ fn open_finding(
     first_seen: DateTime<Utc>,
 ) -> FindingState {
     FindingState {
-        fingerprint: format!("api-key-stale/{id}/{project}"),
+        fingerprint: format!("api-key-stale/{id}/{project}").into(),
         rule_id: RuleId::from("api-key-stale"),
         title: "API key unused for a long time".into(),
         severity,
@@ -250,7 +250,7 @@ fn open_finding(
 struct Runs {
     conn: Connection,
     notifier: Notifier,
-    previous: BTreeMap<String, FindingState>,
+    previous: BTreeMap<Fingerprint, FindingState>,
     snapshot: i64,
 }
 
@@ -274,7 +274,7 @@ impl Runs {
     /// One run: `found` is what the rules report open now.
     fn run(&mut self, found: &[FindingState], now: DateTime<Utc>) -> DeliveryReport {
         self.snapshot += 1;
-        let notified: BTreeMap<String, i64> = self
+        let notified: BTreeMap<Fingerprint, i64> = self
             .conn
             .prepare("SELECT fingerprint, at FROM notified")
             .unwrap()
