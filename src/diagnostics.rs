@@ -92,6 +92,7 @@ diagnostic_codes! {
     SqlDoesNotPrepare = "sql-does-not-prepare": "SQLite cannot prepare a rule's SQL.",
     SqlMissingColumn = "sql-missing-column": "A rule's SQL does not return resource_id, project_id and message.",
     SqlNotReadOnly = "sql-not-read-only": "A rule's SQL would write to the database.",
+    SqlNotDeterministic = "sql-not-deterministic": "A rule's SQL reads the wall clock (`'now'`, `CURRENT_TIMESTAMP`, `date()` with no argument) or calls `random()`, so its findings depend on when it runs rather than on `:now` and the snapshot.",
     WindowUnused = "window-unused": "A rule declares `window` but its SQL never reads `:window_start`.",
     WindowNeeded = "window-needed": "A rule over `audit_log_events` does not bound its events by `:window_start`, so its findings could never resolve.",
     RuleTimedOut = "rule-timed-out": "A rule ran past `[rules] timeout` over the demo organization (`rules check`): it would fail audits too.",

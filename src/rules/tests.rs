@@ -361,6 +361,42 @@ fn an_undeclared_param_is_pointed_at_where_it_is_used_not_where_a_comment_names_
 }
 
 #[test]
+fn sql_that_reads_the_wall_clock_or_random_is_warned_at_each_place() {
+    let (_, d) = from_text(&format!(
+        "{HEAD}sql = '''\n-- not datetime('now') here, nor random()\nSELECT id AS resource_id, project_id, name AS message\nFROM project_api_keys\nWHERE created_at < strftime('%s', 'NOW') - 86400\n  OR current_date > '2026-01-01' OR unixepoch( ) > 0 OR abs(random()) > 0\n'''\n"
+    ));
+    let shown = d.render(false);
+    assert_eq!(d.error_count(), 0, "{shown}");
+    let places: Vec<String> = d
+        .items()
+        .iter()
+        .map(|i| {
+            assert_eq!(i.code.as_str(), "sql-not-deterministic", "{shown}");
+            d.location(i).unwrap()
+        })
+        .collect();
+    // Lines 1-7 are HEAD; the query opens on line 8 and the comment (line 9) is skipped.
+    assert_eq!(
+        places,
+        [
+            "r.toml:12:35",
+            "r.toml:13:6",
+            "r.toml:13:37",
+            "r.toml:13:61"
+        ],
+        "{shown}"
+    );
+}
+
+#[test]
+fn date_functions_given_a_time_and_names_like_random_are_not_clock_reads() {
+    let (_, d) = from_text(&format!(
+        "{HEAD}sql = \"SELECT id AS resource_id, project_id, name AS message FROM project_api_keys AS random WHERE datetime(created_at, 'unixepoch') < datetime(:now, 'unixepoch') AND name <> 'now!' AND \\\"random\\\" IS NOT NULL AND date(created_at) IS NOT NULL\"\n"
+    ));
+    assert!(d.items().is_empty(), "{}", d.render(false));
+}
+
+#[test]
 fn a_key_of_the_wrong_type_is_reported_once_not_also_as_missing() {
     let head = HEAD.replace("title = \"t\"", "title = 5");
     let (_, d) = from_text(&format!(

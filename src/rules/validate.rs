@@ -586,6 +586,7 @@ fn check_sql(
         }
     }
     drop(stmt);
+    warn_clock_reads(sql, file, diags);
     if diags.error_count() > before {
         return uses_window;
     }
@@ -631,6 +632,83 @@ fn param_at(sql: &str, name: &str) -> Option<Range<usize>> {
                 .next()
                 .is_some_and(|c| c.is_alphanumeric() || c == '_')
         })
+}
+
+/// Warns at each place a rule's SQL reads the wall clock or a random source.
+fn warn_clock_reads(sql: &toml::Spanned<String>, file: FileId, diags: &mut Diagnostics) {
+    let value = sql.get_ref();
+    for (at, what) in clock_reads(value) {
+        let span = span_in_string(diags.file_text(file), sql.span(), value, at)
+            .unwrap_or_else(|| sql.span());
+        diags
+            .warning(
+                DiagnosticCode::SqlNotDeterministic,
+                Some(file),
+                Some(span),
+                format!(
+                    "SQL {what}: its findings depend on when it runs, not on the snapshot, so `audit --offline` of an old snapshot and `rules test` cases disagree with a live audit"
+                ),
+            )
+            .label("here")
+            .help(if what.contains("random") {
+                "a finding that comes and goes at random is reopened and resolved at random; choose rows by what the snapshot holds"
+            } else {
+                "read the evaluation time from `:now` (Unix seconds): `datetime(:now, 'unixepoch')`, or `:now - 90 * 86400` for 90 days ago"
+            });
+    }
+}
+
+/// Where `sql` reads the wall clock or a random source, and what it does there. A rule must
+/// read time from `:now`, which `audit --offline` and `rules test` set to the time being
+/// judged; SQLite's own clock is the time the query happens to run.
+fn clock_reads(sql: &str) -> Vec<(Range<usize>, &'static str)> {
+    let code = code_ranges(sql);
+    let mut out = Vec::new();
+    // A time value of 'now' (any case, as SQLite reads it) is a quoted gap between code.
+    for gap in code.windows(2).map(|w| w[0].end..w[1].start) {
+        if sql[gap.clone()].eq_ignore_ascii_case("'now'") {
+            out.push((gap, "reads the wall clock ('now')"));
+        }
+    }
+    for range in &code {
+        let text = &sql[range.clone()];
+        let words = text
+            .char_indices()
+            .filter(|&(i, c)| {
+                (c.is_ascii_alphabetic() || c == '_')
+                    && !text[..i].chars().next_back().is_some_and(|p| {
+                        p.is_alphanumeric() || matches!(p, '_' | ':' | '$' | '@' | '.')
+                    })
+            })
+            .map(|(i, _)| {
+                let len = text[i..]
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .unwrap_or(text.len() - i);
+                i..i + len
+            });
+        for word in words {
+            let name = text[word.clone()].to_ascii_lowercase();
+            let after = text[word.end..].trim_start();
+            let called = after.starts_with('(');
+            let no_argument = after
+                .strip_prefix('(')
+                .is_some_and(|rest| rest.trim_start().starts_with(')'));
+            let what = match name.as_str() {
+                "current_timestamp" | "current_date" | "current_time" => {
+                    "reads the wall clock (CURRENT_TIMESTAMP, CURRENT_DATE or CURRENT_TIME)"
+                }
+                "random" | "randomblob" if called => "calls random()",
+                "date" | "time" | "datetime" | "julianday" | "unixepoch" if no_argument => {
+                    "reads the wall clock (a date function with no argument is 'now')"
+                }
+                _ => continue,
+            };
+            let at = range.start + word.start..range.start + word.end;
+            out.push((at, what));
+        }
+    }
+    out.sort_by_key(|(at, _)| at.start);
+    out
 }
 
 /// The byte ranges of `sql` outside `--` and `/* */` comments and `'…'`, `"…"`, `` `…` ``
