@@ -43,7 +43,7 @@ struct FixtureFile {
 #[serde(deny_unknown_fields)]
 struct RawCase {
     name: toml::Spanned<String>,
-    org: toml::Value,
+    org: toml::Spanned<toml::Value>,
     #[serde(default)]
     params: toml::Table,
     expect: Vec<Expected>,
@@ -83,6 +83,9 @@ pub struct Case {
     pub name: String,
     /// The organization, as simulator JSON.
     pub org_json: String,
+    /// Where `org_json` begins in the file (line, column), when it is written there verbatim:
+    /// a JSON syntax error is then reported at its place in the file.
+    pub org_json_at: Option<(usize, usize)>,
     /// Param overrides.
     pub params: toml::Table,
     /// The findings it must produce, and no others.
@@ -127,10 +130,17 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Case>, String> {
         .map(|c| {
             let line = crate::config::line_column(text, c.name.span().start).0;
             let case_name = c.name.into_inner();
-            let org_json = match &c.org {
-                toml::Value::String(json) => json.clone(),
-                other => serde_json::to_string(other)
-                    .map_err(|e| format!("{name}:{line}: case `{case_name}`: org: {e}"))?,
+            let org_at = c.org.span();
+            let (org_json, org_json_at) = match c.org.into_inner() {
+                toml::Value::String(json) => {
+                    let at = verbatim_start(text, org_at);
+                    (json, at)
+                }
+                other => (
+                    serde_json::to_string(&other)
+                        .map_err(|e| format!("{name}:{line}: case `{case_name}`: org: {e}"))?,
+                    None,
+                ),
             };
             Ok(Case {
                 file: name.to_owned(),
@@ -138,11 +148,38 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Case>, String> {
                 rule: rule.clone(),
                 name: case_name,
                 org_json,
+                org_json_at,
                 params: c.params,
                 expect: c.expect,
             })
         })
         .collect()
+}
+
+/// Where the value of the TOML string written at `span` of `text` begins (line, column),
+/// when the file holds it byte for byte: a literal string (`'…'`, `'''…'''`), or a basic
+/// one without escapes.
+fn verbatim_start(text: &str, span: std::ops::Range<usize>) -> Option<(usize, usize)> {
+    let written = text.get(span.clone())?;
+    let quote = if written.starts_with("'''") || written.starts_with("\"\"\"") {
+        3
+    } else {
+        1
+    };
+    if written.starts_with('"') && written.contains('\\') {
+        return None;
+    }
+    let mut start = span.start + quote;
+    // A newline right after a multi-line string's opening quotes is not part of its value.
+    if quote == 3 {
+        let after = &text[start..];
+        start += if after.starts_with("\r\n") {
+            2
+        } else {
+            usize::from(after.starts_with('\n'))
+        };
+    }
+    Some(crate::diagnostics::line_column(text, start))
 }
 
 /// Every fixture case available: the shipped pack's, those in the rule set's fixture
@@ -300,6 +337,29 @@ fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, Strin
             return Err(format!("param `{name}`: {}", problem.message));
         }
         rule.params.insert(name.clone(), v);
+    }
+    // The syntax is checked here, not by the simulator, to say where in the fixture file it
+    // breaks rather than where in the JSON text.
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&case.org_json) {
+        let shown = e.to_string();
+        let what = shown
+            .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+            .unwrap_or(&shown);
+        return Err(match case.org_json_at {
+            Some((line, column)) => {
+                let (l, c) = if e.line() == 1 {
+                    (line, column + e.column().saturating_sub(1))
+                } else {
+                    (line + e.line() - 1, e.column())
+                };
+                format!("{}:{l}:{c}: org: invalid JSON: {what}", case.file)
+            }
+            None => format!(
+                "org: invalid JSON at line {} column {} of its text: {what}",
+                e.line(),
+                e.column()
+            ),
+        });
     }
     let org = Org::from_json_str(&case.org_json, now).map_err(|e| format!("org: {e}"))?;
     let store = store_of(&org, now)?;

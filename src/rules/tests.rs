@@ -599,6 +599,38 @@ fn every_shipped_rule_has_fixtures_that_pass() {
 }
 
 #[test]
+fn a_fixture_org_that_is_not_json_is_reported_at_its_place_in_the_file() {
+    let (rules, d) = from_text(&format!(
+        "{HEAD}[rule.where]\nfield = \"name\"\nop = \"present\"\n"
+    ));
+    assert!(d.items().is_empty(), "{d}");
+    let now = chrono::Utc::now().timestamp();
+    let error = |text: &str| {
+        let cases = fixtures::parse("rules/fixtures/x.toml", text).unwrap();
+        fixtures::run(&rules[0], &cases[0], now).error.unwrap()
+    };
+    // Line 4 of the file is the JSON's line 2; the comma is missing before `"projects"`.
+    let multi = "[[case]]\nname = \"n\"\nexpect = []\norg = '''\n{\"organization\": \"acme\"\n \"projects\": []}\n'''\n";
+    assert_eq!(
+        error(multi),
+        "rules/fixtures/x.toml:6:2: org: invalid JSON: expected `,` or `}`"
+    );
+    // On the opening line, the column counts from where the JSON starts.
+    let one_line = "[[case]]\nname = \"n\"\nexpect = []\norg = '{\"organization\": \"acme\" \"projects\": []}'\n";
+    assert_eq!(
+        error(one_line),
+        "rules/fixtures/x.toml:4:32: org: invalid JSON: expected `,` or `}`"
+    );
+    // An escape moves the value's bytes away from the file's: the JSON's own position.
+    let escaped =
+        "[[case]]\nname = \"n\"\nexpect = []\norg = \"{\\\"organization\\\": \\\"acme\\\" x}\"\n";
+    assert_eq!(
+        error(escaped),
+        "org: invalid JSON at line 1 column 25 of its text: expected `,` or `}`"
+    );
+}
+
+#[test]
 fn a_fixture_param_the_configuration_would_refuse_is_an_error_not_a_null() {
     // `certificate-expiring`'s `within_days` counts days; an age param and a glob param
     // are declared here to try the other two kinds of override.
@@ -616,6 +648,7 @@ fn a_fixture_param_the_configuration_would_refuse_is_an_error_not_a_null() {
         rule: "x-rule".into(),
         name: "n".into(),
         org_json: org.into(),
+        org_json_at: None,
         params: toml::from_str(params).unwrap(),
         expect: Vec::new(),
     };

@@ -516,9 +516,16 @@ impl Org {
 
     /// Parses the JSON file format of docs/sim-org-format.md; relative times count from `now`.
     pub fn from_json_str(text: &str, now: i64) -> Result<Org, SimError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| SimError::Org {
-            path: format!("line {} column {}", e.line(), e.column()),
-            message: format!("invalid JSON: {e}"),
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            // serde_json's text ends with the position, which `path` already gives.
+            let shown = e.to_string();
+            let what = shown
+                .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+                .unwrap_or(&shown);
+            SimError::Org {
+                path: format!("line {} column {}", e.line(), e.column()),
+                message: format!("invalid JSON: {what}"),
+            }
         })?;
         parse_org(&value, now)
     }
