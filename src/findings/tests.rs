@@ -553,6 +553,75 @@ fn a_stored_time_out_of_range_is_refused_not_read_as_1970() {
 }
 
 #[test]
+fn the_finding_history_view_tells_each_transition_with_its_rule_and_object() {
+    let mut store = crate::store::Store::open_in_memory().unwrap();
+    let mut state: Vec<Finding> = Vec::new();
+    // Opened on day 1, resolved on day 2, back on day 3; another key opened on day 3.
+    for (n, hits) in [
+        (1, vec![hit("k1", "p1")]),
+        (2, vec![]),
+        (3, vec![hit("k1", "p1"), hit("k2", "p2")]),
+    ] {
+        let r = reconcile(
+            &state,
+            &hits,
+            &rules(Severity::Medium),
+            &[],
+            &Coverage::complete(),
+            day(n),
+        );
+        save(&mut store, &r, Some(SnapshotId(i64::from(n)))).unwrap();
+        state = load(store.reader()).unwrap();
+    }
+    let k1 = fingerprint(
+        &RuleId::from("api-key-stale"),
+        "k1",
+        Some(&ProjectId::from("p1")),
+    );
+    let rows: Vec<String> = store
+        .conn()
+        .prepare(
+            "SELECT fingerprint, rule_id, resource_type, resource_id, project_id, snapshot_id, \
+             at, at_utc, kind, from_status, to_status, reason FROM finding_history ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            let fp: String = r.get(0)?;
+            Ok(format!(
+                "{} {} {} {} {} {} {} {} {} {:?} {} {}",
+                if fp == k1.as_str() {
+                    "k1-fp"
+                } else {
+                    "other-fp"
+                },
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)? == day(u32::try_from(r.get::<_, i64>(5)?).unwrap()).timestamp(),
+                r.get::<_, String>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, String>(10)?,
+                !r.get::<_, String>(11)?.is_empty(),
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "k1-fp api-key-stale project_api_keys k1 p1 1 true 2026-03-01T12:00:00Z opened None open true",
+            "k1-fp api-key-stale project_api_keys k1 p1 2 true 2026-03-02T12:00:00Z resolved Some(\"open\") resolved true",
+            "k1-fp api-key-stale project_api_keys k1 p1 3 true 2026-03-03T12:00:00Z reopened Some(\"resolved\") open true",
+            "other-fp api-key-stale project_api_keys k2 p2 3 true 2026-03-03T12:00:00Z opened None open true",
+        ]
+    );
+}
+
+#[test]
 fn save_and_load_round_trip_with_events() {
     let mut store = crate::store::Store::open_in_memory().unwrap();
     let r = reconcile(

@@ -1118,6 +1118,18 @@ fn views_doc_lists_every_column_of_every_view() {
 }
 
 #[test]
+fn every_view_has_a_section_in_the_views_doc() {
+    let missing: Vec<&str> = super::views::names()
+        .into_iter()
+        .filter(|name| !VIEWS_DOC.contains(&format!("### `{name}`\n")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/views.md has no `### `name`` section for {missing:?}"
+    );
+}
+
+#[test]
 #[ignore = "prints the column tables of docs/views.md"]
 fn print_views_doc_columns() {
     for family in Family::ALL {

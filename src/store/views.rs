@@ -16,6 +16,7 @@ pub fn definitions() -> Vec<(&'static str, String)> {
     views.push(("snapshots", snapshots_view()));
     views.push(("object_versions", object_versions_view()));
     views.push(("findings", findings_view()));
+    views.push(("finding_history", finding_history_view()));
     views.extend(spend_views());
     views.extend(audit_log_views());
     views
@@ -306,6 +307,21 @@ fn findings_view() -> String {
          SELECT fingerprint, rule_id, severity, title, resource_type, resource_id, project_id,\n  \
          message, remediation, status,\n  {times},\n  {terms},\n  changed_by\n\
          FROM finding"
+    )
+}
+
+/// The `finding_history` view: every transition of every finding, oldest first, with the
+/// finding's rule and object beside it, so "when was this opened, resolved, exempted, and
+/// why" is one query. (The table is `finding_events`; a view cannot share its name.)
+fn finding_history_view() -> String {
+    format!(
+        "CREATE VIEW finding_history AS\n\
+         SELECT e.id, e.fingerprint, f.rule_id, f.resource_type, f.resource_id, f.project_id,\n  \
+         e.snapshot_id, e.at, {} AS {}, e.kind, e.from_status, e.to_status, e.from_severity,\n  \
+         e.reason\n\
+         FROM finding_events e JOIN finding f ON f.fingerprint = e.fingerprint",
+        utc_expr("e.at"),
+        utc_name("at")
     )
 }
 
