@@ -59,7 +59,7 @@ macro_rules! stored_enum {
                     _ => Err($crate::model::UnknownName {
                         kind: $kind,
                         value: s.to_owned(),
-                        expected: $crate::model::name_list(&[$($text),+]),
+                        expected: $crate::model::expected_names(s, &[$($text),+]),
                     }),
                 }
             }
@@ -84,6 +84,15 @@ macro_rules! stored_enum {
     };
 }
 pub(crate) use stored_enum;
+
+/// What an error about `found` says was expected: the one name it differs from only in
+/// case (`High` for `high`), else every name.
+pub fn expected_names(found: &str, names: &[&str]) -> String {
+    match names.iter().find(|n| n.eq_ignore_ascii_case(found)) {
+        Some(name) => format!("`{name}`, in lower case"),
+        None => name_list(names),
+    }
+}
 
 /// `a, b or c`: the accepted names of a stored enum, for error messages.
 pub fn name_list(names: &[&str]) -> String {
@@ -1290,6 +1299,20 @@ stored_enum!(SnapshotStatus, "snapshot status", [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_in_the_wrong_case_is_told_its_lower_case_spelling() {
+        let e = "High".parse::<Severity>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown severity `High` (expected `high`, in lower case)"
+        );
+        let e = "hgih".parse::<Severity>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown severity `hgih` (expected info, low, medium, high or critical)"
+        );
+    }
 
     #[test]
     fn objects_held_as_text_come_back_equal_with_their_keys_in_order() {
