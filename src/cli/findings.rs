@@ -5,12 +5,12 @@ use std::io::IsTerminal;
 use chrono::Utc;
 
 use crate::findings::{self, Finding, Status};
-use crate::model::Severity;
+use crate::model::{ProjectId, Severity};
 use crate::report::{self};
 use crate::rules::{self, Loaded};
 
 use super::audit::FindingsFormat;
-use super::{Exit, GlobalArgs, unknown_name};
+use super::{CliError, Exit, GlobalArgs, unknown_name};
 
 /// Which findings to list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -44,6 +44,9 @@ pub struct FindingsArgs {
     /// Only this rule
     #[arg(long)]
     pub rule: Option<String>,
+    /// Only findings in this project: its id (proj_…) or its exact name
+    #[arg(long, value_name = "PROJECT")]
+    pub project: Option<String>,
     /// Output format
     #[arg(long, value_enum, default_value_t = FindingsFormat::Table)]
     pub format: FindingsFormat,
@@ -62,6 +65,10 @@ pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit
     if let Some(rule) = &args.rule {
         check_rule_filter(rule, &loaded, &stored)?;
     }
+    let project = match &args.project {
+        Some(given) => Some(project_filter(store.reader(), given, &stored)?),
+        None => None,
+    };
     let mut list: Vec<Finding> = stored
         .into_iter()
         .filter(|f| match args.status {
@@ -72,6 +79,11 @@ pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit
         })
         .filter(|f| args.severity.is_none_or(|s| f.severity >= s))
         .filter(|f| args.rule.as_deref().is_none_or(|r| f.rule_id.as_str() == r))
+        .filter(|f| {
+            project
+                .as_ref()
+                .is_none_or(|p| f.project_id.as_ref() == Some(p))
+        })
         .collect();
     findings::sort(&mut list);
     let color = args.format == FindingsFormat::Table
@@ -81,6 +93,55 @@ pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit
         report::render(args.format.into(), None, &list, &[], &loaded.rules, color)?
     );
     Ok(Exit::Ok)
+}
+
+/// The project `--project` names: a stored project's id or its exact name, or the project
+/// of a stored finding (a project deleted since keeps its findings' history). A name two
+/// projects share is refused with their ids, and a typo is an error, never an empty list
+/// that reads as all clear.
+fn project_filter(
+    db: crate::store::Reader<'_>,
+    given: &str,
+    stored: &[Finding],
+) -> anyhow::Result<ProjectId> {
+    let mut projects: Vec<(String, Option<String>)> = Vec::new();
+    let mut stmt = db
+        .conn()
+        .prepare("SELECT id, name FROM projects ORDER BY id")?;
+    for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        projects.push(row?);
+    }
+    if projects.iter().any(|(id, _)| id == given)
+        || stored
+            .iter()
+            .any(|f| f.project_id.as_ref().is_some_and(|p| p.as_str() == given))
+    {
+        return Ok(ProjectId::from(given));
+    }
+    let named: Vec<&str> = projects
+        .iter()
+        .filter(|(_, name)| name.as_deref() == Some(given))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    match named.as_slice() {
+        [id] => Ok(ProjectId::from(*id)),
+        [] => {
+            let mut known: Vec<&str> = projects.iter().map(|(id, _)| id.as_str()).collect();
+            known.extend(projects.iter().filter_map(|(_, name)| name.as_deref()));
+            known.sort_unstable();
+            known.dedup();
+            Err(unknown_name(
+                format_args!("no project has the id or name `{given}`"),
+                given,
+                &known,
+            ))
+        }
+        ids => Err(CliError::usage(anyhow::anyhow!(
+            "{} projects are named `{given}`: give one of their ids ({})",
+            ids.len(),
+            ids.join(", ")
+        ))),
+    }
 }
 
 /// `--rule` must name a configured rule or one with stored findings (a rule since removed

@@ -272,7 +272,7 @@ fn demo_summary_counts_what_it_stored() {
 fn typos_are_errors_with_the_closest_names() {
     let dir = demo_dir();
     let db = ["--db", "orgwarden-demo.db"];
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (
             &["findings", "--rule", "api-key-stal"],
             "did you mean `api-key-stale`",
@@ -282,6 +282,10 @@ fn typos_are_errors_with_the_closest_names() {
             "valid: admin-key-created, admin-key-no-expiry, ",
         ),
         (&["findings", "--severity", "hig"], "'high'"),
+        (
+            &["findings", "--project", "proj_paymnts"],
+            "no project has the id or name `proj_paymnts`; did you mean `proj_payments`",
+        ),
         (&["findings", "--status", "opn"], "'open'"),
         (
             &["rules", "explain", "api-key-stael"],
@@ -306,6 +310,43 @@ fn typos_are_errors_with_the_closest_names() {
     let out = run(dir.path(), &["rules", "test", "api-key-stael"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("did you mean `api-key-stale`"));
+}
+
+#[test]
+fn findings_of_one_project_are_chosen_by_its_id_or_its_name() {
+    let dir = demo_dir();
+    let list = |project: &str| {
+        let out = run(
+            dir.path(),
+            &[
+                "--db",
+                "orgwarden-demo.db",
+                "findings",
+                "--project",
+                project,
+                "--format",
+                "csv",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut rows = csv::Reader::from_reader(out.stdout.as_slice());
+        let column = rows
+            .headers()
+            .unwrap()
+            .iter()
+            .position(|h| h == "project_id")
+            .unwrap();
+        let projects: Vec<String> = rows
+            .records()
+            .map(|r| r.unwrap()[column].to_owned())
+            .collect();
+        let distinct: std::collections::BTreeSet<String> = projects.iter().cloned().collect();
+        (projects.len(), distinct)
+    };
+    let (by_id, projects) = list("proj_payments");
+    assert!(by_id > 0);
+    assert_eq!(projects, ["proj_payments".to_owned()].into());
+    assert_eq!(list("Payments API"), (by_id, projects));
 }
 
 #[test]
