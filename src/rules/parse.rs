@@ -135,6 +135,9 @@ pub struct RawRule {
     /// Every key written in the table, also those whose value was refused: a key present
     /// with a value of the wrong type is not also reported missing.
     pub keys: Vec<String>,
+    /// Whether a param (or the whole `[rule.params]`) was refused: the SQL may bind a param
+    /// that is then missing from `params`, and is not also blamed for it.
+    pub params_refused: bool,
 }
 
 const RULE_KEYS: &[&str] = &[
@@ -223,6 +226,7 @@ fn parse_rule(
         message: None,
         include_archived: None,
         params: Vec::new(),
+        params_refused: false,
         where_: None,
         sql: None,
         window: None,
@@ -245,17 +249,21 @@ fn parse_rule(
                 Some(b) => rule.include_archived = Some(Spanned::new(value.span(), b)),
                 None => wrong_type(value, name, "a boolean", file, diags),
             },
-            "params" => match value.get_ref().as_table() {
-                Some(params) => {
+            "params" => {
+                if let Some(params) = value.get_ref().as_table() {
                     for (pkey, pvalue) in params {
                         if let Some(v) = literal(pvalue, file, diags) {
                             rule.params
                                 .push((Spanned::new(pkey.span(), pkey.get_ref().to_string()), v));
+                        } else {
+                            rule.params_refused = true;
                         }
                     }
+                } else {
+                    rule.params_refused = true;
+                    wrong_type(value, name, "a table", file, diags);
                 }
-                None => wrong_type(value, name, "a table", file, diags),
-            },
+            }
             "where" => rule.where_ = condition(value, file, diags),
             _ => {
                 let d = diags.error(

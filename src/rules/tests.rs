@@ -397,6 +397,28 @@ fn date_functions_given_a_time_and_names_like_random_are_not_clock_reads() {
 }
 
 #[test]
+fn a_rule_refused_for_its_id_or_severity_still_has_its_sql_checked() {
+    let head = HEAD
+        .replace("id = \"x-rule\"", "id = \"Bad_Id\"")
+        .replace("severity = \"low\"", "severity = \"hgih\"");
+    assert_ne!(head, HEAD);
+    let (rules, d) = from_text(&format!(
+        "{head}sql = \"SELECT id AS resource_id, project_id, nme AS message FROM project_api_keys\"\n"
+    ));
+    assert!(rules.is_empty());
+    assert_eq!(
+        codes(&d),
+        ["bad-id", "bad-severity", "sql-does-not-prepare"],
+        "{d}"
+    );
+    // A refused param is not blamed on the SQL that binds it.
+    let (_, d) = from_text(&format!(
+        "{HEAD}sql = \"SELECT id AS resource_id, project_id, name AS message FROM project_api_keys WHERE created_at < :since\"\n[rule.params]\nsince = {{ a = 1 }}\n"
+    ));
+    assert!(!codes(&d).contains(&"unknown-param"), "{d}");
+}
+
+#[test]
 fn a_key_of_the_wrong_type_is_reported_once_not_also_as_missing() {
     let head = HEAD.replace("title = \"t\"", "title = 5");
     let (_, d) = from_text(&format!(

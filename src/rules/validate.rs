@@ -47,12 +47,27 @@ pub(super) fn validate(
     check_prose(&raw, diags);
     let severity = check_severity(&raw, diags);
     let resource_type = check_resource_type(&raw, diags);
+    let before_params = diags.error_count();
     let defaults = check_params(&raw, diags);
+    let params_ok = diags.error_count() == before_params && !raw.params_refused;
     let body = check_body(&raw, resource_type, &defaults, diags);
-    if diags.error_count() > before {
+    let failed = diags.error_count() > before;
+    // A rule refused for its id, its prose or its severity still has its SQL prepared, so
+    // `rules check` shows every problem in one pass; not when a param was refused, since
+    // the SQL would then be blamed for binding it.
+    if failed && !(params_ok && raw.sql.is_some()) {
         return None;
     }
-    let (id, severity, resource_type, body) = (id?, severity?, resource_type?, body?);
+    let (resource_type, body) = (resource_type?, body?);
+    let (id, severity) = if failed {
+        // Never returned: only for the SQL's checks, which read neither.
+        (
+            id.unwrap_or_default(),
+            severity.unwrap_or(crate::model::Severity::Info),
+        )
+    } else {
+        (id?, severity?)
+    };
     let mut rule = Rule {
         id: RuleId(id),
         title: raw
@@ -82,7 +97,7 @@ pub(super) fn validate(
         enabled: true,
     };
     let uses_window = match (scratch, raw.sql.as_ref()) {
-        (Some(conn), Some(sql)) => check_sql(&rule, conn, sql, file, diags),
+        (Some(conn), Some(sql)) => check_sql(&rule, conn, sql, file, raw.params_refused, diags),
         _ => false,
     };
     if diags.error_count() > before {
@@ -484,6 +499,7 @@ fn check_sql(
     conn: &Connection,
     sql: &toml::Spanned<String>,
     file: FileId,
+    params_refused: bool,
     diags: &mut Diagnostics,
 ) -> bool {
     let before = diags.error_count();
@@ -560,6 +576,8 @@ fn check_sql(
             Some(":now" | ":unread" | ":unread_projects") => {}
             Some(":window_start") => uses_window = true,
             Some(name) if name.starts_with(':') && rule.defaults.contains_key(&name[1..]) => {}
+            // Already reported where it was declared.
+            Some(_) if params_refused => {}
             Some(name) => {
                 let span = param_at(value, name)
                     .and_then(|at| span_in_string(diags.file_text(file), sql.span(), value, at))
