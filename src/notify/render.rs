@@ -26,8 +26,14 @@ pub const DEFAULT_HTML: &str = include_str!("../../templates/digest.html");
 /// The built-in plain-text template.
 pub const DEFAULT_TEXT: &str = include_str!("../../templates/digest.txt");
 
-/// At most this many findings are listed per section; the CSV always has all of them.
+/// At most this many findings are listed per section; the CSV has the rest.
 const MAX_LISTED: usize = 100;
+/// The most bytes of CSV a digest attaches. Every digest attaches every open finding, about
+/// 570 bytes each: at 18,000 open findings that made an 11.6 MB message, which mail relays
+/// capped at 10 MB refuse for good (552), and so every later digest too. 6 MiB, encoded
+/// (at worst base64, 4/3 and line breaks) beside the bounded text and HTML parts, keeps the
+/// message under 10 MB; past it the CSV keeps the most severe findings and says so.
+pub const MAX_CSV_BYTES: usize = 6 * 1024 * 1024;
 /// How many of the oldest open findings a digest without reminders shows for context.
 const OLDEST_SHOWN: usize = 5;
 
@@ -67,8 +73,11 @@ pub struct Rendered {
     pub text: String,
     /// The HTML part.
     pub html: String,
-    /// The CSV of all open findings.
+    /// The CSV of the open findings: all of them, or the most severe within
+    /// [`MAX_CSV_BYTES`].
     pub csv: String,
+    /// The open findings the CSV leaves out to stay within [`MAX_CSV_BYTES`].
+    pub csv_left_out: usize,
     /// The attachment's file name.
     pub csv_filename: String,
 }
@@ -128,13 +137,28 @@ impl Renderer {
 
     /// Renders a digest; `repeat_interval` is named in the reminder section.
     pub fn render(&self, digest: &Digest, repeat_interval: &str) -> Result<Rendered, RenderError> {
+        self.render_within(digest, repeat_interval, MAX_CSV_BYTES)
+    }
+
+    /// As [`Renderer::render`], with a CSV of at most `max_csv_bytes`.
+    fn render_within(
+        &self,
+        digest: &Digest,
+        repeat_interval: &str,
+        max_csv_bytes: usize,
+    ) -> Result<Rendered, RenderError> {
         let subject = subject(digest);
+        // Cut first: the text says whether the CSV holds every open finding.
+        let (csv, csv_rows) = open_findings_csv_within(&digest.open, max_csv_bytes)?;
+        let csv_left_out = digest.open.len().saturating_sub(csv_rows);
         let csv_filename = format!(
             "orgwarden-{}-{}.csv",
             file_safe(&digest.organization),
             digest.generated_at.format("%Y-%m-%d")
         );
-        let ctx = context(digest, &subject, &csv_filename, repeat_interval);
+        let mut ctx = context(digest, &subject, &csv_filename, repeat_interval);
+        ctx.csv_rows = csv_rows;
+        ctx.csv_left_out = csv_left_out;
         let render = |registered: &str, shown: &str| {
             self.env
                 .get_template(registered)
@@ -147,7 +171,8 @@ impl Renderer {
         Ok(Rendered {
             html: render("digest.html", &self.html_name)?,
             text: render("digest.txt", &self.text_name)?,
-            csv: open_findings_csv(&digest.open)?,
+            csv,
+            csv_left_out,
             subject,
             csv_filename,
         })
@@ -367,6 +392,9 @@ struct Ctx {
     snapshot_id: Option<i64>,
     partial: bool,
     csv_filename: String,
+    /// The open findings in the CSV, and those it leaves out (the CSV's size bound).
+    csv_rows: usize,
+    csv_left_out: usize,
     repeat_interval: String,
     counts: Counts,
     open_by_severity: Vec<SevCount>,
@@ -559,6 +587,8 @@ fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: 
         snapshot_id: digest.snapshot_id.map(|s| s.0),
         partial: digest.partial,
         csv_filename: csv_filename.to_owned(),
+        csv_rows: digest.open.len(),
+        csv_left_out: 0,
         repeat_interval: repeat_interval.to_owned(),
         counts: Counts {
             new: digest.count(Reason::New),
@@ -706,8 +736,17 @@ pub fn guard_formula(text: String) -> String {
 
 /// Every open finding as CSV, one row each, with a header row.
 pub fn open_findings_csv(open: &[FindingState]) -> Result<String, RenderError> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record([
+    Ok(open_findings_csv_within(open, usize::MAX)?.0)
+}
+
+/// As [`open_findings_csv`], in at most `max_bytes` (the header always): when not every
+/// finding fits, the most severe that do, oldest first within a severity. Returns the CSV
+/// and how many findings it holds.
+pub fn open_findings_csv_within(
+    open: &[FindingState],
+    max_bytes: usize,
+) -> Result<(String, usize), RenderError> {
+    let mut out = csv_line([
         "severity",
         "rule_id",
         "title",
@@ -720,26 +759,56 @@ pub fn open_findings_csv(open: &[FindingState]) -> Result<String, RenderError> {
         "first_seen",
         "fingerprint",
     ])?;
-    for f in open {
-        writer.write_record([
-            f.severity.as_str().to_owned(),
-            csv_cell(f.rule_id.as_str()),
-            csv_cell(&f.title),
-            csv_cell(f.project_id.as_ref().map_or("", |p| p.as_str())),
-            csv_cell(f.project_name.as_deref().unwrap_or("")),
-            csv_cell(&f.resource_type),
-            csv_cell(&f.resource_id),
-            csv_cell(&f.message),
-            csv_multi_line(&f.remediation),
-            f.first_seen
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            csv_cell(f.fingerprint.as_str()),
-        ])?;
+    let rows = open
+        .iter()
+        .map(|f| {
+            csv_line([
+                f.severity.as_str().to_owned(),
+                csv_cell(f.rule_id.as_str()),
+                csv_cell(&f.title),
+                csv_cell(f.project_id.as_ref().map_or("", |p| p.as_str())),
+                csv_cell(f.project_name.as_deref().unwrap_or("")),
+                csv_cell(&f.resource_type),
+                csv_cell(&f.resource_id),
+                csv_cell(&f.message),
+                csv_multi_line(&f.remediation),
+                f.first_seen
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                csv_cell(f.fingerprint.as_str()),
+            ])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let total = out.len() + rows.iter().map(Vec::len).sum::<usize>();
+    let mut order: Vec<usize> = (0..open.len()).collect();
+    if total > max_bytes {
+        // Stable: oldest first within a severity, as the whole CSV is.
+        order.sort_by_key(|&i| std::cmp::Reverse(open[i].severity));
     }
-    let bytes = writer
+    let mut kept = 0;
+    for i in order {
+        let Some(row) = rows.get(i) else { continue };
+        // The first that does not fit ends the CSV: a smaller, less severe row after it
+        // would leave a more severe finding out for a lesser one.
+        if out.len() + row.len() > max_bytes {
+            break;
+        }
+        out.extend_from_slice(row);
+        kept += 1;
+    }
+    Ok((String::from_utf8_lossy(&out).into_owned(), kept))
+}
+
+/// One CSV record with its line end.
+fn csv_line<I, T>(record: I) -> Result<Vec<u8>, RenderError>
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<[u8]>,
+{
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(record)?;
+    writer
         .into_inner()
-        .map_err(|e| RenderError::Csv(csv::Error::from(e.into_error())))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+        .map_err(|e| RenderError::Csv(csv::Error::from(e.into_error())))
 }
 
 #[cfg(test)]
@@ -869,6 +938,49 @@ mod tests {
         assert!(rendered.html.contains("&lt;script&gt;"));
         // The plain-text part is not HTML and keeps the text as it is.
         assert!(rendered.text.contains("<script>"));
+    }
+
+    #[test]
+    fn a_csv_over_its_size_bound_keeps_the_most_severe_and_the_email_says_so() {
+        // Every digest attaches every open finding: uncut, a large organization's digest
+        // outgrew what mail relays take (18,563 findings, 11.6 MB: refused by a 10 MB
+        // relay with 552, for good, and so every digest after it).
+        let mut findings: Vec<FindingState> = (0..40)
+            .map(|i| opened(&format!("key_low_{i:02}"), Severity::Low))
+            .collect();
+        findings.push(opened("key_high", Severity::High));
+        findings.push(opened("key_crit", Severity::Critical));
+        let d = digest(&findings, "acme");
+        let renderer = Renderer::builtin().unwrap();
+        let whole = renderer.render(&d, "7d").unwrap();
+        assert_eq!(whole.csv_left_out, 0);
+        assert!(
+            whole.text.contains("every open finding (42)"),
+            "{}",
+            whole.text
+        );
+        let bound = whole.csv.len() / 2;
+        let cut = renderer.render_within(&d, "7d", bound).unwrap();
+        assert!(cut.csv.len() <= bound, "{} > {bound}", cut.csv.len());
+        let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(cut.csv.as_bytes())
+            .records()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows.len() + cut.csv_left_out, 42);
+        assert!(cut.csv_left_out > 0);
+        assert_eq!((&rows[0][6], &rows[1][6]), ("key_crit", "key_high"));
+        for rendered in [&cut.text, &cut.html] {
+            assert!(
+                rendered.contains(&format!(
+                    "the {} most severe of the 42 open findings; the other {} would make this email too large",
+                    rows.len(),
+                    cut.csv_left_out
+                )),
+                "{rendered}"
+            );
+            assert!(!rendered.contains("every open finding (42)"), "{rendered}");
+            assert!(!rendered.contains("in the attached CSV"), "{rendered}");
+        }
     }
 
     #[test]
