@@ -434,6 +434,8 @@ struct Section {
 #[derive(Serialize)]
 struct StillOpen {
     total: usize,
+    /// The sections above list only their first findings: the open ones are not all shown.
+    cut_above: bool,
     reminder: bool,
     listed: usize,
     groups: Vec<SevGroup>,
@@ -578,7 +580,8 @@ fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: 
     let now = digest.generated_at;
     let reminders = digest.count(Reason::Reminder);
     let sections = sections(digest, now);
-    let still_open = still_open(digest, now);
+    let mut still_open = still_open(digest, now);
+    still_open.cut_above = sections.iter().any(|s| s.more > 0);
     Ctx {
         organization: one_line(&digest.organization),
         subject: subject.to_owned(),
@@ -702,6 +705,7 @@ fn still_open(digest: &Digest, now: DateTime<Utc>) -> StillOpen {
     };
     StillOpen {
         total: digest.open.len(),
+        cut_above: false,
         reminder: reminders > 0,
         listed,
         groups,
@@ -980,6 +984,25 @@ mod tests {
             );
             assert!(!rendered.contains("every open finding (42)"), "{rendered}");
             assert!(!rendered.contains("in the attached CSV"), "{rendered}");
+        }
+    }
+
+    #[test]
+    fn a_digest_that_lists_only_the_first_findings_does_not_say_all_are_listed() {
+        let findings: Vec<FindingState> = (0..=MAX_LISTED)
+            .map(|i| opened(&format!("key_{i:03}"), Severity::Medium))
+            .collect();
+        let rendered = Renderer::builtin()
+            .unwrap()
+            .render(&digest(&findings, "acme"), "7d")
+            .unwrap();
+        for part in [&rendered.text, &rendered.html] {
+            assert!(part.contains("and 1 more"), "{part}");
+            assert!(!part.contains("all listed above"), "{part}");
+            assert!(
+                part.contains("101 open in total, all in the sections above."),
+                "{part}"
+            );
         }
     }
 
