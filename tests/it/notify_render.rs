@@ -184,7 +184,10 @@ pub(crate) fn render_png(html: &Path, png: &Path) {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--screenshot={}", png.display()))
-        .arg("--window-size=1000,2080")
+        // Taller than the sample digest with its spend chart: at 2,080 pixels the chart sat
+        // on the bottom edge, and a run where headless Chromium cut the window a few dozen
+        // pixels shorter showed one bar of it.
+        .arg("--window-size=1000,3200")
         .arg(html)
         .output()
         .expect("chromium runs");
