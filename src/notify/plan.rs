@@ -702,4 +702,79 @@ pub(crate) mod tests {
             "the low key finding is below medium"
         );
     }
+
+    #[test]
+    fn closed_unannounced_are_the_exempted_and_the_resolutions_nobody_announces() {
+        let exempted = with(
+            finding("ex", Severity::High),
+            Transition::Exempted,
+            FindingStatus::Exempt,
+        );
+        let resolved = with(
+            finding("res", Severity::High),
+            Transition::Resolved,
+            FindingStatus::Resolved,
+        );
+        let new = with(
+            finding("new", Severity::Low),
+            Transition::Opened,
+            FindingStatus::Open,
+        );
+        let all = [exempted, resolved, new, finding("quiet", Severity::Low)];
+        let closed = |ctx: &RunContext, policy: &Policy| -> Vec<String> {
+            closed_unannounced(&all, ctx, policy)
+                .into_iter()
+                .map(|f| f.fingerprint.to_string())
+                .collect()
+        };
+        assert_eq!(
+            closed(&ctx(), &policy()),
+            vec!["fp-ex".to_owned()],
+            "a resolution the digest announces is not closed behind its back"
+        );
+        let quiet = Policy {
+            send_resolved: false,
+            ..policy()
+        };
+        assert_eq!(
+            closed(&ctx(), &quiet),
+            vec!["fp-ex".to_owned(), "fp-res".to_owned()]
+        );
+        let partial = RunContext {
+            partial: true,
+            ..ctx()
+        };
+        assert_eq!(
+            closed(&partial, &policy()),
+            vec!["fp-ex".to_owned()],
+            "a resolution withheld by a partial snapshot is announced later, not closed now"
+        );
+    }
+
+    #[test]
+    fn a_channel_lists_only_its_own_open_findings() {
+        let low = with(
+            finding("low", Severity::Low),
+            Transition::Opened,
+            FindingStatus::Open,
+        );
+        let high = with(
+            finding("high", Severity::High),
+            Transition::Opened,
+            FindingStatus::Open,
+        );
+        let digest = plan(&[low, high], &ctx(), &policy(), t(1)).expect("digest");
+        assert_eq!(digest.open.len(), 2);
+        let medium = Route {
+            min_severity: Severity::Medium,
+            rules: None,
+        };
+        let routed = digest.routed(&medium).expect("the high finding is for it");
+        let open: Vec<&str> = routed.open.iter().map(|f| f.fingerprint.as_str()).collect();
+        assert_eq!(
+            open,
+            ["fp-high"],
+            "the open list (the CSV, the counts) is the channel's, not the organization's"
+        );
+    }
 }
