@@ -189,7 +189,8 @@ fn glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Exemption, Standing};
+    use super::{Exemption, Standing, check_pattern};
+    use crate::model::{ProjectId, RuleId};
     use chrono::NaiveDate;
 
     #[test]
@@ -210,5 +211,71 @@ mod tests {
         assert!(e.active_on(day(2, 29)));
         assert_eq!(e.standing_on(day(3, 1)), Standing::Expired);
         assert_eq!(e.notice_among(&[], day(2, 14)), None);
+    }
+
+    #[test]
+    fn only_a_later_table_for_the_same_thing_that_still_holds_renews_an_exemption() {
+        let day = |m: u32, d: u32| NaiveDate::from_ymd_opt(2028, m, d).unwrap();
+        let ex = |rule: &str, resource: &str, expires: NaiveDate| {
+            Exemption::new(rule.into(), resource, "r".into(), "o".into(), expires).unwrap()
+        };
+        let old = ex("api-key-old", "key_*", day(3, 10));
+        let expiring = day(3, 1);
+        let notice = |all: &[Exemption], on: NaiveDate| old.notice_among(all, on);
+        assert_eq!(
+            notice(&[], expiring).as_deref(),
+            Some("exemption for `api-key-old` on `key_*` expires on 2028-03-10 (owner o)")
+        );
+        assert_eq!(
+            notice(&[ex("api-key-old", "key_*", day(6, 30))], expiring),
+            None,
+            "renewed by a later table"
+        );
+        for (why, other) in [
+            ("another rule", ex("api-key-stale", "key_*", day(6, 30))),
+            ("another resource", ex("api-key-old", "key_a", day(6, 30))),
+            (
+                "limited to a project",
+                ex("api-key-old", "key_*", day(6, 30))
+                    .in_project("proj_a")
+                    .unwrap(),
+            ),
+            ("the same date", ex("api-key-old", "key_*", day(3, 10))),
+            ("an earlier date", ex("api-key-old", "key_*", day(3, 5))),
+        ] {
+            assert!(notice(&[other], expiring).is_some(), "{why} is no renewal");
+        }
+        // A later table that has itself lapsed renews nothing.
+        assert_eq!(
+            notice(&[ex("api-key-old", "key_*", day(3, 20))], day(3, 25)).as_deref(),
+            Some(
+                "exemption for `api-key-old` on `key_*` expired on 2028-03-10; \
+                 the findings it matches are no longer exempt"
+            )
+        );
+    }
+
+    #[test]
+    fn an_exemption_limited_to_a_project_matches_only_findings_in_matching_projects() {
+        let day = NaiveDate::from_ymd_opt(2028, 1, 1).unwrap();
+        let e = Exemption::new("mcp-tool".into(), "web_*", "r".into(), "o".into(), day)
+            .unwrap()
+            .in_project("proj_sup*")
+            .unwrap();
+        let rule = RuleId::from("mcp-tool");
+        let support = ProjectId::from("proj_support");
+        let sales = ProjectId::from("proj_sales");
+        assert!(e.matches(&rule, "web_search", Some(&support)));
+        assert!(!e.matches(&rule, "web_search", Some(&sales)));
+        assert!(!e.matches(&rule, "web_search", None), "outside any project");
+        assert!(!e.matches(&rule, "file_search", Some(&support)));
+        assert!(!e.matches(&RuleId::from("other"), "web_search", Some(&support)));
+        assert_eq!(e.describe(), "`mcp-tool` on `web_*` in `proj_sup*`");
+    }
+
+    #[test]
+    fn a_pattern_globset_cannot_read_is_refused() {
+        assert!(check_pattern("key_*").is_ok());
+        assert!(check_pattern("key_[").is_err());
     }
 }
