@@ -877,6 +877,27 @@ impl AdminClient {
         self.get_segments(segments, query, true, queue, bound).await
     }
 
+    /// Whether the Admin API still accepts the key: the first page of one project, the
+    /// read every crawl begins with. `Err` only with the refusal ([`ClientError::KeyRefused`]);
+    /// any other failure says nothing about the key and counts as accepted.
+    pub async fn probe_key(&self) -> Result<(), ClientError> {
+        let read = self
+            .get_with_query(
+                &["organization", "projects"],
+                &[("limit", "1".to_owned())],
+                Queue::Front,
+                AnswerBound::Page {
+                    objects: 1,
+                    of: "the project list",
+                },
+            )
+            .await;
+        match read {
+            Err(refused @ ClientError::KeyRefused { .. }) => Err(refused),
+            _ => Ok(()),
+        }
+    }
+
     /// One GET of `segments` under the base URL with `query`; `explain` reads a 400 or 403
     /// for its reason (see [`AdminClient::get_explained`]).
     async fn get_segments(
@@ -1509,6 +1530,16 @@ fn transport_message(e: &reqwest::Error) -> String {
         message.push_str(
             " (the server did not answer in TLS: if it serves plain http, name it with \
              http://, which is allowed towards a loopback address only)",
+        );
+    }
+    // rustls's words for a certificate chain that ends at no authority this machine trusts:
+    // what a TLS-inspecting corporate proxy or a private gateway presents.
+    if message.contains("UnknownIssuer") {
+        message.push_str(
+            " (the server's certificate is signed by no certificate authority this machine \
+             trusts: behind a proxy that inspects TLS, add its CA certificate to the system's \
+             (update-ca-certificates), or set SSL_CERT_FILE to a PEM file of the authorities \
+             to trust, which then replaces the system's)",
         );
     }
     message

@@ -61,8 +61,9 @@ pub struct CrawlReport {
 /// Why a crawl stopped before its end.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
-    /// 401 or 403 on the first read (the project list): nothing can be read with this key.
-    /// Holds the client's `ClientError::KeyRefused`, whose message says so.
+    /// 401 or 403 on the first read (the project list), or on the project list read again
+    /// after a later read was refused (the key was revoked mid-crawl): nothing can be read
+    /// with this key. Holds the client's `ClientError::KeyRefused`, whose message says so.
     #[error(transparent)]
     KeyRefused(ClientError),
     /// The receiving end (the store) hung up; its own error says why.
@@ -109,6 +110,9 @@ struct Crawl<'a> {
     /// How many project API-key lists failed: the admin-key list carries their keys too,
     /// and without them it cannot be told which of its entries are admin keys.
     project_keys_unread: AtomicU64,
+    /// The families a 401/403 refused so far: each is logged (and the key checked) once,
+    /// not once for each of a thousand projects.
+    refused_families: Mutex<HashSet<Family>>,
 }
 
 /// The families `[collect] skip` names and every family read under one of them; the
@@ -174,6 +178,7 @@ pub async fn collect_skipping(
         project_keys: Mutex::new(HashSet::new()),
         out_of_time_said: AtomicBool::new(false),
         project_keys_unread: AtomicU64::new(0),
+        refused_families: Mutex::new(HashSet::new()),
     };
     let result = crawl.run().await;
     if let Some(bar) = &crawl.bar {
@@ -654,11 +659,32 @@ impl Crawl<'_> {
             ClientError::KeyRefused {
                 status, ref path, ..
             } => {
+                let first = self
+                    .refused_families
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(scope.family);
+                // A key revoked or rotated mid-crawl is refused by every read that follows:
+                // the project list, which the key read at the start, tells that from a
+                // key that may not read this one family. Refused there too, the crawl
+                // stops as if the list had been refused first, instead of sending
+                // thousands of requests into the same refusal.
+                if first && let Err(refused) = self.client.probe_key().await {
+                    return Err(CollectError::KeyRefused(refused));
+                }
                 let family = scope.family.view();
-                format!(
+                let message = format!(
                     "GET {path}: HTTP {status}: the Admin API refused this read: this key may \
                      not read {family}; to stop reading it, add \"{family}\" to [collect] skip"
-                )
+                );
+                if first {
+                    tracing::warn!(
+                        "{message} (further refusals of {family} in this run are not logged)"
+                    );
+                } else {
+                    tracing::debug!("{message}");
+                }
+                return self.record_failure(scope, error.status(), message).await;
             }
             // The project list is what every Admin API serves: a 404 there is a base URL
             // that is not one (`/v1` left out or doubled, another host), not a missing list.
@@ -671,10 +697,6 @@ impl Crawl<'_> {
             }
             ref other => other.to_string(),
         };
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        if scope.family == Family::ProjectApiKeys {
-            self.project_keys_unread.fetch_add(1, Ordering::Relaxed);
-        }
         if let ClientError::OutOfTime { limit, .. } = error {
             if !self.out_of_time_said.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -686,10 +708,21 @@ impl Crawl<'_> {
         } else {
             tracing::warn!("{message}");
         }
-        let outcome = ScopeOutcome::Failed(ScopeError {
-            status: error.status(),
-            message,
-        });
+        self.record_failure(scope, error.status(), message).await
+    }
+
+    /// Counts a scope that could not be read and sends it as failed.
+    async fn record_failure(
+        &self,
+        scope: Scope,
+        status: Option<u16>,
+        message: String,
+    ) -> Result<(), CollectError> {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if scope.family == Family::ProjectApiKeys {
+            self.project_keys_unread.fetch_add(1, Ordering::Relaxed);
+        }
+        let outcome = ScopeOutcome::Failed(ScopeError { status, message });
         self.send(scope, outcome).await
     }
 

@@ -624,6 +624,134 @@ fn a_403_on_one_project_read_makes_a_partial_snapshot_not_a_refused_key() {
 }
 
 #[test]
+fn a_family_refused_in_every_project_is_logged_once_and_the_rest_is_read() {
+    let org = Org::generate(12, 5, now());
+    let projects: Vec<String> = org.projects.iter().map(|p| p.id.to_string()).collect();
+    let env = Env::new(org, SimOptions::default());
+    for project in &projects {
+        env.sim.add_fault(Fault {
+            path_prefix: format!("/organization/projects/{project}/certificates"),
+            kind: FaultKind::Status(403),
+            times: None,
+        });
+    }
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 3);
+    let summary = json(&out);
+    assert_eq!(summary["status"], "partial");
+    assert_eq!(summary["scopes_failed"], projects.len());
+    assert_eq!(summary["objects"]["projects"], projects.len());
+    let stderr = text(&out.stderr);
+    // One log line for the family, not one per project.
+    let logged = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("may not read project_certificates"))
+        .count();
+    assert_eq!(logged, 1, "{stderr}");
+    assert!(
+        stderr.contains("add \"project_certificates\" to [collect] skip"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not an admin key"), "{stderr}");
+}
+
+#[test]
+fn a_key_revoked_mid_crawl_stops_the_crawl_and_fails_the_snapshot() {
+    let env = Env::new(Org::generate(40, 5, now()), SimOptions::default());
+    // The project list and a few reads pass, then the key is refused everywhere.
+    env.sim.add_fault(Fault {
+        path_prefix: "/".into(),
+        kind: FaultKind::Nth {
+            pass: 20,
+            then: Box::new(FaultKind::Status(401)),
+        },
+        times: None,
+    });
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 3);
+    let summary = json(&out);
+    assert_eq!(summary["status"], "failed");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the Admin API refused the admin key")
+            && stderr.contains("wrong, revoked, or not an admin key"),
+        "{stderr}"
+    );
+    // Not a crawl of every scope into the same refusal (40 projects are about 600 reads),
+    // and no advice to skip families the key could read a moment ago.
+    let requests = summary["requests"].as_u64().unwrap();
+    assert!(requests < 150, "{requests} requests\n{stderr}");
+    let logged = stderr.lines().filter(|l| l.contains("WARN")).count();
+    assert!(logged < 40, "{logged} log lines\n{stderr}");
+    assert!(!contains(&out.stderr, "canary") && !contains(&out.stdout, "canary"));
+}
+
+/// The simulator behind `tls_front.py`: HTTPS with a self-signed certificate, as a
+/// TLS-inspecting proxy presents it. Returns the front's process, its base URL and the
+/// certificate's PEM file.
+fn tls_front(env: &Env) -> (std::process::Child, String, PathBuf) {
+    use std::io::BufRead;
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_file, key_file) = (
+        env.dir.path().join("ca.pem"),
+        env.dir.path().join("key.pem"),
+    );
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, signing_key.serialize_pem()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/tls_front.py");
+    let upstream = env.sim.base_url();
+    let upstream = upstream.trim_end_matches("/v1");
+    let mut child = Command::new(crate::support::tools::python())
+        .arg(script)
+        .args([&cert_file, &key_file])
+        .arg(upstream)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("tls_front.py did not start: {line:?}"));
+    (child, format!("https://127.0.0.1:{port}/v1"), cert_file)
+}
+
+#[test]
+fn an_untrusted_tls_certificate_says_how_to_trust_it_and_ssl_cert_file_is_honoured() {
+    let env = Env::new(org(), SimOptions::default());
+    let (mut front, base, ca) = tls_front(&env);
+    let out = env
+        .command_at(&base, &["snapshot", "--format", "json"])
+        .output()
+        .expect("runs");
+    assert_exit(&out, 3);
+    assert_eq!(json(&out)["status"], "failed");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("UnknownIssuer")
+            && stderr.contains("SSL_CERT_FILE")
+            && stderr.contains("update-ca-certificates"),
+        "{stderr}"
+    );
+    // The authority named by SSL_CERT_FILE is trusted, as a corporate user expects.
+    let out = env
+        .command_at(&base, &["snapshot", "--format", "json"])
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .expect("runs");
+    let _ = front.kill();
+    let _ = front.wait();
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["status"], "complete");
+}
+
+#[test]
 fn a_second_snapshot_while_one_runs_fails_fast_and_queries_still_work() {
     let env = Env::new(
         Org::generate(10, 3, now()),
