@@ -1514,6 +1514,18 @@ fn transport_message(e: &reqwest::Error) -> String {
         "request failed"
     };
     let mut message = what.to_owned();
+    // The path is in the error already; the host is not, and a DNS failure or a refused
+    // connection says nothing of which one it was (the base URL holds no secret: one with
+    // credentials is refused when the configuration is read).
+    if e.is_connect()
+        && let Some(url) = e.url()
+        && let Some(host) = url.host_str()
+    {
+        message.push_str(&format!(" to {host}"));
+        if let Some(port) = url.port_or_known_default() {
+            message.push_str(&format!(":{port}"));
+        }
+    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         // hyper's and the OS's errors often quote their own cause: each text once.
