@@ -1087,14 +1087,7 @@ impl AdminClient {
             Ok(r) => r,
             Err(e) => {
                 self.observe(None);
-                return Attempt::Retry {
-                    error: ClientError::Transport {
-                        path: shown.to_owned(),
-                        message: transport_message(&e),
-                    },
-                    retry_after: None,
-                    rate_limited: false,
-                };
+                return transport_failure(shown, &e);
             }
         };
         let status = response.status();
@@ -1501,6 +1494,37 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
         Some(wait.to_std().unwrap_or(Duration::ZERO))
     })
+}
+
+/// What a request that got no answer leads to: a retry, unless no retry can help.
+fn transport_failure(shown: &str, e: &reqwest::Error) -> Attempt {
+    let error = ClientError::Transport {
+        path: shown.to_owned(),
+        message: transport_message(e),
+    };
+    // A certificate this machine does not trust is not trusted a second later: retrying it
+    // only repeats the refusal, with a backoff, for every scope.
+    if certificate_refused(e) {
+        return Attempt::Fatal(error);
+    }
+    Attempt::Retry {
+        error,
+        retry_after: None,
+        rate_limited: false,
+    }
+}
+
+/// Whether TLS refused the server's certificate (rustls: "invalid peer certificate: …"),
+/// which no retry changes.
+fn certificate_refused(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn transport_message(e: &reqwest::Error) -> String {

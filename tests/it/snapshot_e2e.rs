@@ -731,7 +731,10 @@ fn an_untrusted_tls_certificate_says_how_to_trust_it_and_ssl_cert_file_is_honour
         .output()
         .expect("runs");
     assert_exit(&out, 3);
-    assert_eq!(json(&out)["status"], "failed");
+    let summary = json(&out);
+    assert_eq!(summary["status"], "failed");
+    // Not retried: the certificate is refused again however long the backoff.
+    assert_eq!(summary["retries"], 0, "{summary}");
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("UnknownIssuer")
