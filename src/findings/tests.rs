@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 use super::*;
 use crate::exemptions::Exemption;
-use crate::model::{Hit, ProjectId, RuleId, Scope, Severity, SnapshotId};
+use crate::model::{Fingerprint, Hit, ProjectId, RuleId, Scope, Severity, SnapshotId};
 
 fn meta(sev: Severity) -> RuleMeta {
     RuleMeta {
@@ -492,21 +492,26 @@ fn fingerprint_depends_on_rule_resource_and_project() {
     );
 }
 
+/// A store holding one finding, opened on day 1 in snapshot 7, and its fingerprint.
+fn one_stored_finding() -> (crate::store::Store, Fingerprint) {
+    let mut store = crate::store::Store::open_in_memory().unwrap();
+    let r = reconcile(
+        &[],
+        &[hit("k1", "p1")],
+        &rules(Severity::Medium),
+        &[],
+        &Coverage::complete(),
+        day(1),
+    );
+    save(&mut store, &r, Some(SnapshotId(7))).unwrap();
+    (store, r.changed[0].fingerprint.clone())
+}
+
 #[test]
 fn an_event_whose_stored_from_status_or_severity_is_unknown_is_refused_not_dropped() {
     // Read as `None`, a damaged `from` would show the event as a first transition.
     for (column, value) in [("from_status", "opne"), ("from_severity", "hgih")] {
-        let mut store = crate::store::Store::open_in_memory().unwrap();
-        let r = reconcile(
-            &[],
-            &[hit("k1", "p1")],
-            &rules(Severity::Medium),
-            &[],
-            &Coverage::complete(),
-            day(1),
-        );
-        save(&mut store, &r, Some(SnapshotId(7))).unwrap();
-        let fingerprint = r.changed[0].fingerprint.clone();
+        let (store, fingerprint) = one_stored_finding();
         store
             .conn()
             .execute(&format!("UPDATE finding_events SET {column} = ?1"), [value])
@@ -525,17 +530,7 @@ fn an_event_whose_stored_from_status_or_severity_is_unknown_is_refused_not_dropp
 fn a_stored_time_out_of_range_is_refused_not_read_as_1970() {
     // A finding "first seen 1970-01-01" in a report would be a silent lie about its age.
     for column in ["first_seen", "last_seen", "resolved_at", "last_notified_at"] {
-        let mut store = crate::store::Store::open_in_memory().unwrap();
-        let r = reconcile(
-            &[],
-            &[hit("k1", "p1")],
-            &rules(Severity::Medium),
-            &[],
-            &Coverage::complete(),
-            day(1),
-        );
-        save(&mut store, &r, Some(SnapshotId(7))).unwrap();
-        let fingerprint = r.changed[0].fingerprint.clone();
+        let (store, fingerprint) = one_stored_finding();
         store
             .conn()
             .execute(&format!("UPDATE finding SET {column} = ?1"), [i64::MAX])
