@@ -389,6 +389,22 @@ fn sql_that_reads_the_wall_clock_or_random_is_warned_at_each_place() {
 }
 
 #[test]
+fn strftime_with_only_a_format_and_a_double_quoted_now_are_clock_reads() {
+    // SQLite reads both as 'now': `strftime('%s')` has no time value, and "now" names no
+    // column, so it is taken for the string.
+    let (_, d) = from_text(&format!(
+        "{HEAD}sql = '''\nSELECT id AS resource_id, project_id, name AS message FROM project_api_keys\nWHERE created_at < strftime( '%s' ) - 86400 OR created_at < unixepoch(\"NOW\")\n  OR strftime('%s', created_at) > '0' OR strftime('it''s', created_at) > '0'\n'''\n"
+    ));
+    let places: Vec<String> = d.items().iter().map(|i| d.location(i).unwrap()).collect();
+    assert_eq!(
+        places,
+        ["r.toml:10:20", "r.toml:10:71"],
+        "{}",
+        d.render(false)
+    );
+}
+
+#[test]
 fn date_functions_given_a_time_and_names_like_random_are_not_clock_reads() {
     let (_, d) = from_text(&format!(
         "{HEAD}sql = \"SELECT id AS resource_id, project_id, name AS message FROM project_api_keys AS random WHERE datetime(created_at, 'unixepoch') < datetime(:now, 'unixepoch') AND name <> 'now!' AND \\\"random\\\" IS NOT NULL AND date(created_at) IS NOT NULL\"\n"

@@ -682,9 +682,11 @@ fn warn_clock_reads(sql: &toml::Spanned<String>, file: FileId, diags: &mut Diagn
 fn clock_reads(sql: &str) -> Vec<(Range<usize>, &'static str)> {
     let code = code_ranges(sql);
     let mut out = Vec::new();
-    // A time value of 'now' (any case, as SQLite reads it) is a quoted gap between code.
+    // A time value of 'now' (any case, as SQLite reads it) is a quoted gap between code;
+    // "now" too, which SQLite takes for the string when no column has that name.
     for gap in code.windows(2).map(|w| w[0].end..w[1].start) {
-        if sql[gap.clone()].eq_ignore_ascii_case("'now'") {
+        let quoted = &sql[gap.clone()];
+        if quoted.eq_ignore_ascii_case("'now'") || quoted.eq_ignore_ascii_case("\"now\"") {
             out.push((gap, "reads the wall clock ('now')"));
         }
     }
@@ -719,6 +721,11 @@ fn clock_reads(sql: &str) -> Vec<(Range<usize>, &'static str)> {
                 "date" | "time" | "datetime" | "julianday" | "unixepoch" if no_argument => {
                     "reads the wall clock (a date function with no argument is 'now')"
                 }
+                // strftime's first argument is the format; the time value after it is
+                // 'now' when left out.
+                "strftime" if only_a_string_argument(&sql[range.start + word.end..]) => {
+                    "reads the wall clock (strftime with only a format is 'now')"
+                }
                 _ => continue,
             };
             let at = range.start + word.start..range.start + word.end;
@@ -727,6 +734,24 @@ fn clock_reads(sql: &str) -> Vec<(Range<usize>, &'static str)> {
     }
     out.sort_by_key(|(at, _)| at.start);
     out
+}
+
+/// Whether `after` (the text after a function's name) is a call with one `'…'` argument.
+fn only_a_string_argument(after: &str) -> bool {
+    let Some(rest) = after.trim_start().strip_prefix('(') else {
+        return false;
+    };
+    let Some(rest) = rest.trim_start().strip_prefix('\'') else {
+        return false;
+    };
+    // A quote inside the string is written twice.
+    let mut chars = rest.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\'' && chars.next_if(|&(_, c)| c == '\'').is_none() {
+            return rest[i + 1..].trim_start().starts_with(')');
+        }
+    }
+    false
 }
 
 /// The byte ranges of `sql` outside `--` and `/* */` comments and `'…'`, `"…"`, `` `…` ``
