@@ -182,6 +182,18 @@ fn verbatim_start(text: &str, span: std::ops::Range<usize>) -> Option<(usize, us
     Some(crate::diagnostics::line_column(text, start))
 }
 
+/// serde_json's `byte_column` on `line` of `text` (both 1-based) in characters, as every
+/// other column orgwarden gives (and editors show) counts them.
+fn char_column(text: &str, line: usize, byte_column: usize) -> usize {
+    text.split('\n')
+        .nth(line.saturating_sub(1))
+        .map_or(byte_column, |l| {
+            l.char_indices()
+                .take_while(|&(i, _)| i < byte_column)
+                .count()
+        })
+}
+
 /// Every fixture case available: the shipped pack's, those in the rule set's fixture
 /// folders and in `extra` folders.
 pub fn discover(rules: &RuleSet, extra: &[std::path::PathBuf]) -> Result<Vec<Case>, String> {
@@ -345,19 +357,19 @@ fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, Strin
         let what = shown
             .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
             .unwrap_or(&shown);
+        let e_column = char_column(&case.org_json, e.line(), e.column());
         return Err(match case.org_json_at {
             Some((line, column)) => {
                 let (l, c) = if e.line() == 1 {
-                    (line, column + e.column().saturating_sub(1))
+                    (line, column + e_column.saturating_sub(1))
                 } else {
-                    (line + e.line() - 1, e.column())
+                    (line + e.line() - 1, e_column)
                 };
                 format!("{}:{l}:{c}: org: invalid JSON: {what}", case.file)
             }
             None => format!(
-                "org: invalid JSON at line {} column {} of its text: {what}",
+                "org: invalid JSON at line {} column {e_column} of its text: {what}",
                 e.line(),
-                e.column()
             ),
         });
     }

@@ -659,6 +659,17 @@ fn a_fixture_org_that_is_not_json_is_reported_at_its_place_in_the_file() {
         error(one_line),
         "rules/fixtures/x.toml:4:32: org: invalid JSON: expected `,` or `}`"
     );
+    // Columns count characters, as everywhere else: `é` is one, not the two bytes of it.
+    let accented = "[[case]]\nname = \"n\"\nexpect = []\norg = '{\"organization\": \"café\" \"projects\": []}'\n";
+    assert_eq!(
+        error(accented),
+        "rules/fixtures/x.toml:4:32: org: invalid JSON: expected `,` or `}`"
+    );
+    let accented_multi = "[[case]]\nname = \"n\"\nexpect = []\norg = '''\n{\"organization\": \"café\" \"projects\": []}\n'''\n";
+    assert_eq!(
+        error(accented_multi),
+        "rules/fixtures/x.toml:5:25: org: invalid JSON: expected `,` or `}`"
+    );
     // An escape moves the value's bytes away from the file's: the JSON's own position.
     let escaped =
         "[[case]]\nname = \"n\"\nexpect = []\norg = \"{\\\"organization\\\": \\\"acme\\\" x}\"\n";
