@@ -988,6 +988,28 @@ mod tests {
     }
 
     #[test]
+    fn resolved_findings_past_the_listed_ones_are_not_said_to_be_in_the_csv() {
+        // The CSV holds open findings only: a rule taken out resolves all of its at once.
+        let findings: Vec<FindingState> = (0..=MAX_LISTED)
+            .map(|i| resolved(&format!("key_{i:03}")))
+            .collect();
+        let rendered = Renderer::builtin()
+            .unwrap()
+            .render(&digest(&findings, "acme"), "7d")
+            .unwrap();
+        for part in [&rendered.text, &rendered.html] {
+            assert!(
+                part.contains("and 1 more (`orgwarden findings --status resolved` lists them)")
+                    || part.contains(
+                        "and 1 more (<code>orgwarden findings --status resolved</code> lists them)"
+                    ),
+                "{part}"
+            );
+            assert!(!part.contains("more in the attached CSV"), "{part}");
+        }
+    }
+
+    #[test]
     fn a_digest_that_lists_only_the_first_findings_does_not_say_all_are_listed() {
         let findings: Vec<FindingState> = (0..=MAX_LISTED)
             .map(|i| opened(&format!("key_{i:03}"), Severity::Medium))
