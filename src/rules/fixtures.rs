@@ -133,7 +133,9 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Case>, String> {
             let org_at = c.org.span();
             let (org_json, org_json_at) = match c.org.into_inner() {
                 toml::Value::String(json) => {
-                    let at = verbatim_start(text, org_at);
+                    // Where the JSON begins in the file, when the file holds it verbatim.
+                    let at = super::validate::span_in_string(text, org_at, &json, 0..0)
+                        .map(|at| crate::diagnostics::line_column(text, at.start));
                     (json, at)
                 }
                 other => (
@@ -154,32 +156,6 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Case>, String> {
             })
         })
         .collect()
-}
-
-/// Where the value of the TOML string written at `span` of `text` begins (line, column),
-/// when the file holds it byte for byte: a literal string (`'…'`, `'''…'''`), or a basic
-/// one without escapes.
-fn verbatim_start(text: &str, span: std::ops::Range<usize>) -> Option<(usize, usize)> {
-    let written = text.get(span.clone())?;
-    let quote = if written.starts_with("'''") || written.starts_with("\"\"\"") {
-        3
-    } else {
-        1
-    };
-    if written.starts_with('"') && written.contains('\\') {
-        return None;
-    }
-    let mut start = span.start + quote;
-    // A newline right after a multi-line string's opening quotes is not part of its value.
-    if quote == 3 {
-        let after = &text[start..];
-        start += if after.starts_with("\r\n") {
-            2
-        } else {
-            usize::from(after.starts_with('\n'))
-        };
-    }
-    Some(crate::diagnostics::line_column(text, start))
 }
 
 /// serde_json's `byte_column` on `line` of `text` (both 1-based) in characters, as every

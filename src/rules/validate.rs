@@ -786,7 +786,7 @@ fn code_ranges(sql: &str) -> Vec<Range<usize>> {
 /// Where bytes `at` of a string value lie in the file, when the value is written there as it
 /// reads: a literal string, or a basic one without escapes (else `None`: the caller points at
 /// the whole string).
-fn span_in_string(
+pub(super) fn span_in_string(
     text: &str,
     span: Range<usize>,
     value: &str,
