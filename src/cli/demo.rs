@@ -140,6 +140,7 @@ pub(super) fn demo_settings(
         dir: Some(std::path::absolute(outbox).unwrap_or_else(|_| outbox.to_owned())),
         templates: None,
         ca_file: None,
+        max_csv_bytes: crate::config::DEFAULT_MAX_CSV_BYTES,
     });
     // The demo's findings are made up: they must not reach a real Slack or PagerDuty.
     config.notify.channels.clear();

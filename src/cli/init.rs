@@ -141,6 +141,9 @@ keep_sent = "7d"
 # A PEM file of extra CA certificates to trust for the SMTP server (a private relay), on top
 # of the system's.
 # ca_file = "/etc/orgwarden/smtp-ca.pem"
+# The most CSV a digest attaches, the most severe open findings first; "0B" attaches none.
+# Lower it when the mail server refuses digests for their size (a 552).
+# max_csv_bytes = "6MiB"
 
 # Your own templates for the digest's HTML and plain-text parts.
 # [notify.email.templates]

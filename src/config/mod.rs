@@ -318,7 +318,20 @@ pub struct EmailConfig {
     /// A PEM file of extra CA certificates to trust for the SMTP server (a private CA), in
     /// addition to the system store; spanned, because it is read when the notifier is built.
     pub ca_file: Option<Spanned<PathBuf>>,
+    /// The most bytes of CSV a digest attaches; `0B` attaches none.
+    pub max_csv_bytes: crate::size::ByteSize,
 }
+
+/// `[notify.email] max_csv_bytes` when not set. Every digest attaches every open finding,
+/// about 570 bytes each: at 18,000 open findings that made an 11.6 MB message, which mail
+/// relays capped at 10 MB refuse for good (552), and so every later digest too. 6 MiB,
+/// encoded (at worst base64, 4/3 and line breaks) beside the bounded text and HTML parts,
+/// keeps the message under 10 MB; past it the CSV keeps the most severe findings and says so.
+pub const DEFAULT_MAX_CSV_BYTES: crate::size::ByteSize = crate::size::ByteSize::from_mib(6);
+
+/// The largest `[notify.email] max_csv_bytes`: a digest is held whole in memory and in the
+/// outbox, and no mail service takes one much larger.
+pub const MAX_MAX_CSV_BYTES: crate::size::ByteSize = crate::size::ByteSize::from_mib(64);
 
 /// `[notify.email.templates]`
 #[derive(Clone, Debug)]

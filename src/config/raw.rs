@@ -148,6 +148,7 @@ pub(super) struct RawEmail {
     pub to: Vec<Spanned<String>>,
     pub dir: Option<Spanned<String>>,
     pub ca_file: Option<Spanned<String>>,
+    pub max_csv_bytes: Option<Spanned<String>>,
     pub html: Option<Spanned<String>>,
     pub text: Option<Spanned<String>>,
 }
@@ -215,6 +216,7 @@ const EMAIL: &[&str] = &[
     "dir",
     "templates",
     "ca_file",
+    "max_csv_bytes",
 ];
 
 const STORAGE: &[&str] = &["path"];
@@ -438,6 +440,7 @@ impl<'d> Reader<'d> {
                 to: self.strings(&e, "to"),
                 dir: self.string(&e, "dir"),
                 ca_file: self.string(&e, "ca_file"),
+                max_csv_bytes: self.string(&e, "max_csv_bytes"),
                 ..RawEmail::default()
             };
             if let Some(templates) = self.table(&e, "templates") {

@@ -1105,3 +1105,38 @@ fn the_defaults_in_the_configuration_reference_are_the_code_defaults() {
     }
     assert!(checked >= 20, "only {checked} defaults checked");
 }
+
+#[test]
+fn the_digest_csv_bound_defaults_to_6_mib_takes_0_for_none_and_refuses_more_than_64_mib() {
+    let base = "[notify.email]\ntransport = \"file\"\ndir = \"o\"\nfrom = \"o@example.com\"\nto = [\"s@example.com\"]\n";
+    let email = |extra: &str| {
+        Config::parse(&format!("{base}{extra}"), Path::new("o"))
+            .unwrap()
+            .notify
+            .email
+            .unwrap()
+    };
+    assert_eq!(email("").max_csv_bytes.as_bytes(), 6 << 20);
+    assert_eq!(
+        email("max_csv_bytes = \"0B\"\n").max_csv_bytes.as_bytes(),
+        0
+    );
+    assert_eq!(
+        email("max_csv_bytes = \"64MiB\"\n").max_csv_bytes.as_bytes(),
+        64 << 20
+    );
+    assert_eq!(
+        problems(&format!("{base}max_csv_bytes = \"65MiB\"\n")),
+        ["bad-value@6:17"]
+    );
+    let (_, d) = check(&format!("{base}max_csv_bytes = \"65MiB\"\n"));
+    assert!(
+        d.render(false).contains("must be at most 64MiB, not 65MiB"),
+        "{}",
+        d.render(false)
+    );
+    assert_eq!(
+        problems(&format!("{base}max_csv_bytes = \"2MB\"\n")),
+        ["bad-value@6:17"]
+    );
+}

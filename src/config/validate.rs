@@ -12,9 +12,10 @@ use super::raw::{
     RawAuditLog, RawConfig, RawEmail, RawExemption, RawOpenAi, RawRules, RawSchedule, RawSpend,
 };
 use super::{
-    AuditLogConfig, CollectConfig, Config, EmailConfig, EmailTemplates, EmailTls, EmailTransport,
-    ExemptionConfig, ExemptionTerms, NotifyConfig, OpenAiConfig, RuleParams, RulesConfig,
-    ScheduleConfig, ServerConfig, SpendConfig, StorageConfig,
+    AuditLogConfig, CollectConfig, Config, DEFAULT_MAX_CSV_BYTES, EmailConfig, EmailTemplates,
+    EmailTls, EmailTransport, ExemptionConfig, ExemptionTerms, MAX_MAX_CSV_BYTES, NotifyConfig,
+    OpenAiConfig, RuleParams, RulesConfig, ScheduleConfig, ServerConfig, SpendConfig,
+    StorageConfig,
 };
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 use crate::duration::Duration;
@@ -773,6 +774,29 @@ pub(super) fn email_address(a: &Spanned<String>, c: &mut Check<'_>) -> Option<St
 
 fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
     const T: &str = "[notify.email]";
+    let max_csv_bytes = match &raw.max_csv_bytes {
+        None => Some(DEFAULT_MAX_CSV_BYTES),
+        Some(s) => c
+            .parse(s, DiagnosticCode::BadValue, "expected a size", |t| {
+                t.parse::<ByteSize>()
+            })
+            .and_then(|size| {
+                if size <= MAX_MAX_CSV_BYTES {
+                    return Some(size);
+                }
+                c.error(
+                    DiagnosticCode::BadValue,
+                    s.span(),
+                    format!(
+                        "`max_csv_bytes` must be at most {MAX_MAX_CSV_BYTES}, not {size}: \
+                         a digest is held whole in memory and in the database, and mail \
+                         servers refuse one much larger"
+                    ),
+                    "too large",
+                );
+                None
+            }),
+    };
     let transport = email_transport(raw.transport.as_ref(), c);
     let tls = email_tls(raw.tls.as_ref(), c);
     let from = if let Some(f) = &raw.from {
@@ -866,6 +890,7 @@ fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
         ca_file: ca_file
             .zip(raw.ca_file.as_ref())
             .map(|(path, written)| Spanned::new(written.span(), path)),
+        max_csv_bytes: max_csv_bytes?,
     })
 }
 

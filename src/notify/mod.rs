@@ -542,7 +542,7 @@ fn email_channel(
         }
         None => (None, None),
     };
-    let renderer = Renderer::new(html, text)?;
+    let renderer = Renderer::new(html, text)?.with_max_csv_bytes(email.max_csv_bytes);
     Ok(EmailChannel {
         transport,
         from,

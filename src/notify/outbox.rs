@@ -479,7 +479,8 @@ fn attempt(row: &Row, sender: Sender<'_>, now: DateTime<Utc>) -> Result<Attempt,
                 // RFC 5321: a 5yz reply is not to be repeated; sent again every six hours
                 // for ever, it would be refused every time.
                 Err(err) if err.is_permanent() => Attempt::Rejected {
-                    error: crate::secrets::scrub(&err.to_string()).into_owned(),
+                    error: crate::secrets::scrub(&refusal_text(&err, row.message.len()))
+                        .into_owned(),
                     progress: 0,
                 },
                 Err(err) => Attempt::Retry {
@@ -493,6 +494,23 @@ fn attempt(row: &Row, sender: Sender<'_>, now: DateTime<Utc>) -> Result<Attempt,
             })
         }
     }
+}
+
+/// What a refused email is stored and logged with: a refusal for size also says how large
+/// the message was and what makes the next digests smaller, since the server gives no hint
+/// and the same bound would build every later digest as large.
+fn refusal_text(err: &DeliveryError, bytes: usize) -> String {
+    if !err.refused_for_size() {
+        return err.to_string();
+    }
+    // Whole kilobytes at least: a relay capped at 10 MB refusing "10.0 MB" says nothing.
+    #[allow(clippy::cast_precision_loss)]
+    let size = bytes as f64 / 1_000_000.0;
+    format!(
+        "{err} (the message was {size:.3} MB: if this server limits message size, lower \
+         `[notify.email] max_csv_bytes`, or set it to \"0B\" to attach no CSV; later digests \
+         are built with it, and this one stays refused)"
+    )
 }
 
 /// A receiver's words as the outbox keeps them: no secret it may have quoted back, and no

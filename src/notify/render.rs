@@ -28,12 +28,6 @@ pub const DEFAULT_TEXT: &str = include_str!("../../templates/digest.txt");
 
 /// At most this many findings are listed per section; the CSV has the rest.
 const MAX_LISTED: usize = 100;
-/// The most bytes of CSV a digest attaches. Every digest attaches every open finding, about
-/// 570 bytes each: at 18,000 open findings that made an 11.6 MB message, which mail relays
-/// capped at 10 MB refuse for good (552), and so every later digest too. 6 MiB, encoded
-/// (at worst base64, 4/3 and line breaks) beside the bounded text and HTML parts, keeps the
-/// message under 10 MB; past it the CSV keeps the most severe findings and says so.
-pub const MAX_CSV_BYTES: usize = 6 * 1024 * 1024;
 /// How many of the oldest open findings a digest without reminders shows for context.
 const OLDEST_SHOWN: usize = 5;
 
@@ -73,10 +67,11 @@ pub struct Rendered {
     pub text: String,
     /// The HTML part.
     pub html: String,
-    /// The CSV of the open findings: all of them, or the most severe within
-    /// [`MAX_CSV_BYTES`].
-    pub csv: String,
-    /// The open findings the CSV leaves out to stay within [`MAX_CSV_BYTES`].
+    /// The CSV of the open findings: all of them, or the most severe within the renderer's
+    /// bound; none when that bound is 0.
+    pub csv: Option<String>,
+    /// The open findings the CSV leaves out to stay within its bound (all of them when
+    /// there is no CSV).
     pub csv_left_out: usize,
     /// The attachment's file name.
     pub csv_filename: String,
@@ -88,6 +83,7 @@ pub struct Renderer {
     env: Environment<'static>,
     html_name: String,
     text_name: String,
+    max_csv_bytes: usize,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -95,6 +91,7 @@ impl std::fmt::Debug for Renderer {
         f.debug_struct("Renderer")
             .field("html", &self.html_name)
             .field("text", &self.text_name)
+            .field("max_csv_bytes", &self.max_csv_bytes)
             .finish()
     }
 }
@@ -132,12 +129,21 @@ impl Renderer {
             env,
             html_name,
             text_name,
+            max_csv_bytes: usize::try_from(crate::config::DEFAULT_MAX_CSV_BYTES.as_bytes())
+                .unwrap_or(usize::MAX),
         })
+    }
+
+    /// The same templates, attaching at most `max` bytes of CSV; 0 attaches none.
+    #[must_use]
+    pub fn with_max_csv_bytes(mut self, max: crate::size::ByteSize) -> Renderer {
+        self.max_csv_bytes = usize::try_from(max.as_bytes()).unwrap_or(usize::MAX);
+        self
     }
 
     /// Renders a digest; `repeat_interval` is named in the reminder section.
     pub fn render(&self, digest: &Digest, repeat_interval: &str) -> Result<Rendered, RenderError> {
-        self.render_within(digest, repeat_interval, MAX_CSV_BYTES)
+        self.render_within(digest, repeat_interval, self.max_csv_bytes)
     }
 
     /// As [`Renderer::render`], with a CSV of at most `max_csv_bytes`.
@@ -148,8 +154,14 @@ impl Renderer {
         max_csv_bytes: usize,
     ) -> Result<Rendered, RenderError> {
         let subject = subject(digest);
-        // Cut first: the text says whether the CSV holds every open finding.
-        let (csv, csv_rows) = open_findings_csv_within(&digest.open, max_csv_bytes)?;
+        // Cut first: the text says whether the CSV holds every open finding. A bound of 0
+        // is a mail server that takes no attachment this large: none is made.
+        let (csv, csv_rows) = if max_csv_bytes == 0 {
+            (None, 0)
+        } else {
+            let (csv, rows) = open_findings_csv_within(&digest.open, max_csv_bytes)?;
+            (Some(csv), rows)
+        };
         let csv_left_out = digest.open.len().saturating_sub(csv_rows);
         let csv_filename = format!(
             "orgwarden-{}-{}.csv",
@@ -157,6 +169,7 @@ impl Renderer {
             digest.generated_at.format("%Y-%m-%d")
         );
         let mut ctx = context(digest, &subject, &csv_filename, repeat_interval);
+        ctx.csv_attached = csv.is_some();
         ctx.csv_rows = csv_rows;
         ctx.csv_left_out = csv_left_out;
         let render = |registered: &str, shown: &str| {
@@ -225,17 +238,13 @@ pub fn build_message(
         builder = builder.to(mailbox.clone());
     }
     let csv_type = ContentType::parse("text/csv; charset=utf-8").unwrap_or(ContentType::TEXT_PLAIN);
-    let message = builder.multipart(
-        MultiPart::mixed()
-            .multipart(MultiPart::alternative_plain_html(
-                rendered.text.clone(),
-                rendered.html.clone(),
-            ))
-            .singlepart(
-                Attachment::new(file_safe(&rendered.csv_filename))
-                    .body(rendered.csv.clone(), csv_type),
-            ),
-    )?;
+    let body = MultiPart::alternative_plain_html(rendered.text.clone(), rendered.html.clone());
+    let message = match &rendered.csv {
+        Some(csv) => builder.multipart(MultiPart::mixed().multipart(body).singlepart(
+            Attachment::new(file_safe(&rendered.csv_filename)).body(csv.clone(), csv_type),
+        ))?,
+        None => builder.multipart(body)?,
+    };
     Ok(message)
 }
 
@@ -392,6 +401,8 @@ struct Ctx {
     snapshot_id: Option<i64>,
     partial: bool,
     csv_filename: String,
+    /// Whether a CSV is attached at all (`max_csv_bytes = "0B"` attaches none).
+    csv_attached: bool,
     /// The open findings in the CSV, and those it leaves out (the CSV's size bound).
     csv_rows: usize,
     csv_left_out: usize,
@@ -590,6 +601,7 @@ fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: 
         snapshot_id: digest.snapshot_id.map(|s| s.0),
         partial: digest.partial,
         csv_filename: csv_filename.to_owned(),
+        csv_attached: true,
         csv_rows: digest.open.len(),
         csv_left_out: 0,
         repeat_interval: repeat_interval.to_owned(),
@@ -963,10 +975,12 @@ mod tests {
             "{}",
             whole.text
         );
-        let bound = whole.csv.len() / 2;
+        let whole_csv = whole.csv.unwrap();
+        let bound = whole_csv.len() / 2;
         let cut = renderer.render_within(&d, "7d", bound).unwrap();
-        assert!(cut.csv.len() <= bound, "{} > {bound}", cut.csv.len());
-        let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(cut.csv.as_bytes())
+        let cut_csv = cut.csv.as_deref().unwrap();
+        assert!(cut_csv.len() <= bound, "{} > {bound}", cut_csv.len());
+        let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(cut_csv.as_bytes())
             .records()
             .map(Result::unwrap)
             .collect();
@@ -1034,7 +1048,7 @@ mod tests {
         findings.extend(evil_findings());
         let d = digest(&findings, "acme");
         let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
-        let mut reader = csv::Reader::from_reader(rendered.csv.as_bytes());
+        let mut reader = csv::Reader::from_reader(rendered.csv.as_deref().unwrap().as_bytes());
         let headers = reader.headers().unwrap().clone();
         assert_eq!(&headers[0], "severity");
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
@@ -1043,6 +1057,35 @@ mod tests {
         assert_eq!(&evil[4], "x  Bcc: evil@example.com");
         assert!(evil[7].starts_with("<script>"));
         assert_eq!(rendered.csv_filename, "orgwarden-acme-2026-01-04.csv");
+    }
+
+    #[test]
+    fn a_bound_of_zero_attaches_no_csv_and_says_where_the_open_findings_are() {
+        let d = digest(&sample(), "acme");
+        let renderer = Renderer::builtin()
+            .unwrap()
+            .with_max_csv_bytes(crate::size::ByteSize::from_bytes(0));
+        let rendered = renderer.render(&d, "7d").unwrap();
+        assert!(rendered.csv.is_none());
+        assert_eq!(rendered.csv_left_out, 3);
+        for part in [&rendered.text, &rendered.html] {
+            assert!(part.contains("No CSV attached"), "{part}");
+            assert!(part.contains("lists the 3 open findings"), "{part}");
+            assert!(!part.contains("Attached:"), "{part}");
+            assert!(!part.contains("attached CSV"), "{part}");
+        }
+        let from: Mailbox = "orgwarden@example.com".parse().unwrap();
+        let to: Mailbox = "security@example.com".parse().unwrap();
+        let bytes = build_message(&rendered, &from, &[to], t(3))
+            .unwrap()
+            .formatted();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&bytes)
+            .expect("parses");
+        assert_eq!(parsed.attachment_count(), 0);
+        assert!(parsed.body_text(0).unwrap().contains("No CSV attached"));
+        assert!(parsed.body_html(0).unwrap().contains("No CSV attached"));
+        assert!(!String::from_utf8_lossy(&bytes).contains("text/csv"));
     }
 
     #[test]

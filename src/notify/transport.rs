@@ -305,6 +305,28 @@ impl DeliveryError {
     }
 }
 
+impl DeliveryError {
+    /// The server refused the message for its size, for good: a 552 to the message itself
+    /// (RFC 5321's "exceeded storage allocation", which servers send for a message over
+    /// their limit), or the enhanced codes for one (RFC 3463: 5.2.3 "message length exceeds
+    /// administrative limit", 5.3.4 "message too big for system").
+    pub fn refused_for_size(&self) -> bool {
+        match self {
+            DeliveryError::Message {
+                reply,
+                permanent: true,
+                ..
+            } => {
+                reply.starts_with("552")
+                    || reply
+                        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                        .any(|word| word == "5.2.3" || word == "5.3.4")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// `a@x (550 no such user); b@y (450 try later)`.
 pub(super) fn list(refused: &[Refusal]) -> String {
     refused
@@ -1182,6 +1204,39 @@ mod tests {
             err.to_string(),
             "message rejected by 127.0.0.1: 554 5.7.1 message refused as spam"
         );
+    }
+
+    #[test]
+    fn a_refusal_for_size_is_told_from_other_refusals_by_its_codes() {
+        let message = |reply: &str, permanent: bool| DeliveryError::Message {
+            host: "mx".into(),
+            reply: reply.into(),
+            permanent,
+        };
+        for reply in [
+            "552 5.3.4 Message size exceeds fixed maximum message size",
+            "552 Error: too much mail data",
+            "554 5.3.4 Message too big for system",
+            "550 5.2.3 Message length exceeds administrative limit",
+        ] {
+            assert!(message(reply, true).refused_for_size(), "{reply}");
+        }
+        for reply in [
+            "554 5.7.1 message refused as spam",
+            "550 5.1.1 user unknown",
+            "554 5.3.40 not an enhanced code for size",
+        ] {
+            assert!(!message(reply, true).refused_for_size(), "{reply}");
+        }
+        // A size refusal for now is retried as any other.
+        assert!(!message("452 4.3.4 message too big for now", false).refused_for_size());
+        let sender = DeliveryError::Sender {
+            host: "mx".into(),
+            from: "a@b.c".into(),
+            reply: "552 5.3.4 too big".into(),
+            permanent: true,
+        };
+        assert!(!sender.refused_for_size());
     }
 
     #[test]

@@ -36,6 +36,8 @@ struct Mailbox {
     messages: Arc<Mutex<Vec<Received>>>,
     current: Option<Received>,
     busy: Arc<std::sync::atomic::AtomicBool>,
+    /// The largest message taken, in bytes; 0 for no limit.
+    max_size: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Handler for Mailbox {
@@ -65,6 +67,15 @@ impl Handler for Mailbox {
         Ok(())
     }
     fn data_end(&mut self) -> Response {
+        let max = self.max_size.load(std::sync::atomic::Ordering::SeqCst);
+        if max > 0 && self.current.as_ref().is_some_and(|m| m.data.len() > max) {
+            self.current = None;
+            // Postfix's words for a message over `message_size_limit`.
+            return Response::custom(
+                552,
+                "5.3.4 Message size exceeds fixed maximum message size".into(),
+            );
+        }
         if let Some(done) = self.current.take() {
             self.messages.lock().unwrap().push(done);
         }
@@ -110,6 +121,7 @@ struct SmtpServer {
     addr: SocketAddr,
     messages: Arc<Mutex<Vec<Received>>>,
     busy: Arc<std::sync::atomic::AtomicBool>,
+    max_size: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SmtpServer {
@@ -120,6 +132,7 @@ impl SmtpServer {
         let handler = Mailbox::default();
         let messages = handler.messages.clone();
         let busy = handler.busy.clone();
+        let max_size = handler.max_size.clone();
         let cert = tls.cert().display().to_string();
         let key = tls.key().display().to_string();
         std::thread::spawn(move || {
@@ -144,7 +157,14 @@ impl SmtpServer {
             addr,
             messages,
             busy,
+            max_size,
         }
+    }
+
+    /// Makes the server refuse (552 5.3.4) any message over `bytes`.
+    fn limit_size(&self, bytes: usize) {
+        self.max_size
+            .store(bytes, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Makes the server refuse [`BUSY`] for now (450), or take it again.
@@ -660,6 +680,54 @@ fn a_digest_every_recipient_refuses_for_good_is_not_retried() {
     runs.run(&found, t(6));
     assert_eq!(outbox_row(&runs.conn).3, 1, "not tried again");
     assert!(server.received().is_empty());
+}
+
+#[test]
+fn a_digest_refused_for_its_size_says_how_large_and_a_bound_of_zero_gets_the_next_one_through() {
+    let (_tls, server, _dir, config) = setup();
+    // About 170 bytes of CSV each (before base64): the CSV is most of the message.
+    let mut found: Vec<FindingState> = (0..2000)
+        .map(|i| open_finding(&format!("key_{i:04}"), Severity::Medium, "proj_p", t(0)))
+        .collect();
+    server.limit_size(400_000);
+    let mut runs = Runs::new(notifier(&config, PASSWORD));
+    let first = runs.run(&found, t(0));
+    assert_eq!(first.rejected.len(), 1, "{first:?}");
+    let error = &first.rejected[0].1;
+    assert!(error.contains("552 5.3.4 Message size exceeds"), "{error}");
+    assert!(error.contains("the message was 0."), "{error}");
+    assert!(
+        error.contains("lower `[notify.email] max_csv_bytes`, or set it to \"0B\""),
+        "{error}"
+    );
+    let stored: String = runs
+        .conn
+        .query_row("SELECT last_error FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(&stored, error);
+
+    edit_config(
+        &config,
+        "to = [\"security@example.com\"]",
+        "to = [\"security@example.com\"]\nmax_csv_bytes = \"0B\"",
+    );
+    runs.notifier = notifier(&config, PASSWORD);
+    found.push(open_finding("key_new", Severity::High, "proj_p", t(1)));
+    let second = runs.run(&found, t(1));
+    assert_eq!(second.sent.len(), 1, "{second:?}");
+    let received = server.wait_for(1);
+    assert_eq!(received.len(), 1);
+    let message = MessageParser::default().parse(&received[0].data).unwrap();
+    assert_eq!(message.attachment_count(), 0);
+    let text = message.body_text(0).unwrap();
+    assert!(
+        text.contains(
+            "No CSV attached (`max_csv_bytes` is 0): `orgwarden findings --format csv` lists \
+             the 2001 open findings."
+        ),
+        "{text}"
+    );
+    assert!(received[0].data.len() <= 400_000, "{}", received[0].data.len());
 }
 
 #[test]
