@@ -399,6 +399,47 @@ pub fn failed_scope_line(scope: &impl std::fmt::Display, error: &str) -> String 
     inert(&line).into_owned()
 }
 
+/// The failed scopes for a person, in at most `shown` lines: the scopes of one family that
+/// failed the same way (their paths aside) take one line, so a family refused in 300
+/// projects does not push a different failure off the list; a last line counts what is left.
+pub fn failed_scope_lines(failed: &[(crate::model::Scope, String)], shown: usize) -> Vec<String> {
+    // (first scope, its error, how many more failed the same way), in first-seen order.
+    let mut groups: Vec<(&crate::model::Scope, &str, usize)> = Vec::new();
+    let mut index: std::collections::HashMap<(crate::model::Family, String), usize> =
+        std::collections::HashMap::new();
+    for (scope, error) in failed {
+        let key = (scope.family, error.replace(&scope.path(), "\u{0}"));
+        if let Some(&i) = index.get(&key) {
+            groups[i].2 += 1;
+        } else {
+            index.insert(key, groups.len());
+            groups.push((scope, error, 0));
+        }
+    }
+    let mut lines: Vec<String> = groups
+        .iter()
+        .take(shown)
+        .map(|(scope, error, more)| {
+            let line = failed_scope_line(scope, error);
+            match more {
+                0 => line,
+                n => format!(
+                    "{line} (and {n} more `{}` read{} the same way)",
+                    scope.family.view(),
+                    if *n == 1 { "" } else { "s" }
+                ),
+            }
+        })
+        .collect();
+    let left: usize = groups.iter().skip(shown).map(|(_, _, more)| more + 1).sum();
+    if left > 0 {
+        lines.push(format!(
+            "… and {left} more failed scope(s) (see the `snapshots` view)"
+        ));
+    }
+    lines
+}
+
 /// The snapshot object of the JSON report.
 pub fn snapshot_json(s: &SnapshotInfo) -> Json {
     json!({
@@ -1185,6 +1226,51 @@ mod tests {
             doc["runs"][0]["invocations"][0]["executionSuccessful"],
             true
         );
+    }
+
+    #[test]
+    fn failed_scopes_of_one_family_that_fail_alike_take_one_line_and_leave_room_for_others() {
+        use crate::model::{Family, ProjectId, Scope};
+        let scope = |family, project: &str| Scope {
+            family,
+            project_id: Some(ProjectId::from(project)),
+            parent_id: None,
+        };
+        let mut failed: Vec<(Scope, String)> = (0..300)
+            .map(|i| {
+                let s = scope(Family::ProjectCertificates, &format!("proj_{i:03}"));
+                let error = format!("GET {}: HTTP 403: not allowed", s.path());
+                (s, error)
+            })
+            .collect();
+        let users = scope(Family::ProjectUsers, "proj_299");
+        failed.push((
+            users.clone(),
+            format!("GET {}: HTTP 500: boom", users.path()),
+        ));
+        // The same family failing another way is its own line.
+        let odd = scope(Family::ProjectCertificates, "proj_300");
+        failed.push((odd.clone(), "timed out".to_owned()));
+        let lines = failed_scope_lines(&failed, 10);
+        assert_eq!(
+            lines,
+            [
+                format!(
+                    "GET {}: HTTP 403: not allowed (and 299 more `{}` reads the same way)",
+                    failed[0].0.path(),
+                    Family::ProjectCertificates.view()
+                ),
+                format!("GET {}: HTTP 500: boom", users.path()),
+                format!("{}: timed out", odd.path()),
+            ]
+        );
+        let cut = failed_scope_lines(&failed, 1);
+        assert_eq!(cut.len(), 2);
+        assert_eq!(
+            cut[1],
+            "… and 2 more failed scope(s) (see the `snapshots` view)"
+        );
+        assert!(failed_scope_lines(&[], 10).is_empty());
     }
 
     #[test]

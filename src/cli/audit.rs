@@ -173,13 +173,11 @@ pub(super) fn print_outcome(
             evaluated.snapshot.status,
             report::incomplete_reason(&evaluated.snapshot)
         );
-        const SHOWN: usize = 10;
-        for (scope, error) in crawl
-            .iter()
-            .flat_map(|c| c.failed_scopes.iter())
-            .take(SHOWN)
+        for line in crawl
+            .map(|c| report::failed_scope_lines(&c.failed_scopes, 10))
+            .unwrap_or_default()
         {
-            eprintln_or_drop!("  {}", report::failed_scope_line(scope, error));
+            eprintln_or_drop!("  {line}");
         }
         if let Some(line) = crawl.and_then(report::costs_failure) {
             eprintln_or_drop!("  {}", report::inert(&line));

@@ -143,17 +143,9 @@ fn verdict(outcome: &SnapshotOutcome) -> anyhow::Result<Exit> {
                     outcome.failed_scopes.len()
                 )
             };
-            const SHOWN: usize = 20;
-            for (scope, error) in outcome.failed_scopes.iter().take(SHOWN) {
+            for line in report::failed_scope_lines(&outcome.failed_scopes, 20) {
                 text.push_str(super::CONTINUATION);
-                text.push_str(&report::failed_scope_line(scope, error));
-            }
-            if outcome.failed_scopes.len() > SHOWN {
-                text.push_str(&format!(
-                    "{}… and {} more (see the `snapshots` view)",
-                    super::CONTINUATION,
-                    outcome.failed_scopes.len() - SHOWN
-                ));
+                text.push_str(&line);
             }
             if let Some(line) = report::costs_failure(outcome) {
                 text.push_str(super::CONTINUATION);

@@ -1122,7 +1122,9 @@ fn the_digest_csv_bound_defaults_to_6_mib_takes_0_for_none_and_refuses_more_than
         0
     );
     assert_eq!(
-        email("max_csv_bytes = \"64MiB\"\n").max_csv_bytes.as_bytes(),
+        email("max_csv_bytes = \"64MiB\"\n")
+            .max_csv_bytes
+            .as_bytes(),
         64 << 20
     );
     assert_eq!(

@@ -201,6 +201,60 @@ fn a_failed_scope_is_printed_once() {
 }
 
 #[test]
+fn one_family_failing_in_every_project_takes_one_line_and_leaves_room_for_another_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = demo_sim();
+    let projects: Vec<String> = sim.with_org(|org| {
+        org.projects
+            .iter()
+            .map(|p| p.id.as_str().to_owned())
+            .collect()
+    });
+    assert!(projects.len() > 3, "{projects:?}");
+    for project in &projects {
+        sim.add_fault(Fault {
+            path_prefix: format!("/organization/projects/{project}/certificates"),
+            kind: FaultKind::Status(500),
+            times: None,
+        });
+    }
+    let users = "/organization/projects/proj_payments/users";
+    sim.add_fault(Fault {
+        path_prefix: users.into(),
+        kind: FaultKind::Status(500),
+        times: None,
+    });
+    for command in ["audit", "snapshot"] {
+        let out = run(
+            dir.path(),
+            &["--db", "a.db", "--base-url", &sim.base_url(), command],
+        );
+        assert_eq!(out.status.code(), Some(3), "{command}: {}", stderr(&out));
+        let err = stderr(&out);
+        let scope_lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("  ") && l.contains("GET /organization/projects/"))
+            .collect();
+        assert_eq!(scope_lines.len(), 2, "{command}:\n{err}");
+        let certificates = scope_lines
+            .iter()
+            .find(|l| l.contains("/certificates"))
+            .unwrap_or_else(|| panic!("{command}: no certificates line:\n{err}"));
+        assert!(
+            certificates.ends_with(&format!(
+                "(and {} more `project_certificates` reads the same way)",
+                projects.len() - 1
+            )),
+            "{command}: {certificates}"
+        );
+        assert!(
+            scope_lines.iter().any(|l| l.contains(users)),
+            "{command}:\n{err}"
+        );
+    }
+}
+
+#[test]
 fn history_lists_every_version_in_time_order() {
     let dir = tempfile::tempdir().unwrap();
     let sim = demo_sim();

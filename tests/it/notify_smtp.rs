@@ -727,7 +727,11 @@ fn a_digest_refused_for_its_size_says_how_large_and_a_bound_of_zero_gets_the_nex
         ),
         "{text}"
     );
-    assert!(received[0].data.len() <= 400_000, "{}", received[0].data.len());
+    assert!(
+        received[0].data.len() <= 400_000,
+        "{}",
+        received[0].data.len()
+    );
 }
 
 #[test]
