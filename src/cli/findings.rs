@@ -44,7 +44,7 @@ pub struct FindingsArgs {
     /// Only this rule
     #[arg(long)]
     pub rule: Option<String>,
-    /// Only findings in this project: its id (proj_…) or its exact name
+    /// Only findings in this project: its id (proj_…) or its exact name (a former name too)
     #[arg(long, value_name = "PROJECT")]
     pub project: Option<String>,
     /// Output format
@@ -125,6 +125,7 @@ fn project_filter(
         .collect();
     match named.as_slice() {
         [id] => Ok(ProjectId::from(*id)),
+        [] if let Some(id) = former_name(db, given, &projects)? => Ok(id),
         [] => {
             let mut known: Vec<&str> = projects.iter().map(|(id, _)| id.as_str()).collect();
             known.extend(projects.iter().filter_map(|(_, name)| name.as_deref()));
@@ -138,6 +139,51 @@ fn project_filter(
         }
         ids => Err(CliError::usage(anyhow::anyhow!(
             "{} projects are named `{given}`: give one of their ids ({})",
+            ids.len(),
+            ids.join(", ")
+        ))),
+    }
+}
+
+/// The project that once had the name `given`, which none has now: a project renamed or no
+/// longer listed keeps its findings, and its old name is what a person may remember. Said on
+/// stderr, so the list is not read as the current name's. Several such projects are
+/// refused with their ids, as a current name two projects share is.
+fn former_name(
+    db: crate::store::Reader<'_>,
+    given: &str,
+    projects: &[(String, Option<String>)],
+) -> anyhow::Result<Option<ProjectId>> {
+    let mut stmt = db.conn().prepare(
+        "SELECT DISTINCT o.resource_id FROM object o
+         JOIN version v ON v.object_id = o.id
+         JOIN blob b ON b.id = v.blob_id
+         WHERE o.family = ?1 AND json_extract(b.raw, '$.name') = ?2
+         ORDER BY o.resource_id",
+    )?;
+    let ids = stmt
+        .query_map(
+            rusqlite::params![crate::model::Family::Projects.view(), given],
+            |r| r.get::<_, String>(0),
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    match ids.as_slice() {
+        [] => Ok(None),
+        [id] => {
+            let now = match projects.iter().find(|(p, _)| p == id) {
+                Some((_, Some(name))) => format!("now named `{}`", report::inert(name)),
+                Some((_, None)) => "now without a name".to_owned(),
+                None => "no longer listed".to_owned(),
+            };
+            eprintln_or_drop!(
+                "note: no project is named `{}` now; {} was, and is {now}",
+                report::inert(given),
+                report::inert(id)
+            );
+            Ok(Some(ProjectId::from(id.as_str())))
+        }
+        ids => Err(CliError::usage(anyhow::anyhow!(
+            "no project is named `{given}` now, and {} were: give one of their ids ({})",
             ids.len(),
             ids.join(", ")
         ))),

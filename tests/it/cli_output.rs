@@ -404,6 +404,56 @@ fn findings_of_one_project_are_chosen_by_its_id_or_its_name() {
 }
 
 #[test]
+fn findings_of_a_renamed_project_are_found_by_its_former_name_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = demo_sim();
+    let url = sim.base_url();
+    let audit = |dir: &Path| {
+        let out = run(dir, &["--db", "a.db", "--base-url", &url, "audit"]);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
+    };
+    audit(dir.path());
+    sim.with_org(|org| {
+        org.project_mut(&ProjectId::from("proj_payments"))
+            .unwrap()
+            .name = Some("Payments v2".into());
+    });
+    audit(dir.path());
+    let list = |project: &str| {
+        run(
+            dir.path(),
+            &[
+                "--db",
+                "a.db",
+                "findings",
+                "--project",
+                project,
+                "--format",
+                "csv",
+            ],
+        )
+    };
+    let now = list("Payments v2");
+    assert!(now.status.success(), "{}", stderr(&now));
+    assert!(stderr(&now).is_empty(), "{}", stderr(&now));
+    let before = list("Payments API");
+    assert!(before.status.success(), "{}", stderr(&before));
+    assert_eq!(stdout(&before), stdout(&now));
+    assert!(stdout(&now).lines().count() > 1, "{}", stdout(&now));
+    assert_eq!(
+        stderr(&before).trim_end(),
+        "note: no project is named `Payments API` now; proj_payments was, and is now named `Payments v2`"
+    );
+    let never = list("Payments v1");
+    assert_eq!(never.status.code(), Some(2), "{}", stderr(&never));
+    assert!(
+        stderr(&never).contains("no project has the id or name `Payments v1`"),
+        "{}",
+        stderr(&never)
+    );
+}
+
+#[test]
 fn global_options_have_their_own_heading() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &["findings", "--help"]);
