@@ -306,25 +306,46 @@ impl DeliveryError {
 }
 
 impl DeliveryError {
-    /// The server refused the message for its size, for good: a 552 to the message itself
-    /// (RFC 5321's "exceeded storage allocation", which servers send for a message over
-    /// their limit), or the enhanced codes for one (RFC 3463: 5.2.3 "message length exceeds
-    /// administrative limit", 5.3.4 "message too big for system").
+    /// The server refused the message for its size, for good: the enhanced codes for one
+    /// (RFC 3463: 5.2.3 "message length exceeds administrative limit", 5.3.4 "message too
+    /// big for system"), or, from a server that sends no enhanced code, a 552 to the message
+    /// itself (RFC 5321's "exceeded storage allocation", which servers send for a message
+    /// over their limit). An enhanced code decides when there is one: a 552 also says
+    /// 5.2.2 (mailbox full) or 5.7.0 (Gmail's "blocked because its content presents a
+    /// potential security issue"), which no smaller digest gets through.
     pub fn refused_for_size(&self) -> bool {
+        const SIZE: [&str; 2] = ["5.2.3", "5.3.4"];
         match self {
             DeliveryError::Message {
                 reply,
                 permanent: true,
                 ..
             } => {
-                reply.starts_with("552")
-                    || reply
-                        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-                        .any(|word| word == "5.2.3" || word == "5.3.4")
+                let mut words = reply.split_whitespace();
+                let code = words.next().unwrap_or_default();
+                match words.next().filter(|w| is_enhanced_code(w)) {
+                    Some(enhanced) => SIZE.contains(&enhanced),
+                    None => {
+                        code == "552"
+                            || reply
+                                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                                .any(|word| SIZE.contains(&word))
+                    }
+                }
             }
             _ => false,
         }
     }
+}
+
+/// An RFC 3463 enhanced status code, `class.subject.detail`: `5.3.4`.
+fn is_enhanced_code(word: &str) -> bool {
+    let parts: Vec<&str> = word.split('.').collect();
+    matches!(parts.as_slice(), [class, subject, detail]
+        if matches!(*class, "2" | "4" | "5")
+            && [subject, detail]
+                .iter()
+                .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// `a@x (550 no such user); b@y (450 try later)`.
@@ -1218,6 +1239,12 @@ mod tests {
             "552 Error: too much mail data",
             "554 5.3.4 Message too big for system",
             "550 5.2.3 Message length exceeds administrative limit",
+            // Gmail's three lines, as lettre joins them (the repeated code dropped).
+            "552 5.3.4 Your message exceeded Google's message size limits. Please visit \
+             https://support.google.com/mail/?p=MaxSizeError to view our size guidelines. \
+             a1-20020a170906 - gsmtp",
+            "552 5.3.4 Message size exceeds fixed limit",
+            "552 Message size exceeds maximum permitted",
         ] {
             assert!(message(reply, true).refused_for_size(), "{reply}");
         }
@@ -1225,6 +1252,10 @@ mod tests {
             "554 5.7.1 message refused as spam",
             "550 5.1.1 user unknown",
             "554 5.3.40 not an enhanced code for size",
+            // A 552 whose enhanced code says another thing: no smaller digest gets through.
+            "552 5.2.2 The email account that you tried to reach is over quota",
+            "552 5.7.0 This message was blocked because its content presents a potential \
+             security issue",
         ] {
             assert!(!message(reply, true).refused_for_size(), "{reply}");
         }
