@@ -509,7 +509,8 @@ fn refusal_text(err: &DeliveryError, bytes: usize) -> String {
     format!(
         "{err} (the message was {size:.3} MB: if this server limits message size, lower \
          `[notify.email] max_csv_bytes`, or set it to \"0B\" to attach no CSV; later digests \
-         are built with it, and this one stays refused)"
+         are built with it, and this one stays refused: `notify requeue` would send it as \
+         large again)"
     )
 }
 
@@ -810,6 +811,33 @@ fn from_unix(secs: i64) -> DateTime<Utc> {
 mod tests {
     use super::*;
     use crate::notify::plan::tests::t;
+
+    #[test]
+    fn a_refusal_for_size_names_the_bound_and_warns_that_a_requeue_sends_the_same_bytes() {
+        let refused = |reply: &str| DeliveryError::Message {
+            host: "mx".into(),
+            reply: reply.into(),
+            permanent: true,
+        };
+        let text = refusal_text(
+            &refused("552 5.3.4 Message size exceeds fixed limit"),
+            10_400_000,
+        );
+        assert!(
+            text.starts_with("message rejected by mx: 552 5.3.4"),
+            "{text}"
+        );
+        assert!(text.contains("the message was 10.400 MB"), "{text}");
+        assert!(text.contains("`[notify.email] max_csv_bytes`"), "{text}");
+        // The stored message keeps its size: requeued, it is refused again.
+        assert!(
+            text.contains("`notify requeue` would send it as large again"),
+            "{text}"
+        );
+        // A 552 for a full mailbox is no size to lower.
+        let full = refused("552 5.2.2 mailbox full");
+        assert_eq!(refusal_text(&full, 10_400_000), full.to_string());
+    }
 
     fn db() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
