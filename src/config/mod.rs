@@ -329,6 +329,10 @@ pub struct EmailConfig {
 /// keeps the message under 10 MB; past it the CSV keeps the most severe findings and says so.
 pub const DEFAULT_MAX_CSV_BYTES: crate::size::ByteSize = crate::size::ByteSize::from_mib(6);
 
+/// The smallest `[notify.email] max_csv_bytes` but `0B`: the CSV's header row alone is
+/// about 130 bytes, and a bound below one finding's row attaches a CSV of none.
+pub const MIN_MAX_CSV_BYTES: crate::size::ByteSize = crate::size::ByteSize::from_bytes(1024);
+
 /// The largest `[notify.email] max_csv_bytes`: a digest is held whole in memory and in the
 /// outbox, and no mail service takes one much larger.
 pub const MAX_MAX_CSV_BYTES: crate::size::ByteSize = crate::size::ByteSize::from_mib(64);

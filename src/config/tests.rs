@@ -1141,4 +1141,15 @@ fn the_digest_csv_bound_defaults_to_6_mib_takes_0_for_none_and_refuses_more_than
         problems(&format!("{base}max_csv_bytes = \"2MB\"\n")),
         ["bad-value@6:17"]
     );
+    let (_, d) = check(&format!("{base}max_csv_bytes = \"100B\"\n"));
+    assert!(
+        d.render(false)
+            .contains("must be \"0B\" (no CSV) or at least 1KiB, not 100B"),
+        "{}",
+        d.render(false)
+    );
+    assert_eq!(
+        email("max_csv_bytes = \"1KiB\"\n").max_csv_bytes.as_bytes(),
+        1024
+    );
 }

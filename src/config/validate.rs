@@ -13,9 +13,9 @@ use super::raw::{
 };
 use super::{
     AuditLogConfig, CollectConfig, Config, DEFAULT_MAX_CSV_BYTES, EmailConfig, EmailTemplates,
-    EmailTls, EmailTransport, ExemptionConfig, ExemptionTerms, MAX_MAX_CSV_BYTES, NotifyConfig,
-    OpenAiConfig, RuleParams, RulesConfig, ScheduleConfig, ServerConfig, SpendConfig,
-    StorageConfig,
+    EmailTls, EmailTransport, ExemptionConfig, ExemptionTerms, MAX_MAX_CSV_BYTES,
+    MIN_MAX_CSV_BYTES, NotifyConfig, OpenAiConfig, RuleParams, RulesConfig, ScheduleConfig,
+    ServerConfig, SpendConfig, StorageConfig,
 };
 use crate::diagnostics::{DiagnosticCode, Diagnostics, FileId};
 use crate::duration::Duration;
@@ -772,31 +772,46 @@ pub(super) fn email_address(a: &Spanned<String>, c: &mut Check<'_>) -> Option<St
     )
 }
 
-fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
-    const T: &str = "[notify.email]";
-    let max_csv_bytes = match &raw.max_csv_bytes {
+/// `[notify.email] max_csv_bytes`: `0B`, or a size from [`MIN_MAX_CSV_BYTES`] to
+/// [`MAX_MAX_CSV_BYTES`]; the default when not set.
+fn max_csv_bytes(raw: Option<&Spanned<String>>, c: &mut Check<'_>) -> Option<ByteSize> {
+    match raw {
         None => Some(DEFAULT_MAX_CSV_BYTES),
         Some(s) => c
             .parse(s, DiagnosticCode::BadValue, "expected a size", |t| {
                 t.parse::<ByteSize>()
             })
             .and_then(|size| {
-                if size <= MAX_MAX_CSV_BYTES {
+                let (problem, label) = if size > MAX_MAX_CSV_BYTES {
+                    (
+                        format!(
+                            "`max_csv_bytes` must be at most {MAX_MAX_CSV_BYTES}, not {size}: \
+                             a digest is held whole in memory and in the database, and mail \
+                             servers refuse one much larger"
+                        ),
+                        "too large",
+                    )
+                } else if size.as_bytes() > 0 && size < MIN_MAX_CSV_BYTES {
+                    (
+                        format!(
+                            "`max_csv_bytes` must be \"0B\" (no CSV) or at least \
+                             {MIN_MAX_CSV_BYTES}, not {size}: the CSV's header row alone is \
+                             larger, and the digest would attach a CSV of no finding"
+                        ),
+                        "too small",
+                    )
+                } else {
                     return Some(size);
-                }
-                c.error(
-                    DiagnosticCode::BadValue,
-                    s.span(),
-                    format!(
-                        "`max_csv_bytes` must be at most {MAX_MAX_CSV_BYTES}, not {size}: \
-                         a digest is held whole in memory and in the database, and mail \
-                         servers refuse one much larger"
-                    ),
-                    "too large",
-                );
+                };
+                c.error(DiagnosticCode::BadValue, s.span(), problem, label);
                 None
             }),
-    };
+    }
+}
+
+fn email(raw: &RawEmail, c: &mut Check<'_>) -> Option<EmailConfig> {
+    const T: &str = "[notify.email]";
+    let max_csv_bytes = max_csv_bytes(raw.max_csv_bytes.as_ref(), c);
     let transport = email_transport(raw.transport.as_ref(), c);
     let tls = email_tls(raw.tls.as_ref(), c);
     let from = if let Some(f) = &raw.from {
