@@ -35,8 +35,9 @@ pub struct EventsArgs {
     /// account id (what did this key do?)
     #[arg(long, value_name = "EMAIL|ID")]
     pub actor: Option<String>,
-    /// Only events scoped to this project id
-    #[arg(long, value_name = "ID")]
+    /// Only events scoped to this project: its id (proj_…) or its exact name (a former name
+    /// too)
+    #[arg(long, value_name = "PROJECT")]
     pub project: Option<String>,
     /// At most this many events, the newest (a note says when older ones match too)
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
@@ -57,13 +58,27 @@ const HEADER: [(&str, Wrap); 5] = [
 /// Runs `orgwarden events`.
 pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
     let store = open(global)?;
+    let project = match &args.project {
+        Some(given) => {
+            // An event names its project as it was then: one deleted since is still known.
+            let mut stmt = store.reader().conn().prepare(
+                "SELECT DISTINCT project_id, project_name FROM audit_event
+                 WHERE project_id IS NOT NULL",
+            )?;
+            let known = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<(String, Option<String>)>, _>>()?;
+            Some(super::project::resolve(store.reader(), given, &known)?)
+        }
+        None => None,
+    };
     // A window reaching past the calendar's start (`--since 99999999d`) means every event.
     let since = Utc::now().checked_sub_signed(args.since.to_time_delta());
     let filter = EventFilter {
         since: Some(since.map_or(i64::MIN, |t| t.timestamp())),
         kind: args.kind.clone(),
         actor_email: args.actor.clone(),
-        project_id: args.project.clone(),
+        project_id: project.map(|p| p.as_str().to_owned()),
         // One more than shown: whether the limit hid older matching events.
         limit: args.limit.saturating_add(1),
     };

@@ -28,6 +28,7 @@ pub mod findings;
 pub mod history;
 pub mod init;
 pub mod notify;
+mod project;
 pub mod query;
 pub mod read;
 pub mod rules;

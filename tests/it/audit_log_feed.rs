@@ -256,6 +256,55 @@ fn an_organization_with_audit_logging_off_is_recorded_disabled_not_failed() {
 }
 
 #[test]
+fn events_of_a_project_no_snapshot_listed_are_found_by_its_id_or_the_name_the_events_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(org_with(&[], true));
+    let url = sim.base_url();
+    // A project deleted before orgwarden ever read it: only its events know it.
+    sim.with_org(|org| {
+        assert!(org.audit_log.insert(json!({
+            "id": "audit_log-gone", "type": "project.archived",
+            "effective_at": chrono::Utc::now().timestamp() - 60,
+            "project": {"id": "proj_gone", "name": "Gone"},
+            "actor": {"type": "session", "session": {"user": {"id": "user-bob",
+                      "email": "bob@acme.com"}, "ip_address": "203.0.113.9"}},
+            "project.archived": {"id": "proj_gone"}
+        })));
+    });
+    let (code, _, doc) = snapshot(dir.path(), &url);
+    assert_eq!(code, 0, "{doc}");
+    let ids = |out: &Output| -> Vec<String> {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_of(out)["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let by_id = run(
+        dir.path(),
+        &url,
+        &["events", "--format", "json", "--project", "proj_gone"],
+    );
+    assert_eq!(ids(&by_id), ["audit_log-gone"]);
+    let by_name = run(
+        dir.path(),
+        &url,
+        &["events", "--format", "json", "--project", "Gone"],
+    );
+    assert_eq!(ids(&by_name), ["audit_log-gone"]);
+    assert_eq!(
+        String::from_utf8_lossy(&by_name.stderr).trim_end(),
+        "note: no project is named `Gone` now; proj_gone was, and is no longer listed"
+    );
+}
+
+#[test]
 fn events_lists_stored_events_newest_first_with_filters_and_says_when_never_read() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim(org_with(&many(3), true));
@@ -319,6 +368,15 @@ fn events_lists_stored_events_newest_first_with_filters_and_says_when_never_read
     assert_eq!(only(&["--type", "api_key.*"]), ["audit_log-key"]);
     assert_eq!(only(&["--actor", "BOB@acme.com"]), ["audit_log-key"]);
     assert_eq!(only(&["--project", "proj_a"]), ["audit_log-key"]);
+    assert_eq!(only(&["--project", "A"]), ["audit_log-key"], "by its name");
+    // A typo is an error with the closest names, not an empty list that reads as all clear.
+    let typo = run(dir.path(), &url, &["events", "--project", "proj_b"]);
+    assert_eq!(typo.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        err.contains("no project has the id or name `proj_b`; did you mean `proj_a`"),
+        "{err}"
+    );
     assert_eq!(only(&["--since", "30m"]), ["audit_log-key"]);
     assert_eq!(only(&["--limit", "2"]).len(), 2);
     // A limit that hides older matching events says so; one that hides none does not.
