@@ -198,6 +198,7 @@ pub async fn run<S: Setup>(
             }
             _ => None,
         };
+        store.warn_if_wal_pinned();
         (evaluated, delivery)
     })
     .await;

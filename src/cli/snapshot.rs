@@ -53,7 +53,7 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
     let _lock = Store::lock_writer(&db)?;
     let store = Store::open(&db)?;
     let progress = !global.quiet && collect::progress_wanted();
-    let (_store, outcome) = runtime()?
+    let (store, outcome) = runtime()?
         .block_on(collect::snapshot_skipping(
             &client,
             store,
@@ -70,6 +70,7 @@ pub fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> anyhow::Result<Exit
                 db.display()
             )))
         })?;
+    store.warn_if_wal_pinned();
     match args.format {
         // The store's snapshot object (the same `orgwarden snapshots` prints: the objects
         // per view, the crawl's retries and 429s) and the concurrency the client settled on.

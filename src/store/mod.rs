@@ -106,6 +106,11 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// How large the write-ahead log may grow, held back by another connection's read
+/// transaction, before a run warns about it ([`Store::warn_if_wal_pinned`]): eight times
+/// the size at which SQLite checkpoints it on its own.
+pub const WAL_PINNED_WARN_BYTES: u64 = 32 * 1024 * 1024;
+
 /// How long a writer waits for another connection's write transaction to end.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -564,6 +569,50 @@ impl Store {
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
         Ok(())
+    }
+
+    /// After a run's writes: copies what it can of the write-ahead log into the database
+    /// without waiting for anyone (`wal_checkpoint(PASSIVE)`), and warns, naming the cause,
+    /// when part of the log could not be copied and the log in use has grown past
+    /// [`WAL_PINNED_WARN_BYTES`]. Only a connection that still reads an older state (a
+    /// `sqlite3` shell left inside `BEGIN`, a dashboard holding a query open) stops a
+    /// checkpoint; while it stays, the log grows by every run's writes, silently.
+    /// Returns the size of the log in use, in bytes, when it warned.
+    pub fn warn_if_wal_pinned(&self) -> Option<u64> {
+        let path = self.path.as_deref()?;
+        // A checkpoint that fails is SQLite's own business (the next commit tries again),
+        // never a reason to fail the run that wrote.
+        let (log, copied): (i64, i64) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                Ok((row.get(1)?, row.get(2)?))
+            })
+            .ok()?;
+        if log <= 0 || copied >= log {
+            return None;
+        }
+        // The frames in use, not the file's size: a log once grown keeps its size after
+        // the reader is gone, while its space is reused.
+        let page: i64 = self
+            .conn
+            .pragma_query_value(None, "page_size", |row| row.get(0))
+            .ok()?;
+        let bytes = u64::try_from(log.saturating_mul(page.saturating_add(24))).ok()?;
+        if bytes < WAL_PINNED_WARN_BYTES {
+            return None;
+        }
+        let mib = bytes / (1024 * 1024);
+        tracing::warn!(
+            wal = %ownership::sibling(path, "-wal").display(),
+            wal_mib = mib,
+            "the database's write-ahead log holds {mib} MiB that cannot be copied into {}: \
+             another connection keeps a read transaction open (a sqlite3 shell left inside \
+             BEGIN, a dashboard or script holding a query open). The log grows by every \
+             run's writes until that transaction ends: end it (COMMIT or ROLLBACK, or close \
+             the client), and read with short transactions",
+            path.display(),
+        );
+        Some(bytes)
     }
 
     /// Starts a write transaction (`BEGIN IMMEDIATE`, so it holds the write lock from the

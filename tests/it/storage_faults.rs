@@ -200,3 +200,58 @@ fn a_damaged_file_and_a_lock_held_too_long_are_named_in_plain_words() {
         "{stderr}"
     );
 }
+
+/// `demo` into `db` with its default logging (warnings shown): the run's output.
+fn demo_logged(dir: &Path, db: &Path, outbox: &Path) -> Output {
+    crate::support::orgwarden()
+        .arg("--db")
+        .arg(db)
+        .args(["demo", "--format", "json", "--outbox"])
+        .arg(outbox)
+        .current_dir(dir)
+        .output()
+        .expect("runs")
+}
+
+#[test]
+fn a_read_transaction_left_open_that_holds_back_the_log_is_named_and_the_run_carries_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("orgwarden.db");
+    let outbox = dir.path().join("outbox");
+    let first = demo_logged(dir.path(), &db, &outbox);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+
+    // A sqlite3 shell left inside BEGIN after one query: SQLite cannot copy anything written
+    // after it into the database, so the write-ahead log only grows.
+    let reader = rusqlite::Connection::open(&db).expect("open");
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM snapshot;")
+        .expect("read");
+    // Many runs' writes, at once: 40 MiB into the log, then gone from the database.
+    let writer = rusqlite::Connection::open(&db).expect("open");
+    writer
+        .execute_batch(
+            "CREATE TABLE scratch(b);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
+             INSERT INTO scratch SELECT randomblob(1024 * 1024) FROM n;
+             DROP TABLE scratch;",
+        )
+        .expect("write");
+    drop(writer);
+
+    let held = demo_logged(dir.path(), &db, &outbox);
+    let stderr = text(&held.stderr);
+    assert_eq!(held.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot be copied into {}", db.display()))
+            && stderr.contains("another connection keeps a read transaction open"),
+        "{stderr}"
+    );
+
+    // Once the transaction ends, the next run checkpoints the log and says nothing.
+    reader.execute_batch("COMMIT").expect("commit");
+    let after = demo_logged(dir.path(), &db, &outbox);
+    let stderr = text(&after.stderr);
+    assert_eq!(after.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("write-ahead log"), "{stderr}");
+}
