@@ -520,10 +520,7 @@ impl Store {
                 path: path.to_owned(),
             });
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let conn = open_reader(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let found = user_version(&conn)?;
         let supported = supported_version();
@@ -1099,6 +1096,64 @@ fn folder_read_only(path: &Path, error: rusqlite::Error) -> StoreError {
         };
     }
     StoreError::Sqlite(error)
+}
+
+/// A read-only connection to the database at `path`. Reading a database in WAL mode needs
+/// its `-shm` file, which SQLite cannot create on a read-only file system: there, with
+/// neither `-wal` nor `-shm` beside the file (a copy, or a database whose last writer
+/// closed it), the file is the whole database and nothing writes it through this mount,
+/// so it is opened as immutable instead of not at all.
+pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let alone =
+        !ownership::sibling(path, "-wal").exists() && !ownership::sibling(path, "-shm").exists();
+    if alone && on_read_only_file_system(path) {
+        return Connection::open_with_flags(
+            immutable_uri(path),
+            flags | OpenFlags::SQLITE_OPEN_URI,
+        );
+    }
+    Connection::open_with_flags(path, flags)
+}
+
+/// `file:` URI of `path` opened as immutable, every byte but the unreserved ones
+/// percent-encoded (so `?`, `#` and `%` in a name stay part of it).
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut uri = String::from("file:");
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+/// Whether `path` is on a file system mounted read-only (`statvfs(3)`'s `ST_RDONLY`).
+#[cfg(unix)]
+fn on_read_only_file_system(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is NUL-terminated and `stat` is a valid place for the result; it is
+    // read only when the call succeeded.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: statvfs returned 0, so it filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    stat.f_flag & libc::ST_RDONLY != 0
+}
+
+#[cfg(not(unix))]
+fn on_read_only_file_system(_path: &Path) -> bool {
+    false
 }
 
 /// Whether this process may write `path`, by `faccessat(2)` with its effective ids: no

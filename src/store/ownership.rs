@@ -8,8 +8,6 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OpenFlags};
-
 use super::StoreError;
 
 /// orgwarden's SQLite `application_id`: the ASCII bytes `OWDB` (0x4F574442), stored at
@@ -49,10 +47,7 @@ pub(super) fn inspect(path: &Path) -> Result<Found, StoreError> {
     if meta.len() == 0 && !sibling(path, "-wal").exists() {
         return Ok(Found::Blank);
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    let conn = super::open_reader(path)?;
     // A writer mid-checkpoint is waited for, as every other connection of the store does.
     conn.busy_timeout(super::BUSY_TIMEOUT)?;
     // The first read is where SQLite finds out the file is not a database.

@@ -255,3 +255,67 @@ fn a_read_transaction_left_open_that_holds_back_the_log_is_named_and_the_run_car
     assert_eq!(after.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("write-ahead log"), "{stderr}");
 }
+
+/// `orgwarden --db DB ARGS…` in `dir`.
+fn run(dir: &Path, db: &Path, args: &[&str]) -> Output {
+    crate::support::orgwarden()
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("runs")
+}
+
+#[test]
+fn a_database_copied_onto_a_read_only_file_system_is_read_and_never_written() {
+    let Some(fs) = SmallFs::mount() else {
+        eprintln!("skipped: this process cannot mount a tmpfs to make read-only");
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let live = work.path().join("orgwarden.db");
+    let first = demo(work.path(), &live, &work.path().join("outbox"));
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    // The file alone, as a backup or an archived copy is: no -wal or -shm beside it, and
+    // SQLite cannot create the -shm a reader of a WAL database needs.
+    let db = fs.path().join("orgwarden.db");
+    std::fs::copy(&live, &db).expect("copy");
+    let remounted = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(fs.path())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(remounted, "remount read-only");
+
+    let readers: [&[&str]; 5] = [
+        &["findings", "--format", "json"],
+        &["snapshots"],
+        &["history", "key_pay_jo_batch"],
+        &["events", "--limit", "1"],
+        &["query", "SELECT count(*) FROM projects"],
+    ];
+    for args in readers {
+        let out = run(work.path(), &db, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let findings: serde_json::Value =
+        serde_json::from_slice(&run(work.path(), &db, &["findings", "--format", "json"]).stdout)
+            .expect("json");
+    assert!(!findings.as_array().expect("array").is_empty());
+
+    let out = run(work.path(), &db, &["audit", "--offline"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("read-only file system"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(fs.path()).expect("list").count(),
+        1,
+        "nothing beside the database"
+    );
+}
