@@ -111,6 +111,11 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
 /// the size at which SQLite checkpoints it on its own.
 pub const WAL_PINNED_WARN_BYTES: u64 = 32 * 1024 * 1024;
 
+/// The size the write-ahead log file is cut back to when SQLite resets it after a full
+/// checkpoint: twice the size at which SQLite checkpoints it on its own, so a log of
+/// ordinary runs is never cut and grown again.
+const WAL_KEEP_BYTES: i64 = 8 * 1024 * 1024;
+
 /// How long a writer waits for another connection's write transaction to end.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -476,6 +481,9 @@ impl Store {
             .map_err(|e| folder_read_only(path, e))?;
         // NORMAL is durable across a process crash in WAL mode, and much faster than FULL.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // A log that grew while a reader held it back keeps its size otherwise for as long
+        // as any connection (a dashboard) stays open: cut it back when SQLite next resets it.
+        conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = Store {
             conn,

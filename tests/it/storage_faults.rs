@@ -248,12 +248,18 @@ fn a_read_transaction_left_open_that_holds_back_the_log_is_named_and_the_run_car
         "{stderr}"
     );
 
-    // Once the transaction ends, the next run checkpoints the log and says nothing.
+    // Once the transaction ends, the next run checkpoints the log and says nothing, and the
+    // file shrinks although the shell's connection stays open (the log is not deleted).
     reader.execute_batch("COMMIT").expect("commit");
     let after = demo_logged(dir.path(), &db, &outbox);
     let stderr = text(&after.stderr);
     assert_eq!(after.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("write-ahead log"), "{stderr}");
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let size = std::fs::metadata(&wal).map_or(0, |meta| meta.len());
+    assert!(size <= 16 * 1024 * 1024, "the log is still {size} bytes");
+    drop(reader);
 }
 
 /// `orgwarden --db DB ARGS…` in `dir`.
