@@ -174,6 +174,17 @@ fn a_failed_read_says_so_before_anything_else() {
     assert!(warning < all_clear, "{text}");
 }
 
+/// Runs `command` (`audit` or `snapshot`) against `sim`, which fails some reads: it must
+/// exit 3, the read incomplete. Its stderr.
+fn incomplete_read(dir: &Path, sim: &SimHandle, command: &str) -> String {
+    let out = run(
+        dir,
+        &["--db", "a.db", "--base-url", &sim.base_url(), command],
+    );
+    assert_eq!(out.status.code(), Some(3), "{command}: {}", stderr(&out));
+    stderr(&out)
+}
+
 #[test]
 fn a_failed_scope_is_printed_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -185,12 +196,7 @@ fn a_failed_scope_is_printed_once() {
         times: None,
     });
     for command in ["audit", "snapshot"] {
-        let out = run(
-            dir.path(),
-            &["--db", "a.db", "--base-url", &sim.base_url(), command],
-        );
-        assert_eq!(out.status.code(), Some(3), "{command}: {}", stderr(&out));
-        let err = stderr(&out);
+        let err = incomplete_read(dir.path(), &sim, command);
         let line = err
             .lines()
             .find(|l| l.starts_with("  ") && l.contains(path))
@@ -225,12 +231,7 @@ fn one_family_failing_in_every_project_takes_one_line_and_leaves_room_for_anothe
         times: None,
     });
     for command in ["audit", "snapshot"] {
-        let out = run(
-            dir.path(),
-            &["--db", "a.db", "--base-url", &sim.base_url(), command],
-        );
-        assert_eq!(out.status.code(), Some(3), "{command}: {}", stderr(&out));
-        let err = stderr(&out);
+        let err = incomplete_read(dir.path(), &sim, command);
         let scope_lines: Vec<&str> = err
             .lines()
             .filter(|l| l.starts_with("  ") && l.contains("GET /organization/projects/"))
