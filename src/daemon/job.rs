@@ -256,7 +256,9 @@ impl AuditJob {
             progress: false,
             skip: &loaded.config.collect.skip,
         };
-        let audited = match pipeline::run(store, loaded.clone(), source, cancel, stopping).await {
+        let result = pipeline::run(store, loaded.clone(), source, cancel, stopping).await;
+        self.note_database_size();
+        let audited = match result {
             Ok(audited) => audited,
             Err(e) => {
                 // No crawl report says which 400s and 404s were expected: count them all as
@@ -332,6 +334,13 @@ impl AuditJob {
             Some(fault) => format!("{}: {message}", fault.describe(&self.inputs.db)),
             None => message,
         }
+    }
+
+    /// Exports the sizes of the database and its write-ahead log: its growth over months,
+    /// and a log a reader holds back, are for an alert to see before the disk fills.
+    fn note_database_size(&self) {
+        let (database, wal) = crate::store::file_sizes(&self.inputs.db);
+        self.metrics.set_database_size(database, wal);
     }
 
     /// The run's figures from what the pipeline did.

@@ -127,6 +127,12 @@ struct ChannelLabels {
     channel: String,
 }
 
+/// One of the database's files: `database` (the file itself) or `wal` (its write-ahead log).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabels {
+    file: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SeverityLabels {
     severity: &'static str,
@@ -258,6 +264,7 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     recipients_refused: Family<ChannelLabels, Counter>,
     channel_outbox_depth: Family<ChannelLabels, Gauge>,
+    database_size: Fixed<FileLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -292,6 +299,7 @@ impl Metrics {
             deliveries: Family::default(),
             recipients_refused: Family::default(),
             channel_outbox_depth: Family::default(),
+            database_size: Fixed::new(["database", "wal"].map(|file| FileLabels { file })),
         };
         // The configuration loaded at start is good, or the daemon would not have started.
         metrics.reload_ok.set(1);
@@ -374,6 +382,12 @@ impl Metrics {
             "orgwarden_outbox_depth",
             "Messages waiting in the outbox",
             self.outbox_depth.clone(),
+        );
+        r.register(
+            "orgwarden_database_size_bytes",
+            "Size of the database file and of its write-ahead log after the last run \
+             (0 until a run has ended)",
+            self.database_size.clone(),
         );
         r.register(
             "orgwarden_emails_sent",
@@ -514,6 +528,15 @@ impl Metrics {
     pub fn set_api_rate_limit(&self, per_minute: u64) {
         self.api_rate_limit
             .set(i64::try_from(per_minute).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the sizes of the database file and of its write-ahead log, in bytes.
+    pub fn set_database_size(&self, database: u64, wal: u64) {
+        for (file, bytes) in [("database", database), ("wal", wal)] {
+            if let Some(gauge) = self.database_size.get(&FileLabels { file }) {
+                gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     /// Sets how many messages wait in the outbox.
@@ -680,6 +703,30 @@ mod tests {
             .find(|(n, l, _)| n == name && l == labels)
             .map(|(_, _, v)| *v)
             .unwrap_or_else(|| panic!("no sample {name}{{{labels}}}"))
+    }
+
+    #[test]
+    fn the_database_and_its_log_sizes_are_exported_in_bytes_from_zero() {
+        let metrics = Metrics::new();
+        let samples = parse(&metrics.render());
+        assert_eq!(
+            value(&samples, "orgwarden_database_size_bytes", "file=\"wal\""),
+            0.0
+        );
+        metrics.set_database_size(5 << 20, 300 << 10);
+        let samples = parse(&metrics.render());
+        assert_eq!(
+            value(
+                &samples,
+                "orgwarden_database_size_bytes",
+                "file=\"database\""
+            ),
+            5_242_880.0
+        );
+        assert_eq!(
+            value(&samples, "orgwarden_database_size_bytes", "file=\"wal\""),
+            307_200.0
+        );
     }
 
     #[test]

@@ -1106,6 +1106,13 @@ fn folder_read_only(path: &Path, error: rusqlite::Error) -> StoreError {
     StoreError::Sqlite(error)
 }
 
+/// The sizes in bytes of the database at `path` and of its write-ahead log; a file that
+/// cannot be read counts 0 (no log: SQLite removed it at the last close).
+pub fn file_sizes(path: &Path) -> (u64, u64) {
+    let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    (size(path), size(&ownership::sibling(path, "-wal")))
+}
+
 /// A read-only connection to the database at `path`. Reading a database in WAL mode needs
 /// its `-shm` file, which SQLite cannot create on a read-only file system: there, with
 /// neither `-wal` nor `-shm` beside the file (a copy, or a database whose last writer

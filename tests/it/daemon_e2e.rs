@@ -407,6 +407,11 @@ fn metrics_count_the_audit_jobs_api_responses_and_open_findings() {
         "{metrics}"
     );
     assert_eq!(metric(&metrics, "orgwarden_outbox_depth"), 0.0, "{metrics}");
+    // A real database after a run: at least a few pages, and never 0.
+    assert!(
+        metric(&metrics, "orgwarden_database_size_bytes{file=\"database\"}") >= 4096.0,
+        "{metrics}"
+    );
     assert!(http_get(port, "/readyz").starts_with("HTTP/1.1 200"));
     daemon.signal("TERM");
     assert_eq!(daemon.wait(Duration::from_secs(30)).0, 0);
