@@ -985,6 +985,73 @@ mod tests {
     }
 
     #[test]
+    fn fall_back_overlap_runs_a_star_hour_job_in_both_passes() {
+        let berlin = chrono_tz::Europe::Berlin;
+        let runs = |expr: &str, from: &str, count: usize| -> Vec<String> {
+            Schedule::parse(expr, berlin)
+                .unwrap()
+                .upcoming(utc(from))
+                .take(count)
+                .map(|t| t.to_rfc3339())
+                .collect()
+        };
+        // Berlin falls back at 01:00Z on 2026-10-25: 02:00-03:00 local happens twice.
+        assert_eq!(
+            runs("*/30 * * * *", "2026-10-25T00:10:00Z", 4),
+            [
+                "2026-10-25T02:30:00+02:00",
+                "2026-10-25T02:00:00+01:00",
+                "2026-10-25T02:30:00+01:00",
+                "2026-10-25T03:00:00+01:00"
+            ]
+        );
+        // Asked after the last run of the first pass, the next one is in the second pass,
+        // not at 03:00; a minute past the hour keeps its minute there.
+        assert_eq!(
+            runs("15 * * * *", "2026-10-25T00:20:00Z", 2),
+            ["2026-10-25T02:15:00+01:00", "2026-10-25T03:15:00+01:00"]
+        );
+    }
+
+    #[test]
+    fn fall_back_overlap_runs_a_fixed_hour_job_from_inside_either_pass() {
+        let berlin = chrono_tz::Europe::Berlin;
+        // Every second of 02:xx: more matching local times in the overlap than the search
+        // loop would step through one by one.
+        let s = Schedule::parse("* * 2 * * *", berlin).unwrap();
+        let next = |after: &str| s.next_after(utc(after)).map(|t| t.to_rfc3339());
+        // In the first pass the rest of the hour still runs.
+        assert_eq!(
+            next("2026-10-25T00:10:00Z").as_deref(),
+            Some("2026-10-25T02:10:01+02:00")
+        );
+        // In the second pass it already ran: the next run is the next day.
+        assert_eq!(
+            next("2026-10-25T01:10:00Z").as_deref(),
+            Some("2026-10-26T02:00:00+01:00")
+        );
+    }
+
+    #[test]
+    fn previous_run_at_exactly_the_time_counts() {
+        let s = Schedule::parse("0 */6 * * *", Tz::UTC).unwrap();
+        assert_eq!(
+            s.previous_at_or_before(utc("2026-05-01T12:00:00Z"))
+                .unwrap()
+                .to_rfc3339(),
+            "2026-05-01T12:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn shortest_gap_names_the_first_of_equally_short_gaps() {
+        let s = Schedule::parse("0 9 * * 1-5", Tz::UTC).unwrap();
+        let (gap, at) = s.shortest_gap(utc("2026-01-01T00:00:00Z")).unwrap();
+        assert_eq!(gap, chrono::TimeDelta::hours(24));
+        assert_eq!(at.to_rfc3339(), "2026-01-02T09:00:00+00:00");
+    }
+
+    #[test]
     fn time_zone_typos_get_the_name_meant() {
         assert_eq!(
             timezone_hint("europe/berlin").as_deref(),
