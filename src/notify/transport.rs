@@ -303,9 +303,7 @@ impl DeliveryError {
             _ => false,
         }
     }
-}
 
-impl DeliveryError {
     /// The server refused the message for its size, for good: the enhanced codes for one
     /// (RFC 3463: 5.2.3 "message length exceeds administrative limit", 5.3.4 "message too
     /// big for system"), or, from a server that sends no enhanced code, a 552 to the message
