@@ -1135,7 +1135,9 @@ pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 /// percent-encoded (so `?`, `#` and `%` in a name stay part of it).
 fn immutable_uri(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt as _;
-    let mut uri = String::from("file:");
+    // An absolute path follows an empty authority: `file:` and `//tmp/x` alone would make
+    // `tmp` the authority, which SQLite refuses.
+    let mut uri = String::from(if path.has_root() { "file://" } else { "file:" });
     for &byte in path.as_os_str().as_bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
             uri.push(char::from(byte));

@@ -1934,3 +1934,31 @@ fn reading_a_familys_current_objects_does_not_step_over_the_ones_gone() {
         );
     }
 }
+
+#[test]
+fn an_immutable_uri_opens_odd_paths_including_one_with_a_leading_double_slash() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("a b?#%\u{e9}");
+    std::fs::create_dir(&folder).unwrap();
+    let path = folder.join("orgwarden.db");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (7);")
+        .unwrap();
+    // `//tmp/…` names the same file as `/tmp/…`; as a URI it must not read as an authority.
+    let mut doubled = b"/".to_vec();
+    doubled.extend_from_slice(path.as_os_str().as_bytes());
+    let doubled = PathBuf::from(std::ffi::OsStr::from_bytes(&doubled));
+    for path in [&path, &doubled] {
+        let conn = Connection::open_with_flags(
+            immutable_uri(path),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let x: i64 = conn
+            .query_row("SELECT x FROM t", [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(x, 7);
+    }
+}
