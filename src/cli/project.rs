@@ -35,14 +35,16 @@ pub(super) fn resolve(
         [id] => Ok(ProjectId::from(*id)),
         [] if let Some(id) = former_name(db, given, &projects, known)? => Ok(id),
         [] => {
-            let mut known: Vec<&str> = projects.iter().map(|(id, _)| id.as_str()).collect();
-            known.extend(projects.iter().filter_map(|(_, name)| name.as_deref()));
-            known.sort_unstable();
-            known.dedup();
+            // The projects found elsewhere are accepted above, so they are suggested too.
+            let all = projects.iter().chain(known);
+            let mut names: Vec<&str> = all.clone().map(|(id, _)| id.as_str()).collect();
+            names.extend(all.filter_map(|(_, name)| name.as_deref()));
+            names.sort_unstable();
+            names.dedup();
             Err(unknown_name(
                 format_args!("no project has the id or name `{given}`"),
                 given,
-                &known,
+                &names,
             ))
         }
         ids => Err(CliError::usage(anyhow::anyhow!(

@@ -302,6 +302,11 @@ fn events_of_a_project_no_snapshot_listed_are_found_by_its_id_or_the_name_the_ev
         String::from_utf8_lossy(&by_name.stderr).trim_end(),
         "note: no project is named `Gone` now; proj_gone was, and is no longer listed"
     );
+    // A typo of a name only the events know gets it as the suggestion.
+    let typo = run(dir.path(), &url, &["events", "--project", "Gnoe"]);
+    assert_eq!(typo.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(err.contains("did you mean `Gone`"), "{err}");
 }
 
 #[test]
