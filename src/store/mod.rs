@@ -1149,28 +1149,44 @@ fn immutable_uri(path: &Path) -> String {
     uri
 }
 
-/// Whether `path` is on a file system mounted read-only (`statvfs(3)`'s `ST_RDONLY`).
-#[cfg(unix)]
+/// Whether the file system holding `path` is itself read-only: its superblock's options in
+/// `/proc/self/mountinfo` say `ro`. A read-only *mount* of a file system that is writable
+/// elsewhere (a container's `:ro` volume, a read-only bind mount) is not enough: another
+/// process may write the database through a writable mount, and an immutable reader takes
+/// no lock and would read pages changing under it.
+#[cfg(target_os = "linux")]
 fn on_read_only_file_system(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt as _;
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::metadata(path) else {
         return false;
     };
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c_path` is NUL-terminated and `stat` is a valid place for the result; it is
-    // read only when the call succeeded.
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
-    if rc != 0 {
-        return false;
-    }
-    // SAFETY: statvfs returned 0, so it filled `stat`.
-    let stat = unsafe { stat.assume_init() };
-    stat.f_flag & libc::ST_RDONLY != 0
+    let dev = meta.dev();
+    // glibc's encoding of a device number (`major(3)`, `minor(3)`).
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let mut info = String::new();
+    let read = std::fs::File::open("/proc/self/mountinfo")
+        .and_then(|f| f.take(4 << 20).read_to_string(&mut info));
+    read.is_ok() && superblock_read_only(&info, &format!("{major}:{minor}"))
 }
 
-#[cfg(not(unix))]
+#[cfg(not(target_os = "linux"))]
 fn on_read_only_file_system(_path: &Path) -> bool {
     false
+}
+
+/// Whether `mountinfo` (the text of `/proc/self/mountinfo`) gives the file system of device
+/// `device` (`major:minor`) the superblock option `ro`. Each line is `id parent major:minor
+/// root mount-point mount-options [optional fields] - type source super-options`; every
+/// mount of one device shares its superblock.
+fn superblock_read_only(mountinfo: &str, device: &str) -> bool {
+    mountinfo
+        .lines()
+        .filter(|line| line.split(' ').nth(2) == Some(device))
+        .filter_map(|line| line.split_once(" - "))
+        .filter_map(|(_, after)| after.split(' ').nth(2))
+        .any(|options| options.split(',').any(|o| o == "ro"))
 }
 
 /// Whether this process may write `path`, by `faccessat(2)` with its effective ids: no

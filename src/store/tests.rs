@@ -1962,3 +1962,27 @@ fn an_immutable_uri_opens_odd_paths_including_one_with_a_leading_double_slash() 
         assert_eq!(x, 7);
     }
 }
+
+#[test]
+fn only_a_file_system_read_only_at_its_superblock_counts_not_a_read_only_mount_of_it() {
+    // A tmpfs remounted read-only; a writable ext4, and a read-only bind mount of it (a
+    // container's `:ro` volume), whose superblock stays `rw`: another mount may write it.
+    let mountinfo = "\
+22 1 0:21 / /backups ro,relatime shared:5 - tmpfs tmpfs ro,size=1024k
+30 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,errors=remount-ro
+41 30 8:1 /srv/orgwarden /data ro,relatime shared:1 - ext4 /dev/sda1 rw,errors=remount-ro
+50 1 0:44 / /mnt/iso ro,relatime - iso9660 /dev/sr0 ro,nojoliet
+";
+    assert!(superblock_read_only(mountinfo, "0:21"));
+    assert!(superblock_read_only(mountinfo, "0:44"));
+    assert!(
+        !superblock_read_only(mountinfo, "8:1"),
+        "a read-only bind mount"
+    );
+    assert!(!superblock_read_only(mountinfo, "9:9"), "an unknown device");
+    // `errors=remount-ro` is an option's value, not `ro`.
+    assert!(!superblock_read_only(
+        "30 1 8:2 / / rw - ext4 /dev/sda2 rw,errors=remount-ro\n",
+        "8:2"
+    ));
+}

@@ -324,4 +324,37 @@ fn a_database_copied_onto_a_read_only_file_system_is_read_and_never_written() {
         1,
         "nothing beside the database"
     );
+
+    // A read-only bind mount of the live, writable folder (a container's `:ro` volume): the
+    // daemon may write it through the other mount, so it is not read without locks.
+    let view = tempfile::tempdir().expect("tempdir");
+    let bound = Command::new("mount")
+        .arg("--bind")
+        .arg(work.path())
+        .arg(view.path())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(bound, "bind mount");
+    let _unmount = Unmount(view.path().to_owned());
+    let read_only = Command::new("mount")
+        .args(["-o", "remount,bind,ro"])
+        .arg(view.path())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(read_only, "remount the bind mount read-only");
+    let out = run(
+        work.path(),
+        &view.path().join("orgwarden.db"),
+        &["snapshots"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+}
+
+/// Unmounts its folder when dropped, so a failed assertion leaves no mount behind.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }
