@@ -129,9 +129,9 @@ impl Renderer {
             env,
             html_name,
             text_name,
-            max_csv_bytes: usize::try_from(crate::config::DEFAULT_MAX_CSV_BYTES.as_bytes())
-                .unwrap_or(usize::MAX),
-        })
+            max_csv_bytes: 0,
+        }
+        .with_max_csv_bytes(crate::config::DEFAULT_MAX_CSV_BYTES))
     }
 
     /// The same templates, attaching at most `max` bytes of CSV; 0 attaches none.
