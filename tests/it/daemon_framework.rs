@@ -1098,7 +1098,11 @@ async fn a_reload_during_a_retry_pass_is_followed_by_another_look_once_the_pass_
     wait_for_retries(&job, 1).await;
     handle.reload();
     let reloaded = Instant::now();
-    while retries_begun(&job) < 2 && reloaded.elapsed() < Duration::from_secs(5) {
+    // Until the second pass has ended, not merely begun: a shutdown while it is under way
+    // stops it, which is another test's case.
+    while (retries_begun(&job) < 2 || job.active.load(Ordering::SeqCst) > 0)
+        && reloaded.elapsed() < Duration::from_secs(5)
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     handle.shutdown();
