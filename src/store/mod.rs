@@ -148,6 +148,29 @@ pub enum StoreError {
         /// `no write permission` or `read-only file system`.
         reason: &'static str,
     },
+    /// A reading command cannot read the database: SQLite reads a database in WAL mode
+    /// through a `-shm` file beside it, which exists only while a writer has it open, and
+    /// cannot create one in its folder.
+    #[error(
+        "cannot read {}: SQLite reads a database in WAL mode through a {} file beside it, \
+         which exists only while the database is open, and cannot create one in {} \
+         ({reason}): {advice}",
+        .path.display(),
+        .shm.display(),
+        .folder.display()
+    )]
+    ReaderCannotShare {
+        /// The database file.
+        path: PathBuf,
+        /// The `-shm` file's name.
+        shm: PathBuf,
+        /// Its folder.
+        folder: PathBuf,
+        /// `no write permission` or `read-only file system`.
+        reason: &'static str,
+        /// What to do instead, for that reason.
+        advice: &'static str,
+    },
     /// The file is not an orgwarden database; nothing was written to it.
     #[error("refusing to use {path}: not an orgwarden database ({reason}); it was left untouched")]
     NotOurs {
@@ -523,7 +546,8 @@ impl Store {
         // rather than a confusing schema error. An empty file (`touch`ed, or made by a
         // SQLite client) holds no snapshot either: upgrading it would write a schema and
         // tighten its mode for a command that only reads.
-        if ownership::inspect(path)? == ownership::Found::Blank {
+        if ownership::inspect(path).map_err(|e| reader_refused(path, e))? == ownership::Found::Blank
+        {
             return Err(StoreError::Missing {
                 path: path.to_owned(),
             });
@@ -1104,6 +1128,40 @@ fn folder_read_only(path: &Path, error: rusqlite::Error) -> StoreError {
         };
     }
     StoreError::Sqlite(error)
+}
+
+/// A reader's [`StoreError::ReadOnlyLocation`] of the database's folder said as a reader's
+/// problem: it writes nothing, but SQLite cannot create the `-shm` file it reads through.
+/// Other errors pass through.
+fn reader_refused(path: &Path, error: StoreError) -> StoreError {
+    let StoreError::ReadOnlyLocation { what, .. } = &error else {
+        return error;
+    };
+    let shm = ownership::sibling(path, "-shm");
+    if *what != "the database's folder" || shm.exists() {
+        return error;
+    }
+    let folder = folder_of(path);
+    let reason = may_write(&folder)
+        .err()
+        .and_then(|e| read_only_reason(&e))
+        .unwrap_or("read-only file system or no write permission");
+    let advice = if reason == "no write permission" {
+        "read it as a user who may write there (the one that runs the audits), or read a copy \
+         that user made (`sqlite3 DB \".backup COPY\"`)"
+    } else {
+        // A read-only mount of a folder the daemon writes through another: its runs open the
+        // database, and a reader can share their -shm file while they do.
+        "read it through a writable mount, or during a run, or read a copy \
+         (`sqlite3 DB \".backup COPY\"` where it is writable)"
+    };
+    StoreError::ReaderCannotShare {
+        path: path.to_owned(),
+        shm: shm.file_name().map_or_else(|| shm.clone(), PathBuf::from),
+        folder,
+        reason,
+        advice,
+    }
 }
 
 /// The sizes in bytes of the database at `path` and of its write-ahead log; a file that

@@ -156,6 +156,35 @@ fn a_read_only_database_folder_file_or_outbox_is_called_read_only() {
     assert!(stderr.contains("outbox"), "{stderr}");
 }
 
+#[test]
+fn a_reading_command_in_a_folder_it_cannot_write_names_the_shm_file_not_a_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    chmod(root, 0o777);
+    let ro = root.join("ro");
+    std::fs::create_dir(&ro).expect("mkdir");
+    chmod(&ro, 0o777);
+    let made = run_unprivileged(root, &["--db", "ro/x.db", "demo", "--format", "json"]);
+    assert!(
+        made.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        text(&made.stderr)
+    );
+    chmod(&ro, 0o555);
+    for args in [&["findings"][..], &["query", "SELECT 1"]] {
+        let mut all = vec!["--db", "ro/x.db"];
+        all.extend_from_slice(args);
+        let out = run_unprivileged(root, &all);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot read ro/x.db"), "{stderr}");
+        assert!(stderr.contains("x.db-shm"), "{stderr}");
+        assert!(stderr.contains("(no write permission)"), "{stderr}");
+        // A reader writes nothing: the writer's wording would send its user looking for one.
+        assert!(!stderr.contains("orgwarden writes"), "{stderr}");
+    }
+}
+
 /// Output cut short by a closed pipe (`orgwarden schedule --count 100000 | head -1`): a
 /// command that only reads and prints ends on SIGPIPE, as `cat` does, with neither a panic
 /// nor an error line on the terminal.

@@ -347,7 +347,27 @@ fn a_database_copied_onto_a_read_only_file_system_is_read_and_never_written() {
         &view.path().join("orgwarden.db"),
         &["snapshots"],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("orgwarden.db-shm") && stderr.contains("(read-only file system)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("through a writable mount"), "{stderr}");
+
+    // While the database is open through the writable mount (a run, a dashboard), its -shm
+    // file exists, and a reader on the read-only mount shares it.
+    let open = rusqlite::Connection::open(&live).expect("open the live database");
+    let _: i64 = open
+        .query_row("SELECT count(*) FROM snapshots", [], |row| row.get(0))
+        .expect("read");
+    let out = run(
+        work.path(),
+        &view.path().join("orgwarden.db"),
+        &["snapshots"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    drop(open);
 }
 
 /// Unmounts its folder when dropped, so a failed assertion leaves no mount behind.
