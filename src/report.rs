@@ -164,6 +164,19 @@ pub fn json_text(value: &impl serde::Serialize, pretty: bool) -> Result<String, 
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// `path` as one shell word, so the suggested command can be pasted as is.
+pub fn shell_quote(path: &std::path::Path) -> String {
+    let text = path.display().to_string();
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c));
+    if plain && !text.is_empty() {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// A line of JSON someone else wrote (a JSON log line), with every [`is_hazardous`] character
 /// it holds raw written as a `\uXXXX` escape, except its final line end. Such a character
 /// can only stand inside a string, where the escape means the same to a parser.
@@ -1079,6 +1092,7 @@ pub fn sarif(
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::model::{Fingerprint, ProjectId, RuleId};
 
     fn finding(status: Status) -> Finding {
@@ -1100,6 +1114,18 @@ mod tests {
             changed_by: None,
             exemption: None,
         }
+    }
+
+    #[test]
+    fn a_path_with_spaces_or_quotes_is_quoted_for_the_shell() {
+        assert_eq!(
+            shell_quote(std::path::Path::new("/etc/ow/key")),
+            "/etc/ow/key"
+        );
+        assert_eq!(
+            shell_quote(std::path::Path::new("/a b/it's")),
+            r"'/a b/it'\''s'"
+        );
     }
 
     #[test]

@@ -89,6 +89,16 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
     };
     let exit = run_and_print(store, setup, source, &db, args.format, None, &banner);
     sim.shutdown();
+    if exit.is_ok() && args.format == FindingsFormat::Table && !global.quiet {
+        // Read after the table, where a newcomer's eyes are: the next command reads this
+        // database only when given it, since every other command defaults to orgwarden.db.
+        let db = crate::report::shell_quote(&db);
+        eprintln_or_drop!(
+            "\nNext: `orgwarden --db {db} findings --severity high` lists them again, \
+             `orgwarden --db {db} rules explain RULE` says why one is there, and \
+             `orgwarden init` writes a configuration for your own organization."
+        );
+    }
     exit
 }
 

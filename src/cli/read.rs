@@ -37,8 +37,23 @@ pub(super) fn open(global: &GlobalArgs) -> anyhow::Result<Store> {
 pub(super) fn open_path(path: &Path) -> anyhow::Result<Store> {
     match Store::open_read_only(path) {
         Err(StoreError::NeedsMigration { .. }) => upgrade_then_open(path),
+        Err(missing @ StoreError::Missing { .. }) => match demo_beside(path) {
+            // Someone who just ran `orgwarden demo` and then `orgwarden findings`.
+            Some(demo) => Err(CliError::usage(anyhow::anyhow!(
+                "{missing} (`orgwarden demo` wrote {}: add `--db {}` to read it)",
+                demo.display(),
+                report::shell_quote(&demo)
+            ))),
+            None => Err(CliError::usage(missing)),
+        },
         other => other.map_err(CliError::usage),
     }
+}
+
+/// The demo's database in the folder of `path`, when there is one and `path` is not it.
+fn demo_beside(path: &Path) -> Option<std::path::PathBuf> {
+    let demo = path.with_file_name(super::demo::DEMO_DB);
+    (demo != path && demo.is_file()).then_some(demo)
 }
 
 /// Upgrades the database, then opens it read-only. When another process holds the writer

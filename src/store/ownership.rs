@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::StoreError;
+use crate::report::shell_quote;
 
 /// orgwarden's SQLite `application_id`: the ASCII bytes `OWDB` (0x4F574442), stored at
 /// offset 68 of the file header, so `file(1)` and orgwarden itself can tell its databases
@@ -206,28 +207,9 @@ pub fn warn_if_shared(what: &str, path: &Path) {
     }
 }
 
-/// `path` as one shell word, so the suggested command can be pasted as is.
-fn shell_quote(path: &Path) -> String {
-    let text = path.display().to_string();
-    let plain = text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c));
-    if plain && !text.is_empty() {
-        text
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_path_with_spaces_or_quotes_is_quoted_for_the_shell() {
-        assert_eq!(shell_quote(Path::new("/etc/ow/key")), "/etc/ow/key");
-        assert_eq!(shell_quote(Path::new("/a b/it's")), r"'/a b/it'\''s'");
-    }
 
     #[test]
     fn a_missing_file_is_keyed_on_its_canonical_folder() {

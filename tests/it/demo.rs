@@ -96,6 +96,43 @@ fn demo_shows_every_shipped_rule_and_writes_the_digest_once() {
 }
 
 #[test]
+fn after_the_demo_the_next_commands_are_pointed_at_its_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::support::orgwarden()
+        .args(["demo"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("Next: `orgwarden --db orgwarden-demo.db findings --severity high`"),
+        "{stderr}"
+    );
+    // Every other command reads orgwarden.db unless told otherwise.
+    let findings = crate::support::orgwarden()
+        .args(["findings"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&findings.stderr);
+    assert_eq!(findings.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no database at orgwarden.db")
+            && stderr.contains("add `--db orgwarden-demo.db` to read it"),
+        "{stderr}"
+    );
+    // A database named elsewhere gets no word about the demo's.
+    let elsewhere = crate::support::orgwarden()
+        .args(["--db", "sub/other.db", "snapshots"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(!stderr.contains("orgwarden demo"), "{stderr}");
+}
+
+#[test]
 fn a_message_refused_for_good_is_queued_again_by_notify_requeue() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(demo(dir.path()).status.code(), Some(0));
