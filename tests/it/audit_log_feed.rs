@@ -327,6 +327,14 @@ fn events_lists_stored_events_newest_first_with_filters_and_says_when_never_read
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("The audit log was never read"), "{text}");
+    // A project the error does not know may be one only the unread events name.
+    let unknown = run(dir.path(), &url, &["events", "--project", "proj_gone"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("note: the audit log was never read") && err.contains("`proj_gone`"),
+        "{err}"
+    );
     sim.with_org(|org| {
         assert!(org.audit_log.insert(json!({
             "id": "audit_log-key", "type": "api_key.created",
