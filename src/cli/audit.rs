@@ -291,12 +291,14 @@ pub(super) fn report_notification(
         // Only PagerDuty hears of findings closed without an announcement (exempted, or
         // resolved while `send_resolved` is off): its resolves are still messages.
         None if !notified.announcement.queued.is_empty() => {
-            let channels: Vec<&str> = notified
+            let mut channels: Vec<&str> = notified
                 .announcement
                 .queued
                 .iter()
                 .map(|(channel, _)| channel.as_str())
                 .collect();
+            // A channel whose message was split queued several.
+            channels.dedup();
             eprintln_or_drop!(
                 "notify: nothing new to announce; PagerDuty resolves queued for {} (findings \
                  closed without an announcement){}",

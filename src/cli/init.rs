@@ -187,6 +187,8 @@ keep_sent = "7d"
 # secret_env = "SIEM_WEBHOOK_SECRET"
 # Also send the findings an exemption now covers, so a ticket opened for one can be closed.
 # send_exempted = true
+# A run that announces more is split into several messages of at most this size.
+# max_body_bytes = "512KiB"
 #
 # [[notify.channel]]
 # name = "finops-mail"

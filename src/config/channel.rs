@@ -13,8 +13,10 @@ use toml::Spanned;
 
 use super::raw::RawChannel;
 use super::validate::Check;
+use super::{DEFAULT_MAX_BODY_BYTES, MAX_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES};
 use crate::diagnostics::DiagnosticCode;
 use crate::model::Severity;
+use crate::size::ByteSize;
 
 /// What a channel talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -87,6 +89,8 @@ pub struct ChannelConfig {
     pub to: Vec<String>,
     /// Whether findings an exemption now covers are sent too (webhook).
     pub send_exempted: bool,
+    /// The largest body one message has before a run's announcement is split (webhook).
+    pub max_body_bytes: ByteSize,
     /// The table's span, for errors found when the notifier is built.
     pub span: Range<usize>,
 }
@@ -258,6 +262,7 @@ fn channel_config(
         Some(globs) => rule_globs(raw, globs, c).map(Some),
         None => Some(None),
     };
+    let max_body_bytes = max_body_bytes(raw.max_body_bytes.as_ref(), c);
     if !ok {
         return None;
     }
@@ -272,8 +277,41 @@ fn channel_config(
         rules: rules?,
         to: to?,
         send_exempted: raw.send_exempted.as_ref().is_some_and(|b| *b.get_ref()),
+        max_body_bytes: max_body_bytes?,
         span: raw.span.clone(),
     })
+}
+
+/// A webhook channel's `max_body_bytes`: a size from [`MIN_MAX_BODY_BYTES`] to
+/// [`MAX_MAX_BODY_BYTES`]; the default when not set.
+fn max_body_bytes(raw: Option<&Spanned<String>>, c: &mut Check<'_>) -> Option<ByteSize> {
+    let Some(s) = raw else {
+        return Some(DEFAULT_MAX_BODY_BYTES);
+    };
+    let size = c.parse(s, DiagnosticCode::BadValue, "expected a size", |t| {
+        t.parse::<ByteSize>()
+    })?;
+    let (problem, label) = if size > MAX_MAX_BODY_BYTES {
+        (
+            format!(
+                "`max_body_bytes` must be at most {MAX_MAX_BODY_BYTES}, not {size}: every \
+                 message is held whole in memory and in the outbox"
+            ),
+            "too large",
+        )
+    } else if size < MIN_MAX_BODY_BYTES {
+        (
+            format!(
+                "`max_body_bytes` must be at least {MIN_MAX_BODY_BYTES}, not {size}: one \
+                 finding's transition can take a few KiB"
+            ),
+            "too small",
+        )
+    } else {
+        return Some(size);
+    };
+    c.error(DiagnosticCode::BadValue, s.span(), problem, label);
+    None
 }
 
 fn secret_in_config(c: &mut Check<'_>, key: &str, span: Range<usize>) {
@@ -354,6 +392,10 @@ fn unexpected_keys(raw: &RawChannel, kind: ChannelKind, c: &mut Check<'_>) -> bo
             "send_exempted",
             raw.send_exempted.as_ref().map(Spanned::span),
         ),
+        (
+            "max_body_bytes",
+            raw.max_body_bytes.as_ref().map(Spanned::span),
+        ),
     ];
     let allowed: &[&str] = match kind {
         ChannelKind::Slack => &["url_env", "url_file"],
@@ -363,6 +405,7 @@ fn unexpected_keys(raw: &RawChannel, kind: ChannelKind, c: &mut Check<'_>) -> bo
             "secret_env",
             "secret_file",
             "send_exempted",
+            "max_body_bytes",
         ],
         ChannelKind::PagerDuty => &["routing_key_env", "routing_key_file"],
         ChannelKind::Email => &["to"],

@@ -337,6 +337,18 @@ pub const MIN_MAX_CSV_BYTES: crate::size::ByteSize = crate::size::ByteSize::from
 /// outbox, and no mail service takes one much larger.
 pub const MAX_MAX_CSV_BYTES: crate::size::ByteSize = crate::size::ByteSize::from_mib(64);
 
+/// A webhook channel's `max_body_bytes` when not set: half of nginx's default
+/// `client_max_body_size` (1 MiB), the limit a receiver behind a proxy most often has.
+pub const DEFAULT_MAX_BODY_BYTES: crate::size::ByteSize =
+    crate::size::ByteSize::from_bytes(512 * 1024);
+
+/// The smallest `max_body_bytes`: one transition is about 1 KiB, and a long rule message or
+/// remediation a few.
+pub const MIN_MAX_BODY_BYTES: crate::size::ByteSize = crate::size::ByteSize::from_bytes(16 * 1024);
+
+/// The largest `max_body_bytes`: every message is held whole in memory and in the outbox.
+pub const MAX_MAX_BODY_BYTES: crate::size::ByteSize = crate::size::ByteSize::from_mib(64);
+
 /// `[notify.email.templates]`
 #[derive(Clone, Debug)]
 pub struct EmailTemplates {

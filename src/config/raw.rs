@@ -122,6 +122,7 @@ pub(super) struct RawChannel {
     pub rules: Option<Vec<Spanned<String>>>,
     pub to: Vec<Spanned<String>>,
     pub send_exempted: Option<Spanned<bool>>,
+    pub max_body_bytes: Option<Spanned<String>>,
 }
 
 /// Whether a value is or holds (in an array or inline table: `urls = ["https://…"]`) a URL.
@@ -203,6 +204,7 @@ const CHANNEL: &[&str] = &[
     "rules",
     "to",
     "send_exempted",
+    "max_body_bytes",
 ];
 const EMAIL: &[&str] = &[
     "transport",
@@ -494,6 +496,7 @@ impl<'d> Reader<'d> {
                     .then(|| self.strings(&t, "rules")),
                 to: self.strings(&t, "to"),
                 send_exempted: self.boolean(&t, "send_exempted"),
+                max_body_bytes: self.string(&t, "max_body_bytes"),
             });
         }
         out

@@ -859,6 +859,40 @@ fn send_exempted_is_a_webhook_key_off_by_default() {
 }
 
 #[test]
+fn a_webhook_body_bound_defaults_to_512_kib_within_16_kib_and_64_mib_on_webhooks_only() {
+    let hook = "[[notify.channel]]\nname = \"w\"\nkind = \"webhook\"\nurl_env = \"U\"\nsecret_env = \"S\"\n";
+    let bound = |extra: &str| {
+        Config::parse(&format!("{hook}{extra}"), Path::new("o.toml"))
+            .expect("parses")
+            .notify
+            .channels[0]
+            .max_body_bytes
+            .as_bytes()
+    };
+    assert_eq!(bound(""), 512 << 10);
+    assert_eq!(bound("max_body_bytes = \"16KiB\"\n"), 16 << 10);
+    assert_eq!(bound("max_body_bytes = \"64MiB\"\n"), 64 << 20);
+    for (value, words) in [
+        ("\"15KiB\"", "must be at least 16KiB, not 15KiB"),
+        ("\"65MiB\"", "must be at most 64MiB, not 65MiB"),
+        ("\"lots\"", "expected a size"),
+    ] {
+        let text = format!("{hook}max_body_bytes = {value}\n");
+        assert_eq!(problems(&text), ["bad-value@6:18"], "{value}");
+        let rendered = check(&text).1.render(false);
+        assert!(rendered.contains(words), "{rendered}");
+    }
+    let (_, d) = check(
+        "[[notify.channel]]\nname = \"s\"\nkind = \"slack\"\nurl_env = \"U\"\nmax_body_bytes = \"1MiB\"\n",
+    );
+    let text = d.render(false);
+    assert!(
+        text.contains("`max_body_bytes` does not apply to a slack channel"),
+        "{text}"
+    );
+}
+
+#[test]
 fn audit_log_lookback_defaults_to_30_days_and_refuses_more_than_400() {
     let (config, diags) = check("");
     assert!(!diags.has_errors());

@@ -28,6 +28,8 @@ pub struct Channel {
     pub target: Target,
     /// Whether findings an exemption now covers are sent too (webhook `send_exempted`).
     pub send_exempted: bool,
+    /// The largest body before a run's announcement is split (webhook `max_body_bytes`).
+    pub max_body_bytes: usize,
 }
 
 /// Where a channel's messages go.
@@ -136,6 +138,7 @@ pub(super) fn build(
         route,
         target,
         send_exempted: cfg.send_exempted,
+        max_body_bytes: usize::try_from(cfg.max_body_bytes.as_bytes()).unwrap_or(usize::MAX),
     })
 }
 
@@ -268,7 +271,7 @@ impl Channel {
         closed: &[FindingState],
         (ctx, now): (&RunContext, DateTime<Utc>),
         repeat_interval: &str,
-    ) -> Result<Option<OutboxId>, NotifyError> {
+    ) -> Result<Vec<OutboxId>, NotifyError> {
         // PagerDuty applies its severity floor to triggers only: a resolve always follows
         // the trigger it closes.
         let route = match self.kind {
@@ -282,20 +285,27 @@ impl Channel {
         let (generated_at, snapshot_id) = digest
             .as_ref()
             .map_or((now, ctx.snapshot_id), |d| (d.generated_at, d.snapshot_id));
-        let delivery_id = outbox::new_delivery_id();
         let mut fingerprints = digest
             .as_ref()
             .map(Digest::fingerprints)
             .unwrap_or_default();
-        let body = match (&self.target, self.kind, &digest) {
+        let one = |body: serde_json::Value, fingerprints: Vec<crate::model::Fingerprint>| {
+            vec![webhook::Part {
+                body,
+                fingerprints,
+                delivery_id: outbox::new_delivery_id(),
+            }]
+        };
+        let mut new_id = outbox::new_delivery_id;
+        let parts = match (&self.target, self.kind, &digest) {
             (Target::Email(email), _, Some(digest)) => {
-                return Ok(Some(super::queue(
+                return Ok(vec![super::queue(
                     tx,
                     &self.name,
                     email,
                     digest,
                     repeat_interval,
-                )?));
+                )?]);
             }
             (Target::Http(_), ChannelKind::PagerDuty, _) => {
                 let mut events = digest
@@ -310,9 +320,9 @@ impl Channel {
                 events.extend(pagerduty::resolves(&closed));
                 fingerprints.extend(closed.into_iter().map(|f| f.fingerprint));
                 if events.is_empty() {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 }
-                serde_json::Value::Array(events)
+                one(serde_json::Value::Array(events), fingerprints)
             }
             (Target::Http(_), ChannelKind::Webhook, _) if self.send_exempted => {
                 let exempted: Vec<FindingState> = closed
@@ -321,39 +331,50 @@ impl Channel {
                     .cloned()
                     .collect();
                 if digest.is_none() && exempted.is_empty() {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 }
-                fingerprints.extend(exempted.iter().map(|f| f.fingerprint.clone()));
-                match &digest {
-                    Some(digest) => webhook::payload(digest, Some(&exempted), &delivery_id),
-                    None => webhook::payload(
-                        &Digest::without_announcements(ctx, now),
-                        Some(&exempted),
-                        &delivery_id,
-                    ),
-                }
+                let without = Digest::without_announcements(ctx, now);
+                let digest = digest.as_ref().unwrap_or(&without);
+                webhook::parts(digest, Some(&exempted), self.max_body_bytes, &mut new_id)
             }
-            (Target::Http(_), ChannelKind::Slack, Some(digest)) => slack::message(digest),
-            (Target::Http(_), _, Some(digest)) => webhook::payload(digest, None, &delivery_id),
-            (_, _, None) => return Ok(None),
+            (Target::Http(_), ChannelKind::Slack, Some(digest)) => {
+                one(slack::message(digest), fingerprints)
+            }
+            (Target::Http(_), _, Some(digest)) => {
+                webhook::parts(digest, None, self.max_body_bytes, &mut new_id)
+            }
+            (_, _, None) => return Ok(Vec::new()),
         };
-        let count = fingerprints.len();
-        let id = outbox::insert(
-            tx,
-            &outbox::NewMessage {
-                channel: self.name.clone(),
-                kind: self.kind.as_str().to_owned(),
-                delivery_id,
-                snapshot_id,
-                subject: format!("{}: {count} announced", self.name),
-                sender: String::new(),
-                recipients: Vec::new(),
-                message: body.to_string().into_bytes(),
-                fingerprints,
-            },
-            generated_at,
-        )?;
-        Ok(Some(id))
+        let of = parts.len();
+        let mut ids = Vec::with_capacity(of);
+        for (index, part) in parts.into_iter().enumerate() {
+            let count = part.fingerprints.len();
+            let subject = if of == 1 {
+                format!("{}: {count} announced", self.name)
+            } else {
+                format!(
+                    "{}: {count} announced (part {} of {of})",
+                    self.name,
+                    index + 1
+                )
+            };
+            ids.push(outbox::insert(
+                tx,
+                &outbox::NewMessage {
+                    channel: self.name.clone(),
+                    kind: self.kind.as_str().to_owned(),
+                    delivery_id: part.delivery_id,
+                    snapshot_id,
+                    subject,
+                    sender: String::new(),
+                    recipients: Vec::new(),
+                    message: part.body.to_string().into_bytes(),
+                    fingerprints: part.fingerprints,
+                },
+                generated_at,
+            )?);
+        }
+        Ok(ids)
     }
 
     /// Sends a test message straight to the receiver (not through the outbox).

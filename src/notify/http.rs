@@ -86,7 +86,14 @@ impl HttpChannel {
             return self.send_events(body, progress);
         }
         let reply = self.post(body, self.headers(body, delivery_id, now));
-        classify(&self.name, reply, 0)
+        let too_large = matches!(reply, Reply::Status { status: 413, .. });
+        match classify(&self.name, reply, 0) {
+            Attempt::Rejected { error, progress } if too_large => Attempt::Rejected {
+                error: too_large_hint(&error, &self.name, self.kind, body.len()),
+                progress,
+            },
+            other => other,
+        }
     }
 
     /// The extra headers of one POST: the delivery id, and for webhooks the signature.
@@ -246,6 +253,21 @@ fn quoted(text: &str) -> String {
         .take(QUOTED)
         .collect();
     crate::report::inert(&one_line).into_owned()
+}
+
+/// A 413 refusal with what to do about it: the stored message is sent again as it is, so
+/// only a receiver that takes it mends this one; `max_body_bytes` mends later runs'.
+fn too_large_hint(error: &str, channel: &str, kind: ChannelKind, bytes: usize) -> String {
+    let kib = bytes.div_ceil(1024);
+    if kind != ChannelKind::Webhook {
+        return format!("{error} (the body was {kib} KiB)");
+    }
+    format!(
+        "{error} (the body was {kib} KiB, more than the receiver takes: raise its limit, nginx's \
+         `client_max_body_size` for one, then `orgwarden notify requeue --channel {channel}` \
+         sends it again; a smaller `max_body_bytes` on the channel splits later runs' \
+         messages smaller)"
+    )
 }
 
 /// What a reply means for the message; `progress` counts the parts already accepted.

@@ -217,7 +217,7 @@ impl Notifier {
             .map(|id| ("email".to_owned(), *id))
             .collect();
         for channel in &self.channels {
-            if let Some(id) = channel.queue(
+            for id in channel.queue(
                 tx,
                 digest.as_ref(),
                 &closed,

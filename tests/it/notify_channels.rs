@@ -30,6 +30,16 @@ pub struct Receiver {
 impl Receiver {
     /// Starts the receiver with the given script (`/webhook=500,500`) and `Retry-After`.
     pub fn start(dir: &Path, script: &str, retry_after: Option<&str>) -> Receiver {
+        Receiver::start_with(dir, script, retry_after, None)
+    }
+
+    /// As [`Receiver::start`], answering 413 to a body over `max_body` bytes when given.
+    pub fn start_with(
+        dir: &Path,
+        script: &str,
+        retry_after: Option<&str>,
+        max_body: Option<usize>,
+    ) -> Receiver {
         let log = dir.join("receiver.jsonl");
         let script_path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/webhook_receiver.py");
@@ -42,6 +52,9 @@ impl Receiver {
             .stderr(Stdio::inherit());
         if let Some(r) = retry_after {
             cmd.env("RECEIVER_RETRY_AFTER", r);
+        }
+        if let Some(max) = max_body {
+            cmd.env("RECEIVER_MAX_BODY", max.to_string());
         }
         let mut child = cmd.spawn().expect("python runs");
         let mut line = String::new();
@@ -427,6 +440,91 @@ fn a_receiver_failing_twice_gets_the_message_once_with_one_delivery_id_across_re
         .unwrap();
     assert_eq!(attempts, 3);
     assert!(sent.is_some());
+}
+
+/// One webhook channel on every rule, with `extra` keys, and nothing else.
+fn every_rule_webhook(extra: &str) -> String {
+    format!(
+        "[openai]\norganization = \"acme-robotics\"\n\n\
+         [[notify.channel]]\nname = \"siem\"\nkind = \"webhook\"\nurl_env = \"OW_WEBHOOK_URL\"\n\
+         secret_env = \"OW_WEBHOOK_SECRET\"\n{extra}"
+    )
+}
+
+#[test]
+fn a_first_run_larger_than_max_body_bytes_arrives_as_numbered_parts_each_within_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A proxy in front of the receiver that takes at most 20 KiB, as nginx takes 1 MiB.
+    let receiver = Receiver::start_with(dir.path(), "", None, Some(20 * 1024));
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        every_rule_webhook("max_body_bytes = \"16KiB\"\n"),
+    )
+    .unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    let out = audit(dir.path(), &receiver, &sim);
+    assert_ok(&out);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut open: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fingerprint"].as_str().unwrap())
+        .collect();
+    open.sort_unstable();
+
+    let hooks = webhooks(&receiver);
+    assert!(hooks.len() >= 2, "{} messages", hooks.len());
+    let mut announced = Vec::new();
+    let mut delivery_ids = std::collections::BTreeSet::new();
+    for (index, hook) in hooks.iter().enumerate() {
+        assert_eq!(hook["status"], 200, "{hook}");
+        assert_eq!(hook["signature_valid"], true);
+        assert!(hook["length"].as_u64().unwrap() <= 16 * 1024, "{hook}");
+        let payload = body(hook);
+        assert_schema_valid(&payload);
+        assert_eq!(
+            payload["part"],
+            serde_json::json!({"number": index + 1, "of": hooks.len()})
+        );
+        assert_eq!(
+            payload["delivery_id"],
+            hook["headers"]["orgwarden-delivery"]
+        );
+        delivery_ids.insert(payload["delivery_id"].as_str().unwrap().to_owned());
+        for t in payload["transitions"].as_array().unwrap() {
+            announced.push(t["finding"]["fingerprint"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(delivery_ids.len(), hooks.len());
+    announced.sort_unstable();
+    assert_eq!(announced, open, "every open finding, each once");
+
+    // Nothing new: nothing sent.
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    assert_eq!(webhooks(&receiver).len(), hooks.len());
+}
+
+#[test]
+fn a_413_is_refused_with_the_body_size_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start_with(dir.path(), "", None, Some(8 * 1024));
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        every_rule_webhook("max_body_bytes = \"16KiB\"\n"),
+    )
+    .unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    let out = audit(dir.path(), &receiver, &sim);
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(webhooks(&receiver)[0]["status"], 413);
+    assert!(stderr.contains("HTTP 413"), "{stderr}");
+    assert!(
+        stderr.contains("KiB, more than the receiver takes")
+            && stderr.contains("`orgwarden notify requeue --channel siem`"),
+        "{stderr}"
+    );
 }
 
 #[test]

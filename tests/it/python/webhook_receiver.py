@@ -7,6 +7,8 @@ Environment:
   RECEIVER_SCRIPT   per path, the statuses to answer in turn, then 2xx:
                     "/webhook=500,500;/pagerduty=400" (optional)
   RECEIVER_RETRY_AFTER  a Retry-After value sent with every 408, 429 and 5xx (optional)
+  RECEIVER_MAX_BODY     a body longer than this many bytes is answered 413 unread, as a
+                        proxy's limit on request bodies does (optional)
 
 Prints "listening on PORT" once ready. Appends one JSON line per request to LOG_FILE:
 {"path", "status", "headers": {lower-case name: value}, "body": text,
@@ -25,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOG = sys.argv[1]
 SECRET = os.environ.get("RECEIVER_SECRET", "").encode()
 RETRY_AFTER = os.environ.get("RECEIVER_RETRY_AFTER")
+MAX_BODY = int(os.environ.get("RECEIVER_MAX_BODY", str(1 << 20)))
 TOLERANCE = 300  # seconds: an older signature is a replay
 LOCK = threading.Lock()
 
@@ -59,19 +62,25 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self):
-        length = min(int(self.headers.get("Content-Length", "0")), 1 << 20)
-        body = self.rfile.read(length)
-        with LOCK:
-            statuses = SCRIPT.get(self.path, [])
-            status = statuses.pop(0) if statuses else (202 if "pagerduty" in self.path else 200)
-        valid, fresh = check_signature(self.headers.get("Orgwarden-Signature"), body)
-        if valid is False:
-            status = 401
+        length = int(self.headers.get("Content-Length", "0"))
+        if length > MAX_BODY:
+            # A proxy answers before reading the body, and closes the connection.
+            self.close_connection = True
+            status, body, valid, fresh = 413, b"", None, None
+        else:
+            body = self.rfile.read(length)
+            with LOCK:
+                statuses = SCRIPT.get(self.path, [])
+                status = statuses.pop(0) if statuses else (202 if "pagerduty" in self.path else 200)
+            valid, fresh = check_signature(self.headers.get("Orgwarden-Signature"), body)
+            if valid is False:
+                status = 401
         record = {
             "path": self.path,
             "status": status,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": body.decode("utf-8", "replace"),
+            "length": length,
             "signature_valid": valid,
             "signature_fresh": fresh,
         }
