@@ -32,7 +32,29 @@ pub(super) fn resolve(
         .map(|(id, _)| id.as_str())
         .collect();
     match named.as_slice() {
-        [id] => Ok(ProjectId::from(*id)),
+        [id] => {
+            // A project gone from the list may have had the name (a deleted project and a
+            // new one named after it): the current one wins, but not silently.
+            let mut others: Vec<&str> = known
+                .iter()
+                .filter(|(other, name)| {
+                    name.as_deref() == Some(given) && !projects.iter().any(|(p, _)| p == other)
+                })
+                .map(|(other, _)| other.as_str())
+                .collect();
+            others.sort_unstable();
+            others.dedup();
+            if !others.is_empty() {
+                eprintln_or_drop!(
+                    "note: `{}` is {}'s name now, and was also {}'s, no longer listed: give an \
+                     id to choose",
+                    report::inert(given),
+                    report::inert(id),
+                    report::inert(&others.join(", "))
+                );
+            }
+            Ok(ProjectId::from(*id))
+        }
         [] if let Some(id) = former_name(db, given, &projects, known)? => Ok(id),
         [] => {
             // The projects found elsewhere are accepted above, so they are suggested too.

@@ -307,6 +307,33 @@ fn events_of_a_project_no_snapshot_listed_are_found_by_its_id_or_the_name_the_ev
     assert_eq!(typo.status.code(), Some(2));
     let err = String::from_utf8_lossy(&typo.stderr);
     assert!(err.contains("did you mean `Gone`"), "{err}");
+
+    // A deleted project whose name a current one took: the current one, with a note.
+    sim.with_org(|org| {
+        assert!(org.audit_log.insert(json!({
+            "id": "audit_log-old-a", "type": "project.archived",
+            "effective_at": chrono::Utc::now().timestamp() - 30,
+            "project": {"id": "proj_old_a", "name": "A"},
+            "actor": {"type": "session", "session": {"user": {"id": "user-bob",
+                      "email": "bob@acme.com"}, "ip_address": "203.0.113.9"}},
+            "project.archived": {"id": "proj_old_a"}
+        })));
+    });
+    assert_eq!(snapshot(dir.path(), &url).0, 0);
+    let shared = run(
+        dir.path(),
+        &url,
+        &["events", "--format", "json", "--project", "A"],
+    );
+    assert!(
+        ids(&shared).is_empty(),
+        "proj_a's events, of which there are none"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&shared.stderr).trim_end(),
+        "note: `A` is proj_a's name now, and was also proj_old_a's, no longer listed: give an \
+         id to choose"
+    );
 }
 
 #[test]
