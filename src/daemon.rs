@@ -9,7 +9,8 @@
 //!   start, and the job it runs must not take the writer lock again.
 //! - **No overlap**: a tick that comes while a run is in flight is skipped and logged once.
 //! - **One catch-up**: if the last recorded run started before the previous scheduled tick
-//!   (the daemon was down), one run happens at start, not one per missed tick.
+//!   (the daemon was down), one run happens at start, not one per missed tick. A run is
+//!   recorded once it has evaluated its snapshot.
 //! - **Clock steps**: a wall clock set back by more than [`CLOCK_STEP_TOLERANCE`] is
 //!   noticed (at the latest when the tick waited for was due) and the next run planned by
 //!   the new time; one set forward runs the tick it waited for and reports the ticks it

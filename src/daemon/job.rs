@@ -551,11 +551,11 @@ impl Job for AuditJob {
                     return None;
                 }
             };
-            store
-                .latest_snapshot()
-                .ok()
-                .flatten()
-                .map(|snapshot| snapshot.started_at)
+            // A run stopped or killed after storing its snapshot but before evaluating it
+            // announced nothing: it does not count, so the restarted daemon catches it up
+            // instead of leaving its changes to the next tick (a day later, on a daily
+            // schedule).
+            store.last_evaluated_start().ok().flatten()
         })
         .await
         .ok()

@@ -787,6 +787,23 @@ impl Store {
         }
     }
 
+    /// When the newest snapshot whose findings were evaluated started: the last run that
+    /// got as far as deciding what to announce. A snapshot stored but never evaluated (a
+    /// daemon stopped or killed between storing it and evaluating it, a manual `snapshot`)
+    /// is not such a run.
+    pub fn last_evaluated_start(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let started: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT started_at FROM snapshot WHERE evaluated_at IS NOT NULL
+                 ORDER BY id DESC LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        started.map(from_unix).transpose()
+    }
+
     /// One snapshot by id.
     pub fn snapshot(&self, id: SnapshotId) -> Result<SnapshotInfo, StoreError> {
         let sql = format!("{SNAPSHOT_SELECT} WHERE s.id = ?1 AND s.status <> 'running'");

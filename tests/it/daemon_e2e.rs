@@ -319,6 +319,59 @@ fn a_daemon_started_on_a_database_an_older_orgwarden_wrote_catches_up_a_missed_t
     assert_eq!(code, 0, "log:\n{log}");
 }
 
+#[test]
+fn a_snapshot_stored_but_never_evaluated_does_not_stop_the_catch_up_run() {
+    // A daemon stopped or killed after storing a run's snapshot but before evaluating it
+    // leaves what `orgwarden snapshot` leaves: a snapshot newer than the last tick whose
+    // findings nobody decided on. The restarted daemon must run again at once, or that
+    // tick's changes wait for the next one (next January here). The last run that did
+    // evaluate is from 1970.
+    let dir = tempfile::tempdir().unwrap();
+    crate::upgrade::version_4_database(&dir.path().join("audit.db"));
+    let sim = sim(Duration::ZERO);
+    write_config(dir.path(), &sim, "0 0 1 1 *", "");
+    let stored = crate::support::orgwarden()
+        .current_dir(dir.path())
+        .env("OPENAI_ADMIN_KEY", KEY)
+        .env_remove("ORGWARDEN_CONFIG")
+        .args(["--config", "orgwarden.toml", "--db", "audit.db", "snapshot"])
+        .output()
+        .unwrap();
+    assert!(stored.status.success(), "{stored:?}");
+    assert_eq!(
+        sql(
+            dir.path(),
+            "SELECT count(*) FROM snapshot WHERE evaluated_at IS NULL"
+        ),
+        "1"
+    );
+    let daemon = Daemon::start(dir.path());
+    daemon.wait_for(
+        "waiting for the next scheduled run",
+        1,
+        Duration::from_secs(30),
+    );
+    let log = daemon.log();
+    assert!(log.contains("running once now to catch up"), "log:\n{log}");
+    daemon.wait_for("run finished", 1, Duration::from_secs(60));
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "log:\n{log}");
+    assert_eq!(
+        sql(
+            dir.path(),
+            "SELECT count(*) FROM snapshot WHERE evaluated_at IS NULL"
+        ),
+        "1",
+        "the caught-up run evaluated the snapshot it took"
+    );
+    assert_eq!(
+        emails(dir.path()),
+        1,
+        "the caught-up run announced the findings"
+    );
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
