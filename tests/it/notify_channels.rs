@@ -882,3 +882,113 @@ fn a_daemon_retries_a_failed_delivery_between_runs() {
         .unwrap();
     assert_eq!(snapshots, 1, "delivered without another run");
 }
+
+/// A loopback webhook receiver in the test itself: each request is reported with its
+/// `Orgwarden-Delivery` header; the first is taken and never answered (the connection
+/// stays open until the receiver is dropped), later ones get 200.
+fn holding_receiver() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut buf = [0_u8; 65536];
+            // Headers, then as much body as Content-Length says.
+            let delivery = loop {
+                let Ok(n) = stream.read(&mut buf) else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                let Some(end) = text.find("\r\n\r\n") else {
+                    continue;
+                };
+                let header = |name: &str| {
+                    text[..end].lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                    })
+                };
+                let length: usize = header("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    break header("orgwarden-delivery");
+                }
+            };
+            let Some(delivery) = delivery else { continue };
+            if tx.send(delivery).is_err() {
+                return;
+            }
+            if held.is_empty() {
+                held.push(stream);
+            } else {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        }
+    });
+    (port, rx)
+}
+
+/// An audit killed (SIGKILL) after the receiver took its message but before it answered:
+/// the message stays in the outbox, and the next `audit --notify` sends it again with the
+/// same delivery id, once, so the receiver can drop the repeat; nothing is announced twice
+/// under another id.
+#[test]
+fn an_audit_killed_while_the_receiver_holds_its_message_resends_it_once_with_the_same_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, requests) = holding_receiver();
+    std::fs::write(
+        dir.path().join("orgwarden.toml"),
+        "[openai]\norganization = \"acme-robotics\"\n\n[[notify.channel]]\nname = \"siem\"\n\
+         kind = \"webhook\"\nurl_env = \"OW_WEBHOOK_URL\"\nsecret_env = \"OW_WEBHOOK_SECRET\"\n",
+    )
+    .unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    let audit = || {
+        let mut cmd = crate::support::orgwarden();
+        cmd.args(["--db", "audit.db", "--base-url", &sim.base_url()])
+            .args(["audit", "--notify", "--format", "json"])
+            .current_dir(dir.path())
+            .env("OPENAI_ADMIN_KEY", KEY)
+            .env("OW_WEBHOOK_URL", format!("http://127.0.0.1:{port}/hook"))
+            .env("OW_WEBHOOK_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    };
+    let mut first = audit().spawn().unwrap();
+    let taken = requests
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the first audit posts its message");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    let unsent = |db: &rusqlite::Connection| -> i64 {
+        db.query_row(
+            "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(unsent(&db), 1, "killed before it heard the answer");
+
+    let second = audit().output().unwrap();
+    assert!(second.status.success(), "{second:?}");
+    let again: Vec<String> = requests.try_iter().collect();
+    assert_eq!(again, [taken], "sent again once, with the same id");
+    assert_eq!(unsent(&db), 0);
+    let third = audit().output().unwrap();
+    assert!(third.status.success(), "{third:?}");
+    assert_eq!(requests.try_iter().count(), 0, "nothing further to send");
+}
