@@ -778,6 +778,50 @@ mod tests {
     }
 
     #[test]
+    fn a_name_in_a_field_without_names_is_not_a_number() {
+        assert_eq!(error("0 x * * *"), "field 2 (hour): `x` is not a number");
+    }
+
+    #[test]
+    fn a_day_no_selected_month_has_is_refused_by_month_length() {
+        // April, June, September and November have 30 days; February at most 29.
+        for expr in [
+            "0 0 31 4 *",
+            "0 0 31 6 *",
+            "0 0 31 9 *",
+            "0 0 31 11 *",
+            "0 0 30 2 *",
+        ] {
+            assert!(
+                error(expr).starts_with("field 3 (day of month): no selected month"),
+                "{expr}"
+            );
+        }
+        for expr in ["0 0 30 4 *", "0 0 31 4,5 *", "0 0 29 2 *", "0 0 31 * *"] {
+            assert!(Schedule::parse(expr, Tz::UTC).is_ok(), "{expr}");
+        }
+    }
+
+    #[test]
+    fn an_impossible_day_of_month_with_a_restricted_weekday_runs_on_the_weekday() {
+        // OR rule: February 30th never comes, but February's Mondays do.
+        // 2027-02-01 is a Monday.
+        assert_eq!(
+            next("0 0 30 2 mon", Tz::UTC, "2026-12-01T00:00:00Z"),
+            "2027-02-01T00:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn a_schedule_shows_its_expression_as_written_and_its_time_zone() {
+        let berlin = chrono_tz::Europe::Berlin;
+        let s = Schedule::parse("  */5 * * * *\n", berlin).unwrap();
+        assert_eq!(s.expression(), "*/5 * * * *");
+        assert_eq!(s.timezone(), berlin);
+        assert_eq!(s.to_string(), "*/5 * * * * (Europe/Berlin)");
+    }
+
+    #[test]
     fn seven_and_zero_are_both_sunday() {
         let seven = Schedule::parse("0 0 * * 7", Tz::UTC).unwrap();
         let zero = Schedule::parse("0 0 * * 0", Tz::UTC).unwrap();
@@ -795,6 +839,27 @@ mod tests {
     fn weekday_range_ending_in_sunday_wraps_to_seven() {
         let schedule = Schedule::parse("0 0 * * fri-sun", Tz::UTC).unwrap();
         assert_eq!(schedule.days_of_week.bits, (1 << 5) | (1 << 6) | 1);
+    }
+
+    #[test]
+    fn a_sunday_to_sunday_range_is_sunday_alone() {
+        for expr in [
+            "0 0 * * sun-sun",
+            "0 0 * * 0-0",
+            "0 0 * * 7-7",
+            "0 0 * * 7-sun",
+        ] {
+            let schedule = Schedule::parse(expr, Tz::UTC).unwrap();
+            assert_eq!(schedule.days_of_week.bits, 1, "{expr}");
+        }
+    }
+
+    #[test]
+    fn a_range_of_one_value_selects_that_value() {
+        let s = Schedule::parse("5-5 3-3 * * wed-wed", Tz::UTC).unwrap();
+        assert_eq!(s.minutes.bits, 1 << 5);
+        assert_eq!(s.hours.bits, 1 << 3);
+        assert_eq!(s.days_of_week.bits, 1 << 3);
     }
 
     #[test]
@@ -856,6 +921,21 @@ mod tests {
             next("@annually", Tz::UTC, "2026-01-01T00:00:00Z"),
             "2027-01-01T00:00:00+00:00"
         );
+        for daily in ["@daily", "@midnight"] {
+            assert_eq!(
+                next(daily, Tz::UTC, "2026-01-01T10:20:00Z"),
+                "2026-01-02T00:00:00+00:00",
+                "{daily}"
+            );
+        }
+        assert_eq!(
+            next("@monthly", Tz::UTC, "2026-01-01T10:20:00Z"),
+            "2026-02-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("@yearly", Tz::UTC, "2026-01-01T10:20:00Z"),
+            "2027-01-01T00:00:00+00:00"
+        );
     }
 
     #[test]
@@ -893,6 +973,21 @@ mod tests {
                 "2026-03-29T03:15:00+02:00",
                 "2026-03-29T03:30:00+02:00"
             ]
+        );
+    }
+
+    #[test]
+    fn a_time_inside_the_spring_forward_gap_runs_at_the_end_of_the_gap_not_later() {
+        // Berlin's gap on 2026-03-29 is 02:00-03:00: the search for its end overshoots in
+        // doubling steps (02:25, 02:40, 03:10) and must come back to 03:00.
+        let berlin = chrono_tz::Europe::Berlin;
+        assert_eq!(
+            next("10 2 * * *", berlin, "2026-03-28T12:00:00Z"),
+            "2026-03-29T03:00:00+02:00"
+        );
+        assert_eq!(
+            next("59 59 2 * * *", berlin, "2026-03-28T12:00:00Z"),
+            "2026-03-29T03:00:00+02:00"
         );
     }
 
@@ -1041,6 +1136,16 @@ mod tests {
                 .to_rfc3339(),
             "2026-05-01T12:00:00+00:00"
         );
+    }
+
+    #[test]
+    fn shortest_gap_counts_a_run_at_the_very_end_of_the_window() {
+        // The window from 2026-01-01T00:00Z ends 366 days later, at 2027-01-02T00:00Z: the
+        // runs of Jan 1st and 2nd 2027 are both in it.
+        let s = Schedule::parse("0 0 1,2 1 *", Tz::UTC).unwrap();
+        let (gap, at) = s.shortest_gap(utc("2026-01-01T00:00:00Z")).unwrap();
+        assert_eq!(gap, chrono::TimeDelta::days(1));
+        assert_eq!(at.to_rfc3339(), "2027-01-02T00:00:00+00:00");
     }
 
     #[test]
