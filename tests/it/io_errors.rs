@@ -89,12 +89,12 @@ fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-#[test]
-fn a_read_only_database_folder_file_or_outbox_is_called_read_only() {
+/// A folder everyone may enter holding `ro/x.db`, made by a first run as the unprivileged
+/// user, then `ro` made read-only.
+fn database_in_a_read_only_folder() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     chmod(root, 0o777);
-    // A database made by a first run, then the folder made read-only.
     let ro = root.join("ro");
     std::fs::create_dir(&ro).expect("mkdir");
     chmod(&ro, 0o777);
@@ -105,6 +105,14 @@ fn a_read_only_database_folder_file_or_outbox_is_called_read_only() {
         text(&made.stderr)
     );
     chmod(&ro, 0o555);
+    dir
+}
+
+#[test]
+fn a_read_only_database_folder_file_or_outbox_is_called_read_only() {
+    let dir = database_in_a_read_only_folder();
+    let root = dir.path();
+    let ro = root.join("ro");
     let out = run_unprivileged(root, &["--db", "ro/x.db", "demo", "--format", "json"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -158,19 +166,8 @@ fn a_read_only_database_folder_file_or_outbox_is_called_read_only() {
 
 #[test]
 fn a_reading_command_in_a_folder_it_cannot_write_names_the_shm_file_not_a_write() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = database_in_a_read_only_folder();
     let root = dir.path();
-    chmod(root, 0o777);
-    let ro = root.join("ro");
-    std::fs::create_dir(&ro).expect("mkdir");
-    chmod(&ro, 0o777);
-    let made = run_unprivileged(root, &["--db", "ro/x.db", "demo", "--format", "json"]);
-    assert!(
-        made.status.code().is_some_and(|c| c <= 1),
-        "{}",
-        text(&made.stderr)
-    );
-    chmod(&ro, 0o555);
     for args in [&["findings"][..], &["query", "SELECT 1"]] {
         let mut all = vec!["--db", "ro/x.db"];
         all.extend_from_slice(args);

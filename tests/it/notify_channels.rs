@@ -451,17 +451,24 @@ fn every_rule_webhook(extra: &str) -> String {
     )
 }
 
-#[test]
-fn a_first_run_larger_than_max_body_bytes_arrives_as_numbered_parts_each_within_it() {
+/// The demo organization, and a webhook channel on every rule with `max_body_bytes` of
+/// 16 KiB towards a receiver that answers 413 to a body over `limit` bytes.
+fn behind_a_body_limit(limit: usize) -> (tempfile::TempDir, Receiver, SimHandle) {
     let dir = tempfile::tempdir().unwrap();
-    // A proxy in front of the receiver that takes at most 20 KiB, as nginx takes 1 MiB.
-    let receiver = Receiver::start_with(dir.path(), "", None, Some(20 * 1024));
+    let receiver = Receiver::start_with(dir.path(), "", None, Some(limit));
     std::fs::write(
         dir.path().join("orgwarden.toml"),
         every_rule_webhook("max_body_bytes = \"16KiB\"\n"),
     )
     .unwrap();
     let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    (dir, receiver, sim)
+}
+
+#[test]
+fn a_first_run_larger_than_max_body_bytes_arrives_as_numbered_parts_each_within_it() {
+    // A proxy in front of the receiver that takes at most 20 KiB, as nginx takes 1 MiB.
+    let (dir, receiver, sim) = behind_a_body_limit(20 * 1024);
     let out = audit(dir.path(), &receiver, &sim);
     assert_ok(&out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -507,14 +514,7 @@ fn a_first_run_larger_than_max_body_bytes_arrives_as_numbered_parts_each_within_
 
 #[test]
 fn a_413_is_refused_with_the_body_size_and_what_to_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start_with(dir.path(), "", None, Some(8 * 1024));
-    std::fs::write(
-        dir.path().join("orgwarden.toml"),
-        every_rule_webhook("max_body_bytes = \"16KiB\"\n"),
-    )
-    .unwrap();
-    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    let (dir, receiver, sim) = behind_a_body_limit(8 * 1024);
     let out = audit(dir.path(), &receiver, &sim);
     assert_ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
