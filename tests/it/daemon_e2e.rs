@@ -303,7 +303,13 @@ fn a_daemon_started_on_a_database_an_older_orgwarden_wrote_catches_up_a_missed_t
     crate::upgrade::version_4_database(&dir.path().join("audit.db"));
     let sim = sim(Duration::ZERO);
     write_config(dir.path(), &sim, "0 0 1 1 *", "");
-    let daemon = Daemon::start(dir.path());
+    starts_and_catches_up(dir.path());
+}
+
+/// Starts a daemon in `dir`, checks that it runs once at start to catch up a missed tick
+/// (not as a first start), lets that run finish and stops it.
+fn starts_and_catches_up(dir: &std::path::Path) {
+    let daemon = Daemon::start(dir);
     // Logged once the daemon has decided whether to catch up.
     daemon.wait_for(
         "waiting for the next scheduled run",
@@ -345,18 +351,7 @@ fn a_snapshot_stored_but_never_evaluated_does_not_stop_the_catch_up_run() {
         ),
         "1"
     );
-    let daemon = Daemon::start(dir.path());
-    daemon.wait_for(
-        "waiting for the next scheduled run",
-        1,
-        Duration::from_secs(30),
-    );
-    let log = daemon.log();
-    assert!(log.contains("running once now to catch up"), "log:\n{log}");
-    daemon.wait_for("run finished", 1, Duration::from_secs(60));
-    daemon.signal("TERM");
-    let (code, log) = daemon.wait(Duration::from_secs(30));
-    assert_eq!(code, 0, "log:\n{log}");
+    starts_and_catches_up(dir.path());
     assert_eq!(
         sql(
             dir.path(),
