@@ -17,6 +17,7 @@ pub fn definitions() -> Vec<(&'static str, String)> {
     views.push(("object_versions", object_versions_view()));
     views.push(("findings", findings_view()));
     views.push(("finding_history", finding_history_view()));
+    views.push(("notifications", notifications_view()));
     views.extend(spend_views());
     views.extend(audit_log_views());
     views
@@ -322,6 +323,32 @@ fn finding_history_view() -> String {
          FROM finding_events e JOIN finding f ON f.fingerprint = e.fingerprint",
         utc_expr("e.at"),
         utc_name("at")
+    )
+}
+
+/// The `notifications` view: every message queued for a channel and what became of it,
+/// without its text (the subject says what it was; a sent one's text is emptied in time).
+fn notifications_view() -> String {
+    let utc = |column: &str| format!("{} AS {}", utc_expr(column), utc_name(&column[2..]));
+    format!(
+        "CREATE VIEW notifications AS\n\
+         SELECT o.id, o.channel, o.kind, o.snapshot_id, o.created_at, {},\n  \
+         o.subject, o.recipients, json_array_length(o.fingerprints) AS finding_count,\n  \
+         o.fingerprints,\n  \
+         CASE WHEN o.sent_at IS NOT NULL THEN 'sent' WHEN o.failed_at IS NOT NULL THEN 'refused'\n  \
+         ELSE 'pending' END AS status,\n  \
+         o.attempts, o.progress,\n  \
+         CASE WHEN o.sent_at IS NULL AND o.failed_at IS NULL THEN o.next_attempt_at END\n  \
+         AS next_attempt_at,\n  \
+         CASE WHEN o.sent_at IS NULL AND o.failed_at IS NULL THEN {} END\n  \
+         AS next_attempt_at_utc,\n  \
+         o.sent_at, {}, o.failed_at AS refused_at, {} AS refused_at_utc,\n  \
+         o.last_error, o.delivery_id\n\
+         FROM outbox o",
+        utc("o.created_at"),
+        utc_expr("o.next_attempt_at"),
+        utc("o.sent_at"),
+        utc_expr("o.failed_at"),
     )
 }
 

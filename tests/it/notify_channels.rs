@@ -527,6 +527,79 @@ fn a_413_is_refused_with_the_body_size_and_what_to_do() {
     );
 }
 
+/// The `notifications` view through `orgwarden query`, one JSON object per message.
+fn notifications(dir: &Path, receiver: &Receiver, sim: &SimHandle) -> Vec<Value> {
+    let out = run(
+        dir,
+        receiver,
+        &sim.base_url(),
+        &[
+            "query",
+            "--format",
+            "json",
+            "SELECT channel, kind, status, attempts, finding_count, next_attempt_at_utc, \
+             sent_at_utc, refused_at_utc, last_error, delivery_id FROM notifications ORDER BY id",
+        ],
+    );
+    assert_ok(&out);
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_notifications_view_says_what_was_sent_what_waits_and_what_was_refused() {
+    let (dir, receiver, sim) = setup(&format!("/webhook/{URL_TOKEN}=500;/pagerduty=400"), None);
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    let rows = notifications(dir.path(), &receiver, &sim);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (hook, pager) = (&rows[0], &rows[1]);
+    assert_eq!(
+        (&hook["channel"], &hook["status"], &hook["attempts"]),
+        (
+            &serde_json::json!("siem"),
+            &serde_json::json!("pending"),
+            &serde_json::json!(1)
+        )
+    );
+    assert!(hook["next_attempt_at_utc"].is_string(), "{hook}");
+    assert!(
+        hook["last_error"].as_str().unwrap().contains("HTTP 500"),
+        "{hook}"
+    );
+    assert_eq!(
+        hook["delivery_id"],
+        webhooks(&receiver)[0]["headers"]["orgwarden-delivery"]
+    );
+    assert_eq!(
+        (&pager["kind"], &pager["status"]),
+        (
+            &serde_json::json!("pagerduty"),
+            &serde_json::json!("refused")
+        )
+    );
+    assert!(
+        pager["refused_at_utc"].is_string() && pager["sent_at_utc"].is_null(),
+        "{pager}"
+    );
+    assert!(
+        pager["last_error"].as_str().unwrap().contains("HTTP 400"),
+        "{pager}"
+    );
+    // The webhook's retry is not due yet; `audit --notify` tries every message at once.
+    assert_ok(&audit(dir.path(), &receiver, &sim));
+    let rows = notifications(dir.path(), &receiver, &sim);
+    let hook = &rows[0];
+    assert_eq!(hook["status"], "sent", "{hook}");
+    assert!(hook["sent_at_utc"].is_string() && hook["next_attempt_at_utc"].is_null());
+    assert!(hook["last_error"].is_null(), "{hook}");
+    assert_eq!(
+        hook["finding_count"].as_u64(),
+        body(&webhooks(&receiver)[1])["transitions"]
+            .as_array()
+            .map(|t| t.len() as u64)
+    );
+    assert_eq!(rows[1]["status"], "refused");
+}
+
 #[test]
 fn a_400_is_not_retried_and_is_reported() {
     let (dir, receiver, sim) = setup(&format!("/webhook/{URL_TOKEN}=400"), None);
