@@ -122,6 +122,15 @@ pub fn parts(
         chunks.last_mut().expect("placed").1.push(f.clone());
     }
     let of = chunks.len();
+    // One transition or exempted finding larger than the bound on its own: there is
+    // nothing to split it from, and a `part` of 1 would claim a split that did not happen.
+    if of == 1 {
+        return vec![Part {
+            body: whole,
+            fingerprints,
+            delivery_id,
+        }];
+    }
     chunks
         .into_iter()
         .enumerate()
@@ -385,5 +394,18 @@ mod tests {
             .collect();
         assert_eq!(sizes, [1, 1, 1]);
         assert!(parts[1].body.to_string().len() > 16 * 1024);
+    }
+
+    #[test]
+    fn a_single_transition_larger_than_the_bound_is_one_payload_without_a_part() {
+        // Nothing to split it from: a `part` saying 1 of 1 would break the schema (`of` is
+        // at least 2) and tell a receiver the run was split when it was not.
+        let mut digest = digest(1, 0);
+        digest.announced[0].finding.message = "x".repeat(40 * 1024);
+        let parts = parts(&digest, None, 16 * 1024, &mut ids());
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].body, payload(&digest, None, "delivery-1"));
+        assert!(parts[0].body.get("part").is_none());
+        assert_eq!(parts[0].fingerprints, digest.fingerprints());
     }
 }
