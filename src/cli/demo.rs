@@ -95,8 +95,8 @@ pub fn demo(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Exit> {
         let db = crate::report::shell_quote(&db);
         eprintln_or_drop!(
             "\nNext: `orgwarden --db {db} findings --severity high` lists them again, \
-             `orgwarden --db {db} rules explain RULE` says why one is there, and \
-             `orgwarden init` writes a configuration for your own organization."
+             `orgwarden rules explain RULE_ID` says what a rule checks and how to fix what it \
+             found, and `orgwarden init` writes a configuration for your own organization."
         );
     }
     exit

@@ -68,16 +68,19 @@ pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
             let known = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<Vec<(String, Option<String>)>, _>>()?;
-            let resolved = super::project::resolve(store.reader(), given, &known);
-            if resolved.is_err() && feed_status(store.reader())?.outcome.is_none() {
-                // The projects only events know (one deleted before any snapshot) are
-                // unknown until the log is read: the typo may be no typo.
-                eprintln_or_drop!(
-                    "note: the audit log was never read, so a project that only its events \
-                     name is not known yet"
-                );
-            }
-            Some(resolved?)
+            // The projects only events know (one deleted before any snapshot) are unknown
+            // until the log is read: the typo may be no typo.
+            let never_read = feed_status(store.reader())?.outcome.is_none();
+            let note = never_read.then_some(
+                "the audit log was never read, so a project that only its events name is not \
+                 known yet",
+            );
+            Some(super::project::resolve(
+                store.reader(),
+                given,
+                &known,
+                note,
+            )?)
         }
         None => None,
     };

@@ -73,7 +73,12 @@ pub fn findings(global: &GlobalArgs, args: &FindingsArgs) -> anyhow::Result<Exit
                 .filter_map(|f| f.project_id.as_ref())
                 .map(|p| (p.as_str().to_owned(), None))
                 .collect();
-            Some(super::project::resolve(store.reader(), given, &known)?)
+            Some(super::project::resolve(
+                store.reader(),
+                given,
+                &known,
+                None,
+            )?)
         }
         None => None,
     };

@@ -10,11 +10,12 @@ use super::{CliError, unknown_name};
 /// before, or a project `known` elsewhere (the project of a stored finding or audit-log
 /// event, which may be gone from the projects list), by id or by the name given with it. A
 /// name two projects share is refused with their ids, and a typo is an error, never an
-/// empty list that reads as all clear.
+/// empty list that reads as all clear; `unknown_note` is said with that error.
 pub(super) fn resolve(
     db: crate::store::Reader<'_>,
     given: &str,
     known: &[(String, Option<String>)],
+    unknown_note: Option<&str>,
 ) -> anyhow::Result<ProjectId> {
     let mut projects: Vec<(String, Option<String>)> = Vec::new();
     let mut stmt = db
@@ -63,8 +64,9 @@ pub(super) fn resolve(
             names.extend(all.filter_map(|(_, name)| name.as_deref()));
             names.sort_unstable();
             names.dedup();
+            let note = unknown_note.map(|n| format!(" ({n})")).unwrap_or_default();
             Err(unknown_name(
-                format_args!("no project has the id or name `{given}`"),
+                format_args!("no project has the id or name `{given}`{note}"),
                 given,
                 &names,
             ))
