@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use comfy_table::{
     Cell, Color, ColumnConstraint, ContentArrangement, Row, Table, Width,
     presets::UTF8_FULL_CONDENSED,
@@ -276,6 +276,20 @@ impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for InertJson<F> 
 /// A time as RFC 3339 UTC with whole seconds (`2026-11-29T06:50:00Z`).
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Unix seconds as a time RFC 3339 can write (the years 0000 to 9999), else `None`. A time
+/// from the API is shown through it: chrono writes a later year with a sign (`+55840-…`,
+/// an API time in milliseconds) that no RFC 3339 reader takes, and knows no time past
+/// year 262143 at all, and the query views' `…_utc` columns are NULL for both.
+pub fn unix_time(secs: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(secs, 0).filter(|t| (0..=9999).contains(&t.year()))
+}
+
+/// Unix seconds as RFC 3339 UTC text, or as the number itself when no RFC 3339 time can
+/// say it ([`unix_time`]): an odd time from the API is shown as it came, never as another.
+pub fn unix_rfc3339(secs: i64) -> String {
+    unix_time(secs).map_or_else(|| secs.to_string(), rfc3339)
 }
 
 /// Whether output to a stream may carry colour and other ANSI styles: the stream is a
@@ -1092,6 +1106,20 @@ pub fn sarif(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unix_seconds_are_rfc_3339_only_within_the_years_it_can_write() {
+        assert_eq!(unix_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(unix_rfc3339(-5), "1969-12-31T23:59:55Z");
+        assert_eq!(unix_rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(unix_rfc3339(-62_167_219_200), "0000-01-01T00:00:00Z");
+        // Past either end, and past chrono's range, the number as it came.
+        assert_eq!(unix_rfc3339(253_402_300_800), "253402300800");
+        assert_eq!(unix_rfc3339(-62_167_219_201), "-62167219201");
+        assert_eq!(unix_rfc3339(1_700_000_000_000), "1700000000000");
+        assert_eq!(unix_rfc3339(i64::MAX), i64::MAX.to_string());
+        assert_eq!(unix_rfc3339(i64::MIN), i64::MIN.to_string());
+    }
 
     use crate::model::{Fingerprint, ProjectId, RuleId};
 

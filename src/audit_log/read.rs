@@ -226,8 +226,7 @@ impl Pager {
 
 /// Unix seconds as RFC 3339 UTC text, for messages.
 fn unix_text(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map_or_else(|| secs.to_string(), crate::report::rfc3339)
+    crate::report::unix_rfc3339(secs)
 }
 
 /// Whether an error is the API saying the organization's audit logging is off: a 400 or

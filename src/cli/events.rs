@@ -257,7 +257,8 @@ fn rows(events: &[AuditEvent]) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Unix seconds as RFC 3339 UTC (a time out of range as the epoch: stored API text).
+/// An event's Unix seconds as RFC 3339 UTC; one no such time can say (the API's, in
+/// milliseconds or worse) as the number it is, never as another time.
 fn time(t: i64) -> String {
-    crate::store::rfc3339(chrono::DateTime::from_timestamp(t, 0).unwrap_or_default())
+    report::unix_rfc3339(t)
 }

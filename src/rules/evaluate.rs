@@ -222,7 +222,7 @@ fn cents_text(value: minijinja::Value) -> minijinja::Value {
 fn time_text(value: minijinja::Value, format: &str) -> minijinja::Value {
     // Time columns are stored as whole seconds.
     let seconds = i64::try_from(value.clone()).ok();
-    match seconds.and_then(|s| chrono::DateTime::from_timestamp(s, 0)) {
+    match seconds.and_then(crate::report::unix_time) {
         Some(time) => minijinja::Value::from(time.format(format).to_string()),
         None => value,
     }

@@ -894,6 +894,24 @@ fn a_time_in_a_message_can_be_written_as_a_utc_date() {
 }
 
 #[test]
+fn a_time_no_rfc_3339_time_can_say_is_left_as_its_number_in_a_message() {
+    use minijinja::Value;
+    let env = super::evaluate::message_env();
+    let render = |t: i64| {
+        env.render_str(
+            "{{ t | utc }} {{ t | date }}",
+            minijinja::context! { t => Value::from(t) },
+        )
+        .unwrap()
+    };
+    assert_eq!(render(1_700_000_000), "2023-11-14T22:13:20Z 2023-11-14");
+    // Milliseconds from the API: not year 55840 (`+55840-…`), which the views' `…_utc`
+    // columns leave NULL and no RFC 3339 reader takes.
+    assert_eq!(render(1_700_000_000_000), "1700000000000 1700000000000");
+    assert_eq!(render(-62_167_219_201), "-62167219201 -62167219201");
+}
+
+#[test]
 fn an_amount_in_cents_can_be_written_as_money() {
     use minijinja::Value;
     let env = super::evaluate::message_env();

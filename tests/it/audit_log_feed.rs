@@ -460,6 +460,55 @@ fn events_lists_stored_events_newest_first_with_filters_and_says_when_never_read
 }
 
 #[test]
+fn an_event_time_no_rfc_3339_time_can_say_is_listed_as_its_unix_seconds() {
+    // An API that sent milliseconds (year 55840), or a time past any calendar: `events`
+    // showed the first as `+55840-…`, which no RFC 3339 reader takes, and the second as
+    // 1970-01-01T00:00:00Z, another time altogether.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(org_with(&[("audit_log-ok".to_owned(), json!("-1h"))], true));
+    let url = sim.base_url();
+    sim.with_org(|org| {
+        for (id, at) in [
+            ("audit_log-ms", 1_700_000_000_000_i64),
+            ("audit_log-far", 10_000_000_000_000_000),
+        ] {
+            assert!(org.audit_log.insert(json!({
+                "id": id, "type": "login.succeeded", "effective_at": at,
+                "actor": {"type": "session", "session": {
+                    "user": {"id": "user-ada", "email": "ada@acme.com"},
+                    "ip_address": "203.0.113.5"}},
+                "login.succeeded": {}
+            })));
+        }
+    });
+    assert_eq!(snapshot(dir.path(), &url).0, 0);
+    let doc = json_of(&run(dir.path(), &url, &["events", "--format", "json"]));
+    let times: Vec<(&str, &str)> = doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap(),
+                e["effective_at"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(times[0], ("audit_log-far", "10000000000000000"));
+    assert_eq!(times[1], ("audit_log-ms", "1700000000000"));
+    assert!(times[2].1.ends_with('Z'), "{times:?}");
+    for format in ["table", "csv"] {
+        let out = run(dir.path(), &url, &["events", "--format", format]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("1700000000000") && text.contains("10000000000000000"),
+            "{text}"
+        );
+        assert!(!text.contains("1970") && !text.contains("+55840"), "{text}");
+    }
+}
+
+#[test]
 fn audit_log_enabled_false_sends_no_request() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
