@@ -357,7 +357,7 @@ impl DaemonHandle {
             Some(run) if run.outcome.status == SnapshotStatus::Failed => Err(format!(
                 "the last run ({}, finished {}) failed: {}",
                 run.reason.as_str(),
-                run.finished_at.to_rfc3339(),
+                crate::report::rfc3339(run.finished_at),
                 // Served over HTTP, past the log writer's scrubbing.
                 crate::secrets::scrub(run.outcome.message.as_deref().unwrap_or("no reason given"))
             )),

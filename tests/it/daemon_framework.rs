@@ -855,6 +855,16 @@ async fn health_endpoints_report_liveness_readiness_and_metrics() {
     assert_eq!(status, 503);
     assert!(body.contains("the last run (startup"), "{body}");
     assert!(body.contains("the admin key was refused"), "{body}");
+    // In UTC with whole seconds, as every other time orgwarden writes (not `.123+00:00`).
+    let finished = body
+        .split("finished ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_default();
+    assert!(
+        finished.len() == 20 && finished.ends_with('Z'),
+        "{finished:?} in {body}"
+    );
     let (status, content_type, body) = get(addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(
