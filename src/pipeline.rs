@@ -157,8 +157,14 @@ pub async fn run<S: Setup>(
     cancel: &CancellationToken,
     interrupt: &CancellationToken,
 ) -> Result<Audited, PipelineError> {
-    let (store, crawl, snapshot) = match source {
-        Source::Stored(snapshot) => (store, None, *snapshot),
+    // A stored snapshot is judged as of when it was read: judged by today, a week-old
+    // snapshot would make keys stale that may have been used since, and let audit-log
+    // windows pass over events and resolve their findings with nothing read.
+    let (store, crawl, snapshot, judged_at) = match source {
+        Source::Stored(snapshot) => {
+            let judged_at = snapshot.started_at;
+            (store, None, *snapshot, Some(judged_at))
+        }
         Source::Crawl {
             client,
             organization,
@@ -172,7 +178,7 @@ pub async fn run<S: Setup>(
                 () = cancel.cancelled() => return Err(PipelineError::Cancelled),
             };
             let snapshot = crawl.info.clone();
-            (store, Some(crawl), snapshot)
+            (store, Some(crawl), snapshot, None)
         }
     };
     // A rule can run for its whole budget: a signal must not wait for it, while the
@@ -190,7 +196,14 @@ pub async fn run<S: Setup>(
     let joined = tokio::task::spawn_blocking(move || {
         let mut store = store;
         let inputs = setup.inputs();
-        let evaluated = evaluate(&mut store, &inputs, &info, Utc::now(), &stop);
+        let now = Utc::now();
+        let evaluated = evaluate_at(
+            &mut store,
+            &inputs,
+            &info,
+            (now, judged_at.unwrap_or(now)),
+            &stop,
+        );
         let delivery = match (&evaluated, inputs.delivery, inputs.announce) {
             (Ok(_), Some(pass), Some(announce)) if !announce.dry_run && !cancel.is_cancelled() => {
                 // A signal stops it between two messages, as it stops a rule.
@@ -224,12 +237,24 @@ pub fn evaluate(
     now: DateTime<Utc>,
     cancel: &CancellationToken,
 ) -> Result<Evaluated, AuditError> {
+    evaluate_at(store, inputs, snapshot, (now, now), cancel)
+}
+
+/// As [`evaluate`], the rules judging the organization at `judged_at` (their `:now`) while
+/// the findings' lifecycle, exemptions and announcements happen at `now`.
+fn evaluate_at(
+    store: &mut Store,
+    inputs: &Inputs<'_>,
+    snapshot: &SnapshotInfo,
+    (now, judged_at): (DateTime<Utc>, DateTime<Utc>),
+    cancel: &CancellationToken,
+) -> Result<Evaluated, AuditError> {
     let budget = crate::rules::Budget {
         per_rule: inputs.rules.timeout,
         cancel: cancel.clone(),
     };
     let evaluation =
-        crate::rules::evaluate(store.reader(), inputs.rules, now.timestamp(), &budget)?;
+        crate::rules::evaluate(store.reader(), inputs.rules, judged_at.timestamp(), &budget)?;
     let mut coverage = Coverage::from_snapshot(
         snapshot.status,
         &store.failed_scopes(snapshot.id)?,

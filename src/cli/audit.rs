@@ -64,7 +64,8 @@ pub struct AuditArgs {
     /// `high`, `HIGH`)
     #[arg(long, value_enum, ignore_case = true)]
     pub fail_on: Option<Severity>,
-    /// Evaluate the latest stored snapshot without calling the API
+    /// Evaluate the latest stored snapshot without calling the API, judged as of when it
+    /// was read (a key's age, an audit-log window)
     #[arg(long)]
     pub offline: bool,
     /// Send notifications for what changed

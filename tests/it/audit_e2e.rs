@@ -508,6 +508,45 @@ fn offline_audit_evaluates_the_stored_snapshot_without_calling_the_api() {
 }
 
 #[test]
+fn offline_audit_judges_a_stored_snapshot_as_of_when_it_was_read() {
+    // A key last used 100 days ago: stale now (over 90 days), but 70 days idle when a
+    // snapshot 30 days old was read. Judged by today, that snapshot would call it stale
+    // although it may have been used since; audit-log windows would likewise pass over
+    // their events and resolve findings with nothing read.
+    let org = serde_json::json!({
+        "organization": "acme",
+        "users": [{"id": "user-ada", "name": "Ada", "email": "ada@acme.com"}],
+        "projects": [{
+            "id": "proj_a", "name": "A", "created_at": "-400d",
+            "users": [{"id": "user-ada", "role": "owner"}],
+            "api_keys": [{"id": "key_a", "name": "batch", "created_at": "-300d",
+                          "last_used_at": "-100d", "owner": {"type": "user", "id": "user-ada"}}]
+        }]
+    });
+    let sim = sim(Org::from_json_str(&org.to_string(), Utc::now().timestamp()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &sim.base_url(), &["snapshot"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let db = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    db.execute(
+        "UPDATE snapshot SET started_at = started_at - 30 * 86400, \
+         finished_at = finished_at - 30 * 86400",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let (_, offline) = audit(dir.path(), &sim.base_url(), &["--offline"]);
+    assert_eq!(status_of(&offline, "api-key-stale", "key_a"), None, "{offline:#}");
+    // A live audit reads it now, and judges it now.
+    let (_, live) = audit(dir.path(), &sim.base_url(), &[]);
+    assert_eq!(
+        status_of(&live, "api-key-stale", "key_a").as_deref(),
+        Some("open"),
+        "{live:#}"
+    );
+}
+
+#[test]
 fn a_refused_key_is_exit_3_and_is_not_echoed() {
     let dir = tempfile::tempdir().unwrap();
     let opts = SimOptions {
