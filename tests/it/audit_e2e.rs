@@ -526,7 +526,11 @@ fn offline_audit_judges_a_stored_snapshot_as_of_when_it_was_read() {
     let sim = sim(Org::from_json_str(&org.to_string(), Utc::now().timestamp()).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &sim.base_url(), &["snapshot"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let db = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
     db.execute(
         "UPDATE snapshot SET started_at = started_at - 30 * 86400, \
@@ -536,7 +540,11 @@ fn offline_audit_judges_a_stored_snapshot_as_of_when_it_was_read() {
     .unwrap();
     drop(db);
     let (_, offline) = audit(dir.path(), &sim.base_url(), &["--offline"]);
-    assert_eq!(status_of(&offline, "api-key-stale", "key_a"), None, "{offline:#}");
+    assert_eq!(
+        status_of(&offline, "api-key-stale", "key_a"),
+        None,
+        "{offline:#}"
+    );
     // A live audit reads it now, and judges it now.
     let (_, live) = audit(dir.path(), &sim.base_url(), &[]);
     assert_eq!(

@@ -509,6 +509,38 @@ fn an_event_time_no_rfc_3339_time_can_say_is_listed_as_its_unix_seconds() {
 }
 
 #[test]
+fn a_rule_message_keeps_its_detail_when_an_event_time_has_no_calendar_date() {
+    // The `_utc` column of a time in milliseconds is NULL, and a message built with `||`
+    // around it was NULL as a whole: the finding said only its rule's title.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(org_with(&[], true));
+    let url = sim.base_url();
+    sim.with_org(|org| {
+        assert!(org.audit_log.insert(json!({
+            "id": "audit_log-scim", "type": "scim.disabled", "effective_at": 1_700_000_000_000_i64,
+            "actor": {"type": "session", "session": {
+                "user": {"id": "user-ada", "email": "ada@acme.com"},
+                "ip_address": "203.0.113.5"}},
+            "scim.disabled": {"id": "org"}
+        })));
+    });
+    let out = run(dir.path(), &url, &["audit", "--format", "json"]);
+    let doc = json_of(&out);
+    let scim = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule_id"] == "scim-disabled")
+        .unwrap_or_else(|| panic!("{doc:#}"));
+    let message = scim["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("SCIM was disabled by ada@acme.com")
+            && message.contains(" at 1700000000000"),
+        "{message}"
+    );
+}
+
+#[test]
 fn audit_log_enabled_false_sends_no_request() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
