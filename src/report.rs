@@ -1106,6 +1106,7 @@ pub fn sarif(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Fingerprint, ProjectId, RuleId};
 
     #[test]
     fn unix_seconds_are_rfc_3339_only_within_the_years_it_can_write() {
@@ -1120,8 +1121,6 @@ mod tests {
         assert_eq!(unix_rfc3339(i64::MAX), i64::MAX.to_string());
         assert_eq!(unix_rfc3339(i64::MIN), i64::MIN.to_string());
     }
-
-    use crate::model::{Fingerprint, ProjectId, RuleId};
 
     fn finding(status: Status) -> Finding {
         Finding {

@@ -104,7 +104,8 @@ pub fn parts(
     let mut chunks: Vec<(Vec<Announced>, Vec<FindingState>)> = vec![Default::default()];
     let mut size = base;
     let mut place = |bytes: usize, chunks: &mut Vec<(Vec<Announced>, Vec<FindingState>)>| {
-        // The comma before an array's second item and after.
+        // Its comma: every item of an array but the first has one before it, so counting
+        // one for each overcounts by a byte at most.
         let bytes = bytes + 1;
         let last = chunks.last().expect("one chunk at least");
         if size + bytes > max_bytes && !(last.0.is_empty() && last.1.is_empty()) {

@@ -149,7 +149,7 @@ pub enum StoreError {
         reason: &'static str,
     },
     /// A reading command cannot read the database: SQLite reads a database in WAL mode
-    /// through a `-shm` file beside it, which exists only while a writer has it open, and
+    /// through a `-shm` file beside it, which exists only while a connection has it open, and
     /// cannot create one in its folder.
     #[error(
         "cannot read {}: SQLite reads a database in WAL mode through a {} file beside it, \
