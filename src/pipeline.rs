@@ -196,6 +196,9 @@ pub async fn run<S: Setup>(
     let joined = tokio::task::spawn_blocking(move || {
         let mut store = store;
         let inputs = setup.inputs();
+        if judged_at.is_none() {
+            warn_of_odd_times(&store);
+        }
         let now = Utc::now();
         let evaluated = evaluate_at(
             &mut store,
@@ -223,6 +226,27 @@ pub async fn run<S: Setup>(
         evaluated,
         delivery,
     })
+}
+
+/// Warns of each time column the crawl filled with values that are no Unix seconds: the
+/// rules cannot judge those objects (a key whose `last_used_at` is in milliseconds is never
+/// stale), and a silent miss would read as all clear.
+fn warn_of_odd_times(store: &Store) {
+    match store.odd_times() {
+        Ok(odd) => {
+            for o in odd {
+                tracing::warn!(
+                    "{}.{}: {} value(s) from the API are not a time in Unix seconds (such as {}); \
+                     rules that compare it with the time cannot judge those objects",
+                    o.view,
+                    o.column,
+                    o.count,
+                    crate::report::inert(&o.example)
+                );
+            }
+        }
+        Err(error) => tracing::debug!(%error, "the check for odd times failed"),
+    }
 }
 
 /// Evaluates the enabled rules over the store's views at `now`, reconciles the hits with

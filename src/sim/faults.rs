@@ -38,6 +38,14 @@ pub enum FaultKind {
     /// Answer 200 with this field removed from every object of the page (the objects of
     /// `data`, or the one object of a single read): an API object missing its id.
     DropField(String),
+    /// Answer 200 with this field of every object of the page set to a JSON value, given as
+    /// JSON text: an API that sends a value of another type or unit (a time in milliseconds).
+    SetField {
+        /// The field.
+        field: String,
+        /// Its value, as JSON text.
+        json: String,
+    },
     /// Answer normally after this delay.
     Delay(Duration),
     /// Answer every list read with one new object and `has_more: true`, the cursor always

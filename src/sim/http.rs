@@ -158,6 +158,7 @@ async fn answer(s: &Arc<Shared>, req: Request) -> Response {
     }
     let mut truncate = false;
     let mut drop_field = None;
+    let mut set_field = None;
     let mut invent = None;
     match s.faults.take(&path) {
         Some(FaultKind::Status(code)) => {
@@ -189,6 +190,7 @@ async fn answer(s: &Arc<Shared>, req: Request) -> Response {
         Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
         Some(FaultKind::MalformedJson) => truncate = true,
         Some(FaultKind::DropField(field)) => drop_field = Some(field),
+        Some(FaultKind::SetField { field, json }) => set_field = Some((field, json)),
         Some(FaultKind::EndlessPages) => invent = Some((1, true, 0)),
         Some(FaultKind::EndlessPaddedPages(padding)) => invent = Some((1, true, padding)),
         Some(FaultKind::OversizedPage(count)) => invent = Some((count, false, 0)),
@@ -241,7 +243,16 @@ async fn answer(s: &Arc<Shared>, req: Request) -> Response {
                 bytes.truncate(bytes.len() / 2);
             }
             if let Some(field) = &drop_field {
-                bytes = without_field(bytes, field);
+                bytes = each_object(bytes, |object| {
+                    object.remove(field);
+                });
+            }
+            if let Some((field, json)) = &set_field {
+                let value: serde_json::Value =
+                    serde_json::from_str(json).unwrap_or(serde_json::Value::Null);
+                bytes = each_object(bytes, |object| {
+                    object.insert(field.clone(), value.clone());
+                });
             }
             if let Some((count, has_more, padding)) = invent {
                 bytes = invented_page(&s.faults, bytes, count, has_more, padding);
@@ -252,9 +263,12 @@ async fn answer(s: &Arc<Shared>, req: Request) -> Response {
     }
 }
 
-/// The answer with `field` removed from each object of its `data` (or from the answer
-/// itself when it is a single object); an answer that is not JSON is left as it is.
-fn without_field(bytes: Vec<u8>, field: &str) -> Vec<u8> {
+/// The answer with `edit` applied to each object of its `data` (or to the answer itself
+/// when it is a single object); an answer that is not JSON is left as it is.
+fn each_object(
+    bytes: Vec<u8>,
+    edit: impl Fn(&mut serde_json::Map<String, serde_json::Value>),
+) -> Vec<u8> {
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return bytes;
     };
@@ -262,13 +276,13 @@ fn without_field(bytes: Vec<u8>, field: &str) -> Vec<u8> {
         Some(serde_json::Value::Array(items)) => {
             for item in items {
                 if let Some(object) = item.as_object_mut() {
-                    object.remove(field);
+                    edit(object);
                 }
             }
         }
         _ => {
             if let Some(object) = value.as_object_mut() {
-                object.remove(field);
+                edit(object);
             }
         }
     }
@@ -287,6 +301,25 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn without_field(bytes: Vec<u8>, field: &str) -> Vec<u8> {
+        each_object(bytes, |object| {
+            object.remove(field);
+        })
+    }
+
+    #[test]
+    fn a_set_field_is_set_on_every_object_of_the_page() {
+        let list = br#"{"object":"list","data":[{"id":"a"},{"id":"b","t":1}],"has_more":false}"#;
+        let out: serde_json::Value = serde_json::from_slice(&each_object(list.to_vec(), |o| {
+            o.insert("t".into(), serde_json::json!(1_700_000_000_000_i64));
+        }))
+        .unwrap();
+        assert_eq!(
+            out["data"],
+            serde_json::json!([{"id":"a","t":1_700_000_000_000_i64},{"id":"b","t":1_700_000_000_000_i64}])
+        );
+    }
 
     #[test]
     fn a_dropped_field_leaves_every_object_of_the_page_or_the_single_object() {

@@ -119,6 +119,19 @@ const WAL_KEEP_BYTES: i64 = 8 * 1024 * 1024;
 /// How long a writer waits for another connection's write transaction to end.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A time column some of whose values are no time in Unix seconds ([`Store::odd_times`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OddTimes {
+    /// The view.
+    pub view: &'static str,
+    /// The column.
+    pub column: &'static str,
+    /// How many of its values are odd.
+    pub count: i64,
+    /// One of them, as SQL's `quote()` writes it (API text: show it inert).
+    pub example: String,
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -785,6 +798,41 @@ impl Store {
             Some(id) => self.snapshot(SnapshotId(id)).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Every time column of the family views that holds values no time in Unix seconds can
+    /// be (a float, text, a year past 9999: an API in milliseconds). Rules compare these
+    /// columns with `:now`, and such a value is never "older than" anything, so whoever
+    /// reads the findings must hear that those objects were not judged.
+    pub fn odd_times(&self) -> Result<Vec<OddTimes>, StoreError> {
+        let mut odd = Vec::new();
+        for family in Family::ALL {
+            let view = family.view();
+            for column in family.columns() {
+                if column.ty != crate::model::ColumnType::Time {
+                    continue;
+                }
+                let name = column.name;
+                // The years 0000 to 9999, as the views' `…_utc` columns can write them.
+                let sql = format!(
+                    "SELECT count(*), min(quote(\"{name}\")) FROM \"{view}\" \
+                     WHERE \"{name}\" IS NOT NULL AND (typeof(\"{name}\") <> 'integer' \
+                     OR \"{name}\" NOT BETWEEN -62167219200 AND 253402300799)"
+                );
+                let (count, example): (i64, Option<String>) =
+                    self.conn
+                        .query_row(&sql, [], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                if count > 0 {
+                    odd.push(OddTimes {
+                        view,
+                        column: name,
+                        count,
+                        example: example.unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        Ok(odd)
     }
 
     /// When the newest snapshot whose findings were evaluated started: the last run that

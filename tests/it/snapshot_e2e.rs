@@ -355,6 +355,39 @@ fn a_store_failure_mid_snapshot_exits_2_naming_the_database() {
 }
 
 #[test]
+fn an_audit_warns_of_api_times_that_are_not_unix_seconds() {
+    // Milliseconds where the API documents seconds: no such `last_used_at` is ever "older
+    // than" 90 days, so `api-key-stale` stays silent about those keys, and only the warning
+    // says they were not judged.
+    let env = Env::new(org(), SimOptions::default());
+    env.sim.add_fault(Fault {
+        path_prefix: "/organization/projects/proj_b/api_keys".into(),
+        kind: FaultKind::SetField {
+            field: "last_used_at".into(),
+            json: "1700000000000".into(),
+        },
+        times: None,
+    });
+    let out = env.run(&["audit", "--format", "json"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "project_api_keys.last_used_at: 2 value(s) from the API are not a time in Unix \
+             seconds (such as 1700000000000)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("are not a time in Unix seconds").count(),
+        1,
+        "{stderr}"
+    );
+    // An offline audit judges what is stored, and says nothing more of the crawl.
+    let offline = env.run(&["audit", "--offline", "--format", "json"]);
+    assert!(!text(&offline.stderr).contains("Unix seconds"));
+}
+
+#[test]
 fn an_api_object_without_its_id_fails_only_its_scope_and_the_rest_is_stored() {
     let env = Env::new(org(), SimOptions::default());
     assert_exit(&env.run(&["snapshot"]), 0);
