@@ -196,6 +196,7 @@ pub async fn run<S: Setup>(
     let joined = tokio::task::spawn_blocking(move || {
         let mut store = store;
         let inputs = setup.inputs();
+        // Said of a crawl; a stored snapshot was warned of when it was read.
         if judged_at.is_none() {
             warn_of_odd_times(&store);
         }
