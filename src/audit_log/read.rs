@@ -224,11 +224,6 @@ impl Pager {
     }
 }
 
-/// Unix seconds as RFC 3339 UTC text, for messages.
-fn unix_text(secs: i64) -> String {
-    crate::report::unix_rfc3339(secs)
-}
-
 /// Whether an error is the API saying the organization's audit logging is off: a 400 or
 /// 403 whose `code` names the audit log, or whose message says the audit log is not
 /// enabled, disabled or turned off. (The reference does not document this answer.)
@@ -317,8 +312,8 @@ where
         let reached = oldest.saturating_add(1).max(read.since);
         tracing::warn!(
             "{why} since {}: read back to {} only, and events before that are not read",
-            unix_text(read.since),
-            unix_text(reached),
+            crate::report::unix_rfc3339(read.since),
+            crate::report::unix_rfc3339(reached),
         );
         read.since = reached;
     };

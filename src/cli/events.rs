@@ -164,7 +164,7 @@ fn feed_note(status: &FeedStatus, window: i64) -> Option<String> {
                 "The audit log was read without a gap only from {}: events before that may be \
                  missing (the first read's [audit_log] lookback, or a catch-up read cut short \
                  by [openai] max_pages_per_scope or snapshot_timeout).",
-                time(from)
+                report::unix_rfc3339(from)
             )
         });
     match (state, gap) {
@@ -175,7 +175,7 @@ fn feed_note(status: &FeedStatus, window: i64) -> Option<String> {
 
 /// What to say of the feed's state: never read, audit logging off, or the last read failed.
 fn state_note(status: &FeedStatus) -> Option<String> {
-    let when = time;
+    let when = report::unix_rfc3339;
     match status.outcome.as_deref() {
         None => Some(
             "The audit log was never read: run `orgwarden snapshot` (with [audit_log] enabled) \
@@ -204,7 +204,7 @@ fn state_note(status: &FeedStatus) -> Option<String> {
 }
 
 fn feed_json(status: &FeedStatus, window: i64) -> Value {
-    let when = |t: Option<i64>| t.map(time);
+    let when = |t: Option<i64>| t.map(report::unix_rfc3339);
     json!({
         "outcome": status.outcome,
         "read_at": when(status.read_at),
@@ -220,7 +220,7 @@ fn event_json(e: &AuditEvent) -> Value {
     json!({
         "id": e.id.as_str(),
         "type": e.kind,
-        "effective_at": time(e.effective_at),
+        "effective_at": report::unix_rfc3339(e.effective_at),
         "actor": {
             "type": e.actor.kind,
             "user_id": e.actor.user_id,
@@ -247,7 +247,7 @@ fn rows(events: &[AuditEvent]) -> Vec<Vec<String>> {
                 (None, _) => String::new(),
             };
             vec![
-                time(e.effective_at),
+                report::unix_rfc3339(e.effective_at),
                 e.kind.clone(),
                 e.actor.describe(),
                 project,
@@ -255,10 +255,4 @@ fn rows(events: &[AuditEvent]) -> Vec<Vec<String>> {
             ]
         })
         .collect()
-}
-
-/// An event's Unix seconds as RFC 3339 UTC; one no such time can say (the API's, in
-/// milliseconds or worse) as the number it is, never as another time.
-fn time(t: i64) -> String {
-    report::unix_rfc3339(t)
 }
