@@ -235,8 +235,9 @@ impl GlobalArgs {
     }
 }
 
-/// orgwarden audits an OpenAI organization through the Admin API: it snapshots every
-/// project's users, keys, service accounts, permissions, retention and spend alerts into
+/// orgwarden audits an OpenAI organization through the Admin API: it snapshots the
+/// organization (its people, invites, roles, admin keys, retention, spend and audit log) and
+/// every project (users, keys, service accounts, permissions, retention, spend alerts) into
 /// SQLite, evaluates TOML rules over them, and announces what is new, reopened or resolved.
 ///
 /// Start with `orgwarden demo`: a full audit of a built-in simulated organization,
