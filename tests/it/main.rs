@@ -30,6 +30,7 @@ mod daemon_run_figures;
 mod daemon_signals;
 mod demo;
 mod diagnostic_fixtures;
+mod docs_examples;
 mod docs_markdown;
 mod history_bench;
 mod inert_text;
