@@ -134,3 +134,129 @@ fn a_fence_with_text_after_it_does_not_close_its_block() {
         ]
     );
 }
+
+/// The anchor GitHub gives a heading: lower case, punctuation (backticks, colons, dots…)
+/// dropped, each space a `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a page's headings; a heading met again gets `-1`, `-2`… as on GitHub.
+fn anchors(text: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        let Some(heading) = line.strip_prefix('#') else {
+            continue;
+        };
+        if in_code {
+            continue;
+        }
+        let base = anchor(heading.trim_start_matches('#'));
+        let repeats = found
+            .iter()
+            .filter(|a| {
+                **a == base
+                    || a.strip_prefix(&format!("{base}-"))
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .count();
+        found.push(if repeats == 0 {
+            base
+        } else {
+            format!("{base}-{repeats}")
+        });
+    }
+    found
+}
+
+/// The targets of the Markdown links of `text` (`[text](target)`), outside code blocks and
+/// code spans, with their 1-based lines.
+fn link_targets(text: &str) -> Vec<(usize, String)> {
+    let mut targets = Vec::new();
+    let mut in_code = false;
+    for (n, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        // Outside code spans: the odd pieces between backticks are inside one.
+        for (i, piece) in line.split('`').enumerate() {
+            if i % 2 == 1 {
+                continue;
+            }
+            let mut rest = piece;
+            while let Some(at) = rest.find("](") {
+                let after = &rest[at + 2..];
+                let Some(end) = after.find(')') else { break };
+                targets.push((n + 1, after[..end].to_owned()));
+                rest = &after[end..];
+            }
+        }
+    }
+    targets
+}
+
+#[test]
+fn every_relative_link_in_the_documentation_reaches_its_file_and_heading() {
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for file in documentation() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (line, target) in link_targets(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (path, fragment) = target.split_once('#').unwrap_or((&target, ""));
+            let dest = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().unwrap().join(path)
+            };
+            let place = format!("{}:{line}: `{target}`", file.display());
+            if !dest.exists() {
+                problems.push(format!("{place}: no {}", dest.display()));
+            } else if !fragment.is_empty() && dest.extension().is_some_and(|e| e == "md") {
+                let headings = anchors(&std::fs::read_to_string(&dest).unwrap());
+                if !headings.iter().any(|a| a == fragment) {
+                    problems.push(format!("{place}: no such heading; it has {headings:?}"));
+                }
+            }
+        }
+    }
+    // README.md and the pages link to each other a few dozen times: a parser that found
+    // none would pass anything.
+    assert!(checked >= 25, "only {checked} links found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_heading_anchor_drops_punctuation_and_numbers_repeats() {
+    assert_eq!(
+        anchor(" Sharing the database: long reads, locks, backups"),
+        "sharing-the-database-long-reads-locks-backups"
+    );
+    assert_eq!(anchor(" 5. Health and metrics"), "5-health-and-metrics");
+    assert_eq!(anchor(" `[rules]`"), "rules");
+    assert_eq!(
+        anchors("# A\n## B\n```\n# not a heading\n```\n## B\n"),
+        ["a", "b", "b-1"]
+    );
+    assert_eq!(
+        link_targets("[x](a.md#b) `[y](c.md)` [z](d.md)\n```\n[w](e.md)\n```\n"),
+        [(1, "a.md#b".to_owned()), (1, "d.md".to_owned())]
+    );
+}
