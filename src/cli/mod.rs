@@ -245,7 +245,7 @@ impl GlobalArgs {
 #[derive(Debug, Parser)]
 #[command(name = "orgwarden", version, propagate_version = true)]
 #[command(
-    after_help = "Exit codes: 0 done; 1 an open finding at or above --fail-on; \
+    after_help = "Exit codes: 0 done; 1 a non-exempt open finding at or above --fail-on; \
 2 bad usage, configuration or rule file; 3 the organization could not be read completely.\n\
 The admin key comes from OPENAI_ADMIN_KEY or `[openai] admin_key_file`."
 )]
