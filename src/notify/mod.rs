@@ -326,7 +326,7 @@ fn send_test_email(
             "[orgwarden] {organization}: test message"
         )))
         .date(std::time::SystemTime::from(now))
-        .message_id(None);
+        .message_id(Some(render::message_id(&email.from)));
     for to in &email.to {
         builder = builder.to(to.clone());
     }

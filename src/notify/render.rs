@@ -228,7 +228,7 @@ pub fn build_message(
         .from(from.clone())
         .subject(one_line(&rendered.subject))
         .date(SystemTime::from(date))
-        .message_id(None)
+        .message_id(Some(message_id(from)))
         // RFC 3834: keeps vacation responders from answering the digest.
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("Auto-Submitted"),
@@ -246,6 +246,16 @@ pub fn build_message(
         None => builder.multipart(body)?,
     };
     Ok(message)
+}
+
+/// A new `Message-ID` in the sender's domain. lettre's own ends in the machine's host name,
+/// which would tell every recipient (and every server on the way) an internal name.
+pub fn message_id(from: &Mailbox) -> String {
+    format!(
+        "<{}.orgwarden@{}>",
+        hex::encode(rand::random::<[u8; 16]>()),
+        from.email.domain()
+    )
 }
 
 /// `[orgwarden] acme: 3 new, 1 resolved — 1 high, 2 medium`
@@ -944,6 +954,31 @@ mod tests {
         // The names stay visible as text in the body.
         let text = parsed.body_text(0).unwrap();
         assert!(text.contains("x  Bcc: evil@example.com (proj_x)"), "{text}");
+    }
+
+    #[test]
+    fn message_ids_are_in_the_senders_domain_not_the_hosts() {
+        let rendered = Renderer::builtin()
+            .unwrap()
+            .render(&digest(&sample(), "acme"), "7d")
+            .unwrap();
+        let from: Mailbox = "orgwarden@example.com".parse().unwrap();
+        let to: Mailbox = "security@example.com".parse().unwrap();
+        let ids: Vec<String> = (0..2)
+            .map(|_| {
+                let bytes = build_message(&rendered, &from, std::slice::from_ref(&to), t(3))
+                    .unwrap()
+                    .formatted();
+                let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+                parsed.message_id().unwrap().to_owned()
+            })
+            .collect();
+        for id in &ids {
+            let (left, domain) = id.split_once('@').unwrap();
+            assert_eq!(domain, "example.com", "{id}");
+            assert!(left.len() >= 32, "{id}");
+        }
+        assert_ne!(ids[0], ids[1], "each message has its own id");
     }
 
     #[test]
