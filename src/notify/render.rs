@@ -28,6 +28,12 @@ pub const DEFAULT_TEXT: &str = include_str!("../../templates/digest.txt");
 
 /// At most this many findings are listed per section; the CSV has the rest.
 const MAX_LISTED: usize = 100;
+/// The most HTML a digest lists findings in. Gmail clips an HTML part past about 102 KB and
+/// hides the rest behind a link, with the notes that say where the other findings are; the
+/// part goes out as quoted-printable, about 6–10% larger, so 80 kB stays under it.
+const HTML_BUDGET: usize = 80_000;
+/// The fewest findings a section lists when the HTML budget cuts the list.
+const MIN_LISTED: usize = 10;
 /// How many of the oldest open findings a digest without reminders shows for context.
 const OLDEST_SHOWN: usize = 5;
 
@@ -168,11 +174,11 @@ impl Renderer {
             file_safe(&digest.organization),
             digest.generated_at.format("%Y-%m-%d")
         );
-        let mut ctx = context(digest, &subject, &csv_filename, repeat_interval);
-        ctx.csv_attached = csv.is_some();
-        ctx.csv_rows = csv_rows;
-        ctx.csv_left_out = csv_left_out;
-        let render = |registered: &str, shown: &str| {
+        let render = |limit: usize, registered: &str, shown: &str| {
+            let mut ctx = context(digest, &subject, &csv_filename, repeat_interval, limit);
+            ctx.csv_attached = csv.is_some();
+            ctx.csv_rows = csv_rows;
+            ctx.csv_left_out = csv_left_out;
             self.env
                 .get_template(registered)
                 .and_then(|t| t.render(Serde(&ctx)))
@@ -181,9 +187,18 @@ impl Renderer {
                     source,
                 })
         };
+        // Fewer findings listed until the HTML fits the budget; the text part lists the
+        // same ones, so both parts say the same about what the CSV holds.
+        let mut limit = MAX_LISTED;
+        let mut html = render(limit, "digest.html", &self.html_name)?;
+        while html.len() > HTML_BUDGET && limit > MIN_LISTED {
+            let scaled = limit * HTML_BUDGET / html.len() * 9 / 10;
+            limit = scaled.clamp(MIN_LISTED, limit - 1);
+            html = render(limit, "digest.html", &self.html_name)?;
+        }
         Ok(Rendered {
-            html: render("digest.html", &self.html_name)?,
-            text: render("digest.txt", &self.text_name)?,
+            html,
+            text: render(limit, "digest.txt", &self.text_name)?,
             csv,
             csv_left_out,
             subject,
@@ -417,6 +432,10 @@ struct Ctx {
     csv_rows: usize,
     csv_left_out: usize,
     repeat_interval: String,
+    /// The most findings a section lists (fewer than usual when the HTML would be clipped).
+    list_limit: usize,
+    /// Some announced findings are not listed: the sections list only their first.
+    list_cut: bool,
     counts: Counts,
     open_by_severity: Vec<SevCount>,
     sections: Vec<Section>,
@@ -597,12 +616,20 @@ fn group<'a>(
     (groups, more)
 }
 
-fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: &str) -> Ctx {
+/// The template's values, listing at most `limit` findings per section.
+fn context(
+    digest: &Digest,
+    subject: &str,
+    csv_filename: &str,
+    repeat_interval: &str,
+    limit: usize,
+) -> Ctx {
     let now = digest.generated_at;
     let reminders = digest.count(Reason::Reminder);
-    let sections = sections(digest, now);
-    let mut still_open = still_open(digest, now);
+    let sections = sections(digest, now, limit);
+    let mut still_open = still_open(digest, now, limit);
     still_open.cut_above = sections.iter().any(|s| s.more > 0);
+    let list_cut = still_open.cut_above || (still_open.reminder && still_open.more > 0);
     Ctx {
         organization: one_line(&digest.organization),
         subject: subject.to_owned(),
@@ -615,6 +642,8 @@ fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: 
         csv_rows: digest.open.len(),
         csv_left_out: 0,
         repeat_interval: repeat_interval.to_owned(),
+        list_limit: limit,
+        list_cut,
         counts: Counts {
             new: digest.count(Reason::New),
             reopened: digest.count(Reason::Reopened),
@@ -642,14 +671,14 @@ fn context(digest: &Digest, subject: &str, csv_filename: &str, repeat_interval: 
 }
 
 /// The digest's sections (new, reopened, escalated, resolved) that have findings.
-fn sections(digest: &Digest, now: DateTime<Utc>) -> Vec<Section> {
+fn sections(digest: &Digest, now: DateTime<Utc>, limit: usize) -> Vec<Section> {
     let section = |reason: Reason, key, title, intro| {
         let (groups, more) = group(
             digest
                 .with_reason(reason)
                 .map(|a| (&a.finding, a.detail.as_deref())),
             now,
-            MAX_LISTED,
+            limit,
         );
         Section {
             key,
@@ -693,7 +722,7 @@ fn sections(digest: &Digest, now: DateTime<Utc>) -> Vec<Section> {
 
 /// The "still open" part: the reminders when this digest is a reminder, otherwise the
 /// oldest open findings this digest does not already announce.
-fn still_open(digest: &Digest, now: DateTime<Utc>) -> StillOpen {
+fn still_open(digest: &Digest, now: DateTime<Utc>, limit: usize) -> StillOpen {
     let reminders = digest.count(Reason::Reminder);
     let (groups, more, listed) = if reminders > 0 {
         let (groups, more) = group(
@@ -701,9 +730,9 @@ fn still_open(digest: &Digest, now: DateTime<Utc>) -> StillOpen {
                 .with_reason(Reason::Reminder)
                 .map(|a| (&a.finding, None)),
             now,
-            MAX_LISTED,
+            limit,
         );
-        (groups, more, reminders.min(MAX_LISTED))
+        (groups, more, reminders.min(limit))
     } else {
         let announced: std::collections::HashSet<&str> = digest
             .announced
@@ -714,7 +743,7 @@ fn still_open(digest: &Digest, now: DateTime<Utc>) -> StillOpen {
             .open
             .iter()
             .filter(|f| !announced.contains(f.fingerprint.as_str()));
-        let shown: Vec<&FindingState> = oldest.take(OLDEST_SHOWN).collect();
+        let shown: Vec<&FindingState> = oldest.take(OLDEST_SHOWN.min(limit)).collect();
         let listed = shown.len();
         let (groups, _) = group(shown.into_iter().map(|f| (f, None)), now, OLDEST_SHOWN);
         let announced_open = digest
@@ -982,6 +1011,43 @@ mod tests {
     }
 
     #[test]
+    fn a_large_digest_lists_fewer_findings_to_stay_under_gmails_clipping_and_says_so_on_top() {
+        // 400 new findings listed 100 a section made 140 kB of HTML: Gmail showed the first
+        // seventy and clipped the rest, with the note that the CSV holds them.
+        let findings: Vec<FindingState> = (0..400)
+            .map(|i| {
+                let severity = [Severity::High, Severity::Medium, Severity::Low][i % 3];
+                opened(&format!("key_{i:03}"), severity)
+            })
+            .collect();
+        let rendered = Renderer::builtin()
+            .unwrap()
+            .render(&digest(&findings, "acme"), "7d")
+            .unwrap();
+        assert!(
+            rendered.html.len() <= HTML_BUDGET,
+            "{} bytes of HTML",
+            rendered.html.len()
+        );
+        let listed = rendered.text.matches("\n  - ").count();
+        assert!((MIN_LISTED..MAX_LISTED).contains(&listed), "{listed}");
+        let top = format!("each section shows its first {listed}, the most severe first");
+        let more = format!("and {} more", 400 - listed);
+        for part in [&rendered.text, &rendered.html] {
+            let note = part.find(&top).unwrap_or_else(|| panic!("{part}"));
+            assert!(note < part.find("(400)").unwrap(), "the note is on top");
+            assert!(part.contains("Every open finding is in the attached CSV"));
+            assert!(part.contains(&more), "{part}");
+        }
+        let small = Renderer::builtin()
+            .unwrap()
+            .render(&digest(&sample(), "acme"), "7d")
+            .unwrap();
+        assert!(!small.text.contains("Too many to list"), "{}", small.text);
+        assert!(!small.html.contains("Too many to list"));
+    }
+
+    #[test]
     fn html_part_escapes_api_supplied_text() {
         let d = digest(&evil_findings(), "acme");
         let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
@@ -1067,8 +1133,13 @@ mod tests {
             .unwrap()
             .render(&digest(&findings, "acme"), "7d")
             .unwrap();
+        let listed = rendered.text.matches("\n  - ").count();
+        assert!(listed < findings.len(), "{listed}");
         for part in [&rendered.text, &rendered.html] {
-            assert!(part.contains("and 1 more"), "{part}");
+            assert!(
+                part.contains(&format!("and {} more", findings.len() - listed)),
+                "{part}"
+            );
             assert!(!part.contains("all listed above"), "{part}");
             assert!(
                 part.contains("101 open in total, all in the sections above."),
