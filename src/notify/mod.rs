@@ -322,9 +322,10 @@ fn send_test_email(
 ) -> Result<String, NotifyError> {
     let mut builder = lettre::Message::builder()
         .from(email.from.clone())
-        .subject(render::one_line(&format!(
-            "[orgwarden] {organization}: test message"
-        )))
+        .subject(format!(
+            "[orgwarden] {}: test message",
+            render::subject_organization(organization)
+        ))
         .date(std::time::SystemTime::from(now))
         .message_id(Some(render::message_id(&email.from)));
     for to in &email.to {

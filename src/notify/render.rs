@@ -171,7 +171,10 @@ impl Renderer {
         let csv_left_out = digest.open.len().saturating_sub(csv_rows);
         let csv_filename = format!(
             "orgwarden-{}-{}.csv",
-            file_safe(&digest.organization),
+            file_safe(&digest.organization)
+                .chars()
+                .take(SUBJECT_ORG_CHARS)
+                .collect::<String>(),
             digest.generated_at.format("%Y-%m-%d")
         );
         let render = |limit: usize, registered: &str, shown: &str| {
@@ -277,9 +280,29 @@ pub fn message_id(from: &Mailbox) -> String {
 pub fn subject(digest: &Digest) -> String {
     one_line(&format!(
         "[orgwarden] {}: {}",
-        one_line(&digest.organization),
+        subject_organization(&digest.organization),
         headline(digest)
     ))
+}
+
+/// The most characters of the organization's name a subject or file name keeps. A header
+/// line is folded only at spaces: a long name without one made a Subject line past the
+/// 998 octets SMTP allows, and the server refused the digest for good.
+const SUBJECT_ORG_CHARS: usize = 40;
+
+/// The organization's name as a subject shows it: one line, at most [`SUBJECT_ORG_CHARS`].
+pub fn subject_organization(organization: &str) -> String {
+    shortened(&one_line(organization), SUBJECT_ORG_CHARS)
+}
+
+/// `text` cut to at most `max` characters, the cut marked with `…`.
+fn shortened(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// The subject without its prefix: `3 new, 1 resolved — 1 high, 2 medium`.
@@ -949,6 +972,43 @@ mod tests {
             subject(&digest(&[a], "acme")),
             "[orgwarden] acme: 1 still open (reminder) — 1 high"
         );
+    }
+
+    #[test]
+    fn a_long_organization_name_keeps_every_line_of_the_message_within_smtps_limit() {
+        // A 1,500-character name without a space made a Subject line of 1,503 octets; an
+        // SMTP server answered "500 Line too long" and the digest was refused for good.
+        let org = "x".repeat(1_500);
+        let rendered = Renderer::builtin()
+            .unwrap()
+            .render(&digest(&sample(), &org), "7d")
+            .unwrap();
+        assert!(
+            rendered.subject.chars().count() < 100,
+            "{}",
+            rendered.subject
+        );
+        assert!(
+            rendered
+                .subject
+                .starts_with(&format!("[orgwarden] {}…: 3 new", "x".repeat(39))),
+            "{}",
+            rendered.subject
+        );
+        assert!(
+            rendered.csv_filename.len() < 80,
+            "{}",
+            rendered.csv_filename
+        );
+        let from: Mailbox = "orgwarden@example.com".parse().unwrap();
+        let to: Mailbox = "security@example.com".parse().unwrap();
+        let bytes = build_message(&rendered, &from, &[to], t(3))
+            .unwrap()
+            .formatted();
+        let longest = bytes.split(|b| *b == b'\n').map(<[u8]>::len).max();
+        assert!(longest.is_some_and(|n| n <= 78 + 1), "{longest:?}");
+        // The body keeps the whole name.
+        assert!(rendered.text.contains(&org));
     }
 
     fn evil_findings() -> Vec<FindingState> {

@@ -560,6 +560,28 @@ fn wrong_password_is_reported_as_authentication_rejected() {
 }
 
 #[test]
+fn a_test_message_keeps_a_long_organization_name_out_of_its_subject_line_and_its_host_name_out_of_its_id()
+ {
+    // The name went into the Subject whole: without a space to fold at, 1,500 characters
+    // made one header line past SMTP's 998 octets. The Message-ID ended in this host's name.
+    let (_tls, server, _dir, config) = setup();
+    let org = "x".repeat(1_500);
+    let ok = notifier(&config, PASSWORD).send_test(&org, t(0)).unwrap();
+    assert!(ok.contains("250"), "{ok}");
+    let data = &server.wait_for(1)[0].data;
+    let longest = data.split(|b| *b == b'\n').map(<[u8]>::len).max();
+    assert!(longest.is_some_and(|n| n <= 79), "{longest:?}");
+    let message = MessageParser::default().parse(data).unwrap();
+    assert_eq!(
+        message.subject(),
+        Some(format!("[orgwarden] {}…: test message", "x".repeat(39)).as_str())
+    );
+    let id = message.message_id().unwrap();
+    assert!(id.ends_with(".orgwarden@example.com"), "{id}");
+    assert!(message.body_text(0).unwrap().contains(&org));
+}
+
+#[test]
 fn rejected_recipient_is_reported_with_the_server_reply() {
     let (_tls, _server, _dir, config) = setup();
     send_to(&config, &[REJECTED]);
