@@ -1331,8 +1331,10 @@ mod tests {
     }
 }
 
-/// The digest's spend chart: the projects nearest their hard limit, one bar each, drawn as
-/// inline SVG by the template (no script, no image to fetch; names escaped by the template).
+/// The digest's spend chart: the projects nearest their hard limit, one bar each, drawn by
+/// the template as table cells (no script, no image to fetch, no SVG, which Gmail and
+/// Outlook drop; names escaped by the template). The pixel sizes are kept for templates of
+/// one's own that draw it as SVG.
 #[derive(Serialize)]
 struct SpendChart {
     width: u32,
@@ -1353,6 +1355,8 @@ struct SpendBar {
     /// `1234.56 of 2000.00 USD · 61.7%`
     value: String,
     fill: u32,
+    /// The share of the limit as a whole percentage, 0 to 100: the HTML bar's width.
+    percent: u32,
     color: &'static str,
 }
 
@@ -1404,6 +1408,10 @@ fn spend_chart(spend: &crate::store::DigestSpend) -> Option<SpendChart> {
                     pct(r)
                 ),
                 fill,
+                percent: (0..=100u32)
+                    .rev()
+                    .find(|p| f64::from(*p) <= share * 100.0)
+                    .unwrap_or(0),
                 color,
             }
         })

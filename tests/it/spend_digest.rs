@@ -48,7 +48,10 @@ fn the_digest_charts_the_projects_nearest_their_limit() {
     let (_, mut digest) = sample_digest();
     let renderer = Renderer::builtin().unwrap();
     let without = renderer.render(&digest, "7d").unwrap();
-    assert!(!without.html.contains("<svg"), "no limits, no chart");
+    assert!(
+        !without.html.contains("Spend this month") && !without.text.contains("Spend this month"),
+        "no limits, no chart"
+    );
 
     digest.spend.rows = vec![
         row("proj_payments", "Payments", 184_250, Some(200_000)),
@@ -58,7 +61,25 @@ fn the_digest_charts_the_projects_nearest_their_limit() {
     ];
     let rendered = renderer.render(&digest, "7d").unwrap();
     let html = &rendered.html;
-    assert!(html.contains("<svg"), "the chart is inline SVG");
+    // Gmail and Outlook drop inline SVG, and the names and figures in it: the bars are
+    // table cells, and the plain-text part lists the same figures.
+    assert!(!html.contains("<svg"), "{html}");
+    assert!(
+        html.contains(r#"<td width="92%" height="12""#),
+        "a bar as wide as the share of its limit: {html}"
+    );
+    assert!(
+        rendered
+            .text
+            .contains("  Payments: 1842.50 of 2000.00 USD · 92.1%\n"),
+        "{}",
+        rendered.text
+    );
+    assert!(
+        rendered
+            .text
+            .contains("  Research <sandbox>: 610.00 of 1000.00 USD · 61.0%\n")
+    );
     assert!(!html.contains("<script"), "no script in a mail");
     assert!(
         html.contains("Research &lt;sandbox&gt;"),
