@@ -512,7 +512,10 @@ struct SevGroup {
     label: &'static str,
     bg: &'static str,
     fg: &'static str,
+    /// The findings of this severity listed.
     count: usize,
+    /// All of them, listed or not.
+    total: usize,
     projects: Vec<ProjectGroup>,
 }
 
@@ -607,6 +610,7 @@ fn group<'a>(
             .then_with(|| a.resource_id.cmp(&b.resource_id))
     });
     let more = all.len().saturating_sub(limit);
+    let totals = severity_counts(all.iter().map(|(f, _)| f.severity));
     let mut groups: Vec<SevGroup> = Vec::new();
     for (f, detail) in all.into_iter().take(limit) {
         if groups.last().is_none_or(|g| g.severity != f.severity) {
@@ -617,6 +621,10 @@ fn group<'a>(
                 bg,
                 fg,
                 count: 0,
+                total: totals
+                    .iter()
+                    .find(|(sev, _)| *sev == f.severity)
+                    .map_or(0, |(_, n)| *n),
                 projects: Vec::new(),
             });
         }
@@ -1093,6 +1101,10 @@ mod tests {
         assert!((MIN_LISTED..MAX_LISTED).contains(&listed), "{listed}");
         let top = format!("each section shows its first {listed}, the most severe first");
         let more = format!("and {} more", 400 - listed);
+        // The severity's heading counts them all, not just those listed (134 are high).
+        let high = format!("{listed} of 134 findings");
+        assert!(rendered.text.contains(&format!("[HIGH] {high}\n")));
+        assert!(rendered.html.contains(&format!(">{high}</span>")));
         for part in [&rendered.text, &rendered.html] {
             let note = part.find(&top).unwrap_or_else(|| panic!("{part}"));
             assert!(note < part.find("(400)").unwrap(), "the note is on top");
