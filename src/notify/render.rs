@@ -129,6 +129,7 @@ impl Renderer {
         {
             env.set_syntax(syntax);
         }
+        env.add_filter("wrap", wrap);
         let html_name = load(&mut env, "digest.html", DEFAULT_HTML, html)?;
         let text_name = load(&mut env, "digest.txt", DEFAULT_TEXT, text)?;
         Ok(Renderer {
@@ -208,6 +209,38 @@ impl Renderer {
             csv_filename,
         })
     }
+}
+
+/// The `wrap` filter of the plain-text template: `text` in lines of at most `width`
+/// characters (76 unless given), broken at spaces, every line after the first starting with
+/// `indent`. A line break in `text` stays one. A word longer than `width` (an id, a URL)
+/// keeps its own line whole: broken, it could not be copied.
+fn wrap(text: &str, width: Option<usize>, indent: Option<&str>) -> String {
+    let width = width.unwrap_or(76).max(1);
+    let indent = indent.unwrap_or("");
+    let mut lines: Vec<String> = Vec::new();
+    for paragraph in text.split('\n') {
+        // A line's own indentation (a remediation's list) is kept; so are double spaces.
+        let body = paragraph.trim_start_matches(' ');
+        let mut line = paragraph[..paragraph.len() - body.len()].to_owned();
+        let mut line_chars = line.len();
+        let mut first = true;
+        for word in body.split(' ') {
+            let word_chars = word.chars().count();
+            if !first && line_chars + 1 + word_chars > width && !line.trim().is_empty() {
+                lines.push(std::mem::take(&mut line).trim_end().to_owned());
+                line_chars = 0;
+            } else if !first {
+                line.push(' ');
+                line_chars += 1;
+            }
+            line.push_str(word);
+            line_chars += word_chars;
+            first = false;
+        }
+        lines.push(line);
+    }
+    lines.join(&format!("\n{indent}"))
 }
 
 fn load(
@@ -928,6 +961,11 @@ mod tests {
     use crate::notify::plan::tests::{finding, t};
     use crate::notify::plan::{FindingStatus, Policy, RunContext, Transition, plan};
 
+    /// The plain-text part with its lines joined again, to find a phrase that wraps.
+    fn unwrapped(text: &str) -> String {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
     fn digest(findings: &[FindingState], org: &str) -> Digest {
         let ctx = RunContext {
             organization: org.into(),
@@ -1105,7 +1143,7 @@ mod tests {
         let high = format!("{listed} of 134 findings");
         assert!(rendered.text.contains(&format!("[HIGH] {high}\n")));
         assert!(rendered.html.contains(&format!(">{high}</span>")));
-        for part in [&rendered.text, &rendered.html] {
+        for part in [&unwrapped(&rendered.text), &rendered.html] {
             let note = part.find(&top).unwrap_or_else(|| panic!("{part}"));
             assert!(note < part.find("(400)").unwrap(), "the note is on top");
             assert!(part.contains("Every open finding is in the attached CSV"));
@@ -1160,7 +1198,7 @@ mod tests {
         assert_eq!(rows.len() + cut.csv_left_out, 42);
         assert!(cut.csv_left_out > 0);
         assert_eq!((&rows[0][6], &rows[1][6]), ("key_crit", "key_high"));
-        for rendered in [&cut.text, &cut.html] {
+        for rendered in [&unwrapped(&cut.text), &cut.html] {
             assert!(
                 rendered.contains(&format!(
                     "the {} most severe of the 42 open findings; the other {} would make this email too large",
@@ -1274,9 +1312,59 @@ mod tests {
         old.project_id = None;
         old.project_name = None;
         findings.push(old);
+        findings.push(long_winded());
         let d = digest(&findings, "acme");
         let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
         insta::assert_snapshot!(rendered.text);
+    }
+
+    /// A finding whose message and remediation run past a line, as the built-in rules' do.
+    fn long_winded() -> FindingState {
+        let mut f = opened("key_long", Severity::High);
+        f.message = "API key \"notebook-key-0\" is owned by user john.lamarr619@example-corp.com, \
+                     whose access to the project is inactive"
+            .into();
+        f.remediation = "Revoke the key (dashboard → Settings → Project → API keys, or \
+                         `DELETE /v1/organization/projects/{project_id}/api_keys/{key_id}`), then \
+                         issue a new key.\n  1. a step of a list keeps its indent\n  2. https://example.com/a/very/long/address/that/no/line/break/may/split/because/it/would/not/work"
+            .into();
+        f
+    }
+
+    #[test]
+    fn the_text_part_wraps_at_76_columns_and_keeps_every_word_whole() {
+        // Messages and remediations came as single lines of up to 409 characters: a
+        // terminal mail reader or a printout broke them anywhere, losing the indentation.
+        let mut findings = sample();
+        findings.push(long_winded());
+        let rendered = Renderer::builtin()
+            .unwrap()
+            .render(&digest(&findings, "acme"), "7d")
+            .unwrap();
+        let url = "https://example.com/a/very/long/address/that/no/line/break/may/split/because/it/would/not/work";
+        for line in rendered.text.lines() {
+            assert!(
+                line.chars().count() <= 76 || line.trim() == url,
+                "{} characters: {line}",
+                line.chars().count()
+            );
+        }
+        assert!(rendered.text.contains(&format!("\n         {url}\n")));
+        assert!(
+            rendered
+                .text
+                .contains("\n           1. a step of a list keeps its indent\n")
+        );
+        assert!(
+            unwrapped(&rendered.text).contains(
+                "is owned by user john.lamarr619@example-corp.com, whose access to the project is inactive"
+            )
+        );
+        assert!(
+            unwrapped(&rendered.text).contains(
+                "Sent by orgwarden; findings are announced when they change and repeated every 7d while open."
+            )
+        );
     }
 
     #[test]
@@ -1296,8 +1384,7 @@ mod tests {
         let d = digest(&findings, "acme");
         let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
         assert!(
-            rendered
-                .text
+            unwrapped(&rendered.text)
                 .contains("Changed by <b>mallory</b>@acme.com\\u{202e} from 203.0.113.5 at "),
             "{}",
             rendered.text

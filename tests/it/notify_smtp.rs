@@ -741,7 +741,13 @@ fn a_digest_refused_for_its_size_says_how_large_and_a_bound_of_zero_gets_the_nex
     assert_eq!(received.len(), 1);
     let message = MessageParser::default().parse(&received[0].data).unwrap();
     assert_eq!(message.attachment_count(), 0);
-    let text = message.body_text(0).unwrap();
+    // The plain-text part is wrapped at 76 columns: the phrase is looked for unwrapped.
+    let text = message
+        .body_text(0)
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(
         text.contains(
             "No CSV attached (`max_csv_bytes` is 0): `orgwarden findings --format csv` lists \
