@@ -135,6 +135,108 @@ fn is_joining(chars: &[char], i: usize) -> bool {
         && shaped(chars.get(i + 1))
 }
 
+/// The most terminal columns a table cell of outside text takes before it is cut by
+/// [`table_cell`]: about six lines at 80 columns, far past any real message or name, so only
+/// text no person could read whole (a name of 10,000 characters from the API) is cut, and it
+/// no longer fills screens of one row nor, in a pipe, widens every row of its table to its
+/// own width.
+pub const CELL_MAX_WIDTH: usize = 500;
+
+/// Outside text for a table cell: [`inert`], then [`shorten`]ed to [`CELL_MAX_WIDTH`]
+/// columns. `--format json` and `csv` keep the whole text.
+pub fn table_cell(text: &str) -> String {
+    shorten(&inert(text), CELL_MAX_WIDTH).into_owned()
+}
+
+/// `shown` (text already made [`inert`]) cut to at most `max_width` terminal columns, or as
+/// it is when it fits. The middle is left out, as `… (N more characters) …`: a message
+/// keeps its end, which says what is wrong (`… expires within 30 days`). Columns are
+/// counted as terminals and the table renderer count them (a CJK character or an emoji
+/// takes two, a combining accent none), and each cut falls between two graphemes, so no
+/// accent, emoji sequence or flag is split, nor an escape [`inert`] wrote (`\u{202e}`).
+pub fn shorten(shown: &str, max_width: usize) -> Cow<'_, str> {
+    use unicode_segmentation::UnicodeSegmentation;
+    use unicode_width::UnicodeWidthStr;
+    if shown.width() <= max_width {
+        return Cow::Borrowed(shown);
+    }
+    // A quarter for the end: most messages end in a few words after the name they quote.
+    let tail_width = max_width / 4;
+    let mut width = 0;
+    let mut head_end = 0;
+    for (at, grapheme) in shown.grapheme_indices(true) {
+        width += grapheme.width();
+        if width > max_width - tail_width {
+            break;
+        }
+        head_end = at + grapheme.len();
+    }
+    let head_end = without_partial_escape(&shown[..head_end]).len();
+    let mut width = 0;
+    let mut tail_start = shown.len();
+    for (at, grapheme) in shown.grapheme_indices(true).rev() {
+        width += grapheme.width();
+        if width > tail_width || at < head_end {
+            break;
+        }
+        tail_start = at;
+    }
+    let tail_start = past_partial_escape(shown, tail_start).max(head_end);
+    let left_out = shown[head_end..tail_start].chars().count();
+    Cow::Owned(format!(
+        "{}… ({left_out} more characters) …{}",
+        &shown[..head_end],
+        &shown[tail_start..]
+    ))
+}
+
+/// The longest escape [`inert`] writes: `\u{10ffff}`.
+const LONGEST_ESCAPE: usize = 10;
+
+/// `kept` without an escape [`inert`] wrote that the cut left unfinished at its end (`\u{20`,
+/// `\x1`, a lone `\`): half of one reads as other text.
+fn without_partial_escape(kept: &str) -> &str {
+    let Some(at) = kept.rfind('\\') else {
+        return kept;
+    };
+    let tail = &kept[at..];
+    let unfinished = matches!(tail, "\\" | "\\u")
+        || (tail.starts_with("\\u{") && !tail.contains('}'))
+        || (tail.starts_with("\\x") && tail.len() < 4);
+    if unfinished { &kept[..at] } else { kept }
+}
+
+/// Where the text kept after a cut at `at` in `shown` starts: past the end of an escape
+/// [`inert`] wrote that the cut falls inside, so the kept text does not open with its
+/// second half (`202e}`).
+fn past_partial_escape(shown: &str, at: usize) -> usize {
+    let window = at.saturating_sub(LONGEST_ESCAPE);
+    let Some(start) = shown[..at]
+        .char_indices()
+        .rev()
+        .take_while(|(i, _)| *i >= window)
+        .find(|(_, c)| *c == '\\')
+        .map(|(i, _)| i)
+    else {
+        return at;
+    };
+    let escape = &shown[start..];
+    let hex = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let end = if let Some(rest) = escape.strip_prefix("\\u{")
+        && let Some(close) = rest.find('}')
+        && hex(&rest[..close])
+    {
+        start + 3 + close + 1
+    } else if escape.get(2..4).is_some_and(hex) && escape.starts_with("\\x") {
+        start + 4
+    } else if ["\\n", "\\r", "\\t"].iter().any(|e| escape.starts_with(e)) {
+        start + 2
+    } else {
+        return at;
+    };
+    end.max(at)
+}
+
 /// One CSV cell of outside text: [`inert`] (the file is often read in a terminal) and
 /// guarded so that a spreadsheet does not take it for a formula.
 pub fn csv_cell(text: &str) -> String {
@@ -734,10 +836,11 @@ fn findings_table(
         ]
     };
     let headers = ["rule_id", "resource_id", "project_id"];
+    // Columns as the terminal draws them: a CJK id takes two per character.
     let widest = |i: usize| {
         group
             .iter()
-            .map(|f| ids(f)[i].chars().count())
+            .map(|f| unicode_width::UnicodeWidthStr::width(ids(f)[i].as_str()))
             .chain([headers[i].len()])
             .max()
             .unwrap_or(0)
@@ -752,7 +855,7 @@ fn findings_table(
                 Cell::new(resource),
                 Cell::new(project),
                 status(f),
-                Cell::new(inert(&f.message)),
+                Cell::new(table_cell(&f.message)),
             ]
         });
         let mut columns: Vec<(&str, Wrap)> = headers.iter().map(|h| (*h, Wrap::Never)).collect();
@@ -764,7 +867,7 @@ fn findings_table(
         vec![
             Cell::new(ids(f).join("\n")),
             status(f),
-            Cell::new(inert(&f.message)),
+            Cell::new(table_cell(&f.message)),
         ]
     });
     new_table(
@@ -890,7 +993,7 @@ fn markdown(
                     .as_ref()
                     .map_or(String::new(), |p| md_code(p.as_str())),
                 f.status.as_str(),
-                md(&f.message)
+                md(&table_cell(&f.message))
             ));
             remediations.insert(f.rule_id.as_str(), (&f.title, &f.remediation));
         }
@@ -1213,6 +1316,103 @@ mod tests {
         }
         assert!(!text.contains(&f.message), "not wrapped:\n{text}");
         assert!(text.lines().all(|l| l.chars().count() <= 72), "{text}");
+    }
+
+    /// The terminal columns `text` takes.
+    fn columns(text: &str) -> usize {
+        unicode_width::UnicodeWidthStr::width(text)
+    }
+
+    #[test]
+    fn ids_in_wide_characters_are_measured_in_columns_when_choosing_the_layout() {
+        let mut f = finding(Status::Open);
+        // 24 characters, 48 columns: counted as characters, the ids seemed to leave the
+        // message 30 columns at 110, and it got 17.
+        f.resource_id = "鍵".repeat(24);
+        f.message = "a message of several words that needs its room".into();
+        let text = table_report(None, &[f], &[], false, Some(110));
+        assert!(text.lines().all(|l| columns(l) <= 110), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains("a message of several words")),
+            "the message was squeezed:\n{text}"
+        );
+        assert!(text.lines().any(|l| l.contains(&"鍵".repeat(24))), "{text}");
+    }
+
+    #[test]
+    fn a_message_quoting_a_huge_name_is_cut_in_the_middle_in_the_table_and_markdown() {
+        let mut f = finding(Status::Open);
+        f.message = format!(
+            "Certificate \"{}\" expires within 30 days",
+            "長".repeat(10_000)
+        );
+        // No width (a pipe): one row no longer widens the table to 20,000 columns.
+        let text = table_report(None, &[f.clone()], &[], false, None);
+        assert!(
+            text.lines().all(|l| columns(l) < CELL_MAX_WIDTH + 120),
+            "{text}"
+        );
+        assert!(text.contains("Certificate \"長"), "{text}");
+        assert!(text.contains("長\" expires within 30 days"), "{text}");
+        assert!(text.contains("more characters) …"), "{text}");
+        let md = render(
+            Format::Markdown,
+            None,
+            &[f.clone()],
+            &[],
+            &RuleSet::default(),
+            false,
+        )
+        .unwrap();
+        assert!(md.len() < 4_000, "{} bytes", md.len());
+        assert!(md.contains("expires within 30 days"), "{md}");
+        // The machine formats keep the whole text.
+        let json = render(Format::Json, None, &[f], &[], &RuleSet::default(), false).unwrap();
+        assert!(json.contains(&"長".repeat(10_000)));
+    }
+
+    #[test]
+    fn shortened_text_fits_its_columns_and_splits_no_grapheme_or_escape() {
+        let family = "👨\u{200d}👩\u{200d}👧\u{200d}👦";
+        let cases = [
+            "長".repeat(1_000),
+            family.repeat(300),
+            "🇯🇵".repeat(300),
+            "e\u{301}".repeat(1_000),
+            inert(&"\u{202e}".repeat(300)).into_owned(),
+            inert(&"\u{1b}".repeat(300)).into_owned(),
+            format!("{}\\", "a".repeat(300)),
+        ];
+        for text in &cases {
+            for max in [40, 41, 99, 100] {
+                let short = shorten(text, max);
+                assert!(columns(&short) <= max + 30, "{max}: {short}");
+                let (head, rest) = short.split_once("… (").unwrap();
+                let (count, tail) = rest.split_once(" more characters) …").unwrap();
+                assert!(columns(head) + columns(tail) <= max, "{max}: {short}");
+                assert!(!head.is_empty() && !tail.is_empty(), "{max}: {short}");
+                let left_out: usize = count.parse().unwrap();
+                assert_eq!(
+                    head.chars().count() + left_out + tail.chars().count(),
+                    text.chars().count()
+                );
+                // Each side is whole units of the text: nothing split at either cut.
+                for side in [head, tail] {
+                    let unit = [family, "🇯🇵", "e\u{301}", "\\u{202e}", "\\x1b", "長", "a"]
+                        .into_iter()
+                        .find(|u| text.starts_with(u))
+                        .unwrap();
+                    let rest = side.replace(unit, "");
+                    assert!(
+                        rest.is_empty() || rest == "\\",
+                        "{max}: {side:?} of {short}"
+                    );
+                }
+            }
+        }
+        assert!(matches!(shorten("short", 10), Cow::Borrowed("short")));
+        assert!(matches!(shorten(&"長".repeat(5), 10), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::read::{TableFormat, open, table, text_rows, write_csv};
+use super::read::{TableFormat, open, text_rows, whole_table, write_csv};
 use super::{CliError, Exit, GlobalArgs};
 use crate::report::{self, Wrap};
 
@@ -67,7 +67,7 @@ pub fn query(global: &GlobalArgs, args: &QueryArgs) -> anyhow::Result<Exit> {
                 .collect();
             let count = result.rows.len();
             if !header.is_empty() {
-                writeln!(out, "{}", table(&header, text_rows(&result)))?;
+                writeln!(out, "{}", whole_table(&header, text_rows(&result)))?;
             }
             writeln!(out, "({count} row{})", if count == 1 { "" } else { "s" })?;
         }

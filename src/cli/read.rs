@@ -131,8 +131,17 @@ pub(super) fn names<'a>(header: &[(&'a str, Wrap)]) -> Vec<&'a str> {
 }
 
 /// A table in the style every command shares, fitted to the terminal. Cells hold stored
-/// API text, so each is made [`report::inert`] first.
+/// API text, so each is a [`report::table_cell`]: inert, and cut when no one could read it
+/// whole.
 pub(super) fn table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> Table {
+    let rows = rows
+        .into_iter()
+        .map(|row| -> Vec<String> { row.iter().map(|c| report::table_cell(c)).collect() });
+    report::new_table(header, rows, report::output_width(), false)
+}
+
+/// As [`table`], with every cell whole: `query` shows what its SQL asked for.
+pub(super) fn whole_table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> Table {
     let rows = rows
         .into_iter()
         .map(|row| -> Vec<String> { row.iter().map(|c| report::inert(c).into_owned()).collect() });

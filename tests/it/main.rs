@@ -68,5 +68,6 @@ mod store_crash;
 mod store_e2e;
 mod store_ownership;
 mod store_sim;
+mod unicode_names;
 mod upgrade;
 mod who_changed_it;
