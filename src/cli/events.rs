@@ -36,7 +36,7 @@ pub struct EventsArgs {
     #[arg(long, value_name = "EMAIL|ID")]
     pub actor: Option<String>,
     /// Only events scoped to this project: its id (proj_…) or its exact name (a former name
-    /// too)
+    /// too; an accented letter typed precomposed or with a combining accent is the same)
     #[arg(long, value_name = "PROJECT")]
     pub project: Option<String>,
     /// At most this many events, the newest (a note says when older ones match too)

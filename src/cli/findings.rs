@@ -44,7 +44,8 @@ pub struct FindingsArgs {
     /// Only this rule
     #[arg(long)]
     pub rule: Option<String>,
-    /// Only findings in this project: its id (proj_…) or its exact name (a former name too)
+    /// Only findings in this project: its id (proj_…) or its exact name (a former name too;
+    /// an accented letter typed precomposed or with a combining accent is the same)
     #[arg(long, value_name = "PROJECT")]
     pub project: Option<String>,
     /// Output format

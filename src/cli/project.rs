@@ -6,11 +6,12 @@ use crate::report;
 
 use super::{CliError, unknown_name};
 
-/// The project `--project` names: a stored project's id or its exact name, a name it had
+/// The project `--project` names: a stored project's id or its name, a name it had
 /// before, or a project `known` elsewhere (the project of a stored finding or audit-log
-/// event, which may be gone from the projects list), by id or by the name given with it. A
-/// name two projects share is refused with their ids, and a typo is an error, never an
-/// empty list that reads as all clear; `unknown_note` is said with that error.
+/// event, which may be gone from the projects list), by id or by the name given with it.
+/// Names are compared as [`same_name`] reads them. A name two projects share is refused
+/// with their ids, and a typo is an error, never an empty list that reads as all clear;
+/// `unknown_note` is said with that error.
 pub(super) fn resolve(
     db: crate::store::Reader<'_>,
     given: &str,
@@ -29,7 +30,7 @@ pub(super) fn resolve(
     }
     let named: Vec<&str> = projects
         .iter()
-        .filter(|(_, name)| name.as_deref() == Some(given))
+        .filter(|(_, name)| name.as_deref().is_some_and(|n| same_name(n, given)))
         .map(|(id, _)| id.as_str())
         .collect();
     match named.as_slice() {
@@ -39,7 +40,8 @@ pub(super) fn resolve(
             let mut others: Vec<&str> = known
                 .iter()
                 .filter(|(other, name)| {
-                    name.as_deref() == Some(given) && !projects.iter().any(|(p, _)| p == other)
+                    name.as_deref().is_some_and(|n| same_name(n, given))
+                        && !projects.iter().any(|(p, _)| p == other)
                 })
                 .map(|(other, _)| other.as_str())
                 .collect();
@@ -72,10 +74,37 @@ pub(super) fn resolve(
             ))
         }
         ids => Err(CliError::usage(anyhow::anyhow!(
-            "{} projects are named `{given}`: give one of their ids ({})",
+            "{} projects are named `{given}`{}: give one of their ids ({})",
             ids.len(),
+            spelling_note(&projects, ids),
             ids.join(", ")
         ))),
+    }
+}
+
+/// Whether two project names are the same name: equal once both are in Unicode's composed
+/// form (NFC). `café` typed on a keyboard (one `é`) and `cafe\u{301}` sent by the API (an
+/// `e` and a combining accent) look the same everywhere they are shown, so neither may be
+/// picked over the other in silence: both match, and two projects so named are refused
+/// with their ids. Look-alike letters of other scripts (a Cyrillic `а`) are different
+/// names: the one typed is matched exactly, and the table and the errors show ids beside.
+pub(super) fn same_name(a: &str, b: &str) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    a == b || a.nfc().eq(b.nfc())
+}
+
+/// Said when projects `ids` share a name only once normalized: their names are different
+/// text that looks the same, which the bare "2 projects are named" would not explain.
+fn spelling_note(projects: &[(String, Option<String>)], ids: &[&str]) -> &'static str {
+    let mut names = projects
+        .iter()
+        .filter(|(id, _)| ids.contains(&id.as_str()))
+        .map(|(_, name)| name.as_deref());
+    let first = names.next().flatten();
+    if names.all(|n| n == first) {
+        ""
+    } else {
+        " (written with different Unicode code points that look the same)"
     }
 }
 
@@ -89,23 +118,28 @@ fn former_name(
     projects: &[(String, Option<String>)],
     known: &[(String, Option<String>)],
 ) -> anyhow::Result<Option<ProjectId>> {
+    // Every name each project had, compared here: SQL's `=` would miss another spelling.
     let mut stmt = db.conn().prepare(
-        "SELECT DISTINCT o.resource_id FROM object o
+        "SELECT DISTINCT o.resource_id, json_extract(b.raw, '$.name') FROM object o
          JOIN version v ON v.object_id = o.id
          JOIN blob b ON b.id = v.blob_id
-         WHERE o.family = ?1 AND json_extract(b.raw, '$.name') = ?2
-         ORDER BY o.resource_id",
+         WHERE o.family = ?1 AND typeof(json_extract(b.raw, '$.name')) = 'text'",
     )?;
-    let mut ids = stmt
-        .query_map(
-            rusqlite::params![crate::model::Family::Projects.view(), given],
-            |r| r.get::<_, String>(0),
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut ids = Vec::new();
+    let rows = stmt.query_map(
+        rusqlite::params![crate::model::Family::Projects.view()],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+    )?;
+    for row in rows {
+        let (id, name) = row?;
+        if same_name(&name, given) {
+            ids.push(id);
+        }
+    }
     ids.extend(
         known
             .iter()
-            .filter(|(_, name)| name.as_deref() == Some(given))
+            .filter(|(_, name)| name.as_deref().is_some_and(|n| same_name(n, given)))
             .map(|(id, _)| id.clone()),
     );
     ids.sort_unstable();

@@ -1,5 +1,6 @@
-//! Names from the API in any script and of any length: one name of 10,000 characters does
-//! not take over the tables every reading command prints.
+//! Names from the API in any script and of any length: `--project` does not pick one of two
+//! projects whose names look the same, and one name of 10,000 characters does not take over
+//! the tables every reading command prints.
 
 use std::path::Path;
 use std::process::Output;
@@ -7,6 +8,11 @@ use std::process::Output;
 use chrono::Utc;
 use orgwarden::model::ProjectId;
 use orgwarden::sim::{Org, SimHandle, SimOptions, start_background};
+
+/// `café` as a keyboard types it: one precomposed `é`.
+const CAFE_NFC: &str = "caf\u{e9}";
+/// `café` as the API may send it: an `e` and a combining acute accent.
+const CAFE_NFD: &str = "cafe\u{301}";
 
 fn run(dir: &Path, sim: &SimHandle, args: &[&str]) -> Output {
     crate::support::orgwarden()
@@ -32,6 +38,65 @@ fn rename(sim: &SimHandle, id: &str, name: &str) {
     sim.with_org(|org| {
         org.project_mut(&ProjectId::from(id)).unwrap().name = Some(name.into());
     });
+}
+
+/// The project ids of `findings --project NAME --format csv`, or its error.
+fn findings_of(dir: &Path, sim: &SimHandle, name: &str) -> Result<Vec<String>, String> {
+    let out = run(
+        dir,
+        sim,
+        &["findings", "--project", name, "--format", "csv"],
+    );
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let mut rows = csv::Reader::from_reader(out.stdout.as_slice());
+    let column = rows
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "project_id")
+        .unwrap();
+    let mut ids: Vec<String> = rows
+        .records()
+        .map(|r| r.unwrap()[column].to_owned())
+        .collect();
+    ids.dedup();
+    Ok(ids)
+}
+
+#[test]
+fn a_project_name_matches_in_either_unicode_spelling_and_two_that_look_alike_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    rename(&sim, "proj_support", CAFE_NFD);
+    audit(dir.path(), &sim);
+    // Typed on a keyboard, the name still finds the project the API spelt the other way.
+    assert_eq!(
+        findings_of(dir.path(), &sim, CAFE_NFC),
+        Ok(vec!["proj_support".to_owned()])
+    );
+    // A second project whose name looks the same: neither is picked in silence.
+    rename(&sim, "proj_payments", CAFE_NFC);
+    audit(dir.path(), &sim);
+    for typed in [CAFE_NFC, CAFE_NFD] {
+        let err = findings_of(dir.path(), &sim, typed).unwrap_err();
+        assert!(
+            err.contains("2 projects are named")
+                && err.contains("different Unicode code points")
+                && err.contains("(proj_payments, proj_support)"),
+            "{err}"
+        );
+    }
+    // A former name is read the same way.
+    rename(&sim, "proj_payments", "Payments API");
+    rename(&sim, "proj_support", "Support Bot");
+    audit(dir.path(), &sim);
+    let err = findings_of(dir.path(), &sim, CAFE_NFD).unwrap_err();
+    assert!(
+        err.contains("no project is named") && err.contains("(proj_payments, proj_support)"),
+        "{err}"
+    );
 }
 
 #[test]
