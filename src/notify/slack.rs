@@ -3,7 +3,8 @@
 //! Rocket.Chat) that read only `text`.
 //!
 //! Slack's limits are kept: at most [`MAX_BLOCKS`] blocks and [`MAX_TEXT`] characters per
-//! text block; what does not fit ends as "… and N more". Every piece of text from the API or
+//! text block; what does not fit ends as "… and N more". A name of thousands of characters
+//! is shown as its start and end, so it cannot push its line's ids past the cut. Every piece of text from the API or
 //! a rule file is made inert and escaped for mrkdwn (`&`, `<`, `>`), so a resource name
 //! cannot mention `@channel` or make a link. Text from the API (names, e-mail addresses,
 //! messages) goes in code spans besides: mrkdwn has no escape for `*`, `_`, `~` and `` ` ``,
@@ -28,9 +29,16 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The most columns one value from the API takes in a line: a name of thousands of
+/// characters is shown as its start and end, so the line still reaches the project id and
+/// who changed it before Slack's limit on a section cuts it.
+const VALUE_MAX_WIDTH: usize = 200;
+
 /// Inside `code`: a backtick would end the span early.
 fn code(text: &str) -> String {
-    format!("`{}`", escape(text).replace('`', "'"))
+    let shown = crate::report::inert(text);
+    let shown = crate::report::shorten(&shown, VALUE_MAX_WIDTH);
+    format!("`{}`", escape(&shown).replace('`', "'"))
 }
 
 /// The one-line summary: `acme: 2 new, 1 resolved`.
@@ -229,6 +237,38 @@ mod tests {
         );
         assert!(l.ends_with(" — `key \"*k*\" is 'back'`"), "{l}");
         assert_eq!(l.matches('`').count() % 2, 0, "{l}");
+    }
+
+    #[test]
+    fn a_huge_name_leaves_the_line_its_ids_and_whole_code_spans() {
+        let mut f = crate::notify::plan::tests::finding("key_1", Severity::High);
+        f.project_name = Some("長".repeat(10_000));
+        let a = Announced {
+            finding: f,
+            reason: Reason::New,
+            detail: Some("x&y ".repeat(5_000)),
+        };
+        let l = line(&a);
+        assert!(l.contains("長` (`proj_payments`) — `x&amp;y"), "{l}");
+        assert!(l.matches(" more characters) …").count() == 2, "{l}");
+        assert!(
+            l.chars().count() < 1_000,
+            "{} characters",
+            l.chars().count()
+        );
+        let ctx = crate::notify::plan::RunContext {
+            organization: "acme".into(),
+            snapshot_id: None,
+            partial: false,
+        };
+        let mut digest = Digest::without_announcements(&ctx, chrono::Utc::now());
+        digest.announced = vec![a];
+        let message = message(&digest);
+        for text in [&message["text"], &message["blocks"][2]["text"]["text"]] {
+            let text = text.as_str().unwrap();
+            assert!(text.contains("(`proj_payments`) — `x&amp;y"), "{text}");
+            assert_eq!(text.matches('`').count() % 2, 0, "{text}");
+        }
     }
 
     #[test]
