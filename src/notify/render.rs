@@ -858,14 +858,22 @@ pub fn open_findings_csv(open: &[FindingState]) -> Result<String, RenderError> {
     Ok(open_findings_csv_within(open, usize::MAX)?.0)
 }
 
-/// As [`open_findings_csv`], in at most `max_bytes` (the header always): when not every
-/// finding fits, the most severe that do, oldest first within a severity. Returns the CSV
-/// and how many findings it holds.
+/// The UTF-8 byte-order mark the attachment opens with: a spreadsheet opened from an email
+/// (Excel on Windows and macOS) reads a CSV without it in the system's legacy code page,
+/// and every name beyond ASCII (`支付`, `café`) turns into mojibake. CSV readers (Python's
+/// `utf-8-sig`, pandas, the csv crate, LibreOffice, Google Sheets) skip it. `orgwarden
+/// findings --format csv` has none: it is read by scripts and pipes more than spreadsheets.
+const UTF8_BOM: &str = "\u{feff}";
+
+/// As [`open_findings_csv`], in at most `max_bytes` (the byte-order mark and header
+/// always): when not every finding fits, the most severe that do, oldest first within a
+/// severity. Returns the CSV and how many findings it holds.
 pub fn open_findings_csv_within(
     open: &[FindingState],
     max_bytes: usize,
 ) -> Result<(String, usize), RenderError> {
-    let mut out = csv_line([
+    let mut out = UTF8_BOM.as_bytes().to_vec();
+    out.extend(csv_line([
         "severity",
         "rule_id",
         "title",
@@ -877,7 +885,7 @@ pub fn open_findings_csv_within(
         "remediation",
         "first_seen",
         "fingerprint",
-    ])?;
+    ])?);
     let rows = open
         .iter()
         .map(|f| {
@@ -1273,6 +1281,33 @@ mod tests {
         assert_eq!(&evil[4], "x  Bcc: evil@example.com");
         assert!(evil[7].starts_with("<script>"));
         assert_eq!(rendered.csv_filename, "orgwarden-acme-2026-01-04.csv");
+    }
+
+    #[test]
+    fn the_csv_attachment_opens_with_a_byte_order_mark_so_spreadsheets_read_utf8() {
+        let mut findings = sample();
+        findings[0].project_name = Some("支付 café".into());
+        let rendered = Renderer::builtin()
+            .unwrap()
+            .render(&digest(&findings, "acme"), "7d")
+            .unwrap();
+        let csv = rendered.csv.as_deref().unwrap();
+        assert!(csv.starts_with("\u{feff}severity,rule_id,"), "{csv}");
+        assert_eq!(csv.matches('\u{feff}').count(), 1);
+        assert!(csv.contains("支付 café"), "{csv}");
+        // Within the bound with its mark: three bytes more than the rows it holds.
+        let bound = csv.len() - 1;
+        let cut = Renderer::builtin()
+            .unwrap()
+            .with_max_csv_bytes(crate::size::ByteSize::from_bytes(bound as u64))
+            .render(&digest(&findings, "acme"), "7d")
+            .unwrap();
+        let cut = cut.csv.unwrap();
+        assert!(
+            cut.starts_with('\u{feff}') && cut.len() <= bound,
+            "{}",
+            cut.len()
+        );
     }
 
     #[test]
