@@ -586,10 +586,25 @@ fn severity_label(severity: Severity) -> &'static str {
     }
 }
 
+/// The most columns a project's name takes in a heading.
+const NAME_MAX_WIDTH: usize = 200;
+
+/// A value from the API for the digest: [`one_line`], and cut as a table cell is (see
+/// [`report::CELL_MAX_WIDTH`]). Names of 100 KB quoted in every message of a long digest
+/// made its text and HTML parts tens of megabytes, which mail servers refuse for good; the
+/// attached CSV keeps the whole text.
+fn shown(text: &str, max_width: usize) -> String {
+    report::shorten(&one_line(text), max_width).into_owned()
+}
+
 fn project_label(f: &FindingState) -> String {
     match (&f.project_name, &f.project_id) {
         (Some(name), Some(id)) if !one_line(name).is_empty() => {
-            format!("{} ({})", one_line(name), one_line(id.as_str()))
+            format!(
+                "{} ({})",
+                shown(name, NAME_MAX_WIDTH),
+                shown(id.as_str(), report::CELL_MAX_WIDTH)
+            )
         }
         (_, Some(id)) => one_line(id.as_str()),
         (_, None) => "Organization".into(),
@@ -618,13 +633,16 @@ fn item(f: &FindingState, detail: Option<&str>, now: DateTime<Utc>) -> Item {
         bg,
         fg,
         resource_kind: one_line(resource_kind(&f.resource_type)),
-        resource_id: one_line(&f.resource_id),
-        message: one_line(&f.message),
+        resource_id: shown(&f.resource_id, report::CELL_MAX_WIDTH),
+        message: shown(&f.message, report::CELL_MAX_WIDTH),
         remediation: multi_line(&f.remediation),
-        detail: detail.map(one_line),
+        detail: detail.map(|d| shown(d, report::CELL_MAX_WIDTH)),
         first_seen: f.first_seen.format("%Y-%m-%d").to_string(),
         age: age(f.first_seen, now),
-        changed_by: f.changed_by.as_ref().map(|by| one_line(&by.describe())),
+        changed_by: f
+            .changed_by
+            .as_ref()
+            .map(|by| shown(&by.describe(), report::CELL_MAX_WIDTH)),
     }
 }
 
@@ -635,12 +653,14 @@ fn group<'a>(
     limit: usize,
 ) -> (Vec<SevGroup>, usize) {
     let mut all: Vec<(&FindingState, Option<&str>)> = findings.collect();
-    all.sort_by(|(a, _), (b, _)| {
-        b.severity
-            .cmp(&a.severity)
-            .then_with(|| project_label(a).cmp(&project_label(b)))
-            .then_with(|| a.rule_id.cmp(&b.rule_id))
-            .then_with(|| a.resource_id.cmp(&b.resource_id))
+    // Each label once: made in the comparison, a long name was cut again at every step.
+    all.sort_by_cached_key(|(f, _)| {
+        (
+            std::cmp::Reverse(f.severity),
+            project_label(f),
+            f.rule_id.clone(),
+            f.resource_id.clone(),
+        )
     });
     let more = all.len().saturating_sub(limit);
     let totals = severity_counts(all.iter().map(|(f, _)| f.severity));
@@ -1281,6 +1301,38 @@ mod tests {
         assert_eq!(&evil[4], "x  Bcc: evil@example.com");
         assert!(evil[7].starts_with("<script>"));
         assert_eq!(rendered.csv_filename, "orgwarden-acme-2026-01-04.csv");
+    }
+
+    #[test]
+    fn huge_names_leave_the_digest_small_and_its_layout_unbroken() {
+        let huge = "長".repeat(100_000);
+        let findings: Vec<FindingState> = (0..30)
+            .map(|i| {
+                let mut f = opened(&format!("key_{i}"), Severity::High);
+                f.project_name = Some(huge.clone());
+                f.message = format!("API key \"{huge}\" is unused");
+                f
+            })
+            .collect();
+        let rendered = Renderer::builtin()
+            .unwrap()
+            .render(&digest(&findings, "acme"), "7d")
+            .unwrap();
+        // Quoted whole, the 30 messages and headings made 18 MB of text and HTML.
+        for part in [&rendered.text, &rendered.html] {
+            assert!(part.len() < 1 << 20, "{} bytes", part.len());
+            assert!(
+                part.contains("長\" is unused") || part.contains("長&quot; is unused"),
+                "the message's end is kept"
+            );
+            assert!(part.contains("more characters) …長"));
+        }
+        assert!(
+            rendered.html.matches("overflow-wrap:anywhere").count() >= 30,
+            "a long word breaks rather than widening the layout"
+        );
+        // The attachment keeps the whole text, within its own bound.
+        assert!(rendered.csv.unwrap().contains(&huge));
     }
 
     #[test]
