@@ -61,21 +61,30 @@ fn resolve(fingerprint: &Fingerprint) -> Value {
     })
 }
 
+/// The most columns an id or name from the API takes in a summary: the rest of the summary
+/// stays in view, and every part is seen whole or as its start and end.
+const SUMMARY_VALUE_WIDTH: usize = 200;
+
 fn trigger(a: &Announced, organization: &str) -> Value {
     let f = &a.finding;
-    let inert = |t: &str| crate::report::inert(t).into_owned();
+    // Cut as a table cell is: PagerDuty refuses an event over 512 KB, for good, and a 100 KB
+    // name in CJK is 300 KB, quoted in the message and the project name both.
+    let inert = |t: &str| crate::report::table_cell(t);
+    let short = |t: &str| {
+        crate::report::shorten(&crate::report::inert(t), SUMMARY_VALUE_WIDTH).into_owned()
+    };
     let mut summary = format!(
         "[{}] {}: {}",
         f.severity,
         inert(&f.title),
-        inert(&f.resource_id)
+        short(&f.resource_id)
     );
     if let Some(project) = f
         .project_name
         .as_deref()
         .or(f.project_id.as_ref().map(crate::model::ProjectId::as_str))
     {
-        summary.push_str(&format!(" in {}", inert(project)));
+        summary.push_str(&format!(" in {}", short(project)));
     }
     let summary: String = summary.chars().take(MAX_SUMMARY).collect();
     json!({
@@ -121,4 +130,32 @@ pub fn test_events(organization: &str, now: chrono::DateTime<chrono::Utc>) -> Ve
         }),
         json!({"event_action": "resolve", "dedup_key": key}),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_name_leaves_the_event_small_and_the_summary_whole_to_its_end() {
+        let mut f = crate::notify::plan::tests::finding("key_1", Severity::High);
+        f.project_name = Some("長".repeat(100_000));
+        f.message = format!("API key in \"{}\" is unused", "長".repeat(100_000));
+        let a = Announced {
+            finding: f,
+            reason: Reason::New,
+            detail: None,
+        };
+        let event = trigger(&a, "acme");
+        let size = event.to_string().len();
+        assert!(size < 16 * 1024, "{size} bytes");
+        let summary = event["payload"]["summary"].as_str().unwrap();
+        assert!(summary.starts_with("[high] API key unused for a long time: key_1 in 長"));
+        assert!(summary.contains(" more characters) …長"), "{summary}");
+        assert!(summary.ends_with("長長長"), "{summary}");
+        let message = event["payload"]["custom_details"]["message"]
+            .as_str()
+            .unwrap();
+        assert!(message.ends_with("長\" is unused"), "{message}");
+    }
 }
