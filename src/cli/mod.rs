@@ -124,6 +124,7 @@ pub fn error_text(error: &anyhow::Error) -> String {
 /// typo hints use; with none close, every valid name when they are few enough to read.
 pub fn unknown_name(missing: impl std::fmt::Display, given: &str, known: &[&str]) -> anyhow::Error {
     const LISTED: usize = 40;
+    const NAME_MAX_WIDTH: usize = 100;
     // A typo is a few characters; a longer name tolerates proportionally more.
     let close_enough = (given.chars().count() / 3).max(3);
     let mut ranked: Vec<(usize, &str)> = known
@@ -133,15 +134,20 @@ pub fn unknown_name(missing: impl std::fmt::Display, given: &str, known: &[&str]
         .collect();
     ranked.sort_unstable();
     ranked.dedup();
+    // Names come from the API: one of 100 KB would make the hint that long. Ids are listed
+    // beside names, and no one types a name that long.
+    let name =
+        |k: &str| crate::report::shorten(&crate::report::inert(k), NAME_MAX_WIDTH).into_owned();
     let near: Vec<String> = ranked
         .iter()
         .take(3)
-        .map(|(_, k)| format!("`{k}`"))
+        .map(|(_, k)| format!("`{}`", name(k)))
         .collect();
     let hint = if !near.is_empty() {
         format!("; did you mean {}?", near.join(" or "))
     } else if !known.is_empty() && known.len() <= LISTED {
-        format!("; valid: {}", known.join(", "))
+        let listed: Vec<String> = known.iter().map(|k| name(k)).collect();
+        format!("; valid: {}", listed.join(", "))
     } else {
         String::new()
     };
@@ -630,6 +636,17 @@ impl tracing::field::Visit for InertVisitor<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_name_is_cut_in_the_names_an_unknown_name_error_lists() {
+        let huge = "長".repeat(2_000);
+        // Far from every name (all are listed), and near the huge one (it is suggested).
+        for given in ["zzzzzzzzzz", &"長".repeat(1_990)] {
+            let text = unknown_name("no such project", given, &[&huge, "proj_a"]).to_string();
+            assert!(text.len() < 1_000, "{} bytes", text.len());
+            assert!(text.contains("more characters) …"), "{text}");
+        }
+    }
 
     /// A panic's message quoting a secret or a terminal escape (a reply being parsed, a
     /// webhook URL) is printed scrubbed and on one inert line, unlike the default hook's.
