@@ -162,16 +162,7 @@ pub fn shorten(shown: &str, max_width: usize) -> Cow<'_, str> {
     }
     // A quarter for the end: most messages end in a few words after the name they quote.
     let tail_width = max_width / 4;
-    let mut width = 0;
-    let mut head_end = 0;
-    for (at, grapheme) in shown.grapheme_indices(true) {
-        width += grapheme.width();
-        if width > max_width - tail_width {
-            break;
-        }
-        head_end = at + grapheme.len();
-    }
-    let head_end = without_partial_escape(&shown[..head_end]).len();
+    let head_end = head(shown, max_width - tail_width).len();
     let mut width = 0;
     let mut tail_start = shown.len();
     for (at, grapheme) in shown.grapheme_indices(true).rev() {
@@ -188,6 +179,35 @@ pub fn shorten(shown: &str, max_width: usize) -> Cow<'_, str> {
         &shown[..head_end],
         &shown[tail_start..]
     ))
+}
+
+/// `shown` (text already made [`inert`]) cut at its end to at most `max_width` terminal
+/// columns, ending in `…`, or as it is when it fits; cut between graphemes and escapes as
+/// [`shorten`] cuts. For a label in a fixed space (a chart's), where the count of what is
+/// left out would not fit.
+pub fn cut_end(shown: &str, max_width: usize) -> Cow<'_, str> {
+    use unicode_width::UnicodeWidthStr;
+    if shown.width() <= max_width {
+        return Cow::Borrowed(shown);
+    }
+    Cow::Owned(format!("{}…", head(shown, max_width.saturating_sub(1))))
+}
+
+/// The longest start of `shown` within `max_width` columns that ends between two graphemes
+/// and splits no escape [`inert`] wrote.
+fn head(shown: &str, max_width: usize) -> &str {
+    use unicode_segmentation::UnicodeSegmentation;
+    use unicode_width::UnicodeWidthStr;
+    let mut width = 0;
+    let mut end = 0;
+    for (at, grapheme) in shown.grapheme_indices(true) {
+        width += grapheme.width();
+        if width > max_width {
+            break;
+        }
+        end = at + grapheme.len();
+    }
+    without_partial_escape(&shown[..end])
 }
 
 /// The longest escape [`inert`] writes: `\u{10ffff}`.
@@ -1411,6 +1431,18 @@ mod tests {
                 }
             }
         }
+        for text in &cases {
+            let cut = cut_end(text, 41);
+            let kept = cut.strip_suffix('…').unwrap();
+            assert!(columns(&cut) <= 41, "{cut}");
+            assert!(text.starts_with(kept) && !kept.is_empty(), "{cut}");
+            let unit = [family, "🇯🇵", "e\u{301}", "\\u{202e}", "\\x1b", "長", "a"]
+                .into_iter()
+                .find(|u| text.starts_with(u))
+                .unwrap();
+            assert_eq!(kept.replace(unit, ""), "", "{cut}");
+        }
+        assert!(matches!(cut_end("short", 5), Cow::Borrowed("short")));
         assert!(matches!(shorten("short", 10), Cow::Borrowed("short")));
         assert!(matches!(shorten(&"長".repeat(5), 10), Cow::Borrowed(_)));
     }

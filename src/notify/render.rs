@@ -1336,6 +1336,39 @@ mod tests {
     }
 
     #[test]
+    fn a_chart_label_in_wide_characters_fits_its_48_columns() {
+        let row = |id: &str, name: &str| crate::store::ProjectSpend {
+            project_id: id.into(),
+            name: Some(name.into()),
+            status: None,
+            month_to_date: 500,
+            hard_limit: Some(1_000),
+            pct_of_limit: Some(50.0),
+            alert_threshold: None,
+            pct_of_alert: None,
+            daily_mean_14d: 0,
+            yesterday: 0,
+            currency: "USD".into(),
+        };
+        let spend = crate::store::DigestSpend {
+            rows: vec![
+                row("proj_a", &"長".repeat(48)),
+                row("proj_b", &"👨\u{200d}👩\u{200d}👧".repeat(30)),
+                row("proj_c", "short"),
+            ],
+            as_of: None,
+        };
+        let chart = spend_chart(&spend).unwrap();
+        let labels: Vec<&str> = chart.bars.iter().map(|b| b.label.as_str()).collect();
+        assert_eq!(labels[0], format!("{}…", "長".repeat(23)));
+        assert_eq!(
+            labels[1],
+            format!("{}…", "👨\u{200d}👩\u{200d}👧".repeat(23))
+        );
+        assert_eq!(labels[2], "short");
+    }
+
+    #[test]
     fn the_csv_attachment_opens_with_a_byte_order_mark_so_spreadsheets_read_utf8() {
         let mut findings = sample();
         findings[0].project_name = Some("支付 café".into());
@@ -1550,6 +1583,8 @@ struct SpendBar {
 const CHART_BARS: usize = 8;
 const CHART_WIDTH: u32 = 552;
 const CHART_ROW: u32 = 40;
+/// The most columns of a project's name beside its bar.
+const CHART_LABEL_WIDTH: usize = 48;
 
 /// The chart of the projects with a hard limit, highest share of it first; `None` when no
 /// project has one.
@@ -1585,7 +1620,8 @@ fn spend_chart(spend: &crate::store::DigestSpend) -> Option<SpendChart> {
             let name = one_line(r.name.as_deref().unwrap_or(&r.project_id));
             SpendBar {
                 y: i * CHART_ROW,
-                label: name.chars().take(48).collect(),
+                // 48 columns as the reader sees them: 48 CJK characters ran into the figures.
+                label: report::cut_end(&name, CHART_LABEL_WIDTH).into_owned(),
                 value: format!(
                     "{} of {} {} · {:.1}%",
                     crate::costs::cents_text(r.month_to_date),
