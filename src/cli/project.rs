@@ -108,6 +108,9 @@ fn spelling_note(projects: &[(String, Option<String>)], ids: &[&str]) -> &'stati
     }
 }
 
+/// The most columns of a project's name a note quotes.
+const NOTE_NAME_WIDTH: usize = 100;
+
 /// The project that once had the name `given`, which none has now: a project renamed or no
 /// longer listed keeps its findings and events, and its old name is what a person may
 /// remember. Said on stderr, so the list is not read as the current name's. Several such
@@ -148,7 +151,11 @@ fn former_name(
         [] => Ok(None),
         [id] => {
             let now = match projects.iter().find(|(p, _)| p == id) {
-                Some((_, Some(name))) => format!("now named `{}`", report::inert(name)),
+                // A name of thousands of characters would make the note as long.
+                Some((_, Some(name))) => format!(
+                    "now named `{}`",
+                    report::shorten(&report::inert(name), NOTE_NAME_WIDTH)
+                ),
                 Some((_, None)) => "now without a name".to_owned(),
                 None => "no longer listed".to_owned(),
             };

@@ -124,6 +124,11 @@ fn one_huge_name_is_cut_in_every_reading_table_and_kept_whole_in_json() {
             text.lines().count()
         );
     }
+    // The note on a former name quotes the current one cut too.
+    let out = run(dir.path(), &sim, &["findings", "--project", "Payments API"]);
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains("is now named `長"), "{note}");
+    assert!(note.len() < 1_000, "{} bytes", note.len());
     let out = run(dir.path(), &sim, &["spend", "--format", "json"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&huge));
     // `query` shows what its SQL asks for, whole.
