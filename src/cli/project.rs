@@ -82,15 +82,18 @@ pub(super) fn resolve(
     }
 }
 
-/// Whether two project names are the same name: equal once both are in Unicode's composed
-/// form (NFC). `café` typed on a keyboard (one `é`) and `cafe\u{301}` sent by the API (an
-/// `e` and a combining accent) look the same everywhere they are shown, so neither may be
-/// picked over the other in silence: both match, and two projects so named are refused
-/// with their ids. Look-alike letters of other scripts (a Cyrillic `а`) are different
-/// names: the one typed is matched exactly, and the table and the errors show ids beside.
-pub(super) fn same_name(a: &str, b: &str) -> bool {
+/// Whether the stored name `stored` is the name `given`: equal once both are in Unicode's
+/// composed form (NFC), or `given` is the name as orgwarden shows it. `café` typed on a
+/// keyboard (one `é`) and `cafe\u{301}` sent by the API (an `e` and a combining accent)
+/// look the same everywhere they are shown, so neither may be picked over the other in
+/// silence: both match, and two projects so named are refused with their ids. A name
+/// holding a control or invisible character is shown with escapes (`evil\u{202e}gnp`),
+/// which no one can type as the API sent it: pasted from a table or an error's suggestion,
+/// the shown form finds it. Look-alike letters of other scripts (a Cyrillic `а`) are
+/// different names: the one typed is matched exactly, and tables and errors show ids beside.
+pub(super) fn same_name(stored: &str, given: &str) -> bool {
     use unicode_normalization::UnicodeNormalization;
-    a == b || a.nfc().eq(b.nfc())
+    stored == given || stored.nfc().eq(given.nfc()) || report::inert(stored) == given
 }
 
 /// Said when projects `ids` share a name only once normalized: their names are different

@@ -88,6 +88,13 @@ fn a_project_name_matches_in_either_unicode_spelling_and_two_that_look_alike_are
             "{err}"
         );
     }
+    // A name with a bidi override is shown escaped; pasted as shown, it finds its project.
+    rename(&sim, "proj_data", "evil\u{202e}gnp.exe");
+    audit(dir.path(), &sim);
+    assert_eq!(
+        findings_of(dir.path(), &sim, r"evil\u{202e}gnp.exe"),
+        Ok(vec!["proj_data".to_owned()])
+    );
     // A former name is read the same way.
     rename(&sim, "proj_payments", "Payments API");
     rename(&sim, "proj_support", "Support Bot");
