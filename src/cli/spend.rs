@@ -104,7 +104,11 @@ pub fn spend(global: &GlobalArgs, args: &SpendArgs) -> anyhow::Result<Exit> {
             writeln!(out, "| {} |", names(&HEADER).join(" | "))?;
             writeln!(out, "|{}", "---|".repeat(HEADER.len()))?;
             for row in rows(&projects) {
-                let cells: Vec<String> = row.iter().map(|c| md(c)).collect();
+                // Cut as the table's cells are: a pull-request comment has a size limit.
+                let cells: Vec<String> = row
+                    .iter()
+                    .map(|c| md(&crate::report::table_cell(c)))
+                    .collect();
                 writeln!(out, "| {} |", cells.join(" | "))?;
             }
         }

@@ -131,6 +131,10 @@ fn one_huge_name_is_cut_in_every_reading_table_and_kept_whole_in_json() {
             text.lines().count()
         );
     }
+    let out = run(dir.path(), &sim, &["spend", "--format", "markdown"]);
+    let markdown = String::from_utf8_lossy(&out.stdout);
+    assert!(markdown.contains("more characters) …"), "{markdown}");
+    assert!(markdown.len() < 8_000, "{} bytes", markdown.len());
     // The note on a former name quotes the current one cut too.
     let out = run(dir.path(), &sim, &["findings", "--project", "Payments API"]);
     let note = String::from_utf8_lossy(&out.stderr);
