@@ -156,8 +156,7 @@ pub fn table_cell(text: &str) -> String {
 /// accent, emoji sequence or flag is split, nor an escape [`inert`] wrote (`\u{202e}`).
 pub fn shorten(shown: &str, max_width: usize) -> Cow<'_, str> {
     use unicode_segmentation::UnicodeSegmentation;
-    use unicode_width::UnicodeWidthStr;
-    if shown.width() <= max_width {
+    if fits(shown, max_width) {
         return Cow::Borrowed(shown);
     }
     // A quarter for the end: most messages end in a few words after the name they quote.
@@ -166,7 +165,7 @@ pub fn shorten(shown: &str, max_width: usize) -> Cow<'_, str> {
     let mut width = 0;
     let mut tail_start = shown.len();
     for (at, grapheme) in shown.grapheme_indices(true).rev() {
-        width += grapheme.width();
+        width += grapheme_columns(grapheme);
         if width > tail_width || at < head_end {
             break;
         }
@@ -186,8 +185,7 @@ pub fn shorten(shown: &str, max_width: usize) -> Cow<'_, str> {
 /// [`shorten`] cuts. For a label in a fixed space (a chart's), where the count of what is
 /// left out would not fit.
 pub fn cut_end(shown: &str, max_width: usize) -> Cow<'_, str> {
-    use unicode_width::UnicodeWidthStr;
-    if shown.width() <= max_width {
+    if fits(shown, max_width) {
         return Cow::Borrowed(shown);
     }
     Cow::Owned(format!("{}…", head(shown, max_width.saturating_sub(1))))
@@ -197,17 +195,43 @@ pub fn cut_end(shown: &str, max_width: usize) -> Cow<'_, str> {
 /// and splits no escape [`inert`] wrote.
 fn head(shown: &str, max_width: usize) -> &str {
     use unicode_segmentation::UnicodeSegmentation;
-    use unicode_width::UnicodeWidthStr;
     let mut width = 0;
     let mut end = 0;
     for (at, grapheme) in shown.grapheme_indices(true) {
-        width += grapheme.width();
+        width += grapheme_columns(grapheme);
         if width > max_width {
             break;
         }
         end = at + grapheme.len();
     }
     without_partial_escape(&shown[..end])
+}
+
+/// Whether `shown` takes at most `max_width` columns as [`grapheme_columns`] counts them.
+fn fits(shown: &str, max_width: usize) -> bool {
+    use unicode_segmentation::UnicodeSegmentation;
+    // No grapheme takes more columns than it has bytes: short text needs no segmenting.
+    shown.len() <= max_width
+        || shown
+            .graphemes(true)
+            .try_fold(0usize, |width, g| {
+                Some(width + grapheme_columns(g)).filter(|w| *w <= max_width)
+            })
+            .is_some()
+}
+
+/// The bytes of one grapheme that count as one column of its size.
+const BYTES_PER_COLUMN: usize = 32;
+
+/// The columns one grapheme counts for when text is cut: what a terminal draws, or, for a
+/// grapheme of more than [`BYTES_PER_COLUMN`] bytes, its size in such columns. A letter
+/// under 10,000 combining marks ("Zalgo" text) is drawn one column wide, so counted by what
+/// is drawn it was never cut, and a name of 100 KB of it still made a digest of megabytes.
+/// The longest real graphemes (an emoji family of 25 bytes, an Indic or Tibetan cluster)
+/// stay under the size count.
+fn grapheme_columns(grapheme: &str) -> usize {
+    use unicode_width::UnicodeWidthStr;
+    grapheme.width().max(grapheme.len() / BYTES_PER_COLUMN)
 }
 
 /// The longest escape [`inert`] writes: `\u{10ffff}`.
@@ -1445,6 +1469,25 @@ mod tests {
         assert!(matches!(cut_end("short", 5), Cow::Borrowed("short")));
         assert!(matches!(shorten("short", 10), Cow::Borrowed("short")));
         assert!(matches!(shorten(&"長".repeat(5), 10), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_letter_under_thousands_of_combining_marks_is_cut_by_its_size() {
+        // Drawn one column wide, 100 KB: one grapheme, then a readable end.
+        let zalgo = format!("a{}", "\u{301}".repeat(50_000));
+        let text = format!("Project \"{zalgo}{zalgo}\" has no spend alert");
+        let cell = table_cell(&text);
+        assert!(cell.len() < 20_000, "{} bytes", cell.len());
+        assert!(cell.starts_with("Project \""), "{cell}");
+        assert!(cell.ends_with("\" has no spend alert"), "{cell}");
+        let (_, rest) = cell.split_once("… (").unwrap();
+        let (count, _) = rest.split_once(" more characters) …").unwrap();
+        assert_eq!(count.parse::<usize>().unwrap(), 2 * 50_001);
+        let label = cut_end(&text, 48);
+        assert!(label.len() < 2_000, "{} bytes", label.len());
+        // Real graphemes of many bytes are still counted as drawn.
+        let family = "👨\u{200d}👩\u{200d}👧\u{200d}👦";
+        assert!(matches!(shorten(&family.repeat(4), 8), Cow::Borrowed(_)));
     }
 
     #[test]
