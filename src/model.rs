@@ -644,6 +644,71 @@ impl Family {
         }
     }
 
+    /// The view's text columns whose values the API documents as a closed list, each with
+    /// that list. The API adds values over time (a project `status`, a `role`, a retention
+    /// type); the rules were written for these, so a run warns of any other it reads
+    /// ([`crate::store::Store::unknown_values`]).
+    pub fn enum_columns(self) -> &'static [(&'static str, &'static [&'static str])] {
+        const RETENTION: [&str; 4] = [
+            "zero_data_retention",
+            "modified_abuse_monitoring",
+            "enhanced_zero_data_retention",
+            "enhanced_modified_abuse_monitoring",
+        ];
+        const GROUP_TYPES: [&str; 2] = ["group", "tenant_group"];
+        match self {
+            Family::Projects => &[("status", &["active", "archived"])],
+            Family::ProjectUsers => &[("role", &["owner", "member"])],
+            Family::ProjectServiceAccounts => &[("role", &["owner", "member", "none"])],
+            Family::ProjectApiKeys => &[
+                ("owner_type", &["user", "service_account"]),
+                ("owner_project_access", &["active", "inactive"]),
+            ],
+            Family::ProjectModelPermissions => &[("mode", &["allow_list", "deny_list"])],
+            Family::ProjectHostedToolPermissions => &[("tool", &HOSTED_TOOLS)],
+            Family::ProjectGroups => &[("group_type", &GROUP_TYPES)],
+            Family::OrgGroups => &[("group_type", &GROUP_TYPES)],
+            Family::ProjectDataRetention => &[(
+                "type",
+                &[
+                    "organization_default",
+                    "none",
+                    RETENTION[0],
+                    RETENTION[1],
+                    RETENTION[2],
+                    RETENTION[3],
+                ],
+            )],
+            Family::OrgDataRetention => &[("type", &RETENTION)],
+            Family::ProjectSpendAlerts | Family::OrgSpendAlerts => &[
+                ("currency", &["USD"]),
+                ("interval", &["month"]),
+                ("notification_channel_type", &["email"]),
+            ],
+            Family::ProjectSpendLimits | Family::OrgSpendLimit => &[
+                ("currency", &["USD"]),
+                ("interval", &["month"]),
+                ("enforcement_status", &["inactive", "enforcing"]),
+            ],
+            Family::OrgUsers => &[("role", &["owner", "reader"])],
+            Family::OrgInvites => &[
+                ("role", &["owner", "reader"]),
+                ("status", &["accepted", "expired", "pending"]),
+            ],
+            Family::OrgAdminApiKeys => &[("owner_type", &["user", "service_account"])],
+            Family::ProjectUserRoles
+            | Family::ProjectRateLimits
+            | Family::ProjectGroupRoles
+            | Family::ProjectRoles
+            | Family::ProjectCertificates
+            | Family::OrgUserRoles
+            | Family::OrgGroupUsers
+            | Family::OrgGroupRoles
+            | Family::OrgRoles
+            | Family::OrgCertificates => &[],
+        }
+    }
+
     /// Fields that change on every use: kept current, but a change to them alone is not
     /// a new version (AWS Config's rule) and does not show in `diff`.
     pub fn volatile_fields(self) -> &'static [&'static str] {

@@ -199,6 +199,7 @@ pub async fn run<S: Setup>(
         // Said of a crawl; a stored snapshot was warned of when it was read.
         if judged_at.is_none() {
             warn_of_odd_times(&store);
+            warn_of_unknown_values(&store, info.id);
         }
         let now = Utc::now();
         let evaluated = evaluate_at(
@@ -247,6 +248,40 @@ fn warn_of_odd_times(store: &Store) {
             }
         }
         Err(error) => tracing::debug!(%error, "the check for odd times failed"),
+    }
+}
+
+/// Warns of each enum column the crawl filled with values the API did not document when
+/// this orgwarden was built (a new project `status`, a custom `role`, a new retention
+/// type or audit-log event type): the rules were written for the known values, and one
+/// that selects `status = 'active'` or `type = 'login.failed'` passes over the others
+/// without a word. Whether a rule judged such an object rightly is for a person to check.
+fn warn_of_unknown_values(store: &Store, snapshot: crate::model::SnapshotId) {
+    match store.unknown_values(snapshot) {
+        Ok(unknown) => {
+            for u in unknown {
+                let examples: Vec<String> = u
+                    .examples
+                    .iter()
+                    .map(|e| crate::report::inert(e).into_owned())
+                    .collect();
+                let known = if u.known.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (it knows {})", u.known.join(", "))
+                };
+                tracing::warn!(
+                    "{}.{}: {} value(s) from the API are none orgwarden knows, such as {}{known}; \
+                     rules written for the known values may pass over or misjudge those \
+                     objects: check them with `orgwarden query`, and look for a newer orgwarden",
+                    u.view,
+                    u.column,
+                    u.count,
+                    examples.join(", ")
+                );
+            }
+        }
+        Err(error) => tracing::debug!(%error, "the check for unknown values failed"),
     }
 }
 

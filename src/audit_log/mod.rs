@@ -15,6 +15,17 @@ use serde_json::Value;
 
 use crate::model::{AuditEventId, ProjectId};
 
+/// The actor types the API documents (`actor.type`).
+pub const ACTOR_TYPES: [&str; 2] = ["session", "api_key"];
+
+/// Every event type the API documents, in the spec's order. The spec's list ships once,
+/// with the `AuditLog` schema the simulator checks its events against.
+pub fn documented_event_types() -> impl Iterator<Item = &'static str> {
+    crate::sim::audit_schema::event_types()
+        .iter()
+        .map(String::as_str)
+}
+
 /// Who performed an audit-logged action: a person in a browser session, or an API key
 /// (a user's or a service account's).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

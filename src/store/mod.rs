@@ -132,6 +132,24 @@ pub struct OddTimes {
     pub example: String,
 }
 
+/// A text column holding values outside the list the API documents for it
+/// ([`Store::unknown_values`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownValues {
+    /// The view.
+    pub view: &'static str,
+    /// The column.
+    pub column: &'static str,
+    /// How many of its values are unknown.
+    pub count: i64,
+    /// Up to three of the unknown values, most frequent first, as SQL's `quote()` writes
+    /// them (API text: show them inert).
+    pub examples: Vec<String>,
+    /// The values orgwarden knows, when the list is short enough to show (empty for the
+    /// audit log's 145 event types).
+    pub known: &'static [&'static str],
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -833,6 +851,98 @@ impl Store {
             }
         }
         Ok(odd)
+    }
+
+    /// Every enum column of the family views ([`Family::enum_columns`]) holding values the
+    /// API does not document, and the audit-log events `snapshot` stored whose `type` or
+    /// actor type is not one of the spec's. A rule written for the known values (`status =
+    /// 'active'`, a retention allow-list, `type = 'login.failed'`) may skip or misjudge
+    /// such an object without a word, so whoever reads the findings must hear of them.
+    /// Events are counted for the run that first stored them only: they are facts that
+    /// stay, and would otherwise be warned of on every run until they age out.
+    pub fn unknown_values(&self, snapshot: SnapshotId) -> Result<Vec<UnknownValues>, StoreError> {
+        let mut unknown = Vec::new();
+        for family in Family::ALL {
+            let view = family.view();
+            for &(column, known) in family.enum_columns() {
+                let from = format!("\"{view}\"");
+                if let Some(found) = self.values_outside(&from, column, known, None)? {
+                    unknown.push(UnknownValues {
+                        view,
+                        column,
+                        known,
+                        ..found
+                    });
+                }
+            }
+        }
+        let event_types: Vec<&str> = crate::audit_log::documented_event_types().collect();
+        for (column, known, shown) in [
+            ("type", event_types.as_slice(), &[][..]),
+            (
+                "actor_type",
+                &crate::audit_log::ACTOR_TYPES[..],
+                &crate::audit_log::ACTOR_TYPES[..],
+            ),
+        ] {
+            if let Some(found) =
+                self.values_outside("audit_event", column, known, Some(snapshot))?
+            {
+                unknown.push(UnknownValues {
+                    view: "audit_log_events",
+                    column,
+                    known: shown,
+                    ..found
+                });
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// The values of `column` in `from` that are none of `known` (NULL aside), counted,
+    /// with the three most frequent; `snapshot`: only the rows that snapshot stored.
+    fn values_outside(
+        &self,
+        from: &str,
+        column: &str,
+        known: &[&str],
+        snapshot: Option<SnapshotId>,
+    ) -> Result<Option<UnknownValues>, StoreError> {
+        let list = known
+            .iter()
+            .map(|v| format!("'{}'", v.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let since = if snapshot.is_some() {
+            " AND snapshot_id = ?1"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT quote(\"{column}\"), count(*) FROM {from} \
+             WHERE \"{column}\" IS NOT NULL AND \"{column}\" NOT IN ({list}){since} \
+             GROUP BY 1 ORDER BY 2 DESC, 1"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let params: Vec<i64> = snapshot.map(|s| s.0).into_iter().collect();
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        let (mut count, mut examples) = (0, Vec::new());
+        for row in rows {
+            let (value, n) = row?;
+            count += n;
+            if examples.len() < 3 {
+                examples.push(value);
+            }
+        }
+        Ok((count > 0).then_some(UnknownValues {
+            view: "",
+            column: "",
+            count,
+            examples,
+            known: &[],
+        }))
     }
 
     /// When the newest snapshot whose findings were evaluated started: the last run that

@@ -1986,3 +1986,53 @@ fn only_a_file_system_read_only_at_its_superblock_counts_not_a_read_only_mount_o
         "8:2"
     ));
 }
+
+#[test]
+fn unknown_values_name_each_enum_column_holding_values_the_api_did_not_document() {
+    let mut store = Store::open_in_memory().unwrap();
+    // Every catalogued column exists in its view: a typo would fail the whole check, and
+    // the run would hear nothing.
+    let first = snap(&mut store, 1, basic_org("k", 5), SnapshotStatus::Complete);
+    assert_eq!(store.unknown_values(first.id).unwrap(), []);
+    let mut suspended = project("proj_b");
+    suspended["status"] = json!("suspended");
+    let mut nameless = project("proj_c");
+    nameless["status"] = Value::Null;
+    let mut org = basic_org("k", 5);
+    org[0] = complete(
+        Family::Projects,
+        None,
+        None,
+        vec![project("proj_a"), suspended, nameless],
+    );
+    org.push(complete(
+        Family::ProjectUsers,
+        Some("proj_b"),
+        None,
+        vec![
+            user("user-x", "project_admin"),
+            user("user-y", "project_admin"),
+            user("user-z", "billing"),
+        ],
+    ));
+    let second = snap(&mut store, 2, org, SnapshotStatus::Complete);
+    assert_eq!(
+        store.unknown_values(second.id).unwrap(),
+        [
+            UnknownValues {
+                view: "projects",
+                column: "status",
+                count: 1,
+                examples: vec!["'suspended'".into()],
+                known: &["active", "archived"],
+            },
+            UnknownValues {
+                view: "project_users",
+                column: "role",
+                count: 3,
+                examples: vec!["'project_admin'".into(), "'billing'".into()],
+                known: &["owner", "member"],
+            },
+        ]
+    );
+}

@@ -11,6 +11,7 @@
 
 mod support;
 
+mod api_evolution;
 mod audit_e2e;
 mod audit_log_feed;
 mod audit_log_rules;

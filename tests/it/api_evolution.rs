@@ -1,0 +1,123 @@
+//! The Admin API as it may answer after orgwarden ships: values its enums did not list,
+//! fields gone null, families it stops serving. A run must go on, judge what it can, and
+//! say what it could not judge.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use orgwarden::sim::{Fault, FaultKind, Org, SimHandle, SimOptions, start_background};
+
+const KEY: &str = "sk-admin-evolution-test";
+
+/// `proj_a` with an owner and a spend alert, `proj_b` with an owner and no alert, one
+/// failed login in the audit log.
+const ORG: &str = r#"{
+  "organization": "acme",
+  "users": [{"id": "user-ada", "name": "Ada", "email": "ada@acme.com", "role": "owner"}],
+  "projects": [
+    {"id": "proj_a", "name": "Alpha", "created_at": "-400d",
+     "users": [{"id": "user-ada", "role": "owner"}],
+     "spend_alerts": [{"id": "alert_1", "threshold_amount": 10000, "currency": "USD",
+                       "interval": "month",
+                       "notification_channel": {"type": "email", "recipients": ["fin@acme.com"]}}]},
+    {"id": "proj_b", "name": "Beta", "created_at": "-200d",
+     "users": [{"id": "user-ada", "role": "owner"}]}
+  ],
+  "audit_log": {"enabled": true, "events": [
+    {"type": "login.failed", "effective_at": "-2h",
+     "actor": {"type": "session", "session": {"user": {"id": "user-ada", "email": "ada@acme.com"},
+                                              "ip_address": "203.0.113.9"}},
+     "login.failed": {"error_code": "invalid_password", "error_message": "Invalid password"}}
+  ]}
+}"#;
+
+struct Env {
+    sim: SimHandle,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let org = Org::from_json_str(ORG, chrono::Utc::now().timestamp()).expect("org loads");
+        Env {
+            sim: start_background(org, SimOptions::default()).expect("simulator"),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("orgwarden.db")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        crate::support::orgwarden()
+            .current_dir(self.dir.path())
+            .env("OPENAI_ADMIN_KEY", KEY)
+            .arg("--db")
+            .arg(self.db())
+            .arg("--base-url")
+            .arg(self.sim.base_url())
+            .args(args)
+            .output()
+            .expect("run orgwarden")
+    }
+
+    fn set_field(&self, path_prefix: &str, field: &str, json: &str) {
+        self.sim.add_fault(Fault {
+            path_prefix: path_prefix.into(),
+            kind: FaultKind::SetField {
+                field: field.into(),
+                json: json.into(),
+            },
+            times: None,
+        });
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const UNKNOWN: &str = "none orgwarden knows";
+
+#[test]
+fn an_audit_warns_once_of_each_enum_value_the_api_did_not_document() {
+    // What the simulator serves today is all documented: not a word.
+    let today = Env::new().run(&["audit", "--format", "json"]);
+    assert!(
+        !text(&today.stderr).contains(UNKNOWN),
+        "{}",
+        text(&today.stderr)
+    );
+
+    // Tomorrow's API: a project status and an event type nobody had heard of.
+    let env = Env::new();
+    env.set_field("/organization/projects", "status", r#""suspended""#);
+    env.set_field("/organization/audit_logs", "type", r#""login.failure""#);
+    let out = env.run(&["audit", "--format", "json"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "projects.status: 2 value(s) from the API are none orgwarden knows, such as \
+             'suspended' (it knows active, archived); rules written for the known values may \
+             pass over or misjudge those objects"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "audit_log_events.type: 1 value(s) from the API are none orgwarden knows, such as \
+             'login.failure';"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches(UNKNOWN).count(), 2, "{stderr}");
+
+    // The projects are still so: said again. The event was said when it was first stored.
+    let again = text(&env.run(&["audit", "--format", "json"]).stderr);
+    assert!(again.contains("projects.status: 2 value(s)"), "{again}");
+    assert!(!again.contains("audit_log_events.type"), "{again}");
+    // An offline audit judges what is stored, and says nothing more of the crawl.
+    let offline = env.run(&["audit", "--offline", "--format", "json"]);
+    assert!(!text(&offline.stderr).contains(UNKNOWN));
+}
