@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use orgwarden::sim::{Fault, FaultKind, Org, SimHandle, SimOptions, start_background};
+use serde_json::Value;
 
 const KEY: &str = "sk-admin-evolution-test";
 
@@ -78,6 +79,22 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The `(rule_id, resource_id)` of every open finding of an `audit --format json`.
+fn findings(out: &Output) -> Vec<(String, String)> {
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("audit prints JSON");
+    let mut found: Vec<(String, String)> = doc["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+            (s("rule_id"), s("resource_id"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 const UNKNOWN: &str = "none orgwarden knows";
 
 #[test]
@@ -120,4 +137,26 @@ fn an_audit_warns_once_of_each_enum_value_the_api_did_not_document() {
     // An offline audit judges what is stored, and says nothing more of the crawl.
     let offline = env.run(&["audit", "--offline", "--format", "json"]);
     assert!(!text(&offline.stderr).contains(UNKNOWN));
+}
+
+#[test]
+fn a_project_with_no_status_or_one_the_api_added_later_is_judged_like_an_active_one() {
+    let active = findings(&Env::new().run(&["audit", "--format", "json"]));
+    assert!(
+        active.contains(&("project-no-spend-alert".into(), "proj_b".into())),
+        "{active:?}"
+    );
+    // The spec lets `status` be null, and a later API may add one (`suspended`): such a
+    // project still has its members, keys and spending, and only `archived` retires it.
+    for status in ["null", r#""suspended""#] {
+        let env = Env::new();
+        env.set_field("/organization/projects", "status", status);
+        let out = env.run(&["audit", "--format", "json"]);
+        assert_eq!(
+            findings(&out),
+            active,
+            "status {status}: {}",
+            text(&out.stderr)
+        );
+    }
 }
