@@ -10,7 +10,8 @@ use serde_json::Value;
 
 const KEY: &str = "sk-admin-evolution-test";
 
-/// `proj_a` with an owner and a spend alert, `proj_b` with an owner and no alert, one
+/// `proj_a` with an owner and a spend alert that notifies nobody, `proj_b` with an owner,
+/// no alert and a key never used, a stale invitation, a hard spend limit reached, one
 /// failed login in the audit log.
 const ORG: &str = r#"{
   "organization": "acme",
@@ -20,10 +21,14 @@ const ORG: &str = r#"{
      "users": [{"id": "user-ada", "role": "owner"}],
      "spend_alerts": [{"id": "alert_1", "threshold_amount": 10000, "currency": "USD",
                        "interval": "month",
-                       "notification_channel": {"type": "email", "recipients": ["fin@acme.com"]}}]},
+                       "notification_channel": {"type": "email", "recipients": []}}]},
     {"id": "proj_b", "name": "Beta", "created_at": "-200d",
-     "users": [{"id": "user-ada", "role": "owner"}]}
+     "users": [{"id": "user-ada", "role": "owner"}],
+     "api_keys": [{"id": "key_b1", "name": "prod", "created_at": "-150d", "last_used_at": null,
+                   "owner": {"type": "user", "id": "user-ada"}}]}
   ],
+  "spend_limit": {"threshold_amount": 500000, "enforcement": "enforcing"},
+  "invites": [{"id": "invite-1", "email": "new@acme.com", "created_at": "-30d", "expires_at": "+30d"}],
   "audit_log": {"enabled": true, "events": [
     {"type": "login.failed", "effective_at": "-2h",
      "actor": {"type": "session", "session": {"user": {"id": "user-ada", "email": "ada@acme.com"},
@@ -158,5 +163,49 @@ fn a_project_with_no_status_or_one_the_api_added_later_is_judged_like_an_active_
             "status {status}: {}",
             text(&out.stderr)
         );
+    }
+}
+
+#[test]
+fn a_finding_reads_well_when_the_api_leaves_a_field_of_its_message_out() {
+    for (path, field, expected) in [
+        (
+            "/organization/invites",
+            "email",
+            "Invitation for invite-1 (reader) has been pending for more than 14 days",
+        ),
+        (
+            "/organization/invites",
+            "role",
+            "Invitation for new@acme.com has been pending for more than 14 days",
+        ),
+        (
+            "/organization/projects/proj_b/api_keys",
+            "redacted_value",
+            r#"API key "prod" was never used and is older than 90 days"#,
+        ),
+        (
+            "/organization/projects/proj_a/spend_alerts",
+            "threshold_amount",
+            "Spend alert alert_1 (threshold ? USD per month) has no recipients",
+        ),
+        (
+            "/organization/spend_limit",
+            "threshold_amount",
+            "The organization's hard spend limit (? USD per month) is enforcing: the \
+             organization's requests are refused",
+        ),
+    ] {
+        let env = Env::new();
+        env.set_field(path, field, "null");
+        let out = env.run(&["audit", "--format", "json"]);
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("audit prints JSON");
+        let messages: Vec<&str> = doc["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter_map(|f| f["message"].as_str())
+            .collect();
+        assert!(messages.contains(&expected), "{field} null: {messages:#?}");
     }
 }
