@@ -113,6 +113,8 @@ struct Crawl<'a> {
     /// The families a 401/403 refused so far: each is logged (and the key checked) once,
     /// not once for each of a thousand projects.
     refused_families: Mutex<HashSet<Family>>,
+    /// The families a 404 answered so far: each is logged once, as a refused one is.
+    missing_families: Mutex<HashSet<Family>>,
 }
 
 /// The families `[collect] skip` names and every family read under one of them; the
@@ -179,6 +181,7 @@ pub async fn collect_skipping(
         out_of_time_said: AtomicBool::new(false),
         project_keys_unread: AtomicU64::new(0),
         refused_families: Mutex::new(HashSet::new()),
+        missing_families: Mutex::new(HashSet::new()),
     };
     let result = crawl.run().await;
     if let Some(bar) = &crawl.bar {
@@ -694,6 +697,32 @@ impl Crawl<'_> {
                      base_url` or --base-url: the Admin API's is https://api.openai.com/v1, \
                      with `/v1` once at its end"
                 )
+            }
+            // Any other family that answers 404 is one this API does not serve here: a
+            // feature withdrawn or not offered to this organization's plan, which fails
+            // every run until someone decides; or an object removed while the crawl read
+            // what hangs under it, which the next run does not meet again. Said once per
+            // family, with the way out, not once for each of a thousand projects.
+            ClientError::Status { status: 404, .. } => {
+                let first = self
+                    .missing_families
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(scope.family);
+                let family = scope.family.view();
+                let message = format!(
+                    "{error}: the Admin API does not serve {family} here; if every run says \
+                     so (a feature withdrawn, or not offered to this organization), add \
+                     \"{family}\" to [collect] skip"
+                );
+                if first {
+                    tracing::warn!(
+                        "{message} (further 404s of {family} in this run are not logged)"
+                    );
+                } else {
+                    tracing::debug!("{message}");
+                }
+                return self.record_failure(scope, error.status(), message).await;
             }
             ref other => other.to_string(),
         };

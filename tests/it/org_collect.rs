@@ -265,6 +265,40 @@ fn a_403_on_the_invites_fails_that_scope_alone_and_says_how_to_skip_it() {
 }
 
 #[test]
+fn a_family_the_api_stops_serving_is_said_once_with_the_way_to_skip_it() {
+    let env = Env::new();
+    // Every project's certificates answer 404: a feature withdrawn, or not on this plan.
+    for project in ["proj_a", "proj_b"] {
+        env.sim.add_fault(Fault {
+            path_prefix: format!("/organization/projects/{project}/certificates"),
+            kind: FaultKind::Status(404),
+            times: None,
+        });
+    }
+    let out = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&out, 3);
+    assert_eq!(json(&out)["scopes_failed"], 2);
+    let stderr = text(&out.stderr);
+    let hint = "the Admin API does not serve project_certificates here; if every run says so \
+                (a feature withdrawn, or not offered to this organization), add \
+                \"project_certificates\" to [collect] skip";
+    assert!(stderr.contains(hint), "{stderr}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains(" WARN ") && l.contains("HTTP 404"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    // Taking the way out makes the runs complete again.
+    env.config("[collect]\nskip = [\"project_certificates\"]");
+    let skipped = env.run(&["snapshot", "--format", "json"]);
+    assert_exit(&skipped, 0);
+    assert_eq!(json(&skipped)["status"], "complete");
+}
+
+#[test]
 fn a_skipped_family_is_not_read_and_not_reported() {
     let env = Env::new();
     // Costs off: their first read pages through the month, later ones do not.
