@@ -8,6 +8,7 @@
 //! starts from the same point. Pages go to the store as they arrive: a first read of
 //! 100,000 events never holds more than a few pages.
 
+use std::collections::HashSet;
 use std::future::Future;
 
 use serde_json::Value;
@@ -115,6 +116,9 @@ impl AuditLogRead {
 pub struct Pager {
     since: i64,
     cursor: Option<String>,
+    // Every cursor followed so far: a log that leads back to one (A→B→A) would otherwise
+    // be paged until `max_pages`, thousands of requests on every run.
+    followed: HashSet<String>,
     pages: u64,
     max_pages: u64,
     done: bool,
@@ -126,6 +130,7 @@ impl Pager {
         Pager {
             since,
             cursor: None,
+            followed: HashSet::new(),
             pages: 0,
             max_pages: max_pages.max(1),
             done: false,
@@ -217,6 +222,12 @@ impl Pager {
         if self.cursor.as_deref() == Some(next.as_str()) {
             return Err(malformed(format!(
                 "the cursor `{next}` did not advance; stopping instead of looping"
+            )));
+        }
+        if !self.followed.insert(next.clone()) {
+            return Err(malformed(format!(
+                "the cursor `{next}` came back after {} pages; stopping instead of looping",
+                self.followed.len() + 1
             )));
         }
         self.cursor = Some(next);
@@ -448,6 +459,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("empty page"), "{err}");
+    }
+
+    #[test]
+    fn a_cursor_that_comes_back_fails_the_read_instead_of_paging_to_the_bound() {
+        let mut pager = Pager::new(0, 10_000);
+        let page = |id: &str, next: &str| json!({"data": [event(id, 1)], "last_id": next, "has_more": true});
+        pager.next_query().unwrap();
+        pager.accept(&page("a1", "b")).unwrap();
+        pager.next_query().unwrap();
+        pager.accept(&page("a2", "c")).unwrap();
+        pager.next_query().unwrap();
+        let err = pager.accept(&page("a3", "b")).unwrap_err().to_string();
+        assert!(
+            err.contains("the cursor `b` came back after 3 pages"),
+            "{err}"
+        );
     }
 
     #[test]
