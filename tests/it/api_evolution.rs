@@ -10,7 +10,7 @@ use serde_json::Value;
 
 const KEY: &str = "sk-admin-evolution-test";
 
-/// `proj_a` with an owner and a spend alert that notifies nobody, `proj_b` with an owner,
+/// `proj_a` with an owner, 150 USD spent today and a spend alert that notifies nobody, `proj_b` with an owner,
 /// no alert and a key never used, a stale invitation, a hard spend limit reached, one
 /// failed login in the audit log.
 const ORG: &str = r#"{
@@ -19,6 +19,7 @@ const ORG: &str = r#"{
   "projects": [
     {"id": "proj_a", "name": "Alpha", "created_at": "-400d",
      "users": [{"id": "user-ada", "role": "owner"}],
+     "costs": [{"day": "now", "amount": 150}],
      "spend_alerts": [{"id": "alert_1", "threshold_amount": 10000, "currency": "USD",
                        "interval": "month",
                        "notification_channel": {"type": "email", "recipients": []}}]},
@@ -208,4 +209,26 @@ fn a_finding_reads_well_when_the_api_leaves_a_field_of_its_message_out() {
             .collect();
         assert!(messages.contains(&expected), "{field} null: {messages:#?}");
     }
+}
+
+#[test]
+fn a_spend_alert_of_an_interval_the_api_added_later_still_counts_as_an_alert() {
+    let env = Env::new();
+    env.set_field(
+        "/organization/projects/proj_a/spend_alerts",
+        "interval",
+        r#""week""#,
+    );
+    let out = env.run(&["audit", "--format", "json"]);
+    let found = findings(&out);
+    // A weekly alert does report a runaway bill: the project is not "without a spend alert".
+    assert!(
+        !found.contains(&("project-spend-no-cap".into(), "proj_a".into())),
+        "{found:?}"
+    );
+    assert!(
+        text(&out.stderr).contains("project_spend_alerts.interval: 1 value(s)"),
+        "{}",
+        text(&out.stderr)
+    );
 }
