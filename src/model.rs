@@ -644,6 +644,61 @@ impl Family {
         }
     }
 
+    /// The top-level fields of this family's objects that the API documents as always sent
+    /// (the reference's `required`, null allowed where it allows it) and that a view column
+    /// reads. One that stops coming (removed, renamed) leaves its column NULL, which the
+    /// rules read as "never used", "no expiry" or "not pending": a run warns of it instead
+    /// ([`crate::store::Store::missing_fields`]). The ids are not here: an object without
+    /// its id already fails its read.
+    pub fn required_fields(self) -> &'static [&'static str] {
+        match self {
+            Family::Projects => &["created_at"],
+            Family::ProjectUsers => &["role", "added_at"],
+            Family::ProjectServiceAccounts => &["name", "role", "created_at"],
+            Family::ProjectApiKeys => &[
+                "redacted_value",
+                "name",
+                "created_at",
+                "last_used_at",
+                "owner_project_access",
+                "owner",
+            ],
+            Family::OrgUsers => &["added_at"],
+            Family::OrgInvites => &["email", "role", "status", "created_at", "projects"],
+            Family::OrgAdminApiKeys => &["redacted_value", "created_at", "expires_at", "owner"],
+            Family::ProjectDataRetention | Family::OrgDataRetention => &["type"],
+            Family::ProjectSpendAlerts | Family::OrgSpendAlerts => &[
+                "threshold_amount",
+                "currency",
+                "interval",
+                "notification_channel",
+            ],
+            Family::ProjectSpendLimits | Family::OrgSpendLimit => {
+                &["threshold_amount", "currency", "interval", "enforcement"]
+            }
+            Family::ProjectCertificates | Family::OrgCertificates => {
+                &["name", "created_at", "certificate_details"]
+            }
+            Family::ProjectModelPermissions => &["mode", "model_ids"],
+            Family::ProjectGroups => &["group_name", "group_type", "created_at"],
+            Family::OrgGroups => &["name", "created_at", "is_scim_managed", "group_type"],
+            Family::ProjectRoles | Family::OrgRoles => {
+                &["name", "permissions", "resource_type", "predefined_role"]
+            }
+            Family::ProjectRateLimits => &[
+                "model",
+                "max_requests_per_1_minute",
+                "max_tokens_per_1_minute",
+            ],
+            Family::ProjectUserRoles
+            | Family::ProjectHostedToolPermissions
+            | Family::ProjectGroupRoles
+            | Family::OrgUserRoles
+            | Family::OrgGroupUsers
+            | Family::OrgGroupRoles => &[],
+        }
+    }
+
     /// The view's text columns whose values the API documents as a closed list, each with
     /// that list. The API adds values over time (a project `status`, a `role`, a retention
     /// type); the rules were written for these, so a run warns of any other it reads

@@ -200,6 +200,7 @@ pub async fn run<S: Setup>(
         if judged_at.is_none() {
             warn_of_odd_times(&store);
             warn_of_unknown_values(&store, info.id);
+            warn_of_missing_fields(&store);
         }
         let now = Utc::now();
         let evaluated = evaluate_at(
@@ -282,6 +283,29 @@ fn warn_of_unknown_values(store: &Store, snapshot: crate::model::SnapshotId) {
             }
         }
         Err(error) => tracing::debug!(%error, "the check for unknown values failed"),
+    }
+}
+
+/// Warns of each field the API documents as always sent that the crawl found missing
+/// from objects: removed or renamed, it leaves its column NULL, and a rule reads that as
+/// a key never used, an admin key without expiry, an invitation no longer pending.
+fn warn_of_missing_fields(store: &Store) {
+    match store.missing_fields() {
+        Ok(missing) => {
+            for m in missing {
+                tracing::warn!(
+                    "{}.{}: {} of {} object(s) from the API lack this field, which the API \
+                     documents as always sent; rules that read it may pass over or misjudge \
+                     those objects: check them with `orgwarden query`, and look for a newer \
+                     orgwarden",
+                    m.view,
+                    m.field,
+                    m.count,
+                    m.of
+                );
+            }
+        }
+        Err(error) => tracing::debug!(%error, "the check for missing fields failed"),
     }
 }
 

@@ -150,6 +150,20 @@ pub struct UnknownValues {
     pub known: &'static [&'static str],
 }
 
+/// A field the API documents as always sent, missing from some objects of a view
+/// ([`Store::missing_fields`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingField {
+    /// The view.
+    pub view: &'static str,
+    /// The field.
+    pub field: &'static str,
+    /// How many of the view's objects lack it.
+    pub count: i64,
+    /// How many objects the view holds.
+    pub of: i64,
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -851,6 +865,35 @@ impl Store {
             }
         }
         Ok(odd)
+    }
+
+    /// Every field of [`Family::required_fields`] that some current objects of its view
+    /// lack altogether (a JSON null is the API saying "none", and is not counted): the
+    /// column reading it is NULL for them, and a rule takes that for "never used", "no
+    /// expiry" or "not pending" without a word.
+    pub fn missing_fields(&self) -> Result<Vec<MissingField>, StoreError> {
+        let mut missing = Vec::new();
+        for family in Family::ALL {
+            let view = family.view();
+            for &field in family.required_fields() {
+                let sql = format!(
+                    "SELECT count(*) FILTER (WHERE json_type(raw, '$.{field}') IS NULL), count(*) \
+                     FROM \"{view}\""
+                );
+                let (count, of): (i64, i64) = self
+                    .conn
+                    .query_row(&sql, [], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                if count > 0 {
+                    missing.push(MissingField {
+                        view,
+                        field,
+                        count,
+                        of,
+                    });
+                }
+            }
+        }
+        Ok(missing)
     }
 
     /// Every enum column of the family views ([`Family::enum_columns`]) holding values the

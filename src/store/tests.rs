@@ -2036,3 +2036,37 @@ fn unknown_values_name_each_enum_column_holding_values_the_api_did_not_document(
         ]
     );
 }
+
+#[test]
+fn missing_fields_count_objects_without_a_documented_field_but_not_a_null_one() {
+    let mut store = Store::open_in_memory().unwrap();
+    let first = basic_org("k", 5);
+    snap(&mut store, 1, first, SnapshotStatus::Complete);
+    assert_eq!(store.missing_fields().unwrap(), []);
+    let mut never_used = key("key_1", "k", 5);
+    never_used["last_used_at"] = Value::Null;
+    let mut renamed = key("key_3", "c", 5);
+    let used = renamed
+        .as_object_mut()
+        .unwrap()
+        .remove("last_used_at")
+        .unwrap();
+    renamed["last_used"] = used;
+    let mut org = basic_org("k", 5);
+    org[3] = complete(
+        Family::ProjectApiKeys,
+        Some("proj_a"),
+        None,
+        vec![never_used, renamed],
+    );
+    snap(&mut store, 2, org, SnapshotStatus::Complete);
+    assert_eq!(
+        store.missing_fields().unwrap(),
+        [MissingField {
+            view: "project_api_keys",
+            field: "last_used_at",
+            count: 1,
+            of: 3,
+        }]
+    );
+}

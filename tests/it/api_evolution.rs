@@ -232,3 +232,23 @@ fn a_spend_alert_of_an_interval_the_api_added_later_still_counts_as_an_alert() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn an_audit_warns_of_a_documented_field_the_api_stopped_sending() {
+    let env = Env::new();
+    // `last_used_at` renamed away: every key would read as never used.
+    env.sim.add_fault(Fault {
+        path_prefix: "/organization/projects/proj_b/api_keys".into(),
+        kind: FaultKind::DropField("last_used_at".into()),
+        times: None,
+    });
+    let out = env.run(&["audit", "--format", "json"]);
+    let stderr = text(&out.stderr);
+    let warning = "project_api_keys.last_used_at: 1 of 1 object(s) from the API lack this \
+                   field, which the API documents as always sent; rules that read it may pass \
+                   over or misjudge those objects";
+    assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
+    // A JSON null is the API saying "never": no warning for it.
+    let today = Env::new().run(&["audit", "--format", "json"]);
+    assert!(!text(&today.stderr).contains("lack this field"));
+}
