@@ -309,6 +309,26 @@ fn warn_of_missing_fields(store: &Store) {
     }
 }
 
+/// The views some of whose objects lack a field the API documents as always sent
+/// ([`Store::missing_fields`]), and the views built on one of them (`project_spend` reads
+/// `project_spend_limits`).
+fn incomplete_views(store: &Store) -> Result<Vec<&'static str>, AuditError> {
+    let mut views: Vec<&'static str> = store.missing_fields()?.iter().map(|m| m.view).collect();
+    views.dedup();
+    if views.is_empty() {
+        return Ok(views);
+    }
+    for (name, sql) in crate::store::view_definitions() {
+        let names_one = sql
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|word| word != name && views.contains(&word));
+        if names_one && !views.contains(&name) {
+            views.push(name);
+        }
+    }
+    Ok(views)
+}
+
 /// Evaluates the enabled rules over the store's views at `now`, reconciles the hits with
 /// the stored findings (resolving only in projects `snapshot` read completely) and, with
 /// an announcer, plans the digest and queues it: the findings, their events, the queued
@@ -358,6 +378,19 @@ fn evaluate_at(
             .filter(|r| r.reads_costs())
             .map(|r| r.id.clone())
             .collect();
+    }
+    // Nor does a view whose objects lack a field the API documents as always sent: the
+    // NULL left in its column reads as "not enforcing", "no expiry date to judge", and
+    // the findings it held open would resolve, announced as fixed.
+    let incomplete = incomplete_views(store)?;
+    if !incomplete.is_empty() {
+        coverage.held_rules.extend(
+            inputs
+                .rules
+                .enabled()
+                .filter(|r| r.reads_any(&incomplete))
+                .map(|r| r.id.clone()),
+        );
     }
     let tx = store.begin()?;
     // A rule stopped at its budget said nothing: its findings are kept out of the
@@ -988,5 +1021,44 @@ mod tests {
             let digest = h.run(None, true).expect("the reopen");
             assert_eq!(announced_as(Some(&digest), &fp), Some(Reason::Reopened));
         }
+    }
+
+    #[test]
+    fn a_view_missing_a_documented_field_makes_the_views_built_on_it_incomplete_too() {
+        let mut store = Store::open_in_memory().unwrap();
+        let scope = |family, project: Option<&str>, objects: Vec<serde_json::Value>| {
+            crate::model::ScopeResult {
+                scope: crate::model::Scope {
+                    family,
+                    project_id: project.map(crate::model::ProjectId::from),
+                    parent_id: None,
+                },
+                outcome: crate::model::ScopeOutcome::Complete(objects.into()),
+            }
+        };
+        let mut writer = store.begin_snapshot("acme", Utc::now()).unwrap();
+        writer
+            .apply(scope(
+                Family::Projects,
+                None,
+                vec![serde_json::json!({"id": "proj_a", "created_at": 1, "status": "active"})],
+            ))
+            .unwrap();
+        writer
+            .apply(scope(
+                Family::ProjectSpendLimits,
+                Some("proj_a"),
+                // No `enforcement`: the API documents it as always sent.
+                vec![
+                    serde_json::json!({"threshold_amount": 100, "currency": "USD",
+                                        "interval": "month"}),
+                ],
+            ))
+            .unwrap();
+        writer
+            .finish(&CrawlStats::default(), Utc::now(), SnapshotStatus::Complete)
+            .unwrap();
+        let views = incomplete_views(&store).unwrap();
+        assert_eq!(views, ["project_spend_limits", "project_spend"]);
     }
 }

@@ -387,14 +387,20 @@ impl Rule {
     /// while the costs cannot be read. Judged from the SQL's words, so a mention in a
     /// comment counts too, which only holds findings longer.
     pub fn reads_costs(&self) -> bool {
-        let sql = self.sql().to_ascii_lowercase();
         let mut costs: Vec<&str> = crate::store::spend_views()
             .into_iter()
             .map(|(name, _)| name)
             .collect();
         costs.push("cost_day");
+        self.reads_any(&costs)
+    }
+
+    /// Whether the rule's SQL names one of `views` (as a word: `projects` is not read by
+    /// a rule naming only `project_spend`).
+    pub fn reads_any(&self, views: &[&str]) -> bool {
+        let sql = self.sql().to_ascii_lowercase();
         sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .any(|word| costs.contains(&word))
+            .any(|word| views.contains(&word))
     }
 
     /// The SQL SQLite runs for this rule (named parameters, never spliced values).

@@ -44,7 +44,10 @@ pub use fault::Fault;
 pub use history::{ChangeKind, DiffEntry, HistoryEntry, SnapshotDiff};
 pub use ownership::{APPLICATION_ID, canonical_db_path, check_ownership, warn_if_shared};
 pub use query::{QueryResult, sql_to_json, sql_to_text};
-pub use views::{ExtraColumn, audit_log_views, extra_columns, names as view_names, spend_views};
+pub use views::{
+    ExtraColumn, audit_log_views, definitions as view_definitions, extra_columns,
+    names as view_names, spend_views,
+};
 
 /// The costs tables (migration 0005), for scratch schemas that check rule SQL.
 pub const COSTS_SCHEMA: &str = include_str!("migrations/0005_costs.sql");

@@ -252,3 +252,42 @@ fn an_audit_warns_of_a_documented_field_the_api_stopped_sending() {
     let today = Env::new().run(&["audit", "--format", "json"]);
     assert!(!text(&today.stderr).contains("lack this field"));
 }
+
+#[test]
+fn a_finding_does_not_resolve_because_the_field_it_was_judged_on_stopped_coming() {
+    let env = Env::new();
+    let status = || -> String {
+        rusqlite::Connection::open(env.db())
+            .expect("database opens")
+            .query_row(
+                "SELECT status FROM finding WHERE rule_id = 'spend-limit-enforcing'",
+                [],
+                |row| row.get(0),
+            )
+            .expect("the finding")
+    };
+    env.run(&["audit", "--format", "json"]);
+    assert_eq!(status(), "open");
+    // The limit's `enforcement` is gone: nothing says the limit stopped enforcing.
+    env.sim.add_fault(Fault {
+        path_prefix: "/organization/spend_limit".into(),
+        kind: FaultKind::DropField("enforcement".into()),
+        times: None,
+    });
+    let out = env.run(&["audit", "--format", "json"]);
+    assert!(
+        text(&out.stderr).contains("org_spend_limit.enforcement: 1 of 1 object(s)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(status(), "open");
+    // Sent again, and saying the limit no longer enforces: now it resolves.
+    env.sim.clear_faults();
+    env.set_field(
+        "/organization/spend_limit",
+        "enforcement",
+        r#"{"status": "inactive"}"#,
+    );
+    env.run(&["audit", "--format", "json"]);
+    assert_eq!(status(), "resolved");
+}
