@@ -296,7 +296,8 @@ fn warn_of_missing_fields(store: &Store) {
                 tracing::warn!(
                     "{}.{}: {} of {} object(s) from the API lack this field, which the API \
                      documents as always sent; rules that read it may pass over or misjudge \
-                     those objects: check them with `orgwarden query`, and look for a newer \
+                     those objects, and no finding of a rule reading this view is resolved \
+                     while it lasts: check them with `orgwarden query`, and look for a newer \
                      orgwarden",
                     m.view,
                     m.field,

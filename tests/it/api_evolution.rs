@@ -246,7 +246,8 @@ fn an_audit_warns_of_a_documented_field_the_api_stopped_sending() {
     let stderr = text(&out.stderr);
     let warning = "project_api_keys.last_used_at: 1 of 1 object(s) from the API lack this \
                    field, which the API documents as always sent; rules that read it may pass \
-                   over or misjudge those objects";
+                   over or misjudge those objects, and no finding of a rule reading this view \
+                   is resolved while it lasts";
     assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
     // A JSON null is the API saying "never": no warning for it.
     let today = Env::new().run(&["audit", "--format", "json"]);
