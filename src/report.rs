@@ -155,9 +155,28 @@ pub fn table_cell(text: &str) -> String {
 /// takes two, a combining accent none), and each cut falls between two graphemes, so no
 /// accent, emoji sequence or flag is split, nor an escape [`inert`] wrote (`\u{202e}`).
 pub fn shorten(shown: &str, max_width: usize) -> Cow<'_, str> {
+    match cut_points(shown, max_width) {
+        None => Cow::Borrowed(shown),
+        Some((head_end, tail_start)) => Cow::Owned(format!(
+            "{}{}{}",
+            &shown[..head_end],
+            left_out_mark(&shown[head_end..tail_start]),
+            &shown[tail_start..]
+        )),
+    }
+}
+
+/// `… (N more characters) …`, for the `left_out` text of a cut.
+fn left_out_mark(left_out: &str) -> String {
+    format!("… ({} more characters) …", left_out.chars().count())
+}
+
+/// Where [`shorten`] cuts `shown`: the end of the start it keeps and the start of the end,
+/// or `None` when it fits.
+fn cut_points(shown: &str, max_width: usize) -> Option<(usize, usize)> {
     use unicode_segmentation::UnicodeSegmentation;
     if fits(shown, max_width) {
-        return Cow::Borrowed(shown);
+        return None;
     }
     // A quarter for the end: most messages end in a few words after the name they quote.
     let tail_width = max_width / 4;
@@ -171,13 +190,63 @@ pub fn shorten(shown: &str, max_width: usize) -> Cow<'_, str> {
         }
         tail_start = at;
     }
-    let tail_start = past_partial_escape(shown, tail_start).max(head_end);
-    let left_out = shown[head_end..tail_start].chars().count();
-    Cow::Owned(format!(
-        "{}… ({left_out} more characters) …{}",
-        &shown[..head_end],
-        &shown[tail_start..]
+    Some((
+        head_end,
+        past_partial_escape(shown, tail_start).max(head_end),
     ))
+}
+
+/// The old and new value of one changed field (both already made [`inert`]), each cut as
+/// [`shorten`] cuts it, unless that would leave out where they differ: an allow-list of
+/// models or an invite's projects gaining one entry in its middle showed as two cells alike
+/// but for their counts. Then each shows `max_width` columns from a little before the first
+/// difference, between marks of what it leaves out on either side.
+pub fn shorten_change<'a>(
+    old: &'a str,
+    new: &'a str,
+    max_width: usize,
+) -> (Cow<'a, str>, Cow<'a, str>) {
+    let same_start = old
+        .char_indices()
+        .zip(new.chars())
+        .find(|((_, a), b)| a != b)
+        .map_or(old.len().min(new.len()), |((at, _), _)| at);
+    // Whether the cut of `text` (if any) keeps where the two start to differ.
+    let differs_in_view =
+        |text: &str| cut_points(text, max_width).is_none_or(|(head_end, _)| same_start < head_end);
+    if differs_in_view(old) && differs_in_view(new) {
+        return (shorten(old, max_width), shorten(new, max_width));
+    }
+    let window = |text: &'a str| -> Cow<'a, str> {
+        use unicode_segmentation::UnicodeSegmentation;
+        if fits(text, max_width) {
+            return Cow::Borrowed(text);
+        }
+        // A quarter of the width before the difference, for where in the value it is.
+        let mut start = same_start;
+        let mut width = 0;
+        for (at, grapheme) in text[..same_start].grapheme_indices(true).rev() {
+            width += grapheme_columns(grapheme);
+            if width > max_width / 4 {
+                break;
+            }
+            start = at;
+        }
+        let start = past_partial_escape(text, start);
+        let end = start + head(&text[start..], max_width).len();
+        let before = if start > 0 {
+            left_out_mark(&text[..start])
+        } else {
+            String::new()
+        };
+        let after = if end < text.len() {
+            left_out_mark(&text[end..])
+        } else {
+            String::new()
+        };
+        Cow::Owned(format!("{before}{}{after}", &text[start..end]))
+    };
+    (window(old), window(new))
 }
 
 /// `shown` (text already made [`inert`]) cut at its end to at most `max_width` terminal
@@ -1469,6 +1538,46 @@ mod tests {
         assert!(matches!(cut_end("short", 5), Cow::Borrowed("short")));
         assert!(matches!(shorten("short", 10), Cow::Borrowed("short")));
         assert!(matches!(shorten(&"長".repeat(5), 10), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_changed_value_is_cut_where_its_difference_stays_in_view() {
+        let list = |extra: &str| {
+            let mut items: Vec<String> = (0..60).map(|i| format!("長{i:02}")).collect();
+            items.insert(30, extra.to_owned());
+            items.join(",")
+        };
+        let (old, new) = (list("舊"), list("新的"));
+        let (cut_old, cut_new) = shorten_change(&old, &new, 100);
+        for (cut, kept) in [(&cut_old, "舊"), (&cut_new, "新的")] {
+            assert!(cut.contains(kept), "{cut}");
+            let (before, rest) = cut.split_once(" more characters) …").unwrap();
+            let (window, after) = rest.split_once("… (").unwrap();
+            assert!(before.starts_with("… (") && after.ends_with(" more characters) …"));
+            assert!(columns(window) <= 100, "{cut}");
+            // Some of what comes before the difference, for where in the value it is.
+            assert!(
+                window.starts_with("長2") && window.find(kept) > Some(20),
+                "{cut}"
+            );
+        }
+        // A difference a plain cut shows is cut as it would be.
+        let (start_old, start_new) = (format!("a{}", "長".repeat(500)), "長".repeat(500));
+        let (cut_old, cut_new) = shorten_change(&start_old, &start_new, 100);
+        assert_eq!(cut_old, shorten(&start_old, 100));
+        assert_eq!(cut_new, shorten(&start_new, 100));
+        // One side short enough is whole; the other shows where it differs from it.
+        let (short, long) = (
+            "長".repeat(40),
+            format!("{}!{}", "長".repeat(40), "長".repeat(400)),
+        );
+        let (cut_short, cut_long) = shorten_change(&short, &long, 100);
+        assert!(matches!(cut_short, Cow::Borrowed(_)));
+        assert!(cut_long.contains("長!長"), "{cut_long}");
+        assert!(matches!(
+            shorten_change("a", "b", 10),
+            (Cow::Borrowed("a"), Cow::Borrowed("b"))
+        ));
     }
 
     #[test]

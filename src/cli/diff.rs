@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::read::{TableFormat, field_rows, names, open, table, write_csv};
+use super::read::{TableFormat, change_table, field_rows, names, open, write_csv};
 use super::{CliError, Exit, GlobalArgs};
 use crate::audit_log::explain::Attribution;
 use crate::model::{Family, SnapshotId, SnapshotStatus};
@@ -95,7 +95,7 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
                     diff.entries.len()
                 )?;
                 if !rows.is_empty() {
-                    writeln!(out, "{}", table(&header, rows))?;
+                    writeln!(out, "{}", change_table(&header, rows))?;
                 }
                 for s in unread_between(&store, &diff)? {
                     if s.status == SnapshotStatus::Failed {

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::diff::{changed_by_cell, object_cell, with_cell};
-use super::read::{TableFormat, field_rows, names, open, table, text_rows, write_csv};
+use super::read::{TableFormat, change_table, field_rows, names, open, text_rows, write_csv};
 use super::{CliError, Exit, GlobalArgs, unknown_name};
 use crate::report::Wrap;
 use crate::store::{Store, rfc3339};
@@ -73,7 +73,7 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> anyhow::Result<Exit> 
             if args.format == TableFormat::Csv {
                 write_csv(&mut out, &names(&header), &rows)?;
             } else {
-                writeln!(out, "{}", table(&header, rows))?;
+                writeln!(out, "{}", change_table(&header, rows))?;
             }
         }
     }

@@ -140,6 +140,30 @@ pub(super) fn table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> Table {
     report::new_table(header, rows, report::output_width(), false)
 }
 
+/// As [`table`], for the rows of [`field_rows`] under a header with `old` and `new`
+/// columns: a value too long to show whole is cut where the cut still shows how the two
+/// differ ([`report::shorten_change`]), not where [`table`] would cut each alone.
+pub(super) fn change_table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> Table {
+    let old_at = header.iter().position(|(name, _)| *name == "old");
+    let rows = rows
+        .into_iter()
+        .map(|row| {
+            let mut cells: Vec<String> = row.iter().map(|c| report::table_cell(c)).collect();
+            if let Some(at) = old_at
+                && let Some([old, new, ..]) = row.get(at..)
+            {
+                let (old, new) = (report::inert(old), report::inert(new));
+                let (old, new) = report::shorten_change(&old, &new, report::CELL_MAX_WIDTH);
+                cells[at] = old.into_owned();
+                cells[at + 1] = new.into_owned();
+            }
+            cells
+        })
+        .collect();
+    // Each cell is cut already: cut again, a window around a change would lose its end.
+    whole_table(header, rows)
+}
+
 /// As [`table`], with every cell whole: `query` shows what its SQL asked for.
 pub(super) fn whole_table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> Table {
     let rows = rows

@@ -153,3 +153,40 @@ fn one_huge_name_is_cut_in_every_reading_table_and_kept_whole_in_json() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).matches('長').count() == 10_000);
 }
+
+#[test]
+fn a_long_list_changed_in_its_middle_shows_the_change_in_diff_and_history() {
+    // A role's permissions (or an allow-list of models) is compared whole: cut at its
+    // start and end like any long cell, its old and new value showed alike but for the
+    // counts of what was left out, and the added permission was nowhere.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_background(Org::demo(Utc::now().timestamp()), SimOptions::default()).unwrap();
+    let mut permissions: Vec<String> = (0..40).map(|i| format!("api.scope{i:02}.read")).collect();
+    let role = sim.with_org(|org| {
+        org.roles[0].permissions = permissions.clone();
+        org.roles[0].id.to_string()
+    });
+    audit(dir.path(), &sim);
+    permissions.insert(20, "api.added.write".into());
+    sim.with_org(|org| org.roles[0].permissions = permissions.clone());
+    audit(dir.path(), &sim);
+    for command in [&["diff"][..], &["history", &role]] {
+        let out = run(dir.path(), &sim, command);
+        assert!(out.status.success(), "{command:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Wrapped in its cell, the value is found with the table's borders taken out.
+        let joined: String = text
+            .lines()
+            .filter_map(|l| {
+                l.split(['│', '┆'])
+                    .nth(if command[0] == "diff" { 7 } else { 9 })
+            })
+            .map(str::trim)
+            .collect();
+        assert!(
+            joined.contains("\"api.added.write\""),
+            "{command:?}:\n{text}"
+        );
+        assert!(joined.contains("characters) …"), "{command:?}:\n{text}");
+    }
+}
