@@ -78,6 +78,8 @@ fn a_project_name_matches_in_either_unicode_spelling_and_two_that_look_alike_are
     );
     // A second project whose name looks the same: neither is picked in silence.
     rename(&sim, "proj_payments", CAFE_NFC);
+    // (Renamed in the same run, as each audit takes a second.)
+    rename(&sim, "proj_data", "evil\u{202e}gnp.exe");
     audit(dir.path(), &sim);
     for typed in [CAFE_NFC, CAFE_NFD] {
         let err = findings_of(dir.path(), &sim, typed).unwrap_err();
@@ -89,8 +91,6 @@ fn a_project_name_matches_in_either_unicode_spelling_and_two_that_look_alike_are
         );
     }
     // A name with a bidi override is shown escaped; pasted as shown, it finds its project.
-    rename(&sim, "proj_data", "evil\u{202e}gnp.exe");
-    audit(dir.path(), &sim);
     assert_eq!(
         findings_of(dir.path(), &sim, r"evil\u{202e}gnp.exe"),
         Ok(vec!["proj_data".to_owned()])
