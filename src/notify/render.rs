@@ -28,9 +28,9 @@ pub const DEFAULT_TEXT: &str = include_str!("../../templates/digest.txt");
 
 /// At most this many findings are listed per section; the CSV has the rest.
 const MAX_LISTED: usize = 100;
-/// The most HTML a digest lists findings in. Gmail clips an HTML part past about 102 KB and
-/// hides the rest behind a link, with the notes that say where the other findings are; the
-/// part goes out as quoted-printable, about 6–10% larger, so 80 kB stays under it.
+/// The most HTML a digest lists findings in, as sent ([`sent_size`]). Gmail clips an HTML
+/// part past about 102 KB and hides the rest behind a link, with the notes that say where
+/// the other findings are.
 const HTML_BUDGET: usize = 80_000;
 /// The fewest findings a section lists when the HTML budget cuts the list.
 const MIN_LISTED: usize = 10;
@@ -195,10 +195,12 @@ impl Renderer {
         // same ones, so both parts say the same about what the CSV holds.
         let mut limit = MAX_LISTED;
         let mut html = render(limit, "digest.html", &self.html_name)?;
-        while html.len() > HTML_BUDGET && limit > MIN_LISTED {
-            let scaled = limit * HTML_BUDGET / html.len() * 9 / 10;
+        let mut size = sent_size(&html);
+        while size > HTML_BUDGET && limit > MIN_LISTED {
+            let scaled = limit * HTML_BUDGET / size * 9 / 10;
             limit = scaled.clamp(MIN_LISTED, limit - 1);
             html = render(limit, "digest.html", &self.html_name)?;
+            size = sent_size(&html);
         }
         Ok(Rendered {
             html,
@@ -209,6 +211,13 @@ impl Renderer {
             csv_filename,
         })
     }
+}
+
+/// The bytes a part of `text` takes in the message: encoded as [`build_message`] encodes it,
+/// quoted-printable or base64. Each byte beyond ASCII is three in quoted-printable
+/// (`=E6=94=AF`): 80 kB of HTML naming projects in Japanese went out as 120 kB.
+fn sent_size(text: &str) -> usize {
+    lettre::message::Body::new(text.to_owned()).len()
 }
 
 /// The `wrap` filter of the plain-text template: `text` in lines of at most `width`
@@ -1186,6 +1195,42 @@ mod tests {
     }
 
     #[test]
+    fn names_beyond_ascii_still_leave_the_html_as_sent_under_gmails_clipping() {
+        // The budget counted the HTML's bytes, but each byte beyond ASCII goes out as three
+        // in quoted-printable (=E6=94=AF): with project names and messages in Japanese, 80 kB
+        // of HTML was 130 kB as sent, and Gmail clipped it.
+        let name = "支払いサービス本番環境の東京リージョン";
+        let findings: Vec<FindingState> = (0..400)
+            .map(|i| {
+                let mut f = opened(&format!("key_{i:03}"), Severity::High);
+                f.project_name = Some(format!("{name}{}", i % 20));
+                f.message = format!("「{name}」の鍵「本番用の鍵{i}」は九十日以上使われていません");
+                // A team's own rules, written in its language.
+                f.title = "九十日以上使われていない API キー".into();
+                f.remediation =
+                    "使われていない鍵は失効させてください。必要であれば、現在のメンバーか\
+                                 サービスアカウントに新しい鍵を発行してください。"
+                        .into();
+                f
+            })
+            .collect();
+        let rendered = Renderer::builtin()
+            .unwrap()
+            .render(&digest(&findings, "acme"), "7d")
+            .unwrap();
+        let from: Mailbox = "orgwarden@example.com".parse().unwrap();
+        let to: Mailbox = "security@example.com".parse().unwrap();
+        let bytes = build_message(&rendered, &from, &[to], t(3))
+            .unwrap()
+            .formatted();
+        let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        let html = parsed.html_part(0).unwrap();
+        let sent = html.raw_end_offset() - html.raw_body_offset();
+        assert!(sent <= 100_000, "{sent} bytes of HTML as sent");
+        assert!(rendered.text.contains("Too many to list here"));
+    }
+
+    #[test]
     fn html_part_escapes_api_supplied_text() {
         let d = digest(&evil_findings(), "acme");
         let rendered = Renderer::builtin().unwrap().render(&d, "7d").unwrap();
@@ -1250,12 +1295,14 @@ mod tests {
             .unwrap()
             .render(&digest(&findings, "acme"), "7d")
             .unwrap();
+        let more = findings.len() - rendered.text.matches("\n  - ").count();
         for part in [&rendered.text, &rendered.html] {
             assert!(
-                part.contains("and 1 more (`orgwarden findings --status resolved` lists them)")
-                    || part.contains(
-                        "and 1 more (<code>orgwarden findings --status resolved</code> lists them)"
-                    ),
+                part.contains(&format!(
+                    "and {more} more (`orgwarden findings --status resolved` lists them)"
+                )) || part.contains(&format!(
+                    "and {more} more (<code>orgwarden findings --status resolved</code> lists them)"
+                )),
                 "{part}"
             );
             assert!(!part.contains("more in the attached CSV"), "{part}");
