@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-/// README.md, every page under docs/ and rules/README.md.
 /// What `check` (given a file's name and text) finds in every page of [`documentation`].
 fn in_documentation(check: fn(&str, &str) -> Vec<String>) -> Vec<String> {
     documentation()
@@ -17,6 +16,7 @@ fn in_documentation(check: fn(&str, &str) -> Vec<String>) -> Vec<String> {
         .collect()
 }
 
+/// README.md, every page under docs/ and rules/README.md.
 fn documentation() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = vec![root.join("README.md"), root.join("rules/README.md")];
