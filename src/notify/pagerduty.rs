@@ -105,7 +105,8 @@ fn trigger(a: &Announced, organization: &str) -> Value {
                 "resource_type": inert(&f.resource_type),
                 "project_name": f.project_name.as_deref().map(inert),
                 "message": inert(&f.message),
-                "remediation": inert(&f.remediation),
+                // The rule's own text, not the API's: a runbook of several steps stays whole.
+                "remediation": crate::report::inert(&f.remediation),
                 "first_seen": f.first_seen.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 "changed_by": f.changed_by.as_ref().map(|by| inert(&by.describe())),
             },
@@ -157,5 +158,29 @@ mod tests {
             .as_str()
             .unwrap();
         assert!(message.ends_with("長\" is unused"), "{message}");
+    }
+
+    #[test]
+    fn a_rules_long_remediation_reaches_pagerduty_whole() {
+        let mut f = crate::notify::plan::tests::finding("key_1", Severity::High);
+        f.remediation = (1..=12)
+            .map(|i| {
+                format!(
+                    "{i}. Step {i} of the runbook at https://wiki.example.com/ops/keys#step-{i}."
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let a = Announced {
+            finding: f.clone(),
+            reason: Reason::New,
+            detail: None,
+        };
+        let event = trigger(&a, "acme");
+        let remediation = event["payload"]["custom_details"]["remediation"]
+            .as_str()
+            .unwrap();
+        assert!(!remediation.contains("more characters"), "{remediation}");
+        assert!(remediation.ends_with("#step-12."), "{remediation}");
     }
 }
