@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
+use orgwarden::model::Family;
 use orgwarden::sim::{Fault, FaultKind, Org, SimHandle, SimOptions, start_background};
 use serde_json::Value;
 
@@ -291,4 +292,139 @@ fn a_finding_does_not_resolve_because_the_field_it_was_judged_on_stopped_coming(
     );
     env.run(&["audit", "--format", "json"]);
     assert_eq!(status(), "resolved");
+}
+
+/// The reference's schema of the objects `family` reads: the items of a list, else the
+/// answer itself (a project's retention, spend limit, hosted tools).
+fn object_schema(spec: &Value, family: Family) -> &Value {
+    // Path parameters are named differently here and there (`{parent_id}`, `{user_id}`).
+    let shape = |path: &str| -> String {
+        path.split('/')
+            .map(|part| if part.starts_with('{') { "{}" } else { part })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let want = shape(family.path_template());
+    let (_, operation) = spec["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .find(|(path, _)| shape(path) == want)
+        .unwrap_or_else(|| panic!("the reference has no path {want}"));
+    let answer = resolve(
+        spec,
+        &operation["get"]["responses"]["200"]["content"]["application/json"]["schema"],
+    );
+    match answer["properties"]["data"].get("items") {
+        Some(items) => resolve(spec, items),
+        None => answer,
+    }
+}
+
+fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let name = reference.rsplit('/').next().unwrap_or_default();
+            resolve(spec, &spec["components"]["schemas"][name])
+        }
+        None => schema,
+    }
+}
+
+/// Every value the reference gives the field at `path` (`$.owner.type`): its `enum`, in
+/// any of its alternatives; where it has none, the values its description names in
+/// backquotes (`` `active` or `archived` ``, ``Always `user` ``).
+fn documented_values(spec: &Value, object: &Value, path: &str) -> Vec<String> {
+    let mut schemas = vec![object];
+    for field in path.trim_start_matches("$.").split('.') {
+        schemas = schemas
+            .into_iter()
+            .flat_map(|s| alternatives(spec, s))
+            .filter_map(|s| s["properties"].get(field))
+            .collect();
+    }
+    let leaves: Vec<&Value> = schemas
+        .into_iter()
+        .flat_map(|s| alternatives(spec, s))
+        .collect();
+    let mut values: Vec<String> = leaves
+        .iter()
+        .filter_map(|s| s["enum"].as_array())
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    if values.is_empty() {
+        for description in leaves.iter().filter_map(|s| s["description"].as_str()) {
+            values.extend(description.split('`').skip(1).step_by(2).map(str::to_owned));
+        }
+    }
+    values
+}
+
+/// A schema with its `$ref` followed and its `anyOf`/`oneOf`/`allOf` alternatives.
+fn alternatives<'a>(spec: &'a Value, schema: &'a Value) -> Vec<&'a Value> {
+    let schema = resolve(spec, schema);
+    let mut all = vec![schema];
+    for key in ["anyOf", "oneOf", "allOf"] {
+        for alt in schema[key].as_array().into_iter().flatten() {
+            all.extend(alternatives(spec, alt));
+        }
+    }
+    all
+}
+
+#[test]
+fn the_field_catalogues_match_what_the_reference_documents() {
+    let spec: Value = serde_yaml::from_str(include_str!("reference/openai-admin-openapi.yaml"))
+        .expect("the reference is valid YAML");
+    let mut wrong = Vec::new();
+    for family in Family::ALL {
+        let object = object_schema(&spec, family);
+        // A field said required that the API need not send would warn on every run and
+        // keep the findings of every rule reading the view from resolving.
+        let required: Vec<&str> = object["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        for field in family.required_fields() {
+            if !required.contains(field) {
+                wrong.push(format!("{}: `{field}` is not required", family.view()));
+            }
+        }
+        // A documented value missing from the known ones would warn on every run.
+        for &(column, known) in family.enum_columns() {
+            let documented: Vec<String> = if family == Family::ProjectHostedToolPermissions {
+                // One row per tool: the tools are the object's fields.
+                required.iter().map(|&t| t.to_owned()).collect()
+            } else {
+                let path = family
+                    .columns()
+                    .iter()
+                    .find(|c| c.name == column)
+                    .unwrap_or_else(|| panic!("{}.{column} is no column", family.view()))
+                    .path;
+                documented_values(&spec, object, path)
+            };
+            if documented.is_empty() {
+                wrong.push(format!(
+                    "{}.{column}: the reference documents no values",
+                    family.view()
+                ));
+            }
+            for value in documented {
+                if !known.contains(&value.as_str()) {
+                    wrong.push(format!("{}.{column}: `{value}` is unknown", family.view()));
+                }
+            }
+        }
+    }
+    let actor_types = documented_values(
+        &spec,
+        &spec["components"]["schemas"]["AuditLogActor"],
+        "$.type",
+    );
+    assert_eq!(actor_types, orgwarden::audit_log::ACTOR_TYPES);
+    assert_eq!(wrong, Vec::<String>::new());
 }
