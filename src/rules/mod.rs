@@ -398,17 +398,27 @@ impl Rule {
     /// Whether the rule's SQL names one of `views` (as a word: `projects` is not read by
     /// a rule naming only `project_spend`).
     pub fn reads_any(&self, views: &[&str]) -> bool {
-        let sql = self.sql().to_ascii_lowercase();
+        // The rule's own SQL, not the archived-project filter `sql()` wraps it in: that
+        // reads only the projects' `id` and `status`, and counting it would have every
+        // rule read `projects`, so one project without its `created_at` would keep every
+        // finding of the organization from resolving.
+        let sql = self.own_sql().to_ascii_lowercase();
         sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .any(|word| views.contains(&word))
     }
 
-    /// The SQL SQLite runs for this rule (named parameters, never spliced values).
-    pub fn sql(&self) -> String {
-        let inner = match &self.body {
+    /// The rule's query as written (or compiled from its `where`), before [`Rule::sql`]
+    /// wraps it.
+    fn own_sql(&self) -> String {
+        match &self.body {
             RuleBody::Where { compiled, .. } => compiled.sql.clone(),
             RuleBody::Sql { sql } => sql.trim().trim_end_matches(';').trim_end().to_owned(),
-        };
+        }
+    }
+
+    /// The SQL SQLite runs for this rule (named parameters, never spliced values).
+    pub fn sql(&self) -> String {
+        let inner = self.own_sql();
         let select = match &self.body {
             RuleBody::Where { .. } => "r.*",
             RuleBody::Sql { .. } => {

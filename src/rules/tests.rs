@@ -1433,3 +1433,29 @@ fn a_new_project_whose_read_failed_is_not_reported_for_what_the_read_missed() {
         );
     }
 }
+
+#[test]
+fn a_rule_reads_the_projects_view_only_when_its_own_sql_names_it() {
+    let loaded = load_with("");
+    let reading: Vec<&str> = loaded
+        .rules
+        .enabled()
+        .filter(|r| r.reads_any(&["projects"]))
+        .map(|r| r.id.as_str())
+        .collect();
+    // Not the archived-project filter every project rule is wrapped in: with it, every
+    // rule (the audit log's and the organization's too) would be held for one project
+    // lacking a field.
+    assert_eq!(
+        reading,
+        [
+            "archived-project-active-keys",
+            "project-too-many-owners",
+            "project-no-owner",
+            "project-retention-not-zdr",
+            "project-model-permissions-unset",
+            "project-no-spend-alert",
+            "spend-limit-enforcing",
+        ]
+    );
+}
