@@ -294,6 +294,39 @@ fn a_finding_does_not_resolve_because_the_field_it_was_judged_on_stopped_coming(
     assert_eq!(status(), "resolved");
 }
 
+#[test]
+fn a_project_lacking_a_documented_field_holds_only_the_rules_that_read_projects() {
+    let env = Env::new();
+    let status = |rule: &str| -> String {
+        rusqlite::Connection::open(env.db())
+            .expect("database opens")
+            .query_row(
+                "SELECT status FROM finding WHERE rule_id = ?1",
+                [rule],
+                |row| row.get(0),
+            )
+            .expect("the finding")
+    };
+    env.run(&["audit", "--format", "json"]);
+    assert_eq!(status("invite-pending-stale"), "open");
+    // The projects lose `created_at`, and the invitation is accepted.
+    env.sim.add_fault(Fault {
+        path_prefix: "/organization/projects".into(),
+        kind: FaultKind::DropField("created_at".into()),
+        times: None,
+    });
+    env.set_field("/organization/invites", "status", r#""accepted""#);
+    let out = env.run(&["audit", "--format", "json"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("projects.created_at: 2 of 2 object(s)"),
+        "{stderr}"
+    );
+    // Neither the archived-project filter every rule runs under nor the invitations'
+    // own `projects` field is a read of the projects: the finding resolves.
+    assert_eq!(status("invite-pending-stale"), "resolved", "{stderr}");
+}
+
 /// The reference's schema of the objects `family` reads: the items of a list, else the
 /// answer itself (a project's retention, spend limit, hosted tools).
 fn object_schema(spec: &Value, family: Family) -> &Value {
