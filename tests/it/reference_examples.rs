@@ -327,6 +327,13 @@ async fn a_snapshot_of_an_api_answering_the_specs_own_examples_is_complete() {
         .query_row("SELECT sum(amount_cents) FROM cost_day", [], |r| r.get(0))
         .unwrap();
     assert_eq!(cents, 6);
+    // The examples are answers the API documents: a run reading them warns of no missing
+    // field and no unknown value (one that did would warn on every real run, and hold the
+    // findings of every rule reading the view from resolving).
+    let store = orgwarden::store::Store::open(&dir.path().join("orgwarden.db")).unwrap();
+    let snapshot = store.latest_snapshot().unwrap().expect("a snapshot").id;
+    assert_eq!(store.missing_fields().unwrap(), []);
+    assert_eq!(store.unknown_values(snapshot).unwrap(), []);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
