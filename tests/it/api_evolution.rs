@@ -283,6 +283,14 @@ fn a_finding_does_not_resolve_because_the_field_it_was_judged_on_stopped_coming(
         text(&out.stderr)
     );
     assert_eq!(status(), "open");
+    // An offline audit of that snapshot holds the finding too, and says why.
+    let offline = env.run(&["audit", "--offline", "--format", "json"]);
+    assert!(
+        text(&offline.stderr).contains("org_spend_limit.enforcement: 1 of 1 object(s)"),
+        "{}",
+        text(&offline.stderr)
+    );
+    assert_eq!(status(), "open");
     // Sent again, and saying the limit no longer enforces: now it resolves.
     env.sim.clear_faults();
     env.set_field(
