@@ -711,9 +711,10 @@ impl Crawl<'_> {
                     .insert(scope.family);
                 let family = scope.family.view();
                 let message = format!(
-                    "{error}: the Admin API does not serve {family} here; if every run says \
-                     so (a feature withdrawn, or not offered to this organization), add \
-                     \"{family}\" to [collect] skip"
+                    "{error}: {family} was not found here: what it belongs to was removed \
+                     during the read, or the Admin API does not serve {family} (a feature \
+                     withdrawn, or not offered to this organization); if every run says so, \
+                     add \"{family}\" to [collect] skip"
                 );
                 if first {
                     tracing::warn!(

@@ -279,8 +279,9 @@ fn a_family_the_api_stops_serving_is_said_once_with_the_way_to_skip_it() {
     assert_exit(&out, 3);
     assert_eq!(json(&out)["scopes_failed"], 2);
     let stderr = text(&out.stderr);
-    let hint = "the Admin API does not serve project_certificates here; if every run says so \
-                (a feature withdrawn, or not offered to this organization), add \
+    let hint = "project_certificates was not found here: what it belongs to was removed during \
+                the read, or the Admin API does not serve project_certificates (a feature \
+                withdrawn, or not offered to this organization); if every run says so, add \
                 \"project_certificates\" to [collect] skip";
     assert!(stderr.contains(hint), "{stderr}");
     assert_eq!(
