@@ -174,7 +174,7 @@ impl Renderer {
             "orgwarden-{}-{}.csv",
             file_safe(&digest.organization)
                 .chars()
-                .take(SUBJECT_ORG_CHARS)
+                .take(SUBJECT_ORG_WIDTH)
                 .collect::<String>(),
             digest.generated_at.format("%Y-%m-%d")
         );
@@ -327,24 +327,15 @@ pub fn subject(digest: &Digest) -> String {
     ))
 }
 
-/// The most characters of the organization's name a subject or file name keeps. A header
-/// line is folded only at spaces: a long name without one made a Subject line past the
-/// 998 octets SMTP allows, and the server refused the digest for good.
-const SUBJECT_ORG_CHARS: usize = 40;
+/// The most terminal columns of the organization's name a subject keeps. A header line is
+/// folded only at spaces: a long name without one made a Subject line past the 998 octets
+/// SMTP allows, and the server refused the digest for good.
+const SUBJECT_ORG_WIDTH: usize = 40;
 
-/// The organization's name as a subject shows it: one line, at most [`SUBJECT_ORG_CHARS`].
+/// The organization's name as a subject shows it: one line, at most [`SUBJECT_ORG_WIDTH`]
+/// columns, cut as every shown text is cut (between graphemes, never inside an escape).
 pub fn subject_organization(organization: &str) -> String {
-    shortened(&one_line(organization), SUBJECT_ORG_CHARS)
-}
-
-/// `text` cut to at most `max` characters, the cut marked with `…`.
-fn shortened(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    report::cut_end(&one_line(organization), SUBJECT_ORG_WIDTH).into_owned()
 }
 
 /// The subject without its prefix: `3 new, 1 resolved — 1 high, 2 medium`.
@@ -1055,6 +1046,25 @@ mod tests {
             subject(&digest(&[a], "acme")),
             "[orgwarden] acme: 1 still open (reminder) — 1 high"
         );
+    }
+
+    #[test]
+    fn the_subject_cuts_the_organization_by_columns_and_splits_no_grapheme_or_escape() {
+        use unicode_width::UnicodeWidthStr;
+        let wide = subject_organization(&"株式会社".repeat(20));
+        assert_eq!(
+            wide,
+            format!(
+                "{}…",
+                "株式会社".repeat(5).chars().take(19).collect::<String>()
+            )
+        );
+        assert!(wide.width() <= 40, "{wide}");
+        // An escape for a control character is kept whole or left out, never halved.
+        let escaped = subject_organization(&format!("{}\u{202e}{}", "a".repeat(36), "b".repeat(9)));
+        assert_eq!(escaped, format!("{}…", "a".repeat(36)));
+        let accents = subject_organization(&"e\u{301}".repeat(50));
+        assert_eq!(accents, format!("{}…", "e\u{301}".repeat(39)));
     }
 
     #[test]
