@@ -225,6 +225,7 @@ fn sent_size(text: &str) -> usize {
 /// `indent`. A line break in `text` stays one. A word longer than `width` (an id, a URL)
 /// keeps its own line whole: broken, it could not be copied.
 fn wrap(text: &str, width: Option<usize>, indent: Option<&str>) -> String {
+    use unicode_width::UnicodeWidthStr;
     let width = width.unwrap_or(76).max(1);
     let indent = indent.unwrap_or("");
     let mut lines: Vec<String> = Vec::new();
@@ -235,7 +236,8 @@ fn wrap(text: &str, width: Option<usize>, indent: Option<&str>) -> String {
         let mut line_chars = line.len();
         let mut first = true;
         for word in body.split(' ') {
-            let word_chars = word.chars().count();
+            // Columns as a mail reader draws them: a Hangul or CJK character takes two.
+            let word_chars = word.width();
             if !first && line_chars + 1 + word_chars > width && !line.trim().is_empty() {
                 lines.push(std::mem::take(&mut line).trim_end().to_owned());
                 line_chars = 0;
@@ -1506,6 +1508,19 @@ mod tests {
                          issue a new key.\n  1. a step of a list keeps its indent\n  2. https://example.com/a/very/long/address/that/no/line/break/may/split/because/it/would/not/work"
             .into();
         f
+    }
+
+    #[test]
+    fn wrapping_counts_the_columns_wide_characters_take() {
+        use unicode_width::UnicodeWidthStr;
+        // Korean is written with spaces between words, each syllable two columns wide.
+        let korean = "프로젝트의 키가 구십일 넘게 사용되지 않았습니다 ".repeat(8);
+        let wrapped = wrap(korean.trim(), Some(76), Some("  "));
+        assert!(wrapped.lines().count() > 4, "{wrapped}");
+        for line in wrapped.lines() {
+            assert!(line.width() <= 76 + 2, "{} columns: {line}", line.width());
+        }
+        assert_eq!(wrapped.replace("\n  ", " "), korean.trim());
     }
 
     #[test]
