@@ -662,11 +662,7 @@ impl Crawl<'_> {
             ClientError::KeyRefused {
                 status, ref path, ..
             } => {
-                let first = self
-                    .refused_families
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(scope.family);
+                let first = first_time(&self.refused_families, scope.family);
                 // A key revoked or rotated mid-crawl is refused by every read that follows:
                 // the project list, which the key read at the start, tells that from a
                 // key that may not read this one family. Refused there too, the crawl
@@ -680,13 +676,7 @@ impl Crawl<'_> {
                     "GET {path}: HTTP {status}: the Admin API refused this read: this key may \
                      not read {family}; to stop reading it, add \"{family}\" to [collect] skip"
                 );
-                if first {
-                    tracing::warn!(
-                        "{message} (further refusals of {family} in this run are not logged)"
-                    );
-                } else {
-                    tracing::debug!("{message}");
-                }
+                say_once(first, &message, &format!("refusals of {family}"));
                 return self.record_failure(scope, error.status(), message).await;
             }
             // The project list is what every Admin API serves: a 404 there is a base URL
@@ -704,11 +694,7 @@ impl Crawl<'_> {
             // what hangs under it, which the next run does not meet again. Said once per
             // family, with the way out, not once for each of a thousand projects.
             ClientError::Status { status: 404, .. } => {
-                let first = self
-                    .missing_families
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(scope.family);
+                let first = first_time(&self.missing_families, scope.family);
                 let family = scope.family.view();
                 let message = format!(
                     "{error}: {family} was not found here: what it belongs to was removed \
@@ -716,13 +702,7 @@ impl Crawl<'_> {
                      withdrawn, or not offered to this organization); if every run says so, \
                      add \"{family}\" to [collect] skip"
                 );
-                if first {
-                    tracing::warn!(
-                        "{message} (further 404s of {family} in this run are not logged)"
-                    );
-                } else {
-                    tracing::debug!("{message}");
-                }
+                say_once(first, &message, &format!("404s of {family}"));
                 return self.record_failure(scope, error.status(), message).await;
             }
             ref other => other.to_string(),
@@ -1144,6 +1124,23 @@ async fn read_audit_log(
     // The writer may be gone (its own error is the one reported).
     let _ = tx.send(WriterInput::AuditDone(read.clone())).await;
     Some(read)
+}
+
+/// Whether this is the first time `family` is added to `seen` in this crawl.
+fn first_time(seen: &Mutex<HashSet<Family>>, family: Family) -> bool {
+    seen.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(family)
+}
+
+/// Logs a family's failure once a run as a warning, and its repeats (`repeats`: "404s of
+/// project_certificates") at debug: a thousand projects make one line, not a thousand.
+fn say_once(first: bool, message: &str, repeats: &str) {
+    if first {
+        tracing::warn!("{message} (further {repeats} in this run are not logged)");
+    } else {
+        tracing::debug!("{message}");
+    }
 }
 
 #[cfg(test)]

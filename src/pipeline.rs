@@ -196,15 +196,13 @@ pub async fn run<S: Setup>(
     let joined = tokio::task::spawn_blocking(move || {
         let mut store = store;
         let inputs = setup.inputs();
-        // Said of a crawl; a stored snapshot was warned of when it was read.
+        // Said of a crawl; a stored snapshot was warned of when it was read. Missing fields
+        // are said by the evaluation itself, offline too: they are why it resolves none of
+        // the held rules' findings.
         if judged_at.is_none() {
             warn_of_odd_times(&store);
             warn_of_unknown_values(&store, info.id);
         }
-        // Said by every run, offline too: it is why this run resolves none of the held
-        // rules' findings, and an operator auditing a stored snapshot may not have seen the
-        // run that read it.
-        warn_of_missing_fields(&store);
         let now = Utc::now();
         let evaluated = evaluate_at(
             &mut store,
@@ -289,38 +287,33 @@ fn warn_of_unknown_values(store: &Store, snapshot: crate::model::SnapshotId) {
     }
 }
 
-/// Warns of each field the API documents as always sent that the crawl found missing
-/// from objects: removed or renamed, it leaves its column NULL, and a rule reads that as
-/// a key never used, an admin key without expiry, an invitation no longer pending.
-fn warn_of_missing_fields(store: &Store) {
-    match store.missing_fields() {
-        Ok(missing) => {
-            for m in missing {
-                tracing::warn!(
-                    "{}.{}: {} of {} object(s) from the API lack this field, which the API \
-                     documents as always sent; rules that read it may pass over or misjudge \
-                     those objects, and no finding of a rule reading this view is resolved \
-                     while it lasts: check them with `orgwarden query`, and look for a newer \
-                     orgwarden",
-                    m.view,
-                    m.field,
-                    m.count,
-                    m.of
-                );
-            }
-        }
-        Err(error) => tracing::debug!(%error, "the check for missing fields failed"),
+/// Warns of each field the API documents as always sent that the stored objects lack:
+/// removed or renamed, it leaves its column NULL, and a rule reads that as a key never
+/// used, an admin key without expiry, an invitation no longer pending.
+fn warn_of_missing_fields(missing: &[crate::store::MissingField]) {
+    for m in missing {
+        tracing::warn!(
+            "{}.{}: {} of {} object(s) from the API lack this field, which the API \
+             documents as always sent; rules that read it may pass over or misjudge \
+             those objects, and no finding of a rule reading this view is resolved \
+             while it lasts: check them with `orgwarden query`, and look for a newer \
+             orgwarden",
+            m.view,
+            m.field,
+            m.count,
+            m.of
+        );
     }
 }
 
-/// The views some of whose objects lack a field the API documents as always sent
-/// ([`Store::missing_fields`]), and the views built on one of them (`project_spend` reads
-/// `project_spend_limits`).
-fn incomplete_views(store: &Store) -> Result<Vec<&'static str>, AuditError> {
-    let mut views: Vec<&'static str> = store.missing_fields()?.iter().map(|m| m.view).collect();
+/// The views of `missing` ([`Store::missing_fields`]: some of their objects lack a field
+/// the API documents as always sent), and the views built on one of them (`project_spend`
+/// reads `project_spend_limits`).
+fn incomplete_views(missing: &[crate::store::MissingField]) -> Vec<&'static str> {
+    let mut views: Vec<&'static str> = missing.iter().map(|m| m.view).collect();
     views.dedup();
     if views.is_empty() {
-        return Ok(views);
+        return views;
     }
     for (name, sql) in crate::store::view_definitions() {
         // A view's own column may bear another view's name (`org_invites.projects`, read
@@ -337,7 +330,7 @@ fn incomplete_views(store: &Store) -> Result<Vec<&'static str>, AuditError> {
             views.push(name);
         }
     }
-    Ok(views)
+    views
 }
 
 /// Evaluates the enabled rules over the store's views at `now`, reconciles the hits with
@@ -393,7 +386,11 @@ fn evaluate_at(
     // Nor does a view whose objects lack a field the API documents as always sent: the
     // NULL left in its column reads as "not enforcing", "no expiry date to judge", and
     // the findings it held open would resolve, announced as fixed.
-    let incomplete = incomplete_views(store)?;
+    // Warned of here, where the hold is decided, from the same reading: the log says
+    // exactly why these findings did not resolve.
+    let missing = store.missing_fields()?;
+    warn_of_missing_fields(&missing);
+    let incomplete = incomplete_views(&missing);
     if !incomplete.is_empty() {
         coverage.held_rules.extend(
             inputs
@@ -1069,7 +1066,7 @@ mod tests {
         writer
             .finish(&CrawlStats::default(), Utc::now(), SnapshotStatus::Complete)
             .unwrap();
-        let views = incomplete_views(&store).unwrap();
+        let views = incomplete_views(&store.missing_fields().unwrap());
         assert_eq!(views, ["project_spend_limits", "project_spend"]);
     }
 
@@ -1095,7 +1092,7 @@ mod tests {
             .unwrap();
         // `org_invites` has a `projects` column (an invitation's projects) and reads no
         // project: its rules go on resolving.
-        let views = incomplete_views(&store).unwrap();
+        let views = incomplete_views(&store.missing_fields().unwrap());
         assert_eq!(views, ["projects", "project_spend"]);
     }
 }
