@@ -221,7 +221,7 @@ fn sent_size(text: &str) -> usize {
 }
 
 /// The `wrap` filter of the plain-text template: `text` in lines of at most `width`
-/// characters (76 unless given), broken at spaces, every line after the first starting with
+/// columns (76 unless given), broken at spaces, every line after the first starting with
 /// `indent`. A line break in `text` stays one. A word longer than `width` (an id, a URL)
 /// keeps its own line whole: broken, it could not be copied.
 fn wrap(text: &str, width: Option<usize>, indent: Option<&str>) -> String {
@@ -233,20 +233,20 @@ fn wrap(text: &str, width: Option<usize>, indent: Option<&str>) -> String {
         // A line's own indentation (a remediation's list) is kept; so are double spaces.
         let body = paragraph.trim_start_matches(' ');
         let mut line = paragraph[..paragraph.len() - body.len()].to_owned();
-        let mut line_chars = line.len();
+        let mut line_width = line.len();
         let mut first = true;
         for word in body.split(' ') {
             // Columns as a mail reader draws them: a Hangul or CJK character takes two.
-            let word_chars = word.width();
-            if !first && line_chars + 1 + word_chars > width && !line.trim().is_empty() {
+            let word_width = word.width();
+            if !first && line_width + 1 + word_width > width && !line.trim().is_empty() {
                 lines.push(std::mem::take(&mut line).trim_end().to_owned());
-                line_chars = 0;
+                line_width = 0;
             } else if !first {
                 line.push(' ');
-                line_chars += 1;
+                line_width += 1;
             }
             line.push_str(word);
-            line_chars += word_chars;
+            line_width += word_width;
             first = false;
         }
         lines.push(line);
