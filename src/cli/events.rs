@@ -90,7 +90,7 @@ pub fn events(global: &GlobalArgs, args: &EventsArgs) -> anyhow::Result<Exit> {
         since: Some(since.map_or(i64::MIN, |t| t.timestamp())),
         kind: args.kind.clone(),
         actor_email: args.actor.clone(),
-        project_id: project.map(|p| p.as_str().to_owned()),
+        project_id: project,
         // One more than shown: whether the limit hid older matching events.
         limit: args.limit.saturating_add(1),
     };

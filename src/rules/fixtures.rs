@@ -21,7 +21,7 @@ use chrono::{TimeZone, Utc};
 use serde::Deserialize;
 
 use crate::audit_log::AuditEvent;
-use crate::model::{CrawlStats, SnapshotStatus};
+use crate::model::{CrawlStats, ProjectId, SnapshotStatus};
 use crate::sim::Org;
 use crate::store::Store;
 
@@ -56,7 +56,7 @@ pub struct Expected {
     /// The resource.
     pub resource_id: String,
     /// Its project.
-    pub project_id: Option<String>,
+    pub project_id: Option<ProjectId>,
 }
 
 impl std::fmt::Display for Expected {
@@ -65,7 +65,9 @@ impl std::fmt::Display for Expected {
             f,
             "{} in {}",
             self.resource_id,
-            self.project_id.as_deref().unwrap_or("(no project)")
+            self.project_id
+                .as_ref()
+                .map_or("(no project)", ProjectId::as_str)
         )
     }
 }
@@ -356,7 +358,7 @@ fn found(rule: &Rule, case: &Case, now: i64) -> Result<BTreeSet<Expected>, Strin
         .into_iter()
         .map(|h| Expected {
             resource_id: h.resource_id,
-            project_id: h.project_id.map(|p| p.0),
+            project_id: h.project_id,
         })
         .collect())
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::audit_log::AuditEvent;
 use crate::audit_log::read::{AuditLogOutcome, AuditLogRead, Watermark};
+use crate::model::ProjectId;
 
 use super::{SnapshotWriter, Store, StoreError};
 
@@ -188,7 +189,7 @@ pub struct EventFilter {
     /// API key or a service account (exactly).
     pub actor_email: Option<String>,
     /// Only events scoped to this project.
-    pub project_id: Option<String>,
+    pub project_id: Option<ProjectId>,
     /// At most this many, newest first.
     pub limit: u32,
 }
@@ -486,7 +487,7 @@ mod tests {
         };
         assert_eq!(ids(recent), ["e3", "e2"]);
         let nobody = EventFilter {
-            project_id: Some("proj_x".into()),
+            project_id: Some(ProjectId::from("proj_x")),
             ..EventFilter::default()
         };
         assert!(ids(nobody).is_empty());
