@@ -65,6 +65,7 @@ diagnostic_codes! {
     BadGlob = "bad-glob": "An exemption's `resource`, a channel's `rules` entry or a rule's `matches` pattern is not a valid glob.",
     UnknownChannelKind = "unknown-channel-kind": "A `[[notify.channel]]` `kind` that is not slack, webhook, pagerduty or email.",
     DuplicateChannel = "duplicate-channel": "Two notification channels share one name.",
+    PagerdutyEveryFinding = "pagerduty-every-finding": "A pagerduty channel without `min_severity` pages for every finding, `info` included.",
     SecretInConfig = "secret-in-config": "A webhook URL, signing secret or routing key written in the file instead of named by `_env` or `_file`.",
     InsecureUrl = "insecure-url": "A notification URL that is not https (plain http is allowed only towards loopback).",
     BadSeverity = "bad-severity": "Not one of info, low, medium, high, critical.",

@@ -249,14 +249,18 @@ fn channel_config(
         _ => None,
     };
     let to = recipients(raw, kind, email_configured, c);
-    let min_severity = match &raw.min_severity {
-        Some(s) => c.parse(
+    let min_severity = if let Some(s) = &raw.min_severity {
+        c.parse(
             s,
             DiagnosticCode::BadSeverity,
             "unknown severity",
             str::parse::<Severity>,
-        ),
-        None => Some(Severity::Info),
+        )
+    } else {
+        if kind == ChannelKind::PagerDuty {
+            warn_pages_every_finding(kind_text.span(), c);
+        }
+        Some(Severity::Info)
     };
     let rules = match &raw.rules {
         Some(globs) => rule_globs(raw, globs, c).map(Some),
@@ -540,4 +544,24 @@ pub fn check_url(text: &str) -> Result<(), UrlProblem> {
             "scheme `{other}` is not http or https"
         ))),
     }
+}
+
+/// Warns of a pagerduty channel left at the default `min_severity`: its first run triggers an
+/// incident for every open finding, low and info ones included, which on a large organization
+/// is hundreds of pages on the day it is set up. `min_severity = "info"` written out says that
+/// is meant and silences it; the default itself stays, so an upgrade pages no less than before.
+fn warn_pages_every_finding(span: Range<usize>, c: &mut Check<'_>) {
+    c.diags
+        .warning(
+            DiagnosticCode::PagerdutyEveryFinding,
+            Some(c.file),
+            Some(span),
+            "this pagerduty channel pages for every finding, `info` included: its first run \
+             triggers an incident for each one open",
+        )
+        .label("no `min_severity`")
+        .help(
+            "add `min_severity = \"high\"` (or the lowest severity worth waking someone for); \
+             write `min_severity = \"info\"` if every finding is meant",
+        );
 }

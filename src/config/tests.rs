@@ -791,6 +791,7 @@ url_env = "U"
             // `url_env`.
             "secret-in-config@19:7",
             "missing-key@21:1",
+            "pagerduty-every-finding@28:8",
             "insecure-url@30:7",
             "bad-glob@31:10",
             "unexpected-key@37:14",
@@ -1185,5 +1186,30 @@ fn the_digest_csv_bound_defaults_to_6_mib_takes_0_for_none_and_refuses_more_than
     assert_eq!(
         email("max_csv_bytes = \"1KiB\"\n").max_csv_bytes.as_bytes(),
         1024
+    );
+}
+
+#[test]
+fn a_pagerduty_channel_left_at_every_severity_is_warned_and_an_explicit_one_silences_it() {
+    let channel = |extra: &str| {
+        format!(
+            "[[notify.channel]]\nname = \"on-call\"\nkind = \"pagerduty\"\n\
+             routing_key_env = \"PD_KEY\"\n{extra}"
+        )
+    };
+    let (config, d) = check(&channel(""));
+    assert_eq!(problems(&channel("")), ["pagerduty-every-finding@3:8"]);
+    assert!(!d.has_errors(), "a warning, not an error");
+    assert_eq!(config.notify.channels[0].min_severity, Severity::Info);
+    for severity in ["info", "high"] {
+        assert!(
+            problems(&channel(&format!("min_severity = \"{severity}\"\n"))).is_empty(),
+            "{severity}"
+        );
+    }
+    // Only pagerduty pages someone: a slack channel at every severity is a feed.
+    assert!(
+        problems("[[notify.channel]]\nname = \"s\"\nkind = \"slack\"\nurl_env = \"U\"\n")
+            .is_empty()
     );
 }
