@@ -9,8 +9,9 @@
 #   chromium   (Debian)    renders the HTML email digest to a PNG
 #   promtool   (Debian: prometheus)  lints the daemon's /metrics
 #   systemd-analyze (Debian: systemd) verifies the shipped systemd unit
-#   openai, aiosmtpd (PyPI, in target/test-venv)  the official OpenAI Python client as an
-#                          independent check of the simulator; a real SMTP server process
+#   openai, aiosmtpd, cmarkgfm (PyPI, in target/test-venv)  the official OpenAI Python
+#                          client as an independent check of the simulator; a real SMTP
+#                          server process; GitHub's Markdown renderer for the Markdown report
 #
 # Installing Debian packages needs root and apt-get. Without them the script says what is
 # missing and runs the suite anyway: the tests that need a missing tool fail with one line
@@ -71,9 +72,9 @@ if [ ! -x "$venv/bin/python" ]; then
   say "creating the Python virtual environment $venv"
   python3 -m venv "$venv" || say "python3 -m venv failed; the Python-based tests will say so"
 fi
-if [ -x "$venv/bin/python" ] && ! "$venv/bin/python" -c 'import openai, aiosmtpd' 2>/dev/null; then
-  say "installing the Python packages openai>=3.57 and aiosmtpd into $venv (pip)"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'openai>=3.57' aiosmtpd
+if [ -x "$venv/bin/python" ] && ! "$venv/bin/python" -c 'import openai, aiosmtpd, cmarkgfm' 2>/dev/null; then
+  say "installing the Python packages openai>=3.57, aiosmtpd and cmarkgfm into $venv (pip)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'openai>=3.57' aiosmtpd cmarkgfm
 fi
 if [ -x "$venv/bin/python" ]; then
   ORGWARDEN_TEST_PYTHON="$(pwd)/$venv/bin/python"

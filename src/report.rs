@@ -1034,8 +1034,10 @@ pub fn table_report(
 
 /// Outside text for Markdown (a table cell or a line of prose): [`inert`], then every
 /// character Markdown or its inline HTML gives a meaning (`<`, `&`, `*`, `|`, `` ` ``, …)
-/// backslash-escaped, so a name such as `<script>` or `**x**` renders as the text it is. An
-/// `_` inside a word is left alone: it cannot start emphasis there, and ids are full of them.
+/// backslash-escaped, so a name such as `<script>` or `**x**` renders as the text it is, and
+/// `https://…` or `www.…` as text, not a link a project's name could aim at a phishing page.
+/// An `_` inside a word is left alone: it cannot start emphasis there, and ids are full of
+/// them.
 pub(crate) fn md(text: &str) -> String {
     let chars: Vec<char> = inert(text).chars().collect();
     let mut out = String::with_capacity(chars.len());
@@ -1047,6 +1049,14 @@ pub(crate) fn md(text: &str) -> String {
                     && intraword(chars.get(i + 1)))
             }
             '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|' | '~' | '&' => true,
+            // GitHub's renderer links a bare `scheme://…` and `www.…` in text; an escape
+            // inside the trigger (`https\://`, `www\.`) leaves it text, as every other name.
+            ':' => chars.get(i + 1..i + 3) == Some(&['/', '/']),
+            '.' => {
+                i >= 3
+                    && chars[i - 3..i].iter().all(|c| c.eq_ignore_ascii_case(&'w'))
+                    && !intraword(i.checked_sub(4).and_then(|j| chars.get(j)))
+            }
             _ => false,
         };
         if special {
@@ -1807,6 +1817,14 @@ mod tests {
     }
 
     #[test]
+    fn markdown_escapes_what_github_would_link_and_nothing_like_it() {
+        assert_eq!(md("see https://x.test/a"), "see https\\://x.test/a");
+        assert_eq!(md("www.x.test WWW.y.test"), "www\\.x.test WWW\\.y.test");
+        // Not a link's start: a colon without `//`, `www` inside a word, a dot elsewhere.
+        assert_eq!(md("error: a.b awww.c"), "error: a.b awww.c");
+    }
+
+    #[test]
     fn markdown_escapes_table_cells() {
         let text = render(
             Format::Markdown,
@@ -1892,7 +1910,7 @@ mod tests {
         assert!(text.contains("\\<script\\>"), "{text}");
         assert!(text.contains("| `proj_<b>\\|` |"), "{text}");
         assert!(
-            text.contains("\\*\\*bold\\*\\* \\[link\\](http://x) a\\|b\\\\nnext"),
+            text.contains("\\*\\*bold\\*\\* \\[link\\](http\\://x) a\\|b\\\\nnext"),
             "{text}"
         );
     }

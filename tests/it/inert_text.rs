@@ -203,6 +203,62 @@ fn a_formula_in_a_name_starts_no_csv_cell() {
     }
 }
 
+/// A name written in Markdown: emphasis, a link, an image, an autolink, bare URLs of each
+/// scheme GitHub links, `www.`, inline HTML, strikethrough and a code span.
+const MARKDOWN_NAME: &str = "**bold** _em_ [click](https://evil.test/a) https://evil.test/b \
+     www.evil.test HTTP://EVIL.TEST/c ftp://evil.test/e <b>x</b> ~~s~~ `c` \
+     ![i](https://evil.test/i.png) <https://evil.test/d>";
+
+/// The Markdown report of an organization whose names are Markdown, rendered by cmark-gfm
+/// (GitHub's renderer, with its extensions: tables, autolinks, strikethrough, tag filter) as
+/// a job summary or a pull request comment shows it: the names are text, and no link, image
+/// or formatting in the page comes from them.
+#[test]
+fn markdown_in_a_name_renders_as_text_on_github_with_no_link() {
+    crate::support::tools::require_python_module("cmarkgfm", "cmarkgfm");
+    let sim = start_background(hostile_org(MARKDOWN_NAME), SimOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = run(
+        dir.path(),
+        &sim.base_url(),
+        &["audit", "--format", "markdown"],
+    );
+    assert_eq!(audit.status.code(), Some(0));
+    let mut render = std::process::Command::new(crate::support::tools::python())
+        .args([
+            "-c",
+            "import sys, cmarkgfm; \
+             sys.stdout.write(cmarkgfm.github_flavored_markdown_to_html(sys.stdin.read()))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    render
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&audit.stdout)
+        .unwrap();
+    let html = String::from_utf8(render.wait_with_output().unwrap().stdout).unwrap();
+    assert!(html.contains("<table>"), "rendered:\n{html}");
+    for made_by_the_name in ["<a ", "<img", "<em>", "<del>", "<b>", "<code>c</code>"] {
+        assert!(
+            !html.contains(made_by_the_name),
+            "the name made `{made_by_the_name}`:\n{html}"
+        );
+    }
+    assert!(!html.contains("<strong>bold"), "{html}");
+    // Shown whole, as the text it is.
+    for shown in [
+        "**bold** _em_ [click](https://evil.test/a) https://evil.test/b www.evil.test",
+        "HTTP://EVIL.TEST/c ftp://evil.test/e &lt;b&gt;x&lt;/b&gt; ~~s~~ `c`",
+        "![i](https://evil.test/i.png) &lt;https://evil.test/d&gt;",
+    ] {
+        assert!(html.contains(shown), "`{shown}` not shown:\n{html}");
+    }
+}
+
 /// An Admin API that answers every request with a 400 whose message carries escapes and a
 /// forged line.
 fn hostile_error_server() -> u16 {
