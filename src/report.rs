@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use comfy_table::{
     Cell, Color, ColumnConstraint, ContentArrangement, Row, Table, Width,
-    presets::UTF8_FULL_CONDENSED,
+    presets::{NOTHING, UTF8_FULL_CONDENSED},
 };
 use serde_json::{Value as Json, json};
 
@@ -545,18 +545,19 @@ pub fn output_width() -> Option<u16> {
 }
 
 /// The one table style of every command: condensed UTF-8 borders, fitted to `width` by
-/// wrapping only the [`Wrap::Prose`] columns. Styling (colour) only when `color`.
+/// wrapping only the [`Wrap::Prose`] columns. When the ids alone are too wide for `width`
+/// (ten columns on an 80-column terminal), each row is shown as a record instead, one
+/// `column  value` line per column ([`records`]): a table wider than the terminal is folded
+/// by it into lines whose borders no longer meet. Styling (colour) only when `color`.
 pub fn new_table<R: Into<Row>>(
     columns: &[(&str, Wrap)],
     rows: impl IntoIterator<Item = R>,
     width: Option<u16>,
     color: bool,
-) -> Table {
+) -> String {
+    let rows: Vec<Row> = rows.into_iter().map(Into::into).collect();
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED).force_no_tty();
-    if color {
-        table.enforce_styling();
-    }
     match width {
         Some(width) => {
             table
@@ -568,12 +569,11 @@ pub fn new_table<R: Into<Row>>(
         }
     }
     table.set_header(columns.iter().map(|(name, _)| *name));
-    for row in rows {
-        table.add_row(row);
+    for row in &rows {
+        table.add_row(row.clone());
     }
     // Prose keeps room for a word or two (or it wraps a letter per line), but no more than
     // it needs, so an empty column stays narrow.
-    const PROSE_MIN: u16 = 16;
     let content = table.column_max_content_widths();
     let constraints: Vec<ColumnConstraint> = columns
         .iter()
@@ -588,7 +588,102 @@ pub fn new_table<R: Into<Row>>(
         })
         .collect();
     table.set_constraints(constraints);
+    // Laid out unstyled first: its lines' widths are then the columns they take.
+    let plain = table.to_string();
+    if let Some(width) = width
+        && plain
+            .lines()
+            .any(|l| unicode_width::UnicodeWidthStr::width(l) > usize::from(width))
+    {
+        return records(columns, &rows, width, color);
+    }
+    if color {
+        table.enforce_styling();
+        return table.to_string();
+    }
+    plain
+}
+
+/// The least room a [`Wrap::Prose`] column is given: a word or two.
+const PROSE_MIN: u16 = 16;
+
+/// `rows` as records for a terminal too narrow for their table: a `column  value` line per
+/// column, the values aligned, a blank line between rows. Prose wraps to `width`; a
+/// [`Wrap::Never`] value stays whole even when it is wider (an id must stay copyable).
+fn records(columns: &[(&str, Wrap)], rows: &[Row], width: u16, color: bool) -> String {
+    use unicode_width::UnicodeWidthStr;
+    let name_width = columns
+        .iter()
+        .flat_map(|(name, _)| name.lines().map(UnicodeWidthStr::width))
+        .max()
+        .unwrap_or(0);
+    let value_width = usize::from(width)
+        .saturating_sub(name_width + usize::from(NAME_GAP))
+        .max(usize::from(PROSE_MIN));
+    let mut table = Table::new();
     table
+        .load_style(NOTHING)
+        .force_no_tty()
+        .set_content_arrangement(ContentArrangement::Disabled);
+    if color {
+        // Unstyled padding: coloured, it would trail a short value (`open`) with spaces no
+        // trimming removes, up to the widest id's width and past a narrow terminal's edge.
+        table.enforce_styling().style_text_only();
+    }
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            table.add_row(["", ""]);
+        }
+        for ((name, wrap), cell) in columns.iter().zip(row.cell_iter()) {
+            let value = match wrap {
+                Wrap::Never => cell.clone(),
+                Wrap::Prose => Cell::new(wrap_prose(&cell.content(), value_width)),
+            };
+            table.add_row(vec![Cell::new(name), value]);
+        }
+    }
+    if let Some(name) = table.column_mut(0) {
+        name.set_padding((0, NAME_GAP));
+    }
+    if let Some(value) = table.column_mut(1) {
+        value.set_padding((0, 0));
+    }
+    // No right border: the padding of the last column would trail every line.
+    table.trim_fmt()
+}
+
+/// The spaces between a record's column name and its value.
+const NAME_GAP: u16 = 2;
+
+/// `shown` (text already made [`inert`]) in lines of at most `width` columns, broken at
+/// spaces. A word wider than `width` (raw JSON, a URL) is broken as [`head`] cuts: between
+/// graphemes, never inside an escape.
+fn wrap_prose(shown: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthStr;
+    let mut lines = Vec::new();
+    for paragraph in shown.split('\n') {
+        let mut line = String::new();
+        for mut word in paragraph.split(' ') {
+            if !line.is_empty() && line.width() + 1 + word.width() > width {
+                lines.push(std::mem::take(&mut line));
+            } else if !line.is_empty() {
+                line.push(' ');
+            }
+            while line.width() + word.width() > width {
+                // The line is empty here; a grapheme wider than all of it goes alone.
+                let piece = match head(word, width - line.width()) {
+                    "" => word,
+                    piece => piece,
+                };
+                line.push_str(piece);
+                lines.push(std::mem::take(&mut line));
+                word = &word[piece.len()..];
+            }
+            line.push_str(word);
+        }
+        lines.push(line);
+    }
+    lines.join("\n")
 }
 
 /// How a column of arbitrary SQL output may wrap, judged by its name: ids, times and
@@ -928,7 +1023,7 @@ fn findings_table(
     group: &[&Finding],
     width: Option<u16>,
     color: bool,
-) -> Table {
+) -> String {
     let status = |f: &Finding| {
         let cell = Cell::new(f.status.as_str());
         match (color, f.status) {
@@ -1023,8 +1118,7 @@ pub fn table_report(
             out.push_str(&heading);
             out.push('\n');
         }
-        let t = findings_table(severity, &group, width, color);
-        out.push_str(&t.to_string());
+        out.push_str(&findings_table(severity, &group, width, color));
         out.push_str("\n\n");
     }
     out.push_str(&summary(snapshot, findings));
@@ -1427,6 +1521,98 @@ mod tests {
         );
         let rows = text.lines().filter(|l| l.contains("api-key-stale")).count();
         assert_eq!(rows, 4, "{text}");
+    }
+
+    /// Six id columns and a prose one: 120 columns at the least as a table.
+    fn wide_table(width: Option<u16>, color: bool) -> String {
+        let columns = [
+            ("snapshot", Wrap::Never),
+            ("valid_from", Wrap::Never),
+            ("change", Wrap::Never),
+            ("resource_type", Wrap::Never),
+            ("project_id", Wrap::Never),
+            ("resource_id", Wrap::Never),
+            ("changed_by", Wrap::Prose),
+        ];
+        let row = |n: &str, change: &str| {
+            vec![
+                Cell::new(n),
+                Cell::new("2027-01-15T08:00:00Z"),
+                if color {
+                    Cell::new(change).fg(Color::Green)
+                } else {
+                    Cell::new(change)
+                },
+                Cell::new("project_api_keys"),
+                Cell::new("proj_payments"),
+                Cell::new("key_pay_jo_batch"),
+                Cell::new("unknown: the audit log was not read over this interval"),
+            ]
+        };
+        new_table(
+            &columns,
+            [row("1", "added"), row("2", "changed")],
+            width,
+            color,
+        )
+    }
+
+    #[test]
+    fn a_table_too_wide_for_the_terminal_is_shown_as_records_with_ids_whole() {
+        let text = wide_table(Some(40), false);
+        assert!(
+            !text.contains('│'),
+            "a table folded by the terminal:\n{text}"
+        );
+        assert!(text.lines().all(|l| columns(l) <= 40), "{text}");
+        for line in [
+            "valid_from     2027-01-15T08:00:00Z",
+            "resource_id    key_pay_jo_batch",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}:\n{text}");
+        }
+        assert!(
+            !text.contains("was not read over this interval"),
+            "not wrapped:\n{text}"
+        );
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn a_table_that_fits_or_goes_to_a_pipe_stays_a_table() {
+        for width in [None, Some(200)] {
+            let text = wide_table(width, false);
+            assert!(
+                text.starts_with('┌') && text.contains('╞'),
+                "{width:?}:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_coloured_record_has_no_padding_past_its_value() {
+        let text = wide_table(Some(40), true);
+        assert!(
+            text.contains("change         \x1b[38;5;10madded\x1b[39m\n"),
+            "{text:?}"
+        );
+        assert!(text.lines().all(|l| !l.ends_with(' ')), "{text:?}");
+    }
+
+    #[test]
+    fn prose_wraps_at_spaces_and_breaks_only_a_word_wider_than_its_room() {
+        assert_eq!(wrap_prose("a bb ccc dddd", 6), "a bb\nccc\ndddd");
+        // Raw JSON has no space to break at.
+        assert_eq!(
+            wrap_prose("x {\"id\":\"proj_a\"}", 6),
+            "x\n{\"id\":\n\"proj_\na\"}"
+        );
+        // A CJK character takes two columns and is never halved; an escape is never split.
+        assert_eq!(wrap_prose("鍵鍵鍵鍵", 5), "鍵鍵\n鍵鍵");
+        assert_eq!(wrap_prose(r"ab\u{202e}cd", 8), "ab\n\\u{202e}\ncd");
+        for text in ["", "one", "two  spaces"] {
+            assert_eq!(wrap_prose(text, 16), text);
+        }
     }
 
     #[test]

@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use comfy_table::Table;
 use serde_json::Value;
 
 use super::{CliError, GlobalArgs};
@@ -130,10 +129,11 @@ pub(super) fn names<'a>(header: &[(&'a str, Wrap)]) -> Vec<&'a str> {
     header.iter().map(|(name, _)| *name).collect()
 }
 
-/// A table in the style every command shares, fitted to the terminal. Cells hold stored
+/// A table in the style every command shares, fitted to the terminal (see
+/// [`report::new_table`]). Cells hold stored
 /// API text, so each is a [`report::table_cell`]: inert, and cut when no one could read it
 /// whole.
-pub(super) fn table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> Table {
+pub(super) fn table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> String {
     let rows = rows
         .into_iter()
         .map(|row| -> Vec<String> { row.iter().map(|c| report::table_cell(c)).collect() });
@@ -143,7 +143,7 @@ pub(super) fn table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> Table {
 /// As [`table`], for the rows of [`field_rows`] under a header with `old` and `new`
 /// columns: a value too long to show whole is cut where the cut still shows how the two
 /// differ ([`report::shorten_change`]), not where [`table`] would cut each alone.
-pub(super) fn change_table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> Table {
+pub(super) fn change_table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> String {
     let old_at = header.iter().position(|(name, _)| *name == "old");
     let rows = rows
         .into_iter()
@@ -165,7 +165,7 @@ pub(super) fn change_table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> T
 }
 
 /// As [`table`], with every cell whole: `query` shows what its SQL asked for.
-pub(super) fn whole_table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> Table {
+pub(super) fn whole_table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> String {
     let rows = rows
         .into_iter()
         .map(|row| -> Vec<String> { row.iter().map(|c| report::inert(c).into_owned()).collect() });

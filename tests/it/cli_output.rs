@@ -13,10 +13,15 @@ const KEY: &str = "sk-admin-cli-output-0123456789";
 
 /// Runs the binary in `dir` at 80 columns, with nothing from the caller's environment.
 fn run(dir: &Path, args: &[&str]) -> Output {
+    run_at(dir, args, 80)
+}
+
+/// As [`run`], on a terminal `columns` wide.
+fn run_at(dir: &Path, args: &[&str], columns: u16) -> Output {
     crate::support::orgwarden()
         .args(args)
         .current_dir(dir)
-        .env("COLUMNS", "80")
+        .env("COLUMNS", columns.to_string())
         .env("OPENAI_ADMIN_KEY", KEY)
         .output()
         .unwrap()
@@ -115,7 +120,8 @@ fn one_table_style_for_every_command() {
     ];
     for command in commands {
         let args: Vec<&str> = db.iter().chain(command).copied().collect();
-        let out = run(dir.path(), &args);
+        // Wide enough for every one of these tables (`snapshots` takes 160 columns).
+        let out = run_at(dir.path(), &args, 200);
         assert!(out.status.success(), "{command:?}: {}", stderr(&out));
         let text = stdout(&out);
         // UTF8_FULL_CONDENSED: a box with a double rule under the header.
@@ -123,6 +129,51 @@ fn one_table_style_for_every_command() {
         assert!(first.is_some(), "{command:?} has no boxed table:\n{text}");
         assert!(text.contains('╞'), "{command:?}:\n{text}");
     }
+}
+
+#[test]
+fn tables_too_wide_for_the_terminal_are_shown_as_records_that_keep_ids_whole() {
+    let dir = demo_dir();
+    let db = ["--db", "orgwarden-demo.db"];
+    // Each is a table of 110 to 160 columns: at 80, a terminal folded every row of it.
+    let commands: [&[&str]; 5] = [
+        &["snapshots"],
+        &["history", "key_pay_jo_batch"],
+        &["events"],
+        &["spend"],
+        &["rules", "list"],
+    ];
+    for command in commands {
+        let args: Vec<&str> = db.iter().chain(command).copied().collect();
+        let out = run(dir.path(), &args);
+        assert!(out.status.success(), "{command:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(!text.contains('│'), "{command:?} is a table:\n{text}");
+        assert!(
+            text.lines().all(|l| l.chars().count() <= 80),
+            "{command:?}:\n{text}"
+        );
+    }
+    let out = run(dir.path(), &["--db", "orgwarden-demo.db", "rules", "list"]);
+    assert_ids_whole(&stdout(&out), &["project-user-external-domain"]);
+    // The most read table on the narrowest terminal: its ids whole, its messages wrapped.
+    let out = run_at(
+        dir.path(),
+        &[
+            "--db",
+            "orgwarden-demo.db",
+            "findings",
+            "--severity",
+            "high",
+        ],
+        40,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_ids_whole(&text, &["admin-key-owner-not-owner", "key_pay_jo_batch"]);
+    insta::assert_snapshot!(crate::support::same_width_times(
+        &crate::support::demo_month_to_date_as_usual(&text)
+    ));
 }
 
 #[test]

@@ -174,15 +174,20 @@ fn a_long_list_changed_in_its_middle_shows_the_change_in_diff_and_history() {
         let out = run(dir.path(), &sim, command);
         assert!(out.status.success(), "{command:?}");
         let text = String::from_utf8_lossy(&out.stdout);
-        // Wrapped in its cell, the value is found with the table's borders taken out.
-        let joined: String = text
-            .lines()
-            .filter_map(|l| {
-                l.split(['│', '┆'])
-                    .nth(if command[0] == "diff" { 7 } else { 9 })
-            })
-            .map(str::trim)
-            .collect();
+        // Too wide for 80 columns as a table, each change is a record: the new value is
+        // the `new` line and the lines under it that carry on its value.
+        let mut joined = String::new();
+        let mut in_new = false;
+        for line in text.lines() {
+            if let Some(value) = line.strip_prefix("new ") {
+                in_new = true;
+                joined.push_str(value.trim());
+            } else if in_new && line.starts_with(' ') {
+                joined.push_str(line.trim());
+            } else {
+                in_new = false;
+            }
+        }
         assert!(
             joined.contains("\"api.added.write\""),
             "{command:?}:\n{text}"
