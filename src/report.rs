@@ -508,16 +508,29 @@ pub fn unix_rfc3339(secs: i64) -> String {
 }
 
 /// Whether output to a stream may carry colour and other ANSI styles: the stream is a
-/// terminal (`is_terminal`), `NO_COLOR` is unset or empty (no-color.org: whoever sets it
-/// wants no colour, on a terminal too) and `TERM` is not `dumb` (a terminal that shows escape
-/// codes as text, as CI logs and editors' shells are).
+/// terminal (`is_terminal`) that is not `TERM=dumb` (one that shows escape codes as text,
+/// as CI logs and editors' shells are), unless the environment says otherwise, as
+/// [`colour_from_env`] reads it.
 pub fn color_wanted(is_terminal: bool) -> bool {
-    is_terminal && no_color_asked(std::env::var_os("NO_COLOR"), std::env::var_os("TERM"))
+    colour_from_env(is_terminal, |name| std::env::var_os(name))
 }
 
-/// [`color_wanted`]'s reading of the environment, for a terminal: `NO_COLOR` and `TERM`.
-fn no_color_asked(no_color: Option<std::ffi::OsString>, term: Option<std::ffi::OsString>) -> bool {
-    no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
+/// [`color_wanted`]'s reading of the environment (`var` looks a variable up), as `--help`
+/// and usage errors read it too (clap's): `NO_COLOR` set and not empty turns colour off,
+/// on a terminal too (no-color.org); else `CLICOLOR_FORCE` set, not empty and not `0`
+/// turns it on, into a pipe too (`| less -R`), and `CLICOLOR=0` turns it off
+/// (bixense.com/clicolors).
+fn colour_from_env(is_terminal: bool, var: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+    if var("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    if var("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0") {
+        return true;
+    }
+    if var("CLICOLOR").is_some_and(|v| v == "0") {
+        return false;
+    }
+    is_terminal && var("TERM").is_none_or(|t| t != "dumb")
 }
 
 /// Whether a table column may wrap when the terminal is too narrow for the table.
@@ -1989,17 +2002,49 @@ mod tests {
 
     #[test]
     fn no_color_set_or_a_dumb_terminal_turns_colour_off() {
-        use std::ffi::OsString;
-        let os = |s: &str| Some(OsString::from(s));
-        assert!(no_color_asked(None, os("xterm-256color")));
-        assert!(no_color_asked(None, None));
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        assert!(colour_from_env(true, env(&[("TERM", "xterm-256color")])));
+        assert!(colour_from_env(true, env(&[])));
         assert!(
-            no_color_asked(os(""), os("xterm")),
+            colour_from_env(true, env(&[("NO_COLOR", ""), ("TERM", "xterm")])),
             "an empty NO_COLOR is unset"
         );
-        assert!(!no_color_asked(os("1"), os("xterm")));
-        assert!(!no_color_asked(None, os("dumb")));
-        assert!(!color_wanted(false), "never off a terminal");
+        assert!(!colour_from_env(true, env(&[("NO_COLOR", "1")])));
+        assert!(!colour_from_env(true, env(&[("TERM", "dumb")])));
+        assert!(!colour_from_env(false, env(&[])), "never off a terminal");
+    }
+
+    #[test]
+    fn clicolor_force_turns_colour_on_and_clicolor_0_off_as_they_do_for_help() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        assert!(
+            colour_from_env(false, env(&[("CLICOLOR_FORCE", "1")])),
+            "a pipe"
+        );
+        assert!(colour_from_env(
+            true,
+            env(&[("CLICOLOR_FORCE", "1"), ("TERM", "dumb")])
+        ));
+        assert!(!colour_from_env(false, env(&[("CLICOLOR_FORCE", "0")])));
+        assert!(!colour_from_env(false, env(&[("CLICOLOR_FORCE", "")])));
+        assert!(
+            !colour_from_env(true, env(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")])),
+            "NO_COLOR wins"
+        );
+        assert!(!colour_from_env(true, env(&[("CLICOLOR", "0")])));
+        assert!(colour_from_env(true, env(&[("CLICOLOR", "1")])));
     }
 
     #[test]

@@ -659,6 +659,27 @@ fn no_color_and_a_dumb_terminal_get_no_escape_codes() {
 }
 
 #[test]
+fn clicolor_force_colours_a_pipe_and_clicolor_0_a_terminal_not_as_for_help() {
+    let dir = demo_dir();
+    let args = ["--db", "orgwarden-demo.db", "findings"];
+    // `| less -R`: the report and `--help` (clap reads these too) alike.
+    for args in [&args[..], &["findings", "--help"]] {
+        let out = crate::support::orgwarden()
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("NO_COLOR")
+            .env("CLICOLOR_FORCE", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("\x1b["), "{args:?}: {}", stdout(&out));
+    }
+    let plain = run_on_terminal(dir.path(), &args, &[("CLICOLOR", "0")]);
+    assert!(plain.contains("api-key-stale"), "{plain}");
+    assert!(!plain.contains('\x1b'), "{plain}");
+}
+
+#[test]
 fn the_demo_outbox_is_ignored_by_git() {
     let ignore = include_str!("../../.gitignore");
     assert!(
