@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use comfy_table::{
-    Cell, Color, ColumnConstraint, ContentArrangement, Row, Table, Width,
+    Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Row, Table, Width,
     presets::{NOTHING, UTF8_FULL_CONDENSED},
 };
 use serde_json::{Value as Json, json};
@@ -649,7 +649,9 @@ fn records(columns: &[(&str, Wrap)], rows: &[Row], width: u16, color: bool) -> S
         }
         for ((name, wrap), cell) in columns.iter().zip(row.cell_iter()) {
             let value = match wrap {
-                Wrap::Never => cell.clone(),
+                // A count right-aligned in a table column would stand at the far end of
+                // the widest value here.
+                Wrap::Never => cell.clone().set_alignment(CellAlignment::Left),
                 Wrap::Prose => Cell::new(wrap_prose(&cell.content(), value_width)),
             };
             table.add_row(vec![Cell::new(name), value]);
@@ -1549,7 +1551,7 @@ mod tests {
         ];
         let row = |n: &str, change: &str| {
             vec![
-                Cell::new(n),
+                Cell::new(n).set_alignment(CellAlignment::Right),
                 Cell::new("2027-01-15T08:00:00Z"),
                 if color {
                     Cell::new(change).fg(Color::Green)
