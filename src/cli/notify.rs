@@ -84,10 +84,11 @@ fn requeue(
     }
     let count = crate::notify::outbox::requeue_refused(store.conn(), channel, from, now)
         .map_err(CliError::usage)?;
-    println!(
+    // notify ignores SIGPIPE (it must not stop mid-send): println! would panic on `| head`.
+    super::print_or_drop(&format!(
         "{count} refused message(s) queued again; the next delivery pass sends them \
-         (a running daemon's, within 5 minutes, or `orgwarden audit --notify`)"
-    );
+         (a running daemon's, within 5 minutes, or `orgwarden audit --notify`)\n"
+    ))?;
     Ok(Exit::Ok)
 }
 

@@ -217,5 +217,28 @@ fn a_reading_command_whose_output_pipe_closes_ends_quietly() {
     assert!(stderr.is_empty(), "{stderr}");
 }
 
+/// `orgwarden notify requeue | head -0`: the messages are queued again before a word is
+/// printed, so a closed pipe cuts the word short, never with a panic (exit 101) after the
+/// work is done.
+#[test]
+fn notify_requeue_whose_output_pipe_closes_keeps_its_exit_code() {
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(orgwarden::store::Store::open(&dir.path().join("o.db")).expect("a database"));
+    let mut child = crate::support::orgwarden()
+        .args(["--db", "o.db", "notify", "requeue"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("ends");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 /// SIGPIPE's number on Linux.
 const SIGPIPE: i32 = 13;
