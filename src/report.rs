@@ -671,9 +671,9 @@ fn records(columns: &[(&str, Wrap)], rows: &[Row], width: u16, color: bool) -> S
 const NAME_GAP: u16 = 2;
 
 /// `shown` (text already made [`inert`]) in lines of at most `width` columns, broken at
-/// spaces. A word wider than `width` (raw JSON, a URL) is broken as [`head`] cuts: between
-/// graphemes, never inside an escape.
-fn wrap_prose(shown: &str, width: usize) -> String {
+/// spaces; its own line breaks stay. A word wider than `width` (raw JSON, a URL) is broken
+/// as [`head`] cuts: between graphemes, never inside an escape.
+pub fn wrap_prose(shown: &str, width: usize) -> String {
     use unicode_width::UnicodeWidthStr;
     let mut lines = Vec::new();
     for paragraph in shown.split('\n') {

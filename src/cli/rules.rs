@@ -133,7 +133,13 @@ pub(super) fn rules_explain(global: &GlobalArgs, id: &str) -> anyhow::Result<Exi
             "archived projects are skipped"
         }
     ));
-    out.push_str(&format!("{}\n\n", rule.description.trim()));
+    // On a terminal the prose is wrapped at its width: a paragraph is one line (reflowed
+    // from the rule file), which the terminal would fold in the middle of words.
+    let prose = |text: &str| match report::output_width() {
+        Some(width) => report::wrap_prose(text.trim(), usize::from(width)),
+        None => text.trim().to_owned(),
+    };
+    out.push_str(&format!("{}\n\n", prose(&rule.description)));
     if !rule.params.is_empty() {
         out.push_str("params:\n");
         for (k, v) in &rule.params {
@@ -146,7 +152,7 @@ pub(super) fn rules_explain(global: &GlobalArgs, id: &str) -> anyhow::Result<Exi
         }
         out.push('\n');
     }
-    out.push_str(&format!("remediation:\n{}\n\n", rule.remediation.trim()));
+    out.push_str(&format!("remediation:\n{}\n\n", prose(&rule.remediation)));
     out.push_str(&format!(
         "SQL (`:now` = evaluation time, Unix seconds):\n{}\n",
         rule.sql()

@@ -103,6 +103,36 @@ fn explain_shows_params_defaults_and_parameterized_sql() {
 }
 
 #[test]
+fn explain_wraps_its_prose_at_the_terminal_width_and_leaves_a_pipe_one_line_a_paragraph() {
+    let dir = tempfile::tempdir().unwrap();
+    let explain = |columns: Option<&str>| {
+        let mut cmd = crate::support::orgwarden();
+        cmd.args(["rules", "explain", "admin-key-stale"])
+            .current_dir(dir.path());
+        if let Some(columns) = columns {
+            cmd.env("COLUMNS", columns);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let narrow = explain(Some("60"));
+    let (prose, sql) = narrow.split_once("SQL (").unwrap();
+    assert!(prose.lines().all(|l| l.chars().count() <= 60), "{narrow}");
+    assert!(prose.contains("An organization admin API key that has not been used"));
+    // SQL is code: left as written, however long its lines.
+    assert!(sql.lines().any(|l| l.chars().count() > 60), "{narrow}");
+    let piped = explain(None);
+    assert!(
+        piped
+            .lines()
+            .any(|l| l.starts_with("An organization admin API key")
+                && l.ends_with("nobody would notice if it leaked.")),
+        "{piped}"
+    );
+}
+
+#[test]
 fn own_fixtures_run_with_the_rule_file_defaults() {
     let dir = site();
     let out = orgwarden(dir.path(), &["rules", "test", "rate-limit-too-high"]);
