@@ -345,7 +345,7 @@ fn parse_command_line() -> Cli {
     // clap names a subcommand's version `orgwarden-rules-list 0.1.0`, which is no program
     // anyone can run; every level answers `-V` as the program itself does.
     let command = named_orgwarden_throughout(<Cli as clap::CommandFactory>::command());
-    let matches = without_empty_variables(command).get_matches();
+    let matches = fitted_to_output(without_empty_variables(command)).get_matches();
     <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
 }
 
@@ -366,6 +366,17 @@ fn without_empty_variables(command: clap::Command) -> clap::Command {
                 if empty { arg.env(None) } else { arg }
             })
         })
+}
+
+/// `command` with its help wrapped as the tables are fitted ([`crate::report::output_width`]):
+/// on a terminal (or at `COLUMNS`) between words, at most 100 columns wide for the eye;
+/// into a pipe or a file not at all, as before wrapping was added. Unwrapped, a terminal
+/// folded the longer descriptions (up to 660 columns) in the middle of words.
+fn fitted_to_output(command: clap::Command) -> clap::Command {
+    const HELP_MAX_WIDTH: u16 = 100;
+    // clap takes 0 for "never wrap".
+    let width = crate::report::output_width().map_or(0, |w| w.min(HELP_MAX_WIDTH));
+    command.term_width(usize::from(width))
 }
 
 /// `command` and all its subcommands, displayed under the program's own name.

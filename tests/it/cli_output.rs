@@ -525,6 +525,42 @@ fn global_options_have_their_own_heading() {
 }
 
 #[test]
+fn help_is_wrapped_between_words_on_a_terminal_and_left_whole_in_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["-h"][..],
+        &["--help"],
+        &["findings", "--help"],
+        &["query", "--help"],
+    ] {
+        for columns in [40, 60] {
+            let out = run_at(dir.path(), args, columns);
+            let text = stdout(&out);
+            assert!(
+                text.lines()
+                    .all(|l| l.chars().count() <= usize::from(columns)),
+                "{args:?} at {columns}:\n{text}"
+            );
+        }
+        // A wide terminal's help stops at 100 columns, for the eye.
+        let wide = stdout(&run_at(dir.path(), args, 250));
+        assert!(wide.lines().all(|l| l.chars().count() <= 100), "{wide}");
+    }
+    let piped = crate::support::orgwarden()
+        .args(["findings", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&piped).lines().any(|l| l.contains(
+            "its exact name (a former name too; an accented letter typed precomposed or with a \
+             combining accent is the same)"
+        )),
+        "{}",
+        stdout(&piped)
+    );
+}
+
+#[test]
 fn daemon_help_says_what_it_reads_its_signals_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &["daemon", "--help"]);
