@@ -603,7 +603,9 @@ pub fn new_table<R: Into<Row>>(
     table.set_constraints(constraints);
     // Laid out unstyled first: its lines' widths are then the columns they take.
     let plain = table.to_string();
+    // With no row, the header is all there is to show: `query`'s column names.
     if let Some(width) = width
+        && !rows.is_empty()
         && plain
             .lines()
             .any(|l| unicode_width::UnicodeWidthStr::width(l) > usize::from(width))
@@ -1602,6 +1604,10 @@ mod tests {
                 "{width:?}:\n{text}"
             );
         }
+        // No row to show as a record: the header still names the columns.
+        let columns = [("a_long_column_name", Wrap::Never); 4];
+        let empty = new_table(&columns, Vec::<Row>::new(), Some(40), false);
+        assert!(empty.contains("a_long_column_name"), "{empty}");
     }
 
     #[test]
