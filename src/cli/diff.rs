@@ -82,8 +82,27 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
                     &by,
                 ));
             }
+            let mut notes = Vec::new();
+            for s in unread_between(&store, &diff)? {
+                if s.status == SnapshotStatus::Failed {
+                    notes.push(format!(
+                        "note: snapshot {} failed and changed nothing",
+                        s.id
+                    ));
+                } else if s.scopes_failed > 0 {
+                    notes.push(format!(
+                        "note: snapshot {} was partial: {} scope(s) could not be read and were carried forward",
+                        s.id, s.scopes_failed
+                    ));
+                }
+            }
             if args.format == TableFormat::Csv {
                 write_csv(&mut out, &names(&header), &rows)?;
+                // The CSV stays one table; what it cannot show goes beside it, as `events`
+                // and `spend` do.
+                for note in notes {
+                    eprintln_or_drop!("{note}");
+                }
             } else {
                 writeln!(
                     out,
@@ -97,16 +116,8 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> anyhow::Result<Exit> {
                 if !rows.is_empty() {
                     writeln!(out, "{}", change_table(&header, rows))?;
                 }
-                for s in unread_between(&store, &diff)? {
-                    if s.status == SnapshotStatus::Failed {
-                        writeln!(out, "note: snapshot {} failed and changed nothing", s.id)?;
-                    } else if s.scopes_failed > 0 {
-                        writeln!(
-                            out,
-                            "note: snapshot {} was partial: {} scope(s) could not be read and were carried forward",
-                            s.id, s.scopes_failed
-                        )?;
-                    }
+                for note in notes {
+                    writeln!(out, "{note}")?;
                 }
             }
         }

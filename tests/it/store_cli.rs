@@ -186,6 +186,16 @@ fn diff_shows_changed_fields_but_never_a_volatile_one() {
         text.contains("note: snapshot 4 failed and changed nothing"),
         "{text}"
     );
+    // As CSV, the note goes to stderr, beside the one table on stdout.
+    let csv = run(dir.path(), &db, &["diff", "3", "4", "--format", "csv"]);
+    assert!(csv.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8(csv.stdout).unwrap(),
+        String::from_utf8(csv.stderr).unwrap(),
+    );
+    assert!(stdout.starts_with("change,resource_type,"), "{stdout}");
+    assert!(!stdout.contains("note:"), "{stdout}");
+    assert_eq!(stderr, "note: snapshot 4 failed and changed nothing\n");
 }
 
 #[test]
