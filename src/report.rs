@@ -680,23 +680,32 @@ pub fn wrap_prose(shown: &str, width: usize) -> String {
     let mut lines = Vec::new();
     for paragraph in shown.split('\n') {
         let mut line = String::new();
+        // Widths kept as they change, not measured again for each line: `query` shows a
+        // cell whole, and remeasuring it a line at a time took time its length squared.
+        let mut line_width = 0;
         for mut word in paragraph.split(' ') {
-            if !line.is_empty() && line.width() + 1 + word.width() > width {
+            let mut word_width = word.width();
+            if !line.is_empty() && line_width + 1 + word_width > width {
                 lines.push(std::mem::take(&mut line));
+                line_width = 0;
             } else if !line.is_empty() {
                 line.push(' ');
+                line_width += 1;
             }
-            while line.width() + word.width() > width {
+            while !word.is_empty() && line_width + word_width > width {
                 // The line is empty here; a grapheme wider than all of it goes alone.
-                let piece = match head(word, width - line.width()) {
+                let piece = match head(word, width - line_width) {
                     "" => word,
                     piece => piece,
                 };
                 line.push_str(piece);
                 lines.push(std::mem::take(&mut line));
+                line_width = 0;
                 word = &word[piece.len()..];
+                word_width = word_width.saturating_sub(piece.width());
             }
             line.push_str(word);
+            line_width += word_width;
         }
         lines.push(line);
     }
@@ -1634,6 +1643,21 @@ mod tests {
         for text in ["", "one", "two  spaces"] {
             assert_eq!(wrap_prose(text, 16), text);
         }
+    }
+
+    #[test]
+    fn wrapping_a_huge_cell_takes_time_in_proportion_to_its_length() {
+        // 400,000 columns of JSON without a space, as `query` may show whole: measured
+        // again for each of its 6,700 lines, it took 50 s in a test build.
+        let raw = "x".repeat(400_000);
+        let started = std::time::Instant::now();
+        let wrapped = wrap_prose(&raw, 60);
+        assert_eq!(wrapped.lines().count(), 6_667);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
