@@ -164,11 +164,20 @@ pub(super) fn change_table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> S
     whole_table(header, rows)
 }
 
-/// As [`table`], with every cell whole: `query` shows what its SQL asked for.
+/// The widest cell [`whole_table`] shows whole. The table renderer counts a column's width in
+/// 16 bits: a cell of 65,536 columns or more overflowed it (a panic in a debug build, a
+/// garbled table in a release one). Wider cells are cut as [`report::shorten`] cuts;
+/// `--format json` and `csv` keep them whole.
+const WHOLE_CELL_MAX_WIDTH: usize = 60_000;
+
+/// As [`table`], with every cell whole up to [`WHOLE_CELL_MAX_WIDTH`]: `query` shows what
+/// its SQL asked for.
 pub(super) fn whole_table(header: &[(&str, Wrap)], rows: Vec<Vec<String>>) -> String {
-    let rows = rows
-        .into_iter()
-        .map(|row| -> Vec<String> { row.iter().map(|c| report::inert(c).into_owned()).collect() });
+    let rows = rows.into_iter().map(|row| -> Vec<String> {
+        row.iter()
+            .map(|c| report::shorten(&report::inert(c), WHOLE_CELL_MAX_WIDTH).into_owned())
+            .collect()
+    });
     report::new_table(header, rows, report::output_width(), false)
 }
 

@@ -421,6 +421,33 @@ fn query_refuses_a_result_too_large_to_hold_instead_of_filling_memory() {
     assert!(err.contains("larger than 256 MiB"), "{err}");
 }
 
+/// A cell of 80,000 columns: the table renderer counts widths in 16 bits, and such a cell
+/// overflowed it (a panic in the test build). The table cuts it; CSV keeps it whole.
+#[test]
+fn query_table_cuts_a_cell_past_what_a_table_can_lay_out_and_csv_keeps_it() {
+    let (dir, db) = fixture();
+    let sql = "SELECT hex(zeroblob(40000)) AS x";
+    let table = run(dir.path(), &db, &["query", sql]);
+    assert_eq!(
+        table.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        text.contains("… (20000 more characters) …"),
+        "{}",
+        &text[..200]
+    );
+    assert!(text.ends_with("(1 row)\n"));
+    let csv = run(dir.path(), &db, &["query", sql, "--format", "csv"]);
+    assert_eq!(
+        String::from_utf8(csv.stdout).unwrap(),
+        format!("x\n{}\n", "0".repeat(80_000))
+    );
+}
+
 #[test]
 fn query_json_keeps_both_columns_of_a_join_that_share_a_name() {
     let (dir, db) = fixture();
