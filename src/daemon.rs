@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use rand::Rng;
+use rand::RngExt;
 use tokio::sync::Notify;
 use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -752,7 +752,7 @@ async fn wait_until(at: Option<DateTime<Utc>>, planned: Reading) -> Woke {
 }
 
 /// `tick` delayed by a uniformly random amount of up to `jitter` (millisecond steps).
-fn jittered(tick: DateTime<Utc>, jitter: Option<Duration>, rng: &mut impl Rng) -> DateTime<Utc> {
+fn jittered(tick: DateTime<Utc>, jitter: Option<Duration>, rng: &mut impl RngExt) -> DateTime<Utc> {
     let delay = match jitter {
         Some(jitter) if !jitter.is_zero() => {
             let millis = u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX);
