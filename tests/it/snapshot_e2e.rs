@@ -439,13 +439,7 @@ fn an_api_object_without_its_id_fails_only_its_scope_and_the_rest_is_stored() {
 
 #[test]
 fn kill_9_mid_snapshot_leaves_the_previous_snapshot_intact() {
-    let env = Env::new(
-        Org::generate(12, 7, now()),
-        SimOptions {
-            latency: Duration::from_millis(40),
-            ..SimOptions::default()
-        },
-    );
+    let env = Env::new(Org::generate(12, 7, now()), SimOptions::default());
     assert_exit(&env.run(&["snapshot"]), 0);
     let config = env.config("concurrency = 2");
     let config = config.to_str().unwrap();
@@ -456,6 +450,13 @@ fn kill_9_mid_snapshot_leaves_the_previous_snapshot_intact() {
         .expect("first snapshot");
     let keys_before = env.column("SELECT id FROM project_api_keys ORDER BY id");
 
+    // Only the crawl that is killed is slowed (a whole one takes about 12 s at this pace),
+    // so that it is still under way when the kill comes.
+    env.sim.add_fault(Fault {
+        path_prefix: "/".into(),
+        kind: FaultKind::Delay(Duration::from_millis(40)),
+        times: None,
+    });
     let mut child = env
         .command(&["--config", config, "snapshot"])
         .stdout(Stdio::null())
@@ -469,6 +470,7 @@ fn kill_9_mid_snapshot_leaves_the_previous_snapshot_intact() {
     );
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
+    env.sim.clear_faults();
 
     let after = env.store().latest_snapshot().unwrap().expect("still there");
     assert_eq!(after.id, before.id);
