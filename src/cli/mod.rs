@@ -181,7 +181,7 @@ pub struct GlobalArgs {
     // The value is not shown in --help: a URL may carry a proxy's user and password.
     #[arg(long, global = true, help_heading = GLOBAL, env = "ORGWARDEN_BASE_URL", hide_env_values = true, value_name = "URL")]
     pub base_url: Option<String>,
-    /// More log output (-v debug, -vv trace)
+    /// More log output (-v orgwarden's debug lines, -vv everything at trace, other crates' included)
     #[arg(short, long, global = true, help_heading = GLOBAL, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
     /// Only errors in the log
@@ -520,7 +520,9 @@ fn init_logging(global: &GlobalArgs, quiet_default: bool) {
         match global.verbose {
             0 if quiet_default => "warn",
             0 => "info",
-            1 => "debug",
+            // Other crates stay at info: at debug, hyper's connection pool wrote three lines
+            // in four, and lettre every line of a digest (names, addresses, findings).
+            1 => "info,orgwarden=debug",
             _ => "trace",
         }
     };

@@ -803,3 +803,46 @@ fn an_empty_orgwarden_variable_is_taken_as_unset() {
     let out = run(dir.path(), &["--config", "", "schedule"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// `-v` adds orgwarden's own debug lines and leaves other crates at info: at debug, hyper's
+/// connection pool wrote most of the log and lettre every line of a digest. `-vv` is
+/// everything, other crates' trace included.
+#[test]
+fn one_v_is_orgwardens_debug_and_two_are_every_crates_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = |v: &str| {
+        let out = crate::support::orgwarden()
+            .args([v, "--log-format", "json", "demo"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+            .lines()
+            // The demo's own notes on stderr are not log lines.
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|l| {
+                (
+                    l["level"].as_str().unwrap_or("").to_owned(),
+                    l["target"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let ours = |target: &str| target == "orgwarden" || target.starts_with("orgwarden::");
+    let one = log("-v");
+    assert!(
+        one.iter().any(|(level, t)| level == "DEBUG" && ours(t)),
+        "{one:?}"
+    );
+    let theirs: Vec<_> = one.iter().filter(|(_, t)| !ours(t)).collect();
+    assert!(theirs.is_empty(), "other crates at -v: {theirs:?}");
+    let two = log("-vv");
+    assert!(
+        two.iter()
+            .any(|(level, t)| level == "TRACE" && t.starts_with("hyper")),
+        "{two:?}"
+    );
+}
