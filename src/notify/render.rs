@@ -241,7 +241,8 @@ fn wrap(text: &str, width: Option<usize>, indent: Option<&str>) -> String {
             if !first && line_width + 1 + word_width > width && !line.trim().is_empty() {
                 lines.push(std::mem::take(&mut line).trim_end().to_owned());
                 line_width = 0;
-            } else if !first {
+            } else if !first && !line.is_empty() {
+                // A line broken at a double space does not open with its second space.
                 line.push(' ');
                 line_width += 1;
             }
@@ -972,6 +973,39 @@ mod tests {
         let label = project_label(&f);
         assert!(!label.chars().any(report::is_hazardous), "{label:?}");
         assert_eq!(label, "Payments (proj_\\x1b[31mRED\\u{202e})");
+    }
+
+    #[test]
+    fn the_wrap_filter_fills_lines_to_their_width_in_columns() {
+        // A word that ends exactly at the width stays on its line.
+        assert_eq!(wrap("aaa bbb ccc", Some(7), None), "aaa bbb\nccc");
+        // Hangul and CJK take two columns each, not three bytes: 9 columns fit in 9.
+        assert_eq!(wrap("長長 長長", Some(9), None), "長長 長長");
+        assert_eq!(wrap("長長 長長", Some(8), None), "長長\n長長");
+        // Lines after the first start with the indent, those of a new paragraph too.
+        assert_eq!(
+            wrap("aaa bbb\nccc", Some(3), Some("  ")),
+            "aaa\n  bbb\n  ccc"
+        );
+        // A line's own indentation counts toward its width and is kept.
+        assert_eq!(wrap("  - aaa bbb", Some(9), None), "  - aaa\nbbb");
+        assert_eq!(wrap("  - aaa bb", Some(10), None), "  - aaa bb");
+        // A word longer than the width keeps a line of its own, whole; an indentation
+        // alone is not a line.
+        assert_eq!(
+            wrap("a verylongword b", Some(5), None),
+            "a\nverylongword\nb"
+        );
+        assert_eq!(wrap("    verylongword", Some(5), None), "    verylongword");
+        // Double spaces stay inside a line; the line broken after them ends without them.
+        assert_eq!(wrap("a  b", Some(10), None), "a  b");
+        assert_eq!(wrap("aaa  bbb", Some(4), None), "aaa\nbbb");
+        assert_eq!(wrap("aaa  bbb", Some(3), None), "aaa\nbbb");
+        // 76 columns unless given.
+        let full = format!("{} b", "a".repeat(74));
+        assert_eq!(wrap(&full, None, None), full);
+        let over = format!("{} bc", "a".repeat(74));
+        assert_eq!(wrap(&over, None, None), format!("{}\nbc", "a".repeat(74)));
     }
 
     #[test]
