@@ -1822,6 +1822,62 @@ mod tests {
     }
 
     #[test]
+    fn a_difference_starting_exactly_where_the_plain_cut_falls_is_still_shown() {
+        // At 100 columns a plain cut keeps the first 75: the 76th is the first left out.
+        let old = format!("{}X{}", "a".repeat(75), "a".repeat(500));
+        let new = format!("{}Y{}", "a".repeat(75), "a".repeat(500));
+        let (cut_old, cut_new) = shorten_change(&old, &new, 100);
+        assert!(cut_old.contains('X'), "{cut_old}");
+        assert!(cut_new.contains('Y'), "{cut_new}");
+        // The window opens a quarter of the width before the difference, and fills the
+        // width from there.
+        let old = format!("{}X{}", "a".repeat(200), "a".repeat(500));
+        let new = format!("{}Y{}", "a".repeat(200), "a".repeat(500));
+        let (cut_old, _) = shorten_change(&old, &new, 100);
+        let expected = format!(
+            "… (175 more characters) …{}X{}… (426 more characters) …",
+            "a".repeat(25),
+            "a".repeat(74)
+        );
+        assert_eq!(cut_old, expected);
+        // A window reaching an end of the value has no mark of nothing left out there.
+        let old = format!("{}X", "a".repeat(500));
+        let new = format!("{}Y", "a".repeat(500));
+        let (cut_old, cut_new) = shorten_change(&old, &new, 100);
+        assert_eq!(
+            cut_old,
+            format!("… (475 more characters) …{}X", "a".repeat(25))
+        );
+        assert_eq!(
+            cut_new,
+            format!("… (475 more characters) …{}Y", "a".repeat(25))
+        );
+        let zalgo = format!("q{}", "\u{301}".repeat(2_000));
+        let old = format!("ab{zalgo}{}", "c".repeat(600));
+        let new = format!("ab{}", "c".repeat(600));
+        let (cut_old, cut_new) = shorten_change(&old, &new, 100);
+        assert!(cut_old.starts_with("ab… ("), "{cut_old}");
+        assert!(cut_new.starts_with("abc"), "{cut_new}");
+        assert!(!cut_old.contains("(0 more") && !cut_new.contains("(0 more"));
+    }
+
+    #[test]
+    fn a_cut_text_uses_every_column_it_is_given() {
+        // Three quarters for the start, a quarter for the end, each filled to its last
+        // column: a cell shows as much of the text as its width allows.
+        let text = format!("{}{}", "a".repeat(500), "b".repeat(500));
+        let short = shorten(&text, 100);
+        let (head, rest) = short.split_once("… (").unwrap();
+        let (_, tail) = rest.split_once(" more characters) …").unwrap();
+        assert_eq!((head.len(), tail.len()), (75, 25), "{short}");
+        let wide = "長".repeat(500);
+        let short = shorten(&wide, 100);
+        let (head, rest) = short.split_once("… (").unwrap();
+        let (_, tail) = rest.split_once(" more characters) …").unwrap();
+        assert_eq!((columns(head), columns(tail)), (74, 24), "{short}");
+    }
+
+    #[test]
     fn a_letter_under_thousands_of_combining_marks_is_cut_by_its_size() {
         // Drawn one column wide, 100 KB: one grapheme, then a readable end.
         let zalgo = format!("a{}", "\u{301}".repeat(50_000));
