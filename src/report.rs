@@ -1878,6 +1878,31 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_keeps_an_escape_that_ends_right_at_it() {
+        // 72 columns for the start at 96: eighteen `\x1b` whole, none left out.
+        let escapes = inert(&"\u{1b}".repeat(300)).into_owned();
+        let short = shorten(&escapes, 96);
+        let (head, _) = short.split_once("… (").unwrap();
+        assert_eq!(head, "\\x1b".repeat(18), "{short}");
+        // 75 columns at 100: thirty-seven `\n` whole, the half of the next one left out.
+        let newlines = inert(&"\n".repeat(300)).into_owned();
+        let short = shorten(&newlines, 100);
+        let (head, rest) = short.split_once("… (").unwrap();
+        assert_eq!(head, "\\n".repeat(37), "{short}");
+        // The 25th column back is the `n` of an escape: the end kept opens after it.
+        let (_, tail) = rest.split_once(" more characters) …").unwrap();
+        assert_eq!(tail, "\\n".repeat(12), "{short}");
+        // A backslash the API sent (a Windows path) begins no escape: nothing after it is
+        // left out as if it were one.
+        let path = format!("{}\\xyz{}", "a".repeat(500), "b".repeat(23));
+        let short = shorten(&path, 100);
+        assert!(
+            short.ends_with(&format!(") …yz{}", "b".repeat(23))),
+            "{short}"
+        );
+    }
+
+    #[test]
     fn a_letter_under_thousands_of_combining_marks_is_cut_by_its_size() {
         // Drawn one column wide, 100 KB: one grapheme, then a readable end.
         let zalgo = format!("a{}", "\u{301}".repeat(50_000));
