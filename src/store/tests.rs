@@ -2038,6 +2038,64 @@ fn unknown_values_name_each_enum_column_holding_values_the_api_did_not_document(
 }
 
 #[test]
+fn unknown_values_of_events_are_told_for_their_run_and_any_column_with_three_examples() {
+    let mut store = Store::open_in_memory().unwrap();
+    let statuses = ["suspended", "paused", "frozen", "closed"];
+    let mut org = basic_org("k", 5);
+    org[0] = complete(
+        Family::Projects,
+        None,
+        None,
+        statuses
+            .iter()
+            .zip(["proj_a", "proj_b", "proj_c", "proj_d"])
+            .map(|(status, id)| {
+                let mut p = project(id);
+                p["status"] = json!(status);
+                p
+            })
+            .collect(),
+    );
+    let first = snap(&mut store, 1, org.clone(), SnapshotStatus::Complete);
+    audit_event(&store, first.id, "evt_1", "login.failure", 1, "x");
+    store
+        .conn()
+        .execute("UPDATE audit_event SET actor_type = 'robot'", [])
+        .unwrap();
+    let projects = UnknownValues {
+        view: "projects",
+        column: "status",
+        count: 4,
+        // The three most frequent, then by value: a warning line names no more.
+        examples: vec!["'closed'".into(), "'frozen'".into(), "'paused'".into()],
+        known: &["active", "archived"],
+    };
+    assert_eq!(
+        store.unknown_values(first.id).unwrap(),
+        [
+            projects.clone(),
+            UnknownValues {
+                view: "audit_log_events",
+                column: "type",
+                count: 1,
+                examples: vec!["'login.failure'".into()],
+                known: &[],
+            },
+            UnknownValues {
+                view: "audit_log_events",
+                column: "actor_type",
+                count: 1,
+                examples: vec!["'robot'".into()],
+                known: &crate::audit_log::ACTOR_TYPES,
+            },
+        ]
+    );
+    // The next run stored no new event: only the objects, still so, are told again.
+    let second = snap(&mut store, 2, org, SnapshotStatus::Complete);
+    assert_eq!(store.unknown_values(second.id).unwrap(), [projects]);
+}
+
+#[test]
 fn missing_fields_count_objects_without_a_documented_field_but_not_a_null_one() {
     let mut store = Store::open_in_memory().unwrap();
     let first = basic_org("k", 5);
