@@ -1200,6 +1200,25 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_over_the_html_budget_even_at_the_fewest_listed_is_still_rendered() {
+        // Each finding's remediation alone takes a tenth of the budget: ten of them, the
+        // fewest a section lists, are over it, and the digest goes out with those ten.
+        let findings: Vec<FindingState> = (0..30)
+            .map(|i| {
+                let mut f = opened(&format!("key_{i:03}"), Severity::High);
+                f.remediation = format!("Revoke the key {i}. {}", "Rotate it. ".repeat(800));
+                f
+            })
+            .collect();
+        let rendered = Renderer::builtin()
+            .unwrap()
+            .render(&digest(&findings, "acme"), "7d")
+            .unwrap();
+        assert!(sent_size(&rendered.html) > HTML_BUDGET);
+        assert_eq!(rendered.text.matches("\n  - ").count(), MIN_LISTED);
+    }
+
+    #[test]
     fn a_large_digest_lists_fewer_findings_to_stay_under_gmails_clipping_and_says_so_on_top() {
         // 400 new findings listed 100 a section made 140 kB of HTML: Gmail showed the first
         // seventy and clipped the rest, with the note that the CSV holds them.
@@ -1220,6 +1239,13 @@ mod tests {
         );
         let listed = rendered.text.matches("\n  - ").count();
         assert!((MIN_LISTED..MAX_LISTED).contains(&listed), "{listed}");
+        // As many as fit, within the margin taken for findings of unequal length: not a
+        // few, with most of the budget left unused.
+        let sent = sent_size(&rendered.html);
+        assert!(
+            sent > HTML_BUDGET * 3 / 4,
+            "{sent} bytes as sent, {listed} listed"
+        );
         let top = format!("each section shows its first {listed}, the most severe first");
         let more = format!("and {} more", 400 - listed);
         // The severity's heading counts them all, not just those listed (134 are high).
