@@ -199,27 +199,37 @@ pub fn audit_events(
     reader: super::Reader<'_>,
     filter: &EventFilter,
 ) -> Result<Vec<AuditEvent>, StoreError> {
+    // The actor is matched here rather than in SQL: SQLite's `lower()` folds ASCII only, so
+    // `--actor JÖRG@acme.de` would miss `jörg@acme.de`. Rows stream newest first, so the scan
+    // stops at the limit, and only the rows that match are parsed.
+    let actor = filter.actor_email.as_deref().map(|a| (a, a.to_lowercase()));
     let mut stmt = reader.conn().prepare(
-        "SELECT raw FROM audit_event
+        "SELECT raw, actor_user_email, actor_user_id, actor_api_key_id, actor_service_account_id
+         FROM audit_event
          WHERE (?1 IS NULL OR effective_at >= ?1)
            AND (?2 IS NULL OR type GLOB ?2)
-           AND (?3 IS NULL OR lower(actor_user_email) = lower(?3) OR actor_user_id = ?3
-                OR actor_api_key_id = ?3 OR actor_service_account_id = ?3)
-           AND (?4 IS NULL OR project_id = ?4)
-         ORDER BY effective_at DESC, id DESC
-         LIMIT ?5",
+           AND (?3 IS NULL OR project_id = ?3)
+         ORDER BY effective_at DESC, id DESC",
     )?;
-    let rows = stmt.query_map(
-        params![
-            filter.since,
-            filter.kind,
-            filter.actor_email,
-            filter.project_id,
-            filter.limit
-        ],
-        |row| row.get::<_, String>(0),
-    )?;
-    rows.map(|raw| parse_stored(&raw?)).collect()
+    let mut rows = stmt.query(params![filter.since, filter.kind, filter.project_id])?;
+    let limit = usize::try_from(filter.limit).unwrap_or(usize::MAX);
+    let mut events = Vec::new();
+    while events.len() < limit {
+        let Some(row) = rows.next()? else { break };
+        if let Some((exact, folded)) = &actor {
+            let email: Option<String> = row.get(1)?;
+            let by_email = email.is_some_and(|e| e.to_lowercase() == *folded);
+            let id = |column: usize| -> rusqlite::Result<bool> {
+                Ok(row.get::<_, Option<String>>(column)?.as_deref() == Some(*exact))
+            };
+            let by_id = id(2)? || id(3)? || id(4)?;
+            if !by_email && !by_id {
+                continue;
+            }
+        }
+        events.push(parse_stored(&row.get::<_, String>(0)?)?);
+    }
+    Ok(events)
 }
 
 /// A stored event (`audit_event.raw`) parsed back.
@@ -486,11 +496,52 @@ mod tests {
             ..EventFilter::default()
         };
         assert_eq!(ids(recent), ["e3", "e2"]);
+        let limited = EventFilter {
+            limit: 2,
+            actor_email: Some("u".into()),
+            ..EventFilter::default()
+        };
+        assert_eq!(
+            audit_events(store.reader(), &limited).unwrap().len(),
+            2,
+            "the limit counts matching events"
+        );
         let nobody = EventFilter {
             project_id: Some(ProjectId::from("proj_x")),
             ..EventFilter::default()
         };
         assert!(ids(nobody).is_empty());
+    }
+
+    #[test]
+    fn an_actor_email_matches_in_any_case_beyond_ascii_and_an_id_only_exactly() {
+        let mut store = Store::open_in_memory().unwrap();
+        let by = |id: &str, email: &str| {
+            AuditEvent::from_api(&json!({
+                "id": id, "type": "api_key.created", "effective_at": 5_000,
+                "actor": {"type": "session", "session": {"user": {"id": "user_J", "email": email}}},
+                "api_key.created": {"id": "key_x"}
+            }))
+            .unwrap()
+        };
+        let events = [by("e1", "jörg@straße.de"), by("e2", "jorg@strasse.de")];
+        snapshot(&mut store, &events, AuditLogOutcome::Complete);
+        let ids = |who: &str| -> Vec<String> {
+            let filter = EventFilter {
+                actor_email: Some(who.into()),
+                limit: 10,
+                ..EventFilter::default()
+            };
+            audit_events(store.reader(), &filter)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id.as_str().to_owned())
+                .collect()
+        };
+        assert_eq!(ids("JÖRG@STRAßE.DE"), ["e1"]);
+        assert_eq!(ids("Jorg@Strasse.de"), ["e2"]);
+        assert_eq!(ids("user_J"), ["e2", "e1"]);
+        assert!(ids("USER_J").is_empty(), "ids are matched exactly");
     }
 
     #[test]
