@@ -110,6 +110,9 @@ pub enum ClientError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Build(String),
+    /// A proxy variable (`HTTPS_PROXY`, …) holds a value that cannot be used.
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
     /// 401 or 403: the key is wrong, revoked, or not an admin key.
     #[error(
         "the Admin API refused the admin key (HTTP {status} on GET {path}): {}",
@@ -387,7 +390,7 @@ pub fn check_base_url(base_url: &str) -> Result<Url, ClientError> {
 /// password: one written unencoded may hold `/`, `?` or `#`, which end the authority for a
 /// URL parser (`https://ops:p/ss@proxy/v1` is host `ops`, port `p`, refused as a bad port,
 /// and the message would show the password whole).
-fn shown_url(raw: &str) -> String {
+pub(crate) fn shown_url(raw: &str) -> String {
     let (scheme, rest) = match raw.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, raw),
@@ -532,7 +535,8 @@ impl AdminClient {
         }
         // Whatever key a client is given, it is scrubbed from logs and errors from now on.
         crate::secrets::register(&key);
-        let http = reqwest::Client::builder()
+        crate::proxy::check_environment(&base)?;
+        let http = crate::proxy::client_builder(&base)
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("orgwarden/", env!("CARGO_PKG_VERSION")))
@@ -1502,9 +1506,10 @@ fn transport_failure(shown: &str, e: &reqwest::Error) -> Attempt {
         path: shown.to_owned(),
         message: transport_message(e),
     };
-    // A certificate this machine does not trust is not trusted a second later: retrying it
-    // only repeats the refusal, with a backoff, for every scope.
-    if certificate_refused(e) {
+    // A certificate this machine does not trust is not trusted a second later, nor are
+    // credentials a proxy refused: retrying only repeats the refusal, with a backoff, for
+    // every scope.
+    if certificate_refused(e) || crate::proxy::credentials_refused(&error.to_string()) {
         return Attempt::Fatal(error);
     }
     Attempt::Retry {
@@ -1559,6 +1564,13 @@ fn transport_message(e: &reqwest::Error) -> String {
             message.push_str(&text);
         }
         source = s.source();
+    }
+    // The HTTP stack's words for a proxy's failures name neither the proxy nor what to
+    // check, and a refused connection to the proxy reads as one to the API.
+    if let Some(url) = e.url()
+        && let Some(proxy) = crate::proxy::explain(&message, url, true)
+    {
+        message.push_str(&format!(" ({proxy})"));
     }
     // rustls's words for a first answer that is not TLS at all, which is what an https URL
     // to a plain-http server (a simulator, a local gateway) gets.

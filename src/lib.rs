@@ -20,6 +20,7 @@ pub mod findings;
 pub mod model;
 pub mod notify;
 pub mod pipeline;
+pub mod proxy;
 pub mod report;
 pub mod rules;
 pub mod schedule;

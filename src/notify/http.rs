@@ -182,7 +182,15 @@ async fn post(
     headers: Vec<(&'static str, String)>,
     timeout: Duration,
 ) -> Reply {
-    let client = match reqwest::Client::builder()
+    // Checked when the channel was configured; the parse error names no part of the URL.
+    let dest = match url::Url::parse(&url) {
+        Ok(dest) => dest,
+        Err(e) => return Reply::Failed(format!("the channel's URL is not usable: {e}")),
+    };
+    if let Err(e) = crate::proxy::check_environment(&dest) {
+        return Reply::Failed(e.to_string());
+    }
+    let client = match crate::proxy::client_builder(&dest)
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         // A redirect could carry the body, and a signature, somewhere else.
@@ -191,7 +199,7 @@ async fn post(
         .build()
     {
         Ok(c) => c,
-        Err(e) => return Reply::Failed(error_text(&e)),
+        Err(e) => return Reply::Failed(error_text(&e, &dest)),
     };
     let mut request = client
         .post(url)
@@ -202,7 +210,7 @@ async fn post(
     }
     let mut response = match request.send().await {
         Ok(r) => r,
-        Err(e) => return Reply::Failed(error_text(&e)),
+        Err(e) => return Reply::Failed(error_text(&e, &dest)),
     };
     let status = response.status().as_u16();
     let retry_after = response
@@ -226,8 +234,9 @@ async fn post(
     }
 }
 
-/// A reqwest error with its causes and without the URL (a webhook URL is a secret).
-fn error_text(err: &reqwest::Error) -> String {
+/// A reqwest error with its causes and without the URL (a webhook URL is a secret), saying
+/// which proxy failed when one was in the way.
+fn error_text(err: &reqwest::Error, dest: &url::Url) -> String {
     use std::error::Error as _;
     let kind = if err.is_timeout() {
         "timed out"
@@ -237,7 +246,10 @@ fn error_text(err: &reqwest::Error) -> String {
         "request failed"
     };
     // The error's own text names the URL; its causes do not.
-    let text = super::transport::chain_onto(kind.to_owned(), err.source());
+    let mut text = super::transport::chain_onto(kind.to_owned(), err.source());
+    if let Some(proxy) = crate::proxy::explain(&text, dest, false) {
+        text.push_str(&format!(" ({proxy})"));
+    }
     crate::secrets::scrub(&text).into_owned()
 }
 

@@ -45,6 +45,7 @@ mod notify_smtp;
 mod org_collect;
 mod pipeline_one_path;
 mod properties;
+mod proxy_env;
 mod reference_examples;
 mod rule_budget;
 mod rules_bench;

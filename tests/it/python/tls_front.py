@@ -6,6 +6,7 @@ Usage: tls_front.py CERT_PEM KEY_PEM UPSTREAM_BASE (e.g. http://127.0.0.1:8787)
 Prints "listening on PORT" once ready; exits when its stdin closes (the test ended,
 however it ended). Each GET is sent on to UPSTREAM_BASE with its path,
 query and Authorization header, and its answer's status, Content-Type and body sent back.
+Each POST (a webhook) is sent on the same way with its body and every end-to-end header.
 """
 
 import os
@@ -30,6 +31,19 @@ class Front(BaseHTTPRequestHandler):
             UPSTREAM + self.path,
             headers={"Authorization": self.headers.get("Authorization", "")},
         )
+        self.relay(request)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {
+            name: value
+            for name, value in self.headers.items()
+            if name.lower() not in {"host", "connection", "content-length"}
+        }
+        request = urllib.request.Request(UPSTREAM + self.path, data=body, headers=headers)
+        self.relay(request)
+
+    def relay(self, request):
         try:
             with urllib.request.urlopen(request) as answer:
                 status, headers, body = answer.status, answer.headers, answer.read()

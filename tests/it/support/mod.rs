@@ -23,6 +23,17 @@ pub fn orgwarden() -> Command {
         "RUST_LOG",
         // Tables fit COLUMNS when it is set: tests that are about layout set it themselves.
         "COLUMNS",
+        // A developer's proxy and trust store: the tests that are about them set them.
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
     ] {
         cmd.env_remove(var);
     }
