@@ -545,7 +545,7 @@ impl AdminClient {
             // every finding; so a 3xx fails its scope instead.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| ClientError::Build(e.to_string()))?;
+            .map_err(|e| ClientError::Build(crate::trust::build_error(&e)))?;
         let concurrency = opts.concurrency.max(1);
         Ok(Self {
             http,
@@ -1580,15 +1580,8 @@ fn transport_message(e: &reqwest::Error) -> String {
              http://, which is allowed towards a loopback address only)",
         );
     }
-    // rustls's words for a certificate chain that ends at no authority this machine trusts:
-    // what a TLS-inspecting corporate proxy or a private gateway presents.
-    if message.contains("UnknownIssuer") {
-        message.push_str(
-            " (the server's certificate is signed by no certificate authority this machine \
-             trusts: behind a proxy that inspects TLS, add its CA certificate to the system's \
-             (update-ca-certificates), or set SSL_CERT_FILE to a PEM file of the authorities \
-             to trust, which then replaces the system's)",
-        );
+    if let Some(hint) = crate::trust::untrusted_hint(&message) {
+        message.push_str(&format!(" ({hint})"));
     }
     message
 }

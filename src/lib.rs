@@ -28,3 +28,4 @@ pub mod secrets;
 pub mod sim;
 pub mod size;
 pub mod store;
+pub mod trust;

@@ -199,7 +199,7 @@ async fn post(
         .build()
     {
         Ok(c) => c,
-        Err(e) => return Reply::Failed(error_text(&e, &dest)),
+        Err(e) => return Reply::Failed(crate::trust::build_error(&e)),
     };
     let mut request = client
         .post(url)
@@ -249,6 +249,9 @@ fn error_text(err: &reqwest::Error, dest: &url::Url) -> String {
     let mut text = super::transport::chain_onto(kind.to_owned(), err.source());
     if let Some(proxy) = crate::proxy::explain(&text, dest, false) {
         text.push_str(&format!(" ({proxy})"));
+    }
+    if let Some(hint) = crate::trust::untrusted_hint(&text) {
+        text.push_str(&format!(" ({hint})"));
     }
     crate::secrets::scrub(&text).into_owned()
 }

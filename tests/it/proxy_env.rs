@@ -127,17 +127,23 @@ impl Net {
 
     /// `orgwarden ARGS` in the folder, trusting the fronts' certificate, with `vars` set.
     fn run(&self, vars: &[(&str, String)], args: &[&str]) -> Output {
-        crate::support::orgwarden()
-            .args(["--db", "audit.db"])
+        self.command(vars, args)
+            .env("SSL_CERT_FILE", &self.ca)
+            .output()
+            .unwrap()
+    }
+
+    /// `orgwarden ARGS` in the folder with `vars` set, trusting what they say.
+    fn command(&self, vars: &[(&str, String)], args: &[&str]) -> Command {
+        let mut cmd = crate::support::orgwarden();
+        cmd.args(["--db", "audit.db"])
             .args(args)
             .current_dir(self.dir.path())
             .env("OPENAI_ADMIN_KEY", KEY)
             .env("OW_WEBHOOK_URL", "https://hooks.example.test/webhook")
             .env("OW_WEBHOOK_SECRET", HOOK_SECRET)
-            .env("SSL_CERT_FILE", &self.ca)
-            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-            .output()
-            .unwrap()
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
+        cmd
     }
 
     fn webhooks(&self) -> Vec<Value> {
@@ -431,4 +437,86 @@ fn proxy_credentials_never_appear_in_trace_logs_errors_or_the_database() {
         !everything.contains("Pr0xyCanary"),
         "part of a password leaked"
     );
+}
+
+#[test]
+fn a_corporate_ca_in_ssl_cert_dir_is_trusted_beside_the_other_folders_it_names() {
+    let net = Net::new();
+    let proxy = net.proxy("proxy", &[]);
+    // Two folders, as `SSL_CERT_DIR=/etc/ssl/certs:/etc/orgwarden/ca` names them: one of
+    // other authorities (the system's), one holding the proxy's CA.
+    let (system, corporate) = (net.dir.path().join("system"), net.dir.path().join("corp"));
+    for dir in [&system, &corporate] {
+        std::fs::create_dir(dir).unwrap();
+    }
+    // Named apart from the fronts' certificate, as two real authorities are.
+    let mut other = rcgen::CertificateParams::new(vec!["other.example".into()]).unwrap();
+    other.distinguished_name = rcgen::DistinguishedName::new();
+    other
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Other Root CA");
+    let other = other
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    std::fs::write(system.join("other.pem"), other.pem()).unwrap();
+    std::fs::copy(&net.ca, corporate.join("corp.pem")).unwrap();
+    let folders = |dirs: &[&PathBuf]| {
+        let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        [
+            ("HTTPS_PROXY", proxy.url(None)),
+            ("SSL_CERT_DIR", list.join(":")),
+        ]
+    };
+    let snapshot_with = |vars: &[(&str, String)]| {
+        net.command(vars, &["--base-url", API, "snapshot", "--format", "json"])
+            .output()
+            .unwrap()
+    };
+
+    // Without the CA's folder, the certificate is refused, with every way to trust it.
+    let out = snapshot_with(&folders(&[&system]));
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("UnknownIssuer") && stderr.contains("SSL_CERT_DIR=/etc/ssl/certs:"),
+        "{stderr}"
+    );
+    let test = |vars: &[(&str, String)]| {
+        net.command(vars, &["notify", "test", "--channel", "siem"])
+            .output()
+            .unwrap()
+    };
+    let out = test(&folders(&[&system]));
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("UnknownIssuer") && stdout.contains("SSL_CERT_DIR=/etc/ssl/certs:"),
+        "{stdout}"
+    );
+
+    // With it added, both the API and the webhook are trusted.
+    let out = snapshot_with(&folders(&[&system, &corporate]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["status"], "complete");
+    let out = test(&folders(&[&system, &corporate]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(net.webhooks().len(), 1);
+
+    // A trust store named but unreadable says so, where it only said "builder error".
+    let missing = net.dir.path().join("no-such-ca.pem");
+    let vars = [
+        ("HTTPS_PROXY", proxy.url(None)),
+        ("SSL_CERT_FILE", missing.display().to_string()),
+    ];
+    let out = snapshot_with(&vars);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let says = format!(
+        "SSL_CERT_FILE = `{}` replaces the system's certificate store, and no certificate \
+         could be read there",
+        missing.display()
+    );
+    assert!(stderr.contains(&says), "{stderr}");
+    let out = test(&vars);
+    assert!(text(&out.stdout).contains(&says), "{}", text(&out.stdout));
 }
