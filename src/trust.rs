@@ -22,6 +22,17 @@ pub fn untrusted_hint(text: &str) -> Option<String> {
     })
 }
 
+/// What to add to a failed SMTP handshake's text when the relay's certificate is signed by
+/// no authority this machine trusts, as an internal relay's often is.
+pub fn smtp_untrusted_hint(text: &str) -> Option<String> {
+    text.contains("UnknownIssuer").then(|| {
+        "the server's certificate is signed by no certificate authority this machine \
+         trusts: name the PEM file of the relay's CA certificate with `ca_file` in \
+         [notify.email], which adds it to the system's store"
+            .to_owned()
+    })
+}
+
 /// The text of an HTTP client that could not be built, with its causes, and why when the
 /// reason is that no certificate authority could be loaded.
 pub fn build_error(err: &reqwest::Error) -> String {

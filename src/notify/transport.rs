@@ -445,6 +445,15 @@ pub(super) fn chain_onto(mut text: String, first: Option<&dyn std::error::Error>
     text
 }
 
+/// A failed handshake's causes, with how to trust the relay when its CA is unknown.
+fn tls_detail(err: &lettre::transport::smtp::Error) -> String {
+    let mut detail = chain(err);
+    if let Some(hint) = crate::trust::smtp_untrusted_hint(&detail) {
+        detail.push_str(&format!(" ({hint})"));
+    }
+    detail
+}
+
 fn tls_parameters(s: &SmtpSettings) -> Result<TlsParameters, DeliveryError> {
     let tls_err = |detail: String| DeliveryError::Tls {
         host: s.host.clone(),
@@ -657,7 +666,7 @@ async fn open(
             .map_err(|e| DeliveryError::Tls {
                 host: s.host.clone(),
                 port: s.port,
-                detail: chain(&e),
+                detail: tls_detail(&e),
             })?;
             Box::new(Encrypted(net.compat()))
         }
@@ -707,7 +716,7 @@ fn connect_error(s: &SmtpSettings, err: &SmtpError) -> DeliveryError {
         return DeliveryError::Tls {
             host: s.host.clone(),
             port: s.port,
-            detail: chain(err),
+            detail: tls_detail(err),
         };
     }
     DeliveryError::Connect {
@@ -739,7 +748,7 @@ async fn converse(
                 .map_err(|e| DeliveryError::Tls {
                     host: host(),
                     port: s.port,
-                    detail: chain(&e),
+                    detail: tls_detail(&e),
                 })?;
         }
     }

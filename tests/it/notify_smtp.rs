@@ -778,6 +778,27 @@ fn untrusted_certificate_is_reported_as_a_tls_handshake_failure() {
 }
 
 #[test]
+fn an_internal_relay_signed_by_an_untrusted_ca_says_to_name_it_with_ca_file() {
+    let (_tls, server, _dir, config) = setup();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("ca_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, without).unwrap();
+    let err = send_test(&config, PASSWORD).unwrap_err();
+    assert!(
+        err.starts_with(&format!(
+            "TLS handshake with localhost:{} failed: ",
+            server.addr.port()
+        )) && err.contains("UnknownIssuer")
+            && err.contains("name the PEM file of the relay's CA certificate with `ca_file`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn implicit_tls_towards_a_starttls_port_is_a_tls_failure() {
     let (_tls, server, _dir, config) = setup();
     edit_config(&config, "tls = \"starttls\"", "tls = \"tls\"");
