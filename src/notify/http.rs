@@ -199,7 +199,12 @@ async fn post(
         .build()
     {
         Ok(c) => c,
-        Err(e) => return Reply::Failed(crate::trust::build_error(&e)),
+        Err(e) => {
+            return Reply::Failed(format!(
+                "cannot build the HTTP client: {}",
+                crate::trust::build_error(&e)
+            ));
+        }
     };
     let mut request = client
         .post(url)

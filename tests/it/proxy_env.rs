@@ -517,6 +517,11 @@ fn a_corporate_ca_in_ssl_cert_dir_is_trusted_beside_the_other_folders_it_names()
         missing.display()
     );
     assert!(stderr.contains(&says), "{stderr}");
+    assert!(stderr.contains("cannot build the HTTP client"), "{stderr}");
     let out = test(&vars);
-    assert!(text(&out.stdout).contains(&says), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("cannot build the HTTP client") && stdout.contains(&says),
+        "{stdout}"
+    );
 }
