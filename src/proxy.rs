@@ -48,15 +48,24 @@ fn in_effect(env: &impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String
         .collect()
 }
 
-/// Checks every proxy variable in effect, before requests to `dest` (none for a loopback
-/// destination, which no proxy is used for), and registers the credentials any of them
-/// holds as secrets, so that they are scrubbed from every log line and error from now on.
+/// Checks the proxy variables that apply to requests to `dest` (none for a loopback
+/// destination, which no proxy is used for), and registers the credentials they hold as
+/// secrets, so that they are scrubbed from every log line and error from now on. Only
+/// those: `HTTP_PROXY` serves plain-http destinations, which orgwarden reaches on loopback
+/// only, so a malformed one set for other programs is no reason to refuse a run.
 pub fn check_environment(dest: &Url) -> Result<(), ProxyError> {
+    check_with(dest, &|name| std::env::var(name).ok())
+}
+
+fn check_with(dest: &Url, env: &impl Fn(&str) -> Option<String>) -> Result<(), ProxyError> {
     if is_loopback(dest) {
         return Ok(());
     }
-    for (variable, value) in in_effect(&|name| std::env::var(name).ok()) {
-        check(variable, &value)?;
+    let own = if dest.scheme() == "https" { 0 } else { 1 };
+    for (variable, value) in in_effect(env) {
+        if PAIRS[own].contains(&variable) || PAIRS[2].contains(&variable) {
+            check(variable, &value)?;
+        }
     }
     Ok(())
 }
@@ -167,7 +176,9 @@ pub fn in_use(dest: &Url) -> Option<ProxyInUse> {
 }
 
 fn in_use_with(dest: &Url, env: &impl Fn(&str) -> Option<String>) -> Option<ProxyInUse> {
-    if is_loopback(dest) {
+    // Run as a CGI script, the HTTP stack uses no proxy: there HTTP_PROXY is a request's
+    // `Proxy:` header, set by whoever sent the request ("httpoxy").
+    if is_loopback(dest) || env("REQUEST_METHOD").is_some() {
         return None;
     }
     let effect = in_effect(env);
@@ -318,6 +329,28 @@ mod tests {
         // This machine is never reached through a proxy, with or without NO_PROXY.
         assert_eq!(in_use_with(&url("http://127.0.0.1:8787/v1"), &vars), None);
         assert_eq!(in_use_with(&url("https://localhost/v1"), &vars), None);
+    }
+
+    #[test]
+    fn only_the_variables_that_serve_the_destination_are_checked() {
+        let vars = env(&[
+            ("HTTP_PROXY", "http://ops:pa#ss@plain.corp:8080"),
+            ("https_proxy", "http://proxy.corp:3128"),
+        ]);
+        assert!(check_with(&url("https://api.openai.com/v1"), &vars).is_ok());
+        let vars = env(&[("ALL_PROXY", "socks5://proxy.corp:1080")]);
+        let err = check_with(&url("https://api.openai.com/v1"), &vars).unwrap_err();
+        assert_eq!(err.variable, "ALL_PROXY");
+        assert!(check_with(&url("http://127.0.0.1:8787/v1"), &vars).is_ok());
+    }
+
+    #[test]
+    fn under_cgi_no_proxy_is_named_as_the_http_stack_then_uses_none() {
+        let vars = env(&[
+            ("HTTPS_PROXY", "http://proxy.corp:3128"),
+            ("REQUEST_METHOD", "GET"),
+        ]);
+        assert_eq!(in_use_with(&url("https://api.openai.com/v1"), &vars), None);
     }
 
     #[test]
