@@ -1,14 +1,15 @@
 """A loopback forward proxy, as a corporate network puts between its hosts and the internet:
-CONNECT tunnels for https:// and absolute-form requests for http://. Python's standard
-library only.
+CONNECT tunnels for https://. A plain-http request (absolute form) is logged and answered
+502: orgwarden's only plain-http destinations are on loopback and must never come here.
+Python's standard library only.
 
 Usage: forward_proxy.py LOG_FILE [--auth USER:PASSWORD] [--refuse] [--to NAME=HOST:PORT]...
   --auth USER:PASSWORD   answer 407 to a request without these Basic credentials
   --refuse               answer 403 to every request and CONNECT (a proxy policy refusing
                          the destination)
-  --to NAME=HOST:PORT    connect requests and tunnels for host NAME there: the proxy
-                         resolves names its clients cannot (api.example.test); other
-                         hosts are answered 502, as a proxy that cannot resolve them does
+  --to NAME=HOST:PORT    open tunnels to host NAME there: the proxy resolves names its
+                         clients cannot (api.example.test); other hosts are answered 502,
+                         as a proxy that cannot resolve them does
 Prints "listening on PORT" once ready; exits when its stdin closes (the test ended, however
 it ended). Appends one line per request to LOG_FILE: the method, the target, and
 `auth=ok`, `auth=missing` or `auth=wrong`.
@@ -21,7 +22,6 @@ import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 LOG = sys.argv[1]
 AUTH = None
@@ -35,7 +35,6 @@ for i, arg in enumerate(sys.argv):
         host, _, port = address.rpartition(":")
         TO[name] = (host, int(port))
 LOCK = threading.Lock()
-HOP_BY_HOP = {"proxy-authorization", "proxy-connection", "connection", "keep-alive"}
 
 
 class Proxy(BaseHTTPRequestHandler):
@@ -103,31 +102,8 @@ class Proxy(BaseHTTPRequestHandler):
             upstream.close()
 
     def forward(self):
-        if not self.admitted():
-            return
-        target = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        path = target.path + ("?" + target.query if target.query else "")
-        if target.hostname not in TO:
-            self.refuse(502, "Bad Gateway", "unknown host")
-            return
-        upstream = socket.create_connection(TO[target.hostname], timeout=10)
-        head = [f"{self.command} {path or '/'} HTTP/1.1"]
-        for name, value in self.headers.items():
-            if name.lower() not in HOP_BY_HOP:
-                head.append(f"{name}: {value}")
-        head.append("Connection: close")
-        upstream.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        answer = b""
-        while True:
-            data = upstream.recv(65536)
-            if not data:
-                break
-            answer += data
-        upstream.close()
-        self.wfile.write(answer)
-        self.close_connection = True
+        if self.admitted():
+            self.refuse(502, "Bad Gateway", "this proxy only tunnels")
 
     do_GET = forward
     do_POST = forward
