@@ -455,12 +455,7 @@ fn attempt(row: &Row, sender: Sender<'_>, now: DateTime<Utc>) -> Result<Attempt,
                     });
                 }
             };
-            // The creation time keeps names unique across databases writing to one folder.
-            let name = format!(
-                "orgwarden-{}-{}",
-                from_unix(row.created_at).format("%Y%m%dT%H%M%SZ"),
-                row.id
-            );
+            let name = mail_file_name(row.created_at, row.id, row.delivery_id.as_deref());
             let outgoing = Outgoing {
                 from: &row.sender,
                 to: &to,
@@ -494,6 +489,29 @@ fn attempt(row: &Row, sender: Sender<'_>, now: DateTime<Utc>) -> Result<Attempt,
             })
         }
     }
+}
+
+/// The `.eml` name of a message for `transport = "file"`: its creation time and number
+/// sort the folder, and part of its random delivery id keeps apart the messages of several
+/// databases (one per organization) writing one folder, which number theirs alike and may
+/// queue them in the same second. The same on every try, so a retry replaces its own file.
+fn mail_file_name(created_at: i64, id: i64, delivery_id: Option<&str>) -> String {
+    let mut name = format!(
+        "orgwarden-{}-{id}",
+        from_unix(created_at).format("%Y%m%dT%H%M%SZ")
+    );
+    // Read back from the database: only what cannot leave the folder goes into a path.
+    let unique: String = delivery_id
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect();
+    if !unique.is_empty() {
+        name.push('-');
+        name.push_str(&unique);
+    }
+    name
 }
 
 /// What a refused email is stored and logged with: a refusal for size also says how large
@@ -909,6 +927,53 @@ mod tests {
         // The one waiting is still delivered whole.
         let row = unsent(&conn).unwrap().remove(0).unwrap();
         assert_eq!(row.id, waiting.0);
+    }
+
+    #[test]
+    fn two_databases_writing_one_mail_folder_keep_both_messages_queued_at_the_same_second() {
+        // Two orgwarden installations (two organizations) share a `transport = "file"`
+        // folder: each database numbers its messages from 1, and runs on one schedule
+        // queue them in the same second.
+        let dir = tempfile::tempdir().unwrap();
+        let transport = AllEmail(Transport::File {
+            dir: dir.path().join("outbox"),
+        });
+        for subject in ["prod digest", "staging digest"] {
+            let mut conn = db();
+            let tx = conn.transaction().unwrap();
+            insert(&tx, &message(subject), t(0)).unwrap();
+            tx.commit().unwrap();
+            let report = deliver_pending(&conn, &transport, t(0)).unwrap();
+            assert_eq!(report.pending, 0, "{subject}");
+        }
+        let mut written: Vec<String> = std::fs::read_dir(dir.path().join("outbox"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        written.sort();
+        assert_eq!(written.len(), 2, "one file each: {written:?}");
+        assert!(written[0].contains("Subject: prod digest"), "{written:?}");
+        assert!(
+            written[1].contains("Subject: staging digest"),
+            "{written:?}"
+        );
+    }
+
+    #[test]
+    fn a_mail_file_name_takes_only_letters_and_digits_of_the_stored_delivery_id() {
+        assert_eq!(
+            mail_file_name(
+                t(0).timestamp(),
+                7,
+                Some("../../etc/passwd0123456789abcdef")
+            ),
+            format!("orgwarden-{}-7-etcpasswd012", t(0).format("%Y%m%dT%H%M%SZ"))
+        );
+        // A message queued before delivery ids were stored keeps the name it always had.
+        assert_eq!(
+            mail_file_name(t(0).timestamp(), 7, None),
+            format!("orgwarden-{}-7", t(0).format("%Y%m%dT%H%M%SZ"))
+        );
     }
 
     #[test]
