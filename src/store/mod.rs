@@ -167,6 +167,39 @@ pub struct MissingField {
     pub of: i64,
 }
 
+/// The admin key reads another organization than the one this database follows: none
+/// of the projects it lists was ever stored (projects are never deleted, only archived,
+/// and the crawl lists archived ones too). Stored, it would resolve every finding of
+/// the first organization and open every one of the second; nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} follows another organization: none of the {read_count} project(s) this run reads \
+     as `{read_org}` ({read_examples}) is among the {stored_count} it holds, last read as \
+     `{stored_org}` on {stored_at} ({stored_examples}). This run was not stored and no \
+     finding changed. Is the admin key the right one? Give each organization its own database \
+     ([storage] path, or --db); if this database should follow the new organization from \
+     now on, move it aside first (it stays readable with --db)",
+    .path.display()
+)]
+pub struct OtherOrganization {
+    /// The database file.
+    pub path: PathBuf,
+    /// `[openai] organization` of this run.
+    pub read_org: String,
+    /// How many projects this run read.
+    pub read_count: usize,
+    /// A few of them, `proj_x "Name"`, made inert.
+    pub read_examples: String,
+    /// The name the last stored snapshot was taken under.
+    pub stored_org: String,
+    /// When that snapshot started (UTC date and time).
+    pub stored_at: String,
+    /// How many projects the database holds.
+    pub stored_count: usize,
+    /// A few of them.
+    pub stored_examples: String,
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -290,6 +323,10 @@ pub enum StoreError {
         /// ` (pid N)` when the holder wrote its process id, else empty.
         holder: String,
     },
+    /// The admin key reads another organization than the one this database follows;
+    /// nothing was written.
+    #[error(transparent)]
+    OtherOrganization(Box<OtherOrganization>),
     /// A write was attempted through a read-only store.
     #[error("query is read-only: {0}")]
     ReadOnly(String),

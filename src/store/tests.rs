@@ -1145,12 +1145,15 @@ fn print_views_doc_columns() {
 fn every_example_query_in_the_views_doc_runs() {
     let mut store = Store::open_in_memory().unwrap();
     snap(&mut store, 0, synthetic_org(3, 0), SnapshotStatus::Complete);
-    snap(
-        &mut store,
-        1,
-        basic_org("prod", 100),
-        SnapshotStatus::Complete,
+    // The same organization (it keeps a project), now in the shape of `basic_org`.
+    let mut later = basic_org("prod", 100);
+    later[0] = complete(
+        Family::Projects,
+        None,
+        None,
+        vec![project("proj_a"), project("proj_b"), project("proj_00000")],
     );
+    snap(&mut store, 1, later, SnapshotStatus::Complete);
     let mut examples = 0;
     let mut rest = VIEWS_DOC;
     while let Some(at) = rest.find("```sql\n") {
@@ -2127,4 +2130,39 @@ fn missing_fields_count_objects_without_a_documented_field_but_not_a_null_one() 
             of: 3,
         }]
     );
+}
+
+#[test]
+fn a_projects_read_sharing_no_project_with_the_stored_ones_is_refused_with_names_inert() {
+    let mut store = Store::open_in_memory().unwrap();
+    snap(&mut store, 0, basic_org("k", 5), SnapshotStatus::Complete);
+    let mut other = project("proj_other");
+    other["name"] = json!("\u{1b}[2Jevil\nname");
+    let mut writer = store.begin_snapshot("staging", at(1)).unwrap();
+    let err = writer
+        .apply(complete(Family::Projects, None, None, vec![other]))
+        .unwrap_err();
+    drop(writer);
+    let text = err.to_string();
+    assert!(
+        text.contains("none of the 1 project(s) this run reads as `staging`"),
+        "{text}"
+    );
+    assert!(text.contains(r#"proj_other "\x1b[2Jevil\nname""#), "{text}");
+    assert!(
+        text.contains("among the 2 it holds, last read as `acme`"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}') && !text.contains('\n'), "{text}");
+    // Rolled back: the database holds its one snapshot, and a read sharing a project with
+    // it (another project added) is stored as usual.
+    assert_eq!(store.list_snapshots().unwrap().len(), 1);
+    let mut results = basic_org("k", 5);
+    results[0] = complete(
+        Family::Projects,
+        None,
+        None,
+        vec![project("proj_a"), project("proj_b"), project("proj_new")],
+    );
+    snap(&mut store, 2, results, SnapshotStatus::Complete);
 }

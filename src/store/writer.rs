@@ -19,6 +19,8 @@ const OBJECTS_SAVEPOINT: &str = "snapshot_objects";
 /// An open snapshot. Dropping it without [`SnapshotWriter::finish`] rolls everything back.
 pub struct SnapshotWriter<'a> {
     tx: Transaction<'a>,
+    /// The database file, for errors (`None` in memory).
+    db: Option<std::path::PathBuf>,
     id: SnapshotId,
     org: String,
     started_at: i64,
@@ -47,6 +49,7 @@ impl Store {
                 "a snapshot cannot be written through a read-only store".into(),
             ));
         }
+        let db = self.path.clone();
         let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
         let started_at = started_at.timestamp();
         tx.execute(
@@ -57,6 +60,7 @@ impl Store {
         tx.execute_batch(&format!("SAVEPOINT {OBJECTS_SAVEPOINT}"))?;
         Ok(SnapshotWriter {
             tx,
+            db,
             id,
             org: org.to_owned(),
             started_at,
@@ -99,6 +103,9 @@ impl SnapshotWriter<'_> {
             }
             ScopeOutcome::Complete(objects) => match identify(&result.scope, &objects) {
                 Ok(ids) => {
+                    if result.scope.family == Family::Projects {
+                        self.check_same_organization(&ids, &objects)?;
+                    }
                     self.apply_complete(&result.scope, &objects, ids)?;
                     // A scope that failed and was then read completely (a retry) is complete.
                     self.failed.retain(|(scope, _)| scope != &result.scope);
@@ -231,6 +238,72 @@ impl SnapshotWriter<'_> {
             changes: u64::try_from(changes).unwrap_or(0),
             audit_log,
         })
+    }
+
+    /// Refuses a complete projects read that shares no project with those ever stored:
+    /// an organization never loses a project (they are archived, and archived ones are
+    /// listed), so that is the key of another organization (a configuration copied and
+    /// its key changed). Stored, it would resolve every finding of one organization and
+    /// announce every one of the other.
+    fn check_same_organization(&self, ids: &[Ids], objects: &Objects) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let stored: Vec<(String, Option<String>)> = self
+            .tx
+            .prepare_cached(
+                "SELECT o.resource_id, b.raw FROM object o LEFT JOIN blob b ON b.id = o.blob_id
+                 WHERE o.family = ?1 ORDER BY o.first_snapshot, o.id",
+            )?
+            .query_map([Family::Projects.view()], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        if stored.is_empty() {
+            return Ok(());
+        }
+        let known: HashSet<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
+        if ids.iter().any(|(_, id)| known.contains(id.as_str())) {
+            return Ok(());
+        }
+        let (stored_org, stored_started): (String, i64) = self
+            .tx
+            .query_row(
+                "SELECT org, started_at FROM snapshot WHERE status IN ('complete', 'partial')
+                 ORDER BY id DESC LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?
+            .unwrap_or_default();
+        let stored_examples = project_examples(
+            stored
+                .iter()
+                .map(|(id, raw)| (id.clone(), raw.as_deref().and_then(project_name))),
+        );
+        let read_examples =
+            project_examples(ids.iter().zip(objects.iter()).map(|((_, id), object)| {
+                let name = object
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                (id.clone(), name)
+            }));
+        Err(StoreError::OtherOrganization(Box::new(
+            super::OtherOrganization {
+                path: self.db.clone().unwrap_or_else(|| ":memory:".into()),
+                read_org: shown(&self.org),
+                read_count: ids.len(),
+                read_examples,
+                stored_org: shown(&stored_org),
+                stored_at: super::from_unix(stored_started).map_or_else(
+                    |_| "an unknown date".to_owned(),
+                    |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+                ),
+                stored_count: stored.len(),
+                stored_examples,
+            },
+        )))
     }
 
     /// Stores `objects`, whose `ids` [`identify`] found, one parsed at a time.
@@ -519,6 +592,39 @@ fn count_views(conn: &rusqlite::Connection) -> Result<BTreeMap<String, u64>, Sto
 
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// How many projects of each organization [`StoreError::OtherOrganization`] names.
+const EXAMPLE_PROJECTS: usize = 2;
+
+/// The widest project or organization name an error shows.
+const SHOWN_NAME_WIDTH: usize = 40;
+
+/// A name from the configuration or the API as an error shows it: inert, one line, cut.
+fn shown(text: &str) -> String {
+    crate::report::cut_end(&crate::report::inert(text), SHOWN_NAME_WIDTH).into_owned()
+}
+
+/// The `name` of a stored project's JSON.
+fn project_name(raw: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(raw).ok()?;
+    value.get("name")?.as_str().map(str::to_owned)
+}
+
+/// `proj_a "Support", proj_b "Billing", …`: the first few, and an ellipsis for the rest.
+fn project_examples(projects: impl ExactSizeIterator<Item = (String, Option<String>)>) -> String {
+    let more = projects.len() > EXAMPLE_PROJECTS;
+    let mut parts: Vec<String> = projects
+        .take(EXAMPLE_PROJECTS)
+        .map(|(id, name)| match name {
+            Some(name) => format!("{} \"{}\"", shown(&id), shown(&name)),
+            None => shown(&id),
+        })
+        .collect();
+    if more {
+        parts.push("…".to_owned());
+    }
+    parts.join(", ")
 }
 
 /// The identity one object of a complete read is stored under: (project id, resource id).

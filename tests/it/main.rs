@@ -54,6 +54,7 @@ mod schedule_cli;
 mod schedule_dst_year;
 mod schedule_tables;
 mod secrets_canary;
+mod several_orgs;
 mod sim_bad_input;
 mod sim_cli;
 mod sim_conformance;
