@@ -340,7 +340,13 @@ fn send_test_email(
         .map_err(render::RenderError::from)?;
     let to: Vec<String> = email.to.iter().map(|m| m.email.to_string()).collect();
     let from = email.from.email.to_string();
-    let name = format!("orgwarden-test-{}", now.format("%Y%m%dT%H%M%S"));
+    // A random part, as a digest's file has: another organization's orgwarden writing the
+    // same folder may send its test in the same second.
+    let name = format!(
+        "orgwarden-test-{}-{}",
+        now.format("%Y%m%dT%H%M%S"),
+        &outbox::new_delivery_id()[..12]
+    );
     let accepted = email.transport.send(&transport::Outgoing {
         from: &from,
         to: &to,
@@ -880,6 +886,35 @@ mod tests {
                 .unwrap()
                 .count(),
             1
+        );
+    }
+
+    #[test]
+    fn test_messages_of_two_organizations_sent_into_one_folder_at_once_are_both_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{SMTP}transport = \"file\"\ndir = {:?}\n",
+            dir.path().join("outbox").display().to_string()
+        );
+        let notifier = Notifier::from_config_with_env(&config(&text), no_env).unwrap();
+        for organization in ["prod", "staging"] {
+            notifier.send_test(organization, t(1)).unwrap();
+        }
+        let mut subjects: Vec<String> = std::fs::read_dir(dir.path().join("outbox"))
+            .unwrap()
+            .map(|e| {
+                let bytes = std::fs::read(e.unwrap().path()).unwrap();
+                let message = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+                message.subject().unwrap().to_owned()
+            })
+            .collect();
+        subjects.sort();
+        assert_eq!(
+            subjects,
+            [
+                "[orgwarden] prod: test message",
+                "[orgwarden] staging: test message"
+            ]
         );
     }
 }
