@@ -69,6 +69,19 @@ async fn metrics(State(handle): State<DaemonHandle>) -> impl IntoResponse {
     )
 }
 
+/// Why the address could not be bound. A port in use is most often another daemon's: with
+/// one orgwarden per organization on a host, each needs a port of its own.
+fn bind_failure(error: &std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        format!(
+            "{error}: another program listens there (another orgwarden daemon, of another \
+             organization?); give each daemon its own port"
+        )
+    } else {
+        error.to_string()
+    }
+}
+
 impl Component for HealthServer {
     fn name(&self) -> &'static str {
         "health-server"
@@ -80,7 +93,7 @@ impl Component for HealthServer {
                 .await
                 .map_err(|e| DaemonError::Listen {
                     addr: self.addr.to_string(),
-                    reason: e.to_string(),
+                    reason: bind_failure(&e),
                 })?;
             let local = listener.local_addr().map_err(|e| DaemonError::Listen {
                 addr: self.addr.to_string(),

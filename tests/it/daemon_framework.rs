@@ -931,6 +931,13 @@ async fn a_port_in_use_stops_the_daemon_from_starting_and_releases_the_lock() {
         panic!("started on a port in use")
     };
     assert!(error.to_string().starts_with("[server] listen"), "{error}");
+    assert!(
+        error.to_string().ends_with(
+            "another program listens there (another orgwarden daemon, of another \
+             organization?); give each daemon its own port"
+        ),
+        "{error}"
+    );
     // The failed start did not keep the database locked.
     Daemon::builder(
         Arc::new(FakeJob::new(Behaviour::Sleep(Duration::ZERO))),
