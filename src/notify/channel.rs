@@ -317,7 +317,7 @@ impl Channel {
                     .filter(|f| route.accepts(f))
                     .cloned()
                     .collect();
-                events.extend(pagerduty::resolves(&closed));
+                events.extend(pagerduty::resolves(&closed, &ctx.organization));
                 fingerprints.extend(closed.into_iter().map(|f| f.fingerprint));
                 if events.is_empty() {
                     return Ok(Vec::new());

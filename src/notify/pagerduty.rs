@@ -1,6 +1,6 @@
 //! PagerDuty Events API v2: a `trigger` for each finding that opens, reopens or escalates at
-//! or above the channel's severity, a `resolve` for each that resolves, with the finding's
-//! fingerprint as `dedup_key`, so PagerDuty groups every event of one finding into one alert.
+//! or above the channel's severity, a `resolve` for each that resolves, with one `dedup_key`
+//! per finding ([`dedup_key`]), so PagerDuty groups every event of one finding into one alert.
 //!
 //! A finding an exemption now covers gets a `resolve` too (the exemption accepts the risk),
 //! and so does one that resolves while `[notify] send_resolved` is off (that key keeps
@@ -13,7 +13,7 @@
 use serde_json::{Value, json};
 
 use super::plan::{Announced, Digest, FindingState, Reason};
-use crate::model::{Fingerprint, Severity};
+use crate::model::Severity;
 
 /// PagerDuty's events endpoint.
 pub const DEFAULT_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -36,29 +36,56 @@ pub fn events(digest: &Digest, min_severity: Severity) -> Vec<Value> {
     digest
         .announced
         .iter()
-        .filter_map(|a| match a.reason {
+        .flat_map(|a| match a.reason {
             Reason::New | Reason::Reopened | Reason::Escalated
                 if a.finding.severity >= min_severity =>
             {
-                Some(trigger(a, &digest.organization))
+                vec![trigger(a, &digest.organization)]
             }
-            Reason::Resolved => Some(resolve(&a.finding.fingerprint)),
-            _ => None,
+            Reason::Resolved => resolve(&a.finding, &digest.organization),
+            _ => Vec::new(),
         })
         .collect()
 }
 
 /// The events resolving the incidents of findings closed without an announcement (an
 /// exemption now covers them, or they resolved while `send_resolved` is off).
-pub fn resolves(findings: &[FindingState]) -> Vec<Value> {
-    findings.iter().map(|f| resolve(&f.fingerprint)).collect()
+pub fn resolves(findings: &[FindingState], organization: &str) -> Vec<Value> {
+    findings
+        .iter()
+        .flat_map(|f| resolve(f, organization))
+        .collect()
 }
 
-fn resolve(fingerprint: &Fingerprint) -> Value {
-    json!({
-        "event_action": "resolve",
-        "dedup_key": fingerprint,
-    })
+/// The most characters of the organization's name a `dedup_key` takes: PagerDuty allows 255,
+/// and the fingerprint and separator take 65.
+const KEY_ORGANIZATION_CHARS: usize = 100;
+
+/// The incident key of a finding. One in a project is its fingerprint: project ids are
+/// unique across organizations. One outside any project (an organization-wide setting, a
+/// person, who may belong to several organizations) can have the same fingerprint in another
+/// organization; with one orgwarden per organization paging the same PagerDuty service, one
+/// organization's resolve would close the other's incident, so its key starts with the
+/// organization's name: `prod/<fingerprint>`.
+pub fn dedup_key(finding: &FindingState, organization: &str) -> String {
+    if finding.project_id.is_some() {
+        return finding.fingerprint.as_str().to_owned();
+    }
+    let organization: String = organization.chars().take(KEY_ORGANIZATION_CHARS).collect();
+    format!("{organization}/{}", finding.fingerprint.as_str())
+}
+
+/// The resolve of a finding's incident. For a finding outside any project, also one by its
+/// bare fingerprint: the key an orgwarden before organization-named keys triggered it with,
+/// so an incident opened then is still resolved (PagerDuty ignores a resolve of a key with
+/// no open incident).
+fn resolve(finding: &FindingState, organization: &str) -> Vec<Value> {
+    let key = dedup_key(finding, organization);
+    let mut events = vec![json!({"event_action": "resolve", "dedup_key": key})];
+    if key != finding.fingerprint.as_str() {
+        events.push(json!({"event_action": "resolve", "dedup_key": finding.fingerprint}));
+    }
+    events
 }
 
 /// The most columns an id or name from the API takes in a summary: the rest of the summary
@@ -89,7 +116,7 @@ fn trigger(a: &Announced, organization: &str) -> Value {
     let summary: String = summary.chars().take(MAX_SUMMARY).collect();
     json!({
         "event_action": "trigger",
-        "dedup_key": f.fingerprint,
+        "dedup_key": dedup_key(f, organization),
         "client": "orgwarden",
         "payload": {
             "summary": summary,
@@ -158,6 +185,56 @@ mod tests {
             .as_str()
             .unwrap();
         assert!(message.ends_with("長\" is unused"), "{message}");
+    }
+
+    /// The organization-wide finding of no spend limit, as every organization without one has.
+    fn org_wide() -> crate::notify::plan::FindingState {
+        let mut f = crate::notify::plan::tests::finding("organization", Severity::High);
+        f.rule_id = crate::model::RuleId::from("org-no-spend-limit");
+        f.resource_type = "org_spend_limit".into();
+        f.project_id = None;
+        f.project_name = None;
+        f
+    }
+
+    #[test]
+    fn two_organizations_page_one_service_with_their_own_incident_for_an_org_wide_finding() {
+        let announced = |f: crate::notify::plan::FindingState, reason| Announced {
+            finding: f,
+            reason,
+            detail: None,
+        };
+        let key = |event: &Value| event["dedup_key"].as_str().unwrap().to_owned();
+        let fp = org_wide().fingerprint.as_str().to_owned();
+        let prod = trigger(&announced(org_wide(), Reason::New), "prod");
+        let staging = trigger(&announced(org_wide(), Reason::New), "staging");
+        assert_eq!(key(&prod), format!("prod/{fp}"));
+        assert_eq!(key(&staging), format!("staging/{fp}"));
+        // Staging's resolve names its own incident first, and then the bare fingerprint an
+        // earlier orgwarden triggered it with.
+        let resolved = resolves(&[org_wide()], "staging");
+        let keys: Vec<String> = resolved.iter().map(key).collect();
+        assert_eq!(keys, [format!("staging/{fp}"), fp.clone()]);
+        assert!(resolved.iter().all(|e| e["event_action"] == "resolve"));
+        // A finding in a project keeps its fingerprint: project ids are never shared.
+        let in_project = crate::notify::plan::tests::finding("key_1", Severity::High);
+        let project_fp = in_project.fingerprint.as_str().to_owned();
+        let paged = trigger(&announced(in_project.clone(), Reason::New), "prod");
+        assert_eq!(key(&paged), project_fp);
+        let keys: Vec<String> = resolves(&[in_project], "prod").iter().map(key).collect();
+        assert_eq!(keys, [project_fp]);
+    }
+
+    #[test]
+    fn a_long_organization_name_keeps_the_incident_key_within_pagerdutys_limit() {
+        let name = "長".repeat(1_000);
+        let key = dedup_key(&org_wide(), &name);
+        assert!(
+            key.chars().count() <= 255,
+            "{} characters",
+            key.chars().count()
+        );
+        assert!(key.ends_with(org_wide().fingerprint.as_str()), "{key}");
     }
 
     #[test]
