@@ -216,6 +216,84 @@ fn systemd_unit_passes_systemd_analyze_verify() {
     );
 }
 
+/// The template unit for several organizations runs each instance as hardened as the single
+/// unit, with the instance's own configuration, key, user and database.
+#[test]
+fn systemd_template_unit_keeps_each_organization_apart_and_as_hardened_as_the_single_unit() {
+    let single = read("deploy/systemd/orgwarden.service");
+    let template = read("deploy/systemd/orgwarden@.service");
+    let per_instance = [
+        "Description",
+        "ExecStart",
+        "LoadCredential",
+        "User",
+        "StateDirectory",
+        "WorkingDirectory",
+    ];
+    let settings = |unit: &str| -> Vec<String> {
+        unit.lines()
+            .filter(|line| !line.starts_with('#') && line.contains('='))
+            .filter(|line| {
+                !per_instance
+                    .iter()
+                    .any(|key| line.starts_with(&format!("{key}=")))
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        settings(&template),
+        settings(&single),
+        "the rest is the single unit's"
+    );
+    for (key, value) in [
+        ("User", "orgwarden-%i"),
+        ("StateDirectory", "orgwarden-%i"),
+        ("WorkingDirectory", "/var/lib/orgwarden-%i"),
+        (
+            "LoadCredential",
+            "openai_admin_key:/etc/orgwarden/%i/admin_key",
+        ),
+    ] {
+        assert_eq!(unit_value(&template, key), [value], "{key}");
+    }
+    let exec = unit_value(&template, "ExecStart")[0];
+    assert!(
+        exec.contains("--config /etc/orgwarden/%i/orgwarden.toml"),
+        "{exec}"
+    );
+    assert!(
+        exec.contains("--db /var/lib/orgwarden-%i/orgwarden.db"),
+        "{exec}"
+    );
+    // The key path each instance's configuration names, in the unit and in the docs.
+    let expected = "admin_key_file = \"/run/credentials/orgwarden@prod.service/openai_admin_key\"";
+    assert!(
+        template.contains(expected),
+        "the unit's comment must show {expected}"
+    );
+    assert!(read("docs/deploy.md").contains(expected));
+}
+
+/// `systemd-analyze verify` on an instance of the template unit.
+#[test]
+fn systemd_template_unit_passes_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = read("deploy/systemd/orgwarden@.service")
+        .replace("/usr/local/bin/orgwarden", env!("CARGO_BIN_EXE_orgwarden"));
+    std::fs::write(dir.path().join("orgwarden@.service"), unit).unwrap();
+    let output = std::process::Command::new(crate::support::tools::Tool::SystemdAnalyze.require())
+        .arg("verify")
+        .arg(dir.path().join("orgwarden@prod.service"))
+        .output()
+        .expect("systemd-analyze runs");
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The arguments of the daemon's `docker run -d` in docs/deploy.md.
 fn documented_docker_run() -> String {
     let docs = read("docs/deploy.md");
