@@ -30,7 +30,9 @@ pub const STARTER_CONFIG: &str = r##"# orgwarden.toml: configuration for orgward
 # Relative paths are read from the folder this file is in.
 
 [openai]
-# The organization's name in reports, emails and each snapshot's `org`.
+# The organization's name in reports, emails and each snapshot's `org`. Running orgwarden
+# for several organizations, give each its own name here (it is how a shared inbox tells
+# them apart), its own admin key and its own database (`path` under [storage]).
 organization = "default"
 # The Admin API base URL (--base-url overrides it). Point it at `orgwarden sim` to test.
 base_url = "https://api.openai.com/v1"
