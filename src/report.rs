@@ -1431,21 +1431,27 @@ pub fn sarif(
             "associatedRule": {"id": e.rule().as_str()},
         })
     }));
+    let mut run = json!({
+        "tool": {"driver": {
+            "name": "orgwarden",
+            "semanticVersion": env!("CARGO_PKG_VERSION"),
+            "rules": descriptors,
+        }},
+        "invocations": [{
+            "executionSuccessful": notifications.is_empty(),
+            "toolExecutionNotifications": notifications,
+        }],
+        "results": results,
+    });
+    // Reports of several organizations look alike: each says whose it is, as the JSON
+    // report's `snapshot.org` does.
+    if let Some(snapshot) = snapshot {
+        run["properties"] = json!({"organization": snapshot.org});
+    }
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "orgwarden",
-                "semanticVersion": env!("CARGO_PKG_VERSION"),
-                "rules": descriptors,
-            }},
-            "invocations": [{
-                "executionSuccessful": notifications.is_empty(),
-                "toolExecutionNotifications": notifications,
-            }],
-            "results": results,
-        }],
+        "runs": [run],
     })
 }
 
@@ -1984,6 +1990,10 @@ mod tests {
         assert_eq!(
             doc["runs"][0]["invocations"][0]["executionSuccessful"],
             true
+        );
+        assert_eq!(
+            doc["runs"][0]["properties"]["organization"], complete.org,
+            "a report says which organization it is about"
         );
     }
 
