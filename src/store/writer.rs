@@ -249,23 +249,34 @@ impl SnapshotWriter<'_> {
         if ids.is_empty() {
             return Ok(());
         }
+        // Nearly always the first project read is a stored one: one indexed lookup.
+        let mut known = self.tx.prepare_cached(
+            "SELECT 1 FROM object WHERE family = ?1 AND resource_id = ?2 LIMIT 1",
+        )?;
+        for (_, id) in ids {
+            if known.exists(params![Family::Projects.view(), id])? {
+                return Ok(());
+            }
+        }
+        let stored_count: i64 = self.tx.query_row(
+            "SELECT count(*) FROM object WHERE family = ?1",
+            [Family::Projects.view()],
+            |row| row.get(0),
+        )?;
+        if stored_count == 0 {
+            return Ok(());
+        }
         let stored: Vec<(String, Option<String>)> = self
             .tx
             .prepare_cached(
                 "SELECT o.resource_id, b.raw FROM object o LEFT JOIN blob b ON b.id = o.blob_id
-                 WHERE o.family = ?1 ORDER BY o.first_snapshot, o.id",
+                 WHERE o.family = ?1 ORDER BY o.first_snapshot, o.id LIMIT ?2",
             )?
-            .query_map([Family::Projects.view()], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
+            .query_map(
+                params![Family::Projects.view(), clamp(EXAMPLE_PROJECTS as u64)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?
             .collect::<Result<_, _>>()?;
-        if stored.is_empty() {
-            return Ok(());
-        }
-        let known: HashSet<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
-        if ids.iter().any(|(_, id)| known.contains(id.as_str())) {
-            return Ok(());
-        }
         let (stored_org, stored_started): (String, i64) = self
             .tx
             .query_row(
@@ -276,19 +287,23 @@ impl SnapshotWriter<'_> {
             )
             .optional()?
             .unwrap_or_default();
+        let stored_count = usize::try_from(stored_count).unwrap_or(usize::MAX);
         let stored_examples = project_examples(
             stored
                 .iter()
                 .map(|(id, raw)| (id.clone(), raw.as_deref().and_then(project_name))),
+            stored_count,
         );
-        let read_examples =
-            project_examples(ids.iter().zip(objects.iter()).map(|((_, id), object)| {
+        let read_examples = project_examples(
+            ids.iter().zip(objects.iter()).map(|((_, id), object)| {
                 let name = object
                     .get("name")
                     .and_then(Value::as_str)
                     .map(str::to_owned);
                 (id.clone(), name)
-            }));
+            }),
+            ids.len(),
+        );
         Err(StoreError::OtherOrganization(Box::new(
             super::OtherOrganization {
                 path: self.db.clone().unwrap_or_else(|| ":memory:".into()),
@@ -300,7 +315,7 @@ impl SnapshotWriter<'_> {
                     |_| "an unknown date".to_owned(),
                     |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
                 ),
-                stored_count: stored.len(),
+                stored_count,
                 stored_examples,
             },
         )))
@@ -611,9 +626,13 @@ fn project_name(raw: &str) -> Option<String> {
     value.get("name")?.as_str().map(str::to_owned)
 }
 
-/// `proj_a "Support", proj_b "Billing", …`: the first few, and an ellipsis for the rest.
-fn project_examples(projects: impl ExactSizeIterator<Item = (String, Option<String>)>) -> String {
-    let more = projects.len() > EXAMPLE_PROJECTS;
+/// `proj_a "Support", proj_b "Billing", …`: the first few of `total`, and an ellipsis for
+/// the rest.
+fn project_examples(
+    projects: impl Iterator<Item = (String, Option<String>)>,
+    total: usize,
+) -> String {
+    let more = total > EXAMPLE_PROJECTS;
     let mut parts: Vec<String> = projects
         .take(EXAMPLE_PROJECTS)
         .map(|(id, name)| match name {
