@@ -186,6 +186,9 @@ pub struct RunOutcome {
     pub emails_failed: u64,
     /// Why it was partial or failed.
     pub message: Option<String>,
+    /// `[openai] organization` of the run: with a daemon per organization writing one log,
+    /// each run's line says whose it was.
+    pub organization: Option<String>,
 }
 
 impl RunOutcome {
@@ -203,6 +206,7 @@ impl RunOutcome {
             emails_sent: 0,
             emails_failed: 0,
             message: None,
+            organization: None,
         }
     }
 
@@ -1176,6 +1180,7 @@ macro_rules! run_line {
         let record: &RunRecord = $record;
         let outcome = &record.outcome;
         tracing::$level!(
+            organization = outcome.organization.as_deref(),
             reason = record.reason.as_str(),
             status = outcome.status.as_str(),
             snapshot = outcome.snapshot.map(|s| s.0),

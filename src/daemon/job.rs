@@ -501,16 +501,21 @@ fn restart_only_changes(old: &Config, new: &Config, db: &Path) -> Vec<String> {
 
 impl Job for AuditJob {
     async fn run(&self, ctx: RunContext) -> RunOutcome {
+        let loaded = self.loaded();
+        let organization = Some(loaded.config.openai.organization.clone());
         if let Some(gone) = self.gone() {
             // Nothing to deliver either: the outbox was in the database.
-            return RunOutcome::failed(gone);
+            return RunOutcome {
+                organization,
+                ..RunOutcome::failed(gone)
+            };
         }
-        let loaded = self.loaded();
         let today = Utc::now().date_naive();
         for (code, notice) in loaded.exemptions_noted.due(&loaded.rules.exemptions, today) {
             tracing::warn!(code = %code, "{notice}");
         }
         let mut outcome = self.audit(&loaded, &ctx.cancel, &ctx.stopping).await;
+        outcome.organization = organization;
         ctx.saved.record(&outcome);
         if ctx.cancel.is_cancelled() {
             // Shutting down: `flush` delivers, within the daemon's deadline.

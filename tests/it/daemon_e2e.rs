@@ -181,6 +181,18 @@ fn daemon_audits_on_schedule_and_sigterm_mid_run_exits_0_with_a_consistent_datab
     let signalled = log.find("SIGTERM received").expect("signal logged");
     let last_finish = log.rfind("run finished").expect("runs logged");
     assert!(signalled < last_finish, "SIGTERM was not mid-run:\n{log}");
+    // With a daemon per organization writing one log, each run says whose it was.
+    let finished: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.contains("run finished"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        finished
+            .iter()
+            .all(|l| l["organization"] == "acme-robotics"),
+        "{finished:#?}"
+    );
 
     assert_eq!(sql(dir.path(), "PRAGMA integrity_check"), "ok");
     // The run in flight either committed whole or not at all: never a half snapshot.
