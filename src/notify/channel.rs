@@ -308,16 +308,18 @@ impl Channel {
                 )?]);
             }
             (Target::Http(_), ChannelKind::PagerDuty, _) => {
+                let former = pagerduty::former_organizations(tx, &ctx.organization)
+                    .map_err(super::outbox::OutboxError::from)?;
                 let mut events = digest
                     .as_ref()
-                    .map(|d| pagerduty::events(d, self.route.min_severity))
+                    .map(|d| pagerduty::events(d, self.route.min_severity, &former))
                     .unwrap_or_default();
                 let closed: Vec<FindingState> = closed
                     .iter()
                     .filter(|f| route.accepts(f))
                     .cloned()
                     .collect();
-                events.extend(pagerduty::resolves(&closed, &ctx.organization));
+                events.extend(pagerduty::resolves(&closed, &ctx.organization, &former));
                 fingerprints.extend(closed.into_iter().map(|f| f.fingerprint));
                 if events.is_empty() {
                     return Ok(Vec::new());

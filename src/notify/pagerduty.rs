@@ -31,8 +31,10 @@ fn severity(s: Severity) -> &'static str {
 }
 
 /// The events for `digest`, in order; `min_severity` applies to triggers only, so a finding
-/// whose severity dropped below it after paging still gets its `resolve`.
-pub fn events(digest: &Digest, min_severity: Severity) -> Vec<Value> {
+/// whose severity dropped below it after paging still gets its `resolve`. `former` are the
+/// names the organization had before (`[orgwarden] organization` renamed), whose incident
+/// keys a resolve closes too.
+pub fn events(digest: &Digest, min_severity: Severity, former: &[String]) -> Vec<Value> {
     digest
         .announced
         .iter()
@@ -42,7 +44,7 @@ pub fn events(digest: &Digest, min_severity: Severity) -> Vec<Value> {
             {
                 vec![trigger(a, &digest.organization)]
             }
-            Reason::Resolved => resolve(&a.finding, &digest.organization),
+            Reason::Resolved => resolve(&a.finding, &digest.organization, former),
             _ => Vec::new(),
         })
         .collect()
@@ -50,10 +52,10 @@ pub fn events(digest: &Digest, min_severity: Severity) -> Vec<Value> {
 
 /// The events resolving the incidents of findings closed without an announcement (an
 /// exemption now covers them, or they resolved while `send_resolved` is off).
-pub fn resolves(findings: &[FindingState], organization: &str) -> Vec<Value> {
+pub fn resolves(findings: &[FindingState], organization: &str, former: &[String]) -> Vec<Value> {
     findings
         .iter()
-        .flat_map(|f| resolve(f, organization))
+        .flat_map(|f| resolve(f, organization, former))
         .collect()
 }
 
@@ -75,17 +77,43 @@ pub fn dedup_key(finding: &FindingState, organization: &str) -> String {
     format!("{organization}/{}", finding.fingerprint.as_str())
 }
 
-/// The resolve of a finding's incident. For a finding outside any project, also one by its
-/// bare fingerprint: the key an orgwarden before organization-named keys triggered it with,
-/// so an incident opened then is still resolved (PagerDuty ignores a resolve of a key with
-/// no open incident).
-fn resolve(finding: &FindingState, organization: &str) -> Vec<Value> {
+/// How many former names of the organization a resolve also closes incidents under.
+const FORMER_NAMES: u32 = 10;
+
+/// The names, newest first, this database's snapshots were taken under other than `current`:
+/// the organization's former names, if `[orgwarden] organization` was renamed (a database
+/// holds one organization's snapshots only).
+pub fn former_organizations(
+    conn: &rusqlite::Connection,
+    current: &str,
+) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached(
+        "SELECT org FROM snapshot WHERE org <> ?1 GROUP BY org ORDER BY max(id) DESC LIMIT ?2",
+    )?
+    .query_map(rusqlite::params![current, FORMER_NAMES], |row| row.get(0))?
+    .collect()
+}
+
+/// The resolve of a finding's incident. For a finding outside any project, also one by each
+/// key it may have been triggered with before: under each former name of the organization
+/// (renaming it must not leave incidents open for good), and by its bare fingerprint, the
+/// key of an orgwarden before organization-named keys. PagerDuty ignores a resolve of a key
+/// with no open incident.
+fn resolve(finding: &FindingState, organization: &str, former: &[String]) -> Vec<Value> {
     let key = dedup_key(finding, organization);
-    let mut events = vec![json!({"event_action": "resolve", "dedup_key": key})];
+    let mut keys = vec![key.clone()];
     if key != finding.fingerprint.as_str() {
-        events.push(json!({"event_action": "resolve", "dedup_key": finding.fingerprint}));
+        for name in former {
+            let old = dedup_key(finding, name);
+            if !keys.contains(&old) {
+                keys.push(old);
+            }
+        }
+        keys.push(finding.fingerprint.as_str().to_owned());
     }
-    events
+    keys.into_iter()
+        .map(|key| json!({"event_action": "resolve", "dedup_key": key}))
+        .collect()
 }
 
 /// The most columns an id or name from the API takes in a summary: the rest of the summary
@@ -212,7 +240,7 @@ mod tests {
         assert_eq!(key(&staging), format!("staging/{fp}"));
         // Staging's resolve names its own incident first, and then the bare fingerprint an
         // earlier orgwarden triggered it with.
-        let resolved = resolves(&[org_wide()], "staging");
+        let resolved = resolves(&[org_wide()], "staging", &[]);
         let keys: Vec<String> = resolved.iter().map(key).collect();
         assert_eq!(keys, [format!("staging/{fp}"), fp.clone()]);
         assert!(resolved.iter().all(|e| e["event_action"] == "resolve"));
@@ -221,8 +249,60 @@ mod tests {
         let project_fp = in_project.fingerprint.as_str().to_owned();
         let paged = trigger(&announced(in_project.clone(), Reason::New), "prod");
         assert_eq!(key(&paged), project_fp);
-        let keys: Vec<String> = resolves(&[in_project], "prod").iter().map(key).collect();
+        let keys: Vec<String> = resolves(&[in_project], "prod", &["default".into()])
+            .iter()
+            .map(key)
+            .collect();
         assert_eq!(keys, [project_fp]);
+    }
+
+    #[test]
+    fn a_renamed_organization_still_resolves_the_incidents_opened_under_its_former_names() {
+        let fp = org_wide().fingerprint.as_str().to_owned();
+        let former = [
+            "default".to_owned(),
+            "prod".to_owned(),
+            "staging".to_owned(),
+        ];
+        let keys: Vec<String> = resolves(&[org_wide()], "prod", &former)
+            .iter()
+            .map(|e| e["dedup_key"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                format!("prod/{fp}"),
+                format!("default/{fp}"),
+                format!("staging/{fp}"),
+                fp
+            ]
+        );
+    }
+
+    #[test]
+    fn the_former_names_are_those_the_databases_snapshots_were_taken_under_newest_first() {
+        use crate::{model::SnapshotStatus, store::Store};
+        let mut store = Store::open_in_memory().unwrap();
+        for (seconds, org) in [
+            (1_000, "default"),
+            (2_000, "acme"),
+            (3_000, "default"),
+            (4_000, "prod"),
+        ] {
+            let at = chrono::DateTime::from_timestamp(seconds, 0).unwrap();
+            store
+                .begin_snapshot(org, at)
+                .unwrap()
+                .finish(&Default::default(), at, SnapshotStatus::Complete)
+                .unwrap();
+        }
+        let former = former_organizations(store.conn(), "prod").unwrap();
+        assert_eq!(former, ["default", "acme"]);
+        assert!(
+            former_organizations(Store::open_in_memory().unwrap().conn(), "prod")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -119,7 +119,7 @@ fn a_send_exempted_webhook_payload_carries_the_exemption_s_terms_escaped() {
 
 #[test]
 fn pagerduty_triggers_at_its_severity_and_always_resolves() {
-    let events = pagerduty::events(&digest(), Severity::High);
+    let events = pagerduty::events(&digest(), Severity::High, &[]);
     let actions: Vec<(&str, &str)> = events
         .iter()
         .map(|e| {
