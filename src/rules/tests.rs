@@ -848,6 +848,16 @@ fn a_rule_past_its_budget_is_stopped_by_name_and_the_next_rule_still_runs() {
         .map(crate::model::RuleId::as_str)
         .collect();
     assert_eq!(stopped, ["runaway"]);
+    // Said as a timeout with its budget, not as the SQL error SQLite's interrupt raises: the
+    // author is sent to `rule_timeout`, not to the rule's SQL.
+    assert!(
+        matches!(
+            &evaluation.unfinished[..],
+            [RuleError::TimedOut { budget, .. }] if *budget == std::time::Duration::from_millis(200)
+        ),
+        "{:?}",
+        evaluation.unfinished
+    );
     let ids: Vec<&str> = evaluation
         .hits
         .iter()
@@ -925,6 +935,72 @@ fn an_amount_in_cents_can_be_written_as_money() {
     // A missing amount stays empty, and text is left as it is.
     assert_eq!(render(Value::from(())), "");
     assert_eq!(render(Value::from("n/a")), "n/a");
+}
+
+#[test]
+fn a_zero_amount_in_cents_is_written_without_a_sign() {
+    let env = super::evaluate::message_env();
+    let render = |amount: i64| {
+        env.render_str("{{ a | cents }}", minijinja::context! { a => amount })
+            .unwrap()
+    };
+    assert_eq!(render(0), "0.00");
+    assert_eq!(render(-1), "-0.01");
+}
+
+#[test]
+fn rows_without_a_resource_id_are_no_findings_and_are_warned_about_once_with_their_count() {
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let conn = scratch_with_keys();
+    let mut rule = load_with("").rules.get("api-key-old").unwrap().clone();
+    rule.id = crate::model::RuleId::from("loses-ids");
+    rule.body = RuleBody::Sql {
+        sql: "SELECT id AS resource_id, project_id, name AS message FROM project_api_keys \
+              WHERE name = 'prod' \
+              UNION ALL SELECT NULL, NULL, 'no id' UNION ALL SELECT NULL, 'p1', 'no id either'"
+            .into(),
+    };
+    let log = |rule: &Rule| {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let hits = tracing::subscriber::with_default(subscriber, || {
+            evaluate_rules(Reader::over(&conn), &[rule], 0).unwrap()
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        (hits, text)
+    };
+    let (hits, text) = log(&rule);
+    let ids: Vec<&str> = hits.iter().map(|h| h.resource_id.as_str()).collect();
+    assert_eq!(ids, ["k1"]);
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("NULL resource_id"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(warnings[0].contains("\"rows\":2"), "{text}");
+    assert!(warnings[0].contains("\"rule\":\"loses-ids\""), "{text}");
+    // A rule whose every row names its resource is not warned about.
+    rule.body = RuleBody::Sql {
+        sql: "SELECT id AS resource_id, project_id, name AS message FROM project_api_keys".into(),
+    };
+    let (hits, text) = log(&rule);
+    assert_eq!(hits.len(), 1);
+    assert!(!text.contains("NULL resource_id"), "{text}");
 }
 
 #[test]
