@@ -1259,3 +1259,61 @@ fn findings_announced_before_the_announced_columns_are_not_announced_again_after
         "its resolution was announced: {states:?}"
     );
 }
+
+#[test]
+fn the_notifier_is_told_an_announced_finding_became_exempt_and_an_unannounced_one_s_exemption_expired()
+ {
+    use crate::notify::Transition;
+    let mut store = crate::store::Store::open_in_memory().unwrap();
+    let run = |store: &mut crate::store::Store, ex: &[Exemption], on: DateTime<Utc>| {
+        let prior = load(store.reader()).unwrap();
+        let hits = [hit("k1", "p1"), hit("k2", "p1")];
+        let r = reconcile(
+            &prior,
+            &hits,
+            &rules(Severity::Medium),
+            ex,
+            &Coverage::complete(),
+            on,
+        );
+        save(store, &r, None).unwrap();
+    };
+    // k2 is exempt from its first sighting, so nothing is ever announced about it.
+    run(&mut store, &[exemption("k2", "2026-03-02")], day(1));
+    let k1 = fingerprint(
+        &RuleId::from("api-key-stale"),
+        "k1",
+        Some(&ProjectId::from("p1")),
+    );
+    store
+        .transaction(|tx| mark_notified(tx, std::slice::from_ref(&k1), day(1)))
+        .unwrap();
+    let both = [exemption("k2", "2026-03-02"), exemption("k1", "2026-12-31")];
+    run(&mut store, &both, day(2));
+    let all = load(store.reader()).unwrap();
+    let k1_now = all.iter().find(|f| f.fingerprint == k1).unwrap();
+    assert_eq!(
+        k1_now.exemption,
+        Some(both[1].terms()),
+        "the terms it is exempt on are stored and read back"
+    );
+    run(&mut store, &both, day(3));
+    let all = load(store.reader()).unwrap();
+    let states = notify_states(store.reader(), &all).unwrap();
+    let told = |key: &str| {
+        states
+            .iter()
+            .find(|s| s.resource_id == key)
+            .and_then(|s| s.transition.clone())
+    };
+    // Announced open, now exempt: told, so a page for it is resolved and a later
+    // reopening is news again.
+    assert_eq!(told("k1"), Some(Transition::Exempted));
+    assert_eq!(
+        told("k2"),
+        Some(Transition::ExemptionExpired {
+            reason: "exemption expired on 2026-03-02 (owner sec@acme.com)".into()
+        }),
+        "never announced, but it comes back because an exemption ended, not as new"
+    );
+}
