@@ -36,16 +36,8 @@ pub fn smtp_untrusted_hint(text: &str) -> Option<String> {
 /// The text of an HTTP client that could not be built, with its causes, and why when the
 /// reason is that no certificate authority could be loaded.
 pub fn build_error(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let s = cause.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        source = cause.source();
-    }
+    let mut text =
+        crate::notify::transport::chain_onto(err.to_string(), std::error::Error::source(err));
     if text.contains("No CA certificates were loaded") {
         text.push_str(&format!(
             " ({})",

@@ -432,7 +432,7 @@ fn chain(err: &dyn std::error::Error) -> String {
 
 /// `text` followed by `first` and the causes under it, `text: a: b`, each left out when
 /// the text already says it.
-pub(super) fn chain_onto(mut text: String, first: Option<&dyn std::error::Error>) -> String {
+pub(crate) fn chain_onto(mut text: String, first: Option<&dyn std::error::Error>) -> String {
     let mut source = first;
     while let Some(cause) = source {
         let s = cause.to_string();
