@@ -28,4 +28,6 @@ pub mod secrets;
 pub mod sim;
 pub mod size;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod test_log;
 pub mod trust;

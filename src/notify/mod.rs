@@ -611,7 +611,6 @@ mod tests {
     use super::*;
     use crate::notify::plan::tests::{finding, t};
     use std::path::PathBuf;
-    use std::sync::{Arc, Mutex};
 
     fn config(text: &str) -> Config {
         Config::parse(text, &PathBuf::from("/etc/orgwarden/orgwarden.toml")).unwrap()
@@ -761,28 +760,10 @@ mod tests {
         assert_eq!(dir, &PathBuf::from("/etc/orgwarden/outbox"));
     }
 
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn every_announced_finding_is_one_json_log_line_even_without_email() {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_writer(move || writer.clone())
-            .finish();
+        let log = crate::test_log::JsonLog::default();
+        let subscriber = log.subscriber();
         let notifier = Notifier::from_config_with_env(&config(""), no_env).unwrap();
         let mut new = finding("key_a", crate::model::Severity::High);
         new.transition = Some(Transition::Opened);
@@ -800,14 +781,13 @@ mod tests {
             snapshot_id: None,
             partial: false,
         };
-        let subscriber = Arc::new(subscriber);
         let announcement = tracing::subscriber::with_default(subscriber.clone(), || {
             notifier
                 .announce(&tx, &[new, quiet, org], &ctx, t(1))
                 .unwrap()
         });
         assert!(
-            buffer.0.lock().unwrap().is_empty(),
+            log.text().is_empty(),
             "deciding logs nothing: a dry run must leave no announcement in the log"
         );
         tx.commit().unwrap();
@@ -820,7 +800,7 @@ mod tests {
             ]
         );
         assert_eq!(announcement.outbox_id, None, "no email configured");
-        let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let out = log.text();
         let lines: Vec<serde_json::Value> = out
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

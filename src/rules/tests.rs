@@ -950,17 +950,6 @@ fn a_zero_amount_in_cents_is_written_without_a_sign() {
 
 #[test]
 fn rows_without_a_resource_id_are_no_findings_and_are_warned_about_once_with_their_count() {
-    #[derive(Clone, Default)]
-    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
     let conn = scratch_with_keys();
     let mut rule = load_with("").rules.get("api-key-old").unwrap().clone();
     rule.id = crate::model::RuleId::from("loses-ids");
@@ -971,18 +960,11 @@ fn rows_without_a_resource_id_are_no_findings_and_are_warned_about_once_with_the
             .into(),
     };
     let log = |rule: &Rule| {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_writer(move || writer.clone())
-            .finish();
-        let hits = tracing::subscriber::with_default(subscriber, || {
+        let log = crate::test_log::JsonLog::default();
+        let hits = tracing::subscriber::with_default(log.subscriber(), || {
             evaluate_rules(Reader::over(&conn), &[rule], 0).unwrap()
         });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        (hits, text)
+        (hits, log.text())
     };
     let (hits, text) = log(&rule);
     let ids: Vec<&str> = hits.iter().map(|h| h.resource_id.as_str()).collect();
