@@ -761,6 +761,65 @@ mod tests {
     }
 
     #[test]
+    fn a_renamed_organizations_pagerduty_resolve_reaches_the_incident_opened_under_its_former_name()
+    {
+        let mut store = crate::store::Store::open_in_memory().unwrap();
+        store
+            .begin_snapshot("default", t(0))
+            .unwrap()
+            .finish(
+                &Default::default(),
+                t(0),
+                crate::model::SnapshotStatus::Complete,
+            )
+            .unwrap();
+        let notifier = Notifier::from_config_with_env(
+            &config(
+                "[[notify.channel]]\nname = \"pager\"\nkind = \"pagerduty\"\n\
+                 routing_key_env = \"PD_KEY\"\nmin_severity = \"high\"\n",
+            ),
+            |name| (name == "PD_KEY").then(|| "routing-key-0123456789".to_owned()),
+        )
+        .unwrap();
+        // An organization-wide finding paged while the organization was `default`.
+        let mut fixed = finding("organization", crate::model::Severity::High);
+        fixed.project_id = None;
+        fixed.project_name = None;
+        fixed.status = FindingStatus::Resolved;
+        fixed.transition = Some(Transition::Resolved);
+        let ctx = RunContext {
+            organization: "prod".into(),
+            snapshot_id: None,
+            partial: false,
+        };
+        let tx = store.conn().unchecked_transaction().unwrap();
+        let announcement = notifier.announce(&tx, &[fixed], &ctx, t(1)).unwrap();
+        let (_, id) = announcement
+            .queued
+            .iter()
+            .find(|(channel, _)| channel == "pager")
+            .expect("the resolve is queued for PagerDuty");
+        let body: Vec<u8> = tx
+            .query_row("SELECT message FROM outbox WHERE id = ?1", [id.0], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        let events: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+        let keys: Vec<&str> = events
+            .iter()
+            .map(|e| e["dedup_key"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "prod/fp-organization",
+                "default/fp-organization",
+                "fp-organization"
+            ]
+        );
+    }
+
+    #[test]
     fn every_announced_finding_is_one_json_log_line_even_without_email() {
         let log = crate::test_log::JsonLog::default();
         let subscriber = log.subscriber();
