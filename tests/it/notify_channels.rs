@@ -4,7 +4,6 @@
 //! same dedup key; failures are retried with one delivery id, across restarts; a 400 is
 //! refused for good and reported; routing by severity; secrets never leak.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -57,15 +56,7 @@ impl Receiver {
             cmd.env("RECEIVER_MAX_BODY", max.to_string());
         }
         let mut child = cmd.spawn().expect("python runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("receiver did not start: {line:?}"));
+        let port = crate::support::tools::listening_port(&mut child, "webhook_receiver.py");
         Receiver { child, port, log }
     }
 

@@ -4,7 +4,6 @@
 //! resolve outside names itself. Both sit behind HTTPS fronts (`tls_front.py`) whose
 //! certificate is trusted through `SSL_CERT_FILE`, as a TLS-inspecting proxy's CA is.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -39,15 +38,7 @@ impl Helper {
             .stdout(Stdio::piped())
             .spawn()
             .expect("python runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("{script} did not start: {line:?}"));
+        let port = crate::support::tools::listening_port(&mut child, script);
         Helper { child, port }
     }
 }

@@ -725,7 +725,6 @@ fn a_key_revoked_mid_crawl_stops_the_crawl_and_fails_the_snapshot() {
 /// TLS-inspecting proxy presents it. Returns the front's process, its base URL and the
 /// certificate's PEM file.
 fn tls_front(env: &Env) -> (std::process::Child, String, PathBuf) {
-    use std::io::BufRead;
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let (cert_file, key_file) = (
@@ -745,15 +744,7 @@ fn tls_front(env: &Env) -> (std::process::Child, String, PathBuf) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("python runs");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("tls_front.py did not start: {line:?}"));
+    let port = crate::support::tools::listening_port(&mut child, "tls_front.py");
     (child, format!("https://127.0.0.1:{port}/v1"), cert_file)
 }
 

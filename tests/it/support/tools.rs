@@ -78,6 +78,21 @@ pub fn python() -> PathBuf {
     PathBuf::from("python3")
 }
 
+/// The port a test helper script (`tests/it/python/*.py`) listens on, read from the
+/// `listening on PORT` line it prints first; panics naming `script` if it prints anything
+/// else.
+pub fn listening_port(child: &mut std::process::Child, script: &str) -> u16 {
+    use std::io::BufRead as _;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("the helper's stdout is piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{script} did not start: {line:?}"))
+}
+
 /// Panics with one line naming the missing Python package and how to install it, unless
 /// [`python`] can import `module`.
 pub fn require_python_module(module: &str, package: &str) {
